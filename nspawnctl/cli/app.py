@@ -1,0 +1,115 @@
+"""The ``nspawnctl`` command: global options, the command groups, and the one error handler.
+
+Library errors become one line on stderr (plus a hint) and their exit code; with ``--json`` an
+error is also one JSON object on stdout, so scripts always get valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import click
+import typer
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+
+@dataclass
+class State:
+    """Global options, gathered once and handed to every command through click's context."""
+
+    pool: str | None = None
+    store: str | None = None
+    json: bool = False
+
+    def client(self) -> Client:
+        from ..client import Client
+        from ..config import Paths
+
+        return Client(Paths.from_env(self.pool, self.store))
+
+
+app = typer.Typer(
+    name="nspawnctl",
+    help="Run containers with systemd-nspawn, btrfs and machined: docker-like commands, systemd as the daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"nspawnctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    pool: str = typer.Option(
+        None, "--pool", envvar="NSPAWNCTL_POOL", help="Container pool (machined's, default /var/lib/machines)."
+    ),
+    store: str = typer.Option(
+        None, "--store", envvar="NSPAWNCTL_STORE", help="Image store on the same btrfs (default /var/lib/nspawnctl)."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    state = ctx.ensure_object(State)
+    state.pool, state.store = pool, store
+
+
+def state_of(ctx: typer.Context) -> State:
+    return ctx.ensure_object(State)
+
+
+def _register() -> None:
+    from . import containers, images, pool
+
+    images.register(app)
+    containers.register(app)
+    pool.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..errors import NspawnctlError
+
+    _register()
+    state = State()
+    try:
+        app(args=argv, obj=state, standalone_mode=False, prog_name="nspawnctl")
+    except NspawnctlError as e:
+        _report(state, e.code, e.message, e.hint)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(125 if e.exit_code == 1 else e.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        sys.stderr.write("\ninterrupted\n")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except OSError as e:
+        _report(state, "os-error", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), None)
+        sys.exit(125)
+    sys.exit(0)
+
+
+def _report(state: State, code: str, message: str, hint: str | None) -> None:
+    sys.stderr.write(f"nspawnctl: error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+    if state.json:
+        sys.stdout.write(json.dumps({"error": {"code": code, "message": message, "hint": hint}}) + "\n")

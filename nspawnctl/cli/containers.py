@@ -1,0 +1,367 @@
+"""Container commands, with docker's flags and semantics."""
+
+from __future__ import annotations
+
+import re
+import signal as signals
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from ..errors import InvalidArgument, NspawnctlError
+from .app import State, state_of
+from .output import ago, err, human_duration, print_json, table
+
+# Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
+PAYLOAD = {"allow_interspersed_args": False, "ignore_unknown_options": True}
+CMD_HELP = "Command and arguments for the container, passed exactly as given."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("create", context_settings=PAYLOAD)(create)
+    app.command("run", context_settings=PAYLOAD)(run)
+    app.command("exec", context_settings=PAYLOAD)(exec_)
+    for fn in (start, stop, kill, restart, rm, ps, logs, inspect):
+        app.command(fn.__name__)(fn)
+
+
+# -- option parsing ------------------------------------------------------------------------
+_SIZE = re.compile(r"(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?\s*$")
+
+
+def parse_size(text: str) -> int:
+    """docker's ``--memory`` units: b, k, m, g, t are powers of 1024 (64M = 64 MiB)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise InvalidArgument(f"invalid size {text!r}", hint="use a number with an optional unit: 512k, 64M, 2G")
+    mult = 1024 ** "bkmgt".index((m.group(2) or "b").lower())
+    return int(float(m.group(1)) * mult)
+
+
+def parse_signal(text: str) -> int:
+    t = text.upper()
+    if t.isdigit():
+        return int(t)
+    try:
+        return int(signals.Signals[t if t.startswith("SIG") else f"SIG{t}"])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal {text!r}", hint="use a name like TERM, SIGHUP or a number") from None
+
+
+def read_env_file(path: str) -> list[str]:
+    """docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes the value from our environment."""
+    import os
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise InvalidArgument(f"cannot read env file {path}: {e.strerror}") from e
+    out = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" in line:
+            out.append(line)
+        elif line in os.environ:
+            out.append(f"{line}={os.environ[line]}")
+    return out
+
+
+def _options(
+    name: str | None,
+    env: list[str],
+    env_file: list[str],
+    volume: list[str],
+    workdir: str | None,
+    user: str | None,
+    hostname: str | None,
+    boot: bool,
+    memory: str | None,
+    cpus: float | None,
+    pids_limit: int | None,
+    rm: bool,
+) -> object:
+    import os
+
+    from ..client import RunOptions
+    from ..spec import Limits, Volume
+
+    if cpus is not None and cpus <= 0:
+        raise InvalidArgument("--cpus must be greater than 0")
+    if pids_limit is not None and pids_limit <= 0:
+        raise InvalidArgument("--pids-limit must be greater than 0")
+    envs: list[str] = []
+    for f in env_file:
+        envs += read_env_file(f)
+    for e in env:  # -e KEY without a value passes our own value through, as docker does
+        envs.append(e if "=" in e else f"{e}={os.environ.get(e, '')}")
+    return RunOptions(
+        name=name,
+        env=envs,
+        volumes=[Volume.parse(v) for v in volume],
+        workdir=workdir,
+        user=user,
+        hostname=hostname,
+        boot=boot,
+        limits=Limits(memory=parse_size(memory) if memory else None, cpus=cpus, pids=pids_limit),
+        auto_remove=rm,
+    )
+
+
+# Shared option declarations of create/run.
+NAME = typer.Option(None, "--name", help="Container name (default: a generated one).")
+ENV = typer.Option([], "-e", "--env", help="Set KEY=VALUE in the container (repeatable).")
+ENV_FILE = typer.Option([], "--env-file", help="Read KEY=VALUE lines from a file.")
+VOLUME = typer.Option([], "-v", "--volume", help="Bind mount HOST:CONTAINER[:ro] (repeatable).")
+WORKDIR = typer.Option(None, "-w", "--workdir", help="Working directory inside the container.")
+USER = typer.Option(None, "-u", "--user", help="User (name or UID) to run the command as.")
+HOSTNAME = typer.Option(None, "--hostname", help="Hostname inside the container.")
+BOOT = typer.Option(False, "--boot", help="Boot the image's init (systemd) instead of running a command.")
+MEMORY = typer.Option(None, "-m", "--memory", help="Memory limit, e.g. 64M (MiB), 1G (MemoryMax=).")
+CPUS = typer.Option(None, "--cpus", help="CPU limit in CPUs, e.g. 0.5 (CPUQuota=).")
+PIDS = typer.Option(None, "--pids-limit", help="Maximum number of processes (TasksMax=).")
+RM = typer.Option(False, "--rm", help="Remove the container when it exits.")
+
+
+def create(
+    ctx: typer.Context,
+    image: str = typer.Argument(..., help="Image (NAME[:TAG] or ID)."),
+    command: list[str] = typer.Argument(None, help=CMD_HELP),
+    name: str = NAME,
+    env: list[str] = ENV,
+    env_file: list[str] = ENV_FILE,
+    volume: list[str] = VOLUME,
+    workdir: str = WORKDIR,
+    user: str = USER,
+    hostname: str = HOSTNAME,
+    boot: bool = BOOT,
+    memory: str = MEMORY,
+    cpus: float = CPUS,
+    pids_limit: int = PIDS,
+    rm: bool = RM,
+) -> None:
+    """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
+    opts = _options(name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm)
+    spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
+    typer.echo(spec.name)
+
+
+def run(
+    ctx: typer.Context,
+    image: str = typer.Argument(..., help="Image (NAME[:TAG] or ID)."),
+    command: list[str] = typer.Argument(None, help=CMD_HELP),
+    detach: bool = typer.Option(False, "-d", "--detach", help="Run in the background and print the name."),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached to the container."),
+    tty: bool = typer.Option(False, "-t", "--tty", help="Give the container a terminal (with -i: interactive)."),
+    name: str = NAME,
+    env: list[str] = ENV,
+    env_file: list[str] = ENV_FILE,
+    volume: list[str] = VOLUME,
+    workdir: str = WORKDIR,
+    user: str = USER,
+    hostname: str = HOSTNAME,
+    boot: bool = BOOT,
+    memory: str = MEMORY,
+    cpus: float = CPUS,
+    pids_limit: int = PIDS,
+    rm: bool = RM,
+) -> None:
+    """Create a container from IMAGE and run COMMAND in it.
+
+    In the foreground (the default) the command's output is shown and its exit code becomes
+    nspawnctl's; 125 means nspawnctl itself failed. Ctrl-C is passed on to the command (three
+    times kills it). With -d it runs as a transient systemd unit in the background.
+    """
+    opts = _options(name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm)
+    containers = state_of(ctx).client().containers
+    argv = list(command or [])
+    if detach:
+        if interactive or tty:
+            raise InvalidArgument("-d cannot be combined with -i or -t")
+        spec = containers.run_detached(image, argv, opts)  # type: ignore[arg-type]
+        typer.echo(spec.name)
+        return
+    if tty and interactive and not sys.stdin.isatty():
+        raise InvalidArgument("the input device is not a TTY", hint="drop -t, or run from a terminal")
+
+    def write(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+    code = containers.run_attached(image, argv, opts, write, interactive, tty)  # type: ignore[arg-type]
+    raise typer.Exit(code)
+
+
+def _each(names: list[str], action: object, echo: bool = True) -> None:
+    """Apply ``action`` to every name like docker: report each failure, exit 1 if any failed."""
+    failed = 0
+    for n in names:
+        try:
+            action(n)  # type: ignore[operator]
+        except NspawnctlError as e:
+            if len(names) == 1:
+                raise
+            err(f"nspawnctl: error: {e.message}")
+            failed += 1
+            continue
+        if echo:
+            typer.echo(n)
+    if failed:
+        raise typer.Exit(1)
+
+
+NAMES = typer.Argument(..., help="Container names.")
+
+
+def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
+    """Start stopped containers in the background."""
+    c = state_of(ctx).client().containers
+    _each(names, c.start)
+
+
+def stop(
+    ctx: typer.Context,
+    names: list[str] = NAMES,
+    time: float = typer.Option(10, "-t", "--time", help="Seconds to wait before killing."),
+) -> None:
+    """Stop containers: SIGTERM to the command (init: orderly shutdown), SIGKILL after -t seconds."""
+    c = state_of(ctx).client().containers
+    _each(names, lambda n: c.stop(n, time))
+
+
+def kill(
+    ctx: typer.Context,
+    names: list[str] = NAMES,
+    signal: str = typer.Option("KILL", "-s", "--signal", help="Signal to send (name or number)."),
+) -> None:
+    """Send a signal to containers' main process (default SIGKILL)."""
+    c = state_of(ctx).client().containers
+    sig = parse_signal(signal)
+    _each(names, lambda n: c.kill(n, sig))
+
+
+def restart(
+    ctx: typer.Context,
+    names: list[str] = NAMES,
+    time: float = typer.Option(10, "-t", "--time", help="Seconds to wait before killing."),
+) -> None:
+    """Stop, then start containers."""
+    c = state_of(ctx).client().containers
+    _each(names, lambda n: c.restart(n, time))
+
+
+def rm(
+    ctx: typer.Context,
+    names: list[str] = NAMES,
+    force: bool = typer.Option(False, "-f", "--force", help="Kill running containers first."),
+) -> None:
+    """Remove containers: their snapshot, .nspawn file and state."""
+    c = state_of(ctx).client().containers
+    _each(names, lambda n: c.remove(n, force))
+
+
+def ps(
+    ctx: typer.Context,
+    all: bool = typer.Option(False, "-a", "--all", help="Show stopped containers too."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only print names."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON array."),
+) -> None:
+    """List containers (running ones unless -a)."""
+    state = state_of(ctx)
+    state.json = json_out
+    statuses = state.client().containers.list(all=all)
+    if json_out:
+        print_json([s.to_json() for s in statuses])
+        return
+    if quiet:
+        for s in statuses:
+            typer.echo(s.spec.name)
+        return
+    rows = []
+    now = datetime.now(UTC).timestamp()
+    for s in statuses:
+        if s.running:
+            status = f"Up {human_duration(now - s.started_us / 1e6)}" if s.started_us else "Up"
+        elif s.exit:
+            status = f"Exited ({s.exit.exit_code}) {ago(s.exit.finished)}"
+        else:
+            status = "Created"
+        command = " ".join(s.spec.command) or ("(boot)" if s.spec.boot else "")
+        if len(command) > 30:
+            command = command[:29] + "…"
+        rows.append([s.spec.name, s.spec.image, f'"{command}"', ago(s.spec.created), status])
+    table(["NAME", "IMAGE", "COMMAND", "CREATED", "STATUS"], rows)
+
+
+def _docker_since(text: str | None) -> str | None:
+    """docker's relative --since (10m, 2h, 30s) becomes journalctl's "-10m"; other forms pass through."""
+    if text and re.fullmatch(r"[0-9]+(s|m|h|d)", text):
+        return f"-{text[:-1]}{ {'s': 's', 'm': 'min', 'h': 'h', 'd': 'd'}[text[-1]] }".replace(" ", "")
+    return text
+
+
+def logs(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Container name."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new output until the container stops."),
+    since: str = typer.Option(None, "--since", help="Only output since then: 10m, 2h, or '2026-01-02 10:00'."),
+    tail: str = typer.Option("all", "-n", "--tail", help="Number of lines from the end (or 'all')."),
+    timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Prefix each line with its time."),
+) -> None:
+    """Show a container's output, from every run, as journald recorded it."""
+    if tail != "all" and not tail.isdigit():
+        raise InvalidArgument(f"invalid --tail {tail!r}", hint="a number of lines, or 'all'")
+    out = sys.stdout.buffer
+
+    def write(entry: object) -> None:
+        line: bytes = entry.message  # type: ignore[attr-defined]
+        if timestamps:
+            ts = datetime.fromtimestamp(entry.realtime_us / 1e6, UTC)  # type: ignore[attr-defined]
+            line = ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode() + line
+        out.write(line + b"\n")
+        out.flush()
+
+    state_of(ctx).client().containers.logs(
+        name, write, follow=follow, since=_docker_since(since), tail=None if tail == "all" else int(tail)
+    )
+
+
+def exec_(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A running container."),
+    command: list[str] = typer.Argument(..., help=CMD_HELP),
+    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
+    tty: bool = typer.Option(False, "-t", "--tty", help="Run under a pseudo-terminal."),
+    env: list[str] = ENV,
+    workdir: str = WORKDIR,
+    user: str = USER,
+) -> None:
+    """Run a command in a running container (app or booted); its exit code becomes ours."""
+    c = state_of(ctx).client().containers
+    raise typer.Exit(c.exec(name, list(command), env, workdir, user, tty=tty))
+
+
+exec_.__name__ = "exec"
+
+
+def inspect(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(..., help="Containers or images."),
+    json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
+) -> None:
+    """Show containers' (or images') configuration and state as JSON."""
+    from ..errors import ContainerNotFound
+
+    state: State = state_of(ctx)
+    state.json = True
+    client = state.client()
+    out = []
+    for n in names:
+        try:
+            out.append(client.containers.get(n).to_json())
+        except ContainerNotFound:
+            out.append(client.images.get(n).to_json())
+    print_json(out)

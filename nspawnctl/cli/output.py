@@ -1,0 +1,74 @@
+"""Rendering: docker-style tables and durations on stdout, or JSON; diagnostics go to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    for row in [headers, *rows]:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        sys.stdout.write("   ".join(cells).rstrip() + "\n")
+
+
+def human_duration(seconds: float) -> str:
+    """docker's units.HumanDuration wording."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def since(iso: str | None, now: datetime | None = None) -> float:
+    if not iso:
+        return 0.0
+    now = now or datetime.now(UTC)
+    return max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())
+
+
+def ago(iso: str | None) -> str:
+    return f"{human_duration(since(iso))} ago" if iso else ""
+
+
+def human_size(n: int) -> str:
+    """Decimal units with three significant digits, as docker prints sizes."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.3g}{unit}" if unit != "B" else f"{int(size)}B"
+        size /= 1000
+    return f"{n}B"
+
+
+def err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()

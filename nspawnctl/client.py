@@ -1,0 +1,429 @@
+"""The Python API: ``Client().images`` and ``Client().containers``; the CLI is a thin layer over it.
+
+It is the one place that knows every step (store, run, observe) and strings them together.
+Calls are synchronous; each one that needs systemd opens the bus inside its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal as signals
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from .config import Paths
+from .errors import ContainerRunning, InvalidArgument, NspawnctlError
+from .names import check_machine_name, generate_name
+from .ref import ImageRef
+from .spec import ContainerSpec, Limits, Volume
+from .store.containers import ContainerStore, ExitRecord
+from .store.images import Image, ImageStore
+from .store.pool import Pool
+from .systemd.bus import Bus, run_sync
+from .systemd.journal import Entry
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """A container and what it is doing now."""
+
+    spec: ContainerSpec
+    state: str  # created | running | exited
+    started_us: int | None = None
+    exit: ExitRecord | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "Name": s.name,
+            "Id": s.id,
+            "Image": s.image,
+            "ImageId": s.image_id,
+            "Created": s.created,
+            "Command": s.command,
+            "State": {
+                "Status": self.state,
+                "Running": self.running,
+                "StartedAt": _iso_us(self.started_us),
+                "ExitCode": self.exit.exit_code if self.exit else None,
+                "FinishedAt": self.exit.finished if self.exit else None,
+            },
+            "Config": {
+                "Env": s.env,
+                "WorkingDir": s.workdir,
+                "User": s.user,
+                "Hostname": s.hostname,
+                "Boot": s.boot,
+                "Volumes": [str(v) for v in s.volumes],
+                "AutoRemove": s.auto_remove,
+            },
+            "HostConfig": {"Memory": s.limits.memory, "NanoCpus": _nano(s.limits.cpus), "PidsLimit": s.limits.pids},
+            "Unit": f"nspawnctl-{s.name}.service",
+        }
+
+
+def _iso_us(us: int | None) -> str | None:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds") if us else None
+
+
+def _nano(cpus: float | None) -> int | None:
+    return None if cpus is None else int(cpus * 1e9)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``create``/``run`` accept besides the image and the command."""
+
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    volumes: list[Volume] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    boot: bool = False
+    limits: Limits = field(default_factory=Limits)
+    auto_remove: bool = False
+
+
+class Images:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.store = ImageStore(client.pool)
+
+    def import_file(self, source: str | Path, ref: str | None) -> Image:
+        """Import a rootfs tarball (``-`` is stdin) or a directory as an image."""
+        parsed = ImageRef.parse(ref) if ref else None
+        if str(source) == "-":
+            return self.store.import_archive(sys.stdin.buffer, parsed, source="-")
+        path = Path(source)
+        if path.is_dir():
+            return self.store.import_directory(path, parsed)
+        try:
+            f: IO[bytes] = open(path, "rb")
+        except OSError as e:
+            raise InvalidArgument(f"cannot read {path}: {e.strerror}") from e
+        with f:
+            return self.store.import_archive(f, parsed, source=str(path.resolve()))
+
+    def import_stream(self, stream: IO[bytes], ref: str | None, source: str = "stream") -> Image:
+        return self.store.import_archive(stream, ImageRef.parse(ref) if ref else None, source=source)
+
+    def list(self) -> list[Image]:
+        self._client.pool.check()
+        return self.store.list()
+
+    def get(self, text: str) -> Image:
+        self._client.pool.check()
+        return self.store.get(text)
+
+    def tag(self, source: str, target: str) -> Image:
+        self._client.pool.check()
+        return self.store.tag(source, ImageRef.parse(target))
+
+    def remove(self, text: str, force: bool = False) -> tuple[list[str], bool]:
+        self._client.pool.check()
+        return self.store.remove(text, force, self._client.containers.store.users_of)
+
+
+class Containers:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self.paths = client.paths
+        self.store = ContainerStore(client.pool)
+
+    # -- creation --------------------------------------------------------------------------
+    def create(self, image: str, command: list[str], options: RunOptions) -> ContainerSpec:
+        self._client.pool.check()
+        img = self._client.images.get(image)
+        name = check_machine_name(options.name) if options.name else generate_name(self.store.names())
+        defaults = img.defaults
+        env = [*defaults.env, *options.env]
+        for e in env:
+            if "=" not in e or e.startswith("="):
+                raise InvalidArgument(f"invalid environment variable {e!r}", hint="use -e KEY=VALUE")
+        spec = ContainerSpec(
+            name=name,
+            id=secrets.token_hex(16),
+            image=image,
+            image_id=img.id,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            command=command or defaults.command,
+            env=env,
+            volumes=options.volumes,
+            workdir=options.workdir or defaults.workdir,
+            user=options.user or defaults.user,
+            hostname=options.hostname,
+            boot=options.boot,
+            limits=options.limits,
+            auto_remove=options.auto_remove,
+        )
+        if not spec.command and not spec.boot:
+            raise InvalidArgument(
+                f"no command given and image {image} has no default command",
+                hint=f"say what to run: nspawnctl run {image} /bin/sh",
+            )
+        for v in spec.volumes:
+            if not os.path.exists(v.host):
+                raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
+        return self.store.create(spec, img)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, name: str) -> None:
+        spec = self.store.get(name)
+
+        async def go(bus: Bus) -> None:
+            rt = self._runtime(bus)
+            if await rt.is_running(name):
+                return
+            self.store.clear_exit(name)
+            await rt.start(spec, self._launch(spec))
+
+        run_sync(go)
+
+    def run_detached(self, image: str, command: list[str], options: RunOptions) -> ContainerSpec:
+        spec = self.create(image, command, options)
+        try:
+            self.start(spec.name)
+        except NspawnctlError:
+            self._cleanup_failed(spec)
+            raise
+        return spec
+
+    def run_attached(
+        self,
+        image: str,
+        command: list[str],
+        options: RunOptions,
+        write: Callable[[bytes], None],
+        interactive: bool = False,
+        tty: bool = False,
+    ) -> int:
+        """Run in the foreground and return the payload's exit code (docker's ``run`` without ``-d``).
+
+        Without ``interactive``/``tty`` the output goes to the journal like any container's and is
+        followed from there (so ``logs`` has it too); with them our own stdin/stdout/stderr are
+        handed to the unit and nspawn forwards the terminal itself.
+        """
+        spec = self.create(image, command, options)
+        try:
+            return run_sync(lambda bus: self._attached(bus, spec, write, interactive, tty))
+        except BaseException:
+            self._cleanup_failed(spec)
+            raise
+
+    async def _attached(
+        self, bus: Bus, spec: ContainerSpec, write: Callable[[bytes], None], interactive: bool, tty: bool
+    ) -> int:
+        from .run.units import LOG_FIELD
+        from .systemd import journal
+
+        rt = self._runtime(bus)
+        fds = (0, 1, 2) if (interactive or tty) else None
+        console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
+        launch = self._launch(spec, add_ref=True, fds=fds, console=console)
+        name = spec.name
+        await rt.start(spec, launch)
+        interrupts = 0
+        loop = asyncio.get_running_loop()
+
+        def forward(sig: int) -> None:
+            nonlocal interrupts
+            interrupts += 1
+            target = signals.SIGKILL if interrupts >= 3 else sig
+            loop.create_task(_quietly(rt.kill(name, target)))
+
+        if fds is None:
+            for sig in (signals.SIGINT, signals.SIGTERM):
+                loop.add_signal_handler(sig, forward, sig)
+        try:
+            if fds is None:
+                inv = await rt.invocation_id(name)
+                matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
+                if inv:
+                    matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
+
+                async def ended() -> bool:
+                    return await rt.wait(name, timeout=0)
+
+                await journal.follow(matches, lambda e: write(e.message + b"\n"), ended, poll=0.2)
+            await rt.wait(name)
+            outcome = await rt.outcome(name)
+        finally:
+            if fds is None:
+                for sig in (signals.SIGINT, signals.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            await rt.release(name)
+        if outcome is None:
+            record = self.store.exit_record(name)
+            return record.exit_code if record else 0
+        return outcome.exit_code
+
+    def stop(self, name: str, timeout: float = 10) -> None:
+        self.store.get(name)
+        run_sync(lambda bus: self._runtime(bus).stop(name, timeout))
+
+    def kill(self, name: str, signal: int = signals.SIGKILL) -> None:
+        self.store.get(name)
+        run_sync(lambda bus: self._runtime(bus).kill(name, signal))
+
+    def restart(self, name: str, timeout: float = 10) -> None:
+        self.stop(name, timeout)
+        self.start(name)
+
+    def remove(self, name: str, force: bool = False) -> None:
+        spec = self.store.get(name)
+
+        async def go(bus: Bus) -> None:
+            rt = self._runtime(bus)
+            if await rt.is_running(name):
+                if not force:
+                    raise ContainerRunning(
+                        f"container {name} is running", hint=f"stop it first, or use: nspawnctl rm -f {name}"
+                    )
+                await rt.kill(name, signals.SIGKILL)
+                await rt.wait(name, timeout=30)
+            await rt.manager.reset_failed(f"nspawnctl-{name}.service")
+
+        run_sync(go)
+        # a --rm container may already have removed itself when it stopped
+        if spec.name in self.store.names() or self.store.root(name).exists():
+            self.store.remove(name)
+
+    # -- observation -----------------------------------------------------------------------
+    def get(self, name: str) -> ContainerStatus:
+        return self.statuses([self.store.get(name)])[0]
+
+    def list(self, all: bool = False) -> list[ContainerStatus]:
+        statuses = self.statuses(self.store.list())
+        return statuses if all else [s for s in statuses if s.running]
+
+    def statuses(self, specs: list[ContainerSpec]) -> list[ContainerStatus]:
+        if not specs:
+            return []
+
+        async def go(bus: Bus) -> list[ContainerStatus]:
+            rt = self._runtime(bus)
+            states = await rt.states([s.name for s in specs])
+            out = []
+            for spec in specs:
+                st = states.get(spec.name)
+                if st is not None and st.running:
+                    out.append(ContainerStatus(spec, "running", await rt.started_at(spec.name)))
+                else:
+                    rec = self.store.exit_record(spec.name)
+                    out.append(ContainerStatus(spec, "exited" if rec else "created", exit=rec))
+            return out
+
+        result: list[ContainerStatus] = run_sync(go)
+        return result
+
+    def logs(
+        self,
+        name: str,
+        write: Callable[[Entry], None],
+        follow: bool = False,
+        since: str | None = None,
+        tail: int | None = None,
+    ) -> None:
+        from .run.units import LOG_FIELD
+        from .systemd import journal
+
+        spec = self.store.get(name)
+        matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
+        if not follow:
+            for entry in journal.read(matches, since=since, lines=tail):
+                write(entry)
+            return
+
+        async def go(bus: Bus) -> None:
+            rt = self._runtime(bus)
+
+            async def stopped() -> bool:
+                return not await rt.is_running(name)
+
+            await journal.follow(matches, write, stopped, since=since, lines=tail)
+
+        run_sync(go)
+
+    def exec(
+        self,
+        name: str,
+        argv: list[str],
+        env: list[str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        tty: bool = False,
+    ) -> int:
+        """Run ``argv`` inside the running container; returns its exit code."""
+        from .run.runtime import exec_argv, resolve_user, run_exec
+
+        spec = self.store.get(name)
+        if not argv:
+            raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")
+        leader: int = run_sync(lambda bus: self._runtime(bus).leader(name))
+        uid, gid = resolve_user(self.store.root(name), user or spec.user)
+        environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+        if tty and os.environ.get("TERM"):
+            environment["TERM"] = os.environ["TERM"]
+        for e in [*spec.env, *(env or [])]:
+            k, sep, v = e.partition("=")
+            if not sep:
+                raise InvalidArgument(f"invalid environment variable {e!r}", hint="use -e KEY=VALUE")
+            environment[k] = v
+        return run_exec(exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment, tty)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _runtime(self, bus: Bus) -> Any:
+        from .run.runtime import Runtime
+
+        return Runtime(bus, self.paths)
+
+    def _launch(
+        self, spec: ContainerSpec, add_ref: bool = False, fds: tuple[int, int, int] | None = None, console: str = "pipe"
+    ) -> Any:
+        from .run.runtime import host_is_unified, nspawn_binary, poststop_argv
+        from .run.units import Launch
+
+        return Launch(
+            nspawn=nspawn_binary(),
+            console="read-only" if spec.boot and fds is None else console,
+            attach_fds=fds,
+            add_ref=add_ref,
+            unified_cgroup=host_is_unified(),
+            poststop=poststop_argv(self.paths, spec.name, remove=spec.auto_remove),
+        )
+
+    def _cleanup_failed(self, spec: ContainerSpec) -> None:
+        """A --rm container that could not run leaves nothing behind; others stay, like docker's."""
+        if spec.auto_remove and (self.store.root(spec.name).exists() or spec.name in self.store.names()):
+            try:
+                self.store.remove(spec.name)
+            except NspawnctlError:
+                pass
+
+
+async def _quietly(coro: Any) -> None:
+    try:
+        await coro
+    except NspawnctlError:
+        pass
+
+
+class Client:
+    """Entry point of the API: ``Client().containers.run_detached("debian", ["sleep", "60"], RunOptions())``."""
+
+    def __init__(self, paths: Paths | None = None) -> None:
+        self.paths = paths or Paths.from_env()
+        self.pool = Pool(self.paths)
+        self.images = Images(self)
+        self.containers = Containers(self)

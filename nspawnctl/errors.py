@@ -1,0 +1,101 @@
+"""One exception tree for the whole library.
+
+The library raises and never prints or exits; the CLI maps each class to a one-line message, a
+hint and an exit code. Codes stay stable so scripts can match on them in ``--json`` output.
+Exit codes follow docker's convention for the runtime's own failures (125), so that ``run`` can
+return the payload's status unchanged.
+"""
+
+from __future__ import annotations
+
+
+class NspawnctlError(Exception):
+    """Root of every error nspawnctl raises on purpose."""
+
+    exit_code: int = 125
+    code: str = "error"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(NspawnctlError):
+    code = "invalid-argument"
+    exit_code = 2
+
+
+class InvalidName(InvalidArgument):
+    code = "invalid-name"
+
+
+class InvalidReference(InvalidArgument):
+    code = "invalid-reference"
+
+
+class NotFound(NspawnctlError):
+    code = "not-found"
+
+
+class ImageNotFound(NotFound):
+    code = "image-not-found"
+
+
+class ContainerNotFound(NotFound):
+    code = "container-not-found"
+
+
+class Conflict(NspawnctlError):
+    code = "conflict"
+
+
+class NameInUse(Conflict):
+    code = "name-in-use"
+
+
+class ImageInUse(Conflict):
+    code = "image-in-use"
+
+
+class ContainerRunning(Conflict):
+    code = "container-running"
+
+
+class ContainerNotRunning(Conflict):
+    code = "container-not-running"
+
+
+class PoolError(NspawnctlError):
+    code = "pool"
+
+
+class PoolNotBtrfs(PoolError):
+    code = "pool-not-btrfs"
+
+
+class ArchiveError(NspawnctlError):
+    """The archive cannot be read: truncated, corrupt, unknown compression."""
+
+    code = "bad-archive"
+
+
+class UnsafeArchive(ArchiveError):
+    """The archive tries to write outside its root (.., absolute names, links escaping)."""
+
+    code = "unsafe-archive"
+
+
+class SystemdError(NspawnctlError):
+    """systemd, machined or journald refused or failed a request."""
+
+    code = "systemd"
+
+
+class CommandFailed(NspawnctlError):
+    """A helper program (btrfs, mkfs, nsenter, journalctl) failed."""
+
+    code = "command-failed"

@@ -1,0 +1,41 @@
+"""Container names: valid machine names, and docker-style generated ones."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from .errors import InvalidName
+
+# systemd's hostname_is_valid(): dot-separated labels of letters, digits and inner hyphens, <= 64 chars.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_MACHINE_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+MAX_NAME = 64
+
+_ADJECTIVES = (
+    "brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid",
+    "merry", "nimble", "proud", "quiet", "rapid", "sharp", "sunny", "tidy", "vivid", "witty",
+)
+_NOUNS = (
+    "otter", "falcon", "badger", "heron", "lynx", "marten", "newt", "osprey", "panda", "quail",
+    "raven", "salmon", "tapir", "urchin", "vole", "walrus", "yak", "zebra", "bison", "crane",
+)
+
+
+def check_machine_name(name: str) -> str:
+    """Return ``name`` if systemd accepts it as a machine name, else raise InvalidName."""
+    if len(name) > MAX_NAME or not _MACHINE_NAME.fullmatch(name):
+        raise InvalidName(
+            f"invalid container name {name!r}",
+            hint="use letters, digits and inner hyphens (dots between parts), at most 64 characters",
+        )
+    return name
+
+
+def generate_name(taken: set[str]) -> str:
+    """A readable unused name such as ``merry-otter``; falls back to a random suffix."""
+    for _ in range(50):
+        name = f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}"
+        if name not in taken:
+            return name
+    return f"ctr-{secrets.token_hex(4)}"

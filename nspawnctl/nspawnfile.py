@@ -1,0 +1,241 @@
+"""Read and write systemd.nspawn(5) files without losing what we do not understand.
+
+A file is kept as its lines; sections and keys are edited in place, so comments, blank lines,
+unknown keys and unknown sections survive a rewrite. nspawnctl's own keys live in the
+``[X-Nspawnctl]`` section, which systemd ignores (sections starting with ``X-`` are reserved
+for extensions).
+
+List values (``Parameters=``, ``Environment=``) are split by systemd with
+``extract_first_word(EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE)``: quotes group words and are
+removed, a backslash protects the next character and is itself kept. :func:`quote_words` and
+:func:`split_words` implement exactly that, so any argv survives the trip through the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidArgument
+
+OWN_SECTION = "X-Nspawnctl"
+_WHITESPACE = " \t\n\r"
+
+
+@dataclass
+class _Line:
+    text: str
+    section: str | None = None
+    key: str | None = None
+    value: str | None = None
+
+
+@dataclass
+class NspawnFile:
+    """An editable .nspawn file."""
+
+    lines: list[_Line] = field(default_factory=list)
+
+    # -- parsing ---------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str, filename: str = "<string>") -> NspawnFile:
+        out = cls()
+        section: str | None = None
+        pending = ""
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            if pending:
+                raw = pending + raw
+                pending = ""
+            stripped = raw.strip()
+            if stripped.endswith("\\") and not stripped.startswith(("#", ";")):
+                pending = raw[: raw.rstrip().rfind("\\")] + " "
+                continue
+            if not stripped or stripped.startswith(("#", ";")):
+                out.lines.append(_Line(raw, section))
+            elif stripped.startswith("["):
+                if not stripped.endswith("]") or len(stripped) < 3:
+                    raise InvalidArgument(f"{filename}:{lineno}: invalid section header {stripped!r}")
+                section = stripped[1:-1]
+                out.lines.append(_Line(raw, section))
+            elif "=" in stripped:
+                if section is None:
+                    raise InvalidArgument(f"{filename}:{lineno}: assignment outside of a section")
+                key, _, value = stripped.partition("=")
+                out.lines.append(_Line(raw, section, key.strip(), value.strip()))
+            else:
+                raise InvalidArgument(f"{filename}:{lineno}: expected KEY=VALUE, got {stripped!r}")
+        if pending:
+            out.lines.append(_Line(pending.rstrip()))
+        return out
+
+    @classmethod
+    def load(cls, path: Path) -> NspawnFile:
+        return cls.parse(path.read_text(), str(path))
+
+    # -- queries ---------------------------------------------------------------------------
+    def sections(self) -> list[str]:
+        seen: list[str] = []
+        for line in self.lines:
+            if line.section is not None and line.section not in seen:
+                seen.append(line.section)
+        return seen
+
+    def get_all(self, section: str, key: str) -> list[str]:
+        """Every value of ``key``, honouring systemd's rule that an empty assignment resets a list."""
+        values: list[str] = []
+        for line in self._assignments(section, key):
+            assert line.value is not None
+            if line.value == "":
+                values.clear()
+            else:
+                values.append(line.value)
+        return values
+
+    def get(self, section: str, key: str, default: str | None = None) -> str | None:
+        values = [ln.value for ln in self._assignments(section, key)]
+        return values[-1] if values else default
+
+    def get_words(self, section: str, key: str) -> list[str]:
+        words: list[str] = []
+        for value in self.get_all(section, key):
+            words.extend(split_words(value))
+        return words
+
+    # -- edits -----------------------------------------------------------------------------
+    def set(self, section: str, key: str, value: str | None) -> None:
+        """Set a single-valued key (None removes it), keeping its place in the file."""
+        self.set_all(section, key, [] if value is None else [value])
+
+    def set_all(self, section: str, key: str, values: Iterable[str]) -> None:
+        """Replace every assignment of ``key`` by one line per value, at the first one's place."""
+        values = list(values)
+        existing = list(self._assignments(section, key))
+        new = [_Line(f"{key}={v}", section, key, v) for v in values]
+        if existing:
+            at = self.lines.index(existing[0])
+            self.lines = [ln for ln in self.lines if ln not in existing]
+            self.lines[at:at] = new
+            return
+        if not new:
+            return
+        end = self._section_end(section)
+        if end is None:
+            if self.lines and self.lines[-1].text.strip():
+                self.lines.append(_Line(""))
+            self.lines.append(_Line(f"[{section}]", section))
+            end = len(self.lines)
+        self.lines[end:end] = new
+
+    def set_words(self, section: str, key: str, words: list[str] | None) -> None:
+        self.set(section, key, None if words is None else quote_words(words))
+
+    def render(self) -> str:
+        return "".join(line.text + "\n" for line in self.lines)
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename), so a crash never leaves half a definition."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(self.render())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with _suppress_oserror():
+                os.unlink(tmp)
+            raise
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _assignments(self, section: str, key: str) -> Iterator[_Line]:
+        return (ln for ln in self.lines if ln.section == section and ln.key == key)
+
+    def _section_end(self, section: str) -> int | None:
+        """Index after the last non-blank line of the (last) section ``section``."""
+        end: int | None = None
+        for i, line in enumerate(self.lines):
+            if line.section == section and (line.key is not None or line.text.strip()):
+                end = i + 1
+        return end
+
+
+class _suppress_oserror:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
+
+
+def quote_words(words: Iterable[str]) -> str:
+    """Quote ``words`` so systemd's list parser gives them back exactly."""
+    return " ".join(_quote_word(w) for w in words)
+
+
+def _quote_word(word: str) -> str:
+    if "\n" in word or "\r" in word or "\0" in word:
+        raise InvalidArgument(f"argument {word!r} contains a line break or NUL, which a .nspawn file cannot hold")
+    if word.endswith("\\"):
+        raise InvalidArgument(
+            f"argument {word!r} ends in a backslash, which a .nspawn file cannot hold",
+            hint="add a character after the backslash or drop it",
+        )
+    if word and not any(c in word for c in _WHITESPACE + "'\"\\"):
+        return word
+    # Segments: a quote character goes inside the other kind of quotes; a backslash must share a
+    # segment with the character after it (systemd keeps "\x" as is but a backslash would
+    # otherwise escape the closing quote).
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        c = word[i]
+        chunk = word[i : i + 2] if c == "\\" else c
+        i += len(chunk)
+        quote = '"' if "'" in chunk else "'"
+        if out and out[-1][0] == quote:
+            out[-1] = out[-1][:-1] + chunk + quote
+        else:
+            out.append(quote + chunk + quote)
+    return "".join(out) or "''"
+
+
+def split_words(value: str) -> list[str]:
+    """Split like systemd's ``extract_first_word(EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE)``."""
+    words: list[str] = []
+    cur: list[str] = []
+    in_word = False
+    quote: str | None = None
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            if i + 1 >= len(value):
+                raise InvalidArgument(f"value {value!r} ends in a lone backslash")
+            cur.append(value[i : i + 2])
+            in_word = True
+            i += 2
+            continue
+        if quote:
+            if c == quote:
+                quote = None
+            else:
+                cur.append(c)
+        elif c in "'\"":
+            quote = c
+            in_word = True
+        elif c in _WHITESPACE:
+            if in_word:
+                words.append("".join(cur))
+                cur, in_word = [], False
+        else:
+            cur.append(c)
+            in_word = True
+        i += 1
+    if quote:
+        raise InvalidArgument(f"value {value!r} has an unterminated quote")
+    if in_word:
+        words.append("".join(cur))
+    return words

@@ -1,0 +1,134 @@
+"""Containers on disk: a writable snapshot of an image in the pool plus its .nspawn file.
+
+Nothing about a container lives anywhere else, except the last exit status (``state/NAME.json``,
+written by the unit's ExecStopPost) which systemd forgets once the unit is collected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ContainerNotFound, InvalidArgument, NameInUse
+from ..names import check_machine_name
+from ..nspawnfile import OWN_SECTION, NspawnFile
+from ..spec import ContainerSpec, file_to_spec, spec_to_file
+from . import btrfs
+from .images import Image
+from .pool import Pool
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    exit_code: int
+    result: str
+    finished: str
+
+
+class ContainerStore:
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.paths = pool.paths
+
+    def root(self, name: str) -> Path:
+        return self.paths.pool / name
+
+    def settings_file(self, name: str, auto_remove: bool = False) -> Path:
+        base = self.paths.runtime_settings if auto_remove else self.paths.settings
+        return base / f"{name}.nspawn"
+
+    def _find_file(self, name: str) -> Path | None:
+        for base in (self.paths.settings, self.paths.runtime_settings):
+            p = base / f"{name}.nspawn"
+            if p.is_file():
+                return p
+        return None
+
+    # -- queries ---------------------------------------------------------------------------
+    def names(self) -> set[str]:
+        found = set()
+        for base in (self.paths.settings, self.paths.runtime_settings):
+            if base.is_dir():
+                for p in base.glob("*.nspawn"):
+                    try:
+                        if NspawnFile.load(p).get(OWN_SECTION, "Id"):
+                            found.add(p.stem)
+                    except (InvalidArgument, OSError):
+                        continue
+        return found
+
+    def list(self) -> list[ContainerSpec]:
+        self.pool.check()
+        out = []
+        for name in sorted(self.names()):
+            try:
+                out.append(self.get(name))
+            except (ContainerNotFound, InvalidArgument):
+                continue
+        return out
+
+    def get(self, name: str) -> ContainerSpec:
+        self.pool.check()
+        path = self._find_file(name)
+        if path is None:
+            raise ContainerNotFound(
+                f"no such container: {name}", hint="see 'nspawnctl ps -a' for the containers there are"
+            )
+        spec = file_to_spec(name, NspawnFile.load(path), path)
+        if not spec.id:
+            raise ContainerNotFound(f"no such container: {name} ({path} is not nspawnctl's)")
+        return spec
+
+    def users_of(self, image_id: str) -> list[str]:
+        return [c.name for c in self.list() if c.image_id == image_id]
+
+    def exit_record(self, name: str) -> ExitRecord | None:
+        try:
+            data: dict[str, Any] = json.loads((self.paths.state / f"{name}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return ExitRecord(int(data["exit_code"]), str(data.get("result", "")), str(data.get("finished", "")))
+
+    # -- changes ---------------------------------------------------------------------------
+    def create(self, spec: ContainerSpec, image: Image) -> ContainerSpec:
+        """Snapshot the image and write the definition; refuses names already taken anywhere."""
+        check_machine_name(spec.name)
+        self.pool.check()
+        with self.pool.lock():
+            root = self.root(spec.name)
+            if spec.name in self.names() or os.path.lexists(root) or self._find_file(spec.name):
+                raise NameInUse(
+                    f"the name {spec.name!r} is already in use",
+                    hint=f"remove it ('nspawnctl rm {spec.name}') or choose another --name",
+                )
+            btrfs.snapshot(image.path, root)
+            try:
+                # systemd-nspawn refuses an app-mode root without /usr; minimal images often lack it.
+                usr = root / "usr"
+                if not os.path.lexists(usr):
+                    usr.mkdir(mode=0o755)
+                spec_to_file(spec).save(self.settings_file(spec.name, spec.auto_remove))
+            except BaseException:
+                btrfs.delete(root)
+                raise
+        return spec
+
+    def remove(self, name: str) -> None:
+        """Delete snapshot, definition and state; the caller has made sure it is not running."""
+        with self.pool.lock():
+            btrfs.delete(self.root(name))
+            for base in (self.paths.settings, self.paths.runtime_settings):
+                (base / f"{name}.nspawn").unlink(missing_ok=True)
+            (self.paths.state / f"{name}.json").unlink(missing_ok=True)
+
+    def record_exit(self, name: str, record: ExitRecord) -> None:
+        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.paths.state / f".{name}.json.tmp"
+        tmp.write_text(json.dumps(record.__dict__) + "\n")
+        os.replace(tmp, self.paths.state / f"{name}.json")
+
+    def clear_exit(self, name: str) -> None:
+        (self.paths.state / f"{name}.json").unlink(missing_ok=True)

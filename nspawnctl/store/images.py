@@ -1,0 +1,243 @@
+"""Images: read-only btrfs subvolumes named by the digest of their content, plus human references.
+
+Layout under the store::
+
+    images/<hex>        read-only subvolume, the image's root filesystem
+    images/<hex>.json   the image record (created, size, source, run defaults)
+    images/.tmp-<pid>-* staging subvolumes of imports under way
+    refs.json           {"name:tag": "sha256:<hex>"}
+
+An import fills a staging subvolume, marks it read-only and renames it into place in one step, so
+no reader ever sees half an image; staging left by a dead process is swept by the next import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import ArchiveError, ImageInUse, ImageNotFound, InvalidReference
+from ..ref import ImageRef, looks_like_id
+from . import btrfs
+from .pool import Pool
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    """What ``run`` uses when the user gives nothing (from ACI/OCI configs in later formats)."""
+
+    command: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str  # "sha256:<hex>"
+    created: str
+    size: int
+    source: str
+    refs: list[str] = field(default_factory=list)
+    defaults: RunDefaults = field(default_factory=RunDefaults)
+    path: Path = Path()
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[1][:12]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+class ImageStore:
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.dir = pool.paths.images
+        self.refs_file = pool.paths.store / "refs.json"
+
+    # -- references ------------------------------------------------------------------------
+    def _refs(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(self.refs_file.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def _write_refs(self, refs: dict[str, str]) -> None:
+        _write_json(self.refs_file, dict(sorted(refs.items())))
+
+    # -- queries ---------------------------------------------------------------------------
+    def list(self) -> list[Image]:
+        refs = self._refs()
+        images = []
+        for meta in sorted(self.dir.glob("*.json")):
+            img = self._load(meta.stem, refs)
+            if img is not None:
+                images.append(img)
+        return sorted(images, key=lambda i: i.created, reverse=True)
+
+    def get(self, text: str) -> Image:
+        """Resolve a reference (``name[:tag]``), a full ID or a unique ID prefix."""
+        refs = self._refs()
+        try:
+            ref = str(ImageRef.parse(text))
+        except InvalidReference:
+            ref = None
+        if ref is not None and ref in refs:
+            img = self._load(refs[ref].split(":", 1)[1], refs)
+            if img is not None:
+                return img
+        if looks_like_id(text):
+            prefix = text.removeprefix("sha256:")
+            matches = [m.stem for m in self.dir.glob(f"{prefix}*.json")]
+            if len(matches) == 1:
+                img = self._load(matches[0], refs)
+                if img is not None:
+                    return img
+            elif len(matches) > 1:
+                raise InvalidReference(f"image ID prefix {text!r} is ambiguous", hint="give more characters")
+        if ref is None and not looks_like_id(text):
+            ImageRef.parse(text)  # raises the helpful message
+        raise ImageNotFound(
+            f"no such image: {text}", hint="see 'nspawnctl images', or bring one in with 'nspawnctl import'"
+        )
+
+    def _load(self, hexid: str, refs: dict[str, str]) -> Image | None:
+        path = self.dir / hexid
+        try:
+            data = json.loads((self.dir / f"{hexid}.json").read_text())
+        except FileNotFoundError:
+            return None
+        if not path.is_dir():
+            return None
+        image_id = f"sha256:{hexid}"
+        return Image(
+            id=image_id,
+            created=data["created"],
+            size=data["size"],
+            source=data.get("source", ""),
+            refs=sorted(r for r, i in refs.items() if i == image_id),
+            defaults=RunDefaults(**data.get("defaults", {})),
+            path=path,
+        )
+
+    # -- changes ---------------------------------------------------------------------------
+    def import_archive(
+        self, stream: IO[bytes], ref: ImageRef | None, source: str, defaults: RunDefaults | None = None
+    ) -> Image:
+        """Unpack a (compressed) tar stream into a new image; an existing identical image is reused."""
+        from .unpack import unpack_tar
+
+        self.pool.check()
+        self._sweep()
+        staging = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        btrfs.create_subvolume(staging)
+        try:
+            result = unpack_tar(stream, staging)
+            hexid = result.digest.split(":", 1)[1]
+            with self.pool.lock():
+                final = self.dir / hexid
+                if not final.is_dir():
+                    btrfs.set_read_only(staging)
+                    record = {
+                        "created": _now(),
+                        "size": result.size,
+                        "source": source,
+                        "defaults": asdict(defaults or RunDefaults()),
+                    }
+                    _write_json(self.dir / f"{hexid}.json", record)
+                    os.rename(staging, final)
+                if ref is not None:
+                    refs = self._refs()
+                    refs[str(ref)] = result.digest
+                    self._write_refs(refs)
+        finally:
+            btrfs.delete(staging)
+        return self.get(result.digest)
+
+    def import_directory(self, directory: Path, ref: ImageRef | None) -> Image:
+        """Import a directory tree by streaming it through tar, so it gets the same checks and ID."""
+        if not directory.is_dir():
+            raise ArchiveError(f"{directory} is not a directory")
+        argv = [
+            "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name",
+            "-C", str(directory), "-cf", "-", ".",
+        ]
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
+            assert proc.stdout is not None
+            try:
+                image = self.import_archive(proc.stdout, ref, source=str(directory))
+            finally:
+                proc.stdout.close()
+                rc = proc.wait()
+            if rc not in (0,):
+                err.seek(0)
+                raise ArchiveError(f"cannot read directory {directory}: {err.read().decode(errors='replace').strip()}")
+        return image
+
+    def tag(self, source: str, ref: ImageRef) -> Image:
+        with self.pool.lock():
+            img = self.get(source)
+            refs = self._refs()
+            refs[str(ref)] = img.id
+            self._write_refs(refs)
+        return self.get(img.id)
+
+    def remove(self, text: str, force: bool, users: Callable[[str], list[str]]) -> tuple[list[str], bool]:
+        """Untag ``text``; delete the image once no reference is left. Returns (untagged, deleted).
+
+        ``users(image_id)`` names the containers made from the image: while there are any, removal is
+        refused unless ``force`` (containers are independent snapshots, so they keep working).
+        """
+        with self.pool.lock():
+            img = self.get(text)
+            refs = self._refs()
+            by_ref = text in img.refs or (not looks_like_id(text) and str(ImageRef.parse(text)) in img.refs)
+            untag = [str(ImageRef.parse(text))] if by_ref else list(img.refs)
+            remaining = [r for r in img.refs if r not in untag]
+            delete = not remaining
+            if delete and not force:
+                in_use = users(img.id)
+                if in_use:
+                    raise ImageInUse(
+                        f"image {text} is in use by container(s) {', '.join(sorted(in_use))}",
+                        hint="remove those containers first, or use --force (they keep running from their snapshots)",
+                    )
+            for r in untag:
+                refs.pop(r, None)
+            self._write_refs(refs)
+            if delete:
+                os.unlink(self.dir / f"{img.id.split(':', 1)[1]}.json")
+                btrfs.delete(img.path)
+        return untag, delete
+
+    def _sweep(self) -> None:
+        """Delete staging subvolumes whose importing process is gone (crash, kill -9)."""
+        for entry in self.dir.glob(".tmp-*"):
+            pid = entry.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                btrfs.delete(entry)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+__all__ = ["Image", "ImageStore", "RunDefaults"]

@@ -1,0 +1,120 @@
+"""The one D-Bus connection, on dbus-fast (or dbus-next, its API-compatible ancestor).
+
+Everything here is async; buses are built inside the running loop (dbus-fast requires it,
+and dbus-next would warn on Python >= 3.12). Structs are passed as lists so dbus-next accepts them.
+We use the low-level message API with fixed signatures: introspecting systemd1 costs more than
+the handful of calls we make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ..errors import SystemdError
+
+DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+PROPERTIES = "org.freedesktop.DBus.Properties"
+
+
+def _library() -> tuple[ModuleType, ModuleType]:
+    for name in ("dbus_fast", "dbus_next"):
+        try:
+            return importlib.import_module(name), importlib.import_module(f"{name}.aio")
+        except ImportError:
+            continue
+    raise SystemdError("no D-Bus library found", hint="pip install dbus-fast")
+
+
+class BusError(SystemdError):
+    """A D-Bus method returned an error; ``name`` is the D-Bus error name."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message or name)
+        self.name = name
+
+
+@dataclass
+class Bus:
+    """A connected system bus with a small call helper."""
+
+    raw: Any
+    lib: ModuleType
+
+    @classmethod
+    async def connect(cls) -> Bus:
+        lib, aio = _library()
+        try:
+            raw = await aio.MessageBus(bus_type=lib.BusType.SYSTEM, negotiate_unix_fd=True).connect()
+        except (OSError, EOFError) as e:
+            raise SystemdError(
+                f"cannot connect to the system bus: {e}",
+                hint="nspawnctl needs a host running systemd (PID 1) and D-Bus; run it as root",
+            ) from e
+        return cls(raw, lib)
+
+    def variant(self, signature: str, value: Any) -> Any:
+        return self.lib.Variant(signature, value)
+
+    async def call(
+        self,
+        dest: str,
+        path: str,
+        iface: str,
+        member: str,
+        signature: str = "",
+        body: list[Any] | None = None,
+        unix_fds: list[int] | None = None,
+    ) -> list[Any]:
+        msg = self.lib.Message(
+            destination=dest,
+            path=path,
+            interface=iface,
+            member=member,
+            signature=signature,
+            body=body or [],
+            unix_fds=unix_fds or [],
+        )
+        reply = await self.raw.call(msg)
+        if reply.message_type == self.lib.MessageType.ERROR:
+            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
+            raise BusError(reply.error_name or "error", text)
+        return list(reply.body)
+
+    async def get_property(self, dest: str, path: str, iface: str, prop: str) -> Any:
+        (value,) = await self.call(dest, path, PROPERTIES, "Get", "ss", [iface, prop])
+        return value.value
+
+    async def get_all(self, dest: str, path: str, iface: str) -> dict[str, Any]:
+        (props,) = await self.call(dest, path, PROPERTIES, "GetAll", "s", [iface])
+        return {k: v.value for k, v in props.items()}
+
+    async def add_match(self, rule: str) -> None:
+        await self.call(*DBUS, "AddMatch", "s", [rule])
+
+    def on_signal(self, handler: Callable[[Any], None]) -> None:
+        def filt(msg: Any) -> None:
+            if msg.message_type == self.lib.MessageType.SIGNAL:
+                handler(msg)
+
+        self.raw.add_message_handler(filt)
+
+    def disconnect(self) -> None:
+        self.raw.disconnect()
+
+
+def run_sync(coro_fn: Callable[[Bus], Any]) -> Any:
+    """Run ``coro_fn(bus)`` on a fresh loop with a bus built inside it; the sync API's entry point."""
+
+    async def main() -> Any:
+        bus = await Bus.connect()
+        try:
+            return await coro_fn(bus)
+        finally:
+            bus.disconnect()
+
+    return asyncio.run(main())

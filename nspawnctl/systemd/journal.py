@@ -1,0 +1,129 @@
+"""Reading container output back from journald, through ``journalctl -o json``.
+
+journalctl is the one reader that handles every journal file format from systemd 252 to today;
+Python bindings need a compiler or bundle their own libsystemd. Entries are selected by the
+container ID that the unit stamps on every record (LogExtraFields) and by ``_TRANSPORT=stdout``,
+which keeps the payload's own output and drops systemd's and nspawn's status lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ..errors import CommandFailed
+
+
+@dataclass(frozen=True)
+class Entry:
+    cursor: str
+    realtime_us: int
+    message: bytes
+
+
+def _journalctl() -> str:
+    path = shutil.which("journalctl")
+    if path is None:
+        raise CommandFailed("journalctl is not installed", hint="nspawnctl needs systemd's journal")
+    return path
+
+
+def parse_line(line: bytes) -> Entry | None:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    msg = data.get("MESSAGE")
+    if isinstance(msg, list):  # non-UTF-8 payload output comes as an array of byte values
+        raw = bytes(msg) if all(isinstance(b, int) for b in msg) else "\n".join(map(str, msg)).encode()
+    elif msg is None:
+        raw = b""
+    else:
+        raw = str(msg).encode()
+    return Entry(str(data.get("__CURSOR", "")), int(data.get("__REALTIME_TIMESTAMP", "0")), raw)
+
+
+def _argv(
+    matches: list[str], *, since: str | None = None, lines: int | None = None, after_cursor: str | None = None
+) -> list[str]:
+    argv = [_journalctl(), "-o", "json", "--no-pager", "--all"]
+    if since:
+        argv.append(f"--since={since}")
+    if lines is not None:
+        argv.append(f"--lines={lines}")
+    if after_cursor:
+        argv.append(f"--after-cursor={after_cursor}")
+    return argv + matches
+
+
+def read(
+    matches: list[str], *, since: str | None = None, lines: int | None = None, after_cursor: str | None = None
+) -> list[Entry]:
+    proc = subprocess.run(
+        _argv(matches, since=since, lines=lines, after_cursor=after_cursor), capture_output=True, check=False
+    )
+    if proc.returncode != 0 and not proc.stdout:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise CommandFailed(f"journalctl failed: {err}", hint="check --since (e.g. 10m, 2h, '2026-01-01 12:00')")
+    return [e for e in map(parse_line, proc.stdout.splitlines()) if e is not None]
+
+
+def sync() -> None:
+    """Ask journald to write out what it has received, so a final read sees the last lines."""
+    subprocess.run([_journalctl(), "--sync"], capture_output=True, check=False)
+
+
+async def follow(
+    matches: list[str],
+    emit: Callable[[Entry], None],
+    stop: Callable[[], Awaitable[bool]],
+    *,
+    since: str | None = None,
+    lines: int | None = None,
+    poll: float = 0.5,
+) -> None:
+    """Print entries as they come until ``stop()`` says the source has ended, then drain the rest.
+
+    journalctl -f never ends on its own, so we stop it when the container has stopped, sync
+    journald and read whatever arrived after the last entry we printed.
+    """
+    argv = _argv(matches, since=since, lines=lines)
+    # --no-tail: on systemd 252/253 -f would otherwise wait after 10 backlog lines.
+    argv[1:1] = ["--follow"] if lines is not None else ["--follow", "--no-tail"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    last = ""
+    try:
+        while True:
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout=poll)
+            except TimeoutError:
+                if await stop():
+                    break
+                continue
+            if not line:
+                break
+            entry = parse_line(line)
+            if entry is not None:
+                emit(entry)
+                last = entry.cursor or last
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        rest = await proc.stdout.read()
+        await proc.wait()
+    for line in rest.splitlines():
+        entry = parse_line(line)
+        if entry is not None:
+            emit(entry)
+            last = entry.cursor or last
+    await asyncio.to_thread(sync)
+    tail = await asyncio.to_thread(read, matches, after_cursor=last or None, since=None if last else since)
+    for entry in tail:
+        emit(entry)

@@ -1,0 +1,147 @@
+"""org.freedesktop.systemd1: transient units, their state, signals and stops."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from .bus import Bus, BusError
+
+SYSTEMD = "org.freedesktop.systemd1"
+MANAGER = (SYSTEMD, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
+UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+
+Property = tuple[str, str, Any]
+"""(name, D-Bus signature, value) of a unit property; see run/units.py."""
+
+
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+
+    @property
+    def running(self) -> bool:
+        return self.active_state in ("active", "activating", "deactivating", "reloading", "refreshing")
+
+
+class Manager:
+    """Thin async wrapper around the systemd1 Manager calls nspawnctl needs."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._removed: dict[str, str] = {}
+        self._waiters: dict[str, asyncio.Future[str]] = {}
+        self._subscribed = False
+
+    async def call(
+        self, member: str, signature: str = "", body: list[Any] | None = None, unix_fds: list[int] | None = None
+    ) -> list[Any]:
+        return await self.bus.call(*MANAGER, member, signature, body, unix_fds)
+
+    async def subscribe_jobs(self) -> None:
+        """Listen for JobRemoved *before* starting anything: a job can finish before its reply arrives."""
+        if self._subscribed:
+            return
+        self.bus.on_signal(self._on_signal)
+        await self.bus.add_match(
+            f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='JobRemoved'"
+        )
+        await self.call("Subscribe")
+        self._subscribed = True
+
+    def _on_signal(self, msg: Any) -> None:
+        if msg.member != "JobRemoved" or msg.interface != MANAGER[2]:
+            return
+        _id, job, _unit, result = msg.body
+        self._removed[job] = result
+        fut = self._waiters.pop(job, None)
+        if fut is not None and not fut.done():
+            fut.set_result(result)
+
+    async def wait_job(self, job: str) -> str:
+        if job in self._removed:
+            return self._removed.pop(job)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters[job] = fut
+        return await fut
+
+    async def start_transient(self, unit: str, props: list[Property]) -> str:
+        """Start a transient unit and wait for its start job; returns the job result (``done`` = ok)."""
+        await self.subscribe_jobs()
+        fds: list[int] = []
+        body = []
+        for name, sig, value in props:
+            if sig == "h":  # file descriptors travel beside the body; the value is their index
+                fds.append(value)
+                value = len(fds) - 1
+            body.append([name, self.bus.variant(sig, value)])
+        (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", [unit, "fail", body, []], fds)
+        return await self.wait_job(job)
+
+    async def stop(self, unit: str) -> str:
+        await self.subscribe_jobs()
+        (job,) = await self.call("StopUnit", "ss", [unit, "replace"])
+        return await self.wait_job(job)
+
+    async def kill(self, unit: str, who: str, signal: int) -> None:
+        await self.call("KillUnit", "ssi", [unit, who, signal])
+
+    async def reset_failed(self, unit: str) -> None:
+        try:
+            await self.call("ResetFailedUnit", "s", [unit])
+        except BusError as e:
+            if not e.name.endswith(("NoSuchUnit", "UnitInactive")):
+                raise
+
+    async def unref(self, unit: str) -> None:
+        try:
+            await self.call("UnrefUnit", "s", [unit])
+        except BusError:
+            pass
+
+    async def states(self, units: list[str]) -> dict[str, UnitState]:
+        """Load/active/sub state of many units in one call (missing ones come back ``inactive``)."""
+        if not units:
+            return {}
+        (rows,) = await self.call("ListUnitsByNames", "as", [units])
+        return {r[0]: UnitState(r[0], r[2], r[3], r[4]) for r in rows}
+
+    async def unit_path(self, unit: str) -> str | None:
+        try:
+            (path,) = await self.call("GetUnit", "s", [unit])
+        except BusError as e:
+            if e.name.endswith("NoSuchUnit"):
+                return None
+            raise
+        return str(path)
+
+    async def unit_properties(self, unit: str, iface: str = UNIT_IFACE) -> dict[str, Any] | None:
+        path = await self.unit_path(unit)
+        if path is None:
+            return None
+        try:
+            return await self.bus.get_all(SYSTEMD, path, iface)
+        except BusError as e:
+            if e.name.endswith(("UnknownObject", "NoSuchUnit", "UnknownInterface")):
+                return None
+            raise
+
+    async def wait_inactive(self, unit: str, timeout: float | None = None, poll: float = 0.1) -> bool:
+        """Wait until the unit is inactive/failed with no job pending (or gone). False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            props = await self.unit_properties(unit)
+            if props is None:
+                return True
+            job_id = props.get("Job", [0, "/"])[0]
+            if props.get("ActiveState") in ("inactive", "failed") and not job_id:
+                return True
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(poll)

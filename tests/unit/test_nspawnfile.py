@@ -1,0 +1,73 @@
+"""The .nspawn file: systemd's list quoting round-trips, and edits keep what we don't own."""
+
+from __future__ import annotations
+
+import pytest
+
+from nspawnctl.errors import InvalidArgument
+from nspawnctl.nspawnfile import NspawnFile, quote_words, split_words
+
+TRICKY = [
+    ["echo", "hi"],
+    ["sh", "-c", "echo $HOME; it's \"quoted\""],
+    ["a\\b", "c\\'d", 'e\\"f'],
+    ["", "two  spaces", "\ttab"],
+    ["--opt=x", "-c", "%n %i"],
+    ["ünïcode", "$$", "${X}"],
+]
+
+
+@pytest.mark.parametrize("argv", TRICKY)
+def test_quoting_round_trips(argv: list[str]) -> None:
+    assert split_words(quote_words(argv)) == argv
+
+
+def test_split_follows_systemd_rules() -> None:
+    # quotes group and disappear, adjacent segments join, backslashes are kept with their character
+    assert split_words("""a "b c" 'd'"e" f\\ g""") == ["a", "b c", "de", "f\\ g"]
+
+
+@pytest.mark.parametrize("bad", [["ends\\"], ["line\nbreak"]])
+def test_unrepresentable_arguments_are_refused(bad: list[str]) -> None:
+    with pytest.raises(InvalidArgument):
+        quote_words(bad)
+
+
+SAMPLE = """# my container
+[Exec]
+Boot=no
+Parameters=sleep 60
+# keep this comment
+SomeFutureKey=kept
+
+[Files]
+Bind=/srv:/srv
+
+[X-Mine]
+Foo=bar
+"""
+
+
+def test_edit_keeps_comments_unknown_keys_and_sections() -> None:
+    f = NspawnFile.parse(SAMPLE)
+    f.set_words("Exec", "Parameters", ["echo", "a b"])
+    f.set("Network", "Private", "yes")
+    out = f.render()
+    assert "# my container" in out and "# keep this comment" in out
+    assert "SomeFutureKey=kept" in out and "[X-Mine]\nFoo=bar" in out
+    assert "Parameters=echo 'a b'" in out
+    # the edited key stays where it was
+    assert out.index("Parameters=") < out.index("# keep this comment")
+    again = NspawnFile.parse(out)
+    assert again.get_words("Exec", "Parameters") == ["echo", "a b"]
+    assert again.get("Network", "Private") == "yes"
+
+
+def test_empty_assignment_resets_a_list() -> None:
+    f = NspawnFile.parse("[Exec]\nEnvironment=A=1\nEnvironment=\nEnvironment=B=2\n")
+    assert f.get_words("Exec", "Environment") == ["B=2"]
+
+
+def test_syntax_error_names_file_and_line() -> None:
+    with pytest.raises(InvalidArgument, match=r"web.nspawn:3"):
+        NspawnFile.parse("[Exec]\nBoot=no\nthis is not an assignment\n", "web.nspawn")
