@@ -270,11 +270,26 @@ class Containers:
 
     def stop(self, name: str, timeout: float = 10) -> None:
         self.store.get(name)
-        run_sync(lambda bus: self._runtime(bus).stop(name, timeout))
+        if run_sync(lambda bus: self._runtime(bus).stop(name, timeout)):
+            self._record_signal_death(name, signals.SIGKILL)
 
     def kill(self, name: str, signal: int = signals.SIGKILL) -> None:
         self.store.get(name)
-        run_sync(lambda bus: self._runtime(bus).kill(name, signal))
+
+        async def go(bus: Bus) -> bool:
+            rt = self._runtime(bus)
+            await rt.kill(name, signal)
+            return bool(await rt.wait(name, timeout=2))
+
+        if run_sync(go):
+            self._record_signal_death(name, signal)
+
+    def _record_signal_death(self, name: str, signal: int) -> None:
+        """nspawn reports a payload killed by a signal as a plain failure (1); when we sent the
+        signal we know better and keep docker's 128+N."""
+        rec = self.store.exit_record(name)
+        if rec is not None and rec.exit_code == 1 and name in self.store.names():
+            self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float = 10) -> None:
         self.stop(name, timeout)

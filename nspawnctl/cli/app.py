@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     _register()
     state = State()
     try:
-        app(args=argv, obj=state, standalone_mode=False, prog_name="nspawnctl")
+        # click returns (not raises) the code of typer.Exit when standalone_mode is off
+        code = app(args=argv, obj=state, standalone_mode=False, prog_name="nspawnctl")
     except NspawnctlError as e:
         _report(state, e.code, e.message, e.hint)
         sys.exit(e.exit_code)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         _report(state, "os-error", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), None)
         sys.exit(125)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _report(state: State, code: str, message: str, hint: str | None) -> None:

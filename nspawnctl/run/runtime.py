@@ -61,6 +61,7 @@ class Runtime:
         """Start the container's transient unit; raise with nspawn's own words if it fails to come up."""
         unit = unit_name(spec.name)
         await self.manager.reset_failed(unit)
+        clear_stale_mounts(spec.name)
         props = unit_properties(spec, self.paths.pool, launch)
         result = await self.manager.start_transient(unit, props)
         if result != "done":
@@ -108,16 +109,23 @@ class Runtime:
     async def release(self, name: str) -> None:
         await self.manager.unref(unit_name(name))
 
-    async def stop(self, name: str, timeout: float) -> None:
-        """Graceful stop: SIGTERM to nspawn (which passes the container's kill signal to its PID 1),
-        then SIGKILL to everything after ``timeout`` seconds, as ``docker stop -t`` does."""
+    async def stop(self, name: str, timeout: float) -> bool:
+        """Graceful stop, as ``docker stop -t``: SIGTERM to nspawn, which passes the container's kill
+        signal to its PID 1 (an orderly shutdown for a booted init); after ``timeout`` seconds a
+        second SIGTERM, on which nspawn kills the container and cleans up after itself. SIGKILL to
+        the whole unit only if even that hangs (it leaves nspawn's mounts behind). Returns True when
+        the payload had to be killed."""
         unit = unit_name(name)
         if not await self.is_running(name):
-            return
+            return False
         await self.manager.kill(unit, "main", signals.SIGTERM)
-        if not await self.manager.wait_inactive(unit, timeout):
+        if await self.manager.wait_inactive(unit, timeout):
+            return False
+        await self.manager.kill(unit, "main", signals.SIGTERM)
+        if not await self.manager.wait_inactive(unit, 10):
             await self.manager.kill(unit, "all", signals.SIGKILL)
             await self.manager.wait_inactive(unit, 30)
+        return True
 
     async def kill(self, name: str, signal: int) -> None:
         """Send ``signal`` to the container's PID 1, as ``docker kill`` does."""
@@ -139,6 +147,17 @@ class Runtime:
                 return leader
             await asyncio.sleep(0.1)
         raise ContainerNotRunning(f"container {name} has no leader process")
+
+
+def clear_stale_mounts(name: str) -> None:
+    """Remove what a killed systemd-nspawn (>= 256) leaves behind and would refuse to start over."""
+    export = Path("/run/systemd/nspawn/unix-export") / name
+    if export.exists():
+        subprocess.run(["umount", "--lazy", str(export)], capture_output=True, check=False)
+        try:
+            export.rmdir()
+        except OSError:
+            pass
 
 
 def exec_argv(leader: int, argv: list[str], workdir: str | None, uid: int | None, gid: int | None) -> list[str]:
