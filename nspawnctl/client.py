@@ -81,6 +81,15 @@ def _nano(cpus: float | None) -> int | None:
 
 
 @dataclass(frozen=True)
+class RunResult:
+    """How a foreground run ended: the payload's exit code, and systemd-nspawn's own error messages
+    when the container could not run as asked (nobody's terminal shows those otherwise)."""
+
+    exit_code: int
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """Everything ``create``/``run`` accept besides the image and the command."""
 
@@ -167,6 +176,11 @@ class Containers:
             limits=options.limits,
             auto_remove=options.auto_remove,
         )
+        if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
+            raise InvalidArgument(
+                f"image {image} has no getent, which systemd-nspawn runs inside to switch to user {spec.user!r}",
+                hint="add getent to the image (Debian: libc-bin) or run as root",
+            )
         if not spec.command and not spec.boot:
             raise InvalidArgument(
                 f"no command given and image {image} has no default command",
@@ -186,7 +200,7 @@ class Containers:
             if await rt.is_running(name):
                 return
             self.store.clear_exit(name)
-            await rt.start(spec, self._launch(spec))
+            await _start(rt, spec, self._launch(spec))
 
         run_sync(go)
 
@@ -207,7 +221,7 @@ class Containers:
         write: Callable[[bytes], None],
         interactive: bool = False,
         tty: bool = False,
-    ) -> int:
+    ) -> RunResult:
         """Run in the foreground and return the payload's exit code (docker's ``run`` without ``-d``).
 
         Without ``interactive``/``tty`` the output goes to the journal like any container's and is
@@ -223,8 +237,8 @@ class Containers:
 
     async def _attached(
         self, bus: Bus, spec: ContainerSpec, write: Callable[[bytes], None], interactive: bool, tty: bool
-    ) -> int:
-        from .run.units import LOG_FIELD
+    ) -> RunResult:
+        from .run.units import LOG_FIELD, unit_name
         from .systemd import journal
 
         rt = self._runtime(bus)
@@ -232,7 +246,8 @@ class Containers:
         console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
         launch = self._launch(spec, add_ref=True, fds=fds, console=console)
         name = spec.name
-        await rt.start(spec, launch)
+        await _start(rt, spec, launch)
+        inv = await rt.invocation_id(name)
         interrupts = 0
         loop = asyncio.get_running_loop()
 
@@ -247,7 +262,6 @@ class Containers:
                 loop.add_signal_handler(sig, forward, sig)
         try:
             if fds is None:
-                inv = await rt.invocation_id(name)
                 matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
@@ -263,10 +277,13 @@ class Containers:
                 for sig in (signals.SIGINT, signals.SIGTERM):
                     loop.remove_signal_handler(sig)
             await rt.release(name)
-        if outcome is None:
+        if outcome is not None:
+            code = outcome.exit_code
+        else:
             record = self.store.exit_record(name)
-            return record.exit_code if record else 0
-        return outcome.exit_code
+            code = record.exit_code if record else 0
+        errors = await asyncio.to_thread(journal.errors_of, unit_name(name), inv) if code else []
+        return RunResult(code, errors)
 
     def stop(self, name: str, timeout: float = 10) -> None:
         self.store.get(name)
@@ -425,6 +442,26 @@ class Containers:
                 self.store.remove(spec.name)
             except NspawnctlError:
                 pass
+
+
+def _has_getent(root: Path) -> bool:
+    return any(os.path.lexists(root / d / "getent") for d in ("usr/bin", "bin", "usr/sbin", "sbin"))
+
+
+async def _start(rt: Any, spec: ContainerSpec, launch: Any) -> None:
+    """Start the unit; when it fails, say why in systemd-nspawn's own words."""
+    from .errors import SystemdError
+    from .run.units import unit_name
+    from .systemd import journal
+
+    started = int(datetime.now(UTC).timestamp() * 1e6)
+    try:
+        await rt.start(spec, launch)
+    except SystemdError as e:
+        msgs = await asyncio.to_thread(journal.errors_of, unit_name(spec.name), None, started)
+        if msgs:
+            raise SystemdError(f"container {spec.name} failed to start: {msgs[-1]}", hint=e.hint) from e
+        raise
 
 
 async def _quietly(coro: Any) -> None:

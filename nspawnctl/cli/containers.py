@@ -191,8 +191,10 @@ def run(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
 
-    code = containers.run_attached(image, argv, opts, write, interactive, tty)  # type: ignore[arg-type]
-    raise typer.Exit(code)
+    result = containers.run_attached(image, argv, opts, write, interactive, tty)  # type: ignore[arg-type]
+    for message in result.errors:
+        err(f"nspawnctl: systemd-nspawn: {message}")
+    raise typer.Exit(result.exit_code)
 
 
 def _each(names: list[str], action: object, echo: bool = True) -> None:

@@ -48,9 +48,16 @@ def parse_line(line: bytes) -> Entry | None:
 
 
 def _argv(
-    matches: list[str], *, since: str | None = None, lines: int | None = None, after_cursor: str | None = None
+    matches: list[str],
+    *,
+    since: str | None = None,
+    lines: int | None = None,
+    after_cursor: str | None = None,
+    priority: str | None = None,
 ) -> list[str]:
     argv = [_journalctl(), "-o", "json", "--no-pager", "--all"]
+    if priority:
+        argv.append(f"--priority={priority}")
     if since:
         argv.append(f"--since={since}")
     if lines is not None:
@@ -61,15 +68,34 @@ def _argv(
 
 
 def read(
-    matches: list[str], *, since: str | None = None, lines: int | None = None, after_cursor: str | None = None
+    matches: list[str],
+    *,
+    since: str | None = None,
+    lines: int | None = None,
+    after_cursor: str | None = None,
+    priority: str | None = None,
 ) -> list[Entry]:
-    proc = subprocess.run(
-        _argv(matches, since=since, lines=lines, after_cursor=after_cursor), capture_output=True, check=False
-    )
+    argv = _argv(matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority)
+    proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0 and not proc.stdout:
         err = proc.stderr.decode(errors="replace").strip()
         raise CommandFailed(f"journalctl failed: {err}", hint="check --since (e.g. 10m, 2h, '2026-01-01 12:00')")
     return [e for e in map(parse_line, proc.stdout.splitlines()) if e is not None]
+
+
+def errors_of(unit: str, invocation: str | None = None, since_us: int | None = None) -> list[str]:
+    """systemd-nspawn's own error messages for one start of a unit: what to tell the user when the
+    container could not run (they are in the journal, not on anyone's terminal)."""
+    matches = [f"_SYSTEMD_UNIT={unit}", "_TRANSPORT=journal"]
+    if invocation:
+        matches.append(f"_SYSTEMD_INVOCATION_ID={invocation}")
+    sync()
+    since = f"@{since_us / 1e6:.6f}" if since_us and not invocation else None
+    try:
+        entries = read(matches, priority="err", since=since)
+    except CommandFailed:
+        return []
+    return [e.message.decode(errors="replace") for e in entries]
 
 
 def sync() -> None:

@@ -1,0 +1,32 @@
+# nspawnctl: the two entry points are `make demo` and `make test`; both install what they need.
+PY ?= python3
+SYSTEM_PACKAGES := debootstrap systemd-container btrfs-progs libbtrfsutil-dev tar xz-utils zstd
+
+.PHONY: demo test deps unit lint e2e clean
+
+deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# Install, import a busybox image and run a container; on a host without systemd as PID 1 this
+# boots the test host first and runs the demo inside it.
+demo: deps
+	$(PY) tests/host/demo.py
+
+lint: deps
+	$(PY) -m ruff check nspawnctl tests
+	$(PY) -m mypy nspawnctl
+
+unit: deps
+	$(PY) -m pytest -q tests/unit
+
+# Unit tests here, then the end-to-end tests inside a booted systemd host (real machined, journald, btrfs).
+e2e: deps
+	$(PY) tests/host/testhost.py test
+
+test: lint unit e2e
+
+clean:
+	$(PY) tests/host/testhost.py clean

@@ -1,0 +1,785 @@
+"""Extract untrusted, possibly compressed tar streams into a directory, faithfully and safely.
+
+Python's ``tarfile`` is used only as a header parser: its extraction either loses what a root
+filesystem needs (setuid, sticky, owners, devices, absolute symlinks, xattrs) or, unfiltered,
+follows symlinks out of the destination. Every filesystem call here is made relative to a
+directory file descriptor that was reached from the destination one component at a time with
+``O_NOFOLLOW``, so no name in the archive (and no symlink it planted earlier) can steer a write
+outside the image.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bz2
+import errno
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import re
+import secrets
+import stat
+import tarfile
+import urllib.parse
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, Self, cast
+
+from nspawnctl.errors import ArchiveError, InvalidArgument, UnsafeArchive
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["Limits", "UnpackResult", "open_decompressed", "unpack_tar"]
+
+_CHUNK = 1 << 20
+# Compressed bytes handed to the zstd decoder per call. Its output per call is unbounded, and zstd
+# can expand ~32768:1, so this bounds the memory a zstd bomb can claim before the size limit hits.
+_ZSTD_IN_CHUNK = 4096
+_BLOCK = tarfile.BLOCKSIZE
+
+_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# Header types whose body tarfile reads into memory in one piece (pax and GNU long names).
+_META_TYPES = frozenset(
+    {
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+    }
+)
+_GNU_VOLUME_LABEL = b"V"
+_NODE_KINDS = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
+# Errors that describe the machine, not the archive: let them through unchanged.
+_ENVIRONMENT_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+)
+_PAX_TIME = re.compile(r"(-?)(\d{1,20})(?:\.(\d*))?")
+_UID_MAX = 0xFFFFFFFE  # (uid_t)-1 means "leave unchanged" to chown
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps against tar bombs; exceeding any of them is an ArchiveError."""
+
+    max_bytes: int = 64 << 30  # uncompressed stream bytes, and also total regular-file size
+    max_entries: int = 5_000_000
+    max_depth: int = 128  # path components per member name
+    max_name: int = 4096  # bytes per member name / link target
+    max_header: int = 1 << 20  # one pax or GNU long-name header, which tarfile holds in memory
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    digest: str  # "sha256:<hex>" of the *uncompressed* tar stream, all bytes up to EOF
+    size: int  # uncompressed bytes read
+    entries: int  # members extracted
+
+
+# ---------------------------------------------------------------------------------------------
+# Decompression
+
+
+class _Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+class _Prefixed(io.RawIOBase):
+    """Replays the magic bytes already read from a possibly non-seekable stream, then the rest.
+
+    Closing it leaves the caller's stream open: the caller owns it.
+    """
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._head = head
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class _Decoded(io.RawIOBase):
+    """Turns a decoder's own exceptions into ArchiveError, so callers catch one thing."""
+
+    def __init__(self, inner: _Readable, label: str, errors: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._label = label
+        self._errors = errors
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = self._inner.read(len(view))
+        except self._errors as e:
+            what = "tar" if self._label == "tar" else f"{self._label}-compressed"
+            raise ArchiveError(f"cannot read the {what} archive: {e}") from e
+        view[: len(data)] = data
+        return len(data)
+
+
+class _ZstdReader:
+    """zstd decoder that reads across frames and, unlike zstandard's stream_reader, reports a
+    stream that ends in the middle of a frame instead of returning a silent EOF."""
+
+    def __init__(self, src: BinaryIO, zstd: ModuleType) -> None:
+        self._src = src
+        self._dctx = zstd.ZstdDecompressor()
+        self._frame: Any = None  # the decompressobj of the frame being decoded
+        self._pending = b""  # compressed bytes past the end of the previous frame
+        self._out = b""
+        self._done = False
+
+    def read(self, size: int, /) -> bytes:
+        while not self._out and not self._done:
+            self._step()
+        data, self._out = self._out[:size], self._out[size:]
+        return data
+
+    def _step(self) -> None:
+        if self._pending:
+            chunk, self._pending = self._pending[:_ZSTD_IN_CHUNK], self._pending[_ZSTD_IN_CHUNK:]
+        else:
+            chunk = self._src.read(_ZSTD_IN_CHUNK)
+        if not chunk:
+            if self._frame is not None:
+                raise ArchiveError("cannot read the zstd-compressed archive: it is truncated")
+            self._done = True
+            return
+        frame = self._frame if self._frame is not None else self._dctx.decompressobj()
+        self._out = frame.decompress(chunk)
+        if frame.eof:
+            self._pending = frame.unused_data + self._pending
+            self._frame = None
+        else:
+            self._frame = frame
+
+
+def _import_zstd() -> ModuleType:
+    try:
+        import zstandard
+    except ImportError as e:
+        raise ArchiveError(
+            "the archive is zstd-compressed, but the Python package 'zstandard' is not installed",
+            hint="install it: apt install python3-zstandard (or: pip install zstandard)",
+        ) from e
+    return zstandard
+
+
+def _read_upto(raw: IO[bytes], n: int) -> bytes:
+    """Read n bytes unless EOF comes first; pipes may return short reads."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        try:
+            data = raw.read(n - got)
+        except OSError as e:
+            raise ArchiveError(f"cannot read the archive: {e}") from e
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def _is_bzip2(head: bytes) -> bool:
+    # "BZh" alone is printable and could begin a plain tar member's name; also check the block
+    # size digit and the magic of the first block (or of the end-of-stream marker).
+    return (
+        len(head) >= 10
+        and head[:3] == b"BZh"
+        and head[3:4] in b"123456789"
+        and head[4:10] in (b"\x31\x41\x59\x26\x53\x59", b"\x17\x72\x45\x38\x50\x90")
+    )
+
+
+def open_decompressed(raw: IO[bytes]) -> BinaryIO:
+    """Detect compression by magic bytes (gzip 1f8b, xz fd377a585a00, zstd 28b52ffd, bzip2 'BZh',
+    else plain tar) and return a readable stream of the decompressed bytes. zstd via the
+    `zstandard` package, imported only when needed; missing package -> ArchiveError with an
+    install hint.
+
+    Works on pipes (no seeking). Reads raise ArchiveError for corrupt or truncated input.
+    Closing the result does not close `raw`.
+    """
+    head = _read_upto(raw, 10)
+    src = io.BufferedReader(_Prefixed(head, raw), _CHUNK)
+    inner: _Readable
+    errors: tuple[type[BaseException], ...] = (EOFError, OSError)
+    if head.startswith(b"\x1f\x8b"):
+        label, inner, errors = "gzip", gzip.GzipFile(fileobj=src, mode="rb"), (*errors, zlib.error)
+    elif head.startswith(b"\xfd7zXZ\x00"):
+        label, inner, errors = "xz", lzma.LZMAFile(src), (*errors, lzma.LZMAError)  # noqa: SIM115
+    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+        zstd = _import_zstd()
+        label, inner, errors = "zstd", _ZstdReader(src, zstd), (*errors, zstd.ZstdError)
+    elif _is_bzip2(head):
+        label, inner = "bzip2", bz2.BZ2File(src)
+    else:
+        label, inner = "tar", src
+    return io.BufferedReader(_Decoded(inner, label, errors), _CHUNK)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashing and limits on the decompressed stream
+
+
+class _Digesting(io.RawIOBase):
+    """Hashes and counts everything tarfile reads, enforces the byte limit, and remembers where
+    the last non-zero byte was, to tell a clean end-of-archive from garbage or truncation."""
+
+    def __init__(self, inner: BinaryIO, max_bytes: int) -> None:
+        super().__init__()
+        self._inner = inner
+        self._max = max_bytes
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.nonzero_end = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size if size >= 0 else _CHUNK)
+        if data:
+            self.hash.update(data)
+            stripped = data.rstrip(b"\0")
+            if stripped:
+                self.nonzero_end = self.size + len(stripped)
+            self.size += len(data)
+            if self.size > self._max:
+                raise ArchiveError(f"the archive is larger than the limit of {self._max} uncompressed bytes")
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+def _tarinfo_class(limits: Limits) -> type[tarfile.TarInfo]:
+    """A TarInfo that refuses oversized pax/long-name headers before tarfile reads them whole."""
+
+    class _BoundedTarInfo(tarfile.TarInfo):
+        __slots__ = ()
+
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+            info = super().frombuf(buf, encoding, errors)
+            if info.type in _META_TYPES and info.size > limits.max_header:
+                raise ArchiveError(
+                    f"the archive has a {info.size}-byte extended header (limit {limits.max_header})"
+                )
+            return info
+
+    return _BoundedTarInfo
+
+
+# ---------------------------------------------------------------------------------------------
+# Member metadata
+
+
+@dataclass(frozen=True)
+class _Meta:
+    member: str
+    uid: int
+    gid: int
+    mode: int
+    atime_ns: int
+    mtime_ns: int
+    xattrs: tuple[tuple[bytes, bytes], ...]
+
+
+def _unsafe(member: str, why: str) -> UnsafeArchive:
+    return UnsafeArchive(
+        f"unsafe archive member {member!r}: {why}",
+        hint="the archive is malformed or malicious; nothing outside the image was touched",
+    )
+
+
+def _split(name: str, member: str, limits: Limits, *, subject: str = "") -> tuple[bytes, ...]:
+    """Normalise a member (or hardlink target) name into path components below the root.
+
+    Leading '/' and './', repeated slashes and '.' components are dropped, like GNU tar does;
+    '..' is refused rather than resolved. An empty tuple is the root itself. `subject` names
+    what is checked in messages when it is not the member's own name.
+    """
+    raw = name.encode("utf-8", "surrogateescape")
+    the = subject or "the name"
+    if b"\0" in raw:
+        raise _unsafe(member, f"{the} contains a NUL byte")
+    if len(raw) > limits.max_name:
+        raise _unsafe(member, f"{the} is longer than {limits.max_name} bytes")
+    comps = tuple(c for c in raw.split(b"/") if c not in (b"", b"."))
+    if b".." in comps:
+        raise _unsafe(member, f"{subject or 'it'} points outside the image")
+    if len(comps) > limits.max_depth:
+        raise _unsafe(member, f"{subject or 'it'} is nested deeper than {limits.max_depth} directories")
+    return comps
+
+
+def _pax_ns(value: str | None, fallback_ns: int) -> int:
+    """Nanoseconds from a pax time string (exact, unlike tarfile's float), else the fallback."""
+    if value is not None and (m := _PAX_TIME.fullmatch(value.strip())):
+        sign, secs, frac = m.groups()
+        ns = int(secs) * 1_000_000_000 + int(((frac or "") + "000000000")[:9])
+        return -ns if sign else ns
+    return fallback_ns
+
+
+def _b64(value: str) -> bytes:
+    # libarchive writes base64 without '=' padding.
+    return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+
+
+def _xattrs(member: str, pax: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    """Extended attributes from GNU/star (SCHILY, raw bytes) and libarchive (base64) records."""
+    found: dict[bytes, bytes] = {}
+    for key, value in pax.items():
+        if key.startswith("SCHILY.xattr."):
+            # tarfile decoded the raw bytes as utf-8 with surrogateescape; undo that exactly.
+            name = key[len("SCHILY.xattr.") :].encode("utf-8", "surrogateescape")
+            data = value.encode("utf-8", "surrogateescape")
+        elif key.startswith("LIBARCHIVE.xattr."):
+            name = urllib.parse.unquote_to_bytes(key[len("LIBARCHIVE.xattr.") :])
+            try:
+                data = _b64(value)
+            except (binascii.Error, ValueError) as e:
+                raise ArchiveError(f"archive member {member!r}: bad xattr value for {key}") from e
+        else:
+            continue
+        if not name or b"\0" in name:
+            raise ArchiveError(f"archive member {member!r}: invalid xattr name {key!r}")
+        # overlayfs acts on trusted.overlay.* (redirects, metacopy) if this tree is ever used as
+        # a layer; an image has no business setting them.
+        if name.startswith(b"trusted.overlay."):
+            continue
+        found[name] = data
+    return tuple(found.items())
+
+
+def _meta(m: tarfile.TarInfo) -> _Meta:
+    if not (0 <= m.uid <= _UID_MAX and 0 <= m.gid <= _UID_MAX):
+        raise ArchiveError(f"archive member {m.name!r} has an invalid owner {m.uid}:{m.gid}")
+    mtime = m.mtime * 10**9 if isinstance(m.mtime, int) else round(m.mtime * 1e9)
+    mtime_ns = _pax_ns(m.pax_headers.get("mtime"), mtime)
+    atime_ns = _pax_ns(m.pax_headers.get("atime"), mtime_ns)
+    return _Meta(m.name, m.uid, m.gid, m.mode & 0o7777, atime_ns, mtime_ns, _xattrs(m.name, m.pax_headers))
+
+
+def _set_xattrs(fd: int, xattrs: tuple[tuple[bytes, bytes], ...]) -> None:
+    for name, value in xattrs:
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as e:
+            # SELinux labels are host-policy specific: skip them where the fs or policy refuses.
+            if name == b"security.selinux" and e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                continue
+            raise
+
+
+def _apply_fd(fd: int, meta: _Meta) -> None:
+    """Owner, then mode (chown clears setuid/setgid), then xattrs (chown also clears
+    security.capability), then times (last, so nothing bumps them again)."""
+    os.fchown(fd, meta.uid, meta.gid)
+    os.fchmod(fd, meta.mode)
+    _set_xattrs(fd, meta.xattrs)
+    os.utime(fd, ns=(meta.atime_ns, meta.mtime_ns))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _copy(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
+    src = tf.extractfile(m)
+    if src is None:  # pragma: no cover - tarfile returns a reader for every non-link type
+        raise ArchiveError(f"cannot read archive member {m.name!r}")
+    total = 0
+    while chunk := src.read(_CHUNK):
+        total += len(chunk)
+        _write_all(fd, chunk)
+    if total != m.size:  # tarfile raises first; this only guards against a silent short read
+        raise ArchiveError(f"archive member {m.name!r} is truncated")
+
+
+def _sparse_map(m: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """The (offset, length) data regions of a GNU sparse member, checked to be ordered and to
+    lie within the file's apparent size."""
+    regions = cast("list[tuple[int, int]]", m.sparse or [])  # typeshed says bytes; it is a list
+    pos = 0
+    for offset, length in regions:
+        if offset < pos or length < 0 or offset + length > m.size:
+            raise ArchiveError(f"archive member {m.name!r} has an invalid sparse map")
+        pos = offset + length
+    return regions
+
+
+def _copy_sparse(tf: tarfile.TarFile, m: tarfile.TarInfo, regions: list[tuple[int, int]], fd: int) -> None:
+    """Write only the stored data regions and leave the rest a hole.
+
+    Reading through tarfile's extractfile would produce every zero of the holes, and a sparse
+    file's apparent size can be terabytes (lastlog). The regions are stored back to back from
+    offset_data, which tarfile's stream reader can still reach by a forward seek.
+    """
+    tf.fileobj.seek(m.offset_data)
+    for offset, length in regions:
+        pos, left = offset, length
+        while left:
+            chunk = tf.fileobj.read(min(left, _CHUNK))
+            if not chunk:
+                raise ArchiveError(f"archive member {m.name!r} is truncated")
+            _pwrite_all(fd, chunk, pos)
+            pos, left = pos + len(chunk), left - len(chunk)
+    os.ftruncate(fd, m.size)
+
+
+def _rmtree_at(parent: int, name: bytes) -> None:
+    """Remove a directory tree without following any symlink in it."""
+    fd = os.open(name, _DIR_READ, dir_fd=parent)
+    try:
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for child, is_dir in entries:
+            if is_dir:
+                _rmtree_at(fd, os.fsencode(child))
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _lstat_at(parent: int, name: bytes) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+
+
+class _Extractor:
+    """Per-call extraction state: the root fd, a one-entry cache of the last parent directory
+    fd, and the directories whose metadata is applied at the end."""
+
+    def __init__(self, root: int, limits: Limits) -> None:
+        self._root = root
+        self._limits = limits
+        self._dirs: dict[tuple[bytes, ...], _Meta] = {}
+        self._cache_key: tuple[bytes, ...] | None = None
+        self._cache_fd = -1
+        self._file_bytes = 0
+        self.entries = 0
+
+    def close(self) -> None:
+        self._drop_cache()
+
+    # -- walking ------------------------------------------------------------------------------
+
+    def _drop_cache(self) -> None:
+        if self._cache_key is not None:
+            os.close(self._cache_fd)
+            self._cache_key = None
+            self._cache_fd = -1
+
+    def _walk(self, comps: tuple[bytes, ...], member: str, *, create: bool, subject: str = "its path") -> int:
+        """Open directory `comps` below the root without following symlinks; return a new fd.
+
+        Missing directories are created (0755, owned by us) when `create`, as GNU tar does;
+        otherwise FileNotFoundError propagates.
+        """
+        fd = os.dup(self._root)
+        try:
+            for i, comp in enumerate(comps):
+                try:
+                    nfd = os.open(comp, _DIR_PATH, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(comp, 0o700, dir_fd=fd)
+                    nfd = os.open(comp, _DIR_READ, dir_fd=fd)
+                    os.fchmod(nfd, 0o755)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    st = _lstat_at(fd, comp)
+                    where = b"/".join(comps[: i + 1]).decode("utf-8", "surrogateescape")
+                    if st is not None and stat.S_ISLNK(st.st_mode):
+                        raise _unsafe(member, f"{subject} passes through the symlink {where!r}") from e
+                    raise ArchiveError(
+                        f"cannot extract archive member {member!r}: {where!r} is not a directory"
+                    ) from e
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _parent(self, comps: tuple[bytes, ...], member: str) -> int:
+        """The (cached) fd of a member's parent directory, created if missing."""
+        if self._cache_key != comps:
+            fd = self._walk(comps, member, create=True)
+            self._drop_cache()
+            self._cache_key, self._cache_fd = comps, fd
+        return self._cache_fd
+
+    def _remove(self, parent: int, comps: tuple[bytes, ...], st: os.stat_result) -> None:
+        """Remove whatever an earlier member left at `comps`, to be replaced."""
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(comps[-1], dir_fd=parent)
+            return
+        n = len(comps)
+        if self._cache_key is not None and self._cache_key[:n] == comps:
+            self._drop_cache()
+        for key in [k for k in self._dirs if k[:n] == comps]:
+            del self._dirs[key]
+        _rmtree_at(parent, comps[-1])
+
+    def _clear(self, parent: int, comps: tuple[bytes, ...]) -> None:
+        st = _lstat_at(parent, comps[-1])
+        if st is not None:
+            self._remove(parent, comps, st)
+
+    # -- members ------------------------------------------------------------------------------
+
+    def member(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self.entries += 1
+        if self.entries > self._limits.max_entries:
+            raise ArchiveError(f"the archive has more than {self._limits.max_entries} entries")
+        if m.type == _GNU_VOLUME_LABEL:
+            return
+        comps = _split(m.name, m.name, self._limits)
+        if not comps:
+            if not m.isdir():
+                raise _unsafe(m.name, "it would replace the root directory of the image")
+            self._dirs[()] = _meta(m)
+            return
+        parent = self._parent(comps[:-1], m.name)
+        if m.isdir():
+            self._directory(parent, comps, m)
+        elif m.islnk():
+            self._hardlink(parent, comps, m)
+        elif m.issym():
+            self._symlink(parent, comps, m)
+        elif m.type in _NODE_KINDS:
+            self._node(parent, comps, m)
+        else:  # regular, contiguous, sparse, and unknown types (tarfile and GNU tar agree)
+            self._file(tf, parent, comps, m)
+
+    def _directory(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+        meta = _meta(m)
+        st = _lstat_at(parent, comps[-1])
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            self._remove(parent, comps, st)
+            st = None
+        if st is None:
+            os.mkdir(comps[-1], 0o700, dir_fd=parent)
+        self._dirs[comps] = meta  # applied in finish(), once nothing else will be created inside
+
+    def _file(self, tf: tarfile.TarFile, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+        meta = _meta(m)
+        regions = _sparse_map(m) if m.issparse() else None
+        self._file_bytes += m.size if regions is None else sum(n for _, n in regions)
+        if self._file_bytes > self._limits.max_bytes:
+            raise ArchiveError(
+                f"the files in the archive add up to more than the limit of {self._limits.max_bytes} bytes"
+            )
+        tmp = b".nspawnctl-unpack-" + secrets.token_hex(8).encode()
+        fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent)
+        try:
+            if regions is None:
+                _copy(tf, m, fd)
+            else:
+                _copy_sparse(tf, m, regions, fd)
+            _apply_fd(fd, meta)
+        finally:
+            os.close(fd)
+        st = _lstat_at(parent, comps[-1])
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            self._remove(parent, comps, st)
+        os.rename(tmp, comps[-1], src_dir_fd=parent, dst_dir_fd=parent)
+
+    def _symlink(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+        meta = _meta(m)
+        target = m.linkname.encode("utf-8", "surrogateescape")
+        if not target or b"\0" in target or len(target) > self._limits.max_name:
+            raise ArchiveError(f"archive member {m.name!r} has an invalid symlink target")
+        # The target is stored verbatim, absolute or not: it is resolved inside the container
+        # later, and never followed here.
+        self._clear(parent, comps)
+        os.symlink(target, comps[-1], dir_fd=parent)
+        os.chown(comps[-1], meta.uid, meta.gid, dir_fd=parent, follow_symlinks=False)
+        os.utime(comps[-1], ns=(meta.atime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def _node(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+        meta = _meta(m)
+        if m.devmajor < 0 or m.devminor < 0:
+            raise ArchiveError(f"archive member {m.name!r} has an invalid device number")
+        self._clear(parent, comps)
+        name = comps[-1]
+        os.mknod(name, _NODE_KINDS[m.type] | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=parent)
+        os.chown(name, meta.uid, meta.gid, dir_fd=parent, follow_symlinks=False)
+        try:
+            os.chmod(name, meta.mode, dir_fd=parent, follow_symlinks=False)
+        except NotImplementedError:
+            # No fchmodat(AT_SYMLINK_NOFOLLOW) here (needs /proc with glibc). The node was just
+            # made by mknod in a directory only this process writes, so it is no symlink.
+            os.chmod(name, meta.mode, dir_fd=parent)
+        os.utime(name, ns=(meta.atime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+    def _hardlink(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+        # Like GNU tar, a leading '/' in the target is dropped: it names a member of this archive.
+        what = f"its hard link target {m.linkname!r}"
+        target = _split(m.linkname, m.name, self._limits, subject=what)
+        if not target:
+            raise _unsafe(m.name, "it is a hard link to the root directory")
+        if target == comps:
+            return
+        try:
+            tparent = self._walk(target[:-1], m.name, create=False, subject=what)
+        except FileNotFoundError as e:
+            raise _unsafe(m.name, f"{what} is not in the image") from e
+        try:
+            tst = _lstat_at(tparent, target[-1])
+            if tst is None:
+                raise _unsafe(m.name, f"{what} is not in the image")
+            if stat.S_ISDIR(tst.st_mode):
+                raise _unsafe(m.name, f"{what} is a directory")
+            st = _lstat_at(parent, comps[-1])
+            if st is not None:
+                if (st.st_dev, st.st_ino) == (tst.st_dev, tst.st_ino):
+                    return
+                self._remove(parent, comps, st)
+            # The header's mode and owner are not applied: they would rewrite the shared inode.
+            os.link(target[-1], comps[-1], src_dir_fd=tparent, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(tparent)
+
+    def finish(self) -> None:
+        """Apply directory metadata last and deepest first, so creating children (and the
+        directory's own mode) cannot disturb it."""
+        for comps in sorted(self._dirs, key=len, reverse=True):
+            meta = self._dirs[comps]
+            if not comps:
+                _apply_fd(self._root, meta)
+                continue
+            parent = self._parent(comps[:-1], meta.member)
+            fd = os.open(comps[-1], _DIR_READ, dir_fd=parent)
+            try:
+                _apply_fd(fd, meta)
+            finally:
+                os.close(fd)
+
+
+def _member_error(member: str, e: Exception) -> ArchiveError:
+    detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return ArchiveError(f"cannot extract archive member {member!r}: {detail}")
+
+
+def _extract_all(tf: tarfile.TarFile, ex: _Extractor) -> None:
+    # tarfile keeps every TarInfo in tf.members even in stream mode; drop them as we go so that
+    # millions of entries do not pile up in memory.
+    members: list[tarfile.TarInfo] = tf.members  # type: ignore[attr-defined]  # not in typeshed
+    while (m := tf.next()) is not None:
+        members.clear()
+        try:
+            ex.member(tf, m)
+        except (tarfile.TarError, ArchiveError):
+            raise
+        except OSError as e:
+            if e.errno in _ENVIRONMENT_ERRNOS:
+                raise
+            raise _member_error(m.name, e) from e
+        except (ValueError, OverflowError) as e:
+            raise _member_error(m.name, e) from e
+
+
+def _check_end(digesting: _Digesting, end: int) -> None:
+    """Require a real end-of-archive (zero block) where tarfile stopped and nothing but zero
+    padding after it: tarfile silently stops at a bad header or at EOF between members."""
+    if digesting.size < end + _BLOCK:
+        raise ArchiveError("the archive is truncated: it ends before the end-of-archive marker")
+    if digesting.nonzero_end > end:
+        raise ArchiveError(
+            f"the archive has invalid or extra data at offset {end} "
+            "(a corrupt header, or concatenated archives)"
+        )
+
+
+def unpack_tar(raw: IO[bytes], dest: str | os.PathLike[str], *, limits: Limits = Limits()) -> UnpackResult:
+    """Extract a (possibly compressed) tar stream into the existing, empty directory `dest`,
+    faithfully and never outside it. Hash the decompressed stream while extracting (one pass), and
+    drain the stream to EOF at the end so the digest covers trailing padding too.
+
+    Raises UnsafeArchive for members that would escape or replace the root, ArchiveError for
+    corrupt, truncated or oversized input. On error `dest` is left partly filled for the caller
+    to delete.
+    """
+    root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with os.scandir(root) as it:
+            if next(it, None) is not None:
+                raise InvalidArgument(f"cannot unpack into {os.fspath(dest)!r}: it is not empty")
+        stream = open_decompressed(raw)
+        ex = _Extractor(root, limits)
+        try:
+            digesting = _Digesting(stream, limits.max_bytes)
+            try:
+                with tarfile.open(
+                    fileobj=digesting,
+                    mode="r|",
+                    tarinfo=_tarinfo_class(limits),
+                    encoding="utf-8",
+                    errors="surrogateescape",
+                ) as tf:
+                    _extract_all(tf, ex)
+                    end = tf.offset
+            except tarfile.TarError as e:
+                raise ArchiveError(f"cannot read the tar archive: {e}") from e
+            except RecursionError as e:
+                raise ArchiveError("the archive has too many chained extended headers") from e
+            ex.finish()
+            digesting.drain()
+            _check_end(digesting, end)
+        finally:
+            ex.close()
+            stream.close()
+    finally:
+        os.close(root)
+    return UnpackResult(f"sha256:{digesting.hash.hexdigest()}", digesting.size, ex.entries)

@@ -1,0 +1,124 @@
+"""End-to-end fixtures: run inside a booted systemd host (see tests/host/testhost.py) as root.
+
+Everything is real: the nspawnctl CLI as installed, systemd, machined, journald and the btrfs pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
+from demo import make_busybox_root  # noqa: E402  (shared with the README demo)
+
+BOOT_IMAGE_DIR = Path("/srv/bootimg")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not Path("/run/systemd/system").is_dir() or os.geteuid() != 0:
+        raise pytest.UsageError(
+            "the end-to-end tests need root on a host booted with systemd; run them with "
+            "'python3 tests/host/testhost.py test' (or 'make test')"
+        )
+
+
+class CLI:
+    """Runs the installed ``nspawnctl`` and keeps track of what the test created, to clean it up."""
+
+    def __init__(self) -> None:
+        self.containers: set[str] = set()
+        self.images: set[str] = set()
+
+    def __call__(
+        self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 120, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        raw = subprocess.run(["nspawnctl", *args], input=input, capture_output=True, timeout=timeout, **kw)
+        proc = subprocess.CompletedProcess(
+            raw.args, raw.returncode, raw.stdout.decode(errors="replace"), raw.stderr.decode(errors="replace")
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"nspawnctl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+    def name(self, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.containers.add(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.containers:
+            self("rm", "-f", name, check=False)
+        for image in self.images:
+            self("rmi", "-f", image, check=False)
+
+
+@pytest.fixture
+def nsp() -> Iterator[CLI]:
+    cli = CLI()
+    yield cli
+    cli.cleanup()
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    d = Path("/var/tmp") / f"nspawnctl-e2e-{uuid.uuid4().hex[:6]}"
+    d.mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def busybox_dir(workdir: Path) -> Path:
+    return make_busybox_root(workdir / "busybox-root")
+
+
+@pytest.fixture(scope="session")
+def busybox(busybox_dir: Path) -> Iterator[str]:
+    """The image most tests run: imported once per session from a directory."""
+    ref = "e2e/busybox:latest"
+    subprocess.run(["nspawnctl", "import", str(busybox_dir), ref], check=True, capture_output=True)
+    yield ref
+    subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def boot_image() -> Iterator[str]:
+    """A Debian root with systemd inside, built by the harness (tests/host/testhost.py)."""
+    if not BOOT_IMAGE_DIR.is_dir():
+        pytest.fail(f"{BOOT_IMAGE_DIR} is missing: the test host should have been built with it")
+    ref = "e2e/debian-boot:latest"
+    subprocess.run(["nspawnctl", "import", str(BOOT_IMAGE_DIR), ref], check=True, capture_output=True)
+    yield ref
+    subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)
+
+
+def tar_of(root: Path, dest: Path, mode: str = "w") -> Path:
+    with tarfile.open(dest, mode) as tf:
+        tf.add(root, arcname=".")
+    return dest
+
+
+def subvolumes() -> str:
+    return subprocess.run(
+        ["btrfs", "subvolume", "list", "/var/lib/machines"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def unit_show(unit: str, *props: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["systemctl", "show", unit, *(f"--property={p}" for p in props)], capture_output=True, text=True
+    ).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

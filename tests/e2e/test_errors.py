@@ -1,0 +1,132 @@
+"""Bad input: a clear one-line error, a non-zero exit, and nothing half-made left in the pool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import CLI, subvolumes
+
+STAGING = Path("/var/lib/nspawnctl/images")
+
+
+def pool_snapshot() -> tuple[str, list[str], list[str]]:
+    return (
+        subvolumes(),
+        sorted(os.listdir("/var/lib/nspawnctl/images")),
+        sorted(os.listdir("/etc/systemd/nspawn")) if Path("/etc/systemd/nspawn").is_dir() else [],
+    )
+
+
+def assert_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode not in (0, None)
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("nspawnctl: error: "), proc.stderr
+    for w in words:
+        assert w in first, first
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["run", "e2e/no-such-image", "true"], ["no such image", "e2e/no-such-image"]),
+        (["start", "no-such-ctr"], ["no such container", "no-such-ctr"]),
+        (["logs", "no-such-ctr"], ["no such container"]),
+        (["exec", "no-such-ctr", "true"], ["no such container"]),
+        (["rm", "no-such-ctr"], ["no such container"]),
+        (["run", "--name", "bad_name", "IMAGE", "true"], ["invalid container name", "bad_name"]),
+        (["run", "--name", "-dash", "IMAGE", "true"], ["invalid container name"]),
+        (["run", "--memory", "lots", "IMAGE", "true"], ["invalid size"]),
+        (["import", "/nonexistent.tar", "x"], ["cannot read", "/nonexistent.tar"]),
+        (["run", "Bad:Ref:x", "true"], ["invalid image reference"]),
+    ],
+)
+def test_bad_input_is_refused_cleanly(nsp: CLI, busybox: str, args: list[str], words: list[str]) -> None:
+    args = [busybox if a == "IMAGE" else a for a in args]
+    before = pool_snapshot()
+    assert_error(nsp(*args, check=False), *words)
+    assert pool_snapshot() == before
+
+
+def test_duplicate_name(nsp: CLI, busybox: str) -> None:
+    name = nsp.name()
+    nsp("create", "--name", name, busybox, "true")
+    before = pool_snapshot()
+    assert_error(nsp("run", "--name", name, busybox, "true", check=False), "already in use", name)
+    assert pool_snapshot() == before
+
+
+def test_rmi_of_image_in_use(nsp: CLI, busybox_dir: Path) -> None:
+    nsp.images.add("e2e/inuse:latest")
+    nsp("import", str(busybox_dir), "e2e/inuse")
+    nsp("tag", "e2e/inuse", "e2e/inuse:only")
+    name = nsp.name()
+    nsp("create", "--name", name, "e2e/inuse:only", "true")
+    nsp("rmi", "e2e/inuse")  # another name is left: just untagged
+    before = pool_snapshot()
+    assert_error(nsp("rmi", "e2e/inuse:only", check=False), "in use", name)
+    assert pool_snapshot() == before
+    nsp("rmi", "-f", "e2e/inuse:only")  # the container keeps its own snapshot
+    assert nsp("start", name).returncode == 0
+
+
+def test_exec_into_stopped_container(nsp: CLI, busybox: str) -> None:
+    name = nsp.name()
+    nsp("create", "--name", name, busybox, "true")
+    assert_error(nsp("exec", name, "true", check=False), "not running", name)
+
+
+def test_unreadable_and_hostile_tarballs(nsp: CLI, tmp_path: Path, busybox_dir: Path) -> None:
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"\x1f\x8b" + os.urandom(4096))
+    truncated = tmp_path / "truncated.tar.xz"
+    full = subprocess.run(["tar", "-C", str(busybox_dir), "-cJf", "-", "."], capture_output=True, check=True).stdout
+    truncated.write_bytes(full[: len(full) // 2])
+    import io
+    import tarfile
+
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tf:
+        info = tarfile.TarInfo("../escaped")
+        data = b"pwned"
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    before = pool_snapshot()
+    for bad, word in ((garbage, "archive"), (truncated, "archive"), (evil, "../escaped")):
+        assert_error(nsp("import", str(bad), "e2e/bad", check=False), word)
+    assert not Path("/var/lib/nspawnctl/escaped").exists()
+    assert not [e for e in os.listdir(STAGING) if e.startswith(".tmp-")]
+    assert pool_snapshot() == before
+    assert "e2e/bad:latest" not in {r for i in nsp.json("images") for r in i["refs"]}
+
+
+def test_pool_not_btrfs(nsp: CLI, tmp_path: Path) -> None:
+    env = {**os.environ, "NSPAWNCTL_POOL": str(tmp_path), "NSPAWNCTL_STORE": str(tmp_path)}
+    for args in (["images"], ["ps"], ["run", "x", "true"], ["import", "/srv", "x"]):
+        proc = nsp(*args, check=False, env=env)
+        assert_error(proc, "not on btrfs")
+        assert "nspawnctl pool init" in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_two_runs_racing_for_one_name(nsp: CLI, busybox: str) -> None:
+    name = nsp.name()
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def go() -> None:
+        results.append(nsp("run", "-d", "--name", name, busybox, "sleep", "60", check=False))
+
+    threads = [threading.Thread(target=go) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.returncode for r in results)
+    assert codes[0] == 0 and all(c != 0 for c in codes[1:]), [r.stderr for r in results]
+    for r in results:
+        if r.returncode:
+            assert "already in use" in r.stderr
+    assert name in nsp("ps", "-q").stdout.split()
