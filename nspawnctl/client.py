@@ -7,6 +7,7 @@ Calls are synchronous; each one that needs systemd opens the bus inside its own 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import secrets
 import signal as signals
@@ -67,7 +68,11 @@ class ContainerStatus:
                 "Volumes": [str(v) for v in s.volumes],
                 "AutoRemove": s.auto_remove,
             },
-            "HostConfig": {"Memory": s.limits.memory, "NanoCpus": _nano(s.limits.cpus), "PidsLimit": s.limits.pids},
+            "HostConfig": {
+                "Memory": s.limits.memory,
+                "NanoCpus": _nano(s.limits.cpus),
+                "PidsLimit": s.limits.pids,
+            },
             "Unit": f"nspawnctl-{s.name}.service",
         }
 
@@ -86,7 +91,7 @@ class RunResult:
     when the container could not run as asked (nobody's terminal shows those otherwise)."""
 
     exit_code: int
-    errors: list[str] = field(default_factory=list)
+    errors: builtins.list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,8 @@ class RunOptions:
     """Everything ``create``/``run`` accept besides the image and the command."""
 
     name: str | None = None
-    env: list[str] = field(default_factory=list)
-    volumes: list[Volume] = field(default_factory=list)
+    env: builtins.list[str] = field(default_factory=list)
+    volumes: builtins.list[Volume] = field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
     hostname: str | None = None
@@ -127,7 +132,7 @@ class Images:
     def import_stream(self, stream: IO[bytes], ref: str | None, source: str = "stream") -> Image:
         return self.store.import_archive(stream, ImageRef.parse(ref) if ref else None, source=source)
 
-    def list(self) -> list[Image]:
+    def list(self) -> builtins.list[Image]:
         self._client.pool.check()
         return self.store.list()
 
@@ -139,7 +144,7 @@ class Images:
         self._client.pool.check()
         return self.store.tag(source, ImageRef.parse(target))
 
-    def remove(self, text: str, force: bool = False) -> tuple[list[str], bool]:
+    def remove(self, text: str, force: bool = False) -> tuple[builtins.list[str], bool]:
         self._client.pool.check()
         return self.store.remove(text, force, self._client.containers.store.users_of)
 
@@ -151,7 +156,7 @@ class Containers:
         self.store = ContainerStore(client.pool)
 
     # -- creation --------------------------------------------------------------------------
-    def create(self, image: str, command: list[str], options: RunOptions) -> ContainerSpec:
+    def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
         img = self._client.images.get(image)
         name = check_machine_name(options.name) if options.name else generate_name(self.store.names())
@@ -178,7 +183,8 @@ class Containers:
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
-                f"image {image} has no getent, which systemd-nspawn runs inside to switch to user {spec.user!r}",
+                f"image {image} has no getent, which systemd-nspawn runs inside to switch "
+                f"to user {spec.user!r}",
                 hint="add getent to the image (Debian: libc-bin) or run as root",
             )
         if not spec.command and not spec.boot:
@@ -204,7 +210,7 @@ class Containers:
 
         run_sync(go)
 
-    def run_detached(self, image: str, command: list[str], options: RunOptions) -> ContainerSpec:
+    def run_detached(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         spec = self.create(image, command, options)
         try:
             self.start(spec.name)
@@ -216,7 +222,7 @@ class Containers:
     def run_attached(
         self,
         image: str,
-        command: list[str],
+        command: builtins.list[str],
         options: RunOptions,
         write: Callable[[bytes], None],
         interactive: bool = False,
@@ -250,12 +256,15 @@ class Containers:
         inv = await rt.invocation_id(name)
         interrupts = 0
         loop = asyncio.get_running_loop()
+        pending: set[asyncio.Task[None]] = set()
 
         def forward(sig: int) -> None:
             nonlocal interrupts
             interrupts += 1
             target = signals.SIGKILL if interrupts >= 3 else sig
-            loop.create_task(_quietly(rt.kill(name, target)))
+            task = loop.create_task(_quietly(rt.kill(name, target)))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
 
         if fds is None:
             for sig in (signals.SIGINT, signals.SIGTERM):
@@ -335,15 +344,15 @@ class Containers:
     def get(self, name: str) -> ContainerStatus:
         return self.statuses([self.store.get(name)])[0]
 
-    def list(self, all: bool = False) -> list[ContainerStatus]:
+    def list(self, all: bool = False) -> builtins.list[ContainerStatus]:
         statuses = self.statuses(self.store.list())
         return statuses if all else [s for s in statuses if s.running]
 
-    def statuses(self, specs: list[ContainerSpec]) -> list[ContainerStatus]:
+    def statuses(self, specs: builtins.list[ContainerSpec]) -> builtins.list[ContainerStatus]:
         if not specs:
             return []
 
-        async def go(bus: Bus) -> list[ContainerStatus]:
+        async def go(bus: Bus) -> builtins.list[ContainerStatus]:
             rt = self._runtime(bus)
             states = await rt.states([s.name for s in specs])
             out = []
@@ -356,7 +365,7 @@ class Containers:
                     out.append(ContainerStatus(spec, "exited" if rec else "created", exit=rec))
             return out
 
-        result: list[ContainerStatus] = run_sync(go)
+        result: builtins.list[ContainerStatus] = run_sync(go)
         return result
 
     def logs(
@@ -390,8 +399,8 @@ class Containers:
     def exec(
         self,
         name: str,
-        argv: list[str],
-        env: list[str] | None = None,
+        argv: builtins.list[str],
+        env: builtins.list[str] | None = None,
         workdir: str | None = None,
         user: str | None = None,
         tty: bool = False,
@@ -404,7 +413,10 @@ class Containers:
             raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")
         leader: int = run_sync(lambda bus: self._runtime(bus).leader(name))
         uid, gid = resolve_user(self.store.root(name), user or spec.user)
-        environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+        environment = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+        }
         if tty and os.environ.get("TERM"):
             environment["TERM"] = os.environ["TERM"]
         for e in [*spec.env, *(env or [])]:
@@ -421,7 +433,11 @@ class Containers:
         return Runtime(bus, self.paths)
 
     def _launch(
-        self, spec: ContainerSpec, add_ref: bool = False, fds: tuple[int, int, int] | None = None, console: str = "pipe"
+        self,
+        spec: ContainerSpec,
+        add_ref: bool = False,
+        fds: tuple[int, int, int] | None = None,
+        console: str = "pipe",
     ) -> Any:
         from .run.runtime import host_is_unified, nspawn_binary, poststop_argv
         from .run.units import Launch
@@ -472,7 +488,10 @@ async def _quietly(coro: Any) -> None:
 
 
 class Client:
-    """Entry point of the API: ``Client().containers.run_detached("debian", ["sleep", "60"], RunOptions())``."""
+    """Entry point of the API.
+
+    ``Client().containers.run_detached("debian", ["sleep", "60"], RunOptions())``
+    """
 
     def __init__(self, paths: Paths | None = None) -> None:
         self.paths = paths or Paths.from_env()

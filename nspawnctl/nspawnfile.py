@@ -13,6 +13,7 @@ removed, a backslash protects the next character and is itself kept. :func:`quot
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -145,7 +146,7 @@ class NspawnFile:
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
-            with _suppress_oserror():
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
 
@@ -162,14 +163,6 @@ class NspawnFile:
         return end
 
 
-class _suppress_oserror:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
-
-
 def quote_words(words: Iterable[str]) -> str:
     """Quote ``words`` so systemd's list parser gives them back exactly."""
     return " ".join(_quote_word(w) for w in words)
@@ -177,7 +170,9 @@ def quote_words(words: Iterable[str]) -> str:
 
 def _quote_word(word: str) -> str:
     if "\n" in word or "\r" in word or "\0" in word:
-        raise InvalidArgument(f"argument {word!r} contains a line break or NUL, which a .nspawn file cannot hold")
+        raise InvalidArgument(
+            f"argument {word!r} contains a line break or NUL, which a .nspawn file cannot hold"
+        )
     if word.endswith("\\"):
         raise InvalidArgument(
             f"argument {word!r} ends in a backslash, which a .nspawn file cannot hold",

@@ -154,7 +154,9 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
         hostname=f.get("Exec", "Hostname"),
         boot=(f.get("Exec", "Boot") or "no").lower() in ("yes", "true", "1", "on"),
         limits=Limits(
-            memory=int(mem) if mem else None, cpus=float(cpus) if cpus else None, pids=int(pids) if pids else None
+            memory=int(mem) if mem else None,
+            cpus=float(cpus) if cpus else None,
+            pids=int(pids) if pids else None,
         ),
         auto_remove=(f.get(own, "AutoRemove") or "no") == "yes",
     )

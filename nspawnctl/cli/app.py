@@ -35,7 +35,8 @@ class State:
 
 app = typer.Typer(
     name="nspawnctl",
-    help="Run containers with systemd-nspawn, btrfs and machined: docker-like commands, systemd as the daemon.",
+    help="Run containers with systemd-nspawn, btrfs and machined: docker-like commands, "
+    "systemd as the daemon.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -56,10 +57,16 @@ def version_callback(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     pool: str = typer.Option(
-        None, "--pool", envvar="NSPAWNCTL_POOL", help="Container pool (machined's, default /var/lib/machines)."
+        None,
+        "--pool",
+        envvar="NSPAWNCTL_POOL",
+        help="Container pool (machined's, default /var/lib/machines).",
     ),
     store: str = typer.Option(
-        None, "--store", envvar="NSPAWNCTL_STORE", help="Image store on the same btrfs (default /var/lib/nspawnctl)."
+        None,
+        "--store",
+        envvar="NSPAWNCTL_STORE",
+        help="Image store on the same btrfs (default /var/lib/nspawnctl).",
     ),
     version: bool = typer.Option(
         False, "--version", callback=version_callback, is_eager=True, help="Print the version and exit."

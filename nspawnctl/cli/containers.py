@@ -35,7 +35,9 @@ def parse_size(text: str) -> int:
     """docker's ``--memory`` units: b, k, m, g, t are powers of 1024 (64M = 64 MiB)."""
     m = _SIZE.match(text)
     if not m:
-        raise InvalidArgument(f"invalid size {text!r}", hint="use a number with an optional unit: 512k, 64M, 2G")
+        raise InvalidArgument(
+            f"invalid size {text!r}", hint="use a number with an optional unit: 512k, 64M, 2G"
+        )
     mult = 1024 ** "bkmgt".index((m.group(2) or "b").lower())
     return int(float(m.group(1)) * mult)
 
@@ -47,7 +49,9 @@ def parse_signal(text: str) -> int:
     try:
         return int(signals.Signals[t if t.startswith("SIG") else f"SIG{t}"])
     except KeyError:
-        raise InvalidArgument(f"invalid signal {text!r}", hint="use a name like TERM, SIGHUP or a number") from None
+        raise InvalidArgument(
+            f"invalid signal {text!r}", hint="use a name like TERM, SIGHUP or a number"
+        ) from None
 
 
 def read_env_file(path: str) -> list[str]:
@@ -154,8 +158,12 @@ def run(
     image: str = typer.Argument(..., help="Image (NAME[:TAG] or ID)."),
     command: list[str] = typer.Argument(None, help=CMD_HELP),
     detach: bool = typer.Option(False, "-d", "--detach", help="Run in the background and print the name."),
-    interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached to the container."),
-    tty: bool = typer.Option(False, "-t", "--tty", help="Give the container a terminal (with -i: interactive)."),
+    interactive: bool = typer.Option(
+        False, "-i", "--interactive", help="Keep stdin attached to the container."
+    ),
+    tty: bool = typer.Option(
+        False, "-t", "--tty", help="Give the container a terminal (with -i: interactive)."
+    ),
     name: str = NAME,
     env: list[str] = ENV,
     env_file: list[str] = ENV_FILE,
@@ -308,8 +316,12 @@ def _docker_since(text: str | None) -> str | None:
 def logs(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Container name."),
-    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new output until the container stops."),
-    since: str = typer.Option(None, "--since", help="Only output since then: 10m, 2h, or '2026-01-02 10:00'."),
+    follow: bool = typer.Option(
+        False, "-f", "--follow", help="Keep printing new output until the container stops."
+    ),
+    since: str = typer.Option(
+        None, "--since", help="Only output since then: 10m, 2h, or '2026-01-02 10:00'."
+    ),
     tail: str = typer.Option("all", "-n", "--tail", help="Number of lines from the end (or 'all')."),
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Prefix each line with its time."),
 ) -> None:

@@ -79,7 +79,7 @@ def tag(
 
 def rmi(
     ctx: typer.Context,
-    images: list[str] = typer.Argument(..., help="Images to remove (NAME[:TAG] or ID)."),
+    refs: list[str] = typer.Argument(..., metavar="IMAGE...", help="Images to remove (NAME[:TAG] or ID)."),
     force: bool = typer.Option(False, "-f", "--force", help="Remove even if containers were made from it."),
 ) -> None:
     """Remove images (a name removes that tag; the image goes with its last tag)."""
@@ -87,11 +87,11 @@ def rmi(
     failed = 0
     from ..errors import NspawnctlError
 
-    for text in images:
+    for text in refs:
         try:
             untagged, deleted = client.images.remove(text, force=force)
         except NspawnctlError as e:
-            if len(images) == 1:
+            if len(refs) == 1:
                 raise
             err(f"nspawnctl: error: {e.message}")
             failed += 1
@@ -106,11 +106,11 @@ def rmi(
 
 def image_inspect(
     ctx: typer.Context,
-    images: list[str] = typer.Argument(..., help="Images to inspect."),
+    refs: list[str] = typer.Argument(..., metavar="IMAGE...", help="Images to inspect."),
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
 ) -> None:
     """Show images' records as JSON."""
     state = state_of(ctx)
     state.json = True
     client = state.client()
-    print_json([client.images.get(i).to_json() for i in images])
+    print_json([client.images.get(i).to_json() for i in refs])

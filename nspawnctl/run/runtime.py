@@ -26,8 +26,11 @@ def host_is_unified() -> bool:
     """True when /sys/fs/cgroup is cgroup v2 (then app payloads should get v2 too)."""
     try:
         with open("/proc/self/mountinfo") as f:
-            return any(line.split(" - ")[1].startswith("cgroup2 ") and line.split()[4] == "/sys/fs/cgroup"
-                       for line in f if " - " in line)
+            return any(
+                line.split(" - ")[1].startswith("cgroup2 ") and line.split()[4] == "/sys/fs/cgroup"
+                for line in f
+                if " - " in line
+            )
     except OSError:
         return False
 
@@ -40,7 +43,15 @@ def nspawn_binary() -> str:
 
 
 def poststop_argv(paths: Paths, name: str, remove: bool) -> tuple[str, ...]:
-    argv = [sys.executable, "-m", "nspawnctl.run.poststop", "--pool", str(paths.pool), "--store", str(paths.store)]
+    argv = [
+        sys.executable,
+        "-m",
+        "nspawnctl.run.poststop",
+        "--pool",
+        str(paths.pool),
+        "--store",
+        str(paths.store),
+    ]
     return (*argv, *(["--remove"] if remove else []), name)
 
 
@@ -96,7 +107,11 @@ class Runtime:
         props = await self.manager.unit_properties(unit_name(name), SERVICE_IFACE)
         if not props:
             return None
-        code, status, result = props.get("ExecMainCode", 0), props.get("ExecMainStatus", 0), props.get("Result", "")
+        code, status, result = (
+            props.get("ExecMainCode", 0),
+            props.get("ExecMainStatus", 0),
+            props.get("Result", ""),
+        )
         if code == 1:  # CLD_EXITED
             return Outcome(int(status), result)
         if code in (2, 3):  # killed / dumped by a signal
@@ -160,7 +175,9 @@ def clear_stale_mounts(name: str) -> None:
             pass
 
 
-def exec_argv(leader: int, argv: list[str], workdir: str | None, uid: int | None, gid: int | None) -> list[str]:
+def exec_argv(
+    leader: int, argv: list[str], workdir: str | None, uid: int | None, gid: int | None
+) -> list[str]:
     """nsenter into every namespace of the container's PID 1 (works without systemd inside)."""
     cmd = ["nsenter", f"--target={leader}", "--all", "--root"]
     cmd.append(f"--wd={workdir}" if workdir else "--wd")
@@ -202,5 +219,5 @@ def run_exec(argv: list[str], env: dict[str, str], tty: bool) -> int:
 
     # pty.spawn execs with our own environment: hand the container's over through env(1).
     argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
-    status = pty.spawn(argv, lambda fd: os.read(fd, 65536))  # type: ignore[no-untyped-call]
+    status = pty.spawn(argv, lambda fd: os.read(fd, 65536))
     return os.waitstatus_to_exitcode(status)

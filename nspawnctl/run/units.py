@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..systemd.manager import Property
 from ..spec import ContainerSpec
+from ..systemd.manager import Property
 
 UNIT_PREFIX = "nspawnctl-"
 LOG_FIELD = "NSPAWNCTL_CONTAINER_ID"

@@ -15,13 +15,16 @@ def _btrfsutil() -> ModuleType:
     except ImportError as e:
         raise PoolError(
             f"the btrfsutil Python module is not usable: {e}",
-            hint="install libbtrfsutil-dev and 'pip install \"btrfsutil<6.14\"', or Debian's python3-btrfsutil",
+            hint="install libbtrfsutil-dev and 'pip install \"btrfsutil<6.14\"' "
+            "(or Debian's python3-btrfsutil)",
         ) from e
     return btrfsutil
 
 
 def _wrap(what: str, path: Path | str, e: OSError) -> PoolError:
-    return PoolError(f"{what} {path}: {e.strerror or e}", hint="is the pool a btrfs filesystem? see 'nspawnctl pool init'")
+    return PoolError(
+        f"{what} {path}: {e.strerror or e}", hint="is the pool a btrfs filesystem? see 'nspawnctl pool init'"
+    )
 
 
 def create_subvolume(path: Path) -> None:

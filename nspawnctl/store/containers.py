@@ -6,6 +6,7 @@ written by the unit's ExecStopPost) which systemd forgets once the unit is colle
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ class ContainerStore:
                         continue
         return found
 
-    def list(self) -> list[ContainerSpec]:
+    def list(self) -> builtins.list[ContainerSpec]:
         self.pool.check()
         out = []
         for name in sorted(self.names()):
@@ -82,7 +83,7 @@ class ContainerStore:
             raise ContainerNotFound(f"no such container: {name} ({path} is not nspawnctl's)")
         return spec
 
-    def users_of(self, image_id: str) -> list[str]:
+    def users_of(self, image_id: str) -> builtins.list[str]:
         return [c.name for c in self.list() if c.image_id == image_id]
 
     def exit_record(self, name: str) -> ExitRecord | None:

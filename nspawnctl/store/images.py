@@ -13,6 +13,7 @@ no reader ever sees half an image; staging left by a dead process is swept by th
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import secrets
@@ -34,8 +35,8 @@ from .pool import Pool
 class RunDefaults:
     """What ``run`` uses when the user gives nothing (from ACI/OCI configs in later formats)."""
 
-    command: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    command: builtins.list[str] = field(default_factory=list)
+    env: builtins.list[str] = field(default_factory=list)
     workdir: str | None = None
     user: str | None = None
 
@@ -46,7 +47,7 @@ class Image:
     created: str
     size: int
     source: str
-    refs: list[str] = field(default_factory=list)
+    refs: builtins.list[str] = field(default_factory=list)
     defaults: RunDefaults = field(default_factory=RunDefaults)
     path: Path = Path()
 
@@ -77,7 +78,7 @@ class ImageStore:
         _write_json(self.refs_file, dict(sorted(refs.items())))
 
     # -- queries ---------------------------------------------------------------------------
-    def list(self) -> list[Image]:
+    def list(self) -> builtins.list[Image]:
         refs = self._refs()
         images = []
         for meta in sorted(self.dir.glob("*.json")):
@@ -170,8 +171,16 @@ class ImageStore:
         if not directory.is_dir():
             raise ArchiveError(f"{directory} is not a directory")
         argv = [
-            "tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--sort=name",
-            "-C", str(directory), "-cf", "-", ".",
+            "tar",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--sort=name",
+            "-C",
+            str(directory),
+            "-cf",
+            "-",
+            ".",
         ]
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
@@ -183,7 +192,9 @@ class ImageStore:
                 rc = proc.wait()
             if rc not in (0,):
                 err.seek(0)
-                raise ArchiveError(f"cannot read directory {directory}: {err.read().decode(errors='replace').strip()}")
+                raise ArchiveError(
+                    f"cannot read directory {directory}: {err.read().decode(errors='replace').strip()}"
+                )
         return image
 
     def tag(self, source: str, ref: ImageRef) -> Image:
@@ -194,7 +205,9 @@ class ImageStore:
             self._write_refs(refs)
         return self.get(img.id)
 
-    def remove(self, text: str, force: bool, users: Callable[[str], list[str]]) -> tuple[list[str], bool]:
+    def remove(
+        self, text: str, force: bool, users: Callable[[str], builtins.list[str]]
+    ) -> tuple[builtins.list[str], bool]:
         """Untag ``text``; delete the image once no reference is left. Returns (untagged, deleted).
 
         ``users(image_id)`` names the containers made from the image: while there are any, removal is
@@ -212,7 +225,8 @@ class ImageStore:
                 if in_use:
                     raise ImageInUse(
                         f"image {text} is in use by container(s) {', '.join(sorted(in_use))}",
-                        hint="remove those containers first, or use --force (they keep running from their snapshots)",
+                        hint="remove those containers first, or use --force "
+                        "(they keep running from their snapshots)",
                     )
             for r in untag:
                 refs.pop(r, None)

@@ -43,10 +43,10 @@ def mount_of(path: Path) -> MountInfo:
             left, _, right = line.partition(" - ")
             fields = left.split()
             mp = fields[4].encode().decode("unicode_escape")
-            if target == mp or target.startswith(mp.rstrip("/") + "/") or mp == "/":
-                if best is None or len(mp) >= len(best.mount_point):
-                    rfields = right.split()
-                    best = MountInfo(mp, rfields[0], fields[2], rfields[1] if len(rfields) > 1 else "")
+            inside = target == mp or target.startswith(mp.rstrip("/") + "/") or mp == "/"
+            if inside and (best is None or len(mp) >= len(best.mount_point)):
+                rfields = right.split()
+                best = MountInfo(mp, rfields[0], fields[2], rfields[1] if len(rfields) > 1 else "")
     assert best is not None
     return best
 
@@ -95,7 +95,9 @@ def init_pool(size: str = "20G", raw: Path = RAW_IMAGE, paths: Paths | None = No
     """
     paths = paths or Paths()
     if paths.pool != Paths().pool or paths.store != Paths().store:
-        raise PoolError("pool init only sets up the default locations", hint="unset NSPAWNCTL_POOL/NSPAWNCTL_STORE")
+        raise PoolError(
+            "pool init only sets up the default locations", hint="unset NSPAWNCTL_POOL/NSPAWNCTL_STORE"
+        )
     try:
         Pool(paths).check()
         return f"{paths.pool} and {paths.store} are already on one btrfs filesystem; nothing to do"
@@ -103,7 +105,9 @@ def init_pool(size: str = "20G", raw: Path = RAW_IMAGE, paths: Paths | None = No
         pass
     for p in (paths.pool, paths.store):
         if p.is_dir() and any(p.iterdir()) and not os.path.ismount(p):
-            raise PoolError(f"{p} is not empty", hint="move its contents away first; pool init never deletes data")
+            raise PoolError(
+                f"{p} is not empty", hint="move its contents away first; pool init never deletes data"
+            )
     if not raw.exists():
         _run(["truncate", "-s", size, str(raw)])
         _run(["mkfs.btrfs", "-q", "-L", "nspawnctl", str(raw)])

@@ -79,7 +79,9 @@ def read(
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0 and not proc.stdout:
         err = proc.stderr.decode(errors="replace").strip()
-        raise CommandFailed(f"journalctl failed: {err}", hint="check --since (e.g. 10m, 2h, '2026-01-01 12:00')")
+        raise CommandFailed(
+            f"journalctl failed: {err}", hint="check --since (e.g. 10m, 2h, '2026-01-01 12:00')"
+        )
     return [e for e in map(parse_line, proc.stdout.splitlines()) if e is not None]
 
 

@@ -39,7 +39,11 @@ class Manager:
         self._subscribed = False
 
     async def call(
-        self, member: str, signature: str = "", body: list[Any] | None = None, unix_fds: list[int] | None = None
+        self,
+        member: str,
+        signature: str = "",
+        body: list[Any] | None = None,
+        unix_fds: list[int] | None = None,
     ) -> list[Any]:
         return await self.bus.call(*MANAGER, member, signature, body, unix_fds)
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-from demo import make_busybox_root  # noqa: E402  (shared with the README demo)
+from demo import make_busybox_root
 
 BOOT_IMAGE_DIR = Path("/srv/bootimg")
 

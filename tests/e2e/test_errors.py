@@ -83,7 +83,9 @@ def test_unreadable_and_hostile_tarballs(nsp: CLI, tmp_path: Path, busybox_dir: 
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"\x1f\x8b" + os.urandom(4096))
     truncated = tmp_path / "truncated.tar.xz"
-    full = subprocess.run(["tar", "-C", str(busybox_dir), "-cJf", "-", "."], capture_output=True, check=True).stdout
+    full = subprocess.run(
+        ["tar", "-C", str(busybox_dir), "-cJf", "-", "."], capture_output=True, check=True
+    ).stdout
     truncated.write_bytes(full[: len(full) // 2])
     import io
     import tarfile

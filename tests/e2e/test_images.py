@@ -17,7 +17,9 @@ def image_subvolumes() -> list[str]:
 
 
 @pytest.mark.parametrize(("suffix", "mode"), [("tar", "w"), ("tar.gz", "w:gz"), ("tar.xz", "w:xz")])
-def test_import_tarball_then_run_sees_its_files(nsp: CLI, busybox_dir: Path, tmp_path: Path, suffix: str, mode: str) -> None:
+def test_import_tarball_then_run_sees_its_files(
+    nsp: CLI, busybox_dir: Path, tmp_path: Path, suffix: str, mode: str
+) -> None:
     tarball = tar_of(busybox_dir, tmp_path / f"rootfs.{suffix}", mode)
     ref = f"e2e/tar-{suffix.replace('.', '-')}:v1"
     nsp.images.add(ref)

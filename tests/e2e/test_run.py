@@ -36,8 +36,9 @@ def test_run_detached_is_a_transient_unit_seen_by_ps_machinectl_systemctl(nsp: C
     assert "Up" in row and busybox in row
     machines = subprocess.run(["machinectl", "list", "--no-legend"], capture_output=True, text=True).stdout
     assert name in machines
-    status = subprocess.run(["systemctl", "status", f"nspawnctl-{name}.service", "--no-pager"],
-                            capture_output=True, text=True).stdout
+    status = subprocess.run(
+        ["systemctl", "status", f"nspawnctl-{name}.service", "--no-pager"], capture_output=True, text=True
+    ).stdout
     assert "Transient: yes" in status and "active (running)" in status
     ps = nsp.json("ps")
     entry = [c for c in ps if c["Name"] == name][0]
@@ -46,8 +47,16 @@ def test_run_detached_is_a_transient_unit_seen_by_ps_machinectl_systemctl(nsp: C
 
 def test_logs_and_follow(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
-    nsp("run", "-d", "--name", name, busybox, "sh", "-c",
-        "echo first; sleep 2; echo second; sleep 1; echo third")
+    nsp(
+        "run",
+        "-d",
+        "--name",
+        name,
+        busybox,
+        "sh",
+        "-c",
+        "echo first; sleep 2; echo second; sleep 1; echo third",
+    )
     time.sleep(1)
     assert nsp("logs", name).stdout == "first\n"
     with open(Path("/var/tmp") / f"{name}.follow", "w+") as out:  # a file, not a tty: lines must be flushed
@@ -70,8 +79,16 @@ def test_logs_and_follow(nsp: CLI, busybox: str) -> None:
 def test_exec_runs_in_the_container_and_returns_its_code(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
     nsp("run", "-d", "--name", name, "-e", "FROM_RUN=yes", busybox, "sleep", "300")
-    out = nsp("exec", "-e", "EXTRA=1", name, "sh", "-c", "echo $FROM_RUN $EXTRA; cat /etc/marker; exit 7",
-              check=False)
+    out = nsp(
+        "exec",
+        "-e",
+        "EXTRA=1",
+        name,
+        "sh",
+        "-c",
+        "echo $FROM_RUN $EXTRA; cat /etc/marker; exit 7",
+        check=False,
+    )
     assert out.returncode == 7
     assert out.stdout == "yes 1\nbusybox\n"
     # it sees the container's processes, not the host's
@@ -90,8 +107,9 @@ def test_exec_into_booted_container(nsp: CLI, boot_image: str) -> None:
 def test_boot_reaches_running(nsp: CLI, boot_image: str) -> None:
     name = nsp.name("boot")
     nsp("run", "-d", "--boot", "--name", name, boot_image)
-    out = subprocess.run(["systemctl", "-M", name, "is-system-running", "--wait"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        ["systemctl", "-M", name, "is-system-running", "--wait"], capture_output=True, text=True, timeout=120
+    )
     assert out.stdout.strip() in ("running", "degraded")
     t0 = time.monotonic()
     nsp("stop", name)
@@ -101,8 +119,16 @@ def test_boot_reaches_running(nsp: CLI, boot_image: str) -> None:
 
 def test_stop_within_timeout_and_kill(nsp: CLI, busybox: str) -> None:
     graceful = nsp.name()
-    nsp("run", "-d", "--name", graceful, busybox, "sh", "-c",
-        'trap "echo got TERM; exit 0" TERM; while true; do sleep 0.1; done')
+    nsp(
+        "run",
+        "-d",
+        "--name",
+        graceful,
+        busybox,
+        "sh",
+        "-c",
+        'trap "echo got TERM; exit 0" TERM; while true; do sleep 0.1; done',
+    )
     time.sleep(0.5)
     t0 = time.monotonic()
     nsp("stop", graceful)
@@ -128,7 +154,16 @@ def test_stop_within_timeout_and_kill(nsp: CLI, busybox: str) -> None:
 
 def test_kill_with_signal(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
-    nsp("run", "-d", "--name", name, busybox, "sh", "-c", 'trap "echo got HUP" HUP; while true; do sleep 0.1; done')
+    nsp(
+        "run",
+        "-d",
+        "--name",
+        name,
+        busybox,
+        "sh",
+        "-c",
+        'trap "echo got HUP" HUP; while true; do sleep 0.1; done',
+    )
     time.sleep(0.5)
     nsp("kill", "-s", "HUP", name)
     time.sleep(0.5)
@@ -183,8 +218,24 @@ def test_containers_of_one_image_are_isolated(nsp: CLI, busybox: str) -> None:
 
 def test_resource_limits_are_on_the_unit(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
-    nsp("run", "-d", "--name", name, "--memory", "64M", "--cpus", "0.5", "--pids-limit", "50", busybox, "sleep", "300")
-    props = unit_show(f"nspawnctl-{name}.service", "MemoryMax", "CPUQuotaPerSecUSec", "TasksMax", "Delegate", "Slice")
+    nsp(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--memory",
+        "64M",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        busybox,
+        "sleep",
+        "300",
+    )
+    props = unit_show(
+        f"nspawnctl-{name}.service", "MemoryMax", "CPUQuotaPerSecUSec", "TasksMax", "Delegate", "Slice"
+    )
     assert props["MemoryMax"] == str(64 * 1024 * 1024)
     assert props["CPUQuotaPerSecUSec"] == "500ms"
     assert props["TasksMax"] == "50"
@@ -199,9 +250,28 @@ def test_env_volume_workdir_user_hostname(nsp: CLI, busybox: str, tmp_path: Path
     (vol / "in").write_text("from host\n")
     env_file = vol / "env"
     env_file.write_text("# comment\nFROM_FILE=f\n")
-    out = nsp("run", "--rm", "-e", "A=1", "-e", "B=two words", "--env-file", str(env_file),
-              "-v", f"{vol}:/data", "-w", "/data", "--hostname", "box", "-u", "nobody", busybox,
-              "sh", "-c", 'echo "$A|$B|$FROM_FILE|$(pwd)|$(hostname)|$(id -u)"; cat in')
+    out = nsp(
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "-e",
+        "B=two words",
+        "--env-file",
+        str(env_file),
+        "-v",
+        f"{vol}:/data",
+        "-w",
+        "/data",
+        "--hostname",
+        "box",
+        "-u",
+        "nobody",
+        busybox,
+        "sh",
+        "-c",
+        'echo "$A|$B|$FROM_FILE|$(pwd)|$(hostname)|$(id -u)"; cat in',
+    )
     assert out.stdout == "1|two words|f|/data|box|65534\nfrom host\n"
     nsp("run", "--rm", "-v", f"{vol}:/data", busybox, "sh", "-c", "echo from container > /data/out")
     assert (vol / "out").read_text() == "from container\n"
@@ -244,17 +314,35 @@ def test_interactive_tty(nsp: CLI, busybox: str) -> None:
 
 
 def test_stdin_is_passed_with_i(nsp: CLI, busybox: str) -> None:
-    out = nsp("run", "--rm", "-i", busybox, "sh", "-c", "read a; read b; echo \"$b $a\"; exit 6",
-              input=b"one\ntwo\n", check=False)
+    out = nsp(
+        "run",
+        "--rm",
+        "-i",
+        busybox,
+        "sh",
+        "-c",
+        'read a; read b; echo "$b $a"; exit 6',
+        input=b"one\ntwo\n",
+        check=False,
+    )
     assert out.returncode == 6 and out.stdout == "two one\n"
 
 
 def test_ctrl_c_reaches_the_payload(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
     proc = subprocess.Popen(
-        ["nspawnctl", "run", "--name", name, busybox, "sh", "-c",
-         'trap "echo got INT; exit 130" INT; echo ready; while true; do sleep 0.1; done'],
-        stdout=subprocess.PIPE, text=True,
+        [
+            "nspawnctl",
+            "run",
+            "--name",
+            name,
+            busybox,
+            "sh",
+            "-c",
+            'trap "echo got INT; exit 130" INT; echo ready; while true; do sleep 0.1; done',
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"

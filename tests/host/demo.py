@@ -28,7 +28,9 @@ def make_busybox_root(dest: Path, marker: str = "busybox") -> Path:
     busybox = shutil.which("busybox") or "/bin/busybox"
     (dest / "bin").mkdir(parents=True)
     shutil.copy2(busybox, dest / "bin" / "busybox")
-    out = subprocess.run([str(dest / "bin" / "busybox"), "--list"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(dest / "bin" / "busybox"), "--list"], capture_output=True, text=True, check=True
+    )
     for applet in out.stdout.split():
         if applet != "busybox":
             (dest / "bin" / applet).symlink_to("busybox")

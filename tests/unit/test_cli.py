@@ -17,15 +17,36 @@ from nspawnctl.cli.output import human_duration, human_size
 from nspawnctl.errors import InvalidArgument
 
 COMMANDS = [
-    [], ["import"], ["images"], ["tag"], ["rmi"], ["image"], ["image", "inspect"], ["create"], ["run"],
-    ["start"], ["stop"], ["kill"], ["restart"], ["rm"], ["ps"], ["logs"], ["exec"], ["inspect"],
-    ["pool"], ["pool", "init"], ["pool", "check"],
+    [],
+    ["import"],
+    ["images"],
+    ["tag"],
+    ["rmi"],
+    ["image"],
+    ["image", "inspect"],
+    ["create"],
+    ["run"],
+    ["start"],
+    ["stop"],
+    ["kill"],
+    ["restart"],
+    ["rm"],
+    ["ps"],
+    ["logs"],
+    ["exec"],
+    ["inspect"],
+    ["pool"],
+    ["pool", "init"],
+    ["pool", "check"],
 ]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nspawnctl", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "nspawnctl", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -45,12 +66,16 @@ def _command():  # type: ignore[no-untyped-def]
 def test_payload_argv_is_passed_exactly() -> None:
     group = _command()
     run = group.commands["run"]  # type: ignore[attr-defined]
-    ctx = run.make_context("run", ["-d", "--name", "x", "img", "sh", "-c", "echo hi", "--rm", "-d", "--", "-e"])
+    ctx = run.make_context(
+        "run", ["-d", "--name", "x", "img", "sh", "-c", "echo hi", "--rm", "-d", "--", "-e"]
+    )
     assert list(ctx.params["command"]) == ["sh", "-c", "echo hi", "--rm", "-d", "--", "-e"]
     assert ctx.params["detach"] is True and ctx.params["rm"] is False and ctx.params["name"] == "x"
     ex = group.commands["exec"]  # type: ignore[attr-defined]
     ctx = ex.make_context("exec", ["-it", "web", "ls", "-la", "/"])
-    assert list(ctx.params["command"]) == ["ls", "-la", "/"] and ctx.params["tty"] and ctx.params["interactive"]
+    assert (
+        list(ctx.params["command"]) == ["ls", "-la", "/"] and ctx.params["tty"] and ctx.params["interactive"]
+    )
 
 
 def test_pool_not_btrfs_is_a_clear_error(tmp_path: Path) -> None:
@@ -93,7 +118,9 @@ def test_version() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("nspawnctl ")
 
 
-@pytest.mark.parametrize(("text", "value"), [("64M", 64 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("100", 100)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("64M", 64 << 20), ("1g", 1 << 30), ("512k", 512 << 10), ("100", 100)]
+)
 def test_sizes_are_binary_like_docker(text: str, value: int) -> None:
     assert parse_size(text) == value
 

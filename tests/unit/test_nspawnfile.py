@@ -9,7 +9,7 @@ from nspawnctl.nspawnfile import NspawnFile, quote_words, split_words
 
 TRICKY = [
     ["echo", "hi"],
-    ["sh", "-c", "echo $HOME; it's \"quoted\""],
+    ["sh", "-c", 'echo $HOME; it\'s "quoted"'],
     ["a\\b", "c\\'d", 'e\\"f'],
     ["", "two  spaces", "\ttab"],
     ["--opt=x", "-c", "%n %i"],
