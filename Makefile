@@ -22,9 +22,11 @@ lint: deps
 unit: deps
 	$(PY) -m pytest -q tests/unit
 
-# Unit tests here, then the end-to-end tests inside a booted systemd host (real machined, journald, btrfs).
+# The end-to-end tests inside a booted systemd host (real machined, journald, btrfs), then the ones
+# that drive the host from outside (pool init across a reboot).
 e2e: deps
 	$(PY) tests/host/testhost.py test
+	$(PY) -m pytest -q tests/host
 
 test: lint unit e2e
 

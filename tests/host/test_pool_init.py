@@ -1,0 +1,65 @@
+"""`nspawnctl pool init` on a host whose /var/lib/machines is not btrfs, across a reboot.
+
+Runs on the machine itself (not inside the host): it has to boot the test host without the
+harness's pool, and reboot it. Root only; the harness builds the host if needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import testhost
+
+
+def sh(*argv: str) -> tuple[int, str, str]:
+    proc = testhost.run_in_host(list(argv), capture=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def bare_host() -> Iterator[None]:
+    if os.geteuid() != 0:
+        pytest.fail("needs root: it boots the test host")
+    testhost.build()
+    testhost.down()
+    testhost.clear_pool_init()
+    testhost.up(bare=True)
+    try:
+        yield
+    finally:
+        testhost.down()
+        testhost.clear_pool_init()
+
+
+def test_commands_refuse_a_plain_directory_pool(bare_host: None) -> None:
+    code, _, err = sh("nspawnctl", "images")
+    assert code == 125
+    assert "not on btrfs" in err.splitlines()[0] and "nspawnctl pool init" in err
+
+
+def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
+    code, out, err = sh("nspawnctl", "pool", "init", "--size", "3G")
+    assert code == 0, err
+    assert "/var/lib/machines.raw" in out
+    assert sh("nspawnctl", "pool", "check")[0] == 0
+    for unit in ("var-lib-nspawnctl.mount", "var-lib-machines.mount"):
+        assert sh("systemctl", "is-enabled", unit)[1].strip() == "enabled"
+        assert sh("systemctl", "is-active", unit)[1].strip() == "active"
+    assert sh("findmnt", "-no", "FSTYPE", "/var/lib/machines")[1].strip() == "btrfs"
+    # a second init changes nothing
+    code, out, _ = sh("nspawnctl", "pool", "init")
+    assert code == 0 and "nothing to do" in out
+    # it is a working pool: an image and a container in it
+    assert sh("sh", "-c", "mkdir -p /var/tmp/r/bin /var/tmp/r/etc && cp /bin/busybox /var/tmp/r/bin/sh")[0] == 0
+    assert sh("nspawnctl", "import", "/var/tmp/r", "tiny")[0] == 0
+    code, out, err = sh("nspawnctl", "run", "--name", "persist", "tiny", "/bin/sh", "-c", "echo kept > /f")
+    assert code == 0, err
+    testhost.reboot()
+    # after the reboot the mount units bring the same pool back
+    assert sh("findmnt", "-no", "FSTYPE", "/var/lib/nspawnctl")[1].strip() == "btrfs"
+    assert sh("nspawnctl", "pool", "check")[0] == 0
+    assert "tiny" in sh("nspawnctl", "images")[1]
+    assert sh("cat", "/var/lib/machines/persist/f")[1] == "kept\n"
+    assert "persist" in sh("machinectl", "list-images", "--no-legend")[1]

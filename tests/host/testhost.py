@@ -1,0 +1,930 @@
+#!/usr/bin/env python3
+"""A disposable systemd test host for nspawnctl's end-to-end tests.
+
+The development and CI machines do not run systemd as PID 1 (no system bus, no
+machined, no journald), but nspawnctl drives systemd and machined over D-Bus.
+So the end-to-end tests run inside a minimal Debian root booted with
+``systemd-nspawn -b``: a real systemd host that can start nested containers.
+
+Usage (as root, from the repository checkout)::
+
+    tests/host/testhost.py build          # debootstrap the roots (cached)
+    tests/host/testhost.py up             # mount the btrfs pool, install the project, boot
+    tests/host/testhost.py exec -- CMD    # run CMD inside the booted host
+    tests/host/testhost.py down           # power off, unmount, detach the loop device
+    tests/host/testhost.py reboot         # down + up, keeping the pool
+    tests/host/testhost.py test [--keep] [-- PYTEST_ARGS]
+    tests/host/testhost.py demo
+    tests/host/testhost.py status | clean
+
+Every state lives under ``<repo>/.build/host``; the only things outside it are
+the kernel mounts and the loop device that ``down`` undoes. The module is
+stdlib-only and importable, so a pytest fixture can call ``build()``, ``up()``,
+``exec_in_host()`` / ``run_in_host()`` and ``down()`` directly.
+
+Each step's docstring or comment says why it is done the way it is: most of it
+is a workaround for something seen to fail on the machines this runs on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+# Bump whenever the way a root is built or configured changes: it is part of the
+# cache key, so the next `build` starts from scratch instead of reusing a root
+# made by older code.
+SETUP_VERSION = 1
+
+SUITE = "trixie"
+MIRROR = os.environ.get("TESTHOST_MIRROR", "http://deb.debian.org/debian")
+
+# What the host needs to run nspawnctl and its tests. Python dependencies come
+# from Debian because the booted host has no network.
+HOST_PACKAGES: tuple[str, ...] = (
+    "systemd", "systemd-sysv", "systemd-container", "dbus", "btrfs-progs", "iproute2",
+    "python3", "python3-dbus-fast", "python3-btrfsutil", "python3-typer", "python3-gnupg",
+    "python3-requests", "python3-pytest", "python3-zstandard", "python3-pip",
+    "python3-setuptools", "busybox-static", "gnupg", "curl", "nftables", "zstd",
+    "xz-utils", "ca-certificates", "tar", "util-linux", "procps",
+    # debootstrap does not resolve virtual packages: python3-zstandard depends on
+    # python3-cffi-backend-api-{min,max}, which only python3-cffi-backend provides.
+    "python3-cffi-backend",
+)
+# An OS image with systemd inside, for the tests of `--boot`.
+BOOTIMG_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus")
+
+HOSTNAME = "testhost"
+BOOT_TIMEOUT = 120.0
+POWEROFF_TIMEOUT = 30.0
+POOL_SIZE = "8G"
+HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SRC_IN_HOST = "/src"
+BOOTIMG_IN_HOST = "/srv/bootimg"
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / ".build" / "host"
+ROOT = BUILD / "root"
+BOOTIMG = BUILD / "bootimg"
+POOL = BUILD / "pool.img"
+CONSOLE_LOG = BUILD / "console.log"
+NSPAWN_PID = BUILD / "nspawn.pid"
+LEADER_PID = BUILD / "leader.pid"
+LOCK = BUILD / "lock"
+STAMP_NAME = ".testhost-stamp"
+BARE_MARK = BUILD / "bare"  # present while the host runs without the harness's pool (pool init tests)
+LOOP_DEVICES = 16
+
+# What `nspawnctl pool init` writes into the host root: removed again after the pool-init tests so
+# that the next normal boot gets the harness's own pool.
+POOL_INIT_FILES = (
+    "var/lib/machines.raw",
+    "etc/systemd/system/var-lib-nspawnctl.mount",
+    "etc/systemd/system/var-lib-machines.mount",
+    "etc/systemd/system/local-fs.target.wants/var-lib-nspawnctl.mount",
+    "etc/systemd/system/local-fs.target.wants/var-lib-machines.mount",
+    "etc/systemd/system/machines.target.wants/var-lib-machines.mount",
+)
+
+# Where the btrfs pool appears, relative to the host root.
+STORE_REL = "var/lib/nspawnctl"
+MACHINES_REL = "var/lib/machines"
+
+
+class HarnessError(RuntimeError):
+    """A step of the harness failed; the message says which and why."""
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so that `exec` keeps the host command's stdout clean."""
+    print(f"[testhost] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def step(name: str) -> Iterator[None]:
+    """Log a step's start and its duration ("[testhost] debootstrap 63.2s")."""
+    log(f"{name} ...")
+    start = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        log(f"{name} FAILED after {time.monotonic() - start:.1f}s")
+        raise
+    log(f"{name} {time.monotonic() - start:.1f}s")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def run(argv: Sequence[str | os.PathLike[str]], *, check: bool = True, capture: bool = False,
+        timeout: float | None = None, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    """Run a command on the machine; on failure raise with its output in the message."""
+    args = [os.fspath(a) for a in argv]
+    proc = subprocess.run(args, text=True, timeout=timeout, env=env,
+                          stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.PIPE if capture else None,
+                          stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip() if capture else ""
+        raise HarnessError(f"{' '.join(args)} exited {proc.returncode}"
+                           + (f":\n{detail}" if detail else ""))
+    return proc
+
+
+def chroot_env() -> dict[str, str]:
+    """A minimal environment, so nothing of the machine's (pyenv, proxies' quirks) leaks in."""
+    return {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root",
+            "DEBIAN_FRONTEND": "noninteractive"}
+
+
+def run_chroot(root: Path, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run a command inside a root that is not booted (during build, and before boot)."""
+    return run(["chroot", root, *argv], env=chroot_env(), capture=True)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The end of a log file, for error messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"({path} not readable)"
+
+
+# --------------------------------------------------------------------------- locking
+
+_lock_depth = 0
+_lock_file: int | None = None
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """Serialize state-changing commands (two `test` runs must not boot the host twice).
+
+    Reentrant within one process: flock() on a second descriptor of the same file
+    would deadlock when test() calls build() and up().
+    """
+    global _lock_depth, _lock_file
+    if _lock_depth == 0:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        _lock_file = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(_lock_file, fcntl.LOCK_EX)
+    _lock_depth += 1
+    try:
+        yield
+    finally:
+        _lock_depth -= 1
+        if _lock_depth == 0 and _lock_file is not None:
+            os.close(_lock_file)
+            _lock_file = None
+
+
+# --------------------------------------------------------------------------- mounts
+
+
+def _unescape_mountinfo(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts_below(path: Path) -> list[Path]:
+    """Mount points at or below path in our mount namespace, deepest first."""
+    base = os.path.realpath(path)
+    found: list[Path] = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = _unescape_mountinfo(line.split()[4])
+            if point == base or point.startswith(base + "/"):
+                found.append(Path(point))
+    return sorted(set(found), key=lambda p: len(p.parts), reverse=True)
+
+
+def is_mountpoint(path: Path) -> bool:
+    return Path(os.path.realpath(path)) in mounts_below(path)
+
+
+def unmount(path: Path) -> None:
+    """Unmount one mount point (all stacked mounts on it); lazily if it stays busy."""
+    for attempt in range(10):
+        if not is_mountpoint(path):
+            return
+        if run(["umount", path], check=False, capture=True).returncode != 0:
+            time.sleep(0.3 * (attempt + 1))
+    if is_mountpoint(path):
+        log(f"{path} still busy, detaching it lazily")
+        run(["umount", "--lazy", path], check=False, capture=True)
+
+
+def unmount_below(path: Path) -> None:
+    """Unmount everything under path, deepest first (a crashed debootstrap leaves /proc mounted)."""
+    while points := mounts_below(path):
+        before = len(points)
+        for point in points:
+            unmount(point)
+        if len(mounts_below(path)) >= before:
+            raise HarnessError(f"cannot unmount {points[0]}")
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that never follows a mount out of the tree (a bind of the machine's /dev, say)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    unmount_below(path)
+    run(["rm", "-rf", "--one-file-system", path])
+
+
+def detach_loops(image: Path) -> None:
+    """Detach loop devices still backed by image (mount -o loop normally auto-clears them)."""
+    out = run(["losetup", "--associated", image, "--noheadings", "--output", "NAME"],
+              check=False, capture=True).stdout
+    for dev in out.split():
+        run(["losetup", "--detach", dev], check=False, capture=True)
+
+
+# --------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    """One debootstrapped tree and the inputs that decide whether a cached copy is still good."""
+
+    name: str
+    path: Path
+    packages: tuple[str, ...]
+    extra_key: str = ""
+
+    def stamp(self) -> str:
+        key = json.dumps({"suite": SUITE, "variant": "minbase", "packages": sorted(self.packages),
+                          "setup": SETUP_VERSION, "extra": self.extra_key}, sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @property
+    def tmp(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    def is_current(self) -> bool:
+        return read_stamp(self.path) == self.stamp()
+
+
+def read_stamp(root: Path) -> str | None:
+    try:
+        return (root / STAMP_NAME).read_text().strip()
+    except OSError:
+        return None
+
+
+def bootimg_spec() -> RootSpec:
+    return RootSpec("bootimg", BOOTIMG, BOOTIMG_PACKAGES)
+
+
+def root_spec() -> RootSpec:
+    """The host root embeds the boot image, so its key includes the image's."""
+    return RootSpec("root", ROOT, HOST_PACKAGES, extra_key=bootimg_spec().stamp())
+
+
+def ensure_host_tools() -> None:
+    """Install what the harness runs on the machine, so a fresh machine works too."""
+    wanted = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
+              "mkfs.btrfs": "btrfs-progs", "nsenter": "util-linux", "losetup": "mount"}
+    missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    with step(f"apt-get install {' '.join(missing)}"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "update"], env=env)
+        run(["apt-get", "install", "-y", "--no-install-recommends", *missing], env=env)
+
+
+# Running debootstraps: they run in worker threads, so an interrupt of the main thread
+# must stop them explicitly, or they go on writing into a tree the next build deletes.
+_debootstraps: list[subprocess.Popen[bytes]] = []
+
+
+def stop_debootstraps() -> None:
+    for proc in list(_debootstraps):
+        proc.terminate()
+
+
+def debootstrap(spec: RootSpec) -> None:
+    """debootstrap into spec.tmp; its verbose output goes to a log, shown only on failure."""
+    cache = BUILD / "debcache" / spec.name  # one cache per tree: two debootstraps must not
+    cache.mkdir(parents=True, exist_ok=True)  # write the same .deb at the same time
+    logfile = BUILD / f"debootstrap-{spec.name}.log"
+    argv: list[str | Path] = ["debootstrap", "--variant=minbase", "--components=main",
+                              f"--include={','.join(spec.packages)}", f"--cache-dir={cache}",
+                              SUITE, spec.tmp, MIRROR]
+    with step(f"debootstrap {spec.name}"), open(logfile, "w") as out:
+        proc = subprocess.Popen([os.fspath(a) for a in argv], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _debootstraps.append(proc)
+        try:
+            proc.wait()
+        finally:
+            _debootstraps.remove(proc)
+    if proc.returncode != 0:
+        raise HarnessError(f"debootstrap {spec.name} exited {proc.returncode}; {logfile}:\n"
+                           f"{tail(logfile)}\n--- {spec.tmp}/debootstrap/debootstrap.log:\n"
+                           f"{tail(spec.tmp / 'debootstrap' / 'debootstrap.log')}")
+
+
+def configure_common(root: Path) -> None:
+    """Drop the downloaded .debs (debootstrap leaves them in /var/cache/apt/archives)."""
+    run_chroot(root, ["apt-get", "clean"])
+
+
+def configure_host_root(root: Path) -> None:
+    """Make the root boot straight to `running` as a host nspawnctl can manage containers on."""
+    configure_common(root)
+    # pip/apt over HTTPS in a chroot of this root go through the machine's proxy,
+    # whose CA only the machine's bundle has.
+    shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
+    (root / "etc/hostname").write_text(f"{HOSTNAME}\n")
+    (root / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n"
+                                    "::1\tlocalhost ip6-localhost ip6-loopback\n")
+    # With --private-network the host never gets "online": unmasked, wait-online
+    # holds the boot in `starting` for minutes.
+    run_chroot(root, ["systemctl", "mask", "systemd-networkd-wait-online.service"])
+    # networkd hands out addresses on the containers' veths (--network-veth tests).
+    run_chroot(root, ["systemctl", "enable", "systemd-networkd.service"])
+    # No password prompt can ever stall an emergency shell on the pipe console.
+    run_chroot(root, ["passwd", "--delete", "root"])
+    for rel in (STORE_REL, MACHINES_REL, SRC_IN_HOST.lstrip("/")):
+        (root / rel).mkdir(parents=True, exist_ok=True)
+    with step("copy boot image into host root"):
+        target = root / BOOTIMG_IN_HOST.lstrip("/")
+        remove_tree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        run(["cp", "-a", "--reflink=auto", BOOTIMG, target])
+        (target / STAMP_NAME).unlink(missing_ok=True)
+
+
+def finish(spec: RootSpec) -> None:
+    """Stamp the finished temp tree and rename it into place: a root that exists is complete."""
+    (spec.tmp / STAMP_NAME).write_text(spec.stamp() + "\n")
+    remove_tree(spec.path)
+    spec.tmp.rename(spec.path)
+
+
+def build(force: bool = False) -> None:
+    """Debootstrap the host root and the boot image, reusing them while their stamps match."""
+    ensure_host_tools()
+    with locked():
+        boot, host = bootimg_spec(), root_spec()
+        todo = [s for s in (boot, host) if force or not s.is_current()]
+        if not todo:
+            log(f"roots up to date ({ROOT}, {BOOTIMG})")
+            return
+        if host in todo and (is_up() or mounts_below(ROOT)):
+            log("host root is in use and must be rebuilt: taking the host down first")
+            down()
+        with step(f"build {' + '.join(s.name for s in todo)}"):
+            for spec in todo:
+                remove_tree(spec.tmp)
+                remove_tree(spec.path)
+            with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                futures = [pool.submit(debootstrap, s) for s in todo]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    stop_debootstraps()  # one failed or we were interrupted: stop the other
+                    raise
+            if boot in todo:
+                configure_common(boot.tmp)
+                finish(boot)
+            if host in todo:
+                with step("configure host root"):
+                    configure_host_root(host.tmp)
+                finish(host)
+
+
+def require_built() -> None:
+    if not root_spec().is_current():
+        raise HarnessError(f"no current host root in {ROOT}: run `testhost.py build` first")
+
+
+# --------------------------------------------------------------------------- project copy
+
+
+def project_files() -> list[str]:
+    """Tracked plus untracked-but-not-ignored files: what a commit would hold, and no .build."""
+    proc = run(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+               check=False, capture=True)
+    if proc.returncode == 0:
+        names = [n for n in proc.stdout.split("\0") if n]
+    else:
+        log("not a git checkout: copying the working tree minus build outputs")
+        skip = {".build", ".git", "__pycache__", ".venv", ".pytest_cache", ".mypy_cache"}
+        names = []
+        for dirpath, dirnames, filenames in os.walk(REPO):
+            dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith(".egg-info")]
+            names += [os.path.relpath(os.path.join(dirpath, f), REPO) for f in filenames]
+    return sorted(n for n in set(names) if os.path.lexists(REPO / n))
+
+
+def sync_source() -> None:
+    """Replace ROOT/src with a fresh copy of the checkout (the host sees it as /src)."""
+    dest = ROOT / SRC_IN_HOST.lstrip("/")
+    with step(f"copy project to {SRC_IN_HOST}"):
+        remove_tree(dest)
+        for name in project_files():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target, follow_symlinks=False)
+
+
+def pip_install_argv() -> list[str]:
+    """Offline install: dependencies are Debian packages, and the booted host has no network."""
+    return ["python3", "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+            "--force-reinstall", "--break-system-packages", "--quiet", "--root-user-action=ignore",
+            "--disable-pip-version-check", SRC_IN_HOST]
+
+
+def install_project(booted: bool) -> None:
+    """pip-install /src into the host (through chroot before boot, nsenter once booted)."""
+    src = ROOT / SRC_IN_HOST.lstrip("/")
+    if not ((src / "pyproject.toml").exists() or (src / "setup.py").exists()):
+        log("no pyproject.toml yet: skipping the install of nspawnctl into the host")
+        return
+    with step("pip install nspawnctl in host"):
+        if booted:
+            proc = run_in_host(pip_install_argv(), capture=True)
+            if proc.returncode != 0:
+                raise HarnessError(f"pip install failed:\n{proc.stdout}{proc.stderr}")
+        else:
+            run_chroot(ROOT, pip_install_argv())
+
+
+# --------------------------------------------------------------------------- pool
+
+
+def mount_pool() -> None:
+    """Mount the btrfs pool into the root. Must happen before boot: later mounts don't propagate.
+
+    The pool's top level is /var/lib/nspawnctl (nspawnctl's store) and its subvolume
+    `machines` is bind-mounted on /var/lib/machines, so snapshots between the two are
+    snapshots within one btrfs filesystem.
+    """
+    store, machines = ROOT / STORE_REL, ROOT / MACHINES_REL
+    if not POOL.exists():
+        with step(f"create {POOL_SIZE} btrfs pool"):
+            tmp = POOL.with_suffix(".tmp")
+            tmp.unlink(missing_ok=True)
+            run(["truncate", "--size", POOL_SIZE, tmp])
+            run(["mkfs.btrfs", "-q", tmp], capture=True)
+            tmp.rename(POOL)
+    store.mkdir(parents=True, exist_ok=True)
+    machines.mkdir(parents=True, exist_ok=True)
+    if not is_mountpoint(store):
+        run(["mount", "-t", "btrfs", "-o", "loop", POOL, store])
+    if not (store / "machines").exists():
+        run(["btrfs", "subvolume", "create", store / "machines"], capture=True)
+    if not is_mountpoint(machines):
+        run(["mount", "--bind", store / "machines", machines])
+
+
+def unmount_pool() -> None:
+    """Undo mount_pool (and anything else left mounted in the root); never fails when done."""
+    if ROOT.exists():
+        unmount_below(ROOT)
+    if POOL.exists():
+        detach_loops(POOL)
+
+
+# --------------------------------------------------------------------------- boot state
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) of a process, or None if it is gone."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = data.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def alive(pid: int | None) -> bool:
+    """True for a running process; a zombie counts as gone (its reaper may be slow or absent)."""
+    if pid is None:
+        return False
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def nspawn_pid() -> int | None:
+    """The recorded systemd-nspawn PID, if that process is still our nspawn (PIDs get reused)."""
+    pid = _read_pid(NSPAWN_PID)
+    if not alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return pid if cmdline and cmdline[0].endswith(b"systemd-nspawn") \
+        and os.fsencode(ROOT) in cmdline else None
+
+
+def is_up() -> bool:
+    return nspawn_pid() is not None
+
+
+def leader_pid() -> int:
+    """The host's PID 1 (systemd), as seen from the machine; what nsenter enters."""
+    pid = _read_pid(LEADER_PID)
+    if not is_up() or not alive(pid):
+        raise HarnessError("the test host is not up: run `testhost.py up`")
+    assert pid is not None
+    return pid
+
+
+def find_leader(parent: int, timeout: float = 15.0) -> int:
+    """The child of systemd-nspawn that lives in a new PID namespace: the container's init."""
+    own_ns = os.readlink("/proc/self/ns/pid")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            stat = _proc_stat(int(entry.name))
+            if stat is None or stat[1] != parent:
+                continue
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry.name}/ns/pid") != own_ns:
+                    return int(entry.name)
+        if not alive(parent):
+            break
+        time.sleep(0.05)
+    raise HarnessError(f"no container leader under systemd-nspawn {parent}; console:\n"
+                       f"{tail(CONSOLE_LOG)}")
+
+
+# Popen objects of nspawns this process started: kept so they can be reaped, not left as zombies.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def loop_binds() -> list[str]:
+    """Bind the machine's loop devices into a bare host, so `pool init` can loop-mount its pool.
+
+    nspawn's /dev has no loop devices and nothing inside creates nodes (no udev), so the nodes a
+    loop mount may be handed by /dev/loop-control must exist before the boot.
+    """
+    binds = ["--bind=/dev/loop-control"]
+    for n in range(LOOP_DEVICES):
+        node = Path(f"/dev/loop{n}")
+        if not node.exists():
+            os.mknod(node, 0o660 | 0o060000, os.makedev(7, n))
+        binds.append(f"--bind={node}")
+    return binds
+
+
+def boot(bare: bool = False) -> int:
+    """Start systemd-nspawn -b in the background, in its own session so it outlives this script."""
+    argv = ["systemd-nspawn", "--directory", os.fspath(ROOT), "--machine", HOSTNAME,
+            "--boot", "--register=no", "--keep-unit", "--private-network", "--link-journal=no",
+            # A pty as /dev/console whose output nspawn copies to console.log: systemd's
+            # "[  OK  ] Started ..." lines show where a boot got stuck. (With
+            # --console=pipe there is no /dev/console and systemd prints nothing.)
+            "--console=read-only", *(loop_binds() if bare else [])]
+    # Plain text in console.log: nspawn hands TERM on to the host's systemd.
+    env = {"PATH": os.environ.get("PATH", HOST_PATH), "TERM": "dumb", "SYSTEMD_COLORS": "0"}
+    with open(CONSOLE_LOG, "wb") as console:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, env=env,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    _children[proc.pid] = proc
+    NSPAWN_PID.write_text(f"{proc.pid}\n")
+    leader = find_leader(proc.pid)
+    LEADER_PID.write_text(f"{leader}\n")
+    return leader
+
+
+def wait_until_running(timeout: float = BOOT_TIMEOUT) -> str:
+    """Wait for `systemctl is-system-running` to say running or degraded; return that state."""
+    deadline = time.monotonic() + timeout
+    state, error = "unknown", ""
+    while True:
+        if not is_up():
+            raise HarnessError(f"systemd-nspawn exited during boot; console:\n{tail(CONSOLE_LOG)}")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise HarnessError(f"host not running after {timeout:.0f}s (state {state}"
+                               f"{'; ' + error if error else ''}); console:\n{tail(CONSOLE_LOG)}")
+        try:
+            proc = run_in_host(["systemctl", "is-system-running", "--wait"], capture=True,
+                               timeout=remaining)
+            state, error = proc.stdout.strip() or "unknown", proc.stderr.strip()
+        except subprocess.TimeoutExpired:
+            continue
+        if state in ("running", "degraded"):
+            break
+        if state in ("maintenance", "stopping"):
+            raise HarnessError(f"host state {state}; console:\n{tail(CONSOLE_LOG)}")
+        time.sleep(0.2)  # "offline": the bus is not up yet, systemctl fails at once
+    if state == "degraded":
+        failed = run_in_host(["systemctl", "--failed", "--no-pager"], capture=True).stdout
+        log(f"host is degraded:\n{failed}")
+    return state
+
+
+def up(timeout: float = BOOT_TIMEOUT, bare: bool = False) -> None:
+    """Mount the pool, install the current checkout and boot the host; refresh /src if it's up.
+
+    ``bare`` boots without the harness's pool (plain directories, loop devices bound in) for
+    testing `nspawnctl pool init`; a later reboot() keeps the mode.
+    """
+    with locked():
+        require_built()
+        if is_up():
+            log("host already up: refreshing /src")
+            sync_source()
+            install_project(booted=True)
+            wait_until_running(timeout)
+            return
+        if bare:
+            BARE_MARK.touch()
+        else:
+            BARE_MARK.unlink(missing_ok=True)
+            clear_pool_init()
+            with step("mount pool"):
+                mount_pool()
+        sync_source()
+        install_project(booted=False)
+        with step("boot host"):
+            boot(bare)
+            wait_until_running(timeout)
+
+
+def clear_pool_init() -> None:
+    """Remove what `nspawnctl pool init` left in the root (its pool file and mount units)."""
+    for rel in POOL_INIT_FILES:
+        path = ROOT / rel
+        if path.is_symlink() or path.exists():
+            path.unlink()
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        child = _children.get(pid)
+        if child is not None:
+            child.poll()
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+def poweroff(timeout: float = POWEROFF_TIMEOUT) -> None:
+    """Power the host off cleanly, and kill it if it has not stopped after timeout."""
+    pid = nspawn_pid()
+    if pid is None:
+        return
+    leader = _read_pid(LEADER_PID)
+    with step("power off host"):
+        try:
+            run_in_host(["systemctl", "poweroff", "--no-block"], capture=True, timeout=10)
+        except (HarnessError, subprocess.TimeoutExpired):
+            if alive(leader):
+                assert leader is not None
+                os.kill(leader, signal.SIGRTMIN + 4)  # systemd's "poweroff" signal
+        if not _wait_gone(pid, timeout):
+            log(f"host did not stop within {timeout:.0f}s: killing it")
+            for victim in (leader, pid):
+                if alive(victim):
+                    assert victim is not None
+                    os.kill(victim, signal.SIGKILL)
+            _wait_gone(pid, 10)
+        _children.pop(pid, None)
+
+
+def down() -> None:
+    """Power off, unmount the pool and detach its loop device; a no-op when already down."""
+    with locked():
+        poweroff()
+        with step("unmount pool"):
+            unmount_pool()
+        NSPAWN_PID.unlink(missing_ok=True)
+        LEADER_PID.unlink(missing_ok=True)
+
+
+def reboot(timeout: float = BOOT_TIMEOUT) -> None:
+    """Power off and boot again without rebuilding; pool.img (the images) is kept."""
+    with locked():
+        bare = BARE_MARK.exists()
+        down()
+        up(timeout, bare=bare)
+
+
+def status() -> str:
+    state = "down"
+    if is_up():
+        proc = run_in_host(["systemctl", "is-system-running"], capture=True, timeout=10)
+        state = f"up (nspawn {nspawn_pid()}, leader {_read_pid(LEADER_PID)}): {proc.stdout.strip()}"
+    built = "built" if root_spec().is_current() else "not built"
+    return f"host {state}; root {built}; pool {'present' if POOL.exists() else 'absent'}"
+
+
+def clean() -> None:
+    """Remove everything the harness made (down first, so rm never walks into the pool)."""
+    with locked():
+        down()
+        for path in (ROOT, BOOTIMG, ROOT.with_name("root.tmp"), BOOTIMG.with_name("bootimg.tmp")):
+            remove_tree(path)
+        POOL.unlink(missing_ok=True)
+    log(f"removed the roots and the pool (kept the package cache {BUILD / 'debcache'})")
+
+
+# --------------------------------------------------------------------------- exec
+
+
+def host_env(extra: dict[str, str] | None = None) -> list[str]:
+    """KEY=VALUE list for `env -i`: a clean, predictable environment inside the host."""
+    env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "USER": "root"}
+    if "TERM" in os.environ:
+        env["TERM"] = os.environ["TERM"]
+    env.update(extra or {})
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def host_argv(argv: Sequence[str], cwd: str | None = None,
+              env: dict[str, str] | None = None) -> list[str]:
+    """nsenter into all of the leader's namespaces, then `env` sets the environment and cwd.
+
+    nsenter's own --wd opens its directory before entering the mount namespace,
+    i.e. on the machine; `env -C` changes directory inside the host instead.
+    """
+    inner = ["env", "-i", *(["-C", cwd] if cwd else []), *host_env(env), *argv]
+    return ["nsenter", "--target", str(leader_pid()), "--all", *inner]
+
+
+def run_in_host(argv: Sequence[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
+                capture: bool = False, input: str | None = None, timeout: float | None = None,
+                ) -> subprocess.CompletedProcess[str]:
+    """Run a command inside the booted host; capture=True collects stdout/stderr as text.
+
+    Caveat: the entered process stays in this script's cgroup; use systemd-run
+    inside the host when the cgroup matters.
+    """
+    pipe = subprocess.PIPE if capture else None
+    return subprocess.run(host_argv(argv, cwd, env), text=True, input=input, timeout=timeout,
+                          stdout=pipe, stderr=pipe, env={"PATH": os.environ.get("PATH", HOST_PATH)})
+
+
+def exec_in_host(argv: Sequence[str], cwd: str | None = None,
+                 env: dict[str, str] | None = None) -> int:
+    """Run a command inside the host with our stdin/stdout/stderr; return its exit code."""
+    code = run_in_host(argv, cwd=cwd, env=env).returncode
+    return 128 - code if code < 0 else code  # killed by a signal: shell convention
+
+
+# --------------------------------------------------------------------------- test / demo
+
+
+def test(pytest_args: Sequence[str] = (), keep: bool = False) -> int:
+    """build, up, run the e2e suite inside the host, down (unless keep); pytest's exit code."""
+    build()
+    try:
+        up()
+        with step("pytest e2e"):
+            return exec_in_host(["python3", "-m", "pytest", "-v", f"{SRC_IN_HOST}/tests/e2e",
+                                 *pytest_args], cwd=SRC_IN_HOST)
+    finally:
+        if keep:
+            log("--keep: host left up (`testhost.py down` stops it)")
+        else:
+            down()
+
+
+def demo() -> int:
+    """The README's first command on a machine without systemd: tests/host/demo.py inside the host."""
+    build()
+    try:
+        up()
+        with step("demo"):
+            return exec_in_host(["python3", f"{SRC_IN_HOST}/tests/host/demo.py"], cwd=SRC_IN_HOST)
+    finally:
+        down()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _strip_dashdash(args: list[str]) -> list[str]:
+    return args[1:] if args[:1] == ["--"] else args
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise HarnessError(f"--env wants KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="testhost.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="debootstrap the host root and the boot image (cached)")
+    b.add_argument("--force", action="store_true", help="rebuild even if the stamps match")
+    sub.add_parser("up", help="mount the pool, install the checkout and boot the host")
+    e = sub.add_parser("exec", help="run a command inside the booted host")
+    e.add_argument("--cwd", help="working directory inside the host")
+    e.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
+    e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+    sub.add_parser("down", help="power off and unmount (no-op when down)")
+    sub.add_parser("reboot", help="down, then up again without rebuilding")
+    t = sub.add_parser("test", help="build, up, pytest tests/e2e inside the host, down",
+                       usage="testhost.py test [--keep] [--] [PYTEST_ARGS...]")
+    t.add_argument("--keep", action="store_true", help="leave the host up afterwards (first option)")
+    t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest as they are")
+    sub.add_parser("demo", help="import a busybox dir and run a container in the host")
+    sub.add_parser("status", help="say whether the host is built and up")
+    sub.add_parser("clean", help="down, then delete the roots and the pool")
+    return p
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so `finally: down()` and the debootstrap cleanup run."""
+    raise KeyboardInterrupt
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """argparse, except that `test` hands everything after its own --keep to pytest.
+
+    argparse's REMAINDER stops at the first option it does not know (`test -k foo`
+    is an error), but pytest's options are exactly what `test` has to pass on.
+    """
+    if argv[:1] == ["test"] and not {"-h", "--help"} & set(argv[1:2]):
+        rest = argv[1:]
+        keep = rest[:1] == ["--keep"]
+        rest = rest[1:] if keep else rest
+        return argparse.Namespace(command="test", keep=keep, pytest_args=_strip_dashdash(rest))
+    return parser().parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    signal.signal(signal.SIGTERM, _terminate)
+    if os.geteuid() != 0:
+        log("must run as root (debootstrap, mount, nsenter)")
+        return 1
+    try:
+        if args.command == "build":
+            build(force=args.force)
+        elif args.command == "up":
+            up()
+        elif args.command == "exec":
+            cmd = _strip_dashdash(args.cmd)
+            if not cmd:
+                log("exec needs a command: testhost.py exec [--cwd DIR] -- CMD...")
+                return 2
+            return exec_in_host(cmd, cwd=args.cwd, env=_parse_env(args.env))
+        elif args.command == "down":
+            down()
+        elif args.command == "reboot":
+            reboot()
+        elif args.command == "test":
+            return test(args.pytest_args, keep=args.keep)
+        elif args.command == "demo":
+            return demo()
+        elif args.command == "status":
+            print(status())
+        elif args.command == "clean":
+            clean()
+    except HarnessError as exc:
+        log(f"error: {exc}")
+        return 125 if args.command == "exec" else 1
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
