@@ -141,6 +141,13 @@ class _Decoded(io.RawIOBase):
         view[: len(data)] = data
         return len(data)
 
+    def close(self) -> None:
+        # Frees the decoder; the decoders never close the caller's stream under them.
+        close = getattr(self._inner, "close", None)
+        if close is not None and not self.closed:
+            close()
+        super().close()
+
 
 class _ZstdReader:
     """zstd decoder that reads across frames and, unlike zstandard's stream_reader, reports a
@@ -233,7 +240,7 @@ def open_decompressed(raw: IO[bytes]) -> BinaryIO:
     if head.startswith(b"\x1f\x8b"):
         label, inner, errors = "gzip", gzip.GzipFile(fileobj=src, mode="rb"), (*errors, zlib.error)
     elif head.startswith(b"\xfd7zXZ\x00"):
-        label, inner, errors = "xz", lzma.LZMAFile(src), (*errors, lzma.LZMAError)  # noqa: SIM115
+        label, inner, errors = "xz", lzma.LZMAFile(src), (*errors, lzma.LZMAError)
     elif head.startswith(b"\x28\xb5\x2f\xfd"):
         zstd = _import_zstd()
         label, inner, errors = "zstd", _ZstdReader(src, zstd), (*errors, zstd.ZstdError)

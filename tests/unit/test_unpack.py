@@ -1,0 +1,647 @@
+"""Tests for nspawnctl.store.unpack: faithful rootfs extraction, digests, and refused attacks.
+
+Run as root (owners, device nodes, security.* xattrs); the tests skip otherwise.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nspawnctl.errors import ArchiveError, InvalidArgument, UnsafeArchive
+from nspawnctl.store.unpack import Limits, UnpackResult, open_decompressed, unpack_tar
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mknod, xattrs)")
+
+MTIME = 1_600_000_000
+# VFS_CAP_REVISION_2 with cap_net_raw (bit 13) permitted+effective, as `setcap cap_net_raw+ep` writes.
+CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")
+
+
+# --- building archives ------------------------------------------------------------------------
+
+Entry = tuple[tarfile.TarInfo, bytes | None]
+
+
+def info(name: str, kind: bytes = tarfile.REGTYPE, **attrs: object) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = kind
+    ti.mtime = MTIME
+    ti.mode = 0o644 if kind == tarfile.REGTYPE else 0o755
+    for key, value in attrs.items():
+        setattr(ti, key, value)
+    return ti
+
+
+def reg(name: str, data: bytes = b"", **attrs: object) -> Entry:
+    return info(name, tarfile.REGTYPE, size=len(data), **attrs), data
+
+
+def dir_(name: str, **attrs: object) -> Entry:
+    return info(name, tarfile.DIRTYPE, **attrs), None
+
+
+def sym(name: str, target: str, **attrs: object) -> Entry:
+    return info(name, tarfile.SYMTYPE, linkname=target, **attrs), None
+
+
+def hard(name: str, target: str, **attrs: object) -> Entry:
+    return info(name, tarfile.LNKTYPE, linkname=target, **attrs), None
+
+
+def node(name: str, kind: bytes, major: int = 0, minor: int = 0, **attrs: object) -> Entry:
+    return info(name, kind, devmajor=major, devminor=minor, **attrs), None
+
+
+def make_tar(*entries: Entry, fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for ti, data in entries:
+            tf.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def unpack(data: bytes, dest: Path, **kw: object) -> UnpackResult:
+    return unpack_tar(io.BytesIO(data), dest, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    d = tmp_path / "dest"
+    d.mkdir()
+    return d
+
+
+def snapshot(root: Path) -> list[tuple[str, int, int, int, bytes]]:
+    """Everything observable about a tree, to show that an attack left it alone."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath, name)
+            st = p.lstat()
+            data = p.read_bytes() if stat.S_ISREG(st.st_mode) else b""
+            out.append((str(p), st.st_mode, st.st_nlink, st.st_mtime_ns, data))
+    st = root.lstat()
+    out.append((str(root), st.st_mode, st.st_nlink, st.st_mtime_ns, b""))
+    return sorted(out)
+
+
+# --- faithful extraction ------------------------------------------------------------------------
+
+
+def test_rootfs_metadata_is_faithful(dest: Path) -> None:
+    data = make_tar(
+        dir_("./", mode=0o755, mtime=MTIME + 1),
+        dir_("usr", mtime=MTIME + 2),
+        dir_("usr/bin", mtime=MTIME + 3),
+        reg("usr/bin/sudo", b"#!sudo\n", mode=0o4755),
+        reg("usr/bin/wall", b"#!wall\n", mode=0o2755, gid=5),
+        dir_("tmp", mode=0o1777, mtime=MTIME + 4),
+        dir_("srv/shared", mode=0o2775, gid=1000),
+        dir_("home/u", uid=1000, gid=1000, mode=0o700, mtime=MTIME + 5),
+        reg("home/u/notes", b"hello", uid=1000, gid=1000, mode=0o640, mtime=MTIME + 6),
+        node("dev/null", tarfile.CHRTYPE, 1, 3, mode=0o666),
+        node("dev/loop0", tarfile.BLKTYPE, 7, 0, mode=0o660, gid=6),
+        node("run/initctl", tarfile.FIFOTYPE, mode=0o600),
+        sym("etc/localtime", "/usr/share/zoneinfo/UTC", uid=0),
+        sym("lib", "usr/lib"),
+    )
+    result = unpack(data, dest)
+    assert result.entries == 14
+
+    def mode(rel: str) -> int:
+        return stat.S_IMODE((dest / rel).lstat().st_mode)
+
+    assert mode("usr/bin/sudo") == 0o4755
+    assert mode("usr/bin/wall") == 0o2755 and (dest / "usr/bin/wall").lstat().st_gid == 5
+    assert mode("tmp") == 0o1777
+    assert mode("srv/shared") == 0o2775
+    assert mode("srv") == 0o755  # missing parent created like GNU tar
+    st = (dest / "home/u/notes").lstat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o640)
+    assert st.st_mtime == MTIME + 6
+    assert (dest / "home/u/notes").read_bytes() == b"hello"
+    st = (dest / "home/u").lstat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o700)
+    # Directory times survive the creation of their children.
+    assert (dest / "home/u").lstat().st_mtime == MTIME + 5
+    assert (dest / "usr/bin").lstat().st_mtime == MTIME + 3
+    assert (dest / "usr").lstat().st_mtime == MTIME + 2
+    assert dest.lstat().st_mtime == MTIME + 1  # "./" metadata goes to dest itself
+
+    st = (dest / "dev/null").lstat()
+    assert stat.S_ISCHR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666
+    assert (os.major(st.st_rdev), os.minor(st.st_rdev)) == (1, 3)
+    st = (dest / "dev/loop0").lstat()
+    assert stat.S_ISBLK(st.st_mode) and (os.major(st.st_rdev), os.minor(st.st_rdev)) == (7, 0)
+    assert st.st_gid == 6
+    assert stat.S_ISFIFO((dest / "run/initctl").lstat().st_mode)
+
+    assert os.readlink(dest / "etc/localtime") == "/usr/share/zoneinfo/UTC"
+    assert (dest / "etc/localtime").lstat().st_mtime == MTIME
+    assert os.readlink(dest / "lib") == "usr/lib"
+
+
+def test_owner_is_numeric_not_looked_up(dest: Path) -> None:
+    ti, data = reg("f", b"x", uid=4242, gid=4343)
+    ti.uname, ti.gname = "root", "root"  # names must be ignored
+    unpack(make_tar((ti, data)), dest)
+    st = (dest / "f").lstat()
+    assert (st.st_uid, st.st_gid) == (4242, 4343)
+
+
+def test_symlink_owner(dest: Path) -> None:
+    unpack(make_tar(sym("l", "/nowhere", uid=1000, gid=1000)), dest)
+    st = (dest / "l").lstat()
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+
+
+def test_hardlink_shares_inode_and_keeps_first_metadata(dest: Path) -> None:
+    data = make_tar(
+        reg("usr/bin/a", b"payload", mode=0o755, uid=1000, gid=1000),
+        hard("usr/bin/b", "usr/bin/a", mode=0o600, uid=0, gid=0),
+        hard("sbin/c", "/usr/bin/a"),  # absolute target: taken relative to the root, like GNU tar
+        hard("./usr/bin/d", "./usr/bin/a"),
+    )
+    unpack(data, dest)
+    a, b, c, d = ((dest / p).lstat() for p in ("usr/bin/a", "usr/bin/b", "sbin/c", "usr/bin/d"))
+    assert a.st_ino == b.st_ino == c.st_ino == d.st_ino
+    assert a.st_nlink == 4
+    assert (stat.S_IMODE(a.st_mode), a.st_uid, a.st_gid) == (0o755, 1000, 1000)
+
+
+def test_hardlink_to_symlink_links_the_symlink(dest: Path) -> None:
+    unpack(make_tar(sym("s", "/etc/passwd"), hard("t", "s")), dest)
+    assert (dest / "s").lstat().st_ino == (dest / "t").lstat().st_ino
+    assert os.readlink(dest / "t") == "/etc/passwd"
+
+
+def test_xattrs_from_pax_headers(dest: Path) -> None:
+    cap = CAP_NET_RAW.decode("utf-8", "surrogateescape")
+    f, data = reg("usr/bin/ping", b"ping", mode=0o755, uid=0)
+    f.pax_headers = {
+        "SCHILY.xattr.user.foo": "bar",
+        "SCHILY.xattr.security.capability": cap,
+        "SCHILY.xattr.user.bin": b"\x00\xff\xfe raw".decode("utf-8", "surrogateescape"),
+        "LIBARCHIVE.xattr.user.b64": "aGVsbG8",  # "hello", unpadded like libarchive writes
+        "LIBARCHIVE.xattr.user.sp%20ace": "eA==",
+        "SCHILY.xattr.trusted.overlay.redirect": "/etc",  # dropped on purpose
+    }
+    d, _ = dir_("var/lib/x", uid=1000)
+    d.pax_headers = {"SCHILY.xattr.user.dir": "yes"}
+    unpack(make_tar((f, data), (d, None)), dest)
+    p = dest / "usr/bin/ping"
+    assert os.getxattr(p, "user.foo") == b"bar"
+    assert os.getxattr(p, "security.capability") == CAP_NET_RAW
+    assert os.getxattr(p, "user.bin") == b"\x00\xff\xfe raw"
+    assert os.getxattr(p, "user.b64") == b"hello"
+    assert os.getxattr(p, b"user.sp ace") == b"x"
+    assert "trusted.overlay.redirect" not in os.listxattr(p)
+    assert os.getxattr(dest / "var/lib/x", "user.dir") == b"yes"
+    assert (dest / "var/lib/x").lstat().st_uid == 1000
+
+
+def test_capability_survives_chown_to_non_root(dest: Path) -> None:
+    # chown clears security.capability; it must be set after the owner.
+    f, data = reg("bin/x", b"x", mode=0o755, uid=1000, gid=1000)
+    f.pax_headers = {"SCHILY.xattr.security.capability": CAP_NET_RAW.decode("utf-8", "surrogateescape")}
+    unpack(make_tar((f, data)), dest)
+    assert os.getxattr(dest / "bin/x", "security.capability") == CAP_NET_RAW
+
+
+def test_selinux_label_is_applied_or_skipped(dest: Path) -> None:
+    f, data = reg("f", b"x")
+    f.pax_headers = {"SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0\x00"}
+    unpack(make_tar((f, data)), dest)
+    assert (dest / "f").read_bytes() == b"x"
+
+
+@pytest.mark.skipif(shutil.which("setcap") is None, reason="setcap missing (apt install libcap2-bin)")
+def test_gnu_tar_xattrs_roundtrip(tmp_path: Path, dest: Path) -> None:
+    src = tmp_path / "src"
+    (src / "usr/bin").mkdir(parents=True)
+    ping = src / "usr/bin/ping"
+    ping.write_bytes(b"\x7fELF")
+    os.chown(ping, 1000, 1000)
+    ping.chmod(0o4755)
+    subprocess.run(["setcap", "cap_net_raw+ep", str(ping)], check=True)
+    os.setxattr(ping, "user.foo", b"bar")
+    expected_cap = os.getxattr(ping, "security.capability")
+    archive = tmp_path / "a.tar"
+    subprocess.run(
+        [
+            "tar",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "-C",
+            str(src),
+            "-cf",
+            str(archive),
+            ".",
+        ],
+        check=True,
+    )
+    with archive.open("rb") as raw:
+        unpack_tar(raw, dest)
+    p = dest / "usr/bin/ping"
+    assert os.getxattr(p, "user.foo") == b"bar"
+    assert os.getxattr(p, "security.capability") == expected_cap
+    st = p.lstat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1000, 1000, 0o4755)
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_gnu_sparse_file_keeps_holes(fmt: str, tmp_path: Path, dest: Path) -> None:
+    # A terabyte-sized apparent size (like lastlog with a high uid) must not be written out.
+    src = tmp_path / "src"
+    src.mkdir()
+    with (src / "lastlog").open("wb") as f:
+        f.write(b"head")
+        f.seek(1 << 40)
+        f.write(b"middle" * 1000)
+        f.seek(1 << 41)
+        f.write(b"tail")
+    archive = tmp_path / "s.tar"
+    subprocess.run(
+        ["tar", "-S", f"--format={fmt}", "-C", str(src), "-cf", str(archive), "lastlog"], check=True
+    )
+    with archive.open("rb") as raw:
+        unpack_tar(raw, dest, limits=Limits(max_bytes=1 << 20))
+    p = dest / "lastlog"
+    assert p.stat().st_size == (1 << 41) + 4
+    with p.open("rb") as f:
+        assert f.read(5) == b"head\0"
+        f.seek(1 << 40)
+        assert f.read(6000) == b"middle" * 1000
+        f.seek((1 << 41) - 1)
+        assert f.read() == b"\0tail"
+    assert p.stat().st_blocks * 512 < 1 << 20  # holes kept
+
+
+def test_long_names_gnu_and_pax(dest: Path) -> None:
+    long = "/".join(["d" * 50] * 5) + "/" + "f" * 120
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        d = dest / str(fmt)
+        d.mkdir()
+        unpack(make_tar(reg(long, b"x"), sym("l", "t" * 300), fmt=fmt), d)
+        assert (d / long).read_bytes() == b"x"
+        assert os.readlink(d / "l") == "t" * 300
+
+
+def test_non_utf8_names_are_kept_as_bytes(dest: Path) -> None:
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    unpack(make_tar(reg(name, b"x"), fmt=tarfile.GNU_FORMAT), dest)
+    assert os.listdir(os.fsencode(dest)) == [b"caf\xe9"]
+
+
+# --- digests and compression ------------------------------------------------------------------
+
+
+def sample_tar() -> bytes:
+    return make_tar(dir_("etc"), reg("etc/hostname", b"box\n"), reg("big", os.urandom(300_000)))
+
+
+def compressors() -> Iterator[object]:
+    yield pytest.param(lambda b: b, id="plain")
+    yield pytest.param(gzip.compress, id="gz")
+    yield pytest.param(lzma.compress, id="xz")
+    yield pytest.param(bz2.compress, id="bz2")
+    yield pytest.param(lambda b: zstd_compress(b), id="zst")
+
+
+def zstd_compress(data: bytes) -> bytes:
+    zstandard = pytest.importorskip("zstandard")
+    return zstandard.ZstdCompressor().compress(data)  # type: ignore[no-any-return]
+
+
+SAMPLE = sample_tar()
+
+
+@pytest.mark.parametrize("compress", list(compressors()))
+def test_digest_is_of_uncompressed_stream(compress: object, dest: Path) -> None:
+    result = unpack(compress(SAMPLE), dest)  # type: ignore[operator]
+    assert result.digest == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+    assert result.size == len(SAMPLE)
+    assert result.entries == 3
+    assert (dest / "etc/hostname").read_bytes() == b"box\n"
+
+
+def test_digest_covers_trailing_padding(dest: Path) -> None:
+    padded = SAMPLE + bytes(20480)
+    result = unpack(gzip.compress(padded), dest)
+    assert result.digest == "sha256:" + hashlib.sha256(padded).hexdigest()
+    assert result.size == len(padded)
+
+
+def test_concatenated_compressed_members(dest: Path) -> None:
+    half = len(SAMPLE) // 2
+    data = gzip.compress(SAMPLE[:half]) + gzip.compress(SAMPLE[half:])
+    assert unpack(data, dest).digest == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+
+
+def test_zstd_multiple_frames(dest: Path) -> None:
+    half = len(SAMPLE) // 2
+    data = zstd_compress(SAMPLE[:half]) + zstd_compress(SAMPLE[half:])
+    assert unpack(data, dest).digest == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+
+
+def test_reads_from_a_pipe(dest: Path) -> None:
+    data = gzip.compress(SAMPLE)
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(w, "wb") as f:
+            f.write(data)
+
+    t = threading.Thread(target=feed)
+    t.start()
+    with os.fdopen(r, "rb", buffering=0) as raw:
+        result = unpack_tar(raw, dest)
+    t.join()
+    assert result.digest == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+
+
+def test_open_decompressed_alone() -> None:
+    with open_decompressed(io.BytesIO(lzma.compress(b"abc" * 1000))) as f:
+        assert f.read() == b"abc" * 1000
+    with open_decompressed(io.BytesIO(b"plain")) as f:
+        assert f.read() == b"plain"
+
+
+def test_plain_tar_named_like_bzip2_magic(dest: Path) -> None:
+    data = make_tar(reg("BZh9-readme", b"x"))
+    unpack(data, dest)
+    assert (dest / "BZh9-readme").read_bytes() == b"x"
+
+
+def test_missing_zstandard_gives_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    with pytest.raises(ArchiveError) as e:
+        open_decompressed(io.BytesIO(b"\x28\xb5\x2f\xfd" + bytes(20)))
+    assert "zstandard" in str(e.value) and e.value.hint and "zstandard" in e.value.hint
+
+
+# --- replacing entries ------------------------------------------------------------------------
+
+
+def test_later_member_replaces_earlier(dest: Path) -> None:
+    data = make_tar(
+        reg("a", b"one"),
+        reg("a", b"two", mode=0o600),  # file over file
+        dir_("b"),
+        reg("b/child", b"c"),
+        reg("b", b"now a file"),  # file over directory tree
+        reg("c", b"file"),
+        dir_("c", mode=0o700),  # directory over file
+        reg("c/x", b"x"),
+        dir_("d", mode=0o755),
+        reg("d/keep", b"k"),
+        dir_("d", mode=0o750, uid=1000),  # dir over dir: metadata only, children stay
+        reg("e", b"file"),
+        sym("e", "target"),  # symlink over file
+        reg("e", b"file again"),  # file over symlink
+        sym("f", "/"),
+        dir_("f"),  # directory over symlink
+        reg("f/x", b"inside"),
+    )
+    unpack(data, dest)
+    assert (dest / "a").read_bytes() == b"two" and stat.S_IMODE((dest / "a").stat().st_mode) == 0o600
+    assert (dest / "b").read_bytes() == b"now a file"
+    assert (dest / "c/x").read_bytes() == b"x" and stat.S_IMODE((dest / "c").stat().st_mode) == 0o700
+    assert (dest / "d/keep").read_bytes() == b"k"
+    st = (dest / "d").lstat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o750, 1000)
+    assert (dest / "e").read_bytes() == b"file again" and not (dest / "e").is_symlink()
+    assert (dest / "f").is_dir() and not (dest / "f").is_symlink()
+    assert (dest / "f/x").read_bytes() == b"inside"
+    assert sorted(os.listdir(dest)) == ["a", "b", "c", "d", "e", "f"]  # no temporary files left
+
+
+def test_file_replacing_symlink_does_not_write_through_it(tmp_path: Path, dest: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"original")
+    unpack(make_tar(sym("x", str(victim)), reg("x", b"evil")), dest)
+    assert victim.read_bytes() == b"original"
+    assert (dest / "x").read_bytes() == b"evil"
+
+
+def test_nonempty_dest_refused(dest: Path) -> None:
+    (dest / "old").touch()
+    with pytest.raises(InvalidArgument):
+        unpack(SAMPLE, dest)
+
+
+# --- attacks ----------------------------------------------------------------------------------
+
+
+def attack_cases(sentinel: Path) -> dict[str, tuple[bytes, str]]:
+    """name -> (archive, member named in the error)."""
+    return {
+        "dotdot": (make_tar(reg("../evil", b"x")), "../evil"),
+        "dotdot-deep": (make_tar(reg("a/../../evil", b"x")), "a/../../evil"),
+        "dotdot-dir": (make_tar(dir_("a/../../evil")), "a/../../evil"),
+        "symlink-abs-then-write": (
+            make_tar(sym("esc", str(sentinel)), reg("esc/pwned", b"x")),
+            "esc/pwned",
+        ),
+        "symlink-rel-then-write": (make_tar(sym("esc", "../.."), reg("esc/pwned", b"x")), "esc/pwned"),
+        "symlink-then-mkdir": (make_tar(sym("esc", str(sentinel)), dir_("esc/sub")), "esc/sub"),
+        "symlink-inside-root-refused": (
+            make_tar(dir_("usr/lib"), sym("lib", "usr/lib"), reg("lib/x")),
+            "lib/x",
+        ),
+        "symlink-deep-parent": (
+            make_tar(dir_("a/b"), sym("a/b/c", str(sentinel)), reg("a/b/c/d/e", b"x")),
+            "a/b/c/d/e",
+        ),
+        "hardlink-dotdot": (make_tar(hard("pw", "../../etc/passwd")), "pw"),
+        "hardlink-abs-not-in-image": (make_tar(hard("pw", "/etc/passwd")), "pw"),
+        "hardlink-abs-sentinel": (make_tar(hard("pw", str(sentinel / "file"))), "pw"),
+        "hardlink-through-symlink": (
+            make_tar(sym("esc", str(sentinel)), hard("pw", "esc/file")),
+            "pw",
+        ),
+        "hardlink-to-directory": (make_tar(dir_("d"), hard("pw", "d")), "pw"),
+        "hardlink-to-root": (make_tar(hard("pw", "./")), "pw"),
+        "hardlink-to-later-member": (make_tar(hard("pw", "later"), reg("later", b"x")), "pw"),
+        "root-replaced-by-symlink": (make_tar(sym("./", str(sentinel))), "./"),
+        "root-replaced-by-symlink-dot": (make_tar(sym(".", "/")), "."),
+        "root-replaced-by-file": (make_tar(reg(".", b"x")), "."),
+        "root-replaced-by-hardlink": (make_tar(reg("f", b"x"), hard("./", "f")), "./"),
+        "nul-in-name": (make_tar(reg("a", b"x", pax_headers={"path": "a\x00b"})), "a\x00b"),
+        "nul-in-hardlink-target": (
+            make_tar(reg("a", b"x"), hard("h", "a", pax_headers={"linkpath": "a\x00"})),
+            "h",
+        ),
+    }
+
+
+ATTACKS = list(attack_cases(Path("/placeholder")))
+
+
+@pytest.mark.parametrize("case", ATTACKS)
+def test_attack_refused(case: str, tmp_path: Path, dest: Path) -> None:
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "file").write_bytes(b"precious")
+    before = snapshot(sentinel)
+    passwd = os.lstat("/etc/passwd")
+    archive, member = attack_cases(sentinel)[case]
+    with pytest.raises(UnsafeArchive) as e:
+        unpack(archive, dest)
+    assert repr(member) in str(e.value), str(e.value)
+    assert snapshot(sentinel) == before
+    assert sorted(os.listdir(tmp_path)) == ["dest", "sentinel"]
+    assert os.lstat("/etc/passwd").st_nlink == passwd.st_nlink
+    assert not (tmp_path.parent / "evil").exists() and not Path("/evil").exists()
+
+
+def test_dotdot_message(dest: Path) -> None:
+    with pytest.raises(UnsafeArchive, match=r"unsafe archive member '\.\./x': it points outside the image"):
+        unpack(make_tar(reg("../x")), dest)
+
+
+def test_absolute_name_lands_inside(tmp_path: Path, dest: Path) -> None:
+    unpack(make_tar(reg("/abs/evil", b"x"), dir_("/abs2")), dest)
+    assert (dest / "abs/evil").read_bytes() == b"x"
+    assert (dest / "abs2").is_dir()
+    assert not Path("/abs/evil").exists()
+
+
+def test_dot_slash_root_metadata_goes_to_dest(dest: Path) -> None:
+    unpack(make_tar(dir_(".", mode=0o700, uid=1000), reg("./x", b"x")), dest)
+    st = dest.lstat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, 1000)
+    assert (dest / "x").read_bytes() == b"x"
+
+
+# --- bad input and limits ---------------------------------------------------------------------
+
+
+def is_plain_archive_error(e: BaseException) -> bool:
+    return isinstance(e, ArchiveError) and not isinstance(e, UnsafeArchive)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(gzip.compress(SAMPLE)[:-100], id="truncated-gzip"),
+        pytest.param(gzip.compress(SAMPLE)[:1000], id="truncated-gzip-early"),
+        pytest.param(lzma.compress(SAMPLE)[: len(lzma.compress(SAMPLE)) // 2], id="truncated-xz"),
+        pytest.param(bz2.compress(SAMPLE)[:-10], id="truncated-bz2"),
+        pytest.param(b"\x1f\x8b" + os.urandom(4000), id="corrupt-gzip"),
+        pytest.param(b"\xfd7zXZ\x00" + os.urandom(4000), id="corrupt-xz"),
+        pytest.param(os.urandom(10_000), id="random-bytes"),
+        pytest.param(b"", id="empty"),
+        pytest.param(SAMPLE[:2000], id="truncated-plain-mid-header"),
+        pytest.param(SAMPLE[:100_000], id="truncated-plain-mid-data"),
+        pytest.param(make_tar(reg("a", b"x" * 512))[:1024], id="truncated-plain-at-boundary"),
+        pytest.param(SAMPLE + b"garbage" + bytes(1000), id="garbage-after-end"),
+        pytest.param(SAMPLE[:512] + os.urandom(512) + SAMPLE[1024:], id="corrupt-member-data-header"),
+        pytest.param(make_tar(reg("a", b"x")) + make_tar(reg("b", b"y")), id="concatenated-tars"),
+    ],
+)
+def test_bad_input(data: bytes, dest: Path) -> None:
+    with pytest.raises(ArchiveError) as e:
+        unpack(data, dest)
+    assert is_plain_archive_error(e.value), repr(e.value)
+    assert str(e.value)
+
+
+@pytest.mark.parametrize("cut", [0.5, -3])
+def test_truncated_zstd(cut: float, dest: Path) -> None:
+    z = zstd_compress(SAMPLE)
+    end = int(len(z) * cut) if cut > 0 else len(z) + int(cut)
+    with pytest.raises(ArchiveError, match="zstd-compressed archive: it is truncated"):
+        unpack(z[:end], dest)
+
+
+def test_corrupt_zstd(dest: Path) -> None:
+    pytest.importorskip("zstandard")
+    with pytest.raises(ArchiveError, match="zstd"):
+        unpack(b"\x28\xb5\x2f\xfd" + os.urandom(1000), dest)
+
+
+def test_error_chains_the_cause(dest: Path) -> None:
+    with pytest.raises(ArchiveError) as e:
+        unpack(gzip.compress(SAMPLE)[:-100], dest)
+    assert e.value.__cause__ is not None
+
+
+@pytest.mark.parametrize(
+    ("limits", "data", "unsafe"),
+    [
+        pytest.param(Limits(max_bytes=100_000), SAMPLE, False, id="bytes"),
+        pytest.param(Limits(max_entries=2), SAMPLE, False, id="entries"),
+        pytest.param(Limits(max_depth=3), make_tar(reg("a/b/c/d", b"x")), True, id="depth"),
+        pytest.param(Limits(max_name=10), make_tar(reg("a" * 11, b"x")), True, id="name"),
+        pytest.param(
+            Limits(max_header=1000),
+            make_tar(reg("x" * 2000, b"x")),
+            False,
+            id="pax-header",
+        ),
+    ],
+)
+def test_limits(limits: Limits, data: bytes, unsafe: bool, dest: Path) -> None:
+    with pytest.raises(ArchiveError) as e:
+        unpack(data, dest, limits=limits)
+    assert isinstance(e.value, UnsafeArchive) == unsafe
+
+
+def test_default_depth_limit(dest: Path) -> None:
+    with pytest.raises(UnsafeArchive, match="deeper"):
+        unpack(make_tar(reg("/".join(["d"] * 129), b"x")), dest)
+
+
+def test_compression_bomb_hits_byte_limit(dest: Path) -> None:
+    bomb = gzip.compress(make_tar(reg("zeros", bytes(50 << 20))))
+    with pytest.raises(ArchiveError, match="limit"):
+        unpack(bomb, dest, limits=Limits(max_bytes=10 << 20))
+
+
+def test_directory_after_its_children_and_mode_000(dest: Path) -> None:
+    unpack(
+        make_tar(reg("a/b/f", b"x"), dir_("a/b", mode=0o000, mtime=MTIME + 9), dir_("a", mode=0o555)), dest
+    )
+    assert (dest / "a/b/f").read_bytes() == b"x"
+    st = (dest / "a/b").lstat()
+    assert (stat.S_IMODE(st.st_mode), st.st_mtime) == (0o000, MTIME + 9)
+    assert stat.S_IMODE((dest / "a").lstat().st_mode) == 0o555
+
+
+def test_no_file_descriptor_leaks(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    archives = [
+        SAMPLE,
+        gzip.compress(SAMPLE),
+        make_tar(sym("esc", "/"), reg("esc/x")),
+        make_tar(dir_("d"), hard("h", "d")),
+        gzip.compress(SAMPLE)[:-50],
+        make_tar(dir_("a/b/c"), reg("a/b/c/f"), reg("a", b"replaces tree")),
+    ]
+    before = open_fds()
+    for i, data in enumerate(archives):
+        d = tmp_path / str(i)
+        d.mkdir()
+        with contextlib.suppress(ArchiveError):
+            unpack(data, d)
+    assert open_fds() == before
