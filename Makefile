@@ -2,7 +2,7 @@
 PY ?= python3
 SYSTEM_PACKAGES := debootstrap systemd-container btrfs-progs libbtrfsutil-dev tar xz-utils zstd
 
-.PHONY: demo test deps unit lint e2e clean
+.PHONY: demo test deps unit lint e2e bench clean
 
 deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,3 +32,10 @@ test: lint unit e2e
 
 clean:
 	$(PY) tests/host/testhost.py clean
+
+# Medians and ratios against raw systemd-nspawn and systemd-run, measured in the same run, in the test host.
+bench: deps
+	$(PY) tests/host/testhost.py build
+	$(PY) tests/host/testhost.py up
+	$(PY) tests/host/testhost.py exec -- python3 /src/bench/bench.py; rc=$$?; \
+	  $(PY) tests/host/testhost.py down; exit $$rc

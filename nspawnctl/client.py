@@ -278,7 +278,7 @@ class Containers:
                 async def ended() -> bool:
                     return await rt.wait(name, timeout=0)
 
-                await journal.follow(matches, lambda e: write(e.message + b"\n"), ended, poll=0.2)
+                await journal.follow(matches, lambda e: write(e.message + b"\n"), ended, poll=0.05)
             await rt.wait(name)
             outcome = await rt.outcome(name)
         finally:

@@ -135,7 +135,7 @@ class Manager:
                 return None
             raise
 
-    async def wait_inactive(self, unit: str, timeout: float | None = None, poll: float = 0.1) -> bool:
+    async def wait_inactive(self, unit: str, timeout: float | None = None, poll: float = 0.03) -> bool:
         """Wait until the unit is inactive/failed with no job pending (or gone). False on timeout."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
