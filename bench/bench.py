@@ -42,11 +42,29 @@ def row(label: str, value: float, peer: float | None = None) -> None:
 
 def bench_run(image_dir: Path, n: int) -> None:
     print(f"run a container that prints 'hi' and exits (median of {n}):")
-    nspawn = median_of(lambda i: timed(["systemd-nspawn", "-q", "-x", "-D", str(image_dir), "/bin/echo", "hi"]), n)
+    nspawn = median_of(
+        lambda i: timed(["systemd-nspawn", "-q", "-x", "-D", str(image_dir), "/bin/echo", "hi"]), n
+    )
     unit = median_of(
         lambda i: timed(
-            ["systemd-run", "-q", "--wait", "--pipe", "-p", "Delegate=yes", "--", "systemd-nspawn", "-q",
-             "--keep-unit", "--register=yes", "-x", "-D", str(image_dir), "/bin/echo", "hi"]
+            [
+                "systemd-run",
+                "-q",
+                "--wait",
+                "--pipe",
+                "-p",
+                "Delegate=yes",
+                "--",
+                "systemd-nspawn",
+                "-q",
+                "--keep-unit",
+                "--register=yes",
+                "-x",
+                "-D",
+                str(image_dir),
+                "/bin/echo",
+                "hi",
+            ]
         ),
         n,
     )
@@ -60,6 +78,7 @@ def bench_create(n: int) -> None:
     print(f"create a container from a small and from a large image (median of {n}):")
     results = {}
     for ref in ("bench/bb", "bench/boot"):
+
         def once(i: int, ref: str = ref) -> float:
             name = f"bench-c{i + 1}"
             t = timed(["nspawnctl", "create", "--name", name, ref, "true"])
@@ -97,7 +116,9 @@ def main() -> int:
         bb = make_busybox_root(work / "bb")
         (bb / "usr").mkdir()
         subprocess.run(["nspawnctl", "import", str(bb), "bench/bb"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["nspawnctl", "import", str(BOOT_IMAGE), "bench/boot"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["nspawnctl", "import", str(BOOT_IMAGE), "bench/boot"], check=True, stdout=subprocess.DEVNULL
+        )
         bench_run(bb, args.n)
         bench_create(args.n)
         bench_start_cli(args.n)

@@ -52,7 +52,9 @@ def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
     code, out, _ = sh("nspawnctl", "pool", "init")
     assert code == 0 and "nothing to do" in out
     # it is a working pool: an image and a container in it
-    assert sh("sh", "-c", "mkdir -p /var/tmp/r/bin /var/tmp/r/etc && cp /bin/busybox /var/tmp/r/bin/sh")[0] == 0
+    assert (
+        sh("sh", "-c", "mkdir -p /var/tmp/r/bin /var/tmp/r/etc && cp /bin/busybox /var/tmp/r/bin/sh")[0] == 0
+    )
     assert sh("nspawnctl", "import", "/var/tmp/r", "tiny")[0] == 0
     code, out, err = sh("nspawnctl", "run", "--name", "persist", "tiny", "/bin/sh", "-c", "echo kept > /f")
     assert code == 0, err
