@@ -16,7 +16,7 @@ demo: deps
 	$(PY) tests/host/demo.py
 
 lint: deps
-	$(PY) -m ruff check nspawnctl tests
+	$(PY) -m ruff check nspawnctl tests bench
 	$(PY) -m mypy nspawnctl
 
 unit: deps

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "host"))
-from demo import make_busybox_root  # noqa: E402
+from demo import make_busybox_root
 
 BOOT_IMAGE = Path("/srv/bootimg")
 
