@@ -22,6 +22,7 @@ from .config import Paths
 from .errors import ContainerRunning, InvalidArgument, NspawnctlError
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
+from .run.units import unit_name
 from .spec import ContainerSpec, Limits, Volume
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
@@ -73,7 +74,7 @@ class ContainerStatus:
                 "NanoCpus": _nano(s.limits.cpus),
                 "PidsLimit": s.limits.pids,
             },
-            "Unit": f"nspawnctl-{s.name}.service",
+            "Unit": unit_name(s.name),
         }
 
 
@@ -333,7 +334,7 @@ class Containers:
                     )
                 await rt.kill(name, signals.SIGKILL)
                 await rt.wait(name, timeout=30)
-            await rt.manager.reset_failed(f"nspawnctl-{name}.service")
+            await rt.reset(name)
 
         run_sync(go)
         # a --rm container may already have removed itself when it stopped
@@ -404,6 +405,7 @@ class Containers:
         workdir: str | None = None,
         user: str | None = None,
         tty: bool = False,
+        interactive: bool = False,
     ) -> int:
         """Run ``argv`` inside the running container; returns its exit code."""
         from .run.runtime import exec_argv, resolve_user, run_exec
@@ -424,7 +426,9 @@ class Containers:
             if not sep:
                 raise InvalidArgument(f"invalid environment variable {e!r}", hint="use -e KEY=VALUE")
             environment[k] = v
-        return run_exec(exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment, tty)
+        return run_exec(
+            exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment, tty, interactive
+        )
 
     # -- helpers ---------------------------------------------------------------------------
     def _runtime(self, bus: Bus) -> Any:

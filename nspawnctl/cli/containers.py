@@ -355,7 +355,7 @@ def exec_(
 ) -> None:
     """Run a command in a running container (app or booted); its exit code becomes ours."""
     c = state_of(ctx).client().containers
-    raise typer.Exit(c.exec(name, list(command), env, workdir, user, tty=tty))
+    raise typer.Exit(c.exec(name, list(command), env, workdir, user, tty=tty, interactive=interactive))
 
 
 exec_.__name__ = "exec"
@@ -367,7 +367,7 @@ def inspect(
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
 ) -> None:
     """Show containers' (or images') configuration and state as JSON."""
-    from ..errors import ContainerNotFound
+    from ..errors import ContainerNotFound, ImageNotFound, InvalidReference, NotFound
 
     state: State = state_of(ctx)
     state.json = True
@@ -376,6 +376,13 @@ def inspect(
     for n in names:
         try:
             out.append(client.containers.get(n).to_json())
+            continue
         except ContainerNotFound:
+            pass
+        try:
             out.append(client.images.get(n).to_json())
+        except (ImageNotFound, InvalidReference):
+            raise NotFound(
+                f"no such container or image: {n}", hint="see 'nspawnctl ps -a' and 'nspawnctl images'"
+            ) from None
     print_json(out)

@@ -121,6 +121,10 @@ class Runtime:
     async def wait(self, name: str, timeout: float | None = None) -> bool:
         return await self.manager.wait_inactive(unit_name(name), timeout)
 
+    async def reset(self, name: str) -> None:
+        """Forget a failed unit so its name can be used again."""
+        await self.manager.reset_failed(unit_name(name))
+
     async def release(self, name: str) -> None:
         await self.manager.unref(unit_name(name))
 
@@ -211,10 +215,12 @@ def resolve_user(root: Path, user: str | None) -> tuple[int | None, int | None]:
     return uid, gid
 
 
-def run_exec(argv: list[str], env: dict[str, str], tty: bool) -> int:
-    """Run the nsenter command; with ``tty`` under a fresh pseudo-terminal, forwarding our terminal."""
+def run_exec(argv: list[str], env: dict[str, str], tty: bool, interactive: bool = True) -> int:
+    """Run the nsenter command; with ``tty`` under a fresh pseudo-terminal, forwarding our terminal.
+    Without ``interactive`` the command gets no stdin, as with docker exec without -i."""
     if not tty:
-        return subprocess.run(argv, env=env, check=False).returncode
+        stdin = None if interactive else subprocess.DEVNULL
+        return subprocess.run(argv, env=env, stdin=stdin, check=False).returncode
     import pty
 
     # pty.spawn execs with our own environment: hand the container's over through env(1).

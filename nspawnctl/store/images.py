@@ -216,8 +216,12 @@ class ImageStore:
         with self.pool.lock():
             img = self.get(text)
             refs = self._refs()
-            by_ref = text in img.refs or (not looks_like_id(text) and str(ImageRef.parse(text)) in img.refs)
-            untag = [str(ImageRef.parse(text))] if by_ref else list(img.refs)
+            try:
+                named = str(ImageRef.parse(text))
+            except InvalidReference:
+                named = None
+            # a reference removes that name only; an ID (or ID prefix) removes every name
+            untag = [named] if named in img.refs else list(img.refs)
             remaining = [r for r in img.refs if r not in untag]
             delete = not remaining
             if delete and not force:

@@ -102,3 +102,13 @@ def test_images_json_and_quiet(nsp: CLI, busybox: str) -> None:
     assert mine and mine[0]["id"].startswith("sha256:") and mine[0]["size"] > 0
     quiet = nsp("images", "-q").stdout.split()
     assert mine[0]["id"][7:19] in quiet
+
+
+def test_rmi_of_a_hex_looking_name_removes_only_that_name(nsp: CLI, busybox: str) -> None:
+    nsp("tag", busybox, "cafe")
+    nsp("tag", busybox, "cafe:v2")
+    out = nsp("rmi", "cafe")
+    assert out.stdout.splitlines() == ["Untagged: cafe:latest"]
+    refs = nsp.json("image", "inspect", busybox)[0]["refs"]
+    assert "cafe:v2" in refs and busybox in refs
+    nsp("rmi", "cafe:v2")

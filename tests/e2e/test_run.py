@@ -96,6 +96,15 @@ def test_exec_runs_in_the_container_and_returns_its_code(nsp: CLI, busybox: str)
     assert "sleep" in ps and "systemd" not in ps
 
 
+def test_exec_stdin_only_with_i(nsp: CLI, busybox: str) -> None:
+    name = nsp.name()
+    nsp("run", "-d", "--name", name, busybox, "sleep", "300")
+    without = nsp("exec", name, "sh", "-c", "cat; echo end", input=b"typed\n")
+    assert without.stdout == "end\n"
+    with_i = nsp("exec", "-i", name, "sh", "-c", "cat; echo end", input=b"typed\n")
+    assert with_i.stdout == "typed\nend\n"
+
+
 def test_exec_into_booted_container(nsp: CLI, boot_image: str) -> None:
     name = nsp.name("boot")
     nsp("run", "-d", "--boot", "--name", name, boot_image)
@@ -359,3 +368,7 @@ def test_ps_and_inspect_json(nsp: CLI, busybox: str) -> None:
     assert info["Name"] == name and info["State"]["ExitCode"] == 5 and info["State"]["Status"] == "exited"
     assert info["Unit"] == f"nspawnctl-{name}.service"
     assert json.loads(nsp("ps", "-a", "--json").stdout)
+    image = nsp.json("inspect", busybox)[0]
+    assert busybox in image["refs"]
+    missing = nsp("inspect", "nothing-here", check=False)
+    assert missing.returncode == 125 and "no such container or image: nothing-here" in missing.stderr
