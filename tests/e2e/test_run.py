@@ -76,6 +76,33 @@ def test_logs_and_follow(nsp: CLI, busybox: str) -> None:
     assert nsp("logs", name).stdout.count("first\n") == 2
 
 
+def test_logs_since(nsp: CLI, busybox: str) -> None:
+    name = nsp.name()
+    nsp("run", "--name", name, busybox, "echo", "old line")
+    assert nsp("logs", "--since", "10m", name).stdout == "old line\n"
+    time.sleep(1.5)
+    assert nsp("logs", "--since", "1s", name).stdout == ""
+    assert nsp("logs", "--since", "2000-01-01 00:00:00", name).stdout == "old line\n"
+    bad = nsp("logs", "--since", "not a time", name, check=False)
+    assert bad.returncode != 0 and bad.stderr.startswith("nspawnctl: error:")
+
+
+def test_commands_take_several_names(nsp: CLI, busybox: str) -> None:
+    names = [nsp.name(), nsp.name()]
+    for n in names:
+        nsp("create", "--name", n, busybox, "sleep", "300")
+    assert nsp("start", *names).stdout.split() == names
+    assert set(names) <= set(nsp("ps", "-q").stdout.split())
+    assert nsp("kill", "-s", "TERM", *names).returncode == 0
+    nsp("start", *names)
+    assert nsp("stop", "-t", "1", *names).stdout.split() == names
+    assert not set(names) & set(nsp("ps", "-q").stdout.split())
+    partly = nsp("rm", names[0], "no-such-one", names[1], check=False)
+    assert partly.returncode == 1 and "no such container: no-such-one" in partly.stderr
+    assert partly.stdout.split() == names
+    assert not set(names) & set(nsp("ps", "-aq").stdout.split())
+
+
 def test_exec_runs_in_the_container_and_returns_its_code(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
     nsp("run", "-d", "--name", name, "-e", "FROM_RUN=yes", busybox, "sleep", "300")
