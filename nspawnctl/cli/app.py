@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,27 @@ def main_options(
 
 def state_of(ctx: typer.Context) -> State:
     return ctx.ensure_object(State)
+
+
+def for_each(names: list[str], action: Callable[[str], object], echo: bool = True) -> None:
+    """Apply ``action`` to every name like docker: go on after a failure, report it, exit 1 at the end.
+    With a single name its error is raised as it is (one message, its own exit code)."""
+    from ..errors import NspawnctlError
+
+    failed = 0
+    for n in names:
+        try:
+            action(n)
+        except NspawnctlError as e:
+            if len(names) == 1:
+                raise
+            sys.stderr.write(f"nspawnctl: error: {e.message}\n")
+            failed += 1
+            continue
+        if echo:
+            typer.echo(n)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _register() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InvalidArgument, NspawnctlError
-from .app import State, state_of
+from ..errors import InvalidArgument
+from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
 
 # Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
@@ -205,31 +205,13 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
-def _each(names: list[str], action: object, echo: bool = True) -> None:
-    """Apply ``action`` to every name like docker: report each failure, exit 1 if any failed."""
-    failed = 0
-    for n in names:
-        try:
-            action(n)  # type: ignore[operator]
-        except NspawnctlError as e:
-            if len(names) == 1:
-                raise
-            err(f"nspawnctl: error: {e.message}")
-            failed += 1
-            continue
-        if echo:
-            typer.echo(n)
-    if failed:
-        raise typer.Exit(1)
-
-
 NAMES = typer.Argument(..., help="Container names.")
 
 
 def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
     """Start stopped containers in the background."""
     c = state_of(ctx).client().containers
-    _each(names, c.start)
+    for_each(names, c.start)
 
 
 def stop(
@@ -239,7 +221,7 @@ def stop(
 ) -> None:
     """Stop containers: SIGTERM to the command (init: orderly shutdown), SIGKILL after -t seconds."""
     c = state_of(ctx).client().containers
-    _each(names, lambda n: c.stop(n, time))
+    for_each(names, lambda n: c.stop(n, time))
 
 
 def kill(
@@ -250,7 +232,7 @@ def kill(
     """Send a signal to containers' main process (default SIGKILL)."""
     c = state_of(ctx).client().containers
     sig = parse_signal(signal)
-    _each(names, lambda n: c.kill(n, sig))
+    for_each(names, lambda n: c.kill(n, sig))
 
 
 def restart(
@@ -260,7 +242,7 @@ def restart(
 ) -> None:
     """Stop, then start containers."""
     c = state_of(ctx).client().containers
-    _each(names, lambda n: c.restart(n, time))
+    for_each(names, lambda n: c.restart(n, time))
 
 
 def rm(
@@ -270,7 +252,7 @@ def rm(
 ) -> None:
     """Remove containers: their snapshot, .nspawn file and state."""
     c = state_of(ctx).client().containers
-    _each(names, lambda n: c.remove(n, force))
+    for_each(names, lambda n: c.remove(n, force))
 
 
 def ps(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from .app import state_of
-from .output import ago, err, human_size, print_json, table
+from .app import for_each, state_of
+from .output import ago, human_size, print_json, table
 
 image_app = typer.Typer(help="Manage images.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -84,24 +84,15 @@ def rmi(
 ) -> None:
     """Remove images (a name removes that tag; the image goes with its last tag)."""
     client = state_of(ctx).client()
-    failed = 0
-    from ..errors import NspawnctlError
 
-    for text in refs:
-        try:
-            untagged, deleted = client.images.remove(text, force=force)
-        except NspawnctlError as e:
-            if len(refs) == 1:
-                raise
-            err(f"nspawnctl: error: {e.message}")
-            failed += 1
-            continue
+    def remove(text: str) -> None:
+        untagged, deleted = client.images.remove(text, force=force)
         for r in untagged:
             typer.echo(f"Untagged: {r}")
         if deleted:
             typer.echo(f"Deleted: {text}")
-    if failed:
-        raise typer.Exit(1)
+
+    for_each(refs, remove, echo=False)
 
 
 def image_inspect(
