@@ -34,6 +34,11 @@ class State:
         return Client(Paths.from_env(self.pool, self.store))
 
 
+# Plain click help everywhere. typer <= 0.15 escapes "[required]" for rich whenever rich is
+# importable, even with rich_markup_mode=None, and prints the backslashes; make it look absent.
+if getattr(typer.core, "rich", None) is not None:
+    setattr(typer.core, "rich", None)  # noqa: B010  (typer.core.rich is not in its type stubs)
+
 app = typer.Typer(
     name="nspawnctl",
     help="Run containers with systemd-nspawn, btrfs and machined: docker-like commands, "
@@ -61,12 +66,14 @@ def main_options(
         None,
         "--pool",
         envvar="NSPAWNCTL_POOL",
+        metavar="DIR",
         help="Container pool (machined's, default /var/lib/machines).",
     ),
     store: str = typer.Option(
         None,
         "--store",
         envvar="NSPAWNCTL_STORE",
+        metavar="DIR",
         help="Image store on the same btrfs (default /var/lib/nspawnctl).",
     ),
     version: bool = typer.Option(

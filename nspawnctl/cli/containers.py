@@ -116,24 +116,32 @@ def _options(
 
 
 # Shared option declarations of create/run.
-NAME = typer.Option(None, "--name", help="Container name (default: a generated one).")
-ENV = typer.Option([], "-e", "--env", help="Set KEY=VALUE in the container (repeatable).")
-ENV_FILE = typer.Option([], "--env-file", help="Read KEY=VALUE lines from a file.")
-VOLUME = typer.Option([], "-v", "--volume", help="Bind mount HOST:CONTAINER[:ro] (repeatable).")
-WORKDIR = typer.Option(None, "-w", "--workdir", help="Working directory inside the container.")
-USER = typer.Option(None, "-u", "--user", help="User (name or UID) to run the command as.")
-HOSTNAME = typer.Option(None, "--hostname", help="Hostname inside the container.")
+NAME = typer.Option(None, "--name", metavar="NAME", help="Container name (default: a generated one).")
+ENV = typer.Option(
+    [], "-e", "--env", metavar="KEY=VALUE", help="Set KEY=VALUE in the container (repeatable)."
+)
+ENV_FILE = typer.Option([], "--env-file", metavar="FILE", help="Read KEY=VALUE lines from a file.")
+VOLUME = typer.Option(
+    [], "-v", "--volume", metavar="HOST:CTR[:ro]", help="Bind mount HOST:CONTAINER[:ro] (repeatable)."
+)
+WORKDIR = typer.Option(None, "-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
+USER = typer.Option(
+    None, "-u", "--user", metavar="USER[:GROUP]", help="User (name or UID) to run the command as."
+)
+HOSTNAME = typer.Option(None, "--hostname", metavar="NAME", help="Hostname inside the container.")
 BOOT = typer.Option(False, "--boot", help="Boot the image's init (systemd) instead of running a command.")
-MEMORY = typer.Option(None, "-m", "--memory", help="Memory limit, e.g. 64M (MiB), 1G (MemoryMax=).")
-CPUS = typer.Option(None, "--cpus", help="CPU limit in CPUs, e.g. 0.5 (CPUQuota=).")
-PIDS = typer.Option(None, "--pids-limit", help="Maximum number of processes (TasksMax=).")
+MEMORY = typer.Option(
+    None, "-m", "--memory", metavar="SIZE", help="Memory limit, e.g. 64M (MiB), 1G (MemoryMax=)."
+)
+CPUS = typer.Option(None, "--cpus", metavar="N", help="CPU limit in CPUs, e.g. 0.5 (CPUQuota=).")
+PIDS = typer.Option(None, "--pids-limit", metavar="N", help="Maximum number of processes (TasksMax=).")
 RM = typer.Option(False, "--rm", help="Remove the container when it exits.")
 
 
 def create(
     ctx: typer.Context,
-    image: str = typer.Argument(..., help="Image (NAME[:TAG] or ID)."),
-    command: list[str] = typer.Argument(None, help=CMD_HELP),
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG] or ID)."),
+    command: list[str] = typer.Argument(None, metavar="COMMAND", help=CMD_HELP),
     name: str = NAME,
     env: list[str] = ENV,
     env_file: list[str] = ENV_FILE,
@@ -155,8 +163,8 @@ def create(
 
 def run(
     ctx: typer.Context,
-    image: str = typer.Argument(..., help="Image (NAME[:TAG] or ID)."),
-    command: list[str] = typer.Argument(None, help=CMD_HELP),
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG] or ID)."),
+    command: list[str] = typer.Argument(None, metavar="COMMAND", help=CMD_HELP),
     detach: bool = typer.Option(False, "-d", "--detach", help="Run in the background and print the name."),
     interactive: bool = typer.Option(
         False, "-i", "--interactive", help="Keep stdin attached to the container."
@@ -205,7 +213,7 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
-NAMES = typer.Argument(..., help="Container names.")
+NAMES = typer.Argument(..., metavar="CONTAINER", help="Container names.")
 
 
 def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
@@ -217,7 +225,7 @@ def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
 def stop(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: float = typer.Option(10, "-t", "--time", help="Seconds to wait before killing."),
+    time: float = typer.Option(10, "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
 ) -> None:
     """Stop containers: SIGTERM to the command (init: orderly shutdown), SIGKILL after -t seconds."""
     c = state_of(ctx).client().containers
@@ -227,7 +235,9 @@ def stop(
 def kill(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    signal: str = typer.Option("KILL", "-s", "--signal", help="Signal to send (name or number)."),
+    signal: str = typer.Option(
+        "KILL", "-s", "--signal", metavar="SIGNAL", help="Signal to send (name or number)."
+    ),
 ) -> None:
     """Send a signal to containers' main process (default SIGKILL)."""
     c = state_of(ctx).client().containers
@@ -238,7 +248,7 @@ def kill(
 def restart(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: float = typer.Option(10, "-t", "--time", help="Seconds to wait before killing."),
+    time: float = typer.Option(10, "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
 ) -> None:
     """Stop, then start containers."""
     c = state_of(ctx).client().containers
@@ -297,14 +307,16 @@ def _docker_since(text: str | None) -> str | None:
 
 def logs(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Container name."),
+    name: str = typer.Argument(..., metavar="CONTAINER", help="Container name."),
     follow: bool = typer.Option(
         False, "-f", "--follow", help="Keep printing new output until the container stops."
     ),
     since: str = typer.Option(
-        None, "--since", help="Only output since then: 10m, 2h, or '2026-01-02 10:00'."
+        None, "--since", metavar="TIME", help="Only output since then: 10m, 2h, or '2026-01-02 10:00'."
     ),
-    tail: str = typer.Option("all", "-n", "--tail", help="Number of lines from the end (or 'all')."),
+    tail: str = typer.Option(
+        "all", "-n", "--tail", metavar="N", help="Number of lines from the end (or 'all')."
+    ),
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Prefix each line with its time."),
 ) -> None:
     """Show a container's output, from every run, as journald recorded it."""
@@ -327,8 +339,8 @@ def logs(
 
 def exec_(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="A running container."),
-    command: list[str] = typer.Argument(..., help=CMD_HELP),
+    name: str = typer.Argument(..., metavar="CONTAINER", help="A running container."),
+    command: list[str] = typer.Argument(..., metavar="COMMAND", help=CMD_HELP),
     interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep stdin attached."),
     tty: bool = typer.Option(False, "-t", "--tty", help="Run under a pseudo-terminal."),
     env: list[str] = ENV,
@@ -345,7 +357,7 @@ exec_.__name__ = "exec"
 
 def inspect(
     ctx: typer.Context,
-    names: list[str] = typer.Argument(..., help="Containers or images."),
+    names: list[str] = typer.Argument(..., metavar="NAME", help="Containers or images."),
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
 ) -> None:
     """Show containers' (or images') configuration and state as JSON."""

@@ -24,9 +24,13 @@ def register(app: typer.Typer) -> None:
 def import_(
     ctx: typer.Context,
     source: str = typer.Argument(
-        ..., help="A rootfs tarball (.tar, .tar.gz, .tar.xz, .tar.zst), '-' for stdin, or a directory."
+        ...,
+        metavar="FILE|DIR|-",
+        help="A rootfs tarball (.tar, .tar.gz, .tar.xz, .tar.zst), '-' for stdin, or a directory.",
     ),
-    name: str = typer.Argument(None, help="NAME[:TAG] to give the image (tag defaults to 'latest')."),
+    name: str = typer.Argument(
+        None, metavar="NAME[:TAG]", help="NAME[:TAG] to give the image (tag defaults to 'latest')."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the new image as JSON."),
 ) -> None:
     """Import a root filesystem as a read-only image.
@@ -70,8 +74,8 @@ def images(
 
 def tag(
     ctx: typer.Context,
-    source: str = typer.Argument(..., help="Existing image (NAME[:TAG] or ID)."),
-    target: str = typer.Argument(..., help="New NAME[:TAG] for it."),
+    source: str = typer.Argument(..., metavar="IMAGE", help="Existing image (NAME[:TAG] or ID)."),
+    target: str = typer.Argument(..., metavar="NAME[:TAG]", help="New NAME[:TAG] for it."),
 ) -> None:
     """Give an image another name."""
     state_of(ctx).client().images.tag(source, target)
@@ -79,7 +83,7 @@ def tag(
 
 def rmi(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(..., metavar="IMAGE...", help="Images to remove (NAME[:TAG] or ID)."),
+    refs: list[str] = typer.Argument(..., metavar="IMAGE", help="Images to remove (NAME[:TAG] or ID)."),
     force: bool = typer.Option(False, "-f", "--force", help="Remove even if containers were made from it."),
 ) -> None:
     """Remove images (a name removes that tag; the image goes with its last tag)."""
@@ -97,7 +101,7 @@ def rmi(
 
 def image_inspect(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(..., metavar="IMAGE...", help="Images to inspect."),
+    refs: list[str] = typer.Argument(..., metavar="IMAGE", help="Images to inspect."),
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
 ) -> None:
     """Show images' records as JSON."""

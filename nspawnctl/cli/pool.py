@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
 
 @pool_app.command("init")
 def init(
-    size: str = typer.Option("20G", "--size", help="Size of the loopback file /var/lib/machines.raw."),
+    size: str = typer.Option(
+        "20G", "--size", metavar="SIZE", help="Size of the loopback file /var/lib/machines.raw."
+    ),
 ) -> None:
     """Create a loopback btrfs pool and mount it now and at every boot (units: var-lib-nspawnctl.mount,
     var-lib-machines.mount). Does nothing when the pool already is btrfs."""
