@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,15 @@ class CLI:
 
     def json(self, *args: str) -> Any:
         return json.loads(self(*args, "--json").stdout)
+
+    def wait_logs(self, name: str, text: str, count: int = 1, timeout: float = 30) -> str:
+        """Wait until the container's logs hold ``text`` ``count`` times (no fixed sleeps: CI is slow)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self("logs", name).stdout
+            if out.count(text) >= count or time.monotonic() > deadline:
+                return out
+            time.sleep(0.1)
 
     def name(self, prefix: str = "t") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -55,10 +55,9 @@ def test_logs_and_follow(nsp: CLI, busybox: str) -> None:
         busybox,
         "sh",
         "-c",
-        "echo first; sleep 2; echo second; sleep 1; echo third",
+        "echo first; sleep 3; echo second; sleep 3; echo third",
     )
-    time.sleep(1)
-    assert nsp("logs", name).stdout == "first\n"
+    assert nsp.wait_logs(name, "first") == "first\n"
     with open(Path("/var/tmp") / f"{name}.follow", "w+") as out:  # a file, not a tty: lines must be flushed
         follower = subprocess.Popen(["nspawnctl", "logs", "-f", name], stdout=out)
         deadline = time.time() + 10
@@ -71,9 +70,7 @@ def test_logs_and_follow(nsp: CLI, busybox: str) -> None:
     assert stamped.endswith(" third\n") and stamped[:4].isdigit()
     # every run of the container is kept
     nsp("start", name)
-    nsp.containers.add(name)
-    time.sleep(4)
-    assert nsp("logs", name).stdout.count("first\n") == 2
+    assert nsp.wait_logs(name, "first\n", count=2).count("first\n") == 2
 
 
 def test_logs_since(nsp: CLI, busybox: str) -> None:
@@ -163,13 +160,13 @@ def test_stop_within_timeout_and_kill(nsp: CLI, busybox: str) -> None:
         busybox,
         "sh",
         "-c",
-        'trap "echo got TERM; exit 0" TERM; while true; do sleep 0.1; done',
+        'trap "echo got TERM; exit 0" TERM; echo ready; while true; do sleep 0.1; done',
     )
-    time.sleep(0.5)
+    nsp.wait_logs(graceful, "ready")
     t0 = time.monotonic()
     nsp("stop", graceful)
     assert time.monotonic() - t0 < 5
-    assert nsp("logs", graceful).stdout == "got TERM\n"
+    assert nsp("logs", graceful).stdout == "ready\ngot TERM\n"
     stubborn = nsp.name()  # sh as PID 1 ignores SIGTERM: killed after -t
     nsp("run", "-d", "--name", stubborn, busybox, "sleep", "300")
     t0 = time.monotonic()
@@ -198,12 +195,11 @@ def test_kill_with_signal(nsp: CLI, busybox: str) -> None:
         busybox,
         "sh",
         "-c",
-        'trap "echo got HUP" HUP; while true; do sleep 0.1; done',
+        'trap "echo got HUP" HUP; echo ready; while true; do sleep 0.1; done',
     )
-    time.sleep(0.5)
+    nsp.wait_logs(name, "ready")
     nsp("kill", "-s", "HUP", name)
-    time.sleep(0.5)
-    assert "got HUP" in nsp("logs", name).stdout
+    assert "got HUP" in nsp.wait_logs(name, "got HUP")
     assert name in nsp("ps", "-q").stdout.split()
 
 
@@ -323,8 +319,7 @@ def test_create_then_start_and_restart(nsp: CLI, busybox: str) -> None:
     assert name in nsp("ps", "-q").stdout.split()
     nsp("restart", "-t", "1", name)
     assert name in nsp("ps", "-q").stdout.split()
-    time.sleep(0.5)
-    assert nsp("logs", name).stdout == "started\nstarted\n"
+    assert nsp.wait_logs(name, "started", count=2) == "started\nstarted\n"
 
 
 def test_interactive_tty(nsp: CLI, busybox: str) -> None:

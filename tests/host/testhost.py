@@ -56,11 +56,32 @@ MIRROR = os.environ.get("TESTHOST_MIRROR", "http://deb.debian.org/debian")
 # What the host needs to run nspawnctl and its tests. Python dependencies come
 # from Debian because the booted host has no network.
 HOST_PACKAGES: tuple[str, ...] = (
-    "systemd", "systemd-sysv", "systemd-container", "dbus", "btrfs-progs", "iproute2",
-    "python3", "python3-dbus-fast", "python3-btrfsutil", "python3-typer", "python3-gnupg",
-    "python3-requests", "python3-pytest", "python3-zstandard", "python3-pip",
-    "python3-setuptools", "busybox-static", "gnupg", "curl", "nftables", "zstd",
-    "xz-utils", "ca-certificates", "tar", "util-linux", "procps",
+    "systemd",
+    "systemd-sysv",
+    "systemd-container",
+    "dbus",
+    "btrfs-progs",
+    "iproute2",
+    "python3",
+    "python3-dbus-fast",
+    "python3-btrfsutil",
+    "python3-typer",
+    "python3-gnupg",
+    "python3-requests",
+    "python3-pytest",
+    "python3-zstandard",
+    "python3-pip",
+    "python3-setuptools",
+    "busybox-static",
+    "gnupg",
+    "curl",
+    "nftables",
+    "zstd",
+    "xz-utils",
+    "ca-certificates",
+    "tar",
+    "util-linux",
+    "procps",
     # debootstrap does not resolve virtual packages: python3-zstandard depends on
     # python3-cffi-backend-api-{min,max}, which only python3-cffi-backend provides.
     "python3-cffi-backend",
@@ -133,26 +154,34 @@ def step(name: str) -> Iterator[None]:
 # --------------------------------------------------------------------------- processes
 
 
-def run(argv: Sequence[str | os.PathLike[str]], *, check: bool = True, capture: bool = False,
-        timeout: float | None = None, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    check: bool = True,
+    capture: bool = False,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command on the machine; on failure raise with its output in the message."""
     args = [os.fspath(a) for a in argv]
-    proc = subprocess.run(args, text=True, timeout=timeout, env=env,
-                          stdout=subprocess.PIPE if capture else None,
-                          stderr=subprocess.PIPE if capture else None,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        args,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout or "").strip() if capture else ""
-        raise HarnessError(f"{' '.join(args)} exited {proc.returncode}"
-                           + (f":\n{detail}" if detail else ""))
+        raise HarnessError(f"{' '.join(args)} exited {proc.returncode}" + (f":\n{detail}" if detail else ""))
     return proc
 
 
 def chroot_env() -> dict[str, str]:
     """A minimal environment, so nothing of the machine's (pyenv, proxies' quirks) leaks in."""
-    return {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root",
-            "DEBIAN_FRONTEND": "noninteractive"}
+    return {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "DEBIAN_FRONTEND": "noninteractive"}
 
 
 def run_chroot(root: Path, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -252,8 +281,9 @@ def remove_tree(path: Path) -> None:
 
 def detach_loops(image: Path) -> None:
     """Detach loop devices still backed by image (mount -o loop normally auto-clears them)."""
-    out = run(["losetup", "--associated", image, "--noheadings", "--output", "NAME"],
-              check=False, capture=True).stdout
+    out = run(
+        ["losetup", "--associated", image, "--noheadings", "--output", "NAME"], check=False, capture=True
+    ).stdout
     for dev in out.split():
         run(["losetup", "--detach", dev], check=False, capture=True)
 
@@ -271,8 +301,16 @@ class RootSpec:
     extra_key: str = ""
 
     def stamp(self) -> str:
-        key = json.dumps({"suite": SUITE, "variant": "minbase", "packages": sorted(self.packages),
-                          "setup": SETUP_VERSION, "extra": self.extra_key}, sort_keys=True)
+        key = json.dumps(
+            {
+                "suite": SUITE,
+                "variant": "minbase",
+                "packages": sorted(self.packages),
+                "setup": SETUP_VERSION,
+                "extra": self.extra_key,
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(key.encode()).hexdigest()
 
     @property
@@ -301,8 +339,13 @@ def root_spec() -> RootSpec:
 
 def ensure_host_tools() -> None:
     """Install what the harness runs on the machine, so a fresh machine works too."""
-    wanted = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
-              "mkfs.btrfs": "btrfs-progs", "nsenter": "util-linux", "losetup": "mount"}
+    wanted = {
+        "debootstrap": "debootstrap",
+        "systemd-nspawn": "systemd-container",
+        "mkfs.btrfs": "btrfs-progs",
+        "nsenter": "util-linux",
+        "losetup": "mount",
+    }
     missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -327,21 +370,31 @@ def debootstrap(spec: RootSpec) -> None:
     cache = BUILD / "debcache" / spec.name  # one cache per tree: two debootstraps must not
     cache.mkdir(parents=True, exist_ok=True)  # write the same .deb at the same time
     logfile = BUILD / f"debootstrap-{spec.name}.log"
-    argv: list[str | Path] = ["debootstrap", "--variant=minbase", "--components=main",
-                              f"--include={','.join(spec.packages)}", f"--cache-dir={cache}",
-                              SUITE, spec.tmp, MIRROR]
+    argv: list[str | Path] = [
+        "debootstrap",
+        "--variant=minbase",
+        "--components=main",
+        f"--include={','.join(spec.packages)}",
+        f"--cache-dir={cache}",
+        SUITE,
+        spec.tmp,
+        MIRROR,
+    ]
     with step(f"debootstrap {spec.name}"), open(logfile, "w") as out:
-        proc = subprocess.Popen([os.fspath(a) for a in argv], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [os.fspath(a) for a in argv], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         _debootstraps.append(proc)
         try:
             proc.wait()
         finally:
             _debootstraps.remove(proc)
     if proc.returncode != 0:
-        raise HarnessError(f"debootstrap {spec.name} exited {proc.returncode}; {logfile}:\n"
-                           f"{tail(logfile)}\n--- {spec.tmp}/debootstrap/debootstrap.log:\n"
-                           f"{tail(spec.tmp / 'debootstrap' / 'debootstrap.log')}")
+        raise HarnessError(
+            f"debootstrap {spec.name} exited {proc.returncode}; {logfile}:\n"
+            f"{tail(logfile)}\n--- {spec.tmp}/debootstrap/debootstrap.log:\n"
+            f"{tail(spec.tmp / 'debootstrap' / 'debootstrap.log')}"
+        )
 
 
 def configure_common(root: Path) -> None:
@@ -356,8 +409,9 @@ def configure_host_root(root: Path) -> None:
     # whose CA only the machine's bundle has.
     shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", root / "etc/ssl/certs/ca-certificates.crt")
     (root / "etc/hostname").write_text(f"{HOSTNAME}\n")
-    (root / "etc/hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n"
-                                    "::1\tlocalhost ip6-localhost ip6-loopback\n")
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
     # With --private-network the host never gets "online": unmasked, wait-online
     # holds the boot in `starting` for minutes.
     run_chroot(root, ["systemctl", "mask", "systemd-networkd-wait-online.service"])
@@ -425,8 +479,11 @@ def require_built() -> None:
 
 def project_files() -> list[str]:
     """Tracked plus untracked-but-not-ignored files: what a commit would hold, and no .build."""
-    proc = run(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-               check=False, capture=True)
+    proc = run(
+        ["git", "-C", REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=False,
+        capture=True,
+    )
     if proc.returncode == 0:
         names = [n for n in proc.stdout.split("\0") if n]
     else:
@@ -452,9 +509,21 @@ def sync_source() -> None:
 
 def pip_install_argv() -> list[str]:
     """Offline install: dependencies are Debian packages, and the booted host has no network."""
-    return ["python3", "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-            "--force-reinstall", "--break-system-packages", "--quiet", "--root-user-action=ignore",
-            "--disable-pip-version-check", SRC_IN_HOST]
+    return [
+        "python3",
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--force-reinstall",
+        "--break-system-packages",
+        "--quiet",
+        "--root-user-action=ignore",
+        "--disable-pip-version-check",
+        SRC_IN_HOST,
+    ]
 
 
 def install_project(booted: bool) -> None:
@@ -545,8 +614,9 @@ def nspawn_pid() -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return None
-    return pid if cmdline and cmdline[0].endswith(b"systemd-nspawn") \
-        and os.fsencode(ROOT) in cmdline else None
+    return (
+        pid if cmdline and cmdline[0].endswith(b"systemd-nspawn") and os.fsencode(ROOT) in cmdline else None
+    )
 
 
 def is_up() -> bool:
@@ -579,8 +649,7 @@ def find_leader(parent: int, timeout: float = 15.0) -> int:
         if not alive(parent):
             break
         time.sleep(0.05)
-    raise HarnessError(f"no container leader under systemd-nspawn {parent}; console:\n"
-                       f"{tail(CONSOLE_LOG)}")
+    raise HarnessError(f"no container leader under systemd-nspawn {parent}; console:\n{tail(CONSOLE_LOG)}")
 
 
 # Popen objects of nspawns this process started: kept so they can be reaped, not left as zombies.
@@ -604,17 +673,34 @@ def loop_binds() -> list[str]:
 
 def boot(bare: bool = False) -> int:
     """Start systemd-nspawn -b in the background, in its own session so it outlives this script."""
-    argv = ["systemd-nspawn", "--directory", os.fspath(ROOT), "--machine", HOSTNAME,
-            "--boot", "--register=no", "--keep-unit", "--private-network", "--link-journal=no",
-            # A pty as /dev/console whose output nspawn copies to console.log: systemd's
-            # "[  OK  ] Started ..." lines show where a boot got stuck. (With
-            # --console=pipe there is no /dev/console and systemd prints nothing.)
-            "--console=read-only", *(loop_binds() if bare else [])]
+    argv = [
+        "systemd-nspawn",
+        "--directory",
+        os.fspath(ROOT),
+        "--machine",
+        HOSTNAME,
+        "--boot",
+        "--register=no",
+        "--keep-unit",
+        "--private-network",
+        "--link-journal=no",
+        # A pty as /dev/console whose output nspawn copies to console.log: systemd's
+        # "[  OK  ] Started ..." lines show where a boot got stuck. (With
+        # --console=pipe there is no /dev/console and systemd prints nothing.)
+        "--console=read-only",
+        *(loop_binds() if bare else []),
+    ]
     # Plain text in console.log: nspawn hands TERM on to the host's systemd.
     env = {"PATH": os.environ.get("PATH", HOST_PATH), "TERM": "dumb", "SYSTEMD_COLORS": "0"}
     with open(CONSOLE_LOG, "wb") as console:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=console, env=env,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            env=env,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     _children[proc.pid] = proc
     NSPAWN_PID.write_text(f"{proc.pid}\n")
     leader = find_leader(proc.pid)
@@ -631,11 +717,12 @@ def wait_until_running(timeout: float = BOOT_TIMEOUT) -> str:
             raise HarnessError(f"systemd-nspawn exited during boot; console:\n{tail(CONSOLE_LOG)}")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise HarnessError(f"host not running after {timeout:.0f}s (state {state}"
-                               f"{'; ' + error if error else ''}); console:\n{tail(CONSOLE_LOG)}")
+            raise HarnessError(
+                f"host not running after {timeout:.0f}s (state {state}"
+                f"{'; ' + error if error else ''}); console:\n{tail(CONSOLE_LOG)}"
+            )
         try:
-            proc = run_in_host(["systemctl", "is-system-running", "--wait"], capture=True,
-                               timeout=remaining)
+            proc = run_in_host(["systemctl", "is-system-running", "--wait"], capture=True, timeout=remaining)
             state, error = proc.stdout.strip() or "unknown", proc.stderr.strip()
         except subprocess.TimeoutExpired:
             continue
@@ -770,8 +857,7 @@ def host_env(extra: dict[str, str] | None = None) -> list[str]:
     return [f"{k}={v}" for k, v in env.items()]
 
 
-def host_argv(argv: Sequence[str], cwd: str | None = None,
-              env: dict[str, str] | None = None) -> list[str]:
+def host_argv(argv: Sequence[str], cwd: str | None = None, env: dict[str, str] | None = None) -> list[str]:
     """nsenter into all of the leader's namespaces, then `env` sets the environment and cwd.
 
     nsenter's own --wd opens its directory before entering the mount namespace,
@@ -781,21 +867,33 @@ def host_argv(argv: Sequence[str], cwd: str | None = None,
     return ["nsenter", "--target", str(leader_pid()), "--all", *inner]
 
 
-def run_in_host(argv: Sequence[str], *, cwd: str | None = None, env: dict[str, str] | None = None,
-                capture: bool = False, input: str | None = None, timeout: float | None = None,
-                ) -> subprocess.CompletedProcess[str]:
+def run_in_host(
+    argv: Sequence[str],
+    *,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    capture: bool = False,
+    input: str | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run a command inside the booted host; capture=True collects stdout/stderr as text.
 
     Caveat: the entered process stays in this script's cgroup; use systemd-run
     inside the host when the cgroup matters.
     """
     pipe = subprocess.PIPE if capture else None
-    return subprocess.run(host_argv(argv, cwd, env), text=True, input=input, timeout=timeout,
-                          stdout=pipe, stderr=pipe, env={"PATH": os.environ.get("PATH", HOST_PATH)})
+    return subprocess.run(
+        host_argv(argv, cwd, env),
+        text=True,
+        input=input,
+        timeout=timeout,
+        stdout=pipe,
+        stderr=pipe,
+        env={"PATH": os.environ.get("PATH", HOST_PATH)},
+    )
 
 
-def exec_in_host(argv: Sequence[str], cwd: str | None = None,
-                 env: dict[str, str] | None = None) -> int:
+def exec_in_host(argv: Sequence[str], cwd: str | None = None, env: dict[str, str] | None = None) -> int:
     """Run a command inside the host with our stdin/stdout/stderr; return its exit code."""
     code = run_in_host(argv, cwd=cwd, env=env).returncode
     return 128 - code if code < 0 else code  # killed by a signal: shell convention
@@ -810,8 +908,9 @@ def test(pytest_args: Sequence[str] = (), keep: bool = False) -> int:
     try:
         up()
         with step("pytest e2e"):
-            return exec_in_host(["python3", "-m", "pytest", "-v", f"{SRC_IN_HOST}/tests/e2e",
-                                 *pytest_args], cwd=SRC_IN_HOST)
+            return exec_in_host(
+                ["python3", "-m", "pytest", "-v", f"{SRC_IN_HOST}/tests/e2e", *pytest_args], cwd=SRC_IN_HOST
+            )
     finally:
         if keep:
             log("--keep: host left up (`testhost.py down` stops it)")
@@ -859,8 +958,11 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     sub.add_parser("down", help="power off and unmount (no-op when down)")
     sub.add_parser("reboot", help="down, then up again without rebuilding")
-    t = sub.add_parser("test", help="build, up, pytest tests/e2e inside the host, down",
-                       usage="testhost.py test [--keep] [--] [PYTEST_ARGS...]")
+    t = sub.add_parser(
+        "test",
+        help="build, up, pytest tests/e2e inside the host, down",
+        usage="testhost.py test [--keep] [--] [PYTEST_ARGS...]",
+    )
     t.add_argument("--keep", action="store_true", help="leave the host up afterwards (first option)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest as they are")
     sub.add_parser("demo", help="import a busybox dir and run a container in the host")
