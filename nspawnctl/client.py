@@ -22,7 +22,7 @@ from .config import Paths
 from .errors import ContainerRunning, InvalidArgument, NspawnctlError
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
-from .run.units import unit_name
+from .run.units import LOG_FIELD, unit_name
 from .spec import ContainerSpec, Limits, Volume
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
@@ -245,7 +245,6 @@ class Containers:
     async def _attached(
         self, bus: Bus, spec: ContainerSpec, write: Callable[[bytes], None], interactive: bool, tty: bool
     ) -> RunResult:
-        from .run.units import LOG_FIELD, unit_name
         from .systemd import journal
 
         rt = self._runtime(bus)
@@ -272,7 +271,7 @@ class Containers:
                 loop.add_signal_handler(sig, forward, sig)
         try:
             if fds is None:
-                matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
+                matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
 
@@ -377,11 +376,10 @@ class Containers:
         since: str | None = None,
         tail: int | None = None,
     ) -> None:
-        from .run.units import LOG_FIELD
         from .systemd import journal
 
         spec = self.store.get(name)
-        matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
+        matches = _output_matches(spec)
         if not follow:
             for entry in journal.read(matches, since=since, lines=tail):
                 write(entry)
@@ -464,6 +462,12 @@ class Containers:
                 pass
 
 
+def _output_matches(spec: ContainerSpec) -> builtins.list[str]:
+    """journalctl matches for a container's own output: its records, stdout/stderr only (no
+    systemd or nspawn status lines)."""
+    return [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
+
+
 def _has_getent(root: Path) -> bool:
     return any(os.path.lexists(root / d / "getent") for d in ("usr/bin", "bin", "usr/sbin", "sbin"))
 
@@ -471,7 +475,6 @@ def _has_getent(root: Path) -> bool:
 async def _start(rt: Any, spec: ContainerSpec, launch: Any) -> None:
     """Start the unit; when it fails, say why in systemd-nspawn's own words."""
     from .errors import SystemdError
-    from .run.units import unit_name
     from .systemd import journal
 
     started = int(datetime.now(UTC).timestamp() * 1e6)

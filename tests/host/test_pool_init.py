@@ -7,10 +7,14 @@ harness's pool, and reboot it. Root only; the harness builds the host if needed.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import testhost
+
+CONTAINER = f"persist-{uuid.uuid4().hex[:8]}"
+IMAGE = f"tiny-{uuid.uuid4().hex[:8]}"
 
 
 def sh(*argv: str) -> tuple[int, str, str]:
@@ -29,6 +33,9 @@ def bare_host() -> Iterator[None]:
     try:
         yield
     finally:
+        # container definitions live in the host's /etc, not in the pool: remove what we made
+        sh("nspawnctl", "rm", "-f", CONTAINER)
+        sh("nspawnctl", "rmi", "-f", IMAGE)
         testhost.down()
         testhost.clear_pool_init()
 
@@ -55,13 +62,13 @@ def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
     assert (
         sh("sh", "-c", "mkdir -p /var/tmp/r/bin /var/tmp/r/etc && cp /bin/busybox /var/tmp/r/bin/sh")[0] == 0
     )
-    assert sh("nspawnctl", "import", "/var/tmp/r", "tiny")[0] == 0
-    code, out, err = sh("nspawnctl", "run", "--name", "persist", "tiny", "/bin/sh", "-c", "echo kept > /f")
+    assert sh("nspawnctl", "import", "/var/tmp/r", IMAGE)[0] == 0
+    code, out, err = sh("nspawnctl", "run", "--name", CONTAINER, IMAGE, "/bin/sh", "-c", "echo kept > /f")
     assert code == 0, err
     testhost.reboot()
     # after the reboot the mount units bring the same pool back
     assert sh("findmnt", "-no", "FSTYPE", "/var/lib/nspawnctl")[1].strip() == "btrfs"
     assert sh("nspawnctl", "pool", "check")[0] == 0
-    assert "tiny" in sh("nspawnctl", "images")[1]
-    assert sh("cat", "/var/lib/machines/persist/f")[1] == "kept\n"
-    assert "persist" in sh("machinectl", "list-images", "--no-legend")[1]
+    assert IMAGE in sh("nspawnctl", "images")[1]
+    assert sh("cat", f"/var/lib/machines/{CONTAINER}/f")[1] == "kept\n"
+    assert CONTAINER in sh("machinectl", "list-images", "--no-legend")[1]
