@@ -14,6 +14,7 @@ DEFAULT_POOL = Path("/var/lib/machines")
 DEFAULT_STORE = Path("/var/lib/nspawnctl")
 DEFAULT_SETTINGS = Path("/etc/systemd/nspawn")
 DEFAULT_RUNTIME_SETTINGS = Path("/run/systemd/nspawn")
+DEFAULT_TRUST = Path("/etc/nspawnctl/trust")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Paths:
     """Persistent ``.nspawn`` files (one per container, survive reboots)."""
     runtime_settings: Path = DEFAULT_RUNTIME_SETTINGS
     """``.nspawn`` files of ``--rm`` containers, gone after a reboot like the containers."""
+    trust: Path = DEFAULT_TRUST
+    """Public keys trusted to sign images, per name prefix (rkt's layout: root.d/, prefix.d/)."""
 
     @property
     def images(self) -> Path:
@@ -49,4 +52,5 @@ class Paths:
             store=Path(store or env.get("NSPAWNCTL_STORE") or DEFAULT_STORE),
             settings=Path(env.get("NSPAWNCTL_SETTINGS_DIR") or DEFAULT_SETTINGS),
             runtime_settings=Path(env.get("NSPAWNCTL_RUNTIME_SETTINGS_DIR") or DEFAULT_RUNTIME_SETTINGS),
+            trust=Path(env.get("NSPAWNCTL_TRUST_DIR") or DEFAULT_TRUST),
         )

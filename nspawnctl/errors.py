@@ -89,6 +89,44 @@ class UnsafeArchive(ArchiveError):
     code = "unsafe-archive"
 
 
+class FetchError(NspawnctlError):
+    """A download failed: the server is unreachable, answered an error, or dropped the connection."""
+
+    code = "fetch-failed"
+
+
+class DownloadNotFound(FetchError):
+    """The server answered 404 (or 410) for a file the pull needs."""
+
+    code = "download-not-found"
+
+
+class InsecureTransport(InvalidArgument):
+    """A plain-HTTP URL without ``--insecure``."""
+
+    code = "insecure-transport"
+
+
+class VerificationFailed(NspawnctlError):
+    """A download did not pass verification (checksum, signature, manifest); nothing was kept."""
+
+    code = "verification-failed"
+
+
+class SignatureMissing(VerificationFailed):
+    code = "signature-missing"
+
+
+class ChecksumMismatch(VerificationFailed):
+    code = "checksum-mismatch"
+
+
+class UntrustedSignature(VerificationFailed):
+    """The signature is missing a trusted signer: unknown key, or a key not trusted for this name."""
+
+    code = "untrusted-signature"
+
+
 class SystemdError(NspawnctlError):
     """systemd, machined or journald refused or failed a request."""
 

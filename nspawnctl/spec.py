@@ -14,6 +14,19 @@ from .nspawnfile import OWN_SECTION, NspawnFile
 
 
 @dataclass(frozen=True)
+class RunDefaults:
+    """What an image asks ``run`` to do when the user says nothing (ACI manifest, .nspawn, OCI config)."""
+
+    command: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)  # "KEY=VALUE"
+    workdir: str | None = None
+    user: str | None = None  # "user" or "user:group", names or numbers
+    boot: bool = False  # the image is an OS to boot (a .nspawn file with Boot=yes)
+    ports: list[str] = field(default_factory=list)  # declared, not published: "8080/tcp", "http:8080/tcp"
+    volumes: list[str] = field(default_factory=list)  # declared mount points: "/data", "name:/data:ro"
+
+
+@dataclass(frozen=True)
 class Volume:
     host: str
     container: str

@@ -27,18 +27,9 @@ from typing import IO, Any
 
 from ..errors import ArchiveError, ImageInUse, ImageNotFound, InvalidReference
 from ..ref import ImageRef, looks_like_id
+from ..spec import RunDefaults
 from . import btrfs
 from .pool import Pool
-
-
-@dataclass(frozen=True)
-class RunDefaults:
-    """What ``run`` uses when the user gives nothing (from ACI/OCI configs in later formats)."""
-
-    command: builtins.list[str] = field(default_factory=list)
-    env: builtins.list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
 
 
 @dataclass(frozen=True)
