@@ -65,6 +65,12 @@ _ENVIRONMENT_ERRNOS = frozenset(
 )
 _PAX_TIME = re.compile(r"(-?)(\d{1,20})(?:\.(\d*))?")
 _UID_MAX = 0xFFFFFFFE  # (uid_t)-1 means "leave unchanged" to chown
+_ALGORITHMS = ("sha256", "sha512")
+_LAYOUTS = ("rootfs", "aci")
+_ACI_MANIFEST_MAX = 1 << 20
+_ACI_ROOTFS = b"rootfs"
+_NOT_ACI_HINT = "if this is a plain root filesystem tarball, import or pull it as a tarball, not as an ACI"
+_BAD_ACI_HINT = "the image is malformed or malicious; ask its publisher to rebuild it"
 
 
 @dataclass(frozen=True)
@@ -80,9 +86,10 @@ class Limits:
 
 @dataclass(frozen=True)
 class UnpackResult:
-    digest: str  # "sha256:<hex>" of the *uncompressed* tar stream, all bytes up to EOF
+    digest: str  # "<algorithm>:<hex>" of the *uncompressed* tar stream, all bytes up to EOF
     size: int  # uncompressed bytes read
-    entries: int  # members extracted
+    entries: int  # members read (including an ACI's manifest, which is not extracted)
+    manifest: bytes | None = None  # layout "aci": the manifest file, verbatim
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,11 +266,11 @@ class _Digesting(io.RawIOBase):
     """Hashes and counts everything tarfile reads, enforces the byte limit, and remembers where
     the last non-zero byte was, to tell a clean end-of-archive from garbage or truncation."""
 
-    def __init__(self, inner: BinaryIO, max_bytes: int) -> None:
+    def __init__(self, inner: BinaryIO, max_bytes: int, algorithm: str) -> None:
         super().__init__()
         self._inner = inner
         self._max = max_bytes
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.new(algorithm)
         self.size = 0
         self.nonzero_end = 0
 
@@ -504,9 +511,11 @@ class _Extractor:
     """Per-call extraction state: the root fd, a one-entry cache of the last parent directory
     fd, and the directories whose metadata is applied at the end."""
 
-    def __init__(self, root: int, limits: Limits) -> None:
+    def __init__(self, root: int, limits: Limits, *, aci: bool = False) -> None:
         self._root = root
         self._limits = limits
+        self._aci = aci
+        self.manifest: bytes | None = None
         self._dirs: dict[tuple[bytes, ...], _Meta] = {}
         self._cache_key: tuple[bytes, ...] | None = None
         self._cache_fd = -1
@@ -592,6 +601,11 @@ class _Extractor:
         if m.type == _GNU_VOLUME_LABEL:
             return
         comps = _split(m.name, m.name, self._limits)
+        if self._aci:
+            stripped = self._aci_member(tf, m, comps)
+            if stripped is None:
+                return
+            comps = stripped
         if not comps:
             if not m.isdir():
                 raise _unsafe(m.name, "it would replace the root directory of the image")
@@ -608,6 +622,51 @@ class _Extractor:
             self._node(parent, comps, m)
         else:  # regular, contiguous, sparse, and unknown types (tarfile and GNU tar agree)
             self._file(tf, parent, comps, m)
+
+    def _aci_member(
+        self, tf: tarfile.TarFile, m: tarfile.TarInfo, comps: tuple[bytes, ...]
+    ) -> tuple[bytes, ...] | None:
+        """Map an ACI member to its place in the image: `rootfs/...` loses the prefix (`rootfs`
+        itself becomes the root), the manifest is captured; None means nothing to extract.
+
+        The name was already checked whole by _split, so the stripped one obeys the same rules.
+        """
+        if not comps:
+            # The archive's own "./" is not the image root (rootfs is); anything else there is
+            # refused below as a replacement of the root.
+            return None if m.isdir() else comps
+        if comps[0] == _ACI_ROOTFS:
+            return comps[1:]
+        if comps == (b"manifest",):
+            self._take_manifest(tf, m)
+            return None
+        raise ArchiveError(
+            f"not an ACI: unexpected entry {m.name!r} outside rootfs/ "
+            "(an ACI holds only manifest and rootfs/)",
+            hint=_NOT_ACI_HINT,
+        )
+
+    def _take_manifest(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        if self.manifest is not None:
+            raise ArchiveError("invalid ACI: duplicate manifest", hint=_BAD_ACI_HINT)
+        if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE) or m.issparse():
+            raise ArchiveError("invalid ACI: its manifest is not a regular file", hint=_BAD_ACI_HINT)
+        if m.size > _ACI_MANIFEST_MAX:
+            raise ArchiveError(
+                f"invalid ACI: its manifest is {m.size} bytes, more than the limit of {_ACI_MANIFEST_MAX}",
+                hint=_BAD_ACI_HINT,
+            )
+        src = tf.extractfile(m)
+        data = src.read() if src is not None else b""
+        if len(data) != m.size:  # tarfile raises first; this only guards against a silent short read
+            raise ArchiveError(f"archive member {m.name!r} is truncated")
+        self.manifest = data
+
+    def _aci_link_target(self, target: tuple[bytes, ...], m: tarfile.TarInfo, what: str) -> tuple[bytes, ...]:
+        """Hard link targets name archive members, so in an ACI they must be under rootfs/ too."""
+        if not target or target[0] != _ACI_ROOTFS:
+            raise _unsafe(m.name, f"{what} is outside rootfs/")
+        return target[1:]
 
     def _directory(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
         meta = _meta(m)
@@ -674,6 +733,8 @@ class _Extractor:
         # Like GNU tar, a leading '/' in the target is dropped: it names a member of this archive.
         what = f"its hard link target {m.linkname!r}"
         target = _split(m.linkname, m.name, self._limits, subject=what)
+        if self._aci:
+            target = self._aci_link_target(target, m, what)
         if not target:
             raise _unsafe(m.name, "it is a hard link to the root directory")
         if target == comps:
@@ -749,24 +810,42 @@ def _check_end(digesting: _Digesting, end: int) -> None:
         )
 
 
-def unpack_tar(raw: IO[bytes], dest: str | os.PathLike[str], *, limits: Limits = Limits()) -> UnpackResult:
+def unpack_tar(
+    raw: IO[bytes],
+    dest: str | os.PathLike[str],
+    *,
+    limits: Limits = Limits(),
+    algorithm: str = "sha256",
+    layout: str = "rootfs",
+) -> UnpackResult:
     """Extract a (possibly compressed) tar stream into the existing, empty directory `dest`,
     faithfully and never outside it. Hash the decompressed stream while extracting (one pass), and
     drain the stream to EOF at the end so the digest covers trailing padding too.
 
+    `algorithm` ("sha256" or "sha512") hashes the uncompressed stream: an appc image ID is its
+    sha512. `layout` "rootfs" extracts the whole archive; "aci" expects an App Container Image
+    (`manifest` plus `rootfs/`), extracts `rootfs/` onto `dest` and returns the manifest bytes.
+
     Raises UnsafeArchive for members that would escape or replace the root, ArchiveError for
-    corrupt, truncated or oversized input. On error `dest` is left partly filled for the caller
-    to delete.
+    corrupt, truncated or oversized input (or, with "aci", anything that is not an ACI). An
+    NspawnctlError raised by `raw` itself (a failed download) propagates unchanged. On error
+    `dest` is left partly filled for the caller to delete.
     """
+    if algorithm not in _ALGORITHMS:
+        raise InvalidArgument(
+            f"unsupported digest algorithm {algorithm!r} (use one of {', '.join(_ALGORITHMS)})"
+        )
+    if layout not in _LAYOUTS:
+        raise InvalidArgument(f"unknown archive layout {layout!r} (use one of {', '.join(_LAYOUTS)})")
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with os.scandir(root) as it:
             if next(it, None) is not None:
                 raise InvalidArgument(f"cannot unpack into {os.fspath(dest)!r}: it is not empty")
         stream = open_decompressed(raw)
-        ex = _Extractor(root, limits)
+        ex = _Extractor(root, limits, aci=layout == "aci")
         try:
-            digesting = _Digesting(stream, limits.max_bytes)
+            digesting = _Digesting(stream, limits.max_bytes, algorithm)
             try:
                 with tarfile.open(
                     fileobj=digesting,
@@ -784,9 +863,11 @@ def unpack_tar(raw: IO[bytes], dest: str | os.PathLike[str], *, limits: Limits =
             ex.finish()
             digesting.drain()
             _check_end(digesting, end)
+            if layout == "aci" and ex.manifest is None:
+                raise ArchiveError("not an ACI: no manifest", hint=_NOT_ACI_HINT)
         finally:
             ex.close()
             stream.close()
     finally:
         os.close(root)
-    return UnpackResult(f"sha256:{digesting.hash.hexdigest()}", digesting.size, ex.entries)
+    return UnpackResult(f"{algorithm}:{digesting.hash.hexdigest()}", digesting.size, ex.entries, ex.manifest)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from nspawnctl.errors import ArchiveError, InvalidArgument, UnsafeArchive
+from nspawnctl.errors import ArchiveError, FetchError, InvalidArgument, UnsafeArchive
 from nspawnctl.store.unpack import Limits, UnpackResult, open_decompressed, unpack_tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown, mknod, xattrs)")
@@ -645,3 +645,255 @@ def test_no_file_descriptor_leaks(tmp_path: Path) -> None:
         with contextlib.suppress(ArchiveError):
             unpack(data, d)
     assert open_fds() == before
+
+
+# --- digest algorithm -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compress", list(compressors()))
+def test_sha512_digest_of_uncompressed_stream(compress: object, dest: Path) -> None:
+    result = unpack(compress(SAMPLE), dest, algorithm="sha512")  # type: ignore[operator]
+    assert result.digest == "sha512:" + hashlib.sha512(SAMPLE).hexdigest()
+    assert result.manifest is None  # only the ACI layout captures one
+
+
+@pytest.mark.parametrize("kw", [{"algorithm": "md5"}, {"algorithm": "SHA256"}, {"layout": "oci"}])
+def test_unknown_algorithm_or_layout_refused(kw: dict[str, str], dest: Path) -> None:
+    with pytest.raises(InvalidArgument):
+        unpack(SAMPLE, dest, **kw)
+    assert os.listdir(dest) == []
+
+
+# --- errors of the raw stream ------------------------------------------------------------------
+
+
+class DroppingStream(io.RawIOBase):
+    """A download that fails after `limit` bytes, as fetch.http.Download does on a dropped connection."""
+
+    def __init__(self, data: bytes, limit: int, error: Exception) -> None:
+        super().__init__()
+        self._data = data
+        self._limit = limit
+        self._pos = 0
+        self.error = error
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: object) -> int:
+        view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+        if self._pos >= self._limit:
+            raise self.error
+        n = min(len(view), self._limit - self._pos, 4096)
+        view[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+@pytest.mark.parametrize("compress", list(compressors()))
+@pytest.mark.parametrize("where", [0.0, 0.003, 0.5, 0.999])
+def test_error_of_the_raw_stream_propagates_unchanged(compress: object, where: float, dest: Path) -> None:
+    data = compress(SAMPLE)  # type: ignore[operator]
+    error = FetchError("connection closed after 1 of 2 bytes")
+    raw = DroppingStream(data, int(len(data) * where), error)
+    with pytest.raises(FetchError) as e:
+        unpack_tar(raw, dest)  # type: ignore[arg-type]
+    assert e.value is error
+
+
+def test_error_of_the_raw_stream_propagates_from_an_aci(dest: Path) -> None:
+    data = gzip.compress(make_aci(reg("rootfs/big", os.urandom(300_000))))
+    error = FetchError("download failed")
+    with pytest.raises(FetchError) as e:
+        unpack_tar(DroppingStream(data, len(data) // 2, error), dest, layout="aci")  # type: ignore[arg-type]
+    assert e.value is error
+
+
+# --- App Container Images -----------------------------------------------------------------------
+
+MANIFEST = b'{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/app"}'
+
+
+def make_aci(*entries: Entry, manifest: bytes | None = MANIFEST, first: bool = False) -> bytes:
+    """An ACI as actool writes it (rootfs/ then the manifest, last) or with the manifest first."""
+    m = [reg("manifest", manifest)] if manifest is not None else []
+    return make_tar(*m, *entries) if first else make_tar(*entries, *m)
+
+
+def unpack_aci(data: bytes, dest: Path, **kw: object) -> UnpackResult:
+    return unpack(data, dest, layout="aci", algorithm="sha512", **kw)
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["manifest-last", "manifest-first"])
+def test_aci_extracts_rootfs_and_captures_manifest(first: bool, dest: Path) -> None:
+    data = make_aci(
+        dir_("rootfs", mode=0o750, uid=1000, mtime=MTIME + 7),
+        dir_("rootfs/usr/bin", mtime=MTIME + 3),
+        reg("rootfs/usr/bin/a", b"payload", mode=0o4755),
+        hard("rootfs/usr/bin/b", "rootfs/usr/bin/a"),
+        hard("rootfs/sbin/c", "/rootfs/usr/bin/a"),
+        hard("./rootfs/sbin/d", "./rootfs/usr/bin/a"),
+        sym("rootfs/etc/localtime", "/usr/share/zoneinfo/UTC"),
+        sym("rootfs/lib", "usr/lib"),
+        sym("rootfs/etc/up", "../rootfs/x"),  # symlink targets are left as they are
+        node("rootfs/dev/null", tarfile.CHRTYPE, 1, 3, mode=0o666),
+        first=first,
+    )
+    result = unpack_aci(gzip.compress(data), dest)
+    assert result.manifest == MANIFEST
+    assert result.digest == "sha512:" + hashlib.sha512(data).hexdigest()
+    assert result.size == len(data)
+    assert sorted(os.listdir(dest)) == ["dev", "etc", "lib", "sbin", "usr"]  # no manifest, no rootfs/
+    st = dest.lstat()  # the rootfs entry's metadata goes onto dest itself
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_mtime) == (0o750, 1000, MTIME + 7)
+    a, b, c, d = ((dest / p).lstat() for p in ("usr/bin/a", "usr/bin/b", "sbin/c", "sbin/d"))
+    assert a.st_ino == b.st_ino == c.st_ino == d.st_ino and a.st_nlink == 4
+    assert stat.S_IMODE(a.st_mode) == 0o4755
+    assert (dest / "usr/bin").lstat().st_mtime == MTIME + 3
+    assert os.readlink(dest / "etc/localtime") == "/usr/share/zoneinfo/UTC"
+    assert os.readlink(dest / "lib") == "usr/lib"
+    assert os.readlink(dest / "etc/up") == "../rootfs/x"
+    assert stat.S_ISCHR((dest / "dev/null").lstat().st_mode)
+
+
+def test_aci_with_dot_slash_names(dest: Path) -> None:
+    # `tar -C dir -cf x.aci .` writes "./", "./manifest", "./rootfs/..."; "./" is the archive's
+    # root, not the image's, so its metadata is not applied.
+    data = make_tar(
+        dir_("./", mode=0o700, uid=4242),
+        dir_("./rootfs", mode=0o755, mtime=MTIME + 1),
+        reg("./rootfs/x", b"x"),
+        reg("./manifest", MANIFEST),
+    )
+    result = unpack_aci(data, dest)
+    assert result.manifest == MANIFEST
+    assert os.listdir(dest) == ["x"]
+    st = dest.lstat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_mtime) == (0o755, 0, MTIME + 1)
+
+
+def test_aci_without_rootfs_entry_and_empty_rootfs(tmp_path: Path) -> None:
+    for i, data in enumerate([make_aci(reg("rootfs/x", b"x")), make_aci()]):
+        d = tmp_path / str(i)
+        d.mkdir()
+        assert unpack_aci(data, d).manifest == MANIFEST
+    assert os.listdir(tmp_path / "0") == ["x"]
+    assert os.listdir(tmp_path / "1") == []
+
+
+def test_aci_manifest_of_exactly_one_mib(dest: Path) -> None:
+    big = b"{" + b" " * ((1 << 20) - 2) + b"}"
+    assert unpack_aci(make_aci(manifest=big), dest).manifest == big
+
+
+def aci_attack_cases(sentinel: Path) -> dict[str, tuple[bytes, str]]:
+    """name -> (archive, member named in the error): the checks of test_attack_refused, below rootfs/."""
+    return {
+        "dotdot-under-rootfs": (make_aci(reg("rootfs/../../evil", b"x")), "rootfs/../../evil"),
+        "dotdot-to-manifest": (make_aci(reg("rootfs/../manifest", b"x")), "rootfs/../manifest"),
+        "dotdot-dir": (make_aci(dir_("rootfs/a/../../../evil")), "rootfs/a/../../../evil"),
+        "rootfs-symlink-to-root": (make_aci(sym("rootfs", "/"), reg("rootfs/etc/x", b"x")), "rootfs"),
+        "rootfs-symlink-to-sentinel": (make_aci(sym("rootfs", str(sentinel))), "rootfs"),
+        "rootfs-is-a-file": (make_aci(reg("rootfs", b"x")), "rootfs"),
+        "rootfs-is-a-hardlink": (make_aci(reg("rootfs/f", b"x"), hard("rootfs", "rootfs/f")), "rootfs"),
+        "dot-is-a-symlink": (make_aci(sym("./", str(sentinel))), "./"),
+        "symlink-then-write": (
+            make_aci(sym("rootfs/esc", str(sentinel)), reg("rootfs/esc/pwned", b"x")),
+            "rootfs/esc/pwned",
+        ),
+        "symlink-rel-then-write": (
+            make_aci(sym("rootfs/esc", "../.."), reg("rootfs/esc/pwned", b"x")),
+            "rootfs/esc/pwned",
+        ),
+        "hardlink-abs-outside-rootfs": (make_aci(hard("rootfs/pw", "/etc/passwd")), "rootfs/pw"),
+        "hardlink-rel-outside-rootfs": (make_aci(hard("rootfs/pw", "etc/passwd")), "rootfs/pw"),
+        "hardlink-to-manifest": (make_aci(hard("rootfs/pw", "manifest"), first=True), "rootfs/pw"),
+        "hardlink-dotdot": (make_aci(hard("rootfs/pw", "rootfs/../../etc/passwd")), "rootfs/pw"),
+        "hardlink-sentinel": (make_aci(hard("rootfs/pw", str(sentinel / "file"))), "rootfs/pw"),
+        "hardlink-to-rootfs": (make_aci(hard("rootfs/pw", "rootfs")), "rootfs/pw"),
+        "hardlink-to-archive-root": (make_aci(hard("rootfs/pw", "./")), "rootfs/pw"),
+        "hardlink-through-symlink": (
+            make_aci(sym("rootfs/esc", str(sentinel)), hard("rootfs/pw", "rootfs/esc/file")),
+            "rootfs/pw",
+        ),
+        "nul-in-name": (
+            make_aci(reg("rootfs/a", b"x", pax_headers={"path": "rootfs/a\x00b"})),
+            "rootfs/a\x00b",
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(aci_attack_cases(Path("/placeholder"))))
+def test_aci_attack_refused(case: str, tmp_path: Path, dest: Path) -> None:
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "file").write_bytes(b"precious")
+    before = snapshot(sentinel)
+    passwd = os.lstat("/etc/passwd")
+    archive, member = aci_attack_cases(sentinel)[case]
+    with pytest.raises(UnsafeArchive) as e:
+        unpack_aci(archive, dest)
+    assert repr(member) in str(e.value), str(e.value)
+    assert snapshot(sentinel) == before
+    assert sorted(os.listdir(tmp_path)) == ["dest", "sentinel"]
+    assert os.lstat("/etc/passwd").st_nlink == passwd.st_nlink
+    assert not Path("/etc/x").exists() and not (tmp_path.parent / "evil").exists()
+
+
+def test_aci_hardlink_outside_rootfs_message(dest: Path) -> None:
+    with pytest.raises(UnsafeArchive, match=r"hard link target 'etc/passwd' is outside rootfs/"):
+        unpack_aci(make_aci(hard("rootfs/pw", "etc/passwd")), dest)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            make_aci(reg("rootfsX/a", b"x")),
+            "not an ACI: unexpected entry 'rootfsX/a' outside rootfs/ "
+            "(an ACI holds only manifest and rootfs/)",
+            id="rootfsX",
+        ),
+        pytest.param(make_aci(dir_("rootfs2")), "unexpected entry 'rootfs2' outside rootfs/", id="rootfs2"),
+        pytest.param(make_aci(reg("etc/passwd", b"x")), "unexpected entry 'etc/passwd'", id="plain-rootfs"),
+        pytest.param(make_aci(reg("manifest/x", b"x")), "unexpected entry 'manifest/x'", id="manifest-dir"),
+        pytest.param(make_aci(sym("hello", "rootfs")), "unexpected entry 'hello'", id="stray-symlink"),
+        pytest.param(
+            make_aci(reg("rootfs/x", b"x"), manifest=None), "not an ACI: no manifest", id="no-manifest"
+        ),
+        pytest.param(make_aci(reg("manifest", b"{}")), "invalid ACI: duplicate manifest", id="duplicate"),
+        pytest.param(
+            make_aci(manifest=b" " * ((1 << 20) + 1)),
+            "its manifest is 1048577 bytes, more than the limit of 1048576",
+            id="oversize",
+        ),
+        pytest.param(
+            make_tar(sym("manifest", "rootfs/etc/passwd")),
+            "invalid ACI: its manifest is not a regular file",
+            id="manifest-symlink",
+        ),
+        pytest.param(
+            make_tar(dir_("manifest")),
+            "invalid ACI: its manifest is not a regular file",
+            id="manifest-directory",
+        ),
+    ],
+)
+def test_not_an_aci(data: bytes, message: str, dest: Path) -> None:
+    with pytest.raises(ArchiveError) as e:
+        unpack_aci(data, dest)
+    assert is_plain_archive_error(e.value), repr(e.value)
+    assert message in str(e.value)
+    assert e.value.hint
+
+
+def test_not_an_aci_is_detected_before_extracting_more(dest: Path) -> None:
+    # A root filesystem tarball pulled as an ACI stops at its first member.
+    with pytest.raises(ArchiveError, match="unexpected entry 'etc'"):
+        unpack_aci(make_tar(dir_("etc"), reg("etc/hostname", b"x")), dest)
+    assert os.listdir(dest) == []
+
+
+def test_aci_limits_still_apply(dest: Path) -> None:
+    with pytest.raises(UnsafeArchive, match="deeper"):
+        unpack_aci(make_aci(reg("rootfs/" + "/".join(["d"] * 128), b"x")), dest)
