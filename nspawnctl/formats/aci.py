@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import ArchiveError, InvalidReference, VerificationFailed
 from ..spec import RunDefaults
 
-__all__ = ["AC_IDENTIFIER", "AC_NAME", "AciManifest", "host_os_arch", "split_name_version"]
+__all__ = ["AC_IDENTIFIER", "AC_NAME", "AciManifest", "host_os_arch", "split_name_version", "valid_ac_name"]
 
 # Image names and label names (types.ACIdentifier) and port / mount point names (types.ACName).
 AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
@@ -49,6 +49,11 @@ _ARCHES = {
     "ppc64le": "ppc64le",
     "s390x": "s390x",
 }
+
+
+def valid_ac_name(name: str) -> bool:
+    """Whether `name` can name an ACI (an AC identifier such as ``example.com/app``)."""
+    return AC_IDENTIFIER.fullmatch(name) is not None
 
 
 def host_os_arch() -> tuple[str, str]:
@@ -160,7 +165,7 @@ class AciManifest:
         if int(semver.group(1)) != _SPEC_MAJOR:
             raise _bad(f"acVersion {version} is not an appc {_SPEC_MAJOR}.x version")
         name = _string(raw.get("name"), "name")
-        if not AC_IDENTIFIER.fullmatch(name):
+        if not valid_ac_name(name):
             raise _bad(f"name {name!r} is not a valid AC identifier")
         labels = _name_values(raw.get("labels"), "labels", AC_IDENTIFIER, "AC identifier")
         if "name" in labels:

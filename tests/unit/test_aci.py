@@ -10,7 +10,7 @@ import pytest
 
 from nspawnctl.errors import ArchiveError, InvalidReference, VerificationFailed
 from nspawnctl.formats import aci
-from nspawnctl.formats.aci import AciManifest, host_os_arch, split_name_version
+from nspawnctl.formats.aci import AciManifest, host_os_arch, split_name_version, valid_ac_name
 from nspawnctl.spec import RunDefaults
 
 FULL: dict[str, Any] = {
@@ -373,3 +373,22 @@ def test_split_name_version(text: str, expected: tuple[str, str | None]) -> None
 def test_split_name_version_empty_parts(text: str) -> None:
     with pytest.raises(InvalidReference):
         split_name_version(text)
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("example.com/app", True),
+        ("a", True),
+        ("a-b.c_d~e/f0", True),
+        ("Example.com/app", False),
+        ("example.com/app:1.0", False),
+        ("example.com:8443/app", False),
+        ("", False),
+        ("a//b", False),
+        ("/a", False),
+        ("a\n", False),
+    ],
+)
+def test_valid_ac_name(name: str, valid: bool) -> None:
+    assert valid_ac_name(name) is valid
