@@ -73,13 +73,6 @@ def name_matches(name: str, prefix: str | None) -> bool:
     return prefix is None or name == prefix or name.startswith(prefix + "/")
 
 
-def group_fingerprint(fpr: str) -> str:
-    """gpg's display: groups of four, an extra space in the middle."""
-    groups = [fpr[i : i + 4] for i in range(0, len(fpr), 4)]
-    half = len(groups) // 2
-    return " ".join(groups[:half]) + "  " + " ".join(groups[half:])
-
-
 @dataclass(frozen=True)
 class KeyInfo:
     """A key read from a file, not (yet) trusted."""
