@@ -105,8 +105,13 @@ class Keyring:
         self.home = home
         try:
             os.chmod(home, 0o700)
-            import gnupg
-
+            try:
+                import gnupg
+            except ImportError as e:
+                raise CommandFailed(
+                    "python-gnupg is not installed",
+                    hint="install it (Debian: apt install python3-gnupg; else pip install python-gnupg)",
+                ) from e
             try:
                 gpg = gnupg.GPG(gnupghome=str(home), options=list(GPG_OPTIONS))
             except OSError as e:
@@ -155,8 +160,11 @@ class Keyring:
         """Import every key in ``data`` (armored or binary)."""
         result = self.gpg.import_keys(data)
         fprs = [f.upper() for f in (result.fingerprints or [])]
-        secret = int(getattr(result, "sec_read", 0) or 0) > 0 or bool(self.gpg.list_keys(secret=True))
+        secret = int(getattr(result, "sec_read", 0) or 0) > 0
         return ImportSummary(list(dict.fromkeys(fprs)), secret)
+
+    def has_secret_keys(self) -> bool:
+        return bool(self.gpg.list_keys(secret=True))
 
     def keys(self) -> list[PublicKey]:
         out = []

@@ -120,6 +120,12 @@ class _Entry:
     path: Path
 
 
+def _unreadable(e: OSError) -> None:
+    """os.walk skips what it cannot read; a key silently missing would be a wrong 'untrusted'."""
+    if not isinstance(e, FileNotFoundError):
+        raise e
+
+
 def _makedirs(path: Path) -> None:
     """Create missing directories 0755 whatever the umask (gpg and rkt expect readable keys)."""
     missing = []
@@ -168,7 +174,7 @@ class TrustStore:
         entries = []
         for d, prefix in [(self.root_dir, None)] + [
             (Path(dirpath), os.path.relpath(dirpath, self.prefix_dir))
-            for dirpath, _, _ in os.walk(self.prefix_dir)
+            for dirpath, _, _ in os.walk(self.prefix_dir, onerror=_unreadable)
             if dirpath != str(self.prefix_dir)
         ]:
             try:
@@ -213,7 +219,7 @@ class TrustStore:
         if b"PRIVATE KEY BLOCK" in data:
             raise _secret_key_error()
         imported = ring.import_keys(data)
-        if imported.secret:
+        if imported.secret or ring.has_secret_keys():
             raise _secret_key_error()
         keys = ring.keys()
         if not keys:

@@ -282,6 +282,28 @@ def test_list_ignores_stray_files(keys: Keys, store: TrustStore) -> None:
     assert [k.fingerprint for k in store.list()] == [keys.alice.fingerprint]
 
 
+def test_rkt_lowercase_file_names(keys: Keys, store: TrustStore) -> None:
+    """rkt names key files in lowercase: such a copied-in key is found, not added twice, removable."""
+    d = store.directory / "prefix.d" / "example.com"
+    d.mkdir(parents=True)
+    (d / keys.alice.fingerprint.lower()).write_bytes(keys.alice.public)
+    assert [(k.fingerprint, k.prefix) for k in store.list()] == [(keys.alice.fingerprint, "example.com")]
+    assert store.verify("example.com/app", DATA, keys.sigs["alice"]).fingerprint == keys.alice.fingerprint
+    ((_, added),) = store.add(keys.alice.public, "example.com")
+    assert not added
+    store.remove(keys.alice.fingerprint)
+    assert not d.exists()
+
+
+def test_binary_secret_key_is_refused(keys: Keys, store: TrustStore) -> None:
+    binary = bytes(
+        keys.gpg.export_keys([keys.bob.fingerprint], secret=True, armor=False, expect_passphrase=False)
+    )
+    with pytest.raises(InvalidArgument, match="secret key"):
+        store.add(binary, None)
+    assert not store.directory.exists()
+
+
 def test_remove_from_every_scope_and_prune(keys: Keys, store: TrustStore) -> None:
     store.add(keys.alice.public, None)
     store.add(keys.alice.public, "example.com/app/deep")
