@@ -15,7 +15,7 @@ DEFAULT_TAG = "latest"
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_HEX_ID = re.compile(r"(?:sha256:)?[0-9a-f]{3,64}")
+_HEX_ID = re.compile(r"(?:sha256:)?[0-9a-f]{3,64}|(?:sha512-)?[0-9a-f]{3,128}")
 
 
 @dataclass(frozen=True, order=True)
@@ -61,5 +61,5 @@ def _valid_name(name: str) -> bool:
 
 
 def looks_like_id(text: str) -> bool:
-    """True for an image ID or an unambiguous-looking prefix of one (``sha256:ab12…``, ``ab12…``)."""
+    """True for an image ID or a prefix of one (``sha256:ab12…``, ``sha512-ab12…``, ``ab12…``)."""
     return bool(_HEX_ID.fullmatch(text))

@@ -2,28 +2,33 @@
 
 Layout under the store::
 
-    images/<hex>        read-only subvolume, the image's root filesystem
-    images/<hex>.json   the image record (created, size, source, run defaults)
-    images/.tmp-<pid>-* staging subvolumes of imports under way
-    refs.json           {"name:tag": "sha256:<hex>"}
+    images/<hex>        read-only subvolume, the image's root filesystem (ID "sha256:<hex>")
+    images/sha512-<hex> the same for an App Container Image, whose ID the appc spec defines as
+                        "sha512-<hex>" of its uncompressed tar
+    images/<dir>.json   the image record (created, size, source, run defaults, origin)
+    images/.tmp-<pid>-* staging subvolumes and download spools of imports under way
+    refs.json           {"name:tag": "<image ID>"}
 
 An import fills a staging subvolume, marks it read-only and renames it into place in one step, so
 no reader ever sees half an image; staging left by a dead process is swept by the next import.
+Pulls pass a ``verify`` hook that runs after extraction and before that step: an image that fails
+verification is never visible.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ArchiveError, ImageInUse, ImageNotFound, InvalidReference
 from ..ref import ImageRef, looks_like_id
@@ -31,19 +36,25 @@ from ..spec import RunDefaults
 from . import btrfs
 from .pool import Pool
 
+if TYPE_CHECKING:
+    from .unpack import UnpackResult
+
 
 @dataclass(frozen=True)
 class Image:
-    id: str  # "sha256:<hex>"
+    id: str  # "sha256:<hex>", or "sha512-<hex>" for an ACI
     created: str
     size: int
     source: str
     refs: builtins.list[str] = field(default_factory=list)
     defaults: RunDefaults = field(default_factory=RunDefaults)
     path: Path = Path()
+    origin: dict[str, Any] = field(default_factory=dict)  # url, etag, download digest, verification
 
     @property
     def short_id(self) -> str:
+        if self.id.startswith("sha512-"):
+            return self.id[:19]
         return self.id.split(":", 1)[1][:12]
 
     def to_json(self) -> dict[str, Any]:
@@ -86,12 +97,17 @@ class ImageStore:
         except InvalidReference:
             ref = None
         if ref is not None and ref in refs:
-            img = self._load(refs[ref].split(":", 1)[1], refs)
+            img = self._load(_dirname_of(refs[ref]), refs)
             if img is not None:
                 return img
         if looks_like_id(text):
-            prefix = text.removeprefix("sha256:")
-            matches = [m.stem for m in self.dir.glob(f"{prefix}*.json")]
+            if text.startswith("sha512-"):
+                patterns = [f"{text}*.json"]
+            elif text.startswith("sha256:"):
+                patterns = [f"{text.removeprefix('sha256:')}*.json"]
+            else:
+                patterns = [f"{text}*.json", f"sha512-{text}*.json"]
+            matches = sorted({m.stem for p in patterns for m in self.dir.glob(p)})
             if len(matches) == 1:
                 img = self._load(matches[0], refs)
                 if img is not None:
@@ -104,15 +120,15 @@ class ImageStore:
             f"no such image: {text}", hint="see 'nspawnctl images', or bring one in with 'nspawnctl import'"
         )
 
-    def _load(self, hexid: str, refs: dict[str, str]) -> Image | None:
-        path = self.dir / hexid
+    def _load(self, dirname: str, refs: dict[str, str]) -> Image | None:
+        path = self.dir / dirname
         try:
-            data = json.loads((self.dir / f"{hexid}.json").read_text())
+            data = json.loads((self.dir / f"{dirname}.json").read_text())
         except FileNotFoundError:
             return None
         if not path.is_dir():
             return None
-        image_id = f"sha256:{hexid}"
+        image_id = _id_of(dirname)
         return Image(
             id=image_id,
             created=data["created"],
@@ -121,13 +137,34 @@ class ImageStore:
             refs=sorted(r for r, i in refs.items() if i == image_id),
             defaults=RunDefaults(**data.get("defaults", {})),
             path=path,
+            origin=data.get("origin", {}),
         )
+
+    def find(self, **origin: str) -> Image | None:
+        """The newest image whose origin has all these values (a download digest, a URL and ETag)."""
+        for img in self.list():
+            if all(img.origin.get(k) == v for k, v in origin.items()):
+                return img
+        return None
 
     # -- changes ---------------------------------------------------------------------------
     def import_archive(
-        self, stream: IO[bytes], ref: ImageRef | None, source: str, defaults: RunDefaults | None = None
+        self,
+        stream: IO[bytes],
+        ref: ImageRef | None,
+        source: str,
+        defaults: RunDefaults | None = None,
+        *,
+        layout: str = "rootfs",
+        verify: Callable[[UnpackResult], RunDefaults | None] | None = None,
+        origin: dict[str, Any] | None = None,
     ) -> Image:
-        """Unpack a (compressed) tar stream into a new image; an existing identical image is reused."""
+        """Unpack a (compressed) tar stream into a new image; an existing identical image is reused.
+
+        ``layout="aci"`` takes an App Container Image (``manifest`` + ``rootfs/``), whose ID is the
+        sha512 of its tar. ``verify`` sees the result before anything becomes visible: raising there
+        discards the whole import; returning RunDefaults replaces ``defaults``.
+        """
         from .unpack import unpack_tar
 
         self.pool.check()
@@ -135,10 +172,13 @@ class ImageStore:
         staging = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
         btrfs.create_subvolume(staging)
         try:
-            result = unpack_tar(stream, staging)
-            hexid = result.digest.split(":", 1)[1]
+            algorithm = "sha512" if layout == "aci" else "sha256"
+            result = unpack_tar(stream, staging, algorithm=algorithm, layout=layout)
+            if verify is not None:
+                defaults = verify(result) or defaults
+            image_id = _image_id(result.digest)
             with self.pool.lock():
-                final = self.dir / hexid
+                final = self.dir / _dirname_of(image_id)
                 if not final.is_dir():
                     btrfs.set_read_only(staging)
                     record = {
@@ -146,16 +186,37 @@ class ImageStore:
                         "size": result.size,
                         "source": source,
                         "defaults": asdict(defaults or RunDefaults()),
+                        "origin": origin or {},
                     }
-                    _write_json(self.dir / f"{hexid}.json", record)
+                    _write_json(self.dir / f"{final.name}.json", record)
                     os.rename(staging, final)
+                elif origin:
+                    self._update_origin(final.name, origin)
                 if ref is not None:
                     refs = self._refs()
-                    refs[str(ref)] = result.digest
+                    refs[str(ref)] = image_id
                     self._write_refs(refs)
         finally:
             btrfs.delete(staging)
-        return self.get(result.digest)
+        return self.get(image_id)
+
+    def _update_origin(self, dirname: str, origin: dict[str, Any]) -> None:
+        """Remember where identical content came from too, so the next pull finds it."""
+        meta = self.dir / f"{dirname}.json"
+        record = json.loads(meta.read_text())
+        record["origin"] = origin
+        _write_json(meta, record)
+
+    @contextlib.contextmanager
+    def spool(self) -> Iterator[Path]:
+        """A scratch file on the pool's filesystem (never tmpfs: it may be as large as the image)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}.download"
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def import_directory(self, directory: Path, ref: ImageRef | None) -> Image:
         """Import a directory tree by streaming it through tar, so it gets the same checks and ID."""
@@ -227,7 +288,7 @@ class ImageStore:
                 refs.pop(r, None)
             self._write_refs(refs)
             if delete:
-                os.unlink(self.dir / f"{img.id.split(':', 1)[1]}.json")
+                os.unlink(self.dir / f"{_dirname_of(img.id)}.json")
                 btrfs.delete(img.path)
         return untag, delete
 
@@ -236,7 +297,24 @@ class ImageStore:
         for entry in self.dir.glob(".tmp-*"):
             pid = entry.name.split("-")[1]
             if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                btrfs.delete(entry)
+                if entry.is_dir() and not entry.is_symlink():
+                    btrfs.delete(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+
+
+def _image_id(digest: str) -> str:
+    """An unpack digest ("algo:hex") as an image ID: appc writes sha512 IDs as "sha512-<hex>"."""
+    algo, _, hexdigest = digest.partition(":")
+    return f"sha512-{hexdigest}" if algo == "sha512" else digest
+
+
+def _id_of(dirname: str) -> str:
+    return dirname if dirname.startswith("sha512-") else f"sha256:{dirname}"
+
+
+def _dirname_of(image_id: str) -> str:
+    return image_id if image_id.startswith("sha512-") else image_id.split(":", 1)[1]
 
 
 def _now() -> str:
