@@ -192,13 +192,10 @@ class AciManifest:
         app = self.app
         if app is None:
             return RunDefaults()
-        user, group = app["user"], app["group"]
-        if user in _ROOT and group in _ROOT:
-            who = None
-        elif group in _ROOT:
-            who = user
-        else:
-            who = f"{user}:{group}"
+        # systemd-nspawn's User= takes a user only, who runs with the groups the image gives it;
+        # app.group is reported by ignored_fields() when it asks for something else than root.
+        user = app["user"]
+        who = None if user in _ROOT else user
         workdir = app.get("workingDirectory") or None
         ports = []
         for p in _list(app.get("ports"), "app.ports"):
@@ -225,6 +222,8 @@ class AciManifest:
             for key in ("eventHandlers", "isolators", "supplementaryGIDs", "supplementaryGids")
             if app.get(key)
         ]
+        if app.get("group") not in (None, *_ROOT):
+            ignored.append("app.group")
         if any(p.get("socketActivated") for p in _list(app.get("ports"), "app.ports")):
             ignored.append("app.ports.socketActivated")
         return ignored
