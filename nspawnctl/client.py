@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .config import Paths
 from .errors import ContainerRunning, InvalidArgument, NspawnctlError
@@ -29,6 +29,10 @@ from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, run_sync
 from .systemd.journal import Entry
+
+if TYPE_CHECKING:
+    from .pull import PullOptions, PullResult
+    from .verify.trust import TrustStore
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,19 @@ class Images:
         except OSError as e:
             raise InvalidArgument(f"cannot read {path}: {e.strerror}") from e
         with f:
+            if path.name.endswith(".aci"):
+                from .pull.aci import import_aci
+
+                self._client.pool.check()
+                return import_aci(self.store, f, ref, source=str(path.resolve()))
             return self.store.import_archive(f, parsed, source=str(path.resolve()))
+
+    def pull(self, source: str, name: str | None = None, options: PullOptions | None = None) -> PullResult:
+        """Download, verify and store an image (see :mod:`nspawnctl.pull` for what is accepted)."""
+        from .pull import PullOptions, pull
+
+        self._client.pool.check()
+        return pull(self.store, self._client.trust, source, name, options or PullOptions())
 
     def import_stream(self, stream: IO[bytes], ref: str | None, source: str = "stream") -> Image:
         return self.store.import_archive(stream, ImageRef.parse(ref) if ref else None, source=source)
@@ -178,7 +194,7 @@ class Containers:
             workdir=options.workdir or defaults.workdir,
             user=options.user or defaults.user,
             hostname=options.hostname,
-            boot=options.boot,
+            boot=options.boot or (defaults.boot and not command),
             limits=options.limits,
             auto_remove=options.auto_remove,
         )
@@ -505,3 +521,10 @@ class Client:
         self.pool = Pool(self.paths)
         self.images = Images(self)
         self.containers = Containers(self)
+
+    @property
+    def trust(self) -> TrustStore:
+        """The keys trusted to sign images, per name prefix."""
+        from .verify.trust import TrustStore
+
+        return TrustStore(self.paths.trust)

@@ -110,11 +110,12 @@ def for_each(names: list[str], action: Callable[[str], object], echo: bool = Tru
 
 
 def _register() -> None:
-    from . import containers, images, pool
+    from . import containers, images, pool, trust
 
     images.register(app)
     containers.register(app)
     pool.register(app)
+    trust.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

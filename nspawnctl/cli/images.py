@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import typer
 
 from .app import for_each, state_of
@@ -11,6 +14,7 @@ image_app = typer.Typer(help="Manage images.", no_args_is_help=True, rich_markup
 
 
 def register(app: typer.Typer) -> None:
+    app.command("pull")(pull)
     app.command("import")(import_)
     app.command("images")(images)
     app.command("tag")(tag)
@@ -26,7 +30,8 @@ def import_(
     source: str = typer.Argument(
         ...,
         metavar="FILE|DIR|-",
-        help="A rootfs tarball (.tar, .tar.gz, .tar.xz, .tar.zst), '-' for stdin, or a directory.",
+        help="A rootfs tarball (.tar, .tar.gz, .tar.xz, .tar.zst), an App Container Image (.aci), "
+        "'-' for stdin, or a directory.",
     ),
     name: str = typer.Argument(
         None, metavar="NAME[:TAG]", help="NAME[:TAG] to give the image (tag defaults to 'latest')."
@@ -35,9 +40,11 @@ def import_(
 ) -> None:
     """Import a root filesystem as a read-only image.
 
-    The image ID is the SHA-256 of the uncompressed tar stream, so importing the same content again
-    creates nothing new (it only adds NAME). Members that would land outside the image (.., links
-    pointing out) are refused.
+    The image ID is the SHA-256 of the uncompressed tar stream (for an ACI, as the appc spec says,
+    sha512- and the SHA-512), so importing the same content again creates nothing new (it only adds
+    NAME). Members that would land outside the image (.., links pointing out) are refused. An ACI's
+    manifest (exec, user, environment, working directory) becomes what 'run' does by default; its
+    name and version name the image unless NAME is given. Local files are not signature-checked.
     """
     state = state_of(ctx)
     state.json = json_out
@@ -48,12 +55,96 @@ def import_(
         typer.echo(image.id)
 
 
+def pull(
+    ctx: typer.Context,
+    source: str = typer.Argument(
+        ...,
+        metavar="URL|NAME[:VERSION]",
+        help="https:// URL of a rootfs tarball (systemd-importd style, with SHA256SUMS and "
+        "SHA256SUMS.gpg beside it) or of an .aci; or an App Container Image name such as "
+        "example.com/app:1.0, found by appc discovery.",
+    ),
+    name: str = typer.Argument(
+        None,
+        metavar="NAME[:TAG]",
+        help="Local name (default: from the file name, or the ACI's name and version).",
+    ),
+    verify: str = typer.Option(
+        "signature",
+        "--verify",
+        metavar="signature|checksum|no",
+        help="signature (default): a key trusted for the name (see 'nspawnctl trust') must have "
+        "signed it; checksum: SHA256SUMS alone; no: take it unverified.",
+    ),
+    insecure: bool = typer.Option(
+        False,
+        "--insecure",
+        help="Permit plain http:// (downloads and discovery). Verification still applies: only "
+        "--verify changes that.",
+    ),
+    ca_cert: str = typer.Option(
+        None,
+        "--ca-cert",
+        metavar="FILE",
+        envvar="REQUESTS_CA_BUNDLE",
+        help="PEM file of CAs to trust for HTTPS (default: the system's).",
+    ),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or notices, only the image ID."),
+    json_out: bool = typer.Option(False, "--json", help="Print the image and how it was verified as JSON."),
+) -> None:
+    """Download an image over HTTP(S), verify it, and store it read-only.
+
+    The image becomes visible only after verification has passed; a failure or Ctrl-C leaves
+    nothing behind. Pulling content that is already here downloads nothing (a new NAME is just
+    added). Prints the image ID.
+    """
+    from ..pull import PullOptions
+    from .progress import progress_for
+
+    state = state_of(ctx)
+    state.json = json_out
+    quiet_output = quiet or json_out
+
+    @contextlib.contextmanager
+    def no_progress(label: str) -> Iterator[None]:
+        yield None
+
+    def notify(text: str) -> None:
+        if not quiet_output:
+            typer.echo(text, err=True)
+
+    options = PullOptions(
+        verify=verify,
+        insecure=insecure,
+        ca_cert=ca_cert,
+        progress=no_progress if quiet_output else progress_for,
+        notify=notify,
+    )
+    result = state.client().images.pull(source, name, options)
+    if json_out:
+        print_json(
+            {
+                **result.image.to_json(),
+                "ref": result.ref,
+                "downloaded": result.downloaded,
+                "verified": result.verified,
+            }
+        )
+        return
+    notify(
+        f"Verified: {result.verified}" if result.verified != "not verified" else "Not verified (--verify=no)"
+    )
+    notify(f"Pulled {result.ref}" if result.downloaded else f"Image is up to date for {result.ref}")
+    typer.echo(result.image.id)
+
+
 def images(
     ctx: typer.Context,
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Show full image IDs."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array."),
 ) -> None:
-    """List images."""
+    """List images (an App Container Image's ID is its sha512-, as the appc spec defines it)."""
     state = state_of(ctx)
     state.json = json_out
     imgs = state.client().images.list()
@@ -62,13 +153,13 @@ def images(
         return
     if quiet:
         for i in imgs:
-            typer.echo(i.short_id)
+            typer.echo(i.id if no_trunc else i.short_id)
         return
     rows = []
     for i in imgs:
         for ref in i.refs or ["<none>:<none>"]:
             repo, _, tag = ref.rpartition(":")
-            rows.append([repo, tag, i.short_id, ago(i.created), human_size(i.size)])
+            rows.append([repo, tag, i.id if no_trunc else i.short_id, ago(i.created), human_size(i.size)])
     table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
 
 

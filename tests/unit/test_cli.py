@@ -18,12 +18,17 @@ from nspawnctl.errors import InvalidArgument
 
 COMMANDS = [
     [],
+    ["pull"],
     ["import"],
     ["images"],
     ["tag"],
     ["rmi"],
     ["image"],
     ["image", "inspect"],
+    ["trust"],
+    ["trust", "add"],
+    ["trust", "list"],
+    ["trust", "rm"],
     ["create"],
     ["run"],
     ["start"],

@@ -1,0 +1,105 @@
+"""What a pull is told and what it reports, plus the byte-stream plumbing pulls share."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Protocol
+
+from ..errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from ..fetch.http import Fetcher, ProgressFn
+    from ..store.images import Image
+
+VERIFY_MODES = ("signature", "checksum", "no")
+
+ProgressFactory = Callable[[str], AbstractContextManager["ProgressFn | None"]]
+
+
+@contextlib.contextmanager
+def _no_progress(label: str) -> Iterator[None]:
+    yield None
+
+
+def _no_notice(text: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    verify: str = "signature"
+    """signature: a trusted key must have signed it; checksum: SHA256SUMS only; no: take it as is."""
+    insecure: bool = False
+    """Permit plain http://. It never weakens verification: only ``verify`` does that."""
+    ca_cert: str | None = None
+    """A PEM bundle of CAs for HTTPS (default: the system's, or $REQUESTS_CA_BUNDLE)."""
+    progress: ProgressFactory = _no_progress
+    """Called with a label per download; yields a callback for (bytes done, total) or None."""
+    notify: Callable[[str], None] = _no_notice
+    """Receives notices worth a line on stderr (settings ignored, image already present)."""
+
+    def __post_init__(self) -> None:
+        if self.verify not in VERIFY_MODES:
+            raise InvalidArgument(
+                f"invalid --verify={self.verify!r}", hint=f"use one of: {', '.join(VERIFY_MODES)}"
+            )
+
+    def fetcher(self) -> Fetcher:
+        from ..fetch.http import Fetcher, FetchOptions
+
+        return Fetcher(FetchOptions(insecure=self.insecure, ca_cert=self.ca_cert))
+
+
+@dataclass(frozen=True)
+class PullResult:
+    image: Image
+    downloaded: bool
+    """False when the content was already here (only a name may have been added)."""
+    verified: str
+    """How the content was verified, in words: "signature by <FPR> (<uid>)", "checksum", "not verified"."""
+    notices: list[str] = field(default_factory=list)
+    ref: str = ""
+    """The name the image got (or kept) by this pull."""
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class HashingReader(io.RawIOBase):
+    """Passes a download through while hashing it (and optionally copying it to a spool file).
+
+    ``finish()`` reads what the consumer left (a decompressor may stop before trailing bytes), so
+    the digest covers the whole body and a short body is noticed by the download itself.
+    """
+
+    def __init__(self, raw: _Readable, copy_to: IO[bytes] | None = None) -> None:
+        self._raw = raw
+        self._copy = copy_to
+        self._hash = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._raw.read(len(b))
+        if not data:
+            return 0
+        n = len(data)
+        b[:n] = data
+        self._hash.update(data)
+        if self._copy is not None:
+            self._copy.write(data)
+        return n
+
+    def finish(self) -> str:
+        while self.readinto(bytearray(1 << 20)):
+            pass
+        if self._copy is not None:
+            self._copy.flush()
+        return self._hash.hexdigest()
