@@ -14,9 +14,10 @@ Port 0 picks a free port. Once every listener is bound it prints one line on std
 * appc discovery: a query with `ac-discovery=1` for path P serves DOCROOT/_discovery/P.html
   (`/` -> _discovery/index.html), whatever the Host header says.
 * Faults, chosen by a path prefix: `/drop/F` sends F's full Content-Length but closes the connection
-  after half of the body; `/gzip-encoded/F` adds `Content-Encoding: gzip` to F's unchanged bytes;
-  `/slow/F` sends 64 KiB chunks 50 ms apart; `/redirect/F` answers 302 to `/F`. Prefixes combine
-  (`/slow/drop/F`); a redirect keeps the prefixes after it.
+  after half of the body, if F is larger than 64 KiB (small files such as SHA256SUMS come whole, so
+  a client gets as far as the big download); `/gzip-encoded/F` adds `Content-Encoding: gzip` to F's
+  unchanged bytes; `/slow/F` sends 64 KiB chunks 50 ms apart; `/redirect/F` answers 302 to `/F`.
+  Prefixes combine (`/slow/drop/F`); a redirect keeps the prefixes after it.
 * The log file gets one line per request, `METHOD PATH[?QUERY] STATUS BODY_BYTES_SENT`, flushed at
   once, so a test can tell what a client fetched (e.g. that a second pull got only 304s).
   stdout carries only the ready line; unexpected errors go to stderr, one line each.
@@ -45,6 +46,7 @@ from typing import BinaryIO
 CHUNK = 64 * 1024
 SLOW_DELAY = 0.05
 FAULTS = ("drop", "gzip-encoded", "slow", "redirect")
+DROP_MIN = 64 << 10
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".asc": "text/plain",
@@ -209,7 +211,7 @@ class Handler(BaseHTTPRequestHandler):
         headers["Content-Length"] = str(st.st_size)
         if "gzip-encoded" in faults:
             headers["Content-Encoding"] = "gzip"
-        drop = "drop" in faults
+        drop = "drop" in faults and st.st_size > DROP_MIN
         if drop:
             self.close_connection = True
         self.send(200, headers)

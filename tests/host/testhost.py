@@ -82,6 +82,7 @@ HOST_PACKAGES: tuple[str, ...] = (
     "tar",
     "util-linux",
     "procps",
+    "openssl",
     # debootstrap does not resolve virtual packages: python3-zstandard depends on
     # python3-cffi-backend-api-{min,max}, which only python3-cffi-backend provides.
     "python3-cffi-backend",
