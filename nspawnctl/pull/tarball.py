@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, cast
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..errors import (
+    ArchiveError,
     ChecksumMismatch,
     InvalidArgument,
     InvalidReference,
@@ -75,12 +76,7 @@ def _pull(
         )
     stem = strip_tar_suffix(filename)
     ref = _local_ref(name, stem)
-    notices: list[str] = []
-
-    def notice(text: str) -> None:
-        notices.append(text)
-        options.notify(text)
-
+    notices: list[str] = []  # told only once the pull succeeded: an error must be the first line
     expected: str | None = None
     sums = b""
     verified = "not verified"
@@ -127,7 +123,7 @@ def _pull(
         if existing is not None:
             return _present(images, existing, ref, verified, notices, options)
 
-    defaults = _settings(fetcher, url, stem, sums, options, notice)
+    defaults = _settings(fetcher, url, stem, sums, options, notices.append)
     if expected is None:
         existing = images.find(url=url)
         etag = existing.origin.get("etag") if existing else None
@@ -144,27 +140,40 @@ def _pull(
         reader = HashingReader(download)
         origin: dict[str, str | None] = {"url": download.url, "verified": verified}
 
-        def check(result: UnpackResult) -> RunDefaults | None:
+        def check_digest() -> str:
             digest = reader.finish()
             if expected is not None and digest != expected:
                 raise ChecksumMismatch(
                     f"checksum of {filename} does not match {SUMS}: the file was changed or damaged",
                     hint="nothing was kept; if the release is being updated, pull again later",
                 )
+            return digest
+
+        def check(result: UnpackResult) -> RunDefaults | None:
+            digest = check_digest()
             origin.update(
                 download=f"sha256:{digest}", etag=download.etag, last_modified=download.last_modified
             )
             return None
 
-        image = images.import_archive(
-            cast("IO[bytes]", reader), ref, source=url, defaults=defaults, verify=check, origin=origin
-        )
+        try:
+            image = images.import_archive(
+                cast("IO[bytes]", reader), ref, source=url, defaults=defaults, verify=check, origin=origin
+            )
+        except ArchiveError:
+            if expected is not None:
+                check_digest()  # a changed byte breaks decompression first: name the real cause
+            raise
+    for text in notices:
+        options.notify(text)
     return PullResult(image=image, downloaded=True, verified=verified, notices=notices, ref=str(ref))
 
 
 def _present(
     images: ImageStore, image: Image, ref: ImageRef, verified: str, notices: list[str], options: PullOptions
 ) -> PullResult:
+    for text in notices:
+        options.notify(text)
     options.notify(f"{image.short_id}: already present, not downloaded again")
     image = images.tag(image.id, ref)
     return PullResult(image=image, downloaded=False, verified=verified, notices=notices, ref=str(ref))
