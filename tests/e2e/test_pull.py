@@ -227,6 +227,42 @@ def test_signed_tarball_is_pulled_verified_and_run(web: Site, nsp: CLI) -> None:
     assert again.stdout.strip() == image_id
     assert len(web.gets("rel/bb.tar.xz")) == 1
     assert {"e2e-pull/bb:1", "e2e-pull/again:2"} <= set(nsp.json("image", "inspect", image_id)[0]["refs"])
+    # every gpg that verified was stopped again, agents included
+    agents = [p for p in Path("/proc").glob("[0-9]*/cmdline") if b"nspawnctl-gpg" in _read(p)]
+    assert agents == []
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process is gone
+        return b""
+
+
+def test_two_pulls_racing_make_one_image(web: Site, nsp: CLI) -> None:
+    web.trust(nsp, web.key_a_file, SITE)
+    nsp.images.update({"e2e-race:1", "e2e-race:2"})
+    for image in nsp.json("images"):  # both must really download
+        if SITE in image["source"]:
+            nsp("rmi", "-f", image["id"])
+    before = sorted(os.listdir("/var/lib/nspawnctl/images"))
+    procs = [
+        subprocess.Popen(
+            ["nspawnctl", "pull", "-q", "--ca-cert", str(web.ca), web.url("rel/bb.tar.xz"), f"e2e-race:{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ids = {out.strip() for out, _ in outs}
+    assert len(ids) == 1
+    (image_id,) = ids
+    added = sorted(set(os.listdir("/var/lib/nspawnctl/images")) - set(before))
+    hexid = image_id.split(":", 1)[1]
+    assert added == [hexid, f"{hexid}.json"]  # one image, no staging left
 
 
 def test_server_compression_header_does_not_change_what_is_checked(web: Site, nsp: CLI) -> None:
@@ -332,6 +368,13 @@ def test_aci_found_by_discovery_up_the_path_verified_and_run(web: Site, nsp: CLI
     assert out.stdout.strip() == "aci-says hello-aci from /tmp"
     # a command given to run replaces the manifest's exec
     assert nsp("run", "--rm", f"{name}:1.0", "cat", "/etc/marker").stdout.strip() == "release"
+    # pulled again: the server answers 304 to the ETag, nothing is downloaded, a new name is added
+    aci_path = f"acis/{name}-1.0-linux-{APPC_ARCH}.aci"
+    assert len(web.gets(aci_path)) == 1
+    nsp.images.add("e2e-aci:again")
+    assert web.pull(nsp, f"{name}:1.0", "e2e-aci:again").stdout.strip() == image_id
+    assert len(web.gets(aci_path)) == 1
+    assert f"GET /{aci_path} 304" in web.log.read_text()
 
 
 def test_aci_for_another_arch_is_refused(web: Site, nsp: CLI) -> None:
