@@ -113,6 +113,9 @@ class NspawnFile:
     def set_all(self, section: str, key: str, values: Iterable[str]) -> None:
         """Replace every assignment of ``key`` by one line per value, at the first one's place."""
         values = list(values)
+        for v in values:
+            if any(c in v for c in "\n\r\0"):  # systemd ends a line at each of them
+                raise InvalidArgument(f"{key}= value {v!r} contains a line break or NUL")
         existing = list(self._assignments(section, key))
         new = [_Line(f"{key}={v}", section, key, v) for v in values]
         if existing:

@@ -29,6 +29,7 @@ _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]
 _SPEC_MAJOR = 0
 _EVENT_HANDLERS = ("pre-start", "post-stop")
 _ROOT = ("root", "0")
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 _HINT = "the image is malformed; ask its publisher to fix the manifest ('actool validate' checks it)"
 
 # platform.machine() -> appc arch label (schema/types/labels.go); appc names are not GOARCH's.
@@ -102,6 +103,9 @@ def _list(value: object, where: str) -> list[Any]:
 def _string(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise _bad(f"{where} must be a string")
+    if _CONTROL.search(value):
+        # these values end up in a .nspawn file, where a line break would start a new, trusted line
+        raise _bad(f"{where} contains a control character")
     return value
 
 

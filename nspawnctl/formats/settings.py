@@ -8,6 +8,8 @@ everything else is reported back so the caller can say it was ignored.
 
 from __future__ import annotations
 
+import re
+
 from ..errors import ArchiveError, InvalidArgument
 from ..nspawnfile import NspawnFile, split_words
 from ..spec import RunDefaults
@@ -19,6 +21,8 @@ _TRUE = ("1", "yes", "y", "true", "t", "on")
 _FALSE = ("0", "no", "n", "false", "f", "off")
 _HINT = "the .nspawn file published with the image is malformed; tell its publisher"
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+
 
 def settings_defaults(text: str, source: str) -> tuple[RunDefaults, list[str]]:
     """Run defaults from the honoured [Exec] keys of a .nspawn file, and every other key present
@@ -28,6 +32,14 @@ def settings_defaults(text: str, source: str) -> tuple[RunDefaults, list[str]]:
     one resets it; Parameters= and Environment= accumulate words over lines (split like nspawn)
     and an empty one clears the list. Malformed input is an ArchiveError naming source and line.
     """
+    bad = _CONTROL.search(text)
+    if bad:
+        # systemd also ends lines at NUL and CR, so such a file means something else to it than to us
+        line = text.count("\n", 0, bad.start()) + 1
+        raise ArchiveError(
+            f"invalid settings file {source}:{line}: control character {bad.group()!r}",
+            hint="a .nspawn file is plain text; ask its publisher to fix it",
+        )
     try:
         f = NspawnFile.parse(text, source)
     except InvalidArgument as e:

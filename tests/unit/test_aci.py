@@ -131,7 +131,7 @@ INVALID: list[tuple[bytes, str]] = [
     (manifest(name="example.com/app:1.0"), "is not a valid AC identifier"),
     (manifest(name="a//b"), "is not a valid AC identifier"),
     (manifest(name="a/"), "is not a valid AC identifier"),
-    (manifest(name="a\n"), "is not a valid AC identifier"),
+    (manifest(name="a\n"), "name contains a control character"),
     (manifest(labels={"version": "1"}), "labels must be a list"),
     (manifest(labels=[{"name": "version", "value": 1}]), "labels[0].value must be a string"),
     (manifest(labels=[{"name": "Version", "value": "1"}]), "labels[0].name 'Version' is not a valid"),
@@ -393,3 +393,11 @@ def test_split_name_version_empty_parts(text: str) -> None:
 )
 def test_valid_ac_name(name: str, valid: bool) -> None:
     assert valid_ac_name(name) is valid
+
+
+@pytest.mark.parametrize("field", ["workingDirectory", "user"])
+def test_line_breaks_in_values_are_refused(field: str) -> None:
+    """A line break would become a new line of the container's trusted .nspawn file."""
+    app = {**FULL["app"], field: "/\n[Files]\nBind=/:/host"}
+    with pytest.raises(ArchiveError, match="control character"):
+        AciManifest.parse(manifest(app=app))

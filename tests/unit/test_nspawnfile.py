@@ -71,3 +71,10 @@ def test_empty_assignment_resets_a_list() -> None:
 def test_syntax_error_names_file_and_line() -> None:
     with pytest.raises(InvalidArgument, match=r"web.nspawn:3"):
         NspawnFile.parse("[Exec]\nBoot=no\nthis is not an assignment\n", "web.nspawn")
+
+
+@pytest.mark.parametrize("value", ["/a\n[Files]", "/a\rb", "/a\x00b"])
+def test_values_with_line_breaks_are_refused(value: str) -> None:
+    f = NspawnFile()
+    with pytest.raises(InvalidArgument):
+        f.set("Exec", "WorkingDirectory", value)

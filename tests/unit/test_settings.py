@@ -149,3 +149,12 @@ def test_syntax_errors(text: str, message: str) -> None:
         settings_defaults(text, SRC)
     assert str(e.value).startswith(message), str(e.value)
     assert e.value.hint
+
+
+@pytest.mark.parametrize(
+    "text", ["[Exec]\nUser=app\x00[Files]\x00Bind=/etc\n", "[Exec]\nUser=app\r[Files]\rBind=/\n"]
+)
+def test_control_characters_are_refused(text: str) -> None:
+    """systemd ends lines at NUL and CR too: such a file could smuggle a trusted line in."""
+    with pytest.raises(ArchiveError, match="control character"):
+        settings_defaults(text, "x.nspawn")
