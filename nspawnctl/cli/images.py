@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+import dataclasses
 
 import typer
 
@@ -105,10 +104,6 @@ def pull(
     state.json = json_out
     quiet_output = quiet or json_out
 
-    @contextlib.contextmanager
-    def no_progress(label: str) -> Iterator[None]:
-        yield None
-
     def notify(text: str) -> None:
         if not quiet_output:
             typer.echo(text, err=True)
@@ -117,9 +112,10 @@ def pull(
         verify=verify,
         insecure=insecure,
         ca_cert=ca_cert,
-        progress=no_progress if quiet_output else progress_for,
         notify=notify,
     )
+    if not quiet_output:
+        options = dataclasses.replace(options, progress=progress_for)
     result = state.client().images.pull(source, name, options)
     if json_out:
         print_json(

@@ -32,12 +32,12 @@ def settings_defaults(text: str, source: str) -> tuple[RunDefaults, list[str]]:
     one resets it; Parameters= and Environment= accumulate words over lines (split like nspawn)
     and an empty one clears the list. Malformed input is an ArchiveError naming source and line.
     """
-    bad = _CONTROL.search(text)
-    if bad:
+    control = _CONTROL.search(text)
+    if control:
         # systemd also ends lines at NUL and CR, so such a file means something else to it than to us
-        line = text.count("\n", 0, bad.start()) + 1
+        at = text.count("\n", 0, control.start()) + 1
         raise ArchiveError(
-            f"invalid settings file {source}:{line}: control character {bad.group()!r}",
+            f"invalid settings file {source}:{at}: control character {control.group()!r}",
             hint="a .nspawn file is plain text; ask its publisher to fix it",
         )
     try:

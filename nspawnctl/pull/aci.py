@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from ..errors import ArchiveError, InvalidArgument, InvalidReference, SignatureMissing, UntrustedSignature
 from ..ref import ImageRef
-from .options import HashingReader, PullOptions, PullResult
+from .options import HashingReader, PullOptions, PullResult, describe_signer
 
 if TYPE_CHECKING:
     from ..fetch.http import Fetcher
@@ -33,6 +33,15 @@ def pull_aci_name(
     from ..formats.aci import host_os_arch, split_name_version, valid_ac_name
 
     aci_name, version = split_name_version(text)
+    host = aci_name.split("/", 1)[0]
+    if "." not in host and host != "localhost":
+        raise InvalidReference(
+            f"cannot pull {text!r}: an image name starts with a domain, like example.com/app:1.0",
+            hint="nspawnctl pulls App Container Images by name and tarballs or ACIs by https:// URL; "
+            "registry images (docker.io) are not supported yet",
+        )
+    if options.verify == "checksum":
+        raise _no_checksum()
     if not valid_ac_name(aci_name):
         raise InvalidReference(
             f"invalid image name {text!r}",
@@ -64,7 +73,16 @@ def pull_aci_url(
     try:
         ref = ImageRef.parse(name) if name else None
         return _pull(
-            images, trust, fetcher, url, url + ".asc", None, {"os": os_name, "arch": arch}, ref, options, []
+            images,
+            trust,
+            fetcher,
+            url,
+            _signature_url(url),
+            None,
+            {"os": os_name, "arch": arch},
+            ref,
+            options,
+            [],
         )
     finally:
         fetcher.close()
@@ -72,15 +90,15 @@ def pull_aci_url(
 
 def import_aci(images: ImageStore, stream: IO[bytes], name: str | None, source: str) -> Image:
     """``import FILE.aci``: no signature (the user vouches for a local file); the manifest names it."""
+    given = ImageRef.parse(name) if name else None  # a bad NAME fails before any extraction
     refs: list[ImageRef] = []
 
     def check(result: UnpackResult) -> RunDefaults:
         manifest = _manifest(result)
-        refs.append(ImageRef.parse(name) if name else _ref(manifest.name, manifest.version))
+        refs.append(given or _ref(manifest.name, manifest.version))
         return manifest.run_defaults()
 
-    image = images.import_archive(stream, None, source=source, layout="aci", verify=check)
-    return images.tag(image.id, refs[0])
+    return images.import_archive(stream, lambda: refs[0], source=source, layout="aci", verify=check)
 
 
 def _pull(
@@ -97,10 +115,7 @@ def _pull(
 ) -> PullResult:
     fetcher.check_url(url)
     if options.verify == "checksum":
-        raise InvalidArgument(
-            "an ACI has no checksum file: it is verified by its signature",
-            hint="use --verify=signature (the default), or --verify=no to take it unverified",
-        )
+        raise _no_checksum()
     signature: bytes | None = None
     if options.verify == "signature":
         signature = fetcher.get_small(sig_url, missing_ok=True)
@@ -123,7 +138,7 @@ def _pull(
             trust.check_signer(aci_name, signature)  # before the large download
 
     existing = images.find(url=url)
-    if existing is not None and not _still_trusted(trust, existing, options):
+    if existing is not None and not _reusable(trust, existing, aci_name, labels, options):
         existing = None
     label = url.rsplit("/", 1)[-1]
     with (
@@ -144,7 +159,8 @@ def _pull(
             verified = existing.origin.get("verified", "")
             return PullResult(tagged, downloaded=False, verified=verified, ref=str(name_ref))
         reader = HashingReader(download, copy_to=spool)
-        origin: dict[str, str | None] = {"url": download.url}
+        # the URL asked for is the key of the next pull; where redirects led is kept beside it
+        origin: dict[str, str | None] = {"url": url, "final_url": download.url}
         names: list[ImageRef] = []
 
         def check(result: UnpackResult) -> RunDefaults:
@@ -154,7 +170,7 @@ def _pull(
             verified = "not verified"
             if signature is not None:  # first: nothing in the manifest counts before this
                 key = trust.verify(expected_name, Path(spool_path), signature, subject=label)
-                verified = f"signature by {key.fingerprint}" + (f" ({key.uids[0]})" if key.uids else "")
+                verified = describe_signer(key)
                 origin["signer"] = key.fingerprint
                 origin["trust_name"] = expected_name
             manifest.check_matches(expected_name, labels)
@@ -165,6 +181,8 @@ def _pull(
                 last_modified=download.last_modified,
                 aci_name=manifest.name,
                 version=manifest.version,
+                os=manifest.labels.get("os"),
+                arch=manifest.labels.get("arch"),
             )
             names.append(ref or _ref(manifest.name, manifest.version))
             if manifest.ignored_fields():
@@ -172,18 +190,39 @@ def _pull(
             return manifest.run_defaults()
 
         image = images.import_archive(
-            cast("IO[bytes]", reader), None, source=url, layout="aci", verify=check, origin=origin
+            cast("IO[bytes]", reader), lambda: names[0], source=url, layout="aci", verify=check, origin=origin
         )
-        image = images.tag(image.id, names[0])
     return PullResult(image, downloaded=True, verified=str(origin["verified"]), ref=str(names[0]))
 
 
-def _still_trusted(trust: TrustStore, image: Image, options: PullOptions) -> bool:
-    """Reuse a verified download only while its signer is still trusted for its name."""
+def _reusable(
+    trust: TrustStore, image: Image, aci_name: str | None, labels: dict[str, str], options: PullOptions
+) -> bool:
+    """A 304 may reuse an image only if it is what this pull asks for (name, version, os, arch) and,
+    when signatures count, its signer is still trusted for that name."""
+    origin = image.origin
+    name = aci_name or origin.get("aci_name")
+    if origin.get("aci_name") != name or any(origin.get(k) != v for k, v in labels.items()):
+        return False
     if options.verify != "signature":
         return True
-    signer, name = image.origin.get("signer"), image.origin.get("trust_name")
+    signer = origin.get("signer")
     return bool(signer and name and any(k.fingerprint == signer for k in trust.keys_for(name)))
+
+
+def _no_checksum() -> InvalidArgument:
+    return InvalidArgument(
+        "an ACI has no checksum file: it is verified by its signature",
+        hint="use --verify=signature (the default), or --verify=no to take it unverified",
+    )
+
+
+def _signature_url(url: str) -> str:
+    """``.asc`` goes on the path: a query (a signed download link, say) stays after it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path + ".asc"))
 
 
 def _manifest(result: UnpackResult) -> AciManifest:

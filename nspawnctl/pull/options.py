@@ -10,11 +10,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ..errors import InvalidArgument
+from ..errors import ArchiveError, InvalidArgument
 
 if TYPE_CHECKING:
     from ..fetch.http import Fetcher, ProgressFn
     from ..store.images import Image
+    from ..verify.trust import TrustedKey
 
 VERIFY_MODES = ("signature", "checksum", "no")
 
@@ -71,17 +72,28 @@ class _Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+def describe_signer(key: TrustedKey) -> str:
+    return f"signature by {key.fingerprint}" + (f" ({key.uids[0]})" if key.uids else "")
+
+
+TRAILING_MAX = 1 << 20
+"""Bytes accepted after the end of the compressed archive (padding some writers add)."""
+
+
 class HashingReader(io.RawIOBase):
     """Passes a download through while hashing it (and optionally copying it to a spool file).
 
     ``finish()`` reads what the consumer left (a decompressor may stop before trailing bytes), so
-    the digest covers the whole body and a short body is noticed by the download itself.
+    the digest covers the whole body and a short body is noticed by the download itself; a body
+    going on long after the archive ended, or past ``max_bytes``, is refused rather than stored.
     """
 
-    def __init__(self, raw: _Readable, copy_to: IO[bytes] | None = None) -> None:
+    def __init__(self, raw: _Readable, copy_to: IO[bytes] | None = None, max_bytes: int = 64 << 30) -> None:
         self._raw = raw
         self._copy = copy_to
         self._hash = hashlib.sha256()
+        self._max = max_bytes
+        self.done = 0
 
     def readable(self) -> bool:
         return True
@@ -91,15 +103,26 @@ class HashingReader(io.RawIOBase):
         if not data:
             return 0
         n = len(data)
+        self.done += n
+        if self.done > self._max:
+            raise ArchiveError(f"the download is larger than {self._max} bytes", hint="is the URL right?")
         b[:n] = data
         self._hash.update(data)
         if self._copy is not None:
             self._copy.write(data)
         return n
 
-    def finish(self) -> str:
-        while self.readinto(bytearray(1 << 20)):
-            pass
+    def finish(self, trailing_max: int = TRAILING_MAX) -> str:
+        """Read the rest (at most ``trailing_max`` bytes) and return the SHA-256 of everything."""
+        left = trailing_max
+        buf = bytearray(1 << 20)
+        while n := self.readinto(memoryview(buf)[: min(len(buf), left + 1)]):
+            left -= n
+            if left < 0:
+                raise ArchiveError(
+                    f"the download goes on after the end of the archive (more than {trailing_max} bytes)",
+                    hint="the file is damaged or not what it claims to be",
+                )
         if self._copy is not None:
             self._copy.flush()
         return self._hash.hexdigest()

@@ -9,6 +9,7 @@ its tarball is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 from collections.abc import Callable
@@ -21,12 +22,13 @@ from ..errors import (
     InvalidArgument,
     InvalidReference,
     SignatureMissing,
+    UnsafeArchive,
     UntrustedSignature,
     VerificationFailed,
 )
 from ..ref import ImageRef
 from ..spec import RunDefaults
-from .options import HashingReader, PullOptions, PullResult
+from .options import TRAILING_MAX, HashingReader, PullOptions, PullResult, describe_signer
 
 if TYPE_CHECKING:
     from ..fetch.http import Fetcher
@@ -51,7 +53,8 @@ def trust_name(url: str) -> str:
     """The name a URL's signature is trusted under: ``host[:port]/path`` (trust prefixes match it)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    default_port = {"https": 443, "http": 80}.get(parts.scheme)
+    netloc = f"{host}:{parts.port}" if parts.port and parts.port != default_port else host
     return netloc + posixpath.normpath(unquote(parts.path) or "/").rstrip("/")
 
 
@@ -110,7 +113,7 @@ def _pull(
                     f"check the publisher's key, then: nspawnctl trust add KEYFILE --prefix {release_dir}"
                 )
                 raise
-            verified = f"signature by {key.fingerprint}" + (f" ({key.uids[0]})" if key.uids else "")
+            verified = describe_signer(key)
         from ..verify.checksums import find_checksum
 
         expected = find_checksum(sums, filename)
@@ -119,11 +122,14 @@ def _pull(
                 f"{SUMS} at {urljoin(url, '.')} has no line for {filename}",
                 hint="the release is incomplete; check the URL",
             )
+
+    # before any reuse: the settings are part of the release and are verified like the tarball
+    defaults = _settings(fetcher, url, stem, sums, options, notices.append) or RunDefaults()
+    if expected is not None:
         existing = images.find(download=f"sha256:{expected}")
         if existing is not None:
+            images.annotate(existing.id, {**existing.origin, "url": url, "verified": verified}, defaults)
             return _present(images, existing, ref, verified, notices, options)
-
-    defaults = _settings(fetcher, url, stem, sums, options, notices.append)
     if expected is None:
         existing = images.find(url=url)
         etag = existing.origin.get("etag") if existing else None
@@ -136,12 +142,14 @@ def _pull(
         fetcher.open(url, etag=etag, last_modified=modified, progress=progress) as download,
     ):
         if download.not_modified and existing is not None:
+            images.annotate(existing.id, None, defaults)
             return _present(images, existing, ref, verified, notices, options)
         reader = HashingReader(download)
-        origin: dict[str, str | None] = {"url": download.url, "verified": verified}
+        # the URL asked for is the key of the next pull; where redirects led is kept beside it
+        origin: dict[str, str | None] = {"url": url, "final_url": download.url, "verified": verified}
 
-        def check_digest() -> str:
-            digest = reader.finish()
+        def check_digest(trailing_max: int = TRAILING_MAX) -> str:
+            digest = reader.finish(trailing_max)
             if expected is not None and digest != expected:
                 raise ChecksumMismatch(
                     f"checksum of {filename} does not match {SUMS}: the file was changed or damaged",
@@ -160,9 +168,14 @@ def _pull(
             image = images.import_archive(
                 cast("IO[bytes]", reader), ref, source=url, defaults=defaults, verify=check, origin=origin
             )
+        except UnsafeArchive:
+            raise
         except ArchiveError:
             if expected is not None:
-                check_digest()  # a changed byte breaks decompression first: name the real cause
+                # a changed byte breaks decompression before the end: name the real cause if the
+                # rest is small enough to read; otherwise the archive error stands
+                with contextlib.suppress(ArchiveError):
+                    check_digest(trailing_max=64 << 20)
             raise
     for text in notices:
         options.notify(text)

@@ -151,7 +151,7 @@ class ImageStore:
     def import_archive(
         self,
         stream: IO[bytes],
-        ref: ImageRef | None,
+        ref: ImageRef | Callable[[], ImageRef] | None,
         source: str,
         defaults: RunDefaults | None = None,
         *,
@@ -163,7 +163,9 @@ class ImageStore:
 
         ``layout="aci"`` takes an App Container Image (``manifest`` + ``rootfs/``), whose ID is the
         sha512 of its tar. ``verify`` sees the result before anything becomes visible: raising there
-        discards the whole import; returning RunDefaults replaces ``defaults``.
+        discards the whole import; returning RunDefaults replaces ``defaults``. ``ref`` may be a
+        function called after ``verify`` (for names found in the content), so the image appears
+        with its name in one step. Identical content already here gets the new origin and defaults.
         """
         from .unpack import unpack_tar
 
@@ -190,8 +192,10 @@ class ImageStore:
                     }
                     _write_json(self.dir / f"{final.name}.json", record)
                     os.rename(staging, final)
-                elif origin:
-                    self._update_origin(final.name, origin)
+                else:
+                    self._update(final.name, origin, defaults)
+                if callable(ref):
+                    ref = ref()
                 if ref is not None:
                     refs = self._refs()
                     refs[str(ref)] = image_id
@@ -200,11 +204,18 @@ class ImageStore:
             btrfs.delete(staging)
         return self.get(image_id)
 
-    def _update_origin(self, dirname: str, origin: dict[str, Any]) -> None:
-        """Remember where identical content came from too, so the next pull finds it."""
+    def annotate(self, image_id: str, origin: dict[str, Any] | None, defaults: RunDefaults | None) -> None:
+        """Record a newer verified origin and run defaults for content that is already here."""
+        with self.pool.lock():
+            self._update(_dirname_of(image_id), origin, defaults)
+
+    def _update(self, dirname: str, origin: dict[str, Any] | None, defaults: RunDefaults | None) -> None:
         meta = self.dir / f"{dirname}.json"
         record = json.loads(meta.read_text())
-        record["origin"] = origin
+        if origin:
+            record["origin"] = origin
+        if defaults is not None:
+            record["defaults"] = asdict(defaults)
         _write_json(meta, record)
 
     @contextlib.contextmanager

@@ -1,0 +1,70 @@
+"""The pull glue's pure parts: names, URLs and the hashing pass-through."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+
+from nspawnctl.errors import ArchiveError, InvalidArgument, InvalidReference
+from nspawnctl.pull import PullOptions, pull
+from nspawnctl.pull.aci import _signature_url
+from nspawnctl.pull.options import HashingReader
+from nspawnctl.pull.tarball import strip_tar_suffix, trust_name
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://Example.COM/rel/foo.tar.xz", "example.com/rel/foo.tar.xz"),
+        ("https://example.com:443/rel/foo.tar.xz", "example.com/rel/foo.tar.xz"),
+        ("http://example.com:80/a/./b/../foo.tar", "example.com/a/foo.tar"),
+        ("https://example.com:8443/foo.tar", "example.com:8443/foo.tar"),
+    ],
+)
+def test_trust_name_of_a_url(url: str, name: str) -> None:
+    assert trust_name(url) == name
+
+
+@pytest.mark.parametrize(
+    ("filename", "stem"),
+    [("debian.tar.xz", "debian"), ("a.tgz", "a"), ("b.tar", "b"), ("c.tar.zst", "c"), (".tar", ".tar")],
+)
+def test_strip_tar_suffix(filename: str, stem: str) -> None:
+    assert strip_tar_suffix(filename) == stem
+
+
+def test_signature_url_keeps_the_query_after_the_path() -> None:
+    assert _signature_url("https://h/app.aci?sig=x.y") == "https://h/app.aci.asc?sig=x.y"
+
+
+def test_hashing_reader_hashes_everything_and_copies() -> None:
+    data = b"x" * 1_500_000
+    copy = io.BytesIO()
+    reader = HashingReader(io.BytesIO(data), copy_to=copy)
+    assert reader.read(1_000_000) == b"x" * 1_000_000  # the rest is within the trailing allowance
+    assert reader.finish() == hashlib.sha256(data).hexdigest()
+    assert copy.getvalue() == data
+
+
+def test_hashing_reader_refuses_long_trailing_data_and_oversize_bodies() -> None:
+    reader = HashingReader(io.BytesIO(b"a" * 100), max_bytes=1 << 30)
+    with pytest.raises(ArchiveError, match="goes on after the end"):
+        reader.finish(trailing_max=99)
+    assert HashingReader(io.BytesIO(b"a" * 100)).finish(trailing_max=100)
+    with pytest.raises(ArchiveError, match="larger than"):
+        HashingReader(io.BytesIO(b"a" * 100), max_bytes=50).finish()
+
+
+@pytest.mark.parametrize("source", ["busybox", "debian:12", "library/alpine"])
+def test_docker_style_names_get_a_clear_error_before_any_network(source: str) -> None:
+    with pytest.raises(InvalidReference, match="starts with a domain"):
+        pull(None, None, source, None, PullOptions())  # type: ignore[arg-type]
+
+
+def test_unknown_transport_and_verify_mode() -> None:
+    with pytest.raises(InvalidArgument, match="unknown transport"):
+        pull(None, None, "ftp://h/x.tar", None, PullOptions())  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="--verify"):
+        PullOptions(verify="maybe")
