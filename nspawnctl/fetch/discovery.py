@@ -11,15 +11,17 @@ With ``--insecure`` a failed HTTPS request is retried over plain HTTP, as rkt di
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import DownloadNotFound, FetchError
 
 if TYPE_CHECKING:
     from .http import Fetcher
+
+T = TypeVar("T")
 
 __all__ = ["Discovery", "Endpoint", "discover", "discover_pubkeys", "discovery_urls"]
 
@@ -114,29 +116,19 @@ def discover(fetcher: Fetcher, name: str, labels: Mapping[str, str]) -> Discover
     values = dict(labels)
     if not values.get("version"):
         values["version"] = DEFAULT_VERSION
-    tried: list[str] = []
-    failures: list[FetchError] = []
-    fetched_any = False
-    for path in walk(name):
-        page = _fetch_page(fetcher, path, tried, failures)
-        if page is None:
-            continue
-        fetched_any = True
+
+    def endpoints_of(path: str, meta: list[tuple[str, str, str]]) -> Discovery | None:
         endpoints: list[Endpoint] = []
-        pubkeys: list[str] = []
-        for tag, prefix, value in parse_meta(page):
-            if not name.startswith(prefix):
-                continue
+        for tag, _, value in meta:
             if tag == "ac-discovery":
                 aci = render(value, name, values, "aci")
                 asc = render(value, name, values, "aci.asc")
                 if aci is not None and asc is not None:
                     endpoints.append(Endpoint(aci, asc))
-            elif tag == "ac-discovery-pubkeys":
-                pubkeys.append(value)
-        if endpoints:
-            return Discovery(path, endpoints, pubkeys)
-    raise _nothing_found("no ACI found by discovery for", name, tried, failures, fetched_any)
+        pubkeys = [value for tag, _, value in meta if tag == "ac-discovery-pubkeys"]
+        return Discovery(path, endpoints, pubkeys) if endpoints else None
+
+    return _first_page(fetcher, name, "no ACI found by discovery for", endpoints_of)
 
 
 def discover_pubkeys(fetcher: Fetcher, name: str) -> list[str]:
@@ -144,6 +136,17 @@ def discover_pubkeys(fetcher: Fetcher, name: str) -> list[str]:
 
     Raises like :func:`discover` when no page names a key.
     """
+
+    def keys_of(path: str, meta: list[tuple[str, str, str]]) -> list[str] | None:
+        return [value for tag, _, value in meta if tag == "ac-discovery-pubkeys"] or None
+
+    return _first_page(fetcher, name, "no public keys found by discovery for", keys_of)
+
+
+def _first_page(
+    fetcher: Fetcher, name: str, what: str, pick: Callable[[str, list[tuple[str, str, str]]], T | None]
+) -> T:
+    """Walk up ``name``; ``pick`` sees each page's tags whose prefix covers the name."""
     tried: list[str] = []
     failures: list[FetchError] = []
     fetched_any = False
@@ -152,14 +155,10 @@ def discover_pubkeys(fetcher: Fetcher, name: str) -> list[str]:
         if page is None:
             continue
         fetched_any = True
-        keys = [
-            value
-            for tag, prefix, value in parse_meta(page)
-            if tag == "ac-discovery-pubkeys" and name.startswith(prefix)
-        ]
-        if keys:
-            return keys
-    raise _nothing_found("no public keys found by discovery for", name, tried, failures, fetched_any)
+        found = pick(path, [m for m in parse_meta(page) if name.startswith(m[1])])
+        if found is not None:
+            return found
+    raise _nothing_found(what, name, tried, failures, fetched_any)
 
 
 def _fetch_page(fetcher: Fetcher, path: str, tried: list[str], failures: list[FetchError]) -> bytes | None:
