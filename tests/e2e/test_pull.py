@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import CLI
+from conftest import BOOT_IMAGE_DIR, CLI
 from test_errors import assert_error, pool_snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -306,6 +306,23 @@ def test_bad_release_is_refused_and_leaves_nothing(web: Site, nsp: CLI, case: st
         (line,) = web.gets(path)
         size = (web.root / "rel" / "bb.tar.xz").stat().st_size
         assert int(line.split()[3]) == size // 2
+
+
+def test_debian_release_made_with_the_producer_script(web: Site, nsp: CLI, boot_image: str) -> None:
+    """A full Debian root (the one the --boot tests use), released, pulled and run: setuid bits,
+    owners and modes come through the pull as the producer's tar wrote them."""
+    release(BOOT_IMAGE_DIR, web.root / "debian", "debian", web.gpg, web.key_a, "--compress", "zst")
+    web.trust(nsp, web.key_a_file, f"{SITE}/debian")
+    nsp.images.add("e2e-pull/debian:13")
+    web.pull(nsp, web.url("debian/debian.tar.zst"), "e2e-pull/debian:13")
+    out = nsp("run", "--rm", "e2e-pull/debian:13", "stat", "-c", "%a %U", "/usr/bin/passwd", "/etc/shadow")
+    expected = subprocess.run(
+        ["stat", "-c", "%a %U", f"{BOOT_IMAGE_DIR}/usr/bin/passwd", f"{BOOT_IMAGE_DIR}/etc/shadow"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out.stdout == expected and out.stdout.startswith("4755 root")
+    ver = nsp("run", "--rm", "e2e-pull/debian:13", "cat", "/etc/debian_version").stdout
+    assert ver == (BOOT_IMAGE_DIR / "etc" / "debian_version").read_text()
 
 
 def test_plain_http_needs_insecure_and_insecure_does_not_skip_verification(web: Site, nsp: CLI) -> None:
