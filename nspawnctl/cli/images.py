@@ -98,6 +98,7 @@ def pull(
     added). Prints the image ID.
     """
     from ..pull import PullOptions
+    from ..store.images import UNVERIFIED
     from .progress import progress_for
 
     state = state_of(ctx)
@@ -127,9 +128,7 @@ def pull(
             }
         )
         return
-    notify(
-        f"Verified: {result.verified}" if result.verified != "not verified" else "Not verified (--verify=no)"
-    )
+    notify(f"Verified: {result.verified}" if result.verified != UNVERIFIED else "Not verified (--verify=no)")
     notify(f"Pulled {result.ref}" if result.downloaded else f"Image is up to date for {result.ref}")
     typer.echo(result.image.id)
 

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from ..errors import ArchiveError, InvalidArgument, InvalidReference, SignatureMissing, UntrustedSignature
 from ..ref import ImageRef
+from ..store.images import UNVERIFIED
 from .options import HashingReader, PullOptions, PullResult, describe_signer
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def _pull(
             digest = reader.finish()
             manifest = _manifest(result)
             expected_name = aci_name or manifest.name
-            verified = "not verified"
+            verified = UNVERIFIED
             if signature is not None:  # first: nothing in the manifest counts before this
                 key = trust.verify(expected_name, Path(spool_path), signature, subject=label)
                 verified = describe_signer(key)

@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..ref import ImageRef
 from ..spec import RunDefaults
+from ..store.images import UNVERIFIED
 from .options import TRAILING_MAX, HashingReader, PullOptions, PullResult, describe_signer
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _pull(
     notices: list[str] = []  # told only once the pull succeeded: an error must be the first line
     expected: str | None = None
     sums = b""
-    verified = "not verified"
+    verified = UNVERIFIED
     if options.verify in ("signature", "checksum"):
         got = fetcher.get_small(urljoin(url, SUMS), missing_ok=True)
         if got is None:
@@ -125,24 +126,23 @@ def _pull(
 
     # before any reuse: the settings are part of the release and are verified like the tarball
     defaults = _settings(fetcher, url, stem, sums, options, notices.append) or RunDefaults()
+    etag = modified = None
     if expected is not None:
         existing = images.find(download=f"sha256:{expected}")
         if existing is not None:
             images.annotate(existing.id, {**existing.origin, "url": url, "verified": verified}, defaults)
             return _present(images, existing, ref, verified, notices, options)
-    if expected is None:
+    else:  # nothing to compare with but the server's ETag for this URL
         existing = images.find(url=url)
-        etag = existing.origin.get("etag") if existing else None
-        modified = existing.origin.get("last_modified") if existing else None
-    else:
-        etag = modified = None
+        if existing is not None:
+            etag, modified = existing.origin.get("etag"), existing.origin.get("last_modified")
 
     with (
         options.progress(filename) as progress,
         fetcher.open(url, etag=etag, last_modified=modified, progress=progress) as download,
     ):
         if download.not_modified and existing is not None:
-            images.annotate(existing.id, None, defaults)
+            images.annotate(existing.id, {**existing.origin, "verified": verified}, defaults)
             return _present(images, existing, ref, verified, notices, options)
         reader = HashingReader(download)
         # the URL asked for is the key of the next pull; where redirects led is kept beside it

@@ -212,6 +212,9 @@ class ImageStore:
     def _update(self, dirname: str, origin: dict[str, Any] | None, defaults: RunDefaults | None) -> None:
         meta = self.dir / f"{dirname}.json"
         record = json.loads(meta.read_text())
+        was_verified = record.get("origin", {}).get("verified", UNVERIFIED) != UNVERIFIED
+        if origin and origin.get("verified", UNVERIFIED) == UNVERIFIED and was_verified:
+            return  # an unverified pull never replaces what a verified one recorded (defaults included)
         if origin:
             record["origin"] = origin
         if defaults is not None:
@@ -312,6 +315,10 @@ class ImageStore:
                     btrfs.delete(entry)
                 else:
                     entry.unlink(missing_ok=True)
+
+
+UNVERIFIED = "not verified"
+"""The ``verified`` of an origin that no checksum or signature vouched for."""
 
 
 def _image_id(digest: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +70,22 @@ def test_unknown_transport_and_verify_mode() -> None:
         pull(None, None, "ftp://h/x.tar", None, PullOptions())  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="--verify"):
         PullOptions(verify="maybe")
+
+
+def test_an_unverified_pull_never_replaces_what_a_verified_one_recorded(tmp_path: Path) -> None:
+    from nspawnctl.config import Paths
+    from nspawnctl.spec import RunDefaults
+    from nspawnctl.store.images import ImageStore
+    from nspawnctl.store.pool import Pool
+
+    store = ImageStore(Pool(Paths(pool=tmp_path / "machines", store=tmp_path / "store")))
+    store.dir.mkdir(parents=True)
+    meta = store.dir / "abc.json"
+    signed = {"url": "https://h/a.tar", "verified": "signature by X"}
+    meta.write_text(json.dumps({"origin": signed, "defaults": {"command": ["/good"]}}))
+    store._update(
+        "abc", {"url": "http://h/a.tar", "verified": "not verified"}, RunDefaults(command=["/evil"])
+    )
+    assert json.loads(meta.read_text()) == {"origin": signed, "defaults": {"command": ["/good"]}}
+    store._update("abc", {**signed, "verified": "checksum"}, RunDefaults(command=["/new"]))
+    assert json.loads(meta.read_text())["defaults"]["command"] == ["/new"]
