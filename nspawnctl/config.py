@@ -15,6 +15,8 @@ DEFAULT_STORE = Path("/var/lib/nspawnctl")
 DEFAULT_SETTINGS = Path("/etc/systemd/nspawn")
 DEFAULT_RUNTIME_SETTINGS = Path("/run/systemd/nspawn")
 DEFAULT_TRUST = Path("/etc/nspawnctl/trust")
+DEFAULT_AUTH = Path("/etc/nspawnctl/auth.json")
+DEFAULT_POLICY = Path("/etc/nspawnctl/policy.json")
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,19 @@ class Paths:
     """``.nspawn`` files of ``--rm`` containers, gone after a reboot like the containers."""
     trust: Path = DEFAULT_TRUST
     """Public keys trusted to sign images, per name prefix (rkt's layout: root.d/, prefix.d/)."""
+    auth: Path = DEFAULT_AUTH
+    """Registry credentials written by ``login``, in the auth.json format podman and skopeo read."""
+    policy: Path = DEFAULT_POLICY
+    """Which registries and names may be pulled, and how verified (policy.json's shape); optional."""
 
     @property
     def images(self) -> Path:
         return self.store / "images"
+
+    @property
+    def layers(self) -> Path:
+        """OCI layers: read-only subvolumes keyed by chain ID, each a snapshot of its parent."""
+        return self.store / "layers"
 
     @property
     def state(self) -> Path:
@@ -53,4 +64,6 @@ class Paths:
             settings=Path(env.get("NSPAWNCTL_SETTINGS_DIR") or DEFAULT_SETTINGS),
             runtime_settings=Path(env.get("NSPAWNCTL_RUNTIME_SETTINGS_DIR") or DEFAULT_RUNTIME_SETTINGS),
             trust=Path(env.get("NSPAWNCTL_TRUST_DIR") or DEFAULT_TRUST),
+            auth=Path(env.get("REGISTRY_AUTH_FILE") or DEFAULT_AUTH),
+            policy=Path(env.get("NSPAWNCTL_POLICY") or DEFAULT_POLICY),
         )

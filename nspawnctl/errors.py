@@ -101,6 +101,24 @@ class DownloadNotFound(FetchError):
     code = "download-not-found"
 
 
+class RegistryError(FetchError):
+    """A registry answered with an error of the OCI Distribution API ({"errors": [...]})."""
+
+    code = "registry-error"
+
+
+class ManifestUnknown(RegistryError, NotFound):
+    """The registry has no such repository, tag or digest (MANIFEST_UNKNOWN, NAME_UNKNOWN, 404)."""
+
+    code = "manifest-unknown"
+
+
+class AuthenticationRequired(RegistryError):
+    """The registry (or its token server) refused us: no credentials, or wrong ones (401/403)."""
+
+    code = "authentication-required"
+
+
 class InsecureTransport(InvalidArgument):
     """A plain-HTTP URL without ``--insecure``."""
 
@@ -125,6 +143,12 @@ class UntrustedSignature(VerificationFailed):
     """The signature is missing a trusted signer: unknown key, or a key not trusted for this name."""
 
     code = "untrusted-signature"
+
+
+class PolicyDenied(VerificationFailed):
+    """The trust policy for this registry and name does not allow the pull."""
+
+    code = "policy-denied"
 
 
 class SystemdError(NspawnctlError):
