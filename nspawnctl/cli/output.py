@@ -9,6 +9,28 @@ from datetime import UTC, datetime
 from typing import Any
 
 
+def interactive() -> bool:
+    """Ask only when someone can answer: a script must fail, not hang or guess."""
+    return sys.stdin.isatty()
+
+
+def confirm_or_refuse(question: str, refusal: str, hint: str) -> None:
+    """Ask on a terminal; a script without the flag that skips the question fails (never hangs).
+
+    Raises InvalidArgument(refusal, hint) without a terminal, and exits 1 when the answer is no.
+    """
+    from ..errors import InvalidArgument
+
+    if not interactive():
+        raise InvalidArgument(refusal, hint=hint)
+    # Like typer.confirm(err=True), minus the space click's prompt leaves on stdout.
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        sys.stderr.write("nothing done\n")
+        raise SystemExit(1)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

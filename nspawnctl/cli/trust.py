@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
 from typing import TYPE_CHECKING
 
 import typer
 
 from .app import for_each, state_of
-from .output import err, print_json, table
+from .output import confirm_or_refuse, err, print_json, table
 
 if TYPE_CHECKING:
     from ..verify.trust import TrustStore
@@ -32,18 +31,6 @@ def _store(ctx: typer.Context) -> TrustStore:
     from ..verify.trust import TrustStore
 
     return TrustStore(state_of(ctx).client().paths.trust)
-
-
-def _interactive() -> bool:
-    """Ask only when someone can answer: a script without --yes must fail, not hang or guess."""
-    return sys.stdin.isatty()
-
-
-def _confirm(question: str) -> bool:
-    """Like typer.confirm(err=True), minus the space click's prompt leaves on stdout."""
-    sys.stderr.write(f"{question} [y/N]: ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def _read_source(source: str, insecure: bool, ca_cert: str | None) -> bytes:
@@ -124,14 +111,11 @@ def add(
                     err(f"    {label}  {when[:10]}")
         question = f"Trust {'this key' if len(keys) == 1 else f'these {len(keys)} keys'} for {scope}?"
         if not yes:
-            if not _interactive():
-                raise InvalidArgument(
-                    "refusing to trust a key without confirmation",
-                    hint="check the fingerprint, then rerun with --yes",
-                )
-            if not _confirm(question):
-                err("nothing trusted")
-                raise typer.Exit(1)
+            confirm_or_refuse(
+                question,
+                "refusing to trust a key without confirmation",
+                hint="check the fingerprint, then rerun with --yes",
+            )
     result = store.add(data, prefix)
     if json_out:
         print_json([{**t.to_json(), "added": added} for t, added in result])

@@ -21,6 +21,7 @@ from test_trust import Keys, close_keys, make_keys
 
 from nspawnctl.cli import app as app_module
 from nspawnctl.cli import trust as trust_cli
+from nspawnctl.cli import output
 from nspawnctl.verify.trust import TrustStore
 
 
@@ -42,7 +43,7 @@ def keys() -> Iterator[Keys]:
 def trust_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "trust"
     monkeypatch.setenv("NSPAWNCTL_TRUST_DIR", str(d))
-    monkeypatch.setattr(trust_cli, "_interactive", lambda: False)
+    monkeypatch.setattr(output, "interactive", lambda: False)
     return d
 
 
@@ -152,7 +153,7 @@ def test_add_without_tty_refuses(cli: Run, keys: Keys, trust_dir: Path, tmp_path
 def test_add_asks_on_a_tty(
     cli: Run, keys: Keys, trust_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(trust_cli, "_interactive", lambda: True)
+    monkeypatch.setattr(output, "interactive", lambda: True)
     alice = key_file(tmp_path, keys.alice.public)
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     r = cli("trust", "add", alice, "--prefix", "example.com")
