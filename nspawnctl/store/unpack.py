@@ -6,6 +6,9 @@ follows symlinks out of the destination. Every filesystem call here is made rela
 directory file descriptor that was reached from the destination one component at a time with
 ``O_NOFOLLOW``, so no name in the archive (and no symlink it planted earlier) can steer a write
 outside the image.
+
+The "layer" layout applies an OCI layer onto a copy of its parent: whiteouts delete what lower
+layers left, and nothing is ever written through a path a lower layer made a symlink.
 """
 
 from __future__ import annotations
@@ -66,11 +69,17 @@ _ENVIRONMENT_ERRNOS = frozenset(
 _PAX_TIME = re.compile(r"(-?)(\d{1,20})(?:\.(\d*))?")
 _UID_MAX = 0xFFFFFFFE  # (uid_t)-1 means "leave unchanged" to chown
 _ALGORITHMS = ("sha256", "sha512")
-_LAYOUTS = ("rootfs", "aci")
+_LAYOUTS = ("rootfs", "aci", "layer")
 _ACI_MANIFEST_MAX = 1 << 20
 _ACI_ROOTFS = b"rootfs"
 _NOT_ACI_HINT = "if this is a plain root filesystem tarball, import or pull it as a tarball, not as an ACI"
 _BAD_ACI_HINT = "the image is malformed or malicious; ask its publisher to rebuild it"
+# OCI whiteouts (image-spec layer.md): ".wh.NAME" deletes NAME of lower layers, "DIR/.wh..wh..opq"
+# empties DIR of them; other ".wh..wh.*" names are AUFS bookkeeping (e.g. the .wh..wh.plnk link dir).
+_WH = b".wh."
+_WH_META = b".wh..wh."
+_WH_OPAQUE = b".wh..wh..opq"
+_BAD_LAYER_HINT = "the layer is malformed or malicious; ask the image's publisher to rebuild it"
 
 
 @dataclass(frozen=True)
@@ -327,6 +336,10 @@ class _Meta:
     xattrs: tuple[tuple[bytes, bytes], ...]
 
 
+class _NotADirectory(ArchiveError):
+    """A path component exists but is neither a directory nor a symlink."""
+
+
 def _unsafe(member: str, why: str) -> UnsafeArchive:
     return UnsafeArchive(
         f"unsafe archive member {member!r}: {why}",
@@ -424,6 +437,20 @@ def _apply_fd(fd: int, meta: _Meta) -> None:
     os.utime(fd, ns=(meta.atime_ns, meta.mtime_ns))
 
 
+def _drop_other_xattrs(fd: int, keep: tuple[tuple[bytes, bytes], ...]) -> None:
+    """A layer's directory entry replaces the lower directory's metadata, extended attributes
+    included (SELinux labels are the host's business and stay)."""
+    names = {name for name, _ in keep}
+    for name in os.listxattr(fd):
+        raw = os.fsencode(name)
+        if raw not in names and raw != b"security.selinux":
+            try:
+                os.removexattr(fd, raw)
+            except OSError as e:
+                if e.errno not in (errno.ENODATA, errno.EOPNOTSUPP, errno.EPERM):
+                    raise
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -509,12 +536,19 @@ def _lstat_at(parent: int, name: bytes) -> os.stat_result | None:
 
 class _Extractor:
     """Per-call extraction state: the root fd, a one-entry cache of the last parent directory
-    fd, and the directories whose metadata is applied at the end."""
+    fd, and the directories whose metadata is applied at the end.
 
-    def __init__(self, root: int, limits: Limits, *, aci: bool = False) -> None:
+    With `layer`, also the paths this layer wrote (and their ancestors): whiteouts only ever
+    delete what lower layers left, never what came earlier in the same layer.
+    """
+
+    def __init__(self, root: int, limits: Limits, *, aci: bool = False, layer: bool = False) -> None:
         self._root = root
         self._limits = limits
         self._aci = aci
+        self._layer = layer
+        self._upper: set[tuple[bytes, ...]] = set()
+        self._merged: set[tuple[bytes, ...]] = set()  # layer directories that were already there
         self.manifest: bytes | None = None
         self._dirs: dict[tuple[bytes, ...], _Meta] = {}
         self._cache_key: tuple[bytes, ...] | None = None
@@ -557,7 +591,7 @@ class _Extractor:
                     where = b"/".join(comps[: i + 1]).decode("utf-8", "surrogateescape")
                     if st is not None and stat.S_ISLNK(st.st_mode):
                         raise _unsafe(member, f"{subject} passes through the symlink {where!r}") from e
-                    raise ArchiveError(
+                    raise _NotADirectory(
                         f"cannot extract archive member {member!r}: {where!r} is not a directory"
                     ) from e
                 os.close(fd)
@@ -574,6 +608,14 @@ class _Extractor:
             self._drop_cache()
             self._cache_key, self._cache_fd = comps, fd
         return self._cache_fd
+
+    def _walk_existing(self, comps: tuple[bytes, ...], member: str) -> int | None:
+        """Like _walk without creating: None when a component is missing or not a directory.
+        A symlink on the way is still refused: a whiteout must not reach through one either."""
+        try:
+            return self._walk(comps, member, create=False)
+        except (FileNotFoundError, _NotADirectory):
+            return None
 
     def _remove(self, parent: int, comps: tuple[bytes, ...], st: os.stat_result) -> None:
         """Remove whatever an earlier member left at `comps`, to be replaced."""
@@ -606,6 +648,10 @@ class _Extractor:
             if stripped is None:
                 return
             comps = stripped
+        if self._layer:
+            if self._whiteout(m, comps):
+                return
+            self._touch(comps)
         if not comps:
             if not m.isdir():
                 raise _unsafe(m.name, "it would replace the root directory of the image")
@@ -622,6 +668,87 @@ class _Extractor:
             self._node(parent, comps, m)
         else:  # regular, contiguous, sparse, and unknown types (tarfile and GNU tar agree)
             self._file(tf, parent, comps, m)
+
+    # -- layers -------------------------------------------------------------------------------
+
+    def _touch(self, comps: tuple[bytes, ...]) -> None:
+        """Remember that this layer wrote `comps` (and so, implicitly, its parent directories)."""
+        for n in range(len(comps), 0, -1):
+            key = comps[:n]
+            if key in self._upper and n < len(comps):
+                return  # its ancestors are in already
+            self._upper.add(key)
+
+    def _whiteout(self, m: tarfile.TarInfo, comps: tuple[bytes, ...]) -> bool:
+        """Apply a whiteout marker (of any type, as umoci accepts); True if `m` was one, or was
+        AUFS bookkeeping to skip. Markers never appear in the result."""
+        for comp in comps[:-1]:
+            if comp.startswith(_WH_META):
+                return True
+            if comp.startswith(_WH):
+                raise ArchiveError(
+                    f"invalid layer: member {m.name!r} is inside the whiteout marker "
+                    f"{comp.decode('utf-8', 'surrogateescape')!r}",
+                    hint=_BAD_LAYER_HINT,
+                )
+        if not comps or not comps[-1].startswith(_WH):
+            return False
+        name = comps[-1]
+        if name == _WH_OPAQUE:
+            self._opaque(comps[:-1], m.name)
+            return True
+        if name.startswith(_WH_META):
+            return True
+        target = name[len(_WH) :]
+        if not target:
+            raise ArchiveError(f"invalid layer: the whiteout {m.name!r} names no file", hint=_BAD_LAYER_HINT)
+        if target in (b".", b".."):
+            raise _unsafe(m.name, "its whiteout names a directory above it")
+        parent = self._walk_existing(comps[:-1], m.name)
+        if parent is None:
+            return True  # nothing there to delete
+        try:
+            self._hide_lower(parent, (*comps[:-1], target))
+        finally:
+            os.close(parent)
+        return True
+
+    def _opaque(self, comps: tuple[bytes, ...], member: str) -> None:
+        """Empty directory `comps` of what lower layers put there; this layer's entries stay, so
+        where the marker stands among them does not matter."""
+        where = self._walk_existing(comps, member)
+        if where is None:
+            return
+        try:
+            fd = os.open(".", _DIR_READ, dir_fd=where)
+        finally:
+            os.close(where)
+        try:
+            self._hide_children(fd, comps)
+        finally:
+            os.close(fd)
+
+    def _hide_lower(self, parent: int, comps: tuple[bytes, ...]) -> None:
+        """Delete `comps` (in directory fd `parent`) unless this layer wrote it; in a directory this
+        layer wrote into, delete only the lower layers' entries, recursively."""
+        st = _lstat_at(parent, comps[-1])
+        if st is None:
+            return
+        if comps not in self._upper:
+            self._remove(parent, comps, st)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            fd = os.open(comps[-1], _DIR_READ, dir_fd=parent)
+            try:
+                self._hide_children(fd, comps)
+            finally:
+                os.close(fd)
+
+    def _hide_children(self, fd: int, comps: tuple[bytes, ...]) -> None:
+        with os.scandir(fd) as it:
+            names = [os.fsencode(e.name) for e in it]
+        for name in names:
+            self._hide_lower(fd, (*comps, name))
 
     def _aci_member(
         self, tf: tarfile.TarFile, m: tarfile.TarInfo, comps: tuple[bytes, ...]
@@ -676,6 +803,8 @@ class _Extractor:
             st = None
         if st is None:
             os.mkdir(comps[-1], 0o700, dir_fd=parent)
+        elif self._layer:
+            self._merged.add(comps)
         self._dirs[comps] = meta  # applied in finish(), once nothing else will be created inside
 
     def _file(self, tf: tarfile.TarFile, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
@@ -765,14 +894,20 @@ class _Extractor:
         for comps in sorted(self._dirs, key=len, reverse=True):
             meta = self._dirs[comps]
             if not comps:
-                _apply_fd(self._root, meta)
+                self._apply_dir(self._root, meta, merged=self._layer)
                 continue
             parent = self._parent(comps[:-1], meta.member)
             fd = os.open(comps[-1], _DIR_READ, dir_fd=parent)
             try:
-                _apply_fd(fd, meta)
+                self._apply_dir(fd, meta, merged=comps in self._merged)
             finally:
                 os.close(fd)
+
+    @staticmethod
+    def _apply_dir(fd: int, meta: _Meta, *, merged: bool) -> None:
+        if merged:
+            _drop_other_xattrs(fd, meta.xattrs)
+        _apply_fd(fd, meta)
 
 
 def _member_error(member: str, e: Exception) -> ArchiveError:
@@ -825,6 +960,12 @@ def unpack_tar(
     `algorithm` ("sha256" or "sha512") hashes the uncompressed stream: an appc image ID is its
     sha512. `layout` "rootfs" extracts the whole archive; "aci" expects an App Container Image
     (`manifest` plus `rootfs/`), extracts `rootfs/` onto `dest` and returns the manifest bytes.
+    "layer" applies an OCI layer onto `dest`, which holds its parent layers (so it need not be
+    empty): `.wh.NAME` deletes NAME and `DIR/.wh..wh..opq` empties DIR of what lower layers left
+    (never what this layer wrote, whatever the order), the markers are not extracted, existing
+    entries are replaced (a directory over a directory takes only its metadata), hard links may
+    name lower layers' files, and a path through a lower layer's symlink is refused like any
+    other. The digest is then the layer's diff ID.
 
     Raises UnsafeArchive for members that would escape or replace the root, ArchiveError for
     corrupt, truncated or oversized input (or, with "aci", anything that is not an ACI). An
@@ -839,11 +980,12 @@ def unpack_tar(
         raise InvalidArgument(f"unknown archive layout {layout!r} (use one of {', '.join(_LAYOUTS)})")
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with os.scandir(root) as it:
-            if next(it, None) is not None:
-                raise InvalidArgument(f"cannot unpack into {os.fspath(dest)!r}: it is not empty")
+        if layout != "layer":
+            with os.scandir(root) as it:
+                if next(it, None) is not None:
+                    raise InvalidArgument(f"cannot unpack into {os.fspath(dest)!r}: it is not empty")
         stream = open_decompressed(raw)
-        ex = _Extractor(root, limits, aci=layout == "aci")
+        ex = _Extractor(root, limits, aci=layout == "aci", layer=layout == "layer")
         try:
             digesting = _Digesting(stream, limits.max_bytes, algorithm)
             try:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -905,3 +906,264 @@ def test_not_an_aci_is_detected_before_extracting_more(dest: Path) -> None:
 def test_aci_limits_still_apply(dest: Path) -> None:
     with pytest.raises(UnsafeArchive, match="deeper"):
         unpack_aci(make_aci(reg("rootfs/" + "/".join(["d"] * 128), b"x")), dest)
+
+
+# --- OCI layers applied onto their parent ---------------------------------------------------------
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> 'dir', 'link:TARGET' or the file's text: the whole visible result."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "dir"
+            else:
+                out[rel] = p.read_text()
+    return out
+
+
+def layered(dest: Path, *layers: bytes) -> UnpackResult:
+    """Apply the first archive as a base rootfs and the others as layers; the last result."""
+    result = unpack(layers[0], dest)
+    for data in layers[1:]:
+        result = unpack(data, dest, layout="layer")
+    return result
+
+
+BASE = make_tar(
+    dir_("etc"),
+    reg("etc/hostname", b"base"),
+    reg("etc/keep", b"keep"),
+    dir_("etc/sub"),
+    reg("etc/sub/lower", b"lower"),
+    dir_("var"),
+    sym("var/run", "/run"),
+    dir_("usr/lib"),
+    reg("usr/lib/libc.so", b"libc"),
+    sym("lib", "usr/lib"),
+)
+
+
+def test_layer_needs_no_empty_dest_and_its_digest_is_the_diff_id(dest: Path) -> None:
+    layer = make_tar(reg("etc/hostname", b"upper"), reg("new", b"n"))
+    result = layered(dest, BASE, gzip.compress(layer))
+    assert result.digest == "sha256:" + hashlib.sha256(layer).hexdigest()
+    assert (dest / "etc/hostname").read_text() == "upper"
+    assert (dest / "etc/keep").read_text() == "keep"
+    assert (dest / "new").read_text() == "n"
+
+
+def test_whiteout_of_lower_file_tree_and_symlink(dest: Path) -> None:
+    layered(dest, BASE, make_tar(reg("etc/.wh.hostname"), reg(".wh.usr"), reg(".wh.lib"), reg("var/.wh.run")))
+    assert tree(dest) == {
+        "etc": "dir",
+        "etc/keep": "keep",
+        "etc/sub": "dir",
+        "etc/sub/lower": "lower",
+        "var": "dir",
+    }
+    assert Path("/run").is_dir()  # the symlink went, not what it pointed at
+
+
+def test_whiteout_of_a_symlink_to_a_directory_keeps_the_directory(dest: Path) -> None:
+    layered(dest, BASE, make_tar(reg(".wh.lib")))
+    assert not (dest / "lib").exists() and (dest / "usr/lib/libc.so").read_text() == "libc"
+
+
+def test_whiteouts_never_delete_what_the_same_layer_wrote(dest: Path) -> None:
+    layer = make_tar(
+        reg("etc/hostname", b"upper"),
+        reg("etc/.wh.hostname"),  # after the layer's own file: the file stays
+        reg("etc/sub/mine", b"mine"),
+        reg("etc/.wh.sub"),  # the lower tree goes, this layer's file in it stays
+        reg("usr/.wh.lib"),
+        reg("usr/lib/fresh", b"fresh"),  # before: the lower tree went, this is new
+    )
+    layered(dest, BASE, layer)
+    assert tree(dest) == {
+        "etc": "dir",
+        "etc/hostname": "upper",
+        "etc/keep": "keep",
+        "etc/sub": "dir",
+        "etc/sub/mine": "mine",
+        "var": "dir",
+        "var/run": "link:/run",
+        "usr": "dir",
+        "usr/lib": "dir",
+        "usr/lib/fresh": "fresh",
+        "lib": "link:usr/lib",
+    }
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_opaque_directory_keeps_only_this_layers_entries(where: str, dest: Path) -> None:
+    entries = [
+        dir_("etc", mode=0o750),
+        reg("etc/mine", b"mine"),
+        reg("etc/sub/deep", b"deep"),
+        reg("etc/z", b"z"),
+    ]
+    marker = reg("etc/.wh..wh..opq")
+    at = {"first": 1, "middle": 2, "last": len(entries)}[where]
+    layered(dest, BASE, make_tar(*entries[:at], marker, *entries[at:]))
+    # etc/sub was lower: only what this layer put in it survives, like every lower entry of etc.
+    assert {k: v for k, v in tree(dest).items() if k.startswith("etc")} == {
+        "etc": "dir",
+        "etc/mine": "mine",
+        "etc/sub": "dir",
+        "etc/sub/deep": "deep",
+        "etc/z": "z",
+    }
+    assert stat.S_IMODE((dest / "etc").lstat().st_mode) == 0o750
+    assert (dest / "usr/lib/libc.so").read_text() == "libc"
+
+
+def test_opaque_root_and_missing_whiteouts(dest: Path) -> None:
+    layered(
+        dest, BASE, make_tar(reg("nothing/.wh.here"), reg(".wh.nope"), reg("x", b"x"), reg(".wh..wh..opq"))
+    )
+    assert tree(dest) == {"x": "x"}
+
+
+def test_whiteout_markers_of_any_type_never_appear(dest: Path) -> None:
+    layered(
+        dest,
+        BASE,
+        make_tar(
+            dir_("etc/.wh.keep"),
+            sym("etc/.wh.hostname", "/x"),
+            reg("etc/sub/.wh..wh..opq", b"junk"),
+            reg(".wh..wh.plnk/123", b"aufs"),  # AUFS bookkeeping: skipped
+            reg(".wh..wh.aufs"),
+        ),
+    )
+    assert tree(dest) == {k: v for k, v in tree(dest).items() if ".wh." not in k}
+    assert sorted(os.listdir(dest / "etc")) == ["sub"]
+    assert os.listdir(dest / "etc/sub") == []
+
+
+def test_whiteout_names_are_plain_files_outside_layers(dest: Path) -> None:
+    unpack(make_tar(reg(".wh.x", b"x"), reg("d/.wh..wh..opq")), dest)
+    assert tree(dest) == {".wh.x": "x", "d": "dir", "d/.wh..wh..opq": ""}
+
+
+def test_directory_over_lower_directory_changes_only_metadata(dest: Path) -> None:
+    base = make_tar(dir_("d", mode=0o755), reg("d/f", b"f"))
+    upper_dir, _ = dir_("d", mode=0o700, uid=1000, mtime=MTIME + 5)
+    upper_dir.pax_headers = {"SCHILY.xattr.user.new": "1"}
+    unpack(base, dest)
+    os.setxattr(dest / "d", "user.old", b"1")
+    unpack(make_tar((upper_dir, None)), dest, layout="layer")
+    st = (dest / "d").lstat()
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_mtime) == (0o700, 1000, MTIME + 5)
+    assert (dest / "d/f").read_text() == "f"
+    assert os.listxattr(dest / "d") == ["user.new"]
+
+
+def test_layer_replaces_lower_entries_without_writing_through(tmp_path: Path, dest: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"original")
+    base = make_tar(sym("file", str(victim)), sym("dir", str(tmp_path)), reg("tree/a", b"a"), dir_("empty"))
+    layer = make_tar(
+        reg("file", b"new"), dir_("dir"), reg("dir/x", b"x"), sym("tree", "/etc"), reg("empty", b"e")
+    )
+    unpack(base, dest)
+    unpack(layer, dest, layout="layer")
+    assert victim.read_bytes() == b"original"
+    assert sorted(os.listdir(tmp_path)) == ["dest", "victim"]
+    assert tree(dest) == {"file": "new", "dir": "dir", "dir/x": "x", "tree": "link:/etc", "empty": "e"}
+
+
+def test_hardlink_to_a_lower_layers_file(dest: Path) -> None:
+    layered(dest, BASE, make_tar(hard("usr/bin/libc", "usr/lib/libc.so"), hard("etc/h2", "/etc/hostname")))
+    assert (dest / "usr/bin/libc").lstat().st_ino == (dest / "usr/lib/libc.so").lstat().st_ino
+    assert (dest / "etc/h2").read_text() == "base"
+
+
+def test_hardlink_to_a_whited_out_file_is_refused(dest: Path) -> None:
+    with pytest.raises(UnsafeArchive, match="is not in the image"):
+        layered(dest, BASE, make_tar(reg("etc/.wh.keep"), hard("k", "etc/keep")))
+
+
+@pytest.mark.parametrize(
+    ("member", "error", "message"),
+    [
+        pytest.param(".wh.", ArchiveError, "the whiteout '.wh.' names no file", id="bare"),
+        pytest.param("etc/.wh.", ArchiveError, "names no file", id="bare-in-dir"),
+        pytest.param("../.wh.x", UnsafeArchive, "points outside the image", id="dotdot-parent"),
+        pytest.param(".wh...", UnsafeArchive, "names a directory above it", id="dotdot-target"),
+        pytest.param("etc/.wh..", UnsafeArchive, "names a directory above it", id="dot-target"),
+        pytest.param(
+            "etc/.wh.sub/x", ArchiveError, "inside the whiteout marker '.wh.sub'", id="inside-marker"
+        ),
+        pytest.param(
+            "var/run/.wh.x", UnsafeArchive, "passes through the symlink 'var/run'", id="via-symlink"
+        ),
+        pytest.param("lib/.wh..wh..opq", UnsafeArchive, "passes through the symlink 'lib'", id="opq-symlink"),
+    ],
+)
+def test_bad_whiteouts_refused(member: str, error: type[Exception], message: str, dest: Path) -> None:
+    layered(dest, BASE)
+    before = snapshot(dest)
+    with pytest.raises(error, match=re.escape(message)) as e:
+        unpack(make_tar(reg(member)), dest, layout="layer")
+    assert error is UnsafeArchive or is_plain_archive_error(e.value)
+    assert snapshot(dest) == before
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        reg("var/run/pwned", b"x"),
+        dir_("var/run/sub"),
+        sym("var/run/l", "/etc"),
+        node("var/run/fifo", tarfile.FIFOTYPE),
+        hard("var/run/h", "etc/keep"),
+        reg("lib/x", b"x"),
+    ],
+    ids=["file", "dir", "symlink", "fifo", "hardlink", "relative-symlink"],
+)
+def test_layer_writing_through_lower_symlink_is_refused(entry: Entry, tmp_path: Path, dest: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file").write_bytes(b"precious")
+    base = make_tar(
+        dir_("var"), sym("var/run", str(outside)), dir_("usr/lib"), sym("lib", "usr/lib"), reg("etc/keep")
+    )
+    unpack(base, dest)
+    before_outside, before_dest = snapshot(outside), snapshot(dest)
+    with pytest.raises(UnsafeArchive, match="passes through the symlink"):
+        unpack(make_tar(entry), dest, layout="layer")
+    assert snapshot(outside) == before_outside
+    assert snapshot(dest) == before_dest
+    assert sorted(os.listdir(tmp_path)) == ["dest", "outside"]
+
+
+def test_hardlink_through_lower_symlink_is_refused(tmp_path: Path, dest: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file").write_bytes(b"precious")
+    nlink = (outside / "file").lstat().st_nlink
+    unpack(make_tar(sym("esc", str(outside))), dest)
+    with pytest.raises(UnsafeArchive):
+        unpack(make_tar(hard("pw", "esc/file")), dest, layout="layer")
+    assert (outside / "file").lstat().st_nlink == nlink
+
+
+@pytest.mark.parametrize("case", ATTACKS)
+def test_attacks_refused_in_layers_too(case: str, tmp_path: Path, dest: Path) -> None:
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "file").write_bytes(b"precious")
+    before = snapshot(sentinel)
+    archive, member = attack_cases(sentinel)[case]
+    with pytest.raises(UnsafeArchive) as e:
+        unpack(archive, dest, layout="layer")
+    assert repr(member) in str(e.value), str(e.value)
+    assert snapshot(sentinel) == before
+    assert sorted(os.listdir(tmp_path)) == ["dest", "sentinel"]
