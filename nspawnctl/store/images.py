@@ -2,7 +2,9 @@
 
 Layout under the store::
 
-    images/<hex>        read-only subvolume, the image's root filesystem (ID "sha256:<hex>")
+    images/<hex>        read-only subvolume, the image's root filesystem (ID "sha256:<hex>");
+                        for an OCI image (ID: its config's digest) a symlink to
+                        ../layers/<hex of its top layer's chain ID> (see layers.py)
     images/sha512-<hex> the same for an App Container Image, whose ID the appc spec defines as
                         "sha512-<hex>" of its uncompressed tar
     images/<dir>.json   the image record (created, size, source, run defaults, origin)
@@ -12,7 +14,8 @@ Layout under the store::
 An import fills a staging subvolume, marks it read-only and renames it into place in one step, so
 no reader ever sees half an image; staging left by a dead process is swept by the next import.
 Pulls pass a ``verify`` hook that runs after extraction and before that step: an image that fails
-verification is never visible.
+verification is never visible. An OCI image's record names its layers; removing the image deletes
+those of them no other image uses.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import builtins
 import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import tempfile
@@ -30,13 +34,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..errors import ArchiveError, ImageInUse, ImageNotFound, InvalidReference
+from ..errors import ArchiveError, ImageInUse, ImageNotFound, InvalidArgument, InvalidReference, NotFound
 from ..ref import ImageRef, looks_like_id
 from ..spec import RunDefaults
 from . import btrfs
 from .pool import Pool
 
 if TYPE_CHECKING:
+    from .layers import Layer
     from .unpack import UnpackResult
 
 
@@ -50,6 +55,7 @@ class Image:
     defaults: RunDefaults = field(default_factory=RunDefaults)
     path: Path = Path()
     origin: dict[str, Any] = field(default_factory=dict)  # url, etag, download digest, verification
+    layers: builtins.list[str] = field(default_factory=list)  # OCI chain IDs, base first; else empty
 
     @property
     def short_id(self) -> str:
@@ -121,12 +127,12 @@ class ImageStore:
         )
 
     def _load(self, dirname: str, refs: dict[str, str]) -> Image | None:
-        path = self.dir / dirname
         try:
             data = json.loads((self.dir / f"{dirname}.json").read_text())
         except FileNotFoundError:
             return None
-        if not path.is_dir():
+        path = self._root_of(dirname)
+        if path is None or not path.is_dir():
             return None
         image_id = _id_of(dirname)
         return Image(
@@ -138,7 +144,19 @@ class ImageStore:
             defaults=RunDefaults(**data.get("defaults", {})),
             path=path,
             origin=data.get("origin", {}),
+            layers=list(data.get("layers", [])),
         )
+
+    def _root_of(self, dirname: str) -> Path | None:
+        """The subvolume holding an image's files: its own, or its top layer's (never a symlink
+        that leads anywhere else)."""
+        path = self.dir / dirname
+        if not path.is_symlink():
+            return path
+        parent, _, top = os.readlink(path).rpartition("/")
+        if parent != "../layers" or not _HEX64.fullmatch(top):
+            return None
+        return self.pool.paths.layers / top
 
     def find(self, **origin: str) -> Image | None:
         """The newest image whose origin has all these values (a download digest, a URL and ETag)."""
@@ -203,6 +221,90 @@ class ImageStore:
         finally:
             btrfs.delete(staging)
         return self.get(image_id)
+
+    def import_layers(
+        self,
+        top: Layer,
+        image_id: str,
+        ref: ImageRef | None,
+        source: str,
+        defaults: RunDefaults,
+        origin: dict[str, Any],
+        layers: builtins.list[str],
+        size: int,
+    ) -> Image:
+        """Make an OCI image of applied layers: ``images/<hex>`` links to the top layer, whose
+        subvolume containers then snapshot. ``image_id`` is the config's digest and ``layers``
+        the chain IDs, base first. An image with this ID already here gets the new origin and
+        defaults (unless that would let an unverified origin replace a verified one) and the ref.
+        """
+        if not _OCI_ID.fullmatch(image_id):
+            raise InvalidArgument(f"invalid image ID {image_id!r}", hint="expected sha256:<64 hex digits>")
+        if not layers or layers[-1] != top.chain_id:
+            raise InvalidArgument(
+                f"the layers of image {image_id} do not end with its top layer {top.chain_id}"
+            )
+        from .layers import LayerStore
+
+        self.pool.check()
+        self._sweep()
+        dirname = _dirname_of(image_id)
+        with self.pool.lock():
+            if self._load(dirname, {}) is not None:
+                self._update(dirname, origin, defaults)
+            else:
+                if LayerStore(self.pool).get(top.chain_id) is None:
+                    raise NotFound(
+                        f"layer {top.chain_id} was removed while image {image_id} was being pulled",
+                        hint="pull again",
+                    )
+                link = self.dir / dirname
+                if link.is_symlink():
+                    link.unlink()  # its layer is gone (see above): a leftover
+                record = {
+                    "created": _now(),
+                    "size": size,
+                    "source": source,
+                    "defaults": asdict(defaults),
+                    "origin": origin,
+                    "layers": layers,
+                }
+                _write_json(self.dir / f"{dirname}.json", record)
+                staging = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+                os.symlink(f"../layers/{top.path.name}", staging)
+                os.rename(staging, link)
+            if ref is not None:
+                refs = self._refs()
+                refs[str(ref)] = image_id
+                self._write_refs(refs)
+        return self.get(image_id)
+
+    def used_layers(self) -> set[str]:
+        """Chain IDs of every layer some image needs (what a layer prune must keep)."""
+        return {chain for layers in self._layer_lists().values() for chain in layers}
+
+    def shared_size(self, image: Image) -> int:
+        """Bytes of ``image``'s layers that another image uses too (``images``' SHARED SIZE)."""
+        from .layers import LayerStore
+
+        others = {
+            chain for name, layers in self._layer_lists().items() if name != image.id for chain in layers
+        }
+        store = LayerStore(self.pool)
+        found = (store.get(chain) for chain in set(image.layers) & others)
+        return sum(layer.size for layer in found if layer is not None)
+
+    def _layer_lists(self) -> dict[str, builtins.list[str]]:
+        """Image ID -> its layers, straight from the records (also of images not loadable now)."""
+        lists = {}
+        for meta in self.dir.glob("*.json"):
+            try:
+                layers = json.loads(meta.read_text()).get("layers", [])
+            except (FileNotFoundError, ValueError):
+                continue
+            if layers:
+                lists[_id_of(meta.stem)] = list(layers)
+        return lists
 
     def annotate(self, image_id: str, origin: dict[str, Any] | None, defaults: RunDefaults | None) -> None:
         """Record a newer verified origin and run defaults for content that is already here."""
@@ -302,9 +404,25 @@ class ImageStore:
                 refs.pop(r, None)
             self._write_refs(refs)
             if delete:
-                os.unlink(self.dir / f"{_dirname_of(img.id)}.json")
-                btrfs.delete(img.path)
+                dirname = _dirname_of(img.id)
+                os.unlink(self.dir / f"{dirname}.json")
+                link = self.dir / dirname
+                if link.is_symlink():
+                    link.unlink()
+                    self._drop_layers([*img.layers, f"sha256:{img.path.name}"])
+                else:
+                    btrfs.delete(img.path)
         return untag, delete
+
+    def _drop_layers(self, chains: builtins.list[str]) -> None:
+        """Delete those of ``chains`` that no image needs any more (the caller holds the lock)."""
+        from .layers import LayerStore
+
+        store = LayerStore(self.pool)
+        used = self.used_layers()
+        for chain in dict.fromkeys(reversed(chains)):
+            if chain not in used:
+                store.delete_locked(chain)
 
     def _sweep(self) -> None:
         """Delete staging subvolumes whose importing process is gone (crash, kill -9)."""
@@ -316,6 +434,9 @@ class ImageStore:
                 else:
                     entry.unlink(missing_ok=True)
 
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_OCI_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 UNVERIFIED = "not verified"
 """The ``verified`` of an origin that no checksum or signature vouched for."""

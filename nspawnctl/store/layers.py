@@ -1,0 +1,204 @@
+"""OCI layers: each one a read-only btrfs snapshot of its parent with the layer's diff applied.
+
+Layout under the store::
+
+    layers/<hex>         read-only subvolume: the whole filesystem up to this layer, whose chain
+                         ID (image-spec config.md) is "sha256:<hex>"
+    layers/<hex>.json    the layer record (diff ID, parent chain ID, blob digest, size, created)
+    layers/.tmp-<pid>-*  staging subvolumes of layers being applied
+
+Keying by chain ID makes a layer reusable by every image with the same layers below it, and since
+each layer is a complete filesystem an image needs only its top layer (images/<hex> links to it);
+the layers under it are kept for the next pull that can reuse them. A layer is staged, verified
+against its diff ID, made read-only and renamed into place in one step, like images.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import InvalidArgument, NotFound, VerificationFailed
+from . import btrfs
+from .pool import Pool
+
+_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+# image-spec descriptor.md digest grammar: algorithm ":" encoded
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+
+
+@dataclass(frozen=True)
+class Layer:
+    chain_id: str  # "sha256:<hex>"
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar
+    parent: str | None  # parent chain ID
+    blob: str  # digest of the compressed blob it came from
+    size: int  # uncompressed tar bytes of this layer's diff
+    created: str
+    path: Path  # <store>/layers/<hex of chain id>, read-only subvolume
+
+
+def chain_of(parent: str | None, diff_id: str) -> str:
+    """The chain ID of a layer with this diff ID on top of chain ``parent`` (image-spec config.md)."""
+    if parent is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+class LayerStore:
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.dir = pool.paths.layers
+
+    # -- queries ---------------------------------------------------------------------------
+    def get(self, chain_id: str) -> Layer | None:
+        """The layer with this chain ID, or None if it is not (completely) here."""
+        return self._load(_hex(chain_id, "chain ID"))
+
+    def list(self) -> builtins.list[Layer]:
+        layers = []
+        for meta in self.dir.glob("*.json"):
+            if _SHA256.fullmatch(f"sha256:{meta.stem}"):
+                layer = self._load(meta.stem)
+                if layer is not None:
+                    layers.append(layer)
+        return sorted(layers, key=lambda layer: (layer.created, layer.chain_id))
+
+    def _load(self, hexdigest: str) -> Layer | None:
+        path = self.dir / hexdigest
+        try:
+            data = json.loads((self.dir / f"{hexdigest}.json").read_text())
+        except FileNotFoundError:
+            return None
+        if not path.is_dir() or path.is_symlink():
+            return None
+        return Layer(
+            chain_id=f"sha256:{hexdigest}",
+            diff_id=data["diff_id"],
+            parent=data.get("parent"),
+            blob=data.get("blob", ""),
+            size=data.get("size", 0),
+            created=data.get("created", ""),
+            path=path,
+        )
+
+    # -- changes ---------------------------------------------------------------------------
+    def apply(self, parent: Layer | None, chain_id: str, diff_id: str, blob: str, stream: IO[bytes]) -> Layer:
+        """Apply the (compressed) layer tar ``stream`` onto a snapshot of ``parent`` and keep it
+        as layer ``chain_id``, once its uncompressed digest has proven to be ``diff_id``.
+
+        Nothing is visible before that check passes: a mismatch raises VerificationFailed and
+        deletes the staging snapshot. A layer already here (or one a racing pull finishes first)
+        is returned as it is; then ``stream`` may be left unread.
+        """
+        from .unpack import unpack_tar
+
+        _hex(diff_id, "diff ID")
+        if not _DIGEST.fullmatch(blob):
+            raise InvalidArgument(f"invalid blob digest {blob!r}")
+        expected = chain_of(parent.chain_id if parent else None, diff_id)
+        if chain_id != expected:
+            raise InvalidArgument(
+                f"chain ID {chain_id} does not follow from diff ID {diff_id} "
+                f"on {parent.chain_id if parent else 'no parent'} (expected {expected})"
+            )
+        self.pool.check()
+        self.dir.mkdir(mode=0o700, exist_ok=True)
+        self._sweep()
+        existing = self.get(chain_id)
+        if existing is not None:
+            return existing
+        if parent is not None and self.get(parent.chain_id) is None:
+            raise NotFound(
+                f"layer {parent.chain_id} was removed while this one was being pulled", hint="pull again"
+            )
+        staging = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        if parent is None:
+            btrfs.create_subvolume(staging)
+        else:
+            btrfs.snapshot(parent.path, staging)
+        try:
+            result = unpack_tar(stream, staging, layout="layer")
+            if result.digest != diff_id:
+                raise VerificationFailed(
+                    f"layer blob {blob} does not match its diff ID: the config says {diff_id}, "
+                    f"its content is {result.digest}",
+                    hint="the image is corrupt or was tampered with; nothing of the layer was kept",
+                )
+            btrfs.set_read_only(staging)
+            hexdigest = _hex(chain_id, "chain ID")
+            with self.pool.lock():
+                existing = self.get(chain_id)
+                if existing is not None:
+                    return existing
+                final = self.dir / hexdigest
+                btrfs.delete(final)  # a subvolume whose record is gone (a removal cut short)
+                record = {
+                    "chain_id": chain_id,
+                    "diff_id": diff_id,
+                    "parent": parent.chain_id if parent else None,
+                    "blob": blob,
+                    "size": result.size,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+                _write_json(self.dir / f"{hexdigest}.json", record)
+                os.rename(staging, final)
+        finally:
+            btrfs.delete(staging)
+        layer = self.get(chain_id)
+        assert layer is not None
+        return layer
+
+    def remove(self, chain_id: str) -> None:
+        """Delete a layer (a missing one is fine). Images made from it are the caller's concern;
+        layers above it are complete snapshots and do not need it."""
+        with self.pool.lock():
+            self.delete_locked(chain_id)
+
+    def prune(self, keep: set[str]) -> builtins.list[Layer]:
+        """Delete every layer whose chain ID is not in ``keep``; returns what was deleted."""
+        with self.pool.lock():
+            gone = [layer for layer in self.list() if layer.chain_id not in keep]
+            for layer in gone:
+                self.delete_locked(layer.chain_id)
+        return gone
+
+    def delete_locked(self, chain_id: str) -> None:
+        """``remove`` for a caller that holds the pool lock already (flock is not re-entrant)."""
+        hexdigest = _hex(chain_id, "chain ID")
+        (self.dir / f"{hexdigest}.json").unlink(missing_ok=True)
+        btrfs.delete(self.dir / hexdigest)
+
+    def _sweep(self) -> None:
+        """Delete staging subvolumes whose process is gone (crash, kill -9)."""
+        for entry in self.dir.glob(".tmp-*"):
+            pid = entry.name.split("-")[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                if entry.is_dir() and not entry.is_symlink():
+                    btrfs.delete(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+
+
+def _hex(digest: str, what: str) -> str:
+    """The hex part of a sha256 digest, checked before it can become part of a path."""
+    if not _SHA256.fullmatch(digest):
+        raise InvalidArgument(f"invalid layer {what} {digest!r}", hint="expected sha256:<64 hex digits>")
+    return digest.removeprefix("sha256:")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+__all__ = ["Layer", "LayerStore", "chain_of"]
