@@ -23,7 +23,7 @@ from .errors import ContainerRunning, InvalidArgument, NspawnctlError
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
-from .spec import ContainerSpec, Limits, Volume
+from .spec import ContainerSpec, Limits, RunDefaults, Volume
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
@@ -56,6 +56,8 @@ class ContainerStatus:
             "Image": s.image,
             "ImageId": s.image_id,
             "Created": s.created,
+            "Path": s.command[0] if s.command else None,
+            "Args": s.command[1:],
             "Command": s.command,
             "State": {
                 "Status": self.state,
@@ -65,6 +67,8 @@ class ContainerStatus:
                 "FinishedAt": self.exit.finished if self.exit else None,
             },
             "Config": {
+                "Entrypoint": s.entrypoint or None,
+                "Cmd": s.cmd or None,
                 "Env": s.env,
                 "WorkingDir": s.workdir,
                 "User": s.user,
@@ -72,6 +76,7 @@ class ContainerStatus:
                 "Boot": s.boot,
                 "Volumes": [str(v) for v in s.volumes],
                 "AutoRemove": s.auto_remove,
+                "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
             },
             "HostConfig": {
                 "Memory": s.limits.memory,
@@ -112,6 +117,8 @@ class RunOptions:
     boot: bool = False
     limits: Limits = field(default_factory=Limits)
     auto_remove: bool = False
+    # docker's --entrypoint: replaces the image's Entrypoint and drops its Cmd; "" clears it.
+    entrypoint: str | None = None
 
 
 class Images:
@@ -182,27 +189,37 @@ class Containers:
         for e in env:
             if "=" not in e or e.startswith("="):
                 raise InvalidArgument(f"invalid environment variable {e!r}", hint="use -e KEY=VALUE")
+        # a booted image runs its init unless told what to run: a command, or --entrypoint
+        boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
+        entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
         spec = ContainerSpec(
             name=name,
             id=secrets.token_hex(16),
             image=image,
             image_id=img.id,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
-            command=command or defaults.command,
+            command=argv,
             env=env,
             volumes=options.volumes,
             workdir=options.workdir or defaults.workdir,
             user=options.user or defaults.user,
             hostname=options.hostname,
-            boot=options.boot or (defaults.boot and not command),
+            boot=boot,
             limits=options.limits,
             auto_remove=options.auto_remove,
+            entrypoint=entrypoint,
+            stop_signal=None if boot else defaults.stop_signal,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
                 f"image {image} has no getent, which systemd-nspawn runs inside to switch "
                 f"to user {spec.user!r}",
                 hint="add getent to the image (Debian: libc-bin) or run as root",
+            )
+        if not spec.command and not spec.boot and options.entrypoint is not None:
+            raise InvalidArgument(
+                "an empty --entrypoint drops the image's command too, and no command was given",
+                hint=f"say what to run: nspawnctl run --entrypoint '' {image} /bin/sh",
             )
         if not spec.command and not spec.boot:
             raise InvalidArgument(
@@ -476,6 +493,39 @@ class Containers:
                 self.store.remove(spec.name)
             except NspawnctlError:
                 pass
+
+
+def _argv(
+    image: str,
+    command: builtins.list[str],
+    entrypoint: str | None,
+    defaults: RunDefaults,
+    boot: bool,
+) -> tuple[builtins.list[str], builtins.list[str]]:
+    """(entrypoint, whole argv) with docker's rules: ARGS replace the image's Cmd and keep its
+    Entrypoint; ``--entrypoint`` replaces the Entrypoint and drops the image's Cmd. An image
+    without an Entrypoint (ACI, .nspawn, an OCI image with Cmd only) runs ``command`` as before.
+    A booted init gets ARGS (or the image's command) as its arguments and no entrypoint."""
+    if boot:
+        if entrypoint is not None:
+            raise InvalidArgument(
+                "--entrypoint cannot be combined with booting the image's init",
+                hint="drop --entrypoint, or --boot if you meant to run a command",
+            )
+        return [], command or defaults.command
+    if entrypoint is not None:
+        chosen = [entrypoint] if entrypoint else []
+        cmd = command
+    else:
+        chosen = defaults.entrypoint
+        cmd = command or defaults.command
+    argv = [*chosen, *cmd]
+    if argv and not argv[0]:
+        raise InvalidArgument(
+            f"the command to run in {image} is an empty string",
+            hint=f"say what to run: nspawnctl run --entrypoint /bin/sh {image}",
+        )
+    return list(chosen), argv
 
 
 def _output_matches(spec: ContainerSpec) -> builtins.list[str]:

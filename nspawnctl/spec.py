@@ -24,6 +24,11 @@ class RunDefaults:
     boot: bool = False  # the image is an OS to boot (a .nspawn file with Boot=yes)
     ports: list[str] = field(default_factory=list)  # declared, not published: "8080/tcp", "http:8080/tcp"
     volumes: list[str] = field(default_factory=list)  # declared mount points: "/data", "name:/data:ro"
+    # An OCI image's Entrypoint: ``run IMAGE ARGS`` keeps it and replaces ``command`` (its Cmd).
+    # ACI and .nspawn images have none: their command is what ARGS replace, as before.
+    entrypoint: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # OCI config Labels, shown by inspect
+    stop_signal: str | None = None  # OCI StopSignal ("SIGQUIT"); None: SIGTERM
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,16 @@ class ContainerSpec:
     boot: bool = False
     limits: Limits = field(default_factory=Limits)
     auto_remove: bool = False
+    # The leading words of ``command`` that are the entrypoint (the image's, or --entrypoint);
+    # ``command`` is always the whole argv, as the .nspawn file's Parameters= has it.
+    entrypoint: list[str] = field(default_factory=list)
+    stop_signal: str | None = None  # what ``stop`` sends the payload; None: SIGTERM
+
+    @property
+    def cmd(self) -> list[str]:
+        """``command`` without its entrypoint: docker's Cmd."""
+        n = len(self.entrypoint)
+        return self.command[n:] if self.command[:n] == self.entrypoint else self.command
 
     def with_changes(self, **kw: object) -> ContainerSpec:
         return replace(self, **kw)  # type: ignore[arg-type]
@@ -112,9 +127,9 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     f.set("Exec", "WorkingDirectory", spec.workdir)
     f.set("Exec", "User", spec.user)
     f.set("Exec", "Hostname", spec.hostname)
-    # An app payload is PID 1 and gets SIGTERM on stop (nspawn's default would be SIGKILL at once);
-    # a booted init gets nspawn's own default, SIGRTMIN+3 (orderly shutdown).
-    f.set("Exec", "KillSignal", None if spec.boot else "SIGTERM")
+    # An app payload is PID 1 and gets SIGTERM on stop (nspawn's default would be SIGKILL at once),
+    # or the image's StopSignal; a booted init gets nspawn's own default, SIGRTMIN+3 (orderly shutdown).
+    f.set("Exec", "KillSignal", None if spec.boot else spec.stop_signal or "SIGTERM")
     f.set("Exec", "NotifyReady", "yes" if spec.boot else None)
     f.set_all("Files", "Bind", [v.bind_value() for v in spec.volumes if not v.read_only])
     f.set_all("Files", "BindReadOnly", [v.bind_value() for v in spec.volumes if v.read_only])
@@ -130,6 +145,7 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     }
     for key, value in own.items():
         f.set(OWN_SECTION, key, value)
+    f.set_words(OWN_SECTION, "Entrypoint", spec.entrypoint or None)
     return f
 
 
@@ -153,6 +169,8 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
             ctr = parts[1] if len(parts) > 1 else host
             volumes.append(Volume(host, ctr, ro))
     mem, cpus, pids = f.get(own, "MemoryMax"), f.get(own, "CPUs"), f.get(own, "TasksMax")
+    boot = (f.get("Exec", "Boot") or "no").lower() in ("yes", "true", "1", "on")
+    kill = f.get("Exec", "KillSignal")
     return ContainerSpec(
         name=name,
         id=cid,
@@ -165,11 +183,13 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
         workdir=f.get("Exec", "WorkingDirectory"),
         user=f.get("Exec", "User"),
         hostname=f.get("Exec", "Hostname"),
-        boot=(f.get("Exec", "Boot") or "no").lower() in ("yes", "true", "1", "on"),
+        boot=boot,
         limits=Limits(
             memory=int(mem) if mem else None,
             cpus=float(cpus) if cpus else None,
             pids=int(pids) if pids else None,
         ),
         auto_remove=(f.get(own, "AutoRemove") or "no") == "yes",
+        entrypoint=f.get_words(own, "Entrypoint"),
+        stop_signal=None if boot or kill in (None, "SIGTERM") else kill,
     )

@@ -87,6 +87,7 @@ def _options(
     cpus: float | None,
     pids_limit: int | None,
     rm: bool,
+    entrypoint: str | None = None,
 ) -> object:
     import os
 
@@ -112,6 +113,7 @@ def _options(
         boot=boot,
         limits=Limits(memory=parse_size(memory) if memory else None, cpus=cpus, pids=pids_limit),
         auto_remove=rm,
+        entrypoint=entrypoint,
     )
 
 
@@ -136,11 +138,18 @@ MEMORY = typer.Option(
 CPUS = typer.Option(None, "--cpus", metavar="N", help="CPU limit in CPUs, e.g. 0.5 (CPUQuota=).")
 PIDS = typer.Option(None, "--pids-limit", metavar="N", help="Maximum number of processes (TasksMax=).")
 RM = typer.Option(False, "--rm", help="Remove the container when it exits.")
+ENTRYPOINT = typer.Option(
+    None,
+    "--entrypoint",
+    metavar="PROGRAM",
+    help="Run PROGRAM instead of the image's entrypoint; the image's default arguments are dropped "
+    "('' clears the entrypoint).",
+)
 
 
 def create(
     ctx: typer.Context,
-    image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG] or ID)."),
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG], NAME@DIGEST or ID)."),
     command: list[str] = typer.Argument(None, metavar="COMMAND", help=CMD_HELP),
     name: str = NAME,
     env: list[str] = ENV,
@@ -154,16 +163,19 @@ def create(
     cpus: float = CPUS,
     pids_limit: int = PIDS,
     rm: bool = RM,
+    entrypoint: str = ENTRYPOINT,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
-    opts = _options(name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm)
+    opts = _options(
+        name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm, entrypoint
+    )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
 
 
 def run(
     ctx: typer.Context,
-    image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG] or ID)."),
+    image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG], NAME@DIGEST or ID)."),
     command: list[str] = typer.Argument(None, metavar="COMMAND", help=CMD_HELP),
     detach: bool = typer.Option(False, "-d", "--detach", help="Run in the background and print the name."),
     interactive: bool = typer.Option(
@@ -184,14 +196,20 @@ def run(
     cpus: float = CPUS,
     pids_limit: int = PIDS,
     rm: bool = RM,
+    entrypoint: str = ENTRYPOINT,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
+
+    COMMAND replaces the image's default arguments (an OCI image's Cmd) and keeps its entrypoint;
+    --entrypoint replaces the entrypoint and drops the default arguments, as docker does.
 
     In the foreground (the default) the command's output is shown and its exit code becomes
     nspawnctl's; 125 means nspawnctl itself failed. Ctrl-C is passed on to the command (three
     times kills it). With -d it runs as a transient systemd unit in the background.
     """
-    opts = _options(name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm)
+    opts = _options(
+        name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm, entrypoint
+    )
     containers = state_of(ctx).client().containers
     argv = list(command or [])
     if detach:
