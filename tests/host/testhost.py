@@ -86,6 +86,14 @@ HOST_PACKAGES: tuple[str, ...] = (
     # debootstrap does not resolve virtual packages: python3-zstandard depends on
     # python3-cffi-backend-api-{min,max}, which only python3-cffi-backend provides.
     "python3-cffi-backend",
+    # Registry pulls: real registries (CNCF distribution), skopeo to push images to them, and
+    # htpasswd -B for their Basic-auth users (tests/e2e/registry.py).
+    "docker-registry",
+    "skopeo",
+    "apache2-utils",
+    # skopeo needs golang-github-containers-common, which depends on the virtual
+    # container-network-stack: name a provider (see python3-cffi-backend above).
+    "containernetworking-plugins",
 )
 # An OS image with systemd inside, for the tests of `--boot`.
 BOOTIMG_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus")
@@ -418,6 +426,8 @@ def configure_host_root(root: Path) -> None:
     run_chroot(root, ["systemctl", "mask", "systemd-networkd-wait-online.service"])
     # networkd hands out addresses on the containers' veths (--network-veth tests).
     run_chroot(root, ["systemctl", "enable", "systemd-networkd.service"])
+    # The package enables a registry on :5000; the tests start their own, on ports they choose.
+    run_chroot(root, ["systemctl", "mask", "docker-registry.service"])
     # No password prompt can ever stall an emergency shell on the pipe console.
     run_chroot(root, ["passwd", "--delete", "root"])
     for rel in (STORE_REL, MACHINES_REL, SRC_IN_HOST.lstrip("/")):
