@@ -11,12 +11,14 @@ checked here; urllib3 2.x raises on a short body, which maps to the same error.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import os
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -47,6 +49,12 @@ class FetchOptions:
     insecure: bool = False  # permit http:// (and nothing else: TLS is still verified)
     ca_cert: str | None = None  # PEM bundle path; None -> requests' default (honours REQUESTS_CA_BUNDLE)
     timeout: float = 30.0  # connect and per-read timeout, seconds
+    tls_verify: bool = True  # False: certificates are not checked, and plain http:// is permitted too
+
+    @property
+    def plain_http(self) -> bool:
+        """Whether http:// URLs (and redirects to them) are allowed."""
+        return self.insecure or not self.tls_verify
 
 
 class Fetcher:
@@ -82,7 +90,7 @@ class Fetcher:
             raise InvalidArgument(
                 f"invalid URL {url}: no host name", hint="give a URL like https://host/path"
             )
-        if scheme == "http" and not self.options.insecure:
+        if scheme == "http" and not self.options.plain_http:
             raise InsecureTransport(f"refusing to download {url} over plain HTTP", hint=INSECURE_HINT)
 
     def open(
@@ -164,18 +172,71 @@ class Fetcher:
                 )
             return bytes(data)
 
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        auth: str | tuple[str, str] | None = None,
+        stream: bool = True,
+    ) -> requests.Response:
+        """Send one request with nspawnctl's rules and return the response whatever its status.
+
+        For clients that interpret statuses themselves (the registry API). ``auth`` is a
+        (user, password) pair for Basic or a whole ``Authorization`` value: given that way, it is
+        dropped when a redirect leads to another host (requests strips it), and a ``~/.netrc`` entry
+        cannot replace it. Connection failures raise FetchError; close the response when done.
+        """
+        self.check_url(url)
+        authorizer: Callable[[Any], Any] | None = None
+        if auth is not None:
+            value = basic_authorization(*auth) if isinstance(auth, tuple) else auth
+
+            def authorizer(prepared: Any) -> Any:
+                prepared.headers["Authorization"] = value
+                return prepared
+
+        return self._send(method, url, dict(headers or {}), authorizer, stream)
+
+    def body(
+        self, response: requests.Response, progress: ProgressFn | None = None, *, url: str | None = None
+    ) -> Download:
+        """The body of a response from ``request`` as a Download (raw bytes, length checked).
+
+        ``url`` names it in errors instead of the final URL (a CDN's signed URL is long and secret).
+        """
+        return Download(
+            url or response.url,
+            response,
+            total=_content_length(response),
+            etag=response.headers.get("ETag"),
+            last_modified=response.headers.get("Last-Modified"),
+            progress=progress,
+            timeout=self.options.timeout,
+        )
+
     # --- internals ------------------------------------------------------------------------------
 
     def _get(self, url: str, headers: dict[str, str]) -> requests.Response:
+        return self._send("GET", url, headers, None, True)
+
+    def _send(
+        self, method: str, url: str, headers: dict[str, str], auth: Any, stream: bool
+    ) -> requests.Response:
         import requests
 
         kwargs: dict[str, Any] = {
             "headers": headers,
-            "stream": True,
+            "stream": stream,
             "timeout": (self.options.timeout, self.options.timeout),
             "allow_redirects": True,
         }
-        if self.options.ca_cert:
+        if auth is not None:
+            kwargs["auth"] = auth
+        if not self.options.tls_verify:
+            kwargs["verify"] = False
+        elif self.options.ca_cert:
             if not os.path.exists(self.options.ca_cert):
                 raise InvalidArgument(
                     f"CA certificate file {self.options.ca_cert} does not exist",
@@ -184,7 +245,12 @@ class Fetcher:
             # Per request: a session-wide value would lose against REQUESTS_CA_BUNDLE (requests #3829).
             kwargs["verify"] = self.options.ca_cert
         try:
-            return self._requests_session().get(url, **kwargs)
+            with warnings.catch_warnings():
+                if not self.options.tls_verify:  # asked for; urllib3 would warn on every request
+                    import urllib3.exceptions
+
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                return self._requests_session().request(method, url, **kwargs)
         except requests.RequestException as e:
             raise self._request_error(e, url) from e
 
@@ -205,7 +271,7 @@ class Fetcher:
             return
         target = urljoin(resp.url, resp.headers.get("Location", ""))
         scheme = urlsplit(target).scheme.lower()
-        if scheme == "https" or (scheme == "http" and self.options.insecure):
+        if scheme == "https" or (scheme == "http" and self.options.plain_http):
             return
         resp.close()
         if scheme == "http":
@@ -350,6 +416,11 @@ class Download(io.RawIOBase):
         return FetchError(
             f"download of {self.url} failed after {self._so_far()}: {_reason(e)}", hint=_RETRY_HINT
         )
+
+
+def basic_authorization(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` value; UTF-8, where requests would use Latin-1 and fail on others."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def _status_hint(status: int) -> str | None:
