@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import os
 import secrets
 import signal as signals
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .config import Paths
-from .errors import ContainerRunning, InvalidArgument, NspawnctlError
+from .errors import ContainerRunning, InvalidArgument, InvalidReference, NspawnctlError
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
@@ -121,6 +122,13 @@ class RunOptions:
     entrypoint: str | None = None
 
 
+@dataclass(frozen=True)
+class PruneResult:
+    images: builtins.list[str]  # image IDs removed
+    layers: builtins.list[str]  # chain IDs of the layers removed
+    reclaimed: int  # bytes of layer content removed (uncompressed)
+
+
 class Images:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -128,7 +136,7 @@ class Images:
 
     def import_file(self, source: str | Path, ref: str | None) -> Image:
         """Import a rootfs tarball (``-`` is stdin) or a directory as an image."""
-        parsed = ImageRef.parse(ref) if ref else None
+        parsed = _tag_ref(ref) if ref else None
         if str(source) == "-":
             return self.store.import_archive(sys.stdin.buffer, parsed, source="-")
         path = Path(source)
@@ -151,7 +159,14 @@ class Images:
         from .pull import PullOptions, pull
 
         self._client.pool.check()
-        return pull(self.store, self._client.trust, source, name, options or PullOptions())
+        options = options or PullOptions()
+        paths = self._client.paths
+        options = dataclasses.replace(
+            options,
+            auth_file=options.auth_file or paths.auth,
+            policy_file=options.policy_file or paths.policy,
+        )
+        return pull(self.store, self._client.trust, source, name, options)
 
     def import_stream(self, stream: IO[bytes], ref: str | None, source: str = "stream") -> Image:
         return self.store.import_archive(stream, ImageRef.parse(ref) if ref else None, source=source)
@@ -166,11 +181,31 @@ class Images:
 
     def tag(self, source: str, target: str) -> Image:
         self._client.pool.check()
-        return self.store.tag(source, ImageRef.parse(target))
+        return self.store.tag(source, _tag_ref(target))
 
     def remove(self, text: str, force: bool = False) -> tuple[builtins.list[str], bool]:
         self._client.pool.check()
         return self.store.remove(text, force, self._client.containers.store.users_of)
+
+    def shared_size(self, image: Image) -> int:
+        """Bytes of the image's layers that other images use too (stored once, counted in each)."""
+        return self.store.shared_size(image)
+
+    def prune(self, all_images: bool = False) -> PruneResult:
+        """Delete layers no image uses (left by rmi or by failed pulls); with ``all_images`` first
+        the images no container was made from."""
+        from .store.layers import LayerStore
+
+        self._client.pool.check()
+        removed: builtins.list[str] = []
+        if all_images:
+            users = self._client.containers.store.users_of
+            for img in self.store.list():
+                if not users(img.id):
+                    self.store.remove(img.id, False, users)
+                    removed.append(img.id)
+        layers = LayerStore(self._client.pool).prune(self.store.used_layers())
+        return PruneResult(removed, [la.chain_id for la in layers], sum(la.size for la in layers))
 
 
 class Containers:
@@ -558,6 +593,17 @@ async def _quietly(coro: Any) -> None:
         await coro
     except NspawnctlError:
         pass
+
+
+def _tag_ref(text: str) -> ImageRef:
+    """A name to give an image: NAME[:TAG]; a digest names content, so it cannot be given."""
+    ref = ImageRef.parse(text)
+    if ref.digest is not None:
+        raise InvalidReference(
+            f"refusing to name an image {text!r}: a digest reference names content, it is not a tag",
+            hint="use NAME[:TAG]",
+        )
+    return ref
 
 
 class Client:

@@ -17,6 +17,7 @@ import typer
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..config import Paths
 
 
 @dataclass
@@ -27,11 +28,15 @@ class State:
     store: str | None = None
     json: bool = False
 
-    def client(self) -> Client:
-        from ..client import Client
+    def paths(self) -> Paths:
         from ..config import Paths
 
-        return Client(Paths.from_env(self.pool, self.store))
+        return Paths.from_env(self.pool, self.store)
+
+    def client(self) -> Client:
+        from ..client import Client
+
+        return Client(self.paths())
 
 
 # Plain click help everywhere. typer <= 0.15 escapes "[required]" for rich whenever rich is
@@ -110,12 +115,13 @@ def for_each(names: list[str], action: Callable[[str], object], echo: bool = Tru
 
 
 def _register() -> None:
-    from . import containers, images, pool, trust
+    from . import containers, images, pool, registry, trust
 
     images.register(app)
     containers.register(app)
     pool.register(app)
     trust.register(app)
+    registry.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,13 +1,15 @@
-"""Image commands: import, images, tag, rmi, image inspect|ls|rm."""
+"""Image commands: pull, import, images, tag, rmi, image inspect|ls|rm|prune."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import typer
 
 from .app import for_each, state_of
-from .output import ago, human_size, print_json, table
+from .output import ago, confirm_or_refuse, human_size, print_json, table
+from .registry import parse_bool, tls_verify_option
 
 image_app = typer.Typer(help="Manage images.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -22,6 +24,7 @@ def register(app: typer.Typer) -> None:
     image_app.command("inspect")(image_inspect)
     image_app.command("ls")(images)
     image_app.command("rm")(rmi)
+    image_app.command("prune")(image_prune)
 
 
 def import_(
@@ -58,22 +61,27 @@ def pull(
     ctx: typer.Context,
     source: str = typer.Argument(
         ...,
-        metavar="URL|NAME[:VERSION]",
-        help="https:// URL of a rootfs tarball (systemd-importd style, with SHA256SUMS and "
-        "SHA256SUMS.gpg beside it) or of an .aci; or an App Container Image name such as "
-        "example.com/app:1.0, found by appc discovery.",
+        metavar="REFERENCE|URL",
+        help="A registry image: docker://REGISTRY/NAME:TAG, REGISTRY/NAME@sha256:DIGEST, or a "
+        "docker-style short name (alpine = docker.io/library/alpine:latest). Or the https:// URL of "
+        "a rootfs tarball (systemd-importd style, with SHA256SUMS and SHA256SUMS.gpg beside it) or "
+        "of an .aci; or an App Container Image name such as example.com/app:1.0, found by appc "
+        "discovery (a dotted host is asked first whether it is a registry).",
     ),
     name: str = typer.Argument(
         None,
         metavar="NAME[:TAG]",
-        help="Local name (default: from the file name, or the ACI's name and version).",
+        help="Local name (default: the registry reference without docker://, the file name, or "
+        "the ACI's name and version).",
     ),
     verify: str = typer.Option(
         "signature",
         "--verify",
         metavar="signature|checksum|no",
-        help="signature (default): a key trusted for the name (see 'nspawnctl trust') must have "
-        "signed it; checksum: SHA256SUMS alone; no: take it unverified.",
+        help="Tarballs and ACIs: signature (default): a key trusted for the name (see 'nspawnctl "
+        "trust') must have signed it; checksum: SHA256SUMS alone; no: take it unverified. Registry "
+        "images are always checked against their digests; /etc/nspawnctl/policy.json decides what "
+        "else they need.",
     ),
     insecure: bool = typer.Option(
         False,
@@ -88,14 +96,36 @@ def pull(
         envvar="REQUESTS_CA_BUNDLE",
         help="PEM file of CAs to trust for HTTPS (default: the system's).",
     ),
+    platform: str = typer.Option(
+        None,
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="Registry images: the platform to pick from a multi-platform image (default: the "
+        "host's, e.g. linux/amd64).",
+    ),
+    tls_verify: str = tls_verify_option(),
+    authfile: str = typer.Option(
+        None,
+        "--authfile",
+        metavar="FILE",
+        help="Registry credentials (default /etc/nspawnctl/auth.json, or $REGISTRY_AUTH_FILE; "
+        "see 'nspawnctl login').",
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or notices, only the image ID."),
     json_out: bool = typer.Option(False, "--json", help="Print the image and how it was verified as JSON."),
 ) -> None:
-    """Download an image over HTTP(S), verify it, and store it read-only.
+    """Download an image, verify it, and store it read-only.
 
     The image becomes visible only after verification has passed; a failure or Ctrl-C leaves
     nothing behind. Pulling content that is already here downloads nothing (a new NAME is just
     added). Prints the image ID.
+
+    Registry images (OCI and Docker) are verified by digest: the manifest (by TLS, or by its
+    digest when you pull NAME@sha256:...), then the config and every layer against the digests the
+    manifest lists, and every unpacked layer against the config's diff IDs. Registry images carry
+    no signatures nspawnctl checks: TLS (on unless --tls-verify=false) vouches for the registry,
+    and /etc/nspawnctl/policy.json can reject registries or names, require TLS, or require
+    references pinned by digest. Layers are stored once, as btrfs snapshots shared between images.
     """
     from ..pull import PullOptions
     from ..store.images import UNVERIFIED
@@ -109,11 +139,16 @@ def pull(
         if not quiet_output:
             typer.echo(text, err=True)
 
+    paths = state.paths()
     options = PullOptions(
         verify=verify,
         insecure=insecure,
         ca_cert=ca_cert,
         notify=notify,
+        platform=platform,
+        tls_verify=parse_bool("--tls-verify", tls_verify),
+        auth_file=Path(authfile) if authfile else paths.auth,
+        policy_file=paths.policy,
     )
     if not quiet_output:
         options = dataclasses.replace(options, progress=progress_for)
@@ -150,12 +185,24 @@ def images(
         for i in imgs:
             typer.echo(i.id if no_trunc else i.short_id)
         return
+    store = state.client().images
     rows = []
     for i in imgs:
+        shared = human_size(store.shared_size(i))
         for ref in i.refs or ["<none>:<none>"]:
-            repo, _, tag = ref.rpartition(":")
-            rows.append([repo, tag, i.id if no_trunc else i.short_id, ago(i.created), human_size(i.size)])
-    table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+            repo, tag = _split_ref(ref)
+            image_id = i.id if no_trunc else i.short_id
+            rows.append([repo, tag, image_id, ago(i.created), human_size(i.size), shared])
+    table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"], rows)
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """REPOSITORY and TAG columns: a digest reference shows its digest as the tag, like podman."""
+    if "@" in ref:
+        repo, _, digest = ref.partition("@")
+        return repo, digest
+    repo, _, tag = ref.rpartition(":")
+    return repo, tag
 
 
 def tag(
@@ -195,3 +242,37 @@ def image_inspect(
     state.json = True
     client = state.client()
     print_json([client.images.get(i).to_json() for i in refs])
+
+
+def image_prune(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "-a", "--all", help="Also remove images that no container uses."),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+) -> None:
+    """Remove layers that no image uses (left by removed images), and with --all unused images.
+
+    Layers are shared between images, so removing an image keeps the layers others still use;
+    this frees the rest. Containers are independent snapshots and never lose anything.
+    """
+    state = state_of(ctx)
+    state.json = json_out
+    if not force:
+        what = "all images without a container and all unused layers" if all_ else "all unused layers"
+        confirm_or_refuse(
+            f"WARNING! This will remove {what}. Are you sure you want to continue?",
+            "refusing to prune without confirmation",
+            hint="rerun with --force",
+        )
+    result = state.client().images.prune(all_images=all_)
+    if json_out:
+        print_json(dataclasses.asdict(result))
+        return
+    if not (result.images or result.layers):
+        typer.echo("Nothing to remove")
+        return
+    for img in result.images:
+        typer.echo(f"Deleted: {img}")
+    for layer in result.layers:
+        typer.echo(f"Deleted layer: {layer}")
+    typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")

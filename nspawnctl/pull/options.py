@@ -8,6 +8,7 @@ import io
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Protocol
 
 from ..errors import ArchiveError, InvalidArgument
@@ -43,6 +44,15 @@ class PullOptions:
     """Called with a label per download; yields a callback for (bytes done, total) or None."""
     notify: Callable[[str], None] = _no_notice
     """Receives notices worth a line on stderr (settings ignored, image already present)."""
+    platform: str | None = None
+    """Registry images: OS/ARCH[/VARIANT] to choose from a multi-platform index (default: the host's)."""
+    tls_verify: bool = True
+    """Registry images: False permits plain HTTP and unverified TLS for that registry (digests are
+    still checked)."""
+    auth_file: Path | None = None
+    """Registry credentials (auth.json, as ``login`` writes it); None: pull anonymously."""
+    policy_file: Path | None = None
+    """Which registries and names may be pulled (verify/policy.py); None: the baseline only."""
 
     def __post_init__(self) -> None:
         if self.verify not in VERIFY_MODES:

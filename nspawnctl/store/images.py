@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ArchiveError, ImageInUse, ImageNotFound, InvalidArgument, InvalidReference, NotFound
-from ..ref import ImageRef, looks_like_id
+from ..ref import ImageRef, looks_like_id, normalize_short
 from ..spec import RunDefaults
 from . import btrfs
 from .pool import Pool
@@ -102,10 +102,13 @@ class ImageStore:
             ref = str(ImageRef.parse(text))
         except InvalidReference:
             ref = None
-        if ref is not None and ref in refs:
-            img = self._load(_dirname_of(refs[ref]), refs)
-            if img is not None:
-                return img
+        # "alpine" also finds what a registry pull of "alpine" stored (docker.io/library/alpine:latest)
+        pulled = normalize_short(text) if ref is not None and not looks_like_id(text) else None
+        for candidate in (ref, pulled):
+            if candidate is not None and candidate in refs:
+                img = self._load(_dirname_of(refs[candidate]), refs)
+                if img is not None:
+                    return img
         if looks_like_id(text):
             if text.startswith("sha512-"):
                 patterns = [f"{text}*.json"]

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import InvalidArgument, NotFound, VerificationFailed
+from ..errors import ArchiveError, InvalidArgument, NotFound, VerificationFailed
 from . import btrfs
 from .pool import Pool
 
@@ -127,6 +127,7 @@ class LayerStore:
             btrfs.snapshot(parent.path, staging)
         try:
             result = unpack_tar(stream, staging, layout="layer")
+            _drain(stream)
             if result.digest != diff_id:
                 raise VerificationFailed(
                     f"layer blob {blob} does not match its diff ID: the config says {diff_id}, "
@@ -202,3 +203,20 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 __all__ = ["Layer", "LayerStore", "chain_of"]
+
+
+_TRAILING_MAX = 1 << 20
+
+
+def _drain(stream: IO[bytes]) -> None:
+    """Read the blob to its end (a decompressor may stop before padding), so that a stream which
+    checks its digest at EOF does so before anything is kept; a long tail is refused."""
+    left = _TRAILING_MAX
+    while chunk := stream.read(min(1 << 16, left + 1)):
+        left -= len(chunk)
+        if left < 0:
+            raise ArchiveError(
+                f"the layer blob goes on after the end of its compressed data "
+                f"(more than {_TRAILING_MAX} bytes)",
+                hint="the image is damaged or not what it claims to be",
+            )

@@ -20,8 +20,8 @@ import typer
 from test_trust import Keys, close_keys, make_keys
 
 from nspawnctl.cli import app as app_module
-from nspawnctl.cli import trust as trust_cli
 from nspawnctl.cli import output
+from nspawnctl.cli import trust as trust_cli
 from nspawnctl.verify.trust import TrustStore
 
 

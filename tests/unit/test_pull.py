@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nspawnctl.errors import ArchiveError, InvalidArgument, InvalidReference
+from nspawnctl.errors import ArchiveError, InvalidArgument
 from nspawnctl.pull import PullOptions, pull
 from nspawnctl.pull.aci import _signature_url
 from nspawnctl.pull.options import HashingReader
@@ -59,10 +59,36 @@ def test_hashing_reader_refuses_long_trailing_data_and_oversize_bodies() -> None
         HashingReader(io.BytesIO(b"a" * 100), max_bytes=50).finish()
 
 
-@pytest.mark.parametrize("source", ["busybox", "debian:12", "library/alpine"])
-def test_docker_style_names_get_a_clear_error_before_any_network(source: str) -> None:
-    with pytest.raises(InvalidReference, match="starts with a domain"):
-        pull(None, None, source, None, PullOptions())  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "source, answers_v2, expected",
+    [
+        ("busybox", None, "registry"),
+        ("debian:12", None, "registry"),
+        ("library/alpine", None, "registry"),
+        ("docker://example.com/app:1", None, "registry"),
+        ("127.0.0.1:5000/acc/bb:v1", None, "registry"),
+        ("localhost/x", None, "registry"),
+        ("example.com/app@sha256:" + "a" * 64, None, "registry"),
+        ("example.com/app:1.0", True, "registry"),
+        ("example.com/app:1.0", False, "appc"),
+    ],
+)
+def test_which_names_go_to_a_registry(
+    source: str, answers_v2: bool | None, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a dotted host without a port is ambiguous (appc name or registry): the /v2/ probe decides."""
+    import nspawnctl.pull.aci as aci_pull
+    import nspawnctl.pull.oci as oci_pull
+    from nspawnctl.fetch.registry import RegistryClient
+
+    def probe(self: RegistryClient) -> bool:
+        assert answers_v2 is not None, "an unambiguous name must not be probed"
+        return answers_v2
+
+    monkeypatch.setattr(RegistryClient, "is_registry", probe)
+    monkeypatch.setattr(oci_pull, "pull_registry", lambda *a: "registry")
+    monkeypatch.setattr(aci_pull, "pull_aci_name", lambda *a: "appc")
+    assert pull(None, None, source, None, PullOptions()) == expected  # type: ignore[arg-type]
 
 
 def test_unknown_transport_and_verify_mode() -> None:
