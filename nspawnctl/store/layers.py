@@ -149,6 +149,7 @@ class LayerStore:
                     "blob": blob,
                     "size": result.size,
                     "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "pid": os.getpid(),  # prune spares the layer while this pull may still need it
                 }
                 _write_json(self.dir / f"{hexdigest}.json", record)
                 os.rename(staging, final)
@@ -167,10 +168,26 @@ class LayerStore:
     def prune(self, keep: set[str]) -> builtins.list[Layer]:
         """Delete every layer whose chain ID is not in ``keep``; returns what was deleted."""
         with self.pool.lock():
-            gone = [layer for layer in self.list() if layer.chain_id not in keep]
+            if self.dir.is_dir():
+                self._sweep()
+            gone = [
+                layer
+                for layer in self.list()
+                if layer.chain_id not in keep and not self._pull_running(layer.chain_id)
+            ]
             for layer in gone:
                 self.delete_locked(layer.chain_id)
         return gone
+
+    def _pull_running(self, chain_id: str) -> bool:
+        """True while the pull that made the layer may still be going (its image is not recorded
+        yet): pruning it then would break that pull."""
+        try:
+            record = json.loads((self.dir / f"{_hex(chain_id, 'chain ID')}.json").read_text())
+        except (OSError, ValueError):
+            return False
+        pid = record.get("pid")
+        return isinstance(pid, int) and pid != os.getpid() and Path(f"/proc/{pid}").exists()
 
     def delete_locked(self, chain_id: str) -> None:
         """``remove`` for a caller that holds the pool lock already (flock is not re-entrant)."""

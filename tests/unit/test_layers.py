@@ -186,6 +186,7 @@ def test_layers_are_read_only_snapshots_of_their_parent(layers: LayerStore) -> N
         "blob": upper.blob,
         "size": len(UPPER),
         "created": upper.created,
+        "pid": os.getpid(),
     }
     assert leftovers(layers) == []
 
@@ -289,6 +290,20 @@ def test_remove_and_prune(layers: LayerStore) -> None:
     gone = layers.prune({upper.chain_id})
     assert [layer.chain_id for layer in gone] == [other.chain_id]
     assert [layer.chain_id for layer in layers.list()] == [upper.chain_id]
+
+
+def test_prune_spares_layers_of_a_pull_still_running(layers: LayerStore) -> None:
+    base = apply(layers, None, BASE)
+    meta = layers.dir / f"{base.chain_id.removeprefix('sha256:')}.json"
+    record = json.loads(meta.read_text())
+    sleeper = subprocess.Popen(["sleep", "30"])  # stands in for the pull that made the layer
+    try:
+        meta.write_text(json.dumps({**record, "pid": sleeper.pid}))
+        assert layers.prune(set()) == [] and layers.get(base.chain_id) is not None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert [layer.chain_id for layer in layers.prune(set())] == [base.chain_id]
 
 
 # --- OCI images in the ImageStore ------------------------------------------------------------------
