@@ -37,5 +37,5 @@ clean:
 bench: deps
 	$(PY) tests/host/testhost.py build
 	$(PY) tests/host/testhost.py up
-	$(PY) tests/host/testhost.py exec -- sh -c "python3 /src/bench/bench.py && python3 /src/bench/pull_memory.py"; rc=$$?; \
+	$(PY) tests/host/testhost.py exec -- sh -c "python3 /src/bench/bench.py && python3 /src/bench/pull_memory.py && python3 /src/bench/pull_registry.py"; rc=$$?; \
 	  $(PY) tests/host/testhost.py down; exit $$rc
