@@ -94,6 +94,8 @@ HOST_PACKAGES: tuple[str, ...] = (
     # skopeo needs golang-github-containers-common, which depends on the virtual
     # container-network-stack: name a provider (see python3-cffi-backend above).
     "containernetworking-plugins",
+    # the peer of bench/pull_registry.py: skopeo copy + umoci unpack
+    "umoci",
 )
 # An OS image with systemd inside, for the tests of `--boot`.
 BOOTIMG_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus")
