@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, Self, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, Self, TypeAlias, cast
 
 from nspawnctl.errors import ArchiveError, InvalidArgument, UnsafeArchive
 
@@ -534,12 +534,16 @@ def _lstat_at(parent: int, name: bytes) -> os.stat_result | None:
 # Extraction
 
 
+_Trie: TypeAlias = dict[bytes, "_Trie"]
+
+
 class _Extractor:
     """Per-call extraction state: the root fd, a one-entry cache of the last parent directory
     fd, and the directories whose metadata is applied at the end.
 
     With `layer`, also the paths this layer wrote (and their ancestors): whiteouts only ever
-    delete what lower layers left, never what came earlier in the same layer.
+    delete what lower layers left, never what came earlier in the same layer. They are a trie
+    (component -> children), so memory grows with the path nodes, not members x depth squared.
     """
 
     def __init__(self, root: int, limits: Limits, *, aci: bool = False, layer: bool = False) -> None:
@@ -547,7 +551,7 @@ class _Extractor:
         self._limits = limits
         self._aci = aci
         self._layer = layer
-        self._upper: set[tuple[bytes, ...]] = set()
+        self._upper: _Trie = {}
         self._merged: set[tuple[bytes, ...]] = set()  # layer directories that were already there
         self.manifest: bytes | None = None
         self._dirs: dict[tuple[bytes, ...], _Meta] = {}
@@ -673,11 +677,19 @@ class _Extractor:
 
     def _touch(self, comps: tuple[bytes, ...]) -> None:
         """Remember that this layer wrote `comps` (and so, implicitly, its parent directories)."""
-        for n in range(len(comps), 0, -1):
-            key = comps[:n]
-            if key in self._upper and n < len(comps):
-                return  # its ancestors are in already
-            self._upper.add(key)
+        node = self._upper
+        for comp in comps:
+            node = node.setdefault(comp, {})
+
+    def _wrote(self, comps: tuple[bytes, ...]) -> bool:
+        """True if this layer wrote `comps` or something below it."""
+        node = self._upper
+        for comp in comps:
+            child = node.get(comp)
+            if child is None:
+                return False
+            node = child
+        return bool(comps)
 
     def _whiteout(self, m: tarfile.TarInfo, comps: tuple[bytes, ...]) -> bool:
         """Apply a whiteout marker (of any type, as umoci accepts); True if `m` was one, or was
@@ -734,7 +746,7 @@ class _Extractor:
         st = _lstat_at(parent, comps[-1])
         if st is None:
             return
-        if comps not in self._upper:
+        if not self._wrote(comps):
             self._remove(parent, comps, st)
             return
         if stat.S_ISDIR(st.st_mode):

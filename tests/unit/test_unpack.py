@@ -1167,3 +1167,55 @@ def test_attacks_refused_in_layers_too(case: str, tmp_path: Path, dest: Path) ->
     assert repr(member) in str(e.value), str(e.value)
     assert snapshot(sentinel) == before
     assert sorted(os.listdir(tmp_path)) == ["dest", "sentinel"]
+
+
+def test_deep_layer_whiteouts_spare_this_layers_paths(dest: Path) -> None:
+    """Deep paths (the written set is a trie): an opaque marker far down and a whiteout of a lower
+    tree still remove only lower content, at every depth."""
+    deep = "/".join(f"d{i}" for i in range(60))
+    base = make_tar(reg(f"{deep}/lower", b"lower"), reg(f"{deep}/old/f", b"old"), reg("top/low", b"low"))
+    layer = make_tar(
+        reg(f"{deep}/mine", b"mine"),
+        reg(f"{deep}/.wh..wh..opq"),
+        reg("top/x/" + "/".join(["y"] * 50) + "/mine", b"y"),
+        reg("top/.wh.x"),  # this layer made top/x: it stays
+        reg(".wh.top"),  # top was lower; only this layer's part of it stays
+    )
+    layered(dest, base, layer)
+    assert (dest / deep / "mine").read_text() == "mine"
+    assert sorted(os.listdir(dest / deep)) == ["mine"]
+    assert (dest / "top/x" / "/".join(["y"] * 50) / "mine").read_text() == "y"
+    assert os.listdir(dest / "top") == ["x"]
+
+
+def test_written_paths_memory_is_linear_in_depth(tmp_path: Path) -> None:
+    """What a layer wrote costs memory per path node: doubling the depth of every member about
+    doubles it (storing every ancestor prefix made it grow with the square)."""
+    import tracemalloc
+
+    from nspawnctl.store.unpack import _Extractor
+
+    def cost(depth: int) -> int:
+        fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+        ex = _Extractor(fd, Limits(), layer=True)
+        tracemalloc.start()
+        try:
+            for i in range(300):
+                ex._touch((f"top{i}".encode(), *[b"sub"] * depth))
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+            ex.close()
+            os.close(fd)
+
+    small, large = cost(30), cost(120)
+    assert large < 6 * small  # linear: ~4x; quadratic: ~16x
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    ex = _Extractor(fd, Limits(), layer=True)
+    try:
+        ex._touch((b"a", b"b", b"c"))
+        assert ex._wrote((b"a",)) and ex._wrote((b"a", b"b", b"c")) and not ex._wrote((b"a", b"c"))
+        assert not ex._wrote(()) and not ex._wrote((b"a", b"b", b"c", b"d"))
+    finally:
+        ex.close()
+        os.close(fd)
