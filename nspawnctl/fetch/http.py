@@ -50,11 +50,22 @@ class FetchOptions:
     ca_cert: str | None = None  # PEM bundle path; None -> requests' default (honours REQUESTS_CA_BUNDLE)
     timeout: float = 30.0  # connect and per-read timeout, seconds
     tls_verify: bool = True  # False: certificates are not checked, and plain http:// is permitted too
+    tls_host: str | None = None
+    """The one host[:port] ``tls_verify=False`` applies to (a registry); every other host (a token
+    server, a CDN a redirect leads to) is verified as usual. None: every host."""
 
     @property
     def plain_http(self) -> bool:
-        """Whether http:// URLs (and redirects to them) are allowed."""
-        return self.insecure or not self.tls_verify
+        """Whether http:// URLs (and redirects to them) are allowed on every host."""
+        return self.insecure or (not self.tls_verify and self.tls_host is None)
+
+    def relaxed(self, url: str) -> bool:
+        """Whether ``tls_verify=False`` applies to ``url``: certificates unchecked, plain http allowed."""
+        return not self.tls_verify and (self.tls_host is None or same_host(url, self.tls_host))
+
+    def plain_http_ok(self, url: str) -> bool:
+        """Whether ``url`` may be plain http://."""
+        return self.insecure or self.relaxed(url)
 
 
 class Fetcher:
@@ -90,7 +101,7 @@ class Fetcher:
             raise InvalidArgument(
                 f"invalid URL {url}: no host name", hint="give a URL like https://host/path"
             )
-        if scheme == "http" and not self.options.plain_http:
+        if scheme == "http" and not self.options.plain_http_ok(url):
             raise InsecureTransport(f"refusing to download {url} over plain HTTP", hint=INSECURE_HINT)
 
     def open(
@@ -234,7 +245,7 @@ class Fetcher:
         }
         if auth is not None:
             kwargs["auth"] = auth
-        if not self.options.tls_verify:
+        if not self.options.tls_verify and self.options.tls_host is None:
             kwargs["verify"] = False
         elif self.options.ca_cert:
             if not os.path.exists(self.options.ca_cert):
@@ -262,6 +273,11 @@ class Fetcher:
             session.headers["User-Agent"] = f"nspawnctl/{__version__}"
             session.headers["Accept-Encoding"] = "identity"
             session.hooks["response"].append(self._check_redirect)
+            if not self.options.tls_verify and self.options.tls_host is not None:
+                # Decided per request, redirects included: only tls_host goes unverified.
+                adapter = _relaxing_adapter(self.options)
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
             self._session = session
         return self._session
 
@@ -271,12 +287,14 @@ class Fetcher:
             return
         target = urljoin(resp.url, resp.headers.get("Location", ""))
         scheme = urlsplit(target).scheme.lower()
-        if scheme == "https" or (scheme == "http" and self.options.plain_http):
+        if scheme == "https" or (scheme == "http" and self.options.plain_http_ok(target)):
             return
         resp.close()
+        # Only where the redirect leads: a CDN's signed URL carries a secret in its query.
+        where, there = _without_query(resp.url), _origin(target)
         if scheme == "http":
-            raise InsecureTransport(f"{resp.url} redirects to plain HTTP {target}", hint=INSECURE_HINT)
-        raise FetchError(f"{resp.url} redirects to unsupported URL {target}")
+            raise InsecureTransport(f"{where} redirects to plain HTTP {there}", hint=INSECURE_HINT)
+        raise FetchError(f"{where} redirects to unsupported URL {there}")
 
     def _request_error(self, e: BaseException, url: str) -> FetchError | InvalidArgument:
         import requests.exceptions as rex
@@ -416,6 +434,45 @@ class Download(io.RawIOBase):
         return FetchError(
             f"download of {self.url} failed after {self._so_far()}: {_reason(e)}", hint=_RETRY_HINT
         )
+
+
+def same_host(url: str, host: str) -> bool:
+    """Whether ``url`` is on ``host`` (host[:port]; no port: the default one of the URL's scheme)."""
+    return _origin_key(url) == _origin_key(f"{urlsplit(url).scheme}://{host}/")
+
+
+def _origin_key(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme)
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a URL (no user info, path or query)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+def _relaxing_adapter(options: FetchOptions) -> Any:
+    """A requests adapter that skips certificate checks for ``options.tls_host`` only."""
+    from requests.adapters import HTTPAdapter
+
+    class RelaxingAdapter(HTTPAdapter):
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            if options.relaxed(request.url):
+                kwargs["verify"] = False
+            return super().send(request, *args, **kwargs)
+
+    return RelaxingAdapter()
 
 
 def basic_authorization(user: str, password: str) -> str:

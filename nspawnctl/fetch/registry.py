@@ -38,7 +38,7 @@ from ..errors import (
     RegistryError,
     VerificationFailed,
 )
-from .http import Fetcher, FetchOptions, ProgressFn
+from .http import Fetcher, FetchOptions, ProgressFn, same_host
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -160,7 +160,12 @@ class RegistryClient:
         self.host = api_host(registry)
         self.options = options
         self._fetcher = Fetcher(
-            FetchOptions(ca_cert=options.ca_cert, timeout=options.timeout, tls_verify=options.tls_verify)
+            FetchOptions(
+                ca_cert=options.ca_cert,
+                timeout=options.timeout,
+                tls_verify=options.tls_verify,
+                tls_host=self.host,  # a token server or a CDN elsewhere is always verified
+            )
         )
         self._base: str | None = None  # "https://host[:port]" once probed
         self._api_header = False  # /v2/ answered with Docker-Distribution-API-Version
@@ -195,7 +200,7 @@ class RegistryClient:
                 first = first or e
                 continue
             with contextlib.closing(resp):
-                self._learn(resp)
+                self._learn(resp, base)
             self._base = base
             return
         assert first is not None
@@ -324,7 +329,7 @@ class RegistryClient:
         except InsecureTransport as e:
             raise InsecureTransport(e.message, hint=TLS_HINT) from e
 
-    def _learn(self, resp: requests.Response) -> None:
+    def _learn(self, resp: requests.Response, base: str) -> None:
         """What GET /v2/ says: a registry (200, 401 with a challenge we know), or not one."""
         status = resp.status_code
         self._api_header = "Docker-Distribution-API-Version" in resp.headers
@@ -332,6 +337,13 @@ class RegistryClient:
             self._challenge = None
             return
         if status == 401:
+            if not self._own_origin(resp.url, base):
+                raise RegistryError(
+                    f"{self.registry} redirected GET /v2/ to {_host_of(resp.url)}, which asks for "
+                    "authentication",
+                    hint="credentials are only sent where the registry itself asks; check the registry's "
+                    "host name and port",
+                )
             header = resp.headers.get("WWW-Authenticate", "")
             challenge = _pick(parse_challenges(header))
             if challenge is not None:
@@ -351,6 +363,15 @@ class RegistryClient:
             hint="check the registry's host name and port",
         )
 
+    def _own_origin(self, url: str, base: str | None = None) -> bool:
+        """Whether ``url`` is on the registry's own scheme, host and port (not a redirect elsewhere)."""
+        base = base or self._base
+        return (
+            base is not None
+            and urlsplit(url).scheme.lower() == urlsplit(base).scheme
+            and same_host(url, self.host)
+        )
+
     def _get(self, path: str, repository: str, headers: dict[str, str]) -> requests.Response:
         """GET with the authorization the registry asked for; one new try after a fresh challenge."""
         self.probe()
@@ -361,6 +382,8 @@ class RegistryClient:
             resp = self._send(self._base + path, headers, auth)
             if resp.status_code != 401 or retried:
                 return resp
+            if not self._own_origin(resp.url):
+                return resp  # a redirect's target (a CDN) cannot tell us where to send credentials
             challenges = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
             if not self._relearn(challenges, repository, fresh):
                 return resp
@@ -455,9 +478,13 @@ class RegistryClient:
         realm = challenge.params.get("realm", "")
         parts = urlsplit(realm)
         scheme = parts.scheme.lower()
-        if scheme == "http" and self.options.tls_verify:
+        if scheme == "http" and (self.options.tls_verify or not same_host(realm, self.host)):
+            # Credentials go there: plain HTTP only on the registry's own host, when asked for.
             raise InsecureTransport(
-                f"the token server of {self.registry} is plain HTTP: {_origin(realm)}", hint=TLS_HINT
+                f"the token server of {self.registry} is plain HTTP: {_origin(realm)}",
+                hint=TLS_HINT
+                if same_host(realm, self.host)
+                else "a token server on another host than the registry must use HTTPS",
             )
         if scheme not in ("http", "https") or not parts.hostname:
             raise RegistryError(f"{self.registry} names an invalid token server: {_clean(realm)!r}")
@@ -691,6 +718,12 @@ def _clean(text: str) -> str:
 
 def _describe(errors: list[tuple[str, str]]) -> str:
     return "; ".join(f"{code}: {message}" if message else code for code, message in errors)
+
+
+def _host_of(url: str) -> str:
+    """scheme://host[:port] of a URL, for messages (its path and query may hold secrets)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _with_tls_hint(e: FetchError) -> FetchError:

@@ -324,12 +324,51 @@ def test_https_to_http_redirect_refused(
     secure = serve({"/x": redirect(plain.url("/x"))}, tls=cert)
     with (
         Fetcher(FetchOptions(ca_cert=str(ca), timeout=5)) as f,
-        pytest.raises(InsecureTransport, match="redirects to plain HTTP " + plain.url("/x")),
+        pytest.raises(InsecureTransport) as info,
     ):
         f.open(secure.url("/x"))
+    assert info.value.message == f"{secure.url('/x')} redirects to plain HTTP {plain.url('')}"
     assert plain.requests == []  # refused before the plain request was made
     with Fetcher(FetchOptions(ca_cert=str(ca), insecure=True, timeout=5)) as f:
         assert f.get_small(secure.url("/x")) == b"plain"
+
+
+def test_refused_redirect_names_only_the_origin_of_a_signed_url(
+    serve: Callable[..., Server], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    ca, cert = pki
+    plain = serve({})
+    secure = serve({"/x": redirect(plain.url("/blob?X-Amz-Signature=secret"))}, tls=cert)
+    with Fetcher(FetchOptions(ca_cert=str(ca), timeout=5)) as f, pytest.raises(InsecureTransport) as info:
+        f.open(secure.url("/x"))
+    assert "secret" not in info.value.message and "/blob" not in info.value.message
+    assert info.value.message.endswith(f"redirects to plain HTTP http://127.0.0.1:{plain.port}")
+
+
+def test_tls_host_limits_tls_verify_false_to_one_host(
+    serve: Callable[..., Server], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    _ca, cert = pki
+    plain = serve({"/x": body(b"plain")})
+    other = serve({"/x": body(b"other")}, tls=cert)
+    own = serve(
+        {"/x": body(b"own"), "/to-other": redirect(other.url("/x")), "/to-plain": redirect(plain.url("/x"))},
+        tls=cert,
+    )
+    options = FetchOptions(tls_verify=False, tls_host=f"127.0.0.1:{own.port}", timeout=5)
+    with Fetcher(options) as f:
+        assert f.get_small(own.url("/x")) == b"own"  # untrusted certificate, accepted for this host
+        with pytest.raises(FetchError, match="certificate verification failed"):
+            f.get_small(other.url("/x"))
+        with pytest.raises(FetchError, match="certificate verification failed"):
+            f.get_small(own.url("/to-other"))  # a redirect elsewhere is verified
+        with pytest.raises(InsecureTransport):
+            f.get_small(own.url("/to-plain"))
+        with pytest.raises(InsecureTransport):
+            f.get_small(plain.url("/x"))
+    assert plain.requests == []
+    with Fetcher(FetchOptions(tls_verify=False, tls_host=f"127.0.0.1:{plain.port}", timeout=5)) as f:
+        assert f.get_small(plain.url("/x")) == b"plain"
 
 
 def test_https_needs_the_ca(

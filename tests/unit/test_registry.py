@@ -495,8 +495,81 @@ def test_token_server_over_plain_http_needs_tls_verify_false(
     with client(fake, pki[0]) as c, pytest.raises(InsecureTransport) as info:
         c.get_manifest("app", "1")
     assert info.value.message == f"the token server of {fake.host} is plain HTTP: {plain.url('/token')}"
-    assert info.value.hint and "--tls-verify=false" in info.value.hint
+    assert info.value.hint == "a token server on another host than the registry must use HTTPS"
+    # --tls-verify=false relaxes the registry's own host only: the password never goes out in clear.
+    with (
+        client(fake, pki[0], ("alice", USERS["alice"]), tls_verify=False) as c,
+        pytest.raises(InsecureTransport),
+    ):
+        c.get_manifest("app", "1")
     assert plain.requests == []
+    # On the registry's own host (plain http there too), tls_verify=False permits it.
+    own = registry(auth="bearer", tls=False)
+    own.realm = own.server.url("/token")
+    own.public.add("app")
+    own.add_image("app", "1")
+    with RegistryClient(own.host, RegistryOptions(tls_verify=False, timeout=5)) as c:
+        assert c.get_manifest("app", "1")[1] == OCI_MANIFEST
+    with RegistryClient(own.host, RegistryOptions(timeout=5)) as c, pytest.raises(FetchError):
+        c.get_manifest("app", "1")
+
+
+def test_tls_verify_false_still_verifies_a_token_server_on_another_host(
+    registry: Callable[..., FakeRegistry], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    fake = registry(auth="bearer")
+    fake.add_image("app", "1")
+    fake.realm = f"https://localhost:{fake.server.port}/token"  # another host name, same server
+    options = RegistryOptions(tls_verify=False, credentials=("alice", USERS["alice"]), timeout=5)
+    with (
+        RegistryClient(fake.host, options) as c,
+        pytest.raises(FetchError, match="certificate verification failed"),
+    ):
+        c.get_manifest("app", "1")  # the registry's untrusted certificate was accepted, not the realm's
+    assert fake.seen("/token") == []
+
+
+def test_tls_verify_false_still_verifies_a_cdn_redirect(
+    registry: Callable[..., FakeRegistry], servers: list[Server], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    fake = registry()
+    cdn = Server({"/blob": lambda h: send(h, 200, b"x")}, tls=pki[1])
+    servers.append(cdn)
+    digest = sha(b"x")
+    fake.overrides[f"/v2/app/blobs/{digest}"] = lambda h: send(
+        h, 307, b"", Location=f"https://localhost:{cdn.port}/blob"
+    )
+    with (
+        RegistryClient(fake.host, RegistryOptions(tls_verify=False, timeout=5)) as c,
+        pytest.raises(FetchError, match="certificate verification failed"),
+    ):
+        c.get_blob("app", digest, 1)
+    assert cdn.requests == []
+    with client(fake, pki[0], tls_verify=False) as c:
+        assert c.get_blob("app", digest, 1) == b"x"
+
+
+def test_a_401_from_a_redirect_target_gets_no_credentials(
+    registry: Callable[..., FakeRegistry], servers: list[Server], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    fake = registry(auth="bearer")
+    evil = Server({"/token": lambda h: send(h, 200, b'{"token": "evil"}')}, tls=pki[1])
+    servers.append(evil)
+    challenge = f'Bearer realm="https://localhost:{evil.port}/token",service="evil"'
+    cdn = Server(
+        {"/blob": lambda h: send_error(h, 401, "UNAUTHORIZED", "no", WWW_Authenticate=challenge)}, tls=pki[1]
+    )
+    servers.append(cdn)
+    digest = sha(b"x")
+    fake.overrides[f"/v2/app/blobs/{digest}"] = lambda h: (
+        send(h, 307, b"", Location=f"https://localhost:{cdn.port}/blob")
+        if fake.authorized(h, "app")
+        else fake.unauthorized(h, "app")
+    )
+    with client(fake, pki[0], ("alice", USERS["alice"])) as c, pytest.raises(AuthenticationRequired):
+        c.get_blob("app", digest, 1)
+    assert evil.requests == []
+    assert len(cdn.requests) == 1
 
 
 # --- manifests ------------------------------------------------------------------------------------
@@ -682,10 +755,18 @@ def test_blob_redirect_to_plain_http_is_refused(
     fake.overrides[f"/v2/app/blobs/{digest}"] = lambda h: send(h, 302, b"", Location=plain.url("/blob"))
     with client(fake, pki[0]) as c, pytest.raises(InsecureTransport) as info:
         c.open_blob("app", digest, 1)
-    assert "redirects to plain HTTP" in info.value.message
+    assert info.value.message == (
+        f"https://{fake.host}/v2/app/blobs/{digest} redirects to plain HTTP http://127.0.0.1:{plain.port}"
+    )
     assert info.value.hint and "--tls-verify=false" in info.value.hint
+    # tls_verify=False is for the registry's own host: a redirect to plain HTTP elsewhere stays refused.
+    with client(fake, pki[0], tls_verify=False) as c, pytest.raises(InsecureTransport):
+        c.open_blob("app", digest, 1)
     assert plain.requests == []
-    with client(fake, pki[0], tls_verify=False) as c:
+    same = registry(tls=False)
+    same.overrides[f"/v2/app/blobs/{digest}"] = lambda h: send(h, 302, b"", Location=same.server.url("/b"))
+    same.overrides["/b"] = lambda h: send(h, 200, b"x")
+    with RegistryClient(same.host, RegistryOptions(tls_verify=False, timeout=5)) as c:
         assert c.get_blob("app", digest, 1) == b"x"
 
 
