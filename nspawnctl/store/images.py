@@ -38,6 +38,7 @@ from ..errors import ArchiveError, ImageInUse, ImageNotFound, InvalidArgument, I
 from ..ref import ImageRef, looks_like_id, normalize_short
 from ..spec import RunDefaults
 from . import btrfs
+from .files import sweep, write_json
 from .pool import Pool
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class ImageStore:
             return {}
 
     def _write_refs(self, refs: dict[str, str]) -> None:
-        _write_json(self.refs_file, dict(sorted(refs.items())))
+        write_json(self.refs_file, dict(sorted(refs.items())))
 
     # -- queries ---------------------------------------------------------------------------
     def list(self) -> builtins.list[Image]:
@@ -97,6 +98,11 @@ class ImageStore:
 
     def get(self, text: str) -> Image:
         """Resolve a reference (``name[:tag]``), a full ID or a unique ID prefix."""
+        return self._resolve(text)[0]
+
+    def _resolve(self, text: str) -> tuple[Image, str | None]:
+        """``get``, plus the reference that matched (None when ``text`` matched as an ID): what
+        ``rmi`` untags, since "alpine" may have found docker.io/library/alpine:latest."""
         refs = self._refs()
         try:
             ref = str(ImageRef.parse(text))
@@ -108,7 +114,7 @@ class ImageStore:
             if candidate is not None and candidate in refs:
                 img = self._load(_dirname_of(refs[candidate]), refs)
                 if img is not None:
-                    return img
+                    return img, candidate
         if looks_like_id(text):
             if text.startswith("sha512-"):
                 patterns = [f"{text}*.json"]
@@ -120,7 +126,7 @@ class ImageStore:
             if len(matches) == 1:
                 img = self._load(matches[0], refs)
                 if img is not None:
-                    return img
+                    return img, None
             elif len(matches) > 1:
                 raise InvalidReference(f"image ID prefix {text!r} is ambiguous", hint="give more characters")
         if ref is None and not looks_like_id(text):
@@ -211,7 +217,7 @@ class ImageStore:
                         "defaults": asdict(defaults or RunDefaults()),
                         "origin": origin or {},
                     }
-                    _write_json(self.dir / f"{final.name}.json", record)
+                    write_json(self.dir / f"{final.name}.json", record)
                     os.rename(staging, final)
                 else:
                     self._update(final.name, origin, defaults)
@@ -272,10 +278,12 @@ class ImageStore:
                     "origin": origin,
                     "layers": layers,
                 }
-                _write_json(self.dir / f"{dirname}.json", record)
+                # link first, record second: a crash between leaves a link without a record,
+                # which is no image and pins nothing (the next import of this ID replaces it)
                 staging = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
                 os.symlink(f"../layers/{top.path.name}", staging)
                 os.rename(staging, link)
+                write_json(self.dir / f"{dirname}.json", record)
             if ref is not None:
                 refs = self._refs()
                 refs[str(ref)] = image_id
@@ -294,7 +302,7 @@ class ImageStore:
             chain for name, layers in self._layer_lists().items() if name != image.id for chain in layers
         }
         store = LayerStore(self.pool)
-        found = (store.get(chain) for chain in set(image.layers) & others)
+        found = [store.list_one(chain) for chain in set(image.layers) & others]
         return sum(layer.size for layer in found if layer is not None)
 
     def _layer_lists(self) -> dict[str, builtins.list[str]]:
@@ -324,7 +332,7 @@ class ImageStore:
             record["origin"] = origin
         if defaults is not None:
             record["defaults"] = asdict(defaults)
-        _write_json(meta, record)
+        write_json(meta, record)
 
     @contextlib.contextmanager
     def spool(self) -> Iterator[Path]:
@@ -385,14 +393,10 @@ class ImageStore:
         refused unless ``force`` (containers are independent snapshots, so they keep working).
         """
         with self.pool.lock():
-            img = self.get(text)
+            img, matched = self._resolve(text)
             refs = self._refs()
-            try:
-                named = str(ImageRef.parse(text))
-            except InvalidReference:
-                named = None
             # a reference removes that name only; an ID (or ID prefix) removes every name
-            untag = [named] if named in img.refs else list(img.refs)
+            untag = [matched] if matched is not None else list(img.refs)
             remaining = [r for r in img.refs if r not in untag]
             delete = not remaining
             if delete and not force:
@@ -428,14 +432,20 @@ class ImageStore:
                 store.delete_locked(chain)
 
     def _sweep(self) -> None:
-        """Delete staging subvolumes whose importing process is gone (crash, kill -9)."""
-        for entry in self.dir.glob(".tmp-*"):
-            pid = entry.name.split("-")[1]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                if entry.is_dir() and not entry.is_symlink():
-                    btrfs.delete(entry)
-                else:
-                    entry.unlink(missing_ok=True)
+        """Delete what dead imports left: staging subvolumes, spools and temporary records, and
+        (under the lock, where no import is half done) records whose root is gone, which no
+        command would list or remove but whose layers ``used_layers`` would pin forever."""
+        sweep(self.dir)
+        sweep(self.refs_file.parent, staging=False)
+        if not self.dir.is_dir():
+            return
+        with self.pool.lock():
+            for meta in self.dir.glob("*.json"):
+                root = self._root_of(meta.stem)
+                if root is None or not root.is_dir():
+                    meta.unlink(missing_ok=True)
+                    if (self.dir / meta.stem).is_symlink():
+                        (self.dir / meta.stem).unlink()
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -461,12 +471,6 @@ def _dirname_of(image_id: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 __all__ = ["Image", "ImageStore", "RunDefaults"]

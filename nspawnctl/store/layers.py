@@ -21,13 +21,23 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from ..errors import ArchiveError, InvalidArgument, NotFound, VerificationFailed
+from ..errors import (
+    ArchiveError,
+    FetchError,
+    InvalidArgument,
+    NotFound,
+    PoolError,
+    UnsafeArchive,
+    VerificationFailed,
+)
 from . import btrfs
+from .files import sweep, write_json
 from .pool import Pool
 
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
@@ -60,14 +70,36 @@ class LayerStore:
 
     # -- queries ---------------------------------------------------------------------------
     def get(self, chain_id: str) -> Layer | None:
-        """The layer with this chain ID, or None if it is not (completely) here."""
-        return self._load(_hex(chain_id, "chain ID"))
+        """The layer with this chain ID, or None if it is not (completely) here.
+
+        A damaged record raises PoolError naming the file: it is neither a layer to use nor
+        one a pull may silently replace."""
+        hexdigest = _hex(chain_id, "chain ID")
+        try:
+            return self._load(hexdigest)
+        except _Damaged as e:
+            raise PoolError(
+                f"the record of layer {chain_id} ({self.dir / f'{hexdigest}.json'}) is damaged: {e}",
+                hint=f"delete {self.dir / hexdigest}.json and the subvolume {self.dir / hexdigest}, "
+                "then pull again",
+            ) from None
+
+    def list_one(self, chain_id: str) -> Layer | None:
+        """``get`` for a listing: a damaged record is no layer rather than an error."""
+        try:
+            return self._load(_hex(chain_id, "chain ID"))
+        except _Damaged:
+            return None
 
     def list(self) -> builtins.list[Layer]:
+        """The layers here; damaged records are skipped (they are not layers)."""
         layers = []
         for meta in self.dir.glob("*.json"):
             if _SHA256.fullmatch(f"sha256:{meta.stem}"):
-                layer = self._load(meta.stem)
+                try:
+                    layer = self._load(meta.stem)
+                except _Damaged:
+                    continue
                 if layer is not None:
                     layers.append(layer)
         return sorted(layers, key=lambda layer: (layer.created, layer.chain_id))
@@ -78,17 +110,31 @@ class LayerStore:
             data = json.loads((self.dir / f"{hexdigest}.json").read_text())
         except FileNotFoundError:
             return None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise _Damaged(f"not JSON ({e})") from None
         if not path.is_dir() or path.is_symlink():
             return None
-        return Layer(
-            chain_id=f"sha256:{hexdigest}",
-            diff_id=data["diff_id"],
-            parent=data.get("parent"),
-            blob=data.get("blob", ""),
-            size=data.get("size", 0),
-            created=data.get("created", ""),
-            path=path,
-        )
+        try:
+            layer = Layer(
+                chain_id=f"sha256:{hexdigest}",
+                diff_id=data["diff_id"],
+                parent=data.get("parent"),
+                blob=data.get("blob", ""),
+                size=data.get("size", 0),
+                created=data.get("created", ""),
+                path=path,
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            raise _Damaged(f"missing or invalid field {e}") from None
+        if not (
+            isinstance(layer.diff_id, str)
+            and isinstance(layer.parent, str | None)
+            and isinstance(layer.blob, str)
+            and isinstance(layer.size, int)
+            and isinstance(layer.created, str)
+        ):
+            raise _Damaged("a field has the wrong type")
+        return layer
 
     # -- changes ---------------------------------------------------------------------------
     def apply(self, parent: Layer | None, chain_id: str, diff_id: str, blob: str, stream: IO[bytes]) -> Layer:
@@ -126,7 +172,12 @@ class LayerStore:
         else:
             btrfs.snapshot(parent.path, staging)
         try:
-            result = unpack_tar(stream, staging, layout="layer")
+            try:
+                result = unpack_tar(stream, staging, layout="layer")
+            except UnsafeArchive:
+                raise
+            except ArchiveError as e:
+                raise _blame(e, blob, stream) from e
             _drain(stream)
             if result.digest != diff_id:
                 raise VerificationFailed(
@@ -151,7 +202,7 @@ class LayerStore:
                     "created": datetime.now(UTC).isoformat(timespec="seconds"),
                     "pid": os.getpid(),  # prune spares the layer while this pull may still need it
                 }
-                _write_json(self.dir / f"{hexdigest}.json", record)
+                write_json(self.dir / f"{hexdigest}.json", record)
                 os.rename(staging, final)
         finally:
             btrfs.delete(staging)
@@ -165,29 +216,46 @@ class LayerStore:
         with self.pool.lock():
             self.delete_locked(chain_id)
 
-    def prune(self, keep: set[str]) -> builtins.list[Layer]:
-        """Delete every layer whose chain ID is not in ``keep``; returns what was deleted."""
+    def prune(self, keep: Callable[[], set[str]], only: set[str] | None = None) -> builtins.list[Layer]:
+        """Delete every layer (of those in ``only``, when given) whose chain ID is not in
+        ``keep()``, except those of pulls still running; returns what was deleted.
+
+        ``keep`` is called under the pool lock, so an image recorded just before cannot lose its
+        layers; it must not take that lock itself (flock is not re-entrant):
+        ``ImageStore.used_layers`` does not.
+        """
         with self.pool.lock():
-            if self.dir.is_dir():
-                self._sweep()
+            self._sweep()
+            kept = keep()
             gone = [
                 layer
                 for layer in self.list()
-                if layer.chain_id not in keep and not self._pull_running(layer.chain_id)
+                if (only is None or layer.chain_id in only)
+                and layer.chain_id not in kept
+                and not self._pull_running(layer.chain_id)
             ]
             for layer in gone:
                 self.delete_locked(layer.chain_id)
         return gone
 
-    def _pull_running(self, chain_id: str) -> bool:
-        """True while the pull that made the layer may still be going (its image is not recorded
-        yet): pruning it then would break that pull."""
+    def made_by_this_process(self, chain_id: str) -> bool:
+        """True if this process applied the layer (its record carries our pid): a failed pull
+        rolls back only those, not a layer a racing pull made that ``apply`` returned to it."""
+        return self._record_pid(chain_id) == os.getpid()
+
+    def _record_pid(self, chain_id: str) -> int | None:
         try:
             record = json.loads((self.dir / f"{_hex(chain_id, 'chain ID')}.json").read_text())
         except (OSError, ValueError):
-            return False
-        pid = record.get("pid")
-        return isinstance(pid, int) and pid != os.getpid() and Path(f"/proc/{pid}").exists()
+            return None
+        pid = record.get("pid") if isinstance(record, dict) else None
+        return pid if isinstance(pid, int) else None
+
+    def _pull_running(self, chain_id: str) -> bool:
+        """True while the pull that made the layer may still be going (its image is not recorded
+        yet): pruning it then would break that pull."""
+        pid = self._record_pid(chain_id)
+        return pid is not None and pid != os.getpid() and Path(f"/proc/{pid}").exists()
 
     def delete_locked(self, chain_id: str) -> None:
         """``remove`` for a caller that holds the pool lock already (flock is not re-entrant)."""
@@ -196,14 +264,8 @@ class LayerStore:
         btrfs.delete(self.dir / hexdigest)
 
     def _sweep(self) -> None:
-        """Delete staging subvolumes whose process is gone (crash, kill -9)."""
-        for entry in self.dir.glob(".tmp-*"):
-            pid = entry.name.split("-")[1]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                if entry.is_dir() and not entry.is_symlink():
-                    btrfs.delete(entry)
-                else:
-                    entry.unlink(missing_ok=True)
+        """Delete staging subvolumes and temporary records whose process is gone (crash, kill -9)."""
+        sweep(self.dir)
 
 
 def _hex(digest: str, what: str) -> str:
@@ -213,16 +275,30 @@ def _hex(digest: str, what: str) -> str:
     return digest.removeprefix("sha256:")
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+class _Damaged(Exception):
+    """A layer record that cannot be read (internal: get reports it, list skips it)."""
 
 
 __all__ = ["Layer", "LayerStore", "chain_of"]
 
 
 _TRAILING_MAX = 1 << 20
+_CORRUPT_DRAIN_MAX = 16 << 30
+"""How much of a blob that failed to decompress is still read so a verifying stream can check its
+digest (a registry stream stops at the descriptor's size anyway)."""
+
+
+def _blame(error: ArchiveError, blob: str, stream: IO[bytes]) -> ArchiveError:
+    """A blob that fails to decompress is most often corrupt: read it to its end so a stream that
+    checks its digest at EOF raises VerificationFailed (the real cause); if it verifies, or
+    cannot be read that far, the archive error names the blob."""
+    left = _CORRUPT_DRAIN_MAX
+    try:
+        while left > 0 and (chunk := stream.read(min(1 << 20, left))):
+            left -= len(chunk)
+    except (ArchiveError, FetchError, OSError):
+        pass
+    return ArchiveError(f"layer blob {blob}: {error}", hint=error.hint)
 
 
 def _drain(stream: IO[bytes]) -> None:

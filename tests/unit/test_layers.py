@@ -287,7 +287,7 @@ def test_remove_and_prune(layers: LayerStore) -> None:
     assert layers.get(base.chain_id) is None and not base.path.exists()
     assert (upper.path / "etc/os-release").exists()  # a layer is a whole filesystem
     layers.remove(base.chain_id)  # already gone: fine
-    gone = layers.prune({upper.chain_id})
+    gone = layers.prune(lambda: {upper.chain_id})
     assert [layer.chain_id for layer in gone] == [other.chain_id]
     assert [layer.chain_id for layer in layers.list()] == [upper.chain_id]
 
@@ -299,11 +299,11 @@ def test_prune_spares_layers_of_a_pull_still_running(layers: LayerStore) -> None
     sleeper = subprocess.Popen(["sleep", "30"])  # stands in for the pull that made the layer
     try:
         meta.write_text(json.dumps({**record, "pid": sleeper.pid}))
-        assert layers.prune(set()) == [] and layers.get(base.chain_id) is not None
+        assert layers.prune(set) == [] and layers.get(base.chain_id) is not None
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert [layer.chain_id for layer in layers.prune(set())] == [base.chain_id]
+    assert [layer.chain_id for layer in layers.prune(set)] == [base.chain_id]
 
 
 # --- OCI images in the ImageStore ------------------------------------------------------------------
@@ -416,3 +416,159 @@ def test_image_symlink_elsewhere_is_not_an_image(images: ImageStore, layers: Lay
     link.unlink()
     link.symlink_to(f"../layers/{base.path.name}")
     assert images.get("x:a").path == base.path
+
+
+# --- review fixes -----------------------------------------------------------------------------------
+
+
+def test_rmi_of_a_short_name_untags_only_the_name_it_found(images: ImageStore, layers: LayerStore) -> None:
+    base = apply(layers, None, BASE)
+    import_image(images, [base], CONFIG_A, "docker.io/library/alpine:latest")
+    images.tag("docker.io/library/alpine:latest", ImageRef.parse("myalpine:1"))
+    assert images.get("alpine").refs == ["docker.io/library/alpine:latest", "myalpine:1"]
+    assert images.remove("alpine", False, lambda _: []) == (["docker.io/library/alpine:latest"], False)
+    assert images.get("myalpine:1").refs == ["myalpine:1"] and layers.get(base.chain_id) is not None
+    images.tag("myalpine:1", ImageRef.parse("other:2"))
+    # an ID still removes every name
+    assert images.remove("a" * 12, False, lambda _: []) == (["myalpine:1", "other:2"], True)
+    assert images.list() == [] and layers.list() == []
+
+
+def test_prune_reads_keep_under_the_lock_and_honours_only(
+    images: ImageStore, layers: LayerStore, pool: Pool
+) -> None:
+    import fcntl
+
+    base = apply(layers, None, BASE)
+    upper = apply(layers, base, UPPER)
+    other = apply(layers, base, tar(("other", b"o")))
+    import_image(images, [base, upper], CONFIG_A, "app:a")
+
+    def keep() -> set[str]:
+        fd = os.open(pool.paths.lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # the pool lock is held while keep() runs
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+        return images.used_layers()
+
+    assert layers.prune(keep, only={base.chain_id, upper.chain_id}) == []
+    assert layers.get(other.chain_id) is not None  # not among ``only``
+    assert [la.chain_id for la in layers.prune(keep, only={other.chain_id})] == [other.chain_id]
+    assert [la.chain_id for la in layers.list()] == [base.chain_id, upper.chain_id]
+
+
+def test_made_by_this_process(layers: LayerStore) -> None:
+    base = apply(layers, None, BASE)
+    assert layers.made_by_this_process(base.chain_id)
+    meta = layers.dir / f"{base.chain_id.removeprefix('sha256:')}.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "pid": 1}))
+    assert not layers.made_by_this_process(base.chain_id)
+    assert not layers.made_by_this_process("sha256:" + "e" * 64)
+
+
+def test_image_link_comes_before_its_record(
+    images: ImageStore, layers: LayerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the two leaves a link that is no image and pins no layer; a pull again works."""
+    import nspawnctl.store.images as images_mod
+
+    base = apply(layers, None, BASE)
+    real = images_mod.write_json
+
+    def crash(path: Path, data: object) -> None:
+        if path.name == f"{'a' * 64}.json":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(images_mod, "write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        import_image(images, [base], CONFIG_A, "x:a")
+    monkeypatch.setattr(images_mod, "write_json", real)
+    assert os.path.islink(images.dir / ("a" * 64)) and not (images.dir / f"{'a' * 64}.json").exists()
+    assert images.list() == [] and images.used_layers() == set()
+    assert [la.chain_id for la in layers.prune(images.used_layers)] == [base.chain_id]
+    base = apply(layers, None, BASE)
+    import_image(images, [base], CONFIG_A, "x:a")
+    assert images.get("x:a").path == base.path
+
+
+def test_sweep_drops_rootless_records_and_dead_temp_files(images: ImageStore, layers: LayerStore) -> None:
+    base = apply(layers, None, BASE)
+    import_image(images, [base], CONFIG_A, "x:a")
+    orphan = images.dir / f"{'c' * 64}.json"
+    orphan.write_text(json.dumps({"created": "", "size": 0, "layers": [base.chain_id, "sha256:" + "d" * 64]}))
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = images.dir / f".{'a' * 64}.json.{proc.pid}-abcd"
+    live = images.dir / f".{'a' * 64}.json.{os.getpid()}-abcd"
+    old = layers.dir / f".{'f' * 64}.json.0123abcd"
+    refs_tmp = images.refs_file.with_name(f".refs.json.{proc.pid}-abcd")
+    for f in (dead, live, old, refs_tmp):
+        f.write_text("{")
+    os.utime(old, (1_600_000_000, 1_600_000_000))
+    assert "sha256:" + "d" * 64 in images.used_layers()  # pinned by a record with no image
+    import_image(images, [base], CONFIG_B, "x:b")  # an import sweeps
+    assert not orphan.exists() and not dead.exists() and not refs_tmp.exists() and live.exists()
+    assert images.used_layers() == {base.chain_id}
+    layers.prune(set)  # a layer prune sweeps the layer store
+    assert not old.exists()
+    live.unlink()
+
+
+def _corrupt_blob() -> tuple[bytes, bytes, bytes]:
+    """A layer with incompressible content, its gzip blob, and that blob damaged near its start."""
+    import gzip
+
+    data = tar(("big", os.urandom(1 << 20)))
+    blob = gzip.compress(data)
+    bad = bytearray(blob)
+    for i in range(200, 400):
+        bad[i] ^= 0xFF
+    return data, blob, bytes(bad)
+
+
+class _Verifying(io.RawIOBase):
+    """Like a registry blob stream: VerificationFailed at EOF if the bytes read do not match."""
+
+    def __init__(self, data: bytes, digest: str) -> None:
+        super().__init__()
+        self.inner, self.digest, self.hash = io.BytesIO(data), digest, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        data = self.inner.read(len(buffer))
+        if not data and "sha256:" + self.hash.hexdigest() != self.digest:
+            raise VerificationFailed(f"blob {self.digest} does not match its digest")
+        self.hash.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def test_corrupt_blob_reports_its_digest_mismatch(layers: LayerStore) -> None:
+    data, blob, bad = _corrupt_blob()
+    did = diff_id(data)
+    with pytest.raises(VerificationFailed, match="does not match its digest"):
+        layers.apply(None, did, did, diff_id(blob), _Verifying(bad, diff_id(blob)))  # type: ignore[arg-type]
+    # a blob that is what its digest says but will not decompress: the error names it
+    with pytest.raises(ArchiveError, match=f"layer blob {diff_id(bad)}: ") as e:
+        layers.apply(None, did, did, diff_id(bad), _Verifying(bad, diff_id(bad)))  # type: ignore[arg-type]
+    assert not isinstance(e.value, UnsafeArchive)
+    assert leftovers(layers) == [] and layers.list() == []
+
+
+def test_damaged_layer_records(layers: LayerStore) -> None:
+    from nspawnctl.errors import PoolError
+
+    base = apply(layers, None, BASE)
+    upper = apply(layers, base, UPPER)
+    meta = layers.dir / f"{base.chain_id.removeprefix('sha256:')}.json"
+    for damage in ("{not json", json.dumps({"parent": None}), json.dumps([1, 2]), "\xff"):
+        meta.write_text(damage) if damage != "\xff" else meta.write_bytes(b"\xff")
+        assert [la.chain_id for la in layers.list()] == [upper.chain_id]
+        with pytest.raises(PoolError, match="is damaged"):
+            layers.get(base.chain_id)
+        assert layers.prune(lambda: {upper.chain_id}) == []
