@@ -16,7 +16,11 @@ from .errors import InvalidReference
 
 DEFAULT_TAG = "latest"
 DOCKER_HUB = "docker.io"
-_HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+DOCKER_HUB_ALIASES = frozenset(
+    {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+)
+"""Every name of Docker Hub (references, credential files): each one means docker.io, so that a
+policy scope, a login or a local name for docker.io is found whichever spelling was used."""
 _OFFICIAL_PREFIX = "library/"
 _TRANSPORT = "docker://"
 _MAX_NAME = 255  # distribution's NameTotalLengthMax, registry host included
@@ -99,9 +103,7 @@ class RegistryRef:
         elif not _HOST.fullmatch(registry):
             raise InvalidReference(f"invalid registry {registry!r} in {text!r}", hint=_REMOTE_HINT)
         else:
-            registry = registry.lower()
-            if registry in _HUB_ALIASES:
-                registry = DOCKER_HUB
+            registry = canonical_registry(registry)
         if registry == DOCKER_HUB and path and "/" not in path:
             path = _OFFICIAL_PREFIX + path
         parts = path.split("/")
@@ -120,6 +122,13 @@ class RegistryRef:
         if tag is None and digest is None:
             tag = DEFAULT_TAG
         return cls(registry, path, tag, digest)
+
+
+def canonical_registry(host: str) -> str:
+    """A registry host[:port] as nspawnctl names it: lowercase, without the default port 443,
+    and ``docker.io`` for every Docker Hub alias (``registry-1.docker.io:443`` is docker.io)."""
+    host = host.lower().removesuffix(":443")
+    return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
 
 
 def has_explicit_registry(text: str) -> bool:

@@ -21,18 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
+from ..ref import canonical_registry
 
 __all__ = ["AuthFile", "auth_files", "find_credentials", "registry_key"]
-
-DOCKER_HUB = "docker.io"
-_DOCKER_HUB_ALIASES = frozenset(
-    {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
-)
 
 
 def registry_key(text: str) -> str | None:
     """The registry host a key or argument names (``https://host/v1/`` -> ``host``; Docker Hub's
-    aliases -> ``docker.io``), or None for a namespace key (``host/org``) or an empty one."""
+    aliases -> ``docker.io``; a default ``:443`` dropped), or None for a namespace key
+    (``host/org``) or an empty one."""
     key = text.strip().lower()
     for scheme in ("https://", "http://"):
         if key.startswith(scheme):
@@ -45,7 +42,7 @@ def registry_key(text: str) -> str | None:
             return None
     if not key:
         return None
-    return DOCKER_HUB if key in _DOCKER_HUB_ALIASES else key
+    return canonical_registry(key)
 
 
 class AuthFile:

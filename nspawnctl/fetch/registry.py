@@ -38,6 +38,7 @@ from ..errors import (
     RegistryError,
     VerificationFailed,
 )
+from ..ref import DOCKER_HUB, canonical_registry
 from .http import Fetcher, FetchOptions, ProgressFn, same_host
 
 if TYPE_CHECKING:
@@ -56,9 +57,8 @@ __all__ = [
     "parse_challenges",
 ]
 
-DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
-"""Docker Hub's references say docker.io (or index.docker.io); its API answers here."""
+"""Docker Hub's references say docker.io (or one of its aliases); its API answers here."""
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -91,7 +91,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 def api_host(registry: str) -> str:
     """Where the registry of a reference answers the API: Docker Hub's names map to its API host."""
-    return DOCKER_HUB_API if registry in (DOCKER_HUB, "index.docker.io") else registry
+    return DOCKER_HUB_API if canonical_registry(registry) == DOCKER_HUB else registry
 
 
 @dataclass(frozen=True)

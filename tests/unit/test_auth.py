@@ -114,6 +114,9 @@ def test_exact_key_wins_over_alias(tmp_path: Path) -> None:
 def test_registry_key() -> None:
     assert registry_key("https://index.docker.io/v1/") == "docker.io"
     assert registry_key("registry-1.docker.io") == "docker.io"
+    assert registry_key("https://registry-1.docker.io:443/v2/") == "docker.io"
+    assert registry_key("registry.hub.docker.com") == "docker.io"
+    assert registry_key("quay.io:443") == "quay.io"
     assert registry_key("LocalHost:5000/") == "localhost:5000"
     assert registry_key("http://host:80/v2/") == "host:80"
     assert registry_key("quay.io/org") is None

@@ -90,3 +90,22 @@ def test_malformed_policies_are_errors(tmp_path: Path, data: object, message: st
     path.write_text(data if isinstance(data, str) else json.dumps(data))
     with pytest.raises(InvalidArgument, match=message):
         Policy(path).check("docker.io", "library/alpine", "latest", None, tls_verify=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "registry-1.docker.io:443/library/alpine",
+        "registry.hub.docker.com/library/alpine",
+        "index.docker.io:443/alpine",
+        "docker.io:443/alpine",
+    ],
+)
+def test_docker_hub_spellings_do_not_escape_a_docker_io_scope(tmp_path: Path, text: str) -> None:
+    from nspawnctl.ref import RegistryRef
+
+    p = policy(tmp_path, {"transports": {"docker": {"docker.io": [{"type": "reject"}]}}})
+    ref = RegistryRef.parse(text)
+    with pytest.raises(PolicyDenied):
+        p.check(ref.registry, ref.repository, ref.tag, ref.digest, tls_verify=True)
+

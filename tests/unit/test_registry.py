@@ -277,6 +277,8 @@ def test_parse_challenges_respects_quotes_and_finds_several() -> None:
 def test_docker_hub_is_reached_at_its_api_host() -> None:
     assert api_host("docker.io") == "registry-1.docker.io"
     assert api_host("index.docker.io") == "registry-1.docker.io"
+    assert api_host("registry.hub.docker.com") == "registry-1.docker.io"
+    assert api_host("registry-1.docker.io:443") == "registry-1.docker.io"
     assert api_host("localhost:5000") == "localhost:5000"
     assert RegistryClient("docker.io").host == "registry-1.docker.io"
 
