@@ -100,7 +100,7 @@ class RegistryOptions:
     """False: try https without certificate checks, then plain http (digests are still checked)."""
     ca_cert: str | None = None
     """PEM bundle of CAs for HTTPS (default: the system's, or $REQUESTS_CA_BUNDLE)."""
-    credentials: tuple[str, str] | None = None
+    credentials: tuple[str, str] | None = field(default=None, repr=False)  # never in a repr or log
     """(user, password) for this registry (Basic, or sent to its token server); None: anonymous."""
     timeout: float = 30.0
 
@@ -143,7 +143,7 @@ def parse_challenges(header: str) -> list[Challenge]:
 
 @dataclass
 class _Token:
-    value: str
+    value: str = field(repr=False)
     expires: float  # time.monotonic()
 
 

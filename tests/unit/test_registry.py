@@ -274,6 +274,14 @@ def test_parse_challenges_respects_quotes_and_finds_several() -> None:
     assert parse_challenges("") == []
 
 
+def test_secrets_stay_out_of_reprs() -> None:
+    from nspawnctl.fetch.registry import _Token
+
+    options = RegistryOptions(credentials=("alice", "pa55word"))
+    assert "pa55word" not in repr(options) and "alice" not in repr(options)
+    assert "tok3n" not in repr(_Token("tok3n", 0.0))
+
+
 def test_docker_hub_is_reached_at_its_api_host() -> None:
     assert api_host("docker.io") == "registry-1.docker.io"
     assert api_host("index.docker.io") == "registry-1.docker.io"
