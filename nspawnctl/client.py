@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .config import Paths
-from .errors import ContainerRunning, InvalidArgument, InvalidReference, NspawnctlError
+from .errors import (
+    ContainerRunning,
+    ImageInUse,
+    ImageNotFound,
+    InvalidArgument,
+    InvalidReference,
+    NspawnctlError,
+)
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
@@ -158,6 +165,8 @@ class Images:
         """Download, verify and store an image (see :mod:`nspawnctl.pull` for what is accepted)."""
         from .pull import PullOptions, pull
 
+        if name:
+            _tag_ref(name)  # NAME@sha256:... would claim a digest nobody checked
         self._client.pool.check()
         options = options or PullOptions()
         paths = self._client.paths
@@ -197,15 +206,23 @@ class Images:
         from .store.layers import LayerStore
 
         self._client.pool.check()
+        layer_store = LayerStore(self._client.pool)
+        before = {la.chain_id: la.size for la in layer_store.list()}
         removed: builtins.list[str] = []
         if all_images:
             users = self._client.containers.store.users_of
             for img in self.store.list():
-                if not users(img.id):
+                if users(img.id):
+                    continue
+                try:
                     self.store.remove(img.id, False, users)
-                    removed.append(img.id)
-        layers = LayerStore(self._client.pool).prune(self.store.used_layers())
-        return PruneResult(removed, [la.chain_id for la in layers], sum(la.size for la in layers))
+                except (ImageInUse, ImageNotFound):
+                    continue  # a container was made from it meanwhile, or someone else removed it
+                removed.append(img.id)
+        layer_store.prune(self.store.used_layers)
+        left = {la.chain_id for la in layer_store.list()}
+        gone = [c for c in before if c not in left]
+        return PruneResult(removed, gone, sum(before[c] for c in gone))
 
 
 class Containers:

@@ -92,7 +92,7 @@ def pull_registry(images: ImageStore, ref: RegistryRef, name: str | None, option
                 size=size,
             )
         except BaseException:
-            _roll_back(images, layers, created)
+            _roll_back(images, layers, created, options)
             raise
     return PullResult(image, True, verified, ref=str(local))
 
@@ -160,7 +160,8 @@ def _fetch_layers(
             parent = have
             continue
         parent = _fetch_layer(client, layers, ref, desc, parent, diff_id, chain, options, f"{i}/{total}")
-        created.append(chain)
+        if layers.made_by_this_process(chain):  # not one a racing pull made first
+            created.append(chain)
     assert parent is not None  # a manifest has at least one layer (parse_manifest checks)
     return parent
 
@@ -182,13 +183,13 @@ def _fetch_layer(
             return layers.apply(parent, chain, diff_id, desc.digest, blob)
 
 
-def _roll_back(images: ImageStore, layers: LayerStore, created: list[str]) -> None:
-    """A failed pull leaves nothing: drop the layers it made that no image uses."""
-    with contextlib.suppress(NspawnctlError, OSError):
-        used = images.used_layers()
-        for chain in reversed(created):
-            if chain not in used:
-                layers.remove(chain)
+def _roll_back(images: ImageStore, layers: LayerStore, created: list[str], options: PullOptions) -> None:
+    """A failed pull leaves nothing: drop the layers it made that no image uses (decided under
+    the pool lock, so an image another pull records meanwhile keeps its layers)."""
+    try:
+        layers.prune(images.used_layers, only=set(created))
+    except (NspawnctlError, OSError) as e:
+        options.notify(f"could not remove the layers of the failed pull ({e}); 'nspawnctl image prune' will")
 
 
 def _short(desc: Descriptor) -> str:

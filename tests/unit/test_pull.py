@@ -115,3 +115,14 @@ def test_an_unverified_pull_never_replaces_what_a_verified_one_recorded(tmp_path
     assert json.loads(meta.read_text()) == {"origin": signed, "defaults": {"command": ["/good"]}}
     store._update("abc", {**signed, "verified": "checksum"}, RunDefaults(command=["/new"]))
     assert json.loads(meta.read_text())["defaults"]["command"] == ["/new"]
+
+
+def test_a_pulled_image_cannot_be_named_by_a_digest(tmp_path: Path) -> None:
+    """NAME@sha256:... would claim content that nobody checked against that digest."""
+    from nspawnctl.client import Client
+    from nspawnctl.config import Paths
+    from nspawnctl.errors import InvalidReference
+
+    client = Client(Paths(pool=tmp_path / "machines", store=tmp_path / "store"))
+    with pytest.raises(InvalidReference, match="digest"):
+        client.images.pull("docker://example.com/a:1", "mine@sha256:" + "a" * 64)
