@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,8 @@ class AuthFile:
             return {}
         try:
             data = json.loads(text)
+        except RecursionError as e:
+            raise self._error("not JSON (nested too deeply)") from e
         except (ValueError, UnicodeDecodeError) as e:
             raise self._error(f"not JSON ({e})") from e
         if not isinstance(data, dict):
@@ -193,10 +196,23 @@ def auth_files(primary: Path) -> list[Path]:
     return unique
 
 
-def find_credentials(registry: str, primary: Path) -> tuple[str, str] | None:
-    """(user, password) for ``registry`` from the first file that has them (others are only read)."""
+def find_credentials(
+    registry: str, primary: Path, warn: Callable[[str], None] | None = None
+) -> tuple[str, str] | None:
+    """(user, password) for ``registry`` from the first file that has them (others are only read).
+
+    nspawnctl's own file (``primary``) must be valid; a malformed podman or docker file is
+    skipped (``warn`` is told why): another tool's file must not break every pull.
+    """
     for path in auth_files(primary):
-        found = AuthFile(path).get(registry)
+        try:
+            found = AuthFile(path).get(registry)
+        except InvalidArgument as e:
+            if path == primary:
+                raise
+            if warn is not None:
+                warn(f"ignoring {e.message}")
+            continue
         if found is not None:
             return found
     return None

@@ -68,9 +68,10 @@ class Policy:
             raise InvalidArgument(f"cannot read the policy {self.path}: {e.strerror}") from e
         try:
             data = json.loads(text)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
+            why = "nested too deeply" if isinstance(e, RecursionError) else str(e)
             raise InvalidArgument(
-                f"the policy {self.path} is not valid JSON: {e}", hint="fix or remove the file"
+                f"the policy {self.path} is not valid JSON: {why}", hint="fix or remove the file"
             ) from e
         if not isinstance(data, dict):
             raise InvalidArgument(f"the policy {self.path} must be a JSON object", hint="see README")

@@ -202,3 +202,37 @@ def test_find_credentials_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert len(auth_files(primary)) == 3
     # Only the primary file is ever written.
     assert sorted(os.listdir(primary.parent)) == ["auth.json"]
+
+
+def test_malformed_secondary_files_are_skipped_the_primary_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    runtime = tmp_path / "run"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    primary = tmp_path / "etc" / "auth.json"
+    (runtime / "containers").mkdir(parents=True)
+    (runtime / "containers" / "auth.json").write_text("{not json")
+    write(home / ".config" / "containers" / "auth.json", {"auths": {"ghcr.io": "not an object"}})
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    warnings: list[str] = []
+    assert find_credentials("quay.io", primary, warnings.append) is None  # anonymous pulls still work
+    assert find_credentials("quay.io", primary) is None  # the old signature too
+    assert len(warnings) == 3 and all(w.startswith("ignoring ") for w in warnings)
+    assert "nested too deeply" in warnings[2]
+    write(home / ".docker" / "config.json", {"auths": {"quay.io": {"auth": b64("docker:1")}}})
+    assert find_credentials("quay.io", primary) == ("docker", "1")
+    primary.parent.mkdir(parents=True)
+    primary.write_text("{not json")
+    with pytest.raises(InvalidArgument, match="is not a valid auth file"):
+        find_credentials("quay.io", primary, warnings.append)
+
+
+def test_deeply_nested_json_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "auth.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InvalidArgument, match=r"not JSON \(nested too deeply\)"):
+        AuthFile(path).get("quay.io")

@@ -109,3 +109,9 @@ def test_docker_hub_spellings_do_not_escape_a_docker_io_scope(tmp_path: Path, te
     with pytest.raises(PolicyDenied):
         p.check(ref.registry, ref.repository, ref.tag, ref.digest, tls_verify=True)
 
+
+def test_deeply_nested_json_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InvalidArgument, match="not valid JSON"):
+        Policy(path).check("docker.io", "library/alpine", "latest", None, tls_verify=True)
