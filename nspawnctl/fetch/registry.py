@@ -77,6 +77,7 @@ ERROR_BODY_MAX = 64 << 10
 TOKEN_LIFETIME = 60
 """Seconds a token lives when the token server does not say (the spec's default)."""
 
+_TOO_BIG = "the registry serves something else than a registry would; check its host name and the reference"
 TLS_HINT = "--tls-verify=false permits plain HTTP and unchecked certificates for this registry"
 
 _NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*\Z")
@@ -355,7 +356,8 @@ class RegistryClient:
                     hint="nspawnctl supports Basic and Bearer (token) authentication",
                 )
             raise RegistryError(
-                f"{self.registry} answered 401 to GET /v2/ without saying how to authenticate"
+                f"{self.registry} answered 401 to GET /v2/ without saying how to authenticate",
+                hint="check the registry's host name and port (a proxy in front of it may answer instead)",
             )
         raise RegistryError(
             f"{self.registry} does not answer like a registry: GET {resp.request.url} "
@@ -460,12 +462,13 @@ class RegistryClient:
             body = self._read_small(resp, TOKEN_MAX, f"the token from {_origin(realm)}")
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply (a hostile server)
             data = None
         token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token or _CONTROL.search(token):
             raise RegistryError(
-                f"the token server of {self.registry} ({_origin(realm)}) sent no usable token"
+                f"the token server of {self.registry} ({_origin(realm)}) sent no usable token",
+                hint="a problem on the registry's side; retry later, or report it to the registry's operator",
             )
         assert isinstance(data, dict)
         lifetime = data.get("expires_in")
@@ -508,12 +511,14 @@ class RegistryClient:
     def _read_small(self, resp: requests.Response, max_bytes: int, what: str) -> bytes:
         with self._fetcher.body(resp, url=resp.request.url) as download:
             if download.total is not None and download.total > max_bytes:
-                raise RegistryError(f"{what} is {download.total} bytes, more than the {max_bytes} accepted")
+                raise RegistryError(
+                    f"{what} is {download.total} bytes, more than the {max_bytes} accepted", hint=_TOO_BIG
+                )
             data = bytearray()
             while len(data) <= max_bytes and (chunk := download.read(max_bytes + 1 - len(data))):
                 data += chunk
         if len(data) > max_bytes:
-            raise RegistryError(f"{what} is larger than the {max_bytes} bytes accepted")
+            raise RegistryError(f"{what} is larger than the {max_bytes} bytes accepted", hint=_TOO_BIG)
         return bytes(data)
 
     def _error(self, resp: requests.Response, name: str, blob: str | None) -> RegistryError:

@@ -582,6 +582,44 @@ def test_a_401_from_a_redirect_target_gets_no_credentials(
     assert len(cdn.requests) == 1
 
 
+def test_hostile_or_broken_token_servers_give_clean_errors_with_hints(
+    registry: Callable[..., FakeRegistry], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    fake = registry(auth="bearer")
+    fake.add_image("app", "1")
+    nested = b"[" * 100_000 + b"]" * 100_000
+    big = b" " * (1 << 20) + b"{}"
+    for handler, message in [
+        (lambda h: send(h, 200, nested), "sent no usable token"),
+        (lambda h: send(h, 200, b'{"token": ""}'), "sent no usable token"),
+        (lambda h: send(h, 200, big), "is 1048578 bytes, more than the 1048576 accepted"),
+        (unsized(big), "is larger than the 1048576 bytes accepted"),
+    ]:
+        fake.overrides["/token"] = handler
+        with client(fake, pki[0]) as c, pytest.raises(RegistryError, match=message) as info:
+            c.get_manifest("app", "1")
+        assert info.value.hint
+
+
+def test_401_without_a_challenge_has_a_hint(
+    registry: Callable[..., FakeRegistry], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    fake = registry()
+    fake.overrides["/v2/"] = lambda h: send(h, 401, b"")
+    with client(fake, pki[0]) as c, pytest.raises(RegistryError, match="without saying how") as info:
+        c.probe()
+    assert info.value.hint
+
+
+def test_deeply_nested_error_body_is_only_left_out(
+    registry: Callable[..., FakeRegistry], pki: tuple[Path, tuple[Path, Path]]
+) -> None:
+    fake = registry()
+    fake.overrides["/v2/app/manifests/1"] = lambda h: send(h, 500, b"[" * 30_000 + b"]" * 30_000)
+    with client(fake, pki[0]) as c, pytest.raises(RegistryError, match="answered 500"):
+        c.get_manifest("app", "1")
+
+
 # --- manifests ------------------------------------------------------------------------------------
 
 
