@@ -26,29 +26,10 @@ from nspawnctl.fetch.discovery import (
 from nspawnctl.fetch.http import Fetcher, FetchOptions
 
 # Shared with test_fetch (pytest puts this directory on sys.path): the servers and the throwaway CA.
-from test_fetch import Server, body, make_pki, redirect  # isort: skip
+from test_fetch import Server, body, redirect  # isort: skip
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
 LABELS = {"version": "1.0", "os": "linux", "arch": "amd64"}
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[Path, Path]]:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(autouse=True)
-def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "https_proxy",
-        "http_proxy",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
 
 
 @pytest.fixture

@@ -134,26 +134,6 @@ def make_pki(directory: Path) -> tuple[Path, tuple[Path, Path]]:
     return directory / "ca.pem", (directory / "server.pem", directory / "server.key")
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[Path, Path]]:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(autouse=True)
-def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The host's CA and proxy settings must not leak into these tests."""
-    for var in (
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "https_proxy",
-        "http_proxy",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
-
-
 def fetcher(timeout: float = 5.0) -> Fetcher:
     """Plain HTTP allowed: most tests use an http:// server."""
     return Fetcher(FetchOptions(insecure=True, timeout=timeout))

@@ -42,7 +42,7 @@ from nspawnctl.fetch.registry import (
 )
 
 # Shared with test_fetch (pytest puts this directory on sys.path): the servers and the throwaway CA.
-from test_fetch import Server, make_pki  # isort: skip
+from test_fetch import Server  # isort: skip
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 USERS = {"alice": "s3cret:ü"}
@@ -197,26 +197,6 @@ def unsized(data: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
 
 
 # --- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[Path, Path]]:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(autouse=True)
-def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in (
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "https_proxy",
-        "http_proxy",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
-    monkeypatch.setenv("NETRC", "/nonexistent")
 
 
 @pytest.fixture
