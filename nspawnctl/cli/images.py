@@ -9,7 +9,7 @@ import typer
 
 from .app import for_each, state_of
 from .output import ago, confirm_or_refuse, human_size, print_json, table
-from .registry import parse_bool, tls_verify_option
+from .registry import authfile_option, parse_bool, tls_verify_option
 
 image_app = typer.Typer(help="Manage images.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -104,13 +104,7 @@ def pull(
         "host's, e.g. linux/amd64).",
     ),
     tls_verify: str = tls_verify_option(),
-    authfile: str = typer.Option(
-        None,
-        "--authfile",
-        metavar="FILE",
-        help="Registry credentials (default /etc/nspawnctl/auth.json, or $REGISTRY_AUTH_FILE; "
-        "see 'nspawnctl login').",
-    ),
+    authfile: str = authfile_option(),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or notices, only the image ID."),
     json_out: bool = typer.Option(False, "--json", help="Print the image and how it was verified as JSON."),
 ) -> None:

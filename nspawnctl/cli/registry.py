@@ -28,6 +28,16 @@ def tls_verify_option() -> str:
     )
 
 
+def authfile_option() -> str:
+    """``--authfile FILE``, shared by pull, login and logout."""
+    return typer.Option(
+        None,
+        "--authfile",
+        metavar="FILE",
+        help="Registry credentials file (default /etc/nspawnctl/auth.json, or $REGISTRY_AUTH_FILE).",
+    )
+
+
 def parse_bool(option: str, value: str) -> bool:
     from ..errors import InvalidArgument
 
@@ -68,12 +78,7 @@ def login(
     ca_cert: str = typer.Option(
         None, "--ca-cert", metavar="FILE", envvar="REQUESTS_CA_BUNDLE", help="PEM file of CAs for HTTPS."
     ),
-    authfile: str = typer.Option(
-        None,
-        "--authfile",
-        metavar="FILE",
-        help="Credentials file (default /etc/nspawnctl/auth.json, or $REGISTRY_AUTH_FILE).",
-    ),
+    authfile: str = authfile_option(),
 ) -> None:
     """Log in to a registry: check the credentials with it, then store them (file mode 0600).
 
@@ -115,12 +120,7 @@ def logout(
         DEFAULT_REGISTRY, metavar="REGISTRY", help="Registry host[:port] (default docker.io)."
     ),
     all_: bool = typer.Option(False, "-a", "--all", help="Remove the credentials of every registry."),
-    authfile: str = typer.Option(
-        None,
-        "--authfile",
-        metavar="FILE",
-        help="Credentials file (default /etc/nspawnctl/auth.json, or $REGISTRY_AUTH_FILE).",
-    ),
+    authfile: str = authfile_option(),
 ) -> None:
     """Remove stored registry credentials."""
     from ..errors import NotFound
