@@ -75,3 +75,16 @@ def generate_name(taken: set[str]) -> str:
         if name not in taken:
             return name
     return f"ctr-{secrets.token_hex(4)}"
+
+
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_-]{1,12}")
+
+
+def check_zone_name(name: str) -> str:
+    """A zone's bridge is ``vz-NAME``: an interface name, so at most 12 characters of [A-Za-z0-9_-]."""
+    if not _ZONE_NAME.fullmatch(name):
+        raise InvalidName(
+            f"invalid zone name {name!r}",
+            hint="use at most 12 letters, digits, '-' or '_' (the bridge is called vz-NAME)",
+        )
+    return name

@@ -31,32 +31,146 @@ class RunDefaults:
     stop_signal: str | None = None  # OCI StopSignal ("SIGQUIT"); None: SIGTERM
 
 
+# nspawn's Bind= options (systemd.nspawn(5)); "idmap" keeps a volume writable for root inside a
+# user namespace: the mount maps the container's root to the owner on the host.
+BIND_OPTIONS = ("rbind", "norbind", "idmap", "noidmap", "rootidmap", "owneridmap")
+
+
 @dataclass(frozen=True)
 class Volume:
     host: str
     container: str
     read_only: bool = False
+    options: tuple[str, ...] = ()  # nspawn Bind= options, e.g. ("idmap",)
 
     @classmethod
     def parse(cls, text: str) -> Volume:
-        """``HOST:CONTAINER[:ro|rw]`` as docker's ``-v``; both paths absolute."""
+        """``HOST:CONTAINER[:OPTS]`` as docker's ``-v``, OPTS a comma list of ro|rw and nspawn's
+        bind options (idmap, noidmap, rbind, norbind); both paths absolute."""
         parts = text.split(":")
         ro = False
-        if len(parts) == 3 and parts[2] in ("ro", "rw"):
-            ro = parts[2] == "ro"
+        opts: list[str] = []
+        if len(parts) == 3:
+            for o in parts[2].split(","):
+                if o in ("ro", "rw"):
+                    ro = o == "ro"
+                elif o in BIND_OPTIONS:
+                    opts.append(o)
+                else:
+                    raise InvalidArgument(
+                        f"invalid volume option {o!r} in {text!r}",
+                        hint="options are ro, rw, idmap, noidmap, rbind, norbind",
+                    )
             parts = parts[:2]
         if len(parts) != 2 or not all(p.startswith("/") for p in parts):
             raise InvalidArgument(
                 f"invalid volume {text!r}", hint="use -v /host/path:/container/path[:ro], both absolute"
             )
-        return cls(parts[0], parts[1], ro)
+        return cls(parts[0], parts[1], ro, tuple(opts))
+
+    @property
+    def idmap(self) -> bool:
+        return "idmap" in self.options
+
+    def with_idmap(self) -> Volume:
+        """The volume as a user-namespaced container mounts it: ID-mapped unless told otherwise."""
+        if any(o in self.options for o in ("idmap", "noidmap", "rootidmap", "owneridmap")):
+            return self
+        return replace(self, options=(*self.options, "idmap"))
 
     def bind_value(self) -> str:
-        # nspawn's Bind= splits on ':' with backslash escapes.
-        return f"{_escape_colon(self.host)}:{_escape_colon(self.container)}"
+        # nspawn's Bind= splits on ':' with backslash escapes; options are the third field.
+        value = f"{_escape_colon(self.host)}:{_escape_colon(self.container)}"
+        return value + (":" + ",".join(self.options) if self.options else "")
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.container}" + (":ro" if self.read_only else "")
+        opts = (["ro"] if self.read_only else []) + list(self.options)
+        return f"{self.host}:{self.container}" + (":" + ",".join(opts) if opts else "")
+
+
+NETWORK_MODES = ("host", "none", "private", "veth")
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+
+
+def parse_network(text: str) -> str:
+    """``host|none|private|veth|zone:NAME``; a zone name as nspawn's (letters, digits, -_, <= 12)."""
+    if text in NETWORK_MODES:
+        return text
+    if text.startswith("zone:"):
+        from .names import check_zone_name
+
+        return f"zone:{check_zone_name(text[5:])}"
+    raise InvalidArgument(f"invalid network {text!r}", hint="use host, none, private, veth or zone:NAME")
+
+
+def network_zone(network: str) -> str | None:
+    return network[5:] if network.startswith("zone:") else None
+
+
+def owns_netns(network: str) -> bool:
+    """nspawnctl builds this container's network namespace itself (veth or zone), before nspawn runs."""
+    return network == "veth" or network.startswith("zone:")
+
+
+def parse_restart(text: str) -> str:
+    if text not in RESTART_POLICIES:
+        raise InvalidArgument(
+            f"invalid restart policy {text!r}", hint="use no, on-failure, always or unless-stopped"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """``-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]``: a port of the container published on the host."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> PortMapping:
+        import ipaddress
+
+        spec, _, proto = text.partition("/")
+        proto = proto or "tcp"
+        bad = InvalidArgument(
+            f"invalid port mapping {text!r}",
+            hint="use -p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp], e.g. -p 8080:80",
+        )
+        if proto not in ("tcp", "udp"):
+            raise bad
+        host_ip: str | None = None
+        if spec.startswith("["):  # [::1]:8080:80
+            end = spec.find("]")
+            if end < 0:
+                raise bad
+            host_ip, spec = spec[1:end], spec[end + 2 :]
+        else:
+            parts = spec.split(":")
+            if len(parts) == 3:
+                host_ip, spec = parts[0], ":".join(parts[1:])
+        parts = spec.split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise bad
+        hp, cp = int(parts[0]), int(parts[1])
+        if not (0 < hp < 65536 and 0 < cp < 65536):
+            raise InvalidArgument(f"port out of range in {text!r}", hint="ports are 1-65535")
+        if host_ip is not None:
+            try:
+                host_ip = str(ipaddress.ip_address(host_ip))
+            except ValueError:
+                raise InvalidArgument(
+                    f"invalid host address {host_ip!r} in {text!r}", hint="use an IP address of this host"
+                ) from None
+        return cls(hp, cp, proto, host_ip)
+
+    def __str__(self) -> str:
+        ip = ""
+        if self.host_ip:
+            ip = f"[{self.host_ip}]:" if ":" in self.host_ip else f"{self.host_ip}:"
+        return f"{ip}{self.host_port}:{self.container_port}/{self.protocol}"
 
 
 def _escape_colon(path: str) -> str:
@@ -107,6 +221,11 @@ class ContainerSpec:
     # ``command`` is always the whole argv, as the .nspawn file's Parameters= has it.
     entrypoint: list[str] = field(default_factory=list)
     stop_signal: str | None = None  # what ``stop`` sends the payload; None: SIGTERM
+    network: str = "host"  # host | none | private | veth | zone:NAME (see parse_network)
+    ports: list[PortMapping] = field(default_factory=list)
+    restart: str = "no"  # no | on-failure | always | unless-stopped (systemd's Restart=)
+    # A user namespace (PrivateUsers=pick, ID-mapped root): the payload's root is a high host UID.
+    private_users: bool = False
 
     @property
     def cmd(self) -> list[str]:
@@ -131,8 +250,12 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     # or the image's StopSignal; a booted init gets nspawn's own default, SIGRTMIN+3 (orderly shutdown).
     f.set("Exec", "KillSignal", None if spec.boot else spec.stop_signal or "SIGTERM")
     f.set("Exec", "NotifyReady", "yes" if spec.boot else None)
+    f.set("Exec", "PrivateUsers", "pick" if spec.private_users else "no")
+    f.set("Files", "PrivateUsersOwnership", "auto" if spec.private_users else None)
+    f.set("Files", "PrivateUsersChown", None)
     f.set_all("Files", "Bind", [v.bind_value() for v in spec.volumes if not v.read_only])
     f.set_all("Files", "BindReadOnly", [v.bind_value() for v in spec.volumes if v.read_only])
+    _network_to_file(spec, f)
     own = {
         "Id": spec.id,
         "Image": spec.image,
@@ -142,11 +265,88 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
         "CPUs": None if spec.limits.cpus is None else f"{spec.limits.cpus:g}",
         "TasksMax": None if spec.limits.pids is None else str(spec.limits.pids),
         "AutoRemove": "yes" if spec.auto_remove else None,
+        "Network": None if spec.network == "host" else spec.network,
+        "Restart": None if spec.restart == "no" else spec.restart,
     }
     for key, value in own.items():
         f.set(OWN_SECTION, key, value)
     f.set_words(OWN_SECTION, "Entrypoint", spec.entrypoint or None)
+    f.set_all(OWN_SECTION, "Publish", [str(p) for p in spec.ports])
     return f
+
+
+# [Network] keys that make nspawn build the network itself. In --settings=override mode any of
+# them replaces the command line's network setup, so a veth/zone container (whose namespace
+# nspawnctl builds before nspawn starts) must have none of them.
+NSPAWN_NETWORK_KEYS = (
+    "Private",
+    "VirtualEthernet",
+    "VirtualEthernetExtra",
+    "Bridge",
+    "Zone",
+    "Interface",
+    "MACVLAN",
+    "IPVLAN",
+    "Port",
+)
+
+
+def _network_to_file(spec: ContainerSpec, f: NspawnFile) -> None:
+    if owns_netns(spec.network):
+        for key in NSPAWN_NETWORK_KEYS:
+            f.set("Network", key, None)
+        # nspawnctl writes /etc/resolv.conf for the container's own network; nspawn's "auto"
+        # would copy the host's (a loopback stub is useless in another namespace) over it.
+        f.set("Exec", "ResolvConf", "off")
+        return
+    if f.get("Exec", "ResolvConf") == "off" and spec.network == "host":
+        f.set("Exec", "ResolvConf", None)
+    for key in ("VirtualEthernet", "Zone", "Port", "Bridge"):
+        f.set("Network", key, None)
+    if spec.network == "host":
+        # explicit, so systemd-nspawn@.service's own --network-veth does not apply either
+        f.set("Network", "Private", "no")
+        f.set("Network", "VirtualEthernet", "no")
+        for key in ("Interface", "MACVLAN", "IPVLAN", "VirtualEthernetExtra"):
+            f.set("Network", key, None)
+    else:  # none, private: a namespace of nspawn's with loopback (plus Interface= etc. for private)
+        f.set("Network", "Private", "yes")
+        f.set("Network", "VirtualEthernet", "no")
+        if spec.network == "none":
+            for key in ("Interface", "MACVLAN", "IPVLAN", "VirtualEthernetExtra"):
+                f.set("Network", key, None)
+
+
+def _network_from_file(f: NspawnFile) -> str:
+    """Our own Network= key, or what nspawn's [Network] keys of a hand-written file say."""
+    own = f.get(OWN_SECTION, "Network")
+    if own:
+        return parse_network(own)
+    zone = f.get("Network", "Zone")
+    if zone:
+        return parse_network(f"zone:{zone}")
+    if _yes(f.get("Network", "VirtualEthernet")) or f.get_all("Network", "Port"):
+        return "veth"
+    if any(f.get_all("Network", k) for k in ("Interface", "MACVLAN", "IPVLAN", "VirtualEthernetExtra")):
+        return "private"
+    if _yes(f.get("Network", "Private")):
+        return "none"
+    return "host"
+
+
+def _ports_from_file(f: NspawnFile) -> list[PortMapping]:
+    ports = [PortMapping.parse(v) for v in f.get_all(OWN_SECTION, "Publish")]
+    for value in f.get_all("Network", "Port"):  # nspawn's [tcp|udp:]HOSTPORT[:CONTAINERPORT]
+        proto, rest = "tcp", value
+        if value.split(":")[0] in ("tcp", "udp"):
+            proto, _, rest = value.partition(":")
+        host, _, ctr = rest.partition(":")
+        ports.append(PortMapping.parse(f"{host}:{ctr or host}/{proto}"))
+    return ports
+
+
+def _yes(value: str | None) -> bool:
+    return (value or "").lower() in ("yes", "true", "1", "on")
 
 
 def _quote_env(assignment: str) -> str:
@@ -166,10 +366,12 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
         for value in f.get_all("Files", key):
             parts = _unescape_colon(value)
             host = parts[0]
-            ctr = parts[1] if len(parts) > 1 else host
-            volumes.append(Volume(host, ctr, ro))
+            ctr = parts[1] if len(parts) > 1 and parts[1] else host
+            opts = tuple(o for o in parts[2].split(",") if o) if len(parts) > 2 else ()
+            volumes.append(Volume(host, ctr, ro, opts))
     mem, cpus, pids = f.get(own, "MemoryMax"), f.get(own, "CPUs"), f.get(own, "TasksMax")
-    boot = (f.get("Exec", "Boot") or "no").lower() in ("yes", "true", "1", "on")
+    boot = _yes(f.get("Exec", "Boot") or "no")
+    users = (f.get("Exec", "PrivateUsers") or "no").lower()
     kill = f.get("Exec", "KillSignal")
     return ContainerSpec(
         name=name,
@@ -192,4 +394,8 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
         auto_remove=(f.get(own, "AutoRemove") or "no") == "yes",
         entrypoint=f.get_words(own, "Entrypoint"),
         stop_signal=None if boot or kill in (None, "SIGTERM") else kill,
+        network=_network_from_file(f),
+        ports=_ports_from_file(f),
+        restart=parse_restart(f.get(own, "Restart") or "no"),
+        private_users=users not in ("no", "false", "0", "off"),
     )
