@@ -69,6 +69,24 @@ class ContainerNotRunning(Conflict):
     code = "container-not-running"
 
 
+class PortInUse(Conflict):
+    """A published host port is taken (by another program or another container)."""
+
+    code = "port-in-use"
+
+
+class NetworkError(NspawnctlError):
+    """The container's network could not be built (netns, links, addresses, proxies)."""
+
+    code = "network-error"
+
+
+class DefinitionError(InvalidArgument):
+    """A .nspawn definition given to apply/diff is wrong; the message starts with FILE:LINE."""
+
+    code = "definition-error"
+
+
 class PoolError(NspawnctlError):
     code = "pool"
 
