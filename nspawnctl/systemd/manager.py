@@ -87,6 +87,30 @@ class Manager:
         (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", [unit, "fail", body, []], fds)
         return await self.wait_job(job)
 
+    async def start_transient_with_aux(
+        self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]]
+    ) -> str:
+        """StartTransientUnit with auxiliary units created in the same call: a socket and the
+        service it activates, as ``systemd-run --socket-property`` does. Returns the job result."""
+        await self.subscribe_jobs()
+
+        def body(ps: list[Property]) -> list[Any]:
+            return [[name, self.bus.variant(sig, value)] for name, sig, value in ps]
+
+        aux_body = [[name, body(ps)] for name, ps in aux]
+        args = [unit, "fail", body(props), aux_body]
+        (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args)
+        return await self.wait_job(job)
+
+    async def stop_if_loaded(self, unit: str) -> None:
+        """Stop ``unit`` and forget a failed state; a unit that does not exist is fine."""
+        try:
+            await self.stop(unit)
+        except BusError as e:
+            if not e.name.endswith("NoSuchUnit"):
+                raise
+        await self.reset_failed(unit)
+
     async def stop(self, unit: str) -> str:
         await self.subscribe_jobs()
         (job,) = await self.call("StopUnit", "ss", [unit, "replace"])
@@ -94,6 +118,40 @@ class Manager:
 
     async def kill(self, unit: str, who: str, signal: int) -> None:
         await self.call("KillUnit", "ssi", [unit, who, signal])
+
+    async def start(self, unit: str, mode: str = "replace") -> str:
+        """StartUnit and wait for its job; returns the job result (``done`` = ok)."""
+        await self.subscribe_jobs()
+        (job,) = await self.call("StartUnit", "ss", [unit, mode])
+        return await self.wait_job(job)
+
+    async def queue_stop(self, unit: str) -> str:
+        """StopUnit without waiting: once the stop job is queued, systemd does not restart the unit
+        whatever its Restart= says. Returns the job path."""
+        (job,) = await self.call("StopUnit", "ss", [unit, "replace"])
+        return str(job)
+
+    async def reload(self) -> None:
+        """daemon-reload: systemd answers once the unit files are read again."""
+        await self.call("Reload")
+
+    async def enable_unit_files(self, files: list[str], runtime: bool = False, force: bool = False) -> None:
+        """EnableUnitFiles(as files, b runtime, b force) -> (b carries_install_info, a(sss) changes)."""
+        await self.call("EnableUnitFiles", "asbb", [files, runtime, force])
+
+    async def disable_unit_files(self, files: list[str], runtime: bool = False) -> None:
+        """DisableUnitFiles(as files, b runtime) -> a(sss) changes."""
+        await self.call("DisableUnitFiles", "asb", [files, runtime])
+
+    async def unit_file_state(self, file: str) -> str:
+        """GetUnitFileState(s) -> s: enabled, disabled, static, ...; "" when there is no such file."""
+        try:
+            (state,) = await self.call("GetUnitFileState", "s", [file])
+        except BusError as e:
+            if e.name.endswith(("NoSuchUnit", "FileNotFound")) or "No such file" in str(e):
+                return ""
+            raise
+        return str(state)
 
     async def reset_failed(self, unit: str) -> None:
         try:

@@ -1,0 +1,231 @@
+"""Published ports: ``-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]``.
+
+TCP: a transient socket unit ``nspawnctl-NAME-HOSTPORT-tcp.socket`` listens on the host and its
+service runs systemd-socket-proxyd to CONTAINER_IP:CTRPORT. Unlike nspawn's own Port= (a DNAT
+rule that skips 127.0.0.0/8), a listening socket also answers on localhost; without HOSTIP it
+listens on every address, IPv4 and IPv6.
+
+UDP: an element ``udp . HOSTPORT : CONTAINER_IP . CTRPORT`` in systemd-networkd's nft map
+``ip io.systemd.nat map_port_ipport``, exactly what nspawn's Port= adds. So UDP ports answer on the
+host's own non-loopback addresses only (networkd's output chain skips 127.0.0.0/8), on every such
+address (a HOSTIP is refused: the map has no address in its key), and only while networkd keeps
+its table (restarting networkd flushes it).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Any
+
+from ..config import Paths
+from ..errors import InvalidArgument, NetworkError, PortInUse, SystemdError
+from ..spec import ContainerSpec, PortMapping, owns_netns
+from . import ipcmd, statefile
+from .statefile import NetState
+
+PROXYD = (Path("/usr/lib/systemd/systemd-socket-proxyd"), Path("/lib/systemd/systemd-socket-proxyd"))
+NFT_MAP = ["ip", "io.systemd.nat", "map_port_ipport"]
+
+
+def unit_base(name: str, pm: PortMapping) -> str:
+    return f"nspawnctl-{name}-{pm.host_port}-{pm.protocol}"
+
+
+def check_ports(paths: Paths, spec: ContainerSpec) -> None:
+    """Fail early, before anything is created: a port published twice, or already taken on the
+    host (by a program, or by another nspawnctl container, even a stopped-but-not-cleaned one)."""
+    if not spec.ports:
+        return
+    if not owns_netns(spec.network):
+        raise InvalidArgument(
+            f"-p needs a network namespace of the container's own, not --network {spec.network}",
+            hint="use --network veth or zone:NAME (or leave --network out: -p implies veth)",
+        )
+    seen: set[tuple[str, int]] = set()
+    others = [st for st in statefile.all_states() if st.name != spec.name]
+    for pm in spec.ports:
+        _check_shape(pm, seen)
+        owner = next((st.name for st in others if _clashes(pm, st.ports)), None)
+        if owner is not None or _bind_in_use(pm):
+            raise PortInUse(
+                f"port {pm.host_port}/{pm.protocol} is already in use on the host",
+                hint=(f"container {owner} publishes it; " if owner else "")
+                + f"choose another host port: -p OTHER:{pm.container_port}",
+            )
+
+
+def _check_shape(pm: PortMapping, seen: set[tuple[str, int]]) -> None:
+    if pm.protocol == "udp" and pm.host_ip:
+        raise InvalidArgument(
+            f"-p {pm}: a host address for a UDP port is not supported",
+            hint=f"publish it on all host addresses: -p {pm.host_port}:{pm.container_port}/udp",
+        )
+    key = (pm.protocol, pm.host_port)
+    if key in seen:
+        raise InvalidArgument(
+            f"port {pm.host_port}/{pm.protocol} is published twice", hint="publish each host port once"
+        )
+    seen.add(key)
+
+
+def _clashes(pm: PortMapping, published: list[str]) -> bool:
+    for text in published:
+        other = PortMapping.parse(text)
+        same_ip = not pm.host_ip or not other.host_ip or pm.host_ip == other.host_ip
+        if other.protocol == pm.protocol and other.host_port == pm.host_port and same_ip:
+            return True
+    return False
+
+
+def _bind_in_use(pm: PortMapping) -> bool:
+    """Try to bind what the socket unit (or the DNAT rule) will take; only EADDRINUSE counts."""
+    if pm.host_ip:
+        fam = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
+        targets = [(fam, pm.host_ip)] + ([(socket.AF_INET, "127.0.0.1")] if fam == socket.AF_INET else [])
+    else:
+        targets = [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")]
+    return any(_bind_fails(fam, ip, pm) for fam, ip in targets)
+
+
+def _bind_fails(fam: socket.AddressFamily, ip: str, pm: PortMapping) -> bool:
+    kind = socket.SOCK_STREAM if pm.protocol == "tcp" else socket.SOCK_DGRAM
+    try:
+        sock = socket.socket(fam, kind)
+    except OSError:  # no IPv6 on this host
+        return False
+    with sock:
+        if kind == socket.SOCK_STREAM:  # as systemd's listening sockets: TIME_WAIT is no conflict
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if fam == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((ip, pm.host_port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return True
+            if e.errno == errno.EADDRNOTAVAIL and ip == pm.host_ip:
+                raise InvalidArgument(
+                    f"-p {pm}: {ip} is not an address of this host",
+                    hint="use one of the host's addresses, or none",
+                ) from None
+    return False
+
+
+def publish(st: NetState, ports: list[PortMapping], unit: str | None = None) -> None:
+    """Publish ``ports`` to ``st.address``; every unit and map element is recorded in ``st`` (and
+    saved) before it is made, so ``down`` removes it even when a later one fails."""
+    if not ports:
+        return
+    assert st.address is not None
+    tcp = [pm for pm in ports if pm.protocol == "tcp"]
+    for pm in ports:
+        if pm.protocol == "udp":
+            _publish_udp(st, pm)
+    if tcp:
+        _publish_tcp(st, tcp, unit)
+
+
+def _publish_udp(st: NetState, pm: PortMapping) -> None:
+    key = f"udp . {pm.host_port}"
+    st.nft_elements.append(key)
+    st.ports.append(str(pm))
+    statefile.save(st)
+    ipcmd.try_run(["nft", "delete", "element", *NFT_MAP, f"{{ {key} }}"])
+    try:
+        ipcmd.run(["nft", "add", "element", *NFT_MAP, f"{{ {key} : {st.address} . {pm.container_port} }}"])
+    except NetworkError as e:
+        raise NetworkError(
+            f"cannot publish {pm}: {e.message}",
+            hint=e.hint
+            or "the map is systemd-networkd's (made for IPMasquerade= on ve-/vz- links): "
+            "is systemd-networkd running?",
+        ) from None
+
+
+def _publish_tcp(st: NetState, tcp: list[PortMapping], unit: str | None) -> None:
+    from ..systemd.bus import run_sync
+
+    proxyd = next((p for p in PROXYD if p.exists()), None)
+    if proxyd is None:
+        raise NetworkError(
+            "systemd-socket-proxyd not found", hint="install systemd (it ships systemd-socket-proxyd)"
+        )
+    jobs = []
+    for pm in tcp:
+        base = unit_base(st.name, pm)
+        st.proxy_units += [f"{base}.socket", f"{base}.service"]
+        st.ports.append(str(pm))
+        jobs.append((pm, base, _socket_props(st, pm, unit), _service_props(st, pm, proxyd, unit)))
+    statefile.save(st)
+
+    async def go(bus: Any) -> list[tuple[PortMapping, str, str]]:
+        from ..systemd.manager import Manager
+
+        m = Manager(bus)
+        out = []
+        for pm, base, sock_props, svc_props in jobs:
+            for unit in (f"{base}.socket", f"{base}.service"):  # a leftover would block the name
+                await m.stop_if_loaded(unit)
+            result = await m.start_transient_with_aux(
+                f"{base}.socket", sock_props, [(f"{base}.service", svc_props)]
+            )
+            out.append((pm, base, result))
+        return out
+
+    for pm, base, result in run_sync(go):
+        if result != "done":
+            raise NetworkError(
+                f"cannot listen on host port {pm.host_port}/tcp (socket unit {base}.socket: {result})",
+                hint=f"see journalctl -u {base}.socket",
+            )
+
+
+def _listen_address(pm: PortMapping) -> str:
+    if not pm.host_ip:
+        return str(pm.host_port)
+    ip = ipaddress.ip_address(pm.host_ip)
+    return f"[{ip}]:{pm.host_port}" if ip.version == 6 else f"{ip}:{pm.host_port}"
+
+
+def _owner(st: NetState, unit: str | None) -> str:
+    return f"container {st.name}" + (f" ({unit})" if unit else "")
+
+
+def _socket_props(st: NetState, pm: PortMapping, unit: str | None) -> list[Any]:
+    return [
+        ("Description", "s", f"nspawnctl: port {pm} of {_owner(st, unit)}"),
+        ("Listen", "a(ss)", [["Stream", _listen_address(pm)]]),
+        ("CollectMode", "s", "inactive-or-failed"),
+    ]
+
+
+def _service_props(st: NetState, pm: PortMapping, proxyd: Path, unit: str | None) -> list[Any]:
+    target = f"{st.address}:{pm.container_port}"
+    return [
+        ("Description", "s", f"nspawnctl: proxy for port {pm} of {_owner(st, unit)}"),
+        ("ExecStart", "a(sasb)", [[str(proxyd), [str(proxyd), target], False]]),
+        ("CollectMode", "s", "inactive-or-failed"),
+    ]
+
+
+def unpublish(st: NetState) -> None:
+    """Stop the proxies and drop the map elements; best effort, as ``down`` must always finish."""
+    for key in st.nft_elements:
+        ipcmd.try_run(["nft", "delete", "element", *NFT_MAP, f"{{ {key} }}"])
+    if st.proxy_units:
+        from ..systemd.bus import run_sync
+
+        async def go(bus: Any) -> None:
+            from ..systemd.manager import Manager
+
+            m = Manager(bus)
+            for unit in st.proxy_units:
+                await m.stop_if_loaded(unit)
+
+        try:
+            run_sync(go)
+        except SystemdError:
+            pass

@@ -1,0 +1,173 @@
+"""Zones: a bridge ``vz-ZONE`` shared by several containers, with addresses nspawnctl hands out.
+
+networkd gives the bridge a /24 (80-container-vz.network) and runs a DHCP server on it, but an
+app container has no DHCP client; so nspawnctl leases addresses itself, in
+/run/nspawnctl/net/zones/ZONE.json, under an flock of ZONE.lock, and writes every member's
+/etc/hosts from the leases so members reach each other by name. (Zone files are in a subdirectory:
+a container named ``zone-x`` must not collide with zone ``x``.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..config import Paths
+from ..errors import NetworkError
+from . import files, ipcmd, statefile
+from .names import bridge_name, netns_path
+
+
+@dataclass
+class ZoneFile:
+    zone: str
+    subnet: str | None = None  # the bridge's network when the leases were made
+    created_bridge: bool = False  # nspawnctl made vz-ZONE, so it removes it after the last member
+    leases: dict[str, str] = field(default_factory=dict)  # container name -> IPv4 address
+
+
+def zones_dir() -> Path:
+    return statefile.RUN_DIR / "zones"
+
+
+@contextlib.contextmanager
+def locked(zone: str) -> Iterator[ZoneFile]:
+    """The zone's file, read and written under its lock: allocation never races another ``up``.
+
+    The lock file goes with the zone's last member; so a lock taken on a file that was unlinked
+    meanwhile is retried on the new one, or two holders could run at once."""
+    d = zones_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    lock, data = d / f"{zone}.lock", d / f"{zone}.json"
+    fd = _lock(lock)
+    try:
+        zf = _load(zone)
+        yield zf
+        if zf.leases or zf.created_bridge:
+            statefile.write_json(data, asdict(zf))
+        else:
+            data.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _lock(path: Path) -> int:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _load(zone: str) -> ZoneFile:
+    try:
+        data = json.loads((zones_dir() / f"{zone}.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return ZoneFile(zone)
+    return ZoneFile(zone, data.get("subnet"), bool(data.get("created_bridge")), dict(data.get("leases", {})))
+
+
+def zones_with(name: str) -> list[str]:
+    """Zones where ``name`` holds a lease (``down`` without a state file)."""
+    d = zones_dir()
+    return [p.stem for p in sorted(d.glob("*.json")) if name in _load(p.stem).leases] if d.is_dir() else []
+
+
+def join(zone: str, port: str, netns: str) -> None:
+    """Create vz-ZONE if missing and plug a new veth ``port`` (peer host0 in ``netns``) into it.
+
+    Under the zone lock, so that a member leaving at the same time never removes the bridge
+    this one is joining (it only removes a bridge without ports)."""
+    bridge = bridge_name(zone)
+    with locked(zone) as zf:
+        if not ipcmd.link_exists(bridge):
+            ipcmd.run(["ip", "link", "add", bridge, "type", "bridge"])
+            zf.created_bridge = True
+        ipcmd.run(["ip", "link", "set", bridge, "up"])
+        ipcmd.run(["ip", "link", "add", port, "type", "veth", "peer", "name", "host0", "netns", netns])
+        ipcmd.run(["ip", "link", "set", port, "master", bridge, "up"])
+
+
+def lease(paths: Paths, zone: str, name: str, gateway: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
+    """Allocate ``name``'s address (its previous one if still free) and rewrite the members' hosts files."""
+    with locked(zone) as zf:
+        addr = allocate(zf, name, gateway, alive=lambda n: os.path.exists(netns_path(n)))
+        write_hosts(paths, zf)
+    return addr
+
+
+def leave(paths: Paths, zone: str, name: str, port: str | None) -> None:
+    """Drop ``name``'s lease and port, update the others' hosts files, remove a bridge we made once empty."""
+    bridge = bridge_name(zone)
+    with locked(zone) as zf:
+        if port and ipcmd.link_exists(port):
+            ipcmd.try_run(["ip", "link", "del", port])
+        if zf.leases.pop(name, None) is not None:
+            write_hosts(paths, zf)
+        if zf.created_bridge and not ipcmd.links_of_master(bridge):
+            ipcmd.try_run(["ip", "link", "del", bridge])
+            zf.created_bridge = False
+            zf.leases.clear()
+
+
+def allocate(
+    zf: ZoneFile, name: str, gateway: ipaddress.IPv4Interface, alive: Callable[[str], bool]
+) -> ipaddress.IPv4Address:
+    """The lowest free address after the bridge's (then below it), never one another member holds.
+
+    Leases of members whose netns is gone (a crash skipped their ``down``) are dropped first, and
+    so are leases from another subnet (the bridge was recreated and networkd chose a new /24)."""
+    net = gateway.network
+    leases = {
+        n: a for n, a in zf.leases.items() if ipaddress.IPv4Address(a) in net and (n == name or alive(n))
+    }
+    taken = {ipaddress.IPv4Address(a) for n, a in leases.items() if n != name}
+    own = leases.get(name)
+    if own is not None and _usable(ipaddress.IPv4Address(own), gateway, taken):
+        addr = ipaddress.IPv4Address(own)
+    else:
+        addr = pick_address(gateway, taken)
+    leases[name] = str(addr)
+    zf.leases, zf.subnet = leases, str(net)
+    return addr
+
+
+def pick_address(
+    gateway: ipaddress.IPv4Interface, taken: set[ipaddress.IPv4Address]
+) -> ipaddress.IPv4Address:
+    """For a veth this is the host side's address + 1 (nothing else is taken on a /28)."""
+    hosts = list(gateway.network.hosts())
+    after = [h for h in hosts if h > gateway.ip] + [h for h in hosts if h < gateway.ip]
+    for h in after:
+        if h not in taken:
+            return h
+    raise NetworkError(
+        f"no free address left in {gateway.network}",
+        hint="remove stopped containers from this zone, or use another zone",
+    )
+
+
+def _usable(
+    addr: ipaddress.IPv4Address, gateway: ipaddress.IPv4Interface, taken: set[ipaddress.IPv4Address]
+) -> bool:
+    net = gateway.network
+    ends = (net.network_address, net.broadcast_address)
+    return addr in net and addr not in ends and addr != gateway.ip and addr not in taken
+
+
+def write_hosts(paths: Paths, zf: ZoneFile) -> None:
+    """Every member's /etc/hosts names every member (called with the zone locked)."""
+    content = files.hosts_file(zf.leases)
+    for member in zf.leases:
+        files.write_in_root(paths.pool / member, "etc", "hosts", content)

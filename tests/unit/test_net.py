@@ -1,0 +1,423 @@
+"""The network layer without a kernel: ``ip``/``nft`` are faked, /run and the pool are temp dirs."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nspawnctl import net
+from nspawnctl.config import Paths
+from nspawnctl.errors import InvalidArgument, NetworkError, PortInUse
+from nspawnctl.net import detect, files, ipcmd, names, setup, statefile, zone
+from nspawnctl.spec import ContainerSpec, PortMapping
+
+
+def spec(name: str, network: str = "veth", ports: tuple[str, ...] = ()) -> ContainerSpec:
+    return ContainerSpec(
+        name=name,
+        id="0" * 32,
+        image="busybox",
+        image_id="sha256:" + "ab" * 32,
+        created="2026-01-01T00:00:00+00:00",
+        network=network,
+        ports=[PortMapping.parse(p) for p in ports],
+    )
+
+
+class FakeIp:
+    """Just enough of ``ip``, ``nsenter`` and ``nft``: links, bridges and networkd's addresses."""
+
+    def __init__(self, netns_dir: Path, addresses: dict[str, str] | None = None) -> None:
+        self.netns_dir = netns_dir
+        self.addresses = {"ve-": "192.168.5.17/28", "vz-": "10.0.7.1/24"} if addresses is None else addresses
+        self.calls: list[list[str]] = []
+        self.inputs: list[str | None] = []
+        self.links: set[str] = set()
+        self.masters: dict[str, set[str]] = {}
+        self.fail: Callable[[list[str]], bool] = lambda argv: False
+
+    def __call__(self, argv: list[str], input: str | None = None) -> str:
+        self.calls.append(argv)
+        self.inputs.append(input)
+        if self.fail(argv):
+            raise NetworkError(f"{' '.join(argv)}: RTNETLINK answers: boom")
+        a = argv
+        if a[:3] == ["ip", "netns", "add"]:
+            (self.netns_dir / a[3]).touch()
+        elif a[:3] == ["ip", "netns", "del"]:
+            (self.netns_dir / a[3]).unlink()
+        elif a[:3] == ["ip", "link", "add"]:
+            self.links.add(a[3])
+        elif a[:3] == ["ip", "link", "del"]:
+            self.links.discard(a[3])
+            self.masters.pop(a[3], None)
+            for ports in self.masters.values():
+                ports.discard(a[3])
+        elif a[:3] == ["ip", "link", "set"] and "master" in a:
+            self.masters.setdefault(a[a.index("master") + 1], set()).add(a[3])
+        elif a[:4] == ["ip", "-j", "link", "show"]:
+            return self._show(a[4], a[5])
+        elif a[:5] == ["ip", "-j", "-4", "addr", "show"]:
+            return self._addr(a[6])
+        return ""
+
+    def _show(self, how: str, what: str) -> str:
+        if how == "master":
+            return json.dumps([{"ifname": p} for p in sorted(self.masters.get(what, ()))])
+        if what not in self.links:
+            raise NetworkError(f'Device "{what}" does not exist.')
+        return json.dumps([{"ifname": what}])
+
+    def _addr(self, dev: str) -> str:
+        if dev not in self.links:
+            raise NetworkError(f'Device "{dev}" does not exist.')
+        info = [{"family": "inet", "local": "169.254.3.4", "prefixlen": 16}]  # networkd's link-local first
+        addr = self.addresses.get(dev[:3])
+        if addr:
+            ip, plen = addr.split("/")
+            info.append({"family": "inet", "local": ip, "prefixlen": int(plen)})
+        return json.dumps([{"ifname": dev, "addr_info": info}])
+
+    def ran(self, *words: str) -> bool:
+        return any(c[: len(words)] == list(words) for c in self.calls)
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Paths, FakeIp]:
+    run_dir, netns_dir, pool = tmp_path / "run", tmp_path / "netns", tmp_path / "pool"
+    netns_dir.mkdir()
+    monkeypatch.setattr(statefile, "RUN_DIR", run_dir)
+    monkeypatch.setattr(names, "NETNS_DIR", netns_dir)
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 192.0.2.53\nsearch example.org\n")
+    monkeypatch.setattr(files, "HOST_RESOLV", resolv)
+    monkeypatch.setattr(files, "UPLINK_RESOLV", tmp_path / "none")
+    fake = FakeIp(netns_dir)
+    monkeypatch.setattr(ipcmd, "run", fake)
+    return Paths(pool=pool), fake
+
+
+def root_of(paths: Paths, name: str) -> Path:
+    (paths.pool / name / "etc").mkdir(parents=True, exist_ok=True)
+    return paths.pool / name
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+def test_interface_names_fit_and_shortening_is_deterministic() -> None:
+    assert net.veth_name("web") == "ve-web" and net.zone_port_name("web") == "vb-web"
+    assert net.veth_name("a" * 12) == "ve-" + "a" * 12  # exactly 15: kept
+    long1, long2 = net.veth_name("a" * 13), net.veth_name("a" * 14)
+    assert len(long1) == len(long2) == 15 and long1 != long2
+    assert long1.startswith("ve-aaaaaaaa") and long1 == net.veth_name("a" * 13)
+    assert len(net.zone_port_name("x" * 64)) == 15
+    assert net.bridge_name("z" * 12) == "vz-" + "z" * 12
+    assert net.netns_name("web") == "nspawnctl-web"
+    assert net.netns_path("web").endswith("/nspawnctl-web")
+
+
+# -- addresses ---------------------------------------------------------------------------------
+
+
+def test_allocation_never_collides_and_reuses_own_lease() -> None:
+    gw = ipaddress.IPv4Interface("10.0.7.1/24")
+    zf = zone.ZoneFile("z")
+    alive = lambda n: True  # noqa: E731
+    got = [zone.allocate(zf, f"c{i}", gw, alive) for i in range(5)]
+    assert [str(a) for a in got] == [f"10.0.7.{i}" for i in range(2, 7)]
+    zf.leases.pop("c1")  # 10.0.7.3 is free again: the lowest free one is taken
+    assert str(zone.allocate(zf, "new", gw, alive)) == "10.0.7.3"
+    assert str(zone.allocate(zf, "c4", gw, alive)) == "10.0.7.6"  # its own, kept
+    # a stale lease naming an address someone else holds now is not reused
+    zf.leases["ghost"] = "10.0.7.2"
+    zf.leases["c0"] = "10.0.7.2"
+    again = zone.allocate(zf, "ghost", gw, alive)
+    assert str(again) not in {a for n, a in zf.leases.items() if n != "ghost"}
+    assert len(set(zf.leases.values())) == len(zf.leases)
+
+
+def test_allocation_drops_dead_members_and_other_subnets() -> None:
+    gw = ipaddress.IPv4Interface("10.0.7.1/24")
+    zf = zone.ZoneFile("z", "10.0.6.0/24", leases={"old": "10.0.6.2", "dead": "10.0.7.2", "live": "10.0.7.3"})
+    addr = zone.allocate(zf, "me", gw, alive=lambda n: n == "live")
+    assert str(addr) == "10.0.7.2" and zf.leases == {"live": "10.0.7.3", "me": "10.0.7.2"}
+    assert zf.subnet == "10.0.7.0/24"
+
+
+def test_veth_address_is_host_plus_one_and_a_full_zone_is_an_error() -> None:
+    assert str(zone.pick_address(ipaddress.IPv4Interface("192.168.5.17/28"), set())) == "192.168.5.18"
+    gw = ipaddress.IPv4Interface("10.0.0.1/30")
+    assert str(zone.pick_address(gw, set())) == "10.0.0.2"
+    with pytest.raises(NetworkError, match="no free address"):
+        zone.pick_address(gw, {ipaddress.IPv4Address("10.0.0.2")})
+
+
+def test_concurrent_leases_are_distinct(env: tuple[Paths, FakeIp]) -> None:
+    paths, _ = env
+    gw = ipaddress.IPv4Interface("10.0.7.1/24")
+    names_ = [f"c{i}" for i in range(24)]
+    for n in names_:
+        root_of(paths, n)
+        (names.NETNS_DIR / net.netns_name(n)).touch()
+    got: dict[str, str] = {}
+    barrier = threading.Barrier(len(names_))
+
+    def worker(n: str) -> None:
+        barrier.wait()
+        got[n] = str(zone.lease(paths, "z", n, gw))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in names_]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(got.values())) == len(names_)
+    saved = json.loads((statefile.RUN_DIR / "zones" / "z.json").read_text())["leases"]
+    assert saved == got
+    # a restart of one member keeps its address
+    assert str(zone.lease(paths, "z", "c5", gw)) == got["c5"]
+    hosts = (paths.pool / "c0" / "etc" / "hosts").read_text()
+    assert all(f"{got[n]}\t{n}\n" in hosts for n in names_)
+
+
+# -- files in the container root ----------------------------------------------------------------
+
+
+def test_hosts_file_content() -> None:
+    text = files.hosts_file({"web": "10.0.7.2", "db": "10.0.7.3"})
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert lines[:2] == ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    assert lines[2:] == ["10.0.7.3\tdb", "10.0.7.2\tweb"]
+
+
+def test_resolv_conf_skips_loopback_stubs(tmp_path: Path) -> None:
+    host, uplink = tmp_path / "host", tmp_path / "uplink"
+    host.write_text("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n")
+    uplink.write_text("nameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver 2001:db8::1\nsearch lan\n")
+    text = files.resolv_conf(host, uplink)
+    assert text is not None
+    assert [w for w in text.splitlines() if w.startswith("nameserver")] == [
+        "nameserver 192.0.2.1",
+        "nameserver 2001:db8::1",
+    ]
+    assert "search lan" in text and "127.0.0.53" not in text
+    host.write_text("nameserver 10.1.2.3\n")
+    assert "nameserver 10.1.2.3" in (files.resolv_conf(host, uplink) or "")
+    host.write_text("nameserver ::1\n")
+    assert files.resolv_conf(host, tmp_path / "missing") is None
+
+
+def test_writes_never_follow_symlinks_out_of_the_root(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "secret"
+    secret.write_text("keep\n")
+    # etc/hosts -> a host file: replaced by a regular file, the target untouched
+    root = tmp_path / "r1"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hosts").symlink_to(secret)
+    assert files.write_in_root(root, "etc", "hosts", "new\n")
+    assert not (root / "etc" / "hosts").is_symlink() and (root / "etc" / "hosts").read_text() == "new\n"
+    assert secret.read_text() == "keep\n"
+    # etc -> a host directory: skipped
+    root2 = tmp_path / "r2"
+    root2.mkdir()
+    (root2 / "etc").symlink_to(outside)
+    assert not files.write_in_root(root2, "etc", "hosts", "x\n")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    # resolv.conf as a symlink is the image's choice: left alone
+    (root / "etc" / "resolv.conf").symlink_to("../run/resolv.conf")
+    assert not files.write_in_root(root, "etc", "resolv.conf", "nameserver 1.1.1.1\n", keep_symlink=True)
+    assert os.readlink(root / "etc" / "resolv.conf") == "../run/resolv.conf"
+    # no etc at all: made
+    root3 = tmp_path / "r3"
+    root3.mkdir()
+    assert (
+        files.write_in_root(root3, "etc", "hosts", "y\n") and (root3 / "etc" / "hosts").read_text() == "y\n"
+    )
+
+
+# -- up / down with a fake ip ------------------------------------------------------------------
+
+
+def test_up_veth_builds_everything_and_down_removes_it(env: tuple[Paths, FakeIp]) -> None:
+    paths, ip = env
+    root = root_of(paths, "c1")
+    st = net.up(paths, spec("c1"))
+    assert st is not None
+    assert (st.address, st.gateway, st.prefixlen, st.host_link) == (
+        "192.168.5.18",
+        "192.168.5.17",
+        28,
+        "ve-c1",
+    )
+    assert ip.ran("ip", "netns", "add", "nspawnctl-c1")
+    assert ip.ran("ip", "-n", "nspawnctl-c1", "link", "set", "lo", "up")
+    sysctl = ip.calls.index(
+        ["nsenter", f"--net={net.netns_path('c1')}", "tee", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]
+    )
+    assert ip.inputs[sysctl] == "0\n"
+    assert ip.ran(
+        "ip", "link", "add", "ve-c1", "type", "veth", "peer", "name", "host0", "netns", "nspawnctl-c1"
+    )
+    assert ip.ran("ip", "-n", "nspawnctl-c1", "addr", "add", "192.168.5.18/28", "dev", "host0")
+    assert ip.ran(
+        "ip", "-n", "nspawnctl-c1", "route", "replace", "default", "via", "192.168.5.17", "dev", "host0"
+    )
+    assert "nameserver 192.0.2.53" in (root / "etc" / "resolv.conf").read_text()
+    assert not (root / "etc" / "hosts").exists()  # a lone veth container gets no hosts file
+    assert net.state("c1") == st
+    n = len(ip.calls)
+    assert net.up(paths, spec("c1")) == st and not any(c[:3] == ["ip", "netns", "add"] for c in ip.calls[n:])
+    net.down(paths, "c1")
+    assert not ip.links and not list(names.NETNS_DIR.iterdir()) and net.state("c1") is None
+    net.down(paths, "c1")  # idempotent
+
+
+def test_up_is_undone_when_a_step_fails(env: tuple[Paths, FakeIp]) -> None:
+    paths, ip = env
+    root_of(paths, "c1")
+    ip.fail = lambda argv: "route" in argv
+    with pytest.raises(NetworkError, match="boom"):
+        net.up(paths, spec("c1", "zone:z"))
+    assert not ip.links and not list(names.NETNS_DIR.iterdir())
+    assert net.state("c1") is None and zone.zones_with("c1") == []
+
+
+def test_no_address_from_networkd_is_a_clear_error(
+    env: tuple[Paths, FakeIp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths, ip = env
+    ip.addresses = {}
+    monkeypatch.setattr(setup, "ADDRESS_TIMEOUT", 0.05)
+    with pytest.raises(NetworkError, match="systemd-networkd") as e:
+        net.up(paths, spec("c1"))
+    assert "ve-c1" in e.value.message
+    assert not ip.links and not list(names.NETNS_DIR.iterdir())
+
+
+def test_zone_members_know_each_other_and_the_bridge_goes_with_the_last(env: tuple[Paths, FakeIp]) -> None:
+    paths, ip = env
+    a, b = root_of(paths, "a"), root_of(paths, "b")
+    sa, sb = net.up(paths, spec("a", "zone:z")), net.up(paths, spec("b", "zone:z"))
+    assert sa and sb and (sa.address, sb.address) == ("10.0.7.2", "10.0.7.3")
+    assert sa.gateway == "10.0.7.1" and sa.host_link == "vb-a" and ip.masters["vz-z"] == {"vb-a", "vb-b"}
+    for root in (a, b):
+        hosts = (root / "etc" / "hosts").read_text()
+        assert "10.0.7.2\ta\n" in hosts and "10.0.7.3\tb\n" in hosts
+    net.down(paths, "a")
+    assert "\ta\n" not in (b / "etc" / "hosts").read_text() and "vz-z" in ip.links
+    sa2 = net.up(paths, spec("a", "zone:z"))
+    assert sa2 and sa2.address == "10.0.7.2"
+    net.down(paths, "a")
+    net.down(paths, "b")
+    assert not ip.links and not list((statefile.RUN_DIR / "zones").iterdir())  # no zone file, no lock left
+
+
+def test_udp_port_goes_into_networkds_map(env: tuple[Paths, FakeIp]) -> None:
+    paths, ip = env
+    root_of(paths, "c1")
+    port = _free_port(socket.SOCK_DGRAM)
+    st = net.up(paths, spec("c1", ports=(f"{port}:53/udp",)))
+    assert st and st.nft_elements == [f"udp . {port}"] and st.ports == [f"{port}:53/udp"]
+    add = ["nft", "add", "element", "ip", "io.systemd.nat", "map_port_ipport"]
+    assert ip.ran(*add, f"{{ udp . {port} : 192.168.5.18 . 53 }}")
+    net.down(paths, "c1")
+    assert ip.calls[-4:].count(["nft", "delete", "element", *add[3:], f"{{ udp . {port} }}"]) == 1
+
+
+def test_up_does_nothing_without_a_netns_of_its_own(env: tuple[Paths, FakeIp]) -> None:
+    paths, ip = env
+    for mode in ("host", "none", "private"):
+        assert net.up(paths, spec("c1", mode)) is None
+    assert ip.calls == []
+
+
+# -- ports -------------------------------------------------------------------------------------
+
+
+def _free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_check_ports_sees_a_bound_socket_on_localhost(env: tuple[Paths, FakeIp]) -> None:
+    paths, _ = env
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(PortInUse) as e:
+            net.check_ports(paths, spec("c1", ports=(f"{port}:80",)))
+        assert e.value.message == f"port {port}/tcp is already in use on the host"
+        assert e.value.hint == "choose another host port: -p OTHER:80"
+    net.check_ports(paths, spec("c1", ports=(f"{port}:80",)))  # free again
+
+
+def test_check_ports_names_the_container_that_publishes_it(env: tuple[Paths, FakeIp]) -> None:
+    paths, _ = env
+    port = _free_port()
+    statefile.save(
+        statefile.NetState("other", "veth", "nspawnctl-other", "ve-other", ports=[f"{port}:8080/tcp"])
+    )
+    with pytest.raises(PortInUse, match=f"port {port}/tcp") as e:
+        net.check_ports(paths, spec("c1", ports=(f"{port}:80",)))
+    assert e.value.hint and "container other publishes it" in e.value.hint
+    net.check_ports(paths, spec("other", ports=(f"{port}:8080",)))  # its own state is no conflict
+    net.check_ports(paths, spec("c1", ports=(f"{port}:80/udp",)))  # another protocol
+
+
+def test_check_ports_refuses_what_cannot_work(env: tuple[Paths, FakeIp]) -> None:
+    paths, _ = env
+    with pytest.raises(InvalidArgument, match="not supported"):
+        net.check_ports(paths, spec("c1", ports=("127.0.0.1:5353:53/udp",)))
+    with pytest.raises(InvalidArgument, match="twice"):
+        net.check_ports(paths, spec("c1", ports=("18080:80", "18080:81")))
+    with pytest.raises(InvalidArgument, match="--network host"):
+        net.check_ports(paths, spec("c1", "host", ports=("18080:80",)))
+    with pytest.raises(InvalidArgument, match="not an address of this host"):
+        net.check_ports(paths, spec("c1", ports=("192.0.2.77:18080:80",)))
+
+
+# -- defaults ----------------------------------------------------------------------------------
+
+
+def test_default_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detect, "networkd_running", lambda: True)
+    assert net.default_network("zone:a", []) == ("zone:a", None)
+    assert net.default_network("host", [PortMapping(1, 2)]) == ("host", None)
+    assert net.default_network(None, []) == ("veth", None)
+    monkeypatch.setattr(detect, "networkd_running", lambda: False)
+    assert net.default_network(None, [PortMapping(1, 2)]) == ("veth", None)
+    network, notice = net.default_network(None, [])
+    assert network == "host" and notice and "systemd-networkd is not running" in notice
+
+
+def test_networkd_running_needs_state_file_and_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc, netif = tmp_path / "proc", tmp_path / "netif-state"
+    (proc / "1").mkdir(parents=True)
+    (proc / "1" / "comm").write_text("systemd\n")
+    (proc / "1" / "cmdline").write_bytes(b"/sbin/init\0")
+    (proc / "self").mkdir()
+    monkeypatch.setattr(detect, "PROC", proc)
+    monkeypatch.setattr(detect, "NETIF_STATE", netif)
+    assert not detect.networkd_running()
+    (proc / "41").mkdir()
+    (proc / "41" / "comm").write_text("systemd-network\n")
+    (proc / "41" / "cmdline").write_bytes(b"/usr/lib/systemd/systemd-networkd\0")
+    assert not detect.networkd_running()  # no state file
+    netif.write_text("OPER_STATE=routable\n")
+    assert detect.networkd_running()
+    (proc / "41" / "cmdline").write_bytes(b"/usr/bin/systemd-networkd-wait-online\0")
+    assert not detect.networkd_running()
