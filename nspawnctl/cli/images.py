@@ -32,8 +32,9 @@ def import_(
     source: str = typer.Argument(
         ...,
         metavar="FILE|DIR|-",
-        help="A rootfs tarball (.tar, .tar.gz, .tar.xz, .tar.zst), an App Container Image (.aci), "
-        "'-' for stdin, or a directory.",
+        help="A rootfs tarball (.tar, .tar.gz, .tar.xz, .tar.zst), a btrfs send stream (from "
+        "'nspawnctl export --format btrfs-send'), an App Container Image (.aci), '-' for stdin, "
+        "or a directory.",
     ),
     name: str = typer.Argument(
         None, metavar="NAME[:TAG]", help="NAME[:TAG] to give the image (tag defaults to 'latest')."
@@ -47,6 +48,10 @@ def import_(
     NAME). Members that would land outside the image (.., links pointing out) are refused. An ACI's
     manifest (exec, user, environment, working directory) becomes what 'run' does by default; its
     name and version name the image unless NAME is given. Local files are not signature-checked.
+
+    A btrfs send stream (recognised by its header) is received with 'btrfs receive' as a
+    read-only image named by the stream's SHA-256; an incremental stream needs its parent image
+    here (imported from that parent's full stream, or the very image it was made against).
     """
     state = state_of(ctx)
     state.json = json_out

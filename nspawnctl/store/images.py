@@ -290,6 +290,56 @@ class ImageStore:
                 self._write_refs(refs)
         return self.get(image_id)
 
+    def staging_path(self, suffix: str = "") -> Path:
+        """A fresh staging name in the image directory (swept when its process is gone)."""
+        self.pool.check()
+        self._sweep()
+        return self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+
+    def add_subvolume(
+        self,
+        staging: Path,
+        image_id: str,
+        ref: ImageRef | None,
+        source: str,
+        defaults: RunDefaults,
+        origin: dict[str, Any],
+        size: int,
+    ) -> Image:
+        """Make the read-only subvolume ``staging`` (a commit's snapshot, a received btrfs stream)
+        the image ``image_id`` in one rename, and tag it ``ref``. Content already stored under
+        that ID wins: ``staging`` is then deleted and only the tag is added. The caller deletes
+        ``staging`` if this raises."""
+        if not _OCI_ID.fullmatch(image_id):
+            raise InvalidArgument(f"invalid image ID {image_id!r}", hint="expected sha256:<64 hex digits>")
+        with self.pool.lock():
+            final = self.dir / _dirname_of(image_id)
+            if self._load(final.name, {}) is None:
+                if final.is_symlink():  # a root without a record is a leftover, never an image
+                    final.unlink()
+                elif os.path.lexists(final):
+                    btrfs.delete(final)
+                record = {
+                    "created": _now(),
+                    "size": size,
+                    "source": source,
+                    "defaults": asdict(defaults),
+                    "origin": origin,
+                }
+                write_json(self.dir / f"{final.name}.json", record)
+                try:
+                    os.rename(staging, final)
+                except BaseException:
+                    (self.dir / f"{final.name}.json").unlink(missing_ok=True)
+                    raise
+            else:
+                btrfs.delete(staging)
+            if ref is not None:
+                refs = self._refs()
+                refs[str(ref)] = image_id
+                self._write_refs(refs)
+        return self.get(image_id)
+
     def used_layers(self) -> set[str]:
         """Chain IDs of every layer some image needs (what a layer prune must keep)."""
         return {chain for layers in self._layer_lists().values() for chain in layers}

@@ -1,0 +1,173 @@
+"""The API of ``cp``, ``commit``, ``export`` and the import of btrfs send streams; functions that
+take a :class:`~nspawnctl.client.Client`::
+
+    from nspawnctl import Client, files
+    client = Client()
+    files.copy(client, "./app.conf", "web:/etc/app.conf")
+    files.commit(client, "web", "web-snapshot:1")
+    files.export(client, "web-snapshot:1", "web.tar")
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from .errors import InvalidArgument, NotFound
+from .ref import ImageRef
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .store.images import Image, ImageStore
+
+FORMATS = ("tar", "btrfs-send")
+
+
+def split_cp_arg(arg: str) -> tuple[str | None, str]:
+    """(container, path) of a ``cp`` argument, as docker splits it: ``NAME:PATH`` names a
+    container; an absolute path or one starting with '.' is the host's even with a ':'."""
+    if arg.startswith("/"):
+        return None, arg
+    name, sep, path = arg.partition(":")
+    if not sep or name.startswith("."):
+        return None, arg
+    return name, path
+
+
+def copy(
+    client: Client,
+    src: str,
+    dest: str,
+    *,
+    archive: bool = False,
+    follow_link: bool = False,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+) -> None:
+    """docker cp: ``NAME:PATH`` is the container side (running or stopped), ``-`` a tar stream
+    on ``stdin`` (as SRC) or ``stdout`` (as DEST). Files copied into a container belong to its
+    root, files copied out to the caller, unless ``archive`` keeps the source's owners."""
+    from .store.copy import ContainerRoot, copy_in, copy_out
+
+    src_ctr, src_path = split_cp_arg(src)
+    dest_ctr, dest_path = split_cp_arg(dest)
+    if src_ctr is not None and dest_ctr is not None:
+        raise InvalidArgument(
+            "copying between containers is not supported", hint="copy to the host first, then on"
+        )
+    if src_ctr is None and dest_ctr is None:
+        raise InvalidArgument(
+            "one side of cp must be a container: NAME:PATH", hint="e.g. nspawnctl cp ./file web:/tmp/"
+        )
+    name = src_ctr or dest_ctr
+    assert name is not None
+    store = client.containers.store
+    store.get(name)  # raises ContainerNotFound
+    path = store.root(name)
+    if not path.is_dir():
+        raise NotFound(f"container {name} has no root directory {path}")
+    root = ContainerRoot(str(path), name, _leader(name))
+    if src_ctr is not None:
+        if dest == "-":
+            copy_out(root, src_path or "/", None, stdout or _stdout(), archive=True, follow_link=follow_link)
+        else:
+            copy_out(root, src_path or "/", dest, None, archive=archive, follow_link=follow_link)
+    elif src == "-":
+        copy_in(root, None, stdin or _stdin(), dest_path or "/", archive=archive)
+    else:
+        copy_in(root, src, None, dest_path or "/", archive=archive, follow_link=follow_link)
+
+
+def _leader(name: str) -> int | None:
+    """The running container's PID 1 (its namespaces are where a copy happens), None if stopped."""
+    from .systemd.bus import run_sync
+    from .systemd.machined import Machined
+
+    return run_sync(lambda bus: Machined(bus).leader(name))
+
+
+def _stdin() -> IO[bytes]:
+    import sys
+
+    return sys.stdin.buffer
+
+
+def _stdout() -> IO[bytes]:
+    import sys
+
+    return sys.stdout.buffer
+
+
+def commit(client: Client, container: str, ref: str | None = None, message: str | None = None) -> Image:
+    """A new read-only image of the container's files as they are now (running or not), whose
+    run defaults are the container's: ``run IMAGE`` runs what the container ran."""
+    from .client import _tag_ref
+    from .store.transfer import commit as do_commit
+
+    parsed = _tag_ref(ref) if ref else None
+    client.pool.check()
+    return do_commit(client.images.store, client.containers.store, container, parsed, message)
+
+
+def export(
+    client: Client,
+    what: str,
+    output: str | os.PathLike[str] | IO[bytes],
+    *,
+    format: str = "tar",
+    parent: str | None = None,
+) -> None:
+    """Write an image or a container (a container of that name wins) as a tar of its root
+    filesystem, or with ``format="btrfs-send"`` as a btrfs send stream, incremental against the
+    image ``parent``. A file ``output`` appears only complete (written aside, then renamed)."""
+    from .store import transfer
+
+    if format not in FORMATS:
+        raise InvalidArgument(f"unknown export format {format!r}", hint=f"use one of: {', '.join(FORMATS)}")
+    if parent is not None and format != "btrfs-send":
+        raise InvalidArgument("--parent needs --format btrfs-send", hint="a tar export is always complete")
+    client.pool.check()
+    images, containers = client.images.store, client.containers.store
+    with transfer.export_source(images, containers, what) as source:
+        parent_path = None
+        if parent is not None:
+            parent_path = transfer.check_parent(images, source, images.get(parent))
+
+        def write(out: IO[bytes]) -> None:
+            if format == "tar":
+                transfer.export_tar(source.path, out)
+            else:
+                transfer.export_send(source.path, parent_path, out)
+
+        if not isinstance(output, (str, os.PathLike)):
+            write(output)
+            return
+        target = Path(output)
+        tmp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "xb") as f:
+                write(f)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+def import_stream(store: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str) -> Image:
+    """A tarball (possibly compressed) or a btrfs send stream, told apart by the first bytes."""
+    from .store import transfer
+    from .store.unpack import _Prefixed
+
+    if stream.seekable():
+        head = stream.read(len(transfer.SEND_MAGIC))
+        stream.seek(0)
+        replay: IO[bytes] = stream
+    else:
+        head = transfer._read_exactly(stream, len(transfer.SEND_MAGIC))
+        replay = io.BufferedReader(_Prefixed(head, stream))
+    if transfer.is_send_stream(head):
+        return transfer.receive(store, replay, ref, source)
+    return store.import_archive(replay, ref, source=source)

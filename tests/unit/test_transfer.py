@@ -1,0 +1,354 @@
+"""cp's path resolution and copies on plain directories, and btrfs send stream detection."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import struct
+import tarfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nspawnctl.errors import ArchiveError, InvalidArgument, NotFound
+from nspawnctl.files import import_stream, split_cp_arg
+from nspawnctl.store import rootpath
+from nspawnctl.store.copy import ContainerRoot, copy_in, copy_out, place
+from nspawnctl.store.transfer import (
+    SEND_MAGIC,
+    crc32c,
+    is_send_stream,
+    parse_stream_header,
+    read_stream_header,
+    rename_stream,
+)
+
+# -- path resolution inside a root ----------------------------------------------------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    (r / "etc" / "hosts").write_text("inside\n")
+    (r / "var" / "lib").mkdir(parents=True)
+    os.symlink("/", r / "toroot")
+    os.symlink("../../../../..", r / "var" / "lib" / "up")
+    os.symlink("/etc", r / "etclink")
+    os.symlink("loop2", r / "loop1")
+    os.symlink("loop1", r / "loop2")
+    os.symlink("/etc/hosts", r / "hostslink")
+    return r
+
+
+def resolve(root: Path, path: str, follow_last: bool = True) -> str:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return rootpath.show(rootpath.resolve(fd, path, follow_last=follow_last))
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/etc/hosts", "/etc/hosts"),
+        ("etc/./hosts", "/etc/hosts"),
+        ("/../../etc/hosts", "/etc/hosts"),
+        ("/etc/../../../etc/hosts", "/etc/hosts"),
+        ("/toroot/etc/hosts", "/etc/hosts"),
+        ("/toroot/../..", "/"),
+        ("/var/lib/up/etc", "/etc"),
+        ("/var/lib/up", "/"),
+        ("/etclink/hosts", "/etc/hosts"),
+        ("/etclink/../var", "/var"),  # '..' after a symlink: physical, as the kernel does
+        ("/hostslink", "/etc/hosts"),
+        ("/etc/missing", "/etc/missing"),  # the last component may be missing
+        ("/toroot/new", "/new"),
+        ("/", "/"),
+        ("", "/"),
+    ],
+)
+def test_resolve_stays_inside_the_root(root: Path, path: str, expected: str) -> None:
+    assert resolve(root, path) == expected
+
+
+def test_resolve_keeps_a_final_symlink_unless_asked(root: Path) -> None:
+    assert resolve(root, "/hostslink", follow_last=False) == "/hostslink"
+    assert resolve(root, "/etclink/", follow_last=False) == "/etclink"  # the caller decides on '/'
+
+
+def test_resolve_refuses_loops_and_non_directories(root: Path) -> None:
+    with pytest.raises(OSError) as e:
+        resolve(root, "/loop1")
+    assert e.value.errno == errno.ELOOP
+    with pytest.raises(OSError) as e:
+        resolve(root, "/loop1/x")
+    assert e.value.errno == errno.ELOOP
+    with pytest.raises(NotADirectoryError):
+        resolve(root, "/etc/hosts/x")
+    with pytest.raises(FileNotFoundError):
+        resolve(root, "/nope/x")
+
+
+def test_open_dir_never_follows_a_symlink_swapped_in(root: Path) -> None:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        comps = rootpath.resolve(fd, "/var/lib")
+        (root / "var" / "lib").rename(root / "var" / "old")
+        os.symlink("/", root / "var" / "lib")  # what a running payload could do meanwhile
+        with pytest.raises(OSError) as e:
+            rootpath.open_dir(fd, comps)
+        assert e.value.errno in (errno.ELOOP, errno.ENOTDIR)
+    finally:
+        os.close(fd)
+
+
+# -- docker cp destination rules --------------------------------------------------------------------
+
+
+def p(src: str, is_dir: bool, dest: str, exists: bool, dest_dir: bool) -> tuple[bool, str | None]:
+    src_base = os.path.basename(src.rstrip("/.").rstrip("/")) if src.strip("/.") else ""
+    dest_base = os.path.basename(dest.rstrip("/"))
+    pl = place(
+        src=src,
+        src_is_dir=is_dir,
+        src_base=src_base,
+        dest=dest,
+        dest_exists=exists,
+        dest_is_dir=dest_dir,
+        dest_base=dest_base,
+    )
+    return pl.into_dest, pl.arcname
+
+
+def test_place_follows_docker_cp() -> None:
+    assert p("/a/f", False, "/d", True, True) == (True, "f")  # into an existing directory
+    assert p("/a/f", False, "/d/g", False, False) == (False, "g")  # becomes DEST
+    assert p("/a/f", False, "/d/g", True, False) == (False, "g")  # overwrites a file
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        p("/a/f", False, "/d/new/", False, False)
+    assert p("/a/dir", True, "/d", True, True) == (True, "dir")
+    assert p("/a/dir/.", True, "/d", True, True) == (True, None)  # contents only
+    assert p("/a/dir", True, "/d/new", False, False) == (False, "new")  # DEST is created
+    assert p("/a/dir/.", True, "/d/new", False, False) == (False, "new")
+    with pytest.raises(InvalidArgument, match="directory to a file"):
+        p("/a/dir", True, "/d/file", True, False)
+
+
+def test_split_cp_arg() -> None:
+    assert split_cp_arg("web:/etc/hosts") == ("web", "/etc/hosts")
+    assert split_cp_arg("web:") == ("web", "")
+    assert split_cp_arg("/tmp/a:b") == (None, "/tmp/a:b")
+    assert split_cp_arg("./a:b") == (None, "./a:b")
+    assert split_cp_arg("file") == (None, "file")
+    assert split_cp_arg("-") == (None, "-")
+
+
+# -- copies on plain directories --------------------------------------------------------------------
+
+
+@pytest.fixture
+def ctr(root: Path) -> Any:
+    return ContainerRoot(str(root), "box")
+
+
+def test_copy_in_through_symlinks_to_root_stays_inside(
+    tmp_path: Path, root: Path, ctr: ContainerRoot
+) -> None:
+    src = tmp_path / "payload"
+    src.write_text("hello\n")
+    outside = tmp_path / "payload-out"
+    escape = "/toroot/" + "../" * 6 + str(tmp_path.relative_to("/")) + "/payload-out"
+    with pytest.raises(InvalidArgument, match="does not exist in container box"):
+        copy_in(ctr, str(src), None, escape, archive=False)  # that path is looked up inside the root
+    assert not outside.exists()
+    copy_in(ctr, str(src), None, "/var/lib/up/escaped", archive=False)
+    assert (root / "escaped").read_text() == "hello\n"
+    assert not Path("/escaped").exists()
+    copy_in(ctr, str(src), None, "/etclink", archive=False)  # a symlink to a directory: into it
+    assert (root / "etc" / "payload").read_text() == "hello\n"
+
+
+def test_copy_in_never_writes_through_a_symlink_in_the_destination(
+    tmp_path: Path, root: Path, ctr: ContainerRoot
+) -> None:
+    # a directory copied over one in the container that holds a symlink to the host's /tmp
+    target = tmp_path / "host-dir"
+    target.mkdir()
+    (root / "data").mkdir()
+    os.symlink(str(target), root / "data" / "sub")
+    src = tmp_path / "data"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "x").write_text("x")
+    copy_in(ctr, str(src), None, "/", archive=False)
+    assert not (target / "x").exists()
+    # the symlink was replaced by the copied directory, as tar replaces what is in its way
+    assert not (root / "data" / "sub").is_symlink() and (root / "data" / "sub" / "x").read_text() == "x"
+
+
+def test_copy_round_trip_keeps_metadata(tmp_path: Path, root: Path, ctr: ContainerRoot) -> None:
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("data\n")
+    os.chmod(src / "sub" / "f", 0o4751)
+    os.utime(src / "sub" / "f", ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    os.symlink("f", src / "sub" / "link")
+    os.link(src / "sub" / "f", src / "sub" / "hard")
+    xattrs = True
+    try:
+        os.setxattr(src / "sub" / "f", "user.test", b"\x00\xffbin")
+    except OSError:
+        xattrs = False
+    os.mkfifo(src / "fifo")
+    if os.geteuid() == 0:
+        os.chown(src / "sub" / "f", 1234, 5678)
+        os.chmod(src / "sub" / "f", 0o4751)  # chown clears setuid
+    copy_in(ctr, str(src), None, "/opt", archive=True)
+    got = root / "opt"
+    st = os.stat(got / "sub" / "f")
+    assert (got / "sub" / "f").read_text() == "data\n"
+    assert st.st_mode & 0o7777 == 0o4751
+    assert st.st_mtime_ns == 1_600_000_000_123_456_789
+    assert os.readlink(got / "sub" / "link") == "f"
+    assert os.stat(got / "sub" / "hard").st_ino == st.st_ino
+    assert os.path.exists(got / "fifo")
+    if xattrs:
+        assert os.getxattr(got / "sub" / "f", "user.test") == b"\x00\xffbin"
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (1234, 5678)
+    # and out again, contents only, into an existing directory
+    back = tmp_path / "back"
+    back.mkdir()
+    copy_out(ctr, "/opt/.", str(back), None, archive=True)
+    assert (back / "sub" / "f").read_text() == "data\n"
+    assert os.stat(back / "sub" / "f").st_mode & 0o7777 == 0o4751
+    assert os.readlink(back / "sub" / "link") == "f"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to own files as someone else")
+def test_default_owners_are_root_inside_and_the_caller_outside(
+    tmp_path: Path, root: Path, ctr: ContainerRoot
+) -> None:
+    src = tmp_path / "f"
+    src.write_text("x")
+    os.chown(src, 1234, 1234)
+    copy_in(ctr, str(src), None, "/f", archive=False)
+    assert (os.stat(root / "f").st_uid, os.stat(root / "f").st_gid) == (0, 0)
+    os.chown(root / "f", 4321, 4321)
+    copy_out(ctr, "/f", str(tmp_path / "g"), None, archive=False)
+    assert os.stat(tmp_path / "g").st_uid == os.getuid()
+
+
+def test_copy_out_errors_and_file_rules(tmp_path: Path, ctr: ContainerRoot) -> None:
+    with pytest.raises(NotFound, match="Could not find the file /nope in container box"):
+        copy_out(ctr, "/nope", str(tmp_path / "x"), None, archive=False)
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        copy_out(ctr, "/etc/hosts", str(tmp_path / "missing" / "x"), None, archive=False)
+    copy_out(ctr, "/etc/hosts", str(tmp_path / "renamed"), None, archive=False)
+    assert (tmp_path / "renamed").read_text() == "inside\n"
+    copy_out(ctr, "/toroot/etc/hosts", str(tmp_path), None, archive=False)  # into a directory
+    assert (tmp_path / "hosts").read_text() == "inside\n"
+    copy_out(ctr, "/hostslink", str(tmp_path / "l"), None, archive=False)  # the link itself
+    assert os.readlink(tmp_path / "l") == "/etc/hosts"
+
+
+def test_tar_streams_both_ways(tmp_path: Path, root: Path, ctr: ContainerRoot) -> None:
+    out = io.BytesIO()
+    copy_out(ctr, "/etc", None, out, archive=True)
+    names = tarfile.open(fileobj=io.BytesIO(out.getvalue())).getnames()
+    assert names == ["etc", "etc/hosts"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        data = b"from a tar\n"
+        ti = tarfile.TarInfo("./in/tar.txt")
+        ti.size, ti.uid = len(data), 999
+        tf.addfile(ti, io.BytesIO(data))
+    buf.seek(0)
+    copy_in(ctr, None, buf, "/var", archive=False)
+    assert (root / "var" / "in" / "tar.txt").read_bytes() == b"from a tar\n"
+    with pytest.raises(InvalidArgument, match="must be an existing directory"):
+        copy_in(ctr, None, io.BytesIO(b""), "/etc/hosts", archive=False)
+
+
+# -- btrfs send streams -----------------------------------------------------------------------------
+
+
+def send_header(parent: uuid.UUID | None) -> bytes:
+    def tlv(kind: int, data: bytes) -> bytes:
+        return struct.pack("<HH", kind, len(data)) + data
+
+    me = uuid.UUID("11111111-2222-3333-4444-555555555555")
+    payload = tlv(15, b"abc") + tlv(1, me.bytes) + tlv(2, struct.pack("<Q", 7))
+    cmd = 1
+    if parent is not None:
+        cmd = 2
+        payload += tlv(20, parent.bytes) + tlv(21, struct.pack("<Q", 42))
+    return SEND_MAGIC + struct.pack("<I", 1) + struct.pack("<IHI", len(payload), cmd, 0) + payload
+
+
+def test_send_stream_header() -> None:
+    full = parse_stream_header(send_header(None))
+    assert (full.uuid, full.path, full.incremental) == ("11111111-2222-3333-4444-555555555555", "abc", False)
+    parent = uuid.uuid4()
+    inc = parse_stream_header(send_header(parent))
+    assert inc.incremental and inc.parent_uuid == str(parent) and inc.parent_ctransid == 42
+    stream = io.BytesIO(send_header(parent) + b"REST")
+    head, header = read_stream_header(stream)
+    assert head == send_header(parent) and stream.read() == b"REST" and header.parent_uuid == str(parent)
+    assert is_send_stream(b"btrfs-stream\0\x01") and not is_send_stream(b"ustar")
+    with pytest.raises(ArchiveError):
+        parse_stream_header(b"btrfs-stream\0")
+    with pytest.raises(ArchiveError):
+        read_stream_header(io.BytesIO(SEND_MAGIC + b"\x01\0\0\0"))
+
+
+def test_crc32c_and_renaming_the_received_subvolume() -> None:
+    # the standard CRC-32C check value; btrfs uses the raw form (seed 0, no final inversion)
+    assert crc32c(b"123456789", 0xFFFFFFFF) ^ 0xFFFFFFFF == 0xE3069283
+    parent = uuid.uuid4()
+    renamed = rename_stream(send_header(parent), ".tmp-1-abcd")
+    header = parse_stream_header(renamed)
+    assert header.path == ".tmp-1-abcd" and header.parent_uuid == str(parent)
+    length, cmd, crc = struct.unpack_from("<IHI", renamed, 17)
+    assert crc == crc32c(struct.pack("<IHI", length, cmd, 0) + renamed[27:])
+
+
+class _Pipe(io.RawIOBase):
+    """A stream that cannot seek, like stdin from a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        chunk = self._data.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_import_tells_send_streams_from_tarballs(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, bytes] = {}
+
+    class Store:
+        def import_archive(self, stream: Any, ref: Any, source: str) -> str:
+            seen["tar"] = stream.read()
+            return "tar"
+
+    def receive(store: Any, stream: Any, ref: Any, source: str) -> str:
+        seen["send"] = stream.read()
+        return "send"
+
+    monkeypatch.setattr("nspawnctl.store.transfer.receive", receive)
+    stream = send_header(None) + b"more"
+    assert import_stream(Store(), io.BufferedReader(_Pipe(stream)), None, "-") == "send"  # type: ignore[arg-type]
+    assert seen["send"] == stream
+    assert import_stream(Store(), io.BytesIO(stream), None, "f") == "send"  # type: ignore[arg-type]
+    tar = b"not a btrfs stream, a tarball"
+    assert import_stream(Store(), io.BufferedReader(_Pipe(tar)), None, "-") == "tar"  # type: ignore[arg-type]
+    assert seen["tar"] == tar
