@@ -1,13 +1,16 @@
-"""Starting, signalling and stopping container units; the few effects behind the pure builders."""
+"""Starting, signalling and stopping container units; the few effects behind the pure builders.
+
+A container runs under one of two units: the transient ``nspawnctl-NAME.service`` (``run``,
+``create`` + ``start``) or systemd's ``systemd-nspawn@NAME.service`` with nspawnctl's drop-in
+(``enable``, ``apply``, ``machinectl start``). :meth:`Runtime.unit_for` says which one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal as signals
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,42 +20,11 @@ from ..spec import ContainerSpec
 from ..systemd.bus import Bus
 from ..systemd.machined import Machined
 from ..systemd.manager import SERVICE_IFACE, Manager, UnitState
-from .units import Launch, unit_name, unit_properties
+from . import persist
+from .hook import clear_stale_mounts, host_is_unified, nspawn_binary
+from .units import Launch, persistent_unit_name, unit_name, unit_properties
 
-CGROUP2_MAGIC = 0x63677270
-
-
-def host_is_unified() -> bool:
-    """True when /sys/fs/cgroup is cgroup v2 (then app payloads should get v2 too)."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return any(
-                line.split(" - ")[1].startswith("cgroup2 ") and line.split()[4] == "/sys/fs/cgroup"
-                for line in f
-                if " - " in line
-            )
-    except OSError:
-        return False
-
-
-def nspawn_binary() -> str:
-    path = shutil.which("systemd-nspawn", path="/usr/bin:/bin:/usr/sbin:/sbin")
-    if path is None:
-        raise CommandFailed("systemd-nspawn is not installed", hint="install systemd-container")
-    return path
-
-
-def poststop_argv(paths: Paths, name: str, remove: bool) -> tuple[str, ...]:
-    argv = [
-        sys.executable,
-        "-m",
-        "nspawnctl.run.poststop",
-        "--pool",
-        str(paths.pool),
-        "--store",
-        str(paths.store),
-    ]
-    return (*argv, *(["--remove"] if remove else []), name)
+__all__ = ["Outcome", "Runtime", "clear_stale_mounts", "host_is_unified", "nspawn_binary"]
 
 
 @dataclass(frozen=True)
@@ -68,43 +40,79 @@ class Runtime:
         self.manager = Manager(bus)
         self.machined = Machined(bus)
 
-    async def start(self, spec: ContainerSpec, launch: Launch) -> None:
-        """Start the container's transient unit; raise with nspawn's own words if it fails to come up."""
-        unit = unit_name(spec.name)
-        await self.manager.reset_failed(unit)
-        clear_stale_mounts(spec.name)
-        props = unit_properties(spec, self.paths.pool, launch)
-        result = await self.manager.start_transient(unit, props)
-        if result != "done":
-            raise SystemdError(
-                f"container {spec.name} failed to start ({result})",
-                hint=f"see 'journalctl -u {unit}' for systemd-nspawn's messages",
-            )
+    # -- which unit --------------------------------------------------------------------------
+    @staticmethod
+    def unit_to_start(name: str) -> str:
+        """The persistent unit once the container has nspawnctl's drop-in, else the transient one."""
+        return persistent_unit_name(name) if persist.has_dropin(name) else unit_name(name)
+
+    async def unit_for(self, name: str) -> str:
+        """The unit running container ``name`` (transient first), else the one ``start`` would use."""
+        state = (await self.states([name])).get(name)
+        if state is not None and state.running:
+            return state.name
+        return self.unit_to_start(name)
 
     async def states(self, names: list[str]) -> dict[str, UnitState]:
-        units = await self.manager.states([unit_name(n) for n in names])
-        return {n: units[unit_name(n)] for n in names if unit_name(n) in units}
+        """Per container the state of the unit running it (or, when none runs, of the unit ``start``
+        would use); one D-Bus call for all."""
+        units = await self.manager.states([u for n in names for u in (unit_name(n), persistent_unit_name(n))])
+        out = {}
+        for n in names:
+            transient, persistent = units.get(unit_name(n)), units.get(persistent_unit_name(n))
+            if transient is not None and transient.running:
+                out[n] = transient
+            elif persistent is not None and persistent.running:
+                out[n] = persistent
+            else:
+                pick = persistent if persist.has_dropin(n) else transient
+                if pick is not None:
+                    out[n] = pick
+        return out
 
     async def is_running(self, name: str) -> bool:
         state = (await self.states([name])).get(name)
         return bool(state and state.running)
 
-    async def started_at(self, name: str) -> int | None:
+    # -- starting ----------------------------------------------------------------------------
+    async def start(self, spec: ContainerSpec, launch: Launch) -> str:
+        """Start the container's unit; raise with nspawn's own words if it fails to come up.
+        Returns the unit's name."""
+        unit = self.unit_to_start(spec.name)
+        await self.manager.reset_failed(unit)
+        clear_stale_mounts(spec.name)
+        if unit == unit_name(spec.name):
+            props = unit_properties(spec, self.paths.pool, launch)
+            result = await self.manager.start_transient(unit, props)
+        else:
+            enabled = await persist.is_enabled(self.manager, spec.name)
+            keep = persist.is_kept(persist.read_dropin(spec.name))
+            await persist.sync(self.manager, spec, self.paths, enabled=enabled, keep=keep)
+            result = await self.manager.start(unit)
+        if result != "done":
+            raise SystemdError(
+                f"container {spec.name} failed to start ({result})",
+                hint=f"see 'journalctl -u {unit}' for systemd-nspawn's messages",
+            )
+        return unit
+
+    # -- observing ---------------------------------------------------------------------------
+    async def started_at(self, name: str, unit: str | None = None) -> int | None:
         """ActiveEnterTimestamp (µs since the epoch) of a running container's unit."""
-        props = await self.manager.unit_properties(unit_name(name))
+        props = await self.manager.unit_properties(unit or await self.unit_for(name))
         if not props:
             return None
         return int(props.get("ActiveEnterTimestamp", 0)) or None
 
-    async def invocation_id(self, name: str) -> str | None:
-        props = await self.manager.unit_properties(unit_name(name))
+    async def invocation_id(self, name: str, unit: str | None = None) -> str | None:
+        props = await self.manager.unit_properties(unit or await self.unit_for(name))
         if not props or not props.get("InvocationID"):
             return None
         return bytes(props["InvocationID"]).hex()
 
-    async def outcome(self, name: str) -> Outcome | None:
+    async def outcome(self, name: str, unit: str | None = None) -> Outcome | None:
         """How the payload ended, from the (still referenced) unit."""
-        props = await self.manager.unit_properties(unit_name(name), SERVICE_IFACE)
+        props = await self.manager.unit_properties(unit or await self.unit_for(name), SERVICE_IFACE)
         if not props:
             return None
         code, status, result = (
@@ -118,40 +126,69 @@ class Runtime:
             return Outcome(128 + int(status), result)
         return Outcome(0 if result == "success" else 1, result)
 
-    async def wait(self, name: str, timeout: float | None = None) -> bool:
-        return await self.manager.wait_inactive(unit_name(name), timeout)
+    async def restarts(self, unit: str) -> bool:
+        """True when systemd would restart the unit after its payload ends (Restart= is not no)."""
+        props = await self.manager.unit_properties(unit, SERVICE_IFACE)
+        return bool(props) and str(props.get("Restart", "no")) != "no"  # type: ignore[union-attr]
+
+    async def wait(self, name: str, timeout: float | None = None, unit: str | None = None) -> bool:
+        return await self.manager.wait_inactive(unit or await self.unit_for(name), timeout)
 
     async def reset(self, name: str) -> None:
         """Forget a failed unit so its name can be used again."""
-        await self.manager.reset_failed(unit_name(name))
+        for unit in (unit_name(name), persistent_unit_name(name)):
+            await self.manager.reset_failed(unit)
 
-    async def release(self, name: str) -> None:
-        await self.manager.unref(unit_name(name))
+    async def release(self, name: str, unit: str | None = None) -> None:
+        await self.manager.unref(unit or unit_name(name))
 
+    # -- stopping ----------------------------------------------------------------------------
     async def stop(self, name: str, timeout: float) -> bool:
         """Graceful stop, as ``docker stop -t``: SIGTERM to nspawn, which passes the container's kill
         signal to its PID 1 (an orderly shutdown for a booted init); after ``timeout`` seconds a
         second SIGTERM, on which nspawn kills the container and cleans up after itself. SIGKILL to
         the whole unit only if even that hangs (it leaves nspawn's mounts behind). Returns True when
-        the payload had to be killed."""
-        unit = unit_name(name)
-        if not await self.is_running(name):
+        the payload had to be killed.
+
+        A unit with a restart policy is stopped through a StopUnit job (systemd then sends the first
+        SIGTERM): systemd would restart a payload it merely sees die."""
+        state = (await self.states([name])).get(name)
+        if state is None or not state.running:
             return False
-        await self.manager.kill(unit, "main", signals.SIGTERM)
+        unit = state.name
+        if await self.restarts(unit) or state.sub_state == "auto-restart":
+            await self.manager.queue_stop(unit)
+        else:
+            await self.manager.kill(unit, "main", signals.SIGTERM)
         if await self.manager.wait_inactive(unit, timeout):
             return False
-        await self.manager.kill(unit, "main", signals.SIGTERM)
+        await self._kill_quietly(unit, "main", signals.SIGTERM)
         if not await self.manager.wait_inactive(unit, 10):
-            await self.manager.kill(unit, "all", signals.SIGKILL)
+            await self._kill_quietly(unit, "all", signals.SIGKILL)
             await self.manager.wait_inactive(unit, 30)
         return True
 
+    async def _kill_quietly(self, unit: str, who: str, signal: int) -> None:
+        try:
+            await self.manager.kill(unit, who, signal)
+        except SystemdError:
+            pass  # it ended meanwhile
+
     async def kill(self, name: str, signal: int) -> None:
-        """Send ``signal`` to the container's PID 1, as ``docker kill`` does."""
-        if not await self.is_running(name):
+        """Send ``signal`` to the container's PID 1, as ``docker kill`` does. A SIGKILL ends a
+        container with a restart policy for good (docker does not restart after ``kill`` either)."""
+        state = (await self.states([name])).get(name)
+        if state is None or not state.running:
             raise ContainerNotRunning(f"container {name} is not running")
+        if signal == signals.SIGKILL and (
+            await self.restarts(state.name) or state.sub_state == "auto-restart"
+        ):
+            await self.manager.queue_stop(state.name)
         leader = await self.machined.leader(name)
         if leader is None:
+            if signal == signals.SIGKILL:
+                await self._kill_quietly(state.name, "all", signals.SIGKILL)
+                return
             raise ContainerNotRunning(f"container {name} is not registered with machined (is it starting?)")
         await self.machined.kill(name, "leader", signal)
 
@@ -166,17 +203,6 @@ class Runtime:
                 return leader
             await asyncio.sleep(0.1)
         raise ContainerNotRunning(f"container {name} has no leader process")
-
-
-def clear_stale_mounts(name: str) -> None:
-    """Remove what a killed systemd-nspawn (>= 256) leaves behind and would refuse to start over."""
-    export = Path("/run/systemd/nspawn/unix-export") / name
-    if export.exists():
-        subprocess.run(["umount", "--lazy", str(export)], capture_output=True, check=False)
-        try:
-            export.rmdir()
-        except OSError:
-            pass
 
 
 def exec_argv(

@@ -3,24 +3,54 @@
 The unit has the shape of systemd's own systemd-nspawn@.service (``--keep-unit`` + ``Delegate=yes``
 so resource limits cover the container, ``KillMode=mixed``, machine.slice, closed device policy),
 with a prefix of our own because names of template instances cannot be used for transient units.
+Kept import-light: the hook (run/hook.py) builds the same command line on every persistent start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..spec import ContainerSpec
-from ..systemd.manager import Property
+
+if TYPE_CHECKING:
+    from ..systemd.manager import Property
 
 UNIT_PREFIX = "nspawnctl-"
 LOG_FIELD = "NSPAWNCTL_CONTAINER_ID"
 UINT64_MAX = 2**64 - 1
 STOP_TIMEOUT = 10
+# Units that restart: stop goes through StopUnit (so systemd does not restart what it sees die) and
+# nspawnctl escalates after -t itself; systemd's own default, as for systemd-nspawn@.service, is the cap.
+RESTART_STOP_TIMEOUT = 90
+RESTART_SEC = 1
+NSENTER = "/usr/bin/nsenter"
 
 
 def unit_name(name: str) -> str:
     return f"{UNIT_PREFIX}{name}.service"
+
+
+def persistent_unit_name(name: str) -> str:
+    """systemd's own template instance: what ``machinectl start/enable NAME`` drive too."""
+    return f"systemd-nspawn@{name}.service"
+
+
+def systemd_restart(policy: str) -> str:
+    """docker's restart policy as systemd's Restart=; systemd has no "unless-stopped": a stop through
+    systemd never restarts anyway, so "always" is the same thing."""
+    return {"no": "no", "on-failure": "on-failure", "always": "always", "unless-stopped": "always"}.get(
+        policy, "no"
+    )
+
+
+def needs_pre(spec: ContainerSpec) -> bool:
+    """Only containers with a network of their own (or published ports) need the pre-start hook:
+    ``run --rm`` on the host's network starts as fast as before."""
+    from ..spec import owns_netns
+
+    return owns_netns(spec.network) or bool(spec.ports)
 
 
 @dataclass(frozen=True)
@@ -32,7 +62,11 @@ class Launch:
     attach_fds: tuple[int, int, int] | None = None  # stdin, stdout, stderr handed to the unit
     add_ref: bool = False  # keep the unit (and its exit status) until we read it
     unified_cgroup: bool = False  # host runs cgroup v2: tell nspawn < 257 to give app payloads v2 too
-    poststop: tuple[str, ...] = ()  # argv recording the exit status (and removing --rm containers)
+    pre: tuple[str, ...] = ()  # argv of the hook's pre step (network, port checks)
+    post: tuple[str, ...] = ()  # argv recording the exit status, tearing down the network, removing --rm
+    netns: str | None = None  # run nspawn inside this prepared network namespace (veth, zone)
+    nsenter: str = NSENTER
+    environment: tuple[str, ...] = ()  # NAME=VALUE for the unit (non-default nspawnctl paths)
 
 
 def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
@@ -49,16 +83,29 @@ def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     ]
 
 
+def exec_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
+    """The whole ExecStart argv, program first. With a network namespace of our own, nspawn runs
+    inside it through nsenter, which execs (same PID: Type=notify still works); nspawn's own
+    --network-namespace-path= cannot be joined from a user namespace."""
+    argv = nspawn_argv(spec, pool, launch)
+    if launch.netns:
+        return [launch.nsenter, f"--net={launch.netns}", "--", launch.nspawn, *argv[1:]]
+    return [launch.nspawn, *argv[1:]]
+
+
 def escape_exec(arg: str) -> str:
     """systemd expands ``$VAR`` in ExecStart argv; ``$$`` is a literal dollar."""
     return arg.replace("$", "$$")
 
 
 def unit_properties(spec: ContainerSpec, pool: Path, launch: Launch) -> list[Property]:
-    argv = [escape_exec(a) for a in nspawn_argv(spec, pool, launch)]
+    full = exec_argv(spec, pool, launch)
+    argv = [escape_exec(a) for a in [_argv0(full[0]), *full[1:]]]
+    restart = systemd_restart(spec.restart)
+    stop_timeout = STOP_TIMEOUT if restart == "no" else RESTART_STOP_TIMEOUT
     props: list[Property] = [
         ("Description", "s", f"nspawnctl container {spec.name}"),
-        ("ExecStart", "a(sasb)", [[launch.nspawn, argv, False]]),
+        ("ExecStart", "a(sasb)", [[full[0], argv, False]]),
         ("Type", "s", "notify"),
         ("KillMode", "s", "mixed"),
         ("Delegate", "b", True),
@@ -68,20 +115,31 @@ def unit_properties(spec: ContainerSpec, pool: Path, launch: Launch) -> list[Pro
         ("CollectMode", "s", "inactive-or-failed"),
         ("SyslogIdentifier", "s", spec.name),
         ("LogExtraFields", "aay", [f"{LOG_FIELD}={spec.id}".encode()]),
-        ("TimeoutStopUSec", "t", STOP_TIMEOUT * 1_000_000),
+        ("TimeoutStopUSec", "t", stop_timeout * 1_000_000),
         ("RequiresMountsFor", "as", [str(pool / spec.name)]),
     ]
-    if launch.unified_cgroup:
-        props.append(("Environment", "as", ["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"]))
+    if restart != "no":
+        # no start rate limit: a crash-looping payload keeps being restarted, as docker does
+        props += [
+            ("Restart", "s", restart),
+            ("RestartUSec", "t", RESTART_SEC * 1_000_000),
+            ("StartLimitIntervalUSec", "t", 0),
+        ]
+    env = [*launch.environment, *(["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"] if launch.unified_cgroup else [])]
+    if env:
+        props.append(("Environment", "as", env))
+    if launch.pre:
+        pre = [escape_exec(a) for a in launch.pre]
+        props.append(("ExecStartPre", "a(sasb)", [[launch.pre[0], pre, False]]))
     if spec.limits.memory is not None:
         props.append(("MemoryMax", "t", spec.limits.memory))
     if spec.limits.cpus is not None:
         props.append(("CPUQuotaPerSecUSec", "t", max(1, round(spec.limits.cpus * 1_000_000))))
     if spec.limits.pids is not None:
         props.append(("TasksMax", "t", spec.limits.pids))
-    if launch.poststop:
-        post = [escape_exec(a) for a in launch.poststop]
-        props.append(("ExecStopPost", "a(sasb)", [[post[0], post, True]]))
+    if launch.post:
+        post = [escape_exec(a) for a in launch.post]
+        props.append(("ExecStopPost", "a(sasb)", [[launch.post[0], post, True]]))
     if launch.add_ref:
         props.append(("AddRef", "b", True))
     if launch.attach_fds is not None:
@@ -92,3 +150,7 @@ def unit_properties(spec: ContainerSpec, pool: Path, launch: Launch) -> list[Pro
             ("StandardErrorFileDescriptor", "h", ferr),
         ]
     return props
+
+
+def _argv0(program: str) -> str:
+    return program.rsplit("/", 1)[-1]

@@ -69,9 +69,7 @@ def test_unit_properties_carry_limits_and_shape() -> None:
 
 
 def test_unit_properties_optional_parts() -> None:
-    launch = Launch(
-        add_ref=True, attach_fds=(0, 1, 2), unified_cgroup=True, poststop=("/py", "-m", "x", "a$b")
-    )
+    launch = Launch(add_ref=True, attach_fds=(0, 1, 2), unified_cgroup=True, post=("/py", "-m", "x", "a$b"))
     props = {name: (sig, value) for name, sig, value in unit_properties(SPEC, Path("/p"), launch)}
     assert props["AddRef"] == ("b", True)
     assert props["StandardOutputFileDescriptor"] == ("h", 1)
