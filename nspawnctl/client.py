@@ -31,7 +31,7 @@ from .errors import (
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
-from .spec import ContainerSpec, Limits, RunDefaults, Volume
+from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
@@ -48,9 +48,11 @@ class ContainerStatus:
     """A container and what it is doing now."""
 
     spec: ContainerSpec
-    state: str  # created | running | exited
+    state: str  # created | running | restarting | exited
     started_us: int | None = None
     exit: ExitRecord | None = None
+    unit: str | None = None  # the unit running it (transient or systemd-nspawn@NAME.service)
+    enabled: bool | None = None  # started at boot; None: not asked (list/ps)
 
     @property
     def running(self) -> bool:
@@ -70,6 +72,7 @@ class ContainerStatus:
             "State": {
                 "Status": self.state,
                 "Running": self.running,
+                "Restarting": self.state == "restarting",
                 "StartedAt": _iso_us(self.started_us),
                 "ExitCode": self.exit.exit_code if self.exit else None,
                 "FinishedAt": self.exit.finished if self.exit else None,
@@ -90,9 +93,46 @@ class ContainerStatus:
                 "Memory": s.limits.memory,
                 "NanoCpus": _nano(s.limits.cpus),
                 "PidsLimit": s.limits.pids,
+                "RestartPolicy": {"Name": s.restart},
+                "NetworkMode": s.network,
+                "PortBindings": _port_bindings(s),
+                "UsernsMode": "" if s.private_users else "host",
             },
-            "Unit": unit_name(s.name),
+            "NetworkSettings": self._network_settings(),
+            "Unit": self.unit or unit_name(s.name),
+            "Enabled": self.enabled,
         }
+
+    def _network_settings(self) -> dict[str, Any]:
+        """docker's NetworkSettings, from what the network hook recorded while the container runs."""
+        from .net import state as net_state
+
+        st = net_state(self.spec.name) if self.running or self.state == "restarting" else None
+        out: dict[str, Any] = {
+            "IPAddress": st.address if st else None,
+            "IPPrefixLen": st.prefixlen if st else None,
+            "Gateway": st.gateway if st else None,
+            "Ports": _port_bindings(self.spec),
+        }
+        if st:
+            out["Networks"] = {
+                st.zone or st.network: {
+                    "IPAddress": st.address,
+                    "Gateway": st.gateway,
+                    "HostLink": st.host_link,
+                    "NetNS": st.netns,
+                }
+            }
+        return out
+
+
+def _port_bindings(spec: ContainerSpec) -> dict[str, builtins.list[dict[str, str]]]:
+    out: dict[str, builtins.list[dict[str, str]]] = {}
+    for p in spec.ports:
+        out.setdefault(f"{p.container_port}/{p.protocol}", []).append(
+            {"HostIp": p.host_ip or "", "HostPort": str(p.host_port)}
+        )
+    return out
 
 
 def _iso_us(us: int | None) -> str | None:
@@ -112,6 +152,13 @@ class RunResult:
     errors: builtins.list[str] = field(default_factory=list)
 
 
+def _no_notice(text: str) -> None:
+    pass
+
+
+USERNS_MODES = ("auto", "host")
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """Everything ``create``/``run`` accept besides the image and the command."""
@@ -127,6 +174,14 @@ class RunOptions:
     auto_remove: bool = False
     # docker's --entrypoint: replaces the image's Entrypoint and drops its Cmd; "" clears it.
     entrypoint: str | None = None
+    # host | none | private | veth | zone:NAME; None: veth when systemd-networkd runs (or when
+    # ports are published), else host (see net.default_network).
+    network: str | None = None
+    ports: builtins.list[PortMapping] = field(default_factory=list)
+    restart: str = "no"  # no | on-failure | always | unless-stopped
+    userns: str = "auto"  # auto: a user namespace of its own (PrivateUsers=pick); host: none
+    # Receives notices worth a line on stderr (the library never prints).
+    notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -142,10 +197,13 @@ class Images:
         self.store = ImageStore(client.pool)
 
     def import_file(self, source: str | Path, ref: str | None) -> Image:
-        """Import a rootfs tarball (``-`` is stdin) or a directory as an image."""
+        """Import a rootfs tarball or a btrfs send stream (``-`` is stdin), or a directory, as an image."""
+        from .files import import_stream
+
         parsed = _tag_ref(ref) if ref else None
         if str(source) == "-":
-            return self.store.import_archive(sys.stdin.buffer, parsed, source="-")
+            self._client.pool.check()
+            return import_stream(self.store, sys.stdin.buffer, parsed, source="-")
         path = Path(source)
         if path.is_dir():
             return self.store.import_directory(path, parsed)
@@ -159,7 +217,7 @@ class Images:
 
                 self._client.pool.check()
                 return import_aci(self.store, f, ref, source=str(path.resolve()))
-            return self.store.import_archive(f, parsed, source=str(path.resolve()))
+            return import_stream(self.store, f, parsed, source=str(path.resolve()))
 
     def pull(self, source: str, name: str | None = None, options: PullOptions | None = None) -> PullResult:
         """Download, verify and store an image (see :mod:`nspawnctl.pull` for what is accepted)."""
@@ -244,6 +302,8 @@ class Containers:
         # a booted image runs its init unless told what to run: a command, or --entrypoint
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
+        network, private_users, notice = _network_and_userns(options)
+        volumes = [v.with_idmap() for v in options.volumes] if private_users else options.volumes
         spec = ContainerSpec(
             name=name,
             id=secrets.token_hex(16),
@@ -252,7 +312,7 @@ class Containers:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             command=argv,
             env=env,
-            volumes=options.volumes,
+            volumes=volumes,
             workdir=options.workdir or defaults.workdir,
             user=options.user or defaults.user,
             hostname=options.hostname,
@@ -261,6 +321,10 @@ class Containers:
             auto_remove=options.auto_remove,
             entrypoint=entrypoint,
             stop_signal=None if boot else defaults.stop_signal,
+            network=network,
+            ports=list(options.ports),
+            restart=options.restart,
+            private_users=private_users,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -281,20 +345,79 @@ class Containers:
         for v in spec.volumes:
             if not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
-        return self.store.create(spec, img)
+        created = self.store.create(spec, img)
+        if notice:  # only once the container exists: an error must be the first thing said
+            options.notify(notice)
+        return created
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, name: str) -> None:
+        """Start a stopped container: under systemd-nspawn@NAME.service once it is enabled or
+        declared (nspawnctl's drop-in exists), else under its transient unit."""
         spec = self.store.get(name)
 
         async def go(bus: Bus) -> None:
             rt = self._runtime(bus)
             if await rt.is_running(name):
                 return
+            _check_ports(self.paths, spec)
             self.store.clear_exit(name)
             await _start(rt, spec, self._launch(spec))
 
         run_sync(go)
+
+    # -- persistence -----------------------------------------------------------------------
+    def enable(self, name: str, now: bool = False) -> None:
+        """Start the container at boot (systemd-nspawn@NAME.service, wanted by machines.target) and
+        restart it on failure at least; with ``now`` also start it (under that unit)."""
+        from .run import persist
+
+        spec = self.store.get(name)
+        if spec.auto_remove:
+            raise InvalidArgument(
+                f"container {name} removes itself when it stops (--rm); it cannot be enabled",
+                hint="create it without --rm",
+            )
+        run_sync(lambda bus: persist.enable(self._runtime(bus).manager, spec, self.paths))
+        if now:
+            self.start(name)
+
+    def disable(self, name: str, now: bool = False) -> None:
+        """Do not start the container at boot any more; with ``now`` also stop it."""
+        from .run import persist
+
+        spec = self.store.get(name)
+        run_sync(lambda bus: persist.disable(self._runtime(bus).manager, spec, self.paths))
+        if now:
+            self.stop(name)
+
+    def is_enabled(self, name: str) -> bool:
+        from .run import persist
+
+        self.store.get(name)
+        enabled: bool = run_sync(lambda bus: persist.is_enabled(self._runtime(bus).manager, name))
+        return enabled
+
+    def persist(self, name: str) -> None:
+        """Write the drop-in that makes ``systemd-nspawn@NAME.service`` (``machinectl start NAME``)
+        run this container as nspawnctl does, without enabling it at boot; it stays when the
+        container is disabled, until :meth:`unpersist` or removal."""
+        from .run import persist
+
+        spec = self.store.get(name)
+
+        async def go(bus: Bus) -> None:
+            manager = self._runtime(bus).manager
+            enabled = await persist.is_enabled(manager, name)
+            await persist.sync(manager, spec, self.paths, enabled=enabled, keep=True)
+
+        run_sync(go)
+
+    def unpersist(self, name: str) -> None:
+        """Disable the container and remove its drop-in: it runs under its transient unit again."""
+        from .run import persist
+
+        run_sync(lambda bus: persist.forget(self._runtime(bus).manager, name))
 
     def run_detached(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         spec = self.create(image, command, options)
@@ -337,8 +460,9 @@ class Containers:
         console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
         launch = self._launch(spec, add_ref=True, fds=fds, console=console)
         name = spec.name
-        await _start(rt, spec, launch)
-        inv = await rt.invocation_id(name)
+        _check_ports(self.paths, spec)
+        unit = await _start(rt, spec, launch)
+        inv = await rt.invocation_id(name, unit)
         interrupts = 0
         loop = asyncio.get_running_loop()
         pending: set[asyncio.Task[None]] = set()
@@ -361,22 +485,22 @@ class Containers:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
 
                 async def ended() -> bool:
-                    return await rt.wait(name, timeout=0)
+                    return await rt.wait(name, timeout=0, unit=unit)
 
                 await journal.follow(matches, lambda e: write(e.message + b"\n"), ended, poll=0.05)
-            await rt.wait(name)
-            outcome = await rt.outcome(name)
+            await rt.wait(name, unit=unit)
+            outcome = await rt.outcome(name, unit)
         finally:
             if fds is None:
                 for sig in (signals.SIGINT, signals.SIGTERM):
                     loop.remove_signal_handler(sig)
-            await rt.release(name)
+            await rt.release(name, unit)
         if outcome is not None:
             code = outcome.exit_code
         else:
             record = self.store.exit_record(name)
             code = record.exit_code if record else 0
-        errors = await asyncio.to_thread(journal.errors_of, unit_name(name), inv) if code else []
+        errors = await asyncio.to_thread(journal.errors_of, unit, inv) if code else []
         return RunResult(code, errors)
 
     def stop(self, name: str, timeout: float = 10) -> None:
@@ -419,6 +543,9 @@ class Containers:
                 await rt.kill(name, signals.SIGKILL)
                 await rt.wait(name, timeout=30)
             await rt.reset(name)
+            from .run import persist
+
+            await persist.forget(rt.manager, name)
 
         run_sync(go)
         # a --rm container may already have removed itself when it stopped
@@ -427,11 +554,16 @@ class Containers:
 
     # -- observation -----------------------------------------------------------------------
     def get(self, name: str) -> ContainerStatus:
-        return self.statuses([self.store.get(name)])[0]
+        """One container's status, with whether it is enabled at boot (one more D-Bus call)."""
+        from .run import persist
+
+        status = self.statuses([self.store.get(name)])[0]
+        enabled: bool = run_sync(lambda bus: persist.is_enabled(self._runtime(bus).manager, name))
+        return dataclasses.replace(status, enabled=enabled)
 
     def list(self, all: bool = False) -> builtins.list[ContainerStatus]:
         statuses = self.statuses(self.store.list())
-        return statuses if all else [s for s in statuses if s.running]
+        return statuses if all else [s for s in statuses if s.running or s.state == "restarting"]
 
     def statuses(self, specs: builtins.list[ContainerSpec]) -> builtins.list[ContainerStatus]:
         if not specs:
@@ -443,8 +575,12 @@ class Containers:
             out = []
             for spec in specs:
                 st = states.get(spec.name)
-                if st is not None and st.running:
-                    out.append(ContainerStatus(spec, "running", await rt.started_at(spec.name)))
+                if st is not None and st.sub_state == "auto-restart":
+                    rec = self.store.exit_record(spec.name)
+                    out.append(ContainerStatus(spec, "restarting", exit=rec, unit=st.name))
+                elif st is not None and st.running:
+                    started = await rt.started_at(spec.name, st.name)
+                    out.append(ContainerStatus(spec, "running", started, unit=st.name))
                 else:
                     rec = self.store.exit_record(spec.name)
                     out.append(ContainerStatus(spec, "exited" if rec else "created", exit=rec))
@@ -526,16 +662,18 @@ class Containers:
         fds: tuple[int, int, int] | None = None,
         console: str = "pipe",
     ) -> Any:
-        from .run.runtime import host_is_unified, nspawn_binary, poststop_argv
-        from .run.units import Launch
+        from .run.hook import default_launch, hook_argv, paths_environment
+        from .run.units import needs_pre
 
-        return Launch(
-            nspawn=nspawn_binary(),
+        unit = unit_name(spec.name)
+        return default_launch(
+            spec,
             console="read-only" if spec.boot and fds is None else console,
             attach_fds=fds,
             add_ref=add_ref,
-            unified_cgroup=host_is_unified(),
-            poststop=poststop_argv(self.paths, spec.name, remove=spec.auto_remove),
+            pre=hook_argv("pre", spec.name, unit) if needs_pre(spec) else (),
+            post=hook_argv("post", spec.name, remove=spec.auto_remove),
+            environment=tuple(paths_environment(self.paths)),
         )
 
     def _cleanup_failed(self, spec: ContainerSpec) -> None:
@@ -545,6 +683,30 @@ class Containers:
                 self.store.remove(spec.name)
             except NspawnctlError:
                 pass
+
+
+def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
+    """The network mode to record and whether the container gets a user namespace; refuses
+    combinations that cannot work before anything is made."""
+    from .net import default_network
+    from .spec import owns_netns, parse_network, parse_restart
+
+    parse_restart(options.restart)
+    if options.restart != "no" and options.auto_remove:
+        raise InvalidArgument(
+            "--restart cannot be combined with --rm",
+            hint="a container that removes itself when it exits cannot be restarted; drop one of them",
+        )
+    if options.userns not in USERNS_MODES:
+        raise InvalidArgument(f"invalid --userns {options.userns!r}", hint="use auto or host")
+    explicit = parse_network(options.network) if options.network else None
+    network, notice = default_network(explicit, list(options.ports))
+    if options.ports and not owns_netns(network):
+        raise InvalidArgument(
+            "-p needs a network of the container's own: --network veth or zone:NAME",
+            hint=f"this container's network would be {network}; drop -p or choose veth or zone:NAME",
+        )
+    return network, options.userns == "auto", notice
 
 
 def _argv(
@@ -590,19 +752,29 @@ def _has_getent(root: Path) -> bool:
     return any(os.path.lexists(root / d / "getent") for d in ("usr/bin", "bin", "usr/sbin", "sbin"))
 
 
-async def _start(rt: Any, spec: ContainerSpec, launch: Any) -> None:
-    """Start the unit; when it fails, say why in systemd-nspawn's own words."""
+async def _start(rt: Any, spec: ContainerSpec, launch: Any) -> str:
+    """Start the unit; when it fails, say why in systemd-nspawn's own words. Returns the unit."""
     from .errors import SystemdError
     from .systemd import journal
 
     started = int(datetime.now(UTC).timestamp() * 1e6)
+    unit: str = rt.unit_to_start(spec.name)
     try:
-        await rt.start(spec, launch)
+        return str(await rt.start(spec, launch))
     except SystemdError as e:
-        msgs = await asyncio.to_thread(journal.errors_of, unit_name(spec.name), None, started)
+        msgs = await asyncio.to_thread(journal.errors_of, unit, None, started)
         if msgs:
             raise SystemdError(f"container {spec.name} failed to start: {msgs[-1]}", hint=e.hint) from e
         raise
+
+
+def _check_ports(paths: Paths, spec: ContainerSpec) -> None:
+    """Published ports that are taken: a clear error before any unit exists (the hook checks again,
+    for starts by machinectl and at boot)."""
+    if spec.ports:
+        from . import net
+
+        net.check_ports(paths, spec)
 
 
 async def _quietly(coro: Any) -> None:

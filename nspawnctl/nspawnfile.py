@@ -17,7 +17,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import InvalidArgument
@@ -32,6 +32,18 @@ class _Line:
     section: str | None = None
     key: str | None = None
     value: str | None = None
+    lineno: int | None = None  # where it was read (first line of a continued one); None: added by us
+    header: bool = False  # a "[Section]" line
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``KEY=VALUE`` line and where it stands, for messages like ``FILE:LINE: ...``."""
+
+    section: str
+    key: str
+    value: str
+    lineno: int | None
 
 
 @dataclass
@@ -39,42 +51,57 @@ class NspawnFile:
     """An editable .nspawn file."""
 
     lines: list[_Line] = field(default_factory=list)
+    filename: str | None = None  # what messages call it
 
     # -- parsing ---------------------------------------------------------------------------
     @classmethod
     def parse(cls, text: str, filename: str = "<string>") -> NspawnFile:
-        out = cls()
+        out = cls(filename=filename)
         section: str | None = None
         pending = ""
+        start = 0
+
+        def add(raw: str) -> None:
+            nonlocal section
+            stripped = raw.strip()
+            if not stripped or stripped.startswith(("#", ";")):
+                out.lines.append(_Line(raw, section, lineno=start))
+            elif stripped.startswith("["):
+                if not stripped.endswith("]") or len(stripped) < 3:
+                    raise InvalidArgument(f"{filename}:{start}: invalid section header {stripped!r}")
+                section = stripped[1:-1]
+                out.lines.append(_Line(raw, section, lineno=start, header=True))
+            elif "=" in stripped:
+                if section is None:
+                    raise InvalidArgument(f"{filename}:{start}: assignment outside of a section")
+                key, _, value = stripped.partition("=")
+                if not key.strip():
+                    raise InvalidArgument(f"{filename}:{start}: assignment without a key: {stripped!r}")
+                out.lines.append(_Line(raw, section, key.strip(), value.strip(), lineno=start))
+            else:
+                raise InvalidArgument(f"{filename}:{start}: expected KEY=VALUE, got {stripped!r}")
+
         for lineno, raw in enumerate(text.splitlines(), 1):
             if pending:
                 raw = pending + raw
                 pending = ""
+            else:
+                start = lineno
             stripped = raw.strip()
             if stripped.endswith("\\") and not stripped.startswith(("#", ";")):
                 pending = raw[: raw.rstrip().rfind("\\")] + " "
                 continue
-            if not stripped or stripped.startswith(("#", ";")):
-                out.lines.append(_Line(raw, section))
-            elif stripped.startswith("["):
-                if not stripped.endswith("]") or len(stripped) < 3:
-                    raise InvalidArgument(f"{filename}:{lineno}: invalid section header {stripped!r}")
-                section = stripped[1:-1]
-                out.lines.append(_Line(raw, section))
-            elif "=" in stripped:
-                if section is None:
-                    raise InvalidArgument(f"{filename}:{lineno}: assignment outside of a section")
-                key, _, value = stripped.partition("=")
-                out.lines.append(_Line(raw, section, key.strip(), value.strip()))
-            else:
-                raise InvalidArgument(f"{filename}:{lineno}: expected KEY=VALUE, got {stripped!r}")
-        if pending:
-            out.lines.append(_Line(pending.rstrip()))
+            add(raw)
+        if pending:  # systemd takes a continuation at the end of the file as it is
+            add(pending.rstrip())
         return out
 
     @classmethod
     def load(cls, path: Path) -> NspawnFile:
         return cls.parse(path.read_text(), str(path))
+
+    def copy(self) -> NspawnFile:
+        return NspawnFile([replace(ln) for ln in self.lines], self.filename)
 
     # -- queries ---------------------------------------------------------------------------
     def sections(self) -> list[str]:
@@ -99,6 +126,24 @@ class NspawnFile:
         values = [ln.value for ln in self._assignments(section, key)]
         return values[-1] if values else default
 
+    def assignments(self, section: str | None = None, key: str | None = None) -> list[Assignment]:
+        """Every assignment (of ``section``, of ``key``) in file order, with its line number."""
+        return [
+            Assignment(ln.section, ln.key, ln.value, ln.lineno)
+            for ln in self.lines
+            if ln.section is not None
+            and ln.key is not None
+            and ln.value is not None
+            and section in (None, ln.section)
+            and key in (None, ln.key)
+        ]
+
+    def where(self, section: str, key: str) -> str:
+        """``FILE:LINE`` of the assignment of ``key`` that counts (the last), or ``FILE``."""
+        lines = [ln.lineno for ln in self._assignments(section, key) if ln.lineno is not None]
+        name = self.filename or "<string>"
+        return f"{name}:{lines[-1]}" if lines else name
+
     def get_words(self, section: str, key: str) -> list[str]:
         words: list[str] = []
         for value in self.get_all(section, key):
@@ -119,9 +164,16 @@ class NspawnFile:
         existing = list(self._assignments(section, key))
         new = [_Line(f"{key}={v}", section, key, v) for v in values]
         if existing:
-            at = self.lines.index(existing[0])
-            self.lines = [ln for ln in self.lines if ln not in existing]
+            at = self._index(existing[0])
+            # keep the line number when the value is unchanged, so later messages still point at it
+            if len(existing) == len(new) == 1 and existing[0].value == new[0].value:
+                return
+            headers = frozenset(id(self._header_of(ln)) for ln in existing)
+            gone = {id(ln) for ln in existing}
+            self.lines = [ln for ln in self.lines if id(ln) not in gone]
             self.lines[at:at] = new
+            if not new:
+                self._drop_emptied(headers)
             return
         if not new:
             return
@@ -129,7 +181,7 @@ class NspawnFile:
         if end is None:
             if self.lines and self.lines[-1].text.strip():
                 self.lines.append(_Line(""))
-            self.lines.append(_Line(f"[{section}]", section))
+            self.lines.append(_Line(f"[{section}]", section, header=True))
             end = len(self.lines)
         self.lines[end:end] = new
 
@@ -156,6 +208,37 @@ class NspawnFile:
     # -- helpers ---------------------------------------------------------------------------
     def _assignments(self, section: str, key: str) -> Iterator[_Line]:
         return (ln for ln in self.lines if ln.section == section and ln.key == key)
+
+    def _index(self, line: _Line) -> int:
+        return next(i for i, ln in enumerate(self.lines) if ln is line)
+
+    def _header_of(self, line: _Line) -> _Line | None:
+        header = None
+        for ln in self.lines:
+            if ln.header:
+                header = ln
+            if ln is line:
+                return header
+        return None
+
+    def _drop_emptied(self, header_ids: frozenset[int]) -> None:
+        """Remove the headers of sections whose last key we just removed, with the blank lines
+        left in them: a bare ``[Network]`` would read as if it meant something. A section with
+        a comment or any other line left stays."""
+        for i, ln in enumerate(self.lines):
+            if not (ln.header and id(ln) in header_ids):
+                continue
+            j = i + 1
+            while j < len(self.lines) and not self.lines[j].header:
+                if self.lines[j].text.strip():
+                    break
+                j += 1
+            else:
+                del self.lines[i:j]
+                while self.lines and not self.lines[-1].text.strip():
+                    self.lines.pop()  # no blank lines left dangling at the end
+                self._drop_emptied(header_ids - {id(ln)})
+                return
 
     def _section_end(self, section: str) -> int | None:
         """Index after the last non-blank line of the (last) section ``section``."""

@@ -122,6 +122,15 @@ def _register() -> None:
     pool.register(app)
     trust.register(app)
     registry.register(app)
+    from . import files
+
+    files.register(app)
+    from . import persist
+
+    persist.register(app)
+    from . import declare
+
+    declare.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -88,11 +88,15 @@ def _options(
     pids_limit: int | None,
     rm: bool,
     entrypoint: str | None = None,
+    network: str | None = None,
+    publish: list[str] | None = None,
+    restart: str = "no",
+    userns: str = "auto",
 ) -> object:
     import os
 
     from ..client import RunOptions
-    from ..spec import Limits, Volume
+    from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
 
     if cpus is not None and cpus <= 0:
         raise InvalidArgument("--cpus must be greater than 0")
@@ -114,6 +118,11 @@ def _options(
         limits=Limits(memory=parse_size(memory) if memory else None, cpus=cpus, pids=pids_limit),
         auto_remove=rm,
         entrypoint=entrypoint,
+        network=parse_network(network) if network else None,
+        ports=[PortMapping.parse(p) for p in publish or []],
+        restart=parse_restart(restart),
+        userns=userns,
+        notify=lambda text: err(f"nspawnctl: {text}"),
     )
 
 
@@ -145,6 +154,35 @@ ENTRYPOINT = typer.Option(
     help="Run PROGRAM instead of the image's entrypoint; the image's default arguments are dropped "
     "('' clears the entrypoint).",
 )
+NETWORK = typer.Option(
+    None,
+    "--network",
+    "--net",
+    metavar="MODE",
+    help="host (the host's network), none (loopback only), private (nspawn's own namespace), veth "
+    "(a link to the host, NATed out) or zone:NAME (a bridge shared with the zone's other containers; "
+    "reach them by name). Default: veth when systemd-networkd runs, else host.",
+)
+PUBLISH = typer.Option(
+    [],
+    "-p",
+    "--publish",
+    metavar="[HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]",
+    help="Publish a container port on the host, also on 127.0.0.1 (repeatable; implies --network veth).",
+)
+RESTART = typer.Option(
+    "no",
+    "--restart",
+    metavar="POLICY",
+    help="Restart policy: no, on-failure, always or unless-stopped (systemd's Restart=).",
+)
+USERNS = typer.Option(
+    "auto",
+    "--userns",
+    metavar="MODE",
+    help="auto: a user namespace of its own, the payload's root is an unprivileged UID on the host "
+    "(the default); host: no user namespace, the payload's root is the host's root.",
+)
 
 
 def create(
@@ -164,10 +202,30 @@ def create(
     pids_limit: int = PIDS,
     rm: bool = RM,
     entrypoint: str = ENTRYPOINT,
+    network: str = NETWORK,
+    publish: list[str] = PUBLISH,
+    restart: str = RESTART,
+    userns: str = USERNS,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
-        name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm, entrypoint
+        name,
+        env,
+        env_file,
+        volume,
+        workdir,
+        user,
+        hostname,
+        boot,
+        memory,
+        cpus,
+        pids_limit,
+        rm,
+        entrypoint,
+        network,
+        publish,
+        restart,
+        userns,
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -197,6 +255,10 @@ def run(
     pids_limit: int = PIDS,
     rm: bool = RM,
     entrypoint: str = ENTRYPOINT,
+    network: str = NETWORK,
+    publish: list[str] = PUBLISH,
+    restart: str = RESTART,
+    userns: str = USERNS,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -208,7 +270,23 @@ def run(
     times kills it). With -d it runs as a transient systemd unit in the background.
     """
     opts = _options(
-        name, env, env_file, volume, workdir, user, hostname, boot, memory, cpus, pids_limit, rm, entrypoint
+        name,
+        env,
+        env_file,
+        volume,
+        workdir,
+        user,
+        hostname,
+        boot,
+        memory,
+        cpus,
+        pids_limit,
+        rm,
+        entrypoint,
+        network,
+        publish,
+        restart,
+        userns,
     )
     containers = state_of(ctx).client().containers
     argv = list(command or [])
@@ -305,6 +383,8 @@ def ps(
     for s in statuses:
         if s.running:
             status = f"Up {human_duration(now - s.started_us / 1e6)}" if s.started_us else "Up"
+        elif s.state == "restarting":
+            status = f"Restarting ({s.exit.exit_code if s.exit else '?'})"
         elif s.exit:
             status = f"Exited ({s.exit.exit_code}) {ago(s.exit.finished)}"
         else:
@@ -312,8 +392,11 @@ def ps(
         command = " ".join(s.spec.command) or ("(boot)" if s.spec.boot else "")
         if len(command) > 30:
             command = command[:29] + "…"
-        rows.append([s.spec.name, s.spec.image, f'"{command}"', ago(s.spec.created), status])
-    table(["NAME", "IMAGE", "COMMAND", "CREATED", "STATUS"], rows)
+        ports = ", ".join(
+            f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.protocol}" for p in s.spec.ports
+        )
+        rows.append([s.spec.name, s.spec.image, f'"{command}"', ago(s.spec.created), status, ports])
+    table(["NAME", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"], rows)
 
 
 def _docker_since(text: str | None) -> str | None:

@@ -41,6 +41,17 @@ class ContainerStore:
         base = self.paths.runtime_settings if auto_remove else self.paths.settings
         return base / f"{name}.nspawn"
 
+    def definition(self, name: str) -> tuple[Path, NspawnFile]:
+        """The container's .nspawn file as it is (comments, unknown keys and all)."""
+        path = self._find_file(name)
+        if path is None:
+            raise ContainerNotFound(f"no such container: {name}")
+        return path, NspawnFile.load(path)
+
+    def in_use(self, name: str) -> bool:
+        """Whether anything (ours or not) holds the name: a .nspawn file or a pool entry."""
+        return self._find_file(name) is not None or os.path.lexists(self.root(name))
+
     def _find_file(self, name: str) -> Path | None:
         for base in (self.paths.settings, self.paths.runtime_settings):
             p = base / f"{name}.nspawn"
@@ -94,8 +105,9 @@ class ContainerStore:
         return ExitRecord(int(data["exit_code"]), str(data.get("result", "")), str(data.get("finished", "")))
 
     # -- changes ---------------------------------------------------------------------------
-    def create(self, spec: ContainerSpec, image: Image) -> ContainerSpec:
-        """Snapshot the image and write the definition; refuses names already taken anywhere."""
+    def create(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> ContainerSpec:
+        """Snapshot the image and write the definition (onto ``base``, a user's file whose other
+        keys and comments are kept); refuses names already taken anywhere."""
         check_machine_name(spec.name)
         self.pool.check()
         with self.pool.lock():
@@ -111,11 +123,35 @@ class ContainerStore:
                 usr = root / "usr"
                 if not os.path.lexists(usr):
                     usr.mkdir(mode=0o755)
-                spec_to_file(spec).save(self.settings_file(spec.name, spec.auto_remove))
+                spec_to_file(spec, base).save(self.settings_file(spec.name, spec.auto_remove))
             except BaseException:
                 btrfs.delete(root)
                 raise
         return spec
+
+    def rewrite(self, spec: ContainerSpec, base: NspawnFile | None = None) -> None:
+        """Replace the definition of an existing (stopped) container; its snapshot stays."""
+        with self.pool.lock():
+            self._rewrite(spec, base)
+
+    def recreate(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> None:
+        """A new snapshot of ``image`` in place of the container's, and its new definition: what
+        a changed image means for a declared container (its writable layer is lost, as compose's)."""
+        root = self.root(spec.name)
+        with self.pool.lock():
+            btrfs.delete(root)
+            btrfs.snapshot(image.path, root)
+            usr = root / "usr"
+            if not os.path.lexists(usr):
+                usr.mkdir(mode=0o755)
+            self._rewrite(spec, base)
+            (self.paths.state / f"{spec.name}.json").unlink(missing_ok=True)
+
+    def _rewrite(self, spec: ContainerSpec, base: NspawnFile | None) -> None:
+        target = self.settings_file(spec.name, spec.auto_remove)
+        spec_to_file(spec, base).save(target)
+        other = self.settings_file(spec.name, not spec.auto_remove)
+        other.unlink(missing_ok=True)
 
     def remove(self, name: str) -> None:
         """Delete snapshot, definition and state; the caller has made sure it is not running."""

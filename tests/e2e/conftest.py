@@ -97,8 +97,9 @@ def busybox_dir(workdir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def busybox(busybox_dir: Path) -> Iterator[str]:
-    """The image most tests run: imported once per session from a directory."""
-    ref = "e2e/busybox:latest"
+    """The image most tests run: imported once per session from a directory, under a name of the
+    session's own (sessions may overlap; removing the name leaves another session's)."""
+    ref = f"e2e/busybox-{uuid.uuid4().hex[:8]}:latest"
     subprocess.run(["nspawnctl", "import", str(busybox_dir), ref], check=True, capture_output=True)
     yield ref
     subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)
@@ -109,7 +110,7 @@ def boot_image() -> Iterator[str]:
     """A Debian root with systemd inside, built by the harness (tests/host/testhost.py)."""
     if not BOOT_IMAGE_DIR.is_dir():
         pytest.fail(f"{BOOT_IMAGE_DIR} is missing: the test host should have been built with it")
-    ref = "e2e/debian-boot:latest"
+    ref = f"e2e/debian-boot-{uuid.uuid4().hex[:8]}:latest"
     subprocess.run(["nspawnctl", "import", str(BOOT_IMAGE_DIR), ref], check=True, capture_output=True)
     yield ref
     subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)

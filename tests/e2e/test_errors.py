@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLI, subvolumes
+from demo import make_busybox_root
 
 STAGING = Path("/var/lib/nspawnctl/images")
 
@@ -59,9 +60,11 @@ def test_duplicate_name(nsp: CLI, busybox: str) -> None:
     assert pool_snapshot() == before
 
 
-def test_rmi_of_image_in_use(nsp: CLI, busybox_dir: Path) -> None:
+def test_rmi_of_image_in_use(nsp: CLI, workdir: Path) -> None:
+    # content of its own: an image shared with the session's busybox would keep another name
+    root = make_busybox_root(workdir / f"inuse-{os.getpid()}", marker=f"inuse-{os.getpid()}")
     nsp.images.add("e2e/inuse:latest")
-    nsp("import", str(busybox_dir), "e2e/inuse")
+    nsp("import", str(root), "e2e/inuse")
     nsp("tag", "e2e/inuse", "e2e/inuse:only")
     name = nsp.name()
     nsp("create", "--name", name, "e2e/inuse:only", "true")

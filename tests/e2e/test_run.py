@@ -273,7 +273,13 @@ def test_resource_limits_are_on_the_unit(nsp: CLI, busybox: str) -> None:
     assert props["TasksMax"] == "50"
     assert props["Delegate"] == "yes" and props["Slice"] == "machine.slice"
     inspect = nsp.json("inspect", name)[0]
-    assert inspect["HostConfig"] == {"Memory": 64 << 20, "NanoCpus": 500_000_000, "PidsLimit": 50}
+    host = inspect["HostConfig"]
+    assert {k: host[k] for k in ("Memory", "NanoCpus", "PidsLimit", "RestartPolicy")} == {
+        "Memory": 64 << 20,
+        "NanoCpus": 500_000_000,
+        "PidsLimit": 50,
+        "RestartPolicy": {"Name": "no"},
+    }
 
 
 def test_env_volume_workdir_user_hostname(nsp: CLI, busybox: str, tmp_path: Path) -> None:

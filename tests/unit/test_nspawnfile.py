@@ -6,6 +6,7 @@ import pytest
 
 from nspawnctl.errors import InvalidArgument
 from nspawnctl.nspawnfile import NspawnFile, quote_words, split_words
+from nspawnctl.spec import file_to_spec, spec_to_file
 
 TRICKY = [
     ["echo", "hi"],
@@ -78,3 +79,36 @@ def test_values_with_line_breaks_are_refused(value: str) -> None:
     f = NspawnFile()
     with pytest.raises(InvalidArgument):
         f.set("Exec", "WorkingDirectory", value)
+
+
+def test_assignments_keep_their_line_numbers() -> None:
+    f = NspawnFile.parse("# c\n[Exec]\nBoot=no\nParameters=a \\\n  b\nUser=x\n", "w.nspawn")
+    lines = {(a.key, a.lineno) for a in f.assignments()}
+    assert lines == {("Boot", 3), ("Parameters", 4), ("User", 6)}
+    assert f.where("Exec", "User") == "w.nspawn:6"
+    assert f.where("Exec", "Hostname") == "w.nspawn"
+    assert f.get_words("Exec", "Parameters") == ["a", "b"]
+
+
+def test_a_section_nspawnctl_emptied_is_not_left_bare() -> None:
+    f = NspawnFile.parse("[Exec]\nBoot=no\n\n[Network]\nZone=web\n\n[X-Mine]\nA=1\n")
+    f.set("Network", "Zone", None)
+    assert f.render() == "[Exec]\nBoot=no\n\n[X-Mine]\nA=1\n"
+    # as spec_to_file does for a container on its own network
+    f = NspawnFile.parse("[Network]\nVirtualEthernet=yes\nPort=8080:80\n")
+    spec = file_to_spec("w", _with_id(f))
+    assert "[Network]" not in spec_to_file(spec, f).render()
+
+
+def test_a_users_empty_section_and_comments_survive() -> None:
+    f = NspawnFile.parse("[Files]\n\n[Network]\n# my notes\nZone=web\n")
+    f.set("Network", "Zone", None)
+    f.set("Exec", "Boot", "no")
+    out = f.render()
+    assert "[Files]" in out and "[Network]\n# my notes" in out
+
+
+def _with_id(f: NspawnFile) -> NspawnFile:
+    g = f.copy()
+    g.set("X-Nspawnctl", "Id", "x")
+    return g

@@ -1,0 +1,615 @@
+"""Declared containers: .nspawn files that say what should exist (``apply``, ``diff``, ``down``),
+and the file that says what does (``generate``).
+
+A definition is a systemd.nspawn(5) file named ``NAME.nspawn`` with ``[X-Nspawnctl] Image=REF``:
+nspawn's own keys say how the container runs, nspawnctl's keys (``Network=``, ``Publish=``,
+``Restart=``, ``Enable=``) the rest. ``Parameters=`` is the whole command line, as nspawn reads it;
+without it the image's entrypoint and command run (or its init, for an image that boots).
+
+Everything is checked, and every image found or pulled, before the first container is touched:
+a mistake in any file changes nothing. The installed .nspawn file of each container is the user's
+file as nspawnctl completes it (:func:`nspawnctl.spec.spec_to_file` onto it, so comments and keys
+nspawnctl does not know survive); comparing that with the installed one says what would change.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal as signals
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import ContainerNotFound, DefinitionError, InvalidArgument, NspawnctlError
+from .names import check_machine_name, check_zone_name
+from .nspawnfile import OWN_SECTION, NspawnFile, split_words
+from .spec import (
+    NSPAWN_NETWORK_KEYS,
+    ContainerSpec,
+    PortMapping,
+    file_to_spec,
+    owns_netns,
+    parse_network,
+    parse_restart,
+)
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .store.images import Image
+
+SUFFIX = ".nspawn"
+# nspawnctl's keys a definition may set; the generated ones are replaced on every apply.
+USER_KEYS = (
+    "Image",
+    "Network",
+    "Publish",
+    "Restart",
+    "Enable",
+    "Entrypoint",
+    "MemoryMax",
+    "CPUs",
+    "TasksMax",
+)
+GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove")
+# What differs between two equal containers (ImageId does count: a tag pulled again may be new).
+IGNORED = {(OWN_SECTION, "Id"), (OWN_SECTION, "Created")}
+# Keys a change of which needs no restart of the running container.
+NO_RESTART = {(OWN_SECTION, "Enable")}
+_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True}
+_BOOLEANS |= {"no": False, "false": False, "off": False, "0": False}
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One NAME.nspawn file, parsed and checked."""
+
+    name: str
+    path: Path
+    file: NspawnFile  # the user's file, without the keys nspawnctl generates
+    image: str
+    enable: bool = True
+
+    def where(self, section: str, key: str) -> str:
+        return self.file.where(section, key)
+
+
+@dataclass(frozen=True)
+class Change:
+    section: str
+    key: str
+    old: list[str]
+    new: list[str]
+
+    def __str__(self) -> str:
+        return f"[{self.section}] {self.key}: {_show(self.old)} -> {_show(self.new)}"
+
+
+@dataclass
+class PlanItem:
+    """What ``apply`` would do to one container, and why."""
+
+    definition: Definition
+    action: str  # create | recreate | update | unchanged
+    changes: list[Change] = field(default_factory=list)
+    spec: ContainerSpec | None = None  # what it would be; None when its image is still to be pulled
+    file: NspawnFile | None = None  # its .nspawn file as it would be written
+    image: Image | None = None
+    installed: ContainerSpec | None = None
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def needs_restart(self) -> bool:
+        return self.action == "recreate" or any((c.section, c.key) not in NO_RESTART for c in self.changes)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    action: str  # created | recreated | updated | unchanged | removed | missing | failed
+    text: str  # "web created", "db updated (restarted)", ...
+    error: NspawnctlError | None = None
+
+
+# -- loading -------------------------------------------------------------------------------------
+def definition_files(path: str | Path) -> list[Path]:
+    """``FILE.nspawn``, or every ``*.nspawn`` in a directory, sorted."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(x for x in p.glob(f"*{SUFFIX}") if x.is_file())
+        if not files:
+            raise DefinitionError(f"{p}: no *{SUFFIX} files in this directory")
+        return files
+    if not p.exists():
+        raise DefinitionError(f"{p}: no such file or directory")
+    if not p.name.endswith(SUFFIX):
+        raise DefinitionError(
+            f"{p}: a definition is a file named NAME{SUFFIX}",
+            hint="the file's name is the container's name: rename it to NAME.nspawn",
+        )
+    return [p]
+
+
+def name_of(path: Path) -> str:
+    name = path.name[: -len(SUFFIX)]
+    try:
+        return check_machine_name(name)
+    except InvalidArgument as e:
+        raise DefinitionError(
+            f"{path}: the file's name is the container's name: {e.message}", e.hint
+        ) from None
+
+
+def load(path: str | Path) -> list[Definition]:
+    """Parse and check every definition; all errors of all files at once, each as FILE:LINE."""
+    definitions, errors = [], []
+    for p in definition_files(path):
+        try:
+            definitions.append(load_file(p))
+        except DefinitionError as e:
+            errors.append(e.message)
+    if errors:
+        raise DefinitionError("\n".join(errors), hint="fix the file(s); nothing was changed")
+    return definitions
+
+
+def load_file(path: Path) -> Definition:
+    name = name_of(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DefinitionError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        f = NspawnFile.parse(text, str(path))
+    except InvalidArgument as e:
+        raise DefinitionError(e.message, e.hint) from None
+    errors = _check(f)
+    image = f.get(OWN_SECTION, "Image")
+    if not image:
+        errors.insert(0, f"{path}: no Image= in [{OWN_SECTION}]")
+    if errors:
+        raise DefinitionError("\n".join(errors))
+    assert image is not None
+    enable = _BOOLEANS[(f.get(OWN_SECTION, "Enable") or "yes").lower()]
+    f = f.copy()
+    for key in GENERATED_KEYS:
+        f.set(OWN_SECTION, key, None)
+    return Definition(name, path, f, image, enable)
+
+
+def _check(f: NspawnFile) -> list[str]:
+    """Every value nspawnctl reads, checked where it stands: ``FILE:LINE: Key=: what is wrong``."""
+    errors: list[str] = []
+    ports: list[tuple[PortMapping, int | None]] = []
+    name = f.filename or "<string>"
+    for a in f.assignments():
+        at = f"{name}:{a.lineno}" if a.lineno else name
+        try:
+            if a.section == OWN_SECTION:
+                _check_own(a.key, a.value, ports, a.lineno)
+            elif a.section == "Exec":
+                _check_exec(a.key, a.value)
+            elif a.section == "Files" and a.key in ("Bind", "BindReadOnly") and a.value:
+                _check_bind(a.value)
+            elif a.section == "Network":
+                _check_network(a.key, a.value, ports, a.lineno)
+        except InvalidArgument as e:
+            errors.append(f"{at}: {a.key}={a.value}: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+    if not errors and ports:
+        network = declared_network(f)
+        if network is not None and not owns_netns(network):
+            port, line = ports[0]
+            errors.append(
+                f"{name}:{line}: publishing {port} needs a network of the container's own "
+                f"(Network=veth or zone:NAME), not {network}"
+            )
+    return errors
+
+
+def _check_own(key: str, value: str, ports: list[tuple[PortMapping, int | None]], line: int | None) -> None:
+    if key not in USER_KEYS + GENERATED_KEYS:
+        raise InvalidArgument(
+            f"unknown key in [{OWN_SECTION}]", hint=f"nspawnctl's keys are {', '.join(USER_KEYS)}"
+        )
+    if key == "Network":
+        parse_network(value)
+    elif key == "Publish" and value:
+        ports.append((PortMapping.parse(value), line))
+    elif key == "Restart":
+        parse_restart(value)
+    elif key == "Enable":
+        _boolean(value)
+    elif key == "Entrypoint":
+        split_words(value)
+    elif key == "MemoryMax":
+        parse_bytes(value)
+    elif key == "CPUs":
+        try:
+            ok = float(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise InvalidArgument("not a number of CPUs greater than 0, e.g. 0.5")
+    elif key == "TasksMax" and not (value.isdigit() and int(value) > 0):
+        raise InvalidArgument("not a number of processes greater than 0")
+
+
+def _check_exec(key: str, value: str) -> None:
+    if key in ("Boot", "NotifyReady"):
+        _boolean(value)
+    elif key == "Parameters":
+        split_words(value)
+    elif key == "Environment":
+        for word in split_words(value):
+            if "=" not in word or word.startswith("="):
+                raise InvalidArgument(f"{word!r} is not KEY=VALUE")
+    elif key == "PrivateUsers" and value.lower() != "pick" and value.lower() not in _BOOLEANS:
+        raise InvalidArgument("nspawnctl supports PrivateUsers=pick (a user namespace) or no (none)")
+    elif key == "KillSignal" and value:
+        sig = value.upper()
+        try:
+            signals.Signals[sig if sig.startswith("SIG") else f"SIG{sig}"]
+        except KeyError:
+            if not (sig.startswith("SIGRTMIN") or sig.startswith("RTMIN")):
+                raise InvalidArgument("not a signal name") from None
+
+
+def _check_bind(value: str) -> None:
+    from .spec import _unescape_colon
+
+    parts = _unescape_colon(value)
+    host = parts[0].lstrip("+-")
+    if not host.startswith("/"):
+        raise InvalidArgument("the host path must be absolute")
+    if not Path(host).exists():
+        raise InvalidArgument(f"{host} does not exist", hint="create it first")
+
+
+def _check_network(
+    key: str, value: str, ports: list[tuple[PortMapping, int | None]], line: int | None
+) -> None:
+    if key == "Zone" and value:
+        check_zone_name(value)
+    elif key in ("Private", "VirtualEthernet"):
+        _boolean(value)
+    elif key == "Port" and value:
+        from .spec import _ports_from_file
+
+        probe = NspawnFile()
+        probe.set("Network", "Port", value)
+        ports.extend((p, line) for p in _ports_from_file(probe))
+
+
+def _boolean(value: str) -> bool:
+    try:
+        return _BOOLEANS[value.lower()]
+    except KeyError:
+        raise InvalidArgument("not a boolean (yes or no)") from None
+
+
+def parse_bytes(text: str) -> int:
+    """systemd's MemoryMax= sizes: bytes, or K, M, G, T (powers of 1024)."""
+    t = text.strip().upper()
+    mult = 1
+    if t and t[-1] in "KMGT":
+        mult = 1024 ** ("KMGT".index(t[-1]) + 1)
+        t = t[:-1]
+    try:
+        value = int(float(t) * mult)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InvalidArgument("not a size, e.g. 268435456, 256M or 1G")
+    return value
+
+
+def declared_network(f: NspawnFile) -> str | None:
+    """The network the file asks for, or None when it says nothing (then the default applies)."""
+    if f.get(OWN_SECTION, "Network") or any(f.get_all("Network", k) for k in NSPAWN_NETWORK_KEYS):
+        from .spec import _network_from_file
+
+        return _network_from_file(f)
+    return None
+
+
+# -- what the container should be ------------------------------------------------------------
+def desired(
+    d: Definition, image: Image, installed: ContainerSpec | None = None
+) -> tuple[ContainerSpec, NspawnFile, list[str]]:
+    """The container ``d`` defines, made from ``image`` (whose defaults fill what the file leaves
+    out), and its .nspawn file; the Id and creation time of ``installed`` are kept (logs stay
+    together), unless the image changed."""
+    from .net import default_network
+
+    f = d.file.copy()
+    mem = f.get(OWN_SECTION, "MemoryMax")
+    if mem:
+        f.set(OWN_SECTION, "MemoryMax", str(parse_bytes(mem)))
+    f.set(OWN_SECTION, "Id", "-")  # file_to_spec wants one; spec_to_file writes the real one
+    try:
+        spec = file_to_spec(d.name, f, d.path)
+    except InvalidArgument as e:
+        raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
+    defaults = image.defaults
+    has_params = bool(f.get_all("Exec", "Parameters"))
+    boot_value = f.get("Exec", "Boot")
+    boot = _BOOLEANS[boot_value.lower()] if boot_value else defaults.boot and not has_params
+    if boot:
+        entrypoint, command = [], spec.command or defaults.command
+    elif has_params:
+        entrypoint, command = spec.entrypoint, spec.command
+    else:
+        entrypoint, command = defaults.entrypoint, [*defaults.entrypoint, *defaults.command]
+    if not boot and not command:
+        raise DefinitionError(
+            f"{d.path}: no Parameters= in [Exec] and image {d.image} has no default command",
+            hint="say what to run: Parameters=/bin/sh -c '...'",
+        )
+    notices: list[str] = []
+    network = declared_network(f)
+    if network is None:
+        ports: list[object] = list(spec.ports)
+        network, notice = default_network(None, ports)
+        if notice:
+            notices.append(f"{d.name}: {notice}")
+    private_users = spec.private_users if f.get("Exec", "PrivateUsers") else True
+    volumes = [v.with_idmap() for v in spec.volumes] if private_users else spec.volumes
+    keep = installed is not None and installed.image_id == image.id
+    spec = replace(
+        spec,
+        id=installed.id if keep and installed else secrets.token_hex(16),
+        created=installed.created if keep and installed else datetime.now(UTC).isoformat(timespec="seconds"),
+        image=d.image,
+        image_id=image.id,
+        boot=boot,
+        entrypoint=list(entrypoint),
+        command=list(command),
+        env=merge_env(defaults.env, spec.env),
+        workdir=spec.workdir or defaults.workdir,
+        user=spec.user or defaults.user,
+        stop_signal=None
+        if boot
+        else (spec.stop_signal if f.get("Exec", "KillSignal") else defaults.stop_signal),
+        network=network,
+        volumes=volumes,
+        private_users=private_users,
+        auto_remove=False,
+    )
+    from .spec import spec_to_file
+
+    return spec, spec_to_file(spec, f), notices
+
+
+def merge_env(base: list[str], override: list[str]) -> list[str]:
+    """The image's variables, then the file's; a variable set twice keeps its first place and its
+    last value (so a generated file, which lists the image's too, gives back the same list)."""
+    merged: dict[str, str] = {}
+    for e in [*base, *override]:
+        key, _, value = e.partition("=")
+        merged[key] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def changes(old: NspawnFile, new: NspawnFile) -> list[Change]:
+    """Differences in what the files say (comments and order aside), Id and Created ignored."""
+    a, b = _values(old), _values(new)
+    out = []
+    for key in [*a, *(k for k in b if k not in a)]:
+        if key in IGNORED or a.get(key, []) == b.get(key, []):
+            continue
+        out.append(Change(key[0], key[1], a.get(key, []), b.get(key, [])))
+    return out
+
+
+def _values(f: NspawnFile) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for a in f.assignments():
+        if (a.section, a.key) not in out:
+            out[(a.section, a.key)] = f.get_all(a.section, a.key)
+    return {k: v for k, v in out.items() if v}
+
+
+def _show(values: list[str]) -> str:
+    return ", ".join(values) if values else "(unset)"
+
+
+# -- plan ------------------------------------------------------------------------------------------
+def plan(
+    client: Client,
+    definitions: list[Definition],
+    pull: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[PlanItem]:
+    """What applying ``definitions`` would do. With ``pull``, images missing here are pulled now
+    (their errors name the file and line of ``Image=``); without, they are reported as to be pulled."""
+    from .errors import ImageNotFound, InvalidReference
+
+    store = client.containers.store
+    errors: list[str] = []
+    mine = store.names()
+    found: list[tuple[Definition, ContainerSpec | None, Image | None]] = []
+    for d in definitions:  # first what costs nothing: names, installed containers, local images
+        installed: ContainerSpec | None = None
+        if d.name in mine:
+            try:
+                installed = store.get(d.name)
+            except (ContainerNotFound, InvalidArgument) as e:
+                errors.append(f"{d.path}: the installed container {d.name} cannot be read: {e}")
+                continue
+            if installed.auto_remove:
+                errors.append(
+                    f"{d.path}: {d.name} is a --rm container made by 'nspawnctl run'; "
+                    f"remove it first (nspawnctl rm -f {d.name})"
+                )
+                continue
+        elif store.in_use(d.name):
+            errors.append(
+                f"{d.path}: the name {d.name} is taken by a machine nspawnctl did not make "
+                f"({store.root(d.name)} or its .nspawn file exists)"
+            )
+            continue
+        try:
+            found.append((d, installed, client.images.get(d.image)))
+        except InvalidReference as e:
+            errors.append(f"{d.where(OWN_SECTION, 'Image')}: Image={d.image}: {e.message}")
+        except ImageNotFound:
+            found.append((d, installed, None))
+    if errors:
+        raise DefinitionError("\n".join(errors), hint="nothing was changed")
+    items: list[PlanItem] = []
+    for d, installed, image in found:
+        if image is None and pull:
+            if progress:
+                progress(f"pulling {d.image} for {d.name}")
+            try:
+                image = client.images.pull(d.image).image
+            except (NspawnctlError, OSError) as e:
+                errors.append(
+                    f"{d.where(OWN_SECTION, 'Image')}: image {d.image} is not here and cannot be "
+                    f"pulled: {getattr(e, 'message', None) or e}"
+                )
+                continue
+        if image is None:  # only without pull: say what would happen
+            items.append(PlanItem(d, "recreate" if installed else "create", installed=installed))
+            continue
+        try:
+            spec, f, notices = desired(d, image, installed)
+        except DefinitionError as e:
+            errors.append(e.message)
+            continue
+        item = PlanItem(d, "create", spec=spec, file=f, image=image, installed=installed, notices=notices)
+        if installed is not None:
+            _, current = store.definition(d.name)
+            item.changes = changes(current, f)
+            if installed.image_id != image.id:
+                item.action = "recreate"
+            elif item.changes:
+                item.action = "update"
+            else:
+                item.action = "unchanged"
+        items.append(item)
+    if errors:
+        raise DefinitionError("\n".join(errors), hint="nothing was changed")
+    return items
+
+
+# -- apply -------------------------------------------------------------------------------------
+def apply(
+    client: Client,
+    path: str | Path,
+    report: Callable[[Outcome], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> list[Outcome]:
+    """Make the containers the files define exist and run: new ones created, changed ones
+    rewritten and restarted, the others left alone (started if they were not running). They are
+    persistent (``machinectl start NAME`` works) and enabled at boot unless ``Enable=no``."""
+    items = plan(client, load(path), pull=True, progress=notify)
+    outcomes = []
+    for item in items:
+        for text in item.notices if item.action != "unchanged" else []:
+            if notify:
+                notify(text)
+        try:
+            outcome = _apply_one(client, item)
+        except NspawnctlError as e:
+            outcome = Outcome(item.name, "failed", f"{item.name} failed: {e.message}", e)
+        outcomes.append(outcome)
+        if report:
+            report(outcome)
+    return outcomes
+
+
+def _apply_one(client: Client, item: PlanItem) -> Outcome:
+    c = client.containers
+    store = c.store
+    name = item.name
+    assert item.spec is not None and item.file is not None and item.image is not None
+    if item.action == "create":
+        store.create(item.spec, item.image, item.file)
+        _persist(client, item)
+        c.start(name)
+        return Outcome(name, "created", f"{name} created")
+    running = c.get(name).running
+    if item.action == "unchanged":
+        _, current = store.definition(name)
+        if current.render() != item.file.render():  # comments or order: no restart for those
+            store.rewrite(item.spec, item.file)
+        if item.definition.enable and not c.is_enabled(name):  # made by run, or disabled by hand
+            _persist(client, item)
+        if running:
+            return Outcome(name, "unchanged", f"{name} unchanged")
+        c.start(name)
+        return Outcome(name, "unchanged", f"{name} unchanged (started)")
+    restart = item.needs_restart
+    if running and restart:
+        c.stop(name)
+    if item.action == "recreate":
+        store.recreate(item.spec, item.image, item.file)
+    else:
+        store.rewrite(item.spec, item.file)
+    _persist(client, item)
+    if not restart:
+        return Outcome(name, "updated", f"{name} updated")
+    c.start(name)
+    how = "restarted" if running else "started"
+    if item.action == "recreate":
+        return Outcome(name, "recreated", f"{name} recreated (new image, {how})")
+    return Outcome(name, "updated", f"{name} updated ({how})")
+
+
+def _persist(client: Client, item: PlanItem) -> None:
+    c = client.containers
+    c.persist(item.name)
+    if item.definition.enable:
+        c.enable(item.name)
+    elif item.installed is not None:
+        c.disable(item.name)
+
+
+# -- down ----------------------------------------------------------------------------------------
+def down(client: Client, path: str | Path, report: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Stop and remove the containers the files name (disabled first, so nothing restarts them).
+    Only the names matter: a file that no longer parses still names its container."""
+    outcomes = []
+    c = client.containers
+    for p in definition_files(path):
+        name = name_of(p)
+        if name not in c.store.names():
+            outcome = Outcome(name, "missing", f"{name}: no such container (skipped)")
+        else:
+            try:
+                c.disable(name)
+                c.stop(name)
+                c.remove(name, force=True)
+                outcome = Outcome(name, "removed", f"{name} removed")
+            except NspawnctlError as e:
+                outcome = Outcome(name, "failed", f"{name} failed: {e.message}", e)
+        outcomes.append(outcome)
+        if report:
+            report(outcome)
+    return outcomes
+
+
+# -- generate ------------------------------------------------------------------------------------
+def generate(client: Client, name: str) -> str:
+    """A self-contained definition of the existing container ``name``: its .nspawn file without
+    what is generated (Id, ImageId, Created, AutoRemove), with Image=, the whole command line in
+    Parameters= and one Environment= line per variable. ``apply`` of it (as NAME.nspawn) after
+    the container is gone makes an equal one."""
+    from .spec import spec_to_file
+
+    store = client.containers.store
+    spec = store.get(name)
+    _, f = store.definition(name)
+    f = spec_to_file(spec, f.copy())  # one Environment= line per variable, Parameters= in full
+    for key in GENERATED_KEYS:
+        f.set(OWN_SECTION, key, None)
+    f.set(OWN_SECTION, "Image", spec.image)
+    text = f.render()
+    header = f"# {name}.nspawn: nspawnctl apply {name}.nspawn creates this container\n"
+    return text if text.startswith("#") else header + text

@@ -1,0 +1,410 @@
+"""Declared containers: loading with FILE:LINE errors, plan/diff classification, apply's steps,
+generate's round trip, down; and the run/create options that feed the same spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nspawnctl import declare
+from nspawnctl.client import RunOptions, _network_and_userns
+from nspawnctl.errors import ContainerNotFound, DefinitionError, FetchError, ImageNotFound, InvalidArgument
+from nspawnctl.nspawnfile import NspawnFile
+from nspawnctl.spec import ContainerSpec, PortMapping, RunDefaults, Volume, file_to_spec, spec_to_file
+from nspawnctl.store.images import Image
+
+IMG = Image(
+    id="sha256:" + "aa" * 32,
+    created="2026-01-01T00:00:00+00:00",
+    size=1,
+    source="test",
+    refs=["e2e/busybox:latest"],
+    defaults=RunDefaults(command=["sh"], env=["PATH=/usr/bin:/bin"]),
+)
+IMG2 = replace(IMG, id="sha256:" + "bb" * 32)
+
+
+@pytest.fixture(autouse=True)
+def networkd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default network as on a host with systemd-networkd: veth."""
+    monkeypatch.setattr("nspawnctl.net.detect.networkd_running", lambda: True)
+
+
+# -- fakes: a store of .nspawn texts, images by reference, containers that record calls --------
+@dataclass
+class FakeStore:
+    files: dict[str, str] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def names(self) -> set[str]:
+        return set(self.files)
+
+    def get(self, name: str) -> ContainerSpec:
+        if name not in self.files:
+            raise ContainerNotFound(f"no such container: {name}")
+        return file_to_spec(name, NspawnFile.parse(self.files[name]))
+
+    def in_use(self, name: str) -> bool:
+        return name in self.files or name == "foreign"
+
+    def root(self, name: str) -> Path:
+        return Path("/pool") / name
+
+    def definition(self, name: str) -> tuple[Path, NspawnFile]:
+        return Path(f"/etc/{name}.nspawn"), NspawnFile.parse(self.files[name])
+
+    def create(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> ContainerSpec:
+        self.calls.append(f"create {spec.name}")
+        self.files[spec.name] = spec_to_file(spec, base).render()
+        return spec
+
+    def rewrite(self, spec: ContainerSpec, base: NspawnFile | None = None) -> None:
+        self.calls.append(f"rewrite {spec.name}")
+        self.files[spec.name] = spec_to_file(spec, base).render()
+
+    def recreate(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> None:
+        self.calls.append(f"recreate {spec.name}")
+        self.files[spec.name] = spec_to_file(spec, base).render()
+
+
+@dataclass
+class FakeImages:
+    known: dict[str, Image] = field(default_factory=lambda: {"e2e/busybox:latest": IMG})
+    pullable: dict[str, Image] = field(default_factory=dict)
+    pulls: list[str] = field(default_factory=list)
+
+    def get(self, ref: str) -> Image:
+        if ref not in self.known:
+            raise ImageNotFound(f"no such image: {ref}")
+        return self.known[ref]
+
+    def pull(self, ref: str) -> Any:
+        self.pulls.append(ref)
+        if ref not in self.pullable:
+            raise FetchError(f"cannot reach {ref}")
+        self.known[ref] = self.pullable[ref]
+        return type("R", (), {"image": self.pullable[ref]})()
+
+
+@dataclass
+class FakeContainers:
+    store: FakeStore
+    running: set[str] = field(default_factory=set)
+    enabled: set[str] = field(default_factory=set)
+
+    def _call(self, what: str) -> None:
+        self.store.calls.append(what)
+
+    def get(self, name: str) -> Any:
+        return type("S", (), {"running": name in self.running})()
+
+    def start(self, name: str) -> None:
+        self._call(f"start {name}")
+        self.running.add(name)
+
+    def stop(self, name: str, timeout: float = 10) -> None:
+        self._call(f"stop {name}")
+        self.running.discard(name)
+
+    def persist(self, name: str) -> None:
+        self._call(f"persist {name}")
+
+    def enable(self, name: str) -> None:
+        self._call(f"enable {name}")
+        self.enabled.add(name)
+
+    def disable(self, name: str) -> None:
+        self._call(f"disable {name}")
+        self.enabled.discard(name)
+
+    def is_enabled(self, name: str) -> bool:
+        return name in self.enabled
+
+    def remove(self, name: str, force: bool = False) -> None:
+        self._call(f"remove {name}")
+        del self.store.files[name]
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.images = FakeImages()
+        self.containers = FakeContainers(FakeStore())
+
+
+WEB = """# the web server
+[Exec]
+Parameters=sh -c 'echo up; sleep 600'
+Environment=GREETING=hello
+
+[X-Nspawnctl]
+Image=e2e/busybox:latest
+Network=host
+"""
+
+
+def write(d: Path, name: str, text: str) -> Path:
+    p = d / f"{name}.nspawn"
+    p.write_text(text)
+    return p
+
+
+# -- loading and its errors ---------------------------------------------------------------------
+def test_load_dir_sorted_names_from_files(tmp_path: Path) -> None:
+    write(tmp_path, "web", WEB)
+    write(tmp_path, "db", WEB)
+    (tmp_path / "README").write_text("not a definition")
+    defs = declare.load(tmp_path)
+    assert [d.name for d in defs] == ["db", "web"]
+    assert defs[1].image == "e2e/busybox:latest" and defs[1].enable
+
+
+@pytest.mark.parametrize(
+    "text, where, what",
+    [
+        ("[Exec]\nBoot=no\nnonsense\n", ":3:", "expected KEY=VALUE"),
+        ("[Exec\n", ":1:", "invalid section header"),
+        ("[Exec]\nBoot=no\n", "x.nspawn: no Image= in [X-Nspawnctl]", ""),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=bridge\n", ":3:", "invalid network"),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=veth\nPublish=80\n", ":4:", "invalid port mapping"),
+        ("[X-Nspawnctl]\nImage=a\n\nRestart=sometimes\n", ":4:", "invalid restart policy"),
+        ("[X-Nspawnctl]\nImage=a\nRestrat=always\n", ":3:", "unknown key"),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=host\nPublish=8080:80\n", ":4:", "needs a network of"),
+        ("[X-Nspawnctl]\nImage=a\nEnable=maybe\n", ":3:", "not a boolean"),
+        ("[X-Nspawnctl]\nImage=a\nMemoryMax=lots\n", ":3:", "not a size"),
+        ("[Exec]\nEnvironment=NOEQUALS\n[X-Nspawnctl]\nImage=a\n", ":2:", "is not KEY=VALUE"),
+        ("[Exec]\nParameters=sh -c 'open\n[X-Nspawnctl]\nImage=a\n", ":2:", "unterminated quote"),
+        ("[Files]\nBind=/nonexistent-dir-xyz:/data\n[X-Nspawnctl]\nImage=a\n", ":2:", "does not exist"),
+        ("[Network]\nZone=way-too-long-zone\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid zone"),
+        ("[Network]\nPort=nope\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid port"),
+    ],
+)
+def test_definition_errors_name_file_and_line(tmp_path: Path, text: str, where: str, what: str) -> None:
+    p = write(tmp_path, "x", text)
+    with pytest.raises(DefinitionError) as e:
+        declare.load(p)
+    assert where in e.value.message and what in e.value.message
+    assert e.value.message.startswith(str(p))
+
+
+def test_every_files_errors_are_reported_at_once(tmp_path: Path) -> None:
+    write(tmp_path, "a", "[X-Nspawnctl]\nImage=x\nRestart=bad\n")
+    write(tmp_path, "b", "[Exec]\nbroken\n")
+    with pytest.raises(DefinitionError) as e:
+        declare.load(tmp_path)
+    assert f"{tmp_path}/a.nspawn:3:" in e.value.message and f"{tmp_path}/b.nspawn:2:" in e.value.message
+
+
+def test_the_file_name_must_be_a_machine_name(tmp_path: Path) -> None:
+    p = write(tmp_path, "bad_name", WEB)
+    with pytest.raises(DefinitionError, match=r"bad_name\.nspawn: the file's name is the container's name"):
+        declare.load(p)
+    other = tmp_path / "web.conf"
+    other.write_text(WEB)
+    with pytest.raises(DefinitionError, match=r"named NAME\.nspawn"):
+        declare.load(other)
+
+
+# -- what the container would be ------------------------------------------------------------
+def test_desired_fills_in_the_images_defaults(tmp_path: Path) -> None:
+    d = declare.load(write(tmp_path, "web", "[X-Nspawnctl]\nImage=e2e/busybox:latest\nMemoryMax=64M\n"))[0]
+    spec, f, notices = declare.desired(d, IMG)
+    assert spec.command == ["sh"] and spec.env == ["PATH=/usr/bin:/bin"]
+    assert spec.network == "veth" and spec.private_users and spec.limits.memory == 64 << 20
+    assert f.get("X-Nspawnctl", "ImageId") == IMG.id and f.get("Exec", "PrivateUsers") == "pick"
+    assert notices == []
+
+
+def test_default_network_without_networkd_comes_with_a_notice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nspawnctl.net.detect.networkd_running", lambda: False)
+    d = declare.load(write(tmp_path, "web", "[X-Nspawnctl]\nImage=e2e/busybox:latest\n"))[0]
+    spec, _, notices = declare.desired(d, IMG)
+    assert spec.network == "host" and len(notices) == 1 and notices[0].startswith("web: ")
+
+
+def test_user_keys_and_comments_survive_and_volumes_are_idmapped(tmp_path: Path) -> None:
+    text = "# mine\n[Exec]\nCapability=CAP_NET_ADMIN\n[Files]\nBind=/tmp:/data\n" + WEB.split("\n", 1)[1]
+    d = declare.load(write(tmp_path, "web", text))[0]
+    spec, f, _ = declare.desired(d, IMG)
+    out = f.render()
+    assert out.startswith("# mine\n") and "Capability=CAP_NET_ADMIN" in out
+    assert spec.volumes == [Volume("/tmp", "/data", options=("idmap",))]
+    assert spec.env == ["PATH=/usr/bin:/bin", "GREETING=hello"]
+    assert spec.command == ["sh", "-c", "echo up; sleep 600"]
+
+
+def test_privateusers_no_is_the_opt_out(tmp_path: Path) -> None:
+    d = declare.load(write(tmp_path, "web", "[Exec]\nPrivateUsers=no\n" + WEB.split("\n", 1)[1]))[0]
+    spec, f, _ = declare.desired(d, IMG)
+    assert not spec.private_users and f.get("Files", "PrivateUsersOwnership") is None
+
+
+def test_merge_env_keeps_first_place_and_last_value() -> None:
+    assert declare.merge_env(["A=1", "B=2"], ["B=3", "C=4", "A=1"]) == ["A=1", "B=3", "C=4"]
+
+
+# -- plan: create, unchanged, update, recreate ------------------------------------------------
+def test_plan_classifies(tmp_path: Path) -> None:
+    client = FakeClient()
+    p = write(tmp_path, "web", WEB)
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "create" and item.spec is not None
+    outcomes = declare.apply(client, p)  # type: ignore[arg-type]
+    assert [o.text for o in outcomes] == ["web created"]
+    assert client.containers.store.calls == ["create web", "persist web", "enable web", "start web"]
+    installed = client.containers.store.get("web")
+
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "unchanged" and item.changes == []
+    assert item.spec is not None and item.spec.id == installed.id  # the Id (and the logs) stay
+
+    write(tmp_path, "web", WEB.replace("sleep 600", "sleep 601"))
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "update" and item.needs_restart
+    assert [str(c) for c in item.changes] == [
+        "[Exec] Parameters: sh -c 'echo up; sleep 600' -> sh -c 'echo up; sleep 601'"
+    ]
+
+    write(tmp_path, "web", WEB + "Enable=no\n")
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "update" and not item.needs_restart
+
+    client.images.known["e2e/busybox:latest"] = IMG2
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "recreate"
+    assert item.spec is not None and item.spec.id != installed.id
+
+
+def test_apply_restarts_only_what_changed(tmp_path: Path) -> None:
+    client = FakeClient()
+    write(tmp_path, "web", WEB)
+    write(tmp_path, "db", WEB.replace("Network=host\n", "Network=host\nEnable=no\n"))
+    declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    calls = client.containers.store.calls
+    assert "enable db" not in calls and "enable web" in calls
+    calls.clear()
+    write(tmp_path, "web", WEB.replace("GREETING=hello", "GREETING=bye"))
+    texts = [o.text for o in declare.apply(client, tmp_path)]  # type: ignore[arg-type]
+    assert texts == ["db unchanged", "web updated (restarted)"]
+    assert calls == ["stop web", "rewrite web", "persist web", "enable web", "start web"]
+    calls.clear()
+    client.containers.running.discard("db")
+    texts = [o.text for o in declare.apply(client, tmp_path)]  # type: ignore[arg-type]
+    assert texts == ["db unchanged (started)", "web unchanged"] and calls == ["start db"]
+
+
+def test_a_missing_image_is_pulled_and_an_unpullable_one_changes_nothing(tmp_path: Path) -> None:
+    client = FakeClient()
+    client.images.pullable["example.org/app:1"] = IMG2
+    write(tmp_path, "a", WEB.replace("e2e/busybox:latest", "example.org/app:1"))
+    write(tmp_path, "b", WEB)
+    p = write(tmp_path, "c", "# c\n[X-Nspawnctl]\nNetwork=host\n\nImage=nowhere.invalid/x:1\n")
+    with pytest.raises(DefinitionError) as e:
+        declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    assert f"{p}:5: image nowhere.invalid/x:1 is not here and cannot be pulled" in e.value.message
+    assert client.containers.store.calls == []  # nothing created, nothing started
+    assert client.images.pulls == ["example.org/app:1", "nowhere.invalid/x:1"]
+    p.unlink()
+    assert [o.action for o in declare.apply(client, tmp_path)] == ["created", "created"]  # type: ignore[arg-type]
+
+
+def test_diff_does_not_pull(tmp_path: Path) -> None:
+    client = FakeClient()
+    write(tmp_path, "a", WEB.replace("e2e/busybox:latest", "example.org/app:1"))
+    [item] = declare.plan(client, declare.load(tmp_path), pull=False)  # type: ignore[arg-type]
+    assert item.action == "create" and item.image is None and client.images.pulls == []
+
+
+def test_names_taken_by_others_are_refused(tmp_path: Path) -> None:
+    client = FakeClient()
+    with pytest.raises(DefinitionError, match="taken by a machine nspawnctl did not make"):
+        declare.plan(client, declare.load(write(tmp_path, "foreign", WEB)))  # type: ignore[arg-type]
+
+
+def test_down_skips_missing_names(tmp_path: Path) -> None:
+    client = FakeClient()
+    write(tmp_path, "web", WEB)
+    declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    write(tmp_path, "gone", "[broken")  # only names matter to down
+    client.containers.store.calls.clear()
+    outcomes = declare.down(client, tmp_path)  # type: ignore[arg-type]
+    assert [(o.name, o.action) for o in outcomes] == [("gone", "missing"), ("web", "removed")]
+    assert client.containers.store.calls == ["disable web", "stop web", "remove web"]
+
+
+# -- generate --------------------------------------------------------------------------------
+def test_generate_then_apply_makes_an_equal_container(tmp_path: Path) -> None:
+    client = FakeClient()
+    spec = ContainerSpec(
+        name="web",
+        id="0123456789abcdef0123456789abcdef",
+        image="e2e/busybox:latest",
+        image_id=IMG.id,
+        created="2026-01-02T00:00:00+00:00",
+        command=["/entry", "sh", "-c", "echo 'it''s'; sleep 1"],
+        entrypoint=["/entry"],
+        env=["PATH=/usr/bin:/bin", "A=two words", "B=$x"],
+        volumes=[Volume("/tmp", "/data", options=("idmap",))],
+        workdir="/srv",
+        network="veth",
+        ports=[PortMapping(8080, 80)],
+        restart="on-failure",
+        private_users=True,
+        auto_remove=False,
+    )
+    client.containers.store.files["web"] = spec_to_file(spec).render()
+    text = declare.generate(client, "web")  # type: ignore[arg-type]
+    f = NspawnFile.parse(text)
+    assert f.get("X-Nspawnctl", "Id") is None and f.get("X-Nspawnctl", "ImageId") is None
+    assert f.get("X-Nspawnctl", "Created") is None and f.get("X-Nspawnctl", "Image") == "e2e/busybox:latest"
+    assert f.get_all("Exec", "Environment") == ["PATH=/usr/bin:/bin", "'A=two words'", "B=$x"]
+    assert f.get_words("Exec", "Parameters") == spec.command
+    # the container is gone; apply of the generated file makes the same one
+    installed = client.containers.store.files.pop("web")
+    d = declare.load(write(tmp_path, "web", text))[0]
+    new, f2, _ = declare.desired(d, IMG)
+    assert replace(new, id=spec.id, created=spec.created) == spec
+    assert declare.changes(NspawnFile.parse(installed), f2) == []
+
+
+# -- run/create options ----------------------------------------------------------------------
+def test_run_options_network_ports_restart_userns(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _network_and_userns(RunOptions()) == ("veth", True, None)
+    assert _network_and_userns(RunOptions(userns="host", network="none")) == ("none", False, None)
+    monkeypatch.setattr("nspawnctl.net.detect.networkd_running", lambda: False)
+    network, _, notice = _network_and_userns(RunOptions())
+    assert network == "host" and notice
+    assert _network_and_userns(RunOptions(ports=[PortMapping(80, 80)]))[0] == "veth"
+    with pytest.raises(InvalidArgument, match="-p needs a network of the container's own"):
+        _network_and_userns(RunOptions(network="host", ports=[PortMapping(80, 80)]))
+    with pytest.raises(InvalidArgument, match="--restart cannot be combined with --rm"):
+        _network_and_userns(RunOptions(restart="always", auto_remove=True))
+    with pytest.raises(InvalidArgument, match="--userns"):
+        _network_and_userns(RunOptions(userns="root"))
+
+
+def test_cli_options_parse_into_run_options() -> None:
+    from nspawnctl.cli.containers import _options
+
+    opts: Any = _options(
+        "web", [], [], ["/tmp:/data"], None, None, None, False, None, None, None, False, None,
+        "zone:lab", ["127.0.0.1:8080:80", "53:53/udp"], "on-failure", "auto",
+    )  # fmt: skip
+    assert opts.network == "zone:lab" and opts.restart == "on-failure" and opts.userns == "auto"
+    assert opts.ports == [PortMapping(8080, 80, "tcp", "127.0.0.1"), PortMapping(53, 53, "udp")]
+    with pytest.raises(InvalidArgument):
+        _options("w", [], [], [], None, None, None, False, None, None, None, False, None, "bridge")
+
+
+def test_apply_enables_again_what_was_disabled_by_hand(tmp_path: Path) -> None:
+    client = FakeClient()
+    write(tmp_path, "web", WEB)
+    declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    client.containers.enabled.clear()
+    client.containers.store.calls.clear()
+    assert [o.text for o in declare.apply(client, tmp_path)] == ["web unchanged"]  # type: ignore[arg-type]
+    assert client.containers.store.calls == ["persist web", "enable web"]
