@@ -68,10 +68,20 @@ def bench_run(image_dir: Path, n: int) -> None:
         ),
         n,
     )
+    isolated = median_of(
+        lambda i: timed(
+            ["systemd-nspawn", "-q", "-x", "-U", "--network-veth", "-D", str(image_dir), "/bin/echo", "hi"]
+        ),
+        n,
+    )
+    shared = ["--network", "host", "--userns", "host", "bench/bb"]
+    plain = median_of(lambda i: timed(["nspawnctl", "run", "--rm", *shared, "/bin/echo", "hi"]), n)
     ours = median_of(lambda i: timed(["nspawnctl", "run", "--rm", "bench/bb", "/bin/echo", "hi"]), n)
     row("systemd-nspawn -x (ephemeral snapshot, no unit)", nspawn)
     row("systemd-run --wait --pipe systemd-nspawn --keep-unit -x", unit, nspawn)
-    row("nspawnctl run --rm (snapshot + .nspawn + transient unit + journal)", ours, nspawn)
+    row("nspawnctl run --rm --network host --userns host (snapshot, .nspawn, unit, journal)", plain, nspawn)
+    row("systemd-nspawn -x -U --network-veth (user namespace, veth left unconfigured)", isolated)
+    row("nspawnctl run --rm (default: user namespace, veth addressed before the payload)", ours, isolated)
 
 
 def bench_create(n: int) -> None:
