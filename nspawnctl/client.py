@@ -200,7 +200,7 @@ class Images:
         """Import a rootfs tarball or a btrfs send stream (``-`` is stdin), or a directory, as an image."""
         from .files import import_stream
 
-        parsed = _tag_ref(ref) if ref else None
+        parsed = tag_ref(ref) if ref else None
         if str(source) == "-":
             self._client.pool.check()
             return import_stream(self.store, sys.stdin.buffer, parsed, source="-")
@@ -224,7 +224,7 @@ class Images:
         from .pull import PullOptions, pull
 
         if name:
-            _tag_ref(name)  # NAME@sha256:... would claim a digest nobody checked
+            tag_ref(name)  # NAME@sha256:... would claim a digest nobody checked
         self._client.pool.check()
         options = options or PullOptions()
         paths = self._client.paths
@@ -248,7 +248,7 @@ class Images:
 
     def tag(self, source: str, target: str) -> Image:
         self._client.pool.check()
-        return self.store.tag(source, _tag_ref(target))
+        return self.store.tag(source, tag_ref(target))
 
     def remove(self, text: str, force: bool = False) -> tuple[builtins.list[str], bool]:
         self._client.pool.check()
@@ -303,7 +303,15 @@ class Containers:
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
         network, private_users, notice = _network_and_userns(options)
-        volumes = [v.with_idmap() for v in options.volumes] if private_users else options.volumes
+        for v in options.volumes:
+            if not os.path.exists(v.host):
+                raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
+        notices = [notice] if notice else []
+        volumes = options.volumes
+        if private_users:
+            from .idmap import idmap_volumes
+
+            volumes = idmap_volumes(volumes, notices.append)
         spec = ContainerSpec(
             name=name,
             id=secrets.token_hex(16),
@@ -342,12 +350,9 @@ class Containers:
                 f"no command given and image {image} has no default command",
                 hint=f"say what to run: nspawnctl run {image} /bin/sh",
             )
-        for v in spec.volumes:
-            if not os.path.exists(v.host):
-                raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
         created = self.store.create(spec, img)
-        if notice:  # only once the container exists: an error must be the first thing said
-            options.notify(notice)
+        for text in notices:  # only once the container exists: an error must be the first thing said
+            options.notify(text)
         return created
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -485,10 +490,11 @@ class Containers:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
 
                 async def ended() -> bool:
-                    return await rt.wait(name, timeout=0, unit=unit)
+                    return bool(await rt.wait_exit(unit, timeout=0))
 
                 await journal.follow(matches, lambda e: write(e.message + b"\n"), ended, poll=0.05)
-            await rt.wait(name, unit=unit)
+            # the first exit of the payload: with --restart it goes on without us, as docker's
+            await rt.wait_exit(unit)
             outcome = await rt.outcome(name, unit)
         finally:
             if fds is None:
@@ -548,6 +554,10 @@ class Containers:
             await persist.forget(rt.manager, name)
 
         run_sync(go)
+        # what the hook's post step would have removed, had it run (a killed unit, a crash)
+        from . import net
+
+        net.down(self.paths, name)
         # a --rm container may already have removed itself when it stopped
         if spec.name in self.store.names() or self.store.root(name).exists():
             self.store.remove(name)
@@ -575,7 +585,7 @@ class Containers:
             out = []
             for spec in specs:
                 st = states.get(spec.name)
-                if st is not None and st.sub_state == "auto-restart":
+                if st is not None and st.sub_state.startswith("auto-restart"):
                     rec = self.store.exit_record(spec.name)
                     out.append(ContainerStatus(spec, "restarting", exit=rec, unit=st.name))
                 elif st is not None and st.running:
@@ -672,7 +682,7 @@ class Containers:
             attach_fds=fds,
             add_ref=add_ref,
             pre=hook_argv("pre", spec.name, unit) if needs_pre(spec) else (),
-            post=hook_argv("post", spec.name, remove=spec.auto_remove),
+            post=hook_argv("post", spec.name, unit, remove=spec.auto_remove),
             environment=tuple(paths_environment(self.paths)),
         )
 
@@ -689,7 +699,7 @@ def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
     """The network mode to record and whether the container gets a user namespace; refuses
     combinations that cannot work before anything is made."""
     from .net import default_network
-    from .spec import owns_netns, parse_network, parse_restart
+    from .spec import check_port_mappings, owns_netns, parse_network, parse_restart
 
     parse_restart(options.restart)
     if options.restart != "no" and options.auto_remove:
@@ -706,6 +716,7 @@ def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
             "-p needs a network of the container's own: --network veth or zone:NAME",
             hint=f"this container's network would be {network}; drop -p or choose veth or zone:NAME",
         )
+    check_port_mappings(options.ports)  # what no host could publish: refused now, not at start
     return network, options.userns == "auto", notice
 
 
@@ -758,14 +769,30 @@ async def _start(rt: Any, spec: ContainerSpec, launch: Any) -> str:
     from .systemd import journal
 
     started = int(datetime.now(UTC).timestamp() * 1e6)
-    unit: str = rt.unit_to_start(spec.name)
+    unit: str = rt.unit_to_start(spec.name, launch)
     try:
         return str(await rt.start(spec, launch))
     except SystemdError as e:
         msgs = await asyncio.to_thread(journal.errors_of, unit, None, started)
+        if not msgs:  # the hook's own errors, on its stderr (see run.hook.log_error)
+            msgs = await asyncio.to_thread(_hook_errors, unit, started)
         if msgs:
             raise SystemdError(f"container {spec.name} failed to start: {msgs[-1]}", hint=e.hint) from e
         raise
+
+
+def _hook_errors(unit: str, since_us: int) -> builtins.list[str]:
+    """Error lines the unit's hook wrote to its stderr (``<3>``: priority err) since ``since_us``."""
+    from .errors import CommandFailed
+    from .systemd import journal
+
+    try:
+        entries = journal.read(
+            [f"_SYSTEMD_UNIT={unit}", "_TRANSPORT=stdout"], priority="err", since=f"@{since_us / 1e6:.6f}"
+        )
+    except CommandFailed:
+        return []
+    return [e.message.decode(errors="replace") for e in entries]
 
 
 def _check_ports(paths: Paths, spec: ContainerSpec) -> None:
@@ -784,7 +811,7 @@ async def _quietly(coro: Any) -> None:
         pass
 
 
-def _tag_ref(text: str) -> ImageRef:
+def tag_ref(text: str) -> ImageRef:
     """A name to give an image: NAME[:TAG]; a digest names content, so it cannot be given."""
     ref = ImageRef.parse(text)
     if ref.digest is not None:

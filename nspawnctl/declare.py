@@ -24,15 +24,25 @@ from typing import TYPE_CHECKING
 
 from .errors import ContainerNotFound, DefinitionError, InvalidArgument, NspawnctlError
 from .names import check_machine_name, check_zone_name
-from .nspawnfile import OWN_SECTION, NspawnFile, split_words
+from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean, split_words
 from .spec import (
     NSPAWN_NETWORK_KEYS,
     ContainerSpec,
     PortMapping,
+    Volume,
+    check_bind_options,
+    check_interface_name,
+    check_port_mappings,
     file_to_spec,
+    network_bridge,
+    network_from_file,
+    nspawn_network,
     owns_netns,
     parse_network,
+    parse_nspawn_port,
     parse_restart,
+    parse_size,
+    spec_to_file,
 )
 
 if TYPE_CHECKING:
@@ -57,8 +67,7 @@ GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove")
 IGNORED = {(OWN_SECTION, "Id"), (OWN_SECTION, "Created")}
 # Keys a change of which needs no restart of the running container.
 NO_RESTART = {(OWN_SECTION, "Enable")}
-_BOOLEANS = {"yes": True, "true": True, "on": True, "1": True}
-_BOOLEANS |= {"no": False, "false": False, "off": False, "0": False}
+SYS_NET = Path("/sys/class/net")  # a bridge has SYS_NET/NAME/bridge/
 
 
 @dataclass(frozen=True)
@@ -175,7 +184,7 @@ def load_file(path: Path) -> Definition:
     if errors:
         raise DefinitionError("\n".join(errors))
     assert image is not None
-    enable = _BOOLEANS[(f.get(OWN_SECTION, "Enable") or "yes").lower()]
+    enable = parse_boolean(f.get(OWN_SECTION, "Enable") or "yes")
     f = f.copy()
     for key in GENERATED_KEYS:
         f.set(OWN_SECTION, key, None)
@@ -185,49 +194,80 @@ def load_file(path: Path) -> Definition:
 def _check(f: NspawnFile) -> list[str]:
     """Every value nspawnctl reads, checked where it stands: ``FILE:LINE: Key=: what is wrong``."""
     errors: list[str] = []
-    ports: list[tuple[PortMapping, int | None]] = []
     name = f.filename or "<string>"
     for a in f.assignments():
         at = f"{name}:{a.lineno}" if a.lineno else name
         try:
             if a.section == OWN_SECTION:
-                _check_own(a.key, a.value, ports, a.lineno)
+                _check_own(a.key, a.value)
             elif a.section == "Exec":
                 _check_exec(a.key, a.value)
             elif a.section == "Files" and a.key in ("Bind", "BindReadOnly") and a.value:
                 _check_bind(a.value)
             elif a.section == "Network":
-                _check_network(a.key, a.value, ports, a.lineno)
+                _check_network(a.key, a.value)
         except InvalidArgument as e:
             errors.append(f"{at}: {a.key}={a.value}: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+    if errors:
+        return errors
+    errors += _check_network_choice(f)
+    ports = port_lines(f)
+    seen: dict[tuple[str, int], str] = {}
+    for port, at in ports:
+        key = (port.protocol, port.host_port)
+        if key in seen:
+            errors.append(
+                f"{at}: port {port.host_port}/{port.protocol} is published twice (also {seen[key]})"
+            )
+        seen.setdefault(key, at)
     if not errors and ports:
         network = declared_network(f)
         if network is not None and not owns_netns(network):
-            port, line = ports[0]
+            port, at = ports[0]
             errors.append(
-                f"{name}:{line}: publishing {port} needs a network of the container's own "
+                f"{at}: publishing {port} needs a network of the container's own "
                 f"(Network=veth or zone:NAME), not {network}"
             )
     return errors
 
 
-def _check_own(key: str, value: str, ports: list[tuple[PortMapping, int | None]], line: int | None) -> None:
+def _check_network_choice(f: NspawnFile) -> list[str]:
+    """nspawnctl's Network= and nspawn's own [Network] keys must not say different things: one of
+    them would be dropped without a word (and a Bridge= read as the host's network was)."""
+    own, theirs = f.get(OWN_SECTION, "Network"), nspawn_network(f)
+    keys = [a for a in f.assignments("Network") if a.key in NSPAWN_NETWORK_KEYS and a.value]
+    name = f.filename or "<string>"
+    at = f"{name}:{keys[0].lineno}" if keys and keys[0].lineno else name
+    if f.get("Network", "Zone") and f.get("Network", "Bridge"):
+        return [f"{at}: Zone= and Bridge= cannot both be set: a container joins one bridge"]
+    if not own or theirs is None or not keys:
+        return []
+    mine = parse_network(own)
+    if mine == theirs or {mine, theirs} <= {"none", "private"}:
+        return []
+    return [
+        f"{at}: [Network] {keys[0].key}={keys[0].value} means network {theirs}, but "
+        f"{f.where(OWN_SECTION, 'Network')} says Network={own}: keep one of them"
+    ]
+
+
+def _check_own(key: str, value: str) -> None:
     if key not in USER_KEYS + GENERATED_KEYS:
         raise InvalidArgument(
             f"unknown key in [{OWN_SECTION}]", hint=f"nspawnctl's keys are {', '.join(USER_KEYS)}"
         )
     if key == "Network":
-        parse_network(value)
+        _check_bridge(parse_network(value))
     elif key == "Publish" and value:
-        ports.append((PortMapping.parse(value), line))
+        check_port_mappings([PortMapping.parse(value)])
     elif key == "Restart":
         parse_restart(value)
     elif key == "Enable":
-        _boolean(value)
+        parse_boolean(value)
     elif key == "Entrypoint":
         split_words(value)
     elif key == "MemoryMax":
-        parse_bytes(value)
+        parse_size(value)
     elif key == "CPUs":
         try:
             ok = float(value) > 0
@@ -241,15 +281,20 @@ def _check_own(key: str, value: str, ports: list[tuple[PortMapping, int | None]]
 
 def _check_exec(key: str, value: str) -> None:
     if key in ("Boot", "NotifyReady"):
-        _boolean(value)
+        parse_boolean(value)
     elif key == "Parameters":
         split_words(value)
     elif key == "Environment":
         for word in split_words(value):
             if "=" not in word or word.startswith("="):
                 raise InvalidArgument(f"{word!r} is not KEY=VALUE")
-    elif key == "PrivateUsers" and value.lower() != "pick" and value.lower() not in _BOOLEANS:
-        raise InvalidArgument("nspawnctl supports PrivateUsers=pick (a user namespace) or no (none)")
+    elif key == "PrivateUsers" and value.lower() != "pick":
+        try:
+            parse_boolean(value)
+        except InvalidArgument:
+            raise InvalidArgument(
+                "nspawnctl supports PrivateUsers=pick (a user namespace) or no (none)"
+            ) from None
     elif key == "KillSignal" and value:
         sig = value.upper()
         try:
@@ -260,61 +305,60 @@ def _check_exec(key: str, value: str) -> None:
 
 
 def _check_bind(value: str) -> None:
-    from .spec import _unescape_colon
-
-    parts = _unescape_colon(value)
-    host = parts[0].lstrip("+-")
+    volume = Volume.from_bind(value)
+    host = volume.host.lstrip("+-")
     if not host.startswith("/"):
         raise InvalidArgument("the host path must be absolute")
     if not Path(host).exists():
         raise InvalidArgument(f"{host} does not exist", hint="create it first")
+    check_bind_options(volume)
 
 
-def _check_network(
-    key: str, value: str, ports: list[tuple[PortMapping, int | None]], line: int | None
-) -> None:
+def _check_network(key: str, value: str) -> None:
     if key == "Zone" and value:
         check_zone_name(value)
+    elif key == "Bridge" and value:
+        _check_bridge(f"bridge:{check_interface_name(value)}")
     elif key in ("Private", "VirtualEthernet"):
-        _boolean(value)
+        parse_boolean(value)
     elif key == "Port" and value:
-        from .spec import _ports_from_file
-
-        probe = NspawnFile()
-        probe.set("Network", "Port", value)
-        ports.extend((p, line) for p in _ports_from_file(probe))
+        check_port_mappings([parse_nspawn_port(value)])
 
 
-def _boolean(value: str) -> bool:
-    try:
-        return _BOOLEANS[value.lower()]
-    except KeyError:
-        raise InvalidArgument("not a boolean (yes or no)") from None
-
-
-def parse_bytes(text: str) -> int:
-    """systemd's MemoryMax= sizes: bytes, or K, M, G, T (powers of 1024)."""
-    t = text.strip().upper()
-    mult = 1
-    if t and t[-1] in "KMGT":
-        mult = 1024 ** ("KMGT".index(t[-1]) + 1)
-        t = t[:-1]
-    try:
-        value = int(float(t) * mult)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise InvalidArgument("not a size, e.g. 268435456, 256M or 1G")
-    return value
+def _check_bridge(network: str) -> None:
+    """nspawn puts the container's veth onto an existing bridge; it does not make one."""
+    bridge = network_bridge(network)
+    if bridge is not None and not (SYS_NET / bridge / "bridge").is_dir():
+        raise InvalidArgument(
+            f"there is no bridge {bridge} on this host",
+            hint=f"create it first (ip link add {bridge} type bridge), or use Network=zone:NAME",
+        )
 
 
 def declared_network(f: NspawnFile) -> str | None:
     """The network the file asks for, or None when it says nothing (then the default applies)."""
-    if f.get(OWN_SECTION, "Network") or any(f.get_all("Network", k) for k in NSPAWN_NETWORK_KEYS):
-        from .spec import _network_from_file
-
-        return _network_from_file(f)
+    if f.get(OWN_SECTION, "Network") or nspawn_network(f) is not None:
+        return network_from_file(f)
     return None
+
+
+def port_lines(f: NspawnFile) -> list[tuple[PortMapping, str]]:
+    """Each published port of a (checked) file with the ``FILE:LINE`` that publishes it, in the
+    order of :func:`nspawnctl.spec.ports_from_file`."""
+    name = f.filename or "<string>"
+    out = []
+    for section, key, parse in (
+        (OWN_SECTION, "Publish", PortMapping.parse),
+        ("Network", "Port", parse_nspawn_port),
+    ):
+        these: list[tuple[PortMapping, str]] = []
+        for a in f.assignments(section, key):
+            if a.value:
+                these.append((parse(a.value), f"{name}:{a.lineno}" if a.lineno else name))
+            else:  # an empty assignment resets the list
+                these.clear()
+        out += these
+    return out
 
 
 # -- what the container should be ------------------------------------------------------------
@@ -323,13 +367,15 @@ def desired(
 ) -> tuple[ContainerSpec, NspawnFile, list[str]]:
     """The container ``d`` defines, made from ``image`` (whose defaults fill what the file leaves
     out), and its .nspawn file; the Id and creation time of ``installed`` are kept (logs stay
-    together), unless the image changed."""
+    together), unless the image changed. A file that names no network keeps the installed
+    container's (the default is decided once, when the container is made)."""
+    from .idmap import idmap_volumes
     from .net import default_network
 
     f = d.file.copy()
     mem = f.get(OWN_SECTION, "MemoryMax")
     if mem:
-        f.set(OWN_SECTION, "MemoryMax", str(parse_bytes(mem)))
+        f.set(OWN_SECTION, "MemoryMax", str(parse_size(mem)))
     f.set(OWN_SECTION, "Id", "-")  # file_to_spec wants one; spec_to_file writes the real one
     try:
         spec = file_to_spec(d.name, f, d.path)
@@ -338,7 +384,7 @@ def desired(
     defaults = image.defaults
     has_params = bool(f.get_all("Exec", "Parameters"))
     boot_value = f.get("Exec", "Boot")
-    boot = _BOOLEANS[boot_value.lower()] if boot_value else defaults.boot and not has_params
+    boot = parse_boolean(boot_value) if boot_value else defaults.boot and not has_params
     if boot:
         entrypoint, command = [], spec.command or defaults.command
     elif has_params:
@@ -352,13 +398,17 @@ def desired(
         )
     notices: list[str] = []
     network = declared_network(f)
+    if network is None and installed is not None and (owns_netns(installed.network) or not spec.ports):
+        network = installed.network
     if network is None:
         ports: list[object] = list(spec.ports)
         network, notice = default_network(None, ports)
         if notice:
             notices.append(f"{d.name}: {notice}")
     private_users = spec.private_users if f.get("Exec", "PrivateUsers") else True
-    volumes = [v.with_idmap() for v in spec.volumes] if private_users else spec.volumes
+    volumes = spec.volumes
+    if private_users:
+        volumes = idmap_volumes(volumes, lambda text: notices.append(f"{d.name}: {text}"))
     keep = installed is not None and installed.image_id == image.id
     spec = replace(
         spec,
@@ -380,8 +430,6 @@ def desired(
         private_users=private_users,
         auto_remove=False,
     )
-    from .spec import spec_to_file
-
     return spec, spec_to_file(spec, f), notices
 
 
@@ -493,9 +541,80 @@ def plan(
             else:
                 item.action = "unchanged"
         items.append(item)
+    if not errors:
+        errors = _check_ports_across(items) or _check_host(client, items)
     if errors:
         raise DefinitionError("\n".join(errors), hint="nothing was changed")
     return items
+
+
+def _check_ports_across(items: list[PlanItem]) -> list[str]:
+    """Two files publishing one host port: the second container could never start."""
+    errors: list[str] = []
+    owners: dict[tuple[str, int], tuple[str, str]] = {}
+    for item in items:
+        for pm, at in port_lines(item.definition.file):
+            key = (pm.protocol, pm.host_port)
+            if key in owners and owners[key][0] != item.name:
+                errors.append(
+                    f"{at}: port {pm.host_port}/{pm.protocol} is published by {owners[key][0]} "
+                    f"too ({owners[key][1]})"
+                )
+            owners.setdefault(key, (item.name, at))
+    return errors
+
+
+def _check_host(client: Client, items: list[PlanItem]) -> list[str]:
+    """What the host must give the containers ``apply`` will start: their published ports free
+    (ports the same container holds now aside: it is stopped before it starts again), and
+    systemd-networkd running for a veth or zone network (it addresses and masquerades the link)."""
+    from .errors import PortInUse
+    from .net import check_ports
+    from .net import state as net_state
+    from .net.detect import networkd_running
+
+    errors: list[str] = []
+    networkd: bool | None = None
+    for item in items:
+        spec = item.spec
+        if spec is None or not (spec.ports or owns_netns(spec.network)) or not _will_start(client, item):
+            continue
+        if owns_netns(spec.network):
+            networkd = networkd_running() if networkd is None else networkd
+            if not networkd:
+                errors.append(
+                    f"{_network_where(item.definition)}: network {spec.network} needs systemd-networkd, "
+                    "which is not running (systemctl enable --now systemd-networkd), or choose "
+                    "Network=host|none|private"
+                )
+                continue
+        st = net_state(item.name)
+        held = set(st.ports) if st else set()
+        for pm, at in port_lines(item.definition.file):
+            if str(pm) in held:
+                continue
+            try:
+                check_ports(client.paths, replace(spec, ports=[pm]))
+            except (PortInUse, InvalidArgument) as e:
+                errors.append(f"{at}: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+    return errors
+
+
+def _will_start(client: Client, item: PlanItem) -> bool:
+    if item.action in ("create", "recreate", "update"):
+        return item.action != "update" or item.needs_restart
+    return not client.containers.get(item.name).running  # apply starts what is stopped
+
+
+def _network_where(d: Definition) -> str:
+    """FILE:LINE of what chose a network of the container's own: Network=, Zone=, or a port."""
+    f = d.file
+    if f.get(OWN_SECTION, "Network"):
+        return f.where(OWN_SECTION, "Network")
+    if f.get("Network", "Zone"):
+        return f.where("Network", "Zone")
+    ports = port_lines(f)
+    return ports[0][1] if ports else str(d.path)
 
 
 # -- apply -------------------------------------------------------------------------------------
@@ -531,8 +650,17 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
     assert item.spec is not None and item.file is not None and item.image is not None
     if item.action == "create":
         store.create(item.spec, item.image, item.file)
-        _persist(client, item)
-        c.start(name)
+        try:
+            c.persist(name)
+            c.start(name)
+        except NspawnctlError as e:  # all or nothing: a container that cannot start is not left
+            try:
+                c.remove(name, force=True)
+                gone = "; it was removed again"
+            except NspawnctlError:
+                gone = f"; removing it failed too: nspawnctl rm -f {name}"
+            return Outcome(name, "failed", f"{name} failed: {e.message}{gone}", e)
+        _enablement(client, item)  # only what started is started at boot
         return Outcome(name, "created", f"{name} created")
     running = c.get(name).running
     if item.action == "unchanged":
@@ -540,7 +668,8 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         if current.render() != item.file.render():  # comments or order: no restart for those
             store.rewrite(item.spec, item.file)
         if item.definition.enable and not c.is_enabled(name):  # made by run, or disabled by hand
-            _persist(client, item)
+            c.persist(name)
+            _enablement(client, item)
         if running:
             return Outcome(name, "unchanged", f"{name} unchanged")
         c.start(name)
@@ -552,19 +681,21 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         store.recreate(item.spec, item.image, item.file)
     else:
         store.rewrite(item.spec, item.file)
-    _persist(client, item)
+    c.persist(name)
+    if restart:
+        c.start(name)
+    _enablement(client, item)
     if not restart:
         return Outcome(name, "updated", f"{name} updated")
-    c.start(name)
     how = "restarted" if running else "started"
     if item.action == "recreate":
         return Outcome(name, "recreated", f"{name} recreated (new image, {how})")
     return Outcome(name, "updated", f"{name} updated ({how})")
 
 
-def _persist(client: Client, item: PlanItem) -> None:
+def _enablement(client: Client, item: PlanItem) -> None:
+    """Enable=yes (the default): started at boot; Enable=no: not (any more)."""
     c = client.containers
-    c.persist(item.name)
     if item.definition.enable:
         c.enable(item.name)
     elif item.installed is not None:
@@ -577,8 +708,15 @@ def down(client: Client, path: str | Path, report: Callable[[Outcome], None] | N
     Only the names matter: a file that no longer parses still names its container."""
     outcomes = []
     c = client.containers
-    for p in definition_files(path):
-        name = name_of(p)
+    names, errors = [], []
+    for p in definition_files(path):  # every name checked before the first container goes
+        try:
+            names.append(name_of(p))
+        except DefinitionError as e:
+            errors.append(e.message)
+    if errors:
+        raise DefinitionError("\n".join(errors), hint="nothing was removed")
+    for name in names:
         if name not in c.store.names():
             outcome = Outcome(name, "missing", f"{name}: no such container (skipped)")
         else:
@@ -599,10 +737,8 @@ def down(client: Client, path: str | Path, report: Callable[[Outcome], None] | N
 def generate(client: Client, name: str) -> str:
     """A self-contained definition of the existing container ``name``: its .nspawn file without
     what is generated (Id, ImageId, Created, AutoRemove), with Image=, the whole command line in
-    Parameters= and one Environment= line per variable. ``apply`` of it (as NAME.nspawn) after
-    the container is gone makes an equal one."""
-    from .spec import spec_to_file
-
+    Parameters= and one Environment= line per variable, and Enable=no unless it is enabled.
+    ``apply`` of it (as NAME.nspawn) after the container is gone makes an equal one."""
     store = client.containers.store
     spec = store.get(name)
     _, f = store.definition(name)
@@ -610,6 +746,7 @@ def generate(client: Client, name: str) -> str:
     for key in GENERATED_KEYS:
         f.set(OWN_SECTION, key, None)
     f.set(OWN_SECTION, "Image", spec.image)
+    f.set(OWN_SECTION, "Enable", None if client.containers.is_enabled(name) else "no")
     text = f.render()
     header = f"# {name}.nspawn: nspawnctl apply {name}.nspawn creates this container\n"
     return text if text.startswith("#") else header + text

@@ -104,10 +104,10 @@ def _stdout() -> IO[bytes]:
 def commit(client: Client, container: str, ref: str | None = None, message: str | None = None) -> Image:
     """A new read-only image of the container's files as they are now (running or not), whose
     run defaults are the container's: ``run IMAGE`` runs what the container ran."""
-    from .client import _tag_ref
+    from .client import tag_ref
     from .store.transfer import commit as do_commit
 
-    parsed = _tag_ref(ref) if ref else None
+    parsed = tag_ref(ref) if ref else None
     client.pool.check()
     return do_commit(client.images.store, client.containers.store, container, parsed, message)
 
@@ -166,7 +166,7 @@ def import_stream(store: ImageStore, stream: IO[bytes], ref: ImageRef | None, so
         stream.seek(0)
         replay: IO[bytes] = stream
     else:
-        head = transfer._read_exactly(stream, len(transfer.SEND_MAGIC))
+        head = transfer.read_exactly(stream, len(transfer.SEND_MAGIC))
         replay = io.BufferedReader(_Prefixed(head, stream))
     if transfer.is_send_stream(head):
         return transfer.receive(store, replay, ref, source)

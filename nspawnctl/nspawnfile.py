@@ -249,6 +249,21 @@ class NspawnFile:
         return end
 
 
+_TRUE = ("1", "yes", "y", "true", "t", "on")
+_FALSE = ("0", "no", "n", "false", "f", "off")
+
+
+def parse_boolean(value: str) -> bool:
+    """A boolean as systemd reads one (``parse_boolean()``: yes/no, true/false, on/off, 1/0, y/n,
+    t/f, any case); anything else raises InvalidArgument."""
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise InvalidArgument(f"{value!r} is not a boolean (yes or no)")
+
+
 def quote_words(words: Iterable[str]) -> str:
     """Quote ``words`` so systemd's list parser gives them back exactly."""
     return " ".join(_quote_word(w) for w in words)

@@ -6,11 +6,13 @@ and so does ``machinectl start``); nspawnctl's own keys go to ``[X-Nspawnctl]``.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import InvalidArgument
-from .nspawnfile import OWN_SECTION, NspawnFile
+from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,16 @@ class Volume:
             )
         return cls(parts[0], parts[1], ro, tuple(opts))
 
+    @classmethod
+    def from_bind(cls, value: str, read_only: bool = False) -> Volume:
+        """A ``Bind=``/``BindReadOnly=`` value: ``SOURCE[:DEST[:OPTS]]`` with ``\\:`` escapes; the
+        options are kept as written (:func:`check_bind_options` checks them)."""
+        parts = unescape_colon(value)
+        host = parts[0]
+        ctr = parts[1] if len(parts) > 1 and parts[1] else host
+        opts = tuple(o for o in parts[2].split(",") if o) if len(parts) > 2 else ()
+        return cls(host, ctr, read_only, opts)
+
     @property
     def idmap(self) -> bool:
         return "idmap" in self.options
@@ -88,23 +100,52 @@ class Volume:
         return f"{self.host}:{self.container}" + (":" + ",".join(opts) if opts else "")
 
 
+def check_bind_options(volume: Volume) -> None:
+    """nspawn refuses a Bind= option it does not know only when the container starts: say it now."""
+    for o in volume.options:
+        if o not in BIND_OPTIONS:
+            raise InvalidArgument(
+                f"unknown bind option {o!r}", hint=f"nspawn's are {', '.join(BIND_OPTIONS)}"
+            )
+
+
 NETWORK_MODES = ("host", "none", "private", "veth")
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+_IFNAME_BAD = re.compile(r"[/:\s]")
 
 
 def parse_network(text: str) -> str:
-    """``host|none|private|veth|zone:NAME``; a zone name as nspawn's (letters, digits, -_, <= 12)."""
+    """``host|none|private|veth|zone:NAME|bridge:IFNAME``; a zone name as nspawn's (letters, digits,
+    -_, <= 12); a bridge is an existing bridge interface of the host, which nspawn itself joins."""
     if text in NETWORK_MODES:
         return text
     if text.startswith("zone:"):
         from .names import check_zone_name
 
         return f"zone:{check_zone_name(text[5:])}"
-    raise InvalidArgument(f"invalid network {text!r}", hint="use host, none, private, veth or zone:NAME")
+    if text.startswith("bridge:"):
+        return f"bridge:{check_interface_name(text[7:])}"
+    raise InvalidArgument(
+        f"invalid network {text!r}", hint="use host, none, private, veth, zone:NAME or bridge:IFNAME"
+    )
+
+
+def check_interface_name(name: str) -> str:
+    """A Linux interface name: 1-15 bytes, no '/', ':' or white space, not '.' or '..'."""
+    if not name or len(name.encode()) > 15 or _IFNAME_BAD.search(name) or name in (".", ".."):
+        raise InvalidArgument(
+            f"invalid interface name {name!r}", hint="1 to 15 characters, no '/', ':' or spaces"
+        )
+    return name
 
 
 def network_zone(network: str) -> str | None:
     return network[5:] if network.startswith("zone:") else None
+
+
+def network_bridge(network: str) -> str | None:
+    """The host bridge of a ``bridge:IFNAME`` container: nspawn makes the veth and joins it."""
+    return network[7:] if network.startswith("bridge:") else None
 
 
 def owns_netns(network: str) -> bool:
@@ -144,7 +185,7 @@ class PortMapping:
         host_ip: str | None = None
         if spec.startswith("["):  # [::1]:8080:80
             end = spec.find("]")
-            if end < 0:
+            if end < 0 or spec[end + 1 : end + 2] != ":":
                 raise bad
             host_ip, spec = spec[1:end], spec[end + 2 :]
         else:
@@ -173,11 +214,55 @@ class PortMapping:
         return f"{ip}{self.host_port}:{self.container_port}/{self.protocol}"
 
 
+def check_port_mappings(ports: Iterable[PortMapping]) -> None:
+    """What no host can publish, whatever is running: a host port given twice (per protocol: each
+    is one socket unit or map element), or a UDP port with a host address (networkd's map has no
+    address in its key). Checked at create, long before the ports are bound."""
+    seen: set[tuple[str, int]] = set()
+    for pm in ports:
+        if pm.protocol == "udp" and pm.host_ip:
+            raise InvalidArgument(
+                f"-p {pm}: a host address for a UDP port is not supported",
+                hint=f"publish it on all host addresses: -p {pm.host_port}:{pm.container_port}/udp",
+            )
+        key = (pm.protocol, pm.host_port)
+        if key in seen:
+            raise InvalidArgument(
+                f"port {pm.host_port}/{pm.protocol} is published twice", hint="publish each host port once"
+            )
+        seen.add(key)
+
+
+def parse_nspawn_port(value: str) -> PortMapping:
+    """nspawn's own ``Port=[tcp|udp:]HOSTPORT[:CONTAINERPORT]``, as a port nspawnctl publishes."""
+    proto, rest = "tcp", value
+    if value.split(":")[0] in ("tcp", "udp"):
+        proto, _, rest = value.partition(":")
+    host, _, ctr = rest.partition(":")
+    return PortMapping.parse(f"{host}:{ctr or host}/{proto}")
+
+
+_SIZE = re.compile(r"(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?\s*$")
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes as docker's ``--memory`` and systemd's ``MemoryMax=`` write it: a number
+    with an optional unit b, k, m, g, t (powers of 1024: 64M = 64 MiB; also 64MiB, 64mb)."""
+    m = _SIZE.match(text)
+    value = int(float(m.group(1)) * 1024 ** "bkmgt".index((m.group(2) or "b").lower())) if m else 0
+    if value <= 0:
+        raise InvalidArgument(
+            f"invalid size {text!r}", hint="use a number greater than 0 with an optional unit: 512k, 64M, 2G"
+        )
+    return value
+
+
 def _escape_colon(path: str) -> str:
     return path.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def _unescape_colon(text: str) -> list[str]:
+def unescape_colon(text: str) -> list[str]:
+    """Split a ``Bind=`` value on ':' as nspawn does: a backslash protects the next character."""
     out, cur, i = [], [], 0
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text):
@@ -301,6 +386,18 @@ def _network_to_file(spec: ContainerSpec, f: NspawnFile) -> None:
         return
     if f.get("Exec", "ResolvConf") == "off" and spec.network == "host":
         f.set("Exec", "ResolvConf", None)
+    bridge = network_bridge(spec.network)
+    if bridge is not None:
+        # nspawn's own: it makes the veth and puts its host side onto the bridge. Every other key
+        # the user wrote ([Network] Interface=, MACVLAN=, VirtualEthernetExtra=, ...) stays as is.
+        f.set("Network", "Bridge", bridge)
+        for key in ("Zone", "Port"):
+            f.set("Network", key, None)
+        if f.get("Network", "Private") is not None and not _yes(f.get("Network", "Private")):
+            f.set("Network", "Private", None)  # a host leftover; Bridge= means a private network
+        if f.get("Network", "VirtualEthernet") is not None and not _yes(f.get("Network", "VirtualEthernet")):
+            f.set("Network", "VirtualEthernet", None)
+        return
     for key in ("VirtualEthernet", "Zone", "Port", "Bridge"):
         f.set("Network", key, None)
     if spec.network == "host":
@@ -317,14 +414,25 @@ def _network_to_file(spec: ContainerSpec, f: NspawnFile) -> None:
                 f.set("Network", key, None)
 
 
-def _network_from_file(f: NspawnFile) -> str:
+def network_from_file(f: NspawnFile) -> str:
     """Our own Network= key, or what nspawn's [Network] keys of a hand-written file say."""
     own = f.get(OWN_SECTION, "Network")
     if own:
         return parse_network(own)
+    return nspawn_network(f) or "host"
+
+
+def nspawn_network(f: NspawnFile) -> str | None:
+    """The network nspawn's own [Network] keys describe, or None when there are none. Nothing
+    that asks for a network namespace ever reads as "host"."""
+    if not any(f.get_all("Network", k) for k in NSPAWN_NETWORK_KEYS):
+        return None
     zone = f.get("Network", "Zone")
     if zone:
         return parse_network(f"zone:{zone}")
+    bridge = f.get("Network", "Bridge")
+    if bridge:
+        return parse_network(f"bridge:{bridge}")
     if _yes(f.get("Network", "VirtualEthernet")) or f.get_all("Network", "Port"):
         return "veth"
     if any(f.get_all("Network", k) for k in ("Interface", "MACVLAN", "IPVLAN", "VirtualEthernetExtra")):
@@ -334,19 +442,27 @@ def _network_from_file(f: NspawnFile) -> str:
     return "host"
 
 
-def _ports_from_file(f: NspawnFile) -> list[PortMapping]:
+def ports_from_file(f: NspawnFile) -> list[PortMapping]:
+    """Our Publish= keys and nspawn's own Port= keys, both as ports nspawnctl publishes."""
     ports = [PortMapping.parse(v) for v in f.get_all(OWN_SECTION, "Publish")]
-    for value in f.get_all("Network", "Port"):  # nspawn's [tcp|udp:]HOSTPORT[:CONTAINERPORT]
-        proto, rest = "tcp", value
-        if value.split(":")[0] in ("tcp", "udp"):
-            proto, _, rest = value.partition(":")
-        host, _, ctr = rest.partition(":")
-        ports.append(PortMapping.parse(f"{host}:{ctr or host}/{proto}"))
+    ports += [parse_nspawn_port(v) for v in f.get_all("Network", "Port")]
     return ports
 
 
 def _yes(value: str | None) -> bool:
-    return (value or "").lower() in ("yes", "true", "1", "on")
+    """A boolean key as nspawn reads it; what is not a boolean counts as unset (declare checks)."""
+    try:
+        return parse_boolean(value or "no")
+    except InvalidArgument:
+        return False
+
+
+def _no(value: str) -> bool:
+    """An explicit false; PrivateUsers= also takes pick, identity or a UID range, all true."""
+    try:
+        return not parse_boolean(value)
+    except InvalidArgument:
+        return False
 
 
 def _quote_env(assignment: str) -> str:
@@ -361,17 +477,14 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
     cid = f.get(own, "Id")
     if not cid:
         raise InvalidArgument(f"{where or name}: not an nspawnctl container (no [{own}] Id=)")
-    volumes = []
-    for key, ro in (("Bind", False), ("BindReadOnly", True)):
-        for value in f.get_all("Files", key):
-            parts = _unescape_colon(value)
-            host = parts[0]
-            ctr = parts[1] if len(parts) > 1 and parts[1] else host
-            opts = tuple(o for o in parts[2].split(",") if o) if len(parts) > 2 else ()
-            volumes.append(Volume(host, ctr, ro, opts))
+    volumes = [
+        Volume.from_bind(value, ro)
+        for key, ro in (("Bind", False), ("BindReadOnly", True))
+        for value in f.get_all("Files", key)
+    ]
     mem, cpus, pids = f.get(own, "MemoryMax"), f.get(own, "CPUs"), f.get(own, "TasksMax")
-    boot = _yes(f.get("Exec", "Boot") or "no")
-    users = (f.get("Exec", "PrivateUsers") or "no").lower()
+    boot = _yes(f.get("Exec", "Boot"))
+    users = f.get("Exec", "PrivateUsers") or ""
     kill = f.get("Exec", "KillSignal")
     return ContainerSpec(
         name=name,
@@ -391,11 +504,11 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
             cpus=float(cpus) if cpus else None,
             pids=int(pids) if pids else None,
         ),
-        auto_remove=(f.get(own, "AutoRemove") or "no") == "yes",
+        auto_remove=_yes(f.get(own, "AutoRemove")),
         entrypoint=f.get_words(own, "Entrypoint"),
         stop_signal=None if boot or kill in (None, "SIGTERM") else kill,
-        network=_network_from_file(f),
-        ports=_ports_from_file(f),
+        network=network_from_file(f),
+        ports=ports_from_file(f),
         restart=parse_restart(f.get(own, "Restart") or "no"),
-        private_users=users not in ("no", "false", "0", "off"),
+        private_users=users != "" and not _no(users),
     )

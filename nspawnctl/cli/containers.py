@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InvalidArgument
+from ..spec import parse_size as parse_size  # --memory: the library's syntax, shared with MemoryMax=
 from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
 
@@ -28,20 +29,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- option parsing ------------------------------------------------------------------------
-_SIZE = re.compile(r"(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?\s*$")
-
-
-def parse_size(text: str) -> int:
-    """docker's ``--memory`` units: b, k, m, g, t are powers of 1024 (64M = 64 MiB)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise InvalidArgument(
-            f"invalid size {text!r}", hint="use a number with an optional unit: 512k, 64M, 2G"
-        )
-    mult = 1024 ** "bkmgt".index((m.group(2) or "b").lower())
-    return int(float(m.group(1)) * mult)
-
-
 def parse_signal(text: str) -> int:
     t = text.upper()
     if t.isdigit():
@@ -133,7 +120,12 @@ ENV = typer.Option(
 )
 ENV_FILE = typer.Option([], "--env-file", metavar="FILE", help="Read KEY=VALUE lines from a file.")
 VOLUME = typer.Option(
-    [], "-v", "--volume", metavar="HOST:CTR[:ro]", help="Bind mount HOST:CONTAINER[:ro] (repeatable)."
+    [],
+    "-v",
+    "--volume",
+    metavar="HOST:CTR[:OPTS]",
+    help="Bind mount HOST:CONTAINER[:OPTS] (repeatable); OPTS: ro, idmap, noidmap, rbind, norbind. "
+    "With a user namespace, volumes are ID-mapped where their filesystem allows it.",
 )
 WORKDIR = typer.Option(None, "-w", "--workdir", metavar="DIR", help="Working directory inside the container.")
 USER = typer.Option(
@@ -160,8 +152,9 @@ NETWORK = typer.Option(
     "--net",
     metavar="MODE",
     help="host (the host's network), none (loopback only), private (nspawn's own namespace), veth "
-    "(a link to the host, NATed out) or zone:NAME (a bridge shared with the zone's other containers; "
-    "reach them by name). Default: veth when systemd-networkd runs, else host.",
+    "(a link to the host, NATed out), zone:NAME (a bridge shared with the zone's other containers; "
+    "reach them by name) or bridge:IFNAME (nspawn's veth on an existing host bridge). "
+    "Default: veth when systemd-networkd runs, else host.",
 )
 PUBLISH = typer.Option(
     [],

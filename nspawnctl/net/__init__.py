@@ -2,19 +2,21 @@
 
 The API the run hook, the CLI and inspect use:
 
-- ``up(paths, spec)`` / ``down(paths, name)``: build / remove a container's network (veth or
-  ``zone:NAME`` only; other modes are nspawn's own business). Root only; sync (uses ``ip``,
-  ``nsenter``, ``nft`` and, for TCP ports, its own D-Bus connection: do not call it from a
-  running event loop).
+- ``up(paths, spec, unit)`` / ``down(paths, name, invocation=None)``: build / remove a
+  container's network (veth or ``zone:NAME`` only; other modes are nspawn's own business), from
+  the container unit's ExecStartPre / ExecStopPost (``down`` gets that run's $INVOCATION_ID).
+  Root only; sync (uses ``ip``, ``nsenter``, ``nft`` and, for TCP ports, its own D-Bus
+  connection: do not call it from a running event loop).
 - ``state(name)``: what ``up`` built (address, links, ports), for inspect/ps.
 - ``check_ports(paths, spec)``: a cheap early check that the published ports are free.
-- ``networkd_running()`` and ``default_network(explicit, ports)``: the default network mode.
+- ``networkd_running()`` and ``default_network(explicit, ports, name=None)``: the default network
+  mode, and the notice to print when it is the host's (``no_networkd_notice(name)``).
 - ``netns_name(name)`` / ``netns_path(name)``: what ``nsenter --net=`` enters before nspawn runs.
 """
 
 from __future__ import annotations
 
-from .detect import NO_NETWORKD, default_network, networkd_running
+from .detect import NO_NETWORKD, default_network, networkd_running, no_networkd_notice
 from .names import bridge_name, netns_name, netns_path, veth_name, zone_port_name
 from .ports import check_ports
 from .setup import down, up
@@ -31,6 +33,7 @@ __all__ = [
     "netns_name",
     "netns_path",
     "networkd_running",
+    "no_networkd_notice",
     "state",
     "up",
     "veth_name",

@@ -11,6 +11,11 @@ PROC = Path("/proc")
 NO_NETWORKD = "systemd-networkd is not running: container shares the host's network (use --network to choose)"
 
 
+def no_networkd_notice(name: str | None = None) -> str:
+    """NO_NETWORKD, naming the container when it is known."""
+    return NO_NETWORKD.replace("container", f"container {name}", 1) if name else NO_NETWORKD
+
+
 def networkd_running() -> bool:
     """networkd's state file exists AND a systemd-networkd process is alive.
 
@@ -36,11 +41,14 @@ def networkd_running() -> bool:
     return False
 
 
-def default_network(explicit: str | None, ports: Sequence[object]) -> tuple[str, str | None]:
+def default_network(
+    explicit: str | None, ports: Sequence[object], name: str | None = None
+) -> tuple[str, str | None]:
     """(network, notice): an explicit choice wins; ``-p`` implies veth; else veth when networkd
-    will address and masquerade the link, else the host's network, with a notice saying so."""
+    will address and masquerade the link, else the host's network, with a notice saying so
+    (naming container ``name`` when given)."""
     if explicit:
         return explicit, None
     if ports or networkd_running():
         return "veth", None
-    return "host", NO_NETWORKD
+    return "host", no_networkd_notice(name)

@@ -15,6 +15,8 @@ import os
 import stat
 from pathlib import Path
 
+from ..store import rootpath
+
 HOST_RESOLV = Path("/etc/resolv.conf")
 # systemd-resolved's list of the uplink servers, for hosts whose /etc/resolv.conf names only its stub
 UPLINK_RESOLV = Path("/run/systemd/resolve/resolv.conf")
@@ -25,17 +27,18 @@ LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 def write_in_root(
     root: Path, directory: str, filename: str, content: str, keep_symlink: bool = False
 ) -> bool:
-    """Write ROOT/DIRECTORY/FILENAME (one level below the root) atomically; False when skipped.
+    """Write ROOT/DIRECTORY/FILENAME atomically; False when skipped.
 
-    ``keep_symlink``: a symlink there is the image's own choice (resolv.conf -> a resolver's stub),
-    so leave it; otherwise it is replaced by a regular file. A symlinked DIRECTORY is always skipped.
+    ``keep_symlink``: a symlink there is the image's own choice (a booted container's resolv.conf
+    -> its resolver's stub), so leave it; otherwise it is replaced by a regular file (never
+    followed). A symlinked DIRECTORY on the way is always skipped; a missing one is made.
     """
     try:
-        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        root_fd = os.open(root, rootpath.DIR_READ)
     except OSError:
         return False
     try:
-        dir_fd = _open_dir(root_fd, directory)
+        dir_fd = _open_dir(root_fd, tuple(rootpath.split(directory)))
         if dir_fd is None:
             return False
         try:
@@ -46,18 +49,26 @@ def write_in_root(
         os.close(root_fd)
 
 
-def _open_dir(root_fd: int, name: str) -> int | None:
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+def _open_dir(root_fd: int, comps: rootpath.Comps) -> int | None:
+    """``comps`` below the root, made where missing; None where a symlink (or a file) is in the way."""
     try:
-        return os.open(name, flags, dir_fd=root_fd)
-    except FileNotFoundError:
-        pass
+        try:
+            return rootpath.open_dir(root_fd, comps, rootpath.DIR_READ)
+        except FileNotFoundError:
+            pass
+        for depth in range(len(comps)):
+            parent = rootpath.open_dir(root_fd, comps[:depth], rootpath.DIR_READ)
+            try:
+                os.mkdir(comps[depth], 0o755, dir_fd=parent)
+            except FileExistsError:  # there, or a symlink: the next open_dir tells
+                pass
+            finally:
+                os.close(parent)
+        return rootpath.open_dir(root_fd, comps, rootpath.DIR_READ)
     except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink (or a file): not ours to follow
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):  # not ours to follow
             return None
         raise
-    os.mkdir(name, 0o755, dir_fd=root_fd)
-    return os.open(name, flags, dir_fd=root_fd)
 
 
 def _replace(dir_fd: int, filename: str, content: str, keep_symlink: bool) -> bool:

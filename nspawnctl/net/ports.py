@@ -1,7 +1,9 @@
 """Published ports: ``-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]``.
 
-TCP: a transient socket unit ``nspawnctl-NAME-HOSTPORT-tcp.socket`` listens on the host and its
-service runs systemd-socket-proxyd to CONTAINER_IP:CTRPORT. Unlike nspawn's own Port= (a DNAT
+TCP: a transient socket unit ``nspawnctl-NAME_portHOSTPORT-tcp.socket`` listens on the host and its
+service runs systemd-socket-proxyd to CONTAINER_IP:CTRPORT, sandboxed (a dynamic user, a read-only
+file system). Both are PartOf= the container's unit, so stopping the container stops them even
+when its ExecStopPost does not get to. Unlike nspawn's own Port= (a DNAT
 rule that skips 127.0.0.0/8), a listening socket also answers on localhost; without HOSTIP it
 listens on every address, IPv4 and IPv6.
 
@@ -22,7 +24,7 @@ from typing import Any
 
 from ..config import Paths
 from ..errors import InvalidArgument, NetworkError, PortInUse, SystemdError
-from ..spec import ContainerSpec, PortMapping, owns_netns
+from ..spec import ContainerSpec, PortMapping, check_port_mappings, owns_netns
 from . import ipcmd, statefile
 from .statefile import NetState
 
@@ -31,12 +33,17 @@ NFT_MAP = ["ip", "io.systemd.nat", "map_port_ipport"]
 
 
 def unit_base(name: str, pm: PortMapping) -> str:
-    return f"nspawnctl-{name}-{pm.host_port}-{pm.protocol}"
+    """``nspawnctl-NAME_portHOSTPORT-PROTO``: container names never hold "_", so this is never
+    the unit of a container (``nspawnctl-NAME-8080-tcp.service`` could be)."""
+    return f"nspawnctl-{name}_port{pm.host_port}-{pm.protocol}"
 
 
 def check_ports(paths: Paths, spec: ContainerSpec) -> None:
     """Fail early, before anything is created: a port published twice, or already taken on the
-    host (by a program, or by another nspawnctl container, even a stopped-but-not-cleaned one)."""
+    host (by a program, or by another nspawnctl container, even a stopped-but-not-cleaned one).
+
+    Ports the container's own state records are not checked for a listener: that is its own
+    proxy, left by a run whose teardown failed (``up`` removes it, then checks again)."""
     if not spec.ports:
         return
     if not owns_netns(spec.network):
@@ -44,31 +51,18 @@ def check_ports(paths: Paths, spec: ContainerSpec) -> None:
             f"-p needs a network namespace of the container's own, not --network {spec.network}",
             hint="use --network veth or zone:NAME (or leave --network out: -p implies veth)",
         )
-    seen: set[tuple[str, int]] = set()
-    others = [st for st in statefile.all_states() if st.name != spec.name]
+    check_port_mappings(spec.ports)
+    states = statefile.all_states()
+    others = [st for st in states if st.name != spec.name]
+    own = next((st.ports for st in states if st.name == spec.name), [])
     for pm in spec.ports:
-        _check_shape(pm, seen)
         owner = next((st.name for st in others if _clashes(pm, st.ports)), None)
-        if owner is not None or _bind_in_use(pm):
+        if owner is not None or (not _clashes(pm, own) and _bind_in_use(pm)):
             raise PortInUse(
                 f"port {pm.host_port}/{pm.protocol} is already in use on the host",
                 hint=(f"container {owner} publishes it; " if owner else "")
                 + f"choose another host port: -p OTHER:{pm.container_port}",
             )
-
-
-def _check_shape(pm: PortMapping, seen: set[tuple[str, int]]) -> None:
-    if pm.protocol == "udp" and pm.host_ip:
-        raise InvalidArgument(
-            f"-p {pm}: a host address for a UDP port is not supported",
-            hint=f"publish it on all host addresses: -p {pm.host_port}:{pm.container_port}/udp",
-        )
-    key = (pm.protocol, pm.host_port)
-    if key in seen:
-        raise InvalidArgument(
-            f"port {pm.host_port}/{pm.protocol} is published twice", hint="publish each host port once"
-        )
-    seen.add(key)
 
 
 def _clashes(pm: PortMapping, published: list[str]) -> bool:
@@ -81,10 +75,11 @@ def _clashes(pm: PortMapping, published: list[str]) -> bool:
 
 
 def _bind_in_use(pm: PortMapping) -> bool:
-    """Try to bind what the socket unit (or the DNAT rule) will take; only EADDRINUSE counts."""
+    """Try to bind what the socket unit (or the DNAT rule) will take; only EADDRINUSE counts.
+    Without a HOSTIP that is every address (127.0.0.1 too: a program there holds only that one);
+    with one, just that address."""
     if pm.host_ip:
-        fam = socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET
-        targets = [(fam, pm.host_ip)] + ([(socket.AF_INET, "127.0.0.1")] if fam == socket.AF_INET else [])
+        targets = [(socket.AF_INET6 if ":" in pm.host_ip else socket.AF_INET, pm.host_ip)]
     else:
         targets = [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")]
     return any(_bind_fails(fam, ip, pm) for fam, ip in targets)
@@ -129,14 +124,24 @@ def publish(st: NetState, ports: list[PortMapping], unit: str | None = None) -> 
 
 
 def _publish_udp(st: NetState, pm: PortMapping) -> None:
+    """``create``, not ``add``: an element already there is someone else's mapping (nspawn's Port=
+    of another machine) and stays theirs."""
     key = f"udp . {pm.host_port}"
     st.nft_elements.append(key)
     st.ports.append(str(pm))
     statefile.save(st)
-    ipcmd.try_run(["nft", "delete", "element", *NFT_MAP, f"{{ {key} }}"])
     try:
-        ipcmd.run(["nft", "add", "element", *NFT_MAP, f"{{ {key} : {st.address} . {pm.container_port} }}"])
+        ipcmd.run(["nft", "create", "element", *NFT_MAP, f"{{ {key} : {st.address} . {pm.container_port} }}"])
     except NetworkError as e:
+        if "File exists" in e.message:
+            st.nft_elements.remove(key)  # not ours: down() must leave it
+            st.ports.remove(str(pm))
+            statefile.save(st)
+            raise PortInUse(
+                f"port {pm.host_port}/udp is already in use on the host",
+                hint="another machine publishes it (networkd's nft map io.systemd.nat); "
+                f"choose another host port: -p OTHER:{pm.container_port}/udp",
+            ) from None
         raise NetworkError(
             f"cannot publish {pm}: {e.message}",
             hint=e.hint
@@ -167,11 +172,9 @@ def _publish_tcp(st: NetState, tcp: list[PortMapping], unit: str | None) -> None
         m = Manager(bus)
         out = []
         for pm, base, sock_props, svc_props in jobs:
-            for unit in (f"{base}.socket", f"{base}.service"):  # a leftover would block the name
-                await m.stop_if_loaded(unit)
-            result = await m.start_transient_with_aux(
-                f"{base}.socket", sock_props, [(f"{base}.service", svc_props)]
-            )
+            for leftover in (f"{base}.socket", f"{base}.service"):  # it would block the name
+                await m.stop_if_loaded(leftover)
+            result = await m.start_transient(f"{base}.socket", sock_props, [(f"{base}.service", svc_props)])
             out.append((pm, base, result))
         return out
 
@@ -194,11 +197,18 @@ def _owner(st: NetState, unit: str | None) -> str:
     return f"container {st.name}" + (f" ({unit})" if unit else "")
 
 
+def _part_of(unit: str | None) -> list[Any]:
+    """Stopped with the container's unit; no ordering or BindsTo=: up() runs in that unit's
+    ExecStartPre, and a start job waiting for the unit's own start would never finish."""
+    return [("PartOf", "as", [unit])] if unit else []
+
+
 def _socket_props(st: NetState, pm: PortMapping, unit: str | None) -> list[Any]:
     return [
         ("Description", "s", f"nspawnctl: port {pm} of {_owner(st, unit)}"),
         ("Listen", "a(ss)", [["Stream", _listen_address(pm)]]),
         ("CollectMode", "s", "inactive-or-failed"),
+        *_part_of(unit),
     ]
 
 
@@ -208,6 +218,13 @@ def _service_props(st: NetState, pm: PortMapping, proxyd: Path, unit: str | None
         ("Description", "s", f"nspawnctl: proxy for port {pm} of {_owner(st, unit)}"),
         ("ExecStart", "a(sasb)", [[str(proxyd), [str(proxyd), target], False]]),
         ("CollectMode", "s", "inactive-or-failed"),
+        *_part_of(unit),
+        # it only passes bytes between the socket it is given and the container
+        ("DynamicUser", "b", True),
+        ("PrivateTmp", "b", True),
+        ("ProtectSystem", "s", "strict"),
+        ("ProtectHome", "s", "yes"),
+        ("NoNewPrivileges", "b", True),
     ]
 
 

@@ -4,9 +4,10 @@ network itself is): ``down`` undoes exactly that, and inspect/ps/check_ports rea
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..store.files import write_json
 
 RUN_DIR = Path("/run/nspawnctl/net")  # tests point it elsewhere
 
@@ -24,6 +25,8 @@ class NetState:
     ports: list[str] = field(default_factory=list)  # PortMapping strings, as published
     proxy_units: list[str] = field(default_factory=list)  # socket and service units, TCP ports
     nft_elements: list[str] = field(default_factory=list)  # "udp . HOSTPORT" keys in networkd's map
+    unit: str | None = None  # the container's unit that ran up()
+    invocation: str | None = None  # its $INVOCATION_ID then: a later run of any unit has another
 
 
 def state_path(name: str) -> Path:
@@ -40,6 +43,7 @@ def load(name: str) -> NetState | None:
 
 
 def save(state: NetState) -> None:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
     write_json(state_path(state.name), asdict(state))
 
 
@@ -55,11 +59,3 @@ def all_states() -> list[NetState]:
         if st is not None:
             out.append(st)
     return out
-
-
-def write_json(path: Path, data: object) -> None:
-    """Atomic replace: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..config import Paths
 from ..errors import NetworkError
+from ..store.files import write_json
 from . import files, ipcmd, statefile
 from .names import bridge_name, netns_path
 
@@ -50,7 +51,7 @@ def locked(zone: str) -> Iterator[ZoneFile]:
         zf = _load(zone)
         yield zf
         if zf.leases or zf.created_bridge:
-            statefile.write_json(data, asdict(zf))
+            write_json(data, asdict(zf))
         else:
             data.unlink(missing_ok=True)
             lock.unlink(missing_ok=True)

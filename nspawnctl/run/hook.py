@@ -5,12 +5,14 @@ builds the nspawn command line in-process) and systemd's own ``systemd-nspawn@NA
 nspawnctl's drop-in (all three), so a container started by ``machinectl start`` or at boot gets the
 same network, port checks and exit record as one started by nspawnctl.
 
-- pre: clear what a killed nspawn left behind, forget the last exit, check the published ports
-  and build the container's network namespace (veth, zone).
+- pre: refuse when the container runs already (under the other kind of unit: touching anything
+  then would break the running one), clear what a killed nspawn left behind, forget the last
+  exit, build the container's network namespace (veth, zone; ``net.up`` checks the ports).
 - exec: replace this process with ``[nsenter --net=NETNS] systemd-nspawn ...`` (same PID, so the
   unit's Type=notify still reaches nspawn).
-- post: record how the payload ended (systemd forgets it once the unit is collected), tear the
-  network down, remove ``--rm`` containers.
+- post: record how the payload ended (systemd forgets it once the unit is collected), tear this
+  run's network down, remove ``--rm`` containers. A run whose payload never started (pre failed
+  or refused: systemd then sets no $EXIT_CODE) records no exit.
 
 Kept import-light: it runs on every start and stop.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Paths
+from ..errors import ContainerRunning
+from .programs import nsenter_binary, nspawn_binary
 
 if TYPE_CHECKING:
     from ..spec import ContainerSpec
@@ -75,19 +78,6 @@ def host_is_unified() -> bool:
             )
     except OSError:
         return False
-
-
-def nspawn_binary() -> str:
-    path = shutil.which("systemd-nspawn", path="/usr/bin:/bin:/usr/sbin:/sbin")
-    if path is None:
-        from ..errors import CommandFailed
-
-        raise CommandFailed("systemd-nspawn is not installed", hint="install systemd-container")
-    return path
-
-
-def nsenter_binary() -> str:
-    return shutil.which("nsenter", path="/usr/bin:/bin:/usr/sbin:/sbin") or "/usr/bin/nsenter"
 
 
 def clear_stale_mounts(name: str) -> None:
@@ -144,9 +134,82 @@ def _store(paths: Paths):  # type: ignore[no-untyped-def]
     return ContainerStore(Pool(paths))
 
 
-def pre(paths: Paths, name: str, unit: str | None) -> None:
-    from .units import needs_pre, unit_name
+def other_unit(name: str, unit: str) -> str:
+    """The unit of the other kind: the transient one for systemd-nspawn@NAME.service and back."""
+    from .units import persistent_unit_name, unit_name
 
+    return unit_name(name) if unit == persistent_unit_name(name) else persistent_unit_name(name)
+
+
+def running_elsewhere(name: str, unit: str) -> str | None:
+    """The unit that runs container ``name`` already, if it is not ``unit``: the other kind of
+    unit while it is up (also starting, stopping or waiting to restart), or whatever unit
+    machined has the machine registered under. One D-Bus connection; None when neither."""
+    from ..systemd.bus import Bus, BusError, run_sync
+    from ..systemd.machined import MACHINE_IFACE, MACHINED
+    from ..systemd.machined import MANAGER as MACHINED_MANAGER
+    from ..systemd.manager import Manager
+
+    other = other_unit(name, unit)
+
+    async def go(bus: Bus) -> str | None:
+        state = (await Manager(bus).states([other])).get(other)
+        if state is not None and state.running:
+            return other
+        try:
+            (path,) = await bus.call(*MACHINED_MANAGER, "GetMachine", "s", [name])
+            owner = str(await bus.get_property(MACHINED, path, MACHINE_IFACE, "Unit"))
+        except BusError:
+            return None  # not registered (or machined is not running: nspawn will say so)
+        return owner if owner and owner != unit else None
+
+    result: str | None = run_sync(go)
+    return result
+
+
+def own_unit() -> str | None:
+    """The service this process runs in, from its cgroup (``.../NAME.service[/.control]``): for
+    units whose command line does not say (``--unit``), as older drop-ins and poststop."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            path = f.read().strip().splitlines()[-1].partition("::")[2]
+    except (OSError, IndexError):
+        return None
+    units = [part for part in path.split("/") if part.endswith(".service")]
+    return units[-1] if units else None
+
+
+class Refused(ContainerRunning):
+    """pre: the container runs under another unit already."""
+
+
+def _give_up(unit: str) -> None:
+    """Queue a stop of our own unit: a failed ExecStartPre would otherwise be retried by its
+    Restart= policy (with backoff, forever), and would start the container under this unit as
+    soon as the other one stops. systemd does not restart a unit with a stop job queued; the
+    SIGTERM that job sends us is ignored, we are about to exit anyway."""
+    from ..systemd.bus import Bus, run_sync
+    from ..systemd.manager import Manager
+
+    async def go(bus: Bus) -> None:
+        await Manager(bus).queue_stop(unit)
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        run_sync(go)
+    except Exception:  # best effort: the refusal itself is said already
+        pass
+
+
+def pre(paths: Paths, name: str, unit: str) -> None:
+    from .units import needs_pre
+
+    elsewhere = running_elsewhere(name, unit)
+    if elsewhere is not None:
+        raise Refused(
+            f"container {name} is already running under {elsewhere}; not starting it again under {unit}",
+            hint=f"stop it first: systemctl stop {elsewhere}",
+        )
     clear_stale_mounts(name)
     store = _store(paths)
     store.clear_exit(name)
@@ -154,8 +217,7 @@ def pre(paths: Paths, name: str, unit: str | None) -> None:
     if needs_pre(spec):
         from .. import net
 
-        net.check_ports(paths, spec)
-        net.up(paths, spec, unit or unit_name(name))
+        net.up(paths, spec, unit)  # checks the published ports first
 
 
 def exec_(paths: Paths, name: str) -> None:
@@ -170,13 +232,22 @@ def exec_(paths: Paths, name: str) -> None:
     os.execv(argv[0], [argv[0].rsplit("/", 1)[-1], *argv[1:]])
 
 
-def post(paths: Paths, name: str, remove: bool) -> int:
+def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
+    """``$EXIT_CODE`` is set only when the payload (the unit's main process) ran: without it this
+    run never started nspawn (pre failed or refused), so there is no exit to record, and when
+    another unit runs the container meanwhile, nothing here is this run's to touch."""
     from ..store.containers import ExitRecord
 
+    env = dict(os.environ)
+    started = bool(env.get("EXIT_CODE"))
+    if not started:
+        elsewhere = running_elsewhere(name, unit)
+        if elsewhere is not None:
+            log_error(f"container {name} runs under {elsewhere}: leaving it alone", priority=6)
+            return 0
     store = _store(paths)
     status = 0
-    if not remove:
-        env = dict(os.environ)
+    if started and not remove:
         store.record_exit(
             name,
             ExitRecord(
@@ -188,7 +259,8 @@ def post(paths: Paths, name: str, remove: bool) -> int:
     try:
         from .. import net
 
-        net.down(paths, name)
+        # only what this run built: a network made by another run of the container stays
+        net.down(paths, name, invocation=env.get("INVOCATION_ID") or None)
     except Exception as e:  # the exit record and --rm removal must happen all the same
         log_error(f"container {name}: tearing down its network failed: {e}")
         status = 1
@@ -197,15 +269,28 @@ def post(paths: Paths, name: str, remove: bool) -> int:
     return status
 
 
-def log_error(message: str) -> None:
-    """An error for ``journalctl -u`` and nspawnctl's start errors (native journal protocol, priority
-    err); not on stdout/stderr, which the unit sends to the container's own log."""
-    data = f"MESSAGE={message}\nPRIORITY=3\nSYSLOG_IDENTIFIER=nspawnctl\n".encode()
+def log_error(message: str, priority: int = 3) -> None:
+    """A message for ``journalctl -u`` and nspawnctl's start errors, in two ways: on stderr with a
+    ``<N>`` priority prefix (the unit's stderr is a journal stream, so the line carries the unit
+    reliably: client._hook_errors reads these), and through the native journal protocol as
+    SYSLOG_IDENTIFIER=nspawnctl (``journalctl -t nspawnctl``; journald may miss the unit of a
+    process that has exited by the time it looks). One line, never a traceback."""
+    message = " ".join(message.split("\n"))
+    prefix = f"<{priority}>" if os.environ.get("JOURNAL_STREAM") else "nspawnctl: "
+    try:
+        sys.stderr.write(f"{prefix}{message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    _journal_send(f"MESSAGE={message}\nPRIORITY={priority}\nSYSLOG_IDENTIFIER=nspawnctl\n".encode())
+
+
+def _journal_send(data: bytes) -> None:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(data, "/run/systemd/journal/socket")
     except OSError:
-        sys.stderr.write(f"nspawnctl: error: {message}\n")
+        pass  # no journal: stderr has it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,21 +299,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("name")
     ap.add_argument("--pool")
     ap.add_argument("--store")
-    ap.add_argument("--unit", help="the unit running this step (pre)")
+    ap.add_argument("--unit", help="the unit running this step")
     ap.add_argument("--remove", action="store_true", help="remove the container (post, --rm)")
     args = ap.parse_args(argv)
     paths = Paths.from_env(args.pool, args.store)
     from ..errors import NspawnctlError
 
     try:
+        from .units import unit_name
+
+        unit = args.unit or own_unit() or unit_name(args.name)
         if args.step == "pre":
-            pre(paths, args.name, args.unit)
+            pre(paths, args.name, unit)
             return 0
         if args.step == "exec":
             exec_(paths, args.name)
-        return post(paths, args.name, args.remove)
+        return post(paths, args.name, args.remove, unit)
     except NspawnctlError as e:
-        log_error(e.message)
+        log_error(e.message + (f"; {e.hint}" if e.hint else ""))
+        if isinstance(e, Refused):
+            _give_up(unit)
+        return 1
+    except Exception as e:  # an OSError of execv, a broken store record, ...: one line, no traceback
+        log_error(f"container {args.name}: {args.step} failed: {e.__class__.__name__}: {e}")
         return 1
 
 

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import DEFAULT_POOL, Paths
+from ..errors import SystemdError
+from .escape import unit_value, unit_word
 from .hook import host_is_unified, paths_environment
 from .units import (
-    LOG_FIELD,
-    RESTART_SEC,
     RESTART_STOP_TIMEOUT,
+    has_backoff,
+    log_extra_field,
     persistent_unit_name,
+    restart_settings,
     systemd_restart,
 )
 
@@ -56,14 +60,6 @@ def read_dropin(name: str) -> str | None:
         return None
 
 
-def unit_word(text: str) -> str:
-    """One word of a unit file's Exec line or value: ``%`` and ``$`` escaped, quoted when it has blanks."""
-    text = text.replace("%", "%%").replace("$", "$$")
-    if re.search(r"[\s\"'\\]", text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
-
-
 def restart_of(spec: ContainerSpec, enabled: bool) -> str:
     """The container's own policy; an enabled container restarts on failure at least."""
     restart = systemd_restart(spec.restart)
@@ -78,41 +74,62 @@ def render_dropin(
     keep: bool = False,
     python: str | None = None,
     unified: bool | None = None,
+    systemd_version: int = 0,
     template: str | None = None,
 ) -> str:
-    """The drop-in for one container (pure: everything it depends on is an argument)."""
+    """The drop-in for one container (pure: everything it depends on is an argument).
+    ``systemd_version``: the manager's, for the restart backoff (see units.restart_settings)."""
     if template is None:
         template = _template()
     if unified is None:
         unified = host_is_unified()
+    python = python or sys.executable
     env = paths_environment(paths)
     if unified:
         env.append("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1")
-    extra = [f"Environment={unit_word(e)}" for e in env]
+    restart = restart_of(spec, enabled)
+    unit_keys: list[str] = []
+    service_keys: list[str] = []
+    for key, value in restart_settings(restart, has_backoff(systemd_version)):
+        if key == "Restart":
+            continue  # in the template
+        (unit_keys if key.startswith("StartLimit") else service_keys).append(f"{key}={value}")
+    extra = [*service_keys, *(f"Environment={unit_value(e)}" for e in env)]
     limits = spec.limits
     if limits.memory is not None:
         extra.append(f"MemoryMax={limits.memory}")
     if limits.cpus is not None:
-        extra.append(f"CPUQuota={round(limits.cpus * 100, 2):g}%")
+        extra.append(f"CPUQuota={round(limits.cpus * 100, 2):g}%")  # no specifiers in CPUQuota=
     if limits.pids is not None:
         extra.append(f"TasksMax={limits.pids}")
     mounts = [str(paths.pool / spec.name), str(paths.store)]
     if paths.pool != DEFAULT_POOL:  # the template only requires /var/lib/machines/NAME
         mounts.append(str(paths.pool))
+    note = ""
+    if _under_home(python):
+        mounts.append(str(Path(python).parent))  # at boot, /home may be a file system of its own
+        note = (
+            f"The hook runs {python}, a Python under a home directory (a venv?): the container "
+            "starts only while it is there."
+        )
     values = {
-        "NAME": spec.name,
+        "NAME": spec.name,  # a machine name: letters, digits, '-', '.' (nothing to escape)
         "KEEP": KEEP_MARK if keep else "",
-        "MOUNTS": " ".join(m.replace("%", "%%") for m in mounts),
-        "PYTHON": unit_word(python or sys.executable),
+        "PYTHON_NOTE": note.replace("\n", "\\n"),  # a comment: no specifiers
+        "MOUNTS": "\n".join(f"RequiresMountsFor={unit_value(m, c_escapes=False)}" for m in mounts),
+        "UNIT_EXTRA": "\n".join(unit_keys),
+        "PYTHON": unit_word(python),
         "TIMEOUT_STOP": f"{RESTART_STOP_TIMEOUT}s",
-        "RESTART": restart_of(spec, enabled),
-        "RESTART_SEC": f"{RESTART_SEC}s",
-        "LOG_FIELD": LOG_FIELD,
-        "ID": spec.id,
+        "RESTART": restart,
+        "LOG_FIELD": log_extra_field(spec),
         "EXTRA": "\n".join(extra),
     }
     text = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], template)
     return re.sub(r"\n{3,}", "\n\n", text.replace("# \n", "")).rstrip("\n") + "\n"
+
+
+def _under_home(path: str) -> bool:
+    return Path(path).is_absolute() and Path(path).parts[1:2] in (("home",), ("root",))
 
 
 def _template() -> str:
@@ -128,17 +145,24 @@ def is_kept(text: str | None) -> bool:
 
 
 def write_dropin(name: str, text: str) -> bool:
-    """Write atomically (a half-written drop-in would break the unit); False when unchanged."""
+    """Write atomically (a half-written drop-in would break the unit); False when unchanged.
+    The temporary file has a name of its own per writer (enable, apply and start may write at
+    once: the last rename wins, each with a whole file), and does not end in .conf (systemd
+    ignores it); it is removed if anything fails."""
     path = dropin_path(name)
     if read_dropin(name) == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{DROPIN}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{DROPIN}.{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "x") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return True
 
 
@@ -155,9 +179,33 @@ def remove_dropin(name: str) -> bool:
     return True
 
 
+_version: int | None = None
+
+
+async def systemd_version(manager: Manager) -> int:
+    """The service manager's major version (Manager.Version, e.g. "257.13-1"), read once per
+    process; 0 when it cannot be told."""
+    global _version
+    if _version is None:
+        from ..systemd.manager import MANAGER
+
+        try:
+            text = await manager.bus.get_property(MANAGER[0], MANAGER[1], MANAGER[2], "Version")
+        except SystemdError:
+            text = ""
+        m = re.match(r"v?(\d+)", str(text))
+        _version = int(m.group(1)) if m else 0
+    return _version
+
+
+async def _render(manager: Manager, spec: ContainerSpec, paths: Paths, enabled: bool, keep: bool) -> str:
+    version = await systemd_version(manager)
+    return render_dropin(spec, paths, enabled=enabled, keep=keep, systemd_version=version)
+
+
 async def sync(manager: Manager, spec: ContainerSpec, paths: Paths, enabled: bool, keep: bool) -> None:
     """Make the drop-in say what the container's definition says, and tell systemd."""
-    if write_dropin(spec.name, render_dropin(spec, paths, enabled=enabled, keep=keep)):
+    if write_dropin(spec.name, await _render(manager, spec, paths, enabled, keep)):
         await manager.reload()
 
 
@@ -177,7 +225,7 @@ async def disable(manager: Manager, spec: ContainerSpec, paths: Paths) -> None:
     await manager.disable_unit_files([persistent_unit_name(spec.name)])
     text = read_dropin(spec.name)
     if text is not None:
-        write_dropin(spec.name, render_dropin(spec, paths, enabled=False, keep=is_kept(text)))
+        write_dropin(spec.name, await _render(manager, spec, paths, False, is_kept(text)))
     await manager.reload()
 
 

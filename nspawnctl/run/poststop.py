@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 from ..config import Paths
-from .hook import exit_code_from_env, post
+from .hook import exit_code_from_env, own_unit, post
+from .units import unit_name
 
 __all__ = ["exit_code_from_env", "main"]
 
@@ -18,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--remove", action="store_true")
     ap.add_argument("name")
     args = ap.parse_args(argv)
-    return post(Paths.from_env(args.pool, args.store), args.name, args.remove)
+    unit = own_unit() or unit_name(args.name)
+    return post(Paths.from_env(args.pool, args.store), args.name, args.remove, unit)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,13 @@ from ..systemd.bus import Bus
 from ..systemd.machined import Machined
 from ..systemd.manager import SERVICE_IFACE, Manager, UnitState
 from . import persist
-from .hook import clear_stale_mounts, host_is_unified, nspawn_binary
-from .units import Launch, persistent_unit_name, unit_name, unit_properties
+from .hook import clear_stale_mounts
+from .programs import nsenter_binary
+from .units import Launch, has_backoff, persistent_unit_name, unit_name, unit_properties
 
-__all__ = ["Outcome", "Runtime", "clear_stale_mounts", "host_is_unified", "nspawn_binary"]
+__all__ = ["AUTO_RESTART", "Outcome", "Runtime"]
+
+AUTO_RESTART = "auto-restart"  # sub-state between a payload's exit and its restart (and -queued, >= 254)
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,15 @@ class Runtime:
 
     # -- which unit --------------------------------------------------------------------------
     @staticmethod
-    def unit_to_start(name: str) -> str:
-        """The persistent unit once the container has nspawnctl's drop-in, else the transient one."""
+    def unit_to_start(name: str, launch: Launch | None = None) -> str:
+        """The persistent unit once the container has nspawnctl's drop-in, else the transient one.
+
+        A start that is wired to its caller (``launch`` hands over our stdin/stdout/stderr, or
+        keeps the unit referenced to read the exit status) always uses the transient unit: those
+        are properties of a transient unit, which systemd-nspawn@NAME.service cannot take. The
+        drop-in still governs every detached start (``start``, ``machinectl start``, boot)."""
+        if launch is not None and (launch.attach_fds is not None or launch.add_ref):
+            return unit_name(name)
         return persistent_unit_name(name) if persist.has_dropin(name) else unit_name(name)
 
     async def unit_for(self, name: str) -> str:
@@ -77,12 +87,13 @@ class Runtime:
     # -- starting ----------------------------------------------------------------------------
     async def start(self, spec: ContainerSpec, launch: Launch) -> str:
         """Start the container's unit; raise with nspawn's own words if it fails to come up.
-        Returns the unit's name."""
-        unit = self.unit_to_start(spec.name)
+        Returns the unit's name (see :meth:`unit_to_start`)."""
+        unit = self.unit_to_start(spec.name, launch)
         await self.manager.reset_failed(unit)
         clear_stale_mounts(spec.name)
         if unit == unit_name(spec.name):
-            props = unit_properties(spec, self.paths.pool, launch)
+            backoff = has_backoff(await persist.systemd_version(self.manager))
+            props = unit_properties(spec, self.paths.pool, launch, backoff=backoff)
             result = await self.manager.start_transient(unit, props)
         else:
             enabled = await persist.is_enabled(self.manager, spec.name)
@@ -134,6 +145,26 @@ class Runtime:
     async def wait(self, name: str, timeout: float | None = None, unit: str | None = None) -> bool:
         return await self.manager.wait_inactive(unit or await self.unit_for(name), timeout)
 
+    async def wait_exit(self, unit: str, timeout: float | None = None, poll: float = 0.03) -> bool:
+        """Wait until the payload's first exit: the unit is inactive/failed, or it is waiting to be
+        restarted (sub-state auto-restart, which counts as activating: :meth:`wait` would wait
+        through every restart). False on timeout. Then :meth:`outcome` tells how it ended, and
+        the container keeps its restart policy (as docker's foreground ``run --restart``)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            props = await self.manager.unit_properties(unit)
+            if props is None:
+                return True
+            job = props.get("Job", [0, "/"])[0]
+            if str(props.get("SubState", "")).startswith(AUTO_RESTART):
+                return True
+            if props.get("ActiveState") in ("inactive", "failed") and not job:
+                return True
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(poll)
+
     async def reset(self, name: str) -> None:
         """Forget a failed unit so its name can be used again."""
         for unit in (unit_name(name), persistent_unit_name(name)):
@@ -156,10 +187,14 @@ class Runtime:
         if state is None or not state.running:
             return False
         unit = state.name
-        if await self.restarts(unit) or state.sub_state == "auto-restart":
+        if await self.restarts(unit) or state.active_state != "active":
+            # starting, stopping or waiting to restart: there may be no payload to signal
             await self.manager.queue_stop(unit)
         else:
-            await self.manager.kill(unit, "main", signals.SIGTERM)
+            try:
+                await self.manager.kill(unit, "main", signals.SIGTERM)
+            except SystemdError:  # it ended a moment ago ("No main process to kill")
+                await self.manager.queue_stop(unit)
         if await self.manager.wait_inactive(unit, timeout):
             return False
         await self._kill_quietly(unit, "main", signals.SIGTERM)
@@ -181,7 +216,7 @@ class Runtime:
         if state is None or not state.running:
             raise ContainerNotRunning(f"container {name} is not running")
         if signal == signals.SIGKILL and (
-            await self.restarts(state.name) or state.sub_state == "auto-restart"
+            await self.restarts(state.name) or state.sub_state.startswith(AUTO_RESTART)
         ):
             await self.manager.queue_stop(state.name)
         leader = await self.machined.leader(name)
@@ -209,7 +244,7 @@ def exec_argv(
     leader: int, argv: list[str], workdir: str | None, uid: int | None, gid: int | None
 ) -> list[str]:
     """nsenter into every namespace of the container's PID 1 (works without systemd inside)."""
-    cmd = ["nsenter", f"--target={leader}", "--all", "--root"]
+    cmd = [nsenter_binary(), f"--target={leader}", "--all", "--root"]
     cmd.append(f"--wd={workdir}" if workdir else "--wd")
     if uid is not None:
         cmd += [f"--setuid={uid}", f"--setgid={gid if gid is not None else uid}"]

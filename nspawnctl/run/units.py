@@ -8,11 +8,14 @@ Kept import-light: the hook (run/hook.py) builds the same command line on every 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..spec import ContainerSpec
+from .escape import exec_arg
+from .programs import NSENTER, NSPAWN
 
 if TYPE_CHECKING:
     from ..systemd.manager import Property
@@ -24,8 +27,16 @@ STOP_TIMEOUT = 10
 # Units that restart: stop goes through StopUnit (so systemd does not restart what it sees die) and
 # nspawnctl escalates after -t itself; systemd's own default, as for systemd-nspawn@.service, is the cap.
 RESTART_STOP_TIMEOUT = 90
+# A payload that fails is restarted after 1 s, then ever later up to every 5 min (systemd >= 254
+# grows the delay in RestartSteps= steps), so one that can never start (port taken, networkd
+# missing) does not loop every second forever, at every boot too. Older systemd has no backoff:
+# there a start limit ends the loop instead.
 RESTART_SEC = 1
-NSENTER = "/usr/bin/nsenter"
+RESTART_STEPS = 10
+RESTART_MAX_DELAY = 300
+BACKOFF_SINCE = 254  # systemd version with RestartSteps= / RestartMaxDelaySec=
+START_LIMIT_INTERVAL = 300  # without backoff: at most START_LIMIT_BURST starts in 5 min
+START_LIMIT_BURST = 10
 
 
 def unit_name(name: str) -> str:
@@ -57,7 +68,7 @@ def needs_pre(spec: ContainerSpec) -> bool:
 class Launch:
     """How one start of a container is wired to its caller."""
 
-    nspawn: str = "/usr/bin/systemd-nspawn"
+    nspawn: str = NSPAWN
     console: str = "pipe"  # pipe: payload output straight to the journal; interactive: a tty was passed
     attach_fds: tuple[int, int, int] | None = None  # stdin, stdout, stderr handed to the unit
     add_ref: bool = False  # keep the unit (and its exit status) until we read it
@@ -93,14 +104,67 @@ def exec_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     return [launch.nspawn, *argv[1:]]
 
 
-def escape_exec(arg: str) -> str:
-    """systemd expands ``$VAR`` in ExecStart argv; ``$$`` is a literal dollar."""
-    return arg.replace("$", "$$")
+def log_extra_field(spec: ContainerSpec) -> str:
+    """``NSPAWNCTL_CONTAINER_ID=ID`` for LogExtraFields=; the ID (from a store record, or a
+    hand-written .nspawn file) must be plain hex to go into a unit and a journal match."""
+    if not re.fullmatch(r"[0-9a-f]{1,64}", spec.id):
+        from ..errors import InvalidArgument
+
+        raise InvalidArgument(
+            f"container {spec.name} has an invalid ID {spec.id!r}", hint="an ID is 1-64 lowercase hex digits"
+        )
+    return f"{LOG_FIELD}={spec.id}"
 
 
-def unit_properties(spec: ContainerSpec, pool: Path, launch: Launch) -> list[Property]:
+def has_backoff(systemd_version: int) -> bool:
+    return systemd_version >= BACKOFF_SINCE
+
+
+def restart_settings(restart: str, backoff: bool) -> list[tuple[str, str]]:
+    """(unit file key, value) of the restart policy; the [Unit] ones are the StartLimit* keys."""
+    if restart == "no":
+        return []
+    out = [("Restart", restart), ("RestartSec", f"{RESTART_SEC}s")]
+    if backoff:
+        return [
+            *out,
+            ("RestartSteps", str(RESTART_STEPS)),
+            ("RestartMaxDelaySec", f"{RESTART_MAX_DELAY}s"),
+            ("StartLimitIntervalSec", "0"),  # the growing delay is the limit
+        ]
+    return [
+        *out,
+        ("StartLimitIntervalSec", f"{START_LIMIT_INTERVAL}s"),
+        ("StartLimitBurst", str(START_LIMIT_BURST)),
+    ]
+
+
+def _restart_properties(restart: str, backoff: bool) -> list[Property]:
+    """restart_settings as D-Bus properties of a transient unit."""
+    if restart == "no":
+        return []
+    us = 1_000_000
+    props: list[Property] = [("Restart", "s", restart), ("RestartUSec", "t", RESTART_SEC * us)]
+    if backoff:
+        return [
+            *props,
+            ("RestartSteps", "u", RESTART_STEPS),
+            ("RestartMaxDelayUSec", "t", RESTART_MAX_DELAY * us),
+            ("StartLimitIntervalUSec", "t", 0),
+        ]
+    return [
+        *props,
+        ("StartLimitIntervalUSec", "t", START_LIMIT_INTERVAL * us),
+        ("StartLimitBurst", "u", START_LIMIT_BURST),
+    ]
+
+
+def unit_properties(
+    spec: ContainerSpec, pool: Path, launch: Launch, *, backoff: bool = False
+) -> list[Property]:
+    """The transient unit; ``backoff``: the manager understands RestartSteps= (see has_backoff)."""
     full = exec_argv(spec, pool, launch)
-    argv = [escape_exec(a) for a in [_argv0(full[0]), *full[1:]]]
+    argv = [exec_arg(a) for a in [_argv0(full[0]), *full[1:]]]
     restart = systemd_restart(spec.restart)
     stop_timeout = STOP_TIMEOUT if restart == "no" else RESTART_STOP_TIMEOUT
     props: list[Property] = [
@@ -114,22 +178,16 @@ def unit_properties(spec: ContainerSpec, pool: Path, launch: Launch) -> list[Pro
         ("DeviceAllow", "a(ss)", [["/dev/net/tun", "rwm"], ["char-pts", "rw"]]),
         ("CollectMode", "s", "inactive-or-failed"),
         ("SyslogIdentifier", "s", spec.name),
-        ("LogExtraFields", "aay", [f"{LOG_FIELD}={spec.id}".encode()]),
+        ("LogExtraFields", "aay", [log_extra_field(spec).encode()]),
         ("TimeoutStopUSec", "t", stop_timeout * 1_000_000),
         ("RequiresMountsFor", "as", [str(pool / spec.name)]),
     ]
-    if restart != "no":
-        # no start rate limit: a crash-looping payload keeps being restarted, as docker does
-        props += [
-            ("Restart", "s", restart),
-            ("RestartUSec", "t", RESTART_SEC * 1_000_000),
-            ("StartLimitIntervalUSec", "t", 0),
-        ]
+    props += _restart_properties(restart, backoff)
     env = [*launch.environment, *(["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"] if launch.unified_cgroup else [])]
     if env:
         props.append(("Environment", "as", env))
     if launch.pre:
-        pre = [escape_exec(a) for a in launch.pre]
+        pre = [exec_arg(a) for a in launch.pre]
         props.append(("ExecStartPre", "a(sasb)", [[launch.pre[0], pre, False]]))
     if spec.limits.memory is not None:
         props.append(("MemoryMax", "t", spec.limits.memory))
@@ -138,7 +196,7 @@ def unit_properties(spec: ContainerSpec, pool: Path, launch: Launch) -> list[Pro
     if spec.limits.pids is not None:
         props.append(("TasksMax", "t", spec.limits.pids))
     if launch.post:
-        post = [escape_exec(a) for a in launch.post]
+        post = [exec_arg(a) for a in launch.post]
         props.append(("ExecStopPost", "a(sasb)", [[launch.post[0], post, True]]))
     if launch.add_ref:
         props.append(("AddRef", "b", True))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContainerNotFound, InvalidArgument, NameInUse
+from ..errors import ContainerNotFound, InvalidArgument, NameInUse, PoolError
 from ..names import check_machine_name
 from ..nspawnfile import OWN_SECTION, NspawnFile
 from ..spec import ContainerSpec, file_to_spec, spec_to_file
@@ -136,16 +136,47 @@ class ContainerStore:
 
     def recreate(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> None:
         """A new snapshot of ``image`` in place of the container's, and its new definition: what
-        a changed image means for a declared container (its writable layer is lost, as compose's)."""
+        a changed image means for a declared container (its writable layer is lost, as compose's).
+
+        The new root is made under a staging name first and swapped in by renames, so a failure
+        at any step leaves the container as it was (old root, old definition), never without one.
+        """
         root = self.root(spec.name)
+        new, old = self._staging(spec.name, "new"), self._staging(spec.name, "old")
         with self.pool.lock():
-            btrfs.delete(root)
-            btrfs.snapshot(image.path, root)
-            usr = root / "usr"
-            if not os.path.lexists(usr):
-                usr.mkdir(mode=0o755)
-            self._rewrite(spec, base)
+            for leftover in (new, old):  # from an earlier recreate that was interrupted
+                btrfs.delete(leftover)
+            btrfs.snapshot(image.path, new)
+            try:
+                usr = new / "usr"
+                if not os.path.lexists(usr):
+                    usr.mkdir(mode=0o755)
+                had_root = os.path.lexists(root)
+                if had_root:
+                    os.rename(root, old)
+                try:
+                    os.rename(new, root)
+                    try:
+                        self._rewrite(spec, base)
+                    except BaseException:
+                        os.rename(root, new)
+                        raise
+                except BaseException:
+                    if had_root:
+                        os.rename(old, root)
+                    raise
+            except BaseException:
+                btrfs.delete(new)
+                raise
             (self.paths.state / f"{spec.name}.json").unlink(missing_ok=True)
+            try:
+                btrfs.delete(old)
+            except PoolError:
+                pass  # the container is complete; the next recreate removes the leftover
+
+    def _staging(self, name: str, what: str) -> Path:
+        """A hidden pool entry (machined lists no names starting with '.') next to the root."""
+        return self.paths.pool / f".#nspawnctl-{name}.{what}"
 
     def _rewrite(self, spec: ContainerSpec, base: NspawnFile | None) -> None:
         target = self.settings_file(spec.name, spec.auto_remove)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
-from ..errors import ArchiveError, InvalidArgument, NotFound
+from ..errors import ArchiveError, InvalidArgument, NotFound, UnsafeArchive
 from . import rootpath
 from .rootpath import DIR_READ
 
@@ -294,13 +294,17 @@ class Dest:
 
 def _renamer(root_name: str, arcname: str | None) -> Rename:
     """Member names under the source's root name -> under ``arcname`` (None: the contents
-    directly, and the root entry itself is skipped)."""
+    directly, and the root entry itself is skipped). A name outside the root (the copy's first
+    member) is refused: cutting its first characters off would put it somewhere else."""
+    prefix = f"{root_name}/" if root_name else ""
 
     def rename(name: str) -> str | None:
         norm = "/".join(rootpath_split_str(name))
         if norm == root_name:
             return arcname
-        rest = norm[len(root_name) + 1 :] if root_name else norm
+        if not norm.startswith(prefix):
+            raise UnsafeArchive(f"the copy holds {name!r}, which is not under its first entry {root_name!r}")
+        rest = norm[len(prefix) :]
         return f"{arcname}/{rest}" if arcname else rest
 
     return rename

@@ -6,6 +6,11 @@ opened with ``O_NOFOLLOW``: a symlink is read and its target resolved again from
 root (absolute targets) or from the directory holding it, and ``..`` never climbs above the
 root. Every later open walks the resulting components again with ``O_NOFOLLOW``, so a symlink
 swapped in between is refused instead of followed to the host.
+
+Public API (cp in store/copy.py and the network setup in net/files.py use it; keep it stable):
+:data:`Comps`, :data:`DIR_READ`, :data:`MAX_LINKS`, :func:`split`, :func:`show`,
+:func:`open_dir`, :func:`resolve`, :func:`lstat`. Every function takes a directory fd of the
+root (``os.open(root, DIR_READ)``) and never returns a path the caller could follow by name.
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ MAX_LINKS = 40  # what the kernel allows (ELOOP) for one path lookup
 
 _DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+"""Flags of a directory fd that can be listed and used as ``dir_fd`` (``open_dir`` defaults to
+an ``O_PATH`` fd, enough to walk on but not to read)."""
 
 Comps = tuple[bytes, ...]
+"""A resolved path inside the root: its components, none of them ``""``, ``.`` or ``..``."""
+
+__all__ = ["DIR_READ", "MAX_LINKS", "Comps", "lstat", "open_dir", "resolve", "show", "split"]
 
 
 def split(path: str | bytes) -> list[bytes]:
@@ -29,6 +39,7 @@ def split(path: str | bytes) -> list[bytes]:
 
 
 def show(comps: Comps) -> str:
+    """``comps`` as an absolute path inside the root, for messages."""
     return "/" + b"/".join(comps).decode("utf-8", "surrogateescape")
 
 

@@ -2,10 +2,17 @@
 import of btrfs send streams.
 
 A commit is a read-only btrfs snapshot of the container's subvolume: atomic, so a running
-container is caught in one consistent state. A btrfs send stream is received into a private
-directory on the store's filesystem and only then renamed into the image directory, so a failed
-or interrupted receive never leaves an image behind; an image received from a stream is named by
-the stream's SHA-256, so receiving the same stream twice stores it once.
+container is caught in one consistent state. A btrfs send stream is received into a staging
+subvolume next to the images and only then renamed into place, so a failed or interrupted receive
+never leaves an image behind; an image received from a stream is named by the stream's SHA-256,
+so receiving the same stream twice stores it once.
+
+A stream is untrusted input, and ``btrfs receive --chroot`` confines its paths only: it looks the
+subvolumes a stream builds on up by UUID on the whole filesystem, other containers included, and
+makes as many subvolumes as the stream asks for. So every command is checked before
+``btrfs receive`` sees it (:class:`StreamCheck`): one subvolume per stream, no ``..`` in a path,
+clones only from the stream's own subvolume or its parent, and that parent an image or a layer
+of this store (:func:`check_clone_sources`).
 """
 
 from __future__ import annotations
@@ -13,18 +20,28 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import struct
 import subprocess
 import tempfile
 import uuid as uuidlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import ArchiveError, CommandFailed, ContainerNotFound, ImageNotFound, InvalidArgument, NotFound
+from ..errors import (
+    ArchiveError,
+    CommandFailed,
+    ContainerNotFound,
+    ImageNotFound,
+    InvalidArgument,
+    NotFound,
+    NspawnctlError,
+    UnsafeArchive,
+)
 from ..ref import ImageRef
 from ..spec import ContainerSpec, RunDefaults
 from . import btrfs
@@ -35,13 +52,19 @@ SEND_MAGIC = b"btrfs-stream\0"
 _HEADER = struct.Struct("<13sI")  # magic, version
 _CMD = struct.Struct("<IHI")  # payload length, command, crc32c
 _TLV = struct.Struct("<HH")  # attribute type, length
-# btrfs send.h: the commands and attributes a stream begins with
-_C_SUBVOL, _C_SNAPSHOT = 1, 2
-_A_UUID, _A_CTRANSID, _A_PATH, _A_CLONE_UUID, _A_CLONE_CTRANSID = 1, 2, 15, 20, 21
-_MAX_FIRST_CMD = 1 << 16
+_TYPE = struct.Struct("<H")  # a version 2 DATA attribute: type only, the data runs to the end
+# kernel fs/btrfs/send.h (btrfs-progs common/send-stream.h): commands and attributes
+_C_SUBVOL, _C_SNAPSHOT, _C_SYMLINK, _C_CLONE, _C_END = 1, 2, 8, 16, 21
+_A_UUID, _A_CTRANSID, _A_PATH, _A_PATH_TO, _A_PATH_LINK, _A_DATA = 1, 2, 15, 16, 17, 19
+_A_CLONE_UUID, _A_CLONE_CTRANSID, _A_CLONE_PATH = 20, 21, 22
+_PATHS = (_A_PATH, _A_PATH_TO, _A_PATH_LINK, _A_CLONE_PATH)
+_VERSIONS = (1, 2, 3)
+_MAX_CMD = 1 << 22  # the kernel sends at most 64 KiB (v1) or about 144 KiB (v2) per command
 _ZERO_UUID = bytes(16)
 _FS_TREE = 5
 _CHUNK = 1 << 20
+# what nspawnctl itself puts in images/ as subvolumes: images and staging
+_STORE_NAME = re.compile(r"[0-9a-f]{64}|sha512-[0-9a-f]{128}|\.tmp-[0-9]+-[0-9a-f]+.*")
 
 
 # -- btrfs send streams --------------------------------------------------------------------------
@@ -70,41 +93,42 @@ def is_send_stream(head: bytes) -> bool:
 def read_stream_header(stream: IO[bytes]) -> tuple[bytes, StreamHeader]:
     """Read exactly the stream header and first command (what must be replayed to
     ``btrfs receive``) and parse them."""
-    head = _read_exactly(stream, _HEADER.size + _CMD.size)
-    if len(head) < _HEADER.size + _CMD.size:
+    head = read_exactly(stream, _HEADER.size)
+    if len(head) < _HEADER.size:
         raise ArchiveError("the btrfs send stream is truncated")
-    length = _CMD.unpack_from(head, _HEADER.size)[0]
-    if length > _MAX_FIRST_CMD:
-        raise ArchiveError("invalid btrfs send stream: its first command is too long")
-    head += _read_exactly(stream, length)
+    first = _read_command(stream)
+    if first is None:
+        raise ArchiveError("the btrfs send stream is truncated")
+    head += first[0]
     return head, parse_stream_header(head)
 
 
 def parse_stream_header(data: bytes) -> StreamHeader:
+    """The stream header and first command in ``data``, which must make a subvolume (commands
+    before it would write next to the images) and carry a correct checksum (``rename_stream``
+    computes a new one)."""
     if len(data) < _HEADER.size + _CMD.size or not is_send_stream(data):
         raise ArchiveError("not a btrfs send stream (no btrfs-stream header)")
     _, version = _HEADER.unpack_from(data)
-    length, cmd, _crc = _CMD.unpack_from(data, _HEADER.size)
+    if version not in _VERSIONS:
+        raise ArchiveError(f"unsupported btrfs send stream version {version}")
+    length, cmd, crc = _CMD.unpack_from(data, _HEADER.size)
     start = _HEADER.size + _CMD.size
     payload = data[start : start + length]
     if len(payload) < length:
         raise ArchiveError("the btrfs send stream is truncated")
     if cmd not in (_C_SUBVOL, _C_SNAPSHOT):
         raise ArchiveError(f"invalid btrfs send stream: it starts with command {cmd}, not a subvolume")
-    attrs: dict[int, bytes] = {}
-    pos = 0
-    while pos + _TLV.size <= len(payload):
-        kind, size = _TLV.unpack_from(payload, pos)
-        pos += _TLV.size
-        attrs[kind] = payload[pos : pos + size]
-        pos += size
-    raw_uuid = attrs.get(_A_UUID, b"")
-    if len(raw_uuid) != 16 or _A_PATH not in attrs:
+    if crc32c(_CMD.pack(length, cmd, 0) + payload) != crc:
+        raise ArchiveError("invalid btrfs send stream: the checksum of its first command is wrong")
+    attrs = parse_attrs(payload, version)
+    raw_uuid = bytes(attrs.get(_A_UUID, b""))
+    if len(raw_uuid) != 16 or raw_uuid == _ZERO_UUID or _A_PATH not in attrs:
         raise ArchiveError("invalid btrfs send stream: its first command names no subvolume")
     parent = parent_ctransid = None
     if cmd == _C_SNAPSHOT:
-        clone = attrs.get(_A_CLONE_UUID, b"")
-        if len(clone) != 16:
+        clone = bytes(attrs.get(_A_CLONE_UUID, b""))
+        if len(clone) != 16 or clone == _ZERO_UUID:
             raise ArchiveError("invalid btrfs send stream: an incremental stream without a parent UUID")
         parent = str(uuidlib.UUID(bytes=clone))
         if len(attrs.get(_A_CLONE_CTRANSID, b"")) == 8:
@@ -112,10 +136,38 @@ def parse_stream_header(data: bytes) -> StreamHeader:
     return StreamHeader(
         version=version,
         uuid=str(uuidlib.UUID(bytes=raw_uuid)),
-        path=attrs[_A_PATH].decode("utf-8", "replace"),
+        path=bytes(attrs[_A_PATH]).decode("utf-8", "replace"),
         parent_uuid=parent,
         parent_ctransid=parent_ctransid,
     )
+
+
+def parse_attrs(payload: bytes | memoryview, version: int) -> dict[int, memoryview]:
+    """A command's attributes, read as ``btrfs receive`` reads them: type, length, data; from
+    version 2 on a DATA attribute has no length and runs to the end of the command. Malformed or
+    repeated attributes are refused (receive would keep the last: no ambiguity allowed)."""
+    view = memoryview(payload)
+    attrs: dict[int, memoryview] = {}
+    pos = 0
+    while pos < len(view):
+        if len(view) - pos < _TYPE.size:
+            raise ArchiveError("invalid btrfs send stream: a truncated attribute")
+        (kind,) = _TYPE.unpack_from(view, pos)
+        if version >= 2 and kind == _A_DATA:
+            start, end = pos + _TYPE.size, len(view)
+        else:
+            if len(view) - pos < _TLV.size:
+                raise ArchiveError("invalid btrfs send stream: a truncated attribute")
+            size = _TLV.unpack_from(view, pos)[1]
+            start = pos + _TLV.size
+            end = start + size
+            if end > len(view):
+                raise ArchiveError("invalid btrfs send stream: an attribute longer than its command")
+        if kind in attrs:
+            raise UnsafeArchive(f"invalid btrfs send stream: a command repeats attribute {kind}")
+        attrs[kind] = view[start:end]
+        pos = end
+    return attrs
 
 
 def _crc32c_table() -> list[int]:
@@ -145,22 +197,102 @@ def rename_stream(head: bytes, name: str) -> bytes:
     be moved to another directory later (its ".." would change), so the stream is made to
     create it right where it is to stay, under a staging name."""
     start = _HEADER.size + _CMD.size
+    version = _HEADER.unpack_from(head)[1]
     length, cmd, _crc = _CMD.unpack_from(head, _HEADER.size)
-    payload = head[start : start + length]
     out = b""
-    pos = 0
-    while pos + _TLV.size <= len(payload):
-        kind, size = _TLV.unpack_from(payload, pos)
-        data = payload[pos + _TLV.size : pos + _TLV.size + size]
-        if kind == _A_PATH:
-            data = name.encode()
+    for kind, value in parse_attrs(head[start : start + length], version).items():
+        data = name.encode() if kind == _A_PATH else bytes(value)
         out += _TLV.pack(kind, len(data)) + data
-        pos += _TLV.size + size
     zeroed = _CMD.pack(len(out), cmd, 0) + out
     return head[: _HEADER.size] + _CMD.pack(len(out), cmd, crc32c(zeroed)) + out
 
 
-def _read_exactly(stream: IO[bytes], n: int) -> bytes:
+@dataclass
+class StreamCheck:
+    """Checks the commands after a stream's first one, before ``btrfs receive`` sees them.
+
+    ``--chroot`` keeps receive's paths below the image directory, not below the subvolume the
+    stream makes, and receive finds clone sources by UUID anywhere on the filesystem; refused
+    therefore: a second subvolume, a ``..`` in a path (a symlink's target excepted: it is data),
+    a clone from any subvolume but the stream's own or its parent, and anything after the end."""
+
+    header: StreamHeader
+    ended: bool = False
+    _sources: set[bytes] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._sources = {uuidlib.UUID(self.header.uuid).bytes}
+        if self.header.parent_uuid is not None:
+            self._sources.add(uuidlib.UUID(self.header.parent_uuid).bytes)
+
+    def check(self, cmd: int, payload: bytes | memoryview) -> None:
+        if self.ended:
+            raise UnsafeArchive("the btrfs send stream goes on after its end command (a second stream?)")
+        if cmd in (_C_SUBVOL, _C_SNAPSHOT):
+            raise UnsafeArchive("the btrfs send stream makes more than one subvolume")
+        if cmd == _C_END:
+            self.ended = True
+            return
+        attrs = parse_attrs(payload, self.header.version)
+        for kind in _PATHS:
+            if cmd == _C_SYMLINK and kind == _A_PATH_LINK:
+                continue  # a symlink's target: data, not a path receive follows
+            path = bytes(attrs.get(kind, b""))
+            if b".." in path.split(b"/"):
+                shown = path.decode("utf-8", "replace")
+                raise UnsafeArchive(f"the btrfs send stream names a path with '..': {shown!r}")
+        if cmd == _C_CLONE:
+            source = bytes(attrs.get(_A_CLONE_UUID, b""))
+            if source not in self._sources:
+                shown = str(uuidlib.UUID(bytes=source)) if len(source) == 16 else "(none)"
+                raise UnsafeArchive(
+                    f"the btrfs send stream clones data from subvolume {shown}, which is neither "
+                    "the one it makes nor its parent"
+                )
+
+
+def checked_commands(
+    stream: IO[bytes], head: bytes, first: bytes, check: StreamCheck, digest: Any
+) -> Iterator[bytes]:
+    """``first`` (the renamed header and first command), then the rest of ``stream`` in batches
+    of whole commands that passed ``check``, up to the end command; ``digest`` is updated with
+    the stream as sent (``head`` and the rest). Memory: one batch and one command."""
+    digest.update(head)
+    batch = bytearray(first)
+    while not check.ended:
+        command = _read_command(stream)
+        if command is None:
+            raise ArchiveError("the btrfs send stream is truncated (it has no end command)")
+        raw, cmd, payload = command
+        check.check(cmd, payload)
+        digest.update(raw)
+        batch += raw
+        if len(batch) >= _CHUNK:
+            yield bytes(batch)
+            batch.clear()
+    if stream.read(1):
+        raise UnsafeArchive("the btrfs send stream goes on after its end command (a second stream?)")
+    yield bytes(batch)
+
+
+def _read_command(stream: IO[bytes]) -> tuple[bytes, int, memoryview] | None:
+    """The next command: its bytes as sent, its number and its payload; None at the end."""
+    head = read_exactly(stream, _CMD.size)
+    if not head:
+        return None
+    if len(head) < _CMD.size:
+        raise ArchiveError("the btrfs send stream is truncated")
+    length, cmd, _crc = _CMD.unpack(head)
+    if length > _MAX_CMD:
+        raise ArchiveError(f"invalid btrfs send stream: a command of {length} bytes")
+    raw = head + read_exactly(stream, length)
+    if len(raw) < _CMD.size + length:
+        raise ArchiveError("the btrfs send stream is truncated")
+    return raw, cmd, memoryview(raw)[_CMD.size :]
+
+
+def read_exactly(stream: IO[bytes], n: int) -> bytes:
+    """``n`` bytes of ``stream``, fewer only at its end (a pipe's read may return less)."""
     out = b""
     while len(out) < n:
         chunk = stream.read(n - len(out))
@@ -185,27 +317,69 @@ def _subvolumes(path: Path) -> list[Any]:
         raise CommandFailed(f"cannot list the subvolumes of {path}: {e.strerror or e}") from e
 
 
-def find_subvolume(path: Path, wanted: str) -> bool:
-    """Whether a subvolume with this UUID, or received from one with it, is on ``path``'s
-    filesystem (what ``btrfs receive`` looks for as an incremental stream's parent)."""
-    raw = uuidlib.UUID(wanted).bytes
-    return any(raw in (info.uuid, info.received_uuid) for info in _subvolumes(path))
+def _store_subvolumes(images: ImageStore) -> dict[int, Any]:
+    """SubvolumeInfo, by subvolume ID, of the images' and layers' own subvolumes (no staging)."""
+    util = _btrfsutil()
+    found: dict[int, Any] = {}
+    for directory in (images.dir, images.pool.paths.layers):
+        with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(OSError):
+                    if util.is_subvolume(entry.path):
+                        info = util.subvolume_info(entry.path)
+                        found[info.id] = info
+    return found
+
+
+def check_clone_sources(images: ImageStore, header: StreamHeader) -> None:
+    """Make sure the subvolumes ``btrfs receive`` will look up for this stream are the store's.
+
+    Receive finds an incremental stream's parent (and its clone sources) by UUID on the whole
+    filesystem, by received UUID first, and older versions look the stream's own UUID up as well:
+    the parent must be an image or a layer here, and no other subvolume (a container's, whose
+    payload can set its received UUID) may answer to either UUID."""
+    store = _store_subvolumes(images)
+    everything = _subvolumes(images.dir)
+    wanted = {uuidlib.UUID(header.uuid).bytes}
+    if header.parent_uuid is not None:
+        parent = uuidlib.UUID(header.parent_uuid).bytes
+        if not any(parent in (info.uuid, info.received_uuid) for info in store.values()):
+            raise NotFound(
+                f"this incremental btrfs stream needs its parent subvolume {header.parent_uuid}, "
+                "which is no image here",
+                hint="import the full stream of the parent image first "
+                "('nspawnctl export --format btrfs-send PARENT' where it came from)",
+            )
+        wanted.add(parent)
+    for info in everything:
+        if info.id not in store and info.received_uuid in wanted:
+            raise UnsafeArchive(
+                f"subvolume {info.id}, which is no image, claims to have been received from "
+                f"{uuidlib.UUID(bytes=info.received_uuid)}, a UUID this stream builds on: "
+                "refusing to receive it",
+                hint="find it with 'btrfs subvolume list -R' on the pool",
+            )
 
 
 def receive(images: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str) -> Image:
     """Receive a btrfs send stream (full, or incremental with its parent here) as an image."""
     head, header = read_stream_header(stream)
     images.pool.check()
-    if header.parent_uuid is not None and not find_subvolume(images.dir, header.parent_uuid):
-        raise NotFound(
-            f"this incremental btrfs stream needs its parent subvolume {header.parent_uuid}, "
-            "which is not on this host",
-            hint="import the full stream of the parent image first "
-            "('nspawnctl export --format btrfs-send PARENT' where it came from)",
-        )
+    check_clone_sources(images, header)
     staging = images.staging_path()
+    before = set(os.listdir(images.dir))
+    received = False
     try:
-        digest = _run_receive(staging.parent, head, rename_stream(head, staging.name), stream)
+        digest = hashlib.sha256()
+        commands = checked_commands(
+            stream, head, rename_stream(head, staging.name), StreamCheck(header), digest
+        )
+        argv = ["btrfs", "receive", "-q", "-e", "--chroot", str(staging.parent)]
+        _run(argv, "btrfs receive", feed=commands, error=ArchiveError)
+        if _remove_strays(images.dir, before, staging.name):
+            raise UnsafeArchive("the btrfs send stream made more than one subvolume")
         if not btrfs.is_subvolume(staging):
             raise ArchiveError("the btrfs send stream did not make the subvolume its header names")
         if not _btrfsutil().get_subvolume_read_only(str(staging)):
@@ -213,47 +387,81 @@ def receive(images: ImageStore, stream: IO[bytes], ref: ImageRef | None, source:
         origin: dict[str, Any] = {"format": "btrfs-send", "sent_uuid": header.uuid, "sent_name": header.path}
         if header.parent_uuid:
             origin["sent_parent_uuid"] = header.parent_uuid
-        return images.add_subvolume(
-            staging, f"sha256:{digest}", ref, source, RunDefaults(), origin, tree_size(staging)
+        image = images.add_subvolume(
+            staging, f"sha256:{digest.hexdigest()}", ref, source, RunDefaults(), origin, tree_size(staging)
         )
+        received = True
+        return image
     finally:
+        if not received:
+            with contextlib.suppress(NspawnctlError, OSError):
+                _remove_strays(images.dir, before, staging.name)
         btrfs.delete(staging)
 
 
-def _run_receive(dest: Path, head: bytes, renamed: bytes, stream: IO[bytes]) -> str:
-    """Feed ``renamed`` and the rest of ``stream`` to btrfs receive; the SHA-256 of the stream
-    as it was sent (``head`` and the rest)."""
-    if shutil.which("btrfs") is None:
-        raise CommandFailed("btrfs is not installed", hint="install btrfs-progs")
-    h = hashlib.sha256()
+def _remove_strays(directory: Path, before: set[str], keep: str) -> list[str]:
+    """Delete the subvolumes that appeared in ``directory`` during a receive besides ``keep``
+    and that no other nspawnctl process can have made: named like this process's staging,
+    unlike anything nspawnctl puts there, or like an image without its record (which an import
+    writes before the image appears). A checked stream makes none (StreamCheck); this is the
+    second line of defence."""
+    removed = []
+    for name in sorted(set(os.listdir(directory)) - before - {keep}):
+        path = directory / name
+        if path.is_symlink() or not btrfs.is_subvolume(path):
+            continue
+        if (
+            name.startswith(f".tmp-{os.getpid()}-")
+            or not _STORE_NAME.fullmatch(name)
+            or (not name.startswith(".") and not (directory / f"{name}.json").exists())
+        ):
+            btrfs.delete(path)
+            removed.append(name)
+    return removed
+
+
+def _run(
+    argv: list[str],
+    what: str,
+    *,
+    feed: Iterable[bytes] | None = None,
+    out: IO[bytes] | None = None,
+    error: type[NspawnctlError] = CommandFailed,
+) -> None:
+    """Run ``argv`` with ``feed`` written to its stdin and its stdout on ``out``; its stderr
+    goes into the ``error`` raised on failure. An exception from ``feed`` kills it."""
+    if shutil.which(argv[0]) is None:
+        raise CommandFailed(f"{argv[0]} is not installed", hint="install tar and btrfs-progs")
+    if out is not None:
+        out.flush()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            # --chroot: whatever paths an untrusted stream names, it cannot write outside dest
-            ["btrfs", "receive", "-q", "-e", "--chroot", str(dest)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            argv,
+            stdin=subprocess.DEVNULL if feed is None else subprocess.PIPE,
+            stdout=subprocess.DEVNULL if out is None else out.fileno(),
             stderr=err,
         )
-        assert proc.stdin is not None
+        fed = feed is None
         try:
-            h.update(head)
-            proc.stdin.write(renamed)
-            while chunk := stream.read(_CHUNK):
-                h.update(chunk)
-                proc.stdin.write(chunk)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+            if proc.stdin is not None and feed is not None:
+                with contextlib.suppress(BrokenPipeError):  # it stopped reading: its status says why
+                    for chunk in feed:
+                        proc.stdin.write(chunk)
+                    fed = True
         except BaseException:
-            proc.kill()
+            proc.kill()  # before stdin is closed: an end of input could look like a complete stream
             proc.wait()
             raise
+        finally:
+            if proc.stdin is not None:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
         rc = proc.wait()
-        if rc != 0:
+        if rc != 0 or not fed:
             err.seek(0)
             text = err.read().decode(errors="replace").strip()
-            raise ArchiveError(f"btrfs receive failed: {text or f'exit status {rc}'}")
-    return h.hexdigest()
+            status = f"exit status {rc}" if rc else "it stopped reading its input"
+            raise error(f"{what} failed: {text or status}")
 
 
 def tree_size(path: Path) -> int:
@@ -385,26 +593,14 @@ def export_tar(root: Path, out: IO[bytes]) -> None:
         str(root),
         ".",
     ]
-    _run_to(argv, out, "tar")
+    _run(argv, "tar", out=out)
 
 
 def export_send(path: Path, parent: Path | None, out: IO[bytes]) -> None:
     argv = ["btrfs", "send", "-q"]
     if parent is not None:
         argv += ["-p", str(parent)]
-    _run_to([*argv, str(path)], out, "btrfs send")
-
-
-def _run_to(argv: list[str], out: IO[bytes], what: str) -> None:
-    if shutil.which(argv[0]) is None:
-        raise CommandFailed(f"{argv[0]} is not installed", hint="install tar and btrfs-progs")
-    out.flush()
-    with tempfile.TemporaryFile() as err:
-        rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out.fileno(), stderr=err).returncode
-        if rc != 0:
-            err.seek(0)
-            text = err.read().decode(errors="replace").strip()
-            raise CommandFailed(f"{what} failed: {text or f'exit status {rc}'}")
+    _run([*argv, str(path)], "btrfs send", out=out)
 
 
 def check_parent(images: ImageStore, child: Source, parent: Image) -> Path:

@@ -74,32 +74,27 @@ class Manager:
         self._waiters[job] = fut
         return await fut
 
-    async def start_transient(self, unit: str, props: list[Property]) -> str:
-        """Start a transient unit and wait for its start job; returns the job result (``done`` = ok)."""
+    async def start_transient(
+        self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]] | None = None
+    ) -> str:
+        """Start a transient unit and wait for its start job; returns the job result (``done`` = ok).
+
+        ``aux``: auxiliary units created in the same call, as ``systemd-run --socket-property``
+        does for a socket and the service it activates."""
         await self.subscribe_jobs()
         fds: list[int] = []
-        body = []
-        for name, sig, value in props:
-            if sig == "h":  # file descriptors travel beside the body; the value is their index
-                fds.append(value)
-                value = len(fds) - 1
-            body.append([name, self.bus.variant(sig, value)])
-        (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", [unit, "fail", body, []], fds)
-        return await self.wait_job(job)
-
-    async def start_transient_with_aux(
-        self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]]
-    ) -> str:
-        """StartTransientUnit with auxiliary units created in the same call: a socket and the
-        service it activates, as ``systemd-run --socket-property`` does. Returns the job result."""
-        await self.subscribe_jobs()
 
         def body(ps: list[Property]) -> list[Any]:
-            return [[name, self.bus.variant(sig, value)] for name, sig, value in ps]
+            out = []
+            for name, sig, value in ps:
+                if sig == "h":  # file descriptors travel beside the body; the value is their index
+                    fds.append(value)
+                    value = len(fds) - 1
+                out.append([name, self.bus.variant(sig, value)])
+            return out
 
-        aux_body = [[name, body(ps)] for name, ps in aux]
-        args = [unit, "fail", body(props), aux_body]
-        (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args)
+        args = [unit, "fail", body(props), [[name, body(ps)] for name, ps in aux or []]]
+        (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args, fds)
         return await self.wait_job(job)
 
     async def stop_if_loaded(self, unit: str) -> None:

@@ -203,3 +203,63 @@ def test_run_options_are_recorded_and_refused_together(nsp: CLI, busybox: str) -
     r = nsp("run", "--rm", "--network", "bridge", busybox, "true", check=False)
     assert r.returncode == 2 and "invalid network" in r.stderr
     assert json.loads(nsp("inspect", name).stdout)[0]["Name"] == name
+
+
+@pytest.fixture
+def bridge() -> Iterator[str]:
+    """A bridge of the test host's own, as a user would have made for their LAN."""
+    name = f"nspbr{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    yield name
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def test_a_hand_written_bridge_is_joined_never_the_hosts_network(
+    nsp: CLI, busybox: str, defs: Path, bridge: str
+) -> None:
+    name = nsp.name("dbr")
+    (defs / f"{name}.nspawn").write_text(
+        "[Exec]\nParameters=sh -c 'cat /proc/net/dev; echo br-up; exec sleep 600'\n\n"
+        f"[Network]\nBridge={bridge}\n\n[X-Nspawnctl]\nImage={busybox}\n"
+    )
+    assert nsp("apply", str(defs)).stdout == f"{name} created\n"
+    logs = nsp.wait_logs(name, "br-up")
+    assert "host0" in logs, logs  # a network namespace of its own, with nspawn's veth
+    links = subprocess.run(
+        ["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True, check=True
+    ).stdout
+    assert "vb-" in links, links  # the host side is on the user's bridge
+    installed = (SETTINGS / f"{name}.nspawn").read_text()
+    assert f"Bridge={bridge}" in installed and "Private=no" not in installed
+    assert nsp.json("inspect", name)[0]["HostConfig"]["NetworkMode"] == f"bridge:{bridge}"
+    assert nsp("diff", str(defs)).stdout == ""
+
+
+def test_a_bridge_that_is_not_there_and_ports_published_twice_change_nothing(
+    nsp: CLI, busybox: str, defs: Path
+) -> None:
+    a, b = nsp.name("dpa"), nsp.name("dpb")
+    (defs / f"{a}.nspawn").write_text(definition(busybox, "a", network="veth", extra="Publish=18080:80\n"))
+    (defs / f"{b}.nspawn").write_text(definition(busybox, "b", network="veth", extra="Publish=18080:81\n"))
+    r = nsp("apply", str(defs), check=False)
+    assert r.returncode != 0 and f"{defs}/{b}.nspawn:9: port 18080/tcp is published by {a} too" in r.stderr
+    (defs / f"{b}.nspawn").write_text(definition(busybox, "b", network="bridge:nsp-no-such"))
+    r = nsp("apply", str(defs), check=False)
+    assert r.returncode != 0 and f"{b}.nspawn:8: Network=bridge:nsp-no-such: there is no bridge" in r.stderr
+    assert traces(a) == [] and traces(b) == []
+
+
+def test_a_created_container_that_cannot_start_is_removed_again(nsp: CLI, busybox: str, defs: Path) -> None:
+    name = nsp.name("dfail")
+    # nspawn itself moves the interface in at start, and there is none of that name
+    (defs / f"{name}.nspawn").write_text(
+        definition(busybox, "never", network="private", extra="").replace(
+            "[X-Nspawnctl]", "[Network]\nPrivate=yes\nInterface=nsp-none0\n\n[X-Nspawnctl]"
+        )
+    )
+    r = nsp("apply", str(defs), check=False)
+    assert r.returncode == 1 and f"{name} failed: " in r.stderr and "removed again" in r.stderr, r.stderr
+    assert traces(name) == [] and name not in nsp("ps", "-a", "-q").stdout.split()
+    state = subprocess.run(["systemctl", "is-enabled", unit(name)], capture_output=True, text=True)
+    assert state.stdout.strip() != "enabled"

@@ -325,6 +325,110 @@ def test_incremental_stream_without_its_parent_is_refused(nsp: CLI, rich: str, t
     raw = uuid.UUID(parent_uuid).bytes
     assert raw in data[:4096]
     fake = uuid.uuid4()
-    inc.write_bytes(data.replace(raw, fake.bytes, 1))
+    inc.write_bytes(reseal(data.replace(raw, fake.bytes, 1)))
     r = nsp("import", str(inc), new_ref(nsp, "orphan"), check=False)
     assert r.returncode != 0 and str(fake) in r.stderr and "parent" in r.stderr
+
+
+# -- untrusted btrfs streams --------------------------------------------------------------------
+
+
+def _crc32c(data: bytes) -> int:
+    crc = 0
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc
+
+
+def command(cmd: int, *attrs: tuple[int, bytes]) -> bytes:
+    payload = b"".join(struct.pack("<HH", kind, len(data)) + data for kind, data in attrs)
+    crc = _crc32c(struct.pack("<IHI", len(payload), cmd, 0) + payload)
+    return struct.pack("<IHI", len(payload), cmd, crc) + payload
+
+
+def reseal(data: bytes) -> bytes:
+    """``data`` with its first command's checksum made right again (after an edit)."""
+    length, cmd, _ = struct.unpack_from("<IHI", data, 17)
+    payload = data[27 : 27 + length]
+    crc = _crc32c(struct.pack("<IHI", length, cmd, 0) + payload)
+    return data[:17] + struct.pack("<IHI", length, cmd, crc) + data[27:]
+
+
+END = command(21)
+
+
+def subvolume_uuid(path: Path, field: str = "UUID:") -> str:
+    info = subprocess.run(
+        ["btrfs", "subvolume", "show", str(path)], capture_output=True, text=True, check=True
+    )
+    return next(line.split()[-1] for line in info.stdout.splitlines() if line.strip().startswith(field))
+
+
+def received_from(sent: str) -> list[str]:
+    """Subvolumes on the pool received from the subvolume with UUID ``sent``."""
+    out = subprocess.run(
+        ["btrfs", "subvolume", "list", "-R", str(POOL)], capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in out.splitlines() if sent in line]
+
+
+def test_streams_that_reach_beyond_their_subvolume_are_refused(nsp: CLI, rich: str, tmp_path: Path) -> None:
+    # a container with a secret: no stream may clone from it or build on it
+    name = nsp.name("victim")
+    nsp("run", "--name", name, rich, "sh", "-c", "echo secret > /etc/secret")
+    victim = subvolume_uuid(POOL / name)
+    own = new_ref(nsp, "own")
+    nsp("commit", name, own)
+    sent = subvolume_uuid(image_path(nsp, own))
+    full = tmp_path / "full.btrfs"
+    nsp("export", "--format", "btrfs-send", own, "-o", str(full))
+    data = full.read_bytes()
+    assert data.endswith(END)
+    images_dir = image_path(nsp, own).parent
+    before = {p.name for p in images_dir.iterdir()}
+
+    def refused(stream: bytes, *words: str) -> None:
+        r = nsp("import", "-", new_ref(nsp, "evil"), input=stream, check=False)
+        assert r.returncode != 0, r.stdout
+        for word in words:
+            assert word in r.stderr, r.stderr
+        assert received_from(sent) == []  # nothing received is left, under any name
+        # no staging left by the import (other sessions' imports may be under way: their pids live)
+        left = {p.name for p in images_dir.iterdir()} - before
+        dead = [n for n in left if n.startswith(".tmp-") and not Path(f"/proc/{n.split('-')[1]}").exists()]
+        assert dead == [], dead
+
+    # a clone from the container's subvolume
+    clone = command(
+        16,
+        (18, struct.pack("<Q", 0)),
+        (24, struct.pack("<Q", 4096)),
+        (15, b"srv/data/owned"),
+        (20, uuid.UUID(victim).bytes),
+        (21, struct.pack("<Q", 1)),
+        (22, b"etc/secret"),
+        (23, struct.pack("<Q", 0)),
+    )
+    refused(data[: -len(END)] + clone + END, "clones data from subvolume", victim)
+    # a second subvolume in the same stream, and a second stream after the first
+    second = command(1, (15, b"extra"), (1, uuid.uuid4().bytes), (2, struct.pack("<Q", 1)))
+    refused(data[: -len(END)] + second + END, "more than one subvolume")
+    refused(data + data, "after its end")
+    # a path that leaves the subvolume (for the image records next to it)
+    refused(data[: -len(END)] + command(3, (15, b"../evil.json")) + END, "'..'")
+    # an incremental stream whose parent is the container, not an image
+    inc = tmp_path / "inc.btrfs"
+    child = new_ref(nsp, "child")
+    name2 = nsp.name("send")
+    nsp("run", "--name", name2, own, "true")
+    nsp("commit", name2, child)
+    nsp("export", "--format", "btrfs-send", "--parent", own, child, "-o", str(inc))
+    raw = inc.read_bytes()
+    parent = uuid.UUID(subvolume_uuid(image_path(nsp, own))).bytes
+    assert parent in raw[:4096]
+    refused(reseal(raw.replace(parent, uuid.UUID(victim).bytes, 1)), victim, "no image here")
+    # and the honest streams still go in
+    nsp("import", str(full), new_ref(nsp, "honest"))
+    assert len(received_from(sent)) == 1

@@ -51,6 +51,12 @@ def assert_clean(name: str, timeout: float = 10) -> None:
     assert left == [], f"left behind by {name}: {left}"
 
 
+def show(unit: str, prop: str) -> str:
+    return subprocess.run(
+        ["systemctl", "show", "--value", "-p", prop, unit], capture_output=True, text=True
+    ).stdout.strip()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("0.0.0.0", 0))
@@ -129,9 +135,22 @@ def test_published_port_on_host_address_and_localhost(
     nsp("run", "-d", "--name", name, "-p", f"{port}:80", busybox, "sh", "-c", HTTPD, name)
     assert fetch(f"http://{addr}:{port}/index.html") == f"hello from {name}\n"
     assert fetch(f"http://127.0.0.1:{port}/index.html") == f"hello from {name}\n"
-    sock = f"nspawnctl-{name}-{port}-tcp.socket"
+    sock, svc = f"nspawnctl-{name}_port{port}-tcp.socket", f"nspawnctl-{name}_port{port}-tcp.service"
     active = subprocess.run(["systemctl", "is-active", sock], capture_output=True, text=True).stdout.strip()
     assert active == "active"
+    assert show(sock, "PartOf") == f"nspawnctl-{name}.service"
+    # the proxy runs sandboxed, under a dynamic user (and proxied the requests above so)
+    props = ("PartOf", "DynamicUser", "PrivateTmp", "ProtectSystem", "ProtectHome", "NoNewPrivileges")
+    assert [show(svc, p) for p in props] == [
+        f"nspawnctl-{name}.service",
+        "yes",
+        "yes",
+        "strict",
+        "yes",
+        "yes",
+    ]
+    pid = show(svc, "MainPID")
+    assert pid != "0" and int(subprocess.check_output(["stat", "-c", "%u", f"/proc/{pid}"])) != 0
     nsp("rm", "-f", name)
     assert_clean(name)
     with pytest.raises(OSError):  # the proxy went with the container
@@ -229,3 +248,37 @@ def test_published_udp_port_on_host_address(nsp: CLI, busybox: str, host_address
         ["nft", "list", "map", "ip", "io.systemd.nat", "map_port_ipport"], capture_output=True, text=True
     )
     assert f"udp . {port} " not in rules.stdout
+
+
+def test_stop_then_start_publishes_again(nsp: CLI, busybox: str) -> None:
+    """Even after a teardown that did not happen: the container's own leftover socket is no conflict."""
+    name, port = nsp.name("again"), free_port()
+    nsp("run", "-d", "--name", name, "-p", f"{port}:80", busybox, "sh", "-c", HTTPD, name)
+    assert fetch(f"http://127.0.0.1:{port}/index.html") == f"hello from {name}\n"
+    nsp("stop", name)
+    nsp("start", name)
+    assert fetch(f"http://127.0.0.1:{port}/index.html") == f"hello from {name}\n"
+    nsp("rm", "-f", name)
+    assert_clean(name)
+
+
+def test_second_start_under_the_other_unit_leaves_the_network_alone(nsp: CLI, busybox: str) -> None:
+    name, port = nsp.name("twice"), free_port()
+    nsp("run", "-d", "--name", name, "-p", f"{port}:80", busybox, "sh", "-c", HTTPD, name)
+    assert fetch(f"http://127.0.0.1:{port}/index.html") == f"hello from {name}\n"
+    before = net.state(name)
+    try:
+        nsp("enable", name)
+        proc = subprocess.run(["systemctl", "start", f"systemd-nspawn@{name}.service"], capture_output=True)
+        assert proc.returncode != 0
+        # enabled means Restart=: end its retries (the stop waits for a running ExecStopPost, which
+        # must have left the network alone)
+        subprocess.run(["systemctl", "stop", f"systemd-nspawn@{name}.service"], check=True)
+        assert net.state(name) == before
+        assert fetch(f"http://127.0.0.1:{port}/index.html", timeout=5) == f"hello from {name}\n"
+    finally:
+        subprocess.run(["systemctl", "stop", f"systemd-nspawn@{name}.service"], capture_output=True)
+        nsp("disable", name, check=False)
+        subprocess.run(["systemctl", "reset-failed", f"systemd-nspawn@{name}.service"], capture_output=True)
+    nsp("rm", "-f", name)
+    assert_clean(name)

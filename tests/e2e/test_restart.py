@@ -54,13 +54,41 @@ def test_on_failure_restarts_a_failing_payload(nsp: CLI, busybox: str) -> None:
         "-c",
         "echo ran; exit 1",
     )
-    # more often than systemd's default start limit (5 in 10 s) would allow
-    assert nsp.wait_logs(name, "ran", count=7, timeout=60).count("ran") >= 7
-    assert unit_show(f"nspawnctl-{name}.service", "Restart")["Restart"] == "on-failure"
+    # restarted again and again, with a growing delay (1 s, 1.8 s, 3.1 s, 5.5 s, ... up to 5 min:
+    # RestartSteps=, systemd >= 254) instead of every second forever
+    assert nsp.wait_logs(name, "ran", count=5, timeout=60).count("ran") >= 5
+    unit = f"nspawnctl-{name}.service"
+    assert unit_show(unit, "Restart")["Restart"] == "on-failure"
+    assert int(unit_show(unit, "NRestarts")["NRestarts"]) >= 4
+    backoff = unit_show(unit, "RestartSteps", "RestartMaxDelayUSec")
+    assert backoff["RestartSteps"] == "10" and backoff["RestartMaxDelayUSec"] == "5min"
     assert nsp.json("inspect", name)[0]["HostConfig"]["RestartPolicy"]["Name"] == "on-failure"
     nsp("stop", "-t", "2", name)
     until("the container to stay stopped", lambda: state(nsp, name)["Status"] == "exited")
     assert not running(nsp, name)
+
+
+def test_foreground_run_with_a_restart_policy_returns_the_first_exit(nsp: CLI, busybox: str) -> None:
+    """docker's run --restart=on-failure without -d: the first exit's code, while the container
+    goes on restarting."""
+    name = nsp.name("rst")
+    proc = nsp(
+        "run",
+        "--restart=on-failure",
+        "--network=host",
+        "--name",
+        name,
+        busybox,
+        "sh",
+        "-c",
+        "echo ran; exit 3",
+        check=False,
+        timeout=30,
+    )
+    assert proc.returncode == 3 and proc.stdout == "ran\n", proc.stderr
+    assert nsp.wait_logs(name, "ran", count=2).count("ran") >= 2  # it keeps its policy
+    assert state(nsp, name)["Status"] in ("running", "restarting", "exited")
+    nsp("rm", "-f", name)
 
 
 def test_no_restart_runs_a_failing_payload_once(nsp: CLI, busybox: str) -> None:
@@ -167,6 +195,62 @@ def test_enable_runs_the_container_under_systemd_nspawn_at(nsp: CLI, busybox: st
     nsp("rm", name)
     assert not dropin(name).exists()
     assert systemctl("is-enabled", unit) != "enabled"
+
+
+def test_a_second_start_under_the_other_unit_leaves_the_running_container_alone(
+    nsp: CLI, busybox: str
+) -> None:
+    """run -d (transient unit), enable, then machinectl start (systemd-nspawn@NAME): refused by the
+    hook before it touches anything; the running container keeps its network and exit record."""
+    name = nsp.name("two")
+    unit, transient = f"systemd-nspawn@{name}.service", f"nspawnctl-{name}.service"
+    serve = SERVE.format(word="serving")
+    nsp("run", "-d", "--network", "veth", "--name", name, busybox, "sh", "-c", serve)
+    nsp.wait_logs(name, "serving")
+    addr = nsp("exec", name, "ip", "-o", "-4", "addr", "show", "dev", "host0").stdout
+    assert "inet " in addr
+    nsp("enable", name)
+    assert systemctl("is-active", transient) == "active"
+
+    second = subprocess.run(["machinectl", "start", name], capture_output=True, text=True)
+    until("the second start to fail", lambda: systemctl("is-active", unit) in ("failed", "inactive"))
+    assert second.returncode != 0 or systemctl("is-active", unit) != "active"
+    log = subprocess.run(["journalctl", "-u", unit, "-o", "cat"], capture_output=True, text=True).stdout
+    assert f"already running under {transient}" in log
+    # the running container: still up under its transient unit, same network, no exit recorded
+    assert systemctl("is-active", transient) == "active"
+    info = nsp.json("inspect", name)[0]
+    assert info["Unit"] == transient and info["State"]["Running"] is True
+    assert info["State"]["ExitCode"] is None and info["NetworkSettings"]["IPAddress"]
+    assert nsp("exec", name, "ip", "-o", "-4", "addr", "show", "dev", "host0").stdout == addr
+    assert nsp("exec", name, "echo", "still here").stdout == "still here\n"
+
+    # nspawnctl start of a running container is a no-op, whichever unit runs it
+    nsp("start", name)
+    assert systemctl("is-active", transient) == "active" and systemctl("is-active", unit) != "active"
+    nsp("stop", name)
+    assert state(nsp, name)["ExitCode"] == 0
+    # stopped, it starts under the persistent unit (the drop-in exists)
+    nsp("start", name)
+    assert systemctl("is-active", unit) == "active"
+    nsp.wait_logs(name, "serving", count=2)
+    nsp("start", name)
+    assert systemctl("is-active", unit) == "active" and systemctl("is-active", transient) != "active"
+    nsp("rm", "-f", name)
+    assert not dropin(name).exists()
+
+
+def test_rm_tears_down_what_the_post_step_left(nsp: CLI, busybox: str) -> None:
+    """rm removes a container's network even when the unit's post step never ran (a crash)."""
+    name = nsp.name("rmn")
+    nsp("create", "--network", "veth", "--name", name, busybox, "true")
+    netns = f"nspawnctl-{name}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)  # as a killed hook leaves it
+    try:
+        nsp("rm", name)
+        assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
 
 
 def test_enabled_container_restarts_on_failure(nsp: CLI, busybox: str) -> None:

@@ -69,3 +69,26 @@ def test_userns_host_runs_as_the_hosts_root(nsp: CLI, busybox: str) -> None:
     nsp("run", "-d", "--name", name, "--network", "none", "--userns", "host", busybox, "sleep", "600")
     assert leader_uids(name) == [0, 0, 0, 0]
     assert "PrivateUsers=no" in Path(f"/etc/systemd/nspawn/{name}.nspawn").read_text()
+
+
+@pytest.fixture
+def tmpfs_volume() -> Iterator[Path]:
+    d = Path("/var/tmp") / f"nspawnctl-tmpfs-{uuid.uuid4().hex[:8]}"
+    d.mkdir(mode=0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,uid=0,gid=0", "tmpfs", str(d)], check=True)
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_tmpfs_volume_is_id_mapped_and_writable(nsp: CLI, busybox: str, tmpfs_volume: Path) -> None:
+    """tmpfs ID-maps mounts since Linux 6.3 (the test host runs a newer kernel)."""
+    name = nsp.name("untmp")
+    nsp(
+        "run", "-d", "--name", name, "--network", "none", "-v", f"{tmpfs_volume}:/vol", busybox,
+        "sh", "-c", "echo hi > /vol/from-inside && echo ready; exec sleep 600",
+    )  # fmt: skip
+    nsp.wait_logs(name, "ready")
+    assert f"Bind={tmpfs_volume}:/vol:idmap" in Path(f"/etc/systemd/nspawn/{name}.nspawn").read_text()
+    written = tmpfs_volume / "from-inside"
+    assert written.read_text() == "hi\n" and written.stat().st_uid == 0

@@ -33,6 +33,25 @@ def networkd(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nspawnctl.net.detect.networkd_running", lambda: True)
 
 
+@pytest.fixture(autouse=True)
+def host(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every volume on a filesystem that ID-maps; no network state; published ports checked
+    against a list of ports "in use" instead of this machine's sockets."""
+    from nspawnctl.errors import PortInUse
+
+    taken: list[str] = []
+
+    def check_ports(paths: object, spec: ContainerSpec) -> None:
+        for pm in spec.ports:
+            if str(pm.host_port) in taken:
+                raise PortInUse(f"port {pm.host_port}/{pm.protocol} is already in use on the host")
+
+    monkeypatch.setattr("nspawnctl.idmap.fs_type", lambda path: "ext4")
+    monkeypatch.setattr("nspawnctl.net.check_ports", check_ports)
+    monkeypatch.setattr("nspawnctl.net.state", lambda name: None)
+    return taken
+
+
 # -- fakes: a store of .nspawn texts, images by reference, containers that record calls --------
 @dataclass
 class FakeStore:
@@ -126,10 +145,21 @@ class FakeContainers:
     def remove(self, name: str, force: bool = False) -> None:
         self._call(f"remove {name}")
         del self.store.files[name]
+        self.running.discard(name)
+        self.enabled.discard(name)
+
+
+class FailingStart(FakeContainers):
+    def start(self, name: str) -> None:
+        from nspawnctl.errors import SystemdError
+
+        self._call(f"start {name}")
+        raise SystemdError(f"container {name} failed to start: boom")
 
 
 class FakeClient:
     def __init__(self) -> None:
+        self.paths = None
         self.images = FakeImages()
         self.containers = FakeContainers(FakeStore())
 
@@ -173,7 +203,16 @@ def test_load_dir_sorted_names_from_files(tmp_path: Path) -> None:
         ("[X-Nspawnctl]\nImage=a\nRestrat=always\n", ":3:", "unknown key"),
         ("[X-Nspawnctl]\nImage=a\nNetwork=host\nPublish=8080:80\n", ":4:", "needs a network of"),
         ("[X-Nspawnctl]\nImage=a\nEnable=maybe\n", ":3:", "not a boolean"),
-        ("[X-Nspawnctl]\nImage=a\nMemoryMax=lots\n", ":3:", "not a size"),
+        ("[X-Nspawnctl]\nImage=a\nMemoryMax=lots\n", ":3:", "invalid size"),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=veth\nPublish=8080:80\nPublish=8080:81\n", ":5:", "twice"),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=veth\nPublish=127.0.0.1:53:53/udp\n", ":4:", "UDP"),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=veth\nPublish=[::1]8080:80\n", ":4:", "invalid port"),
+        ("[Files]\nBind=/tmp:/data:bogus\n[X-Nspawnctl]\nImage=a\n", ":2:", "unknown bind option"),
+        ("[Network]\nBridge=nsp-no-such-br\n[X-Nspawnctl]\nImage=a\n", ":2:", "no bridge nsp-no-such"),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=bridge:nsp-no-br\n", ":3:", "no bridge nsp-no-br"),
+        ("[Network]\nBridge=a/b\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid interface name"),
+        ("[Network]\nPrivate=yes\n[X-Nspawnctl]\nImage=a\nNetwork=veth\n", ":2:", "keep one of them"),
+        ("[Network]\nPrivate=maybe\n[X-Nspawnctl]\nImage=a\n", ":2:", "not a boolean"),
         ("[Exec]\nEnvironment=NOEQUALS\n[X-Nspawnctl]\nImage=a\n", ":2:", "is not KEY=VALUE"),
         ("[Exec]\nParameters=sh -c 'open\n[X-Nspawnctl]\nImage=a\n", ":2:", "unterminated quote"),
         ("[Files]\nBind=/nonexistent-dir-xyz:/data\n[X-Nspawnctl]\nImage=a\n", ":2:", "does not exist"),
@@ -255,7 +294,7 @@ def test_plan_classifies(tmp_path: Path) -> None:
     assert item.action == "create" and item.spec is not None
     outcomes = declare.apply(client, p)  # type: ignore[arg-type]
     assert [o.text for o in outcomes] == ["web created"]
-    assert client.containers.store.calls == ["create web", "persist web", "enable web", "start web"]
+    assert client.containers.store.calls == ["create web", "persist web", "start web", "enable web"]
     installed = client.containers.store.get("web")
 
     [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
@@ -290,7 +329,7 @@ def test_apply_restarts_only_what_changed(tmp_path: Path) -> None:
     write(tmp_path, "web", WEB.replace("GREETING=hello", "GREETING=bye"))
     texts = [o.text for o in declare.apply(client, tmp_path)]  # type: ignore[arg-type]
     assert texts == ["db unchanged", "web updated (restarted)"]
-    assert calls == ["stop web", "rewrite web", "persist web", "enable web", "start web"]
+    assert calls == ["stop web", "rewrite web", "persist web", "start web", "enable web"]
     calls.clear()
     client.containers.running.discard("db")
     texts = [o.text for o in declare.apply(client, tmp_path)]  # type: ignore[arg-type]
@@ -357,7 +396,10 @@ def test_generate_then_apply_makes_an_equal_container(tmp_path: Path) -> None:
         auto_remove=False,
     )
     client.containers.store.files["web"] = spec_to_file(spec).render()
+    assert "Enable=no" in declare.generate(client, "web")  # type: ignore[arg-type]
+    client.containers.enabled.add("web")
     text = declare.generate(client, "web")  # type: ignore[arg-type]
+    assert "Enable" not in text
     f = NspawnFile.parse(text)
     assert f.get("X-Nspawnctl", "Id") is None and f.get("X-Nspawnctl", "ImageId") is None
     assert f.get("X-Nspawnctl", "Created") is None and f.get("X-Nspawnctl", "Image") == "e2e/busybox:latest"
@@ -408,3 +450,222 @@ def test_apply_enables_again_what_was_disabled_by_hand(tmp_path: Path) -> None:
     client.containers.store.calls.clear()
     assert [o.text for o in declare.apply(client, tmp_path)] == ["web unchanged"]  # type: ignore[arg-type]
     assert client.containers.store.calls == ["persist web", "enable web"]
+
+
+# -- a bridge of the host: nspawn's own Bridge=, passed through ---------------------------------
+@pytest.fixture
+def bridges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """/sys/class/net with one bridge, br0."""
+    sys_net = tmp_path / "sys-net"
+    (sys_net / "br0" / "bridge").mkdir(parents=True)
+    (sys_net / "eth0").mkdir()
+    monkeypatch.setattr(declare, "SYS_NET", sys_net)
+    return sys_net
+
+
+def test_a_hand_written_bridge_is_passed_through_never_the_hosts_network(
+    tmp_path: Path, bridges: Path
+) -> None:
+    text = "[Network]\nBridge=br0\nVirtualEthernetExtra=a:b\n[X-Nspawnctl]\nImage=e2e/busybox:latest\n"
+    d = declare.load(write(tmp_path, "web", text))[0]
+    spec, f, _ = declare.desired(d, IMG)
+    assert spec.network == "bridge:br0"
+    assert f.get("Network", "Bridge") == "br0" and f.get("Network", "VirtualEthernetExtra") == "a:b"
+    assert f.get("Network", "Private") is None and f.get("Exec", "ResolvConf") is None
+    assert file_to_spec("web", f).network == "bridge:br0"  # read back the same
+    with pytest.raises(DefinitionError, match="Bridge=eth0: there is no bridge eth0"):
+        declare.load(write(tmp_path, "web", text.replace("br0", "eth0")))
+    with pytest.raises(DefinitionError, match=r"web\.nspawn:2: Zone= and Bridge= cannot both be set"):
+        declare.load(write(tmp_path, "web", text.replace("[Network]\n", "[Network]\nZone=z\n")))
+    with pytest.raises(DefinitionError, match=r":2: publishing 80:80/tcp needs a network of the container"):
+        declare.load(write(tmp_path, "web", text.replace("[Network]\n", "[Network]\nPort=80\n")))
+
+
+def test_network_bridge_in_own_key_agrees_with_nspawns(tmp_path: Path, bridges: Path) -> None:
+    text = "[Network]\nBridge=br0\n[X-Nspawnctl]\nImage=e2e/busybox:latest\nNetwork=bridge:br0\n"
+    spec, f, _ = declare.desired(declare.load(write(tmp_path, "web", text))[0], IMG)
+    assert spec.network == "bridge:br0" and f.get("Network", "Bridge") == "br0"
+    with pytest.raises(
+        DefinitionError, match=r":2: \[Network\] Bridge=br0 means network bridge:br0, but .*:5 says"
+    ):
+        declare.load(write(tmp_path, "web", text.replace("Network=bridge:br0", "Network=host")))
+
+
+# -- plan: what the host must give before anything changes ---------------------------------------
+PORTED = WEB.replace("Network=host\n", "Network=veth\nPublish=8080:80\n")
+
+
+def test_two_files_publishing_one_port_change_nothing(tmp_path: Path) -> None:
+    client = FakeClient()
+    write(tmp_path, "a", PORTED)
+    b = write(tmp_path, "b", PORTED.replace("Publish=8080:80", "Publish=8081:81\nPublish=8080:80"))
+    with pytest.raises(
+        DefinitionError, match=rf"{b}:10: port 8080/tcp is published by a too \(.*a\.nspawn:9\)"
+    ):
+        declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    assert client.containers.store.calls == []
+
+
+def test_a_port_taken_on_the_host_is_reported_at_its_line(tmp_path: Path, host: list[str]) -> None:
+    client = FakeClient()
+    host.append("8080")
+    p = write(tmp_path, "a", PORTED)
+    with pytest.raises(DefinitionError, match=rf"{p}:9: port 8080/tcp is already in use"):
+        declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    assert client.containers.store.calls == []
+
+
+def test_ports_a_running_container_holds_are_its_own(
+    tmp_path: Path, host: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nspawnctl.net.statefile import NetState
+
+    client = FakeClient()
+    write(tmp_path, "a", PORTED)
+    declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    host.append("8080")  # now held by a itself
+    state = NetState("a", "veth", "nspawnctl-a", "ve-a", ports=["8080:80/tcp"])
+    monkeypatch.setattr("nspawnctl.net.state", lambda name: state if name == "a" else None)
+    write(tmp_path, "a", PORTED.replace("GREETING=hello", "GREETING=bye"))
+    assert [o.text for o in declare.apply(client, tmp_path)] == ["a updated (restarted)"]  # type: ignore[arg-type]
+    write(tmp_path, "a", PORTED.replace("Publish=8080:80", "Publish=8080:80\nPublish=8080:80/udp"))
+    with pytest.raises(DefinitionError, match=r"a\.nspawn:10: port 8080/udp is already in use"):
+        declare.plan(client, declare.load(tmp_path))  # type: ignore[arg-type]
+
+
+def test_veth_without_networkd_is_refused_at_the_line_that_chose_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nspawnctl.net.detect.networkd_running", lambda: False)
+    client = FakeClient()
+    p = write(tmp_path, "a", WEB.replace("Network=host", "Network=zone:lab"))
+    with pytest.raises(DefinitionError, match=rf"{p}:8: network zone:lab needs systemd-networkd"):
+        declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    p = write(tmp_path, "a", WEB.replace("Network=host\n", "Publish=8080:80\n"))  # -p implies veth
+    with pytest.raises(DefinitionError, match=rf"{p}:8: network veth needs systemd-networkd"):
+        declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+
+
+def test_a_running_unchanged_container_needs_nothing_from_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: list[str]
+) -> None:
+    client = FakeClient()
+    p = write(tmp_path, "a", PORTED)
+    declare.apply(client, p)  # type: ignore[arg-type]
+    monkeypatch.setattr("nspawnctl.net.detect.networkd_running", lambda: False)
+    host.append("8080")
+    assert [i.action for i in declare.plan(client, declare.load(p))] == ["unchanged"]  # type: ignore[arg-type]
+    client.containers.running.clear()  # stopped: apply would start it, and that cannot work
+    with pytest.raises(DefinitionError, match="needs systemd-networkd"):
+        declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+
+
+def test_a_created_container_that_cannot_start_is_removed_again(tmp_path: Path) -> None:
+    client = FakeClient()
+    client.containers = FailingStart(client.containers.store)
+    write(tmp_path, "web", WEB)
+    [outcome] = declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    assert outcome.action == "failed" and outcome.error is not None
+    assert outcome.text == "web failed: container web failed to start: boom; it was removed again"
+    assert client.containers.store.calls == ["create web", "persist web", "start web", "remove web"]
+    assert client.containers.store.files == {} and client.containers.enabled == set()
+
+
+def test_the_recorded_network_stays_when_the_file_names_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = FakeClient()
+    p = write(tmp_path, "web", WEB.replace("Network=host\n", ""))
+    declare.apply(client, p)  # type: ignore[arg-type]
+    assert client.containers.store.get("web").network == "veth"
+    monkeypatch.setattr("nspawnctl.net.detect.networkd_running", lambda: False)
+    client.containers.running.clear()
+    monkeypatch.setattr(declare, "_check_host", lambda client, items: [])  # networkd is not the point here
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "unchanged" and item.spec is not None and item.spec.network == "veth"
+    client.containers.store.files.clear()  # a new container: the default is decided now
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.spec is not None and item.spec.network == "host" and item.notices
+
+
+def test_volumes_on_filesystems_without_idmap_are_mounted_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nspawnctl.idmap.fs_type", lambda path: "nfs4" if path == "/tmp" else "btrfs")
+    text = (
+        "[Files]\nBind=/tmp:/data\nBind=/:/root-of-host:noidmap\nBindReadOnly=/var:/v\n"
+        + WEB.split("\n", 1)[1]
+    )
+    spec, f, notices = declare.desired(declare.load(write(tmp_path, "web", text))[0], IMG)
+    assert spec.volumes == [
+        Volume("/tmp", "/data"),
+        Volume("/", "/root-of-host", options=("noidmap",)),
+        Volume("/var", "/v", True, ("idmap",)),
+    ]
+    assert f.get_all("Files", "Bind") == ["/tmp:/data", "/:/root-of-host:noidmap"]
+    assert notices == [
+        "web: volume /tmp is on nfs4, which cannot be ID-mapped: root in the container may not be able "
+        "to write to it; use --userns host or :noidmap to silence"
+    ]
+
+
+# -- down, store -----------------------------------------------------------------------------
+def test_down_checks_every_name_before_removing_anything(tmp_path: Path) -> None:
+    client = FakeClient()
+    write(tmp_path, "web", WEB)
+    declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    write(tmp_path, "bad_name", WEB)
+    client.containers.store.calls.clear()
+    with pytest.raises(DefinitionError, match=r"bad_name\.nspawn: the file's name"):
+        declare.down(client, tmp_path)  # type: ignore[arg-type]
+    assert client.containers.store.calls == [] and "web" in client.containers.store.files
+
+
+def test_recreate_swaps_in_a_staged_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from nspawnctl.config import Paths
+    from nspawnctl.errors import PoolError
+    from nspawnctl.store import btrfs
+    from nspawnctl.store.containers import ContainerStore
+    from nspawnctl.store.pool import Pool
+
+    def snapshot(source: Path, dest: Path, read_only: bool = False) -> None:
+        if "broken" in str(source):
+            raise PoolError(f"cannot snapshot into {dest}")
+        shutil.copytree(source, dest, symlinks=True)
+
+    monkeypatch.setattr(btrfs, "snapshot", snapshot)
+    monkeypatch.setattr(btrfs, "delete", lambda p: shutil.rmtree(p, ignore_errors=True))
+    paths = Paths(pool=tmp_path / "pool", store=tmp_path / "store", settings=tmp_path / "etc")
+    paths.pool.mkdir()
+    store = ContainerStore(Pool(paths))
+    monkeypatch.setattr(Pool, "check", lambda self: None)
+    old_img, new_img = tmp_path / "img1", tmp_path / "img2"
+    (old_img / "etc").mkdir(parents=True)
+    (old_img / "etc" / "v").write_text("1")
+    (new_img / "etc").mkdir(parents=True)
+    (new_img / "etc" / "v").write_text("2")
+    spec = ContainerSpec(name="web", id="ab", image="x", image_id="1", created="now", command=["sh"])
+    store.create(spec, replace(IMG, path=old_img))
+    (paths.pool / "web" / "mine").write_text("written by the container")
+
+    broken = replace(IMG, path=tmp_path / "broken")
+    with pytest.raises(PoolError):
+        store.recreate(replace(spec, image_id="2"), broken)
+    assert (paths.pool / "web" / "mine").exists() and store.get("web").image_id == "1"  # untouched
+
+    store.recreate(replace(spec, image_id="2"), replace(IMG, path=new_img))
+    assert (paths.pool / "web" / "etc" / "v").read_text() == "2" and store.get("web").image_id == "2"
+    assert sorted(p.name for p in paths.pool.iterdir()) == ["web"]  # nothing staged is left
+
+
+def test_an_empty_publish_resets_the_list(tmp_path: Path) -> None:
+    text = PORTED.replace("Publish=8080:80", "Publish=8080:80\nPublish=\nPublish=8080:80\nPublish=9090:90")
+    d = declare.load(write(tmp_path, "a", text))[0]  # no "published twice"
+    assert [(str(pm), at.rsplit(":", 1)[1]) for pm, at in declare.port_lines(d.file)] == [
+        ("8080:80/tcp", "11"),
+        ("9090:90/tcp", "12"),
+    ]
+    spec, _, _ = declare.desired(d, IMG)
+    assert spec.ports == [PortMapping(8080, 80), PortMapping(9090, 90)]

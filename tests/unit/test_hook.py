@@ -19,8 +19,10 @@ from nspawnctl.run.units import (
     STOP_TIMEOUT,
     Launch,
     exec_argv,
+    has_backoff,
     needs_pre,
     persistent_unit_name,
+    restart_settings,
     systemd_restart,
     unit_properties,
 )
@@ -37,8 +39,9 @@ SPEC = ContainerSpec(
 VETH = dataclasses.replace(SPEC, network="veth")
 
 
-def props_of(spec: ContainerSpec, launch: Launch) -> dict[str, tuple[str, Any]]:
-    return {name: (sig, value) for name, sig, value in unit_properties(spec, Path("/p"), launch)}
+def props_of(spec: ContainerSpec, launch: Launch, backoff: bool = False) -> dict[str, tuple[str, Any]]:
+    props = unit_properties(spec, Path("/p"), launch, backoff=backoff)
+    return {name: (sig, value) for name, sig, value in props}
 
 
 def test_hook_argv() -> None:
@@ -67,13 +70,39 @@ def test_restart_policy_maps_to_systemd() -> None:
         "always",
         "always",
     ]
-    props = props_of(dataclasses.replace(SPEC, restart="unless-stopped"), Launch())
+    props = props_of(dataclasses.replace(SPEC, restart="unless-stopped"), Launch(), backoff=True)
     assert props["Restart"] == ("s", "always")
     assert props["RestartUSec"] == ("t", 1_000_000)
-    assert props["StartLimitIntervalUSec"] == ("t", 0)
     assert props["TimeoutStopUSec"] == ("t", RESTART_STOP_TIMEOUT * 1_000_000)
     plain = props_of(SPEC, Launch())
     assert "Restart" not in plain and plain["TimeoutStopUSec"] == ("t", STOP_TIMEOUT * 1_000_000)
+    assert not any(k.startswith(("Restart", "StartLimit")) for k in plain)
+
+
+def test_restarts_back_off_or_hit_a_start_limit() -> None:
+    """A container that can never start must not be restarted every second forever: systemd
+    >= 254 grows the delay up to 5 min; older ones stop after a burst of starts."""
+    assert has_backoff(254) and has_backoff(257) and not has_backoff(252) and not has_backoff(0)
+    failing = dataclasses.replace(SPEC, restart="on-failure")
+    new = props_of(failing, Launch(), backoff=True)
+    assert new["RestartSteps"] == ("u", 10) and new["RestartMaxDelayUSec"] == ("t", 300_000_000)
+    assert new["StartLimitIntervalUSec"] == ("t", 0)  # the growing delay is the limit
+    old = props_of(failing, Launch(), backoff=False)
+    assert "RestartSteps" not in old and "RestartMaxDelayUSec" not in old
+    assert old["StartLimitIntervalUSec"] == ("t", 300_000_000) and old["StartLimitBurst"] == ("u", 10)
+    # the drop-in's settings say the same
+    assert restart_settings("on-failure", True) == [
+        ("Restart", "on-failure"),
+        ("RestartSec", "1s"),
+        ("RestartSteps", "10"),
+        ("RestartMaxDelaySec", "300s"),
+        ("StartLimitIntervalSec", "0"),
+    ]
+    assert restart_settings("always", False)[2:] == [
+        ("StartLimitIntervalSec", "300s"),
+        ("StartLimitBurst", "10"),
+    ]
+    assert restart_settings("no", True) == []
 
 
 def test_pre_hook_only_when_the_container_has_its_own_network() -> None:
@@ -133,8 +162,14 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     seen: list[tuple[Any, ...]] = []
     monkeypatch.setattr(net, "check_ports", lambda paths, spec: seen.append(("check", spec.name)))
     monkeypatch.setattr(net, "up", lambda paths, spec, unit=None: seen.append(("up", spec.name, unit)))
-    monkeypatch.setattr(net, "down", lambda paths, name: seen.append(("down", name)))
+    monkeypatch.setattr(
+        net, "down", lambda paths, name, invocation=None: seen.append(("down", name, invocation))
+    )
     monkeypatch.setattr(hook, "clear_stale_mounts", lambda name: seen.append(("mounts", name)))
+    monkeypatch.setattr(hook, "running_elsewhere", lambda name, unit: None)
+    monkeypatch.setattr(hook, "own_unit", lambda: None)
+    for var in ("EXIT_CODE", "EXIT_STATUS", "SERVICE_RESULT", "INVOCATION_ID", "JOURNAL_STREAM"):
+        monkeypatch.delenv(var, raising=False)
     return seen
 
 
@@ -148,7 +183,56 @@ def test_pre_builds_the_network_only_when_needed(
     store.spec = VETH
     calls.clear()
     assert hook.main(["pre", "--unit", "systemd-nspawn@web.service", "web"]) == 0
-    assert calls == [("mounts", "web"), ("check", "web"), ("up", "web", "systemd-nspawn@web.service")]
+    # up() checks the published ports itself: no second check here
+    assert calls == [("mounts", "web"), ("up", "web", "systemd-nspawn@web.service")]
+
+
+def test_pre_refuses_a_container_running_under_the_other_unit(
+    monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run -d, then machinectl start: the second start must not touch the running container."""
+    store = FakeStore(VETH)
+    monkeypatch.setattr(hook, "_store", lambda paths: store)
+    asked: list[tuple[str, str]] = []
+
+    def elsewhere(name: str, unit: str) -> str:
+        asked.append((name, unit))
+        return "nspawnctl-web.service"
+
+    monkeypatch.setattr(hook, "running_elsewhere", elsewhere)
+    monkeypatch.setattr(hook, "_journal_send", lambda data: None)
+    stopped: list[str] = []
+    monkeypatch.setattr(hook, "_give_up", stopped.append)
+    assert hook.main(["pre", "--unit", "systemd-nspawn@web.service", "web"]) == 1
+    assert asked == [("web", "systemd-nspawn@web.service")]
+    assert stopped == ["systemd-nspawn@web.service"]  # not retried by its Restart= policy
+    assert calls == [] and store.calls == []  # no mounts cleared, exit record kept, network untouched
+    err = capsys.readouterr().err
+    assert "already running under nspawnctl-web.service" in err and err.count("\n") == 1
+
+
+def test_other_unit() -> None:
+    assert hook.other_unit("web", "nspawnctl-web.service") == "systemd-nspawn@web.service"
+    assert hook.other_unit("web", "systemd-nspawn@web.service") == "nspawnctl-web.service"
+
+
+def test_own_unit_from_the_cgroup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import builtins
+
+    real_open = builtins.open
+    text = {"v": "0::/machine.slice/systemd-nspawn@web.service/.control\n"}
+
+    def fake_open(path: Any, *a: Any, **kw: Any) -> Any:
+        if path == "/proc/self/cgroup":
+            f = tmp_path / "cgroup"
+            f.write_text(text["v"])
+            return real_open(f, *a, **kw)
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert hook.own_unit() == "systemd-nspawn@web.service"
+    text["v"] = "0::/user.slice/user-0.slice/session-1.scope\n"
+    assert hook.own_unit() is None
 
 
 def test_exec_replaces_itself_with_nsenter_and_nspawn(
@@ -181,10 +265,31 @@ def test_post_records_the_exit_and_tears_the_network_down(
     monkeypatch.setenv("EXIT_CODE", "exited")
     monkeypatch.setenv("EXIT_STATUS", "1")
     monkeypatch.setenv("SERVICE_RESULT", "exit-code")
+    monkeypatch.setenv("INVOCATION_ID", "0f" * 16)
     assert hook.main(["post", "web"]) == 0
     record = json.loads((tmp_path / "store" / "state" / "web.json").read_text())
     assert record["exit_code"] == 1 and record["result"] == "exit-code"
-    assert calls == [("down", "web")]
+    assert calls == [("down", "web", "0f" * 16)]  # only the network this run built
+
+
+def test_post_of_a_run_that_never_started_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, ...]]
+) -> None:
+    """systemd sets $EXIT_CODE only when the main process ran: without it (pre failed or refused)
+    there is no exit to record; with the container running under another unit, nothing to do."""
+    monkeypatch.setenv("NSPAWNCTL_POOL", str(tmp_path / "pool"))
+    monkeypatch.setenv("NSPAWNCTL_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("SERVICE_RESULT", "exit-code")
+    monkeypatch.setenv("INVOCATION_ID", "0f" * 16)
+    state = tmp_path / "store" / "state" / "web.json"
+    assert hook.main(["post", "--unit", "systemd-nspawn@web.service", "web"]) == 0
+    assert not state.exists() and calls == [("down", "web", "0f" * 16)]
+
+    calls.clear()
+    monkeypatch.setattr(hook, "running_elsewhere", lambda name, unit: "nspawnctl-web.service")
+    monkeypatch.setattr(hook, "log_error", lambda message, priority=3: None)
+    assert hook.main(["post", "--remove", "--unit", "systemd-nspawn@web.service", "web"]) == 0
+    assert calls == [] and not state.exists()  # not even a --rm removal
 
 
 def test_post_removes_rm_containers_even_when_teardown_fails(
@@ -193,12 +298,13 @@ def test_post_removes_rm_containers_even_when_teardown_fails(
     store = FakeStore(SPEC)
     monkeypatch.setattr(hook, "_store", lambda paths: store)
 
-    def broken(paths: Paths, name: str) -> None:
+    def broken(paths: Paths, name: str, invocation: str | None = None) -> None:
         raise RuntimeError("ip failed")
 
     monkeypatch.setattr(net, "down", broken)
+    monkeypatch.setenv("EXIT_CODE", "exited")
     logged: list[str] = []
-    monkeypatch.setattr(hook, "log_error", logged.append)
+    monkeypatch.setattr(hook, "log_error", lambda message, priority=3: logged.append(message))
     assert hook.main(["post", "--remove", "web"]) == 1
     assert store.calls == ["remove web"] and "ip failed" in logged[0]
 
@@ -214,5 +320,80 @@ def test_poststop_alias_still_works(
     assert json.loads((tmp_path / "s" / "state" / "web.json").read_text())["exit_code"] == 0
 
 
+def test_unexpected_errors_are_one_line_and_fail(
+    monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(hook, "_store", lambda paths: FakeStore(SPEC))
+    monkeypatch.setattr(hook, "nspawn_binary", lambda: "/usr/bin/systemd-nspawn")
+    sent: list[bytes] = []
+    monkeypatch.setattr(hook, "_journal_send", sent.append)
+
+    def no_exec(path: str, argv: list[str]) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(hook.os, "execv", no_exec)
+    assert hook.main(["exec", "web"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nspawnctl: container web: exec failed: PermissionError")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert b"PRIORITY=3" in sent[0] and b"SYSLOG_IDENTIFIER=nspawnctl" in sent[0]
+
+
+def test_log_error_goes_to_stderr_with_a_priority_prefix_in_a_unit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A unit's stderr is a journal stream (the line carries the unit): <3> makes it an error."""
+    sent: list[bytes] = []
+    monkeypatch.setattr(hook, "_journal_send", sent.append)
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    hook.log_error("port 8080/tcp is\nin use")
+    assert capsys.readouterr().err == "<3>port 8080/tcp is in use\n"
+    assert sent == [b"MESSAGE=port 8080/tcp is in use\nPRIORITY=3\nSYSLOG_IDENTIFIER=nspawnctl\n"]
+
+
 def test_persistent_unit_name() -> None:
     assert persistent_unit_name("web") == "systemd-nspawn@web.service"
+
+
+def test_attached_starts_use_the_transient_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handing over our terminal or keeping the unit referenced are transient-unit properties:
+    such a start does not go to systemd-nspawn@NAME.service even when the drop-in exists."""
+    from nspawnctl.run import persist
+    from nspawnctl.run.runtime import Runtime
+
+    monkeypatch.setenv("NSPAWNCTL_UNIT_DIR", str(tmp_path))
+    assert Runtime.unit_to_start("web") == "nspawnctl-web.service"
+    persist.write_dropin("web", "[Service]\n")
+    assert Runtime.unit_to_start("web") == "systemd-nspawn@web.service"
+    assert Runtime.unit_to_start("web", Launch()) == "systemd-nspawn@web.service"
+    assert Runtime.unit_to_start("web", Launch(attach_fds=(0, 1, 2))) == "nspawnctl-web.service"
+    assert Runtime.unit_to_start("web", Launch(add_ref=True)) == "nspawnctl-web.service"
+
+
+class SequenceManager:
+    """unit_properties answers from a script of (ActiveState, SubState) pairs."""
+
+    def __init__(self, states: list[tuple[str, str]]) -> None:
+        self.states = states
+
+    async def unit_properties(self, unit: str) -> dict[str, Any] | None:
+        active, sub = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return {"ActiveState": active, "SubState": sub, "Job": [0, "/"]}
+
+
+def test_wait_exit_ends_at_the_first_exit_of_a_restarting_payload() -> None:
+    """run --restart=on-failure without -d: auto-restart counts as activating, so waiting for
+    inactive would never end; the first exit ends the foreground run (as docker's)."""
+    import asyncio
+
+    from nspawnctl.run.runtime import Runtime
+
+    def wait(states: list[tuple[str, str]], timeout: float | None = None) -> bool:
+        rt = Runtime.__new__(Runtime)
+        rt.manager = SequenceManager(states)  # type: ignore[assignment]
+        return asyncio.run(rt.wait_exit("nspawnctl-web.service", timeout, poll=0))
+
+    assert wait([("activating", "start-pre"), ("active", "running"), ("activating", "auto-restart")])
+    assert wait([("active", "running"), ("activating", "auto-restart-queued")])
+    assert wait([("active", "running"), ("deactivating", "stop-post"), ("failed", "failed")])
+    assert not wait([("active", "running")], timeout=0.01)

@@ -9,18 +9,20 @@ import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nspawnctl import net
 from nspawnctl.config import Paths
 from nspawnctl.errors import InvalidArgument, NetworkError, PortInUse
-from nspawnctl.net import detect, files, ipcmd, names, setup, statefile, zone
+from nspawnctl.net import detect, files, ipcmd, names, ports, setup, statefile, zone
 from nspawnctl.spec import ContainerSpec, PortMapping
 
 
-def spec(name: str, network: str = "veth", ports: tuple[str, ...] = ()) -> ContainerSpec:
+def spec(name: str, network: str = "veth", ports: tuple[str, ...] = (), boot: bool = False) -> ContainerSpec:
     return ContainerSpec(
+        boot=boot,
         name=name,
         id="0" * 32,
         image="busybox",
@@ -41,6 +43,7 @@ class FakeIp:
         self.inputs: list[str | None] = []
         self.links: set[str] = set()
         self.masters: dict[str, set[str]] = {}
+        self.elements: set[str] = set()  # keys in networkd's nft map
         self.fail: Callable[[list[str]], bool] = lambda argv: False
 
     def __call__(self, argv: list[str], input: str | None = None) -> str:
@@ -66,6 +69,13 @@ class FakeIp:
             return self._show(a[4], a[5])
         elif a[:5] == ["ip", "-j", "-4", "addr", "show"]:
             return self._addr(a[6])
+        elif a[:3] == ["nft", "create", "element"]:
+            key = a[-1].split(":")[0].strip("{ ")
+            if key in self.elements:
+                raise NetworkError(f"{' '.join(argv)}: Error: Could not process rule: File exists")
+            self.elements.add(key)
+        elif a[:3] == ["nft", "delete", "element"]:
+            self.elements.discard(a[-1].strip("{ }"))
         return ""
 
     def _show(self, how: str, what: str) -> str:
@@ -101,6 +111,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Paths, FakeIp]
     monkeypatch.setattr(files, "UPLINK_RESOLV", tmp_path / "none")
     fake = FakeIp(netns_dir)
     monkeypatch.setattr(ipcmd, "run", fake)
+    monkeypatch.setattr(setup, "nsenter_binary", lambda: "/usr/bin/nsenter")
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
     return Paths(pool=pool), fake
 
 
@@ -262,7 +274,12 @@ def test_up_veth_builds_everything_and_down_removes_it(env: tuple[Paths, FakeIp]
     assert ip.ran("ip", "netns", "add", "nspawnctl-c1")
     assert ip.ran("ip", "-n", "nspawnctl-c1", "link", "set", "lo", "up")
     sysctl = ip.calls.index(
-        ["nsenter", f"--net={net.netns_path('c1')}", "tee", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]
+        [
+            "/usr/bin/nsenter",
+            f"--net={net.netns_path('c1')}",
+            "tee",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+        ]
     )
     assert ip.inputs[sysctl] == "0\n"
     assert ip.ran(
@@ -328,10 +345,23 @@ def test_udp_port_goes_into_networkds_map(env: tuple[Paths, FakeIp]) -> None:
     port = _free_port(socket.SOCK_DGRAM)
     st = net.up(paths, spec("c1", ports=(f"{port}:53/udp",)))
     assert st and st.nft_elements == [f"udp . {port}"] and st.ports == [f"{port}:53/udp"]
-    add = ["nft", "add", "element", "ip", "io.systemd.nat", "map_port_ipport"]
+    add = ["nft", "create", "element", "ip", "io.systemd.nat", "map_port_ipport"]
     assert ip.ran(*add, f"{{ udp . {port} : 192.168.5.18 . 53 }}")
+    assert not ip.ran("nft", "delete")  # never someone else's element
     net.down(paths, "c1")
     assert ip.calls[-4:].count(["nft", "delete", "element", *add[3:], f"{{ udp . {port} }}"]) == 1
+    assert not ip.elements
+
+
+def test_udp_port_mapped_by_another_machine_is_in_use_and_kept(env: tuple[Paths, FakeIp]) -> None:
+    paths, ip = env
+    root_of(paths, "c1")
+    port = _free_port(socket.SOCK_DGRAM)
+    ip.elements.add(f"udp . {port}")  # nspawn's Port= of some other machine
+    with pytest.raises(PortInUse, match=f"port {port}/udp is already in use"):
+        net.up(paths, spec("c1", ports=(f"{port}:53/udp",)))
+    assert ip.elements == {f"udp . {port}"} and not ip.ran("nft", "delete")
+    assert net.state("c1") is None and not ip.links
 
 
 def test_up_does_nothing_without_a_netns_of_its_own(env: tuple[Paths, FakeIp]) -> None:
@@ -421,3 +451,219 @@ def test_networkd_running_needs_state_file_and_process(
     assert detect.networkd_running()
     (proc / "41" / "cmdline").write_bytes(b"/usr/bin/systemd-networkd-wait-online\0")
     assert not detect.networkd_running()
+
+
+def test_default_network_notice_names_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(detect, "networkd_running", lambda: False)
+    _, notice = net.default_network(None, [], "web")
+    assert notice and notice.startswith("systemd-networkd is not running: container web shares the host's")
+    assert net.default_network(None, [])[1] == net.NO_NETWORKD
+
+
+# -- runs of units: which one owns the network -------------------------------------------------
+
+
+def test_up_records_the_unit_run_and_down_of_another_run_leaves_it(
+    env: tuple[Paths, FakeIp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths, ip = env
+    root_of(paths, "c1")
+    monkeypatch.setenv("INVOCATION_ID", "aaaa")
+    st = net.up(paths, spec("c1"), "nspawnctl-c1.service")
+    assert st and (st.unit, st.invocation) == ("nspawnctl-c1.service", "aaaa")
+    net.down(paths, "c1", invocation="bbbb")  # the post of a second start that was refused
+    assert net.state("c1") == st and "ve-c1" in ip.links
+    net.down(paths, "c1", invocation="aaaa")
+    assert net.state("c1") is None and not ip.links
+
+
+def test_up_refuses_a_network_another_running_unit_built(
+    env: tuple[Paths, FakeIp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nspawnctl.systemd import bus
+
+    paths, ip = env
+    root_of(paths, "c1")
+    monkeypatch.setenv("INVOCATION_ID", "aaaa")
+    st = net.up(paths, spec("c1"), "nspawnctl-c1.service")
+    monkeypatch.setenv("INVOCATION_ID", "bbbb")
+    active = {"nspawnctl-c1.service": True}
+    asked: list[str] = []
+
+    def fake_run_sync(fn: Callable[[object], object]) -> bool:
+        asked.append("x")
+        return active["nspawnctl-c1.service"]
+
+    monkeypatch.setattr(bus, "run_sync", fake_run_sync)
+    n = len(ip.calls)
+    with pytest.raises(NetworkError, match=r"container c1's network is in use by nspawnctl-c1\.service"):
+        net.up(paths, spec("c1"), "systemd-nspawn@c1.service")
+    assert ip.calls[n:] == [] and net.state("c1") == st  # untouched
+    # that unit is gone (its post never ran): a leftover, rebuilt for the new run
+    active["nspawnctl-c1.service"] = False
+    st2 = net.up(paths, spec("c1"), "systemd-nspawn@c1.service")
+    assert st2 and (st2.unit, st2.invocation) == ("systemd-nspawn@c1.service", "bbbb")
+    assert ip.calls[n:].count(["ip", "netns", "add", "nspawnctl-c1"]) == 1
+    # a previous run of the same unit (Restart=, its post failed): rebuilt without asking systemd
+    asked.clear()
+    monkeypatch.setenv("INVOCATION_ID", "cccc")
+    n = len(ip.calls)
+    st3 = net.up(paths, spec("c1"), "systemd-nspawn@c1.service")
+    assert st3 and st3.invocation == "cccc" and asked == []
+    assert (
+        ip.ran("ip", "link", "del", "ve-c1")
+        and ip.calls[n:].count(["ip", "netns", "add", "nspawnctl-c1"]) == 1
+    )
+
+
+def test_up_rebuilds_a_state_made_for_another_spec(env: tuple[Paths, FakeIp]) -> None:
+    paths, ip = env
+    root_of(paths, "c1")
+    port = _free_port(socket.SOCK_DGRAM)
+    st = net.up(paths, spec("c1"))
+    assert st and st.ports == []
+    n = len(ip.calls)
+    st2 = net.up(paths, spec("c1", ports=(f"{port}:53/udp",)))
+    assert st2 and st2.ports == [f"{port}:53/udp"] and ip.elements == {f"udp . {port}"}
+    assert ip.calls[n:].count(["ip", "netns", "add", "nspawnctl-c1"]) == 1
+    st3 = net.up(paths, spec("c1", "zone:z", ports=(f"{port}:53/udp",)))
+    assert st3 and st3.zone == "z" and st3.host_link == "vb-c1" and "ve-c1" not in ip.links
+
+
+def test_resolv_conf_symlink_is_kept_only_for_booted_containers(env: tuple[Paths, FakeIp]) -> None:
+    paths, _ = env
+    for name, boot in (("app", False), ("booted", True)):
+        root = root_of(paths, name)
+        (root / "run").mkdir()
+        stub = root / "run" / "stub-resolv.conf"
+        stub.write_text("nameserver 127.0.0.53\n")
+        (root / "etc" / "resolv.conf").symlink_to("../run/stub-resolv.conf")
+        net.up(paths, spec(name, boot=boot))
+        resolv = root / "etc" / "resolv.conf"
+        assert resolv.is_symlink() == boot
+        assert stub.read_text() == "nameserver 127.0.0.53\n"  # never written through
+        if not boot:
+            assert "nameserver 192.0.2.53" in resolv.read_text()
+
+
+# -- published TCP ports: socket units ---------------------------------------------------------
+
+
+def test_proxy_units_are_named_apart_from_any_container_unit() -> None:
+    from nspawnctl.errors import InvalidName
+    from nspawnctl.names import check_machine_name
+
+    base = ports.unit_base("web", PortMapping(8080, 80))
+    assert base == "nspawnctl-web_port8080-tcp"
+    with pytest.raises(InvalidName):  # no container is named so that its unit is the proxy's
+        check_machine_name(base.removeprefix("nspawnctl-"))
+
+
+def test_tcp_publish_starts_sandboxed_proxies_part_of_the_container_unit(
+    env: tuple[Paths, FakeIp], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from nspawnctl.systemd import bus, manager
+
+    paths, _ = env
+    root_of(paths, "c1")
+    proxyd = tmp_path / "systemd-socket-proxyd"
+    proxyd.touch()
+    monkeypatch.setattr(ports, "PROXYD", (proxyd,))
+    started: list[tuple[str, dict[str, object], list[tuple[str, dict[str, object]]]]] = []
+    stopped: list[str] = []
+
+    async def start_transient(self: object, unit: str, props: list[Any], aux: Any = None) -> str:
+        started.append((unit, {k: v for k, _, v in props}, [(n, {k: v for k, _, v in ps}) for n, ps in aux]))
+        return "done"
+
+    async def stop_if_loaded(self: object, unit: str) -> None:
+        stopped.append(unit)
+
+    monkeypatch.setattr(manager.Manager, "start_transient", start_transient)
+    monkeypatch.setattr(manager.Manager, "stop_if_loaded", stop_if_loaded)
+    monkeypatch.setattr(bus, "run_sync", lambda fn: asyncio.run(fn(None)))
+    port = _free_port()
+    st = net.up(paths, spec("c1", ports=(f"127.0.0.1:{port}:80",)), "nspawnctl-c1.service")
+    base = f"nspawnctl-c1_port{port}-tcp"
+    assert st and st.proxy_units == [f"{base}.socket", f"{base}.service"]
+    ((sock, sprops, [(svc, vprops)]),) = started
+    assert (sock, svc) == (f"{base}.socket", f"{base}.service")
+    assert sprops["Listen"] == [["Stream", f"127.0.0.1:{port}"]]
+    assert sprops["PartOf"] == vprops["PartOf"] == ["nspawnctl-c1.service"]
+    assert "After" not in sprops and "BindsTo" not in sprops and "BindsTo" not in vprops
+    assert vprops["ExecStart"] == [[str(proxyd), [str(proxyd), "192.168.5.18:80"], False]]
+    sandbox = {
+        k: vprops[k] for k in ("DynamicUser", "PrivateTmp", "ProtectSystem", "ProtectHome", "NoNewPrivileges")
+    }
+    assert sandbox == {
+        "DynamicUser": True,
+        "PrivateTmp": True,
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "NoNewPrivileges": True,
+    }
+    stopped.clear()
+    net.down(paths, "c1")
+    assert stopped == [f"{base}.socket", f"{base}.service"]
+
+
+def test_check_ports_ignores_its_own_leftover_proxy(env: tuple[Paths, FakeIp]) -> None:
+    paths, _ = env
+    with socket.socket() as s:  # the container's own socket unit, left by a teardown that failed
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        statefile.save(statefile.NetState("c1", "veth", "nspawnctl-c1", "ve-c1", ports=[f"{port}:80/tcp"]))
+        net.check_ports(paths, spec("c1", ports=(f"{port}:80",)))
+        with pytest.raises(PortInUse):
+            net.check_ports(paths, spec("c2", ports=(f"{port}:80",)))
+
+
+def test_check_ports_with_a_host_address_checks_only_that_address(env: tuple[Paths, FakeIp]) -> None:
+    paths, _ = env
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        net.check_ports(paths, spec("c1", ports=(f"127.0.0.2:{port}:80",)))  # not where the socket listens
+        with pytest.raises(PortInUse):
+            net.check_ports(paths, spec("c1", ports=(f"127.0.0.1:{port}:80",)))
+
+
+def test_manager_starts_auxiliary_units_in_the_same_call() -> None:
+    import asyncio
+
+    from nspawnctl.systemd.manager import Manager
+
+    class Bus:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, list[Any] | None, list[int] | None]] = []
+
+        def variant(self, sig: str, value: object) -> tuple[str, object]:
+            return (sig, value)
+
+        def on_signal(self, handler: object) -> None:
+            pass
+
+        async def add_match(self, rule: str) -> None:
+            pass
+
+        async def call(self, *args: Any) -> list[Any]:
+            member, _sig, body, fds = args[3], args[4], args[5], args[6]
+            self.calls.append((member, body, fds))
+            return ["/job/1"] if member == "StartTransientUnit" else []
+
+    b = Bus()
+    m = Manager(b)  # type: ignore[arg-type]
+    m._removed["/job/1"] = "done"
+    result = asyncio.run(
+        m.start_transient("a.socket", [("Description", "s", "d")], [("a.service", [("PartOf", "as", ["x"])])])
+    )
+    assert result == "done"
+    assert b.calls[-1] == (
+        "StartTransientUnit",
+        ["a.socket", "fail", [["Description", ("s", "d")]], [["a.service", [["PartOf", ("as", ["x"])]]]]],
+        [],
+    )

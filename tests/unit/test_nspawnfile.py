@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nspawnctl.errors import InvalidArgument
-from nspawnctl.nspawnfile import NspawnFile, quote_words, split_words
+from nspawnctl.nspawnfile import NspawnFile, parse_boolean, quote_words, split_words
 from nspawnctl.spec import file_to_spec, spec_to_file
 
 TRICKY = [
@@ -112,3 +112,20 @@ def _with_id(f: NspawnFile) -> NspawnFile:
     g = f.copy()
     g.set("X-Nspawnctl", "Id", "x")
     return g
+
+
+@pytest.mark.parametrize(
+    "value, result",
+    [
+        *[("yes", True), ("True", True), ("on", True), ("1", True), ("y", True), ("t", True)],
+        *[("no", False), ("FALSE", False), ("off", False), ("0", False), ("n", False), (" f ", False)],
+    ],
+)
+def test_booleans_as_systemd_reads_them(value: str, result: bool) -> None:
+    assert parse_boolean(value) is result
+
+
+@pytest.mark.parametrize("value", ["", "maybe", "2", "yess"])
+def test_not_booleans(value: str) -> None:
+    with pytest.raises(InvalidArgument, match="not a boolean"):
+        parse_boolean(value)

@@ -9,7 +9,8 @@ import pytest
 from nspawnctl.errors import InvalidArgument, InvalidName, InvalidReference
 from nspawnctl.names import check_machine_name, generate_name
 from nspawnctl.ref import ImageRef
-from nspawnctl.run.units import Launch, escape_exec, nspawn_argv, unit_name, unit_properties
+from nspawnctl.run.escape import exec_arg, unit_value, unit_word
+from nspawnctl.run.units import Launch, nspawn_argv, unit_name, unit_properties
 from nspawnctl.spec import ContainerSpec, Limits, Volume, file_to_spec, spec_to_file
 
 SPEC = ContainerSpec(
@@ -78,9 +79,22 @@ def test_unit_properties_optional_parts() -> None:
 
 
 def test_dollars_are_escaped_for_systemd() -> None:
-    assert escape_exec("/pool/$HOME") == "/pool/$$HOME"
+    assert exec_arg("/pool/$HOME") == "/pool/$$HOME"
+    assert exec_arg("/pool/%n") == "/pool/%n"  # no specifiers over D-Bus
     argv = unit_properties(SPEC, Path("/po$ol"), Launch())[1][2][0][1]
     assert "--directory=/po$$ol/web" in argv
+
+
+def test_unit_file_words_are_escaped_for_their_setting() -> None:
+    assert unit_word("/usr/bin/python3") == "/usr/bin/python3"
+    assert unit_word("/a b/%x$y") == '"/a b/%%x$$y"'
+    assert unit_word('say "hi"\\') == '"say \\"hi\\"\\\\"'
+    assert unit_word("a\nb") == '"a\\nb"' and unit_word(";") == "\\;" and unit_word("") == '""'
+    # $ means nothing outside Exec lines; specifiers are expanded nearly everywhere
+    assert unit_value("NSPAWNCTL_POOL=/srv/$pool 50%") == '"NSPAWNCTL_POOL=/srv/$pool 50%%"'
+    assert unit_value("/srv/pool") == "/srv/pool"
+    with pytest.raises(InvalidArgument):
+        unit_value("/a\nb", c_escapes=False)  # RequiresMountsFor= has no escapes for it
 
 
 def test_unit_name() -> None:

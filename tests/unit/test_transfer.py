@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import struct
@@ -13,12 +14,15 @@ from typing import Any
 
 import pytest
 
-from nspawnctl.errors import ArchiveError, InvalidArgument, NotFound
+from nspawnctl.errors import ArchiveError, CommandFailed, InvalidArgument, NotFound, UnsafeArchive
 from nspawnctl.files import import_stream, split_cp_arg
-from nspawnctl.store import rootpath
-from nspawnctl.store.copy import ContainerRoot, copy_in, copy_out, place
+from nspawnctl.store import rootpath, transfer
+from nspawnctl.store.copy import ContainerRoot, _renamer, copy_in, copy_out, place
 from nspawnctl.store.transfer import (
     SEND_MAGIC,
+    StreamCheck,
+    check_clone_sources,
+    checked_commands,
     crc32c,
     is_send_stream,
     parse_stream_header,
@@ -277,17 +281,56 @@ def test_tar_streams_both_ways(tmp_path: Path, root: Path, ctr: ContainerRoot) -
 # -- btrfs send streams -----------------------------------------------------------------------------
 
 
-def send_header(parent: uuid.UUID | None) -> bytes:
-    def tlv(kind: int, data: bytes) -> bytes:
-        return struct.pack("<HH", kind, len(data)) + data
+ME = uuid.UUID("11111111-2222-3333-4444-555555555555")
 
-    me = uuid.UUID("11111111-2222-3333-4444-555555555555")
-    payload = tlv(15, b"abc") + tlv(1, me.bytes) + tlv(2, struct.pack("<Q", 7))
-    cmd = 1
+
+def tlv(kind: int, data: bytes) -> bytes:
+    return struct.pack("<HH", kind, len(data)) + data
+
+
+def command(cmd: int, *attrs: bytes) -> bytes:
+    """A send command as the kernel writes it, checksum included."""
+    payload = b"".join(attrs)
+    crc = crc32c(struct.pack("<IHI", len(payload), cmd, 0) + payload)
+    return struct.pack("<IHI", len(payload), cmd, crc) + payload
+
+
+def send_header(parent: uuid.UUID | None, version: int = 1) -> bytes:
+    attrs = [tlv(15, b"abc"), tlv(1, ME.bytes), tlv(2, struct.pack("<Q", 7))]
     if parent is not None:
-        cmd = 2
-        payload += tlv(20, parent.bytes) + tlv(21, struct.pack("<Q", 42))
-    return SEND_MAGIC + struct.pack("<I", 1) + struct.pack("<IHI", len(payload), cmd, 0) + payload
+        attrs += [tlv(20, parent.bytes), tlv(21, struct.pack("<Q", 42))]
+    return SEND_MAGIC + struct.pack("<I", version) + command(2 if parent else 1, *attrs)
+
+
+MKFILE, SYMLINK, WRITE, CLONE, END = 3, 8, 15, 16, 21
+
+
+def clone(source: uuid.UUID) -> bytes:
+    return command(
+        CLONE,
+        tlv(18, struct.pack("<Q", 0)),
+        tlv(24, struct.pack("<Q", 4096)),
+        tlv(15, b"f"),
+        tlv(20, source.bytes),
+        tlv(21, struct.pack("<Q", 7)),
+        tlv(22, b"g"),
+        tlv(23, struct.pack("<Q", 0)),
+    )
+
+
+def body(*commands: bytes) -> bytes:
+    """The commands after the first: a file written, the given ones, and the end."""
+    write = command(WRITE, tlv(15, b"f"), tlv(18, struct.pack("<Q", 0)), tlv(19, b"data" * 100))
+    return command(MKFILE, tlv(15, b"f")) + write + b"".join(commands) + command(END)
+
+
+def run_check(stream: bytes) -> tuple[bytes, str]:
+    """What the checked stream feeds to btrfs receive, and the digest of the stream as sent."""
+    src = io.BufferedReader(_Pipe(stream))
+    head, header = read_stream_header(src)
+    digest = hashlib.sha256()
+    fed = b"".join(checked_commands(src, head, rename_stream(head, ".tmp-1-x"), StreamCheck(header), digest))
+    return fed, digest.hexdigest()
 
 
 def test_send_stream_header() -> None:
@@ -352,3 +395,135 @@ def test_import_tells_send_streams_from_tarballs(monkeypatch: pytest.MonkeyPatch
     tar = b"not a btrfs stream, a tarball"
     assert import_stream(Store(), io.BufferedReader(_Pipe(tar)), None, "-") == "tar"  # type: ignore[arg-type]
     assert seen["tar"] == tar
+
+
+def test_a_good_full_stream_passes_renamed_and_whole() -> None:
+    stream = send_header(None) + body(clone(ME), command(SYMLINK, tlv(15, b"l"), tlv(17, b"../../etc")))
+    fed, digest = run_check(stream)
+    head_len = len(send_header(None))
+    assert fed[head_len - 3 :] != stream[head_len - 3 :]  # the first command names the staging
+    assert parse_stream_header(fed).path == ".tmp-1-x"
+    assert fed.endswith(stream[head_len:])  # every other command unchanged
+    assert digest == hashlib.sha256(stream).hexdigest()
+
+
+def test_a_good_incremental_stream_may_clone_from_its_parent() -> None:
+    parent = uuid.uuid4()
+    stream = send_header(parent) + body(clone(parent), clone(ME))
+    fed, digest = run_check(stream)
+    assert parse_stream_header(fed).parent_uuid == str(parent)
+    assert digest == hashlib.sha256(stream).hexdigest()
+
+
+def test_a_version_2_data_attribute_runs_to_the_end_of_its_command() -> None:
+    # type 19 without a length: its bytes would read as more attributes in version 1
+    data = tlv(15, b"../../escape")
+    write = command(WRITE, tlv(15, b"f"), tlv(18, struct.pack("<Q", 0)), struct.pack("<H", 19) + data)
+    run_check(send_header(None, version=2) + body(write))
+    with pytest.raises(ArchiveError):
+        run_check(send_header(None, version=1) + body(write))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            command(1, tlv(15, b"second"), tlv(1, uuid.uuid4().bytes), tlv(2, bytes(8))),
+            "more than one subvolume",
+        ),
+        (
+            command(2, tlv(15, b"snap"), tlv(1, uuid.uuid4().bytes), tlv(20, ME.bytes)),
+            "more than one subvolume",
+        ),
+        (clone(uuid.UUID("99999999-0000-0000-0000-000000000000")), "clones data from subvolume 99999999-"),
+        (command(MKFILE, tlv(15, b"../x.json")), "with '..'"),
+        (command(9, tlv(15, b"f"), tlv(16, b"a/../../b")), "with '..'"),
+        (command(10, tlv(15, b"h"), tlv(17, b"../other/f")), "with '..'"),  # a hard link's source
+        (command(MKFILE, tlv(15, b"a"), tlv(15, b"../b")), "repeats attribute 15"),
+    ],
+)
+def test_refused_commands_never_reach_btrfs_receive(extra: bytes, message: str) -> None:
+    parent = uuid.uuid4()
+    src = io.BufferedReader(_Pipe(send_header(parent) + body(extra)))
+    head, header = read_stream_header(src)
+    fed = []
+    with pytest.raises(UnsafeArchive, match=message):
+        for chunk in checked_commands(src, head, head, StreamCheck(header), hashlib.sha256()):
+            fed.append(chunk)
+    assert fed == []  # the batch holding the offending command was never handed on
+
+
+def test_a_stream_must_end_once() -> None:
+    stream = send_header(None) + body()
+    with pytest.raises(UnsafeArchive, match="after its end"):
+        run_check(stream + send_header(None) + body())  # two streams concatenated
+    with pytest.raises(ArchiveError, match="no end command"):
+        run_check(stream[: -len(command(END))])
+    with pytest.raises(ArchiveError, match="truncated"):
+        run_check(stream[:-3])
+    with pytest.raises(ArchiveError, match="checksum"):
+        bad = bytearray(send_header(None))
+        bad[-1] ^= 1
+        parse_stream_header(bytes(bad))
+    with pytest.raises(ArchiveError, match="version"):
+        parse_stream_header(send_header(None, version=9))
+
+
+class _Info:
+    def __init__(self, id: int, uuid: bytes, received: bytes = bytes(16)) -> None:
+        self.id, self.uuid, self.received_uuid = id, uuid, received
+
+
+def test_clone_sources_must_be_images_of_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    image, container, sent = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    store = {256: _Info(256, image.bytes), 257: _Info(257, uuid.uuid4().bytes, sent.bytes)}
+    everything = [*store.values(), _Info(300, container.bytes)]
+    monkeypatch.setattr(transfer, "_store_subvolumes", lambda images: store)
+    monkeypatch.setattr(transfer, "_subvolumes", lambda path: everything)
+
+    class Images:
+        dir = Path("/nonexistent")
+
+    def check(parent: uuid.UUID | None) -> None:
+        check_clone_sources(Images(), parse_stream_header(send_header(parent)))  # type: ignore[arg-type]
+
+    check(None)
+    check(image)  # by its own UUID
+    check(sent)  # by the UUID it was received from
+    with pytest.raises(NotFound, match="which is no image here"):
+        check(container)  # another container's subvolume, found by UUID on the filesystem
+    # a subvolume outside the store answering to the parent's UUID: receive would look there first
+    everything.append(_Info(301, uuid.uuid4().bytes, image.bytes))
+    with pytest.raises(UnsafeArchive, match="subvolume 301"):
+        check(image)
+    everything[-1] = _Info(301, uuid.uuid4().bytes, ME.bytes)  # or the stream's own
+    with pytest.raises(UnsafeArchive, match="subvolume 301"):
+        check(None)
+
+
+def test_one_runner_feeds_collects_and_kills() -> None:
+    out = io.BytesIO()
+    with open(os.devnull, "wb") as sink:
+        transfer._run(["cat"], "cat", feed=[b"a", b"b"], out=sink)
+    with pytest.raises(ArchiveError, match="false failed: exit status 1"):
+        transfer._run(["false"], "false", error=ArchiveError)
+
+    def feed() -> Any:
+        yield b"x"
+        raise UnsafeArchive("bad command")
+
+    with pytest.raises(UnsafeArchive):
+        transfer._run(["cat"], "cat", feed=feed())
+    with pytest.raises(CommandFailed, match="not installed"):
+        transfer._run(["no-such-program-here"], "x", out=out)
+
+
+def test_copy_members_outside_the_first_are_refused() -> None:
+    rename = _renamer("etc", "conf")
+    assert rename("etc") == "conf" and rename("./etc/hosts") == "conf/hosts"
+    with pytest.raises(UnsafeArchive):
+        rename("etcetera/passwd")  # would have become "conf/tera/passwd"
+    with pytest.raises(UnsafeArchive):
+        rename("var/lib")
+    contents = _renamer("etc", None)
+    assert contents("etc") is None and contents("etc/hosts") == "hosts"
