@@ -102,10 +102,12 @@ def bench_create(n: int) -> None:
 
 
 def _size(ref: str) -> str:
-    out = subprocess.run(["nspawnctl", "images"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if line.startswith(ref.split(":")[0] + " "):
-            return line.split()[-1]
+    import json
+
+    out = subprocess.run(["nspawnctl", "images", "--json"], capture_output=True, text=True).stdout
+    for image in json.loads(out or "[]"):
+        if any(r.split(":")[0] == ref.split(":")[0] for r in image.get("refs", [])):
+            return f"{image['size'] / 1e6:.1f} MB"
     return "?"
 
 
