@@ -19,16 +19,6 @@ POOL = Path("/var/lib/machines")
 DROPINS = Path("/etc/systemd/system")
 
 
-@pytest.fixture(scope="module")
-def busybox(busybox_dir: Path) -> Iterator[str]:
-    """The busybox image under a name of this module's own: other sessions running at the same
-    time remove the shared e2e/busybox:latest when they end."""
-    ref = f"e2e/busybox-{uuid.uuid4().hex[:8]}:latest"
-    subprocess.run(["nspawnctl", "import", str(busybox_dir), ref], check=True, capture_output=True)
-    yield ref
-    subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)
-
-
 def definition(image: str, line: str, network: str = "none", extra: str = "") -> str:
     return f"""# a declared container
 [Exec]

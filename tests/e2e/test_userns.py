@@ -16,16 +16,6 @@ from conftest import CLI
 POOL = Path("/var/lib/machines")
 
 
-@pytest.fixture(scope="module")
-def busybox(busybox_dir: Path) -> Iterator[str]:
-    """The busybox image under a name of this module's own: other sessions running at the same
-    time remove the shared e2e/busybox:latest when they end."""
-    ref = f"e2e/busybox-{uuid.uuid4().hex[:8]}:latest"
-    subprocess.run(["nspawnctl", "import", str(busybox_dir), ref], check=True, capture_output=True)
-    yield ref
-    subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)
-
-
 def leader_uids(name: str) -> list[int]:
     pid = subprocess.run(
         ["machinectl", "show", name, "-p", "Leader", "--value"], capture_output=True, text=True, check=True
