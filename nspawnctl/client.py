@@ -546,8 +546,21 @@ class Containers:
                     raise ContainerRunning(
                         f"container {name} is running", hint=f"stop it first, or use: nspawnctl rm -f {name}"
                     )
-                await rt.kill(name, signals.SIGKILL)
-                await rt.wait(name, timeout=30)
+                await _quietly(rt.kill(name, signals.SIGKILL))
+                if not await rt.wait(name, timeout=30):
+                    # PID 1 is gone but something of the unit lingers: kill all of it
+                    unit = await rt.unit_for(name)
+                    from .systemd.bus import BusError
+
+                    try:
+                        await rt.manager.kill(unit, "all", signals.SIGKILL)
+                    except BusError:  # ended meanwhile
+                        pass
+                    if not await rt.wait(name, timeout=30, unit=unit):
+                        raise ContainerRunning(
+                            f"container {name} is still running after SIGKILL; not removing it",
+                            hint=f"see: systemctl status {unit}",
+                        )
             await rt.reset(name)
             from .run import persist
 

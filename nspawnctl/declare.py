@@ -654,12 +654,9 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
             c.persist(name)
             c.start(name)
         except NspawnctlError as e:  # all or nothing: a container that cannot start is not left
-            try:
-                c.remove(name, force=True)
-                gone = "; it was removed again"
-            except NspawnctlError:
-                gone = f"; removing it failed too: nspawnctl rm -f {name}"
-            return Outcome(name, "failed", f"{name} failed: {e.message}{gone}", e)
+            left = _remove_created(client, name)
+            gone = f"; removing it failed too ({'; '.join(left)}): nspawnctl rm -f {name}" if left else ""
+            return Outcome(name, "failed", f"{name} failed: {e.message}{gone or '; it was removed again'}", e)
         _enablement(client, item)  # only what started is started at boot
         return Outcome(name, "created", f"{name} created")
     running = c.get(name).running
@@ -675,15 +672,23 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         c.start(name)
         return Outcome(name, "unchanged", f"{name} unchanged (started)")
     restart = item.needs_restart
+    previous = store.definition(name)  # put back, with the old root, if the new one cannot start
     if running and restart:
         c.stop(name)
-    if item.action == "recreate":
-        store.recreate(item.spec, item.image, item.file)
-    else:
-        store.rewrite(item.spec, item.file)
-    c.persist(name)
-    if restart:
-        c.start(name)
+    staged = False  # the old root kept aside until the new definition has started
+    try:
+        if item.action == "recreate":
+            store.recreate(item.spec, item.image, item.file, keep_old=restart)
+            staged = restart
+        else:
+            store.rewrite(item.spec, item.file)
+        c.persist(name)
+        if restart:
+            c.start(name)
+    except NspawnctlError as e:
+        return _roll_back(client, item, previous, staged, running, e)
+    if staged:
+        store.finish_recreate(name)
     _enablement(client, item)
     if not restart:
         return Outcome(name, "updated", f"{name} updated")
@@ -691,6 +696,72 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
     if item.action == "recreate":
         return Outcome(name, "recreated", f"{name} recreated (new image, {how})")
     return Outcome(name, "updated", f"{name} updated ({how})")
+
+
+def _attempt(left: list[str], what: str, step: Callable[[], object]) -> bool:
+    """Run one step of a clean-up that goes on whatever fails; a failure is noted in ``left``."""
+    try:
+        step()
+        return True
+    except (NspawnctlError, OSError) as e:
+        left.append(f"{what}: {e.message if isinstance(e, NspawnctlError) else e}")
+        return False
+
+
+def _remove_created(client: Client, name: str) -> list[str]:
+    """Undo a create whose start failed, each step on its own (a failed one does not keep the
+    others from running): drop-in and enablement, unit, network, snapshot and files. What could
+    not be undone, as "what: why"."""
+    from . import net
+
+    c = client.containers
+    left: list[str] = []
+
+    _attempt(left, "unit drop-in", lambda: c.unpersist(name))
+    if _attempt(left, "container", lambda: c.remove(name, force=True)):
+        return left
+    _attempt(left, "network", lambda: net.down(client.paths, name))
+    try:
+        running = c.get(name).running
+    except NspawnctlError:
+        running = True  # unknown: its root is not pulled from under it
+    if not running:
+        _attempt(left, "files", lambda: c.store.remove(name))
+    return left
+
+
+def _roll_back(
+    client: Client,
+    item: PlanItem,
+    previous: tuple[Path, NspawnFile],
+    staged: bool,
+    was_running: bool,
+    error: NspawnctlError,
+) -> Outcome:
+    """The new definition did not start (or could not be written): the previous one comes back,
+    with its root when a recreate kept it aside, and runs again if it ran."""
+    c, name = client.containers, item.name
+    left: list[str] = []
+
+    _attempt(left, "stop", lambda: c.stop(name))  # whatever of the failed start is still there
+    path, file = previous
+    if staged:
+        restored = _attempt(left, "previous root", lambda: c.store.undo_recreate(name, path, file))
+    else:
+        restored = _attempt(left, "previous definition", lambda: c.store.restore_definition(name, path, file))
+    if restored:
+        _attempt(left, "unit drop-in", lambda: c.persist(name))
+    what = "recreate" if item.action == "recreate" else "update"
+    text = f"{name}: {what} failed ({error.message})"
+    if left:
+        text += f"; restoring the previous definition failed too ({'; '.join(left)})"
+    elif not was_running:
+        text += "; the previous definition is back"
+    elif _attempt(left, "start", lambda: c.start(name)):
+        text += "; the previous definition is running again"
+    else:
+        text += f"; the previous definition is back but did not start either ({left[-1]})"
+    return Outcome(name, "failed", text, error)
 
 
 def _enablement(client: Client, item: PlanItem) -> None:

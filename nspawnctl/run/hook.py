@@ -159,9 +159,17 @@ def running_elsewhere(name: str, unit: str) -> str | None:
         try:
             (path,) = await bus.call(*MACHINED_MANAGER, "GetMachine", "s", [name])
             owner = str(await bus.get_property(MACHINED, path, MACHINE_IFACE, "Unit"))
+            machine_state = str(await bus.get_property(MACHINED, path, MACHINE_IFACE, "State"))
         except BusError:
             return None  # not registered (or machined is not running: nspawn will say so)
-        return owner if owner and owner != unit else None
+        if not owner or owner == unit or machine_state == "closing":
+            return None
+        # machined drops a SIGKILLed machine asynchronously, after systemd reports its unit
+        # inactive: only a unit that is really up still owns the container.
+        owner_state = (await Manager(bus).states([owner])).get(owner)
+        if owner_state is None or owner_state.active_state not in ("active", "activating", "reloading"):
+            return None
+        return owner
 
     result: str | None = run_sync(go)
     return result

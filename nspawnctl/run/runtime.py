@@ -101,6 +101,11 @@ class Runtime:
             await persist.sync(self.manager, spec, self.paths, enabled=enabled, keep=keep)
             result = await self.manager.start(unit)
         if result != "done":
+            # systemd >= 254 fails the start job at once but goes on restarting the unit (with
+            # Restart=): a start reported failed must not come up later behind the caller's back.
+            now = await self.manager.unit_properties(unit)
+            if now is not None and str(now.get("SubState", "")).startswith(AUTO_RESTART):
+                await self.manager.queue_stop(unit)
             raise SystemdError(
                 f"container {spec.name} failed to start ({result})",
                 hint=f"see 'journalctl -u {unit}' for systemd-nspawn's messages",

@@ -134,12 +134,16 @@ class ContainerStore:
         with self.pool.lock():
             self._rewrite(spec, base)
 
-    def recreate(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> None:
+    def recreate(
+        self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None, keep_old: bool = False
+    ) -> None:
         """A new snapshot of ``image`` in place of the container's, and its new definition: what
         a changed image means for a declared container (its writable layer is lost, as compose's).
 
         The new root is made under a staging name first and swapped in by renames, so a failure
         at any step leaves the container as it was (old root, old definition), never without one.
+        With ``keep_old`` the old root stays aside (and the exit record with it) until
+        :meth:`finish_recreate` deletes it or :meth:`undo_recreate` puts it back.
         """
         root = self.root(spec.name)
         new, old = self._staging(spec.name, "new"), self._staging(spec.name, "old")
@@ -168,11 +172,54 @@ class ContainerStore:
             except BaseException:
                 btrfs.delete(new)
                 raise
-            (self.paths.state / f"{spec.name}.json").unlink(missing_ok=True)
+            if not keep_old:
+                self._drop_old(spec.name)
+
+    def finish_recreate(self, name: str) -> None:
+        """The new root of a ``recreate(keep_old=True)`` has proved itself: the old one goes."""
+        with self.pool.lock():
+            self._drop_old(name)
+
+    def _drop_old(self, name: str) -> None:
+        (self.paths.state / f"{name}.json").unlink(missing_ok=True)
+        try:
+            btrfs.delete(self._staging(name, "old"))
+        except PoolError:
+            pass  # the container is complete; the next recreate removes the leftover
+
+    def undo_recreate(self, name: str, path: Path, previous: NspawnFile) -> None:
+        """Put back the root a ``recreate(keep_old=True)`` kept aside and the definition it had
+        (``previous``, as it was at ``path``); the new root is deleted. The container is stopped."""
+        root, new, old = self.root(name), self._staging(name, "new"), self._staging(name, "old")
+        with self.pool.lock():
+            if not os.path.isdir(old):
+                raise PoolError(f"the previous root of {name} is gone ({old})")
+            btrfs.delete(new)
+            if os.path.lexists(root):
+                os.rename(root, new)
             try:
-                btrfs.delete(old)
+                os.rename(old, root)
+            except BaseException:
+                if os.path.lexists(new):
+                    os.rename(new, root)
+                raise
+            self._restore(name, path, previous)
+            try:
+                btrfs.delete(new)
             except PoolError:
                 pass  # the container is complete; the next recreate removes the leftover
+
+    def restore_definition(self, name: str, path: Path, previous: NspawnFile) -> None:
+        """Write back the definition ``previous`` the container had at ``path`` (an update undone)."""
+        with self.pool.lock():
+            self._restore(name, path, previous)
+
+    def _restore(self, name: str, path: Path, previous: NspawnFile) -> None:
+        previous.save(path)
+        for base in (self.paths.settings, self.paths.runtime_settings):
+            other = base / f"{name}.nspawn"
+            if other != path:
+                other.unlink(missing_ok=True)
 
     def _staging(self, name: str, what: str) -> Path:
         """A hidden pool entry (machined lists no names starting with '.') next to the root."""

@@ -9,10 +9,11 @@ so receiving the same stream twice stores it once.
 
 A stream is untrusted input, and ``btrfs receive --chroot`` confines its paths only: it looks the
 subvolumes a stream builds on up by UUID on the whole filesystem, other containers included, and
-makes as many subvolumes as the stream asks for. So every command is checked before
-``btrfs receive`` sees it (:class:`StreamCheck`): one subvolume per stream, no ``..`` in a path,
-clones only from the stream's own subvolume or its parent, and that parent an image or a layer
-of this store (:func:`check_clone_sources`).
+makes as many subvolumes as the stream asks for, and it follows symlinks along its paths. So
+every command is checked before ``btrfs receive`` sees it (:class:`StreamCheck`): one subvolume
+per stream, no ``..``, NUL or symlink along a path, no write to a symlink, clones only from the
+stream's own subvolume or its parent, and that parent an image or a layer of this store, the
+only subvolume answering to its UUID (:func:`check_clone_sources`).
 """
 
 from __future__ import annotations
@@ -54,11 +55,33 @@ _CMD = struct.Struct("<IHI")  # payload length, command, crc32c
 _TLV = struct.Struct("<HH")  # attribute type, length
 _TYPE = struct.Struct("<H")  # a version 2 DATA attribute: type only, the data runs to the end
 # kernel fs/btrfs/send.h (btrfs-progs common/send-stream.h): commands and attributes
-_C_SUBVOL, _C_SNAPSHOT, _C_SYMLINK, _C_CLONE, _C_END = 1, 2, 8, 16, 21
-_A_UUID, _A_CTRANSID, _A_PATH, _A_PATH_TO, _A_PATH_LINK, _A_DATA = 1, 2, 15, 16, 17, 19
+_C_SUBVOL, _C_SNAPSHOT, _C_MKFILE, _C_SYMLINK, _C_RENAME, _C_LINK = 1, 2, 3, 8, 9, 10
+_C_UNLINK, _C_RMDIR, _C_WRITE, _C_CLONE, _C_TRUNCATE, _C_CHMOD, _C_END = 11, 12, 15, 16, 17, 18, 21
+_C_UPDATE_EXTENT, _C_FALLOCATE, _C_FILEATTR, _C_ENCODED_WRITE, _C_ENABLE_VERITY = 22, 23, 24, 25, 26
+_A_UUID, _A_CTRANSID, _A_XATTR_NAME, _A_PATH, _A_PATH_TO, _A_PATH_LINK, _A_DATA = 1, 2, 13, 15, 16, 17, 19
 _A_CLONE_UUID, _A_CLONE_CTRANSID, _A_CLONE_PATH = 20, 21, 22
 _PATHS = (_A_PATH, _A_PATH_TO, _A_PATH_LINK, _A_CLONE_PATH)
+_STRINGS = (*_PATHS, _A_XATTR_NAME)  # read by receive as C strings
 _VERSIONS = (1, 2, 3)
+_MAX_ATTR = {1: 24, 2: 31, 3: 35}  # BTRFS_SEND_A_MAX per version
+_MAX_COMMAND = {1: 22, 2: 25, 3: 26}  # BTRFS_SEND_C_MAX per version
+# commands that open, truncate or chmod their PATH following a final symlink (chown, utimes and
+# the xattr commands use lchown, utimensat(AT_SYMLINK_NOFOLLOW), lsetxattr and lremovexattr, and
+# the kernel sends them for symlinks)
+_FOLLOWS_PATH = frozenset(
+    {
+        _C_MKFILE,
+        _C_WRITE,
+        _C_CLONE,
+        _C_TRUNCATE,
+        _C_CHMOD,
+        _C_UPDATE_EXTENT,
+        _C_FALLOCATE,
+        _C_FILEATTR,
+        _C_ENCODED_WRITE,
+        _C_ENABLE_VERITY,
+    }
+)
 _MAX_CMD = 1 << 22  # the kernel sends at most 64 KiB (v1) or about 144 KiB (v2) per command
 _ZERO_UUID = bytes(16)
 _FS_TREE = 5
@@ -207,23 +230,87 @@ def rename_stream(head: bytes, name: str) -> bytes:
     return head[: _HEADER.size] + _CMD.pack(len(out), cmd, crc32c(zeroed)) + out
 
 
+Components = tuple[bytes, ...]
+
+
+def _components(path: bytes) -> Components:
+    """A stream path as the kernel resolves it below the subvolume: empty and '.' parts dropped."""
+    return tuple(part for part in path.split(b"/") if part not in (b"", b"."))
+
+
+def parent_symlinks(root: Path) -> set[Components]:
+    """Every symlink in the tree ``root`` (a parent image), as path components; no symlink is
+    followed and nothing outside the tree is looked at."""
+    found: set[Components] = set()
+    pending: list[tuple[int, Components]] = [
+        (os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW), ())
+    ]
+    while pending:
+        fd, prefix = pending.pop()
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    name = (*prefix, os.fsencode(entry.name))
+                    if entry.is_symlink():
+                        found.add(name)
+                    elif entry.is_dir(follow_symlinks=False):
+                        with contextlib.suppress(OSError):
+                            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                            pending.append((os.open(entry.name, flags, dir_fd=fd), name))
+        finally:
+            os.close(fd)
+    return found
+
+
 @dataclass
 class StreamCheck:
     """Checks the commands after a stream's first one, before ``btrfs receive`` sees them.
 
     ``--chroot`` keeps receive's paths below the image directory, not below the subvolume the
-    stream makes, and receive finds clone sources by UUID anywhere on the filesystem; refused
-    therefore: a second subvolume, a ``..`` in a path (a symlink's target excepted: it is data),
-    a clone from any subvolume but the stream's own or its parent, and anything after the end."""
+    stream makes; receive follows symlinks along every path (and at the end of many: it opens,
+    truncates and chmods by path); receive reads paths as C strings; and it finds clone sources
+    by UUID anywhere on the filesystem. Refused therefore: a second subvolume, a ``..`` or a NUL
+    in a path, a path through a symlink (one the stream made, or one in the parent image:
+    ``symlinks``), writing to a symlink, a clone from any subvolume but the stream's own or its
+    parent, unknown commands or attributes, and anything after the end."""
 
     header: StreamHeader
+    symlinks: set[Components] = field(default_factory=set)
     ended: bool = False
     _sources: set[bytes] = field(default_factory=set)
+    _under: dict[Components, int] = field(default_factory=dict)  # symlinks below each directory
 
     def __post_init__(self) -> None:
         self._sources = {uuidlib.UUID(self.header.uuid).bytes}
         if self.header.parent_uuid is not None:
             self._sources.add(uuidlib.UUID(self.header.parent_uuid).bytes)
+        links, self.symlinks = self.symlinks, set()
+        for link in links:
+            self._add(link)
+
+    def _add(self, path: Components) -> None:
+        if path and path not in self.symlinks:
+            self.symlinks.add(path)
+            for i in range(1, len(path)):
+                self._under[path[:i]] = self._under.get(path[:i], 0) + 1
+
+    def _discard(self, path: Components) -> None:
+        if path in self.symlinks:
+            self.symlinks.remove(path)
+            for i in range(1, len(path)):
+                if self._under[path[:i]] == 1:
+                    del self._under[path[:i]]
+                else:
+                    self._under[path[:i]] -= 1
+
+    def _below(self, path: Components) -> list[Components]:
+        """The symlinks ``path`` is or holds."""
+        if path in self._under:
+            return [link for link in self.symlinks if link[: len(path)] == path]
+        return [path] if path in self.symlinks else []
+
+    def _through_symlink(self, path: Components) -> bool:
+        return any(path[:i] in self.symlinks for i in range(1, len(path)))
 
     def check(self, cmd: int, payload: bytes | memoryview) -> None:
         if self.ended:
@@ -233,14 +320,36 @@ class StreamCheck:
         if cmd == _C_END:
             self.ended = True
             return
-        attrs = parse_attrs(payload, self.header.version)
+        version = self.header.version
+        if not 0 < cmd <= _MAX_COMMAND[version]:
+            raise UnsafeArchive(f"the btrfs send stream has command {cmd}, unknown in version {version}")
+        attrs = parse_attrs(payload, version)
+        for kind, value in attrs.items():
+            if not 0 < kind <= _MAX_ATTR[version]:
+                raise UnsafeArchive(
+                    f"the btrfs send stream has attribute {kind}, unknown in version {version}"
+                )
+            if kind in _STRINGS and 0 in value:
+                shown = bytes(value).decode("utf-8", "replace")
+                raise UnsafeArchive(f"the btrfs send stream names a path with a NUL byte: {shown!r}")
+        paths: dict[int, Components] = {}
         for kind in _PATHS:
-            if cmd == _C_SYMLINK and kind == _A_PATH_LINK:
+            if kind not in attrs or (cmd == _C_SYMLINK and kind == _A_PATH_LINK):
                 continue  # a symlink's target: data, not a path receive follows
-            path = bytes(attrs.get(kind, b""))
-            if b".." in path.split(b"/"):
-                shown = path.decode("utf-8", "replace")
+            raw = bytes(attrs[kind])
+            shown = raw.decode("utf-8", "replace")
+            if b".." in raw.split(b"/"):
                 raise UnsafeArchive(f"the btrfs send stream names a path with '..': {shown!r}")
+            path = paths[kind] = _components(raw)
+            if self._through_symlink(path):
+                raise UnsafeArchive(f"the btrfs send stream names a path through a symlink: {shown!r}")
+        final = paths.get(_A_PATH, ())
+        if cmd in _FOLLOWS_PATH and final in self.symlinks:
+            raise UnsafeArchive(f"the btrfs send stream writes to a symlink: {bytes(attrs[_A_PATH])!r}")
+        if cmd == _C_CLONE and paths.get(_A_CLONE_PATH, ()) in self.symlinks:
+            raise UnsafeArchive("the btrfs send stream clones data from a symlink")
+        if cmd == _C_LINK and paths.get(_A_PATH_LINK, ()) in self.symlinks:
+            raise UnsafeArchive("the btrfs send stream makes a hard link to a symlink")
         if cmd == _C_CLONE:
             source = bytes(attrs.get(_A_CLONE_UUID, b""))
             if source not in self._sources:
@@ -249,6 +358,18 @@ class StreamCheck:
                     f"the btrfs send stream clones data from subvolume {shown}, which is neither "
                     "the one it makes nor its parent"
                 )
+        if cmd == _C_SYMLINK:
+            self._add(final)
+        elif cmd in (_C_UNLINK, _C_RMDIR):
+            for link in self._below(final):
+                self._discard(link)
+        elif cmd == _C_RENAME:
+            to = paths.get(_A_PATH_TO, ())
+            moved = self._below(final)
+            for link in self._below(to) + moved:
+                self._discard(link)  # what the rename replaces, and what it moves
+            for link in moved:
+                self._add(to + link[len(final) :])
 
 
 def checked_commands(
@@ -317,10 +438,11 @@ def _subvolumes(path: Path) -> list[Any]:
         raise CommandFailed(f"cannot list the subvolumes of {path}: {e.strerror or e}") from e
 
 
-def _store_subvolumes(images: ImageStore) -> dict[int, Any]:
-    """SubvolumeInfo, by subvolume ID, of the images' and layers' own subvolumes (no staging)."""
+def _store_subvolumes(images: ImageStore) -> dict[int, tuple[Path, Any]]:
+    """Path and SubvolumeInfo, by subvolume ID, of the images' and layers' own subvolumes (no
+    staging)."""
     util = _btrfsutil()
-    found: dict[int, Any] = {}
+    found: dict[int, tuple[Path, Any]] = {}
     for directory in (images.dir, images.pool.paths.layers):
         with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
             for entry in entries:
@@ -329,53 +451,83 @@ def _store_subvolumes(images: ImageStore) -> dict[int, Any]:
                 with contextlib.suppress(OSError):
                     if util.is_subvolume(entry.path):
                         info = util.subvolume_info(entry.path)
-                        found[info.id] = info
+                        found[info.id] = (Path(entry.path), info)
     return found
 
 
-def check_clone_sources(images: ImageStore, header: StreamHeader) -> None:
+@dataclass(frozen=True)
+class StreamBase:
+    """What ``btrfs receive`` will find for a stream: its parent image's root (incremental
+    streams), and the images already received from this very stream UUID (the same stream
+    imported again is allowed: it must turn out to be one of them)."""
+
+    parent: Path | None = None
+    same: frozenset[str] = frozenset()
+
+
+def check_clone_sources(images: ImageStore, header: StreamHeader) -> StreamBase:
     """Make sure the subvolumes ``btrfs receive`` will look up for this stream are the store's.
 
     Receive finds an incremental stream's parent (and its clone sources) by UUID on the whole
-    filesystem, by received UUID first, and older versions look the stream's own UUID up as well:
-    the parent must be an image or a layer here, and no other subvolume (a container's, whose
-    payload can set its received UUID) may answer to either UUID."""
+    filesystem, by received UUID first, and older versions look the stream's own UUID up as well.
+    The parent must be an image or a layer here and the only subvolume answering to its UUID; no
+    subvolume may have the stream's own UUID, and only images received from it (the same stream
+    again) may have it as received UUID: else a later incremental stream could be applied to
+    the wrong parent."""
     store = _store_subvolumes(images)
     everything = _subvolumes(images.dir)
-    wanted = {uuidlib.UUID(header.uuid).bytes}
-    if header.parent_uuid is not None:
-        parent = uuidlib.UUID(header.parent_uuid).bytes
-        if not any(parent in (info.uuid, info.received_uuid) for info in store.values()):
-            raise NotFound(
-                f"this incremental btrfs stream needs its parent subvolume {header.parent_uuid}, "
-                "which is no image here",
-                hint="import the full stream of the parent image first "
-                "('nspawnctl export --format btrfs-send PARENT' where it came from)",
-            )
-        wanted.add(parent)
+    own = uuidlib.UUID(header.uuid).bytes
+    same = set()
     for info in everything:
-        if info.id not in store and info.received_uuid in wanted:
+        if info.uuid == own:
             raise UnsafeArchive(
-                f"subvolume {info.id}, which is no image, claims to have been received from "
-                f"{uuidlib.UUID(bytes=info.received_uuid)}, a UUID this stream builds on: "
-                "refusing to receive it",
-                hint="find it with 'btrfs subvolume list -R' on the pool",
+                f"the btrfs send stream makes subvolume {header.uuid}, and subvolume {info.id} here "
+                "already has that UUID: refusing to receive it",
+                hint="a stream cannot be imported on the filesystem it was sent from while its "
+                "source subvolume is there",
             )
+        if info.received_uuid == own:
+            where = store.get(info.id)
+            if where is None or where[0].parent != images.dir:
+                raise UnsafeArchive(
+                    f"subvolume {info.id}, which is no image, claims to have been received from "
+                    f"{header.uuid}, the UUID this stream makes: refusing to receive it",
+                    hint="find it with 'btrfs subvolume list -R' on the pool",
+                )
+            same.add(where[0].name)
+    if header.parent_uuid is None:
+        return StreamBase(None, frozenset(same))
+    parent = uuidlib.UUID(header.parent_uuid).bytes
+    answering = [info for info in everything if parent in (info.uuid, info.received_uuid)]
+    if not any(info.id in store for info in answering):
+        raise NotFound(
+            f"this incremental btrfs stream needs its parent subvolume {header.parent_uuid}, "
+            "which is no image here",
+            hint="import the full stream of the parent image first "
+            "('nspawnctl export --format btrfs-send PARENT' where it came from)",
+        )
+    if len(answering) > 1:
+        ids = ", ".join(str(info.id) for info in answering)
+        raise UnsafeArchive(
+            f"subvolumes {ids} all answer to {header.parent_uuid}, the parent this stream builds "
+            "on: refusing to receive it (btrfs receive could pick any of them)",
+            hint="find them with 'btrfs subvolume list -R -u' on the pool",
+        )
+    return StreamBase(store[answering[0].id][0], frozenset(same))
 
 
 def receive(images: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str) -> Image:
     """Receive a btrfs send stream (full, or incremental with its parent here) as an image."""
     head, header = read_stream_header(stream)
     images.pool.check()
-    check_clone_sources(images, header)
+    base = check_clone_sources(images, header)
+    check = StreamCheck(header, parent_symlinks(base.parent) if base.parent is not None else set())
     staging = images.staging_path()
     before = set(os.listdir(images.dir))
     received = False
     try:
         digest = hashlib.sha256()
-        commands = checked_commands(
-            stream, head, rename_stream(head, staging.name), StreamCheck(header), digest
-        )
+        commands = checked_commands(stream, head, rename_stream(head, staging.name), check, digest)
         argv = ["btrfs", "receive", "-q", "-e", "--chroot", str(staging.parent)]
         _run(argv, "btrfs receive", feed=commands, error=ArchiveError)
         if _remove_strays(images.dir, before, staging.name):
@@ -384,6 +536,11 @@ def receive(images: ImageStore, stream: IO[bytes], ref: ImageRef | None, source:
             raise ArchiveError("the btrfs send stream did not make the subvolume its header names")
         if not _btrfsutil().get_subvolume_read_only(str(staging)):
             raise ArchiveError("the btrfs send stream was not received completely")
+        if base.same and digest.hexdigest() not in base.same:
+            raise UnsafeArchive(
+                f"image {sorted(base.same)[0][:12]} was received from subvolume {header.uuid} "
+                "already, and this stream with the same UUID is a different one: refusing it"
+            )
         origin: dict[str, Any] = {"format": "btrfs-send", "sent_uuid": header.uuid, "sent_name": header.path}
         if header.parent_uuid:
             origin["sent_parent_uuid"] = header.parent_uuid

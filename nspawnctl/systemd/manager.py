@@ -12,6 +12,7 @@ SYSTEMD = "org.freedesktop.systemd1"
 MANAGER = (SYSTEMD, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+AUTO_RESTART = "auto-restart"  # and auto-restart-queued (>= 254)
 
 Property = tuple[str, str, Any]
 """(name, D-Bus signature, value) of a unit property; see run/units.py."""
@@ -74,6 +75,22 @@ class Manager:
         self._waiters[job] = fut
         return await fut
 
+    async def wait_start(self, job: str, unit: str, poll: float = 0.5) -> str:
+        """wait_job for ``unit``'s start job, which systemd < 254 keeps pending through the
+        auto-restarts of a unit that fails before it is up (ExecStartPre, nspawn failing early),
+        until a start limit ends it, if any. Once the unit waits to restart, the attempt failed:
+        queue a stop (which cancels the job and the restarts) and return ``failed``."""
+        task = asyncio.ensure_future(self.wait_job(job))
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll)
+            if done:
+                return task.result()
+            props = await self.unit_properties(unit)
+            if props is not None and str(props.get("SubState", "")).startswith(AUTO_RESTART):
+                await self.queue_stop(unit)
+                await task
+                return "failed"
+
     async def start_transient(
         self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]] | None = None
     ) -> str:
@@ -95,7 +112,7 @@ class Manager:
 
         args = [unit, "fail", body(props), [[name, body(ps)] for name, ps in aux or []]]
         (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args, fds)
-        return await self.wait_job(job)
+        return await self.wait_start(job, unit)
 
     async def stop_if_loaded(self, unit: str) -> None:
         """Stop ``unit`` and forget a failed state; a unit that does not exist is fine."""
@@ -118,7 +135,7 @@ class Manager:
         """StartUnit and wait for its job; returns the job result (``done`` = ok)."""
         await self.subscribe_jobs()
         (job,) = await self.call("StartUnit", "ss", [unit, mode])
-        return await self.wait_job(job)
+        return await self.wait_start(job, unit)
 
     async def queue_stop(self, unit: str) -> str:
         """StopUnit without waiting: once the stop job is queued, systemd does not restart the unit

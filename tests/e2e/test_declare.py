@@ -253,3 +253,35 @@ def test_a_created_container_that_cannot_start_is_removed_again(nsp: CLI, busybo
     assert traces(name) == [] and name not in nsp("ps", "-a", "-q").stdout.split()
     state = subprocess.run(["systemctl", "is-enabled", unit(name)], capture_output=True, text=True)
     assert state.stdout.strip() != "enabled"
+
+
+def test_a_change_that_cannot_start_puts_the_previous_version_back(
+    nsp: CLI, busybox: str, defs: Path
+) -> None:
+    name = nsp.name("dback")
+    source = defs / f"{name}.nspawn"
+    source.write_text(definition(busybox, "v1-up", network="private"))
+    nsp("apply", str(defs))
+    nsp.wait_logs(name, "v1-up")
+    ident = nsp.json("inspect", name)[0]["Id"]
+    nsp("exec", name, "sh", "-c", "echo kept > /mine")
+    installed = (SETTINGS / f"{name}.nspawn").read_text()
+
+    # nspawn moves the interface in at start, and there is none of that name
+    source.write_text(
+        definition(busybox, "v2-up", network="private").replace(
+            "[X-Nspawnctl]", "[Network]\nPrivate=yes\nInterface=nsp-none0\n\n[X-Nspawnctl]"
+        )
+    )
+    r = nsp("apply", str(defs), check=False)
+    assert r.returncode == 1, r.stderr
+    assert f"{name}: update failed (" in r.stderr and "the previous definition is running again" in r.stderr
+    wait_state(nsp, name, running=True)
+    nsp.wait_logs(name, "v1-up", count=2)
+    assert nsp.json("inspect", name)[0]["Id"] == ident
+    assert nsp("exec", name, "cat", "/mine").stdout == "kept\n"
+    assert (SETTINGS / f"{name}.nspawn").read_text() == installed
+    assert unit_show(unit(name), "ActiveState")["ActiveState"] == "active"
+    assert not list(POOL.glob(f".#nspawnctl-{name}.*"))  # nothing staged is left
+    nsp("down", str(defs))
+    assert traces(name) == []

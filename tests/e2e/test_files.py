@@ -280,32 +280,45 @@ def test_export_of_a_container(nsp: CLI, busybox: str, tmp_path: Path) -> None:
 
 
 def test_btrfs_send_full_and_incremental(nsp: CLI, rich: str, tmp_path: Path) -> None:
-    name = nsp.name("send")
-    nsp("run", "--name", name, rich, "sh", "-c", "echo small change > /etc/changed")
-    child = new_ref(nsp, "send-child")
-    nsp("commit", name, child)
+    name, name2 = nsp.name("send"), nsp.name("send")
+    base, child = new_ref(nsp, "send-base"), new_ref(nsp, "send-child")
+    nsp("run", "--name", name, rich, "true")
+    nsp("commit", name, base)
+    nsp("run", "--name", name2, base, "sh", "-c", "echo small change > /etc/changed")
+    nsp("commit", name2, child)
     full, inc = tmp_path / "full.btrfs", tmp_path / "inc.btrfs"
-    nsp("export", "--format", "btrfs-send", rich, "-o", str(full))
-    nsp("export", "--format", "btrfs-send", "--parent", rich, child, "-o", str(inc))
+    nsp("export", "--format", "btrfs-send", base, "-o", str(full))
+    nsp("export", "--format", "btrfs-send", "--parent", base, child, "-o", str(inc))
     assert full.read_bytes().startswith(b"btrfs-stream\0")
     assert inc.stat().st_size * 10 < full.stat().st_size, (inc.stat().st_size, full.stat().st_size)
     # a parent that is not an ancestor is refused
     r = nsp(
-        "export", "--format", "btrfs-send", "--parent", child, rich, "-o", str(tmp_path / "bad"), check=False
+        "export", "--format", "btrfs-send", "--parent", child, base, "-o", str(tmp_path / "bad"), check=False
     )
     assert r.returncode != 0 and "not an ancestor" in r.stderr
     assert not (tmp_path / "bad").exists()
+    # not where its source subvolume is: a second subvolume answering to one UUID
+    r = nsp("import", str(full), new_ref(nsp, "recv-here"), check=False)
+    assert r.returncode != 0 and "already has that UUID" in r.stderr
+    want_base, want_child = tree(image_path(nsp, base)), tree(image_path(nsp, child))
+    nsp("rm", "-f", name, name2)
+    nsp("rmi", "-f", base, child)
     # receive both: the same trees as the originals
     got_base, got_child = new_ref(nsp, "recv-base"), new_ref(nsp, "recv-child")
     nsp("import", str(full), got_base)
     nsp("import", str(inc), got_child)
-    assert tree(image_path(nsp, got_base)) == tree(image_path(nsp, rich))
-    assert tree(image_path(nsp, got_child)) == tree(image_path(nsp, child))
+    assert tree(image_path(nsp, got_base)) == want_base
+    assert tree(image_path(nsp, got_child)) == want_child
     assert nsp("run", "--rm", got_child, "cat", "/etc/changed").stdout == "small change\n"
     # from stdin too; the same stream again is the same image
     again = new_ref(nsp, "recv-again")
     same = nsp("import", "-", again, input=full.read_bytes()).stdout.strip()
     assert same == nsp.json("image", "inspect", got_base)[0]["id"]
+    # another stream claiming the same UUID is not
+    data = full.read_bytes()
+    evil = data[: -len(END)] + command(18, (15, b""), (5, struct.pack("<Q", 0o700))) + END
+    r = nsp("import", "-", new_ref(nsp, "recv-evil"), input=evil, check=False)
+    assert r.returncode != 0 and "a different one" in r.stderr
 
 
 def test_incremental_stream_without_its_parent_is_refused(nsp: CLI, rich: str, tmp_path: Path) -> None:
@@ -325,7 +338,8 @@ def test_incremental_stream_without_its_parent_is_refused(nsp: CLI, rich: str, t
     raw = uuid.UUID(parent_uuid).bytes
     assert raw in data[:4096]
     fake = uuid.uuid4()
-    inc.write_bytes(reseal(data.replace(raw, fake.bytes, 1)))
+    own = uuid.UUID(subvolume_uuid(image_path(nsp, child))).bytes  # not a subvolume here either
+    inc.write_bytes(reseal(data.replace(raw, fake.bytes, 1).replace(own, uuid.uuid4().bytes, 1)))
     r = nsp("import", str(inc), new_ref(nsp, "orphan"), check=False)
     assert r.returncode != 0 and str(fake) in r.stderr and "parent" in r.stderr
 
@@ -384,8 +398,12 @@ def test_streams_that_reach_beyond_their_subvolume_are_refused(nsp: CLI, rich: s
     sent = subvolume_uuid(image_path(nsp, own))
     full = tmp_path / "full.btrfs"
     nsp("export", "--format", "btrfs-send", own, "-o", str(full))
-    data = full.read_bytes()
-    assert data.endswith(END)
+    original = full.read_bytes()
+    assert original.endswith(END)
+    # the checks on the commands: under a UUID of no subvolume here (that is refused, below)
+    fresh = uuid.uuid4()
+    data = reseal(original.replace(uuid.UUID(sent).bytes, fresh.bytes, 1))
+    sent_first, sent = sent, str(fresh)
     images_dir = image_path(nsp, own).parent
     before = {p.name for p in images_dir.iterdir()}
 
@@ -428,7 +446,21 @@ def test_streams_that_reach_beyond_their_subvolume_are_refused(nsp: CLI, rich: s
     raw = inc.read_bytes()
     parent = uuid.UUID(subvolume_uuid(image_path(nsp, own))).bytes
     assert parent in raw[:4096]
-    refused(reseal(raw.replace(parent, uuid.UUID(victim).bytes, 1)), victim, "no image here")
+    mine = uuid.UUID(subvolume_uuid(image_path(nsp, child))).bytes
+    forged = raw.replace(parent, uuid.UUID(victim).bytes, 1).replace(mine, uuid.uuid4().bytes, 1)
+    refused(reseal(forged), victim, "no image here")
+    # a symlink out of the subvolume, then writes through and to it
+    link = command(8, (15, b"r"), (17, b"/"))
+    refused(
+        data[: -len(END)] + link + command(18, (15, b"r"), (5, struct.pack("<Q", 0o777))) + END, "symlink"
+    )
+    refused(data[: -len(END)] + link + command(3, (15, b"r/evil.json")) + END, "through a symlink")
+    refused(data[: -len(END)] + command(3, (15, b"..\0x")) + END, "NUL")
+    # the stream's own UUID is the image's it was sent from: refused while that is here
+    sent = sent_first
+    refused(original, "already has that UUID")
     # and the honest streams still go in
+    nsp("rm", "-f", name2)
+    nsp("rmi", "-f", child, own)
     nsp("import", str(full), new_ref(nsp, "honest"))
     assert len(received_from(sent)) == 1

@@ -296,3 +296,35 @@ def test_restart_policy_is_recorded(nsp: CLI, busybox: str) -> None:
     assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped" and info["Enabled"] is False
     bad = nsp("run", "--rm", "--restart", "always", busybox, "true", check=False)
     assert bad.returncode != 0
+
+
+def test_a_start_that_fails_before_ready_returns_and_stops_retrying(nsp: CLI, busybox: str) -> None:
+    """The hook fails (a port taken after the client's own check): start says so and returns,
+    and the unit does not come up later behind the caller's back."""
+    import socket
+    import sys
+
+    name = nsp.name("rstpre")
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        port = probe.getsockname()[1]
+    nsp("create", "--name", name, "--restart", "always", "-p", f"{port}:80", busybox, "sleep", "300")
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", port))
+    taken.listen()
+    try:
+        skip_check = (
+            "import sys, nspawnctl.client as c; c._check_ports = lambda *a: None; "
+            "from nspawnctl.cli.app import main; sys.argv = ['nspawnctl', 'start', sys.argv[1]]; main()"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", skip_check, name], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode != 0
+        assert "already in use" in proc.stderr
+    finally:
+        taken.close()
+    time.sleep(3)  # RestartSec=1: a unit left to restart would be up again by now
+    assert not running(nsp, name)
+    unit = f"nspawnctl-{name}.service"
+    assert systemctl("show", "-p", "ActiveState", "--value", unit) in ("inactive", "failed")

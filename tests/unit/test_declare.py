@@ -84,9 +84,26 @@ class FakeStore:
         self.calls.append(f"rewrite {spec.name}")
         self.files[spec.name] = spec_to_file(spec, base).render()
 
-    def recreate(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> None:
-        self.calls.append(f"recreate {spec.name}")
+    def recreate(
+        self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None, keep_old: bool = False
+    ) -> None:
+        self.calls.append(f"recreate {spec.name}" + (" (old kept)" if keep_old else ""))
         self.files[spec.name] = spec_to_file(spec, base).render()
+
+    def finish_recreate(self, name: str) -> None:
+        self.calls.append(f"finish_recreate {name}")
+
+    def undo_recreate(self, name: str, path: Path, previous: NspawnFile) -> None:
+        self.calls.append(f"undo_recreate {name}")
+        self.files[name] = previous.render()
+
+    def restore_definition(self, name: str, path: Path, previous: NspawnFile) -> None:
+        self.calls.append(f"restore_definition {name}")
+        self.files[name] = previous.render()
+
+    def remove(self, name: str) -> None:
+        self.calls.append(f"store.remove {name}")
+        self.files.pop(name, None)
 
 
 @dataclass
@@ -142,6 +159,10 @@ class FakeContainers:
     def is_enabled(self, name: str) -> bool:
         return name in self.enabled
 
+    def unpersist(self, name: str) -> None:
+        self._call(f"unpersist {name}")
+        self.enabled.discard(name)
+
     def remove(self, name: str, force: bool = False) -> None:
         self._call(f"remove {name}")
         del self.store.files[name]
@@ -155,6 +176,21 @@ class FailingStart(FakeContainers):
 
         self._call(f"start {name}")
         raise SystemdError(f"container {name} failed to start: boom")
+
+
+class StartFailsOnce(FakeContainers):
+    """The first start (the new definition's) fails; the one after it (the old's) works."""
+
+    failed: bool = False
+
+    def start(self, name: str) -> None:
+        from nspawnctl.errors import SystemdError
+
+        if not self.failed:
+            self.failed = True
+            self._call(f"start {name} (fails)")
+            raise SystemdError(f"container {name} failed to start: boom")
+        super().start(name)
 
 
 class FakeClient:
@@ -567,8 +603,92 @@ def test_a_created_container_that_cannot_start_is_removed_again(tmp_path: Path) 
     [outcome] = declare.apply(client, tmp_path)  # type: ignore[arg-type]
     assert outcome.action == "failed" and outcome.error is not None
     assert outcome.text == "web failed: container web failed to start: boom; it was removed again"
-    assert client.containers.store.calls == ["create web", "persist web", "start web", "remove web"]
+    assert client.containers.store.calls == [
+        "create web",
+        "persist web",
+        "start web",
+        "unpersist web",
+        "remove web",
+    ]
     assert client.containers.store.files == {} and client.containers.enabled == set()
+
+
+def test_a_failed_removal_still_cleans_up_what_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nspawnctl.errors import SystemdError
+
+    class RemoveFails(FailingStart):
+        def remove(self, name: str, force: bool = False) -> None:
+            self._call(f"remove {name}")
+            raise SystemdError("cannot reset the unit")
+
+    client = FakeClient()
+    client.containers = RemoveFails(client.containers.store)
+    downs: list[str] = []
+    monkeypatch.setattr("nspawnctl.net.down", lambda paths, name: downs.append(name))
+    write(tmp_path, "web", WEB)
+    [outcome] = declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    assert outcome.action == "failed"
+    assert outcome.text == (
+        "web failed: container web failed to start: boom; removing it failed too "
+        "(container: cannot reset the unit): nspawnctl rm -f web"
+    )
+    calls = client.containers.store.calls
+    assert calls == [
+        "create web",
+        "persist web",
+        "start web",
+        "unpersist web",
+        "remove web",
+        "store.remove web",
+    ]
+    assert downs == ["web"] and client.containers.store.files == {}
+
+
+@pytest.mark.parametrize("recreate", [False, True])
+def test_a_changed_container_that_cannot_start_gets_its_previous_definition_back(
+    tmp_path: Path, recreate: bool
+) -> None:
+    client = FakeClient()
+    p = write(tmp_path, "web", WEB)
+    declare.apply(client, p)  # type: ignore[arg-type]
+    before = client.containers.store.files["web"]
+    client.containers = StartFailsOnce(client.containers.store, running={"web"}, enabled={"web"})
+    calls = client.containers.store.calls
+    calls.clear()
+    if recreate:
+        client.images.known["e2e/busybox:latest"] = IMG2
+    else:
+        write(tmp_path, "web", WEB.replace("sleep 600", "sleep 601"))
+    [outcome] = declare.apply(client, p)  # type: ignore[arg-type]
+    what = "recreate" if recreate else "update"
+    assert outcome.action == "failed" and outcome.error is not None
+    assert outcome.text == (
+        f"web: {what} failed (container web failed to start: boom); the previous definition is running again"
+    )
+    change, undo = (
+        ("recreate web (old kept)", "undo_recreate web")
+        if recreate
+        else ("rewrite web", "restore_definition web")
+    )
+    assert calls == ["stop web", change, "persist web", "start web (fails)", "stop web", undo, "persist web",
+                     "start web"]  # fmt: skip
+    assert client.containers.store.files["web"] == before
+    assert client.containers.running == {"web"} and client.containers.enabled == {"web"}
+
+
+def test_a_recreate_that_starts_drops_the_old_root(tmp_path: Path) -> None:
+    client = FakeClient()
+    p = write(tmp_path, "web", WEB)
+    declare.apply(client, p)  # type: ignore[arg-type]
+    calls = client.containers.store.calls
+    calls.clear()
+    client.images.known["e2e/busybox:latest"] = IMG2
+    [outcome] = declare.apply(client, p)  # type: ignore[arg-type]
+    assert outcome.text == "web recreated (new image, restarted)"
+    assert calls == ["stop web", "recreate web (old kept)", "persist web", "start web", "finish_recreate web",
+                     "enable web"]  # fmt: skip
 
 
 def test_the_recorded_network_stays_when_the_file_names_none(
@@ -658,6 +778,21 @@ def test_recreate_swaps_in_a_staged_root(tmp_path: Path, monkeypatch: pytest.Mon
     store.recreate(replace(spec, image_id="2"), replace(IMG, path=new_img))
     assert (paths.pool / "web" / "etc" / "v").read_text() == "2" and store.get("web").image_id == "2"
     assert sorted(p.name for p in paths.pool.iterdir()) == ["web"]  # nothing staged is left
+
+    # kept aside until the new one has started; put back (root and definition) when it did not
+    (paths.pool / "web" / "mine").write_text("written by the container")
+    previous = store.definition("web")
+    store.recreate(replace(spec, image_id="3"), replace(IMG, path=old_img), keep_old=True)
+    assert (paths.pool / "web" / "etc" / "v").read_text() == "1" and store.get("web").image_id == "3"
+    assert len(list(paths.pool.iterdir())) == 2
+    store.undo_recreate("web", *previous)
+    assert (paths.pool / "web" / "mine").exists() and store.get("web").image_id == "2"
+    assert previous[0].read_text() == previous[1].render()
+    assert sorted(p.name for p in paths.pool.iterdir()) == ["web"]
+    store.recreate(replace(spec, image_id="3"), replace(IMG, path=old_img), keep_old=True)
+    store.finish_recreate("web")
+    assert not (paths.pool / "web" / "mine").exists() and store.get("web").image_id == "3"
+    assert sorted(p.name for p in paths.pool.iterdir()) == ["web"]
 
 
 def test_an_empty_publish_resets_the_list(tmp_path: Path) -> None:

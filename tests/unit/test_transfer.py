@@ -476,29 +476,196 @@ class _Info:
 
 def test_clone_sources_must_be_images_of_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
     image, container, sent = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    store = {256: _Info(256, image.bytes), 257: _Info(257, uuid.uuid4().bytes, sent.bytes)}
-    everything = [*store.values(), _Info(300, container.bytes)]
+    images_dir = Path("/nonexistent/images")
+    store = {
+        256: (images_dir / ("a" * 64), _Info(256, image.bytes)),
+        257: (images_dir / ("b" * 64), _Info(257, uuid.uuid4().bytes, sent.bytes)),
+    }
+    everything = [info for _, info in store.values()] + [_Info(300, container.bytes)]
     monkeypatch.setattr(transfer, "_store_subvolumes", lambda images: store)
     monkeypatch.setattr(transfer, "_subvolumes", lambda path: everything)
 
     class Images:
-        dir = Path("/nonexistent")
+        dir = images_dir
 
-    def check(parent: uuid.UUID | None) -> None:
-        check_clone_sources(Images(), parse_stream_header(send_header(parent)))  # type: ignore[arg-type]
+    def check(parent: uuid.UUID | None) -> transfer.StreamBase:
+        return check_clone_sources(Images(), parse_stream_header(send_header(parent)))  # type: ignore[arg-type]
 
-    check(None)
-    check(image)  # by its own UUID
-    check(sent)  # by the UUID it was received from
+    assert check(None) == transfer.StreamBase()
+    assert check(image).parent == images_dir / ("a" * 64)  # by its own UUID
+    assert check(sent).parent == images_dir / ("b" * 64)  # by the UUID it was received from
     with pytest.raises(NotFound, match="which is no image here"):
         check(container)  # another container's subvolume, found by UUID on the filesystem
     # a subvolume outside the store answering to the parent's UUID: receive would look there first
     everything.append(_Info(301, uuid.uuid4().bytes, image.bytes))
-    with pytest.raises(UnsafeArchive, match="subvolume 301"):
+    with pytest.raises(UnsafeArchive, match="subvolumes 256, 301 all answer"):
         check(image)
     everything[-1] = _Info(301, uuid.uuid4().bytes, ME.bytes)  # or the stream's own
-    with pytest.raises(UnsafeArchive, match="subvolume 301"):
+    with pytest.raises(UnsafeArchive, match="subvolume 301, which is no image"):
         check(None)
+
+
+def test_stream_uuids_must_not_collide_with_the_filesystem(monkeypatch: pytest.MonkeyPatch) -> None:
+    image, other = uuid.uuid4(), uuid.uuid4()
+    images_dir = Path("/nonexistent/images")
+    store: dict[int, tuple[Path, _Info]] = {256: (images_dir / ("a" * 64), _Info(256, image.bytes))}
+    everything = [store[256][1]]
+    monkeypatch.setattr(transfer, "_store_subvolumes", lambda images: store)
+    monkeypatch.setattr(transfer, "_subvolumes", lambda path: everything)
+
+    class Images:
+        dir = images_dir
+
+    def check(parent: uuid.UUID | None) -> transfer.StreamBase:
+        return check_clone_sources(Images(), parse_stream_header(send_header(parent)))  # type: ignore[arg-type]
+
+    # a full stream with the UUID of a subvolume here (any: an image, a container)
+    everything.append(_Info(300, ME.bytes))
+    with pytest.raises(UnsafeArchive, match="subvolume 300 here already has that UUID"):
+        check(None)
+    with pytest.raises(UnsafeArchive, match="already has that UUID"):
+        check(image)
+    # an image received from the same UUID: only that same stream again (checked on its digest)
+    everything[-1] = _Info(257, other.bytes, ME.bytes)
+    store[257] = (images_dir / ("c" * 64), everything[-1])
+    assert check(None).same == {"c" * 64}
+    # ... but a layer or a staging subvolume received from it: refused
+    store[257] = (Path("/nonexistent/layers") / ("c" * 64), everything[-1])
+    with pytest.raises(UnsafeArchive, match="subvolume 257, which is no image"):
+        check(None)
+    del store[257]
+    with pytest.raises(UnsafeArchive, match="subvolume 257, which is no image"):
+        check(None)
+    # a parent that two subvolumes answer to, even both images
+    everything[-1] = _Info(257, other.bytes, image.bytes)
+    store[257] = (images_dir / ("c" * 64), everything[-1])
+    with pytest.raises(UnsafeArchive, match="subvolumes 256, 257 all answer"):
+        check(image)
+    del store[257], everything[-1]
+    assert check(image).parent == images_dir / ("a" * 64)
+
+
+def _checked(*commands: bytes, parent: set[tuple[bytes, ...]] | None = None, version: int = 1) -> None:
+    """Run ``commands`` (after the first and before the end) through StreamCheck."""
+    src = io.BufferedReader(_Pipe(send_header(None, version) + b"".join(commands) + command(END)))
+    head, header = read_stream_header(src)
+    check = StreamCheck(header, parent or set())
+    for _ in checked_commands(src, head, head, check, hashlib.sha256()):
+        pass
+
+
+CHMOD, RENAME, LINK, UNLINK, RMDIR, MKDIR, CHOWN, UTIMES = 18, 9, 10, 11, 12, 4, 19, 20
+
+
+def symlink(path: bytes, target: bytes) -> bytes:
+    return command(SYMLINK, tlv(15, path), tlv(17, target))
+
+
+def write(path: bytes) -> bytes:
+    return command(WRITE, tlv(15, path), tlv(18, struct.pack("<Q", 0)), tlv(19, b"x"))
+
+
+@pytest.mark.parametrize(
+    ("commands", "message"),
+    [
+        # a symlink to the image directory, then chmod through it: the store world-writable
+        (
+            (symlink(b"r", b"/"), command(CHMOD, tlv(15, b"r"), tlv(5, struct.pack("<Q", 0o777)))),
+            "to a symlink",
+        ),
+        ((symlink(b"r", b"/"), write(b"r/" + b"a" * 64 + b".json")), "through a symlink"),
+        ((symlink(b"r", b"/"), command(MKFILE, tlv(15, b"./r//x"))), "through a symlink"),
+        ((symlink(b"r", b"/"), command(17, tlv(15, b"r"), tlv(4, bytes(8)))), "to a symlink"),
+        ((symlink(b"r", b"/x"), command(LINK, tlv(15, b"h"), tlv(17, b"r"))), "hard link to a symlink"),
+        (
+            (
+                symlink(b"r", b"/"),
+                command(
+                    CLONE,
+                    tlv(18, bytes(8)),
+                    tlv(24, bytes(8)),
+                    tlv(15, b"f"),
+                    tlv(20, ME.bytes),
+                    tlv(21, bytes(8)),
+                    tlv(22, b"r/img/etc/shadow"),
+                    tlv(23, bytes(8)),
+                ),
+            ),
+            "through a symlink",
+        ),
+        ((symlink(b"r", b"/"), command(RENAME, tlv(15, b"r/x"), tlv(16, b"y"))), "through a symlink"),
+        # a directory holding a symlink renamed: the symlink moves with it
+        (
+            (
+                command(MKDIR, tlv(15, b"d")),
+                symlink(b"d/r", b"/"),
+                command(RENAME, tlv(15, b"d"), tlv(16, b"e")),
+                write(b"e/r/x"),
+            ),
+            "through a symlink",
+        ),
+        # a NUL: receive reads C strings, '..' for it
+        ((command(MKFILE, tlv(15, b"..\x00x")),), "NUL"),
+        ((command(13, tlv(15, b"f"), tlv(13, b"user.a\x00b"), tlv(14, b"v")),), "NUL"),
+        ((command(MKFILE, tlv(15, b"f"), tlv(25, bytes(4))),), "attribute 25, unknown in version 1"),
+        ((command(MKFILE, tlv(15, b"f"), tlv(0, b"")),), "attribute 0"),
+        ((command(23, tlv(15, b"f")),), "command 23, unknown in version 1"),
+    ],
+)
+def test_paths_through_symlinks_and_nul_bytes_are_refused(commands: tuple[bytes, ...], message: str) -> None:
+    with pytest.raises(UnsafeArchive, match=message):
+        _checked(*commands)
+
+
+def test_symlinks_of_the_parent_image_count_and_are_found_without_following(tmp_path: Path) -> None:
+    parent = tmp_path / "parent"
+    (parent / "etc" / "ssl").mkdir(parents=True)
+    os.symlink("/", parent / "etc" / "ssl" / "up")
+    os.symlink("/", parent / "root")
+    os.symlink("/", parent / "etc" / "dirlink")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "no").symlink_to("/")
+    os.symlink(tmp_path / "outside", parent / "outlink")  # never followed
+    links = transfer.parent_symlinks(parent)
+    assert links == {(b"etc", b"ssl", b"up"), (b"root",), (b"etc", b"dirlink"), (b"outlink",)}
+    with pytest.raises(UnsafeArchive, match="through a symlink"):
+        _checked(write(b"etc/ssl/up/x"), parent=links)
+    with pytest.raises(UnsafeArchive, match="to a symlink"):
+        _checked(command(CHMOD, tlv(15, b"root"), tlv(5, bytes(8))), parent=links)
+    with pytest.raises(UnsafeArchive, match="through a symlink"):  # moved with its directory
+        _checked(command(RENAME, tlv(15, b"etc"), tlv(16, b"e2")), write(b"e2/dirlink/x"), parent=links)
+    # replaced: unlinked, or a directory renamed over it, then made a directory again
+    _checked(
+        command(UNLINK, tlv(15, b"root")), command(MKDIR, tlv(15, b"root")), write(b"root/x"), parent=links
+    )
+    _checked(
+        command(UNLINK, tlv(15, b"etc/ssl/up")),
+        command(RMDIR, tlv(15, b"etc/ssl")),
+        command(MKDIR, tlv(15, b"etc/ssl")),
+        command(MKDIR, tlv(15, b"etc/ssl/up")),
+        write(b"etc/ssl/up/x"),
+        parent=links,
+    )
+    _checked(
+        command(MKDIR, tlv(15, b"d")),
+        command(RENAME, tlv(15, b"d"), tlv(16, b"outlink")),
+        write(b"outlink/x"),
+        parent=links,
+    )
+
+
+def test_what_real_streams_do_with_symlinks_passes() -> None:
+    _checked(
+        symlink(b"l", b"../../etc"),
+        command(CHOWN, tlv(15, b"l"), tlv(6, bytes(8)), tlv(7, bytes(8))),  # lchown
+        command(UTIMES, tlv(15, b"l"), tlv(9, bytes(12)), tlv(10, bytes(12)), tlv(11, bytes(12))),
+        command(13, tlv(15, b"l"), tlv(13, b"security.selinux"), tlv(14, b"x")),  # lsetxattr
+        command(RENAME, tlv(15, b"l"), tlv(16, b"o257-1-0")),
+        command(RENAME, tlv(15, b"o257-1-0"), tlv(16, b"m")),
+        command(UNLINK, tlv(15, b"m")),
+        command(MKDIR, tlv(15, b"m")),
+        write(b"m/f"),
+    )
 
 
 def test_one_runner_feeds_collects_and_kills() -> None:
