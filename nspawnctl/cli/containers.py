@@ -11,13 +11,19 @@ from pathlib import Path
 import typer
 
 from ..errors import InvalidArgument
-from ..spec import parse_size as parse_size  # --memory: the library's syntax, shared with MemoryMax=
 from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
 
 # Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
 PAYLOAD = {"allow_interspersed_args": False, "ignore_unknown_options": True}
 CMD_HELP = "Command and arguments for the container, passed exactly as given."
+
+
+def parse_size(text: str) -> int:
+    """--memory in the library's syntax (shared with MemoryMax=); imported lazily: --help stays light."""
+    from ..spec import parse_size as parse
+
+    return parse(text)
 
 
 def register(app: typer.Typer) -> None:
