@@ -507,6 +507,36 @@ def _fileno(f: IO[bytes]) -> int | None:
         return None
 
 
+def _stream(
+    root: ContainerRoot, work: Callable[[int, IO[bytes]], None], stream: IO[bytes], container_writes: bool
+) -> None:
+    """Run ``work(root_fd, file)`` on the container's side with ``stream`` as its file: a duplicate
+    of the stream's descriptor, or for a stream without one (BytesIO) a pipe pumped from here."""
+    mode = "wb" if container_writes else "rb"
+    fd = _fileno(stream)
+    if fd is not None:
+        job = root.start(lambda r: work(r, open(fd, mode)), [])
+        if isinstance(job, _ForkJob):
+            os.close(fd)
+        _finish(job, None)
+        return
+    pr, pw = os.pipe()
+    theirs, ours = (pw, pr) if container_writes else (pr, pw)
+    job = root.start(lambda r: work(r, open(theirs, mode)), [ours])
+    if isinstance(job, _ForkJob):
+        os.close(theirs)
+    failed: BaseException | None = None
+    try:
+        with open(ours, "rb" if container_writes else "wb") as piped:
+            if container_writes:
+                shutil.copyfileobj(piped, stream, _CHUNK)
+            else:
+                shutil.copyfileobj(stream, piped, _CHUNK)
+    except BaseException as e:  # decided on in _finish, with the container side's error
+        failed = e
+    _finish(job, failed)
+
+
 def _dirname(path: str) -> str:
     return os.path.dirname(path.rstrip("/")) or "/"
 
@@ -555,26 +585,7 @@ def copy_out(
     if dest is None:
         assert out is not None
         out.flush()
-        fd = _fileno(out)
-        if fd is not None:
-            job = root.start(
-                lambda r: _send_from_container(r, root.name, src, open(fd, "wb"), follow_link), []
-            )
-            if isinstance(job, _ForkJob):
-                os.close(fd)
-            _finish(job, None)
-            return
-        pr, pw = os.pipe()  # a stream without a file descriptor (BytesIO): copied through a pipe
-        job = root.start(lambda r: _send_from_container(r, root.name, src, open(pw, "wb"), follow_link), [pr])
-        if isinstance(job, _ForkJob):
-            os.close(pw)
-        copying: BaseException | None = None
-        try:
-            with open(pr, "rb") as piped:
-                shutil.copyfileobj(piped, out, _CHUNK)
-        except BaseException as e:  # decided on in _finish, with the container side's error
-            copying = e
-        _finish(job, copying)
+        _stream(root, lambda r, f: _send_from_container(r, root.name, src, f, follow_link), out, True)
         return
     r, w = os.pipe()
     job = root.start(lambda rfd: _send_from_container(rfd, root.name, src, open(w, "wb"), follow_link), [r])
@@ -683,28 +694,7 @@ def copy_in(
     the directory ``dest``."""
     if src is None:
         assert stream is not None
-        fd = _fileno(stream)
-        if fd is not None:
-            job = root.start(
-                lambda r: _receive_in_container(r, root.name, None, dest, open(fd, "rb"), archive), []
-            )
-            if isinstance(job, _ForkJob):
-                os.close(fd)
-            _finish(job, None)
-            return
-        pr, pw = os.pipe()  # a stream without a file descriptor (BytesIO): copied through a pipe
-        job = root.start(
-            lambda r: _receive_in_container(r, root.name, None, dest, open(pr, "rb"), archive), [pw]
-        )
-        if isinstance(job, _ForkJob):
-            os.close(pr)
-        failed: BaseException | None = None
-        try:
-            with open(pw, "wb") as piped:
-                shutil.copyfileobj(stream, piped, _CHUNK)
-        except BaseException as e:  # decided on in _finish, with the container side's error
-            failed = e
-        _finish(job, failed)
+        _stream(root, lambda r, f: _receive_in_container(r, root.name, None, dest, f, archive), stream, False)
         return
     follow = _follows(src, follow_link)
     real = os.path.realpath(src) if follow else os.path.abspath(src)
