@@ -16,19 +16,20 @@ def register(app: typer.Typer) -> None:
 @pool_app.command("init")
 def init(
     size: str = typer.Option(
-        "20G", "--size", metavar="SIZE", help="Size of the loopback file /var/lib/machines.raw."
+        "20G", "--size", metavar="SIZE", help="Size of a new loopback file /var/lib/nspawnctl.raw."
     ),
 ) -> None:
-    """Create a loopback btrfs pool and mount it now and at every boot (units: var-lib-nspawnctl.mount,
-    var-lib-machines.mount). Does nothing when the pool already is btrfs."""
+    """Set up the pool for this host, now and at every boot. btrfs /var/lib: the store is made in
+    place. machined's /var/lib/machines.raw: adopted (its machines move into a 'machines'
+    subvolume, announced, with the way back). No btrfs: a loopback file /var/lib/nspawnctl.raw.
+    Does nothing when the pool is ready."""
     from ..store.pool import init_pool
 
-    typer.echo(init_pool(size))
+    typer.echo(init_pool(size, notify=typer.echo))
 
 
 @pool_app.command("check")
 def check(ctx: typer.Context) -> None:
-    """Check that the container pool and the image store are on one btrfs filesystem."""
+    """Check that the container pool and the image store are on one btrfs filesystem; say the layout."""
     client = state_of(ctx).client()
-    client.pool.check()
-    typer.echo(f"ok: {client.paths.pool} and {client.paths.store} are on one btrfs filesystem")
+    typer.echo(client.pool.describe())

@@ -1,29 +1,61 @@
 """The pool: machined's container directory and the image store, on one btrfs filesystem.
 
 Snapshots and atomic renames only work within one filesystem, so both places are checked to
-be btrfs and the same filesystem before anything is written. ``pool init`` creates a loopback
-btrfs for hosts that have none, mounted by units shipped in ``units/``.
+be btrfs and the same filesystem before anything is written. Hosts come in a few layouts
+(:class:`Layout`), told apart from the mount table alone:
+
+- btrfs /var/lib (a btrfs root, as on Fedora or openSUSE): the store is made in place, as a
+  subvolume next to /var/lib/machines, on first use.
+- machined's loopback (/var/lib/machines.raw mounted on /var/lib/machines): the filesystem's top
+  level *is* machined's pool, so there is no place for the store outside machinectl's reach.
+  ``pool init`` adopts it: the machines move (renames) into a ``machines`` subvolume, the top level
+  is mounted on the store and ``machines`` bound on /var/lib/machines (nspawnctl's pool layout).
+- no btrfs: ``pool init`` makes a loopback file of its own, /var/lib/nspawnctl.raw, in the same
+  layout. Either way the mount units rendered from ``units/`` bring it back at every boot.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from ..config import Paths
 from ..errors import CommandFailed, PoolError, PoolNotBtrfs
 from . import btrfs
 
-RAW_IMAGE = Path("/var/lib/machines.raw")
+RAW_IMAGE = Path("/var/lib/nspawnctl.raw")
+"""The loopback file ``pool init`` makes on hosts without btrfs (not machined's own name)."""
+MACHINED_RAW = Path("/var/lib/machines.raw")
+"""machined's loopback file, mounted on /var/lib/machines by systemd's var-lib-machines.mount."""
 UNIT_DIR = Path("/etc/systemd/system")
-MOUNT_UNITS = ("var-lib-nspawnctl.mount", "var-lib-machines.mount")
+STORE_UNIT = "var-lib-nspawnctl.mount"
+MACHINES_UNIT = "var-lib-machines.mount"
+MOUNT_UNITS = (STORE_UNIT, MACHINES_UNIT)
+MACHINES_SUBVOLUME = "machines"
+
+
+def _no_notice(message: str) -> None:
+    pass
+
+
+class Layout(StrEnum):
+    """How the pool and the store sit on the host's filesystems."""
+
+    BTRFS_VARLIB = "btrfs /var/lib"
+    NSPAWNCTL_POOL = "nspawnctl's pool"
+    MACHINED_LOOPBACK = "machined's loopback"
+    NO_BTRFS = "no btrfs"
+    SPLIT = "different filesystems"
 
 
 @dataclass(frozen=True)
@@ -32,47 +64,199 @@ class MountInfo:
     fstype: str
     device: str  # major:minor of the superblock: equal for every mount of one filesystem
     source: str
+    root: str = "/"  # the directory of the filesystem mounted here ("/" for the top level)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What :func:`detect_layout` saw: the layout and whether the store is usable as it is."""
+
+    layout: Layout
+    ready: bool
+    pool_mount: MountInfo
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as three octal digits (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[MountInfo]:
+    """The entries of a /proc/PID/mountinfo text, in order (later mounts stack on earlier ones)."""
+    mounts = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if not sep or len(fields) < 5 or not rfields:
+            continue
+        mounts.append(
+            MountInfo(
+                mount_point=_unescape(fields[4]),
+                fstype=rfields[0],
+                device=fields[2],
+                source=_unescape(rfields[1]) if len(rfields) > 1 else "",
+                root=_unescape(fields[3]),
+            )
+        )
+    return mounts
+
+
+def mount_in(mounts: Sequence[MountInfo], path: str) -> MountInfo:
+    """The mount holding the absolute, resolved ``path``: the longest mount point, the last one stacked."""
+    best: MountInfo | None = None
+    for m in mounts:
+        inside = path == m.mount_point or path.startswith(m.mount_point.rstrip("/") + "/")
+        if inside and (best is None or len(m.mount_point) >= len(best.mount_point)):
+            best = m
+    if best is None:
+        raise PoolError(f"no mount holds {path}")
+    return best
+
+
+def detect_layout(mounts: Sequence[MountInfo], pool: str, store: str, store_exists: bool) -> Found:
+    """Tell the layout from the mount table (paths absolute and resolved); pure."""
+    pm = mount_in(mounts, pool)
+    if pm.fstype != "btrfs":
+        return Found(Layout.NO_BTRFS, False, pm)
+    # The top level of a filesystem mounted right on the pool: every entry there is a machine.
+    pool_is_top = pm.mount_point == pool and pm.root == "/"
+    if store_exists:
+        sm = mount_in(mounts, store)
+        if sm.fstype == "btrfs" and sm.device == pm.device:
+            own = sm.mount_point == store and sm.root == "/" and pm.root == f"/{MACHINES_SUBVOLUME}"
+            return Found(Layout.NSPAWNCTL_POOL if own else Layout.BTRFS_VARLIB, True, pm)
+        return Found(Layout.MACHINED_LOOPBACK if pool_is_top else Layout.SPLIT, False, pm)
+    parent = mount_in(mounts, os.path.dirname(store.rstrip("/")) or "/")
+    if parent.fstype == "btrfs" and parent.device == pm.device:
+        return Found(Layout.BTRFS_VARLIB, False, pm)
+    return Found(Layout.MACHINED_LOOPBACK if pool_is_top else Layout.SPLIT, False, pm)
+
+
+def read_mounts() -> list[MountInfo]:
+    with open("/proc/self/mountinfo") as f:
+        return parse_mountinfo(f.read())
 
 
 def mount_of(path: Path) -> MountInfo:
     """The mount holding ``path`` (longest matching mount point in /proc/self/mountinfo)."""
-    target = os.path.realpath(path)
-    best: MountInfo | None = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = left.split()
-            mp = fields[4].encode().decode("unicode_escape")
-            inside = target == mp or target.startswith(mp.rstrip("/") + "/") or mp == "/"
-            if inside and (best is None or len(mp) >= len(best.mount_point)):
-                rfields = right.split()
-                best = MountInfo(mp, rfields[0], fields[2], rfields[1] if len(rfields) > 1 else "")
-    assert best is not None
-    return best
+    return mount_in(read_mounts(), os.path.realpath(path))
+
+
+def loop_backing_file(device: str) -> str | None:
+    """The file behind a loop device (``/dev/loop3``), as this process sees it; None otherwise."""
+    name = os.path.basename(device)
+    if not name.startswith("loop"):
+        return None
+    try:
+        return Path(f"/sys/block/{name}/loop/backing_file").read_text().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass(frozen=True)
+class Move:
+    """One entry of the old top level and where adoption renames it (both relative to the top level)."""
+
+    name: str
+
+    @property
+    def target(self) -> str:
+        return f"{MACHINES_SUBVOLUME}/{self.name}"
+
+
+def adoption_plan(entries: Sequence[str]) -> list[Move]:
+    """The renames that turn a top level full of machines into nspawnctl's layout; pure.
+
+    Every entry moves (hidden ones too: machined lists them with --all), so that afterwards the
+    ``machines`` subvolume, bound on /var/lib/machines, holds exactly what machined saw before.
+    """
+    if MACHINES_SUBVOLUME in entries:
+        raise PoolError(
+            f"a machine named {MACHINES_SUBVOLUME!r} is in the way of the {MACHINES_SUBVOLUME!r} subvolume "
+            "nspawnctl needs",
+            hint=f"rename it first (machinectl rename {MACHINES_SUBVOLUME} NEWNAME), then run "
+            "'nspawnctl pool init' again",
+        )
+    return [Move(name) for name in sorted(entries)]
+
+
+def render_units(what: str, options: str, templates: Traversable | None = None) -> dict[str, str]:
+    """The two mount units for a pool whose filesystem is ``what`` (a loopback file or a device)."""
+    units = templates or resources.files("nspawnctl.units")
+    return {
+        name: units.joinpath(name).read_text().replace("@WHAT@", what).replace("@OPTIONS@", options)
+        for name in MOUNT_UNITS
+    }
+
+
+def undo_adoption_text(moves: Sequence[Move], top: Path, what: str) -> list[str]:
+    """Shell lines that put machined's loopback layout back; pure."""
+    names = " ".join(f"{MACHINES_SUBVOLUME}/{m.name}" for m in moves)
+    lines = ["to undo (machined then sees nspawnctl's own entries in the top level too; delete them first):"]
+    if moves:
+        lines.append(f"  cd {top} && mv {names} .")
+    lines += [
+        f"  systemctl disable --now {MACHINES_UNIT} {STORE_UNIT}",
+        f"  rm {UNIT_DIR / MACHINES_UNIT} {UNIT_DIR / STORE_UNIT} && systemctl daemon-reload",
+        f"  systemctl start {MACHINES_UNIT}   # systemd's own unit: {what} on /var/lib/machines again",
+    ]
+    return lines
 
 
 @dataclass(frozen=True)
 class Pool:
     paths: Paths
 
-    def check(self) -> None:
-        """Raise PoolNotBtrfs with the way out unless pool and store share one btrfs filesystem."""
-        hint = (
-            "run 'nspawnctl pool init' to create a btrfs pool, or point NSPAWNCTL_POOL and "
-            "NSPAWNCTL_STORE at directories on one btrfs filesystem"
-        )
-        for what, path in (("container pool", self.paths.pool), ("image store", self.paths.store)):
-            if not path.is_dir():
-                raise PoolNotBtrfs(f"the {what} {path} does not exist", hint=hint)
-            if mount_of(path).fstype != "btrfs":
-                raise PoolNotBtrfs(f"the {what} {path} is not on btrfs ({mount_of(path).fstype})", hint=hint)
-        if mount_of(self.paths.pool).device != mount_of(self.paths.store).device:
+    def found(self) -> Found:
+        pool, store = os.path.realpath(self.paths.pool), os.path.realpath(self.paths.store)
+        return detect_layout(read_mounts(), pool, store, os.path.isdir(store))
+
+    def check(self) -> Layout:
+        """Raise PoolNotBtrfs with the way out unless pool and store share one btrfs filesystem.
+
+        On btrfs /var/lib the store is created here, in place, on first use.
+        """
+        pool, store = self.paths.pool, self.paths.store
+        if not pool.is_dir():
+            raise PoolNotBtrfs(f"the container pool {pool} does not exist", hint=_init_hint())
+        found = self.found()
+        if found.layout is Layout.BTRFS_VARLIB and not found.ready:
+            make_store_in_place(store)
+        elif found.layout is Layout.NO_BTRFS:
             raise PoolNotBtrfs(
-                f"{self.paths.pool} and {self.paths.store} are on different btrfs filesystems",
-                hint="snapshots cannot cross filesystems; put both on one (see 'nspawnctl pool init')",
+                f"the container pool {pool} is not on btrfs ({found.pool_mount.fstype})", hint=_init_hint()
+            )
+        elif found.layout is Layout.MACHINED_LOOPBACK:
+            raise PoolNotBtrfs(
+                f"{pool} is the top level of a btrfs filesystem of its own (machined's loopback "
+                f"{found.pool_mount.source}); the image store {store} cannot be on it out of "
+                "machinectl's reach",
+                hint="run 'nspawnctl pool init': it adopts the existing pool, moving every machine in "
+                f"{pool} into its '{MACHINES_SUBVOLUME}' subvolume (a rename; machinectl still lists them) "
+                f"and mounting the filesystem on {store} too, now and at boot",
+            )
+        elif found.layout is Layout.SPLIT:
+            raise PoolNotBtrfs(
+                f"{pool} and {store} are not on one btrfs filesystem",
+                hint="snapshots cannot cross filesystems; put both on one (see 'nspawnctl pool init'), "
+                "or point NSPAWNCTL_STORE at a directory on the pool's filesystem",
             )
         for d in (self.paths.images, self.paths.state):
             d.mkdir(mode=0o700, exist_ok=True)
+        return found.layout
+
+    def describe(self) -> str:
+        """One line for ``pool check``: where both places are and which layout that is."""
+        layout = self.check()
+        pool, store = self.paths.pool, self.paths.store
+        if layout is Layout.NSPAWNCTL_POOL:
+            source = mount_of(store).source
+            backing = loop_backing_file(source)
+            return (
+                f"ok: {pool} and {store} are on one btrfs filesystem (layout: {layout}: "
+                f"{backing or source} on {store}, its '{MACHINES_SUBVOLUME}' subvolume on {pool})"
+            )
+        return f"ok: {pool} and {store} are on one btrfs filesystem (layout: {layout}, the store in place)"
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -86,44 +270,187 @@ class Pool:
             os.close(fd)
 
 
-def init_pool(size: str = "20G", raw: Path = RAW_IMAGE, paths: Paths | None = None) -> str:
-    """Create a loopback btrfs at ``raw`` and mount it for good through shipped mount units.
+def _init_hint() -> str:
+    return (
+        f"run 'nspawnctl pool init' to create a btrfs pool (a loopback file {RAW_IMAGE}), or point "
+        "NSPAWNCTL_POOL and NSPAWNCTL_STORE at directories on one btrfs filesystem"
+    )
 
-    Layout: the filesystem's top level is mounted at the store (/var/lib/nspawnctl) and its
-    ``machines`` subvolume is bind-mounted on /var/lib/machines, so images and containers share
-    one filesystem while images stay out of reach of ``machinectl clean``.
-    """
+
+def make_store_in_place(store: Path) -> None:
+    """Create the store as a subvolume (mode 0700) on the filesystem of its parent; a race is fine."""
+    try:
+        btrfs.create_subvolume(store)
+    except PoolError:
+        if not store.is_dir():
+            raise
+    store.chmod(0o700)
+
+
+def init_pool(
+    size: str = "20G",
+    raw: Path = RAW_IMAGE,
+    paths: Paths | None = None,
+    notify: Callable[[str], None] = _no_notice,
+) -> str:
+    """Set up the pool for the layout found; returns what was done (``notify`` gets each step)."""
     paths = paths or Paths()
     if paths.pool != Paths().pool or paths.store != Paths().store:
         raise PoolError(
             "pool init only sets up the default locations", hint="unset NSPAWNCTL_POOL/NSPAWNCTL_STORE"
         )
-    try:
-        Pool(paths).check()
-        return f"{paths.pool} and {paths.store} are already on one btrfs filesystem; nothing to do"
-    except PoolNotBtrfs:
-        pass
+    pool = Pool(paths)
+    found = pool.found() if paths.pool.is_dir() else None
+    if found is not None and found.layout is Layout.NO_BTRFS and MACHINED_RAW.exists():
+        # machined's loopback, just not mounted yet (machined mounts it when it first starts)
+        _run(["systemctl", "start", MACHINES_UNIT])
+        found = pool.found()
+    if found is not None and found.ready:
+        return (
+            f"{paths.pool} and {paths.store} are already on one btrfs filesystem ({found.layout}); "
+            "nothing to do"
+        )
+    if found is not None and found.layout is Layout.BTRFS_VARLIB:
+        make_store_in_place(paths.store)
+        pool.check()
+        return (
+            f"created the image store {paths.store} as a subvolume of the btrfs filesystem that holds "
+            f"{paths.pool} ({found.layout}); no loopback file needed"
+        )
+    if found is not None and found.layout is Layout.MACHINED_LOOPBACK:
+        return adopt_machined_pool(paths, found.pool_mount, notify)
+    if found is not None and found.layout is Layout.SPLIT:
+        pool.check()  # raises with the explanation
+    return create_loopback_pool(paths, size, raw, notify)
+
+
+def create_loopback_pool(paths: Paths, size: str, raw: Path, notify: Callable[[str], None]) -> str:
+    """A new loopback btrfs at ``raw``, its top level on the store and ``machines`` on the pool.
+
+    A failure half-way takes back what this call made: the units, the mounts and the file.
+    """
     for p in (paths.pool, paths.store):
         if p.is_dir() and any(p.iterdir()) and not os.path.ismount(p):
             raise PoolError(
                 f"{p} is not empty", hint="move its contents away first; pool init never deletes data"
             )
-    if not raw.exists():
-        _run(["truncate", "-s", size, str(raw)])
-        _run(["mkfs.btrfs", "-q", "-L", "nspawnctl", str(raw)])
-    for p in (paths.pool, paths.store):
-        p.mkdir(parents=True, exist_ok=True)
-    units = resources.files("nspawnctl.units")
-    for name in MOUNT_UNITS:
-        (UNIT_DIR / name).write_text(units.joinpath(name).read_text())
-    _run(["systemctl", "daemon-reload"])
-    _run(["systemctl", "start", "var-lib-nspawnctl.mount"])
-    top = paths.store / "machines"
-    if not btrfs.is_subvolume(top):
-        btrfs.create_subvolume(top)
-    _run(["systemctl", "enable", "--now", *MOUNT_UNITS])
-    Pool(paths).check()
+    created: list[Path] = []
+    units_installed = False
+    try:
+        if not raw.exists():
+            _run(["truncate", "-s", size, str(raw)])
+            created.append(raw)
+            _run(["mkfs.btrfs", "-q", "-L", "nspawnctl", str(raw)])
+        for p in (paths.pool, paths.store):
+            if not p.exists():
+                p.mkdir(parents=True)
+                created.append(p)
+        units_installed = True
+        _install_units(render_units(str(raw), "loop"))
+        _run(["systemctl", "start", STORE_UNIT])
+        top = paths.store / MACHINES_SUBVOLUME
+        if not btrfs.is_subvolume(top):
+            btrfs.create_subvolume(top)
+        _run(["systemctl", "enable", "--now", *MOUNT_UNITS])
+        Pool(paths).check()
+    except BaseException:
+        if units_installed:
+            _remove_units()
+        for p in reversed(created):
+            with suppress(OSError):
+                if p == raw:
+                    p.unlink()
+                else:
+                    p.rmdir()
+        raise
     return f"created {raw} ({size}) and mounted it on {paths.store} and {paths.pool}"
+
+
+def running_machines() -> list[str]:
+    """Names of the machines machined knows (the host itself aside)."""
+    from ..systemd.bus import Bus, run_sync
+    from ..systemd.machined import Machined
+
+    async def names(bus: Bus) -> list[str]:
+        return [m.name for m in await Machined(bus).list() if m.name != ".host"]
+
+    return list(run_sync(names))
+
+
+def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], None]) -> str:
+    """Turn machined's loopback pool into nspawnctl's layout without hiding a machine.
+
+    Renames are O(1) and stay inside the filesystem; on any failure everything is moved and
+    mounted back as it was.
+    """
+    top, store = paths.pool, paths.store
+    running = running_machines()
+    if running:
+        raise PoolError(
+            f"cannot adopt {top} while machines run: {', '.join(sorted(running))}",
+            hint="stop them first (machinectl stop NAME, or nspawnctl stop NAME), then run "
+            "'nspawnctl pool init' again",
+        )
+    if store.is_dir() and any(store.iterdir()) and not os.path.ismount(store):
+        raise PoolError(
+            f"{store} is not empty", hint="move its contents away first; pool init never deletes data"
+        )
+    backing = loop_backing_file(mount.source)
+    what, options = (backing, "loop") if backing else (mount.source, "")
+    moves = adoption_plan(os.listdir(top))
+    notify(
+        f"adopting machined's pool {what} (mounted on {top}): {len(moves)} machine(s) move into its "
+        f"'{MACHINES_SUBVOLUME}' subvolume, which is then mounted on {top}"
+    )
+    btrfs.create_subvolume(top / MACHINES_SUBVOLUME)
+    done: list[Move] = []
+    units_installed = False
+    try:
+        for move in moves:
+            os.rename(top / move.name, top / move.target)
+            done.append(move)
+            notify(f"moved {top / move.name} -> {MACHINES_SUBVOLUME}/{move.name} of {what}")
+        store.mkdir(exist_ok=True)
+        units_installed = True
+        _install_units(render_units(what, options))
+        _run(["systemctl", "stop", MACHINES_UNIT])  # machined's mount of the top level
+        _run(["systemctl", "enable", "--now", *MOUNT_UNITS])
+        Pool(paths).check()
+    except BaseException:
+        if units_installed:
+            _remove_units()
+            if not os.path.ismount(top):
+                with suppress(CommandFailed):
+                    _run(["systemctl", "start", MACHINES_UNIT])  # systemd's own unit again
+        for move in reversed(done):
+            with suppress(OSError):
+                os.rename(top / move.target, top / move.name)
+        with suppress(PoolError, OSError):
+            if not os.listdir(top / MACHINES_SUBVOLUME):
+                btrfs.delete(top / MACHINES_SUBVOLUME)
+        raise
+    return "\n".join(
+        [
+            f"adopted {what}: its top level is on {store}, its '{MACHINES_SUBVOLUME}' subvolume on {top}",
+            *undo_adoption_text(done, store, what),
+        ]
+    )
+
+
+def _install_units(units: dict[str, str]) -> None:
+    for name, text in units.items():
+        (UNIT_DIR / name).write_text(text)
+    _run(["systemctl", "daemon-reload"])
+
+
+def _remove_units() -> None:
+    """Take back the mount units (and their mounts); what was not there is no error."""
+    with suppress(CommandFailed):
+        _run(["systemctl", "disable", "--now", MACHINES_UNIT, STORE_UNIT])
+    for name in MOUNT_UNITS:
+        (UNIT_DIR / name).unlink(missing_ok=True)
+    with suppress(CommandFailed):
+        _run(["systemctl", "daemon-reload"])
 
 
 def _run(argv: list[str]) -> None:
