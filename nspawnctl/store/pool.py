@@ -395,8 +395,7 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
         raise PoolError(
             f"{store} is not empty", hint="move its contents away first; pool init never deletes data"
         )
-    backing = loop_backing_file(mount.source)
-    what, options = (backing, "loop") if backing else (mount.source, "")
+    what, options = _filesystem_of(mount)
     moves = adoption_plan(os.listdir(top))
     notify(
         f"adopting machined's pool {what} (mounted on {top}): {len(moves)} machine(s) move into its "
@@ -434,6 +433,21 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
             f"adopted {what}: its top level is on {store}, its '{MACHINES_SUBVOLUME}' subvolume on {top}",
             *undo_adoption_text(done, store, what),
         ]
+    )
+
+
+def _filesystem_of(mount: MountInfo) -> tuple[str, str]:
+    """What= and Options= that mount this filesystem at boot: its loopback file, or its device."""
+    if not os.path.basename(mount.source).startswith("loop"):
+        return mount.source, ""
+    backing = loop_backing_file(mount.source)
+    if backing and os.path.isfile(backing):
+        return backing, "loop"
+    if MACHINED_RAW.is_file():
+        return str(MACHINED_RAW), "loop"
+    raise PoolError(
+        f"cannot tell which file backs {mount.source}, the filesystem on {mount.mount_point}",
+        hint="mount it from its file (as systemd's var-lib-machines.mount does), then run 'nspawnctl pool init'",
     )
 
 

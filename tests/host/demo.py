@@ -23,9 +23,9 @@ esac
 """
 
 
-def make_busybox_root(dest: Path, marker: str = "busybox") -> Path:
+def make_busybox_root(dest: Path, marker: str = "busybox", busybox: str | Path | None = None) -> Path:
     """A minimal root: static busybox plus its applet links and an /etc; no /usr, like many small images."""
-    busybox = shutil.which("busybox") or "/bin/busybox"
+    busybox = busybox or shutil.which("busybox") or "/bin/busybox"
     (dest / "bin").mkdir(parents=True)
     shutil.copy2(busybox, dest / "bin" / "busybox")
     out = subprocess.run(
@@ -71,13 +71,55 @@ def local_demo() -> int:
     return code
 
 
-def main() -> int:
-    if Path("/run/systemd/system").is_dir():
-        return local_demo()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import testhost
+SHELL_IMAGE = "bb"
+WWW = Path("/srv/www")
+TOUR_TARBALL = Path("/root/rootfs.tar.xz")
+BOOT_IMAGE_DIR = Path("/srv/bootimg")  # the test host's Debian root with systemd (testhost.py)
+SHELL_BANNER = f"""
+nspawnctl test host: systemd 257 as PID 1, a btrfs pool, nspawnctl installed from this checkout.
+Ready for the README's tour:
+  {SHELL_IMAGE}                  a busybox image (nspawnctl run --rm {SHELL_IMAGE} echo hi)
+  {TOUR_TARBALL}  a Debian trixie root: nspawnctl import rootfs.tar.xz debian:13
+  {WWW}/index.html  for the httpd example
+Images and containers stay in .build/host/pool.img until 'make clean'. 'exit' powers the host off.
+"""
 
-    return testhost.demo()
+
+def prepare_shell() -> int:
+    """Inside the test host: what the README's tour needs, made once (the root and pool persist)."""
+    if subprocess.run(["nspawnctl", "image", "inspect", SHELL_IMAGE], capture_output=True).returncode != 0:
+        rootfs = Path(f"/var/tmp/nspawnctl-shell-{SHELL_IMAGE}")
+        shutil.rmtree(rootfs, ignore_errors=True)
+        make_busybox_root(rootfs)
+        _sh("nspawnctl", "import", str(rootfs), SHELL_IMAGE)
+        shutil.rmtree(rootfs, ignore_errors=True)
+    WWW.mkdir(parents=True, exist_ok=True)
+    (WWW / "index.html").write_text("hello from an nspawnctl container\n")
+    Path("/root/site.conf").write_text("# an httpd.conf for 'nspawnctl cp ./site.conf web:/etc/httpd.conf'\n")
+    if not TOUR_TARBALL.exists() and BOOT_IMAGE_DIR.is_dir():
+        tmp = TOUR_TARBALL.with_name(TOUR_TARBALL.name + ".tmp")
+        print(f"making {TOUR_TARBALL} from {BOOT_IMAGE_DIR} (once) ...", flush=True)
+        tar = ["tar", "-C", str(BOOT_IMAGE_DIR), "--numeric-owner", "--xattrs", "-cf", str(tmp)]
+        subprocess.run([*tar, "--use-compress-program", "xz -T0 -1", "."], check=True)
+        tmp.rename(TOUR_TARBALL)
+    print(SHELL_BANNER, flush=True)
+    return 0
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    if args == ["--prepare-shell"]:
+        return prepare_shell()
+    systemd_host = Path("/run/systemd/system").is_dir()
+    if args == ["--shell"] and systemd_host:
+        print("this host runs systemd: nspawnctl runs right here (try 'nspawnctl pool check'); no test host")
+        return 0
+    if not systemd_host or args == ["--shell"]:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import testhost
+
+        return testhost.shell() if args == ["--shell"] else testhost.demo()
+    return local_demo()
 
 
 if __name__ == "__main__":

@@ -46,11 +46,24 @@ def test_commands_refuse_a_plain_directory_pool(bare_host: None) -> None:
     assert "not on btrfs" in err.splitlines()[0] and "nspawnctl pool init" in err
 
 
+def test_a_failed_pool_init_leaves_nothing(bare_host: None) -> None:
+    # 1M is too small for mkfs.btrfs: the file is made, then the init fails half-way
+    code, _, err = sh("nspawnctl", "pool", "init", "--size", "1M")
+    assert code == 125 and "mkfs.btrfs" in err
+    assert sh("ls", "/var/lib/nspawnctl.raw")[0] != 0
+    for unit in ("var-lib-nspawnctl.mount", "var-lib-machines.mount"):
+        assert sh("ls", f"/etc/systemd/system/{unit}")[0] != 0
+    assert sh("findmnt", "/var/lib/machines")[0] != 0
+
+
 def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
     code, out, err = sh("nspawnctl", "pool", "init", "--size", "3G")
     assert code == 0, err
-    assert "/var/lib/machines.raw" in out
-    assert sh("nspawnctl", "pool", "check")[0] == 0
+    assert "/var/lib/nspawnctl.raw" in out
+    assert sh("ls", "/var/lib/machines.raw")[0] != 0  # machined's own name stays free
+    assert "What=/var/lib/nspawnctl.raw" in sh("systemctl", "cat", "var-lib-nspawnctl.mount")[1]
+    code, out, _ = sh("nspawnctl", "pool", "check")
+    assert code == 0 and "layout: nspawnctl's pool" in out and "/var/lib/nspawnctl.raw" in out
     for unit in ("var-lib-nspawnctl.mount", "var-lib-machines.mount"):
         assert sh("systemctl", "is-enabled", unit)[1].strip() == "enabled"
         assert sh("systemctl", "is-active", unit)[1].strip() == "active"

@@ -58,6 +58,7 @@ def host() -> Iterator[None]:
                 sh("nspawnctl", "rm", "-f", name)
             sh("nspawnctl", "rmi", "-f", IMAGE)
             sh("rm", "-rf", ROOTFS)
+        testhost.down()  # a test session leaves no host running (test_leftovers.py)
 
 
 def test_enabled_container_runs_again_after_reboot(host: None) -> None:

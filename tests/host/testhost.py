@@ -15,6 +15,8 @@ Usage (as root, from the repository checkout)::
     tests/host/testhost.py reboot         # down + up, keeping the pool
     tests/host/testhost.py test [--keep] [-- PYTEST_ARGS]
     tests/host/testhost.py demo
+    tests/host/testhost.py shell          # up, a busybox image ready, bash inside, down on exit
+    tests/host/testhost.py leftovers      # exit 1 if a host, loop device or mount of .build is left
     tests/host/testhost.py status | clean
 
 Every state lives under ``<repo>/.build/host``; the only things outside it are
@@ -118,13 +120,28 @@ NSPAWN_PID = BUILD / "nspawn.pid"
 LEADER_PID = BUILD / "leader.pid"
 LOCK = BUILD / "lock"
 STAMP_NAME = ".testhost-stamp"
-BARE_MARK = BUILD / "bare"  # present while the host runs without the harness's pool (pool init tests)
+MODE_FILE = BUILD / "mode"  # how the host was last booted (MODES); reboot() boots it the same way
 LOOP_DEVICES = 16
+# How up() prepares /var/lib before the boot:
+#   pool          the harness's btrfs pool (pool.img) in nspawnctl's layout: the e2e suite's host
+#   bare          plain directories on the machine's filesystem, loop devices bound in ("no btrfs")
+#   btrfs-varlib  a btrfs image holding a copy of the root's /var/lib, mounted on it (a btrfs root,
+#                 as on Fedora: /var/lib/machines is a directory on btrfs)
+#   machines-raw  machined's loopback file /var/lib/machines.raw with an existing machine OLD_MACHINE
+#                 in it, mounted by the host's own var-lib-machines.mount (loop devices bound in)
+MODES = ("pool", "bare", "btrfs-varlib", "machines-raw")
+VARLIB_IMG = BUILD / "varlib.img"
+VARLIB_SIZE = "4G"
+MACHINES_RAW_REL = "var/lib/machines.raw"
+MACHINES_RAW_SIZE = "2G"
+OLD_MACHINE = "oldbox"
+OLD_MACHINE_PAYLOAD = "oldbox payload"
 
 # What `nspawnctl pool init` writes into the host root: removed again after the pool-init tests so
 # that the next normal boot gets the harness's own pool.
 POOL_INIT_FILES = (
-    "var/lib/machines.raw",
+    "var/lib/nspawnctl.raw",
+    MACHINES_RAW_REL,
     "etc/systemd/system/var-lib-nspawnctl.mount",
     "etc/systemd/system/var-lib-machines.mount",
     "etc/systemd/system/local-fs.target.wants/var-lib-nspawnctl.mount",
@@ -586,8 +603,117 @@ def unmount_pool() -> None:
     """Undo mount_pool (and anything else left mounted in the root); never fails when done."""
     if ROOT.exists():
         unmount_below(ROOT)
-    if POOL.exists():
-        detach_loops(POOL)
+    for image in (POOL, VARLIB_IMG):
+        if image.exists():
+            detach_loops(image)
+
+
+def make_btrfs_image(image: Path, size: str) -> None:
+    """A sparse file with a fresh btrfs, made under a temporary name so no half image is left."""
+    tmp = image.with_name(image.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    run(["truncate", "--size", size, tmp])
+    run(["mkfs.btrfs", "-q", tmp], capture=True)
+    tmp.rename(image)
+
+
+@contextlib.contextmanager
+def mounted_image(image: Path) -> Iterator[Path]:
+    """Loop-mount an image on a scratch directory of the machine for a while, then let it go."""
+    point = BUILD / f"{image.name}.mnt"
+    point.mkdir(exist_ok=True)
+    run(["mount", "-t", "btrfs", "-o", "loop", image, point])
+    loops = [dev for dev, back in harness_loops() if back == os.fspath(image)]
+    try:
+        yield point
+    finally:
+        unmount(point)
+        release_loops(loops)
+        point.rmdir()
+
+
+def mount_varlib(fresh: bool) -> None:
+    """btrfs /var/lib: the root's /var/lib copied into a btrfs image mounted on it before boot."""
+    target = ROOT / "var/lib"
+    if fresh or not VARLIB_IMG.exists():
+        VARLIB_IMG.unlink(missing_ok=True)
+        make_btrfs_image(VARLIB_IMG, VARLIB_SIZE)
+        with mounted_image(VARLIB_IMG) as point:
+            run(["cp", "-a", f"{target}/.", point])
+            # the harness's own mount point, not something a btrfs-root host has
+            with contextlib.suppress(OSError):
+                (point / "nspawnctl").rmdir()
+    if not is_mountpoint(target):
+        run(["mount", "-t", "btrfs", "-o", "loop", VARLIB_IMG, target])
+
+
+def make_machines_raw() -> None:
+    """machined's loopback file, holding OLD_MACHINE: a busybox subvolume with a payload to cat."""
+    from demo import make_busybox_root  # tests/host/demo.py, next to this file
+
+    raw = ROOT / MACHINES_RAW_REL
+    make_btrfs_image(raw, MACHINES_RAW_SIZE)
+    with mounted_image(raw) as point:
+        machine = point / OLD_MACHINE
+        run(["btrfs", "subvolume", "create", machine], capture=True)
+        make_busybox_root(machine, marker=OLD_MACHINE, busybox=ROOT / "usr/bin/busybox")
+        (machine / "payload").write_text(OLD_MACHINE_PAYLOAD + "\n")
+
+
+def check_machined_mount() -> None:
+    """The host's own var-lib-machines.mount must have loop-mounted machines.raw at boot."""
+    state = run_in_host(["systemctl", "is-active", "var-lib-machines.mount"], capture=True).stdout.strip()
+    found = run_in_host(["findmnt", "-no", "FSTYPE,SOURCE", "/var/lib/machines"], capture=True).stdout.split()
+    if state != "active" or found[:1] != ["btrfs"] or not found[1:2] or "loop" not in found[1]:
+        raise HarnessError(
+            f"var-lib-machines.mount is {state}, /var/lib/machines is {' '.join(found) or 'not mounted'}: "
+            f"machined's loopback was not mounted at boot; console:\n{tail(CONSOLE_LOG)}"
+        )
+
+
+def harness_loops() -> list[tuple[str, str]]:
+    """(device, backing file) of every loop device backed by a file under .build (any worktree's
+    own .build only: the paths are this checkout's)."""
+    proc = run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], check=False, capture=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return []
+    base = os.fspath(REPO / ".build") + "/"
+    found = []
+    for dev in json.loads(proc.stdout).get("loopdevices", []):
+        back = (dev.get("back-file") or "").removesuffix(" (deleted)")
+        if back.startswith(base):
+            found.append((dev["name"], back))
+    return found
+
+
+def release_loops(devices: Sequence[str]) -> None:
+    """Detach the given loop devices if still attached, and have the kernel forget the btrfs it
+    registered on them (a detached loop device stays in btrfs's device list otherwise)."""
+    attached = dict(harness_loops())
+    for dev in devices:
+        if dev in attached:
+            run(["losetup", "--detach", dev], check=False, capture=True)
+        if shutil.which("btrfs"):
+            run(["btrfs", "device", "scan", "--forget", dev], check=False, capture=True)
+
+
+def leftovers() -> list[str]:
+    """What a test session must not leave: a running nspawn of .build, a loop device backed by a
+    file under .build, a mount under .build. Empty when all is clean."""
+    build = REPO / ".build"
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or not alive(int(entry.name)):
+            continue
+        try:
+            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"systemd-nspawn") and any(a.startswith(os.fsencode(build)) for a in argv):
+            found.append(f"systemd-nspawn {entry.name} runs: {b' '.join(argv).decode(errors='replace')}")
+    found += [f"loop device {dev} is backed by {back}" for dev, back in harness_loops()]
+    found += [f"{point} is mounted" for point in mounts_below(build)]
+    return found
 
 
 # --------------------------------------------------------------------------- boot state
@@ -685,7 +811,10 @@ def loop_binds() -> list[str]:
 
 
 def boot(bare: bool = False) -> int:
-    """Start systemd-nspawn -b in the background, in its own session so it outlives this script."""
+    """Start systemd-nspawn -b in the background, in its own session so it outlives this script.
+
+    ``bare`` binds the machine's loop devices in (for the host's own loop mounts).
+    """
     argv = [
         "systemd-nspawn",
         "--directory",
@@ -750,12 +879,18 @@ def wait_until_running(timeout: float = BOOT_TIMEOUT) -> str:
     return state
 
 
-def up(timeout: float = BOOT_TIMEOUT, bare: bool = False) -> None:
-    """Mount the pool, install the current checkout and boot the host; refresh /src if it's up.
+def up(
+    timeout: float = BOOT_TIMEOUT, bare: bool = False, mode: str | None = None, fresh: bool = True
+) -> None:
+    """Prepare /var/lib for the mode (MODES), install the current checkout and boot the host;
+    refresh /src if it's up.
 
-    ``bare`` boots without the harness's pool (plain directories, loop devices bound in) for
-    testing `nspawnctl pool init`; a later reboot() keeps the mode.
+    ``bare`` is mode "bare" (no pool, for testing `nspawnctl pool init`). ``fresh`` starts the
+    mode's /var/lib from scratch (what `pool init` made is removed); reboot() keeps it instead.
     """
+    mode = mode or ("bare" if bare else "pool")
+    if mode not in MODES:
+        raise HarnessError(f"unknown boot mode {mode!r} (one of {', '.join(MODES)})")
     with locked():
         require_built()
         if is_up():
@@ -764,26 +899,44 @@ def up(timeout: float = BOOT_TIMEOUT, bare: bool = False) -> None:
             install_project(booted=True)
             wait_until_running(timeout)
             return
-        if bare:
-            BARE_MARK.touch()
-        else:
-            BARE_MARK.unlink(missing_ok=True)
+        MODE_FILE.write_text(mode + "\n")
+        if mode == "pool" or fresh:
             clear_pool_init()
+        if mode == "pool":
             with step("mount pool"):
                 mount_pool()
+        elif mode == "btrfs-varlib":
+            with step("mount btrfs /var/lib"):
+                mount_varlib(fresh)
+        elif mode == "machines-raw" and fresh:
+            with step(f"make {MACHINES_RAW_REL} with machine {OLD_MACHINE}"):
+                make_machines_raw()
         sync_source()
         install_project(booted=False)
         with step("boot host"):
-            boot(bare)
+            boot(bare=mode in ("bare", "machines-raw"))
             wait_until_running(timeout)
+        if mode == "machines-raw" and fresh:
+            check_machined_mount()
+
+
+def boot_mode() -> str:
+    """The mode the host was last booted in ("pool" if never)."""
+    try:
+        mode = MODE_FILE.read_text().strip()
+    except OSError:
+        return "pool"
+    return mode if mode in MODES else "pool"
 
 
 def clear_pool_init() -> None:
-    """Remove what `nspawnctl pool init` left in the root (its pool file and mount units)."""
+    """Remove what `nspawnctl pool init` and the layout modes left (pool files, mount units)."""
     for rel in POOL_INIT_FILES:
         path = ROOT / rel
         if path.is_symlink() or path.exists():
             path.unlink()
+    if not is_mountpoint(ROOT / "var/lib"):
+        VARLIB_IMG.unlink(missing_ok=True)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -822,21 +975,24 @@ def poweroff(timeout: float = POWEROFF_TIMEOUT) -> None:
 
 
 def down() -> None:
-    """Power off, unmount the pool and detach its loop device; a no-op when already down."""
+    """Power off, unmount the pool, detach every loop device of .build and make the kernel forget
+    their btrfs; a no-op when already down."""
     with locked():
+        loops = [dev for dev, _ in harness_loops()]  # the host's own ones go at poweroff: note them now
         poweroff()
         with step("unmount pool"):
             unmount_pool()
+        release_loops(loops)
         NSPAWN_PID.unlink(missing_ok=True)
         LEADER_PID.unlink(missing_ok=True)
 
 
 def reboot(timeout: float = BOOT_TIMEOUT) -> None:
-    """Power off and boot again without rebuilding; pool.img (the images) is kept."""
+    """Power off and boot again in the same mode without rebuilding; pools and images are kept."""
     with locked():
-        bare = BARE_MARK.exists()
+        mode = boot_mode()
         down()
-        up(timeout, bare=bare)
+        up(timeout, mode=mode, fresh=False)
 
 
 def status() -> str:
@@ -855,6 +1011,7 @@ def clean() -> None:
         for path in (ROOT, BOOTIMG, ROOT.with_name("root.tmp"), BOOTIMG.with_name("bootimg.tmp")):
             remove_tree(path)
         POOL.unlink(missing_ok=True)
+        VARLIB_IMG.unlink(missing_ok=True)
     log(f"removed the roots and the pool (kept the package cache {BUILD / 'debcache'})")
 
 
@@ -942,6 +1099,22 @@ def demo() -> int:
         down()
 
 
+def shell() -> int:
+    """`make shell`: boot the host, ready the README tour's images, an interactive shell inside;
+    the host goes down when the shell exits."""
+    build()
+    try:
+        up()
+        with step("prepare the shell"):
+            prepare = ["python3", f"{SRC_IN_HOST}/tests/host/demo.py", "--prepare-shell"]
+            code = exec_in_host(prepare, cwd="/root")
+        if code != 0:
+            return code
+        return exec_in_host(["bash", "-l"], cwd="/root")
+    finally:
+        down()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -979,6 +1152,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--keep", action="store_true", help="leave the host up afterwards (first option)")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest as they are")
     sub.add_parser("demo", help="import a busybox dir and run a container in the host")
+    sub.add_parser("shell", help="boot the host with a busybox image ready, a shell inside, then down")
+    sub.add_parser("leftovers", help="list nspawns, loop devices, mounts of .build (exit 1 if any)")
     sub.add_parser("status", help="say whether the host is built and up")
     sub.add_parser("clean", help="down, then delete the roots and the pool")
     return p
@@ -1028,6 +1203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return test(args.pytest_args, keep=args.keep)
         elif args.command == "demo":
             return demo()
+        elif args.command == "shell":
+            return shell()
+        elif args.command == "leftovers":
+            found = leftovers()
+            print("\n".join(found) or "nothing left")
+            return 1 if found else 0
         elif args.command == "status":
             print(status())
         elif args.command == "clean":

@@ -1,0 +1,125 @@
+"""machined's loopback pool (/var/lib/machines.raw on /var/lib/machines, with a machine in it):
+`pool init` adopts it, and the machine stays listed and starts, after a reboot too.
+
+Runs on the machine itself: it boots the test host in mode "machines-raw" (the harness makes
+machines.raw with the busybox machine OLD_MACHINE; the host's own var-lib-machines.mount mounts it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import testhost
+
+OLD = testhost.OLD_MACHINE
+TAG = uuid.uuid4().hex[:8]
+IMAGE = f"adopt-{TAG}"
+CONTAINER = f"adopt-ctr-{TAG}"
+ROOTFS = f"/var/tmp/adopt-{TAG}"
+SLEEPER = f"oldbox-sleeper-{TAG}"
+
+
+def sh(*argv: str) -> tuple[int, str, str]:
+    proc = testhost.run_in_host(list(argv), capture=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def ok(*argv: str) -> str:
+    code, out, err = sh(*argv)
+    assert code == 0, f"{' '.join(argv)} exited {code}: {err}"
+    return out
+
+
+def images() -> list[str]:
+    return [line.split()[0] for line in ok("machinectl", "list-images", "--no-legend").splitlines() if line]
+
+
+def old_machine_runs() -> str:
+    """Start the old machine the way machined knows it (by name, from /var/lib/machines)."""
+    return ok("systemd-nspawn", "-M", OLD, "--register=no", "-q", "--pipe", "/bin/cat", "/payload")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[None]:
+    if os.geteuid() != 0:
+        pytest.fail("needs root: it boots the test host")
+    testhost.build()
+    testhost.down()
+    testhost.up(mode="machines-raw")  # checks that the host's var-lib-machines.mount mounted it
+    try:
+        yield
+    finally:
+        if testhost.is_up():
+            sh("systemctl", "stop", SLEEPER)
+            sh("nspawnctl", "rm", "-f", CONTAINER)
+            sh("nspawnctl", "rmi", "-f", IMAGE)
+        testhost.down()
+        testhost.clear_pool_init()
+
+
+def test_commands_say_that_pool_init_adopts_the_pool(host: None) -> None:
+    assert OLD in images()
+    assert old_machine_runs() == f"{testhost.OLD_MACHINE_PAYLOAD}\n"
+    code, _, err = sh("nspawnctl", "images")
+    assert code == 125
+    first, hint = err.splitlines()[0], err.split("hint:", 1)[-1]
+    assert first.startswith("nspawnctl: error: /var/lib/machines is the top level")
+    assert "nspawnctl pool init" in hint and "adopts" in hint and "subvolume" in hint
+
+
+def test_pool_init_refuses_while_a_machine_runs(host: None) -> None:
+    sleeper = ["systemd-nspawn", "-M", OLD, "-q", "--keep-unit", "/bin/sleep", "300"]
+    ok("systemd-run", f"--unit={SLEEPER}", *sleeper)
+    assert wait_for(lambda: sh("machinectl", "show", OLD)[0] == 0)
+    code, _, err = sh("nspawnctl", "pool", "init")
+    assert code == 125
+    assert OLD in err.splitlines()[0] and "stop" in err.split("hint:", 1)[-1]
+    ok("systemctl", "stop", SLEEPER)
+    assert wait_for(lambda: sh("machinectl", "show", OLD)[0] != 0)
+    assert sh("ls", "/var/lib/machines/machines")[0] != 0  # nothing was moved
+
+
+def test_pool_init_adopts_and_keeps_every_machine(host: None) -> None:
+    code, out, err = sh("nspawnctl", "pool", "init")
+    assert code == 0, err
+    assert f"moved /var/lib/machines/{OLD} -> machines/{OLD} of /var/lib/machines.raw" in out
+    assert "to undo" in out and f"mv machines/{OLD} ." in out
+    assert "systemctl disable --now var-lib-machines.mount var-lib-nspawnctl.mount" in out
+    # no new loopback file: machined's own is the pool now
+    assert sh("ls", "/var/lib/nspawnctl.raw")[0] != 0
+    assert "What=/var/lib/machines.raw" in ok("systemctl", "cat", "var-lib-nspawnctl.mount")
+    assert "layout: nspawnctl's pool" in ok("nspawnctl", "pool", "check")
+    assert OLD in images()
+    assert old_machine_runs() == f"{testhost.OLD_MACHINE_PAYLOAD}\n"
+    # nspawnctl works there
+    make_root = (
+        "import sys; from pathlib import Path; sys.path.insert(0, '/src/tests/host'); "
+        f"from demo import make_busybox_root; make_busybox_root(Path('{ROOTFS}'), marker='{TAG}')"
+    )
+    ok("python3", "-c", make_root)
+    ok("nspawnctl", "import", ROOTFS, IMAGE)
+    ok("nspawnctl", "run", "--name", CONTAINER, IMAGE, "sh", "-c", "echo kept > /f")
+    assert {OLD, CONTAINER} <= set(images())
+    assert "nothing to do" in ok("nspawnctl", "pool", "init")
+
+    testhost.reboot()
+
+    assert ok("findmnt", "-no", "FSTYPE", "/var/lib/nspawnctl").strip() == "btrfs"
+    assert {OLD, CONTAINER} <= set(images())
+    assert old_machine_runs() == f"{testhost.OLD_MACHINE_PAYLOAD}\n"
+    assert IMAGE in ok("nspawnctl", "images")
+    assert ok("cat", f"/var/lib/machines/{CONTAINER}/f") == "kept\n"
+    assert "layout: nspawnctl's pool" in ok("nspawnctl", "pool", "check")
