@@ -447,7 +447,7 @@ def _filesystem_of(mount: MountInfo) -> tuple[str, str]:
         return str(MACHINED_RAW), "loop"
     raise PoolError(
         f"cannot tell which file backs {mount.source}, the filesystem on {mount.mount_point}",
-        hint="mount it from its file (as systemd's var-lib-machines.mount does), then run 'nspawnctl pool init'",
+        hint="mount it from its file (as systemd's var-lib-machines.mount does), then 'nspawnctl pool init'",
     )
 
 
