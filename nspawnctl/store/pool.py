@@ -192,7 +192,10 @@ def render_units(what: str, options: str, templates: Traversable | None = None) 
 def undo_adoption_text(moves: Sequence[Move], top: Path, what: str) -> list[str]:
     """Shell lines that put machined's loopback layout back; pure."""
     names = " ".join(f"{MACHINES_SUBVOLUME}/{m.name}" for m in moves)
-    lines = ["to undo (machined then sees nspawnctl's own entries in the top level too; delete them first):"]
+    lines = [
+        "to undo: remove nspawnctl's containers and images first (its entries machines, images, layers, "
+        "state and lock stay in the top level, where machined would list them), then:"
+    ]
     if moves:
         lines.append(f"  cd {top} && mv {names} .")
     lines += [
@@ -227,9 +230,10 @@ class Pool:
                 f"the container pool {pool} is not on btrfs ({found.pool_mount.fstype})", hint=_init_hint()
             )
         elif found.layout is Layout.MACHINED_LOOPBACK:
+            source = found.pool_mount.source
             raise PoolNotBtrfs(
                 f"{pool} is the top level of a btrfs filesystem of its own (machined's loopback "
-                f"{found.pool_mount.source}); the image store {store} cannot be on it out of "
+                f"{loop_backing_file(source) or source}); the image store {store} cannot be on it out of "
                 "machinectl's reach",
                 hint="run 'nspawnctl pool init': it adopts the existing pool, moving every machine in "
                 f"{pool} into its '{MACHINES_SUBVOLUME}' subvolume (a rename; machinectl still lists them) "

@@ -657,6 +657,7 @@ def make_machines_raw() -> None:
         machine = point / OLD_MACHINE
         run(["btrfs", "subvolume", "create", machine], capture=True)
         make_busybox_root(machine, marker=OLD_MACHINE, busybox=ROOT / "usr/bin/busybox")
+        (machine / "usr").mkdir()  # systemd-nspawn -M refuses a tree without /usr as "no OS tree"
         (machine / "payload").write_text(OLD_MACHINE_PAYLOAD + "\n")
 
 
