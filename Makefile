@@ -2,7 +2,7 @@
 PY ?= python3
 SYSTEM_PACKAGES := debootstrap systemd-container btrfs-progs libbtrfsutil-dev tar xz-utils zstd
 
-.PHONY: demo test deps unit lint e2e bench clean
+.PHONY: demo test deps unit lint e2e bench clean shell
 
 deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,6 +32,12 @@ test: lint unit e2e
 
 clean:
 	$(PY) tests/host/testhost.py clean
+
+# After the demo, keep playing: boot the test host with a busybox image (bb) and the tour's rootfs.tar.xz
+# ready, and open a shell inside; the host goes down when the shell exits. On a systemd host it says
+# that nspawnctl runs right there.
+shell: deps
+	$(PY) tests/host/demo.py --shell
 
 # Medians and ratios against raw systemd-nspawn and systemd-run, measured in the same run, in the test host.
 bench: deps

@@ -673,9 +673,16 @@ def check_machined_mount() -> None:
 
 
 def harness_loops() -> list[tuple[str, str]]:
-    """(device, backing file) of every loop device backed by a file under .build (any worktree's
-    own .build only: the paths are this checkout's)."""
-    proc = run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], check=False, capture=True)
+    """(device, backing file) of every loop device backed by a file of this checkout's .build.
+
+    A loop device the booted host set up itself names its file as the host sees it
+    (/var/lib/machines.raw), so such a name is looked up in ROOT and matched by inode.
+    """
+    proc = run(
+        ["losetup", "--list", "--json", "--output", "NAME,BACK-FILE,BACK-INO,BACK-MAJ:MIN"],
+        check=False,
+        capture=True,
+    )
     if proc.returncode != 0 or not proc.stdout.strip():
         return []
     base = os.fspath(REPO / ".build") + "/"
@@ -684,6 +691,16 @@ def harness_loops() -> list[tuple[str, str]]:
         back = (dev.get("back-file") or "").removesuffix(" (deleted)")
         if back.startswith(base):
             found.append((dev["name"], back))
+            continue
+        in_root = ROOT / back.lstrip("/")
+        try:
+            st = in_root.stat()
+        except OSError:
+            continue
+        if back and str(st.st_ino) == str(dev.get("back-ino")) and (
+            f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" == str(dev.get("back-maj:min")).strip()
+        ):
+            found.append((dev["name"], os.fspath(in_root)))
     return found
 
 
