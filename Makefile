@@ -23,7 +23,8 @@ unit: deps
 	$(PY) -m pytest -q tests/unit
 
 # The end-to-end tests inside a booted systemd host (real machined, journald, btrfs), then the ones
-# that drive the host from outside (pool init across a reboot).
+# that drive the host from outside (the pool layouts, reboots); their last test (test_leftovers.py)
+# fails if a test host, a loop device or a mount of .build is left.
 e2e: deps
 	$(PY) tests/host/testhost.py test
 	$(PY) -m pytest -q tests/host
