@@ -575,7 +575,8 @@ def install_project(booted: bool) -> None:
 
 
 def mount_pool() -> None:
-    """Mount the btrfs pool into the root. Must happen before boot: later mounts don't propagate.
+    """Mount the btrfs pool into the root, in the boot's mount namespace, before the boot (later
+    mounts do not propagate into the booted host).
 
     The pool's top level is /var/lib/nspawnctl (nspawnctl's store) and its subvolume
     `machines` is bind-mounted on /var/lib/machines, so snapshots between the two are
@@ -697,8 +698,10 @@ def harness_loops() -> list[tuple[str, str]]:
             st = in_root.stat()
         except OSError:
             continue
-        if back and str(st.st_ino) == str(dev.get("back-ino")) and (
-            f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" == str(dev.get("back-maj:min")).strip()
+        if (
+            back
+            and str(st.st_ino) == str(dev.get("back-ino"))
+            and (f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" == str(dev.get("back-maj:min")).strip())
         ):
             found.append((dev["name"], os.fspath(in_root)))
     return found
@@ -828,10 +831,41 @@ def loop_binds() -> list[str]:
     return binds
 
 
-def boot(bare: bool = False) -> int:
+BOOT_HELPER = "_boot-in-namespace"
+
+
+def prepare_mounts(mode: str, fresh: bool) -> None:
+    """The mode's /var/lib (see MODES); runs in the boot's own mount namespace (see boot())."""
+    if mode == "pool":
+        with step("mount pool"):
+            mount_pool()
+    elif mode == "btrfs-varlib":
+        with step("mount btrfs /var/lib"):
+            mount_varlib(fresh)
+    elif mode == "machines-raw" and fresh:
+        with step(f"make {MACHINES_RAW_REL} with machine {OLD_MACHINE}"):
+            make_machines_raw()
+
+
+def boot_in_namespace(mode: str, fresh: bool, nspawn_argv: list[str]) -> int:
+    """The helper boot() starts under `unshare --mount`: mount, then become systemd-nspawn."""
+    try:
+        prepare_mounts(mode, fresh)
+    except (HarnessError, OSError) as exc:
+        log(f"error: {exc}")
+        return 1
+    os.execvp(nspawn_argv[0], nspawn_argv)
+
+
+def boot(mode: str = "pool", fresh: bool = True) -> int:
     """Start systemd-nspawn -b in the background, in its own session so it outlives this script.
 
-    ``bare`` binds the machine's loop devices in (for the host's own loop mounts).
+    The pool and the other mounts of the mode are made in a mount namespace of the boot's own
+    (`unshare --mount`, private propagation): the machine's namespace never holds them, so another
+    systemd-nspawn started meanwhile (another checkout's test host) cannot take a copy of them
+    that would keep the loop device busy after this host is down; and when this host's nspawn
+    exits, its namespace and every mount in it go with it. Loop devices are bound into the modes
+    whose host mounts its own loopback file.
     """
     argv = [
         "systemd-nspawn",
@@ -848,8 +882,11 @@ def boot(bare: bool = False) -> int:
         # "[  OK  ] Started ..." lines show where a boot got stuck. (With
         # --console=pipe there is no /dev/console and systemd prints nothing.)
         "--console=read-only",
-        *(loop_binds() if bare else []),
+        *(loop_binds() if mode in ("bare", "machines-raw") else []),
     ]
+    script = os.fspath(Path(__file__).resolve())
+    helper = [sys.executable, script, BOOT_HELPER, mode, "fresh" if fresh else "keep", "--"]
+    argv = ["unshare", "--mount", "--propagation", "private", "--", *helper, *argv]
     # Plain text in console.log: nspawn hands TERM on to the host's systemd.
     env = {"PATH": os.environ.get("PATH", HOST_PATH), "TERM": "dumb", "SYSTEMD_COLORS": "0"}
     with open(CONSOLE_LOG, "wb") as console:
@@ -920,19 +957,10 @@ def up(
         MODE_FILE.write_text(mode + "\n")
         if mode == "pool" or fresh:
             clear_pool_init()
-        if mode == "pool":
-            with step("mount pool"):
-                mount_pool()
-        elif mode == "btrfs-varlib":
-            with step("mount btrfs /var/lib"):
-                mount_varlib(fresh)
-        elif mode == "machines-raw" and fresh:
-            with step(f"make {MACHINES_RAW_REL} with machine {OLD_MACHINE}"):
-                make_machines_raw()
         sync_source()
         install_project(booted=False)
         with step("boot host"):
-            boot(bare=mode in ("bare", "machines-raw"))
+            boot(mode, fresh)
             wait_until_running(timeout)
         if mode == "machines-raw" and fresh:
             check_machined_mount()
@@ -1197,7 +1225,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == [BOOT_HELPER]:  # boot(): MODE fresh|keep -- NSPAWN_ARGV...
+        return boot_in_namespace(raw[1], raw[2] == "fresh", raw[4:])
+    args = _parse(raw)
     signal.signal(signal.SIGTERM, _terminate)
     if os.geteuid() != 0:
         log("must run as root (debootstrap, mount, nsenter)")
