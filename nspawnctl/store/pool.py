@@ -220,11 +220,14 @@ class Pool:
         On btrfs /var/lib the store is created here, in place, on first use.
         """
         pool, store = self.paths.pool, self.paths.store
-        if not pool.is_dir():
-            raise PoolNotBtrfs(f"the container pool {pool} does not exist", hint=_init_hint())
         found = self.found()
-        if found.layout is Layout.BTRFS_VARLIB and not found.ready:
-            make_store_in_place(store)
+        if found.layout is Layout.BTRFS_VARLIB:
+            if not pool.is_dir():  # machined has not run yet: make it as systemd-tmpfiles would
+                make_subvolume_in_place(pool)
+            if not found.ready:
+                make_subvolume_in_place(store)
+        elif not pool.is_dir():
+            raise PoolNotBtrfs(f"the container pool {pool} does not exist", hint=_init_hint())
         elif found.layout is Layout.NO_BTRFS:
             raise PoolNotBtrfs(
                 f"the container pool {pool} is not on btrfs ({found.pool_mount.fstype})", hint=_init_hint()
@@ -281,14 +284,15 @@ def _init_hint() -> str:
     )
 
 
-def make_store_in_place(store: Path) -> None:
-    """Create the store as a subvolume (mode 0700) on the filesystem of its parent; a race is fine."""
+def make_subvolume_in_place(path: Path) -> None:
+    """Create the store (or the pool) as a subvolume, mode 0700, on the filesystem of its parent;
+    a concurrent command doing the same is fine."""
     try:
-        btrfs.create_subvolume(store)
+        btrfs.create_subvolume(path)
     except PoolError:
-        if not store.is_dir():
+        if not path.is_dir():
             raise
-    store.chmod(0o700)
+    path.chmod(0o700)
 
 
 def init_pool(
@@ -304,26 +308,25 @@ def init_pool(
             "pool init only sets up the default locations", hint="unset NSPAWNCTL_POOL/NSPAWNCTL_STORE"
         )
     pool = Pool(paths)
-    found = pool.found() if paths.pool.is_dir() else None
-    if found is not None and found.layout is Layout.NO_BTRFS and MACHINED_RAW.exists():
+    found = pool.found()
+    if found.layout is Layout.NO_BTRFS and MACHINED_RAW.exists():
         # machined's loopback, just not mounted yet (machined mounts it when it first starts)
         _run(["systemctl", "start", MACHINES_UNIT])
         found = pool.found()
-    if found is not None and found.ready:
+    if found.ready and paths.pool.is_dir():
         return (
             f"{paths.pool} and {paths.store} are already on one btrfs filesystem ({found.layout}); "
             "nothing to do"
         )
-    if found is not None and found.layout is Layout.BTRFS_VARLIB:
-        make_store_in_place(paths.store)
-        pool.check()
+    if found.layout is Layout.BTRFS_VARLIB:
+        pool.check()  # makes the store (and a missing pool) in place
         return (
             f"created the image store {paths.store} as a subvolume of the btrfs filesystem that holds "
             f"{paths.pool} ({found.layout}); no loopback file needed"
         )
-    if found is not None and found.layout is Layout.MACHINED_LOOPBACK:
+    if found.layout is Layout.MACHINED_LOOPBACK:
         return adopt_machined_pool(paths, found.pool_mount, notify)
-    if found is not None and found.layout is Layout.SPLIT:
+    if found.layout is Layout.SPLIT:
         pool.check()  # raises with the explanation
     return create_loopback_pool(paths, size, raw, notify)
 

@@ -641,9 +641,11 @@ def mount_varlib(fresh: bool) -> None:
         make_btrfs_image(VARLIB_IMG, VARLIB_SIZE)
         with mounted_image(VARLIB_IMG) as point:
             run(["cp", "-a", f"{target}/.", point])
-            # the harness's own mount point, not something a btrfs-root host has
-            with contextlib.suppress(OSError):
-                (point / "nspawnctl").rmdir()
+            # the harness's mount points: a btrfs-root host has no /var/lib/nspawnctl, and its
+            # /var/lib/machines is a subvolume that systemd-tmpfiles makes at boot ("Q" line)
+            for name in ("nspawnctl", "machines"):
+                with contextlib.suppress(OSError):
+                    (point / name).rmdir()
     if not is_mountpoint(target):
         run(["mount", "-t", "btrfs", "-o", "loop", VARLIB_IMG, target])
 
