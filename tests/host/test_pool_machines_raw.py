@@ -8,6 +8,7 @@ machines.raw with the busybox machine OLD_MACHINE; the host's own var-lib-machin
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -90,6 +91,28 @@ def test_pool_init_refuses_while_a_machine_runs(host: None) -> None:
     ok("systemctl", "stop", SLEEPER)
     assert wait_for(lambda: sh("machinectl", "show", OLD)[0] != 0)
     assert sh("ls", "/var/lib/machines/machines")[0] != 0  # nothing was moved
+
+
+def test_a_failed_adoption_puts_everything_back(host: None) -> None:
+    # a process working in /var/lib/machines keeps machined's mount busy: the unmount fails
+    # after the machines were moved, and pool init must move them back
+    # (entered from outside, not a unit: systemd would stop a unit working there with the mount)
+    script = "cd /var/lib/machines && echo $$ > /run/busy.pid && exec sleep 300"
+    busy = subprocess.Popen(testhost.host_argv(["sh", "-c", script]))
+    try:
+        assert wait_for(lambda: sh("test", "-s", "/run/busy.pid")[0] == 0)
+        code, out, err = sh("nspawnctl", "pool", "init")
+    finally:
+        sh("sh", "-c", "kill $(cat /run/busy.pid)")  # nsenter forked: the sleep is its child
+        busy.wait()
+    assert code == 125, out
+    assert f"moved /var/lib/machines/{OLD}" in out and "var-lib-machines.mount" in err
+    assert images() == [OLD] and sh("ls", "-d", f"/var/lib/machines/{OLD}/payload")[0] == 0
+    assert sh("ls", "-d", "/var/lib/machines/machines")[0] != 0
+    for unit in ("var-lib-nspawnctl.mount", "var-lib-machines.mount"):
+        assert sh("ls", f"/etc/systemd/system/{unit}")[0] != 0
+    assert sh("findmnt", "/var/lib/nspawnctl")[0] != 0
+    assert ok("findmnt", "-no", "FSTYPE", "/var/lib/machines").strip() == "btrfs"
 
 
 def test_pool_init_adopts_and_keeps_every_machine(host: None) -> None:
