@@ -410,13 +410,15 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
     )
     btrfs.create_subvolume(top / MACHINES_SUBVOLUME)
     done: list[Move] = []
-    units_installed = False
+    units_installed = made_store = False
     try:
         for move in moves:
             os.rename(top / move.name, top / move.target)
             done.append(move)
             notify(f"moved {top / move.name} -> {MACHINES_SUBVOLUME}/{move.name} of {what}")
-        store.mkdir(exist_ok=True)
+        if not store.exists():
+            store.mkdir()
+            made_store = True
         units_installed = True
         _install_units(render_units(what, options))
         _run(["systemctl", "stop", MACHINES_UNIT])  # machined's mount of the top level
@@ -434,6 +436,9 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
         with suppress(PoolError, OSError):
             if not os.listdir(top / MACHINES_SUBVOLUME):
                 btrfs.delete(top / MACHINES_SUBVOLUME)
+        if made_store and not os.path.ismount(store):
+            with suppress(OSError):
+                store.rmdir()
         raise
     return "\n".join(
         [

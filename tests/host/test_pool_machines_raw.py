@@ -112,6 +112,7 @@ def test_a_failed_adoption_puts_everything_back(host: None) -> None:
     for unit in ("var-lib-nspawnctl.mount", "var-lib-machines.mount"):
         assert sh("ls", f"/etc/systemd/system/{unit}")[0] != 0
     assert sh("findmnt", "/var/lib/nspawnctl")[0] != 0
+    assert sh("ls", "-A", "/var/lib/nspawnctl")[1] == ""  # absent, or the empty dir it was
     assert ok("findmnt", "-no", "FSTYPE", "/var/lib/machines").strip() == "btrfs"
 
 
