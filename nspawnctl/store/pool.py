@@ -245,8 +245,8 @@ class Pool:
         elif found.layout is Layout.SPLIT:
             raise PoolNotBtrfs(
                 f"{pool} and {store} are not on one btrfs filesystem",
-                hint="snapshots cannot cross filesystems; put both on one (see 'nspawnctl pool init'), "
-                "or point NSPAWNCTL_STORE at a directory on the pool's filesystem",
+                hint="snapshots cannot cross filesystems: mount the pool's filesystem (its top level) "
+                f"on {store} too, or put both on one with 'nspawnctl pool init'",
             )
         for d in (self.paths.images, self.paths.state):
             d.mkdir(mode=0o700, exist_ok=True)
