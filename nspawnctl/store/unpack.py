@@ -1042,11 +1042,12 @@ def _check_end(digesting: _Digesting, last: tarfile.TarInfo | None, *, empty_ok:
 
     Refused, as by Go: EOF inside a member's data or inside a header (``size < data_end``), and a
     partial block after the last member (``end < size < end + 1024``, not ``end + 512``): a
-    partial header or marker. Two differences, both refusals of archives that describe nothing
-    more: a stream that ends right after a pax or GNU long-name header (tarfile requires the
-    member it describes; Go ignores the dangling header), and EOF inside the padding of a sparse
-    last member (tarfile does not report its stored size). An empty stream is an empty archive to
-    Go; only ``empty_ok`` (layers) takes it, as GNU tar refuses it.
+    partial header or marker. Where this differs from Go it refuses, and only archives whose
+    extra part describes no member: non-zero bytes after the marker (above), a stream that ends
+    right after a pax or GNU long-name header (tarfile requires the member it describes; Go
+    drops the dangling header), and EOF inside the padding of a sparse last member (tarfile does
+    not report its stored size). An empty stream is an empty archive to Go; only ``empty_ok``
+    (layers) takes it, since GNU tar refuses it.
     """
     size = digesting.size
     if size == 0 and not empty_ok:
@@ -1092,6 +1093,10 @@ def unpack_tar(
     entries are replaced (a directory over a directory takes only its metadata), hard links may
     name lower layers' files, and a path through a lower layer's symlink is refused like any
     other. The digest is then the layer's diff ID.
+
+    The stream may end where Go's archive/tar (podman, containerd, umoci) lets an archive end, in
+    every layout (see _check_end): without the end-of-archive marker, or inside the last member's
+    padding; the digest stays that of the bytes as served. A member cut short is truncation.
 
     Raises UnsafeArchive for members that would escape or replace the root, ArchiveError for
     corrupt, truncated or oversized input (or, with "aci", anything that is not an ACI). An
