@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -59,10 +58,7 @@ def oci(workdir: Path) -> Iterator[Env]:
 
 
 def layers_snapshot() -> tuple[tuple[str, list[str], list[str]], list[str]]:
-    subvols, images, settings = pool_snapshot()
-    # a subvolume's generation moves with any write to it (btrfs commits): not a leftover
-    subvols = re.sub(r" gen \d+ ", " ", subvols)
-    return (subvols, images, settings), sorted(os.listdir(LAYERS)) if LAYERS.is_dir() else []
+    return pool_snapshot(), sorted(os.listdir(LAYERS)) if LAYERS.is_dir() else []
 
 
 def pull(nsp: CLI, env: Env, ref: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
