@@ -22,8 +22,6 @@ from typing import IO, TYPE_CHECKING, Any
 from .config import Paths
 from .errors import (
     ContainerRunning,
-    ImageInUse,
-    ImageNotFound,
     InvalidArgument,
     InvalidReference,
     NspawnctlError,
@@ -187,8 +185,9 @@ class RunOptions:
 @dataclass(frozen=True)
 class PruneResult:
     images: builtins.list[str]  # image IDs removed
+    untagged: builtins.list[str]  # the names those images had (only with all_images)
     layers: builtins.list[str]  # chain IDs of the layers removed
-    reclaimed: int  # bytes of layer content removed (uncompressed)
+    reclaimed: int  # bytes removed (uncompressed): the images' own roots and the layers
 
 
 class Images:
@@ -259,28 +258,25 @@ class Images:
         return self.store.shared_size(image)
 
     def prune(self, all_images: bool = False) -> PruneResult:
-        """Delete layers no image uses (left by rmi or by failed pulls); with ``all_images`` first
-        the images no container was made from."""
+        """Delete the dangling images (without a name) no container was made from, as docker's
+        ``image prune``; with ``all_images`` every image no container was made from. Then the
+        layers no image uses (left by those, by rmi or by failed pulls)."""
         from .store.layers import LayerStore
 
         self._client.pool.check()
         layer_store = LayerStore(self._client.pool)
         before = {la.chain_id: la.size for la in layer_store.list()}
-        removed: builtins.list[str] = []
-        if all_images:
-            users = self._client.containers.store.users_of
-            for img in self.store.list():
-                if users(img.id):
-                    continue
-                try:
-                    self.store.remove(img.id, False, users)
-                except (ImageInUse, ImageNotFound):
-                    continue  # a container was made from it meanwhile, or someone else removed it
-                removed.append(img.id)
+        removed = self.store.prune(self._client.containers.store.users_of, all_images=all_images)
         layer_store.prune(self.store.used_layers)
         left = {la.chain_id for la in layer_store.list()}
         gone = [c for c in before if c not in left]
-        return PruneResult(removed, gone, sum(before[c] for c in gone))
+        own = sum(img.size for img in removed if not img.layers)  # an OCI image's are its layers
+        return PruneResult(
+            [img.id for img in removed],
+            [r for img in removed for r in img.refs],
+            gone,
+            own + sum(before[c] for c in gone),
+        )
 
 
 class Containers:

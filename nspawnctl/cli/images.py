@@ -245,21 +245,27 @@ def image_inspect(
 
 def image_prune(
     ctx: typer.Context,
-    all_: bool = typer.Option(False, "-a", "--all", help="Also remove images that no container uses."),
+    all_: bool = typer.Option(
+        False, "-a", "--all", help="Remove every image no container was made from, named or not."
+    ),
     force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
     json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
-    """Remove layers that no image uses (left by removed images), and with --all unused images.
+    """Remove dangling images, and layers no image uses.
 
-    Layers are shared between images, so removing an image keeps the layers others still use;
-    this frees the rest. Containers are independent snapshots and never lose anything.
+    A dangling image has no name: it was imported without one, or its name moved to another
+    image (an import, pull or tag under the same name); 'images' shows it as <none>. Images a
+    container was made from stay. Layers are shared between images; those no image uses any more
+    (left by removed images or failed pulls) go too. Containers are independent snapshots and
+    never lose anything.
     """
     state = state_of(ctx)
     state.json = json_out
     if not force:
-        what = "all images without a container and all unused layers" if all_ else "all unused layers"
+        what = "all images without at least one container" if all_ else "all dangling images"
         confirm_or_refuse(
-            f"WARNING! This will remove {what}. Are you sure you want to continue?",
+            f"WARNING! This will remove {what} and all layers no image uses. "
+            "Are you sure you want to continue?",
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
@@ -267,11 +273,11 @@ def image_prune(
     if json_out:
         print_json(dataclasses.asdict(result))
         return
-    if not (result.images or result.layers):
-        typer.echo("Nothing to remove")
-        return
-    for img in result.images:
-        typer.echo(f"Deleted: {img}")
-    for layer in result.layers:
-        typer.echo(f"Deleted layer: {layer}")
+    if result.images or result.layers:
+        typer.echo("Deleted Images:")
+        for ref in result.untagged:
+            typer.echo(f"untagged: {ref}")
+        for deleted in (*result.images, *result.layers):
+            typer.echo(f"deleted: {deleted}")
+        typer.echo("")
     typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")

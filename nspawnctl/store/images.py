@@ -399,18 +399,7 @@ class ImageStore:
         """Import a directory tree by streaming it through tar, so it gets the same checks and ID."""
         if not directory.is_dir():
             raise ArchiveError(f"{directory} is not a directory")
-        argv = [
-            "tar",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--sort=name",
-            "-C",
-            str(directory),
-            "-cf",
-            "-",
-            ".",
-        ]
+        argv = directory_tar_argv(directory)
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
             assert proc.stdout is not None
@@ -461,15 +450,43 @@ class ImageStore:
                 refs.pop(r, None)
             self._write_refs(refs)
             if delete:
-                dirname = _dirname_of(img.id)
-                os.unlink(self.dir / f"{dirname}.json")
-                link = self.dir / dirname
-                if link.is_symlink():
-                    link.unlink()
-                    self._drop_layers([*img.layers, f"sha256:{img.path.name}"])
-                else:
-                    btrfs.delete(img.path)
+                self._delete_locked(img)
         return untag, delete
+
+    def prune(
+        self, users: Callable[[str], builtins.list[str]], *, all_images: bool = False
+    ) -> builtins.list[Image]:
+        """Delete the dangling images (no name: untagged, or their name went to another image
+        by an import, pull or tag) that no container was made from, as docker's ``image prune``
+        does; with ``all_images`` every image no container was made from. Returns them as they
+        were (with the names they had).
+
+        Decided under the pool lock, so an image named meanwhile is never taken for dangling.
+        """
+        gone = []
+        with self.pool.lock():
+            refs = self._refs()
+            for img in self.list():
+                if (img.refs and not all_images) or users(img.id):
+                    continue
+                for r in img.refs:
+                    refs.pop(r, None)
+                self._write_refs(refs)
+                self._delete_locked(img)
+                gone.append(img)
+        return gone
+
+    def _delete_locked(self, img: Image) -> None:
+        """Delete an image's record and root, and its layers no other image uses (the caller
+        holds the lock and has removed its names)."""
+        dirname = _dirname_of(img.id)
+        os.unlink(self.dir / f"{dirname}.json")
+        link = self.dir / dirname
+        if link.is_symlink():
+            link.unlink()
+            self._drop_layers([*img.layers, f"sha256:{img.path.name}"])
+        else:
+            btrfs.delete(img.path)
 
     def _drop_layers(self, chains: builtins.list[str]) -> None:
         """Delete those of ``chains`` that no image needs any more (the caller holds the lock)."""
@@ -496,6 +513,32 @@ class ImageStore:
                     meta.unlink(missing_ok=True)
                     if (self.dir / meta.stem).is_symlink():
                         (self.dir / meta.stem).unlink()
+
+
+def directory_tar_argv(directory: Path) -> builtins.list[str]:
+    """GNU tar writing ``directory`` as a stream that depends on its content only, since the
+    image ID is the stream's digest: names (sorted, not in directory order), kinds, modes, numeric
+    owners, mtimes, xattrs, data and link targets.
+
+    With ``--xattrs`` tar writes pax headers, which by default also carry atime and ctime: tar's
+    own first read of a fresh file moves its atime (relatime), so the same directory imported
+    twice gave two IDs. Those records are left out, and the pax header names fixed (older tars
+    put the PID in them).
+    """
+    return [
+        "tar",
+        "--format=posix",
+        "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime",
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--sort=name",
+        "-C",
+        str(directory),
+        "-cf",
+        "-",
+        ".",
+    ]
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")

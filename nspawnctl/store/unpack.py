@@ -282,12 +282,15 @@ class _Digesting(io.RawIOBase):
         self.hash = hashlib.new(algorithm)
         self.size = 0
         self.nonzero_end = 0
+        self.eof = False  # the stream has ended: `size` is its length
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1, /) -> bytes:
         data = self._inner.read(size if size >= 0 else _CHUNK)
+        if not data and size != 0:
+            self.eof = True
         if data:
             self.hash.update(data)
             stripped = data.rstrip(b"\0")
@@ -301,6 +304,38 @@ class _Digesting(io.RawIOBase):
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
+
+
+class _EndPadded(io.RawIOBase):
+    """What tarfile reads: the stream, then, once it has ended, zeros up to the next block
+    boundary and two zero blocks (an end-of-archive marker).
+
+    Go's archive/tar, which podman, containerd and umoci read layers with, takes a stream that
+    ends where a header could start, or inside the last member's padding, as the end of the
+    archive (``umoci insert`` writes such layers). tarfile calls that "unexpected end of data";
+    with these zeros behind the stream it reads such an archive to its end instead. They are not
+    hashed or counted (the digest is of the bytes as served), and zeros tarfile took as member
+    data or as part of a header are caught afterwards by ``_check_end``, which compares where the
+    stream really ended with the last member's documented offsets.
+    """
+
+    def __init__(self, inner: _Digesting) -> None:
+        super().__init__()
+        self._inner = inner
+        self._tail: int | None = None  # zero bytes still to give once the stream has ended
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._inner.read(size)
+        if data or size == 0:
+            return data
+        if self._tail is None:
+            self._tail = -self._inner.size % _BLOCK + 2 * _BLOCK
+        n = self._tail if size < 0 else min(size, self._tail)
+        self._tail -= n
+        return bytes(n)
 
 
 def _tarinfo_class(limits: Limits) -> type[tarfile.TarInfo]:
@@ -478,8 +513,13 @@ def _copy(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
 
 def _sparse_map(m: tarfile.TarInfo) -> list[tuple[int, int]]:
     """The (offset, length) data regions of a GNU sparse member, checked to be ordered and to
-    lie within the file's apparent size."""
+    lie within the file's apparent size.
+
+    Empty regions hold no data and are dropped: tarfile reports the unused slots of an old GNU
+    sparse header as (0, 0) entries after the real ones (Go's reader stops at the first of them).
+    """
     regions = cast("list[tuple[int, int]]", m.sparse or [])  # typeshed says bytes; it is a list
+    regions = [(offset, length) for offset, length in regions if length != 0]
     pos = 0
     for offset, length in regions:
         if offset < pos or length < 0 or offset + length > m.size:
@@ -559,6 +599,7 @@ class _Extractor:
         self._cache_fd = -1
         self._file_bytes = 0
         self.entries = 0
+        self.last: tarfile.TarInfo | None = None  # the member read last (where a stream ended)
 
     def close(self) -> None:
         self._drop_cache()
@@ -933,6 +974,7 @@ def _extract_all(tf: tarfile.TarFile, ex: _Extractor) -> None:
     members: list[tarfile.TarInfo] = tf.members  # type: ignore[attr-defined]  # not in typeshed
     while (m := tf.next()) is not None:
         members.clear()
+        ex.last = m
         try:
             ex.member(tf, m)
         except (tarfile.TarError, ArchiveError):
@@ -945,11 +987,84 @@ def _extract_all(tf: tarfile.TarFile, ex: _Extractor) -> None:
             raise _member_error(m.name, e) from e
 
 
-def _check_end(digesting: _Digesting, end: int) -> None:
-    """Require a real end-of-archive (zero block) where tarfile stopped and nothing but zero
-    padding after it: tarfile silently stops at a bad header or at EOF between members."""
-    if digesting.size < end + _BLOCK:
-        raise ArchiveError("the archive is truncated: it ends before the end-of-archive marker")
+# Types whose size field tarfile and Go's archive/tar both ignore: no data follows the header.
+_HEADER_ONLY = frozenset(
+    {tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE}
+)
+
+
+def _data_end(m: tarfile.TarInfo) -> int | None:
+    """Stream offset just past the member's stored data (before its padding); None for a sparse
+    member, whose stored size tarfile does not report (its ``size`` is the apparent one)."""
+    if m.type in _HEADER_ONLY:
+        return m.offset_data
+    if m.issparse():
+        return None
+    return m.offset_data + m.size
+
+
+def _member_end(m: tarfile.TarInfo) -> int:
+    """Stream offset where the header after ``m`` starts: its data rounded up to whole blocks."""
+    if m.type in _HEADER_ONLY:
+        return m.offset_data
+    stored = sum(n for _, n in _sparse_map(m)) if m.issparse() else m.size
+    return m.offset_data + -(-stored // _BLOCK) * _BLOCK
+
+
+def _truncated(m: tarfile.TarInfo, size: int) -> ArchiveError:
+    if size < m.offset_data:
+        what = f"it ends inside the header of member {m.name!r}"
+    else:
+        what = f"member {m.name!r} has only {size - m.offset_data} of its {m.size} bytes"
+    return ArchiveError(
+        f"the archive is truncated: {what}",
+        hint="the file or download was cut short; fetch it again, or ask its publisher to rebuild it",
+    )
+
+
+def _check_end(digesting: _Digesting, last: tarfile.TarInfo | None, *, empty_ok: bool) -> None:
+    """Decide whether the stream ended where an archive may end, with Go's archive/tar rules.
+
+    tarfile read the stream followed by _EndPadded's zeros, and stopped at the first block that
+    is all zeros or no valid header, at ``end`` (right after the last member's padded data). The
+    stream really ended at ``size``. Go's reader (Next: discard the rest of the data, which must
+    be there, else io.ErrUnexpectedEOF; read the padding with tryReadFull, where any io.EOF is a
+    clean end; readHeader: io.ReadFull of a block, where io.EOF after 0 bytes is a clean end and a
+    partial block is io.ErrUnexpectedEOF; a zero block, then the same for the next block; two zero
+    blocks end the archive, and nothing after them is read) accepts exactly when:
+
+    - ``size == end``: EOF at a block boundary where a header would start, no marker at all;
+    - ``size == end + 512``: EOF after one zero block (GNU tar says "a lone zero block");
+    - ``size >= end + 1024``: the complete marker; Go never reads what follows, here it must be
+      zeros (GNU tar pads to its record size with them), since anything else is a corrupt
+      header tarfile silently stopped at, or a second archive whose members would be lost;
+    - ``data_end <= size < end``: EOF inside the last member's padding, after all its data.
+
+    Refused, as by Go: EOF inside a member's data or inside a header (``size < data_end``), and a
+    partial block after the last member (``end < size < end + 1024``, not ``end + 512``): a
+    partial header or marker. Where this differs from Go it refuses, and only archives whose
+    extra part describes no member: non-zero bytes after the marker (above), a stream that ends
+    right after a pax or GNU long-name header (tarfile requires the member it describes; Go
+    drops the dangling header), and EOF inside the padding of a sparse last member (tarfile does
+    not report its stored size). An empty stream is an empty archive to Go; only ``empty_ok``
+    (layers) takes it, since GNU tar refuses it.
+    """
+    size = digesting.size
+    if size == 0 and not empty_ok:
+        raise ArchiveError("the archive is empty")
+    end = _member_end(last) if last is not None else 0
+    if size < end:
+        assert last is not None  # end is 0 without members
+        data_end = _data_end(last)
+        if data_end is None or size < data_end:
+            raise _truncated(last, size)
+        return
+    if size - end not in (0, _BLOCK) and size - end < 2 * _BLOCK:
+        raise ArchiveError(
+            f"the archive is truncated: it ends inside the block at offset {size - size % _BLOCK} "
+            "(a partial header or end-of-archive marker)",
+            hint="the file or download was cut short; fetch it again",
+        )
     if digesting.nonzero_end > end:
         raise ArchiveError(
             f"the archive has invalid or extra data at offset {end} "
@@ -979,6 +1094,10 @@ def unpack_tar(
     name lower layers' files, and a path through a lower layer's symlink is refused like any
     other. The digest is then the layer's diff ID.
 
+    The stream may end where Go's archive/tar (podman, containerd, umoci) lets an archive end, in
+    every layout (see _check_end): without the end-of-archive marker, or inside the last member's
+    padding; the digest stays that of the bytes as served. A member cut short is truncation.
+
     Raises UnsafeArchive for members that would escape or replace the root, ArchiveError for
     corrupt, truncated or oversized input (or, with "aci", anything that is not an ACI). An
     NspawnctlError raised by `raw` itself (a failed download) propagates unchanged. On error
@@ -1002,21 +1121,25 @@ def unpack_tar(
             digesting = _Digesting(stream, limits.max_bytes, algorithm)
             try:
                 with tarfile.open(
-                    fileobj=digesting,
+                    fileobj=_EndPadded(digesting),
                     mode="r|",
                     tarinfo=_tarinfo_class(limits),
                     encoding="utf-8",
                     errors="surrogateescape",
                 ) as tf:
                     _extract_all(tf, ex)
-                    end = tf.offset
             except tarfile.TarError as e:
+                last = ex.last
+                if digesting.eof and last is not None:
+                    data_end = _data_end(last)
+                    if data_end is not None and digesting.size < data_end:
+                        raise _truncated(last, digesting.size) from e
                 raise ArchiveError(f"cannot read the tar archive: {e}") from e
             except RecursionError as e:
                 raise ArchiveError("the archive has too many chained extended headers") from e
             ex.finish()
             digesting.drain()
-            _check_end(digesting, end)
+            _check_end(digesting, ex.last, empty_ok=layout == "layer")
             if layout == "aci" and ex.manifest is None:
                 raise ArchiveError("not an ACI: no manifest", hint=_NOT_ACI_HINT)
         finally:

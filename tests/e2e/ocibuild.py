@@ -287,12 +287,28 @@ class LayerSpec:
         return out, links
 
 
+# How a layer's tar ends: "full" as tarfile writes it (padding, end-of-archive marker, record
+# padding); "no-trailer" right after the last member's data, as `umoci insert` writes layers;
+# "cut-data" two bytes before that, inside the last member's data (a layer that is truncated).
+TarEnd = Literal["full", "no-trailer", "cut-data"]
+
+
+def end_tar(tar: bytes, end: TarEnd) -> bytes:
+    if end == "full":
+        return tar
+    last = tarfile.open(fileobj=io.BytesIO(tar)).getmembers()[-1]
+    assert last.isfile() and last.size >= 2, "the last member must be a file with data"
+    data_end = last.offset_data + last.size
+    return tar[: data_end if end == "no-trailer" else data_end - 2]
+
+
 @dataclass
 class Layer:
-    """A layer spec and how its blob is compressed."""
+    """A layer spec, how its blob is compressed, and how its tar ends."""
 
     spec: LayerSpec
     compression: Compression = "gzip"
+    end: TarEnd = "full"
 
 
 @dataclass(frozen=True)
@@ -386,7 +402,7 @@ class Layout:
         return (self.path / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
 
     def layer(self, layer: Layer, docker: bool = False) -> tuple[BuiltLayer, LayerSpec]:
-        tar = layer.spec.tar()
+        tar = end_tar(layer.spec.tar(), layer.end)
         blob = compress(tar, layer.compression)
         media_type = (DOCKER_LAYER if docker else OCI_LAYER)[layer.compression]
         desc = self.add_blob(blob, media_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ STAGING = Path("/var/lib/nspawnctl/images")
 
 def pool_snapshot() -> tuple[str, list[str], list[str]]:
     return (
-        subvolumes(),
+        re.sub(r" gen \d+ ", " ", subvolumes()),  # a generation moves with any btrfs commit
         sorted(os.listdir("/var/lib/nspawnctl/images")),
         sorted(os.listdir("/etc/systemd/nspawn")) if Path("/etc/systemd/nspawn").is_dir() else [],
     )

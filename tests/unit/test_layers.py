@@ -205,8 +205,8 @@ def test_bad_layer_keeps_nothing(layers: LayerStore) -> None:
     base = apply(layers, None, BASE)
     with pytest.raises(UnsafeArchive, match="passes through the symlink 'var/run'"):
         apply(layers, base, tar(("var/run/pwned", b"x")))
-    with pytest.raises(ArchiveError):
-        apply(layers, base, UPPER[:700], compressed=False)
+    with pytest.raises(ArchiveError, match="truncated"):  # inside etc/hostname's data (512..518)
+        apply(layers, base, UPPER[:515], compressed=False)
     assert not Path("/run/pwned").exists()
     assert leftovers(layers) == [] and len(layers.list()) == 1
     assert os.readlink(base.path / "var/run") == "/run"
@@ -572,3 +572,73 @@ def test_damaged_layer_records(layers: LayerStore) -> None:
         with pytest.raises(PoolError, match="is damaged"):
             layers.get(base.chain_id)
         assert layers.prune(lambda: {upper.chain_id}) == []
+
+
+# --- image prune and directory imports -------------------------------------------------------------
+
+
+def test_prune_removes_dangling_images_no_container_uses(images: ImageStore, layers: LayerStore) -> None:
+    base = apply(layers, None, BASE)
+    upper = apply(layers, base, UPPER)
+    import_image(images, [base, upper], CONFIG_A, "app:v1")
+    import_image(images, [base], CONFIG_B, "app:v1")  # the name moves: CONFIG_A is dangling now
+    old = images.import_archive(io.BytesIO(tar(("f", b"old"))), ImageRef.parse("dir:v1"), "old")
+    new = images.import_archive(io.BytesIO(tar(("f", b"new"))), ImageRef.parse("dir:v1"), "new")
+    used = images.import_archive(io.BytesIO(tar(("f", b"used"))), None, "used")  # never named
+    assert images.get(old.id).refs == [] and images.get(CONFIG_A).refs == []
+    users = {used.id: ["ctr"]}
+    gone = images.prune(lambda i: users.get(i, []))
+    assert sorted(i.id for i in gone) == sorted([CONFIG_A, old.id])
+    assert sorted(i.id for i in images.list()) == sorted([CONFIG_B, new.id, used.id])
+    assert not old.path.exists() and layers.get(upper.chain_id) is None  # its own layer went
+    assert layers.get(base.chain_id) is not None  # still CONFIG_B's
+    # all_images: every image without a container, named or not
+    gone = images.prune(lambda i: users.get(i, []), all_images=True)
+    assert sorted((i.id, tuple(i.refs)) for i in gone) == sorted(
+        [(CONFIG_B, ("app:v1",)), (new.id, ("dir:v1",))]
+    )
+    assert [i.id for i in images.list()] == [used.id] and json.loads(images.refs_file.read_text()) == {}
+    assert layers.list() == []
+
+
+def test_directory_stream_depends_only_on_content(tmp_path: Path) -> None:
+    from nspawnctl.store.images import directory_tar_argv
+
+    def digest(d: Path) -> str:
+        out = subprocess.run(directory_tar_argv(d), check=True, capture_output=True).stdout
+        return hashlib.sha256(out).hexdigest()
+
+    def build(d: Path, names: list[str]) -> None:
+        d.mkdir()
+        for name in names:  # created in this order: directory listings may follow it
+            (d / name).write_text(name)
+            os.utime(d / name, ns=(1, 1_600_000_000_000_000_000))
+        os.symlink("a", d / "link")
+        os.utime(d / "link", ns=(1, 1_600_000_000_000_000_000), follow_symlinks=False)
+        os.utime(d, ns=(1, 1_600_000_000_000_000_000))
+
+    names = [f"f{i}" for i in range(30)] + ["a"]
+    build(tmp_path / "one", names)
+    build(tmp_path / "two", list(reversed(names)))
+    first = digest(tmp_path / "one")
+    assert digest(tmp_path / "two") == first  # not the order of the directory listing
+    # reading moves atimes (relatime moves them on the first read), chmod to the same mode the
+    # ctimes: neither is content
+    for p in (tmp_path / "one").iterdir():
+        st = p.lstat()
+        os.utime(p, ns=(st.st_atime_ns + 10**9, st.st_mtime_ns), follow_symlinks=False)
+        if not p.is_symlink():
+            os.chmod(p, st.st_mode)
+    assert digest(tmp_path / "one") == first
+    # what is content changes it
+    os.utime(tmp_path / "one/a", ns=(1, 1_600_000_000_000_000_001))
+    assert digest(tmp_path / "one") != first
+
+
+def test_importing_a_fresh_directory_again_gives_the_same_image(images: ImageStore, tmp_path: Path) -> None:
+    src = tmp_path / "fresh"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc/marker").write_text("fresh\n")  # atime == mtime: the first read moves the atime
+    ids = {images.import_directory(src, ImageRef.parse("fresh:v1")).id for _ in range(3)}
+    assert len(ids) == 1 and len(images.list()) == 1
+    assert images.list()[0].refs == ["fresh:v1"]

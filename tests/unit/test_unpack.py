@@ -552,7 +552,6 @@ def is_plain_archive_error(e: BaseException) -> bool:
         pytest.param(b"", id="empty"),
         pytest.param(SAMPLE[:2000], id="truncated-plain-mid-header"),
         pytest.param(SAMPLE[:100_000], id="truncated-plain-mid-data"),
-        pytest.param(make_tar(reg("a", b"x" * 512))[:1024], id="truncated-plain-at-boundary"),
         pytest.param(SAMPLE + b"garbage" + bytes(1000), id="garbage-after-end"),
         pytest.param(SAMPLE[:512] + os.urandom(512) + SAMPLE[1024:], id="corrupt-member-data-header"),
         pytest.param(make_tar(reg("a", b"x")) + make_tar(reg("b", b"y")), id="concatenated-tars"),
@@ -563,6 +562,105 @@ def test_bad_input(data: bytes, dest: Path) -> None:
         unpack(data, dest)
     assert is_plain_archive_error(e.value), repr(e.value)
     assert str(e.value)
+
+
+# --- where an archive may end: Go's archive/tar rules (see unpack._check_end) -------------------
+
+# ustar: etc/ header at 0; etc/a header at 512, data 1024..1724, padding to 2048; etc/last header
+# at 2048, data 2560..2565, padding to 3072; the end-of-archive marker 3072..4096; zeros to 10240.
+END_SAMPLE = make_tar(
+    dir_("etc"), reg("etc/a", b"A" * 700), reg("etc/last", b"hello"), fmt=tarfile.USTAR_FORMAT
+)
+LAST_DATA, LAST_END = 2565, 3072
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(LAST_DATA, id="at-the-end-of-the-last-data"),
+        pytest.param(LAST_DATA + 200, id="inside-the-last-padding"),
+        pytest.param(LAST_END - 1, id="one-byte-before-the-block-boundary"),
+        pytest.param(LAST_END, id="at-the-block-boundary"),
+        pytest.param(LAST_END + 512, id="after-one-zero-block"),
+        pytest.param(LAST_END + 1024, id="after-the-marker"),
+        pytest.param(len(END_SAMPLE), id="whole"),
+    ],
+)
+@pytest.mark.parametrize("layout", ["rootfs", "layer"])
+def test_archive_may_end_where_go_ends_it(cut: int, layout: str, dest: Path) -> None:
+    data = END_SAMPLE[:cut]
+    result = unpack(data, dest, layout=layout)
+    assert (dest / "etc/last").read_bytes() == b"hello"
+    assert (dest / "etc/a").read_bytes() == b"A" * 700
+    # the digest (diff ID) is of the bytes as served: the zeros tarfile was given are not in it
+    assert result.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert result.size == cut and result.entries == 3
+
+
+@pytest.mark.parametrize(
+    ("cut", "message"),
+    [
+        pytest.param(LAST_DATA - 2, "member 'etc/last' has only 3 of its 5 bytes", id="inside-the-last-data"),
+        pytest.param(2560, "member 'etc/last' has only 0 of its 5 bytes", id="before-the-last-data"),
+        pytest.param(1500, "member 'etc/a' has only 476 of its 700 bytes", id="inside-earlier-data"),
+        pytest.param(2048 + 200, "ends inside the block at offset 2048", id="inside-a-header"),
+        # the header's own tail is zeros: the completed header parses, but its member is refused
+        pytest.param(2448, "ends inside the header of member 'etc/last'", id="inside-a-header-zero-tail"),
+        pytest.param(LAST_END + 100, "inside the block at offset 3072", id="inside-the-first-zero-block"),
+        pytest.param(LAST_END + 600, "inside the block at offset 3584", id="inside-the-second-zero-block"),
+    ],
+)
+@pytest.mark.parametrize("layout", ["rootfs", "layer"])
+def test_archive_cut_short_is_refused(cut: int, message: str, layout: str, dest: Path) -> None:
+    with pytest.raises(ArchiveError, match="the archive is truncated") as e:
+        unpack(END_SAMPLE[:cut], dest, layout=layout)
+    assert message in str(e.value)
+    assert is_plain_archive_error(e.value) and e.value.hint
+
+
+def test_relaxed_end_through_compression_and_in_an_aci(dest: Path) -> None:
+    data = END_SAMPLE[:LAST_DATA]
+    result = unpack(gzip.compress(data), dest, layout="layer")
+    assert result.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    aci = make_aci(dir_("rootfs"), reg("rootfs/x", b"xyz"))
+    ends = [i.offset_data + i.size for i in tarfile.open(fileobj=io.BytesIO(aci)).getmembers()]
+    out = dest / "aci"
+    out.mkdir()
+    assert unpack_aci(aci[: max(ends)], out).manifest == MANIFEST
+
+
+def test_empty_stream_is_an_empty_layer_but_no_image(dest: Path) -> None:
+    assert unpack(b"", dest, layout="layer").digest == "sha256:" + hashlib.sha256(b"").hexdigest()
+    assert unpack(bytes(512), dest, layout="layer").entries == 0  # one zero block, then EOF
+    with pytest.raises(ArchiveError, match="empty"):
+        unpack(b"", dest)
+    with pytest.raises(ArchiveError, match="truncated"):
+        unpack(bytes(100), dest, layout="layer")
+
+
+def test_stream_ending_after_an_extended_header_is_refused(dest: Path) -> None:
+    data = make_tar(reg("a", b"x"), reg("b" * 200, b"y"))  # pax header for the long name
+    pax_end = 512 + 512 + 512 + 512  # a + its data, the pax header + its records
+    with pytest.raises(ArchiveError):
+        unpack(data[:pax_end], dest, layout="layer")
+
+
+def test_sparse_last_member_cut_in_its_padding_is_refused(tmp_path: Path, dest: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    with (src / "holey").open("wb") as f:
+        f.seek(1 << 20)
+        f.write(b"data")
+    archive = tmp_path / "s.tar"
+    subprocess.run(["tar", "-S", "--format=gnu", "-C", str(src), "-cf", str(archive), "holey"], check=True)
+    data = archive.read_bytes()
+    member = tarfile.open(fileobj=io.BytesIO(data)).getmembers()[-1]
+    with pytest.raises(ArchiveError, match="truncated"):
+        unpack(data[: member.offset_data + 4], dest, layout="layer")
+    out = dest / "whole"
+    out.mkdir()
+    unpack(data[: member.offset_data + 512], out, layout="layer")  # at the block boundary
+    assert (out / "holey").stat().st_size == (1 << 20) + 4
 
 
 @pytest.mark.parametrize("cut", [0.5, -3])
