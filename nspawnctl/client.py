@@ -441,22 +441,31 @@ class Containers:
         write: Callable[[bytes], None],
         interactive: bool = False,
         tty: bool = False,
+        write_err: Callable[[bytes], None] | None = None,
     ) -> RunResult:
         """Run in the foreground and return the payload's exit code (docker's ``run`` without ``-d``).
 
         Without ``interactive``/``tty`` the output goes to the journal like any container's and is
-        followed from there (so ``logs`` has it too); with them our own stdin/stdout/stderr are
-        handed to the unit and nspawn forwards the terminal itself.
+        followed from there (so ``logs`` has it too): the payload's stdout lines to ``write``, its
+        stderr lines to ``write_err`` (to ``write`` too when not given); with them our own
+        stdin/stdout/stderr are handed to the unit and nspawn forwards the terminal itself.
         """
         spec = self.create(image, command, options)
         try:
-            return run_sync(lambda bus: self._attached(bus, spec, write, interactive, tty))
+            err = write_err or write
+            return run_sync(lambda bus: self._attached(bus, spec, write, err, interactive, tty))
         except BaseException:
             self._cleanup_failed(spec)
             raise
 
     async def _attached(
-        self, bus: Bus, spec: ContainerSpec, write: Callable[[bytes], None], interactive: bool, tty: bool
+        self,
+        bus: Bus,
+        spec: ContainerSpec,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        interactive: bool,
+        tty: bool,
     ) -> RunResult:
         from .systemd import journal
 
@@ -480,6 +489,9 @@ class Containers:
             pending.add(task)
             task.add_done_callback(pending.discard)
 
+        def emit(entry: Entry) -> None:
+            (write_err if entry.stderr else write)(entry.message + b"\n")
+
         if fds is None:
             for sig in (signals.SIGINT, signals.SIGTERM):
                 loop.add_signal_handler(sig, forward, sig)
@@ -488,11 +500,7 @@ class Containers:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
-
-                async def ended() -> bool:
-                    return bool(await rt.wait_exit(unit, timeout=0))
-
-                await journal.follow(matches, lambda e: write(e.message + b"\n"), ended, poll=0.05)
+                await journal.follow(matches, emit, rt.wait_exit(unit))
             # the first exit of the payload: with --restart it goes on without us, as docker's
             await rt.wait_exit(unit)
             outcome = await rt.outcome(name, unit)
@@ -632,10 +640,11 @@ class Containers:
         async def go(bus: Bus) -> None:
             rt = self._runtime(bus)
 
-            async def stopped() -> bool:
-                return not await rt.is_running(name)
+            async def stopped() -> None:  # also through restarts: the unit is up until it stops
+                while await rt.is_running(name):
+                    await asyncio.sleep(0.1)
 
-            await journal.follow(matches, write, stopped, since=since, lines=tail)
+            await journal.follow(matches, write, stopped(), since=since, lines=tail)
 
         run_sync(go)
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Paths
 from ..errors import ContainerRunning
-from .programs import nsenter_binary, nspawn_binary
+from .programs import cat_binary, nsenter_binary, nspawn_binary
 
 if TYPE_CHECKING:
     from ..spec import ContainerSpec
@@ -108,6 +108,7 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
         "unified_cgroup": host_is_unified(),
         "netns": netns,
         "nsenter": nsenter_binary(),
+        "journal_cat": cat_binary(),
     }
     fields.update(kw)
     return Launch(**fields)  # type: ignore[arg-type]
