@@ -706,6 +706,7 @@ class Containers:
             pre=hook_argv("pre", spec.name, unit) if needs_pre(spec) else (),
             post=hook_argv("post", spec.name, unit, remove=spec.auto_remove),
             environment=tuple(paths_environment(self.paths)),
+            streams_python=sys.executable,
         )
 
     def _cleanup_failed(self, spec: ContainerSpec) -> None:

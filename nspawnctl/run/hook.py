@@ -8,8 +8,9 @@ same network, port checks and exit record as one started by nspawnctl.
 - pre: refuse when the container runs already (under the other kind of unit: touching anything
   then would break the running one), clear what a killed nspawn left behind, forget the last
   exit, build the container's network namespace (veth, zone; ``net.up`` checks the ports).
-- exec: replace this process with ``[nsenter --net=NETNS] systemd-nspawn ...`` (same PID, so the
-  unit's Type=notify still reaches nspawn).
+- exec: give the payload's stdout and stderr a journal stream each (run/streams.py), then replace
+  this process with ``[nsenter --net=NETNS] systemd-nspawn ...`` (same PID, so the unit's
+  Type=notify still reaches nspawn).
 - post: record how the payload ended (systemd forgets it once the unit is collected), tear this
   run's network down, remove ``--rm`` containers. A run whose payload never started (pre failed
   or refused: systemd then sets no $EXIT_CODE) records no exit.
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Paths
 from ..errors import ContainerRunning
-from .programs import cat_binary, nsenter_binary, nspawn_binary
+from .programs import nsenter_binary, nspawn_binary
 
 if TYPE_CHECKING:
     from ..spec import ContainerSpec
@@ -108,7 +109,6 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
         "unified_cgroup": host_is_unified(),
         "netns": netns,
         "nsenter": nsenter_binary(),
-        "journal_cat": cat_binary(),
     }
     fields.update(kw)
     return Launch(**fields)  # type: ignore[arg-type]
@@ -229,7 +229,10 @@ def pre(paths: Paths, name: str, unit: str) -> None:
         net.up(paths, spec, unit)  # checks the published ports first
 
 
-def exec_(paths: Paths, name: str) -> None:
+def exec_(paths: Paths, name: str, unit: str) -> None:
+    """Replace this process with nspawn, the payload's stdout and stderr on a journal stream
+    each (run/streams.py; the transient unit runs that file in front of nspawn instead)."""
+    from . import streams
     from .units import exec_argv
 
     spec = _store(paths).get(name)
@@ -238,6 +241,8 @@ def exec_(paths: Paths, name: str) -> None:
     if launch.unified_cgroup:
         os.environ.setdefault("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
     sys.stdout.flush()
+    sys.stderr.flush()
+    streams.attach(spec.name, unit)
     os.execv(argv[0], [argv[0].rsplit("/", 1)[-1], *argv[1:]])
 
 
@@ -322,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             pre(paths, args.name, unit)
             return 0
         if args.step == "exec":
-            exec_(paths, args.name)
+            exec_(paths, args.name, unit)
         return post(paths, args.name, args.remove, unit)
     except NspawnctlError as e:
         log_error(e.message + (f"; {e.hint}" if e.hint else ""))

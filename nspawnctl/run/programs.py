@@ -8,7 +8,6 @@ import shutil
 SEARCH_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"  # a unit's PATH does not matter: argv[0] is absolute
 NSPAWN = "/usr/bin/systemd-nspawn"
 NSENTER = "/usr/bin/nsenter"
-SYSTEMD_CAT = "/usr/bin/systemd-cat"
 
 
 def nspawn_binary() -> str:
@@ -23,9 +22,3 @@ def nspawn_binary() -> str:
 def nsenter_binary() -> str:
     """util-linux's nsenter (runs nspawn inside a prepared netns, and ``exec``)."""
     return shutil.which("nsenter", path=SEARCH_PATH) or NSENTER
-
-
-def cat_binary() -> str | None:
-    """systemd's systemd-cat (package systemd): gives nspawn's stdout and stderr a journal stream
-    each. None when it is missing: both then share the unit's one stream, as before."""
-    return shutil.which("systemd-cat", path=SEARCH_PATH)

@@ -37,10 +37,6 @@ RESTART_MAX_DELAY = 300
 BACKOFF_SINCE = 254  # systemd version with RestartSteps= / RestartMaxDelaySec=
 START_LIMIT_INTERVAL = 300  # without backoff: at most START_LIMIT_BURST starts in 5 min
 START_LIMIT_BURST = 10
-# The payload's two output streams in the journal, as docker's journald log driver records them:
-# stdout lines at priority info, stderr lines at err (see journal_streams).
-STDOUT_PRIORITY = 6
-STDERR_PRIORITY = 3
 
 
 def unit_name(name: str) -> str:
@@ -82,7 +78,7 @@ class Launch:
     netns: str | None = None  # run nspawn inside this prepared network namespace (veth, zone)
     nsenter: str = NSENTER
     environment: tuple[str, ...] = ()  # NAME=VALUE for the unit (non-default nspawnctl paths)
-    journal_cat: str | None = None  # systemd-cat: a journal stream each for stdout and stderr
+    streams_python: str | None = None  # run run/streams.py with it first: a stream each for stdout, stderr
 
 
 def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
@@ -100,36 +96,21 @@ def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
 
 
 def journal_streams(name: str, launch: Launch) -> list[str]:
-    """``systemd-cat`` in front of nspawn when the payload's output goes to the journal.
-
-    systemd connects a unit's stdout and stderr to one and the same journal stream (stderr is a
-    dup of stdout when both are ``journal``), so the payload's two streams would be mixed for good.
-    systemd-cat opens a stream of its own for each (stdout at info, stderr at err: what docker's
-    journald driver records), puts them on fds 1 and 2 and execs nspawn: the same PID (Type=notify
-    and MainPID stay), the same cgroup (journald still tags every line with _SYSTEMD_UNIT and the
-    unit's LogExtraFields). nspawn --console=pipe hands both fds to the payload unchanged.
-    ``--level-prefix=false``: a payload line starting with ``<3>`` is output, not a priority.
-    A recent systemd-cat (257 does, 252 does not) also points $JOURNAL_STREAM at the new stderr, so
-    nspawn's own messages still go to the journal natively; with 252's they are stderr lines.
-    The alternatives: a field cannot be added per stream (the stream protocol has none), and a
-    stream opened by the hook itself would cost a Python start on every ``run``."""
-    if launch.journal_cat is None or launch.attach_fds is not None:
+    """The argv prefix that gives the payload's stdout and stderr a journal stream each (see
+    run/streams.py), when its output goes to the journal: nobody is attached. It execs nspawn,
+    so the unit's main process stays nspawn's PID."""
+    if launch.streams_python is None or launch.attach_fds is not None:
         return []
-    return [
-        launch.journal_cat,
-        f"--identifier={name}",
-        "--level-prefix=false",
-        f"--priority={STDOUT_PRIORITY}",
-        f"--stderr-priority={STDERR_PRIORITY}",
-        "--",
-    ]
+    from .streams import command
+
+    return command(launch.streams_python, name, unit_name(name))
 
 
 def exec_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     """The whole ExecStart argv, program first. With a network namespace of our own, nspawn runs
     inside it through nsenter, which execs (same PID: Type=notify still works); nspawn's own
-    --network-namespace-path= cannot be joined from a user namespace. systemd-cat, first when
-    output goes to the journal, execs too (see journal_streams)."""
+    --network-namespace-path= cannot be joined from a user namespace. The stream opener, first
+    when output goes to the journal, execs too (see journal_streams)."""
     argv = nspawn_argv(spec, pool, launch)
     cat = journal_streams(spec.name, launch)
     if launch.netns:

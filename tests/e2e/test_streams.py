@@ -49,6 +49,23 @@ def test_foreground_run_keeps_stdout_and_stderr_apart(nsp: CLI, busybox: str) ->
     assert many.stderr.split() == [f"e{i}" for i in range(40)]
 
 
+def test_short_runs_side_by_side_keep_every_line(nsp: CLI, busybox: str) -> None:
+    """journald attributes a stream to its unit by the cgroup of the process that opened it, read
+    when the first line arrives: a payload gone by then must not lose its lines (the stream's
+    header names the unit too)."""
+    procs = [
+        subprocess.Popen(
+            ["nspawnctl", "run", "--rm", busybox, "sh", "-c", f"echo out{i}; echo err{i} >&2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(8)
+    ]
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=120)
+        assert (proc.returncode, out, err) == (0, f"out{i}\n".encode(), f"err{i}\n".encode())
+
+
 def test_foreground_run_prints_lines_as_they_come(nsp: CLI, busybox: str) -> None:
     """Lines reach the terminal while the payload runs, stderr ones on stderr."""
     script = "echo first; sleep 4; echo second >&2; sleep 4; echo third"
@@ -132,7 +149,7 @@ def test_a_persistent_container_keeps_the_streams_apart(nsp: CLI, busybox: str) 
     )
     priorities = {e["MESSAGE"]: e["PRIORITY"] for e in entries}
     assert priorities == {"out": "6", "err": "3", "<3>not a priority": "6"}
-    # the unit's main process is still nspawn (systemd-cat and nsenter exec'd it): Type=notify held
+    # the unit's main process is nspawn (the hook opened the streams and exec'd it): Type=notify held
     assert (
         subprocess.run(
             ["systemctl", "is-active", f"systemd-nspawn@{name}.service"], capture_output=True, text=True

@@ -235,17 +235,19 @@ def test_own_unit_from_the_cgroup(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert hook.own_unit() is None
 
 
-@pytest.mark.parametrize("cat", ["/usr/bin/systemd-cat", None])
 def test_exec_replaces_itself_with_nsenter_and_nspawn(
-    monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, ...]], cat: str | None
+    monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, ...]]
 ) -> None:
     """The persistent unit (the hook's exec step) gets the same separate stdout/stderr journal
-    streams as the transient one: systemd-cat first, which execs nsenter, which execs nspawn."""
+    streams as the transient one, opened in-process, for its own unit, before it execs."""
     monkeypatch.setattr(hook, "_store", lambda paths: FakeStore(VETH))
     monkeypatch.setattr(hook, "nspawn_binary", lambda: "/usr/bin/systemd-nspawn")
     monkeypatch.setattr(hook, "nsenter_binary", lambda: "/usr/bin/nsenter")
-    monkeypatch.setattr(hook, "cat_binary", lambda: cat)
     monkeypatch.setattr(net, "netns_path", lambda name: f"/run/netns/nspawnctl-{name}")
+    from nspawnctl.run import streams
+
+    attached: list[tuple[str, str]] = []
+    monkeypatch.setattr(streams, "attach", lambda ident, unit: attached.append((ident, unit)) or True)
     execs: list[tuple[str, list[str]]] = []
 
     def fake_execv(path: str, argv: list[str]) -> None:
@@ -254,23 +256,11 @@ def test_exec_replaces_itself_with_nsenter_and_nspawn(
 
     monkeypatch.setattr(hook.os, "execv", fake_execv)
     with pytest.raises(SystemExit):
-        hook.main(["exec", "web"])
+        hook.main(["exec", "--unit", "systemd-nspawn@web.service", "web"])
     ((path, argv),) = execs
-    netns = ["--net=/run/netns/nspawnctl-web", "--", "/usr/bin/systemd-nspawn"]
-    if cat:
-        assert path == cat
-        assert argv[:6] == [
-            "systemd-cat",
-            "--identifier=web",
-            "--level-prefix=false",
-            "--priority=6",
-            "--stderr-priority=3",
-            "--",
-        ]
-        assert argv[6:10] == ["/usr/bin/nsenter", *netns]
-    else:
-        assert path == "/usr/bin/nsenter"
-        assert argv[:4] == ["nsenter", *netns]
+    assert attached == [("web", "systemd-nspawn@web.service")]
+    assert path == "/usr/bin/nsenter"
+    assert argv[:4] == ["nsenter", "--net=/run/netns/nspawnctl-web", "--", "/usr/bin/systemd-nspawn"]
     assert "--console=pipe" in argv and "--settings=override" in argv
 
 

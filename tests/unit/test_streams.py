@@ -1,43 +1,103 @@
-"""The payload's stdout and stderr: a journal stream each (the unit builders), told apart by
-priority when read back (journal.parse_line), followed until the source ends (journal.follow)."""
+"""The payload's stdout and stderr: a journal stream each (the unit builders, run/streams.py),
+told apart by priority when read back (journal.parse_line), followed until the source ends
+(journal.follow)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
 import stat
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from nspawnctl.run import streams
 from nspawnctl.run.units import Launch, exec_argv, journal_streams, unit_properties
 from nspawnctl.spec import ContainerSpec
 from nspawnctl.systemd import journal
 
 SPEC = ContainerSpec(name="web", id="ab12", image="img", image_id="x", created="now", command=["sh"])
-CAT = "/usr/bin/systemd-cat"
-CAT_ARGS = ["--identifier=web", "--level-prefix=false", "--priority=6", "--stderr-priority=3", "--"]
+PY = "/usr/bin/python3"
+OPENER = [PY, "-I", "-S", streams.__file__, "--identifier=web", "--unit=nspawnctl-web.service", "--"]
 
 
 def test_output_to_the_journal_gets_a_stream_per_fd() -> None:
-    argv = exec_argv(SPEC, Path("/p"), Launch(journal_cat=CAT))
-    assert argv[:6] == [CAT, *CAT_ARGS]
-    assert argv[6] == "/usr/bin/systemd-nspawn" and "--console=pipe" in argv
-    (start,) = dict((n, v) for n, _, v in unit_properties(SPEC, Path("/p"), Launch(journal_cat=CAT)))[
-        "ExecStart"
-    ]
-    assert start[0] == CAT and start[1][0] == "systemd-cat" and start[1][1:] == argv[1:]
-    # inside a network namespace: systemd-cat execs nsenter, which execs nspawn (one PID throughout)
-    netns = exec_argv(SPEC, Path("/p"), Launch(journal_cat=CAT, netns="/run/netns/x"))
-    assert netns[6:10] == ["/usr/bin/nsenter", "--net=/run/netns/x", "--", "/usr/bin/systemd-nspawn"]
+    argv = exec_argv(SPEC, Path("/p"), Launch(streams_python=PY))
+    assert argv[:7] == OPENER and Path(argv[3]).is_file()
+    assert argv[7] == "/usr/bin/systemd-nspawn" and "--console=pipe" in argv
+    props = {n: v for n, _, v in unit_properties(SPEC, Path("/p"), Launch(streams_python=PY))}
+    (start,) = props["ExecStart"]
+    assert start[0] == PY and start[1][0] == "python3" and start[1][1:] == argv[1:]
+    # inside a network namespace: the opener execs nsenter, which execs nspawn (one PID throughout)
+    netns = exec_argv(SPEC, Path("/p"), Launch(streams_python=PY, netns="/run/netns/x"))
+    assert netns[7:11] == ["/usr/bin/nsenter", "--net=/run/netns/x", "--", "/usr/bin/systemd-nspawn"]
 
 
-def test_no_streams_of_our_own_when_attached_or_without_systemd_cat() -> None:
-    attached = Launch(journal_cat=CAT, attach_fds=(0, 1, 2))
+def test_no_streams_of_our_own_when_attached_or_not_asked() -> None:
+    attached = Launch(streams_python=PY, attach_fds=(0, 1, 2))
     assert journal_streams("web", attached) == []
     assert exec_argv(SPEC, Path("/p"), attached)[0] == "/usr/bin/systemd-nspawn"
     assert journal_streams("web", Launch()) == []
+
+
+def test_the_stream_header_names_the_unit() -> None:
+    assert streams.header("web", "nspawnctl-web.service", 3) == b"web\nnspawnctl-web.service\n3\n0\n0\n0\n0\n"
+    with pytest.raises(ValueError):
+        streams.header("a\nb", "u", 6)
+
+
+def fake_journald(path: Path) -> tuple[socket.socket, list[bytes]]:
+    """A listening stream socket that collects what each connection sends until it closes."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    srv.listen(8)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        for _ in range(2):
+            conn, _ = srv.accept()
+            with conn:
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+                got.append(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, got
+
+
+def test_the_opener_puts_a_stream_on_each_fd_and_execs(tmp_path: Path) -> None:
+    sock = tmp_path / "stdout"
+    srv, got = fake_journald(sock)
+    code = (
+        "import sys; from nspawnctl.run import streams; "
+        f"streams.SOCKET = {str(sock)!r}; "
+        "sys.argv[1:] = ['--identifier=web', '--unit=u.service', '--', '/bin/sh', '-c', "
+        "'echo \"<3>out\"; echo err >&2; echo $JOURNAL_STREAM >&2']; "
+        "raise SystemExit(streams.main(sys.argv[1:]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30, cwd=Path.cwd())
+    assert proc.returncode == 0 and proc.stdout == b"" and proc.stderr == b""
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    srv.close()
+    by_priority = {data.split(b"\n")[2]: data.split(b"\n") for data in got}
+    out, err = by_priority[b"6"], by_priority[b"3"]
+    assert out[:7] == [b"web", b"u.service", b"6", b"0", b"0", b"0", b"0"] and out[7:] == [b"<3>out", b""]
+    assert err[:2] == [b"web", b"u.service"] and err[7] == b"err"
+    dev, _, ino = err[8].partition(b":")
+    assert dev.isdigit() and ino.isdigit()  # nspawn sees its stderr is a journal stream
+
+
+def test_without_journald_the_units_own_stream_stays(tmp_path: Path) -> None:
+    assert streams.attach("web", "u.service", str(tmp_path / "nothing")) is False
 
 
 def line(message: object, priority: str | None = "6", cursor: str = "c") -> bytes:
