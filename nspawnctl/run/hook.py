@@ -262,10 +262,13 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
     store = _store(paths)
     status = 0
     if started and not remove:
+        code = exit_code_from_env(env)
+        if code == 1:  # nspawn's code when it could not execute the command: docker's 127/126?
+            code = exec_failure_of(env.get("INVOCATION_ID")) or code
         store.record_exit(
             name,
             ExitRecord(
-                exit_code=exit_code_from_env(env),
+                exit_code=code,
                 result=env.get("SERVICE_RESULT", ""),
                 finished=datetime.now(UTC).isoformat(timespec="seconds"),
             ),
@@ -281,6 +284,25 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
     if remove:
         store.remove(name)
     return status
+
+
+def exec_failure_of(invocation: str | None) -> int | None:
+    """127/126 when this run's whole output is systemd-nspawn's ``execv(...) failed`` line (the
+    command went missing after ``run``/``start`` looked, or lacks its ELF loader): what a detached
+    run records, as a foreground one returns it (run/lookup.py exec_failure). None when the
+    journal does not say so (yet): the exit stays nspawn's 1."""
+    if not invocation:
+        return None
+    from ..errors import NspawnctlError
+    from ..systemd import journal
+    from .lookup import exec_failure
+
+    try:
+        journal.sync()
+        entries = journal.read([f"_SYSTEMD_INVOCATION_ID={invocation}", "_TRANSPORT=stdout"], lines=3)
+    except (NspawnctlError, OSError):
+        return None
+    return exec_failure([e.message for e in entries])
 
 
 def log_error(message: str, priority: int = 3) -> None:

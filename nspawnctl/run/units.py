@@ -112,10 +112,10 @@ def exec_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     --network-namespace-path= cannot be joined from a user namespace. The stream opener, first
     when output goes to the journal, execs too (see journal_streams)."""
     argv = nspawn_argv(spec, pool, launch)
-    cat = journal_streams(spec.name, launch)
+    opener = journal_streams(spec.name, launch)
     if launch.netns:
-        return [*cat, launch.nsenter, f"--net={launch.netns}", "--", launch.nspawn, *argv[1:]]
-    return [*cat, launch.nspawn, *argv[1:]]
+        return [*opener, launch.nsenter, f"--net={launch.netns}", "--", launch.nspawn, *argv[1:]]
+    return [*opener, launch.nspawn, *argv[1:]]
 
 
 def log_extra_field(spec: ContainerSpec) -> str:

@@ -4,7 +4,7 @@ journalctl is the one reader that handles every journal file format from systemd
 Python bindings need a compiler or bundle their own libsystemd. Entries are selected by the
 container ID that the unit stamps on every record (LogExtraFields) and by ``_TRANSPORT=stdout``,
 which keeps the payload's own output and drops systemd's and nspawn's status lines. The payload's
-stdout and stderr are separate journal streams (run/units.py journal_streams): stdout lines are
+stdout and stderr are separate journal streams (run/streams.py): stdout lines are
 recorded at priority info, stderr lines at err, so PRIORITY tells them apart (as with docker's
 journald log driver).
 """

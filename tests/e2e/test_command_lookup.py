@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import CLI, subvolumes
@@ -94,3 +95,12 @@ def test_a_command_that_fails_to_execute_at_run_time_is_still_127(
     out = nsp("run", "--rm", ref, "dyn", check=False)
     assert out.returncode == 127
     assert out.stdout == "" and "No such file or directory" in out.stderr
+    # a detached run records the same exit code (the post step reads nspawn's line back)
+    name = nsp.name()
+    nsp("run", "-d", "--name", name, ref, "dyn")
+    deadline = time.monotonic() + 30
+    while nsp.json("inspect", name)[0]["State"]["Status"] != "exited":
+        assert time.monotonic() < deadline, "the container did not exit"
+        time.sleep(0.2)
+    assert nsp.json("inspect", name)[0]["State"]["ExitCode"] == 127
+    assert "(127)" in [line for line in nsp("ps", "-a").stdout.splitlines() if line.startswith(name)][0]

@@ -273,10 +273,32 @@ def test_post_records_the_exit_and_tears_the_network_down(
     monkeypatch.setenv("EXIT_STATUS", "1")
     monkeypatch.setenv("SERVICE_RESULT", "exit-code")
     monkeypatch.setenv("INVOCATION_ID", "0f" * 16)
+    asked: list[str | None] = []
+    monkeypatch.setattr(hook, "exec_failure_of", lambda inv: asked.append(inv))
     assert hook.main(["post", "web"]) == 0
     record = json.loads((tmp_path / "store" / "state" / "web.json").read_text())
     assert record["exit_code"] == 1 and record["result"] == "exit-code"
     assert calls == [("down", "web", "0f" * 16)]  # only the network this run built
+    assert asked == ["0f" * 16]  # exit 1: was it nspawn failing to execute the command?
+    monkeypatch.setattr(hook, "exec_failure_of", lambda inv: 127)
+    assert hook.main(["post", "web"]) == 0
+    assert json.loads((tmp_path / "store" / "state" / "web.json").read_text())["exit_code"] == 127
+
+
+def test_exec_failure_of_reads_this_runs_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nspawnctl.systemd import journal
+
+    seen: list[list[str]] = []
+
+    def read(matches: list[str], **kw: Any) -> list[journal.Entry]:
+        seen.append(matches)
+        return [journal.Entry("c", 0, b"execv(/x) failed: Permission denied", 3)]
+
+    monkeypatch.setattr(journal, "sync", lambda: None)
+    monkeypatch.setattr(journal, "read", read)
+    assert hook.exec_failure_of("ab") == 126
+    assert seen == [["_SYSTEMD_INVOCATION_ID=ab", "_TRANSPORT=stdout"]]
+    assert hook.exec_failure_of(None) is None
 
 
 def test_post_of_a_run_that_never_started_records_nothing(
