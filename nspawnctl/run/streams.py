@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
     try:
         os.execv(program[0], [os.path.basename(program[0]), *program[1:]])
     except OSError as e:
-        sys.stderr.write(f"<3>cannot execute {program[0]}: {e.strerror}\n")
+        sys.stderr.write(f"nspawnctl: cannot execute {program[0]}: {e.strerror}\n")  # stderr: priority err
     return 127
 
 

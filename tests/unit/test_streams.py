@@ -161,3 +161,17 @@ def test_follow_splits_streams_and_drains_after_the_source_ends(
     took = asyncio.run(main())
     assert got == [(False, b"o1"), (True, b"e1"), (False, b"o2"), (True, b"e2")]
     assert took < 5  # journalctl -f was stopped, not waited for
+
+
+def test_the_opener_says_when_it_cannot_execute(tmp_path: Path) -> None:
+    argv = ["--identifier=web", "--unit=u.service", "--", str(tmp_path / "none")]
+    code = f"import sys; from nspawnctl.run import streams; raise SystemExit(streams.main({argv!r}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    assert proc.returncode == 127
+    assert (
+        proc.stderr == f"nspawnctl: cannot execute {tmp_path / 'none'}: No such file or directory\n".encode()
+    )
+    bad = subprocess.run(
+        [sys.executable, "-c", "from nspawnctl.run import streams; raise SystemExit(streams.main(['-x']))"]
+    )
+    assert bad.returncode == 2
