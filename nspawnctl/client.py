@@ -361,6 +361,7 @@ class Containers:
             rt = self._runtime(bus)
             if await rt.is_running(name):
                 return
+            self._check_command(spec)
             _check_ports(self.paths, spec)
             self.store.clear_exit(name)
             await _start(rt, spec, self._launch(spec))
@@ -437,25 +438,39 @@ class Containers:
         write: Callable[[bytes], None],
         interactive: bool = False,
         tty: bool = False,
+        write_err: Callable[[bytes], None] | None = None,
     ) -> RunResult:
         """Run in the foreground and return the payload's exit code (docker's ``run`` without ``-d``).
 
         Without ``interactive``/``tty`` the output goes to the journal like any container's and is
-        followed from there (so ``logs`` has it too); with them our own stdin/stdout/stderr are
-        handed to the unit and nspawn forwards the terminal itself.
+        followed from there (so ``logs`` has it too): the payload's stdout lines to ``write``, its
+        stderr lines to ``write_err`` (to ``write`` too when not given); with them our own
+        stdin/stdout/stderr are handed to the unit and nspawn forwards the terminal itself.
+        A command the container does not have raises CommandNotFound (127) or
+        CommandNotExecutable (126) before anything runs; the container stays, as docker's
+        does, unless it is ``--rm``.
         """
         spec = self.create(image, command, options)
         try:
-            return run_sync(lambda bus: self._attached(bus, spec, write, interactive, tty))
+            err = write_err or write
+            return run_sync(lambda bus: self._attached(bus, spec, write, err, interactive, tty))
         except BaseException:
             self._cleanup_failed(spec)
             raise
 
     async def _attached(
-        self, bus: Bus, spec: ContainerSpec, write: Callable[[bytes], None], interactive: bool, tty: bool
+        self,
+        bus: Bus,
+        spec: ContainerSpec,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        interactive: bool,
+        tty: bool,
     ) -> RunResult:
+        from .run.lookup import exec_failure
         from .systemd import journal
 
+        self._check_command(spec)
         rt = self._runtime(bus)
         fds = (0, 1, 2) if (interactive or tty) else None
         console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
@@ -476,6 +491,13 @@ class Containers:
             pending.add(task)
             task.add_done_callback(pending.discard)
 
+        first: builtins.list[bytes] = []  # the start of the output: systemd-nspawn's exec error?
+
+        def emit(entry: Entry) -> None:
+            if len(first) < 2:
+                first.append(entry.message)
+            (write_err if entry.stderr else write)(entry.message + b"\n")
+
         if fds is None:
             for sig in (signals.SIGINT, signals.SIGTERM):
                 loop.add_signal_handler(sig, forward, sig)
@@ -484,11 +506,7 @@ class Containers:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
-
-                async def ended() -> bool:
-                    return bool(await rt.wait_exit(unit, timeout=0))
-
-                await journal.follow(matches, lambda e: write(e.message + b"\n"), ended, poll=0.05)
+                await journal.follow(matches, emit, rt.wait_exit(unit))
             # the first exit of the payload: with --restart it goes on without us, as docker's
             await rt.wait_exit(unit)
             outcome = await rt.outcome(name, unit)
@@ -502,6 +520,8 @@ class Containers:
         else:
             record = self.store.exit_record(name)
             code = record.exit_code if record else 0
+        if code == 1:  # the command went missing after _check_command looked: still 127/126
+            code = exec_failure(first) or code
         errors = await asyncio.to_thread(journal.errors_of, unit, inv) if code else []
         return RunResult(code, errors)
 
@@ -628,10 +648,11 @@ class Containers:
         async def go(bus: Bus) -> None:
             rt = self._runtime(bus)
 
-            async def stopped() -> bool:
-                return not await rt.is_running(name)
+            async def stopped() -> None:  # also through restarts: the unit is up until it stops
+                while await rt.is_running(name):
+                    await asyncio.sleep(0.1)
 
-            await journal.follow(matches, write, stopped, since=since, lines=tail)
+            await journal.follow(matches, write, stopped(), since=since, lines=tail)
 
         run_sync(go)
 
@@ -652,6 +673,7 @@ class Containers:
         if not argv:
             raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")
         leader: int = run_sync(lambda bus: self._runtime(bus).leader(name))
+        root = f"/proc/{leader}/root"  # the running container's own root and mounts
         uid, gid = resolve_user(self.store.root(name), user or spec.user)
         environment = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -664,11 +686,33 @@ class Containers:
             if not sep:
                 raise InvalidArgument(f"invalid environment variable {e!r}", hint="use -e KEY=VALUE")
             environment[k] = v
+        from .run.lookup import check_command
+
+        # nsenter would say 127/126 too, in its own words; as docker does, say which command
+        check_command(
+            root, argv[0], path=environment["PATH"], workdir=workdir or spec.workdir, container=name
+        )
         return run_exec(
             exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment, tty, interactive
         )
 
     # -- helpers ---------------------------------------------------------------------------
+    def _check_command(self, spec: ContainerSpec) -> None:
+        """The payload's command exists in the container and can be executed (a booted init is
+        nspawn's to find): docker's 127/126 before any unit starts."""
+        if spec.boot or not spec.command:
+            return
+        from .run.lookup import check_command, env_path
+
+        check_command(
+            self.store.root(spec.name),
+            spec.command[0],
+            path=env_path(spec.env),
+            workdir=spec.workdir,
+            mounts=[v.container for v in spec.volumes],
+            container=spec.name,
+        )
+
     def _runtime(self, bus: Bus) -> Any:
         from .run.runtime import Runtime
 
@@ -693,6 +737,7 @@ class Containers:
             pre=hook_argv("pre", spec.name, unit) if needs_pre(spec) else (),
             post=hook_argv("post", spec.name, unit, remove=spec.auto_remove),
             environment=tuple(paths_environment(self.paths)),
+            streams_python=sys.executable,
         )
 
     def _cleanup_failed(self, spec: ContainerSpec) -> None:

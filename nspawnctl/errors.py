@@ -179,3 +179,19 @@ class CommandFailed(NspawnctlError):
     """A helper program (btrfs, mkfs, nsenter, journalctl) failed."""
 
     code = "command-failed"
+
+
+class CommandNotFound(NspawnctlError):
+    """The command to run is not in the container: no such file, or no such name in its $PATH
+    (docker and a shell exit 127)."""
+
+    code = "command-not-found"
+    exit_code = 127
+
+
+class CommandNotExecutable(NspawnctlError):
+    """The command to run exists in the container but cannot be executed: no execute permission,
+    a directory, not a regular file (docker and a shell exit 126)."""
+
+    code = "command-not-executable"
+    exit_code = 126

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal as signals
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -298,11 +299,15 @@ def run(
     if tty and interactive and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY", hint="drop -t, or run from a terminal")
 
-    def write(data: bytes) -> None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+    def writer(stream: object) -> Callable[[bytes], None]:
+        def write(data: bytes) -> None:
+            stream.write(data)  # type: ignore[attr-defined]
+            stream.flush()  # type: ignore[attr-defined]
 
-    result = containers.run_attached(image, argv, opts, write, interactive, tty)  # type: ignore[arg-type]
+        return write
+
+    out, error = writer(sys.stdout.buffer), writer(sys.stderr.buffer)
+    result = containers.run_attached(image, argv, opts, out, interactive, tty, write_err=error)  # type: ignore[arg-type]
     for message in result.errors:
         err(f"nspawnctl: systemd-nspawn: {message}")
     raise typer.Exit(result.exit_code)
@@ -419,16 +424,17 @@ def logs(
     ),
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Prefix each line with its time."),
 ) -> None:
-    """Show a container's output, from every run, as journald recorded it."""
+    """Show a container's output, from every run, as journald recorded it: its stdout lines on
+    stdout, its stderr lines on stderr."""
     if tail != "all" and not tail.isdigit():
         raise InvalidArgument(f"invalid --tail {tail!r}", hint="a number of lines, or 'all'")
-    out = sys.stdout.buffer
 
     def write(entry: object) -> None:
         line: bytes = entry.message  # type: ignore[attr-defined]
         if timestamps:
             ts = datetime.fromtimestamp(entry.realtime_us / 1e6, UTC)  # type: ignore[attr-defined]
             line = ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode() + line
+        out = sys.stderr.buffer if entry.stderr else sys.stdout.buffer  # type: ignore[attr-defined]
         out.write(line + b"\n")
         out.flush()
 

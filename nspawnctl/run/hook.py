@@ -8,8 +8,9 @@ same network, port checks and exit record as one started by nspawnctl.
 - pre: refuse when the container runs already (under the other kind of unit: touching anything
   then would break the running one), clear what a killed nspawn left behind, forget the last
   exit, build the container's network namespace (veth, zone; ``net.up`` checks the ports).
-- exec: replace this process with ``[nsenter --net=NETNS] systemd-nspawn ...`` (same PID, so the
-  unit's Type=notify still reaches nspawn).
+- exec: give the payload's stdout and stderr a journal stream each (run/streams.py), then replace
+  this process with ``[nsenter --net=NETNS] systemd-nspawn ...`` (same PID, so the unit's
+  Type=notify still reaches nspawn).
 - post: record how the payload ended (systemd forgets it once the unit is collected), tear this
   run's network down, remove ``--rm`` containers. A run whose payload never started (pre failed
   or refused: systemd then sets no $EXIT_CODE) records no exit.
@@ -228,7 +229,10 @@ def pre(paths: Paths, name: str, unit: str) -> None:
         net.up(paths, spec, unit)  # checks the published ports first
 
 
-def exec_(paths: Paths, name: str) -> None:
+def exec_(paths: Paths, name: str, unit: str) -> None:
+    """Replace this process with nspawn, the payload's stdout and stderr on a journal stream
+    each (run/streams.py; the transient unit runs that file in front of nspawn instead)."""
+    from . import streams
     from .units import exec_argv
 
     spec = _store(paths).get(name)
@@ -237,6 +241,8 @@ def exec_(paths: Paths, name: str) -> None:
     if launch.unified_cgroup:
         os.environ.setdefault("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
     sys.stdout.flush()
+    sys.stderr.flush()
+    streams.attach(spec.name, unit)
     os.execv(argv[0], [argv[0].rsplit("/", 1)[-1], *argv[1:]])
 
 
@@ -256,10 +262,13 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
     store = _store(paths)
     status = 0
     if started and not remove:
+        code = exit_code_from_env(env)
+        if code == 1:  # nspawn's code when it could not execute the command: docker's 127/126?
+            code = exec_failure_of(env.get("INVOCATION_ID")) or code
         store.record_exit(
             name,
             ExitRecord(
-                exit_code=exit_code_from_env(env),
+                exit_code=code,
                 result=env.get("SERVICE_RESULT", ""),
                 finished=datetime.now(UTC).isoformat(timespec="seconds"),
             ),
@@ -275,6 +284,25 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
     if remove:
         store.remove(name)
     return status
+
+
+def exec_failure_of(invocation: str | None) -> int | None:
+    """127/126 when this run's whole output is systemd-nspawn's ``execv(...) failed`` line (the
+    command went missing after ``run``/``start`` looked, or lacks its ELF loader): what a detached
+    run records, as a foreground one returns it (run/lookup.py exec_failure). None when the
+    journal does not say so (yet): the exit stays nspawn's 1."""
+    if not invocation:
+        return None
+    from ..errors import NspawnctlError
+    from ..systemd import journal
+    from .lookup import exec_failure
+
+    try:
+        journal.sync()
+        entries = journal.read([f"_SYSTEMD_INVOCATION_ID={invocation}", "_TRANSPORT=stdout"], lines=3)
+    except (NspawnctlError, OSError):
+        return None
+    return exec_failure([e.message for e in entries])
 
 
 def log_error(message: str, priority: int = 3) -> None:
@@ -321,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             pre(paths, args.name, unit)
             return 0
         if args.step == "exec":
-            exec_(paths, args.name)
+            exec_(paths, args.name, unit)
         return post(paths, args.name, args.remove, unit)
     except NspawnctlError as e:
         log_error(e.message + (f"; {e.hint}" if e.hint else ""))

@@ -78,6 +78,7 @@ class Launch:
     netns: str | None = None  # run nspawn inside this prepared network namespace (veth, zone)
     nsenter: str = NSENTER
     environment: tuple[str, ...] = ()  # NAME=VALUE for the unit (non-default nspawnctl paths)
+    streams_python: str | None = None  # run run/streams.py with it first: a stream each for stdout, stderr
 
 
 def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
@@ -94,14 +95,27 @@ def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     ]
 
 
+def journal_streams(name: str, launch: Launch) -> list[str]:
+    """The argv prefix that gives the payload's stdout and stderr a journal stream each (see
+    run/streams.py), when its output goes to the journal: nobody is attached. It execs nspawn,
+    so the unit's main process stays nspawn's PID."""
+    if launch.streams_python is None or launch.attach_fds is not None:
+        return []
+    from .streams import command
+
+    return command(launch.streams_python, name, unit_name(name))
+
+
 def exec_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     """The whole ExecStart argv, program first. With a network namespace of our own, nspawn runs
     inside it through nsenter, which execs (same PID: Type=notify still works); nspawn's own
-    --network-namespace-path= cannot be joined from a user namespace."""
+    --network-namespace-path= cannot be joined from a user namespace. The stream opener, first
+    when output goes to the journal, execs too (see journal_streams)."""
     argv = nspawn_argv(spec, pool, launch)
+    opener = journal_streams(spec.name, launch)
     if launch.netns:
-        return [launch.nsenter, f"--net={launch.netns}", "--", launch.nspawn, *argv[1:]]
-    return [launch.nspawn, *argv[1:]]
+        return [*opener, launch.nsenter, f"--net={launch.netns}", "--", launch.nspawn, *argv[1:]]
+    return [*opener, launch.nspawn, *argv[1:]]
 
 
 def log_extra_field(spec: ContainerSpec) -> str:

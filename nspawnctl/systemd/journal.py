@@ -3,12 +3,16 @@
 journalctl is the one reader that handles every journal file format from systemd 252 to today;
 Python bindings need a compiler or bundle their own libsystemd. Entries are selected by the
 container ID that the unit stamps on every record (LogExtraFields) and by ``_TRANSPORT=stdout``,
-which keeps the payload's own output and drops systemd's and nspawn's status lines.
+which keeps the payload's own output and drops systemd's and nspawn's status lines. The payload's
+stdout and stderr are separate journal streams (run/streams.py): stdout lines are
+recorded at priority info, stderr lines at err, so PRIORITY tells them apart (as with docker's
+journald log driver).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -17,12 +21,20 @@ from dataclasses import dataclass
 
 from ..errors import CommandFailed
 
+LOG_INFO = 6  # syslog's info: the payload's stdout; anything more urgent is its stderr (or the hook's)
+
 
 @dataclass(frozen=True)
 class Entry:
     cursor: str
     realtime_us: int
     message: bytes
+    priority: int = LOG_INFO
+
+    @property
+    def stderr(self) -> bool:
+        """The line came from the payload's stderr (or is one of the hook's warnings and errors)."""
+        return self.priority < LOG_INFO
 
 
 def _journalctl() -> str:
@@ -44,7 +56,13 @@ def parse_line(line: bytes) -> Entry | None:
         raw = b""
     else:
         raw = str(msg).encode()
-    return Entry(str(data.get("__CURSOR", "")), int(data.get("__REALTIME_TIMESTAMP", "0")), raw)
+    prio = str(data.get("PRIORITY", ""))
+    return Entry(
+        str(data.get("__CURSOR", "")),
+        int(data.get("__REALTIME_TIMESTAMP", "0")),
+        raw,
+        int(prio) if prio.isdigit() else LOG_INFO,
+    )
 
 
 def _argv(
@@ -108,16 +126,17 @@ def sync() -> None:
 async def follow(
     matches: list[str],
     emit: Callable[[Entry], None],
-    stop: Callable[[], Awaitable[bool]],
+    until: Awaitable[object],
     *,
     since: str | None = None,
     lines: int | None = None,
-    poll: float = 0.5,
 ) -> None:
-    """Print entries as they come until ``stop()`` says the source has ended, then drain the rest.
+    """Emit entries as journald stores them until ``until`` completes (the source has ended), then
+    the rest.
 
-    journalctl -f never ends on its own, so we stop it when the container has stopped, sync
-    journald and read whatever arrived after the last entry we printed.
+    ``journalctl --follow`` waits for the journal files to change (inotify), so a line is emitted
+    as soon as journald has it, with no polling. It never ends on its own: once ``until`` is done
+    we stop it, sync journald and read whatever arrived after the last entry emitted.
     """
     argv = _argv(matches, since=since, lines=lines)
     # --no-tail: on systemd 252/253 -f would otherwise wait after 10 backlog lines.
@@ -125,33 +144,41 @@ async def follow(
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
-    assert proc.stdout is not None
+    stdout = proc.stdout
+    assert stdout is not None
     last = ""
-    try:
-        while True:
-            try:
-                line = await asyncio.wait_for(proc.stdout.readline(), timeout=poll)
-            except TimeoutError:
-                if await stop():
-                    break
-                continue
-            if not line:
-                break
+
+    async def pump() -> None:
+        nonlocal last
+        while line := await stdout.readline():
             entry = parse_line(line)
             if entry is not None:
                 emit(entry)
                 last = entry.cursor or last
+
+    reader = asyncio.ensure_future(pump())
+    ended = asyncio.ensure_future(until)
+    try:
+        await asyncio.wait({reader, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if ended.done():
+            ended.result()  # raise what the source's watcher raised
+        _terminate(proc)
+        await reader  # what journalctl printed before it stopped
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        rest = await proc.stdout.read()
+        for task in (reader, ended):
+            task.cancel()
+        _terminate(proc)
         await proc.wait()
-    for line in rest.splitlines():
-        entry = parse_line(line)
-        if entry is not None:
-            emit(entry)
-            last = entry.cursor or last
     await asyncio.to_thread(sync)
-    tail = await asyncio.to_thread(read, matches, after_cursor=last or None, since=None if last else since)
+    if last:
+        tail = await asyncio.to_thread(read, matches, after_cursor=last)
+    else:
+        tail = await asyncio.to_thread(read, matches, since=since, lines=lines)
     for entry in tail:
         emit(entry)
+
+
+def _terminate(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):  # it ended a moment ago
+            proc.terminate()

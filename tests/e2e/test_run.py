@@ -19,7 +19,7 @@ def test_run_prints_output_and_returns_exit_code(nsp: CLI, busybox: str) -> None
     assert ok.returncode == 0 and ok.stdout == "hello world\n"
     bad = nsp("run", "--rm", busybox, "sh", "-c", "echo to-out; echo to-err >&2; exit 3", check=False)
     assert bad.returncode == 3
-    assert "to-out" in bad.stdout and "to-err" in bad.stdout
+    assert bad.stdout == "to-out\n" and bad.stderr == "to-err\n"
 
 
 def test_payload_argv_is_exact(nsp: CLI, busybox: str) -> None:

@@ -238,10 +238,16 @@ def test_own_unit_from_the_cgroup(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 def test_exec_replaces_itself_with_nsenter_and_nspawn(
     monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, ...]]
 ) -> None:
+    """The persistent unit (the hook's exec step) gets the same separate stdout/stderr journal
+    streams as the transient one, opened in-process, for its own unit, before it execs."""
     monkeypatch.setattr(hook, "_store", lambda paths: FakeStore(VETH))
     monkeypatch.setattr(hook, "nspawn_binary", lambda: "/usr/bin/systemd-nspawn")
     monkeypatch.setattr(hook, "nsenter_binary", lambda: "/usr/bin/nsenter")
     monkeypatch.setattr(net, "netns_path", lambda name: f"/run/netns/nspawnctl-{name}")
+    from nspawnctl.run import streams
+
+    attached: list[tuple[str, str]] = []
+    monkeypatch.setattr(streams, "attach", lambda ident, unit: attached.append((ident, unit)) or True)
     execs: list[tuple[str, list[str]]] = []
 
     def fake_execv(path: str, argv: list[str]) -> None:
@@ -250,8 +256,9 @@ def test_exec_replaces_itself_with_nsenter_and_nspawn(
 
     monkeypatch.setattr(hook.os, "execv", fake_execv)
     with pytest.raises(SystemExit):
-        hook.main(["exec", "web"])
+        hook.main(["exec", "--unit", "systemd-nspawn@web.service", "web"])
     ((path, argv),) = execs
+    assert attached == [("web", "systemd-nspawn@web.service")]
     assert path == "/usr/bin/nsenter"
     assert argv[:4] == ["nsenter", "--net=/run/netns/nspawnctl-web", "--", "/usr/bin/systemd-nspawn"]
     assert "--console=pipe" in argv and "--settings=override" in argv
@@ -266,10 +273,32 @@ def test_post_records_the_exit_and_tears_the_network_down(
     monkeypatch.setenv("EXIT_STATUS", "1")
     monkeypatch.setenv("SERVICE_RESULT", "exit-code")
     monkeypatch.setenv("INVOCATION_ID", "0f" * 16)
+    asked: list[str | None] = []
+    monkeypatch.setattr(hook, "exec_failure_of", lambda inv: asked.append(inv))
     assert hook.main(["post", "web"]) == 0
     record = json.loads((tmp_path / "store" / "state" / "web.json").read_text())
     assert record["exit_code"] == 1 and record["result"] == "exit-code"
     assert calls == [("down", "web", "0f" * 16)]  # only the network this run built
+    assert asked == ["0f" * 16]  # exit 1: was it nspawn failing to execute the command?
+    monkeypatch.setattr(hook, "exec_failure_of", lambda inv: 127)
+    assert hook.main(["post", "web"]) == 0
+    assert json.loads((tmp_path / "store" / "state" / "web.json").read_text())["exit_code"] == 127
+
+
+def test_exec_failure_of_reads_this_runs_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nspawnctl.systemd import journal
+
+    seen: list[list[str]] = []
+
+    def read(matches: list[str], **kw: Any) -> list[journal.Entry]:
+        seen.append(matches)
+        return [journal.Entry("c", 0, b"execv(/x) failed: Permission denied", 3)]
+
+    monkeypatch.setattr(journal, "sync", lambda: None)
+    monkeypatch.setattr(journal, "read", read)
+    assert hook.exec_failure_of("ab") == 126
+    assert seen == [["_SYSTEMD_INVOCATION_ID=ab", "_TRANSPORT=stdout"]]
+    assert hook.exec_failure_of(None) is None
 
 
 def test_post_of_a_run_that_never_started_records_nothing(
