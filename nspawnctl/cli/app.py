@@ -28,6 +28,7 @@ class State:
     pool: str | None = None
     store: str | None = None
     json: bool = False
+    command_path: str = "nspawnctl"  # the (sub)command being parsed, named in usage hints
 
     def paths(self) -> Paths:
         from ..config import Paths
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(125)
     except Exception as e:
         # click's exceptions (typer's private copy of click since 0.26): known by their shape
-        usage = usage_of(e)
+        usage = usage_of(e, state.command_path)
         if usage is not None:
             _report(state, "usage", usage.message, usage.hint)
             sys.exit(2)

@@ -46,13 +46,16 @@ def _sentence(text: str) -> str:
     return text.rstrip(".")
 
 
-def usage_of(exc: BaseException) -> Usage | None:
-    """The usage error in one of click's (or typer's copy of click's) exceptions, else None."""
+def usage_of(exc: BaseException, command_path: str = "nspawnctl") -> Usage | None:
+    """The usage error in one of click's (or typer's copy of click's) exceptions, else None.
+
+    ``command_path`` names the command for the hint when the exception carries no context.
+    """
     fmt = getattr(exc, "format_message", None)
     if getattr(exc, "exit_code", None) != 2 or not callable(fmt):
         return None
     ctx = getattr(exc, "ctx", None)
-    hint = help_hint(getattr(ctx, "command_path", None) or "nspawnctl")
+    hint = help_hint(getattr(ctx, "command_path", None) or command_path)
     option = getattr(exc, "option_name", None)
     if option and hasattr(exc, "possibilities"):  # click's NoSuchOption
         close = sorted(getattr(exc, "possibilities", None) or [])
@@ -133,6 +136,8 @@ class NspawnctlGroup(typer.core.TyperGroup):
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None:
             path = f"{ctx.command_path} {name}"
+            if hasattr(ctx.obj, "command_path"):
+                ctx.obj.command_path = path  # for the hint of an error that carries no context
             settings = getattr(command, "context_settings", None) or {}
             if settings.get("ignore_unknown_options"):
                 check_leading_options(command, ctx, rest, path)
