@@ -1,34 +1,53 @@
 # nspawnctl: the two entry points are `make demo` and `make test`; both install what they need.
 PY ?= python3
-SYSTEM_PACKAGES := debootstrap systemd-container btrfs-progs libbtrfsutil-dev tar xz-utils zstd
+# gcc, python3-dev: btrfsutil is built from source against libbtrfsutil; python3-venv: the venv below.
+SYSTEM_PACKAGES := debootstrap systemd-container btrfs-progs libbtrfsutil-dev tar xz-utils zstd \
+	gcc python3-dev python3-venv
+# The install a user does: a fresh venv inside the clone, `pip install .` (not editable) resolving the
+# newest releases pyproject.toml allows. pip's cache stays inside the clone too.
+VENV := $(CURDIR)/.venv
+VBIN := $(VENV)/bin
+export PIP_CACHE_DIR := $(CURDIR)/.build/pip-cache
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test deps unit lint e2e bench clean
+.PHONY: demo test deps venv smoke unit lint e2e bench clean
 
 deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+
+venv: deps
+	$(PY) -m venv --clear $(VENV)
+	rm -rf build  # setuptools' in-tree build directory: never install stale files from it
+	$(VBIN)/python -m pip install -q --upgrade --upgrade-strategy eager '.[test,lint]'
+	@$(VBIN)/python -m pip list --format=freeze | grep -iE '^(typer|click|rich|dbus-fast|btrfsutil|zstandard|python-gnupg|requests|urllib3|pytest|ruff|mypy)=='
+
+# The console script pip made: help, version and usage errors with their exit codes.
+smoke: venv
+	$(VBIN)/python tests/smoke.py $(VBIN)/nspawnctl
 
 # Install, import a busybox image and run a container; on a host without systemd as PID 1 this
 # boots the test host first and runs the demo inside it.
-demo: deps
-	$(PY) tests/host/demo.py
+demo: venv
+	PATH="$(VBIN):$$PATH" $(PY) tests/host/demo.py
 
-lint: deps
-	$(PY) -m ruff check nspawnctl tests bench
-	$(PY) -m mypy nspawnctl
+lint: venv
+	$(VBIN)/ruff check nspawnctl tests bench
+	$(VBIN)/mypy nspawnctl
 
-unit: deps
-	$(PY) -m pytest -q tests/unit
+# From tests/unit, so that `python -m nspawnctl` and imports find the installed package, not ./nspawnctl.
+unit: venv
+	cd tests/unit && $(VBIN)/python -m pytest -q -p no:cacheprovider .
 
 # The end-to-end tests inside a booted systemd host (real machined, journald, btrfs), then the ones
 # that drive the host from outside (pool init across a reboot).
-e2e: deps
-	$(PY) tests/host/testhost.py test
-	$(PY) -m pytest -q tests/host
+e2e: venv
+	$(PY) tests/host/testhost.py test --install venv
+	$(PY) tests/host/testhost.py test --install debian
+	$(VBIN)/python -m pytest -q -p no:cacheprovider tests/host
 
-test: lint unit e2e
+test: lint smoke unit e2e
 
 clean:
 	$(PY) tests/host/testhost.py clean
