@@ -615,7 +615,8 @@ def switch_argvs(install: str) -> list[list[str]]:
         return [
             ["python3", "-m", "pip", "uninstall", "-y", "--break-system-packages", *_PIP_QUIET, "nspawnctl"],
             remove_link,
-            ["ln", "-s", f"{VENV_IN_HOST}/bin/nspawnctl", "/usr/local/bin/nspawnctl"],
+            # (pip's uninstall takes an emptied /usr/local/bin with it)
+            ["sh", "-c", f"mkdir -p /usr/local/bin && ln -s {VENV_IN_HOST}/bin/nspawnctl /usr/local/bin/"],
         ]
     return [remove_link]
 
