@@ -273,7 +273,9 @@ def test_unknown_command_suggestions() -> None:
     assert e.hint == "see 'nspawnctl --help'"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["image", "inspect", "-h"], ["--version"]])
+@pytest.mark.parametrize(
+    "args", [[*c, "--help"] for c in COMMANDS] + [["--version"], ["-h"]], ids=lambda a: " ".join(a)
+)
 def test_help_loads_no_library_module(args: list[str]) -> None:
     code = (
         "import sys\n"
