@@ -131,6 +131,8 @@ class NspawnctlGroup(typer.core.TyperGroup):
         return rest
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if ctx.resilient_parsing:  # completion and the like: click's own rules
+            return super().resolve_command(ctx, args)
         if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
             raise unknown_command(args[0], self.list_commands(ctx), ctx.command_path)
         name, command, rest = super().resolve_command(ctx, args)
