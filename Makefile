@@ -40,11 +40,13 @@ lint: venv
 unit: venv
 	cd tests/unit && $(VBIN)/python -m pytest -q -p no:cacheprovider .
 
-# The end-to-end tests inside a booted systemd host (real machined, journald, btrfs), then the ones
-# that drive the host from outside (pool init across a reboot).
+# Inside a booted systemd host (real machined, journald, btrfs; Debian 13, Python 3.13), twice: with
+# nspawnctl in a fresh venv from PyPI (newest allowed releases), then with Debian's packages; each
+# pass smoke-checks the installed command and runs the unit and end-to-end suites under that
+# install's interpreter. Then the tests that drive the host from outside (pool init, reboot).
 e2e: venv
-	$(PY) tests/host/testhost.py test --install venv
-	$(PY) tests/host/testhost.py test --install debian
+	$(PY) tests/host/testhost.py test --install venv --unit
+	$(PY) tests/host/testhost.py test --install debian --unit
 	$(VBIN)/python -m pytest -q -p no:cacheprovider tests/host
 
 test: lint smoke unit e2e
