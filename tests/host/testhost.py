@@ -1076,7 +1076,8 @@ def test(
                 return code
         with step(f"pytest e2e ({mode} install)"):
             return exec_in_host(
-                [python, "-m", "pytest", "-v", f"{SRC_IN_HOST}/tests/e2e", *pytest_args], cwd=SRC_IN_HOST
+                [python, "-m", "pytest", "-v", "--durations=10", f"{SRC_IN_HOST}/tests/e2e", *pytest_args],
+                cwd=SRC_IN_HOST,
             )
     finally:
         if keep:
