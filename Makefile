@@ -44,14 +44,9 @@ unit: venv
 # nspawnctl in a fresh venv from PyPI (newest allowed releases), then with Debian's packages; each
 # pass smoke-checks the installed command and runs the unit and end-to-end suites under that
 # install's interpreter. Then the tests that drive the host from outside (pool init, reboot).
-# To keep CI under 30 minutes the Debian-packages pass leaves out the suites that exercise systemd
-# rather than the Python packages (restart policies, networks, declarative files, user namespaces);
-# `make e2e DEBIAN_E2E_SKIP=` runs them all there too.
-DEBIAN_E2E_SKIP ?= --ignore=tests/e2e/test_restart.py --ignore=tests/e2e/test_network.py \
-	--ignore=tests/e2e/test_declare.py --ignore=tests/e2e/test_userns.py
 e2e: venv
 	$(PY) tests/host/testhost.py test --install venv --unit
-	$(PY) tests/host/testhost.py test --install debian --unit -- $(DEBIAN_E2E_SKIP)
+	$(PY) tests/host/testhost.py test --install debian --unit
 	$(VBIN)/python -m pytest -q -p no:cacheprovider tests/host
 
 test: lint smoke unit e2e
