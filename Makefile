@@ -1,35 +1,57 @@
 # nspawnctl: the two entry points are `make demo` and `make test`; both install what they need.
 PY ?= python3
-SYSTEM_PACKAGES := debootstrap systemd-container btrfs-progs libbtrfsutil-dev tar xz-utils zstd
+# gcc, python3-dev: btrfsutil is built from source against libbtrfsutil; python3-venv: the venv below.
+SYSTEM_PACKAGES := debootstrap systemd-container btrfs-progs libbtrfsutil-dev tar xz-utils zstd \
+	gcc python3-dev python3-venv
+# The install a user does: a fresh venv inside the clone, `pip install .` (not editable) resolving the
+# newest releases pyproject.toml allows. pip's cache stays inside the clone too.
+VENV := $(CURDIR)/.venv
+VBIN := $(VENV)/bin
+export PIP_CACHE_DIR := $(CURDIR)/.build/pip-cache
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test deps unit lint e2e bench clean shell
+.PHONY: demo test deps venv smoke unit lint e2e bench clean shell
 
 deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+
+venv: deps
+	$(PY) -m venv --clear $(VENV)
+	rm -rf build  # setuptools' in-tree build directory: never install stale files from it
+	$(VBIN)/python -m pip install -q --upgrade --upgrade-strategy eager '.[test,lint]'
+	@$(VBIN)/python -m pip list --format=freeze | grep -iE '^(typer|click|rich|dbus-fast|btrfsutil|zstandard|python-gnupg|requests|urllib3|pytest|ruff|mypy)=='
+
+# The console script pip made: help, version and usage errors with their exit codes.
+smoke: venv
+	$(VBIN)/python tests/smoke.py $(VBIN)/nspawnctl
 
 # Install, import a busybox image and run a container; on a host without systemd as PID 1 this
 # boots the test host first and runs the demo inside it.
-demo: deps
-	$(PY) tests/host/demo.py
+demo: venv
+	PATH="$(VBIN):$$PATH" $(PY) tests/host/demo.py
 
-lint: deps
-	$(PY) -m ruff check nspawnctl tests bench
-	$(PY) -m mypy nspawnctl
+lint: venv
+	$(VBIN)/ruff check nspawnctl tests bench
+	$(VBIN)/mypy nspawnctl
 
-unit: deps
-	$(PY) -m pytest -q tests/unit
+# From tests/unit, so that `python -m nspawnctl` and imports find the installed package, not ./nspawnctl.
+unit: venv
+	cd tests/unit && $(VBIN)/python -m pytest -q -p no:cacheprovider .
 
-# The end-to-end tests inside a booted systemd host (real machined, journald, btrfs), then the ones
-# that drive the host from outside (the pool layouts, reboots); their last test (test_leftovers.py)
-# fails if a test host, a loop device or a mount of .build is left.
-e2e: deps
-	$(PY) tests/host/testhost.py test
-	$(PY) -m pytest -q tests/host
+# Inside a booted systemd host (real machined, journald, btrfs; Debian 13, Python 3.13), twice: with
+# nspawnctl in a fresh venv from PyPI (newest allowed releases), then with Debian's packages; each
+# pass smoke-checks the installed command and runs the unit and end-to-end suites under that
+# install's interpreter. Then the tests that drive the host from outside (the pool layouts,
+# reboots); their last test (test_leftovers.py) fails if a test host, a loop device or a mount of
+# .build is left.
+e2e: venv
+	$(PY) tests/host/testhost.py test --install venv --unit
+	$(PY) tests/host/testhost.py test --install debian --unit
+	$(VBIN)/python -m pytest -q -p no:cacheprovider tests/host
 
-test: lint unit e2e
+test: lint smoke unit e2e
 
 clean:
 	$(PY) tests/host/testhost.py clean
@@ -37,8 +59,8 @@ clean:
 # After the demo, keep playing: boot the test host with a busybox image (bb) and the tour's rootfs.tar.xz
 # ready, and open a shell inside; the host goes down when the shell exits. On a systemd host it says
 # that nspawnctl runs right there.
-shell: deps
-	$(PY) tests/host/demo.py --shell
+shell: venv
+	PATH="$(VBIN):$$PATH" $(PY) tests/host/demo.py --shell
 
 # Medians and ratios against raw systemd-nspawn and systemd-run, measured in the same run, in the test host.
 bench: deps

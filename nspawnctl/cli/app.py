@@ -1,7 +1,7 @@
 """The ``nspawnctl`` command: global options, the command groups, and the one error handler.
 
-Library errors become one line on stderr (plus a hint) and their exit code; with ``--json`` an
-error is also one JSON object on stdout, so scripts always get valid JSON.
+Errors become one line on stderr (plus a hint) and their exit code; with ``--json`` an error is
+one JSON object on stdout instead, so scripts always get valid JSON and nothing else.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import click
 import typer
+
+from .usage import NspawnctlGroup, usage_of
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -27,6 +28,7 @@ class State:
     pool: str | None = None
     store: str | None = None
     json: bool = False
+    command_path: str = "nspawnctl"  # the (sub)command being parsed, named in usage hints
 
     def paths(self) -> Paths:
         from ..config import Paths
@@ -46,6 +48,7 @@ if getattr(typer.core, "rich", None) is not None:
 
 app = typer.Typer(
     name="nspawnctl",
+    cls=NspawnctlGroup,
     help="Run containers with systemd-nspawn, btrfs and machined: docker-like commands, "
     "systemd as the daemon.",
     no_args_is_help=True,
@@ -134,22 +137,20 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The entry point: one place turns every failure into a message and an exit code."""
     from ..errors import NspawnctlError
 
     _register()
     state = State()
     try:
-        # click returns (not raises) the code of typer.Exit when standalone_mode is off
+        # typer returns (not raises) the code of typer.Exit when standalone_mode is off
         code = app(args=argv, obj=state, standalone_mode=False, prog_name="nspawnctl")
     except NspawnctlError as e:
         _report(state, e.code, e.message, e.hint)
         sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(125 if e.exit_code == 1 else e.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("\ninterrupted\n")
         sys.exit(130)
     except BrokenPipeError:
@@ -157,12 +158,26 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         _report(state, "os-error", f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""), None)
         sys.exit(125)
+    except Exception as e:
+        # click's exceptions (typer's private copy of click since 0.26): known by their shape
+        usage = usage_of(e, state.command_path)
+        if usage is not None:
+            _report(state, "usage", usage.message, usage.hint)
+            sys.exit(2)
+        exit_code, fmt = getattr(e, "exit_code", None), getattr(e, "format_message", None)
+        if not isinstance(exit_code, int) or not callable(fmt):
+            raise
+        _report(state, "error", str(fmt()), None)
+        sys.exit(125 if exit_code == 1 else exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _report(state: State, code: str, message: str, hint: str | None) -> None:
+    """One error, said once: the JSON envelope on stdout under --json, else a line and a hint on stderr."""
+    if state.json:
+        sys.stdout.write(json.dumps({"error": {"code": code, "message": message, "hint": hint}}) + "\n")
+        sys.stdout.flush()
+        return
     sys.stderr.write(f"nspawnctl: error: {message}\n")
     if hint:
         sys.stderr.write(f"hint: {hint}\n")
-    if state.json:
-        sys.stdout.write(json.dumps({"error": {"code": code, "message": message, "hint": hint}}) + "\n")

@@ -10,8 +10,11 @@ import typer
 from .app import for_each, state_of
 from .output import ago, confirm_or_refuse, human_size, print_json, table
 from .registry import authfile_option, parse_bool, tls_verify_option
+from .usage import NspawnctlGroup
 
-image_app = typer.Typer(help="Manage images.", no_args_is_help=True, rich_markup_mode=None)
+image_app = typer.Typer(
+    help="Manage images.", no_args_is_help=True, rich_markup_mode=None, cls=NspawnctlGroup
+)
 
 
 def register(app: typer.Typer) -> None:

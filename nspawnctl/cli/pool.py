@@ -5,8 +5,11 @@ from __future__ import annotations
 import typer
 
 from .app import state_of
+from .usage import NspawnctlGroup
 
-pool_app = typer.Typer(help="Set up and check the btrfs pool.", no_args_is_help=True, rich_markup_mode=None)
+pool_app = typer.Typer(
+    help="Set up and check the btrfs pool.", no_args_is_help=True, rich_markup_mode=None, cls=NspawnctlGroup
+)
 
 
 def register(app: typer.Typer) -> None:

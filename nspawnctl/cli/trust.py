@@ -9,6 +9,7 @@ import typer
 
 from .app import for_each, state_of
 from .output import confirm_or_refuse, err, print_json, table
+from .usage import NspawnctlGroup
 
 if TYPE_CHECKING:
     from ..verify.trust import TrustStore
@@ -17,6 +18,7 @@ trust_app = typer.Typer(
     help="Manage the keys trusted to sign images, per name prefix.",
     no_args_is_help=True,
     rich_markup_mode=None,
+    cls=NspawnctlGroup,
 )
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -136,3 +137,76 @@ def test_two_runs_racing_for_one_name(nsp: CLI, busybox: str) -> None:
         if r.returncode:
             assert "already in use" in r.stderr
     assert name in nsp("ps", "-q").stdout.split()
+
+
+# -- usage errors through the installed nspawnctl, as docker words them ----------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "lines"),
+    [
+        (["run"], ["nspawnctl: error: missing argument 'IMAGE'", "hint: see 'nspawnctl run --help'"]),
+        (
+            ["run", "--bogus", "IMAGE", "true"],
+            ["nspawnctl: error: unknown flag: --bogus", "hint: see 'nspawnctl run --help'"],
+        ),
+        (
+            ["create", "--rm", "--bogus", "IMAGE"],
+            ["nspawnctl: error: unknown flag: --bogus", "hint: see 'nspawnctl create --help'"],
+        ),
+        (
+            ["exec", "-it", "--bogus", "CTR", "ls"],
+            ["nspawnctl: error: unknown flag: --bogus", "hint: see 'nspawnctl exec --help'"],
+        ),
+        (
+            ["run", "-dz", "IMAGE"],
+            ["nspawnctl: error: unknown shorthand flag: 'z' in -dz", "hint: see 'nspawnctl run --help'"],
+        ),
+        (
+            ["rnu", "IMAGE", "true"],
+            ['nspawnctl: error: unknown command "rnu"', "hint: did you mean \"run\"? see 'nspawnctl --help'"],
+        ),
+        (
+            ["ps", "--bogus"],
+            ["nspawnctl: error: unknown flag: --bogus", "hint: see 'nspawnctl ps --help'"],
+        ),
+    ],
+    ids=["missing", "run-flag", "create-flag", "exec-flag", "shorthand", "typo", "ps-flag"],
+)
+def test_usage_errors_are_docker_like(nsp: CLI, busybox: str, args: list[str], lines: list[str]) -> None:
+    name = nsp.name()
+    if "CTR" in args:
+        nsp("run", "-d", "--name", name, busybox, "sleep", "60")
+    args = [{"IMAGE": busybox, "CTR": name}.get(a, a) for a in args]
+    before = pool_snapshot()
+    proc = nsp(*args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == lines
+    assert proc.stdout == ""
+    assert pool_snapshot() == before
+
+
+def test_options_after_the_image_are_the_payloads(nsp: CLI, busybox: str) -> None:
+    proc = nsp("run", "--rm", busybox, "sh", "-c", 'echo "$@"', "sh", "--bogus", "-z")
+    assert proc.stdout == "--bogus -z\n"
+
+
+def test_json_errors_are_said_once(nsp: CLI, tmp_path: Path) -> None:
+    """With --json an error is the JSON envelope on stdout and nothing else, for every --json command."""
+    proc = nsp("inspect", "--json", "e2e-no-such-thing", check=False)
+    assert proc.returncode == 125 and proc.stderr == ""
+    assert proc.stdout.count("\n") == 1
+    err = json.loads(proc.stdout)["error"]
+    assert err["code"] == "not-found" and "e2e-no-such-thing" in err["message"] and err["hint"]
+    env = {**os.environ, "NSPAWNCTL_POOL": str(tmp_path), "NSPAWNCTL_STORE": str(tmp_path)}
+    for args in (["ps", "--json"], ["images", "--json"], ["image", "inspect", "x"], ["inspect", "x"]):
+        proc = nsp(*args, check=False, env=env)
+        assert proc.returncode == 125 and proc.stderr == "", (args, proc.stderr)
+        assert json.loads(proc.stdout)["error"]["code"] == "pool-not-btrfs"
+    proc = nsp("images", "--json", "--bogus", check=False)
+    assert proc.returncode == 2 and proc.stderr == ""
+    assert json.loads(proc.stdout)["error"] == {
+        "code": "usage",
+        "message": "unknown flag: --bogus",
+        "hint": "see 'nspawnctl images --help'",
+    }

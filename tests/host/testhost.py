@@ -13,7 +13,7 @@ Usage (as root, from the repository checkout)::
     tests/host/testhost.py exec -- CMD    # run CMD inside the booted host
     tests/host/testhost.py down           # power off, unmount, detach the loop device
     tests/host/testhost.py reboot         # down + up, keeping the pool
-    tests/host/testhost.py test [--keep] [-- PYTEST_ARGS]
+    tests/host/testhost.py test [--keep] [--install venv|debian] [--unit] [-- PYTEST_ARGS]
     tests/host/testhost.py demo
     tests/host/testhost.py shell          # up, a busybox image ready, bash inside, down on exit
     tests/host/testhost.py leftovers      # exit 1 if a host, loop device or mount of .build is left
@@ -55,8 +55,9 @@ SETUP_VERSION = 1
 SUITE = "trixie"
 MIRROR = os.environ.get("TESTHOST_MIRROR", "http://deb.debian.org/debian")
 
-# What the host needs to run nspawnctl and its tests. Python dependencies come
-# from Debian because the booted host has no network.
+# What the host needs to run nspawnctl and its tests, for both installs (see install_project):
+# Debian's python3-* packages for the Debian-packages install, and python3-venv plus what builds
+# btrfsutil from source (gcc, python3-dev, libbtrfsutil-dev) for the venv install from PyPI.
 HOST_PACKAGES: tuple[str, ...] = (
     "systemd",
     "systemd-sysv",
@@ -74,6 +75,10 @@ HOST_PACKAGES: tuple[str, ...] = (
     "python3-zstandard",
     "python3-pip",
     "python3-setuptools",
+    "python3-venv",
+    "python3-dev",
+    "gcc",
+    "libbtrfsutil-dev",
     "busybox-static",
     "gnupg",
     "curl",
@@ -148,6 +153,17 @@ POOL_INIT_FILES = (
     "etc/systemd/system/local-fs.target.wants/var-lib-machines.mount",
     "etc/systemd/system/machines.target.wants/var-lib-machines.mount",
 )
+
+# How nspawnctl is installed in the host (`--install`): "venv" is the install a user does, a fresh
+# venv resolving the newest releases pyproject.toml allows from PyPI (made in a chroot before boot:
+# the booted host has no network); "debian" is Debian's python3-* packages plus `pip install
+# --no-deps` into the system Python. The host keeps the last one made (INSTALL_MARK).
+INSTALLS = ("venv", "debian")
+DEFAULT_INSTALL = "venv"
+VENV_IN_HOST = "/opt/nspawnctl"
+# pip's cache inside the host root, i.e. inside the clone's .build/ (survives until a rebuild).
+PIP_CACHE_IN_HOST = "/var/cache/nspawnctl-pip"
+INSTALL_MARK = BUILD / "install"
 
 # Where the btrfs pool appears, relative to the host root.
 STORE_REL = "var/lib/nspawnctl"
@@ -537,8 +553,29 @@ def sync_source() -> None:
             shutil.copy2(REPO / name, target, follow_symlinks=False)
 
 
-def pip_install_argv() -> list[str]:
-    """Offline install: dependencies are Debian packages, and the booted host has no network."""
+_PIP_QUIET = ["--quiet", "--root-user-action=ignore", "--disable-pip-version-check"]
+
+
+def pip_install_argv(install: str = "debian") -> list[str]:
+    """The offline install of /src alone: its dependencies are already there.
+
+    "debian": into the system Python, dependencies from Debian's packages. "venv": into the
+    existing venv, whose dependencies came from PyPI when it was made (make_venv_argvs).
+    """
+    if install == "venv":
+        python = f"{VENV_IN_HOST}/bin/python"
+        return [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--force-reinstall",
+            *_PIP_QUIET,
+            SRC_IN_HOST,
+        ]
     return [
         "python3",
         "-m",
@@ -549,26 +586,123 @@ def pip_install_argv() -> list[str]:
         "--no-index",
         "--force-reinstall",
         "--break-system-packages",
-        "--quiet",
-        "--root-user-action=ignore",
-        "--disable-pip-version-check",
+        *_PIP_QUIET,
         SRC_IN_HOST,
     ]
 
 
-def install_project(booted: bool) -> None:
-    """pip-install /src into the host (through chroot before boot, nsenter once booted)."""
+def make_venv_argvs() -> list[list[str]]:
+    """A fresh venv with /src and its test extra, newest allowed releases from PyPI (needs network).
+
+    Not editable: the install a user does. setuptools (the build backend) goes in as well, so that
+    a booted host, which has no network, can reinstall /src into it (pip_install_argv).
+    """
+    python = f"{VENV_IN_HOST}/bin/python"
+    return [
+        ["python3", "-m", "venv", "--clear", VENV_IN_HOST],
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--upgrade",
+            "--upgrade-strategy",
+            "eager",
+            *_PIP_QUIET,
+            f"{SRC_IN_HOST}[test]",
+            "setuptools>=61",
+        ],
+        [python, "-m", "pip", "list", "--format=freeze"],
+    ]
+
+
+def host_python(install: str) -> str:
+    """The interpreter that has nspawnctl importable in the given install (pytest runs under it)."""
+    return f"{VENV_IN_HOST}/bin/python" if install == "venv" else "python3"
+
+
+def switch_argvs(install: str) -> list[list[str]]:
+    """Make /usr/local/bin/nspawnctl the given install's, with the other one out of the way.
+
+    The system install's script and the venv's symlink share that path: pip must not write
+    through the symlink into the venv, and the system Python must not find a stale nspawnctl.
+    """
+    remove_link = ["sh", "-c", "if [ -L /usr/local/bin/nspawnctl ]; then rm /usr/local/bin/nspawnctl; fi"]
+    if install == "venv":
+        return [
+            ["python3", "-m", "pip", "uninstall", "-y", "--break-system-packages", *_PIP_QUIET, "nspawnctl"],
+            remove_link,
+            # (pip's uninstall takes an emptied /usr/local/bin with it)
+            ["sh", "-c", f"mkdir -p /usr/local/bin && ln -s {VENV_IN_HOST}/bin/nspawnctl /usr/local/bin/"],
+        ]
+    return [remove_link]
+
+
+def current_install() -> str:
+    try:
+        mode = INSTALL_MARK.read_text().strip()
+    except OSError:
+        return DEFAULT_INSTALL
+    return mode if mode in INSTALLS else DEFAULT_INSTALL
+
+
+def install_project(booted: bool, install: str | None = None) -> None:
+    """Install /src into the host as ``install`` says (default: the host's last install).
+
+    Before boot this runs in a chroot of the root, which has the machine's network: the venv is
+    made afresh from PyPI there. Once booted (refreshing /src) there is no network: /src alone is
+    reinstalled into the install that is there.
+    """
+    install = install or current_install()
+    if install not in INSTALLS:
+        raise HarnessError(f"unknown install {install!r}: one of {', '.join(INSTALLS)}")
     src = ROOT / SRC_IN_HOST.lstrip("/")
     if not ((src / "pyproject.toml").exists() or (src / "setup.py").exists()):
         log("no pyproject.toml yet: skipping the install of nspawnctl into the host")
         return
-    with step("pip install nspawnctl in host"):
+
+    def host_run(argv: list[str]) -> str:
         if booted:
-            proc = run_in_host(pip_install_argv(), capture=True)
+            proc = run_in_host(argv, capture=True, env={"PIP_CACHE_DIR": PIP_CACHE_IN_HOST})
             if proc.returncode != 0:
-                raise HarnessError(f"pip install failed:\n{proc.stdout}{proc.stderr}")
+                raise HarnessError(f"{' '.join(argv)} failed in the host:\n{proc.stdout}{proc.stderr}")
+            return proc.stdout
+        # pip in a venv may bring its own CA bundle: the machine's proxy needs the root's bundle.
+        env = {
+            **chroot_env(),
+            "PIP_CACHE_DIR": PIP_CACHE_IN_HOST,
+            "PIP_CERT": "/etc/ssl/certs/ca-certificates.crt",
+        }
+        return run(["chroot", ROOT, *argv], env=env, capture=True).stdout
+
+    INSTALL_MARK.unlink(missing_ok=True)
+    with step(f"install nspawnctl in host ({install})"):
+        if install == "venv" and not booted:
+            for argv in make_venv_argvs():
+                out = host_run(argv)
+            wanted = (
+                "typer",
+                "click",
+                "rich",
+                "dbus-fast",
+                "btrfsutil",
+                "zstandard",
+                "python-gnupg",
+                "requests",
+                "urllib3",
+                "pytest",
+            )
+            log("venv: " + " ".join(p for p in out.split() if p.split("==")[0].lower() in wanted))
+        elif install == "venv" and not (ROOT / VENV_IN_HOST.lstrip("/") / "bin" / "python").exists():
+            raise HarnessError(
+                f"no venv at {VENV_IN_HOST} in the booted host, which has no network to make one: "
+                "`testhost.py down`, then `up --install venv` makes it before the boot"
+            )
         else:
-            run_chroot(ROOT, pip_install_argv())
+            host_run(pip_install_argv(install))
+        for argv in switch_argvs(install):
+            host_run(argv)
+    INSTALL_MARK.write_text(install + "\n")
 
 
 # --------------------------------------------------------------------------- pool
@@ -937,7 +1071,11 @@ def wait_until_running(timeout: float = BOOT_TIMEOUT) -> str:
 
 
 def up(
-    timeout: float = BOOT_TIMEOUT, bare: bool = False, mode: str | None = None, fresh: bool = True
+    timeout: float = BOOT_TIMEOUT,
+    bare: bool = False,
+    mode: str | None = None,
+    fresh: bool = True,
+    install: str | None = None,
 ) -> None:
     """Prepare /var/lib for the mode (MODES), install the current checkout and boot the host;
     refresh /src if it's up.
@@ -953,14 +1091,14 @@ def up(
         if is_up():
             log("host already up: refreshing /src")
             sync_source()
-            install_project(booted=True)
+            install_project(booted=True, install=install)
             wait_until_running(timeout)
             return
         MODE_FILE.write_text(mode + "\n")
         if mode == "pool" or fresh:
             clear_pool_init()
         sync_source()
-        install_project(booted=False)
+        install_project(booted=False, install=install)
         with step("boot host"):
             boot(mode, fresh)
             wait_until_running(timeout)
@@ -1120,14 +1258,35 @@ def exec_in_host(argv: Sequence[str], cwd: str | None = None, env: dict[str, str
 # --------------------------------------------------------------------------- test / demo
 
 
-def test(pytest_args: Sequence[str] = (), keep: bool = False) -> int:
-    """build, up, run the e2e suite inside the host, down (unless keep); pytest's exit code."""
+def test(
+    pytest_args: Sequence[str] = (), keep: bool = False, install: str | None = None, unit: bool = False
+) -> int:
+    """build, up, run the e2e suite inside the host, down (unless keep); pytest's exit code.
+
+    ``install`` says how nspawnctl is installed in the host (INSTALLS; default: the host's last
+    install, else a venv); the suites run under that install's interpreter, and the installed
+    ``nspawnctl`` is smoke-checked first. ``unit`` runs the unit tests in the host first (Python
+    3.13), from tests/unit so that they import the installed package, not /src.
+    """
     build()
     try:
-        up()
-        with step("pytest e2e"):
+        up(install=install)
+        mode = current_install()
+        python = host_python(mode)
+        with step(f"smoke check ({mode} install)"):
+            code = exec_in_host([python, f"{SRC_IN_HOST}/tests/smoke.py", "/usr/local/bin/nspawnctl"])
+        if code != 0:
+            return code
+        if unit:
+            with step(f"pytest unit ({mode} install)"):
+                unit_argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."]
+                code = exec_in_host(unit_argv, cwd=f"{SRC_IN_HOST}/tests/unit")
+            if code != 0:
+                return code
+        with step(f"pytest e2e ({mode} install)"):
             return exec_in_host(
-                ["python3", "-m", "pytest", "-v", f"{SRC_IN_HOST}/tests/e2e", *pytest_args], cwd=SRC_IN_HOST
+                [python, "-m", "pytest", "-v", "--durations=10", f"{SRC_IN_HOST}/tests/e2e", *pytest_args],
+                cwd=SRC_IN_HOST,
             )
     finally:
         if keep:
@@ -1185,7 +1344,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="debootstrap the host root and the boot image (cached)")
     b.add_argument("--force", action="store_true", help="rebuild even if the stamps match")
-    sub.add_parser("up", help="mount the pool, install the checkout and boot the host")
+    u = sub.add_parser("up", help="mount the pool, install the checkout and boot the host")
+    u.add_argument("--install", choices=INSTALLS, help="venv (from PyPI, the default) or debian packages")
     e = sub.add_parser("exec", help="run a command inside the booted host")
     e.add_argument("--cwd", help="working directory inside the host")
     e.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
@@ -1195,9 +1355,11 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "test",
         help="build, up, pytest tests/e2e inside the host, down",
-        usage="testhost.py test [--keep] [--] [PYTEST_ARGS...]",
+        usage="testhost.py test [--keep] [--install venv|debian] [--unit] [--] [PYTEST_ARGS...]",
     )
-    t.add_argument("--keep", action="store_true", help="leave the host up afterwards (first option)")
+    t.add_argument("--keep", action="store_true", help="leave the host up afterwards")
+    t.add_argument("--install", choices=INSTALLS, help="how nspawnctl is installed in the host")
+    t.add_argument("--unit", action="store_true", help="run the unit tests in the host first")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest as they are")
     sub.add_parser("demo", help="import a busybox dir and run a container in the host")
     sub.add_parser("shell", help="boot the host with a busybox image ready, a shell inside, then down")
@@ -1220,9 +1382,21 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     """
     if argv[:1] == ["test"] and not {"-h", "--help"} & set(argv[1:2]):
         rest = argv[1:]
-        keep = rest[:1] == ["--keep"]
-        rest = rest[1:] if keep else rest
-        return argparse.Namespace(command="test", keep=keep, pytest_args=_strip_dashdash(rest))
+        ns = argparse.Namespace(command="test", keep=False, install=None, unit=False)
+        while rest:  # the harness's own options come first; the first other word is pytest's
+            if rest[0] in ("--keep", "--unit"):
+                setattr(ns, rest[0][2:], True)
+                rest = rest[1:]
+            elif (rest[0] == "--install" and len(rest) > 1) or rest[0].startswith("--install="):
+                value = rest[0].partition("=")[2] or rest[1]
+                rest = rest[1:] if "=" in rest[0] else rest[2:]
+                if value not in INSTALLS:
+                    parser().error(f"--install: one of {', '.join(INSTALLS)}, not {value!r}")
+                ns.install = value
+            else:
+                break
+        ns.pytest_args = _strip_dashdash(rest)
+        return ns
     return parser().parse_args(argv)
 
 
@@ -1239,7 +1413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build":
             build(force=args.force)
         elif args.command == "up":
-            up()
+            up(install=args.install)
         elif args.command == "exec":
             cmd = _strip_dashdash(args.cmd)
             if not cmd:
@@ -1251,7 +1425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "reboot":
             reboot()
         elif args.command == "test":
-            return test(args.pytest_args, keep=args.keep)
+            return test(args.pytest_args, keep=args.keep, install=args.install, unit=args.unit)
         elif args.command == "demo":
             return demo()
         elif args.command == "shell":

@@ -98,10 +98,13 @@ def test_pool_not_btrfs_is_a_clear_error(tmp_path: Path) -> None:
     assert not any((tmp_path / "store").iterdir())  # nothing was created
 
 
-def test_json_errors_are_valid_json(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["ps", "--json"], ["inspect", "--json", "nosuch"], ["inspect", "nosuch"]])
+def test_json_errors_are_valid_json_and_said_once(tmp_path: Path, args: list[str]) -> None:
     env = {"NSPAWNCTL_POOL": str(tmp_path), "NSPAWNCTL_STORE": str(tmp_path)}
-    proc = cli("ps", "--json", env=env)
+    proc = cli(*args, env=env)
     assert proc.returncode == 125
+    assert proc.stderr == ""  # the error once: as JSON on stdout, and nothing else
+    assert len(proc.stdout.splitlines()) == 1
     err = json.loads(proc.stdout)["error"]
     assert err["code"] == "pool-not-btrfs" and err["hint"]
 
@@ -153,3 +156,141 @@ def test_human_output() -> None:
     assert human_duration(3 * 86400) == "3 days"
     assert human_size(5_300_000) == "5.3MB"
     assert _docker_since("10m") == "-10min" and _docker_since("2026-01-01") == "2026-01-01"
+
+
+# -- usage errors, as docker words them ------------------------------------------------------
+
+USAGE = [
+    (["run"], "missing argument 'IMAGE'", "see 'nspawnctl run --help'"),
+    (["exec", "-it"], "missing argument 'CONTAINER'", "see 'nspawnctl exec --help'"),
+    (["run", "--bogus", "img", "true"], "unknown flag: --bogus", "see 'nspawnctl run --help'"),
+    (["create", "--bogus", "img"], "unknown flag: --bogus", "see 'nspawnctl create --help'"),
+    (["exec", "--bogus", "ctr", "ls"], "unknown flag: --bogus", "see 'nspawnctl exec --help'"),
+    (["run", "-d", "--name", "x", "--bogus=1", "img"], "unknown flag: --bogus", "see 'nspawnctl run --help'"),
+    (["run", "-itz", "img"], "unknown shorthand flag: 'z' in -itz", "see 'nspawnctl run --help'"),
+    (["ps", "--bogus"], "unknown flag: --bogus", "see 'nspawnctl ps --help'"),
+    (["ps", "--jsn"], "unknown flag: --jsn", "did you mean --json? see 'nspawnctl ps --help'"),
+    (["--bogus", "ps"], "unknown flag: --bogus", "see 'nspawnctl --help'"),
+    (["rnu", "img"], 'unknown command "rnu"', "did you mean \"run\"? see 'nspawnctl --help'"),
+    (["imgaes"], 'unknown command "imgaes"', "did you mean \"images\" or \"image\"? see 'nspawnctl --help'"),
+    (
+        ["image", "lss"],
+        'unknown command "lss" for "nspawnctl image"',
+        "did you mean \"ls\"? see 'nspawnctl image --help'",
+    ),
+    (["logs", "--tail"], "option '--tail' requires an argument", "see 'nspawnctl logs --help'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message", "hint"), USAGE, ids=[" ".join(u[0]) for u in USAGE])
+def test_usage_errors_are_one_line_plus_hint_exit_2(args: list[str], message: str, hint: str) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"nspawnctl: error: {message}", f"hint: {hint}"]
+    assert proc.stdout == ""
+
+
+def test_usage_error_under_json_is_the_envelope_only() -> None:
+    for args in (["inspect", "--json"], ["images", "--json", "--bogus"], ["ps", "--json", "-z"]):
+        proc = cli(*args)
+        assert proc.returncode == 2 and proc.stderr == "", proc.stderr
+        err = json.loads(proc.stdout)["error"]
+        assert err["code"] == "usage" and err["hint"].startswith("see 'nspawnctl ") and err["message"]
+
+
+@pytest.mark.parametrize("args", [[], ["image"], ["trust"], ["pool"]])
+def test_a_bare_group_prints_its_help(args: list[str]) -> None:
+    proc = cli(*args)
+    assert proc.returncode == 0 and proc.stdout.startswith("Usage: nspawnctl") and proc.stderr == ""
+
+
+def _run_command_and_ctx():  # type: ignore[no-untyped-def]
+    group = _command()
+    return group.commands["run"], group.make_context("nspawnctl", ["run"], resilient_parsing=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["img", "--bogus", "-z"],  # after IMAGE everything is the payload's
+        ["--name", "--bogus", "img"],  # the value of --name, refused later as a name
+        ["--name=x", "-e", "A=1", "-eB=2", "-it", "--rm", "img"],
+        ["-w", "/", "-u", "0", "--", "--img-with-dash"],
+        ["-h"],
+        [],
+    ],
+)
+def test_leading_options_that_pass(args: list[str]) -> None:
+    from nspawnctl.cli.usage import check_leading_options
+
+    run, ctx = _run_command_and_ctx()
+    check_leading_options(run, ctx, args, "nspawnctl run")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus", "img"], "unknown flag: --bogus"),
+        (["-e", "A=1", "--nme", "x", "img"], "unknown flag: --nme"),
+        (["-iq", "img"], "unknown shorthand flag: 'q' in -iq"),
+    ],
+)
+def test_leading_options_that_are_refused(args: list[str], message: str) -> None:
+    from nspawnctl.cli.usage import CommandLineError, check_leading_options
+
+    run, ctx = _run_command_and_ctx()
+    with pytest.raises(CommandLineError) as e:
+        check_leading_options(run, ctx, args, "nspawnctl run")
+    assert e.value.message == message and e.value.exit_code == 2
+    assert e.value.hint is not None and e.value.hint.endswith("see 'nspawnctl run --help'")
+
+
+def test_usage_of_recognises_the_installed_typers_exceptions() -> None:
+    """Whatever module typer takes its click from, its usage errors are recognised by their shape."""
+    from nspawnctl.cli.usage import Usage, usage_of
+
+    group = _command()
+    caught = []
+    for name, args in (("ps", ["--bogus"]), ("run", []), ("logs", ["--tail"])):
+        try:
+            group.commands[name].make_context(name, args)  # type: ignore[attr-defined]
+        except Exception as e:  # typer's (or click's) UsageError subclasses
+            caught.append(usage_of(e, name))
+    assert caught == [
+        Usage("unknown flag: --bogus", "see 'ps --help'"),
+        Usage("missing argument 'IMAGE'", "see 'run --help'"),
+        Usage("option '--tail' requires an argument", "see 'logs --help'"),
+    ]
+    assert usage_of(ValueError("x")) is None and usage_of(typer.Exit(2)) is None
+
+
+def test_unknown_command_suggestions() -> None:
+    from nspawnctl.cli.usage import unknown_command
+
+    e = unknown_command("stpo", ["stop", "start", "ps"], "nspawnctl")
+    assert e.message == 'unknown command "stpo"' and e.hint == "did you mean \"stop\"? see 'nspawnctl --help'"
+    e = unknown_command("zzz", ["stop"], "nspawnctl")
+    assert e.hint == "see 'nspawnctl --help'"
+
+
+@pytest.mark.parametrize(
+    "args", [[*c, "--help"] for c in COMMANDS] + [["--version"], ["-h"]], ids=lambda a: " ".join(a)
+)
+def test_help_loads_no_library_module(args: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from nspawnctl.cli.app import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "light = ('nspawnctl', 'nspawnctl.cli', 'nspawnctl.errors')\n"
+        "ours = [m for m in sys.modules if m.startswith('nspawnctl.') and m not in light\n"
+        "        and not m.startswith('nspawnctl.cli.')]\n"
+        "heavy = [m for m in ('dbus_fast', 'dbus_next', 'requests', 'btrfsutil', 'gnupg', 'zstandard')\n"
+        "         if m in sys.modules]\n"
+        "sys.stderr.write(repr(ours + heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "[]"
