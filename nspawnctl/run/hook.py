@@ -242,8 +242,15 @@ def exec_(paths: Paths, name: str, unit: str) -> None:
         os.environ.setdefault("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
     sys.stdout.flush()
     sys.stderr.flush()
-    streams.attach(spec.name, unit)
-    os.execv(argv[0], [argv[0].rsplit("/", 1)[-1], *argv[1:]])
+    plain = streams.attach(spec.name, unit)
+    try:
+        os.execv(argv[0], [argv[0].rsplit("/", 1)[-1], *argv[1:]])
+    except OSError as e:
+        if not plain:
+            raise
+        # stderr is now a stream of its own at priority err, without level prefixes: no <3>
+        log_error(f"container {name}: exec failed: {e.__class__.__name__}: {e}", level_prefix=False)
+        raise SystemExit(1) from None
 
 
 def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
@@ -305,14 +312,17 @@ def exec_failure_of(invocation: str | None) -> int | None:
     return exec_failure([e.message for e in entries])
 
 
-def log_error(message: str, priority: int = 3) -> None:
+def log_error(message: str, priority: int = 3, level_prefix: bool = True) -> None:
     """A message for ``journalctl -u`` and nspawnctl's start errors, in two ways: on stderr with a
     ``<N>`` priority prefix (the unit's stderr is a journal stream, so the line carries the unit
     reliably: client._hook_errors reads these), and through the native journal protocol as
     SYSLOG_IDENTIFIER=nspawnctl (``journalctl -t nspawnctl``; journald may miss the unit of a
     process that has exited by the time it looks). One line, never a traceback."""
     message = " ".join(message.split("\n"))
-    prefix = f"<{priority}>" if os.environ.get("JOURNAL_STREAM") else "nspawnctl: "
+    if not level_prefix:  # a stream of run/streams.py: its priority is the stream's own
+        prefix = ""
+    else:
+        prefix = f"<{priority}>" if os.environ.get("JOURNAL_STREAM") else "nspawnctl: "
     try:
         sys.stderr.write(f"{prefix}{message}\n")
         sys.stderr.flush()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -155,17 +156,25 @@ def loop_backing_file(device: str) -> str | None:
 
 @dataclass(frozen=True)
 class Move:
-    """One entry of the old top level and where adoption renames it (both relative to the top level)."""
+    """One entry of the old top level and where adoption puts it (both relative to the top level).
+
+    A subvolume is renamed (O(1)). Anything else (a ``.raw`` disk image, a ``.nspawn`` file, a plain
+    directory) cannot be renamed into another subvolume (EXDEV), so it is copied with reflinks
+    (shared extents, no data copied) and the original removed only once the adoption succeeded.
+    """
 
     name: str
+    subvolume: bool = True
 
     @property
     def target(self) -> str:
         return f"{MACHINES_SUBVOLUME}/{self.name}"
 
 
-def adoption_plan(entries: Sequence[str]) -> list[Move]:
-    """The renames that turn a top level full of machines into nspawnctl's layout; pure.
+def adoption_plan(
+    entries: Sequence[str], is_subvolume: Callable[[str], bool] = lambda name: True
+) -> list[Move]:
+    """The moves that turn a top level full of machines into nspawnctl's layout; pure.
 
     Every entry moves (hidden ones too: machined lists them with --all), so that afterwards the
     ``machines`` subvolume, bound on /var/lib/machines, holds exactly what machined saw before.
@@ -177,7 +186,13 @@ def adoption_plan(entries: Sequence[str]) -> list[Move]:
             hint=f"rename it first (machinectl rename {MACHINES_SUBVOLUME} NEWNAME), then run "
             "'nspawnctl pool init' again",
         )
-    return [Move(name) for name in sorted(entries)]
+    busy = sorted(e for e in entries if e.startswith(".#"))
+    if busy:
+        raise PoolError(
+            f"an import, clone or pull is in progress in the pool ({', '.join(busy)})",
+            hint="wait for it to finish (machinectl list-transfers), then run 'nspawnctl pool init' again",
+        )
+    return [Move(name, is_subvolume(name)) for name in sorted(entries)]
 
 
 def render_units(what: str, options: str, templates: Traversable | None = None) -> dict[str, str]:
@@ -191,14 +206,15 @@ def render_units(what: str, options: str, templates: Traversable | None = None) 
 
 def undo_adoption_text(moves: Sequence[Move], top: Path, what: str) -> list[str]:
     """Shell lines that put machined's loopback layout back; pure."""
-    names = " ".join(f"{MACHINES_SUBVOLUME}/{m.name}" for m in moves)
+    names = " ".join(shlex.quote(m.target) for m in moves)
     lines = [
         "to undo: remove nspawnctl's containers and images first (its entries machines, images, layers, "
         "state and lock stay in the top level, where machined would list them), then:"
     ]
     if moves:
-        lines.append(f"  cd {top} && mv {names} .")
+        lines.append(f"  cd {shlex.quote(str(top))} && mv {names} .")
     lines += [
+        f"  btrfs subvolume delete {shlex.quote(str(top / MACHINES_SUBVOLUME))}",
         f"  systemctl disable --now {MACHINES_UNIT} {STORE_UNIT}",
         f"  rm {UNIT_DIR / MACHINES_UNIT} {UNIT_DIR / STORE_UNIT} && systemctl daemon-reload",
         f"  systemctl start {MACHINES_UNIT}   # systemd's own unit: {what} on /var/lib/machines again",
@@ -310,7 +326,15 @@ def init_pool(
     pool = Pool(paths)
     found = pool.found()
     if found.layout is Layout.NO_BTRFS and MACHINED_RAW.exists():
-        # machined's loopback, just not mounted yet (machined mounts it when it first starts)
+        # machined's loopback, just not mounted yet (machined mounts it when it first starts); never
+        # over machines that are on the other filesystem: that would hide them
+        if paths.pool.is_dir() and any(paths.pool.iterdir()):
+            raise PoolError(
+                f"{MACHINED_RAW} exists but is not mounted, and {paths.pool} holds machines of its own: "
+                "mounting it would hide them",
+                hint=f"move the machines in {paths.pool} away (or {MACHINED_RAW}, if it is not machined's "
+                "pool), then run 'nspawnctl pool init' again",
+            )
         _run(["systemctl", "start", MACHINES_UNIT])
         found = pool.found()
     if found.ready and paths.pool.is_dir():
@@ -403,7 +427,7 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
             f"{store} is not empty", hint="move its contents away first; pool init never deletes data"
         )
     what, options = _filesystem_of(mount)
-    moves = adoption_plan(os.listdir(top))
+    moves = adoption_plan(os.listdir(top), lambda name: btrfs.is_subvolume(top / name))
     notify(
         f"adopting machined's pool {what} (mounted on {top}): {len(moves)} machine(s) move into its "
         f"'{MACHINES_SUBVOLUME}' subvolume, which is then mounted on {top}"
@@ -413,39 +437,93 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
     units_installed = made_store = False
     try:
         for move in moves:
-            os.rename(top / move.name, top / move.target)
+            _move_in(top, move)
             done.append(move)
-            notify(f"moved {top / move.name} -> {MACHINES_SUBVOLUME}/{move.name} of {what}")
+            how = "moved" if move.subvolume else "copied (reflinks)"
+            notify(f"{how} {top / move.name} -> {MACHINES_SUBVOLUME}/{move.name} of {what}")
         if not store.exists():
             store.mkdir()
             made_store = True
+        running = running_machines()  # again: one may have started while the machines moved
+        if running:
+            raise PoolError(
+                f"machines started while the pool was being adopted: {', '.join(sorted(running))}",
+                hint="stop them, then run 'nspawnctl pool init' again",
+            )
         units_installed = True
         _install_units(render_units(what, options))
         _run(["systemctl", "stop", MACHINES_UNIT])  # machined's mount of the top level
         _run(["systemctl", "enable", "--now", *MOUNT_UNITS])
         Pool(paths).check()
-    except BaseException:
-        if units_installed:
-            _remove_units()
-            if not os.path.ismount(top):
-                with suppress(CommandFailed):
-                    _run(["systemctl", "start", MACHINES_UNIT])  # systemd's own unit again
-        for move in reversed(done):
-            with suppress(OSError):
-                os.rename(top / move.target, top / move.name)
-        with suppress(PoolError, OSError):
-            if not os.listdir(top / MACHINES_SUBVOLUME):
-                btrfs.delete(top / MACHINES_SUBVOLUME)
-        if made_store and not os.path.ismount(store):
-            with suppress(OSError):
-                store.rmdir()
+    except BaseException as e:
+        failed = _undo_adoption(paths, done, made_store, units_installed)
+        if failed:
+            undo = " ".join(line.strip() for line in undo_adoption_text(done, top, what))
+            raise PoolError(
+                f"pool init failed ({e}), and putting the pool back failed too: {'; '.join(failed)}",
+                hint=f"finish by hand: {undo}",
+            ) from e
+        if isinstance(e, OSError):
+            raise PoolError(
+                f"pool init failed: {e}", hint=f"nothing changed: {top} is machined's pool as before"
+            ) from e
         raise
+    # the top level (now on the store) still holds the originals of what was copied
+    for move in done:
+        if not move.subvolume:
+            try:
+                _remove_entry(store / move.name)
+            except OSError as e:
+                notify(f"could not remove the original {store / move.name} (its copy is in place): {e}")
     return "\n".join(
         [
             f"adopted {what}: its top level is on {store}, its '{MACHINES_SUBVOLUME}' subvolume on {top}",
             *undo_adoption_text(done, store, what),
         ]
     )
+
+
+def _move_in(top: Path, move: Move) -> None:
+    if move.subvolume:
+        os.rename(top / move.name, top / move.target)
+    else:
+        _run(["cp", "-a", "--reflink=always", "--", str(top / move.name), str(top / move.target)])
+
+
+def _remove_entry(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _undo_adoption(paths: Paths, done: Sequence[Move], made_store: bool, units_installed: bool) -> list[str]:
+    """Put machined's layout back after a failed adoption; what could not be undone, as messages."""
+    top, store = paths.pool, paths.store
+    failed: list[str] = []
+    if units_installed:
+        _remove_units()
+        if not os.path.ismount(top):
+            try:
+                _run(["systemctl", "start", MACHINES_UNIT])  # systemd's own unit again
+            except CommandFailed as e:
+                failed.append(e.message)
+                return failed  # the top level is not on the pool: nothing below can be found there
+    for move in reversed(done):
+        try:
+            if move.subvolume:
+                os.rename(top / move.target, top / move.name)
+            else:
+                _remove_entry(top / move.target)  # the original was never touched
+        except OSError as e:
+            failed.append(f"{move.target}: {e.strerror or e}")
+    with suppress(PoolError, OSError):
+        if not os.listdir(top / MACHINES_SUBVOLUME):
+            btrfs.delete(top / MACHINES_SUBVOLUME)
+    if made_store and not os.path.ismount(store):
+        with suppress(OSError):
+            store.rmdir()
+    return failed
 
 
 def _filesystem_of(mount: MountInfo) -> tuple[str, str]:

@@ -17,6 +17,7 @@ import pytest
 import testhost
 
 OLD = testhost.OLD_MACHINE
+OLD_SET = {OLD, testhost.OLD_RAW_MACHINE, testhost.OLD_DIR_MACHINE}
 TAG = uuid.uuid4().hex[:8]
 IMAGE = f"adopt-{TAG}"
 CONTAINER = f"adopt-ctr-{TAG}"
@@ -107,7 +108,8 @@ def test_a_failed_adoption_puts_everything_back(host: None) -> None:
         busy.wait()
     assert code == 125, out
     assert f"moved /var/lib/machines/{OLD}" in out and "var-lib-machines.mount" in err
-    assert images() == [OLD] and sh("ls", "-d", f"/var/lib/machines/{OLD}/payload")[0] == 0
+    assert set(images()) == OLD_SET and sh("ls", "-d", f"/var/lib/machines/{OLD}/payload")[0] == 0
+    assert sh("ls", f"/var/lib/machines/{OLD}.nspawn")[0] == 0
     assert sh("ls", "-d", "/var/lib/machines/machines")[0] != 0
     for unit in ("var-lib-nspawnctl.mount", "var-lib-machines.mount"):
         assert sh("ls", f"/etc/systemd/system/{unit}")[0] != 0
@@ -126,8 +128,17 @@ def test_pool_init_adopts_and_keeps_every_machine(host: None) -> None:
     assert sh("ls", "/var/lib/nspawnctl.raw")[0] != 0
     assert "What=/var/lib/machines.raw" in ok("systemctl", "cat", "var-lib-nspawnctl.mount")
     assert "layout: nspawnctl's pool" in ok("nspawnctl", "pool", "check")
-    assert OLD in images()
+    assert set(images()) >= OLD_SET
     assert old_machine_runs() == f"{testhost.OLD_MACHINE_PAYLOAD}\n"
+    # what is not a subvolume was copied with reflinks, and the originals are gone from the top level
+    dirm = testhost.OLD_DIR_MACHINE
+    assert f"copied (reflinks) /var/lib/machines/{dirm} -> machines/{dirm}" in out
+    assert ok("cat", f"/var/lib/machines/{OLD}.nspawn") == "[Exec]\nEnvironment=FROM_NSPAWN_FILE=1\n"
+    assert ok("stat", "-c", "%s", f"/var/lib/machines/{testhost.OLD_RAW_MACHINE}.raw").strip() == str(1 << 20)
+    run_dir = ["systemd-nspawn", "-M", dirm, "--register=no", "-q", "--pipe", "/bin/cat", "/payload"]
+    assert ok(*run_dir) == f"{testhost.OLD_MACHINE_PAYLOAD}\n"
+    for name in (dirm, f"{OLD}.nspawn", f"{testhost.OLD_RAW_MACHINE}.raw"):
+        assert sh("ls", "-d", f"/var/lib/nspawnctl/{name}")[0] != 0, name
     # nspawnctl works there
     make_root = (
         "import sys; from pathlib import Path; sys.path.insert(0, '/src/tests/host'); "

@@ -140,6 +140,8 @@ VARLIB_SIZE = "4G"
 MACHINES_RAW_REL = "var/lib/machines.raw"
 MACHINES_RAW_SIZE = "2G"
 OLD_MACHINE = "oldbox"
+OLD_RAW_MACHINE = "olddisk"  # a .raw image beside it
+OLD_DIR_MACHINE = "olddir"  # a machine in a plain directory
 OLD_MACHINE_PAYLOAD = "oldbox payload"
 
 # What `nspawnctl pool init` writes into the host root: removed again after the pool-init tests so
@@ -796,6 +798,15 @@ def make_machines_raw() -> None:
         make_busybox_root(machine, marker=OLD_MACHINE, busybox=ROOT / "usr/bin/busybox")
         (machine / "usr").mkdir()  # systemd-nspawn -M refuses a tree without /usr as "no OS tree"
         (machine / "payload").write_text(OLD_MACHINE_PAYLOAD + "\n")
+        # what else machined's pool holds on real hosts, none of it a subvolume (adoption copies
+        # those with reflinks): a settings file, a raw disk image, a machine in a plain directory
+        (point / f"{OLD_MACHINE}.nspawn").write_text("[Exec]\nEnvironment=FROM_NSPAWN_FILE=1\n")
+        with open(point / f"{OLD_RAW_MACHINE}.raw", "wb") as f:
+            f.write(os.urandom(1 << 20))
+        plain = point / OLD_DIR_MACHINE
+        make_busybox_root(plain, marker=OLD_DIR_MACHINE, busybox=ROOT / "usr/bin/busybox")
+        (plain / "usr").mkdir(exist_ok=True)
+        (plain / "payload").write_text(OLD_MACHINE_PAYLOAD + "\n")
 
 
 def check_machined_mount() -> None:

@@ -357,6 +357,11 @@ def test_unexpected_errors_are_one_line_and_fail(
     sent: list[bytes] = []
     monkeypatch.setattr(hook, "_journal_send", sent.append)
 
+    from nspawnctl.run import streams
+
+    # no journald to attach to (the test must not hand pytest's own fds to a real one)
+    monkeypatch.setattr(streams, "attach", lambda ident, unit: False)
+
     def no_exec(path: str, argv: list[str]) -> None:
         raise PermissionError(13, "Permission denied", path)
 

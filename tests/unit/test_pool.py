@@ -118,3 +118,26 @@ def test_units_are_rendered_for_the_pool_file() -> None:
         line for t in units.values() for line in t.splitlines() if not line.startswith("#")
     )
     assert "machines.raw" not in units["var-lib-nspawnctl.mount"].split("[Unit]")[1]
+
+
+def test_adoption_copies_what_is_not_a_subvolume() -> None:
+    """A .raw image, a .nspawn file or a plain directory cannot be renamed into another subvolume
+    (EXDEV): those are copied with reflinks, subvolumes renamed."""
+    plan = adoption_plan(["oldbox", "vm.raw", "oldbox.nspawn"], lambda name: name == "oldbox")
+    assert [(m.name, m.subvolume) for m in plan] == [
+        ("oldbox", True),
+        ("oldbox.nspawn", False),
+        ("vm.raw", False),
+    ]
+
+
+def test_adoption_waits_for_a_transfer_in_progress() -> None:
+    with pytest.raises(PoolError) as e:
+        adoption_plan(["oldbox", ".#import-abc"])
+    assert ".#import-abc" in e.value.message and "list-transfers" in (e.value.hint or "")
+
+
+def test_undo_quotes_names_and_deletes_the_subvolume() -> None:
+    text = "\n".join(undo_adoption_text([Move("a b;c")], Path(STORE), "/x.raw"))
+    assert "mv 'machines/a b;c' ." in text
+    assert "btrfs subvolume delete /var/lib/nspawnctl/machines" in text
