@@ -19,15 +19,7 @@ CONTAINER = f"varlib-ctr-{TAG}"
 ROOTFS = f"/var/tmp/varlib-{TAG}"
 
 
-def sh(*argv: str) -> tuple[int, str, str]:
-    proc = testhost.run_in_host(list(argv), capture=True, timeout=300)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def ok(*argv: str) -> str:
-    code, out, err = sh(*argv)
-    assert code == 0, f"{' '.join(argv)} exited {code}: {err}"
-    return out
+sh, ok = testhost.host_sh, testhost.host_ok
 
 
 @pytest.fixture(scope="module")

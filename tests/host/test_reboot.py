@@ -24,15 +24,7 @@ ROOTFS = f"/var/tmp/reboot-bb-{TAG}"
 SERVE = 'trap "exit 0" TERM; echo serving; while :; do sleep 1; done'
 
 
-def sh(*argv: str) -> tuple[int, str, str]:
-    proc = testhost.run_in_host(list(argv), capture=True, timeout=300)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def ok(*argv: str) -> str:
-    code, out, err = sh(*argv)
-    assert code == 0, f"{' '.join(argv)} exited {code}: {err}"
-    return out
+sh, ok = testhost.host_sh, testhost.host_ok
 
 
 def machine_state(name: str) -> str:

@@ -564,22 +564,9 @@ def pip_install_argv(install: str = "debian") -> list[str]:
     "debian": into the system Python, dependencies from Debian's packages. "venv": into the
     existing venv, whose dependencies came from PyPI when it was made (make_venv_argvs).
     """
-    if install == "venv":
-        python = f"{VENV_IN_HOST}/bin/python"
-        return [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--force-reinstall",
-            *_PIP_QUIET,
-            SRC_IN_HOST,
-        ]
+    venv = install == "venv"
     return [
-        "python3",
+        f"{VENV_IN_HOST}/bin/python" if venv else "python3",
         "-m",
         "pip",
         "install",
@@ -587,7 +574,7 @@ def pip_install_argv(install: str = "debian") -> list[str]:
         "--no-build-isolation",
         "--no-index",
         "--force-reinstall",
-        "--break-system-packages",
+        *([] if venv else ["--break-system-packages"]),
         *_PIP_QUIET,
         SRC_IN_HOST,
     ]
@@ -1258,6 +1245,19 @@ def run_in_host(
         stderr=pipe,
         env={"PATH": os.environ.get("PATH", HOST_PATH)},
     )
+
+
+def host_sh(*argv: str, timeout: float = 300) -> tuple[int, str, str]:
+    """A command in the booted host: (exit code, stdout, stderr); for the tests in tests/host."""
+    proc = run_in_host(list(argv), capture=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def host_ok(*argv: str) -> str:
+    """A command in the booted host that must succeed; its stdout."""
+    code, out, err = host_sh(*argv)
+    assert code == 0, f"{' '.join(argv)} exited {code}: {err}"
+    return out
 
 
 def exec_in_host(argv: Sequence[str], cwd: str | None = None, env: dict[str, str] | None = None) -> int:
