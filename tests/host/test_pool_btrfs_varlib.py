@@ -6,7 +6,6 @@ a copy of the root's /var/lib, mounted on it before the boot; no loop devices in
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -24,16 +23,8 @@ sh, ok = testhost.host_sh, testhost.host_ok
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[None]:
-    if os.geteuid() != 0:
-        pytest.fail("needs root: it boots the test host")
-    testhost.build()
-    testhost.down()
-    testhost.up(mode="btrfs-varlib")
-    try:
+    with testhost.booted("btrfs-varlib"):
         yield
-    finally:
-        testhost.down()
-        testhost.clear_pool_init()
 
 
 def test_store_is_made_in_place_on_first_use(host: None) -> None:
@@ -53,11 +44,7 @@ def test_store_is_made_in_place_on_first_use(host: None) -> None:
 
 
 def test_images_and_containers_work_and_machinectl_clean_spares_the_store(host: None) -> None:
-    make_root = (
-        "import sys; from pathlib import Path; sys.path.insert(0, '/src/tests/host'); "
-        f"from demo import make_busybox_root; make_busybox_root(Path('{ROOTFS}'), marker='{TAG}')"
-    )
-    ok("python3", "-c", make_root)
+    testhost.make_busybox_in_host(ROOTFS, marker=TAG)
     ok("nspawnctl", "import", ROOTFS, IMAGE)
     assert ok("nspawnctl", "run", "--rm", IMAGE, "cat", "/etc/marker") == f"{TAG}\n"
     ok("nspawnctl", "create", "--name", CONTAINER, IMAGE, "true")

@@ -6,7 +6,6 @@ harness's pool, and reboot it. Root only; the harness builds the host if needed.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -17,27 +16,15 @@ CONTAINER = f"persist-{uuid.uuid4().hex[:8]}"
 IMAGE = f"tiny-{uuid.uuid4().hex[:8]}"
 
 
-def sh(*argv: str) -> tuple[int, str, str]:
-    proc = testhost.run_in_host(list(argv), capture=True, timeout=300)
-    return proc.returncode, proc.stdout, proc.stderr
+sh = testhost.host_sh
 
 
 @pytest.fixture(scope="module")
 def bare_host() -> Iterator[None]:
-    if os.geteuid() != 0:
-        pytest.fail("needs root: it boots the test host")
-    testhost.build()
-    testhost.down()
-    testhost.clear_pool_init()
-    testhost.up(bare=True)
-    try:
+    # container definitions live in the host's /etc, not in the pool: remove what we made
+    cleanup = [["nspawnctl", "rm", "-f", CONTAINER], ["nspawnctl", "rmi", "-f", IMAGE]]
+    with testhost.booted("bare", cleanup):
         yield
-    finally:
-        # container definitions live in the host's /etc, not in the pool: remove what we made
-        sh("nspawnctl", "rm", "-f", CONTAINER)
-        sh("nspawnctl", "rmi", "-f", IMAGE)
-        testhost.down()
-        testhost.clear_pool_init()
 
 
 def test_commands_refuse_a_plain_directory_pool(bare_host: None) -> None:

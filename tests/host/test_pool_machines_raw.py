@@ -7,7 +7,6 @@ machines.raw with the busybox machine OLD_MACHINE; the host's own var-lib-machin
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -48,20 +47,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> bool:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[None]:
-    if os.geteuid() != 0:
-        pytest.fail("needs root: it boots the test host")
-    testhost.build()
-    testhost.down()
-    testhost.up(mode="machines-raw")  # checks that the host's var-lib-machines.mount mounted it
-    try:
+    cleanup = [
+        ["systemctl", "stop", SLEEPER],
+        ["nspawnctl", "rm", "-f", CONTAINER],
+        ["nspawnctl", "rmi", "-f", IMAGE],
+    ]
+    with testhost.booted("machines-raw", cleanup):  # up checks that machined's mount mounted it
         yield
-    finally:
-        if testhost.is_up():
-            sh("systemctl", "stop", SLEEPER)
-            sh("nspawnctl", "rm", "-f", CONTAINER)
-            sh("nspawnctl", "rmi", "-f", IMAGE)
-        testhost.down()
-        testhost.clear_pool_init()
 
 
 def test_commands_say_that_pool_init_adopts_the_pool(host: None) -> None:
@@ -134,11 +126,7 @@ def test_pool_init_adopts_and_keeps_every_machine(host: None) -> None:
     for name in (dirm, f"{OLD}.nspawn", f"{testhost.OLD_RAW_MACHINE}.raw"):
         assert sh("ls", "-d", f"/var/lib/nspawnctl/{name}")[0] != 0, name
     # nspawnctl works there
-    make_root = (
-        "import sys; from pathlib import Path; sys.path.insert(0, '/src/tests/host'); "
-        f"from demo import make_busybox_root; make_busybox_root(Path('{ROOTFS}'), marker='{TAG}')"
-    )
-    ok("python3", "-c", make_root)
+    testhost.make_busybox_in_host(ROOTFS, marker=TAG)
     ok("nspawnctl", "import", ROOTFS, IMAGE)
     ok("nspawnctl", "run", "--name", CONTAINER, IMAGE, "sh", "-c", "echo kept > /f")
     assert {OLD, CONTAINER} <= set(images())

@@ -8,7 +8,6 @@ the host (other e2e runs included).
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,27 +37,17 @@ def running() -> list[str]:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[None]:
-    if os.geteuid() != 0:
-        pytest.fail("needs root: it reboots the test host")
-    testhost.build()
-    testhost.up()
-    try:
+    cleanup = [
+        *(["nspawnctl", "rm", "-f", name] for name in (ENABLED, DISABLED)),
+        ["nspawnctl", "rmi", "-f", IMAGE],
+        ["rm", "-rf", ROOTFS],
+    ]
+    with testhost.booted("pool", cleanup):
         yield
-    finally:
-        if testhost.is_up():
-            for name in (ENABLED, DISABLED):
-                sh("nspawnctl", "rm", "-f", name)
-            sh("nspawnctl", "rmi", "-f", IMAGE)
-            sh("rm", "-rf", ROOTFS)
-        testhost.down()  # a test session leaves no host running (test_leftovers.py)
 
 
 def test_enabled_container_runs_again_after_reboot(host: None) -> None:
-    make_root = (
-        "import sys; from pathlib import Path; sys.path.insert(0, '/src/tests/host'); "
-        f"from demo import make_busybox_root; make_busybox_root(Path('{ROOTFS}'))"
-    )
-    ok("python3", "-c", make_root)
+    testhost.make_busybox_in_host(ROOTFS)
     ok("nspawnctl", "import", ROOTFS, IMAGE)
     for name in (ENABLED, DISABLED):
         ok("nspawnctl", "create", "--name", name, IMAGE, "sh", "-c", SERVE)

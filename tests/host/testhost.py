@@ -1260,6 +1260,34 @@ def host_ok(*argv: str) -> str:
     return out
 
 
+def make_busybox_in_host(rootfs: str, marker: str = "busybox") -> None:
+    """A busybox root at ``rootfs`` inside the booted host (tests/host/demo.py's recipe)."""
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, '/src/tests/host'); "
+        f"from demo import make_busybox_root; make_busybox_root(Path({rootfs!r}), marker={marker!r})"
+    )
+    host_ok("python3", "-c", code)
+
+
+@contextlib.contextmanager
+def booted(mode: str = "pool", cleanup: Sequence[Sequence[str]] = ()) -> Iterator[None]:
+    """A host booted afresh in ``mode`` for one test module; on the way out the ``cleanup``
+    commands run in it (failures ignored), then it goes down and what `pool init` made goes."""
+    if os.geteuid() != 0:
+        raise HarnessError("needs root: it boots the test host")
+    build()
+    down()
+    up(mode=mode)  # a fresh start: what `pool init` made before is gone
+    try:
+        yield
+    finally:
+        if is_up():
+            for argv in cleanup:
+                host_sh(*argv)
+        down()  # a test session leaves no host running (test_leftovers.py)
+        clear_pool_init()
+
+
 def exec_in_host(argv: Sequence[str], cwd: str | None = None, env: dict[str, str] | None = None) -> int:
     """Run a command inside the host with our stdin/stdout/stderr; return its exit code."""
     code = run_in_host(argv, cwd=cwd, env=env).returncode
