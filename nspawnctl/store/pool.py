@@ -21,6 +21,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -43,6 +44,19 @@ STORE_UNIT = "var-lib-nspawnctl.mount"
 MACHINES_UNIT = "var-lib-machines.mount"
 MOUNT_UNITS = (STORE_UNIT, MACHINES_UNIT)
 MACHINES_SUBVOLUME = "machines"
+PRIVATE_MODE = 0o700
+"""The mode of the pool and store roots: image content (setuid-root binaries, device nodes) must
+be out of reach of unprivileged host users, whatever systemd-tmpfiles did or did not do yet."""
+STORE_MOUNT_OPTIONS = ("nosuid", "nodev")
+"""The store's mount holds no container root: nothing on it is ever executed setuid or opened as
+a device from the host."""
+POOL_MOUNT_OPTIONS = ("nodev",)
+"""The pool's mount (``machines`` bound on /var/lib/machines) is where systemd-nspawn bind-mounts
+container roots from, and a bind mount inherits ``nosuid``: on a nosuid pool, ``su`` and ``sudo``
+inside every container fail ("must be suid to work properly"; seen in the test host). So the pool
+keeps setuid (``suid`` is spelled out, since a bind of the nosuid store would inherit nosuid) and
+drops device nodes only (nspawn gives containers a /dev of their own); the barrier between host
+users and the setuid files in container roots is the pool root's mode 0700."""
 
 
 def _no_notice(message: str) -> None:
@@ -66,6 +80,7 @@ class MountInfo:
     device: str  # major:minor of the superblock: equal for every mount of one filesystem
     source: str
     root: str = "/"  # the directory of the filesystem mounted here ("/" for the top level)
+    options: frozenset[str] = frozenset()  # the mount's own options (nosuid, nodev, ro, ...)
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,7 @@ def parse_mountinfo(text: str) -> list[MountInfo]:
                 device=fields[2],
                 source=_unescape(rfields[1]) if len(rfields) > 1 else "",
                 root=_unescape(fields[3]),
+                options=frozenset(fields[5].split(",")) if len(fields) > 5 else frozenset(),
             )
         )
     return mounts
@@ -198,6 +214,7 @@ def adoption_plan(
 def render_units(what: str, options: str, templates: Traversable | None = None) -> dict[str, str]:
     """The two mount units for a pool whose filesystem is ``what`` (a loopback file or a device)."""
     units = templates or resources.files("nspawnctl.units")
+    options = ",".join([*filter(None, options.split(",")), *STORE_MOUNT_OPTIONS])
     return {
         name: units.joinpath(name).read_text().replace("@WHAT@", what).replace("@OPTIONS@", options)
         for name in MOUNT_UNITS
@@ -233,9 +250,17 @@ class Pool:
     def check(self) -> Layout:
         """Raise PoolNotBtrfs with the way out unless pool and store share one btrfs filesystem.
 
-        On btrfs /var/lib the store is created here, in place, on first use.
+        On btrfs /var/lib the store is created here, in place, on first use. The pool and store
+        roots are made mode 0700 here, before any command puts image content below them.
         """
+        return self._check()[0]
+
+    def _check(self) -> tuple[Layout, list[str]]:
+        """The layout, and what was made private (``pool check`` says so)."""
         pool, store = self.paths.pool, self.paths.store
+        # in every layout, supported or not: machined's pool may hold machines already, and a
+        # fresh subvolume or filesystem root is 0755 until systemd-tmpfiles runs
+        repaired = [r for r in [secure_directory(pool) if pool.is_dir() else None] if r]
         found = self.found()
         if found.layout is Layout.BTRFS_VARLIB:
             if not pool.is_dir():  # machined has not run yet: make it as systemd-tmpfiles would
@@ -264,27 +289,74 @@ class Pool:
                 hint="snapshots cannot cross filesystems: mount the pool's filesystem (its top level) "
                 f"on {store} too, or put both on one with 'nspawnctl pool init'",
             )
+        repaired += [r for r in [secure_directory(store)] if r]
         for d in (self.paths.images, self.paths.state):
-            d.mkdir(mode=0o700, exist_ok=True)
-        return found.layout
+            d.mkdir(mode=PRIVATE_MODE, exist_ok=True)
+        return found.layout, repaired
+
+    def mount_problems(self) -> list[tuple[str, str]]:
+        """(problem, fix) for each of nspawnctl's mounts that lacks its options: the store when it
+        is a mount of its own (nosuid, nodev), the pool when it is bound from the store (nodev)."""
+        pool, store = os.path.realpath(self.paths.pool), os.path.realpath(self.paths.store)
+        mounts = read_mounts()
+        sm, pm = mount_in(mounts, store), mount_in(mounts, pool)
+        problems = []
+        if sm.mount_point == store:
+            missing = [o for o in STORE_MOUNT_OPTIONS if o not in sm.options]
+            if missing:
+                problems.append(
+                    (
+                        f"the image store mount {store} lacks {','.join(missing)}: an unprivileged user "
+                        "who reached an image could run its setuid binaries or open its device nodes",
+                        f"mount -o remount,{','.join(STORE_MOUNT_OPTIONS)} {store} (and add them to the "
+                        "Options= of its mount unit or fstab line)",
+                    )
+                )
+        if pm.mount_point == pool and pm.device == sm.device:
+            missing = [o for o in POOL_MOUNT_OPTIONS if o not in pm.options]
+            if missing:
+                problems.append(
+                    (
+                        f"the container pool mount {pool} lacks {','.join(missing)}: device nodes of "
+                        "images would work there",
+                        f"mount -o remount,bind,{','.join(POOL_MOUNT_OPTIONS)},suid {pool} (and add "
+                        f"{','.join(POOL_MOUNT_OPTIONS)} to the Options= of its mount unit)",
+                    )
+                )
+        return problems
 
     def describe(self) -> str:
-        """One line for ``pool check``: where both places are and which layout that is."""
-        layout = self.check()
+        """``pool check``: where both places are and which layout that is, what was made private;
+        a PoolError for a mount without its safety options."""
+        layout, repaired = self._check()
         pool, store = self.paths.pool, self.paths.store
+        notes = [f"fixed: {r}" for r in repaired]
+        problems = self.mount_problems()
+        if problems:
+            raise PoolError(
+                "; ".join([*repaired, *(p for p, _ in problems)]), hint="; ".join(f for _, f in problems)
+            )
         if layout is Layout.NSPAWNCTL_POOL:
             source = mount_of(store).source
             backing = loop_backing_file(source)
-            return (
-                f"ok: {pool} and {store} are on one btrfs filesystem (layout: {layout}: "
-                f"{backing or source} on {store}, its '{MACHINES_SUBVOLUME}' subvolume on {pool})"
+            return "\n".join(
+                [
+                    *notes,
+                    f"ok: {pool} and {store} are on one btrfs filesystem (layout: {layout}: "
+                    f"{backing or source} on {store}, its '{MACHINES_SUBVOLUME}' subvolume on {pool})",
+                ]
             )
-        return f"ok: {pool} and {store} are on one btrfs filesystem (layout: {layout}, the store in place)"
+        return "\n".join(
+            [
+                *notes,
+                f"ok: {pool} and {store} are on one btrfs filesystem (layout: {layout}, the store in place)",
+            ]
+        )
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Serialise changes to names and references between concurrent nspawnctl commands."""
-        self.paths.store.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.paths.store)
         fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -298,6 +370,40 @@ def _init_hint() -> str:
         f"run 'nspawnctl pool init' to create a btrfs pool (a loopback file {RAW_IMAGE}), or point "
         "NSPAWNCTL_POOL and NSPAWNCTL_STORE at directories on one btrfs filesystem"
     )
+
+
+def secure_directory(path: Path) -> str | None:
+    """Make a pool or store root mode 0700 if it is more open (what was done, for ``pool check``).
+
+    One owned by another user is refused rather than taken over: its owner could open it again.
+    """
+    st = os.stat(path)
+    if st.st_uid != os.geteuid():
+        raise PoolError(
+            f"{path} is owned by uid {st.st_uid}, not root: whoever owns it can open the images and "
+            "containers below it to every user",
+            hint=f"chown root:root {path} && chmod 0700 {path} (and find out who made it)",
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        os.chmod(path, PRIVATE_MODE)
+        return f"{path} was mode {mode:04o}, now {PRIVATE_MODE:04o}"
+    return None
+
+
+def make_private_dirs(path: Path) -> None:
+    """``mkdir -p`` whose every new directory is mode 0700 from the start (the umask aside)."""
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, PRIVATE_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(d, PRIVATE_MODE)
 
 
 def make_subvolume_in_place(path: Path) -> None:
@@ -349,7 +455,8 @@ def init_pool(
             f"{paths.pool} ({found.layout}); no loopback file needed"
         )
     if found.layout is Layout.MACHINED_LOOPBACK:
-        return adopt_machined_pool(paths, found.pool_mount, notify)
+        with _signals_raise():
+            return adopt_machined_pool(paths, found.pool_mount, notify)
     if found.layout is Layout.SPLIT:
         pool.check()  # raises with the explanation
     return create_loopback_pool(paths, size, raw, notify)
@@ -358,35 +465,70 @@ def init_pool(
 def create_loopback_pool(paths: Paths, size: str, raw: Path, notify: Callable[[str], None]) -> str:
     """A new loopback btrfs at ``raw``, its top level on the store and ``machines`` on the pool.
 
-    A failure half-way takes back what this call made: the units, the mounts and the file.
+    Everything that could stop it is checked before anything is made; a failure half-way (a
+    signal included) takes back what this call made: the units, the mounts, the file and the
+    directories. ``raw`` must not exist: a file of that name is never reused or deleted.
     """
+    mounts = read_mounts()
     for p in (paths.pool, paths.store):
-        if p.is_dir() and any(p.iterdir()) and not os.path.ismount(p):
+        real = os.path.realpath(p)
+        mounted = mount_in(mounts, real)
+        if mounted.mount_point == real:
+            # mounting over it would hide what is there (machines of another filesystem, say)
+            raise PoolError(
+                f"{p} is a mount point already ({mounted.fstype} {mounted.source}); pool init does not "
+                "mount over it",
+                hint=f"unmount it (and disable what mounts it at boot), or make it the pool: a btrfs "
+                f"filesystem whose top level is on {paths.store} and its '{MACHINES_SUBVOLUME}' "
+                f"subvolume on {paths.pool}",
+            )
+        if p.is_dir() and any(p.iterdir()):
             raise PoolError(
                 f"{p} is not empty", hint="move its contents away first; pool init never deletes data"
             )
+        if p.exists() and not p.is_dir():
+            raise PoolError(f"{p} is not a directory", hint="move it away first")
+    if os.path.lexists(raw):
+        raise PoolError(
+            f"{raw} exists already (a loopback file left by an earlier 'pool init'?)",
+            hint=f"if it holds nothing you need, remove it (rm {raw}) and run 'nspawnctl pool init' again",
+        )
+    for name in MOUNT_UNITS:
+        if (UNIT_DIR / name).exists():
+            raise PoolError(
+                f"{UNIT_DIR / name} exists already; pool init does not overwrite a mount unit",
+                hint=f"remove it (systemctl disable --now {name}; rm {UNIT_DIR / name}) if it is not in "
+                "use, then run 'nspawnctl pool init' again",
+            )
+    for tool in ("truncate", "mkfs.btrfs", "systemctl"):
+        if shutil.which(tool) is None:
+            raise CommandFailed(f"{tool} is not installed", hint="install btrfs-progs and systemd")
     created: list[Path] = []
     units_installed = False
     try:
-        if not raw.exists():
-            _run(["truncate", "-s", size, str(raw)])
+        with _signals_raise():
             created.append(raw)
+            _run(["truncate", "-s", size, str(raw)])
             _run(["mkfs.btrfs", "-q", "-L", "nspawnctl", str(raw)])
-        for p in (paths.pool, paths.store):
-            if not p.exists():
-                p.mkdir(parents=True)
-                created.append(p)
-        units_installed = True
-        _install_units(render_units(str(raw), "loop"))
-        _run(["systemctl", "start", STORE_UNIT])
-        top = paths.store / MACHINES_SUBVOLUME
-        if not btrfs.is_subvolume(top):
-            btrfs.create_subvolume(top)
-        _run(["systemctl", "enable", "--now", *MOUNT_UNITS])
-        Pool(paths).check()
+            for p in (paths.pool, paths.store):
+                if not p.exists():
+                    make_private_dirs(p)
+                    created.append(p)
+            units_installed = True
+            _install_units(render_units(str(raw), "loop"))
+            _run(["systemctl", "start", STORE_UNIT])
+            os.chmod(paths.store, PRIVATE_MODE)  # the new filesystem's root is 0755
+            top = paths.store / MACHINES_SUBVOLUME
+            if not btrfs.is_subvolume(top):
+                btrfs.create_subvolume(top)
+            os.chmod(top, PRIVATE_MODE)
+            _run(["systemctl", "enable", "--now", *MOUNT_UNITS])
+            Pool(paths).check()
     except BaseException:
         if units_installed:
             _remove_units()
+        for p in (paths.pool, paths.store):  # what the units' stop left mounted
+            _unmount_all(p)
         for p in reversed(created):
             with suppress(OSError):
                 if p == raw:
@@ -395,6 +537,38 @@ def create_loopback_pool(paths: Paths, size: str, raw: Path, notify: Callable[[s
                     p.rmdir()
         raise
     return f"created {raw} ({size}) and mounted it on {paths.store} and {paths.pool}"
+
+
+@contextmanager
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt for a while (Python would die at once and leave
+    a half-made pool); the old handlers come back afterwards."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only it can set handlers
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _unmount_all(path: Path) -> None:
+    """Unmount whatever is stacked on ``path`` (a failed init's mounts); lazily if it is busy."""
+    for _ in range(8):
+        real = os.path.realpath(path)
+        if mount_in(read_mounts(), real).mount_point != real:
+            return
+        if subprocess.run(["umount", real], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", real], capture_output=True)
 
 
 def running_machines() -> list[str]:
@@ -432,7 +606,9 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
         f"adopting machined's pool {what} (mounted on {top}): {len(moves)} machine(s) move into its "
         f"'{MACHINES_SUBVOLUME}' subvolume, which is then mounted on {top}"
     )
+    os.chmod(top, PRIVATE_MODE)  # the top level becomes the store
     btrfs.create_subvolume(top / MACHINES_SUBVOLUME)
+    os.chmod(top / MACHINES_SUBVOLUME, PRIVATE_MODE)  # the pool root from now on
     done: list[Move] = []
     units_installed = made_store = False
     try:
@@ -442,7 +618,7 @@ def adopt_machined_pool(paths: Paths, mount: MountInfo, notify: Callable[[str], 
             how = "moved" if move.subvolume else "copied (reflinks)"
             notify(f"{how} {top / move.name} -> {MACHINES_SUBVOLUME}/{move.name} of {what}")
         if not store.exists():
-            store.mkdir()
+            make_private_dirs(store)
             made_store = True
         running = running_machines()  # again: one may have started while the machines moved
         if running:

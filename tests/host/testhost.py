@@ -715,12 +715,12 @@ def mount_pool() -> None:
             tmp.rename(POOL)
     store.mkdir(parents=True, exist_ok=True)
     machines.mkdir(parents=True, exist_ok=True)
-    if not is_mountpoint(store):
-        run(["mount", "-t", "btrfs", "-o", "loop", POOL, store])
+    if not is_mountpoint(store):  # the options of nspawnctl's mount units (units/)
+        run(["mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", POOL, store])
     if not (store / "machines").exists():
         run(["btrfs", "subvolume", "create", store / "machines"], capture=True)
     if not is_mountpoint(machines):
-        run(["mount", "--bind", store / "machines", machines])
+        run(["mount", "-o", "bind,nodev,suid", store / "machines", machines])
 
 
 def unmount_pool() -> None:

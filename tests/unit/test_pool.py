@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,11 @@ from nspawnctl.store.pool import (
     Move,
     adoption_plan,
     detect_layout,
+    make_private_dirs,
     mount_in,
     parse_mountinfo,
     render_units,
+    secure_directory,
     undo_adoption_text,
 )
 
@@ -111,13 +114,52 @@ def test_undo_lists_the_moves_back_and_the_units() -> None:
 def test_units_are_rendered_for_the_pool_file() -> None:
     units = render_units("/var/lib/nspawnctl.raw", "loop", Path(__file__).resolve().parents[2] / "units")
     store = units["var-lib-nspawnctl.mount"]
-    assert "What=/var/lib/nspawnctl.raw\n" in store and "Options=loop\n" in store
+    assert "What=/var/lib/nspawnctl.raw\n" in store and "Options=loop,nosuid,nodev\n" in store
+    # the pool keeps setuid (su/sudo in containers, whose roots are bound from it) but not devices
+    assert "Options=bind,nodev,suid\n" in units["var-lib-machines.mount"]
     assert "ConditionPathExists=/var/lib/nspawnctl.raw\n" in store
     assert "ConditionPathExists=/var/lib/nspawnctl.raw\n" in units["var-lib-machines.mount"]
     assert "@" not in "".join(
         line for t in units.values() for line in t.splitlines() if not line.startswith("#")
     )
     assert "machines.raw" not in units["var-lib-nspawnctl.mount"].split("[Unit]")[1]
+
+
+def test_units_for_a_device_still_get_nosuid_nodev() -> None:
+    units = render_units("/dev/sdb1", "", Path(__file__).resolve().parents[2] / "units")
+    assert "Options=nosuid,nodev\n" in units["var-lib-nspawnctl.mount"]
+
+
+def test_parse_mountinfo_keeps_the_mount_options() -> None:
+    mounts = parse_mountinfo(
+        NSPAWNCTL.replace("/var/lib/nspawnctl rw,relatime", "/var/lib/nspawnctl rw,nosuid,nodev")
+    )
+    assert mounts[1].options == {"rw", "nosuid", "nodev"}
+    assert "nosuid" not in mounts[2].options
+
+
+def test_secure_directory_makes_it_private_and_refuses_another_owner(tmp_path: Path) -> None:
+    d = tmp_path / "pool"
+    d.mkdir(mode=0o755)
+    d.chmod(0o755)
+    assert secure_directory(d) == f"{d} was mode 0755, now 0700"
+    assert d.stat().st_mode & 0o777 == 0o700
+    assert secure_directory(d) is None
+    os.chown(d, 65534, 65534)
+    with pytest.raises(PoolError) as e:
+        secure_directory(d)
+    assert "owned by uid 65534" in e.value.message and "chown root:root" in (e.value.hint or "")
+
+
+def test_make_private_dirs_makes_every_new_directory_0700(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        make_private_dirs(tmp_path / "a" / "b" / "store")
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "store"):
+        assert p.stat().st_mode & 0o777 == 0o700
+    make_private_dirs(tmp_path / "a" / "b" / "store")  # there already: fine
 
 
 def test_adoption_copies_what_is_not_a_subvolume() -> None:
