@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .errors import InvalidArgument, NotFound
@@ -122,7 +120,10 @@ def export(
 ) -> None:
     """Write an image or a container (a container of that name wins) as a tar of its root
     filesystem, or with ``format="btrfs-send"`` as a btrfs send stream, incremental against the
-    image ``parent``. A file ``output`` appears only complete (written aside, then renamed)."""
+    image ``parent``. A path ``output`` is written by :func:`nspawnctl.hostfile.open_output`'s
+    rules: a regular file appears only complete (written aside, then renamed); a device, FIFO or
+    what a symlink reaches is written into, never replaced."""
+    from .hostfile import open_output
     from .store import transfer
 
     if format not in FORMATS:
@@ -145,15 +146,8 @@ def export(
         if not isinstance(output, (str, os.PathLike)):
             write(output)
             return
-        target = Path(output)
-        tmp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
-        try:
-            with open(tmp, "xb") as f:
-                write(f)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with open_output(output) as f:
+            write(f)
 
 
 def import_stream(store: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str) -> Image:

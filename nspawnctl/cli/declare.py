@@ -95,7 +95,10 @@ def generate(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
+        from ..hostfile import open_output
+
+        with open_output(output) as f:  # into a device or FIFO; a file only complete
+            f.write(text.encode())
 
 
 def down(ctx: typer.Context, path: str = PATH) -> None:

@@ -545,25 +545,57 @@ def _follows(src: str, follow_link: bool) -> bool:
     return follow_link or src.endswith("/") or src.endswith("/.") or src in (".", "")
 
 
+def _resolve_source(
+    root_fd: int, name: str, src: str, follow_link: bool
+) -> tuple[rootpath.Comps, os.stat_result]:
+    """The components of ``src`` inside the container root, and what is there (lstat)."""
+    missing = NotFound(
+        f"Could not find the file {src} in container {name}",
+        hint=f"see what is there: nspawnctl exec {name} ls -la {_dirname(src)}",
+    )
+    try:
+        comps = rootpath.resolve(root_fd, src, follow_last=_follows(src, follow_link))
+    except (FileNotFoundError, NotADirectoryError):
+        raise missing from None
+    except OSError as e:
+        raise InvalidArgument(f"cannot resolve {src} in container {name}: {e.strerror}") from e
+    st = rootpath.lstat(root_fd, comps)
+    if st is None:
+        raise missing
+    if src.endswith("/") and not stat.S_ISDIR(st.st_mode):
+        raise InvalidArgument(f"{src} is not a directory in container {name}")
+    return comps, st
+
+
+def _send_file_from_container(
+    root_fd: int, name: str, src: str, dest: str, out: IO[bytes], follow_link: bool
+) -> None:
+    """The container side of a copy into a host device, FIFO or symlink: the bytes of the
+    regular file ``src`` (no tar) to ``out``, closed in any case."""
+    with out:
+        comps, st = _resolve_source(root_fd, name, src, follow_link)
+        if not stat.S_ISREG(st.st_mode) or not comps:
+            raise InvalidArgument(
+                f"cannot copy {src} of container {name} into {dest}: only a regular file can be written "
+                "into a device, a FIFO or through a symlink",
+                hint="copy it to a directory, or to '-' for a tar stream",
+            )
+        parent = rootpath.open_dir(root_fd, comps[:-1], DIR_READ)
+        try:
+            fd = os.open(comps[-1], _FILE_READ, dir_fd=parent)
+        finally:
+            os.close(parent)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError(errno.ESTALE, "it was replaced while it was being copied", src)
+            shutil.copyfileobj(f, out, _CHUNK)
+
+
 def _send_from_container(root_fd: int, name: str, src: str, out: IO[bytes], follow_link: bool) -> None:
     """The container side of ``copy_out``: the tar of ``src`` to ``out`` (closed in any case:
     the other side waits for its end)."""
     with out:
-        missing = NotFound(
-            f"Could not find the file {src} in container {name}",
-            hint=f"see what is there: nspawnctl exec {name} ls -la {_dirname(src)}",
-        )
-        try:
-            comps = rootpath.resolve(root_fd, src, follow_last=_follows(src, follow_link))
-        except (FileNotFoundError, NotADirectoryError):
-            raise missing from None
-        except OSError as e:
-            raise InvalidArgument(f"cannot resolve {src} in container {name}: {e.strerror}") from e
-        st = rootpath.lstat(root_fd, comps)
-        if st is None:
-            raise missing
-        if src.endswith("/") and not stat.S_ISDIR(st.st_mode):
-            raise InvalidArgument(f"{src} is not a directory in container {name}")
+        comps, _ = _resolve_source(root_fd, name, src, follow_link)
         parent = rootpath.open_dir(root_fd, comps[:-1], DIR_READ)
         try:
             arcname = os.fsdecode(comps[-1]) if comps else "."
@@ -581,11 +613,16 @@ def copy_out(
     archive: bool,
     follow_link: bool = False,
 ) -> None:
-    """Container ``src`` -> host ``dest``; ``dest`` None writes the tar stream to ``out``."""
+    """Container ``src`` -> host ``dest``; ``dest`` None writes the tar stream to ``out``. A
+    ``dest`` that is a device, a FIFO or a symlink to anything but a directory gets the file's
+    bytes written into it (:mod:`nspawnctl.hostfile`'s rules), never replaced."""
     if dest is None:
         assert out is not None
         out.flush()
         _stream(root, lambda r, f: _send_from_container(r, root.name, src, f, follow_link), out, True)
+        return
+    if _writes_into(dest):
+        _copy_file_into(root, src, dest, follow_link)
         return
     r, w = os.pipe()
     job = root.start(lambda rfd: _send_from_container(rfd, root.name, src, open(w, "wb"), follow_link), [r])
@@ -603,6 +640,37 @@ def copy_out(
     except BaseException as e:  # decided on in _finish, with the container side's error
         mine = e
     _finish(job, mine)
+
+
+def _writes_into(dest: str) -> bool:
+    """Whether the host ``dest`` is written into rather than extracted over: a device, a FIFO, a
+    socket (refused later), or a symlink (followed, as docker does) to anything but a directory."""
+    try:
+        st = os.lstat(dest)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        return not os.path.isdir(dest)
+    return not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode))
+
+
+def _copy_file_into(root: ContainerRoot, src: str, dest: str, follow_link: bool) -> None:
+    from ..hostfile import open_output
+
+    with open_output(dest) as target:
+        r, w = os.pipe()
+        job = root.start(
+            lambda rfd: _send_file_from_container(rfd, root.name, src, dest, open(w, "wb"), follow_link), [r]
+        )
+        if isinstance(job, _ForkJob):
+            os.close(w)
+        mine: BaseException | None = None
+        try:
+            with open(r, "rb") as stream:
+                shutil.copyfileobj(stream, target, _CHUNK)
+        except BaseException as e:  # decided on in _finish, with the container side's error
+            mine = e
+        _finish(job, mine)
 
 
 def _host_dest(dest: str) -> Dest:
