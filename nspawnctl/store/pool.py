@@ -409,6 +409,7 @@ def make_private_dirs(path: Path) -> None:
 def make_subvolume_in_place(path: Path) -> None:
     """Create the store (or the pool) as a subvolume, mode 0700, on the filesystem of its parent;
     a concurrent command doing the same is fine."""
+    make_private_dirs(path.parent)
     try:
         btrfs.create_subvolume(path)
     except PoolError:
