@@ -43,6 +43,71 @@ def test_a_failed_pool_init_leaves_nothing(bare_host: None) -> None:
     assert sh("findmnt", "/var/lib/machines")[0] != 0
 
 
+def nothing_left(machines: str = "") -> None:
+    """What a failed pool init must not leave: the loopback file, a unit, a mount (``machines``:
+    what /var/lib/machines had mounted before, as findmnt shows its source)."""
+    assert sh("ls", "/var/lib/nspawnctl.raw")[0] != 0
+    for unit in ("var-lib-nspawnctl.mount", "var-lib-machines.mount"):
+        assert sh("ls", f"/etc/systemd/system/{unit}")[0] != 0, unit
+    assert sh("findmnt", "/var/lib/nspawnctl")[0] != 0
+    assert sh("findmnt", "-no", "SOURCE", "/var/lib/machines")[1] == machines
+
+
+def test_pool_init_never_mounts_over_a_mount_point(bare_host: None) -> None:
+    # /var/lib/machines already a filesystem of its own: another one (tmpfs, holding a machine),
+    # and a btrfs one (a subvolume mount of another file)
+    assert (
+        sh("sh", "-c", "mount -t tmpfs tmpfs /var/lib/machines && touch /var/lib/machines/precious")[0] == 0
+    )
+    try:
+        code, _, err = sh("nspawnctl", "pool", "init", "--size", "3G")
+        assert code == 125 and "/var/lib/machines is a mount point already (tmpfs" in err
+        nothing_left("tmpfs\n")
+        assert sh("ls", "/var/lib/machines/precious")[0] == 0
+    finally:
+        sh("umount", "/var/lib/machines")
+    script = (
+        "truncate -s 300M /var/tmp/other.raw && mkfs.btrfs -f -q /var/tmp/other.raw && mkdir -p /mnt/o && "
+        "mount -o loop /var/tmp/other.raw /mnt/o && btrfs -q subvolume create /mnt/o/sub && umount /mnt/o && "
+        "mount -o loop,subvol=sub /var/tmp/other.raw /var/lib/machines"
+    )
+    assert sh("sh", "-c", script)[0] == 0
+    try:
+        before = sh("findmnt", "-no", "SOURCE", "/var/lib/machines")[1]
+        code, _, err = sh("nspawnctl", "pool", "init", "--size", "3G")
+        assert code == 125, err
+        nothing_left(before)
+    finally:
+        sh("umount", "/var/lib/machines")
+        sh("rm", "-f", "/var/tmp/other.raw")
+
+
+def test_pool_init_keeps_a_file_or_unit_it_did_not_make(bare_host: None) -> None:
+    assert sh("sh", "-c", "echo mine > /var/lib/nspawnctl.raw")[0] == 0
+    code, _, err = sh("nspawnctl", "pool", "init", "--size", "3G")
+    assert code == 125 and "/var/lib/nspawnctl.raw exists already" in err
+    assert sh("cat", "/var/lib/nspawnctl.raw")[1] == "mine\n"
+    sh("rm", "/var/lib/nspawnctl.raw")
+    unit = "/etc/systemd/system/var-lib-machines.mount"
+    assert sh("sh", "-c", f"echo '# by the admin' > {unit}")[0] == 0
+    code, _, err = sh("nspawnctl", "pool", "init", "--size", "3G")
+    assert code == 125 and f"{unit} exists already" in err
+    assert sh("cat", unit)[1] == "# by the admin\n"
+    sh("rm", unit)
+    nothing_left()
+
+
+def test_a_pool_init_killed_half_way_leaves_nothing(bare_host: None) -> None:
+    # SIGTERM as soon as the file exists (mkfs, the units or the mounts are under way then)
+    script = (
+        "nspawnctl pool init --size 3G & pid=$!; "
+        "while [ ! -e /var/lib/nspawnctl.raw ]; do sleep 0.01; done; kill -TERM $pid; wait $pid"
+    )
+    code, _, _ = sh("sh", "-c", script)
+    assert code != 0
+    nothing_left()
+
+
 def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
     code, out, err = sh("nspawnctl", "pool", "init", "--size", "3G")
     assert code == 0, err
@@ -55,6 +120,7 @@ def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
         assert sh("systemctl", "is-enabled", unit)[1].strip() == "enabled"
         assert sh("systemctl", "is-active", unit)[1].strip() == "active"
     assert sh("findmnt", "-no", "FSTYPE", "/var/lib/machines")[1].strip() == "btrfs"
+    check_private_and_options()
     # a second init changes nothing
     code, out, _ = sh("nspawnctl", "pool", "init")
     assert code == 0 and "nothing to do" in out
@@ -72,3 +138,14 @@ def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
     assert IMAGE in sh("nspawnctl", "images")[1]
     assert sh("cat", f"/var/lib/machines/{CONTAINER}/f")[1] == "kept\n"
     assert CONTAINER in sh("machinectl", "list-images", "--no-legend")[1]
+    check_private_and_options()
+
+
+def check_private_and_options() -> None:
+    """The new filesystem's root (the store) and its machines subvolume (the pool) are 0700; the
+    store is mounted nosuid,nodev, the pool nodev but not nosuid (setuid in containers)."""
+    assert sh("stat", "-c", "%a %u", "/var/lib/nspawnctl", "/var/lib/machines")[1] == "700 0\n700 0\n"
+    store = set(sh("findmnt", "-no", "OPTIONS", "-M", "/var/lib/nspawnctl")[1].strip().split(","))
+    pool = set(sh("findmnt", "-no", "OPTIONS", "-M", "/var/lib/machines")[1].strip().split(","))
+    assert {"nosuid", "nodev"} <= store
+    assert "nodev" in pool and "nosuid" not in pool
