@@ -198,7 +198,7 @@ class NspawnFile:
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(self.render())
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o600)  # its Environment= may hold secrets; only root (nspawn) reads it
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):

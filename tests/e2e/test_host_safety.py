@@ -146,6 +146,16 @@ def test_pool_check_restores_and_reports(nsp: CLI) -> None:
     assert nsp("pool", "check").returncode == 0
 
 
+def test_container_definitions_with_secrets_are_root_only(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("secret")
+    nsp("create", "--name", name, "-e", "TOKEN=s3cret", busybox, "true")
+    path = Path(f"/etc/systemd/nspawn/{name}.nspawn")
+    assert "TOKEN=s3cret" in path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    proc = as_nobody("cat", str(path))
+    assert proc.returncode != 0 and "s3cret" not in proc.stdout
+
+
 @pytest.fixture
 def private_pool() -> Iterator[tuple[Callable[..., subprocess.CompletedProcess[str]], Path]]:
     base = STORE / f".e2e-safety-{uuid.uuid4().hex[:8]}"

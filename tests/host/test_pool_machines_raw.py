@@ -114,6 +114,13 @@ def test_pool_init_adopts_and_keeps_every_machine(host: None) -> None:
     assert sh("ls", "/var/lib/nspawnctl.raw")[0] != 0
     assert "What=/var/lib/machines.raw" in ok("systemctl", "cat", "var-lib-nspawnctl.mount")
     assert "layout: nspawnctl's pool" in ok("nspawnctl", "pool", "check")
+    # machined's filesystem root (now the store) and the new pool: 0700; the mounts' options
+    assert ok("stat", "-c", "%a", "/var/lib/nspawnctl", "/var/lib/machines") == "700\n700\n"
+    assert {"nosuid", "nodev"} <= set(
+        ok("findmnt", "-no", "OPTIONS", "-M", "/var/lib/nspawnctl").strip().split(",")
+    )
+    pool_options = set(ok("findmnt", "-no", "OPTIONS", "-M", "/var/lib/machines").strip().split(","))
+    assert "nodev" in pool_options and "nosuid" not in pool_options
     assert set(images()) >= OLD_SET
     assert old_machine_runs() == f"{testhost.OLD_MACHINE_PAYLOAD}\n"
     # what is not a subvolume was copied with reflinks, and the originals are gone from the top level
