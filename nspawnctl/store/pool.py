@@ -214,7 +214,8 @@ def adoption_plan(
 def render_units(what: str, options: str, templates: Traversable | None = None) -> dict[str, str]:
     """The two mount units for a pool whose filesystem is ``what`` (a loopback file or a device)."""
     units = templates or resources.files("nspawnctl.units")
-    options = ",".join([*filter(None, options.split(",")), *STORE_MOUNT_OPTIONS])
+    given = [o for o in options.split(",") if o]
+    options = ",".join([*given, *(o for o in STORE_MOUNT_OPTIONS if o not in given)])
     return {
         name: units.joinpath(name).read_text().replace("@WHAT@", what).replace("@OPTIONS@", options)
         for name in MOUNT_UNITS
@@ -308,8 +309,9 @@ class Pool:
                     (
                         f"the image store mount {store} lacks {','.join(missing)}: an unprivileged user "
                         "who reached an image could run its setuid binaries or open its device nodes",
-                        f"mount -o remount,{','.join(STORE_MOUNT_OPTIONS)} {store} (and add them to the "
-                        "Options= of its mount unit or fstab line)",
+                        f"'nspawnctl pool init' fixes its own mount units; otherwise mount -o "
+                        f"remount,{','.join(STORE_MOUNT_OPTIONS)} {store} and add them to the Options= "
+                        "of what mounts it at boot",
                     )
                 )
         if pm.mount_point == pool and pm.device == sm.device:
@@ -319,8 +321,9 @@ class Pool:
                     (
                         f"the container pool mount {pool} lacks {','.join(missing)}: device nodes of "
                         "images would work there",
-                        f"mount -o remount,bind,{','.join(POOL_MOUNT_OPTIONS)},suid {pool} (and add "
-                        f"{','.join(POOL_MOUNT_OPTIONS)} to the Options= of its mount unit)",
+                        f"'nspawnctl pool init' fixes its own mount units; otherwise mount -o "
+                        f"remount,bind,{','.join(POOL_MOUNT_OPTIONS)},suid {pool} and add them to the "
+                        "Options= of what mounts it at boot",
                     )
                 )
         return problems
@@ -378,7 +381,7 @@ def secure_directory(path: Path) -> str | None:
     One owned by another user is refused rather than taken over: its owner could open it again.
     """
     st = os.stat(path)
-    if st.st_uid != os.geteuid():
+    if st.st_uid != 0:
         raise PoolError(
             f"{path} is owned by uid {st.st_uid}, not root: whoever owns it can open the images and "
             "containers below it to every user",
@@ -386,7 +389,13 @@ def secure_directory(path: Path) -> str | None:
         )
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
-        os.chmod(path, PRIVATE_MODE)
+        try:
+            os.chmod(path, PRIVATE_MODE)
+        except PermissionError:
+            raise PoolError(
+                f"{path} is mode {mode:04o}: image content below it is open to every user",
+                hint=f"run nspawnctl as root (it makes it 0700), or chmod 0700 {path}",
+            ) from None
         return f"{path} was mode {mode:04o}, now {PRIVATE_MODE:04o}"
     return None
 
@@ -445,6 +454,8 @@ def init_pool(
         _run(["systemctl", "start", MACHINES_UNIT])
         found = pool.found()
     if found.ready and paths.pool.is_dir():
+        if found.layout is Layout.NSPAWNCTL_POOL and pool.mount_problems():
+            return update_mount_options(paths)
         return (
             f"{paths.pool} and {paths.store} are already on one btrfs filesystem ({found.layout}); "
             "nothing to do"
@@ -570,6 +581,27 @@ def _unmount_all(path: Path) -> None:
             return
         if subprocess.run(["umount", real], capture_output=True).returncode != 0:
             subprocess.run(["umount", "--lazy", real], capture_output=True)
+
+
+def update_mount_options(paths: Paths) -> str:
+    """A pool made before its units had nosuid,nodev: rewrite nspawnctl's units and remount."""
+    unit = UNIT_DIR / STORE_UNIT
+    try:
+        text = unit.read_text()
+    except FileNotFoundError:
+        raise PoolError(
+            f"{paths.store} is not mounted by nspawnctl's {unit}, so pool init cannot fix its options",
+            hint="; ".join(fix for _, fix in Pool(paths).mount_problems()),
+        ) from None
+    fields = dict(line.split("=", 1) for line in text.splitlines() if line.startswith(("What=", "Options=")))
+    _install_units(render_units(fields.get("What", ""), fields.get("Options", "")))
+    _run(["mount", "-o", f"remount,{','.join(STORE_MOUNT_OPTIONS)}", str(paths.store)])
+    _run(["mount", "-o", f"remount,bind,{','.join(POOL_MOUNT_OPTIONS)},suid", str(paths.pool)])
+    Pool(paths).describe()  # raises if something is still missing
+    return (
+        f"updated the mount options: {paths.store} {','.join(STORE_MOUNT_OPTIONS)}, {paths.pool} "
+        f"{','.join(POOL_MOUNT_OPTIONS)} (in {UNIT_DIR / STORE_UNIT} and {UNIT_DIR / MACHINES_UNIT} too)"
+    )
 
 
 def running_machines() -> list[str]:

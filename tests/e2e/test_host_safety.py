@@ -140,7 +140,8 @@ def test_pool_check_restores_and_reports(nsp: CLI) -> None:
     try:
         proc = nsp("pool", "check", check=False)
         assert proc.returncode == 125 and "lacks nosuid" in proc.stderr
-        assert f"hint: mount -o remount,nosuid,nodev {STORE}" in proc.stderr
+        assert "hint: 'nspawnctl pool init' fixes its own mount units" in proc.stderr
+        assert f"mount -o remount,nosuid,nodev {STORE}" in proc.stderr
     finally:
         subprocess.run(["mount", "-o", "remount,nosuid", str(STORE)], check=True)
     assert nsp("pool", "check").returncode == 0

@@ -121,6 +121,21 @@ def test_pool_init_creates_a_pool_that_survives_reboot(bare_host: None) -> None:
         assert sh("systemctl", "is-active", unit)[1].strip() == "active"
     assert sh("findmnt", "-no", "FSTYPE", "/var/lib/machines")[1].strip() == "btrfs"
     check_private_and_options()
+    # a pool made before the units had the options: pool check says so, pool init fixes it
+    old_units = (
+        "sed -i 's/^Options=.*/Options=loop/' /etc/systemd/system/var-lib-nspawnctl.mount && "
+        "sed -i 's/^Options=.*/Options=bind/' /etc/systemd/system/var-lib-machines.mount && "
+        "systemctl daemon-reload && mount -o remount,suid,dev /var/lib/nspawnctl && "
+        "mount -o remount,bind,suid,dev /var/lib/machines"
+    )
+    assert sh("sh", "-c", old_units)[0] == 0
+    code, _, err = sh("nspawnctl", "pool", "check")
+    assert code == 125 and "lacks nosuid,nodev" in err and "'nspawnctl pool init' fixes" in err
+    code, out, err = sh("nspawnctl", "pool", "init")
+    assert code == 0 and "updated the mount options" in out, err
+    assert "Options=loop,nosuid,nodev" in sh("systemctl", "cat", "var-lib-nspawnctl.mount")[1]
+    assert "Options=bind,nodev,suid" in sh("systemctl", "cat", "var-lib-machines.mount")[1]
+    check_private_and_options()
     # a second init changes nothing
     code, out, _ = sh("nspawnctl", "pool", "init")
     assert code == 0 and "nothing to do" in out

@@ -125,9 +125,11 @@ def test_units_are_rendered_for_the_pool_file() -> None:
     assert "machines.raw" not in units["var-lib-nspawnctl.mount"].split("[Unit]")[1]
 
 
-def test_units_for_a_device_still_get_nosuid_nodev() -> None:
-    units = render_units("/dev/sdb1", "", Path(__file__).resolve().parents[2] / "units")
-    assert "Options=nosuid,nodev\n" in units["var-lib-nspawnctl.mount"]
+def test_units_for_a_device_still_get_nosuid_nodev_once() -> None:
+    templates = Path(__file__).resolve().parents[2] / "units"
+    assert "Options=nosuid,nodev\n" in render_units("/dev/sdb1", "", templates)["var-lib-nspawnctl.mount"]
+    again = render_units("/x.raw", "loop,nodev,nosuid", templates)["var-lib-nspawnctl.mount"]
+    assert "Options=loop,nodev,nosuid\n" in again
 
 
 def test_parse_mountinfo_keeps_the_mount_options() -> None:
