@@ -22,6 +22,7 @@ from .ref import ImageRef
 if TYPE_CHECKING:
     from .client import Client
     from .store.images import Image, ImageStore
+    from .store.unpack import Limits
 
 FORMATS = ("tar", "btrfs-send")
 
@@ -156,7 +157,9 @@ def export(
             raise
 
 
-def import_stream(store: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str) -> Image:
+def import_stream(
+    store: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str, limits: Limits | None = None
+) -> Image:
     """A tarball (possibly compressed) or a btrfs send stream, told apart by the first bytes."""
     from .store import transfer
     from .store.unpack import _Prefixed
@@ -170,4 +173,4 @@ def import_stream(store: ImageStore, stream: IO[bytes], ref: ImageRef | None, so
         replay = io.BufferedReader(_Prefixed(head, stream))
     if transfer.is_send_stream(head):
         return transfer.receive(store, replay, ref, source)
-    return store.import_archive(replay, ref, source=source)
+    return store.import_archive(replay, ref, source=source, limits=limits)
