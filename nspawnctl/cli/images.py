@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 
 from .app import for_each, state_of
@@ -40,7 +39,7 @@ def parse_ratio(value: str) -> float:
     except ValueError:
         ratio = math.nan
     if not math.isfinite(ratio) or not (ratio == 0 or ratio >= 1):
-        raise click.BadParameter(f"--max-ratio {value!r}: use a number >= 1 (e.g. 1000), or 0 for no ratio limit")
+        raise typer.BadParameter(f"{value!r}: use a number >= 1 (e.g. 1000), or 0 for no ratio limit")
     return ratio
 
 

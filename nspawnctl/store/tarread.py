@@ -52,7 +52,7 @@ class TarLimits:
 
     max_header: int = 1 << 20  # bytes of extended headers (pax, GNU long names) for one member
     max_global: int = 1 << 20  # bytes of pax global records in force at once
-    max_sparse: int = 1 << 18  # data regions of one sparse file
+    max_sparse: int = 1 << 16  # data regions of one sparse file
 
 
 @dataclass
@@ -105,12 +105,9 @@ def _number(field_: bytes, what: str) -> int:
     text = _nts(field_).strip(b" ")
     if not text:
         return 0
-    try:
-        if not all(48 <= c <= 55 for c in text):
-            raise ValueError(text)
+    if text.isdigit() and not text.translate(None, b"01234567"):
         return int(text, 8)
-    except ValueError:
-        raise ArchiveError(f"the archive has an invalid {what} field in a header") from None
+    raise ArchiveError(f"the archive has an invalid {what} field in a header")
 
 
 def _checksum_ok(block: bytes) -> bool:
