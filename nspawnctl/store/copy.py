@@ -28,7 +28,7 @@ import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 from ..errors import ArchiveError, InvalidArgument, NotFound, UnsafeArchive
 from . import rootpath
@@ -235,18 +235,38 @@ def extract_into(
     ``dir_fd`` asked for (it may be a function); without it an entry for the directory itself
     ("./") is skipped, so the destination keeps its metadata."""
     from .tarread import TarReader
-    from .unpack import Limits, _Extractor, extract_member, open_decompressed, tar_limits
+    from .unpack import (
+        Limits,
+        _Counted,
+        _Digesting,
+        _Extractor,
+        extract_member,
+        open_decompressed,
+        tar_limits,
+    )
 
     limits = Limits()
-    src = open_decompressed(stream)
+    counted = _Counted(stream)
+    src = open_decompressed(cast("IO[bytes]", counted))
     ex: _Extractor | None = None
     rename: Rename | None = None
+    target: list[int] = []  # the destination fd, once asked for: its filesystem's free space counts
+
+    def space() -> tuple[int, int]:
+        if not target:
+            return 1 << 62, 1 << 62
+        st = os.fstatvfs(target[0])
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+    # the same caps as an import: bytes, ratio to the compressed input, the pool's reserve
+    digesting = _Digesting(src, limits, "sha256", compressed=counted, space=space, label="the copy")
     try:
-        reader = TarReader(src.read, tar_limits(limits))
+        reader = TarReader(digesting.read, tar_limits(limits))
         while (m := reader.next()) is not None:
             if ex is None:
                 rename = first(m) if first is not None else None
                 ex = _Extractor(dir_fd if isinstance(dir_fd, int) else dir_fd(), limits)
+                target.append(ex.root_fd)
             if rename is not None:
                 name = rename(m.name)
                 if name is None:

@@ -87,6 +87,8 @@ class Limits:
 
     max_bytes: int = 64 << 30  # uncompressed stream bytes, and also total regular-file size
     max_entries: int = 5_000_000
+    # Directories whose metadata waits for the end (~450 bytes each in memory).
+    max_dirs: int = 500_000
     max_depth: int = 128  # path components per member name
     max_name: int = 4096  # bytes per member name / link target
     max_header: int = 1 << 20  # pax and GNU long-name headers of one member, held in memory
@@ -594,6 +596,10 @@ class _Extractor:
         self._file_bytes = 0
         self.entries = 0
 
+    @property
+    def root_fd(self) -> int:
+        return self._root
+
     def close(self) -> None:
         self._drop_cache()
 
@@ -850,6 +856,8 @@ class _Extractor:
             os.mkdir(comps[-1], 0o700, dir_fd=parent)
         elif self._layer:
             self._merged.add(comps)
+        if comps not in self._dirs and len(self._dirs) >= self._limits.max_dirs:
+            raise ArchiveError(f"the archive has more than {self._limits.max_dirs} directories")
         self._dirs[comps] = meta  # applied in finish(), once nothing else will be created inside
 
     def _file(self, reader: TarReader, parent: int, comps: tuple[bytes, ...], m: Member) -> None:

@@ -294,3 +294,25 @@ def test_sparse_member_reports_its_map(holey: Path, tmp_path: Path) -> None:
     m = reader.next()
     assert m is not None and m.name == "middle" and m.size == (3 << 20) + 4
     assert m.sparse is not None and m.sparse[0][0] == 0 and m.stored == sum(n for _, n in m.sparse)
+
+
+def test_directories_waiting_for_their_metadata_are_bounded(dest: Path) -> None:
+    data = b"".join(block(b"d%d/" % i, b"5", 0) for i in range(4)) + bytes(1024)
+    with pytest.raises(ArchiveError, match="more than 3 directories"):
+        unpack(data, dest, limits=Limits(max_dirs=3))
+    other = dest.parent / "other"
+    other.mkdir()
+    assert unpack(data, other, limits=Limits(max_dirs=4)).entries == 4
+
+
+def test_copy_into_a_container_has_the_same_caps(dest: Path) -> None:
+    """`cp - CTR:DIR` unpacks a tar stream from the user with the same extractor."""
+    from nspawnctl.store.copy import extract_into
+
+    bomb = gzip_stream(zero_file_tar(80 << 20))
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(ArchiveError, match="the copy unpacks to more than 100 times"):
+            extract_into(fd, io.BytesIO(bomb), lambda uid, gid: (uid, gid))
+    finally:
+        os.close(fd)
