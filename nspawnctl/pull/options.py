@@ -63,6 +63,7 @@ class PullOptions:
             raise InvalidArgument(
                 f"invalid --verify={self.verify!r}", hint=f"use one of: {', '.join(VERIFY_MODES)}"
             )
+        self.limits()  # refuses a NaN, infinite or negative max_ratio before anything is fetched
 
     def limits(self) -> Limits:
         """What a download may unpack to."""

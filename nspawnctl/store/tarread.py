@@ -52,6 +52,9 @@ class TarLimits:
 
     max_header: int = 1 << 20  # bytes of extended headers (pax, GNU long names) for one member
     max_global: int = 1 << 20  # bytes of pax global records in force at once
+    # Global records are merged into every later member's records: few keep that cheap (writers
+    # put one there, if any: git archive's commit ID).
+    max_global_records: int = 64
     max_sparse: int = 1 << 16  # data regions of one sparse file
 
 
@@ -352,6 +355,10 @@ class TarReader:
         if self._globals_size > self._limits.max_global:
             raise ArchiveError(
                 f"the archive's pax global headers add up to more than {self._limits.max_global} bytes"
+            )
+        if len(self._globals) > self._limits.max_global_records:
+            raise ArchiveError(
+                f"the archive's pax global headers hold more than {self._limits.max_global_records} records"
             )
 
     def _pax(self, data: bytes, offset: int, pending: _Pending) -> None:

@@ -1,12 +1,12 @@
 """Extract untrusted, possibly compressed tar streams into a directory, faithfully and safely.
 
-Headers are read by tarread.TarReader, which bounds what a hostile archive can make it hold
-(Python's tarfile cannot be bounded without its private methods, and its extraction loses
-what a root filesystem needs (setuid, sticky, owners, devices, absolute symlinks, xattrs) or, unfiltered,
-follows symlinks out of the destination). Every filesystem call here is made relative to a
-directory file descriptor that was reached from the destination one component at a time with
-``O_NOFOLLOW``, so no name in the archive (and no symlink it planted earlier) can steer a write
-outside the image.
+Headers are read by tarread.TarReader, which bounds all that a hostile archive can make it hold.
+Python's tarfile is not used: bounding it takes its private methods, and its extraction either
+loses what a root filesystem needs (setuid, sticky, owners, devices, absolute symlinks, xattrs)
+or, unfiltered, follows symlinks out of the destination. Every filesystem call here is made
+relative to a directory file descriptor that was reached from the destination one component at
+a time with ``O_NOFOLLOW``, so no name in the archive (and no symlink it planted earlier) can
+steer a write outside the image.
 
 The "layer" layout applies an OCI layer onto a copy of its parent: whiteouts delete what lower
 layers left, and nothing is ever written through a path a lower layer made a symlink.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bz2
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -871,17 +872,23 @@ class _Extractor:
         tmp = b".nspawnctl-unpack-" + secrets.token_hex(8).encode()
         fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent)
         try:
-            if regions is None:
-                _copy(reader, m, fd)
-            else:
-                _copy_sparse(reader, m, regions, fd)
-            _apply_fd(fd, meta)
-        finally:
-            os.close(fd)
-        st = _lstat_at(parent, comps[-1])
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            self._remove(parent, comps, st)
-        os.rename(tmp, comps[-1], src_dir_fd=parent, dst_dir_fd=parent)
+            try:
+                if regions is None:
+                    _copy(reader, m, fd)
+                else:
+                    _copy_sparse(reader, m, regions, fd)
+                _apply_fd(fd, meta)
+            finally:
+                os.close(fd)
+            st = _lstat_at(parent, comps[-1])
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                self._remove(parent, comps, st)
+            os.rename(tmp, comps[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            # `cp` into a container has no staging subvolume to drop: leave no half file there
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=parent)
+            raise
 
     def _symlink(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
         meta = _meta(m)

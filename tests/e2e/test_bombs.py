@@ -204,6 +204,18 @@ def test_tarball_pull_of_a_bomb_is_refused_and_the_flag_lifts_it(
     nsp("rmi", "e2e/webbomb:1")
 
 
+def test_cp_of_a_bomb_into_a_container_is_refused_and_leaves_no_file(
+    nsp: CLI, busybox: str, bombs: Path
+) -> None:
+    name = nsp.name("bomb")
+    nsp("create", "--name", name, busybox, "true")
+    root = Path("/var/lib/machines") / name
+    before = sorted(os.listdir(root))
+    proc = nsp("cp", "-", f"{name}:/", input=(bombs / "zeros.tar.gz").read_bytes(), check=False)
+    assert_error(proc, "the copy unpacks to more than 100 times its compressed size")
+    assert sorted(os.listdir(root)) == before  # not even the half-written temporary file
+
+
 # --- defect 7 ---------------------------------------------------------------------------------
 
 

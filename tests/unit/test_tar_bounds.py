@@ -316,3 +316,12 @@ def test_copy_into_a_container_has_the_same_caps(dest: Path) -> None:
             extract_into(fd, io.BytesIO(bomb), lambda uid, gid: (uid, gid))
     finally:
         os.close(fd)
+
+
+def test_pax_global_records_are_few(dest: Path) -> None:
+    """Global records apply to every later member: many of them would cost per member."""
+    records = b"".join(b"%d user.k%03d=v\n" % (len(b"user.k000=v\n") + 3, i) for i in range(65))
+    assert records.startswith(b"15 user.k000=v\n")
+    data = block(b"pax_global_header", b"g", len(records)) + pad(records) + block(b"f", b"0", 0) + bytes(1024)
+    with pytest.raises(ArchiveError, match="more than 64 records"):
+        unpack(data, dest)
