@@ -312,6 +312,8 @@ def _blame(error: ArchiveError, blob: str, stream: IO[bytes]) -> ArchiveError:
             left -= len(chunk)
     except (ArchiveError, FetchError, OSError):
         pass
+    if blob in str(error):  # the extractor named it already (a decompression bomb)
+        return ArchiveError(str(error), hint=error.hint)
     return ArchiveError(f"layer blob {blob}: {error}", hint=error.hint)
 
 
