@@ -155,6 +155,7 @@ class _Pending:
     pax: dict[str, str] = field(default_factory=dict)
     sparse_offsets: list[int] = field(default_factory=list)  # pax sparse 0.0, in record order
     sparse_sizes: list[int] = field(default_factory=list)
+    unset: set[str] = field(default_factory=set)  # global keys an empty local record unsets
     longname: bytes | None = None
     longlink: bytes | None = None
     size: int = 0  # bytes of extended headers so far
@@ -367,8 +368,11 @@ class TarReader:
                 pending.sparse_offsets.append(_decimal(value, key))
             elif key == "GNU.sparse.numbytes":
                 pending.sparse_sizes.append(_decimal(value, key))
-            else:
+            elif value:
                 pending.pax[key] = value
+            else:  # an empty value unsets the key (a global one too), as Go reads it
+                pending.pax.pop(key, None)
+                pending.unset.add(key)
             if len(pending.sparse_offsets) > self._limits.max_sparse:
                 raise self._too_sparse(offset)
 
@@ -391,6 +395,8 @@ class TarReader:
             typ = DIRTYPE
         pax = dict(self._globals)
         if pending is not None:
+            for key in pending.unset:
+                pax.pop(key, None)
             pax.update(pending.pax)
         if pending is not None and pending.longname is not None:
             name = pending.longname

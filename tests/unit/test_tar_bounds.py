@@ -89,16 +89,16 @@ def dest(tmp_path: Path) -> Path:
 def refused_cheaply(run: Callable[[], object], match: str, peak_max: int = 16 << 20) -> str:
     """Run an extraction that must fail fast and without holding the archive's claim in memory."""
     tracemalloc.start()
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the machine may be busy with other tests
     try:
         with pytest.raises(ArchiveError, match=match) as e:
             run()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    elapsed = time.monotonic() - started
+    elapsed = time.process_time() - started
     assert peak < peak_max, f"peak {peak} bytes"
-    assert elapsed < 5, f"took {elapsed:.1f} s"
+    assert elapsed < 10, f"took {elapsed:.1f} s of CPU"  # the 3.13 regression: 52 s and more
     return str(e.value)
 
 
@@ -325,3 +325,45 @@ def test_pax_global_records_are_few(dest: Path) -> None:
     data = block(b"pax_global_header", b"g", len(records)) + pad(records) + block(b"f", b"0", 0) + bytes(1024)
     with pytest.raises(ArchiveError, match="more than 64 records"):
         unpack(data, dest)
+
+
+# --- the reader on formats other writers produce ---------------------------------------------------
+
+
+def pax_records(**records: str) -> bytes:
+    """Pax records ("LENGTH KEY=VALUE", newline-ended); LENGTH counts its own digits too."""
+    out = b""
+    for key, value in records.items():
+        body = f" {key}={value}\n".encode()
+        n = len(body) + 1
+        while len(str(n)) + len(body) != n:
+            n = len(str(n)) + len(body)
+        out += str(n).encode() + body
+    return out
+
+
+def test_reader_applies_gnu_long_names_pax_records_and_base256_sizes() -> None:
+    long = b"d/" + b"n" * 300
+    big = bytearray(block(b"big", b"0", 0))
+    big[124:136] = b"\x80" + (5).to_bytes(11, "big")  # GNU base-256 size
+    big[148:156] = b" " * 8
+    big[148:156] = b"%06o\0 " % sum(big)
+    global_ = pax_records(comment="abc", uname="x")
+    local = pax_records(path="from/pax", mtime="1600000000.25", comment="")
+    data = (
+        block(b"././@LongLink", b"L", len(long) + 1) + pad(long + b"\0")
+        + block(b"short", b"0", 2) + pad(b"hi")
+        + block(b"pax_global_header", b"g", len(global_)) + pad(global_)
+        + block(b"./PaxHeaders/x", b"x", len(local)) + pad(local) + block(b"ignored", b"0", 0)
+        + bytes(big) + pad(b"12345") + bytes(1024)
+    )  # fmt: skip
+    reader = TarReader(io.BytesIO(data).read)
+    m = reader.next()
+    assert m is not None and m.name == long.decode() and reader.read(10) == b"hi"
+    m = reader.next()
+    assert m is not None and m.name == "from/pax" and m.mtime_ns == 1_600_000_000_250_000_000
+    assert "comment" not in m.pax_headers and m.pax_headers["uname"] == "x"  # "comment=" unset it
+    m = reader.next()
+    assert m is not None and (m.name, m.size, reader.read(100)) == ("big", 5, b"12345")
+    assert m.pax_headers == {"comment": "abc", "uname": "x"}
+    assert reader.next() is None and reader.end == len(data) - 1024
