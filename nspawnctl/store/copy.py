@@ -259,7 +259,9 @@ def extract_into(
         return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
 
     # the same caps as an import: bytes, ratio to the compressed input, the pool's reserve
-    digesting = _Digesting(src, limits, "sha256", compressed=counted, space=space, label="the copy")
+    digesting = _Digesting(
+        src, limits, "sha256", compressed=counted, space=space, label="the copy", staged=False
+    )
     try:
         reader = TarReader(digesting.read, tar_limits(limits))
         while (m := reader.next()) is not None:

@@ -328,9 +328,11 @@ class _Digesting(io.RawIOBase):
         compressed: _Counted | None = None,
         space: Callable[[], tuple[int, int]] | None = None,
         label: str = "the archive",
+        staged: bool = True,
     ) -> None:
         super().__init__()
         self._inner = inner
+        self._kept = "; nothing of it was kept" if staged else ""  # a staging subvolume is dropped
         self._limits = limits
         self._max = limits.max_bytes
         self._compressed = compressed
@@ -362,7 +364,7 @@ class _Digesting(io.RawIOBase):
         if self.size > self._max:
             raise ArchiveError(
                 f"{self._label} is larger than the limit of {self._max} uncompressed bytes",
-                hint="nothing of it was kept",
+                hint=f"is it what you meant to unpack?{self._kept}",
             )
         ratio = self._limits.max_ratio
         if ratio and self._compressed is not None and self.size > self._limits.ratio_floor:
@@ -372,24 +374,24 @@ class _Digesting(io.RawIOBase):
                     f"{self._label} unpacks to more than {ratio:g} times its compressed size "
                     f"({_human(self.size)} from {_human(packed)} so far): refused as a decompression bomb",
                     hint=f"if you trust it, raise the limit: --max-ratio {max(ratio * 10, 1000):g} "
-                    "(0: no ratio limit); nothing of it was kept",
+                    f"(0: no ratio limit){self._kept}",
                 )
         if self._space is not None and self.size >= self._next_space_check:
             self._next_space_check = self.size + _SPACE_CHECK
             free, total = self._space()
             reserve = min(self._limits.min_free, total // 20)
             if free < reserve:
-                raise pool_full(self._label, free, reserve)
+                raise pool_full(self._label, free, reserve, self._kept)
 
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
 
 
-def pool_full(label: str, free: int, reserve: int) -> PoolError:
+def pool_full(label: str, free: int, reserve: int, kept: str = "; nothing of it was kept") -> PoolError:
     return PoolError(
         f"cannot unpack {label}: the pool is full ({_human(free)} free, "
-        f"{_human(reserve)} is kept in reserve); nothing of it was kept",
+        f"{_human(reserve)} is kept in reserve){kept}",
         hint="free space (nspawnctl image prune, nspawnctl system prune) or make the pool larger",
     )
 
@@ -803,9 +805,7 @@ class _Extractor:
         for name in names:
             self._hide_lower(fd, (*comps, name))
 
-    def _aci_member(
-        self, reader: TarReader, m: Member, comps: tuple[bytes, ...]
-    ) -> tuple[bytes, ...] | None:
+    def _aci_member(self, reader: TarReader, m: Member, comps: tuple[bytes, ...]) -> tuple[bytes, ...] | None:
         """Map an ACI member to its place in the image: `rootfs/...` loses the prefix (`rootfs`
         itself becomes the root), the manifest is captured; None means nothing to extract.
 
