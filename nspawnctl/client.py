@@ -195,14 +195,20 @@ class Images:
         self._client = client
         self.store = ImageStore(client.pool)
 
-    def import_file(self, source: str | Path, ref: str | None) -> Image:
-        """Import a rootfs tarball or a btrfs send stream (``-`` is stdin), or a directory, as an image."""
+    def import_file(self, source: str | Path, ref: str | None, max_ratio: float | None = None) -> Image:
+        """Import a rootfs tarball or a btrfs send stream (``-`` is stdin), or a directory, as an image.
+
+        ``max_ratio``: refuse an archive that unpacks to more than this many times its compressed
+        size (0: no ratio limit; None: the default)."""
         from .files import import_stream
+        from .store.unpack import Limits
+
+        limits = Limits() if max_ratio is None else Limits(max_ratio=max_ratio)
 
         parsed = tag_ref(ref) if ref else None
         if str(source) == "-":
             self._client.pool.check()
-            return import_stream(self.store, sys.stdin.buffer, parsed, source="-")
+            return import_stream(self.store, sys.stdin.buffer, parsed, source="-", limits=limits)
         path = Path(source)
         if path.is_dir():
             return self.store.import_directory(path, parsed)
@@ -215,8 +221,8 @@ class Images:
                 from .pull.aci import import_aci
 
                 self._client.pool.check()
-                return import_aci(self.store, f, ref, source=str(path.resolve()))
-            return import_stream(self.store, f, parsed, source=str(path.resolve()))
+                return import_aci(self.store, f, ref, source=str(path.resolve()), limits=limits)
+            return import_stream(self.store, f, parsed, source=str(path.resolve()), limits=limits)
 
     def pull(self, source: str, name: str | None = None, options: PullOptions | None = None) -> PullResult:
         """Download, verify and store an image (see :mod:`nspawnctl.pull` for what is accepted)."""

@@ -20,6 +20,7 @@ from .ref import ImageRef
 if TYPE_CHECKING:
     from .client import Client
     from .store.images import Image, ImageStore
+    from .store.unpack import Limits
 
 FORMATS = ("tar", "btrfs-send")
 
@@ -150,7 +151,9 @@ def export(
             write(f)
 
 
-def import_stream(store: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str) -> Image:
+def import_stream(
+    store: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str, limits: Limits | None = None
+) -> Image:
     """A tarball (possibly compressed) or a btrfs send stream, told apart by the first bytes."""
     from .store import transfer
     from .store.unpack import _Prefixed
@@ -164,4 +167,4 @@ def import_stream(store: ImageStore, stream: IO[bytes], ref: ImageRef | None, so
         replay = io.BufferedReader(_Prefixed(head, stream))
     if transfer.is_send_stream(head):
         return transfer.receive(store, replay, ref, source)
-    return store.import_archive(replay, ref, source=source)
+    return store.import_archive(replay, ref, source=source, limits=limits)

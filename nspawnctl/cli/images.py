@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -30,6 +32,29 @@ def register(app: typer.Typer) -> None:
     image_app.command("prune")(image_prune)
 
 
+def parse_ratio(value: str) -> float:
+    """A decompression ratio limit: a finite number >= 1, or 0 for none (no nan, inf, negative)."""
+    try:
+        ratio = float(str(value).strip())
+    except ValueError:
+        ratio = math.nan
+    if not math.isfinite(ratio) or not (ratio == 0 or ratio >= 1):
+        raise typer.BadParameter(f"{value!r}: use a number >= 1 (e.g. 1000), or 0 for no ratio limit")
+    return ratio
+
+
+def max_ratio_option() -> Any:
+    return typer.Option(
+        None,
+        "--max-ratio",
+        metavar="N",
+        parser=parse_ratio,
+        help="Refuse an archive or layer that unpacks to more than N times its compressed size "
+        "(a decompression bomb; default 100, checked past 64 MiB unpacked); 0: no ratio limit. "
+        "Unpacking always stops before the pool is full.",
+    )
+
+
 def import_(
     ctx: typer.Context,
     source: str = typer.Argument(
@@ -43,6 +68,7 @@ def import_(
         None, metavar="NAME[:TAG]", help="NAME[:TAG] to give the image (tag defaults to 'latest')."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the new image as JSON."),
+    max_ratio: float = max_ratio_option(),
 ) -> None:
     """Import a root filesystem as a read-only image.
 
@@ -58,7 +84,7 @@ def import_(
     """
     state = state_of(ctx)
     state.json = json_out
-    image = state.client().images.import_file(source, name)
+    image = state.client().images.import_file(source, name, max_ratio=max_ratio)
     if json_out:
         print_json(image.to_json())
     else:
@@ -115,6 +141,7 @@ def pull(
     authfile: str = authfile_option(),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or notices, only the image ID."),
     json_out: bool = typer.Option(False, "--json", help="Print the image and how it was verified as JSON."),
+    max_ratio: float = max_ratio_option(),
 ) -> None:
     """Download an image, verify it, and store it read-only.
 
@@ -151,6 +178,7 @@ def pull(
         tls_verify=parse_bool("--tls-verify", tls_verify),
         auth_file=Path(authfile) if authfile else paths.auth,
         policy_file=paths.policy,
+        max_ratio=max_ratio,
     )
     if not quiet_output:
         options = dataclasses.replace(options, progress=progress_for)

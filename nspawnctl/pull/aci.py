@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..formats.aci import AciManifest
     from ..spec import RunDefaults
     from ..store.images import Image, ImageStore
-    from ..store.unpack import UnpackResult
+    from ..store.unpack import Limits, UnpackResult
     from ..verify.trust import TrustStore
 
 
@@ -89,7 +89,9 @@ def pull_aci_url(
         fetcher.close()
 
 
-def import_aci(images: ImageStore, stream: IO[bytes], name: str | None, source: str) -> Image:
+def import_aci(
+    images: ImageStore, stream: IO[bytes], name: str | None, source: str, limits: Limits | None = None
+) -> Image:
     """``import FILE.aci``: no signature (the user vouches for a local file); the manifest names it."""
     given = ImageRef.parse(name) if name else None  # a bad NAME fails before any extraction
     refs: list[ImageRef] = []
@@ -99,7 +101,9 @@ def import_aci(images: ImageStore, stream: IO[bytes], name: str | None, source: 
         refs.append(given or _ref(manifest.name, manifest.version))
         return manifest.run_defaults()
 
-    return images.import_archive(stream, lambda: refs[0], source=source, layout="aci", verify=check)
+    return images.import_archive(
+        stream, lambda: refs[0], source=source, layout="aci", verify=check, limits=limits
+    )
 
 
 def _pull(
@@ -191,7 +195,13 @@ def _pull(
             return manifest.run_defaults()
 
         image = images.import_archive(
-            cast("IO[bytes]", reader), lambda: names[0], source=url, layout="aci", verify=check, origin=origin
+            cast("IO[bytes]", reader),
+            lambda: names[0],
+            source=url,
+            layout="aci",
+            verify=check,
+            origin=origin,
+            limits=options.limits(),
         )
     return PullResult(image, downloaded=True, verified=str(origin["verified"]), ref=str(names[0]))
 

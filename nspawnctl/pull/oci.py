@@ -182,7 +182,7 @@ def _fetch_layer(
     with options.progress(f"layer {position} {_short(desc)}") as progress:
         blob = client.open_blob(ref.repository, desc.digest, desc.size, progress)
         with contextlib.closing(blob):
-            return layers.apply(parent, chain, diff_id, desc.digest, blob)
+            return layers.apply(parent, chain, diff_id, desc.digest, blob, limits=options.limits())
 
 
 def _roll_back(images: ImageStore, layers: LayerStore, created: list[str], options: PullOptions) -> None:

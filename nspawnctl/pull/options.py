@@ -16,6 +16,7 @@ from ..errors import ArchiveError, InvalidArgument
 if TYPE_CHECKING:
     from ..fetch.http import Fetcher, ProgressFn
     from ..store.images import Image
+    from ..store.unpack import Limits
     from ..verify.trust import TrustedKey
 
 VERIFY_MODES = ("signature", "checksum", "no")
@@ -53,12 +54,22 @@ class PullOptions:
     """Registry credentials (auth.json, as ``login`` writes it); None: pull anonymously."""
     policy_file: Path | None = None
     """Which registries and names may be pulled (verify/policy.py); None: the baseline only."""
+    max_ratio: float | None = None
+    """Refuse content that unpacks to more than this many times its compressed size (0: no
+    ratio limit; None: the default, unpack.DEFAULT_MAX_RATIO)."""
 
     def __post_init__(self) -> None:
         if self.verify not in VERIFY_MODES:
             raise InvalidArgument(
                 f"invalid --verify={self.verify!r}", hint=f"use one of: {', '.join(VERIFY_MODES)}"
             )
+        self.limits()  # refuses a NaN, infinite or negative max_ratio before anything is fetched
+
+    def limits(self) -> Limits:
+        """What a download may unpack to."""
+        from ..store.unpack import Limits
+
+        return Limits() if self.max_ratio is None else Limits(max_ratio=self.max_ratio)
 
     def fetcher(self) -> Fetcher:
         from ..fetch.http import Fetcher, FetchOptions

@@ -166,7 +166,13 @@ def _pull(
 
         try:
             image = images.import_archive(
-                cast("IO[bytes]", reader), ref, source=url, defaults=defaults, verify=check, origin=origin
+                cast("IO[bytes]", reader),
+                ref,
+                source=url,
+                defaults=defaults,
+                verify=check,
+                origin=origin,
+                limits=options.limits(),
             )
         except UnsafeArchive:
             raise

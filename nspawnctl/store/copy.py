@@ -28,11 +28,12 @@ import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 from ..errors import ArchiveError, InvalidArgument, NotFound, UnsafeArchive
 from . import rootpath
 from .rootpath import DIR_READ
+from .tarread import Member
 
 _FILE_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CHUNK = 1 << 20
@@ -226,54 +227,59 @@ def extract_into(
     dir_fd: int | Callable[[], int],
     stream: IO[bytes],
     owner: Owner,
-    first: Callable[[tarfile.TarInfo], Rename] | None = None,
+    first: Callable[[Member], Rename] | None = None,
 ) -> None:
     """Unpack a (possibly compressed) tar stream into directory ``dir_fd``, which may hold files
     already (they are replaced; directories merge). Owners pass through ``owner``. ``first``
     sees the first member and returns how to rename members (None: skip one), and only then is
     ``dir_fd`` asked for (it may be a function); without it an entry for the directory itself
     ("./") is skipped, so the destination keeps its metadata."""
-    from .unpack import Limits, _Extractor, _member_error, _tarinfo_class, open_decompressed
+    from .tarread import TarReader
+    from .unpack import (
+        Limits,
+        _Counted,
+        _Digesting,
+        _Extractor,
+        extract_member,
+        open_decompressed,
+        tar_limits,
+    )
 
     limits = Limits()
-    src = open_decompressed(stream)
+    counted = _Counted(stream)
+    src = open_decompressed(cast("IO[bytes]", counted))
     ex: _Extractor | None = None
     rename: Rename | None = None
+    target: list[int] = []  # the destination fd, once asked for: its filesystem's free space counts
+
+    def space() -> tuple[int, int]:
+        if not target:
+            return 1 << 62, 1 << 62
+        st = os.fstatvfs(target[0])
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+    # the same caps as an import: bytes, ratio to the compressed input, the pool's reserve
+    digesting = _Digesting(
+        src, limits, "sha256", compressed=counted, space=space, label="the copy", staged=False
+    )
     try:
-        try:
-            with tarfile.open(
-                fileobj=src,
-                mode="r|",
-                tarinfo=_tarinfo_class(limits),
-                encoding="utf-8",
-                errors="surrogateescape",
-            ) as tf:
-                members: list[tarfile.TarInfo] = tf.members  # type: ignore[attr-defined]
-                while (m := tf.next()) is not None:
-                    members.clear()
-                    if ex is None:
-                        rename = first(m) if first is not None else None
-                        ex = _Extractor(dir_fd if isinstance(dir_fd, int) else dir_fd(), limits)
-                    if rename is not None:
-                        name = rename(m.name)
-                        if name is None:
-                            continue
-                        m.name = name
-                        if m.islnk():
-                            m.linkname = rename(m.linkname) or m.linkname
-                    elif not rootpath.split(m.name) and m.isdir():
-                        continue
-                    m.uid, m.gid = owner(m.uid, m.gid)
-                    try:
-                        ex.member(tf, m)
-                    except (tarfile.TarError, ArchiveError):
-                        raise
-                    except OSError as e:
-                        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
-                            raise
-                        raise _member_error(m.name, e) from e
-        except tarfile.TarError as e:
-            raise ArchiveError(f"cannot read the tar stream: {e}") from e
+        reader = TarReader(digesting.read, tar_limits(limits))
+        while (m := reader.next()) is not None:
+            if ex is None:
+                rename = first(m) if first is not None else None
+                ex = _Extractor(dir_fd if isinstance(dir_fd, int) else dir_fd(), limits)
+                target.append(ex.root_fd)
+            if rename is not None:
+                name = rename(m.name)
+                if name is None:
+                    continue
+                m.name = name
+                if m.islnk():
+                    m.linkname = rename(m.linkname) or m.linkname
+            elif not rootpath.split(m.name) and m.isdir():
+                continue
+            m.uid, m.gid = owner(m.uid, m.gid)
+            extract_member(ex, reader, m)
         if ex is not None:
             ex.finish()
     finally:
@@ -320,7 +326,7 @@ def receive_copy(
     """Unpack a copy (the source's own entry first) where docker cp puts it."""
     fd: list[int] = []
 
-    def first(m: tarfile.TarInfo) -> Rename:
+    def first(m: Member) -> Rename:
         root_name = "/".join(rootpath_split_str(m.name))
         p = place(
             src=src,

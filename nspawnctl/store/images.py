@@ -43,7 +43,7 @@ from .pool import Pool
 
 if TYPE_CHECKING:
     from .layers import Layer
-    from .unpack import UnpackResult
+    from .unpack import Limits, UnpackResult
 
 
 @dataclass(frozen=True)
@@ -185,6 +185,7 @@ class ImageStore:
         layout: str = "rootfs",
         verify: Callable[[UnpackResult], RunDefaults | None] | None = None,
         origin: dict[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> Image:
         """Unpack a (compressed) tar stream into a new image; an existing identical image is reused.
 
@@ -193,8 +194,9 @@ class ImageStore:
         discards the whole import; returning RunDefaults replaces ``defaults``. ``ref`` may be a
         function called after ``verify`` (for names found in the content), so the image appears
         with its name in one step. Identical content already here gets the new origin and defaults.
+        ``limits`` caps what the archive may unpack to (default: unpack.Limits()).
         """
-        from .unpack import unpack_tar
+        from .unpack import Limits, unpack_tar
 
         self.pool.check()
         self._sweep()
@@ -202,7 +204,14 @@ class ImageStore:
         btrfs.create_subvolume(staging)
         try:
             algorithm = "sha512" if layout == "aci" else "sha256"
-            result = unpack_tar(stream, staging, algorithm=algorithm, layout=layout)
+            result = unpack_tar(
+                stream,
+                staging,
+                algorithm=algorithm,
+                layout=layout,
+                limits=limits or Limits(),
+                label="the archive on stdin" if source == "-" else source,
+            )
             if verify is not None:
                 defaults = verify(result) or defaults
             image_id = _image_id(result.digest)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..errors import (
     ArchiveError,
@@ -39,6 +39,9 @@ from ..errors import (
 from . import btrfs
 from .files import sweep, write_json
 from .pool import Pool
+
+if TYPE_CHECKING:
+    from .unpack import Limits
 
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
 # image-spec descriptor.md digest grammar: algorithm ":" encoded
@@ -137,15 +140,24 @@ class LayerStore:
         return layer
 
     # -- changes ---------------------------------------------------------------------------
-    def apply(self, parent: Layer | None, chain_id: str, diff_id: str, blob: str, stream: IO[bytes]) -> Layer:
+    def apply(
+        self,
+        parent: Layer | None,
+        chain_id: str,
+        diff_id: str,
+        blob: str,
+        stream: IO[bytes],
+        limits: Limits | None = None,
+    ) -> Layer:
         """Apply the (compressed) layer tar ``stream`` onto a snapshot of ``parent`` and keep it
         as layer ``chain_id``, once its uncompressed digest has proven to be ``diff_id``.
 
         Nothing is visible before that check passes: a mismatch raises VerificationFailed and
         deletes the staging snapshot. A layer already here (or one a racing pull finishes first)
-        is returned as it is; then ``stream`` may be left unread.
+        is returned as it is; then ``stream`` may be left unread. ``limits`` caps what the layer
+        may unpack to (default: unpack.Limits()).
         """
-        from .unpack import unpack_tar
+        from .unpack import Limits, unpack_tar
 
         _hex(diff_id, "diff ID")
         if not _DIGEST.fullmatch(blob):
@@ -173,7 +185,9 @@ class LayerStore:
             btrfs.snapshot(parent.path, staging)
         try:
             try:
-                result = unpack_tar(stream, staging, layout="layer")
+                result = unpack_tar(
+                    stream, staging, layout="layer", limits=limits or Limits(), label=f"layer {blob}"
+                )
             except UnsafeArchive:
                 raise
             except ArchiveError as e:
@@ -298,6 +312,8 @@ def _blame(error: ArchiveError, blob: str, stream: IO[bytes]) -> ArchiveError:
             left -= len(chunk)
     except (ArchiveError, FetchError, OSError):
         pass
+    if blob in str(error):  # the extractor named it already (a decompression bomb)
+        return ArchiveError(str(error), hint=error.hint)
     return ArchiveError(f"layer blob {blob}: {error}", hint=error.hint)
 
 

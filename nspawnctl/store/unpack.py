@@ -1,11 +1,12 @@
 """Extract untrusted, possibly compressed tar streams into a directory, faithfully and safely.
 
-Python's ``tarfile`` is used only as a header parser: its extraction either loses what a root
-filesystem needs (setuid, sticky, owners, devices, absolute symlinks, xattrs) or, unfiltered,
-follows symlinks out of the destination. Every filesystem call here is made relative to a
-directory file descriptor that was reached from the destination one component at a time with
-``O_NOFOLLOW``, so no name in the archive (and no symlink it planted earlier) can steer a write
-outside the image.
+Headers are read by tarread.TarReader, which bounds all that a hostile archive can make it hold.
+Python's tarfile is not used: bounding it takes its private methods, and its extraction either
+loses what a root filesystem needs (setuid, sticky, owners, devices, absolute symlinks, xattrs)
+or, unfiltered, follows symlinks out of the destination. Every filesystem call here is made
+relative to a directory file descriptor that was reached from the destination one component at
+a time with ``O_NOFOLLOW``, so no name in the archive (and no symlink it planted earlier) can
+steer a write outside the image.
 
 The "layer" layout applies an OCI layer onto a copy of its parent: whiteouts delete what lower
 layers left, and nothing is ever written through a path a lower layer made a symlink.
@@ -16,24 +17,28 @@ from __future__ import annotations
 import base64
 import binascii
 import bz2
+import contextlib
 import errno
 import gzip
 import hashlib
 import io
 import lzma
+import math
 import os
 import re
 import secrets
 import stat
-import tarfile
 import urllib.parse
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, Self, TypeAlias, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol, TypeAlias, cast
 
-from nspawnctl.errors import ArchiveError, InvalidArgument, UnsafeArchive
+from nspawnctl.errors import ArchiveError, InvalidArgument, PoolError, UnsafeArchive
+
+from . import tarread
+from .tarread import Member, TarReader
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -42,26 +47,16 @@ __all__ = ["Limits", "UnpackResult", "open_decompressed", "unpack_tar"]
 
 _CHUNK = 1 << 20
 # Compressed bytes handed to the zstd decoder per call. Its output per call is unbounded, and zstd
-# can expand ~32768:1, so this bounds the memory a zstd bomb can claim before the size limit hits.
-_ZSTD_IN_CHUNK = 4096
-_BLOCK = tarfile.BLOCKSIZE
+# can expand ~32768:1, so this bounds the memory a zstd bomb can claim in one call (8 MiB);
+# decoding real images is no slower with it than with 4 KiB.
+_ZSTD_IN_CHUNK = 256
 
 _DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
-# Header types whose body tarfile reads into memory in one piece (pax and GNU long names).
-_META_TYPES = frozenset(
-    {
-        tarfile.XHDTYPE,
-        tarfile.XGLTYPE,
-        tarfile.SOLARIS_XHDTYPE,
-        tarfile.GNUTYPE_LONGNAME,
-        tarfile.GNUTYPE_LONGLINK,
-    }
-)
 _GNU_VOLUME_LABEL = b"V"
-_NODE_KINDS = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK, tarfile.FIFOTYPE: stat.S_IFIFO}
+_NODE_KINDS = {tarread.CHRTYPE: stat.S_IFCHR, tarread.BLKTYPE: stat.S_IFBLK, tarread.FIFOTYPE: stat.S_IFIFO}
 # Errors that describe the machine, not the archive: let them through unchanged.
 _ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
@@ -82,15 +77,34 @@ _WH_OPAQUE = b".wh..wh..opq"
 _BAD_LAYER_HINT = "the layer is malformed or malicious; ask the image's publisher to rebuild it"
 
 
+DEFAULT_MAX_RATIO = 100.0
+RATIO_HINT = "--max-ratio takes a number >= 1, or 0 for no ratio limit"
+_SPACE_CHECK = 16 << 20  # decompressed bytes between two looks at the free space
+
+
 @dataclass(frozen=True)
 class Limits:
     """Caps against tar bombs; exceeding any of them is an ArchiveError."""
 
     max_bytes: int = 64 << 30  # uncompressed stream bytes, and also total regular-file size
     max_entries: int = 5_000_000
+    # Directories whose metadata waits for the end (~450 bytes each in memory).
+    max_dirs: int = 500_000
     max_depth: int = 128  # path components per member name
     max_name: int = 4096  # bytes per member name / link target
-    max_header: int = 1 << 20  # one pax or GNU long-name header, which tarfile holds in memory
+    max_header: int = 1 << 20  # pax and GNU long-name headers of one member, held in memory
+    max_sparse: int = 1 << 16  # data regions of one sparse file
+    # Decompression bombs: refuse an archive that unpacks to more than max_ratio times the
+    # compressed bytes read so far (0: no ratio limit), once it is past ratio_floor (small
+    # archives of empty files compress well and harm nobody).
+    max_ratio: float = DEFAULT_MAX_RATIO
+    ratio_floor: int = 64 << 20
+    # Space left free on the destination's filesystem: min_free, but at most 5% of it.
+    min_free: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_ratio) and self.max_ratio >= 0):
+            raise InvalidArgument(f"invalid ratio limit {self.max_ratio!r}", hint=RATIO_HINT)
 
 
 @dataclass(frozen=True)
@@ -175,12 +189,14 @@ class _ZstdReader:
         self._frame: Any = None  # the decompressobj of the frame being decoded
         self._pending = b""  # compressed bytes past the end of the previous frame
         self._out = b""
+        self._at = 0  # bytes of _out already returned (slicing them off would copy the rest)
         self._done = False
 
     def read(self, size: int, /) -> bytes:
-        while not self._out and not self._done:
+        while self._at >= len(self._out) and not self._done:
             self._step()
-        data, self._out = self._out[:size], self._out[size:]
+        data = self._out[self._at : self._at + size]
+        self._at += len(data)
         return data
 
     def _step(self) -> None:
@@ -195,6 +211,7 @@ class _ZstdReader:
             return
         frame = self._frame if self._frame is not None else self._dctx.decompressobj()
         self._out = frame.decompress(chunk)
+        self._at = 0
         if frame.eof:
             self._pending = frame.unused_data + self._pending
             self._frame = None
@@ -271,14 +288,57 @@ def open_decompressed(raw: IO[bytes]) -> BinaryIO:
 # Hashing and limits on the decompressed stream
 
 
-class _Digesting(io.RawIOBase):
-    """Hashes and counts everything tarfile reads, enforces the byte limit, and remembers where
-    the last non-zero byte was, to tell a clean end-of-archive from garbage or truncation."""
+class _Counted(io.RawIOBase):
+    """Counts the compressed bytes the decompressor has taken from the caller's stream."""
 
-    def __init__(self, inner: BinaryIO, max_bytes: int, algorithm: str) -> None:
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class _Digesting(io.RawIOBase):
+    """Hashes and counts the decompressed stream as the reader takes it, and stops it early at
+    the limits a decompression bomb would cross: the byte limit, the ratio to the compressed
+    bytes read, and the free space of the destination's filesystem. Remembers where the last
+    non-zero byte was, to tell a clean end-of-archive from garbage after it."""
+
+    def __init__(
+        self,
+        inner: BinaryIO,
+        limits: Limits,
+        algorithm: str,
+        *,
+        compressed: _Counted | None = None,
+        space: Callable[[], tuple[int, int]] | None = None,
+        label: str = "the archive",
+        staged: bool = True,
+    ) -> None:
         super().__init__()
         self._inner = inner
-        self._max = max_bytes
+        self._kept = "; nothing of it was kept" if staged else ""  # a staging subvolume is dropped
+        self._limits = limits
+        self._max = limits.max_bytes
+        self._compressed = compressed
+        self._space = space
+        self._label = label
+        self._next_space_check = 0
         self.hash = hashlib.new(algorithm)
         self.size = 0
         self.nonzero_end = 0
@@ -297,63 +357,43 @@ class _Digesting(io.RawIOBase):
             if stripped:
                 self.nonzero_end = self.size + len(stripped)
             self.size += len(data)
-            if self.size > self._max:
-                raise ArchiveError(f"the archive is larger than the limit of {self._max} uncompressed bytes")
+            self._check()
         return data
+
+    def _check(self) -> None:
+        if self.size > self._max:
+            raise ArchiveError(
+                f"{self._label} is larger than the limit of {self._max} uncompressed bytes",
+                hint=f"is it what you meant to unpack?{self._kept}",
+            )
+        ratio = self._limits.max_ratio
+        if ratio and self._compressed is not None and self.size > self._limits.ratio_floor:
+            packed = max(self._compressed.count, 1)
+            if self.size > ratio * packed:
+                raise ArchiveError(
+                    f"{self._label} unpacks to more than {ratio:g} times its compressed size "
+                    f"({_human(self.size)} from {_human(packed)} so far): refused as a decompression bomb",
+                    hint=f"if you trust it, raise the limit: --max-ratio {max(ratio * 10, 1000):g} "
+                    f"(0: no ratio limit){self._kept}",
+                )
+        if self._space is not None and self.size >= self._next_space_check:
+            self._next_space_check = self.size + _SPACE_CHECK
+            free, total = self._space()
+            reserve = min(self._limits.min_free, total // 20)
+            if free < reserve:
+                raise pool_full(self._label, free, reserve, self._kept)
 
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
 
 
-class _EndPadded(io.RawIOBase):
-    """What tarfile reads: the stream, then, once it has ended, zeros up to the next block
-    boundary and two zero blocks (an end-of-archive marker).
-
-    Go's archive/tar, which podman, containerd and umoci read layers with, takes a stream that
-    ends where a header could start, or inside the last member's padding, as the end of the
-    archive (``umoci insert`` writes such layers). tarfile calls that "unexpected end of data";
-    with these zeros behind the stream it reads such an archive to its end instead. They are not
-    hashed or counted (the digest is of the bytes as served), and zeros tarfile took as member
-    data or as part of a header are caught afterwards by ``_check_end``, which compares where the
-    stream really ended with the last member's documented offsets.
-    """
-
-    def __init__(self, inner: _Digesting) -> None:
-        super().__init__()
-        self._inner = inner
-        self._tail: int | None = None  # zero bytes still to give once the stream has ended
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._inner.read(size)
-        if data or size == 0:
-            return data
-        if self._tail is None:
-            self._tail = -self._inner.size % _BLOCK + 2 * _BLOCK
-        n = self._tail if size < 0 else min(size, self._tail)
-        self._tail -= n
-        return bytes(n)
-
-
-def _tarinfo_class(limits: Limits) -> type[tarfile.TarInfo]:
-    """A TarInfo that refuses oversized pax/long-name headers before tarfile reads them whole."""
-
-    class _BoundedTarInfo(tarfile.TarInfo):
-        __slots__ = ()
-
-        @classmethod
-        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-            info = super().frombuf(buf, encoding, errors)
-            if info.type in _META_TYPES and info.size > limits.max_header:
-                raise ArchiveError(
-                    f"the archive has a {info.size}-byte extended header (limit {limits.max_header})"
-                )
-            return info
-
-    return _BoundedTarInfo
+def pool_full(label: str, free: int, reserve: int, kept: str = "; nothing of it was kept") -> PoolError:
+    return PoolError(
+        f"cannot unpack {label}: the pool is full ({_human(free)} free, "
+        f"{_human(reserve)} is kept in reserve){kept}",
+        hint="free space (nspawnctl image prune, nspawnctl system prune) or make the pool larger",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,15 +443,6 @@ def _split(name: str, member: str, limits: Limits, *, subject: str = "") -> tupl
     return comps
 
 
-def _pax_ns(value: str | None, fallback_ns: int) -> int:
-    """Nanoseconds from a pax time string (exact, unlike tarfile's float), else the fallback."""
-    if value is not None and (m := _PAX_TIME.fullmatch(value.strip())):
-        sign, secs, frac = m.groups()
-        ns = int(secs) * 1_000_000_000 + int(((frac or "") + "000000000")[:9])
-        return -ns if sign else ns
-    return fallback_ns
-
-
 def _b64(value: str) -> bytes:
     # libarchive writes base64 without '=' padding.
     return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
@@ -422,7 +453,7 @@ def _xattrs(member: str, pax: Mapping[str, str]) -> tuple[tuple[bytes, bytes], .
     found: dict[bytes, bytes] = {}
     for key, value in pax.items():
         if key.startswith("SCHILY.xattr."):
-            # tarfile decoded the raw bytes as utf-8 with surrogateescape; undo that exactly.
+            # The reader decoded the raw bytes as utf-8 with surrogateescape; undo that exactly.
             name = key[len("SCHILY.xattr.") :].encode("utf-8", "surrogateescape")
             data = value.encode("utf-8", "surrogateescape")
         elif key.startswith("LIBARCHIVE.xattr."):
@@ -443,13 +474,11 @@ def _xattrs(member: str, pax: Mapping[str, str]) -> tuple[tuple[bytes, bytes], .
     return tuple(found.items())
 
 
-def _meta(m: tarfile.TarInfo) -> _Meta:
+def _meta(m: Member) -> _Meta:
     if not (0 <= m.uid <= _UID_MAX and 0 <= m.gid <= _UID_MAX):
         raise ArchiveError(f"archive member {m.name!r} has an invalid owner {m.uid}:{m.gid}")
-    mtime = m.mtime * 10**9 if isinstance(m.mtime, int) else round(m.mtime * 1e9)
-    mtime_ns = _pax_ns(m.pax_headers.get("mtime"), mtime)
-    atime_ns = _pax_ns(m.pax_headers.get("atime"), mtime_ns)
-    return _Meta(m.name, m.uid, m.gid, m.mode & 0o7777, atime_ns, mtime_ns, _xattrs(m.name, m.pax_headers))
+    atime_ns = m.mtime_ns if m.atime_ns is None else m.atime_ns
+    return _Meta(m.name, m.uid, m.gid, m.mode & 0o7777, atime_ns, m.mtime_ns, _xattrs(m.name, m.pax_headers))
 
 
 def _set_xattrs(fd: int, xattrs: tuple[tuple[bytes, bytes], ...]) -> None:
@@ -499,49 +528,19 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _copy(tf: tarfile.TarFile, m: tarfile.TarInfo, fd: int) -> None:
-    src = tf.extractfile(m)
-    if src is None:  # pragma: no cover - tarfile returns a reader for every non-link type
-        raise ArchiveError(f"cannot read archive member {m.name!r}")
-    total = 0
-    while chunk := src.read(_CHUNK):
-        total += len(chunk)
+def _copy(reader: TarReader, m: Member, fd: int) -> None:
+    while chunk := reader.read(_CHUNK):
         _write_all(fd, chunk)
-    if total != m.size:  # tarfile raises first; this only guards against a silent short read
-        raise ArchiveError(f"archive member {m.name!r} is truncated")
 
 
-def _sparse_map(m: tarfile.TarInfo) -> list[tuple[int, int]]:
-    """The (offset, length) data regions of a GNU sparse member, checked to be ordered and to
-    lie within the file's apparent size.
-
-    Empty regions hold no data and are dropped: tarfile reports the unused slots of an old GNU
-    sparse header as (0, 0) entries after the real ones (Go's reader stops at the first of them).
-    """
-    regions = cast("list[tuple[int, int]]", m.sparse or [])  # typeshed says bytes; it is a list
-    regions = [(offset, length) for offset, length in regions if length != 0]
-    pos = 0
-    for offset, length in regions:
-        if offset < pos or length < 0 or offset + length > m.size:
-            raise ArchiveError(f"archive member {m.name!r} has an invalid sparse map")
-        pos = offset + length
-    return regions
-
-
-def _copy_sparse(tf: tarfile.TarFile, m: tarfile.TarInfo, regions: list[tuple[int, int]], fd: int) -> None:
-    """Write only the stored data regions and leave the rest a hole.
-
-    Reading through tarfile's extractfile would produce every zero of the holes, and a sparse
-    file's apparent size can be terabytes (lastlog). The regions are stored back to back from
-    offset_data, which tarfile's stream reader can still reach by a forward seek.
-    """
-    tf.fileobj.seek(m.offset_data)
+def _copy_sparse(reader: TarReader, m: Member, regions: list[tuple[int, int]], fd: int) -> None:
+    """Write only the stored data regions and leave the rest a hole (seek, then truncate to the
+    apparent size): a sparse file's apparent size can be terabytes (lastlog). The regions are
+    stored back to back."""
     for offset, length in regions:
         pos, left = offset, length
         while left:
-            chunk = tf.fileobj.read(min(left, _CHUNK))
-            if not chunk:
-                raise ArchiveError(f"archive member {m.name!r} is truncated")
+            chunk = reader.read(min(left, _CHUNK))
             _pwrite_all(fd, chunk, pos)
             pos, left = pos + len(chunk), left - len(chunk)
     os.ftruncate(fd, m.size)
@@ -599,7 +598,10 @@ class _Extractor:
         self._cache_fd = -1
         self._file_bytes = 0
         self.entries = 0
-        self.last: tarfile.TarInfo | None = None  # the member read last (where a stream ended)
+
+    @property
+    def root_fd(self) -> int:
+        return self._root
 
     def close(self) -> None:
         self._drop_cache()
@@ -681,7 +683,7 @@ class _Extractor:
 
     # -- members ------------------------------------------------------------------------------
 
-    def member(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def member(self, reader: TarReader, m: Member) -> None:
         self.entries += 1
         if self.entries > self._limits.max_entries:
             raise ArchiveError(f"the archive has more than {self._limits.max_entries} entries")
@@ -689,7 +691,7 @@ class _Extractor:
             return
         comps = _split(m.name, m.name, self._limits)
         if self._aci:
-            stripped = self._aci_member(tf, m, comps)
+            stripped = self._aci_member(reader, m, comps)
             if stripped is None:
                 return
             comps = stripped
@@ -712,7 +714,7 @@ class _Extractor:
         elif m.type in _NODE_KINDS:
             self._node(parent, comps, m)
         else:  # regular, contiguous, sparse, and unknown types (tarfile and GNU tar agree)
-            self._file(tf, parent, comps, m)
+            self._file(reader, parent, comps, m)
 
     # -- layers -------------------------------------------------------------------------------
 
@@ -732,7 +734,7 @@ class _Extractor:
             node = child
         return bool(comps)
 
-    def _whiteout(self, m: tarfile.TarInfo, comps: tuple[bytes, ...]) -> bool:
+    def _whiteout(self, m: Member, comps: tuple[bytes, ...]) -> bool:
         """Apply a whiteout marker (of any type, as umoci accepts); True if `m` was one, or was
         AUFS bookkeeping to skip. Markers never appear in the result."""
         for comp in comps[:-1]:
@@ -803,9 +805,7 @@ class _Extractor:
         for name in names:
             self._hide_lower(fd, (*comps, name))
 
-    def _aci_member(
-        self, tf: tarfile.TarFile, m: tarfile.TarInfo, comps: tuple[bytes, ...]
-    ) -> tuple[bytes, ...] | None:
+    def _aci_member(self, reader: TarReader, m: Member, comps: tuple[bytes, ...]) -> tuple[bytes, ...] | None:
         """Map an ACI member to its place in the image: `rootfs/...` loses the prefix (`rootfs`
         itself becomes the root), the manifest is captured; None means nothing to extract.
 
@@ -818,7 +818,7 @@ class _Extractor:
         if comps[0] == _ACI_ROOTFS:
             return comps[1:]
         if comps == (b"manifest",):
-            self._take_manifest(tf, m)
+            self._take_manifest(reader, m)
             return None
         raise ArchiveError(
             f"not an ACI: unexpected entry {m.name!r} outside rootfs/ "
@@ -826,29 +826,28 @@ class _Extractor:
             hint=_NOT_ACI_HINT,
         )
 
-    def _take_manifest(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+    def _take_manifest(self, reader: TarReader, m: Member) -> None:
         if self.manifest is not None:
             raise ArchiveError("invalid ACI: duplicate manifest", hint=_BAD_ACI_HINT)
-        if m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE) or m.issparse():
+        if m.type not in (tarread.REGTYPE, tarread.AREGTYPE, tarread.CONTTYPE) or m.issparse():
             raise ArchiveError("invalid ACI: its manifest is not a regular file", hint=_BAD_ACI_HINT)
         if m.size > _ACI_MANIFEST_MAX:
             raise ArchiveError(
                 f"invalid ACI: its manifest is {m.size} bytes, more than the limit of {_ACI_MANIFEST_MAX}",
                 hint=_BAD_ACI_HINT,
             )
-        src = tf.extractfile(m)
-        data = src.read() if src is not None else b""
-        if len(data) != m.size:  # tarfile raises first; this only guards against a silent short read
-            raise ArchiveError(f"archive member {m.name!r} is truncated")
-        self.manifest = data
+        parts: list[bytes] = []
+        while chunk := reader.read(_CHUNK):
+            parts.append(chunk)
+        self.manifest = b"".join(parts)
 
-    def _aci_link_target(self, target: tuple[bytes, ...], m: tarfile.TarInfo, what: str) -> tuple[bytes, ...]:
+    def _aci_link_target(self, target: tuple[bytes, ...], m: Member, what: str) -> tuple[bytes, ...]:
         """Hard link targets name archive members, so in an ACI they must be under rootfs/ too."""
         if not target or target[0] != _ACI_ROOTFS:
             raise _unsafe(m.name, f"{what} is outside rootfs/")
         return target[1:]
 
-    def _directory(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+    def _directory(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
         meta = _meta(m)
         st = _lstat_at(parent, comps[-1])
         if st is not None and not stat.S_ISDIR(st.st_mode):
@@ -858,12 +857,14 @@ class _Extractor:
             os.mkdir(comps[-1], 0o700, dir_fd=parent)
         elif self._layer:
             self._merged.add(comps)
+        if comps not in self._dirs and len(self._dirs) >= self._limits.max_dirs:
+            raise ArchiveError(f"the archive has more than {self._limits.max_dirs} directories")
         self._dirs[comps] = meta  # applied in finish(), once nothing else will be created inside
 
-    def _file(self, tf: tarfile.TarFile, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+    def _file(self, reader: TarReader, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
         meta = _meta(m)
-        regions = _sparse_map(m) if m.issparse() else None
-        self._file_bytes += m.size if regions is None else sum(n for _, n in regions)
+        regions = m.sparse
+        self._file_bytes += m.stored
         if self._file_bytes > self._limits.max_bytes:
             raise ArchiveError(
                 f"the files in the archive add up to more than the limit of {self._limits.max_bytes} bytes"
@@ -871,19 +872,25 @@ class _Extractor:
         tmp = b".nspawnctl-unpack-" + secrets.token_hex(8).encode()
         fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent)
         try:
-            if regions is None:
-                _copy(tf, m, fd)
-            else:
-                _copy_sparse(tf, m, regions, fd)
-            _apply_fd(fd, meta)
-        finally:
-            os.close(fd)
-        st = _lstat_at(parent, comps[-1])
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            self._remove(parent, comps, st)
-        os.rename(tmp, comps[-1], src_dir_fd=parent, dst_dir_fd=parent)
+            try:
+                if regions is None:
+                    _copy(reader, m, fd)
+                else:
+                    _copy_sparse(reader, m, regions, fd)
+                _apply_fd(fd, meta)
+            finally:
+                os.close(fd)
+            st = _lstat_at(parent, comps[-1])
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                self._remove(parent, comps, st)
+            os.rename(tmp, comps[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            # `cp` into a container has no staging subvolume to drop: leave no half file there
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=parent)
+            raise
 
-    def _symlink(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+    def _symlink(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
         meta = _meta(m)
         target = m.linkname.encode("utf-8", "surrogateescape")
         if not target or b"\0" in target or len(target) > self._limits.max_name:
@@ -895,7 +902,7 @@ class _Extractor:
         os.chown(comps[-1], meta.uid, meta.gid, dir_fd=parent, follow_symlinks=False)
         os.utime(comps[-1], ns=(meta.atime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
-    def _node(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+    def _node(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
         meta = _meta(m)
         if m.devmajor < 0 or m.devminor < 0:
             raise ArchiveError(f"archive member {m.name!r} has an invalid device number")
@@ -911,7 +918,7 @@ class _Extractor:
             os.chmod(name, meta.mode, dir_fd=parent)
         os.utime(name, ns=(meta.atime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
-    def _hardlink(self, parent: int, comps: tuple[bytes, ...], m: tarfile.TarInfo) -> None:
+    def _hardlink(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
         # Like GNU tar, a leading '/' in the target is dropped: it names a member of this archive.
         what = f"its hard link target {m.linkname!r}"
         target = _split(m.linkname, m.name, self._limits, subject=what)
@@ -968,103 +975,42 @@ def _member_error(member: str, e: Exception) -> ArchiveError:
     return ArchiveError(f"cannot extract archive member {member!r}: {detail}")
 
 
-def _extract_all(tf: tarfile.TarFile, ex: _Extractor) -> None:
-    # tarfile keeps every TarInfo in tf.members even in stream mode; drop them as we go so that
-    # millions of entries do not pile up in memory.
-    members: list[tarfile.TarInfo] = tf.members  # type: ignore[attr-defined]  # not in typeshed
-    while (m := tf.next()) is not None:
-        members.clear()
-        ex.last = m
-        try:
-            ex.member(tf, m)
-        except (tarfile.TarError, ArchiveError):
+def _extract_all(reader: TarReader, ex: _Extractor) -> None:
+    while (m := reader.next()) is not None:
+        extract_member(ex, reader, m)
+
+
+def extract_member(ex: _Extractor, reader: TarReader, m: Member) -> None:
+    """Extract one member, turning what the archive caused into ArchiveError (errors of the
+    machine itself, like a full disk, pass through unchanged)."""
+    try:
+        ex.member(reader, m)
+    except ArchiveError:
+        raise
+    except OSError as e:
+        if e.errno in _ENVIRONMENT_ERRNOS:
             raise
-        except OSError as e:
-            if e.errno in _ENVIRONMENT_ERRNOS:
-                raise
-            raise _member_error(m.name, e) from e
-        except (ValueError, OverflowError) as e:
-            raise _member_error(m.name, e) from e
+        raise _member_error(m.name, e) from e
+    except (ValueError, OverflowError) as e:
+        raise _member_error(m.name, e) from e
 
 
-# Types whose size field tarfile and Go's archive/tar both ignore: no data follows the header.
-_HEADER_ONLY = frozenset(
-    {tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE}
-)
-
-
-def _data_end(m: tarfile.TarInfo) -> int | None:
-    """Stream offset just past the member's stored data (before its padding); None for a sparse
-    member, whose stored size tarfile does not report (its ``size`` is the apparent one)."""
-    if m.type in _HEADER_ONLY:
-        return m.offset_data
-    if m.issparse():
-        return None
-    return m.offset_data + m.size
-
-
-def _member_end(m: tarfile.TarInfo) -> int:
-    """Stream offset where the header after ``m`` starts: its data rounded up to whole blocks."""
-    if m.type in _HEADER_ONLY:
-        return m.offset_data
-    stored = sum(n for _, n in _sparse_map(m)) if m.issparse() else m.size
-    return m.offset_data + -(-stored // _BLOCK) * _BLOCK
-
-
-def _truncated(m: tarfile.TarInfo, size: int) -> ArchiveError:
-    if size < m.offset_data:
-        what = f"it ends inside the header of member {m.name!r}"
-    else:
-        what = f"member {m.name!r} has only {size - m.offset_data} of its {m.size} bytes"
-    return ArchiveError(
-        f"the archive is truncated: {what}",
-        hint="the file or download was cut short; fetch it again, or ask its publisher to rebuild it",
+def tar_limits(limits: Limits) -> tarread.TarLimits:
+    """What the header reader may hold in memory, from the caller's limits."""
+    return tarread.TarLimits(
+        max_header=limits.max_header, max_global=limits.max_header, max_sparse=limits.max_sparse
     )
 
 
-def _check_end(digesting: _Digesting, last: tarfile.TarInfo | None, *, empty_ok: bool) -> None:
-    """Decide whether the stream ended where an archive may end, with Go's archive/tar rules.
-
-    tarfile read the stream followed by _EndPadded's zeros, and stopped at the first block that
-    is all zeros or no valid header, at ``end`` (right after the last member's padded data). The
-    stream really ended at ``size``. Go's reader (Next: discard the rest of the data, which must
-    be there, else io.ErrUnexpectedEOF; read the padding with tryReadFull, where any io.EOF is a
-    clean end; readHeader: io.ReadFull of a block, where io.EOF after 0 bytes is a clean end and a
-    partial block is io.ErrUnexpectedEOF; a zero block, then the same for the next block; two zero
-    blocks end the archive, and nothing after them is read) accepts exactly when:
-
-    - ``size == end``: EOF at a block boundary where a header would start, no marker at all;
-    - ``size == end + 512``: EOF after one zero block (GNU tar says "a lone zero block");
-    - ``size >= end + 1024``: the complete marker; Go never reads what follows, here it must be
-      zeros (GNU tar pads to its record size with them), since anything else is a corrupt
-      header tarfile silently stopped at, or a second archive whose members would be lost;
-    - ``data_end <= size < end``: EOF inside the last member's padding, after all its data.
-
-    Refused, as by Go: EOF inside a member's data or inside a header (``size < data_end``), and a
-    partial block after the last member (``end < size < end + 1024``, not ``end + 512``): a
-    partial header or marker. Where this differs from Go it refuses, and only archives whose
-    extra part describes no member: non-zero bytes after the marker (above), a stream that ends
-    right after a pax or GNU long-name header (tarfile requires the member it describes; Go
-    drops the dangling header), and EOF inside the padding of a sparse last member (tarfile does
-    not report its stored size). An empty stream is an empty archive to Go; only ``empty_ok``
-    (layers) takes it, since GNU tar refuses it.
-    """
-    size = digesting.size
-    if size == 0 and not empty_ok:
+def _check_end(digesting: _Digesting, reader: TarReader, *, empty_ok: bool) -> None:
+    """After the reader found the end of the archive (the rules are in tarread) and the stream
+    was drained: what follows an end-of-archive marker must be zeros (GNU tar pads to its record
+    size with them); anything else is a corrupt header or a second archive whose members would
+    be lost. An empty stream is an empty archive to Go; only ``empty_ok`` (layers) takes it,
+    since GNU tar refuses it."""
+    if digesting.size == 0 and not empty_ok:
         raise ArchiveError("the archive is empty")
-    end = _member_end(last) if last is not None else 0
-    if size < end:
-        assert last is not None  # end is 0 without members
-        data_end = _data_end(last)
-        if data_end is None or size < data_end:
-            raise _truncated(last, size)
-        return
-    if size - end not in (0, _BLOCK) and size - end < 2 * _BLOCK:
-        raise ArchiveError(
-            f"the archive is truncated: it ends inside the block at offset {size - size % _BLOCK} "
-            "(a partial header or end-of-archive marker)",
-            hint="the file or download was cut short; fetch it again",
-        )
+    end = reader.end if reader.end is not None else digesting.size
     if digesting.nonzero_end > end:
         raise ArchiveError(
             f"the archive has invalid or extra data at offset {end} "
@@ -1079,6 +1025,7 @@ def unpack_tar(
     limits: Limits = Limits(),
     algorithm: str = "sha256",
     layout: str = "rootfs",
+    label: str = "the archive",
 ) -> UnpackResult:
     """Extract a (possibly compressed) tar stream into the existing, empty directory `dest`,
     faithfully and never outside it. Hash the decompressed stream while extracting (one pass), and
@@ -1095,8 +1042,12 @@ def unpack_tar(
     other. The digest is then the layer's diff ID.
 
     The stream may end where Go's archive/tar (podman, containerd, umoci) lets an archive end, in
-    every layout (see _check_end): without the end-of-archive marker, or inside the last member's
+    every layout (see tarread): without the end-of-archive marker, or inside the last member's
     padding; the digest stays that of the bytes as served. A member cut short is truncation.
+
+    Decompression bombs are stopped while streaming (see Limits): past the byte limit, past
+    ``max_ratio`` times the compressed bytes read, or when `dest`'s filesystem gets down to its
+    reserve (PoolError; so is running out of space). `label` names the archive in those errors.
 
     Raises UnsafeArchive for members that would escape or replace the root, ArchiveError for
     corrupt, truncated or oversized input (or, with "aci", anything that is not an ACI). An
@@ -1110,36 +1061,32 @@ def unpack_tar(
     if layout not in _LAYOUTS:
         raise InvalidArgument(f"unknown archive layout {layout!r} (use one of {', '.join(_LAYOUTS)})")
     root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def space() -> tuple[int, int]:
+        st = os.fstatvfs(root)
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
     try:
         if layout != "layer":
             with os.scandir(root) as it:
                 if next(it, None) is not None:
                     raise InvalidArgument(f"cannot unpack into {os.fspath(dest)!r}: it is not empty")
-        stream = open_decompressed(raw)
+        counted = _Counted(raw)
+        stream = open_decompressed(cast("IO[bytes]", counted))
         ex = _Extractor(root, limits, aci=layout == "aci", layer=layout == "layer")
         try:
-            digesting = _Digesting(stream, limits.max_bytes, algorithm)
+            digesting = _Digesting(stream, limits, algorithm, compressed=counted, space=space, label=label)
+            reader = TarReader(digesting.read, tar_limits(limits))
             try:
-                with tarfile.open(
-                    fileobj=_EndPadded(digesting),
-                    mode="r|",
-                    tarinfo=_tarinfo_class(limits),
-                    encoding="utf-8",
-                    errors="surrogateescape",
-                ) as tf:
-                    _extract_all(tf, ex)
-            except tarfile.TarError as e:
-                last = ex.last
-                if digesting.eof and last is not None:
-                    data_end = _data_end(last)
-                    if data_end is not None and digesting.size < data_end:
-                        raise _truncated(last, digesting.size) from e
-                raise ArchiveError(f"cannot read the tar archive: {e}") from e
-            except RecursionError as e:
-                raise ArchiveError("the archive has too many chained extended headers") from e
-            ex.finish()
+                _extract_all(reader, ex)
+                ex.finish()
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    free, total = space()
+                    raise pool_full(label, free, min(limits.min_free, total // 20)) from e
+                raise
             digesting.drain()
-            _check_end(digesting, ex.last, empty_ok=layout == "layer")
+            _check_end(digesting, reader, empty_ok=layout == "layer")
             if layout == "aci" and ex.manifest is None:
                 raise ArchiveError("not an ACI: no manifest", hint=_NOT_ACI_HINT)
         finally:

@@ -379,7 +379,7 @@ def test_import_tells_send_streams_from_tarballs(monkeypatch: pytest.MonkeyPatch
     seen: dict[str, bytes] = {}
 
     class Store:
-        def import_archive(self, stream: Any, ref: Any, source: str) -> str:
+        def import_archive(self, stream: Any, ref: Any, source: str, limits: Any = None) -> str:
             seen["tar"] = stream.read()
             return "tar"
 
