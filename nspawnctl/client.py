@@ -88,9 +88,9 @@ class ContainerStatus:
                 "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
             },
             "HostConfig": {
-                "Memory": s.limits.memory,
-                "NanoCpus": _nano(s.limits.cpus),
-                "PidsLimit": s.limits.pids,
+                "Memory": s.limits.memory.bytes if s.limits.memory else None,
+                "NanoCpus": s.limits.cpus.nano if s.limits.cpus else None,
+                "PidsLimit": s.limits.pids.count if s.limits.pids else None,
                 "RestartPolicy": {"Name": s.restart},
                 "NetworkMode": s.network,
                 "PortBindings": _port_bindings(s),
@@ -135,10 +135,6 @@ def _port_bindings(spec: ContainerSpec) -> dict[str, builtins.list[dict[str, str
 
 def _iso_us(us: int | None) -> str | None:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds") if us else None
-
-
-def _nano(cpus: float | None) -> int | None:
-    return None if cpus is None else int(cpus * 1e9)
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ from .spec import (
     parse_network,
     parse_nspawn_port,
     parse_restart,
-    parse_size,
     spec_to_file,
 )
+from .values import Cpus, MemoryBytes, PidsLimit
 
 if TYPE_CHECKING:
     from .client import Client
@@ -267,16 +267,11 @@ def _check_own(key: str, value: str) -> None:
     elif key == "Entrypoint":
         split_words(value)
     elif key == "MemoryMax":
-        parse_size(value)
+        MemoryBytes.parse(value, None)
     elif key == "CPUs":
-        try:
-            ok = float(value) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise InvalidArgument("not a number of CPUs greater than 0, e.g. 0.5")
-    elif key == "TasksMax" and not (value.isdigit() and int(value) > 0):
-        raise InvalidArgument("not a number of processes greater than 0")
+        Cpus.parse(value, None)
+    elif key == "TasksMax":
+        PidsLimit.parse(value, None)
 
 
 def _check_exec(key: str, value: str) -> None:
@@ -375,7 +370,7 @@ def desired(
     f = d.file.copy()
     mem = f.get(OWN_SECTION, "MemoryMax")
     if mem:
-        f.set(OWN_SECTION, "MemoryMax", str(parse_size(mem)))
+        f.set(OWN_SECTION, "MemoryMax", str(MemoryBytes.parse(mem, None)))
     f.set(OWN_SECTION, "Id", "-")  # file_to_spec wants one; spec_to_file writes the real one
     try:
         spec = file_to_spec(d.name, f, d.path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal as signals
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,35 +36,34 @@ def register(app: typer.Typer) -> None:
 
 # -- option parsing ------------------------------------------------------------------------
 def parse_signal(text: str) -> int:
-    t = text.upper()
-    if t.isdigit():
-        return int(t)
-    try:
-        return int(signals.Signals[t if t.startswith("SIG") else f"SIG{t}"])
-    except KeyError:
-        raise InvalidArgument(
-            f"invalid signal {text!r}", hint="use a name like TERM, SIGHUP or a number"
-        ) from None
+    """A signal name or number, 1 to SIGRTMAX (the library's check; imported lazily)."""
+    from ..values import parse_signal_number
+
+    return parse_signal_number(text)
 
 
 def read_env_file(path: str) -> list[str]:
-    """docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes the value from our environment."""
+    """docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes the value from our
+    environment (nothing when it is unset there). Lines end at LF only (CRLF too), as docker's:
+    a lone CR stays in its value, which is then refused, never read as a new variable."""
     import os
 
+    from ..values import check_env
+
     try:
-        lines = Path(path).read_text().splitlines()
+        data = Path(path).read_bytes()
     except OSError as e:
         raise InvalidArgument(f"cannot read env file {path}: {e.strerror}") from e
     out = []
-    for line in lines:
-        line = line.strip()
+    for line in data.decode(errors="surrogateescape").split("\n"):
+        line = line.removesuffix("\r").lstrip()
         if not line or line.startswith("#"):
             continue
         if "=" in line:
             out.append(line)
-        elif line in os.environ:
-            out.append(f"{line}={os.environ[line]}")
-    return out
+        elif line.strip() in os.environ:
+            out.append(f"{line.strip()}={os.environ[line.strip()]}")
+    return check_env(out, f"--env-file {path}")
 
 
 def _options(
@@ -78,8 +76,8 @@ def _options(
     hostname: str | None,
     boot: bool,
     memory: str | None,
-    cpus: float | None,
-    pids_limit: int | None,
+    cpus: str | None,
+    pids_limit: str | None,
     rm: bool,
     entrypoint: str | None = None,
     network: str | None = None,
@@ -87,20 +85,19 @@ def _options(
     restart: str = "no",
     userns: str = "auto",
 ) -> object:
-    import os
-
     from ..client import RunOptions
     from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
+    from ..values import Cpus, MemoryBytes, PidsLimit, check_env
 
-    if cpus is not None and cpus <= 0:
-        raise InvalidArgument("--cpus must be greater than 0")
-    if pids_limit is not None and pids_limit <= 0:
-        raise InvalidArgument("--pids-limit must be greater than 0")
+    limits = Limits(
+        memory=None if memory is None else MemoryBytes.parse(memory, "--memory"),
+        cpus=None if cpus is None else Cpus.parse(cpus, "--cpus"),
+        pids=None if pids_limit is None else PidsLimit.parse(pids_limit, "--pids-limit"),
+    )
     envs: list[str] = []
     for f in env_file:
         envs += read_env_file(f)
-    for e in env:  # -e KEY without a value passes our own value through, as docker does
-        envs.append(e if "=" in e else f"{e}={os.environ.get(e, '')}")
+    envs += check_env(_caller_env(env), "-e")
     return RunOptions(
         name=name,
         env=envs,
@@ -109,7 +106,7 @@ def _options(
         user=user,
         hostname=hostname,
         boot=boot,
-        limits=Limits(memory=parse_size(memory) if memory else None, cpus=cpus, pids=pids_limit),
+        limits=limits,
         auto_remove=rm,
         entrypoint=entrypoint,
         network=parse_network(network) if network else None,
@@ -118,6 +115,14 @@ def _options(
         userns=userns,
         notify=lambda text: err(f"nspawnctl: {text}"),
     )
+
+
+def _caller_env(env: list[str]) -> list[str]:
+    """-e KEY without a value passes our own KEY through, as docker does, or nothing when we have
+    none (the image's value, if any, stays)."""
+    import os
+
+    return [e if "=" in e else f"{e}={os.environ[e]}" for e in env if "=" in e or e in os.environ]
 
 
 # Shared option declarations of create/run.
@@ -198,8 +203,8 @@ def create(
     hostname: str = HOSTNAME,
     boot: bool = BOOT,
     memory: str = MEMORY,
-    cpus: float = CPUS,
-    pids_limit: int = PIDS,
+    cpus: str = CPUS,
+    pids_limit: str = PIDS,
     rm: bool = RM,
     entrypoint: str = ENTRYPOINT,
     network: str = NETWORK,
@@ -251,8 +256,8 @@ def run(
     hostname: str = HOSTNAME,
     boot: bool = BOOT,
     memory: str = MEMORY,
-    cpus: float = CPUS,
-    pids_limit: int = PIDS,
+    cpus: str = CPUS,
+    pids_limit: str = PIDS,
     rm: bool = RM,
     entrypoint: str = ENTRYPOINT,
     network: str = NETWORK,
@@ -325,11 +330,14 @@ def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
 def stop(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: float = typer.Option(10, "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
+    time: str = typer.Option("10", "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
 ) -> None:
     """Stop containers: SIGTERM to the command (init: orderly shutdown), SIGKILL after -t seconds."""
+    from ..values import parse_timeout
+
+    seconds = parse_timeout(time)
     c = state_of(ctx).client().containers
-    for_each(names, lambda n: c.stop(n, time))
+    for_each(names, lambda n: c.stop(n, seconds))
 
 
 def kill(
@@ -348,11 +356,14 @@ def kill(
 def restart(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: float = typer.Option(10, "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
+    time: str = typer.Option("10", "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
 ) -> None:
     """Stop, then start containers."""
+    from ..values import parse_timeout
+
+    seconds = parse_timeout(time)
     c = state_of(ctx).client().containers
-    for_each(names, lambda n: c.restart(n, time))
+    for_each(names, lambda n: c.restart(n, seconds))
 
 
 def rm(
@@ -454,8 +465,11 @@ def exec_(
     user: str = USER,
 ) -> None:
     """Run a command in a running container (app or booted); its exit code becomes ours."""
+    from ..values import check_env
+
     c = state_of(ctx).client().containers
-    raise typer.Exit(c.exec(name, list(command), env, workdir, user, tty=tty, interactive=interactive))
+    envs = check_env(_caller_env(env), "-e")
+    raise typer.Exit(c.exec(name, list(command), envs, workdir, user, tty=tty, interactive=interactive))
 
 
 exec_.__name__ = "exec"
