@@ -43,7 +43,7 @@ from .spec import (
     parse_restart,
     spec_to_file,
 )
-from .values import Cpus, MemoryBytes, PidsLimit
+from .values import Cpus, MemoryBytes, PidsLimit, check_env, check_exec
 
 if TYPE_CHECKING:
     from .client import Client
@@ -170,7 +170,7 @@ def load(path: str | Path) -> list[Definition]:
 def load_file(path: Path) -> Definition:
     name = name_of(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode()  # no universal newlines: a CR is refused, not a new line
     except (OSError, UnicodeDecodeError) as e:
         raise DefinitionError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
     try:
@@ -404,6 +404,11 @@ def desired(
     volumes = spec.volumes
     if private_users:
         volumes = idmap_volumes(volumes, lambda text: notices.append(f"{d.name}: {text}"))
+    try:
+        image_env = check_env(defaults.env, f"Env of image {d.image}")
+        check_env(spec.env, str(d.path))
+    except InvalidArgument as e:
+        raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
     keep = installed is not None and installed.image_id == image.id
     spec = replace(
         spec,
@@ -414,7 +419,7 @@ def desired(
         boot=boot,
         entrypoint=list(entrypoint),
         command=list(command),
-        env=merge_env(defaults.env, spec.env),
+        env=merge_env(image_env, spec.env),
         workdir=spec.workdir or defaults.workdir,
         user=spec.user or defaults.user,
         stop_signal=None
@@ -425,7 +430,11 @@ def desired(
         private_users=private_users,
         auto_remove=False,
     )
-    return spec, spec_to_file(spec, f), notices
+    try:
+        check_exec(spec.command, spec.env, str(d.path))
+        return spec, spec_to_file(spec, f), notices
+    except InvalidArgument as e:
+        raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
 
 
 def merge_env(base: list[str], override: list[str]) -> list[str]:

@@ -237,9 +237,7 @@ def check_env(env: Iterable[str], source: str = "-e") -> list[str]:
     for e in out:
         key, sep, _ = e.partition("=")
         if not sep or not key:
-            raise InvalidArgument(
-                f"invalid environment variable {_show(e)} ({source})", hint="use KEY=VALUE"
-            )
+            raise InvalidArgument(f"invalid environment variable {_show(e)} ({source})", hint="use KEY=VALUE")
         bad = next((c for c in _BREAKS if c in e), None)
         if bad is not None:
             raise InvalidArgument(

@@ -7,12 +7,16 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ..errors import InvalidArgument
 from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
+
+if TYPE_CHECKING:
+    from ..client import ContainerStatus
 
 # Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
 PAYLOAD = {"allow_interspersed_args": False, "ignore_unknown_options": True}
@@ -385,14 +389,29 @@ def ps(
     """List containers (running ones unless -a)."""
     state = state_of(ctx)
     state.json = json_out
-    statuses = state.client().containers.list(all=all)
+    broken: list[InvalidArgument] = []
+    statuses = state.client().containers.list(all=all, errors=broken)
     if json_out:
         print_json([s.to_json() for s in statuses])
-        return
-    if quiet:
+    elif quiet:
         for s in statuses:
             typer.echo(s.spec.name)
-        return
+    else:
+        _ps_table(statuses)
+    _report_broken(broken)
+
+
+def _report_broken(broken: list[InvalidArgument]) -> None:
+    """Definitions that cannot be read: said on stderr after the others were shown; exit 1."""
+    for e in broken:
+        err(f"nspawnctl: error: {e.message}")
+        if e.hint:
+            err(f"hint: {e.hint}")
+    if broken:
+        raise typer.Exit(1)
+
+
+def _ps_table(statuses: list[ContainerStatus]) -> None:
     rows = []
     now = datetime.now(UTC).timestamp()
     for s in statuses:
@@ -481,22 +500,36 @@ def inspect(
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
 ) -> None:
     """Show containers' (or images') configuration and state as JSON."""
-    from ..errors import ContainerNotFound, ImageNotFound, InvalidReference, NotFound
+    from ..errors import ContainerNotFound, ImageNotFound, InvalidReference, NotFound, NspawnctlError
 
     state: State = state_of(ctx)
     state.json = True
     client = state.client()
     out = []
-    for n in names:
+    failed: list[NspawnctlError] = []
+
+    def one(n: str) -> dict[str, object]:
         try:
-            out.append(client.containers.get(n).to_json())
-            continue
+            found: dict[str, object] = client.containers.get(n).to_json()
+            return found
         except ContainerNotFound:
             pass
         try:
-            out.append(client.images.get(n).to_json())
+            return client.images.get(n).to_json()
         except (ImageNotFound, InvalidReference):
             raise NotFound(
                 f"no such container or image: {n}", hint="see 'nspawnctl ps -a' and 'nspawnctl images'"
             ) from None
+
+    for n in names:  # as docker: what is found is shown, each failure said, exit 1
+        try:
+            out.append(one(n))
+        except NspawnctlError as e:
+            if len(names) == 1:
+                raise
+            failed.append(e)
     print_json(out)
+    for failure in failed:
+        err(f"nspawnctl: error: {failure.message}")
+    if failed:
+        raise typer.Exit(1)

@@ -72,14 +72,19 @@ class ContainerStore:
                         continue
         return found
 
-    def list(self) -> builtins.list[ContainerSpec]:
+    def list(self, errors: builtins.list[InvalidArgument] | None = None) -> builtins.list[ContainerSpec]:
+        """Every container whose definition reads; those that do not are left out (and their
+        errors, FILE:LINE and what is wrong, added to ``errors``): one bad file hides no other."""
         self.pool.check()
         out = []
         for name in sorted(self.names()):
             try:
                 out.append(self.get(name))
-            except (ContainerNotFound, InvalidArgument):
+            except ContainerNotFound:
                 continue
+            except InvalidArgument as e:
+                if errors is not None:
+                    errors.append(e)
         return out
 
     def get(self, name: str) -> ContainerSpec:
