@@ -141,8 +141,9 @@ def test_a_corrupted_definition_hides_no_other_container(nsp: CLI, busybox: str)
     assert good in [c["Name"] for c in json.loads(proc.stdout)]
     assert nsp("ps", "-a", "-q", check=False).stdout.split().count(good) == 1
     assert json.loads(nsp("inspect", good).stdout)[0]["Name"] == good
-    proc = nsp("inspect", bad, check=False)
-    assert proc.returncode == 2 and f"{path}:{at}: CPUs=nan" in proc.stderr and "Traceback" not in proc.stderr
+    proc = nsp("inspect", bad, check=False)  # inspect speaks JSON, its error too
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["error"]["message"].startswith(f"{path}:{at}: CPUs=nan: ")
     proc = nsp("inspect", good, bad, check=False)  # as docker: what is found is shown
     assert proc.returncode == 1 and [c["Name"] for c in json.loads(proc.stdout)] == [good]
     proc = nsp("start", bad, check=False)
