@@ -685,7 +685,7 @@ class Containers:
         }
         if tty and os.environ.get("TERM"):
             environment["TERM"] = os.environ["TERM"]
-        for e in [*spec.env, *check_env(env or [], "-e")]:
+        for e in [*spec.env, *check_env(env or [], "-e", in_file=False)]:
             k, _, v = e.partition("=")
             environment[k] = v
         from .run.lookup import check_command

@@ -230,19 +230,19 @@ MAX_LINE = (1 << 20) - 1
 _BREAKS = ("\n", "\r", "\0")
 
 
-def check_env(env: Iterable[str], source: str = "-e") -> list[str]:
-    """``KEY=VALUE`` assignments a payload can get: a name, no line break or NUL (a .nspawn file
-    cannot hold them), each within what ``execve()`` passes. Returns them as a list."""
+def check_env(env: Iterable[str], source: str = "-e", in_file: bool = True) -> list[str]:
+    """``KEY=VALUE`` assignments a payload can get: a name, each within what ``execve()`` passes,
+    no NUL, and (``in_file``: for a .nspawn file, not for ``exec``) no line break. Returns them."""
     out = list(env)
     for e in out:
         key, sep, _ = e.partition("=")
         if not sep or not key:
             raise InvalidArgument(f"invalid environment variable {_show(e)} ({source})", hint="use KEY=VALUE")
-        bad = next((c for c in _BREAKS if c in e), None)
+        bad = next((c for c in (_BREAKS if in_file else ("\0",)) if c in e), None)
         if bad is not None:
             raise InvalidArgument(
-                f"environment variable {_name(key)} ({source}) contains {_char(bad)}, which a "
-                ".nspawn file cannot hold",
+                f"environment variable {_name(key)} ({source}) contains {_char(bad)}, which "
+                + ("a .nspawn file cannot hold" if in_file else "no variable can hold"),
                 hint="remove the line breaks and NUL characters from its value",
             )
         size = len(e.encode(errors="surrogateescape"))

@@ -469,7 +469,12 @@ def logs(
         out.flush()
 
     state_of(ctx).client().containers.logs(
-        name, write, follow=follow, since=_docker_since(since), tail=None if tail == "all" else int(tail)
+        name,
+        write,
+        follow=follow,
+        since=_docker_since(since),
+        # more lines than journalctl can count are all of them
+        tail=None if tail == "all" or len(tail) > 9 else int(tail),
     )
 
 
@@ -487,7 +492,7 @@ def exec_(
     from ..values import check_env
 
     c = state_of(ctx).client().containers
-    envs = check_env(_caller_env(env), "-e")
+    envs = check_env(_caller_env(env), "-e", in_file=False)
     raise typer.Exit(c.exec(name, list(command), envs, workdir, user, tty=tty, interactive=interactive))
 
 
