@@ -374,8 +374,8 @@ def desired(
     f.set(OWN_SECTION, "Id", "-")  # file_to_spec wants one; spec_to_file writes the real one
     try:
         spec = file_to_spec(d.name, f, d.path)
-    except InvalidArgument as e:
-        raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
+    except InvalidArgument as e:  # its message names the file already
+        raise DefinitionError(e.message, e.hint) from None
     defaults = image.defaults
     has_params = bool(f.get_all("Exec", "Parameters"))
     boot_value = f.get("Exec", "Boot")

@@ -474,7 +474,18 @@ def _quote_env(assignment: str) -> str:
 
 
 def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> ContainerSpec:
-    """Read a container's spec back; raises InvalidArgument when it is not an nspawnctl file."""
+    """Read a container's spec back; raises InvalidArgument when it is not an nspawnctl file or
+    holds a value nspawnctl refuses (the message names the file, and the line where it can)."""
+    try:
+        return _file_to_spec(name, f, where)
+    except InvalidArgument as e:
+        at = str(where or f.filename or name)
+        if e.message.startswith(at):
+            raise
+        raise InvalidArgument(f"{at}: {e.message}", e.hint) from None
+
+
+def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec:
     own = OWN_SECTION
     cid = f.get(own, "Id")
     if not cid:

@@ -197,3 +197,26 @@ def test_other_numbers_are_checked_too(nsp: CLI, args: list[str], words: list[st
     proc = nsp(*args, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert all(w in proc.stderr.splitlines()[0] for w in words), proc.stderr
+
+
+INJECT = "x\n[Files]\nBind=/:/host"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--hostname", INJECT, "IMAGE", "true"],
+        ["-w", "/" + INJECT, "IMAGE", "true"],
+        ["--entrypoint", "/bin/sh" + INJECT, "IMAGE"],
+        ["IMAGE", "echo", INJECT],
+        ["-e", "A=" + INJECT, "IMAGE", "true"],
+    ],
+)
+def test_no_flag_injects_a_line_into_the_definition(nsp: CLI, busybox: str, args: list[str]) -> None:
+    name = nsp.name("inj")
+    before = pool_snapshot()
+    proc = nsp("create", "--name", name, *[busybox if a == "IMAGE" else a for a in args], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("nspawnctl: error: ") and ("line break" in first or "line feed" in first), first
+    assert pool_snapshot() == before and not (SETTINGS / f"{name}.nspawn").exists()

@@ -269,3 +269,13 @@ def test_apply_refuses_bad_limits_with_file_and_line(tmp_path: Path, key: str, v
     path.write_text(f"[X-Nspawnctl]\nImage=img\n{key}={value}\n")
     with pytest.raises(DefinitionError, match=f"^{path}:3: {key}={value}: "):
         declare.load(path)
+
+
+def test_any_bad_stored_value_names_the_file() -> None:
+    text = "[X-Nspawnctl]\nId=abc\nPublish=99999:1\n"
+    with pytest.raises(InvalidArgument, match=r"^/etc/systemd/nspawn/web\.nspawn: port out of range"):
+        file_to_spec(
+            "web",
+            NspawnFile.parse(text, "/etc/systemd/nspawn/web.nspawn"),
+            Path("/etc/systemd/nspawn/web.nspawn"),
+        )
