@@ -55,11 +55,13 @@ def read_env_file(path: str) -> list[str]:
     from ..values import check_env
 
     try:
-        data = Path(path).read_bytes()
+        text = Path(path).read_bytes().decode()
     except OSError as e:
         raise InvalidArgument(f"cannot read env file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:  # the .nspawn file that keeps the variables is UTF-8
+        raise InvalidArgument(f"env file {path} is not UTF-8 text (byte {e.start})") from None
     out = []
-    for line in data.decode(errors="surrogateescape").split("\n"):
+    for line in text.split("\n"):
         line = line.removesuffix("\r").lstrip()
         if not line or line.startswith("#"):
             continue
