@@ -192,7 +192,12 @@ class NspawnFile:
         for v in values:
             if any(c in v for c in "\n\r\0"):  # systemd ends a line at each of them
                 raise InvalidArgument(f"{key}= value {v[:60]!r} contains a line break or NUL")
-            size = len(f"{key}={v}".encode(errors="surrogateescape"))
+            try:
+                size = len(f"{key}={v}".encode())
+            except UnicodeEncodeError:  # bytes of a command line that are not UTF-8
+                raise InvalidArgument(
+                    f"{key}= value {v[:60]!r} is not valid UTF-8, which a .nspawn file must be"
+                ) from None
             if size > MAX_LINE:
                 raise InvalidArgument(
                     f"{key}= would be a line of {size} bytes; systemd reads at most {MAX_LINE}",

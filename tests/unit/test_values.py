@@ -279,3 +279,9 @@ def test_any_bad_stored_value_names_the_file() -> None:
             NspawnFile.parse(text, "/etc/systemd/nspawn/web.nspawn"),
             Path("/etc/systemd/nspawn/web.nspawn"),
         )
+
+
+def test_values_a_file_cannot_hold_are_refused_before_anything_is_written() -> None:
+    for bad in ["a\nb", "a\rb", "a\0b", "a\udcffb", "x" * (1 << 20)]:
+        with pytest.raises(InvalidArgument):
+            spec_to_file(_spec(command=["true"], hostname=bad))
