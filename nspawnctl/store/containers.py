@@ -100,7 +100,17 @@ class ContainerStore:
         return spec
 
     def users_of(self, image_id: str) -> builtins.list[str]:
-        return [c.name for c in self.list() if c.image_id == image_id]
+        """Containers made from the image, also those whose definition holds a bad value."""
+        specs = self.list()
+        users = [c.name for c in specs if c.image_id == image_id]
+        for name in sorted(self.names() - {c.name for c in specs}):
+            path = self._find_file(name)
+            try:
+                if path is not None and NspawnFile.load(path).get(OWN_SECTION, "ImageId") == image_id:
+                    users.append(name)
+            except (InvalidArgument, OSError):
+                continue
+        return users
 
     def exit_record(self, name: str) -> ExitRecord | None:
         try:

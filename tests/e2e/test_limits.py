@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLI, unit_show
+from demo import make_busybox_root
 from test_errors import pool_snapshot
 
 SETTINGS = Path("/etc/systemd/nspawn")
@@ -220,3 +221,17 @@ def test_no_flag_injects_a_line_into_the_definition(nsp: CLI, busybox: str, args
     first = proc.stderr.splitlines()[0]
     assert first.startswith("nspawnctl: error: ") and ("line break" in first or "line feed" in first), first
     assert pool_snapshot() == before and not (SETTINGS / f"{name}.nspawn").exists()
+
+
+def test_an_image_used_by_a_corrupted_container_stays_in_use(nsp: CLI, workdir: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    root = make_busybox_root(workdir / f"corrupt-{tag}", marker=f"corrupt-{tag}")
+    ref = f"e2e/corrupt-{tag}:latest"
+    nsp.images.add(ref)
+    nsp("import", str(root), ref)
+    name = nsp.name("bad")
+    nsp("create", "--name", name, "--pids-limit", "5", ref, "true")
+    path = SETTINGS / f"{name}.nspawn"
+    path.write_text(path.read_text().replace("TasksMax=5\n", "TasksMax=0\n"))
+    proc = nsp("rmi", ref, check=False)
+    assert proc.returncode not in (0, None) and "in use" in proc.stderr and name in proc.stderr, proc.stderr
