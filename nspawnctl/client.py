@@ -29,12 +29,13 @@ from .errors import (
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
-from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume
+from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume, spec_to_file
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, run_sync
 from .systemd.journal import Entry
+from .values import check_env, check_exec
 
 if TYPE_CHECKING:
     from .pull import PullOptions, PullResult
@@ -88,9 +89,9 @@ class ContainerStatus:
                 "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
             },
             "HostConfig": {
-                "Memory": s.limits.memory,
-                "NanoCpus": _nano(s.limits.cpus),
-                "PidsLimit": s.limits.pids,
+                "Memory": s.limits.memory.bytes if s.limits.memory else None,
+                "NanoCpus": s.limits.cpus.nano if s.limits.cpus else None,
+                "PidsLimit": s.limits.pids.count if s.limits.pids else None,
                 "RestartPolicy": {"Name": s.restart},
                 "NetworkMode": s.network,
                 "PortBindings": _port_bindings(s),
@@ -135,10 +136,6 @@ def _port_bindings(spec: ContainerSpec) -> dict[str, builtins.list[dict[str, str
 
 def _iso_us(us: int | None) -> str | None:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds") if us else None
-
-
-def _nano(cpus: float | None) -> int | None:
-    return None if cpus is None else int(cpus * 1e9)
 
 
 @dataclass(frozen=True)
@@ -297,10 +294,7 @@ class Containers:
         img = self._client.images.get(image)
         name = check_machine_name(options.name) if options.name else generate_name(self.store.names())
         defaults = img.defaults
-        env = [*defaults.env, *options.env]
-        for e in env:
-            if "=" not in e or e.startswith("="):
-                raise InvalidArgument(f"invalid environment variable {e!r}", hint="use -e KEY=VALUE")
+        env = [*check_env(defaults.env, f"Env of image {image}"), *check_env(options.env, "-e")]
         # a booted image runs its init unless told what to run: a command, or --entrypoint
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
@@ -352,6 +346,8 @@ class Containers:
                 f"no command given and image {image} has no default command",
                 hint=f"say what to run: nspawnctl run {image} /bin/sh",
             )
+        check_exec(spec.command, spec.env)
+        spec_to_file(spec)  # every value a .nspawn file can hold, before anything is made
         created = self.store.create(spec, img)
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
@@ -559,7 +555,11 @@ class Containers:
         self.start(name)
 
     def remove(self, name: str, force: bool = False) -> None:
-        spec = self.store.get(name)
+        try:
+            self.store.get(name)
+        except InvalidArgument:
+            if name not in self.store.names():
+                raise  # a definition with a bad value is still a container, and removable
 
         async def go(bus: Bus) -> None:
             rt = self._runtime(bus)
@@ -594,7 +594,7 @@ class Containers:
 
         net.down(self.paths, name)
         # a --rm container may already have removed itself when it stopped
-        if spec.name in self.store.names() or self.store.root(name).exists():
+        if name in self.store.names() or self.store.root(name).exists():
             self.store.remove(name)
 
     # -- observation -----------------------------------------------------------------------
@@ -606,8 +606,12 @@ class Containers:
         enabled: bool = run_sync(lambda bus: persist.is_enabled(self._runtime(bus).manager, name))
         return dataclasses.replace(status, enabled=enabled)
 
-    def list(self, all: bool = False) -> builtins.list[ContainerStatus]:
-        statuses = self.statuses(self.store.list())
+    def list(
+        self, all: bool = False, errors: builtins.list[InvalidArgument] | None = None
+    ) -> builtins.list[ContainerStatus]:
+        """The containers (running ones unless ``all``); definitions that cannot be read are left
+        out, their errors added to ``errors``."""
+        statuses = self.statuses(self.store.list(errors))
         return statuses if all else [s for s in statuses if s.running or s.state == "restarting"]
 
     def statuses(self, specs: builtins.list[ContainerSpec]) -> builtins.list[ContainerStatus]:
@@ -687,10 +691,8 @@ class Containers:
         }
         if tty and os.environ.get("TERM"):
             environment["TERM"] = os.environ["TERM"]
-        for e in [*spec.env, *(env or [])]:
-            k, sep, v = e.partition("=")
-            if not sep:
-                raise InvalidArgument(f"invalid environment variable {e!r}", hint="use -e KEY=VALUE")
+        for e in [*spec.env, *check_env(env or [], "-e", in_file=False)]:
+            k, _, v = e.partition("=")
             environment[k] = v
         from .run.lookup import check_command
 

@@ -41,9 +41,9 @@ from .spec import (
     parse_network,
     parse_nspawn_port,
     parse_restart,
-    parse_size,
     spec_to_file,
 )
+from .values import Cpus, MemoryBytes, PidsLimit, check_env, check_exec
 
 if TYPE_CHECKING:
     from .client import Client
@@ -170,7 +170,7 @@ def load(path: str | Path) -> list[Definition]:
 def load_file(path: Path) -> Definition:
     name = name_of(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode()  # no universal newlines: a CR is refused, not a new line
     except (OSError, UnicodeDecodeError) as e:
         raise DefinitionError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
     try:
@@ -267,16 +267,11 @@ def _check_own(key: str, value: str) -> None:
     elif key == "Entrypoint":
         split_words(value)
     elif key == "MemoryMax":
-        parse_size(value)
+        MemoryBytes.parse(value, None)
     elif key == "CPUs":
-        try:
-            ok = float(value) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise InvalidArgument("not a number of CPUs greater than 0, e.g. 0.5")
-    elif key == "TasksMax" and not (value.isdigit() and int(value) > 0):
-        raise InvalidArgument("not a number of processes greater than 0")
+        Cpus.parse(value, None)
+    elif key == "TasksMax":
+        PidsLimit.parse(value, None)
 
 
 def _check_exec(key: str, value: str) -> None:
@@ -375,12 +370,12 @@ def desired(
     f = d.file.copy()
     mem = f.get(OWN_SECTION, "MemoryMax")
     if mem:
-        f.set(OWN_SECTION, "MemoryMax", str(parse_size(mem)))
+        f.set(OWN_SECTION, "MemoryMax", str(MemoryBytes.parse(mem, None)))
     f.set(OWN_SECTION, "Id", "-")  # file_to_spec wants one; spec_to_file writes the real one
     try:
         spec = file_to_spec(d.name, f, d.path)
-    except InvalidArgument as e:
-        raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
+    except InvalidArgument as e:  # its message names the file already
+        raise DefinitionError(e.message, e.hint) from None
     defaults = image.defaults
     has_params = bool(f.get_all("Exec", "Parameters"))
     boot_value = f.get("Exec", "Boot")
@@ -409,6 +404,11 @@ def desired(
     volumes = spec.volumes
     if private_users:
         volumes = idmap_volumes(volumes, lambda text: notices.append(f"{d.name}: {text}"))
+    try:
+        image_env = check_env(defaults.env, f"Env of image {d.image}")
+        check_env(spec.env, str(d.path))
+    except InvalidArgument as e:
+        raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
     keep = installed is not None and installed.image_id == image.id
     spec = replace(
         spec,
@@ -419,7 +419,7 @@ def desired(
         boot=boot,
         entrypoint=list(entrypoint),
         command=list(command),
-        env=merge_env(defaults.env, spec.env),
+        env=merge_env(image_env, spec.env),
         workdir=spec.workdir or defaults.workdir,
         user=spec.user or defaults.user,
         stop_signal=None
@@ -430,7 +430,11 @@ def desired(
         private_users=private_users,
         auto_remove=False,
     )
-    return spec, spec_to_file(spec, f), notices
+    try:
+        check_exec(spec.command, spec.env, str(d.path))
+        return spec, spec_to_file(spec, f), notices
+    except InvalidArgument as e:
+        raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
 
 
 def merge_env(base: list[str], override: list[str]) -> list[str]:

@@ -24,6 +24,32 @@ from .errors import InvalidArgument
 
 OWN_SECTION = "X-Nspawnctl"
 _WHITESPACE = " \t\n\r"
+MAX_LINE = (1 << 20) - 1  # systemd's LONG_LINE_MAX: a longer line fails the whole file
+
+
+def _lines(text: str, filename: str) -> list[str]:
+    """The lines as systemd's read_line() sees them: ended by LF (CRLF too). A lone CR or a NUL
+    would end a line for systemd but not for a reader of the file, so neither is accepted (and
+    Python's other line separators, \\v, \\f, U+2028, ..., are no line ends for systemd)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    out = []
+    for lineno, line in enumerate(lines, 1):
+        line = line.removesuffix("\r")
+        for c, what in (("\r", "a carriage return (CR)"), ("\0", "a NUL character")):
+            if c in line:
+                raise InvalidArgument(
+                    f"{filename}:{lineno}: the line contains {what}, which systemd reads as the "
+                    "end of a line",
+                    hint="remove it; a value cannot hold line breaks",
+                )
+        if len(line.encode(errors="surrogateescape")) > MAX_LINE:
+            raise InvalidArgument(
+                f"{filename}:{lineno}: the line is longer than systemd's limit of {MAX_LINE} bytes"
+            )
+        out.append(line)
+    return out
 
 
 @dataclass
@@ -81,7 +107,7 @@ class NspawnFile:
             else:
                 raise InvalidArgument(f"{filename}:{start}: expected KEY=VALUE, got {stripped!r}")
 
-        for lineno, raw in enumerate(text.splitlines(), 1):
+        for lineno, raw in enumerate(_lines(text, filename), 1):
             if pending:
                 raw = pending + raw
                 pending = ""
@@ -98,7 +124,12 @@ class NspawnFile:
 
     @classmethod
     def load(cls, path: Path) -> NspawnFile:
-        return cls.parse(path.read_text(), str(path))
+        # bytes, not read_text(): its universal newlines would make a CR a line break unseen
+        try:
+            text = path.read_bytes().decode()
+        except UnicodeDecodeError as e:
+            raise InvalidArgument(f"{path}: not UTF-8 text (byte {e.start})") from None
+        return cls.parse(text, str(path))
 
     def copy(self) -> NspawnFile:
         return NspawnFile([replace(ln) for ln in self.lines], self.filename)
@@ -160,7 +191,18 @@ class NspawnFile:
         values = list(values)
         for v in values:
             if any(c in v for c in "\n\r\0"):  # systemd ends a line at each of them
-                raise InvalidArgument(f"{key}= value {v!r} contains a line break or NUL")
+                raise InvalidArgument(f"{key}= value {v[:60]!r} contains a line break or NUL")
+            try:
+                size = len(f"{key}={v}".encode())
+            except UnicodeEncodeError:  # bytes of a command line that are not UTF-8
+                raise InvalidArgument(
+                    f"{key}= value {v[:60]!r} is not valid UTF-8, which a .nspawn file must be"
+                ) from None
+            if size > MAX_LINE:
+                raise InvalidArgument(
+                    f"{key}= would be a line of {size} bytes; systemd reads at most {MAX_LINE}",
+                    hint="pass big data in a file (-v) instead",
+                )
         existing = list(self._assignments(section, key))
         new = [_Line(f"{key}={v}", section, key, v) for v in values]
         if existing:

@@ -7,12 +7,14 @@ and so does ``machinectl start``); nspawnctl's own keys go to ``[X-Nspawnctl]``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import InvalidArgument
 from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean
+from .values import BadValue, Cpus, MemoryBytes, PidsLimit, parse_bytes
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class RunDefaults:
     labels: dict[str, str] = field(default_factory=dict)  # OCI config Labels, shown by inspect
     stop_signal: str | None = None  # OCI StopSignal ("SIGQUIT"); None: SIGTERM
 
+
+T = TypeVar("T")
 
 # nspawn's Bind= options (systemd.nspawn(5)); "idmap" keeps a volume writable for root inside a
 # user namespace: the mount maps the container's root to the owner on the host.
@@ -242,19 +246,10 @@ def parse_nspawn_port(value: str) -> PortMapping:
     return PortMapping.parse(f"{host}:{ctr or host}/{proto}")
 
 
-_SIZE = re.compile(r"(?i)^\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)i?b?\s*$")
-
-
-def parse_size(text: str) -> int:
+def parse_size(text: str, option: str | None = "--memory") -> int:
     """A size in bytes as docker's ``--memory`` and systemd's ``MemoryMax=`` write it: a number
     with an optional unit b, k, m, g, t (powers of 1024: 64M = 64 MiB; also 64MiB, 64mb)."""
-    m = _SIZE.match(text)
-    value = int(float(m.group(1)) * 1024 ** "bkmgt".index((m.group(2) or "b").lower())) if m else 0
-    if value <= 0:
-        raise InvalidArgument(
-            f"invalid size {text!r}", hint="use a number greater than 0 with an optional unit: 512k, 64M, 2G"
-        )
-    return value
+    return parse_bytes(text, option)
 
 
 def _escape_colon(path: str) -> str:
@@ -281,9 +276,16 @@ def unescape_colon(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Limits:
-    memory: int | None = None  # bytes -> MemoryMax
-    cpus: float | None = None  # CPUs -> CPUQuotaPerSecUSec
-    pids: int | None = None  # -> TasksMax
+    """The cgroup limits of a container; each value was checked when its type was built."""
+
+    memory: MemoryBytes | None = None  # -> MemoryMax
+    cpus: Cpus | None = None  # -> CPUQuotaPerSecUSec
+    pids: PidsLimit | None = None  # -> TasksMax
+
+    def __post_init__(self) -> None:
+        for value, kind in ((self.memory, MemoryBytes), (self.cpus, Cpus), (self.pids, PidsLimit)):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"Limits wants a {kind.__name__}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -347,7 +349,7 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
         "ImageId": spec.image_id,
         "Created": spec.created,
         "MemoryMax": None if spec.limits.memory is None else str(spec.limits.memory),
-        "CPUs": None if spec.limits.cpus is None else f"{spec.limits.cpus:g}",
+        "CPUs": None if spec.limits.cpus is None else str(spec.limits.cpus),
         "TasksMax": None if spec.limits.pids is None else str(spec.limits.pids),
         "AutoRemove": "yes" if spec.auto_remove else None,
         "Network": None if spec.network == "host" else spec.network,
@@ -472,7 +474,18 @@ def _quote_env(assignment: str) -> str:
 
 
 def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> ContainerSpec:
-    """Read a container's spec back; raises InvalidArgument when it is not an nspawnctl file."""
+    """Read a container's spec back; raises InvalidArgument when it is not an nspawnctl file or
+    holds a value nspawnctl refuses (the message names the file, and the line where it can)."""
+    try:
+        return _file_to_spec(name, f, where)
+    except InvalidArgument as e:
+        at = str(where or f.filename or name)
+        if e.message.startswith(at):
+            raise
+        raise InvalidArgument(f"{at}: {e.message}", e.hint) from None
+
+
+def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec:
     own = OWN_SECTION
     cid = f.get(own, "Id")
     if not cid:
@@ -482,7 +495,6 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
         for key, ro in (("Bind", False), ("BindReadOnly", True))
         for value in f.get_all("Files", key)
     ]
-    mem, cpus, pids = f.get(own, "MemoryMax"), f.get(own, "CPUs"), f.get(own, "TasksMax")
     boot = _yes(f.get("Exec", "Boot"))
     users = f.get("Exec", "PrivateUsers") or ""
     kill = f.get("Exec", "KillSignal")
@@ -499,11 +511,7 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
         user=f.get("Exec", "User"),
         hostname=f.get("Exec", "Hostname"),
         boot=boot,
-        limits=Limits(
-            memory=int(mem) if mem else None,
-            cpus=float(cpus) if cpus else None,
-            pids=int(pids) if pids else None,
-        ),
+        limits=limits_from_file(f),
         auto_remove=_yes(f.get(own, "AutoRemove")),
         entrypoint=f.get_words(own, "Entrypoint"),
         stop_signal=None if boot or kill in (None, "SIGTERM") else kill,
@@ -511,4 +519,27 @@ def file_to_spec(name: str, f: NspawnFile, where: Path | None = None) -> Contain
         ports=ports_from_file(f),
         restart=parse_restart(f.get(own, "Restart") or "no"),
         private_users=users != "" and not _no(users),
+    )
+
+
+def limits_from_file(f: NspawnFile) -> Limits:
+    """MemoryMax=, CPUs=, TasksMax= of [X-Nspawnctl], each built by its type; a bad one (a file
+    written by hand or by an old version) raises InvalidArgument naming ``FILE:LINE``."""
+
+    def read(key: str, parse: Callable[[str, str | None], T]) -> T | None:
+        value = f.get(OWN_SECTION, key)
+        if not value:
+            return None
+        try:
+            return parse(value, None)
+        except BadValue as e:
+            raise InvalidArgument(
+                f"{f.where(OWN_SECTION, key)}: {key}={value}: {e.reason}",
+                hint="correct or delete that line, or remove the container (nspawnctl rm -f NAME)",
+            ) from None
+
+    return Limits(
+        memory=read("MemoryMax", MemoryBytes.parse),
+        cpus=read("CPUs", Cpus.parse),
+        pids=read("TasksMax", PidsLimit.parse),
     )

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
-import signal as signals
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from ..errors import InvalidArgument
 from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
+
+if TYPE_CHECKING:
+    from ..client import ContainerStatus
 
 # Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
 PAYLOAD = {"allow_interspersed_args": False, "ignore_unknown_options": True}
@@ -37,35 +40,36 @@ def register(app: typer.Typer) -> None:
 
 # -- option parsing ------------------------------------------------------------------------
 def parse_signal(text: str) -> int:
-    t = text.upper()
-    if t.isdigit():
-        return int(t)
-    try:
-        return int(signals.Signals[t if t.startswith("SIG") else f"SIG{t}"])
-    except KeyError:
-        raise InvalidArgument(
-            f"invalid signal {text!r}", hint="use a name like TERM, SIGHUP or a number"
-        ) from None
+    """A signal name or number, 1 to SIGRTMAX (the library's check; imported lazily)."""
+    from ..values import parse_signal_number
+
+    return parse_signal_number(text)
 
 
 def read_env_file(path: str) -> list[str]:
-    """docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes the value from our environment."""
+    """docker's --env-file: KEY=VALUE lines, # comments, a bare KEY takes the value from our
+    environment (nothing when it is unset there). Lines end at LF only (CRLF too), as docker's:
+    a lone CR stays in its value, which is then refused, never read as a new variable."""
     import os
 
+    from ..values import check_env
+
     try:
-        lines = Path(path).read_text().splitlines()
+        text = Path(path).read_bytes().decode()
     except OSError as e:
         raise InvalidArgument(f"cannot read env file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:  # the .nspawn file that keeps the variables is UTF-8
+        raise InvalidArgument(f"env file {path} is not UTF-8 text (byte {e.start})") from None
     out = []
-    for line in lines:
-        line = line.strip()
+    for line in text.split("\n"):
+        line = line.removesuffix("\r").lstrip()
         if not line or line.startswith("#"):
             continue
         if "=" in line:
             out.append(line)
-        elif line in os.environ:
-            out.append(f"{line}={os.environ[line]}")
-    return out
+        elif line.strip() in os.environ:
+            out.append(f"{line.strip()}={os.environ[line.strip()]}")
+    return check_env(out, f"--env-file {path}")
 
 
 def _options(
@@ -78,8 +82,8 @@ def _options(
     hostname: str | None,
     boot: bool,
     memory: str | None,
-    cpus: float | None,
-    pids_limit: int | None,
+    cpus: str | None,
+    pids_limit: str | None,
     rm: bool,
     entrypoint: str | None = None,
     network: str | None = None,
@@ -87,20 +91,19 @@ def _options(
     restart: str = "no",
     userns: str = "auto",
 ) -> object:
-    import os
-
     from ..client import RunOptions
     from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
+    from ..values import Cpus, MemoryBytes, PidsLimit, check_env
 
-    if cpus is not None and cpus <= 0:
-        raise InvalidArgument("--cpus must be greater than 0")
-    if pids_limit is not None and pids_limit <= 0:
-        raise InvalidArgument("--pids-limit must be greater than 0")
+    limits = Limits(
+        memory=None if memory is None else MemoryBytes.parse(memory, "--memory"),
+        cpus=None if cpus is None else Cpus.parse(cpus, "--cpus"),
+        pids=None if pids_limit is None else PidsLimit.parse(pids_limit, "--pids-limit"),
+    )
     envs: list[str] = []
     for f in env_file:
         envs += read_env_file(f)
-    for e in env:  # -e KEY without a value passes our own value through, as docker does
-        envs.append(e if "=" in e else f"{e}={os.environ.get(e, '')}")
+    envs += check_env(_caller_env(env), "-e")
     return RunOptions(
         name=name,
         env=envs,
@@ -109,7 +112,7 @@ def _options(
         user=user,
         hostname=hostname,
         boot=boot,
-        limits=Limits(memory=parse_size(memory) if memory else None, cpus=cpus, pids=pids_limit),
+        limits=limits,
         auto_remove=rm,
         entrypoint=entrypoint,
         network=parse_network(network) if network else None,
@@ -118,6 +121,14 @@ def _options(
         userns=userns,
         notify=lambda text: err(f"nspawnctl: {text}"),
     )
+
+
+def _caller_env(env: list[str]) -> list[str]:
+    """-e KEY without a value passes our own KEY through, as docker does, or nothing when we have
+    none (the image's value, if any, stays)."""
+    import os
+
+    return [e if "=" in e else f"{e}={os.environ[e]}" for e in env if "=" in e or e in os.environ]
 
 
 # Shared option declarations of create/run.
@@ -198,8 +209,8 @@ def create(
     hostname: str = HOSTNAME,
     boot: bool = BOOT,
     memory: str = MEMORY,
-    cpus: float = CPUS,
-    pids_limit: int = PIDS,
+    cpus: str = CPUS,
+    pids_limit: str = PIDS,
     rm: bool = RM,
     entrypoint: str = ENTRYPOINT,
     network: str = NETWORK,
@@ -251,8 +262,8 @@ def run(
     hostname: str = HOSTNAME,
     boot: bool = BOOT,
     memory: str = MEMORY,
-    cpus: float = CPUS,
-    pids_limit: int = PIDS,
+    cpus: str = CPUS,
+    pids_limit: str = PIDS,
     rm: bool = RM,
     entrypoint: str = ENTRYPOINT,
     network: str = NETWORK,
@@ -325,11 +336,14 @@ def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
 def stop(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: float = typer.Option(10, "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
+    time: str = typer.Option("10", "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
 ) -> None:
     """Stop containers: SIGTERM to the command (init: orderly shutdown), SIGKILL after -t seconds."""
+    from ..values import parse_timeout
+
+    seconds = parse_timeout(time)
     c = state_of(ctx).client().containers
-    for_each(names, lambda n: c.stop(n, time))
+    for_each(names, lambda n: c.stop(n, seconds))
 
 
 def kill(
@@ -348,11 +362,14 @@ def kill(
 def restart(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: float = typer.Option(10, "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
+    time: str = typer.Option("10", "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
 ) -> None:
     """Stop, then start containers."""
+    from ..values import parse_timeout
+
+    seconds = parse_timeout(time)
     c = state_of(ctx).client().containers
-    for_each(names, lambda n: c.restart(n, time))
+    for_each(names, lambda n: c.restart(n, seconds))
 
 
 def rm(
@@ -374,14 +391,29 @@ def ps(
     """List containers (running ones unless -a)."""
     state = state_of(ctx)
     state.json = json_out
-    statuses = state.client().containers.list(all=all)
+    broken: list[InvalidArgument] = []
+    statuses = state.client().containers.list(all=all, errors=broken)
     if json_out:
         print_json([s.to_json() for s in statuses])
-        return
-    if quiet:
+    elif quiet:
         for s in statuses:
             typer.echo(s.spec.name)
-        return
+    else:
+        _ps_table(statuses)
+    _report_broken(broken)
+
+
+def _report_broken(broken: list[InvalidArgument]) -> None:
+    """Definitions that cannot be read: said on stderr after the others were shown; exit 1."""
+    for e in broken:
+        err(f"nspawnctl: error: {e.message}")
+        if e.hint:
+            err(f"hint: {e.hint}")
+    if broken:
+        raise typer.Exit(1)
+
+
+def _ps_table(statuses: list[ContainerStatus]) -> None:
     rows = []
     now = datetime.now(UTC).timestamp()
     for s in statuses:
@@ -439,7 +471,12 @@ def logs(
         out.flush()
 
     state_of(ctx).client().containers.logs(
-        name, write, follow=follow, since=_docker_since(since), tail=None if tail == "all" else int(tail)
+        name,
+        write,
+        follow=follow,
+        since=_docker_since(since),
+        # more lines than journalctl can count are all of them
+        tail=None if tail == "all" or len(tail) > 9 else int(tail),
     )
 
 
@@ -454,8 +491,11 @@ def exec_(
     user: str = USER,
 ) -> None:
     """Run a command in a running container (app or booted); its exit code becomes ours."""
+    from ..values import check_env
+
     c = state_of(ctx).client().containers
-    raise typer.Exit(c.exec(name, list(command), env, workdir, user, tty=tty, interactive=interactive))
+    envs = check_env(_caller_env(env), "-e", in_file=False)
+    raise typer.Exit(c.exec(name, list(command), envs, workdir, user, tty=tty, interactive=interactive))
 
 
 exec_.__name__ = "exec"
@@ -467,22 +507,36 @@ def inspect(
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
 ) -> None:
     """Show containers' (or images') configuration and state as JSON."""
-    from ..errors import ContainerNotFound, ImageNotFound, InvalidReference, NotFound
+    from ..errors import ContainerNotFound, ImageNotFound, InvalidReference, NotFound, NspawnctlError
 
     state: State = state_of(ctx)
     state.json = True
     client = state.client()
     out = []
-    for n in names:
+    failed: list[NspawnctlError] = []
+
+    def one(n: str) -> dict[str, object]:
         try:
-            out.append(client.containers.get(n).to_json())
-            continue
+            found: dict[str, object] = client.containers.get(n).to_json()
+            return found
         except ContainerNotFound:
             pass
         try:
-            out.append(client.images.get(n).to_json())
+            return client.images.get(n).to_json()
         except (ImageNotFound, InvalidReference):
             raise NotFound(
                 f"no such container or image: {n}", hint="see 'nspawnctl ps -a' and 'nspawnctl images'"
             ) from None
+
+    for n in names:  # as docker: what is found is shown, each failure said, exit 1
+        try:
+            out.append(one(n))
+        except NspawnctlError as e:
+            if len(names) == 1:
+                raise
+            failed.append(e)
     print_json(out)
+    for failure in failed:
+        err(f"nspawnctl: error: {failure.message}")
+    if failed:
+        raise typer.Exit(1)

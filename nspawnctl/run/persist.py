@@ -99,7 +99,7 @@ def render_dropin(
     if limits.memory is not None:
         extra.append(f"MemoryMax={limits.memory}")
     if limits.cpus is not None:
-        extra.append(f"CPUQuota={round(limits.cpus * 100, 2):g}%")  # no specifiers in CPUQuota=
+        extra.append(f"CPUQuota={limits.cpus.quota_percent()}")  # no specifiers in CPUQuota=
     if limits.pids is not None:
         extra.append(f"TasksMax={limits.pids}")
     mounts = [str(paths.pool / spec.name), str(paths.store)]

@@ -204,11 +204,11 @@ def unit_properties(
         pre = [exec_arg(a) for a in launch.pre]
         props.append(("ExecStartPre", "a(sasb)", [[launch.pre[0], pre, False]]))
     if spec.limits.memory is not None:
-        props.append(("MemoryMax", "t", spec.limits.memory))
+        props.append(("MemoryMax", "t", spec.limits.memory.bytes))
     if spec.limits.cpus is not None:
-        props.append(("CPUQuotaPerSecUSec", "t", max(1, round(spec.limits.cpus * 1_000_000))))
+        props.append(("CPUQuotaPerSecUSec", "t", spec.limits.cpus.usec))
     if spec.limits.pids is not None:
-        props.append(("TasksMax", "t", spec.limits.pids))
+        props.append(("TasksMax", "t", spec.limits.pids.count))
     if launch.post:
         post = [exec_arg(a) for a in launch.post]
         props.append(("ExecStopPost", "a(sasb)", [[launch.post[0], post, True]]))

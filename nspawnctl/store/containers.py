@@ -72,14 +72,19 @@ class ContainerStore:
                         continue
         return found
 
-    def list(self) -> builtins.list[ContainerSpec]:
+    def list(self, errors: builtins.list[InvalidArgument] | None = None) -> builtins.list[ContainerSpec]:
+        """Every container whose definition reads; those that do not are left out (and their
+        errors, FILE:LINE and what is wrong, added to ``errors``): one bad file hides no other."""
         self.pool.check()
         out = []
         for name in sorted(self.names()):
             try:
                 out.append(self.get(name))
-            except (ContainerNotFound, InvalidArgument):
+            except ContainerNotFound:
                 continue
+            except InvalidArgument as e:
+                if errors is not None:
+                    errors.append(e)
         return out
 
     def get(self, name: str) -> ContainerSpec:
@@ -95,7 +100,17 @@ class ContainerStore:
         return spec
 
     def users_of(self, image_id: str) -> builtins.list[str]:
-        return [c.name for c in self.list() if c.image_id == image_id]
+        """Containers made from the image, also those whose definition holds a bad value."""
+        specs = self.list()
+        users = [c.name for c in specs if c.image_id == image_id]
+        for name in sorted(self.names() - {c.name for c in specs}):
+            path = self._find_file(name)
+            try:
+                if path is not None and NspawnFile.load(path).get(OWN_SECTION, "ImageId") == image_id:
+                    users.append(name)
+            except (InvalidArgument, OSError):
+                continue
+        return users
 
     def exit_record(self, name: str) -> ExitRecord | None:
         try:

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,3 +417,26 @@ def test_two_pulls_racing_share_one_copy(nsp: CLI, oci: Env) -> None:
         assert listing.count(f"layers/{chain.split(':')[1]}") == 1
     assert not list(LAYERS.glob(".tmp-*"))
     assert nsp("run", "--rm", ref).stdout.startswith("2 ")
+
+
+def test_image_env_over_the_kernels_limit_is_refused_at_create(nsp: CLI, oci: Env) -> None:
+    """An image's 3 MB variable would fail every start (execve() takes at most 128 KiB each):
+    refused when a container is made of it, naming the variable; nothing is made. (A line break
+    in an image's Env is refused by pull already.)"""
+    env, words = "BIG=" + "z" * (3 << 20), ["BIG", "Env of image", "131071"]
+    tag = f"env-{uuid.uuid4().hex[:6]}"
+    root = make_busybox_root(oci.workdir / f"oci-{tag}")
+    img = oci.std.layout.image(
+        tag, [ob.Layer(ob.LayerSpec().tree(root), "gzip")], {"Cmd": ["/bin/true"], "Env": [env]}
+    )
+    ob.push(oci.std.layout, img, oci.reg.url(""), f"acc/{tag}", "v1", ca=oci.tls.ca)
+    ref = oci.ref(tag)
+    pull(nsp, oci, ref)
+    name = nsp.name("imgenv")
+    before = pool_snapshot()
+    for command in ("create", "run"):
+        proc = nsp(command, "--name", name, ref, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        first = proc.stderr.splitlines()[0]
+        assert first.startswith("nspawnctl: error: ") and all(w in first for w in words), first
+    assert pool_snapshot() == before

@@ -15,6 +15,7 @@ from nspawnctl.errors import ContainerNotFound, DefinitionError, FetchError, Ima
 from nspawnctl.nspawnfile import NspawnFile
 from nspawnctl.spec import ContainerSpec, PortMapping, RunDefaults, Volume, file_to_spec, spec_to_file
 from nspawnctl.store.images import Image
+from nspawnctl.values import MemoryBytes
 
 IMG = Image(
     id="sha256:" + "aa" * 32,
@@ -287,7 +288,7 @@ def test_desired_fills_in_the_images_defaults(tmp_path: Path) -> None:
     d = declare.load(write(tmp_path, "web", "[X-Nspawnctl]\nImage=e2e/busybox:latest\nMemoryMax=64M\n"))[0]
     spec, f, notices = declare.desired(d, IMG)
     assert spec.command == ["sh"] and spec.env == ["PATH=/usr/bin:/bin"]
-    assert spec.network == "veth" and spec.private_users and spec.limits.memory == 64 << 20
+    assert spec.network == "veth" and spec.private_users and spec.limits.memory == MemoryBytes(64 << 20)
     assert f.get("X-Nspawnctl", "ImageId") == IMG.id and f.get("Exec", "PrivateUsers") == "pick"
     assert notices == []
 

@@ -14,6 +14,7 @@ from nspawnctl.config import Paths
 from nspawnctl.errors import InvalidArgument
 from nspawnctl.run import persist
 from nspawnctl.spec import ContainerSpec, Limits
+from nspawnctl.values import Cpus, MemoryBytes, PidsLimit
 
 SPEC = ContainerSpec(
     name="web",
@@ -108,7 +109,9 @@ def test_enabled_containers_restart_on_failure_at_least() -> None:
 
 
 def test_dropin_carries_paths_limits_and_cgroup_hint() -> None:
-    spec = dataclasses.replace(SPEC, limits=Limits(memory=64 << 20, cpus=0.5, pids=50))
+    spec = dataclasses.replace(
+        SPEC, limits=Limits(memory=MemoryBytes(64 << 20), cpus=Cpus(500_000), pids=PidsLimit(50))
+    )
     paths = Paths(pool=Path("/srv/pool"), store=Path("/srv/store"))
     text = persist.render_dropin(spec, paths, enabled=True, python="/opt/my venv/bin/python", unified=True)
     kv = keys(text)

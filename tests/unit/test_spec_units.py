@@ -12,6 +12,7 @@ from nspawnctl.ref import ImageRef
 from nspawnctl.run.escape import exec_arg, unit_value, unit_word
 from nspawnctl.run.units import Launch, nspawn_argv, unit_name, unit_properties
 from nspawnctl.spec import ContainerSpec, Limits, Volume, file_to_spec, spec_to_file
+from nspawnctl.values import Cpus, MemoryBytes, PidsLimit
 
 SPEC = ContainerSpec(
     name="web",
@@ -25,7 +26,7 @@ SPEC = ContainerSpec(
     workdir="/tmp",
     user="nobody",
     hostname="web1",
-    limits=Limits(memory=64 << 20, cpus=0.5, pids=50),
+    limits=Limits(memory=MemoryBytes(64 << 20), cpus=Cpus(500_000), pids=PidsLimit(50)),
 )
 
 
