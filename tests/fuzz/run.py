@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""Fuzz one parser for a while: ``python3 tests/fuzz/run.py TARGET --minutes 10``.
+
+Runs the target's hypothesis strategy (structured inputs plus mutations of its corpus) in
+batches until the time is up, and stops at the first input that breaks the property (an
+exception that is not an nspawnctl error, a hang, an escape, a leak): hypothesis shrinks it, and
+it is saved as ``corpus/TARGET/crash-<sha>`` so that the unit tests replay it from then on.
+``--replay`` runs the corpus alone. Targets: tar, oci, aci, nspawn, ref (or ``all``).
+Run from the repository with the package importable (``PYTHONPATH=.`` or an install).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fuzz_targets import CORPUS, TARGETS, Target, corpus_files
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+
+
+def replay(target: Target) -> int:
+    failed = 0
+    for path in corpus_files(target.name):
+        try:
+            target.check(path.read_bytes())
+        except Exception:
+            failed += 1
+            print(f"FAIL {path}", file=sys.stderr)
+            traceback.print_exc()
+    print(f"{target.name}: replayed {len(corpus_files(target.name))} corpus files, {failed} failed")
+    return 1 if failed else 0
+
+
+def fuzz(target: Target, minutes: float, batch: int) -> int:
+    """Return 0 when the time ran out with no failure, 1 after saving a failing input."""
+    count = 0
+    failing: list[bytes] = []
+
+    @settings(
+        max_examples=batch,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,  # the input goes to the corpus, not the terminal
+    )
+    @given(target.strategy())
+    def prop(data: bytes) -> None:
+        nonlocal count
+        count += 1
+        try:
+            target.check(data)
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            failing.append(data)
+            raise
+
+    start = time.monotonic()
+    end = start + minutes * 60
+    batches = 0
+    try:
+        while time.monotonic() < end:
+            prop()
+            batches += 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    except Exception:
+        traceback.print_exc(limit=-12)
+        if not failing:
+            raise  # the strategy or the harness broke, not the target
+        data = failing[-1]  # hypothesis runs the shrunk example last
+        folder = CORPUS / target.name
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"crash-{hashlib.sha256(data).hexdigest()[:16]}"
+        path.write_bytes(data)
+        elapsed = time.monotonic() - start
+        print(f"{target.name}: FAILED after {count} examples in {elapsed:.0f} s; saved {path}")
+        return 1
+    elapsed = time.monotonic() - start
+    print(
+        f"{target.name}: {count} examples in {elapsed:.0f} s ({count / max(elapsed, 1e-9):.1f}/s), "
+        f"{batches} batches, no failure"
+    )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", choices=[*TARGETS, "all"])
+    parser.add_argument("--minutes", type=float, default=1.0, help="how long to fuzz each target")
+    parser.add_argument("--batch", type=int, default=500, help="examples per hypothesis run")
+    parser.add_argument("--replay", action="store_true", help="only run the corpus through the target")
+    args = parser.parse_args()
+    names = list(TARGETS) if args.target == "all" else [args.target]
+    rc = 0
+    for name in names:
+        target = TARGETS[name]
+        rc |= replay(target) if args.replay else fuzz(target, args.minutes, args.batch)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
