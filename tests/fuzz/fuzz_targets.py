@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 TIME_LIMIT = 10.0  # seconds per input (the tar target runs three layouts per input)
 MEMORY_LIMIT = 1 << 30  # bytes of address space per input, above what the process already has
+TAR_MEMORY_LIMIT = 512 << 20  # extraction streams: 1 MiB chunks, headers capped at 1 MiB
 MAX_INPUT = 1 << 20  # corpus and generated inputs stay below this
 
 
@@ -285,6 +286,25 @@ def _pax_sparse(draw: st.DrawFn) -> tuple[tarfile.TarInfo, bytes]:
     return ti, data
 
 
+@st.composite
+def _header_bomb(draw: st.DrawFn) -> bytes:
+    """An extended header (pax, global pax, GNU long name or link) far over Limits.max_header,
+    with its body: compressed, it is small; read whole, it is not."""
+    block = bytearray(512)
+    block[0:13] = b"././@LongLink"
+    kind = draw(st.sampled_from([b"x", b"g", b"L", b"K"]))
+    size = draw(st.sampled_from([(1 << 20) + 1, 8 << 20, 300 << 20]))
+    for start, end, value in ((100, 108, 0o644), (108, 116, 0), (116, 124, 0), (136, 148, 0)):
+        block[start:end] = _octal(value, end - start)
+    block[124:136] = _octal(size, 12)
+    block[156:157] = kind
+    block[257:265] = b"ustar\x0000"
+    _checksum(block)
+    record = draw(st.sampled_from([b"a", b"\0", b"18 comment=aaaaaa\n"]))
+    body = record * (size // len(record)) + b"a" * (size % len(record))
+    return bytes(block) + body + bytes(-size % 512)
+
+
 def fix_tar_checksums(data: bytes) -> bytes:
     """Recompute the checksum of every block that looks like a ustar header."""
     buf = bytearray(data)
@@ -325,10 +345,12 @@ def tar_archives(draw: st.DrawFn) -> bytes:
             ti.size = len(manifest)
             tf.addfile(ti, io.BytesIO(manifest))
         for _ in range(draw(st.integers(0, 8))):
-            kind = draw(st.sampled_from(["member", "member", "member", "raw", "sparse"]))
-            if kind == "raw":
+            kind = draw(st.sampled_from(["member", "member", "member", "raw", "sparse", "bomb"]))
+            if kind == "bomb" and draw(st.integers(0, 9)):
+                kind = "member"  # rare: they are slow to make
+            if kind in ("raw", "bomb"):
                 # hand-made headers go after what tarfile wrote so far
-                raw = draw(_raw_header())
+                raw = draw(_raw_header() if kind == "raw" else _header_bomb())
                 tf.fileobj.write(raw)  # type: ignore[union-attr]
                 tf.offset += len(raw)
                 continue
@@ -347,7 +369,10 @@ def tar_archives(draw: st.DrawFn) -> bytes:
         data = data.rstrip(b"\0")
     elif end == "garbage":
         data += draw(st.binary(min_size=1, max_size=600))
-    data = _compress(draw(st.sampled_from(["none", "none", "gzip", "xz", "bzip2", "zstd"])), data)
+    compression = draw(st.sampled_from(["none", "none", "gzip", "xz", "bzip2", "zstd"]))
+    if len(data) > MAX_INPUT:
+        compression = "zstd"  # a header bomb: only compressed does it fit in an input
+    data = _compress(compression, data)
     if draw(st.integers(0, 9)) == 0 and data:
         data = data[: draw(st.integers(0, len(data) - 1))]
     return data[:MAX_INPUT]
@@ -413,7 +438,7 @@ def check_tar(data: bytes) -> None:
             fds = _open_fds()
             ok = False
             try:
-                with bounded():
+                with bounded(memory=TAR_MEMORY_LIMIT):
                     unpack_tar(io.BytesIO(data), root, limits=limits, layout=layout)
                 ok = True
             except NspawnctlError:
@@ -557,7 +582,12 @@ def _mutated_doc(draw: st.DrawFn, doc: Any, depth: int = 0) -> Any:
             items.append(draw(st.sampled_from(items)))
         return items
     if isinstance(doc, str) and choice == 1:
-        return draw(st.sampled_from([doc.upper(), doc + "\n", doc[:-1], "", doc + doc, "\u00b2", "9" * 5000]))
+        return draw(
+            st.sampled_from(
+                [doc.upper(), doc + "\n", doc[:-1], "", doc + doc, "\u00b2", "9" * 5000, "9" * 5000 + doc,
+                 doc.replace("0", "\u0660").replace("1", "\u00b9"), " " + doc, doc + "\x85", "-" + doc]
+            )
+        )  # fmt: skip
     return doc
 
 
