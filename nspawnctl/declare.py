@@ -275,7 +275,7 @@ def _check_own(key: str, value: str) -> None:
             ok = False
         if not ok:
             raise InvalidArgument("not a number of CPUs greater than 0, e.g. 0.5")
-    elif key == "TasksMax" and not (value.isdigit() and int(value) > 0):
+    elif key == "TasksMax" and not (value.isascii() and value.isdigit() and int(value[:20]) > 0):
         raise InvalidArgument("not a number of processes greater than 0")
 
 

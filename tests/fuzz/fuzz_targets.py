@@ -706,14 +706,19 @@ _SECTIONS = ["Exec", "Files", "Network", "X-Nspawnctl", "exec", "", "Exec]", "[E
 _KEYS = [
     "Boot", "Parameters", "Environment", "User", "WorkingDirectory", "Capability", "Bind",
     "BindReadOnly", "Image", "Enable", "Network", "Port", "VirtualEthernet", "Zone", "Bridge",
-    "Memory", "CPUs", "PidsLimit", "Restart", "Id", "Private", "", " ", "Limit\u00e9",
+    "Memory", "CPUs", "PidsLimit", "Restart", "Id", "Private", "", " ", "Limit\u00e9", "Publish",
+    "Entrypoint", "MemoryMax", "TasksMax", "NotifyReady", "PrivateUsers", "KillSignal", "ImageId",
+    "Created", "AutoRemove",
 ]  # fmt: skip
 _VALUES = [
     "", "yes", "no", "maybe", "/bin/sh -c 'echo hi'", '"a b" c\\ d', "'unterminated", "a\\", "\\",
     "A=b", "=b", "A", "A B=c", "/srv", "srv", "1000", "u:g", "bb", "bb:latest", "veth", "zone:z",
     "zone:" + "z" * 20, "8080:80", "80", "99999:1", "tcp:1:2", "/src:/dst", "/src:/dst:ro", "a:b:c:d",
     "nan", "inf", "1e999", "99999999999999999999", "-1", "0", "1G", "1.5", "\t", "\u00e9", "\u2028",
-    "$(x)", "%i", "x" * 300,
+    "$(x)", "%i", "x" * 300, "\u00b2", "\u0663", "9" * 5000, "pick", "SIGRTMIN+3", "rtmin+99", "always",
+    "on-failure:3", "on-failure:\u00b2", "unless-stopped", "+/src:/dst", "-/nonexistent:/x", "/:/",
+    "127.0.0.1:8080:80/udp", "[::1]:80:80", "0x10", "1e3", "-0", "0.0", "1K", "1T", "99999999999P",
+    "\u00b2:80", "8080:\u00b2/tcp", "127.0.0.1:\u0663:80",
 ]  # fmt: skip
 
 
