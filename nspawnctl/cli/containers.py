@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 # -- option parsing ------------------------------------------------------------------------
 def parse_signal(text: str) -> int:
     t = text.upper()
-    if t.isdigit():
+    if t.isascii() and t.isdigit() and len(t) < 4:  # not "²", which int() refuses
         return int(t)
     try:
         return int(signals.Signals[t if t.startswith("SIG") else f"SIG{t}"])
@@ -426,7 +426,7 @@ def logs(
 ) -> None:
     """Show a container's output, from every run, as journald recorded it: its stdout lines on
     stdout, its stderr lines on stderr."""
-    if tail != "all" and not tail.isdigit():
+    if tail != "all" and not (tail.isascii() and tail.isdigit() and len(tail) < 20):
         raise InvalidArgument(f"invalid --tail {tail!r}", hint="a number of lines, or 'all'")
 
     def write(entry: object) -> None:
