@@ -207,7 +207,8 @@ def _tar_member(draw: st.DrawFn) -> tuple[tarfile.TarInfo, bytes]:
 
 def _checksum(block: bytearray) -> None:
     block[148:156] = b" " * 8
-    block[148:155] = b"%06o\0" % sum(block) + b" "
+    block[148:156] = b"%06o\0 " % sum(block)
+    assert len(block) == 512
 
 
 def _octal(value: int, width: int) -> bytes:
