@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import fuzz_targets
 from fuzz_targets import CORPUS, TARGETS, Target, corpus_files
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 
@@ -98,7 +99,13 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="how long to fuzz each target")
     parser.add_argument("--batch", type=int, default=500, help="examples per hypothesis run")
     parser.add_argument("--replay", action="store_true", help="only run the corpus through the target")
+    parser.add_argument(
+        "--skip", action="append", default=[], metavar="FILE", help="a corpus file not to mutate"
+    )
+    parser.add_argument("--no-header-bombs", action="store_true", help="tar: no oversized extended headers")
     args = parser.parse_args()
+    fuzz_targets.SKIP_SEEDS.update(args.skip)
+    fuzz_targets.HEADER_BOMBS = not args.no_header_bombs
     names = list(TARGETS) if args.target == "all" else [args.target]
     rc = 0
     for name in names:

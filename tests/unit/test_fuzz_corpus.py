@@ -17,6 +17,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 from fuzz_targets import TARGETS, corpus_files
 
 CASES = [(name, path) for name in TARGETS for path in corpus_files(name)]
+# Inputs that still break a target where a fix is under way elsewhere: (target, file) -> (when, why).
+# strict=False: the fix makes them pass, and then the entry goes.
+_DEFECT_3 = (
+    sys.version_info >= (3, 13),
+    "issue 12 defect 3: on Python 3.13 tarfile no longer calls the overridden frombuf, so the "
+    "1 MiB cap on extended headers does not hold (a pax header of 200-300 MiB is read whole)",
+)
+KNOWN: dict[tuple[str, str], tuple[bool, str]] = {
+    ("tar", "seed-pax-header-200MiB.tar.zst"): _DEFECT_3,
+    ("tar", "crash-34a35a5aa3881531"): _DEFECT_3,  # found on 3.13.5 in the test host: a hang
+}
 
 
 def test_every_target_has_a_corpus() -> None:
@@ -24,7 +35,10 @@ def test_every_target_has_a_corpus() -> None:
 
 
 @pytest.mark.parametrize(("target", "path"), CASES, ids=[f"{n}/{p.name}" for n, p in CASES])
-def test_corpus_replays_cleanly(target: str, path: Path) -> None:
+def test_corpus_replays_cleanly(target: str, path: Path, request: pytest.FixtureRequest) -> None:
+    when, why = KNOWN.get((target, path.name), (False, ""))
+    if when:
+        request.applymarker(pytest.mark.xfail(reason=why, strict=False))
     TARGETS[target].check(path.read_bytes())
 
 
