@@ -38,16 +38,27 @@ def replay(target: Target) -> int:
     return 1 if failed else 0
 
 
-def fuzz(target: Target, minutes: float, batch: int) -> int:
-    """Return 0 when the time ran out with no failure, 1 after saving a failing input."""
+def _signature(e: BaseException) -> str:
+    """What tells failures apart: the exception type and where it was raised."""
+    tb = traceback.extract_tb(e.__traceback__)
+    where = next((f for f in reversed(tb) if "fuzz_targets" not in f.filename), tb[-1]) if tb else None
+    return f"{type(e).__name__} at {where.filename}:{where.lineno}" if where else type(e).__name__
+
+
+def fuzz(target: Target, minutes: float, batch: int, keep_going: bool = False) -> int:
+    """Return 0 when the time ran out with no failure, 1 after saving a failing input.
+
+    ``keep_going``: save each failing input (not shrunk) and go on with a new batch until the
+    time is up, counting the failures by kind, to measure past a known, unfixed one."""
     count = 0
     failing: list[bytes] = []
+    kinds: dict[str, int] = {}
 
     @settings(
         max_examples=batch,
         deadline=None,
         database=None,
-        phases=[Phase.generate, Phase.shrink],
+        phases=[Phase.generate] if keep_going else [Phase.generate, Phase.shrink],
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
         verbosity=Verbosity.quiet,  # the input goes to the corpus, not the terminal
@@ -64,33 +75,44 @@ def fuzz(target: Target, minutes: float, batch: int) -> int:
             failing.append(data)
             raise
 
-    start = time.monotonic()
-    end = start + minutes * 60
-    batches = 0
-    try:
-        while time.monotonic() < end:
-            prop()
-            batches += 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-    except Exception:
-        traceback.print_exc(limit=-12)
-        if not failing:
-            raise  # the strategy or the harness broke, not the target
-        data = failing[-1]  # hypothesis runs the shrunk example last
+    def save(data: bytes) -> Path:
         folder = CORPUS / target.name
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"crash-{hashlib.sha256(data).hexdigest()[:16]}"
         path.write_bytes(data)
-        elapsed = time.monotonic() - start
-        print(f"{target.name}: FAILED after {count} examples in {elapsed:.0f} s; saved {path}")
-        return 1
+        return path
+
+    start = time.monotonic()
+    end = start + minutes * 60
+    batches = 0
+    while time.monotonic() < end:
+        try:
+            prop()
+            batches += 1
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            break
+        except Exception as e:
+            if not failing:
+                raise  # the strategy or the harness broke, not the target
+            path = save(failing[-1])  # hypothesis runs the shrunk example last
+            elapsed = time.monotonic() - start
+            if not keep_going:
+                traceback.print_exc(limit=-12)
+                print(f"{target.name}: FAILED after {count} examples in {elapsed:.0f} s; saved {path}")
+                return 1
+            kind = _signature(e)
+            kinds[kind] = kinds.get(kind, 0) + 1
+            print(f"{target.name}: failure after {count} examples in {elapsed:.0f} s: {kind}; saved {path}")
+            failing.clear()
     elapsed = time.monotonic() - start
+    failures = sum(kinds.values())
+    summary = ", ".join(f"{n} x {k}" for k, n in kinds.items()) or "no failure"
     print(
         f"{target.name}: {count} examples in {elapsed:.0f} s ({count / max(elapsed, 1e-9):.1f}/s), "
-        f"{batches} batches, no failure"
+        f"{batches} batches, {summary}"
     )
-    return 0
+    return 1 if failures else 0
 
 
 def main() -> int:
@@ -102,6 +124,7 @@ def main() -> int:
     parser.add_argument(
         "--skip", action="append", default=[], metavar="FILE", help="a corpus file not to mutate"
     )
+    parser.add_argument("--keep-going", action="store_true", help="save each failure and go on")
     parser.add_argument("--no-header-bombs", action="store_true", help="tar: no oversized extended headers")
     args = parser.parse_args()
     fuzz_targets.SKIP_SEEDS.update(args.skip)
@@ -110,7 +133,7 @@ def main() -> int:
     rc = 0
     for name in names:
         target = TARGETS[name]
-        rc |= replay(target) if args.replay else fuzz(target, args.minutes, args.batch)
+        rc |= replay(target) if args.replay else fuzz(target, args.minutes, args.batch, args.keep_going)
     return rc
 
 
