@@ -73,7 +73,8 @@ bench: deps
 # that breaks one is saved to tests/fuzz/corpus/TARGET/, which `make unit` replays from then on.
 FUZZ_MINUTES ?= 10
 FUZZ_TARGETS ?= tar oci aci nspawn ref
+FUZZ_ARGS ?=  # e.g. --keep-going, --skip FILE (see tests/fuzz/run.py --help)
 .PHONY: fuzz
 fuzz: venv
 	@rc=0; for t in $(FUZZ_TARGETS); do \
-	  $(VBIN)/python tests/fuzz/run.py $$t --minutes $(FUZZ_MINUTES) || rc=1; done; exit $$rc
+	  $(VBIN)/python tests/fuzz/run.py $$t --minutes $(FUZZ_MINUTES) $(FUZZ_ARGS) || rc=1; done; exit $$rc
