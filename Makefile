@@ -68,3 +68,13 @@ bench: deps
 	$(PY) tests/host/testhost.py up
 	$(PY) tests/host/testhost.py exec -- sh -c "python3 /src/bench/bench.py && python3 /src/bench/pull_memory.py && python3 /src/bench/pull_registry.py"; rc=$$?; \
 	  $(PY) tests/host/testhost.py down; exit $$rc
+
+# Fuzz each parser (tar extraction, OCI, ACI, .nspawn, references) for FUZZ_MINUTES each; an input
+# that breaks one is saved to tests/fuzz/corpus/TARGET/, which `make unit` replays from then on.
+FUZZ_MINUTES ?= 10
+FUZZ_TARGETS ?= tar oci aci nspawn ref
+FUZZ_ARGS ?=  # e.g. --keep-going, --skip FILE (see tests/fuzz/run.py --help)
+.PHONY: fuzz
+fuzz: venv
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	  $(VBIN)/python tests/fuzz/run.py $$t --minutes $(FUZZ_MINUTES) $(FUZZ_ARGS) || rc=1; done; exit $$rc

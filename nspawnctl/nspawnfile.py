@@ -114,11 +114,14 @@ class NspawnFile:
             else:
                 start = lineno
             stripped = raw.strip()
-            if stripped.endswith("\\") and not stripped.startswith(("#", ";")):
+            if _continues(stripped) and not stripped.startswith(("#", ";")):
                 pending = raw[: raw.rstrip().rfind("\\")] + " "
                 continue
             add(raw)
         if pending:  # systemd takes a continuation at the end of the file as it is
+            if _continues(pending.rstrip()):
+                # what is left ends in a backslash: written back, it would continue the next line
+                raise InvalidArgument(f"{filename}:{start}: the last line ends in a backslash")
             add(pending.rstrip())
         return out
 
@@ -202,6 +205,11 @@ class NspawnFile:
                 raise InvalidArgument(
                     f"{key}= would be a line of {size} bytes; systemd reads at most {MAX_LINE}",
                     hint="pass big data in a file (-v) instead",
+                )
+            if _continues(v):  # systemd would join the next line to it
+                raise InvalidArgument(
+                    f"{key}= value {v[:60]!r} ends in a backslash, which a .nspawn file cannot hold",
+                    hint="add a character after the backslash or drop it",
                 )
         existing = list(self._assignments(section, key))
         new = [_Line(f"{key}={v}", section, key, v) for v in values]
@@ -289,6 +297,12 @@ class NspawnFile:
             if line.section == section and (line.key is not None or line.text.strip()):
                 end = i + 1
         return end
+
+
+def _continues(line: str) -> bool:
+    """Whether ``line`` goes on on the next one: systemd's parser continues a line that ends in
+    an unescaped backslash, so ``\\\\`` (an escaped backslash) at the end does not continue."""
+    return (len(line) - len(line.rstrip("\\"))) % 2 == 1
 
 
 _TRUE = ("1", "yes", "y", "true", "t", "on")

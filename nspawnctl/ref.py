@@ -127,8 +127,11 @@ class RegistryRef:
 def canonical_registry(host: str) -> str:
     """A registry host[:port] as nspawnctl names it: lowercase, without the default port 443,
     and ``docker.io`` for every Docker Hub alias (``registry-1.docker.io:443`` is docker.io)."""
-    host = host.lower().removesuffix(":443")
-    return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
+    host = host.lower()
+    bare = host.removesuffix(":443")
+    if _split_registry(f"{bare}/x")[0] is None:
+        bare = host  # "io:443" stays: a bare "io/…" would read as a Docker Hub user's repository
+    return DOCKER_HUB if bare in DOCKER_HUB_ALIASES else bare
 
 
 def has_explicit_registry(text: str) -> bool:

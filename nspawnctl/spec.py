@@ -197,7 +197,7 @@ class PortMapping:
             if len(parts) == 3:
                 host_ip, spec = parts[0], ":".join(parts[1:])
         parts = spec.split(":")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        if len(parts) != 2 or not all(re.fullmatch("[0-9]{1,9}", p) for p in parts):  # not "²", 5000 digits
             raise bad
         hp, cp = int(parts[0]), int(parts[1])
         if not (0 < hp < 65536 and 0 < cp < 65536):

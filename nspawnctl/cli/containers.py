@@ -458,7 +458,7 @@ def logs(
 ) -> None:
     """Show a container's output, from every run, as journald recorded it: its stdout lines on
     stdout, its stderr lines on stderr."""
-    if tail != "all" and not tail.isdigit():
+    if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidArgument(f"invalid --tail {tail!r}", hint="a number of lines, or 'all'")
 
     def write(entry: object) -> None:

@@ -493,7 +493,7 @@ def _content_length(resp: requests.Response) -> int | None:
     if "Transfer-Encoding" in resp.headers:
         return None
     value = resp.headers.get("Content-Length", "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 20 else None  # not "²"
 
 
 def _chain(e: BaseException) -> Iterator[BaseException]:

@@ -279,7 +279,8 @@ class RegistryClient:
             if resp.status_code != 200:
                 raise self._error(resp, name, blob=digest)
             length = resp.headers.get("Content-Length", "").strip()
-            if "Transfer-Encoding" not in resp.headers and length.isdigit() and int(length) != size:
+            digits = length.isascii() and length.isdigit()  # not "²" (a latin-1 header), which int() refuses
+            if "Transfer-Encoding" not in resp.headers and digits and int(length[:20]) != size:
                 raise VerificationFailed(
                     f"blob {digest} of {name} is {length} bytes, not the {size} its manifest says",
                     hint="the registry (or something between) serves other bytes; nothing was kept",

@@ -25,7 +25,7 @@ AC_IDENTIFIER = re.compile(r"[a-z0-9]+(?:[-._~/][a-z0-9]+)*")
 AC_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9.-]*")
 _PROTOCOL = re.compile(r"[A-Za-z0-9_.-]+")
-_SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
+_SEMVER = re.compile(r"([0-9]+)\.([0-9]+)\.([0-9]+)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 _SPEC_MAJOR = 0
 _EVENT_HANDLERS = ("pre-start", "post-stop")
 _ROOT = ("root", "0")
@@ -166,7 +166,9 @@ class AciManifest:
         semver = _SEMVER.fullmatch(version)
         if not semver:
             raise _bad(f"acVersion {version!r} is not a semantic version")
-        if int(semver.group(1)) != _SPEC_MAJOR:
+        # int() refuses more than 4300 digits: compare a long major as the non-zero it is
+        major = semver.group(1)
+        if len(major) > 9 or int(major) != _SPEC_MAJOR:
             raise _bad(f"acVersion {version} is not an appc {_SPEC_MAJOR}.x version")
         name = _string(raw.get("name"), "name")
         if not valid_ac_name(name):

@@ -618,7 +618,7 @@ def _signal(text: str, what: str) -> str:
     name systemd's KillSignal= takes (SIGQUIT, SIGRTMIN+3)."""
     name = text.strip().upper()
     rtmin, rtmax = int(signal.SIGRTMIN), int(signal.SIGRTMAX)
-    if name.isdigit():
+    if re.fullmatch(r"[0-9]{1,3}", name):  # not str.isdigit(): "²" is a digit that int() refuses
         number = int(name)
         if rtmin < number <= rtmax:
             return f"SIGRTMIN+{number - rtmin}"

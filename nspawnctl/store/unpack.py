@@ -953,15 +953,22 @@ class _Extractor:
         directory's own mode) cannot disturb it."""
         for comps in sorted(self._dirs, key=len, reverse=True):
             meta = self._dirs[comps]
-            if not comps:
-                self._apply_dir(self._root, meta, merged=self._layer)
-                continue
-            parent = self._parent(comps[:-1], meta.member)
-            fd = os.open(comps[-1], _DIR_READ, dir_fd=parent)
             try:
-                self._apply_dir(fd, meta, merged=comps in self._merged)
-            finally:
-                os.close(fd)
+                if not comps:
+                    self._apply_dir(self._root, meta, merged=self._layer)
+                    continue
+                parent = self._parent(comps[:-1], meta.member)
+                fd = os.open(comps[-1], _DIR_READ, dir_fd=parent)
+                try:
+                    self._apply_dir(fd, meta, merged=comps in self._merged)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                # e.g. an xattr the kernel refuses (a malformed security.capability): the
+                # archive's fault, reported like the same error on a file member
+                if e.errno in _ENVIRONMENT_ERRNOS:
+                    raise
+                raise _member_error(meta.member, e) from e
 
     @staticmethod
     def _apply_dir(fd: int, meta: _Meta, *, merged: bool) -> None:

@@ -141,6 +141,20 @@ def test_bad_files_are_reported_with_file_and_line_and_change_nothing(
     assert nsp("apply", str(defs)).stdout == f"{good} unchanged\n"
 
 
+def test_values_python_cannot_read_as_numbers_are_reported_with_file_and_line(
+    nsp: CLI, busybox: str, defs: Path
+) -> None:
+    # found by the fuzzer (tests/fuzz/corpus/nspawn): "²" passed str.isdigit() and crashed apply
+    bad = nsp.name("dd")
+    f = defs / f"{bad}.nspawn"
+    f.write_text(f"[X-Nspawnctl]\nImage={busybox}\nTasksMax=\u00b2\n[Network]\nPort=\u00b2:80\n")
+    r = nsp("apply", str(defs), check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert f"{f}:3: TasksMax=\u00b2: not a number of processes" in r.stderr, r.stderr
+    assert f"{f}:5: Port=\u00b2:80: invalid port mapping" in r.stderr, r.stderr
+    assert bad not in nsp("ps", "-a", "-q").stdout.split() and traces(bad) == []
+
+
 def test_generate_rm_apply_round_trip(nsp: CLI, busybox: str, defs: Path) -> None:
     name = nsp.name("gen")
     data = defs / "data"

@@ -45,6 +45,10 @@ def assert_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
         (["run", "--memory", "lots", "IMAGE", "true"], ["invalid size"]),
         (["import", "/nonexistent.tar", "x"], ["cannot read", "/nonexistent.tar"]),
         (["run", "Bad:Ref:x", "true"], ["invalid image reference"]),
+        # digits that int() refuses ("²" is one to str.isdigit()): tracebacks before (issue 12)
+        (["run", "-p", "\u00b2:80", "IMAGE", "true"], ["invalid port mapping"]),
+        (["kill", "-s", "\u00b2", "no-such-ctr"], ["invalid signal"]),
+        (["logs", "--tail", "\u00b2", "no-such-ctr"], ["invalid --tail"]),
     ],
 )
 def test_bad_input_is_refused_cleanly(nsp: CLI, busybox: str, args: list[str], words: list[str]) -> None:

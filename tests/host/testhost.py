@@ -72,6 +72,7 @@ HOST_PACKAGES: tuple[str, ...] = (
     "python3-gnupg",
     "python3-requests",
     "python3-pytest",
+    "python3-hypothesis",
     "python3-zstandard",
     "python3-pip",
     "python3-setuptools",

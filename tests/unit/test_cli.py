@@ -294,3 +294,9 @@ def test_help_loads_no_library_module(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "[]"
+
+
+@pytest.mark.parametrize("bad", ["\u00b2", "9" * 5000, "\u0663"])
+def test_signals_of_digits_int_refuses(bad: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_signal(bad)

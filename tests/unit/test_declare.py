@@ -255,6 +255,10 @@ def test_load_dir_sorted_names_from_files(tmp_path: Path) -> None:
         ("[Files]\nBind=/nonexistent-dir-xyz:/data\n[X-Nspawnctl]\nImage=a\n", ":2:", "does not exist"),
         ("[Network]\nZone=way-too-long-zone\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid zone"),
         ("[Network]\nPort=nope\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid port"),
+        # found by the fuzzer (tests/fuzz/corpus/nspawn): digits that int() refuses crashed apply
+        ("[Network]\nPort=\u00b2:80\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid port"),
+        ("[X-Nspawnctl]\nImage=a\nNetwork=veth\nPublish=80:" + "9" * 5000 + "\n", ":4:", "invalid port"),
+        ("[X-Nspawnctl]\nImage=a\nTasksMax=\u00b2\n", ":3:", "not a number of processes"),
     ],
 )
 def test_definition_errors_name_file_and_line(tmp_path: Path, text: str, where: str, what: str) -> None:

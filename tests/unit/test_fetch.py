@@ -442,3 +442,17 @@ def test_progress_bar_finishes_and_is_erased_on_error(monkeypatch: pytest.Monkey
     with progress_for("never.tar"):
         pass
     assert tty.getvalue() == ""  # a download that never started draws nothing
+
+
+@pytest.mark.parametrize(
+    ("value", "length"), [("12", 12), (" 7 ", 7), ("\u00b2", None), ("9" * 5000, None), ("-1", None)]
+)
+def test_content_length_of_a_hostile_server(value: str, length: int | None) -> None:
+    # a latin-1 header "\xb2" reads as "²", a digit that int() refuses; so do 5000 digits
+    import requests
+
+    from nspawnctl.fetch import http
+
+    resp = requests.Response()
+    resp.headers["Content-Length"] = value
+    assert http._content_length(resp) == length

@@ -129,3 +129,34 @@ def test_booleans_as_systemd_reads_them(value: str, result: bool) -> None:
 def test_not_booleans(value: str) -> None:
     with pytest.raises(InvalidArgument, match="not a boolean"):
         parse_boolean(value)
+
+
+# Found by the fuzzer (tests/fuzz/corpus/nspawn): systemd continues a line only when it ends in an
+# unescaped backslash, and a value nspawnctl writes must read back as itself.
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("[Exec]\nUser=a\\\\\nBoot=no\n", [("User", "a\\\\"), ("Boot", "no")]),  # escaped: no join
+        ("[Exec]\nUser=a\\\nb\n", [("User", "a b")]),  # one backslash: joined
+        ("[Exec]\nUser=a\\\\\\\nb\n", [("User", "a\\\\ b")]),  # three: joined
+    ],
+)
+def test_continuation_needs_an_unescaped_backslash(text: str, values: list[tuple[str, str]]) -> None:
+    f = NspawnFile.parse(text)
+    assert [(a.key, a.value) for a in f.assignments()] == values
+    again = NspawnFile.parse(f.render())
+    assert [(a.key, a.value) for a in again.assignments()] == values
+
+
+def test_a_value_ending_in_a_backslash_is_not_written() -> None:
+    f = NspawnFile.parse("[Exec]\nUser=a\n")
+    with pytest.raises(InvalidArgument, match="backslash"):
+        f.set("Exec", "User", "b\\")
+    f.set("Exec", "User", "b\\\\")  # an escaped backslash reads back as itself
+    assert NspawnFile.parse(f.render()).get("Exec", "User") == "b\\\\"
+
+
+def test_a_last_line_left_ending_in_a_backslash_is_refused() -> None:
+    # "a\ \" at the end of the file: systemd reads "a\", which could not be written back
+    with pytest.raises(InvalidArgument, match=r"<string>:2: the last line ends in a backslash"):
+        NspawnFile.parse("[Exec]\nUser=a\\ \\")

@@ -519,6 +519,10 @@ def test_line_breaks_are_refused(key: str, value: Any) -> None:
         ({**CONFIG, "config": {"StopSignal": "SIGNOPE"}}, "is not a signal"),
         ({**CONFIG, "config": {"StopSignal": "99"}}, "is not a signal"),
         ({**CONFIG, "config": {"StopSignal": "RTMIN+99"}}, "is not a signal"),
+        # found by the fuzzer (tests/fuzz/corpus/oci): digits that int() refuses
+        ({**CONFIG, "config": {"StopSignal": "\u00b2"}}, "is not a signal"),
+        ({**CONFIG, "config": {"StopSignal": "9" * 5000}}, "is not a signal"),
+        ({**CONFIG, "config": {"StopSignal": "\u0663"}}, "is not a signal"),
     ],
 )
 def test_bad_configs(doc: dict[str, Any], message: str) -> None:

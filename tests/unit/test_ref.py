@@ -87,6 +87,9 @@ def test_uppercase_gets_the_lowercase_spelling_as_hint() -> None:
         ("docker.io:443/alpine", "docker.io", "library/alpine", "latest", None),
         ("quay.io:443/org/app", "quay.io", "org/app", "latest", None),
         ("quay.io:4430/org/app", "quay.io:4430", "org/app", "latest", None),
+        # found by the fuzzer (tests/fuzz/corpus/ref): without its port, "io" is no longer a host
+        ("io:443/org/app", "io:443", "org/app", "latest", None),
+        ("localhost:443/x", "localhost", "x", "latest", None),
         ("docker.io/library/alpine", "docker.io", "library/alpine", "latest", None),
         ("127.0.0.1:5000/acc/bb:v1", "127.0.0.1:5000", "acc/bb", "v1", None),
         ("127.0.0.1:5000/acc/bb", "127.0.0.1:5000", "acc/bb", "latest", None),

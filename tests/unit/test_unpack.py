@@ -1321,3 +1321,21 @@ def test_written_paths_memory_is_linear_in_depth(tmp_path: Path) -> None:
     finally:
         ex.close()
         os.close(fd)
+
+
+def test_xattr_the_kernel_refuses_on_a_directory_is_an_archive_error(dest: Path) -> None:
+    # Found by the fuzzer (tests/fuzz/corpus/tar/crash-31dcf288fd91fb59): directory metadata is
+    # applied at the end, where a bad security.capability (EINVAL) escaped as a bare OSError.
+    d, _ = dir_("a")
+    d.pax_headers = {"SCHILY.xattr.security.capability": "0"}
+    with pytest.raises(ArchiveError, match="cannot extract archive member 'a'"):
+        unpack(make_tar((d, None)), dest)
+
+
+def test_sparse_map_without_newline_is_an_archive_error(dest: Path) -> None:
+    # Found by the fuzzer (tests/fuzz/corpus/tar/crash-b6981429b95da372): tarfile's reader of a
+    # GNU sparse 1.0 map raised a bare ValueError when the map block holds no newline.
+    f, data = reg("s", b"1")
+    f.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "10"}
+    with pytest.raises(ArchiveError, match="cannot read the tar archive: invalid header"):
+        unpack(make_tar((f, data)), dest)
