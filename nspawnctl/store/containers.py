@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ from ..spec import ContainerSpec, file_to_spec, spec_to_file
 from . import btrfs
 from .images import Image
 from .pool import Pool
+
+_SAVE_TEMP = re.compile(r"\..+\.nspawn\.[a-z0-9_]{8}")
+"""The temporary name ``NspawnFile.save`` writes a definition under (tempfile.mkstemp's)."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,8 @@ class ContainerStore:
         for base in (self.paths.settings, self.paths.runtime_settings):
             if base.is_dir():
                 for tmp in base.glob(".*.nspawn.*"):
-                    tmp.unlink(missing_ok=True)
+                    if _SAVE_TEMP.fullmatch(tmp.name):  # NspawnFile.save's, not an editor's swap file
+                        tmp.unlink(missing_ok=True)
 
     def rewrite(self, spec: ContainerSpec, base: NspawnFile | None = None) -> None:
         """Replace the definition of an existing (stopped) container; its snapshot stays."""

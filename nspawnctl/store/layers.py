@@ -274,6 +274,12 @@ class LayerStore:
         self._sweep()
         if not self.dir.is_dir():
             return
+        images = self.pool.paths.images
+        linked = (
+            {os.readlink(p).rpartition("/")[2] for p in images.iterdir() if p.is_symlink()}
+            if images.is_dir()
+            else set()
+        )
         for entry in self.dir.iterdir():
             stem = entry.name.removesuffix(".json")
             if not _SHA256.fullmatch(f"sha256:{stem}"):
@@ -281,7 +287,7 @@ class LayerStore:
             record, root = self.dir / f"{stem}.json", self.dir / stem
             if entry == record and not (root.is_dir() and not root.is_symlink()):
                 record.unlink(missing_ok=True)
-            elif entry == root and not os.path.lexists(record):
+            elif entry == root and not os.path.lexists(record) and stem not in linked:
                 if root.is_dir() and not root.is_symlink():
                     btrfs.delete(root)
                 else:

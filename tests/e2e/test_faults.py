@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLI, tar_of
+from test_oci import Env, oci  # noqa: F401  (oci: the registry fixture, for the registry cases)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import webserver
@@ -165,7 +166,9 @@ def http(workdir: Path, tarballs: dict[str, Path]) -> Iterator[str]:
         yield f"http://127.0.0.1:{srv.http}/{tarballs['pull'].name}"
 
 
-def operations(nsp: CLI, busybox: str, tarballs: dict[str, Path], url: str) -> dict[str, Op]:
+def operations(
+    nsp: CLI, busybox: str, tarballs: dict[str, Path], url: str, request: pytest.FixtureRequest
+) -> dict[str, Op]:
     def quiet(*args: str) -> None:
         nsp(*args, check=False)
 
@@ -203,16 +206,43 @@ def operations(nsp: CLI, busybox: str, tarballs: dict[str, Path], url: str) -> d
             ["rm", f"{PREFIX}-d"], setup=ensure_container(f"{PREFIX}-d"), undo=ensure_container(f"{PREFIX}-d")
         ),
         "rmi": Op(["rmi", f"{PREFIX}/rmi:1"], setup=ensure_rmi_image, undo=ensure_rmi_image),
+        **({} if "oci" not in request.node.name else oci_operations(nsp, request.getfixturevalue("oci"))),
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("which", ["import", "pull", "commit", "create", "run", "rm", "rmi"])
+def oci_operations(nsp: CLI, env: Env) -> dict[str, Op]:
+    """A registry pull (two layers: a layer is staged, recorded and renamed into place, the image
+    links to its top layer) and the rmi that deletes the image and its layers."""
+    ref = env.ref("docker")
+    pull = ["pull", "-q", "--ca-cert", env.ca, ref]
+
+    def ensure_pulled() -> None:
+        nsp(*pull)
+
+    def remove() -> None:
+        nsp("rmi", ref, check=False)
+
+    return {
+        "pull-oci": Op(pull, undo=remove),
+        "rmi-oci": Op(["rmi", ref], setup=ensure_pulled, undo=ensure_pulled),
+    }
+
+
+@pytest.mark.parametrize(
+    "which", ["import", "pull", "commit", "create", "run", "rm", "rmi", "pull-oci", "rmi-oci"]
+)
 def test_kill_at_every_step_leaves_a_state_prune_and_the_next_command_repair(
-    which: str, nsp: CLI, busybox: str, tarballs: dict[str, Path], http: str, workdir: Path
+    which: str,
+    nsp: CLI,
+    busybox: str,
+    tarballs: dict[str, Path],
+    http: str,
+    workdir: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     nsp.containers.update({f"{PREFIX}-src", f"{PREFIX}-c", f"{PREFIX}-r", f"{PREFIX}-d"})
     nsp.images.update({f"{PREFIX}/import:1", f"{PREFIX}/pull:1", f"{PREFIX}/commit:1", f"{PREFIX}/rmi:1"})
-    op = operations(nsp, busybox, tarballs, http)[which]
+    op = operations(nsp, busybox, tarballs, http, request)[which]
     nsp("system", "prune", "-f")
     op.setup()
     before = pool_state()

@@ -8,9 +8,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import CLI, tar_of
 from demo import make_busybox_root
 from test_errors import assert_error
+from test_oci import Env, oci  # noqa: F401  (oci: the registry fixture)
+
+from nspawnctl.cli.output import human_size
 
 POOL = Path("/var/lib/machines")
 
@@ -102,3 +106,20 @@ def test_system_prune_removes_stopped_containers_and_reports_reclaimed_space(
     reclaimed = out.splitlines()[-1]
     assert reclaimed.startswith("Total reclaimed space: ") and not reclaimed.endswith(" 0B"), out
     assert not (POOL / stopped).exists() and (POOL / running).is_dir()
+
+
+def test_image_prune_reports_the_size_images_showed(
+    nsp: CLI, busybox: str, request: pytest.FixtureRequest
+) -> None:
+    """A registry image (its size is its layers') made dangling and pruned: the reclaimed space is
+    the SIZE that 'images' showed for it, not 0B."""
+    env: Env = request.getfixturevalue("oci")
+    ref = env.ref("docker")
+    nsp.images.add(ref)
+    nsp("pull", "-q", "--ca-cert", env.ca, ref)
+    image = nsp.json("image", "inspect", ref)[0]
+    assert image["size"] > 0
+    nsp("tag", busybox, ref)  # the name moves: the pulled image is dangling
+    out = nsp("image", "prune", "-f").stdout
+    assert f"deleted: {image['id']}" in out.splitlines(), out
+    assert out.splitlines()[-1] == f"Total reclaimed space: {human_size(image['size'])}", out

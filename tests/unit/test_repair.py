@@ -131,3 +131,22 @@ def test_image_halves_left_by_a_killed_rmi_or_import_are_swept(pool: Pool) -> No
     assert images.prune(lambda _: []) == []
     assert os.listdir(images.dir) == []
     assert not list(pool.paths.store.glob(".refs.json.*"))
+
+
+def test_repair_removes_dead_definition_temp_files_but_not_an_editors(pool: Pool) -> None:
+    settings = pool.paths.settings
+    settings.mkdir()
+    (settings / ".web.nspawn.ab12cd_9").write_text("[Exec]\n")  # NspawnFile.save killed mid-way
+    (settings / ".web.nspawn.swp").write_text("vim")
+    ContainerStore(pool).prune_locked_leftovers()
+    assert os.listdir(settings) == [".web.nspawn.swp"]
+
+
+def test_a_layer_an_image_links_to_is_kept_even_without_its_record(pool: Pool) -> None:
+    layers = LayerStore(pool)
+    top = apply(layers, None, tar(("a", b"1")))
+    pool.paths.images.mkdir(parents=True, exist_ok=True)
+    (pool.paths.images / ("d" * 64)).symlink_to(f"../layers/{top.path.name}")
+    (layers.dir / f"{top.path.name}.json").unlink()  # damaged, not a crash of ours
+    layers.sweep_locked()
+    assert top.path.is_dir()
