@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import CLI, tar_of
-from test_oci import Env, oci  # noqa: F401  (oci: the registry fixture, for the registry cases)
+from conftest import CLI, Env, tar_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import webserver
@@ -86,6 +85,7 @@ def pool_state() -> dict[str, object]:
         if ref.startswith(f"{PREFIX}/"):
             hexdigest = image_id.removeprefix("sha256:")
             state = json.loads(json.dumps(state).replace(hexdigest, ref))
+    state = {k: sorted(v) if isinstance(v, list) else v for k, v in state.items()}
     units = subprocess.run(
         ["systemctl", "list-units", "--all", "--plain", "--no-legend", f"nspawnctl-{PREFIX}-*"],
         capture_output=True, text=True,
@@ -215,6 +215,9 @@ def oci_operations(nsp: CLI, env: Env) -> dict[str, Op]:
     links to its top layer) and the rmi that deletes the image and its layers."""
     ref = env.ref("docker")
     pull = ["pull", "-q", "--ca-cert", env.ca, ref]
+    nsp.images.update({ref, env.std.docker.config_digest})
+    # the same content under another name (an earlier session's registry port) would keep it
+    nsp("rmi", "-f", env.std.docker.config_digest, check=False)
 
     def ensure_pulled() -> None:
         nsp(*pull)

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, tar_of
+from conftest import CLI, Env, tar_of
 from demo import make_busybox_root
 from test_errors import assert_error
-from test_oci import Env, oci  # noqa: F401  (oci: the registry fixture)
 
 from nspawnctl.cli.output import human_size
 
@@ -115,7 +114,8 @@ def test_image_prune_reports_the_size_images_showed(
     the SIZE that 'images' showed for it, not 0B."""
     env: Env = request.getfixturevalue("oci")
     ref = env.ref("docker")
-    nsp.images.add(ref)
+    nsp.images.update({ref, env.std.docker.config_digest})
+    nsp("rmi", "-f", env.std.docker.config_digest, check=False)  # no other name may keep it
     nsp("pull", "-q", "--ca-cert", env.ca, ref)
     image = nsp.json("image", "inspect", ref)[0]
     assert image["size"] > 0
