@@ -24,6 +24,7 @@ from .errors import (
     ContainerRunning,
     InvalidArgument,
     InvalidReference,
+    NameInUse,
     NspawnctlError,
 )
 from .names import check_machine_name, generate_name
@@ -155,6 +156,9 @@ def _no_notice(text: str) -> None:
 
 
 USERNS_MODES = ("auto", "host")
+
+_NAME_ATTEMPTS = 5
+"""Generated names tried before a create gives up (each draw collides rarely)."""
 
 STOPPING_WAIT = 120.0
 """Seconds ``start`` waits for a stop job under way (systemd's own stop timeout is 90 s at most)."""
@@ -361,7 +365,16 @@ class Containers:
                 f"no command given and image {image} has no default command",
                 hint=f"say what to run: nspawnctl run {image} /bin/sh",
             )
-        created = self.store.create(spec, img)
+        for attempt in range(_NAME_ATTEMPTS):
+            try:
+                created = self.store.create(spec, img)
+                break
+            except NameInUse:
+                # a generated name is picked outside the pool lock: a create running alongside
+                # (parallel 'run --rm') may have drawn the same one first
+                if options.name or attempt == _NAME_ATTEMPTS - 1:
+                    raise
+                spec = dataclasses.replace(spec, name=generate_name(self.store.names()))
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created

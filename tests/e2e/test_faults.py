@@ -107,20 +107,25 @@ def strace(argv: list[str], *options: str) -> subprocess.CompletedProcess[str]:
 
 
 def kill_points(argv: list[str], out: Path) -> list[tuple[str, int]]:
-    """(syscall, N) for every call of the file syscalls and every btrfs subvolume ioctl, N counted
-    per process as strace's injection counts them (the highest N of any process)."""
+    """(syscall, N) for the calls of the file syscalls and the btrfs subvolume ioctls, N counted
+    per process as strace's injection counts them. A call site repeated with only names that vary
+    (the extractor's rename of each file it wrote into the staging subvolume) is killed at its
+    first and its last call: the ones between leave the same state."""
     strace(argv, "-o", str(out), "-e", f"trace={','.join(FILE_CALLS)},ioctl")
     counts: dict[tuple[str, str], int] = defaultdict(int)
-    points: set[tuple[str, int]] = set()
+    sites: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for line in out.read_text().splitlines():
-        m = re.match(r"(\d+)\s+(\w+)\(", line)
+        m = re.match(r"(\d+)\s+(\w+)\((.*)", line)
         if not m:
             continue
-        pid, call = m.groups()
+        pid, call, rest = m.groups()
         counts[pid, call] += 1
         if call in FILE_CALLS or (call == "ioctl" and BTRFS_IOCTLS.search(line)):
-            points.add((call, counts[pid, call]))
-    return sorted(points)
+            site = re.sub(
+                r"[0-9a-f]{6,}|\d+|\.nspawnctl-unpack-\w+|\"[^\"/]*\"", "#", rest.partition(" = ")[0]
+            )
+            sites[f"{call} {site}"].append((call, counts[pid, call]))
+    return sorted({p for calls in sites.values() for p in (calls[0], calls[-1])})
 
 
 def wait_units_gone(names: list[str], timeout: float = 60) -> None:
