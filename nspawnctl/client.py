@@ -24,6 +24,7 @@ from .errors import (
     ContainerRunning,
     InvalidArgument,
     InvalidReference,
+    NameInUse,
     NspawnctlError,
 )
 from .names import check_machine_name, generate_name
@@ -153,6 +154,12 @@ def _no_notice(text: str) -> None:
 
 USERNS_MODES = ("auto", "host")
 
+_NAME_ATTEMPTS = 5
+"""Generated names tried before a create gives up (each draw collides rarely)."""
+
+STOPPING_WAIT = 120.0
+"""Seconds ``start`` waits for a stop job under way (systemd's own stop timeout is 90 s at most)."""
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -185,6 +192,18 @@ class PruneResult:
     untagged: builtins.list[str]  # the names those images had (only with all_images)
     layers: builtins.list[str]  # chain IDs of the layers removed
     reclaimed: int  # bytes removed (uncompressed): the images' own roots and the layers
+
+
+@dataclass(frozen=True)
+class SystemPruneResult:
+    containers: builtins.list[str]  # names of the containers removed
+    images: PruneResult
+
+    @property
+    def reclaimed(self) -> int:
+        """Bytes of the images and layers removed (containers' own changes are not counted:
+        btrfs cannot tell them apart from what they share with their image without quotas)."""
+        return self.images.reclaimed
 
 
 class Images:
@@ -348,10 +367,38 @@ class Containers:
             )
         check_exec(spec.command, spec.env)
         spec_to_file(spec)  # every value a .nspawn file can hold, before anything is made
-        created = self.store.create(spec, img)
+        for attempt in range(_NAME_ATTEMPTS):
+            try:
+                created = self.store.create(spec, img)
+                break
+            except NameInUse:
+                # a generated name is picked outside the pool lock: a create running alongside
+                # (parallel 'run --rm') may have drawn the same one first
+                if options.name or attempt == _NAME_ATTEMPTS - 1:
+                    raise
+                spec = dataclasses.replace(spec, name=generate_name(self.store.names()))
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created
+
+    def prune(self) -> builtins.list[str]:
+        """Remove every stopped container (created or exited; not one that is running or waiting
+        to be restarted), as docker's ``container prune``, after finishing what killed commands
+        left half done. Returns the names removed."""
+        from .errors import ContainerNotFound
+
+        self._client.pool.check()
+        self.store.prune_locked_leftovers()
+        gone = []
+        for status in self.list(all=True):
+            if status.state not in ("created", "exited"):
+                continue
+            try:
+                self.remove(status.spec.name)
+            except (ContainerRunning, ContainerNotFound):  # started or removed meanwhile
+                continue
+            gone.append(status.spec.name)
+        return gone
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, name: str) -> None:
@@ -361,7 +408,7 @@ class Containers:
 
         async def go(bus: Bus) -> None:
             rt = self._runtime(bus)
-            if await rt.is_running(name):
+            if await self._still_running(rt, name):
                 return
             self._check_command(spec)
             _check_ports(self.paths, spec)
@@ -369,6 +416,24 @@ class Containers:
             await _start(rt, spec, self._launch(spec))
 
         run_sync(go)
+
+    async def _still_running(self, rt: Any, name: str) -> bool:
+        """Whether the container runs, once a stop under way has ended: ``nspawnctl stop`` (which
+        holds the container's stop lock) or a stop job (``machinectl stop``, ``systemctl stop``:
+        the unit is deactivating). Starting then would return at once and the container would
+        end moments later, killed by that stop."""
+        state = (await rt.states([name])).get(name)
+        if state is None or not state.running:
+            return False
+        if await asyncio.to_thread(self.store.wait_stop, name):
+            state = (await rt.states([name])).get(name)
+        stopping = state is not None and state.active_state == "deactivating"
+        if stopping and not await rt.wait(name, timeout=STOPPING_WAIT, unit=state.name):
+            raise ContainerRunning(
+                f"container {name} is still stopping after {STOPPING_WAIT:.0f} s; not starting it",
+                hint=f"see: systemctl status {state.name}",
+            )
+        return bool(await rt.is_running(name))
 
     # -- persistence -----------------------------------------------------------------------
     def enable(self, name: str, now: bool = False) -> None:
@@ -529,8 +594,10 @@ class Containers:
 
     def stop(self, name: str, timeout: float = 10) -> None:
         self.store.get(name)
-        if run_sync(lambda bus: self._runtime(bus).stop(name, timeout)):
-            self._record_signal_death(name, signals.SIGKILL)
+        with self.store.stopping(name):
+            killed = run_sync(lambda bus: self._runtime(bus).stop(name, timeout))
+            if killed:
+                self._record_signal_death(name, signals.SIGKILL)
 
     def kill(self, name: str, signal: int = signals.SIGKILL) -> None:
         self.store.get(name)
@@ -555,8 +622,13 @@ class Containers:
         self.start(name)
 
     def remove(self, name: str, force: bool = False) -> None:
+        from .errors import ContainerNotFound
+
         try:
             self.store.get(name)
+        except ContainerNotFound:
+            self.store.prune_locked_leftovers()  # a create or removal of it cut short: finished now
+            raise
         except InvalidArgument:
             if name not in self.store.names():
                 raise  # a definition with a bad value is still a container, and removable
@@ -895,6 +967,13 @@ class Client:
         self.pool = Pool(self.paths)
         self.images = Images(self)
         self.containers = Containers(self)
+
+    def prune(self, all_images: bool = False) -> SystemPruneResult:
+        """docker's ``system prune``: stopped containers, then dangling images (with
+        ``all_images`` every image no container was made from) and the layers no image uses, and
+        whatever killed commands left half done (staging, temporary records, orphan roots)."""
+        containers = self.containers.prune()
+        return SystemPruneResult(containers, self.images.prune(all_images=all_images))
 
     @property
     def trust(self) -> TrustStore:

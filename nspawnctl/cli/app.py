@@ -134,6 +134,9 @@ def _register() -> None:
     from . import declare
 
     declare.register(app)
+    from . import system
+
+    system.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,25 +1,40 @@
 """Containers on disk: a writable snapshot of an image in the pool plus its .nspawn file.
 
 Nothing about a container lives anywhere else, except the last exit status (``state/NAME.json``,
-written by the unit's ExecStopPost) which systemd forgets once the unit is collected.
+written by the unit's ExecStopPost) which systemd forgets once the unit is collected, and for a
+``--rm`` container, whose definition lives in /run, the marker ``state/NAME.autoremove``.
+
+Crash safety (a kill at any instruction): a container exists once its root is renamed into place
+from the hidden staging entry ``.#nspawnctl-NAME.create`` (its definition is written before);
+removal renames the root to ``.#nspawnctl-NAME.rm`` first, so it is gone at once. Readers skip a
+name with either staging entry; every change (under the pool lock, where no other change is half
+done) first calls :meth:`ContainerStore.repair_locked`, which rolls a dead create back and a dead
+removal forward, and removes ``--rm`` containers whose definition vanished with /run (a reboot).
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import fcntl
 import json
 import os
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContainerNotFound, InvalidArgument, NameInUse, PoolError
+from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, PoolError
 from ..names import check_machine_name
 from ..nspawnfile import OWN_SECTION, NspawnFile
 from ..spec import ContainerSpec, file_to_spec, spec_to_file
 from . import btrfs
 from .images import Image
 from .pool import Pool
+
+_SAVE_TEMP = re.compile(r"\..+\.nspawn\.[a-z0-9_]{8}")
+"""The temporary name ``NspawnFile.save`` writes a definition under (tempfile.mkstemp's)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,10 @@ class ContainerStore:
         """Whether anything (ours or not) holds the name: a .nspawn file or a pool entry."""
         return self._find_file(name) is not None or os.path.lexists(self.root(name))
 
+    def _half_done(self, name: str) -> bool:
+        """A create or removal of ``name`` is under way or was cut short: no container to show."""
+        return any(os.path.lexists(self._staging(name, what)) for what in ("create", "rm"))
+
     def _find_file(self, name: str) -> Path | None:
         for base in (self.paths.settings, self.paths.runtime_settings):
             p = base / f"{name}.nspawn"
@@ -66,7 +85,7 @@ class ContainerStore:
             if base.is_dir():
                 for p in base.glob("*.nspawn"):
                     try:
-                        if NspawnFile.load(p).get(OWN_SECTION, "Id"):
+                        if NspawnFile.load(p).get(OWN_SECTION, "Id") and not self._half_done(p.stem):
                             found.add(p.stem)
                     except (InvalidArgument, OSError):
                         continue
@@ -90,7 +109,7 @@ class ContainerStore:
     def get(self, name: str) -> ContainerSpec:
         self.pool.check()
         path = self._find_file(name)
-        if path is None:
+        if path is None or self._half_done(name):
             raise ContainerNotFound(
                 f"no such container: {name}", hint="see 'nspawnctl ps -a' for the containers there are"
             )
@@ -122,27 +141,82 @@ class ContainerStore:
     # -- changes ---------------------------------------------------------------------------
     def create(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> ContainerSpec:
         """Snapshot the image and write the definition (onto ``base``, a user's file whose other
-        keys and comments are kept); refuses names already taken anywhere."""
+        keys and comments are kept); refuses names already taken anywhere.
+
+        The snapshot is made under a hidden staging name and renamed into place last, after the
+        definition: that rename is the moment the container exists (see the module docstring)."""
         check_machine_name(spec.name)
         self.pool.check()
         with self.pool.lock():
+            self.repair_locked()
             root = self.root(spec.name)
-            if spec.name in self.names() or os.path.lexists(root) or self._find_file(spec.name):
+            if spec.name in self.names() or self._find_file(spec.name):
                 raise NameInUse(
                     f"the name {spec.name!r} is already in use",
                     hint=f"remove it ('nspawnctl rm {spec.name}') or choose another --name",
                 )
-            btrfs.snapshot(image.path, root)
+            if os.path.lexists(root):
+                raise NameInUse(
+                    f"the name {spec.name!r} is taken by {root}, which nspawnctl did not make",
+                    hint=f"choose another --name, or remove that machine image "
+                    f"('machinectl remove {spec.name}')",
+                )
+            if not image.path.is_dir():  # rmi took the lock first (it deletes under it)
+                raise ImageNotFound(
+                    f"image {spec.image} was removed while the container was being created",
+                    hint="nothing was made; pull or import the image again",
+                )
+            staging = self._staging(spec.name, "create")
+            marker = self._autoremove_marker(spec.name)
+            definition = self.settings_file(spec.name, spec.auto_remove)
             try:
+                if spec.auto_remove:  # its definition is in /run: after a reboot this says it was ours
+                    self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    marker.write_text(spec.id + "\n")
+                btrfs.snapshot(image.path, staging)
                 # systemd-nspawn refuses an app-mode root without /usr; minimal images often lack it.
-                usr = root / "usr"
+                usr = staging / "usr"
                 if not os.path.lexists(usr):
                     usr.mkdir(mode=0o755)
-                spec_to_file(spec, base).save(self.settings_file(spec.name, spec.auto_remove))
+                spec_to_file(spec, base).save(definition)
+                os.rename(staging, root)
             except BaseException:
-                btrfs.delete(root)
+                if not os.path.lexists(root):
+                    definition.unlink(missing_ok=True)
+                    marker.unlink(missing_ok=True)
+                btrfs.delete(staging)
                 raise
         return spec
+
+    def repair_locked(self) -> None:
+        """Finish what killed commands left half done (the caller holds the pool lock, so no live
+        command is in the middle of a change): a create is rolled back (its staging snapshot, and
+        its definition if the root never got into place), a removal is finished, and a ``--rm``
+        container whose definition is gone (it lived in /run: a reboot) is removed. Temporary
+        definition files of dead writers go too (every writer holds the lock)."""
+        pool = self.paths.pool
+        if pool.is_dir():
+            for entry in pool.glob(".#nspawnctl-*"):
+                name, _, what = entry.name.removeprefix(".#nspawnctl-").rpartition(".")
+                if what == "create":
+                    if not os.path.lexists(self.root(name)):
+                        self._unlink_definitions(name)
+                        self._autoremove_marker(name).unlink(missing_ok=True)
+                    btrfs.delete(entry)
+                elif what == "rm":
+                    self._forget(name)
+                    btrfs.delete(entry)
+        state = self.paths.state
+        if state.is_dir():
+            for marker in state.glob("*.autoremove"):
+                name = marker.name.removesuffix(".autoremove")
+                if self._find_file(name) is None:
+                    self._remove_locked(name)
+        for base in (self.paths.settings, self.paths.runtime_settings):
+            if base.is_dir():
+                for tmp in base.glob(".*.nspawn.*"):
+                    if _SAVE_TEMP.fullmatch(tmp.name):  # NspawnFile.save's, not an editor's swap file
+                        tmp.unlink(missing_ok=True)
 
     def rewrite(self, spec: ContainerSpec, base: NspawnFile | None = None) -> None:
         """Replace the definition of an existing (stopped) container; its snapshot stays."""
@@ -249,10 +323,65 @@ class ContainerStore:
     def remove(self, name: str) -> None:
         """Delete snapshot, definition and state; the caller has made sure it is not running."""
         with self.pool.lock():
-            btrfs.delete(self.root(name))
-            for base in (self.paths.settings, self.paths.runtime_settings):
-                (base / f"{name}.nspawn").unlink(missing_ok=True)
-            (self.paths.state / f"{name}.json").unlink(missing_ok=True)
+            self._remove_locked(name)
+
+    def prune_locked_leftovers(self) -> None:
+        """:meth:`repair_locked` under the lock (for ``system prune``)."""
+        with self.pool.lock():
+            self.repair_locked()
+
+    def _remove_locked(self, name: str) -> None:
+        """The root goes first, by one rename to a staging name (the container is gone from that
+        moment; :meth:`repair_locked` finishes a removal cut short), then what describes it."""
+        root, staging = self.root(name), self._staging(name, "rm")
+        if os.path.lexists(root):
+            btrfs.delete(staging)
+            os.rename(root, staging)
+        self._forget(name)
+        btrfs.delete(staging)
+
+    def _forget(self, name: str) -> None:
+        self._unlink_definitions(name)
+        (self.paths.state / f"{name}.json").unlink(missing_ok=True)
+        self._autoremove_marker(name).unlink(missing_ok=True)
+        self._stop_lock(name).unlink(missing_ok=True)
+
+    def _unlink_definitions(self, name: str) -> None:
+        for base in (self.paths.settings, self.paths.runtime_settings):
+            (base / f"{name}.nspawn").unlink(missing_ok=True)
+
+    def _autoremove_marker(self, name: str) -> Path:
+        return self.paths.state / f"{name}.autoremove"
+
+    @contextlib.contextmanager
+    def stopping(self, name: str) -> Iterator[None]:
+        """Held while ``stop`` is under way (the payload has its SIGTERM but runs on), so that a
+        ``start`` meanwhile waits for the stop to end instead of taking the container for running
+        and returning at once (as docker's start waits for the container's lock)."""
+        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self._stop_lock(name)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    def wait_stop(self, name: str) -> bool:
+        """Block until a ``stop`` of the container under way has ended; False if none was."""
+        try:
+            fd = os.open(self._stop_lock(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        finally:
+            os.close(fd)
+        return True
+
+    def _stop_lock(self, name: str) -> Path:
+        return self.paths.state / f".{name}.stopping"
 
     def record_exit(self, name: str, record: ExitRecord) -> None:
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)

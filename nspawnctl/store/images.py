@@ -474,6 +474,7 @@ class ImageStore:
         """
         gone = []
         with self.pool.lock():
+            self.sweep_locked()
             refs = self._refs()
             for img in self.list():
                 if (img.refs and not all_images) or users(img.id):
@@ -508,20 +509,32 @@ class ImageStore:
                 store.delete_locked(chain)
 
     def _sweep(self) -> None:
-        """Delete what dead imports left: staging subvolumes, spools and temporary records, and
-        (under the lock, where no import is half done) records whose root is gone, which no
-        command would list or remove but whose layers ``used_layers`` would pin forever."""
+        """:meth:`sweep_locked` under the pool lock."""
+        with self.pool.lock():
+            self.sweep_locked()
+
+    def sweep_locked(self) -> None:
+        """Delete what dead imports, pulls, commits and removals left: staging subvolumes, spools
+        and temporary records (of processes that are gone), and (under the lock, where no import
+        is half done) records whose root is gone, which no command would list or remove but whose
+        layers ``used_layers`` would pin forever, and roots whose record is gone (an ``rmi`` cut
+        short), which no command would list either."""
         sweep(self.dir)
         sweep(self.refs_file.parent, staging=False)
         if not self.dir.is_dir():
             return
-        with self.pool.lock():
-            for meta in self.dir.glob("*.json"):
-                root = self._root_of(meta.stem)
-                if root is None or not root.is_dir():
-                    meta.unlink(missing_ok=True)
-                    if (self.dir / meta.stem).is_symlink():
-                        (self.dir / meta.stem).unlink()
+        for meta in self.dir.glob("*.json"):
+            root = self._root_of(meta.stem)
+            if root is None or not root.is_dir():
+                meta.unlink(missing_ok=True)
+                if (self.dir / meta.stem).is_symlink():
+                    (self.dir / meta.stem).unlink()
+        for entry in self.dir.iterdir():
+            if _STORE_DIRNAME.fullmatch(entry.name) and not os.path.lexists(self.dir / f"{entry.name}.json"):
+                if entry.is_symlink() or not entry.is_dir():
+                    entry.unlink(missing_ok=True)
+                else:
+                    btrfs.delete(entry)
 
 
 def directory_tar_argv(directory: Path) -> builtins.list[str]:
@@ -551,6 +564,7 @@ def directory_tar_argv(directory: Path) -> builtins.list[str]:
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_STORE_DIRNAME = re.compile(r"[0-9a-f]{64}|sha512-[0-9a-f]{128}")
 _OCI_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 UNVERIFIED = "not verified"

@@ -239,7 +239,7 @@ class LayerStore:
         ``ImageStore.used_layers`` does not.
         """
         with self.pool.lock():
-            self._sweep()
+            self.sweep_locked()
             kept = keep()
             gone = [
                 layer
@@ -272,10 +272,40 @@ class LayerStore:
         return pid is not None and pid != os.getpid() and Path(f"/proc/{pid}").exists()
 
     def delete_locked(self, chain_id: str) -> None:
-        """``remove`` for a caller that holds the pool lock already (flock is not re-entrant)."""
+        """``remove`` for a caller that holds the pool lock already (flock is not re-entrant).
+
+        The subvolume goes first: a kill before the record goes leaves a record without its
+        subvolume, which is no layer (``get`` and ``list`` skip it) and which
+        :meth:`sweep_locked` deletes; the other order left a subvolume nothing listed."""
         hexdigest = _hex(chain_id, "chain ID")
-        (self.dir / f"{hexdigest}.json").unlink(missing_ok=True)
         btrfs.delete(self.dir / hexdigest)
+        (self.dir / f"{hexdigest}.json").unlink(missing_ok=True)
+
+    def sweep_locked(self) -> None:
+        """What killed pulls and removals left: besides :meth:`_sweep`'s staging, records whose
+        subvolume is gone and subvolumes whose record is gone. Only under the pool lock, where
+        ``apply`` is never between writing a record and renaming its subvolume into place."""
+        self._sweep()
+        if not self.dir.is_dir():
+            return
+        images = self.pool.paths.images
+        linked = (
+            {os.readlink(p).rpartition("/")[2] for p in images.iterdir() if p.is_symlink()}
+            if images.is_dir()
+            else set()
+        )
+        for entry in self.dir.iterdir():
+            stem = entry.name.removesuffix(".json")
+            if not _SHA256.fullmatch(f"sha256:{stem}"):
+                continue
+            record, root = self.dir / f"{stem}.json", self.dir / stem
+            if entry == record and not (root.is_dir() and not root.is_symlink()):
+                record.unlink(missing_ok=True)
+            elif entry == root and not os.path.lexists(record) and stem not in linked:
+                if root.is_dir() and not root.is_symlink():
+                    btrfs.delete(root)
+                else:
+                    root.unlink(missing_ok=True)
 
     def _sweep(self) -> None:
         """Delete staging subvolumes and temporary records whose process is gone (crash, kill -9)."""

@@ -14,13 +14,19 @@ import tarfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from demo import make_busybox_root
+
+if TYPE_CHECKING:
+    import ocibuild as ob
+    from pki import TLS
+    from registry import Registry
 
 BOOT_IMAGE_DIR = Path("/srv/bootimg")
 
@@ -133,3 +139,36 @@ def unit_show(unit: str, *props: str) -> dict[str, str]:
         ["systemctl", "show", unit, *(f"--property={p}" for p in props)], capture_output=True, text=True
     ).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@dataclass
+class Env:
+    """The registry of the OCI tests (test_oci.py) and the fault tests' registry pulls."""
+
+    std: ob.StandardImages
+    tls: TLS
+    reg: Registry  # HTTPS with the tests' CA, no auth; holds acc/<tag>:v1
+    workdir: Path
+
+    @property
+    def ca(self) -> str:
+        return str(self.tls.ca)
+
+    def ref(self, tag: str, version: str = "v1") -> str:
+        return self.reg.ref(f"acc/{tag}", version)
+
+
+@pytest.fixture(scope="session")
+def oci(workdir: Path) -> Iterator[Env]:
+    """One registry per session, filled with ocibuild's standard images (defined here, once, so
+    every module that pulls from it shares it)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import ocibuild as ob
+    from pki import make_tls
+    from registry import start_registry
+
+    std = ob.standard_images(ob.Layout(workdir / "oci"), make_busybox_root(workdir / "oci-busybox"))
+    tls = make_tls(workdir / "oci-tls", ["registry.example.test"])
+    with start_registry(workdir / "reg-open", tls=tls) as reg:
+        ob.push_standard(std, reg.url(""), ca=tls.ca)
+        yield Env(std, tls, reg, workdir)

@@ -16,46 +16,20 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import CLI, subvolumes
+from conftest import CLI, Env, subvolumes
 from test_errors import assert_error, pool_snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ocibuild as ob
 from demo import make_busybox_root
-from pki import TLS, make_tls
-from registry import Registry, start_registry
+from registry import start_registry
 from tokenserver import TokenServer
 
 LAYERS = Path("/var/lib/nspawnctl/layers")
 AUTH = Path("/etc/nspawnctl/auth.json")
-
-
-@dataclass
-class Env:
-    std: ob.StandardImages
-    tls: TLS
-    reg: Registry  # HTTPS with the tests' CA, no auth; holds acc/<tag>:v1
-    workdir: Path
-
-    @property
-    def ca(self) -> str:
-        return str(self.tls.ca)
-
-    def ref(self, tag: str, version: str = "v1") -> str:
-        return self.reg.ref(f"acc/{tag}", version)
-
-
-@pytest.fixture(scope="session")
-def oci(workdir: Path) -> Iterator[Env]:
-    std = ob.standard_images(ob.Layout(workdir / "oci"), make_busybox_root(workdir / "oci-busybox"))
-    tls = make_tls(workdir / "oci-tls", ["registry.example.test"])
-    with start_registry(workdir / "reg-open", tls=tls) as reg:
-        ob.push_standard(std, reg.url(""), ca=tls.ca)
-        yield Env(std, tls, reg, workdir)
 
 
 def layers_snapshot() -> tuple[tuple[str, list[str], list[str]], list[str]]:

@@ -91,6 +91,7 @@ HOST_PACKAGES: tuple[str, ...] = (
     "util-linux",
     "procps",
     "openssl",
+    "strace",  # tests/e2e/test_faults.py: kills nspawnctl at each rename/unlink/subvolume ioctl
     # debootstrap does not resolve virtual packages: python3-zstandard depends on
     # python3-cffi-backend-api-{min,max}, which only python3-cffi-backend provides.
     "python3-cffi-backend",

@@ -1,0 +1,65 @@
+"""``system prune``: remove what is stopped, unused or left half done."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import typer
+
+from .app import state_of
+from .output import confirm_or_refuse, human_size, print_json
+from .usage import NspawnctlGroup
+
+system_app = typer.Typer(
+    help="Manage nspawnctl as a whole.", no_args_is_help=True, rich_markup_mode=None, cls=NspawnctlGroup
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(system_app, name="system")
+
+
+@system_app.command("prune")
+def system_prune(
+    ctx: typer.Context,
+    all_: bool = typer.Option(
+        False, "-a", "--all", help="Remove every image no container was made from, not only dangling ones."
+    ),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
+    volumes: bool = typer.Option(
+        False,
+        "--volumes",
+        help="Accepted for docker's sake: nspawnctl has no volumes of its own (-v binds host paths).",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+) -> None:
+    """Remove stopped containers, dangling images (-a: all unused images), layers no image uses,
+    and what interrupted commands left behind (staging snapshots, temporary files)."""
+    state = state_of(ctx)
+    state.json = json_out
+    if not force:
+        what = "all images without at least one container" if all_ else "all dangling images"
+        confirm_or_refuse(
+            f"WARNING! This will remove all stopped containers, {what}, all layers no image uses "
+            "and what interrupted commands left behind. Are you sure you want to continue?",
+            "refusing to prune without confirmation",
+            hint="rerun with --force",
+        )
+    result = state.client().prune(all_images=all_)
+    if json_out:
+        print_json({"containers": result.containers, **dataclasses.asdict(result.images)})
+        return
+    if result.containers:
+        typer.echo("Deleted Containers:")
+        for name in result.containers:
+            typer.echo(name)
+        typer.echo("")
+    pruned = result.images
+    if pruned.images or pruned.layers:
+        typer.echo("Deleted Images:")
+        for ref in pruned.untagged:
+            typer.echo(f"untagged: {ref}")
+        for deleted in (*pruned.images, *pruned.layers):
+            typer.echo(f"deleted: {deleted}")
+        typer.echo("")
+    typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")

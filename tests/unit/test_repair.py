@@ -1,0 +1,152 @@
+"""What a command killed half way leaves, and how the next one repairs it (store/containers.py,
+images.py, layers.py), on a real loop-mounted btrfs (skipped without root and btrfs tools)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_layers import apply, btrfs_mount, tar  # noqa: F401  (btrfs_mount: a fixture)
+
+from nspawnctl.config import Paths
+from nspawnctl.errors import ContainerNotFound, ImageNotFound, NameInUse
+from nspawnctl.spec import ContainerSpec
+from nspawnctl.store import btrfs
+from nspawnctl.store.containers import ContainerStore, ExitRecord
+from nspawnctl.store.images import Image, ImageStore
+from nspawnctl.store.layers import LayerStore
+from nspawnctl.store.pool import Pool
+
+
+@pytest.fixture
+def pool(btrfs_mount: Path, request: pytest.FixtureRequest) -> Pool:  # noqa: F811
+    base = btrfs_mount / ("repair-" + request.node.name.replace("/", "_"))
+    paths = Paths(
+        pool=base / "machines",
+        store=base / "store",
+        settings=base / "etc-nspawn",
+        runtime_settings=base / "run-nspawn",
+    )
+    paths.pool.mkdir(parents=True)
+    paths.store.mkdir()
+    return Pool(paths)
+
+
+@pytest.fixture
+def image(pool: Pool) -> Image:
+    root = pool.paths.store / "img"
+    btrfs.create_subvolume(root)
+    (root / "hello").write_text("hi\n")
+    return Image(id="sha256:" + "a" * 64, created="", size=3, source="test", path=root)
+
+
+def spec(name: str, auto_remove: bool = False) -> ContainerSpec:
+    return ContainerSpec(
+        name=name, id="0" * 32, image="img", image_id="sha256:" + "a" * 64, created="",
+        command=["/bin/true"], auto_remove=auto_remove,
+    )  # fmt: skip
+
+
+def test_create_makes_root_and_definition_and_leaves_no_staging(pool: Pool, image: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    assert (pool.paths.pool / "c1" / "hello").read_text() == "hi\n"
+    assert (pool.paths.settings / "c1.nspawn").is_file()
+    assert sorted(os.listdir(pool.paths.pool)) == ["c1"]
+    assert store.names() == {"c1"}
+
+
+def test_a_create_killed_before_its_rename_is_hidden_then_rolled_back(pool: Pool, image: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    os.rename(pool.paths.pool / "c1", pool.paths.pool / ".#nspawnctl-c1.create")  # as if killed there
+    assert store.names() == set()
+    with pytest.raises(ContainerNotFound):
+        store.get("c1")
+    store.create(spec("c1"), image)  # the name is not stuck: the leftover is rolled back first
+    assert sorted(os.listdir(pool.paths.pool)) == ["c1"]
+
+
+def test_a_removal_killed_after_its_rename_is_finished_by_the_next_change(pool: Pool, image: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    store.record_exit("c1", ExitRecord(0, "", ""))
+    os.rename(pool.paths.pool / "c1", pool.paths.pool / ".#nspawnctl-c1.rm")
+    assert store.names() == set()
+    store.prune_locked_leftovers()
+    assert os.listdir(pool.paths.pool) == []
+    assert not (pool.paths.settings / "c1.nspawn").exists()
+    assert not (pool.paths.state / "c1.json").exists()
+
+
+def test_an_rm_container_whose_definition_vanished_with_run_is_removed(pool: Pool, image: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1", auto_remove=True), image)
+    assert (pool.paths.state / "c1.autoremove").is_file()
+    (pool.paths.runtime_settings / "c1.nspawn").unlink()  # a reboot
+    store.prune_locked_leftovers()
+    assert os.listdir(pool.paths.pool) == []
+    assert not (pool.paths.state / "c1.autoremove").exists()
+
+
+def test_a_foreign_pool_entry_is_never_ours_to_remove(pool: Pool, image: Image) -> None:
+    (pool.paths.pool / "other").mkdir()
+    store = ContainerStore(pool)
+    with pytest.raises(NameInUse, match="did not make") as e:
+        store.create(spec("other"), image)
+    assert "machinectl remove other" in (e.value.hint or "")
+    store.prune_locked_leftovers()
+    assert (pool.paths.pool / "other").is_dir()
+
+
+def test_create_from_an_image_removed_meanwhile_says_so_and_leaves_nothing(pool: Pool, image: Image) -> None:
+    btrfs.delete(image.path)
+    with pytest.raises(ImageNotFound, match="was removed"):
+        ContainerStore(pool).create(spec("c1", auto_remove=True), image)
+    assert os.listdir(pool.paths.pool) == []
+    assert not pool.paths.state.exists() or not os.listdir(pool.paths.state)
+
+
+def test_layer_halves_left_by_a_killed_removal_are_swept(pool: Pool) -> None:
+    layers = LayerStore(pool)
+    one = apply(layers, None, tar(("a", b"1")))
+    two = apply(layers, one, tar(("b", b"2")))
+    btrfs.delete(one.path)  # killed between the subvolume and its record
+    (layers.dir / f"{two.path.name}.json").unlink()  # or the other way round (the old order)
+    assert [la.chain_id for la in layers.list()] == []
+    layers.prune(set)
+    assert sorted(os.listdir(layers.dir)) == []
+
+
+def test_image_halves_left_by_a_killed_rmi_or_import_are_swept(pool: Pool) -> None:
+    images = ImageStore(pool)
+    images.dir.mkdir(parents=True)
+    orphan_root = images.dir / ("b" * 64)
+    btrfs.create_subvolume(orphan_root)  # an rmi killed after the record went
+    (images.dir / f"{'c' * 64}.json").write_text(json.dumps({"created": "", "size": 0}))  # no root
+    (pool.paths.store / ".refs.json.999999999-0000").write_text("{}")  # a dead pull's temp refs
+    assert images.list() == []
+    assert images.prune(lambda _: []) == []
+    assert os.listdir(images.dir) == []
+    assert not list(pool.paths.store.glob(".refs.json.*"))
+
+
+def test_repair_removes_dead_definition_temp_files_but_not_an_editors(pool: Pool) -> None:
+    settings = pool.paths.settings
+    settings.mkdir()
+    (settings / ".web.nspawn.ab12cd_9").write_text("[Exec]\n")  # NspawnFile.save killed mid-way
+    (settings / ".web.nspawn.swp").write_text("vim")
+    ContainerStore(pool).prune_locked_leftovers()
+    assert os.listdir(settings) == [".web.nspawn.swp"]
+
+
+def test_a_layer_an_image_links_to_is_kept_even_without_its_record(pool: Pool) -> None:
+    layers = LayerStore(pool)
+    top = apply(layers, None, tar(("a", b"1")))
+    pool.paths.images.mkdir(parents=True, exist_ok=True)
+    (pool.paths.images / ("d" * 64)).symlink_to(f"../layers/{top.path.name}")
+    (layers.dir / f"{top.path.name}.json").unlink()  # damaged, not a crash of ours
+    layers.sweep_locked()
+    assert top.path.is_dir()
