@@ -150,7 +150,7 @@ def test_values_python_cannot_read_as_numbers_are_reported_with_file_and_line(
     f.write_text(f"[X-Nspawnctl]\nImage={busybox}\nTasksMax=\u00b2\n[Network]\nPort=\u00b2:80\n")
     r = nsp("apply", str(defs), check=False)
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
-    assert f"{f}:3: TasksMax=\u00b2: not a number of processes" in r.stderr, r.stderr
+    assert f"{f}:3: TasksMax=\u00b2: not a whole number of processes" in r.stderr, r.stderr
     assert f"{f}:5: Port=\u00b2:80: invalid port mapping" in r.stderr, r.stderr
     assert bad not in nsp("ps", "-a", "-q").stdout.split() and traces(bad) == []
 

@@ -258,7 +258,7 @@ def test_load_dir_sorted_names_from_files(tmp_path: Path) -> None:
         # found by the fuzzer (tests/fuzz/corpus/nspawn): digits that int() refuses crashed apply
         ("[Network]\nPort=\u00b2:80\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid port"),
         ("[X-Nspawnctl]\nImage=a\nNetwork=veth\nPublish=80:" + "9" * 5000 + "\n", ":4:", "invalid port"),
-        ("[X-Nspawnctl]\nImage=a\nTasksMax=\u00b2\n", ":3:", "not a number of processes"),
+        ("[X-Nspawnctl]\nImage=a\nTasksMax=\u00b2\n", ":3:", "not a whole number of processes"),
     ],
 )
 def test_definition_errors_name_file_and_line(tmp_path: Path, text: str, where: str, what: str) -> None:
