@@ -133,3 +133,10 @@ def unit_show(unit: str, *props: str) -> dict[str, str]:
         ["systemctl", "show", unit, *(f"--property={p}" for p in props)], capture_output=True, text=True
     ).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def systemd_version() -> int:
+    """The host's systemd version (252 on Debian 12, 257 on Debian 13): for the few behaviours
+    that differ (the tests expect each version's own)."""
+    out = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[1])
