@@ -141,6 +141,7 @@ def test_bad_files_are_reported_with_file_and_line_and_change_nothing(
     assert nsp("apply", str(defs)).stdout == f"{good} unchanged\n"
 
 
+@pytest.mark.surface
 def test_generate_rm_apply_round_trip(nsp: CLI, busybox: str, defs: Path) -> None:
     name = nsp.name("gen")
     data = defs / "data"
