@@ -423,13 +423,18 @@ def bootimg_spec() -> RootSpec:
 
 def root_spec() -> RootSpec:
     """The host root embeds the boot image, so its key includes the image's."""
-    extra = bootimg_spec().stamp() + (f" busybox-static/{BUSYBOX_SUITE}" if SUITE in OLD_BUSYBOX else "")
+    extra = bootimg_spec().stamp() + "".join(f" {item}" for item in SUITE_SETUP.get(SUITE, ()))
     return RootSpec("root", ROOT, HOST_PACKAGES, extra_key=extra)
 
 
+# What configure_host_root does beyond the common setup, per suite (part of the root's cache key).
+NEWER_BUSYBOX = "busybox-static/trixie"
+JOURNAL_CAP = "journald-SystemMaxUse=256M"
+SUITE_SETUP: dict[str, tuple[str, ...]] = {"bookworm": (NEWER_BUSYBOX, JOURNAL_CAP)}
+
+
 # bookworm's busybox-static 1.35 `wget` segfaults on any URL, on the host and in containers (whose
-# busybox images are copies of the host's busybox): hosts of these suites get trixie's busybox-static.
-OLD_BUSYBOX = ("bookworm",)
+# busybox images are copies of the host's busybox): such hosts get trixie's busybox-static.
 BUSYBOX_SUITE = "trixie"
 
 
@@ -541,7 +546,7 @@ def configure_host_root(root: Path) -> None:
     run_chroot(root, ["systemctl", "mask", "docker-registry.service"])
     # No password prompt can ever stall an emergency shell on the pipe console.
     run_chroot(root, ["passwd", "--delete", "root"])
-    if SUITE in OLD_BUSYBOX:
+    if NEWER_BUSYBOX in SUITE_SETUP.get(SUITE, ()):
         with step(f"install {BUSYBOX_SUITE}'s busybox-static"):
             deb = newer_busybox_deb(root)
             shutil.copyfile(deb, root / "tmp" / deb.name)
@@ -550,6 +555,13 @@ def configure_host_root(root: Path) -> None:
             remove_tree(root / "var/tmp/testhost-busybox")
             # apt must not "upgrade" it back to the suite's own
             run_chroot(root, ["apt-mark", "hold", "busybox-static"])
+    if JOURNAL_CAP in SUITE_SETUP.get(SUITE, ()):
+        # journald 252 keeps a file of its own (8 MiB at least) for every UID that logs, and each
+        # user-namespaced container is a new UID: one e2e run left 850 MB in the root. A cap, so
+        # journald vacuums old files, as it would on a real host's smaller share of the disk.
+        conf = root / "etc/systemd/journald.conf.d"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "testhost.conf").write_text("[Journal]\nSystemMaxUse=256M\n")
     for rel in (STORE_REL, MACHINES_REL, SRC_IN_HOST.lstrip("/")):
         (root / rel).mkdir(parents=True, exist_ok=True)
     with step("copy boot image into host root"):
