@@ -26,16 +26,13 @@ BOOT_IMAGE_DIR = Path("/srv/bootimg")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # `-m surface`: what CI runs against Debian's packaged libraries (`make test`'s trixie
-    # `--install debian` pass), where the full suite runs with the venv install. Mark a test
+    # `-m surface`: what `make test` runs against Debian's packaged libraries (trixie, `--install
+    # debian`) and on systemd 252 / Python 3.11 (bookworm; the full suite there is `make test-252`);
+    # the full suite runs on trixie with the venv install. Mark a test
     # `@pytest.mark.surface` when it is the one that drives a library's part of nspawnctl: argv
     # parsing, help, errors and output (typer, click, rich), D-Bus (dbus-fast), the journal,
     # HTTP and signatures (requests, urllib3, python-gnupg), zstd, btrfsutil.
     config.addinivalue_line("markers", "surface: the library-facing subset run against Debian's packages")
-    # `-m "not once"`: the systemd 252 pass of `make test` skips tests marked `once`: long ones whose
-    # outcome does not depend on the systemd version (they run in the systemd 257 pass only); what
-    # keeps `make test` under 30 minutes.
-    config.addinivalue_line("markers", "once: long and systemd-version-independent: the 257 pass only")
     if not Path("/run/systemd/system").is_dir() or os.geteuid() != 0:
         raise pytest.UsageError(
             "the end-to-end tests need root on a host booted with systemd; run them with "
