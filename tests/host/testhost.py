@@ -429,7 +429,7 @@ def root_spec() -> RootSpec:
 
 # What configure_host_root does beyond the common setup, per suite (part of the root's cache key).
 NEWER_BUSYBOX = "busybox-static/trixie"
-JOURNAL_CAP = "journald-SystemMaxUse=256M"
+JOURNAL_CAP = "journald-SplitMode=none-SystemMaxUse=256M"
 SUITE_SETUP: dict[str, tuple[str, ...]] = {"bookworm": (NEWER_BUSYBOX, JOURNAL_CAP)}
 
 
@@ -556,12 +556,13 @@ def configure_host_root(root: Path) -> None:
             # apt must not "upgrade" it back to the suite's own
             run_chroot(root, ["apt-mark", "hold", "busybox-static"])
     if JOURNAL_CAP in SUITE_SETUP.get(SUITE, ()):
-        # journald 252 keeps a file of its own (8 MiB at least) for every UID that logs, and each
-        # user-namespaced container is a new UID: one e2e run left 850 MB in the root. A cap, so
-        # journald vacuums old files, as it would on a real host's smaller share of the disk.
+        # journald 252 keeps an active file of its own (8 MiB at least) for every UID that logs, and
+        # each user-namespaced container is a new UID: one e2e run left 850 MB in the root, which
+        # SystemMaxUse= alone does not vacuum (it removes archived files only). One file for all,
+        # capped; nspawnctl reads the journal by fields, whichever file holds them.
         conf = root / "etc/systemd/journald.conf.d"
         conf.mkdir(parents=True, exist_ok=True)
-        (conf / "testhost.conf").write_text("[Journal]\nSystemMaxUse=256M\n")
+        (conf / "testhost.conf").write_text("[Journal]\nSplitMode=none\nSystemMaxUse=256M\n")
     for rel in (STORE_REL, MACHINES_REL, SRC_IN_HOST.lstrip("/")):
         (root / rel).mkdir(parents=True, exist_ok=True)
     with step("copy boot image into host root"):
