@@ -89,7 +89,11 @@ def join(zone: str, port: str, netns: str) -> None:
     """Create vz-ZONE if missing and plug a new veth ``port`` (peer host0 in ``netns``) into it.
 
     Under the zone lock, so that a member leaving at the same time never removes the bridge
-    this one is joining (it only removes a bridge without ports)."""
+    this one is joining (it only removes a bridge without ports).
+
+    The port is plugged in with carrier (both ends up): a port without carrier takes the bridge's
+    carrier away for a moment, and systemd-networkd 252 (Debian 12) then drops the bridge's address and
+    picks a new /24 once carrier is back, after members may have read the old one."""
     bridge = bridge_name(zone)
     with locked(zone) as zf:
         if not ipcmd.link_exists(bridge):
@@ -97,7 +101,9 @@ def join(zone: str, port: str, netns: str) -> None:
             zf.created_bridge = True
         ipcmd.run(["ip", "link", "set", bridge, "up"])
         ipcmd.run(["ip", "link", "add", port, "type", "veth", "peer", "name", "host0", "netns", netns])
-        ipcmd.run(["ip", "link", "set", port, "master", bridge, "up"])
+        ipcmd.run(["ip", "-n", netns, "link", "set", "host0", "up"])
+        ipcmd.run(["ip", "link", "set", port, "up"])
+        ipcmd.run(["ip", "link", "set", port, "master", bridge])
 
 
 def lease(paths: Paths, zone: str, name: str, gateway: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:

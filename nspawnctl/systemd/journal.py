@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -179,6 +181,13 @@ async def follow(
 
 
 def _terminate(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM journalctl unless asyncio has reaped it.
+
+    os.kill, not proc.terminate(): Popen.terminate() polls first (waitpid WNOHANG), which can reap a
+    journalctl that has just exited under asyncio's own child watcher; Python 3.11's watcher then
+    logs "Unknown child process pid N, will report returncode 255" on the user's stderr. Until the
+    watcher reaps it the pid cannot be reused, so the kill reaches journalctl or its zombie.
+    """
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):  # it ended a moment ago
-            proc.terminate()
+            os.kill(proc.pid, signal.SIGTERM)

@@ -32,6 +32,13 @@ BOOT_IMAGE_DIR = Path("/srv/bootimg")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # `-m surface`: what `make test` runs against Debian's packaged libraries (trixie, `--install
+    # debian`) and on systemd 252 / Python 3.11 (bookworm; the full suite there is `make test-252`);
+    # the full suite runs on trixie with the venv install. Mark a test
+    # `@pytest.mark.surface` when it is the one that drives a library's part of nspawnctl: argv
+    # parsing, help, errors and output (typer, click, rich), D-Bus (dbus-fast), the journal,
+    # HTTP and signatures (requests, urllib3, python-gnupg), zstd, btrfsutil.
+    config.addinivalue_line("markers", "surface: the library-facing subset run against Debian's packages")
     if not Path("/run/systemd/system").is_dir() or os.geteuid() != 0:
         raise pytest.UsageError(
             "the end-to-end tests need root on a host booted with systemd; run them with "
@@ -172,3 +179,10 @@ def oci(workdir: Path) -> Iterator[Env]:
     with start_registry(workdir / "reg-open", tls=tls) as reg:
         ob.push_standard(std, reg.url(""), ca=tls.ca)
         yield Env(std, tls, reg, workdir)
+
+
+def systemd_version() -> int:
+    """The host's systemd version (252 on Debian 12, 257 on Debian 13): for the few behaviours
+    that differ (the tests expect each version's own)."""
+    out = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[1])

@@ -155,6 +155,7 @@ def test_values_python_cannot_read_as_numbers_are_reported_with_file_and_line(
     assert bad not in nsp("ps", "-a", "-q").stdout.split() and traces(bad) == []
 
 
+@pytest.mark.surface
 def test_generate_rm_apply_round_trip(nsp: CLI, busybox: str, defs: Path) -> None:
     name = nsp.name("gen")
     data = defs / "data"

@@ -32,6 +32,7 @@ def assert_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
         assert w in first, first
 
 
+@pytest.mark.surface
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -146,6 +147,7 @@ def test_two_runs_racing_for_one_name(nsp: CLI, busybox: str) -> None:
 # -- usage errors through the installed nspawnctl, as docker words them ----------------------
 
 
+@pytest.mark.surface
 @pytest.mark.parametrize(
     ("args", "lines"),
     [
@@ -190,11 +192,13 @@ def test_usage_errors_are_docker_like(nsp: CLI, busybox: str, args: list[str], l
     assert pool_snapshot() == before
 
 
+@pytest.mark.surface
 def test_options_after_the_image_are_the_payloads(nsp: CLI, busybox: str) -> None:
     proc = nsp("run", "--rm", busybox, "sh", "-c", 'echo "$@"', "sh", "--bogus", "-z")
     assert proc.stdout == "--bogus -z\n"
 
 
+@pytest.mark.surface
 def test_json_errors_are_said_once(nsp: CLI, tmp_path: Path) -> None:
     """With --json an error is the JSON envelope on stdout and nothing else, for every --json command."""
     proc = nsp("inspect", "--json", "e2e-no-such-thing", check=False)

@@ -214,6 +214,7 @@ def test_cp_cannot_escape_the_container_root(nsp: CLI, busybox: str, tmp_path: P
 # -- commit -------------------------------------------------------------------------------------
 
 
+@pytest.mark.surface
 def test_commit_running_container_then_run_the_image(nsp: CLI, busybox: str) -> None:
     name = nsp.name("commit")
     nsp("run", "-d", "--name", name, "-e", "GREETING=hi", "-w", "/tmp", busybox, "sleep", "600")
@@ -249,6 +250,7 @@ def test_commit_of_a_stopped_container_and_errors(nsp: CLI, busybox: str) -> Non
 # -- export / import ------------------------------------------------------------------------------
 
 
+@pytest.mark.surface
 def test_export_tar_import_round_trip(nsp: CLI, rich: str, tmp_path: Path) -> None:
     tarball = tmp_path / "rich.tar"
     nsp("export", rich, "-o", str(tarball))

@@ -35,6 +35,7 @@ def test_import_tarball_then_run_sees_its_files(
     assert out.stdout == "busybox\n"
 
 
+@pytest.mark.surface
 def test_import_zstd_and_stdin_give_the_content_id(nsp: CLI, busybox_dir: Path, tmp_path: Path) -> None:
     plain = tar_of(busybox_dir, tmp_path / "rootfs.tar")
     zst = tmp_path / "rootfs.tar.zst"
@@ -65,6 +66,7 @@ def test_import_directory_and_reimport_adds_only_a_name(nsp: CLI, busybox_dir: P
     assert ro.stdout.strip() == "ro=true"
 
 
+@pytest.mark.surface
 def test_tag_and_rmi(nsp: CLI, busybox: str) -> None:
     nsp("tag", busybox, "e2e/other:v2")
     assert "e2e/other:v2" in nsp.json("image", "inspect", busybox)[0]["refs"]
@@ -100,6 +102,7 @@ def test_images_survive_machinectl_clean(nsp: CLI, busybox: str) -> None:
     assert name not in subvolumes()
 
 
+@pytest.mark.surface
 def test_images_json_and_quiet(nsp: CLI, busybox: str) -> None:
     data = nsp.json("images")
     mine = [i for i in data if busybox in i["refs"]]

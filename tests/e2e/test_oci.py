@@ -76,6 +76,7 @@ def test_multi_layer_image_is_exactly_what_its_layers_say(nsp: CLI, oci: Env) ->
     assert (owned.st_uid, owned.st_gid, stat.S_IMODE(owned.st_mode)) == (1000, 1000, 0o600)
 
 
+@pytest.mark.surface
 def test_run_uses_entrypoint_cmd_env_and_workdir(nsp: CLI, oci: Env) -> None:
     ref = oci.ref("app")
     pull(nsp, oci, ref)
@@ -262,6 +263,7 @@ def clean_auth() -> Iterator[None]:
         AUTH.write_bytes(saved)
 
 
+@pytest.mark.surface
 def test_basic_auth_registry(nsp: CLI, oci: Env, clean_auth: None) -> None:
     with start_registry(
         oci.workdir / "reg-basic",

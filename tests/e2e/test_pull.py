@@ -209,6 +209,7 @@ def web(site: Site, nsp: CLI) -> Iterator[Site]:
     site.untrust_all(nsp)
 
 
+@pytest.mark.surface
 def test_signed_tarball_is_pulled_verified_and_run(web: Site, nsp: CLI) -> None:
     web.trust(nsp, web.key_a_file, f"{SITE}/rel")
     nsp.images.update({"e2e-pull/bb:1", "e2e-pull/again:2"})
@@ -411,6 +412,7 @@ def test_import_of_an_aci_file(web: Site, nsp: CLI) -> None:
     assert nsp("run", "--rm", f"{name}:1.0").stdout.strip() == "aci-says hello-aci from /tmp"
 
 
+@pytest.mark.surface
 def test_progress_bar_on_a_terminal(web: Site, nsp: CLI) -> None:
     web.trust(nsp, web.key_a_file, SITE)
     nsp.images.add("e2e-progress:1")

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import CLI
 
 BOTH = "echo out; echo err >&2; echo '<3>not a priority'"
@@ -85,6 +86,7 @@ def test_foreground_run_prints_lines_as_they_come(nsp: CLI, busybox: str) -> Non
         assert Path(err.name).read_text() == "second\n"
 
 
+@pytest.mark.surface
 def test_logs_keep_the_streams_apart_and_the_journal_tells_them(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
     nsp("run", "--name", name, busybox, "sh", "-c", BOTH)

@@ -19,7 +19,11 @@ Usage (as root, from the repository checkout)::
     tests/host/testhost.py leftovers      # exit 1 if a host, loop device or mount of .build is left
     tests/host/testhost.py status | clean
 
-Every state lives under ``<repo>/.build/host``; the only things outside it are
+Every command takes ``--suite trixie|bookworm`` (default trixie, or $TESTHOST_SUITE): trixie is
+systemd 257 with Python 3.13, bookworm systemd 252 with Python 3.11. Each suite's host has its own
+state directory (``.build/host``, ``.build/host-bookworm``), so both can stay built.
+
+Every state lives under ``<repo>/.build/host`` (per suite, see above); the only things outside it are
 the kernel mounts and the loop device that ``down`` undoes. The module is
 stdlib-only and importable, so a pytest fixture can call ``build()``, ``up()``,
 ``exec_in_host()`` / ``run_in_host()`` and ``down()`` directly.
@@ -52,7 +56,12 @@ from pathlib import Path
 # made by older code.
 SETUP_VERSION = 1
 
-SUITE = "trixie"
+# The Debian releases a host can be built from (`--suite`, or TESTHOST_SUITE in the environment):
+# trixie has systemd 257 and Python 3.13, bookworm systemd 252 and Python 3.11. Each suite has its
+# own state directory (suite_dir()), so both hosts can be kept built side by side.
+SUITES = ("trixie", "bookworm")
+DEFAULT_SUITE = "trixie"
+SUITE = DEFAULT_SUITE  # rebound by use_suite() below
 MIRROR = os.environ.get("TESTHOST_MIRROR", "http://deb.debian.org/debian")
 
 # What the host needs to run nspawnctl and its tests, for both installs (see install_project):
@@ -118,16 +127,7 @@ SRC_IN_HOST = "/src"
 BOOTIMG_IN_HOST = "/srv/bootimg"
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD = REPO / ".build" / "host"
-ROOT = BUILD / "root"
-BOOTIMG = BUILD / "bootimg"
-POOL = BUILD / "pool.img"
-CONSOLE_LOG = BUILD / "console.log"
-NSPAWN_PID = BUILD / "nspawn.pid"
-LEADER_PID = BUILD / "leader.pid"
-LOCK = BUILD / "lock"
 STAMP_NAME = ".testhost-stamp"
-MODE_FILE = BUILD / "mode"  # how the host was last booted (MODES); reboot() boots it the same way
 LOOP_DEVICES = 16
 # How up() prepares /var/lib before the boot:
 #   pool          the harness's btrfs pool (pool.img) in nspawnctl's layout: the e2e suite's host
@@ -137,7 +137,6 @@ LOOP_DEVICES = 16
 #   machines-raw  machined's loopback file /var/lib/machines.raw with an existing machine OLD_MACHINE
 #                 in it, mounted by the host's own var-lib-machines.mount (loop devices bound in)
 MODES = ("pool", "bare", "btrfs-varlib", "machines-raw")
-VARLIB_IMG = BUILD / "varlib.img"
 VARLIB_SIZE = "4G"
 MACHINES_RAW_REL = "var/lib/machines.raw"
 MACHINES_RAW_SIZE = "2G"
@@ -167,7 +166,14 @@ DEFAULT_INSTALL = "venv"
 VENV_IN_HOST = "/opt/nspawnctl"
 # pip's cache inside the host root, i.e. inside the clone's .build/ (survives until a rebuild).
 PIP_CACHE_IN_HOST = "/var/cache/nspawnctl-pip"
-INSTALL_MARK = BUILD / "install"
+
+# Debian's own packages of the dependencies are too old for pyproject.toml's ranges on these suites:
+# `--install debian` says so and is skipped there.
+DEBIAN_INSTALL_UNSUPPORTED = {
+    "bookworm": "Debian 12's packages are older than pyproject.toml allows (python3-typer 0.7.0 < 0.15.2, "
+    "python3-dbus-fast 1.84 < 2.44.1, python3-zstandard 0.20 < 0.23, python3-gnupg 0.4.9 < 0.5.4, "
+    "python3-requests 2.28 < 2.32.3)",
+}
 
 # Where the btrfs pool appears, relative to the host root.
 STORE_REL = "var/lib/nspawnctl"
@@ -176,6 +182,43 @@ MACHINES_REL = "var/lib/machines"
 
 class HarnessError(RuntimeError):
     """A step of the harness failed; the message says which and why."""
+
+
+class UnsupportedInstall(HarnessError):
+    """The suite cannot do this install at all (not a failure of a step): `test` skips it."""
+
+
+def suite_dir(suite: str) -> Path:
+    """A suite's state directory: trixie keeps the original .build/host, others .build/host-SUITE."""
+    return REPO / ".build" / ("host" if suite == DEFAULT_SUITE else f"host-{suite}")
+
+
+def use_suite(suite: str) -> None:
+    """Point the harness's paths at ``suite``'s host (SUITES).
+
+    The paths are module globals, read by every step; the choice is exported as TESTHOST_SUITE so
+    that the boot helper (a new process of this script) and the tests in tests/host follow it.
+    """
+    global SUITE, BUILD, ROOT, BOOTIMG, POOL, CONSOLE_LOG, NSPAWN_PID, LEADER_PID, LOCK, MODE_FILE
+    global VARLIB_IMG, INSTALL_MARK
+    if suite not in SUITES:
+        raise HarnessError(f"unknown suite {suite!r}: one of {', '.join(SUITES)}")
+    SUITE = suite
+    BUILD = suite_dir(suite)
+    ROOT = BUILD / "root"
+    BOOTIMG = BUILD / "bootimg"
+    POOL = BUILD / "pool.img"
+    CONSOLE_LOG = BUILD / "console.log"
+    NSPAWN_PID = BUILD / "nspawn.pid"
+    LEADER_PID = BUILD / "leader.pid"
+    LOCK = BUILD / "lock"
+    MODE_FILE = BUILD / "mode"  # how the host was last booted (MODES); reboot() boots it the same way
+    VARLIB_IMG = BUILD / "varlib.img"
+    INSTALL_MARK = BUILD / "install"
+    os.environ["TESTHOST_SUITE"] = suite
+
+
+use_suite(os.environ.get("TESTHOST_SUITE") or DEFAULT_SUITE)
 
 
 # --------------------------------------------------------------------------- logging
@@ -382,7 +425,43 @@ def bootimg_spec() -> RootSpec:
 
 def root_spec() -> RootSpec:
     """The host root embeds the boot image, so its key includes the image's."""
-    return RootSpec("root", ROOT, HOST_PACKAGES, extra_key=bootimg_spec().stamp())
+    extra = bootimg_spec().stamp() + "".join(f" {item}" for item in SUITE_SETUP.get(SUITE, ()))
+    return RootSpec("root", ROOT, HOST_PACKAGES, extra_key=extra)
+
+
+# What configure_host_root does beyond the common setup, per suite (part of the root's cache key).
+NEWER_BUSYBOX = "busybox-static/trixie"
+JOURNAL_CAP = "journald-SplitMode=none-SystemMaxUse=256M"
+SUITE_SETUP: dict[str, tuple[str, ...]] = {"bookworm": (NEWER_BUSYBOX, JOURNAL_CAP)}
+
+
+# bookworm's busybox-static 1.35 `wget` segfaults on any URL, on the host and in containers (whose
+# busybox images are copies of the host's busybox): such hosts get trixie's busybox-static.
+BUSYBOX_SUITE = "trixie"
+
+
+def newer_busybox_deb(root: Path) -> Path:
+    """trixie's busybox-static .deb: from the trixie host's package cache if that was built, else
+    downloaded by the root's apt from a one-off trixie source list (nothing of it stays in the root)."""
+    cached = sorted((suite_dir(BUSYBOX_SUITE) / "debcache" / "root").glob("busybox-static_*.deb"))
+    if cached:
+        return cached[-1]
+    scratch = Path("/var/tmp/testhost-busybox")
+    remove_tree(root / scratch.relative_to("/"))
+    (root / scratch.relative_to("/") / "lists" / "partial").mkdir(parents=True)
+    (root / scratch.relative_to("/") / "sources.list").write_text(f"deb {MIRROR} {BUSYBOX_SUITE} main\n")
+    opts = [
+        f"-oDir::Etc::SourceList={scratch}/sources.list",
+        "-oDir::Etc::SourceParts=-",
+        f"-oDir::State::Lists={scratch}/lists",
+    ]
+    run_chroot(root, ["apt-get", *opts, "update"])
+    download = f"cd {scratch} && apt-get {' '.join(opts)} download busybox-static/{BUSYBOX_SUITE}"
+    run_chroot(root, ["sh", "-c", download])
+    found = sorted((root / scratch.relative_to("/")).glob("busybox-static_*.deb"))
+    if not found:
+        raise HarnessError(f"apt-get download busybox-static/{BUSYBOX_SUITE} left no .deb in {scratch}")
+    return found[-1]
 
 
 def ensure_host_tools() -> None:
@@ -469,6 +548,23 @@ def configure_host_root(root: Path) -> None:
     run_chroot(root, ["systemctl", "mask", "docker-registry.service"])
     # No password prompt can ever stall an emergency shell on the pipe console.
     run_chroot(root, ["passwd", "--delete", "root"])
+    if NEWER_BUSYBOX in SUITE_SETUP.get(SUITE, ()):
+        with step(f"install {BUSYBOX_SUITE}'s busybox-static"):
+            deb = newer_busybox_deb(root)
+            shutil.copyfile(deb, root / "tmp" / deb.name)
+            run_chroot(root, ["dpkg", "-i", f"/tmp/{deb.name}"])
+            (root / "tmp" / deb.name).unlink()
+            remove_tree(root / "var/tmp/testhost-busybox")
+            # apt must not "upgrade" it back to the suite's own
+            run_chroot(root, ["apt-mark", "hold", "busybox-static"])
+    if JOURNAL_CAP in SUITE_SETUP.get(SUITE, ()):
+        # journald 252 keeps an active file of its own (8 MiB at least) for every UID that logs, and
+        # each user-namespaced container is a new UID: one e2e run left 850 MB in the root, which
+        # SystemMaxUse= alone does not vacuum (it removes archived files only). One file for all,
+        # capped; nspawnctl reads the journal by fields, whichever file holds them.
+        conf = root / "etc/systemd/journald.conf.d"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "testhost.conf").write_text("[Journal]\nSplitMode=none\nSystemMaxUse=256M\n")
     for rel in (STORE_REL, MACHINES_REL, SRC_IN_HOST.lstrip("/")):
         (root / rel).mkdir(parents=True, exist_ok=True)
     with step("copy boot image into host root"):
@@ -629,6 +725,14 @@ def switch_argvs(install: str) -> list[list[str]]:
     return [remove_link]
 
 
+def check_install_supported(install: str) -> None:
+    """Refuse an install the suite cannot do (DEBIAN_INSTALL_UNSUPPORTED), saying why."""
+    if install == "debian" and SUITE in DEBIAN_INSTALL_UNSUPPORTED:
+        raise UnsupportedInstall(
+            f"--install debian on {SUITE}: {DEBIAN_INSTALL_UNSUPPORTED[SUITE]}; use --install venv"
+        )
+
+
 def current_install() -> str:
     try:
         mode = INSTALL_MARK.read_text().strip()
@@ -647,6 +751,7 @@ def install_project(booted: bool, install: str | None = None) -> None:
     install = install or current_install()
     if install not in INSTALLS:
         raise HarnessError(f"unknown install {install!r}: one of {', '.join(INSTALLS)}")
+    check_install_supported(install)
     src = ROOT / SRC_IN_HOST.lstrip("/")
     if not ((src / "pyproject.toml").exists() or (src / "setup.py").exists()):
         log("no pyproject.toml yet: skipping the install of nspawnctl into the host")
@@ -829,17 +934,19 @@ def harness_loops() -> list[tuple[str, str]]:
         if back.startswith(base):
             found.append((dev["name"], back))
             continue
-        in_root = ROOT / back.lstrip("/")
-        try:
-            st = in_root.stat()
-        except OSError:
-            continue
-        if (
-            back
-            and str(st.st_ino) == str(dev.get("back-ino"))
-            and (f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" == str(dev.get("back-maj:min")).strip())
-        ):
-            found.append((dev["name"], os.fspath(in_root)))
+        for suite in SUITES:  # the other suite's host may be up too, or left over
+            in_root = suite_dir(suite) / "root" / back.lstrip("/")
+            try:
+                st = in_root.stat()
+            except OSError:
+                continue
+            if (
+                back
+                and str(st.st_ino) == str(dev.get("back-ino"))
+                and (f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}" == str(dev.get("back-maj:min")).strip())
+            ):
+                found.append((dev["name"], os.fspath(in_root)))
+                break
     return found
 
 
@@ -1025,6 +1132,7 @@ def boot(mode: str = "pool", fresh: bool = True) -> int:
     argv = ["unshare", "--mount", "--propagation", "private", "--", *helper, *argv]
     # Plain text in console.log: nspawn hands TERM on to the host's systemd.
     env = {"PATH": os.environ.get("PATH", HOST_PATH), "TERM": "dumb", "SYSTEMD_COLORS": "0"}
+    env["TESTHOST_SUITE"] = SUITE  # the helper mounts into this suite's root
     with open(CONSOLE_LOG, "wb") as console:
         proc = subprocess.Popen(
             argv,
@@ -1164,7 +1272,8 @@ def down() -> None:
     """Power off, unmount the pool, detach every loop device of .build and make the kernel forget
     their btrfs; a no-op when already down."""
     with locked():
-        loops = [dev for dev, _ in harness_loops()]  # the host's own ones go at poweroff: note them now
+        # the host's own ones go at poweroff: note them now (this suite's only: the other may be up)
+        loops = [dev for dev, back in harness_loops() if back.startswith(os.fspath(BUILD) + "/")]
         poweroff()
         with step("unmount pool"):
             unmount_pool()
@@ -1187,7 +1296,7 @@ def status() -> str:
         proc = run_in_host(["systemctl", "is-system-running"], capture=True, timeout=10)
         state = f"up (nspawn {nspawn_pid()}, leader {_read_pid(LEADER_PID)}): {proc.stdout.strip()}"
     built = "built" if root_spec().is_current() else "not built"
-    return f"host {state}; root {built}; pool {'present' if POOL.exists() else 'absent'}"
+    return f"{SUITE} host {state}; root {built}; pool {'present' if POOL.exists() else 'absent'}"
 
 
 def clean() -> None:
@@ -1309,6 +1418,11 @@ def test(
     ``nspawnctl`` is smoke-checked first. ``unit`` runs the unit tests in the host first (Python
     3.13), from tests/unit so that they import the installed package, not /src.
     """
+    try:
+        check_install_supported(install or current_install())
+    except UnsupportedInstall as exc:
+        log(f"SKIPPED: {exc}")
+        return 0
     build()
     try:
         up(install=install)
@@ -1383,30 +1497,43 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="testhost.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="debootstrap the host root and the boot image (cached)")
+    # every command takes --suite: which Debian release's host it builds, boots, enters or stops
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=os.environ.get("TESTHOST_SUITE") or DEFAULT_SUITE,
+        help="trixie (systemd 257, Python 3.13; the default) or bookworm (systemd 252, Python 3.11)",
+    )
+
+    def add(name: str, **kw: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    b = add("build", help="debootstrap the host root and the boot image (cached)")
     b.add_argument("--force", action="store_true", help="rebuild even if the stamps match")
-    u = sub.add_parser("up", help="mount the pool, install the checkout and boot the host")
+    u = add("up", help="mount the pool, install the checkout and boot the host")
     u.add_argument("--install", choices=INSTALLS, help="venv (from PyPI, the default) or debian packages")
-    e = sub.add_parser("exec", help="run a command inside the booted host")
+    e = add("exec", help="run a command inside the booted host")
     e.add_argument("--cwd", help="working directory inside the host")
     e.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
     e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
-    sub.add_parser("down", help="power off and unmount (no-op when down)")
-    sub.add_parser("reboot", help="down, then up again without rebuilding")
-    t = sub.add_parser(
+    add("down", help="power off and unmount (no-op when down)")
+    add("reboot", help="down, then up again without rebuilding")
+    t = add(
         "test",
         help="build, up, pytest tests/e2e inside the host, down",
-        usage="testhost.py test [--keep] [--install venv|debian] [--unit] [--] [PYTEST_ARGS...]",
+        usage="testhost.py test [--suite trixie|bookworm] [--keep] [--install venv|debian] [--unit] "
+        "[--] [PYTEST_ARGS...]",
     )
     t.add_argument("--keep", action="store_true", help="leave the host up afterwards")
     t.add_argument("--install", choices=INSTALLS, help="how nspawnctl is installed in the host")
     t.add_argument("--unit", action="store_true", help="run the unit tests in the host first")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest as they are")
-    sub.add_parser("demo", help="import a busybox dir and run a container in the host")
-    sub.add_parser("shell", help="boot the host with a busybox image ready, a shell inside, then down")
-    sub.add_parser("leftovers", help="list nspawns, loop devices, mounts of .build (exit 1 if any)")
-    sub.add_parser("status", help="say whether the host is built and up")
-    sub.add_parser("clean", help="down, then delete the roots and the pool")
+    add("demo", help="import a busybox dir and run a container in the host")
+    add("shell", help="boot the host with a busybox image ready, a shell inside, then down")
+    add("leftovers", help="list nspawns, loop devices, mounts of .build (exit 1 if any)")
+    add("status", help="say whether the host is built and up")
+    add("clean", help="down, then delete the roots and the pool")
     return p
 
 
@@ -1423,7 +1550,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     """
     if argv[:1] == ["test"] and not {"-h", "--help"} & set(argv[1:2]):
         rest = argv[1:]
-        ns = argparse.Namespace(command="test", keep=False, install=None, unit=False)
+        suite = os.environ.get("TESTHOST_SUITE") or DEFAULT_SUITE
+        ns = argparse.Namespace(command="test", keep=False, install=None, unit=False, suite=suite)
         while rest:  # the harness's own options come first; the first other word is pytest's
             if rest[0] in ("--keep", "--unit"):
                 setattr(ns, rest[0][2:], True)
@@ -1434,6 +1562,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                 if value not in INSTALLS:
                     parser().error(f"--install: one of {', '.join(INSTALLS)}, not {value!r}")
                 ns.install = value
+            elif (rest[0] == "--suite" and len(rest) > 1) or rest[0].startswith("--suite="):
+                value = rest[0].partition("=")[2] or rest[1]
+                rest = rest[1:] if "=" in rest[0] else rest[2:]
+                if value not in SUITES:
+                    parser().error(f"--suite: one of {', '.join(SUITES)}, not {value!r}")
+                ns.suite = value
             else:
                 break
         ns.pytest_args = _strip_dashdash(rest)
@@ -1451,6 +1585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log("must run as root (debootstrap, mount, nsenter)")
         return 1
     try:
+        use_suite(args.suite)
         if args.command == "build":
             build(force=args.force)
         elif args.command == "up":
