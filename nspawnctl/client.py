@@ -279,13 +279,17 @@ class Images:
         """Bytes of the image's layers that other images use too (stored once, counted in each)."""
         return self.store.shared_size(image)
 
-    def prune(self, all_images: bool = False) -> PruneResult:
+    def prune(self, all_images: bool = False, repair: bool = True) -> PruneResult:
         """Delete the dangling images (without a name) no container was made from, as docker's
         ``image prune``; with ``all_images`` every image no container was made from. Then the
-        layers no image uses (left by those, by rmi or by failed pulls)."""
+        layers no image uses (left by those, by rmi or by failed pulls). First (unless the caller
+        just did: ``repair``) what killed container commands left, so that the definition of a
+        dead create keeps no image."""
         from .store.layers import LayerStore
 
         self._client.pool.check()
+        if repair:
+            self._client.containers.store.prune_locked_leftovers()
         layer_store = LayerStore(self._client.pool)
         before = {la.chain_id: la.size for la in layer_store.list()}
         removed = self.store.prune(self._client.containers.store.users_of, all_images=all_images)
@@ -305,7 +309,7 @@ class Containers:
     def __init__(self, client: Client) -> None:
         self._client = client
         self.paths = client.paths
-        self.store = ContainerStore(client.pool)
+        self.store = ContainerStore(client.pool, client.notify)
 
     # -- creation --------------------------------------------------------------------------
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
@@ -962,9 +966,10 @@ class Client:
     ``Client().containers.run_detached("debian", ["sleep", "60"], RunOptions())``
     """
 
-    def __init__(self, paths: Paths | None = None) -> None:
+    def __init__(self, paths: Paths | None = None, notify: Callable[[str], None] = _no_notice) -> None:
         self.paths = paths or Paths.from_env()
         self.pool = Pool(self.paths)
+        self.notify = notify  # warnings worth a line on stderr (leftovers repair could not remove)
         self.images = Images(self)
         self.containers = Containers(self)
 
@@ -973,7 +978,7 @@ class Client:
         ``all_images`` every image no container was made from) and the layers no image uses, and
         whatever killed commands left half done (staging, temporary records, orphan roots)."""
         containers = self.containers.prune()
-        return SystemPruneResult(containers, self.images.prune(all_images=all_images))
+        return SystemPruneResult(containers, self.images.prune(all_images=all_images, repair=False))
 
     @property
     def trust(self) -> TrustStore:

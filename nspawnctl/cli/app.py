@@ -37,8 +37,9 @@ class State:
 
     def client(self) -> Client:
         from ..client import Client
+        from .output import err
 
-        return Client(self.paths())
+        return Client(self.paths(), notify=lambda text: err(f"nspawnctl: {text}"))
 
 
 # Plain click help everywhere. typer <= 0.15 escapes "[required]" for rich whenever rich is

@@ -56,12 +56,13 @@ def is_subvolume(path: Path) -> bool:
 
 
 def delete(path: Path) -> None:
-    """Delete a subvolume (even a read-only one), or a plain directory tree left by a fallback."""
+    """Delete a subvolume (even a read-only one) with the subvolumes nested in it (a container's
+    payload can make some; as root that is allowed), or a plain directory tree left by a fallback."""
     if not os.path.lexists(path):
         return
     if is_subvolume(path):
         try:
-            _btrfsutil().delete_subvolume(str(path))
+            _btrfsutil().delete_subvolume(str(path), recursive=True)
         except OSError as e:
             raise _wrap("cannot delete subvolume", path, e) from e
         return

@@ -10,6 +10,11 @@ removal renames the root to ``.#nspawnctl-NAME.rm`` first, so it is gone at once
 name with either staging entry; every change (under the pool lock, where no other change is half
 done) first calls :meth:`ContainerStore.repair_locked`, which rolls a dead create back and a dead
 removal forward, and removes ``--rm`` containers whose definition vanished with /run (a reboot).
+A ``recreate`` swaps roots through ``.#nspawnctl-NAME.new``/``.old``; a dead one is repaired too
+(the old root put back if the container has none, else deleted), except an ``.old`` that a live
+``apply`` keeps until its new root has started: that one holds an flock on ``state/.NAME.recreate``.
+Repair is best-effort per entry: a leftover that cannot be removed is reported (``notify``) and
+blocks nothing but its own name.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +49,16 @@ class ExitRecord:
     finished: str
 
 
+def _no_notice(text: str) -> None:
+    pass
+
+
 class ContainerStore:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, notify: Callable[[str], None] = _no_notice) -> None:
         self.pool = pool
         self.paths = pool.paths
+        self.notify = notify  # what repair could not remove (the library never prints)
+        self._recreating: dict[str, int] = {}  # name -> fd holding the flock of a kept-aside root
 
     def root(self, name: str) -> Path:
         return self.paths.pool / name
@@ -150,6 +161,12 @@ class ContainerStore:
         with self.pool.lock():
             self.repair_locked()
             root = self.root(spec.name)
+            stuck = [p for p in (self._staging(spec.name, w) for w in ("create", "rm")) if os.path.lexists(p)]
+            if stuck:
+                raise PoolError(
+                    f"a leftover of an earlier container {spec.name!r} could not be removed: {stuck[0]}",
+                    hint="choose another --name, or delete it by hand ('btrfs subvolume delete -R PATH')",
+                )
             if spec.name in self.names() or self._find_file(spec.name):
                 raise NameInUse(
                     f"the name {spec.name!r} is already in use",
@@ -193,30 +210,93 @@ class ContainerStore:
         command is in the middle of a change): a create is rolled back (its staging snapshot, and
         its definition if the root never got into place), a removal is finished, and a ``--rm``
         container whose definition is gone (it lived in /run: a reboot) is removed. Temporary
-        definition files of dead writers go too (every writer holds the lock)."""
+        definition files of dead writers go too (every writer holds the lock). A dead recreate's
+        new root is deleted and its old one put back if the container has no root, else deleted
+        (unless a live ``apply`` still holds it, see :meth:`recreate`).
+
+        Each entry on its own: one that cannot be removed (a payload's immutable file, ...) is
+        told to ``notify`` and the others are still repaired."""
         pool = self.paths.pool
         if pool.is_dir():
-            for entry in pool.glob(".#nspawnctl-*"):
+            for entry in sorted(pool.glob(".#nspawnctl-*")):
                 name, _, what = entry.name.removeprefix(".#nspawnctl-").rpartition(".")
-                if what == "create":
-                    if not os.path.lexists(self.root(name)):
-                        self._unlink_definitions(name)
-                        self._autoremove_marker(name).unlink(missing_ok=True)
-                    btrfs.delete(entry)
-                elif what == "rm":
-                    self._forget(name)
-                    btrfs.delete(entry)
+                self._best_effort(entry, self._repair_entry, entry, name, what)
         state = self.paths.state
         if state.is_dir():
             for marker in state.glob("*.autoremove"):
                 name = marker.name.removesuffix(".autoremove")
                 if self._find_file(name) is None:
-                    self._remove_locked(name)
+                    self._best_effort(self.root(name), self._remove_locked, name)
         for base in (self.paths.settings, self.paths.runtime_settings):
             if base.is_dir():
                 for tmp in base.glob(".*.nspawn.*"):
                     if _SAVE_TEMP.fullmatch(tmp.name):  # NspawnFile.save's, not an editor's swap file
                         tmp.unlink(missing_ok=True)
+
+    def _best_effort(self, what: Path, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except (PoolError, OSError) as e:
+            why = e.message if isinstance(e, PoolError) else (e.strerror or str(e))
+            self.notify(f"warning: cannot remove the leftover {what}: {why}")
+
+    def _repair_entry(self, entry: Path, name: str, what: str) -> None:
+        if what == "create":
+            if not os.path.lexists(self.root(name)):
+                self._unlink_definitions(name)
+                self._autoremove_marker(name).unlink(missing_ok=True)
+            btrfs.delete(entry)
+        elif what == "rm":
+            self._forget(name)
+            btrfs.delete(entry)
+        elif what == "new":  # only ever there under the lock: its recreate is dead
+            btrfs.delete(entry)
+        elif what == "old":
+            if os.path.lexists(self.root(name)) and self._recreate_in_progress(name):
+                return  # a live apply's previous root, until its new one has started
+            if not os.path.lexists(self.root(name)) and self._find_file(name) is not None:
+                os.rename(entry, self.root(name))  # killed between the two renames
+            else:
+                btrfs.delete(entry)
+            self._recreate_lock(name).unlink(missing_ok=True)  # a dead apply's (only made under the lock)
+
+    def _recreate_lock(self, name: str) -> Path:
+        return self.paths.state / f".{name}.recreate"
+
+    def _recreate_in_progress(self, name: str) -> bool:
+        """Whether a live ``recreate(keep_old=True)`` (in any process) still holds the old root."""
+        if name in self._recreating:
+            return True
+        try:
+            fd = os.open(self._recreate_lock(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def _hold_old(self, name: str) -> None:
+        self._release_old(name)
+        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._recreate_lock(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a dead holder's flock is gone
+        except BlockingIOError:
+            os.close(fd)
+            raise PoolError(
+                f"another apply is recreating {name}", hint="wait for it to end, then run this again"
+            ) from None
+        self._recreating[name] = fd
+
+    def _release_old(self, name: str) -> None:
+        fd = self._recreating.pop(name, None)
+        if fd is not None:
+            self._recreate_lock(name).unlink(missing_ok=True)
+            os.close(fd)
 
     def rewrite(self, spec: ContainerSpec, base: NspawnFile | None = None) -> None:
         """Replace the definition of an existing (stopped) container; its snapshot stays."""
@@ -232,7 +312,8 @@ class ContainerStore:
         The new root is made under a staging name first and swapped in by renames, so a failure
         at any step leaves the container as it was (old root, old definition), never without one.
         With ``keep_old`` the old root stays aside (and the exit record with it) until
-        :meth:`finish_recreate` deletes it or :meth:`undo_recreate` puts it back.
+        :meth:`finish_recreate` deletes it or :meth:`undo_recreate` puts it back; meanwhile this
+        process holds an flock that keeps :meth:`repair_locked` (of other commands) off it.
         """
         root = self.root(spec.name)
         new, old = self._staging(spec.name, "new"), self._staging(spec.name, "old")
@@ -245,6 +326,8 @@ class ContainerStore:
                 if not os.path.lexists(usr):
                     usr.mkdir(mode=0o755)
                 had_root = os.path.lexists(root)
+                if had_root and keep_old:
+                    self._hold_old(spec.name)
                 if had_root:
                     os.rename(root, old)
                 try:
@@ -259,6 +342,7 @@ class ContainerStore:
                         os.rename(old, root)
                     raise
             except BaseException:
+                self._release_old(spec.name)
                 btrfs.delete(new)
                 raise
             if not keep_old:
@@ -270,11 +354,12 @@ class ContainerStore:
             self._drop_old(name)
 
     def _drop_old(self, name: str) -> None:
+        self._release_old(name)
         (self.paths.state / f"{name}.json").unlink(missing_ok=True)
         try:
             btrfs.delete(self._staging(name, "old"))
         except PoolError:
-            pass  # the container is complete; the next recreate removes the leftover
+            pass  # the container is complete; the next change's repair removes the leftover
 
     def undo_recreate(self, name: str, path: Path, previous: NspawnFile) -> None:
         """Put back the root a ``recreate(keep_old=True)`` kept aside and the definition it had
@@ -282,6 +367,7 @@ class ContainerStore:
         root, new, old = self.root(name), self._staging(name, "new"), self._staging(name, "old")
         with self.pool.lock():
             if not os.path.isdir(old):
+                self._release_old(name)
                 raise PoolError(f"the previous root of {name} is gone ({old})")
             btrfs.delete(new)
             if os.path.lexists(root):
@@ -293,6 +379,7 @@ class ContainerStore:
                     os.rename(new, root)
                 raise
             self._restore(name, path, previous)
+            self._release_old(name)
             try:
                 btrfs.delete(new)
             except PoolError:
@@ -339,6 +426,9 @@ class ContainerStore:
             os.rename(root, staging)
         self._forget(name)
         btrfs.delete(staging)
+        for what in ("new", "old"):  # a recreate's, cut short
+            btrfs.delete(self._staging(name, what))
+        self._release_old(name)
 
     def _forget(self, name: str) -> None:
         self._unlink_definitions(name)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_layers import apply, btrfs_mount, tar  # noqa: F401  (btrfs_mount: a fixture)
 
+from nspawnctl.client import Client
 from nspawnctl.config import Paths
-from nspawnctl.errors import ContainerNotFound, ImageNotFound, NameInUse
+from nspawnctl.errors import ContainerNotFound, ImageNotFound, NameInUse, PoolError
 from nspawnctl.spec import ContainerSpec
 from nspawnctl.store import btrfs
 from nspawnctl.store.containers import ContainerStore, ExitRecord
@@ -40,6 +43,14 @@ def image(pool: Pool) -> Image:
     btrfs.create_subvolume(root)
     (root / "hello").write_text("hi\n")
     return Image(id="sha256:" + "a" * 64, created="", size=3, source="test", path=root)
+
+
+@pytest.fixture
+def image2(pool: Pool) -> Image:
+    root = pool.paths.store / "img2"
+    btrfs.create_subvolume(root)
+    (root / "hello").write_text("new\n")
+    return Image(id="sha256:" + "b" * 64, created="", size=4, source="test", path=root)
 
 
 def spec(name: str, auto_remove: bool = False) -> ContainerSpec:
@@ -150,3 +161,134 @@ def test_a_layer_an_image_links_to_is_kept_even_without_its_record(pool: Pool) -
     (layers.dir / f"{top.path.name}.json").unlink()  # damaged, not a crash of ours
     layers.sweep_locked()
     assert top.path.is_dir()
+
+
+# -- a payload's nested subvolume, a leftover that cannot go (review 12, findings 1, 5, 7) ----------
+def test_a_container_whose_root_holds_a_nested_subvolume_is_removable(pool: Pool, image: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    btrfs.create_subvolume(pool.paths.pool / "c1" / "nested")  # what a payload can do in its userns
+    btrfs.create_subvolume(pool.paths.pool / "c1" / "nested" / "deeper")
+    store.remove("c1")
+    assert os.listdir(pool.paths.pool) == []
+    store.create(spec("c1"), image)  # the name is free again
+
+
+def test_a_killed_removal_of_a_nested_root_is_finished_and_blocks_no_create(pool: Pool, image: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    btrfs.create_subvolume(pool.paths.pool / "c1" / "nested")
+    os.rename(pool.paths.pool / "c1", pool.paths.pool / ".#nspawnctl-c1.rm")  # killed there
+    store.create(spec("c2"), image)
+    assert sorted(os.listdir(pool.paths.pool)) == ["c2"]
+
+
+@pytest.fixture
+def stuck_leftover(pool: Pool) -> Iterator[Path]:
+    """A removal's leftover that cannot be deleted (an immutable file in a plain directory)."""
+    entry = pool.paths.pool / ".#nspawnctl-c1.rm"
+    entry.mkdir()
+    (entry / "f").write_text("x")
+    subprocess.run(["chattr", "+i", str(entry / "f")], check=True)
+    yield entry
+    subprocess.run(["chattr", "-i", str(entry / "f")], check=True)
+
+
+def test_one_leftover_that_cannot_go_blocks_only_its_own_name(
+    pool: Pool, image: Image, stuck_leftover: Path
+) -> None:
+    told: list[str] = []
+    store = ContainerStore(pool, told.append)
+    (pool.paths.pool / ".#nspawnctl-c3.rm").mkdir()  # another leftover: still repaired
+    store.create(spec("c2"), image)
+    assert sorted(os.listdir(pool.paths.pool)) == [".#nspawnctl-c1.rm", "c2"]
+    assert len(told) == 1 and str(stuck_leftover) in told[0] and told[0].startswith("warning: ")
+    store.prune_locked_leftovers()
+    assert len(told) == 2
+    with pytest.raises(PoolError, match="could not be removed"):
+        store.create(spec("c1"), image)
+    assert store.names() == {"c2"}
+
+
+def test_image_prune_repairs_a_killed_create_first(pool: Pool, image: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    os.rename(pool.paths.pool / "c1", pool.paths.pool / ".#nspawnctl-c1.create")  # killed there
+    Client(pool.paths).images.prune()
+    assert os.listdir(pool.paths.pool) == []
+    assert not (pool.paths.settings / "c1.nspawn").exists()
+
+
+# -- a recreate killed at each step ---------------------------------------------------------------
+def _hello(pool: Pool, name: str = "c1") -> str:
+    return (pool.paths.pool / name / "hello").read_text()
+
+
+def test_a_recreate_killed_after_its_snapshot_leaves_the_container_as_it_was(
+    pool: Pool, image: Image, image2: Image
+) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    btrfs.snapshot(image2.path, pool.paths.pool / ".#nspawnctl-c1.new")  # killed there
+    store.create(spec("c2"), image)
+    assert sorted(os.listdir(pool.paths.pool)) == ["c1", "c2"]
+    assert _hello(pool) == "hi\n"
+
+
+def test_a_recreate_killed_between_its_renames_gets_its_old_root_back(
+    pool: Pool, image: Image, image2: Image
+) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    btrfs.snapshot(image2.path, pool.paths.pool / ".#nspawnctl-c1.new")
+    os.rename(pool.paths.pool / "c1", pool.paths.pool / ".#nspawnctl-c1.old")  # killed there
+    store.prune_locked_leftovers()
+    assert sorted(os.listdir(pool.paths.pool)) == ["c1"]
+    assert _hello(pool) == "hi\n"
+    assert store.get("c1").image_id == image.id
+
+
+def test_an_apply_killed_before_finishing_its_recreate_leaves_no_old_root(
+    pool: Pool, image: Image, image2: Image
+) -> None:
+    ContainerStore(pool).create(spec("c1"), image)
+    pid = os.fork()
+    if pid == 0:  # the apply: recreate keeping the old root aside, then killed
+        try:
+            ContainerStore(pool).recreate(spec("c1"), image2, keep_old=True)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.path.isdir(pool.paths.pool / ".#nspawnctl-c1.old")
+    store = ContainerStore(pool)
+    store.prune_locked_leftovers()
+    assert sorted(os.listdir(pool.paths.pool)) == ["c1"]
+    assert _hello(pool) == "new\n"
+    assert not (pool.paths.state / ".c1.recreate").exists()
+
+
+def test_the_old_root_a_live_apply_keeps_aside_survives_others_repair(
+    pool: Pool, image: Image, image2: Image
+) -> None:
+    applying = ContainerStore(pool)
+    applying.create(spec("c1"), image)
+    applying.recreate(spec("c1"), image2, keep_old=True)
+    ContainerStore(pool).create(spec("c2"), image)  # another command's repair
+    applying.create(spec("c3"), image)  # and the apply's own
+    assert os.path.isdir(pool.paths.pool / ".#nspawnctl-c1.old")
+    path, previous = applying.definition("c1")
+    applying.undo_recreate("c1", path, previous)  # still possible: the new root did not start
+    assert _hello(pool) == "hi\n"
+    applying.recreate(spec("c1"), image2, keep_old=True)
+    applying.finish_recreate("c1")
+    assert sorted(os.listdir(pool.paths.pool)) == ["c1", "c2", "c3"]
+    assert not list(pool.paths.state.glob(".c1.recreate"))
+
+
+def test_rm_also_removes_a_recreates_leftovers(pool: Pool, image: Image, image2: Image) -> None:
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    store.recreate(spec("c1"), image2, keep_old=True)
+    btrfs.snapshot(image2.path, pool.paths.pool / ".#nspawnctl-c1.new")
+    store.remove("c1")
+    assert os.listdir(pool.paths.pool) == []
