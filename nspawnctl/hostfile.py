@@ -157,11 +157,7 @@ def _through_link(dir_fd: int, base: str, name: str) -> Iterator[IO[bytes]]:
         except OSError:
             raise _changed(name) from None
         try:
-            try:
-                now = os.lstat(real_base, dir_fd=real_dir)
-            except FileNotFoundError:
-                raise _changed(name) from None
-            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            if not _same(real_dir, real_base, st):
                 raise _changed(name)
             try:
                 with _replace(real_dir, real_base, name, st if existed else None, expect=st) as f:
