@@ -378,13 +378,14 @@ class StreamCheck:
                 self._add(to + link[len(final) :])
 
 
-def _u64(attrs: dict[int, memoryview], kind: int) -> int:
+def _u64(attrs: dict[int, memoryview], kind: int, width: int = 8) -> int:
+    """A little-endian number attribute (0 if absent), of the width receive reads it with."""
     value = attrs.get(kind)
     if value is None:
         return 0
-    if len(value) != 8:
-        raise UnsafeArchive(f"invalid btrfs send stream: attribute {kind} is not a 64-bit number")
-    return int(struct.unpack("<Q", value)[0])
+    if len(value) != width:
+        raise UnsafeArchive(f"invalid btrfs send stream: attribute {kind} is not a {8 * width}-bit number")
+    return int.from_bytes(value, "little")
 
 
 @dataclass
@@ -409,7 +410,7 @@ class StreamBudget:
         elif cmd == _C_ENCODED_WRITE:  # receive may decompress it: the larger of the two
             size = max(len(attrs.get(_A_DATA, b"")), _u64(attrs, _A_UNENCODED_FILE_LEN))
         elif cmd == _C_FALLOCATE:
-            if not _u64(attrs, _A_FALLOCATE_MODE) & _FALLOC_FL_PUNCH_HOLE:
+            if not _u64(attrs, _A_FALLOCATE_MODE, 4) & _FALLOC_FL_PUNCH_HOLE:  # a u32
                 size = _u64(attrs, _A_SIZE)
         elif cmd == _C_TRUNCATE:
             end = _u64(attrs, _A_SIZE)

@@ -731,7 +731,7 @@ def _budgeted(
 
 
 def test_a_tiny_stream_asking_for_a_huge_fallocate_is_refused() -> None:
-    bomb = command(FALLOCATE, tlv(15, b"f"), q(25, 0), q(18, 0), q(4, 1 << 50))
+    bomb = command(FALLOCATE, tlv(15, b"f"), tlv(25, struct.pack("<I", 0)), q(18, 0), q(4, 1 << 50))
     with pytest.raises(ArchiveError, match=f"more than the limit of {64 << 30} bytes"):
         _budgeted(command(MKFILE, tlv(15, b"f")), bomb, limits=Limits(), version=2)
     # under the byte cap but more than the pool has above its reserve: the tar import's message
@@ -740,13 +740,13 @@ def test_a_tiny_stream_asking_for_a_huge_fallocate_is_refused() -> None:
         match=r"cannot unpack the btrfs send stream: the pool is full \(10.0 GiB free, 1.0 GiB is kept",
     ):
         _budgeted(
-            command(FALLOCATE, tlv(15, b"f"), q(25, 1), q(18, 0), q(4, 20 << 30)),
+            command(FALLOCATE, tlv(15, b"f"), tlv(25, struct.pack("<I", 1)), q(18, 0), q(4, 20 << 30)),
             limits=Limits(),
             free=10 << 30,
             version=2,
         )
     # punching a hole frees space: not counted
-    punch = command(FALLOCATE, tlv(15, b"f"), q(25, 3), q(18, 0), q(4, 1 << 50))
+    punch = command(FALLOCATE, tlv(15, b"f"), tlv(25, struct.pack("<I", 3)), q(18, 0), q(4, 1 << 50))
     budget = StreamBudget(Limits())
     src = io.BufferedReader(_Pipe(send_header(None, 2) + punch + command(END)))
     head, header = read_stream_header(src)
