@@ -166,5 +166,5 @@ def import_stream(
         head = transfer.read_exactly(stream, len(transfer.SEND_MAGIC))
         replay = io.BufferedReader(_Prefixed(head, stream))
     if transfer.is_send_stream(head):
-        return transfer.receive(store, replay, ref, source)
+        return transfer.receive(store, replay, ref, source, limits)
     return store.import_archive(replay, ref, source=source, limits=limits)

@@ -28,7 +28,7 @@ import struct
 import subprocess
 import tempfile
 import uuid as uuidlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +48,7 @@ from ..spec import ContainerSpec, RunDefaults
 from . import btrfs
 from .containers import ContainerStore
 from .images import Image, ImageStore
+from .unpack import _SPACE_CHECK, Limits, pool_full
 
 SEND_MAGIC = b"btrfs-stream\0"
 _HEADER = struct.Struct("<13sI")  # magic, version
@@ -60,6 +61,8 @@ _C_UNLINK, _C_RMDIR, _C_WRITE, _C_CLONE, _C_TRUNCATE, _C_CHMOD, _C_END = 11, 12,
 _C_UPDATE_EXTENT, _C_FALLOCATE, _C_FILEATTR, _C_ENCODED_WRITE, _C_ENABLE_VERITY = 22, 23, 24, 25, 26
 _A_UUID, _A_CTRANSID, _A_XATTR_NAME, _A_PATH, _A_PATH_TO, _A_PATH_LINK, _A_DATA = 1, 2, 13, 15, 16, 17, 19
 _A_CLONE_UUID, _A_CLONE_CTRANSID, _A_CLONE_PATH = 20, 21, 22
+_A_SIZE, _A_FILE_OFFSET, _A_FALLOCATE_MODE, _A_UNENCODED_FILE_LEN = 4, 18, 25, 27
+_FALLOC_FL_PUNCH_HOLE = 0x02  # frees space: not counted
 _PATHS = (_A_PATH, _A_PATH_TO, _A_PATH_LINK, _A_CLONE_PATH)
 _STRINGS = (*_PATHS, _A_XATTR_NAME)  # read by receive as C strings
 _VERSIONS = (1, 2, 3)
@@ -277,6 +280,7 @@ class StreamCheck:
     header: StreamHeader
     symlinks: set[Components] = field(default_factory=set)
     ended: bool = False
+    budget: StreamBudget | None = None  # the byte caps; None: none
     _sources: set[bytes] = field(default_factory=set)
     _under: dict[Components, int] = field(default_factory=dict)  # symlinks below each directory
 
@@ -358,6 +362,8 @@ class StreamCheck:
                     f"the btrfs send stream clones data from subvolume {shown}, which is neither "
                     "the one it makes nor its parent"
                 )
+        if self.budget is not None:
+            self.budget.count(cmd, attrs, final)
         if cmd == _C_SYMLINK:
             self._add(final)
         elif cmd in (_C_UNLINK, _C_RMDIR):
@@ -370,6 +376,71 @@ class StreamCheck:
                 self._discard(link)  # what the rename replaces, and what it moves
             for link in moved:
                 self._add(to + link[len(final) :])
+
+
+def _u64(attrs: dict[int, memoryview], kind: int, width: int = 8) -> int:
+    """A little-endian number attribute (0 if absent), of the width receive reads it with."""
+    value = attrs.get(kind)
+    if value is None:
+        return 0
+    if len(value) != width:
+        raise UnsafeArchive(f"invalid btrfs send stream: attribute {kind} is not a {8 * width}-bit number")
+    return int.from_bytes(value, "little")
+
+
+@dataclass
+class StreamBudget:
+    """The caps a tar import has (:class:`~.unpack.Limits`), for a send stream: the bytes its
+    commands make receive store (written, encoded-written, fallocated, and a truncate's growth
+    past what the stream wrote to that file) against ``limits.max_bytes``, and, before those
+    bytes reach receive, against the free space above the pool's reserve (``space`` gives free
+    and total bytes). A few hundred bytes of stream can ask for a fallocate of petabytes."""
+
+    limits: Limits
+    space: Callable[[], tuple[int, int]] | None = None
+    total: int = 0
+    _file: Components | None = None  # the file the last write went to, and where it ended
+    _end: int = 0
+    _room: int = -1  # bytes that may still be counted before the next look at the free space
+
+    def count(self, cmd: int, attrs: dict[int, memoryview], path: Components) -> None:
+        size = 0
+        if cmd == _C_WRITE:
+            size = len(attrs.get(_A_DATA, b""))
+        elif cmd == _C_ENCODED_WRITE:  # receive may decompress it: the larger of the two
+            size = max(len(attrs.get(_A_DATA, b"")), _u64(attrs, _A_UNENCODED_FILE_LEN))
+        elif cmd == _C_FALLOCATE:
+            if not _u64(attrs, _A_FALLOCATE_MODE, 4) & _FALLOC_FL_PUNCH_HOLE:  # a u32
+                size = _u64(attrs, _A_SIZE)
+        elif cmd == _C_TRUNCATE:
+            end = _u64(attrs, _A_SIZE)
+            size = max(end - (self._end if path == self._file else 0), 0)
+        if cmd in (_C_WRITE, _C_ENCODED_WRITE):
+            if path != self._file:
+                self._file, self._end = path, 0
+            self._end = max(self._end, _u64(attrs, _A_FILE_OFFSET) + size)
+        if size:
+            self.add(size)
+
+    def add(self, size: int) -> None:
+        self.total += size
+        if self.total > self.limits.max_bytes:
+            raise ArchiveError(
+                f"the files in the btrfs send stream add up to more than the limit of "
+                f"{self.limits.max_bytes} bytes",
+                hint="is it what you meant to import?; nothing of it was kept",
+            )
+        if self.space is None:
+            return
+        self._room -= size
+        if self._room < 0:  # first, every _SPACE_CHECK bytes, and before a large request
+            free, whole = self.space()
+            reserve = self.limits.reserve(whole)
+            # what was counted since is still on its way to receive: not yet in `free`
+            self._room = free - reserve - size
+            if self._room < 0:
+                raise pool_full("the btrfs send stream", free, reserve)
+            self._room = min(self._room, _SPACE_CHECK)
 
 
 def checked_commands(
@@ -516,12 +587,40 @@ def check_clone_sources(images: ImageStore, header: StreamHeader) -> StreamBase:
     return StreamBase(store[answering[0].id][0], frozenset(same))
 
 
-def receive(images: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str) -> Image:
-    """Receive a btrfs send stream (full, or incremental with its parent here) as an image."""
+def receive(
+    images: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str, limits: Limits | None = None
+) -> Image:
+    """Receive a btrfs send stream (full, or incremental with its parent here) as an image,
+    within ``limits`` (the byte cap and the pool's reserve; default: ``Limits()``)."""
     head, header = read_stream_header(stream)
     images.pool.check()
     base = check_clone_sources(images, header)
-    check = StreamCheck(header, parent_symlinks(base.parent) if base.parent is not None else set())
+    dir_fd = os.open(images.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def space() -> tuple[int, int]:
+        st = os.fstatvfs(dir_fd)
+        return st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+
+    try:
+        return _receive(
+            images, stream, ref, source, head, header, base, StreamBudget(limits or Limits(), space)
+        )
+    finally:
+        os.close(dir_fd)
+
+
+def _receive(
+    images: ImageStore,
+    stream: IO[bytes],
+    ref: ImageRef | None,
+    source: str,
+    head: bytes,
+    header: StreamHeader,
+    base: StreamBase,
+    budget: StreamBudget,
+) -> Image:
+    symlinks = parent_symlinks(base.parent) if base.parent is not None else set()
+    check = StreamCheck(header, symlinks, budget=budget)
     staging = images.staging_path()
     before = set(os.listdir(images.dir))
     received = False

@@ -102,6 +102,10 @@ class Limits:
     # Space left free on the destination's filesystem: min_free, but at most 5% of it.
     min_free: int = 1 << 30
 
+    def reserve(self, total: int) -> int:
+        """The bytes to keep free on a filesystem of ``total`` bytes."""
+        return min(self.min_free, total // 20)
+
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_ratio) and self.max_ratio >= 0):
             raise InvalidArgument(f"invalid ratio limit {self.max_ratio!r}", hint=RATIO_HINT)

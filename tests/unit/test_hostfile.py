@@ -90,3 +90,98 @@ def test_a_directory_is_refused(tmp_path: Path) -> None:
         with pytest.raises(InvalidArgument, match="directory"), open_output(path):
             pass
     assert os.listdir(tmp_path / "d") == []
+
+
+def _victim(tmp_path: Path) -> Path:
+    """A root-owned file standing for /etc/shadow, in a directory standing for /etc."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "shadow").write_bytes(b"secret")
+    os.chown(etc / "shadow", 0, 0)
+    (etc / "shadow").chmod(0o600)
+    return etc
+
+
+def _untouched(etc: Path) -> None:
+    st = (etc / "shadow").stat()
+    assert (etc / "shadow").read_bytes() == b"secret" and (st.st_uid, st.st_gid) == (0, 0)
+    assert os.listdir(etc) == ["shadow"]  # no temporary file made there either
+
+
+def _swap_for_link(directory: Path, to: Path) -> None:
+    directory.rename(directory.with_name(directory.name + ".old"))
+    directory.symlink_to(to)
+
+
+def test_a_directory_swapped_for_a_symlink_while_writing_cannot_redirect_the_write(tmp_path: Path) -> None:
+    etc = _victim(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "shadow").write_bytes(b"old")
+    os.chown(tmp_path / "d" / "shadow", 65534, 65534)
+    with open_output(tmp_path / "d" / "shadow") as f:
+        _swap_for_link(tmp_path / "d", etc)
+        f.write(b"new")
+    _untouched(etc)
+    written = tmp_path / "d.old" / "shadow"  # the directory that was opened
+    assert written.read_bytes() == b"new" and written.stat().st_uid == 65534
+
+
+def test_a_file_swapped_while_writing_is_left_and_the_write_refused(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.write_bytes(b"old")
+    with pytest.raises(InvalidArgument, match="changed while being written"), open_output(target) as f:
+        f.write(b"new")
+        (tmp_path / "other").write_bytes(b"other")
+        (tmp_path / "other").rename(target)
+    assert target.read_bytes() == b"other" and os.listdir(tmp_path) == ["out"]
+    with (
+        pytest.raises(InvalidArgument, match="changed while being written"),
+        open_output(tmp_path / "new") as f,
+    ):
+        f.write(b"new")
+        (tmp_path / "new").write_bytes(b"made meanwhile")
+    assert (tmp_path / "new").read_bytes() == b"made meanwhile"
+
+
+def test_a_link_target_whose_directory_is_swapped_after_it_was_resolved_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the reviewer's scenario: bob's ~/out -> ~/d/shadow; root exports to ~/out; right after the
+    # link is resolved bob swaps ~/d for a symlink to /etc
+    etc = _victim(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "shadow").write_bytes(b"bob's")
+    os.chown(tmp_path / "d" / "shadow", 65534, 65534)
+    (tmp_path / "out").symlink_to(tmp_path / "d" / "shadow")
+    readlink = os.readlink
+
+    def swapping(path: str | os.PathLike[str], *args: object, **kwargs: object) -> str:
+        real = readlink(path)
+        if str(path).startswith("/proc/self/fd/"):
+            _swap_for_link(tmp_path / "d", etc)
+        return str(real)
+
+    monkeypatch.setattr(os, "readlink", swapping)
+    with (
+        pytest.raises(InvalidArgument, match="changed while being written"),
+        open_output(tmp_path / "out") as f,
+    ):
+        f.write(b"bob's own shadow")
+    monkeypatch.undo()
+    _untouched(etc)
+    assert (tmp_path / "d.old" / "shadow").read_bytes() == b"bob's"
+    assert os.listdir(tmp_path / "d.old") == ["shadow"]
+
+
+def test_a_link_target_swapped_while_writing_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").write_bytes(b"old")
+    (tmp_path / "link").symlink_to("real")
+    with (
+        pytest.raises(InvalidArgument, match="changed while being written"),
+        open_output(tmp_path / "link") as f,
+    ):
+        f.write(b"new")
+        (tmp_path / "other").write_bytes(b"other")
+        (tmp_path / "other").rename(tmp_path / "real")
+    assert (tmp_path / "real").read_bytes() == b"other"
+    assert sorted(os.listdir(tmp_path)) == ["link", "real"]

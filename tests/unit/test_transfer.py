@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from nspawnctl.errors import ArchiveError, CommandFailed, InvalidArgument, NotFound, UnsafeArchive
+from nspawnctl.errors import ArchiveError, CommandFailed, InvalidArgument, NotFound, PoolError, UnsafeArchive
 from nspawnctl.files import import_stream, split_cp_arg
 from nspawnctl.store import rootpath, transfer
 from nspawnctl.store.copy import ContainerRoot, _renamer, copy_in, copy_out, place
 from nspawnctl.store.transfer import (
     SEND_MAGIC,
+    StreamBudget,
     StreamCheck,
     check_clone_sources,
     checked_commands,
@@ -29,6 +30,7 @@ from nspawnctl.store.transfer import (
     read_stream_header,
     rename_stream,
 )
+from nspawnctl.store.unpack import Limits
 
 # -- path resolution inside a root ----------------------------------------------------------------
 
@@ -383,7 +385,7 @@ def test_import_tells_send_streams_from_tarballs(monkeypatch: pytest.MonkeyPatch
             seen["tar"] = stream.read()
             return "tar"
 
-    def receive(store: Any, stream: Any, ref: Any, source: str) -> str:
+    def receive(store: Any, stream: Any, ref: Any, source: str, limits: Any = None) -> str:
         seen["send"] = stream.read()
         return "send"
 
@@ -694,3 +696,82 @@ def test_copy_members_outside_the_first_are_refused() -> None:
         rename("var/lib")
     contents = _renamer("etc", None)
     assert contents("etc") is None and contents("etc/hosts") == "hosts"
+
+
+# -- the byte caps of a send stream (those of a tar import) ---------------------------------------
+
+TRUNCATE, FALLOCATE = 17, 23
+
+
+def q(kind: int, value: int) -> bytes:
+    return tlv(kind, struct.pack("<Q", value))
+
+
+def _budgeted(
+    *commands: bytes, limits: Limits, free: int = 1 << 40, total: int = 1 << 41, version: int = 1
+) -> StreamBudget:
+    looks: list[int] = []
+
+    def space() -> tuple[int, int]:
+        looks.append(1)
+        return free, total
+
+    budget = StreamBudget(limits, space)
+    src = io.BufferedReader(_Pipe(send_header(None, version) + b"".join(commands) + command(END)))
+    head, header = read_stream_header(src)
+    fed = []
+    try:
+        for chunk in checked_commands(src, head, head, StreamCheck(header, budget=budget), hashlib.sha256()):
+            fed.append(chunk)
+    except BaseException:
+        assert fed == []  # refused before btrfs receive saw any of it
+        raise
+    assert looks  # the free space was looked at
+    return budget
+
+
+def test_a_tiny_stream_asking_for_a_huge_fallocate_is_refused() -> None:
+    bomb = command(FALLOCATE, tlv(15, b"f"), tlv(25, struct.pack("<I", 0)), q(18, 0), q(4, 1 << 50))
+    with pytest.raises(ArchiveError, match=f"more than the limit of {64 << 30} bytes"):
+        _budgeted(command(MKFILE, tlv(15, b"f")), bomb, limits=Limits(), version=2)
+    # under the byte cap but more than the pool has above its reserve: the tar import's message
+    with pytest.raises(
+        PoolError,
+        match=r"cannot unpack the btrfs send stream: the pool is full \(10.0 GiB free, 1.0 GiB is kept",
+    ):
+        _budgeted(
+            command(FALLOCATE, tlv(15, b"f"), tlv(25, struct.pack("<I", 1)), q(18, 0), q(4, 20 << 30)),
+            limits=Limits(),
+            free=10 << 30,
+            version=2,
+        )
+    # punching a hole frees space: not counted
+    punch = command(FALLOCATE, tlv(15, b"f"), tlv(25, struct.pack("<I", 3)), q(18, 0), q(4, 1 << 50))
+    budget = StreamBudget(Limits())
+    src = io.BufferedReader(_Pipe(send_header(None, 2) + punch + command(END)))
+    head, header = read_stream_header(src)
+    list(checked_commands(src, head, head, StreamCheck(header, budget=budget), hashlib.sha256()))
+    assert budget.total == 0
+
+
+def test_writes_and_growing_truncates_count_against_the_limit() -> None:
+    data = b"x" * 1000
+    wr = command(WRITE, tlv(15, b"f"), q(18, 0), tlv(19, data))
+    grow = command(TRUNCATE, tlv(15, b"f"), q(4, 5000))  # 4000 bytes past what was written
+    budget = _budgeted(command(MKFILE, tlv(15, b"f")), wr, grow, limits=Limits(max_bytes=5000))
+    assert budget.total == 5000
+    with pytest.raises(ArchiveError, match="more than the limit of 4999 bytes"):
+        _budgeted(command(MKFILE, tlv(15, b"f")), wr, grow, limits=Limits(max_bytes=4999))
+    encoded = command(25, tlv(15, b"f"), q(18, 0), q(27, 1 << 20), q(28, 1 << 20), q(29, 0), tlv(19, data))
+    stream = send_header(None, version=2) + command(MKFILE, tlv(15, b"f")) + encoded + command(END)
+    src = io.BufferedReader(_Pipe(stream))
+    head, header = read_stream_header(src)
+    budget = StreamBudget(Limits(max_bytes=(1 << 20) - 1))
+    with pytest.raises(ArchiveError, match="more than the limit"):
+        list(checked_commands(src, head, head, StreamCheck(header, budget=budget), hashlib.sha256()))
+
+
+def test_a_pool_at_its_reserve_takes_no_more_bytes() -> None:
+    wr = command(WRITE, tlv(15, b"f"), q(18, 0), tlv(19, b"x"))
+    with pytest.raises(PoolError, match="the pool is full"):
+        _budgeted(command(MKFILE, tlv(15, b"f")), wr, limits=Limits(), free=1 << 20, total=1 << 40)
