@@ -77,6 +77,21 @@ def test_rm_container_whose_definition_vanished_with_run_is_removed_by_the_next_
     assert name not in machines.stdout
 
 
+def test_a_container_holding_nested_subvolumes_is_removed_and_blocks_nothing(nsp: CLI, busybox: str) -> None:
+    """What a payload (or its booted systemd's tmpfiles) may make: subvolumes inside its root.
+    rm takes them along; before, the half-removed root then failed every later create."""
+    name = nsp.name("nested")
+    nsp("create", "--name", name, busybox, "true")
+    inner = POOL / name / "srv" / "sub"
+    inner.parent.mkdir(exist_ok=True)
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(inner)], check=True)
+    subprocess.run(["btrfs", "-q", "subvolume", "create", str(inner / "deeper")], check=True)
+    nsp("rm", name)
+    assert not (POOL / name).exists() and not list(POOL.glob(f".#nspawnctl-{name}*"))
+    other = nsp.name("after")
+    assert nsp("run", "--rm", "--name", other, busybox, "echo", "ok").stdout == "ok\n"
+
+
 def test_a_name_taken_by_a_machine_image_of_someone_else_says_so(nsp: CLI, busybox: str) -> None:
     name = nsp.name("foreign")
     (POOL / name).mkdir()
