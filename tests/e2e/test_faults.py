@@ -63,12 +63,16 @@ def pool_state() -> dict[str, object]:
     under /run/nspawnctl), the refs, the subvolumes and nspawnctl's units."""
     state: dict[str, object] = {}
     for d in DIRS:
-        if d.is_dir():
+        if d.is_dir() and any(d.iterdir()):  # an empty one made on demand (layers) is no change
             if d == Path("/run/nspawnctl"):
                 state[str(d)] = sorted(str(p.relative_to(d)) for p in d.rglob("*"))
             else:
                 state[str(d)] = sorted(os.listdir(d))
-    state["store"] = sorted(n for n in os.listdir(STORE) if n != "lock")
+    state["store"] = sorted(
+        n
+        for n in os.listdir(STORE)
+        if n != "lock" and (not (STORE / n).is_dir() or any((STORE / n).iterdir()))
+    )
     refs = STORE / "refs.json"
     state["refs"] = json.loads(refs.read_text()) if refs.exists() else {}
     subvols = subprocess.run(
