@@ -18,6 +18,7 @@ import base64
 import binascii
 import bz2
 import contextlib
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -56,6 +57,9 @@ _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _GNU_VOLUME_LABEL = b"V"
+# what a copy to the host never sets: file capabilities, security labels, trusted.* (overlayfs)
+_HOST_DROPPED_XATTRS = (b"security.", b"trusted.")
+HOST_DEVICE_HINT = "copy to '-' for a tar stream (nspawnctl cp CTR:PATH - > copy.tar)"
 _NODE_KINDS = {tarread.CHRTYPE: stat.S_IFCHR, tarread.BLKTYPE: stat.S_IFBLK, tarread.FIFOTYPE: stat.S_IFIFO}
 # Errors that describe the machine, not the archive: let them through unchanged.
 _ENVIRONMENT_ERRNOS = frozenset(
@@ -580,13 +584,20 @@ class _Extractor:
     """Per-call extraction state: the root fd, a one-entry cache of the last parent directory
     fd, and the directories whose metadata is applied at the end.
 
+    With `host` (``cp`` out of a container to a host path), nothing that grants privilege lands:
+    setuid/setgid bits are cleared, security.* and trusted.* xattrs (file capabilities, labels)
+    dropped, and a char/block device node is refused.
+
     With `layer`, also the paths this layer wrote (and their ancestors): whiteouts only ever
     delete what lower layers left, never what came earlier in the same layer. They are a trie
     (component -> children), so memory grows with the path nodes, not members x depth squared.
     """
 
-    def __init__(self, root: int, limits: Limits, *, aci: bool = False, layer: bool = False) -> None:
+    def __init__(
+        self, root: int, limits: Limits, *, aci: bool = False, layer: bool = False, host: bool = False
+    ) -> None:
         self._root = root
+        self._host = host
         self._limits = limits
         self._aci = aci
         self._layer = layer
@@ -683,6 +694,16 @@ class _Extractor:
 
     # -- members ------------------------------------------------------------------------------
 
+    def _meta_of(self, m: Member) -> _Meta:
+        meta = _meta(m)
+        if not self._host:
+            return meta
+        return dataclasses.replace(
+            meta,
+            mode=meta.mode & ~(stat.S_ISUID | stat.S_ISGID),
+            xattrs=tuple((k, v) for k, v in meta.xattrs if not k.startswith(_HOST_DROPPED_XATTRS)),
+        )
+
     def member(self, reader: TarReader, m: Member) -> None:
         self.entries += 1
         if self.entries > self._limits.max_entries:
@@ -695,6 +716,11 @@ class _Extractor:
             if stripped is None:
                 return
             comps = stripped
+        if self._host and m.type in (tarread.CHRTYPE, tarread.BLKTYPE):
+            raise UnsafeArchive(
+                f"refusing to copy the device node {m.name!r} to the host",
+                hint=HOST_DEVICE_HINT,
+            )
         if self._layer:
             if self._whiteout(m, comps):
                 return
@@ -702,7 +728,7 @@ class _Extractor:
         if not comps:
             if not m.isdir():
                 raise _unsafe(m.name, "it would replace the root directory of the image")
-            self._dirs[()] = _meta(m)
+            self._dirs[()] = self._meta_of(m)
             return
         parent = self._parent(comps[:-1], m.name)
         if m.isdir():
@@ -848,7 +874,7 @@ class _Extractor:
         return target[1:]
 
     def _directory(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         st = _lstat_at(parent, comps[-1])
         if st is not None and not stat.S_ISDIR(st.st_mode):
             self._remove(parent, comps, st)
@@ -862,7 +888,7 @@ class _Extractor:
         self._dirs[comps] = meta  # applied in finish(), once nothing else will be created inside
 
     def _file(self, reader: TarReader, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         regions = m.sparse
         self._file_bytes += m.stored
         if self._file_bytes > self._limits.max_bytes:
@@ -891,7 +917,7 @@ class _Extractor:
             raise
 
     def _symlink(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         target = m.linkname.encode("utf-8", "surrogateescape")
         if not target or b"\0" in target or len(target) > self._limits.max_name:
             raise ArchiveError(f"archive member {m.name!r} has an invalid symlink target")
@@ -903,7 +929,7 @@ class _Extractor:
         os.utime(comps[-1], ns=(meta.atime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
     def _node(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         if m.devmajor < 0 or m.devminor < 0:
             raise ArchiveError(f"archive member {m.name!r} has an invalid device number")
         self._clear(parent, comps)
