@@ -550,20 +550,52 @@ def _copy_sparse(reader: TarReader, m: Member, regions: list[tuple[int, int]], f
     os.ftruncate(fd, m.size)
 
 
+_RMTREE_MAX_DEPTH = 256  # one fd per level is open while removing
+
+
+def _dir_entries(fd: int) -> list[tuple[bytes, bool]]:
+    with os.scandir(fd) as it:
+        return [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in it]
+
+
 def _rmtree_at(parent: int, name: bytes) -> None:
-    """Remove a directory tree without following any symlink in it."""
+    """Remove a directory tree without following any symlink in it. Iterative with a depth cap:
+    the tree may be a running container's (``cp`` replacing a directory), and one nested a
+    million deep must give an error, not a RecursionError or fd exhaustion."""
     fd = os.open(name, _DIR_READ, dir_fd=parent)
     try:
-        with os.scandir(fd) as it:
-            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        for child, is_dir in entries:
-            if is_dir:
-                _rmtree_at(fd, os.fsencode(child))
-            else:
-                os.unlink(child, dir_fd=fd)
-    finally:
+        entries = _dir_entries(fd)
+    except BaseException:
         os.close(fd)
-    os.rmdir(name, dir_fd=parent)
+        raise
+    stack = [(fd, name, entries)]
+    try:
+        while stack:
+            fd, dname, pending = stack[-1]
+            if not pending:
+                os.close(fd)
+                stack.pop()
+                os.rmdir(dname, dir_fd=stack[-1][0] if stack else parent)
+                continue
+            child, is_dir = pending.pop()
+            if not is_dir:
+                os.unlink(child, dir_fd=fd)
+                continue
+            if len(stack) >= _RMTREE_MAX_DEPTH:
+                where = name.decode("utf-8", "surrogateescape")
+                raise ArchiveError(
+                    f"cannot replace {where!r}: it is nested deeper than {_RMTREE_MAX_DEPTH} directories",
+                    hint="remove it first (nspawnctl exec CTR rm -rf PATH)",
+                )
+            cfd = os.open(child, _DIR_READ, dir_fd=fd)
+            try:
+                stack.append((cfd, child, _dir_entries(cfd)))
+            except BaseException:
+                os.close(cfd)
+                raise
+    finally:
+        for left, _, _ in stack:
+            os.close(left)
 
 
 def _lstat_at(parent: int, name: bytes) -> os.stat_result | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_unpack import CAP_NET_RAW, dir_, make_tar, node, reg
 
-from nspawnctl.errors import UnsafeArchive
+from nspawnctl.errors import ArchiveError, UnsafeArchive
 from nspawnctl.store.copy import Dest, extract_into, receive_copy
 
 
@@ -86,3 +86,40 @@ def test_a_device_in_a_merged_copy_says_what_was_copied(tmp_path: Path) -> None:
     with pytest.raises(UnsafeArchive, match=r"what came before it in the copy is in .*out"):
         copy_to_host(make_tar(*entries), tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out" / "app").iterdir()) == ["a", "mine"]
+
+
+def deep_tree(top: Path, depth: int) -> None:
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        (Path(f"/proc/self/fd/{fd}") / "f").write_text("x")
+        nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    os.symlink("/", "up", dir_fd=fd)  # never followed
+    os.close(fd)
+
+
+def extract_over(dest: Path, data: bytes) -> None:
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        extract_into(fd, io.BytesIO(data), keep)
+    finally:
+        os.close(fd)
+
+
+def test_a_deep_directory_is_replaced_without_recursion(tmp_path: Path) -> None:
+    deep_tree(tmp_path / "a", 250)
+    extract_over(tmp_path, make_tar(reg("a", b"file now")))
+    assert (tmp_path / "a").read_bytes() == b"file now"
+    assert sorted(os.listdir(tmp_path)) == ["a"]
+
+
+def test_a_directory_nested_too_deep_to_replace_is_an_error(tmp_path: Path) -> None:
+    deep_tree(tmp_path / "a", 300)
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ArchiveError, match="nested deeper than 256 directories"):
+        extract_over(tmp_path, make_tar(reg("a", b"file now")))
+    assert len(os.listdir("/proc/self/fd")) == fds  # no fd left open
+    assert (tmp_path / "a").is_dir()
