@@ -37,6 +37,9 @@ def cp(
     or only its contents when SRC ends with '/.'; a missing DEST becomes the copy. Modes, times,
     symlinks and extended attributes are kept. Paths in the container are resolved inside its
     root, as a chroot would: no symlink or '..' there leads out of it.
+
+    cp to the host drops setuid/setgid bits, file capabilities (security.* and trusted.*
+    xattrs) and refuses device nodes, with or without --archive; copy to '-' for a faithful tar.
     """
     from .. import files
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import IO, cast
 
 from ..errors import ArchiveError, InvalidArgument, NotFound, UnsafeArchive
-from . import rootpath
+from . import rootpath, tarread
 from .rootpath import DIR_READ
 from .tarread import Member
 
@@ -228,12 +228,15 @@ def extract_into(
     stream: IO[bytes],
     owner: Owner,
     first: Callable[[Member], Rename] | None = None,
+    *,
+    host: bool = False,
 ) -> None:
     """Unpack a (possibly compressed) tar stream into directory ``dir_fd``, which may hold files
     already (they are replaced; directories merge). Owners pass through ``owner``. ``first``
     sees the first member and returns how to rename members (None: skip one), and only then is
     ``dir_fd`` asked for (it may be a function); without it an entry for the directory itself
-    ("./") is skipped, so the destination keeps its metadata."""
+    ("./") is skipped, so the destination keeps its metadata. ``host`` (a copy to the host)
+    clears setuid/setgid, drops security.*/trusted.* xattrs and refuses device nodes."""
     from .tarread import TarReader
     from .unpack import (
         Limits,
@@ -267,7 +270,7 @@ def extract_into(
         while (m := reader.next()) is not None:
             if ex is None:
                 rename = first(m) if first is not None else None
-                ex = _Extractor(dir_fd if isinstance(dir_fd, int) else dir_fd(), limits)
+                ex = _Extractor(dir_fd if isinstance(dir_fd, int) else dir_fd(), limits, host=host)
                 target.append(ex.root_fd)
             if rename is not None:
                 name = rename(m.name)
@@ -316,18 +319,54 @@ def _renamer(root_name: str, arcname: str | None) -> Rename:
     return rename
 
 
+def _lstat_or_none(dir_fd: int, name: bytes) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _remove_at(dir_fd: int, name: bytes) -> None:
+    """Remove what a failed copy made at ``name``, never following a symlink."""
+    from .unpack import _rmtree_at
+
+    st = _lstat_or_none(dir_fd, name)
+    if st is None:
+        return
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(st.st_mode):
+            _rmtree_at(dir_fd, name)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+
+
 def rootpath_split_str(name: str) -> list[str]:
     return [c for c in name.split("/") if c not in ("", ".")]
 
 
 def receive_copy(
-    src: str, dest: Dest, open_target: Callable[[bool], int], stream: IO[bytes], owner: Owner
+    src: str,
+    dest: Dest,
+    open_target: Callable[[bool], int],
+    stream: IO[bytes],
+    owner: Owner,
+    *,
+    host: bool = False,
 ) -> None:
-    """Unpack a copy (the source's own entry first) where docker cp puts it."""
+    """Unpack a copy (the source's own entry first) where docker cp puts it. With ``host``, a
+    copy that fails (a device node refused) is removed again when it made a new entry; one
+    merged into an existing directory keeps what came before the failure (the error says so)."""
     fd: list[int] = []
+    new: list[bytes] = []  # the entry this copy creates, if it did not exist before
 
     def first(m: Member) -> Rename:
         root_name = "/".join(rootpath_split_str(m.name))
+        if host and m.type in (tarread.CHRTYPE, tarread.BLKTYPE):
+            from .unpack import HOST_DEVICE_HINT
+
+            raise UnsafeArchive(
+                f"refusing to copy the device node {m.name!r} to the host", hint=HOST_DEVICE_HINT
+            )
         p = place(
             src=src,
             src_is_dir=m.isdir(),
@@ -338,10 +377,21 @@ def receive_copy(
             dest_base=dest.base,
         )
         fd.append(open_target(p.into_dest))
+        if host and p.arcname is not None:
+            top = os.fsencode(rootpath_split_str(p.arcname)[0])
+            if _lstat_or_none(fd[0], top) is None:
+                new.append(top)
         return _renamer(root_name, p.arcname)
 
     try:
-        extract_into(lambda: fd[0], stream, owner, first)
+        extract_into(lambda: fd[0], stream, owner, first, host=host)
+    except UnsafeArchive as e:
+        if not host or not fd:
+            raise
+        if new:
+            _remove_at(fd[0], new[0])
+            raise UnsafeArchive(f"{e}; nothing was copied", hint=e.hint) from None
+        raise UnsafeArchive(f"{e}; what came before it in the copy is in {dest.path}", hint=e.hint) from None
     finally:
         for f in fd:
             os.close(f)
@@ -642,7 +692,9 @@ def copy_out(
     mine: BaseException | None = None
     try:
         with open(r, "rb") as stream:
-            receive_copy(src, _host_dest(dest), lambda into: _open_host_target(dest, into), stream, owner)
+            receive_copy(
+                src, _host_dest(dest), lambda into: _open_host_target(dest, into), stream, owner, host=True
+            )
     except BaseException as e:  # decided on in _finish, with the container side's error
         mine = e
     _finish(job, mine)

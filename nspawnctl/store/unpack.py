@@ -18,6 +18,7 @@ import base64
 import binascii
 import bz2
 import contextlib
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -56,6 +57,9 @@ _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _GNU_VOLUME_LABEL = b"V"
+# what a copy to the host never sets: file capabilities, security labels, trusted.* (overlayfs)
+_HOST_DROPPED_XATTRS = (b"security.", b"trusted.")
+HOST_DEVICE_HINT = "copy to '-' for a tar stream (nspawnctl cp CTR:PATH - > copy.tar)"
 _NODE_KINDS = {tarread.CHRTYPE: stat.S_IFCHR, tarread.BLKTYPE: stat.S_IFBLK, tarread.FIFOTYPE: stat.S_IFIFO}
 # Errors that describe the machine, not the archive: let them through unchanged.
 _ENVIRONMENT_ERRNOS = frozenset(
@@ -550,20 +554,52 @@ def _copy_sparse(reader: TarReader, m: Member, regions: list[tuple[int, int]], f
     os.ftruncate(fd, m.size)
 
 
+_RMTREE_MAX_DEPTH = 256  # one fd per level is open while removing
+
+
+def _dir_entries(fd: int) -> list[tuple[bytes, bool]]:
+    with os.scandir(fd) as it:
+        return [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in it]
+
+
 def _rmtree_at(parent: int, name: bytes) -> None:
-    """Remove a directory tree without following any symlink in it."""
+    """Remove a directory tree without following any symlink in it. Iterative with a depth cap:
+    the tree may be a running container's (``cp`` replacing a directory), and one nested a
+    million deep must give an error, not a RecursionError or fd exhaustion."""
     fd = os.open(name, _DIR_READ, dir_fd=parent)
     try:
-        with os.scandir(fd) as it:
-            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        for child, is_dir in entries:
-            if is_dir:
-                _rmtree_at(fd, os.fsencode(child))
-            else:
-                os.unlink(child, dir_fd=fd)
-    finally:
+        entries = _dir_entries(fd)
+    except BaseException:
         os.close(fd)
-    os.rmdir(name, dir_fd=parent)
+        raise
+    stack = [(fd, name, entries)]
+    try:
+        while stack:
+            fd, dname, pending = stack[-1]
+            if not pending:
+                os.close(fd)
+                stack.pop()
+                os.rmdir(dname, dir_fd=stack[-1][0] if stack else parent)
+                continue
+            child, is_dir = pending.pop()
+            if not is_dir:
+                os.unlink(child, dir_fd=fd)
+                continue
+            if len(stack) >= _RMTREE_MAX_DEPTH:
+                where = name.decode("utf-8", "surrogateescape")
+                raise ArchiveError(
+                    f"cannot replace {where!r}: it is nested deeper than {_RMTREE_MAX_DEPTH} directories",
+                    hint="remove it first (nspawnctl exec CTR rm -rf PATH)",
+                )
+            cfd = os.open(child, _DIR_READ, dir_fd=fd)
+            try:
+                stack.append((cfd, child, _dir_entries(cfd)))
+            except BaseException:
+                os.close(cfd)
+                raise
+    finally:
+        for left, _, _ in stack:
+            os.close(left)
 
 
 def _lstat_at(parent: int, name: bytes) -> os.stat_result | None:
@@ -584,13 +620,20 @@ class _Extractor:
     """Per-call extraction state: the root fd, a one-entry cache of the last parent directory
     fd, and the directories whose metadata is applied at the end.
 
+    With `host` (``cp`` out of a container to a host path), nothing that grants privilege lands:
+    setuid/setgid bits are cleared, security.* and trusted.* xattrs (file capabilities, labels)
+    dropped, and a char/block device node is refused.
+
     With `layer`, also the paths this layer wrote (and their ancestors): whiteouts only ever
     delete what lower layers left, never what came earlier in the same layer. They are a trie
     (component -> children), so memory grows with the path nodes, not members x depth squared.
     """
 
-    def __init__(self, root: int, limits: Limits, *, aci: bool = False, layer: bool = False) -> None:
+    def __init__(
+        self, root: int, limits: Limits, *, aci: bool = False, layer: bool = False, host: bool = False
+    ) -> None:
         self._root = root
+        self._host = host
         self._limits = limits
         self._aci = aci
         self._layer = layer
@@ -687,6 +730,16 @@ class _Extractor:
 
     # -- members ------------------------------------------------------------------------------
 
+    def _meta_of(self, m: Member) -> _Meta:
+        meta = _meta(m)
+        if not self._host:
+            return meta
+        return dataclasses.replace(
+            meta,
+            mode=meta.mode & ~(stat.S_ISUID | stat.S_ISGID),
+            xattrs=tuple((k, v) for k, v in meta.xattrs if not k.startswith(_HOST_DROPPED_XATTRS)),
+        )
+
     def member(self, reader: TarReader, m: Member) -> None:
         self.entries += 1
         if self.entries > self._limits.max_entries:
@@ -699,6 +752,11 @@ class _Extractor:
             if stripped is None:
                 return
             comps = stripped
+        if self._host and m.type in (tarread.CHRTYPE, tarread.BLKTYPE):
+            raise UnsafeArchive(
+                f"refusing to copy the device node {m.name!r} to the host",
+                hint=HOST_DEVICE_HINT,
+            )
         if self._layer:
             if self._whiteout(m, comps):
                 return
@@ -706,7 +764,7 @@ class _Extractor:
         if not comps:
             if not m.isdir():
                 raise _unsafe(m.name, "it would replace the root directory of the image")
-            self._dirs[()] = _meta(m)
+            self._dirs[()] = self._meta_of(m)
             return
         parent = self._parent(comps[:-1], m.name)
         if m.isdir():
@@ -852,7 +910,7 @@ class _Extractor:
         return target[1:]
 
     def _directory(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         st = _lstat_at(parent, comps[-1])
         if st is not None and not stat.S_ISDIR(st.st_mode):
             self._remove(parent, comps, st)
@@ -866,7 +924,7 @@ class _Extractor:
         self._dirs[comps] = meta  # applied in finish(), once nothing else will be created inside
 
     def _file(self, reader: TarReader, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         regions = m.sparse
         self._file_bytes += m.stored
         if self._file_bytes > self._limits.max_bytes:
@@ -895,7 +953,7 @@ class _Extractor:
             raise
 
     def _symlink(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         target = m.linkname.encode("utf-8", "surrogateescape")
         if not target or b"\0" in target or len(target) > self._limits.max_name:
             raise ArchiveError(f"archive member {m.name!r} has an invalid symlink target")
@@ -907,7 +965,7 @@ class _Extractor:
         os.utime(comps[-1], ns=(meta.atime_ns, meta.mtime_ns), dir_fd=parent, follow_symlinks=False)
 
     def _node(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
-        meta = _meta(m)
+        meta = self._meta_of(m)
         if m.devmajor < 0 or m.devminor < 0:
             raise ArchiveError(f"archive member {m.name!r} has an invalid device number")
         self._clear(parent, comps)

@@ -257,3 +257,38 @@ def test_cp_out_writes_into_devices_fifos_and_stdout(nsp: CLI, busybox: str, tmp
     nsp("generate", name, "-o", "/dev/null")
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     assert nsp("run", "--rm", busybox, "echo", "ok").stdout == "ok\n"
+
+
+def test_cp_to_the_host_drops_setuid_capabilities_and_refuses_devices(
+    nsp: CLI, busybox: str, hostile: str, tmp_path: Path
+) -> None:
+    # a running container makes a setuid-root, setgid copy of busybox with a file capability
+    name = nsp.name("cpsuid")
+    nsp("run", "-d", "--name", name, busybox, "sleep", "600")
+    nsp("exec", name, "sh", "-c", "mkdir /app && cp /bin/busybox /app/helper && chmod 6755 /app/helper")
+    for archive in ([], ["--archive"]):
+        out = tmp_path / f"app{len(archive)}"
+        nsp("cp", *archive, f"{name}:/app", str(out))
+        st = (out / "helper").stat()
+        assert stat.S_IMODE(st.st_mode) == 0o755 and st.st_uid == 0, (archive, oct(st.st_mode))
+        assert not [x for x in os.listxattr(out / "helper") if x.startswith(("security.", "trusted."))]
+    # the image's own setuid shell, from a stopped container
+    stopped = nsp.name("cpdev")
+    nsp("create", "--name", stopped, hostile, "true")
+    nsp("cp", f"{stopped}:/s", str(tmp_path / "s"))
+    assert stat.S_IMODE((tmp_path / "s" / "su").stat().st_mode) == 0o755
+    # device nodes are refused, as the source itself or inside a directory; nothing is left
+    for src, dest in (("/mem", "mem"), ("/pooldev", "pooldev"), ("/", "root")):
+        proc = nsp("cp", f"{stopped}:{src}", str(tmp_path / dest), check=False)
+        assert proc.returncode == 125, proc
+        first, hint = proc.stderr.strip().splitlines()
+        assert first.startswith("nspawnctl: error: refusing to copy the device node '"), proc.stderr
+        assert hint.startswith("hint: copy to '-'"), proc.stderr
+        assert not (tmp_path / dest).exists() and not (tmp_path / dest).is_symlink()
+    # to '-' the tar stream keeps them faithfully
+    raw = subprocess.run(["nspawnctl", "cp", f"{stopped}:/s", "-"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+        assert tf.getmember("s/su").mode & stat.S_ISUID
+    raw = subprocess.run(["nspawnctl", "cp", f"{stopped}:/mem", "-"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+        assert tf.getmember("mem").ischr()
