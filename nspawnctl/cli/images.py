@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from .app import for_each, state_of
 from .output import ago, confirm_or_refuse, human_size, print_json, table
 from .registry import authfile_option, parse_bool, tls_verify_option
 from .usage import NspawnctlGroup
+
+if TYPE_CHECKING:
+    from ..client import PruneResult
 
 image_app = typer.Typer(
     help="Manage images.", no_args_is_help=True, rich_markup_mode=None, cls=NspawnctlGroup
@@ -304,6 +307,12 @@ def image_prune(
     if json_out:
         print_json(dataclasses.asdict(result))
         return
+    echo_pruned(result)
+    typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")
+
+
+def echo_pruned(result: PruneResult) -> None:
+    """docker's "Deleted Images:" list, shared by `image prune` and `system prune`."""
     if result.images or result.layers:
         typer.echo("Deleted Images:")
         for ref in result.untagged:
@@ -311,4 +320,3 @@ def image_prune(
         for deleted in (*result.images, *result.layers):
             typer.echo(f"deleted: {deleted}")
         typer.echo("")
-    typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")

@@ -7,6 +7,7 @@ import dataclasses
 import typer
 
 from .app import state_of
+from .images import echo_pruned
 from .output import confirm_or_refuse, human_size, print_json
 from .usage import NspawnctlGroup
 
@@ -54,12 +55,5 @@ def system_prune(
         for name in result.containers:
             typer.echo(name)
         typer.echo("")
-    pruned = result.images
-    if pruned.images or pruned.layers:
-        typer.echo("Deleted Images:")
-        for ref in pruned.untagged:
-            typer.echo(f"untagged: {ref}")
-        for deleted in (*pruned.images, *pruned.layers):
-            typer.echo(f"deleted: {deleted}")
-        typer.echo("")
+    echo_pruned(result.images)
     typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")
