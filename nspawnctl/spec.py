@@ -14,7 +14,20 @@ from typing import TypeVar
 
 from .errors import InvalidArgument
 from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean
-from .values import BadValue, Cpus, MemoryBytes, PidsLimit, parse_bytes
+from .values import (
+    MAX_CPUS,
+    MAX_MEMORY,
+    MAX_PIDS,
+    MIN_CPUS_USEC,
+    MIN_MEMORY,
+    USEC_PER_CPU,
+    BadValue,
+    Cpus,
+    MemoryBytes,
+    PidsLimit,
+    parse_bytes,
+    stored_number,
+)
 
 
 @dataclass(frozen=True)
@@ -523,23 +536,36 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
 
 
 def limits_from_file(f: NspawnFile) -> Limits:
-    """MemoryMax=, CPUs=, TasksMax= of [X-Nspawnctl], each built by its type; a bad one (a file
-    written by hand or by an old version) raises InvalidArgument naming ``FILE:LINE``."""
+    """MemoryMax=, CPUs=, TasksMax= of [X-Nspawnctl], each built by its type. A number that an
+    older version wrote (``CPUs=0.005``, ``TasksMax=0``, a 20-digit MemoryMax=) is read as the
+    nearest limit allowed now (0 or less: no limit, as docker's); anything else (``nan``, ``inf``,
+    words) raises InvalidArgument naming ``FILE:LINE``."""
 
-    def read(key: str, parse: Callable[[str, str | None], T]) -> T | None:
+    def read(
+        key: str,
+        parse: Callable[[str, str | None], T],
+        make: Callable[[int], T],
+        scale: int,
+        low: int,
+        high: int,
+    ) -> T | None:
         value = f.get(OWN_SECTION, key)
         if not value:
             return None
         try:
             return parse(value, None)
         except BadValue as e:
-            raise InvalidArgument(
-                f"{f.where(OWN_SECTION, key)}: {key}={value}: {e.reason}",
-                hint="correct or delete that line, or remove the container (nspawnctl rm -f NAME)",
-            ) from None
+            try:
+                n = stored_number(value, scale, low, high)
+            except BadValue:
+                raise InvalidArgument(
+                    f"{f.where(OWN_SECTION, key)}: {key}={value}: {e.reason}",
+                    hint="correct or delete that line, or remove the container (nspawnctl rm -f NAME)",
+                ) from None
+        return None if n is None else make(n)
 
     return Limits(
-        memory=read("MemoryMax", MemoryBytes.parse),
-        cpus=read("CPUs", Cpus.parse),
-        pids=read("TasksMax", PidsLimit.parse),
+        memory=read("MemoryMax", MemoryBytes.parse, MemoryBytes, 1, MIN_MEMORY, MAX_MEMORY),
+        cpus=read("CPUs", Cpus.parse, Cpus, USEC_PER_CPU, MIN_CPUS_USEC, MAX_CPUS * USEC_PER_CPU),
+        pids=read("TasksMax", PidsLimit.parse, PidsLimit, 1, 1, MAX_PIDS),
     )

@@ -42,6 +42,22 @@ def _integer(value: object, option: str | None, what: str) -> int:
     return value
 
 
+def stored_number(text: str, scale: int, low: int, high: int) -> int | None:
+    """A limit as an older version wrote it into a definition (a whole number, or Python's ``%g``
+    of a float such as ``0.005`` or ``1e-05``), in whole units of ``1/scale``, brought into
+    [low, high]; None for docker's "no limit" (0 or less). Anything but a finite number raises.
+
+    Those versions checked less: a container they made must still list, inspect and start,
+    with the nearest limit that is allowed now, rather than become unreadable."""
+    t = text.strip()
+    if len(t) > 64 or not re.fullmatch(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", t):
+        raise BadValue(text, None, "not a number")
+    n = Decimal(t) * scale
+    if n <= 0:
+        return None
+    return min(max(int(n.to_integral_value()), low), high)
+
+
 # -- memory ----------------------------------------------------------------------------------------
 MIN_MEMORY = 6 << 20  # docker's minimum: less does not even start a shell
 # The kernel's memory counter holds at most LONG_MAX bytes (more reads as "max"); docker's is an

@@ -332,6 +332,7 @@ class Pool:
         """``pool check``: where both places are and which layout that is, what was made private;
         a PoolError for a mount without its safety options."""
         layout, repaired = self._check()
+        repaired += private_definitions(self.paths)
         pool, store = self.paths.pool, self.paths.store
         notes = [f"fixed: {r}" for r in repaired]
         problems = self.mount_problems()
@@ -398,6 +399,39 @@ def secure_directory(path: Path) -> str | None:
             ) from None
         return f"{path} was mode {mode:04o}, now {PRIVATE_MODE:04o}"
     return None
+
+
+def private_definitions(paths: Paths) -> list[str]:
+    """Make nspawnctl's .nspawn files mode 0600 where they are more open (what was done, for
+    ``pool check``): their Environment= may hold secrets, and versions before the safety work
+    wrote them 0644. Only files with an [X-Nspawnctl] section are touched, never symlinks."""
+    from ..errors import InvalidArgument
+    from ..nspawnfile import OWN_SECTION, NspawnFile
+
+    fixed = []
+    for base in (paths.settings, paths.runtime_settings):
+        if not base.is_dir():
+            continue
+        for path in sorted(base.glob("*.nspawn")):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError:
+                continue  # a symlink, or gone meanwhile
+            try:
+                st = os.fstat(fd)
+                mode = stat.S_IMODE(st.st_mode)
+                if not stat.S_ISREG(st.st_mode) or not mode & 0o077:
+                    continue
+                try:
+                    if OWN_SECTION not in NspawnFile.load(path).sections():
+                        continue
+                except (InvalidArgument, OSError):
+                    continue
+                os.fchmod(fd, mode & 0o700)
+                fixed.append(f"{path} was mode {mode:04o}, now {mode & 0o700:04o}")
+            finally:
+                os.close(fd)
+    return fixed
 
 
 def make_private_dirs(path: Path) -> None:

@@ -155,6 +155,18 @@ def test_container_definitions_with_secrets_are_root_only(nsp: CLI, busybox: str
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     proc = as_nobody("cat", str(path))
     assert proc.returncode != 0 and "s3cret" not in proc.stdout
+    # as an older version left it: pool check makes it root-only again and says so
+    foreign = path.with_name(f"{name}-foreign.nspawn")  # not nspawnctl's: left as it is
+    foreign.write_text("[Exec]\nEnvironment=A=1\n")
+    try:
+        os.chmod(path, 0o644)
+        os.chmod(foreign, 0o644)
+        out = nsp("pool", "check").stdout
+        assert f"fixed: {path} was mode 0644, now 0600" in out, out
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(foreign.stat().st_mode) == 0o644
+        assert as_nobody("cat", str(path)).returncode != 0
+    finally:
+        foreign.unlink()
 
 
 @pytest.fixture

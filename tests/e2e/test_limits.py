@@ -153,6 +153,24 @@ def test_a_corrupted_definition_hides_no_other_container(nsp: CLI, busybox: str)
     assert not path.exists() and nsp("ps", "-a").returncode == 0
 
 
+def test_limits_an_older_version_wrote_read_as_the_nearest_allowed(nsp: CLI, busybox: str) -> None:
+    """Versions before the limit types wrote CPUs=0.005 or TasksMax=0: such a container still
+    lists, inspects and starts, with docker's minimum (0.01 CPU) and no task limit (docker's 0)."""
+    name = nsp.name("old")
+    nsp("create", "--name", name, "--cpus", "1", "--pids-limit", "5", busybox, "sleep", "600")
+    path = SETTINGS / f"{name}.nspawn"
+    path.write_text(
+        path.read_text().replace("CPUs=1\n", "CPUs=0.005\n").replace("TasksMax=5\n", "TasksMax=0\n")
+    )
+    assert name in nsp("ps", "-a", "-q").stdout.split()
+    host = nsp.json("inspect", name)[0]["HostConfig"]
+    assert host["NanoCpus"] == 10**7 and not host["PidsLimit"], host
+    nsp("start", name)
+    props = unit_show(f"nspawnctl-{name}.service", "CPUQuotaPerSecUSec", "TasksMax")
+    assert props["CPUQuotaPerSecUSec"] == "10ms" and props["TasksMax"] != "5", props
+    nsp("rm", "-f", name)
+
+
 def test_env_values_over_the_limits_are_refused_at_create(nsp: CLI, busybox: str, defs: Path) -> None:
     name = nsp.name("env")
     big = defs / "big.env"
@@ -232,6 +250,6 @@ def test_an_image_used_by_a_corrupted_container_stays_in_use(nsp: CLI, workdir: 
     name = nsp.name("bad")
     nsp("create", "--name", name, "--pids-limit", "5", ref, "true")
     path = SETTINGS / f"{name}.nspawn"
-    path.write_text(path.read_text().replace("TasksMax=5\n", "TasksMax=0\n"))
+    path.write_text(path.read_text().replace("TasksMax=5\n", "TasksMax=nan\n"))
     proc = nsp("rmi", ref, check=False)
     assert proc.returncode not in (0, None) and "in use" in proc.stderr and name in proc.stderr, proc.stderr
