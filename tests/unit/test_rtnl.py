@@ -78,8 +78,8 @@ def test_default_route_request() -> None:
 
 REAL = textwrap.dedent(
     """
-    import ipaddress, pathlib, subprocess, sys
-    from nspawnctl.net import kernel, names
+    import ipaddress, pathlib, subprocess, sys, threading
+    from nspawnctl.net import kernel, names, rtnl
     names.NETNS_DIR = pathlib.Path(sys.argv[1])
     ns = "nspawnctl-t"
     def sh(cmd):
@@ -92,7 +92,11 @@ REAL = textwrap.dedent(
         k.set_master("vb-t", "vz-t")
         assert k.links_of_master("vz-t") == ["vb-t"]
         assert k.wait_address("vz-t", 0.1) is None  # none yet: waited, then None
-        k.host.add_address("vz-t", ipaddress.IPv4Interface("10.9.0.1/24"))  # networkd's part
+        def networkd():  # later, from elsewhere: wait_address gets it from the address event
+            with rtnl.Rtnl() as other:
+                other.add_address("vz-t", ipaddress.IPv4Interface("169.254.9.9/16"))
+                other.add_address("vz-t", ipaddress.IPv4Interface("10.9.0.1/24"))
+        threading.Timer(0.3, networkd).start()
         gw = k.wait_address("vz-t", 5)
         assert gw == ipaddress.IPv4Interface("10.9.0.1/24"), gw
         k.ns_address(ipaddress.IPv4Interface("10.9.0.2/24"))
