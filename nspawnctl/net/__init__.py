@@ -5,7 +5,7 @@ The API the run hook, the CLI and inspect use:
 - ``up(paths, spec, unit)`` / ``down(paths, name, invocation=None)``: build / remove a
   container's network (veth or ``zone:NAME`` only; other modes are nspawn's own business), from
   the container unit's ExecStartPre / ExecStopPost (``down`` gets that run's $INVOCATION_ID).
-  Root only; sync (uses ``ip``, ``nsenter``, ``nft`` and, for TCP ports, its own D-Bus
+  Root only; sync (netlink in-process, ``nft`` for UDP ports and, for TCP ports, its own D-Bus
   connection: do not call it from a running event loop).
 - ``state(name)``: what ``up`` built (address, links, ports), for inspect/ps.
 - ``check_ports(paths, spec)``: a cheap early check that the published ports are free.

@@ -16,9 +16,9 @@ from typing import Any
 
 from ..config import Paths
 from ..errors import NetworkError
-from ..run.programs import nsenter_binary
 from ..spec import ContainerSpec, network_zone, owns_netns
-from . import files, ipcmd, ports, statefile, zone
+from . import files, ports, statefile, zone
+from .kernel import Kernel
 from .names import bridge_name, netns_name, netns_path, veth_name, zone_port_name
 from .statefile import NetState
 
@@ -49,8 +49,15 @@ def up(paths: Paths, spec: ContainerSpec, unit: str | None = None) -> NetState |
         _refuse_if_in_use(existing, unit)
     elif existing is not None and _complete(existing) and _matches(existing, spec):
         return existing
-    down(paths, spec.name)
-    ports.check_ports(paths, spec)
+    with Kernel() as kernel:
+        _down(paths, spec.name, kernel)
+        ports.check_ports(paths, spec)
+        return _up(paths, spec, unit, invocation, kernel)
+
+
+def _up(
+    paths: Paths, spec: ContainerSpec, unit: str | None, invocation: str | None, kernel: Kernel
+) -> NetState:
     zone_name = network_zone(spec.network)
     st = NetState(
         name=spec.name,
@@ -63,15 +70,18 @@ def up(paths: Paths, spec: ContainerSpec, unit: str | None = None) -> NetState |
     )
     statefile.save(st)  # from here on, down() knows what to undo
     try:
-        _build(paths, spec, st, unit)
+        _build(paths, spec, st, unit, kernel)
     except BaseException:
-        down(paths, spec.name)
+        _down(paths, spec.name, kernel)
         raise
     return st
 
 
 def _complete(st: NetState) -> bool:
-    return bool(st.address) and os.path.exists(netns_path(st.name)) and ipcmd.link_exists(st.host_link)
+    if not st.address or not os.path.exists(netns_path(st.name)):
+        return False
+    with Kernel() as kernel:
+        return kernel.link_exists(st.host_link)
 
 
 def _matches(st: NetState, spec: ContainerSpec) -> bool:
@@ -103,36 +113,24 @@ def _refuse_if_in_use(st: NetState, unit: str | None) -> None:
         )
 
 
-def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None) -> None:
+def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, kernel: Kernel) -> None:
+    """All in this process, over netlink: no ``ip`` process runs (ports.publish may run ``nft``)."""
     ns = st.netns
-    ipcmd.run(["ip", "netns", "add", ns])
-    ipcmd.run(["ip", "-n", ns, "link", "set", "lo", "up"])
-    # root inside a user namespace is not root for the netns (owned by the host's userns): let it
-    # bind port 80 anyway, as docker does
-    ipcmd.run(
-        [
-            nsenter_binary(),
-            f"--net={netns_path(spec.name)}",
-            "tee",
-            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
-        ],
-        input="0\n",
-    )
+    kernel.netns_add(ns)  # lo up, ip_unprivileged_port_start=0 (netns.SYSCTLS)
+    kernel.watch_addresses()  # before the link has carrier: networkd's address is an event then
     if st.zone:
-        zone.join(st.zone, st.host_link, ns)
+        zone.join(kernel, st.zone, st.host_link, ns)
         side = bridge_name(st.zone)
     else:
-        ipcmd.run(["ip", "link", "add", st.host_link, "type", "veth", "peer", "name", "host0", "netns", ns])
-        ipcmd.run(["ip", "link", "set", st.host_link, "up"])
+        kernel.add_veth(st.host_link, ns)  # both ends up: carrier, networkd addresses the host side now
         side = st.host_link
-    ipcmd.run(["ip", "-n", ns, "link", "set", "host0", "up"])  # carrier: networkd addresses the host side now
-    gateway = wait_address(side)
+    gateway = wait_address(kernel, side)
     # a veth's /28 holds only the host side and us: host address + 1
     addr = zone.lease(paths, st.zone, spec.name, gateway) if st.zone else zone.pick_address(gateway, set())
     st.address, st.gateway, st.prefixlen = str(addr), str(gateway.ip), gateway.network.prefixlen
     statefile.save(st)
-    ipcmd.run(["ip", "-n", ns, "addr", "add", f"{addr}/{gateway.network.prefixlen}", "dev", "host0"])
-    ipcmd.run(["ip", "-n", ns, "route", "replace", "default", "via", str(gateway.ip), "dev", "host0"])
+    kernel.ns_address(ipaddress.IPv4Interface(f"{addr}/{gateway.network.prefixlen}"))
+    kernel.ns_default_route(gateway.ip)
     resolv = files.resolv_conf()
     if resolv is not None:
         # a booted image's symlink (-> its own resolver's stub) is its choice; an app container has
@@ -142,22 +140,19 @@ def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None) ->
     statefile.save(st)
 
 
-def wait_address(ifname: str, timeout: float | None = None) -> ipaddress.IPv4Interface:
-    """The IPv4 address systemd-networkd gives ``ifname`` once it has carrier."""
-    deadline = time.monotonic() + (ADDRESS_TIMEOUT if timeout is None else timeout)
-    delay = 0.01
-    while True:
-        addr = ipcmd.ipv4_address(ifname)
-        if addr is not None:
-            return addr
-        if time.monotonic() >= deadline:
-            raise NetworkError(
-                f"{ifname} got no IPv4 address from systemd-networkd",
-                hint="check that systemd-networkd runs and manages ve-*/vz-* links "
-                "(80-container-ve.network, 80-container-vz.network): networkctl status " + ifname,
-            )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.1)
+def wait_address(kernel: Kernel, ifname: str, timeout: float | None = None) -> ipaddress.IPv4Interface:
+    """The IPv4 address systemd-networkd gives ``ifname`` once it has carrier (from netlink's
+    address events, no polling)."""
+    started = time.monotonic()
+    addr = kernel.wait_address(ifname, ADDRESS_TIMEOUT if timeout is None else timeout)
+    if addr is None:
+        raise NetworkError(
+            f"{ifname} got no IPv4 address from systemd-networkd",
+            hint="check that systemd-networkd runs and manages ve-*/vz-* links "
+            "(80-container-ve.network, 80-container-vz.network): networkctl status " + ifname,
+        )
+    log.debug("%s: networkd's address %s after %.0f ms", ifname, addr, (time.monotonic() - started) * 1000)
+    return addr
 
 
 def down(paths: Paths, name: str, invocation: str | None = None) -> None:
@@ -176,14 +171,29 @@ def down(paths: Paths, name: str, invocation: str | None = None) -> None:
             invocation,
         )
         return
+    with Kernel() as kernel:
+        _down(paths, name, kernel, st)
+
+
+def _down(paths: Paths, name: str, kernel: Kernel, st: NetState | None = None) -> None:
+    st = st or statefile.load(name)
     if st is not None:
         ports.unpublish(st)
     zones = [st.zone] if st and st.zone else ([] if st else zone.zones_with(name))
     for z in zones:
-        zone.leave(paths, z, name, zone_port_name(name))
+        zone.leave(kernel, paths, z, name, zone_port_name(name))
+    # the host side explicitly: a netns dies asynchronously, and its veth with it, so a restart's
+    # new ve-NAME could find the old one still there
     for link in [st.host_link] if st else [veth_name(name), zone_port_name(name)]:
-        if ipcmd.link_exists(link):
-            ipcmd.try_run(["ip", "link", "del", link])
-    if os.path.exists(netns_path(name)):
-        ipcmd.try_run(["ip", "netns", "del", netns_name(name)])
+        _best_effort(kernel.del_link, link)
+    if os.path.lexists(netns_path(name)):
+        _best_effort(kernel.netns_del, netns_name(name))
     statefile.remove(name)
+
+
+def _best_effort(fn: Any, arg: str) -> None:
+    """Teardown goes on past what is gone already or fails: it must always finish."""
+    try:
+        fn(arg)
+    except NetworkError as e:
+        log.debug("%s", e.message)

@@ -17,12 +17,16 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Paths
 from ..errors import NetworkError
 from ..store.files import write_json
-from . import files, ipcmd, statefile
+from . import files, statefile
 from .names import bridge_name, netns_path
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
 
 
 @dataclass
@@ -85,7 +89,7 @@ def zones_with(name: str) -> list[str]:
     return [p.stem for p in sorted(d.glob("*.json")) if name in _load(p.stem).leases] if d.is_dir() else []
 
 
-def join(zone: str, port: str, netns: str) -> None:
+def join(kernel: Kernel, zone: str, port: str, netns: str) -> None:
     """Create vz-ZONE if missing and plug a new veth ``port`` (peer host0 in ``netns``) into it.
 
     Under the zone lock, so that a member leaving at the same time never removes the bridge
@@ -96,14 +100,13 @@ def join(zone: str, port: str, netns: str) -> None:
     picks a new /24 once carrier is back, after members may have read the old one."""
     bridge = bridge_name(zone)
     with locked(zone) as zf:
-        if not ipcmd.link_exists(bridge):
-            ipcmd.run(["ip", "link", "add", bridge, "type", "bridge"])
+        if not kernel.link_exists(bridge):
+            kernel.add_bridge(bridge)  # made up
             zf.created_bridge = True
-        ipcmd.run(["ip", "link", "set", bridge, "up"])
-        ipcmd.run(["ip", "link", "add", port, "type", "veth", "peer", "name", "host0", "netns", netns])
-        ipcmd.run(["ip", "-n", netns, "link", "set", "host0", "up"])
-        ipcmd.run(["ip", "link", "set", port, "up"])
-        ipcmd.run(["ip", "link", "set", port, "master", bridge])
+        else:
+            kernel.set_up(bridge)
+        kernel.add_veth(port, netns)  # both ends up
+        kernel.set_master(port, bridge)
 
 
 def lease(paths: Paths, zone: str, name: str, gateway: ipaddress.IPv4Interface) -> ipaddress.IPv4Address:
@@ -114,18 +117,26 @@ def lease(paths: Paths, zone: str, name: str, gateway: ipaddress.IPv4Interface) 
     return addr
 
 
-def leave(paths: Paths, zone: str, name: str, port: str | None) -> None:
+def leave(kernel: Kernel, paths: Paths, zone: str, name: str, port: str | None) -> None:
     """Drop ``name``'s lease and port, update the others' hosts files, remove a bridge we made once empty."""
     bridge = bridge_name(zone)
     with locked(zone) as zf:
-        if port and ipcmd.link_exists(port):
-            ipcmd.try_run(["ip", "link", "del", port])
+        if port and kernel.link_exists(port):
+            _try(kernel.del_link, port)
         if zf.leases.pop(name, None) is not None:
             write_hosts(paths, zf)
-        if zf.created_bridge and not ipcmd.links_of_master(bridge):
-            ipcmd.try_run(["ip", "link", "del", bridge])
+        if zf.created_bridge and not kernel.links_of_master(bridge):
+            _try(kernel.del_link, bridge)
             zf.created_bridge = False
             zf.leases.clear()
+
+
+def _try(fn: Callable[[str], None], arg: str) -> None:
+    """Best effort, for teardown: what is already gone is fine."""
+    try:
+        fn(arg)
+    except NetworkError:
+        pass
 
 
 def allocate(

@@ -34,42 +34,102 @@ def spec(name: str, network: str = "veth", ports: tuple[str, ...] = (), boot: bo
 
 
 class FakeIp:
-    """Just enough of ``ip``, ``nsenter`` and ``nft``: links, bridges and networkd's addresses."""
+    """Just enough of the kernel (kernel.Kernel's methods) and of ``nft``: links, bridges and
+    networkd's addresses. Every change is recorded as the ``ip``/``nft`` command doing the same."""
 
     def __init__(self, netns_dir: Path, addresses: dict[str, str] | None = None) -> None:
         self.netns_dir = netns_dir
         self.addresses = {"ve-": "192.168.5.17/28", "vz-": "10.0.7.1/24"} if addresses is None else addresses
         self.calls: list[list[str]] = []
-        self.inputs: list[str | None] = []
         self.links: set[str] = set()
+        self.up: set[str] = set()
         self.masters: dict[str, set[str]] = {}
         self.elements: set[str] = set()  # keys in networkd's nft map
+        self.ns: str | None = None  # the netns being built
         self.fail: Callable[[list[str]], bool] = lambda argv: False
+        self.opened = 0  # Kernel() calls, each closed again
+        self.closed = 0
 
-    def __call__(self, argv: list[str], input: str | None = None) -> str:
+    # the Kernel class: setup.Kernel() returns this fake
+    def __call__(self) -> FakeIp:
+        self.opened += 1
+        return self
+
+    def __enter__(self) -> FakeIp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed += 1
+
+    def _do(self, *argv: str) -> None:
+        self.calls.append(list(argv))
+        if self.fail(list(argv)):
+            raise NetworkError(f"{' '.join(argv)}: boom")
+
+    def netns_add(self, name: str) -> None:
+        self._do("ip", "netns", "add", name)
+        (self.netns_dir / name).touch(exist_ok=False)
+        self.ns = name
+
+    def netns_del(self, name: str) -> None:
+        self._do("ip", "netns", "del", name)
+        (self.netns_dir / name).unlink()
+
+    def link_exists(self, name: str) -> bool:
+        return name in self.links
+
+    def links_of_master(self, bridge: str) -> list[str]:
+        return sorted(self.masters.get(bridge, ()))
+
+    def add_bridge(self, name: str) -> None:
+        self._do("ip", "link", "add", name, "type", "bridge")
+        self.links.add(name)
+        self.up.add(name)
+
+    def add_veth(self, name: str, netns: str) -> None:
+        self._do("ip", "link", "add", name, "type", "veth", "peer", "name", "host0", "netns", netns)
+        if name in self.links:
+            raise NetworkError(f"cannot create veth {name}: File exists")
+        self.links.add(name)
+        self.up.add(name)
+
+    def set_up(self, name: str) -> None:
+        self._do("ip", "link", "set", name, "up")
+        self.up.add(name)
+
+    def set_master(self, name: str, bridge: str) -> None:
+        self._do("ip", "link", "set", name, "master", bridge)
+        self.masters.setdefault(bridge, set()).add(name)
+
+    def del_link(self, name: str) -> None:
+        self._do("ip", "link", "del", name)
+        if name not in self.links:
+            raise NetworkError(f"delete link {name}: No such device")
+        self.links.discard(name)
+        self.masters.pop(name, None)
+        for ports_ in self.masters.values():
+            ports_.discard(name)
+
+    def ns_address(self, iface: ipaddress.IPv4Interface) -> None:
+        self._do("ip", "-n", str(self.ns), "addr", "add", str(iface), "dev", "host0")
+
+    def ns_default_route(self, gateway: ipaddress.IPv4Address) -> None:
+        self._do("ip", "-n", str(self.ns), "route", "replace", "default", "via", str(gateway), "dev", "host0")
+
+    def watch_addresses(self) -> None:
+        pass
+
+    def wait_address(self, name: str, timeout: float) -> ipaddress.IPv4Interface | None:
+        addr = self.addresses.get(name[:3]) if name in self.links and name in self.up else None
+        return ipaddress.IPv4Interface(addr) if addr else None
+
+    # nft, through ipcmd.run
+    def nft(self, argv: list[str], input: str | None = None) -> str:
         self.calls.append(argv)
-        self.inputs.append(input)
         if self.fail(argv):
-            raise NetworkError(f"{' '.join(argv)}: RTNETLINK answers: boom")
+            raise NetworkError(f"{' '.join(argv)}: boom")
         a = argv
-        if a[:3] == ["ip", "netns", "add"]:
-            (self.netns_dir / a[3]).touch()
-        elif a[:3] == ["ip", "netns", "del"]:
-            (self.netns_dir / a[3]).unlink()
-        elif a[:3] == ["ip", "link", "add"]:
-            self.links.add(a[3])
-        elif a[:3] == ["ip", "link", "del"]:
-            self.links.discard(a[3])
-            self.masters.pop(a[3], None)
-            for ports in self.masters.values():
-                ports.discard(a[3])
-        elif a[:3] == ["ip", "link", "set"] and "master" in a:
-            self.masters.setdefault(a[a.index("master") + 1], set()).add(a[3])
-        elif a[:4] == ["ip", "-j", "link", "show"]:
-            return self._show(a[4], a[5])
-        elif a[:5] == ["ip", "-j", "-4", "addr", "show"]:
-            return self._addr(a[6])
-        elif a[:3] == ["nft", "create", "element"]:
+        if a[:3] == ["nft", "create", "element"]:
             key = a[-1].split(":")[0].strip("{ ")
             if key in self.elements:
                 raise NetworkError(f"{' '.join(argv)}: Error: Could not process rule: File exists")
@@ -77,23 +137,6 @@ class FakeIp:
         elif a[:3] == ["nft", "delete", "element"]:
             self.elements.discard(a[-1].strip("{ }"))
         return ""
-
-    def _show(self, how: str, what: str) -> str:
-        if how == "master":
-            return json.dumps([{"ifname": p} for p in sorted(self.masters.get(what, ()))])
-        if what not in self.links:
-            raise NetworkError(f'Device "{what}" does not exist.')
-        return json.dumps([{"ifname": what}])
-
-    def _addr(self, dev: str) -> str:
-        if dev not in self.links:
-            raise NetworkError(f'Device "{dev}" does not exist.')
-        info = [{"family": "inet", "local": "169.254.3.4", "prefixlen": 16}]  # networkd's link-local first
-        addr = self.addresses.get(dev[:3])
-        if addr:
-            ip, plen = addr.split("/")
-            info.append({"family": "inet", "local": ip, "prefixlen": int(plen)})
-        return json.dumps([{"ifname": dev, "addr_info": info}])
 
     def ran(self, *words: str) -> bool:
         return any(c[: len(words)] == list(words) for c in self.calls)
@@ -110,8 +153,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Paths, FakeIp]
     monkeypatch.setattr(files, "HOST_RESOLV", resolv)
     monkeypatch.setattr(files, "UPLINK_RESOLV", tmp_path / "none")
     fake = FakeIp(netns_dir)
-    monkeypatch.setattr(ipcmd, "run", fake)
-    monkeypatch.setattr(setup, "nsenter_binary", lambda: "/usr/bin/nsenter")
+    monkeypatch.setattr(ipcmd, "run", fake.nft)
+    monkeypatch.setattr(setup, "Kernel", fake)
     monkeypatch.delenv("INVOCATION_ID", raising=False)
     return Paths(pool=pool), fake
 
@@ -272,16 +315,6 @@ def test_up_veth_builds_everything_and_down_removes_it(env: tuple[Paths, FakeIp]
         "ve-c1",
     )
     assert ip.ran("ip", "netns", "add", "nspawnctl-c1")
-    assert ip.ran("ip", "-n", "nspawnctl-c1", "link", "set", "lo", "up")
-    sysctl = ip.calls.index(
-        [
-            "/usr/bin/nsenter",
-            f"--net={net.netns_path('c1')}",
-            "tee",
-            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
-        ]
-    )
-    assert ip.inputs[sysctl] == "0\n"
     assert ip.ran(
         "ip", "link", "add", "ve-c1", "type", "veth", "peer", "name", "host0", "netns", "nspawnctl-c1"
     )
@@ -297,6 +330,7 @@ def test_up_veth_builds_everything_and_down_removes_it(env: tuple[Paths, FakeIp]
     net.down(paths, "c1")
     assert not ip.links and not list(names.NETNS_DIR.iterdir()) and net.state("c1") is None
     net.down(paths, "c1")  # idempotent
+    assert ip.opened == ip.closed  # every netlink socket closed again
 
 
 def test_up_is_undone_when_a_step_fails(env: tuple[Paths, FakeIp]) -> None:

@@ -1,0 +1,120 @@
+"""Named network namespaces as ``ip netns add/del`` make them (a bind mount in /run/netns), without
+running ``ip``: a short-lived thread unshares a new netns, pins it there, sets its sysctl and opens
+the netlink socket the rest of the build uses inside it. The thread's namespace is its own, so the
+process itself never leaves the host's.
+
+``unshare``/``setns`` are in :mod:`os` only from Python 3.12, ``mount`` not at all: libc's, via ctypes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from ..errors import NetworkError
+from . import names
+from .rtnl import Rtnl
+
+CLONE_NEWNET = 0x40000000
+MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
+MNT_DETACH = 0x2
+# root inside a user namespace is not root for the netns (owned by the host's userns): let it bind
+# port 80 anyway, as docker does
+SYSCTLS = {"/proc/sys/net/ipv4/ip_unprivileged_port_start": "0\n"}
+
+T = TypeVar("T")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def _mount(libc: ctypes.CDLL, source: str, target: str, flags: int) -> None:
+    _check(libc.mount(source.encode(), target.encode(), b"none", flags, None), f"mount {target}")
+
+
+def _prepare_dir(libc: ctypes.CDLL) -> None:
+    """/run/netns as a shared mount (made a mount of itself first if need be), as ``ip`` makes it:
+    a namespace pinned later then shows in every mount namespace, a unit's private one too."""
+    d = str(names.NETNS_DIR)
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    if libc.mount(b"", d.encode(), b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    if ctypes.get_errno() != errno.EINVAL:
+        _check(-1, f"mount --make-rshared {d}")
+    _mount(libc, d, d, MS_BIND | MS_REC)
+    _check(libc.mount(b"", d.encode(), b"none", MS_SHARED | MS_REC, None), f"mount --make-rshared {d}")
+
+
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a thread of its own (its namespace changes die with it); its result or error."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="netns")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+def create(name: str) -> Rtnl:
+    """Make the named netns ``name`` (NETNS_DIR/name) and return a netlink socket inside it.
+
+    The file is created exclusively: an existing one is an error (``down`` removes leftovers)."""
+    path = str(names.NETNS_DIR / name)
+    libc = _libc()
+    try:
+        _prepare_dir(libc)
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
+    except OSError as e:
+        raise NetworkError(f"cannot create network namespace {name}: {e.strerror}") from None
+
+    def inside() -> Rtnl:
+        _check(libc.unshare(CLONE_NEWNET), "unshare")
+        _mount(libc, "/proc/thread-self/ns/net", path, MS_BIND)
+        for sysctl, value in SYSCTLS.items():  # /proc/sys/net is the opening thread's netns
+            with open(sysctl, "w") as f:
+                f.write(value)
+        return Rtnl()
+
+    try:
+        return _in_thread(inside)
+    except OSError as e:
+        delete(name)
+        raise NetworkError(f"cannot create network namespace {name}: {e.strerror}") from None
+
+
+def delete(name: str) -> None:
+    """Unpin and remove the named netns, as ``ip netns del`` does; gone already is fine. (The
+    namespace itself, and links still in it, go once nothing else holds it.)"""
+    path = str(names.NETNS_DIR / name)
+    if not os.path.lexists(path):
+        return
+    libc = _libc()
+    if libc.umount2(path.encode(), MNT_DETACH) != 0:
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOENT):  # not mounted (a half-made one): just the file
+            raise NetworkError(f"cannot delete network namespace {name}: {os.strerror(code)}")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise NetworkError(f"cannot delete network namespace {name}: {e.strerror}") from None
