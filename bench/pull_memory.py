@@ -4,8 +4,11 @@
 Images of incompressible data (one big file plus a few small ones) are published as .tar.zst
 with SHA256SUMS on a local web server (tests/e2e/webserver.py, plain HTTP), then pulled with
 ``--insecure --verify=checksum``. Peak RSS comes from getrusage of each child; the peer is the
-shell pipeline doing the same download, decompression and extraction (its largest process).
-Memory must stay flat: a pull streams, it never holds the image.
+shell pipeline doing the same download, decompression and extraction (its largest process),
+extracting onto the filesystem of nspawnctl's store (so both write to the same disk) unless
+--peer-dir says otherwise. CPU seconds (user + system, all threads and processes) are printed
+too: on a busy machine they vary less than the wall-clock times. Memory must stay flat: a pull
+streams, it never holds the image. ``--quick`` is the reduced run for CI (one 16 MiB pull).
 """
 
 from __future__ import annotations
@@ -22,19 +25,23 @@ import time
 from pathlib import Path
 
 WEBSERVER = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "webserver.py"
+STORE = Path("/var/lib/nspawnctl")
 PEAK = (
     "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)"
+    "r = resource.getrusage(resource.RUSAGE_CHILDREN); print(r.ru_maxrss, r.ru_utime + r.ru_stime); "
+    "sys.exit(rc)"
 )
 
 
-def peak_kib(argv: list[str]) -> tuple[int, float]:
-    """Run argv in a fresh wrapper so RUSAGE_CHILDREN covers exactly it; (peak RSS KiB, seconds)."""
+def peak_kib(argv: list[str]) -> tuple[int, float, float]:
+    """Run argv in a fresh wrapper so RUSAGE_CHILDREN covers exactly it; (peak RSS KiB, seconds,
+    CPU seconds)."""
     t0 = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", PEAK, *argv], check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
-    return int(out.stdout.split()[-1]), time.perf_counter() - t0
+    rss, cpu = out.stdout.split()[-2:]
+    return int(rss), time.perf_counter() - t0, float(cpu)
 
 
 def make_release(docroot: Path, name: str, mib: int) -> Path:
@@ -62,9 +69,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="64,256,1024", help="image sizes in MiB, comma-separated")
     ap.add_argument("-n", type=int, default=3, help="repetitions per size")
+    ap.add_argument("--quick", action="store_true", help="the reduced run for CI: --sizes 16 -n 1")
+    ap.add_argument(
+        "--peer-dir",
+        type=Path,
+        default=STORE if STORE.is_dir() else None,
+        help=f"where the peer extracts (default: {STORE}, the store's filesystem, if it exists)",
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.sizes, args.n = "16", 1
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="nspawnctl-pullmem-", dir="/var/tmp"))
+    peer_parent = args.peer_dir or work
     docroot = work / "docroot"
     docroot.mkdir()
     server = None
@@ -79,35 +96,51 @@ def main() -> int:
         assert server.stdout is not None
         server.stdout.readline()
         print(
-            f"Peak memory of a pull (median of {args.n}), against curl | zstd -d | tar -x of the same file:"
+            f"Peak memory of a pull (median of {args.n}), against curl | zstd -d | tar -x of the same file "
+            f"(extracting into {peer_parent}):"
         )
+        rows = []
         for mib in sizes:
             url = f"http://127.0.0.1:8089/img{mib}.tar.zst"
-            ours, peer, ours_s, peer_s = [], [], [], []
+            ours, peer, ours_s, peer_s, ours_cpu, peer_cpu = [], [], [], [], [], []
             for _ in range(args.n):
-                kib, secs = peak_kib(
+                kib, secs, cpu = peak_kib(
                     ["nspawnctl", "pull", "-q", "--insecure", "--verify=checksum", url, f"bench/pull{mib}"]
                 )
                 ours.append(kib)
                 ours_s.append(secs)
+                ours_cpu.append(cpu)
                 subprocess.run(
                     ["nspawnctl", "rmi", "-f", f"bench/pull{mib}"], capture_output=True, check=True
                 )
-                dest = work / "peer"
-                dest.mkdir()
-                kib, secs = peak_kib(
-                    ["sh", "-c", f"curl -sf {url} | zstd -dq | tar --numeric-owner -C {dest} -xf -"]
-                )
+                dest = Path(tempfile.mkdtemp(prefix=".bench-peer-", dir=peer_parent))
+                try:
+                    kib, secs, cpu = peak_kib(
+                        ["sh", "-c", f"curl -sf {url} | zstd -dq | tar --numeric-owner -C {dest} -xf -"]
+                    )
+                finally:
+                    shutil.rmtree(dest)
                 peer.append(kib)
                 peer_s.append(secs)
-                shutil.rmtree(dest)
+                peer_cpu.append(cpu)
             m, p = statistics.median(ours), statistics.median(peer)
+            t_ours, t_peer = statistics.median(ours_s), statistics.median(peer_s)
+            c_ours, c_peer = statistics.median(ours_cpu), statistics.median(peer_cpu)
             print(
                 f"  {mib:5d} MiB image: nspawnctl pull {m / 1024:6.1f} MiB peak RSS, "
-                f"{statistics.median(ours_s):5.1f} s;  peer {p / 1024:5.1f} MiB, "
-                f"{statistics.median(peer_s):5.1f} s;  time ratio "
-                f"{statistics.median(ours_s) / statistics.median(peer_s):4.2f}x"
+                f"{t_ours:5.1f} s;  peer {p / 1024:5.1f} MiB, "
+                f"{t_peer:5.1f} s;  time ratio {t_ours / t_peer:4.2f}x;  "
+                f"CPU {c_ours:.1f} s against {c_peer:.1f} s"
             )
+            rows.append(
+                f"| {mib} MiB | {m / 1024:.1f} MiB | {p / 1024:.1f} MiB | "
+                f"{t_ours / t_peer:.2f}x ({t_ours:.1f} s against {t_peer:.1f} s) | "
+                f"{c_ours:.1f} s against {c_peer:.1f} s |"
+            )
+        print()
+        print("| image | `nspawnctl pull` peak RSS | peer peak RSS | time ratio to peer | CPU against peer |")
+        print("|---|---|---|---|---|")
+        print("\n".join(rows))
         return 0
     finally:
         if server is not None:

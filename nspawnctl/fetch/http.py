@@ -15,8 +15,10 @@ import base64
 import http.client
 import io
 import os
+import queue
 import socket
 import ssl
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ INSECURE_HINT = "--insecure permits plain HTTP (signatures are still checked)"
 _CA_HINT = "pass the CA that signed the server's certificate with --ca-cert FILE (or REQUESTS_CA_BUNDLE=FILE)"
 _RETRY_HINT = "the server or the network dropped the download; retry"
 _CHUNK = 1 << 20
+_PREFETCH_DEPTH = 8  # chunks (of up to _CHUNK) a prefetching download may hold ahead of its reader
+_POLL = 0.05  # seconds between two looks at the stop flag of a prefetcher blocked on a full queue
 _E = TypeVar("_E", bound=BaseException)
 
 
@@ -111,11 +115,12 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         progress: ProgressFn | None = None,
+        prefetch: bool = False,
     ) -> Download:
         """Start a GET and return the body as a stream; conditional when etag/last_modified are given.
 
         404/410 -> DownloadNotFound, other non-200 answers -> FetchError (a 304 to a conditional
-        GET is a Download with ``not_modified`` set and an empty body).
+        GET is a Download with ``not_modified`` set and an empty body). ``prefetch``: see Download.
         """
         self.check_url(url)
         headers: dict[str, str] = {}
@@ -152,6 +157,7 @@ class Fetcher:
                 last_modified=resp.headers.get("Last-Modified"),
                 progress=progress,
                 timeout=self.options.timeout,
+                prefetch=prefetch,
             )
         except BaseException:
             resp.close()
@@ -211,11 +217,17 @@ class Fetcher:
         return self._send(method, url, dict(headers or {}), authorizer, stream)
 
     def body(
-        self, response: requests.Response, progress: ProgressFn | None = None, *, url: str | None = None
+        self,
+        response: requests.Response,
+        progress: ProgressFn | None = None,
+        *,
+        url: str | None = None,
+        prefetch: bool = False,
     ) -> Download:
         """The body of a response from ``request`` as a Download (raw bytes, length checked).
 
         ``url`` names it in errors instead of the final URL (a CDN's signed URL is long and secret).
+        ``prefetch``: see Download.
         """
         return Download(
             url or response.url,
@@ -225,6 +237,7 @@ class Fetcher:
             last_modified=response.headers.get("Last-Modified"),
             progress=progress,
             timeout=self.options.timeout,
+            prefetch=prefetch,
         )
 
     # --- internals ------------------------------------------------------------------------------
@@ -334,7 +347,13 @@ class Fetcher:
 
 
 class Download(io.RawIOBase):
-    """A response body as a raw binary stream, exactly as served; closing releases the connection."""
+    """A response body as a raw binary stream, exactly as served; closing releases the connection.
+
+    With ``prefetch``, a thread of its own reads the body from the socket in large pieces into a
+    bounded queue (_PREFETCH_DEPTH MiB) while the reader hashes and unpacks what came before: a
+    server sends only as fast as the socket is drained, and a reader that also hashes and
+    decompresses would leave it idle meanwhile. Errors surface in ``read`` as without it.
+    """
 
     def __init__(
         self,
@@ -347,6 +366,7 @@ class Download(io.RawIOBase):
         timeout: float,
         not_modified: bool = False,
         progress: ProgressFn | None = None,
+        prefetch: bool = False,
     ) -> None:
         super().__init__()
         self.url = url  # the final URL, after redirects
@@ -365,6 +385,17 @@ class Download(io.RawIOBase):
             self._errors = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
             if progress is not None:
                 progress(0, total)
+        self._prefetched: queue.Queue[bytes | BaseException] | None = None
+        self._stop = threading.Event()
+        self._left = memoryview(b"")  # the rest of a prefetched chunk
+        if prefetch and response is not None:
+            self._prefetched = queue.Queue(_PREFETCH_DEPTH)
+            threading.Thread(
+                target=self._prefetch,
+                args=(response, self._prefetched),
+                name="nspawnctl-download",
+                daemon=True,
+            ).start()
 
     def readable(self) -> bool:
         return True
@@ -387,10 +418,47 @@ class Download(io.RawIOBase):
         return b"".join(chunks)
 
     def close(self) -> None:
+        self._stop.set()  # a prefetcher ends at its next read (a stalled one by the read timeout)
         if self._response is not None:
             self._response.close()
             self._response = None
         super().close()
+
+    def _prefetch(self, response: requests.Response, out: queue.Queue[bytes | BaseException]) -> None:
+        """The prefetching thread: the body in _CHUNK pieces, then b"" (or the read's exception)."""
+        item: bytes | BaseException
+        while not self._stop.is_set():
+            try:
+                item = response.raw.read(_CHUNK, decode_content=False)
+            except BaseException as e:  # raised by read() in the reader's thread
+                item = e
+            while not self._stop.is_set():
+                try:
+                    out.put(item, timeout=_POLL)
+                    break
+                except queue.Full:
+                    continue
+            if not isinstance(item, bytes) or not item:
+                return
+
+    def _raw_read(self, size: int) -> bytes:
+        assert self._response is not None
+        if self._prefetched is None:
+            data: bytes = self._response.raw.read(size, decode_content=False)
+            return data
+        if not self._left:
+            item = self._prefetched.get()
+            if isinstance(item, BaseException):
+                self._prefetched.put(item)  # raised again by a later read, like a broken socket
+                raise item
+            if not item:
+                self._prefetched.put(item)
+                return item
+            if len(item) <= size:
+                return item
+            self._left = memoryview(item)
+        data, self._left = self._left[:size].tobytes(), self._left[size:]
+        return data
 
     def _read(self, size: int) -> bytes:
         if self.closed:
@@ -398,7 +466,7 @@ class Download(io.RawIOBase):
         if size == 0 or self._response is None:
             return b""
         try:
-            data: bytes = self._response.raw.read(size, decode_content=False)
+            data = self._raw_read(size)
         except self._errors as e:
             raise self._read_error(e) from e
         if not data:

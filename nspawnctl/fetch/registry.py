@@ -289,7 +289,7 @@ class RegistryClient:
             if progress is not None:
                 report = partial(_report, progress, size)
             assert self._base is not None
-            download = self._fetcher.body(resp, report, url=self._base + path)
+            download = self._fetcher.body(resp, report, url=self._base + path, prefetch=True)
         except BaseException:
             resp.close()
             raise

@@ -139,7 +139,7 @@ def _pull(
 
     with (
         options.progress(filename) as progress,
-        fetcher.open(url, etag=etag, last_modified=modified, progress=progress) as download,
+        fetcher.open(url, etag=etag, last_modified=modified, progress=progress, prefetch=True) as download,
     ):
         if download.not_modified and existing is not None:
             images.annotate(existing.id, {**existing.origin, "verified": verified}, defaults)

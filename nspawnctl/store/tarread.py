@@ -169,7 +169,7 @@ class TarReader:
     end-of-archive marker (or, without one, the stream's end) starts.
     """
 
-    def __init__(self, read: Callable[[int], bytes], limits: TarLimits = TarLimits()) -> None:
+    def __init__(self, read: Callable[[int], bytes | memoryview], limits: TarLimits = TarLimits()) -> None:
         self._read = read
         self._limits = limits
         self._pos = 0
@@ -183,7 +183,7 @@ class TarReader:
     # -- raw stream ---------------------------------------------------------------------------
 
     def _read_upto(self, n: int) -> bytes:
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         got = 0
         while got < n:
             data = self._read(min(n - got, 1 << 20))
@@ -192,7 +192,7 @@ class TarReader:
             parts.append(data)
             got += len(data)
         self._pos += got
-        return b"".join(parts) if len(parts) != 1 else parts[0]
+        return b"".join(parts) if len(parts) != 1 else bytes(parts[0])
 
     def _truncated(self, m: Member) -> ArchiveError:
         return ArchiveError(
@@ -203,8 +203,9 @@ class TarReader:
 
     # -- data ---------------------------------------------------------------------------------
 
-    def read(self, n: int) -> bytes:
-        """Up to n bytes of the current member's stored data (b"" once it is all read)."""
+    def read(self, n: int) -> bytes | memoryview:
+        """Up to n bytes of the current member's stored data (b"" once it is all read); a
+        memoryview where the stream gave one (large reads of a pipelined unpack)."""
         m = self._member
         if m is None or self._left == 0:
             return b""

@@ -26,9 +26,11 @@ import io
 import lzma
 import math
 import os
+import queue
 import re
 import secrets
 import stat
+import threading
 import urllib.parse
 import zlib
 from collections.abc import Callable, Mapping
@@ -47,10 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["Limits", "UnpackResult", "open_decompressed", "unpack_tar"]
 
 _CHUNK = 1 << 20
-# Compressed bytes handed to the zstd decoder per call. Its output per call is unbounded, and zstd
-# can expand ~32768:1, so this bounds the memory a zstd bomb can claim in one call (8 MiB);
-# decoding real images is no slower with it than with 4 KiB.
-_ZSTD_IN_CHUNK = 256
 
 _DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -131,6 +129,10 @@ class _Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
+class _Source(Protocol):
+    def read(self, size: int, /) -> bytes | memoryview: ...
+
+
 class _Prefixed(io.RawIOBase):
     """Replays the magic bytes already read from a possibly non-seekable stream, then the rest.
 
@@ -157,6 +159,21 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+class _Rest:
+    """Like _Prefixed for a reader that takes chunks as they come: the caller's stream's own
+    chunks, not copied into a buffer first."""
+
+    def __init__(self, head: bytes, raw: _Source) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int, /) -> bytes | memoryview:
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._raw.read(size)
+
+
 class _Decoded(io.RawIOBase):
     """Turns a decoder's own exceptions into ArchiveError, so callers catch one thing."""
 
@@ -179,6 +196,14 @@ class _Decoded(io.RawIOBase):
         view[: len(data)] = data
         return len(data)
 
+    def read(self, size: int = -1, /) -> bytes:
+        """The decoder's own output, not copied into a buffer first."""
+        try:
+            return self._inner.read(size if size >= 0 else _CHUNK)
+        except self._errors as e:
+            what = "tar" if self._label == "tar" else f"{self._label}-compressed"
+            raise ArchiveError(f"cannot read the {what} archive: {e}") from e
+
     def close(self) -> None:
         # Frees the decoder; the decoders never close the caller's stream under them.
         close = getattr(self._inner, "close", None)
@@ -187,41 +212,138 @@ class _Decoded(io.RawIOBase):
         super().close()
 
 
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE = 0x184D2A50  # the low 4 bits are the user's
+# zstd blocks (RFC 8878) decode to at most 128 KiB each, whatever their type: a call given input
+# in which at most _ZSTD_BLOCKS blocks begin returns at most (_ZSTD_BLOCKS + 1) * 128 KiB (the one
+# more is the block begun in the previous call). That bounds what a zstd bomb can claim per call
+# (~1.1 MiB) without cutting ordinary input small: 8 blocks of incompressible data are 1 MiB.
+_ZSTD_BLOCKS = 8
+_ZSTD_READ = 1 << 20  # compressed bytes read at a time
+_ZSTD_OUT = (_ZSTD_BLOCKS + 1) << 17  # the most one call returns (while the blocks are followed)
+# Input whose block structure was lost (not zstd, or damaged: the decoder will say so) is handed
+# over this many bytes at a time; zstd expands at most ~32768:1, so 8 MiB per call at worst.
+_ZSTD_IN_CHUNK = 256
+
+
+class _ZstdBlocks:
+    """Follows the frame and block headers of a zstd stream to say where the input may be cut.
+
+    It only decides how much input one decoder call gets, never what the input means: the
+    decoder checks everything. A stream it cannot follow is cut into _ZSTD_IN_CHUNK pieces.
+    """
+
+    def __init__(self) -> None:
+        self._next = 0  # stream offset of the next header to read
+        self._state = "frame"  # what is at _next: "frame", "block" or "checksum"
+        self._checksum = False  # the current frame ends with a 4-byte checksum
+        self._lost = False
+
+    def lose(self) -> None:
+        """Stop following the stream (the decoder disagreed about where a frame ends)."""
+        self._lost = True
+
+    def cut(self, view: memoryview, offset: int) -> int:
+        """How many bytes of ``view`` (which starts at stream offset ``offset``) to decode in one
+        call: none of more than _ZSTD_BLOCKS blocks, none across a frame's end. 0: the header at
+        the start of ``view`` is incomplete, so more input is needed (or, at the end, all of it)."""
+        blocks = 0
+        while not self._lost:
+            rel = self._next - offset
+            if rel >= len(view):
+                return len(view)
+            if self._state == "checksum":
+                self._next += 4
+                self._state = "frame"
+                continue
+            if self._state == "frame":
+                if blocks:
+                    return rel  # the previous frame ends here
+                if rel + 8 > len(view):
+                    return rel
+                magic = int.from_bytes(view[rel : rel + 4], "little")
+                if magic == _ZSTD_MAGIC:
+                    fhd = view[rel + 4]
+                    single = (fhd >> 5) & 1
+                    fcs = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+                    self._next += 5 + (1 - single) + (0, 1, 2, 4)[fhd & 3] + fcs
+                    self._checksum = bool(fhd & 4)
+                    self._state = "block"
+                elif magic & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+                    self._next += 8 + int.from_bytes(view[rel + 4 : rel + 8], "little")
+                else:
+                    self._lost = True
+                continue
+            if rel + 3 > len(view):
+                return rel
+            if blocks == _ZSTD_BLOCKS:
+                return rel
+            header = int.from_bytes(view[rel : rel + 3], "little")
+            kind, size = (header >> 1) & 3, header >> 3
+            if kind == 3:  # reserved: corrupt, the decoder will refuse it
+                self._lost = True
+                break
+            blocks += 1
+            self._next += 3 + (1 if kind == 1 else size)  # an RLE block stores one byte
+            if header & 1:
+                self._state = "checksum" if self._checksum else "frame"
+        return min(len(view), _ZSTD_IN_CHUNK)
+
+
 class _ZstdReader:
     """zstd decoder that reads across frames and, unlike zstandard's stream_reader, reports a
-    stream that ends in the middle of a frame instead of returning a silent EOF."""
+    stream that ends in the middle of a frame instead of returning a silent EOF.
 
-    def __init__(self, src: BinaryIO, zstd: ModuleType) -> None:
+    zstandard's decompressobj has no output limit, so the input is handed over in pieces that
+    _ZstdBlocks says decode to a bounded size."""
+
+    def __init__(self, src: _Source, zstd: ModuleType) -> None:
         self._src = src
         self._dctx = zstd.ZstdDecompressor()
         self._frame: Any = None  # the decompressobj of the frame being decoded
-        self._pending = b""  # compressed bytes past the end of the previous frame
+        self._blocks = _ZstdBlocks()
+        self._pending = memoryview(b"")  # compressed bytes read but not yet decoded
+        self._offset = 0  # stream offset of _pending
         self._out = b""
         self._at = 0  # bytes of _out already returned (slicing them off would copy the rest)
         self._done = False
+        self._eof = False  # _src has ended
 
     def read(self, size: int, /) -> bytes:
         while self._at >= len(self._out) and not self._done:
             self._step()
-        data = self._out[self._at : self._at + size]
+        data = self._out[self._at : self._at + size]  # all of it: the same object, not a copy
         self._at += len(data)
         return data
 
     def _step(self) -> None:
-        if self._pending:
-            chunk, self._pending = self._pending[:_ZSTD_IN_CHUNK], self._pending[_ZSTD_IN_CHUNK:]
-        else:
-            chunk = self._src.read(_ZSTD_IN_CHUNK)
+        n = self._blocks.cut(self._pending, self._offset) if self._pending else 0
+        while n == 0 and not self._eof:
+            more = self._src.read(_ZSTD_READ)
+            if not more:
+                self._eof = True
+            else:
+                # rarely joins more than a header's few bytes to the new input
+                self._pending = memoryview(bytes(self._pending) + more) if self._pending else memoryview(more)
+            n = self._blocks.cut(self._pending, self._offset) if self._pending else 0
+        if n == 0:
+            n = len(self._pending)  # the end: whatever is left, the decoder judges it
+        chunk, self._pending = self._pending[:n], self._pending[n:]
+        self._offset += n
         if not chunk:
             if self._frame is not None:
                 raise ArchiveError("cannot read the zstd-compressed archive: it is truncated")
             self._done = True
             return
-        frame = self._frame if self._frame is not None else self._dctx.decompressobj()
+        # output in one piece per call (a smaller write_size makes pieces to join: a copy)
+        frame = self._frame if self._frame is not None else self._dctx.decompressobj(write_size=_ZSTD_OUT)
         self._out = frame.decompress(chunk)
         self._at = 0
         if frame.eof:
-            self._pending = frame.unused_data + self._pending
+            if frame.unused_data:  # not where _ZstdBlocks said the frame ends: it is lost
+                self._blocks.lose()
+                self._offset -= len(frame.unused_data)
+                self._pending = memoryview(frame.unused_data + bytes(self._pending))
             self._frame = None
         else:
             self._frame = frame
@@ -274,6 +396,11 @@ def open_decompressed(raw: IO[bytes]) -> BinaryIO:
     Works on pipes (no seeking). Reads raise ArchiveError for corrupt or truncated input.
     Closing the result does not close `raw`.
     """
+    return io.BufferedReader(_decoder(raw), _CHUNK)
+
+
+def _decoder(raw: IO[bytes]) -> _Decoded:
+    """open_decompressed without the buffer: each read returns what the decoder made."""
     head = _read_upto(raw, 10)
     src = io.BufferedReader(_Prefixed(head, raw), _CHUNK)
     inner: _Readable
@@ -284,12 +411,12 @@ def open_decompressed(raw: IO[bytes]) -> BinaryIO:
         label, inner, errors = "xz", lzma.LZMAFile(src), (*errors, lzma.LZMAError)
     elif head.startswith(b"\x28\xb5\x2f\xfd"):
         zstd = _import_zstd()
-        label, inner, errors = "zstd", _ZstdReader(src, zstd), (*errors, zstd.ZstdError)
+        label, inner, errors = "zstd", _ZstdReader(_Rest(head, raw), zstd), (*errors, zstd.ZstdError)
     elif _is_bzip2(head):
         label, inner = "bzip2", bz2.BZ2File(src)
     else:
         label, inner = "tar", src
-    return io.BufferedReader(_Decoded(inner, label, errors), _CHUNK)
+    return _Decoded(inner, label, errors)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,9 +488,12 @@ class _Digesting(io.RawIOBase):
             self.eof = True
         if data:
             self.hash.update(data)
-            stripped = data.rstrip(b"\0")
-            if stripped:
-                self.nonzero_end = self.size + len(stripped)
+            if data[-1]:  # the common case, without copying the chunk as rstrip does
+                self.nonzero_end = self.size + len(data)
+            else:
+                stripped = data.rstrip(b"\0")
+                if stripped:
+                    self.nonzero_end = self.size + len(stripped)
             self.size += len(data)
             self._check()
         return data
@@ -386,14 +516,172 @@ class _Digesting(io.RawIOBase):
                 )
         if self._space is not None and self.size >= self._next_space_check:
             self._next_space_check = self.size + _SPACE_CHECK
-            free, total = self._space()
-            reserve = min(self._limits.min_free, total // 20)
-            if free < reserve:
-                raise pool_full(self._label, free, reserve, self._kept)
+            _check_space(self._space, self._limits, self._label, self._kept)
 
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
+
+
+def _check_space(space: Callable[[], tuple[int, int]], limits: Limits, label: str, kept: str) -> None:
+    free, total = space()
+    reserve = min(limits.min_free, total // 20)
+    if free < reserve:
+        raise pool_full(label, free, reserve, kept)
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline: download (and the caller's hashing), decompression (and hashing), extraction
+
+
+_DEPTH = 3  # chunks (of at most ~1 MiB) waiting between two stages
+_POLL = 0.05  # seconds between two looks at the stop flag of a stage blocked on its neighbour
+
+
+class _Stopped(Exception):
+    """The pipeline is being torn down; a stage ends quietly."""
+
+
+class _Channel:
+    """A bounded hand-over of chunks from one thread to the next. An exception travels in order
+    with the data, so the consumer raises it where the stream broke; b"" is the end."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._queue: queue.Queue[bytes | bytearray | memoryview | BaseException] = queue.Queue(_DEPTH)
+        self._stop = stop
+
+    def put(self, item: bytes | bytearray | memoryview | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def get(self) -> bytes | bytearray | memoryview | BaseException:
+        while True:
+            try:
+                return self._queue.get(timeout=_POLL)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise _Stopped from None
+
+
+class _Inbox:
+    """The reading end of a channel as a stream. Reads of at least 64 KiB return memoryviews of the
+    chunks (no copy); smaller ones (headers) bytes. Counts the bytes taken, and looks at the
+    destination's free space every _SPACE_CHECK of them when given ``space``."""
+
+    def __init__(
+        self,
+        channel: _Channel,
+        *,
+        space: Callable[[], tuple[int, int]] | None = None,
+        limits: Limits = Limits(),
+        label: str = "",
+    ) -> None:
+        self._channel = channel
+        self._view = memoryview(b"")
+        self._error: BaseException | None = None
+        self._eof = False
+        self._space = space
+        self._limits = limits
+        self._label = label
+        self._next_space_check = 0
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1, /) -> bytes | memoryview:
+        if not self._view:
+            if self._error is not None:
+                raise self._error
+            if self._eof or size == 0:
+                return b""
+            item = self._channel.get()
+            if isinstance(item, BaseException):
+                self._error = item
+                raise item
+            if not item:
+                self._eof = True
+                return b""
+            self._view = memoryview(item).cast("B")
+        view = self._view
+        if 0 <= size < len(view):
+            view, self._view = view[:size], view[size:]
+        else:
+            self._view = memoryview(b"")
+        self.count += len(view)
+        if self._space is not None and self.count >= self._next_space_check:
+            self._next_space_check = self.count + _SPACE_CHECK
+            _check_space(self._space, self._limits, self._label, "; nothing of it was kept")
+        return view if len(view) >= 1 << 16 else view.tobytes()
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+def _fetch_stage(raw: IO[bytes], out: _Channel) -> None:
+    """Read the caller's stream (a download, hashed as it is read) in large pieces."""
+    try:
+        readinto = getattr(raw, "readinto", None)
+        while True:
+            if readinto is not None:
+                buf = bytearray(_CHUNK)
+                n = readinto(buf)
+                data: bytes | memoryview = memoryview(buf)[:n] if n else b""
+            else:
+                data = raw.read(_CHUNK)
+            out.put(data)
+            if not data:
+                return
+    except _Stopped:
+        return
+    except BaseException as e:  # handed on: the consumer raises it where the stream broke
+        with contextlib.suppress(_Stopped):
+            out.put(e)
+
+
+class _DecodeStage:
+    """Decompress, hash and check the limits of the decompressed stream (byte limit and ratio to
+    the compressed bytes taken, exactly as _Digesting checks them in one thread)."""
+
+    def __init__(self, src: _Inbox, out: _Channel, limits: Limits, algorithm: str, label: str) -> None:
+        self._src = src
+        self._out = out
+        self._limits = limits
+        self._algorithm = algorithm
+        self._label = label
+        self.digesting: _Digesting | None = None  # read it once the stage has ended
+
+    def run(self) -> None:
+        decoded: _Decoded | None = None
+        try:
+            counted = _Counted(cast("IO[bytes]", self._src))
+            decoded = _decoder(cast("IO[bytes]", counted))
+            self.digesting = digesting = _Digesting(
+                cast("BinaryIO", decoded),
+                self._limits,
+                self._algorithm,
+                compressed=counted,
+                label=self._label,
+            )
+            while True:
+                data = digesting.read(_CHUNK)
+                self._out.put(data)
+                if not data:
+                    return
+        except _Stopped:
+            return
+        except BaseException as e:  # handed on in order, like the data
+            with contextlib.suppress(_Stopped):
+                self._out.put(e)
+        finally:
+            if decoded is not None:
+                decoded.close()
 
 
 def pool_full(label: str, free: int, reserve: int, kept: str = "; nothing of it was kept") -> PoolError:
@@ -523,13 +811,13 @@ def _drop_other_xattrs(fd: int, keep: tuple[tuple[bytes, bytes], ...]) -> None:
                     raise
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, offset)
@@ -898,7 +1186,7 @@ class _Extractor:
                 f"invalid ACI: its manifest is {m.size} bytes, more than the limit of {_ACI_MANIFEST_MAX}",
                 hint=_BAD_ACI_HINT,
             )
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         while chunk := reader.read(_CHUNK):
             parts.append(chunk)
         self.manifest = b"".join(parts)
@@ -1140,12 +1428,19 @@ def unpack_tar(
             with os.scandir(root) as it:
                 if next(it, None) is not None:
                     raise InvalidArgument(f"cannot unpack into {os.fspath(dest)!r}: it is not empty")
-        counted = _Counted(raw)
-        stream = open_decompressed(cast("IO[bytes]", counted))
         ex = _Extractor(root, limits, aci=layout == "aci", layer=layout == "layer")
+        stop = threading.Event()
+        fetched, decoded = _Channel(stop), _Channel(stop)
+        decode = _DecodeStage(_Inbox(fetched), decoded, limits, algorithm, label)
+        threads = [
+            threading.Thread(target=_fetch_stage, args=(raw, fetched), name="nspawnctl-fetch", daemon=True),
+            threading.Thread(target=decode.run, name="nspawnctl-decode", daemon=True),
+        ]
         try:
-            digesting = _Digesting(stream, limits, algorithm, compressed=counted, space=space, label=label)
-            reader = TarReader(digesting.read, tar_limits(limits))
+            for thread in threads:
+                thread.start()
+            inbox = _Inbox(decoded, space=space, limits=limits, label=label)
+            reader = TarReader(inbox.read, tar_limits(limits))
             try:
                 _extract_all(reader, ex)
                 ex.finish()
@@ -1154,13 +1449,19 @@ def unpack_tar(
                     free, total = space()
                     raise pool_full(label, free, min(limits.min_free, total // 20)) from e
                 raise
-            digesting.drain()
+            inbox.drain()  # the decoder has then read its input to the end, hashing all of it
+            threads[1].join()
+            digesting = decode.digesting
+            assert digesting is not None
             _check_end(digesting, reader, empty_ok=layout == "layer")
             if layout == "aci" and ex.manifest is None:
                 raise ArchiveError("not an ACI: no manifest", hint=_NOT_ACI_HINT)
         finally:
+            stop.set()  # every stage ends at its next hand-over; the caller's stream is then ours again
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join()
             ex.close()
-            stream.close()
     finally:
         os.close(root)
     return UnpackResult(f"{algorithm}:{digesting.hash.hexdigest()}", digesting.size, ex.entries, ex.manifest)

@@ -14,6 +14,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -142,10 +143,13 @@ def fetcher(timeout: float = 5.0) -> Fetcher:
 # --- bytes as served --------------------------------------------------------------------------
 
 
-def test_body_is_exactly_as_served_even_with_content_encoding_gzip(serve: Callable[..., Server]) -> None:
+@pytest.mark.parametrize("prefetch", [False, True], ids=["inline", "prefetch"])
+def test_body_is_exactly_as_served_even_with_content_encoding_gzip(
+    serve: Callable[..., Server], prefetch: bool
+) -> None:
     raw = gzip.compress(b"layer bytes " * 1000)
     server = serve({"/image.tar.gz": body(raw, Content_Encoding="gzip", Content_Type="application/gzip")})
-    with fetcher() as f, f.open(server.url("/image.tar.gz")) as download:
+    with fetcher() as f, f.open(server.url("/image.tar.gz"), prefetch=prefetch) as download:
         assert download.read() == raw  # not gunzipped: checksums cover these bytes
         assert download.total == len(raw)
         assert download.done == len(raw)
@@ -153,11 +157,12 @@ def test_body_is_exactly_as_served_even_with_content_encoding_gzip(serve: Callab
     assert server.requests[0][1]["User-Agent"].startswith("nspawnctl/")
 
 
-def test_readinto_through_a_buffered_reader_and_close(serve: Callable[..., Server]) -> None:
-    data = bytes(range(256)) * 4096  # 1 MiB
+@pytest.mark.parametrize("prefetch", [False, True], ids=["inline", "prefetch"])
+def test_readinto_through_a_buffered_reader_and_close(serve: Callable[..., Server], prefetch: bool) -> None:
+    data = bytes(range(256)) * 4096 * 3  # 3 MiB: several prefetched pieces, read in odd sizes
     server = serve({"/blob": body(data)})
     with fetcher() as f:
-        download = f.open(server.url("/blob"))
+        download = f.open(server.url("/blob"), prefetch=prefetch)
         with io.BufferedReader(download, 64 << 10) as reader:
             parts = []
             while chunk := reader.read(100_000):
@@ -184,6 +189,56 @@ def test_short_body_is_an_error_not_a_short_file(serve: Callable[..., Server], e
             download.read()
         assert info.value.hint and "retry" in info.value.hint
         assert server.url("/image.tar") in info.value.message
+
+
+def test_prefetched_short_body_is_the_same_error_every_read(serve: Callable[..., Server]) -> None:
+    def half(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "3000000")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.write(b"x" * 1_500_000)
+        h.close_connection = True
+
+    server = serve({"/image.tar": half})
+    with fetcher() as f, f.open(server.url("/image.tar"), prefetch=True) as download:
+        with pytest.raises(FetchError, match="cut short") as info:
+            while download.read(1 << 20):
+                pass
+        assert info.value.hint and "retry" in info.value.hint
+        with pytest.raises(FetchError, match="cut short"):
+            download.read(1 << 20)
+
+
+def test_closing_a_prefetching_download_stops_its_thread(serve: Callable[..., Server]) -> None:
+    data = b"z" * (32 << 20)  # more than the prefetch queue holds
+    server = serve({"/big": body(data)})
+    with fetcher() as f:
+        download = f.open(server.url("/big"), prefetch=True)
+        assert download.read(1000) == b"z" * 1000
+        download.close()
+        deadline = time.monotonic() + 10
+        while any(t.name == "nspawnctl-download" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the prefetching thread did not stop"
+            time.sleep(0.05)
+
+
+def test_prefetched_stalled_body_times_out(serve: Callable[..., Server]) -> None:
+    def stall(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", "100")
+        h.end_headers()
+        h.wfile.write(b"y" * 10)
+        h.wfile.flush()
+        server.stop.wait(5)
+
+    server = serve({"/slow": stall})
+    with (
+        fetcher(timeout=0.3) as f,
+        f.open(server.url("/slow"), prefetch=True) as download,
+        pytest.raises(FetchError, match=r"stalled: no data for 0.3s"),
+    ):
+        download.read(100)
 
 
 def test_stalled_body_times_out(serve: Callable[..., Server]) -> None:

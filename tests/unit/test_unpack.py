@@ -14,11 +14,13 @@ import lzma
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -361,6 +363,120 @@ def test_zstd_multiple_frames(dest: Path) -> None:
     half = len(SAMPLE) // 2
     data = zstd_compress(SAMPLE[:half]) + zstd_compress(SAMPLE[half:])
     assert unpack(data, dest).digest == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+
+
+def zstd_frames(*parts: bytes, **options: object) -> bytes:
+    zstandard = pytest.importorskip("zstandard")
+    return b"".join(zstandard.ZstdCompressor(**options).compress(p) for p in parts)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"write_checksum": True}, {"write_content_size": False}, {"level": 19, "write_dict_id": False}],
+    ids=["default", "checksum", "no-size", "level19"],
+)
+def test_zstd_frames_skippable_frames_and_headers_decode_whole(
+    options: dict[str, object], dest: Path
+) -> None:
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"hello"
+    third = len(SAMPLE) // 3
+    data = (
+        zstd_frames(SAMPLE[:third], **options)
+        + skippable
+        + zstd_frames(SAMPLE[third : 2 * third], SAMPLE[2 * third :], **options)
+    )
+    assert unpack(data, dest).digest == "sha256:" + hashlib.sha256(SAMPLE).hexdigest()
+
+
+def test_zstd_bomb_is_decoded_in_bounded_pieces() -> None:
+    """Each decoder call gets input holding at most _ZSTD_BLOCKS blocks, so what one call returns
+    is bounded however well the input compresses (~32768:1 for zeros)."""
+    from nspawnctl.store import unpack as mod
+
+    zstandard = pytest.importorskip("zstandard")
+    bomb = zstandard.ZstdCompressor(level=19).compress(bytes(256 << 20))
+    assert len(bomb) < 64 << 10
+    reader = mod._ZstdReader(mod._Rest(b"", io.BytesIO(bomb)), zstandard)
+    biggest = total = 0
+    while data := reader.read(1 << 30):
+        biggest = max(biggest, len(data))
+        total += len(data)
+    assert total == 256 << 20
+    assert biggest <= (mod._ZSTD_BLOCKS + 1) * (128 << 10)
+
+
+def test_zstd_incompressible_input_is_decoded_in_large_pieces() -> None:
+    from nspawnctl.store import unpack as mod
+
+    zstandard = pytest.importorskip("zstandard")
+    data = os.urandom(8 << 20)
+    reader = mod._ZstdReader(mod._Rest(b"", io.BytesIO(zstd_frames(data))), zstandard)
+    pieces = []
+    while piece := reader.read(1 << 30):
+        pieces.append(piece)
+    assert b"".join(pieces) == data
+    assert len(pieces) <= 16  # not 256-byte pieces: ~1 MiB each
+
+
+def nspawnctl_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("nspawnctl-")]
+
+
+class Broken(io.RawIOBase):
+    """A download that fails (or is interrupted) after ``good`` bytes."""
+
+    def __init__(self, data: bytes, good: int, error: BaseException | None) -> None:
+        self._data = io.BytesIO(data[:good])
+        self._error = error
+        self.reads_after = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self._data.readinto(b)
+        if n:
+            return n
+        self.reads_after += 1
+        if self._error is not None:
+            raise self._error
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the pipeline runs
+        time.sleep(0.5)
+        return 0
+
+
+def big_tar() -> bytes:
+    return make_tar(*(reg(f"f{i}", os.urandom(1 << 20)) for i in range(8)))
+
+
+def test_download_error_midway_propagates_unchanged_and_stops_every_stage(dest: Path) -> None:
+    data = gzip.compress(big_tar(), compresslevel=1)
+    error = FetchError("download of http://x/y cut short", hint="retry")
+    raw = Broken(data, len(data) // 2, error)
+    with pytest.raises(FetchError) as e:
+        unpack_tar(raw, dest)  # type: ignore[arg-type]
+    assert e.value is error
+    assert raw.reads_after == 1  # read no further once it failed
+    assert nspawnctl_threads() == []
+
+
+def test_interrupt_midway_stops_every_stage(dest: Path) -> None:
+    data = zstd_compress(big_tar())
+    raw = Broken(data, len(data) // 2, None)
+    with pytest.raises(KeyboardInterrupt):
+        unpack_tar(raw, dest)  # type: ignore[arg-type]
+    assert nspawnctl_threads() == []
+
+
+def test_archive_error_stops_the_download_early(dest: Path) -> None:
+    """An unsafe member refuses the archive while later data is still being downloaded: the
+    stages stop, and the stream is left where they stopped (read ahead a few MiB at most)."""
+    data = make_tar(reg("../evil", b"x"), *(reg(f"f{i}", os.urandom(1 << 20)) for i in range(24)))
+    raw = io.BytesIO(data)
+    with pytest.raises(UnsafeArchive):
+        unpack_tar(raw, dest)
+    assert raw.tell() < 12 << 20
+    assert nspawnctl_threads() == []
 
 
 def test_reads_from_a_pipe(dest: Path) -> None:
