@@ -474,6 +474,10 @@ def bench_pulls(report: Report, quick: bool) -> None:
         if m:
             mib, rss, ours, peer_rss, peer = m.groups()
             _pull_row(report, mib, float(ours), float(peer), float(rss), float(peer_rss))
+    if not any(r.key.startswith("pull-") for r in report.rows):
+        report.notes.append(
+            "no row from pull_memory.py's output (its format changed?): see facts.pull_memory"
+        )
 
 
 def _pull_row(report: Report, mib: str, ours: float, peer: float, rss: float, peer_rss: float) -> None:
