@@ -279,6 +279,10 @@ class Images:
         """Bytes of the image's layers that other images use too (stored once, counted in each)."""
         return self.store.shared_size(image)
 
+    def shared_sizes(self, images: builtins.list[Image]) -> dict[str, int]:
+        """:meth:`shared_size` of each image (by ID), the records read once for all of them."""
+        return self.store.shared_sizes(images)
+
     def prune(self, all_images: bool = False, repair: bool = True) -> PruneResult:
         """Delete the dangling images (without a name) no container was made from, as docker's
         ``image prune``; with ``all_images`` every image no container was made from. Then the
@@ -315,7 +319,7 @@ class Containers:
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
         img = self._client.images.get(image)
-        name = check_machine_name(options.name) if options.name else generate_name(self.store.names())
+        name = check_machine_name(options.name) if options.name else generate_name(self.store.names_in_use())
         defaults = img.defaults
         env = [*check_env(defaults.env, f"Env of image {image}"), *check_env(options.env, "-e")]
         # a booted image runs its init unless told what to run: a command, or --entrypoint
@@ -380,7 +384,7 @@ class Containers:
                 # (parallel 'run --rm') may have drawn the same one first
                 if options.name or attempt == _NAME_ATTEMPTS - 1:
                     raise
-                spec = dataclasses.replace(spec, name=generate_name(self.store.names()))
+                spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created
@@ -618,7 +622,7 @@ class Containers:
         """nspawn reports a payload killed by a signal as a plain failure (1); when we sent the
         signal we know better and keep docker's 128+N."""
         rec = self.store.exit_record(name)
-        if rec is not None and rec.exit_code == 1 and name in self.store.names():
+        if rec is not None and rec.exit_code == 1 and self.store.has(name):
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float = 10) -> None:
@@ -634,7 +638,7 @@ class Containers:
             self.store.prune_locked_leftovers()  # a create or removal of it cut short: finished now
             raise
         except InvalidArgument:
-            if name not in self.store.names():
+            if not self.store.has(name):
                 raise  # a definition with a bad value is still a container, and removable
 
         async def go(bus: Bus) -> None:
@@ -670,7 +674,7 @@ class Containers:
 
         net.down(self.paths, name)
         # a --rm container may already have removed itself when it stopped
-        if name in self.store.names() or self.store.root(name).exists():
+        if self.store.has(name) or self.store.root(name).exists():
             self.store.remove(name)
 
     # -- observation -----------------------------------------------------------------------
@@ -826,7 +830,7 @@ class Containers:
 
     def _cleanup_failed(self, spec: ContainerSpec) -> None:
         """A --rm container that could not run leaves nothing behind; others stay, like docker's."""
-        if spec.auto_remove and (self.store.root(spec.name).exists() or spec.name in self.store.names()):
+        if spec.auto_remove and (self.store.root(spec.name).exists() or self.store.has(spec.name)):
             try:
                 self.store.remove(spec.name)
             except NspawnctlError:
