@@ -134,7 +134,8 @@ class Report:
             ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
             target = f"≤ {r.target:g}x" if r.target is not None else ""
             met = "" if r.target is None or r.ratio is None else ("yes" if r.ratio <= r.target else "**no**")
-            lines.append(f"| {r.label} | {r.ms:.0f} ms | {ratio} | {peer} | {target} | {met} |")
+            cells = [r.label, f"{r.ms:.0f} ms", ratio, peer, target, met]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         return "\n".join(lines)
 
 
@@ -202,9 +203,10 @@ def cleanup_podman() -> None:
 
 
 # -- the groups -----------------------------------------------------------------------------------
-def bench_run(report: Report, rootfs: Path, podman: list[str] | None, n: int) -> None:
-    print(f"run a container that runs /bin/true and exits (median of {n}, interleaved):", flush=True)
-    raw = [
+def raw_nspawn() -> list[str]:
+    """The raw path nspawnctl's run is measured against: systemd-run + systemd-nspawn, the unit
+    and machine registration included; -U --network-veth added for the same isolation."""
+    return [
         "systemd-run",
         "-q",
         "--wait",
@@ -220,6 +222,11 @@ def bench_run(report: Report, rootfs: Path, podman: list[str] | None, n: int) ->
         "-M",
         "bench-raw",
     ]
+
+
+def bench_run(report: Report, rootfs: Path, podman: list[str] | None, n: int) -> None:
+    print(f"run a container that runs /bin/true and exits (median of {n}, interleaved):", flush=True)
+    raw = raw_nspawn()
     cmds: dict[str, Argv] = {
         "run": ["nspawnctl", "run", "--rm", IMAGE, "/bin/true"],
         "raw-isolated": [*raw, "-U", "--network-veth", "-D", str(rootfs), "/bin/true"],
@@ -309,7 +316,7 @@ def bench_images(report: Report, rootfs: Path, count: int, n: int) -> None:
     print(f"  nspawnctl rmi -f of all {count} images in one command: {rmi:.1f} s", flush=True)
 
 
-def bench_scale(report: Report, count: int, n: int) -> None:
+def bench_scale(report: Report, rootfs: Path, count: int, n: int) -> None:
     """``run -d`` of ``count`` idle containers in a row, ``ps`` at 10 and at ``count`` running (next
     to ``machinectl list`` plus the interpreter's start), the memory each costs, ``rm -f`` of all."""
     print(f"{count} containers (run -d one after another; listings median of {n}):", flush=True)
@@ -331,6 +338,8 @@ def bench_scale(report: Report, count: int, n: int) -> None:
                         "ps": ["nspawnctl", "ps"],
                         "machinectl": ["machinectl", "list", "--no-pager"],
                         "python": [sys.executable, "-c", "pass"],
+                        # what the host's own cost of one more container is at this count
+                        "raw": [*raw_nspawn(), "-U", "--network-veth", "-D", str(rootfs), "/bin/true"],
                     },
                     n,
                 )
@@ -354,6 +363,13 @@ def bench_scale(report: Report, count: int, n: int) -> None:
         lo, hi = checkpoints
         report.add(f"ps-{hi}-vs-{lo}", f"`nspawnctl ps`, {hi} running against {lo}", listings[hi]["ps"],
                    f"ps-{lo}", short=f"{lo} running")  # fmt: skip
+    for k in checkpoints:
+        report.add(f"raw-isolated-{k}", f"raw `systemd-nspawn -U --network-veth` start+exit, {k} running",
+                   listings[k]["raw"], short=f"raw at {k}")  # fmt: skip
+    if len(checkpoints) > 1:
+        lo, hi = checkpoints
+        report.add(f"raw-isolated-{hi}-vs-{lo}", f"the same, {hi} running against {lo}", listings[hi]["raw"],
+                   f"raw-isolated-{lo}")  # fmt: skip
     report.add("start-first", "`nspawnctl run -d IMG sleep 1d`, the first 10 starts", starts[:10],
                short="first 10")  # fmt: skip
     # removals ran from the last container to the first: the first 10 with count..count-9 there
@@ -474,6 +490,16 @@ def bench_pulls(report: Report, quick: bool) -> None:
         if m:
             mib, rss, ours, peer_rss, peer = m.groups()
             _pull_row(report, mib, float(ours), float(peer), float(rss), float(peer_rss))
+    # pull_registry.py's rows: "  cold    skopeo copy + umoci unpack a (peer)    9626 ms ..."
+    for line in report.facts["pull_registry"]:  # type: ignore[attr-defined]
+        m = re.match(r"\s+(cold|shared)\s+(.+?)\s+(\d+) ms", line)
+        if m and "(peer)" in m.group(2):
+            report.add(f"registry-peer-{m.group(1)}", f"`skopeo copy` + `umoci unpack`, {m.group(1)}",
+                       [int(m.group(3)) / 1000], short="skopeo + umoci")  # fmt: skip
+        elif m and m.group(2).startswith("nspawnctl pull"):
+            what = "empty store" if m.group(1) == "cold" else "base layer already here"
+            report.add(f"registry-{m.group(1)}", f"`nspawnctl pull` from a registry, {what}",
+                       [int(m.group(3)) / 1000], f"registry-peer-{m.group(1)}", 1.0)  # fmt: skip
     if not any(r.key.startswith("pull-") for r in report.rows):
         report.notes.append(
             "no row from pull_memory.py's output (its format changed?): see facts.pull_memory"
@@ -538,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "images" in groups:
             bench_images(report, bb, count, n)
         if "scale" in groups:
-            bench_scale(report, count, n)
+            bench_scale(report, rootfs, count, n)
         if "pulls" in groups:
             bench_pulls(report, args.quick)
     except (BenchError, subprocess.CalledProcessError) as e:

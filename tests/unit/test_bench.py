@@ -38,7 +38,7 @@ def test_ratios_targets_and_markdown(bench: ModuleType, capsys: pytest.CaptureFi
     report.add("raw", "raw nspawn", [0.100, 0.300, 0.200], short="raw")
     report.add("fast", "`fast`", [0.25], "raw", 1.5)
     report.add("slow", "`slow`", [0.4], "raw", 1.5)
-    report.add("orphan", "`orphan`", [0.1], "not-measured")  # its peer's group did not run
+    report.add("orphan", "`a | b`", [0.1], "not-measured")  # its peer's group did not run
     assert [r.ms for r in report.rows] == pytest.approx([200.0, 250.0, 400.0, 100.0])
     assert report.get("fast").ratio == pytest.approx(1.25)
     assert report.get("orphan").ratio is None and report.get("orphan").peer is None
@@ -47,7 +47,7 @@ def test_ratios_targets_and_markdown(bench: ModuleType, capsys: pytest.CaptureFi
         "| raw nspawn | 200 ms | - |  |  |  |",
         "| `fast` | 250 ms | 1.25x | raw | ≤ 1.5x | yes |",
         "| `slow` | 400 ms | 2.00x | raw | ≤ 1.5x | **no** |",
-        "| `orphan` | 100 ms | - |  |  |  |",
+        "| `a \\| b` | 100 ms | - |  |  |  |",  # a pipe in a cell is escaped
     ]
 
 
