@@ -211,6 +211,7 @@ def raw_nspawn() -> list[str]:
         "-q",
         "--wait",
         "--pipe",
+        "--collect",  # a failed run leaves no failed unit behind (a degraded host)
         "-p",
         "Delegate=yes",
         "--",

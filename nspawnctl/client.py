@@ -701,6 +701,16 @@ class Containers:
         async def go(bus: Bus) -> builtins.list[ContainerStatus]:
             rt = self._runtime(bus)
             states = await rt.states([s.name for s in specs])
+            # the running ones' start times asked all at once, not one round trip after another
+            running = [
+                (spec.name, st.name)
+                for spec in specs
+                if (st := states.get(spec.name)) is not None
+                and st.running
+                and not st.sub_state.startswith("auto-restart")
+            ]
+            times = await asyncio.gather(*(rt.started_at(name, unit) for name, unit in running))
+            started_at = {name: t for (name, _unit), t in zip(running, times, strict=True)}
             out = []
             for spec in specs:
                 st = states.get(spec.name)
@@ -708,8 +718,7 @@ class Containers:
                     rec = self.store.exit_record(spec.name)
                     out.append(ContainerStatus(spec, "restarting", exit=rec, unit=st.name))
                 elif st is not None and st.running:
-                    started = await rt.started_at(spec.name, st.name)
-                    out.append(ContainerStatus(spec, "running", started, unit=st.name))
+                    out.append(ContainerStatus(spec, "running", started_at[spec.name], unit=st.name))
                 else:
                     rec = self.store.exit_record(spec.name)
                     out.append(ContainerStatus(spec, "exited" if rec else "created", exit=rec))
