@@ -511,7 +511,7 @@ def _pull_row(report: Report, mib: str, ours: float, peer: float, rss: float, pe
     report.add(f"pull-peer-{mib}", f"`curl | zstd -d | tar -x`, {mib} MiB (peak RSS {peer_rss:.0f} MiB)",
                [peer], short="curl | zstd -d | tar -x")  # fmt: skip
     report.add(f"pull-{mib}", f"`nspawnctl pull` of a {mib} MiB .tar.zst (peak RSS {rss:.0f} MiB)", [ours],
-               f"pull-peer-{mib}", 1.25)  # fmt: skip
+               f"pull-peer-{mib}", 1.25 if int(mib) >= 1024 else None)  # fmt: skip
 
 
 # -- main -----------------------------------------------------------------------------------------
