@@ -303,11 +303,11 @@ def bench_images(report: Report, rootfs: Path, count: int, n: int) -> None:
         report.add(f"machinectl-images-{k}", f"`machinectl list-images` + `python3 -c pass`, {k} images",
                    peer, short="machinectl list-images + python3")  # fmt: skip
         report.add(f"images-{k}", f"`nspawnctl images` with {k} images", at[k]["images"],
-                   f"machinectl-images-{k}")  # fmt: skip
+                   f"machinectl-images-{k}", short=f"images, {k} there")  # fmt: skip
     if len(checkpoints) > 1:
         lo, hi = checkpoints
         report.add(f"images-{hi}-vs-{lo}", f"`nspawnctl images`, {hi} images against {lo}", at[hi]["images"],
-                   f"images-{lo}", short=f"{lo} images")  # fmt: skip
+                   f"images-{lo}", short="")  # fmt: skip
     report.add("import-first", "`nspawnctl import DIR` (small root), the first 10", imports[:10],
                short="first 10")  # fmt: skip
     if count >= 20:  # else the first 10 are the last 10 (--quick)
@@ -359,11 +359,11 @@ def bench_scale(report: Report, rootfs: Path, count: int, n: int) -> None:
         report.add(f"machinectl-{k}", f"`machinectl list` + `python3 -c pass`, {k} running", peer,
                    short="machinectl list + python3")  # fmt: skip
         report.add(f"ps-{k}", f"`nspawnctl ps` with {k} running containers", listings[k]["ps"],
-                   f"machinectl-{k}", 1.5 if k >= 100 else None)  # fmt: skip
+                   f"machinectl-{k}", 1.5 if k >= 100 else None, short=f"ps, {k} running")  # fmt: skip
     if len(checkpoints) > 1:
         lo, hi = checkpoints
         report.add(f"ps-{hi}-vs-{lo}", f"`nspawnctl ps`, {hi} running against {lo}", listings[hi]["ps"],
-                   f"ps-{lo}", short=f"{lo} running")  # fmt: skip
+                   f"ps-{lo}", short="")  # fmt: skip
     for k in checkpoints:
         report.add(f"raw-isolated-{k}", f"raw `systemd-nspawn -U --network-veth` start+exit, {k} running",
                    listings[k]["raw"], short=f"raw at {k}")  # fmt: skip
