@@ -792,7 +792,7 @@ def down(client: Client, path: str | Path, report: Callable[[Outcome], None] | N
     if errors:
         raise DefinitionError("\n".join(errors), hint="nothing was removed")
     for name in names:
-        if not c.store.has(name):
+        if name not in c.store.names():
             outcome = Outcome(name, "missing", f"{name}: no such container (skipped)")
         else:
             try:
