@@ -279,6 +279,10 @@ class Images:
         """Bytes of the image's layers that other images use too (stored once, counted in each)."""
         return self.store.shared_size(image)
 
+    def shared_sizes(self, images: builtins.list[Image]) -> dict[str, int]:
+        """:meth:`shared_size` of each image (by ID), the records read once for all of them."""
+        return self.store.shared_sizes(images)
+
     def prune(self, all_images: bool = False, repair: bool = True) -> PruneResult:
         """Delete the dangling images (without a name) no container was made from, as docker's
         ``image prune``; with ``all_images`` every image no container was made from. Then the
@@ -315,7 +319,7 @@ class Containers:
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
         img = self._client.images.get(image)
-        name = check_machine_name(options.name) if options.name else generate_name(self.store.names())
+        name = check_machine_name(options.name) if options.name else generate_name(self.store.names_in_use())
         defaults = img.defaults
         env = [*check_env(defaults.env, f"Env of image {image}"), *check_env(options.env, "-e")]
         # a booted image runs its init unless told what to run: a command, or --entrypoint
@@ -380,7 +384,7 @@ class Containers:
                 # (parallel 'run --rm') may have drawn the same one first
                 if options.name or attempt == _NAME_ATTEMPTS - 1:
                     raise
-                spec = dataclasses.replace(spec, name=generate_name(self.store.names()))
+                spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created
@@ -618,7 +622,7 @@ class Containers:
         """nspawn reports a payload killed by a signal as a plain failure (1); when we sent the
         signal we know better and keep docker's 128+N."""
         rec = self.store.exit_record(name)
-        if rec is not None and rec.exit_code == 1 and name in self.store.names():
+        if rec is not None and rec.exit_code == 1 and self.store.has(name):
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float = 10) -> None:
@@ -634,7 +638,7 @@ class Containers:
             self.store.prune_locked_leftovers()  # a create or removal of it cut short: finished now
             raise
         except InvalidArgument:
-            if name not in self.store.names():
+            if not self.store.has(name):
                 raise  # a definition with a bad value is still a container, and removable
 
         async def go(bus: Bus) -> None:
@@ -670,7 +674,7 @@ class Containers:
 
         net.down(self.paths, name)
         # a --rm container may already have removed itself when it stopped
-        if name in self.store.names() or self.store.root(name).exists():
+        if self.store.has(name) or self.store.root(name).exists():
             self.store.remove(name)
 
     # -- observation -----------------------------------------------------------------------
@@ -697,6 +701,16 @@ class Containers:
         async def go(bus: Bus) -> builtins.list[ContainerStatus]:
             rt = self._runtime(bus)
             states = await rt.states([s.name for s in specs])
+            # the running ones' start times asked all at once, not one round trip after another
+            running = [
+                (spec.name, st.name)
+                for spec in specs
+                if (st := states.get(spec.name)) is not None
+                and st.running
+                and not st.sub_state.startswith("auto-restart")
+            ]
+            times = await asyncio.gather(*(rt.started_at(name, unit) for name, unit in running))
+            started_at = {name: t for (name, _unit), t in zip(running, times, strict=True)}
             out = []
             for spec in specs:
                 st = states.get(spec.name)
@@ -704,8 +718,7 @@ class Containers:
                     rec = self.store.exit_record(spec.name)
                     out.append(ContainerStatus(spec, "restarting", exit=rec, unit=st.name))
                 elif st is not None and st.running:
-                    started = await rt.started_at(spec.name, st.name)
-                    out.append(ContainerStatus(spec, "running", started, unit=st.name))
+                    out.append(ContainerStatus(spec, "running", started_at[spec.name], unit=st.name))
                 else:
                     rec = self.store.exit_record(spec.name)
                     out.append(ContainerStatus(spec, "exited" if rec else "created", exit=rec))
@@ -826,7 +839,7 @@ class Containers:
 
     def _cleanup_failed(self, spec: ContainerSpec) -> None:
         """A --rm container that could not run leaves nothing behind; others stay, like docker's."""
-        if spec.auto_remove and (self.store.root(spec.name).exists() or spec.name in self.store.names()):
+        if spec.auto_remove and (self.store.root(spec.name).exists() or self.store.has(spec.name)):
             try:
                 self.store.remove(spec.name)
             except NspawnctlError:

@@ -218,10 +218,10 @@ def images(
         for i in imgs:
             typer.echo(i.id if no_trunc else i.short_id)
         return
-    store = state.client().images
+    shared_sizes = state.client().images.shared_sizes(imgs)
     rows = []
     for i in imgs:
-        shared = human_size(store.shared_size(i))
+        shared = human_size(shared_sizes[i.id])
         for ref in i.refs or ["<none>:<none>"]:
             repo, tag = _split_ref(ref)
             image_id = i.id if no_trunc else i.short_id

@@ -91,30 +91,60 @@ class ContainerStore:
 
     # -- queries ---------------------------------------------------------------------------
     def names(self) -> set[str]:
-        found = set()
+        return {name for name, _path, _file in self._definitions()}
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` is one of nspawnctl's containers (as ``name in names()``, but reading one
+        file, not all: commands on one container must not cost more as containers are added)."""
+        path = self._find_file(name)
+        if path is None or self._half_done(name):
+            return False
+        try:
+            return bool(NspawnFile.load(path).get(OWN_SECTION, "Id"))
+        except (InvalidArgument, OSError):
+            return False
+
+    def names_in_use(self) -> set[str]:
+        """Every name a definition file takes, nspawnctl's or not, without reading them: what a
+        generated name must avoid (``create`` refuses all of these)."""
+        found: set[str] = set()
         for base in (self.paths.settings, self.paths.runtime_settings):
             if base.is_dir():
-                for p in base.glob("*.nspawn"):
-                    try:
-                        if NspawnFile.load(p).get(OWN_SECTION, "Id") and not self._half_done(p.stem):
-                            found.add(p.stem)
-                    except (InvalidArgument, OSError):
-                        continue
+                found.update(p.stem for p in base.glob("*.nspawn"))
         return found
+
+    def _definitions(self) -> Iterator[tuple[str, Path, NspawnFile]]:
+        """nspawnctl's definitions, each file read once: (name, path, parsed file)."""
+        seen: set[str] = set()
+        for base in (self.paths.settings, self.paths.runtime_settings):
+            if not base.is_dir():
+                continue
+            for p in sorted(base.glob("*.nspawn")):
+                if p.stem in seen or not p.is_file():  # the first directory's wins, as in _find_file
+                    continue
+                seen.add(p.stem)
+                try:
+                    file = NspawnFile.load(p)
+                except (InvalidArgument, OSError):
+                    continue
+                if file.get(OWN_SECTION, "Id") and not self._half_done(p.stem):
+                    yield p.stem, p, file
 
     def list(self, errors: builtins.list[InvalidArgument] | None = None) -> builtins.list[ContainerSpec]:
         """Every container whose definition reads; those that do not are left out (and their
-        errors, FILE:LINE and what is wrong, added to ``errors``): one bad file hides no other."""
+        errors, FILE:LINE and what is wrong, added to ``errors``): one bad file hides no other.
+        Each definition is read once (not once to find the names and again to load each)."""
         self.pool.check()
         out = []
-        for name in sorted(self.names()):
+        for name, path, file in sorted(self._definitions()):
             try:
-                out.append(self.get(name))
-            except ContainerNotFound:
-                continue
+                spec = file_to_spec(name, file, path)
             except InvalidArgument as e:
                 if errors is not None:
                     errors.append(e)
+                continue
+            if spec.id:
+                out.append(spec)
         return out
 
     def get(self, name: str) -> ContainerSpec:
@@ -167,7 +197,7 @@ class ContainerStore:
                     f"a leftover of an earlier container {spec.name!r} could not be removed: {stuck[0]}",
                     hint="choose another --name, or delete it by hand ('btrfs subvolume delete -R PATH')",
                 )
-            if spec.name in self.names() or self._find_file(spec.name):
+            if self._find_file(spec.name):  # nspawnctl's or not (a names() scan would grow with each)
                 raise NameInUse(
                     f"the name {spec.name!r} is already in use",
                     hint=f"remove it ('nspawnctl rm {spec.name}') or choose another --name",

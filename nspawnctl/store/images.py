@@ -89,9 +89,12 @@ class ImageStore:
     # -- queries ---------------------------------------------------------------------------
     def list(self) -> builtins.list[Image]:
         refs = self._refs()
+        by_image: dict[str, builtins.list[str]] = {}  # each image's refs: one pass, not one per image
+        for r, i in refs.items():
+            by_image.setdefault(i, []).append(r)
         images = []
         for meta in sorted(self.dir.glob("*.json")):
-            img = self._load(meta.stem, refs)
+            img = self._load(meta.stem, refs, by_image)
             if img is not None:
                 images.append(img)
         return sorted(images, key=lambda i: i.created, reverse=True)
@@ -135,7 +138,9 @@ class ImageStore:
             f"no such image: {text}", hint="see 'nspawnctl images', or bring one in with 'nspawnctl import'"
         )
 
-    def _load(self, dirname: str, refs: dict[str, str]) -> Image | None:
+    def _load(
+        self, dirname: str, refs: dict[str, str], by_image: dict[str, builtins.list[str]] | None = None
+    ) -> Image | None:
         try:
             data = json.loads((self.dir / f"{dirname}.json").read_text())
         except FileNotFoundError:
@@ -144,12 +149,16 @@ class ImageStore:
         if path is None or not path.is_dir():
             return None
         image_id = _id_of(dirname)
+        if by_image is not None:
+            own_refs = by_image.get(image_id, [])
+        else:
+            own_refs = [r for r, i in refs.items() if i == image_id]
         return Image(
             id=image_id,
             created=data["created"],
             size=data["size"],
             source=data.get("source", ""),
-            refs=sorted(r for r, i in refs.items() if i == image_id),
+            refs=sorted(own_refs),
             defaults=RunDefaults(**data.get("defaults", {})),
             path=path,
             origin=data.get("origin", {}),
@@ -355,14 +364,32 @@ class ImageStore:
 
     def shared_size(self, image: Image) -> int:
         """Bytes of ``image``'s layers that another image uses too (``images``' SHARED SIZE)."""
+        return self.shared_sizes([image])[image.id]
+
+    def shared_sizes(self, images: builtins.list[Image]) -> dict[str, int]:
+        """:meth:`shared_size` of each image (by ID), reading the records once for all: a listing
+        calling ``shared_size`` per image read every record once per image."""
         from .layers import LayerStore
 
-        others = {
-            chain for name, layers in self._layer_lists().items() if name != image.id for chain in layers
-        }
+        lists = self._layer_lists()
+        users: dict[str, int] = {}  # chain ID -> how many image records name it
+        for layers in lists.values():
+            for chain in set(layers):
+                users[chain] = users.get(chain, 0) + 1
         store = LayerStore(self.pool)
-        found = [store.list_one(chain) for chain in set(image.layers) & others]
-        return sum(layer.size for layer in found if layer is not None)
+        sizes: dict[str, int] = {}
+        out = {}
+        for image in images:
+            own = set(lists.get(image.id, []))
+            total = 0
+            for chain in set(image.layers):
+                if users.get(chain, 0) - (chain in own) > 0:  # another image's record names it too
+                    if chain not in sizes:
+                        layer = store.list_one(chain)
+                        sizes[chain] = layer.size if layer is not None else 0
+                    total += sizes[chain]
+            out[image.id] = total
+        return out
 
     def _layer_lists(self) -> dict[str, builtins.list[str]]:
         """Image ID -> its layers, straight from the records (also of images not loadable now)."""

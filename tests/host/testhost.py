@@ -114,6 +114,11 @@ HOST_PACKAGES: tuple[str, ...] = (
     "containernetworking-plugins",
     # the peer of bench/pull_registry.py: skopeo copy + umoci unpack
     "umoci",
+    # the peer of bench/bench.py's run rows: `podman run --rm` with crun, and podman's default
+    # network backend for a root container (a bridge with a veth per container, like nspawnctl's)
+    "podman",
+    "crun",
+    "netavark",
 )
 # An OS image with systemd inside, for the tests of `--boot`.
 BOOTIMG_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus")
