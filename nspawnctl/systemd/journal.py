@@ -16,19 +16,18 @@ remains the reader when libsystemd cannot be loaded and for ``--since`` forms ot
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import CommandFailed
 from . import sdjournal
+
+TYPE_CHECKING = False  # asyncio and typing cost imports the run hook's read does not need
+if TYPE_CHECKING:
+    import asyncio
 
 LOG_INFO = 6  # syslog's info: the payload's stdout; anything more urgent is its stderr (or the hook's)
 
@@ -47,6 +46,8 @@ class Entry:
 
 
 def _journalctl() -> str:
+    import shutil
+
     path = shutil.which("journalctl")
     if path is None:
         raise CommandFailed("journalctl is not installed", hint="nspawnctl needs systemd's journal")
@@ -170,6 +171,8 @@ def _read_journalctl(
     after_cursor: str | None = None,
     priority: str | None = None,
 ) -> list[Entry]:
+    import subprocess
+
     argv = _argv(matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority)
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0 and not proc.stdout:
@@ -198,6 +201,9 @@ def errors_of(unit: str, invocation: str | None = None, since_us: int | None = N
 def sync() -> None:
     """Ask journald to write out what it has received, so a final read sees the last lines
     (Varlink, in-process; ``journalctl --sync`` where journald has no Varlink socket)."""
+    import shutil
+    import subprocess
+
     try:
         sdjournal.synchronize()
     except OSError:
@@ -234,6 +240,8 @@ async def follow(
 
 
 async def _sync_async() -> None:
+    import asyncio
+
     try:
         await sdjournal.synchronize_async()
     except OSError:
@@ -241,6 +249,8 @@ async def _sync_async() -> None:
 
 
 async def _follow_view(view: _View, emit: Callable[[Entry], None], until: Awaitable[object]) -> None:
+    import asyncio
+
     loop = asyncio.get_running_loop()
     journal = view.journal
     fd = journal.fileno()  # before the first read: no change is missed
@@ -292,6 +302,8 @@ async def _follow_journalctl(
 ) -> None:
     """:func:`follow` through ``journalctl --follow`` (libsystemd not loadable, or a ``since`` only
     journalctl parses)."""
+    import asyncio
+
     argv = _argv(matches, since=since, lines=lines)
     # --no-tail: on systemd 252/253 -f would otherwise wait after 10 backlog lines.
     argv[1:1] = ["--follow"] if lines is not None else ["--follow", "--no-tail"]
@@ -340,6 +352,9 @@ def _terminate(proc: asyncio.subprocess.Process) -> None:
     logs "Unknown child process pid N, will report returncode 255" on the user's stderr. Until the
     watcher reaps it the pid cannot be reused, so the kill reaches journalctl or its zombie.
     """
+    import contextlib
+    import signal
+
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):  # it ended a moment ago
             os.kill(proc.pid, signal.SIGTERM)

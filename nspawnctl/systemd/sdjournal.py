@@ -20,7 +20,10 @@ import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs an import the run hook does not need
+if TYPE_CHECKING:
+    from typing import Any
 
 LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY
 SYSTEM = 4  # SD_JOURNAL_SYSTEM: the system journal (containers' output is there), not users'
