@@ -25,8 +25,9 @@ TYPE_CHECKING = False  # typing costs an import the run hook does not need
 if TYPE_CHECKING:
     from typing import Any
 
-LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY
-SYSTEM = 4  # SD_JOURNAL_SYSTEM: the system journal (containers' output is there), not users'
+LOCAL_ONLY = 1  # SD_JOURNAL_LOCAL_ONLY; not SD_JOURNAL_SYSTEM: with journald's SplitMode=uid a
+# container's output may be in a user-UID.journal file, which that flag leaves out (as journalctl
+# run by root, every local file is read)
 NOP, APPEND, INVALIDATE = 0, 1, 2  # sd_journal_process()
 NO_TIMEOUT = 2**64 - 1
 VARLINK_SOCKET = "/run/systemd/journal/io.systemd.journal"
@@ -160,7 +161,7 @@ class Journal:
     def __init__(self, matches: list[str]) -> None:
         self._lib = _library()
         handle = ctypes.c_void_p()
-        _check(self._lib.sd_journal_open(ctypes.byref(handle), LOCAL_ONLY | SYSTEM), "sd_journal_open")
+        _check(self._lib.sd_journal_open(ctypes.byref(handle), LOCAL_ONLY), "sd_journal_open")
         self._j = handle
         self._fd: int | None = None
         try:
