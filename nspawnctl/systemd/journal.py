@@ -230,6 +230,12 @@ async def follow(
     """
     try:
         view = _open(matches, since=since, lines=lines)
+        if view is not None:
+            try:
+                view.journal.fileno()  # inotify: fails when the instances are used up
+            except BaseException:
+                view.journal.close()
+                raise
     except sdjournal.JournalError:
         view = None
     if view is None:
