@@ -208,3 +208,22 @@ def test_view_applies_since_to_what_a_seek_gets_near() -> None:
     got = list(journal._View(fake, 10).entries())  # type: ignore[arg-type]
     assert [(e.message, e.priority, e.stderr) for e in got] == [(b"new", journal.LOG_INFO, False)]
     fake.close()
+
+
+def test_the_binding_calls_libsystemd_on_this_machine() -> None:
+    """Every sd-journal call the reader makes, on whatever journal this machine has (none, on a
+    machine without journald): a wrong signature would fail here, not in a container run."""
+    try:
+        j = sdjournal.Journal([f"NSPAWNCTL_UNIT_TEST={os.getpid()}-nothing"])
+    except sdjournal.JournalError as e:
+        pytest.skip(f"no libsystemd: {e}")
+    with j:
+        for seek in (j.seek_head, lambda: j.seek_realtime(1), lambda: j.seek_last(3), j.seek_tail_for_new):
+            seek()
+            assert list(j.entries()) == []
+        with pytest.raises(sdjournal.JournalError):
+            j.seek_after_cursor("not a cursor")
+        assert isinstance(j.fileno(), int) and j.fileno() >= 0
+        assert j.process() in (sdjournal.NOP, sdjournal.APPEND, sdjournal.INVALIDATE)
+        assert j.timeout() is None or j.timeout() >= 0
+    assert journal.read([f"NSPAWNCTL_UNIT_TEST={os.getpid()}-nothing"], lines=5, priority="err") == []
