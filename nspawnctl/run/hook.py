@@ -15,26 +15,24 @@ same network, port checks and exit record as one started by nspawnctl.
   run's network down, remove ``--rm`` containers. A run whose payload never started (pre failed
   or refused: systemd then sets no $EXIT_CODE) records no exit.
 
-Kept import-light: it runs on every start and stop.
+Kept import-light: it runs on every start and stop. The post step loads no store, spec or image
+code unless it removes the container, reads the journal only for an exit of 1, and spawns no
+process of its own (the network teardown is net.down's).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from ..config import Paths
 from ..errors import ContainerRunning
-from .programs import nsenter_binary, nspawn_binary
 
+TYPE_CHECKING = False  # typing's costs an import; mypy knows this name
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..spec import ContainerSpec
     from .units import Launch
 
@@ -83,6 +81,9 @@ def host_is_unified() -> bool:
 
 def clear_stale_mounts(name: str) -> None:
     """Remove what a killed systemd-nspawn (>= 256) leaves behind and would refuse to start over."""
+    import subprocess
+    from pathlib import Path
+
     export = Path("/run/systemd/nspawn/unix-export") / name
     if export.exists():
         subprocess.run(["umount", "--lazy", str(export)], capture_output=True, check=False)
@@ -96,6 +97,7 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
     """How a container is started when nobody is attached: output to the journal, a booted init's
     console read-only; inside our own network namespace when the container has one."""
     from ..spec import owns_netns
+    from .programs import nsenter_binary, nspawn_binary
     from .units import Launch
 
     netns = None
@@ -115,12 +117,14 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
 
 
 # -- the steps ---------------------------------------------------------------------------------
-def exit_code_from_env(env: dict[str, str]) -> int:
+def exit_code_from_env(env: Mapping[str, str]) -> int:
     """Docker's convention: the payload's status, or 128+N when it died of signal N."""
     how, status = env.get("EXIT_CODE", ""), env.get("EXIT_STATUS", "")
     if how == "exited":
         return int(status) if status.isdigit() else 1
     if how in ("killed", "dumped"):
+        import signal
+
         try:
             return 128 + int(signal.Signals[f"SIG{status}"])
         except KeyError:
@@ -197,6 +201,8 @@ def _give_up(unit: str) -> None:
     Restart= policy (with backoff, forever), and would start the container under this unit as
     soon as the other one stops. systemd does not restart a unit with a stop job queued; the
     SIGTERM that job sends us is ignored, we are about to exit anyway."""
+    import signal
+
     from ..systemd.bus import Bus, run_sync
     from ..systemd.manager import Manager
 
@@ -257,28 +263,24 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
     """``$EXIT_CODE`` is set only when the payload (the unit's main process) ran: without it this
     run never started nspawn (pre failed or refused), so there is no exit to record, and when
     another unit runs the container meanwhile, nothing here is this run's to touch."""
-    from ..store.containers import ExitRecord
-
-    env = dict(os.environ)
+    env = os.environ
     started = bool(env.get("EXIT_CODE"))
     if not started:
         elsewhere = running_elsewhere(name, unit)
         if elsewhere is not None:
             log_error(f"container {name} runs under {elsewhere}: leaving it alone", priority=6)
             return 0
-    store = _store(paths)
     status = 0
     if started and not remove:
+        from ..store import exits
+
         code = exit_code_from_env(env)
         if code == 1:  # nspawn's code when it could not execute the command: docker's 127/126?
             code = exec_failure_of(env.get("INVOCATION_ID")) or code
-        store.record_exit(
+        exits.write(
+            paths.state,
             name,
-            ExitRecord(
-                exit_code=code,
-                result=env.get("SERVICE_RESULT", ""),
-                finished=datetime.now(UTC).isoformat(timespec="seconds"),
-            ),
+            exits.ExitRecord(exit_code=code, result=env.get("SERVICE_RESULT", ""), finished=utc_now()),
         )
     try:
         from .. import net
@@ -289,8 +291,15 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
         log_error(f"container {name}: tearing down its network failed: {e}")
         status = 1
     if remove:
-        store.remove(name)
+        _store(paths).remove(name)
     return status
+
+
+def utc_now() -> str:
+    """The time as ``datetime.now(UTC).isoformat(timespec="seconds")`` writes it, without datetime."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
 def exec_failure_of(invocation: str | None) -> int | None:
@@ -332,6 +341,8 @@ def log_error(message: str, priority: int = 3, level_prefix: bool = True) -> Non
 
 
 def _journal_send(data: bytes) -> None:
+    import socket
+
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(data, "/run/systemd/journal/socket")
@@ -339,22 +350,64 @@ def _journal_send(data: bytes) -> None:
         pass  # no journal: stderr has it
 
 
+@dataclass(frozen=True)
+class Args:
+    step: str
+    name: str
+    pool: str | None = None
+    store: str | None = None
+    unit: str | None = None
+    remove: bool = False
+
+
+USAGE = "usage: nspawnctl-hook {pre,exec,post} [--pool DIR] [--store DIR] [--unit UNIT] [--remove] NAME"
+
+
+def parse_args(argv: list[str]) -> Args:
+    """The command line :func:`hook_argv` writes (argparse's forms: ``--opt V`` and ``--opt=V``);
+    hand-parsed, as argparse costs more to import than this step may take. ValueError: bad."""
+    opts: dict[str, str] = {}
+    remove = False
+    positional: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--remove":
+            remove = True
+        elif arg == "--":
+            positional += args
+            break
+        elif arg.startswith("--"):
+            key, eq, value = arg[2:].partition("=")
+            if key not in ("pool", "store", "unit"):
+                raise ValueError(f"unrecognized argument: {arg}")
+            if not eq:
+                if not args:
+                    raise ValueError(f"argument --{key}: expected one argument")
+                value = args.pop(0)
+            opts[key] = value
+        else:
+            positional.append(arg)
+    if len(positional) != 2 or positional[0] not in ("pre", "exec", "post"):
+        raise ValueError("expected a step (pre, exec, post) and a container name")
+    return Args(positional[0], positional[1], remove=remove, **opts)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="nspawnctl-hook")
-    ap.add_argument("step", choices=("pre", "exec", "post"))
-    ap.add_argument("name")
-    ap.add_argument("--pool")
-    ap.add_argument("--store")
-    ap.add_argument("--unit", help="the unit running this step")
-    ap.add_argument("--remove", action="store_true", help="remove the container (post, --rm)")
-    args = ap.parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        sys.stderr.write(f"{USAGE}\nnspawnctl-hook: error: {e}\n")
+        return 2
     paths = Paths.from_env(args.pool, args.store)
     from ..errors import NspawnctlError
 
+    unit = args.unit or own_unit() or ""
     try:
-        from .units import unit_name
+        if not unit:
+            from .units import unit_name
 
-        unit = args.unit or own_unit() or unit_name(args.name)
+            unit = unit_name(args.name)
         if args.step == "pre":
             pre(paths, args.name, unit)
             return 0

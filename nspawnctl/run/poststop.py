@@ -7,7 +7,6 @@ import argparse
 
 from ..config import Paths
 from .hook import exit_code_from_env, own_unit, post
-from .units import unit_name
 
 __all__ = ["exit_code_from_env", "main"]
 
@@ -19,7 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--remove", action="store_true")
     ap.add_argument("name")
     args = ap.parse_args(argv)
-    unit = own_unit() or unit_name(args.name)
+    unit = own_unit()
+    if unit is None:
+        from .units import unit_name
+
+        unit = unit_name(args.name)
     return post(Paths.from_env(args.pool, args.store), args.name, args.remove, unit)
 
 

@@ -22,11 +22,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +32,13 @@ from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUs
 from ..names import check_machine_name
 from ..nspawnfile import OWN_SECTION, NspawnFile
 from ..spec import ContainerSpec, file_to_spec, spec_to_file
-from . import btrfs
+from . import btrfs, exits
+from .exits import ExitRecord
 from .images import Image
 from .pool import Pool
 
 _SAVE_TEMP = re.compile(r"\..+\.nspawn\.[a-z0-9_]{8}")
 """The temporary name ``NspawnFile.save`` writes a definition under (tempfile.mkstemp's)."""
-
-
-@dataclass(frozen=True)
-class ExitRecord:
-    exit_code: int
-    result: str
-    finished: str
 
 
 def _no_notice(text: str) -> None:
@@ -173,11 +165,7 @@ class ContainerStore:
         return users
 
     def exit_record(self, name: str) -> ExitRecord | None:
-        try:
-            data: dict[str, Any] = json.loads((self.paths.state / f"{name}.json").read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        return ExitRecord(int(data["exit_code"]), str(data.get("result", "")), str(data.get("finished", "")))
+        return exits.load(self.paths.state, name)
 
     # -- changes ---------------------------------------------------------------------------
     def create(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> ContainerSpec:
@@ -504,10 +492,7 @@ class ContainerStore:
         return self.paths.state / f".{name}.stopping"
 
     def record_exit(self, name: str, record: ExitRecord) -> None:
-        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.paths.state / f".{name}.json.tmp"
-        tmp.write_text(json.dumps(record.__dict__) + "\n")
-        os.replace(tmp, self.paths.state / f"{name}.json")
+        exits.write(self.paths.state, name, record)
 
     def clear_exit(self, name: str) -> None:
-        (self.paths.state / f"{name}.json").unlink(missing_ok=True)
+        exits.clear(self.paths.state, name)

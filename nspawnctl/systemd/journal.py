@@ -1,27 +1,33 @@
-"""Reading container output back from journald, through ``journalctl -o json``.
+"""Reading container output back from journald: in-process through the host's libsystemd
+(systemd/sdjournal.py), ``journalctl -o json`` only where that cannot serve.
 
-journalctl is the one reader that handles every journal file format from systemd 252 to today;
-Python bindings need a compiler or bundle their own libsystemd. Entries are selected by the
-container ID that the unit stamps on every record (LogExtraFields) and by ``_TRANSPORT=stdout``,
-which keeps the payload's own output and drops systemd's and nspawn's status lines. The payload's
-stdout and stderr are separate journal streams (run/streams.py): stdout lines are
-recorded at priority info, stderr lines at err, so PRIORITY tells them apart (as with docker's
-journald log driver).
+Entries are selected by the container ID that the unit stamps on every record (LogExtraFields)
+and by ``_TRANSPORT=stdout``, which keeps the payload's own output and drops systemd's and
+nspawn's status lines. The payload's stdout and stderr are separate journal streams
+(run/streams.py): stdout lines are recorded at priority info, stderr lines at err, so PRIORITY
+tells them apart (as with docker's journald log driver). Lines come in the journal's order,
+which is the order journald received them: stdout and stderr lines written close together may
+be recorded in another order than written (two streams), as with docker's journald driver.
+
+No ``journalctl`` process runs on an attached ``run``'s path or for start errors; journalctl
+remains the reader when libsystemd cannot be loaded and for ``--since`` forms other than
+``@SECONDS`` and relative ones (``logs --since '2026-01-02 10:00'``: journalctl parses dates).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-import shutil
-import signal
-import subprocess
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import CommandFailed
+from . import sdjournal
+
+TYPE_CHECKING = False  # asyncio and typing cost imports the run hook's read does not need
+if TYPE_CHECKING:
+    import asyncio
 
 LOG_INFO = 6  # syslog's info: the payload's stdout; anything more urgent is its stderr (or the hook's)
 
@@ -40,6 +46,8 @@ class Entry:
 
 
 def _journalctl() -> str:
+    import shutil
+
     path = shutil.which("journalctl")
     if path is None:
         raise CommandFailed("journalctl is not installed", hint="nspawnctl needs systemd's journal")
@@ -95,6 +103,76 @@ def read(
     after_cursor: str | None = None,
     priority: str | None = None,
 ) -> list[Entry]:
+    """The matching entries there are now (journalctl's options: ``since``, ``lines`` from the end,
+    ``after_cursor``, ``priority`` and more urgent)."""
+    try:
+        view = _open(matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority)
+    except sdjournal.JournalError:
+        view = None
+    if view is None:
+        return _read_journalctl(
+            matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority
+        )
+    with view.journal:
+        return list(view.entries())
+
+
+@dataclass
+class _View:
+    """An open journal positioned where a read starts, and the ``since`` it still has to apply
+    (seeking by time only gets near: files interleave)."""
+
+    journal: sdjournal.Journal
+    since_us: int | None
+
+    def entries(self) -> Iterator[Entry]:
+        for rec in self.journal.entries():
+            if self.since_us is not None and rec.realtime_us < self.since_us:
+                continue
+            yield Entry(
+                rec.cursor, rec.realtime_us, rec.message, LOG_INFO if rec.priority is None else rec.priority
+            )
+
+
+def _open(
+    matches: list[str],
+    *,
+    since: str | None = None,
+    lines: int | None = None,
+    after_cursor: str | None = None,
+    priority: str | None = None,
+) -> _View | None:
+    """The in-process reader for these options; None when one of them needs journalctl."""
+    start = sdjournal.since_us(since, int(time.time() * 1_000_000)) if since else None
+    prio = sdjournal.priority_matches(priority) if priority else []
+    if (since and start is None) or prio is None:
+        return None
+    journal = sdjournal.Journal(matches + prio)
+    try:
+        if after_cursor:
+            journal.seek_after_cursor(after_cursor)
+        elif lines is not None:
+            journal.seek_last(lines)
+        elif start is not None:
+            journal.seek_realtime(start)
+        else:
+            journal.seek_head()
+    except BaseException:
+        journal.close()
+        raise
+    return _View(journal, start)
+
+
+def _read_journalctl(
+    matches: list[str],
+    *,
+    since: str | None = None,
+    lines: int | None = None,
+    after_cursor: str | None = None,
+    priority: str | None = None,
+) -> list[Entry]:
+    import subprocess
+
     argv = _argv(matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority)
     proc = subprocess.run(argv, capture_output=True, check=False)
     if proc.returncode != 0 and not proc.stdout:
@@ -121,8 +199,17 @@ def errors_of(unit: str, invocation: str | None = None, since_us: int | None = N
 
 
 def sync() -> None:
-    """Ask journald to write out what it has received, so a final read sees the last lines."""
-    subprocess.run([_journalctl(), "--sync"], capture_output=True, check=False)
+    """Ask journald to write out what it has received, so a final read sees the last lines
+    (Varlink, in-process; ``journalctl --sync`` where journald has no Varlink socket)."""
+    import shutil
+    import subprocess
+
+    try:
+        sdjournal.synchronize()
+    except OSError:
+        path = shutil.which("journalctl")
+        if path is not None:
+            subprocess.run([path, "--sync"], capture_output=True, check=False)
 
 
 async def follow(
@@ -136,10 +223,93 @@ async def follow(
     """Emit entries as journald stores them until ``until`` completes (the source has ended), then
     the rest.
 
-    ``journalctl --follow`` waits for the journal files to change (inotify), so a line is emitted
-    as soon as journald has it, with no polling. It never ends on its own: once ``until`` is done
-    we stop it, sync journald and read whatever arrived after the last entry emitted.
+    The journal's fd (inotify on its files and directories: a rotation is seen too) wakes the
+    event loop when journald has written, with no polling. Once ``until`` is done journald is
+    synced (it has then handled every line the source wrote before it ended) and whatever
+    arrived after the last entry emitted is read.
     """
+    try:
+        view = _open(matches, since=since, lines=lines)
+        if view is not None:
+            try:
+                view.journal.fileno()  # inotify: fails when the instances are used up
+            except BaseException:
+                view.journal.close()
+                raise
+    except sdjournal.JournalError:
+        view = None
+    if view is None:
+        await _follow_journalctl(matches, emit, until, since=since, lines=lines)
+        return
+    with view.journal:
+        await _follow_view(view, emit, until)
+
+
+async def _sync_async() -> None:
+    import asyncio
+
+    try:
+        await sdjournal.synchronize_async()
+    except OSError:
+        await asyncio.to_thread(sync)
+
+
+async def _follow_view(view: _View, emit: Callable[[Entry], None], until: Awaitable[object]) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    journal = view.journal
+    fd = journal.fileno()  # before the first read: no change is missed
+    failed: asyncio.Future[object] = loop.create_future()
+
+    def drain() -> None:
+        for entry in view.entries():
+            emit(entry)
+
+    def changed() -> None:
+        try:
+            journal.process()
+            drain()
+        except BaseException as e:  # emit's (a closed stdout) or the journal's: end follow with it
+            loop.remove_reader(fd)
+            if not failed.done():
+                failed.set_exception(e)
+
+    ended: asyncio.Future[object] = asyncio.ensure_future(until)
+    loop.add_reader(fd, changed)
+    try:
+        drain()
+        while not ended.done():
+            await asyncio.wait(
+                {ended, failed}, timeout=journal.timeout(), return_when=asyncio.FIRST_COMPLETED
+            )
+            if failed.done():
+                failed.result()
+            if not ended.done():  # woken by the timeout sd-journal asked for (not on local files)
+                changed()
+        ended.result()  # raise what the source's watcher raised
+    finally:
+        loop.remove_reader(fd)
+        ended.cancel()
+        if not failed.done():
+            failed.cancel()
+    await _sync_async()
+    journal.process()  # files journald opened meanwhile (rotation)
+    drain()
+
+
+async def _follow_journalctl(
+    matches: list[str],
+    emit: Callable[[Entry], None],
+    until: Awaitable[object],
+    *,
+    since: str | None = None,
+    lines: int | None = None,
+) -> None:
+    """:func:`follow` through ``journalctl --follow`` (libsystemd not loadable, or a ``since`` only
+    journalctl parses)."""
+    import asyncio
+
     argv = _argv(matches, since=since, lines=lines)
     # --no-tail: on systemd 252/253 -f would otherwise wait after 10 backlog lines.
     argv[1:1] = ["--follow"] if lines is not None else ["--follow", "--no-tail"]
@@ -173,9 +343,9 @@ async def follow(
         await proc.wait()
     await asyncio.to_thread(sync)
     if last:
-        tail = await asyncio.to_thread(read, matches, after_cursor=last)
+        tail = await asyncio.to_thread(_read_journalctl, matches, after_cursor=last)
     else:
-        tail = await asyncio.to_thread(read, matches, since=since, lines=lines)
+        tail = await asyncio.to_thread(_read_journalctl, matches, since=since, lines=lines)
     for entry in tail:
         emit(entry)
 
@@ -188,6 +358,9 @@ def _terminate(proc: asyncio.subprocess.Process) -> None:
     logs "Unknown child process pid N, will report returncode 255" on the user's stderr. Until the
     watcher reaps it the pid cannot be reused, so the kill reaches journalctl or its zombie.
     """
+    import contextlib
+    import signal
+
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):  # it ended a moment ago
             os.kill(proc.pid, signal.SIGTERM)

@@ -13,7 +13,7 @@ import pytest
 
 from nspawnctl import net
 from nspawnctl.config import Paths
-from nspawnctl.run import hook
+from nspawnctl.run import hook, programs
 from nspawnctl.run.units import (
     RESTART_STOP_TIMEOUT,
     STOP_TIMEOUT,
@@ -241,8 +241,8 @@ def test_exec_replaces_itself_with_nsenter_and_nspawn(
     """The persistent unit (the hook's exec step) gets the same separate stdout/stderr journal
     streams as the transient one, opened in-process, for its own unit, before it execs."""
     monkeypatch.setattr(hook, "_store", lambda paths: FakeStore(VETH))
-    monkeypatch.setattr(hook, "nspawn_binary", lambda: "/usr/bin/systemd-nspawn")
-    monkeypatch.setattr(hook, "nsenter_binary", lambda: "/usr/bin/nsenter")
+    monkeypatch.setattr(programs, "nspawn_binary", lambda: "/usr/bin/systemd-nspawn")
+    monkeypatch.setattr(programs, "nsenter_binary", lambda: "/usr/bin/nsenter")
     monkeypatch.setattr(net, "netns_path", lambda name: f"/run/netns/nspawnctl-{name}")
     from nspawnctl.run import streams
 
@@ -353,7 +353,7 @@ def test_unexpected_errors_are_one_line_and_fail(
     monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, ...]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(hook, "_store", lambda paths: FakeStore(SPEC))
-    monkeypatch.setattr(hook, "nspawn_binary", lambda: "/usr/bin/systemd-nspawn")
+    monkeypatch.setattr(programs, "nspawn_binary", lambda: "/usr/bin/systemd-nspawn")
     sent: list[bytes] = []
     monkeypatch.setattr(hook, "_journal_send", sent.append)
 
@@ -431,3 +431,32 @@ def test_wait_exit_ends_at_the_first_exit_of_a_restarting_payload() -> None:
     assert wait([("active", "running"), ("activating", "auto-restart-queued")])
     assert wait([("active", "running"), ("deactivating", "stop-post"), ("failed", "failed")])
     assert not wait([("active", "running")], timeout=0.01)
+
+
+def test_the_hooks_own_parser_reads_what_units_run() -> None:
+    """hook_argv's command lines (and argparse's --opt=V form) parse without argparse."""
+    argv = list(hook.hook_argv("post", "web", unit="nspawnctl-web.service", remove=True)[3:])
+    assert hook.parse_args(argv) == hook.Args("post", "web", unit="nspawnctl-web.service", remove=True)
+    assert hook.parse_args(["pre", "--pool=/p", "--store", "/s", "db"]) == hook.Args("pre", "db", "/p", "/s")
+    for bad in (
+        ["post"],
+        ["stop", "web"],
+        ["post", "--bogus", "web"],
+        ["post", "web", "--unit"],
+        ["a", "b", "c"],
+    ):
+        with pytest.raises(ValueError):
+            hook.parse_args(bad)
+    assert hook.main(["post"]) == 2
+
+
+def test_finished_time_is_what_datetime_wrote() -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    now = datetime.fromisoformat(hook.utc_now())
+    assert now.tzinfo is not None and now.utcoffset() == UTC.utcoffset(None)
+    assert before <= now <= datetime.now(UTC)
+    assert hook.utc_now().endswith("+00:00") and len(hook.utc_now()) == len(
+        before.isoformat(timespec="seconds")
+    )

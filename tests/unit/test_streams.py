@@ -20,7 +20,7 @@ import pytest
 from nspawnctl.run import streams
 from nspawnctl.run.units import Launch, exec_argv, journal_streams, unit_properties
 from nspawnctl.spec import ContainerSpec
-from nspawnctl.systemd import journal
+from nspawnctl.systemd import journal, sdjournal
 
 SPEC = ContainerSpec(name="web", id="ab12", image="img", image_id="x", created="now", command=["sh"])
 PY = "/usr/bin/python3"
@@ -145,6 +145,12 @@ def test_follow_splits_streams_and_drains_after_the_source_ends(
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+    def no_libsystemd(matches: list[str]) -> None:
+        raise sdjournal.JournalError("libsystemd is not usable")
+
+    monkeypatch.setattr(sdjournal, "Journal", no_libsystemd)  # the journalctl fallback
+    monkeypatch.setattr(sdjournal, "VARLINK_SOCKET", str(tmp_path / "no-varlink"))
     got: list[tuple[bool, bytes]] = []
 
     async def main() -> float:
