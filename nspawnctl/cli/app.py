@@ -117,7 +117,7 @@ def for_each(names: list[str], action: Callable[[str], object], echo: bool = Tru
         raise typer.Exit(1)
 
 
-# Every top-level command, by the cli module that registers it, in the order --help lists them.
+# Every top-level command, by the cli module that registers it (modules in registration order).
 # A command runs with only its own module registered: the others' imports and typer's work for
 # their ~40 commands are skipped (a unit test keeps this table equal to what the modules register).
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
