@@ -5,8 +5,6 @@ the command's entry point imports this package first, and ``nspawnctl --version`
 else (not even ``typing``, which Python 3.13 no longer loads at start-up).
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers read it as True
 if TYPE_CHECKING:
     from typing import Any
@@ -15,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["Client", "RunOptions", "__version__", "errors"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":  # quoted: no `from __future__` import either
     if name in ("Client", "RunOptions"):
         from . import client
 

@@ -6,9 +6,7 @@ and the package (whose ``__init__`` imports nothing); every other command goes o
 the command line.
 """
 
-from __future__ import annotations
-
-import sys
+import sys  # and no `from __future__ import`: that is a module to load too
 
 
 def main(argv: list[str] | None = None) -> None:
