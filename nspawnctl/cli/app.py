@@ -6,7 +6,6 @@ one JSON object on stdout instead, so scripts always get valid JSON and nothing 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,33 +117,58 @@ def for_each(names: list[str], action: Callable[[str], object], echo: bool = Tru
         raise typer.Exit(1)
 
 
-def _register() -> None:
-    from . import containers, images, pool, registry, trust
+# Every top-level command, by the cli module that registers it (modules in registration order).
+# A command runs with only its own module registered: the others' imports and typer's work for
+# their ~40 commands are skipped (a unit test keeps this table equal to what the modules register).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "images": ("pull", "import", "images", "tag", "rmi", "image"),
+    "containers": (
+        "create", "run", "exec", "start", "stop", "kill", "restart", "rm", "ps", "logs", "inspect",
+    ),
+    "pool": ("pool",),
+    "trust": ("trust",),
+    "registry": ("login", "logout"),
+    "files": ("cp", "commit", "export"),
+    "persist": ("enable", "disable"),
+    "declare": ("apply", "diff", "generate", "down"),
+    "system": ("system",),
+}
+# The global options (main_options) that take a value; the others are flags.
+GLOBAL_VALUE_OPTIONS = ("--pool", "--store")
+GLOBAL_FLAGS = ("--version", "-h", "--help")
 
-    images.register(app)
-    containers.register(app)
-    pool.register(app)
-    trust.register(app)
-    registry.register(app)
-    from . import files
 
-    files.register(app)
-    from . import persist
+def command_of(args: list[str]) -> str | None:
+    """The command named in ``args`` after the global options, or None when click must decide
+    (no command, an unknown option, ``--``)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in GLOBAL_VALUE_OPTIONS:
+            i += 2
+        elif arg in GLOBAL_FLAGS or arg.startswith(tuple(f"{o}=" for o in GLOBAL_VALUE_OPTIONS)):
+            i += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg
+    return None
 
-    persist.register(app)
-    from . import declare
 
-    declare.register(app)
-    from . import system
+def _register(command: str | None = None) -> None:
+    """Register the module of ``command`` if it is one of ours, else every module (--help, a typo)."""
+    from importlib import import_module
 
-    system.register(app)
+    modules = [m for m, names in COMMAND_MODULES.items() if command in names] or list(COMMAND_MODULES)
+    for module in modules:
+        import_module(f".{module}", __package__).register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """The entry point: one place turns every failure into a message and an exit code."""
     from ..errors import NspawnctlError
 
-    _register()
+    _register(command_of(sys.argv[1:] if argv is None else argv))
     state = State()
     try:
         # typer returns (not raises) the code of typer.Exit when standalone_mode is off
@@ -179,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
 def _report(state: State, code: str, message: str, hint: str | None) -> None:
     """One error, said once: the JSON envelope on stdout under --json, else a line and a hint on stderr."""
     if state.json:
+        import json
+
         sys.stdout.write(json.dumps({"error": {"code": code, "message": message, "hint": hint}}) + "\n")
         sys.stdout.flush()
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -32,6 +31,8 @@ def confirm_or_refuse(question: str, refusal: str, hint: str) -> None:
 
 
 def print_json(data: Any) -> None:
+    import json  # --json only
+
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 

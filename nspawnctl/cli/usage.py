@@ -9,7 +9,6 @@ Imports nothing from the library: ``--help`` stays light.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +109,8 @@ def check_leading_options(command: Any, ctx: Any, args: Sequence[str], command_p
 
 
 def _suggest_flag(name: str, known: dict[str, bool], hint: str) -> str:
+    import difflib  # only for a mistyped flag: not on the way of every command
+
     close = difflib.get_close_matches(name, [k for k in known if k.startswith("--")], n=2, cutoff=0.75)
     return f"did you mean {' or '.join(close)}? {hint}" if close else hint
 
@@ -170,6 +171,8 @@ def _json_option_value(command: Any, args: Sequence[str]) -> bool:
 
 def unknown_command(name: str, commands: Sequence[str], command_path: str) -> CommandLineError:
     """docker's `unknown command "rnu"`, with the closest commands as the hint."""
+    import difflib
+
     close = difflib.get_close_matches(name, list(commands), n=3, cutoff=0.6)
     hint = help_hint(command_path)
     if close:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
+import nspawnctl
 from nspawnctl.cli import app as app_module
 from nspawnctl.cli.containers import _docker_since, parse_signal, parse_size, read_env_file
 from nspawnctl.cli.output import human_duration, human_size
@@ -294,6 +295,127 @@ def test_help_loads_no_library_module(args: list[str]) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "[]"
+
+
+def _loaded_by(code: str) -> list[str]:
+    """The modules a fresh interpreter loads running ``code`` (beyond what it loads for ``pass``)."""
+    wrapped = (
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "try:\n" + "".join(f"    {line}\n" for line in code.splitlines()) + "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "sys.stderr.write(repr(sorted(set(sys.modules) - before)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", wrapped], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    loaded: list[str] = eval(proc.stderr.splitlines()[-1])
+    return loaded
+
+
+def test_version_loads_nothing_but_the_entry_point() -> None:
+    """`nspawnctl --version` costs the interpreter's start and nothing more: no typer, no library."""
+    loaded = _loaded_by("from nspawnctl.cli.entry import main\nmain(['--version'])")
+    assert set(loaded) <= {"nspawnctl", "nspawnctl.cli", "nspawnctl.cli.entry"}, loaded
+
+
+def test_version_fast_path_says_what_the_app_says(capsys: pytest.CaptureFixture[str]) -> None:
+    from nspawnctl.cli import entry
+
+    for main in (entry.main, app_module.main):
+        with pytest.raises(SystemExit) as e:
+            main(["--version"])
+        assert e.value.code == 0
+    fast, full = capsys.readouterr().out.splitlines()
+    assert fast == full == f"nspawnctl {nspawnctl.__version__}"
+
+
+def test_the_console_script_is_the_light_entry_point() -> None:
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["nspawnctl"] == "nspawnctl.cli.entry:main"
+    assert project["version"] == nspawnctl.__version__
+
+
+def _registered(module: str) -> list[str]:
+    import importlib
+
+    app = typer.Typer()
+    importlib.import_module(f"nspawnctl.cli.{module}").register(app)
+    return list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("module", list(app_module.COMMAND_MODULES))
+def test_command_table_is_what_the_modules_register(module: str) -> None:
+    assert _registered(module) == list(app_module.COMMAND_MODULES[module])
+
+
+def test_help_lists_every_command() -> None:
+    proc = cli("--help")
+    listed = [line.split()[0] for line in proc.stdout.split("Commands:")[1].splitlines() if line.strip()]
+    assert sorted(listed) == sorted(c for names in app_module.COMMAND_MODULES.values() for c in names)
+
+
+def test_global_options_are_the_ones_command_of_skips() -> None:
+    root = _command()
+    ctx = root.make_context("nspawnctl", ["ps"], resilient_parsing=True)
+    takes_value, flags = set(), set(ctx.help_option_names)
+    for param in root.params:
+        names = {*param.opts, *param.secondary_opts}
+        (flags if getattr(param, "is_flag", False) else takes_value).update(names)
+    assert takes_value == set(app_module.GLOBAL_VALUE_OPTIONS)
+    assert flags == set(app_module.GLOBAL_FLAGS)
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["ps"], "ps"),
+        (["--pool", "/p", "--store=/s", "run", "--rm", "img"], "run"),
+        (["--store", "ps", "images"], "images"),  # "ps" is --store's value here
+        (["-h"], None),
+        (["--version", "image", "ls"], "image"),
+        ([], None),
+        (["--bogus", "ps"], None),  # click reports the flag: every command is registered
+        (["--", "ps"], None),
+    ],
+)
+def test_command_of(args: list[str], command: str | None) -> None:
+    assert app_module.command_of(args) == command
+
+
+# What each command may load of the other command modules (images.py uses registry.py's options,
+# system.py images.py's output): everything else stays unimported.
+COMMAND_DEPS = {"images": {"registry"}, "system": {"images", "registry"}}
+
+
+@pytest.mark.parametrize(
+    "args", [["ps"], ["run"], ["stop"], ["images"], ["trust", "list"], ["system", "prune"]]
+)
+def test_a_command_imports_only_its_own_cli_module(args: list[str]) -> None:
+    module = next(m for m, names in app_module.COMMAND_MODULES.items() if args[0] in names)
+    loaded = _loaded_by(f"from nspawnctl.cli.entry import main\nmain({[*args, '--help']!r})")
+    others = {m for m in app_module.COMMAND_MODULES if f"nspawnctl.cli.{m}" in loaded} - {module}
+    assert others <= COMMAND_DEPS.get(module, set()), others
+
+
+def test_ps_and_run_load_no_library_they_do_not_use() -> None:
+    """What ps and run import (the CLI, the client, the runtime) pulls in no HTTP, signature,
+    archive, decompression or progress-bar library: those belong to pull, import and trust."""
+    loaded = _loaded_by(
+        "import nspawnctl.cli.containers, nspawnctl.client, nspawnctl.run.runtime, nspawnctl.systemd.bus"
+    )
+    unused = ("requests", "urllib3", "gnupg", "rich", "tarfile", "zstandard", "http", "pydantic", "click")
+    assert [m for m in loaded if m.split(".")[0] in unused] == []
+
+
+@pytest.mark.skipif(
+    tuple(int(p) for p in typer.__version__.split(".")[:2]) >= (0, 29),
+    reason="typer >= 0.29 (which pyproject.toml excludes) coerces every option through pydantic",
+)
+def test_a_command_loads_no_pydantic() -> None:
+    loaded = _loaded_by("from nspawnctl.cli.entry import main\nmain(['ps', '--help'])")
+    assert [m for m in loaded if m.split(".")[0] in ("pydantic", "rich")] == []
 
 
 @pytest.mark.parametrize("bad", ["\u00b2", "9" * 5000, "\u0663"])

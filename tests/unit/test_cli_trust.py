@@ -62,7 +62,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
     )
     app.callback()(app_module.main_options)
     monkeypatch.setattr(app_module, "app", app)
-    monkeypatch.setattr(app_module, "_register", lambda: trust_cli.register(app))
+    monkeypatch.setattr(app_module, "_register", lambda *_: trust_cli.register(app))
 
     def run(*args: str) -> Result:
         with pytest.raises(SystemExit) as e:

@@ -1,0 +1,84 @@
+"""What the installed command loads to start: `--version` nothing but its entry point, `ps` and
+`run` only the CLI, the client and what they use (checked by module name, never timed; the times
+are in the README's Performance section)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import CLI
+
+# Libraries of other commands (pull, import, trust, login) and of help/progress output.
+NOT_FOR_PS_OR_RUN = (
+    "requests", "urllib3", "gnupg", "rich", "tarfile", "zstandard", "pydantic", "click", "http",
+)
+# The cli modules a container command may load: the entry point, the app and its helpers.
+CLI_FOR_CONTAINERS = {"entry", "app", "usage", "output", "containers"}
+
+
+# Runs the installed script as its shebang's Python does, then lists sys.modules at exit (atexit
+# runs after the script's sys.exit). runpy adds a few modules of its own, none of ours or a library.
+DUMP = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: sys.stderr.write('\\nMODULES ' + ' '.join(sorted(sys.modules)) + '\\n'))\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def loaded(*args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """The modules ``nspawnctl ARGS`` has loaded when it exits."""
+    script = shutil.which("nspawnctl")
+    assert script, "nspawnctl is not installed"
+    shebang = Path(script).read_text().splitlines()[0]
+    assert shebang.startswith("#!/") and "python" in shebang, shebang
+    proc = subprocess.run(
+        [*shebang[2:].split(), "-c", DUMP, script, *args], capture_output=True, text=True, timeout=120
+    )
+    dump = [line for line in proc.stderr.splitlines() if line.startswith("MODULES ")]
+    assert len(dump) == 1, proc.stderr
+    return set(dump[0].split()[1:]), proc
+
+
+def unexpected(names: set[str]) -> list[str]:
+    """Modules that have no business in ps or run."""
+    libs = [n for n in names if n.split(".")[0] in NOT_FOR_PS_OR_RUN]
+    cli = [n for n in names if n.startswith("nspawnctl.cli.") and n.split(".")[2] not in CLI_FOR_CONTAINERS]
+    return sorted(libs + cli)
+
+
+def test_version_loads_no_typer_and_no_library() -> None:
+    names, proc = loaded("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("nspawnctl "), proc.stderr
+    ours = {n for n in names if n.startswith("nspawnctl")}
+    assert ours == {"nspawnctl", "nspawnctl.cli", "nspawnctl.cli.entry"}
+    assert not [n for n in names if n.split(".")[0] in ("typer", "click", "rich", "pydantic")]
+
+
+def test_ps_loads_only_what_it_uses() -> None:
+    names, proc = loaded("ps", "-a")
+    assert proc.returncode == 0, proc.stderr
+    assert "nspawnctl.cli.containers" in names and "nspawnctl.client" in names
+    assert unexpected(names) == []
+
+
+def test_run_loads_only_what_it_uses(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("startup")
+    nsp.containers.add(name)
+    names, proc = loaded("run", "--rm", "--name", name, busybox, "/bin/echo", "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "hi\n"
+    assert "dbus_fast" in names  # it does talk to systemd
+    assert unexpected(names) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["ps", "--help"], ["run", "--help"]])
+def test_help_loads_no_library_module(args: list[str]) -> None:
+    names, proc = loaded(*args)
+    assert proc.returncode == 0 and "Usage: nspawnctl" in proc.stdout, proc.stderr
+    ours = {n for n in names if n.startswith("nspawnctl.") and not n.startswith("nspawnctl.cli")}
+    assert ours <= {"nspawnctl.errors"}, ours
+    assert not [n for n in names if n.split(".")[0] in ("dbus_fast", "requests", "btrfsutil", "gnupg")]
