@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ MANAGER = (SYSTEMD, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manag
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 AUTO_RESTART = "auto-restart"  # and auto-restart-queued (>= 254)
+
+UNIT_PATH = "/org/freedesktop/systemd1/unit/"
 
 Property = tuple[str, str, Any]
 """(name, D-Bus signature, value) of a unit property; see run/units.py."""
@@ -30,6 +33,22 @@ class UnitState:
         return self.active_state in ("active", "activating", "deactivating", "reloading", "refreshing")
 
 
+def unit_object_path(unit: str) -> str:
+    """The unit's D-Bus object path, as systemd escapes it (bus_label_escape: every byte but
+    ASCII letters and digits as ``_xx``): known before the unit is loaded, so a watch on it can be
+    set up before anything happens to it."""
+    out = [chr(b) if chr(b).isascii() and chr(b).isalnum() else f"_{b:02x}" for b in unit.encode()]
+    return UNIT_PATH + ("".join(out) or "_")
+
+
+def _idle(props: dict[str, Any] | None) -> bool:
+    """Inactive or failed with no job pending, or gone (collected)."""
+    if props is None:
+        return True
+    job_id = props.get("Job", [0, "/"])[0]
+    return props.get("ActiveState") in ("inactive", "failed") and not job_id
+
+
 class Manager:
     """Thin async wrapper around the systemd1 Manager calls nspawnctl needs."""
 
@@ -38,6 +57,8 @@ class Manager:
         self._removed: dict[str, str] = {}
         self._waiters: dict[str, asyncio.Future[str]] = {}
         self._subscribed = False
+        self._watched: set[str] = set()  # unit object paths with a PropertiesChanged match
+        self._events: dict[str, set[asyncio.Event]] = {}  # per unit object path: waiters to wake
 
     async def call(
         self,
@@ -53,20 +74,79 @@ class Manager:
         if self._subscribed:
             return
         self.bus.on_signal(self._on_signal)
-        await self.bus.add_match(
-            f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='JobRemoved'"
-        )
+        for member in ("JobRemoved", "UnitRemoved"):
+            await self.bus.add_match(
+                f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='{member}'"
+            )
         await self.call("Subscribe")
         self._subscribed = True
 
     def _on_signal(self, msg: Any) -> None:
-        if msg.member != "JobRemoved" or msg.interface != MANAGER[2]:
+        if msg.member == "PropertiesChanged" and msg.path in self._events:
+            self._wake(msg.path)
             return
-        _id, job, _unit, result = msg.body
-        self._removed[job] = result
-        fut = self._waiters.pop(job, None)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
+        if msg.interface != MANAGER[2]:
+            return
+        if msg.member == "UnitRemoved":
+            self._wake(unit_object_path(msg.body[0]))
+        elif msg.member == "JobRemoved":
+            _id, job, unit, result = msg.body
+            self._removed[job] = result
+            fut = self._waiters.pop(job, None)
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+            self._wake(unit_object_path(unit))
+
+    def _wake(self, path: str) -> None:
+        for event in self._events.get(path, ()):
+            event.set()
+
+    async def watch_unit(self, unit: str) -> None:
+        """Be told of every change of ``unit`` (PropertiesChanged on its object, its jobs ending,
+        its removal) from now on; call before acting on it."""
+        await self.subscribe_jobs()
+        path = unit_object_path(unit)
+        if path in self._watched:
+            return
+        await self.bus.add_match(
+            f"type='signal',sender='{SYSTEMD}',path='{path}',"
+            "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"
+        )
+        self._watched.add(path)
+
+    async def wait_unit(
+        self,
+        unit: str,
+        done: Callable[[dict[str, Any] | None], bool],
+        timeout: float | None = None,
+        iface: str = UNIT_IFACE,
+    ) -> bool:
+        """Wait until ``done(properties)`` holds for ``unit`` (None: the unit is gone), looking again
+        each time systemd signals a change of it; no polling. False on timeout."""
+        await self.watch_unit(unit)
+        path = unit_object_path(unit)
+        event = asyncio.Event()
+        self._events.setdefault(path, set()).add(event)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while True:
+                event.clear()  # a change from here on wakes us, even one during the look below
+                if done(await self.unit_properties(unit, iface)):
+                    return True
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    return done(await self.unit_properties(unit, iface))
+        finally:
+            waiting = self._events.get(path)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._events[path]
 
     async def wait_job(self, job: str) -> str:
         if job in self._removed:
@@ -75,21 +155,30 @@ class Manager:
         self._waiters[job] = fut
         return await fut
 
-    async def wait_start(self, job: str, unit: str, poll: float = 0.5) -> str:
+    async def wait_start(self, job: str, unit: str) -> str:
         """wait_job for ``unit``'s start job, which systemd < 254 keeps pending through the
         auto-restarts of a unit that fails before it is up (ExecStartPre, nspawn failing early),
         until a start limit ends it, if any. Once the unit waits to restart, the attempt failed:
-        queue a stop (which cancels the job and the restarts) and return ``failed``."""
+        queue a stop (which cancels the job and the restarts) and return ``failed``. The unit is
+        watched (see :meth:`watch_unit`) before its start is asked for."""
         task = asyncio.ensure_future(self.wait_job(job))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=poll)
-            if done:
+
+        def restarting(props: dict[str, Any] | None) -> bool:
+            return props is not None and str(props.get("SubState", "")).startswith(AUTO_RESTART)
+
+        watch = asyncio.ensure_future(self.wait_unit(unit, restarting))
+        try:
+            done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
                 return task.result()
-            props = await self.unit_properties(unit)
-            if props is not None and str(props.get("SubState", "")).startswith(AUTO_RESTART):
-                await self.queue_stop(unit)
-                await task
-                return "failed"
+            watch.result()
+            await self.queue_stop(unit)
+            await task
+            return "failed"
+        finally:
+            watch.cancel()
+            if not task.done():
+                task.cancel()
 
     async def start_transient(
         self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]] | None = None
@@ -98,7 +187,7 @@ class Manager:
 
         ``aux``: auxiliary units created in the same call, as ``systemd-run --socket-property``
         does for a socket and the service it activates."""
-        await self.subscribe_jobs()
+        await self.watch_unit(unit)
         fds: list[int] = []
 
         def body(ps: list[Property]) -> list[Any]:
@@ -133,7 +222,7 @@ class Manager:
 
     async def start(self, unit: str, mode: str = "replace") -> str:
         """StartUnit and wait for its job; returns the job result (``done`` = ok)."""
-        await self.subscribe_jobs()
+        await self.watch_unit(unit)
         (job,) = await self.call("StartUnit", "ss", [unit, mode])
         return await self.wait_start(job, unit)
 
@@ -205,17 +294,6 @@ class Manager:
                 return None
             raise
 
-    async def wait_inactive(self, unit: str, timeout: float | None = None, poll: float = 0.03) -> bool:
+    async def wait_inactive(self, unit: str, timeout: float | None = None) -> bool:
         """Wait until the unit is inactive/failed with no job pending (or gone). False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            props = await self.unit_properties(unit)
-            if props is None:
-                return True
-            job_id = props.get("Job", [0, "/"])[0]
-            if props.get("ActiveState") in ("inactive", "failed") and not job_id:
-                return True
-            if deadline is not None and loop.time() >= deadline:
-                return False
-            await asyncio.sleep(poll)
+        return await self.wait_unit(unit, _idle, timeout)
