@@ -161,6 +161,8 @@ class Manager:
         until a start limit ends it, if any. Once the unit waits to restart, the attempt failed:
         queue a stop (which cancels the job and the restarts) and return ``failed``. The unit is
         watched (see :meth:`watch_unit`) before its start is asked for."""
+        if job in self._removed:  # done already (its JobRemoved came before the reply)
+            return self._removed.pop(job)
         task = asyncio.ensure_future(self.wait_job(job))
 
         def restarting(props: dict[str, Any] | None) -> bool:
