@@ -589,9 +589,7 @@ class Containers:
         stdio: tuple[int, int, int] | None,
         started: Callable[[ContainerSpec], None] | None,
     ) -> RunResult:
-        from .run.lookup import exec_failure
         from .run.units import needs_pre
-        from .systemd import journal
 
         self._check_command(spec)
         rt = self._runtime(bus)
@@ -599,6 +597,28 @@ class Containers:
         # no network to tear down: the exit is read and the container removed here, not by a hook
         remove_here = spec.auto_remove and not needs_pre(spec)
         launch = self._launch(spec, add_ref=True, fds=stdio, console=console, post=not remove_here)
+        if not remove_here:
+            return await self._follow(rt, spec, launch, write, write_err, stdio, started)
+        with self.store.attached(spec.name):  # should we die, repair removes it (see there)
+            result = await self._follow(rt, spec, launch, write, write_err, stdio, started)
+            # the unit is inactive: nspawn has cleaned up after itself
+            await asyncio.to_thread(self._cleanup_failed, spec)
+            return result
+
+    async def _follow(
+        self,
+        rt: Runtime,
+        spec: ContainerSpec,
+        launch: Launch,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        stdio: tuple[int, int, int] | None,
+        started: Callable[[ContainerSpec], None] | None,
+    ) -> RunResult:
+        """Start the unit, show its output until the payload's first exit, return how it ended."""
+        from .run.lookup import exec_failure
+        from .systemd import journal
+
         name = spec.name
         _check_ports(self.paths, spec)
         unit = await _start(rt, spec, launch)
@@ -632,8 +652,6 @@ class Containers:
         if code == 1:  # the command went missing after _check_command looked: still 127/126
             code = exec_failure(first) or code
         errors = await asyncio.to_thread(journal.errors_of, unit, inv) if code else []
-        if remove_here:  # the unit is inactive: nspawn has cleaned up after itself
-            await asyncio.to_thread(self._cleanup_failed, spec)
         return RunResult(code, errors)
 
     def stop(self, name: str, timeout: float = 10) -> None:
