@@ -148,6 +148,14 @@ def _iso_us(us: int | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class ExecCommand:
+    """A command to run in a running container: its host argv (nsenter ...) and environment."""
+
+    argv: builtins.list[str]
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
 class RunResult:
     """How a foreground run ended: the payload's exit code, and systemd-nspawn's own error messages
     when the container could not run as asked (nobody's terminal shows those otherwise)."""
@@ -770,19 +778,20 @@ class Containers:
     ) -> builtins.list[ContainerStatus]:
         rt = self._runtime(bus)
         states = await rt.states([s.name for s in specs])
-        out = []
-        for spec in specs:
+
+        async def status(spec: ContainerSpec) -> ContainerStatus:
             st = states.get(spec.name)
             if st is not None and st.sub_state.startswith("auto-restart"):
                 rec = self.store.exit_record(spec.name)
-                out.append(ContainerStatus(spec, "restarting", exit=rec, unit=st.name))
-            elif st is not None and st.running:
+                return ContainerStatus(spec, "restarting", exit=rec, unit=st.name)
+            if st is not None and st.running:
                 started = await rt.started_at(spec.name, st.name)
-                out.append(ContainerStatus(spec, "running", started, unit=st.name))
-            else:
-                rec = self.store.exit_record(spec.name)
-                out.append(ContainerStatus(spec, "exited" if rec else "created", exit=rec))
-        return out
+                return ContainerStatus(spec, "running", started, unit=st.name)
+            rec = self.store.exit_record(spec.name)
+            return ContainerStatus(spec, "exited" if rec else "created", exit=rec)
+
+        # the running ones' start times: their calls in flight together on the one bus
+        return builtins.list(await asyncio.gather(*(status(spec) for spec in specs)))
 
     def logs(
         self,
@@ -808,31 +817,44 @@ class Containers:
 
         self._client.run(go)
 
-    def exec(
+    def exec_command(
         self,
         name: str,
         argv: builtins.list[str],
         env: builtins.list[str] | None = None,
         workdir: str | None = None,
         user: str | None = None,
-        tty: bool = False,
-        interactive: bool = False,
-    ) -> int:
-        """Run ``argv`` inside the running container; returns its exit code."""
-        from .run.runtime import exec_argv, resolve_user, run_exec
+        term: str | None = None,
+    ) -> ExecCommand:
+        """How to run ``argv`` inside the running container (nsenter into its PID 1's namespaces),
+        for the caller to run with its own stdin and terminal (``run.runtime.run_exec``).
+        ``term``: the caller's $TERM, for a command under a terminal."""
+        return self._client.run(lambda bus: self.aexec_command(bus, name, argv, env, workdir, user, term))
+
+    async def aexec_command(
+        self,
+        bus: Bus,
+        name: str,
+        argv: builtins.list[str],
+        env: builtins.list[str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        term: str | None = None,
+    ) -> ExecCommand:
+        from .run.runtime import exec_argv, resolve_user
 
         spec = self.store.get(name)
         if not argv:
             raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")
-        leader = self._client.run(lambda bus: self._runtime(bus).leader(name))
+        leader = await self._runtime(bus).leader(name)
         root = f"/proc/{leader}/root"  # the running container's own root and mounts
         uid, gid = resolve_user(self.store.root(name), user or spec.user)
         environment = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/root",
         }
-        if tty and os.environ.get("TERM"):
-            environment["TERM"] = os.environ["TERM"]
+        if term:
+            environment["TERM"] = term
         for e in [*spec.env, *check_env(env or [], "-e", in_file=False)]:
             k, _, v = e.partition("=")
             environment[k] = v
@@ -842,9 +864,7 @@ class Containers:
         check_command(
             root, argv[0], path=environment["PATH"], workdir=workdir or spec.workdir, container=name
         )
-        return run_exec(
-            exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment, tty, interactive
-        )
+        return ExecCommand(exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment)
 
     # -- helpers ---------------------------------------------------------------------------
     def _check_command(self, spec: ContainerSpec) -> None:

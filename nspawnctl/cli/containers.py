@@ -549,11 +549,17 @@ def exec_(
     user: str = USER,
 ) -> None:
     """Run a command in a running container (app or booted); its exit code becomes ours."""
+    import os
+
+    from ..run.runtime import run_exec
     from ..values import check_env
 
     c = state_of(ctx).client().containers
     envs = check_env(_caller_env(env), "-e", in_file=False)
-    raise typer.Exit(c.exec(name, list(command), envs, workdir, user, tty=tty, interactive=interactive))
+    term = os.environ.get("TERM") if tty else None
+    cmd = c.exec_command(name, list(command), envs, workdir, user, term)
+    # our stdin (with -i) and terminal (with -t) go to the command: the CLI's to hand over
+    raise typer.Exit(run_exec(cmd.argv, cmd.env, tty, interactive))
 
 
 exec_.__name__ = "exec"
