@@ -47,6 +47,7 @@ class Bus:
     raw: Any
     lib: ModuleType
     _filters: dict[Callable[[Any], None], Callable[[Any], None]] = field(default_factory=dict)
+    _matches: set[str] = field(default_factory=set)
 
     @classmethod
     async def connect(cls) -> Bus:
@@ -97,7 +98,11 @@ class Bus:
         return {k: v.value for k, v in props.items()}
 
     async def add_match(self, rule: str) -> None:
+        """AddMatch, once per rule on this connection (its users share it: one bus per command)."""
+        if rule in self._matches:
+            return
         await self.call(*DBUS, "AddMatch", "s", [rule])
+        self._matches.add(rule)
 
     def on_signal(self, handler: Callable[[Any], None]) -> None:
         """Call ``handler`` with every signal message (the matches say which ones arrive)."""

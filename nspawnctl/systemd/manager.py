@@ -78,7 +78,11 @@ class Manager:
             await self.bus.add_match(
                 f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='{member}'"
             )
-        await self.call("Subscribe")
+        try:
+            await self.call("Subscribe")
+        except BusError as e:  # another Manager on this connection did (one bus per command)
+            if not e.name.endswith("AlreadySubscribed"):
+                raise
         self._subscribed = True
 
     def _on_signal(self, msg: Any) -> None:

@@ -254,3 +254,26 @@ def test_the_async_core_runs_inside_a_running_loop(counting: type[CountingBus], 
         return await client.containers.astatuses(bus, [])  # type: ignore[arg-type]
 
     assert asyncio.run(serve()) == []
+
+
+def test_managers_sharing_a_bus_subscribe_once() -> None:
+    """systemd refuses a second Subscribe on one connection; a command's steps share the bus."""
+    sd = FakeSystemd()
+    orig = sd.call
+
+    async def call(*a: Any) -> list[Any]:
+        if a[3] == "Subscribe" and "Subscribe" in sd.calls:
+            sd.calls.append("Subscribe")
+            raise busmod.BusError(
+                "org.freedesktop.systemd1.AlreadySubscribed", "Client is already subscribed."
+            )
+        return await orig(*a)
+
+    sd.call = call  # type: ignore[method-assign]
+
+    async def go() -> None:
+        for _ in range(2):
+            await Manager(sd).wait_inactive(UNIT, timeout=0.01)  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    assert sd.calls.count("Subscribe") == 2
