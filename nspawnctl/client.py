@@ -410,14 +410,15 @@ class Containers:
         self._client.pool.check()
         self.store.prune_locked_leftovers()
         gone = []
-        for status in self.list(all=True):
-            if status.state not in ("created", "exited"):
-                continue
-            try:
-                self.remove(status.spec.name)
-            except (ContainerRunning, ContainerNotFound):  # started or removed meanwhile
-                continue
-            gone.append(status.spec.name)
+        with self._client.session():  # one bus for the listing and every removal
+            for status in self.list(all=True):
+                if status.state not in ("created", "exited"):
+                    continue
+                try:
+                    self.remove(status.spec.name)
+                except (ContainerRunning, ContainerNotFound):  # started or removed meanwhile
+                    continue
+                gone.append(status.spec.name)
         return gone
 
     # -- lifecycle -------------------------------------------------------------------------
