@@ -59,6 +59,7 @@ class Manager:
         self._subscribed = False
         self._watched: set[str] = set()  # unit object paths with a PropertiesChanged match
         self._events: dict[str, set[asyncio.Event]] = {}  # per unit object path: waiters to wake
+        self._restarting: dict[str, asyncio.Future[None]] = {}  # per unit object path, see wait_start
 
     async def call(
         self,
@@ -86,7 +87,12 @@ class Manager:
         self._subscribed = True
 
     def _on_signal(self, msg: Any) -> None:
-        if msg.member == "PropertiesChanged" and msg.path in self._events:
+        if msg.member == "PropertiesChanged":
+            restarting = self._restarting.get(msg.path)
+            if restarting is not None and not restarting.done():
+                sub = msg.body[1].get("SubState") if len(msg.body) > 1 else None
+                if str(getattr(sub, "value", "")).startswith(AUTO_RESTART):
+                    restarting.set_result(None)
             self._wake(msg.path)
             return
         if msg.interface != MANAGER[2]:
@@ -96,9 +102,9 @@ class Manager:
         elif msg.member == "JobRemoved":
             _id, job, unit, result = msg.body
             self._removed[job] = result
-            fut = self._waiters.pop(job, None)
-            if fut is not None and not fut.done():
-                fut.set_result(result)
+            waiter = self._waiters.pop(job, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(result)
             self._wake(unit_object_path(unit))
 
     def _wake(self, path: str) -> None:
@@ -159,32 +165,35 @@ class Manager:
         self._waiters[job] = fut
         return await fut
 
-    async def wait_start(self, job: str, unit: str) -> str:
+    def _watch_restart(self, unit: str) -> asyncio.Future[None]:
+        """A future that is done once ``unit``'s sub-state turns auto-restart, from the values its
+        PropertiesChanged signals carry (no call per change); set up before the start is asked."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._restarting[unit_object_path(unit)] = fut
+        return fut
+
+    async def wait_start(self, job: str, unit: str, restarting: asyncio.Future[None]) -> str:
         """wait_job for ``unit``'s start job, which systemd < 254 keeps pending through the
         auto-restarts of a unit that fails before it is up (ExecStartPre, nspawn failing early),
-        until a start limit ends it, if any. Once the unit waits to restart, the attempt failed:
-        queue a stop (which cancels the job and the restarts) and return ``failed``. The unit is
-        watched (see :meth:`watch_unit`) before its start is asked for."""
-        if job in self._removed:  # done already (its JobRemoved came before the reply)
-            return self._removed.pop(job)
-        task = asyncio.ensure_future(self.wait_job(job))
-
-        def restarting(props: dict[str, Any] | None) -> bool:
-            return props is not None and str(props.get("SubState", "")).startswith(AUTO_RESTART)
-
-        watch = asyncio.ensure_future(self.wait_unit(unit, restarting))
+        until a start limit ends it, if any. Once the unit waits to restart (``restarting``, see
+        :meth:`_watch_restart`), the attempt failed: queue a stop (which cancels the job and the
+        restarts) and return ``failed``."""
+        path = unit_object_path(unit)
         try:
-            done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if job in self._removed:  # done already (its JobRemoved came before the reply)
+                return self._removed.pop(job)
+            task = asyncio.ensure_future(self.wait_job(job))
+            either: set[asyncio.Future[Any]] = {task, restarting}
+            done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             if task in done:
                 return task.result()
-            watch.result()
             await self.queue_stop(unit)
             await task
             return "failed"
         finally:
-            watch.cancel()
-            if not task.done():
-                task.cancel()
+            if self._restarting.get(path) is restarting:
+                del self._restarting[path]
+            restarting.cancel()
 
     async def start_transient(
         self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]] | None = None
@@ -194,6 +203,7 @@ class Manager:
         ``aux``: auxiliary units created in the same call, as ``systemd-run --socket-property``
         does for a socket and the service it activates."""
         await self.watch_unit(unit)
+        restarting = self._watch_restart(unit)
         fds: list[int] = []
 
         def body(ps: list[Property]) -> list[Any]:
@@ -206,8 +216,12 @@ class Manager:
             return out
 
         args = [unit, "fail", body(props), [[name, body(ps)] for name, ps in aux or []]]
-        (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args, fds)
-        return await self.wait_start(job, unit)
+        try:
+            (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args, fds)
+        except BaseException:
+            restarting.cancel()
+            raise
+        return await self.wait_start(job, unit, restarting)
 
     async def stop_if_loaded(self, unit: str) -> None:
         """Stop ``unit`` and forget a failed state; a unit that does not exist is fine."""
@@ -229,8 +243,13 @@ class Manager:
     async def start(self, unit: str, mode: str = "replace") -> str:
         """StartUnit and wait for its job; returns the job result (``done`` = ok)."""
         await self.watch_unit(unit)
-        (job,) = await self.call("StartUnit", "ss", [unit, mode])
-        return await self.wait_start(job, unit)
+        restarting = self._watch_restart(unit)
+        try:
+            (job,) = await self.call("StartUnit", "ss", [unit, mode])
+        except BaseException:
+            restarting.cancel()
+            raise
+        return await self.wait_start(job, unit, restarting)
 
     async def queue_stop(self, unit: str) -> str:
         """StopUnit without waiting: once the stop job is queued, systemd does not restart the unit

@@ -12,9 +12,16 @@ import pytest
 from nspawnctl.systemd import bus as busmod
 from nspawnctl.systemd.bus import Bus, Session, run_sync
 from nspawnctl.systemd.machined import Machined
-from nspawnctl.systemd.manager import MANAGER, Manager, unit_object_path
+from nspawnctl.systemd.manager import MANAGER, UNIT_IFACE, Manager, unit_object_path
 
 UNIT = "nspawnctl-web.service"
+
+
+@dataclass
+class Value:
+    """A D-Bus variant as the library hands it over."""
+
+    value: Any
 
 
 @dataclass
@@ -78,9 +85,11 @@ class FakeSystemd:
             h(msg)
 
     def change(self, active: str, sub: str) -> None:
+        """systemd's PropertiesChanged carries the new values (the properties emit changes)."""
         self.state = (active, sub)
         props = "org.freedesktop.DBus.Properties"
-        self.emit(Signal("PropertiesChanged", props, unit_object_path(UNIT), []))
+        changed = {"ActiveState": Value(active), "SubState": Value(sub)}
+        self.emit(Signal("PropertiesChanged", props, unit_object_path(UNIT), [UNIT_IFACE, changed, []]))
 
     def job_removed(self, job: str, result: str) -> None:
         self.emit(Signal("JobRemoved", MANAGER[2], MANAGER[1], [1, job, UNIT, result]))
@@ -138,6 +147,7 @@ def test_wait_start_ends_when_the_unit_waits_to_restart() -> None:
 
     assert asyncio.run(go()) == "failed"
     assert "StopUnit" in sd.calls
+    assert "GetAll" not in sd.calls  # the signal's own values told: no look per change
 
 
 def test_wait_start_returns_the_job_result() -> None:
