@@ -1,7 +1,10 @@
 """The Python API: ``Client().images`` and ``Client().containers``; the CLI is a thin layer over it.
 
 It is the one place that knows every step (store, run, observe) and strings them together.
-Calls are synchronous; each one that needs systemd opens the bus inside its own event loop.
+The core is async: the container methods named ``a...`` (``astart``, ``astop``, ``arun_attached``)
+take the caller's bus and run inside its event loop (the Docker-API server's). The plain methods are
+the sync facade over them: each runs on :meth:`Client.run`, which shares one bus among all calls
+made inside ``with client.session():`` (a CLI command), else opens one per call.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import os
 import secrets
 import signal as signals
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from .config import Paths
 from .errors import (
@@ -34,13 +38,17 @@ from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume, spec_
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
-from .systemd.bus import Bus, run_sync
+from .systemd.bus import Bus, Session, run_sync
 from .systemd.journal import Entry
 from .values import check_env, check_exec
 
 if TYPE_CHECKING:
     from .pull import PullOptions, PullResult
+    from .run.runtime import Runtime
+    from .run.units import Launch
     from .verify.trust import TrustStore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,14 @@ def _port_bindings(spec: ContainerSpec) -> dict[str, builtins.list[dict[str, str
 
 def _iso_us(us: int | None) -> str | None:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds") if us else None
+
+
+@dataclass(frozen=True)
+class ExecCommand:
+    """A command to run in a running container: its host argv (nsenter ...) and environment."""
+
+    argv: builtins.list[str]
+    env: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -398,34 +414,35 @@ class Containers:
         self._client.pool.check()
         self.store.prune_locked_leftovers()
         gone = []
-        for status in self.list(all=True):
-            if status.state not in ("created", "exited"):
-                continue
-            try:
-                self.remove(status.spec.name)
-            except (ContainerRunning, ContainerNotFound):  # started or removed meanwhile
-                continue
-            gone.append(status.spec.name)
+        with self._client.session():  # one bus for the listing and every removal
+            for status in self.list(all=True):
+                if status.state not in ("created", "exited"):
+                    continue
+                try:
+                    self.remove(status.spec.name)
+                except (ContainerRunning, ContainerNotFound):  # started or removed meanwhile
+                    continue
+                gone.append(status.spec.name)
         return gone
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, name: str) -> None:
         """Start a stopped container: under systemd-nspawn@NAME.service once it is enabled or
         declared (nspawnctl's drop-in exists), else under its transient unit."""
+        self._client.run(lambda bus: self.astart(bus, name))
+
+    async def astart(self, bus: Bus, name: str) -> None:
+        """:meth:`start` on the caller's bus."""
         spec = self.store.get(name)
+        rt = self._runtime(bus)
+        if await self._still_running(rt, name):
+            return
+        self._check_command(spec)
+        _check_ports(self.paths, spec)
+        self.store.clear_exit(name)
+        await _start(rt, spec, self._launch(spec))
 
-        async def go(bus: Bus) -> None:
-            rt = self._runtime(bus)
-            if await self._still_running(rt, name):
-                return
-            self._check_command(spec)
-            _check_ports(self.paths, spec)
-            self.store.clear_exit(name)
-            await _start(rt, spec, self._launch(spec))
-
-        run_sync(go)
-
-    async def _still_running(self, rt: Any, name: str) -> bool:
+    async def _still_running(self, rt: Runtime, name: str) -> bool:
         """Whether the container runs, once a stop under way has ended: ``nspawnctl stop`` (which
         holds the container's stop lock) or a stop job (``machinectl stop``, ``systemctl stop``:
         the unit is deactivating). Starting then would return at once and the container would
@@ -435,8 +452,11 @@ class Containers:
             return False
         if await asyncio.to_thread(self.store.wait_stop, name):
             state = (await rt.states([name])).get(name)
-        stopping = state is not None and state.active_state == "deactivating"
-        if stopping and not await rt.wait(name, timeout=STOPPING_WAIT, unit=state.name):
+        if (
+            state is not None
+            and state.active_state == "deactivating"
+            and not await rt.wait(name, timeout=STOPPING_WAIT, unit=state.name)
+        ):
             raise ContainerRunning(
                 f"container {name} is still stopping after {STOPPING_WAIT:.0f} s; not starting it",
                 hint=f"see: systemctl status {state.name}",
@@ -455,7 +475,7 @@ class Containers:
                 f"container {name} removes itself when it stops (--rm); it cannot be enabled",
                 hint="create it without --rm",
             )
-        run_sync(lambda bus: persist.enable(self._runtime(bus).manager, spec, self.paths))
+        self._client.run(lambda bus: persist.enable(self._runtime(bus).manager, spec, self.paths))
         if now:
             self.start(name)
 
@@ -464,7 +484,7 @@ class Containers:
         from .run import persist
 
         spec = self.store.get(name)
-        run_sync(lambda bus: persist.disable(self._runtime(bus).manager, spec, self.paths))
+        self._client.run(lambda bus: persist.disable(self._runtime(bus).manager, spec, self.paths))
         if now:
             self.stop(name)
 
@@ -472,8 +492,7 @@ class Containers:
         from .run import persist
 
         self.store.get(name)
-        enabled: bool = run_sync(lambda bus: persist.is_enabled(self._runtime(bus).manager, name))
-        return enabled
+        return self._client.run(lambda bus: persist.is_enabled(self._runtime(bus).manager, name))
 
     def persist(self, name: str) -> None:
         """Write the drop-in that makes ``systemd-nspawn@NAME.service`` (``machinectl start NAME``)
@@ -488,20 +507,25 @@ class Containers:
             enabled = await persist.is_enabled(manager, name)
             await persist.sync(manager, spec, self.paths, enabled=enabled, keep=True)
 
-        run_sync(go)
+        self._client.run(go)
 
     def unpersist(self, name: str) -> None:
         """Disable the container and remove its drop-in: it runs under its transient unit again."""
         from .run import persist
 
-        run_sync(lambda bus: persist.forget(self._runtime(bus).manager, name))
+        self._client.run(lambda bus: persist.forget(self._runtime(bus).manager, name))
 
     def run_detached(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
-        spec = self.create(image, command, options)
+        return self._client.run(lambda bus: self.arun_detached(bus, image, command, options))
+
+    async def arun_detached(
+        self, bus: Bus, image: str, command: builtins.list[str], options: RunOptions
+    ) -> ContainerSpec:
+        spec = await asyncio.to_thread(self.create, image, command, options)
         try:
-            self.start(spec.name)
+            await self.astart(bus, spec.name)
         except NspawnctlError:
-            self._cleanup_failed(spec)
+            await asyncio.to_thread(self._cleanup_failed, spec)
             raise
         return spec
 
@@ -514,24 +538,58 @@ class Containers:
         interactive: bool = False,
         tty: bool = False,
         write_err: Callable[[bytes], None] | None = None,
+        stdio: tuple[int, int, int] | None = None,
+    ) -> RunResult:
+        """:meth:`arun_attached` on a bus of its own (signals are not forwarded: the caller's)."""
+        return self._client.run(
+            lambda bus: self.arun_attached(
+                bus, image, command, options, write, interactive, tty, write_err, stdio
+            )
+        )
+
+    async def arun_attached(
+        self,
+        bus: Bus,
+        image: str,
+        command: builtins.list[str],
+        options: RunOptions,
+        write: Callable[[bytes], None],
+        interactive: bool = False,
+        tty: bool = False,
+        write_err: Callable[[bytes], None] | None = None,
+        stdio: tuple[int, int, int] | None = None,
+        started: Callable[[ContainerSpec], None] | None = None,
     ) -> RunResult:
         """Run in the foreground and return the payload's exit code (docker's ``run`` without ``-d``).
 
-        Without ``interactive``/``tty`` the output goes to the journal like any container's and is
-        followed from there (so ``logs`` has it too): the payload's stdout lines to ``write``, its
-        stderr lines to ``write_err`` (to ``write`` too when not given); with them our own
-        stdin/stdout/stderr are handed to the unit and nspawn forwards the terminal itself.
+        Without ``stdio`` the output goes to the journal like any container's and is followed
+        from there (so ``logs`` has it too): the payload's stdout lines to ``write``, its stderr
+        lines to ``write_err`` (to ``write`` too when not given); ``stdio`` (stdin, stdout,
+        stderr: the caller's, for ``-i``/``-t``) is handed to the unit and nspawn forwards the
+        terminal itself. ``started`` is told once the unit runs: the caller may then pass on its
+        signals (:meth:`ainterrupt`); the library installs no signal handler and reads no stdin.
         A command the container does not have raises CommandNotFound (127) or
         CommandNotExecutable (126) before anything runs; the container stays, as docker's
         does, unless it is ``--rm``.
+
+        An ``--rm`` container that needs no network teardown is removed here once its payload
+        ended, not by the unit's ExecStopPost hook: its unit runs no Python when it stops. A kill
+        of this process meanwhile leaves an exited ``--rm`` container that the next command's
+        repair removes (see ContainerStore.repair_locked).
         """
-        spec = self.create(image, command, options)
+        spec = await asyncio.to_thread(self.create, image, command, options)
         try:
-            err = write_err or write
-            return run_sync(lambda bus: self._attached(bus, spec, write, err, interactive, tty))
+            return await self._attached(
+                bus, spec, write, write_err or write, interactive, tty, stdio, started
+            )
         except BaseException:
-            self._cleanup_failed(spec)
+            await asyncio.shield(asyncio.to_thread(self._cleanup_failed, spec))
             raise
+
+    async def ainterrupt(self, bus: Bus, name: str, signal: int) -> None:
+        """Pass a signal the caller got on to the payload (Ctrl-C of a foreground ``run``); an
+        error (the container ended meanwhile) is not the caller's concern."""
+        await _quietly(self._runtime(bus).kill(name, signal))
 
     async def _attached(
         self,
@@ -541,30 +599,45 @@ class Containers:
         write_err: Callable[[bytes], None],
         interactive: bool,
         tty: bool,
+        stdio: tuple[int, int, int] | None,
+        started: Callable[[ContainerSpec], None] | None,
     ) -> RunResult:
-        from .run.lookup import exec_failure
-        from .systemd import journal
+        from .run.units import needs_pre
 
         self._check_command(spec)
         rt = self._runtime(bus)
-        fds = (0, 1, 2) if (interactive or tty) else None
         console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
-        launch = self._launch(spec, add_ref=True, fds=fds, console=console)
+        # no network to tear down: the exit is read and the container removed here, not by a hook
+        remove_here = spec.auto_remove and not needs_pre(spec)
+        launch = self._launch(spec, add_ref=True, fds=stdio, console=console, post=not remove_here)
+        if not remove_here:
+            return await self._follow(rt, spec, launch, write, write_err, stdio, started)
+        with self.store.attached(spec.name):  # should we die, repair removes it (see there)
+            result = await self._follow(rt, spec, launch, write, write_err, stdio, started)
+            # the unit is inactive: nspawn has cleaned up after itself
+            await asyncio.to_thread(self._cleanup_failed, spec)
+            return result
+
+    async def _follow(
+        self,
+        rt: Runtime,
+        spec: ContainerSpec,
+        launch: Launch,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        stdio: tuple[int, int, int] | None,
+        started: Callable[[ContainerSpec], None] | None,
+    ) -> RunResult:
+        """Start the unit, show its output until the payload's first exit, return how it ended."""
+        from .run.lookup import exec_failure
+        from .systemd import journal
+
         name = spec.name
         _check_ports(self.paths, spec)
         unit = await _start(rt, spec, launch)
         inv = await rt.invocation_id(name, unit)
-        interrupts = 0
-        loop = asyncio.get_running_loop()
-        pending: set[asyncio.Task[None]] = set()
-
-        def forward(sig: int) -> None:
-            nonlocal interrupts
-            interrupts += 1
-            target = signals.SIGKILL if interrupts >= 3 else sig
-            task = loop.create_task(_quietly(rt.kill(name, target)))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+        if started is not None:
+            started(spec)
 
         first: builtins.list[bytes] = []  # the start of the output: systemd-nspawn's exec error?
 
@@ -573,11 +646,8 @@ class Containers:
                 first.append(entry.message)
             (write_err if entry.stderr else write)(entry.message + b"\n")
 
-        if fds is None:
-            for sig in (signals.SIGINT, signals.SIGTERM):
-                loop.add_signal_handler(sig, forward, sig)
         try:
-            if fds is None:
+            if stdio is None:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
@@ -586,9 +656,6 @@ class Containers:
             await rt.wait_exit(unit)
             outcome = await rt.outcome(name, unit)
         finally:
-            if fds is None:
-                for sig in (signals.SIGINT, signals.SIGTERM):
-                    loop.remove_signal_handler(sig)
             await rt.release(name, unit)
         if outcome is not None:
             code = outcome.exit_code
@@ -601,21 +668,22 @@ class Containers:
         return RunResult(code, errors)
 
     def stop(self, name: str, timeout: float = 10) -> None:
+        self._client.run(lambda bus: self.astop(bus, name, timeout))
+
+    async def astop(self, bus: Bus, name: str, timeout: float = 10) -> None:
         self.store.get(name)
         with self.store.stopping(name):
-            killed = run_sync(lambda bus: self._runtime(bus).stop(name, timeout))
-            if killed:
+            if await self._runtime(bus).stop(name, timeout):
                 self._record_signal_death(name, signals.SIGKILL)
 
     def kill(self, name: str, signal: int = signals.SIGKILL) -> None:
+        self._client.run(lambda bus: self.akill(bus, name, signal))
+
+    async def akill(self, bus: Bus, name: str, signal: int = signals.SIGKILL) -> None:
         self.store.get(name)
-
-        async def go(bus: Bus) -> bool:
-            rt = self._runtime(bus)
-            await rt.kill(name, signal)
-            return bool(await rt.wait(name, timeout=2))
-
-        if run_sync(go):
+        rt = self._runtime(bus)
+        await rt.kill(name, signal)
+        if await rt.wait(name, timeout=2):
             self._record_signal_death(name, signal)
 
     def _record_signal_death(self, name: str, signal: int) -> None:
@@ -626,10 +694,16 @@ class Containers:
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float = 10) -> None:
-        self.stop(name, timeout)
-        self.start(name)
+        async def go(bus: Bus) -> None:
+            await self.astop(bus, name, timeout)
+            await self.astart(bus, name)
+
+        self._client.run(go)
 
     def remove(self, name: str, force: bool = False) -> None:
+        self._client.run(lambda bus: self.aremove(bus, name, force))
+
+    async def aremove(self, bus: Bus, name: str, force: bool = False) -> None:
         from .errors import ContainerNotFound
 
         try:
@@ -641,34 +715,34 @@ class Containers:
             if not self.store.has(name):
                 raise  # a definition with a bad value is still a container, and removable
 
-        async def go(bus: Bus) -> None:
-            rt = self._runtime(bus)
-            if await rt.is_running(name):
-                if not force:
+        rt = self._runtime(bus)
+        if await rt.is_running(name):
+            if not force:
+                raise ContainerRunning(
+                    f"container {name} is running", hint=f"stop it first, or use: nspawnctl rm -f {name}"
+                )
+            await _quietly(rt.kill(name, signals.SIGKILL))
+            if not await rt.wait(name, timeout=30):
+                # PID 1 is gone but something of the unit lingers: kill all of it
+                unit = await rt.unit_for(name)
+                from .systemd.bus import BusError
+
+                try:
+                    await rt.manager.kill(unit, "all", signals.SIGKILL)
+                except BusError:  # ended meanwhile
+                    pass
+                if not await rt.wait(name, timeout=30, unit=unit):
                     raise ContainerRunning(
-                        f"container {name} is running", hint=f"stop it first, or use: nspawnctl rm -f {name}"
+                        f"container {name} is still running after SIGKILL; not removing it",
+                        hint=f"see: systemctl status {unit}",
                     )
-                await _quietly(rt.kill(name, signals.SIGKILL))
-                if not await rt.wait(name, timeout=30):
-                    # PID 1 is gone but something of the unit lingers: kill all of it
-                    unit = await rt.unit_for(name)
-                    from .systemd.bus import BusError
+        await rt.reset(name)
+        from .run import persist
 
-                    try:
-                        await rt.manager.kill(unit, "all", signals.SIGKILL)
-                    except BusError:  # ended meanwhile
-                        pass
-                    if not await rt.wait(name, timeout=30, unit=unit):
-                        raise ContainerRunning(
-                            f"container {name} is still running after SIGKILL; not removing it",
-                            hint=f"see: systemctl status {unit}",
-                        )
-            await rt.reset(name)
-            from .run import persist
+        await persist.forget(rt.manager, name)
+        await asyncio.to_thread(self._remove_files, name)
 
-            await persist.forget(rt.manager, name)
-
-        run_sync(go)
+    def _remove_files(self, name: str) -> None:
         # what the hook's post step would have removed, had it run (a killed unit, a crash)
         from . import net
 
@@ -682,9 +756,14 @@ class Containers:
         """One container's status, with whether it is enabled at boot (one more D-Bus call)."""
         from .run import persist
 
-        status = self.statuses([self.store.get(name)])[0]
-        enabled: bool = run_sync(lambda bus: persist.is_enabled(self._runtime(bus).manager, name))
-        return dataclasses.replace(status, enabled=enabled)
+        spec = self.store.get(name)
+
+        async def go(bus: Bus) -> ContainerStatus:
+            status = (await self.astatuses(bus, [spec]))[0]
+            enabled = await persist.is_enabled(self._runtime(bus).manager, name)
+            return dataclasses.replace(status, enabled=enabled)
+
+        return self._client.run(go)
 
     def list(
         self, all: bool = False, errors: builtins.list[InvalidArgument] | None = None
@@ -697,35 +776,27 @@ class Containers:
     def statuses(self, specs: builtins.list[ContainerSpec]) -> builtins.list[ContainerStatus]:
         if not specs:
             return []
+        return self._client.run(lambda bus: self.astatuses(bus, specs))
 
-        async def go(bus: Bus) -> builtins.list[ContainerStatus]:
-            rt = self._runtime(bus)
-            states = await rt.states([s.name for s in specs])
-            # the running ones' start times asked all at once, not one round trip after another
-            running = [
-                (spec.name, st.name)
-                for spec in specs
-                if (st := states.get(spec.name)) is not None
-                and st.running
-                and not st.sub_state.startswith("auto-restart")
-            ]
-            times = await asyncio.gather(*(rt.started_at(name, unit) for name, unit in running))
-            started_at = {name: t for (name, _unit), t in zip(running, times, strict=True)}
-            out = []
-            for spec in specs:
-                st = states.get(spec.name)
-                if st is not None and st.sub_state.startswith("auto-restart"):
-                    rec = self.store.exit_record(spec.name)
-                    out.append(ContainerStatus(spec, "restarting", exit=rec, unit=st.name))
-                elif st is not None and st.running:
-                    out.append(ContainerStatus(spec, "running", started_at[spec.name], unit=st.name))
-                else:
-                    rec = self.store.exit_record(spec.name)
-                    out.append(ContainerStatus(spec, "exited" if rec else "created", exit=rec))
-            return out
+    async def astatuses(
+        self, bus: Bus, specs: builtins.list[ContainerSpec]
+    ) -> builtins.list[ContainerStatus]:
+        rt = self._runtime(bus)
+        states = await rt.states([s.name for s in specs])
 
-        result: builtins.list[ContainerStatus] = run_sync(go)
-        return result
+        async def status(spec: ContainerSpec) -> ContainerStatus:
+            st = states.get(spec.name)
+            if st is not None and st.sub_state.startswith("auto-restart"):
+                rec = self.store.exit_record(spec.name)
+                return ContainerStatus(spec, "restarting", exit=rec, unit=st.name)
+            if st is not None and st.running:
+                started = await rt.started_at(spec.name, st.name)
+                return ContainerStatus(spec, "running", started, unit=st.name)
+            rec = self.store.exit_record(spec.name)
+            return ContainerStatus(spec, "exited" if rec else "created", exit=rec)
+
+        # the running ones' start times: their calls in flight together on the one bus
+        return builtins.list(await asyncio.gather(*(status(spec) for spec in specs)))
 
     def logs(
         self,
@@ -746,40 +817,49 @@ class Containers:
 
         async def go(bus: Bus) -> None:
             rt = self._runtime(bus)
+            # also through restarts: the unit is up until it stops (signals, not polling)
+            await journal.follow(matches, write, rt.wait(name), since=since, lines=tail)
 
-            async def stopped() -> None:  # also through restarts: the unit is up until it stops
-                while await rt.is_running(name):
-                    await asyncio.sleep(0.1)
+        self._client.run(go)
 
-            await journal.follow(matches, write, stopped(), since=since, lines=tail)
-
-        run_sync(go)
-
-    def exec(
+    def exec_command(
         self,
         name: str,
         argv: builtins.list[str],
         env: builtins.list[str] | None = None,
         workdir: str | None = None,
         user: str | None = None,
-        tty: bool = False,
-        interactive: bool = False,
-    ) -> int:
-        """Run ``argv`` inside the running container; returns its exit code."""
-        from .run.runtime import exec_argv, resolve_user, run_exec
+        term: str | None = None,
+    ) -> ExecCommand:
+        """How to run ``argv`` inside the running container (nsenter into its PID 1's namespaces),
+        for the caller to run with its own stdin and terminal (``run.runtime.run_exec``).
+        ``term``: the caller's $TERM, for a command under a terminal."""
+        return self._client.run(lambda bus: self.aexec_command(bus, name, argv, env, workdir, user, term))
+
+    async def aexec_command(
+        self,
+        bus: Bus,
+        name: str,
+        argv: builtins.list[str],
+        env: builtins.list[str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        term: str | None = None,
+    ) -> ExecCommand:
+        from .run.runtime import exec_argv, resolve_user
 
         spec = self.store.get(name)
         if not argv:
             raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")
-        leader: int = run_sync(lambda bus: self._runtime(bus).leader(name))
+        leader = await self._runtime(bus).leader(name)
         root = f"/proc/{leader}/root"  # the running container's own root and mounts
         uid, gid = resolve_user(self.store.root(name), user or spec.user)
         environment = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/root",
         }
-        if tty and os.environ.get("TERM"):
-            environment["TERM"] = os.environ["TERM"]
+        if term:
+            environment["TERM"] = term
         for e in [*spec.env, *check_env(env or [], "-e", in_file=False)]:
             k, _, v = e.partition("=")
             environment[k] = v
@@ -789,9 +869,7 @@ class Containers:
         check_command(
             root, argv[0], path=environment["PATH"], workdir=workdir or spec.workdir, container=name
         )
-        return run_exec(
-            exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment, tty, interactive
-        )
+        return ExecCommand(exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment)
 
     # -- helpers ---------------------------------------------------------------------------
     def _check_command(self, spec: ContainerSpec) -> None:
@@ -810,7 +888,7 @@ class Containers:
             container=spec.name,
         )
 
-    def _runtime(self, bus: Bus) -> Any:
+    def _runtime(self, bus: Bus) -> Runtime:
         from .run.runtime import Runtime
 
         return Runtime(bus, self.paths)
@@ -821,7 +899,8 @@ class Containers:
         add_ref: bool = False,
         fds: tuple[int, int, int] | None = None,
         console: str = "pipe",
-    ) -> Any:
+        post: bool = True,
+    ) -> Launch:
         from .run.hook import default_launch, hook_argv, paths_environment
         from .run.units import needs_pre
 
@@ -832,7 +911,7 @@ class Containers:
             attach_fds=fds,
             add_ref=add_ref,
             pre=hook_argv("pre", spec.name, unit) if needs_pre(spec) else (),
-            post=hook_argv("post", spec.name, unit, remove=spec.auto_remove),
+            post=hook_argv("post", spec.name, unit, remove=spec.auto_remove) if post else (),
             environment=tuple(paths_environment(self.paths)),
             streams_python=sys.executable,
         )
@@ -914,7 +993,7 @@ def _has_getent(root: Path) -> bool:
     return any(os.path.lexists(root / d / "getent") for d in ("usr/bin", "bin", "usr/sbin", "sbin"))
 
 
-async def _start(rt: Any, spec: ContainerSpec, launch: Any) -> str:
+async def _start(rt: Runtime, spec: ContainerSpec, launch: Launch) -> str:
     """Start the unit; when it fails, say why in systemd-nspawn's own words. Returns the unit."""
     from .errors import SystemdError
     from .systemd import journal
@@ -985,6 +1064,28 @@ class Client:
         self.notify = notify  # warnings worth a line on stderr (leftovers repair could not remove)
         self.images = Images(self)
         self.containers = Containers(self)
+        self._session: Session | None = None
+
+    @contextmanager
+    def session(self) -> Iterator[Client]:
+        """Every sync call made inside shares one event loop and one bus (connected on first
+        use): one connection per command. Not for use inside a running event loop (await the
+        ``a...`` methods there)."""
+        if self._session is not None:  # nested: the outer one goes on
+            yield self
+            return
+        with Session() as session:
+            self._session = session
+            try:
+                yield self
+            finally:
+                self._session = None
+
+    def run(self, fn: Callable[[Bus], Awaitable[T]]) -> T:
+        """The sync facade's one way in: ``fn(bus)`` on the session's bus, else on a fresh one."""
+        if self._session is not None:
+            return self._session.run(fn)
+        return run_sync(fn)
 
     def prune(self, all_images: bool = False) -> SystemPruneResult:
         """docker's ``system prune``: stopped containers, then dangling images (with

@@ -16,7 +16,11 @@ from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
 
 if TYPE_CHECKING:
-    from ..client import ContainerStatus
+    from collections.abc import Awaitable
+
+    from ..client import Containers, ContainerStatus, RunResult
+    from ..spec import ContainerSpec
+    from ..systemd.bus import Bus
 
 # Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
 PAYLOAD = {"allow_interspersed_args": False, "ignore_unknown_options": True}
@@ -299,7 +303,8 @@ def run(
         restart,
         userns,
     )
-    containers = state_of(ctx).client().containers
+    client = state_of(ctx).client()
+    containers = client.containers
     argv = list(command or [])
     if detach:
         if interactive or tty:
@@ -318,10 +323,58 @@ def run(
         return write
 
     out, error = writer(sys.stdout.buffer), writer(sys.stderr.buffer)
-    result = containers.run_attached(image, argv, opts, out, interactive, tty, write_err=error)  # type: ignore[arg-type]
+    # -i/-t: our own stdin/stdout/stderr go to the unit; else the output is followed in the journal
+    stdio = (0, 1, 2) if (interactive or tty) else None
+
+    async def attached(bus: Bus) -> RunResult:
+        def started(spec: ContainerSpec) -> None:
+            if stdio is None:
+                forward_signals(bus, containers, spec.name, handlers)
+
+        run = containers.arun_attached
+        return await run(bus, image, argv, opts, out, interactive, tty, error, stdio, started)  # type: ignore[arg-type]
+
+    handlers: list[int] = []
+    result = client.run(lambda bus: _with_handlers_removed(attached(bus), handlers))
     for message in result.errors:
         err(f"nspawnctl: systemd-nspawn: {message}")
     raise typer.Exit(result.exit_code)
+
+
+async def _with_handlers_removed(body: Awaitable[RunResult], handlers: list[int]) -> RunResult:
+    import asyncio
+
+    try:
+        return await body
+    finally:
+        loop = asyncio.get_running_loop()
+        for sig in handlers:
+            loop.remove_signal_handler(sig)
+
+
+def forward_signals(bus: Bus, containers: Containers, name: str, handlers: list[int]) -> None:
+    """A foreground run's SIGINT/SIGTERM go to the payload (docker's sig-proxy), the third one as
+    SIGKILL; installed once its unit runs, for output followed from the journal (with -i/-t the
+    terminal is the unit's: nspawn passes Ctrl-C itself). ``handlers`` gets the signals handled."""
+    import asyncio
+    import signal
+
+    if handlers:
+        return
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task[None]] = set()
+    count = 0
+
+    def forward(sig: int) -> None:
+        nonlocal count
+        count += 1
+        task = loop.create_task(containers.ainterrupt(bus, name, signal.SIGKILL if count >= 3 else sig))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, forward, sig)
+        handlers.append(sig)
 
 
 NAMES = typer.Argument(..., metavar="CONTAINER", help="Container names.")
@@ -329,8 +382,9 @@ NAMES = typer.Argument(..., metavar="CONTAINER", help="Container names.")
 
 def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
     """Start stopped containers in the background."""
-    c = state_of(ctx).client().containers
-    for_each(names, c.start)
+    client = state_of(ctx).client()
+    with client.session():  # one bus for all of them
+        for_each(names, client.containers.start)
 
 
 def stop(
@@ -342,8 +396,9 @@ def stop(
     from ..values import parse_timeout
 
     seconds = parse_timeout(time)
-    c = state_of(ctx).client().containers
-    for_each(names, lambda n: c.stop(n, seconds))
+    client = state_of(ctx).client()
+    with client.session():
+        for_each(names, lambda n: client.containers.stop(n, seconds))
 
 
 def kill(
@@ -354,9 +409,10 @@ def kill(
     ),
 ) -> None:
     """Send a signal to containers' main process (default SIGKILL)."""
-    c = state_of(ctx).client().containers
+    client = state_of(ctx).client()
     sig = parse_signal(signal)
-    for_each(names, lambda n: c.kill(n, sig))
+    with client.session():
+        for_each(names, lambda n: client.containers.kill(n, sig))
 
 
 def restart(
@@ -368,8 +424,9 @@ def restart(
     from ..values import parse_timeout
 
     seconds = parse_timeout(time)
-    c = state_of(ctx).client().containers
-    for_each(names, lambda n: c.restart(n, seconds))
+    client = state_of(ctx).client()
+    with client.session():
+        for_each(names, lambda n: client.containers.restart(n, seconds))
 
 
 def rm(
@@ -378,8 +435,9 @@ def rm(
     force: bool = typer.Option(False, "-f", "--force", help="Kill running containers first."),
 ) -> None:
     """Remove containers: their snapshot, .nspawn file and state."""
-    c = state_of(ctx).client().containers
-    for_each(names, lambda n: c.remove(n, force))
+    client = state_of(ctx).client()
+    with client.session():
+        for_each(names, lambda n: client.containers.remove(n, force))
 
 
 def ps(
@@ -491,11 +549,17 @@ def exec_(
     user: str = USER,
 ) -> None:
     """Run a command in a running container (app or booted); its exit code becomes ours."""
+    import os
+
+    from ..run.runtime import run_exec
     from ..values import check_env
 
     c = state_of(ctx).client().containers
     envs = check_env(_caller_env(env), "-e", in_file=False)
-    raise typer.Exit(c.exec(name, list(command), envs, workdir, user, tty=tty, interactive=interactive))
+    term = os.environ.get("TERM") if tty else None
+    cmd = c.exec_command(name, list(command), envs, workdir, user, term)
+    # our stdin (with -i) and terminal (with -t) go to the command: the CLI's to hand over
+    raise typer.Exit(run_exec(cmd.argv, cmd.env, tty, interactive))
 
 
 exec_.__name__ = "exec"
@@ -528,13 +592,14 @@ def inspect(
                 f"no such container or image: {n}", hint="see 'nspawnctl ps -a' and 'nspawnctl images'"
             ) from None
 
-    for n in names:  # as docker: what is found is shown, each failure said, exit 1
-        try:
-            out.append(one(n))
-        except NspawnctlError as e:
-            if len(names) == 1:
-                raise
-            failed.append(e)
+    with client.session():
+        for n in names:  # as docker: what is found is shown, each failure said, exit 1
+            try:
+                out.append(one(n))
+            except NspawnctlError as e:
+                if len(names) == 1:
+                    raise
+                failed.append(e)
     print_json(out)
     for failure in failed:
         err(f"nspawnctl: error: {failure.message}")

@@ -7,12 +7,12 @@ A container runs under one of two units: the transient ``nspawnctl-NAME.service`
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal as signals
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import Paths
 from ..errors import CommandFailed, ContainerNotRunning, SystemdError
@@ -25,7 +25,7 @@ from .hook import clear_stale_mounts
 from .programs import nsenter_binary
 from .units import Launch, has_backoff, persistent_unit_name, unit_name, unit_properties
 
-__all__ = ["AUTO_RESTART", "Outcome", "Runtime"]
+__all__ = ["AUTO_RESTART", "Outcome", "Runtime", "payload_exited"]
 
 AUTO_RESTART = "auto-restart"  # sub-state between a payload's exit and its restart (and -queued, >= 254)
 
@@ -150,25 +150,13 @@ class Runtime:
     async def wait(self, name: str, timeout: float | None = None, unit: str | None = None) -> bool:
         return await self.manager.wait_inactive(unit or await self.unit_for(name), timeout)
 
-    async def wait_exit(self, unit: str, timeout: float | None = None, poll: float = 0.03) -> bool:
+    async def wait_exit(self, unit: str, timeout: float | None = None) -> bool:
         """Wait until the payload's first exit: the unit is inactive/failed, or it is waiting to be
         restarted (sub-state auto-restart, which counts as activating: :meth:`wait` would wait
         through every restart). False on timeout. Then :meth:`outcome` tells how it ended, and
-        the container keeps its restart policy (as docker's foreground ``run --restart``)."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            props = await self.manager.unit_properties(unit)
-            if props is None:
-                return True
-            job = props.get("Job", [0, "/"])[0]
-            if str(props.get("SubState", "")).startswith(AUTO_RESTART):
-                return True
-            if props.get("ActiveState") in ("inactive", "failed") and not job:
-                return True
-            if deadline is not None and loop.time() >= deadline:
-                return False
-            await asyncio.sleep(poll)
+        the container keeps its restart policy (as docker's foreground ``run --restart``).
+        Driven by systemd's signals about the unit (see Manager.wait_unit)."""
+        return await self.manager.wait_unit(unit, payload_exited, timeout)
 
     async def reset(self, name: str) -> None:
         """Forget a failed unit so its name can be used again."""
@@ -237,12 +225,22 @@ class Runtime:
             raise ContainerNotRunning(
                 f"container {name} is not running", hint=f"start it first: nspawnctl start {name}"
             )
-        for _ in range(50):  # registered with machined a moment after the unit turns active
-            leader = await self.machined.leader(name)
-            if leader is not None:
-                return leader
-            await asyncio.sleep(0.1)
-        raise ContainerNotRunning(f"container {name} has no leader process")
+        # registered with machined a moment after the unit turns active
+        leader = await self.machined.wait_leader(name, timeout=5)
+        if leader is None:
+            raise ContainerNotRunning(f"container {name} has no leader process")
+        return leader
+
+
+def payload_exited(props: dict[str, Any] | None) -> bool:
+    """The unit's payload has ended (the first time): the unit is gone, inactive/failed with no
+    job pending, or waiting to be restarted."""
+    if props is None:
+        return True
+    if str(props.get("SubState", "")).startswith(AUTO_RESTART):
+        return True
+    job = props.get("Job", [0, "/"])[0]
+    return props.get("ActiveState") in ("inactive", "failed") and not job
 
 
 def exec_argv(

@@ -45,6 +45,28 @@ def _no_notice(text: str) -> None:
     pass
 
 
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/machine.slice"), Path("/sys/fs/cgroup/systemd/machine.slice"))
+"""Where a container unit's cgroup lives (Slice=machine.slice; unified, then legacy hierarchy)."""
+
+
+def _orphaned(held: Path, name: str) -> bool:
+    """``state/NAME.attached`` that no live ``run`` holds, of a container whose unit has no
+    cgroup any more (it ran and ended: nothing of it is left to stop)."""
+    from ..run.units import unit_name
+
+    try:
+        fd = os.open(held, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its run is alive: it removes the container itself
+    finally:
+        os.close(fd)
+    return not any((root / unit_name(name)).exists() for root in CGROUP_ROOTS)
+
+
 class ContainerStore:
     def __init__(self, pool: Pool, notify: Callable[[str], None] = _no_notice) -> None:
         self.pool = pool
@@ -244,6 +266,10 @@ class ContainerStore:
             for marker in state.glob("*.autoremove"):
                 name = marker.name.removesuffix(".autoremove")
                 if self._find_file(name) is None:
+                    self._best_effort(self.root(name), self._remove_locked, name)
+            for held in state.glob("*.attached"):
+                name = held.name.removesuffix(".attached")
+                if _orphaned(held, name):  # its foreground run died and its unit is gone
                     self._best_effort(self.root(name), self._remove_locked, name)
         for base in (self.paths.settings, self.paths.runtime_settings):
             if base.is_dir():
@@ -453,6 +479,7 @@ class ContainerStore:
         (self.paths.state / f"{name}.json").unlink(missing_ok=True)
         self._autoremove_marker(name).unlink(missing_ok=True)
         self._stop_lock(name).unlink(missing_ok=True)
+        self._attached_lock(name).unlink(missing_ok=True)
 
     def _unlink_definitions(self, name: str) -> None:
         for base in (self.paths.settings, self.paths.runtime_settings):
@@ -460,6 +487,23 @@ class ContainerStore:
 
     def _autoremove_marker(self, name: str) -> Path:
         return self.paths.state / f"{name}.autoremove"
+
+    def _attached_lock(self, name: str) -> Path:
+        return self.paths.state / f"{name}.attached"
+
+    @contextlib.contextmanager
+    def attached(self, name: str) -> Iterator[None]:
+        """Held (an flock on ``state/NAME.attached``) by a foreground ``run --rm`` that removes its
+        container itself, its unit having no ExecStopPost hook. Should that command die (or fail
+        to remove it), :meth:`repair_locked` removes the container once nobody holds the lock
+        and its unit is gone; the file goes with the container."""
+        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._attached_lock(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def stopping(self, name: str) -> Iterator[None]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import SystemdError
+
+T = TypeVar("T")
 
 DBUS = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -44,6 +46,8 @@ class Bus:
 
     raw: Any
     lib: ModuleType
+    _filters: dict[Callable[[Any], None], Callable[[Any], None]] = field(default_factory=dict)
+    _matches: set[str] = field(default_factory=set)
 
     @classmethod
     async def connect(cls) -> Bus:
@@ -94,27 +98,82 @@ class Bus:
         return {k: v.value for k, v in props.items()}
 
     async def add_match(self, rule: str) -> None:
+        """AddMatch, once per rule on this connection (its users share it: one bus per command)."""
+        if rule in self._matches:
+            return
         await self.call(*DBUS, "AddMatch", "s", [rule])
+        self._matches.add(rule)
 
     def on_signal(self, handler: Callable[[Any], None]) -> None:
+        """Call ``handler`` with every signal message (the matches say which ones arrive)."""
+
         def filt(msg: Any) -> None:
             if msg.message_type == self.lib.MessageType.SIGNAL:
                 handler(msg)
 
+        self._filters[handler] = filt
         self.raw.add_message_handler(filt)
+
+    def remove_signal_handler(self, handler: Callable[[Any], None]) -> None:
+        filt = self._filters.pop(handler, None)
+        if filt is not None:
+            self.raw.remove_message_handler(filt)
 
     def disconnect(self) -> None:
         self.raw.disconnect()
 
 
-def run_sync(coro_fn: Callable[[Bus], Any]) -> Any:
-    """Run ``coro_fn(bus)`` on a fresh loop with a bus built inside it; the sync API's entry point."""
+def run_sync(fn: Callable[[Bus], Awaitable[T]]) -> T:
+    """Run ``fn(bus)`` on a fresh loop with one bus built inside it: the sync facade's entry point.
 
-    async def main() -> Any:
+    A CLI command wraps its whole body in one call, so every library step of the command shares
+    the connection. Not for code already inside an event loop: that awaits the library's async
+    methods with a bus of its own (see :func:`open_bus`)."""
+
+    async def main() -> T:
         bus = await Bus.connect()
         try:
-            return await coro_fn(bus)
+            return await fn(bus)
         finally:
             bus.disconnect()
 
     return asyncio.run(main())
+
+
+async def open_bus() -> Bus:
+    """A bus for a caller that runs its own loop (one per session); ``disconnect`` it when done."""
+    return await Bus.connect()
+
+
+class Session:
+    """One event loop and one bus, connected on first use, shared by the sync calls made while it
+    is open: a command that makes several library calls (``rm -f a b c``, ``restart``) connects
+    once. Close it (or use it as a context manager) to disconnect."""
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+        self._bus: Bus | None = None
+
+    def run(self, fn: Callable[[Bus], Awaitable[T]]) -> T:
+        async def main() -> T:
+            if self._bus is None:
+                self._bus = await Bus.connect()
+            return await fn(self._bus)
+
+        return self._runner.run(main())
+
+    def close(self) -> None:
+        bus, self._bus = self._bus, None
+        if bus is not None:
+
+            async def disconnect() -> None:  # on the loop that owns its transport
+                bus.disconnect()
+
+            self._runner.run(disconnect())
+        self._runner.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

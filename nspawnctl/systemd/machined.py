@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from .bus import Bus, BusError
 
@@ -36,6 +38,32 @@ class Machined:
                 return None
             raise
         return int(await self.bus.get_property(MACHINED, path, MACHINE_IFACE, "Leader"))
+
+    async def wait_leader(self, name: str, timeout: float) -> int | None:
+        """:meth:`leader`, waiting up to ``timeout`` seconds for the machine to be registered
+        (MachineNew, listened for before the first look). None when it is not by then."""
+        event = asyncio.Event()
+
+        def on_signal(msg: Any) -> None:
+            if msg.member == "MachineNew" and msg.interface == MANAGER[2] and msg.body[0] == name:
+                event.set()
+
+        self.bus.on_signal(on_signal)
+        try:
+            await self.bus.add_match(
+                f"type='signal',sender='{MACHINED}',path='{MANAGER[1]}',interface='{MANAGER[2]}',"
+                "member='MachineNew'"
+            )
+            leader = await self.leader(name)
+            if leader is not None:
+                return leader
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                pass
+            return await self.leader(name)
+        finally:
+            self.bus.remove_signal_handler(on_signal)
 
     async def kill(self, name: str, who: str, signal: int) -> None:
         await self.bus.call(*MANAGER, "KillMachine", "ssi", [name, who, signal])

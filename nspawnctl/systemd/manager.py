@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ MANAGER = (SYSTEMD, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manag
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 AUTO_RESTART = "auto-restart"  # and auto-restart-queued (>= 254)
+
+UNIT_PATH = "/org/freedesktop/systemd1/unit/"
 
 Property = tuple[str, str, Any]
 """(name, D-Bus signature, value) of a unit property; see run/units.py."""
@@ -30,6 +33,22 @@ class UnitState:
         return self.active_state in ("active", "activating", "deactivating", "reloading", "refreshing")
 
 
+def unit_object_path(unit: str) -> str:
+    """The unit's D-Bus object path, as systemd escapes it (bus_label_escape: every byte but
+    ASCII letters and digits as ``_xx``): known before the unit is loaded, so a watch on it can be
+    set up before anything happens to it."""
+    out = [chr(b) if chr(b).isascii() and chr(b).isalnum() else f"_{b:02x}" for b in unit.encode()]
+    return UNIT_PATH + ("".join(out) or "_")
+
+
+def _idle(props: dict[str, Any] | None) -> bool:
+    """Inactive or failed with no job pending, or gone (collected)."""
+    if props is None:
+        return True
+    job_id = props.get("Job", [0, "/"])[0]
+    return props.get("ActiveState") in ("inactive", "failed") and not job_id
+
+
 class Manager:
     """Thin async wrapper around the systemd1 Manager calls nspawnctl needs."""
 
@@ -38,6 +57,9 @@ class Manager:
         self._removed: dict[str, str] = {}
         self._waiters: dict[str, asyncio.Future[str]] = {}
         self._subscribed = False
+        self._watched: set[str] = set()  # unit object paths with a PropertiesChanged match
+        self._events: dict[str, set[asyncio.Event]] = {}  # per unit object path: waiters to wake
+        self._restarting: dict[str, asyncio.Future[None]] = {}  # per unit object path, see wait_start
 
     async def call(
         self,
@@ -53,20 +75,88 @@ class Manager:
         if self._subscribed:
             return
         self.bus.on_signal(self._on_signal)
-        await self.bus.add_match(
-            f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='JobRemoved'"
-        )
-        await self.call("Subscribe")
+        for member in ("JobRemoved", "UnitRemoved"):
+            await self.bus.add_match(
+                f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='{member}'"
+            )
+        try:
+            await self.call("Subscribe")
+        except BusError as e:  # another Manager on this connection did (one bus per command)
+            if not e.name.endswith("AlreadySubscribed"):
+                raise
         self._subscribed = True
 
     def _on_signal(self, msg: Any) -> None:
-        if msg.member != "JobRemoved" or msg.interface != MANAGER[2]:
+        if msg.member == "PropertiesChanged":
+            restarting = self._restarting.get(msg.path)
+            if restarting is not None and not restarting.done():
+                sub = msg.body[1].get("SubState") if len(msg.body) > 1 else None
+                if str(getattr(sub, "value", "")).startswith(AUTO_RESTART):
+                    restarting.set_result(None)
+            self._wake(msg.path)
             return
-        _id, job, _unit, result = msg.body
-        self._removed[job] = result
-        fut = self._waiters.pop(job, None)
-        if fut is not None and not fut.done():
-            fut.set_result(result)
+        if msg.interface != MANAGER[2]:
+            return
+        if msg.member == "UnitRemoved":
+            self._wake(unit_object_path(msg.body[0]))
+        elif msg.member == "JobRemoved":
+            _id, job, unit, result = msg.body
+            self._removed[job] = result
+            waiter = self._waiters.pop(job, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(result)
+            self._wake(unit_object_path(unit))
+
+    def _wake(self, path: str) -> None:
+        for event in self._events.get(path, ()):
+            event.set()
+
+    async def watch_unit(self, unit: str) -> None:
+        """Be told of every change of ``unit`` (PropertiesChanged on its object, its jobs ending,
+        its removal) from now on; call before acting on it."""
+        await self.subscribe_jobs()
+        path = unit_object_path(unit)
+        if path in self._watched:
+            return
+        await self.bus.add_match(
+            f"type='signal',sender='{SYSTEMD}',path='{path}',"
+            "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"
+        )
+        self._watched.add(path)
+
+    async def wait_unit(
+        self,
+        unit: str,
+        done: Callable[[dict[str, Any] | None], bool],
+        timeout: float | None = None,
+        iface: str = UNIT_IFACE,
+    ) -> bool:
+        """Wait until ``done(properties)`` holds for ``unit`` (None: the unit is gone), looking again
+        each time systemd signals a change of it; no polling. False on timeout."""
+        await self.watch_unit(unit)
+        path = unit_object_path(unit)
+        event = asyncio.Event()
+        self._events.setdefault(path, set()).add(event)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while True:
+                event.clear()  # a change from here on wakes us, even one during the look below
+                if done(await self.unit_properties(unit, iface)):
+                    return True
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return False
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    return done(await self.unit_properties(unit, iface))
+        finally:
+            waiting = self._events.get(path)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._events[path]
 
     async def wait_job(self, job: str) -> str:
         if job in self._removed:
@@ -75,21 +165,35 @@ class Manager:
         self._waiters[job] = fut
         return await fut
 
-    async def wait_start(self, job: str, unit: str, poll: float = 0.5) -> str:
+    def _watch_restart(self, unit: str) -> asyncio.Future[None]:
+        """A future that is done once ``unit``'s sub-state turns auto-restart, from the values its
+        PropertiesChanged signals carry (no call per change); set up before the start is asked."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._restarting[unit_object_path(unit)] = fut
+        return fut
+
+    async def wait_start(self, job: str, unit: str, restarting: asyncio.Future[None]) -> str:
         """wait_job for ``unit``'s start job, which systemd < 254 keeps pending through the
         auto-restarts of a unit that fails before it is up (ExecStartPre, nspawn failing early),
-        until a start limit ends it, if any. Once the unit waits to restart, the attempt failed:
-        queue a stop (which cancels the job and the restarts) and return ``failed``."""
-        task = asyncio.ensure_future(self.wait_job(job))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=poll)
-            if done:
+        until a start limit ends it, if any. Once the unit waits to restart (``restarting``, see
+        :meth:`_watch_restart`), the attempt failed: queue a stop (which cancels the job and the
+        restarts) and return ``failed``."""
+        path = unit_object_path(unit)
+        try:
+            if job in self._removed:  # done already (its JobRemoved came before the reply)
+                return self._removed.pop(job)
+            task = asyncio.ensure_future(self.wait_job(job))
+            either: set[asyncio.Future[Any]] = {task, restarting}
+            done, _ = await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
                 return task.result()
-            props = await self.unit_properties(unit)
-            if props is not None and str(props.get("SubState", "")).startswith(AUTO_RESTART):
-                await self.queue_stop(unit)
-                await task
-                return "failed"
+            await self.queue_stop(unit)
+            await task
+            return "failed"
+        finally:
+            if self._restarting.get(path) is restarting:
+                del self._restarting[path]
+            restarting.cancel()
 
     async def start_transient(
         self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]] | None = None
@@ -98,7 +202,8 @@ class Manager:
 
         ``aux``: auxiliary units created in the same call, as ``systemd-run --socket-property``
         does for a socket and the service it activates."""
-        await self.subscribe_jobs()
+        await self.watch_unit(unit)
+        restarting = self._watch_restart(unit)
         fds: list[int] = []
 
         def body(ps: list[Property]) -> list[Any]:
@@ -111,8 +216,12 @@ class Manager:
             return out
 
         args = [unit, "fail", body(props), [[name, body(ps)] for name, ps in aux or []]]
-        (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args, fds)
-        return await self.wait_start(job, unit)
+        try:
+            (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args, fds)
+        except BaseException:
+            restarting.cancel()
+            raise
+        return await self.wait_start(job, unit, restarting)
 
     async def stop_if_loaded(self, unit: str) -> None:
         """Stop ``unit`` and forget a failed state; a unit that does not exist is fine."""
@@ -133,9 +242,14 @@ class Manager:
 
     async def start(self, unit: str, mode: str = "replace") -> str:
         """StartUnit and wait for its job; returns the job result (``done`` = ok)."""
-        await self.subscribe_jobs()
-        (job,) = await self.call("StartUnit", "ss", [unit, mode])
-        return await self.wait_start(job, unit)
+        await self.watch_unit(unit)
+        restarting = self._watch_restart(unit)
+        try:
+            (job,) = await self.call("StartUnit", "ss", [unit, mode])
+        except BaseException:
+            restarting.cancel()
+            raise
+        return await self.wait_start(job, unit, restarting)
 
     async def queue_stop(self, unit: str) -> str:
         """StopUnit without waiting: once the stop job is queued, systemd does not restart the unit
@@ -205,17 +319,6 @@ class Manager:
                 return None
             raise
 
-    async def wait_inactive(self, unit: str, timeout: float | None = None, poll: float = 0.03) -> bool:
+    async def wait_inactive(self, unit: str, timeout: float | None = None) -> bool:
         """Wait until the unit is inactive/failed with no job pending (or gone). False on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            props = await self.unit_properties(unit)
-            if props is None:
-                return True
-            job_id = props.get("Job", [0, "/"])[0]
-            if props.get("ActiveState") in ("inactive", "failed") and not job_id:
-                return True
-            if deadline is not None and loop.time() >= deadline:
-                return False
-            await asyncio.sleep(poll)
+        return await self.wait_unit(unit, _idle, timeout)

@@ -404,33 +404,22 @@ def test_attached_starts_use_the_transient_unit(tmp_path: Path, monkeypatch: pyt
     assert Runtime.unit_to_start("web", Launch(add_ref=True)) == "nspawnctl-web.service"
 
 
-class SequenceManager:
-    """unit_properties answers from a script of (ActiveState, SubState) pairs."""
-
-    def __init__(self, states: list[tuple[str, str]]) -> None:
-        self.states = states
-
-    async def unit_properties(self, unit: str) -> dict[str, Any] | None:
-        active, sub = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        return {"ActiveState": active, "SubState": sub, "Job": [0, "/"]}
-
-
-def test_wait_exit_ends_at_the_first_exit_of_a_restarting_payload() -> None:
+def test_payload_exited_at_the_first_exit_of_a_restarting_payload() -> None:
     """run --restart=on-failure without -d: auto-restart counts as activating, so waiting for
     inactive would never end; the first exit ends the foreground run (as docker's)."""
-    import asyncio
+    from nspawnctl.run.runtime import payload_exited
 
-    from nspawnctl.run.runtime import Runtime
+    def props(active: str, sub: str, job: int = 0) -> dict[str, Any]:
+        return {"ActiveState": active, "SubState": sub, "Job": [job, "/"]}
 
-    def wait(states: list[tuple[str, str]], timeout: float | None = None) -> bool:
-        rt = Runtime.__new__(Runtime)
-        rt.manager = SequenceManager(states)  # type: ignore[assignment]
-        return asyncio.run(rt.wait_exit("nspawnctl-web.service", timeout, poll=0))
-
-    assert wait([("activating", "start-pre"), ("active", "running"), ("activating", "auto-restart")])
-    assert wait([("active", "running"), ("activating", "auto-restart-queued")])
-    assert wait([("active", "running"), ("deactivating", "stop-post"), ("failed", "failed")])
-    assert not wait([("active", "running")], timeout=0.01)
+    assert payload_exited(props("activating", "auto-restart"))
+    assert payload_exited(props("activating", "auto-restart-queued"))
+    assert payload_exited(props("failed", "failed"))
+    assert payload_exited(props("inactive", "dead"))
+    assert payload_exited(None)  # collected
+    assert not payload_exited(props("active", "running"))
+    assert not payload_exited(props("activating", "start-pre"))
+    assert not payload_exited(props("inactive", "dead", job=7))  # a start job is pending
 
 
 def test_the_hooks_own_parser_reads_what_units_run() -> None:

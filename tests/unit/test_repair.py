@@ -292,3 +292,29 @@ def test_rm_also_removes_a_recreates_leftovers(pool: Pool, image: Image, image2:
     btrfs.snapshot(image2.path, pool.paths.pool / ".#nspawnctl-c1.new")
     store.remove("c1")
     assert os.listdir(pool.paths.pool) == []
+
+
+def test_an_attached_rm_run_that_died_is_removed_once_its_unit_is_gone(
+    pool: Pool, image: Image, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A foreground run --rm without a network removes its container itself (no ExecStopPost):
+    killed meanwhile, it leaves state/NAME.attached unlocked; the next change removes the
+    container, but only once its unit's cgroup is gone, and never while the run holds the lock."""
+    from nspawnctl.store import containers
+
+    cgroups = tmp_path / "machine.slice"
+    monkeypatch.setattr(containers, "CGROUP_ROOTS", (cgroups,))
+    store = ContainerStore(pool)
+    store.create(spec("c1", auto_remove=True), image)
+    with store.attached("c1"):  # the run is alive: nothing is touched
+        store.prune_locked_leftovers()
+        assert store.names() == {"c1"}
+    (cgroups / "nspawnctl-c1.service").mkdir(parents=True)  # the run died; its payload runs on
+    store.prune_locked_leftovers()
+    assert store.names() == {"c1"}
+    (cgroups / "nspawnctl-c1.service").rmdir()  # the payload ended
+    store.create(spec("c2"), image)  # the next change repairs
+    assert store.names() == {"c2"}
+    assert not (pool.paths.state / "c1.attached").exists()
+    assert not (pool.paths.state / "c1.autoremove").exists()
+    assert sorted(os.listdir(pool.paths.pool)) == ["c2"]

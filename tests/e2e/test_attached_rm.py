@@ -1,0 +1,97 @@
+"""A foreground ``run --rm`` with no network to tear down: the CLI reads the exit and removes the
+container itself, so the unit runs no Python hook when it stops; a kill of the CLI meanwhile
+leaves what the next command repairs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLI, unit_show
+
+POOL = Path("/var/lib/machines")
+STATE = Path("/var/lib/nspawnctl/state")
+
+
+def wait_for(what: str, check: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def active(name: str) -> str:
+    return unit_show(f"nspawnctl-{name}.service", "ActiveState").get("ActiveState", "")
+
+
+def gone(name: str) -> bool:
+    return unit_show(f"nspawnctl-{name}.service", "LoadState").get("LoadState") == "not-found"
+
+
+@pytest.mark.parametrize("network", ["host", "none"])
+def test_attached_rm_without_network_has_no_stop_hook_and_leaves_nothing(
+    nsp: CLI, busybox: str, network: str
+) -> None:
+    name = nsp.name("fast")
+    run = subprocess.Popen(
+        ["nspawnctl", "run", "--rm", "--network", network, "--name", name, busybox,
+         "sh", "-c", "sleep 2; echo done; exit 3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for("the unit to run", lambda: active(name) == "active")
+        props = unit_show(f"nspawnctl-{name}.service", "ExecStopPost", "ExecStartPre")
+        assert props.get("ExecStopPost", "") == "", props
+        assert props.get("ExecStartPre", "") == "", props
+        assert (STATE / f"{name}.attached").exists()
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert (run.returncode, out) == (3, "done\n"), err
+    assert not (POOL / name).exists()
+    assert not list(STATE.glob(f"{name}.*"))
+    assert name not in nsp("ps", "-aq").stdout.split()
+    wait_for("the unit to be collected", lambda: gone(name))
+
+
+def test_a_killed_attached_rm_run_is_removed_by_the_next_command(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("killed")
+    run = subprocess.Popen(
+        ["nspawnctl", "run", "--rm", "--network", "host", "--name", name, busybox, "sleep", "3"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for("the unit to run", lambda: active(name) == "active")
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    assert (POOL / name).exists()  # the payload runs on without its CLI
+    again = ("run", "--rm", "--network", "host", "--name", name, busybox)
+    assert nsp(*again, "true", check=False).returncode == 125  # the name is taken while it runs
+    wait_for("the payload to end and its unit to go", lambda: gone(name))
+    # the next change repairs: the name is free again and the old container is gone
+    assert nsp(*again, "echo", "again").stdout == "again\n"
+    assert not (POOL / name).exists()
+    assert not list(STATE.glob(f"{name}.*"))
+    assert name not in nsp("ps", "-aq").stdout.split()
+
+
+def test_a_killed_attached_rm_run_is_removed_by_system_prune(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("pruned")
+    run = subprocess.Popen(
+        ["nspawnctl", "run", "--rm", "--network", "none", "--name", name, busybox, "sleep", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for("the unit to run", lambda: active(name) == "active")
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    wait_for("the payload to end and its unit to go", lambda: gone(name))
+    nsp("system", "prune", "-f")
+    assert not (POOL / name).exists()
+    assert not list(STATE.glob(f"{name}.*"))
