@@ -43,9 +43,21 @@ def loaded(*args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
     return set(dump[0].split()[1:]), proc
 
 
+def typer_footprint() -> set[str]:
+    """The packages the installed typer loads itself (Debian 13's typer 0.15: click and rich): its
+    choice, not nspawnctl's."""
+    script = shutil.which("nspawnctl")
+    assert script, "nspawnctl is not installed"
+    python = Path(script).read_text().splitlines()[0][2:].split()
+    code = "import sys, typer, typer.main; print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    out = subprocess.run([*python, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    return set(out.split())
+
+
 def unexpected(names: set[str]) -> list[str]:
     """Modules that have no business in ps or run."""
-    libs = [n for n in names if n.split(".")[0] in NOT_FOR_PS_OR_RUN]
+    skip = typer_footprint()
+    libs = [n for n in names if n.split(".")[0] in NOT_FOR_PS_OR_RUN and n.split(".")[0] not in skip]
     cli = [n for n in names if n.startswith("nspawnctl.cli.") and n.split(".")[2] not in CLI_FOR_CONTAINERS]
     return sorted(libs + cli)
 
