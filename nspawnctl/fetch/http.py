@@ -12,6 +12,7 @@ checked here; urllib3 2.x raises on a short body, which maps to the same error.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import os
@@ -45,6 +46,7 @@ _RETRY_HINT = "the server or the network dropped the download; retry"
 _CHUNK = 1 << 20
 _PREFETCH_DEPTH = 8  # chunks (of up to _CHUNK) a prefetching download may hold ahead of its reader
 _POLL = 0.05  # seconds between two looks at the stop flag of a prefetcher blocked on a full queue
+_CLOSE_WAIT = 5.0  # seconds close() waits for a prefetcher whose socket it shut down (it ends at once)
 _E = TypeVar("_E", bound=BaseException)
 
 
@@ -386,16 +388,18 @@ class Download(io.RawIOBase):
             if progress is not None:
                 progress(0, total)
         self._prefetched: queue.Queue[bytes | BaseException] | None = None
+        self._prefetcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._left = memoryview(b"")  # the rest of a prefetched chunk
         if prefetch and response is not None:
             self._prefetched = queue.Queue(_PREFETCH_DEPTH)
-            threading.Thread(
+            self._prefetcher = threading.Thread(
                 target=self._prefetch,
                 args=(response, self._prefetched),
                 name="nspawnctl-download",
                 daemon=True,
-            ).start()
+            )
+            self._prefetcher.start()
 
     def readable(self) -> bool:
         return True
@@ -418,10 +422,19 @@ class Download(io.RawIOBase):
         return b"".join(chunks)
 
     def close(self) -> None:
-        self._stop.set()  # a prefetcher ends at its next read (a stalled one by the read timeout)
-        if self._response is not None:
-            self._response.close()
-            self._response = None
+        """Release the connection at once, even while a prefetcher waits in a read of a stalled or
+        trickling server: its read holds the stream's lock that closing takes, so the socket is
+        shut down first (the read then ends) and the prefetcher is waited for, boundedly."""
+        self._stop.set()  # a prefetcher blocked on a full queue ends at its next look
+        response, self._response = self._response, None
+        if response is not None:
+            prefetcher = self._prefetcher
+            if prefetcher is not None and prefetcher.is_alive():
+                # urllib3 >= 2.3; ValueError/RuntimeError: no socket (any more) to shut down
+                with contextlib.suppress(ValueError, RuntimeError, OSError):
+                    response.raw.shutdown()
+                prefetcher.join(_CLOSE_WAIT)
+            response.close()
         super().close()
 
     def _prefetch(self, response: requests.Response, out: queue.Queue[bytes | BaseException]) -> None:
@@ -441,13 +454,23 @@ class Download(io.RawIOBase):
             if not isinstance(item, bytes) or not item:
                 return
 
+    def _next_prefetched(self, prefetched: queue.Queue[bytes | BaseException]) -> bytes | BaseException:
+        """The next piece, or ValueError once closed: a read in another thread (the unpacker's
+        fetch stage) must not outwait a close."""
+        while True:
+            try:
+                return prefetched.get(timeout=_POLL)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise ValueError("I/O operation on closed download") from None
+
     def _raw_read(self, size: int) -> bytes:
         assert self._response is not None
         if self._prefetched is None:
             data: bytes = self._response.raw.read(size, decode_content=False)
             return data
         if not self._left:
-            item = self._prefetched.get()
+            item = self._next_prefetched(self._prefetched)
             if isinstance(item, BaseException):
                 self._prefetched.put(item)  # raised again by a later read, like a broken socket
                 raise item

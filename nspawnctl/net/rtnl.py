@@ -112,8 +112,15 @@ def parse_attrs(data: bytes, off: int = 0) -> dict[int, bytes]:
     return out
 
 
+def _short(body: bytes, size: int, what: str) -> None:
+    """A reply too short for its fixed header is the kernel's (or a forger's) fault, not a crash."""
+    if len(body) < size:
+        raise NetworkError(f"malformed netlink reply: {what} of {len(body)} bytes, want {size}")
+
+
 def error_code(msg: Msg) -> int:
     """An NLMSG_ERROR's errno (0: an acknowledgement)."""
+    _short(msg.body, 4, "error message")
     (code,) = struct.unpack_from("=i", msg.body)
     return -code
 
@@ -127,6 +134,7 @@ class Link:
 
 
 def parse_link(body: bytes) -> Link:
+    _short(body, IFINFOMSG.size, "link")
     _, _, index, flags, _ = IFINFOMSG.unpack_from(body)
     attrs = parse_attrs(body, IFINFOMSG.size)
     name = attrs.get(IFLA_IFNAME, b"").split(b"\0", 1)[0].decode(errors="replace")
@@ -144,6 +152,7 @@ class Addr:
 
 def parse_addr(body: bytes) -> Addr | None:
     """An RTM_NEWADDR body; None for a family other than IPv4/IPv6 or one without an address."""
+    _short(body, IFADDRMSG.size, "address")
     family, prefixlen, _, _, index = IFADDRMSG.unpack_from(body)
     attrs = parse_attrs(body, IFADDRMSG.size)
     raw = attrs.get(IFA_LOCAL) or attrs.get(IFA_ADDRESS)
@@ -228,7 +237,10 @@ class Rtnl:
         seq = self._send(kind, flags | (NLM_F_DUMP if dump else NLM_F_ACK), body)
         out: list[Msg] = []
         while True:
-            for msg in split_messages(self.sock.recv(1 << 16)):
+            data, (sender, _) = self.sock.recvfrom(1 << 16)
+            if sender != 0:  # not the kernel: another process may send to this port
+                continue
+            for msg in split_messages(data):
                 if msg.seq != seq:
                     continue
                 if msg.kind == NLMSG_DONE:

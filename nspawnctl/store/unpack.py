@@ -536,6 +536,7 @@ def _check_space(space: Callable[[], tuple[int, int]], limits: Limits, label: st
 
 _DEPTH = 3  # chunks (of at most ~1 MiB) waiting between two stages
 _POLL = 0.05  # seconds between two looks at the stop flag of a stage blocked on its neighbour
+_INTERRUPTED_WAIT = 1.0  # seconds an interrupted unpack waits for the fetch stage's read
 
 
 class _Stopped(Exception):
@@ -669,19 +670,20 @@ class _DecodeStage:
                 compressed=counted,
                 label=self._label,
             )
-            while True:
-                data = digesting.read(_CHUNK)
+            while data := digesting.read(_CHUNK):
                 self._out.put(data)
-                if not data:
-                    return
+            decoded.close()  # before the end is handed on: its error travels like a read's
+            self._out.put(b"")
         except _Stopped:
             return
         except BaseException as e:  # handed on in order, like the data
             with contextlib.suppress(_Stopped):
                 self._out.put(e)
         finally:
-            if decoded is not None:
-                decoded.close()
+            if decoded is not None and not decoded.closed:
+                # torn down after an error that is on its way already: this one would only mask it
+                with contextlib.suppress(Exception):
+                    decoded.close()
 
 
 def pool_full(label: str, free: int, reserve: int, kept: str = "; nothing of it was kept") -> PoolError:
@@ -1409,7 +1411,9 @@ def unpack_tar(
     Raises UnsafeArchive for members that would escape or replace the root, ArchiveError for
     corrupt, truncated or oversized input (or, with "aci", anything that is not an ACI). An
     NspawnctlError raised by `raw` itself (a failed download) propagates unchanged. On error
-    `dest` is left partly filled for the caller to delete.
+    `dest` is left partly filled for the caller to delete. On KeyboardInterrupt (any exit by a
+    BaseException that is no Exception) a read of `raw` under way is not waited for: the caller,
+    unwinding, closes `raw`, which must then end that read (a Download's close does).
     """
     if algorithm not in _ALGORITHMS:
         raise InvalidArgument(
@@ -1436,6 +1440,7 @@ def unpack_tar(
             threading.Thread(target=_fetch_stage, args=(raw, fetched), name="nspawnctl-fetch", daemon=True),
             threading.Thread(target=decode.run, name="nspawnctl-decode", daemon=True),
         ]
+        interrupted = False
         try:
             for thread in threads:
                 thread.start()
@@ -1456,11 +1461,16 @@ def unpack_tar(
             _check_end(digesting, reader, empty_ok=layout == "layer")
             if layout == "aci" and ex.manifest is None:
                 raise ArchiveError("not an ACI: no manifest", hint=_NOT_ACI_HINT)
+        except BaseException as e:
+            interrupted = not isinstance(e, Exception)
+            raise
         finally:
             stop.set()  # every stage ends at its next hand-over; the caller's stream is then ours again
+            # ...but on Ctrl-C the fetch stage may sit in a read of a stalled server: it is then
+            # left to end when the caller, unwinding too, closes its stream (a Download's close ends it)
             for thread in threads:
                 if thread.is_alive():
-                    thread.join()
+                    thread.join(_INTERRUPTED_WAIT if interrupted and thread is threads[0] else None)
             ex.close()
     finally:
         os.close(root)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from ..errors import CommandFailed
+from ..errors import CommandFailed, SystemdError
 from . import sdjournal
 
 TYPE_CHECKING = False  # asyncio and typing cost imports the run hook's read does not need
@@ -114,7 +114,11 @@ def read(
             matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority
         )
     with view.journal:
-        return list(view.entries())
+        try:
+            return list(view.records())
+        except sdjournal.JournalError:  # nothing is returned yet: journalctl reads it all again
+            pass
+    return _read_journalctl(matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority)
 
 
 @dataclass
@@ -126,6 +130,18 @@ class _View:
     since_us: int | None
 
     def entries(self) -> Iterator[Entry]:
+        """The entries; a read failing midway is a SystemdError (what came before may have been
+        shown already: no fallback then)."""
+        try:
+            yield from self.records()
+        except sdjournal.JournalError as e:
+            raise SystemdError(
+                f"cannot read the journal: {e.strerror or e}",
+                hint="check journald's files: journalctl --verify",
+            ) from e
+
+    def records(self) -> Iterator[Entry]:
+        """The entries; JournalError when sd-journal fails midway."""
         for rec in self.journal.entries():
             if self.since_us is not None and rec.realtime_us < self.since_us:
                 continue

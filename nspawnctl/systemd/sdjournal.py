@@ -75,7 +75,7 @@ def since_us(since: str, now_us: int) -> int | None:
     if text.startswith("@"):
         try:
             return int(float(text[1:]) * 1_000_000)
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, or nan/inf
             return None
     if text.startswith("-"):
         body = text[1:]

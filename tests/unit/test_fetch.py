@@ -223,6 +223,45 @@ def test_closing_a_prefetching_download_stops_its_thread(serve: Callable[..., Se
             time.sleep(0.05)
 
 
+@pytest.mark.parametrize("trickle", [False, True], ids=["stalled", "trickling"])
+def test_close_of_a_prefetching_download_is_prompt_against_a_slow_server(
+    serve: Callable[..., Server], trickle: bool
+) -> None:
+    """The prefetcher sits in a 1 MiB read that a stalled or trickling server never completes."""
+
+    def slow(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Length", str(1 << 21))
+        h.end_headers()
+        h.wfile.flush()
+        while not server.stop.wait(0.2):
+            if trickle:
+                h.wfile.write(b"t")
+                h.wfile.flush()
+
+    server = serve({"/slow": slow})
+    with fetcher(timeout=30) as f:
+        download = f.open(server.url("/slow"), prefetch=True)
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                download.read(1)
+            except BaseException as e:
+                errors.append(e)
+
+        reading = threading.Thread(target=read)
+        reading.start()  # a reader in another thread (the unpacker's fetch stage) waits too
+        time.sleep(0.5)
+        start = time.monotonic()
+        download.close()
+        reading.join(2)
+        assert time.monotonic() - start < 1.5
+        assert not reading.is_alive()
+        assert [type(e) for e in errors] == [ValueError]
+        assert not any(t.name == "nspawnctl-download" for t in threading.enumerate())
+
+
 def test_prefetched_stalled_body_times_out(serve: Callable[..., Server]) -> None:
     def stall(h: BaseHTTPRequestHandler) -> None:
         h.send_response(200)

@@ -3,19 +3,24 @@ network and mount namespace (``unshare -mn``: the machine's own network is never
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from nspawnctl.net import rtnl
+from nspawnctl.errors import NetworkError
+from nspawnctl.net import names, netns, rtnl
 
 
 def nlmsg(kind: int, body: bytes, seq: int = 7, flags: int = 0) -> bytes:
@@ -74,6 +79,54 @@ def test_default_route_request() -> None:
     assert (family, dst_len, table, proto, scope, kind) == (socket.AF_INET, 0, 254, 3, 0, 1)
     attrs = rtnl.parse_attrs(body, rtnl.RTMSG.size)
     assert attrs == {rtnl.RTA_GATEWAY: bytes([10, 0, 7, 1]), rtnl.RTA_OIF: struct.pack("=I", 3)}
+
+
+def test_short_replies_are_network_errors_not_struct_errors() -> None:
+    with pytest.raises(NetworkError, match="malformed netlink reply"):
+        rtnl.error_code(rtnl.Msg(rtnl.NLMSG_ERROR, 0, 1, b"\0\0"))
+    with pytest.raises(NetworkError, match="malformed netlink reply"):
+        rtnl.parse_link(b"\0" * (rtnl.IFINFOMSG.size - 1))
+    with pytest.raises(NetworkError, match="malformed netlink reply"):
+        rtnl.parse_addr(b"\0" * 3)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to send to another netlink socket")
+def test_a_reply_not_from_the_kernel_is_ignored() -> None:
+    with rtnl.Rtnl() as r, socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, rtnl.NETLINK_ROUTE) as forger:
+        forger.bind((0, 0))
+        forged = nlmsg(rtnl.NLMSG_ERROR, struct.pack("=i", -errno.EPERM) + b"\0" * 16, seq=r.seq + 1)
+        forger.sendto(forged, (r.sock.getsockname()[0], 0))
+        assert any(link.name == "lo" for link in r.links())  # the kernel's answer, not the forgery
+
+
+def test_an_interrupted_netns_thread_is_waited_for_and_its_result_closed() -> None:
+    closed = threading.Event()
+
+    class Result:
+        def close(self) -> None:
+            closed.set()
+
+    def work() -> Result:
+        time.sleep(0.1)  # the caller is in its wait by then
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # Ctrl-C in the wait
+        time.sleep(0.3)
+        return Result()
+
+    with pytest.raises(KeyboardInterrupt):
+        netns._in_thread(work)
+    assert closed.is_set()
+
+
+def test_an_interrupted_create_leaves_nothing_pinned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(fn: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(names, "NETNS_DIR", tmp_path)
+    monkeypatch.setattr(netns, "_prepare_dir", lambda libc: None)
+    monkeypatch.setattr(netns, "_in_thread", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        netns.create("nspawnctl-t")
+    assert list(tmp_path.iterdir()) == []
 
 
 REAL = textwrap.dedent(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nspawnctl.errors import NspawnctlError
 from nspawnctl.systemd import journal, sdjournal
 
 
@@ -39,6 +40,8 @@ def test_since_forms_nspawnctl_passes() -> None:
     assert sdjournal.since_us("2026-01-02 10:00", now) is None
     assert sdjournal.since_us("yesterday", now) is None
     assert sdjournal.since_us("@x", now) is None
+    for huge in ("@inf", "@-inf", "@nan", "@1e400"):
+        assert sdjournal.since_us(huge, now) is None  # journalctl says what it thinks of it
     assert sdjournal.since_us("-tenmin", now) is None
 
 
@@ -208,6 +211,32 @@ def test_view_applies_since_to_what_a_seek_gets_near() -> None:
     got = list(journal._View(fake, 10).entries())  # type: ignore[arg-type]
     assert [(e.message, e.priority, e.stderr) for e in got] == [(b"new", journal.LOG_INFO, False)]
     fake.close()
+
+
+class BrokenJournal(FakeJournal):
+    """sd_journal_next fails after the first entry (a damaged file)."""
+
+    def entries(self) -> Iterator[sdjournal.Record]:
+        yield sdjournal.Record("a", 10, b"first", 6)
+        raise sdjournal.JournalError(5, "sd_journal_next: Input/output error")
+
+
+def test_a_read_failing_midway_in_a_follow_is_an_nspawnctl_error() -> None:
+    fake = BrokenJournal()
+    entries = journal._View(fake, None).entries()  # type: ignore[arg-type]
+    assert next(entries).message == b"first"
+    with pytest.raises(NspawnctlError, match="cannot read the journal: sd_journal_next: Input/output error"):
+        next(entries)
+    fake.close()
+
+
+def test_a_read_failing_midway_falls_back_to_journalctl(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = BrokenJournal()
+    monkeypatch.setattr(journal, "_open", lambda matches, **options: journal._View(fake, None))  # type: ignore[arg-type]
+    again = [journal.Entry("a", 10, b"first"), journal.Entry("b", 11, b"second")]
+    monkeypatch.setattr(journal, "_read_journalctl", lambda matches, **options: again)
+    assert journal.read(["_SYSTEMD_UNIT=x.service"]) == again
+    assert fake.closed
 
 
 def test_the_binding_calls_libsystemd_on_this_machine() -> None:

@@ -468,6 +468,72 @@ def test_interrupt_midway_stops_every_stage(dest: Path) -> None:
     assert nspawnctl_threads() == []
 
 
+class Stalled(io.RawIOBase):
+    """A download whose server stops sending after ``good`` bytes: a read waits until closed."""
+
+    def __init__(self, data: bytes, good: int) -> None:
+        self._data = io.BytesIO(data[:good])
+        self._closing = threading.Event()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = self._data.readinto(b)
+        if n:
+            return n
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the read waits for the server
+        self._closing.wait(30)
+        raise ValueError("I/O operation on closed download")
+
+    def close(self) -> None:
+        self._closing.set()
+        super().close()
+
+
+def test_interrupt_does_not_wait_for_a_stalled_read(dest: Path) -> None:
+    data = zstd_compress(big_tar())
+    raw = Stalled(data, len(data) // 2)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        unpack_tar(raw, dest)  # type: ignore[arg-type]
+    assert time.monotonic() - start < 5
+    raw.close()  # as the caller does while unwinding: the read under way then ends
+    deadline = time.monotonic() + 5
+    while nspawnctl_threads():
+        assert time.monotonic() < deadline, nspawnctl_threads()
+        time.sleep(0.05)
+
+
+class FailingClose(io.RawIOBase):
+    def __init__(self, inner: io.RawIOBase) -> None:
+        self._inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        return self._inner.readinto(b)
+
+    def close(self) -> None:
+        super().close()
+        raise OSError("close failed")
+
+
+def test_a_decoder_close_error_is_raised_not_printed_by_the_thread(
+    dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nspawnctl.store import unpack
+
+    decoder = unpack._decoder
+    monkeypatch.setattr(unpack, "_decoder", lambda src: FailingClose(decoder(src)))
+    seen: list[BaseException] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    with pytest.raises(OSError, match="close failed"):
+        unpack_tar(io.BytesIO(gzip.compress(SAMPLE)), dest)
+    assert seen == []
+
+
 def test_archive_error_stops_the_download_early(dest: Path) -> None:
     """An unsafe member refuses the archive while later data is still being downloaded: the
     stages stop, and the stream is left where they stopped (read ahead a few MiB at most)."""
