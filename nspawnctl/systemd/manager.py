@@ -319,6 +319,10 @@ class Manager:
                 return None
             raise
 
+    async def idle(self, unit: str) -> bool:
+        """Inactive or failed with no job pending, or gone: nothing of it runs or is about to."""
+        return _idle(await self.unit_properties(unit))
+
     async def wait_inactive(self, unit: str, timeout: float | None = None) -> bool:
         """Wait until the unit is inactive/failed with no job pending (or gone). False on timeout."""
         return await self.wait_unit(unit, _idle, timeout)

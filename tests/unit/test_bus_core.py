@@ -287,3 +287,124 @@ def test_managers_sharing_a_bus_subscribe_once() -> None:
 
     asyncio.run(go())
     assert sd.calls.count("Subscribe") == 2
+
+
+def _rm_client(tmp_path: Any, sd: FakeSystemd, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str]]:
+    """A client whose ``--rm`` container "web" is created at once and whose foreground run hangs
+    (the unit runs); what happens to it is logged in the returned list, beside ``sd.calls``."""
+    from types import SimpleNamespace
+
+    from nspawnctl.client import Client
+    from nspawnctl.config import Paths
+
+    client = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store"))
+    c = client.containers
+    log: list[str] = []
+    spec = SimpleNamespace(name="web", auto_remove=True)
+
+    def create(*a: Any) -> Any:
+        log.append("created")
+        return spec
+
+    async def attached(*a: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(c, "create", create)
+    monkeypatch.setattr(c, "_attached", attached)
+    monkeypatch.setattr(c, "_runtime", lambda bus: SimpleNamespace(manager=Manager(sd)))  # type: ignore[arg-type]
+    monkeypatch.setattr(c, "_cleanup_failed", lambda s: log.append(f"removed while {sd.state[0]}"))
+    return c, log
+
+
+def test_a_cancelled_rm_run_stops_its_unit_before_removing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C of a foreground ``run --rm`` whose unit runs: the root is not pulled from under nspawn."""
+    sd = FakeSystemd()
+    c, log = _rm_client(tmp_path, sd, monkeypatch)
+    orig = sd.call
+
+    async def call(*a: Any) -> list[Any]:
+        if a[3] == "StopUnit":  # systemd stops it a moment later
+            later(0.05, lambda: sd.change("inactive", "dead"))
+        return await orig(*a)
+
+    sd.call = call  # type: ignore[method-assign]
+
+    async def go() -> None:
+        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert "StopUnit" in sd.calls
+    assert log == ["created", "removed while inactive"]
+
+
+def test_a_cancelled_rm_run_whose_unit_will_not_stop_is_left_to_repair(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nspawnctl.client as clientmod
+
+    sd = FakeSystemd()
+    c, log = _rm_client(tmp_path, sd, monkeypatch)
+    monkeypatch.setattr(clientmod, "UNDO_STOP_WAIT", 0.05)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert "StopUnit" in sd.calls and log == ["created"]
+
+
+def test_a_cancel_during_create_removes_the_rm_container(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create thread goes on after Ctrl-C: what it makes is removed, then the cancel goes on."""
+    import time
+
+    sd = FakeSystemd(state=("inactive", "dead"))
+    c, log = _rm_client(tmp_path, sd, monkeypatch)
+    create = c.create
+
+    def slow_create(*a: Any) -> Any:
+        time.sleep(0.2)
+        return create(*a)
+
+    monkeypatch.setattr(c, "create", slow_create)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert log == ["created", "removed while inactive"]
+
+
+def test_the_sync_run_attached_hands_over_its_stdio_with_i_or_t(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nspawnctl.client import Client
+    from nspawnctl.config import Paths
+
+    c = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store")).containers
+    seen: list[Any] = []
+
+    async def arun(bus: Any, *a: Any) -> None:
+        seen.append(a[-1])
+
+    monkeypatch.setattr(c, "arun_attached", arun)
+    monkeypatch.setattr(c._client, "run", lambda fn: asyncio.run(fn(None)))
+    c.run_attached("img", [], None, print, interactive=True)  # type: ignore[arg-type]
+    c.run_attached("img", [], None, print, tty=True)  # type: ignore[arg-type]
+    c.run_attached("img", [], None, print)  # type: ignore[arg-type]
+    assert seen == [(0, 1, 2), (0, 1, 2), None]
