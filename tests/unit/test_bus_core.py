@@ -41,8 +41,10 @@ class FakeSystemd:
     job: int = 0
     calls: list[str] = field(default_factory=list)
     matches: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # every AddMatch, removed ones too
     handlers: list[Callable[[Any], None]] = field(default_factory=list)
     machines: dict[str, int] = field(default_factory=dict)
+    _shared: dict[Any, Any] = field(default_factory=dict)
 
     # -- the Bus interface the core uses ----------------------------------------------------
     async def call(self, dest: str, path: str, iface: str, member: str, sig: str = "", body: Any = None,
@@ -69,6 +71,13 @@ class FakeSystemd:
 
     async def add_match(self, rule: str) -> None:
         self.matches.append(rule)
+        self.added.append(rule)
+
+    async def remove_match(self, rule: str) -> None:
+        self.matches.remove(rule)
+
+    def shared(self, kind: Callable[[Any], Any]) -> Any:
+        return Bus.shared(self, kind)  # type: ignore[arg-type]
 
     def on_signal(self, handler: Callable[[Any], None]) -> None:
         self.handlers.append(handler)
@@ -117,7 +126,7 @@ def test_wait_inactive_wakes_on_the_units_signal_without_polling() -> None:
     assert asyncio.run(go())
     # one look before waiting and one per signal: a 30 ms poll would have looked ~20 times
     assert sd.calls.count("GetAll") == 3
-    assert any("PropertiesChanged" in r and unit_object_path(UNIT) in r for r in sd.matches)
+    assert any("PropertiesChanged" in r and unit_object_path(UNIT) in r for r in sd.added)
     assert "Subscribe" in sd.calls
 
 
@@ -202,6 +211,9 @@ class CountingBus:
 
     def disconnect(self) -> None:
         CountingBus.disconnects += 1
+
+    def shared(self, kind: Callable[[Any], Any]) -> Any:
+        return kind(self)
 
 
 @pytest.fixture
@@ -408,3 +420,38 @@ def test_the_sync_run_attached_hands_over_its_stdio_with_i_or_t(
     c.run_attached("img", [], None, print, tty=True)  # type: ignore[arg-type]
     c.run_attached("img", [], None, print)  # type: ignore[arg-type]
     assert seen == [(0, 1, 2), (0, 1, 2), None]
+
+
+def test_runtimes_on_one_bus_share_one_manager_and_drop_their_matches(tmp_path: Any) -> None:
+    """A command acting on 100 containers (rm -f, prune), or a long-lived bus: one signal handler
+    and one Subscribe however many runtimes, and no unit's match left once its wait ended."""
+    from nspawnctl.config import Paths
+    from nspawnctl.run.runtime import Runtime
+
+    sd = FakeSystemd(state=("inactive", "dead"))
+    paths = Paths(pool=tmp_path / "pool", store=tmp_path / "store")
+
+    async def go() -> None:
+        for _ in range(100):
+            rt = Runtime(sd, paths)  # type: ignore[arg-type]
+            assert await rt.manager.wait_inactive(UNIT, timeout=1)
+        sd.state = ("active", "running")
+        assert not await Runtime(sd, paths).manager.wait_inactive(UNIT, timeout=0.01)  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    assert len(sd.handlers) == 1 and sd.calls.count("Subscribe") == 1
+    assert not any(unit_object_path(UNIT) in r for r in sd.matches)  # only the manager's own rules
+    assert len(sd.matches) == 2
+
+
+def test_a_start_drops_the_units_match_once_its_job_ended() -> None:
+    sd = FakeSystemd(state=("inactive", "dead"))
+
+    async def go() -> str:
+        m = Manager(sd)  # type: ignore[arg-type]
+        later(0.05, lambda: sd.job_removed("/job/1", "done"))
+        result = await m.start_transient(UNIT, [])
+        return result
+
+    assert asyncio.run(go()) == "done"
+    assert not any(unit_object_path(UNIT) in r for r in sd.matches)
