@@ -175,9 +175,10 @@ _NAME_ATTEMPTS = 5
 
 STOPPING_WAIT = 120.0
 """Seconds ``start`` waits for a stop job under way (systemd's own stop timeout is 90 s at most)."""
-UNDO_STOP_WAIT = 30.0
-"""Seconds a cancelled foreground ``run --rm`` waits for its unit to stop before it removes the
-container; past that the ``.attached`` repair removes it once the unit is gone."""
+UNDO_STOP_WAIT = 3.0
+"""Seconds a cancelled foreground ``run --rm`` gives its payload to end on SIGTERM before nspawn
+kills it (:meth:`Runtime.stop`); the container is removed once the unit is inactive, else the
+``.attached`` repair removes it once the unit is gone."""
 
 
 @dataclass(frozen=True)
@@ -613,12 +614,13 @@ class Containers:
         to the repair of ``state/NAME.attached``, or to its unit's ExecStopPost hook."""
         if not spec.auto_remove:
             return
-        manager = self._runtime(bus).manager
+        rt = self._runtime(bus)
         unit = unit_name(spec.name)  # a foreground run always runs under the transient unit
         try:
-            if not await manager.idle(unit):
-                await manager.queue_stop(unit)
-                if not await manager.wait_inactive(unit, UNDO_STOP_WAIT):
+            if not await rt.manager.idle(unit):
+                # as `stop -t`: nspawn cleans up after itself, which a stop job's SIGKILL prevents
+                await rt.stop(spec.name, UNDO_STOP_WAIT)
+                if not await rt.manager.idle(unit):
                     return
         except NspawnctlError:
             return

@@ -114,5 +114,14 @@ def test_ctrl_c_of_an_attached_rm_run_stops_the_unit_before_removing(nsp: CLI, b
             run.kill()
     assert active(name) != "active", err
     assert not (POOL / name).exists(), err
+    assert not list(POOL.glob(f".#nspawnctl-{name}.*")), err  # no removal cut short under nspawn
     assert not list(STATE.glob(f"{name}.*"))
     assert name not in nsp("ps", "-aq").stdout.split()
+    wait_for("the unit to be collected", lambda: gone(name))
+    logs = subprocess.run(
+        ["journalctl", "-q", "-o", "cat", "-u", f"nspawnctl-{name}.service"], capture_output=True, text=True
+    ).stdout
+    lines = logs.splitlines()
+    ended = next(i for i, line in enumerate(lines) if "Main process exited" in line)
+    # nspawn was told to stop before it ended: it did not lose its root from under it
+    assert any("on client request" in line or "Stopping" in line for line in lines[:ended]), logs
