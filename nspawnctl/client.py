@@ -175,6 +175,10 @@ _NAME_ATTEMPTS = 5
 
 STOPPING_WAIT = 120.0
 """Seconds ``start`` waits for a stop job under way (systemd's own stop timeout is 90 s at most)."""
+UNDO_STOP_WAIT = 3.0
+"""Seconds a cancelled foreground ``run --rm`` gives its payload to end on SIGTERM before nspawn
+kills it (:meth:`Runtime.stop`); the container is removed once the unit is inactive, else the
+``.attached`` repair removes it once the unit is gone."""
 
 
 @dataclass(frozen=True)
@@ -521,7 +525,7 @@ class Containers:
     async def arun_detached(
         self, bus: Bus, image: str, command: builtins.list[str], options: RunOptions
     ) -> ContainerSpec:
-        spec = await asyncio.to_thread(self.create, image, command, options)
+        spec = await self._acreate(image, command, options)
         try:
             await self.astart(bus, spec.name)
         except NspawnctlError:
@@ -540,7 +544,10 @@ class Containers:
         write_err: Callable[[bytes], None] | None = None,
         stdio: tuple[int, int, int] | None = None,
     ) -> RunResult:
-        """:meth:`arun_attached` on a bus of its own (signals are not forwarded: the caller's)."""
+        """:meth:`arun_attached` on a bus of its own (signals are not forwarded: the caller's).
+        With ``interactive`` or ``tty`` and no ``stdio``, the caller's own (0, 1, 2) go to the unit."""
+        if stdio is None and (interactive or tty):
+            stdio = (0, 1, 2)
         return self._client.run(
             lambda bus: self.arun_attached(
                 bus, image, command, options, write, interactive, tty, write_err, stdio
@@ -577,14 +584,47 @@ class Containers:
         of this process meanwhile leaves an exited ``--rm`` container that the next command's
         repair removes (see ContainerStore.repair_locked).
         """
-        spec = await asyncio.to_thread(self.create, image, command, options)
+        spec = await self._acreate(image, command, options)
         try:
             return await self._attached(
                 bus, spec, write, write_err or write, interactive, tty, stdio, started
             )
         except BaseException:
-            await asyncio.shield(asyncio.to_thread(self._cleanup_failed, spec))
+            await _uncancelled(self._undo_attached(bus, spec))
             raise
+
+    async def _acreate(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
+        """:meth:`create` in a thread. Cancelled meanwhile (Ctrl-C), the thread still finishes
+        creating: wait for it and remove what it made if it is ``--rm``, then go on cancelling."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.create, image, command, options))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            try:
+                spec = await _uncancelled(task)
+            except Exception:  # nothing made
+                raise asyncio.CancelledError() from None
+            await _uncancelled(asyncio.to_thread(self._cleanup_failed, spec))
+            raise
+
+    async def _undo_attached(self, bus: Bus, spec: ContainerSpec) -> None:
+        """Remove an ``--rm`` container whose foreground run failed or was cancelled. Its unit may
+        run (Ctrl-C after or during its start): it is stopped first, as removing the root under a
+        running nspawn would break it. One that does not stop in time (or cannot be asked) is left
+        to the repair of ``state/NAME.attached``, or to its unit's ExecStopPost hook."""
+        if not spec.auto_remove:
+            return
+        rt = self._runtime(bus)
+        unit = unit_name(spec.name)  # a foreground run always runs under the transient unit
+        try:
+            if not await rt.manager.idle(unit):
+                # as `stop -t`: nspawn cleans up after itself, which a stop job's SIGKILL prevents
+                await rt.stop(spec.name, UNDO_STOP_WAIT)
+                if not await rt.manager.idle(unit):
+                    return
+        except NspawnctlError:
+            return
+        await asyncio.to_thread(self._cleanup_failed, spec)
 
     async def ainterrupt(self, bus: Bus, name: str, signal: int) -> None:
         """Pass a signal the caller got on to the payload (Ctrl-C of a foreground ``run``); an
@@ -1032,6 +1072,18 @@ def _check_ports(paths: Paths, spec: ContainerSpec) -> None:
         from . import net
 
         net.check_ports(paths, spec)
+
+
+async def _uncancelled(aw: Awaitable[T]) -> T:
+    """Await ``aw`` to its end through cancellations of the caller (Ctrl-C): clean-up that must not
+    be cut short; it is bounded by the work awaited. A cancellation of ``aw`` itself is raised."""
+    task = asyncio.ensure_future(aw)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
 
 
 async def _quietly(coro: Any) -> None:

@@ -40,8 +40,8 @@ class Runtime:
     def __init__(self, bus: Bus, paths: Paths) -> None:
         self.bus = bus
         self.paths = paths
-        self.manager = Manager(bus)
-        self.machined = Machined(bus)
+        self.manager = bus.shared(Manager)
+        self.machined = bus.shared(Machined)
 
     # -- which unit --------------------------------------------------------------------------
     @staticmethod

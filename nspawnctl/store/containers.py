@@ -496,11 +496,22 @@ class ContainerStore:
         """Held (an flock on ``state/NAME.attached``) by a foreground ``run --rm`` that removes its
         container itself, its unit having no ExecStopPost hook. Should that command die (or fail
         to remove it), :meth:`repair_locked` removes the container once nobody holds the lock
-        and its unit is gone; the file goes with the container."""
+        and its unit is gone; the file goes with the container.
+
+        The file is locked under a temporary name and then renamed into place: a repair never
+        sees it unlocked while the run that made it is alive."""
+        import tempfile
+
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self._attached_lock(name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.attached.", dir=self.paths.state)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(tmp, self._attached_lock(name))
+        except BaseException:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        try:
             yield
         finally:
             os.close(fd)

@@ -48,6 +48,7 @@ class Bus:
     lib: ModuleType
     _filters: dict[Callable[[Any], None], Callable[[Any], None]] = field(default_factory=dict)
     _matches: set[str] = field(default_factory=set)
+    _shared: dict[type, Any] = field(default_factory=dict)
 
     @classmethod
     async def connect(cls) -> Bus:
@@ -103,6 +104,21 @@ class Bus:
             return
         await self.call(*DBUS, "AddMatch", "s", [rule])
         self._matches.add(rule)
+
+    async def remove_match(self, rule: str) -> None:
+        """RemoveMatch of a rule :meth:`add_match` added: a long-lived bus would otherwise gather a
+        rule per unit ever waited on, up to the bus daemon's per-connection limit."""
+        if rule not in self._matches:
+            return
+        self._matches.discard(rule)
+        await self.call(*DBUS, "RemoveMatch", "s", [rule])
+
+    def shared(self, kind: Callable[[Bus], T]) -> T:
+        """The one ``kind(self)`` of this connection (Manager, Machined): their signal handlers
+        and subscriptions are per connection, so each is made once however many users it has."""
+        if kind not in self._shared:
+            self._shared[kind] = kind(self)  # type: ignore[index]
+        return self._shared[kind]  # type: ignore[index]
 
     def on_signal(self, handler: Callable[[Any], None]) -> None:
         """Call ``handler`` with every signal message (the matches say which ones arrive)."""

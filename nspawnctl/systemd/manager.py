@@ -16,6 +16,9 @@ SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 AUTO_RESTART = "auto-restart"  # and auto-restart-queued (>= 254)
 
 UNIT_PATH = "/org/freedesktop/systemd1/unit/"
+REMEMBERED_JOBS = 256
+"""Ended jobs remembered for a wait_job that comes after their JobRemoved (any job of the host's
+ends up here once subscribed; the ones we wait for are asked for a moment after they end)."""
 
 Property = tuple[str, str, Any]
 """(name, D-Bus signature, value) of a unit property; see run/units.py."""
@@ -39,6 +42,13 @@ def unit_object_path(unit: str) -> str:
     set up before anything happens to it."""
     out = [chr(b) if chr(b).isascii() and chr(b).isalnum() else f"_{b:02x}" for b in unit.encode()]
     return UNIT_PATH + ("".join(out) or "_")
+
+
+def _changes_rule(path: str) -> str:
+    return (
+        f"type='signal',sender='{SYSTEMD}',path='{path}',"
+        "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"
+    )
 
 
 def _idle(props: dict[str, Any] | None) -> bool:
@@ -102,6 +112,8 @@ class Manager:
         elif msg.member == "JobRemoved":
             _id, job, unit, result = msg.body
             self._removed[job] = result
+            if len(self._removed) > REMEMBERED_JOBS:  # every job of the host's: keep the latest
+                del self._removed[next(iter(self._removed))]
             waiter = self._waiters.pop(job, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(result)
@@ -113,16 +125,24 @@ class Manager:
 
     async def watch_unit(self, unit: str) -> None:
         """Be told of every change of ``unit`` (PropertiesChanged on its object, its jobs ending,
-        its removal) from now on; call before acting on it."""
+        its removal) from now on; call before acting on it, after registering the wait (in
+        ``_events`` or ``_restarting``) that :meth:`_unwatch` keeps the match for."""
         await self.subscribe_jobs()
         path = unit_object_path(unit)
         if path in self._watched:
             return
-        await self.bus.add_match(
-            f"type='signal',sender='{SYSTEMD}',path='{path}',"
-            "interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'"
-        )
         self._watched.add(path)
+        await self.bus.add_match(_changes_rule(path))
+
+    async def _unwatch(self, path: str) -> None:
+        """Drop the unit's match once nobody waits on it any more."""
+        if path in self._events or path in self._restarting or path not in self._watched:
+            return
+        self._watched.discard(path)
+        try:
+            await self.bus.remove_match(_changes_rule(path))
+        except Exception:  # clean-up (a closed bus, ...) must not hide how the wait ended
+            pass
 
     async def wait_unit(
         self,
@@ -133,13 +153,13 @@ class Manager:
     ) -> bool:
         """Wait until ``done(properties)`` holds for ``unit`` (None: the unit is gone), looking again
         each time systemd signals a change of it; no polling. False on timeout."""
-        await self.watch_unit(unit)
         path = unit_object_path(unit)
         event = asyncio.Event()
         self._events.setdefault(path, set()).add(event)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         try:
+            await self.watch_unit(unit)
             while True:
                 event.clear()  # a change from here on wakes us, even one during the look below
                 if done(await self.unit_properties(unit, iface)):
@@ -157,6 +177,7 @@ class Manager:
                 waiting.discard(event)
                 if not waiting:
                     del self._events[path]
+            await self._unwatch(path)
 
     async def wait_job(self, job: str) -> str:
         if job in self._removed:
@@ -178,7 +199,6 @@ class Manager:
         until a start limit ends it, if any. Once the unit waits to restart (``restarting``, see
         :meth:`_watch_restart`), the attempt failed: queue a stop (which cancels the job and the
         restarts) and return ``failed``."""
-        path = unit_object_path(unit)
         try:
             if job in self._removed:  # done already (its JobRemoved came before the reply)
                 return self._removed.pop(job)
@@ -191,9 +211,15 @@ class Manager:
             await task
             return "failed"
         finally:
-            if self._restarting.get(path) is restarting:
-                del self._restarting[path]
-            restarting.cancel()
+            await self._forget_restart(unit, restarting)
+
+    async def _forget_restart(self, unit: str, restarting: asyncio.Future[None]) -> None:
+        """The end of a start's :meth:`_watch_restart`: its future, then the unit's match."""
+        path = unit_object_path(unit)
+        if self._restarting.get(path) is restarting:
+            del self._restarting[path]
+        restarting.cancel()
+        await self._unwatch(path)
 
     async def start_transient(
         self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]] | None = None
@@ -202,7 +228,6 @@ class Manager:
 
         ``aux``: auxiliary units created in the same call, as ``systemd-run --socket-property``
         does for a socket and the service it activates."""
-        await self.watch_unit(unit)
         restarting = self._watch_restart(unit)
         fds: list[int] = []
 
@@ -217,9 +242,10 @@ class Manager:
 
         args = [unit, "fail", body(props), [[name, body(ps)] for name, ps in aux or []]]
         try:
+            await self.watch_unit(unit)
             (job,) = await self.call("StartTransientUnit", "ssa(sv)a(sa(sv))", args, fds)
         except BaseException:
-            restarting.cancel()
+            await self._forget_restart(unit, restarting)
             raise
         return await self.wait_start(job, unit, restarting)
 
@@ -242,12 +268,12 @@ class Manager:
 
     async def start(self, unit: str, mode: str = "replace") -> str:
         """StartUnit and wait for its job; returns the job result (``done`` = ok)."""
-        await self.watch_unit(unit)
         restarting = self._watch_restart(unit)
         try:
+            await self.watch_unit(unit)
             (job,) = await self.call("StartUnit", "ss", [unit, mode])
         except BaseException:
-            restarting.cancel()
+            await self._forget_restart(unit, restarting)
             raise
         return await self.wait_start(job, unit, restarting)
 
@@ -318,6 +344,10 @@ class Manager:
             if e.name.endswith(("UnknownObject", "NoSuchUnit", "UnknownInterface")):
                 return None
             raise
+
+    async def idle(self, unit: str) -> bool:
+        """Inactive or failed with no job pending, or gone: nothing of it runs or is about to."""
+        return _idle(await self.unit_properties(unit))
 
     async def wait_inactive(self, unit: str, timeout: float | None = None) -> bool:
         """Wait until the unit is inactive/failed with no job pending (or gone). False on timeout."""

@@ -95,3 +95,33 @@ def test_a_killed_attached_rm_run_is_removed_by_system_prune(nsp: CLI, busybox: 
     nsp("system", "prune", "-f")
     assert not (POOL / name).exists()
     assert not list(STATE.glob(f"{name}.*"))
+
+
+def test_ctrl_c_of_an_attached_rm_run_stops_the_unit_before_removing(nsp: CLI, busybox: str) -> None:
+    """``run --rm -i`` (no -t: nspawn does not take the terminal's Ctrl-C) interrupted while its
+    payload runs: the unit is stopped first, then the container removed, by the time it exits."""
+    name = nsp.name("intr")
+    run = subprocess.Popen(
+        ["nspawnctl", "run", "--rm", "-i", "--network", "host", "--name", name, busybox, "sleep", "60"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for("the unit to run", lambda: active(name) == "active")
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert active(name) != "active", err
+    assert not (POOL / name).exists(), err
+    assert not list(POOL.glob(f".#nspawnctl-{name}.*")), err  # no removal cut short under nspawn
+    assert not list(STATE.glob(f"{name}.*"))
+    assert name not in nsp("ps", "-aq").stdout.split()
+    wait_for("the unit to be collected", lambda: gone(name))
+    logs = subprocess.run(
+        ["journalctl", "-q", "-o", "cat", "-u", f"nspawnctl-{name}.service"], capture_output=True, text=True
+    ).stdout
+    lines = logs.splitlines()
+    ended = next(i for i, line in enumerate(lines) if "Main process exited" in line)
+    # nspawn was told to stop before it ended: it did not lose its root from under it
+    assert any("on client request" in line or "Stopping" in line for line in lines[:ended]), logs

@@ -41,8 +41,10 @@ class FakeSystemd:
     job: int = 0
     calls: list[str] = field(default_factory=list)
     matches: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)  # every AddMatch, removed ones too
     handlers: list[Callable[[Any], None]] = field(default_factory=list)
     machines: dict[str, int] = field(default_factory=dict)
+    _shared: dict[Any, Any] = field(default_factory=dict)
 
     # -- the Bus interface the core uses ----------------------------------------------------
     async def call(self, dest: str, path: str, iface: str, member: str, sig: str = "", body: Any = None,
@@ -69,6 +71,13 @@ class FakeSystemd:
 
     async def add_match(self, rule: str) -> None:
         self.matches.append(rule)
+        self.added.append(rule)
+
+    async def remove_match(self, rule: str) -> None:
+        self.matches.remove(rule)
+
+    def shared(self, kind: Callable[[Any], Any]) -> Any:
+        return Bus.shared(self, kind)  # type: ignore[arg-type]
 
     def on_signal(self, handler: Callable[[Any], None]) -> None:
         self.handlers.append(handler)
@@ -117,7 +126,7 @@ def test_wait_inactive_wakes_on_the_units_signal_without_polling() -> None:
     assert asyncio.run(go())
     # one look before waiting and one per signal: a 30 ms poll would have looked ~20 times
     assert sd.calls.count("GetAll") == 3
-    assert any("PropertiesChanged" in r and unit_object_path(UNIT) in r for r in sd.matches)
+    assert any("PropertiesChanged" in r and unit_object_path(UNIT) in r for r in sd.added)
     assert "Subscribe" in sd.calls
 
 
@@ -203,6 +212,9 @@ class CountingBus:
     def disconnect(self) -> None:
         CountingBus.disconnects += 1
 
+    def shared(self, kind: Callable[[Any], Any]) -> Any:
+        return kind(self)
+
 
 @pytest.fixture
 def counting(monkeypatch: pytest.MonkeyPatch) -> type[CountingBus]:
@@ -287,3 +299,163 @@ def test_managers_sharing_a_bus_subscribe_once() -> None:
 
     asyncio.run(go())
     assert sd.calls.count("Subscribe") == 2
+
+
+def _rm_client(tmp_path: Any, sd: FakeSystemd, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[str]]:
+    """A client whose ``--rm`` container "web" is created at once and whose foreground run hangs
+    (the unit runs); what happens to it is logged in the returned list, beside ``sd.calls``."""
+    from types import SimpleNamespace
+
+    from nspawnctl.client import Client
+    from nspawnctl.config import Paths
+
+    client = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store"))
+    c = client.containers
+    log: list[str] = []
+    spec = SimpleNamespace(name="web", auto_remove=True)
+
+    def create(*a: Any) -> Any:
+        log.append("created")
+        return spec
+
+    async def attached(*a: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(c, "create", create)
+    monkeypatch.setattr(c, "_attached", attached)
+    manager = Manager(sd)  # type: ignore[arg-type]
+
+    async def stop(name: str, timeout: float) -> bool:  # Runtime.stop: SIGTERM, then nspawn kills
+        log.append(f"stop {name}")
+        await sd.call("", "", "", "StopUnit")
+        await manager.wait_inactive(UNIT, 0.3)
+        return False
+
+    monkeypatch.setattr(c, "_runtime", lambda bus: SimpleNamespace(manager=manager, stop=stop))
+    monkeypatch.setattr(c, "_cleanup_failed", lambda s: log.append(f"removed while {sd.state[0]}"))
+    return c, log
+
+
+def test_a_cancelled_rm_run_stops_its_unit_before_removing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C of a foreground ``run --rm`` whose unit runs: the root is not pulled from under nspawn."""
+    sd = FakeSystemd()
+    c, log = _rm_client(tmp_path, sd, monkeypatch)
+    orig = sd.call
+
+    async def call(*a: Any) -> list[Any]:
+        if a[3] == "StopUnit":  # systemd stops it a moment later
+            later(0.05, lambda: sd.change("inactive", "dead"))
+        return await orig(*a)
+
+    sd.call = call  # type: ignore[method-assign]
+
+    async def go() -> None:
+        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert log == ["created", "stop web", "removed while inactive"]
+
+
+def test_a_cancelled_rm_run_whose_unit_will_not_stop_is_left_to_repair(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sd = FakeSystemd()
+    c, log = _rm_client(tmp_path, sd, monkeypatch)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert log == ["created", "stop web"]
+
+
+def test_a_cancel_during_create_removes_the_rm_container(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create thread goes on after Ctrl-C: what it makes is removed, then the cancel goes on."""
+    import time
+
+    sd = FakeSystemd(state=("inactive", "dead"))
+    c, log = _rm_client(tmp_path, sd, monkeypatch)
+    create = c.create
+
+    def slow_create(*a: Any) -> Any:
+        time.sleep(0.2)
+        return create(*a)
+
+    monkeypatch.setattr(c, "create", slow_create)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert log == ["created", "removed while inactive"]
+
+
+def test_the_sync_run_attached_hands_over_its_stdio_with_i_or_t(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nspawnctl.client import Client
+    from nspawnctl.config import Paths
+
+    c = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store")).containers
+    seen: list[Any] = []
+
+    async def arun(bus: Any, *a: Any) -> None:
+        seen.append(a[-1])
+
+    monkeypatch.setattr(c, "arun_attached", arun)
+    monkeypatch.setattr(c._client, "run", lambda fn: asyncio.run(fn(None)))
+    c.run_attached("img", [], None, print, interactive=True)  # type: ignore[arg-type]
+    c.run_attached("img", [], None, print, tty=True)  # type: ignore[arg-type]
+    c.run_attached("img", [], None, print)  # type: ignore[arg-type]
+    assert seen == [(0, 1, 2), (0, 1, 2), None]
+
+
+def test_runtimes_on_one_bus_share_one_manager_and_drop_their_matches(tmp_path: Any) -> None:
+    """A command acting on 100 containers (rm -f, prune), or a long-lived bus: one signal handler
+    and one Subscribe however many runtimes, and no unit's match left once its wait ended."""
+    from nspawnctl.config import Paths
+    from nspawnctl.run.runtime import Runtime
+
+    sd = FakeSystemd(state=("inactive", "dead"))
+    paths = Paths(pool=tmp_path / "pool", store=tmp_path / "store")
+
+    async def go() -> None:
+        for _ in range(100):
+            rt = Runtime(sd, paths)  # type: ignore[arg-type]
+            assert await rt.manager.wait_inactive(UNIT, timeout=1)
+        sd.state = ("active", "running")
+        assert not await Runtime(sd, paths).manager.wait_inactive(UNIT, timeout=0.01)  # type: ignore[arg-type]
+
+    asyncio.run(go())
+    assert len(sd.handlers) == 1 and sd.calls.count("Subscribe") == 1
+    assert not any(unit_object_path(UNIT) in r for r in sd.matches)  # only the manager's own rules
+    assert len(sd.matches) == 2
+
+
+def test_a_start_drops_the_units_match_once_its_job_ended() -> None:
+    sd = FakeSystemd(state=("inactive", "dead"))
+
+    async def go() -> str:
+        m = Manager(sd)  # type: ignore[arg-type]
+        later(0.05, lambda: sd.job_removed("/job/1", "done"))
+        result = await m.start_transient(UNIT, [])
+        return result
+
+    assert asyncio.run(go()) == "done"
+    assert not any(unit_object_path(UNIT) in r for r in sd.matches)

@@ -8,6 +8,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_layers import apply, btrfs_mount, tar  # noqa: F401  (btrfs_mount: a fixture)
@@ -318,3 +319,29 @@ def test_an_attached_rm_run_that_died_is_removed_once_its_unit_is_gone(
     assert not (pool.paths.state / "c1.attached").exists()
     assert not (pool.paths.state / "c1.autoremove").exists()
     assert sorted(os.listdir(pool.paths.pool)) == ["c2"]
+
+
+def test_the_attached_file_appears_already_locked(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No moment in which a repair could find state/NAME.attached unlocked while its run lives."""
+    import fcntl
+
+    from nspawnctl.store import containers as mod
+
+    store = ContainerStore(pool)
+    seen: list[bool] = []
+    real_rename = os.rename
+
+    def rename(src: Any, dst: Any) -> None:
+        seen.append(Path(dst).exists())  # not there before the rename
+        real_rename(src, dst)
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):  # locked from its first moment
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+
+    monkeypatch.setattr(mod.os, "rename", rename)
+    with store.attached("c1"):
+        assert seen == [False]
+        assert [p.name for p in pool.paths.state.iterdir()] == ["c1.attached"]
