@@ -58,10 +58,10 @@ def test_attached_rm_without_network_has_no_stop_hook_and_leaves_nothing(
     wait_for("the unit to be collected", lambda: gone(name))
 
 
-def test_a_killed_attached_rm_run_is_removed_by_the_next_command(nsp: CLI, busybox: str) -> None:
-    name = nsp.name("killed")
+def kill_attached_run(name: str, image: str, network: str, seconds: str) -> None:
+    """``run --rm`` in the foreground, its CLI SIGKILLed once the unit runs: the payload goes on."""
     run = subprocess.Popen(
-        ["nspawnctl", "run", "--rm", "--network", "host", "--name", name, busybox, "sleep", "3"],
+        ["nspawnctl", "run", "--rm", "--network", network, "--name", name, image, "sleep", seconds],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -69,6 +69,11 @@ def test_a_killed_attached_rm_run_is_removed_by_the_next_command(nsp: CLI, busyb
     finally:
         run.send_signal(signal.SIGKILL)
         run.wait()
+
+
+def test_a_killed_attached_rm_run_is_removed_by_the_next_command(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("killed")
+    kill_attached_run(name, busybox, "host", "3")
     assert (POOL / name).exists()  # the payload runs on without its CLI
     again = ("run", "--rm", "--network", "host", "--name", name, busybox)
     assert nsp(*again, "true", check=False).returncode == 125  # the name is taken while it runs
@@ -82,15 +87,7 @@ def test_a_killed_attached_rm_run_is_removed_by_the_next_command(nsp: CLI, busyb
 
 def test_a_killed_attached_rm_run_is_removed_by_system_prune(nsp: CLI, busybox: str) -> None:
     name = nsp.name("pruned")
-    run = subprocess.Popen(
-        ["nspawnctl", "run", "--rm", "--network", "none", "--name", name, busybox, "sleep", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for("the unit to run", lambda: active(name) == "active")
-    finally:
-        run.send_signal(signal.SIGKILL)
-        run.wait()
+    kill_attached_run(name, busybox, "none", "2")
     wait_for("the payload to end and its unit to go", lambda: gone(name))
     nsp("system", "prune", "-f")
     assert not (POOL / name).exists()
