@@ -43,9 +43,11 @@ from .systemd.journal import Entry
 from .values import check_env, check_exec
 
 if TYPE_CHECKING:
+    from .diskusage import Usage
     from .pull import PullOptions, PullResult
     from .run.runtime import Runtime
     from .run.units import Launch
+    from .sysinfo import HostInfo
     from .verify.trust import TrustStore
 
 T = TypeVar("T")
@@ -1145,6 +1147,46 @@ class Client:
         whatever killed commands left half done (staging, temporary records, orphan roots)."""
         containers = self.containers.prune()
         return SystemPruneResult(containers, self.images.prune(all_images=all_images, repair=False))
+
+    def disk_usage(self) -> builtins.list[Usage]:
+        """docker's ``system df``: images (stored bytes, and what ``image prune -a`` would free)
+        and containers (how many, how many running)."""
+        from .diskusage import container_usage, image_usage
+        from .store.layers import LayerStore
+
+        self.pool.check()
+        specs = self.containers.store.list()
+        layers = {la.chain_id: la.size for la in LayerStore(self.pool).list()}
+        usage = [image_usage(self.images.list(), layers, specs)]
+        usage.append(container_usage(s.state for s in self.containers.statuses(specs)))
+        return usage
+
+    def info(self) -> HostInfo:
+        """docker's ``info``: systemd (the daemon), the kernel, the pool and the counts, on one bus."""
+        from . import sysinfo
+        from .net.detect import networkd_running
+
+        specs = self.containers.store.list()
+
+        async def go(bus: Bus) -> tuple[sysinfo.SystemdVersion, builtins.list[ContainerStatus]]:
+            return await sysinfo.systemd_version(bus), await self.containers.astatuses(bus, specs)
+
+        systemd, statuses = self.run(go)
+        counts = {"total": len(statuses), "running": 0, "restarting": 0, "created": 0, "exited": 0}
+        for status in statuses:
+            counts[status.state] = counts.get(status.state, 0) + 1
+        return sysinfo.HostInfo(
+            systemd=systemd,
+            os_name=sysinfo.os_name(),
+            cgroup_version=sysinfo.cgroup_version(),
+            cpus=os.cpu_count() or 0,
+            memory=sysinfo.memory_bytes(),
+            pool=sysinfo.filesystem(self.paths.pool),
+            store=sysinfo.filesystem(self.paths.store),
+            networkd=networkd_running(),
+            containers=counts,
+            images=len(self.images.list()),
+        )
 
     @property
     def trust(self) -> TrustStore:

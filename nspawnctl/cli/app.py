@@ -52,7 +52,7 @@ app = typer.Typer(
     help="Run containers with systemd-nspawn, btrfs and machined: docker-like commands, "
     "systemd as the daemon.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -131,11 +131,14 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "files": ("cp", "commit", "export"),
     "persist": ("enable", "disable"),
     "declare": ("apply", "diff", "generate", "down"),
-    "system": ("system",),
+    "system": ("version", "info", "system", "container"),
 }
 # The global options (main_options) that take a value; the others are flags.
 GLOBAL_VALUE_OPTIONS = ("--pool", "--store")
 GLOBAL_FLAGS = ("--version", "-h", "--help")
+# typer's shell-completion options: they act before any command runs, so command_of leaves them to
+# click (every module registered: the completion script completes every command).
+COMPLETION_OPTIONS = ("--install-completion", "--show-completion")
 
 
 def command_of(args: list[str]) -> str | None:

@@ -1,23 +1,39 @@
-"""``system prune``: remove what is stopped, unused or left half done."""
+"""nspawnctl as a whole: ``system prune|df|info``, ``version``, ``info`` and ``container prune``."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import typer
 
 from .app import state_of
 from .images import echo_pruned
-from .output import confirm_or_refuse, human_size, print_json
+from .output import confirm_or_refuse, human_size, print_json, table
 from .usage import NspawnctlGroup
+
+if TYPE_CHECKING:
+    from ..diskusage import Usage
+    from ..sysinfo import ClientVersion, Filesystem
 
 system_app = typer.Typer(
     help="Manage nspawnctl as a whole.", no_args_is_help=True, rich_markup_mode=None, cls=NspawnctlGroup
 )
 
 
+container_app = typer.Typer(
+    help="Manage containers (docker's container group; the verbs are also top-level commands).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=NspawnctlGroup,
+)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(system_app, name="system")
+    app.add_typer(container_app, name="container")
+    app.command("version")(version)
+    app.command("info")(info)
 
 
 @system_app.command("prune")
@@ -57,3 +73,181 @@ def system_prune(
         typer.echo("")
     echo_pruned(result.images)
     typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")
+
+
+@system_app.command("df")
+def system_df(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """Show the disk space images and containers use on the pool's filesystem, and how much
+    'image prune -a' would free. A container's own changes share extents with its image on
+    btrfs and are not measured (shown as n/a)."""
+    state = state_of(ctx)
+    state.json = json_out
+    usage = state.client().disk_usage()
+    if json_out:
+        print_json(
+            [
+                {
+                    "Type": u.kind,
+                    "TotalCount": u.total,
+                    "Active": u.active,
+                    "Size": u.size,
+                    "Reclaimable": u.reclaimable,
+                }
+                for u in usage
+            ]
+        )
+        return
+
+    def size(n: int | None) -> str:
+        return "n/a" if n is None else human_size(n)
+
+    def reclaimable(u: Usage) -> str:
+        if u.reclaimable is None:
+            return "n/a"
+        share = f" ({100 * u.reclaimable // u.size}%)" if u.size else ""
+        return human_size(u.reclaimable) + share
+
+    table(
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        [[u.kind, str(u.total), str(u.active), size(u.size), reclaimable(u)] for u in usage],
+    )
+
+
+@system_app.command("info")
+def system_info(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the information as JSON."),
+) -> None:
+    """Show how nspawnctl and its host are set up (the same as 'info')."""
+    info(ctx, json_out)
+
+
+def version(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the versions as JSON."),
+) -> None:
+    """Show nspawnctl's version and that of systemd, its daemon."""
+    from ..errors import NspawnctlError
+    from ..sysinfo import client_version, systemd_version
+
+    state = state_of(ctx)
+    state.json = json_out
+    client = client_version()
+    try:
+        server = state.client().run(systemd_version)
+    except NspawnctlError:
+        if not json_out:  # docker prints what it knows, then the error
+            _echo_client(client)
+        raise
+    if json_out:
+        print_json({"Client": dataclasses.asdict(client), "Server": dataclasses.asdict(server)})
+        return
+    _echo_client(client)
+    typer.echo("")
+    typer.echo("Server: systemd")
+    _fields(
+        [
+            ("Version", server.version),
+            ("Kernel Version", server.kernel),
+            ("Architecture", server.architecture),
+            ("Virtualization", server.virtualization or "none"),
+            ("Features", server.features),
+        ]
+    )
+
+
+def info(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the information as JSON."),
+) -> None:
+    """Show how nspawnctl and its host are set up: containers and images, systemd, the kernel,
+    the pool and the store."""
+    from ..sysinfo import client_version
+
+    state = state_of(ctx)
+    state.json = json_out
+    host = state.client().info()
+    if json_out:
+        print_json({"Client": dataclasses.asdict(client_version()), **dataclasses.asdict(host)})
+        return
+    c = host.containers
+    typer.echo("Client:")
+    _fields([("Version", client_version().version)])
+    typer.echo("")
+    typer.echo("Server:")
+    _fields(
+        [
+            ("Containers", str(c["total"])),
+            (" Running", str(c["running"] + c["restarting"])),
+            (" Stopped", str(c["created"] + c["exited"])),
+            ("Images", str(host.images)),
+            ("Server Version", f"systemd {host.systemd.version}"),
+            ("Storage Driver", "btrfs (snapshots)"),
+            ("Logging Driver", "journald"),
+            ("Cgroup Driver", "systemd"),
+            ("Cgroup Version", str(host.cgroup_version)),
+            ("Default Network", "veth (systemd-networkd)" if host.networkd else "host (no systemd-networkd)"),
+            ("Kernel Version", host.systemd.kernel),
+            ("Operating System", host.os_name),
+            ("Architecture", host.systemd.architecture),
+            ("CPUs", str(host.cpus)),
+            ("Total Memory", human_size(host.memory)),
+            ("Pool", _place(host.pool)),
+            ("Store", _place(host.store)),
+        ]
+    )
+
+
+@container_app.command("prune")
+def container_prune(
+    ctx: typer.Context,
+    force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json", help="Print the names removed as JSON."),
+) -> None:
+    """Remove every stopped container (created or exited), and what interrupted commands left."""
+    state = state_of(ctx)
+    state.json = json_out
+    if not force:
+        confirm_or_refuse(
+            "WARNING! This will remove all stopped containers. Are you sure you want to continue?",
+            "refusing to prune without confirmation",
+            hint="rerun with --force",
+        )
+    removed = state.client().containers.prune()
+    if json_out:
+        print_json({"containers": removed})
+        return
+    if removed:
+        typer.echo("Deleted Containers:")
+        for name in removed:
+            typer.echo(name)
+        typer.echo("")
+    typer.echo(f"Total containers removed: {len(removed)}")
+
+
+def _echo_client(client: ClientVersion) -> None:
+    typer.echo("Client: nspawnctl")
+    deps = ", ".join(f"{k} {v}" for k, v in client.dependencies.items())
+    _fields(
+        [
+            ("Version", client.version),
+            ("Python", client.python),
+            ("OS/Arch", client.os_arch),
+            ("Libraries", deps),
+        ]
+    )
+
+
+def _fields(rows: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in rows) + 2
+    for key, value in rows:
+        typer.echo(f" {(key + ':').ljust(width)}{value}")
+
+
+def _place(fs: Filesystem) -> str:
+    if not fs.total:
+        return f"{fs.path} (missing)"
+    return f"{fs.path} ({human_size(fs.free)} free of {human_size(fs.total)})"
