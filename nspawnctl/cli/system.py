@@ -171,7 +171,7 @@ def info(
     state.json = json_out
     host = state.client().info()
     if json_out:
-        print_json({"Client": dataclasses.asdict(client_version()), **dataclasses.asdict(host)})
+        print_json({"client": dataclasses.asdict(client_version()), **dataclasses.asdict(host)})
         return
     c = host.containers
     typer.echo("Client:")
