@@ -129,7 +129,7 @@ def check_path(text: str, what: str) -> str:
 
 def _count(items: tuple[object, ...], what: str) -> None:
     if len(items) > MAX_NAMES:
-        raise InvalidArgument(f"too many {what} (at most {MAX_NAMES})")
+        raise InvalidArgument(f"too many {what} (at most {MAX_NAMES})", hint="give fewer")
 
 
 # -- tmpfs ----------------------------------------------------------------------------------------
@@ -247,7 +247,10 @@ class Ulimit:
         soft = _rlimit(soft_text, text)
         hard = _rlimit(hard_text, text) if colon else soft
         if hard is not None and (soft is None or soft > hard):
-            raise InvalidArgument(f"--ulimit {text[:80]}: the soft limit is above the hard limit")
+            raise InvalidArgument(
+                f"--ulimit {text[:80]}: the soft limit is above the hard limit",
+                hint="use SOFT:HARD with SOFT <= HARD",
+            )
         return cls(name, soft, hard)
 
     @classmethod
@@ -274,7 +277,10 @@ def _rlimit(text: str, whole: str) -> int | None:
         return None
     if not re.fullmatch(r"[0-9]{1,19}", t) or int(t) > MAX_RLIMIT:
         raise BadValue(
-            whole, "--ulimit", f"limits are whole numbers from 0 to {MAX_RLIMIT}, or -1 (unlimited)"
+            whole,
+            "--ulimit",
+            f"limits are whole numbers from 0 to {MAX_RLIMIT}, or -1 (unlimited)",
+            hint="e.g. nofile=1024:2048",
         )
     return int(t)
 
@@ -382,7 +388,7 @@ def parse_cpuset(text: str) -> str:
 def parse_oom_score_adj(text: str) -> int:
     t = text.strip()
     if not re.fullmatch(r"[+-]?[0-9]{1,4}", t) or not -1000 <= int(t) <= 1000:
-        raise BadValue(text, "--oom-score-adj", "a whole number from -1000 to 1000")
+        raise BadValue(text, "--oom-score-adj", "a whole number from -1000 to 1000", hint="e.g. 500 or -100")
     return int(t)
 
 
@@ -393,7 +399,12 @@ def parse_stop_timeout(text: str) -> int:
     if t == "-1":
         return MAX_TIMEOUT
     if not re.fullmatch(r"[0-9]{1,9}", t) or int(t) > MAX_TIMEOUT:
-        raise BadValue(text, "--stop-timeout", f"a whole number of seconds from 0 to {MAX_TIMEOUT}")
+        raise BadValue(
+            text,
+            "--stop-timeout",
+            f"a whole number of seconds from 0 to {MAX_TIMEOUT}",
+            hint="e.g. 30, or -1",
+        )
     return int(t)
 
 
@@ -544,7 +555,7 @@ def build(i: SettingsInput, mount_tmpfs: list[Tmpfs] | None = None) -> RunSettin
     sysctls = dict(parse_sysctl(s) for s in i.sysctl)
     shm = None if i.shm_size is None else parse_bytes(i.shm_size, "--shm-size")
     if shm is not None and shm <= 0:
-        raise BadValue(i.shm_size, "--shm-size", "must be more than 0")
+        raise BadValue(i.shm_size, "--shm-size", "must be more than 0", hint="e.g. 64M")
     paths = [t.path for t in tmpfs] + (["/dev/shm"] if shm else [])
     for p in paths:
         if paths.count(p) > 1:
@@ -630,10 +641,12 @@ class Mount:
             raise _bad("--mount", text, "target=/path is required")
         target = check_path(target, "--mount target")
         if (size or mode) and kind != "tmpfs":
-            raise InvalidArgument(f"--mount {text[:80]}: tmpfs-size and tmpfs-mode need type=tmpfs")
+            raise InvalidArgument(
+                f"--mount {text[:80]}: tmpfs-size and tmpfs-mode need type=tmpfs", hint="add type=tmpfs"
+            )
         if kind == "tmpfs":
             if source:
-                raise InvalidArgument(f"--mount {text[:80]}: a tmpfs has no source")
+                raise InvalidArgument(f"--mount {text[:80]}: a tmpfs has no source", hint="drop source=")
             opts = (
                 (["ro"] if read_only else [])
                 + ([f"size={size}"] if size else [])
@@ -642,7 +655,10 @@ class Mount:
             return cls(kind, target, None, read_only, Tmpfs.build(target, opts, f"--mount {text}"))
         if kind == "bind":
             if not source or not source.startswith("/"):
-                raise InvalidArgument(f"--mount {text[:80]}: a bind mount needs an absolute source=")
+                raise InvalidArgument(
+                    f"--mount {text[:80]}: a bind mount needs an absolute source=",
+                    hint="e.g. type=bind,source=/srv/data,target=/data",
+                )
         elif source is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", source):
             raise _bad(
                 "volume name", source, "letters, digits, '_', '.', '-', starting with a letter or digit"
@@ -914,4 +930,7 @@ def apply_sysctls(netns: str, sysctls: tuple[tuple[str, str], ...]) -> None:
     t.join()
     if failure:
         e = failure[0]
-        raise InvalidArgument(f"cannot set --sysctl in the container's network namespace: {e}") from None
+        raise InvalidArgument(
+            f"cannot set --sysctl in the container's network namespace: {e}",
+            hint="check the name and value (sysctl -a lists them)",
+        ) from None
