@@ -58,7 +58,8 @@ def test_ulimit() -> None:
     assert Ulimit.parse("core=-1").value() == "infinity"
     assert Ulimit.parse("nproc=10").value() == "10"
     assert Ulimit.from_value("LimitNOFILE", "1024:2048") == Ulimit("nofile", 1024, 2048)
-    for bad in ("nofile", "bogus=1", "nofile=2:1", "nofile=nan", "nofile=99999999999999999999", "nofile=1:-1x"):
+    bad_values = ("nofile", "bogus=1", "nofile=2:1", "nofile=nan", "nofile=" + "9" * 20, "nofile=1:x")
+    for bad in bad_values:
         with pytest.raises(InvalidArgument):
             Ulimit.parse(bad)
 
