@@ -10,7 +10,7 @@ one exists (so ``machinectl start`` honours it), else a key of ``[X-Nspawnctl]``
   --privileged): ``Seccomp=unconfined``, systemd's ``SYSTEMD_SECCOMP=0`` in the unit's environment.
 - --init: ``[Exec] ProcessTwo=`` (nspawn's stub init is PID 1, the payload PID 2).
 - --ulimit: ``[Exec] LimitNOFILE=`` and friends; --cpuset-cpus: ``[Exec] CPUAffinity=``;
-  --oom-score-adj: ``[Exec] OOMScoreAdjust=``.
+  --oom-score-adj: the unit's ``OOMScoreAdjust=`` (nspawn's key fails in a user namespace).
 - --device: ``[Files] Bind=`` of the node plus the unit's ``DeviceAllow=`` (``Device=``).
 - --add-host, --dns, --dns-search: written into the container's /etc/hosts and /etc/resolv.conf
   when it is made (``ResolvConf=off`` keeps nspawn's hands off it).
@@ -685,6 +685,7 @@ OWN_KEYS = (
     "Device",
     "ShmSize",
     "Sysctl",
+    "OOMScoreAdjust",
 )
 
 
@@ -700,7 +701,10 @@ def to_file(s: RunSettings, f: NspawnFile) -> None:
     for name, key in ULIMITS.items():
         f.set("Exec", key, next((u.value() for u in s.ulimits if u.name == name), None))
     f.set("Exec", "CPUAffinity", s.cpuset)
-    f.set("Exec", "OOMScoreAdjust", None if s.oom_score_adj is None else str(s.oom_score_adj))
+    # nspawn's OOMScoreAdjust= is written from inside the user namespace, where the kernel refuses
+    # it: the unit's OOMScoreAdjust= sets nspawn's own, which the payload inherits
+    f.set("Exec", "OOMScoreAdjust", None)
+    f.set(OWN_SECTION, "OOMScoreAdjust", None if s.oom_score_adj is None else str(s.oom_score_adj))
     if s.writes_resolv:
         f.set("Exec", "ResolvConf", "off")
     own = OWN_SECTION
@@ -734,7 +738,7 @@ def from_file(f: NspawnFile) -> RunSettings:
     ulimits = tuple(
         Ulimit.from_value(key, value) for key in ULIMITS.values() if (value := f.get("Exec", key))
     )
-    oom = f.get("Exec", "OOMScoreAdjust")
+    oom = f.get(own, "OOMScoreAdjust") or f.get("Exec", "OOMScoreAdjust")
     stop = f.get(own, "StopTimeout")
     cpus = f.get("Exec", "CPUAffinity")
     return RunSettings(
@@ -773,6 +777,7 @@ def check_own(key: str, value: str) -> None:
         "Device": Device.parse,
         "ShmSize": lambda v: parse_bytes(v, None),
         "Sysctl": parse_sysctl,
+        "OOMScoreAdjust": parse_oom_score_adj,
     }
     fn = parse.get(key)
     if callable(fn):
@@ -791,14 +796,17 @@ def unit_settings(s: RunSettings) -> list[tuple[str, str]]:
     """(unit file key, value) for what only the unit can do: the device policy of --device, no
     seccomp filter (systemd's $SYSTEMD_SECCOMP=0, which nspawn honours)."""
     out = [("DeviceAllow", f"{d.host} {d.perms}") for d in s.devices]
+    if s.oom_score_adj is not None:
+        out.append(("OOMScoreAdjust", str(s.oom_score_adj)))
     if s.unconfined:
         out.append(("Environment", "SYSTEMD_SECCOMP=0"))
     return out
 
 
 # -- the root -------------------------------------------------------------------------------------
-def prepare_root(root: Path, workdir: str | None, s: RunSettings, boot: bool) -> None:
+def prepare_root(root: Path, workdir: str | None, s: RunSettings, boot: bool, volumes: list[Volume]) -> None:
     """What is written into a new container's root: the working directory (docker makes it),
+    the mount points of tmpfs and directory volumes (nspawn cannot make them in a --read-only root),
     the --add-host lines in /etc/hosts, and /etc/resolv.conf for --dns/--dns-search. Paths are
     walked without following the image's symlinks out of the root."""
     import os
@@ -808,6 +816,11 @@ def prepare_root(root: Path, workdir: str | None, s: RunSettings, boot: bool) ->
 
     if workdir and not boot:
         make_dirs(root, workdir)
+    for t in s.tmpfs:  # nspawn cannot make a mount point in a read-only root
+        make_dirs(root, t.path)
+    for v in volumes:
+        if os.path.isdir(v.host):
+            make_dirs(root, v.container)
     if s.add_hosts:
         fd = os.open(root, rootpath.DIR_READ)
         try:

@@ -237,6 +237,8 @@ def settings_properties(spec: ContainerSpec) -> list[Property]:
         if key == "DeviceAllow":
             node, _, perms = value.rpartition(" ")
             props.append(("DeviceAllow", "a(ss)", [[node, perms]]))
+        elif key == "OOMScoreAdjust":
+            props.append(("OOMScoreAdjust", "i", int(value)))
         else:
             props.append((key, "as", value))
     return props

@@ -237,7 +237,7 @@ class ContainerStore:
                 if not os.path.lexists(usr):
                     usr.mkdir(mode=0o755)
                 # the working directory, --add-host, --dns (runopts.py)
-                prepare_root(staging, spec.workdir, spec.settings, spec.boot)
+                prepare_root(staging, spec.workdir, spec.settings, spec.boot, spec.volumes)
                 spec_to_file(spec, base).save(definition)
                 os.rename(staging, root)
             except BaseException:
@@ -372,7 +372,7 @@ class ContainerStore:
                 usr = new / "usr"
                 if not os.path.lexists(usr):
                     usr.mkdir(mode=0o755)
-                prepare_root(new, spec.workdir, spec.settings, spec.boot)
+                prepare_root(new, spec.workdir, spec.settings, spec.boot, spec.volumes)
                 had_root = os.path.lexists(root)
                 if had_root and keep_old:
                     self._hold_old(spec.name)
