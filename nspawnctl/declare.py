@@ -71,6 +71,7 @@ USER_KEYS = (
     "Device",
     "ShmSize",
     "Sysctl",
+    "OOMScoreAdjust",
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove")
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).

@@ -40,7 +40,7 @@ def test_read_only_root_tmpfs_and_shm_size(nsp: CLI, busybox: str) -> None:
         "grep -E ' /(scratch|dev/shm) ' /proc/mounts"
     )
     out = nsp(
-        "run", "--name", name, "--read-only", "--tmpfs", "/scratch:size=1m,mode=1777", "--shm-size", "8m",
+        "run", "--name", name, "--read-only", "--tmpfs", "/scratch:size=1m,mode=770", "--shm-size", "8m",
         busybox, "sh", "-c", script,
     ).stdout  # fmt: skip
     assert "Read-only file system" in out and "rc=1" in out, out
@@ -48,10 +48,10 @@ def test_read_only_root_tmpfs_and_shm_size(nsp: CLI, busybox: str) -> None:
     mounts = [line for line in out.splitlines() if line.startswith("tmpfs ")]
     scratch = next(m for m in mounts if " /scratch " in m)
     shm = next(m for m in mounts if " /dev/shm " in m)
-    assert "size=1024k" in scratch and "mode=1777" in scratch, scratch
+    assert "size=1024k" in scratch and "mode=770" in scratch, scratch
     assert "size=8192k" in shm, shm
     text = (SETTINGS / f"{name}.nspawn").read_text()
-    assert "ReadOnly=yes" in text and "TemporaryFileSystem=/scratch:size=1048576,mode=1777" in text
+    assert "ReadOnly=yes" in text and "TemporaryFileSystem=/scratch:size=1048576,mode=770" in text
     assert "ShmSize=8388608" in text
 
 
@@ -75,7 +75,7 @@ def test_capabilities_and_security_options(nsp: CLI, busybox: str) -> None:
     show = "grep -E '^(CapEff|NoNewPrivs|Seccomp_filters):' /proc/self/status"
     # the test host may itself run under a seccomp filter (an nspawn container): what the
     # container adds is counted
-    host = status(Path("/proc/self/status").read_text(), "Seccomp_filters")
+    host = status(Path("/proc/1/status").read_text(), "Seccomp_filters")  # what units inherit
     plain = nsp("run", "--rm", busybox, "sh", "-c", show).stdout
     out = nsp(
         "run", "--rm", "--cap-add", "SYS_TIME", "--cap-drop", "net_raw",

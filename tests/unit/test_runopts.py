@@ -175,3 +175,10 @@ def test_parse_until() -> None:
     for bad in ("yesterday", "10x", "nan", "99999999999d"):
         with pytest.raises(InvalidArgument):
             parse_until(bad)
+
+
+def test_declare_accepts_every_key_written() -> None:
+    from nspawnctl.declare import USER_KEYS
+    from nspawnctl.runopts import OWN_KEYS
+
+    assert set(OWN_KEYS) <= set(USER_KEYS)
