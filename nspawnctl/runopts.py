@@ -158,13 +158,13 @@ class Tmpfs:
                 out.append(f"size={parse_bytes(value, 'tmpfs size')}")
             elif key == "mode" and eq:
                 out.append(f"mode={parse_mode(value)}")
-            elif key == "nr_inodes" and eq and re.fullmatch(r"[0-9]{1,12}", value):
-                out.append(f"nr_inodes={int(value)}")
+            elif key in ("nr_inodes", "uid", "gid") and eq and re.fullmatch(r"[0-9]{1,10}", value):
+                out.append(f"{key}={int(value)}")
             else:
                 raise InvalidArgument(
                     f"invalid tmpfs option {o[:60]!r} in {where[:100]}",
-                    hint="use size=SIZE, mode=OCTAL, nr_inodes=N, ro, rw, exec, noexec, suid, nosuid, "
-                    "dev, nodev",
+                    hint="use size=SIZE, mode=OCTAL, nr_inodes=N, uid=N, gid=N, ro, rw, exec, noexec, "
+                    "suid, nosuid, dev, nodev",
                 )
         return cls(check_path(path, "tmpfs path"), tuple(out))
 

@@ -268,26 +268,24 @@ OOM_SCORE_ADJ = typer.Option(
 )
 
 
-def _with_settings(opts: object, flags: dict[str, object]) -> object:
-    """``opts`` (RunOptions) with the options above, each checked at its type."""
+def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **flags: object) -> object:
+    """``opts`` (RunOptions) with the options above, each checked at its type; ``flags`` are
+    runopts.SettingsInput's fields."""
     import dataclasses
 
+    from ..client import RunOptions
     from ..runopts import Mount, SettingsInput, build, parse_stop_signal
 
-    mounts = [Mount.parse(m) for m in flags.pop("mount")]  # type: ignore[attr-defined]
-    stop_signal = flags.pop("stop_signal")
+    assert isinstance(opts, RunOptions)
+    mounts = [Mount.parse(m) for m in mount]
     settings = build(SettingsInput(**flags), [m.tmpfs for m in mounts if m.tmpfs])  # type: ignore[arg-type]
     return dataclasses.replace(
-        opts,  # type: ignore[type-var]
-        volumes=[*opts.volumes, *(m.volume() for m in mounts if m.type == "bind")],  # type: ignore[attr-defined]
+        opts,
+        volumes=[*opts.volumes, *(m.volume() for m in mounts if m.type == "bind")],
         named_volumes=[(m.source, m.target, m.read_only) for m in mounts if m.type == "volume"],
         settings=settings,
-        stop_signal=None if stop_signal is None else parse_stop_signal(str(stop_signal)),
+        stop_signal=None if stop_signal is None else parse_stop_signal(stop_signal),
     )
-
-
-def _settings_flags(**kw: object) -> dict[str, object]:
-    return kw
 
 
 def create(
@@ -353,27 +351,25 @@ def create(
     )
     opts = _with_settings(
         opts,
-        _settings_flags(
-            read_only=read_only,
-            tmpfs=list(tmpfs),
-            mount=list(mount),
-            cap_add=list(cap_add),
-            cap_drop=list(cap_drop),
-            privileged=privileged,
-            security_opt=list(security_opt),
-            init=init,
-            stop_signal=stop_signal,
-            stop_timeout=stop_timeout,
-            add_host=list(add_host),
-            dns=list(dns),
-            dns_search=list(dns_search),
-            ulimit=list(ulimit),
-            device=list(device),
-            shm_size=shm_size,
-            sysctl=list(sysctl),
-            cpuset_cpus=cpuset_cpus,
-            oom_score_adj=oom_score_adj,
-        ),
+        list(mount),
+        stop_signal,
+        read_only=read_only,
+        tmpfs=list(tmpfs),
+        cap_add=list(cap_add),
+        cap_drop=list(cap_drop),
+        privileged=privileged,
+        security_opt=list(security_opt),
+        init=init,
+        stop_timeout=stop_timeout,
+        add_host=list(add_host),
+        dns=list(dns),
+        dns_search=list(dns_search),
+        ulimit=list(ulimit),
+        device=list(device),
+        shm_size=shm_size,
+        sysctl=list(sysctl),
+        cpuset_cpus=cpuset_cpus,
+        oom_score_adj=oom_score_adj,
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -457,27 +453,25 @@ def run(
     )
     opts = _with_settings(
         opts,
-        _settings_flags(
-            read_only=read_only,
-            tmpfs=list(tmpfs),
-            mount=list(mount),
-            cap_add=list(cap_add),
-            cap_drop=list(cap_drop),
-            privileged=privileged,
-            security_opt=list(security_opt),
-            init=init,
-            stop_signal=stop_signal,
-            stop_timeout=stop_timeout,
-            add_host=list(add_host),
-            dns=list(dns),
-            dns_search=list(dns_search),
-            ulimit=list(ulimit),
-            device=list(device),
-            shm_size=shm_size,
-            sysctl=list(sysctl),
-            cpuset_cpus=cpuset_cpus,
-            oom_score_adj=oom_score_adj,
-        ),
+        list(mount),
+        stop_signal,
+        read_only=read_only,
+        tmpfs=list(tmpfs),
+        cap_add=list(cap_add),
+        cap_drop=list(cap_drop),
+        privileged=privileged,
+        security_opt=list(security_opt),
+        init=init,
+        stop_timeout=stop_timeout,
+        add_host=list(add_host),
+        dns=list(dns),
+        dns_search=list(dns_search),
+        ulimit=list(ulimit),
+        device=list(device),
+        shm_size=shm_size,
+        sysctl=list(sysctl),
+        cpuset_cpus=cpuset_cpus,
+        oom_score_adj=oom_score_adj,
     )
     client = state_of(ctx).client()
     containers = client.containers
