@@ -182,3 +182,28 @@ def test_declare_accepts_every_key_written() -> None:
     from nspawnctl.runopts import OWN_KEYS
 
     assert set(OWN_KEYS) <= set(USER_KEYS)
+
+
+def test_unit_only_settings_reach_both_kinds_of_unit() -> None:
+    """DeviceAllow=, OOMScoreAdjust= and SYSTEMD_SECCOMP=0: on the transient unit and in the
+    drop-in of systemd-nspawn@NAME.service (what machinectl start runs)."""
+    from pathlib import Path
+
+    from nspawnctl.config import Paths
+    from nspawnctl.run.persist import render_dropin
+    from nspawnctl.run.units import Launch, unit_properties
+    from nspawnctl.spec import ContainerSpec
+
+    s = build(SettingsInput(device=["/dev/fuse"], oom_score_adj="-10", privileged=True))
+    spec = ContainerSpec("c1", "ab" * 16, "img", "sha256:x", "now", command=["true"], settings=s)
+    text = render_dropin(
+        spec, Paths(), enabled=False, python="/usr/bin/python3", unified=True, template="@EXTRA@\n"
+    )
+    lines = text.splitlines()
+    assert "DeviceAllow=/dev/fuse rwm" in lines and "OOMScoreAdjust=-10" in lines
+    assert "Environment=SYSTEMD_SECCOMP=0" in lines
+    props = unit_properties(spec, Path("/var/lib/machines"), Launch())
+    assert ("DeviceAllow", "a(ss)", [["/dev/fuse", "rwm"]]) in props
+    assert ("OOMScoreAdjust", "i", -10) in props
+    env = [p for p in props if p[0] == "Environment"]
+    assert len(env) == 1 and "SYSTEMD_SECCOMP=0" in env[0][2]
