@@ -34,6 +34,7 @@ from .errors import (
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
+from .runopts import RunSettings
 from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume, spec_to_file
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
@@ -107,6 +108,7 @@ class ContainerStatus:
                 "NetworkMode": s.network,
                 "PortBindings": _port_bindings(s),
                 "UsernsMode": "" if s.private_users else "host",
+                **s.settings.to_json(),
             },
             "NetworkSettings": self._network_settings(),
             "Unit": self.unit or unit_name(s.name),
@@ -204,6 +206,11 @@ class RunOptions:
     ports: builtins.list[PortMapping] = field(default_factory=list)
     restart: str = "no"  # no | on-failure | always | unless-stopped
     userns: str = "auto"  # auto: a user namespace of its own (PrivateUsers=pick); host: none
+    # -- docker's further run options (runopts.py) --
+    settings: RunSettings = field(default_factory=RunSettings)
+    stop_signal: str | None = None  # --stop-signal, as KillSignal= takes it; None: the image's
+    # --mount type=volume: (volume name or None for an anonymous one, target, read-only)
+    named_volumes: builtins.list[tuple[str | None, str, bool]] = field(default_factory=list)
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -352,7 +359,11 @@ class Containers:
             if not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
         notices = [notice] if notice else []
-        volumes = options.volumes
+        volumes = [*options.volumes, *(_named_volume(self.paths, *v) for v in options.named_volumes)]
+        if options.settings.sysctls:
+            from .runopts import check_sysctls
+
+            check_sysctls(options.settings, network)
         if private_users:
             from .idmap import idmap_volumes
 
@@ -373,11 +384,12 @@ class Containers:
             limits=options.limits,
             auto_remove=options.auto_remove,
             entrypoint=entrypoint,
-            stop_signal=None if boot else defaults.stop_signal,
+            stop_signal=None if boot else options.stop_signal or defaults.stop_signal,
             network=network,
             ports=list(options.ports),
             restart=options.restart,
             private_users=private_users,
+            settings=options.settings,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -709,11 +721,14 @@ class Containers:
         errors = await asyncio.to_thread(journal.errors_of, unit, inv) if code else []
         return RunResult(code, errors)
 
-    def stop(self, name: str, timeout: float = 10) -> None:
+    def stop(self, name: str, timeout: float | None = None) -> None:
         self._client.run(lambda bus: self.astop(bus, name, timeout))
 
-    async def astop(self, bus: Bus, name: str, timeout: float = 10) -> None:
-        self.store.get(name)
+    async def astop(self, bus: Bus, name: str, timeout: float | None = None) -> None:
+        """``timeout`` None: the container's --stop-timeout, else 10 s (docker's)."""
+        spec = self.store.get(name)
+        if timeout is None:
+            timeout = 10 if spec.settings.stop_timeout is None else spec.settings.stop_timeout
         with self.store.stopping(name):
             if await self._runtime(bus).stop(name, timeout):
                 self._record_signal_death(name, signals.SIGKILL)
@@ -735,7 +750,7 @@ class Containers:
         if rec is not None and rec.exit_code == 1 and self.store.has(name):
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
-    def restart(self, name: str, timeout: float = 10) -> None:
+    def restart(self, name: str, timeout: float | None = None) -> None:
         async def go(bus: Bus) -> None:
             await self.astop(bus, name, timeout)
             await self.astart(bus, name)
@@ -965,6 +980,17 @@ class Containers:
                 self.store.remove(spec.name)
             except NspawnctlError:
                 pass
+
+
+def _named_volume(paths: Paths, name: str | None, target: str, read_only: bool) -> Volume:
+    """``--mount type=volume``: for now a host directory per volume name under the store
+    (an anonymous one gets a random name), bound like -v.
+    TODO(lead): once named volumes exist (store/volumes.py, engineer PORTS), resolve NAME there
+    instead (create it when missing, as docker does) and drop this directory fallback."""
+    vol = name or secrets.token_hex(32)
+    host = paths.store / "volumes" / vol / "_data"
+    host.mkdir(mode=0o755, parents=True, exist_ok=True)
+    return Volume(str(host), target, read_only)
 
 
 def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:

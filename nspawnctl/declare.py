@@ -61,6 +61,17 @@ USER_KEYS = (
     "MemoryMax",
     "CPUs",
     "TasksMax",
+    # docker's further run options (runopts.py)
+    "Privileged",
+    "Seccomp",
+    "StopTimeout",
+    "AddHost",
+    "DNS",
+    "DNSSearch",
+    "Device",
+    "ShmSize",
+    "Sysctl",
+    "OOMScoreAdjust",
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove")
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
@@ -272,6 +283,10 @@ def _check_own(key: str, value: str) -> None:
         Cpus.parse(value, None)
     elif key == "TasksMax":
         PidsLimit.parse(value, None)
+    else:
+        from .runopts import check_own
+
+        check_own(key, value)
 
 
 def _check_exec(key: str, value: str) -> None:

@@ -14,6 +14,9 @@ from typing import TypeVar
 
 from .errors import InvalidArgument
 from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean
+from .runopts import RunSettings, device_binds
+from .runopts import from_file as settings_from_file
+from .runopts import to_file as settings_to_file
 from .values import (
     MAX_CPUS,
     MAX_MEMORY,
@@ -326,6 +329,8 @@ class ContainerSpec:
     restart: str = "no"  # no | on-failure | always | unless-stopped (systemd's Restart=)
     # A user namespace (PrivateUsers=pick, ID-mapped root): the payload's root is a high host UID.
     private_users: bool = False
+    # docker's further run options (--read-only, --cap-add, --tmpfs, ...): see runopts.py
+    settings: RunSettings = field(default_factory=RunSettings)
 
     @property
     def cmd(self) -> list[str]:
@@ -353,9 +358,11 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     f.set("Exec", "PrivateUsers", "pick" if spec.private_users else "no")
     f.set("Files", "PrivateUsersOwnership", "auto" if spec.private_users else None)
     f.set("Files", "PrivateUsersChown", None)
-    f.set_all("Files", "Bind", [v.bind_value() for v in spec.volumes if not v.read_only])
+    binds = [v.bind_value() for v in spec.volumes if not v.read_only] + device_binds(spec.settings)
+    f.set_all("Files", "Bind", binds)
     f.set_all("Files", "BindReadOnly", [v.bind_value() for v in spec.volumes if v.read_only])
     _network_to_file(spec, f)
+    settings_to_file(spec.settings, f)
     own = {
         "Id": spec.id,
         "Image": spec.image,
@@ -508,6 +515,9 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         for key, ro in (("Bind", False), ("BindReadOnly", True))
         for value in f.get_all("Files", key)
     ]
+    settings = settings_from_file(f)
+    devices = set(device_binds(settings))
+    volumes = [v for v in volumes if v.read_only or v.bind_value() not in devices]
     boot = _yes(f.get("Exec", "Boot"))
     users = f.get("Exec", "PrivateUsers") or ""
     kill = f.get("Exec", "KillSignal")
@@ -532,6 +542,7 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         ports=ports_from_file(f),
         restart=parse_restart(f.get(own, "Restart") or "no"),
         private_users=users != "" and not _no(users),
+        settings=settings,
     )
 
 

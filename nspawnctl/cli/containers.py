@@ -200,6 +200,94 @@ USERNS = typer.Option(
 )
 
 
+# -- docker's further run options (runopts.py): one block, shared by create and run --------------
+READ_ONLY = typer.Option(False, "--read-only", help="Mount the container's root read-only (ReadOnly=).")
+TMPFS = typer.Option(
+    [],
+    "--tmpfs",
+    metavar="PATH[:OPTS]",
+    help="Mount a tmpfs at PATH; OPTS: size=, mode=, ro, noexec, ... (TemporaryFileSystem=; repeatable).",
+)
+MOUNT = typer.Option(
+    [],
+    "--mount",
+    metavar="type=bind|tmpfs|volume,...",
+    help="Mount in docker's syntax: source/src, target/dst, readonly/ro, tmpfs-size, tmpfs-mode "
+    "(repeatable).",
+)
+CAP_ADD = typer.Option(
+    [], "--cap-add", metavar="CAP", help="Add a capability, or ALL (Capability=; repeatable)."
+)
+CAP_DROP = typer.Option(
+    [], "--cap-drop", metavar="CAP", help="Drop a capability, or ALL (DropCapability=; repeatable)."
+)
+PRIVILEGED = typer.Option(
+    False,
+    "--privileged",
+    help="Every capability and no seccomp filter (Capability=all, SYSTEMD_SECCOMP=0).",
+)
+SECURITY_OPT = typer.Option(
+    [], "--security-opt", metavar="OPT", help="no-new-privileges (NoNewPrivileges=) or seccomp=unconfined."
+)
+INIT = typer.Option(False, "--init", help="Run a minimal init as PID 1, the command as PID 2 (ProcessTwo=).")
+STOP_SIGNAL = typer.Option(
+    None,
+    "--stop-signal",
+    metavar="SIGNAL",
+    help="Signal that stops the command (KillSignal=; default SIGTERM).",
+)
+STOP_TIMEOUT = typer.Option(
+    None, "--stop-timeout", metavar="SECONDS", help="Seconds 'stop' waits before killing (default 10)."
+)
+ADD_HOST = typer.Option([], "--add-host", metavar="HOST:IP", help="Add a line to /etc/hosts (repeatable).")
+DNS = typer.Option([], "--dns", metavar="IP", help="DNS server for /etc/resolv.conf (repeatable).")
+DNS_SEARCH = typer.Option(
+    [], "--dns-search", metavar="DOMAIN", help="DNS search domain for /etc/resolv.conf (repeatable)."
+)
+ULIMIT = typer.Option(
+    [],
+    "--ulimit",
+    metavar="NAME=SOFT[:HARD]",
+    help="Resource limit, e.g. nofile=1024:2048 (LimitNOFILE=...).",
+)
+DEVICE = typer.Option(
+    [],
+    "--device",
+    metavar="HOST[:CTR[:PERMS]]",
+    help="Add a host device node (Bind= + DeviceAllow=; repeatable).",
+)
+SHM_SIZE = typer.Option(None, "--shm-size", metavar="SIZE", help="Size of /dev/shm, e.g. 64M.")
+SYSCTL = typer.Option(
+    [], "--sysctl", metavar="NAME=VALUE", help="Set a net.* sysctl in the container's network (veth, zone)."
+)
+CPUSET = typer.Option(
+    None, "--cpuset-cpus", metavar="CPUS", help="CPUs to run on, e.g. 0-1,3 (CPUAffinity=)."
+)
+OOM_SCORE_ADJ = typer.Option(
+    None, "--oom-score-adj", metavar="N", help="OOM score adjustment, -1000 to 1000 (OOMScoreAdjust=)."
+)
+
+
+def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **flags: object) -> object:
+    """``opts`` (RunOptions) with the options above, each checked at its type; ``flags`` are
+    runopts.SettingsInput's fields."""
+    import dataclasses
+
+    from ..client import RunOptions
+    from ..runopts import Mount, SettingsInput, build, parse_stop_signal
+
+    assert isinstance(opts, RunOptions)
+    mounts = [Mount.parse(m) for m in mount]
+    settings = build(SettingsInput(**flags), [m.tmpfs for m in mounts if m.tmpfs])  # type: ignore[arg-type]
+    return dataclasses.replace(
+        opts,
+        volumes=[*opts.volumes, *(m.volume() for m in mounts if m.type == "bind")],
+        named_volumes=[(m.source, m.target, m.read_only) for m in mounts if m.type == "volume"],
+        settings=settings,
+        stop_signal=None if stop_signal is None else parse_stop_signal(stop_signal),
+    )
+
+
 def create(
     ctx: typer.Context,
     image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG], NAME@DIGEST or ID)."),
@@ -221,6 +309,25 @@ def create(
     publish: list[str] = PUBLISH,
     restart: str = RESTART,
     userns: str = USERNS,
+    read_only: bool = READ_ONLY,
+    tmpfs: list[str] = TMPFS,
+    mount: list[str] = MOUNT,
+    cap_add: list[str] = CAP_ADD,
+    cap_drop: list[str] = CAP_DROP,
+    privileged: bool = PRIVILEGED,
+    security_opt: list[str] = SECURITY_OPT,
+    init: bool = INIT,
+    stop_signal: str = STOP_SIGNAL,
+    stop_timeout: str = STOP_TIMEOUT,
+    add_host: list[str] = ADD_HOST,
+    dns: list[str] = DNS,
+    dns_search: list[str] = DNS_SEARCH,
+    ulimit: list[str] = ULIMIT,
+    device: list[str] = DEVICE,
+    shm_size: str = SHM_SIZE,
+    sysctl: list[str] = SYSCTL,
+    cpuset_cpus: str = CPUSET,
+    oom_score_adj: str = OOM_SCORE_ADJ,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
@@ -241,6 +348,28 @@ def create(
         publish,
         restart,
         userns,
+    )
+    opts = _with_settings(
+        opts,
+        list(mount),
+        stop_signal,
+        read_only=read_only,
+        tmpfs=list(tmpfs),
+        cap_add=list(cap_add),
+        cap_drop=list(cap_drop),
+        privileged=privileged,
+        security_opt=list(security_opt),
+        init=init,
+        stop_timeout=stop_timeout,
+        add_host=list(add_host),
+        dns=list(dns),
+        dns_search=list(dns_search),
+        ulimit=list(ulimit),
+        device=list(device),
+        shm_size=shm_size,
+        sysctl=list(sysctl),
+        cpuset_cpus=cpuset_cpus,
+        oom_score_adj=oom_score_adj,
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -274,6 +403,25 @@ def run(
     publish: list[str] = PUBLISH,
     restart: str = RESTART,
     userns: str = USERNS,
+    read_only: bool = READ_ONLY,
+    tmpfs: list[str] = TMPFS,
+    mount: list[str] = MOUNT,
+    cap_add: list[str] = CAP_ADD,
+    cap_drop: list[str] = CAP_DROP,
+    privileged: bool = PRIVILEGED,
+    security_opt: list[str] = SECURITY_OPT,
+    init: bool = INIT,
+    stop_signal: str = STOP_SIGNAL,
+    stop_timeout: str = STOP_TIMEOUT,
+    add_host: list[str] = ADD_HOST,
+    dns: list[str] = DNS,
+    dns_search: list[str] = DNS_SEARCH,
+    ulimit: list[str] = ULIMIT,
+    device: list[str] = DEVICE,
+    shm_size: str = SHM_SIZE,
+    sysctl: list[str] = SYSCTL,
+    cpuset_cpus: str = CPUSET,
+    oom_score_adj: str = OOM_SCORE_ADJ,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -302,6 +450,28 @@ def run(
         publish,
         restart,
         userns,
+    )
+    opts = _with_settings(
+        opts,
+        list(mount),
+        stop_signal,
+        read_only=read_only,
+        tmpfs=list(tmpfs),
+        cap_add=list(cap_add),
+        cap_drop=list(cap_drop),
+        privileged=privileged,
+        security_opt=list(security_opt),
+        init=init,
+        stop_timeout=stop_timeout,
+        add_host=list(add_host),
+        dns=list(dns),
+        dns_search=list(dns_search),
+        ulimit=list(ulimit),
+        device=list(device),
+        shm_size=shm_size,
+        sysctl=list(sysctl),
+        cpuset_cpus=cpuset_cpus,
+        oom_score_adj=oom_score_adj,
     )
     client = state_of(ctx).client()
     containers = client.containers
@@ -390,12 +560,18 @@ def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
 def stop(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: str = typer.Option("10", "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
+    time: str = typer.Option(
+        None,
+        "-t",
+        "--time",
+        metavar="SECONDS",
+        help="Seconds to wait before killing (default: the container's --stop-timeout, else 10).",
+    ),
 ) -> None:
     """Stop containers: SIGTERM to the command (init: orderly shutdown), SIGKILL after -t seconds."""
     from ..values import parse_timeout
 
-    seconds = parse_timeout(time)
+    seconds = None if time is None else parse_timeout(time)
     client = state_of(ctx).client()
     with client.session():
         for_each(names, lambda n: client.containers.stop(n, seconds))
@@ -418,12 +594,18 @@ def kill(
 def restart(
     ctx: typer.Context,
     names: list[str] = NAMES,
-    time: str = typer.Option("10", "-t", "--time", metavar="SECONDS", help="Seconds to wait before killing."),
+    time: str = typer.Option(
+        None,
+        "-t",
+        "--time",
+        metavar="SECONDS",
+        help="Seconds to wait before killing (default: the container's --stop-timeout, else 10).",
+    ),
 ) -> None:
     """Stop, then start containers."""
     from ..values import parse_timeout
 
-    seconds = parse_timeout(time)
+    seconds = None if time is None else parse_timeout(time)
     client = state_of(ctx).client()
     with client.session():
         for_each(names, lambda n: client.containers.restart(n, seconds))
@@ -513,13 +695,25 @@ def logs(
         "all", "-n", "--tail", metavar="N", help="Number of lines from the end (or 'all')."
     ),
     timestamps: bool = typer.Option(False, "-t", "--timestamps", help="Prefix each line with its time."),
+    until: str = typer.Option(
+        None,
+        "--until",
+        metavar="TIME",
+        help="Only output before then: 10m (ago), 2026-01-02T10:00:00Z, or a Unix time.",
+    ),
 ) -> None:
     """Show a container's output, from every run, as journald recorded it: its stdout lines on
     stdout, its stderr lines on stderr."""
     if tail != "all" and not (tail.isascii() and tail.isdigit()):
         raise InvalidArgument(f"invalid --tail {tail!r}", hint="a number of lines, or 'all'")
 
+    from ..logtime import parse_until
+
+    until_us = None if until is None else parse_until(until)
+
     def write(entry: object) -> None:
+        if until_us is not None and entry.realtime_us > until_us:  # type: ignore[attr-defined]
+            return
         line: bytes = entry.message  # type: ignore[attr-defined]
         if timestamps:
             ts = datetime.fromtimestamp(entry.realtime_us / 1e6, UTC)  # type: ignore[attr-defined]
@@ -547,6 +741,10 @@ def exec_(
     env: list[str] = ENV,
     workdir: str = WORKDIR,
     user: str = USER,
+    detach: bool = typer.Option(
+        False, "-d", "--detach", help="Run the command in the background (a transient unit of its own)."
+    ),
+    env_file: list[str] = ENV_FILE,
 ) -> None:
     """Run a command in a running container (app or booted); its exit code becomes ours."""
     import os
@@ -554,10 +752,20 @@ def exec_(
     from ..run.runtime import run_exec
     from ..values import check_env
 
+    if detach and (interactive or tty):
+        raise InvalidArgument("-d cannot be combined with -i or -t")
     c = state_of(ctx).client().containers
-    envs = check_env(_caller_env(env), "-e", in_file=False)
+    envs: list[str] = []
+    for f in env_file:
+        envs += read_env_file(f)
+    envs += check_env(_caller_env(env), "-e", in_file=False)
     term = os.environ.get("TERM") if tty else None
     cmd = c.exec_command(name, list(command), envs, workdir, user, term)
+    if detach:
+        from ..run.execd import exec_detached
+
+        exec_detached(name, cmd.argv, cmd.env)
+        return
     # our stdin (with -i) and terminal (with -t) go to the command: the CLI's to hand over
     raise typer.Exit(run_exec(cmd.argv, cmd.env, tty, interactive))
 

@@ -132,7 +132,7 @@ def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, ke
     kernel.ns_address(ipaddress.IPv4Interface(f"{addr}/{gateway.network.prefixlen}"))
     kernel.ns_default_route(gateway.ip)
     resolv = files.resolv_conf()
-    if resolv is not None:
+    if resolv is not None and not spec.settings.writes_resolv:  # --dns: written at create
         # a booted image's symlink (-> its own resolver's stub) is its choice; an app container has
         # no resolver running, so a symlink there is replaced (never followed) by the file
         files.write_in_root(paths.pool / spec.name, "etc", "resolv.conf", resolv, keep_symlink=spec.boot)

@@ -233,6 +233,10 @@ def pre(paths: Paths, name: str, unit: str) -> None:
         from .. import net
 
         net.up(paths, spec, unit)  # checks the published ports first
+        if spec.settings.sysctls:  # --sysctl net.*: in the namespace just built (runopts.py)
+            from ..runopts import apply_sysctls
+
+            apply_sysctls(str(net.netns_path(spec.name)), spec.settings.sysctls)
 
 
 def exec_(paths: Paths, name: str, unit: str) -> None:

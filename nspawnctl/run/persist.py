@@ -102,6 +102,14 @@ def render_dropin(
         extra.append(f"CPUQuota={limits.cpus.quota_percent()}")  # no specifiers in CPUQuota=
     if limits.pids is not None:
         extra.append(f"TasksMax={limits.pids}")
+    from ..runopts import unit_settings
+
+    for key, value in unit_settings(spec.settings):  # --device, seccomp=unconfined
+        if key == "DeviceAllow":
+            node, _, perms = value.rpartition(" ")
+            extra.append(f"DeviceAllow={unit_value(node)} {perms}")
+        else:
+            extra.append(f"{key}={unit_value(value)}")
     mounts = [str(paths.pool / spec.name), str(paths.store)]
     if paths.pool != DEFAULT_POOL:  # the template only requires /var/lib/machines/NAME
         mounts.append(str(paths.pool))

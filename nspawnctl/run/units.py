@@ -198,6 +198,9 @@ def unit_properties(
     ]
     props += _restart_properties(restart, backoff)
     env = [*launch.environment, *(["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"] if launch.unified_cgroup else [])]
+    extra = settings_properties(spec)
+    env += [v for k, _, v in extra if k == "Environment"]
+    props += [p for p in extra if p[0] != "Environment"]
     if env:
         props.append(("Environment", "as", env))
     if launch.pre:
@@ -221,6 +224,23 @@ def unit_properties(
             ("StandardOutputFileDescriptor", "h", fout),
             ("StandardErrorFileDescriptor", "h", ferr),
         ]
+    return props
+
+
+def settings_properties(spec: ContainerSpec) -> list[Property]:
+    """What docker's run options need of the unit (runopts.unit_settings): DeviceAllow= entries
+    for --device, SYSTEMD_SECCOMP=0 in Environment= for an unconfined container."""
+    from ..runopts import unit_settings
+
+    props: list[Property] = []
+    for key, value in unit_settings(spec.settings):
+        if key == "DeviceAllow":
+            node, _, perms = value.rpartition(" ")
+            props.append(("DeviceAllow", "a(ss)", [[node, perms]]))
+        elif key == "OOMScoreAdjust":
+            props.append(("OOMScoreAdjust", "i", int(value)))
+        else:
+            props.append((key, "as", value))
     return props
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, PoolError
 from ..names import check_machine_name
 from ..nspawnfile import OWN_SECTION, NspawnFile
+from ..runopts import prepare_root
 from ..spec import ContainerSpec, file_to_spec, spec_to_file
 from . import btrfs, exits
 from .exits import ExitRecord
@@ -235,6 +236,8 @@ class ContainerStore:
                 usr = staging / "usr"
                 if not os.path.lexists(usr):
                     usr.mkdir(mode=0o755)
+                # the working directory, --add-host, --dns (runopts.py)
+                prepare_root(staging, spec.workdir, spec.settings, spec.boot, spec.volumes)
                 spec_to_file(spec, base).save(definition)
                 os.rename(staging, root)
             except BaseException:
@@ -369,6 +372,7 @@ class ContainerStore:
                 usr = new / "usr"
                 if not os.path.lexists(usr):
                     usr.mkdir(mode=0o755)
+                prepare_root(new, spec.workdir, spec.settings, spec.boot, spec.volumes)
                 had_root = os.path.lexists(root)
                 if had_root and keep_old:
                     self._hold_old(spec.name)

@@ -1,0 +1,209 @@
+"""The parsers of docker's further run options (runopts.py) and their .nspawn round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from nspawnctl.errors import InvalidArgument
+from nspawnctl.logtime import parse_until
+from nspawnctl.nspawnfile import NspawnFile
+from nspawnctl.runopts import (
+    CAPABILITIES,
+    Device,
+    Mount,
+    RunSettings,
+    SettingsInput,
+    Tmpfs,
+    Ulimit,
+    build,
+    capabilities,
+    from_file,
+    parse_add_host,
+    parse_cpuset,
+    parse_oom_score_adj,
+    parse_security_opt,
+    parse_stop_signal,
+    parse_stop_timeout,
+    parse_sysctl,
+    to_file,
+    unit_settings,
+)
+
+
+def test_tmpfs() -> None:
+    t = Tmpfs.parse("/run/x:size=1m,mode=01777,noexec")
+    assert t == Tmpfs("/run/x", ("size=1048576", "mode=1777", "noexec"))
+    assert t.value() == "/run/x:size=1048576,mode=1777,noexec"
+    assert Tmpfs.from_value(t.value()) == t
+    for bad in ("relative", "/a:size=nan", "/a:mode=999", "/a:uid=x", "/a/../b", "/a,b", "/a:size=1e9"):
+        with pytest.raises(InvalidArgument):
+            Tmpfs.parse(bad)
+
+
+def test_capabilities() -> None:
+    assert capabilities(["net_admin", "CAP_SYS_TIME"], ["NET_RAW"]) == (
+        ("CAP_NET_ADMIN", "CAP_SYS_TIME"),
+        ("CAP_NET_RAW",),
+    )
+    plus, minus = capabilities(["CHOWN"], ["ALL"])
+    assert plus == ("CAP_CHOWN",) and "CAP_CHOWN" not in minus and len(minus) == len(CAPABILITIES) - 1
+    assert capabilities([], ["all"]) == ((), ("all",))
+    assert capabilities(["ALL"], []) == (("all",), ())
+    with pytest.raises(InvalidArgument, match="unknown capability"):
+        capabilities(["CAP_BOGUS"], [])
+
+
+def test_ulimit() -> None:
+    assert Ulimit.parse("nofile=1024:2048") == Ulimit("nofile", 1024, 2048)
+    assert Ulimit.parse("core=-1").value() == "infinity"
+    assert Ulimit.parse("nproc=10").value() == "10"
+    assert Ulimit.from_value("LimitNOFILE", "1024:2048") == Ulimit("nofile", 1024, 2048)
+    bad_values = ("nofile", "bogus=1", "nofile=2:1", "nofile=nan", "nofile=" + "9" * 20, "nofile=1:x")
+    for bad in bad_values:
+        with pytest.raises(InvalidArgument):
+            Ulimit.parse(bad)
+
+
+def test_device() -> None:
+    assert Device.parse("/dev/fuse") == Device("/dev/fuse", "/dev/fuse", "rwm")
+    assert Device.parse("/dev/zero:r") == Device("/dev/zero", "/dev/zero", "r")
+    assert Device.parse("/dev/zero:/dev/z:rw") == Device("/dev/zero", "/dev/z", "rw")
+    for bad in ("/etc/passwd", "/dev/a:/dev/b:rx", "/dev/a:/dev/b:rr", "dev", "/dev/a:/b"):
+        with pytest.raises(InvalidArgument):
+            Device.parse(bad)
+
+
+def test_small_values() -> None:
+    assert parse_add_host("db.local:10.0.0.1") == ("db.local", "10.0.0.1")
+    assert parse_add_host("v6:::1") == ("v6", "::1")
+    assert parse_cpuset("0-1, 3") == "0-1,3"
+    assert parse_oom_score_adj("-1000") == -1000
+    assert parse_stop_timeout("5") == 5
+    assert parse_stop_signal("usr1") == "SIGUSR1" and parse_stop_signal("RTMIN+3") == "SIGRTMIN+3"
+    assert parse_security_opt("no-new-privileges:true") == "no-new-privileges"
+    assert parse_security_opt("seccomp=unconfined") == "seccomp=unconfined"
+    assert parse_sysctl("net.ipv4.ip_forward=1") == ("net.ipv4.ip_forward", "1")
+    assert parse_sysctl("kernel.sem=1 2 3 4") == ("kernel.sem", "1 2 3 4")
+    for fn, bad in (
+        (parse_add_host, "db:nope"),
+        (parse_add_host, "bad host:10.0.0.1"),
+        (parse_cpuset, "2-1"),
+        (parse_cpuset, "9000"),
+        (parse_oom_score_adj, "1001"),
+        (parse_oom_score_adj, "nan"),
+        (parse_stop_timeout, "1e9"),
+        (parse_stop_signal, "NOPE"),
+        (parse_security_opt, "apparmor=unconfined"),
+        (parse_security_opt, "seccomp=/profile.json"),
+        (parse_sysctl, "kernel.hostname=x"),
+        (parse_sysctl, "net.ipv4/../../x=1"),
+        (parse_sysctl, "net.ipv4.ip_forward=1\n2"),
+    ):
+        with pytest.raises(InvalidArgument):
+            fn(bad)  # type: ignore[operator]
+
+
+def test_mount() -> None:
+    assert Mount.parse("type=bind,src=/srv,dst=/data,readonly").volume().read_only
+    t = Mount.parse("type=tmpfs,destination=/t,tmpfs-size=2m,tmpfs-mode=700")
+    assert t.tmpfs == Tmpfs("/t", ("size=2097152", "mode=700"))
+    v = Mount.parse("type=volume,source=cache,target=/c")
+    assert (v.type, v.source, v.target, v.read_only) == ("volume", "cache", "/c", False)
+    assert Mount.parse("target=/anon").source is None  # docker's default type: an anonymous volume
+    for bad in (
+        "type=bind,dst=/x",
+        "type=bind,src=rel,dst=/x",
+        "type=tmpfs,src=/a,dst=/t",
+        "type=volume,src=../up,dst=/x",
+        "type=volume,src=a,dst=/x,tmpfs-size=1m",
+        "type=nfs,dst=/x",
+        "src=/a",
+        "type=bind,src=/a,dst=/x,bogus=1",
+    ):
+        with pytest.raises(InvalidArgument):
+            Mount.parse(bad)
+
+
+def test_round_trip_through_the_file() -> None:
+    s = build(
+        SettingsInput(
+            read_only=True,
+            tmpfs=["/scratch:size=1m"],
+            cap_add=["SYS_TIME"],
+            cap_drop=["NET_RAW"],
+            security_opt=["no-new-privileges", "seccomp=unconfined"],
+            init=True,
+            stop_timeout="7",
+            add_host=["db:10.0.0.1"],
+            dns=["192.0.2.1"],
+            dns_search=["example.org"],
+            ulimit=["nofile=1:2", "nofile=3:4"],
+            device=["/dev/zero:/dev/z:r"],
+            shm_size="16m",
+            sysctl=["net.ipv4.ip_forward=1"],
+            cpuset_cpus="0",
+            oom_score_adj="-5",
+        )
+    )
+    assert s.ulimits == (Ulimit("nofile", 3, 4),)  # the last of a name counts
+    f = NspawnFile()
+    to_file(s, f)
+    text = f.render()
+    assert "TemporaryFileSystem=/dev/shm:mode=1777,size=16777216" in text and "ResolvConf=off" in text
+    back = from_file(NspawnFile.parse(text))
+    assert back == s
+    g = NspawnFile()
+    to_file(back, g)
+    assert g.render() == text
+    assert ("DeviceAllow", "/dev/zero r") in unit_settings(s)
+    assert ("Environment", "SYSTEMD_SECCOMP=0") in unit_settings(s)
+    assert from_file(NspawnFile()) == RunSettings()
+
+
+def test_privileged_and_duplicate_tmpfs() -> None:
+    s = build(SettingsInput(privileged=True, cap_drop=["CHOWN"]))
+    assert s.cap_add == ("all",) and s.cap_drop == () and s.unconfined
+    with pytest.raises(InvalidArgument, match="two tmpfs"):
+        build(SettingsInput(tmpfs=["/dev/shm"], shm_size="1m"))
+
+
+def test_parse_until() -> None:
+    assert parse_until("10m", now=1000.0) == 400_000_000
+    assert parse_until("1h30m", now=10_000.0) == 4_600_000_000
+    assert parse_until("1767348000.5") == 1_767_348_000_500_000
+    assert parse_until("2026-01-02T10:00:00Z") == 1_767_348_000_000_000
+    for bad in ("yesterday", "10x", "nan", "99999999999d"):
+        with pytest.raises(InvalidArgument):
+            parse_until(bad)
+
+
+def test_declare_accepts_every_key_written() -> None:
+    from nspawnctl.declare import USER_KEYS
+    from nspawnctl.runopts import OWN_KEYS
+
+    assert set(OWN_KEYS) <= set(USER_KEYS)
+
+
+def test_unit_only_settings_reach_both_kinds_of_unit() -> None:
+    """DeviceAllow=, OOMScoreAdjust= and SYSTEMD_SECCOMP=0: on the transient unit and in the
+    drop-in of systemd-nspawn@NAME.service (what machinectl start runs)."""
+    from pathlib import Path
+
+    from nspawnctl.config import Paths
+    from nspawnctl.run.persist import render_dropin
+    from nspawnctl.run.units import Launch, unit_properties
+    from nspawnctl.spec import ContainerSpec
+
+    s = build(SettingsInput(device=["/dev/fuse"], oom_score_adj="-10", privileged=True))
+    spec = ContainerSpec("c1", "ab" * 16, "img", "sha256:x", "now", command=["true"], settings=s)
+    text = render_dropin(
+        spec, Paths(), enabled=False, python="/usr/bin/python3", unified=True, template="@EXTRA@\n"
+    )
+    lines = text.splitlines()
+    assert "DeviceAllow=/dev/fuse rwm" in lines and "OOMScoreAdjust=-10" in lines
+    assert "Environment=SYSTEMD_SECCOMP=0" in lines
+    props = unit_properties(spec, Path("/var/lib/machines"), Launch())
+    assert ("DeviceAllow", "a(ss)", [["/dev/fuse", "rwm"]]) in props
+    assert ("OOMScoreAdjust", "i", -10) in props
+    env = [p for p in props if p[0] == "Environment"]
+    assert len(env) == 1 and "SYSTEMD_SECCOMP=0" in env[0][2]
