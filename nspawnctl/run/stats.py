@@ -11,6 +11,7 @@ one CPU busy is 100 %).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -102,15 +103,65 @@ async def sample(rt: Runtime, spec: ContainerSpec) -> Sample:
         return Sample(spec.id, spec.name, at)
     props = await rt.manager.unit_properties(state.name, SERVICE_IFACE)
     net = (0, 0)
-    if owns_netns(spec.network):
-        leader = await rt.machined.leader(spec.name)
-        if leader is not None:
-            try:
-                with open(f"/proc/{leader}/net/dev") as f:
-                    net = parse_net_dev(f.read())
-            except OSError:
-                pass
-    return from_properties(spec, props, net, at)
+    leader = await rt.machined.leader(spec.name)
+    if owns_netns(spec.network) and leader is not None:
+        try:
+            with open(f"/proc/{leader}/net/dev") as f:
+                net = parse_net_dev(f.read())
+        except OSError:
+            pass
+    out = from_properties(spec, props, net, at)
+    if leader is not None and None in (out.memory, out.cpu_ns, out.pids, out.io_read):
+        from .top import container_pids
+
+        counted = processes_usage(await container_pids(rt, spec.name))
+        out = dataclasses.replace(
+            out,
+            memory=out.memory if out.memory is not None else counted.memory,
+            cpu_ns=out.cpu_ns if out.cpu_ns is not None else counted.cpu_ns,
+            pids=out.pids if out.pids is not None else counted.pids,
+            io_read=out.io_read if out.io_read is not None else counted.io_read,
+            io_write=out.io_write if out.io_write is not None else counted.io_write,
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Usage:
+    memory: int
+    cpu_ns: int
+    pids: int
+    io_read: int
+    io_write: int
+
+
+def processes_usage(pids: list[int]) -> Usage:
+    """What the container's processes use, summed from /proc: where the unit's cgroup has no
+    accounting (the controllers are on cgroup v1 and systemd manages none of them there).
+    Resident memory, CPU time (with that of waited-for children), storage I/O."""
+    tick_ns = 1_000_000_000 // (os.sysconf("SC_CLK_TCK") or 100)
+    page = os.sysconf("SC_PAGE_SIZE")
+    memory = cpu = rd = wr = count = 0
+    for pid in pids:
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            statm = open(f"/proc/{pid}/statm").read().split()
+        except OSError:
+            continue  # ended meanwhile
+        rest = stat[stat.rindex(")") + 2 :].split()
+        cpu += sum(int(x) for x in rest[11:15]) * tick_ns  # utime stime cutime cstime
+        memory += int(statm[1]) * page
+        count += 1
+        try:
+            for line in open(f"/proc/{pid}/io"):
+                key, _, value = line.partition(":")
+                if key == "read_bytes":
+                    rd += int(value)
+                elif key == "write_bytes":
+                    wr += int(value)
+        except OSError:
+            pass
+    return Usage(memory, cpu, count, rd, wr)
 
 
 def cpu_percent(before: Sample | None, now: Sample) -> float:
