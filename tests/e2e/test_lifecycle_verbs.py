@@ -4,7 +4,6 @@ stats, events, attach."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
