@@ -9,6 +9,7 @@ input to forward: ``-i`` cannot be honoured after the start, unlike docker's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -48,7 +49,10 @@ async def attach(
 
     try:
         matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
-        await journal.follow(matches, emit, rt.manager.wait_unit(unit, payload_exited), lines=0)
+        # from now: a timestamp (seek_realtime), not --lines=0, whose tail seek read nothing new
+        # when the container had no output yet
+        since = f"@{time.time():.6f}"
+        await journal.follow(matches, emit, rt.manager.wait_unit(unit, payload_exited), since=since)
     except BaseException:
         if refd:
             await rt.manager.unref(unit)

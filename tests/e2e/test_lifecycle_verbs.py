@@ -4,6 +4,7 @@ stats, events, attach."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -225,7 +226,7 @@ def test_stats_no_stream_prints_docker_columns_with_numbers(nsp: CLI, busybox: s
     # busy: CPU time grows; a process and its memory
     nsp("run", "-d", "--name", name, "--memory", "64m", busybox, "sh", "-c", "while :; do :; done")
     out = nsp("stats", "--no-stream", name).stdout.splitlines()
-    assert out[0].split("   ")[:3] == ["CONTAINER ID", "NAME", "CPU %"], out
+    assert re.split(r"\s{2,}", out[0])[:3] == ["CONTAINER ID", "NAME", "CPU %"], out
     for title in ("MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"):
         assert title in out[0]
     assert len(out) == 2 and name in out[1]
