@@ -3,7 +3,8 @@
 systemd reads the cgroup for us: MemoryCurrent, CPUUsageNSec, IOReadBytes/IOWriteBytes and
 TasksCurrent of the unit (the accounting is turned on when the unit starts, see
 run/units.py accounting_properties). A value systemd cannot tell (UINT64_MAX: no accounting,
-or a cgroup v1 host without io) is None. Network I/O is the container's own namespace's
+or a cgroup v1 host without io) is None, and then summed from the container's processes in
+/proc instead (see processes_usage). Network I/O is the container's own namespace's
 (/proc/LEADER/net/dev); a container on the host's network has none of its own (0, as docker).
 CPU % is the usage between two samples over the wall time between them (docker's formula:
 one CPU busy is 100 %).
