@@ -76,7 +76,9 @@ def test_wait_bad_condition_is_a_usage_error(nsp: CLI, busybox: str) -> None:
 # -- rename --------------------------------------------------------------------------------
 def test_rename_moves_a_stopped_container_and_it_runs_under_its_new_name(nsp: CLI, busybox: str) -> None:
     old, new = nsp.name("ren"), nsp.name("ren")
-    nsp("run", "-d", "--name", old, "--memory", "64m", busybox, "sh", "-c", "echo first; exit 2")
+    # the first run marks the root and exits 2; a later one finds the mark (the same snapshot) and stays
+    script = "test -e /ran && exec sleep 100; touch /ran; echo first; exit 2"
+    nsp("run", "-d", "--name", old, "--memory", "64m", busybox, "sh", "-c", script)
     assert nsp("wait", old).stdout == "2\n"
     nsp("rename", old, new)
     assert not (POOL / old).exists() and (POOL / new).is_dir()
@@ -90,6 +92,7 @@ def test_rename_moves_a_stopped_container_and_it_runs_under_its_new_name(nsp: CL
     nsp("start", new)
     wait_for(lambda: new in machines())
     assert old not in machines()
+    assert nsp.json("inspect", new)[0]["State"]["Status"] == "running"
     assert "MemoryMax=67108864" in nsp("generate", new).stdout
 
 
