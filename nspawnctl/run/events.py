@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NspawnctlError
 from ..systemd.manager import SERVICE_IFACE, SYSTEMD, UNIT_IFACE, UNIT_PATH
 from .runtime import AUTO_RESTART, Runtime
 from .units import UNIT_PREFIX
@@ -151,7 +151,7 @@ class Tracker:
         if name not in self.known:
             try:
                 spec = self.store.get(name)
-            except Exception:
+            except NspawnctlError:  # not one of ours (a machinectl image), or unreadable
                 return None
             self.known[name] = _Known(spec.id, spec.image)
         return self.known[name]
@@ -218,7 +218,7 @@ class Tracker:
             path = self.store.settings_file(name, auto_remove=True)
         try:
             f = NspawnFile.load(path)
-        except Exception:
+        except (OSError, NspawnctlError):  # gone again, or not a definition that reads
             return []
         cid, image = f.get(OWN_SECTION, "Id"), f.get(OWN_SECTION, "Image") or ""
         if not cid:
