@@ -228,6 +228,8 @@ def test_stats_no_stream_prints_docker_columns_with_numbers(nsp: CLI, busybox: s
     name = nsp.name("stats")
     # busy: CPU time grows; a process and its memory
     nsp("run", "-d", "--name", name, "--memory", "64m", busybox, "sh", "-c", "while :; do :; done")
+    accounting = ("CPUAccounting", "MemoryAccounting", "IOAccounting", "TasksAccounting")
+    assert set(unit_show(f"nspawnctl-{name}.service", *accounting).values()) == {"yes"}  # turned on at start
     out = nsp("stats", "--no-stream", name).stdout.splitlines()
     assert re.split(r"\s{2,}", out[0])[:3] == ["CONTAINER ID", "NAME", "CPU %"], out
     for title in ("MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"):
