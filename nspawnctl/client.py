@@ -46,9 +46,13 @@ from .values import check_env, check_exec
 if TYPE_CHECKING:
     from .diskusage import Usage
     from .pull import PullOptions, PullResult
+    from .run.events import Event
     from .run.runtime import Runtime
+    from .run.stats import Sample
+    from .run.top import Top
     from .run.units import Launch
     from .sysinfo import HostInfo
+    from .run.update import Update
     from .verify.trust import TrustStore
 
 T = TypeVar("T")
@@ -59,7 +63,7 @@ class ContainerStatus:
     """A container and what it is doing now."""
 
     spec: ContainerSpec
-    state: str  # created | running | restarting | exited
+    state: str  # created | running | paused | restarting | exited
     started_us: int | None = None
     exit: ExitRecord | None = None
     unit: str | None = None  # the unit running it (transient or systemd-nspawn@NAME.service)
@@ -67,7 +71,7 @@ class ContainerStatus:
 
     @property
     def running(self) -> bool:
-        return self.state == "running"
+        return self.state in ("running", "paused")  # docker: a paused container is running
 
     def to_json(self) -> dict[str, Any]:
         s = self.spec
@@ -83,6 +87,7 @@ class ContainerStatus:
             "State": {
                 "Status": self.state,
                 "Running": self.running,
+                "Paused": self.state == "paused",
                 "Restarting": self.state == "restarting",
                 "StartedAt": _iso_us(self.started_us),
                 "ExitCode": self.exit.exit_code if self.exit else None,
@@ -481,6 +486,125 @@ class Containers:
             )
         return bool(await rt.is_running(name))
 
+    # -- lifecycle verbs: wait, rename, pause, update, top, stats, events, attach -------------
+    # (the logic is in run/wait.py, store/rename.py, run/freeze.py, run/update.py, run/top.py,
+    # run/stats.py, run/events.py, run/attach.py; each has an async form for the API server)
+    def wait(self, name: str, condition: str = "not-running") -> int:
+        """docker's ``wait``: the exit code once the container stops (see run/wait.py)."""
+        return self._client.run(lambda bus: self.await_exit(bus, name, condition))
+
+    async def await_exit(self, bus: Bus, name: str, condition: str = "not-running") -> int:
+        from .run.wait import wait_exit
+
+        return await wait_exit(self._runtime(bus), self.store, name, condition)
+
+    def rename(self, name: str, new: str) -> ContainerSpec:
+        return self._client.run(lambda bus: self.arename(bus, name, new))
+
+    async def arename(self, bus: Bus, name: str, new: str) -> ContainerSpec:
+        """Rename a stopped container; a running one is refused (machined and its unit know it
+        by its name until it stops)."""
+        from .run import persist
+        from .store.rename import rename
+
+        self.store.get(name)
+        rt = self._runtime(bus)
+        state = (await rt.states([name])).get(name)
+        if state is not None and state.running:
+            raise ContainerRunning(
+                f"cannot rename container {name} while it runs: machined and its unit "
+                f"{state.name} are named after it",
+                hint=f"stop it first: nspawnctl stop {name} && nspawnctl rename {name} {new} "
+                f"&& nspawnctl start {new}",
+            )
+        had_dropin = persist.has_dropin(name)
+        enabled = await persist.is_enabled(rt.manager, name)
+        keep = persist.is_kept(persist.read_dropin(name))
+        spec = await asyncio.to_thread(rename, self.store, name, new)
+        if spec.name == name:
+            return spec
+        await rt.reset(name)
+        if had_dropin:
+            await persist.forget(rt.manager, name)
+            await persist.sync(rt.manager, spec, self.paths, enabled=enabled, keep=keep)
+            if enabled:
+                await persist.enable(rt.manager, spec, self.paths)
+        return spec
+
+    def pause(self, name: str) -> None:
+        self._client.run(lambda bus: self.apause(bus, name))
+
+    async def apause(self, bus: Bus, name: str) -> None:
+        """Freeze the container's cgroup (FreezeUnit; needs cgroup v2, see run/freeze.py)."""
+        from .run.freeze import pause
+
+        self.store.get(name)
+        await pause(self._runtime(bus), name)
+
+    def unpause(self, name: str) -> None:
+        self._client.run(lambda bus: self.aunpause(bus, name))
+
+    async def aunpause(self, bus: Bus, name: str) -> None:
+        from .run.freeze import unpause
+
+        self.store.get(name)
+        await unpause(self._runtime(bus), name)
+
+    def update(self, name: str, change: Update) -> ContainerSpec:
+        return self._client.run(lambda bus: self.aupdate(bus, name, change))
+
+    async def aupdate(self, bus: Bus, name: str, change: Update) -> ContainerSpec:
+        """New limits on the running unit and in the definition (see run/update.py)."""
+        from .run.update import update
+
+        return await update(self._runtime(bus), self.store, name, change, self._client.notify)
+
+    def top(self, name: str, ps_args: builtins.list[str] | None = None) -> Top:
+        return self._client.run(lambda bus: self.atop(bus, name, ps_args))
+
+    async def atop(self, bus: Bus, name: str, ps_args: builtins.list[str] | None = None) -> Top:
+        from .run.top import top
+
+        self.store.get(name)
+        return await top(self._runtime(bus), name, ps_args)
+
+    async def astats(self, bus: Bus, specs: builtins.list[ContainerSpec]) -> builtins.list[Sample]:
+        """One reading of each container's counters (see run/stats.py); two readings make a CPU %."""
+        from .run.stats import sample
+
+        rt = self._runtime(bus)
+        return builtins.list(await asyncio.gather(*(sample(rt, s) for s in specs)))
+
+    async def aevents(
+        self,
+        bus: Bus,
+        emit: Callable[[Event], None],
+        filters: dict[str, set[str]] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> None:
+        """Emit container events until ``until`` (see run/events.py)."""
+        from .run.events import follow
+
+        await follow(self._runtime(bus), self.store, emit, filters, since, until)
+
+    def events(
+        self,
+        emit: Callable[[Event], None],
+        filters: dict[str, set[str]] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> None:
+        self._client.run(lambda bus: self.aevents(bus, emit, filters, since, until))
+
+    async def aattach(
+        self, bus: Bus, name: str, write: Callable[[bytes], None], write_err: Callable[[bytes], None]
+    ) -> int:
+        """Follow a running container's output until it exits; its exit code (run/attach.py)."""
+        from .run.attach import attach
+
+        return await attach(self._runtime(bus), self.store, name, write, write_err)
+
     # -- persistence -----------------------------------------------------------------------
     def enable(self, name: str, now: bool = False) -> None:
         """Start the container at boot (systemd-nspawn@NAME.service, wanted by machines.target) and
@@ -847,8 +971,12 @@ class Containers:
                 rec = self.store.exit_record(spec.name)
                 return ContainerStatus(spec, "restarting", exit=rec, unit=st.name)
             if st is not None and st.running:
-                started = await rt.started_at(spec.name, st.name)
-                return ContainerStatus(spec, "running", started, unit=st.name)
+                from .run.freeze import is_paused
+
+                props = await rt.manager.unit_properties(st.name)
+                started = int(props.get("ActiveEnterTimestamp", 0)) or None if props else None
+                state = "paused" if is_paused(props) else "running"  # frozen by `pause`
+                return ContainerStatus(spec, state, started, unit=st.name)
             rec = self.store.exit_record(spec.name)
             return ContainerStatus(spec, "exited" if rec else "created", exit=rec)
 

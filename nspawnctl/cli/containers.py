@@ -659,6 +659,8 @@ def _ps_table(statuses: list[ContainerStatus]) -> None:
     for s in statuses:
         if s.running:
             status = f"Up {human_duration(now - s.started_us / 1e6)}" if s.started_us else "Up"
+            if s.state == "paused":  # docker's "Up 5 minutes (Paused)"
+                status += " (Paused)"
         elif s.state == "restarting":
             status = f"Restarting ({s.exit.exit_code if s.exit else '?'})"
         elif s.exit:

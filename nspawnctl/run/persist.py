@@ -21,6 +21,7 @@ from ..errors import SystemdError
 from .escape import unit_value, unit_word
 from .hook import host_is_unified, paths_environment
 from .units import (
+    ACCOUNTING,
     RESTART_STOP_TIMEOUT,
     has_backoff,
     log_extra_field,
@@ -95,6 +96,7 @@ def render_dropin(
             continue  # in the template
         (unit_keys if key.startswith("StartLimit") else service_keys).append(f"{key}={value}")
     extra = [*service_keys, *(f"Environment={unit_value(e)}" for e in env)]
+    extra += [f"{key}=yes" for key in ACCOUNTING]  # what stats reads
     limits = spec.limits
     if limits.memory is not None:
         extra.append(f"MemoryMax={limits.memory}")

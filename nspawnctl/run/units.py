@@ -173,6 +173,15 @@ def _restart_properties(restart: str, backoff: bool) -> list[Property]:
     ]
 
 
+ACCOUNTING = ("CPUAccounting", "MemoryAccounting", "IOAccounting", "TasksAccounting")
+
+
+def accounting_properties() -> list[Property]:
+    """Turn on the cgroup accounting ``stats`` reads (MemoryCurrent, CPUUsageNSec, IO*Bytes,
+    TasksCurrent); systemd leaves CPU and IO accounting off by default."""
+    return [(key, "b", True) for key in ACCOUNTING]
+
+
 def unit_properties(
     spec: ContainerSpec, pool: Path, launch: Launch, *, backoff: bool = False
 ) -> list[Property]:
@@ -197,6 +206,7 @@ def unit_properties(
         ("RequiresMountsFor", "as", [str(pool / spec.name)]),
     ]
     props += _restart_properties(restart, backoff)
+    props += accounting_properties()
     env = [*launch.environment, *(["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"] if launch.unified_cgroup else [])]
     extra = settings_properties(spec)
     env += [v for k, _, v in extra if k == "Environment"]

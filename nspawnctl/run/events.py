@@ -1,0 +1,295 @@
+"""``events``: container lifecycle events in docker's shapes, from systemd's signals.
+
+start and die come from the container units' PropertiesChanged signals (systemd sends them to a
+subscribed client): ActiveState turning ``active`` is a start, the unit going inactive/failed or
+waiting to restart is a die, with the exit code nspawnctl recorded (or the unit's
+ExecMainStatus, for a ``--rm`` container whose record went with it). create, rename and destroy
+come from the container definitions appearing and disappearing (inotify, see store/watch.py).
+Past events are not kept: ``--since`` and ``--until`` bound the live stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidArgument, NspawnctlError
+from ..systemd.manager import SERVICE_IFACE, SYSTEMD, UNIT_IFACE, UNIT_PATH
+from .runtime import AUTO_RESTART, Runtime
+from .units import UNIT_PREFIX
+
+if TYPE_CHECKING:
+    from ..store.containers import ContainerStore
+
+ACTIONS = ("create", "start", "die", "rename", "destroy", "pause", "unpause")
+FILTER_KEYS = ("container", "event", "image", "type")
+_PATHS_RULE = (
+    f"type='signal',sender='{SYSTEMD}',interface='org.freedesktop.DBus.Properties',"
+    f"member='PropertiesChanged',path_namespace='{UNIT_PATH.rstrip('/')}'"
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    action: str
+    id: str
+    name: str
+    image: str
+    time_ns: int
+    extra: dict[str, str] = field(default_factory=dict)  # exitCode, oldName
+
+    def attributes(self) -> dict[str, str]:
+        return {**self.extra, "image": self.image, "name": self.name}
+
+    def to_json(self) -> dict[str, Any]:
+        """docker's events message (the API's and ``--format '{{json .}}'``)."""
+        return {
+            "status": self.action,
+            "id": self.id,
+            "from": self.image,
+            "Type": "container",
+            "Action": self.action,
+            "Actor": {"ID": self.id, "Attributes": self.attributes()},
+            "scope": "local",
+            "time": self.time_ns // 1_000_000_000,
+            "timeNano": self.time_ns,
+        }
+
+    def line(self) -> str:
+        """docker's text line: TIME container ACTION ID (key=value, ...), keys sorted."""
+        stamp = datetime.fromtimestamp(self.time_ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        attrs = ", ".join(f"{k}={v}" for k, v in sorted(self.attributes().items()))
+        return f"{stamp}.{self.time_ns % 1_000_000_000:09d}Z container {self.action} {self.id} ({attrs})"
+
+
+def parse_filters(texts: list[str]) -> dict[str, set[str]]:
+    """``--filter key=value`` (repeatable; values of one key OR, keys AND)."""
+    out: dict[str, set[str]] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or key not in FILTER_KEYS or not value:
+            raise InvalidArgument(
+                f"invalid --filter {text!r}", hint=f"use KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}"
+            )
+        out.setdefault(key, set()).add(value)
+    return out
+
+
+def matches(event: Event, filters: dict[str, set[str]]) -> bool:
+    for key, values in filters.items():
+        if key == "type" and "container" not in values:
+            return False
+        if key == "event" and event.action not in values:
+            return False
+        if key == "image" and event.image not in values:
+            return False
+        if key == "container" and not any(
+            v == event.name or (len(v) >= 1 and event.id.startswith(v)) for v in values
+        ):
+            return False
+    return True
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """docker's --since/--until: a Unix timestamp (with fraction), RFC 3339, or a duration back
+    from now (10m, 1h30m, 45s)."""
+    now = time.time() if now is None else now
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", text)
+    if m and any(m.groups()):
+        h, mi, s = m.groups()
+        return now - (int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0))
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(
+            f"invalid time {text!r}",
+            hint="a Unix timestamp, RFC 3339 (2026-12-07T05:00:00Z) or a duration (10m)",
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def container_of_unit(unit: str) -> str | None:
+    """The container a unit runs (nspawnctl-NAME.service, systemd-nspawn@NAME.service)."""
+    for prefix in (UNIT_PREFIX, "systemd-nspawn@"):
+        if unit.startswith(prefix) and unit.endswith(".service"):
+            return unit[len(prefix) : -len(".service")]
+    return None
+
+
+def unit_of_path(path: str) -> str:
+    """Undo systemd's object path escaping (_xx per byte)."""
+    raw = path[len(UNIT_PATH) :]
+    return re.sub(r"_([0-9a-f]{2})", lambda m: chr(int(m.group(1), 16)), raw)
+
+
+@dataclass
+class _Known:
+    id: str
+    image: str
+
+
+class Tracker:
+    """Turns raw signals and definition changes into events (no I/O but the store's reads)."""
+
+    def __init__(self, store: ContainerStore) -> None:
+        self.store = store
+        self.known: dict[str, _Known] = {}
+        self.up: dict[str, bool] = {}  # per unit: known to run
+        self.frozen: dict[str, bool] = {}
+        self.main: dict[str, tuple[int, int]] = {}  # per unit: ExecMainCode, ExecMainStatus
+        for spec in store.list():
+            self.known[spec.name] = _Known(spec.id, spec.image)
+
+    def _who(self, name: str) -> _Known | None:
+        if name not in self.known:
+            try:
+                spec = self.store.get(name)
+            except NspawnctlError:  # not one of ours (a machinectl image), or unreadable
+                return None
+            self.known[name] = _Known(spec.id, spec.image)
+        return self.known[name]
+
+    def unit_changed(self, unit: str, iface: str, changed: dict[str, Any]) -> list[Event]:
+        name = container_of_unit(unit)
+        if name is None:
+            return []
+        now = time.time_ns()
+        if iface == SERVICE_IFACE:
+            if "ExecMainCode" in changed or "ExecMainStatus" in changed:
+                old = self.main.get(unit, (0, 0))
+                self.main[unit] = (
+                    int(changed.get("ExecMainCode", old[0])),
+                    int(changed.get("ExecMainStatus", old[1])),
+                )
+            return []
+        if iface != UNIT_IFACE:
+            return []
+        who = self._who(name)
+        if who is None:
+            return []
+        out: list[Event] = []
+        active, sub = changed.get("ActiveState"), str(changed.get("SubState", ""))
+        freezer = changed.get("FreezerState")
+        if freezer in ("frozen", "running") and self.frozen.get(unit, False) != (freezer == "frozen"):
+            self.frozen[unit] = freezer == "frozen"
+            out.append(Event("pause" if freezer == "frozen" else "unpause", who.id, name, who.image, now))
+        if active == "active" and not self.up.get(unit, False):
+            self.up[unit] = True
+            self.main.pop(unit, None)
+            out.append(Event("start", who.id, name, who.image, now))
+        elif (active in ("inactive", "failed") or sub.startswith(AUTO_RESTART)) and self.up.get(unit, False):
+            self.up[unit] = False
+            out.append(
+                Event("die", who.id, name, who.image, now, {"exitCode": str(self._exit_code(name, unit))})
+            )
+        return out
+
+    def _exit_code(self, name: str, unit: str) -> int:
+        record = self.store.exit_record(name)
+        if record is not None:
+            return record.exit_code
+        code, status = self.main.get(unit, (0, 0))
+        return status if code == 1 else 128 + status if code in (2, 3) else 0
+
+    def definition_changed(self, name: str, added: bool) -> list[Event]:
+        now = time.time_ns()
+        if not added:
+            who = self.known.get(name)
+            if who is None or self.store.has(name):
+                return []
+            del self.known[name]
+            if any(k.id == who.id for k in self.known.values()):
+                return []  # renamed: said already
+            return [Event("destroy", who.id, name, who.image, now)]
+        if name in self.known:
+            return []
+        from ..nspawnfile import NspawnFile
+        from ..spec import OWN_SECTION
+
+        path = self.store.settings_file(name)
+        if not path.is_file():
+            path = self.store.settings_file(name, auto_remove=True)
+        try:
+            f = NspawnFile.load(path)
+        except (OSError, NspawnctlError):  # gone again, or not a definition that reads
+            return []
+        cid, image = f.get(OWN_SECTION, "Id"), f.get(OWN_SECTION, "Image") or ""
+        if not cid:
+            return []
+        old = next((n for n, k in self.known.items() if k.id == cid), None)
+        self.known[name] = _Known(cid, image)
+        if old is not None:
+            del self.known[old]
+            return [Event("rename", cid, name, image, now, {"oldName": old})]
+        return [Event("create", cid, name, image, now)]
+
+
+async def follow(
+    rt: Runtime,
+    store: ContainerStore,
+    emit: Callable[[Event], None],
+    filters: dict[str, set[str]] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> None:
+    """Emit events as they happen until ``until`` (Unix time; None: until cancelled). Events
+    before ``since`` are not emitted (none are kept: a past ``since`` is the same as now)."""
+    from ..store.watch import DefinitionWatch
+
+    filters = filters or {}
+    tracker = Tracker(store)
+    queue: asyncio.Queue[list[Event]] = asyncio.Queue()
+
+    def on_signal(msg: Any) -> None:
+        if msg.member != "PropertiesChanged" or not str(msg.path).startswith(UNIT_PATH) or len(msg.body) < 2:
+            return
+        changed = {k: getattr(v, "value", v) for k, v in msg.body[1].items()}
+        events = tracker.unit_changed(unit_of_path(msg.path), msg.body[0], changed)
+        if events:
+            queue.put_nowait(events)
+
+    watch = DefinitionWatch([store.paths.settings, store.paths.runtime_settings])
+    rt.bus.on_signal(on_signal)
+    try:
+        await rt.bus.add_match(_PATHS_RULE)
+        await rt.manager.subscribe_jobs()  # Subscribe: systemd then sends units' changes
+        # what runs now is up (a die of it is news), what does not is down
+        states = await rt.states(list(tracker.known))
+        for _name, st in states.items():
+            tracker.up[st.name] = st.running
+
+        async def definitions() -> None:
+            while True:
+                changes = await watch.next()
+                events = [e for c in changes for e in tracker.definition_changed(c.name, c.added)]
+                if events:
+                    queue.put_nowait(events)
+
+        pump = asyncio.ensure_future(definitions())
+        try:
+            while True:
+                timeout = None if until is None else until - time.time()
+                if timeout is not None and timeout <= 0:
+                    return
+                try:
+                    events = await asyncio.wait_for(queue.get(), timeout)
+                except TimeoutError:
+                    return
+                for event in events:
+                    if since is not None and event.time_ns < since * 1e9:
+                        continue
+                    if matches(event, filters):
+                        emit(event)
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+    finally:
+        rt.bus.remove_signal_handler(on_signal)
+        watch.close()

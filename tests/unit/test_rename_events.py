@@ -1,0 +1,91 @@
+"""rename in the store, the events tracker over a real store, and the inotify watch, on a real
+loop-mounted btrfs (skipped without root and btrfs tools)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from test_layers import btrfs_mount  # noqa: F401  (a fixture)
+from test_repair import image, pool, spec  # noqa: F401  (fixtures)
+
+from nspawnctl.errors import NameInUse
+from nspawnctl.run.events import Tracker
+from nspawnctl.store.containers import ContainerStore, ExitRecord
+from nspawnctl.store.images import Image
+from nspawnctl.store.pool import Pool
+from nspawnctl.store.rename import rename
+from nspawnctl.store.watch import DefinitionChange, DefinitionWatch
+from nspawnctl.systemd.manager import SERVICE_IFACE, UNIT_IFACE
+
+
+def test_rename_moves_root_definition_and_exit_record(pool: Pool, image: Image) -> None:  # noqa: F811
+    store = ContainerStore(pool)
+    store.create(spec("c1"), image)
+    store.record_exit("c1", ExitRecord(3, "exit-code", "now"))
+    renamed = rename(store, "c1", "c2")
+    assert renamed.name == "c2" and renamed.id == spec("c1").id
+    assert (pool.paths.pool / "c2" / "hello").read_text() == "hi\n"
+    assert not os.path.lexists(pool.paths.pool / "c1")
+    assert store.names() == {"c2"}
+    assert store.exit_record("c2") == ExitRecord(3, "exit-code", "now") and store.exit_record("c1") is None
+    assert rename(store, "c2", "c2").name == "c2"
+
+
+def test_rename_to_a_taken_name_changes_nothing(pool: Pool, image: Image) -> None:  # noqa: F811
+    store = ContainerStore(pool)
+    store.create(spec("a"), image)
+    (pool.paths.pool / "b").mkdir()  # not ours, but the name is taken
+    with pytest.raises(NameInUse):
+        rename(store, "a", "b")
+    assert store.names() == {"a"} and (pool.paths.pool / "a" / "hello").is_file()
+
+
+def test_tracker_turns_changes_into_docker_events(pool: Pool, image: Image) -> None:  # noqa: F811
+    store = ContainerStore(pool)
+    tracker = Tracker(store)
+    store.create(spec("c1"), image)
+    (created,) = tracker.definition_changed("c1", True)
+    assert (created.action, created.name, created.image) == ("create", "c1", "img")
+    unit = "nspawnctl-c1.service"
+    assert tracker.unit_changed(unit, UNIT_IFACE, {"ActiveState": "activating"}) == []
+    (start,) = tracker.unit_changed(unit, UNIT_IFACE, {"ActiveState": "active", "SubState": "running"})
+    assert start.action == "start" and start.id == created.id
+    assert tracker.unit_changed(unit, UNIT_IFACE, {"ActiveState": "active"}) == []  # said once
+    tracker.unit_changed(unit, SERVICE_IFACE, {"ExecMainCode": 1, "ExecMainStatus": 4})
+    (die,) = tracker.unit_changed(unit, UNIT_IFACE, {"ActiveState": "inactive", "SubState": "dead"})
+    assert die.action == "die" and die.extra == {"exitCode": "4"}  # no record: the unit's status
+    assert tracker.unit_changed(unit, UNIT_IFACE, {"ActiveState": "failed"}) == []
+    rename(store, "c1", "c2")
+    (renamed,) = tracker.definition_changed("c2", True)
+    assert renamed.action == "rename" and renamed.extra == {"oldName": "c1"} and renamed.id == created.id
+    assert tracker.definition_changed("c1", False) == []  # the old name's file going is the rename
+    store.remove("c2")
+    (destroy,) = tracker.definition_changed("c2", False)
+    assert destroy.action == "destroy" and destroy.id == created.id
+    assert tracker.unit_changed("ssh.service", UNIT_IFACE, {"ActiveState": "active"}) == []
+
+
+def test_definition_watch_sees_files_appear_and_go(tmp_path: Path) -> None:
+    async def go() -> list[DefinitionChange]:
+        watch = DefinitionWatch([tmp_path / "a", tmp_path / "b"])
+        try:
+            tmp = tmp_path / "a" / ".web.nspawn.tmp"
+            tmp.write_text("[Exec]\n")
+            os.rename(tmp, tmp_path / "a" / "web.nspawn")
+            (tmp_path / "b" / "db.nspawn").write_text("")
+            (tmp_path / "a" / "web.nspawn").unlink()
+            seen: list[DefinitionChange] = []
+            while len(seen) < 3:
+                seen += await asyncio.wait_for(watch.next(), 5)
+            return seen
+        finally:
+            watch.close()
+
+    assert asyncio.run(go()) == [
+        DefinitionChange("web", True),
+        DefinitionChange("db", True),
+        DefinitionChange("web", False),
+    ]
