@@ -34,7 +34,16 @@ from .errors import (
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
-from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume, spec_to_file
+from .spec import (
+    ContainerSpec,
+    Limits,
+    PortMapping,
+    RunDefaults,
+    Volume,
+    exposed_ports,
+    publish_all,
+    spec_to_file,
+)
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
@@ -46,6 +55,7 @@ if TYPE_CHECKING:
     from .pull import PullOptions, PullResult
     from .run.runtime import Runtime
     from .run.units import Launch
+    from .store.volumes import VolumeInfo
     from .verify.trust import TrustStore
 
 T = TypeVar("T")
@@ -114,13 +124,14 @@ class ContainerStatus:
     def _network_settings(self) -> dict[str, Any]:
         """docker's NetworkSettings, from what the network hook recorded while the container runs."""
         from .net import state as net_state
+        from .net.ports import docker_ports
 
         st = net_state(self.spec.name) if self.running or self.state == "restarting" else None
         out: dict[str, Any] = {
             "IPAddress": st.address if st else None,
             "IPPrefixLen": st.prefixlen if st else None,
             "Gateway": st.gateway if st else None,
-            "Ports": _port_bindings(self.spec),
+            "Ports": docker_ports(self.spec),
         }
         if st:
             out["Networks"] = {
@@ -202,6 +213,10 @@ class RunOptions:
     ports: builtins.list[PortMapping] = field(default_factory=list)
     restart: str = "no"  # no | on-failure | always | unless-stopped
     userns: str = "auto"  # auto: a user namespace of its own (PrivateUsers=pick); host: none
+    # -- ports, pulls (PORTS) --
+    publish_all: bool = False  # -P: every port the image exposes, on free host ports
+    pull: str = "missing"  # missing | always | never (docker's --pull)
+    pull_options: PullOptions | None = None  # how a pull by create/run verifies and reports
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -218,12 +233,14 @@ class PruneResult:
 class SystemPruneResult:
     containers: builtins.list[str]  # names of the containers removed
     images: PruneResult
+    volumes: builtins.list[str] = field(default_factory=list)  # with --volumes: the volumes removed
+    volume_bytes: int = 0  # what those held
 
     @property
     def reclaimed(self) -> int:
-        """Bytes of the images and layers removed (containers' own changes are not counted:
-        btrfs cannot tell them apart from what they share with their image without quotas)."""
-        return self.images.reclaimed
+        """Bytes of the images, layers and volumes removed (containers' own changes are not
+        counted: btrfs cannot tell them apart from what they share with their image without quotas)."""
+        return self.images.reclaimed + self.volume_bytes
 
 
 class Images:
@@ -275,6 +292,14 @@ class Images:
             policy_file=options.policy_file or paths.policy,
         )
         return pull(self.store, self._client.trust, source, name, options)
+
+    def ensure(self, ref: str, policy: str = "missing", options: PullOptions | None = None) -> Image:
+        """The image ``ref`` names, pulled first as docker's ``--pull`` policy says (see
+        :mod:`nspawnctl.pull.policy`: only references that name where they come from are pulled)."""
+        from .pull import PullOptions
+        from .pull.policy import ensure_image
+
+        return ensure_image(ref, policy, self.get, lambda r: self.pull(r, None, options or PullOptions()))
 
     def import_stream(self, stream: IO[bytes], ref: str | None, source: str = "stream") -> Image:
         return self.store.import_archive(stream, ImageRef.parse(ref) if ref else None, source=source)
@@ -329,6 +354,58 @@ class Images:
         )
 
 
+class Volumes:
+    """Named volumes (see :mod:`nspawnctl.store.volumes`); in use while a container binds one."""
+
+    def __init__(self, client: Client) -> None:
+        from .store.volumes import VolumeStore
+
+        self._client = client
+        self.store = VolumeStore(client.paths, self._users)
+
+    def _users(self) -> dict[str, builtins.list[str]]:
+        out: dict[str, builtins.list[str]] = {}
+        for spec in self._client.containers.store.list():
+            for v in spec.volumes:
+                out.setdefault(v.host, []).append(spec.name)
+        return out
+
+    def create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
+        self._client.pool.check()
+        with self._client.pool.lock():
+            return self.store.create(name, labels)
+
+    def list(self) -> builtins.list[VolumeInfo]:
+        return self.store.list()
+
+    def get(self, name: str) -> VolumeInfo:
+        return self.store.get(name)
+
+    def remove(self, name: str, force: bool = False) -> bool:
+        with self._client.pool.lock():
+            return self.store.remove(name, force)
+
+    def prune(self) -> tuple[builtins.list[str], int]:
+        with self._client.pool.lock():
+            return self.store.prune()
+
+    def resolve(self, volumes: builtins.list[Volume]) -> builtins.list[Volume]:
+        """``-v NAME:/path`` as the bind of volume NAME's path, the volume made when missing."""
+        if not any(v.named for v in volumes):
+            return volumes
+        with self._client.pool.lock():
+            return [
+                dataclasses.replace(v, host=str(self.store.create(v.host).mountpoint)) if v.named else v
+                for v in volumes
+            ]
+
+    def copy_up(self, volumes: builtins.list[Volume], image_root: Path) -> None:
+        for v in volumes:
+            name = self.store.name_of(v.host)
+            if name is not None:
+                self.store.copy_up(name, image_root, v.container)
+
+
 class Containers:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -338,7 +415,7 @@ class Containers:
     # -- creation --------------------------------------------------------------------------
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
-        img = self._client.images.get(image)
+        img = self._client.images.ensure(image, options.pull, options.pull_options)
         name = check_machine_name(options.name) if options.name else generate_name(self.store.names_in_use())
         defaults = img.defaults
         env = [*check_env(defaults.env, f"Env of image {image}"), *check_env(options.env, "-e")]
@@ -346,11 +423,13 @@ class Containers:
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
         network, private_users, notice = _network_and_userns(options)
-        for v in options.volumes:
+        volumes = self._client.volumes.resolve(options.volumes)  # NAME:/path, made when missing
+        for v in volumes:
             if not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
         notices = [notice] if notice else []
-        volumes = options.volumes
+        exposed = list(dict.fromkeys(p for text in defaults.ports for p in exposed_ports(text)))
+        ports = publish_all(options.ports, exposed) if options.publish_all else list(options.ports)
         if private_users:
             from .idmap import idmap_volumes
 
@@ -373,9 +452,10 @@ class Containers:
             entrypoint=entrypoint,
             stop_signal=None if boot else defaults.stop_signal,
             network=network,
-            ports=list(options.ports),
+            ports=ports,
             restart=options.restart,
             private_users=private_users,
+            exposed=exposed,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -395,19 +475,38 @@ class Containers:
             )
         check_exec(spec.command, spec.env)
         spec_to_file(spec)  # every value a .nspawn file can hold, before anything is made
-        for attempt in range(_NAME_ATTEMPTS):
-            try:
-                created = self.store.create(spec, img)
-                break
-            except NameInUse:
-                # a generated name is picked outside the pool lock: a create running alongside
-                # (parallel 'run --rm') may have drawn the same one first
-                if options.name or attempt == _NAME_ATTEMPTS - 1:
-                    raise
-                spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
+        with self._picking_ports(spec) as spec:
+            for attempt in range(_NAME_ATTEMPTS):
+                try:
+                    created = self.store.create(spec, img)
+                    break
+                except NameInUse:
+                    # a generated name is picked outside the pool lock: a create running alongside
+                    # (parallel 'run --rm') may have drawn the same one first
+                    if options.name or attempt == _NAME_ATTEMPTS - 1:
+                        raise
+                    spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
+        self._client.volumes.copy_up(created.volumes, img.path)
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created
+
+    @contextmanager
+    def _picking_ports(self, spec: ContainerSpec) -> Iterator[ContainerSpec]:
+        """``spec`` with free host ports for ``-p CTRPORT``/``-P``, under a lock held until its
+        definition is written (see net.ports.picking)."""
+        if not any(pm.picked for pm in spec.ports):
+            yield spec
+            return
+        from .net.ports import pick_ports, picking
+
+        with picking(self.paths):
+            taken = [str(pm) for other in self.store.list() for pm in other.ports]
+            yield dataclasses.replace(spec, ports=pick_ports(spec.ports, taken))
+
+    def port(self, name: str) -> builtins.list[PortMapping]:
+        """The container's published ports, as recorded (with the host ports create picked)."""
+        return list(self.store.get(name).ports)
 
     def prune(self) -> builtins.list[str]:
         """Remove every stopped container (created or exited; not one that is running or waiting
@@ -1116,6 +1215,7 @@ class Client:
         self.notify = notify  # warnings worth a line on stderr (leftovers repair could not remove)
         self.images = Images(self)
         self.containers = Containers(self)
+        self.volumes = Volumes(self)
         self._session: Session | None = None
 
     @contextmanager
@@ -1139,12 +1239,15 @@ class Client:
             return self._session.run(fn)
         return run_sync(fn)
 
-    def prune(self, all_images: bool = False) -> SystemPruneResult:
+    def prune(self, all_images: bool = False, volumes: bool = False) -> SystemPruneResult:
         """docker's ``system prune``: stopped containers, then dangling images (with
         ``all_images`` every image no container was made from) and the layers no image uses, and
-        whatever killed commands left half done (staging, temporary records, orphan roots)."""
+        whatever killed commands left half done (staging, temporary records, orphan roots); with
+        ``volumes``, the volumes no container binds any more."""
         containers = self.containers.prune()
-        return SystemPruneResult(containers, self.images.prune(all_images=all_images, repair=False))
+        images = self.images.prune(all_images=all_images, repair=False)
+        gone, size = self.volumes.prune() if volumes else ([], 0)
+        return SystemPruneResult(containers, images, gone, size)
 
     @property
     def trust(self) -> TrustStore:

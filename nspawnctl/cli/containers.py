@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -94,6 +94,10 @@ def _options(
     publish: list[str] | None = None,
     restart: str = "no",
     userns: str = "auto",
+    # -- ports and pulls (PORTS) --
+    publish_all: bool = False,
+    pull: str = "missing",
+    pull_options: Any = None,
 ) -> object:
     from ..client import RunOptions
     from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
@@ -123,6 +127,9 @@ def _options(
         ports=[PortMapping.parse(p) for p in publish or []],
         restart=parse_restart(restart),
         userns=userns,
+        publish_all=publish_all,
+        pull=pull,
+        pull_options=pull_options,
         notify=lambda text: err(f"nspawnctl: {text}"),
     )
 
@@ -182,8 +189,10 @@ PUBLISH = typer.Option(
     [],
     "-p",
     "--publish",
-    metavar="[HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]",
-    help="Publish a container port on the host, also on 127.0.0.1 (repeatable; implies --network veth).",
+    metavar="[[HOSTIP:]HOSTPORT:]CTRPORT[/tcp|udp]",
+    help="Publish a container port on the host, also on 127.0.0.1 (repeatable; implies --network veth). "
+    "Without HOSTPORT (-p 80, -p 127.0.0.1::80) a free host port is picked at create and kept "
+    "(see 'nspawnctl port').",
 )
 RESTART = typer.Option(
     "no",
@@ -191,6 +200,55 @@ RESTART = typer.Option(
     metavar="POLICY",
     help="Restart policy: no, on-failure, always or unless-stopped (systemd's Restart=).",
 )
+# -- ports and pulls (PORTS) --
+PUBLISH_ALL = typer.Option(
+    False,
+    "-P",
+    "--publish-all",
+    help="Publish every port the image exposes, each on a free host port (implies --network veth).",
+)
+PULL = typer.Option(
+    "missing",
+    "--pull",
+    metavar="missing|always|never",
+    help="Pull the image before creating: missing (default: when not here), always, never. Only "
+    "references naming their registry, URLs and ACI names are pulled, verified as 'pull' does.",
+)
+PULL_VERIFY = typer.Option(
+    "signature",
+    "--verify",
+    metavar="signature|checksum|no",
+    help="How a pulled tarball or ACI is verified (as 'pull --verify').",
+)
+PULL_PLATFORM = typer.Option(
+    None, "--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to pull (as 'pull --platform')."
+)
+PULL_TLS_VERIFY = typer.Option(
+    "true", "--tls-verify", metavar="true|false", help="Registry TLS checks for a pull (as 'pull')."
+)
+PULL_AUTHFILE = typer.Option(None, "--authfile", metavar="FILE", help="Registry credentials for a pull.")
+
+
+def _pull_options(
+    ctx: typer.Context, verify: str, platform: str | None, tls_verify: str, authfile: str | None
+) -> object:
+    """PullOptions as 'pull' builds them: progress and notices on stderr."""
+    from ..pull import PullOptions
+    from .progress import progress_for
+    from .registry import parse_bool
+
+    paths = state_of(ctx).paths()
+    return PullOptions(
+        verify=verify,
+        platform=platform,
+        tls_verify=parse_bool("--tls-verify", tls_verify),
+        auth_file=Path(authfile) if authfile else paths.auth,
+        policy_file=paths.policy,
+        notify=lambda text: err(text),
+        progress=progress_for,
+    )
+
+
 USERNS = typer.Option(
     "auto",
     "--userns",
@@ -221,6 +279,13 @@ def create(
     publish: list[str] = PUBLISH,
     restart: str = RESTART,
     userns: str = USERNS,
+    # -- ports and pulls (PORTS) --
+    publish_all: bool = PUBLISH_ALL,
+    pull: str = PULL,
+    verify: str = PULL_VERIFY,
+    platform: str = PULL_PLATFORM,
+    tls_verify: str = PULL_TLS_VERIFY,
+    authfile: str = PULL_AUTHFILE,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
@@ -241,6 +306,9 @@ def create(
         publish,
         restart,
         userns,
+        publish_all=publish_all,
+        pull=pull,
+        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile),
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -274,6 +342,13 @@ def run(
     publish: list[str] = PUBLISH,
     restart: str = RESTART,
     userns: str = USERNS,
+    # -- ports and pulls (PORTS) --
+    publish_all: bool = PUBLISH_ALL,
+    pull: str = PULL,
+    verify: str = PULL_VERIFY,
+    platform: str = PULL_PLATFORM,
+    tls_verify: str = PULL_TLS_VERIFY,
+    authfile: str = PULL_AUTHFILE,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -302,6 +377,9 @@ def run(
         publish,
         restart,
         userns,
+        publish_all=publish_all,
+        pull=pull,
+        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile),
     )
     client = state_of(ctx).client()
     containers = client.containers
