@@ -216,7 +216,8 @@ class RunOptions:
     # -- ports, pulls (PORTS) --
     publish_all: bool = False  # -P: every port the image exposes, on free host ports
     pull: str = "missing"  # missing | always | never (docker's --pull)
-    pull_options: PullOptions | None = None  # how a pull by create/run verifies and reports
+    # How a pull by create/run verifies and reports; called only when it pulls (keeps run light).
+    pull_options: Callable[[], PullOptions] | None = None
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -293,13 +294,22 @@ class Images:
         )
         return pull(self.store, self._client.trust, source, name, options)
 
-    def ensure(self, ref: str, policy: str = "missing", options: PullOptions | None = None) -> Image:
+    def ensure(
+        self, ref: str, policy: str = "missing", options: Callable[[], PullOptions] | None = None
+    ) -> Image:
         """The image ``ref`` names, pulled first as docker's ``--pull`` policy says (see
-        :mod:`nspawnctl.pull.policy`: only references that name where they come from are pulled)."""
-        from .pull import PullOptions
-        from .pull.policy import ensure_image
+        :mod:`nspawnctl.pull.policy`: only references that name where they come from are pulled);
+        ``options`` makes the PullOptions when a pull happens."""
+        from .pull.policy import check_pull_policy, ensure_image
 
-        return ensure_image(ref, policy, self.get, lambda r: self.pull(r, None, options or PullOptions()))
+        check_pull_policy(policy)
+
+        def pull(r: str) -> PullResult:
+            from .pull import PullOptions
+
+            return self.pull(r, None, options() if options else PullOptions())
+
+        return ensure_image(ref, policy, self.get, pull)
 
     def import_stream(self, stream: IO[bytes], ref: str | None, source: str = "stream") -> Image:
         return self.store.import_archive(stream, ImageRef.parse(ref) if ref else None, source=source)

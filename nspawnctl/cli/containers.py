@@ -227,26 +227,46 @@ PULL_TLS_VERIFY = typer.Option(
     "true", "--tls-verify", metavar="true|false", help="Registry TLS checks for a pull (as 'pull')."
 )
 PULL_AUTHFILE = typer.Option(None, "--authfile", metavar="FILE", help="Registry credentials for a pull.")
+PULL_CA_CERT = typer.Option(
+    None,
+    "--ca-cert",
+    metavar="FILE",
+    envvar="REQUESTS_CA_BUNDLE",
+    help="PEM file of CAs to trust for a pull over HTTPS (as 'pull --ca-cert').",
+)
 
 
 def _pull_options(
-    ctx: typer.Context, verify: str, platform: str | None, tls_verify: str, authfile: str | None
-) -> object:
-    """PullOptions as 'pull' builds them: progress and notices on stderr."""
-    from ..pull import PullOptions
-    from .progress import progress_for
+    ctx: typer.Context,
+    verify: str,
+    platform: str | None,
+    tls_verify: str,
+    authfile: str | None,
+    ca_cert: str | None,
+) -> Callable[[], object]:
+    """PullOptions as 'pull' builds them (progress and notices on stderr), made only when create
+    pulls: a run of a local image loads none of the pull machinery."""
     from .registry import parse_bool
 
+    verify_tls = parse_bool("--tls-verify", tls_verify)
     paths = state_of(ctx).paths()
-    return PullOptions(
-        verify=verify,
-        platform=platform,
-        tls_verify=parse_bool("--tls-verify", tls_verify),
-        auth_file=Path(authfile) if authfile else paths.auth,
-        policy_file=paths.policy,
-        notify=lambda text: err(text),
-        progress=progress_for,
-    )
+
+    def make() -> object:
+        from ..pull import PullOptions
+        from .progress import progress_for
+
+        return PullOptions(
+            verify=verify,
+            platform=platform,
+            ca_cert=ca_cert,
+            tls_verify=verify_tls,
+            auth_file=Path(authfile) if authfile else paths.auth,
+            policy_file=paths.policy,
+            notify=lambda text: err(text),
+            progress=progress_for,
+        )
+
+    return make
 
 
 USERNS = typer.Option(
@@ -286,6 +306,7 @@ def create(
     platform: str = PULL_PLATFORM,
     tls_verify: str = PULL_TLS_VERIFY,
     authfile: str = PULL_AUTHFILE,
+    ca_cert: str = PULL_CA_CERT,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
@@ -308,7 +329,7 @@ def create(
         userns,
         publish_all=publish_all,
         pull=pull,
-        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile),
+        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -349,6 +370,7 @@ def run(
     platform: str = PULL_PLATFORM,
     tls_verify: str = PULL_TLS_VERIFY,
     authfile: str = PULL_AUTHFILE,
+    ca_cert: str = PULL_CA_CERT,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -379,7 +401,7 @@ def run(
         userns,
         publish_all=publish_all,
         pull=pull,
-        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile),
+        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
     )
     client = state_of(ctx).client()
     containers = client.containers
