@@ -306,8 +306,16 @@ class Images:
 
         def pull(r: str) -> PullResult:
             from .pull import PullOptions
+            from .store.images import UNVERIFIED
 
-            return self.pull(r, None, options() if options else PullOptions())
+            opts = options() if options else PullOptions()
+            opts.notify(f"Pulling {r} (--pull {policy})")
+            result = self.pull(r, None, opts)
+            opts.notify(f"Verified: {result.verified}" if result.verified != UNVERIFIED else "Not verified")
+            opts.notify(
+                f"Pulled {result.ref}" if result.downloaded else f"Image is up to date for {result.ref}"
+            )
+            return result
 
         return ensure_image(ref, policy, self.get, pull)
 
