@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import functools
 import os
 import secrets
 import signal as signals
@@ -26,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from .config import Paths
 from .errors import (
     ContainerRunning,
+    ImageNotFound,
     InvalidArgument,
     InvalidReference,
     NameInUse,
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
     from .pull import PullOptions, PullResult
     from .run.runtime import Runtime
     from .run.units import Launch
-    from .store.volumes import VolumeInfo
+    from .store.volumes import VolumeInfo, VolumeStore
     from .verify.trust import TrustStore
 
 T = TypeVar("T")
@@ -300,6 +302,11 @@ class Images:
         """The image ``ref`` names, pulled first as docker's ``--pull`` policy says (see
         :mod:`nspawnctl.pull.policy`: only references that name where they come from are pulled);
         ``options`` makes the PullOptions when a pull happens."""
+        if policy == "missing":  # the common case, without loading the pull machinery
+            try:
+                return self.get(ref)
+            except (ImageNotFound, InvalidReference):
+                pass
         from .pull.policy import check_pull_policy, ensure_image
 
         check_pull_policy(policy)
@@ -376,10 +383,14 @@ class Volumes:
     """Named volumes (see :mod:`nspawnctl.store.volumes`); in use while a container binds one."""
 
     def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @functools.cached_property
+    def store(self) -> VolumeStore:
+        """Made on first use: a run without named volumes loads nothing of them."""
         from .store.volumes import VolumeStore
 
-        self._client = client
-        self.store = VolumeStore(client.paths, self._users)
+        return VolumeStore(self._client.paths, self._users)
 
     def _users(self) -> dict[str, builtins.list[str]]:
         out: dict[str, builtins.list[str]] = {}
@@ -418,6 +429,8 @@ class Volumes:
             ]
 
     def copy_up(self, volumes: builtins.list[Volume], image_root: Path) -> None:
+        if not any(v.host.startswith(f"{self._client.paths.store}/volumes/") for v in volumes):
+            return
         for v in volumes:
             name = self.store.name_of(v.host)
             if name is not None:

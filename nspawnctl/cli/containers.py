@@ -246,14 +246,14 @@ def _pull_options(
 ) -> Callable[[], object]:
     """PullOptions as 'pull' builds them (progress and notices on stderr), made only when create
     pulls: a run of a local image loads none of the pull machinery."""
-    from .registry import parse_bool
-
-    verify_tls = parse_bool("--tls-verify", tls_verify)
     paths = state_of(ctx).paths()
 
     def make() -> object:
         from ..pull import PullOptions
         from .progress import progress_for
+        from .registry import parse_bool
+
+        verify_tls = parse_bool("--tls-verify", tls_verify)
 
         return PullOptions(
             verify=verify,
