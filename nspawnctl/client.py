@@ -1110,11 +1110,13 @@ def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
     if options.userns not in USERNS_MODES:
         raise InvalidArgument(f"invalid --userns {options.userns!r}", hint="use auto or host")
     explicit = parse_network(options.network) if options.network else None
-    network, notice = default_network(explicit, list(options.ports))
-    if options.ports and not owns_netns(network):
+    publishing: builtins.list[object] = [*options.ports, *(["-P"] if options.publish_all else [])]
+    network, notice = default_network(explicit, publishing)
+    if publishing and not owns_netns(network):
+        flag = "-p" if options.ports else "-P"
         raise InvalidArgument(
-            "-p needs a network of the container's own: --network veth or zone:NAME",
-            hint=f"this container's network would be {network}; drop -p or choose veth or zone:NAME",
+            f"{flag} needs a network of the container's own: --network veth or zone:NAME",
+            hint=f"this container's network would be {network}; drop {flag} or choose veth or zone:NAME",
         )
     check_port_mappings(options.ports)  # what no host could publish: refused now, not at start
     return network, options.userns == "auto", notice

@@ -16,7 +16,7 @@ def port(
     ctx: typer.Context,
     container: str = typer.Argument(..., metavar="CONTAINER", help="Container name."),
     private_port: str = typer.Argument(
-        None, metavar="[PORT[/PROTO]]", help="Only this container port (tcp unless /udp is given)."
+        None, metavar="PORT[/PROTO]", help="Only this container port (tcp unless /udp is given)."
     ),
 ) -> None:
     """List a container's published ports (those -p and -P picked included), as docker does:

@@ -179,3 +179,11 @@ def test_copy_up_source_never_follows_a_symlink(tmp_path: Path) -> None:
     assert _inside(tmp_path, "/data/../link") is None
     assert _inside(tmp_path, "/missing") is None
     assert _inside(tmp_path, "/") is None
+
+
+def test_publish_all_implies_a_network_of_its_own() -> None:
+    from nspawnctl.client import RunOptions, _network_and_userns
+
+    assert _network_and_userns(RunOptions(publish_all=True))[0] == "veth"
+    with pytest.raises(InvalidArgument, match="-P needs a network of the container's own"):
+        _network_and_userns(RunOptions(publish_all=True, network="host"))
