@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import dataclasses
+import functools
 import os
 import secrets
 import signal as signals
@@ -26,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 from .config import Paths
 from .errors import (
     ContainerRunning,
+    ImageNotFound,
     InvalidArgument,
     InvalidReference,
     NameInUse,
@@ -35,7 +37,16 @@ from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
 from .runopts import RunSettings
-from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume, spec_to_file
+from .spec import (
+    ContainerSpec,
+    Limits,
+    PortMapping,
+    RunDefaults,
+    Volume,
+    exposed_ports,
+    publish_all,
+    spec_to_file,
+)
 from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
@@ -51,8 +62,9 @@ if TYPE_CHECKING:
     from .run.stats import Sample
     from .run.top import Top
     from .run.units import Launch
-    from .sysinfo import HostInfo
     from .run.update import Update
+    from .store.volumes import VolumeInfo, VolumeStore
+    from .sysinfo import HostInfo
     from .verify.trust import TrustStore
 
 T = TypeVar("T")
@@ -123,13 +135,14 @@ class ContainerStatus:
     def _network_settings(self) -> dict[str, Any]:
         """docker's NetworkSettings, from what the network hook recorded while the container runs."""
         from .net import state as net_state
+        from .net.ports import docker_ports
 
         st = net_state(self.spec.name) if self.running or self.state == "restarting" else None
         out: dict[str, Any] = {
             "IPAddress": st.address if st else None,
             "IPPrefixLen": st.prefixlen if st else None,
             "Gateway": st.gateway if st else None,
-            "Ports": _port_bindings(self.spec),
+            "Ports": docker_ports(self.spec),
         }
         if st:
             out["Networks"] = {
@@ -216,6 +229,11 @@ class RunOptions:
     stop_signal: str | None = None  # --stop-signal, as KillSignal= takes it; None: the image's
     # --mount type=volume: (volume name or None for an anonymous one, target, read-only)
     named_volumes: builtins.list[tuple[str | None, str, bool]] = field(default_factory=list)
+    # -- ports, pulls (PORTS) --
+    publish_all: bool = False  # -P: every port the image exposes, on free host ports
+    pull: str = "missing"  # missing | always | never (docker's --pull)
+    # How a pull by create/run verifies and reports; called only when it pulls (keeps run light).
+    pull_options: Callable[[], PullOptions] | None = None
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -232,12 +250,14 @@ class PruneResult:
 class SystemPruneResult:
     containers: builtins.list[str]  # names of the containers removed
     images: PruneResult
+    volumes: builtins.list[str] = field(default_factory=list)  # with --volumes: the volumes removed
+    volume_bytes: int = 0  # what those held
 
     @property
     def reclaimed(self) -> int:
-        """Bytes of the images and layers removed (containers' own changes are not counted:
-        btrfs cannot tell them apart from what they share with their image without quotas)."""
-        return self.images.reclaimed
+        """Bytes of the images, layers and volumes removed (containers' own changes are not
+        counted: btrfs cannot tell them apart from what they share with their image without quotas)."""
+        return self.images.reclaimed + self.volume_bytes
 
 
 class Images:
@@ -289,6 +309,36 @@ class Images:
             policy_file=options.policy_file or paths.policy,
         )
         return pull(self.store, self._client.trust, source, name, options)
+
+    def ensure(
+        self, ref: str, policy: str = "missing", options: Callable[[], PullOptions] | None = None
+    ) -> Image:
+        """The image ``ref`` names, pulled first as docker's ``--pull`` policy says (see
+        :mod:`nspawnctl.pull.policy`: only references that name where they come from are pulled);
+        ``options`` makes the PullOptions when a pull happens."""
+        if policy == "missing":  # the common case, without loading the pull machinery
+            try:
+                return self.get(ref)
+            except (ImageNotFound, InvalidReference):
+                pass
+        from .pull.policy import check_pull_policy, ensure_image
+
+        check_pull_policy(policy)
+
+        def pull(r: str) -> PullResult:
+            from .pull import PullOptions
+            from .store.images import UNVERIFIED
+
+            opts = options() if options else PullOptions()
+            opts.notify(f"Pulling {r} (--pull {policy})")
+            result = self.pull(r, None, opts)
+            opts.notify(f"Verified: {result.verified}" if result.verified != UNVERIFIED else "Not verified")
+            opts.notify(
+                f"Pulled {result.ref}" if result.downloaded else f"Image is up to date for {result.ref}"
+            )
+            return result
+
+        return ensure_image(ref, policy, self.get, pull)
 
     def import_stream(self, stream: IO[bytes], ref: str | None, source: str = "stream") -> Image:
         return self.store.import_archive(stream, ImageRef.parse(ref) if ref else None, source=source)
@@ -343,6 +393,64 @@ class Images:
         )
 
 
+class Volumes:
+    """Named volumes (see :mod:`nspawnctl.store.volumes`); in use while a container binds one."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @functools.cached_property
+    def store(self) -> VolumeStore:
+        """Made on first use: a run without named volumes loads nothing of them."""
+        from .store.volumes import VolumeStore
+
+        return VolumeStore(self._client.paths, self._users)
+
+    def _users(self) -> dict[str, builtins.list[str]]:
+        out: dict[str, builtins.list[str]] = {}
+        for spec in self._client.containers.store.list():
+            for v in spec.volumes:
+                out.setdefault(v.host, []).append(spec.name)
+        return out
+
+    def create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
+        self._client.pool.check()
+        with self._client.pool.lock():
+            return self.store.create(name, labels)
+
+    def list(self) -> builtins.list[VolumeInfo]:
+        return self.store.list()
+
+    def get(self, name: str) -> VolumeInfo:
+        return self.store.get(name)
+
+    def remove(self, name: str, force: bool = False) -> bool:
+        with self._client.pool.lock():
+            return self.store.remove(name, force)
+
+    def prune(self) -> tuple[builtins.list[str], int]:
+        with self._client.pool.lock():
+            return self.store.prune()
+
+    def resolve(self, volumes: builtins.list[Volume]) -> builtins.list[Volume]:
+        """``-v NAME:/path`` as the bind of volume NAME's path, the volume made when missing."""
+        if not any(v.named for v in volumes):
+            return volumes
+        with self._client.pool.lock():
+            return [
+                dataclasses.replace(v, host=str(self.store.create(v.host).mountpoint)) if v.named else v
+                for v in volumes
+            ]
+
+    def copy_up(self, volumes: builtins.list[Volume], image_root: Path) -> None:
+        if not any(v.host.startswith(f"{self._client.paths.store}/volumes/") for v in volumes):
+            return
+        for v in volumes:
+            name = self.store.name_of(v.host)
+            if name is not None:
+                self.store.copy_up(name, image_root, v.container)
+
+
 class Containers:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -352,7 +460,7 @@ class Containers:
     # -- creation --------------------------------------------------------------------------
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
-        img = self._client.images.get(image)
+        img = self._client.images.ensure(image, options.pull, options.pull_options)
         name = check_machine_name(options.name) if options.name else generate_name(self.store.names_in_use())
         defaults = img.defaults
         env = [*check_env(defaults.env, f"Env of image {image}"), *check_env(options.env, "-e")]
@@ -360,15 +468,20 @@ class Containers:
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
         network, private_users, notice = _network_and_userns(options)
-        for v in options.volumes:
+        # --mount type=volume: a named volume like -v NAME:/path; without a source an anonymous
+        # one (a random name, as docker's), kept until 'volume rm'/'volume prune'
+        mounts = [Volume(n or secrets.token_hex(32), t, ro) for n, t, ro in options.named_volumes]
+        volumes = self._client.volumes.resolve([*options.volumes, *mounts])  # made when missing
+        for v in volumes:
             if not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
         notices = [notice] if notice else []
-        volumes = [*options.volumes, *(_named_volume(self.paths, *v) for v in options.named_volumes)]
         if options.settings.sysctls:
             from .runopts import check_sysctls
 
             check_sysctls(options.settings, network)
+        exposed = list(dict.fromkeys(p for text in defaults.ports for p in exposed_ports(text)))
+        ports = publish_all(options.ports, exposed) if options.publish_all else list(options.ports)
         if private_users:
             from .idmap import idmap_volumes
 
@@ -391,10 +504,11 @@ class Containers:
             entrypoint=entrypoint,
             stop_signal=None if boot else options.stop_signal or defaults.stop_signal,
             network=network,
-            ports=list(options.ports),
+            ports=ports,
             restart=options.restart,
             private_users=private_users,
             settings=options.settings,
+            exposed=exposed,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -414,19 +528,38 @@ class Containers:
             )
         check_exec(spec.command, spec.env)
         spec_to_file(spec)  # every value a .nspawn file can hold, before anything is made
-        for attempt in range(_NAME_ATTEMPTS):
-            try:
-                created = self.store.create(spec, img)
-                break
-            except NameInUse:
-                # a generated name is picked outside the pool lock: a create running alongside
-                # (parallel 'run --rm') may have drawn the same one first
-                if options.name or attempt == _NAME_ATTEMPTS - 1:
-                    raise
-                spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
+        with self._picking_ports(spec) as spec:
+            for attempt in range(_NAME_ATTEMPTS):
+                try:
+                    created = self.store.create(spec, img)
+                    break
+                except NameInUse:
+                    # a generated name is picked outside the pool lock: a create running alongside
+                    # (parallel 'run --rm') may have drawn the same one first
+                    if options.name or attempt == _NAME_ATTEMPTS - 1:
+                        raise
+                    spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
+        self._client.volumes.copy_up(created.volumes, img.path)
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created
+
+    @contextmanager
+    def _picking_ports(self, spec: ContainerSpec) -> Iterator[ContainerSpec]:
+        """``spec`` with free host ports for ``-p CTRPORT``/``-P``, under a lock held until its
+        definition is written (see net.ports.picking)."""
+        if not any(pm.picked for pm in spec.ports):
+            yield spec
+            return
+        from .net.ports import pick_ports, picking
+
+        with picking(self.paths):
+            taken = [str(pm) for other in self.store.list() for pm in other.ports]
+            yield dataclasses.replace(spec, ports=pick_ports(spec.ports, taken))
+
+    def port(self, name: str) -> builtins.list[PortMapping]:
+        """The container's published ports, as recorded (with the host ports create picked)."""
+        return list(self.store.get(name).ports)
 
     def prune(self) -> builtins.list[str]:
         """Remove every stopped container (created or exited; not one that is running or waiting
@@ -1110,17 +1243,6 @@ class Containers:
                 pass
 
 
-def _named_volume(paths: Paths, name: str | None, target: str, read_only: bool) -> Volume:
-    """``--mount type=volume``: for now a host directory per volume name under the store
-    (an anonymous one gets a random name), bound like -v.
-    TODO(lead): once named volumes exist (store/volumes.py, engineer PORTS), resolve NAME there
-    instead (create it when missing, as docker does) and drop this directory fallback."""
-    vol = name or secrets.token_hex(32)
-    host = paths.store / "volumes" / vol / "_data"
-    host.mkdir(mode=0o755, parents=True, exist_ok=True)
-    return Volume(str(host), target, read_only)
-
-
 def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
     """The network mode to record and whether the container gets a user namespace; refuses
     combinations that cannot work before anything is made."""
@@ -1136,11 +1258,13 @@ def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
     if options.userns not in USERNS_MODES:
         raise InvalidArgument(f"invalid --userns {options.userns!r}", hint="use auto or host")
     explicit = parse_network(options.network) if options.network else None
-    network, notice = default_network(explicit, list(options.ports))
-    if options.ports and not owns_netns(network):
+    publishing: builtins.list[object] = [*options.ports, *(["-P"] if options.publish_all else [])]
+    network, notice = default_network(explicit, publishing)
+    if publishing and not owns_netns(network):
+        flag = "-p" if options.ports else "-P"
         raise InvalidArgument(
-            "-p needs a network of the container's own: --network veth or zone:NAME",
-            hint=f"this container's network would be {network}; drop -p or choose veth or zone:NAME",
+            f"{flag} needs a network of the container's own: --network veth or zone:NAME",
+            hint=f"this container's network would be {network}; drop {flag} or choose veth or zone:NAME",
         )
     check_port_mappings(options.ports)  # what no host could publish: refused now, not at start
     return network, options.userns == "auto", notice
@@ -1272,6 +1396,7 @@ class Client:
         self.notify = notify  # warnings worth a line on stderr (leftovers repair could not remove)
         self.images = Images(self)
         self.containers = Containers(self)
+        self.volumes = Volumes(self)
         self._session: Session | None = None
 
     @contextmanager
@@ -1295,12 +1420,15 @@ class Client:
             return self._session.run(fn)
         return run_sync(fn)
 
-    def prune(self, all_images: bool = False) -> SystemPruneResult:
+    def prune(self, all_images: bool = False, volumes: bool = False) -> SystemPruneResult:
         """docker's ``system prune``: stopped containers, then dangling images (with
         ``all_images`` every image no container was made from) and the layers no image uses, and
-        whatever killed commands left half done (staging, temporary records, orphan roots)."""
+        whatever killed commands left half done (staging, temporary records, orphan roots); with
+        ``volumes``, the volumes no container binds any more."""
         containers = self.containers.prune()
-        return SystemPruneResult(containers, self.images.prune(all_images=all_images, repair=False))
+        images = self.images.prune(all_images=all_images, repair=False)
+        gone, size = self.volumes.prune() if volumes else ([], 0)
+        return SystemPruneResult(containers, images, gone, size)
 
     def disk_usage(self) -> builtins.list[Usage]:
         """docker's ``system df``: images (stored bytes, and what ``image prune -a`` would free)

@@ -33,6 +33,7 @@ from .spec import (
     check_bind_options,
     check_interface_name,
     check_port_mappings,
+    exposed_ports,
     file_to_spec,
     network_bridge,
     network_from_file,
@@ -40,6 +41,7 @@ from .spec import (
     owns_netns,
     parse_network,
     parse_nspawn_port,
+    parse_publish,
     parse_restart,
     spec_to_file,
 )
@@ -73,7 +75,7 @@ USER_KEYS = (
     "Sysctl",
     "OOMScoreAdjust",
 )
-GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove")
+GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove", "Expose")  # Expose=: the image's ports
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
 IGNORED = {(OWN_SECTION, "Id"), (OWN_SECTION, "Created")}
 # Keys a change of which needs no restart of the running container.
@@ -270,7 +272,7 @@ def _check_own(key: str, value: str) -> None:
     if key == "Network":
         _check_bridge(parse_network(value))
     elif key == "Publish" and value:
-        check_port_mappings([PortMapping.parse(value)])
+        check_port_mappings([parse_publish(value)])
     elif key == "Restart":
         parse_restart(value)
     elif key == "Enable":
@@ -358,7 +360,7 @@ def port_lines(f: NspawnFile) -> list[tuple[PortMapping, str]]:
     name = f.filename or "<string>"
     out = []
     for section, key, parse in (
-        (OWN_SECTION, "Publish", PortMapping.parse),
+        (OWN_SECTION, "Publish", parse_publish),
         ("Network", "Port", parse_nspawn_port),
     ):
         these: list[tuple[PortMapping, str]] = []
@@ -444,6 +446,7 @@ def desired(
         volumes=volumes,
         private_users=private_users,
         auto_remove=False,
+        exposed=list(dict.fromkeys(p for text in defaults.ports for p in exposed_ports(text))),
     )
     try:
         check_exec(spec.command, spec.env, str(d.path))

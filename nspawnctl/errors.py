@@ -75,6 +75,16 @@ class PortInUse(Conflict):
     code = "port-in-use"
 
 
+class VolumeNotFound(NotFound):
+    code = "volume-not-found"
+
+
+class VolumeInUse(Conflict):
+    """A named volume some container's definition binds (docker refuses it even with -f)."""
+
+    code = "volume-in-use"
+
+
 class NetworkError(NspawnctlError):
     """The container's network could not be built (netns, links, addresses, proxies)."""
 

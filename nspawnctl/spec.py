@@ -68,7 +68,7 @@ class Volume:
     @classmethod
     def parse(cls, text: str) -> Volume:
         """``HOST:CONTAINER[:OPTS]`` as docker's ``-v``, OPTS a comma list of ro|rw and nspawn's
-        bind options (idmap, noidmap, rbind, norbind); both paths absolute."""
+        bind options (idmap, noidmap, rbind, norbind); HOST an absolute path or a volume name."""
         parts = text.split(":")
         ro = False
         opts: list[str] = []
@@ -84,11 +84,18 @@ class Volume:
                         hint="options are ro, rw, idmap, noidmap, rbind, norbind",
                     )
             parts = parts[:2]
-        if len(parts) != 2 or not all(p.startswith("/") for p in parts):
+        named = len(parts) == 2 and re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", parts[0]) is not None
+        if len(parts) != 2 or not parts[1].startswith("/") or not (named or parts[0].startswith("/")):
             raise InvalidArgument(
-                f"invalid volume {text!r}", hint="use -v /host/path:/container/path[:ro], both absolute"
+                f"invalid volume {text!r}",
+                hint="use -v /host/path:/container/path[:ro] (both absolute) or -v VOLUME:/container/path",
             )
         return cls(parts[0], parts[1], ro, tuple(opts))
+
+    @property
+    def named(self) -> bool:
+        """``-v NAME:/path``: a named volume, until create puts its path in ``host``."""
+        return not self.host.startswith("/")
 
     @classmethod
     def from_bind(cls, value: str, read_only: bool = False) -> Volume:
@@ -183,7 +190,8 @@ def parse_restart(text: str) -> str:
 
 @dataclass(frozen=True)
 class PortMapping:
-    """``-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]``: a port of the container published on the host."""
+    """``-p [[HOSTIP:]HOSTPORT:]CTRPORT[/tcp|udp]``: a port of the container published on the host;
+    host_port 0 (``-p 80``, ``-p IP::80``) until create picks a free one."""
 
     host_port: int
     container_port: int
@@ -213,10 +221,13 @@ class PortMapping:
             if len(parts) == 3:
                 host_ip, spec = parts[0], ":".join(parts[1:])
         parts = spec.split(":")
-        if len(parts) != 2 or not all(re.fullmatch("[0-9]{1,9}", p) for p in parts):  # not "²", 5000 digits
+        if len(parts) == 1 and host_ip is None:  # -p CTRPORT: a free host port is picked
+            parts = ["", parts[0]]
+        host_re, ctr_re = ("[0-9]{0,9}", "[0-9]{1,9}")  # not "²", not 5000 digits
+        if len(parts) != 2 or not (re.fullmatch(host_re, parts[0]) and re.fullmatch(ctr_re, parts[1])):
             raise bad
-        hp, cp = int(parts[0]), int(parts[1])
-        if not (0 < hp < 65536 and 0 < cp < 65536):
+        hp, cp = int(parts[0] or 0), int(parts[1])
+        if not (0 <= hp < 65536 and 0 < cp < 65536) or (parts[0] and hp == 0):
             raise InvalidArgument(f"port out of range in {text!r}", hint="ports are 1-65535")
         if host_ip is not None:
             try:
@@ -227,11 +238,23 @@ class PortMapping:
                 ) from None
         return cls(hp, cp, proto, host_ip)
 
+    @property
+    def picked(self) -> bool:
+        """No host port given (``-p 80``, ``-p IP::80``, ``-P``): create picks a free one."""
+        return self.host_port == 0
+
+    @property
+    def key(self) -> str:
+        """docker's name of the container port: ``80/tcp``."""
+        return f"{self.container_port}/{self.protocol}"
+
     def __str__(self) -> str:
         ip = ""
         if self.host_ip:
             ip = f"[{self.host_ip}]:" if ":" in self.host_ip else f"{self.host_ip}:"
-        return f"{ip}{self.host_port}:{self.container_port}/{self.protocol}"
+        if self.picked:
+            return f"{ip}:{self.key}" if ip else self.key
+        return f"{ip}{self.host_port}:{self.key}"
 
 
 def check_port_mappings(ports: Iterable[PortMapping]) -> None:
@@ -246,11 +269,41 @@ def check_port_mappings(ports: Iterable[PortMapping]) -> None:
                 hint=f"publish it on all host addresses: -p {pm.host_port}:{pm.container_port}/udp",
             )
         key = (pm.protocol, pm.host_port)
+        if pm.picked:
+            continue
         if key in seen:
             raise InvalidArgument(
                 f"port {pm.host_port}/{pm.protocol} is published twice", hint="publish each host port once"
             )
         seen.add(key)
+
+
+def exposed_ports(text: str) -> list[str]:
+    """An image's declared port(s) as docker names them (``80/tcp``): OCI ``ExposedPorts`` keys
+    ("80/tcp", "53/udp", "80", "8000-8002/tcp"), ACI ports ("http:8080/tcp"); [] for what is
+    not a port."""
+    span, _, proto = text.rpartition(":")[2].partition("/")
+    proto = proto.lower() or "tcp"
+    m = re.fullmatch("([0-9]{1,5})(?:-([0-9]{1,5}))?", span)
+    if m is None or proto not in ("tcp", "udp"):
+        return []
+    low, high = int(m.group(1)), int(m.group(2) or m.group(1))
+    if not 0 < low <= high < 65536:
+        return []
+    return [f"{p}/{proto}" for p in range(low, high + 1)]
+
+
+def publish_all(ports: Iterable[PortMapping], exposed: Iterable[str]) -> list[PortMapping]:
+    """docker's ``-P``: every exposed port not published already gets a free host port (picked at
+    create)."""
+    out = list(ports)
+    have = {pm.key for pm in out}
+    for key in exposed:
+        if key not in have:
+            port, _, proto = key.partition("/")
+            out.append(PortMapping(0, int(port), proto))
+            have.add(key)
+    return out
 
 
 def parse_nspawn_port(value: str) -> PortMapping:
@@ -331,6 +384,8 @@ class ContainerSpec:
     private_users: bool = False
     # docker's further run options (--read-only, --cap-add, --tmpfs, ...): see runopts.py
     settings: RunSettings = field(default_factory=RunSettings)
+    # Ports the image exposes ("80/tcp"), published or not: inspect's NetworkSettings.Ports.
+    exposed: list[str] = field(default_factory=list)
 
     @property
     def cmd(self) -> list[str]:
@@ -379,6 +434,7 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
         f.set(OWN_SECTION, key, value)
     f.set_words(OWN_SECTION, "Entrypoint", spec.entrypoint or None)
     f.set_all(OWN_SECTION, "Publish", [str(p) for p in spec.ports])
+    f.set_all(OWN_SECTION, "Expose", spec.exposed)
     return f
 
 
@@ -464,9 +520,20 @@ def nspawn_network(f: NspawnFile) -> str | None:
     return "host"
 
 
+def parse_publish(value: str) -> PortMapping:
+    """A ``Publish=`` value: always with its host port (create writes the one it picked)."""
+    pm = PortMapping.parse(value)
+    if pm.picked:
+        raise InvalidArgument(
+            f"invalid port mapping {value!r}: Publish= needs its host port",
+            hint="write Publish=[HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp], e.g. Publish=8080:80",
+        )
+    return pm
+
+
 def ports_from_file(f: NspawnFile) -> list[PortMapping]:
     """Our Publish= keys and nspawn's own Port= keys, both as ports nspawnctl publishes."""
-    ports = [PortMapping.parse(v) for v in f.get_all(OWN_SECTION, "Publish")]
+    ports = [parse_publish(v) for v in f.get_all(OWN_SECTION, "Publish")]
     ports += [parse_nspawn_port(v) for v in f.get_all("Network", "Port")]
     return ports
 
@@ -543,6 +610,7 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         restart=parse_restart(f.get(own, "Restart") or "no"),
         private_users=users != "" and not _no(users),
         settings=settings,
+        exposed=[p for v in f.get_all(own, "Expose") for p in exposed_ports(v)],
     )
 
 

@@ -133,6 +133,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "declare": ("apply", "diff", "generate", "down"),
     "system": ("version", "info", "system", "container"),
     "lifecycle": ("wait", "rename", "pause", "unpause", "update", "top", "stats", "events", "attach"),
+    "volumes": ("volume",),
+    "ports": ("port",),
 }
 # The global options (main_options) that take a value; the others are flags.
 GLOBAL_VALUE_OPTIONS = ("--pool", "--store")

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -94,6 +94,10 @@ def _options(
     publish: list[str] | None = None,
     restart: str = "no",
     userns: str = "auto",
+    # -- ports and pulls (PORTS) --
+    publish_all: bool = False,
+    pull: str = "missing",
+    pull_options: Any = None,
 ) -> object:
     from ..client import RunOptions
     from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
@@ -123,6 +127,9 @@ def _options(
         ports=[PortMapping.parse(p) for p in publish or []],
         restart=parse_restart(restart),
         userns=userns,
+        publish_all=publish_all,
+        pull=pull,
+        pull_options=pull_options,
         notify=lambda text: err(f"nspawnctl: {text}"),
     )
 
@@ -182,8 +189,10 @@ PUBLISH = typer.Option(
     [],
     "-p",
     "--publish",
-    metavar="[HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]",
-    help="Publish a container port on the host, also on 127.0.0.1 (repeatable; implies --network veth).",
+    metavar="[[HOSTIP:]HOSTPORT:]CTRPORT[/tcp|udp]",
+    help="Publish a container port on the host, also on 127.0.0.1 (repeatable; implies --network veth). "
+    "Without HOSTPORT (-p 80, -p 127.0.0.1::80) a free host port is picked at create and kept "
+    "(see 'nspawnctl port').",
 )
 RESTART = typer.Option(
     "no",
@@ -191,6 +200,75 @@ RESTART = typer.Option(
     metavar="POLICY",
     help="Restart policy: no, on-failure, always or unless-stopped (systemd's Restart=).",
 )
+# -- ports and pulls (PORTS) --
+PUBLISH_ALL = typer.Option(
+    False,
+    "-P",
+    "--publish-all",
+    help="Publish every port the image exposes, each on a free host port (implies --network veth).",
+)
+PULL = typer.Option(
+    "missing",
+    "--pull",
+    metavar="missing|always|never",
+    help="Pull the image before creating: missing (default: when not here), always, never. Only "
+    "references naming their registry, URLs and ACI names are pulled, verified as 'pull' does.",
+)
+PULL_VERIFY = typer.Option(
+    "signature",
+    "--verify",
+    metavar="signature|checksum|no",
+    help="How a pulled tarball or ACI is verified (as 'pull --verify').",
+)
+PULL_PLATFORM = typer.Option(
+    None, "--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to pull (as 'pull --platform')."
+)
+PULL_TLS_VERIFY = typer.Option(
+    "true", "--tls-verify", metavar="true|false", help="Registry TLS checks for a pull (as 'pull')."
+)
+PULL_AUTHFILE = typer.Option(None, "--authfile", metavar="FILE", help="Registry credentials for a pull.")
+PULL_CA_CERT = typer.Option(
+    None,
+    "--ca-cert",
+    metavar="FILE",
+    envvar="REQUESTS_CA_BUNDLE",
+    help="PEM file of CAs to trust for a pull over HTTPS (as 'pull --ca-cert').",
+)
+
+
+def _pull_options(
+    ctx: typer.Context,
+    verify: str,
+    platform: str | None,
+    tls_verify: str,
+    authfile: str | None,
+    ca_cert: str | None,
+) -> Callable[[], object]:
+    """PullOptions as 'pull' builds them (progress and notices on stderr), made only when create
+    pulls: a run of a local image loads none of the pull machinery."""
+    paths = state_of(ctx).paths()
+
+    def make() -> object:
+        from ..pull import PullOptions
+        from .progress import progress_for
+        from .registry import parse_bool
+
+        verify_tls = parse_bool("--tls-verify", tls_verify)
+
+        return PullOptions(
+            verify=verify,
+            platform=platform,
+            ca_cert=ca_cert,
+            tls_verify=verify_tls,
+            auth_file=Path(authfile) if authfile else paths.auth,
+            policy_file=paths.policy,
+            notify=lambda text: err(text),
+            progress=progress_for,
+        )
+
+    return make
+
+
 USERNS = typer.Option(
     "auto",
     "--userns",
@@ -328,6 +406,14 @@ def create(
     sysctl: list[str] = SYSCTL,
     cpuset_cpus: str = CPUSET,
     oom_score_adj: str = OOM_SCORE_ADJ,
+    # -- ports and pulls (PORTS) --
+    publish_all: bool = PUBLISH_ALL,
+    pull: str = PULL,
+    verify: str = PULL_VERIFY,
+    platform: str = PULL_PLATFORM,
+    tls_verify: str = PULL_TLS_VERIFY,
+    authfile: str = PULL_AUTHFILE,
+    ca_cert: str = PULL_CA_CERT,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
@@ -348,6 +434,9 @@ def create(
         publish,
         restart,
         userns,
+        publish_all=publish_all,
+        pull=pull,
+        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
     )
     opts = _with_settings(
         opts,
@@ -422,6 +511,14 @@ def run(
     sysctl: list[str] = SYSCTL,
     cpuset_cpus: str = CPUSET,
     oom_score_adj: str = OOM_SCORE_ADJ,
+    # -- ports and pulls (PORTS) --
+    publish_all: bool = PUBLISH_ALL,
+    pull: str = PULL,
+    verify: str = PULL_VERIFY,
+    platform: str = PULL_PLATFORM,
+    tls_verify: str = PULL_TLS_VERIFY,
+    authfile: str = PULL_AUTHFILE,
+    ca_cert: str = PULL_CA_CERT,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -450,6 +547,9 @@ def run(
         publish,
         restart,
         userns,
+        publish_all=publish_all,
+        pull=pull,
+        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
     )
     opts = _with_settings(
         opts,

@@ -46,7 +46,7 @@ def system_prune(
     volumes: bool = typer.Option(
         False,
         "--volumes",
-        help="Accepted for docker's sake: nspawnctl has no volumes of its own (-v binds host paths).",
+        help="Also remove the named volumes no container binds (with their data).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
@@ -56,15 +56,19 @@ def system_prune(
     state.json = json_out
     if not force:
         what = "all images without at least one container" if all_ else "all dangling images"
+        if volumes:
+            what += ", all volumes not used by at least one container"
         confirm_or_refuse(
             f"WARNING! This will remove all stopped containers, {what}, all layers no image uses "
             "and what interrupted commands left behind. Are you sure you want to continue?",
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
-    result = state.client().prune(all_images=all_)
+    result = state.client().prune(all_images=all_, volumes=volumes)
     if json_out:
-        print_json({"containers": result.containers, **dataclasses.asdict(result.images)})
+        print_json(
+            {"containers": result.containers, **dataclasses.asdict(result.images), "volumes": result.volumes}
+        )
         return
     if result.containers:
         typer.echo("Deleted Containers:")
@@ -72,6 +76,10 @@ def system_prune(
             typer.echo(name)
         typer.echo("")
     echo_pruned(result.images)
+    if result.volumes:
+        from .volumes import echo_volumes
+
+        echo_volumes(result.volumes)
     typer.echo(f"Total reclaimed space: {human_size(result.reclaimed)}")
 
 

@@ -17,8 +17,13 @@ its table (restarting networkd flushes it).
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
+import os
 import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +35,93 @@ from .statefile import NetState
 
 PROXYD = (Path("/usr/lib/systemd/systemd-socket-proxyd"), Path("/lib/systemd/systemd-socket-proxyd"))
 NFT_MAP = ["ip", "io.systemd.nat", "map_port_ipport"]
+PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DEFAULT_RANGE = (32768, 60999)  # docker's, and Linux's default ephemeral range
+
+
+@contextmanager
+def picking(paths: Paths) -> Iterator[None]:
+    """Held from picking free host ports until the definition that records them is written:
+    two creates running at once never pick the same port (the second sees the first's file)."""
+    paths.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(paths.state / "ports.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def port_range(text: str | None = None) -> tuple[int, int]:
+    """The kernel's ephemeral port range (where docker picks too), or docker's default."""
+    try:
+        low, high = (int(w) for w in (text if text is not None else PORT_RANGE.read_text()).split())
+    except (OSError, ValueError):
+        return DEFAULT_RANGE
+    return (low, high) if 0 < low <= high < 65536 else DEFAULT_RANGE
+
+
+def pick_ports(
+    ports: Iterable[PortMapping],
+    taken: Iterable[str],
+    free: Any = None,
+    candidates: Iterable[int] | None = None,
+) -> list[PortMapping]:
+    """``ports`` with every picked one (host port 0) given the lowest port of the ephemeral range
+    that no container records (``taken``: their ``Publish=`` values, running or not), that this
+    container does not publish already, and that nothing on the host holds now (``free``, by
+    default a bind test). Call it under :func:`picking`."""
+    ports = list(ports)
+    is_free = free or (lambda pm: not _bind_in_use(pm))
+    used = {(m.protocol, m.host_port) for m in (PortMapping.parse(t) for t in taken)}
+    used |= {(pm.protocol, pm.host_port) for pm in ports if not pm.picked}
+    low, high = port_range()
+    out = []
+    for pm in ports:
+        if not pm.picked:
+            out.append(pm)
+            continue
+        for port in candidates if candidates is not None else range(low, high + 1):
+            choice = replace(pm, host_port=port)
+            if (pm.protocol, port) not in used and is_free(choice):
+                used.add((pm.protocol, port))
+                out.append(choice)
+                break
+        else:
+            raise PortInUse(
+                f"no free host port for {pm} in {low}-{high}",
+                hint="publish it on a port of your choice: -p HOSTPORT:" + pm.key,
+            )
+    return out
 
 
 def unit_base(name: str, pm: PortMapping) -> str:
     """``nspawnctl-NAME_portHOSTPORT-PROTO``: container names never hold "_", so this is never
     the unit of a container (``nspawnctl-NAME-8080-tcp.service`` could be)."""
     return f"nspawnctl-{name}_port{pm.host_port}-{pm.protocol}"
+
+
+def host_ip(pm: PortMapping) -> str:
+    """The address docker shows for a published port: 0.0.0.0 when no HOSTIP was given (our
+    socket listens on every address, IPv6 too)."""
+    return pm.host_ip or "0.0.0.0"
+
+
+def host_endpoint(pm: PortMapping) -> str:
+    """``0.0.0.0:32768`` or ``[::1]:32768``, as ``docker port`` prints it."""
+    ip = host_ip(pm)
+    return f"[{ip}]:{pm.host_port}" if ":" in ip else f"{ip}:{pm.host_port}"
+
+
+def docker_ports(spec: ContainerSpec) -> dict[str, list[dict[str, str]] | None]:
+    """docker's ``NetworkSettings.Ports``: every published port with its host bindings, every
+    exposed but unpublished one with null."""
+    out: dict[str, list[dict[str, str]] | None] = {key: None for key in spec.exposed}
+    for pm in spec.ports:
+        bindings = out.get(pm.key) or []
+        bindings.append({"HostIp": host_ip(pm), "HostPort": str(pm.host_port)})
+        out[pm.key] = bindings
+    return out
 
 
 def check_ports(paths: Paths, spec: ContainerSpec) -> None:

@@ -69,6 +69,11 @@ def test_mount_bind_tmpfs_and_volume(nsp: CLI, busybox: str, tmp: Path) -> None:
     assert "from-host" in out and "Read-only file system" in out, out
     assert "vol-ok" in out and "size=2048k" in out
     assert not (tmp / "g").exists()
+    # type=volume is a named volume, as -v NAME:/path: listed, kept after the container, removable
+    assert f"vol-{name}" in nsp("volume", "ls", "-q").stdout.split()
+    nsp("rm", name)
+    assert f"vol-{name}" in nsp("volume", "ls", "-q").stdout.split()
+    nsp("volume", "rm", f"vol-{name}")
 
 
 def test_capabilities_and_security_options(nsp: CLI, busybox: str) -> None:

@@ -630,7 +630,9 @@ def create(defaults: RunDefaults, command: list[str], tmp_path: Path, **options:
     """Containers.create against a stub store: the spec it would write."""
     image = Image(id=digest(0), created="", size=0, source="", defaults=defaults, path=tmp_path)
     client = SimpleNamespace(
-        pool=SimpleNamespace(check=lambda: None), images=SimpleNamespace(get=lambda text: image)
+        pool=SimpleNamespace(check=lambda: None),
+        images=SimpleNamespace(get=lambda text: image, ensure=lambda text, policy, options: image),
+        volumes=SimpleNamespace(resolve=lambda volumes: volumes, copy_up=lambda volumes, root: None),
     )
     containers = object.__new__(Containers)
     containers._client = client  # type: ignore[assignment]

@@ -94,7 +94,9 @@ def test_port_mappings(text: str, pm: PortMapping) -> None:
     assert PortMapping.parse(text) == pm and PortMapping.parse(str(pm)) == pm
 
 
-@pytest.mark.parametrize("text", ["[::1]8080:80", "[::1]:8080", "[::1", "80", "80:80/sctp", "0:80", "x:1:2"])
+@pytest.mark.parametrize(
+    "text", ["[::1]8080:80", "[::1]:8080", "[::1", "80:", "80:80/sctp", "0:80", "x:1:2", "1.2.3.4:80"]
+)
 def test_bad_port_mappings(text: str) -> None:
     with pytest.raises(InvalidArgument):
         PortMapping.parse(text)

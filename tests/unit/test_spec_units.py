@@ -140,7 +140,7 @@ def test_bad_image_refs(text: str) -> None:
         ImageRef.parse(text)
 
 
-@pytest.mark.parametrize("text", ["/a:/b:rw:x", "rel:/b", "/a", "/a:b"])
+@pytest.mark.parametrize("text", ["/a:/b:rw:x", "./rel:/b", "/a", "/a:b", "-x:/b", "vol"])
 def test_bad_volumes(text: str) -> None:
     with pytest.raises(InvalidArgument):
         Volume.parse(text)

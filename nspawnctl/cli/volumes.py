@@ -1,0 +1,115 @@
+"""``volume create|ls|inspect|rm|prune``: named volumes (btrfs subvolumes in the store)."""
+
+from __future__ import annotations
+
+import typer
+
+from .app import for_each, state_of
+from .output import confirm_or_refuse, human_size, print_json, table
+from .usage import NspawnctlGroup
+
+volume_app = typer.Typer(
+    help="Manage named volumes (mounted with -v NAME:/path; kept when containers are removed).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    cls=NspawnctlGroup,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(volume_app, name="volume")
+
+
+@volume_app.command("create")
+def volume_create(
+    ctx: typer.Context,
+    name: str = typer.Argument(None, metavar="[NAME]", help="Volume name (default: a random 64-hex one)."),
+    label: list[str] = typer.Option([], "--label", metavar="KEY=VALUE", help="Set metadata (repeatable)."),
+) -> None:
+    """Create a volume (a btrfs subvolume in the store) and print its name. An existing volume
+    of that name is kept as it is."""
+    from ..store.volumes import parse_labels
+
+    labels = parse_labels(label)
+    typer.echo(state_of(ctx).client().volumes.create(name, labels).name)
+
+
+@volume_app.command("ls")
+def volume_ls(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show volume names."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON array (as volume inspect)."),
+) -> None:
+    """List volumes."""
+    state = state_of(ctx)
+    state.json = json_out
+    volumes = state.client().volumes.list()
+    if json_out:
+        print_json([v.to_json() for v in volumes])
+    elif quiet:
+        for v in volumes:
+            typer.echo(v.name)
+    else:
+        table(["DRIVER", "VOLUME NAME"], [["local", v.name] for v in volumes])
+
+
+@volume_app.command("inspect")
+def volume_inspect(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(..., metavar="VOLUME", help="Volumes to inspect."),
+) -> None:
+    """Show volumes as JSON (docker's shape, plus UsedBy: the containers that bind it)."""
+    state = state_of(ctx)
+    state.json = True
+    volumes = state.client().volumes
+    print_json([volumes.get(n).to_json() for n in names])
+
+
+@volume_app.command("rm")
+def volume_rm(
+    ctx: typer.Context,
+    names: list[str] = typer.Argument(..., metavar="VOLUME", help="Volumes to remove."),
+    force: bool = typer.Option(
+        False, "-f", "--force", help="No error for a volume that does not exist (one in use stays)."
+    ),
+) -> None:
+    """Remove volumes and their data. A volume a container binds (running or not) is refused,
+    even with -f, as docker does: remove the container first."""
+    volumes = state_of(ctx).client().volumes
+    for_each(names, lambda n: volumes.remove(n, force), echo=True)
+
+
+@volume_app.command("prune")
+def volume_prune(
+    ctx: typer.Context,
+    all_: bool = typer.Option(
+        False, "-a", "--all", help="Accepted for docker's sake: every volume here is named, all are pruned."
+    ),
+    force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
+) -> None:
+    """Remove every volume no container binds, with its data."""
+    state = state_of(ctx)
+    state.json = json_out
+    if not force:
+        confirm_or_refuse(
+            "WARNING! This will remove all volumes not used by at least one container. "
+            "Are you sure you want to continue?",
+            "refusing to prune without confirmation",
+            hint="rerun with --force",
+        )
+    names, size = state.client().volumes.prune()
+    if json_out:
+        print_json({"volumes": names, "reclaimed": size})
+        return
+    echo_volumes(names)
+    typer.echo(f"Total reclaimed space: {human_size(size)}")
+
+
+def echo_volumes(names: list[str]) -> None:
+    """docker's "Deleted Volumes:" list, shared with ``system prune --volumes``."""
+    if names:
+        typer.echo("Deleted Volumes:")
+        for name in names:
+            typer.echo(name)
+        typer.echo("")

@@ -1,0 +1,220 @@
+"""Named volumes (docker's ``volume create|ls|inspect|rm|prune`` and ``-v NAME:/path``).
+
+A volume is a btrfs subvolume ``STORE/volumes/NAME`` (on the pool's filesystem, so copying an
+image's files into it reflinks them), with its record ``STORE/volumes/NAME.json`` (creation
+time, labels). A container mounts it with an ordinary ``Bind=STORE/volumes/NAME:/path``, so its
+``.nspawn`` file, ``generate`` and ``apply`` need nothing new; a volume is "in use" while any
+container's definition binds it, running or not (docker's rule: such a volume cannot be removed,
+not even with ``-f``).
+
+Ownership under user namespaces: the files of a volume are stored with the container's own IDs
+(root is 0, as in the image), and a user-namespaced container binds the volume with nspawn's
+``idmap`` option (btrfs ID-maps mounts since Linux 5.15), so the container's root owns it and a
+user of the container that owns a file in it can write it, whatever UID range nspawn picked. As
+docker does, a volume that is empty when a container is created gets the files, owners and mode
+of the image's directory at the mount point (copy-up): a directory the image gives to a non-root
+user stays writable for that user.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import re
+import secrets
+import stat
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import Paths
+from ..errors import InvalidArgument, VolumeInUse, VolumeNotFound
+from . import btrfs
+
+NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # docker's volume names
+
+
+def check_volume_name(name: str) -> str:
+    if not NAME.fullmatch(name) or len(name) > 255:
+        raise InvalidArgument(
+            f"invalid volume name {name!r}",
+            hint="a name starts with a letter or digit, then letters, digits, '_', '.' or '-'",
+        )
+    return name
+
+
+def parse_labels(labels: Iterable[str]) -> dict[str, str]:
+    """``--label KEY[=VALUE]`` as docker reads it (no value: the empty string)."""
+    out = {}
+    for text in labels:
+        key, _, value = text.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid label {text!r}", hint="use --label KEY=VALUE")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    mountpoint: Path
+    created: str
+    labels: dict[str, str] = field(default_factory=dict)
+    users: list[str] = field(default_factory=list)  # containers whose definition binds it
+
+    def to_json(self) -> dict[str, Any]:
+        """docker's ``volume inspect`` shape (plus UsedBy: the containers that bind it)."""
+        return {
+            "CreatedAt": self.created,
+            "Driver": "local",
+            "Labels": self.labels,
+            "Mountpoint": str(self.mountpoint),
+            "Name": self.name,
+            "Options": {},
+            "Scope": "local",
+            "UsedBy": self.users,
+        }
+
+
+class VolumeStore:
+    """The volumes under ``STORE/volumes``. ``users_of`` maps a volume's path to the containers
+    that bind it (the container store knows; this module does not read definitions itself)."""
+
+    def __init__(self, paths: Paths, users: Callable[[], dict[str, builtins.list[str]]]) -> None:
+        self.root = paths.store / "volumes"
+        self._users = users
+
+    def path(self, name: str) -> Path:
+        return self.root / check_volume_name(name)
+
+    def name_of(self, host: str) -> str | None:
+        """The volume a bind source is, or None for any other path."""
+        p = Path(host)
+        return p.name if p.parent == self.root and NAME.fullmatch(p.name) else None
+
+    def exists(self, name: str) -> bool:
+        return btrfs.is_subvolume(self.path(name))
+
+    def create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
+        """Make the volume; one that exists is returned as it is (docker's ``volume create``
+        too). Call it under the pool lock: creates running at once then make one volume."""
+        name = check_volume_name(name) if name else secrets.token_hex(32)
+        path = self.path(name)
+        if not self.exists(name):
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            meta = path.with_name(f"{name}.json")
+            tmp = meta.with_name(f".{name}.json.tmp")
+            tmp.write_text(json.dumps({"CreatedAt": _now(), "Labels": labels or {}}, sort_keys=True) + "\n")
+            btrfs.create_subvolume(path)
+            os.replace(tmp, meta)
+        return self.get(name)
+
+    def get(self, name: str) -> VolumeInfo:
+        if not self.exists(name):
+            raise VolumeNotFound(f"no such volume: {name}", hint="see: nspawnctl volume ls")
+        return self._info(name, self._users())
+
+    def _info(self, name: str, users: dict[str, builtins.list[str]]) -> VolumeInfo:
+        path = self.path(name)
+        try:
+            meta = json.loads(path.with_name(f"{name}.json").read_text())
+        except (OSError, ValueError):  # a create killed between the subvolume and its record
+            meta = {}
+        created = meta.get("CreatedAt") or _iso(path.stat().st_mtime)
+        labels = meta.get("Labels") if isinstance(meta.get("Labels"), dict) else {}
+        return VolumeInfo(name, path, str(created), dict(labels), sorted(users.get(str(path), [])))
+
+    def list(self) -> builtins.list[VolumeInfo]:
+        if not self.root.is_dir():
+            return []
+        users = self._users()
+        names = sorted(e.name for e in os.scandir(self.root) if NAME.fullmatch(e.name) and e.is_dir())
+        return [self._info(n, users) for n in names if btrfs.is_subvolume(self.root / n)]
+
+    def remove(self, name: str, force: bool = False) -> bool:
+        """Delete a volume no container binds (docker refuses one in use even with ``-f``);
+        ``force`` only makes a missing volume no error. Returns whether one was deleted."""
+        if not self.exists(name):
+            if force:
+                return False
+            raise VolumeNotFound(f"no such volume: {name}", hint="see: nspawnctl volume ls")
+        info = self._info(name, self._users())
+        if info.users:
+            raise VolumeInUse(
+                f"volume {name} is in use by container {', '.join(info.users)}",
+                hint="remove those containers first (nspawnctl rm NAME); -f does not override this",
+            )
+        self._delete(name)
+        return True
+
+    def _delete(self, name: str) -> None:
+        path = self.path(name)
+        btrfs.delete(path)
+        path.with_name(f"{name}.json").unlink(missing_ok=True)
+
+    def prune(self) -> tuple[builtins.list[str], int]:
+        """Delete every volume no container binds; (names, bytes they held)."""
+        gone, size = [], 0
+        for info in self.list():
+            if info.users:
+                continue
+            size += tree_size(info.mountpoint)
+            self._delete(info.name)
+            gone.append(info.name)
+        return gone, size
+
+    def copy_up(self, name: str, image_root: Path, target: str) -> None:
+        """docker's copy-up: an empty volume gets the image's directory at ``target`` (files,
+        owners, mode), reflinked. Nothing when the image has no such directory, or reaches it
+        through a symbolic link (that could point anywhere on the host)."""
+        dest = self.path(name)
+        source = _inside(image_root, target)
+        if source is None or any(os.scandir(dest)):
+            return
+        st = source.lstat()
+        if any(os.scandir(source)):
+            subprocess.run(
+                ["cp", "-a", "--reflink=auto", "--", f"{source}/.", f"{dest}/"],
+                check=True,
+                capture_output=True,
+            )
+        os.chown(dest, st.st_uid, st.st_gid)
+        os.chmod(dest, stat.S_IMODE(st.st_mode))
+
+
+def _inside(root: Path, target: str) -> Path | None:
+    """``root/target`` when every component is a real directory (no symlink, no ..)."""
+    path = root
+    for part in Path(target).parts[1:]:
+        if part in (".", ".."):
+            return None
+        path = path / part
+        try:
+            if not stat.S_ISDIR(path.lstat().st_mode):
+                return None
+        except OSError:
+            return None
+    return path if path != root else None
+
+
+def tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
