@@ -61,7 +61,7 @@ def system_prune(
 
 # -- the Docker Engine API (issue 15) ------------------------------------------------------------
 SERVICE_UNITS = ("nspawnctl-docker.socket", "nspawnctl-docker.service")
-SERVICE_IDLE = 60.0
+SERVICE_IDLE = 10.0
 """Idle seconds after which the socket-activated service exits (the next connection restarts it)."""
 
 

@@ -24,6 +24,8 @@ WAIT_POLL = 0.5
 """Seconds between two looks at a container ``wait`` follows that the service did not start
 attached (issue 14's wait will give an event instead)."""
 REMOVED_WAIT = 60.0
+EXIT_LAG = 25
+"""Looks (0.1 s apart) for the exit record of a container started here that has just stopped."""
 STREAM_MUX = "application/vnd.docker.multiplexed-stream"
 
 
@@ -113,11 +115,12 @@ async def start(ex: Exchange, id: str) -> None:
         return
     runs = ex.service.runs
     attached = runs.take_attachments(name)
-    runs.started(name)
     if not attached:
         await ex.client.containers.astart(ex.bus, name)
+        runs.started(name)
         await ex.empty(204)
         return
+    runs.started(name)
     loop = asyncio.get_running_loop()
     began: asyncio.Future[None] = loop.create_future()
     ended: asyncio.Future[int] = loop.create_future()
@@ -181,8 +184,8 @@ def _timeout(ex: Exchange) -> float:
 async def restart(ex: Exchange, id: str) -> None:
     name = await resolve(ex, id)
     await ex.client.containers.astop(ex.bus, name, _timeout(ex))
-    ex.service.runs.started(name)
     await ex.client.containers.astart(ex.bus, name)
+    ex.service.runs.started(name)
     await ex.empty(204)
 
 
@@ -218,6 +221,7 @@ async def wait_exit(ex: Exchange, name: str, condition: str) -> int:
     runs = ex.service.runs
     starts = runs.starts.get(name, 0)
     seen_running = False
+    exit_lag = 0
     last_code = runs.exits.get(name, 0)
     while True:
         ended = runs.running.get(name)
@@ -233,6 +237,11 @@ async def wait_exit(ex: Exchange, name: str, condition: str) -> int:
         else:
             if status.exit is not None:
                 last_code = status.exit.exit_code
+            elif runs.starts.get(name, 0) and exit_lag < EXIT_LAG:
+                # started here and stopped, its exit not recorded yet (the unit's stop hook)
+                exit_lag += 1
+                await asyncio.sleep(WAIT_POLL / 5)
+                continue
             if condition == "not-running" or seen_running or runs.starts.get(name, 0) != starts:
                 break
         await asyncio.sleep(WAIT_POLL)
