@@ -16,12 +16,29 @@ class Attachment:
 
 
 @dataclass
+class ExecRecord:
+    """An exec made by ``POST /containers/{id}/exec``, until the service exits."""
+
+    id: str
+    container: str  # its name
+    container_id: str
+    argv: list[str]
+    env: list[str]
+    workdir: str | None
+    user: str | None
+    running: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+
+
+@dataclass
 class Runs:
     attachments: dict[str, list[Attachment]] = field(default_factory=dict)
     running: dict[str, asyncio.Future[int]] = field(default_factory=dict)  # name -> its exit code
     exits: dict[str, int] = field(default_factory=dict)  # the last exit code of a run followed here
     starts: dict[str, int] = field(default_factory=dict)  # starts through the API, per container
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    execs: dict[str, ExecRecord] = field(default_factory=dict)
 
     def attach(self, name: str) -> Attachment:
         a = Attachment()
@@ -44,4 +61,6 @@ class Runs:
     @property
     def busy(self) -> bool:
         """A run is followed or a client waits for a start: the service must not exit idle."""
-        return bool(self.running or self.attachments or self.tasks)
+        return bool(
+            self.running or self.attachments or self.tasks or any(e.running for e in self.execs.values())
+        )

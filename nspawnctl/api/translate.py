@@ -60,7 +60,7 @@ class CreateRequest:
     command: list[str] = field(default_factory=list)
 
 
-def _strings(name: str, value: Any) -> list[str]:
+def strings(name: str, value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
@@ -78,7 +78,7 @@ def _int(name: str, value: Any) -> int:
     return value
 
 
-def _str(name: str, value: Any) -> str:
+def string(name: str, value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -111,14 +111,14 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         raise ApiError(400, f"Labels: {LATER['Labels']}")
     if body.get("AttachStdin"):
         raise ApiError(400, "AttachStdin: stdin through the API is not supported yet")
-    image = _str("Image", body.get("Image"))
+    image = string("Image", body.get("Image"))
     if not image:
         raise ApiError(400, "Image: required")
-    cmd = _strings("Cmd", body.get("Cmd"))
+    cmd = strings("Cmd", body.get("Cmd"))
     ep = body.get("Entrypoint")
     entrypoint: str | None = None
     if ep is not None:
-        words = _strings("Entrypoint", ep)
+        words = strings("Entrypoint", ep)
         if not words or words == [""]:
             entrypoint = ""
         else:
@@ -126,11 +126,11 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     log_type = ((host.get("LogConfig") or {}).get("Type")) or ""
     if log_type not in ("", "journald", "json-file"):
         raise ApiError(400, f"HostConfig.LogConfig.Type: {log_type}: containers log to the journal")
-    network_mode = _str("HostConfig.NetworkMode", host.get("NetworkMode"))
+    network_mode = string("HostConfig.NetworkMode", host.get("NetworkMode"))
     if network_mode not in NETWORK_MODES:
         raise ApiError(400, f"HostConfig.NetworkMode: {network_mode}: use default, bridge, host or none")
     policy = host.get("RestartPolicy") or {}
-    restart = _str("HostConfig.RestartPolicy.Name", policy.get("Name"))
+    restart = string("HostConfig.RestartPolicy.Name", policy.get("Name"))
     if restart not in RESTART:
         raise ApiError(
             400, f"HostConfig.RestartPolicy.Name: {restart}: use no, on-failure, always, unless-stopped"
@@ -138,17 +138,17 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     if _int("HostConfig.RestartPolicy.MaximumRetryCount", policy.get("MaximumRetryCount")):
         raise ApiError(400, "HostConfig.RestartPolicy.MaximumRetryCount: not supported")
     try:
-        volumes = [Volume.parse(b) for b in _strings("HostConfig.Binds", host.get("Binds"))]
+        volumes = [Volume.parse(b) for b in strings("HostConfig.Binds", host.get("Binds"))]
         ports = []
         for key, bindings in (host.get("PortBindings") or {}).items():
             for b in bindings or [{}]:
-                host_port = _str("HostConfig.PortBindings.HostPort", (b or {}).get("HostPort"))
+                host_port = string("HostConfig.PortBindings.HostPort", (b or {}).get("HostPort"))
                 if not host_port:
                     raise ApiError(
                         400,
                         f"HostConfig.PortBindings: {key} without a HostPort (a free port: issue 14 ports)",
                     )
-                host_ip = _str("HostConfig.PortBindings.HostIp", (b or {}).get("HostIp"))
+                host_ip = string("HostConfig.PortBindings.HostIp", (b or {}).get("HostIp"))
                 port, _, proto = key.partition("/")
                 text = f"{host_ip}:{host_port}:{port}" if host_ip else f"{host_port}:{port}"
                 ports.append(PortMapping.parse(f"{text}/{proto or 'tcp'}"))
@@ -166,11 +166,11 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         raise ApiError(400, str(e)) from None
     options = RunOptions(
         name=name or None,
-        env=_strings("Env", body.get("Env")),
+        env=strings("Env", body.get("Env")),
         volumes=volumes,
-        workdir=_str("WorkingDir", body.get("WorkingDir")) or None,
-        user=_str("User", body.get("User")) or None,
-        hostname=_str("Hostname", body.get("Hostname")) or None,
+        workdir=string("WorkingDir", body.get("WorkingDir")) or None,
+        user=string("User", body.get("User")) or None,
+        hostname=string("Hostname", body.get("Hostname")) or None,
         limits=limits,
         auto_remove=bool(host.get("AutoRemove")),
         entrypoint=entrypoint,

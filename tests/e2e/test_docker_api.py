@@ -137,6 +137,14 @@ def test_docker_run_detached_ps_logs_stop_rm(api: dict[str, str], pulled: str, n
         "running",
         "journald",
     ]
+    proc = docker(api, "exec", name, "sh", "-c", "echo in-exec; echo exec-err >&2; exit 5")
+    assert (proc.returncode, proc.stdout) == (5, "in-exec\n"), proc.stderr
+    assert "exec-err" in proc.stderr
+    import docker as dockerpy
+
+    container = dockerpy.DockerClient(base_url=f"unix://{SOCKET}").containers.get(name)
+    code, (out, err) = container.exec_run(["sh", "-c", "echo o; echo e >&2; exit 6"], demux=True)
+    assert (code, out, err) == (6, b"o\n", b"e\n")
     proc = docker(api, "stop", "-t", "1", name)
     assert proc.returncode == 0, proc.stderr
     assert docker(api, "inspect", "--format", "{{.State.Running}}", cid[:12]).stdout.strip() == "false"

@@ -6,9 +6,9 @@ from ..routing import Router
 
 
 def routes() -> Router:
-    from . import containers, images, system
+    from . import containers, execs, images, system
 
     router = Router()
-    for module in (system, images, containers):
+    for module in (system, images, containers, execs):
         module.register(router)
     return router
