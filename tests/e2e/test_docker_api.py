@@ -194,3 +194,15 @@ def test_bad_requests_get_docker_errors_and_the_service_goes_on(api: dict[str, s
     assert proc.returncode != 0 and "No such container" in proc.stderr
     assert docker(api, "version").returncode == 0
     assert systemctl("show", "-P", "MainPID", SERVICE) == pid  # the same process served it all
+
+
+def test_dial_stdio_carries_the_api(api: dict[str, str]) -> None:
+    proc = subprocess.run(
+        ["nspawnctl", "system", "dial-stdio"],
+        input=b"GET /v1.44/_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(b"HTTP/1.1 200") and proc.stdout.endswith(b"\r\n\r\nOK")
+    assert b"api-version: 1.47" in proc.stdout.lower()
