@@ -10,10 +10,11 @@ import logging
 import os
 import socket
 import stat
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument, NspawnctlError
 from .context import Exchange, Service
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SOCKET = Path("/run/nspawnctl/docker.sock")
 DEFAULT_IDLE = 5.0
+DRAIN_STEP = 0.1
 log = logging.getLogger("nspawnctl.api")
 
 
@@ -98,14 +100,24 @@ async def serve(
         finally:
             activity.leave()
 
-    servers = [await asyncio.start_unix_server(on_connect, sock=s) for s in listeners]
+    # Python >= 3.13 removes a unix server's socket file on close: never systemd's (the socket unit
+    # still listens for the next connection)
+    keep: dict[str, Any] = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+    servers = [await asyncio.start_unix_server(on_connect, sock=s, **keep) for s in listeners]
     try:
         while True:
             await asyncio.sleep(min(idle, 1.0) if idle else 3600)
             if service.runs.busy or activity.connections:
                 activity.last = time.monotonic()
             elif idle and time.monotonic() - activity.last >= idle:
-                return
+                break
+        # idle: accept no more (systemd keeps the socket: a new connection starts a new service),
+        # and answer the connections accepted before that
+        for server in servers:
+            server.close()
+        await asyncio.sleep(DRAIN_STEP)
+        while activity.connections or service.runs.busy:
+            await asyncio.sleep(DRAIN_STEP)
     finally:
         for server in servers:
             server.close()

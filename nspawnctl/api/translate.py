@@ -86,9 +86,13 @@ def string(name: str, value: Any) -> str:
     return value
 
 
+# docker's defaults that are not zero values: the CLI sends them with every create
+NO_REQUEST = {"MemorySwappiness": -1}
+
+
 def _refuse_unknown(prefix: str, body: dict[str, Any], taken: set[str]) -> None:
     for key, value in body.items():
-        if key in taken or empty(value):
+        if key in taken or empty(value) or (key in NO_REQUEST and value == NO_REQUEST[key]):
             continue
         why = LATER.get(key, "not supported by nspawnctl's Docker API")
         raise ApiError(400, f"{prefix}{key}: {why}")

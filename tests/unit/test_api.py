@@ -86,6 +86,7 @@ def test_create_body_becomes_run_options() -> None:
         "HostConfig": {"AutoRemove": True, "Memory": 64 << 20, "NanoCpus": 500_000_000, "PidsLimit": 0,
                        "NetworkMode": "default", "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
                        "LogConfig": {"Type": "", "Config": {}}, "ConsoleSize": [0, 0], "Isolation": "",
+                       "MemorySwappiness": -1,
                        "PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}},
         "NetworkingConfig": {"EndpointsConfig": {"default": {"Aliases": None, "IPAddress": ""}}},
     }  # fmt: skip
