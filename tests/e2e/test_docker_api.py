@@ -108,6 +108,7 @@ def test_pull_of_a_missing_image_fails_in_band(api: dict[str, str], oci: Env) ->
     assert "no-such-image" in proc.stderr or "not found" in proc.stderr.lower()
 
 
+@pytest.mark.surface  # h11 and the docker clients of Debian's packages
 def test_docker_run_rm_prints_output_and_passes_the_exit_code(
     api: dict[str, str], pulled: str, nsp: CLI
 ) -> None:
@@ -175,6 +176,7 @@ def test_docker_rmi(api: dict[str, str], oci: Env, nsp: CLI) -> None:
     assert ref not in docker(api, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
 
 
+@pytest.mark.surface  # h11 and the docker clients of Debian's packages
 def test_bad_requests_get_docker_errors_and_the_service_goes_on(api: dict[str, str]) -> None:
     assert docker(api, "version").returncode == 0
     pid = systemctl("show", "-P", "MainPID", SERVICE)
