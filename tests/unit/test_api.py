@@ -233,3 +233,93 @@ def test_oversized_bodies_and_heads_are_refused() -> None:
     assert exchange([chunked + b"\r\n0\r\n\r\n"], max_body=50)[0][0] == 413
     huge = b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Big: " + b"a" * (100 << 10) + b"\r\n\r\n"
     assert exchange([huge])[0][0] in (400, 431)
+
+
+def test_hijack_sends_101_upgraded_then_raw_frames_then_closes() -> None:
+    """attach's shape: the head alone, then raw multiplexed frames, then EOF (clients read to it)."""
+    from nspawnctl.api.routing import Router
+
+    async def hijacking(ex: Any, id: str) -> None:
+        stream = await ex.conn.hijack("application/vnd.docker.multiplexed-stream")
+        await stream.write(render.frame(1, b"hi\n"))
+        await stream.write(render.frame(2, b"oops\n"))
+        await stream.end()
+
+    router = Router()
+    router.add("POST", "/containers/{id}/attach", hijacking)
+
+    async def main() -> tuple[bytes, bytes]:
+        server_sock, client_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=server_sock)
+        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
+        task = asyncio.ensure_future(handle(service, router, Connection(reader, writer)))
+        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        cwriter.write(
+            b"POST /v1.44/containers/x/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
+            b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
+        )
+        await cwriter.drain()
+        head = await creader.readuntil(b"\r\n\r\n")
+        rest = await asyncio.wait_for(creader.read(), 5)  # to EOF
+        cwriter.close()
+        await asyncio.wait_for(task, 5)
+        return head, rest
+
+    head, rest = asyncio.run(main())
+    lines = head.decode().lower().split("\r\n")
+    assert lines[0] == "http/1.1 101 upgraded"
+    assert "upgrade: tcp" in lines and "connection: upgrade" in lines
+    assert "content-type: application/vnd.docker.multiplexed-stream" in lines
+    assert rest == render.frame(1, b"hi\n") + render.frame(2, b"oops\n")
+
+
+def test_a_stream_head_goes_out_before_its_body() -> None:
+    """wait's shape: the client gets the head while the handler still waits (docker run sends
+    start only then), the body when it is ready."""
+    from nspawnctl.api.routing import Router
+
+    release = asyncio.Event()
+
+    async def waiting(ex: Any, id: str) -> None:
+        stream = await ex.conn.stream()
+        await release.wait()
+        await stream.write(b'{"StatusCode": 3}\n')
+        await stream.end()
+
+    router = Router()
+    router.add("POST", "/containers/{id}/wait", waiting)
+
+    async def main() -> tuple[int, bytes]:
+        server_sock, client_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=server_sock)
+        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
+        task = asyncio.ensure_future(handle(service, router, Connection(reader, writer)))
+        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        client = h11.Connection(h11.CLIENT)
+        cwriter.write(
+            client.send(
+                h11.Request(
+                    method="POST",
+                    target="/containers/x/wait",
+                    headers=[("Host", "d"), ("Content-Length", "0")],
+                )
+            )
+        )
+        cwriter.write(client.send(h11.EndOfMessage()))
+        status, body = 0, b""
+        while True:
+            event = client.next_event()
+            if event is h11.NEED_DATA:
+                client.receive_data(await asyncio.wait_for(creader.read(65536), 5))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                release.set()  # only now: the head came first
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        cwriter.close()
+        await asyncio.wait_for(task, 5)
+        return status, body
+
+    assert asyncio.run(main()) == (200, b'{"StatusCode": 3}\n')
