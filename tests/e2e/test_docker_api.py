@@ -208,3 +208,35 @@ def test_dial_stdio_carries_the_api(api: dict[str, str]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(b"HTTP/1.1 200") and proc.stdout.endswith(b"\r\n\r\nOK")
     assert b"api-version: 1.47" in proc.stdout.lower()
+
+
+def test_hung_up_waits_and_follows_do_not_keep_the_service_and_containers_outlive_it(
+    api: dict[str, str], pulled: str, nsp: CLI
+) -> None:
+    name = nsp.name("dk-hup")
+    nsp("run", "-d", "--name", name, pulled, "sh", "-c", "echo up; exec sleep 300")
+    for method, path in (
+        ("POST", f"/containers/{name}/wait"),
+        ("GET", f"/containers/{name}/logs?follow=1&stdout=1"),
+    ):
+        proc = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "2",
+                "--unix-socket",
+                SOCKET,
+                "-X",
+                method,
+                f"http://d{path}",
+            ],
+            capture_output=True,
+        )
+        assert proc.returncode == 28  # curl's timeout: the reply was still under way when it hung up
+    assert docker(api, "version").returncode == 0
+    assert wait_for(lambda: systemctl("is-active", SERVICE) != "active", timeout=40), "hang-ups kept it busy"
+    assert name in nsp("ps").stdout  # the container is a unit of its own
+    assert docker(api, "ps", "--format", "{{.Names}}").stdout.split().count(name) == 1
