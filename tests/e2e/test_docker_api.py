@@ -143,8 +143,13 @@ def test_docker_run_detached_ps_logs_stop_rm(api: dict[str, str], pulled: str, n
     assert "exec-err" in proc.stderr
     import docker as dockerpy
 
-    container = dockerpy.DockerClient(base_url=f"unix://{SOCKET}").containers.get(name)
-    code, (out, err) = container.exec_run(["sh", "-c", "echo o; echo e >&2; exit 6"], demux=True)
+    # closed at the end: an open (keep-alive) connection keeps the service from its idle exit
+    client = dockerpy.DockerClient(base_url=f"unix://{SOCKET}")
+    try:
+        container = client.containers.get(name)
+        code, (out, err) = container.exec_run(["sh", "-c", "echo o; echo e >&2; exit 6"], demux=True)
+    finally:
+        client.close()
     assert (code, out, err) == (6, b"o\n", b"e\n")
     proc = docker(api, "stop", "-t", "1", name)
     assert proc.returncode == 0, proc.stderr
@@ -155,10 +160,13 @@ def test_docker_run_detached_ps_logs_stop_rm(api: dict[str, str], pulled: str, n
     assert name not in nsp("ps", "-a").stdout
 
 
-def test_docker_py_run_with_remove_returns_the_output(api: dict[str, str], pulled: str, nsp: CLI) -> None:
+def test_docker_py_run_with_remove_returns_the_output(
+    api: dict[str, str], pulled: str, nsp: CLI, request: pytest.FixtureRequest
+) -> None:
     import docker as dockerpy
 
     client = dockerpy.DockerClient(base_url=f"unix://{SOCKET}")
+    request.addfinalizer(client.close)  # an open connection keeps the service from its idle exit
     before = nsp("ps", "-a").stdout
     assert client.containers.run(pulled, ["echo", "hi-from-py"], remove=True) == b"hi-from-py\n"
     assert len(nsp("ps", "-a").stdout.splitlines()) == len(before.splitlines())
