@@ -92,7 +92,10 @@ async def list_containers(ex: Exchange) -> None:
             continue
         out.append(st)
     out.sort(key=lambda s: s.spec.created, reverse=True)
-    limit = int(ex.request.arg("limit") or 0)
+    limit_text = ex.request.arg("limit") or "0"
+    if not limit_text.lstrip("-").isdigit():
+        raise ApiError(400, f"limit: {limit_text!r} is not a number")
+    limit = int(limit_text)
     if limit > 0:
         out = out[:limit]
     now = time.time()
