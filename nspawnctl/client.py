@@ -978,6 +978,24 @@ class Containers:
         errors = await asyncio.to_thread(journal.errors_of, unit, inv) if code else []
         return RunResult(code, errors)
 
+    async def astart_attached(
+        self,
+        bus: Bus,
+        name: str,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        started: Callable[[ContainerSpec], None] | None = None,
+    ) -> RunResult:
+        """Start a created container and follow it to its first exit, as :meth:`arun_attached`
+        does for one it makes: the Docker API's attach-then-start (``docker run`` creates first)."""
+        spec = self.store.get(name)
+        self.store.clear_exit(name)
+        try:
+            return await self._attached(bus, spec, write, write_err, False, False, None, started)
+        except BaseException:
+            await _uncancelled(self._undo_attached(bus, spec))
+            raise
+
     def stop(self, name: str, timeout: float | None = None) -> None:
         self._client.run(lambda bus: self.astop(bus, name, timeout))
 
@@ -1139,6 +1157,20 @@ class Containers:
             await journal.follow(matches, write, rt.wait(name), since=since, lines=tail)
 
         self._client.run(go)
+
+    async def alogs(
+        self,
+        bus: Bus,
+        name: str,
+        write: Callable[[Entry], None],
+        since: str | None = None,
+        tail: int | None = None,
+    ) -> None:
+        """:meth:`logs` with ``follow`` on the caller's bus (the Docker API's ``logs?follow=1``)."""
+        from .systemd import journal
+
+        matches = _output_matches(self.store.get(name))
+        await journal.follow(matches, write, self._runtime(bus).wait(name), since=since, lines=tail)
 
     def exec_command(
         self,

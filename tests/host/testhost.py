@@ -119,6 +119,11 @@ HOST_PACKAGES: tuple[str, ...] = (
     "podman",
     "crun",
     "netavark",
+    # the Docker Engine API service (nspawnctl/api): h11 for the Debian install, and its e2e
+    # clients: the real docker CLI and docker-py (tests/e2e/test_docker_api.py)
+    "python3-h11",
+    "docker-cli",
+    "python3-docker",
 )
 # An OS image with systemd inside, for the tests of `--boot`.
 BOOTIMG_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus")

@@ -1,0 +1,138 @@
+"""``/images/...``: list, inspect, pull (``images/create``, streamed progress) and remove."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ...errors import NspawnctlError
+from ..context import Exchange
+from ..http import ApiError, ClientGone
+from ..render import image_inspect, image_summary
+from ..routing import Router
+from .system import go_arch
+
+PROGRESS_EVERY = 0.2
+"""Seconds between two progress lines of one download."""
+
+
+async def list_images(ex: Exchange) -> None:
+    images = await asyncio.to_thread(ex.client.images.list)
+    await ex.json([image_summary(i) for i in images])
+
+
+async def inspect_image(ex: Exchange, name: str) -> None:
+    image = await asyncio.to_thread(ex.client.images.get, name)
+    await ex.json(image_inspect(image, go_arch()))
+
+
+async def remove_image(ex: Exchange, name: str) -> None:
+    image = await asyncio.to_thread(ex.client.images.get, name)
+    untagged, deleted = await asyncio.to_thread(ex.client.images.remove, name, ex.request.flag("force"))
+    out: list[dict[str, str]] = [{"Untagged": r} for r in untagged]
+    if deleted:
+        out.append({"Deleted": image.id})
+    await ex.json(out)
+
+
+def pull_source(from_image: str, tag: str | None) -> str:
+    """The reference ``images/create`` names: fromImage plus tag (a digest when it is one)."""
+    if not tag:
+        return from_image
+    return (
+        f"{from_image}@{tag}"
+        if ":" in tag and tag.split(":", 1)[0].startswith("sha")
+        else f"{from_image}:{tag}"
+    )
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value).encode() + b"\n"
+
+
+async def create_image(ex: Exchange) -> None:
+    """docker pull: progress as JSON lines; a failure after the head is an in-band error line
+    (status 200), as dockerd's, which the CLI turns into exit 1."""
+    from ...pull import PullOptions
+
+    req = ex.request
+    from_image = req.arg("fromImage")
+    if req.arg("fromSrc"):
+        raise ApiError(400, "fromSrc: importing through the API is not supported; use nspawnctl import")
+    if not from_image:
+        raise ApiError(400, "fromImage is required")
+    if req.arg("platform"):
+        raise ApiError(400, "platform: not supported through the API yet; use nspawnctl pull --platform")
+    source = pull_source(from_image, req.arg("tag"))
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def put(value: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(lines.put_nowait, _line(value))
+
+    @contextlib.contextmanager
+    def progress(label: str) -> Iterator[Callable[[int, int | None], None]]:
+        short = label.split(":")[-1][:12]
+        last = [0.0]
+
+        def update(done: int, total: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_EVERY and done != total:
+                return
+            last[0] = now
+            put(
+                {
+                    "status": "Downloading",
+                    "progressDetail": {"current": done, "total": total or 0},
+                    "id": short,
+                }
+            )
+
+        put({"status": "Pulling fs layer", "progressDetail": {}, "id": short})
+        yield update
+        put({"status": "Download complete", "progressDetail": {}, "id": short})
+
+    paths = ex.client.paths
+    options = PullOptions(
+        ca_cert=os.environ.get("REQUESTS_CA_BUNDLE"),
+        auth_file=paths.auth,
+        policy_file=paths.policy,
+        progress=progress,
+        notify=lambda text: put({"status": text}),
+    )
+    stream = await ex.conn.stream()
+    await stream.write(_line({"status": f"Pulling from {from_image}", "id": req.arg("tag") or "latest"}))
+
+    def pull() -> None:
+        try:
+            result = ex.client.images.pull(source, None, dataclasses.replace(options))
+            put({"status": f"Digest: {result.image.id}"})
+            verb = "Downloaded newer image for" if result.downloaded else "Image is up to date for"
+            put({"status": f"Status: {verb} {result.ref}"})
+        except NspawnctlError as e:
+            put({"errorDetail": {"message": str(e)}, "error": str(e)})
+        finally:
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    # the pull goes on in its thread should the client hang up: it leaves a whole image or nothing
+    worker = asyncio.ensure_future(asyncio.to_thread(pull))
+    try:
+        while (line := await lines.get()) is not None:
+            await stream.write(line)
+        await stream.end()
+    except ClientGone:
+        await worker
+        raise
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/images/json", list_images)
+    router.add("POST", "/images/create", create_image)
+    router.add("GET", "/images/{name*}/json", inspect_image)
+    router.add("DELETE", "/images/{name*}", remove_image)

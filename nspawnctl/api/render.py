@@ -1,0 +1,221 @@
+"""The library's records in docker's shapes (Engine API 1.47): container summaries and inspect,
+images, errors. Pure functions: what the handlers send, and what the unit tests pin down."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Conflict, ImageNotFound, InvalidArgument, NotFound, NspawnctlError
+
+if TYPE_CHECKING:
+    from ..client import ContainerStatus
+    from ..store.images import Image
+
+STDOUT, STDERR = 1, 2
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """One frame of docker's multiplexed stream: [stream, 0, 0, 0, length (u32 big-endian)] + data."""
+    return struct.pack(">BxxxI", stream, len(data)) + data
+
+
+def error_status(e: NspawnctlError) -> int:
+    if isinstance(e, NotFound):
+        return 404
+    if isinstance(e, Conflict):
+        return 409
+    if isinstance(e, InvalidArgument):
+        return 400
+    return 500
+
+
+def error_message(e: NspawnctlError) -> str:
+    if isinstance(e, ImageNotFound):  # the docker CLI pulls on a 404; say it as dockerd does
+        return f"No such image: {e}"
+    return str(e)
+
+
+def epoch(iso: str | None) -> int:
+    if not iso:
+        return 0
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def rfc3339(us: int) -> str:
+    """docker's timestamps (logs -t): RFC 3339 with nanoseconds, UTC."""
+    t = datetime.fromtimestamp(us // 1_000_000, UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{(us % 1_000_000) * 1000:09d}Z"
+
+
+def _ago(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if s >= size:
+            n = s // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "Less than a second" if s < 1 else f"{s} seconds"
+
+
+def status_text(status: ContainerStatus, now: float) -> str:
+    """docker ps's STATUS column: "Up 5 seconds", "Exited (3) 2 minutes ago", "Created"."""
+    if status.state in ("running", "restarting") and status.started_us:
+        return ("Restarting" if status.state == "restarting" else "Up ") + _ago(now - status.started_us / 1e6)
+    if status.state == "exited" and status.exit is not None:
+        when = epoch(status.exit.finished)
+        return f"Exited ({status.exit.exit_code}) {_ago(now - when)} ago" if when else "Exited"
+    return "Created" if status.state == "created" else status.state.capitalize()
+
+
+def _ports_summary(status: ContainerStatus) -> list[dict[str, Any]]:
+    return [
+        {
+            "IP": p.host_ip or "0.0.0.0",
+            "PrivatePort": p.container_port,
+            "PublicPort": p.host_port,
+            "Type": p.protocol,
+        }
+        for p in status.spec.ports
+    ]
+
+
+def container_summary(status: ContainerStatus, now: float) -> dict[str, Any]:
+    """One entry of ``GET /containers/json``."""
+    s = status.spec
+    network = s.network
+    return {
+        "Id": s.id,
+        "Names": [f"/{s.name}"],
+        "Image": s.image,
+        "ImageID": s.image_id,
+        "Command": " ".join(s.command),
+        "Created": epoch(s.created),
+        "Ports": _ports_summary(status),
+        "Labels": {},
+        "State": status.state,
+        "Status": status_text(status, now),
+        "HostConfig": {"NetworkMode": network},
+        "NetworkSettings": {"Networks": {network: {}}},
+        "Mounts": [_mount(v) for v in s.volumes],
+    }
+
+
+def _mount(v: Any) -> dict[str, Any]:
+    return {"Type": "bind", "Source": v.host, "Destination": v.container, "RW": not v.read_only}
+
+
+def container_inspect(status: ContainerStatus) -> dict[str, Any]:
+    """``GET /containers/{id}/json``, built on the library's own inspect (ContainerStatus.to_json)."""
+    mine = status.to_json()
+    s = status.spec
+    state = mine["State"]
+    code = state["ExitCode"]
+    host_config = {
+        **{k: v for k, v in mine["HostConfig"].items() if v is not None},
+        "Binds": [str(v) for v in s.volumes],
+        "AutoRemove": s.auto_remove,
+        "LogConfig": {"Type": "journald", "Config": {}},
+        "RestartPolicy": {"Name": s.restart, "MaximumRetryCount": 0},
+    }
+    network = {**mine["NetworkSettings"]}
+    network.setdefault("Networks", {})
+    network = {k: ("" if v is None and k in ("IPAddress", "Gateway") else v) for k, v in network.items()}
+    return {
+        "Id": s.id,
+        "Created": s.created,
+        "Path": mine["Path"] or "",
+        "Args": mine["Args"],
+        "State": {
+            "Status": status.state,
+            "Running": status.state == "running",
+            "Paused": False,
+            "Restarting": status.state == "restarting",
+            "OOMKilled": False,
+            "Dead": False,
+            "Pid": 0,
+            "ExitCode": code if code is not None else 0,
+            "Error": "",
+            "StartedAt": state["StartedAt"] or ZERO_TIME,
+            "FinishedAt": state["FinishedAt"] or ZERO_TIME,
+        },
+        "Image": s.image_id,
+        "Name": f"/{s.name}",
+        "RestartCount": 0,
+        "Driver": "btrfs",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "HostConfig": host_config,
+        "Mounts": [_mount(v) for v in s.volumes],
+        "Config": {
+            "Hostname": s.hostname or s.name,
+            "Domainname": "",
+            "User": s.user or "",
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": False,
+            "OpenStdin": False,
+            "StdinOnce": False,
+            "Env": s.env,
+            "Cmd": s.cmd or None,
+            "Entrypoint": s.entrypoint or None,
+            "Image": s.image,
+            "WorkingDir": s.workdir or "",
+            "Labels": {},
+            "ExposedPorts": {k: {} for k in mine["HostConfig"]["PortBindings"]},
+            "StopSignal": mine["Config"]["StopSignal"],
+        },
+        "NetworkSettings": network,
+    }
+
+
+def image_summary(image: Image) -> dict[str, Any]:
+    """One entry of ``GET /images/json``."""
+    return {
+        "Id": image.id,
+        "ParentId": "",
+        "RepoTags": list(image.refs),
+        "RepoDigests": [],
+        "Created": epoch(image.created),
+        "Size": image.size,
+        "SharedSize": -1,
+        "Labels": dict(image.defaults.labels),
+        "Containers": -1,
+    }
+
+
+def image_inspect(image: Image, arch: str) -> dict[str, Any]:
+    """``GET /images/{name}/json``."""
+    d = image.defaults
+    return {
+        "Id": image.id,
+        "RepoTags": list(image.refs),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": "",
+        "Created": image.created,
+        "Author": "",
+        "Architecture": arch,
+        "Os": "linux",
+        "Size": image.size,
+        "Config": {
+            "Cmd": d.command or None,
+            "Entrypoint": d.entrypoint or None,
+            "Env": d.env,
+            "WorkingDir": d.workdir or "",
+            "User": d.user or "",
+            "ExposedPorts": {p.rsplit(":", 1)[-1]: {} for p in d.ports} or None,
+            "Volumes": {v: {} for v in d.volumes} or None,
+            "Labels": dict(d.labels) or None,
+            "StopSignal": d.stop_signal or "",
+        },
+        "RootFS": {"Type": "layers", "Layers": list(image.layers)},
+        "Metadata": {"LastTagTime": ZERO_TIME},
+    }
