@@ -432,6 +432,12 @@ class Volumes:
         with self._client.pool.lock():
             return self.store.prune()
 
+    def sizes(self) -> builtins.list[tuple[int, bool]]:
+        """(bytes of its files, bound by a container) per volume, for ``system df``."""
+        from .store.files import tree_size
+
+        return [(tree_size(v.mountpoint), bool(v.users)) for v in self.list()]
+
     def resolve(self, volumes: builtins.list[Volume]) -> builtins.list[Volume]:
         """``-v NAME:/path`` as the bind of volume NAME's path, the volume made when missing."""
         if not any(v.named for v in volumes):
@@ -1463,9 +1469,9 @@ class Client:
         return SystemPruneResult(containers, images, gone, size)
 
     def disk_usage(self) -> builtins.list[Usage]:
-        """docker's ``system df``: images (stored bytes, and what ``image prune -a`` would free)
-        and containers (how many, how many running)."""
-        from .diskusage import container_usage, image_usage
+        """docker's ``system df``: images (stored bytes, and what ``image prune -a`` would free),
+        containers (how many, how many running) and volumes (bytes, what ``volume prune`` frees)."""
+        from .diskusage import container_usage, image_usage, volume_usage
         from .store.layers import LayerStore
 
         self.pool.check()
@@ -1473,6 +1479,7 @@ class Client:
         layers = {la.chain_id: la.size for la in LayerStore(self.pool).list()}
         usage = [image_usage(self.images.list(), layers, specs)]
         usage.append(container_usage(s.state for s in self.containers.statuses(specs)))
+        usage.append(volume_usage(self.volumes.sizes()))
         return usage
 
     def info(self) -> HostInfo:

@@ -1,4 +1,4 @@
-"""``system df``: what images and containers hold on the pool's btrfs, and what a prune would free.
+"""``system df``: what images, containers and volumes hold on the pool's btrfs, and what a prune would free.
 
 Images are counted as they are stored: an OCI image is its layers (each stored once, however many
 images share it), any other image its own read-only root. A container's own changes cannot be told
@@ -19,7 +19,7 @@ from .store.images import Image
 class Usage:
     """One row of docker's ``system df``."""
 
-    kind: str  # "Images" | "Containers"
+    kind: str  # "Images" | "Containers" | "Local Volumes"
     total: int
     active: int
     size: int | None  # bytes; None: not known (a container's own changes)
@@ -50,3 +50,12 @@ def container_usage(states: Iterable[str]) -> Usage:
     states = list(states)
     running = sum(1 for s in states if s in ("running", "restarting"))
     return Usage("Containers", len(states), running, None, None)
+
+
+def volume_usage(sizes_in_use: Iterable[tuple[int, bool]]) -> Usage:
+    """Each volume's bytes (its files' sizes) and whether a container binds it; ``volume prune``
+    frees the unbound ones."""
+    rows = list(sizes_in_use)
+    size = sum(s for s, _ in rows)
+    freed = sum(s for s, used in rows if not used)
+    return Usage("Local Volumes", len(rows), sum(1 for _, used in rows if used), size, freed)

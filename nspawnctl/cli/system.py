@@ -88,9 +88,9 @@ def system_df(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
-    """Show the disk space images and containers use on the pool's filesystem, and how much
-    'image prune -a' would free. A container's own changes share extents with its image on
-    btrfs and are not measured (shown as n/a)."""
+    """Show the disk space images, containers and volumes use on the pool's filesystem, and how
+    much 'image prune -a' and 'volume prune' would free. A container's own changes share extents
+    with its image on btrfs and are not measured (shown as n/a)."""
     state = state_of(ctx)
     state.json = json_out
     usage = state.client().disk_usage()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,17 @@ def sweep(directory: Path, *, staging: bool = True) -> None:
 
 def _alive(pid: str) -> bool:
     return Path(f"/proc/{pid}").exists()
+
+
+def tree_size(path: Path) -> int:
+    """Apparent size of the regular files below ``path`` (what ``images`` shows as SIZE)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, f))
+            except OSError:  # removed meanwhile
+                continue
+            if not stat.S_ISLNK(st.st_mode):
+                total += st.st_size
+    return total

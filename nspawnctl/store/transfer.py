@@ -47,6 +47,7 @@ from ..ref import ImageRef
 from ..spec import ContainerSpec, RunDefaults
 from . import btrfs
 from .containers import ContainerStore
+from .files import tree_size
 from .images import Image, ImageStore
 from .unpack import _SPACE_CHECK, Limits, pool_full
 
@@ -718,18 +719,6 @@ def _run(
             text = err.read().decode(errors="replace").strip()
             status = f"exit status {rc}" if rc else "it stopped reading its input"
             raise error(f"{what} failed: {text or status}")
-
-
-def tree_size(path: Path) -> int:
-    """Apparent size of the regular files below ``path`` (what ``images`` shows as SIZE)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            with contextlib.suppress(OSError):
-                st = os.lstat(os.path.join(dirpath, f))
-                if not os.path.islink(os.path.join(dirpath, f)):
-                    total += st.st_size
-    return total
 
 
 # -- commit --------------------------------------------------------------------------------------

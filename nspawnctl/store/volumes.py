@@ -34,6 +34,7 @@ from typing import Any
 from ..config import Paths
 from ..errors import InvalidArgument, VolumeInUse, VolumeNotFound
 from . import btrfs
+from .files import tree_size
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # docker's volume names
 
@@ -199,17 +200,6 @@ def _inside(root: Path, target: str) -> Path | None:
         except OSError:
             return None
     return path if path != root else None
-
-
-def tree_size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _now() -> str:

@@ -80,6 +80,28 @@ def test_system_df_counts_images_in_use_and_what_prune_frees(nsp: CLI, busybox: 
     table = nsp("system", "df").stdout.splitlines()
     assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
     assert table[2].split()[0] == "Containers" and table[2].split()[3:] == ["n/a", "n/a"]
+    assert table[3].startswith("Local Volumes ")
+
+
+def test_system_df_counts_volumes_and_what_volume_prune_frees(nsp: CLI, busybox: str) -> None:
+    used, unused = nsp.name("dfv-used"), nsp.name("dfv-unused")
+    try:
+        name = nsp.name("dfv")
+        nsp("run", "--network", "host", "--name", name, "-v", f"{used}:/v", busybox,
+            "sh", "-c", "head -c 300000 /dev/zero > /v/blob")  # fmt: skip
+        nsp("volume", "create", unused)
+        nsp("run", "--rm", "--network", "host", "-v", f"{unused}:/v", busybox,
+            "sh", "-c", "head -c 70000 /dev/zero > /v/blob")  # fmt: skip
+        rows = {row["Type"]: row for row in nsp.json("system", "df")}
+        vols = rows["Local Volumes"]
+        listed = nsp("volume", "ls", "-q").stdout.split()
+        assert vols["TotalCount"] == len(listed) and used in listed and unused in listed
+        assert vols["Size"] >= 370000 and vols["Active"] >= 1
+        assert vols["Reclaimable"] >= 70000  # the unbound one; the bound one is not reclaimable
+        assert vols["Size"] - vols["Reclaimable"] >= 300000
+    finally:
+        nsp.cleanup()
+        nsp("volume", "rm", "-f", used, unused, check=False)
 
 
 def test_container_prune_removes_stopped_keeps_running(nsp: CLI, busybox: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nspawnctl.diskusage import container_usage, image_usage
+from nspawnctl.diskusage import container_usage, image_usage, volume_usage
 from nspawnctl.spec import ContainerSpec
 from nspawnctl.store.images import Image
 from nspawnctl.sysinfo import cgroup_version, filesystem, memory_bytes, os_name
@@ -54,3 +54,14 @@ def test_host_facts_read_from_files(tmp_path: Path) -> None:
     assert cgroup_version(str(tmp_path / "cg")) == 2
     assert filesystem(tmp_path).total > 0
     assert filesystem(tmp_path / "missing").total == 0
+
+
+def test_volumes_bound_by_a_container_are_not_reclaimable() -> None:
+    usage = volume_usage([(100, True), (30, False), (0, False)])
+    assert (usage.kind, usage.total, usage.active, usage.size, usage.reclaimable) == (
+        "Local Volumes",
+        3,
+        1,
+        130,
+        30,
+    )
