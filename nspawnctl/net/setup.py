@@ -27,13 +27,19 @@ log = logging.getLogger(__name__)
 ADDRESS_TIMEOUT = 10.0  # seconds networkd gets to address the host side (it takes ~60 ms)
 
 
-def up(paths: Paths, spec: ContainerSpec, unit: str | None = None) -> NetState | None:
+def up(
+    paths: Paths, spec: ContainerSpec, unit: str | None = None, owner: str | None = None
+) -> NetState | None:
     """Build ``spec``'s network; None when the container has no network of its own.
 
     ``unit``: the container's unit running this (its ExecStartPre); the proxies are PartOf= it.
     The state records it and its ``$INVOCATION_ID``, so that a second start of a running container
     (by the other kind of unit) is refused here instead of tearing the running one's network down,
     and a ``down`` from another run leaves this one alone.
+
+    ``owner``: who builds it when that is not the unit's own ExecStartPre but the command that
+    starts the unit next (a foreground ``run --rm``, which also tears it down: see
+    client._attached); recorded instead of ``$INVOCATION_ID`` (the caller's, if it runs in a unit).
 
     Idempotent within one run: a complete network built for the same spec by the same invocation
     is returned as it is. Anything else left behind (a killed hook, a teardown that failed, a spec
@@ -43,7 +49,7 @@ def up(paths: Paths, spec: ContainerSpec, unit: str | None = None) -> NetState |
         if spec.ports:
             ports.check_ports(paths, spec)  # raises: -p needs veth or a zone
         return None
-    invocation = os.environ.get("INVOCATION_ID") or None
+    invocation = owner or os.environ.get("INVOCATION_ID") or None
     existing = statefile.load(spec.name)
     if existing is not None and existing.invocation != invocation:
         _refuse_if_in_use(existing, unit)
