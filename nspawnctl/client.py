@@ -704,9 +704,15 @@ class Containers:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
-                await journal.follow(matches, emit, rt.wait_exit(unit))
-            # the first exit of the payload: with --restart it goes on without us, as docker's
-            await rt.wait_exit(unit)
+                exited = asyncio.ensure_future(rt.wait_exit(unit))  # done once follow returns
+                try:
+                    await journal.follow(matches, emit, exited)
+                    await exited
+                finally:
+                    exited.cancel()
+            else:
+                # the first exit of the payload: with --restart it goes on without us, as docker's
+                await rt.wait_exit(unit)
             outcome = await rt.outcome(name, unit)
         finally:
             await rt.release(name, unit)
