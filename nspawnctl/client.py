@@ -39,13 +39,13 @@ from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, Session, run_sync
-from .systemd.journal import Entry
 from .values import check_env, check_exec
 
 if TYPE_CHECKING:
     from .pull import PullOptions, PullResult
     from .run.runtime import Runtime
     from .run.units import Launch
+    from .systemd.journal import Entry
     from .verify.trust import TrustStore
 
 T = TypeVar("T")
