@@ -649,7 +649,7 @@ class Containers:
         console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
         # no network to tear down, or one this command builds and tears down itself: the exit is
         # read and the container removed here; the unit runs no Python hook when it starts or stops
-        net_here = _network_here(spec)
+        net_here = spec.auto_remove and _network_here(spec)
         remove_here = spec.auto_remove and (net_here or not needs_pre(spec))
         launch = self._launch(
             spec, add_ref=True, fds=stdio, console=console, post=not remove_here, pre=not net_here
@@ -994,7 +994,7 @@ class Containers:
 
 
 def _network_here(spec: ContainerSpec) -> bool:
-    """A foreground ``run --rm`` on a veth of its own and no published ports: the CLI builds the
+    """For a foreground ``run --rm``: on a veth of its own and no published ports the CLI builds the
     network namespace in-process before its unit starts and tears it down after the exit, so the
     unit runs no hook (a zone's or published ports' network is built by the pre hook as before).
     Decided from the spec alone, so the repair of a killed run knows there is a network to undo."""

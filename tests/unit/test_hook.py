@@ -469,3 +469,18 @@ def test_surely_alone_only_for_the_transient_unit_with_no_other_cgroup_or_machin
     (machines / "web").write_text("")
     assert not hook.surely_alone("web", "nspawnctl-web.service")
     assert hook.surely_alone("other", "nspawnctl-other.service")
+
+
+def test_a_foreground_rm_run_on_a_plain_veth_builds_its_network_itself(tmp_path: Path) -> None:
+    """client._network_here: only a plain veth without published ports (zones and ports keep the
+    pre hook); such a launch has no pre step but still runs nspawn inside the netns."""
+    from nspawnctl.client import Client, _network_here
+
+    assert _network_here(VETH) and not _network_here(SPEC)
+    assert not _network_here(dataclasses.replace(SPEC, network="zone:web"))
+    assert not _network_here(dataclasses.replace(VETH, ports=[PortMapping.parse("8080:80")]))
+    client = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store"))
+    launch = client.containers._launch(VETH, add_ref=True, post=False, pre=False)
+    assert launch.pre == () and launch.post == ()
+    assert launch.netns == net.netns_path("web")
+    assert client.containers._launch(VETH).pre[-2:] == ("nspawnctl-web.service", "web")
