@@ -51,7 +51,6 @@ from .store.containers import ContainerStore, ExitRecord
 from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, Session, run_sync
-from .systemd.journal import Entry
 from .values import check_env, check_exec
 
 if TYPE_CHECKING:
@@ -65,6 +64,7 @@ if TYPE_CHECKING:
     from .run.update import Update
     from .store.volumes import VolumeInfo, VolumeStore
     from .sysinfo import HostInfo
+    from .systemd.journal import Entry
     from .verify.trust import TrustStore
 
 T = TypeVar("T")
@@ -924,16 +924,29 @@ class Containers:
         self._check_command(spec)
         rt = self._runtime(bus)
         console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
-        # no network to tear down: the exit is read and the container removed here, not by a hook
-        remove_here = spec.auto_remove and not needs_pre(spec)
-        launch = self._launch(spec, add_ref=True, fds=stdio, console=console, post=not remove_here)
+        # no network to tear down, or one this command builds and tears down itself: the exit is
+        # read and the container removed here; the unit runs no Python hook when it starts or stops
+        net_here = spec.auto_remove and _network_here(spec)
+        remove_here = spec.auto_remove and (net_here or not needs_pre(spec))
+        launch = self._launch(
+            spec, add_ref=True, fds=stdio, console=console, post=not remove_here, pre=not net_here
+        )
         if not remove_here:
             return await self._follow(rt, spec, launch, write, write_err, stdio, started)
         with self.store.attached(spec.name):  # should we die, repair removes it (see there)
+            if net_here:
+                await asyncio.to_thread(self._network_up, spec)
             result = await self._follow(rt, spec, launch, write, write_err, stdio, started)
             # the unit is inactive: nspawn has cleaned up after itself
             await asyncio.to_thread(self._cleanup_failed, spec)
             return result
+
+    def _network_up(self, spec: ContainerSpec) -> None:
+        """The network a unit's pre hook would build (_network_here), built by this command;
+        what it made is undone on failure, and by :meth:`_cleanup_failed` or the repair after."""
+        from .net.setup import up
+
+        up(self.paths, spec, unit_name(spec.name), owner=f"run:{spec.id}")
 
     async def _follow(
         self,
@@ -968,9 +981,15 @@ class Containers:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
-                await journal.follow(matches, emit, rt.wait_exit(unit))
-            # the first exit of the payload: with --restart it goes on without us, as docker's
-            await rt.wait_exit(unit)
+                exited = asyncio.ensure_future(rt.wait_exit(unit))  # done once follow returns
+                try:
+                    await journal.follow(matches, emit, exited)
+                    await exited
+                finally:
+                    exited.cancel()
+            else:
+                # the first exit of the payload: with --restart it goes on without us, as docker's
+                await rt.wait_exit(unit)
             outcome = await rt.outcome(name, unit)
         finally:
             await rt.release(name, unit)
@@ -1256,6 +1275,7 @@ class Containers:
         fds: tuple[int, int, int] | None = None,
         console: str = "pipe",
         post: bool = True,
+        pre: bool = True,
     ) -> Launch:
         from .run.hook import default_launch, hook_argv, paths_environment
         from .run.units import needs_pre
@@ -1266,19 +1286,35 @@ class Containers:
             console="read-only" if spec.boot and fds is None else console,
             attach_fds=fds,
             add_ref=add_ref,
-            pre=hook_argv("pre", spec.name, unit) if needs_pre(spec) else (),
+            pre=hook_argv("pre", spec.name, unit) if pre and needs_pre(spec) else (),
             post=hook_argv("post", spec.name, unit, remove=spec.auto_remove) if post else (),
             environment=tuple(paths_environment(self.paths)),
             streams_python=sys.executable,
         )
 
     def _cleanup_failed(self, spec: ContainerSpec) -> None:
-        """A --rm container that could not run leaves nothing behind; others stay, like docker's."""
+        """A --rm container that could not run leaves nothing behind; others stay, like docker's.
+        The network this command built for it (_network_here) goes first."""
+        if spec.auto_remove and _network_here(spec):
+            from .net.setup import down
+
+            try:
+                down(self.paths, spec.name)
+            except NspawnctlError:
+                pass  # the repair of state/NAME.attached tries again
         if spec.auto_remove and (self.store.root(spec.name).exists() or self.store.has(spec.name)):
             try:
                 self.store.remove(spec.name)
             except NspawnctlError:
                 pass
+
+
+def _network_here(spec: ContainerSpec) -> bool:
+    """For a foreground ``run --rm``: on a veth of its own and no published ports the CLI builds the
+    network namespace in-process before its unit starts and tears it down after the exit, so the
+    unit runs no hook (a zone's or published ports' network is built by the pre hook as before).
+    Decided from the spec alone, so the repair of a killed run knows there is a network to undo."""
+    return spec.network == "veth" and not spec.ports
 
 
 def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:

@@ -1,4 +1,4 @@
-"""The console script's entry point: answers ``--version`` before importing anything else.
+"""The entry point of bin/nspawnctl and ``python -m nspawnctl``: ``--version`` before any import.
 
 Python start-up is most of what ``nspawnctl --version`` costs, so this module imports only ``sys``
 and the package (whose ``__init__`` imports nothing); every other command goes on to

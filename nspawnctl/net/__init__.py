@@ -16,12 +16,44 @@ The API the run hook, the CLI and inspect use:
 
 from __future__ import annotations
 
-from .detect import NO_NETWORKD, default_network, networkd_running, no_networkd_notice
-from .names import bridge_name, netns_name, netns_path, veth_name, zone_port_name
-from .ports import check_ports
-from .setup import down, up
-from .statefile import NetState
-from .statefile import load as state
+from importlib import import_module
+
+TYPE_CHECKING = False  # typing's costs an import; mypy knows this name
+if TYPE_CHECKING:
+    from .detect import NO_NETWORKD, default_network, networkd_running, no_networkd_notice
+    from .names import bridge_name, netns_name, netns_path, veth_name, zone_port_name
+    from .ports import check_ports
+    from .setup import down, up
+    from .statefile import NetState
+    from .statefile import load as state
+
+# Loaded on first use: the hooks and the CLI each need a few of these, and the whole of the
+# network code (netlink, nft, zones) costs more to import than a hook may take.
+_WHERE = {
+    "NO_NETWORKD": ("detect", "NO_NETWORKD"),
+    "default_network": ("detect", "default_network"),
+    "networkd_running": ("detect", "networkd_running"),
+    "no_networkd_notice": ("detect", "no_networkd_notice"),
+    "bridge_name": ("names", "bridge_name"),
+    "netns_name": ("names", "netns_name"),
+    "netns_path": ("names", "netns_path"),
+    "veth_name": ("names", "veth_name"),
+    "zone_port_name": ("names", "zone_port_name"),
+    "check_ports": ("ports", "check_ports"),
+    "down": ("setup", "down"),
+    "up": ("setup", "up"),
+    "NetState": ("statefile", "NetState"),
+    "state": ("statefile", "load"),
+}
+
+
+def __getattr__(name: str) -> object:
+    try:
+        module, attr = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(import_module(f".{module}", __name__), attr)
+
 
 __all__ = [
     "NO_NETWORKD",

@@ -9,25 +9,36 @@ the address of ve-NAME / vz-ZONE (from 80-container-ve/vz.network) and masquerad
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Paths
 from ..errors import NetworkError
-from ..spec import ContainerSpec, network_zone, owns_netns
-from . import files, ports, statefile, zone
+from . import statefile
 from .kernel import Kernel
 from .names import bridge_name, netns_name, netns_path, veth_name, zone_port_name
 from .statefile import NetState
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ..config import Paths
+    from ..spec import ContainerSpec
+
+# Loaded where used (ports, zones, DNS files, the spec's rules, logging): a teardown (the post
+# hook, the end of a foreground run) needs only the state file and netlink.
+
+
+def _debug(msg: str, *args: object) -> None:
+    import logging
+
+    logging.getLogger(__name__).debug(msg, *args)
+
 
 ADDRESS_TIMEOUT = 10.0  # seconds networkd gets to address the host side (it takes ~60 ms)
 
 
-def up(paths: Paths, spec: ContainerSpec, unit: str | None = None) -> NetState | None:
+def up(
+    paths: Paths, spec: ContainerSpec, unit: str | None = None, owner: str | None = None
+) -> NetState | None:
     """Build ``spec``'s network; None when the container has no network of its own.
 
     ``unit``: the container's unit running this (its ExecStartPre); the proxies are PartOf= it.
@@ -35,15 +46,22 @@ def up(paths: Paths, spec: ContainerSpec, unit: str | None = None) -> NetState |
     (by the other kind of unit) is refused here instead of tearing the running one's network down,
     and a ``down`` from another run leaves this one alone.
 
+    ``owner``: who builds it when that is not the unit's own ExecStartPre but the command that
+    starts the unit next (a foreground ``run --rm``, which also tears it down: see
+    client._attached); recorded instead of ``$INVOCATION_ID`` (the caller's, if it runs in a unit).
+
     Idempotent within one run: a complete network built for the same spec by the same invocation
     is returned as it is. Anything else left behind (a killed hook, a teardown that failed, a spec
     changed meanwhile) is removed and built anew. On failure everything made so far is undone.
     """
+    from ..spec import owns_netns
+    from . import ports
+
     if not owns_netns(spec.network):
         if spec.ports:
             ports.check_ports(paths, spec)  # raises: -p needs veth or a zone
         return None
-    invocation = os.environ.get("INVOCATION_ID") or None
+    invocation = owner or os.environ.get("INVOCATION_ID") or None
     existing = statefile.load(spec.name)
     if existing is not None and existing.invocation != invocation:
         _refuse_if_in_use(existing, unit)
@@ -58,6 +76,8 @@ def up(paths: Paths, spec: ContainerSpec, unit: str | None = None) -> NetState |
 def _up(
     paths: Paths, spec: ContainerSpec, unit: str | None, invocation: str | None, kernel: Kernel
 ) -> NetState:
+    from ..spec import network_zone
+
     zone_name = network_zone(spec.network)
     st = NetState(
         name=spec.name,
@@ -86,6 +106,8 @@ def _complete(st: NetState) -> bool:
 
 def _matches(st: NetState, spec: ContainerSpec) -> bool:
     """Built for this spec: a state from before an edit of network or ports is rebuilt."""
+    from ..spec import network_zone
+
     return (
         st.network == spec.network
         and st.zone == network_zone(spec.network)
@@ -115,6 +137,8 @@ def _refuse_if_in_use(st: NetState, unit: str | None) -> None:
 
 def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, kernel: Kernel) -> None:
     """All in this process, over netlink: no ``ip`` process runs (ports.publish may run ``nft``)."""
+    from . import files, ports, zone
+
     ns = st.netns
     kernel.netns_add(ns)  # lo up, ip_unprivileged_port_start=0 (netns.SYSCTLS)
     kernel.watch_addresses()  # before the link has carrier: networkd's address is an event then
@@ -151,7 +175,7 @@ def wait_address(kernel: Kernel, ifname: str, timeout: float | None = None) -> i
             hint="check that systemd-networkd runs and manages ve-*/vz-* links "
             "(80-container-ve.network, 80-container-vz.network): networkctl status " + ifname,
         )
-    log.debug("%s: networkd's address %s after %.0f ms", ifname, addr, (time.monotonic() - started) * 1000)
+    _debug("%s: networkd's address %s after %.0f ms", ifname, addr, (time.monotonic() - started) * 1000)
     return addr
 
 
@@ -163,7 +187,7 @@ def down(paths: Paths, name: str, invocation: str | None = None) -> None:
     start did not replace), it is left alone."""
     st = statefile.load(name)
     if st is not None and invocation and st.invocation and st.invocation != invocation:
-        log.debug(
+        _debug(
             "network of %s belongs to %s (invocation %s), not to %s: left alone",
             name,
             st.unit,
@@ -177,9 +201,16 @@ def down(paths: Paths, name: str, invocation: str | None = None) -> None:
 
 def _down(paths: Paths, name: str, kernel: Kernel, st: NetState | None = None) -> None:
     st = st or statefile.load(name)
-    if st is not None:
+    if st is not None and (st.ports or st.proxy_units or st.nft_elements):
+        from . import ports
+
         ports.unpublish(st)
-    zones = [st.zone] if st and st.zone else ([] if st else zone.zones_with(name))
+    if st is None or st.zone:
+        from . import zone
+
+        zones = [st.zone] if st and st.zone else zone.zones_with(name)
+    else:
+        zones = []
     for z in zones:
         zone.leave(kernel, paths, z, name, zone_port_name(name))
     # the host side explicitly: a netns dies asynchronously, and its veth with it, so a restart's
@@ -196,4 +227,4 @@ def _best_effort(fn: Any, arg: str) -> None:
     try:
         fn(arg)
     except NetworkError as e:
-        log.debug("%s", e.message)
+        _debug("%s", e.message)

@@ -146,10 +146,35 @@ def other_unit(name: str, unit: str) -> str:
     return unit_name(name) if unit == persistent_unit_name(name) else persistent_unit_name(name)
 
 
+CGROUP_ROOTS = ("/sys/fs/cgroup/machine.slice", "/sys/fs/cgroup/systemd/machine.slice")
+"""Where a container unit's cgroup is (Slice=machine.slice; unified, then the legacy hierarchy)."""
+MACHINES_DIR = "/run/systemd/machines"
+"""machined's record of each registered machine (only whether it exists is looked at)."""
+
+
+def surely_alone(name: str, unit: str) -> bool:
+    """The cheap answer of :func:`running_elsewhere` for the transient unit, without D-Bus: the
+    command that started it (client ``astart``) asked systemd a moment ago whether the other kind
+    of unit is up (also waiting to restart); here the other unit has no cgroup (no process of it
+    lives: not starting, running or stopping) and machined has no such machine. Anything else
+    goes to the full check."""
+    from .units import unit_name
+
+    if unit != unit_name(name):
+        return False  # machinectl start, boot: nobody asked before
+    other = other_unit(name, unit)
+    return not any(os.path.exists(f"{root}/{other}") for root in CGROUP_ROOTS) and not os.path.exists(
+        f"{MACHINES_DIR}/{name}"
+    )
+
+
 def running_elsewhere(name: str, unit: str) -> str | None:
     """The unit that runs container ``name`` already, if it is not ``unit``: the other kind of
     unit while it is up (also starting, stopping or waiting to restart), or whatever unit
-    machined has the machine registered under. One D-Bus connection; None when neither."""
+    machined has the machine registered under. One D-Bus connection, unless
+    :func:`surely_alone` says so from the file system; None when neither."""
+    if surely_alone(name, unit):
+        return None
     from ..systemd.bus import Bus, BusError, run_sync
     from ..systemd.machined import MACHINE_IFACE, MACHINED
     from ..systemd.machined import MANAGER as MACHINED_MANAGER

@@ -92,7 +92,8 @@ class Runtime:
         await self.manager.reset_failed(unit)
         clear_stale_mounts(spec.name)
         if unit == unit_name(spec.name):
-            backoff = has_backoff(await persist.systemd_version(self.manager))
+            # only a unit that restarts has restart settings: no version look for the others
+            backoff = spec.restart != "no" and has_backoff(await persist.systemd_version(self.manager))
             props = unit_properties(spec, self.paths.pool, launch, backoff=backoff)
             result = await self.manager.start_transient(unit, props)
         else:

@@ -273,12 +273,30 @@ class ContainerStore:
             for held in state.glob("*.attached"):
                 name = held.name.removesuffix(".attached")
                 if _orphaned(held, name):  # its foreground run died and its unit is gone
+                    self._network_down(name)  # the veth netns such a run builds itself
                     self._best_effort(self.root(name), self._remove_locked, name)
         for base in (self.paths.settings, self.paths.runtime_settings):
             if base.is_dir():
                 for tmp in base.glob(".*.nspawn.*"):
                     if _SAVE_TEMP.fullmatch(tmp.name):  # NspawnFile.save's, not an editor's swap file
                         tmp.unlink(missing_ok=True)
+
+    def _network_down(self, name: str) -> None:
+        """Tear down the network a dead foreground ``run --rm`` built (client._network_here), if
+        it recorded one; what cannot be removed is told to ``notify``."""
+        from ..net import statefile
+        from .files import sweep
+
+        sweep(statefile.RUN_DIR, staging=False)  # a record the run was killed writing
+        if not statefile.state_path(name).exists():
+            return
+        from ..errors import NspawnctlError
+        from ..net.setup import down
+
+        try:
+            down(self.paths, name)
+        except NspawnctlError as e:
+            self.notify(f"warning: cannot remove the network of the leftover container {name}: {e.message}")
 
     def _best_effort(self, what: Path, step: Callable[..., None], *args: Any) -> None:
         try:

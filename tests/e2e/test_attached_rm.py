@@ -1,11 +1,13 @@
-"""A foreground ``run --rm`` with no network to tear down: the CLI reads the exit and removes the
-container itself, so the unit runs no Python hook when it stops; a kill of the CLI meanwhile
-leaves what the next command repairs."""
+"""A foreground ``run --rm`` with no network to tear down, or with a veth network the CLI builds
+and tears down itself: the CLI reads the exit and removes the container, so the unit runs no Python
+hook when it starts or stops; a kill of the CLI meanwhile leaves what the next command repairs."""
 
 from __future__ import annotations
 
+import http.server
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -122,3 +124,67 @@ def test_ctrl_c_of_an_attached_rm_run_stops_the_unit_before_removing(nsp: CLI, b
     ended = next(i for i, line in enumerate(lines) if "Main process exited" in line)
     # nspawn was told to stop before it ended: it did not lose its root from under it
     assert any("on client request" in line or "Stopping" in line for line in lines[:ended]), logs
+
+
+def test_attached_rm_on_veth_builds_its_network_itself_and_leaves_nothing(nsp: CLI, busybox: str) -> None:
+    """The default network of a foreground ``run --rm``: the CLI builds the netns before the unit
+    starts and tears it down after the exit; the unit runs no hook. The payload reaches the host
+    through its gateway at once."""
+    from test_network import leftovers
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = nsp.name("veth")
+    script = (
+        f"set -- $(ip route show default); wget -q -T 5 -O- http://$3:{server.server_address[1]}/; "
+        "sleep 2; exit 4"
+    )
+    run = subprocess.Popen(
+        ["nspawnctl", "run", "--rm", "--name", name, busybox, "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for("the unit to run", lambda: active(name) == "active")
+        props = unit_show(f"nspawnctl-{name}.service", "ExecStopPost", "ExecStartPre", "ExecStart")
+        assert props.get("ExecStopPost", "") == "", props
+        assert props.get("ExecStartPre", "") == "", props
+        assert "nsenter" in props.get("ExecStart", ""), props  # inside the netns the CLI built
+        assert "hook" not in props.get("ExecStart", ""), props
+        assert any(x.startswith("netns ") for x in leftovers(name)), leftovers(name)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        server.shutdown()
+        server.server_close()
+    assert (run.returncode, out) == (4, "gateway-ok\n"), err
+    assert leftovers(name) == []
+    assert not (POOL / name).exists()
+    assert not list(STATE.glob(f"{name}.*"))
+
+
+def test_a_killed_attached_rm_run_on_veth_is_repaired_with_its_network(nsp: CLI, busybox: str) -> None:
+    """The CLI that built the network is killed: the payload runs on in it; once it ended, the
+    next command removes the container and its netns, veth and network state."""
+    from test_network import leftovers
+
+    name = nsp.name("killedveth")
+    kill_attached_run(name, busybox, "veth", "2")
+    assert leftovers(name), "the network stays while the payload runs"
+    wait_for("the payload to end and its unit to go", lambda: gone(name))
+    assert [x for x in leftovers(name) if not x.startswith("unit ")], "nothing removed it yet"
+    assert nsp("run", "--rm", "--network", "host", busybox, "echo", "next").stdout == "next\n"
+    assert leftovers(name) == []
+    assert not (POOL / name).exists()
+    assert not list(STATE.glob(f"{name}.*"))
+    assert name not in nsp("ps", "-aq").stdout.split()
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"gateway-ok\n")
+
+    def log_message(self, *args: object) -> None:
+        pass

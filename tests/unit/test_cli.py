@@ -330,11 +330,20 @@ def test_version_fast_path_says_what_the_app_says(capsys: pytest.CaptureFixture[
 
 
 def test_the_console_script_is_the_light_entry_point() -> None:
+    """The installed command is bin/nspawnctl (no entry-point wrapper, which imports ``re``): it
+    imports the light entry point and nothing else."""
     import tomllib
 
-    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["nspawnctl"] == "nspawnctl.cli.entry:main"
+    root = Path(__file__).parents[2]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    assert "scripts" not in project
+    assert pyproject["tool"]["setuptools"]["script-files"] == ["bin/nspawnctl"]
     assert project["version"] == nspawnctl.__version__
+    launcher = (root / "bin" / "nspawnctl").read_text()
+    assert launcher.startswith("#!/usr/bin/env python3\n")
+    code = [line for line in launcher.splitlines()[1:] if line and not line.startswith("#")]
+    assert code == ["from nspawnctl.cli.entry import main", "raise SystemExit(main())"]
 
 
 def _registered(module: str) -> list[str]:

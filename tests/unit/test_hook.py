@@ -449,3 +449,38 @@ def test_finished_time_is_what_datetime_wrote() -> None:
     assert hook.utc_now().endswith("+00:00") and len(hook.utc_now()) == len(
         before.isoformat(timespec="seconds")
     )
+
+
+def test_surely_alone_only_for_the_transient_unit_with_no_other_cgroup_or_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The D-Bus-free answer of the pre step: only the transient unit (its starter checked the
+    other kind) and only when no cgroup of the other unit and no machined record exist."""
+    cg, machines = tmp_path / "machine.slice", tmp_path / "machines"
+    cg.mkdir()
+    machines.mkdir()
+    monkeypatch.setattr(hook, "CGROUP_ROOTS", (str(cg),))
+    monkeypatch.setattr(hook, "MACHINES_DIR", str(machines))
+    assert hook.surely_alone("web", "nspawnctl-web.service")
+    assert not hook.surely_alone("web", "systemd-nspawn@web.service")  # machinectl start: ask systemd
+    (cg / "systemd-nspawn@web.service").mkdir()
+    assert not hook.surely_alone("web", "nspawnctl-web.service")
+    (cg / "systemd-nspawn@web.service").rmdir()
+    (machines / "web").write_text("")
+    assert not hook.surely_alone("web", "nspawnctl-web.service")
+    assert hook.surely_alone("other", "nspawnctl-other.service")
+
+
+def test_a_foreground_rm_run_on_a_plain_veth_builds_its_network_itself(tmp_path: Path) -> None:
+    """client._network_here: only a plain veth without published ports (zones and ports keep the
+    pre hook); such a launch has no pre step but still runs nspawn inside the netns."""
+    from nspawnctl.client import Client, _network_here
+
+    assert _network_here(VETH) and not _network_here(SPEC)
+    assert not _network_here(dataclasses.replace(SPEC, network="zone:web"))
+    assert not _network_here(dataclasses.replace(VETH, ports=[PortMapping.parse("8080:80")]))
+    client = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store"))
+    launch = client.containers._launch(VETH, add_ref=True, post=False, pre=False)
+    assert launch.pre == () and launch.post == ()
+    assert launch.netns == net.netns_path("web")
+    assert client.containers._launch(VETH).pre[-2:] == ("nspawnctl-web.service", "web")
