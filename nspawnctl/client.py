@@ -31,6 +31,7 @@ from .errors import (
     NameInUse,
     NspawnctlError,
 )
+from .health import HealthFlags  # issue 14; spec.py loads it anyway
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
@@ -43,6 +44,7 @@ from .systemd.journal import Entry
 from .values import check_env, check_exec
 
 if TYPE_CHECKING:
+    from .health import HealthState
     from .pull import PullOptions, PullResult
     from .run.runtime import Runtime
     from .run.units import Launch
@@ -61,6 +63,7 @@ class ContainerStatus:
     exit: ExitRecord | None = None
     unit: str | None = None  # the unit running it (transient or systemd-nspawn@NAME.service)
     enabled: bool | None = None  # started at boot; None: not asked (list/ps)
+    health: HealthState | None = None  # issue 14: the check's state while it runs (health.py)
 
     @property
     def running(self) -> bool:
@@ -84,6 +87,8 @@ class ContainerStatus:
                 "StartedAt": _iso_us(self.started_us),
                 "ExitCode": self.exit.exit_code if self.exit else None,
                 "FinishedAt": self.exit.finished if self.exit else None,
+                # issue 14 (health): docker's State.Health, only for a container with a check
+                **({"Health": self._health()} if s.health is not None else {}),
             },
             "Config": {
                 "Entrypoint": s.entrypoint or None,
@@ -96,6 +101,9 @@ class ContainerStatus:
                 "Volumes": [str(v) for v in s.volumes],
                 "AutoRemove": s.auto_remove,
                 "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
+                # issue 14 (health, auto-update)
+                **({"Healthcheck": s.health.to_docker()} if s.health is not None else {}),
+                "AutoUpdate": s.auto_update,
             },
             "HostConfig": {
                 "Memory": s.limits.memory.bytes if s.limits.memory else None,
@@ -110,6 +118,13 @@ class ContainerStatus:
             "Unit": self.unit or unit_name(s.name),
             "Enabled": self.enabled,
         }
+
+    def _health(self) -> dict[str, Any]:
+        """issue 14: a stopped container's check is "starting" again at its next start."""
+        from .health import HealthState
+
+        running = self.running or self.state == "restarting"
+        return (self.health if running and self.health else HealthState()).to_docker()
 
     def _network_settings(self) -> dict[str, Any]:
         """docker's NetworkSettings, from what the network hook recorded while the container runs."""
@@ -202,6 +217,9 @@ class RunOptions:
     ports: builtins.list[PortMapping] = field(default_factory=list)
     restart: str = "no"  # no | on-failure | always | unless-stopped
     userns: str = "auto"  # auto: a user namespace of its own (PrivateUsers=pick); host: none
+    # -- issue 14 (health, auto-update): the --health-* flags, AutoUpdate= registry|local
+    health: HealthFlags = field(default_factory=HealthFlags)
+    auto_update: str | None = None
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -376,6 +394,9 @@ class Containers:
             ports=list(options.ports),
             restart=options.restart,
             private_users=private_users,
+            # -- issue 14 (health, auto-update)
+            health=_resolve_health(defaults.healthcheck, options.health),
+            auto_update=options.auto_update,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -787,6 +808,9 @@ class Containers:
         from . import net
 
         net.down(self.paths, name)
+        from .health import forget_state  # issue 14
+
+        forget_state(self.paths, name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
             self.store.remove(name)
@@ -831,12 +855,21 @@ class Containers:
                 return ContainerStatus(spec, "restarting", exit=rec, unit=st.name)
             if st is not None and st.running:
                 started = await rt.started_at(spec.name, st.name)
-                return ContainerStatus(spec, "running", started, unit=st.name)
+                health = self._health_state(spec)  # issue 14
+                return ContainerStatus(spec, "running", started, unit=st.name, health=health)
             rec = self.store.exit_record(spec.name)
             return ContainerStatus(spec, "exited" if rec else "created", exit=rec)
 
         # the running ones' start times: their calls in flight together on the one bus
         return builtins.list(await asyncio.gather(*(status(spec) for spec in specs)))
+
+    def _health_state(self, spec: ContainerSpec) -> HealthState | None:
+        """issue 14: what the last health checks said (health.py), for a container with a check."""
+        if spec.health is None:
+            return None
+        from .health import HealthState, read_state
+
+        return read_state(self.paths, spec.name) or HealthState()
 
     def logs(
         self,
@@ -963,6 +996,13 @@ class Containers:
                 self.store.remove(spec.name)
             except NspawnctlError:
                 pass
+
+
+def _resolve_health(image: dict[str, Any] | None, flags: HealthFlags) -> Any:
+    """issue 14: the container's check from the image's HEALTHCHECK and the --health-* flags."""
+    from .health import resolve
+
+    return resolve(image, flags)
 
 
 def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:

@@ -61,6 +61,14 @@ USER_KEYS = (
     "MemoryMax",
     "CPUs",
     "TasksMax",
+    # issue 14: health checks and auto-update (nspawnctl/health.py)
+    "HealthCmd",
+    "HealthInterval",
+    "HealthTimeout",
+    "HealthRetries",
+    "HealthStartPeriod",
+    "HealthOnFailure",
+    "AutoUpdate",
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove")
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
@@ -272,6 +280,10 @@ def _check_own(key: str, value: str) -> None:
         Cpus.parse(value, None)
     elif key == "TasksMax":
         PidsLimit.parse(value, None)
+    elif key.startswith("Health") or key == "AutoUpdate":  # issue 14
+        from .health import check_key
+
+        check_key(key, value)
 
 
 def _check_exec(key: str, value: str) -> None:

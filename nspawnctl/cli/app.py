@@ -132,6 +132,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "persist": ("enable", "disable"),
     "declare": ("apply", "diff", "generate", "down"),
     "system": ("system",),
+    "health": ("auto-update", "healthcheck"),
 }
 # The global options (main_options) that take a value; the others are flags.
 GLOBAL_VALUE_OPTIONS = ("--pool", "--store")
