@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 
 from .errors import InvalidArgument
@@ -47,18 +45,21 @@ AUTO_UPDATE_LABEL = "io.containers.autoupdate"
 
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": NS_PER_S, "m": 60 * NS_PER_S}
 _UNITS["h"] = 3600 * NS_PER_S
-_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)"  # compiled when first used (re caches)
 
 
 def parse_duration(text: str, option: str, low: int = 0, high: int = MAX_DURATION) -> int:
     """A Go duration as docker's --health-* flags take it (``30s``, ``1m30s``, ``500ms``, ``0``)
     -> nanoseconds, within [low, high]. Exact decimal arithmetic: no NaN, no infinity, no float."""
+    import re
+    from fractions import Fraction  # only when a duration is parsed: spec.py imports this module
+
     t = text.strip()
     total = Fraction(0)
     if t != "0":
         pos = 0
         while pos < len(t):
-            m = _PART.match(t, pos)
+            m = re.compile(_PART).match(t, pos)
             if m is None:
                 raise InvalidArgument(
                     f"invalid {option} {text!r}",
@@ -549,13 +550,58 @@ def _record(
     after = advance(before, result, config, time.time())
     write_state(paths, name, after)
     what = action(before, after, config)
+    if what is not None:
+        start_action(paths, name, what)
+    return after
+
+
+def action_unit(name: str) -> str:
+    return f"nspawnctl-health-{name}-on-failure.service"
+
+
+def start_action(paths: Paths, name: str, what: str) -> None:
+    """Run --health-on-failure in a transient unit of its own, not in the check's service: a
+    restart stops the container, which stops the timer, which cannot go away (and be armed again
+    by the start) while the service it triggered still runs. One at a time: a second is dropped."""
+    import sys
+
+    from .run.hook import paths_environment
+    from .systemd.bus import Bus, BusError, run_sync
+    from .systemd.manager import Manager
+
+    argv = [sys.executable, "-m", "nspawnctl.health", "--on-failure", what, name]
+    props: list[tuple[str, str, Any]] = [
+        ("Description", "s", f"nspawnctl health check of {name}: {what} on failure"),
+        ("Type", "s", "oneshot"),
+        ("ExecStart", "a(sasb)", [[sys.executable, argv, False]]),
+        ("Environment", "as", paths_environment(paths)),
+        ("CollectMode", "s", "inactive-or-failed"),
+    ]
+
+    async def go(bus: Bus) -> None:
+        body = [[k, bus.variant(sig, v)] for k, sig, v in props]
+        try:
+            await Manager(bus).call(
+                "StartTransientUnit", "ssa(sv)a(sa(sv))", [action_unit(name), "fail", body, []]
+            )
+        except BusError as e:
+            if not e.name.endswith("UnitExists"):
+                raise
+
+    run_sync(go)
+
+
+def act(paths: Paths, name: str, what: str) -> None:
+    """--health-on-failure through the library, as ``nspawnctl restart|kill|stop`` would."""
+    from .client import Client
+
+    containers = Client(paths).containers
     if what == "restart":
         containers.restart(name)
     elif what == "kill":
         containers.kill(name)
     elif what == "stop":
         containers.stop(name)
-    return after
 
 
 def _now_iso() -> str:
@@ -565,15 +611,23 @@ def _now_iso() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python3 -m nspawnctl.health NAME``: the timer's service. One line per failure, no traceback."""
+    """``python3 -m nspawnctl.health NAME``: the timer's service (``--on-failure ACTION NAME``:
+    the unit start_action starts). One line per failure, no traceback."""
     import sys
 
     from .config import Paths
     from .errors import NspawnctlError
 
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 3 and args[0] == "--on-failure" and args[1] in ON_FAILURE:
+        try:
+            act(Paths.from_env(), args[2], args[1])
+        except NspawnctlError as e:
+            sys.stderr.write(f"nspawnctl: {args[1]} of unhealthy {args[2]}: {e.message}\n")
+            return 1
+        return 0
     if len(args) != 1:
-        sys.stderr.write("usage: python3 -m nspawnctl.health NAME\n")
+        sys.stderr.write("usage: python3 -m nspawnctl.health [--on-failure ACTION] NAME\n")
         return 2
     try:
         state = run_check(Paths.from_env(), args[0])

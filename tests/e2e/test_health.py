@@ -131,10 +131,13 @@ def test_health_on_failure_restart_restarts_the_container(nsp: CLI, busybox: str
 def test_bad_health_flags_are_refused_before_anything_is_made(nsp: CLI, busybox: str) -> None:
     for args, text in (
         (["--health-interval", "nan"], "invalid --health-interval"),
-        (["--health-cmd", "true", "--health-interval", "10ms"], "out of range"),
-        (["--health-cmd", "true", "--health-timeout", "100000h"], "out of range"),
-        (["--health-cmd", "true", "--no-healthcheck"], "conflicts"),
-        (["--health-retries", "3"], "need a check"),
+        (["--health-cmd", "true", "--health-interval", "10ms"], "--health-interval '10ms' is out of range"),
+        (
+            ["--health-cmd", "true", "--health-timeout", "100000h"],
+            "--health-timeout '100000h' is out of range",
+        ),
+        (["--health-cmd", "true", "--no-healthcheck"], "--no-healthcheck conflicts"),
+        (["--health-retries", "3"], "--health-interval, --health-timeout"),
         (["--health-cmd", "true", "--health-on-failure", "reboot"], "invalid --health-on-failure"),
     ):
         name = nsp.name("bad")
