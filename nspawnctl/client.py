@@ -396,7 +396,7 @@ class Containers:
             private_users=private_users,
             # -- issue 14 (health, auto-update)
             health=_resolve_health(defaults.healthcheck, options.health),
-            auto_update=options.auto_update,
+            auto_update=options.auto_update or _auto_update_label(defaults.labels),
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -1003,6 +1003,15 @@ def _resolve_health(image: dict[str, Any] | None, flags: HealthFlags) -> Any:
     from .health import resolve
 
     return resolve(image, flags)
+
+
+def _auto_update_label(labels: dict[str, str]) -> str | None:
+    """issue 14: podman's io.containers.autoupdate label of the image (containers inherit their
+    image's labels, as docker's); a value that is no policy (podman's "disabled") marks nothing."""
+    from .health import AUTO_UPDATE_LABEL, AUTO_UPDATE_POLICIES, parse_auto_update
+
+    value = labels.get(AUTO_UPDATE_LABEL)
+    return parse_auto_update(value, AUTO_UPDATE_LABEL) if value in (*AUTO_UPDATE_POLICIES, "image") else None
 
 
 def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:

@@ -318,6 +318,8 @@ def from_file(f: NspawnFile) -> HealthConfig | None:
 def parse_auto_update(value: str | None, what: str) -> str | None:
     if value is None or value == "":
         return None
+    if value == "image":  # podman's older name for registry
+        return "registry"
     if value not in AUTO_UPDATE_POLICIES:
         raise InvalidArgument(
             f"invalid {what} {value!r}", hint=f"use one of: {', '.join(AUTO_UPDATE_POLICIES)}"

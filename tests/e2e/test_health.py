@@ -5,6 +5,7 @@ generate round-trips, and auto-update pulling a newer image or rolling back a br
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -147,8 +148,51 @@ def test_bad_health_flags_are_refused_before_anything_is_made(nsp: CLI, busybox:
         assert name not in nsp("ps", "-a", "-q").stdout.split()
 
 
+def test_generate_apply_round_trip_and_machinectl_start_arm_the_check(
+    nsp: CLI, busybox: str, tmp_path: Path
+) -> None:
+    name = nsp.name("hg")
+    nsp(
+        "create", "--name", name, "--network", "none",
+        "--health-cmd", "test -d /proc/1", "--health-interval", "1m30s", "--health-timeout", "500ms",
+        "--health-retries", "5", "--health-start-period", "2s", "--health-on-failure", "kill",
+        "--auto-update", "local", busybox, "sleep", "600",
+    )  # fmt: skip
+    before = nsp.json("inspect", name)[0]
+    text = nsp("generate", name).stdout
+    keys = (
+        "HealthInterval=1m30s HealthTimeout=500ms HealthRetries=5 HealthStartPeriod=2s HealthOnFailure=kill"
+    )
+    for line in ["HealthCmd=CMD-SHELL 'test -d /proc/1'", "AutoUpdate=local", *keys.split()]:
+        assert line in text, text
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / f"{name}.nspawn").write_text(text)
+    nsp("rm", "-f", name)
+    nsp("apply", str(defs))
+    after = nsp.json("inspect", name)[0]
+    assert after["Config"]["Healthcheck"] == before["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "test -d /proc/1"], "Interval": 90 * S, "Timeout": S // 2, "Retries": 5,
+        "StartPeriod": 2 * S,
+    }  # fmt: skip
+    assert after["Config"]["AutoUpdate"] == "local"
+    assert nsp("generate", name).stdout == text
+    # under systemd's own unit (enable): machinectl start arms the timer, bound to that unit
+    nsp("stop", name)
+    nsp("enable", name)
+    subprocess.run(["machinectl", "start", name], check=True, capture_output=True)
+    wait_for("the timer", lambda: timer_state(name) == "active")
+    props = unit_show(f"nspawnctl-health-{name}.timer", "BindsTo")
+    assert f"systemd-nspawn@{name}.service" in props["BindsTo"], props
+    r = nsp("healthcheck", "run", name)
+    assert r.stdout == "healthy\n" and health_of(nsp, name)["Status"] == "healthy"
+    subprocess.run(["machinectl", "stop", name], check=True, capture_output=True)
+    wait_for("the timer gone", lambda: timer_state(name) in ("inactive", ""))
+    nsp("disable", name)
+
+
 # -- registry images: HEALTHCHECK and auto-update -------------------------------------------------
-def _image(oci: Env, tag: str, version: str, ok: bool) -> ob.BuiltImage:
+def _image(oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | None = None) -> ob.BuiltImage:
     """A busybox image whose /version says ``version``; its HEALTHCHECK passes when /ok exists."""
     root = make_busybox_root(oci.workdir / f"hc-root-{uuid.uuid4().hex[:6]}")
     layer = ob.LayerSpec().tree(root).file("version", f"{version}\n")
@@ -161,6 +205,7 @@ def _image(oci: Env, tag: str, version: str, ok: bool) -> ob.BuiltImage:
         {
             "Cmd": ["/bin/sh", "-c", "exec sleep 600"],
             "Healthcheck": {"Test": ["CMD-SHELL", "test -f /ok"], "Interval": S, "Retries": 1},
+            "Labels": labels or {},
         },
     )
     layout.save()
@@ -170,7 +215,7 @@ def _image(oci: Env, tag: str, version: str, ok: bool) -> ob.BuiltImage:
 
 def test_image_healthcheck_from_a_registry_is_honoured(nsp: CLI, oci: Env) -> None:
     tag = f"hc{uuid.uuid4().hex[:6]}"
-    img = _image(oci, tag, "1", ok=True)
+    img = _image(oci, tag, "1", ok=True, labels={"io.containers.autoupdate": "registry"})
     ref = oci.ref(tag)
     nsp("pull", "--ca-cert", oci.ca, ref)
     nsp.images.add(ref)
@@ -178,6 +223,7 @@ def test_image_healthcheck_from_a_registry_is_honoured(nsp: CLI, oci: Env) -> No
     nsp("run", "-d", "--name", name, "--network", "none", ref)
     info = nsp.json("inspect", name)[0]
     assert info["ImageId"] == img.config_digest
+    assert info["Config"]["AutoUpdate"] == "registry"  # podman's label, inherited from the image
     assert info["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "test -f /ok"]
     assert info["Config"]["Healthcheck"]["Interval"] == S and info["Config"]["Healthcheck"]["Retries"] == 1
     wait_for("healthy", lambda: health_of(nsp, name).get("Status") == "healthy")

@@ -72,6 +72,10 @@ def test_conflicting_or_pointless_flags_are_refused() -> None:
         health.parse_on_failure("reboot")
     with pytest.raises(InvalidArgument):
         health.parse_retries("x", "--health-retries")
+    with pytest.raises(InvalidArgument, match="--auto-update"):
+        health.parse_auto_update("always", "--auto-update")
+    assert health.parse_auto_update("image", "x") == "registry"  # podman's older name
+    assert health.parse_auto_update("", "x") is None
 
 
 def test_image_healthcheck_is_checked() -> None:
