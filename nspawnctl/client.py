@@ -33,6 +33,7 @@ from .errors import (
     NameInUse,
     NspawnctlError,
 )
+from .health import HealthFlags  # issue 14; spec.py loads it anyway
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
@@ -55,6 +56,7 @@ from .values import check_env, check_exec
 
 if TYPE_CHECKING:
     from .diskusage import Usage
+    from .health import HealthState
     from .pull import PullOptions, PullResult
     from .run.events import Event
     from .run.runtime import Runtime
@@ -80,6 +82,7 @@ class ContainerStatus:
     exit: ExitRecord | None = None
     unit: str | None = None  # the unit running it (transient or systemd-nspawn@NAME.service)
     enabled: bool | None = None  # started at boot; None: not asked (list/ps)
+    health: HealthState | None = None  # issue 14: the check's state while it runs (health.py)
 
     @property
     def running(self) -> bool:
@@ -104,6 +107,8 @@ class ContainerStatus:
                 "StartedAt": _iso_us(self.started_us),
                 "ExitCode": self.exit.exit_code if self.exit else None,
                 "FinishedAt": self.exit.finished if self.exit else None,
+                # issue 14 (health): docker's State.Health, only for a container with a check
+                **({"Health": self._health()} if s.health is not None else {}),
             },
             "Config": {
                 "Entrypoint": s.entrypoint or None,
@@ -116,6 +121,9 @@ class ContainerStatus:
                 "Volumes": [str(v) for v in s.volumes],
                 "AutoRemove": s.auto_remove,
                 "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
+                # issue 14 (health, auto-update)
+                **({"Healthcheck": s.health.to_docker()} if s.health is not None else {}),
+                "AutoUpdate": s.auto_update,
             },
             "HostConfig": {
                 "Memory": s.limits.memory.bytes if s.limits.memory else None,
@@ -131,6 +139,13 @@ class ContainerStatus:
             "Unit": self.unit or unit_name(s.name),
             "Enabled": self.enabled,
         }
+
+    def _health(self) -> dict[str, Any]:
+        """issue 14: a stopped container's check is "starting" again at its next start."""
+        from .health import HealthState
+
+        running = self.running or self.state == "restarting"
+        return (self.health if running and self.health else HealthState()).to_docker()
 
     def _network_settings(self) -> dict[str, Any]:
         """docker's NetworkSettings, from what the network hook recorded while the container runs."""
@@ -234,6 +249,9 @@ class RunOptions:
     pull: str = "missing"  # missing | always | never (docker's --pull)
     # How a pull by create/run verifies and reports; called only when it pulls (keeps run light).
     pull_options: Callable[[], PullOptions] | None = None
+    # -- issue 14 (health, auto-update): the --health-* flags, AutoUpdate= registry|local
+    health: HealthFlags = field(default_factory=HealthFlags)
+    auto_update: str | None = None
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -515,6 +533,9 @@ class Containers:
             private_users=private_users,
             settings=options.settings,
             exposed=exposed,
+            # -- issue 14 (health, auto-update)
+            health=_resolve_health(defaults.healthcheck, options.health),
+            auto_update=options.auto_update or _auto_update_label(defaults.labels),
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -1104,6 +1125,9 @@ class Containers:
         from . import net
 
         net.down(self.paths, name)
+        from .health import forget_state  # issue 14
+
+        forget_state(self.paths, name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
             self.store.remove(name)
@@ -1152,12 +1176,21 @@ class Containers:
                 props = await rt.manager.unit_properties(st.name)
                 started = int(props.get("ActiveEnterTimestamp", 0)) or None if props else None
                 state = "paused" if is_paused(props) else "running"  # frozen by `pause`
-                return ContainerStatus(spec, state, started, unit=st.name)
+                health = self._health_state(spec)  # issue 14
+                return ContainerStatus(spec, state, started, unit=st.name, health=health)
             rec = self.store.exit_record(spec.name)
             return ContainerStatus(spec, "exited" if rec else "created", exit=rec)
 
         # the running ones' start times: their calls in flight together on the one bus
         return builtins.list(await asyncio.gather(*(status(spec) for spec in specs)))
+
+    def _health_state(self, spec: ContainerSpec) -> HealthState | None:
+        """issue 14: what the last health checks said (health.py), for a container with a check."""
+        if spec.health is None:
+            return None
+        from .health import HealthState, read_state
+
+        return read_state(self.paths, spec.name) or HealthState()
 
     def logs(
         self,
@@ -1314,7 +1347,24 @@ def _network_here(spec: ContainerSpec) -> bool:
     network namespace in-process before its unit starts and tears it down after the exit, so the
     unit runs no hook (a zone's or published ports' network is built by the pre hook as before).
     Decided from the spec alone, so the repair of a killed run knows there is a network to undo."""
-    return spec.network == "veth" and not spec.ports
+    # a health check's timer and --sysctl are set up by the pre hook: such a run keeps it
+    return spec.network == "veth" and not spec.ports and spec.health is None and not spec.settings.sysctls
+
+
+def _resolve_health(image: dict[str, Any] | None, flags: HealthFlags) -> Any:
+    """issue 14: the container's check from the image's HEALTHCHECK and the --health-* flags."""
+    from .health import resolve
+
+    return resolve(image, flags)
+
+
+def _auto_update_label(labels: dict[str, str]) -> str | None:
+    """issue 14: podman's io.containers.autoupdate label of the image (containers inherit their
+    image's labels, as docker's); a value that is no policy (podman's "disabled") marks nothing."""
+    from .health import AUTO_UPDATE_LABEL, AUTO_UPDATE_POLICIES, parse_auto_update
+
+    value = labels.get(AUTO_UPDATE_LABEL)
+    return parse_auto_update(value, AUTO_UPDATE_LABEL) if value in (*AUTO_UPDATE_POLICIES, "image") else None
 
 
 def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:

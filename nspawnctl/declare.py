@@ -74,6 +74,14 @@ USER_KEYS = (
     "ShmSize",
     "Sysctl",
     "OOMScoreAdjust",
+    # issue 14: health checks and auto-update (nspawnctl/health.py)
+    "HealthCmd",
+    "HealthInterval",
+    "HealthTimeout",
+    "HealthRetries",
+    "HealthStartPeriod",
+    "HealthOnFailure",
+    "AutoUpdate",
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove", "Expose")  # Expose=: the image's ports
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
@@ -285,6 +293,10 @@ def _check_own(key: str, value: str) -> None:
         Cpus.parse(value, None)
     elif key == "TasksMax":
         PidsLimit.parse(value, None)
+    elif key.startswith("Health") or key == "AutoUpdate":  # issue 14
+        from .health import check_key
+
+        check_key(key, value)
     else:
         from .runopts import check_own
 

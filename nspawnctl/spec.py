@@ -10,9 +10,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import InvalidArgument
+from .health import HealthConfig, auto_update_from_file
+from .health import from_file as health_from_file
+from .health import to_file as health_to_file
 from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean
 from .runopts import RunSettings, device_binds
 from .runopts import from_file as settings_from_file
@@ -49,6 +52,8 @@ class RunDefaults:
     entrypoint: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # OCI config Labels, shown by inspect
     stop_signal: str | None = None  # OCI StopSignal ("SIGQUIT"); None: SIGTERM
+    # -- health (issue 14): the OCI config's Healthcheck in docker's shape (health.image_healthcheck)
+    healthcheck: dict[str, Any] | None = None
 
 
 T = TypeVar("T")
@@ -386,6 +391,10 @@ class ContainerSpec:
     settings: RunSettings = field(default_factory=RunSettings)
     # Ports the image exposes ("80/tcp"), published or not: inspect's NetworkSettings.Ports.
     exposed: list[str] = field(default_factory=list)
+    # -- health and auto-update (issue 14): the check ([X-Nspawnctl] Health*=) and the
+    # auto-update policy ([X-Nspawnctl] AutoUpdate=registry|local)
+    health: HealthConfig | None = None
+    auto_update: str | None = None
 
     @property
     def cmd(self) -> list[str]:
@@ -435,6 +444,9 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     f.set_words(OWN_SECTION, "Entrypoint", spec.entrypoint or None)
     f.set_all(OWN_SECTION, "Publish", [str(p) for p in spec.ports])
     f.set_all(OWN_SECTION, "Expose", spec.exposed)
+    # -- health and auto-update (issue 14)
+    health_to_file(spec.health, f)
+    f.set(OWN_SECTION, "AutoUpdate", spec.auto_update)
     return f
 
 
@@ -611,6 +623,9 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         private_users=users != "" and not _no(users),
         settings=settings,
         exposed=[p for v in f.get_all(own, "Expose") for p in exposed_ports(v)],
+        # -- health and auto-update (issue 14)
+        health=health_from_file(f),
+        auto_update=auto_update_from_file(f),
     )
 
 

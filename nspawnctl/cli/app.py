@@ -135,6 +135,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "lifecycle": ("wait", "rename", "pause", "unpause", "update", "top", "stats", "events", "attach"),
     "volumes": ("volume",),
     "ports": ("port",),
+    "health": ("auto-update", "healthcheck"),
 }
 # The global options (main_options) that take a value; the others are flags.
 GLOBAL_VALUE_OPTIONS = ("--pool", "--store")

@@ -277,6 +277,76 @@ USERNS = typer.Option(
     "(the default); host: no user namespace, the payload's root is the host's root.",
 )
 
+# -- issue 14: health checks and auto-update (one block; see nspawnctl/health.py) ---------------
+HEALTH_CMD = typer.Option(
+    None, "--health-cmd", metavar="COMMAND", help="Command to run to check health (via /bin/sh -c inside)."
+)
+HEALTH_INTERVAL = typer.Option(
+    None, "--health-interval", metavar="DURATION", help="Time between checks (ms|s|m|h) (default 30s)."
+)
+HEALTH_TIMEOUT = typer.Option(
+    None, "--health-timeout", metavar="DURATION", help="Maximum time a check may run (default 30s)."
+)
+HEALTH_RETRIES = typer.Option(
+    None, "--health-retries", metavar="N", help="Consecutive failures to report unhealthy (default 3)."
+)
+HEALTH_START_PERIOD = typer.Option(
+    None,
+    "--health-start-period",
+    metavar="DURATION",
+    help="Start period before failures count (default 0s).",
+)
+NO_HEALTHCHECK = typer.Option(False, "--no-healthcheck", help="Disable any container-specified HEALTHCHECK.")
+HEALTH_ON_FAILURE = typer.Option(
+    None,
+    "--health-on-failure",
+    metavar="ACTION",
+    help="What to do when the container turns unhealthy: none (default), kill, restart or stop.",
+)
+AUTO_UPDATE = typer.Option(
+    None,
+    "--auto-update",
+    metavar="POLICY",
+    hidden=True,
+    help="registry or local: what 'nspawnctl auto-update' checks (podman's io.containers.autoupdate label).",
+)
+
+
+def _with_health(
+    opts: object,
+    cmd: str | None,
+    interval: str | None,
+    timeout: str | None,
+    retries: str | None,
+    start_period: str | None,
+    disabled: bool,
+    on_failure: str | None,
+    auto_update: str | None,
+) -> object:
+    """The --health-* flags, each checked once at its type, added to the other options."""
+    import dataclasses
+
+    from ..health import (
+        MIN_INTERVAL,
+        HealthFlags,
+        parse_auto_update,
+        parse_duration,
+        parse_on_failure,
+        parse_retries,
+    )
+
+    flags = HealthFlags(
+        cmd=cmd,
+        interval=None if interval is None else parse_duration(interval, "--health-interval", MIN_INTERVAL),
+        timeout=None if timeout is None else parse_duration(timeout, "--health-timeout", 1),
+        retries=None if retries is None else parse_retries(retries, "--health-retries"),
+        start_period=None if start_period is None else parse_duration(start_period, "--health-start-period"),
+        disabled=disabled,
+        on_failure=None if on_failure is None else parse_on_failure(on_failure),
+    )
+    policy = parse_auto_update(auto_update, "--auto-update")
+    return dataclasses.replace(opts, health=flags, auto_update=policy)  # type: ignore[type-var]
+
 
 # -- docker's further run options (runopts.py): one block, shared by create and run --------------
 READ_ONLY = typer.Option(False, "--read-only", help="Mount the container's root read-only (ReadOnly=).")
@@ -414,6 +484,15 @@ def create(
     tls_verify: str = PULL_TLS_VERIFY,
     authfile: str = PULL_AUTHFILE,
     ca_cert: str = PULL_CA_CERT,
+    # -- issue 14: health checks, auto-update
+    health_cmd: str = HEALTH_CMD,
+    health_interval: str = HEALTH_INTERVAL,
+    health_timeout: str = HEALTH_TIMEOUT,
+    health_retries: str = HEALTH_RETRIES,
+    health_start_period: str = HEALTH_START_PERIOD,
+    no_healthcheck: bool = NO_HEALTHCHECK,
+    health_on_failure: str = HEALTH_ON_FAILURE,
+    auto_update: str = AUTO_UPDATE,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
@@ -459,6 +538,17 @@ def create(
         sysctl=list(sysctl),
         cpuset_cpus=cpuset_cpus,
         oom_score_adj=oom_score_adj,
+    )
+    opts = _with_health(  # issue 14
+        opts,
+        health_cmd,
+        health_interval,
+        health_timeout,
+        health_retries,
+        health_start_period,
+        no_healthcheck,
+        health_on_failure,
+        auto_update,
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -519,6 +609,15 @@ def run(
     tls_verify: str = PULL_TLS_VERIFY,
     authfile: str = PULL_AUTHFILE,
     ca_cert: str = PULL_CA_CERT,
+    # -- issue 14: health checks, auto-update
+    health_cmd: str = HEALTH_CMD,
+    health_interval: str = HEALTH_INTERVAL,
+    health_timeout: str = HEALTH_TIMEOUT,
+    health_retries: str = HEALTH_RETRIES,
+    health_start_period: str = HEALTH_START_PERIOD,
+    no_healthcheck: bool = NO_HEALTHCHECK,
+    health_on_failure: str = HEALTH_ON_FAILURE,
+    auto_update: str = AUTO_UPDATE,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -572,6 +671,17 @@ def run(
         sysctl=list(sysctl),
         cpuset_cpus=cpuset_cpus,
         oom_score_adj=oom_score_adj,
+    )
+    opts = _with_health(  # issue 14
+        opts,
+        health_cmd,
+        health_interval,
+        health_timeout,
+        health_retries,
+        health_start_period,
+        no_healthcheck,
+        health_on_failure,
+        auto_update,
     )
     client = state_of(ctx).client()
     containers = client.containers
@@ -767,6 +877,8 @@ def _ps_table(statuses: list[ContainerStatus]) -> None:
             status = f"Exited ({s.exit.exit_code}) {ago(s.exit.finished)}"
         else:
             status = "Created"
+        if s.running and s.health is not None:  # issue 14: docker's "Up 3 minutes (healthy)"
+            status += f" ({'health: starting' if s.health.status == 'starting' else s.health.status})"
         command = " ".join(s.spec.command) or ("(boot)" if s.spec.boot else "")
         if len(command) > 30:
             command = command[:29] + "…"

@@ -426,7 +426,7 @@ class ImageConfig:
     labels: dict[str, str] = field(default_factory=dict)
     stop_signal: str | None = None  # canonical: "SIGQUIT", "SIGRTMIN+3"
     created: str | None = None
-    healthcheck: bool = False
+    healthcheck: dict[str, Any] | None = None  # docker's shape, checked (health.image_healthcheck)
 
     @property
     def platform(self) -> Platform:
@@ -486,7 +486,7 @@ def parse_config(data: bytes) -> ImageConfig:
         labels=_string_map(c.get("Labels"), what, "config.Labels", control_ok=True),
         stop_signal=None if stop is None else _signal(stop, what),
         created=created,
-        healthcheck=bool(c.get("Healthcheck")),
+        healthcheck=_healthcheck(c.get("Healthcheck"), what),
     )
 
 
@@ -518,6 +518,7 @@ def run_defaults(config: ImageConfig) -> RunDefaults:
         entrypoint=list(config.entrypoint),
         labels=dict(config.labels),
         stop_signal=None if config.stop_signal == "SIGTERM" else config.stop_signal,
+        healthcheck=config.healthcheck,
     )
 
 
@@ -526,12 +527,21 @@ def ignored_fields(config: ImageConfig) -> list[str]:
     ignored = []
     if config.user and ":" in config.user:
         ignored.append("config.User group (systemd-nspawn runs the user with its own groups)")
-    if config.healthcheck:
-        ignored.append("config.Healthcheck")
     return ignored
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _healthcheck(doc: object, what: str) -> dict[str, Any] | None:
+    """config.Healthcheck (HEALTHCHECK) in docker's shape; a malformed one refuses the image."""
+    from ..errors import InvalidArgument
+    from ..health import image_healthcheck
+
+    try:
+        return image_healthcheck(doc)
+    except InvalidArgument as e:
+        raise _bad(what, e.message) from None
+
+
 def _schema1() -> ArchiveError:
     return ArchiveError(
         "Docker schema 1 manifests are not supported (deprecated, and their content cannot be verified)",

@@ -262,6 +262,20 @@ def pre(paths: Paths, name: str, unit: str) -> None:
             from ..runopts import apply_sysctls
 
             apply_sysctls(str(net.netns_path(spec.name)), spec.settings.sysctls)
+    arm_health(paths, spec, unit)
+
+
+def arm_health(paths: Paths, spec: ContainerSpec, unit: str) -> None:
+    """issue 14: start the container's health check timer (bound to ``unit``: it stops with it).
+    A failure to arm it is logged, and the container starts all the same."""
+    if spec.health is None:
+        return
+    from .. import health
+
+    try:
+        health.arm(paths, spec.name, spec.health, unit, paths_environment(paths))
+    except Exception as e:
+        log_error(f"container {spec.name}: cannot arm its health check: {e.__class__.__name__}: {e}")
 
 
 def exec_(paths: Paths, name: str, unit: str) -> None:

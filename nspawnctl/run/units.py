@@ -61,7 +61,8 @@ def needs_pre(spec: ContainerSpec) -> bool:
     ``run --rm`` on the host's network starts as fast as before."""
     from ..spec import owns_netns
 
-    return owns_netns(spec.network) or bool(spec.ports)
+    # issue 14: the pre step also arms a container's health check timer
+    return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None
 
 
 @dataclass(frozen=True)

@@ -589,11 +589,19 @@ def test_run_defaults() -> None:
         entrypoint=["/docker-entrypoint.sh"],
         labels={"maintainer": "someone", "description": "two\nlines"},
         stop_signal="SIGQUIT",
+        # the HEALTHCHECK is applied (health.py), in docker's shape with the defaults as 0
+        healthcheck={"Test": ["CMD", "true"], "Interval": 0, "Timeout": 0, "StartPeriod": 0, "Retries": 0},
     )
     assert ignored_fields(cfg) == [
         "config.User group (systemd-nspawn runs the user with its own groups)",
-        "config.Healthcheck",
     ]
+
+
+def test_a_malformed_healthcheck_refuses_the_image() -> None:
+    doc = json.loads(encode(CONFIG))
+    doc["config"]["Healthcheck"] = {"Test": ["CMD-SHELL", "true"], "Interval": "30s"}
+    with pytest.raises(ArchiveError, match=r"config.Healthcheck.Interval '30s' is not a duration"):
+        parse_config(json.dumps(doc).encode())
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,200 @@
+"""Health checks: docker's duration syntax, the merge of flags and image, the definition keys and
+the state machine (starting -> healthy/unhealthy, the start period, the five-entry log)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nspawnctl import health
+from nspawnctl.errors import InvalidArgument
+from nspawnctl.health import (
+    HealthConfig,
+    HealthFlags,
+    HealthState,
+    Result,
+    action,
+    advance,
+    format_duration,
+    parse_duration,
+    resolve,
+)
+from nspawnctl.nspawnfile import NspawnFile
+from nspawnctl.spec import ContainerSpec, file_to_spec, spec_to_file
+
+S = 1_000_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [("30s", 30 * S), ("1m30s", 90 * S), ("500ms", S // 2), ("1.5h", 5400 * S), ("0", 0), ("2us", 2000)],
+)
+def test_go_durations(text: str, ns: int) -> None:
+    assert parse_duration(text, "--health-interval") == ns
+    assert parse_duration(format_duration(ns), "x") == ns
+
+
+@pytest.mark.parametrize("text", ["", "30", "nan", "inf", "NaNs", "1e3s", "-1s", "1d", "s", "1s2"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_duration(text, "--health-interval")
+
+
+def test_durations_are_bounded() -> None:
+    with pytest.raises(InvalidArgument, match="out of range"):
+        parse_duration("500ms", "--health-interval", health.MIN_INTERVAL)
+    with pytest.raises(InvalidArgument, match="out of range"):
+        parse_duration("100000h", "--health-timeout")
+    assert format_duration(90 * S) == "1m30s" and format_duration(3600 * S) == "1h"
+
+
+def test_flags_replace_the_image_values_one_by_one() -> None:
+    image = {"Test": ["CMD", "/bin/check"], "Interval": 5 * S, "Timeout": 0, "Retries": 7, "StartPeriod": 0}
+    c = resolve(image, HealthFlags(timeout=2 * S))
+    assert c == HealthConfig(["CMD", "/bin/check"], 5 * S, 2 * S, 7, 0)
+    assert c.argv() == ["/bin/check"]
+    c = resolve(image, HealthFlags(cmd="test -f /ok"))
+    assert c is not None and c.argv() == ["/bin/sh", "-c", "test -f /ok"] and c.retries == 7
+    assert resolve(None, HealthFlags()) is None
+    assert resolve({"Test": ["NONE"]}, HealthFlags()) is None
+    assert resolve(image, HealthFlags(disabled=True)) is None
+    d = resolve(None, HealthFlags(cmd="true"))
+    assert d == HealthConfig(["CMD-SHELL", "true"], 30 * S, 30 * S, 3, 0, "none")
+
+
+def test_conflicting_or_pointless_flags_are_refused() -> None:
+    with pytest.raises(InvalidArgument, match="conflicts"):
+        resolve(None, HealthFlags(disabled=True, cmd="true"))
+    with pytest.raises(InvalidArgument, match="need a check"):
+        resolve(None, HealthFlags(retries=2))
+    with pytest.raises(InvalidArgument, match="empty"):
+        resolve(None, HealthFlags(cmd=" "))
+    with pytest.raises(InvalidArgument):
+        health.parse_on_failure("reboot")
+    with pytest.raises(InvalidArgument):
+        health.parse_retries("x", "--health-retries")
+    with pytest.raises(InvalidArgument, match="--auto-update"):
+        health.parse_auto_update("always", "--auto-update")
+    assert health.parse_auto_update("image", "x") == "registry"  # podman's older name
+    assert health.parse_auto_update("", "x") is None
+
+
+def test_image_healthcheck_is_checked() -> None:
+    ok = health.image_healthcheck({"Test": ["CMD-SHELL", "true"], "Interval": 1000})
+    assert ok == {
+        "Test": ["CMD-SHELL", "true"],
+        "Interval": 1000,
+        "Timeout": 0,
+        "StartPeriod": 0,
+        "Retries": 0,
+    }
+    assert health.image_healthcheck(None) is None
+    for bad in ({"Test": []}, {"Test": ["CMD"]}, {"Test": ["RUN", "x"]}, {"Test": ["NONE"], "Interval": -1},
+                {"Test": ["NONE"], "Retries": True}, {"Test": ["NONE"], "Interval": 1.5}, []):  # fmt: skip
+        with pytest.raises(InvalidArgument):
+            health.image_healthcheck(bad)
+
+
+def test_the_definition_round_trips() -> None:
+    spec = ContainerSpec(
+        name="c", id="1" * 32, image="img", image_id="sha256:" + "0" * 64, created="now",
+        command=["sleep", "9"],
+        health=HealthConfig(["CMD-SHELL", "test -f '/a b'"], 2 * S, S // 2, 4, 90 * S, "restart"),
+        auto_update="registry",
+    )  # fmt: skip
+    text = spec_to_file(spec).render()
+    assert "HealthCmd=CMD-SHELL" in text and "HealthInterval=2s" in text and "HealthTimeout=500ms" in text
+    assert (
+        "HealthStartPeriod=1m30s" in text
+        and "HealthOnFailure=restart" in text
+        and "AutoUpdate=registry" in text
+    )
+    back = file_to_spec("c", NspawnFile.parse(text))
+    assert back.health == spec.health and back.auto_update == "registry"
+    assert (
+        file_to_spec("c", NspawnFile.parse(spec_to_file(spec.with_changes(health=None)).render())).health
+        is None
+    )
+
+
+def test_a_bad_key_names_its_line() -> None:
+    text = "[X-Nspawnctl]\nId=1\nHealthCmd=CMD-SHELL true\nHealthInterval=nan\n"
+    with pytest.raises(InvalidArgument, match=r"f.nspawn:4"):
+        file_to_spec("c", NspawnFile.parse(text, "f.nspawn"))
+    with pytest.raises(InvalidArgument, match="AutoUpdate"):
+        file_to_spec("c", NspawnFile.parse("[X-Nspawnctl]\nId=1\nAutoUpdate=always\n", "f.nspawn"))
+
+
+def _r(code: int) -> Result:
+    return Result("s", "e", code, "out")
+
+
+def test_state_machine_counts_failures_up_to_retries() -> None:
+    c = HealthConfig(["CMD", "x"], S, S, 2, 0)
+    s = HealthState(started=100.0)
+    s = advance(s, _r(1), c, 101)
+    assert (s.status, s.failing_streak) == ("starting", 1)
+    s2 = advance(s, _r(1), c, 102)
+    assert (s2.status, s2.failing_streak) == ("unhealthy", 2)
+    assert action(s, s2, c) is None  # on_failure none
+    s3 = advance(s2, _r(0), c, 103)
+    assert (s3.status, s3.failing_streak) == ("healthy", 0) and len(s3.log) == 3
+
+
+def test_start_period_failures_do_not_count_until_the_first_pass() -> None:
+    c = HealthConfig(["CMD", "x"], S, S, 1, 60 * S)
+    s = advance(HealthState(started=0.0), _r(1), c, 10)
+    assert (s.status, s.failing_streak) == ("starting", 0)
+    s = advance(s, _r(1), c, 61)  # after the start period
+    assert s.status == "unhealthy"
+    h = advance(HealthState(started=0.0), _r(0), c, 5)
+    h = advance(h, _r(1), c, 6)  # healthy once: the start period no longer shields
+    assert h.status == "unhealthy"
+
+
+def test_log_keeps_five_and_output_is_truncated() -> None:
+    c = HealthConfig(["CMD", "x"], S, S, 3, 0)
+    s = HealthState()
+    for i in range(8):
+        s = advance(s, Result(str(i), "e", 0, ""), c, 0)
+    assert [r.start for r in s.log] == ["3", "4", "5", "6", "7"]
+    assert len(health.truncate_output(b"x" * 10000)) == 4096
+
+
+def test_on_failure_acts_once_when_turning_unhealthy() -> None:
+    c = HealthConfig(["CMD", "x"], S, S, 1, 0, "restart")
+    healthy, unhealthy = HealthState("healthy"), HealthState("unhealthy", 1)
+    assert action(healthy, unhealthy, c) == "restart"
+    assert action(unhealthy, HealthState("unhealthy", 2), c) is None
+
+
+def test_timer_units_bind_to_the_container_and_exec_no_shell() -> None:
+    c = HealthConfig(["CMD-SHELL", "true; $(rm -rf /)"], 2 * S, S, 3, 0)
+    timer, service = health.timer_units("web", c, "nspawnctl-web.service", "/usr/bin/python3", ["A=b"])
+    t = {k: v for k, _sig, v in timer}
+    assert t["BindsTo"] == ["nspawnctl-web.service"] and t["After"] == ["nspawnctl-web.service"]
+    assert t["TimersMonotonic"] == [["OnActiveSec", 2_000_000], ["OnUnitActiveSec", 2_000_000]]
+    sv = {k: v for k, _sig, v in service}
+    assert sv["ExecStart"] == [
+        ["/usr/bin/python3", ["/usr/bin/python3", "-m", "nspawnctl.health", "web"], False]
+    ]
+    assert sv["Type"] == "oneshot" and sv["Environment"] == ["A=b"]
+    assert health.timer_name("web") == "nspawnctl-health-web.timer"
+
+
+def test_state_file_round_trips(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from nspawnctl.config import Paths
+
+    paths = Paths(store=Path(str(tmp_path)))
+    assert health.read_state(paths, "c") is None
+    st = HealthState("healthy", 0, [_r(0)], 5.0)
+    health.write_state(paths, "c", st)
+    assert health.read_state(paths, "c") == st
+    assert st.to_docker() == {
+        "Status": "healthy",
+        "FailingStreak": 0,
+        "Log": [{"Start": "s", "End": "e", "ExitCode": 0, "Output": "out"}],
+    }
+    health.forget_state(paths, "c")
+    assert health.read_state(paths, "c") is None
