@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 import os
-import secrets
 import signal as signals
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,7 +35,7 @@ from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
 from .spec import ContainerSpec, Limits, PortMapping, RunDefaults, Volume, spec_to_file
-from .store.containers import ContainerStore, ExitRecord
+from .store.containers import ContainerStore, ExitRecord, new_container_id
 from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, Session, run_sync
@@ -335,6 +335,10 @@ class Containers:
         self.paths = client.paths
         self.store = ContainerStore(client.pool, client.notify)
 
+    def resolve(self, text: str) -> str:
+        """The container's name for a name, full ID or unique ID prefix (docker's order)."""
+        return self.store.resolve(text)
+
     # -- creation --------------------------------------------------------------------------
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
@@ -357,7 +361,7 @@ class Containers:
             volumes = idmap_volumes(volumes, notices.append)
         spec = ContainerSpec(
             name=name,
-            id=secrets.token_hex(16),
+            id=new_container_id(),
             image=image,
             image_id=img.id,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -437,6 +441,7 @@ class Containers:
 
     async def astart(self, bus: Bus, name: str) -> None:
         """:meth:`start` on the caller's bus."""
+        name = self.store.resolve(name)
         spec = self.store.get(name)
         rt = self._runtime(bus)
         if await self._still_running(rt, name):
@@ -471,6 +476,7 @@ class Containers:
     def enable(self, name: str, now: bool = False) -> None:
         """Start the container at boot (systemd-nspawn@NAME.service, wanted by machines.target) and
         restart it on failure at least; with ``now`` also start it (under that unit)."""
+        name = self.store.resolve(name)
         from .run import persist
 
         spec = self.store.get(name)
@@ -485,6 +491,7 @@ class Containers:
 
     def disable(self, name: str, now: bool = False) -> None:
         """Do not start the container at boot any more; with ``now`` also stop it."""
+        name = self.store.resolve(name)
         from .run import persist
 
         spec = self.store.get(name)
@@ -493,6 +500,7 @@ class Containers:
             self.stop(name)
 
     def is_enabled(self, name: str) -> bool:
+        name = self.store.resolve(name)
         from .run import persist
 
         self.store.get(name)
@@ -502,6 +510,7 @@ class Containers:
         """Write the drop-in that makes ``systemd-nspawn@NAME.service`` (``machinectl start NAME``)
         run this container as nspawnctl does, without enabling it at boot; it stays when the
         container is disabled, until :meth:`unpersist` or removal."""
+        name = self.store.resolve(name)
         from .run import persist
 
         spec = self.store.get(name)
@@ -515,7 +524,11 @@ class Containers:
 
     def unpersist(self, name: str) -> None:
         """Disable the container and remove its drop-in: it runs under its transient unit again."""
+        from .errors import ContainerNotFound
         from .run import persist
+
+        with contextlib.suppress(ContainerNotFound):  # the drop-in of a container gone goes too
+            name = self.store.resolve(name)
 
         self._client.run(lambda bus: persist.forget(self._runtime(bus).manager, name))
 
@@ -711,6 +724,7 @@ class Containers:
         self._client.run(lambda bus: self.astop(bus, name, timeout))
 
     async def astop(self, bus: Bus, name: str, timeout: float = 10) -> None:
+        name = self.store.resolve(name)
         self.store.get(name)
         with self.store.stopping(name):
             if await self._runtime(bus).stop(name, timeout):
@@ -720,6 +734,7 @@ class Containers:
         self._client.run(lambda bus: self.akill(bus, name, signal))
 
     async def akill(self, bus: Bus, name: str, signal: int = signals.SIGKILL) -> None:
+        name = self.store.resolve(name)
         self.store.get(name)
         rt = self._runtime(bus)
         await rt.kill(name, signal)
@@ -734,6 +749,8 @@ class Containers:
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float = 10) -> None:
+        name = self.store.resolve(name)
+
         async def go(bus: Bus) -> None:
             await self.astop(bus, name, timeout)
             await self.astart(bus, name)
@@ -747,6 +764,7 @@ class Containers:
         from .errors import ContainerNotFound
 
         try:
+            name = self.store.resolve(name)
             self.store.get(name)
         except ContainerNotFound:
             self.store.prune_locked_leftovers()  # a create or removal of it cut short: finished now
@@ -796,6 +814,7 @@ class Containers:
         """One container's status, with whether it is enabled at boot (one more D-Bus call)."""
         from .run import persist
 
+        name = self.store.resolve(name)
         spec = self.store.get(name)
 
         async def go(bus: Bus) -> ContainerStatus:
@@ -848,6 +867,7 @@ class Containers:
     ) -> None:
         from .systemd import journal
 
+        name = self.store.resolve(name)
         spec = self.store.get(name)
         matches = _output_matches(spec)
         if not follow:
@@ -888,6 +908,7 @@ class Containers:
     ) -> ExecCommand:
         from .run.runtime import exec_argv, resolve_user
 
+        name = self.store.resolve(name)
         spec = self.store.get(name)
         if not argv:
             raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")

@@ -14,7 +14,6 @@ nspawnctl does not know survive); comparing that with the installed one says wha
 
 from __future__ import annotations
 
-import secrets
 import signal as signals
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -412,7 +411,7 @@ def desired(
     keep = installed is not None and installed.image_id == image.id
     spec = replace(
         spec,
-        id=installed.id if keep and installed else secrets.token_hex(16),
+        id=installed.id if keep and installed else _new_id(),
         created=installed.created if keep and installed else datetime.now(UTC).isoformat(timespec="seconds"),
         image=d.image,
         image_id=image.id,
@@ -815,6 +814,7 @@ def generate(client: Client, name: str) -> str:
     Parameters= and one Environment= line per variable, and Enable=no unless it is enabled.
     ``apply`` of it (as NAME.nspawn) after the container is gone makes an equal one."""
     store = client.containers.store
+    name = store.resolve(name)
     spec = store.get(name)
     _, f = store.definition(name)
     f = spec_to_file(spec, f.copy())  # one Environment= line per variable, Parameters= in full
@@ -825,3 +825,9 @@ def generate(client: Client, name: str) -> str:
     text = f.render()
     header = f"# {name}.nspawn: nspawnctl apply {name}.nspawn creates this container\n"
     return text if text.startswith("#") else header + text
+
+
+def _new_id() -> str:
+    from .store.containers import new_container_id
+
+    return new_container_id()
