@@ -96,6 +96,7 @@ class ContainerStatus:
                 "Volumes": [str(v) for v in s.volumes],
                 "AutoRemove": s.auto_remove,
                 "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
+                "Labels": dict(s.labels),
             },
             "HostConfig": {
                 "Memory": s.limits.memory.bytes if s.limits.memory else None,
@@ -202,6 +203,8 @@ class RunOptions:
     ports: builtins.list[PortMapping] = field(default_factory=list)
     restart: str = "no"  # no | on-failure | always | unless-stopped
     userns: str = "auto"  # auto: a user namespace of its own (PrivateUsers=pick); host: none
+    # -- issue 14, labels: -l/--label and --label-file (over the image's own labels)
+    labels: dict[str, str] = field(default_factory=dict)
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -380,6 +383,7 @@ class Containers:
             ports=list(options.ports),
             restart=options.restart,
             private_users=private_users,
+            labels={**defaults.labels, **options.labels},
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(

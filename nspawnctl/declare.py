@@ -60,6 +60,7 @@ USER_KEYS = (
     "MemoryMax",
     "CPUs",
     "TasksMax",
+    "Label",
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove")
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
@@ -271,6 +272,10 @@ def _check_own(key: str, value: str) -> None:
         Cpus.parse(value, None)
     elif key == "TasksMax":
         PidsLimit.parse(value, None)
+    elif key == "Label" and value:
+        from .labels import labels_from_words
+
+        labels_from_words(split_words(value))
 
 
 def _check_exec(key: str, value: str) -> None:
@@ -428,6 +433,7 @@ def desired(
         volumes=volumes,
         private_users=private_users,
         auto_remove=False,
+        labels={**defaults.labels, **spec.labels},  # the file's win over the image's
     )
     try:
         check_exec(spec.command, spec.env, str(d.path))

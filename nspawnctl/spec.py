@@ -326,6 +326,8 @@ class ContainerSpec:
     restart: str = "no"  # no | on-failure | always | unless-stopped (systemd's Restart=)
     # A user namespace (PrivateUsers=pick, ID-mapped root): the payload's root is a high host UID.
     private_users: bool = False
+    # -- issue 14, identity/labels: the image's labels merged with -l/--label (those win)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def cmd(self) -> list[str]:
@@ -372,6 +374,9 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
         f.set(OWN_SECTION, key, value)
     f.set_words(OWN_SECTION, "Entrypoint", spec.entrypoint or None)
     f.set_all(OWN_SECTION, "Publish", [str(p) for p in spec.ports])
+    from .labels import labels_to_words
+
+    f.set_all(OWN_SECTION, "Label", labels_to_words(spec.labels))
     return f
 
 
@@ -532,7 +537,14 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         ports=ports_from_file(f),
         restart=parse_restart(f.get(own, "Restart") or "no"),
         private_users=users != "" and not _no(users),
+        labels=_labels_from_file(f),
     )
+
+
+def _labels_from_file(f: NspawnFile) -> dict[str, str]:
+    from .labels import labels_from_words
+
+    return labels_from_words(f.get_words(OWN_SECTION, "Label"))
 
 
 def limits_from_file(f: NspawnFile) -> Limits:

@@ -94,6 +94,8 @@ def _options(
     publish: list[str] | None = None,
     restart: str = "no",
     userns: str = "auto",
+    label: list[str] | None = None,
+    label_file: list[str] | None = None,
 ) -> object:
     from ..client import RunOptions
     from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
@@ -123,8 +125,20 @@ def _options(
         ports=[PortMapping.parse(p) for p in publish or []],
         restart=parse_restart(restart),
         userns=userns,
+        labels=_labels(label or [], label_file or []),
         notify=lambda text: err(f"nspawnctl: {text}"),
     )
+
+
+def _labels(label: list[str], label_file: list[str]) -> dict[str, str]:
+    """--label-file lines first, then -l (docker's order: the command line wins)."""
+    from ..labels import parse_labels, read_label_file
+
+    out: dict[str, str] = {}
+    for f in label_file:
+        out.update(parse_labels(read_label_file(f), f"--label-file {f}"))
+    out.update(parse_labels(label, "--label"))
+    return out
 
 
 def _caller_env(env: list[str]) -> list[str]:
@@ -199,6 +213,18 @@ USERNS = typer.Option(
     "(the default); host: no user namespace, the payload's root is the host's root.",
 )
 
+# -- issue 14, labels
+LABEL = typer.Option(
+    [],
+    "-l",
+    "--label",
+    metavar="KEY=VALUE",
+    help="Set a label on the container (repeatable; [X-Nspawnctl] Label=).",
+)
+LABEL_FILE = typer.Option(
+    [], "--label-file", metavar="FILE", help="Read labels from a file of KEY=VALUE lines (# comments)."
+)
+
 
 def create(
     ctx: typer.Context,
@@ -221,6 +247,8 @@ def create(
     publish: list[str] = PUBLISH,
     restart: str = RESTART,
     userns: str = USERNS,
+    label: list[str] = LABEL,
+    label_file: list[str] = LABEL_FILE,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
@@ -241,6 +269,8 @@ def create(
         publish,
         restart,
         userns,
+        label=label,
+        label_file=label_file,
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -274,6 +304,8 @@ def run(
     publish: list[str] = PUBLISH,
     restart: str = RESTART,
     userns: str = USERNS,
+    label: list[str] = LABEL,
+    label_file: list[str] = LABEL_FILE,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -302,6 +334,8 @@ def run(
         publish,
         restart,
         userns,
+        label=label,
+        label_file=label_file,
     )
     client = state_of(ctx).client()
     containers = client.containers
