@@ -479,20 +479,92 @@ def ps(
     all: bool = typer.Option(False, "-a", "--all", help="Show stopped containers too."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only print names."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Show full IDs and commands."),
+    filter_: list[str] = typer.Option(
+        [],
+        "-f",
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only containers that match (repeatable; one key's values ORed, different keys ANDed): "
+        "name=REGEX, id=PREFIX, label=KEY or label=KEY=VALUE, status=created|running|restarting|exited, "
+        "ancestor=IMAGE, exited=CODE.",
+    ),
+    last: int = typer.Option(
+        None, "-n", "--last", metavar="N", help="Show the N last created containers (all states)."
+    ),
+    latest: bool = typer.Option(
+        False, "-l", "--latest", help="Show the last created container (all states)."
+    ),
+    format_: str = typer.Option(
+        None,
+        "--format",
+        metavar="TEMPLATE",
+        help="Go template per container, e.g. '{{.ID}} {{.Names}}', '{{json .}}', or "
+        "'table {{.ID}}\\t{{.Status}}'. Fields: ID, Names, Image, Command, CreatedAt, "
+        'RunningFor, Status, State, Ports, Labels, Mounts, Networks, and {{.Label "KEY"}}.',
+    ),
 ) -> None:
-    """List containers (running ones unless -a)."""
+    """List containers (running ones unless -a): newest first with -n/-l, else by name."""
+    from ..filters import parse_filters
+
     state = state_of(ctx)
     state.json = json_out
+    filters = parse_filters(filter_)
+    fmt = _parse_format(format_) if format_ else None
+    if latest:
+        last = 1
+    if last is None or last < 0:  # docker's -n -1: all of them
+        last = -1
+    client = state.client()
     broken: list[InvalidArgument] = []
-    statuses = state.client().containers.list(all=all, errors=broken)
+    statuses = client.containers.list(all=all or last >= 0 or filters.wants_stopped, errors=broken)
+    if filters.by_key:
+        statuses = _filtered(client, statuses, filters)
+    if last >= 0:
+        statuses = _last_created(client, statuses, last)
     if json_out:
         print_json([s.to_json() for s in statuses])
     elif quiet:
         for s in statuses:
             typer.echo(s.spec.name)
+    elif fmt is not None:
+        _ps_format(fmt, statuses, no_trunc)
     else:
-        _ps_table(statuses)
+        _ps_table(statuses, no_trunc)
     _report_broken(broken)
+
+
+def _parse_format(text: str) -> object:
+    from ..gotemplate import parse_format
+
+    return parse_format(text)
+
+
+def _filtered(client: object, statuses: list[ContainerStatus], filters: object) -> list[ContainerStatus]:
+    from ..errors import NspawnctlError
+    from ..filters import Candidate, Filters
+
+    assert isinstance(filters, Filters)
+    images = client.images  # type: ignore[attr-defined]
+
+    def same_image(text: str, image_id: str) -> bool:
+        try:
+            return bool(images.get(text).id == image_id)
+        except NspawnctlError:
+            return False
+
+    def candidate(s: ContainerStatus) -> Candidate:
+        code = s.exit.exit_code if s.exit and s.state == "exited" else None
+        return Candidate(s.spec.name, s.spec.id, s.spec.labels, s.state, s.spec.image, s.spec.image_id, code)
+
+    return [s for s in statuses if filters.matches(candidate(s), same_image)]
+
+
+def _last_created(client: object, statuses: list[ContainerStatus], n: int) -> list[ContainerStatus]:
+    """The ``n`` newest, newest first; containers made in the same second by their definition's time."""
+    store = client.containers.store  # type: ignore[attr-defined]
+    newest = sorted(statuses, key=lambda s: (s.spec.created, store.defined_at_ns(s.spec.name)), reverse=True)
+    return newest[:n]
 
 
 def _report_broken(broken: list[InvalidArgument]) -> None:
@@ -505,26 +577,90 @@ def _report_broken(broken: list[InvalidArgument]) -> None:
         raise typer.Exit(1)
 
 
-def _ps_table(statuses: list[ContainerStatus]) -> None:
-    rows = []
+def _status_text(s: ContainerStatus, now: float) -> str:
+    if s.running:
+        status = f"Up {human_duration(now - s.started_us / 1e6)}" if s.started_us else "Up"
+    elif s.state == "restarting":
+        status = f"Restarting ({s.exit.exit_code if s.exit else '?'})"
+    elif s.exit:
+        status = f"Exited ({s.exit.exit_code}) {ago(s.exit.finished)}"
+    else:
+        status = "Created"
+    return status
+
+
+# docker's ps columns, by field, with their headers (``--format table ...`` shows these)
+PS_HEADERS: dict[str, object] = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Status": "STATUS",
+    "State": "STATE",
+    "Ports": "PORTS",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+    "Label": lambda *_: "LABEL",
+}
+PS_DEFAULT = (
+    "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
+)
+
+
+def _ps_row(s: ContainerStatus, now: float, no_trunc: bool) -> dict[str, object]:
+    """One container as docker's ps formatting context names its fields (all strings)."""
+    from ..store.containers import SHORT_ID
+
+    spec = s.spec
+    command = " ".join(spec.command) or ("(boot)" if spec.boot else "")
+    if len(command) > 30 and not no_trunc:
+        command = command[:29] + "…"
+    ports = ", ".join(
+        f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports
+    )
+    labels = dict(spec.labels)
+    return {
+        "ID": spec.id if no_trunc else spec.id[:SHORT_ID],
+        "Image": spec.image,
+        "Command": f'"{command}"',
+        "CreatedAt": _docker_time(spec.created),
+        "RunningFor": ago(spec.created),
+        "Status": _status_text(s, now),
+        "State": s.state,
+        "Ports": ports,
+        "Names": spec.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "Mounts": ",".join(v.container for v in spec.volumes),
+        "Networks": spec.network,
+        "Label": lambda key: labels.get(key, ""),
+    }
+
+
+def _docker_time(iso: str) -> str:
+    """docker's CreatedAt: ``2026-01-02 10:00:00 +0000 UTC``."""
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+def _ps_table(statuses: list[ContainerStatus], no_trunc: bool = False) -> None:
     now = datetime.now(UTC).timestamp()
-    for s in statuses:
-        if s.running:
-            status = f"Up {human_duration(now - s.started_us / 1e6)}" if s.started_us else "Up"
-        elif s.state == "restarting":
-            status = f"Restarting ({s.exit.exit_code if s.exit else '?'})"
-        elif s.exit:
-            status = f"Exited ({s.exit.exit_code}) {ago(s.exit.finished)}"
-        else:
-            status = "Created"
-        command = " ".join(s.spec.command) or ("(boot)" if s.spec.boot else "")
-        if len(command) > 30:
-            command = command[:29] + "…"
-        ports = ", ".join(
-            f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.protocol}" for p in s.spec.ports
-        )
-        rows.append([s.spec.name, s.spec.image, f'"{command}"', ago(s.spec.created), status, ports])
-    table(["NAME", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"], rows)
+    rows = [_ps_row(s, now, no_trunc) for s in statuses]
+    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    keys = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+    table(headers, [[str(r[k]) for k in keys] for r in rows])
+
+
+def _ps_format(fmt: object, statuses: list[ContainerStatus], no_trunc: bool) -> None:
+    from ..gotemplate import Format, render
+
+    assert isinstance(fmt, Format)
+    now = datetime.now(UTC).timestamp()
+    rows = [_ps_row(s, now, no_trunc) for s in statuses]
+    sys.stdout.write(render(fmt, rows, PS_HEADERS, PS_DEFAULT))
 
 
 def _docker_since(text: str | None) -> str | None:

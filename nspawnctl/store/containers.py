@@ -121,6 +121,15 @@ class ContainerStore:
     def names(self) -> set[str]:
         return {name for name, _path, _file in self._definitions()}
 
+    def defined_at_ns(self, name: str) -> int:
+        """When the container's definition was last written (ns; 0 if none): what orders
+        containers created in the same second (``Created=`` has whole seconds)."""
+        path = self._find_file(name)
+        try:
+            return path.stat().st_mtime_ns if path is not None else 0
+        except OSError:
+            return 0
+
     def resolve(self, text: str) -> str:
         """The name of the container ``text`` means, with docker's precedence: an exact name
         first, then a full ID, then a unique ID prefix. A name costs one lookup; only text that
