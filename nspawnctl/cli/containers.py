@@ -737,27 +737,52 @@ exec_.__name__ = "exec"
 
 def inspect(
     ctx: typer.Context,
-    names: list[str] = typer.Argument(..., metavar="NAME", help="Containers or images."),
+    names: list[str] = typer.Argument(
+        ..., metavar="NAME", help="Containers (name, ID or ID prefix) or images (NAME[:TAG] or ID prefix)."
+    ),
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
+    format_: str = typer.Option(
+        None,
+        "-f",
+        "--format",
+        metavar="TEMPLATE",
+        help="Go template per object instead of JSON, e.g. '{{.State.Status}}', '{{.Config.Labels}}', "
+        "'{{index .Config.Labels \"k\"}}', '{{json .NetworkSettings}}'.",
+    ),
+    type_: str = typer.Option(
+        None, "--type", metavar="container|image", help="Only look for this kind of object."
+    ),
 ) -> None:
-    """Show containers' (or images') configuration and state as JSON."""
+    """Show containers' (or images') configuration and state as JSON, or as -f formats it."""
     from ..errors import ContainerNotFound, ImageNotFound, InvalidReference, NotFound, NspawnctlError
+    from .output import image_view, print_formatted
 
+    if type_ not in (None, "container", "image"):
+        raise InvalidArgument(f"invalid --type {type_!r}", hint="use --type container or --type image")
+    if format_ is not None:
+        from ..gotemplate import parse
+
+        parse(format_)  # a bad template fails before anything is looked up
     state: State = state_of(ctx)
-    state.json = True
+    state.json = format_ is None
     client = state.client()
     out = []
     failed: list[NspawnctlError] = []
 
     def one(n: str) -> dict[str, object]:
+        if type_ != "image":
+            try:
+                found: dict[str, object] = client.containers.get(n).to_json()
+                return found
+            except ContainerNotFound:
+                if type_ == "container":
+                    raise
         try:
-            found: dict[str, object] = client.containers.get(n).to_json()
-            return found
-        except ContainerNotFound:
-            pass
-        try:
-            return client.images.get(n).to_json()
+            image = client.images.get(n).to_json()
+            return image_view(image) if format_ is not None else image
         except (ImageNotFound, InvalidReference):
+            if type_ == "image":
+                raise
             raise NotFound(
                 f"no such container or image: {n}", hint="see 'nspawnctl ps -a' and 'nspawnctl images'"
             ) from None
@@ -770,7 +795,10 @@ def inspect(
                 if len(names) == 1:
                     raise
                 failed.append(e)
-    print_json(out)
+    if format_ is not None:
+        print_formatted(format_, out)
+    else:
+        print_json(out)
     for failure in failed:
         err(f"nspawnctl: error: {failure.message}")
     if failed:
