@@ -424,7 +424,7 @@ def render(fmt: Format, rows: list[Any], headers: Mapping[str, Any], default: st
     docker's tabwriter (minimum width 10, padding 3). Each field is checked on the header
     first (``headers``: each field's header text, a method's a callable giving it), so a
     misspelt field fails even when there are no rows."""
-    template = fmt.template or parse(expand_escapes(default))
+    template = fmt.template or parse_format(default).template or parse("")
     header = template.execute(headers)
     lines = [template.execute(r) for r in rows]
     if not fmt.table:
