@@ -70,7 +70,7 @@ def test_ambiguous_prefix_names_the_candidates_and_a_missing_one_is_not_found(ns
             break
         by_first[first] = name
     assert pair is not None
-    proc = nsp("inspect", "--type", "container", first, check=False)
+    proc = nsp("inspect", "-f", "{{.Id}}", "--type", "container", first, check=False)
     assert proc.returncode == 2, proc.stderr
     assert_error(proc, "ambiguous", pair[0], pair[1])
     proc = nsp("rm", first, check=False)
