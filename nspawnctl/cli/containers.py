@@ -759,12 +759,12 @@ def inspect(
 
     if type_ not in (None, "container", "image"):
         raise InvalidArgument(f"invalid --type {type_!r}", hint="use --type container or --type image")
+    state: State = state_of(ctx)
+    state.json = format_ is None
     if format_ is not None:
         from ..gotemplate import parse
 
         parse(format_)  # a bad template fails before anything is looked up
-    state: State = state_of(ctx)
-    state.json = format_ is None
     client = state.client()
     out = []
     failed: list[NspawnctlError] = []
