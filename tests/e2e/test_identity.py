@@ -178,7 +178,10 @@ def test_inspect_format_on_containers_and_images(nsp: CLI, busybox: str) -> None
     assert nsp("inspect", "-f", "{{.Id}} {{json .RepoTags}}", short).stdout == f'{image_id} ["{busybox}"]\n'
     assert nsp("image", "inspect", "-f", "{{.Config.Labels}}", short).stdout == "map[]\n"
     assert nsp("inspect", "--type", "image", "-f", "{{.Id}}", busybox).stdout == f"{image_id}\n"
-    assert_error(nsp("inspect", "--type", "image", name, check=False), "no such image")
+    assert_error(nsp("inspect", "--type", "image", "-f", "{{.Id}}", name, check=False), "no such image")
+    assert json.loads(nsp("inspect", "--type", "image", name, check=False).stdout)["error"]["code"] == (
+        "image-not-found"
+    )
     # the JSON stays as it was (scripts read it)
     assert "defaults" in nsp("image", "inspect", busybox).stdout
 
