@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 import functools
 import os
@@ -48,7 +49,7 @@ from .spec import (
     publish_all,
     spec_to_file,
 )
-from .store.containers import ContainerStore, ExitRecord
+from .store.containers import ContainerStore, ExitRecord, new_container_id
 from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, Session, run_sync
@@ -124,6 +125,7 @@ class ContainerStatus:
                 # issue 14 (health, auto-update)
                 **({"Healthcheck": s.health.to_docker()} if s.health is not None else {}),
                 "AutoUpdate": s.auto_update,
+                "Labels": dict(s.labels),
             },
             "HostConfig": {
                 "Memory": s.limits.memory.bytes if s.limits.memory else None,
@@ -252,6 +254,8 @@ class RunOptions:
     # -- issue 14 (health, auto-update): the --health-* flags, AutoUpdate= registry|local
     health: HealthFlags = field(default_factory=HealthFlags)
     auto_update: str | None = None
+    # -- issue 14, labels: -l/--label and --label-file (over the image's own labels)
+    labels: dict[str, str] = field(default_factory=dict)
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -481,6 +485,10 @@ class Containers:
         self.paths = client.paths
         self.store = ContainerStore(client.pool, client.notify)
 
+    def resolve(self, text: str) -> str:
+        """The container's name for a name, full ID or unique ID prefix (docker's order)."""
+        return self.store.resolve(text)
+
     # -- creation --------------------------------------------------------------------------
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
@@ -512,7 +520,7 @@ class Containers:
             volumes = idmap_volumes(volumes, notices.append)
         spec = ContainerSpec(
             name=name,
-            id=secrets.token_hex(16),
+            id=new_container_id(),
             image=image,
             image_id=img.id,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -535,7 +543,8 @@ class Containers:
             exposed=exposed,
             # -- issue 14 (health, auto-update)
             health=_resolve_health(defaults.healthcheck, options.health),
-            auto_update=options.auto_update or _auto_update_label(defaults.labels),
+            auto_update=options.auto_update or _auto_update_label({**defaults.labels, **options.labels}),
+            labels={**defaults.labels, **options.labels},
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -616,6 +625,7 @@ class Containers:
 
     async def astart(self, bus: Bus, name: str) -> None:
         """:meth:`start` on the caller's bus."""
+        name = self.store.resolve(name)
         spec = self.store.get(name)
         rt = self._runtime(bus)
         if await self._still_running(rt, name):
@@ -769,6 +779,7 @@ class Containers:
     def enable(self, name: str, now: bool = False) -> None:
         """Start the container at boot (systemd-nspawn@NAME.service, wanted by machines.target) and
         restart it on failure at least; with ``now`` also start it (under that unit)."""
+        name = self.store.resolve(name)
         from .run import persist
 
         spec = self.store.get(name)
@@ -783,6 +794,7 @@ class Containers:
 
     def disable(self, name: str, now: bool = False) -> None:
         """Do not start the container at boot any more; with ``now`` also stop it."""
+        name = self.store.resolve(name)
         from .run import persist
 
         spec = self.store.get(name)
@@ -791,6 +803,7 @@ class Containers:
             self.stop(name)
 
     def is_enabled(self, name: str) -> bool:
+        name = self.store.resolve(name)
         from .run import persist
 
         self.store.get(name)
@@ -800,6 +813,7 @@ class Containers:
         """Write the drop-in that makes ``systemd-nspawn@NAME.service`` (``machinectl start NAME``)
         run this container as nspawnctl does, without enabling it at boot; it stays when the
         container is disabled, until :meth:`unpersist` or removal."""
+        name = self.store.resolve(name)
         from .run import persist
 
         spec = self.store.get(name)
@@ -813,7 +827,11 @@ class Containers:
 
     def unpersist(self, name: str) -> None:
         """Disable the container and remove its drop-in: it runs under its transient unit again."""
+        from .errors import ContainerNotFound
         from .run import persist
+
+        with contextlib.suppress(ContainerNotFound):  # the drop-in of a container gone goes too
+            name = self.store.resolve(name)
 
         self._client.run(lambda bus: persist.forget(self._runtime(bus).manager, name))
 
@@ -1047,6 +1065,7 @@ class Containers:
 
     async def astop(self, bus: Bus, name: str, timeout: float | None = None) -> None:
         """``timeout`` None: the container's --stop-timeout, else 10 s (docker's)."""
+        name = self.store.resolve(name)
         spec = self.store.get(name)
         if timeout is None:
             timeout = 10 if spec.settings.stop_timeout is None else spec.settings.stop_timeout
@@ -1058,6 +1077,7 @@ class Containers:
         self._client.run(lambda bus: self.akill(bus, name, signal))
 
     async def akill(self, bus: Bus, name: str, signal: int = signals.SIGKILL) -> None:
+        name = self.store.resolve(name)
         self.store.get(name)
         rt = self._runtime(bus)
         await rt.kill(name, signal)
@@ -1072,6 +1092,8 @@ class Containers:
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float | None = None) -> None:
+        name = self.store.resolve(name)
+
         async def go(bus: Bus) -> None:
             await self.astop(bus, name, timeout)
             await self.astart(bus, name)
@@ -1085,6 +1107,7 @@ class Containers:
         from .errors import ContainerNotFound
 
         try:
+            name = self.store.resolve(name)
             self.store.get(name)
         except ContainerNotFound:
             self.store.prune_locked_leftovers()  # a create or removal of it cut short: finished now
@@ -1137,6 +1160,7 @@ class Containers:
         """One container's status, with whether it is enabled at boot (one more D-Bus call)."""
         from .run import persist
 
+        name = self.store.resolve(name)
         spec = self.store.get(name)
 
         async def go(bus: Bus) -> ContainerStatus:
@@ -1202,6 +1226,7 @@ class Containers:
     ) -> None:
         from .systemd import journal
 
+        name = self.store.resolve(name)
         spec = self.store.get(name)
         matches = _output_matches(spec)
         if not follow:
@@ -1256,6 +1281,7 @@ class Containers:
     ) -> ExecCommand:
         from .run.runtime import exec_argv, resolve_user
 
+        name = self.store.resolve(name)
         spec = self.store.get(name)
         if not argv:
             raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")

@@ -14,7 +14,6 @@ nspawnctl does not know survive); comparing that with the installed one says wha
 
 from __future__ import annotations
 
-import secrets
 import signal as signals
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -82,6 +81,7 @@ USER_KEYS = (
     "HealthStartPeriod",
     "HealthOnFailure",
     "AutoUpdate",
+    "Label",
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove", "Expose")  # Expose=: the image's ports
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
@@ -293,6 +293,10 @@ def _check_own(key: str, value: str) -> None:
         Cpus.parse(value, None)
     elif key == "TasksMax":
         PidsLimit.parse(value, None)
+    elif key == "Label" and value:
+        from .labels import labels_from_words
+
+        labels_from_words(split_words(value))
     elif key.startswith("Health") or key == "AutoUpdate":  # issue 14
         from .health import check_key
 
@@ -441,7 +445,7 @@ def desired(
     keep = installed is not None and installed.image_id == image.id
     spec = replace(
         spec,
-        id=installed.id if keep and installed else secrets.token_hex(16),
+        id=installed.id if keep and installed else _new_id(),
         created=installed.created if keep and installed else datetime.now(UTC).isoformat(timespec="seconds"),
         image=d.image,
         image_id=image.id,
@@ -459,6 +463,7 @@ def desired(
         private_users=private_users,
         auto_remove=False,
         exposed=list(dict.fromkeys(p for text in defaults.ports for p in exposed_ports(text))),
+        labels={**defaults.labels, **spec.labels},  # the file's win over the image's
     )
     try:
         check_exec(spec.command, spec.env, str(d.path))
@@ -845,6 +850,7 @@ def generate(client: Client, name: str) -> str:
     Parameters= and one Environment= line per variable, and Enable=no unless it is enabled.
     ``apply`` of it (as NAME.nspawn) after the container is gone makes an equal one."""
     store = client.containers.store
+    name = store.resolve(name)
     spec = store.get(name)
     _, f = store.definition(name)
     f = spec_to_file(spec, f.copy())  # one Environment= line per variable, Parameters= in full
@@ -855,3 +861,9 @@ def generate(client: Client, name: str) -> str:
     text = f.render()
     header = f"# {name}.nspawn: nspawnctl apply {name}.nspawn creates this container\n"
     return text if text.startswith("#") else header + text
+
+
+def _new_id() -> str:
+    from .store.containers import new_container_id
+
+    return new_container_id()

@@ -64,6 +64,7 @@ def copy(
     name = src_ctr or dest_ctr
     assert name is not None
     store = client.containers.store
+    name = store.resolve(name)  # a name, an ID or a unique ID prefix
     store.get(name)  # raises ContainerNotFound
     path = store.root(name)
     if not path.is_dir():

@@ -395,6 +395,8 @@ class ContainerSpec:
     # auto-update policy ([X-Nspawnctl] AutoUpdate=registry|local)
     health: HealthConfig | None = None
     auto_update: str | None = None
+    # -- issue 14, identity/labels: the image's labels merged with -l/--label (those win)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def cmd(self) -> list[str]:
@@ -447,6 +449,9 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     # -- health and auto-update (issue 14)
     health_to_file(spec.health, f)
     f.set(OWN_SECTION, "AutoUpdate", spec.auto_update)
+    from .labels import labels_to_words
+
+    f.set_all(OWN_SECTION, "Label", labels_to_words(spec.labels))
     return f
 
 
@@ -626,7 +631,14 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         # -- health and auto-update (issue 14)
         health=health_from_file(f),
         auto_update=auto_update_from_file(f),
+        labels=_labels_from_file(f),
     )
+
+
+def _labels_from_file(f: NspawnFile) -> dict[str, str]:
+    from .labels import labels_from_words
+
+    return labels_from_words(f.get_words(OWN_SECTION, "Label"))
 
 
 def limits_from_file(f: NspawnFile) -> Limits:

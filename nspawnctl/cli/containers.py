@@ -98,6 +98,8 @@ def _options(
     publish_all: bool = False,
     pull: str = "missing",
     pull_options: Any = None,
+    label: list[str] | None = None,
+    label_file: list[str] | None = None,
 ) -> object:
     from ..client import RunOptions
     from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
@@ -130,8 +132,20 @@ def _options(
         publish_all=publish_all,
         pull=pull,
         pull_options=pull_options,
+        labels=_labels(label or [], label_file or []),
         notify=lambda text: err(f"nspawnctl: {text}"),
     )
+
+
+def _labels(label: list[str], label_file: list[str]) -> dict[str, str]:
+    """--label-file lines first, then -l (docker's order: the command line wins)."""
+    from ..labels import parse_labels, read_label_file
+
+    out: dict[str, str] = {}
+    for f in label_file:
+        out.update(parse_labels(read_label_file(f), f"--label-file {f}"))
+    out.update(parse_labels(label, "--label"))
+    return out
 
 
 def _caller_env(env: list[str]) -> list[str]:
@@ -435,6 +449,18 @@ def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **fl
         stop_signal=None if stop_signal is None else parse_stop_signal(stop_signal),
     )
 
+# -- issue 14, labels
+LABEL = typer.Option(
+    [],
+    "-l",
+    "--label",
+    metavar="KEY=VALUE",
+    help="Set a label on the container (repeatable; [X-Nspawnctl] Label=).",
+)
+LABEL_FILE = typer.Option(
+    [], "--label-file", metavar="FILE", help="Read labels from a file of KEY=VALUE lines (# comments)."
+)
+
 
 def create(
     ctx: typer.Context,
@@ -493,6 +519,8 @@ def create(
     no_healthcheck: bool = NO_HEALTHCHECK,
     health_on_failure: str = HEALTH_ON_FAILURE,
     auto_update: str = AUTO_UPDATE,
+    label: list[str] = LABEL,
+    label_file: list[str] = LABEL_FILE,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _options(
@@ -513,6 +541,8 @@ def create(
         publish,
         restart,
         userns,
+        label=label,
+        label_file=label_file,
         publish_all=publish_all,
         pull=pull,
         pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
@@ -618,6 +648,8 @@ def run(
     no_healthcheck: bool = NO_HEALTHCHECK,
     health_on_failure: str = HEALTH_ON_FAILURE,
     auto_update: str = AUTO_UPDATE,
+    label: list[str] = LABEL,
+    label_file: list[str] = LABEL_FILE,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -646,6 +678,8 @@ def run(
         publish,
         restart,
         userns,
+        label=label,
+        label_file=label_file,
         publish_all=publish_all,
         pull=pull,
         pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
@@ -837,20 +871,92 @@ def ps(
     all: bool = typer.Option(False, "-a", "--all", help="Show stopped containers too."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only print names."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    no_trunc: bool = typer.Option(False, "--no-trunc", help="Show full IDs and commands."),
+    filter_: list[str] = typer.Option(
+        [],
+        "-f",
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only containers that match (repeatable; one key's values ORed, different keys ANDed): "
+        "name=REGEX, id=PREFIX, label=KEY or label=KEY=VALUE, status=created|running|restarting|exited, "
+        "ancestor=IMAGE, exited=CODE.",
+    ),
+    last: int = typer.Option(
+        None, "-n", "--last", metavar="N", help="Show the N last created containers (all states)."
+    ),
+    latest: bool = typer.Option(
+        False, "-l", "--latest", help="Show the last created container (all states)."
+    ),
+    format_: str = typer.Option(
+        None,
+        "--format",
+        metavar="TEMPLATE",
+        help="Go template per container, e.g. '{{.ID}} {{.Names}}', '{{json .}}', or "
+        "'table {{.ID}}\\t{{.Status}}'. Fields: ID, Names, Image, Command, CreatedAt, "
+        'RunningFor, Status, State, Ports, Labels, Mounts, Networks, and {{.Label "KEY"}}.',
+    ),
 ) -> None:
-    """List containers (running ones unless -a)."""
+    """List containers (running ones unless -a): newest first with -n/-l, else by name."""
+    from ..filters import parse_filters
+
     state = state_of(ctx)
     state.json = json_out
+    filters = parse_filters(filter_)
+    fmt = _parse_format(format_) if format_ else None
+    if latest:
+        last = 1
+    if last is None or last < 0:  # docker's -n -1: all of them
+        last = -1
+    client = state.client()
     broken: list[InvalidArgument] = []
-    statuses = state.client().containers.list(all=all, errors=broken)
+    statuses = client.containers.list(all=all or last >= 0 or filters.wants_stopped, errors=broken)
+    if filters.by_key:
+        statuses = _filtered(client, statuses, filters)
+    if last >= 0:
+        statuses = _last_created(client, statuses, last)
     if json_out:
         print_json([s.to_json() for s in statuses])
     elif quiet:
         for s in statuses:
             typer.echo(s.spec.name)
+    elif fmt is not None:
+        _ps_format(fmt, statuses, no_trunc)
     else:
-        _ps_table(statuses)
+        _ps_table(statuses, no_trunc)
     _report_broken(broken)
+
+
+def _parse_format(text: str) -> object:
+    from ..gotemplate import parse_format
+
+    return parse_format(text)
+
+
+def _filtered(client: object, statuses: list[ContainerStatus], filters: object) -> list[ContainerStatus]:
+    from ..errors import NspawnctlError
+    from ..filters import Candidate, Filters
+
+    assert isinstance(filters, Filters)
+    images = client.images  # type: ignore[attr-defined]
+
+    def same_image(text: str, image_id: str) -> bool:
+        try:
+            return bool(images.get(text).id == image_id)
+        except NspawnctlError:
+            return False
+
+    def candidate(s: ContainerStatus) -> Candidate:
+        code = s.exit.exit_code if s.exit and s.state == "exited" else None
+        return Candidate(s.spec.name, s.spec.id, s.spec.labels, s.state, s.spec.image, s.spec.image_id, code)
+
+    return [s for s in statuses if filters.matches(candidate(s), same_image)]
+
+
+def _last_created(client: object, statuses: list[ContainerStatus], n: int) -> list[ContainerStatus]:
+    """The ``n`` newest, newest first; containers made in the same second by their definition's time."""
+    store = client.containers.store  # type: ignore[attr-defined]
+    newest = sorted(statuses, key=lambda s: (s.spec.created, store.defined_at_ns(s.spec.name)), reverse=True)
+    return newest[:n]
 
 
 def _report_broken(broken: list[InvalidArgument]) -> None:
@@ -863,30 +969,94 @@ def _report_broken(broken: list[InvalidArgument]) -> None:
         raise typer.Exit(1)
 
 
-def _ps_table(statuses: list[ContainerStatus]) -> None:
-    rows = []
+def _status_text(s: ContainerStatus, now: float) -> str:
+    if s.running:
+        status = f"Up {human_duration(now - s.started_us / 1e6)}" if s.started_us else "Up"
+        if s.state == "paused":  # docker's "Up 5 minutes (Paused)"
+            status += " (Paused)"
+    elif s.state == "restarting":
+        status = f"Restarting ({s.exit.exit_code if s.exit else '?'})"
+    elif s.exit:
+        status = f"Exited ({s.exit.exit_code}) {ago(s.exit.finished)}"
+    else:
+        status = "Created"
+    if s.running and s.health is not None:  # docker's "Up 3 minutes (healthy)"
+        status += f" ({'health: starting' if s.health.status == 'starting' else s.health.status})"
+    return status
+
+
+# docker's ps columns, by field, with their headers (``--format table ...`` shows these)
+PS_HEADERS: dict[str, object] = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Status": "STATUS",
+    "State": "STATE",
+    "Ports": "PORTS",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+    "Label": lambda *_: "LABEL",
+}
+PS_DEFAULT = (
+    "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
+)
+
+
+def _ps_row(s: ContainerStatus, now: float, no_trunc: bool) -> dict[str, object]:
+    """One container as docker's ps formatting context names its fields (all strings)."""
+    from ..store.containers import SHORT_ID
+
+    spec = s.spec
+    command = " ".join(spec.command) or ("(boot)" if spec.boot else "")
+    if len(command) > 30 and not no_trunc:
+        command = command[:29] + "…"
+    ports = ", ".join(
+        f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.protocol}" for p in spec.ports
+    )
+    labels = dict(spec.labels)
+    return {
+        "ID": spec.id if no_trunc else spec.id[:SHORT_ID],
+        "Image": spec.image,
+        "Command": f'"{command}"',
+        "CreatedAt": _docker_time(spec.created),
+        "RunningFor": ago(spec.created),
+        "Status": _status_text(s, now),
+        "State": s.state,
+        "Ports": ports,
+        "Names": spec.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        "Mounts": ",".join(v.container for v in spec.volumes),
+        "Networks": spec.network,
+        "Label": lambda key: labels.get(key, ""),
+    }
+
+
+def _docker_time(iso: str) -> str:
+    """docker's CreatedAt: ``2026-01-02 10:00:00 +0000 UTC``."""
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+def _ps_table(statuses: list[ContainerStatus], no_trunc: bool = False) -> None:
     now = datetime.now(UTC).timestamp()
-    for s in statuses:
-        if s.running:
-            status = f"Up {human_duration(now - s.started_us / 1e6)}" if s.started_us else "Up"
-            if s.state == "paused":  # docker's "Up 5 minutes (Paused)"
-                status += " (Paused)"
-        elif s.state == "restarting":
-            status = f"Restarting ({s.exit.exit_code if s.exit else '?'})"
-        elif s.exit:
-            status = f"Exited ({s.exit.exit_code}) {ago(s.exit.finished)}"
-        else:
-            status = "Created"
-        if s.running and s.health is not None:  # issue 14: docker's "Up 3 minutes (healthy)"
-            status += f" ({'health: starting' if s.health.status == 'starting' else s.health.status})"
-        command = " ".join(s.spec.command) or ("(boot)" if s.spec.boot else "")
-        if len(command) > 30:
-            command = command[:29] + "…"
-        ports = ", ".join(
-            f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.protocol}" for p in s.spec.ports
-        )
-        rows.append([s.spec.name, s.spec.image, f'"{command}"', ago(s.spec.created), status, ports])
-    table(["NAME", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"], rows)
+    rows = [_ps_row(s, now, no_trunc) for s in statuses]
+    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    keys = ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"]
+    table(headers, [[str(r[k]) for k in keys] for r in rows])
+
+
+def _ps_format(fmt: object, statuses: list[ContainerStatus], no_trunc: bool) -> None:
+    from ..gotemplate import Format, render
+
+    assert isinstance(fmt, Format)
+    now = datetime.now(UTC).timestamp()
+    rows = [_ps_row(s, now, no_trunc) for s in statuses]
+    sys.stdout.write(render(fmt, rows, PS_HEADERS, PS_DEFAULT))
 
 
 def _docker_since(text: str | None) -> str | None:
@@ -989,27 +1159,52 @@ exec_.__name__ = "exec"
 
 def inspect(
     ctx: typer.Context,
-    names: list[str] = typer.Argument(..., metavar="NAME", help="Containers or images."),
+    names: list[str] = typer.Argument(
+        ..., metavar="NAME", help="Containers (name, ID or ID prefix) or images (NAME[:TAG] or ID prefix)."
+    ),
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
+    format_: str = typer.Option(
+        None,
+        "-f",
+        "--format",
+        metavar="TEMPLATE",
+        help="Go template per object instead of JSON, e.g. '{{.State.Status}}', '{{.Config.Labels}}', "
+        "'{{index .Config.Labels \"k\"}}', '{{json .NetworkSettings}}'.",
+    ),
+    type_: str = typer.Option(
+        None, "--type", metavar="container|image", help="Only look for this kind of object."
+    ),
 ) -> None:
-    """Show containers' (or images') configuration and state as JSON."""
+    """Show containers' (or images') configuration and state as JSON, or as -f formats it."""
     from ..errors import ContainerNotFound, ImageNotFound, InvalidReference, NotFound, NspawnctlError
+    from .output import image_view, print_formatted
 
+    if type_ not in (None, "container", "image"):
+        raise InvalidArgument(f"invalid --type {type_!r}", hint="use --type container or --type image")
     state: State = state_of(ctx)
-    state.json = True
+    state.json = format_ is None
+    if format_ is not None:
+        from ..gotemplate import parse
+
+        parse(format_)  # a bad template fails before anything is looked up
     client = state.client()
     out = []
     failed: list[NspawnctlError] = []
 
     def one(n: str) -> dict[str, object]:
+        if type_ != "image":
+            try:
+                found: dict[str, object] = client.containers.get(n).to_json()
+                return found
+            except ContainerNotFound:
+                if type_ == "container":
+                    raise
         try:
-            found: dict[str, object] = client.containers.get(n).to_json()
-            return found
-        except ContainerNotFound:
-            pass
-        try:
-            return client.images.get(n).to_json()
+            image = client.images.get(n).to_json()
+            return image_view(image) if format_ is not None else image
         except (ImageNotFound, InvalidReference):
+            if type_ == "image":
+                raise
             raise NotFound(
                 f"no such container or image: {n}", hint="see 'nspawnctl ps -a' and 'nspawnctl images'"
             ) from None
@@ -1022,7 +1217,10 @@ def inspect(
                 if len(names) == 1:
                     raise
                 failed.append(e)
-    print_json(out)
+    if format_ is not None:
+        print_formatted(format_, out)
+    else:
+        print_json(out)
     for failure in failed:
         err(f"nspawnctl: error: {failure.message}")
     if failed:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from .app import for_each, state_of
-from .output import ago, confirm_or_refuse, human_size, print_json, table
+from .output import ago, confirm_or_refuse, human_size, image_view, print_formatted, print_json, table
 from .registry import authfile_option, parse_bool, tls_verify_option
 from .usage import NspawnctlGroup
 
@@ -206,13 +206,29 @@ def images(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Show full image IDs."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    format_: str = typer.Option(
+        None,
+        "--format",
+        metavar="TEMPLATE",
+        help="Go template per image (one per name), e.g. '{{.Repository}}:{{.Tag}} {{.ID}}', "
+        "'{{json .}}', 'table {{.ID}}\\t{{.Size}}'. Fields: ID, Repository, Tag, Digest, "
+        "CreatedSince, CreatedAt, Size, SharedSize.",
+    ),
 ) -> None:
     """List images (an App Container Image's ID is its sha512-, as the appc spec defines it)."""
     state = state_of(ctx)
     state.json = json_out
+    fmt = None
+    if format_ is not None:
+        from ..gotemplate import parse_format
+
+        fmt = parse_format(format_)
     imgs = state.client().images.list()
     if json_out:
         print_json([i.to_json() for i in imgs])
+        return
+    if fmt is not None:
+        _images_format(fmt, imgs, state.client().images.shared_sizes(imgs), no_trunc)
         return
     if quiet:
         for i in imgs:
@@ -227,6 +243,46 @@ def images(
             image_id = i.id if no_trunc else i.short_id
             rows.append([repo, tag, image_id, ago(i.created), human_size(i.size), shared])
     table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"], rows)
+
+
+IMAGES_HEADERS = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "SharedSize": "SHARED SIZE",
+}
+IMAGES_DEFAULT = "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+
+
+def _images_format(fmt: Any, imgs: list[Any], shared_sizes: dict[str, int], no_trunc: bool) -> None:
+    """``images --format``: one row per name (an unnamed image once), fields as docker's."""
+    import sys
+    from datetime import UTC, datetime
+
+    from ..gotemplate import render
+
+    rows = []
+    for i in imgs:
+        created = datetime.fromisoformat(i.created).astimezone(UTC) if i.created else None
+        for ref in i.refs or ["<none>:<none>"]:
+            repo, tag = _split_ref(ref)
+            rows.append(
+                {
+                    "ID": i.id if no_trunc else i.short_id,
+                    "Repository": repo,
+                    "Tag": tag if not tag.startswith("sha256:") else "<none>",
+                    "Digest": tag if tag.startswith("sha256:") else "<none>",
+                    "CreatedSince": ago(i.created),
+                    "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC") if created else "",
+                    "Size": human_size(i.size),
+                    "SharedSize": human_size(shared_sizes[i.id]),
+                }
+            )
+    sys.stdout.write(render(fmt, rows, IMAGES_HEADERS, IMAGES_DEFAULT))
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
@@ -267,14 +323,32 @@ def rmi(
 
 def image_inspect(
     ctx: typer.Context,
-    refs: list[str] = typer.Argument(..., metavar="IMAGE", help="Images to inspect."),
+    refs: list[str] = typer.Argument(
+        ..., metavar="IMAGE", help="Images to inspect (NAME[:TAG] or ID prefix)."
+    ),
     json_out: bool = typer.Option(True, "--json/--no-json", help="JSON output (the default)."),
+    format_: str = typer.Option(
+        None,
+        "-f",
+        "--format",
+        metavar="TEMPLATE",
+        help="Go template per image, e.g. '{{.Id}}', '{{.Config.Labels}}', '{{index .Config.Labels \"k\"}}', "
+        "'{{json .Config}}'.",
+    ),
 ) -> None:
-    """Show images' records as JSON."""
+    """Show images' records as JSON (docker's Id, RepoTags, Created, Size and Config too)."""
     state = state_of(ctx)
-    state.json = True
+    state.json = format_ is None
     client = state.client()
-    print_json([client.images.get(i).to_json() for i in refs])
+    if format_ is not None:
+        from ..gotemplate import parse
+
+        parse(format_)  # a bad template fails before anything is looked up
+    records = [client.images.get(i).to_json() for i in refs]
+    if format_ is not None:
+        print_formatted(format_, [image_view(r) for r in records])
+        return
+    print_json(records)
 
 
 def image_prune(

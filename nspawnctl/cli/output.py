@@ -95,3 +95,39 @@ def human_size(n: int) -> str:
 def err(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+def print_formatted(template_text: str, objects: Sequence[Any]) -> None:
+    """``inspect -f TEMPLATE``: the template once per object, each on its own line (as docker)."""
+    from ..gotemplate import expand_escapes, parse
+
+    template = parse(expand_escapes(template_text))
+    for obj in objects:
+        sys.stdout.write(template.execute(obj) + "\n")
+
+
+def image_view(record: dict[str, Any]) -> dict[str, Any]:
+    """An image's record (``Image.to_json``) plus docker's inspect names for it (Id, RepoTags,
+    Created, Size, Config.Labels/Env/Cmd/Entrypoint/WorkingDir/User/ExposedPorts/Volumes/
+    StopSignal), so ``inspect -f '{{.Config.Labels}}'`` reads as on docker; the record's own
+    keys stay as they are."""
+    d = record.get("defaults") or {}
+    config: dict[str, Any] = {
+        "Labels": dict(d.get("labels") or {}),
+        "Env": list(d.get("env") or []),
+        "Cmd": list(d.get("command") or []) or None,
+        "Entrypoint": list(d.get("entrypoint") or []) or None,
+        "WorkingDir": d.get("workdir") or "",
+        "User": d.get("user") or "",
+        "ExposedPorts": {p.split(":")[-1]: {} for p in d.get("ports") or []},
+        "Volumes": {v: {} for v in d.get("volumes") or []},
+        "StopSignal": d.get("stop_signal") or "",
+    }
+    return {
+        **record,
+        "Id": record.get("id"),
+        "RepoTags": list(record.get("refs") or []),
+        "Created": record.get("created"),
+        "Size": record.get("size"),
+        "Config": config,
+    }

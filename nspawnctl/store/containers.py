@@ -46,6 +46,20 @@ def _no_notice(text: str) -> None:
     pass
 
 
+ID_HEX = 64
+"""A container ID's length in hex digits, docker's (older containers keep their 32-digit IDs)."""
+SHORT_ID = 12
+"""The prefix ``ps`` shows, as docker does."""
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def new_container_id() -> str:
+    """A fresh container ID: 64 random hex digits, as docker's."""
+    import secrets
+
+    return secrets.token_hex(ID_HEX // 2)
+
+
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/machine.slice"), Path("/sys/fs/cgroup/systemd/machine.slice"))
 """Where a container unit's cgroup lives (Slice=machine.slice; unified, then legacy hierarchy)."""
 
@@ -107,6 +121,40 @@ class ContainerStore:
     # -- queries ---------------------------------------------------------------------------
     def names(self) -> set[str]:
         return {name for name, _path, _file in self._definitions()}
+
+    def defined_at_ns(self, name: str) -> int:
+        """When the container's definition was last written (ns; 0 if none): what orders
+        containers created in the same second (``Created=`` has whole seconds)."""
+        path = self._find_file(name)
+        try:
+            return path.stat().st_mtime_ns if path is not None else 0
+        except OSError:
+            return 0
+
+    def resolve(self, text: str) -> str:
+        """The name of the container ``text`` means, with docker's precedence: an exact name
+        first, then a full ID, then a unique ID prefix. A name costs one lookup; only text that
+        is no name makes this read the definitions. Raises ContainerNotFound (no match) or
+        InvalidArgument naming the candidates (a prefix of several IDs)."""
+        if self._find_file(text) is not None or os.path.lexists(self.root(text)):
+            return text  # what the name holds (a bad or half-made definition) is the caller's to say
+        text_id = text
+        if _HEX.fullmatch(text_id):
+            ids = {name: file.get(OWN_SECTION, "Id") or "" for name, _path, file in self._definitions()}
+            for name, cid in ids.items():
+                if cid == text_id:
+                    return name
+            found = sorted(name for name, cid in ids.items() if cid.startswith(text_id))
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise InvalidArgument(
+                    f"container ID prefix {text!r} is ambiguous: {', '.join(found)}",
+                    hint="give more characters of the ID, or the name",
+                )
+        raise ContainerNotFound(
+            f"no such container: {text}", hint="see 'nspawnctl ps -a' for the containers there are"
+        )
 
     def has(self, name: str) -> bool:
         """Whether ``name`` is one of nspawnctl's containers (as ``name in names()``, but reading one

@@ -733,6 +733,7 @@ def commit(
 ) -> Image:
     """Snapshot container ``name`` (running or not) into a new read-only image that runs what
     the container ran: its entrypoint, command, environment, working directory and user."""
+    name = containers.resolve(name)
     spec = containers.get(name)
     root = containers.root(name)
     if not btrfs.is_subvolume(root):
@@ -802,6 +803,7 @@ def export_source(images: ImageStore, containers: ContainerStore, what: str) -> 
     spec = None
     with contextlib.suppress(InvalidArgument, ContainerNotFound):
         check_machine_name(what)
+        what = containers.resolve(what)
         spec = containers.get(what)
     if spec is None:
         try:

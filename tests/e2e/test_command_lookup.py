@@ -103,4 +103,4 @@ def test_a_command_that_fails_to_execute_at_run_time_is_still_127(
         assert time.monotonic() < deadline, "the container did not exit"
         time.sleep(0.2)
     assert nsp.json("inspect", name)[0]["State"]["ExitCode"] == 127
-    assert "(127)" in [line for line in nsp("ps", "-a").stdout.splitlines() if line.startswith(name)][0]
+    assert "(127)" in [line for line in nsp("ps", "-a").stdout.splitlines() if line.split()[-1:] == [name]][0]

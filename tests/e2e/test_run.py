@@ -36,7 +36,7 @@ def test_run_detached_is_a_transient_unit_seen_by_ps_machinectl_systemctl(nsp: C
     name = nsp.name("web")
     assert nsp("run", "-d", "--name", name, busybox, "sleep", "300").stdout.strip() == name
     assert name in nsp("ps", "-q").stdout.split()
-    row = [line for line in nsp("ps").stdout.splitlines() if line.startswith(name)][0]
+    row = [line for line in nsp("ps").stdout.splitlines() if line.split()[-1:] == [name]][0]
     assert "Up" in row and busybox in row
     machines = subprocess.run(["machinectl", "list", "--no-legend"], capture_output=True, text=True).stdout
     assert name in machines
@@ -327,7 +327,7 @@ def test_env_volume_workdir_user_hostname(nsp: CLI, busybox: str, tmp_path: Path
 def test_create_then_start_and_restart(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
     nsp("create", "--name", name, busybox, "sh", "-c", "echo started; sleep 300")
-    assert "Created" in [ln for ln in nsp("ps", "-a").stdout.splitlines() if ln.startswith(name)][0]
+    assert "Created" in [ln for ln in nsp("ps", "-a").stdout.splitlines() if ln.split()[-1:] == [name]][0]
     nsp("start", name)
     assert name in nsp("ps", "-q").stdout.split()
     nsp("restart", "-t", "1", name)

@@ -62,6 +62,9 @@ class FakeStore:
     def names(self) -> set[str]:
         return set(self.files)
 
+    def resolve(self, name: str) -> str:
+        return name
+
     def get(self, name: str) -> ContainerSpec:
         if name not in self.files:
             raise ContainerNotFound(f"no such container: {name}")

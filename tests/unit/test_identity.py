@@ -1,0 +1,164 @@
+"""Container identity (store/containers.py resolve), labels in the .nspawn file, and the ps
+filters (filters.py): pure logic over definition files in a temporary directory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nspawnctl.config import Paths
+from nspawnctl.errors import ContainerNotFound, InvalidArgument
+from nspawnctl.filters import Candidate, parse_filters
+from nspawnctl.labels import parse_labels, read_label_file
+from nspawnctl.nspawnfile import NspawnFile
+from nspawnctl.spec import ContainerSpec, file_to_spec, spec_to_file
+from nspawnctl.store.containers import ContainerStore, new_container_id
+from nspawnctl.store.pool import Pool
+
+
+def _spec(name: str, cid: str, labels: dict[str, str] | None = None) -> ContainerSpec:
+    return ContainerSpec(
+        name=name, id=cid, image="img", image_id="sha256:" + "a" * 64, created="2026-01-01T00:00:00+00:00",
+        command=["/bin/true"], labels=labels or {},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ContainerStore:
+    paths = Paths(
+        pool=tmp_path / "machines", store=tmp_path / "store",
+        settings=tmp_path / "etc-nspawn", runtime_settings=tmp_path / "run-nspawn",
+    )  # fmt: skip
+    for p in (paths.pool, paths.store, paths.settings):
+        p.mkdir()
+    s = ContainerStore(Pool(paths))
+    ids = {
+        "web": "abc1" + "0" * 60,
+        "db": "abc2" + "1" * 60,
+        "old": "fe" * 16,  # a 32-hex ID of an older version
+        "abc1": "9" * 64,  # a name that looks like a prefix of web's ID
+        "cafe": "ca" + "f" * 62,
+    }
+    for name, cid in ids.items():
+        spec_to_file(_spec(name, cid)).save(paths.settings / f"{name}.nspawn")
+    (paths.settings / "foreign.nspawn").write_text("[Exec]\nBoot=yes\n")  # not nspawnctl's
+    return s
+
+
+def test_new_ids_are_64_hex() -> None:
+    a, b = new_container_id(), new_container_id()
+    assert re.fullmatch("[0-9a-f]{64}", a) and a != b
+
+
+def test_resolve_takes_exact_name_then_full_id_then_unique_prefix(store: ContainerStore) -> None:
+    assert store.resolve("web") == "web"
+    assert store.resolve("abc1") == "abc1"  # the exact name wins over web's ID prefix
+    assert store.resolve("abc2") == "db"
+    assert store.resolve("abc2" + "1" * 60) == "db"
+    assert store.resolve("fefe") == "old"  # 32-hex IDs keep working
+    assert store.resolve("fe" * 16) == "old"
+    assert store.resolve("cafe") == "cafe"  # a name first, though "cafe" is also a prefix of its ID
+    assert store.resolve("caff") == "cafe"
+    assert store.resolve("foreign") == "foreign"  # a name is the caller's to judge
+
+
+def test_resolve_refuses_an_ambiguous_prefix_naming_the_candidates(store: ContainerStore) -> None:
+    with pytest.raises(InvalidArgument, match="ambiguous: db, web") as e:
+        store.resolve("abc")
+    assert e.value.exit_code == 2 and e.value.hint
+
+
+@pytest.mark.parametrize("text", ["nope", "abc3", "ABC1", "0", "abc1" + "0" * 61])
+def test_resolve_of_what_matches_nothing_is_no_such_container(store: ContainerStore, text: str) -> None:
+    with pytest.raises(ContainerNotFound, match=f"no such container: {text}") as e:
+        store.resolve(text)
+    assert e.value.hint and "ps -a" in e.value.hint
+
+
+def test_labels_round_trip_through_the_nspawn_file() -> None:
+    labels = {
+        "a": "1",
+        "with space": "x y",
+        "quote": 'it\'s "q"',
+        "empty": "",
+        "back\\slash": "a\\b",
+        "eq": "a=b",
+    }
+    text = spec_to_file(_spec("c", "1" * 64, labels)).render()
+    assert "[X-Nspawnctl]" in text and text.count("Label=") == len(labels)
+    assert file_to_spec("c", NspawnFile.parse(text)).labels == labels
+
+
+def test_label_parsing_and_files(tmp_path: Path) -> None:
+    assert parse_labels(["a=1", "b", "a=2", "c=x=y"]) == {"a": "2", "b": "", "c": "x=y"}
+    with pytest.raises(InvalidArgument, match="invalid label"):
+        parse_labels(["=v"])
+    f = tmp_path / "labels"
+    f.write_text("# comment\n\n  k=v  \r\nbare\n")
+    assert read_label_file(str(f)) == ["k=v", "bare"]
+    with pytest.raises(InvalidArgument, match="cannot read label file"):
+        read_label_file(str(tmp_path / "none"))
+
+
+def _c(
+    name: str, status: str = "running", labels: dict[str, str] | None = None, code: int | None = None
+) -> Candidate:
+    return Candidate(
+        name,
+        name.encode().hex().ljust(64, "0"),
+        labels or {},
+        status,
+        "e2e/img:1",
+        "sha256:" + "d" * 64,
+        code,
+    )
+
+
+def test_filters_or_within_a_key_and_across_keys() -> None:
+    web = _c("web", labels={"tier": "web", "team": "x"})
+    db = _c("db", status="exited", labels={"tier": "db"}, code=3)
+    bare = _c("bare", status="created")
+
+    def match(*items: str) -> list[str]:
+        f = parse_filters(items)
+        return [c.name for c in (web, db, bare) if f.matches(c)]
+
+    assert match() == ["web", "db", "bare"]
+    assert match("label=tier") == ["web", "db"]
+    assert match("label=tier=web", "label=tier=db") == ["web", "db"]
+    assert match("label=tier", "status=exited") == ["db"]
+    assert match("label=team", "label=tier=db") == ["web", "db"]
+    assert match("name=^b") == ["bare"]
+    assert match("name=a") == ["bare"]  # a regular expression searched in the name
+    assert match("id=" + b"web".hex()) == ["web"]
+    assert match("exited=3") == ["db"] and match("exited=0") == []
+    assert match("status=created", "status=running") == ["web", "bare"]
+    assert match("ancestor=e2e/img:1") == ["web", "db", "bare"]
+    assert match("ancestor=dddd") == ["web", "db", "bare"]  # an image ID prefix
+    assert match("ancestor=e2e/other") == []
+    assert parse_filters(["status=exited"]).wants_stopped and not parse_filters(["label=a"]).wants_stopped
+
+
+def test_filters_same_image_callback_for_other_names_of_the_image() -> None:
+    f = parse_filters(["ancestor=alias:latest"])
+    assert not f.matches(_c("x"))
+    assert f.matches(_c("x"), lambda text, image_id: text == "alias:latest" and image_id.endswith("d"))
+
+
+@pytest.mark.parametrize(
+    ("item", "words"),
+    [
+        ("colour=red", "invalid filter 'colour'"),
+        ("status=asleep", "status=asleep"),
+        ("exited=x", "exited=x"),
+        ("name=(", "invalid name filter"),
+        ("label=", "a value is needed"),
+        ("status", "expected name=value"),
+    ],
+)
+def test_bad_filters_are_usage_errors(item: str, words: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(words)) as e:
+        parse_filters([item])
+    assert e.value.exit_code == 2
