@@ -595,7 +595,7 @@ class Containers:
 
     def port(self, name: str) -> builtins.list[PortMapping]:
         """The container's published ports, as recorded (with the host ports create picked)."""
-        return list(self.store.get(name).ports)
+        return list(self.store.get(self.store.resolve(name)).ports)
 
     def prune(self) -> builtins.list[str]:
         """Remove every stopped container (created or exited; not one that is running or waiting
@@ -666,6 +666,7 @@ class Containers:
     async def await_exit(self, bus: Bus, name: str, condition: str = "not-running") -> int:
         from .run.wait import wait_exit
 
+        name = self.store.resolve(name)
         return await wait_exit(self._runtime(bus), self.store, name, condition)
 
     def rename(self, name: str, new: str) -> ContainerSpec:
@@ -677,6 +678,7 @@ class Containers:
         from .run import persist
         from .store.rename import rename
 
+        name = self.store.resolve(name)
         self.store.get(name)
         rt = self._runtime(bus)
         state = (await rt.states([name])).get(name)
@@ -708,7 +710,7 @@ class Containers:
         """Freeze the container's cgroup (FreezeUnit; needs cgroup v2, see run/freeze.py)."""
         from .run.freeze import pause
 
-        self.store.get(name)
+        name = self.store.resolve(name)
         await pause(self._runtime(bus), name)
 
     def unpause(self, name: str) -> None:
@@ -717,7 +719,7 @@ class Containers:
     async def aunpause(self, bus: Bus, name: str) -> None:
         from .run.freeze import unpause
 
-        self.store.get(name)
+        name = self.store.resolve(name)
         await unpause(self._runtime(bus), name)
 
     def update(self, name: str, change: Update) -> ContainerSpec:
@@ -727,6 +729,7 @@ class Containers:
         """New limits on the running unit and in the definition (see run/update.py)."""
         from .run.update import update
 
+        name = self.store.resolve(name)
         return await update(self._runtime(bus), self.store, name, change, self._client.notify)
 
     def top(self, name: str, ps_args: builtins.list[str] | None = None) -> Top:
@@ -735,7 +738,7 @@ class Containers:
     async def atop(self, bus: Bus, name: str, ps_args: builtins.list[str] | None = None) -> Top:
         from .run.top import top
 
-        self.store.get(name)
+        name = self.store.resolve(name)
         return await top(self._runtime(bus), name, ps_args)
 
     async def astats(self, bus: Bus, specs: builtins.list[ContainerSpec]) -> builtins.list[Sample]:
@@ -773,6 +776,7 @@ class Containers:
         """Follow a running container's output until it exits; its exit code (run/attach.py)."""
         from .run.attach import attach
 
+        name = self.store.resolve(name)
         return await attach(self._runtime(bus), self.store, name, write, write_err)
 
     # -- persistence -----------------------------------------------------------------------

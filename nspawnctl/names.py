@@ -58,6 +58,11 @@ _NOUNS = (
 )
 
 
+def is_machine_name(text: str) -> bool:
+    """Whether ``text`` could name a container: what resolution looks up as a file name."""
+    return len(text) <= MAX_NAME and _MACHINE_NAME.fullmatch(text) is not None
+
+
 def check_machine_name(name: str) -> str:
     """Return ``name`` if systemd accepts it as a machine name, else raise InvalidName."""
     if len(name) > MAX_NAME or not _MACHINE_NAME.fullmatch(name):

@@ -33,7 +33,7 @@ def run(
 
     state = state_of(ctx)
     client = state.client()
-    spec = client.containers.store.get(name)
+    spec = client.containers.store.get(client.containers.store.resolve(name))
     if spec.health is None:
         raise InvalidArgument(
             f"container {spec.name} has no health check",

@@ -203,7 +203,7 @@ def stats(
     state.json = json_out
     client = state.client()
     containers = client.containers
-    specs = [containers.store.get(n) for n in names] if names else None
+    specs = [containers.store.get(containers.store.resolve(n)) for n in names] if names else None
 
     async def go(bus: Bus) -> None:
         chosen = specs

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, PoolError
-from ..names import check_machine_name
+from ..names import check_machine_name, is_machine_name
 from ..nspawnfile import OWN_SECTION, NspawnFile
 from ..runopts import prepare_root
 from ..spec import ContainerSpec, file_to_spec, spec_to_file
@@ -136,6 +136,10 @@ class ContainerStore:
         first, then a full ID, then a unique ID prefix. A name costs one lookup; only text that
         is no name makes this read the definitions. Raises ContainerNotFound (no match) or
         InvalidArgument naming the candidates (a prefix of several IDs)."""
+        if not is_machine_name(text):  # never a path: "../x" must not reach the file system
+            raise ContainerNotFound(
+                f"no such container: {text}", hint="see 'nspawnctl ps -a' for the containers there are"
+            )
         if self._find_file(text) is not None or os.path.lexists(self.root(text)):
             return text  # what the name holds (a bad or half-made definition) is the caller's to say
         text_id = text

@@ -227,3 +227,27 @@ def test_labels_from_flags_file_and_image_survive_generate(nsp: CLI, oci: Env, w
     assert_error(
         nsp("create", "--label-file", str(workdir / "none"), ref, check=False), "cannot read label file"
     )
+
+
+def test_the_newer_verbs_take_an_id_prefix_too(nsp: CLI, busybox: str) -> None:
+    """wait, top, update, port, stats, rename and the path guard: the same lookup as every verb."""
+    name = nsp.name("ident2")
+    nsp("run", "-d", "--name", name, "-p", "80", busybox, "sh", "-c", "exec sleep 600")
+    prefix = _id(nsp, name)[:10]
+    assert "sleep 600" in nsp("top", prefix).stdout
+    nsp("update", "--pids-limit", "77", prefix)
+    assert nsp("inspect", "-f", "{{.HostConfig.PidsLimit}}", name).stdout == "77\n"
+    assert (
+        nsp("port", prefix, "80")
+        .stdout.strip()
+        .endswith(nsp.json("inspect", name)[0]["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+    )
+    assert name in nsp("stats", "--no-stream", prefix).stdout
+    nsp("kill", prefix)
+    assert nsp("wait", prefix).stdout.strip() == "137"
+    renamed = nsp.name("ident2-new")
+    nsp("rename", prefix, renamed)
+    assert nsp("inspect", "-f", "{{.Name}}", prefix).stdout == f"{renamed}\n"
+    for bad in ("../../etc/passwd", "a/b", ".."):
+        out = nsp("inspect", bad, check=False)
+        assert out.returncode == 125 and "no such container" in out.stderr, out

@@ -9,7 +9,7 @@ import signal as signals
 import time
 from typing import TYPE_CHECKING
 
-from ...errors import ContainerNotFound, ContainerNotRunning, NspawnctlError
+from ...errors import ContainerNotFound, ContainerNotRunning, InvalidArgument, NspawnctlError
 from ..context import Exchange
 from ..http import ApiError, ClientGone
 from ..render import STDERR, STDOUT, container_inspect, container_summary, frame, rfc3339
@@ -31,17 +31,13 @@ STREAM_MUX = "application/vnd.docker.multiplexed-stream"
 
 async def resolve(ex: Exchange, ref: str) -> str:
     """The container's name for a name, an ID or a unique ID prefix (docker's clients use the ID
-    create returned). Until issue 14's store lookup lands, IDs are matched here."""
-    store = ex.client.containers.store
-    if await asyncio.to_thread(store.has, ref):
-        return ref
-    specs = await asyncio.to_thread(store.list)
-    found = [s.name for s in specs if s.id == ref] or [s.name for s in specs if s.id.startswith(ref)]
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        raise ApiError(400, f"multiple containers match {ref!r}: give more of the ID")
-    raise ApiError(404, f"No such container: {ref}")
+    create returned): the library's lookup, its errors in docker's shape."""
+    try:
+        return await asyncio.to_thread(ex.client.containers.store.resolve, ref)
+    except ContainerNotFound:
+        raise ApiError(404, f"No such container: {ref}") from None
+    except InvalidArgument as e:  # an ambiguous prefix
+        raise ApiError(400, e.message) from None
 
 
 async def status_of(ex: Exchange, name: str) -> ContainerStatus | None:
