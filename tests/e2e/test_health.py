@@ -40,7 +40,7 @@ def health_of(nsp: CLI, name: str) -> dict[str, Any]:
 
 
 def status_line(nsp: CLI, name: str) -> str:
-    return next(line for line in nsp("ps").stdout.splitlines() if line.startswith(name + " "))
+    return next(line for line in nsp("ps").stdout.splitlines() if line.rstrip().endswith("  " + name))
 
 
 def timer_state(name: str) -> str:
