@@ -249,5 +249,5 @@ def test_the_newer_verbs_take_an_id_prefix_too(nsp: CLI, busybox: str) -> None:
     nsp("rename", prefix, renamed)
     assert nsp("inspect", "-f", "{{.Name}}", prefix).stdout == f"{renamed}\n"
     for bad in ("../../etc/passwd", "a/b", ".."):
-        out = nsp("inspect", bad, check=False)
+        out = nsp("stop", bad, check=False)
         assert out.returncode == 125 and "no such container" in out.stderr, out
