@@ -36,7 +36,7 @@ def wait_for(check: object, timeout: float = 30) -> bool:
 def api(oci: Env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The socket unit enabled (the registry's CA given to the service), and the environment the
     docker CLI runs in."""
-    if shutil.which("docker") is None:
+    if shutil.which("docker") is None and not debian_12():
         pytest.fail("the docker CLI is missing: the test host should have docker-cli")
     DROPIN.parent.mkdir(parents=True, exist_ok=True)
     DROPIN.write_text(f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={oci.ca}\n")
@@ -52,7 +52,14 @@ def api(oci: Env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     subprocess.run(["systemctl", "daemon-reload"], capture_output=True)
 
 
+def debian_12() -> bool:
+    return Path("/etc/debian_version").read_text().startswith("12")
+
+
 def docker(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    if shutil.which("docker") is None and debian_12():
+        # tests/host/testhost.py SUITE_WITHOUT: Debian 12 packages no docker CLI of its own
+        pytest.skip("Debian 12 has no docker-cli package (issue 15: the docker CLI is tested on Debian 13)")
     return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
