@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ContainerNotFound, DefinitionError, InvalidArgument, NspawnctlError
+from .health import KEYS as HEALTH_KEYS
 from .names import check_machine_name, check_zone_name
 from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean, split_words
+from .runopts import OWN_KEYS as RUNOPTS_KEYS
 from .spec import (
     NSPAWN_NETWORK_KEYS,
     ContainerSpec,
@@ -62,24 +64,8 @@ USER_KEYS = (
     "MemoryMax",
     "CPUs",
     "TasksMax",
-    # docker's further run options (runopts.py)
-    "Privileged",
-    "Seccomp",
-    "StopTimeout",
-    "AddHost",
-    "DNS",
-    "DNSSearch",
-    "Device",
-    "ShmSize",
-    "Sysctl",
-    "OOMScoreAdjust",
-    # issue 14: health checks and auto-update (nspawnctl/health.py)
-    "HealthCmd",
-    "HealthInterval",
-    "HealthTimeout",
-    "HealthRetries",
-    "HealthStartPeriod",
-    "HealthOnFailure",
+    *RUNOPTS_KEYS,  # docker's further run options
+    *HEALTH_KEYS,  # health checks
     "AutoUpdate",
     "Label",
 )
