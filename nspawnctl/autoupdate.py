@@ -10,8 +10,9 @@ A container opts in with ``[X-Nspawnctl] AutoUpdate=registry|local`` in its defi
 An update stops the container, recreates it on the new image from the same definition (same name,
 same ID, every other key kept), and starts it. It must come up: with a health check it must turn
 healthy, without one it must still be running a moment later; else (or after ``timeout``) the
-container is recreated on the old image, started again, and the image name is pointed back at
-the old image. Only running containers are updated, as podman does.
+container's old root (its writable layer) and definition, kept aside meanwhile, are put back and
+started again, and the image name is pointed back at the old image. Only running containers are
+updated, as podman does.
 """
 
 from __future__ import annotations
@@ -105,14 +106,7 @@ def _one(
         new = client.images.pull(_pull_source(old, source), options=options).image
         if new.id == old.id:
             return row
-    error = _recreate(client, spec, new, timeout)
-    if error is None:
-        return _with(row, "true")
-    if not rollback:
-        return _with(row, "failed", error)
-    _recreate(client, spec, old, timeout=0)
-    client.images.tag(old.id, spec.image)  # the name points at what runs; the next run retries
-    return _with(row, "rolled back", error)
+    return _update(client, row, spec, old, new, rollback, timeout)
 
 
 def _with(row: Update, updated: str, error: str | None = None) -> Update:
@@ -166,22 +160,49 @@ def _release_digest(url: str, options: PullOptions) -> str | None:
     return None if found is None else f"sha256:{found}"
 
 
-def _recreate(client: Client, spec: ContainerSpec, image: Image, timeout: float) -> str | None:
-    """Stop the container, make it again on ``image`` from its own definition, start it and wait
-    for it to come up; None when it did, else why not (timeout 0: start it, do not wait)."""
+def _update(
+    client: Client, row: Update, spec: ContainerSpec, old: Image, new: Image, rollback: bool, timeout: float
+) -> Update:
+    """Stop the container and recreate it on ``new`` from its own definition, as ``apply`` does
+    for a changed image: the new root is swapped in by the store's ``recreate`` with the old one
+    kept aside (so a failure or a kill at any step leaves the old container, or what the next
+    command repairs, never none), then started and waited for. Up: the old root goes. Not up:
+    with ``rollback`` the old root and definition come back (its writable layer too) and run
+    again, and the image name points at the old image again; without, the new one stays."""
     containers = client.containers
     store = containers.store
-    _path, base = store.definition(spec.name)
-    containers.stop(spec.name)
-    store.remove(spec.name)
-    store.create(spec.with_changes(image_id=image.id), image, base)
+    name = spec.name
+    path, previous = store.definition(name)
+    containers.stop(name)
     try:
-        containers.start(spec.name)
+        store.recreate(spec.with_changes(image_id=new.id), new, previous.copy(), keep_old=True)
+    except NspawnctlError as e:  # the container is as it was: it runs again
+        why = f"cannot recreate the container on {new.short_id}: {e.message}"
+        return _with(row, "failed", why + _start_again(client, name))
+    try:
+        containers.start(name)
+        error = None if timeout == 0 else _wait_up(client, name, timeout)
     except NspawnctlError as e:
-        return f"the container did not start on {image.short_id}: {e.message}"
-    if timeout == 0:
-        return None
-    return _wait_up(client, spec.name, timeout)
+        error = f"the container did not start on {new.short_id}: {e.message}"
+    if error is None or not rollback:
+        store.finish_recreate(name)
+        return _with(row, "true") if error is None else _with(row, "failed", error)
+    try:
+        containers.stop(name)
+        store.undo_recreate(name, path, previous)
+    except NspawnctlError as e:
+        return _with(row, "failed", f"{error}; putting the previous container back failed too: {e.message}")
+    client.images.tag(old.id, spec.image)  # the name points at what runs; the next run retries
+    return _with(row, "rolled back", error + _start_again(client, name))
+
+
+def _start_again(client: Client, name: str) -> str:
+    """Start the (previous) container again: "" when it started, else why not, for the row."""
+    try:
+        client.containers.start(name)
+    except NspawnctlError as e:
+        return f"; the previous container did not start again: {e.message}"
+    return ""
 
 
 def _wait_up(client: Client, name: str, timeout: float) -> str | None:

@@ -523,17 +523,8 @@ def run_check(paths: Paths, name: str) -> HealthState | None:
     except NspawnctlError as e:  # the check's program is missing: a failed check, as docker's
         return _record(paths, name, config, Result(start, _now_iso(), e.exit_code, e.message), containers)
     try:
-        proc = subprocess.run(
-            cmd.argv,
-            env=cmd.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=config.timeout / NS_PER_S,
-            start_new_session=True,
-            check=False,
-        )
-        result = Result(start, _now_iso(), proc.returncode, truncate_output(proc.stdout))
+        code, output = run_bounded(cmd.argv, cmd.env, config.timeout / NS_PER_S, MAX_OUTPUT + 1)
+        result = Result(start, _now_iso(), code, truncate_output(output))
     except subprocess.TimeoutExpired:
         result = Result(
             start, _now_iso(), -1, f"Health check exceeded timeout ({format_duration(config.timeout)})"
@@ -541,6 +532,57 @@ def run_check(paths: Paths, name: str) -> HealthState | None:
     except OSError as e:
         result = Result(start, _now_iso(), -1, f"cannot run the health check: {e}")
     return _record(paths, name, config, result, containers)
+
+
+def run_bounded(argv: list[str], env: dict[str, str], timeout: float, keep: int) -> tuple[int, bytes]:
+    """Run ``argv`` (stdout and stderr in one pipe): its exit code and the first ``keep`` bytes of
+    its output. The rest is read and dropped as it comes, so a check that writes without end
+    (``yes``) neither fills this root process's memory nor blocks on a full pipe.
+    subprocess.TimeoutExpired (the command killed) after ``timeout`` seconds."""
+    import selectors
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    kept = bytearray()
+    with subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    ) as proc:  # on the way out (a timeout too) the pipe is closed and the command reaped
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(left):
+                    _kill_group(proc.pid)
+                    raise subprocess.TimeoutExpired(argv, timeout)
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                if len(kept) < keep:
+                    kept += chunk[: keep - len(kept)]
+        try:
+            code = proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            raise
+    return code, bytes(kept)
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the check's session (nsenter and the command it forked into the container)."""
+    import signal
+
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _record(

@@ -255,6 +255,11 @@ def exec_argv(
     return [*cmd, "--", *argv]
 
 
+MAX_ACCOUNT_FILE = 4 << 20
+"""Bytes of the container's /etc/passwd or /etc/group read at most: the health check reads them
+as root on the host every interval, and the container's payload may have grown them."""
+
+
 def resolve_user(root: Path, user: str | None) -> tuple[int | None, int | None]:
     """``user[:group]`` (names or numbers), looked up in the container's own /etc/passwd and group."""
     if not user:
@@ -265,7 +270,8 @@ def resolve_user(root: Path, user: str | None) -> tuple[int | None, int | None]:
         if key.isdigit():
             return int(key)
         try:
-            for line in (root / "etc" / file).read_text().splitlines():
+            text = read_in_root(root, f"/etc/{file}", MAX_ACCOUNT_FILE).decode(errors="replace")
+            for line in text.splitlines():
                 parts = line.split(":")
                 if parts[0] == key and len(parts) > field:
                     return int(parts[field])
@@ -278,6 +284,52 @@ def resolve_user(root: Path, user: str | None) -> tuple[int | None, int | None]:
     if gid is None and not name.isdigit():
         gid = lookup("passwd", name, 3)
     return uid, gid
+
+
+def read_in_root(root: Path, path: str, limit: int) -> bytes:
+    """The regular file ``path`` of the container's root, resolved as a chroot would (a symlink
+    planted by the payload never leads out to the host's files) and opened with ``O_NOFOLLOW``;
+    at most ``limit`` bytes. OSError when it is missing; CommandFailed when it is not a regular
+    file or larger than ``limit``."""
+    import stat
+
+    from ..store import rootpath
+
+    def refuse(why: str) -> CommandFailed:
+        return CommandFailed(
+            f"the container's {path} {why}", hint="fix or replace that file in the container"
+        )
+
+    root_fd = os.open(root, rootpath.DIR_READ)
+    try:
+        comps = rootpath.resolve(root_fd, path)
+        st = rootpath.lstat(root_fd, comps)
+        if st is None:
+            raise FileNotFoundError(path)
+        if not comps or not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never end
+            raise refuse("is not a regular file")
+        dir_fd = rootpath.open_dir(root_fd, comps[:-1])
+        try:
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+            fd = os.open(comps[-1], flags, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        os.close(root_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the lstat
+            raise refuse("is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+        raise refuse(f"is larger than {limit >> 20} MiB")
+    finally:
+        os.close(fd)
 
 
 def run_exec(argv: list[str], env: dict[str, str], tty: bool, interactive: bool = True) -> int:

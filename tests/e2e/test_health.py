@@ -276,12 +276,14 @@ def test_auto_update_recreates_on_a_newer_image_and_rolls_back_a_broken_one(nsp:
     assert health_of(nsp, name)["Status"] == "healthy"
     assert nsp("exec", other, "cat", "/version").stdout == "1\n"
 
+    nsp("exec", name, "sh", "-c", "echo kept > /kept")  # the writable layer the rollback puts back
     _image(oci, tag, "3", ok=False)  # its HEALTHCHECK fails: rolled back
     rows = [r for r in _auto_update(nsp, oci, "--timeout", "60") if r["ContainerName"] == name]
     assert rows[0]["Updated"] == "rolled back" and "unhealthy" in rows[0]["Error"], rows
     info = nsp.json("inspect", name)[0]
     assert info["ImageId"] == v2.config_digest and info["State"]["Running"], info
     assert nsp("exec", name, "cat", "/version").stdout == "2\n"
+    assert nsp("exec", name, "cat", "/kept").stdout == "kept\n"  # its own root, not a fresh one
     assert json.loads(nsp("image", "inspect", ref).stdout)[0]["id"] == v2.config_digest
     wait_for("healthy after the rollback", lambda: health_of(nsp, name).get("Status") == "healthy")
     assert v1.config_digest != v2.config_digest

@@ -198,3 +198,29 @@ def test_state_file_round_trips(tmp_path: object) -> None:
     }
     health.forget_state(paths, "c")
     assert health.read_state(paths, "c") is None
+
+
+def test_check_output_is_read_only_as_far_as_it_is_kept() -> None:
+    """50 MB of output: the first MAX_OUTPUT + 1 bytes are kept, the rest is never held."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        code, out = health.run_bounded(["head", "-c", "50000000", "/dev/zero"], {}, 30, health.MAX_OUTPUT + 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert code == 0 and out == b"\0" * (health.MAX_OUTPUT + 1)
+    assert peak < 1 << 20
+    assert health.run_bounded(["sh", "-c", "echo hi; exit 3"], {}, 30, 100) == (3, b"hi\n")
+
+
+@pytest.mark.parametrize("script", ["exec sleep 30", "cat /dev/zero", "sleep 30 & exit 0"])
+def test_check_timeout_holds_with_endless_output_or_a_child_keeping_the_pipe(script: str) -> None:
+    import subprocess
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        health.run_bounded(["sh", "-c", script], {}, 0.5, health.MAX_OUTPUT + 1)
+    assert time.monotonic() - start < 10
