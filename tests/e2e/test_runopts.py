@@ -112,6 +112,14 @@ def test_init_stop_signal_and_stop_timeout(nsp: CLI, busybox: str) -> None:
     assert host["Config"]["StopSignal"] == "SIGUSR1" and host["HostConfig"]["StopTimeout"] == 7
     text = (SETTINGS / f"{name}.nspawn").read_text()
     assert "KillSignal=SIGUSR1" in text and "StopTimeout=7" in text
+    # systemd's own stop (machinectl stop, shutdown) waits as long: 7 s + nspawn's 10 s to clean up
+    import subprocess
+
+    shown = subprocess.run(
+        ["systemctl", "show", "-p", "TimeoutStopUSec", f"nspawnctl-{name}.service"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert shown.strip() == "TimeoutStopUSec=17s", shown
     nsp("stop", name)
     assert "got-usr1" in nsp("logs", name).stdout
     assert nsp.json("inspect", name)[0]["State"]["ExitCode"] == 0
