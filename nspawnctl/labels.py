@@ -1,8 +1,14 @@
-"""Container labels (docker's ``-l/--label KEY=VALUE`` and ``--label-file``): parsed and checked
-here, kept in the .nspawn file as ``[X-Nspawnctl] Label=KEY=VALUE`` lines (quoted as words)."""
+r"""Container labels (docker's ``-l/--label KEY=VALUE`` and ``--label-file``): parsed and checked
+here, kept in the .nspawn file as ``[X-Nspawnctl] Label=KEY=VALUE`` lines (quoted as words).
+
+A label may hold any text (an image's multi-line description, say): in the Label= word a backslash,
+a control character and a ``=`` in the key are written as ``\xHH`` (``\n``, ``\r`` for line
+breaks), which only nspawnctl reads (nspawn ignores X- sections), so ``generate`` gives back the
+same labels. Any other backslash sequence is read as it stands (files written before this)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import InvalidArgument
@@ -10,17 +16,13 @@ from .errors import InvalidArgument
 
 def parse_labels(items: list[str], option: str = "--label") -> dict[str, str]:
     """``KEY=VALUE`` items into a dict, later ones winning; a bare ``KEY`` is an empty value (as
-    docker's). A key may not be empty, and no value may hold a line break (the file cannot)."""
+    docker's). A key may not be empty."""
     out: dict[str, str] = {}
     for item in items:
         key, _, value = item.partition("=")
         if not key.strip():
             raise InvalidArgument(
                 f"invalid label {item!r} ({option})", hint="use KEY=VALUE, e.g. -l tier=web"
-            )
-        if any(c in item for c in "\n\r\0"):
-            raise InvalidArgument(
-                f"label {key!r} ({option}) contains a line break or NUL, which a .nspawn file cannot hold"
             )
         out[key] = value
     return out
@@ -42,13 +44,37 @@ def read_label_file(path: str) -> list[str]:
     return out
 
 
+_SPECIAL = re.compile(r"[\\\x00-\x08\x0a-\x1f\x7f]")
+_ESCAPED = re.compile(r"\\(n|r|x[0-9a-f]{2})")
+
+
+def _escape(text: str, pattern: re.Pattern[str] = _SPECIAL) -> str:
+    def one(m: re.Match[str]) -> str:
+        c = m.group()
+        return {"\n": "\\n", "\r": "\\r"}.get(c, f"\\x{ord(c):02x}")
+
+    return pattern.sub(one, text)
+
+
+def _unescape(text: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        e = m.group(1)
+        return {"n": "\n", "r": "\r"}.get(e) or chr(int(e[1:], 16))
+
+    return _ESCAPED.sub(one, text)
+
+
+_SPECIAL_KEY = re.compile(_SPECIAL.pattern[:-1] + "=]")
+
+
 def labels_from_words(words: list[str]) -> dict[str, str]:
     """The ``Label=`` words of a .nspawn file back into a dict."""
-    return parse_labels(words, "Label=")
+    return {_unescape(k): _unescape(v) for k, v in parse_labels(words, "Label=").items()}
 
 
 def labels_to_words(labels: dict[str, str]) -> list[str]:
-    """One ``Label=`` value per label, quoted so that systemd's word splitting gives it back."""
+    """One ``Label=`` value per label, escaped (see above) and quoted so that systemd's word
+    splitting gives it back."""
     from .nspawnfile import quote_words
 
-    return [quote_words([f"{k}={v}"]) for k, v in labels.items()]
+    return [quote_words([f"{_escape(k, _SPECIAL_KEY)}={_escape(v)}"]) for k, v in labels.items()]

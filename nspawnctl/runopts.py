@@ -914,35 +914,24 @@ def check_sysctls(s: RunSettings, network: str) -> None:
 
 def apply_sysctls(netns: str, sysctls: tuple[tuple[str, str], ...]) -> None:
     """Write net.* sysctls inside the network namespace ``netns`` (a bind-mounted nsfs file): a
-    thread of our own joins it (setns moves only the calling thread) and writes /proc/sys, which
-    answers for the writer's namespace."""
+    thread of our own joins it (net.netns.run_in, libc's setns: os.setns is Python >= 3.12) and
+    writes /proc/sys, which answers for the writer's namespace."""
     import os
-    import threading
 
-    failure: list[BaseException] = []
+    from .net import netns as ns
 
     def work() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        for name, value in sysctls:
+            path = "/proc/sys/" + name.replace(".", "/")
+            wfd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                os.setns(fd, os.CLONE_NEWNET)  # type: ignore[attr-defined,unused-ignore]
+                os.write(wfd, value.encode())
             finally:
-                os.close(fd)
-            for name, value in sysctls:
-                path = "/proc/sys/" + name.replace(".", "/")
-                wfd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:
-                    os.write(wfd, value.encode())
-                finally:
-                    os.close(wfd)
-        except BaseException as e:  # raised in the caller's thread below
-            failure.append(e)
+                os.close(wfd)
 
-    t = threading.Thread(target=work, name="sysctl")
-    t.start()
-    t.join()
-    if failure:
-        e = failure[0]
+    try:
+        ns.run_in(netns, work)
+    except OSError as e:
         raise InvalidArgument(
             f"cannot set --sysctl in the container's network namespace: {e}",
             hint="check the name and value (sysctl -a lists them)",

@@ -39,6 +39,8 @@ def _libc() -> ctypes.CDLL:
     libc.umount2.restype = ctypes.c_int
     libc.unshare.argtypes = [ctypes.c_int]
     libc.unshare.restype = ctypes.c_int
+    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.setns.restype = ctypes.c_int
     return libc
 
 
@@ -94,6 +96,22 @@ def _in_thread(fn: Callable[[], T]) -> T:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
+
+
+def run_in(path: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a thread that joined the network namespace ``path`` (an nsfs file): setns
+    moves only that thread, so the caller's namespace never changes; ``fn``'s result or error."""
+    libc = _libc()
+
+    def inside() -> T:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check(libc.setns(fd, CLONE_NEWNET), f"setns {path}")
+        finally:
+            os.close(fd)
+        return fn()
+
+    return _in_thread(inside)
 
 
 def create(name: str) -> Rtnl:

@@ -27,6 +27,7 @@ from .units import (
     log_extra_field,
     persistent_unit_name,
     restart_settings,
+    stop_timeout_sec,
     systemd_restart,
 )
 
@@ -129,7 +130,7 @@ def render_dropin(
         "MOUNTS": "\n".join(f"RequiresMountsFor={unit_value(m, c_escapes=False)}" for m in mounts),
         "UNIT_EXTRA": "\n".join(unit_keys),
         "PYTHON": unit_word(python),
-        "TIMEOUT_STOP": f"{RESTART_STOP_TIMEOUT}s",
+        "TIMEOUT_STOP": f"{stop_timeout_sec(spec, RESTART_STOP_TIMEOUT)}s",
         "RESTART": restart,
         "LOG_FIELD": log_extra_field(spec),
         "EXTRA": "\n".join(extra),

@@ -27,6 +27,15 @@ STOP_TIMEOUT = 10
 # Units that restart: stop goes through StopUnit (so systemd does not restart what it sees die) and
 # nspawnctl escalates after -t itself; systemd's own default, as for systemd-nspawn@.service, is the cap.
 RESTART_STOP_TIMEOUT = 90
+# --stop-timeout N: systemd's own stop (machinectl/systemctl stop, shutdown) waits as long as
+# nspawnctl's stop does: N seconds, then the 10 s nspawn gets to clean up after its second SIGTERM
+STOP_GRACE = 10
+
+
+def stop_timeout_sec(spec: ContainerSpec, default: int) -> int:
+    """TimeoutStopSec= of the container's unit: ``default``, or longer for a longer --stop-timeout."""
+    own = spec.settings.stop_timeout
+    return default if own is None else max(default, own + STOP_GRACE)
 # A payload that fails is restarted after 1 s, then ever later up to every 5 min (systemd >= 254
 # grows the delay in RestartSteps= steps), so one that can never start (port taken, networkd
 # missing) does not loop every second forever, at every boot too. Older systemd has no backoff:
@@ -190,7 +199,7 @@ def unit_properties(
     full = exec_argv(spec, pool, launch)
     argv = [exec_arg(a) for a in [_argv0(full[0]), *full[1:]]]
     restart = systemd_restart(spec.restart)
-    stop_timeout = STOP_TIMEOUT if restart == "no" else RESTART_STOP_TIMEOUT
+    stop_timeout = stop_timeout_sec(spec, STOP_TIMEOUT if restart == "no" else RESTART_STOP_TIMEOUT)
     props: list[Property] = [
         ("Description", "s", f"nspawnctl container {spec.name}"),
         ("ExecStart", "a(sasb)", [[full[0], argv, False]]),

@@ -207,9 +207,10 @@ def test_labels_from_flags_file_and_image_survive_generate(nsp: CLI, oci: Env, w
     name = nsp.name("lab")
     nsp(
         "create", "--name", name, "--label-file", str(labels), "-l", "shared=flag",
-        "-l", "org.example.role=mine", "-l", "spaced=a b 'c'", ref,
+        "-l", "org.example.role=mine", "-l", "spaced=a b 'c'", "-l", "multi=line1\nline2 \\", ref,
     )  # fmt: skip
     want = {"from.file": "yes", "shared": "flag", "org.example.role": "mine", "spaced": "a b 'c'"}
+    want["multi"] = "line1\nline2 \\"  # as an image's multi-line description label: escaped in Label=
     assert nsp.json("inspect", name)[0]["Config"]["Labels"] == want  # the flag wins over the image's
     other = nsp.name("lab")
     nsp("create", "--name", other, ref)

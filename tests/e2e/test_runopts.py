@@ -112,6 +112,14 @@ def test_init_stop_signal_and_stop_timeout(nsp: CLI, busybox: str) -> None:
     assert host["Config"]["StopSignal"] == "SIGUSR1" and host["HostConfig"]["StopTimeout"] == 7
     text = (SETTINGS / f"{name}.nspawn").read_text()
     assert "KillSignal=SIGUSR1" in text and "StopTimeout=7" in text
+    # systemd's own stop (machinectl stop, shutdown) waits as long: 7 s + nspawn's 10 s to clean up
+    import subprocess
+
+    shown = subprocess.run(
+        ["systemctl", "show", "-p", "TimeoutStopUSec", f"nspawnctl-{name}.service"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert shown.strip() == "TimeoutStopUSec=17s", shown
     nsp("stop", name)
     assert "got-usr1" in nsp("logs", name).stdout
     assert nsp.json("inspect", name)[0]["State"]["ExitCode"] == 0
@@ -168,6 +176,39 @@ def test_exec_detach_and_env_file(nsp: CLI, busybox: str, tmp: Path) -> None:
         time.sleep(0.1)
     ps = nsp("exec", name, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
     assert "sleep 300" in ps, ps
+
+
+def test_exec_detach_keeps_env_private_and_dollars(nsp: CLI, busybox: str) -> None:
+    """exec -d: the -e values reach the command exactly but not the unit's properties (readable by
+    every host user); ``$`` words are not expanded by systemd; the env file goes with the unit."""
+    import glob
+    import subprocess
+
+    name = nsp.name("exds")
+    secret = 's3cr3t "q" $HOME `x` \\ end'
+    nsp("run", "-d", "--name", name, "-e", f"SECRET={secret}", busybox, "sleep", "600")
+    nsp(
+        "exec", "-d", "-e", "NL=line1\nline2", name, "sh", "-c",
+        'printf "%s|" "$SECRET" "$NL" "$1" "$2" "$3" > /tmp/out; echo $$ > /tmp/pid; exec sleep 10',
+        "sh", "$HOME", "${PATH}", "$$",
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while nsp("exec", name, "cat", "/tmp/pid", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "exec -d never ran"
+        time.sleep(0.1)
+    units = subprocess.run(
+        ["systemctl", "list-units", "--plain", "--no-legend", f"nspawnctl-exec-{name}-*"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    unit = next(u for u in units if u.endswith(".service"))
+    shown = subprocess.run(["systemctl", "show", unit], capture_output=True, text=True, check=True).stdout
+    assert "s3cr3t" not in shown
+    assert nsp("exec", name, "cat", "/tmp/out").stdout == f"{secret}|line1\nline2|$HOME|${{PATH}}|$$|"
+    assert nsp("exec", name, "cat", "/tmp/pid").stdout.strip().isdigit()
+    stem = unit.removesuffix(".service")
+    while glob.glob(f"/run/nspawnctl/exec/{stem}"):
+        assert time.monotonic() < deadline + 30, "the env file stayed after the unit ended"
+        time.sleep(0.2)
 
 
 def test_logs_until(nsp: CLI, busybox: str) -> None:

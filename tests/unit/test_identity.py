@@ -91,6 +91,25 @@ def test_labels_round_trip_through_the_nspawn_file() -> None:
     assert file_to_spec("c", NspawnFile.parse(text)).labels == labels
 
 
+def test_labels_with_line_breaks_and_control_characters_round_trip() -> None:
+    """An image's multi-line description label (or anything else) is stored and read back as is."""
+    from nspawnctl.labels import labels_from_words
+
+    labels = {
+        "org.opencontainers.image.description": "line1\nline2\r\n\tend",
+        "ctl": "\x00\x1b[31m\x7f",
+        "trail": "ends in \\",
+        "looks\\nescaped": "\\n \\x41 \\\\",
+        "k=ey\n": "v",
+        "unicode": "caf\u00e9 \u2028",
+    }
+    text = spec_to_file(_spec("c", "1" * 64, labels)).render()
+    assert text.count("Label=") == len(labels)
+    assert file_to_spec("c", NspawnFile.parse(text)).labels == labels
+    # a word written before escaping: unknown backslash sequences stay as they are
+    assert labels_from_words(["path=C:\\dir\\file"]) == {"path": "C:\\dir\\file"}
+
+
 def test_label_parsing_and_files(tmp_path: Path) -> None:
     assert parse_labels(["a=1", "b", "a=2", "c=x=y"]) == {"a": "2", "b": "", "c": "x=y"}
     with pytest.raises(InvalidArgument, match="invalid label"):

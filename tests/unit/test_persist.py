@@ -244,3 +244,14 @@ def test_systemd_version_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
     m = FakeManager()
     m.bus = Broken()  # type: ignore[assignment]
     assert asyncio.run(persist.systemd_version(m)) == 257  # type: ignore[arg-type]
+
+
+def test_dropin_stop_timeout_follows_stop_timeout() -> None:
+    from nspawnctl.runopts import RunSettings
+
+    spec = dataclasses.replace(SPEC, settings=RunSettings(stop_timeout=300))
+    text = persist.render_dropin(spec, Paths(), enabled=False, python="/usr/bin/python3", unified=False)
+    assert ("TimeoutStopSec", "310s") in keys(text)
+    spec = dataclasses.replace(SPEC, settings=RunSettings(stop_timeout=5))
+    text = persist.render_dropin(spec, Paths(), enabled=False, python="/usr/bin/python3", unified=False)
+    assert ("TimeoutStopSec", "90s") in keys(text)

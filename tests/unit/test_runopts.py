@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from nspawnctl.errors import InvalidArgument
@@ -207,3 +210,47 @@ def test_unit_only_settings_reach_both_kinds_of_unit() -> None:
     assert ("OOMScoreAdjust", "i", -10) in props
     env = [p for p in props if p[0] == "Environment"]
     assert len(env) == 1 and "SYSTEMD_SECCOMP=0" in env[0][2]
+
+
+def _netns_child():  # type: ignore[no-untyped-def]
+    """A child process in a network namespace of its own (root and unshare needed)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare")
+    child = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    for _ in range(200):
+        if os.readlink(f"/proc/{child.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+            return child
+        time.sleep(0.01)
+    child.kill()
+    pytest.skip("unshare --net did not make a network namespace")
+
+
+def test_apply_sysctls_writes_in_the_namespace_only() -> None:
+    """Runs the real setns path on this Python (3.11 has no os.setns): the value lands in the
+    child's namespace, not in the caller's, whose namespace stays its own."""
+    import subprocess
+
+    from nspawnctl.runopts import apply_sysctls
+
+    key = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
+    before = open(key).read()
+    own = os.readlink("/proc/thread-self/ns/net")
+    child = _netns_child()
+    try:
+        path = f"/proc/{child.pid}/ns/net"
+        apply_sysctls(path, ())
+        apply_sysctls(path, (("net.ipv4.ip_unprivileged_port_start", "77"),))
+        inside = subprocess.run(
+            ["nsenter", f"--net={path}", "cat", key], capture_output=True, text=True, check=True
+        ).stdout
+        assert inside.strip() == "77"
+        assert open(key).read() == before
+        assert os.readlink("/proc/thread-self/ns/net") == own
+        with pytest.raises(InvalidArgument, match="cannot set --sysctl"):
+            apply_sysctls(path, (("net.ipv4.no_such_sysctl", "1"),))
+    finally:
+        child.kill()
+        child.wait()

@@ -149,3 +149,18 @@ def test_bad_volumes(text: str) -> None:
 def test_volume_parse() -> None:
     assert Volume.parse("/a:/b:ro") == Volume("/a", "/b", True)
     assert Volume.parse("/a:/b") == Volume("/a", "/b", False)
+
+
+@pytest.mark.parametrize(
+    ("restart", "stop_timeout", "want"),
+    [("no", None, 10), ("always", None, 90), ("no", 300, 310), ("always", 300, 310), ("always", 5, 90)],
+)
+def test_stop_timeout_reaches_the_units_timeout(restart: str, stop_timeout: int | None, want: int) -> None:
+    """systemd's own stop (machinectl stop, shutdown) waits as long as nspawnctl's stop does."""
+    import dataclasses
+
+    from nspawnctl.runopts import RunSettings
+
+    spec = dataclasses.replace(SPEC, restart=restart, settings=RunSettings(stop_timeout=stop_timeout))
+    props = {name: value for name, _, value in unit_properties(spec, Path("/p"), Launch())}
+    assert props["TimeoutStopUSec"] == want * 1_000_000
