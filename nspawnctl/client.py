@@ -45,7 +45,7 @@ from .spec import (
     PortMapping,
     RunDefaults,
     Volume,
-    exposed_ports,
+    image_exposed,
     publish_all,
     spec_to_file,
 )
@@ -512,7 +512,7 @@ class Containers:
             from .runopts import check_sysctls
 
             check_sysctls(options.settings, network)
-        exposed = list(dict.fromkeys(p for text in defaults.ports for p in exposed_ports(text)))
+        exposed = image_exposed(defaults.ports, image)
         ports = publish_all(options.ports, exposed) if options.publish_all else list(options.ports)
         if private_users:
             from .idmap import idmap_volumes

@@ -11,7 +11,16 @@ import pytest
 from nspawnctl.errors import ImageNotFound, InvalidArgument, PortInUse
 from nspawnctl.net.ports import docker_ports, host_endpoint, pick_ports, port_range
 from nspawnctl.pull.policy import ensure_image, pullable
-from nspawnctl.spec import ContainerSpec, PortMapping, Volume, exposed_ports, parse_publish, publish_all
+from nspawnctl.spec import (
+    MAX_EXPOSED,
+    ContainerSpec,
+    PortMapping,
+    Volume,
+    exposed_ports,
+    image_exposed,
+    parse_publish,
+    publish_all,
+)
 from nspawnctl.store.volumes import _inside, check_volume_name, parse_labels
 
 
@@ -63,6 +72,27 @@ def test_pick_skips_this_containers_own_explicit_ports() -> None:
 def test_pick_fails_cleanly_when_the_range_is_full() -> None:
     with pytest.raises(PortInUse, match="no free host port"):
         pick_ports([PortMapping(0, 80)], ["5000:1/tcp"], lambda pm: True, range(5000, 5001))
+
+
+def test_pick_is_one_pass_over_the_range() -> None:
+    # F11: 2000 picked ports test each candidate port once, not the range again per port
+    tested: list[int] = []
+    picked = pick_ports(
+        [PortMapping(0, p) for p in range(1, 2001)],
+        taken=["40000:1/tcp"],
+        free=lambda pm: tested.append(pm.host_port) is None and pm.host_port % 7 != 0,
+        candidates=range(32768, 61000),
+    )
+    assert len({pm.host_port for pm in picked}) == 2000
+    assert len(tested) == len(set(tested))  # no port bind-tested twice
+    assert 40000 not in {pm.host_port for pm in picked}
+
+
+def test_image_exposed_is_bounded() -> None:
+    assert image_exposed(["80/tcp", "80", "53/udp"], "img") == ["80/tcp", "53/udp"]
+    assert len(image_exposed([f"1-{MAX_EXPOSED}/tcp"], "img")) == MAX_EXPOSED
+    with pytest.raises(InvalidArgument, match="image evil exposes more than"):
+        image_exposed(["1-65535/tcp"], "evil")
 
 
 def test_port_range() -> None:
