@@ -19,10 +19,12 @@ user stays writable for that user.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterable
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Paths
-from ..errors import InvalidArgument, VolumeInUse, VolumeNotFound
+from ..errors import InvalidArgument, VolumeCopyFailed, VolumeInUse, VolumeNotFound
 from . import btrfs
 from .files import tree_size
 
@@ -177,14 +179,39 @@ class VolumeStore:
         if source is None or any(os.scandir(dest)):
             return
         st = source.lstat()
-        if any(os.scandir(source)):
-            subprocess.run(
-                ["cp", "-a", "--reflink=auto", "--", f"{source}/.", f"{dest}/"],
-                check=True,
-                capture_output=True,
-            )
-        os.chown(dest, st.st_uid, st.st_gid)
-        os.chmod(dest, stat.S_IMODE(st.st_mode))
+        try:
+            if any(os.scandir(source)):
+                subprocess.run(
+                    ["cp", "-a", "--reflink=auto", "--", f"{source}/.", f"{dest}/"],
+                    check=True,
+                    capture_output=True,
+                )
+            os.chown(dest, st.st_uid, st.st_gid)
+            os.chmod(dest, stat.S_IMODE(st.st_mode))
+        except subprocess.CalledProcessError as e:
+            raise _copy_failed(dest, name, target, e.stderr.decode(errors="replace").strip()) from e
+        except OSError as e:
+            raise _copy_failed(dest, name, target, str(e)) from e
+
+
+def _copy_failed(dest: Path, name: str, target: str, why: str) -> VolumeCopyFailed:
+    """The error of a failed copy-up, the volume emptied again: a half copy would stop the next
+    container's copy-up for good."""
+    _empty(dest)
+    return VolumeCopyFailed(
+        f"cannot copy the image's {target} into volume {name}: {why}",
+        hint="check the pool's free space (nspawnctl system df), or bind a host directory there",
+    )
+
+
+def _empty(path: Path) -> None:
+    """Delete what is inside ``path`` (not following symlinks), keeping ``path`` itself."""
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def _inside(root: Path, target: str) -> Path | None:
