@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -217,3 +218,22 @@ def test_publish_all_implies_a_network_of_its_own() -> None:
     assert _network_and_userns(RunOptions(publish_all=True))[0] == "veth"
     with pytest.raises(InvalidArgument, match="-P needs a network of the container's own"):
         _network_and_userns(RunOptions(publish_all=True, network="host"))
+
+
+def test_tree_size_counts_files_of_a_very_deep_tree(tmp_path: Path) -> None:
+    """Review L4: os.walk recursed (RecursionError at ~1000 levels on 3.11) in volume prune/system df."""
+    from nspawnctl.store.files import tree_size
+
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(1200):  # made level by level (pathlib's mkdir(parents=True) recurses too)
+        os.mkdir("d", dir_fd=fd)
+        fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+    f = os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+    os.write(f, b"x" * 10)
+    os.close(f)
+    os.close(fd)
+    (tmp_path / "g").write_bytes(b"y" * 5)
+    (tmp_path / "link").symlink_to("/etc")  # not followed, not counted
+    assert tree_size(tmp_path) == 15
+    assert tree_size(tmp_path / "missing") == 0
