@@ -237,3 +237,51 @@ def test_tree_size_counts_files_of_a_very_deep_tree(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to("/etc")  # not followed, not counted
     assert tree_size(tmp_path) == 15
     assert tree_size(tmp_path / "missing") == 0
+    # taken down level by level too: pytest's own cleanup (shutil.rmtree) would recurse
+    fds = [os.open(tmp_path, os.O_RDONLY)]
+    for _ in range(1200):
+        fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+    os.unlink("f", dir_fd=fds.pop())
+    for fd in reversed(fds):
+        os.rmdir("d", dir_fd=fd)
+        os.close(fd)
+
+
+def _plain_volumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A VolumeStore on plain directories (btrfs stubbed)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from nspawnctl.store import btrfs
+    from nspawnctl.store.volumes import VolumeStore
+
+    monkeypatch.setattr(btrfs, "is_subvolume", lambda p: Path(p).is_dir() and not Path(p).is_symlink())
+    monkeypatch.setattr(btrfs, "create_subvolume", lambda p: Path(p).mkdir())
+    monkeypatch.setattr(btrfs, "delete", lambda p: shutil.rmtree(p, ignore_errors=True))
+    return VolumeStore(SimpleNamespace(store=tmp_path), dict)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("order", [("foo", "foo.json"), ("foo.json", "foo")])
+def test_volumes_foo_and_foo_json_do_not_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: tuple[str, str]
+) -> None:
+    """Review L5: foo's record was volumes/foo.json, the path of volume foo.json."""
+    store = _plain_volumes(tmp_path, monkeypatch)
+    for name in order:
+        store.create(name, {"n": name})
+    want = [("foo", {"n": "foo"}), ("foo.json", {"n": "foo.json"})]
+    assert [(v.name, v.labels) for v in store.list()] == want
+    assert sorted(p.name for p in (tmp_path / "volumes").iterdir()) == [".meta", "foo", "foo.json"]
+    assert store.remove("foo") and [v.name for v in store.list()] == ["foo.json"]
+    assert store.get("foo.json").labels == {"n": "foo.json"}
+
+
+def test_an_older_volume_record_is_read_and_moved_out_of_the_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _plain_volumes(tmp_path, monkeypatch)
+    (tmp_path / "volumes" / "foo").mkdir(parents=True)
+    (tmp_path / "volumes" / "foo.json").write_text('{"CreatedAt": "then", "Labels": {"a": "1"}}')
+    assert store.get("foo").labels == {"a": "1"}
+    store.create("foo.json")
+    assert store.get("foo").created == "then" and store.get("foo.json").labels == {}
