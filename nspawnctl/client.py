@@ -45,7 +45,7 @@ from .spec import (
     PortMapping,
     RunDefaults,
     Volume,
-    exposed_ports,
+    image_exposed,
     publish_all,
     spec_to_file,
 )
@@ -461,14 +461,27 @@ class Volumes:
         return [(tree_size(v.mountpoint), bool(v.users)) for v in self.list()]
 
     def resolve(self, volumes: builtins.list[Volume]) -> builtins.list[Volume]:
-        """``-v NAME:/path`` as the bind of volume NAME's path, the volume made when missing."""
-        if not any(v.named for v in volumes):
-            return volumes
+        """``-v NAME:/path`` as the bind of volume NAME's path; :meth:`make` makes it."""
+        return [dataclasses.replace(v, host=str(self.store.path(v.host))) if v.named else v for v in volumes]
+
+    def make(self, volumes: builtins.list[Volume]) -> builtins.list[str]:
+        """Make the missing volumes these binds name; the names made, for :meth:`discard`."""
+        names = [n for v in volumes if (n := self.store.name_of(v.host)) is not None]
+        if not names:
+            return []
+        made = []
         with self._client.pool.lock():
-            return [
-                dataclasses.replace(v, host=str(self.store.create(v.host).mountpoint)) if v.named else v
-                for v in volumes
-            ]
+            for name in dict.fromkeys(names):
+                if not self.store.exists(name):
+                    self.store.create(name)
+                    made.append(name)
+        return made
+
+    def discard(self, names: builtins.list[str]) -> None:
+        """Undo :meth:`make` after a failed create; a volume someone bound meanwhile stays."""
+        for name in names:
+            with contextlib.suppress(NspawnctlError):
+                self.remove(name, force=True)
 
     def copy_up(self, volumes: builtins.list[Volume], image_root: Path) -> None:
         if not any(v.host.startswith(f"{self._client.paths.store}/volumes/") for v in volumes):
@@ -503,16 +516,16 @@ class Containers:
         # --mount type=volume: a named volume like -v NAME:/path; without a source an anonymous
         # one (a random name, as docker's), kept until 'volume rm'/'volume prune'
         mounts = [Volume(n or secrets.token_hex(32), t, ro) for n, t, ro in options.named_volumes]
-        volumes = self._client.volumes.resolve([*options.volumes, *mounts])  # made when missing
-        for v in volumes:
-            if not os.path.exists(v.host):
+        for v in [*options.volumes, *mounts]:
+            if not v.named and not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
+        volumes = self._client.volumes.resolve([*options.volumes, *mounts])  # made last, see below
         notices = [notice] if notice else []
         if options.settings.sysctls:
             from .runopts import check_sysctls
 
             check_sysctls(options.settings, network)
-        exposed = list(dict.fromkeys(p for text in defaults.ports for p in exposed_ports(text)))
+        exposed = image_exposed(defaults.ports, image)
         ports = publish_all(options.ports, exposed) if options.publish_all else list(options.ports)
         if private_users:
             from .idmap import idmap_volumes
@@ -564,18 +577,28 @@ class Containers:
             )
         check_exec(spec.command, spec.env)
         spec_to_file(spec)  # every value a .nspawn file can hold, before anything is made
-        with self._picking_ports(spec) as spec:
-            for attempt in range(_NAME_ATTEMPTS):
-                try:
-                    created = self.store.create(spec, img)
-                    break
-                except NameInUse:
-                    # a generated name is picked outside the pool lock: a create running alongside
-                    # (parallel 'run --rm') may have drawn the same one first
-                    if options.name or attempt == _NAME_ATTEMPTS - 1:
-                        raise
-                    spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
-        self._client.volumes.copy_up(created.volumes, img.path)
+        made: builtins.list[str] = []  # the volumes this create made: undone if it fails
+        try:
+            with self._picking_ports(spec) as spec:
+                made = self._client.volumes.make(spec.volumes)  # once everything is checked
+                for attempt in range(_NAME_ATTEMPTS):
+                    try:
+                        created = self.store.create(spec, img)
+                        break
+                    except NameInUse:
+                        # a generated name is picked outside the pool lock: a create running
+                        # alongside (parallel 'run --rm') may have drawn the same one first
+                        if options.name or attempt == _NAME_ATTEMPTS - 1:
+                            raise
+                        spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
+            try:
+                self._client.volumes.copy_up(created.volumes, img.path)
+            except BaseException:
+                self.store.remove(created.name)
+                raise
+        except BaseException:
+            self._client.volumes.discard(made)
+            raise
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created

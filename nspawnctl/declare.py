@@ -34,8 +34,8 @@ from .spec import (
     check_bind_options,
     check_interface_name,
     check_port_mappings,
-    exposed_ports,
     file_to_spec,
+    image_exposed,
     network_bridge,
     network_from_file,
     nspawn_network,
@@ -448,7 +448,7 @@ def desired(
         volumes=volumes,
         private_users=private_users,
         auto_remove=False,
-        exposed=list(dict.fromkeys(p for text in defaults.ports for p in exposed_ports(text))),
+        exposed=image_exposed(defaults.ports, d.image),
         labels={**defaults.labels, **spec.labels},  # the file's win over the image's
     )
     try:

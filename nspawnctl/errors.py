@@ -85,6 +85,12 @@ class VolumeInUse(Conflict):
     code = "volume-in-use"
 
 
+class VolumeCopyFailed(NspawnctlError):
+    """docker's copy-up of the image's directory into a new volume failed (ENOSPC, odd files)."""
+
+    code = "volume-copy-failed"
+
+
 class NetworkError(NspawnctlError):
     """The container's network could not be built (netns, links, addresses, proxies)."""
 

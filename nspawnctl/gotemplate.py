@@ -163,9 +163,14 @@ def _parse_pipeline(tokens: list[tuple[str, str]], source: str, body: str) -> Pi
     return pipeline
 
 
+MAX_DEPTH = 100  # nested '(' in one action: parsing and running them recurse
+
+
 def _pipeline(
-    tokens: list[tuple[str, str]], source: str, body: str
+    tokens: list[tuple[str, str]], source: str, body: str, depth: int = 0
 ) -> tuple[Pipeline, list[tuple[str, str]]]:
+    if depth > MAX_DEPTH:
+        raise TemplateError(f"template {source!r}: more than {MAX_DEPTH} nested '(' in an action")
     commands: list[tuple[Any, ...]] = []
     current: list[Any] = []
     while tokens:
@@ -179,7 +184,7 @@ def _pipeline(
             commands.append(tuple(current))
             current = []
         elif kind == "lparen":
-            inner, tokens = _pipeline(tokens, source, body)
+            inner, tokens = _pipeline(tokens, source, body, depth + 1)
             if not tokens or tokens[0][0] != "rparen":
                 raise TemplateError(f"template {source!r}: unclosed '(' in {{{{{body}}}}}")
             tokens = tokens[1:]
@@ -273,13 +278,13 @@ def _command(command: tuple[Any, ...], piped: tuple[Any, ...], dot: Any, root: A
             return FUNCTIONS[head.name](*args())
         except TemplateError:
             raise
-        except (TypeError, ValueError, KeyError, IndexError) as e:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
             raise TemplateError(f"error calling {head.name} at <{where.source}>: {e}") from None
     value = _value(head, dot, root, where)
     if callable(value):
         try:
             return value(*args())
-        except TypeError as e:
+        except (TypeError, ValueError, AttributeError) as e:
             raise TemplateError(f"wrong arguments at <{where.source}>: {e}") from None
     if rest or piped:
         raise TemplateError(f"at <{where.source}>: can't give argument to non-function {_describe(head)}")

@@ -298,6 +298,24 @@ def exposed_ports(text: str) -> list[str]:
     return [f"{p}/{proto}" for p in range(low, high + 1)]
 
 
+MAX_EXPOSED = 1024  # ports per image: each becomes an Expose= line, and with -P a socket unit
+
+
+def image_exposed(texts: Iterable[str], image: str) -> list[str]:
+    """The image's ExposedPorts (see :func:`exposed_ports`), each once, refused beyond
+    :data:`MAX_EXPOSED` so that a hostile ``EXPOSE 1-65535`` cannot stall ``-P``."""
+    out: dict[str, None] = {}
+    for text in texts:
+        for port in exposed_ports(text):
+            out[port] = None
+            if len(out) > MAX_EXPOSED:
+                raise InvalidArgument(
+                    f"image {image} exposes more than {MAX_EXPOSED} ports",
+                    hint="use an image that exposes fewer ports (EXPOSE), and publish with -p",
+                )
+    return list(out)
+
+
 def publish_all(ports: Iterable[PortMapping], exposed: Iterable[str]) -> list[PortMapping]:
     """docker's ``-P``: every exposed port not published already gets a free host port (picked at
     create)."""

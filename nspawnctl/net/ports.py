@@ -76,17 +76,24 @@ def pick_ports(
     used = {(m.protocol, m.host_port) for m in (PortMapping.parse(t) for t in taken)}
     used |= {(pm.protocol, pm.host_port) for pm in ports if not pm.picked}
     low, high = port_range()
+    pool = list(candidates) if candidates is not None else range(low, high + 1)
+    # per protocol and address, where the search goes on: every candidate before it is used or
+    # busy, so the picking is one pass over the range (it runs under the global ports lock)
+    cursor: dict[tuple[str, str | None], int] = {}
     out = []
     for pm in ports:
         if not pm.picked:
             out.append(pm)
             continue
-        for port in candidates if candidates is not None else range(low, high + 1):
-            choice = replace(pm, host_port=port)
-            if (pm.protocol, port) not in used and is_free(choice):
-                used.add((pm.protocol, port))
-                out.append(choice)
-                break
+        i, choice = cursor.get((pm.protocol, pm.host_ip), 0), None
+        while choice is None and i < len(pool):
+            port, i = pool[i], i + 1
+            if (pm.protocol, port) not in used and is_free(candidate := replace(pm, host_port=port)):
+                choice = candidate
+        cursor[(pm.protocol, pm.host_ip)] = i
+        if choice is not None:
+            used.add((pm.protocol, choice.host_port))
+            out.append(choice)
         else:
             raise PortInUse(
                 f"no free host port for {pm} in {low}-{high}",

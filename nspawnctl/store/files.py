@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -62,12 +61,20 @@ def _alive(pid: str) -> bool:
 def tree_size(path: Path) -> int:
     """Apparent size of the regular files below ``path`` (what ``images`` shows as SIZE)."""
     total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, f))
-            except OSError:  # removed meanwhile
-                continue
-            if not stat.S_ISLNK(st.st_mode):
-                total += st.st_size
+    # a stack, not os.walk (recursive on 3.11): a container decides how deep its volume goes
+    todo = [str(path)]
+    while todo:
+        try:
+            entries = os.scandir(todo.pop())
+        except OSError:  # removed meanwhile, or not a directory
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                    elif not entry.is_symlink():
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:  # removed meanwhile
+                    continue
     return total

@@ -1,7 +1,7 @@
 """Named volumes (docker's ``volume create|ls|inspect|rm|prune`` and ``-v NAME:/path``).
 
 A volume is a btrfs subvolume ``STORE/volumes/NAME`` (on the pool's filesystem, so copying an
-image's files into it reflinks them), with its record ``STORE/volumes/NAME.json`` (creation
+image's files into it reflinks them), with its record ``STORE/volumes/.meta/NAME.json`` (creation
 time, labels). A container mounts it with an ordinary ``Bind=STORE/volumes/NAME:/path``, so its
 ``.nspawn`` file, ``generate`` and ``apply`` need nothing new; a volume is "in use" while any
 container's definition binds it, running or not (docker's rule: such a volume cannot be removed,
@@ -19,10 +19,12 @@ user stays writable for that user.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import re
 import secrets
+import shutil
 import stat
 import subprocess
 from collections.abc import Callable, Iterable
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Paths
-from ..errors import InvalidArgument, VolumeInUse, VolumeNotFound
+from ..errors import InvalidArgument, VolumeCopyFailed, VolumeInUse, VolumeNotFound
 from . import btrfs
 from .files import tree_size
 
@@ -107,12 +109,33 @@ class VolumeStore:
         path = self.path(name)
         if not self.exists(name):
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            meta = path.with_name(f"{name}.json")
+            meta = self._meta(name)
+            meta.parent.mkdir(mode=0o700, exist_ok=True)
+            owner = name.removesuffix(".json")
+            if owner != name and (old := self._legacy_meta(owner)) is not None:
+                os.replace(old, self._meta(owner))  # an older version's record holds the path
             tmp = meta.with_name(f".{name}.json.tmp")
             tmp.write_text(json.dumps({"CreatedAt": _now(), "Labels": labels or {}}, sort_keys=True) + "\n")
-            btrfs.create_subvolume(path)
+            try:
+                btrfs.create_subvolume(path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             os.replace(tmp, meta)
         return self.get(name)
+
+    def _meta(self, name: str) -> Path:
+        """The volume's record, apart from the volumes: in ``volumes/`` itself, volume ``foo``'s
+        ``foo.json`` would be the path of a volume named ``foo.json``."""
+        return self.root / ".meta" / f"{name}.json"
+
+    def _legacy_meta(self, name: str) -> Path | None:
+        """Where older versions kept the record (``volumes/NAME.json``), when it is one (a file)."""
+        old = self.root / f"{name}.json"
+        try:
+            return old if stat.S_ISREG(old.lstat().st_mode) else None
+        except OSError:
+            return None
 
     def get(self, name: str) -> VolumeInfo:
         if not self.exists(name):
@@ -122,7 +145,8 @@ class VolumeStore:
     def _info(self, name: str, users: dict[str, builtins.list[str]]) -> VolumeInfo:
         path = self.path(name)
         try:
-            meta = json.loads(path.with_name(f"{name}.json").read_text())
+            record = self._meta(name)
+            meta = json.loads((record if record.exists() else self._legacy_meta(name) or record).read_text())
         except (OSError, ValueError):  # a create killed between the subvolume and its record
             meta = {}
         created = meta.get("CreatedAt") or _iso(path.stat().st_mtime)
@@ -155,7 +179,9 @@ class VolumeStore:
     def _delete(self, name: str) -> None:
         path = self.path(name)
         btrfs.delete(path)
-        path.with_name(f"{name}.json").unlink(missing_ok=True)
+        self._meta(name).unlink(missing_ok=True)
+        if (old := self._legacy_meta(name)) is not None:
+            old.unlink(missing_ok=True)
 
     def prune(self) -> tuple[builtins.list[str], int]:
         """Delete every volume no container binds; (names, bytes they held)."""
@@ -177,14 +203,39 @@ class VolumeStore:
         if source is None or any(os.scandir(dest)):
             return
         st = source.lstat()
-        if any(os.scandir(source)):
-            subprocess.run(
-                ["cp", "-a", "--reflink=auto", "--", f"{source}/.", f"{dest}/"],
-                check=True,
-                capture_output=True,
-            )
-        os.chown(dest, st.st_uid, st.st_gid)
-        os.chmod(dest, stat.S_IMODE(st.st_mode))
+        try:
+            if any(os.scandir(source)):
+                subprocess.run(
+                    ["cp", "-a", "--reflink=auto", "--", f"{source}/.", f"{dest}/"],
+                    check=True,
+                    capture_output=True,
+                )
+            os.chown(dest, st.st_uid, st.st_gid)
+            os.chmod(dest, stat.S_IMODE(st.st_mode))
+        except subprocess.CalledProcessError as e:
+            raise _copy_failed(dest, name, target, e.stderr.decode(errors="replace").strip()) from e
+        except OSError as e:
+            raise _copy_failed(dest, name, target, str(e)) from e
+
+
+def _copy_failed(dest: Path, name: str, target: str, why: str) -> VolumeCopyFailed:
+    """The error of a failed copy-up, the volume emptied again: a half copy would stop the next
+    container's copy-up for good."""
+    _empty(dest)
+    return VolumeCopyFailed(
+        f"cannot copy the image's {target} into volume {name}: {why}",
+        hint="check the pool's free space (nspawnctl system df), or bind a host directory there",
+    )
+
+
+def _empty(path: Path) -> None:
+    """Delete what is inside ``path`` (not following symlinks), keeping ``path`` itself."""
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def _inside(root: Path, target: str) -> Path | None:

@@ -287,3 +287,29 @@ def test_generate_recreates_ports_and_volumes(nsp: CLI, busybox: str, vols: list
         assert after[key] == before[key], key
     assert after["NetworkSettings"]["Ports"] == before["NetworkSettings"]["Ports"]
     assert nsp("generate", name).stdout == text
+
+
+def test_a_refused_run_makes_no_volume_and_foo_json_is_a_name_of_its_own(
+    nsp: CLI, busybox: str, vols: list[str]
+) -> None:
+    # review F5: the volumes were made before the request was checked, and kept
+    vol = f"v{uuid.uuid4().hex[:8]}"
+    vols.append(vol)
+    before = set(nsp("volume", "ls", "-q").stdout.split())
+    for _ in range(2):
+        proc = nsp(
+            "run", "--rm", "-v", f"{vol}:/d", "--mount", "type=volume,target=/cache",
+            "--entrypoint", "", busybox, check=False,
+        )  # fmt: skip
+        assert proc.returncode != 0 and proc.stderr.startswith("nspawnctl: error: an empty --entrypoint")
+        assert "hint:" in proc.stderr
+    assert set(nsp("volume", "ls", "-q").stdout.split()) == before
+    assert not (VOLUMES / vol).exists()
+    # review L5: volume NAME's record was NAME.json, the path of volume NAME.json
+    vols += [f"{vol}.json"]
+    nsp("volume", "create", "--label", "k=1", vol)
+    nsp("volume", "create", "--label", "k=2", f"{vol}.json")
+    assert {vol, f"{vol}.json"} <= set(nsp("volume", "ls", "-q").stdout.split())
+    (a,) = json.loads(nsp("volume", "inspect", vol).stdout)
+    (b,) = json.loads(nsp("volume", "inspect", f"{vol}.json").stdout)
+    assert (a["Labels"], b["Labels"]) == ({"k": "1"}, {"k": "2"})

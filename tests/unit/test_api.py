@@ -14,12 +14,13 @@ h11 = pytest.importorskip("h11")
 from nspawnctl.api import activation, render, versions  # noqa: E402
 from nspawnctl.api.context import Service  # noqa: E402
 from nspawnctl.api.handlers import routes  # noqa: E402
-from nspawnctl.api.handlers.containers import parse_signal  # noqa: E402
+from nspawnctl.api.handlers.containers import _since, _tail, parse_signal, parse_timeout  # noqa: E402
 from nspawnctl.api.handlers.images import pull_source  # noqa: E402
 from nspawnctl.api.http import ApiError, Connection, docker_bool  # noqa: E402
 from nspawnctl.api.runs import Runs  # noqa: E402
 from nspawnctl.api.server import handle  # noqa: E402
 from nspawnctl.api.translate import create_options, empty  # noqa: E402
+from nspawnctl.values import MAX_TIMEOUT  # noqa: E402
 
 
 def test_versioned_and_unversioned_paths() -> None:
@@ -72,8 +73,28 @@ def test_frames_are_docker_multiplexed() -> None:
 def test_signals_and_pull_sources() -> None:
     assert parse_signal("TERM") == parse_signal("SIGTERM") == parse_signal("15") == 15
     assert parse_signal(None) == 9
-    with pytest.raises(ApiError):
-        parse_signal("NOPE")
+    for bad in ("NOPE", "99999999999", "0"):  # review L2: a huge number reached D-Bus' int32
+        with pytest.raises(ApiError):
+            parse_signal(bad)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "1e308", "-5", "1.5", "x"])
+def test_api_stop_timeout_is_docker_whole_seconds(bad: str) -> None:
+    assert parse_timeout(None) == 10 and parse_timeout("0") == 0 and parse_timeout("30") == 30
+    assert parse_timeout("-1") == MAX_TIMEOUT  # docker's "wait"
+    with pytest.raises(ApiError, match="t: "):
+        parse_timeout(bad)
+
+
+def test_api_logs_since_and_tail_are_checked() -> None:
+    assert _since("1700000000.5") == "@1700000000.5" and _since(None) is None and _since("0") is None
+    for bad in ("nan", "inf", "-5", "x"):
+        with pytest.raises(ApiError, match="since"):
+            _since(bad)
+    assert _tail("all") is None and _tail(None) is None and _tail("0") == 0 and _tail("20") == 20
+    for bad in ("-5", "x", "1e3"):
+        with pytest.raises(ApiError, match="tail"):
+            _tail(bad)
     assert pull_source("reg:5000/acc/bb", "v1") == "reg:5000/acc/bb:v1"
     assert pull_source("reg/x", "sha256:" + "a" * 64) == "reg/x@sha256:" + "a" * 64
     assert pull_source("reg/x:1", None) == "reg/x:1"

@@ -74,6 +74,10 @@ def test_json_of_the_whole_object_leaves_methods_out() -> None:
         ("{{.Name | }}", "empty command"),
         ("{{ @ }}", "unexpected '@ '"),
         ('{{"\\q"}}', "unknown escape"),
+        # review L1: these crashed with a traceback
+        pytest.param("{{" + "(" * 5000 + ".Name" + ")" * 5000 + "}}", "nested '('", id="5000-parens"),
+        ("{{join .Config.Env 5}}", "error calling join"),
+        ("{{join .Config.Labels 5}}", "join wants a list"),
     ],
 )
 def test_bad_templates_are_usage_errors(template: str, words: str) -> None:

@@ -640,7 +640,12 @@ def create(defaults: RunDefaults, command: list[str], tmp_path: Path, **options:
     client = SimpleNamespace(
         pool=SimpleNamespace(check=lambda: None),
         images=SimpleNamespace(get=lambda text: image, ensure=lambda text, policy, options: image),
-        volumes=SimpleNamespace(resolve=lambda volumes: volumes, copy_up=lambda volumes, root: None),
+        volumes=SimpleNamespace(
+            resolve=lambda volumes: volumes,
+            make=lambda volumes: [],
+            discard=lambda names: None,
+            copy_up=lambda volumes, root: None,
+        ),
     )
     containers = object.__new__(Containers)
     containers._client = client  # type: ignore[assignment]

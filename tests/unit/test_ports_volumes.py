@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +12,16 @@ import pytest
 from nspawnctl.errors import ImageNotFound, InvalidArgument, PortInUse
 from nspawnctl.net.ports import docker_ports, host_endpoint, pick_ports, port_range
 from nspawnctl.pull.policy import ensure_image, pullable
-from nspawnctl.spec import ContainerSpec, PortMapping, Volume, exposed_ports, parse_publish, publish_all
+from nspawnctl.spec import (
+    MAX_EXPOSED,
+    ContainerSpec,
+    PortMapping,
+    Volume,
+    exposed_ports,
+    image_exposed,
+    parse_publish,
+    publish_all,
+)
 from nspawnctl.store.volumes import _inside, check_volume_name, parse_labels
 
 
@@ -63,6 +73,27 @@ def test_pick_skips_this_containers_own_explicit_ports() -> None:
 def test_pick_fails_cleanly_when_the_range_is_full() -> None:
     with pytest.raises(PortInUse, match="no free host port"):
         pick_ports([PortMapping(0, 80)], ["5000:1/tcp"], lambda pm: True, range(5000, 5001))
+
+
+def test_pick_is_one_pass_over_the_range() -> None:
+    # F11: 2000 picked ports test each candidate port once, not the range again per port
+    tested: list[int] = []
+    picked = pick_ports(
+        [PortMapping(0, p) for p in range(1, 2001)],
+        taken=["40000:1/tcp"],
+        free=lambda pm: tested.append(pm.host_port) is None and pm.host_port % 7 != 0,
+        candidates=range(32768, 61000),
+    )
+    assert len({pm.host_port for pm in picked}) == 2000
+    assert len(tested) == len(set(tested))  # no port bind-tested twice
+    assert 40000 not in {pm.host_port for pm in picked}
+
+
+def test_image_exposed_is_bounded() -> None:
+    assert image_exposed(["80/tcp", "80", "53/udp"], "img") == ["80/tcp", "53/udp"]
+    assert len(image_exposed([f"1-{MAX_EXPOSED}/tcp"], "img")) == MAX_EXPOSED
+    with pytest.raises(InvalidArgument, match="image evil exposes more than"):
+        image_exposed(["1-65535/tcp"], "evil")
 
 
 def test_port_range() -> None:
@@ -187,3 +218,70 @@ def test_publish_all_implies_a_network_of_its_own() -> None:
     assert _network_and_userns(RunOptions(publish_all=True))[0] == "veth"
     with pytest.raises(InvalidArgument, match="-P needs a network of the container's own"):
         _network_and_userns(RunOptions(publish_all=True, network="host"))
+
+
+def test_tree_size_counts_files_of_a_very_deep_tree(tmp_path: Path) -> None:
+    """Review L4: os.walk recursed (RecursionError at ~1000 levels on 3.11) in volume prune/system df."""
+    from nspawnctl.store.files import tree_size
+
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for _ in range(1200):  # made level by level (pathlib's mkdir(parents=True) recurses too)
+        os.mkdir("d", dir_fd=fd)
+        fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+    f = os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd)
+    os.write(f, b"x" * 10)
+    os.close(f)
+    os.close(fd)
+    (tmp_path / "g").write_bytes(b"y" * 5)
+    (tmp_path / "link").symlink_to("/etc")  # not followed, not counted
+    assert tree_size(tmp_path) == 15
+    assert tree_size(tmp_path / "missing") == 0
+    # taken down level by level too: pytest's own cleanup (shutil.rmtree) would recurse
+    fds = [os.open(tmp_path, os.O_RDONLY)]
+    for _ in range(1200):
+        fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+    os.unlink("f", dir_fd=fds.pop())
+    for fd in reversed(fds):
+        os.rmdir("d", dir_fd=fd)
+        os.close(fd)
+
+
+def _plain_volumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A VolumeStore on plain directories (btrfs stubbed)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from nspawnctl.store import btrfs
+    from nspawnctl.store.volumes import VolumeStore
+
+    monkeypatch.setattr(btrfs, "is_subvolume", lambda p: Path(p).is_dir() and not Path(p).is_symlink())
+    monkeypatch.setattr(btrfs, "create_subvolume", lambda p: Path(p).mkdir())
+    monkeypatch.setattr(btrfs, "delete", lambda p: shutil.rmtree(p, ignore_errors=True))
+    return VolumeStore(SimpleNamespace(store=tmp_path), dict)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("order", [("foo", "foo.json"), ("foo.json", "foo")])
+def test_volumes_foo_and_foo_json_do_not_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, order: tuple[str, str]
+) -> None:
+    """Review L5: foo's record was volumes/foo.json, the path of volume foo.json."""
+    store = _plain_volumes(tmp_path, monkeypatch)
+    for name in order:
+        store.create(name, {"n": name})
+    want = [("foo", {"n": "foo"}), ("foo.json", {"n": "foo.json"})]
+    assert [(v.name, v.labels) for v in store.list()] == want
+    assert sorted(p.name for p in (tmp_path / "volumes").iterdir()) == [".meta", "foo", "foo.json"]
+    assert store.remove("foo") and [v.name for v in store.list()] == ["foo.json"]
+    assert store.get("foo.json").labels == {"n": "foo.json"}
+
+
+def test_an_older_volume_record_is_read_and_moved_out_of_the_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _plain_volumes(tmp_path, monkeypatch)
+    (tmp_path / "volumes" / "foo").mkdir(parents=True)
+    (tmp_path / "volumes" / "foo.json").write_text('{"CreatedAt": "then", "Labels": {"a": "1"}}')
+    assert store.get("foo").labels == {"a": "1"}
+    store.create("foo.json")
+    assert store.get("foo").created == "then" and store.get("foo.json").labels == {}

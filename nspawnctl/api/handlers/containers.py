@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal as signals
 import time
 from typing import TYPE_CHECKING
@@ -173,11 +174,18 @@ async def stop(ex: Exchange, id: str) -> None:
 
 
 def _timeout(ex: Exchange) -> float:
-    t = ex.request.arg("t") or ex.request.arg("timeout")
+    return parse_timeout(ex.request.arg("t") or ex.request.arg("timeout"))
+
+
+def parse_timeout(text: str | None) -> float:
+    """docker's ``t``: whole seconds, -1 to wait as long as allowed (a year); default 10."""
+    from ...runopts import parse_stop_timeout
+    from ...values import BadValue
+
     try:
-        return float(t) if t else 10.0
-    except ValueError:
-        raise ApiError(400, f"t: {t!r} is not a number of seconds") from None
+        return float(parse_stop_timeout(text)) if text else 10.0
+    except BadValue as e:
+        raise ApiError(400, f"t: {text!r}: {e.reason}") from None
 
 
 async def restart(ex: Exchange, id: str) -> None:
@@ -190,14 +198,13 @@ async def restart(ex: Exchange, id: str) -> None:
 
 def parse_signal(text: str | None) -> int:
     """docker's signal parameter: KILL, SIGKILL or 9 (default KILL)."""
+    from ...values import parse_signal_number
+
     if not text:
         return signals.SIGKILL
-    if text.isdigit():
-        return int(text)
-    word = text.upper()
     try:
-        return int(signals.Signals[word if word.startswith("SIG") else f"SIG{word}"])
-    except KeyError:
+        return parse_signal_number(text, "signal")
+    except InvalidArgument:
         raise ApiError(400, f"signal: invalid signal {text!r}") from None
 
 
@@ -283,9 +290,21 @@ def _since(text: str | None) -> str | None:
     if not text or text == "0":
         return None
     try:
-        return f"@{float(text)}"
+        seconds = float(text)
     except ValueError:
-        raise ApiError(400, f"since: {text!r} is not a UNIX time") from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ApiError(400, f"since: {text!r} is not a UNIX time")
+    return f"@{seconds}"
+
+
+def _tail(text: str | None) -> int | None:
+    """docker's tail: a number of lines (>= 0) or "all" (None)."""
+    if not text or text == "all":
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ApiError(400, f"tail: {text!r} is not a number of lines or 'all'")
+    return int(text)
 
 
 async def logs(ex: Exchange, id: str) -> None:
@@ -296,11 +315,7 @@ async def logs(ex: Exchange, id: str) -> None:
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
     if not (want_out or want_err):
         raise ApiError(400, "you must choose at least one stream")
-    tail_text = req.arg("tail") or "all"
-    try:
-        tail = None if tail_text == "all" else int(tail_text)
-    except ValueError:
-        raise ApiError(400, f"tail: {tail_text!r} is not a number") from None
+    tail = _tail(req.arg("tail"))
     since = _since(req.arg("since"))
     stamps = req.flag("timestamps")
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
