@@ -126,8 +126,8 @@ HOST_PACKAGES: tuple[str, ...] = (
     "python3-docker",
 )
 # What a suite's archive lacks. Debian 12 has no docker-cli (only docker.io, which brings dockerd and
-# containerd along): on bookworm the Docker API's e2e tests that drive the docker CLI are skipped
-# (tests/e2e/test_docker_api.py says why; issue 15), docker-py's still run.
+# containerd along): on bookworm the Docker API's e2e tests skip (their fixtures pull through the
+# docker CLI; tests/e2e/test_docker_api.py says why; issue 15): the API is tested on trixie.
 SUITE_WITHOUT: dict[str, tuple[str, ...]] = {"bookworm": ("docker-cli",)}
 # An OS image with systemd inside, for the tests of `--boot`.
 BOOTIMG_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus")
