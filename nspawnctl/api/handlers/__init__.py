@@ -6,9 +6,9 @@ from ..routing import Router
 
 
 def routes() -> Router:
-    from . import containers, execs, images, system
+    from . import containers, disk, events, execs, images, lifecycle, networks, system, volumes
 
     router = Router()
-    for module in (system, images, containers, execs):
+    for module in (system, images, containers, execs, lifecycle, events, networks, volumes, disk):
         module.register(router)
     return router

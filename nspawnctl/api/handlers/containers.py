@@ -28,6 +28,7 @@ REMOVED_WAIT = 60.0
 EXIT_LAG = 25
 """Looks (0.1 s apart) for the exit record of a container started here that has just stopped."""
 STREAM_MUX = "application/vnd.docker.multiplexed-stream"
+FILTER_KEYS = ("ancestor", "exited", "id", "label", "name", "status")
 
 
 async def resolve(ex: Exchange, ref: str) -> str:
@@ -57,37 +58,40 @@ async def create(ex: Exchange) -> None:
 
 
 async def list_containers(ex: Exchange) -> None:
-    import json
+    """docker's filters (id, name, label, status, ancestor, exited) through the library's own
+    (filters.py, as ``nspawnctl ps --filter``)."""
+    from ...filters import Candidate, parse_filters
+    from ..resources import filter_words
+    from ..resources import parse_filters as parse_query_filters
 
-    filters: dict[str, list[str]] = {}
-    raw = ex.request.arg("filters")
-    if raw:
-        try:
-            parsed = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "filters: malformed JSON") from None
-        if not isinstance(parsed, dict):
-            raise ApiError(400, "filters: a JSON object is expected")
-        for key, value in parsed.items():
-            # docker accepts {"key": ["v"]} and the older {"key": {"v": true}}
-            filters[key] = list(value) if isinstance(value, list | dict) else [str(value)]
-    for key in filters:
-        if key not in ("id", "name", "status"):
-            raise ApiError(400, f"filters: {key}: not supported yet (issue 14's filters module)")
+    try:
+        query = parse_query_filters(ex.request.arg("filters"), FILTER_KEYS)
+        query["name"] = [_name_pattern(v) for v in query.get("name", [])]
+        filters = parse_filters(filter_words(query))
+    except InvalidArgument as e:
+        raise ApiError(400, e.message) from None
     specs = await asyncio.to_thread(ex.client.containers.store.list)
     statuses = await ex.client.containers.astatuses(ex.bus, specs) if specs else []
-    want_all = ex.request.flag("all") or "status" in filters
-    out = []
-    for st in statuses:
+    want_all = ex.request.flag("all") or filters.wants_stopped
+    images = ex.client.images
+
+    def same_image(text: str, image_id: str) -> bool:
+        try:
+            return bool(images.get(text).id == image_id)
+        except NspawnctlError:
+            return False
+
+    def candidate(st: ContainerStatus) -> Candidate:
+        code = st.exit.exit_code if st.exit and st.state == "exited" else None
+        s = st.spec
+        return Candidate(s.name, s.id, s.labels, st.state, s.image, s.image_id, code)
+
+    def wanted(st: ContainerStatus) -> bool:
         if not want_all and not (st.running or st.state == "restarting"):
-            continue
-        if "id" in filters and not any(st.spec.id.startswith(v) for v in filters["id"]):
-            continue
-        if "name" in filters and not any(v.lstrip("/") in st.spec.name for v in filters["name"]):
-            continue
-        if "status" in filters and st.state not in filters["status"]:
-            continue
-        out.append(st)
+            return False
+        return not filters.by_key or filters.matches(candidate(st), same_image)
+
+    out = await asyncio.to_thread(lambda: [st for st in statuses if wanted(st)])
     out.sort(key=lambda s: s.spec.created, reverse=True)
     limit_text = ex.request.arg("limit") or "0"
     if not limit_text.lstrip("-").isdigit():
@@ -97,6 +101,13 @@ async def list_containers(ex: Exchange) -> None:
         out = out[:limit]
     now = time.time()
     await ex.json([container_summary(s, now) for s in out])
+
+
+def _name_pattern(value: str) -> str:
+    """docker matches ``name`` against "/NAME"; the library against NAME: "^/x" is "^x"."""
+    if value.startswith("^/"):
+        return "^" + value[2:]
+    return value.removeprefix("/")
 
 
 async def inspect(ex: Exchange, id: str) -> None:

@@ -1,0 +1,60 @@
+"""``/system/df`` and ``/images/prune``: the library's disk usage and image prune in docker's
+shapes (``docker system df``, ``docker image prune``)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..context import Exchange
+from ..render import container_summary, image_summary
+from ..resources import parse_filters, volume_json
+from ..routing import Router
+
+
+async def df(ex: Exchange) -> None:
+    """A container's own bytes are not known without btrfs quotas (diskusage.py): SizeRw 0."""
+    from ...store.files import tree_size
+
+    client = ex.client
+    specs = await asyncio.to_thread(client.containers.store.list)
+    statuses = await client.containers.astatuses(ex.bus, specs) if specs else []
+    images = await asyncio.to_thread(client.images.list)
+    volumes = await asyncio.to_thread(client.volumes.list)
+    now = time.time()
+    image_rows = []
+    for image in images:
+        row = image_summary(image)
+        row["Containers"] = sum(1 for s in specs if s.image_id == image.id)
+        image_rows.append(row)
+    volume_rows = []
+    for info in volumes:
+        row = volume_json(info)
+        row["UsageData"] = {
+            "Size": await asyncio.to_thread(tree_size, info.mountpoint),
+            "RefCount": len(info.users),
+        }
+        volume_rows.append(row)
+    await ex.json(
+        {
+            "LayersSize": sum(i.size for i in images),
+            "Images": image_rows,
+            "Containers": [{**container_summary(s, now), "SizeRw": 0, "SizeRootFs": 0} for s in statuses],
+            "Volumes": volume_rows,
+            "BuildCache": [],
+        }
+    )
+
+
+async def prune_images(ex: Exchange) -> None:
+    """``dangling=false``: every image no container was made from (``image prune -a``)."""
+    filters = parse_filters(ex.request.arg("filters"), ("dangling",))
+    all_images = any(v.lower() in ("0", "false") for v in filters.get("dangling", []))
+    result = await asyncio.to_thread(ex.client.images.prune, all_images)
+    deleted = [{"Untagged": r} for r in result.untagged] + [{"Deleted": i} for i in result.images]
+    await ex.json({"ImagesDeleted": deleted or None, "SpaceReclaimed": result.reclaimed})
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/system/df", df)
+    router.add("POST", "/images/prune", prune_images)

@@ -1,0 +1,102 @@
+"""``/volumes``: the library's named volumes (Client.volumes) in docker's shapes: list, create,
+inspect, remove, prune."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ...errors import InvalidArgument, VolumeInUse, VolumeNotFound
+from ..context import Exchange
+from ..http import ApiError
+from ..resources import anonymous, parse_filters, volume_json, volume_matches
+from ..routing import Router
+from ..translate import empty
+
+LIST_FILTERS = ("name", "label", "dangling", "driver")
+PRUNE_FILTERS = ("label", "all")
+
+
+async def list_volumes(ex: Exchange) -> None:
+    filters = parse_filters(ex.request.arg("filters"), LIST_FILTERS)
+    infos = await asyncio.to_thread(ex.client.volumes.list)
+    await ex.json({"Volumes": [volume_json(v) for v in infos if volume_matches(v, filters)], "Warnings": []})
+
+
+def _labels(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ApiError(400, "Labels: an object of strings is expected")
+    return value
+
+
+async def create(ex: Exchange) -> None:
+    body = ex.request.json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    for key, value in body.items():
+        if key not in ("Name", "Driver", "Labels") and not empty(value):
+            raise ApiError(400, f"{key}: not supported by nspawnctl's volumes (local btrfs subvolumes)")
+    name = body.get("Name") or None
+    if name is not None and not isinstance(name, str):
+        raise ApiError(400, "Name: a string is expected")
+    driver = body.get("Driver") or "local"
+    if driver != "local":
+        raise ApiError(400, f"Driver: {driver}: nspawnctl's volumes use the local driver only")
+    labels = _labels(body.get("Labels"))
+    try:
+        info = await asyncio.to_thread(ex.client.volumes.create, name, labels)
+    except InvalidArgument as e:
+        raise ApiError(400, str(e)) from None
+    await ex.json(volume_json(info), status=201)
+
+
+async def inspect(ex: Exchange, name: str) -> None:
+    try:
+        info = await asyncio.to_thread(ex.client.volumes.get, name)
+    except VolumeNotFound:
+        raise ApiError(404, f"get {name}: no such volume") from None
+    await ex.json(volume_json(info))
+
+
+async def remove(ex: Exchange, name: str) -> None:
+    """A volume a container binds is refused even with force (409), as docker does."""
+    try:
+        await asyncio.to_thread(ex.client.volumes.remove, name, ex.request.flag("force"))
+    except VolumeNotFound:
+        raise ApiError(404, f"get {name}: no such volume") from None
+    except VolumeInUse as e:
+        raise ApiError(409, f"remove {name}: volume is in use - {e}") from None
+    await ex.empty(204)
+
+
+async def prune(ex: Exchange) -> None:
+    """Volumes no container binds; from API 1.42 on only anonymous ones unless ``all=true`` (as
+    dockerd). One by one through the library's remove, which re-checks use under the pool lock."""
+    from ...store.files import tree_size
+
+    filters = parse_filters(ex.request.arg("filters"), PRUNE_FILTERS)
+    every = any(v.lower() in ("1", "true") for v in filters.pop("all", [])) or ex.request.version < (1, 42)
+    gone, size = [], 0
+    for info in await asyncio.to_thread(ex.client.volumes.list):
+        if info.users or not (every or anonymous(info.name)) or not volume_matches(info, filters):
+            continue
+        held = await asyncio.to_thread(tree_size, info.mountpoint)
+        try:
+            if await asyncio.to_thread(ex.client.volumes.remove, info.name, True):
+                gone.append(info.name)
+                size += held
+        except VolumeInUse:  # bound meanwhile
+            continue
+    await ex.json({"VolumesDeleted": gone or None, "SpaceReclaimed": size})
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/volumes", list_volumes)
+    router.add("POST", "/volumes/create", create)
+    router.add("POST", "/volumes/prune", prune)
+    router.add("GET", "/volumes/{name}", inspect)
+    router.add("DELETE", "/volumes/{name}", remove)
