@@ -20,7 +20,6 @@ HOST_TAKEN = {
 }  # fmt: skip
 # Not yet, and the issue-14 feature each waits on (the 400 says so)
 LATER = {
-    "Labels": "labels (issue 14: -l/--label)",
     "Tty": "a TTY through the API",
     "OpenStdin": "stdin through the API",
     "CapAdd": "--cap-add (issue 14 run options)",
@@ -111,8 +110,9 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         raise ApiError(400, "HostConfig: an object is expected")
     _refuse_unknown("", body, CONFIG_TAKEN)
     _refuse_unknown("HostConfig.", host, HOST_TAKEN)
-    if not empty(body.get("Labels")):
-        raise ApiError(400, f"Labels: {LATER['Labels']}")
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ApiError(400, "Labels: an object of strings is expected")
     if body.get("AttachStdin"):
         raise ApiError(400, "AttachStdin: stdin through the API is not supported yet")
     image = string("Image", body.get("Image"))
@@ -181,5 +181,6 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         network=NETWORK_MODES[network_mode],
         ports=ports,
         restart=RESTART[restart],
+        labels=dict(labels),
     )
     return CreateRequest(image, cmd), options

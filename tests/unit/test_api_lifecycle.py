@@ -228,3 +228,10 @@ def test_update_refuses_what_it_cannot_apply_naming_the_field(body: Any, field: 
     with pytest.raises(ApiError, match=field) as e:
         update_change(body)
     assert e.value.status == 400
+
+
+def test_create_labels_reach_the_run_options() -> None:
+    from nspawnctl.api.translate import create_options
+
+    _req, options = create_options({"Image": "bb", "Labels": {"team": "life", "x": ""}}, "web")
+    assert options.labels == {"team": "life", "x": ""}
