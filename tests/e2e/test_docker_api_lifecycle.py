@@ -123,6 +123,8 @@ def test_update_memory_reaches_the_unit_and_the_definition(dk: Dk, box: dict[str
 
 def test_pause_as_the_host_allows(dk: Dk, box: dict[str, str], nsp: CLI) -> None:
     name = box["name"]
+    proc = docker(dk.env, "unpause", name)
+    assert proc.returncode != 0 and f"container {name} is not paused" in proc.stderr
     proc = docker(dk.env, "pause", name)
     if not cgroup_v2():
         assert proc.returncode != 0

@@ -26,8 +26,13 @@ waits one, so its precpu_stats give the CLI a CPU %."""
 
 async def pause(ex: Exchange, id: str) -> None:
     """On a host where systemd cannot freeze (cgroup v1) the library says so: a 500 with that."""
+    from ...run.freeze import PauseUnsupported
+
     name = await resolve(ex, id)
-    await ex.client.containers.apause(ex.bus, name)
+    try:
+        await ex.client.containers.apause(ex.bus, name)
+    except PauseUnsupported as e:  # the why is in the hint: docker's clients show one message
+        raise ApiError(500, f"{e.message}; {e.hint}") from None
     await ex.empty(204)
 
 
