@@ -54,6 +54,7 @@ def box(dk: Dk) -> Iterator[dict[str, str]]:
         dk.image, "sh", "-c", "echo up; exec sleep 600",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert wait_for(lambda: "up" in docker(dk.env, "logs", name).stdout)  # its payload runs
     yield {"name": name, "id": proc.stdout.strip(), "volume": vol}
     nspawnctl("rm", "-f", name)
     nspawnctl("volume", "rm", vol)
@@ -217,12 +218,13 @@ def test_events_stream_create_start_die_destroy(dk: Dk, py: Any, nsp: CLI) -> No
         proc = docker(dk.env, "run", "--name", name, "-l", "lifeev=1", dk.image, "sh", "-c", "exit 7")
         assert proc.returncode == 7, proc.stderr
         assert docker(dk.env, "rm", name).returncode == 0
-        assert wait_for(
+        destroyed = wait_for(
             lambda: any(
                 e["Action"] == "destroy" and e["Actor"]["Attributes"]["name"] == name for e in cli_seen
             ),
             30,
         )
+        assert destroyed, f"{warm=} {cli_seen=} {py_seen=}"
     finally:
         reader.terminate()  # the client hangs up: the service goes on
         reader.wait(10)
