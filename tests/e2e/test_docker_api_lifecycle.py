@@ -224,7 +224,7 @@ def test_events_stream_create_start_die_destroy(dk: Dk, py: Any, nsp: CLI) -> No
             ),
             30,
         )
-        assert destroyed, f"{warm=} {cli_seen=} {py_seen=}"
+        assert destroyed, f"{warm=} {cli_seen=} {py_seen=} {reader.poll()=} {threads[1].is_alive()=}"
     finally:
         reader.terminate()  # the client hangs up: the service goes on
         reader.wait(10)

@@ -61,8 +61,8 @@ async def events(ex: Exchange) -> None:
         if event.id not in labels:
             try:
                 labels[event.id] = dict(store.get(event.name).labels)
-            except NspawnctlError:
-                labels[event.id] = {}
+            except (NspawnctlError, OSError):  # gone, or being written: asked again next time
+                return {}
         return labels[event.id]
 
     stream = await ex.conn.stream()
