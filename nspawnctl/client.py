@@ -1002,10 +1002,10 @@ class Containers:
         with self.store.attached(spec.name):  # should we die, repair removes it (see there)
             if net_here:
                 await asyncio.to_thread(self._network_up, spec)
-            result = await self._follow(rt, spec, launch, write, write_err, stdio, started)
-            # the unit is inactive: nspawn has cleaned up after itself
-            await asyncio.to_thread(self._cleanup_failed, spec)
-            return result
+            # once the unit is inactive (nspawn has cleaned up after itself) the network goes and
+            # the container is removed while the journal is synced and the exit read
+            removal = functools.partial(self._cleanup_failed, spec)
+            return await self._follow(rt, spec, launch, write, write_err, stdio, started, removal)
 
     def _network_up(self, spec: ContainerSpec) -> None:
         """The network a unit's pre hook would build (_network_here), built by this command;
@@ -1023,8 +1023,11 @@ class Containers:
         write_err: Callable[[bytes], None],
         stdio: tuple[int, int, int] | None,
         started: Callable[[ContainerSpec], None] | None,
+        after_exit: Callable[[], None] | None = None,
     ) -> RunResult:
-        """Start the unit, show its output until the payload's first exit, return how it ended."""
+        """Start the unit, show its output until the payload's first exit, return how it ended.
+        ``after_exit`` (a container without a restart policy) runs in a thread once the unit is
+        inactive, alongside the journal's sync and the exit's read, and has ended on return."""
         from .run.lookup import exec_failure
         from .systemd import journal
 
@@ -1042,23 +1045,34 @@ class Containers:
                 first.append(entry.message)
             (write_err if entry.stderr else write)(entry.message + b"\n")
 
+        after: builtins.list[asyncio.Future[None]] = []
+
+        async def exit_seen() -> None:
+            # the first exit of the payload: with --restart it goes on without us, as docker's
+            await rt.wait_exit(unit)
+            if after_exit is not None:
+                after.append(asyncio.ensure_future(asyncio.to_thread(after_exit)))
+
         try:
             if stdio is None:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
-                exited = asyncio.ensure_future(rt.wait_exit(unit))  # done once follow returns
+                exited = asyncio.ensure_future(exit_seen())  # done once follow returns
                 try:
                     await journal.follow(matches, emit, exited)
                     await exited
                 finally:
                     exited.cancel()
             else:
-                # the first exit of the payload: with --restart it goes on without us, as docker's
-                await rt.wait_exit(unit)
+                await exit_seen()
             outcome = await rt.outcome(name, unit)
         finally:
-            await rt.release(name, unit)
+            try:
+                await rt.release(name, unit)
+            finally:
+                for task in after:  # not cut short by a Ctrl-C: the removal must not run twice
+                    await _uncancelled(task)
         if outcome is not None:
             code = outcome.exit_code
         else:

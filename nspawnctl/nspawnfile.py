@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -244,6 +243,8 @@ class NspawnFile:
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename), so a crash never leaves half a definition."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # with shutil, bz2 and lzma: loaded where written, not by every reader
+
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as f:

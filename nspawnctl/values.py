@@ -14,7 +14,6 @@ import re
 import signal as signals
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from .errors import InvalidArgument
 
@@ -52,6 +51,8 @@ def stored_number(text: str, scale: int, low: int, high: int) -> int | None:
     t = text.strip()
     if len(t) > 64 or not re.fullmatch(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", t):
         raise BadValue(text, None, "not a number")
+    from decimal import Decimal  # loaded by the commands that read numbers, not by every one
+
     n = Decimal(t) * scale
     if n <= 0:
         return None
@@ -102,6 +103,8 @@ def parse_bytes(text: str, option: str | None = "--memory") -> int:
     m = _SIZE.match(text) if len(text) <= 64 else None
     if not m:
         raise BadValue(text, option, "invalid size", hint=_SIZE_HINT)
+    from decimal import Decimal
+
     n = int(Decimal(m.group(1)) * 1024 ** "bkmgt".index((m.group(2) or "b").lower()))
     if n <= 0:
         raise BadValue(text, option, "invalid size: it must be greater than 0", hint=_SIZE_HINT)
@@ -137,6 +140,8 @@ class Cpus:
         m = _CPUS.match(text) if len(text) <= 64 else None
         if not m:
             raise BadValue(text, option, "not a number of CPUs", hint=_CPUS_HINT)
+        from decimal import Decimal, InvalidOperation
+
         try:
             usec = Decimal(m.group(1)) * USEC_PER_CPU
         except InvalidOperation:

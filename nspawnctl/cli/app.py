@@ -215,6 +215,6 @@ def _report(state: State, code: str, message: str, hint: str | None) -> None:
         sys.stdout.write(json.dumps({"error": {"code": code, "message": message, "hint": hint}}) + "\n")
         sys.stdout.flush()
         return
-    sys.stderr.write(f"nspawnctl: error: {message}\n")
-    if hint:
-        sys.stderr.write(f"hint: {hint}\n")
+    from .quickrun import report
+
+    report(message, hint)

@@ -16,11 +16,7 @@ from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
-    from ..client import Containers, ContainerStatus, RunResult
-    from ..spec import ContainerSpec
-    from ..systemd.bus import Bus
+    from ..client import ContainerStatus
 
 # Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
 PAYLOAD = {"allow_interspersed_args": False, "ignore_unknown_options": True}
@@ -149,11 +145,9 @@ def _labels(label: list[str], label_file: list[str]) -> dict[str, str]:
 
 
 def _caller_env(env: list[str]) -> list[str]:
-    """-e KEY without a value passes our own KEY through, as docker does, or nothing when we have
-    none (the image's value, if any, stays)."""
-    import os
+    from .quickrun import caller_env
 
-    return [e if "=" in e else f"{e}={os.environ[e]}" for e in env if "=" in e or e in os.environ]
+    return caller_env(env)
 
 
 # Shared option declarations of create/run.
@@ -258,29 +252,10 @@ def _pull_options(
     authfile: str | None,
     ca_cert: str | None,
 ) -> Callable[[], object]:
-    """PullOptions as 'pull' builds them (progress and notices on stderr), made only when create
-    pulls: a run of a local image loads none of the pull machinery."""
-    paths = state_of(ctx).paths()
+    """quickrun.pull_options on the paths of the global options."""
+    from .quickrun import pull_options
 
-    def make() -> object:
-        from ..pull import PullOptions
-        from .progress import progress_for
-        from .registry import parse_bool
-
-        verify_tls = parse_bool("--tls-verify", tls_verify)
-
-        return PullOptions(
-            verify=verify,
-            platform=platform,
-            ca_cert=ca_cert,
-            tls_verify=verify_tls,
-            auth_file=Path(authfile) if authfile else paths.auth,
-            policy_file=paths.policy,
-            notify=lambda text: err(text),
-            progress=progress_for,
-        )
-
-    return make
+    return pull_options(state_of(ctx).paths(), verify, platform, tls_verify, authfile, ca_cert)
 
 
 USERNS = typer.Option(
@@ -718,77 +693,18 @@ def run(
         auto_update,
     )
     client = state_of(ctx).client()
-    containers = client.containers
     argv = list(command or [])
     if detach:
         if interactive or tty:
             raise InvalidArgument("-d cannot be combined with -i or -t")
-        spec = containers.run_detached(image, argv, opts)  # type: ignore[arg-type]
+        spec = client.containers.run_detached(image, argv, opts)  # type: ignore[arg-type]
         typer.echo(spec.name)
         return
     if tty and interactive and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY", hint="drop -t, or run from a terminal")
+    from .quickrun import foreground
 
-    def writer(stream: object) -> Callable[[bytes], None]:
-        def write(data: bytes) -> None:
-            stream.write(data)  # type: ignore[attr-defined]
-            stream.flush()  # type: ignore[attr-defined]
-
-        return write
-
-    out, error = writer(sys.stdout.buffer), writer(sys.stderr.buffer)
-    # -i/-t: our own stdin/stdout/stderr go to the unit; else the output is followed in the journal
-    stdio = (0, 1, 2) if (interactive or tty) else None
-
-    async def attached(bus: Bus) -> RunResult:
-        def started(spec: ContainerSpec) -> None:
-            if stdio is None:
-                forward_signals(bus, containers, spec.name, handlers)
-
-        run = containers.arun_attached
-        return await run(bus, image, argv, opts, out, interactive, tty, error, stdio, started)  # type: ignore[arg-type]
-
-    handlers: list[int] = []
-    result = client.run(lambda bus: _with_handlers_removed(attached(bus), handlers))
-    for message in result.errors:
-        err(f"nspawnctl: systemd-nspawn: {message}")
-    raise typer.Exit(result.exit_code)
-
-
-async def _with_handlers_removed(body: Awaitable[RunResult], handlers: list[int]) -> RunResult:
-    import asyncio
-
-    try:
-        return await body
-    finally:
-        loop = asyncio.get_running_loop()
-        for sig in handlers:
-            loop.remove_signal_handler(sig)
-
-
-def forward_signals(bus: Bus, containers: Containers, name: str, handlers: list[int]) -> None:
-    """A foreground run's SIGINT/SIGTERM go to the payload (docker's sig-proxy), the third one as
-    SIGKILL; installed once its unit runs, for output followed from the journal (with -i/-t the
-    terminal is the unit's: nspawn passes Ctrl-C itself). ``handlers`` gets the signals handled."""
-    import asyncio
-    import signal
-
-    if handlers:
-        return
-    loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task[None]] = set()
-    count = 0
-
-    def forward(sig: int) -> None:
-        nonlocal count
-        count += 1
-        task = loop.create_task(containers.ainterrupt(bus, name, signal.SIGKILL if count >= 3 else sig))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, forward, sig)
-        handlers.append(sig)
+    raise typer.Exit(foreground(client, image, argv, opts, interactive, tty))  # type: ignore[arg-type]
 
 
 NAMES = typer.Argument(..., metavar="CONTAINER", help="Container names.")

@@ -17,15 +17,21 @@ The header (identifier, unit, priority, level prefix, forward to syslog, kmsg, c
 each) is what libsystemd's sd_journal_stream_fd() writes, plus the unit.
 
 Standard library only, no package imports: the transient unit runs this file directly
-(``python3 -I -S streams.py ...``: ~15 ms); the hook's exec step calls :func:`attach` in-process.
+(``python3 -I -S streams.py ...``: ~15 ms; it loads ``_socket`` rather than ``socket`` and no
+``__future__``, see the imports); the hook's exec step calls :func:`attach` in-process.
 When journald's socket cannot be reached the unit's own stream stays (stdout and stderr joined).
 """
 
-from __future__ import annotations
-
-import os
-import socket
+import os  # and no `from __future__ import`: one module less to load in the unit's start
 import sys
+
+try:
+    # socket's own C module: the socket module would add its import of enum, selectors and
+    # collections and its IntEnum conversions, a third of this opener's start (the unit waits on
+    # it); the same socket type with the same constants. Any Python without it has socket.
+    import _socket as socket
+except ImportError:  # pragma: no cover
+    import socket  # type: ignore[no-redef]
 
 SOCKET = "/run/systemd/journal/stdout"
 STDOUT_PRIORITY = 6  # info

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import shlex
 import shutil
 import stat
 import subprocess
@@ -27,13 +26,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Paths
 from ..errors import CommandFailed, PoolError, PoolNotBtrfs
 from . import btrfs
+
+if TYPE_CHECKING:  # importlib.resources and shlex load where used: not on every command's path
+    from importlib.resources.abc import Traversable
 
 RAW_IMAGE = Path("/var/lib/nspawnctl.raw")
 """The loopback file ``pool init`` makes on hosts without btrfs (not machined's own name)."""
@@ -213,6 +214,8 @@ def adoption_plan(
 
 def render_units(what: str, options: str, templates: Traversable | None = None) -> dict[str, str]:
     """The two mount units for a pool whose filesystem is ``what`` (a loopback file or a device)."""
+    from importlib import resources
+
     units = templates or resources.files("nspawnctl.units")
     given = [o for o in options.split(",") if o]
     options = ",".join([*given, *(o for o in STORE_MOUNT_OPTIONS if o not in given)])
@@ -224,6 +227,8 @@ def render_units(what: str, options: str, templates: Traversable | None = None) 
 
 def undo_adoption_text(moves: Sequence[Move], top: Path, what: str) -> list[str]:
     """Shell lines that put machined's loopback layout back; pure."""
+    import shlex
+
     names = " ".join(shlex.quote(m.target) for m in moves)
     lines = [
         "to undo: remove nspawnctl's containers and images first (its entries machines, images, layers, "
