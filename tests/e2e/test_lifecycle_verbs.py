@@ -145,6 +145,10 @@ def test_pause_freezes_the_container_or_says_clearly_it_cannot(nsp: CLI, busybox
     nsp("pause", name)
     status = nsp.json("inspect", name)[0]["State"]
     assert status["Status"] == "paused" and status["Paused"] and status["Running"]
+    # the kernel's word: the unit's cgroup is frozen (cgroup v2's freezer), not just a state we keep
+    unit = unit_show(f"nspawnctl-{name}.service", "ControlGroup")["ControlGroup"]
+    events = Path(f"/sys/fs/cgroup{unit}/cgroup.events").read_text()
+    assert "frozen 1" in events.splitlines(), events
     assert "(Paused)" in nsp("ps").stdout
     time.sleep(0.5)  # lines already written reach the journal
     frozen = nsp("logs", name).stdout.count("\n")
