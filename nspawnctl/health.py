@@ -116,6 +116,8 @@ def check_test(test: list[str], what: str) -> list[str]:
     """docker's Healthcheck.Test: ["NONE"], ["CMD", argv...], ["CMD-SHELL", command]."""
     if not test or not all(isinstance(w, str) for w in test):
         raise InvalidArgument(f"{what}: the health check test is empty or not a list of strings")
+    if any("\0" in w for w in test):  # no argv can carry a NUL
+        raise InvalidArgument(f"{what}: the health check test contains a NUL character")
     kind = test[0]
     if kind == "NONE" and len(test) == 1:
         return test
@@ -254,7 +256,7 @@ def to_file(config: HealthConfig | None, f: NspawnFile) -> None:
         for key in KEYS:
             f.set(OWN_SECTION, key, None)
         return
-    f.set(OWN_SECTION, "HealthCmd", quote_words(config.test))
+    f.set(OWN_SECTION, "HealthCmd", encode_test(config.test))
     f.set(OWN_SECTION, "HealthInterval", format_duration(config.interval))
     f.set(OWN_SECTION, "HealthTimeout", format_duration(config.timeout))
     f.set(OWN_SECTION, "HealthRetries", str(config.retries))
@@ -262,10 +264,30 @@ def to_file(config: HealthConfig | None, f: NspawnFile) -> None:
     f.set(OWN_SECTION, "HealthOnFailure", None if config.on_failure == "none" else config.on_failure)
 
 
+def encode_test(test: list[str]) -> str:
+    """``HealthCmd=``'s value: systemd-quoted words; a test with a line break (an image's
+    multi-line HEALTHCHECK) as a one-line JSON array instead, which a .nspawn line can hold and
+    quoted words cannot (no test's first word starts with "[", so the two never mix up)."""
+    if any("\n" in w or "\r" in w for w in test):
+        return json.dumps(test)
+    return quote_words(test)
+
+
+def decode_test(value: str, what: str) -> list[str]:
+    """The test of a ``HealthCmd=`` value (see encode_test), checked."""
+    if value.lstrip().startswith("["):
+        try:
+            test = json.loads(value)
+        except ValueError:
+            raise InvalidArgument(f"{what}: not a JSON array of strings: {value!r}") from None
+        return check_test(test if isinstance(test, list) else [], what)
+    return check_test(split_words(value), what)
+
+
 def check_key(key: str, value: str) -> None:
     """One [X-Nspawnctl] key of the check (or AutoUpdate=), for ``apply``'s FILE:LINE errors."""
     if key == "HealthCmd":
-        check_test(split_words(value), "HealthCmd=")
+        decode_test(value, "HealthCmd=")
     elif key == "HealthInterval":
         parse_duration(value, "HealthInterval=", MIN_INTERVAL)
     elif key == "HealthTimeout":
@@ -289,7 +311,7 @@ def from_file(f: NspawnFile) -> HealthConfig | None:
     def at(key: str) -> str:
         return f.where(OWN_SECTION, key)
 
-    test = check_test(split_words(value), at("HealthCmd"))
+    test = decode_test(value, at("HealthCmd"))
     if test == ["NONE"]:
         return None
 

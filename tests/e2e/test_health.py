@@ -193,8 +193,12 @@ def test_generate_apply_round_trip_and_machinectl_start_arm_the_check(
 
 
 # -- registry images: HEALTHCHECK and auto-update -------------------------------------------------
-def _image(oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | None = None) -> ob.BuiltImage:
-    """A busybox image whose /version says ``version``; its HEALTHCHECK passes when /ok exists."""
+def _image(
+    oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | None = None,
+    check: str = "test -f /ok",
+) -> ob.BuiltImage:
+    """A busybox image whose /version says ``version``; its HEALTHCHECK (``check``) passes when
+    /ok exists."""
     root = make_busybox_root(oci.workdir / f"hc-root-{uuid.uuid4().hex[:6]}")
     layer = ob.LayerSpec().tree(root).file("version", f"{version}\n")
     if ok:
@@ -205,7 +209,7 @@ def _image(oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | 
         [ob.Layer(layer, "gzip")],
         {
             "Cmd": ["/bin/sh", "-c", "exec sleep 600"],
-            "Healthcheck": {"Test": ["CMD-SHELL", "test -f /ok"], "Interval": S, "Retries": 1},
+            "Healthcheck": {"Test": ["CMD-SHELL", check], "Interval": S, "Retries": 1},
             "Labels": labels or {},
         },
     )
@@ -233,6 +237,29 @@ def test_image_healthcheck_from_a_registry_is_honoured(nsp: CLI, oci: Env) -> No
     info = nsp.json("inspect", off)[0]
     assert "Healthcheck" not in info["Config"] and "Health" not in info["State"]
     assert unit_show(f"nspawnctl-health-{off}.timer", "LoadState").get("LoadState") == "not-found"
+
+
+def test_image_healthcheck_with_a_line_break_runs_and_round_trips(nsp: CLI, oci: Env, tmp_path: Path) -> None:
+    """A multi-line HEALTHCHECK (Healthcheck.Test with a newline) is kept as one JSON line in the
+    .nspawn definition: it runs as the image says, and generate -> rm -> apply keeps it."""
+    tag = f"hn{uuid.uuid4().hex[:6]}"
+    check = 'echo "one"\ntest -f /ok && echo \'two\\n\''
+    _image(oci, tag, "1", ok=True, check=check)
+    ref = oci.ref(tag)
+    nsp("pull", "--ca-cert", oci.ca, ref)
+    nsp.images.add(ref)
+    name = nsp.name("hn")
+    nsp("run", "-d", "--name", name, "--network", "none", ref)
+    assert nsp.json("inspect", name)[0]["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", check]
+    health = wait_for("healthy", lambda: (h := health_of(nsp, name)).get("Status") == "healthy" and h)
+    assert health["Log"][-1]["Output"] == "one\ntwo\\n\n", health["Log"][-1]
+    text = nsp("generate", name).stdout
+    assert 'HealthCmd=["CMD-SHELL", ' in text, text
+    (tmp_path / f"{name}.nspawn").write_text(text)
+    nsp("rm", "-f", name)
+    nsp("apply", str(tmp_path))
+    assert nsp.json("inspect", name)[0]["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", check]
+    assert nsp("generate", name).stdout == text
 
 
 def _auto_update(nsp: CLI, oci: Env, *args: str) -> list[dict[str, Any]]:

@@ -143,6 +143,19 @@ def test_hosts_dns_ulimit_cpuset_oom_workdir(nsp: CLI, busybox: str) -> None:
     assert "oom=123" in lines and lines[-1] == "/made/here"
 
 
+def test_add_host_on_a_zone_network(nsp: CLI, busybox: str) -> None:
+    """The zone rewrites a member's /etc/hosts on every join: the --add-host lines stay in it."""
+    name, zone = nsp.name("zhost"), f"zh{uuid.uuid4().hex[:6]}"
+    out = nsp(
+        "run", "--name", name, "--network", f"zone:{zone}", "--add-host", "db.local:10.1.2.3",
+        busybox, "cat", "/etc/hosts",
+    ).stdout  # fmt: skip
+    lines = out.splitlines()
+    assert "10.1.2.3\tdb.local" in lines, out
+    assert any(line.endswith(f"\t{name}") for line in lines), out  # the zone's own member line
+    assert "AddHost=db.local:10.1.2.3" in nsp("generate", name).stdout.splitlines()
+
+
 def test_device(nsp: CLI, busybox: str) -> None:
     name = nsp.name("dev")
     nsp("run", "-d", "--name", name, "--device", "/dev/zero:/dev/myzero:r", busybox, "sleep", "600")
