@@ -337,7 +337,8 @@ def test_run_rm_removes_its_anonymous_volumes_and_keeps_named_ones(
     nsp("run", "-d", "--rm", "--name", ctr, "-v", "/anon", busybox, "sh", "-c", "sleep 1")
     anon = [v for v in nsp("volume", "ls", "-q").stdout.split() if v not in before | {named}]
     assert len(anon) == 1 and len(anon[0]) == 64, anon
-    assert json.loads(nsp("volume", "inspect", anon[0]).stdout)[0]["Labels"] == {"com.docker.volume.anonymous": ""}
+    labels = json.loads(nsp("volume", "inspect", anon[0]).stdout)[0]["Labels"]
+    assert labels == {"com.docker.volume.anonymous": ""}
     nsp("wait", "--condition", "removed", ctr)
     assert set(nsp("volume", "ls", "-q").stdout.split()) == before | {named}
     # without --rm the anonymous volume outlives its container (docker's rm without -v)
