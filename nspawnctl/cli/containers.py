@@ -310,6 +310,12 @@ HEALTH_START_PERIOD = typer.Option(
     metavar="DURATION",
     help="Start period before failures count (default 0s).",
 )
+HEALTH_START_INTERVAL = typer.Option(
+    None,
+    "--health-start-interval",
+    metavar="DURATION",
+    help="Time between checks during the start period (default: --health-interval).",
+)
 NO_HEALTHCHECK = typer.Option(False, "--no-healthcheck", help="Disable any container-specified HEALTHCHECK.")
 HEALTH_ON_FAILURE = typer.Option(
     None,
@@ -336,6 +342,7 @@ def _with_health(
     disabled: bool,
     on_failure: str | None,
     auto_update: str | None,
+    start_interval: str | None = None,
 ) -> object:
     """The --health-* flags, each checked once at its type, added to the other options."""
     import dataclasses
@@ -355,6 +362,9 @@ def _with_health(
         timeout=None if timeout is None else parse_duration(timeout, "--health-timeout", 1),
         retries=None if retries is None else parse_retries(retries, "--health-retries"),
         start_period=None if start_period is None else parse_duration(start_period, "--health-start-period"),
+        start_interval=None
+        if start_interval is None
+        else parse_duration(start_interval, "--health-start-interval", MIN_INTERVAL),
         disabled=disabled,
         on_failure=None if on_failure is None else parse_on_failure(on_failure),
     )
@@ -516,6 +526,7 @@ def create(
     health_timeout: str = HEALTH_TIMEOUT,
     health_retries: str = HEALTH_RETRIES,
     health_start_period: str = HEALTH_START_PERIOD,
+    health_start_interval: str = HEALTH_START_INTERVAL,
     no_healthcheck: bool = NO_HEALTHCHECK,
     health_on_failure: str = HEALTH_ON_FAILURE,
     auto_update: str = AUTO_UPDATE,
@@ -579,6 +590,7 @@ def create(
         no_healthcheck,
         health_on_failure,
         auto_update,
+        start_interval=health_start_interval,
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -645,6 +657,7 @@ def run(
     health_timeout: str = HEALTH_TIMEOUT,
     health_retries: str = HEALTH_RETRIES,
     health_start_period: str = HEALTH_START_PERIOD,
+    health_start_interval: str = HEALTH_START_INTERVAL,
     no_healthcheck: bool = NO_HEALTHCHECK,
     health_on_failure: str = HEALTH_ON_FAILURE,
     auto_update: str = AUTO_UPDATE,
@@ -716,6 +729,7 @@ def run(
         no_healthcheck,
         health_on_failure,
         auto_update,
+        start_interval=health_start_interval,
     )
     client = state_of(ctx).client()
     containers = client.containers

@@ -148,6 +148,29 @@ def test_bad_health_flags_are_refused_before_anything_is_made(nsp: CLI, busybox:
         assert name not in nsp("ps", "-a", "-q").stdout.split()
 
 
+def test_health_start_interval_checks_often_during_the_start_period_only(nsp: CLI, busybox: str) -> None:
+    """--health-interval 1h alone would check first after an hour: the start interval's timer
+    checks every second in the start period, and goes once the container is healthy."""
+    name = nsp.name("hsi")
+    nsp(
+        "run", "-d", "--name", name, "--network", "none", "--health-cmd", "cat /tmp/ok",
+        "--health-interval", "1h", "--health-start-period", "1h", "--health-start-interval", "1s",
+        busybox, "sh", "-c", "sleep 2; echo up > /tmp/ok; exec sleep 600",
+    )  # fmt: skip
+    start_timer = f"nspawnctl-healthstart-{name}.timer"
+    assert unit_show(start_timer, "ActiveState")["ActiveState"] == "active"
+    health = wait_for("healthy", lambda: (h := health_of(nsp, name)).get("Status") == "healthy" and h, 30)
+    assert health["Log"][-1]["Output"] == "up\n"
+    wait_for("the start timer gone", lambda: unit_show(start_timer, "ActiveState")["ActiveState"] != "active")
+    assert timer_state(name) == "active"  # the main rhythm (1h) stays
+    info = nsp.json("inspect", name)[0]
+    assert info["Config"]["Healthcheck"]["StartInterval"] == S
+    text = nsp("generate", name).stdout
+    assert "HealthStartInterval=1s" in text.splitlines(), text
+    nsp("stop", name)
+    assert unit_show(start_timer, "LoadState").get("LoadState") == "not-found"
+
+
 def test_generate_apply_round_trip_and_machinectl_start_arm_the_check(
     nsp: CLI, busybox: str, tmp_path: Path
 ) -> None:
