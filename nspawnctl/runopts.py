@@ -14,8 +14,9 @@ one exists (so ``machinectl start`` honours it), else a key of ``[X-Nspawnctl]``
 - --device: ``[Files] Bind=`` of the node plus the unit's ``DeviceAllow=`` (``Device=``).
 - --add-host, --dns, --dns-search: written into the container's /etc/hosts and /etc/resolv.conf
   when it is made (``ResolvConf=off`` keeps nspawn's hands off it).
-- --sysctl: ``Sysctl=``, written in the container's own network namespace before nspawn starts
-  (net.* only: nspawn makes the IPC namespace itself, so kernel.shm* & co. cannot be set yet).
+- --sysctl: ``Sysctl=``, net.* written in the container's own network namespace before nspawn
+  starts, the IPC ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) in an IPC namespace
+  the hook makes for nspawn to keep (run/ipcns.py).
 - --stop-timeout: ``StopTimeout=``, what ``stop`` waits without -t.
 """
 
@@ -800,6 +801,10 @@ def unit_settings(s: RunSettings) -> list[tuple[str, str]]:
         out.append(("OOMScoreAdjust", str(s.oom_score_adj)))
     if s.unconfined:
         out.append(("Environment", "SYSTEMD_SECCOMP=0"))
+    if any(not k.startswith("net.") for k, _ in s.sysctls):  # nspawn keeps our IPC namespace
+        from .run.ipcns import SHARE_ENV
+
+        out.append(("Environment", SHARE_ENV))
     return out
 
 
@@ -900,11 +905,7 @@ def check_sysctls(s: RunSettings, network: str) -> None:
 
     for name, _ in s.sysctls:
         if not name.startswith("net."):
-            raise InvalidArgument(
-                f"--sysctl {name} is not supported yet",
-                hint="nspawn makes the IPC namespace itself; only net.* sysctls can be set "
-                "(with --network veth or zone:NAME)",
-            )
+            continue  # an IPC one (parse_sysctl let only those through): the container's own IPC ns
         if not owns_netns(network):
             raise InvalidArgument(
                 f"--sysctl {name} needs a network namespace of the container's own",
