@@ -2,11 +2,12 @@
 the container's own IPC namespace.
 
 nspawn makes the IPC namespace itself, with no step before the payload runs where they could be
-written, and /proc/sys is read-only inside. So the pre-start hook makes the namespace instead: a
-short-lived thread unshares a new IPC namespace, writes the sysctls there (they answer for the
-writer's namespace) and pins it with a bind mount at ``/run/nspawnctl/ipcns/NAME``; nspawn runs
-inside it (``nsenter --ipc=``) and, told ``SYSTEMD_NSPAWN_SHARE_NS_IPC=1``, keeps it instead of
-making another. The post-stop hook unpins it.
+written, and /proc/sys is read-only inside. So the pre-start hook makes the namespace instead:
+``unshare --ipc=FILE`` makes a new IPC namespace, a writer inside it sets the sysctls (they
+answer for the writer's namespace), and it stays pinned by a bind mount at
+``/run/nspawnctl/ipcns/NAME``; nspawn runs inside it (``nsenter --ipc=``) and, told
+``SYSTEMD_NSPAWN_SHARE_NS_IPC=1``, keeps it instead of making another. The post-stop hook
+unpins it.
 """
 
 from __future__ import annotations
@@ -37,38 +38,46 @@ def path(name: str) -> str:
     return str(IPCNS_DIR / name)
 
 
+# writes NAME=VALUE pairs (argv) to /proc/sys: run by unshare inside the new IPC namespace
+_WRITER = (
+    "import os, sys\n"
+    "for pair in sys.argv[1:]:\n"
+    "    key, _, value = pair.partition('=')\n"
+    "    fd = os.open('/proc/sys/' + key.replace('.', '/'), os.O_WRONLY | os.O_NOFOLLOW)\n"
+    "    os.write(fd, value.encode())\n"
+    "    os.close(fd)\n"
+)
+
+
 def create(name: str, sysctls: tuple[tuple[str, str], ...]) -> None:
-    """Make the container's IPC namespace with ``sysctls`` set and pin it at :func:`path`; a
-    leftover of a killed run is replaced."""
-    from ..net import netns
+    """Make the container's IPC namespace with ``sysctls`` set and pin it at :func:`path` (a
+    leftover of a killed run is replaced first). util-linux's ``unshare --ipc=FILE`` makes and
+    pins it; the writer inside gets a proc of its own (``--mount-proc``, in a mount namespace of
+    its own), as /proc/sys may be mounted read-only where nspawnctl runs (a host in a container)."""
+    import shutil
+    import subprocess
+    import sys
 
     delete(name)
-    libc = netns._libc()
     target = path(name)
     os.makedirs(IPCNS_DIR, mode=0o755, exist_ok=True)
     os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0))
-
-    def inside() -> None:
-        netns._check(libc.unshare(CLONE_NEWIPC), "unshare")
-        for key, value in sysctls:
-            fd = os.open("/proc/sys/" + key.replace(".", "/"), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
-        netns._mount(libc, "/proc/thread-self/ns/ipc", target, netns.MS_BIND)
-
+    argv = [
+        shutil.which("unshare") or "/usr/bin/unshare", f"--ipc={target}", "--mount-proc", "--",
+        sys.executable, "-I", "-c", _WRITER, *(f"{k}={v}" for k, v in sysctls),
+    ]  # fmt: skip
     try:
-        netns._in_thread(inside)
-    except OSError as e:
-        delete(name)
-        raise InvalidArgument(
-            f"cannot set --sysctl in the container's IPC namespace: {e}",
-            hint="check the name and value (sysctl -a lists them)",
-        ) from None
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     except BaseException:
         delete(name)
         raise
+    if proc.returncode != 0:
+        delete(name)
+        why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise InvalidArgument(
+            f"cannot set --sysctl in the container's IPC namespace: {why}",
+            hint="check the name and value (sysctl -a lists them)",
+        )
 
 
 def delete(name: str) -> None:
