@@ -396,7 +396,8 @@ CAP_DROP = typer.Option(
 PRIVILEGED = typer.Option(
     False,
     "--privileged",
-    help="Every capability and no seccomp filter (Capability=all, SYSTEMD_SECCOMP=0).",
+    help="Every capability, no seccomp filter, every device allowed; with --userns host also "
+    "writable /proc/sys and /sys.",
 )
 SECURITY_OPT = typer.Option(
     [], "--security-opt", metavar="OPT", help="no-new-privileges (NoNewPrivileges=) or seccomp=unconfined."

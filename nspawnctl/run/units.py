@@ -258,7 +258,7 @@ def settings_properties(spec: ContainerSpec) -> list[Property]:
     from ..runopts import unit_settings
 
     props: list[Property] = []
-    for key, value in unit_settings(spec.settings):
+    for key, value in unit_settings(spec.settings, spec.private_users):
         if key == "DeviceAllow":
             node, _, perms = value.rpartition(" ")
             props.append(("DeviceAllow", "a(ss)", [[node, perms]]))

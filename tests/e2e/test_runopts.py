@@ -5,6 +5,7 @@ and bad values refused with nothing made."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -97,6 +98,21 @@ def test_capabilities_and_security_options(nsp: CLI, busybox: str) -> None:
     assert status(unconfined, "Seccomp_filters") == host
     priv = nsp("run", "--rm", "--privileged", busybox, "sh", "-c", show).stdout
     assert status(priv, "Seccomp_filters") == host and int(status(priv, "CapEff"), 16) & (1 << 25)
+    # --privileged: every device allowed; with --userns host /proc/sys and /sys writable (nspawn
+    # refuses that in a user namespace), read-only otherwise
+    # kernel.domainname: of the container's own UTS namespace, harmless to write
+    write = "echo nsptest > /proc/sys/kernel/domainname && cat /proc/sys/kernel/domainname"
+    ro = nsp("run", "--rm", "--userns", "host", busybox, "sh", "-c", write, check=False)
+    assert ro.returncode != 0 and "Read-only file system" in ro.stderr + ro.stdout, ro
+    name = nsp.name("priv")
+    nsp("run", "-d", "--name", name, "--privileged", "--userns", "host", busybox, "sleep", "600")
+    assert nsp("exec", name, "sh", "-c", write).stdout == "nsptest\n"
+    sysfs = nsp("exec", name, "sh", "-c", "grep ' /sys ' /proc/self/mountinfo").stdout
+    assert " rw," in sysfs, sysfs
+    show_allow = ["systemctl", "show", "-p", "DeviceAllow", f"nspawnctl-{name}.service"]
+    allow = subprocess.run(show_allow, capture_output=True, text=True).stdout.splitlines()
+    assert "DeviceAllow=char-* rwm" in allow and "DeviceAllow=block-* rwm" in allow, allow
+    assert "Privileged=yes" in nsp("generate", name).stdout.splitlines()
 
 
 def test_init_stop_signal_and_stop_timeout(nsp: CLI, busybox: str) -> None:
