@@ -12,8 +12,6 @@ unpins it.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import os
 from pathlib import Path
 
@@ -82,6 +80,9 @@ def create(name: str, sysctls: tuple[tuple[str, str], ...]) -> None:
 
 def delete(name: str) -> None:
     """Unpin the container's IPC namespace; gone already is fine."""
+    import ctypes
+    import errno
+
     from ..net import netns
 
     target = path(name)
