@@ -464,18 +464,16 @@ class Volumes:
         """``-v NAME:/path`` as the bind of volume NAME's path; :meth:`make` makes it."""
         return [dataclasses.replace(v, host=str(self.store.path(v.host))) if v.named else v for v in volumes]
 
-    def make(self, volumes: builtins.list[Volume]) -> builtins.list[str]:
-        """Make the missing volumes these binds name; the names made, for :meth:`discard`."""
-        names = [n for v in volumes if (n := self.store.name_of(v.host)) is not None]
-        if not names:
-            return []
-        made = []
-        with self._client.pool.lock():
-            for name in dict.fromkeys(names):
-                if not self.store.exists(name):
-                    self.store.create(name)
-                    made.append(name)
-        return made
+    def make(self, volumes: builtins.list[Volume], made: builtins.list[str], anonymous: set[str]) -> None:
+        """Make the missing volumes these binds name, adding each name made to ``made`` (for
+        :meth:`discard`); those in ``anonymous`` get docker's anonymous label. The caller holds
+        the pool lock (ContainerStore.create's ``prepare``)."""
+        from .store.volumes import ANONYMOUS_LABEL
+
+        for name in dict.fromkeys(n for v in volumes if (n := self.store.name_of(v.host)) is not None):
+            if not self.store.exists(name):
+                self.store.create(name, {ANONYMOUS_LABEL: ""} if name in anonymous else None)
+                made.append(name)
 
     def discard(self, names: builtins.list[str]) -> None:
         """Undo :meth:`make` after a failed create; a volume someone bound meanwhile stays."""
@@ -514,12 +512,20 @@ class Containers:
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
         network, private_users, notice = _network_and_userns(options)
         # --mount type=volume: a named volume like -v NAME:/path; without a source an anonymous
-        # one (a random name, as docker's), kept until 'volume rm'/'volume prune'
-        mounts = [Volume(n or secrets.token_hex(32), t, ro) for n, t, ro in options.named_volumes]
+        # one (a random name, as docker's), kept until 'volume rm'/'volume prune', or its
+        # container's removal when that is a --rm one; -v /path likewise
+        mounts = [Volume(n or "", t, ro) for n, t, ro in options.named_volumes]
+        given: builtins.list[Volume] = []
+        anonymous: set[str] = set()
         for v in [*options.volumes, *mounts]:
+            if not v.host:
+                v = dataclasses.replace(v, host=secrets.token_hex(32))
+                anonymous.add(v.host)
+            given.append(v)
+        for v in given:
             if not v.named and not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
-        volumes = self._client.volumes.resolve([*options.volumes, *mounts])  # made last, see below
+        volumes = self._client.volumes.resolve(given)  # made last, see below
         notices = [notice] if notice else []
         if options.settings.sysctls:
             from .runopts import check_sysctls
@@ -580,10 +586,12 @@ class Containers:
         made: builtins.list[str] = []  # the volumes this create made: undone if it fails
         try:
             with self._picking_ports(spec) as spec:
-                made = self._client.volumes.make(spec.volumes)  # once everything is checked
+                # the volumes are made once everything is checked, under the lock the definition
+                # is written under (volume prune cannot take one in between)
                 for attempt in range(_NAME_ATTEMPTS):
                     try:
-                        created = self.store.create(spec, img)
+                        make = functools.partial(self._client.volumes.make, spec.volumes, made, anonymous)
+                        created = self.store.create(spec, img, prepare=make)
                         break
                     except NameInUse:
                         # a generated name is picked outside the pool lock: a create running

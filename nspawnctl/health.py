@@ -116,6 +116,8 @@ def check_test(test: list[str], what: str) -> list[str]:
     """docker's Healthcheck.Test: ["NONE"], ["CMD", argv...], ["CMD-SHELL", command]."""
     if not test or not all(isinstance(w, str) for w in test):
         raise InvalidArgument(f"{what}: the health check test is empty or not a list of strings")
+    if any("\0" in w for w in test):  # no argv can carry a NUL
+        raise InvalidArgument(f"{what}: the health check test contains a NUL character")
     kind = test[0]
     if kind == "NONE" and len(test) == 1:
         return test
@@ -139,6 +141,7 @@ class HealthConfig:
     retries: int = DEFAULT_RETRIES
     start_period: int = 0
     on_failure: str = "none"
+    start_interval: int = 0  # docker 25's: the rhythm during the start period (0: the interval)
 
     def argv(self) -> list[str]:
         """What runs in the container: CMD-SHELL through its /bin/sh -c, CMD as given."""
@@ -154,7 +157,13 @@ class HealthConfig:
             "Timeout": self.timeout,
             "Retries": self.retries,
             "StartPeriod": self.start_period,
+            **({"StartInterval": self.start_interval} if self.start_interval else {}),
         }
+
+    @property
+    def start_phase(self) -> bool:
+        """Checks run every ``start_interval`` during the start period (a timer of their own)."""
+        return bool(self.start_interval and self.start_period)
 
 
 @dataclass(frozen=True)
@@ -168,12 +177,12 @@ class HealthFlags:
     start_period: int | None = None
     disabled: bool = False  # --no-healthcheck
     on_failure: str | None = None
+    start_interval: int | None = None
 
     @property
     def any_check_flag(self) -> bool:
-        return any(
-            v is not None for v in (self.cmd, self.interval, self.timeout, self.retries, self.start_period)
-        )
+        values = (self.cmd, self.interval, self.timeout, self.retries, self.start_period, self.start_interval)
+        return any(v is not None for v in values)
 
 
 def image_healthcheck(doc: object) -> dict[str, Any] | None:
@@ -185,11 +194,12 @@ def image_healthcheck(doc: object) -> dict[str, Any] | None:
         raise InvalidArgument("config.Healthcheck is not an object")
     test = doc.get("Test")
     out: dict[str, Any] = {"Test": check_test(test if isinstance(test, list) else [], "config.Healthcheck")}
-    for key in ("Interval", "Timeout", "StartPeriod"):
+    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
         v = doc.get(key, 0)
         if not isinstance(v, int) or isinstance(v, bool) or not (0 <= v <= MAX_DURATION):
             raise InvalidArgument(f"config.Healthcheck.{key} {v!r} is not a duration in nanoseconds")
-        out[key] = v
+        if v or key != "StartInterval":  # docker 25's key: only where the image has it
+            out[key] = v
     retries = doc.get("Retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool):
         raise InvalidArgument(f"config.Healthcheck.Retries {retries!r} is not a number")
@@ -235,6 +245,7 @@ def resolve(image: dict[str, Any] | None, flags: HealthFlags) -> HealthConfig | 
         retries=pick(flags.retries, "Retries", DEFAULT_RETRIES),
         start_period=pick(flags.start_period, "StartPeriod", 0),
         on_failure=flags.on_failure or "none",
+        start_interval=max(MIN_INTERVAL, si) if (si := pick(flags.start_interval, "StartInterval", 0)) else 0,
     )
 
 
@@ -245,6 +256,7 @@ KEYS = (
     "HealthTimeout",
     "HealthRetries",
     "HealthStartPeriod",
+    "HealthStartInterval",
     "HealthOnFailure",
 )
 
@@ -254,24 +266,48 @@ def to_file(config: HealthConfig | None, f: NspawnFile) -> None:
         for key in KEYS:
             f.set(OWN_SECTION, key, None)
         return
-    f.set(OWN_SECTION, "HealthCmd", quote_words(config.test))
+    f.set(OWN_SECTION, "HealthCmd", encode_test(config.test))
     f.set(OWN_SECTION, "HealthInterval", format_duration(config.interval))
     f.set(OWN_SECTION, "HealthTimeout", format_duration(config.timeout))
     f.set(OWN_SECTION, "HealthRetries", str(config.retries))
     f.set(OWN_SECTION, "HealthStartPeriod", format_duration(config.start_period))
+    start_interval = format_duration(config.start_interval) if config.start_interval else None
+    f.set(OWN_SECTION, "HealthStartInterval", start_interval)
     f.set(OWN_SECTION, "HealthOnFailure", None if config.on_failure == "none" else config.on_failure)
+
+
+def encode_test(test: list[str]) -> str:
+    """``HealthCmd=``'s value: systemd-quoted words; a test with a line break (an image's
+    multi-line HEALTHCHECK) as a one-line JSON array instead, which a .nspawn line can hold and
+    quoted words cannot (no test's first word starts with "[", so the two never mix up)."""
+    if any("\n" in w or "\r" in w for w in test):
+        return json.dumps(test)
+    return quote_words(test)
+
+
+def decode_test(value: str, what: str) -> list[str]:
+    """The test of a ``HealthCmd=`` value (see encode_test), checked."""
+    if value.lstrip().startswith("["):
+        try:
+            test = json.loads(value)
+        except ValueError:
+            raise InvalidArgument(f"{what}: not a JSON array of strings: {value!r}") from None
+        return check_test(test if isinstance(test, list) else [], what)
+    return check_test(split_words(value), what)
 
 
 def check_key(key: str, value: str) -> None:
     """One [X-Nspawnctl] key of the check (or AutoUpdate=), for ``apply``'s FILE:LINE errors."""
     if key == "HealthCmd":
-        check_test(split_words(value), "HealthCmd=")
+        decode_test(value, "HealthCmd=")
     elif key == "HealthInterval":
         parse_duration(value, "HealthInterval=", MIN_INTERVAL)
     elif key == "HealthTimeout":
         parse_duration(value, "HealthTimeout=", 1)
     elif key == "HealthStartPeriod":
         parse_duration(value, "HealthStartPeriod=")
+    elif key == "HealthStartInterval":
+        parse_duration(value, "HealthStartInterval=", MIN_INTERVAL)
     elif key == "HealthRetries":
         parse_retries(value, "HealthRetries=")
     elif key == "HealthOnFailure":
@@ -289,7 +325,7 @@ def from_file(f: NspawnFile) -> HealthConfig | None:
     def at(key: str) -> str:
         return f.where(OWN_SECTION, key)
 
-    test = check_test(split_words(value), at("HealthCmd"))
+    test = decode_test(value, at("HealthCmd"))
     if test == ["NONE"]:
         return None
 
@@ -312,6 +348,8 @@ def from_file(f: NspawnFile) -> HealthConfig | None:
         else parse_retries(retries, f"{at('HealthRetries')}: HealthRetries="),
         start_period=duration("HealthStartPeriod", 0),
         on_failure=on_failure,
+        start_interval=0 if f.get(OWN_SECTION, "HealthStartInterval") is None
+        else duration("HealthStartInterval", 0, MIN_INTERVAL),
     )
 
 
@@ -423,30 +461,45 @@ def forget_state(paths: Paths, name: str) -> None:
 
 
 # -- the timer ----------------------------------------------------------------------------------
-def timer_name(name: str) -> str:
-    return f"nspawnctl-health-{name}.timer"
+Properties = list[tuple[str, str, "Any"]]  # (name, D-Bus signature, value) of a transient unit
 
 
-def service_name(name: str) -> str:
-    return f"nspawnctl-health-{name}.service"
+def timer_name(name: str, start_phase: bool = False) -> str:
+    """The check's timer; ``start_phase``: the one of the start period (--health-start-interval)."""
+    return f"nspawnctl-health{'start' if start_phase else ''}-{name}.timer"
+
+
+def service_name(name: str, start_phase: bool = False) -> str:
+    return f"nspawnctl-health{'start' if start_phase else ''}-{name}.service"
 
 
 def timer_units(
-    name: str, config: HealthConfig, container_unit: str, python: str, environment: list[str]
+    name: str,
+    config: HealthConfig,
+    container_unit: str,
+    python: str,
+    environment: list[str],
+    start_phase: bool = False,
 ) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str, Any]]]:
     """(timer properties, service properties) for StartTransientUnit: the first check one
-    interval after the start, then one interval after each check began (docker's rhythm)."""
-    interval_us = config.interval // 1000
+    interval after the start, then one interval after each check began (docker's rhythm).
+
+    With --health-start-interval (``config.start_phase``) a second pair (``start_phase``) checks
+    every start interval from the start, and the check stops that timer once the container is
+    healthy or the start period is over; the main timer's first check is at the end of the
+    start period."""
+    interval_us = (config.start_interval if start_phase else config.interval) // 1000
+    first_us = config.start_period // 1000 if config.start_phase and not start_phase else interval_us
     timer: list[tuple[str, str, Any]] = [
         ("Description", "s", f"nspawnctl health check timer of {name}"),
         ("BindsTo", "as", [container_unit]),
         ("After", "as", [container_unit]),
         ("PartOf", "as", [container_unit]),
-        ("TimersMonotonic", "a(st)", [["OnActiveSec", interval_us], ["OnUnitActiveSec", interval_us]]),
+        ("TimersMonotonic", "a(st)", [["OnActiveSec", first_us], ["OnUnitActiveSec", interval_us]]),
         ("AccuracyUSec", "t", max(1000, min(1_000_000, interval_us // 10))),
         ("RemainAfterElapse", "b", False),
     ]
-    argv = [python, "-m", "nspawnctl.health", name]
+    argv = [python, "-m", "nspawnctl.health", *(["--start-phase"] if start_phase else []), name]
     service: list[tuple[str, str, Any]] = [
         ("Description", "s", f"nspawnctl health check of {name}"),
         ("Type", "s", "oneshot"),
@@ -469,7 +522,10 @@ def arm(paths: Paths, name: str, config: HealthConfig, container_unit: str, envi
     from .systemd.manager import Manager
 
     write_state(paths, name, HealthState(started=time.time()))
-    timer, service = timer_units(name, config, container_unit, sys.executable, environment)
+    pairs = []
+    for phase in (False, True) if config.start_phase else (False,):
+        timer, service = timer_units(name, config, container_unit, sys.executable, environment, phase)
+        pairs.append((timer_name(name, phase), service_name(name, phase), timer, service))
 
     async def go(bus: Bus) -> None:
         import asyncio
@@ -479,31 +535,66 @@ def arm(paths: Paths, name: str, config: HealthConfig, container_unit: str, envi
         def body(props: list[tuple[str, str, Any]]) -> list[Any]:
             return [[k, bus.variant(sig, v)] for k, sig, v in props]
 
-        for _ in range(50):
-            try:
-                await manager.call(
-                    "StartTransientUnit",
-                    "ssa(sv)a(sa(sv))",
-                    [timer_name(name), "fail", body(timer), [[service_name(name), body(service)]]],
-                )
-                return
-            except BusError as e:
-                if not e.name.endswith("UnitExists"):
-                    raise
-            state = (await manager.states([timer_name(name)])).get(timer_name(name))
-            if state is not None and state.active_state in ("active", "activating"):
-                return
-            await manager.reset_failed(timer_name(name))
-            await asyncio.sleep(0.1)  # the stopped one is garbage-collected in a moment
-        raise BusError("org.freedesktop.systemd1.UnitExists", f"{timer_name(name)} stays loaded")
+        async def start(timer_unit: str, service_unit: str, timer: Properties, service: Properties) -> None:
+            for _ in range(50):
+                try:
+                    await manager.call(
+                        "StartTransientUnit",
+                        "ssa(sv)a(sa(sv))",
+                        [timer_unit, "fail", body(timer), [[service_unit, body(service)]]],
+                    )
+                    return
+                except BusError as e:
+                    if not e.name.endswith("UnitExists"):
+                        raise
+                state = (await manager.states([timer_unit])).get(timer_unit)
+                if state is not None and state.active_state in ("active", "activating"):
+                    return
+                await manager.reset_failed(timer_unit)
+                await asyncio.sleep(0.1)  # the stopped one is garbage-collected in a moment
+            raise BusError("org.freedesktop.systemd1.UnitExists", f"{timer_unit} stays loaded")
+
+        for pair in pairs:
+            await start(*pair)
+
+    run_sync(go)
+
+
+def end_start_phase(name: str) -> None:
+    """Stop the start period's timer (its check, running now, goes on to its end)."""
+    from .systemd.bus import Bus, run_sync
+    from .systemd.manager import Manager
+
+    async def go(bus: Bus) -> None:
+        await Manager(bus).queue_stop(timer_name(name, start_phase=True))
 
     run_sync(go)
 
 
 # -- one check ----------------------------------------------------------------------------------
-def run_check(paths: Paths, name: str) -> HealthState | None:
+def run_check(paths: Paths, name: str, start_phase: bool = False) -> HealthState | None:
     """Run the check once in the running container, record it, act on failure. None: the
-    container has no check or is not running (nothing recorded)."""
+    container has no check or is not running (nothing recorded). ``start_phase``: run by the
+    start period's timer, which is stopped once the container is healthy or the period is over."""
+    state = _run_check(paths, name)
+    if start_phase:
+        import time
+
+        config = _store_config(paths, name)
+        since = time.time() - (state.started if state else 0.0)
+        over = config is None or since >= config.start_period / NS_PER_S
+        if state is None or state.status != "starting" or over:
+            end_start_phase(name)
+    return state
+
+
+def _store_config(paths: Paths, name: str) -> HealthConfig | None:
+    from .client import Client
+
+    return Client(paths).containers.store.get(name).health
+
+
+def _run_check(paths: Paths, name: str) -> HealthState | None:
     import subprocess
 
     from .client import Client
@@ -670,11 +761,14 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"nspawnctl: {args[1]} of unhealthy {args[2]}: {e.message}\n")
             return 1
         return 0
+    start_phase = bool(args) and args[0] == "--start-phase"
+    if start_phase:
+        args = args[1:]
     if len(args) != 1:
-        sys.stderr.write("usage: python3 -m nspawnctl.health [--on-failure ACTION] NAME\n")
+        sys.stderr.write("usage: python3 -m nspawnctl.health [--on-failure ACTION|--start-phase] NAME\n")
         return 2
     try:
-        state = run_check(Paths.from_env(), args[0])
+        state = run_check(Paths.from_env(), args[0], start_phase)
     except NspawnctlError as e:
         sys.stderr.write(f"nspawnctl: health check of {args[0]}: {e.message}\n")
         return 1

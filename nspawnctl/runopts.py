@@ -6,6 +6,10 @@ one exists (so ``machinectl start`` honours it), else a key of ``[X-Nspawnctl]``
   ``[Files] TemporaryFileSystem=`` (mounted after nspawn's own /dev/shm, so it replaces it).
 - --cap-add/--cap-drop/--privileged: ``[Exec] Capability=``/``DropCapability=``; nspawn applies
   the drops last, so ``--cap-drop ALL --cap-add X`` is written as every other capability dropped.
+  --privileged also opens the unit's device policy (``DeviceAllow=char-* rwm``, ``block-*``) and
+  makes /proc/sys and /sys writable with --userns host (``SYSTEMD_NSPAWN_API_VFS_WRITABLE=1``;
+  nspawn refuses that in a user namespace); device nodes still
+  come by --device (nspawn's /dev is its own) or mknod (with --userns host).
 - --security-opt no-new-privileges: ``[Exec] NoNewPrivileges=``; seccomp=unconfined (and
   --privileged): ``Seccomp=unconfined``, systemd's ``SYSTEMD_SECCOMP=0`` in the unit's environment.
 - --init: ``[Exec] ProcessTwo=`` (nspawn's stub init is PID 1, the payload PID 2).
@@ -14,8 +18,9 @@ one exists (so ``machinectl start`` honours it), else a key of ``[X-Nspawnctl]``
 - --device: ``[Files] Bind=`` of the node plus the unit's ``DeviceAllow=`` (``Device=``).
 - --add-host, --dns, --dns-search: written into the container's /etc/hosts and /etc/resolv.conf
   when it is made (``ResolvConf=off`` keeps nspawn's hands off it).
-- --sysctl: ``Sysctl=``, written in the container's own network namespace before nspawn starts
-  (net.* only: nspawn makes the IPC namespace itself, so kernel.shm* & co. cannot be set yet).
+- --sysctl: ``Sysctl=``, net.* written in the container's own network namespace before nspawn
+  starts, the IPC ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) in an IPC namespace
+  the hook makes for nspawn to keep (run/ipcns.py).
 - --stop-timeout: ``StopTimeout=``, what ``stop`` waits without -t.
 """
 
@@ -792,14 +797,25 @@ def _yes(value: str | None) -> bool:
 
 
 # -- the unit -------------------------------------------------------------------------------------
-def unit_settings(s: RunSettings) -> list[tuple[str, str]]:
+def unit_settings(s: RunSettings, private_users: bool = False) -> list[tuple[str, str]]:
     """(unit file key, value) for what only the unit can do: the device policy of --device, no
-    seccomp filter (systemd's $SYSTEMD_SECCOMP=0, which nspawn honours)."""
+    seccomp filter (systemd's $SYSTEMD_SECCOMP=0, which nspawn honours); --privileged opens the
+    device policy to every device (docker's) and, without a user namespace (nspawn refuses
+    writable API file systems in one), makes /proc/sys and /sys writable (nspawn's
+    $SYSTEMD_NSPAWN_API_VFS_WRITABLE)."""
     out = [("DeviceAllow", f"{d.host} {d.perms}") for d in s.devices]
+    if s.privileged:
+        out += [("DeviceAllow", "char-* rwm"), ("DeviceAllow", "block-* rwm")]
+        if not private_users:
+            out.append(("Environment", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1"))
     if s.oom_score_adj is not None:
         out.append(("OOMScoreAdjust", str(s.oom_score_adj)))
     if s.unconfined:
         out.append(("Environment", "SYSTEMD_SECCOMP=0"))
+    if any(not k.startswith("net.") for k, _ in s.sysctls):  # nspawn keeps our IPC namespace
+        from .run.ipcns import SHARE_ENV
+
+        out.append(("Environment", SHARE_ENV))
     return out
 
 
@@ -900,11 +916,7 @@ def check_sysctls(s: RunSettings, network: str) -> None:
 
     for name, _ in s.sysctls:
         if not name.startswith("net."):
-            raise InvalidArgument(
-                f"--sysctl {name} is not supported yet",
-                hint="nspawn makes the IPC namespace itself; only net.* sysctls can be set "
-                "(with --network veth or zone:NAME)",
-            )
+            continue  # an IPC one (parse_sysctl let only those through): the container's own IPC ns
         if not owns_netns(network):
             raise InvalidArgument(
                 f"--sysctl {name} needs a network namespace of the container's own",

@@ -89,6 +89,8 @@ class Volume:
                         hint="options are ro, rw, idmap, noidmap, rbind, norbind",
                     )
             parts = parts[:2]
+        if len(parts) == 1 and parts[0].startswith("/"):  # docker's -v /path: an anonymous volume
+            return cls("", parts[0])
         named = len(parts) == 2 and re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", parts[0]) is not None
         if len(parts) != 2 or not parts[1].startswith("/") or not (named or parts[0].startswith("/")):
             raise InvalidArgument(
@@ -99,7 +101,8 @@ class Volume:
 
     @property
     def named(self) -> bool:
-        """``-v NAME:/path``: a named volume, until create puts its path in ``host``."""
+        """``-v NAME:/path``: a named volume, until create puts its path in ``host``; ``-v /path``
+        (host "") an anonymous one, which create names."""
         return not self.host.startswith("/")
 
     @classmethod

@@ -285,6 +285,12 @@ HEALTH_START_PERIOD = typer.Option(
     metavar="DURATION",
     help="Start period before failures count (default 0s).",
 )
+HEALTH_START_INTERVAL = typer.Option(
+    None,
+    "--health-start-interval",
+    metavar="DURATION",
+    help="Time between checks during the start period (default: --health-interval).",
+)
 NO_HEALTHCHECK = typer.Option(False, "--no-healthcheck", help="Disable any container-specified HEALTHCHECK.")
 HEALTH_ON_FAILURE = typer.Option(
     None,
@@ -311,6 +317,7 @@ def _with_health(
     disabled: bool,
     on_failure: str | None,
     auto_update: str | None,
+    start_interval: str | None = None,
 ) -> object:
     """The --health-* flags, each checked once at its type, added to the other options."""
     import dataclasses
@@ -330,6 +337,9 @@ def _with_health(
         timeout=None if timeout is None else parse_duration(timeout, "--health-timeout", 1),
         retries=None if retries is None else parse_retries(retries, "--health-retries"),
         start_period=None if start_period is None else parse_duration(start_period, "--health-start-period"),
+        start_interval=None
+        if start_interval is None
+        else parse_duration(start_interval, "--health-start-interval", MIN_INTERVAL),
         disabled=disabled,
         on_failure=None if on_failure is None else parse_on_failure(on_failure),
     )
@@ -361,7 +371,8 @@ CAP_DROP = typer.Option(
 PRIVILEGED = typer.Option(
     False,
     "--privileged",
-    help="Every capability and no seccomp filter (Capability=all, SYSTEMD_SECCOMP=0).",
+    help="Every capability, no seccomp filter, every device allowed; with --userns host also "
+    "writable /proc/sys and /sys.",
 )
 SECURITY_OPT = typer.Option(
     [], "--security-opt", metavar="OPT", help="no-new-privileges (NoNewPrivileges=) or seccomp=unconfined."
@@ -491,6 +502,7 @@ def create(
     health_timeout: str = HEALTH_TIMEOUT,
     health_retries: str = HEALTH_RETRIES,
     health_start_period: str = HEALTH_START_PERIOD,
+    health_start_interval: str = HEALTH_START_INTERVAL,
     no_healthcheck: bool = NO_HEALTHCHECK,
     health_on_failure: str = HEALTH_ON_FAILURE,
     auto_update: str = AUTO_UPDATE,
@@ -554,6 +566,7 @@ def create(
         no_healthcheck,
         health_on_failure,
         auto_update,
+        start_interval=health_start_interval,
     )
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
@@ -620,6 +633,7 @@ def run(
     health_timeout: str = HEALTH_TIMEOUT,
     health_retries: str = HEALTH_RETRIES,
     health_start_period: str = HEALTH_START_PERIOD,
+    health_start_interval: str = HEALTH_START_INTERVAL,
     no_healthcheck: bool = NO_HEALTHCHECK,
     health_on_failure: str = HEALTH_ON_FAILURE,
     auto_update: str = AUTO_UPDATE,
@@ -691,6 +705,7 @@ def run(
         no_healthcheck,
         health_on_failure,
         auto_update,
+        start_interval=health_start_interval,
     )
     client = state_of(ctx).client()
     argv = list(command or [])

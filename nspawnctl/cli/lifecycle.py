@@ -251,7 +251,8 @@ def events(
 ) -> None:
     """Print container events as they happen (create, start, die, pause, unpause, rename,
     destroy), from systemd's signals and the definitions' changes; until --until or Ctrl-C.
-    Past events are not kept: --since only drops what comes before it."""
+    A past --since first replays the start and die events of today's containers from systemd's
+    journal records of their units."""
     import json
 
     from ..errors import InvalidArgument

@@ -185,7 +185,26 @@ def _usable(
 
 
 def write_hosts(paths: Paths, zf: ZoneFile) -> None:
-    """Every member's /etc/hosts names every member (called with the zone locked)."""
+    """Every member's /etc/hosts names every member, then its own --add-host lines (called with
+    the zone locked)."""
     content = files.hosts_file(zf.leases)
     for member in zf.leases:
-        files.write_in_root(paths.pool / member, "etc", "hosts", content)
+        extra = "".join(f"{ip}\t{host}\n" for host, ip in added_hosts(paths, member))
+        files.write_in_root(paths.pool / member, "etc", "hosts", content + extra)
+
+
+def added_hosts(paths: Paths, name: str) -> list[tuple[str, str]]:
+    """The container's --add-host entries (``AddHost=`` of its .nspawn definition), which the
+    zone's rewrite of /etc/hosts keeps; none when the definition is missing or unreadable."""
+    from ..errors import NspawnctlError
+    from ..nspawnfile import OWN_SECTION, NspawnFile
+    from ..runopts import parse_add_host
+
+    for base in (paths.settings, paths.runtime_settings):
+        path = base / f"{name}.nspawn"
+        if path.is_file():
+            try:
+                return [parse_add_host(v) for v in NspawnFile.load(path).get_all(OWN_SECTION, "AddHost")]
+            except (OSError, NspawnctlError):
+                return []
+    return []

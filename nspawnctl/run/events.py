@@ -5,7 +5,10 @@ subscribed client): ActiveState turning ``active`` is a start, the unit going in
 waiting to restart is a die, with the exit code nspawnctl recorded (or the unit's
 ExecMainStatus, for a ``--rm`` container whose record went with it). create, rename and destroy
 come from the container definitions appearing and disappearing (inotify, see store/watch.py).
-Past events are not kept: ``--since`` and ``--until`` bound the live stream.
+A ``--since`` in the past first replays the start and die events of the containers that exist
+now from systemd's own journal records of their units (:func:`replay`: "Started", "Deactivated
+successfully", "Failed with result", with the exit status of "Main process exited"); create,
+rename, destroy, pause and unpause are not in the journal and are only seen live.
 """
 
 from __future__ import annotations
@@ -113,6 +116,78 @@ def parse_time(text: str, now: float | None = None) -> float:
             hint="a Unix timestamp, RFC 3339 (2026-12-07T05:00:00Z) or a duration (10m)",
         ) from None
     return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+# systemd's catalog IDs (sd-messages.h) of what PID 1 logs about a unit
+MSG_STARTED = "39f53479d3a045ac8e11786248231fbf"
+MSG_SUCCESS = "7ad2d189f7e94e70a38c781354912448"  # "Deactivated successfully"
+MSG_FAILURE = "d9b373ed55a64feb8242e02dbe79a49c"  # "Failed with result ..."
+MSG_PROCESS_EXIT = "98e322203f7a4ed290d09fe03c09fe15"  # "Main process exited, code=..., status=..."
+
+
+def replay_records(records: list[dict[str, Any]], known: dict[str, tuple[str, str]]) -> list[Event]:
+    """Events from PID 1's journal records (``journalctl -o json`` objects, oldest first) about
+    the units of ``known`` containers (name -> (id, image)): a start per "Started", a die per
+    "Deactivated successfully" (exit code 0) or "Failed with result" (the status its "Main
+    process exited" record gave, 128+N for signal N; else 1)."""
+    import signal
+
+    exits: dict[str, int] = {}  # per invocation: the payload's exit code
+    out: list[Event] = []
+    for r in records:
+        unit, mid = str(r.get("UNIT", "")), r.get("MESSAGE_ID")
+        name = container_of_unit(unit)
+        if name is None or name not in known:
+            continue
+        try:
+            when = int(r["__REALTIME_TIMESTAMP"]) * 1000
+        except (KeyError, ValueError):
+            continue
+        invocation = str(r.get("INVOCATION_ID", ""))
+        cid, image = known[name]
+        if mid == MSG_PROCESS_EXIT:
+            how, status = r.get("EXIT_CODE"), str(r.get("EXIT_STATUS", ""))
+            if how == "exited" and status.isdigit():
+                exits[invocation] = int(status)
+            elif how in ("killed", "dumped"):
+                sig = getattr(signal, f"SIG{status}", None) if not status.isdigit() else int(status)
+                exits[invocation] = 128 + int(sig) if sig is not None else 137
+        elif mid == MSG_STARTED:
+            out.append(Event("start", cid, name, image, when))
+        elif mid in (MSG_SUCCESS, MSG_FAILURE):
+            code = 0 if mid == MSG_SUCCESS else exits.get(invocation, 1)
+            out.append(Event("die", cid, name, image, when, {"exitCode": str(code)}))
+    return out
+
+
+def replay(store: ContainerStore, since: float, until: float) -> list[Event]:
+    """The start and die events of today's containers between ``since`` and ``until`` (Unix
+    times), from the journal (journalctl: a past query, not on any hot path)."""
+    import json
+    import shutil
+    import subprocess
+
+    known = {spec.name: (spec.id, spec.image) for spec in store.list()}
+    if not known or until <= since:
+        return []
+    argv = [
+        shutil.which("journalctl") or "journalctl", "-o", "json", "--no-pager", "-q",
+        f"--since=@{since:.6f}", f"--until=@{until:.6f}",
+        *(f"MESSAGE_ID={m}" for m in (MSG_STARTED, MSG_SUCCESS, MSG_FAILURE, MSG_PROCESS_EXIT)), "_PID=1",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NspawnctlError(f"cannot read past events from the journal: {e}") from None
+    records = []
+    for line in proc.stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return replay_records(records, known)
 
 
 def container_of_unit(unit: str) -> str | None:
@@ -239,8 +314,8 @@ async def follow(
     since: float | None = None,
     until: float | None = None,
 ) -> None:
-    """Emit events as they happen until ``until`` (Unix time; None: until cancelled). Events
-    before ``since`` are not emitted (none are kept: a past ``since`` is the same as now)."""
+    """Emit events as they happen until ``until`` (Unix time; None: until cancelled); a past
+    ``since`` first replays what the journal kept since then (see :func:`replay`)."""
     from ..store.watch import DefinitionWatch
 
     filters = filters or {}
@@ -274,6 +349,13 @@ async def follow(
 
         pump = asyncio.ensure_future(definitions())
         try:
+            now = time.time()
+            if since is not None and since < now:  # subscribed first: nothing falls in between
+                end = now if until is None else min(until, now)
+                for event in await asyncio.to_thread(replay, store, since, end):
+                    if matches(event, filters):
+                        emit(event)
+                since = now  # what came live before the replay's end was replayed
             while True:
                 timeout = None if until is None else until - time.time()
                 if timeout is not None and timeout <= 0:

@@ -105,7 +105,13 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
         from .. import net
 
         netns = str(net.netns_path(spec.name))
+    ipcns = None
+    if any(not k.startswith("net.") for k, _ in spec.settings.sysctls):
+        from . import ipcns as ipc
+
+        ipcns = ipc.path(spec.name)
     fields: dict[str, object] = {
+        "ipcns": ipcns,
         "nspawn": nspawn_binary(),
         "console": "read-only" if spec.boot else "pipe",
         "unified_cgroup": host_is_unified(),
@@ -258,10 +264,15 @@ def pre(paths: Paths, name: str, unit: str) -> None:
         from .. import net
 
         net.up(paths, spec, unit)  # checks the published ports first
-        if spec.settings.sysctls:  # --sysctl net.*: in the namespace just built (runopts.py)
+        netsysctls = tuple((k, v) for k, v in spec.settings.sysctls if k.startswith("net."))
+        if netsysctls:  # --sysctl net.*: in the namespace just built (runopts.py)
             from ..runopts import apply_sysctls
 
-            apply_sysctls(str(net.netns_path(spec.name)), spec.settings.sysctls)
+            apply_sysctls(str(net.netns_path(spec.name)), netsysctls)
+        from . import ipcns
+
+        if ipcns.ipc_sysctls(spec.settings.sysctls):  # the IPC ones: a namespace nspawn keeps
+            ipcns.create(spec.name, ipcns.ipc_sysctls(spec.settings.sysctls))
     arm_health(paths, spec, unit)
 
 
@@ -333,6 +344,14 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
     except Exception as e:  # the exit record and --rm removal must happen all the same
         log_error(f"container {name}: tearing down its network failed: {e}")
         status = 1
+    from . import ipcns
+
+    if os.path.lexists(ipcns.path(name)):  # --sysctl's IPC namespace (see pre)
+        try:
+            ipcns.delete(name)
+        except OSError as e:
+            log_error(f"container {name}: unpinning its IPC namespace failed: {e}")
+            status = 1
     if remove:
         _store(paths).remove(name)
     return status

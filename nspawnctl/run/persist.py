@@ -107,7 +107,7 @@ def render_dropin(
         extra.append(f"TasksMax={limits.pids}")
     from ..runopts import unit_settings
 
-    for key, value in unit_settings(spec.settings):  # --device, seccomp=unconfined
+    for key, value in unit_settings(spec.settings, spec.private_users):  # --device, seccomp=unconfined
         if key == "DeviceAllow":
             node, _, perms = value.rpartition(" ")
             extra.append(f"DeviceAllow={unit_value(node)} {perms}")

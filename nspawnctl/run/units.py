@@ -71,7 +71,8 @@ def needs_pre(spec: ContainerSpec) -> bool:
     from ..spec import owns_netns
 
     # issue 14: the pre step also arms a container's health check timer
-    return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None
+    ipc = any(not k.startswith("net.") for k, _ in spec.settings.sysctls)  # --sysctl kernel.shm*: ipcns.py
+    return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Launch:
     pre: tuple[str, ...] = ()  # argv of the hook's pre step (network, port checks)
     post: tuple[str, ...] = ()  # argv recording the exit status, tearing down the network, removing --rm
     netns: str | None = None  # run nspawn inside this prepared network namespace (veth, zone)
+    ipcns: str | None = None  # ... and this prepared IPC namespace (--sysctl's IPC keys, run/ipcns.py)
     nsenter: str = NSENTER
     environment: tuple[str, ...] = ()  # NAME=VALUE for the unit (non-default nspawnctl paths)
     streams_python: str | None = None  # run run/streams.py with it first: a stream each for stdout, stderr
@@ -123,8 +125,11 @@ def exec_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     when output goes to the journal, execs too (see journal_streams)."""
     argv = nspawn_argv(spec, pool, launch)
     opener = journal_streams(spec.name, launch)
-    if launch.netns:
-        return [*opener, launch.nsenter, f"--net={launch.netns}", "--", launch.nspawn, *argv[1:]]
+    enter = [f"--net={launch.netns}"] if launch.netns else []
+    if launch.ipcns:
+        enter.append(f"--ipc={launch.ipcns}")
+    if enter:
+        return [*opener, launch.nsenter, *enter, "--", launch.nspawn, *argv[1:]]
     return [*opener, launch.nspawn, *argv[1:]]
 
 
@@ -253,7 +258,7 @@ def settings_properties(spec: ContainerSpec) -> list[Property]:
     from ..runopts import unit_settings
 
     props: list[Property] = []
-    for key, value in unit_settings(spec.settings):
+    for key, value in unit_settings(spec.settings, spec.private_users):
         if key == "DeviceAllow":
             node, _, perms = value.rpartition(" ")
             props.append(("DeviceAllow", "a(ss)", [[node, perms]]))

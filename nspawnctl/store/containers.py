@@ -243,9 +243,17 @@ class ContainerStore:
         return exits.load(self.paths.state, name)
 
     # -- changes ---------------------------------------------------------------------------
-    def create(self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None) -> ContainerSpec:
+    def create(
+        self,
+        spec: ContainerSpec,
+        image: Image,
+        base: NspawnFile | None = None,
+        prepare: Callable[[], object] | None = None,
+    ) -> ContainerSpec:
         """Snapshot the image and write the definition (onto ``base``, a user's file whose other
-        keys and comments are kept); refuses names already taken anywhere.
+        keys and comments are kept); refuses names already taken anywhere. ``prepare`` runs under
+        the same hold of the pool lock just before the snapshot: the named volumes are made there,
+        so a ``volume prune`` never sees one of them without the container that binds it.
 
         The snapshot is made under a hidden staging name and renamed into place last, after the
         definition: that rename is the moment the container exists (see the module docstring)."""
@@ -276,6 +284,8 @@ class ContainerStore:
                     f"image {spec.image} was removed while the container was being created",
                     hint="nothing was made; pull or import the image again",
                 )
+            if prepare is not None:
+                prepare()
             staging = self._staging(spec.name, "create")
             marker = self._autoremove_marker(spec.name)
             definition = self.settings_file(spec.name, spec.auto_remove)
@@ -539,14 +549,32 @@ class ContainerStore:
         """The root goes first, by one rename to a staging name (the container is gone from that
         moment; :meth:`repair_locked` finishes a removal cut short), then what describes it."""
         root, staging = self.root(name), self._staging(name, "rm")
+        anonymous = self._volumes_of_auto_remove(name)
         if os.path.lexists(root):
             btrfs.delete(staging)
             os.rename(root, staging)
         self._forget(name)
         btrfs.delete(staging)
+        if anonymous:  # docker's --rm: the container's anonymous volumes go with it
+            from .volumes import remove_anonymous
+
+            in_use = {v.host for spec in self.list() for v in spec.volumes}
+            remove_anonymous(self.paths, anonymous, in_use)
         for what in ("new", "old"):  # a recreate's, cut short
             btrfs.delete(self._staging(name, what))
         self._release_old(name)
+
+    def _volumes_of_auto_remove(self, name: str) -> builtins.list[str]:
+        """The volume paths a ``--rm`` container (its definition in the runtime directory) binds."""
+        path = self._find_file(name)
+        if path is None or path.parent != self.paths.runtime_settings:
+            return []
+        volumes = str(self.paths.store / "volumes") + "/"
+        try:
+            spec = file_to_spec(name, NspawnFile.load(path), path)
+        except (OSError, InvalidArgument):
+            return []
+        return [v.host for v in spec.volumes if v.host.startswith(volumes)]
 
     def _forget(self, name: str) -> None:
         self._unlink_definitions(name)

@@ -39,6 +39,9 @@ from . import btrfs
 from .files import tree_size
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # docker's volume names
+# docker's mark of an anonymous volume (``-v /path``, ``--mount type=volume`` without a source):
+# ``run --rm`` removes such a volume with its container, never a named one
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 
 
 def check_volume_name(name: str) -> str:
@@ -259,3 +262,24 @@ def _now() -> str:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def remove_anonymous(paths: Paths, hosts: Iterable[str], in_use: set[str]) -> builtins.list[str]:
+    """Delete the anonymous volumes among ``hosts`` (bind sources of a ``--rm`` container that
+    is gone) that no other container binds (``in_use``: their paths); named ones are kept. The
+    caller holds the pool lock. Returns the names deleted."""
+    store = VolumeStore(paths, dict)
+    gone = []
+    for host in hosts:
+        name = store.name_of(host)
+        if name is None or host in in_use or not store.exists(name):
+            continue
+        try:
+            labels = json.loads(store._meta(name).read_text()).get("Labels") or {}
+        except (OSError, ValueError, AttributeError):
+            continue  # no record: not known to be anonymous, kept
+        if isinstance(labels, dict) and ANONYMOUS_LABEL in labels:
+            store._delete(name)
+            gone.append(name)
+    return gone
+

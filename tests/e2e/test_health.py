@@ -148,6 +148,29 @@ def test_bad_health_flags_are_refused_before_anything_is_made(nsp: CLI, busybox:
         assert name not in nsp("ps", "-a", "-q").stdout.split()
 
 
+def test_health_start_interval_checks_often_during_the_start_period_only(nsp: CLI, busybox: str) -> None:
+    """--health-interval 1h alone would check first after an hour: the start interval's timer
+    checks every second in the start period, and goes once the container is healthy."""
+    name = nsp.name("hsi")
+    nsp(
+        "run", "-d", "--name", name, "--network", "none", "--health-cmd", "cat /tmp/ok",
+        "--health-interval", "1h", "--health-start-period", "1h", "--health-start-interval", "1s",
+        busybox, "sh", "-c", "sleep 2; echo up > /tmp/ok; exec sleep 600",
+    )  # fmt: skip
+    start_timer = f"nspawnctl-healthstart-{name}.timer"
+    assert unit_show(start_timer, "ActiveState")["ActiveState"] == "active"
+    health = wait_for("healthy", lambda: (h := health_of(nsp, name)).get("Status") == "healthy" and h, 30)
+    assert health["Log"][-1]["Output"] == "up\n"
+    wait_for("the start timer gone", lambda: unit_show(start_timer, "ActiveState")["ActiveState"] != "active")
+    assert timer_state(name) == "active"  # the main rhythm (1h) stays
+    info = nsp.json("inspect", name)[0]
+    assert info["Config"]["Healthcheck"]["StartInterval"] == S
+    text = nsp("generate", name).stdout
+    assert "HealthStartInterval=1s" in text.splitlines(), text
+    nsp("stop", name)
+    assert unit_show(start_timer, "LoadState").get("LoadState") == "not-found"
+
+
 def test_generate_apply_round_trip_and_machinectl_start_arm_the_check(
     nsp: CLI, busybox: str, tmp_path: Path
 ) -> None:
@@ -193,8 +216,12 @@ def test_generate_apply_round_trip_and_machinectl_start_arm_the_check(
 
 
 # -- registry images: HEALTHCHECK and auto-update -------------------------------------------------
-def _image(oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | None = None) -> ob.BuiltImage:
-    """A busybox image whose /version says ``version``; its HEALTHCHECK passes when /ok exists."""
+def _image(
+    oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | None = None,
+    check: str = "test -f /ok",
+) -> ob.BuiltImage:
+    """A busybox image whose /version says ``version``; its HEALTHCHECK (``check``) passes when
+    /ok exists."""
     root = make_busybox_root(oci.workdir / f"hc-root-{uuid.uuid4().hex[:6]}")
     layer = ob.LayerSpec().tree(root).file("version", f"{version}\n")
     if ok:
@@ -205,7 +232,7 @@ def _image(oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | 
         [ob.Layer(layer, "gzip")],
         {
             "Cmd": ["/bin/sh", "-c", "exec sleep 600"],
-            "Healthcheck": {"Test": ["CMD-SHELL", "test -f /ok"], "Interval": S, "Retries": 1},
+            "Healthcheck": {"Test": ["CMD-SHELL", check], "Interval": S, "Retries": 1},
             "Labels": labels or {},
         },
     )
@@ -233,6 +260,29 @@ def test_image_healthcheck_from_a_registry_is_honoured(nsp: CLI, oci: Env) -> No
     info = nsp.json("inspect", off)[0]
     assert "Healthcheck" not in info["Config"] and "Health" not in info["State"]
     assert unit_show(f"nspawnctl-health-{off}.timer", "LoadState").get("LoadState") == "not-found"
+
+
+def test_image_healthcheck_with_a_line_break_runs_and_round_trips(nsp: CLI, oci: Env, tmp_path: Path) -> None:
+    """A multi-line HEALTHCHECK (Healthcheck.Test with a newline) is kept as one JSON line in the
+    .nspawn definition: it runs as the image says, and generate -> rm -> apply keeps it."""
+    tag = f"hn{uuid.uuid4().hex[:6]}"
+    check = 'echo "one"\ntest -f /ok && echo \'two\\n\''
+    _image(oci, tag, "1", ok=True, check=check)
+    ref = oci.ref(tag)
+    nsp("pull", "--ca-cert", oci.ca, ref)
+    nsp.images.add(ref)
+    name = nsp.name("hn")
+    nsp("run", "-d", "--name", name, "--network", "none", ref)
+    assert nsp.json("inspect", name)[0]["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", check]
+    health = wait_for("healthy", lambda: (h := health_of(nsp, name)).get("Status") == "healthy" and h)
+    assert health["Log"][-1]["Output"] == "one\ntwo\\n\n", health["Log"][-1]
+    text = nsp("generate", name).stdout
+    assert 'HealthCmd=["CMD-SHELL", ' in text, text
+    (tmp_path / f"{name}.nspawn").write_text(text)
+    nsp("rm", "-f", name)
+    nsp("apply", str(tmp_path))
+    assert nsp.json("inspect", name)[0]["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", check]
+    assert nsp("generate", name).stdout == text
 
 
 def _auto_update(nsp: CLI, oci: Env, *args: str) -> list[dict[str, Any]]:

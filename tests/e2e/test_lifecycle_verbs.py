@@ -145,6 +145,10 @@ def test_pause_freezes_the_container_or_says_clearly_it_cannot(nsp: CLI, busybox
     nsp("pause", name)
     status = nsp.json("inspect", name)[0]["State"]
     assert status["Status"] == "paused" and status["Paused"] and status["Running"]
+    # the kernel's word: the unit's cgroup is frozen (cgroup v2's freezer), not just a state we keep
+    unit = unit_show(f"nspawnctl-{name}.service", "ControlGroup")["ControlGroup"]
+    events = Path(f"/sys/fs/cgroup{unit}/cgroup.events").read_text()
+    assert "frozen 1" in events.splitlines(), events
     assert "(Paused)" in nsp("ps").stdout
     time.sleep(0.5)  # lines already written reach the journal
     frozen = nsp("logs", name).stdout.count("\n")
@@ -313,6 +317,26 @@ def test_events_prints_create_start_die_rename_destroy(nsp: CLI, busybox: str) -
     assert mine[0]["Type"] == "container" and mine[0]["Action"] == "die" and mine[0]["status"] == "die"
     assert mine[0]["Actor"]["Attributes"]["exitCode"] == "3"
     assert mine[0]["id"] == lines[0].split()[3]
+
+
+def test_events_since_replays_past_starts_and_dies_from_the_journal(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("evpast")
+    before = f"{time.time() - 1:.3f}"
+    nsp("run", "--name", name, busybox, "sh", "-c", "exit 4", check=False)
+    nsp("start", name)
+    assert nsp("wait", name).stdout == "4\n"
+    after = time.time() + 1
+    for since in (before, "1m"):  # unix seconds and docker's duration (RFC 3339: parse_time's unit tests)
+        proc = nsp("events", "--since", since, "--until", f"{after:.3f}", "--filter", f"container={name}",
+                   "--format", "{{json .}}", timeout=60)  # fmt: skip
+        got = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in got] == [
+            ("start", None), ("die", "4"), ("start", None), ("die", "4"),
+        ], got  # fmt: skip
+        assert {e["id"] for e in got} == {nsp.json("inspect", name)[0]["Id"]}
+        assert got[0]["timeNano"] >= float(before) * 1e9
+    # a --since after them replays nothing
+    assert nsp("events", "--since", f"{after:.3f}", "--until", f"{after + 0.5:.3f}", timeout=60).stdout == ""
 
 
 def test_events_until_in_the_past_returns_at_once(nsp: CLI) -> None:

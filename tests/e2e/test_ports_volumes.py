@@ -6,7 +6,9 @@ rm -> apply recreating a container that uses them."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -313,3 +315,57 @@ def test_a_refused_run_makes_no_volume_and_foo_json_is_a_name_of_its_own(
     (a,) = json.loads(nsp("volume", "inspect", vol).stdout)
     (b,) = json.loads(nsp("volume", "inspect", f"{vol}.json").stdout)
     assert (a["Labels"], b["Labels"]) == ({"k": "1"}, {"k": "2"})
+
+
+def test_run_rm_removes_its_anonymous_volumes_and_keeps_named_ones(
+    nsp: CLI, busybox: str, vols: list[str]
+) -> None:
+    """docker's --rm: `-v /path` and `--mount type=volume` without a source are anonymous volumes
+    (labelled com.docker.volume.anonymous) that go with the container; a named one stays."""
+    named = f"v{uuid.uuid4().hex[:8]}"
+    vols.append(named)
+    before = set(nsp("volume", "ls", "-q").stdout.split())
+    out = nsp(
+        "run", "--rm", "-v", "/anon", "--mount", "type=volume,dst=/m", "-v", f"{named}:/n", busybox,
+        "sh", "-c", "touch /anon/a /m/b /n/c && echo ok",
+    ).stdout  # fmt: skip
+    assert out == "ok\n"
+    assert set(nsp("volume", "ls", "-q").stdout.split()) == before | {named}
+    assert (VOLUMES / named / "c").is_file()
+    # detached --rm: removed by the unit's stop hook, the anonymous volume with it
+    ctr = nsp.name("anon")
+    nsp("run", "-d", "--rm", "--name", ctr, "-v", "/anon", busybox, "sh", "-c", "sleep 1")
+    anon = [v for v in nsp("volume", "ls", "-q").stdout.split() if v not in before | {named}]
+    assert len(anon) == 1 and len(anon[0]) == 64, anon
+    labels = json.loads(nsp("volume", "inspect", anon[0]).stdout)[0]["Labels"]
+    assert labels == {"com.docker.volume.anonymous": ""}
+    nsp("wait", "--condition", "removed", ctr)
+    assert set(nsp("volume", "ls", "-q").stdout.split()) == before | {named}
+    # without --rm the anonymous volume outlives its container (docker's rm without -v)
+    kept = nsp.name("anon")
+    nsp("run", "--name", kept, "-v", "/anon", busybox, "true")
+    anon = [v for v in nsp("volume", "ls", "-q").stdout.split() if v not in before | {named}]
+    vols += anon
+    nsp("rm", kept)
+    assert len(anon) == 1 and anon[0] in nsp("volume", "ls", "-q").stdout.split()
+
+
+def test_volume_prune_racing_creates_never_takes_a_volume_a_container_got(
+    nsp: CLI, busybox: str, vols: list[str]
+) -> None:
+    names = [f"v{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    vols += names
+    pruner = subprocess.Popen(
+        ["sh", "-c", "while :; do nspawnctl volume prune -f >/dev/null 2>&1; done"], start_new_session=True
+    )
+    try:
+        ctrs = []
+        for vol in names:
+            ctrs.append(nsp.name("race"))
+            nsp("create", "--name", ctrs[-1], "-v", f"{vol}:/data", busybox, "true")
+    finally:
+        os.killpg(pruner.pid, signal.SIGKILL)
+        pruner.wait()
+    for vol, ctr in zip(names, ctrs, strict=True):
+        assert (VOLUMES / vol).is_dir(), f"{vol} of {ctr} was pruned"
+        assert json.loads(nsp("volume", "inspect", vol).stdout)[0]["UsedBy"] == [ctr]

@@ -5,6 +5,7 @@ and bad values refused with nothing made."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -97,6 +98,21 @@ def test_capabilities_and_security_options(nsp: CLI, busybox: str) -> None:
     assert status(unconfined, "Seccomp_filters") == host
     priv = nsp("run", "--rm", "--privileged", busybox, "sh", "-c", show).stdout
     assert status(priv, "Seccomp_filters") == host and int(status(priv, "CapEff"), 16) & (1 << 25)
+    # --privileged: every device allowed; with --userns host /proc/sys and /sys writable (nspawn
+    # refuses that in a user namespace), read-only otherwise
+    # kernel.domainname: of the container's own UTS namespace, harmless to write
+    write = "echo nsptest > /proc/sys/kernel/domainname && cat /proc/sys/kernel/domainname"
+    ro = nsp("run", "--rm", "--userns", "host", busybox, "sh", "-c", write, check=False)
+    assert ro.returncode != 0 and "Read-only file system" in ro.stderr + ro.stdout, ro
+    name = nsp.name("priv")
+    nsp("run", "-d", "--name", name, "--privileged", "--userns", "host", busybox, "sleep", "600")
+    assert nsp("exec", name, "sh", "-c", write).stdout == "nsptest\n"
+    sysfs = nsp("exec", name, "sh", "-c", "grep ' /sys ' /proc/self/mountinfo").stdout
+    assert " rw," in sysfs, sysfs
+    show_allow = ["systemctl", "show", "-p", "DeviceAllow", f"nspawnctl-{name}.service"]
+    allow = subprocess.run(show_allow, capture_output=True, text=True).stdout.splitlines()
+    assert "DeviceAllow=char-* rwm" in allow and "DeviceAllow=block-* rwm" in allow, allow
+    assert "Privileged=yes" in nsp("generate", name).stdout.splitlines()
 
 
 def test_init_stop_signal_and_stop_timeout(nsp: CLI, busybox: str) -> None:
@@ -141,6 +157,19 @@ def test_hosts_dns_ulimit_cpuset_oom_workdir(nsp: CLI, busybox: str) -> None:
     assert limits[3:5] == ["1024", "2048"], limits
     assert status(out, "Cpus_allowed_list") == "0"
     assert "oom=123" in lines and lines[-1] == "/made/here"
+
+
+def test_add_host_on_a_zone_network(nsp: CLI, busybox: str) -> None:
+    """The zone rewrites a member's /etc/hosts on every join: the --add-host lines stay in it."""
+    name, zone = nsp.name("zhost"), f"zh{uuid.uuid4().hex[:6]}"
+    out = nsp(
+        "run", "--name", name, "--network", f"zone:{zone}", "--add-host", "db.local:10.1.2.3",
+        busybox, "cat", "/etc/hosts",
+    ).stdout  # fmt: skip
+    lines = out.splitlines()
+    assert "10.1.2.3\tdb.local" in lines, out
+    assert any(line.endswith(f"\t{name}") for line in lines), out  # the zone's own member line
+    assert "AddHost=db.local:10.1.2.3" in nsp("generate", name).stdout.splitlines()
 
 
 def test_device(nsp: CLI, busybox: str) -> None:
@@ -221,6 +250,30 @@ def test_logs_until(nsp: CLI, busybox: str) -> None:
     assert nsp("logs", "--until", "1h", name).stdout == ""
 
 
+def test_sysctl_ipc_keys_in_the_containers_ipc_namespace(nsp: CLI, busybox: str) -> None:
+    """docker sets kernel.shm*/msg*/sem and fs.mqueue.* in the container's IPC namespace: the
+    hook makes that namespace for nspawn to keep; the host's values stay."""
+    name = nsp.name("ipcsys")
+    host = Path("/proc/sys/kernel/shmmni").read_text()
+    out = nsp(
+        "run", "--name", name, "--sysctl", "kernel.shmmni=1234", "--sysctl", "fs.mqueue.msg_max=20",
+        busybox, "cat", "/proc/sys/kernel/shmmni", "/proc/sys/fs/mqueue/msg_max",
+    ).stdout  # fmt: skip
+    assert out.split() == ["1234", "20"], out
+    assert Path("/proc/sys/kernel/shmmni").read_text() == host
+    deadline = time.monotonic() + 30
+    while Path(f"/run/nspawnctl/ipcns/{name}").exists():  # unpinned by the stop hook
+        assert time.monotonic() < deadline, "the IPC namespace stayed pinned"
+        time.sleep(0.1)
+    assert "Sysctl=kernel.shmmni=1234" in nsp("generate", name).stdout.splitlines()
+    # an IPC key needs no network namespace of the container's own
+    out = nsp(
+        "run", "--rm", "--network", "host", "--sysctl", "kernel.msgmax=9000", busybox,
+        "cat", "/proc/sys/kernel/msgmax",
+    ).stdout  # fmt: skip
+    assert out.strip() == "9000"
+
+
 def test_generate_round_trips_the_options(nsp: CLI, busybox: str, tmp: Path) -> None:
     name = nsp.name("genopt")
     nsp(
@@ -256,7 +309,6 @@ def test_generate_round_trips_the_options(nsp: CLI, busybox: str, tmp: Path) -> 
     [
         (["--cap-add", "BOGUS"], "unknown capability"),
         (["--sysctl", "kernel.hostname=x"], "invalid --sysctl"),
-        (["--sysctl", "kernel.shmmax=1"], "not supported"),
         (["--security-opt", "apparmor=unconfined"], "unsupported --security-opt"),
         (["--ulimit", "nofile=2:1"], "soft limit is above"),
         (["--ulimit", "nofile=99999999999999999999"], "--ulimit"),

@@ -150,7 +150,10 @@ LOOP_DEVICES = 16
 #                 as on Fedora: /var/lib/machines is a directory on btrfs)
 #   machines-raw  machined's loopback file /var/lib/machines.raw with an existing machine OLD_MACHINE
 #                 in it, mounted by the host's own var-lib-machines.mount (loop devices bound in)
-MODES = ("pool", "bare", "btrfs-varlib", "machines-raw")
+# "unified": the pool mode on the unified cgroup v2 hierarchy (the machine is hybrid; nspawn mounts
+# cgroup2 for the host when told to), where systemd can freeze units (pause/unpause).
+MODES = ("pool", "bare", "btrfs-varlib", "machines-raw", "unified")
+UNIFIED_MODES = ("unified",)
 VARLIB_SIZE = "4G"
 MACHINES_RAW_REL = "var/lib/machines.raw"
 MACHINES_RAW_SIZE = "2G"
@@ -1094,7 +1097,7 @@ BOOT_HELPER = "_boot-in-namespace"
 
 def prepare_mounts(mode: str, fresh: bool) -> None:
     """The mode's /var/lib (see MODES); runs in the boot's own mount namespace (see boot())."""
-    if mode == "pool":
+    if mode in ("pool", *UNIFIED_MODES):
         with step("mount pool"):
             mount_pool()
     elif mode == "btrfs-varlib":
@@ -1148,6 +1151,8 @@ def boot(mode: str = "pool", fresh: bool = True) -> int:
     # Plain text in console.log: nspawn hands TERM on to the host's systemd.
     env = {"PATH": os.environ.get("PATH", HOST_PATH), "TERM": "dumb", "SYSTEMD_COLORS": "0"}
     env["TESTHOST_SUITE"] = SUITE  # the helper mounts into this suite's root
+    if mode in UNIFIED_MODES:
+        env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
     with open(CONSOLE_LOG, "wb") as console:
         proc = subprocess.Popen(
             argv,
@@ -1218,7 +1223,7 @@ def up(
             wait_until_running(timeout)
             return
         MODE_FILE.write_text(mode + "\n")
-        if mode == "pool" or fresh:
+        if mode in ("pool", *UNIFIED_MODES) or fresh:
             clear_pool_init()
         sync_source()
         install_project(booted=False, install=install)
@@ -1528,6 +1533,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if the stamps match")
     u = add("up", help="mount the pool, install the checkout and boot the host")
     u.add_argument("--install", choices=INSTALLS, help="venv (from PyPI, the default) or debian packages")
+    u.add_argument("--mode", choices=MODES, help="how to boot it (default pool; unified: cgroup v2)")
     e = add("exec", help="run a command inside the booted host")
     e.add_argument("--cwd", help="working directory inside the host")
     e.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE")
@@ -1604,7 +1610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build":
             build(force=args.force)
         elif args.command == "up":
-            up(install=args.install)
+            up(install=args.install, mode=args.mode)
         elif args.command == "exec":
             cmd = _strip_dashdash(args.cmd)
             if not cmd:

@@ -26,6 +26,7 @@ class _VolumeStore:
     def __init__(self, existing: tuple[str, ...] = ()) -> None:
         self.volumes = set(existing)
         self.made: list[str] = []
+        self.labels: dict[str, dict[str, str]] = {}
 
     def path(self, name: str) -> Path:
         return ROOT / name
@@ -36,9 +37,10 @@ class _VolumeStore:
     def exists(self, name: str) -> bool:
         return name in self.volumes
 
-    def create(self, name: str) -> None:
+    def create(self, name: str, labels: dict[str, str] | None = None) -> None:
         self.volumes.add(name)
         self.made.append(name)
+        self.labels[name] = labels or {}
 
     def remove(self, name: str, force: bool = False) -> bool:
         self.volumes.discard(name)
@@ -53,8 +55,10 @@ class _Store:
     def names_in_use(self) -> list[str]:
         return []
 
-    def create(self, spec: ContainerSpec, image: Image) -> ContainerSpec:
-        if self.fail:
+    def create(self, spec: ContainerSpec, image: Image, prepare: Any = None) -> ContainerSpec:
+        if prepare is not None:  # the real store: under the pool lock, before the snapshot
+            prepare()
+        if self.fail:  # a failure after the volumes were made (the snapshot, the definition)
             raise self.fail
         self.containers[spec.name] = spec
         return spec
@@ -136,3 +140,13 @@ def test_copy_up_failure_is_an_error_and_leaves_the_volume_empty(
     with pytest.raises(VolumeCopyFailed, match="No space left on device") as e:
         store.copy_up("v", tmp_path / "image", "/data")
     assert e.value.hint and list((tmp_path / "store" / "volumes" / "v").iterdir()) == []
+
+
+def test_anonymous_volumes_get_dockers_label_and_named_ones_do_not(tmp_path: Path) -> None:
+    vstore, store = _VolumeStore(), _Store()
+    containers, _ = _containers(tmp_path, vstore, store, lambda volumes, root: None)
+    opts = RunOptions(name="c", volumes=[Volume.parse("/anon"), Volume.parse("data:/d")])
+    spec = containers.create("img", ["/bin/true"], opts)
+    anon = Path(spec.volumes[0].host).name
+    assert spec.volumes[0].container == "/anon" and len(anon) == 64
+    assert vstore.labels == {anon: {"com.docker.volume.anonymous": ""}, "data": {}}

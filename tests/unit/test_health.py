@@ -224,3 +224,50 @@ def test_check_timeout_holds_with_endless_output_or_a_child_keeping_the_pipe(scr
     with pytest.raises(subprocess.TimeoutExpired):
         health.run_bounded(["sh", "-c", script], {}, 0.5, health.MAX_OUTPUT + 1)
     assert time.monotonic() - start < 10
+
+
+def test_start_interval_gets_a_timer_of_its_own_for_the_start_period() -> None:
+    c = HealthConfig(["CMD", "true"], 30 * S, S, 3, 60 * S, start_interval=2 * S)
+    assert c.start_phase and c.to_docker()["StartInterval"] == 2 * S
+    timer, _ = health.timer_units("web", c, "u.service", "/py", [])
+    assert dict((k, v) for k, _s, v in timer)["TimersMonotonic"] == [
+        ["OnActiveSec", 60_000_000],  # the main rhythm starts when the start period ends
+        ["OnUnitActiveSec", 30_000_000],
+    ]
+    timer, service = health.timer_units("web", c, "u.service", "/py", [], start_phase=True)
+    t = dict((k, v) for k, _s, v in timer)
+    assert t["TimersMonotonic"] == [["OnActiveSec", 2_000_000], ["OnUnitActiveSec", 2_000_000]]
+    assert t["BindsTo"] == ["u.service"]
+    argv = dict((k, v) for k, _s, v in service)["ExecStart"][0][1]
+    assert argv == ["/py", "-m", "nspawnctl.health", "--start-phase", "web"]
+    assert health.timer_name("web", start_phase=True) == "nspawnctl-healthstart-web.timer"
+    # without a start period there is no start phase, and no StartInterval in docker's shape
+    plain = HealthConfig(["CMD", "true"], 30 * S, S, 3, 0)
+    assert not plain.start_phase and "StartInterval" not in plain.to_docker()
+
+
+def test_start_interval_round_trips_and_comes_from_the_image() -> None:
+    c = health.resolve(
+        {"Test": ["CMD", "true"], "StartInterval": 3 * S}, HealthFlags(start_period=10 * S)
+    )
+    assert c is not None and c.start_interval == 3 * S
+    f = NspawnFile.parse("")
+    health.to_file(c, f)
+    assert "HealthStartInterval=3s" in f.render().splitlines()
+    assert health.from_file(NspawnFile.parse(f.render())) == c
+    flags = HealthFlags(start_interval=S)
+    assert health.resolve({"Test": ["CMD", "true"], "StartInterval": 3 * S}, flags).start_interval == S  # type: ignore[union-attr]
+    with pytest.raises(InvalidArgument, match="need a check"):
+        health.resolve(None, HealthFlags(start_interval=S))
+
+
+def test_a_multi_line_check_is_kept_as_one_json_line() -> None:
+    c = HealthConfig(["CMD-SHELL", 'echo "a"\ntest -f /ok'])
+    f = NspawnFile.parse("")
+    health.to_file(c, f)
+    assert 'HealthCmd=["CMD-SHELL", "echo \\"a\\"\\ntest -f /ok"]' in f.render().splitlines()
+    assert health.from_file(NspawnFile.parse(f.render())) == c
+    with pytest.raises(InvalidArgument, match="NUL"):
+        health.check_test(["CMD", "a\0b"], "x")
+    with pytest.raises(InvalidArgument, match="JSON"):
+        health.decode_test('["CMD", ', "HealthCmd=")

@@ -126,6 +126,17 @@ def test_nspawn_runs_inside_the_netns_through_nsenter() -> None:
     assert plain[0] == "/usr/bin/systemd-nspawn" and plain[1][0] == "systemd-nspawn"
 
 
+def test_nspawn_enters_the_prepared_ipc_namespace_too() -> None:
+    launch = Launch(nspawn="/n", netns="/run/netns/x", ipcns="/run/nspawnctl/ipcns/web")
+    argv = exec_argv(VETH, Path("/p"), launch)
+    ipc = "--ipc=/run/nspawnctl/ipcns/web"
+    assert argv[:5] == ["/usr/bin/nsenter", "--net=/run/netns/x", ipc, "--", "/n"]
+    only = exec_argv(SPEC, Path("/p"), Launch(nspawn="/n", ipcns="/i"))
+    assert only[:4] == ["/usr/bin/nsenter", "--ipc=/i", "--", "/n"]
+    settings = dataclasses.replace(SPEC.settings, sysctls=(("kernel.shmmax", "1"),))
+    assert needs_pre(dataclasses.replace(SPEC, settings=settings)) and not needs_pre(SPEC)
+
+
 def test_environment_carries_paths_and_cgroup_hint() -> None:
     launch = Launch(unified_cgroup=True, environment=("NSPAWNCTL_POOL=/x",))
     assert props_of(SPEC, launch)["Environment"] == (

@@ -630,7 +630,7 @@ class _Store:
     def names(self) -> list[str]:
         return []
 
-    def create(self, spec: ContainerSpec, image: Image) -> ContainerSpec:
+    def create(self, spec: ContainerSpec, image: Image, prepare: Any = None) -> ContainerSpec:
         return spec
 
 

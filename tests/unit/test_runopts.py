@@ -20,6 +20,7 @@ from nspawnctl.runopts import (
     Ulimit,
     build,
     capabilities,
+    check_sysctls,
     from_file,
     parse_add_host,
     parse_cpuset,
@@ -254,3 +255,24 @@ def test_apply_sysctls_writes_in_the_namespace_only() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_privileged_opens_devices_and_api_file_systems_only_without_a_user_namespace() -> None:
+    s = build(SettingsInput(privileged=True))
+    host = unit_settings(s, private_users=False)
+    assert ("DeviceAllow", "char-* rwm") in host and ("DeviceAllow", "block-* rwm") in host
+    assert ("Environment", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1") in host
+    userns = unit_settings(s, private_users=True)
+    assert ("DeviceAllow", "char-* rwm") in userns
+    assert ("Environment", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1") not in userns  # nspawn refuses it
+    assert not any(k == "DeviceAllow" for k, _ in unit_settings(RunSettings()))
+
+
+def test_ipc_sysctls_are_allowed_on_any_network_and_keep_nspawn_out_of_ipc() -> None:
+    s = build(SettingsInput(sysctl=["kernel.shmmax=1", "fs.mqueue.msg_max=20", "kernel.sem=1 2 3 4"]))
+    check_sysctls(s, "host")  # no network namespace needed for them
+    assert ("Environment", "SYSTEMD_NSPAWN_SHARE_NS_IPC=1") in unit_settings(s)
+    net = build(SettingsInput(sysctl=["net.ipv4.ip_forward=1"]))
+    with pytest.raises(InvalidArgument, match="network namespace"):
+        check_sysctls(net, "host")
+    assert ("Environment", "SYSTEMD_NSPAWN_SHARE_NS_IPC=1") not in unit_settings(net)

@@ -140,7 +140,12 @@ def test_bad_image_refs(text: str) -> None:
         ImageRef.parse(text)
 
 
-@pytest.mark.parametrize("text", ["/a:/b:rw:x", "./rel:/b", "/a", "/a:b", "-x:/b", "vol"])
+def test_anonymous_volume_is_a_container_path_alone() -> None:
+    v = Volume.parse("/data")  # docker's -v /path: create gives it a random volume name
+    assert (v.host, v.container, v.named) == ("", "/data", True)
+
+
+@pytest.mark.parametrize("text", ["/a:/b:rw:x", "./rel:/b", "a", "/a:b", "-x:/b", "vol"])
 def test_bad_volumes(text: str) -> None:
     with pytest.raises(InvalidArgument):
         Volume.parse(text)
