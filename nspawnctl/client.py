@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from .config import Paths
 from .errors import (
+    ContainerNotRunning,
     ContainerRunning,
     ImageNotFound,
     InvalidArgument,
@@ -256,6 +257,10 @@ class RunOptions:
     auto_update: str | None = None
     # -- issue 14, labels: -l/--label and --label-file (over the image's own labels)
     labels: dict[str, str] = field(default_factory=dict)
+    # -- issue 15, TTY: docker's Tty, OpenStdin, StdinOnce (for a start with a client attached)
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -558,6 +563,9 @@ class Containers:
             health=_resolve_health(defaults.healthcheck, options.health),
             auto_update=options.auto_update or _auto_update_label({**defaults.labels, **options.labels}),
             labels={**defaults.labels, **options.labels},
+            tty=options.tty,
+            open_stdin=options.open_stdin,
+            stdin_once=options.stdin_once,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -1076,16 +1084,31 @@ class Containers:
         write: Callable[[bytes], None],
         write_err: Callable[[bytes], None],
         started: Callable[[ContainerSpec], None] | None = None,
+        stdio: tuple[int, int, int] | None = None,
+        interactive: bool = False,
+        tty: bool = False,
     ) -> RunResult:
         """Start a created container and follow it to its first exit, as :meth:`arun_attached`
-        does for one it makes: the Docker API's attach-then-start (``docker run`` creates first)."""
+        does for one it makes: the Docker API's attach-then-start (``docker run`` creates first).
+        ``stdio``: the payload's stdin, stdout, stderr (a terminal or pipes, run/stdio.py) instead
+        of the journal; ``tty``/``interactive`` as for :meth:`arun_attached`."""
         spec = self.store.get(name)
         self.store.clear_exit(name)
         try:
-            return await self._attached(bus, spec, write, write_err, False, False, None, started)
+            return await self._attached(bus, spec, write, write_err, interactive, tty, stdio, started)
         except BaseException:
             await _uncancelled(self._undo_attached(bus, spec))
             raise
+
+    async def aresize_tty(self, bus: Bus, name: str) -> None:
+        """Tell the running container's nspawn that the terminal it was given changed size (after
+        run/stdio.py's resize): SIGWINCH, on which nspawn copies the size to the payload's console.
+        nspawn does not get it by itself: that terminal is not its controlling one."""
+        rt = self._runtime(bus)
+        state = (await rt.states([name])).get(name)
+        if state is None or not state.running:
+            raise ContainerNotRunning(f"container {name} is not running")
+        await rt.manager.kill(state.name, "main", signals.SIGWINCH)
 
     def stop(self, name: str, timeout: float | None = None) -> None:
         self._client.run(lambda bus: self.astop(bus, name, timeout))
