@@ -1,0 +1,47 @@
+"""The Docker API's terminal and stdin fields (issue 15): create's Tty/OpenStdin/StdinOnce and
+ConsoleSize, the resize sizes, and the spec keys they become."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nspawnctl.api.http import ApiError
+from nspawnctl.api.translate import console_size, create_options
+from nspawnctl.spec import ContainerSpec, file_to_spec, spec_to_file
+
+
+def test_tty_and_stdin_fields_become_run_options() -> None:
+    body: dict[str, Any] = {
+        "Image": "bb", "Cmd": ["sh"], "Tty": True, "OpenStdin": True, "StdinOnce": True,
+        "AttachStdin": True, "AttachStdout": True, "AttachStderr": True,
+        "HostConfig": {"ConsoleSize": [33, 111]},
+    }  # fmt: skip
+    _, opts = create_options(body, None)
+    assert (opts.tty, opts.open_stdin, opts.stdin_once) == (True, True, True)
+    assert console_size(body) == (33, 111)
+    _, opts = create_options({"Image": "bb"}, None)
+    assert (opts.tty, opts.open_stdin, opts.stdin_once) == (False, False, False)
+    assert console_size({"Image": "bb", "HostConfig": {"ConsoleSize": [0, 0]}}) is None
+
+
+@pytest.mark.parametrize("size", [[1], [0, 5], [70000, 5], ["1", "2"], [True, 3], "24x80"])
+def test_bad_console_sizes_are_refused(size: Any) -> None:
+    with pytest.raises(ApiError) as e:
+        console_size({"HostConfig": {"ConsoleSize": size}})
+    assert e.value.status == 400 and "ConsoleSize" in e.value.message
+
+
+def test_tty_settings_round_trip_through_the_definition() -> None:
+    spec = ContainerSpec(
+        name="t", id="ab" * 32, image="bb", image_id="x", created="now", command=["sh"],
+        tty=True, open_stdin=True, stdin_once=True,
+    )  # fmt: skip
+    f = spec_to_file(spec)
+    text = f.render()
+    assert "Tty=yes" in text and "OpenStdin=yes" in text and "StdinOnce=yes" in text
+    back = file_to_spec("t", f)
+    assert (back.tty, back.open_stdin, back.stdin_once) == (True, True, True)
+    plain = spec_to_file(spec.with_changes(tty=False, open_stdin=False, stdin_once=False))
+    assert not file_to_spec("t", plain).tty
