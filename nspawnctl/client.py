@@ -664,7 +664,16 @@ class Containers:
         self._check_command(spec)
         _check_ports(self.paths, spec)
         self.store.clear_exit(name)
-        await _start(rt, spec, self._launch(spec))
+        if not spec.open_stdin:
+            await _start(rt, spec, self._launch(spec))
+            return
+        from .run import stdinpipe  # run -d -i: a stdin that attach can write to
+
+        fd = await asyncio.to_thread(stdinpipe.open_for_unit, self.paths, name)
+        try:
+            await _start(rt, spec, dataclasses.replace(self._launch(spec), stdin_fd=fd))
+        finally:
+            os.close(fd)
 
     async def _still_running(self, rt: Runtime, name: str) -> bool:
         """Whether the container runs, once a stop under way has ended: ``nspawnctl stop`` (which
@@ -802,13 +811,20 @@ class Containers:
         self._client.run(lambda bus: self.aevents(bus, emit, filters, since, until))
 
     async def aattach(
-        self, bus: Bus, name: str, write: Callable[[bytes], None], write_err: Callable[[bytes], None]
+        self,
+        bus: Bus,
+        name: str,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        read: Callable[[], Awaitable[bytes]] | None = None,
+        detach_keys: bytes = b"\x10\x11",
     ) -> int:
-        """Follow a running container's output until it exits; its exit code (run/attach.py)."""
+        """Follow a running container's output until it exits; its exit code. ``read``: input for
+        a container started with ``-i``, up to ``detach_keys`` (run/attach.py)."""
         from .run.attach import attach
 
         name = self.store.resolve(name)
-        return await attach(self._runtime(bus), self.store, name, write, write_err)
+        return await attach(self._runtime(bus), self.store, name, write, write_err, read, detach_keys)
 
     # -- persistence -----------------------------------------------------------------------
     def enable(self, name: str, now: bool = False) -> None:
@@ -1201,6 +1217,9 @@ class Containers:
         from .health import forget_state  # issue 14
 
         forget_state(self.paths, name)
+        from .run import stdinpipe  # issue 14: run -d -i
+
+        stdinpipe.remove(self.paths, name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
             self.store.remove(name)

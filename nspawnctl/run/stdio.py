@@ -94,15 +94,7 @@ class Stdio:
         fd = self.input_fd
         if fd is None or not self.stdin_open or not data:
             return
-        loop = asyncio.get_running_loop()
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:
-                await _ready(loop.add_writer, loop.remove_writer, fd)
-            except OSError:  # the payload is gone (EPIPE, EIO): its input no longer matters
-                return
+        await write_all(fd, data)
 
     async def close_input(self) -> None:
         """The client's stdin ended: EOF for the payload (a pipe's write end closed; a terminal
@@ -134,6 +126,35 @@ class Stdio:
             if not data:
                 return
             emit(kind, data)
+
+
+async def write_all(fd: int, data: bytes) -> bool:
+    """Write all of ``data`` to a non-blocking ``fd`` (waiting while it is full); False when its
+    reader is gone (EPIPE, EIO): the payload's input no longer matters then."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await _ready(loop.add_writer, loop.remove_writer, fd)
+        except OSError:
+            return False
+    return True
+
+
+async def read_some(fd: int) -> bytes:
+    """The next bytes of ``fd`` (the caller's stdin) without blocking the loop and without making
+    it non-blocking (a terminal's flags are shared with the shell); b"" at its end."""
+    loop = asyncio.get_running_loop()
+    try:
+        await _ready(loop.add_reader, loop.remove_reader, fd)
+    except PermissionError:  # a regular file or /dev/null: epoll refuses those; they never block
+        pass
+    try:
+        return os.read(fd, READ_SIZE)
+    except OSError:
+        return b""
 
 
 async def _ready(add: Callable[..., object], remove: Callable[[int], object], fd: int) -> None:

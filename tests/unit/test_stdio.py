@@ -49,7 +49,7 @@ def test_without_stdin_the_payload_reads_nothing() -> None:
 
 def test_a_terminal_has_its_size_and_eot_ends_input() -> None:
     code, got = run(
-        [sys.executable, "-c", "import os,sys; print(os.get_terminal_size(0)); print(repr(sys.stdin.read()))"],
+        [sys.executable, "-c", "import os, sys; print(os.get_terminal_size(0), repr(sys.stdin.read()))"],
         True,
         True,
         b"typed\n",
