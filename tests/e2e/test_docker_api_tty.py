@@ -174,7 +174,22 @@ def test_docker_py_attach_socket_resize_and_exec_run_tty(
     assert (code, out.strip()) == (9, b"24 80")  # a terminal (stty fails on a pipe), its default size
     with pytest.raises(dockerpy.errors.NotFound):
         client.api.resize("no-such-container", 10, 10)
+    client.close()
     status, body = curl("-X", "POST", f"http://d/containers/{sleeper}/resize?h=abc&w=10")
     assert status == 400 and "h" in str(body["message"])
     status, body = curl("-X", "POST", "http://d/exec/no-such-exec/resize?h=10&w=10")
     assert status == 404
+
+
+def test_docker_attach_forwards_stdin_to_a_container_the_cli_ran_with_i(
+    api: dict[str, str], pulled: str, nsp: CLI
+) -> None:
+    name = nsp.name("tty-cli")
+    loop = 'echo ready; while read l; do echo "got:$l"; [ "$l" = quit ] && exit 4; done'
+    nsp("run", "-d", "-i", "--name", name, pulled, "sh", "-c", loop)
+    nsp.wait_logs(name, "ready")
+    proc = subprocess.run(
+        ["docker", "attach", name], input="hello\nquit\n", env=api, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stdout == "got:hello\ngot:quit\n"

@@ -424,12 +424,9 @@ async def attach(ex: Exchange, id: str) -> None:
     stdin = req.flag("stdin") and spec.open_stdin  # docker ignores stdin=1 without OpenStdin
     if status.running:
         session = runs.sessions.get(name)
-        if session is None:
-            raise ApiError(
-                409,
-                f"container {name} is running without a terminal or stdin held by this service: "
-                f"see its output with logs -f (nspawnctl attach {name} follows it too)",
-            )
+        if session is None:  # started elsewhere (the CLI, an earlier service): the library's attach
+            await _attach_running(ex, name, stdin)
+            return
         a = Attachment(stdin)
         a.session.set_result(session)
         session.attachments.append(a)
@@ -457,6 +454,50 @@ async def attach(ex: Exchange, id: str) -> None:
             if joined is not None and a in joined.attachments:
                 joined.attachments.remove(a)
         runs.detach(name, a)
+
+
+async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
+    """Attach to a container this service does not follow: its output from the journal as
+    frames, the client's bytes to its stdin FIFO when it was started with -i (run/attach.py),
+    up to the detach keys (``detachKeys``, docker's default ctrl-p,ctrl-q)."""
+    from ...errors import InvalidArgument
+    from ...run.attach import DEFAULT_DETACH_KEYS, Detached, parse_detach_keys
+
+    req = ex.request
+    try:
+        keys = parse_detach_keys(req.arg("detachKeys") or DEFAULT_DETACH_KEYS)
+    except InvalidArgument as e:
+        raise ApiError(400, f"detachKeys: {e.message}") from None
+    want_out, want_err = req.flag("stdout"), req.flag("stderr")
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    stream = await ex.conn.hijack(STREAM_MUX)
+
+    def out(data: bytes) -> None:
+        if want_out:
+            queue.put_nowait(frame(STDOUT, data))
+
+    def err(data: bytes) -> None:
+        if want_err:
+            queue.put_nowait(frame(STDERR, data))
+
+    async def follow() -> None:
+        read = ex.conn.read_raw if stdin else None
+        try:
+            await ex.client.containers.aattach(ex.bus, name, out, err, read, keys)
+        except Detached:
+            pass
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        while (data := await queue.get()) is not None:
+            await stream.write(data)
+        await stream.end()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 async def _feed_stdin(ex: Exchange, a: Attachment, stdin_once: bool) -> None:
