@@ -443,3 +443,23 @@ def test_attach_detach_keys_leave_the_container_running(nsp: CLI, busybox: str) 
 def test_run_d_t_is_refused_with_a_hint(nsp: CLI, busybox: str) -> None:
     proc = nsp("run", "-d", "-t", busybox, "true", check=False)
     assert proc.returncode == 2 and "-d cannot be combined with -t" in proc.stderr and "hint:" in proc.stderr
+
+
+def test_run_d_i_definition_round_trips_through_generate_rm_apply(
+    nsp: CLI, busybox: str, tmp_path: Path
+) -> None:
+    name = nsp.name("attachgen")
+    nsp("run", "-d", "-i", "--name", name, busybox, "sh", "-c", READ_LOOP)
+    text = nsp("generate", name).stdout
+    assert "OpenStdin=yes" in text
+    defs = Path("/var/tmp") / f"nspawnctl-attachgen-{name}"
+    defs.mkdir()
+    try:
+        (defs / f"{name}.nspawn").write_text(text)
+        nsp("rm", "-f", name)
+        assert nsp("apply", str(defs)).stdout == f"{name} created\n"
+        assert nsp("generate", name).stdout == text
+    finally:
+        for f in defs.iterdir():
+            f.unlink()
+        defs.rmdir()

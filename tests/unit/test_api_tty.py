@@ -45,3 +45,13 @@ def test_tty_settings_round_trip_through_the_definition() -> None:
     assert (back.tty, back.open_stdin, back.stdin_once) == (True, True, True)
     plain = spec_to_file(spec.with_changes(tty=False, open_stdin=False, stdin_once=False))
     assert not file_to_spec("t", plain).tty
+
+
+def test_definitions_take_the_tty_keys_as_booleans() -> None:
+    from nspawnctl.declare import _check_own
+    from nspawnctl.errors import InvalidArgument
+
+    for key in ("Tty", "OpenStdin", "StdinOnce"):
+        _check_own(key, "yes")
+        with pytest.raises(InvalidArgument):
+            _check_own(key, "maybe")
