@@ -134,6 +134,11 @@ def test_docker_attach_to_a_running_tty_container(api: dict[str, str], pulled: s
         term = Term(["docker", "attach", name], api, rows=25, cols=90)
         term.send(b"echo at-$((2*3))\r")  # the shell has waited for input since the start
         term.expect(b"at-6")
+        term.send(b"\x10\x11")  # docker's detach keys: this client goes, the container runs on
+        term.wait()
+        running = docker(api, "inspect", "-f", "{{.State.Running}}", name)
+        assert running.stdout.strip() == "true", running.stderr
+        term = Term(["docker", "attach", name], api, rows=25, cols=90)
         term.send(b"stty size; exit 2\r")
         assert term.wait() == 2, term.out
         assert b"25 90" in term.out  # attach's resize

@@ -433,13 +433,14 @@ async def attach(ex: Exchange, id: str) -> None:
     else:
         session = None
         a = runs.attach(name, stdin)
+    keys = detach_keys(ex)
     content_type = STREAM_RAW if spec.tty else STREAM_MUX
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
     feeding: asyncio.Task[None] | None = None
     try:
         stream = await ex.conn.hijack(content_type)
         if stdin:
-            feeding = asyncio.ensure_future(_feed_stdin(ex, a, spec.stdin_once))
+            feeding = asyncio.ensure_future(_feed_stdin(ex, a, spec.stdin_once, keys))
         while (data := await a.queue.get()) is not None:
             if spec.tty or (data[0] == STDOUT and want_out) or (data[0] == STDERR and want_err):
                 await stream.write(data)
@@ -460,14 +461,10 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
     """Attach to a container this service does not follow: its output from the journal as
     frames, the client's bytes to its stdin FIFO when it was started with -i (run/attach.py),
     up to the detach keys (``detachKeys``, docker's default ctrl-p,ctrl-q)."""
-    from ...errors import InvalidArgument
-    from ...run.attach import DEFAULT_DETACH_KEYS, Detached, parse_detach_keys
+    from ...run.attach import Detached
 
     req = ex.request
-    try:
-        keys = parse_detach_keys(req.arg("detachKeys") or DEFAULT_DETACH_KEYS)
-    except InvalidArgument as e:
-        raise ApiError(400, f"detachKeys: {e.message}") from None
+    keys = detach_keys(ex)
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     stream = await ex.conn.hijack(STREAM_MUX)
@@ -500,16 +497,37 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
             await task
 
 
-async def _feed_stdin(ex: Exchange, a: Attachment, stdin_once: bool) -> None:
-    """The client's bytes to the payload's stdin; at the client's end of input (its half-close)
-    the payload's EOF when the container is StdinOnce (docker's ``run -i``)."""
+def detach_keys(ex: Exchange) -> bytes:
+    """docker's ``detachKeys`` (default ctrl-p,ctrl-q), as bytes."""
+    from ...errors import InvalidArgument
+    from ...run.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+    try:
+        return parse_detach_keys(ex.request.arg("detachKeys") or DEFAULT_DETACH_KEYS)
+    except InvalidArgument as e:
+        raise ApiError(400, f"detachKeys: {e.message}") from None
+
+
+async def _feed_stdin(ex: Exchange, a: Attachment, stdin_once: bool, keys: bytes) -> None:
+    """The client's bytes to the payload's stdin, up to the detach keys (they end this client's
+    attach; the container runs on); at the client's end of input (its half-close) the payload's
+    EOF when the container is StdinOnce (docker's ``run -i``)."""
+    from ...run.attach import DetachScanner
+
     session = await a.session
     stdio = session.stdio if session is not None else None
+    scanner = DetachScanner(keys)
     while data := await ex.conn.read_raw():
+        data, detach = scanner.feed(data)
         if stdio is not None:
             await stdio.write(data)
-    if stdio is not None and stdin_once:
-        await stdio.close_input()
+        if detach:
+            a.send(None)
+            return
+    if stdio is not None:
+        await stdio.write(scanner.flush())
+        if stdin_once:
+            await stdio.close_input()
 
 
 async def resize(ex: Exchange, id: str) -> None:
