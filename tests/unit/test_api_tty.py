@@ -72,3 +72,49 @@ def test_a_slow_client_loses_output_but_always_gets_the_end() -> None:
     got = asyncio.run(go())
     assert len(got) == ATTACH_BACKLOG and got[-1] is None  # the end made room for itself
     assert got[-2] == b"%d" % (ATTACH_BACKLOG - 1)  # what came once it was full was dropped
+
+
+def test_a_hijacked_connection_reads_the_clients_bytes_and_its_half_close() -> None:
+    """attach's stdin: bytes sent with the request (still in h11's buffer) and after it, then b""
+    at the client's half-close, while the reply side stays writable."""
+    import asyncio
+    import socket
+
+    from nspawnctl.api.context import Service
+    from nspawnctl.api.http import Connection
+    from nspawnctl.api.routing import Router
+    from nspawnctl.api.runs import Runs
+    from nspawnctl.api.server import handle
+
+    async def echo(ex: Any, id: str) -> None:
+        stream = await ex.conn.hijack("application/vnd.docker.raw-stream")
+        got = b""
+        while data := await ex.conn.read_raw():
+            got += data
+        await stream.write(b"echo:" + got)
+        await stream.end()
+
+    router = Router()
+    router.add("POST", "/containers/{id}/attach", echo)
+
+    async def main() -> bytes:
+        server_sock, client_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=server_sock)
+        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
+        task = asyncio.ensure_future(handle(service, router, Connection(reader, writer)))
+        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        cwriter.write(
+            b"POST /containers/x/attach?stdin=1 HTTP/1.1\r\nHost: d\r\n"
+            b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\nearly "
+        )
+        await cwriter.drain()
+        await creader.readuntil(b"\r\n\r\n")
+        cwriter.write(b"late")
+        await cwriter.drain()
+        cwriter.write_eof()  # docker's CloseWrite
+        rest = await asyncio.wait_for(creader.read(), 5)
+        cwriter.close()
+        await asyncio.wait_for(task, 5)
+        return rest
+
+    assert asyncio.run(main()) == b"echo:early late"
