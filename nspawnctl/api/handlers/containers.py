@@ -410,8 +410,8 @@ async def _next(queue: asyncio.Queue[bytes | None], ex: Exchange) -> bytes | Non
 async def attach(ex: Exchange, id: str) -> None:
     """Hijacked: the output of the container's run as multiplexed frames (raw bytes with a TTY),
     and the client's bytes to its stdin when it has OpenStdin. Clients attach before ``start``
-    (docker run), which then follows the run for them; to a running container only when the
-    service follows its run (it started it with a terminal or stdin: the service holds those)."""
+    (docker run), which then follows the run for them; to a running one, they join the run the
+    service follows (it holds its terminal or pipes), else the library's attach follows it."""
     req = ex.request
     name = await resolve(ex, id)
     if req.flag("logs"):
