@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from .config import Paths
 from .errors import (
+    ContainerNotRunning,
     ContainerRunning,
     ImageNotFound,
     InvalidArgument,
@@ -256,6 +257,10 @@ class RunOptions:
     auto_update: str | None = None
     # -- issue 14, labels: -l/--label and --label-file (over the image's own labels)
     labels: dict[str, str] = field(default_factory=dict)
+    # -- issue 15, TTY: docker's Tty, OpenStdin, StdinOnce (for a start with a client attached)
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
 
@@ -564,6 +569,9 @@ class Containers:
             health=_resolve_health(defaults.healthcheck, options.health),
             auto_update=options.auto_update or _auto_update_label({**defaults.labels, **options.labels}),
             labels={**defaults.labels, **options.labels},
+            tty=options.tty,
+            open_stdin=options.open_stdin,
+            stdin_once=options.stdin_once,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -664,7 +672,16 @@ class Containers:
         self._check_command(spec)
         _check_ports(self.paths, spec)
         self.store.clear_exit(name)
-        await _start(rt, spec, self._launch(spec))
+        if not spec.open_stdin:
+            await _start(rt, spec, self._launch(spec))
+            return
+        from .run import stdinpipe  # run -d -i: a stdin that attach can write to
+
+        fd = await asyncio.to_thread(stdinpipe.open_for_unit, self.paths, name)
+        try:
+            await _start(rt, spec, dataclasses.replace(self._launch(spec), stdin_fd=fd))
+        finally:
+            os.close(fd)
 
     async def _still_running(self, rt: Runtime, name: str) -> bool:
         """Whether the container runs, once a stop under way has ended: ``nspawnctl stop`` (which
@@ -802,13 +819,20 @@ class Containers:
         self._client.run(lambda bus: self.aevents(bus, emit, filters, since, until))
 
     async def aattach(
-        self, bus: Bus, name: str, write: Callable[[bytes], None], write_err: Callable[[bytes], None]
+        self,
+        bus: Bus,
+        name: str,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        read: Callable[[], Awaitable[bytes]] | None = None,
+        detach_keys: bytes = b"\x10\x11",
     ) -> int:
-        """Follow a running container's output until it exits; its exit code (run/attach.py)."""
+        """Follow a running container's output until it exits; its exit code. ``read``: input for
+        a container started with ``-i``, up to ``detach_keys`` (run/attach.py)."""
         from .run.attach import attach
 
         name = self.store.resolve(name)
-        return await attach(self._runtime(bus), self.store, name, write, write_err)
+        return await attach(self._runtime(bus), self.store, name, write, write_err, read, detach_keys)
 
     # -- persistence -----------------------------------------------------------------------
     def enable(self, name: str, now: bool = False) -> None:
@@ -1098,16 +1122,31 @@ class Containers:
         write: Callable[[bytes], None],
         write_err: Callable[[bytes], None],
         started: Callable[[ContainerSpec], None] | None = None,
+        stdio: tuple[int, int, int] | None = None,
+        interactive: bool = False,
+        tty: bool = False,
     ) -> RunResult:
         """Start a created container and follow it to its first exit, as :meth:`arun_attached`
-        does for one it makes: the Docker API's attach-then-start (``docker run`` creates first)."""
+        does for one it makes: the Docker API's attach-then-start (``docker run`` creates first).
+        ``stdio``: the payload's stdin, stdout, stderr (a terminal or pipes, run/stdio.py) instead
+        of the journal; ``tty``/``interactive`` as for :meth:`arun_attached`."""
         spec = self.store.get(name)
         self.store.clear_exit(name)
         try:
-            return await self._attached(bus, spec, write, write_err, False, False, None, started)
+            return await self._attached(bus, spec, write, write_err, interactive, tty, stdio, started)
         except BaseException:
             await _uncancelled(self._undo_attached(bus, spec))
             raise
+
+    async def aresize_tty(self, bus: Bus, name: str) -> None:
+        """Tell the running container's nspawn that the terminal it was given changed size (after
+        run/stdio.py's resize): SIGWINCH, on which nspawn copies the size to the payload's console.
+        nspawn does not get it by itself: that terminal is not its controlling one."""
+        rt = self._runtime(bus)
+        state = (await rt.states([name])).get(name)
+        if state is None or not state.running:
+            raise ContainerNotRunning(f"container {name} is not running")
+        await rt.manager.kill(state.name, "main", signals.SIGWINCH)
 
     def stop(self, name: str, timeout: float | None = None) -> None:
         self._client.run(lambda bus: self.astop(bus, name, timeout))
@@ -1200,6 +1239,9 @@ class Containers:
         from .health import forget_state  # issue 14
 
         forget_state(self.paths, name)
+        from .run import stdinpipe  # issue 14: run -d -i
+
+        stdinpipe.remove(self.paths, name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
             self.store.remove(name)

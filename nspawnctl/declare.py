@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .store.images import Image
 
 SUFFIX = ".nspawn"
+TTY_KEYS = ("Tty", "OpenStdin", "StdinOnce")  # docker's, for a start with a client attached
 # nspawnctl's keys a definition may set; the generated ones are replaced on every apply.
 USER_KEYS = (
     "Image",
@@ -68,6 +69,7 @@ USER_KEYS = (
     *HEALTH_KEYS,  # health checks
     "AutoUpdate",
     "Label",
+    *TTY_KEYS,  # issue 15: Tty, OpenStdin, StdinOnce
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove", "Expose")  # Expose=: the image's ports
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
@@ -269,7 +271,7 @@ def _check_own(key: str, value: str) -> None:
         check_port_mappings([parse_publish(value)])
     elif key == "Restart":
         parse_restart(value)
-    elif key == "Enable":
+    elif key == "Enable" or key in TTY_KEYS:
         parse_boolean(value)
     elif key == "Entrypoint":
         split_words(value)

@@ -418,6 +418,11 @@ class ContainerSpec:
     auto_update: str | None = None
     # -- issue 14, identity/labels: the image's labels merged with -l/--label (those win)
     labels: dict[str, str] = field(default_factory=dict)
+    # -- issue 15, TTY: docker's Tty/OpenStdin/StdinOnce ([X-Nspawnctl] Tty=, OpenStdin=,
+    # StdinOnce=): a start with a client attached gives the payload a terminal / stdin (run/stdio.py)
+    tty: bool = False
+    open_stdin: bool = False
+    stdin_once: bool = False
 
     @property
     def cmd(self) -> list[str]:
@@ -473,6 +478,10 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     from .labels import labels_to_words
 
     f.set_all(OWN_SECTION, "Label", labels_to_words(spec.labels))
+    # -- issue 15, TTY
+    f.set(OWN_SECTION, "Tty", "yes" if spec.tty else None)
+    f.set(OWN_SECTION, "OpenStdin", "yes" if spec.open_stdin else None)
+    f.set(OWN_SECTION, "StdinOnce", "yes" if spec.stdin_once else None)
     return f
 
 
@@ -653,6 +662,10 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         health=health_from_file(f),
         auto_update=auto_update_from_file(f),
         labels=_labels_from_file(f),
+        # -- issue 15, TTY
+        tty=_yes(f.get(own, "Tty")),
+        open_stdin=_yes(f.get(own, "OpenStdin")),
+        stdin_once=_yes(f.get(own, "StdinOnce")),
     )
 
 

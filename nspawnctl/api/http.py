@@ -110,6 +110,7 @@ class Connection:
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
     _chunks: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=4))
     _pump: asyncio.Task[None] | None = None
+    _raw_started: bool = False
 
     def __post_init__(self) -> None:
         self.proto = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head)
@@ -246,6 +247,18 @@ class Connection:
         await self._send(h11.InformationalResponse(status_code=101, headers=headers, reason=b"UPGRADED"))
         await asyncio.sleep(HIJACK_GRACE)
         return Stream(self, raw=True)
+
+    async def read_raw(self) -> bytes:
+        """The next bytes the client sent after the request, on a hijacked connection (attach's
+        stdin); b"" once it closed its side (a half-close: it may still read)."""
+        if not self._raw_started:
+            # what came with the request, still in h11's buffer; the connection serves no
+            # further request once hijacked, so h11 never reads it
+            self._raw_started = True
+            data, _ = self.proto.trailing_data
+            if data:
+                return bytes(data)
+        return await self._more()
 
     def wants_upgrade_now(self) -> bool:
         return self.proto.their_state is h11.MIGHT_SWITCH_PROTOCOL

@@ -6,13 +6,48 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..run.stdio import Stdio
+
+ATTACH_BACKLOG = 1024
+"""Output pieces kept for an attached client that reads slower than the payload writes; more are
+dropped (the payload must not block on a slow client)."""
 
 
 @dataclass
 class Attachment:
-    """One attached client: frames to send it; None ends its stream."""
+    """One attached client: what to send it (frames, or raw bytes with a TTY); None ends its
+    stream. ``session`` is resolved by the start (None: the payload has no stdin of ours)."""
 
-    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    stdin: bool = False
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(ATTACH_BACKLOG))
+    session: asyncio.Future[Session | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def send(self, data: bytes | None) -> None:
+        if self.queue.full():
+            if data is not None:
+                return
+            self.queue.get_nowait()  # room for the end
+        self.queue.put_nowait(data)
+
+
+@dataclass
+class Session:
+    """A run the service follows for its clients: its terminal or pipes (None when its output
+    comes from the journal), the clients attached now."""
+
+    name: str
+    stdio: Stdio | None
+    tty: bool
+    attachments: list[Attachment] = field(default_factory=list)
+
+    def emit(self, data: bytes) -> None:
+        for a in list(self.attachments):
+            a.send(data)
 
 
 @dataclass
@@ -29,6 +64,9 @@ class ExecRecord:
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
+    tty: bool = False
+    stdin: bool = False
+    stdio: Stdio | None = None  # while it runs with a terminal or stdin of ours
 
 
 @dataclass
@@ -39,9 +77,11 @@ class Runs:
     starts: dict[str, int] = field(default_factory=dict)  # starts through the API, per container
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     execs: dict[str, ExecRecord] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)  # name -> the run followed here
+    console_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # create's, for the start
 
-    def attach(self, name: str) -> Attachment:
-        a = Attachment()
+    def attach(self, name: str, stdin: bool = False) -> Attachment:
+        a = Attachment(stdin)
         self.attachments.setdefault(name, []).append(a)
         return a
 

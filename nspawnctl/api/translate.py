@@ -13,15 +13,14 @@ from .http import ApiError
 CONFIG_TAKEN = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "HostConfig", "ExposedPorts",
     "NetworkingConfig", "AttachStdout", "AttachStderr", "AttachStdin", "StdinOnce", "Labels",
+    "Tty", "OpenStdin",
 }  # fmt: skip
 HOST_TAKEN = {
     "Binds", "AutoRemove", "RestartPolicy", "Memory", "NanoCpus", "PidsLimit", "NetworkMode",
-    "PortBindings", "LogConfig",
+    "PortBindings", "LogConfig", "ConsoleSize",
 }  # fmt: skip
 # Not yet, and the issue-14 feature each waits on (the 400 says so)
 LATER = {
-    "Tty": "a TTY through the API",
-    "OpenStdin": "stdin through the API",
     "CapAdd": "--cap-add (issue 14 run options)",
     "CapDrop": "--cap-drop (issue 14 run options)",
     "ReadonlyRootfs": "--read-only (issue 14 run options)",
@@ -85,6 +84,27 @@ def string(name: str, value: Any) -> str:
     return value
 
 
+def console_size(body: Any) -> tuple[int, int] | None:
+    """HostConfig.ConsoleSize, [rows, columns]: the terminal's size at the start (docker run -t)."""
+    host = body.get("HostConfig") if isinstance(body, dict) else None
+    size = host.get("ConsoleSize") if isinstance(host, dict) else None
+    if empty(size):
+        return None
+    if not (
+        isinstance(size, list)
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 0xFFFF for v in size)
+    ):
+        raise ApiError(400, "HostConfig.ConsoleSize: [rows, columns], each 1-65535, is expected")
+    return size[0], size[1]
+
+
+def _flag(name: str, value: Any) -> bool:
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(400, f"{name}: a boolean is expected")
+    return bool(value)
+
+
 # docker's defaults that are not zero values: the CLI sends them with every create
 NO_REQUEST = {"MemorySwappiness": -1}
 
@@ -113,8 +133,6 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     labels = body.get("Labels") or {}
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise ApiError(400, "Labels: an object of strings is expected")
-    if body.get("AttachStdin"):
-        raise ApiError(400, "AttachStdin: stdin through the API is not supported yet")
     image = string("Image", body.get("Image"))
     if not image:
         raise ApiError(400, "Image: required")
@@ -182,5 +200,8 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         ports=ports,
         restart=RESTART[restart],
         labels=dict(labels),
+        tty=_flag("Tty", body.get("Tty")),
+        open_stdin=_flag("OpenStdin", body.get("OpenStdin")),
+        stdin_once=_flag("StdinOnce", body.get("StdinOnce")),
     )
     return CreateRequest(image, cmd), options

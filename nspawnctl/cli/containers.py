@@ -578,7 +578,7 @@ def run(
     command: list[str] = typer.Argument(None, metavar="COMMAND", help=CMD_HELP),
     detach: bool = typer.Option(False, "-d", "--detach", help="Run in the background and print the name."),
     interactive: bool = typer.Option(
-        False, "-i", "--interactive", help="Keep stdin attached to the container."
+        False, "-i", "--interactive", help="Keep stdin attached (with -d: for nspawnctl attach to forward)."
     ),
     tty: bool = typer.Option(
         False, "-t", "--tty", help="Give the container a terminal (with -i: interactive)."
@@ -710,8 +710,15 @@ def run(
     client = state_of(ctx).client()
     argv = list(command or [])
     if detach:
-        if interactive or tty:
-            raise InvalidArgument("-d cannot be combined with -i or -t")
+        if tty:
+            raise InvalidArgument(
+                "-d cannot be combined with -t: a detached container gets no terminal",
+                hint="use -d -i for a stdin that nspawnctl attach forwards to",
+            )
+        if interactive:  # its stdin a FIFO that attach writes to (run/stdinpipe.py)
+            import dataclasses
+
+            opts = dataclasses.replace(opts, open_stdin=True)  # type: ignore[type-var]
         spec = client.containers.run_detached(image, argv, opts)  # type: ignore[arg-type]
         typer.echo(spec.name)
         return

@@ -282,24 +282,40 @@ def attach(
         True, "--sig-proxy/--no-sig-proxy", help="Pass Ctrl-C/SIGTERM on to the container (else they detach)."
     ),
     no_stdin: bool = typer.Option(
-        False, "--no-stdin", help="Do not attach stdin (a detached container never has one: always so)."
+        False, "--no-stdin", help="Do not forward stdin (only a container started with -i reads it)."
+    ),
+    detach_keys: str = typer.Option(
+        "ctrl-p,ctrl-q",
+        "--detach-keys",
+        help="Keys that detach, leaving the container running: a character or ctrl-<key>, comma-separated.",
     ),
 ) -> None:
-    """Follow a running container's output until it exits, then exit with its code. Its stdin
-    is not attached: a detached container's is /dev/null."""
-    del no_stdin
+    """Follow a running container's output until it exits, then exit with its code. For a
+    container started with -i, stdin is forwarded to it, up to the detach keys."""
+    from ..run.attach import parse_detach_keys
+
+    keys = parse_detach_keys(detach_keys)
     client = state_of(ctx).client()
-    code = client.run(lambda bus: _attach(client, bus, name, sig_proxy))
+    code = client.run(lambda bus: _attach(client, bus, name, sig_proxy, not no_stdin, keys))
     raise typer.Exit(code)
 
 
-async def _attach(client: Client, bus: Bus, name: str, sig_proxy: bool) -> int:
+async def _attach(client: Client, bus: Bus, name: str, sig_proxy: bool, stdin: bool, keys: bytes) -> int:
     import asyncio
     import signal
 
+    from ..run.attach import Detached
+    from ..run.stdio import read_some
+
     containers = client.containers
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(containers.aattach(bus, name, _writer(sys.stdout), _writer(sys.stderr)))
+
+    async def read() -> bytes:
+        return await read_some(sys.stdin.fileno())
+
+    task = asyncio.ensure_future(
+        containers.aattach(bus, name, _writer(sys.stdout), _writer(sys.stderr), read if stdin else None, keys)
+    )
     detached = False
     pending: set[asyncio.Task[None]] = set()
 
@@ -317,6 +333,9 @@ async def _attach(client: Client, bus: Bus, name: str, sig_proxy: bool) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         return await task
+    except Detached:
+        err(f"nspawnctl: detached from {name}; it runs on")
+        return 0
     except asyncio.CancelledError:
         if detached:
             err(f"nspawnctl: detached from {name}; it runs on")

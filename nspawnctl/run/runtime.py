@@ -52,7 +52,9 @@ class Runtime:
         keeps the unit referenced to read the exit status) always uses the transient unit: those
         are properties of a transient unit, which systemd-nspawn@NAME.service cannot take. The
         drop-in still governs every detached start (``start``, ``machinectl start``, boot)."""
-        if launch is not None and (launch.attach_fds is not None or launch.add_ref):
+        if launch is not None and (
+            launch.attach_fds is not None or launch.stdin_fd is not None or launch.add_ref
+        ):
             return unit_name(name)
         return persistent_unit_name(name) if persist.has_dropin(name) else unit_name(name)
 

@@ -82,6 +82,7 @@ class Launch:
     nspawn: str = NSPAWN
     console: str = "pipe"  # pipe: payload output straight to the journal; interactive: a tty was passed
     attach_fds: tuple[int, int, int] | None = None  # stdin, stdout, stderr handed to the unit
+    stdin_fd: int | None = None  # only stdin handed over (run -d -i: run/stdinpipe.py); output to the journal
     add_ref: bool = False  # keep the unit (and its exit status) until we read it
     unified_cgroup: bool = False  # host runs cgroup v2: tell nspawn < 257 to give app payloads v2 too
     pre: tuple[str, ...] = ()  # argv of the hook's pre step (network, port checks)
@@ -242,6 +243,8 @@ def unit_properties(
         props.append(("ExecStopPost", "a(sasb)", [[launch.post[0], post, True]]))
     if launch.add_ref:
         props.append(("AddRef", "b", True))
+    if launch.stdin_fd is not None and launch.attach_fds is None:
+        props.append(("StandardInputFileDescriptor", "h", launch.stdin_fd))
     if launch.attach_fds is not None:
         fin, fout, ferr = launch.attach_fds
         props += [

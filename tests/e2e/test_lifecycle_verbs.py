@@ -4,6 +4,7 @@ stats, events, attach."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -418,3 +419,71 @@ def test_lifecycle_help_documents_the_flags(nsp: CLI) -> None:
         text = nsp(cmd, "--help").stdout
         for flag in flags:
             assert flag in text, (cmd, flag)
+
+
+# -- attach with stdin (issue 14: run -d -i, --no-stdin, --detach-keys) ----------------------
+READ_LOOP = 'echo ready; while read l; do echo "got:$l"; [ "$l" = quit ] && exit 4; done; echo eof'
+
+
+def test_attach_forwards_stdin_to_a_container_run_with_i(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("attachin")
+    nsp("run", "-d", "-i", "--name", name, busybox, "sh", "-c", READ_LOOP)
+    nsp.wait_logs(name, "ready")
+    assert "OpenStdin=yes" in nsp("generate", name).stdout  # the container's own setting
+    r, w = os.pipe()
+    os.write(w, b"not-forwarded\n")
+    os.close(w)  # its end must not end the payload's input either
+    quiet = subprocess.Popen(
+        ["nspawnctl", "attach", "--no-stdin", name], stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    os.close(r)
+    time.sleep(2)  # it follows from now: let it begin
+    proc = nsp("attach", name, input=b"hello\nquit\n", timeout=60, check=False)
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stdout == "got:hello\ngot:quit\n"
+    out, _ = quiet.communicate(timeout=30)
+    assert quiet.returncode == 4 and b"got:hello" in out  # the other client saw the same output
+    assert "not-forwarded" not in nsp("logs", name).stdout
+
+
+def test_attach_detach_keys_leave_the_container_running(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("attachkeys")
+    nsp("run", "-d", "-i", "--name", name, busybox, "sh", "-c", READ_LOOP)
+    nsp.wait_logs(name, "ready")
+    proc = nsp("attach", name, input=b"one\n\x10\x11two\n", timeout=60, check=False)
+    assert proc.returncode == 0 and "detached" in proc.stderr, proc.stderr
+    nsp.wait_logs(name, "got:one")
+    assert nsp.json("inspect", name)[0]["State"]["Status"] == "running"
+    # its own keys; a stdin that ends without them leaves the payload's stdin open
+    proc = nsp("attach", "--detach-keys", "ctrl-x,q", name, input=b"three\n\x18q", timeout=60, check=False)
+    assert proc.returncode == 0 and "detached" in proc.stderr, proc.stderr
+    logs = nsp.wait_logs(name, "got:three")
+    assert "got:two" not in logs and "eof" not in logs
+    assert "--detach-keys" in nsp("attach", "--help").stdout
+    bad = nsp("attach", "--detach-keys", "ctrl-1", name, check=False)
+    assert bad.returncode == 2 and "detach keys" in bad.stderr and "hint:" in bad.stderr
+
+
+def test_run_d_t_is_refused_with_a_hint(nsp: CLI, busybox: str) -> None:
+    proc = nsp("run", "-d", "-t", busybox, "true", check=False)
+    assert proc.returncode == 2 and "-d cannot be combined with -t" in proc.stderr and "hint:" in proc.stderr
+
+
+def test_run_d_i_definition_round_trips_through_generate_rm_apply(
+    nsp: CLI, busybox: str, tmp_path: Path
+) -> None:
+    name = nsp.name("attachgen")
+    nsp("run", "-d", "-i", "--name", name, busybox, "sh", "-c", READ_LOOP)
+    text = nsp("generate", name).stdout
+    assert "OpenStdin=yes" in text
+    defs = Path("/var/tmp") / f"nspawnctl-attachgen-{name}"
+    defs.mkdir()
+    try:
+        (defs / f"{name}.nspawn").write_text(text)
+        nsp("rm", "-f", name)
+        assert nsp("apply", str(defs)).stdout == f"{name} created\n"
+        assert nsp("generate", name).stdout == text
+    finally:
+        for f in defs.iterdir():
+            f.unlink()
+        defs.rmdir()

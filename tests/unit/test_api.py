@@ -125,7 +125,7 @@ def test_create_body_becomes_run_options() -> None:
     ("body", "field"),
     [
         ({"Image": "bb", "HostConfig": {"CapAdd": ["NET_ADMIN"]}}, "HostConfig.CapAdd"),
-        ({"Image": "bb", "Tty": True}, "Tty"),
+        ({"Image": "bb", "Tty": "yes"}, "Tty"),
         ({"Image": "bb", "Labels": ["a=b"]}, "Labels"),
         ({"Image": "bb", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": ""}]}}}, "PortBindings"),
         ({"Image": "bb", "Cmd": "x", "Env": [1]}, "Env"),

@@ -15,7 +15,8 @@ from ..context import Exchange
 from ..http import ApiError, ClientGone
 from ..render import STDERR, STDOUT, container_inspect, container_summary, frame, rfc3339
 from ..routing import Router
-from ..translate import create_options
+from ..runs import Attachment, Session
+from ..translate import console_size, create_options
 
 if TYPE_CHECKING:
     from ...client import ContainerStatus
@@ -29,6 +30,9 @@ EXIT_LAG = 25
 """Looks (0.1 s apart) for the exit record of a container started here that has just stopped."""
 STREAM_MUX = "application/vnd.docker.multiplexed-stream"
 FILTER_KEYS = ("ancestor", "exited", "id", "label", "name", "status")
+STREAM_RAW = "application/vnd.docker.raw-stream"
+PUMP_GRACE = 2.0
+"""Seconds the output of a run with a terminal or pipes may still come after its unit ended."""
 
 
 async def resolve(ex: Exchange, ref: str) -> str:
@@ -52,8 +56,12 @@ async def status_of(ex: Exchange, name: str) -> ContainerStatus | None:
 
 
 async def create(ex: Exchange) -> None:
-    req, options = create_options(ex.request.json(), ex.request.arg("name"))
+    body = ex.request.json()
+    req, options = create_options(body, ex.request.arg("name"))
+    size = console_size(body)
     spec = await asyncio.to_thread(ex.client.containers.create, req.image, req.command, options)
+    if size is not None and spec.tty:
+        ex.service.runs.console_sizes[spec.name] = size
     await ex.json({"Id": spec.id, "Warnings": []}, status=201)
 
 
@@ -126,26 +134,49 @@ async def start(ex: Exchange, id: str) -> None:
         return
     runs = ex.service.runs
     attached = runs.take_attachments(name)
-    if not attached:
+    spec = status.spec if status is not None else None
+    wired = spec is not None and (spec.tty or spec.open_stdin)
+    if not attached and not wired:
         await ex.client.containers.astart(ex.bus, name)
         runs.started(name)
         await ex.empty(204)
         return
     runs.started(name)
+    await follow_run(ex, name, attached)
+    await ex.empty(204)
+
+
+async def follow_run(ex: Exchange, name: str, attached: list[Attachment]) -> None:
+    """Start the container and follow its run for the clients attached (and those that attach
+    while it runs): through a terminal or pipes of ours when it has Tty/OpenStdin (run/stdio.py),
+    else from the journal. Returns once the unit has started; a failed start raises here."""
+    from ...run.stdio import open_stdio
+
+    runs = ex.service.runs
+    spec = await asyncio.to_thread(ex.client.containers.store.get, name)
+    size = runs.console_sizes.pop(name, None)
+    stdio = open_stdio(spec.tty, spec.open_stdin, size) if (spec.tty or spec.open_stdin) else None
+    session = Session(name, stdio, spec.tty, attached)
     loop = asyncio.get_running_loop()
     began: asyncio.Future[None] = loop.create_future()
     ended: asyncio.Future[int] = loop.create_future()
     runs.running[name] = ended
+    runs.sessions[name] = session
+    for a in attached:
+        if not a.session.done():
+            a.session.set_result(session)
 
     def on_start(spec: object) -> None:
+        if stdio is not None:
+            stdio.handed_over()
         if not began.done():
             began.set_result(None)
 
-    def send(stream: int, data: bytes) -> None:
-        for a in attached:
-            a.queue.put_nowait(frame(stream, data))
+    def send(kind: int, data: bytes) -> None:
+        session.emit(data if spec.tty else frame(kind, data))
 
     async def follow() -> None:
+        pump = asyncio.ensure_future(stdio.pump(send)) if stdio is not None else None
         try:
             result = await ex.client.containers.astart_attached(
                 ex.bus,
@@ -153,7 +184,12 @@ async def start(ex: Exchange, id: str) -> None:
                 lambda b: send(STDOUT, b),
                 lambda b: send(STDERR, b),
                 started=on_start,
+                stdio=stdio.far if stdio is not None else None,
+                interactive=spec.open_stdin,
+                tty=spec.tty,
             )
+            if pump is not None:  # what the payload wrote last (nspawn's end closes the pipes)
+                await asyncio.wait([pump], timeout=PUMP_GRACE)
             runs.exits[name] = result.exit_code
             ended.set_result(result.exit_code)
         except BaseException as e:
@@ -162,16 +198,21 @@ async def start(ex: Exchange, id: str) -> None:
             ended.set_exception(e)
             ended.exception()  # retrieved: wait() reads it, or nobody does
         finally:
+            if pump is not None:
+                pump.cancel()
+            if stdio is not None:
+                stdio.close()
             runs.running.pop(name, None)
-            for a in attached:
-                a.queue.put_nowait(None)
+            if runs.sessions.get(name) is session:
+                del runs.sessions[name]
+            for a in session.attachments:
+                a.send(None)
 
     task = asyncio.ensure_future(follow())
     runs.tasks.add(task)
     task.add_done_callback(runs.tasks.discard)
     await asyncio.wait([began, task], return_when=asyncio.FIRST_COMPLETED)
     await began  # a start that failed is this request's error
-    await ex.empty(204)
 
 
 async def stop(ex: Exchange, id: str) -> None:
@@ -378,30 +419,154 @@ async def _next(queue: asyncio.Queue[bytes | None], ex: Exchange) -> bytes | Non
 
 
 async def attach(ex: Exchange, id: str) -> None:
-    """Hijacked: the output of the container's next run as multiplexed frames (no TTY). Clients
-    attach before ``start`` (docker run); ``start`` then follows the run for them (runs.py)."""
+    """Hijacked: the output of the container's run as multiplexed frames (raw bytes with a TTY),
+    and the client's bytes to its stdin when it has OpenStdin. Clients attach before ``start``
+    (docker run), which then follows the run for them; to a running one, they join the run the
+    service follows (it holds its terminal or pipes), else the library's attach follows it."""
     req = ex.request
     name = await resolve(ex, id)
-    if req.flag("stdin"):
-        raise ApiError(400, "stdin: attaching stdin through the API is not supported yet")
     if req.flag("logs"):
         raise ApiError(400, "logs: replaying logs on attach is not supported; use the logs endpoint")
     status = await status_of(ex, name)
-    if status is not None and status.running:
-        raise ApiError(
-            409, f"container {name} is running: attach to a running container waits on issue 14's attach"
-        )
+    if status is None:
+        raise ApiError(404, f"No such container: {id}")
+    spec = status.spec
     runs = ex.service.runs
-    a = runs.attach(name)
+    stdin = req.flag("stdin") and spec.open_stdin  # docker ignores stdin=1 without OpenStdin
+    if status.running:
+        session = runs.sessions.get(name)
+        if session is None:  # started elsewhere (the CLI, an earlier service): the library's attach
+            await _attach_running(ex, name, stdin)
+            return
+        a = Attachment(stdin)
+        a.session.set_result(session)
+        session.attachments.append(a)
+    else:
+        session = None
+        a = runs.attach(name, stdin)
+    keys = detach_keys(ex)
+    content_type = STREAM_RAW if spec.tty else STREAM_MUX
+    want_out, want_err = req.flag("stdout"), req.flag("stderr")
+    feeding: asyncio.Task[None] | None = None
     try:
-        stream = await ex.conn.hijack(STREAM_MUX)
-        want_out, want_err = req.flag("stdout"), req.flag("stderr")
+        stream = await ex.conn.hijack(content_type)
+        if stdin:
+            feeding = asyncio.ensure_future(_feed_stdin(ex, a, spec.stdin_once, keys))
         while (data := await a.queue.get()) is not None:
-            if (data[0] == STDOUT and want_out) or (data[0] == STDERR and want_err):
+            if spec.tty or (data[0] == STDOUT and want_out) or (data[0] == STDERR and want_err):
                 await stream.write(data)
         await stream.end()
     finally:
+        if feeding is not None:
+            feeding.cancel()
+        if session is not None and a in session.attachments:
+            session.attachments.remove(a)
+        elif a.session.done() and not a.session.cancelled():
+            joined = a.session.result()
+            if joined is not None and a in joined.attachments:
+                joined.attachments.remove(a)
         runs.detach(name, a)
+
+
+async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
+    """Attach to a container this service does not follow: its output from the journal as
+    frames, the client's bytes to its stdin FIFO when it was started with -i (run/attach.py),
+    up to the detach keys (``detachKeys``, docker's default ctrl-p,ctrl-q)."""
+    from ...run.attach import Detached
+
+    req = ex.request
+    keys = detach_keys(ex)
+    want_out, want_err = req.flag("stdout"), req.flag("stderr")
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    stream = await ex.conn.hijack(STREAM_MUX)
+
+    def out(data: bytes) -> None:
+        if want_out:
+            queue.put_nowait(frame(STDOUT, data))
+
+    def err(data: bytes) -> None:
+        if want_err:
+            queue.put_nowait(frame(STDERR, data))
+
+    async def follow() -> None:
+        read = ex.conn.read_raw if stdin else None
+        try:
+            await ex.client.containers.aattach(ex.bus, name, out, err, read, keys)
+        except Detached:
+            pass
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.ensure_future(follow())
+    try:
+        while (data := await queue.get()) is not None:
+            await stream.write(data)
+        await stream.end()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def detach_keys(ex: Exchange) -> bytes:
+    """docker's ``detachKeys`` (default ctrl-p,ctrl-q), as bytes."""
+    from ...errors import InvalidArgument
+    from ...run.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+    try:
+        return parse_detach_keys(ex.request.arg("detachKeys") or DEFAULT_DETACH_KEYS)
+    except InvalidArgument as e:
+        raise ApiError(400, f"detachKeys: {e.message}") from None
+
+
+async def _feed_stdin(ex: Exchange, a: Attachment, stdin_once: bool, keys: bytes) -> None:
+    """The client's bytes to the payload's stdin, up to the detach keys (they end this client's
+    attach; the container runs on); at the client's end of input (its half-close) the payload's
+    EOF when the container is StdinOnce (docker's ``run -i``)."""
+    from ...run.attach import DetachScanner
+
+    session = await a.session
+    stdio = session.stdio if session is not None else None
+    scanner = DetachScanner(keys)
+    while data := await ex.conn.read_raw():
+        data, detach = scanner.feed(data)
+        if stdio is not None:
+            await stdio.write(data)
+        if detach:
+            a.send(None)
+            return
+    if stdio is not None:
+        await stdio.write(scanner.flush())
+        if stdin_once:
+            await stdio.close_input()
+
+
+async def resize(ex: Exchange, id: str) -> None:
+    """The terminal's window size of a container the service runs with a TTY."""
+    name = await resolve(ex, id)
+    rows, cols = tty_size(ex)
+    session = ex.service.runs.sessions.get(name)
+    if session is None or session.stdio is None or not session.stdio.tty:
+        status = await status_of(ex, name)
+        if status is None or not status.running:
+            raise ApiError(409, f"container {name} is not running")
+        raise ApiError(409, f"container {name} has no terminal held by this service (created without Tty)")
+    session.stdio.resize(rows, cols)
+    await ex.client.containers.aresize_tty(ex.bus, name)
+    await ex.empty(200)
+
+
+def tty_size(ex: Exchange) -> tuple[int, int]:
+    """docker's ``h`` and ``w``: whole numbers 1-65535."""
+    from ...run.stdio import MAX_SIZE
+
+    out = []
+    for key in ("h", "w"):
+        text = ex.request.arg(key) or ""
+        if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_SIZE):
+            raise ApiError(400, f"{key}: {text!r} is not a terminal size (1-{MAX_SIZE})")
+        out.append(int(text))
+    return out[0], out[1]
 
 
 async def remove(ex: Exchange, id: str) -> None:
@@ -421,4 +586,5 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("POST", "/containers/{id}/attach", attach)
+    router.add("POST", "/containers/{id}/resize", resize)
     router.add("DELETE", "/containers/{id}", remove)

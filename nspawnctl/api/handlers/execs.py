@@ -9,11 +9,11 @@ import secrets
 
 from ..context import Exchange
 from ..http import ApiError, ClientGone
-from ..render import STDERR, STDOUT, frame
+from ..render import frame
 from ..routing import Router
 from ..runs import ExecRecord
 from ..translate import string, strings
-from .containers import STREAM_MUX, resolve, status_of
+from .containers import PUMP_GRACE, STREAM_MUX, STREAM_RAW, resolve, status_of, tty_size
 
 
 async def create_exec(ex: Exchange, id: str) -> None:
@@ -24,9 +24,11 @@ async def create_exec(ex: Exchange, id: str) -> None:
     status = await status_of(ex, name)
     if status is None or not status.running:
         raise ApiError(409, f"container {name} is not running")
-    for key, why in (("Tty", "a TTY"), ("AttachStdin", "stdin"), ("Privileged", "Privileged")):
-        if body.get(key):
-            raise ApiError(400, f"{key}: {why} through the API is not supported yet")
+    if body.get("Privileged"):
+        raise ApiError(400, "Privileged: not supported by nspawnctl's Docker API")
+    for key in ("Tty", "AttachStdin"):
+        if not isinstance(body.get(key, False), bool):
+            raise ApiError(400, f"{key}: a boolean is expected")
     argv = strings("Cmd", body.get("Cmd"))
     if not argv:
         raise ApiError(400, "Cmd: a command is required")
@@ -38,6 +40,8 @@ async def create_exec(ex: Exchange, id: str) -> None:
         env=strings("Env", body.get("Env")),
         workdir=string("WorkingDir", body.get("WorkingDir")) or None,
         user=string("User", body.get("User")) or None,
+        tty=bool(body.get("Tty")),
+        stdin=bool(body.get("AttachStdin")),
     )
     ex.service.runs.execs[record.id] = record
     await ex.json({"Id": record.id}, status=201)
@@ -51,52 +55,82 @@ def _record(ex: Exchange, id: str) -> ExecRecord:
 
 
 async def start_exec(ex: Exchange, id: str) -> None:
+    """Hijacked (unless Detach): the command's output as multiplexed frames, raw with a TTY; the
+    client's bytes to its stdin with AttachStdin, its half-close the command's EOF."""
+    from ...run.stdio import open_stdio, spawn
+
     record = _record(ex, id)
     body = ex.request.json()
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
-    if body.get("Tty"):
-        raise ApiError(400, "Tty: a TTY through the API is not supported yet")
     if record.running or record.exit_code is not None:
         raise ApiError(409, f"exec {id} has already run")
-    cmd = await ex.client.containers.aexec_command(
-        ex.bus, record.container, record.argv, record.env, record.workdir, record.user
-    )
-    proc = await asyncio.create_subprocess_exec(
-        *cmd.argv,
-        env=cmd.env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    record.running, record.pid = True, proc.pid
     detach = bool(body.get("Detach"))
-    stream = None if detach else await ex.conn.hijack(STREAM_MUX)
-    lock = asyncio.Lock()
+    tty = record.tty
+    cmd = await ex.client.containers.aexec_command(
+        ex.bus, record.container, record.argv, record.env, record.workdir, record.user,
+        term="xterm" if tty else None,
+    )  # fmt: skip
+    stdio = open_stdio(tty, record.stdin and not detach)
+    try:
+        proc = await spawn(cmd.argv, cmd.env, stdio)
+    except BaseException:
+        stdio.close()
+        raise
+    record.running, record.pid, record.stdio = True, proc.pid, stdio
+    stream = None if detach else await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    async def pump(source: asyncio.StreamReader | None, kind: int) -> None:
+    def emit(kind: int, data: bytes) -> None:
+        if stream is not None:
+            queue.put_nowait(data if tty else frame(kind, data))
+
+    async def send_out() -> None:
         gone = False
-        while source is not None and (data := await source.read(65536)):
+        while (data := await queue.get()) is not None:
             if stream is None or gone:
-                continue
+                continue  # keep reading: the command must not block on a full pipe
             try:
-                async with lock:
-                    await stream.write(frame(kind, data))
+                await stream.write(data)
             except ClientGone:
-                gone = True  # keep reading: the command must not block on a full pipe
+                gone = True
 
+    async def feed() -> None:
+        while data := await ex.conn.read_raw():
+            await stdio.write(data)
+        await stdio.close_input()
+
+    pump = asyncio.ensure_future(stdio.pump(emit))
+    sender = asyncio.ensure_future(send_out())
+    feeding = asyncio.ensure_future(feed()) if record.stdin and stream is not None else None
     try:
         if detach:
             await ex.empty(204)
-        await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
         record.exit_code = await proc.wait()
+        await asyncio.wait([pump], timeout=PUMP_GRACE)  # what it wrote last
     finally:
-        record.running = False
+        record.running, record.stdio = False, None
         if record.exit_code is None and proc.returncode is None:
             proc.kill()
             record.exit_code = await proc.wait()
+        pump.cancel()
+        if feeding is not None:
+            feeding.cancel()
+        stdio.close()
+        queue.put_nowait(None)
+    await sender
     if stream is not None:
         await stream.end()
+
+
+async def resize_exec(ex: Exchange, id: str) -> None:
+    """The window size of a running exec's terminal (the kernel tells its foreground job)."""
+    record = _record(ex, id)
+    rows, cols = tty_size(ex)
+    if record.stdio is None or not record.stdio.tty:
+        raise ApiError(409, f"exec {id} is not running with a terminal")
+    record.stdio.resize(rows, cols)
+    await ex.empty(200)
 
 
 async def inspect_exec(ex: Exchange, id: str) -> None:
@@ -109,11 +143,11 @@ async def inspect_exec(ex: Exchange, id: str) -> None:
             "ProcessConfig": {
                 "entrypoint": r.argv[0],
                 "arguments": r.argv[1:],
-                "tty": False,
+                "tty": r.tty,
                 "privileged": False,
                 "user": r.user or "",
             },
-            "OpenStdin": False,
+            "OpenStdin": r.stdin,
             "OpenStdout": True,
             "OpenStderr": True,
             "CanRemove": False,
@@ -128,3 +162,4 @@ def register(router: Router) -> None:
     router.add("POST", "/containers/{id}/exec", create_exec)
     router.add("POST", "/exec/{id}/start", start_exec)
     router.add("GET", "/exec/{id}/json", inspect_exec)
+    router.add("POST", "/exec/{id}/resize", resize_exec)
