@@ -230,13 +230,15 @@ def extract_into(
     first: Callable[[Member], Rename] | None = None,
     *,
     host: bool = False,
+    keep_kinds: bool = False,
 ) -> None:
     """Unpack a (possibly compressed) tar stream into directory ``dir_fd``, which may hold files
     already (they are replaced; directories merge). Owners pass through ``owner``. ``first``
     sees the first member and returns how to rename members (None: skip one), and only then is
     ``dir_fd`` asked for (it may be a function); without it an entry for the directory itself
     ("./") is skipped, so the destination keeps its metadata. ``host`` (a copy to the host)
-    clears setuid/setgid, drops security.*/trusted.* xattrs and refuses device nodes."""
+    clears setuid/setgid, drops security.*/trusted.* xattrs and refuses device nodes;
+    ``keep_kinds`` refuses to replace a directory by a non-directory or the reverse."""
     from .tarread import TarReader
     from .unpack import (
         Limits,
@@ -270,7 +272,9 @@ def extract_into(
         while (m := reader.next()) is not None:
             if ex is None:
                 rename = first(m) if first is not None else None
-                ex = _Extractor(dir_fd if isinstance(dir_fd, int) else dir_fd(), limits, host=host)
+                ex = _Extractor(
+                    dir_fd if isinstance(dir_fd, int) else dir_fd(), limits, host=host, keep_kinds=keep_kinds
+                )
                 target.append(ex.root_fd)
             if rename is not None:
                 name = rename(m.name)
@@ -848,3 +852,106 @@ def copy_in(
         _finish(job, mine)
     finally:
         os.close(parent)
+
+
+# -- the Docker Engine API's archive endpoints ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathStat:
+    """What is at a path in a container (not following a final symlink), as docker's
+    ``X-Docker-Container-Path-Stat`` tells it: ``link_target`` is the symlink's target resolved
+    inside the container (an absolute path there), "" for anything else."""
+
+    name: str
+    size: int
+    mode: int  # st_mode
+    mtime_ns: int
+    link_target: str
+
+
+def _stat_in_container(root_fd: int, name: str, path: str, out: IO[bytes]) -> None:
+    import json
+
+    with out:
+        comps, st = _resolve_source(root_fd, name, path, False)
+        target = ""
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = rootpath.show(rootpath.resolve(root_fd, path, follow_last=True))
+            except OSError:  # a dangling or looping link: docker names what it points at
+                parent = rootpath.open_dir(root_fd, comps[:-1], DIR_READ)
+                try:
+                    target = os.fsdecode(os.readlink(comps[-1], dir_fd=parent))
+                finally:
+                    os.close(parent)
+        base = rootpath.split(path.rstrip("/"))
+        value = {
+            "name": os.fsdecode(base[-1]) if base else "/",
+            "size": st.st_size,
+            "mode": st.st_mode,
+            "mtime_ns": st.st_mtime_ns,
+            "link_target": target,
+        }
+        out.write(json.dumps(value).encode())
+
+
+def stat_path(root: ContainerRoot, path: str) -> PathStat:
+    """docker's ``HEAD /containers/{id}/archive``: what ``path`` is in the container (NotFound
+    when nothing is there), read in the container's own mounts when it runs."""
+    import io
+    import json
+
+    buf = io.BytesIO()
+    _stream(root, lambda r, f: _stat_in_container(r, root.name, path, f), buf, True)
+    value = json.loads(buf.getvalue())
+    return PathStat(**value)
+
+
+def _extract_in_container(
+    root_fd: int, name: str, path: str, stream: IO[bytes], keep_owners: bool, keep_kinds: bool
+) -> None:
+    with stream:
+        try:
+            comps = rootpath.resolve(root_fd, path, follow_last=True)
+        except (FileNotFoundError, NotADirectoryError):
+            comps = None
+        except OSError as e:
+            raise InvalidArgument(f"cannot resolve {path} in container {name}: {e.strerror}") from e
+        st = rootpath.lstat(root_fd, comps) if comps is not None else None
+        if comps is None or st is None:
+            raise NotFound(f"Could not find the file {path} in container {name}")
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(f"extraction point is not a directory: {path} in container {name}")
+        shift = os.fstat(root_fd).st_uid
+
+        def owner(u: int, g: int) -> tuple[int, int]:
+            return (u + shift, g + shift) if keep_owners else (shift, shift)
+
+        fd = rootpath.open_dir(root_fd, comps, DIR_READ)
+        try:
+            extract_into(fd, stream, owner, keep_kinds=keep_kinds)
+        finally:
+            os.close(fd)
+
+
+def extract_archive(
+    root: ContainerRoot, path: str, stream: IO[bytes], *, keep_owners: bool = False, keep_kinds: bool = False
+) -> None:
+    """docker's ``PUT /containers/{id}/archive``: unpack the tar ``stream`` into the existing
+    directory ``path`` of the container (symlinks on the way resolved inside it), by the same
+    safe extractor as ``cp``: nothing lands outside the directory, through a symlink, or as a
+    ``..`` name. Files belong to the container's root unless ``keep_owners`` (shifted for a
+    container whose files are stored shifted); ``keep_kinds`` is ``noOverwriteDirNonDir``."""
+    _stream(
+        root,
+        lambda r, f: _extract_in_container(r, root.name, path, f, keep_owners, keep_kinds),
+        stream,
+        False,
+    )
+
+
+def archive_path(root: ContainerRoot, path: str, out: IO[bytes]) -> None:
+    """docker's ``GET /containers/{id}/archive``: the tar of ``path`` (its own entry first,
+    named by its base name; a final symlink not followed) to ``out``, owners as stored inside."""
+    copy_out(root, path, None, out, archive=True)

@@ -6,9 +6,9 @@ from ..routing import Router
 
 
 def routes() -> Router:
-    from . import containers, execs, images, system
+    from . import archive, containers, execs, images, system
 
     router = Router()
-    for module in (system, images, containers, execs):
+    for module in (system, images, containers, execs, archive):
         module.register(router)
     return router
