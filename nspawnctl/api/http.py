@@ -23,6 +23,8 @@ MAX_BODY = 1 << 20
 MAX_HEAD = 64 << 10
 """Bytes a request line and its headers may have."""
 READ_SIZE = 64 << 10
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = object()
 HIJACK_GRACE = 0.05
 """Seconds between a hijacked reply's head and its first frame: docker-py reads the raw socket after
 the head and loses bytes that came in the same segment (docker/docker-py#3332)."""
@@ -73,9 +75,29 @@ class Request:
         if not self.body.strip():
             return {}
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"malformed JSON body: {e}") from None
+        except RecursionError:
+            value = _TOO_DEEP
+        if value is _TOO_DEEP or too_deep(value):
+            raise ApiError(400, f"malformed JSON body: nested deeper than {MAX_JSON_DEPTH} levels")
+        return value
+
+
+def too_deep(value: Any, limit: int = 0) -> bool:
+    """Whether a JSON value nests deeper than MAX_JSON_DEPTH (docker's bodies: 4 levels): the
+    translation walks bodies recursively, and must never hit Python's recursion limit."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > (limit or MAX_JSON_DEPTH):
+            return True
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
+    return False
 
 
 def parse_target(method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
@@ -115,6 +137,7 @@ class Connection:
     """Whether a request's body is read by its handler as it comes (``PUT .../archive``: a tar
     of any size) rather than whole (and bounded) before the handler runs."""
     proto: h11.Connection = field(init=False)
+    method: str = field(init=False, default="")  # of the request being answered: a HEAD's reply has no body
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
     _chunks: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=4))
     _pump: asyncio.Task[None] | None = None
@@ -179,6 +202,7 @@ class Connection:
                     raise ApiError(431, f"request head too large (more than {self.max_head} bytes)")
                 method, target = event.method.decode("ascii"), event.target.decode("latin-1")
                 headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
+                self.method = method
                 request = parse_target(method, target, headers, b"")
                 if self.streams_body(request.method, request.path):
                     return dataclasses.replace(request, streamed=True)
@@ -253,7 +277,7 @@ class Connection:
         if status not in (204, 304):
             headers.append(("Content-Length", str(len(body))))
         events: list[Any] = [self._head(status, headers)]
-        if body and status not in (204, 304) and not head_only:
+        if body and status not in (204, 304) and not head_only and self.method != "HEAD":
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())
         await self._send(*events)

@@ -424,13 +424,17 @@ class ContainerRoot:
     name: str
     leader: int | None = None
 
-    def start(self, work: Callable[[int], None], child_closes: list[int]) -> _Job:
+    def start(
+        self, work: Callable[[int], None], child_closes: list[int], keep: list[int] | None = None
+    ) -> _Job:
         """Run ``work(root_fd)`` beside the caller: in a thread on the snapshot directory, or in
         a forked child inside the container's namespaces (fds in ``child_closes`` belong to
-        the caller and are closed there)."""
+        the caller and are closed there). With ``keep``, the child closes every other
+        descriptor it inherited: in a server (the API), a copy's child must not hold other
+        requests' pipes and sockets open, or their readers never see an end."""
         if self.leader is None:
             return _ThreadJob(self.path, work)
-        return _ForkJob(self.leader, self.name, work, child_closes)
+        return _ForkJob(self.leader, self.name, work, child_closes, keep)
 
 
 class _Job:
@@ -463,7 +467,14 @@ class _ThreadJob(_Job):
 
 
 class _ForkJob(_Job):
-    def __init__(self, leader: int, name: str, work: Callable[[int], None], child_closes: list[int]) -> None:
+    def __init__(
+        self,
+        leader: int,
+        name: str,
+        work: Callable[[int], None],
+        child_closes: list[int],
+        keep: list[int] | None = None,
+    ) -> None:
         import ctypes
         import json
 
@@ -492,6 +503,8 @@ class _ForkJob(_Job):
                 os.close(r)
                 for fd in child_closes:
                     os.close(fd)
+                if keep is not None:
+                    _close_all_but({0, 1, 2, user, mnt, w, *keep})
                 if not same_user and libc.setns(user, CLONE_NEWUSER) != 0:
                     raise OSError(ctypes.get_errno(), "cannot join the container's user namespace")
                 if libc.setns(mnt, CLONE_NEWNS) != 0:
@@ -546,6 +559,14 @@ class _ForkJob(_Job):
         return errors.CommandFailed(f"copying in container {self._name} failed: {msg['message']}")
 
 
+def _close_all_but(keep: set[int]) -> None:  # pragma: no cover - in the forked child
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def _finish(job: _Job, mine: BaseException | None) -> None:
     """Wait for the other side; the first real error wins (the other side's, when ours is only
     the consequence of it having stopped: a broken pipe or a truncated stream)."""
@@ -575,14 +596,14 @@ def _stream(
     mode = "wb" if container_writes else "rb"
     fd = _fileno(stream)
     if fd is not None:
-        job = root.start(lambda r: work(r, open(fd, mode)), [])
+        job = root.start(lambda r: work(r, open(fd, mode)), [], keep=[fd])
         if isinstance(job, _ForkJob):
             os.close(fd)
         _finish(job, None)
         return
     pr, pw = os.pipe()
     theirs, ours = (pw, pr) if container_writes else (pr, pw)
-    job = root.start(lambda r: work(r, open(theirs, mode)), [ours])
+    job = root.start(lambda r: work(r, open(theirs, mode)), [ours], keep=[theirs])
     if isinstance(job, _ForkJob):
         os.close(theirs)
     failed: BaseException | None = None

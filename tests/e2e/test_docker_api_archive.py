@@ -44,13 +44,14 @@ def dpy() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def running(api: dict[str, str], pulled: str, nsp: CLI) -> Iterator[str]:  # noqa: F811
+def running(api: dict[str, str], pulled: str) -> Iterator[str]:  # noqa: F811
+    nsp = CLI()
     name = nsp.name("cp")
     proc = docker(api, "run", "-d", "--name", name, pulled, "sleep", "300")
     assert proc.returncode == 0, proc.stderr
     assert nsp("exec", name, "sh", "-c", "mkdir -p /srv/real && ln -s /srv/real /linked").returncode == 0
     yield name
-    nsp("rm", "-f", name)
+    nsp.cleanup()
 
 
 def in_ctr(nsp: CLI, name: str, *cmd: str) -> str:

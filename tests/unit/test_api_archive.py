@@ -206,3 +206,84 @@ def test_a_streamed_body_passes_the_body_cap_and_the_connection_goes_on() -> Non
     got = asyncio.run(main())
     assert seen == [300_000]
     assert got.count(b"HTTP/1.1 200") == 2 and got.endswith(b"OK")
+
+
+# -- images/create: X-Registry-Auth -----------------------------------------------------------------
+def _b64url(value: object, pad: bool = True) -> str:
+    text = base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+    return text if pad else text.rstrip("=")
+
+
+def test_registry_auth_decodes_dockers_header() -> None:
+    from nspawnctl.api.translate import registry_auth
+
+    for pad in (True, False):
+        auth = registry_auth(
+            _b64url({"username": "alice", "password": "s3cr?t>", "serveraddress": "r:5000"}, pad)
+        )
+        assert auth.credentials == ("alice", "s3cr?t>") and auth.server == "r:5000"
+    assert "s3cr" not in repr(auth)
+    assert registry_auth(None).credentials is None
+    assert registry_auth("e30=").credentials is None  # {}: what the CLI sends without a login
+    assert registry_auth(_b64url({"serveraddress": "r"})).credentials is None
+    basic = base64.b64encode(b"bob:pw").decode()
+    assert registry_auth(_b64url({"auth": basic})).credentials == ("bob", "pw")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "!!!",
+        base64.b64encode(b"[1]").decode(),
+        _b64url({"username": 5}),
+        _b64url({"identitytoken": "tok"}),
+        "a" * 20000,
+    ],
+)
+def test_registry_auth_refuses_malformed_headers_without_quoting_them(header: str) -> None:
+    from nspawnctl.api.translate import registry_auth
+
+    with pytest.raises(ApiError) as e:
+        registry_auth(header)
+    assert e.value.status == 400 and header[:8] not in e.value.message.partition(":")[2]
+
+
+def test_credentials_go_only_to_their_registry() -> None:
+    from nspawnctl.api.handlers.images import credentials_for
+    from nspawnctl.api.translate import RegistryAuth
+
+    creds = ("alice", "pw")
+    assert credentials_for("reg.test:5000/acc/bb:v1", RegistryAuth(creds)) == creds
+    assert credentials_for("reg.test:5000/acc/bb:v1", RegistryAuth(creds, "reg.test:5000")) == creds
+    assert (
+        credentials_for("reg.test:5000/acc/bb:v1", RegistryAuth(creds, "https://reg.test:5000/v1/")) == creds
+    )
+    assert credentials_for("reg.test:5000/acc/bb:v1", RegistryAuth(creds, "other.test")) is None
+    assert credentials_for("reg.test:5000/acc/bb:v1", RegistryAuth(None, "reg.test:5000")) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"Image": "x", "HostConfig": {"LogConfig": "s"}},
+        {"Image": "x", "HostConfig": {"RestartPolicy": "s"}},
+        {"Image": "x", "HostConfig": {"PortBindings": [1]}},
+        {"Image": "x", "HostConfig": {"PortBindings": {"80/tcp": 5}}},
+        {"Image": "x", "HostConfig": {"PortBindings": {"80/tcp": ["a"]}}},
+        {"Image": "x", "HostConfig": {"LogConfig": {"Type": [1]}}},
+        {"Image": "x", "HostConfig": "yes"},
+    ],
+)
+def test_wrong_types_in_nested_create_fields_are_400s(body: Any) -> None:
+    from nspawnctl.api.translate import create_options
+
+    with pytest.raises(ApiError) as e:
+        create_options(body, None)
+    assert e.value.status == 400 and "HostConfig" in e.value.message
+
+
+def test_an_error_reply_to_a_head_request_has_no_body_and_the_connection_goes_on() -> None:
+    from test_api import exchange
+
+    replies = exchange([b"HEAD /nope HTTP/1.1\r\nHost: d\r\n\r\n", b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"])
+    assert [(s, b) for s, _, b in replies] == [(404, b""), (200, b"OK")]
