@@ -176,6 +176,8 @@ def test_archive_of_a_stopped_container(
         assert ctr.put_archive("/", tar_of(("data", None, None), ("data/note", b"from-put\n", None)))
         root = MACHINES / name
         assert (root / "data" / "note").read_bytes() == b"from-put\n"  # in the container's root
+        # owned by the container's root: the root directory's owner (its shift, when user-namespaced)
+        assert (root / "data" / "note").stat().st_uid == root.stat().st_uid
         chunks, st = ctr.get_archive("/data/note")
         assert st["size"] == 9
         with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tf:

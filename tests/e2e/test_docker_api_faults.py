@@ -73,6 +73,10 @@ def hang_up_after_head(request: bytes) -> bytes:
     return head
 
 
+def images(nsp: CLI) -> list[str]:
+    return nsp("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+
+
 def alive() -> bool:
     status, body = call("GET", "/_ping")
     return status == 200 and body == b"OK"
@@ -167,11 +171,17 @@ def victim(api: dict[str, str], pulled: str) -> Iterator[str]:  # noqa: F811
 
 def test_clients_hanging_up_mid_attach_logs_and_wait(
     api: dict[str, str],  # noqa: F811
+    pulled: str,  # noqa: F811
     victim: str,
+    nsp: CLI,
     since: str,
 ) -> None:
+    # attach to a created container (as `docker run` does before start), hang up, then start it
+    pending = nsp.name("pending")
+    proc = docker(api, "create", "--name", pending, pulled, "sh", "-c", "echo out; exit 4")
+    assert proc.returncode == 0, proc.stderr
     for request in (
-        f"POST /v1.44/containers/{victim}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\n"
+        f"POST /v1.44/containers/{pending}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\n"
         "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
         f"GET /v1.44/containers/{victim}/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: d\r\n\r\n",
         f"POST /v1.44/containers/{victim}/wait HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n",
@@ -179,6 +189,10 @@ def test_clients_hanging_up_mid_attach_logs_and_wait(
         head = hang_up_after_head(request.encode())
         assert head.split(b" ", 2)[1] in (b"101", b"200"), head
         assert alive()  # answered on a new connection at once
+    proc = docker(api, "start", pending)
+    assert proc.returncode == 0, proc.stderr
+    proc = docker(api, "wait", pending)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "4"), proc.stderr
     # the container ran on untouched, and answers the verbs the hung-up requests were waiting on
     proc = docker(api, "inspect", "--format", "{{.State.Running}}", victim)
     assert proc.stdout.strip() == "true", proc.stderr
@@ -201,7 +215,7 @@ def test_a_client_hanging_up_mid_pull_leaves_a_whole_image_or_nothing(
     assert b" 200 " in head.split(b"\r\n", 1)[0], head
     assert alive()
     # the pull goes on to its end (a whole image) in the service; no scratch is left after it
-    assert wait_for(lambda: ref in nsp("images").stdout and not scratch(), timeout=120), scratch()
+    assert wait_for(lambda: ref in images(nsp) and not scratch(), timeout=120), scratch()
     assert nsp("run", "--rm", "--entrypoint", "cat", ref, "/etc/os-release").returncode == 0
     no_tracebacks(since)
 
@@ -247,7 +261,7 @@ def test_pull_with_registry_auth_and_in_band_errors(
         ref = reg.ref("acc/app2", "v1")
         repo = ref.rsplit(":", 1)[0]
         nsp.images.add(ref)
-        before = (sorted(p.name for p in LAYERS.iterdir()) if LAYERS.is_dir() else [], nsp("images").stdout)
+        before = (sorted(p.name for p in LAYERS.iterdir()) if LAYERS.is_dir() else [], images(nsp))
         # anonymous, then a wrong password: in-band errors (status 200, errorDetail), nothing kept
         for headers in ({}, {"X-Registry-Auth": auth_header("alice", "wrong", reg.address)}):
             lines = pull_lines(f"/v1.44/images/create?fromImage={repo}&tag=v1", headers)
@@ -282,7 +296,7 @@ def test_pull_with_registry_auth_and_in_band_errors(
         layer_lines = [x for x in lines if "id" in x and "progressDetail" in x]
         assert {"Pulling fs layer", "Download complete"} <= {x["status"] for x in layer_lines}, lines
         assert lines[-1]["status"].startswith("Status: Downloaded newer image for"), lines
-        assert ref in nsp("images").stdout
+        assert ref in images(nsp)
         assert (
             not Path("/var/lib/nspawnctl/auth.json").exists()
             or "s3cret" not in Path("/var/lib/nspawnctl/auth.json").read_text()
@@ -296,7 +310,7 @@ def test_pull_with_registry_auth_and_in_band_errors(
         (config / "config.json").write_text(json.dumps({"auths": {reg.address: {"auth": auth}}}))
         proc = docker({**api, "DOCKER_CONFIG": str(config)}, "pull", ref)
         assert proc.returncode == 0, proc.stderr
-        assert ref in nsp("images").stdout
+        assert ref in images(nsp)
         nsp("rmi", "-f", ref)
         proc = docker(api, "pull", ref)  # the module's config: no credentials
         assert proc.returncode != 0 and "auth" in proc.stderr.lower(), proc.stderr
