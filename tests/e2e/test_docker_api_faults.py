@@ -270,7 +270,7 @@ def test_pull_with_registry_auth_and_in_band_errors(
             assert "wrong" not in json.dumps(lines)  # the password is never said
         assert (
             sorted(p.name for p in LAYERS.iterdir()) if LAYERS.is_dir() else [],
-            nsp("images").stdout,
+            images(nsp),
         ) == before
         # credentials for another registry are not sent to this one
         lines = pull_lines(
