@@ -130,8 +130,7 @@ async def create_image(ex: Exchange) -> None:
         progress=progress,
         notify=lambda text: put({"status": text}),
     )
-    stream = await ex.conn.stream()
-    await stream.write(_line({"status": f"Pulling from {from_image}", "id": req.arg("tag") or "latest"}))
+    put({"status": f"Pulling from {from_image}", "id": req.arg("tag") or "latest"})
 
     def pull() -> None:
         try:
@@ -147,9 +146,11 @@ async def create_image(ex: Exchange) -> None:
         finally:
             loop.call_soon_threadsafe(lines.put_nowait, None)
 
-    # the pull goes on in its thread should the client hang up: it leaves a whole image or nothing
+    # the pull goes on in its thread should the client hang up (even before the head is out): it
+    # ends with a whole image or nothing, never in the middle
     worker = asyncio.ensure_future(asyncio.to_thread(pull))
     try:
+        stream = await ex.conn.stream()
         while (line := await lines.get()) is not None:
             await stream.write(line)
         await stream.end()
