@@ -12,6 +12,8 @@ import json
 import os
 import stat
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ... import files
@@ -102,15 +104,16 @@ async def get_archive(ex: Exchange, id: str) -> None:
         await ex.conn.reply(200, b"", head_only=True, extra=[header])
         return
     r, w = os.pipe()
+    os.set_blocking(r, False)
 
     def produce() -> None:
         with open(w, "wb") as out:
             files.archive_path(root, path, out)
 
-    worker = asyncio.ensure_future(asyncio.to_thread(produce))
+    worker = _own_thread(produce)
     try:
         stream = await ex.conn.stream(200, "application/x-tar", [header])
-        while chunk := await asyncio.to_thread(os.read, r, CHUNK):
+        while chunk := await _read(r):
             await stream.write(chunk)
         await worker  # an error now (after the head) cuts the body short: the client sees it fail
         await stream.end()
@@ -120,10 +123,50 @@ async def get_archive(ex: Exchange, id: str) -> None:
             await worker
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _own_thread(fn: Callable[[], None]) -> asyncio.Future[None]:
+    """Run ``fn`` in a thread of its own, not the loop's shared executor: a copy blocks on its
+    pipe for as long as the client takes, and a few slow clients must not take every thread the
+    other requests need (nor the one that would drain the pipe)."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix="archive")
+    try:
+        return asyncio.get_running_loop().run_in_executor(executor, fn)
+    finally:
+        executor.shutdown(wait=False)
+
+
+async def _ready(fd: int, write: bool) -> None:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    (loop.add_writer if write else loop.add_reader)(fd, wake)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
+
+
+async def _read(fd: int) -> bytes:
+    """The next bytes of a non-blocking pipe, read on the event loop; b"" at its end."""
+    while True:
+        try:
+            return os.read(fd, CHUNK)
+        except BlockingIOError:
+            await _ready(fd, write=False)
+
+
+async def _write(fd: int, data: bytes) -> None:
+    """All of ``data`` into a non-blocking pipe, on the event loop (BrokenPipeError once the
+    reader is gone)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            await _ready(fd, write=True)
 
 
 async def put_archive(ex: Exchange, id: str) -> None:
@@ -135,6 +178,7 @@ async def put_archive(ex: Exchange, id: str) -> None:
     keep_owners = ex.request.flag("copyUIDGID")
     keep_kinds = ex.request.flag("noOverwriteDirNonDir")
     r, w = os.pipe()
+    os.set_blocking(w, False)
 
     def consume() -> None:
         with open(r, "rb") as stream:
@@ -142,14 +186,14 @@ async def put_archive(ex: Exchange, id: str) -> None:
                 root, path, stream, keep_owners=keep_owners, no_overwrite_dir_non_dir=keep_kinds
             )
 
-    worker = asyncio.ensure_future(asyncio.to_thread(consume))
+    worker = _own_thread(consume)
     gone = False
     try:
         async for chunk in ex.conn.body():
             if worker.done():
                 break  # it failed early (no such directory): its error is the answer
             try:
-                await asyncio.to_thread(_write_all, w, chunk)
+                await _write(w, chunk)
             except BrokenPipeError:
                 break
     except ClientGone:
