@@ -287,3 +287,46 @@ def test_an_error_reply_to_a_head_request_has_no_body_and_the_connection_goes_on
 
     replies = exchange([b"HEAD /nope HTTP/1.1\r\nHost: d\r\n\r\n", b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n"])
     assert [(s, b) for s, _, b in replies] == [(404, b""), (200, b"OK")]
+
+
+def test_archive_pipes_move_on_the_loop_while_many_copies_block() -> None:
+    """More blocked copies than the loop's executor has threads: each has a thread of its own and
+    its pipe is drained on the loop, so all finish (with the shared executor they would hang)."""
+    from nspawnctl.api.handlers.archive import _own_thread, _read, _write
+
+    size = 1 << 20
+
+    async def one() -> int:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+
+        def produce() -> None:
+            with open(w, "wb") as out:
+                out.write(b"x" * size)
+
+        worker = _own_thread(produce)
+        n = 0
+        try:
+            while chunk := await _read(r):
+                n += len(chunk)
+            await worker
+        finally:
+            os.close(r)
+        r2, w2 = os.pipe()
+        os.set_blocking(w2, False)
+        got: list[int] = []
+
+        def consume() -> None:
+            with open(r2, "rb") as f:
+                got.append(len(f.read()))
+
+        reader = _own_thread(consume)
+        await _write(w2, b"y" * size)
+        os.close(w2)
+        await reader
+        return n + got[0]
+
+    async def main() -> list[int]:
+        return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(40))), 60)
+
+    assert asyncio.run(main()) == [2 * size] * 40
