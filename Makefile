@@ -112,10 +112,11 @@ bench-quick: BENCH_ARGS = --quick
 bench-quick: BENCH_JSON = bench/results/quick.json
 bench-quick: bench
 
-# Fuzz each parser (tar extraction, OCI, ACI, .nspawn, references) for FUZZ_MINUTES each; an input
-# that breaks one is saved to tests/fuzz/corpus/TARGET/, which `make unit` replays from then on.
+# Fuzz each parser (tar extraction, OCI, ACI, .nspawn, references, Docker API requests) for
+# FUZZ_MINUTES each; an input that breaks one is saved to tests/fuzz/corpus/TARGET/, which
+# `make unit` replays from then on.
 FUZZ_MINUTES ?= 10
-FUZZ_TARGETS ?= tar oci aci nspawn ref
+FUZZ_TARGETS ?= tar oci aci nspawn ref api
 FUZZ_ARGS ?=  # e.g. --keep-going, --skip FILE (see tests/fuzz/run.py --help)
 .PHONY: fuzz
 fuzz: venv

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING
 
 from .errors import InvalidArgument, NotFound
@@ -19,6 +20,7 @@ from .ref import ImageRef
 
 if TYPE_CHECKING:
     from .client import Client
+    from .store.copy import ContainerRoot, PathStat
     from .store.images import Image, ImageStore
     from .store.unpack import Limits
 
@@ -49,7 +51,7 @@ def copy(
     """docker cp: ``NAME:PATH`` is the container side (running or stopped), ``-`` a tar stream
     on ``stdin`` (as SRC) or ``stdout`` (as DEST). Files copied into a container belong to its
     root, files copied out to the caller, unless ``archive`` keeps the source's owners."""
-    from .store.copy import ContainerRoot, copy_in, copy_out
+    from .store.copy import copy_in, copy_out
 
     src_ctr, src_path = split_cp_arg(src)
     dest_ctr, dest_path = split_cp_arg(dest)
@@ -63,13 +65,7 @@ def copy(
         )
     name = src_ctr or dest_ctr
     assert name is not None
-    store = client.containers.store
-    name = store.resolve(name)  # a name, an ID or a unique ID prefix
-    store.get(name)  # raises ContainerNotFound
-    path = store.root(name)
-    if not path.is_dir():
-        raise NotFound(f"container {name} has no root directory {path}")
-    root = ContainerRoot(str(path), name, _leader(name))
+    root = container_root(client, name)
     if src_ctr is not None:
         if dest == "-":
             copy_out(root, src_path or "/", None, stdout or _stdout(), archive=True, follow_link=follow_link)
@@ -79,6 +75,52 @@ def copy(
         copy_in(root, None, stdin or _stdin(), dest_path or "/", archive=archive)
     else:
         copy_in(root, src, None, dest_path or "/", archive=archive, follow_link=follow_link)
+
+
+def container_root(
+    client: Client, ref: str, leader: Callable[[str], int | None] | None = None
+) -> ContainerRoot:
+    """Where a copy of container ``ref`` (a name, an ID or a unique ID prefix) happens: its
+    snapshot directory when stopped, its namespaces when running. ``leader`` finds the running
+    container's PID 1 (the API passes the one its bus found), machined's answer by default."""
+    from .store.copy import ContainerRoot
+
+    store = client.containers.store
+    name = store.resolve(ref)
+    store.get(name)  # raises ContainerNotFound
+    path = store.root(name)
+    if not path.is_dir():
+        raise NotFound(f"container {name} has no root directory {path}")
+    return ContainerRoot(str(path), name, (leader or _leader)(name))
+
+
+def stat_path(root: ContainerRoot, path: str) -> PathStat:
+    """What is at ``path`` in the container (a final symlink not followed); NotFound if nothing."""
+    from .store.copy import stat_path as do_stat
+
+    return do_stat(root, path)
+
+
+def archive_path(root: ContainerRoot, path: str, out: IO[bytes]) -> None:
+    """The tar stream of ``path`` in the container (``cp NAME:PATH -``) to ``out``."""
+    from .store.copy import archive_path as do_archive
+
+    do_archive(root, path, out)
+
+
+def extract_archive(
+    root: ContainerRoot,
+    path: str,
+    stream: IO[bytes],
+    *,
+    keep_owners: bool = False,
+    no_overwrite_dir_non_dir: bool = False,
+) -> None:
+    """Unpack the tar ``stream`` into the existing directory ``path`` of the container, by
+    ``cp``'s safe extractor (nothing outside it, never through a symlink)."""
+    from .store.copy import extract_archive as do_extract
+
+    do_extract(root, path, stream, keep_owners=keep_owners, keep_kinds=no_overwrite_dir_non_dir)
 
 
 def _leader(name: str) -> int | None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +23,8 @@ MAX_BODY = 1 << 20
 MAX_HEAD = 64 << 10
 """Bytes a request line and its headers may have."""
 READ_SIZE = 64 << 10
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = object()
 HIJACK_GRACE = 0.05
 """Seconds between a hijacked reply's head and its first frame: docker-py reads the raw socket after
 the head and loses bytes that came in the same segment (docker/docker-py#3332)."""
@@ -57,6 +60,7 @@ class Request:
     headers: dict[str, str]  # lower-case names; a repeated header's last value
     body: bytes = b""
     refused: str | None = None  # why the path's API version is not served (a 400)
+    streamed: bool = False  # the body is left on the connection: Connection.body() reads it
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -71,14 +75,37 @@ class Request:
         if not self.body.strip():
             return {}
         try:
-            return json.loads(self.body)
+            value = json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"malformed JSON body: {e}") from None
+        except RecursionError:
+            value = _TOO_DEEP
+        if value is _TOO_DEEP or too_deep(value):
+            raise ApiError(400, f"malformed JSON body: nested deeper than {MAX_JSON_DEPTH} levels")
+        return value
+
+
+def too_deep(value: Any, limit: int = 0) -> bool:
+    """Whether a JSON value nests deeper than MAX_JSON_DEPTH (docker's bodies: 4 levels): the
+    translation walks bodies recursively, and must never hit Python's recursion limit."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > (limit or MAX_JSON_DEPTH):
+            return True
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
+    return False
 
 
 def parse_target(method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
     """A Request from h11's fields; one for a version outside the supported range says why."""
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError as e:  # e.g. "//[x": an invalid IPv6 authority
+        raise ApiError(400, f"bad request target: {e}") from None
     try:
         version, path = split_path(parts.path)
         refused = None
@@ -106,7 +133,11 @@ class Connection:
     writer: asyncio.StreamWriter
     max_body: int = MAX_BODY
     max_head: int = MAX_HEAD
+    streams_body: Callable[[str, str], bool] = lambda method, path: False
+    """Whether a request's body is read by its handler as it comes (``PUT .../archive``: a tar
+    of any size) rather than whole (and bounded) before the handler runs."""
     proto: h11.Connection = field(init=False)
+    method: str = field(init=False, default="")  # of the request being answered: a HEAD's reply has no body
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
     _chunks: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=4))
     _pump: asyncio.Task[None] | None = None
@@ -150,7 +181,7 @@ class Connection:
     async def next_request(self) -> Request | None:
         """The next whole request; None once the client has closed. Oversized or malformed ones
         raise ApiError (413 or 400): the caller replies and closes."""
-        head: h11.Request | None = None
+        request: Request | None = None
         body = bytearray()
         while True:
             try:
@@ -168,10 +199,15 @@ class Connection:
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
             if isinstance(event, h11.Request):
-                head = event
                 if len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers) > self.max_head:
                     raise ApiError(431, f"request head too large (more than {self.max_head} bytes)")
-                length = dict(event.headers).get(b"content-length")
+                method, target = event.method.decode("ascii"), event.target.decode("latin-1")
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
+                self.method = method
+                request = parse_target(method, target, headers, b"")
+                if self.streams_body(request.method, request.path):
+                    return dataclasses.replace(request, streamed=True)
+                length = headers.get("content-length")
                 if length is not None and int(length) > self.max_body:
                     raise ApiError(413, f"request body too large (more than {self.max_body} bytes)")
             elif isinstance(event, h11.Data):
@@ -179,11 +215,30 @@ class Connection:
                 if len(body) > self.max_body:
                     raise ApiError(413, f"request body too large (more than {self.max_body} bytes)")
             elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
-                return parse_target(
-                    head.method.decode("ascii"), head.target.decode("latin-1"), headers, bytes(body)
-                )
+                assert request is not None
+                return dataclasses.replace(request, body=bytes(body))
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """A streamed request's body, chunk by chunk; ClientGone when the client hangs up (or
+        breaks the framing) before its end."""
+        while True:
+            try:
+                event = self.proto.next_event()
+            except h11.RemoteProtocolError:
+                raise ClientGone() from None
+            if event is h11.NEED_DATA:
+                data = await self._more()
+                try:
+                    self.proto.receive_data(data)
+                except h11.RemoteProtocolError:
+                    raise ClientGone() from None
+                continue
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise ClientGone()
 
     def can_go_on(self) -> bool:
         """Whether the connection can take another request (and make it ready for one)."""
@@ -211,14 +266,19 @@ class Connection:
         )
 
     async def reply(
-        self, status: int, body: bytes = b"", content_type: str = "application/json", head_only: bool = False
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        head_only: bool = False,
+        extra: Iterable[tuple[str, str]] = (),
     ) -> None:
         """A whole reply with its Content-Length (no body for 204/304 or a HEAD)."""
-        headers = [("Content-Type", content_type)]
+        headers = [("Content-Type", content_type), *extra]
         if status not in (204, 304):
             headers.append(("Content-Length", str(len(body))))
         events: list[Any] = [self._head(status, headers)]
-        if body and status not in (204, 304) and not head_only:
+        if body and status not in (204, 304) and not head_only and self.method != "HEAD":
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())
         await self._send(*events)
@@ -231,10 +291,12 @@ class Connection:
         if self.proto.our_state is h11.SEND_RESPONSE:
             await self.reply_json(status, {"message": message})
 
-    async def stream(self, status: int = 200, content_type: str = "application/json") -> Stream:
+    async def stream(
+        self, status: int = 200, content_type: str = "application/json", extra: Iterable[tuple[str, str]] = ()
+    ) -> Stream:
         """Send the head now (chunked), the body as it comes: ``wait``'s head must not wait for the
         exit, or ``docker run`` never sends ``start``."""
-        await self._send(self._head(status, [("Content-Type", content_type)]))
+        await self._send(self._head(status, [("Content-Type", content_type), *extra]))
         return Stream(self)
 
     async def hijack(self, content_type: str) -> Stream:

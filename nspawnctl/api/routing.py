@@ -27,10 +27,17 @@ def _compile(pattern: str) -> re.Pattern[str]:
 @dataclass
 class Router:
     _routes: list[tuple[str, re.Pattern[str], Handler]] = field(default_factory=list)
+    _streamed: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
 
-    def add(self, method: str, pattern: str, handler: Handler) -> None:
-        """Routes are tried in the order added: add ``/images/json`` before ``/images/{name*}``."""
+    def add(self, method: str, pattern: str, handler: Handler, *, stream_body: bool = False) -> None:
+        """Routes are tried in the order added: add ``/images/json`` before ``/images/{name*}``.
+        ``stream_body``: the handler reads the request body as it comes (Connection.body)."""
         self._routes.append((method, _compile(pattern), handler))
+        if stream_body:
+            self._streamed.append((method, _compile(pattern)))
+
+    def streams_body(self, method: str, path: str) -> bool:
+        return any(m == method and rx.match(path) for m, rx in self._streamed)
 
     def route(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         """The handler and the path's parameters (percent-decoded); 404 for an unknown path, 405

@@ -96,7 +96,7 @@ async def serve(
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         activity.enter()
         try:
-            await handle(service, router, Connection(reader, writer))
+            await handle(service, router, Connection(reader, writer, streams_body=router.streams_body))
         finally:
             activity.leave()
 

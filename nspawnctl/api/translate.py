@@ -76,6 +76,15 @@ def _int(name: str, value: Any) -> int:
     return value
 
 
+def _object(name: str, value: Any) -> dict[str, Any]:
+    """A JSON object field (null is ``{}``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"{name}: an object is expected")
+    return value
+
+
 def string(name: str, value: Any) -> str:
     if value is None:
         return ""
@@ -125,9 +134,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
 
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
-    host = body.get("HostConfig") or {}
-    if not isinstance(host, dict):
-        raise ApiError(400, "HostConfig: an object is expected")
+    host = _object("HostConfig", body.get("HostConfig"))
     _refuse_unknown("", body, CONFIG_TAKEN)
     _refuse_unknown("HostConfig.", host, HOST_TAKEN)
     labels = body.get("Labels") or {}
@@ -145,13 +152,15 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
             entrypoint = ""
         else:
             entrypoint, cmd = words[0], [*words[1:], *cmd]
-    log_type = ((host.get("LogConfig") or {}).get("Type")) or ""
+    log_type = string(
+        "HostConfig.LogConfig.Type", _object("HostConfig.LogConfig", host.get("LogConfig")).get("Type")
+    )
     if log_type not in ("", "journald", "json-file"):
         raise ApiError(400, f"HostConfig.LogConfig.Type: {log_type}: containers log to the journal")
     network_mode = string("HostConfig.NetworkMode", host.get("NetworkMode"))
     if network_mode not in NETWORK_MODES:
         raise ApiError(400, f"HostConfig.NetworkMode: {network_mode}: use default, bridge, host or none")
-    policy = host.get("RestartPolicy") or {}
+    policy = _object("HostConfig.RestartPolicy", host.get("RestartPolicy"))
     restart = string("HostConfig.RestartPolicy.Name", policy.get("Name"))
     if restart not in RESTART:
         raise ApiError(
@@ -162,15 +171,18 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     try:
         volumes = [Volume.parse(b) for b in strings("HostConfig.Binds", host.get("Binds"))]
         ports = []
-        for key, bindings in (host.get("PortBindings") or {}).items():
-            for b in bindings or [{}]:
-                host_port = string("HostConfig.PortBindings.HostPort", (b or {}).get("HostPort"))
+        for key, bindings in _object("HostConfig.PortBindings", host.get("PortBindings")).items():
+            if bindings is not None and not isinstance(bindings, list):
+                raise ApiError(400, f"HostConfig.PortBindings: {key}: a list of bindings is expected")
+            for item in bindings or [{}]:
+                b = _object("HostConfig.PortBindings", item)
+                host_port = string("HostConfig.PortBindings.HostPort", b.get("HostPort"))
                 if not host_port:
                     raise ApiError(
                         400,
                         f"HostConfig.PortBindings: {key} without a HostPort (a free port: issue 14 ports)",
                     )
-                host_ip = string("HostConfig.PortBindings.HostIp", (b or {}).get("HostIp"))
+                host_ip = string("HostConfig.PortBindings.HostIp", b.get("HostIp"))
                 port, _, proto = key.partition("/")
                 text = f"{host_ip}:{host_port}:{port}" if host_ip else f"{host_port}:{port}"
                 ports.append(PortMapping.parse(f"{text}/{proto or 'tcp'}"))
@@ -205,3 +217,54 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         stdin_once=_flag("StdinOnce", body.get("StdinOnce")),
     )
     return CreateRequest(image, cmd), options
+
+
+MAX_AUTH_HEADER = 16 << 10
+"""Bytes an X-Registry-Auth header may have (a user, a password, a server address: well below)."""
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """docker's X-Registry-Auth: credentials for one pull, and the registry they are for."""
+
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+    server: str = ""  # serveraddress, "" when not given
+
+
+def registry_auth(header: str | None) -> RegistryAuth:
+    """Decode X-Registry-Auth (base64url JSON, padded or not: ``{username, password,
+    serveraddress}``; ``{}`` or an empty header is anonymous). An identity token (docker's OAuth2
+    refresh token) is refused: the library's registry client speaks Basic and the token spec's
+    GET flow only. Malformed values are a 400 that never quotes the header."""
+    import base64
+    import binascii
+    import json
+
+    if header is None or not header.strip():
+        return RegistryAuth()
+    if len(header) > MAX_AUTH_HEADER:
+        raise ApiError(400, "X-Registry-Auth: too large")
+    text = header.strip()
+    try:
+        raw = base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+        value = json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError):
+        raise ApiError(400, "X-Registry-Auth: not base64-encoded JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "X-Registry-Auth: a JSON object is expected")
+    user = string("X-Registry-Auth username", value.get("username"))
+    password = string("X-Registry-Auth password", value.get("password"))
+    server = string("X-Registry-Auth serveraddress", value.get("serveraddress"))
+    if string("X-Registry-Auth identitytoken", value.get("identitytoken")):
+        raise ApiError(
+            400, "X-Registry-Auth: identity tokens are not supported; give a username and password"
+        )
+    if string("X-Registry-Auth auth", value.get("auth")) and not user:
+        # docker's config.json form: base64("user:password")
+        try:
+            user, _, password = base64.b64decode(value["auth"]).decode().partition(":")
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "X-Registry-Auth: auth is not base64 of user:password") from None
+    if not user:
+        return RegistryAuth(server=server)
+    return RegistryAuth((user, password), server)

@@ -42,7 +42,7 @@ def pull_registry(images: ImageStore, ref: RegistryRef, name: str | None, option
             ref.registry, ref.repository, ref.tag, ref.digest, options.tls_verify
         )
     want = oci.Platform.parse(options.platform) if options.platform else oci.Platform.host()
-    credentials = (
+    credentials = options.credentials or (
         find_credentials(ref.registry, options.auth_file, warn=options.notify) if options.auth_file else None
     )
     reg_options = RegistryOptions(

@@ -52,6 +52,9 @@ class PullOptions:
     still checked)."""
     auth_file: Path | None = None
     """Registry credentials (auth.json, as ``login`` writes it); None: pull anonymously."""
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+    """(user, password) for this pull only, instead of ``auth_file``'s (the Docker API's
+    X-Registry-Auth); never written anywhere, never in a repr or a message."""
     policy_file: Path | None = None
     """Which registries and names may be pulled (verify/policy.py); None: the baseline only."""
     max_ratio: float | None = None

@@ -230,13 +230,15 @@ def extract_into(
     first: Callable[[Member], Rename] | None = None,
     *,
     host: bool = False,
+    keep_kinds: bool = False,
 ) -> None:
     """Unpack a (possibly compressed) tar stream into directory ``dir_fd``, which may hold files
     already (they are replaced; directories merge). Owners pass through ``owner``. ``first``
     sees the first member and returns how to rename members (None: skip one), and only then is
     ``dir_fd`` asked for (it may be a function); without it an entry for the directory itself
     ("./") is skipped, so the destination keeps its metadata. ``host`` (a copy to the host)
-    clears setuid/setgid, drops security.*/trusted.* xattrs and refuses device nodes."""
+    clears setuid/setgid, drops security.*/trusted.* xattrs and refuses device nodes;
+    ``keep_kinds`` refuses to replace a directory by a non-directory or the reverse."""
     from .tarread import TarReader
     from .unpack import (
         Limits,
@@ -270,7 +272,9 @@ def extract_into(
         while (m := reader.next()) is not None:
             if ex is None:
                 rename = first(m) if first is not None else None
-                ex = _Extractor(dir_fd if isinstance(dir_fd, int) else dir_fd(), limits, host=host)
+                ex = _Extractor(
+                    dir_fd if isinstance(dir_fd, int) else dir_fd(), limits, host=host, keep_kinds=keep_kinds
+                )
                 target.append(ex.root_fd)
             if rename is not None:
                 name = rename(m.name)
@@ -420,13 +424,17 @@ class ContainerRoot:
     name: str
     leader: int | None = None
 
-    def start(self, work: Callable[[int], None], child_closes: list[int]) -> _Job:
+    def start(
+        self, work: Callable[[int], None], child_closes: list[int], keep: list[int] | None = None
+    ) -> _Job:
         """Run ``work(root_fd)`` beside the caller: in a thread on the snapshot directory, or in
         a forked child inside the container's namespaces (fds in ``child_closes`` belong to
-        the caller and are closed there)."""
+        the caller and are closed there). With ``keep``, the child closes every other
+        descriptor it inherited: in a server (the API), a copy's child must not hold other
+        requests' pipes and sockets open, or their readers never see an end."""
         if self.leader is None:
             return _ThreadJob(self.path, work)
-        return _ForkJob(self.leader, self.name, work, child_closes)
+        return _ForkJob(self.leader, self.name, work, child_closes, keep)
 
 
 class _Job:
@@ -459,7 +467,14 @@ class _ThreadJob(_Job):
 
 
 class _ForkJob(_Job):
-    def __init__(self, leader: int, name: str, work: Callable[[int], None], child_closes: list[int]) -> None:
+    def __init__(
+        self,
+        leader: int,
+        name: str,
+        work: Callable[[int], None],
+        child_closes: list[int],
+        keep: list[int] | None = None,
+    ) -> None:
         import ctypes
         import json
 
@@ -488,6 +503,8 @@ class _ForkJob(_Job):
                 os.close(r)
                 for fd in child_closes:
                     os.close(fd)
+                if keep is not None:
+                    _close_all_but({0, 1, 2, user, mnt, w, *keep})
                 if not same_user and libc.setns(user, CLONE_NEWUSER) != 0:
                     raise OSError(ctypes.get_errno(), "cannot join the container's user namespace")
                 if libc.setns(mnt, CLONE_NEWNS) != 0:
@@ -542,6 +559,14 @@ class _ForkJob(_Job):
         return errors.CommandFailed(f"copying in container {self._name} failed: {msg['message']}")
 
 
+def _close_all_but(keep: set[int]) -> None:  # pragma: no cover - in the forked child
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def _finish(job: _Job, mine: BaseException | None) -> None:
     """Wait for the other side; the first real error wins (the other side's, when ours is only
     the consequence of it having stopped: a broken pipe or a truncated stream)."""
@@ -571,14 +596,14 @@ def _stream(
     mode = "wb" if container_writes else "rb"
     fd = _fileno(stream)
     if fd is not None:
-        job = root.start(lambda r: work(r, open(fd, mode)), [])
+        job = root.start(lambda r: work(r, open(fd, mode)), [], keep=[fd])
         if isinstance(job, _ForkJob):
             os.close(fd)
         _finish(job, None)
         return
     pr, pw = os.pipe()
     theirs, ours = (pw, pr) if container_writes else (pr, pw)
-    job = root.start(lambda r: work(r, open(theirs, mode)), [ours])
+    job = root.start(lambda r: work(r, open(theirs, mode)), [ours], keep=[theirs])
     if isinstance(job, _ForkJob):
         os.close(theirs)
     failed: BaseException | None = None
@@ -848,3 +873,106 @@ def copy_in(
         _finish(job, mine)
     finally:
         os.close(parent)
+
+
+# -- the Docker Engine API's archive endpoints ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathStat:
+    """What is at a path in a container (not following a final symlink), as docker's
+    ``X-Docker-Container-Path-Stat`` tells it: ``link_target`` is the symlink's target resolved
+    inside the container (an absolute path there), "" for anything else."""
+
+    name: str
+    size: int
+    mode: int  # st_mode
+    mtime_ns: int
+    link_target: str
+
+
+def _stat_in_container(root_fd: int, name: str, path: str, out: IO[bytes]) -> None:
+    import json
+
+    with out:
+        comps, st = _resolve_source(root_fd, name, path, False)
+        target = ""
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = rootpath.show(rootpath.resolve(root_fd, path, follow_last=True))
+            except OSError:  # a dangling or looping link: docker names what it points at
+                parent = rootpath.open_dir(root_fd, comps[:-1], DIR_READ)
+                try:
+                    target = os.fsdecode(os.readlink(comps[-1], dir_fd=parent))
+                finally:
+                    os.close(parent)
+        base = rootpath.split(path.rstrip("/"))
+        value = {
+            "name": os.fsdecode(base[-1]) if base else "/",
+            "size": st.st_size,
+            "mode": st.st_mode,
+            "mtime_ns": st.st_mtime_ns,
+            "link_target": target,
+        }
+        out.write(json.dumps(value).encode())
+
+
+def stat_path(root: ContainerRoot, path: str) -> PathStat:
+    """docker's ``HEAD /containers/{id}/archive``: what ``path`` is in the container (NotFound
+    when nothing is there), read in the container's own mounts when it runs."""
+    import io
+    import json
+
+    buf = io.BytesIO()
+    _stream(root, lambda r, f: _stat_in_container(r, root.name, path, f), buf, True)
+    value = json.loads(buf.getvalue())
+    return PathStat(**value)
+
+
+def _extract_in_container(
+    root_fd: int, name: str, path: str, stream: IO[bytes], keep_owners: bool, keep_kinds: bool
+) -> None:
+    with stream:
+        try:
+            comps = rootpath.resolve(root_fd, path, follow_last=True)
+        except (FileNotFoundError, NotADirectoryError):
+            comps = None
+        except OSError as e:
+            raise InvalidArgument(f"cannot resolve {path} in container {name}: {e.strerror}") from e
+        st = rootpath.lstat(root_fd, comps) if comps is not None else None
+        if comps is None or st is None:
+            raise NotFound(f"Could not find the file {path} in container {name}")
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidArgument(f"extraction point is not a directory: {path} in container {name}")
+        shift = os.fstat(root_fd).st_uid
+
+        def owner(u: int, g: int) -> tuple[int, int]:
+            return (u + shift, g + shift) if keep_owners else (shift, shift)
+
+        fd = rootpath.open_dir(root_fd, comps, DIR_READ)
+        try:
+            extract_into(fd, stream, owner, keep_kinds=keep_kinds)
+        finally:
+            os.close(fd)
+
+
+def extract_archive(
+    root: ContainerRoot, path: str, stream: IO[bytes], *, keep_owners: bool = False, keep_kinds: bool = False
+) -> None:
+    """docker's ``PUT /containers/{id}/archive``: unpack the tar ``stream`` into the existing
+    directory ``path`` of the container (symlinks on the way resolved inside it), by the same
+    safe extractor as ``cp``: nothing lands outside the directory, through a symlink, or as a
+    ``..`` name. Files belong to the container's root unless ``keep_owners`` (shifted for a
+    container whose files are stored shifted); ``keep_kinds`` is ``noOverwriteDirNonDir``."""
+    _stream(
+        root,
+        lambda r, f: _extract_in_container(r, root.name, path, f, keep_owners, keep_kinds),
+        stream,
+        False,
+    )
+
+
+def archive_path(root: ContainerRoot, path: str, out: IO[bytes]) -> None:
+    """docker's ``GET /containers/{id}/archive``: the tar of ``path`` (its own entry first,
+    named by its base name; a final symlink not followed) to ``out``, owners as stored inside."""
+    copy_out(root, path, None, out, archive=True)

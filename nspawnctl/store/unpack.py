@@ -914,16 +914,27 @@ class _Extractor:
     setuid/setgid bits are cleared, security.* and trusted.* xattrs (file capabilities, labels)
     dropped, and a char/block device node is refused.
 
+    With `keep_kinds` (docker's ``noOverwriteDirNonDir``), an existing directory is never replaced
+    by a non-directory nor the reverse: the member is refused instead.
+
     With `layer`, also the paths this layer wrote (and their ancestors): whiteouts only ever
     delete what lower layers left, never what came earlier in the same layer. They are a trie
     (component -> children), so memory grows with the path nodes, not members x depth squared.
     """
 
     def __init__(
-        self, root: int, limits: Limits, *, aci: bool = False, layer: bool = False, host: bool = False
+        self,
+        root: int,
+        limits: Limits,
+        *,
+        aci: bool = False,
+        layer: bool = False,
+        host: bool = False,
+        keep_kinds: bool = False,
     ) -> None:
         self._root = root
         self._host = host
+        self._keep_kinds = keep_kinds
         self._limits = limits
         self._aci = aci
         self._layer = layer
@@ -1057,6 +1068,8 @@ class _Extractor:
             self._dirs[()] = self._meta_of(m)
             return
         parent = self._parent(comps[:-1], m.name)
+        if self._keep_kinds:
+            self._check_kind(parent, comps, m)
         if m.isdir():
             self._directory(parent, comps, m)
         elif m.islnk():
@@ -1067,6 +1080,15 @@ class _Extractor:
             self._node(parent, comps, m)
         else:  # regular, contiguous, sparse, and unknown types (tarfile and GNU tar agree)
             self._file(reader, parent, comps, m)
+
+    def _check_kind(self, parent: int, comps: tuple[bytes, ...], m: Member) -> None:
+        st = _lstat_at(parent, comps[-1])
+        if st is None or stat.S_ISDIR(st.st_mode) == m.isdir():
+            return
+        where = b"/".join(comps).decode("utf-8", "surrogateescape")
+        if m.isdir():
+            raise ArchiveError(f"cannot overwrite non-directory {where!r} with directory {m.name!r}")
+        raise ArchiveError(f"cannot overwrite directory {where!r} with non-directory {m.name!r}")
 
     # -- layers -------------------------------------------------------------------------------
 

@@ -863,6 +863,193 @@ def _ref_strategy() -> st.SearchStrategy[bytes]:
     return _seeded("ref", ref_texts())
 
 
+# ---------------------------------------------------------------------------------------------
+# the Docker API's request side (nspawnctl/api: http.py's reader and limits, translate.py)
+#
+# An input is ``MODE\n`` then the rest: ``create`` a containers/create body (JSON),
+# ``http`` raw bytes a client sends on one connection, ``auth`` an X-Registry-Auth header.
+
+_API_KEYS = [
+    "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "Labels", "ExposedPorts",
+    "HostConfig", "Tty", "OpenStdin", "AttachStdin", "NetworkingConfig", "Frobnicate", "",
+]  # fmt: skip
+_API_HOST_KEYS = [
+    "Binds", "AutoRemove", "RestartPolicy", "Memory", "NanoCpus", "PidsLimit", "NetworkMode", "PortBindings",
+    "LogConfig", "CapAdd", "MemorySwappiness", "Privileged", "Mounts",
+]  # fmt: skip
+_API_NESTED_KEYS = ["Name", "MaximumRetryCount", "Type", "Config", "80/tcp", "HostPort", "HostIp", "a"]
+
+
+def _api_values() -> st.SearchStrategy[Any]:
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(1 << 70), 1 << 70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(["", "bb", "/bin/sh", "80", "0", "host", "none", "always", "journald", "a:b", "-1",
+                         "1g", ":::", "/a:/b:ro", "x" * 300, "\u00e9", "\x00"]),
+    )  # fmt: skip
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3),
+            st.dictionaries(st.sampled_from(_API_NESTED_KEYS + _API_HOST_KEYS), inner, max_size=3),
+        ),
+        max_leaves=12,
+    )
+
+
+@st.composite
+def api_create_bodies(draw: st.DrawFn) -> bytes:
+    body: dict[str, Any] = draw(st.dictionaries(st.sampled_from(_API_KEYS), _api_values(), max_size=5))
+    if draw(st.booleans()):
+        body["Image"] = draw(st.sampled_from(["bb", "", 5, None]))
+    if draw(st.booleans()):
+        body["HostConfig"] = draw(st.dictionaries(st.sampled_from(_API_HOST_KEYS), _api_values(), max_size=4))
+    text = json.dumps(body, allow_nan=True)
+    if draw(st.integers(0, 6)) == 0:
+        text = "[" * draw(st.integers(30, 3000)) + text
+    return b"create\n" + text.encode("utf-8", "surrogatepass")
+
+
+_HTTP_METHODS = ["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "G\x00T", ""]
+_HTTP_TARGETS = [
+    "/_ping", "/v1.44/containers/create", "/v1.99/info", "/v1.2/info", "//[x/",
+    "/containers/x/archive?path=/", "/%zz", "/images/a%2Fb/json", "*", "http://h/x",
+    "/" + "a" * 70000, "/?" + "&" * 500,
+]  # fmt: skip
+_HTTP_HEADERS = [
+    "Host: d", "Content-Length: 5", "Content-Length: 99999999999", "Content-Length: -1",
+    "Content-Length: 1, 2",
+    "Transfer-Encoding: chunked", "Transfer-Encoding: gzip", "Connection: Upgrade", "Upgrade: tcp",
+    "X-Registry-Auth: e30=", "Expect: 100-continue", "X-Big: " + "b" * 70000, "bad header", ": x",
+]  # fmt: skip
+
+
+@st.composite
+def api_http_streams(draw: st.DrawFn) -> bytes:
+    out = b""
+    for _ in range(draw(st.integers(1, 3))):
+        line = f"{draw(st.sampled_from(_HTTP_METHODS))} {draw(st.sampled_from(_HTTP_TARGETS))} HTTP/1.1"
+        headers = draw(st.lists(st.sampled_from(_HTTP_HEADERS), max_size=4))
+        head = "\r\n".join([line, *headers]) + "\r\n\r\n"
+        out += head.encode("latin-1") + draw(st.binary(max_size=64))
+    return b"http\n" + out
+
+
+@st.composite
+def api_auth_headers(draw: st.DrawFn) -> bytes:
+    import base64
+
+    value: Any = draw(
+        st.one_of(
+            st.dictionaries(
+                st.sampled_from(["username", "password", "serveraddress", "identitytoken", "auth", "email"]),
+                _api_values(),
+                max_size=4,
+            ),
+            _api_values(),
+        )
+    )
+    raw = json.dumps(value).encode()
+    url = base64.urlsafe_b64encode(raw)
+    text = draw(st.sampled_from([url, base64.b64encode(raw), url.rstrip(b"="), raw]))
+    return b"auth\n" + text
+
+
+def check_api(data: bytes) -> None:
+    """The request side of the Docker API service: a create body becomes RunOptions or a 400
+    (ApiError), raw client bytes become requests or an ApiError (400/405/413/431) or the end of
+    the connection, an X-Registry-Auth header credentials or a 400; never another exception."""
+    from nspawnctl.api.http import ApiError
+
+    mode, _, rest = data.partition(b"\n")
+    with bounded():
+        try:
+            if mode == b"create":
+                _api_create(rest)
+            elif mode == b"auth":
+                from nspawnctl.api.translate import registry_auth
+
+                registry_auth(rest.decode("latin-1"))
+            else:
+                _api_http(rest)
+        except (ApiError, NspawnctlError):
+            pass
+
+
+def _api_create(rest: bytes) -> None:
+    from nspawnctl.api.http import Request
+    from nspawnctl.api.translate import create_options
+
+    request = Request("POST", "/containers/create", "/containers/create", (1, 47), {}, {}, rest)
+    req, _ = create_options(request.json(), "fuzz")
+    if not isinstance(req.image, str) or not req.image or not all(isinstance(c, str) for c in req.command):
+        raise PropertyViolation(f"create_options accepted a bad image or command: {req!r}")
+
+
+def _api_http(rest: bytes) -> None:
+    """Every request the connection reads from ``rest`` (small caps, so the limits are met)."""
+    import asyncio
+
+    from nspawnctl.api.http import ApiError, Connection
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(rest)
+        reader.feed_eof()
+        conn = Connection(
+            reader,
+            None,  # type: ignore[arg-type]  # never written to: requests are only read
+            max_body=256,
+            max_head=1024,
+            streams_body=lambda method, path: path.endswith("/archive") and method == "PUT",
+        )
+        conn.start()
+        try:
+            for _ in range(8):
+                try:
+                    request = await conn.next_request()
+                except ApiError:
+                    return
+                if request is None:
+                    return
+                if request.streamed:
+                    n = 0
+                    try:
+                        async for chunk in conn.body():
+                            n += len(chunk)
+                    except Exception as e:
+                        from nspawnctl.api.http import ClientGone
+
+                        if not isinstance(e, ClientGone):
+                            raise
+                        return
+                elif len(request.body) > 256:
+                    raise PropertyViolation(f"a body of {len(request.body)} bytes passed the 256-byte cap")
+                _json_or_api_error(request)
+                request.arg("path")
+                request.flag("force")
+                if not conn.can_go_on():
+                    return
+        finally:
+            if conn._pump is not None:
+                conn._pump.cancel()
+
+    asyncio.run(main())
+
+
+def _json_or_api_error(request: Any) -> None:
+    from nspawnctl.api.http import ApiError
+
+    with contextlib.suppress(ApiError, NspawnctlError):
+        request.json()
+
+
+def _api_strategy() -> st.SearchStrategy[bytes]:
+    return _seeded("api", st.one_of(api_create_bodies(), api_http_streams(), api_auth_headers()))
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -871,5 +1058,6 @@ TARGETS: dict[str, Target] = {
         Target("aci", _aci_strategy, check_aci),
         Target("nspawn", _nspawn_strategy, check_nspawn),
         Target("ref", _ref_strategy, check_ref),
+        Target("api", _api_strategy, check_api),
     )
 }

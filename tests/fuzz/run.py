@@ -5,7 +5,7 @@ Runs the target's hypothesis strategy (structured inputs plus mutations of its c
 batches until the time is up, and stops at the first input that breaks the property (an
 exception that is not an nspawnctl error, a hang, an escape, a leak): hypothesis shrinks it, and
 it is saved as ``corpus/TARGET/crash-<sha>`` so that the unit tests replay it from then on.
-``--replay`` runs the corpus alone. Targets: tar, oci, aci, nspawn, ref (or ``all``).
+``--replay`` runs the corpus alone. Targets: tar, oci, aci, nspawn, ref, api (or ``all``).
 Run from the repository with the package importable (``PYTHONPATH=.`` or an install).
 """
 

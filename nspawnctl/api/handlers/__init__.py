@@ -6,9 +6,20 @@ from ..routing import Router
 
 
 def routes() -> Router:
-    from . import containers, disk, events, execs, images, lifecycle, networks, system, volumes
+    from . import (
+        archive,
+        containers,
+        disk,
+        events,
+        execs,
+        images,
+        lifecycle,
+        networks,
+        system,
+        volumes,
+    )
 
     router = Router()
-    for module in (system, images, containers, execs, lifecycle, events, networks, volumes, disk):
+    for module in (system, images, containers, execs, archive, lifecycle, events, networks, volumes, disk):
         module.register(router)
     return router

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,10 @@ from ..context import Exchange
 from ..http import ApiError, ClientGone
 from ..render import image_inspect, image_summary
 from ..routing import Router
+from ..translate import RegistryAuth, registry_auth
 from .system import go_arch
+
+log = logging.getLogger("nspawnctl.api")
 
 PROGRESS_EVERY = 0.2
 """Seconds between two progress lines of one download."""
@@ -52,6 +56,24 @@ def pull_source(from_image: str, tag: str | None) -> str:
     )
 
 
+def credentials_for(source: str, auth: RegistryAuth) -> tuple[str, str] | None:
+    """X-Registry-Auth's credentials when they are for the registry being pulled from (their
+    serveraddress names it, or none is given): never sent to another registry."""
+    from ...errors import InvalidArgument
+    from ...fetch.auth import registry_key
+    from ...ref import RegistryRef
+
+    if auth.credentials is None:
+        return None
+    if not auth.server:
+        return auth.credentials
+    try:
+        registry = RegistryRef.parse(source).registry
+    except InvalidArgument:
+        return None  # the pull says what is wrong with the name
+    return auth.credentials if registry_key(auth.server) == registry_key(registry) else None
+
+
 def _line(value: dict[str, Any]) -> bytes:
     return json.dumps(value).encode() + b"\n"
 
@@ -70,6 +92,7 @@ async def create_image(ex: Exchange) -> None:
     if req.arg("platform"):
         raise ApiError(400, "platform: not supported through the API yet; use nspawnctl pull --platform")
     source = pull_source(from_image, req.arg("tag"))
+    credentials = credentials_for(source, registry_auth(req.headers.get("x-registry-auth")))
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
@@ -102,12 +125,12 @@ async def create_image(ex: Exchange) -> None:
     options = PullOptions(
         ca_cert=os.environ.get("REQUESTS_CA_BUNDLE"),
         auth_file=paths.auth,
+        credentials=credentials,
         policy_file=paths.policy,
         progress=progress,
         notify=lambda text: put({"status": text}),
     )
-    stream = await ex.conn.stream()
-    await stream.write(_line({"status": f"Pulling from {from_image}", "id": req.arg("tag") or "latest"}))
+    put({"status": f"Pulling from {from_image}", "id": req.arg("tag") or "latest"})
 
     def pull() -> None:
         try:
@@ -117,12 +140,17 @@ async def create_image(ex: Exchange) -> None:
             put({"status": f"Status: {verb} {result.ref}"})
         except NspawnctlError as e:
             put({"errorDetail": {"message": str(e)}, "error": str(e)})
+        except Exception as e:  # a bug: said in-band, as the head has gone out already
+            log.exception("pull failed")
+            put({"errorDetail": {"message": f"internal error: {e}"}, "error": f"internal error: {e}"})
         finally:
             loop.call_soon_threadsafe(lines.put_nowait, None)
 
-    # the pull goes on in its thread should the client hang up: it leaves a whole image or nothing
+    # the pull goes on in its thread should the client hang up (even before the head is out): it
+    # ends with a whole image or nothing, never in the middle
     worker = asyncio.ensure_future(asyncio.to_thread(pull))
     try:
+        stream = await ex.conn.stream()
         while (line := await lines.get()) is not None:
             await stream.write(line)
         await stream.end()
