@@ -13,6 +13,7 @@ import sys
 import tarfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,11 @@ class CLI:
         deadline = time.monotonic() + timeout
         while True:
             out = self("logs", name).stdout
-            if out.count(text) >= count or time.monotonic() > deadline:
+            if out.count(text) >= count:
+                return out
+            if time.monotonic() > deadline:
+                # the caller asserts on what it got; the warning names a wait that cost its timeout
+                warnings.warn(f"wait_logs: {text!r} x{count} not in {name}'s logs ({timeout}s)", stacklevel=2)
                 return out
             time.sleep(0.1)
 
