@@ -83,7 +83,15 @@ test-252: venv
 host-tests: venv
 	$(VBIN)/python -m pytest -q -p no:cacheprovider tests/host
 
-test: lint smoke unit e2e
+# `make test` first starts the trixie roots' debootstraps in the background (network- and disk-bound),
+# so that they overlap the venv, lint, smoke and unit runs here; e2e-trixie's build waits for them
+# (the harness's lock) and builds again if they failed. Their log: .build/prebuild-trixie.log.
+.PHONY: prebuild-trixie
+prebuild-trixie: deps
+	@mkdir -p .build && echo "building the trixie test host's roots in the background (.build/prebuild-trixie.log)"
+	@$(PY) tests/host/testhost.py build --suite trixie > .build/prebuild-trixie.log 2>&1 &
+
+test: prebuild-trixie lint smoke unit e2e
 
 clean:
 	$(PY) tests/host/testhost.py clean --suite trixie

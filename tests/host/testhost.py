@@ -319,7 +319,11 @@ def locked() -> Iterator[None]:
     if _lock_depth == 0:
         BUILD.mkdir(parents=True, exist_ok=True)
         _lock_file = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        fcntl.flock(_lock_file, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # e.g. `make test`'s build started in the background
+            with step(f"wait for another command on the {SUITE} host (its lock)"):
+                fcntl.flock(_lock_file, fcntl.LOCK_EX)
     _lock_depth += 1
     try:
         yield
