@@ -87,10 +87,17 @@ class CLI:
         return name
 
     def cleanup(self) -> None:
-        for name in self.containers:
-            self("rm", "-f", name, check=False)
-        for image in self.images:
-            self("rmi", "-f", image, check=False)
+        """One `rm -f` and one `rmi -f` for all the test made (each goes on past a name that is gone
+        already; one command per name made teardown a sixth of the suite's time); a container still
+        listed after that, or images after a failure other than a missing one, are removed one by one."""
+        if self.containers:
+            self("rm", "-f", *sorted(self.containers), check=False)
+            left = set(self("ps", "-a", "-q", check=False).stdout.split()) & self.containers
+            for name in sorted(left):
+                self("rm", "-f", name, check=False)
+        if self.images and self("rmi", "-f", *sorted(self.images), check=False).returncode not in (0, 1):
+            for image in sorted(self.images):
+                self("rmi", "-f", image, check=False)
 
 
 @pytest.fixture
