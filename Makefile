@@ -64,8 +64,11 @@ E2E_PASSES := e2e-trixie e2e-debian e2e-bookworm host-tests
 
 e2e: $(E2E_PASSES)
 
+# Within `make e2e` (and `make test`) the trixie pass has the bookworm roots built meanwhile: their
+# debootstraps wait on the network and the disk while the trixie tests mostly wait on systemd.
+e2e: PREBUILD := --prebuild bookworm
 e2e-trixie: venv
-	$(PY) tests/host/testhost.py test --suite trixie --install venv --unit
+	$(PY) tests/host/testhost.py test --suite trixie --install venv --unit $(PREBUILD)
 
 e2e-debian: venv
 	$(PY) tests/host/testhost.py test --suite trixie --install debian --unit -- -m surface
@@ -80,7 +83,15 @@ test-252: venv
 host-tests: venv
 	$(VBIN)/python -m pytest -q -p no:cacheprovider tests/host
 
-test: lint smoke unit e2e
+# `make test` first starts the trixie roots' debootstraps in the background (network- and disk-bound),
+# so that they overlap the venv, lint, smoke and unit runs here; e2e-trixie's build waits for them
+# (the harness's lock) and builds again if they failed. Their log: .build/prebuild-trixie.log.
+.PHONY: prebuild-trixie
+prebuild-trixie: deps
+	@mkdir -p .build && echo "building the trixie test host's roots in the background (.build/prebuild-trixie.log)"
+	@$(PY) tests/host/testhost.py build --suite trixie > .build/prebuild-trixie.log 2>&1 &
+
+test: prebuild-trixie lint smoke unit e2e
 
 clean:
 	$(PY) tests/host/testhost.py clean --suite trixie

@@ -54,7 +54,7 @@ def test_health_cmd_turns_unhealthy_and_back_and_the_timer_lives_with_the_contai
     nsp(
         "run", "-d", "--name", name, "--network", "none",
         "--health-cmd", "cat /tmp/ok", "--health-interval", "1s", "--health-retries", "2",
-        busybox, "sh", "-c", "echo fine > /tmp/ok; exec sleep 600",
+        busybox, "sh", "-c", "echo fine > /tmp/ok; trap 'exit 0' TERM; sleep 600 & wait",  # a quick stop
     )  # fmt: skip
     info = nsp.json("inspect", name)[0]
     check = {"Test": ["CMD-SHELL", "cat /tmp/ok"], "Interval": S, "Timeout": 30 * S, "Retries": 2}

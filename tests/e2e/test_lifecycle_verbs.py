@@ -173,7 +173,8 @@ def test_unpause_of_a_container_that_is_not_paused_is_an_error(nsp: CLI, busybox
 # -- update --------------------------------------------------------------------------------
 def test_update_changes_the_running_unit_and_the_definition(nsp: CLI, busybox: str) -> None:
     name = nsp.name("update")
-    nsp("run", "-d", "--name", name, "--memory", "64m", busybox, "sleep", "100")
+    hold = "trap 'exit 0' TERM; sleep 100 & wait"  # ends on SIGTERM: the stop below is quick
+    nsp("run", "-d", "--name", name, "--memory", "64m", busybox, "sh", "-c", hold)
     unit = f"nspawnctl-{name}.service"
     assert unit_show(unit, "MemoryMax")["MemoryMax"] == str(64 << 20)
     assert (

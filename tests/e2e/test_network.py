@@ -17,7 +17,10 @@ from conftest import CLI
 
 from nspawnctl import net
 
-HTTPD = "mkdir -p /www && echo hello from $0 > /www/index.html && exec httpd -f -p 80 -h /www"
+# ends on SIGTERM (httpd as PID 1 would ignore it, and each stop would wait out its 10 s timeout)
+HTTPD = (
+    "trap 'exit 0' TERM; mkdir -p /www && echo hello from $0 > /www/index.html; httpd -f -p 80 -h /www & wait"
+)
 
 
 def ip(*args: str) -> str:

@@ -24,7 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from demo import make_busybox_root
 
 VOLUMES = Path("/var/lib/nspawnctl/volumes")
-HTTPD = "mkdir -p /www && echo hello from $0 > /www/index.html && exec httpd -f -p 80 -h /www"
+# ends on SIGTERM (httpd as PID 1 would ignore it, and each stop would wait out its 10 s timeout)
+HTTPD = (
+    "trap 'exit 0' TERM; mkdir -p /www && echo hello from $0 > /www/index.html; httpd -f -p 80 -h /www & wait"
+)
 TWO = (
     "mkdir -p /www && echo hello from $0 > /www/index.html && httpd -p 81 -h /www "
     "&& exec httpd -f -p 80 -h /www"

@@ -13,7 +13,7 @@ Usage (as root, from the repository checkout)::
     tests/host/testhost.py exec -- CMD    # run CMD inside the booted host
     tests/host/testhost.py down           # power off, unmount, detach the loop device
     tests/host/testhost.py reboot         # down + up, keeping the pool
-    tests/host/testhost.py test [--keep] [--install venv|debian] [--unit] [-- PYTEST_ARGS]
+    tests/host/testhost.py test [--keep] [--install venv|debian] [--unit] [--prebuild SUITE] [-- PYTEST_ARGS]
     tests/host/testhost.py demo
     tests/host/testhost.py shell          # up, a busybox image ready, bash inside, down on exit
     tests/host/testhost.py leftovers      # exit 1 if a host, loop device or mount of .build is left
@@ -322,7 +322,11 @@ def locked() -> Iterator[None]:
     if _lock_depth == 0:
         BUILD.mkdir(parents=True, exist_ok=True)
         _lock_file = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        fcntl.flock(_lock_file, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(_lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # e.g. `make test`'s build started in the background
+            with step(f"wait for another command on the {SUITE} host (its lock)"):
+                fcntl.flock(_lock_file, fcntl.LOCK_EX)
     _lock_depth += 1
     try:
         yield
@@ -1428,15 +1432,49 @@ def exec_in_host(argv: Sequence[str], cwd: str | None = None, env: dict[str, str
 # --------------------------------------------------------------------------- test / demo
 
 
+def start_prebuild(suite: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`build --suite SUITE` in a process of its own, its output to a log in that suite's state
+    directory. It takes that suite's lock, so that suite's next command waits for it."""
+    logfile = suite_dir(suite) / "prebuild.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    log(f"building the {suite} roots meanwhile (log: {logfile})")
+    with open(logfile, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "build", "--suite", suite],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, logfile
+
+
+def finish_prebuild(proc: subprocess.Popen[bytes], logfile: Path, suite: str, interrupted: bool) -> None:
+    """Wait for a start_prebuild() process (stop it on an interrupt). A failure does not fail this
+    run: that suite's own pass builds again and reports it there."""
+    if interrupted and proc.poll() is None:
+        proc.terminate()  # unwinds like Ctrl-C: its debootstraps stop, the half-made tree goes
+    with step(f"wait for the {suite} roots"):
+        code = proc.wait()
+    if code != 0 and not interrupted:
+        log(f"building the {suite} roots exited {code} (its pass builds again); {logfile}:\n{tail(logfile)}")
+
+
 def test(
-    pytest_args: Sequence[str] = (), keep: bool = False, install: str | None = None, unit: bool = False
+    pytest_args: Sequence[str] = (),
+    keep: bool = False,
+    install: str | None = None,
+    unit: bool = False,
+    prebuild: Sequence[str] = (),
 ) -> int:
     """build, up, run the e2e suite inside the host, down (unless keep); pytest's exit code.
 
     ``install`` says how nspawnctl is installed in the host (INSTALLS; default: the host's last
     install, else a venv); the suites run under that install's interpreter, and the installed
     ``nspawnctl`` is smoke-checked first. ``unit`` runs the unit tests in the host first (Python
-    3.13), from tests/unit so that they import the installed package, not /src.
+    3.13), from tests/unit so that they import the installed package, not /src. ``prebuild`` names
+    other suites whose roots are built meanwhile (`make test`: bookworm's debootstraps, network- and
+    disk-bound, run while this suite's tests mostly wait on systemd); started once this suite's
+    own roots are built, and waited for before returning.
     """
     try:
         check_install_supported(install or current_install())
@@ -1444,6 +1482,19 @@ def test(
         log(f"SKIPPED: {exc}")
         return 0
     build()
+    others = [(*start_prebuild(s), s) for s in dict.fromkeys(prebuild) if s != SUITE]
+    interrupted = True
+    try:
+        code = _test_in_host(pytest_args, keep, install, unit)
+        interrupted = False
+        return code
+    finally:
+        for proc, logfile, suite in others:
+            finish_prebuild(proc, logfile, suite, interrupted)
+
+
+def _test_in_host(pytest_args: Sequence[str], keep: bool, install: str | None, unit: bool) -> int:
+    """test()'s part after the build: up, smoke check, unit and e2e suites, down (unless keep)."""
     try:
         up(install=install)
         mode = current_install()
@@ -1544,11 +1595,14 @@ def parser() -> argparse.ArgumentParser:
         "test",
         help="build, up, pytest tests/e2e inside the host, down",
         usage="testhost.py test [--suite trixie|bookworm] [--keep] [--install venv|debian] [--unit] "
-        "[--] [PYTEST_ARGS...]",
+        "[--prebuild SUITE] [--] [PYTEST_ARGS...]",
     )
     t.add_argument("--keep", action="store_true", help="leave the host up afterwards")
     t.add_argument("--install", choices=INSTALLS, help="how nspawnctl is installed in the host")
     t.add_argument("--unit", action="store_true", help="run the unit tests in the host first")
+    t.add_argument(
+        "--prebuild", action="append", choices=SUITES, default=[], help="build SUITE's roots meanwhile"
+    )
     t.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed on to pytest as they are")
     add("demo", help="import a busybox dir and run a container in the host")
     add("shell", help="boot the host with a busybox image ready, a shell inside, then down")
@@ -1572,7 +1626,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     if argv[:1] == ["test"] and not {"-h", "--help"} & set(argv[1:2]):
         rest = argv[1:]
         suite = os.environ.get("TESTHOST_SUITE") or DEFAULT_SUITE
-        ns = argparse.Namespace(command="test", keep=False, install=None, unit=False, suite=suite)
+        ns = argparse.Namespace(
+            command="test", keep=False, install=None, unit=False, suite=suite, prebuild=[]
+        )
         while rest:  # the harness's own options come first; the first other word is pytest's
             if rest[0] in ("--keep", "--unit"):
                 setattr(ns, rest[0][2:], True)
@@ -1583,6 +1639,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                 if value not in INSTALLS:
                     parser().error(f"--install: one of {', '.join(INSTALLS)}, not {value!r}")
                 ns.install = value
+            elif (rest[0] == "--prebuild" and len(rest) > 1) or rest[0].startswith("--prebuild="):
+                value = rest[0].partition("=")[2] or rest[1]
+                rest = rest[1:] if "=" in rest[0] else rest[2:]
+                if value not in SUITES:
+                    parser().error(f"--prebuild: one of {', '.join(SUITES)}, not {value!r}")
+                ns.prebuild.append(value)
             elif (rest[0] == "--suite" and len(rest) > 1) or rest[0].startswith("--suite="):
                 value = rest[0].partition("=")[2] or rest[1]
                 rest = rest[1:] if "=" in rest[0] else rest[2:]
@@ -1622,7 +1684,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "reboot":
             reboot()
         elif args.command == "test":
-            return test(args.pytest_args, keep=args.keep, install=args.install, unit=args.unit)
+            return test(
+                args.pytest_args, keep=args.keep, install=args.install, unit=args.unit, prebuild=args.prebuild
+            )
         elif args.command == "demo":
             return demo()
         elif args.command == "shell":

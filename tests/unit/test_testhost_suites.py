@@ -86,3 +86,12 @@ def test_skipped_combination_exits_0_without_building(monkeypatch: pytest.Monkey
     monkeypatch.setattr(testhost, "build", no_build)
     testhost.use_suite("bookworm")
     assert testhost.test(install="debian") == 0
+
+
+def test_prebuild_option_names_suites_and_stays_out_of_pytests_args() -> None:
+    ns = testhost._parse(["test", "--unit", "--prebuild", "bookworm", "--prebuild=trixie", "--", "-x"])
+    assert ns.prebuild == ["bookworm", "trixie"] and ns.unit and ns.pytest_args == ["-x"]
+    assert testhost._parse(["test", "-k", "x", "--prebuild", "bookworm"]).prebuild == []
+    with pytest.raises(SystemExit) as exc:
+        testhost._parse(["test", "--prebuild", "sid"])
+    assert exc.value.code == 2
