@@ -20,7 +20,6 @@ HOST_TAKEN = {
 }  # fmt: skip
 # Not yet, and the issue-14 feature each waits on (the 400 says so)
 LATER = {
-    "Labels": "labels (issue 14: -l/--label)",
     "Tty": "a TTY through the API",
     "OpenStdin": "stdin through the API",
     "CapAdd": "--cap-add (issue 14 run options)",
@@ -111,8 +110,11 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         raise ApiError(400, "HostConfig: an object is expected")
     _refuse_unknown("", body, CONFIG_TAKEN)
     _refuse_unknown("HostConfig.", host, HOST_TAKEN)
-    if not empty(body.get("Labels")):
-        raise ApiError(400, f"Labels: {LATER['Labels']}")
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ApiError(400, "Labels: an object of strings is expected")
     if body.get("AttachStdin"):
         raise ApiError(400, "AttachStdin: stdin through the API is not supported yet")
     image = string("Image", body.get("Image"))
@@ -146,12 +148,8 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         ports = []
         for key, bindings in (host.get("PortBindings") or {}).items():
             for b in bindings or [{}]:
+                # an empty HostPort is a free port, picked at create (as -p CTRPORT)
                 host_port = string("HostConfig.PortBindings.HostPort", (b or {}).get("HostPort"))
-                if not host_port:
-                    raise ApiError(
-                        400,
-                        f"HostConfig.PortBindings: {key} without a HostPort (a free port: issue 14 ports)",
-                    )
                 host_ip = string("HostConfig.PortBindings.HostIp", (b or {}).get("HostIp"))
                 port, _, proto = key.partition("/")
                 text = f"{host_ip}:{host_port}:{port}" if host_ip else f"{host_port}:{port}"
@@ -181,5 +179,6 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         network=NETWORK_MODES[network_mode],
         ports=ports,
         restart=RESTART[restart],
+        labels=dict(labels),
     )
     return CreateRequest(image, cmd), options

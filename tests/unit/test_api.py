@@ -121,13 +121,28 @@ def test_create_body_becomes_run_options() -> None:
     assert create_options({"Image": "bb", "Entrypoint": [""]}, None)[1].entrypoint == ""
 
 
+def test_labels_and_ports_without_a_host_port() -> None:
+    """What testcontainers sends: its session labels, and exposed ports on free host ports."""
+    body = {
+        "Image": "bb", "Labels": {"org.testcontainers.session-id": "s1"},
+        "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": ""}],
+                                        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}},
+    }  # fmt: skip
+    opts = create_options(body, None)[1]
+    assert opts.labels == {"org.testcontainers.session-id": "s1"}
+    assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in opts.ports] == [
+        (None, 0, 80, "tcp"),
+        ("127.0.0.1", 0, 53, "udp"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"Image": "bb", "HostConfig": {"CapAdd": ["NET_ADMIN"]}}, "HostConfig.CapAdd"),
         ({"Image": "bb", "Tty": True}, "Tty"),
-        ({"Image": "bb", "Labels": {"a": "b"}}, "Labels"),
-        ({"Image": "bb", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": ""}]}}}, "PortBindings"),
+        ({"Image": "bb", "Labels": {"a": 1}}, "Labels"),
+        ({"Image": "bb", "Labels": ["a=b"]}, "Labels"),
         ({"Image": "bb", "Cmd": "x", "Env": [1]}, "Env"),
         ({"Image": "bb", "HostConfig": {"Memory": "lots"}}, "HostConfig.Memory"),
         ({"Image": "bb", "Frobnicate": 1}, "Frobnicate"),
