@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CLI, Env
+from conftest import CLI, Env, make_busybox_root
 from test_docker_api import SOCKET, api, docker, pulled, wait_for  # noqa: F401  (module fixtures, shared)
 
 TESTCONTAINERS_SCRIPT = r"""
@@ -78,77 +78,50 @@ def test_testcontainers_container_serves_http(
 # --------------------------------------------------------------------------- Ryuk
 
 RYUK_STANDIN = r"""
-# A stand-in for testcontainers/ryuk, whose image is on Docker Hub (out of reach here): ryuk's
-# protocol on :8080 (label filters, one a line, each answered ACK), and once the last client has
-# been gone for RYUK_RECONNECTION_TIMEOUT, the containers matching a filter are removed through
-# the Docker API on /var/run/docker.sock, the socket testcontainers binds in.
-import http.client, json, os, socket, threading, time
-
-class Unix(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect("/var/run/docker.sock")
+# A stand-in for testcontainers/ryuk, whose image is on Docker Hub (out of reach here), run by
+# busybox `nc -ll -e` once per connection (the socket on stdin/stdout): ryuk's protocol (label
+# filters, one a line, each answered ACK), and once the client has been gone for
+# RYUK_RECONNECTION_TIMEOUT, the containers matching a filter are removed through the Docker API on
+# /var/run/docker.sock, the socket testcontainers binds in; then the reaper ends, as ryuk does.
+import json, os, signal, socket, sys, time
 
 def api(method, path):
-    c = Unix("docker")
-    c.request(method, path)
-    r = c.getresponse()
-    body = r.read()
-    c.close()
-    return r.status, body
+    with socket.socket(socket.AF_UNIX) as s:  # HTTP/1.0: the answer ends where the stream ends
+        s.connect("/var/run/docker.sock")
+        s.sendall(f"{method} {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
+        data = b"".join(iter(lambda: s.recv(65536), b""))
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
 
-wait = float(os.environ.get("RYUK_RECONNECTION_TIMEOUT", "10s").rstrip("s"))
-filters, clients, last, lock = set(), [0], [0.0], threading.Lock()
-
-def serve(conn):
-    try:
-        with conn, conn.makefile("rb") as f:
-            for line in f:
-                if line.startswith(b"label="):
-                    with lock:
-                        filters.add(line.decode().strip()[len("label="):])
-                    print("filter", line.decode().strip(), flush=True)
-                conn.sendall(b"ACK\n")
-        print("client gone", flush=True)
-    except OSError as e:  # a reset connection is a client gone too
-        print("client gone:", e, flush=True)
-    finally:
-        with lock:
-            clients[0] -= 1
-            last[0] = time.monotonic()
-
-def accept(srv):
-    while True:
-        conn, _ = srv.accept()
-        with lock:
-            clients[0] += 1
-        threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-print("ping", *api("GET", "/_ping"), flush=True)
-threading.Thread(target=accept, args=(socket.create_server(("", 8080)),), daemon=True).start()
-print("ryuk stand-in: Started!", flush=True)
-while True:
-    time.sleep(0.2)
-    with lock:
-        if filters and clients[0] == 0 and time.monotonic() - last[0] > wait:
-            break
-for c in json.loads(api("GET", "/containers/json?all=1")[1]):
-    labels = c.get("Labels") or {}
-    if any(labels.get(k) == v for k, _, v in (f.partition("=") for f in filters)):
-        print("removed", c["Id"], api("DELETE", f"/containers/{c['Id']}?force=1&v=1")[0], flush=True)
+filters = []
+try:
+    for line in sys.stdin.buffer:
+        if line.startswith(b"label="):
+            filters.append(line.decode().strip()[len("label="):])
+        sys.stdout.buffer.write(b"ACK\n")
+        sys.stdout.flush()
+except OSError:  # a reset connection is a client gone too
+    pass
+if filters:
+    time.sleep(float(os.environ.get("RYUK_RECONNECTION_TIMEOUT", "10s").rstrip("s")))
+    for c in json.loads(api("GET", "/containers/json?all=1")[1]):
+        labels = c.get("Labels") or {}
+        if any(labels.get(k) == v for k, _, v in (f.partition("=") for f in filters)):
+            api("DELETE", f"/containers/{c['Id']}?force=1&v=1")
+    os.kill(os.getppid(), signal.SIGTERM)  # nc (not PID 1): the container ends, AutoRemove removes it
 """
+# busybox nc listens within a millisecond of the start: testcontainers-python connects right after
+# the start without waiting for the "Started!" line, and a published port accepts at once (the
+# host's socket) and closes the connection again when the container does not listen yet.
+RYUK_CMD = [
+    "/bin/sh",
+    "-c",
+    "echo 'ryuk stand-in: Started!'; nc -ll -p 8080 -e /usr/bin/python3 -I -S /ryuk.py; true",
+]
 
-# What the stand-in's image leaves out of the host's standard library (size, not function).
-STDLIB_SKIP = {
-    "ensurepip",
-    "idlelib",
-    "tkinter",
-    "pydoc_data",
-    "_pyrepl",
-    "turtledemo",
-    "test",
-    "__pycache__",
-}
+# What the stand-in's image takes of the host's standard library: the top-level modules and the
+# packages it imports (the rest would only make the image bigger).
+STDLIB_PACKAGES = ("encodings", "json", "re", "collections", "importlib", "lib-dynload")
 
 RYUK_CLIENT = r"""
 import json, os, sys
@@ -161,8 +134,9 @@ os.kill(os.getpid(), 9)  # a test run that dies: no atexit, no stop; Ryuk must c
 
 
 def python_root(dest: Path) -> Path:
-    """A root holding this host's Python (the interpreter, its libraries, the standard library) and
-    the Ryuk stand-in as /ryuk.py."""
+    """A busybox root plus this host's Python (the interpreter, its libraries, the part of the
+    standard library the stand-in needs) and the Ryuk stand-in as /ryuk.py."""
+    make_busybox_root(dest)
     real = Path(os.path.realpath(sys.executable))
     stdlib = Path(os.__file__).parent
     dynload = stdlib / "lib-dynload"
@@ -176,12 +150,12 @@ def python_root(dest: Path) -> Path:
         shutil.copy2(os.path.realpath(lib), target)
     (dest / "usr/bin").mkdir(parents=True, exist_ok=True)
     shutil.copy2(real, dest / "usr/bin/python3")
-    shutil.copytree(
-        stdlib, dest / str(stdlib).lstrip("/"), ignore=lambda d, names: [n for n in names if n in STDLIB_SKIP]
-    )
-    for d in ("tmp", "etc", "proc", "sys", "dev", "run", "var/run"):
-        (dest / d).mkdir(parents=True, exist_ok=True)
-    (dest / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    target = dest / str(stdlib).lstrip("/")
+    for package in STDLIB_PACKAGES:
+        shutil.copytree(stdlib / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for module in stdlib.glob("*.py"):
+        shutil.copy2(module, target / module.name)
+    (dest / "var/run").mkdir(parents=True, exist_ok=True)
     (dest / "ryuk.py").write_text(RYUK_STANDIN)
     return dest
 
@@ -196,7 +170,7 @@ def ryuk_image(oci: Env, tmp_path_factory: pytest.TempPathFactory) -> str:
     image = layout.image(
         None,
         [ob.Layer(ob.LayerSpec().tree(root), "none")],
-        {"Cmd": ["/usr/bin/python3", "-I", "-S", "-u", "/ryuk.py"], "ExposedPorts": {"8080/tcp": {}}},
+        {"Cmd": RYUK_CMD, "ExposedPorts": {"8080/tcp": {}}},
     )
     ob.push(layout, image, oci.reg.url(""), "acc/ryuk", "v1", ca=oci.tls.ca)
     return oci.ref("ryuk")
@@ -211,6 +185,12 @@ def test_testcontainers_with_ryuk_cleans_up_after_a_killed_run(
 ) -> None:
     """Ryuk enabled: its container gets the API socket bound in (HostConfig.Binds), reaches the API
     through it, and removes the session's containers after the test process was killed."""
+
+    def reapers() -> set[str]:
+        names = nsp("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        return {n for n in names if n.startswith("testcontainers-ryuk-")}
+
+    before = reapers()
     env = {**api, "RYUK_CONTAINER_IMAGE": ryuk_image, "RYUK_RECONNECTION_TIMEOUT": "1s"}
     proc = subprocess.run(
         [sys.executable, "-c", RYUK_CLIENT, pulled], env=env, capture_output=True, text=True, timeout=180
@@ -218,9 +198,10 @@ def test_testcontainers_with_ryuk_cleans_up_after_a_killed_run(
     assert proc.returncode == -9, proc.stderr[-3000:]
     cid = json.loads(proc.stdout.strip().splitlines()[-1])["id"]
 
-    def gone() -> bool:
-        out = nsp("ps", "-a", "--no-trunc").stdout
-        return cid not in out and "testcontainers-ryuk" not in out
+    assert reapers() - before, "no Ryuk container was made"
+
+    def gone() -> bool:  # the session's container, and the reaper itself once it is done
+        return cid not in nsp("ps", "-a", "--no-trunc").stdout and reapers() <= before
 
     assert wait_for(gone, timeout=60), nsp("ps", "-a").stdout
 
