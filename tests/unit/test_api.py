@@ -359,3 +359,11 @@ def test_a_stream_head_goes_out_before_its_body() -> None:
         return status, body
 
     assert asyncio.run(main()) == (200, b'{"StatusCode": 3}\n')
+
+
+def test_repo_tags_use_docker_hub_short_names() -> None:
+    from nspawnctl.api.render import familiar
+
+    assert familiar("docker.io/library/alpine:3.10") == "alpine:3.10"
+    assert familiar("docker.io/acme/app:1") == "acme/app:1"
+    assert familiar("127.0.0.1:5000/acc/bb:v1") == "127.0.0.1:5000/acc/bb:v1"
