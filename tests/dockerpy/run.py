@@ -57,6 +57,11 @@ def serve_images(work: Path) -> tuple[object, Path]:
     return reg, tls.ca
 
 
+def containers() -> list[str]:
+    out = subprocess.run(["nspawnctl", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
+    return out.stdout.split()
+
+
 def summary(junit: Path) -> str:
     """Counts per file and one line per failing test (its first line of error)."""
     lines, total = [], Counter()
@@ -91,6 +96,7 @@ def main(argv: list[str]) -> int:
     print(f"docker-py {docker.__version__}, tests from {checkout}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="docker-py-tests-"))
     hosts = HOSTS.read_text()
+    before = set(containers())
     reg = None
     try:
         HOSTS.write_text(hosts + HOSTS_LINE)
@@ -135,6 +141,10 @@ def main(argv: list[str]) -> int:
     finally:
         HOSTS.write_text(hosts)
         subprocess.run(["nspawnctl", "system", "service", "disable"], capture_output=True)
+        left = [n for n in containers() if n not in before]  # where the suite's own tearDown failed
+        if left:
+            print(f"removing {len(left)} containers the tests left: {' '.join(left)}")
+            subprocess.run(["nspawnctl", "rm", "-f", *left], capture_output=True)
         for ref in IMAGES:
             subprocess.run(["nspawnctl", "rmi", "-f", f"docker.io/{ref}"], capture_output=True)
         DROPIN.unlink(missing_ok=True)

@@ -275,3 +275,21 @@ def test_the_forced_command_gives_no_shell(ssh_host: str) -> None:
         ["ssh", "-T", ssh_host, "id"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
     )
     assert "uid=" not in proc.stdout
+
+
+def test_wait_answers_the_exit_of_a_container_that_restarts(
+    api: dict[str, str],  # noqa: F811
+    pulled: str,  # noqa: F811
+    nsp: CLI,
+) -> None:
+    """docker-py's test_create_with_restart_policy: `wait` answers the first exit even though the
+    restart policy starts the container again (it used to wait forever), and `rm -f` removes it."""
+    name = nsp.name("rs")
+    proc = docker(
+        api, "run", "-d", "--name", name, "--restart", "always", pulled, "sh", "-c", "sleep 1; exit 3"
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = docker(api, "wait", name, timeout=90)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "3"), proc.stderr
+    assert docker(api, "rm", "-f", name).returncode == 0
+    assert name not in nsp("ps", "-a").stdout

@@ -238,6 +238,15 @@ async def wait_exit(ex: Exchange, name: str, condition: str) -> int:
         if status is None:
             last_code = runs.exits.get(name, last_code)
             break
+        if (
+            status.state == "restarting"
+            and condition != "removed"
+            and (condition == "not-running" or seen_running)
+        ):
+            # it exited and its restart policy starts it again: docker's wait answers that exit
+            if status.exit is not None:
+                last_code = status.exit.exit_code
+            break
         if status.running or status.state == "restarting":
             seen_running = True
         else:
