@@ -265,6 +265,8 @@ def test_docker_cli_and_docker_py_over_ssh(
     request.addfinalizer(client.close)
     assert client.containers.get(name).status == "running"
     assert client.containers.run(pulled, ["echo", "py-over-ssh"], remove=True) == b"py-over-ssh\n"
+    proc = docker(env, "rm", name)  # running: dockerd's words, which docker-py's tests look for
+    assert proc.returncode != 0 and "stop the container before removing" in proc.stderr, proc.stderr
     assert docker(env, "rm", "-f", name).returncode == 0
     assert name not in nsp("ps", "-a").stdout
 
@@ -283,13 +285,27 @@ def test_wait_answers_the_exit_of_a_container_that_restarts(
     nsp: CLI,
 ) -> None:
     """docker-py's test_create_with_restart_policy: `wait` answers the first exit even though the
-    restart policy starts the container again (it used to wait forever), and `rm -f` removes it."""
+    restart policy starts the container again (it used to wait forever), `logs --until`, and
+    `rm -f` removes it."""
     name = nsp.name("rs")
     proc = docker(
-        api, "run", "-d", "--name", name, "--restart", "always", pulled, "sh", "-c", "sleep 1; exit 3"
+        api,
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--restart",
+        "always",
+        pulled,
+        "sh",
+        "-c",
+        "echo up; sleep 1; exit 3",
     )
     assert proc.returncode == 0, proc.stderr
     proc = docker(api, "wait", name, timeout=90)
     assert (proc.returncode, proc.stdout.strip()) == (0, "3"), proc.stderr
+    # docker-py's test_logs_with_until: until is a UNIX time (1970 here: nothing logged before it)
+    assert docker(api, "logs", "--until", "1970-01-01T00:00:01Z", name).stdout == ""
+    assert "up" in docker(api, "logs", "--until", "2100-01-01T00:00:00Z", name).stdout.split()
     assert docker(api, "rm", "-f", name).returncode == 0
     assert name not in nsp("ps", "-a").stdout
