@@ -217,7 +217,7 @@ AUTHORIZED = Path("/root/.ssh/authorized_keys")
 def ssh_host(api: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
     """sshd of the test host with a key whose authorized_keys line forces `nspawnctl system
     dial-stdio` (the README's setup), reached as the ssh alias SSH_ALIAS; undone afterwards."""
-    if shutil.which("sshd") is None and shutil.which("ssh") is None:
+    if shutil.which("sshd") is None or shutil.which("ssh") is None:
         pytest.skip("openssh is not in this host (tests/host/testhost.py: trixie only)")
     d = tmp_path_factory.mktemp("ssh")
     key = d / "id"
