@@ -106,7 +106,23 @@ def container_summary(status: ContainerStatus, now: float) -> dict[str, Any]:
 
 
 def _mount(v: Any) -> dict[str, Any]:
-    return {"Type": "bind", "Source": v.host, "Destination": v.container, "RW": not v.read_only}
+    return {
+        "Type": "bind",
+        "Source": v.host,
+        "Destination": v.container,
+        "Mode": "ro" if v.read_only else "",
+        "RW": not v.read_only,
+        "Propagation": "rprivate",  # nspawn's binds do not propagate; docker's default
+    }
+
+
+def familiar(ref: str) -> str:
+    """docker's short form of a Docker Hub name (``alpine:3.10`` for ``docker.io/library/alpine:3.10``),
+    as its clients show and compare RepoTags."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
 
 
 def container_inspect(status: ContainerStatus) -> dict[str, Any]:
@@ -181,7 +197,7 @@ def image_summary(image: Image) -> dict[str, Any]:
     return {
         "Id": image.id,
         "ParentId": "",
-        "RepoTags": list(image.refs),
+        "RepoTags": [familiar(r) for r in image.refs],
         "RepoDigests": [],
         "Created": epoch(image.created),
         "Size": image.size,
@@ -196,7 +212,7 @@ def image_inspect(image: Image, arch: str) -> dict[str, Any]:
     d = image.defaults
     return {
         "Id": image.id,
-        "RepoTags": list(image.refs),
+        "RepoTags": [familiar(r) for r in image.refs],
         "RepoDigests": [],
         "Parent": "",
         "Comment": "",

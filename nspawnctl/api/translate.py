@@ -138,7 +138,9 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     _refuse_unknown("", body, CONFIG_TAKEN)
     _refuse_unknown("HostConfig.", host, HOST_TAKEN)
     labels = body.get("Labels") or {}
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
         raise ApiError(400, "Labels: an object of strings is expected")
     image = string("Image", body.get("Image"))
     if not image:
@@ -177,11 +179,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
             for item in bindings or [{}]:
                 b = _object("HostConfig.PortBindings", item)
                 host_port = string("HostConfig.PortBindings.HostPort", b.get("HostPort"))
-                if not host_port:
-                    raise ApiError(
-                        400,
-                        f"HostConfig.PortBindings: {key} without a HostPort (a free port: issue 14 ports)",
-                    )
+                # an empty HostPort is a free port, picked at create (as -p CTRPORT)
                 host_ip = string("HostConfig.PortBindings.HostIp", b.get("HostIp"))
                 port, _, proto = key.partition("/")
                 text = f"{host_ip}:{host_port}:{port}" if host_ip else f"{host_port}:{port}"

@@ -124,11 +124,15 @@ HOST_PACKAGES: tuple[str, ...] = (
     "python3-h11",
     "docker-cli",
     "python3-docker",
+    # the API over ssh (tests/e2e/test_docker_clients.py): `DOCKER_HOST=ssh://root@localhost`
+    "openssh-server",
+    "openssh-client",
 )
 # What a suite's archive lacks. Debian 12 has no docker-cli (only docker.io, which brings dockerd and
 # containerd along): on bookworm the Docker API's e2e tests skip (their fixtures pull through the
 # docker CLI; tests/e2e/test_docker_api.py says why; issue 15): the API is tested on trixie.
-SUITE_WITHOUT: dict[str, tuple[str, ...]] = {"bookworm": ("docker-cli",)}
+# The ssh transport is tested on trixie alone too (its test drives the docker CLI).
+SUITE_WITHOUT: dict[str, tuple[str, ...]] = {"bookworm": ("docker-cli", "openssh-server", "openssh-client")}
 # An OS image with systemd inside, for the tests of `--boot`.
 BOOTIMG_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus")
 

@@ -121,13 +121,28 @@ def test_create_body_becomes_run_options() -> None:
     assert create_options({"Image": "bb", "Entrypoint": [""]}, None)[1].entrypoint == ""
 
 
+def test_labels_and_ports_without_a_host_port() -> None:
+    """What testcontainers sends: its session labels, and exposed ports on free host ports."""
+    body = {
+        "Image": "bb", "Labels": {"org.testcontainers.session-id": "s1"},
+        "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": ""}],
+                                        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}},
+    }  # fmt: skip
+    opts = create_options(body, None)[1]
+    assert opts.labels == {"org.testcontainers.session-id": "s1"}
+    assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in opts.ports] == [
+        (None, 0, 80, "tcp"),
+        ("127.0.0.1", 0, 53, "udp"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"Image": "bb", "HostConfig": {"CapAdd": ["NET_ADMIN"]}}, "HostConfig.CapAdd"),
         ({"Image": "bb", "Tty": "yes"}, "Tty"),
+        ({"Image": "bb", "Labels": {"a": 1}}, "Labels"),
         ({"Image": "bb", "Labels": ["a=b"]}, "Labels"),
-        ({"Image": "bb", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": ""}]}}}, "PortBindings"),
         ({"Image": "bb", "Cmd": "x", "Env": [1]}, "Env"),
         ({"Image": "bb", "HostConfig": {"Memory": "lots"}}, "HostConfig.Memory"),
         ({"Image": "bb", "Frobnicate": 1}, "Frobnicate"),
@@ -344,3 +359,19 @@ def test_a_stream_head_goes_out_before_its_body() -> None:
         return status, body
 
     assert asyncio.run(main()) == (200, b'{"StatusCode": 3}\n')
+
+
+def test_repo_tags_use_docker_hub_short_names() -> None:
+    from nspawnctl.api.render import familiar
+
+    assert familiar("docker.io/library/alpine:3.10") == "alpine:3.10"
+    assert familiar("docker.io/acme/app:1") == "acme/app:1"
+    assert familiar("127.0.0.1:5000/acc/bb:v1") == "127.0.0.1:5000/acc/bb:v1"
+
+
+def test_api_logs_until_is_a_unix_time() -> None:
+    from nspawnctl.api.handlers.containers import _unix_time
+
+    assert _unix_time("until", "1.5") == 1.5 and _unix_time("until", "0") is None
+    with pytest.raises(ApiError, match="until"):
+        _unix_time("until", "yesterday")

@@ -10,7 +10,13 @@ import signal as signals
 import time
 from typing import TYPE_CHECKING
 
-from ...errors import ContainerNotFound, ContainerNotRunning, InvalidArgument, NspawnctlError
+from ...errors import (
+    ContainerNotFound,
+    ContainerNotRunning,
+    ContainerRunning,
+    InvalidArgument,
+    NspawnctlError,
+)
 from ..context import Exchange
 from ..http import ApiError, ClientGone
 from ..render import STDERR, STDOUT, container_inspect, container_summary, frame, rfc3339
@@ -290,6 +296,15 @@ async def wait_exit(ex: Exchange, name: str, condition: str) -> int:
         if status is None:
             last_code = runs.exits.get(name, last_code)
             break
+        if (
+            status.state == "restarting"
+            and condition != "removed"
+            and (condition == "not-running" or seen_running)
+        ):
+            # it exited and its restart policy starts it again: docker's wait answers that exit
+            if status.exit is not None:
+                last_code = status.exit.exit_code
+            break
         if status.running or status.state == "restarting":
             seen_running = True
         else:
@@ -337,8 +352,8 @@ async def wait(ex: Exchange, id: str) -> None:
     await stream.end()
 
 
-def _since(text: str | None) -> str | None:
-    """docker's since (UNIX seconds, maybe fractional) as the library's ``@SECONDS``."""
+def _unix_time(field: str, text: str | None) -> float | None:
+    """docker's since/until: UNIX seconds, maybe fractional; "0" or nothing is no limit."""
     if not text or text == "0":
         return None
     try:
@@ -346,8 +361,14 @@ def _since(text: str | None) -> str | None:
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds >= 0):
-        raise ApiError(400, f"since: {text!r} is not a UNIX time")
-    return f"@{seconds}"
+        raise ApiError(400, f"{field}: {text!r} is not a UNIX time")
+    return seconds
+
+
+def _since(text: str | None) -> str | None:
+    """docker's since as the library's ``@SECONDS``."""
+    seconds = _unix_time("since", text)
+    return None if seconds is None else f"@{seconds}"
 
 
 def _tail(text: str | None) -> int | None:
@@ -362,8 +383,7 @@ def _tail(text: str | None) -> int | None:
 async def logs(ex: Exchange, id: str) -> None:
     req = ex.request
     name = await resolve(ex, id)
-    if req.arg("until") not in (None, "", "0"):
-        raise ApiError(400, "until: not supported yet (issue 14: logs --until)")
+    until = _unix_time("until", req.arg("until"))
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
     if not (want_out or want_err):
         raise ApiError(400, "you must choose at least one stream")
@@ -374,6 +394,8 @@ async def logs(ex: Exchange, id: str) -> None:
 
     def emit(entry: Entry) -> None:
         if (want_err if entry.stderr else want_out) is False:
+            return
+        if until is not None and entry.realtime_us > until * 1e6:
             return
         text = entry.message + b"\n"
         if stamps:
@@ -571,7 +593,14 @@ def tty_size(ex: Exchange) -> tuple[int, int]:
 
 async def remove(ex: Exchange, id: str) -> None:
     name = await resolve(ex, id)
-    await ex.client.containers.aremove(ex.bus, name, ex.request.flag("force"))
+    try:
+        await ex.client.containers.aremove(ex.bus, name, ex.request.flag("force"))
+    except ContainerRunning:  # dockerd's words, which clients look for
+        raise ApiError(
+            409,
+            f'cannot remove container "/{name}": container is running: '
+            "stop the container before removing or force remove",
+        ) from None
     await ex.empty(204)
 
 
