@@ -144,8 +144,10 @@ def _mount_text(i: int, m: Any) -> str:
     """One ``HostConfig.Mounts`` entry as ``--mount`` text (CSV, quoted by the csv module)."""
     name = f"HostConfig.Mounts[{i}]"
     m = _type(name, m, dict, "an object")
+    from .translate import empty  # docker's zero values, nested ({"Propagation": ""} asks nothing)
+
     for key, v in m.items():
-        if key not in MOUNT_FIELDS and v not in (None, "", False, {}, []):
+        if key not in MOUNT_FIELDS and not empty(v):
             raise ApiError(400, f"{name}.{key}: not supported by nspawnctl's Docker API")
     fields = [f"type={_str(f'{name}.Type', m.get('Type')) or 'volume'}"]
     if source := _str(f"{name}.Source", m.get("Source")):
@@ -159,7 +161,7 @@ def _mount_text(i: int, m: Any) -> str:
             fields.append(f"tmpfs-size={size}")
         elif key == "Mode" and (mode := _int(f"{name}.TmpfsOptions.Mode", v)):
             fields.append(f"tmpfs-mode={mode:o}")
-        elif key not in ("SizeBytes", "Mode") and v not in (None, "", 0, False, [], {}):
+        elif key not in ("SizeBytes", "Mode") and not empty(v):
             raise ApiError(400, f"{name}.TmpfsOptions.{key}: not supported by nspawnctl's Docker API")
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
