@@ -117,3 +117,34 @@ def test_refused_fields_leave_nothing(api: dict[str, str], pulled: str, nsp: CLI
         )  # fmt: skip
         assert code == 400 and field in str(doc["message"]), doc
     assert subprocess.run(["nspawnctl", "inspect", "cre-bad"], capture_output=True).returncode != 0
+
+
+def test_docker_py_create_with_mounts_and_healthcheck(api: dict[str, str], pulled: str, nsp: CLI) -> None:  # noqa: F811
+    """docker-py's own encoding (Mount objects, a healthcheck, privileged) reaches the definition."""
+    import docker as dockerpy
+
+    name, vol = f"crepy-{uuid.uuid4().hex[:6]}", f"crepyvol-{uuid.uuid4().hex[:6]}"
+    client = dockerpy.DockerClient(base_url="unix:///run/nspawnctl/docker.sock")
+    try:
+        client.containers.create(
+            pulled, ["sleep", "600"], name=name, privileged=True, init=True, shm_size="16m",
+            mounts=[dockerpy.types.Mount("/v", vol, type="volume"),
+                    dockerpy.types.Mount("/s", None, type="tmpfs", tmpfs_size=1 << 20)],
+            healthcheck={"test": ["CMD-SHELL", "test -d /v"], "interval": 3_000_000_000, "retries": 4},
+            ports={"81/tcp": None}, publish_all_ports=True, dns=["192.0.2.53"],
+            sysctls={"net.ipv4.ip_forward": "1"},
+        )  # fmt: skip
+        lines = nsp("generate", name).stdout.splitlines()
+        for key in (
+            "Privileged=yes", "ProcessTwo=yes", "ShmSize=16777216", "TemporaryFileSystem=/s:size=1048576",
+            "HealthInterval=3s", "HealthRetries=4", "DNS=192.0.2.53", "Sysctl=net.ipv4.ip_forward=1",
+        ):  # fmt: skip
+            assert key in lines, (key, lines)
+        assert any(line.startswith("HealthCmd=") and "test -d /v" in line for line in lines), lines
+        assert any(line.startswith("Bind=") and f"/volumes/{vol}:/v" in line for line in lines), lines
+        ports = [line for line in lines if line.startswith("Publish=")]
+        assert len(ports) == 1 and ports[0].rsplit(":", 1)[1] in ("81", "81/tcp"), ports  # -P adds none
+    finally:
+        client.close()
+        subprocess.run(["nspawnctl", "rm", "-f", name], capture_output=True)
+        subprocess.run(["nspawnctl", "volume", "rm", vol], capture_output=True)
