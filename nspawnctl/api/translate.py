@@ -1,6 +1,8 @@
 """A docker ``containers/create`` body becomes the library's own ``RunOptions`` (as podman turns it
-into its CLI options). What the library cannot honour yet is a 400 naming the field, never dropped:
-docker's clients send every field, so an empty value ("", 0, false, [], {}, null) is no request."""
+into its CLI options): each field goes through the parser of the run flag it stands for (runopts,
+health, spec), so the API accepts and refuses exactly what ``nspawnctl run`` does. What the library
+cannot honour is a 400 naming the field, never dropped: docker's clients send every field, so an
+empty value ("", 0, false, [], {}, null) is no request."""
 
 from __future__ import annotations
 
@@ -8,28 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidArgument
+from . import run_settings
 from .http import ApiError
 
 CONFIG_TAKEN = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "HostConfig", "ExposedPorts",
     "NetworkingConfig", "AttachStdout", "AttachStderr", "AttachStdin", "StdinOnce", "Labels",
-    "Tty", "OpenStdin",
+    "Tty", "OpenStdin", "StopSignal", "StopTimeout", "Healthcheck",
 }  # fmt: skip
 HOST_TAKEN = {
     "Binds", "AutoRemove", "RestartPolicy", "Memory", "NanoCpus", "PidsLimit", "NetworkMode",
-    "PortBindings", "LogConfig", "ConsoleSize",
-}  # fmt: skip
-# Not yet, and the issue-14 feature each waits on (the 400 says so)
+    "PortBindings", "LogConfig", "ConsoleSize", "PublishAllPorts", "Mounts",
+} | set(run_settings.FIELDS)  # fmt: skip
+# Fields a client may send that nspawnctl cannot honour, and why (the 400 says so)
 LATER = {
-    "CapAdd": "--cap-add (issue 14 run options)",
-    "CapDrop": "--cap-drop (issue 14 run options)",
-    "ReadonlyRootfs": "--read-only (issue 14 run options)",
-    "Tmpfs": "--tmpfs (issue 14 run options)",
-    "Mounts": "--mount (issue 14 run options)",
-    "Privileged": "--privileged (issue 14 run options)",
-    "StopSignal": "--stop-signal (issue 14 run options)",
-    "StopTimeout": "--stop-timeout (issue 14 run options)",
-    "PublishAllPorts": "-P (issue 14 ports)",
+    "VolumesFrom": "nspawnctl has no --volumes-from",
 }
 NETWORK_MODES = {"": None, "default": None, "bridge": None, "host": "host", "none": "none"}
 RESTART = {
@@ -182,6 +177,8 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
                 # an empty HostPort is a free port, picked at create (as -p CTRPORT)
                 host_ip = string("HostConfig.PortBindings.HostIp", b.get("HostIp"))
                 port, _, proto = key.partition("/")
+                if ":" in host_ip:  # IPv6, as -p [::1]:8080:80
+                    host_ip = f"[{host_ip}]"
                 text = f"{host_ip}:{host_port}:{port}" if host_ip else f"{host_port}:{port}"
                 ports.append(PortMapping.parse(f"{text}/{proto or 'tcp'}"))
         memory = _int("HostConfig.Memory", host.get("Memory"))
@@ -194,6 +191,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
             cpus=Cpus(nano // 1000) if nano else None,
             pids=PidsLimit(pids) if pids > 0 else None,
         )
+        extra = run_settings.translate(body, host)
     except InvalidArgument as e:
         raise ApiError(400, str(e)) from None
     options = RunOptions(
@@ -213,7 +211,9 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         tty=_flag("Tty", body.get("Tty")),
         open_stdin=_flag("OpenStdin", body.get("OpenStdin")),
         stdin_once=_flag("StdinOnce", body.get("StdinOnce")),
+        publish_all=_flag("HostConfig.PublishAllPorts", host.get("PublishAllPorts")),
     )
+    options = extra.apply(options)
     return CreateRequest(image, cmd), options
 
 

@@ -139,10 +139,11 @@ def test_labels_and_ports_without_a_host_port() -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"Image": "bb", "HostConfig": {"CapAdd": ["NET_ADMIN"]}}, "HostConfig.CapAdd"),
+        ({"Image": "bb", "HostConfig": {"CapAdd": ["NOT_A_CAP"]}}, "HostConfig.CapAdd"),
         ({"Image": "bb", "Tty": "yes"}, "Tty"),
         ({"Image": "bb", "Labels": {"a": 1}}, "Labels"),
         ({"Image": "bb", "Labels": ["a=b"]}, "Labels"),
+        ({"Image": "bb", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}}}, "port"),
         ({"Image": "bb", "Cmd": "x", "Env": [1]}, "Env"),
         ({"Image": "bb", "HostConfig": {"Memory": "lots"}}, "HostConfig.Memory"),
         ({"Image": "bb", "Frobnicate": 1}, "Frobnicate"),
