@@ -143,6 +143,7 @@ DOCKER_PY_TAG ?= 7.2.0
 DOCKER_PY_ARGS ?=
 .PHONY: test-docker-py
 test-docker-py: deps
+	$(PY) tests/host/testhost.py build
 	$(PY) tests/host/testhost.py up --install venv
 	$(PY) tests/dockerpy/prepare.py $(DOCKER_PY_SRC) $(DOCKER_PY_TAG) && \
 	  $(PY) tests/host/testhost.py exec -- /opt/nspawnctl/bin/python /src/tests/dockerpy/run.py /opt/docker-py \
