@@ -330,3 +330,36 @@ def test_archive_pipes_move_on_the_loop_while_many_copies_block() -> None:
         return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(40))), 60)
 
     assert asyncio.run(main()) == [2 * size] * 40
+
+
+def test_copy_refuses_a_leader_pid_that_is_not_the_containers() -> None:
+    """Review 15 #3: a PID machined named may have been reused by a host process; the copy must
+    not join that process's namespaces (here: our own process, in no container's cgroup)."""
+    from nspawnctl.store.copy import container_namespaces
+
+    with pytest.raises(NotFound, match="stopped while files were being copied"):
+        container_namespaces(os.getpid(), "c1")
+    root = ContainerRoot("/nonexistent", "c1", os.getpid())
+    with pytest.raises(NotFound):
+        root.start(lambda fd: None, [])
+
+
+def test_copy_refuses_a_leader_that_has_exited() -> None:
+    from nspawnctl.store.copy import container_namespaces
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with pytest.raises(NotFound):
+        container_namespaces(pid, "c1")
+
+
+def test_in_container_cgroup() -> None:
+    from nspawnctl.store.copy import in_container_cgroup
+
+    assert in_container_cgroup("0::/machine.slice/nspawnctl-c1.service/payload\n", "c1")
+    assert in_container_cgroup("0::/machine.slice/systemd-nspawn@c1.service/payload\n", "c1")
+    assert not in_container_cgroup("0::/machine.slice/nspawnctl-c10.service/payload\n", "c1")
+    assert not in_container_cgroup("0::/system.slice/cron.service\n", "c1")
+    assert not in_container_cgroup("0::/\n", "c1")
