@@ -516,6 +516,9 @@ class Containers:
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
         network, private_users, notice = _network_and_userns(options)
+        from .labels import merge_labels
+
+        labels = merge_labels(defaults.labels, options.labels)
         # --mount type=volume: a named volume like -v NAME:/path; without a source an anonymous
         # one (a random name, as docker's), kept until 'volume rm'/'volume prune', or its
         # container's removal when that is a --rm one; -v /path likewise
@@ -567,8 +570,8 @@ class Containers:
             exposed=exposed,
             # -- issue 14 (health, auto-update)
             health=_resolve_health(defaults.healthcheck, options.health),
-            auto_update=options.auto_update or _auto_update_label({**defaults.labels, **options.labels}),
-            labels={**defaults.labels, **options.labels},
+            auto_update=options.auto_update or _auto_update_label(labels),
+            labels=labels,
             tty=options.tty,
             open_stdin=options.open_stdin,
             stdin_once=options.stdin_once,

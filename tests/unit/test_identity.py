@@ -181,3 +181,28 @@ def test_bad_filters_are_usage_errors(item: str, words: str) -> None:
     with pytest.raises(InvalidArgument, match=re.escape(words)) as e:
         parse_filters([item])
     assert e.value.exit_code == 2
+
+
+def test_a_blank_label_key_never_makes_a_definition_unloadable() -> None:
+    """Review 15 #5: ``Label==x`` (written before keys were checked) used to raise on every load,
+    so the container vanished from ``ps`` and could not be removed."""
+    from nspawnctl.labels import labels_from_words
+
+    text = spec_to_file(_spec("c", "1" * 64, {"": "x", " ": "y", "ok": "1"})).render()
+    assert file_to_spec("c", NspawnFile.parse(text)).labels == {"ok": "1"}
+    assert labels_from_words(["=x", "a=b=c", "bare"]) == {"a": "b=c", "bare": ""}
+
+
+def test_labels_are_checked_in_the_library_at_create() -> None:
+    """The API's ``Labels`` and an image's config reach create without parse_labels: a blank key
+    given is an error, a blank key from the image is dropped."""
+    from nspawnctl.labels import check_labels, merge_labels
+
+    with pytest.raises(InvalidArgument, match="invalid label"):
+        merge_labels({}, {"": "x"})
+    with pytest.raises(InvalidArgument, match="invalid label"):
+        check_labels({"  ": "x"})
+    assert merge_labels({"": "img", " ": "i", "a": "img", "b": "img"}, {"a": "given"}) == {
+        "a": "given",
+        "b": "img",
+    }
