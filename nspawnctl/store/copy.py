@@ -484,6 +484,31 @@ def container_namespaces(leader: int, name: str) -> tuple[int, int]:
     return opened[0], opened[1]
 
 
+SHIFTED_RANGE = 65536  # the IDs of a container stored shifted: shift .. shift+65535
+MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown
+
+
+def owner_for(shift: int, keep: bool) -> Callable[[int, int], tuple[int, int]]:
+    """The owner a copied-in entry gets on disk: the container's root (``shift``, the owner of
+    its root directory), or with ``keep`` (``cp -a``, docker's copyUIDGID) the tar's IDs moved by
+    ``shift``. A tar's IDs come from strangers (negative in GNU base-256, any size in PAX): one
+    outside the container's range could name host root or a neighbour's range, so it is refused."""
+    if not keep:
+        return lambda u, g: (shift, shift)
+    top = SHIFTED_RANGE - 1 if shift else MAX_ID
+
+    def owner(u: int, g: int) -> tuple[int, int]:
+        for kind, value in (("uid", u), ("gid", g)):
+            if not 0 <= value <= top:
+                raise ArchiveError(
+                    f"the archive's {kind} {value} is outside the container's range 0..{top}",
+                    hint="copy without keeping owners (no -a / copyUIDGID)",
+                )
+        return u + shift, g + shift
+
+    return owner
+
+
 class _Job:
     def wait(self) -> BaseException | None:
         raise NotImplementedError
@@ -838,10 +863,7 @@ def _receive_in_container(
         except OSError as e:
             raise InvalidArgument(f"cannot resolve {dest} in container {name}: {e.strerror}") from e
         st = rootpath.lstat(root_fd, comps)
-        shift = os.fstat(root_fd).st_uid
-
-        def owner(u: int, g: int) -> tuple[int, int]:
-            return (u + shift, g + shift) if archive else (shift, shift)
+        owner = owner_for(os.fstat(root_fd).st_uid, archive)
 
         if src is None:
             if st is None or not stat.S_ISDIR(st.st_mode):
@@ -985,10 +1007,7 @@ def _extract_in_container(
             raise NotFound(f"Could not find the file {path} in container {name}")
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidArgument(f"extraction point is not a directory: {path} in container {name}")
-        shift = os.fstat(root_fd).st_uid
-
-        def owner(u: int, g: int) -> tuple[int, int]:
-            return (u + shift, g + shift) if keep_owners else (shift, shift)
+        owner = owner_for(os.fstat(root_fd).st_uid, keep_owners)
 
         fd = rootpath.open_dir(root_fd, comps, DIR_READ)
         try:
