@@ -18,7 +18,7 @@ import os
 import secrets
 import signal as signals
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -455,9 +455,12 @@ class Volumes:
         with self._client.pool.lock():
             return self.store.remove(name, force)
 
-    def prune(self) -> tuple[builtins.list[str], int]:
+    def prune(
+        self, anonymous_only: bool = False, labels: Sequence[str] = ()
+    ) -> tuple[builtins.list[str], int]:
+        """docker's ``volume prune`` (see VolumeStore.prune): the CLI's and the API's."""
         with self._client.pool.lock():
-            return self.store.prune()
+            return self.store.prune(anonymous_only, labels)
 
     def sizes(self) -> builtins.list[tuple[int, bool]]:
         """(bytes of its files, bound by a container) per volume, for ``system df``."""

@@ -45,6 +45,15 @@ def merge_labels(image: dict[str, str], given: dict[str, str]) -> dict[str, str]
     return {**{k: v for k, v in image.items() if k.strip()}, **given}
 
 
+def labels_match(wanted: list[str], labels: dict[str, str]) -> bool:
+    """docker's ``label`` filter: every value (KEY or KEY=VALUE) must hold."""
+    for text in wanted:
+        key, eq, value = text.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
 def read_label_file(path: str) -> list[str]:
     """docker's ``--label-file``: one ``KEY=VALUE`` per line; blank lines and ``#`` comments skipped."""
     try:
