@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -206,3 +207,37 @@ def test_labels_are_checked_in_the_library_at_create() -> None:
         "a": "given",
         "b": "img",
     }
+
+
+def test_filters_select_is_the_one_container_selection_of_ps_and_the_api() -> None:
+    """Review 15 R2: the API and ``ps`` each built candidates and resolved ancestors themselves."""
+    from types import SimpleNamespace
+
+    from nspawnctl.errors import ImageNotFound
+    from nspawnctl.filters import parse_filters, select
+
+    def status(name: str, state: str, code: int | None, labels: dict[str, str]) -> Any:
+        spec = SimpleNamespace(
+            name=name, id=name * 8, labels=labels, image="img:1", image_id="sha256:" + "a" * 64
+        )
+        return SimpleNamespace(
+            spec=spec, state=state, exit=SimpleNamespace(exit_code=code) if code is not None else None
+        )
+
+    class Images:
+        def get(self, ref: str) -> Any:
+            if ref == "other-tag":
+                return SimpleNamespace(id="sha256:" + "a" * 64)
+            raise ImageNotFound(ref)
+
+    sts = [
+        status("a", "exited", 3, {"t": "1"}),
+        status("b", "running", 3, {}),
+        status("c", "exited", 0, {"t": "2"}),
+    ]
+    names = lambda f: [s.spec.name for s in select(sts, parse_filters(f), Images())]  # noqa: E731
+    assert names([]) == ["a", "b", "c"]
+    assert names(["exited=3"]) == ["a"]  # b's code is not an exit: it runs
+    assert names(["label=t"]) == ["a", "c"] and names(["label=t=2"]) == ["c"]
+    assert names(["ancestor=other-tag"]) == ["a", "b", "c"]
+    assert names(["ancestor=nosuch"]) == []
