@@ -86,12 +86,13 @@ host-tests: venv
 # `make test` first starts the trixie roots' debootstraps in the background (network- and disk-bound),
 # so that they overlap the venv, lint, smoke and unit runs here; e2e-trixie's build waits for them
 # (the harness's lock) and builds again if they failed. Their log: .build/prebuild-trixie.log.
-.PHONY: prebuild-trixie
-prebuild-trixie: deps
-	@mkdir -p .build && echo "building the trixie test host's roots in the background (.build/prebuild-trixie.log)"
-	@$(PY) tests/host/testhost.py build --suite trixie > .build/prebuild-trixie.log 2>&1 &
-
-test: prebuild-trixie lint smoke unit e2e
+# The build runs in a process group of its own (setsid), which the recipe's shell terminates when
+# it exits: a failing lint/unit or a Ctrl-C leaves no debootstrap holding the harness's lock.
+test: deps
+	@mkdir -p .build && echo "building the trixie test host's roots in the background (.build/prebuild-trixie.log)"; \
+	setsid $(PY) tests/host/testhost.py build --suite trixie > .build/prebuild-trixie.log 2>&1 & pid=$$!; \
+	trap 'kill -TERM -$$pid 2>/dev/null; wait $$pid' EXIT; trap 'exit 130' INT TERM HUP; \
+	$(MAKE) --no-print-directory lint smoke unit e2e
 
 clean:
 	$(PY) tests/host/testhost.py clean --suite trixie

@@ -18,7 +18,7 @@ import os
 import secrets
 import signal as signals
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -455,9 +455,12 @@ class Volumes:
         with self._client.pool.lock():
             return self.store.remove(name, force)
 
-    def prune(self) -> tuple[builtins.list[str], int]:
+    def prune(
+        self, anonymous_only: bool = False, labels: Sequence[str] = ()
+    ) -> tuple[builtins.list[str], int]:
+        """docker's ``volume prune`` (see VolumeStore.prune): the CLI's and the API's."""
         with self._client.pool.lock():
-            return self.store.prune()
+            return self.store.prune(anonymous_only, labels)
 
     def sizes(self) -> builtins.list[tuple[int, bool]]:
         """(bytes of its files, bound by a container) per volume, for ``system df``."""
@@ -516,6 +519,9 @@ class Containers:
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
         network, private_users, notice = _network_and_userns(options)
+        from .labels import merge_labels
+
+        labels = merge_labels(defaults.labels, options.labels)
         # --mount type=volume: a named volume like -v NAME:/path; without a source an anonymous
         # one (a random name, as docker's), kept until 'volume rm'/'volume prune', or its
         # container's removal when that is a --rm one; -v /path likewise
@@ -567,8 +573,8 @@ class Containers:
             exposed=exposed,
             # -- issue 14 (health, auto-update)
             health=_resolve_health(defaults.healthcheck, options.health),
-            auto_update=options.auto_update or _auto_update_label({**defaults.labels, **options.labels}),
-            labels={**defaults.labels, **options.labels},
+            auto_update=options.auto_update or _auto_update_label(labels),
+            labels=labels,
             tty=options.tty,
             open_stdin=options.open_stdin,
             stdin_once=options.stdin_once,

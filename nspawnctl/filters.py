@@ -10,10 +10,14 @@ An unknown key or a bad value is an InvalidArgument (exit 2) before anything is 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from .client import ContainerStatus, Images
 
 KEYS = ("ancestor", "exited", "id", "label", "name", "status")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
@@ -55,6 +59,31 @@ class Filters:
             "exited": lambda v: c.status == "exited" and c.exit_code == int(v),
         }
         return all(any(checks[key](v) for v in values) for key, values in self.by_key.items())
+
+
+def candidate(st: ContainerStatus) -> Candidate:
+    """What the filters look at in a container's status (the exit code only once it exited)."""
+    s = st.spec
+    code = st.exit.exit_code if st.exit and st.state == "exited" else None
+    return Candidate(s.name, s.id, s.labels, st.state, s.image, s.image_id, code)
+
+
+def select(statuses: Sequence[ContainerStatus], filters: Filters, images: Images) -> list[ContainerStatus]:
+    """The containers that pass ``filters`` (``ps --filter``, the API's ``GET /containers/json``);
+    an ``ancestor`` value may name the container's image by another tag of the same ID, which
+    ``images`` (Client.images) resolves."""
+    from .errors import NspawnctlError
+
+    if not filters.by_key:
+        return list(statuses)
+
+    def same_image(text: str, image_id: str) -> bool:
+        try:
+            return bool(images.get(text).id == image_id)
+        except NspawnctlError:
+            return False
+
+    return [st for st in statuses if filters.matches(candidate(st), same_image)]
 
 
 def parse_filters(items: Iterable[str]) -> Filters:

@@ -28,6 +28,32 @@ def parse_labels(items: list[str], option: str = "--label") -> dict[str, str]:
     return out
 
 
+def check_labels(labels: dict[str, str], option: str = "--label") -> None:
+    """The rules of ``parse_labels`` for labels given as a mapping (the API's ``Labels``, a
+    library caller's): a blank key is refused, it could not be written as ``Label=KEY=VALUE``."""
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key.strip():
+            raise InvalidArgument(
+                f"invalid label {key!r}={value!r} ({option})", hint="a label key may not be blank"
+            )
+
+
+def merge_labels(image: dict[str, str], given: dict[str, str]) -> dict[str, str]:
+    """A new container's labels: the image's (blank keys, which a stranger's image may carry,
+    are dropped) under the given ones (checked, a blank key is an error)."""
+    check_labels(given)
+    return {**{k: v for k, v in image.items() if k.strip()}, **given}
+
+
+def labels_match(wanted: list[str], labels: dict[str, str]) -> bool:
+    """docker's ``label`` filter: every value (KEY or KEY=VALUE) must hold."""
+    for text in wanted:
+        key, eq, value = text.partition("=")
+        if key not in labels or (eq and labels[key] != value):
+            return False
+    return True
+
+
 def read_label_file(path: str) -> list[str]:
     """docker's ``--label-file``: one ``KEY=VALUE`` per line; blank lines and ``#`` comments skipped."""
     try:
@@ -68,8 +94,15 @@ _SPECIAL_KEY = re.compile(_SPECIAL.pattern[:-1] + "=]")
 
 
 def labels_from_words(words: list[str]) -> dict[str, str]:
-    """The ``Label=`` words of a .nspawn file back into a dict."""
-    return {_unescape(k): _unescape(v) for k, v in parse_labels(words, "Label=").items()}
+    """The ``Label=`` words of a .nspawn file back into a dict. A word with a blank key (a
+    file written before keys were checked, or by hand) is skipped, so that the definition
+    still loads: one bad label must not make a container unlistable and unremovable."""
+    out: dict[str, str] = {}
+    for word in words:
+        key, _, value = word.partition("=")
+        if key.strip():
+            out[_unescape(key)] = _unescape(value)
+    return out
 
 
 def labels_to_words(labels: dict[str, str]) -> list[str]:

@@ -812,10 +812,10 @@ def unit_settings(s: RunSettings, private_users: bool = False) -> list[tuple[str
         out.append(("OOMScoreAdjust", str(s.oom_score_adj)))
     if s.unconfined:
         out.append(("Environment", "SYSTEMD_SECCOMP=0"))
-    if any(not k.startswith("net.") for k, _ in s.sysctls):  # nspawn keeps our IPC namespace
-        from .run.ipcns import SHARE_ENV
+    from .run import ipcns
 
-        out.append(("Environment", SHARE_ENV))
+    if ipcns.needed(s.sysctls):  # nspawn keeps our IPC namespace
+        out.append(("Environment", ipcns.SHARE_ENV))
     return out
 
 

@@ -157,12 +157,10 @@ def event_json(event: Event, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def label_matches(wanted: list[str], labels: dict[str, str]) -> bool:
-    """docker's ``label`` filter: every value (KEY or KEY=VALUE) must hold."""
-    for text in wanted:
-        key, eq, value = text.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
+    """docker's ``label`` filter (the library's, labels.labels_match)."""
+    from ..labels import labels_match
+
+    return labels_match(wanted, labels)
 
 
 # -- networks ------------------------------------------------------------------------------
@@ -272,11 +270,6 @@ def volume_json(info: VolumeInfo) -> dict[str, Any]:
     out = info.to_json()
     out["UsageData"] = {"Size": -1, "RefCount": len(info.users)}
     return out
-
-
-def anonymous(name: str) -> bool:
-    """A volume made without a name (64 hex digits, as docker's): what prune removes by default."""
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def volume_matches(info: VolumeInfo, filters: dict[str, list[str]]) -> bool:

@@ -871,23 +871,10 @@ def _parse_format(text: str) -> object:
 
 
 def _filtered(client: object, statuses: list[ContainerStatus], filters: object) -> list[ContainerStatus]:
-    from ..errors import NspawnctlError
-    from ..filters import Candidate, Filters
+    from ..filters import Filters, select
 
     assert isinstance(filters, Filters)
-    images = client.images  # type: ignore[attr-defined]
-
-    def same_image(text: str, image_id: str) -> bool:
-        try:
-            return bool(images.get(text).id == image_id)
-        except NspawnctlError:
-            return False
-
-    def candidate(s: ContainerStatus) -> Candidate:
-        code = s.exit.exit_code if s.exit and s.state == "exited" else None
-        return Candidate(s.spec.name, s.spec.id, s.spec.labels, s.state, s.spec.image, s.spec.image_id, code)
-
-    return [s for s in statuses if filters.matches(candidate(s), same_image)]
+    return select(statuses, filters, client.images)  # type: ignore[attr-defined]
 
 
 def _last_created(client: object, statuses: list[ContainerStatus], n: int) -> list[ContainerStatus]:

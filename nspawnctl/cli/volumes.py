@@ -83,22 +83,34 @@ def volume_rm(
 def volume_prune(
     ctx: typer.Context,
     all_: bool = typer.Option(
-        False, "-a", "--all", help="Accepted for docker's sake: every volume here is named, all are pruned."
+        False, "-a", "--all", help="Also named volumes (without it only anonymous ones, as docker's)."
+    ),
+    filters: list[str] = typer.Option(
+        [], "--filter", metavar="label=KEY[=VALUE]", help="Only volumes with this label (repeatable)."
     ),
     force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
     json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
-    """Remove every volume no container binds, with its data."""
+    """Remove the anonymous volumes no container binds (with -a every unused one), with their data."""
+    from ..errors import InvalidArgument
+
     state = state_of(ctx)
     state.json = json_out
+    labels = []
+    for f in filters:
+        key, eq, value = f.partition("=")
+        if key != "label" or not eq or not value:
+            raise InvalidArgument(f"invalid filter {f!r} (--filter)", hint="use --filter label=KEY[=VALUE]")
+        labels.append(value)
     if not force:
+        what = "all local volumes" if all_ else "all anonymous local volumes"
         confirm_or_refuse(
-            "WARNING! This will remove all volumes not used by at least one container. "
+            f"WARNING! This will remove {what} not used by at least one container. "
             "Are you sure you want to continue?",
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
-    names, size = state.client().volumes.prune()
+    names, size = state.client().volumes.prune(anonymous_only=not all_, labels=labels)
     if json_out:
         print_json({"volumes": names, "reclaimed": size})
         return

@@ -83,6 +83,23 @@ def _load(zone: str) -> ZoneFile:
     return ZoneFile(zone, data.get("subnet"), bool(data.get("created_bridge")), dict(data.get("leases", {})))
 
 
+def zone_subnets(d: Path | None = None) -> dict[str, str | None]:
+    """The zones with a state file now (in ``d``, zones_dir() by default), with their subnets
+    (None when unknown): docker's networks, as the API lists them."""
+    d = zones_dir() if d is None else d
+    out: dict[str, str | None] = {}
+    if not d.is_dir():
+        return out
+    for path in sorted(d.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        subnet = data.get("subnet") if isinstance(data, dict) else None
+        out[path.stem] = subnet if isinstance(subnet, str) else None
+    return out
+
+
 def zones_with(name: str) -> list[str]:
     """Zones where ``name`` holds a lease (``down`` without a state file)."""
     d = zones_dir()

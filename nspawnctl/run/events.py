@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -160,34 +160,75 @@ def replay_records(records: list[dict[str, Any]], known: dict[str, tuple[str, st
     return out
 
 
-def replay(store: ContainerStore, since: float, until: float) -> list[Event]:
-    """The start and die events of today's containers between ``since`` and ``until`` (Unix
-    times), from the journal (journalctl: a past query, not on any hot path)."""
-    import json
-    import shutil
-    import subprocess
+REPLAY_CAP = 100_000  # journal records read per replay at most (each container start is 3-4)
 
-    known = {spec.name: (spec.id, spec.image) for spec in store.list()}
-    if not known or until <= since:
-        return []
-    argv = [
+
+def replay_argv(since: float, until: float, names: list[str]) -> list[str]:
+    """journalctl for PID 1's start/stop records of the units of ``names`` only: journalctl ORs
+    matches of one field and ANDs the fields, so the journal's index does the filtering (every
+    unit's records of a long-lived host would be millions)."""
+    import shutil
+
+    from .units import persistent_unit_name, unit_name
+
+    units = [u for name in names for u in (unit_name(name), persistent_unit_name(name))]
+    return [
         shutil.which("journalctl") or "journalctl", "-o", "json", "--no-pager", "-q",
         f"--since=@{since:.6f}", f"--until=@{until:.6f}",
         *(f"MESSAGE_ID={m}" for m in (MSG_STARTED, MSG_SUCCESS, MSG_FAILURE, MSG_PROCESS_EXIT)), "_PID=1",
+        *(f"UNIT={u}" for u in units),
     ]  # fmt: skip
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise NspawnctlError(f"cannot read past events from the journal: {e}") from None
-    records = []
-    for line in proc.stdout.splitlines():
+
+
+def read_records(lines: Iterable[bytes], cap: int = REPLAY_CAP) -> list[dict[str, Any]]:
+    """``journalctl -o json`` lines into records, at most ``cap`` of them (the oldest)."""
+    import json
+
+    records: list[dict[str, Any]] = []
+    for line in lines:
+        if len(records) >= cap:
+            break
         try:
             record = json.loads(line)
         except ValueError:
             continue
         if isinstance(record, dict):
             records.append(record)
-    return replay_records(records, known)
+    return records
+
+
+def replay(store: ContainerStore, since: float, until: float) -> list[Event]:
+    """The start and die events of today's containers between ``since`` and ``until`` (Unix
+    times), from the journal (journalctl: a past query, not on any hot path). Read line by line
+    and capped; a container's events start at its creation (an earlier one of the same name
+    is another container)."""
+    import subprocess
+
+    specs = store.list()
+    known = {spec.name: (spec.id, spec.image) for spec in specs}
+    if not known or until <= since:
+        return []
+    born = {spec.name: _created(spec.created) for spec in specs}
+    try:
+        with subprocess.Popen(
+            replay_argv(since, until, sorted(known)), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        ) as proc:
+            assert proc.stdout is not None
+            try:
+                records = read_records(proc.stdout)
+            finally:
+                proc.kill()  # done, or the cap reached: the rest is not wanted
+    except OSError as e:
+        raise NspawnctlError(f"cannot read past events from the journal: {e}") from None
+    return [e for e in replay_records(records, known) if e.time_ns >= born[e.name]]
+
+
+def _created(text: str) -> int:
+    """A definition's Created= (RFC 3339) in ns; 0 when absent or unreadable (no lower bound)."""
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
+    except ValueError:
+        return 0
 
 
 def container_of_unit(unit: str) -> str | None:

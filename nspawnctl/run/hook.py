@@ -106,9 +106,9 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
 
         netns = str(net.netns_path(spec.name))
     ipcns = None
-    if any(not k.startswith("net.") for k, _ in spec.settings.sysctls):
-        from . import ipcns as ipc
+    from . import ipcns as ipc
 
+    if ipc.needed(spec.settings.sysctls):
         ipcns = ipc.path(spec.name)
     fields: dict[str, object] = {
         "ipcns": ipcns,
@@ -271,7 +271,7 @@ def pre(paths: Paths, name: str, unit: str) -> None:
             apply_sysctls(str(net.netns_path(spec.name)), netsysctls)
         from . import ipcns
 
-        if ipcns.ipc_sysctls(spec.settings.sysctls):  # the IPC ones: a namespace nspawn keeps
+        if ipcns.needed(spec.settings.sysctls):  # the IPC ones: a namespace nspawn keeps
             ipcns.create(spec.name, ipcns.ipc_sysctls(spec.settings.sysctls))
     arm_health(paths, spec, unit)
 

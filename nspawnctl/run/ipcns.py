@@ -32,6 +32,13 @@ def ipc_sysctls(sysctls: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], 
     return tuple((k, v) for k, v in sysctls if is_ipc(k))
 
 
+def needed(sysctls: tuple[tuple[str, str], ...]) -> bool:
+    """Whether a container gets an IPC namespace of ours (and nspawn is told to keep it). The one
+    condition for the unit's pre step, the launch's ``nsenter --ipc=``, SHARE_ENV and the hook:
+    were they to disagree, nspawn could run in the host's IPC namespace."""
+    return bool(ipc_sysctls(sysctls))
+
+
 def path(name: str) -> str:
     return str(IPCNS_DIR / name)
 

@@ -71,7 +71,9 @@ def needs_pre(spec: ContainerSpec) -> bool:
     from ..spec import owns_netns
 
     # issue 14: the pre step also arms a container's health check timer
-    ipc = any(not k.startswith("net.") for k, _ in spec.settings.sysctls)  # --sysctl kernel.shm*: ipcns.py
+    from . import ipcns
+
+    ipc = ipcns.needed(spec.settings.sysctls)  # --sysctl kernel.shm*: ipcns.py
     return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc
 
 
@@ -124,6 +126,12 @@ def exec_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     inside it through nsenter, which execs (same PID: Type=notify still works); nspawn's own
     --network-namespace-path= cannot be joined from a user namespace. The stream opener, first
     when output goes to the journal, execs too (see journal_streams)."""
+    from ..errors import InvalidArgument
+    from . import ipcns
+
+    if ipcns.needed(spec.settings.sysctls) and not launch.ipcns:
+        # nspawn is told to keep the IPC namespace it is started in: never the host's
+        raise InvalidArgument(f"container {spec.name}: IPC sysctls need the launch's IPC namespace")
     argv = nspawn_argv(spec, pool, launch)
     opener = journal_streams(spec.name, launch)
     enter = [f"--net={launch.netns}"] if launch.netns else []

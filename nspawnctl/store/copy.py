@@ -437,6 +437,78 @@ class ContainerRoot:
         return _ForkJob(self.leader, self.name, work, child_closes, keep)
 
 
+def in_container_cgroup(cgroup: str, name: str) -> bool:
+    """Whether a ``/proc/PID/cgroup`` text puts the process in container ``name``'s unit
+    (the transient one or systemd-nspawn@NAME.service, the payload below it)."""
+    from ..run.units import persistent_unit_name, unit_name
+
+    units = {unit_name(name), persistent_unit_name(name)}
+    for line in cgroup.splitlines():
+        path = line.split(":", 2)[-1]
+        if any(part in units for part in path.split("/")):
+            return True
+    return False
+
+
+def container_namespaces(leader: int, name: str) -> tuple[int, int]:
+    """The user and mount namespace fds of container ``name``'s PID 1 ``leader``, checked to
+    be that container's: the PID came from machined a moment ago and may since belong to a
+    host process (the container stopped, the PID was reused), whose namespaces a root copy
+    must never join. A pidfd pins the process the checks are about: if it is still alive
+    after the cgroup check and the opens, all of them saw that same process."""
+    import signal
+
+    gone = NotFound(f"container {name} stopped while files were being copied", hint="try again")
+    try:
+        pidfd = os.pidfd_open(leader)
+    except (ProcessLookupError, FileNotFoundError):
+        raise gone from None
+    opened: list[int] = []
+    try:
+        try:
+            with open(f"/proc/{leader}/cgroup") as f:
+                cgroup = f.read()
+            if not in_container_cgroup(cgroup, name):
+                raise gone
+            for ns in ("user", "mnt"):
+                opened.append(os.open(f"/proc/{leader}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+            signal.pidfd_send_signal(pidfd, 0)  # ProcessLookupError once it has exited
+        except (ProcessLookupError, FileNotFoundError):
+            raise gone from None
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        raise
+    finally:
+        os.close(pidfd)
+    return opened[0], opened[1]
+
+
+SHIFTED_RANGE = 65536  # the IDs of a container stored shifted: shift .. shift+65535
+MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown
+
+
+def owner_for(shift: int, keep: bool) -> Callable[[int, int], tuple[int, int]]:
+    """The owner a copied-in entry gets on disk: the container's root (``shift``, the owner of
+    its root directory), or with ``keep`` (``cp -a``, docker's copyUIDGID) the tar's IDs moved by
+    ``shift``. A tar's IDs come from strangers (negative in GNU base-256, any size in PAX): one
+    outside the container's range could name host root or a neighbour's range, so it is refused."""
+    if not keep:
+        return lambda u, g: (shift, shift)
+    top = SHIFTED_RANGE - 1 if shift else MAX_ID
+
+    def owner(u: int, g: int) -> tuple[int, int]:
+        for kind, value in (("uid", u), ("gid", g)):
+            if not 0 <= value <= top:
+                raise ArchiveError(
+                    f"the archive's {kind} {value} is outside the container's range 0..{top}",
+                    hint="copy without keeping owners (no -a / copyUIDGID)",
+                )
+        return u + shift, g + shift
+
+    return owner
+
+
 class _Job:
     def wait(self) -> BaseException | None:
         raise NotImplementedError
@@ -487,13 +559,7 @@ class _ForkJob(_Job):
 
         self._name = name
         libc = ctypes.CDLL(None, use_errno=True)
-        try:
-            user = os.open(f"/proc/{leader}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-            mnt = os.open(f"/proc/{leader}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise NotFound(
-                f"container {name} stopped while files were being copied", hint="try again"
-            ) from None
+        user, mnt = container_namespaces(leader, name)
         same_user = os.fstat(user).st_ino == os.stat("/proc/self/ns/user").st_ino
         r, w = os.pipe()
         self._pid = os.fork()
@@ -797,10 +863,7 @@ def _receive_in_container(
         except OSError as e:
             raise InvalidArgument(f"cannot resolve {dest} in container {name}: {e.strerror}") from e
         st = rootpath.lstat(root_fd, comps)
-        shift = os.fstat(root_fd).st_uid
-
-        def owner(u: int, g: int) -> tuple[int, int]:
-            return (u + shift, g + shift) if archive else (shift, shift)
+        owner = owner_for(os.fstat(root_fd).st_uid, archive)
 
         if src is None:
             if st is None or not stat.S_ISDIR(st.st_mode):
@@ -944,10 +1007,7 @@ def _extract_in_container(
             raise NotFound(f"Could not find the file {path} in container {name}")
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidArgument(f"extraction point is not a directory: {path} in container {name}")
-        shift = os.fstat(root_fd).st_uid
-
-        def owner(u: int, g: int) -> tuple[int, int]:
-            return (u + shift, g + shift) if keep_owners else (shift, shift)
+        owner = owner_for(os.fstat(root_fd).st_uid, keep_owners)
 
         fd = rootpath.open_dir(root_fd, comps, DIR_READ)
         try:

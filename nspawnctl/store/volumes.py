@@ -27,7 +27,7 @@ import secrets
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,11 +186,19 @@ class VolumeStore:
         if (old := self._legacy_meta(name)) is not None:
             old.unlink(missing_ok=True)
 
-    def prune(self) -> tuple[builtins.list[str], int]:
-        """Delete every volume no container binds; (names, bytes they held)."""
+    def prune(
+        self, anonymous_only: bool = False, labels: Sequence[str] = ()
+    ) -> tuple[builtins.list[str], int]:
+        """Delete the volumes no container binds; (names, bytes they held). ``anonymous_only``:
+        only those made without a name (marked with ANONYMOUS_LABEL at creation, as docker's:
+        a name that looks random is still a name); ``labels``: docker's ``label`` filter."""
+        from ..labels import labels_match
+
         gone, size = [], 0
         for info in self.list():
-            if info.users:
+            if info.users or (anonymous_only and ANONYMOUS_LABEL not in info.labels):
+                continue
+            if not labels_match(list(labels), info.labels):
                 continue
             size += tree_size(info.mountpoint)
             self._delete(info.name)

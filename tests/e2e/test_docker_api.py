@@ -213,6 +213,15 @@ def test_bad_requests_get_docker_errors_and_the_service_goes_on(api: dict[str, s
     assert systemctl("show", "-P", "MainPID", SERVICE) == pid  # the same process served it all
 
 
+def test_a_blank_label_key_is_refused_and_nothing_is_made(api: dict[str, str], pulled: str, nsp: CLI) -> None:
+    """Review 15 #5: a container with a ``""`` label key could never be loaded again."""
+    body = json.dumps({"Image": pulled, "Labels": {"": "x"}})
+    url = "http://d/containers/create?name=blanklabel"
+    code, reply = curl("-X", "POST", "-H", "Content-Type: application/json", "-d", body, url)
+    assert code == 400 and "invalid label" in str(reply["message"])
+    assert "blanklabel" not in nsp("ps", "-a").stdout
+
+
 def test_dial_stdio_carries_the_api(api: dict[str, str]) -> None:
     proc = subprocess.run(
         ["nspawnctl", "system", "dial-stdio"],

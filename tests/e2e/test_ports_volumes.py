@@ -255,7 +255,10 @@ def test_volume_in_use_is_refused_even_with_force_then_pruned(
     assert nsp("volume", "inspect", used).stdout.count(ctr) == 1  # UsedBy
     proc = nsp("volume", "prune", check=False)  # no terminal, no --force: refused
     assert proc.returncode != 0 and unused in nsp("volume", "ls", "-q").stdout
-    out = nsp("volume", "prune", "-f").stdout
+    out = nsp("volume", "prune", "-f").stdout  # named volumes are kept without -a, as docker's
+    assert unused not in out and (VOLUMES / unused).is_dir()
+    assert nsp("volume", "prune", "-f", "-a", "--filter", "label=nosuch").stdout.count(unused) == 0
+    out = nsp("volume", "prune", "-f", "-a").stdout
     assert "Deleted Volumes:\n" in out and unused in out and used not in out
     assert not (VOLUMES / unused).exists() and (VOLUMES / used).is_dir()
     nsp("rm", ctr)

@@ -330,3 +330,69 @@ def test_archive_pipes_move_on_the_loop_while_many_copies_block() -> None:
         return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(40))), 60)
 
     assert asyncio.run(main()) == [2 * size] * 40
+
+
+def test_copy_refuses_a_leader_pid_that_is_not_the_containers() -> None:
+    """Review 15 #3: a PID machined named may have been reused by a host process; the copy must
+    not join that process's namespaces (here: our own process, in no container's cgroup)."""
+    from nspawnctl.store.copy import container_namespaces
+
+    with pytest.raises(NotFound, match="stopped while files were being copied"):
+        container_namespaces(os.getpid(), "c1")
+    root = ContainerRoot("/nonexistent", "c1", os.getpid())
+    with pytest.raises(NotFound):
+        root.start(lambda fd: None, [])
+
+
+def test_copy_refuses_a_leader_that_has_exited() -> None:
+    from nspawnctl.store.copy import container_namespaces
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with pytest.raises(NotFound):
+        container_namespaces(pid, "c1")
+
+
+def test_in_container_cgroup() -> None:
+    from nspawnctl.store.copy import in_container_cgroup
+
+    assert in_container_cgroup("0::/machine.slice/nspawnctl-c1.service/payload\n", "c1")
+    assert in_container_cgroup("0::/machine.slice/systemd-nspawn@c1.service/payload\n", "c1")
+    assert not in_container_cgroup("0::/machine.slice/nspawnctl-c10.service/payload\n", "c1")
+    assert not in_container_cgroup("0::/system.slice/cron.service\n", "c1")
+    assert not in_container_cgroup("0::/\n", "c1")
+
+
+def test_kept_owners_outside_the_containers_range_are_refused(ctr: tuple[ContainerRoot, Path]) -> None:
+    """Review 15 #10: a tar's uid shifted into a stored-shifted container must stay in its 64k
+    range (70000 + shift is a neighbour's range), and a huge ID is an ArchiveError, not a 500."""
+    root, path = ctr
+    with pytest.raises(ArchiveError, match="outside the container's range"):
+        files.extract_archive(
+            root, "/data", io.BytesIO(make_tar(reg("big", b"x", uid=2**40))), keep_owners=True
+        )
+    os.chown(path, 100000, 100000)  # stored shifted
+    with pytest.raises(ArchiveError, match="uid 70000 is outside"):
+        files.extract_archive(
+            root, "/data", io.BytesIO(make_tar(reg("o", b"x", uid=70000))), keep_owners=True
+        )
+    files.extract_archive(root, "/data", io.BytesIO(make_tar(reg("o", b"x", uid=5, gid=6))), keep_owners=True)
+    st = (path / "data" / "o").stat()
+    assert (st.st_uid, st.st_gid) == (100005, 100006)
+
+
+def test_owner_for() -> None:
+    from nspawnctl.store.copy import owner_for
+
+    assert owner_for(100000, False)(-1, 2**40) == (100000, 100000)
+    assert owner_for(100000, True)(0, 65535) == (100000, 165535)
+    for bad in (-1, 65536):
+        with pytest.raises(ArchiveError):
+            owner_for(100000, True)(bad, 0)
+        with pytest.raises(ArchiveError):
+            owner_for(100000, True)(0, bad)
+    assert owner_for(0, True)(2**32 - 2, 0) == (2**32 - 2, 0)
+    with pytest.raises(ArchiveError):
+        owner_for(0, True)(-5, 0)

@@ -187,13 +187,12 @@ def test_networks_builtin_zones_and_members() -> None:
     assert e.value.status == 404
 
 
-def test_volumes_shape_filters_and_anonymous_names(tmp_path: Path) -> None:
+def test_volumes_shape_and_filters(tmp_path: Path) -> None:
     named = VolumeInfo("data", tmp_path, "2026-12-07T07:00:00Z", {"k": "v"}, ["web"])
     anon = VolumeInfo("ab" * 32, tmp_path, "2026-12-07T07:00:00Z")
     msg = resources.volume_json(named)
     assert msg["Name"] == "data" and msg["Driver"] == "local" and msg["Labels"] == {"k": "v"}
     assert msg["Mountpoint"] == str(tmp_path) and msg["UsageData"]["RefCount"] == 1
-    assert resources.anonymous(anon.name) and not resources.anonymous("data")
     assert resources.volume_matches(named, {"name": ["at"], "label": ["k=v"], "dangling": ["false"]})
     assert not resources.volume_matches(named, {"dangling": ["true"]})
     assert resources.volume_matches(anon, {"dangling": ["1"], "driver": ["local"]})

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
 from nspawnctl.run import events as ev
 
 
@@ -36,3 +44,57 @@ def test_starts_and_dies_with_their_exit_codes() -> None:
         ("die", "0", 6_000_000_000),
     ]
     assert {(e.id, e.name, e.image) for e in out} == {("a" * 64, "web", "img:1")}
+
+
+def test_the_replay_asks_the_journal_for_the_containers_units_only() -> None:
+    """Review 15 #7: every unit's records since ``since`` were read into memory."""
+    argv = ev.replay_argv(0, 10, ["a", "web"])
+    units = [a for a in argv if a.startswith("UNIT=")]
+    assert units == [
+        "UNIT=nspawnctl-a.service",
+        "UNIT=systemd-nspawn@a.service",
+        "UNIT=nspawnctl-web.service",
+        "UNIT=systemd-nspawn@web.service",
+    ]
+    assert "_PID=1" in argv and "--since=@0.000000" in argv
+
+
+def test_records_are_read_line_by_line_up_to_a_cap() -> None:
+    def lines() -> Iterator[bytes]:
+        yield b"not json"
+        yield b"[1]"
+        n = 0
+        while True:  # an endless journal: the cap must stop the reading
+            n += 1
+            yield json.dumps({"n": n}).encode()
+
+    records = ev.read_records(lines(), cap=5)
+    assert records == [{"n": i} for i in range(1, 6)]
+
+
+def test_replay_runs_journalctl_and_drops_events_before_the_containers_creation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older container of the same name is another container: its events are not this one's."""
+    born = 1_700_000_000
+    records = [
+        _rec(ev.MSG_STARTED, "nspawnctl-web.service", (born - 100) * 10**6),  # a removed namesake
+        _rec(ev.MSG_STARTED, "nspawnctl-web.service", (born + 5) * 10**6, "i2"),
+    ]
+    fake = tmp_path / "journalctl"
+    data = tmp_path / "records"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    fake.write_text(f"#!/bin/sh\ncat {data}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+    class Spec:
+        name, id, image = "web", "a" * 64, "img"
+        created = datetime.fromtimestamp(born, UTC).isoformat(timespec="seconds")
+
+    class Store:
+        def list(self) -> list[Spec]:
+            return [Spec()]
+
+    out = ev.replay(Store(), 0, born + 100)  # type: ignore[arg-type]
+    assert [(e.action, e.time_ns) for e in out] == [("start", (born + 5) * 10**9)]

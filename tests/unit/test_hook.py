@@ -495,3 +495,29 @@ def test_a_foreground_rm_run_on_a_plain_veth_builds_its_network_itself(tmp_path:
     assert launch.pre == () and launch.post == ()
     assert launch.netns == net.netns_path("web")
     assert client.containers._launch(VETH).pre[-2:] == ("nspawnctl-web.service", "web")
+
+
+@pytest.mark.parametrize(
+    "sysctls",
+    [(), (("net.ipv4.ip_forward", "1"),), (("kernel.shmmax", "1"),), (("kernel.domainname", "x"),)],
+)
+def test_nspawn_keeps_an_ipc_namespace_only_when_it_runs_in_ours(
+    sysctls: tuple[tuple[str, str], ...],
+) -> None:
+    """Review 15 #9: SHARE_ENV (nspawn keeps the IPC namespace it starts in) ⇔ ``nsenter --ipc=``
+    ⇔ the pre step that makes it, whatever namespaced key is allowed next (kernel.domainname is
+    no IPC key: no namespace of ours, nspawn makes its own)."""
+    from nspawnctl.errors import InvalidArgument
+    from nspawnctl.run.ipcns import SHARE_ENV, needed
+
+    spec = dataclasses.replace(SPEC, settings=dataclasses.replace(SPEC.settings, sysctls=sysctls))
+    launch = hook.default_launch(spec, nspawn="/n", nsenter="/e")
+    props = props_of(spec, launch)
+    shared = SHARE_ENV in props.get("Environment", ("as", []))[1]
+    (start,) = props["ExecStart"][1]
+    entered = any(a.startswith("--ipc=") for a in start[1])
+    assert shared == entered == needed(sysctls) == (sysctls == (("kernel.shmmax", "1"),))
+    if needed(sysctls):
+        assert needs_pre(spec)
+        with pytest.raises(InvalidArgument):
+            exec_argv(spec, Path("/p"), dataclasses.replace(launch, ipcns=None))

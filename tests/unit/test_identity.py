@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +182,62 @@ def test_bad_filters_are_usage_errors(item: str, words: str) -> None:
     with pytest.raises(InvalidArgument, match=re.escape(words)) as e:
         parse_filters([item])
     assert e.value.exit_code == 2
+
+
+def test_a_blank_label_key_never_makes_a_definition_unloadable() -> None:
+    """Review 15 #5: ``Label==x`` (written before keys were checked) used to raise on every load,
+    so the container vanished from ``ps`` and could not be removed."""
+    from nspawnctl.labels import labels_from_words
+
+    text = spec_to_file(_spec("c", "1" * 64, {"": "x", " ": "y", "ok": "1"})).render()
+    assert file_to_spec("c", NspawnFile.parse(text)).labels == {"ok": "1"}
+    assert labels_from_words(["=x", "a=b=c", "bare"]) == {"a": "b=c", "bare": ""}
+
+
+def test_labels_are_checked_in_the_library_at_create() -> None:
+    """The API's ``Labels`` and an image's config reach create without parse_labels: a blank key
+    given is an error, a blank key from the image is dropped."""
+    from nspawnctl.labels import check_labels, merge_labels
+
+    with pytest.raises(InvalidArgument, match="invalid label"):
+        merge_labels({}, {"": "x"})
+    with pytest.raises(InvalidArgument, match="invalid label"):
+        check_labels({"  ": "x"})
+    assert merge_labels({"": "img", " ": "i", "a": "img", "b": "img"}, {"a": "given"}) == {
+        "a": "given",
+        "b": "img",
+    }
+
+
+def test_filters_select_is_the_one_container_selection_of_ps_and_the_api() -> None:
+    """Review 15 R2: the API and ``ps`` each built candidates and resolved ancestors themselves."""
+    from types import SimpleNamespace
+
+    from nspawnctl.errors import ImageNotFound
+    from nspawnctl.filters import parse_filters, select
+
+    def status(name: str, state: str, code: int | None, labels: dict[str, str]) -> Any:
+        spec = SimpleNamespace(
+            name=name, id=name * 8, labels=labels, image="img:1", image_id="sha256:" + "a" * 64
+        )
+        return SimpleNamespace(
+            spec=spec, state=state, exit=SimpleNamespace(exit_code=code) if code is not None else None
+        )
+
+    class Images:
+        def get(self, ref: str) -> Any:
+            if ref == "other-tag":
+                return SimpleNamespace(id="sha256:" + "a" * 64)
+            raise ImageNotFound(ref)
+
+    sts = [
+        status("a", "exited", 3, {"t": "1"}),
+        status("b", "running", 3, {}),
+        status("c", "exited", 0, {"t": "2"}),
+    ]
+    names = lambda f: [s.spec.name for s in select(sts, parse_filters(f), Images())]  # noqa: E731
+    assert names([]) == ["a", "b", "c"]
+    assert names(["exited=3"]) == ["a"]  # b's code is not an exit: it runs
+    assert names(["label=t"]) == ["a", "c"] and names(["label=t=2"]) == ["c"]
+    assert names(["ancestor=other-tag"]) == ["a", "b", "c"]
+    assert names(["ancestor=nosuch"]) == []

@@ -701,3 +701,16 @@ def test_manager_starts_auxiliary_units_in_the_same_call() -> None:
         ["a.socket", "fail", [["Description", ("s", "d")]], [["a.service", [["PartOf", ("as", ["x"])]]]]],
         [],
     )
+
+
+def test_zone_subnets_reads_the_zone_state_files(tmp_path: Path) -> None:
+    """Review 15 R4: the API parsed these files itself; the format lives in net/zone.py."""
+    from nspawnctl.net.zone import zone_subnets
+
+    assert zone_subnets(tmp_path / "none") == {}
+    (tmp_path / "a.json").write_text('{"zone": "a", "subnet": "10.0.0.0/24", "leases": {}}')
+    (tmp_path / "b.json").write_text('{"zone": "b", "subnet": null}')
+    (tmp_path / "c.json").write_text("not json")
+    (tmp_path / "d.json").write_text('["odd"]')
+    (tmp_path / "a.lock").write_text("")
+    assert zone_subnets(tmp_path) == {"a": "10.0.0.0/24", "b": None, "d": None}

@@ -285,3 +285,22 @@ def test_an_older_volume_record_is_read_and_moved_out_of_the_way(
     assert store.get("foo").labels == {"a": "1"}
     store.create("foo.json")
     assert store.get("foo").created == "then" and store.get("foo.json").labels == {}
+
+
+def test_prune_takes_anonymous_volumes_by_their_label_and_filters_by_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 15 R3: the API pruned a named volume whose name was 64 hex digits by default, and
+    the CLI pruned named ones always; one library prune for both, anonymity by the label."""
+    from nspawnctl.store.volumes import ANONYMOUS_LABEL
+
+    store = _plain_volumes(tmp_path, monkeypatch)
+    hexname = "a" * 64
+    store.create(hexname, {"tier": "web"})  # named by the user, though it looks random
+    store.create("anon", {ANONYMOUS_LABEL: "", "tier": "web"})
+    store.create("anon2", {ANONYMOUS_LABEL: ""})
+    store.create("named", {"tier": "db"})
+    assert store.prune(anonymous_only=True, labels=["tier=web"])[0] == ["anon"]
+    assert store.prune(anonymous_only=True)[0] == ["anon2"]
+    assert store.prune(labels=["tier"])[0] == [hexname, "named"]
+    assert store.list() == []

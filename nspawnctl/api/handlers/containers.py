@@ -74,7 +74,7 @@ async def create(ex: Exchange) -> None:
 async def list_containers(ex: Exchange) -> None:
     """docker's filters (id, name, label, status, ancestor, exited) through the library's own
     (filters.py, as ``nspawnctl ps --filter``)."""
-    from ...filters import Candidate, parse_filters
+    from ...filters import parse_filters, select
     from ..resources import filter_words
     from ..resources import parse_filters as parse_query_filters
 
@@ -87,25 +87,8 @@ async def list_containers(ex: Exchange) -> None:
     specs = await asyncio.to_thread(ex.client.containers.store.list)
     statuses = await ex.client.containers.astatuses(ex.bus, specs) if specs else []
     want_all = ex.request.flag("all") or filters.wants_stopped
-    images = ex.client.images
-
-    def same_image(text: str, image_id: str) -> bool:
-        try:
-            return bool(images.get(text).id == image_id)
-        except NspawnctlError:
-            return False
-
-    def candidate(st: ContainerStatus) -> Candidate:
-        code = st.exit.exit_code if st.exit and st.state == "exited" else None
-        s = st.spec
-        return Candidate(s.name, s.id, s.labels, st.state, s.image, s.image_id, code)
-
-    def wanted(st: ContainerStatus) -> bool:
-        if not want_all and not (st.running or st.state == "restarting"):
-            return False
-        return not filters.by_key or filters.matches(candidate(st), same_image)
-
-    out = await asyncio.to_thread(lambda: [st for st in statuses if wanted(st)])
+    shown = [st for st in statuses if want_all or st.running or st.state == "restarting"]
+    out = await asyncio.to_thread(select, shown, filters, ex.client.images)
     out.sort(key=lambda s: s.spec.created, reverse=True)
     limit_text = ex.request.arg("limit") or "0"
     if not limit_text.lstrip("-").isdigit():

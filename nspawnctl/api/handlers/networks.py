@@ -5,8 +5,6 @@ Zones come and go with their containers, so creating or removing one through the
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 from ..context import Exchange
 from ..http import ApiError
@@ -16,24 +14,9 @@ from ..routing import Router
 FILTER_KEYS = ("driver", "id", "name", "type", "label", "scope", "dangling")
 
 
-def zone_subnets() -> dict[str, str | None]:
-    """The zones with leases now (the network library's state files), with their subnets."""
-    from ...net.zone import zones_dir
-
-    d = zones_dir()
-    out: dict[str, str | None] = {}
-    if not d.is_dir():
-        return out
-    for path in sorted(d.glob("*.json")):
-        try:
-            data: Any = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        out[path.stem] = data.get("subnet") if isinstance(data, dict) else None
-    return out
-
-
 async def _all(ex: Exchange) -> list[Network]:
+    from ...net.zone import zone_subnets
+
     specs = await asyncio.to_thread(ex.client.containers.store.list)
     statuses = await ex.client.containers.astatuses(ex.bus, specs) if specs else []
     return networks(statuses, await asyncio.to_thread(zone_subnets))

@@ -9,7 +9,7 @@ from typing import Any
 from ...errors import InvalidArgument, VolumeInUse, VolumeNotFound
 from ..context import Exchange
 from ..http import ApiError
-from ..resources import anonymous, parse_filters, volume_json, volume_matches
+from ..resources import parse_filters, volume_json, volume_matches
 from ..routing import Router
 from ..translate import empty
 
@@ -75,22 +75,10 @@ async def remove(ex: Exchange, name: str) -> None:
 
 async def prune(ex: Exchange) -> None:
     """Volumes no container binds; from API 1.42 on only anonymous ones unless ``all=true`` (as
-    dockerd). One by one through the library's remove, which re-checks use under the pool lock."""
-    from ...store.files import tree_size
-
+    dockerd). The library's prune, as the CLI's ``volume prune``."""
     filters = parse_filters(ex.request.arg("filters"), PRUNE_FILTERS)
     every = any(v.lower() in ("1", "true") for v in filters.pop("all", [])) or ex.request.version < (1, 42)
-    gone, size = [], 0
-    for info in await asyncio.to_thread(ex.client.volumes.list):
-        if info.users or not (every or anonymous(info.name)) or not volume_matches(info, filters):
-            continue
-        held = await asyncio.to_thread(tree_size, info.mountpoint)
-        try:
-            if await asyncio.to_thread(ex.client.volumes.remove, info.name, True):
-                gone.append(info.name)
-                size += held
-        except VolumeInUse:  # bound meanwhile
-            continue
+    gone, size = await asyncio.to_thread(ex.client.volumes.prune, not every, filters.get("label", []))
     await ex.json({"VolumesDeleted": gone or None, "SpaceReclaimed": size})
 
 
