@@ -5,6 +5,7 @@ follows for them, and how they ended. Containers themselves are units and outliv
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,27 +13,77 @@ if TYPE_CHECKING:
     from ..run.stdio import Stdio
 
 ATTACH_BACKLOG = 1024
-"""Output pieces kept for an attached client that reads slower than the payload writes; more are
-dropped (the payload must not block on a slow client)."""
+"""Output pieces kept for an attached client that reads slower than the payload writes. Beyond
+them a payload on our terminal or pipes waits (:meth:`Attachment.put`, as under dockerd); one
+followed from the journal cannot be made to wait, so the client is cut off instead
+(:meth:`Attachment.send`): a stream ends early, it never has a hole."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Attachment:
-    """One attached client: what to send it (frames, or raw bytes with a TTY); None ends its
-    stream. ``session`` is resolved by the start (None: the payload has no stdin of ours)."""
+    """One attached client: what to send it (frames, or raw bytes with a TTY), and whether its
+    stream has ended (:meth:`end`: the rest of the queue, then the end). ``session`` is resolved
+    by the start (None: the payload has no stdin of ours)."""
 
     stdin: bool = False
-    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(ATTACH_BACKLOG))
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(ATTACH_BACKLOG))
     session: asyncio.Future[Session | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    cut: bool = False  # ended early: it fell too far behind a run followed from the journal
 
-    def send(self, data: bytes | None) -> None:
+    def send(self, data: bytes) -> None:
+        """A piece from the journal path (a callback that cannot wait): a client that is
+        ATTACH_BACKLOG pieces behind is cut off rather than given a stream with a gap."""
+        if self.ended.is_set():
+            return
         if self.queue.full():
-            if data is not None:
-                return
-            self.queue.get_nowait()  # room for the end
+            log.warning("an attached client fell %d pieces behind: its stream is ended", ATTACH_BACKLOG)
+            self.cut = True
+            self._drain()
+            self.end()
+            return
         self.queue.put_nowait(data)
+
+    async def put(self, data: bytes) -> None:
+        """A piece from our terminal or pipes: waits while the client is ATTACH_BACKLOG behind
+        (the payload then waits on its full pty or pipe); returns at once for an ended client."""
+        if not self.ended.is_set():
+            await self.queue.put(data)
+
+    def end(self) -> None:
+        """No more pieces: the reader gets what is queued, then the end."""
+        self.ended.set()
+
+    def close(self) -> None:
+        """The reader is gone: drop what is queued and release a writer waiting in :meth:`put`."""
+        self.end()
+        self._drain()
+
+    def _drain(self) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+
+    async def next(self) -> bytes | None:
+        """The next piece for the reader; None at the end."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        if self.ended.is_set():
+            return None
+        get = asyncio.ensure_future(self.queue.get())
+        end = asyncio.ensure_future(self.ended.wait())
+        try:
+            await asyncio.wait([get, end], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            end.cancel()
+            if not get.done():
+                get.cancel()
+        if get.done() and not get.cancelled():
+            return get.result()
+        return self.queue.get_nowait() if not self.queue.empty() else None
 
 
 @dataclass
@@ -46,8 +97,14 @@ class Session:
     attachments: list[Attachment] = field(default_factory=list)
 
     def emit(self, data: bytes) -> None:
+        """From the journal (see Attachment.send)."""
         for a in list(self.attachments):
             a.send(data)
+
+    async def put(self, data: bytes) -> None:
+        """From our terminal or pipes: waits for the slowest attached client (as dockerd)."""
+        for a in list(self.attachments):
+            await a.put(data)
 
 
 @dataclass
