@@ -262,3 +262,38 @@ def test_a_client_that_attaches_and_hangs_up_before_the_start_is_let_go() -> Non
         assert not runs.attachments and not runs.busy
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_the_library_start_attached_leaves_a_run_it_did_not_start(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, running: bool
+) -> None:
+    """A running unit is refused before its exit record or mounts are touched; a concurrent start
+    that wins (UnitExists) is not undone (an --rm container is not removed under it)."""
+    from nspawnctl.client import Client
+    from nspawnctl.config import Paths
+    from nspawnctl.errors import ContainerRunning
+    from nspawnctl.systemd.bus import BusError
+
+    c = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store")).containers
+    log: list[str] = []
+    spec = SimpleNamespace(name="web", auto_remove=True)
+
+    async def is_running(name: str) -> bool:
+        return running
+
+    async def attached(*a: Any) -> Any:
+        log.append("start")
+        raise BusError("org.freedesktop.systemd1.UnitExists", "Unit nspawnctl-web.service was already loaded")
+
+    async def undo(bus: Any, spec: Any) -> None:
+        log.append("undo")
+
+    monkeypatch.setattr(c.store, "get", lambda name: spec)
+    monkeypatch.setattr(c.store, "clear_exit", lambda name: log.append("clear_exit"))
+    monkeypatch.setattr(c, "_runtime", lambda bus: SimpleNamespace(is_running=is_running))
+    monkeypatch.setattr(c, "_attached", attached)
+    monkeypatch.setattr(c, "_undo_attached", undo)
+    with pytest.raises(ContainerRunning):
+        asyncio.run(c.astart_attached(None, "web", print, print))  # type: ignore[arg-type]
+    assert log == ([] if running else ["clear_exit", "start"])
