@@ -566,16 +566,16 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
     req = ex.request
     keys = detach_keys(ex)
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    a = Attachment()  # from the journal: a client far behind is cut off (Attachment.send)
     stream = await ex.conn.hijack(STREAM_MUX)
 
     def out(data: bytes) -> None:
         if want_out:
-            queue.put_nowait(frame(STDOUT, data))
+            a.send(frame(STDOUT, data))
 
     def err(data: bytes) -> None:
         if want_err:
-            queue.put_nowait(frame(STDERR, data))
+            a.send(frame(STDERR, data))
 
     async def follow() -> None:
         read = ex.conn.read_raw if stdin else None
@@ -584,14 +584,15 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
         except Detached:
             pass
         finally:
-            queue.put_nowait(None)
+            a.end()
 
     task = asyncio.ensure_future(follow())
     try:
-        while (data := await queue.get()) is not None:
+        while (data := await _next_piece(a, ex)) is not None:
             await stream.write(data)
         await stream.end()
     finally:
+        a.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
