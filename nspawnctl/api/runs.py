@@ -13,10 +13,12 @@ if TYPE_CHECKING:
     from ..run.stdio import Stdio
 
 ATTACH_BACKLOG = 1024
-"""Output pieces kept for an attached client that reads slower than the payload writes. Beyond
-them a payload on our terminal or pipes waits (:meth:`Attachment.put`, as under dockerd); one
-followed from the journal cannot be made to wait, so the client is cut off instead
-(:meth:`Attachment.send`): a stream ends early, it never has a hole."""
+"""Output pieces kept for an attached client that reads slower than a payload on our terminal or
+pipes writes; beyond them the payload waits (:meth:`Attachment.put`, as under dockerd)."""
+ATTACH_JOURNAL_LIMIT = 16 << 20
+"""Bytes kept for an attached client behind a run followed from the journal, which cannot be made
+to wait (and hands over a burst of lines at once): beyond them the client is cut off
+(:meth:`Attachment.send`): its stream ends early, it never has a hole."""
 
 log = logging.getLogger(__name__)
 
@@ -28,51 +30,65 @@ class Attachment:
     by the start (None: the payload has no stdin of ours)."""
 
     stdin: bool = False
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(ATTACH_BACKLOG))
+    queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)  # bounded by put and send
     session: asyncio.Future[Session | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     cut: bool = False  # ended early: it fell too far behind a run followed from the journal
+    pending: int = 0  # bytes queued
+    _taken: asyncio.Event = field(default_factory=asyncio.Event)
 
     def send(self, data: bytes) -> None:
-        """A piece from the journal path (a callback that cannot wait): a client that is
-        ATTACH_BACKLOG pieces behind is cut off rather than given a stream with a gap."""
+        """A piece from the journal path (a callback that cannot wait): a client more than
+        ATTACH_JOURNAL_LIMIT bytes behind is cut off rather than given a stream with a gap."""
         if self.ended.is_set():
             return
-        if self.queue.full():
-            log.warning("an attached client fell %d pieces behind: its stream is ended", ATTACH_BACKLOG)
+        if self.pending + len(data) > ATTACH_JOURNAL_LIMIT:
+            log.warning("an attached client fell %d bytes behind: its stream is ended", self.pending)
             self.cut = True
-            self._drain()
-            self.end()
+            self.close()
             return
-        self.queue.put_nowait(data)
+        self._add(data)
 
     async def put(self, data: bytes) -> None:
-        """A piece from our terminal or pipes: waits while the client is ATTACH_BACKLOG behind
-        (the payload then waits on its full pty or pipe); returns at once for an ended client."""
+        """A piece from our terminal or pipes: waits while the client is ATTACH_BACKLOG pieces
+        behind (the payload then waits on its full pty or pipe); returns at once once ended."""
+        while not self.ended.is_set() and self.queue.qsize() >= ATTACH_BACKLOG:
+            self._taken.clear()
+            await self._taken.wait()
         if not self.ended.is_set():
-            await self.queue.put(data)
+            self._add(data)
+
+    def _add(self, data: bytes) -> None:
+        self.pending += len(data)
+        self.queue.put_nowait(data)
 
     def end(self) -> None:
         """No more pieces: the reader gets what is queued, then the end."""
         self.ended.set()
 
     def close(self) -> None:
-        """The reader is gone: drop what is queued and release a writer waiting in :meth:`put`."""
+        """The reader is gone (or cut off): drop what is queued, release a writer in :meth:`put`."""
         self.end()
-        self._drain()
-
-    def _drain(self) -> None:
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.pending = 0
+        self._taken.set()
+
+    def next_nowait(self) -> bytes | None:
+        """The next piece if one is queued, else None."""
+        if self.queue.empty():
+            return None
+        data = self.queue.get_nowait()
+        self.pending -= len(data)
+        self._taken.set()
+        return data
 
     async def next(self) -> bytes | None:
         """The next piece for the reader; None at the end."""
-        if not self.queue.empty():
-            return self.queue.get_nowait()
-        if self.ended.is_set():
-            return None
+        if (data := self.next_nowait()) is not None or self.ended.is_set():
+            return data
         get = asyncio.ensure_future(self.queue.get())
         end = asyncio.ensure_future(self.ended.wait())
         try:
@@ -82,8 +98,11 @@ class Attachment:
             if not get.done():
                 get.cancel()
         if get.done() and not get.cancelled():
-            return get.result()
-        return self.queue.get_nowait() if not self.queue.empty() else None
+            data = get.result()
+            self.pending -= len(data)
+            self._taken.set()
+            return data
+        return self.next_nowait()
 
 
 @dataclass

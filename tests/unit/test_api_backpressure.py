@@ -25,21 +25,40 @@ async def _drain(a: Attachment) -> list[bytes]:
 
 
 def test_a_client_behind_a_journal_run_is_cut_off_never_given_a_gap() -> None:
+    from nspawnctl.api.runs import ATTACH_JOURNAL_LIMIT
+
     async def go() -> tuple[list[bytes], bool]:
         a = Attachment()
-        sent = [b"%d" % i for i in range(ATTACH_BACKLOG + 40)]
-        for piece in sent[: ATTACH_BACKLOG + 10]:
-            a.send(piece)
-        early = [await a.next() for _ in range(10)]
-        for piece in sent[ATTACH_BACKLOG + 10 :]:
-            a.send(piece)
+        piece = ATTACH_JOURNAL_LIMIT // 8
+        sent = [b"%d" % i + b"." * piece for i in range(20)]
+        for data in sent[:10]:
+            a.send(data)
+        early = [await a.next() for _ in range(2)]
+        for data in sent[10:]:
+            a.send(data)
         a.end()
         got = [x for x in early if x is not None] + await _drain(a)
         assert got == sent[: len(got)]  # a prefix: a cut stream, never one with a hole
         return got, a.cut
 
     got, cut = asyncio.run(go())
-    assert cut and len(got) < ATTACH_BACKLOG + 40
+    assert cut and len(got) < 20
+
+
+def test_a_burst_of_journal_lines_reaches_a_reader_whole() -> None:
+    """The journal hands over many lines at once (one drain of sd-journal): not a slow client."""
+
+    async def go() -> tuple[list[bytes], bool]:
+        a = Attachment()
+        sent = [b"%d\n" % i for i in range(50 * ATTACH_BACKLOG)]
+        for data in sent:
+            a.send(data)
+        a.end()
+        got = await _drain(a)
+        assert got == sent
+        return got, a.cut
+
+    assert not asyncio.run(go())[1]
 
 
 def test_a_client_behind_a_run_on_our_pipes_makes_the_payload_wait() -> None:

@@ -515,8 +515,8 @@ async def attach(ex: Exchange, id: str) -> None:
 
 
 async def _next_piece(a: Attachment, ex: Exchange) -> bytes | None:
-    if not a.queue.empty():
-        return a.queue.get_nowait()
+    if (data := a.next_nowait()) is not None:
+        return data
     return await _until_closed(a.next(), ex)
 
 
