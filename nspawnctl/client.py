@@ -1136,10 +1136,19 @@ class Containers:
         does for one it makes: the Docker API's attach-then-start (``docker run`` creates first).
         ``stdio``: the payload's stdin, stdout, stderr (a terminal or pipes, run/stdio.py) instead
         of the journal; ``tty``/``interactive`` as for :meth:`arun_attached`."""
+        from .systemd.bus import BusError
+
         spec = self.store.get(name)
+        if await self._runtime(bus).is_running(name):  # before anything of its run is touched
+            raise ContainerRunning(f"container {name} is already running")
         self.store.clear_exit(name)
         try:
             return await self._attached(bus, spec, write, write_err, interactive, tty, stdio, started)
+        except BusError as e:
+            if e.name.endswith("UnitExists"):  # a concurrent start won: its run is not ours to undo
+                raise ContainerRunning(f"container {name} is already running") from None
+            await _uncancelled(self._undo_attached(bus, spec))
+            raise
         except BaseException:
             await _uncancelled(self._undo_attached(bus, spec))
             raise

@@ -5,6 +5,7 @@ follows for them, and how they ended. Containers themselves are units and outliv
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,27 +13,96 @@ if TYPE_CHECKING:
     from ..run.stdio import Stdio
 
 ATTACH_BACKLOG = 1024
-"""Output pieces kept for an attached client that reads slower than the payload writes; more are
-dropped (the payload must not block on a slow client)."""
+"""Output pieces kept for an attached client that reads slower than a payload on our terminal or
+pipes writes; beyond them the payload waits (:meth:`Attachment.put`, as under dockerd)."""
+ATTACH_JOURNAL_LIMIT = 16 << 20
+"""Bytes kept for an attached client behind a run followed from the journal, which cannot be made
+to wait (and hands over a burst of lines at once): beyond them the client is cut off
+(:meth:`Attachment.send`): its stream ends early, it never has a hole."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Attachment:
-    """One attached client: what to send it (frames, or raw bytes with a TTY); None ends its
-    stream. ``session`` is resolved by the start (None: the payload has no stdin of ours)."""
+    """One attached client: what to send it (frames, or raw bytes with a TTY), and whether its
+    stream has ended (:meth:`end`: the rest of the queue, then the end). ``session`` is resolved
+    by the start (None: the payload has no stdin of ours)."""
 
     stdin: bool = False
-    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(ATTACH_BACKLOG))
+    queue: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)  # bounded by put and send
     session: asyncio.Future[Session | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    cut: bool = False  # ended early: it fell too far behind a run followed from the journal
+    pending: int = 0  # bytes queued
+    _taken: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def send(self, data: bytes | None) -> None:
-        if self.queue.full():
-            if data is not None:
-                return
-            self.queue.get_nowait()  # room for the end
+    def send(self, data: bytes) -> None:
+        """A piece from the journal path (a callback that cannot wait): a client more than
+        ATTACH_JOURNAL_LIMIT bytes behind is cut off rather than given a stream with a gap."""
+        if self.ended.is_set():
+            return
+        if self.pending + len(data) > ATTACH_JOURNAL_LIMIT:
+            log.warning("an attached client fell %d bytes behind: its stream is ended", self.pending)
+            self.cut = True
+            self.close()
+            return
+        self._add(data)
+
+    async def put(self, data: bytes) -> None:
+        """A piece from our terminal or pipes: waits while the client is ATTACH_BACKLOG pieces
+        behind (the payload then waits on its full pty or pipe); returns at once once ended."""
+        while not self.ended.is_set() and self.queue.qsize() >= ATTACH_BACKLOG:
+            self._taken.clear()
+            await self._taken.wait()
+        if not self.ended.is_set():
+            self._add(data)
+
+    def _add(self, data: bytes) -> None:
+        self.pending += len(data)
         self.queue.put_nowait(data)
+
+    def end(self) -> None:
+        """No more pieces: the reader gets what is queued, then the end."""
+        self.ended.set()
+
+    def close(self) -> None:
+        """The reader is gone (or cut off): drop what is queued, release a writer in :meth:`put`."""
+        self.end()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.pending = 0
+        self._taken.set()
+
+    def next_nowait(self) -> bytes | None:
+        """The next piece if one is queued, else None."""
+        if self.queue.empty():
+            return None
+        data = self.queue.get_nowait()
+        self.pending -= len(data)
+        self._taken.set()
+        return data
+
+    async def next(self) -> bytes | None:
+        """The next piece for the reader; None at the end."""
+        if (data := self.next_nowait()) is not None or self.ended.is_set():
+            return data
+        get = asyncio.ensure_future(self.queue.get())
+        end = asyncio.ensure_future(self.ended.wait())
+        try:
+            await asyncio.wait([get, end], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            end.cancel()
+            if not get.done():
+                get.cancel()
+        if get.done() and not get.cancelled():
+            data = get.result()
+            self.pending -= len(data)
+            self._taken.set()
+            return data
+        return self.next_nowait()
 
 
 @dataclass
@@ -46,8 +116,14 @@ class Session:
     attachments: list[Attachment] = field(default_factory=list)
 
     def emit(self, data: bytes) -> None:
+        """From the journal (see Attachment.send)."""
         for a in list(self.attachments):
             a.send(data)
+
+    async def put(self, data: bytes) -> None:
+        """From our terminal or pipes: waits for the slowest attached client (as dockerd)."""
+        for a in list(self.attachments):
+            await a.put(data)
 
 
 @dataclass

@@ -19,7 +19,7 @@ import fcntl
 import os
 import struct
 import termios
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 DEFAULT_SIZE = (24, 80)
@@ -108,12 +108,14 @@ class Stdio:
         self.stdin_open = False
 
     # -- stdout, stderr -----------------------------------------------------------------------
-    async def pump(self, emit: Callable[[int, bytes], None]) -> None:
+    async def pump(self, emit: Callable[[int, bytes], Awaitable[None]]) -> None:
         """Read the payload's output until it ends (EOF; EIO once a terminal's last writer is
-        gone), handing each piece to ``emit(STDOUT or STDERR, data)``."""
+        gone), handing each piece to ``await emit(STDOUT or STDERR, data)``. Nothing is read
+        while ``emit`` waits, so a slow reader makes the payload wait on its full pty or pipe
+        instead of piling its output up in memory."""
         await asyncio.gather(*(self._pump_one(fd, kind, emit) for fd, kind in self.outputs))
 
-    async def _pump_one(self, fd: int, kind: int, emit: Callable[[int, bytes], None]) -> None:
+    async def _pump_one(self, fd: int, kind: int, emit: Callable[[int, bytes], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -125,7 +127,7 @@ class Stdio:
                 data = b""
             if not data:
                 return
-            emit(kind, data)
+            await emit(kind, data)
 
 
 async def write_all(fd: int, data: bytes) -> bool:

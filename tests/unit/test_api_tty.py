@@ -57,23 +57,6 @@ def test_definitions_take_the_tty_keys_as_booleans() -> None:
             _check_own(key, "maybe")
 
 
-def test_a_slow_client_loses_output_but_always_gets_the_end() -> None:
-    import asyncio
-
-    from nspawnctl.api.runs import ATTACH_BACKLOG, Attachment
-
-    async def go() -> list[bytes | None]:
-        a = Attachment()
-        for i in range(ATTACH_BACKLOG + 10):
-            a.send(b"%d" % i)
-        a.send(None)
-        return [a.queue.get_nowait() for _ in range(a.queue.qsize())]
-
-    got = asyncio.run(go())
-    assert len(got) == ATTACH_BACKLOG and got[-1] is None  # the end made room for itself
-    assert got[-2] == b"%d" % (ATTACH_BACKLOG - 1)  # what came once it was full was dropped
-
-
 def test_a_hijacked_connection_reads_the_clients_bytes_and_its_half_close() -> None:
     """attach's stdin: bytes sent with the request (still in h11's buffer) and after it, then b""
     at the client's half-close, while the reply side stays writable."""

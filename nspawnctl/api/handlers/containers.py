@@ -8,7 +8,8 @@ import contextlib
 import math
 import signal as signals
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...errors import (
     ContainerNotFound,
@@ -26,8 +27,10 @@ from ..translate import console_size, create_options
 
 if TYPE_CHECKING:
     from ...client import ContainerStatus
+    from ...spec import ContainerSpec
     from ...systemd.journal import Entry
 
+T = TypeVar("T")
 WAIT_POLL = 0.5
 """Seconds between two looks at a container ``wait`` follows that the service did not start
 attached (issue 14's wait will give an event instead)."""
@@ -118,38 +121,52 @@ async def inspect(ex: Exchange, id: str) -> None:
 async def start(ex: Exchange, id: str) -> None:
     name = await resolve(ex, id)
     status = await status_of(ex, name)
-    if status is not None and status.running:
-        await ex.empty(304)
-        return
     runs = ex.service.runs
-    attached = runs.take_attachments(name)
+    if (status is not None and status.running) or name in runs.running:
+        await ex.empty(304)  # a start of it through this service may still be under way
+        return
     spec = status.spec if status is not None else None
     wired = spec is not None and (spec.tty or spec.open_stdin)
-    if not attached and not wired:
+    if not runs.attachments.get(name) and not wired:
         await ex.client.containers.astart(ex.bus, name)
         runs.started(name)
         await ex.empty(204)
         return
+    # from here to follow_run's registration of the run no await: a concurrent start sees it
+    attached = runs.take_attachments(name)
     runs.started(name)
-    await follow_run(ex, name, attached)
+    await follow_run(ex, name, attached, spec)
     await ex.empty(204)
 
 
-async def follow_run(ex: Exchange, name: str, attached: list[Attachment]) -> None:
+async def follow_run(
+    ex: Exchange, name: str, attached: list[Attachment], spec: ContainerSpec | None = None
+) -> None:
     """Start the container and follow its run for the clients attached (and those that attach
     while it runs): through a terminal or pipes of ours when it has Tty/OpenStdin (run/stdio.py),
-    else from the journal. Returns once the unit has started; a failed start raises here."""
+    else from the journal. Returns once the unit has started; a failed start raises here. With
+    ``spec`` given the run is registered before the first await (see start)."""
     from ...run.stdio import open_stdio
 
     runs = ex.service.runs
-    spec = await asyncio.to_thread(ex.client.containers.store.get, name)
-    size = runs.console_sizes.pop(name, None)
-    stdio = open_stdio(spec.tty, spec.open_stdin, size) if (spec.tty or spec.open_stdin) else None
-    session = Session(name, stdio, spec.tty, attached)
     loop = asyncio.get_running_loop()
     began: asyncio.Future[None] = loop.create_future()
     ended: asyncio.Future[int] = loop.create_future()
     runs.running[name] = ended
+    try:
+        if spec is None:
+            spec = await asyncio.to_thread(ex.client.containers.store.get, name)
+        size = runs.console_sizes.pop(name, None)
+        stdio = open_stdio(spec.tty, spec.open_stdin, size) if (spec.tty or spec.open_stdin) else None
+    except BaseException as e:
+        runs.running.pop(name, None)
+        ended.set_exception(e)
+        ended.exception()
+        for a in attached:
+            a.end()
+        raise
+    tty = spec.tty
+    session = Session(name, stdio, tty, attached)
     runs.sessions[name] = session
     for a in attached:
         if not a.session.done():
@@ -161,11 +178,16 @@ async def follow_run(ex: Exchange, name: str, attached: list[Attachment]) -> Non
         if not began.done():
             began.set_result(None)
 
-    def send(kind: int, data: bytes) -> None:
-        session.emit(data if spec.tty else frame(kind, data))
+    def send(kind: int, data: bytes) -> None:  # the journal's lines
+        session.emit(data if tty else frame(kind, data))
+
+    async def put(kind: int, data: bytes) -> None:  # our terminal's or pipes' output
+        await session.put(data if tty else frame(kind, data))
+
+    interactive = spec.open_stdin
 
     async def follow() -> None:
-        pump = asyncio.ensure_future(stdio.pump(send)) if stdio is not None else None
+        pump = asyncio.ensure_future(stdio.pump(put)) if stdio is not None else None
         try:
             result = await ex.client.containers.astart_attached(
                 ex.bus,
@@ -174,8 +196,8 @@ async def follow_run(ex: Exchange, name: str, attached: list[Attachment]) -> Non
                 lambda b: send(STDERR, b),
                 started=on_start,
                 stdio=stdio.far if stdio is not None else None,
-                interactive=spec.open_stdin,
-                tty=spec.tty,
+                interactive=interactive,
+                tty=tty,
             )
             if pump is not None:  # what the payload wrote last (nspawn's end closes the pipes)
                 await asyncio.wait([pump], timeout=PUMP_GRACE)
@@ -191,11 +213,12 @@ async def follow_run(ex: Exchange, name: str, attached: list[Attachment]) -> Non
                 pump.cancel()
             if stdio is not None:
                 stdio.close()
-            runs.running.pop(name, None)
+            if runs.running.get(name) is ended:
+                del runs.running[name]
             if runs.sessions.get(name) is session:
                 del runs.sessions[name]
             for a in session.attachments:
-                a.send(None)
+                a.end()
 
     task = asyncio.ensure_future(follow())
     runs.tasks.add(task)
@@ -457,11 +480,12 @@ async def attach(ex: Exchange, id: str) -> None:
         stream = await ex.conn.hijack(content_type)
         if stdin:
             feeding = asyncio.ensure_future(_feed_stdin(ex, a, spec.stdin_once, keys))
-        while (data := await a.queue.get()) is not None:
+        while (data := await _next_piece(a, ex)) is not None:
             if spec.tty or (data[0] == STDOUT and want_out) or (data[0] == STDERR and want_err):
                 await stream.write(data)
         await stream.end()
     finally:
+        a.close()  # a payload waiting for room in its queue goes on
         if feeding is not None:
             feeding.cancel()
         if session is not None and a in session.attachments:
@@ -473,6 +497,49 @@ async def attach(ex: Exchange, id: str) -> None:
         runs.detach(name, a)
 
 
+async def _next_piece(a: Attachment, ex: Exchange) -> bytes | None:
+    if (data := a.next_nowait()) is not None:
+        return data
+    return await _until_closed(a.next(), ex)
+
+
+async def _until_closed(get: Awaitable[T], ex: Exchange) -> T:
+    """``get``'s result, or ClientGone once the client has closed its connection. Not at its
+    half-close (EOF, ``hung_up``): docker's CLI half-closes an attach at once when it sends no
+    stdin and reads on. Only a full close gives the socket EPOLLHUP, which an epoll set
+    watching it for nothing else reports (readable for the loop)."""
+    import select
+
+    task = asyncio.ensure_future(get)
+    sock = ex.conn.writer.get_extra_info("socket")
+    if task.done() or sock is None:
+        return await task
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+    with select.epoll() as ep:
+        try:
+            ep.register(sock.fileno(), 0)  # EPOLLHUP and EPOLLERR are always reported
+        except (OSError, ValueError):  # closed already
+            task.cancel()
+            raise ClientGone() from None
+
+        def wake() -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        loop.add_reader(ep.fileno(), wake)
+        try:
+            either: list[asyncio.Future[Any]] = [task, closed]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(ep.fileno())
+            if not task.done():
+                task.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientGone()
+
+
 async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
     """Attach to a container this service does not follow: its output from the journal as
     frames, the client's bytes to its stdin FIFO when it was started with -i (run/attach.py),
@@ -482,16 +549,16 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
     req = ex.request
     keys = detach_keys(ex)
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    a = Attachment()  # from the journal: a client far behind is cut off (Attachment.send)
     stream = await ex.conn.hijack(STREAM_MUX)
 
     def out(data: bytes) -> None:
         if want_out:
-            queue.put_nowait(frame(STDOUT, data))
+            a.send(frame(STDOUT, data))
 
     def err(data: bytes) -> None:
         if want_err:
-            queue.put_nowait(frame(STDERR, data))
+            a.send(frame(STDERR, data))
 
     async def follow() -> None:
         read = ex.conn.read_raw if stdin else None
@@ -500,14 +567,15 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
         except Detached:
             pass
         finally:
-            queue.put_nowait(None)
+            a.end()
 
     task = asyncio.ensure_future(follow())
     try:
-        while (data := await queue.get()) is not None:
+        while (data := await _next_piece(a, ex)) is not None:
             await stream.write(data)
         await stream.end()
     finally:
+        a.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
@@ -538,7 +606,7 @@ async def _feed_stdin(ex: Exchange, a: Attachment, stdin_once: bool, keys: bytes
         if stdio is not None:
             await stdio.write(data)
         if detach:
-            a.send(None)
+            a.end()
             return
     if stdio is not None:
         await stdio.write(scanner.flush())

@@ -57,15 +57,26 @@ def _record(ex: Exchange, id: str) -> ExecRecord:
 async def start_exec(ex: Exchange, id: str) -> None:
     """Hijacked (unless Detach): the command's output as multiplexed frames, raw with a TTY; the
     client's bytes to its stdin with AttachStdin, its half-close the command's EOF."""
-    from ...run.stdio import open_stdio, spawn
-
     record = _record(ex, id)
     body = ex.request.json()
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     if record.running or record.exit_code is not None:
         raise ApiError(409, f"exec {id} has already run")
-    detach = bool(body.get("Detach"))
+    record.running = True  # before the first await: a second start of it is refused
+    try:
+        await _run(ex, record, bool(body.get("Detach")))
+    finally:
+        record.running, record.stdio = False, None
+
+
+EXEC_BACKLOG = 64
+"""Output pieces kept for an exec's client; beyond them the command waits on its pipe or pty."""
+
+
+async def _run(ex: Exchange, record: ExecRecord, detach: bool) -> None:
+    from ...run.stdio import open_stdio, spawn
+
     tty = record.tty
     cmd = await ex.client.containers.aexec_command(
         ex.bus, record.container, record.argv, record.env, record.workdir, record.user,
@@ -77,13 +88,19 @@ async def start_exec(ex: Exchange, id: str) -> None:
     except BaseException:
         stdio.close()
         raise
-    record.running, record.pid, record.stdio = True, proc.pid, stdio
-    stream = None if detach else await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    record.pid, record.stdio = proc.pid, stdio
+    try:
+        stream = None if detach else await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        stdio.close()
+        raise
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(EXEC_BACKLOG)
 
-    def emit(kind: int, data: bytes) -> None:
+    async def emit(kind: int, data: bytes) -> None:
         if stream is not None:
-            queue.put_nowait(data if tty else frame(kind, data))
+            await queue.put(data if tty else frame(kind, data))
 
     async def send_out() -> None:
         gone = False
@@ -108,8 +125,10 @@ async def start_exec(ex: Exchange, id: str) -> None:
             await ex.empty(204)
         record.exit_code = await proc.wait()
         await asyncio.wait([pump], timeout=PUMP_GRACE)  # what it wrote last
+    except BaseException:
+        sender.cancel()
+        raise
     finally:
-        record.running, record.stdio = False, None
         if record.exit_code is None and proc.returncode is None:
             proc.kill()
             record.exit_code = await proc.wait()
@@ -117,7 +136,7 @@ async def start_exec(ex: Exchange, id: str) -> None:
         if feeding is not None:
             feeding.cancel()
         stdio.close()
-        queue.put_nowait(None)
+    await queue.put(None)
     await sender
     if stream is not None:
         await stream.end()

@@ -159,23 +159,6 @@ async def update(ex: Exchange, id: str) -> None:
     await ex.json({"Warnings": []})
 
 
-async def resize(ex: Exchange, id: str) -> None:
-    """Accepted (docker's clients send it with a TTY); nspawnctl's API has no TTY yet to apply it."""
-    await resolve(ex, id)
-    _size(ex)
-    await ex.conn.reply(200, b"", "text/plain; charset=utf-8")
-
-
-def _size(ex: Exchange) -> tuple[int, int]:
-    out = []
-    for key in ("h", "w"):
-        text = ex.request.arg(key) or "0"
-        if not (text.isascii() and text.isdigit()):
-            raise ApiError(400, f"{key}: {text!r} is not a number")
-        out.append(int(text))
-    return out[0], out[1]
-
-
 async def changes(ex: Exchange, id: str) -> None:
     await resolve(ex, id)
     raise ApiError(
@@ -201,5 +184,4 @@ def register(router: Router) -> None:
     router.add("GET", "/containers/{id}/top", top)
     router.add("GET", "/containers/{id}/stats", stats)
     router.add("POST", "/containers/{id}/update", update)
-    router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/changes", changes)
