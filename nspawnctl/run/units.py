@@ -226,9 +226,6 @@ def unit_properties(
         ("CollectMode", "s", "inactive-or-failed"),
         ("SyslogIdentifier", "s", spec.name),
         ("LogExtraFields", "aay", [log_extra_field(spec).encode()]),
-        # journald drops a unit's lines past its rate limit (10000 per 30 s, scaled by free disk):
-        # a payload's output is the container's log, kept whole as docker's log drivers keep it
-        ("LogRateLimitIntervalUSec", "t", 0),
         ("TimeoutStopUSec", "t", stop_timeout * 1_000_000),
         ("RequiresMountsFor", "as", [str(pool / spec.name)]),
     ]

@@ -51,7 +51,6 @@ def test_dropin_runs_the_hook_in_systemds_template() -> None:
         ("TimeoutStopSec", "90s"),
         ("SyslogIdentifier", "web"),
         ("LogExtraFields", f"NSPAWNCTL_CONTAINER_ID={SPEC.id}"),
-        ("LogRateLimitIntervalSec", "0"),
         ("RequiresMountsFor", "/var/lib/machines/web"),
         ("RequiresMountsFor", "/var/lib/nspawnctl"),
     ):
