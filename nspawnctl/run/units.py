@@ -36,6 +36,8 @@ def stop_timeout_sec(spec: ContainerSpec, default: int) -> int:
     """TimeoutStopSec= of the container's unit: ``default``, or longer for a longer --stop-timeout."""
     own = spec.settings.stop_timeout
     return default if own is None else max(default, own + STOP_GRACE)
+
+
 # A payload that fails is restarted after 1 s, then ever later up to every 5 min (systemd >= 254
 # grows the delay in RestartSteps= steps), so one that can never start (port taken, networkd
 # missing) does not loop every second forever, at every boot too. Older systemd has no backoff:
@@ -206,6 +208,11 @@ def accounting_properties() -> list[Property]:
     return [(key, "b", True) for key in ACCOUNTING]
 
 
+LOG_RATE_INTERVAL_USEC = 1_000_000
+LOG_RATE_BURST = 1_000_000
+"""Lines per second a container may log before journald drops some (see unit_properties)."""
+
+
 def unit_properties(
     spec: ContainerSpec, pool: Path, launch: Launch, *, backoff: bool = False
 ) -> list[Property]:
@@ -226,6 +233,11 @@ def unit_properties(
         ("CollectMode", "s", "inactive-or-failed"),
         ("SyslogIdentifier", "s", spec.name),
         ("LogExtraFields", "aay", [log_extra_field(spec).encode()]),
+        # journald drops a unit's lines past 10000 per 30 s (scaled by free disk: 37500 here), and
+        # LogRateLimitIntervalSec=0 means journald's default, not none: a payload's output is the
+        # container's log and run's output, kept whole up to a bound no real payload reaches
+        ("LogRateLimitIntervalUSec", "t", LOG_RATE_INTERVAL_USEC),
+        ("LogRateLimitBurst", "u", LOG_RATE_BURST),
         ("TimeoutStopUSec", "t", stop_timeout * 1_000_000),
         ("RequiresMountsFor", "as", [str(pool / spec.name)]),
     ]

@@ -417,3 +417,10 @@ def test_ps_and_inspect_json(nsp: CLI, busybox: str) -> None:
     missing = nsp("inspect", "nothing-here", check=False)  # JSON by default: so is the error, said once
     assert missing.returncode == 125 and missing.stderr == ""
     assert json.loads(missing.stdout)["error"]["message"] == "no such container or image: nothing-here"
+
+
+def test_a_flood_of_output_reaches_run_and_logs_whole(nsp: CLI, busybox: str) -> None:
+    """journald's rate limit (10000 lines per 30 s, scaled by free disk) once cut this at 37500."""
+    out = nsp("run", "--rm", busybox, "seq", "1", "100000")
+    lines = out.stdout.splitlines()
+    assert len(lines) == 100000 and lines[-1] == "100000"

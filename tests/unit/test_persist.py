@@ -51,6 +51,8 @@ def test_dropin_runs_the_hook_in_systemds_template() -> None:
         ("TimeoutStopSec", "90s"),
         ("SyslogIdentifier", "web"),
         ("LogExtraFields", f"NSPAWNCTL_CONTAINER_ID={SPEC.id}"),
+        ("LogRateLimitIntervalSec", "1s"),
+        ("LogRateLimitBurst", "1000000"),
         ("RequiresMountsFor", "/var/lib/machines/web"),
         ("RequiresMountsFor", "/var/lib/nspawnctl"),
     ):

@@ -65,6 +65,8 @@ def test_unit_properties_carry_limits_and_shape() -> None:
     assert props["Slice"] == ("s", "machine.slice")
     assert props["Type"] == ("s", "notify")
     assert props["LogExtraFields"] == ("aay", [f"NSPAWNCTL_CONTAINER_ID={SPEC.id}".encode()])
+    assert props["LogRateLimitIntervalUSec"] == ("t", 1_000_000)  # not 0: journald's default
+    assert props["LogRateLimitBurst"] == ("u", 1_000_000)
     sig, value = props["ExecStart"]
     assert sig == "a(sasb)" and value[0][0] == "/usr/bin/systemd-nspawn" and value[0][2] is False
     assert "AddRef" not in props and "StandardInputFileDescriptor" not in props
