@@ -18,7 +18,7 @@ def run(
         stdio = open_stdio(tty, stdin, size)
         got: dict[int, bytes] = {STDOUT: b"", STDERR: b""}
 
-        def emit(kind: int, b: bytes) -> None:
+        async def emit(kind: int, b: bytes) -> None:
             got[kind] += b
 
         proc = await spawn(argv, {"PATH": "/usr/bin:/bin"}, stdio)
