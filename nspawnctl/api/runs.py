@@ -37,6 +37,7 @@ class Attachment:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     cut: bool = False  # ended early: it fell too far behind a run followed from the journal
     pending: int = 0  # bytes queued
+    backlog: int = ATTACH_BACKLOG  # pieces :meth:`put` lets wait for the reader
     _taken: asyncio.Event = field(default_factory=asyncio.Event)
 
     def send(self, data: bytes) -> None:
@@ -54,7 +55,7 @@ class Attachment:
     async def put(self, data: bytes) -> None:
         """A piece from our terminal or pipes: waits while the client is ATTACH_BACKLOG pieces
         behind (the payload then waits on its full pty or pipe); returns at once once ended."""
-        while not self.ended.is_set() and self.queue.qsize() >= ATTACH_BACKLOG:
+        while not self.ended.is_set() and self.queue.qsize() >= self.backlog:
             self._taken.clear()
             await self._taken.wait()
         if not self.ended.is_set():
@@ -142,6 +143,7 @@ class ExecRecord:
     pid: int = 0
     tty: bool = False
     stdin: bool = False
+    detach_keys: bytes = b"\x10\x11"  # ctrl-p,ctrl-q: end a client's attach to it (with a TTY)
     stdio: Stdio | None = None  # while it runs with a terminal or stdin of ours
 
 

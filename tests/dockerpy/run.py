@@ -25,6 +25,7 @@ import ocibuild as ob  # noqa: E402
 from demo import make_busybox_root  # noqa: E402
 from pki import make_tls  # noqa: E402
 from registry import start_registry  # noqa: E402
+from standin import add_alpine_parts  # noqa: E402
 
 HUB = "registry-1.docker.io"
 IMAGES = ("library/alpine:3.10", "library/alpine:latest", "library/busybox:latest")
@@ -44,7 +45,7 @@ HOSTS_LINE = f"127.0.0.1 {HUB}  # docker-py-tests\n"
 def serve_images(work: Path) -> tuple[object, Path]:
     """A registry on 127.0.0.1:443 named registry-1.docker.io holding IMAGES (all one busybox image)."""
     layout = ob.Layout(work / "oci")
-    root = make_busybox_root(work / "bb-root")
+    root = add_alpine_parts(make_busybox_root(work / "bb-root"))
     env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     image = layout.image(
         None, [ob.Layer(ob.LayerSpec().tree(root), "gzip")], {"Cmd": ["/bin/sh"], "Env": env}

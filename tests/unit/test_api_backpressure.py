@@ -138,7 +138,7 @@ def _exchange(runs: Runs, containers: Any, body: Any = None, **conn: Any) -> Any
         client=SimpleNamespace(containers=containers),
         bus=None,
         request=SimpleNamespace(json=lambda: body or {}, arg=lambda k: None, flag=lambda k: False),
-        conn=SimpleNamespace(**conn),
+        conn=SimpleNamespace(writer=SimpleNamespace(get_extra_info=lambda key: None), **conn),
         empty=empty,
         replies=replies,
     )
@@ -177,7 +177,8 @@ def test_an_exec_with_a_client_that_never_reads_holds_a_bounded_backlog(monkeypa
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert not record.running
+        await asyncio.wait(runs.tasks, timeout=10)  # the command's own task: it outlives its client
+        assert not record.running and record.exit_code == -9
 
     asyncio.run(go())
 

@@ -1,19 +1,59 @@
 """``/containers/{id}/exec``, ``/exec/{id}/start``, ``/exec/{id}/json``: a command in a running
 container (the library's nsenter argv), its output as multiplexed frames, its exit code kept in
-memory for the inspect that docker's clients make afterwards."""
+memory for the inspect that docker's clients make afterwards.
+
+As dockerd does, the *start* request says how the output travels: raw bytes only when its body
+says ``Tty: true``, else frames (docker-py starts an exec made with a TTY with ``Tty: false`` unless
+told: its terminal's output then comes as stdout frames). A command that is not in the container
+is no failed request: the exec ends with 127 (126: not executable) and the client reads why."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..context import Exchange
-from ..http import ApiError, ClientGone
+from ..http import ApiError, Stream
 from ..render import frame
 from ..routing import Router
-from ..runs import ExecRecord
+from ..runs import Attachment, ExecRecord
 from ..translate import string, strings
-from .containers import PUMP_GRACE, STREAM_MUX, STREAM_RAW, resolve, status_of, tty_size
+from .containers import PUMP_GRACE, STREAM_MUX, STREAM_RAW, _next_piece, resolve, status_of, tty_size
+
+if TYPE_CHECKING:
+    from ...run.stdio import Stdio
+
+EXEC_BACKLOG = 64
+"""Output pieces kept for an exec's client; beyond them the command waits on its pipe or pty."""
+
+
+def field(body: dict[str, Any], name: str) -> Any:
+    """A body field as dockerd's JSON decoding finds it: by its name, else by a key differing
+    only in case (docker-py sends exec create's ``detachKeys`` so)."""
+    if name in body:
+        return body[name]
+    folded = name.casefold()
+    return next((v for k, v in body.items() if k.casefold() == folded), None)
+
+
+def flag(body: dict[str, Any], name: str) -> bool:
+    value = field(body, name)
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(400, f"{name}: a boolean is expected")
+    return bool(value)
+
+
+def exec_detach_keys(body: dict[str, Any]) -> bytes:
+    """exec create's ``DetachKeys``; none (or "") is docker's default ctrl-p,ctrl-q, as dockerd's."""
+    from ...errors import InvalidArgument
+    from ...run.attach import DEFAULT_DETACH_KEYS, parse_detach_keys
+
+    try:
+        return parse_detach_keys(string("DetachKeys", field(body, "DetachKeys")) or DEFAULT_DETACH_KEYS)
+    except InvalidArgument as e:
+        raise ApiError(400, f"DetachKeys: {e.message}") from None
 
 
 async def create_exec(ex: Exchange, id: str) -> None:
@@ -24,11 +64,9 @@ async def create_exec(ex: Exchange, id: str) -> None:
     status = await status_of(ex, name)
     if status is None or not status.running:
         raise ApiError(409, f"container {name} is not running")
-    if body.get("Privileged"):
+    if flag(body, "Privileged"):
         raise ApiError(400, "Privileged: not supported by nspawnctl's Docker API")
-    for key in ("Tty", "AttachStdin"):
-        if not isinstance(body.get(key, False), bool):
-            raise ApiError(400, f"{key}: a boolean is expected")
+    tty, stdin = flag(body, "Tty"), flag(body, "AttachStdin")
     argv = strings("Cmd", body.get("Cmd"))
     if not argv:
         raise ApiError(400, "Cmd: a command is required")
@@ -40,8 +78,9 @@ async def create_exec(ex: Exchange, id: str) -> None:
         env=strings("Env", body.get("Env")),
         workdir=string("WorkingDir", body.get("WorkingDir")) or None,
         user=string("User", body.get("User")) or None,
-        tty=bool(body.get("Tty")),
-        stdin=bool(body.get("AttachStdin")),
+        tty=tty,
+        stdin=stdin,
+        detach_keys=exec_detach_keys(body),
     )
     ex.service.runs.execs[record.id] = record
     await ex.json({"Id": record.id}, status=201)
@@ -55,91 +94,133 @@ def _record(ex: Exchange, id: str) -> ExecRecord:
 
 
 async def start_exec(ex: Exchange, id: str) -> None:
-    """Hijacked (unless Detach): the command's output as multiplexed frames, raw with a TTY; the
-    client's bytes to its stdin with AttachStdin, its half-close the command's EOF."""
+    """Hijacked (unless the body says ``Detach``: then it runs on its own and the answer comes at
+    once): the command's output, raw if the body says ``Tty``, else as frames; the client's bytes
+    to its stdin with AttachStdin, its half-close the command's EOF, and with a TTY the detach
+    keys end the client's stream while the command runs on."""
     record = _record(ex, id)
     body = ex.request.json()
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
+    raw, detach = flag(body, "Tty"), flag(body, "Detach")
     if record.running or record.exit_code is not None:
         raise ApiError(409, f"exec {id} has already run")
     record.running = True  # before the first await: a second start of it is refused
     try:
-        await _run(ex, record, bool(body.get("Detach")))
+        await _start(ex, record, raw, detach)
     finally:
-        record.running, record.stdio = False, None
+        if not record.pid:  # no command started (else its task, _until_exit, says when it ended)
+            record.running = False
 
 
-EXEC_BACKLOG = 64
-"""Output pieces kept for an exec's client; beyond them the command waits on its pipe or pty."""
-
-
-async def _run(ex: Exchange, record: ExecRecord, detach: bool) -> None:
-    from ...run.stdio import open_stdio, spawn
+async def _start(ex: Exchange, record: ExecRecord, raw: bool, detach: bool) -> None:
+    from ...errors import CommandNotExecutable, CommandNotFound
+    from ...run.stdio import STDOUT, open_stdio, spawn
 
     tty = record.tty
-    cmd = await ex.client.containers.aexec_command(
-        ex.bus, record.container, record.argv, record.env, record.workdir, record.user,
-        term="xterm" if tty else None,
-    )  # fmt: skip
+    try:
+        cmd = await ex.client.containers.aexec_command(
+            ex.bus, record.container, record.argv, record.env, record.workdir, record.user,
+            term="xterm" if tty else None,
+        )  # fmt: skip
+    except (CommandNotFound, CommandNotExecutable) as e:
+        record.exit_code = e.exit_code  # dockerd's 127 and 126 (daemon/errors.go)
+        if detach:
+            raise ApiError(400, str(e)) from None
+        await _say(await ex.conn.hijack(STREAM_RAW if raw else STREAM_MUX), raw, f"{e}\r\n")
+        return
+    stream = None if detach else await ex.conn.hijack(STREAM_RAW if raw else STREAM_MUX)
     stdio = open_stdio(tty, record.stdin and not detach)
     try:
         proc = await spawn(cmd.argv, cmd.env, stdio)
+    except OSError as e:
+        stdio.close()
+        record.exit_code = 126
+        if stream is None:
+            raise ApiError(500, f"exec: {e}") from None
+        await _say(stream, raw, f"exec: {e}\r\n")
+        return
     except BaseException:
         stdio.close()
         raise
     record.pid, record.stdio = proc.pid, stdio
-    try:
-        stream = None if detach else await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
-    except BaseException:
-        proc.kill()
-        await proc.wait()
-        stdio.close()
-        raise
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(EXEC_BACKLOG)
+    out = Attachment(backlog=EXEC_BACKLOG)  # a slow client makes the command wait, as dockerd's
 
     async def emit(kind: int, data: bytes) -> None:
-        if stream is not None:
-            await queue.put(data if tty else frame(kind, data))
+        if not raw:
+            await out.put(frame(kind, data))
+        elif kind == STDOUT:  # dockerd gives a start with Tty no stderr
+            await out.put(data)
 
-    async def send_out() -> None:
-        gone = False
-        while (data := await queue.get()) is not None:
-            if stream is None or gone:
-                continue  # keep reading: the command must not block on a full pipe
-            try:
-                await stream.write(data)
-            except ClientGone:
-                gone = True
-
-    async def feed() -> None:
-        while data := await ex.conn.read_raw():
-            await stdio.write(data)
-        await stdio.close_input()
-
-    pump = asyncio.ensure_future(stdio.pump(emit))
-    sender = asyncio.ensure_future(send_out())
-    feeding = asyncio.ensure_future(feed()) if record.stdin and stream is not None else None
+    if stream is None:
+        out.close()  # nobody follows: the output is read and dropped, the command never waits
+    runs = ex.service.runs
+    task = asyncio.ensure_future(_until_exit(record, proc, stdio, emit, out))
+    runs.tasks.add(task)
+    task.add_done_callback(runs.tasks.discard)
+    if stream is None:
+        await ex.empty(200)
+        return
+    feeding = asyncio.ensure_future(_feed(ex, record, out)) if record.stdin else None
     try:
-        if detach:
-            await ex.empty(204)
+        while (data := await _next_piece(out, ex)) is not None:
+            await stream.write(data)
+        await stream.end()
+    finally:
+        out.close()  # detached or gone: the command runs on, its output dropped
+        if feeding is not None:
+            feeding.cancel()
+
+
+async def _say(stream: Stream, raw: bool, text: str) -> None:
+    """dockerd's answer to an attached start that could not run the command: why, on stdout."""
+    from ...run.stdio import STDOUT
+
+    data = text.encode()
+    await stream.write(data if raw else frame(STDOUT, data))
+    await stream.end()
+
+
+async def _until_exit(
+    record: ExecRecord,
+    proc: asyncio.subprocess.Process,
+    stdio: Stdio,
+    emit: Callable[[int, bytes], Awaitable[None]],
+    out: Attachment,
+) -> None:
+    """The command's output read until it ends, its exit code kept: whether a client follows it
+    or not (detached start, detach keys, hang-up)."""
+    pump = asyncio.ensure_future(stdio.pump(emit))
+    try:
         record.exit_code = await proc.wait()
         await asyncio.wait([pump], timeout=PUMP_GRACE)  # what it wrote last
-    except BaseException:
-        sender.cancel()
-        raise
     finally:
-        if record.exit_code is None and proc.returncode is None:
+        if proc.returncode is None:
             proc.kill()
             record.exit_code = await proc.wait()
         pump.cancel()
-        if feeding is not None:
-            feeding.cancel()
         stdio.close()
-    await queue.put(None)
-    await sender
-    if stream is not None:
-        await stream.end()
+        record.running, record.stdio = False, None
+        out.end()  # after the exit code: a client reading the end inspects it next
+
+
+async def _feed(ex: Exchange, record: ExecRecord, out: Attachment) -> None:
+    """The client's bytes to the command's stdin; its half-close the command's EOF. With a TTY,
+    the detach keys end the client's stream (dockerd scans for them only then)."""
+    from ...run.attach import DetachScanner
+
+    stdio = record.stdio
+    if stdio is None:
+        return
+    scanner = DetachScanner(record.detach_keys if record.tty else b"")
+    while data := await ex.conn.read_raw():
+        data, detach = scanner.feed(data)
+        await stdio.write(data)
+        if detach:
+            out.close()
+            return
+    await stdio.write(scanner.flush())
+    await stdio.close_input()
 
 
 async def resize_exec(ex: Exchange, id: str) -> None:
