@@ -135,3 +135,23 @@ def test_the_detach_keys_end_the_attach_and_the_command_goes_on(
     info = api.exec_inspect(res)
     assert info["Running"] and info["ExitCode"] is None  # cat reads on, from nobody
     assert Path(f"/proc/{info['Pid']}").exists()
+
+
+def test_an_exec_right_after_the_start_sees_what_the_payload_did_first(
+    box: tuple[Any, Any], pulled: str, nsp: CLI
+) -> None:
+    """docker-py's test_exec_run_success: the start answers before nspawn's child has executed the
+    payload; the exec waits for it (run/payloadwait.py), as dockerd's start returns after it."""
+    client, _ = box
+    for _ in range(2):
+        c = client.containers.run(pulled, "sh -c 'echo hello > /test; sleep 60'", detach=True)
+        try:
+            assert tuple(c.exec_run("cat /test")) == (0, b"hello\n")
+        finally:
+            c.remove(force=True)
+    name = nsp.name("x-cli")  # the CLI's exec too
+    nsp("run", "-d", "--name", name, pulled, "sh", "-c", "echo hi > /test; sleep 60")
+    try:
+        assert nsp("exec", name, "cat", "/test").stdout == "hi\n"
+    finally:
+        nsp("rm", "-f", name)
