@@ -129,9 +129,10 @@ async def _start(ex: Exchange, record: ExecRecord, raw: bool, detach: bool) -> N
             raise ApiError(400, str(e)) from None
         await _say(await ex.conn.hijack(STREAM_RAW if raw else STREAM_MUX), raw, f"{e}\r\n")
         return
-    stream = None if detach else await ex.conn.hijack(STREAM_RAW if raw else STREAM_MUX)
     stdio = open_stdio(tty, record.stdin and not detach)
+    stream: Stream | None = None
     try:
+        stream = None if detach else await ex.conn.hijack(STREAM_RAW if raw else STREAM_MUX)
         proc = await spawn(cmd.argv, cmd.env, stdio)
     except OSError as e:
         stdio.close()
