@@ -119,3 +119,26 @@ def test_docker_cli_volumes(api: dict[str, str], pulled: str, nsp: CLI) -> None:
     assert made <= volumes(nsp)  # kept, as docker's rm without -v
     for v in made:
         nsp("volume", "rm", v)
+
+
+def test_archive_of_a_stopped_container_reaches_its_volume(client: Any, pulled: str, nsp: CLI) -> None:  # noqa: F811
+    """docker-py's ArchiveTest: put_archive into /vol1 before the start, get_archive after the exit."""
+    name = nsp.name("cr2arc")
+    ctr = client.create_container(pulled, ["sh", "-c", "cat /vol1/in.txt; echo out > /vol1/o.txt"], name=name,
+                                  volumes=["/vol1"])  # fmt: skip
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo("in.txt")
+        info.size = 7
+        tar.addfile(info, io.BytesIO(b"song-in"))
+    assert client.put_archive(ctr, "/vol1", data.getvalue())
+    assert nsp("exec", name, "true", check=False).returncode != 0  # stopped: the copy went to disk
+    client.start(ctr)
+    assert client.wait(ctr)["StatusCode"] == 0
+    assert client.logs(ctr) == b"song-in\n"  # the journal ends every line
+    stream, stat = client.get_archive(ctr, "/vol1/o.txt")
+    assert stat["name"] == "o.txt" and stat["size"] == 4
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.extractfile("o.txt")
+        assert member is not None and member.read() == b"out\n"
+    client.remove_container(ctr, v=True)

@@ -136,3 +136,18 @@ def test_inspect_shows_volumes_as_docker() -> None:
         ("bind", None, "/srv", True),
     ]
     assert _inspect()["Config"]["Volumes"] is None
+
+
+def test_a_stopped_containers_copy_goes_into_its_volumes() -> None:
+    from nspawnctl.files import in_mount
+    from nspawnctl.store.copy import ContainerRoot
+
+    root = ContainerRoot("/pool/c", "c", None, (("/vol1", "/v/a", False), ("/vol1/ro", "/v/b", True)))
+    assert in_mount(root, "/vol1/data.txt") == (ContainerRoot("/v/a", "c", None), "/data.txt")
+    assert in_mount(root, "/vol1/ro/x")[0].path == "/v/b"  # the deepest mount
+    assert in_mount(root, "/etc/x") == (root, "/etc/x")
+    assert in_mount(root, "/vol1") == (root, "/vol1")  # the mount point itself: the root's
+    assert in_mount(root, "/vol1/", write=True, at_mount=True) == (ContainerRoot("/v/a", "c", None), "/")
+    assert in_mount(root, "/vol1x/y")[0] is root
+    with pytest.raises(InvalidArgument):
+        in_mount(root, "/vol1/ro/x", write=True)
