@@ -514,7 +514,11 @@ class Containers:
         img = self._client.images.ensure(image, options.pull, options.pull_options)
         name = check_machine_name(options.name) if options.name else generate_name(self.store.names_in_use())
         defaults = img.defaults
-        env = [*check_env(defaults.env, f"Env of image {image}"), *check_env(options.env, "-e")]
+        # a bare KEY (the API's Env: ["KEY"]) unsets KEY, as dockerd: the image's KEY=... is dropped
+        own_env = check_env(options.env, "-e", bare=True)
+        unset = {e for e in own_env if "=" not in e}
+        image_env = check_env(defaults.env, f"Env of image {image}")
+        env = [*(e for e in image_env if e.partition("=")[0] not in unset), *own_env]
         # a booted image runs its init unless told what to run: a command, or --entrypoint
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
@@ -1206,7 +1210,9 @@ class Containers:
     def remove(self, name: str, force: bool = False) -> None:
         self._client.run(lambda bus: self.aremove(bus, name, force))
 
-    async def aremove(self, bus: Bus, name: str, force: bool = False) -> None:
+    async def aremove(self, bus: Bus, name: str, force: bool = False, volumes: bool = False) -> None:
+        """Remove the container (``force``: a running one is killed first); ``volumes``: its
+        anonymous volumes too (docker's ``rm -v``; named ones stay)."""
         from .errors import ContainerNotFound
 
         try:
@@ -1244,9 +1250,9 @@ class Containers:
         from .run import persist
 
         await persist.forget(rt.manager, name)
-        await asyncio.to_thread(self._remove_files, name)
+        await asyncio.to_thread(self._remove_files, name, volumes)
 
-    def _remove_files(self, name: str) -> None:
+    def _remove_files(self, name: str, volumes: bool = False) -> None:
         # what the hook's post step would have removed, had it run (a killed unit, a crash)
         from . import net
 
@@ -1259,7 +1265,7 @@ class Containers:
         stdinpipe.remove(self.paths, name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
-            self.store.remove(name)
+            self.store.remove(name, volumes)
 
     # -- observation -----------------------------------------------------------------------
     def get(self, name: str) -> ContainerStatus:
@@ -1405,8 +1411,11 @@ class Containers:
         if term:
             environment["TERM"] = term
         for e in [*spec.env, *check_env(env or [], "-e", in_file=False)]:
-            k, _, v = e.partition("=")
-            environment[k] = v
+            k, sep, v = e.partition("=")
+            if sep:
+                environment[k] = v
+            else:  # a bare KEY of the definition: unset (dockerd's create)
+                environment.pop(k, None)
         from .run.lookup import check_command
 
         # nsenter would say 127/126 too, in its own words; as docker does, say which command

@@ -67,6 +67,10 @@ def copy(
     assert name is not None
     root = container_root(client, name)
     if src_ctr is not None:
+        root, src_path = in_mount(root, src_path or "/")
+    else:
+        root, dest_path = in_mount(root, dest_path or "/", write=True, at_mount=True)
+    if src_ctr is not None:
         if dest == "-":
             copy_out(root, src_path or "/", None, stdout or _stdout(), archive=True, follow_link=follow_link)
         else:
@@ -91,21 +95,53 @@ def container_root(
     path = store.root(name)
     if not path.is_dir():
         raise NotFound(f"container {name} has no root directory {path}")
-    return ContainerRoot(str(path), name, (leader or _leader)(name))
+    running = (leader or _leader)(name)
+    mounts: tuple[tuple[str, str, bool], ...] = ()
+    if running is None:
+        mounts = tuple((v.container, v.host, v.read_only) for v in store.get(name).volumes)
+    return ContainerRoot(str(path), name, running, mounts)
+
+
+def in_mount(
+    root: ContainerRoot, path: str, write: bool = False, at_mount: bool = False
+) -> tuple[ContainerRoot, str]:
+    """Where ``path`` of a stopped container is: below one of its binds or volumes, that
+    directory (as the running container sees it mounted there; docker's cp too), else its root.
+    The mount point itself counts only with ``at_mount`` (a copy into it). A write into a
+    read-only one is refused."""
+    import dataclasses
+    import posixpath
+
+    norm = posixpath.normpath("/" + path.lstrip("/"))  # (normpath keeps a leading "//")
+    best: tuple[str, str, bool] | None = None
+    for ctr, host, ro in root.mounts:
+        mount = posixpath.normpath(ctr)
+        inside = norm.startswith(mount.rstrip("/") + "/") or (at_mount and norm == mount)
+        if inside and (best is None or len(mount) > len(best[0])):
+            best = (mount, host, ro)
+    if best is None:
+        return root, path
+    mount, host, ro = best
+    if write and ro:
+        raise InvalidArgument(f"{mount} is a read-only mount of container {root.name}", hint="copy elsewhere")
+    rest = norm[len(mount) :] or "/"
+    if path.endswith("/") and not rest.endswith("/"):
+        rest += "/"  # docker's "copy into the directory" mark
+    return dataclasses.replace(root, path=host, mounts=()), rest
 
 
 def stat_path(root: ContainerRoot, path: str) -> PathStat:
     """What is at ``path`` in the container (a final symlink not followed); NotFound if nothing."""
     from .store.copy import stat_path as do_stat
 
-    return do_stat(root, path)
+    return do_stat(*in_mount(root, path))
 
 
 def archive_path(root: ContainerRoot, path: str, out: IO[bytes]) -> None:
     """The tar stream of ``path`` in the container (``cp NAME:PATH -``) to ``out``."""
     from .store.copy import archive_path as do_archive
 
-    do_archive(root, path, out)
+    do_archive(*in_mount(root, path), out)
 
 
 def extract_archive(
@@ -120,6 +156,7 @@ def extract_archive(
     ``cp``'s safe extractor (nothing outside it, never through a symlink)."""
     from .store.copy import extract_archive as do_extract
 
+    root, path = in_mount(root, path, write=True, at_mount=True)
     do_extract(root, path, stream, keep_owners=keep_owners, keep_kinds=no_overwrite_dir_non_dir)
 
 

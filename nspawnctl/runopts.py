@@ -111,6 +111,8 @@ MAX_NAMES = 256  # hosts, DNS servers, search domains, tmpfs, devices, sysctls: 
 # the IPC ones in the IPC namespace).
 SYSCTL_PREFIXES = ("net.", "kernel.shm", "kernel.msg", "fs.mqueue.")
 SYSCTL_NAMES = ("kernel.sem",)
+# a tmpfs size the kernel's memparse() reads as parse_bytes does (decimal, binary k/m/g suffix)
+KERNEL_SIZE = re.compile(r"[1-9][0-9]{0,18}[kKmMgG]?")
 TMPFS_FLAGS = ("ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev")
 DEVICE_PERMS = re.compile(r"^(?!.*(.).*\1)[rwm]{1,3}$")  # r, w, m each at most once
 DEFAULT_SHM_MODE = "1777"
@@ -160,9 +162,12 @@ class Tmpfs:
             if not eq and key in TMPFS_FLAGS:
                 out.append(key)
             elif key == "size" and eq:
-                out.append(f"size={parse_bytes(value, 'tmpfs size')}")
+                n = parse_bytes(value, "tmpfs size")
+                # kept as given where the kernel reads it alike (docker shows it so: size=3M)
+                out.append(f"size={value if KERNEL_SIZE.fullmatch(value) else n}")
             elif key == "mode" and eq:
-                out.append(f"mode={parse_mode(value)}")
+                parse_mode(value)
+                out.append(f"mode={value}")
             elif key in ("nr_inodes", "uid", "gid") and eq and re.fullmatch(r"[0-9]{1,10}", value):
                 out.append(f"{key}={int(value)}")
             else:

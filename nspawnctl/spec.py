@@ -439,7 +439,7 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     f = base or NspawnFile()
     f.set("Exec", "Boot", "yes" if spec.boot else "no")
     f.set_words("Exec", "Parameters", spec.command or None)
-    f.set_all("Exec", "Environment", [_quote_env(e) for e in spec.env])
+    f.set_all("Exec", "Environment", [_quote_env(e) for e in spec.env if "=" in e])
     f.set("Exec", "WorkingDirectory", spec.workdir)
     f.set("Exec", "User", spec.user)
     f.set("Exec", "Hostname", spec.hostname)
@@ -470,6 +470,8 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     for key, value in own.items():
         f.set(OWN_SECTION, key, value)
     f.set_words(OWN_SECTION, "Entrypoint", spec.entrypoint or None)
+    # bare KEYs (the API's Env: ["KEY"], dockerd: unset): nspawn would import them from its own
+    f.set_words(OWN_SECTION, "UnsetEnvironment", [e for e in spec.env if "=" not in e] or None)
     f.set_all(OWN_SECTION, "Publish", [str(p) for p in spec.ports])
     f.set_all(OWN_SECTION, "Expose", spec.exposed)
     # -- health and auto-update (issue 14)
@@ -642,7 +644,7 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         image_id=f.get(own, "ImageId") or "",
         created=f.get(own, "Created") or "",
         command=f.get_words("Exec", "Parameters"),
-        env=f.get_words("Exec", "Environment"),
+        env=[*f.get_words("Exec", "Environment"), *f.get_words(own, "UnsetEnvironment")],
         volumes=volumes,
         workdir=f.get("Exec", "WorkingDirectory"),
         user=f.get("Exec", "User"),

@@ -251,13 +251,14 @@ MAX_LINE = (1 << 20) - 1
 _BREAKS = ("\n", "\r", "\0")
 
 
-def check_env(env: Iterable[str], source: str = "-e", in_file: bool = True) -> list[str]:
+def check_env(env: Iterable[str], source: str = "-e", in_file: bool = True, bare: bool = False) -> list[str]:
     """``KEY=VALUE`` assignments a payload can get: a name, each within what ``execve()`` passes,
-    no NUL, and (``in_file``: for a .nspawn file, not for ``exec``) no line break. Returns them."""
+    no NUL, and (``in_file``: for a .nspawn file, not for ``exec``) no line break. ``bare``: a
+    ``KEY`` alone is taken too (dockerd's create: the variable is unset). Returns them."""
     out = list(env)
     for e in out:
         key, sep, _ = e.partition("=")
-        if not sep or not key:
+        if not key or not (sep or bare):
             raise InvalidArgument(f"invalid environment variable {_show(e)} ({source})", hint="use KEY=VALUE")
         bad = next((c for c in (_BREAKS if in_file else ("\0",)) if c in e), None)
         if bad is not None:

@@ -3,7 +3,9 @@ images, errors. Pure functions: what the handlers send, and what the unit tests 
 
 from __future__ import annotations
 
+import re
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +107,32 @@ def container_summary(status: ContainerStatus, now: float) -> dict[str, Any]:
     }
 
 
-def _mount(v: Any) -> dict[str, Any]:
+VolumeName = Callable[[str], "str | None"]
+"""The volume a bind source is (``VolumeStore.name_of``), None for any other path."""
+
+
+def _no_volume(host: str) -> str | None:
+    return None
+
+
+def anonymous(name: str | None) -> bool:
+    """An anonymous volume's name (create gives it a random 64-hex one, as docker's)."""
+    return name is not None and re.fullmatch(r"[0-9a-f]{64}", name) is not None
+
+
+def _mount(v: Any, volume_name: VolumeName = _no_volume) -> dict[str, Any]:
+    name = volume_name(v.host)
+    if name is not None:  # a volume of the store: docker's volume mount
+        return {
+            "Type": "volume",
+            "Name": name,
+            "Source": v.host,
+            "Destination": v.container,
+            "Driver": "local",
+            "Mode": "ro" if v.read_only else "z",
+            "RW": not v.read_only,
+            "Propagation": "",
+        }
     return {
         "Type": "bind",
         "Source": v.host,
@@ -125,15 +152,21 @@ def familiar(ref: str) -> str:
     return ref
 
 
-def container_inspect(status: ContainerStatus) -> dict[str, Any]:
-    """``GET /containers/{id}/json``, built on the library's own inspect (ContainerStatus.to_json)."""
+def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_volume) -> dict[str, Any]:
+    """``GET /containers/{id}/json``, built on the library's own inspect (ContainerStatus.to_json).
+    ``volume_name`` tells the store's volumes from other bind sources: anonymous volumes (docker's
+    ``Config.Volumes``, ``-v /path``) are shown there and in ``Mounts``, not in ``Binds``."""
     mine = status.to_json()
     s = status.spec
     state = mine["State"]
     code = state["ExitCode"]
+    anonymous_targets = [v.container for v in s.volumes if anonymous(volume_name(v.host))]
+    config_extra: dict[str, Any] = {}
+    if s.settings.stop_timeout is not None:  # moby: StopTimeout *int `json:",omitempty"`
+        config_extra["StopTimeout"] = s.settings.stop_timeout
     host_config = {
         **{k: v for k, v in mine["HostConfig"].items() if v is not None},
-        "Binds": [str(v) for v in s.volumes],
+        "Binds": [str(v) for v in s.volumes if not anonymous(volume_name(v.host))],
         "AutoRemove": s.auto_remove,
         "LogConfig": {"Type": "journald", "Config": {}},
         "RestartPolicy": {"Name": s.restart, "MaximumRetryCount": 0},
@@ -168,7 +201,7 @@ def container_inspect(status: ContainerStatus) -> dict[str, Any]:
         "ProcessLabel": "",
         "AppArmorProfile": "",
         "HostConfig": host_config,
-        "Mounts": [_mount(v) for v in s.volumes],
+        "Mounts": [_mount(v, volume_name) for v in s.volumes],
         "Config": {
             "Hostname": s.hostname or s.name,
             "Domainname": "",
@@ -187,6 +220,8 @@ def container_inspect(status: ContainerStatus) -> dict[str, Any]:
             "Labels": dict(s.labels),
             "ExposedPorts": {k: {} for k in mine["HostConfig"]["PortBindings"]},
             "StopSignal": mine["Config"]["StopSignal"],
+            "Volumes": {t: {} for t in anonymous_targets} or None,
+            **config_extra,
         },
         "NetworkSettings": network,
     }

@@ -146,7 +146,7 @@ def _mount_text(i: int, m: Any) -> str:
     from .translate import empty  # docker's zero values, nested ({"Propagation": ""} asks nothing)
 
     for key, v in m.items():
-        if key not in MOUNT_FIELDS and not empty(v):
+        if key not in MOUNT_FIELDS and not empty(v, key):
             raise ApiError(400, f"{name}.{key}: not supported by nspawnctl's Docker API")
     fields = [f"type={_str(f'{name}.Type', m.get('Type')) or 'volume'}"]
     if source := _str(f"{name}.Source", m.get("Source")):

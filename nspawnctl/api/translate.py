@@ -2,7 +2,8 @@
 into its CLI options): each field goes through the parser of the run flag it stands for (runopts,
 health, spec), so the API accepts and refuses exactly what ``nspawnctl run`` does. What the library
 cannot honour is a 400 naming the field, never dropped: docker's clients send every field, so an
-empty value ("", 0, false, [], {}, null) is no request."""
+empty value ("", 0, false, [], {}, null) is no request; but a map whose keys carry the meaning
+(``Volumes: {"/vol1": {}}``) asks for something whenever it has a key."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .http import ApiError
 CONFIG_TAKEN = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "HostConfig", "ExposedPorts",
     "NetworkingConfig", "AttachStdout", "AttachStderr", "AttachStdin", "StdinOnce", "Labels",
-    "Tty", "OpenStdin", "StopSignal", "StopTimeout", "Healthcheck",
+    "Tty", "OpenStdin", "StopSignal", "StopTimeout", "Healthcheck", "Volumes",
 }  # fmt: skip
 HOST_TAKEN = {
     "Binds", "AutoRemove", "RestartPolicy", "Memory", "NanoCpus", "PidsLimit", "NetworkMode",
@@ -36,10 +37,21 @@ RESTART = {
 }
 
 
-def empty(value: Any) -> bool:
-    """Whether a field asks for nothing: docker's zero values, nested."""
+# moby's map-typed fields (Go maps, not structs): each key is a request even with a zero value
+# (Volumes {"/vol1": {}}, ExposedPorts {"80/tcp": {}}, Labels {"a": ""})
+MAPS = frozenset({
+    "Volumes", "ExposedPorts", "Labels", "PortBindings", "StorageOpt", "Tmpfs", "Sysctls",
+    "Annotations", "Config", "EndpointsConfig", "DriverOpts", "Options",
+})  # fmt: skip
+
+
+def empty(value: Any, key: str = "") -> bool:
+    """Whether a field (named ``key``) asks for nothing: docker's zero values, nested; a map field
+    (:data:`MAPS`) with a key is never empty."""
     if isinstance(value, dict):
-        return all(empty(v) for v in value.values())
+        if key in MAPS and value:
+            return False
+        return all(empty(v, k) for k, v in value.items())
     if isinstance(value, list):
         return all(empty(v) for v in value)
     return value in (None, "", 0, False)
@@ -115,10 +127,34 @@ NO_REQUEST = {"MemorySwappiness": -1}
 
 def _refuse_unknown(prefix: str, body: dict[str, Any], taken: set[str]) -> None:
     for key, value in body.items():
-        if key in taken or empty(value) or (key in NO_REQUEST and value == NO_REQUEST[key]):
+        if key in taken or empty(value, key) or (key in NO_REQUEST and value == NO_REQUEST[key]):
             continue
         why = LATER.get(key, "not supported by nspawnctl's Docker API")
         raise ApiError(400, f"{prefix}{key}: {why}")
+
+
+def anonymous_volumes(value: Any, host: dict[str, Any], binds: list[Any]) -> list[Any]:
+    """``Config.Volumes`` (``{"/vol1": {}}``: docker-py's ``volumes=``, ``docker create -v /vol1``)
+    as anonymous volumes, as ``nspawnctl run -v /vol1``; a path a bind or a mount of the same
+    body also covers is theirs (dockerd: the bind wins)."""
+    from ..spec import Volume
+
+    paths = _object("Volumes", value)
+    if not all(isinstance(v, dict) and not v for v in paths.values()):
+        raise ApiError(400, "Volumes: an object of path: {} is expected")
+    taken = {b.container for b in binds}
+    if isinstance(host.get("Tmpfs"), dict):
+        taken.update(host["Tmpfs"])
+    for m in host.get("Mounts") or []:
+        if isinstance(m, dict) and isinstance(m.get("Target"), str):
+            taken.add(m["Target"])
+    out = []
+    for path in paths:
+        if not path.startswith("/") or ":" in path:
+            raise ApiError(400, f"Volumes: {path[:80]!r}: an absolute path in the container is expected")
+        if path.rstrip("/") not in {t.rstrip("/") for t in taken}:
+            out.append(Volume.parse(path))
+    return out
 
 
 def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
@@ -197,7 +233,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     options = RunOptions(
         name=name or None,
         env=strings("Env", body.get("Env")),
-        volumes=volumes,
+        volumes=[*volumes, *anonymous_volumes(body.get("Volumes"), host, volumes)],
         workdir=string("WorkingDir", body.get("WorkingDir")) or None,
         user=string("User", body.get("User")) or None,
         hostname=string("Hostname", body.get("Hostname")) or None,

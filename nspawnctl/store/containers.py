@@ -535,21 +535,22 @@ class ContainerStore:
         other = self.settings_file(spec.name, not spec.auto_remove)
         other.unlink(missing_ok=True)
 
-    def remove(self, name: str) -> None:
-        """Delete snapshot, definition and state; the caller has made sure it is not running."""
+    def remove(self, name: str, volumes: bool = False) -> None:
+        """Delete snapshot, definition and state; the caller has made sure it is not running.
+        ``volumes`` (docker's ``rm -v``): also its anonymous volumes no other container binds."""
         with self.pool.lock():
-            self._remove_locked(name)
+            self._remove_locked(name, volumes)
 
     def prune_locked_leftovers(self) -> None:
         """:meth:`repair_locked` under the lock (for ``system prune``)."""
         with self.pool.lock():
             self.repair_locked()
 
-    def _remove_locked(self, name: str) -> None:
+    def _remove_locked(self, name: str, volumes: bool = False) -> None:
         """The root goes first, by one rename to a staging name (the container is gone from that
         moment; :meth:`repair_locked` finishes a removal cut short), then what describes it."""
         root, staging = self.root(name), self._staging(name, "rm")
-        anonymous = self._volumes_of_auto_remove(name)
+        anonymous = self._volumes_of(name, any_definition=volumes)
         if os.path.lexists(root):
             btrfs.delete(staging)
             os.rename(root, staging)
@@ -564,10 +565,11 @@ class ContainerStore:
             btrfs.delete(self._staging(name, what))
         self._release_old(name)
 
-    def _volumes_of_auto_remove(self, name: str) -> builtins.list[str]:
-        """The volume paths a ``--rm`` container (its definition in the runtime directory) binds."""
+    def _volumes_of(self, name: str, any_definition: bool = False) -> builtins.list[str]:
+        """The volume paths a ``--rm`` container (its definition in the runtime directory) binds;
+        with ``any_definition`` any container's."""
         path = self._find_file(name)
-        if path is None or path.parent != self.paths.runtime_settings:
+        if path is None or (path.parent != self.paths.runtime_settings and not any_definition):
             return []
         volumes = str(self.paths.store / "volumes") + "/"
         try:

@@ -423,6 +423,9 @@ class ContainerRoot:
     path: str
     name: str
     leader: int | None = None
+    # a stopped container's binds and volumes: (path in the container, host path, read-only);
+    # docker's cp sees them there too (a running container's are in its namespaces already)
+    mounts: tuple[tuple[str, str, bool], ...] = ()
 
     def start(
         self, work: Callable[[int], None], child_closes: list[int], keep: list[int] | None = None

@@ -769,7 +769,7 @@ def commit_defaults(images: ImageStore, spec: ContainerSpec) -> RunDefaults:
         base = RunDefaults()
     return RunDefaults(
         command=list(spec.cmd),
-        env=list(spec.env),
+        env=[e for e in spec.env if "=" in e],  # a bare KEY unset the variable: nothing to keep
         workdir=spec.workdir,
         user=spec.user,
         boot=spec.boot,

@@ -96,7 +96,7 @@ def test_inspect_and_generate_keep_the_options(api: dict[str, str], box: dict[st
     assert mine["Config"]["StopSignal"] == "SIGINT"
     lines = nsp("generate", name).stdout.splitlines()
     for key in (
-        "ReadOnly=yes", "TemporaryFileSystem=/t:size=2097152", "DropCapability=CAP_NET_RAW",
+        "ReadOnly=yes", "TemporaryFileSystem=/t:size=2m", "DropCapability=CAP_NET_RAW",
         "Capability=CAP_SYS_TIME", "LimitNOFILE=512:1024", "KillSignal=SIGINT", "StopTimeout=7",
         "NoNewPrivileges=yes", "AddHost=db:192.0.2.7",
     ):  # fmt: skip

@@ -52,7 +52,7 @@ def test_read_only_root_tmpfs_and_shm_size(nsp: CLI, busybox: str) -> None:
     assert "size=1024k" in scratch and "mode=770" in scratch, scratch
     assert "size=8192k" in shm, shm
     text = (SETTINGS / f"{name}.nspawn").read_text()
-    assert "ReadOnly=yes" in text and "TemporaryFileSystem=/scratch:size=1048576,mode=770" in text
+    assert "ReadOnly=yes" in text and "TemporaryFileSystem=/scratch:size=1m,mode=770" in text
     assert "ShmSize=8388608" in text
 
 
@@ -287,7 +287,7 @@ def test_generate_round_trips_the_options(nsp: CLI, busybox: str, tmp: Path) -> 
     before = nsp.json("inspect", name)[0]
     text = nsp("generate", name).stdout
     for key in (
-        "ReadOnly=yes", "TemporaryFileSystem=/scratch:size=1048576", "Capability=CAP_SYS_TIME",
+        "ReadOnly=yes", "TemporaryFileSystem=/scratch:size=1m", "Capability=CAP_SYS_TIME",
         "DropCapability=CAP_NET_RAW", "NoNewPrivileges=yes", "ProcessTwo=yes", "KillSignal=SIGHUP",
         "LimitNOFILE=512:1024", "CPUAffinity=0", "OOMScoreAdjust=-5", "AddHost=db:10.0.0.9",
         "DNS=192.0.2.1", "DNSSearch=example.org", "ShmSize=16777216", "StopTimeout=5",

@@ -35,10 +35,15 @@ from nspawnctl.runopts import (
 
 
 def test_tmpfs() -> None:
+    # kept as given where the kernel reads it alike (docker's inspect shows it so)
     t = Tmpfs.parse("/run/x:size=1m,mode=01777,noexec")
-    assert t == Tmpfs("/run/x", ("size=1048576", "mode=1777", "noexec"))
-    assert t.value() == "/run/x:size=1048576,mode=1777,noexec"
+    assert t == Tmpfs("/run/x", ("size=1m", "mode=01777", "noexec"))
+    assert t.value() == "/run/x:size=1m,mode=01777,noexec"
     assert Tmpfs.from_value(t.value()) == t
+    # a size the kernel would read otherwise (a fraction, a "b" unit, a leading 0: octal) in bytes
+    assert Tmpfs.parse("/a:size=1.5k").options == ("size=1536",)
+    assert Tmpfs.parse("/a:size=010m").options == ("size=10485760",)
+    assert Tmpfs.parse("/a:size=3M,nr_inodes=010").options == ("size=3M", "nr_inodes=10")
     for bad in ("relative", "/a:size=nan", "/a:mode=999", "/a:uid=x", "/a/../b", "/a,b", "/a:size=1e9"):
         with pytest.raises(InvalidArgument):
             Tmpfs.parse(bad)
@@ -110,7 +115,7 @@ def test_small_values() -> None:
 def test_mount() -> None:
     assert Mount.parse("type=bind,src=/srv,dst=/data,readonly").volume().read_only
     t = Mount.parse("type=tmpfs,destination=/t,tmpfs-size=2m,tmpfs-mode=700")
-    assert t.tmpfs == Tmpfs("/t", ("size=2097152", "mode=700"))
+    assert t.tmpfs == Tmpfs("/t", ("size=2m", "mode=700"))
     v = Mount.parse("type=volume,source=cache,target=/c")
     assert (v.type, v.source, v.target, v.read_only) == ("volume", "cache", "/c", False)
     assert Mount.parse("target=/anon").source is None  # docker's default type: an anonymous volume

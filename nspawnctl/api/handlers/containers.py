@@ -115,7 +115,7 @@ async def inspect(ex: Exchange, id: str) -> None:
     status = await status_of(ex, name)
     if status is None:
         raise ApiError(404, f"No such container: {id}")
-    await ex.json(container_inspect(status))
+    await ex.json(container_inspect(status, ex.client.volumes.store.name_of))
 
 
 async def start(ex: Exchange, id: str) -> None:
@@ -645,7 +645,7 @@ def tty_size(ex: Exchange) -> tuple[int, int]:
 async def remove(ex: Exchange, id: str) -> None:
     name = await resolve(ex, id)
     try:
-        await ex.client.containers.aremove(ex.bus, name, ex.request.flag("force"))
+        await ex.client.containers.aremove(ex.bus, name, ex.request.flag("force"), ex.request.flag("v"))
     except ContainerRunning:  # dockerd's words, which clients look for
         raise ApiError(
             409,

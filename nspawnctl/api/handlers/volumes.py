@@ -38,7 +38,7 @@ async def create(ex: Exchange) -> None:
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     for key, value in body.items():
-        if key not in ("Name", "Driver", "Labels") and not empty(value):
+        if key not in ("Name", "Driver", "Labels") and not empty(value, key):
             raise ApiError(400, f"{key}: not supported by nspawnctl's volumes (local btrfs subvolumes)")
     name = body.get("Name") or None
     if name is not None and not isinstance(name, str):
