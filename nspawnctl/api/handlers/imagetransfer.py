@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...errors import ArchiveError, InvalidArgument
+from ...errors import ArchiveError, InvalidArgument, VerificationFailed
 from ...spec import RunDefaults
 from ..context import Exchange
 from ..http import ApiError
@@ -260,7 +260,7 @@ async def load(ex: Exchange) -> None:
     async with _spooled(ex) as path:
         try:
             loaded = await asyncio.to_thread(dockerarchive.load, store, Path(path))
-        except (ArchiveError, InvalidArgument) as e:
+        except (ArchiveError, InvalidArgument, VerificationFailed) as e:
             raise ApiError(400, str(e)) from None
     lines = []
     for item in loaded:
