@@ -6,20 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import NspawnctlError
 from ..context import Exchange
-from ..http import ApiError, ClientGone
-from ..render import image_inspect, image_summary
+from ..http import ApiError, ClientGone, docker_bool
+from ..render import familiar, image_inspect, image_summary
+from ..resources import parse_filters
 from ..routing import Router
 from ..translate import RegistryAuth, registry_auth
 from .system import go_arch
+
+if TYPE_CHECKING:
+    from ...store.images import Image
 
 log = logging.getLogger("nspawnctl.api")
 
@@ -27,9 +32,35 @@ PROGRESS_EVERY = 0.2
 """Seconds between two progress lines of one download."""
 
 
+IMAGE_FILTERS = ("reference", "dangling", "label")
+
+
+def image_matches(image: Image, filters: dict[str, list[str]]) -> bool:
+    """docker's ``images`` filters: ``reference`` (a glob on NAME:TAG, or on NAME when it has no
+    tag), ``dangling`` (no name), ``label`` (KEY or KEY=VALUE of the image's labels)."""
+    names = [familiar(r) for r in image.refs]
+    patterns = filters.get("reference", [])
+    if patterns and not any(
+        fnmatch.fnmatchcase(n if ":" in p.rpartition("/")[2] else n.rpartition(":")[0], p)
+        for p in patterns
+        for n in names
+    ):
+        return False
+    for value in filters.get("dangling", []):
+        if docker_bool(value) == bool(names):
+            return False
+    labels = image.defaults.labels
+    for want in filters.get("label", []):
+        key, sep, value = want.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    return True
+
+
 async def list_images(ex: Exchange) -> None:
+    filters = parse_filters(ex.request.arg("filters"), IMAGE_FILTERS)
     images = await asyncio.to_thread(ex.client.images.list)
-    await ex.json([image_summary(i) for i in images])
+    await ex.json([image_summary(i) for i in images if image_matches(i, filters)])
 
 
 async def inspect_image(ex: Exchange, name: str) -> None:

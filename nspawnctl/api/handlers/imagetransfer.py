@@ -205,15 +205,23 @@ async def import_image(ex: Exchange) -> None:
     store = ex.client.images.store
     async with _spooled(ex) as path:
 
-        def run() -> Any:
+        def run() -> list[dict[str, Any]]:
             with open(path, "rb") as f:
-                return files.import_stream(store, f, ref, "api import", Limits(), defaults)
+                image = files.import_stream(store, f, ref, "api import", Limits(), defaults)
+            return [{"status": image.id}]
 
-        try:
-            image = await asyncio.to_thread(run)
-        except (ArchiveError, InvalidArgument) as e:
-            raise ApiError(400, str(e)) from None
-    await ex.conn.reply(200, json.dumps({"status": image.id}).encode() + b"\n")
+        await _answer_in_band(ex, run)
+
+
+async def _answer_in_band(ex: Exchange, work: Callable[[], list[dict[str, Any]]]) -> None:
+    """Run ``work`` (on an upload received whole) and answer its JSON lines, or, as dockerd
+    does for import and load, its failure in-band after a 200 (docker-py raises ImageLoadError on
+    it, the docker CLI exits 1 with the message)."""
+    try:
+        lines = await asyncio.to_thread(work)
+    except (ArchiveError, InvalidArgument, VerificationFailed) as e:
+        lines = [{"errorDetail": {"message": str(e)}, "error": str(e)}]
+    await ex.conn.reply(200, b"".join(json.dumps(line).encode() + b"\n" for line in lines))
 
 
 async def _save(ex: Exchange, names: list[str]) -> None:
@@ -258,16 +266,15 @@ async def load(ex: Exchange) -> None:
 
     store = ex.client.images.store
     async with _spooled(ex) as path:
-        try:
-            loaded = await asyncio.to_thread(dockerarchive.load, store, Path(path))
-        except (ArchiveError, InvalidArgument, VerificationFailed) as e:
-            raise ApiError(400, str(e)) from None
-    lines = []
-    for item in loaded:
-        said = [f"Loaded image: {dockerarchive.familiar(t)}\n" for t in item.tags]
-        lines += said or [f"Loaded image ID: {item.image.id}\n"]
-    body = b"".join(json.dumps({"stream": line}).encode() + b"\n" for line in lines)
-    await ex.conn.reply(200, body)
+
+        def run() -> list[dict[str, Any]]:
+            lines = []
+            for item in dockerarchive.load(store, Path(path)):
+                said = [f"Loaded image: {dockerarchive.familiar(t)}\n" for t in item.tags]
+                lines += said or [f"Loaded image ID: {item.image.id}\n"]
+            return [{"stream": line} for line in lines]
+
+        await _answer_in_band(ex, run)
 
 
 async def distribution(ex: Exchange, name: str) -> None:
