@@ -120,3 +120,17 @@ def test_docker_archive_members_are_only_looked_up() -> None:
         _entries(_tar(("hello", b"hi", None)))
     with pytest.raises(ArchiveError, match="not a list"):
         _entries(_tar(("manifest.json", b'{"a": 1}', None)))
+
+
+def test_images_filters() -> None:
+    from nspawnctl.api.handlers.images import image_matches
+    from nspawnctl.store.images import Image
+
+    img = Image("sha256:" + "a" * 64, "", 0, "", refs=["docker.io/library/alpine:3.10", "me/app:v1"],
+                defaults=RunDefaults(labels={"k": "v"}))  # fmt: skip
+    dangling = Image("sha256:" + "b" * 64, "", 0, "")
+    assert image_matches(img, {"reference": ["alpine"]})
+    assert image_matches(img, {"reference": ["me/*:v1"]})
+    assert not image_matches(img, {"reference": ["alpine:latest"]})
+    assert image_matches(dangling, {"dangling": ["true"]}) and not image_matches(img, {"dangling": ["1"]})
+    assert image_matches(img, {"label": ["k", "k=v"]}) and not image_matches(img, {"label": ["k=w"]})

@@ -35,16 +35,19 @@ PROGRESS_EVERY = 0.2
 IMAGE_FILTERS = ("reference", "dangling", "label")
 
 
+def _named(name: str, pattern: str) -> bool:
+    """A ``reference`` filter's glob on NAME:TAG, or on NAME when the pattern has no tag."""
+    return fnmatch.fnmatchcase(
+        name if ":" in pattern.rpartition("/")[2] else name.rpartition(":")[0], pattern
+    )
+
+
 def image_matches(image: Image, filters: dict[str, list[str]]) -> bool:
-    """docker's ``images`` filters: ``reference`` (a glob on NAME:TAG, or on NAME when it has no
-    tag), ``dangling`` (no name), ``label`` (KEY or KEY=VALUE of the image's labels)."""
+    """docker's ``images`` filters: ``reference``, ``dangling`` (no name), ``label`` (KEY or
+    KEY=VALUE of the image's labels)."""
     names = [familiar(r) for r in image.refs]
     patterns = filters.get("reference", [])
-    if patterns and not any(
-        fnmatch.fnmatchcase(n if ":" in p.rpartition("/")[2] else n.rpartition(":")[0], p)
-        for p in patterns
-        for n in names
-    ):
+    if patterns and not any(_named(n, p) for p in patterns for n in names):
         return False
     for value in filters.get("dangling", []):
         if docker_bool(value) == bool(names):
@@ -60,7 +63,14 @@ def image_matches(image: Image, filters: dict[str, list[str]]) -> bool:
 async def list_images(ex: Exchange) -> None:
     filters = parse_filters(ex.request.arg("filters"), IMAGE_FILTERS)
     images = await asyncio.to_thread(ex.client.images.list)
-    await ex.json([image_summary(i) for i in images if image_matches(i, filters)])
+    out = []
+    for image in images:
+        if image_matches(image, filters):
+            summary = image_summary(image)
+            if patterns := filters.get("reference"):  # as dockerd: only the names that matched
+                summary["RepoTags"] = [t for t in summary["RepoTags"] if any(_named(t, p) for p in patterns)]
+            out.append(summary)
+    await ex.json(out)
 
 
 async def inspect_image(ex: Exchange, name: str) -> None:
