@@ -20,6 +20,7 @@ from .ref import ImageRef
 
 if TYPE_CHECKING:
     from .client import Client
+    from .spec import RunDefaults
     from .store.copy import ContainerRoot, PathStat
     from .store.images import Image, ImageStore
     from .store.unpack import Limits
@@ -180,15 +181,27 @@ def _stdout() -> IO[bytes]:
     return sys.stdout.buffer
 
 
-def commit(client: Client, container: str, ref: str | None = None, message: str | None = None) -> Image:
+def commit(
+    client: Client,
+    container: str,
+    ref: str | None = None,
+    message: str | None = None,
+    *,
+    configure: Callable[[RunDefaults], RunDefaults] | None = None,
+    origin: dict[str, str] | None = None,
+) -> Image:
     """A new read-only image of the container's files as they are now (running or not), whose
-    run defaults are the container's: ``run IMAGE`` runs what the container ran."""
+    run defaults are the container's: ``run IMAGE`` runs what the container ran. ``configure``
+    changes those defaults (docker commit's config and ``--change``); ``origin`` adds to the
+    image's record (e.g. an author)."""
     from .client import tag_ref
     from .store.transfer import commit as do_commit
 
     parsed = tag_ref(ref) if ref else None
     client.pool.check()
-    return do_commit(client.images.store, client.containers.store, container, parsed, message)
+    return do_commit(
+        client.images.store, client.containers.store, container, parsed, message, configure, origin
+    )
 
 
 def export(
@@ -232,9 +245,15 @@ def export(
 
 
 def import_stream(
-    store: ImageStore, stream: IO[bytes], ref: ImageRef | None, source: str, limits: Limits | None = None
+    store: ImageStore,
+    stream: IO[bytes],
+    ref: ImageRef | None,
+    source: str,
+    limits: Limits | None = None,
+    defaults: RunDefaults | None = None,
 ) -> Image:
-    """A tarball (possibly compressed) or a btrfs send stream, told apart by the first bytes."""
+    """A tarball (possibly compressed) or a btrfs send stream, told apart by the first bytes.
+    ``defaults``: the image's run defaults (docker import's ``--change``)."""
     from .store import transfer
     from .store.unpack import _Prefixed
 
@@ -246,5 +265,11 @@ def import_stream(
         head = transfer.read_exactly(stream, len(transfer.SEND_MAGIC))
         replay = io.BufferedReader(_Prefixed(head, stream))
     if transfer.is_send_stream(head):
-        return transfer.receive(store, replay, ref, source, limits)
-    return store.import_archive(replay, ref, source=source, limits=limits)
+        image = transfer.receive(store, replay, ref, source, limits)
+        if defaults is None:
+            return image
+        store.annotate(image.id, None, defaults)
+        return store.get(image.id)
+    if defaults is None:
+        return store.import_archive(replay, ref, source=source, limits=limits)
+    return store.import_archive(replay, ref, source=source, defaults=defaults, limits=limits)

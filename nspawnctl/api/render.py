@@ -242,6 +242,11 @@ def image_summary(image: Image) -> dict[str, Any]:
     }
 
 
+def _origin_text(image: Image, key: str) -> str:
+    value = image.origin.get(key)
+    return value if isinstance(value, str) else ""
+
+
 def image_inspect(image: Image, arch: str) -> dict[str, Any]:
     """``GET /images/{name}/json``."""
     d = image.defaults
@@ -249,10 +254,10 @@ def image_inspect(image: Image, arch: str) -> dict[str, Any]:
         "Id": image.id,
         "RepoTags": [familiar(r) for r in image.refs],
         "RepoDigests": [],
-        "Parent": "",
-        "Comment": "",
+        "Parent": _origin_text(image, "parent"),  # a commit's base image
+        "Comment": _origin_text(image, "comment"),
         "Created": image.created,
-        "Author": "",
+        "Author": _origin_text(image, "author"),
         "Architecture": arch,
         "Os": "linux",
         "Size": image.size,

@@ -730,9 +730,12 @@ def commit(
     name: str,
     ref: ImageRef | None,
     message: str | None = None,
+    configure: Callable[[RunDefaults], RunDefaults] | None = None,
+    extra_origin: dict[str, str] | None = None,
 ) -> Image:
     """Snapshot container ``name`` (running or not) into a new read-only image that runs what
-    the container ran: its entrypoint, command, environment, working directory and user."""
+    the container ran: its entrypoint, command, environment, working directory and user
+    (``configure`` changes those before the image appears)."""
     name = containers.resolve(name)
     spec = containers.get(name)
     root = containers.root(name)
@@ -745,13 +748,15 @@ def commit(
         origin: dict[str, Any] = {"container": name, "container_id": spec.id, "parent": spec.image_id}
         if message:
             origin["comment"] = message
+        origin.update(extra_origin or {})
+        defaults = commit_defaults(images, spec)
         image_id = "sha256:" + hashlib.sha256(secrets.token_bytes(32) + spec.id.encode()).hexdigest()
         return images.add_subvolume(
             staging,
             image_id,
             ref,
             f"commit of container {name}",
-            commit_defaults(images, spec),
+            configure(defaults) if configure is not None else defaults,
             origin,
             tree_size(staging),
         )

@@ -13,6 +13,7 @@ def routes() -> Router:
         events,
         execs,
         images,
+        imagetransfer,
         lifecycle,
         networks,
         system,
@@ -22,4 +23,5 @@ def routes() -> Router:
     router = Router()
     for module in (system, images, containers, execs, archive, lifecycle, events, networks, volumes, disk):
         module.register(router)
+    imagetransfer.register(router)
     return router

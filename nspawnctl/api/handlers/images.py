@@ -1,24 +1,30 @@
-"""``/images/...``: list, inspect, pull (``images/create``, streamed progress) and remove."""
+"""``/images/...``: list, inspect, pull (``images/create``, streamed progress; its ``fromSrc`` form,
+import, is in imagetransfer.py) and remove."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import NspawnctlError
 from ..context import Exchange
-from ..http import ApiError, ClientGone
-from ..render import image_inspect, image_summary
+from ..http import ApiError, ClientGone, docker_bool
+from ..render import familiar, image_inspect, image_summary
+from ..resources import parse_filters
 from ..routing import Router
 from ..translate import RegistryAuth, registry_auth
 from .system import go_arch
+
+if TYPE_CHECKING:
+    from ...store.images import Image
 
 log = logging.getLogger("nspawnctl.api")
 
@@ -26,9 +32,45 @@ PROGRESS_EVERY = 0.2
 """Seconds between two progress lines of one download."""
 
 
+IMAGE_FILTERS = ("reference", "dangling", "label")
+
+
+def _named(name: str, pattern: str) -> bool:
+    """A ``reference`` filter's glob on NAME:TAG, or on NAME when the pattern has no tag."""
+    return fnmatch.fnmatchcase(
+        name if ":" in pattern.rpartition("/")[2] else name.rpartition(":")[0], pattern
+    )
+
+
+def image_matches(image: Image, filters: dict[str, list[str]]) -> bool:
+    """docker's ``images`` filters: ``reference``, ``dangling`` (no name), ``label`` (KEY or
+    KEY=VALUE of the image's labels)."""
+    names = [familiar(r) for r in image.refs]
+    patterns = filters.get("reference", [])
+    if patterns and not any(_named(n, p) for p in patterns for n in names):
+        return False
+    for value in filters.get("dangling", []):
+        if docker_bool(value) == bool(names):
+            return False
+    labels = image.defaults.labels
+    for want in filters.get("label", []):
+        key, sep, value = want.partition("=")
+        if key not in labels or (sep and labels[key] != value):
+            return False
+    return True
+
+
 async def list_images(ex: Exchange) -> None:
+    filters = parse_filters(ex.request.arg("filters"), IMAGE_FILTERS)
     images = await asyncio.to_thread(ex.client.images.list)
-    await ex.json([image_summary(i) for i in images])
+    out = []
+    for image in images:
+        if image_matches(image, filters):
+            summary = image_summary(image)
+            if patterns := filters.get("reference"):  # as dockerd: only the names that matched
+                summary["RepoTags"] = [t for t in summary["RepoTags"] if any(_named(t, p) for p in patterns)]
+            out.append(summary)
+    await ex.json(out)
 
 
 async def inspect_image(ex: Exchange, name: str) -> None:
@@ -86,7 +128,12 @@ async def create_image(ex: Exchange) -> None:
     req = ex.request
     from_image = req.arg("fromImage")
     if req.arg("fromSrc"):
-        raise ApiError(400, "fromSrc: importing through the API is not supported; use nspawnctl import")
+        from .imagetransfer import import_image
+
+        await import_image(ex)
+        return
+    async for _ in ex.conn.body():  # a pull has no body, but h11 must see its end
+        pass
     if not from_image:
         raise ApiError(400, "fromImage is required")
     if req.arg("platform"):
@@ -161,6 +208,6 @@ async def create_image(ex: Exchange) -> None:
 
 def register(router: Router) -> None:
     router.add("GET", "/images/json", list_images)
-    router.add("POST", "/images/create", create_image)
+    router.add("POST", "/images/create", create_image, stream_body=True)
     router.add("GET", "/images/{name*}/json", inspect_image)
     router.add("DELETE", "/images/{name*}", remove_image)
