@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from .health import HealthState
     from .pull import PullOptions, PullResult
     from .run.events import Event
-    from .run.runtime import Runtime
+    from .run.runtime import Outcome, Runtime
     from .run.stats import Sample
     from .run.top import Top
     from .run.units import Launch
@@ -1084,12 +1084,15 @@ class Containers:
             (write_err if entry.stderr else write)(entry.message + b"\n")
 
         after: builtins.list[asyncio.Future[None]] = []
+        # how the payload ended, read while the journal is synced and its reader closed
+        ended: builtins.list[asyncio.Future[Outcome | None]] = []
 
         async def exit_seen() -> None:
             # the first exit of the payload: with --restart it goes on without us, as docker's
             await rt.wait_exit(unit)
             if after_exit is not None:
                 after.append(asyncio.ensure_future(asyncio.to_thread(after_exit)))
+            ended.append(asyncio.ensure_future(rt.outcome(name, unit)))
 
         try:
             if stdio is None:
@@ -1104,8 +1107,11 @@ class Containers:
                     exited.cancel()
             else:
                 await exit_seen()
-            outcome = await rt.outcome(name, unit)
+            outcome = await ended[0] if ended else await rt.outcome(name, unit)
         finally:
+            for reading in ended:  # done already unless we are cut short
+                if not reading.cancel() and not reading.cancelled():
+                    reading.exception()  # retrieved: raised above if it was ours to raise
             try:
                 await rt.release(name, unit)
             finally:
