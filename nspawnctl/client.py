@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import secrets
 import signal as signals
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -530,7 +529,7 @@ class Containers:
         anonymous: set[str] = set()
         for v in [*options.volumes, *mounts]:
             if not v.host:
-                v = dataclasses.replace(v, host=secrets.token_hex(32))
+                v = dataclasses.replace(v, host=os.urandom(32).hex())
                 anonymous.add(v.host)
             given.append(v)
         for v in given:
