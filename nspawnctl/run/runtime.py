@@ -7,6 +7,7 @@ A container runs under one of two units: the transient ``nspawnctl-NAME.service`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal as signals
 import subprocess
@@ -91,7 +92,8 @@ class Runtime:
         """Start the container's unit; raise with nspawn's own words if it fails to come up.
         Returns the unit's name (see :meth:`unit_to_start`)."""
         unit = self.unit_to_start(spec.name, launch)
-        await self.manager.reset_failed(unit)
+        # the start waits on systemd's signals: subscribed in the reset's round trip
+        await asyncio.gather(self.manager.reset_failed(unit), self.manager.subscribe_jobs())
         clear_stale_mounts(spec.name)
         if unit == unit_name(spec.name):
             # only a unit that restarts has restart settings: no version look for the others
