@@ -165,9 +165,11 @@ class Manager:
         done: Callable[[dict[str, Any] | None], bool],
         timeout: float | None = None,
         iface: str = UNIT_IFACE,
+        seen: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> bool:
         """Wait until ``done(properties)`` holds for ``unit`` (None: the unit is gone), looking again
-        each time systemd signals a change of it; no polling. False on timeout."""
+        each time systemd signals a change of it; no polling. False on timeout. ``seen`` is given
+        each look's properties too (a caller that needs them saves a call of its own)."""
         path = unit_object_path(unit)
         event = asyncio.Event()
         self._events.setdefault(path, set()).add(event)
@@ -177,7 +179,10 @@ class Manager:
             await self.watch_unit(unit)
             while True:
                 event.clear()  # a change from here on wakes us, even one during the look below
-                if done(await self.unit_properties(unit, iface)):
+                props = await self.unit_properties(unit, iface)
+                if seen is not None:
+                    seen(props)
+                if done(props):
                     return True
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
