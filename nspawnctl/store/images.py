@@ -26,7 +26,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -434,6 +433,8 @@ class ImageStore:
         """Import a directory tree by streaming it through tar, so it gets the same checks and ID."""
         if not directory.is_dir():
             raise ArchiveError(f"{directory} is not a directory")
+        import tempfile  # with its import of random: not on every command's path
+
         argv = directory_tar_argv(directory)
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
