@@ -1038,7 +1038,15 @@ class Containers:
             return await self._follow(rt, spec, launch, write, write_err, stdio, started)
         with self.store.attached(spec.name):  # should we die, repair removes it (see there)
             if net_here:
-                await asyncio.to_thread(self._network_up, spec)
+                # systemd's signals are subscribed to (a round trip) while the network is made
+                made = await asyncio.gather(
+                    asyncio.to_thread(self._network_up, spec),
+                    rt.manager.subscribe_jobs(),
+                    return_exceptions=True,
+                )
+                for step in made:  # both have ended: a failure leaves no half-made network behind
+                    if isinstance(step, BaseException):
+                        raise step
             # once the unit is inactive (nspawn has cleaned up after itself) the network goes and
             # the container is removed while the journal is synced and the exit read
             removal = functools.partial(self._cleanup_failed, spec)
