@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import secrets
 import signal as signals
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -61,7 +60,7 @@ if TYPE_CHECKING:
     from .health import HealthState
     from .pull import PullOptions, PullResult
     from .run.events import Event
-    from .run.runtime import Runtime
+    from .run.runtime import Outcome, Runtime
     from .run.stats import Sample
     from .run.top import Top
     from .run.units import Launch
@@ -534,7 +533,7 @@ class Containers:
         anonymous: set[str] = set()
         for v in [*options.volumes, *mounts]:
             if not v.host:
-                v = dataclasses.replace(v, host=secrets.token_hex(32))
+                v = dataclasses.replace(v, host=os.urandom(32).hex())
                 anonymous.add(v.host)
             given.append(v)
         for v in given:
@@ -1043,7 +1042,15 @@ class Containers:
             return await self._follow(rt, spec, launch, write, write_err, stdio, started)
         with self.store.attached(spec.name):  # should we die, repair removes it (see there)
             if net_here:
-                await asyncio.to_thread(self._network_up, spec)
+                # systemd's signals are subscribed to (a round trip) while the network is made
+                made = await asyncio.gather(
+                    asyncio.to_thread(self._network_up, spec),
+                    rt.manager.subscribe_jobs(),
+                    return_exceptions=True,
+                )
+                for step in made:  # both have ended: a failure leaves no half-made network behind
+                    if isinstance(step, BaseException):
+                        raise step
             # once the unit is inactive (nspawn has cleaned up after itself) the network goes and
             # the container is removed while the journal is synced and the exit read
             removal = functools.partial(self._cleanup_failed, spec)
@@ -1071,14 +1078,12 @@ class Containers:
         ``after_exit`` (a container without a restart policy) runs in a thread once the unit is
         inactive, alongside the journal's sync and the exit's read, and has ended on return."""
         from .run.lookup import exec_failure
+        from .run.runtime import invocation_of
         from .systemd import journal
 
         name = spec.name
         _check_ports(self.paths, spec)
         unit = await _start(rt, spec, launch)
-        inv = await rt.invocation_id(name, unit)
-        if started is not None:
-            started(spec)
 
         first: builtins.list[bytes] = []  # the start of the output: systemd-nspawn's exec error?
 
@@ -1088,28 +1093,44 @@ class Containers:
             (write_err if entry.stderr else write)(entry.message + b"\n")
 
         after: builtins.list[asyncio.Future[None]] = []
+        # how the payload ended, read while the journal is synced and its reader closed
+        ended: builtins.list[asyncio.Future[Outcome | None]] = []
+        # the exit wait's first look at the unit, which has its invocation ID (no call of its own)
+        looked: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+
+        def seen(props: dict[str, Any] | None) -> None:
+            if not looked.done():
+                looked.set_result(props)
 
         async def exit_seen() -> None:
             # the first exit of the payload: with --restart it goes on without us, as docker's
-            await rt.wait_exit(unit)
+            await rt.wait_exit(unit, seen=seen)
             if after_exit is not None:
                 after.append(asyncio.ensure_future(asyncio.to_thread(after_exit)))
+            ended.append(asyncio.ensure_future(rt.outcome(name, unit)))
 
+        exited = asyncio.ensure_future(exit_seen())
         try:
+            either: set[asyncio.Future[Any]] = {exited, looked}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not looked.done():
+                exited.result()  # the wait failed before its first look: its error
+            inv = invocation_of(looked.result()) if looked.done() else None
+            if started is not None:
+                started(spec)
             if stdio is None:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
-                exited = asyncio.ensure_future(exit_seen())  # done once follow returns
-                try:
-                    await journal.follow(matches, emit, exited)
-                    await exited
-                finally:
-                    exited.cancel()
-            else:
-                await exit_seen()
-            outcome = await rt.outcome(name, unit)
+                await journal.follow(matches, emit, exited)
+            await exited
+            outcome = await ended[0] if ended else await rt.outcome(name, unit)
         finally:
+            looked.cancel()
+            jobs: builtins.list[asyncio.Future[Any]] = [exited, *ended]
+            for job in jobs:  # done already unless we are cut short
+                if not job.cancel() and not job.cancelled():
+                    job.exception()  # retrieved: raised above if it was ours to raise
             try:
                 await rt.release(name, unit)
             finally:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 from .errors import InvalidName
 
@@ -73,13 +73,19 @@ def check_machine_name(name: str) -> str:
     return name
 
 
+def _pick(words: tuple[str, ...]) -> str:
+    """A word picked by os.urandom (what the secrets module uses; importing it loads hashlib and
+    random, ~2 ms of every ``run``); the modulo bias of 32 random bits is below 1e-7."""
+    return words[int.from_bytes(os.urandom(4), "little") % len(words)]
+
+
 def generate_name(taken: set[str]) -> str:
     """A readable unused name such as ``merry-otter``; falls back to a random suffix."""
     for _ in range(50):
-        name = f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}"
+        name = f"{_pick(_ADJECTIVES)}-{_pick(_NOUNS)}"
         if name not in taken:
             return name
-    return f"ctr-{secrets.token_hex(4)}"
+    return f"ctr-{os.urandom(4).hex()}"
 
 
 _ZONE_NAME = re.compile(r"[A-Za-z0-9_-]{1,12}")

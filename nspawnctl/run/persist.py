@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,6 +143,8 @@ def _under_home(path: str) -> bool:
 
 def _template() -> str:
     """The shipped template (package nspawnctl.units once installed; units/ in a source checkout)."""
+    from importlib import resources  # ~3 ms to import: not on every run's path (runtime loads us)
+
     try:
         return resources.files("nspawnctl.units").joinpath(TEMPLATE).read_text()
     except ModuleNotFoundError:
@@ -164,7 +164,7 @@ def write_dropin(name: str, text: str) -> bool:
     if read_dropin(name) == text:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{DROPIN}.{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = path.with_name(f".{DROPIN}.{os.getpid()}-{os.urandom(4).hex()}")
     try:
         with open(tmp, "x") as f:
             f.write(text)

@@ -7,9 +7,11 @@ A container runs under one of two units: the transient ``nspawnctl-NAME.service`
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal as signals
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +93,8 @@ class Runtime:
         """Start the container's unit; raise with nspawn's own words if it fails to come up.
         Returns the unit's name (see :meth:`unit_to_start`)."""
         unit = self.unit_to_start(spec.name, launch)
-        await self.manager.reset_failed(unit)
+        # the start waits on systemd's signals: subscribed in the reset's round trip
+        await asyncio.gather(self.manager.reset_failed(unit), self.manager.subscribe_jobs())
         clear_stale_mounts(spec.name)
         if unit == unit_name(spec.name):
             # only a unit that restarts has restart settings: no version look for the others
@@ -124,10 +127,7 @@ class Runtime:
         return int(props.get("ActiveEnterTimestamp", 0)) or None
 
     async def invocation_id(self, name: str, unit: str | None = None) -> str | None:
-        props = await self.manager.unit_properties(unit or await self.unit_for(name))
-        if not props or not props.get("InvocationID"):
-            return None
-        return bytes(props["InvocationID"]).hex()
+        return invocation_of(await self.manager.unit_properties(unit or await self.unit_for(name)))
 
     async def outcome(self, name: str, unit: str | None = None) -> Outcome | None:
         """How the payload ended, from the (still referenced) unit."""
@@ -153,13 +153,18 @@ class Runtime:
     async def wait(self, name: str, timeout: float | None = None, unit: str | None = None) -> bool:
         return await self.manager.wait_inactive(unit or await self.unit_for(name), timeout)
 
-    async def wait_exit(self, unit: str, timeout: float | None = None) -> bool:
+    async def wait_exit(
+        self,
+        unit: str,
+        timeout: float | None = None,
+        seen: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> bool:
         """Wait until the payload's first exit: the unit is inactive/failed, or it is waiting to be
         restarted (sub-state auto-restart, which counts as activating: :meth:`wait` would wait
         through every restart). False on timeout. Then :meth:`outcome` tells how it ended, and
         the container keeps its restart policy (as docker's foreground ``run --restart``).
-        Driven by systemd's signals about the unit (see Manager.wait_unit)."""
-        return await self.manager.wait_unit(unit, payload_exited, timeout)
+        Driven by systemd's signals about the unit (see Manager.wait_unit, also for ``seen``)."""
+        return await self.manager.wait_unit(unit, payload_exited, timeout, seen=seen)
 
     async def reset(self, name: str) -> None:
         """Forget a failed unit so its name can be used again."""
@@ -233,6 +238,13 @@ class Runtime:
         if leader is None:
             raise ContainerNotRunning(f"container {name} has no leader process")
         return leader
+
+
+def invocation_of(props: dict[str, Any] | None) -> str | None:
+    """The unit's InvocationID (hex) from its properties; None when it has none (or is gone)."""
+    if not props or not props.get("InvocationID"):
+        return None
+    return bytes(props["InvocationID"]).hex()
 
 
 def payload_exited(props: dict[str, Any] | None) -> bool:

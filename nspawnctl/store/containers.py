@@ -54,10 +54,8 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 
 def new_container_id() -> str:
-    """A fresh container ID: 64 random hex digits, as docker's."""
-    import secrets
-
-    return secrets.token_hex(ID_HEX // 2)
+    """A fresh container ID: 64 random hex digits, as docker's (os.urandom, as secrets.token_hex)."""
+    return os.urandom(ID_HEX // 2).hex()
 
 
 CGROUP_ROOTS = (Path("/sys/fs/cgroup/machine.slice"), Path("/sys/fs/cgroup/systemd/machine.slice"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ within moments)."""
 def write_json(path: Path, data: Any) -> None:
     """Write ``path`` atomically: a reader sees the old record or the new one, never part of one.
     The temporary name carries the writer's pid so a sweep can tell a dead writer's leftover."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}")
     try:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         os.replace(tmp, path)

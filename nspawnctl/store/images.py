@@ -25,9 +25,7 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -209,7 +207,7 @@ class ImageStore:
 
         self.pool.check()
         self._sweep()
-        staging = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        staging = self.dir / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
         btrfs.create_subvolume(staging)
         try:
             algorithm = "sha512" if layout == "aci" else "sha256"
@@ -298,7 +296,7 @@ class ImageStore:
                 }
                 # link first, record second: a crash between leaves a link without a record,
                 # which is no image and pins nothing (the next import of this ID replaces it)
-                staging = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+                staging = self.dir / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
                 os.symlink(f"../layers/{top.path.name}", staging)
                 os.rename(staging, link)
                 write_json(self.dir / f"{dirname}.json", record)
@@ -312,7 +310,7 @@ class ImageStore:
         """A fresh staging name in the image directory (swept when its process is gone)."""
         self.pool.check()
         self._sweep()
-        return self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+        return self.dir / f".tmp-{os.getpid()}-{os.urandom(4).hex()}{suffix}"
 
     def add_subvolume(
         self,
@@ -424,7 +422,7 @@ class ImageStore:
     def spool(self) -> Iterator[Path]:
         """A scratch file on the pool's filesystem (never tmpfs: it may be as large as the image)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}.download"
+        path = self.dir / f".tmp-{os.getpid()}-{os.urandom(4).hex()}.download"
         try:
             yield path
         finally:
@@ -435,6 +433,8 @@ class ImageStore:
         """Import a directory tree by streaming it through tar, so it gets the same checks and ID."""
         if not directory.is_dir():
             raise ArchiveError(f"{directory} is not a directory")
+        import tempfile  # with its import of random: not on every command's path
+
         argv = directory_tar_argv(directory)
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)

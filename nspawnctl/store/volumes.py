@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
 import stat
 import subprocess
@@ -108,7 +107,7 @@ class VolumeStore:
     def create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
         """Make the volume; one that exists is returned as it is (docker's ``volume create``
         too). Call it under the pool lock: creates running at once then make one volume."""
-        name = check_volume_name(name) if name else secrets.token_hex(32)
+        name = check_volume_name(name) if name else os.urandom(32).hex()
         path = self.path(name)
         if not self.exists(name):
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)

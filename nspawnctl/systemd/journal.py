@@ -257,8 +257,22 @@ async def follow(
     if view is None:
         await _follow_journalctl(matches, emit, until, since=since, lines=lines)
         return
-    with view.journal:
+    try:
         await _follow_view(view, emit, until)
+    except BaseException:
+        view.journal.close()
+        raise
+    await _close(view.journal)
+
+
+async def _close(journal: sdjournal.Journal) -> None:
+    """Close a followed journal in a thread: closing its inotify fd waits for the kernel's
+    fsnotify grace period (measured 0-21 ms), which the event loop need not sit through; the
+    caller's other work (the exit's read, a removal) goes on meanwhile. The thread finishes the
+    close even when the caller is cancelled."""
+    import asyncio
+
+    await asyncio.to_thread(journal.close)
 
 
 async def _sync_async() -> None:

@@ -70,6 +70,9 @@ class Manager:
         self._watched: set[str] = set()  # unit object paths with a PropertiesChanged match
         self._events: dict[str, set[asyncio.Event]] = {}  # per unit object path: waiters to wake
         self._restarting: dict[str, asyncio.Future[None]] = {}  # per unit object path, see wait_start
+        # units this connection started with AddRef=yes and has not unref'd: loaded until then, so
+        # their object path needs no GetUnit and their match stays from the start to the unref
+        self._held: set[str] = set()
 
     async def call(
         self,
@@ -85,15 +88,25 @@ class Manager:
         if self._subscribed:
             return
         self.bus.on_signal(self._on_signal)
-        for member in ("JobRemoved", "UnitRemoved"):
-            await self.bus.add_match(
-                f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='{member}'"
-            )
-        try:
-            await self.call("Subscribe")
-        except BusError as e:  # another Manager on this connection did (one bus per command)
-            if not e.name.endswith("AlreadySubscribed"):
-                raise
+
+        async def subscribe() -> None:
+            try:
+                await self.call("Subscribe")
+            except BusError as e:  # another Manager on this connection did (one bus per command)
+                if not e.name.endswith("AlreadySubscribed"):
+                    raise
+
+        # sent together, answered in order (the bus daemon handles one connection's messages in
+        # turn): one round trip instead of three, all done before the caller starts anything
+        await asyncio.gather(
+            *(
+                self.bus.add_match(
+                    f"type='signal',sender='{SYSTEMD}',path='{MANAGER[1]}',interface='{MANAGER[2]}',member='{m}'"
+                )
+                for m in ("JobRemoved", "UnitRemoved")
+            ),
+            subscribe(),
+        )
         self._subscribed = True
 
     def _on_signal(self, msg: Any) -> None:
@@ -135,8 +148,10 @@ class Manager:
         await self.bus.add_match(_changes_rule(path))
 
     async def _unwatch(self, path: str) -> None:
-        """Drop the unit's match once nobody waits on it any more."""
+        """Drop the unit's match once nobody waits on it any more (and we hold no reference)."""
         if path in self._events or path in self._restarting or path not in self._watched:
+            return
+        if path in self._held:
             return
         self._watched.discard(path)
         try:
@@ -150,9 +165,11 @@ class Manager:
         done: Callable[[dict[str, Any] | None], bool],
         timeout: float | None = None,
         iface: str = UNIT_IFACE,
+        seen: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> bool:
         """Wait until ``done(properties)`` holds for ``unit`` (None: the unit is gone), looking again
-        each time systemd signals a change of it; no polling. False on timeout."""
+        each time systemd signals a change of it; no polling. False on timeout. ``seen`` is given
+        each look's properties too (a caller that needs them saves a call of its own)."""
         path = unit_object_path(unit)
         event = asyncio.Event()
         self._events.setdefault(path, set()).add(event)
@@ -162,7 +179,10 @@ class Manager:
             await self.watch_unit(unit)
             while True:
                 event.clear()  # a change from here on wakes us, even one during the look below
-                if done(await self.unit_properties(unit, iface)):
+                props = await self.unit_properties(unit, iface)
+                if seen is not None:
+                    seen(props)
+                if done(props):
                     return True
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
@@ -247,7 +267,18 @@ class Manager:
         except BaseException:
             await self._forget_restart(unit, restarting)
             raise
-        return await self.wait_start(job, unit, restarting)
+        path = unit_object_path(unit)
+        held = ("AddRef", "b", True) in props  # the caller unrefs it once it has read its end
+        if held:
+            self._held.add(path)
+        result = ""
+        try:
+            result = await self.wait_start(job, unit, restarting)
+            return result
+        finally:
+            if held and result != "done":  # a failed start is not followed: no match kept for it
+                self._held.discard(path)
+                await self._unwatch(path)
 
     async def stop_if_loaded(self, unit: str) -> None:
         """Stop ``unit`` and forget a failed state; a unit that does not exist is fine."""
@@ -313,10 +344,18 @@ class Manager:
                 raise
 
     async def unref(self, unit: str) -> None:
-        try:
-            await self.call("UnrefUnit", "s", [unit])
-        except BusError:
-            pass
+        path = unit_object_path(unit)
+        held = path in self._held
+        self._held.discard(path)
+
+        async def unref() -> None:
+            try:
+                await self.call("UnrefUnit", "s", [unit])
+            except BusError:
+                pass
+
+        # the match kept while we held the unit goes in the same round trip
+        await asyncio.gather(unref(), *([self._unwatch(path)] if held else []))
 
     async def states(self, units: list[str]) -> dict[str, UnitState]:
         """Load/active/sub state of many units in one call (missing ones come back ``inactive``)."""
@@ -326,6 +365,8 @@ class Manager:
         return {r[0]: UnitState(r[0], r[2], r[3], r[4]) for r in rows}
 
     async def unit_path(self, unit: str) -> str | None:
+        if unit_object_path(unit) in self._held:  # loaded while we hold it: no GetUnit needed
+            return unit_object_path(unit)
         try:
             (path,) = await self.call("GetUnit", "s", [unit])
         except BusError as e:
