@@ -28,6 +28,7 @@ Exit codes: the command's (a signal's death is passed on), 127/126 when it canno
 the working directory is missing (as docker), 125 when the container cannot be entered.
 """
 
+import _signal as signal  # the C module: signal.py loads enum, half of this helper's start
 import os
 import sys
 
@@ -225,7 +226,6 @@ def _enter(leader: int, wd: str | None) -> tuple[dict[str, str], list[tuple[int,
     leader's status and rlimits (applied in the child: the helper's own stay usable) and whether
     a user namespace was entered."""
     import resource
-    import signal
 
     pidfd = os.pidfd_open(leader)
     status = _settled(leader)
@@ -313,7 +313,6 @@ def _confine(
 
 def _wait(child: int) -> int:
     """As nsenter's parent: follow the child's stops, end as it ended."""
-    import signal
 
     while True:
         _, status = os.waitpid(child, os.WUNTRACED)
@@ -355,7 +354,6 @@ def execute(command: list[str], path: str) -> tuple[int, str]:
 
 
 def main(args: list[str]) -> int:
-    import signal
 
     # Python ignores SIGPIPE and SIGXFSZ and handles SIGINT itself; the command gets the defaults
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
