@@ -42,6 +42,7 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 SETNS_TIMEOUT = 5.0  # seconds the leader may take to finish its own setup after machined knows it
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LAST_CAP = "cap_last_cap"  # kept with the leader's status fields (no such field there)
 STRICT_HIERARCHIES = ("", "name=systemd")  # the ones systemd tracks a unit's processes by
 
 
@@ -229,6 +230,7 @@ def _enter(leader: int, wd: str | None) -> tuple[dict[str, str], list[tuple[int,
 
     pidfd = os.pidfd_open(leader)
     status = _settled(leader)
+    status[LAST_CAP] = _read("/proc/sys/kernel/cap_last_cap").strip()  # the host's, before the chroot
     limits = []
     for name in dir(resource):
         if name.startswith("RLIMIT_"):
@@ -299,8 +301,7 @@ def _confine(
             resource.setrlimit(res, value)
         except (OSError, ValueError):
             pass
-    last_cap = int(_read("/proc/sys/kernel/cap_last_cap"))
-    for cap in caps_to_drop(int(status.get("CapBnd", "0"), 16), last_cap):
+    for cap in caps_to_drop(int(status.get("CapBnd", "0"), 16), int(status[LAST_CAP])):
         _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
     _set_inheritable_caps(libc, int(status.get("CapInh", "0"), 16))
     if uid is not None or entered_user:  # as nsenter: root of the user namespace entered
@@ -313,7 +314,6 @@ def _confine(
 
 def _wait(child: int) -> int:
     """As nsenter's parent: follow the child's stops, end as it ended."""
-
     while True:
         _, status = os.waitpid(child, os.WUNTRACED)
         if os.WIFSTOPPED(status):
