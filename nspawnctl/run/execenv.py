@@ -94,6 +94,11 @@ def cgroup_moves(leader: dict[str, str], own: dict[str, str], unified_root: str)
     return moves
 
 
+def is_frozen(events: str) -> bool:
+    """cgroup v2's cgroup.events says the cgroup is frozen (its unit's, by ``pause``, included)."""
+    return "frozen 1" in events.splitlines()
+
+
 def parse_args(args: list[str]) -> tuple[int, str | None, int | None, int | None, list[str]]:
     """(leader, workdir, uid, gid, command) of ``--target PID [--wd DIR] [--user UID:GID] -- CMD``."""
     target, wd, uid, gid = None, None, None, None
@@ -136,6 +141,13 @@ def argv(
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
+
+
+def _read_or_empty(path: str) -> str:
+    try:
+        return _read(path)
+    except OSError:
+        return ""
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -210,9 +222,11 @@ def _join_cgroups(leader: int) -> None:
     unified = (
         "/sys/fs/cgroup" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "/sys/fs/cgroup/unified"
     )
-    moves = cgroup_moves(
-        parse_cgroups(_read(f"/proc/{leader}/cgroup")), parse_cgroups(_read("/proc/self/cgroup")), unified
-    )
+    cgroups = parse_cgroups(_read(f"/proc/{leader}/cgroup"))
+    if "" in cgroups and is_frozen(_read_or_empty(f"{unified}{cgroups['']}/cgroup.events")):
+        # joining a frozen cgroup would freeze this helper: docker's exec refuses a paused container
+        raise Failure("the container is paused: unpause it before exec", 125)
+    moves = cgroup_moves(cgroups, parse_cgroups(_read("/proc/self/cgroup")), unified)
     for procs, strict in moves:
         try:
             with open(procs, "w") as f:

@@ -137,6 +137,19 @@ def test_exec_runs_in_the_containers_cgroup_and_stop_ends_it(cli: CLI, busybox: 
             fg.wait()
 
 
+def test_exec_in_a_paused_container_is_refused(cli: CLI, confined: str) -> None:
+    """Joining a frozen cgroup would hang the exec: refused, as docker's. Pausing needs cgroup v2
+    (tests/host/test_cgroup_unified.py runs this in a unified host; hybrid hosts refuse pause)."""
+    if cli("pause", confined, check=False).returncode != 0:
+        pytest.skip("pause needs the unified cgroup hierarchy")
+    try:
+        proc = cli("exec", confined, "true", check=False, timeout=30)
+        assert proc.returncode == 125 and "paused" in proc.stderr, proc
+    finally:
+        cli("unpause", confined)
+    assert cli("exec", confined, "true").returncode == 0
+
+
 def test_docker_exec_through_the_api(cli: CLI, confined: str) -> None:
     if shutil.which("docker") is None:
         pytest.skip("no docker CLI in this test host (Debian 12)")

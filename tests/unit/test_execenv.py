@@ -82,3 +82,8 @@ def test_candidates_follow_execvp() -> None:
 
 def test_signal_code() -> None:
     assert signal_code(-9) == 137 and signal_code(3) == 3
+
+
+def test_is_frozen() -> None:
+    assert execenv.is_frozen("populated 1\nfrozen 1\n")
+    assert not execenv.is_frozen("populated 1\nfrozen 0\n") and not execenv.is_frozen("")
