@@ -80,17 +80,20 @@ def parse_cgroups(text: str) -> dict[str, str]:
     return out
 
 
-def cgroup_moves(leader: dict[str, str], own: dict[str, str], unified_root: str) -> list[tuple[str, bool]]:
-    """(cgroup.procs file, must succeed) for each hierarchy in which the leader's cgroup is not
-    ours. v1 hierarchies are mounted by systemd at /sys/fs/cgroup/CONTROLLERS (``name=`` off)."""
+def cgroup_moves(
+    leader: dict[str, str], own: dict[str, str], unified_root: str
+) -> list[tuple[str, str, bool]]:
+    """(hierarchy's mount point, cgroup.procs file, must succeed) for each hierarchy in which the
+    leader's cgroup is not ours. v1 hierarchies are mounted by systemd at
+    /sys/fs/cgroup/CONTROLLERS (``name=`` off); one the host has not mounted is not the host's
+    (the kernel lists ``name=systemd`` on a unified host booted inside a hybrid one)."""
     moves = []
     for controllers, path in leader.items():
         if own.get(controllers) == path:
             continue
         base = unified_root if controllers == "" else "/sys/fs/cgroup/" + controllers.removeprefix("name=")
-        moves.append(
-            (base.rstrip("/") + path.rstrip("/") + "/cgroup.procs", controllers in STRICT_HIERARCHIES)
-        )
+        procs = base.rstrip("/") + path.rstrip("/") + "/cgroup.procs"
+        moves.append((base, procs, controllers in STRICT_HIERARCHIES))
     return moves
 
 
@@ -227,7 +230,9 @@ def _join_cgroups(leader: int) -> None:
         # joining a frozen cgroup would freeze this helper: docker's exec refuses a paused container
         raise Failure("the container is paused: unpause it before exec", 125)
     moves = cgroup_moves(cgroups, parse_cgroups(_read("/proc/self/cgroup")), unified)
-    for procs, strict in moves:
+    for base, procs, strict in moves:
+        if not os.path.isdir(base):
+            continue
         try:
             with open(procs, "w") as f:
                 f.write("0")

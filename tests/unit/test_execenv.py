@@ -33,13 +33,15 @@ def test_cgroup_moves_hybrid_and_unified() -> None:
         execenv.parse_cgroups(HYBRID), execenv.parse_cgroups(OWN), "/sys/fs/cgroup/unified"
     )
     assert moves == [
-        ("/sys/fs/cgroup/systemd/machine.slice/nspawnctl-c.service/payload/cgroup.procs", True),
-        ("/sys/fs/cgroup/unified/machine.slice/nspawnctl-c.service/payload/cgroup.procs", True),
+        ("/sys/fs/cgroup/systemd", f"/sys/fs/cgroup/systemd{PAYLOAD}/cgroup.procs", True),
+        ("/sys/fs/cgroup/unified", f"/sys/fs/cgroup/unified{PAYLOAD}/cgroup.procs", True),
     ]  # pids: the same cgroup, no move
     unified = execenv.cgroup_moves({"": "/machine.slice/x.service/payload"}, {"": "/"}, "/sys/fs/cgroup")
-    assert unified == [("/sys/fs/cgroup/machine.slice/x.service/payload/cgroup.procs", True)]
+    assert unified == [
+        ("/sys/fs/cgroup", "/sys/fs/cgroup/machine.slice/x.service/payload/cgroup.procs", True)
+    ]
     v1 = execenv.cgroup_moves({"memory": "/a"}, {"memory": "/"}, "/sys/fs/cgroup")
-    assert v1 == [("/sys/fs/cgroup/memory/a/cgroup.procs", False)]  # best effort
+    assert v1 == [("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/a/cgroup.procs", False)]  # best effort
 
 
 def test_args_round_trip() -> None:
