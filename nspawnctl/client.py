@@ -188,7 +188,7 @@ def _iso_us(us: int | None) -> str | None:
 
 @dataclass(frozen=True)
 class ExecCommand:
-    """A command to run in a running container: its host argv (nsenter ...) and environment."""
+    """A command to run in a running container: its host argv (run/execenv.py ...) and environment."""
 
     argv: builtins.list[str]
     env: dict[str, str]
@@ -1397,7 +1397,7 @@ class Containers:
         user: str | None = None,
         term: str | None = None,
     ) -> ExecCommand:
-        """How to run ``argv`` inside the running container (nsenter into its PID 1's namespaces),
+        """How to run ``argv`` inside the running container (its PID 1's namespaces and confinement),
         for the caller to run with its own stdin and terminal (``run.runtime.run_exec``).
         ``term``: the caller's $TERM, for a command under a terminal."""
         return self._client.run(lambda bus: self.aexec_command(bus, name, argv, env, workdir, user, term))

@@ -24,7 +24,6 @@ from ..systemd.machined import Machined
 from ..systemd.manager import SERVICE_IFACE, Manager, UnitState
 from . import persist
 from .hook import clear_stale_mounts
-from .programs import nsenter_binary
 from .units import Launch, has_backoff, persistent_unit_name, unit_name, unit_properties
 
 __all__ = ["AUTO_RESTART", "Outcome", "Runtime", "payload_exited"]
@@ -261,12 +260,14 @@ def payload_exited(props: dict[str, Any] | None) -> bool:
 def exec_argv(
     leader: int, argv: list[str], workdir: str | None, uid: int | None, gid: int | None
 ) -> list[str]:
-    """nsenter into every namespace of the container's PID 1 (works without systemd inside)."""
-    cmd = [nsenter_binary(), f"--target={leader}", "--all", "--root"]
-    cmd.append(f"--wd={workdir}" if workdir else "--wd")
-    if uid is not None:
-        cmd += [f"--setuid={uid}", f"--setgid={gid if gid is not None else uid}"]
-    return [*cmd, "--", *argv]
+    """Enter every namespace of the container's PID 1 (works without systemd inside) and run
+    ``argv`` under the payload's own cgroup, limits, capabilities and no-new-privileges: the
+    standard-library helper run/execenv.py, run as a script (no package import)."""
+    import sys
+
+    from . import execenv
+
+    return execenv.argv(sys.executable, leader, argv, workdir, uid, gid)
 
 
 MAX_ACCOUNT_FILE = 4 << 20
@@ -351,10 +352,15 @@ def run_exec(argv: list[str], env: dict[str, str], tty: bool, interactive: bool 
     Without ``interactive`` the command gets no stdin, as with docker exec without -i."""
     if not tty:
         stdin = None if interactive else subprocess.DEVNULL
-        return subprocess.run(argv, env=env, stdin=stdin, check=False).returncode
+        return signal_code(subprocess.run(argv, env=env, stdin=stdin, check=False).returncode)
     import pty
 
     # pty.spawn execs with our own environment: hand the container's over through env(1).
     argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
     status = pty.spawn(argv, lambda fd: os.read(fd, 65536))
-    return os.waitstatus_to_exitcode(status)
+    return signal_code(os.waitstatus_to_exitcode(status))
+
+
+def signal_code(code: int) -> int:
+    """A shell's (and docker's) exit code for a command a signal ended: 128 + the signal."""
+    return 128 - code if code < 0 else code

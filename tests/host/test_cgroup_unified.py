@@ -28,8 +28,8 @@ def test_the_host_runs_on_the_unified_hierarchy(host: None) -> None:
 
 def test_pause_freezes_and_unpause_resumes_the_payload(host: None) -> None:
     python = testhost.host_python(testhost.current_install())
-    tests = "tests/e2e/test_lifecycle_verbs.py"
-    argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "pause", tests]
+    tests = ["tests/e2e/test_lifecycle_verbs.py", "tests/e2e/test_exec_confined.py"]  # exec refused
+    argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "pause", *tests]
     proc = testhost.run_in_host(argv, cwd=testhost.SRC_IN_HOST, capture=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 passed" in proc.stdout, proc.stdout
+    assert "3 passed" in proc.stdout, proc.stdout
