@@ -1420,9 +1420,8 @@ class Containers:
             raise InvalidArgument("exec needs a command", hint=f"e.g. nspawnctl exec {name} /bin/sh")
         leader = await self._runtime(bus).leader(name)
         from .run.payloadwait import payload_started
-        from .run.programs import nspawn_binary
 
-        await payload_started(leader, nspawn_binary())  # not into nspawn's child before the payload
+        await payload_started(leader)  # not into nspawn's child before the payload
         root = f"/proc/{leader}/root"  # the running container's own root and mounts
         uid, gid = resolve_user(self.store.root(name), user or spec.user)
         environment = {

@@ -161,27 +161,30 @@ def _same_file(a: str, b: str) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def setting_up(pid: int) -> bool:
+    """Whether nspawn is still setting ``pid`` (a container's leader) up. machined learns the
+    leader before nspawn's child drops its capabilities and executes the payload; until then the
+    leader still runs nspawn's own binary (its parent's) and has no child. nspawn's stub init
+    (``--as-pid2``) runs that binary for good, but only after the setup, with the payload as its
+    child. A leader gone or unreadable is not being set up."""
+    parent = parse_status(_read_or_empty(f"/proc/{pid}/status")).get("PPid", "0")
+    if not _same_file(f"/proc/{pid}/exe", f"/proc/{parent}/exe"):
+        return False
+    try:
+        return not _read(f"/proc/{pid}/task/{pid}/children").strip()
+    except OSError:
+        return False  # no children file (CONFIG_PROC_CHILDREN): take it as it is
+
+
 def _settled(pid: int) -> dict[str, str]:
-    """The leader's status once nspawn's setup of it is done. machined learns the leader before
-    nspawn's child drops its capabilities and executes the payload; until then the leader still
-    runs nspawn's own binary (its parent's) and has no child. nspawn's stub init (``--as-pid2``)
-    runs that binary for good, but only after the setup, and with the payload as its child."""
+    """The leader's status once nspawn's setup of it is done (``setting_up``), or after
+    ``SETNS_TIMEOUT``."""
     import time
 
     deadline = time.monotonic() + SETNS_TIMEOUT
-    while True:
-        status = parse_status(_read(f"/proc/{pid}/status"))
-        parent = status.get("PPid", "0")
-        if not _same_file(f"/proc/{pid}/exe", f"/proc/{parent}/exe"):
-            return status
-        try:
-            if _read(f"/proc/{pid}/task/{pid}/children").strip():
-                return status
-        except OSError:
-            return status  # no children file (CONFIG_PROC_CHILDREN): take it as it is
-        if time.monotonic() > deadline:
-            return status
+    while setting_up(pid) and time.monotonic() <= deadline:
         time.sleep(0.005)
+    return parse_status(_read(f"/proc/{pid}/status"))
 
 
 def _libc() -> "ctypes.CDLL":

@@ -1,25 +1,30 @@
-"""run/payloadwait.py: an exec waits until the container's PID 1 has executed its payload."""
+"""run/payloadwait.py and execenv.setting_up: an exec waits until the container's PID 1 has
+executed its payload."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
+import sys
 
-from nspawnctl.run.payloadwait import payload_started, still_nspawn
+from nspawnctl.run.execenv import setting_up
+from nspawnctl.run.payloadwait import payload_started
 
 
-def test_a_leader_still_running_the_binary_is_waited_for_until_it_executes_another() -> None:
-    sh = shutil.which("sh")
-    assert sh is not None
-    # "nspawn" here is the shell: the leader runs it first, then executes sleep (its payload)
-    proc = subprocess.Popen([sh, "-c", "read x; exec sleep 30"], stdin=subprocess.PIPE)
+def test_a_leader_running_its_parents_binary_without_a_child_is_waited_for() -> None:
+    # the "leader" is a fork of this interpreter (nspawn's child runs nspawn's binary) that then
+    # executes sleep (its payload) once told to
+    code = "import os,sys; sys.stdin.readline(); os.execvp('sleep', ['sleep', '30'])"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
     try:
-        assert still_nspawn(proc.pid, sh)
-        assert not still_nspawn(proc.pid, shutil.which("sleep") or "/bin/sleep")
+        # the child runs this interpreter's binary, as nspawn's child runs nspawn's
+        assert os.stat(f"/proc/{proc.pid}/exe").st_ino == os.stat(f"/proc/{os.getpid()}/exe").st_ino
+        assert setting_up(proc.pid)
 
         async def go() -> bool:
-            waiting = asyncio.ensure_future(payload_started(proc.pid, sh, timeout=60))
+            waiting = asyncio.ensure_future(payload_started(proc.pid, timeout=60))
             await asyncio.sleep(0.05)
             early = waiting.done()
             assert proc.stdin is not None
@@ -29,15 +34,20 @@ def test_a_leader_still_running_the_binary_is_waited_for_until_it_executes_anoth
             return early
 
         assert asyncio.run(go()) is False  # it waited, then returned once the payload ran
-        assert not still_nspawn(proc.pid, sh)
+        assert not setting_up(proc.pid)
     finally:
         proc.kill()
         proc.wait()
 
 
-def test_a_gone_leader_or_missing_binary_is_no_wait() -> None:
-    proc = subprocess.Popen(["true"])
+def test_a_gone_leader_or_another_binary_is_no_wait() -> None:
+    proc = subprocess.Popen([shutil.which("true") or "/bin/true"])
     proc.wait()
-    assert not still_nspawn(proc.pid, shutil.which("true") or "/bin/true")
-    assert not still_nspawn(1, "/nonexistent/systemd-nspawn")
-    asyncio.run(payload_started(proc.pid, "/nonexistent", timeout=60))
+    assert not setting_up(proc.pid)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not setting_up(sleeper.pid)  # runs sleep, not this interpreter's binary
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    asyncio.run(payload_started(proc.pid, timeout=60))
