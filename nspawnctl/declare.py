@@ -70,6 +70,7 @@ USER_KEYS = (
     "AutoUpdate",
     "Label",
     *TTY_KEYS,  # issue 15: Tty, OpenStdin, StdinOnce
+    "UnsetEnvironment",  # the Docker API's bare Env entries (dockerd: the variable is unset)
 )
 GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove", "Expose")  # Expose=: the image's ports
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
@@ -285,6 +286,14 @@ def _check_own(key: str, value: str) -> None:
         from .labels import labels_from_words
 
         labels_from_words(split_words(value))
+    elif key == "UnsetEnvironment":
+        names = split_words(value)
+        check_env(names, f"[{OWN_SECTION}] UnsetEnvironment=", bare=True)
+        if any("=" in n for n in names):
+            raise InvalidArgument(
+                f"[{OWN_SECTION}] UnsetEnvironment= takes variable names",
+                hint="e.g. UnsetEnvironment=FOO BAR",
+            )
     elif key.startswith("Health") or key == "AutoUpdate":  # issue 14
         from .health import check_key
 
@@ -427,7 +436,7 @@ def desired(
         volumes = idmap_volumes(volumes, lambda text: notices.append(f"{d.name}: {text}"))
     try:
         image_env = check_env(defaults.env, f"Env of image {d.image}")
-        check_env(spec.env, str(d.path))
+        check_env(spec.env, str(d.path), bare=True)  # bare: UnsetEnvironment=
     except InvalidArgument as e:
         raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
     keep = installed is not None and installed.image_id == image.id
@@ -462,12 +471,19 @@ def desired(
 
 def merge_env(base: list[str], override: list[str]) -> list[str]:
     """The image's variables, then the file's; a variable set twice keeps its first place and its
-    last value (so a generated file, which lists the image's too, gives back the same list)."""
+    last value (so a generated file, which lists the image's too, gives back the same list). A bare
+    ``KEY`` (``UnsetEnvironment=``) drops the image's KEY and stays last, as the file keeps it."""
     merged: dict[str, str] = {}
+    unset: dict[str, None] = {}
     for e in [*base, *override]:
-        key, _, value = e.partition("=")
-        merged[key] = value
-    return [f"{k}={v}" for k, v in merged.items()]
+        key, sep, value = e.partition("=")
+        if sep:
+            merged[key] = value
+            unset.pop(key, None)
+        else:
+            merged.pop(key, None)
+            unset[key] = None
+    return [*(f"{k}={v}" for k, v in merged.items()), *unset]
 
 
 def changes(old: NspawnFile, new: NspawnFile) -> list[Change]:

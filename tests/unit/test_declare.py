@@ -262,6 +262,7 @@ def test_load_dir_sorted_names_from_files(tmp_path: Path) -> None:
         ("[Network]\nPort=\u00b2:80\n[X-Nspawnctl]\nImage=a\n", ":2:", "invalid port"),
         ("[X-Nspawnctl]\nImage=a\nNetwork=veth\nPublish=80:" + "9" * 5000 + "\n", ":4:", "invalid port"),
         ("[X-Nspawnctl]\nImage=a\nTasksMax=\u00b2\n", ":3:", "not a whole number of processes"),
+        ("[X-Nspawnctl]\nImage=a\nUnsetEnvironment=A=1\n", ":3:", "takes variable names"),
     ],
 )
 def test_definition_errors_name_file_and_line(tmp_path: Path, text: str, where: str, what: str) -> None:
@@ -324,6 +325,11 @@ def test_privateusers_no_is_the_opt_out(tmp_path: Path) -> None:
     d = declare.load(write(tmp_path, "web", "[Exec]\nPrivateUsers=no\n" + WEB.split("\n", 1)[1]))[0]
     spec, f, _ = declare.desired(d, IMG)
     assert not spec.private_users and f.get("Files", "PrivateUsersOwnership") is None
+
+
+def test_merge_env_bare_keys_unset_the_images_and_stay_last() -> None:
+    assert declare.merge_env(["A=1", "B=2"], ["B", "C=3"]) == ["A=1", "C=3", "B"]
+    assert declare.merge_env(["A=1"], ["A", "A=4"]) == ["A=4"]
 
 
 def test_merge_env_keeps_first_place_and_last_value() -> None:
@@ -430,7 +436,7 @@ def test_generate_then_apply_makes_an_equal_container(tmp_path: Path) -> None:
         created="2026-01-02T00:00:00+00:00",
         command=["/entry", "sh", "-c", "echo 'it''s'; sleep 1"],
         entrypoint=["/entry"],
-        env=["PATH=/usr/bin:/bin", "A=two words", "B=$x"],
+        env=["PATH=/usr/bin:/bin", "A=two words", "B=$x", "GONE"],  # GONE: the API's bare Env
         volumes=[Volume("/tmp", "/data", options=("idmap",))],
         workdir="/srv",
         network="veth",
@@ -448,6 +454,7 @@ def test_generate_then_apply_makes_an_equal_container(tmp_path: Path) -> None:
     assert f.get("X-Nspawnctl", "Id") is None and f.get("X-Nspawnctl", "ImageId") is None
     assert f.get("X-Nspawnctl", "Created") is None and f.get("X-Nspawnctl", "Image") == "e2e/busybox:latest"
     assert f.get_all("Exec", "Environment") == ["PATH=/usr/bin:/bin", "'A=two words'", "B=$x"]
+    assert f.get("X-Nspawnctl", "UnsetEnvironment") == "GONE"
     assert f.get_words("Exec", "Parameters") == spec.command
     # the container is gone; apply of the generated file makes the same one
     installed = client.containers.store.files.pop("web")
