@@ -368,11 +368,3 @@ def test_repo_tags_use_docker_hub_short_names() -> None:
     assert familiar("docker.io/library/alpine:3.10") == "alpine:3.10"
     assert familiar("docker.io/acme/app:1") == "acme/app:1"
     assert familiar("127.0.0.1:5000/acc/bb:v1") == "127.0.0.1:5000/acc/bb:v1"
-
-
-def test_api_logs_until_is_a_unix_time() -> None:
-    from nspawnctl.api.handlers.containers import _unix_time
-
-    assert _unix_time("until", "1.5") == 1.5 and _unix_time("until", "0") is None
-    with pytest.raises(ApiError, match="until"):
-        _unix_time("until", "yesterday")

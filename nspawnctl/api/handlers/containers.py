@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import signal as signals
 import time
 from collections.abc import Awaitable
@@ -23,7 +22,7 @@ from ..http import ApiError, ClientGone
 from ..render import STDERR, STDOUT, container_inspect, container_summary, frame, rfc3339
 from ..routing import Router
 from ..runs import Attachment, Session
-from ..translate import console_size, create_options
+from ..translate import console_size, create_options, unix_time
 
 if TYPE_CHECKING:
     from ...client import ContainerStatus
@@ -358,22 +357,9 @@ async def wait(ex: Exchange, id: str) -> None:
     await stream.end()
 
 
-def _unix_time(field: str, text: str | None) -> float | None:
-    """docker's since/until: UNIX seconds, maybe fractional; "0" or nothing is no limit."""
-    if not text or text == "0":
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise ApiError(400, f"{field}: {text!r} is not a UNIX time")
-    return seconds
-
-
 def _since(text: str | None) -> str | None:
     """docker's since as the library's ``@SECONDS``."""
-    seconds = _unix_time("since", text)
+    seconds = unix_time("since", text, zero_is_unset=True)
     return None if seconds is None else f"@{seconds}"
 
 
@@ -389,7 +375,7 @@ def _tail(text: str | None) -> int | None:
 async def logs(ex: Exchange, id: str) -> None:
     req = ex.request
     name = await resolve(ex, id)
-    until = _unix_time("until", req.arg("until"))
+    until = unix_time("until", req.arg("until"), zero_is_unset=True)
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
     if not (want_out or want_err):
         raise ApiError(400, "you must choose at least one stream")

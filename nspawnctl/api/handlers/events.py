@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 from typing import TYPE_CHECKING
 
 from ...errors import NspawnctlError
 from ..context import Exchange
-from ..http import ApiError, ClientGone
+from ..http import ClientGone
 from ..resources import event_json, label_matches, parse_filters
 from ..routing import Router
+from ..translate import unix_time
 
 if TYPE_CHECKING:
     from ...run.events import Event
@@ -22,24 +22,10 @@ if TYPE_CHECKING:
 FILTER_KEYS = ("container", "event", "image", "label", "type")
 
 
-def parse_time(name: str, text: str | None) -> float | None:
-    """docker's since/until as the CLI sends them: UNIX seconds, maybe with a fraction
-    (``1700000000.000000000``); the CLI turns durations and RFC 3339 into that itself."""
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ApiError(400, f"{name}: {text!r} is not a UNIX time")
-    return value
-
-
 async def events(ex: Exchange) -> None:
     filters = parse_filters(ex.request.arg("filters"), FILTER_KEYS)
-    since = parse_time("since", ex.request.arg("since"))
-    until = parse_time("until", ex.request.arg("until"))
+    since = unix_time("since", ex.request.arg("since"))
+    until = unix_time("until", ex.request.arg("until"))
     wanted_labels = filters.pop("label", [])
     library_filters = {k: set(v) for k, v in filters.items()}
     store = ex.client.containers.store
