@@ -5,13 +5,12 @@ client hangs up."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import TYPE_CHECKING
 
 from ...errors import NspawnctlError
 from ..context import Exchange
-from ..http import ClientGone
+from ..pumps import next_or_gone, pump
 from ..resources import event_json, label_matches, parse_filters
 from ..routing import Router
 from ..translate import unix_time
@@ -32,10 +31,12 @@ async def events(ex: Exchange) -> None:
     labels: dict[str, dict[str, str]] = {}  # by container ID, kept after a destroy
     for spec in await asyncio.to_thread(store.list):
         labels[spec.id] = dict(spec.labels)
-    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     def emit(event: Event) -> None:
-        queue.put_nowait(event)
+        own = labels_of(event)
+        if not wanted_labels or label_matches(wanted_labels, own):
+            queue.put_nowait(json.dumps(event_json(event, own)).encode() + b"\n")
 
     async def produce() -> None:
         try:
@@ -52,32 +53,7 @@ async def events(ex: Exchange) -> None:
         return labels[event.id]
 
     stream = await ex.conn.stream()
-    task = asyncio.ensure_future(produce())
-    gone = asyncio.ensure_future(ex.conn.hung_up.wait())
-    try:
-        while True:
-            get = asyncio.ensure_future(queue.get())
-            await asyncio.wait([get, gone], return_when=asyncio.FIRST_COMPLETED)
-            if not get.done():
-                get.cancel()
-                raise ClientGone()
-            event = get.result()
-            if event is None:
-                break
-            own = labels_of(event)
-            if wanted_labels and not label_matches(wanted_labels, own):
-                continue
-            await stream.write(json.dumps(event_json(event, own)).encode() + b"\n")
-        await asyncio.wait([task])
-        error = None if task.cancelled() else task.exception()
-        if error is not None:  # the head is out: the connection closes without the body's end
-            raise error
-        await stream.end()
-    finally:
-        gone.cancel()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await pump(stream, lambda: next_or_gone(queue, ex.conn), produce(), producer_errors=True)
 
 
 def register(router: Router) -> None:
