@@ -177,6 +177,15 @@ class Env:
     def ref(self, tag: str, version: str = "v1") -> str:
         return self.reg.ref(f"acc/{tag}", version)
 
+    def basic_auth_registry(self, name: str, users: dict[str, str]) -> Registry:
+        """Another registry on the same storage (the same images) that asks for Basic auth of
+        ``users``; its files under ``workdir/name``. A context manager, as start_registry's."""
+        from registry import start_registry
+
+        return start_registry(
+            self.workdir / name, tls=self.tls, auth="htpasswd", users=users, storage=self.reg.storage
+        )
+
 
 @pytest.fixture(scope="session")
 def oci(workdir: Path) -> Iterator[Env]:

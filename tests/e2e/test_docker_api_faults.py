@@ -23,7 +23,6 @@ from dockerapi import SERVICE, SOCKET, docker, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ocibuild as ob
-from registry import start_registry
 
 LAYERS = Path("/var/lib/nspawnctl/layers")
 MACHINES = Path("/var/lib/machines")
@@ -251,13 +250,7 @@ def test_pull_with_registry_auth_and_in_band_errors(
 ) -> None:
     import docker as dockerpy
 
-    with start_registry(
-        oci.workdir / "reg-api-basic",
-        tls=oci.tls,
-        auth="htpasswd",
-        users={"alice": "s3cret"},
-        storage=oci.reg.storage,
-    ) as reg:
+    with oci.basic_auth_registry("reg-api-basic", {"alice": "s3cret"}) as reg:
         ref = reg.ref("acc/app2", "v1")
         repo = ref.rsplit(":", 1)[0]
         nsp.images.add(ref)
