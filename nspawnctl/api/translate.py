@@ -302,3 +302,21 @@ def registry_auth(header: str | None) -> RegistryAuth:
     if not user:
         return RegistryAuth(server=server)
     return RegistryAuth((user, password), server)
+
+
+def unix_time(field: str, text: str | None, *, zero_is_unset: bool = False) -> float | None:
+    """docker's ``since``/``until`` query values: UNIX seconds, maybe with a fraction
+    (``1700000000.123456789``), the only form dockerd parses (moby's ``ParseTimestamps``); docker's
+    clients turn durations (``10m``) and RFC 3339 into that themselves. Nothing is no limit, and so is
+    ``"0"`` where the endpoint means it so (logs); anything else is a 400 naming the field."""
+    import math
+
+    if not text or (zero_is_unset and text == "0"):
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ApiError(400, f"{field}: {text!r} is not a UNIX time")
+    return seconds

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -447,131 +447,164 @@ LABEL_FILE = typer.Option(
     [], "--label-file", metavar="FILE", help="Read labels from a file of KEY=VALUE lines (# comments)."
 )
 
+# Every option create and run share, in --help's order: (parameter, type, typer option). Written
+# once; @_container_options puts them into both commands' signatures, which typer reads.
+CONTAINER_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("name", str, NAME),
+    ("env", list[str], ENV),
+    ("env_file", list[str], ENV_FILE),
+    ("volume", list[str], VOLUME),
+    ("workdir", str, WORKDIR),
+    ("user", str, USER),
+    ("hostname", str, HOSTNAME),
+    ("boot", bool, BOOT),
+    ("memory", str, MEMORY),
+    ("cpus", str, CPUS),
+    ("pids_limit", str, PIDS),
+    ("rm", bool, RM),
+    ("entrypoint", str, ENTRYPOINT),
+    ("network", str, NETWORK),
+    ("publish", list[str], PUBLISH),
+    ("restart", str, RESTART),
+    ("userns", str, USERNS),
+    ("read_only", bool, READ_ONLY),
+    ("tmpfs", list[str], TMPFS),
+    ("mount", list[str], MOUNT),
+    ("cap_add", list[str], CAP_ADD),
+    ("cap_drop", list[str], CAP_DROP),
+    ("privileged", bool, PRIVILEGED),
+    ("security_opt", list[str], SECURITY_OPT),
+    ("init", bool, INIT),
+    ("stop_signal", str, STOP_SIGNAL),
+    ("stop_timeout", str, STOP_TIMEOUT),
+    ("add_host", list[str], ADD_HOST),
+    ("dns", list[str], DNS),
+    ("dns_search", list[str], DNS_SEARCH),
+    ("ulimit", list[str], ULIMIT),
+    ("device", list[str], DEVICE),
+    ("shm_size", str, SHM_SIZE),
+    ("sysctl", list[str], SYSCTL),
+    ("cpuset_cpus", str, CPUSET),
+    ("oom_score_adj", str, OOM_SCORE_ADJ),
+    # -- ports and pulls (PORTS) --
+    ("publish_all", bool, PUBLISH_ALL),
+    ("pull", str, PULL),
+    ("verify", str, PULL_VERIFY),
+    ("platform", str, PULL_PLATFORM),
+    ("tls_verify", str, PULL_TLS_VERIFY),
+    ("authfile", str, PULL_AUTHFILE),
+    ("ca_cert", str, PULL_CA_CERT),
+    # -- issue 14: health checks, auto-update
+    ("health_cmd", str, HEALTH_CMD),
+    ("health_interval", str, HEALTH_INTERVAL),
+    ("health_timeout", str, HEALTH_TIMEOUT),
+    ("health_retries", str, HEALTH_RETRIES),
+    ("health_start_period", str, HEALTH_START_PERIOD),
+    ("health_start_interval", str, HEALTH_START_INTERVAL),
+    ("no_healthcheck", bool, NO_HEALTHCHECK),
+    ("health_on_failure", str, HEALTH_ON_FAILURE),
+    ("auto_update", str, AUTO_UPDATE),
+    ("label", list[str], LABEL),
+    ("label_file", list[str], LABEL_FILE),
+)  # fmt: skip
 
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _container_options(command: F) -> F:
+    """``command`` (taking ``**options``) with CONTAINER_OPTIONS after its own parameters in the
+    signature typer reads (``__signature__``, which :func:`inspect.signature` honours)."""
+    import inspect
+
+    sig = inspect.signature(command)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=type_)
+        for name, type_, option in CONTAINER_OPTIONS
+    ]
+    command.__signature__ = sig.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+    return command
+
+
+def _run_options(ctx: typer.Context, o: dict[str, Any]) -> object:
+    """RunOptions from CONTAINER_OPTIONS' values, each checked at its type."""
+    opts = _options(
+        o["name"],
+        o["env"],
+        o["env_file"],
+        o["volume"],
+        o["workdir"],
+        o["user"],
+        o["hostname"],
+        o["boot"],
+        o["memory"],
+        o["cpus"],
+        o["pids_limit"],
+        o["rm"],
+        o["entrypoint"],
+        o["network"],
+        o["publish"],
+        o["restart"],
+        o["userns"],
+        label=o["label"],
+        label_file=o["label_file"],
+        publish_all=o["publish_all"],
+        pull=o["pull"],
+        pull_options=_pull_options(
+            ctx, o["verify"], o["platform"], o["tls_verify"], o["authfile"], o["ca_cert"]
+        ),
+    )
+    opts = _with_settings(
+        opts,
+        list(o["mount"]),
+        o["stop_signal"],
+        read_only=o["read_only"],
+        tmpfs=list(o["tmpfs"]),
+        cap_add=list(o["cap_add"]),
+        cap_drop=list(o["cap_drop"]),
+        privileged=o["privileged"],
+        security_opt=list(o["security_opt"]),
+        init=o["init"],
+        stop_timeout=o["stop_timeout"],
+        add_host=list(o["add_host"]),
+        dns=list(o["dns"]),
+        dns_search=list(o["dns_search"]),
+        ulimit=list(o["ulimit"]),
+        device=list(o["device"]),
+        shm_size=o["shm_size"],
+        sysctl=list(o["sysctl"]),
+        cpuset_cpus=o["cpuset_cpus"],
+        oom_score_adj=o["oom_score_adj"],
+    )
+    opts = _with_health(  # issue 14
+        opts,
+        o["health_cmd"],
+        o["health_interval"],
+        o["health_timeout"],
+        o["health_retries"],
+        o["health_start_period"],
+        o["no_healthcheck"],
+        o["health_on_failure"],
+        o["auto_update"],
+        start_interval=o["health_start_interval"],
+    )
+    return opts
+
+
+@_container_options
 def create(
     ctx: typer.Context,
     image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG], NAME@DIGEST or ID)."),
     command: list[str] = typer.Argument(None, metavar="COMMAND", help=CMD_HELP),
-    name: str = NAME,
-    env: list[str] = ENV,
-    env_file: list[str] = ENV_FILE,
-    volume: list[str] = VOLUME,
-    workdir: str = WORKDIR,
-    user: str = USER,
-    hostname: str = HOSTNAME,
-    boot: bool = BOOT,
-    memory: str = MEMORY,
-    cpus: str = CPUS,
-    pids_limit: str = PIDS,
-    rm: bool = RM,
-    entrypoint: str = ENTRYPOINT,
-    network: str = NETWORK,
-    publish: list[str] = PUBLISH,
-    restart: str = RESTART,
-    userns: str = USERNS,
-    read_only: bool = READ_ONLY,
-    tmpfs: list[str] = TMPFS,
-    mount: list[str] = MOUNT,
-    cap_add: list[str] = CAP_ADD,
-    cap_drop: list[str] = CAP_DROP,
-    privileged: bool = PRIVILEGED,
-    security_opt: list[str] = SECURITY_OPT,
-    init: bool = INIT,
-    stop_signal: str = STOP_SIGNAL,
-    stop_timeout: str = STOP_TIMEOUT,
-    add_host: list[str] = ADD_HOST,
-    dns: list[str] = DNS,
-    dns_search: list[str] = DNS_SEARCH,
-    ulimit: list[str] = ULIMIT,
-    device: list[str] = DEVICE,
-    shm_size: str = SHM_SIZE,
-    sysctl: list[str] = SYSCTL,
-    cpuset_cpus: str = CPUSET,
-    oom_score_adj: str = OOM_SCORE_ADJ,
-    # -- ports and pulls (PORTS) --
-    publish_all: bool = PUBLISH_ALL,
-    pull: str = PULL,
-    verify: str = PULL_VERIFY,
-    platform: str = PULL_PLATFORM,
-    tls_verify: str = PULL_TLS_VERIFY,
-    authfile: str = PULL_AUTHFILE,
-    ca_cert: str = PULL_CA_CERT,
-    # -- issue 14: health checks, auto-update
-    health_cmd: str = HEALTH_CMD,
-    health_interval: str = HEALTH_INTERVAL,
-    health_timeout: str = HEALTH_TIMEOUT,
-    health_retries: str = HEALTH_RETRIES,
-    health_start_period: str = HEALTH_START_PERIOD,
-    health_start_interval: str = HEALTH_START_INTERVAL,
-    no_healthcheck: bool = NO_HEALTHCHECK,
-    health_on_failure: str = HEALTH_ON_FAILURE,
-    auto_update: str = AUTO_UPDATE,
-    label: list[str] = LABEL,
-    label_file: list[str] = LABEL_FILE,
+    **options: Any,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
-    opts = _options(
-        name,
-        env,
-        env_file,
-        volume,
-        workdir,
-        user,
-        hostname,
-        boot,
-        memory,
-        cpus,
-        pids_limit,
-        rm,
-        entrypoint,
-        network,
-        publish,
-        restart,
-        userns,
-        label=label,
-        label_file=label_file,
-        publish_all=publish_all,
-        pull=pull,
-        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
-    )
-    opts = _with_settings(
-        opts,
-        list(mount),
-        stop_signal,
-        read_only=read_only,
-        tmpfs=list(tmpfs),
-        cap_add=list(cap_add),
-        cap_drop=list(cap_drop),
-        privileged=privileged,
-        security_opt=list(security_opt),
-        init=init,
-        stop_timeout=stop_timeout,
-        add_host=list(add_host),
-        dns=list(dns),
-        dns_search=list(dns_search),
-        ulimit=list(ulimit),
-        device=list(device),
-        shm_size=shm_size,
-        sysctl=list(sysctl),
-        cpuset_cpus=cpuset_cpus,
-        oom_score_adj=oom_score_adj,
-    )
-    opts = _with_health(  # issue 14
-        opts,
-        health_cmd,
-        health_interval,
-        health_timeout,
-        health_retries,
-        health_start_period,
-        no_healthcheck,
-        health_on_failure,
-        auto_update,
-        start_interval=health_start_interval,
-    )
+    opts = _run_options(ctx, options)
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.name)
 
 
+@_container_options
 def run(
     ctx: typer.Context,
     image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG], NAME@DIGEST or ID)."),
@@ -583,62 +616,7 @@ def run(
     tty: bool = typer.Option(
         False, "-t", "--tty", help="Give the container a terminal (with -i: interactive)."
     ),
-    name: str = NAME,
-    env: list[str] = ENV,
-    env_file: list[str] = ENV_FILE,
-    volume: list[str] = VOLUME,
-    workdir: str = WORKDIR,
-    user: str = USER,
-    hostname: str = HOSTNAME,
-    boot: bool = BOOT,
-    memory: str = MEMORY,
-    cpus: str = CPUS,
-    pids_limit: str = PIDS,
-    rm: bool = RM,
-    entrypoint: str = ENTRYPOINT,
-    network: str = NETWORK,
-    publish: list[str] = PUBLISH,
-    restart: str = RESTART,
-    userns: str = USERNS,
-    read_only: bool = READ_ONLY,
-    tmpfs: list[str] = TMPFS,
-    mount: list[str] = MOUNT,
-    cap_add: list[str] = CAP_ADD,
-    cap_drop: list[str] = CAP_DROP,
-    privileged: bool = PRIVILEGED,
-    security_opt: list[str] = SECURITY_OPT,
-    init: bool = INIT,
-    stop_signal: str = STOP_SIGNAL,
-    stop_timeout: str = STOP_TIMEOUT,
-    add_host: list[str] = ADD_HOST,
-    dns: list[str] = DNS,
-    dns_search: list[str] = DNS_SEARCH,
-    ulimit: list[str] = ULIMIT,
-    device: list[str] = DEVICE,
-    shm_size: str = SHM_SIZE,
-    sysctl: list[str] = SYSCTL,
-    cpuset_cpus: str = CPUSET,
-    oom_score_adj: str = OOM_SCORE_ADJ,
-    # -- ports and pulls (PORTS) --
-    publish_all: bool = PUBLISH_ALL,
-    pull: str = PULL,
-    verify: str = PULL_VERIFY,
-    platform: str = PULL_PLATFORM,
-    tls_verify: str = PULL_TLS_VERIFY,
-    authfile: str = PULL_AUTHFILE,
-    ca_cert: str = PULL_CA_CERT,
-    # -- issue 14: health checks, auto-update
-    health_cmd: str = HEALTH_CMD,
-    health_interval: str = HEALTH_INTERVAL,
-    health_timeout: str = HEALTH_TIMEOUT,
-    health_retries: str = HEALTH_RETRIES,
-    health_start_period: str = HEALTH_START_PERIOD,
-    health_start_interval: str = HEALTH_START_INTERVAL,
-    no_healthcheck: bool = NO_HEALTHCHECK,
-    health_on_failure: str = HEALTH_ON_FAILURE,
-    auto_update: str = AUTO_UPDATE,
-    label: list[str] = LABEL,
-    label_file: list[str] = LABEL_FILE,
+    **options: Any,
 ) -> None:
     """Create a container from IMAGE and run COMMAND in it.
 
@@ -649,64 +627,7 @@ def run(
     nspawnctl's; 125 means nspawnctl itself failed. Ctrl-C is passed on to the command (three
     times kills it). With -d it runs as a transient systemd unit in the background.
     """
-    opts = _options(
-        name,
-        env,
-        env_file,
-        volume,
-        workdir,
-        user,
-        hostname,
-        boot,
-        memory,
-        cpus,
-        pids_limit,
-        rm,
-        entrypoint,
-        network,
-        publish,
-        restart,
-        userns,
-        label=label,
-        label_file=label_file,
-        publish_all=publish_all,
-        pull=pull,
-        pull_options=_pull_options(ctx, verify, platform, tls_verify, authfile, ca_cert),
-    )
-    opts = _with_settings(
-        opts,
-        list(mount),
-        stop_signal,
-        read_only=read_only,
-        tmpfs=list(tmpfs),
-        cap_add=list(cap_add),
-        cap_drop=list(cap_drop),
-        privileged=privileged,
-        security_opt=list(security_opt),
-        init=init,
-        stop_timeout=stop_timeout,
-        add_host=list(add_host),
-        dns=list(dns),
-        dns_search=list(dns_search),
-        ulimit=list(ulimit),
-        device=list(device),
-        shm_size=shm_size,
-        sysctl=list(sysctl),
-        cpuset_cpus=cpuset_cpus,
-        oom_score_adj=oom_score_adj,
-    )
-    opts = _with_health(  # issue 14
-        opts,
-        health_cmd,
-        health_interval,
-        health_timeout,
-        health_retries,
-        health_start_period,
-        no_healthcheck,
-        health_on_failure,
-        auto_update,
-        start_interval=health_start_interval,
-    )
+    opts = _run_options(ctx, options)
     client = state_of(ctx).client()
     argv = list(command or [])
     if detach:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 import typer
 
 from .app import for_each, state_of
-from .output import err, print_json, table
+from .output import err, human_size, print_json, table
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -128,28 +128,9 @@ def top(
 
 
 # -- stats ---------------------------------------------------------------------------------
-def binary_size(n: int | None) -> str:
-    """docker's memory sizes: 1.5MiB, 7.66GiB (units of 1024)."""
-    if n is None:
-        return "--"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)}{unit}" if unit == "B" else f"{size:.4g}{unit}"
-        size /= 1024
-    return f"{n}B"
-
-
-def decimal_size(n: int | None) -> str:
-    """docker's I/O sizes: 1.2kB, 3.4MB (units of 1000)."""
-    if n is None:
-        return "--"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{int(size)}{unit}" if unit == "B" else f"{size:.3g}{unit}"
-        size /= 1000
-    return f"{n}B"
+def stats_size(n: int | None, binary: bool = False) -> str:
+    """docker's sizes in stats (memory in units of 1024, I/O of 1000); "--" when unknown."""
+    return "--" if n is None else human_size(n, binary)
 
 
 STATS_TITLES = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
@@ -161,14 +142,16 @@ def stats_row(before: Sample | None, now: Sample) -> dict[str, str]:
 
     running = now.running
     return {
-        "BlockIO": f"{decimal_size(now.io_read)} / {decimal_size(now.io_write)}" if running else "0B / 0B",
+        "BlockIO": f"{stats_size(now.io_read)} / {stats_size(now.io_write)}" if running else "0B / 0B",
         "CPUPerc": f"{cpu_percent(before, now):.2f}%",
         "Container": now.id[:12],
         "ID": now.id,
         "MemPerc": f"{memory_percent(now):.2f}%",
-        "MemUsage": f"{binary_size(now.memory)} / {binary_size(now.memory_limit)}" if running else "0B / 0B",
+        "MemUsage": (
+            f"{stats_size(now.memory, True)} / {stats_size(now.memory_limit, True)}" if running else "0B / 0B"
+        ),
         "Name": now.name,
-        "NetIO": f"{decimal_size(now.net_rx)} / {decimal_size(now.net_tx)}",
+        "NetIO": f"{stats_size(now.net_rx)} / {stats_size(now.net_tx)}",
         "PIDs": str(now.pids or 0),
     }
 

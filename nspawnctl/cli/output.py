@@ -82,13 +82,19 @@ def ago(iso: str | None) -> str:
     return f"{human_duration(since(iso))} ago" if iso else ""
 
 
-def human_size(n: int) -> str:
-    """Decimal units with three significant digits, as docker prints sizes."""
+DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB")
+BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def human_size(n: int, binary: bool = False) -> str:
+    """A size as docker prints it: decimal units with three significant digits (images, disk and
+    I/O: 1.23kB), or with ``binary`` units of 1024 with four (memory in stats: 1.5MiB)."""
+    base, digits, units = (1024, 4, BINARY_UNITS) if binary else (1000, 3, DECIMAL_UNITS)
     size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.3g}{unit}" if unit != "B" else f"{int(size)}B"
-        size /= 1000
+    for unit in units:
+        if size < base or unit == units[-1]:
+            return f"{size:.{digits}g}{unit}" if unit != "B" else f"{int(size)}B"
+        size /= base
     return f"{n}B"
 
 

@@ -23,6 +23,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from demo import make_busybox_root
+from dockerapi import DROPIN, SOCKET, debian_12, docker, dockerpy_client
 
 if TYPE_CHECKING:
     import ocibuild as ob
@@ -176,6 +177,15 @@ class Env:
     def ref(self, tag: str, version: str = "v1") -> str:
         return self.reg.ref(f"acc/{tag}", version)
 
+    def basic_auth_registry(self, name: str, users: dict[str, str]) -> Registry:
+        """Another registry on the same storage (the same images) that asks for Basic auth of
+        ``users``; its files under ``workdir/name``. A context manager, as start_registry's."""
+        from registry import start_registry
+
+        return start_registry(
+            self.workdir / name, tls=self.tls, auth="htpasswd", users=users, storage=self.reg.storage
+        )
+
 
 @pytest.fixture(scope="session")
 def oci(workdir: Path) -> Iterator[Env]:
@@ -198,3 +208,41 @@ def systemd_version() -> int:
     that differ (the tests expect each version's own)."""
     out = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, check=True).stdout
     return int(out.split()[1])
+
+
+@pytest.fixture(scope="module")
+def api(oci: Env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The Docker API's socket unit enabled (the registry's CA given to the service), and the
+    environment the docker CLI runs in (test_docker_api*.py, test_docker_clients.py)."""
+    if shutil.which("docker") is None and not debian_12():
+        pytest.fail("the docker CLI is missing: the test host should have docker-cli")
+    DROPIN.parent.mkdir(parents=True, exist_ok=True)
+    DROPIN.write_text(f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={oci.ca}\n")
+    subprocess.run(["nspawnctl", "system", "service", "enable"], check=True, capture_output=True)
+    env = {
+        **os.environ,
+        "DOCKER_HOST": f"unix://{SOCKET}",
+        "DOCKER_CONFIG": str(tmp_path_factory.mktemp("docker-config")),
+    }
+    yield env
+    subprocess.run(["nspawnctl", "system", "service", "disable"], capture_output=True)
+    shutil.rmtree(DROPIN.parent, ignore_errors=True)
+    subprocess.run(["systemctl", "daemon-reload"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pulled(api: dict[str, str], oci: Env) -> Iterator[str]:
+    """An image pulled through the API by `docker pull`."""
+    ref = oci.ref("bb")
+    proc = docker(api, "pull", ref)
+    assert proc.returncode == 0, proc.stderr
+    assert "Status: " in proc.stdout
+    yield ref
+    subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def dpy() -> Iterator[Any]:
+    """A docker-py client on the API's socket for the module."""
+    with dockerpy_client() as client:
+        yield client

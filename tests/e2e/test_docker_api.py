@@ -4,85 +4,31 @@ docker-cli) and docker-py against the socket unit `nspawnctl system service enab
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import conftest
 import pytest
 from conftest import CLI, Env
-
-SOCKET = "/run/nspawnctl/docker.sock"
-SERVICE = "nspawnctl-docker.service"
-DROPIN = Path(f"/etc/systemd/system/{SERVICE}.d/e2e-ca.conf")
-
-
-def systemctl(*args: str) -> str:
-    return subprocess.run(["systemctl", *args], capture_output=True, text=True).stdout.strip()
-
-
-def wait_for(check: object, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
+from dockerapi import (  # noqa: F401 (the names other test files import from here)
+    DROPIN,
+    SERVICE,
+    SOCKET,
+    curl,
+    debian_12,
+    docker,
+    systemctl,
+    wait_for,
+)
 
 
-@pytest.fixture(scope="module")
-def api(oci: Env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The socket unit enabled (the registry's CA given to the service), and the environment the
-    docker CLI runs in."""
-    if shutil.which("docker") is None and not debian_12():
-        pytest.fail("the docker CLI is missing: the test host should have docker-cli")
-    DROPIN.parent.mkdir(parents=True, exist_ok=True)
-    DROPIN.write_text(f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={oci.ca}\n")
-    subprocess.run(["nspawnctl", "system", "service", "enable"], check=True, capture_output=True)
-    env = {
-        **os.environ,
-        "DOCKER_HOST": f"unix://{SOCKET}",
-        "DOCKER_CONFIG": str(tmp_path_factory.mktemp("docker-config")),
-    }
-    yield env
-    subprocess.run(["nspawnctl", "system", "service", "disable"], capture_output=True)
-    shutil.rmtree(DROPIN.parent, ignore_errors=True)
-    subprocess.run(["systemctl", "daemon-reload"], capture_output=True)
-
-
-def debian_12() -> bool:
-    return Path("/etc/debian_version").read_text().startswith("12")
-
-
-def docker(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    if shutil.which("docker") is None and debian_12():
-        # tests/host/testhost.py SUITE_WITHOUT: Debian 12 packages no docker CLI of its own
-        pytest.skip("Debian 12 has no docker-cli package (issue 15: the docker CLI is tested on Debian 13)")
-    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def curl(*args: str) -> tuple[int, dict[str, object]]:
-    out = subprocess.run(
-        ["curl", "-s", "--unix-socket", SOCKET, "-w", "\n%{http_code}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    body, _, code = out.rpartition("\n")
-    return int(code), json.loads(body) if body.strip() else {}
-
-
-@pytest.fixture(scope="module")
-def pulled(api: dict[str, str], oci: Env) -> Iterator[str]:
-    """An image pulled through the API by `docker pull`."""
-    ref = oci.ref("bb")
-    proc = docker(api, "pull", ref)
-    assert proc.returncode == 0, proc.stderr
-    assert "Status: " in proc.stdout
-    yield ref
-    subprocess.run(["nspawnctl", "rmi", "-f", ref], capture_output=True)
+def __getattr__(name: str) -> Any:
+    """``from test_docker_api import api, pulled`` (the other docker-API test files did so, and
+    may still): those fixtures are conftest.py's now, found by name without an import."""
+    if name in ("api", "pulled", "dpy"):
+        return getattr(conftest, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def test_socket_starts_the_service_which_exits_when_idle(api: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import CLI
-from test_docker_api import SOCKET, api, docker, pulled  # noqa: F401 (fixtures)
+from dockerapi import SOCKET, docker
 
 MACHINES = Path("/var/lib/machines")
 
@@ -37,16 +37,7 @@ def tar_of(*entries: tuple[str, bytes | None, str | None]) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def dpy() -> Iterator[Any]:
-    import docker as dockerpy
-
-    client = dockerpy.DockerClient(base_url=f"unix://{SOCKET}")
-    yield client
-    client.close()  # an open connection keeps the service from its idle exit
-
-
-@pytest.fixture(scope="module")
-def running(api: dict[str, str], pulled: str) -> Iterator[str]:  # noqa: F811
+def running(api: dict[str, str], pulled: str) -> Iterator[str]:
     nsp = CLI()
     name = nsp.name("cp")
     proc = docker(api, "run", "-d", "--name", name, pulled, "sleep", "300")
@@ -78,7 +69,7 @@ def in_ctr(nsp: CLI, name: str, *cmd: str) -> str:
 
 
 def test_docker_cp_both_ways_on_a_running_container(
-    api: dict[str, str],  # noqa: F811
+    api: dict[str, str],
     running: str,
     nsp: CLI,
     tmp_path: Path,
@@ -162,8 +153,8 @@ def test_docker_py_archives_and_hostile_tars(running: str, dpy: Any, nsp: CLI, t
 
 
 def test_archive_of_a_stopped_container(
-    api: dict[str, str],  # noqa: F811
-    pulled: str,  # noqa: F811
+    api: dict[str, str],
+    pulled: str,
     dpy: Any,
     nsp: CLI,
     tmp_path: Path,

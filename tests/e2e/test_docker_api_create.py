@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import CLI
-from test_docker_api import api, curl, docker, pulled, wait_for  # noqa: F401 (the module's fixtures)
+from dockerapi import curl, docker, wait_for
 
 CAP_NET_RAW, CAP_SYS_TIME = 13, 25
 SCRIPT = (
@@ -27,7 +27,7 @@ def status(text: str, field: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def box(api: dict[str, str], pulled: str) -> Iterator[dict[str, str]]:  # noqa: F811
+def box(api: dict[str, str], pulled: str) -> Iterator[dict[str, str]]:
     """One container with the options, serving HTTP on a free host port."""
     name, vol = f"cre-{uuid.uuid4().hex[:6]}", f"crevol-{uuid.uuid4().hex[:6]}"
     proc = docker(
@@ -45,7 +45,7 @@ def box(api: dict[str, str], pulled: str) -> Iterator[dict[str, str]]:  # noqa: 
     subprocess.run(["nspawnctl", "volume", "rm", vol], capture_output=True)
 
 
-def test_options_hold_inside_the_container(api: dict[str, str], box: dict[str, str]) -> None:  # noqa: F811
+def test_options_hold_inside_the_container(api: dict[str, str], box: dict[str, str]) -> None:
     name = box["name"]
     # the payload's own settings are read from its /proc/1 (exec's process is not the payload)
     script = (
@@ -66,7 +66,7 @@ def test_options_hold_inside_the_container(api: dict[str, str], box: dict[str, s
     assert "vol-ok" in out and "192.0.2.7\tdb" in out, out
 
 
-def test_free_port_answers_from_the_host(api: dict[str, str], box: dict[str, str]) -> None:  # noqa: F811
+def test_free_port_answers_from_the_host(api: dict[str, str], box: dict[str, str]) -> None:
     name = box["name"]
     proc = docker(api, "port", name)
     assert proc.returncode == 0, proc.stderr
@@ -82,7 +82,7 @@ def test_free_port_answers_from_the_host(api: dict[str, str], box: dict[str, str
     assert "hello-create" in got
 
 
-def test_inspect_and_generate_keep_the_options(api: dict[str, str], box: dict[str, str], nsp: CLI) -> None:  # noqa: F811
+def test_inspect_and_generate_keep_the_options(api: dict[str, str], box: dict[str, str], nsp: CLI) -> None:
     name = box["name"]
     fmt = "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.Config.StopSignal}}"
     proc = docker(api, "inspect", "-f", fmt, name)
@@ -105,7 +105,7 @@ def test_inspect_and_generate_keep_the_options(api: dict[str, str], box: dict[st
     assert box["volume"] in nsp("volume", "ls", "-q").stdout.split()
 
 
-def test_refused_fields_leave_nothing(api: dict[str, str], pulled: str, nsp: CLI) -> None:  # noqa: F811
+def test_refused_fields_leave_nothing(api: dict[str, str], pulled: str, nsp: CLI) -> None:
     for host, field in (
         ({"CapDrop": ["NOT_A_CAP"]}, "HostConfig.CapDrop"),
         ({"VolumesFrom": ["x"]}, "HostConfig.VolumesFrom"),
@@ -119,7 +119,7 @@ def test_refused_fields_leave_nothing(api: dict[str, str], pulled: str, nsp: CLI
     assert subprocess.run(["nspawnctl", "inspect", "cre-bad"], capture_output=True).returncode != 0
 
 
-def test_docker_py_create_with_mounts_and_healthcheck(api: dict[str, str], pulled: str, nsp: CLI) -> None:  # noqa: F811
+def test_docker_py_create_with_mounts_and_healthcheck(api: dict[str, str], pulled: str, nsp: CLI) -> None:
     """docker-py's own encoding (Mount objects, a healthcheck, privileged) reaches the definition."""
     import docker as dockerpy
 

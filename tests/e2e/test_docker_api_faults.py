@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 from conftest import CLI, Env
-from test_docker_api import SERVICE, SOCKET, api, docker, pulled, wait_for  # noqa: F401 (fixtures)
+from dockerapi import SERVICE, SOCKET, docker, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ocibuild as ob
-from registry import start_registry
 
 LAYERS = Path("/var/lib/nspawnctl/layers")
 MACHINES = Path("/var/lib/machines")
@@ -107,8 +106,8 @@ def no_tracebacks(since: str) -> None:
 
 
 def test_bad_requests_get_docker_errors_and_nothing_is_made(
-    api: dict[str, str],  # noqa: F811
-    pulled: str,  # noqa: F811
+    api: dict[str, str],
+    pulled: str,
     since: str,
 ) -> None:
     before = containers()
@@ -158,7 +157,7 @@ def test_bad_requests_get_docker_errors_and_nothing_is_made(
 
 
 @pytest.fixture(scope="module")
-def victim(api: dict[str, str], pulled: str) -> Iterator[str]:  # noqa: F811
+def victim(api: dict[str, str], pulled: str) -> Iterator[str]:
     nsp = CLI()
     name = nsp.name("hang")
     proc = docker(
@@ -170,8 +169,8 @@ def victim(api: dict[str, str], pulled: str) -> Iterator[str]:  # noqa: F811
 
 
 def test_clients_hanging_up_mid_attach_logs_and_wait(
-    api: dict[str, str],  # noqa: F811
-    pulled: str,  # noqa: F811
+    api: dict[str, str],
+    pulled: str,
     victim: str,
     nsp: CLI,
     since: str,
@@ -202,7 +201,7 @@ def test_clients_hanging_up_mid_attach_logs_and_wait(
 
 
 def test_a_client_hanging_up_mid_pull_leaves_a_whole_image_or_nothing(
-    api: dict[str, str],  # noqa: F811
+    api: dict[str, str],
     oci: Env,
     nsp: CLI,
     since: str,
@@ -243,7 +242,7 @@ def pull_lines(path: str, headers: dict[str, str] | None = None) -> list[dict[st
 
 
 def test_pull_with_registry_auth_and_in_band_errors(
-    api: dict[str, str],  # noqa: F811
+    api: dict[str, str],
     oci: Env,
     nsp: CLI,
     tmp_path: Path,
@@ -251,13 +250,7 @@ def test_pull_with_registry_auth_and_in_band_errors(
 ) -> None:
     import docker as dockerpy
 
-    with start_registry(
-        oci.workdir / "reg-api-basic",
-        tls=oci.tls,
-        auth="htpasswd",
-        users={"alice": "s3cret"},
-        storage=oci.reg.storage,
-    ) as reg:
+    with oci.basic_auth_registry("reg-api-basic", {"alice": "s3cret"}) as reg:
         ref = reg.ref("acc/app2", "v1")
         repo = ref.rsplit(":", 1)[0]
         nsp.images.add(ref)

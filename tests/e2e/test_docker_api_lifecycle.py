@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import CLI, unit_show
-from test_docker_api import SOCKET, api, docker, pulled, wait_for  # noqa: F401 (fixtures used by dk)
+from dockerapi import docker, dockerpy_client, wait_for
 
 HOST_PORT = "18097"
 
@@ -40,7 +40,7 @@ class Dk:
 
 
 @pytest.fixture(scope="module")
-def dk(api: dict[str, str], pulled: str) -> Dk:  # noqa: F811 (test_docker_api's fixtures)
+def dk(api: dict[str, str], pulled: str) -> Dk:
     return Dk(api, pulled)
 
 
@@ -62,11 +62,8 @@ def box(dk: Dk) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def py() -> Iterator[Any]:
-    import docker as dockerpy
-
-    client = dockerpy.DockerClient(base_url=f"unix://{SOCKET}")
-    yield client
-    client.close()  # an open connection keeps the service from its idle exit
+    with dockerpy_client() as client:
+        yield client
 
 
 def test_top_stats_port_and_inspect(dk: Dk, box: dict[str, str], py: Any) -> None:

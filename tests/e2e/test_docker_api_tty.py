@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixtures of test_docker_api, imported to be used here)
 """Terminals and stdin through the Docker Engine API (issue 15): ``docker run -it`` and
 ``docker exec -it`` driven under a pseudo-terminal, ``-i`` with piped stdin, ``docker attach`` to a
 running tty container, the resize endpoints, and docker-py's attach socket and ``exec_run(tty=True)``."""
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import CLI
-from test_docker_api import api, curl, docker, pulled  # noqa: F401  (the module's fixtures)
+from dockerapi import curl, docker
 
 
 class Term:

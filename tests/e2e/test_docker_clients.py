@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CLI, Env, make_busybox_root
-from test_docker_api import SOCKET, api, docker, pulled, wait_for  # noqa: F401  (module fixtures, shared)
+from dockerapi import docker, wait_for
 
 TESTCONTAINERS_SCRIPT = r"""
 import json, subprocess, sys, urllib.request
@@ -52,8 +52,8 @@ def testcontainers() -> None:
 
 
 def test_testcontainers_container_serves_http(
-    api: dict[str, str],  # noqa: F811
-    pulled: str,  # noqa: F811
+    api: dict[str, str],
+    pulled: str,
     testcontainers: None,
     nsp: CLI,
 ) -> None:
@@ -177,8 +177,8 @@ def ryuk_image(oci: Env, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_testcontainers_with_ryuk_cleans_up_after_a_killed_run(
-    api: dict[str, str],  # noqa: F811
-    pulled: str,  # noqa: F811
+    api: dict[str, str],
+    pulled: str,
     testcontainers: None,
     ryuk_image: str,
     nsp: CLI,
@@ -214,7 +214,7 @@ AUTHORIZED = Path("/root/.ssh/authorized_keys")
 
 
 @pytest.fixture(scope="module")
-def ssh_host(api: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+def ssh_host(api: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """sshd of the test host with a key whose authorized_keys line forces `nspawnctl system
     dial-stdio` (the README's setup), reached as the ssh alias SSH_ALIAS; undone afterwards."""
     if shutil.which("sshd") is None or shutil.which("ssh") is None:
@@ -241,8 +241,8 @@ def ssh_host(api: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def test_docker_cli_and_docker_py_over_ssh(
-    api: dict[str, str],  # noqa: F811
-    pulled: str,  # noqa: F811
+    api: dict[str, str],
+    pulled: str,
     ssh_host: str,
     nsp: CLI,
     request: pytest.FixtureRequest,
@@ -280,8 +280,8 @@ def test_the_forced_command_gives_no_shell(ssh_host: str) -> None:
 
 
 def test_wait_answers_the_exit_of_a_container_that_restarts(
-    api: dict[str, str],  # noqa: F811
-    pulled: str,  # noqa: F811
+    api: dict[str, str],
+    pulled: str,
     nsp: CLI,
 ) -> None:
     """docker-py's test_create_with_restart_policy: `wait` answers the first exit even though the

@@ -265,13 +265,7 @@ def clean_auth() -> Iterator[None]:
 
 @pytest.mark.surface
 def test_basic_auth_registry(nsp: CLI, oci: Env, clean_auth: None) -> None:
-    with start_registry(
-        oci.workdir / "reg-basic",
-        tls=oci.tls,
-        auth="htpasswd",
-        users={"alice": "s3cret"},
-        storage=oci.reg.storage,
-    ) as reg:
+    with oci.basic_auth_registry("reg-basic", {"alice": "s3cret"}) as reg:
         ref = reg.ref("acc/app2", "v1")
         before = layers_snapshot()
         proc = pull(nsp, oci, ref, check=False)

@@ -11,14 +11,13 @@ import pytest
 
 h11 = pytest.importorskip("h11")
 
+from apiserve import serve_one  # noqa: E402
+
 from nspawnctl.api import activation, render, versions  # noqa: E402
-from nspawnctl.api.context import Service  # noqa: E402
 from nspawnctl.api.handlers import routes  # noqa: E402
 from nspawnctl.api.handlers.containers import _since, _tail, parse_signal, parse_timeout  # noqa: E402
 from nspawnctl.api.handlers.images import pull_source  # noqa: E402
-from nspawnctl.api.http import ApiError, Connection, docker_bool  # noqa: E402
-from nspawnctl.api.runs import Runs  # noqa: E402
-from nspawnctl.api.server import handle  # noqa: E402
+from nspawnctl.api.http import ApiError, docker_bool  # noqa: E402
 from nspawnctl.api.translate import create_options, empty  # noqa: E402
 from nspawnctl.values import MAX_TIMEOUT  # noqa: E402
 
@@ -189,12 +188,7 @@ def exchange(requests: list[bytes], max_body: int | None = None) -> list[tuple[i
     """Send raw requests on one connection, return each reply (status, headers, body)."""
 
     async def main() -> list[tuple[int, dict[str, str], bytes]]:
-        server_sock, client_sock = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=server_sock)
-        conn = Connection(reader, writer, **({"max_body": max_body} if max_body else {}))
-        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
-        task = asyncio.ensure_future(handle(service, routes(), conn))
-        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        task, creader, cwriter = await serve_one(routes(), **({"max_body": max_body} if max_body else {}))
         client = h11.Connection(h11.CLIENT)
         out = []
         for raw in requests:
@@ -286,11 +280,7 @@ def test_hijack_sends_101_upgraded_then_raw_frames_then_closes() -> None:
     router.add("POST", "/containers/{id}/attach", hijacking)
 
     async def main() -> tuple[bytes, bytes]:
-        server_sock, client_sock = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=server_sock)
-        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
-        task = asyncio.ensure_future(handle(service, router, Connection(reader, writer)))
-        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        task, creader, cwriter = await serve_one(router)
         cwriter.write(
             b"POST /v1.44/containers/x/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
             b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"
@@ -327,11 +317,7 @@ def test_a_stream_head_goes_out_before_its_body() -> None:
     router.add("POST", "/containers/{id}/wait", waiting)
 
     async def main() -> tuple[int, bytes]:
-        server_sock, client_sock = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=server_sock)
-        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
-        task = asyncio.ensure_future(handle(service, router, Connection(reader, writer)))
-        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        task, creader, cwriter = await serve_one(router)
         client = h11.Connection(h11.CLIENT)
         cwriter.write(
             client.send(
@@ -368,11 +354,3 @@ def test_repo_tags_use_docker_hub_short_names() -> None:
     assert familiar("docker.io/library/alpine:3.10") == "alpine:3.10"
     assert familiar("docker.io/acme/app:1") == "acme/app:1"
     assert familiar("127.0.0.1:5000/acc/bb:v1") == "127.0.0.1:5000/acc/bb:v1"
-
-
-def test_api_logs_until_is_a_unix_time() -> None:
-    from nspawnctl.api.handlers.containers import _unix_time
-
-    assert _unix_time("until", "1.5") == 1.5 and _unix_time("until", "0") is None
-    with pytest.raises(ApiError, match="until"):
-        _unix_time("until", "yesterday")

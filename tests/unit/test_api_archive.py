@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import os
-import socket
 import stat
 import tarfile
 from pathlib import Path
@@ -23,12 +22,11 @@ from nspawnctl.store.copy import ContainerRoot, PathStat
 
 h11 = pytest.importorskip("h11")
 
-from nspawnctl.api.context import Service  # noqa: E402
+from apiserve import serve_one  # noqa: E402
+
 from nspawnctl.api.handlers.archive import go_mode, rfc3339_nano, stat_header  # noqa: E402
-from nspawnctl.api.http import ApiError, Connection, parse_target  # noqa: E402
+from nspawnctl.api.http import ApiError, parse_target  # noqa: E402
 from nspawnctl.api.routing import Router  # noqa: E402
-from nspawnctl.api.runs import Runs  # noqa: E402
-from nspawnctl.api.server import handle  # noqa: E402
 
 
 @pytest.fixture
@@ -184,12 +182,7 @@ def test_a_streamed_body_passes_the_body_cap_and_the_connection_goes_on() -> Non
     router.add("GET", "/_ping", ping)
 
     async def main() -> bytes:
-        server_sock, client_sock = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=server_sock)
-        conn = Connection(reader, writer, max_body=1000, streams_body=router.streams_body)
-        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
-        task = asyncio.ensure_future(handle(service, router, conn))
-        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        task, creader, cwriter = await serve_one(router, max_body=1000, streams_body=router.streams_body)
         body = b"t" * 300_000
         cwriter.write(
             b"PUT /v1.44/containers/x/archive?path=/ HTTP/1.1\r\nHost: d\r\nContent-Length: %d\r\n\r\n"

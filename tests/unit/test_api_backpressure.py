@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from apiserve import serve_one
 
 from nspawnctl.api.http import ApiError
 from nspawnctl.api.runs import ATTACH_BACKLOG, Attachment, ExecRecord, Runs, Session
@@ -250,11 +250,8 @@ def test_two_starts_at_once_of_a_tty_container_start_it_once() -> None:
 def test_a_client_that_attaches_and_hangs_up_before_the_start_is_let_go() -> None:
     """A half-close (docker's CLI sends it at once without stdin) keeps the attach; a full close
     ends it: the service no longer counts it and can go idle."""
-    from nspawnctl.api.context import Service
     from nspawnctl.api.handlers.containers import register
-    from nspawnctl.api.http import Connection
     from nspawnctl.api.routing import Router
-    from nspawnctl.api.server import handle
 
     router = Router()
     register(router)
@@ -263,11 +260,7 @@ def test_a_client_that_attaches_and_hangs_up_before_the_start_is_let_go() -> Non
         fake = _FakeContainers()
         fake.spec.open_stdin = False
         runs = Runs()
-        server_sock, client_sock = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=server_sock)
-        service = Service(client=SimpleNamespace(containers=fake), bus=None, runs=runs)  # type: ignore[arg-type]
-        task = asyncio.ensure_future(handle(service, router, Connection(reader, writer)))
-        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        task, creader, cwriter = await serve_one(router, SimpleNamespace(containers=fake), runs)
         cwriter.write(
             b"POST /containers/c/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: d\r\n"
             b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"

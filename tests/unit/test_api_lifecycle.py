@@ -13,7 +13,6 @@ pytest.importorskip("h11")
 from nspawnctl.api import resources
 from nspawnctl.api.handlers import routes
 from nspawnctl.api.handlers.containers import _name_pattern
-from nspawnctl.api.handlers.events import parse_time
 from nspawnctl.api.handlers.lifecycle import update_change
 from nspawnctl.api.http import ApiError
 from nspawnctl.client import ContainerStatus
@@ -147,14 +146,6 @@ def test_events_carry_docker_fields_and_the_container_labels() -> None:
     }
     assert resources.label_matches(["team", "team=a"], {"team": "a"})
     assert not resources.label_matches(["team=b"], {"team": "a"})
-
-
-def test_events_since_until_are_unix_times() -> None:
-    assert parse_time("since", "1700000000.000000000") == 1_700_000_000.0
-    assert parse_time("until", None) is None
-    for bad in ("10m", "-1", "nan"):
-        with pytest.raises(ApiError, match="not a UNIX time"):
-            parse_time("since", bad)
 
 
 def test_networks_builtin_zones_and_members() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from apiserve import serve_one
 
 from nspawnctl.api.http import ApiError
 from nspawnctl.api.translate import console_size, create_options
@@ -61,13 +62,8 @@ def test_a_hijacked_connection_reads_the_clients_bytes_and_its_half_close() -> N
     """attach's stdin: bytes sent with the request (still in h11's buffer) and after it, then b""
     at the client's half-close, while the reply side stays writable."""
     import asyncio
-    import socket
 
-    from nspawnctl.api.context import Service
-    from nspawnctl.api.http import Connection
     from nspawnctl.api.routing import Router
-    from nspawnctl.api.runs import Runs
-    from nspawnctl.api.server import handle
 
     async def echo(ex: Any, id: str) -> None:
         stream = await ex.conn.hijack("application/vnd.docker.raw-stream")
@@ -81,11 +77,7 @@ def test_a_hijacked_connection_reads_the_clients_bytes_and_its_half_close() -> N
     router.add("POST", "/containers/{id}/attach", echo)
 
     async def main() -> bytes:
-        server_sock, client_sock = socket.socketpair()
-        reader, writer = await asyncio.open_connection(sock=server_sock)
-        service = Service(client=None, bus=None, runs=Runs())  # type: ignore[arg-type]
-        task = asyncio.ensure_future(handle(service, router, Connection(reader, writer)))
-        creader, cwriter = await asyncio.open_connection(sock=client_sock)
+        task, creader, cwriter = await serve_one(router)
         cwriter.write(
             b"POST /containers/x/attach?stdin=1 HTTP/1.1\r\nHost: d\r\n"
             b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\nearly "

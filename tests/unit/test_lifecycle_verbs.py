@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from nspawnctl.cli.lifecycle import binary_size, decimal_size, stats_row
+from nspawnctl.cli.lifecycle import stats_row, stats_size
 from nspawnctl.errors import InvalidArgument
 from nspawnctl.run.events import (
     Event,
@@ -124,8 +124,9 @@ def test_stats_numbers_from_unit_properties() -> None:
 
 
 def test_sizes_as_docker_prints_them() -> None:
-    assert binary_size(1536 * 1024) == "1.5MiB" and binary_size(512) == "512B" and binary_size(None) == "--"
-    assert decimal_size(1234) == "1.23kB" and decimal_size(0) == "0B"
+    assert stats_size(1536 * 1024, True) == "1.5MiB" and stats_size(512, True) == "512B"
+    assert stats_size(int(7.66 * 2**30), True) == "7.66GiB" and stats_size(None, True) == "--"
+    assert stats_size(1234) == "1.23kB" and stats_size(0) == "0B" and stats_size(None) == "--"
 
 
 def test_top_keeps_the_rows_of_the_containers_pids() -> None:

@@ -4,8 +4,6 @@ Each calls the library's Client; in-memory state is only the attached runs (api/
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 import signal as signals
 import time
 from collections.abc import Awaitable
@@ -20,10 +18,11 @@ from ...errors import (
 )
 from ..context import Exchange
 from ..http import ApiError, ClientGone
+from ..pumps import next_or_gone, pump
 from ..render import STDERR, STDOUT, container_inspect, container_summary, frame, rfc3339
 from ..routing import Router
 from ..runs import Attachment, Session
-from ..translate import console_size, create_options
+from ..translate import console_size, create_options, unix_time
 
 if TYPE_CHECKING:
     from ...client import ContainerStatus
@@ -358,22 +357,9 @@ async def wait(ex: Exchange, id: str) -> None:
     await stream.end()
 
 
-def _unix_time(field: str, text: str | None) -> float | None:
-    """docker's since/until: UNIX seconds, maybe fractional; "0" or nothing is no limit."""
-    if not text or text == "0":
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise ApiError(400, f"{field}: {text!r} is not a UNIX time")
-    return seconds
-
-
 def _since(text: str | None) -> str | None:
     """docker's since as the library's ``@SECONDS``."""
-    seconds = _unix_time("since", text)
+    seconds = unix_time("since", text, zero_is_unset=True)
     return None if seconds is None else f"@{seconds}"
 
 
@@ -389,7 +375,7 @@ def _tail(text: str | None) -> int | None:
 async def logs(ex: Exchange, id: str) -> None:
     req = ex.request
     name = await resolve(ex, id)
-    until = _unix_time("until", req.arg("until"))
+    until = unix_time("until", req.arg("until"), zero_is_unset=True)
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
     if not (want_out or want_err):
         raise ApiError(400, "you must choose at least one stream")
@@ -421,29 +407,7 @@ async def logs(ex: Exchange, id: str) -> None:
             queue.put_nowait(None)
 
     stream = await ex.conn.stream(200, STREAM_MUX)
-    task = asyncio.ensure_future(produce())
-    try:
-        while (data := await _next(queue, ex)) is not None:
-            await stream.write(data)
-        await stream.end()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-
-async def _next(queue: asyncio.Queue[bytes | None], ex: Exchange) -> bytes | None:
-    """The next item, or ClientGone once the client has hung up (a follow may last for ever)."""
-    if not queue.empty():
-        return queue.get_nowait()
-    get = asyncio.ensure_future(queue.get())
-    gone = asyncio.ensure_future(ex.conn.hung_up.wait())
-    await asyncio.wait([get, gone], return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
-    if get.done():
-        return get.result()
-    get.cancel()
-    raise ClientGone()
+    await pump(stream, lambda: next_or_gone(queue, ex.conn), produce())
 
 
 async def attach(ex: Exchange, id: str) -> None:
@@ -569,16 +533,10 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
         finally:
             a.end()
 
-    task = asyncio.ensure_future(follow())
     try:
-        while (data := await _next_piece(a, ex)) is not None:
-            await stream.write(data)
-        await stream.end()
+        await pump(stream, lambda: _next_piece(a, ex), follow())
     finally:
         a.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 def detach_keys(ex: Exchange) -> bytes:

@@ -5,16 +5,15 @@ client hangs up."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import math
 from typing import TYPE_CHECKING
 
 from ...errors import NspawnctlError
 from ..context import Exchange
-from ..http import ApiError, ClientGone
+from ..pumps import next_or_gone, pump
 from ..resources import event_json, label_matches, parse_filters
 from ..routing import Router
+from ..translate import unix_time
 
 if TYPE_CHECKING:
     from ...run.events import Event
@@ -22,34 +21,22 @@ if TYPE_CHECKING:
 FILTER_KEYS = ("container", "event", "image", "label", "type")
 
 
-def parse_time(name: str, text: str | None) -> float | None:
-    """docker's since/until as the CLI sends them: UNIX seconds, maybe with a fraction
-    (``1700000000.000000000``); the CLI turns durations and RFC 3339 into that itself."""
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ApiError(400, f"{name}: {text!r} is not a UNIX time")
-    return value
-
-
 async def events(ex: Exchange) -> None:
     filters = parse_filters(ex.request.arg("filters"), FILTER_KEYS)
-    since = parse_time("since", ex.request.arg("since"))
-    until = parse_time("until", ex.request.arg("until"))
+    since = unix_time("since", ex.request.arg("since"))
+    until = unix_time("until", ex.request.arg("until"))
     wanted_labels = filters.pop("label", [])
     library_filters = {k: set(v) for k, v in filters.items()}
     store = ex.client.containers.store
     labels: dict[str, dict[str, str]] = {}  # by container ID, kept after a destroy
     for spec in await asyncio.to_thread(store.list):
         labels[spec.id] = dict(spec.labels)
-    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     def emit(event: Event) -> None:
-        queue.put_nowait(event)
+        own = labels_of(event)
+        if not wanted_labels or label_matches(wanted_labels, own):
+            queue.put_nowait(json.dumps(event_json(event, own)).encode() + b"\n")
 
     async def produce() -> None:
         try:
@@ -66,32 +53,7 @@ async def events(ex: Exchange) -> None:
         return labels[event.id]
 
     stream = await ex.conn.stream()
-    task = asyncio.ensure_future(produce())
-    gone = asyncio.ensure_future(ex.conn.hung_up.wait())
-    try:
-        while True:
-            get = asyncio.ensure_future(queue.get())
-            await asyncio.wait([get, gone], return_when=asyncio.FIRST_COMPLETED)
-            if not get.done():
-                get.cancel()
-                raise ClientGone()
-            event = get.result()
-            if event is None:
-                break
-            own = labels_of(event)
-            if wanted_labels and not label_matches(wanted_labels, own):
-                continue
-            await stream.write(json.dumps(event_json(event, own)).encode() + b"\n")
-        await asyncio.wait([task])
-        error = None if task.cancelled() else task.exception()
-        if error is not None:  # the head is out: the connection closes without the body's end
-            raise error
-        await stream.end()
-    finally:
-        gone.cancel()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    await pump(stream, lambda: next_or_gone(queue, ex.conn), produce(), producer_errors=True)
 
 
 def register(router: Router) -> None:
