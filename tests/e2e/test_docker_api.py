@@ -6,29 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
-import conftest
 import pytest
 from conftest import CLI, Env
-from dockerapi import (  # noqa: F401 (the names other test files import from here)
-    DROPIN,
-    SERVICE,
-    SOCKET,
-    curl,
-    debian_12,
-    docker,
-    systemctl,
-    wait_for,
-)
-
-
-def __getattr__(name: str) -> Any:
-    """``from test_docker_api import api, pulled`` (the other docker-API test files did so, and
-    may still): those fixtures are conftest.py's now, found by name without an import."""
-    if name in ("api", "pulled", "dpy"):
-        return getattr(conftest, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from dockerapi import SERVICE, SOCKET, curl, docker, systemctl, wait_for
 
 
 def test_socket_starts_the_service_which_exits_when_idle(api: dict[str, str]) -> None:

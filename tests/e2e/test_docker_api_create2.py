@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import CLI
-from test_docker_api import api, docker, pulled, wait_for  # noqa: F401 (the module's fixtures)
+from dockerapi import docker, wait_for
 
 SOCKET = "/run/nspawnctl/docker.sock"
 SCRIPT = "env; grep ' /tmp1 ' /proc/mounts; echo up; exec sleep 600"
@@ -24,7 +24,7 @@ def volumes(nsp: CLI) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def client(api: dict[str, str]) -> Iterator[Any]:  # noqa: F811
+def client(api: dict[str, str]) -> Iterator[Any]:
     import docker as dockerpy
 
     c = dockerpy.APIClient(base_url=f"unix://{SOCKET}")
@@ -41,7 +41,7 @@ def cli() -> Iterator[CLI]:
 
 
 @pytest.fixture(scope="module")
-def box(client: Any, pulled: str, cli: CLI) -> Iterator[dict[str, Any]]:  # noqa: F811
+def box(client: Any, pulled: str, cli: CLI) -> Iterator[dict[str, Any]]:
     """docker-py's create_container with volumes=, environment= with a None, stop_timeout and tmpfs."""
     before = volumes(cli)
     name = cli.name("cr2")
@@ -98,7 +98,7 @@ def test_remove_with_v_removes_the_anonymous_volume(client: Any, box: dict[str, 
     assert not box["new"] & volumes(nsp)
 
 
-def test_docker_cli_volumes(api: dict[str, str], pulled: str, nsp: CLI) -> None:  # noqa: F811
+def test_docker_cli_volumes(api: dict[str, str], pulled: str, nsp: CLI) -> None:
     """`docker run --rm -v /path` removes its anonymous volume; `docker rm` without -v keeps it, and
     a -v path a bind covers makes none."""
     before = volumes(nsp)
@@ -121,7 +121,7 @@ def test_docker_cli_volumes(api: dict[str, str], pulled: str, nsp: CLI) -> None:
         nsp("volume", "rm", v)
 
 
-def test_archive_of_a_stopped_container_reaches_its_volume(client: Any, pulled: str, nsp: CLI) -> None:  # noqa: F811
+def test_archive_of_a_stopped_container_reaches_its_volume(client: Any, pulled: str, nsp: CLI) -> None:
     """docker-py's ArchiveTest: put_archive into /vol1 before the start, get_archive after the exit."""
     name = nsp.name("cr2arc")
     ctr = client.create_container(pulled, ["sh", "-c", "cat /vol1/in.txt; echo out > /vol1/o.txt"], name=name,

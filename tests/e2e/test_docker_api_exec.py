@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the fixtures of test_docker_api, imported to be used here)
 """exec through the Docker Engine API as dockerd's (issue 15), driven by docker-py and the docker
 CLI: the *start* body's ``Tty`` decides raw or framed output, ``Detach`` answers at once and the
 command runs on, a missing command is the exec's 127 with why in its output, and the detach keys
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import CLI
-from test_docker_api import api, docker, pulled  # noqa: F401  (the module's fixtures)
+from dockerapi import docker
 
 OUT_ERR = ["sh", "-c", "echo hello out; echo hello err >&2"]
 

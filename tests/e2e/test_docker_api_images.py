@@ -4,7 +4,6 @@ the image made (its files and config) and through ``nspawnctl images``; bad inpu
 names, truncated, hostile and cut-off uploads) refused with nothing half-made and nothing
 written outside the store."""
 
-# ruff: noqa: F811 (the fixtures imported from test_docker_api are parameters here)
 from __future__ import annotations
 
 import io
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import CLI, Env, subvolumes
-from test_docker_api import SOCKET, api, curl, docker, pulled  # noqa: F401 (fixtures)
+from dockerapi import SOCKET, curl, docker
 
 STORE_IMAGES = Path("/var/lib/nspawnctl/images")
 
