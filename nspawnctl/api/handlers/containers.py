@@ -311,6 +311,14 @@ async def wait_exit(ex: Exchange, name: str, condition: str) -> int:
             if status.exit is not None:
                 last_code = status.exit.exit_code
             break
+        if status.running and (condition != "removed" or status.spec.auto_remove):
+            # a run this service does not follow: the library's wait (systemd's signals) holds
+            # the unit, so an AutoRemove container's exit code is read before it is gone
+            try:
+                last_code = await ex.client.containers.await_exit(ex.bus, name, "not-running")
+            except ContainerNotFound:  # removed between the two looks
+                last_code = runs.exits.get(name, last_code)
+            break
         if status.running or status.state == "restarting":
             seen_running = True
         else:

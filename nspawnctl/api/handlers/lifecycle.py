@@ -167,13 +167,14 @@ async def changes(ex: Exchange, id: str) -> None:
 
 
 async def prune(ex: Exchange) -> None:
-    """Every stopped container goes (the library's container prune); no filters yet."""
+    """Every stopped container goes (the library's container prune); no filters yet. Each
+    one's own bytes (what it wrote over its image) are what its removal reclaimed."""
     filters = parse_filters(ex.request.arg("filters"), ("until", "label"))
     if filters:
         raise ApiError(400, f"filters: {', '.join(filters)}: not supported by nspawnctl's prune yet")
-    ids = {s.name: s.id for s in await asyncio.to_thread(ex.client.containers.store.list)}
-    gone = await asyncio.to_thread(ex.client.containers.prune)
-    await ex.json({"ContainersDeleted": [ids.get(n, n) for n in gone] or None, "SpaceReclaimed": 0})
+    gone = await asyncio.to_thread(ex.client.containers.prune_measured)
+    ids = [spec.id for spec, _ in gone]
+    await ex.json({"ContainersDeleted": ids or None, "SpaceReclaimed": sum(n for _, n in gone)})
 
 
 def register(router: Router) -> None:

@@ -1,0 +1,160 @@
+"""The Docker API's lifecycle endpoints as docker-py's own tests use them (issue 15, second pass):
+prune's report, update with a restart policy, wait on an AutoRemove container, top's columns,
+attach with ``logs=1``; each outcome also checked through nspawnctl."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import CLI
+from test_docker_api import SOCKET, api, docker, pulled, wait_for  # noqa: F401 (fixtures)
+
+
+def nspawnctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nspawnctl", *args], capture_output=True, text=True, timeout=120)
+
+
+def names() -> list[str]:
+    return nspawnctl("ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+@pytest.fixture(scope="module")
+def image(api: dict[str, str], pulled: str) -> str:  # noqa: F811 (test_docker_api's fixtures)
+    return pulled
+
+
+@pytest.fixture(scope="module")
+def low(image: str) -> Iterator[Any]:
+    """docker-py's APIClient (what its own integration tests drive); every container it made
+    is removed at the end."""
+    import docker as dockerpy
+
+    client = dockerpy.APIClient(base_url=f"unix://{SOCKET}")
+    made: list[str] = []
+    client.made = made  # type: ignore[attr-defined]
+    yield client
+    for c in made:
+        nspawnctl("rm", "-f", c)
+    client.close()  # an open connection keeps the service from its idle exit
+
+
+def create(low: Any, image: str, command: Any, **kw: Any) -> str:
+    name = f"l2-{uuid.uuid4().hex[:6]}"
+    cid: str = low.create_container(image, command, name=name, **kw)["Id"]
+    low.made.append(name)
+    return cid
+
+
+def test_prune_lists_the_containers_removed_and_the_space(low: Any, image: str) -> None:
+    done = create(low, image, ["sh", "-c", "head -c 100000 /dev/zero > /data.bin"])
+    running = create(low, image, ["sleep", "600"])
+    low.start(done)
+    low.start(running)
+    assert low.wait(done)["StatusCode"] == 0
+    result = low.prune_containers()
+    assert done in result["ContainersDeleted"]
+    assert running not in result["ContainersDeleted"]
+    assert result["SpaceReclaimed"] >= 100000  # the file it wrote, at least
+    left = names()
+    assert low.inspect_container(running)["Name"].lstrip("/") in left
+    assert all(not n.startswith(done[:12]) for n in left)
+
+
+def test_update_with_docker_pys_restart_policy_form(low: Any, image: str, nsp: CLI) -> None:
+    cid = create(
+        low,
+        image,
+        ["sleep", "600"],
+        host_config=low.create_host_config(restart_policy={"Name": "always", "MaximumRetryCount": 0}),
+    )
+    low.start(cid)
+    low.update_container(cid, restart_policy={"Name": "on-failure", "MaximumRetryCount": 42})
+    policy = low.inspect_container(cid)["HostConfig"]["RestartPolicy"]
+    assert policy == {"Name": "on-failure", "MaximumRetryCount": 42}
+    name = low.inspect_container(cid)["Name"].lstrip("/")
+    generated = nsp("generate", name).stdout
+    assert "on-failure:42" in generated or "RestartMaxRetries=42" in generated, generated
+
+
+def test_wait_on_an_auto_remove_container_reports_its_exit(low: Any, image: str, api: dict[str, str]) -> None:  # noqa: F811
+    import docker as dockerpy
+
+    client = dockerpy.DockerClient(base_url=f"unix://{SOCKET}")
+    try:
+        with pytest.raises(dockerpy.errors.ContainerError) as e:
+            client.containers.run(image, 'sh -c ">&2 echo error && sleep 2 && exit 3"', auto_remove=True)
+        assert e.value.exit_status == 3
+    finally:
+        client.close()
+    # the docker CLI: run -d --rm, then wait (the container is gone when wait answers)
+    proc = docker(api, "run", "-d", "--rm", image, "sh", "-c", "sleep 2; exit 4")
+    assert proc.returncode == 0, proc.stderr
+    cid = proc.stdout.strip()
+    proc = docker(api, "wait", cid)
+    assert proc.stdout.strip() == "4", proc.stderr
+    assert wait_for(lambda: all(not n.startswith(cid[:12]) for n in names()))
+
+
+def test_top_shows_ps_ef_columns_with_the_whole_command(low: Any, image: str) -> None:
+    cid = create(low, image, ["sleep", "60"])
+    low.start(cid)
+    top = low.top(cid)
+    assert top["Titles"] == ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+    assert len(top["Processes"]) == 1
+    assert "sleep 60" in top["Processes"][0]
+    assert top["Processes"][0][-1] == "sleep 60"
+
+
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while data:
+        kind, size = data[0], int.from_bytes(data[4:8], "big")
+        out.append((kind, data[8 : 8 + size]))
+        data = data[8 + size :]
+    return out
+
+
+def test_attach_with_logs_replays_then_streams(low: Any, image: str, nsp: CLI) -> None:
+    # a stopped container: its output so far, multiplexed, then the end
+    cid = create(low, image, ["sh", "-c", "echo hello; echo oops >&2"])
+    low.start(cid)
+    low.wait(cid)
+    assert low.attach(cid, stream=False, logs=True) == b"hello\noops\n"
+    assert low.attach(cid, stream=False, logs=True, stderr=False) == b"hello\n"
+    # attached with logs=1 before the start (docker-py's attach_socket): the run's output whole
+    cid = create(low, image, ["printf", "hi there"])
+    sock = low.attach_socket(cid, {"stdout": 1, "stream": 1, "logs": 1})
+    low.start(cid)
+    got = b""
+    raw = getattr(sock, "_sock", sock)
+    raw.settimeout(30)
+    while chunk := raw.recv(65536):
+        got += chunk
+    sock.close()
+    assert frames(got) == [(1, b"hi there")]
+    # a running TTY container: what it wrote before the attach, then what comes after, each once
+    cid = create(low, image, ["sh", "-c", "echo one; read x; echo two; sleep 600"], tty=True, stdin_open=True)
+    low.start(cid)
+    name = low.inspect_container(cid)["Name"].lstrip("/")
+    nsp.wait_logs(name, "one")
+    stream = low.attach_socket(cid, {"stdout": 1, "stderr": 1, "stream": 1, "logs": 1, "stdin": 1})
+    raw = getattr(stream, "_sock", stream)
+    raw.settimeout(30)
+    got = b""
+    while b"one" not in got:
+        got += raw.recv(65536)
+    raw.sendall(b"go\n")
+    while b"two\r\n" not in got:
+        got += raw.recv(65536)
+    raw.shutdown(socket.SHUT_RDWR)
+    stream.close()
+    text = got.decode(errors="replace")
+    assert text.count("one") == 1 and text.count("two") == 1, text
+    assert text.index("one") < text.index("two")
+    assert json.loads(nsp("inspect", name).stdout)[0]["State"]["Running"] is True
