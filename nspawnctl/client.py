@@ -1098,7 +1098,7 @@ class Containers:
         def emit(entry: Entry) -> None:
             if len(first) < 2:
                 first.append(entry.message)
-            (write_err if entry.stderr else write)(entry.message + b"\n")
+            (write_err if entry.stderr else write)(entry.text)
 
         after: builtins.list[asyncio.Future[None]] = []
 

@@ -5,7 +5,6 @@ attach with ``logs=1``; each outcome also checked through nspawnctl."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -138,23 +137,34 @@ def test_attach_with_logs_replays_then_streams(low: Any, image: str, nsp: CLI) -
         got += chunk
     sock.close()
     assert frames(got) == [(1, b"hi there")]
-    # a running TTY container: what it wrote before the attach, then what comes after, each once
-    cid = create(low, image, ["sh", "-c", "echo one; read x; echo two; sleep 600"], tty=True, stdin_open=True)
+    # a running container (followed from the journal): its output so far, then what comes after,
+    # each line once across the seam
+    go = "while [ ! -e /tmp/go ]; do sleep 0.1; done"
+    cid = create(low, image, ["sh", "-c", f"echo one; {go}; echo two; sleep 600"])
     low.start(cid)
     name = low.inspect_container(cid)["Name"].lstrip("/")
     nsp.wait_logs(name, "one")
-    stream = low.attach_socket(cid, {"stdout": 1, "stderr": 1, "stream": 1, "logs": 1, "stdin": 1})
-    raw = getattr(stream, "_sock", stream)
-    raw.settimeout(30)
-    got = b""
-    while b"one" not in got:
-        got += raw.recv(65536)
-    raw.sendall(b"go\n")
-    while b"two\r\n" not in got:
-        got += raw.recv(65536)
-    raw.shutdown(socket.SHUT_RDWR)
-    stream.close()
-    text = got.decode(errors="replace")
-    assert text.count("one") == 1 and text.count("two") == 1, text
-    assert text.index("one") < text.index("two")
+    got = _attached_until(low, cid, name, b"two\n")
+    assert frames(got) == [(1, b"one\n"), (1, b"two\n")]
+    # a TTY container (its terminal held by the service): logs=1 no longer refused, the live part
+    cid = create(low, image, ["sh", "-c", f"{go}; echo hello; sleep 600"], tty=True)
+    low.start(cid)
+    name = low.inspect_container(cid)["Name"].lstrip("/")
+    got = _attached_until(low, cid, name, b"hello\r\n")
+    assert got == b"hello\r\n"
     assert json.loads(nsp("inspect", name).stdout)[0]["State"]["Running"] is True
+
+
+def _attached_until(low: Any, cid: str, name: str, last: bytes) -> bytes:
+    """Attach with logs=1 and stream=1, let the payload go on (/tmp/go), read up to ``last``."""
+    sock = low.attach_socket(cid, {"stdout": 1, "stderr": 1, "stream": 1, "logs": 1})
+    raw = getattr(sock, "_sock", sock)
+    raw.settimeout(30)
+    assert nspawnctl("exec", name, "touch", "/tmp/go").returncode == 0
+    got = b""
+    while not got.endswith(last):
+        chunk = raw.recv(65536)
+        assert chunk, got
+        got += chunk
+    sock.close()
+    return got
