@@ -127,6 +127,8 @@ def familiar(ref: str) -> str:
 
 def container_inspect(status: ContainerStatus) -> dict[str, Any]:
     """``GET /containers/{id}/json``, built on the library's own inspect (ContainerStatus.to_json)."""
+    from ..spec import docker_restart_policy
+
     mine = status.to_json()
     s = status.spec
     state = mine["State"]
@@ -136,7 +138,7 @@ def container_inspect(status: ContainerStatus) -> dict[str, Any]:
         "Binds": [str(v) for v in s.volumes],
         "AutoRemove": s.auto_remove,
         "LogConfig": {"Type": "journald", "Config": {}},
-        "RestartPolicy": {"Name": s.restart, "MaximumRetryCount": 0},
+        "RestartPolicy": docker_restart_policy(s.restart),
     }
     network = {**mine["NetworkSettings"]}
     network.setdefault("Networks", {})

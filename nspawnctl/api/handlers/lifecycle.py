@@ -134,8 +134,13 @@ def update_change(body: Any) -> Any:
     restart = policy.get("Name") or None
     if restart is not None and not isinstance(restart, str):
         raise ApiError(400, "RestartPolicy.Name: a string is expected")
-    if policy.get("MaximumRetryCount"):
-        raise ApiError(400, "RestartPolicy.MaximumRetryCount: not supported")
+    retries = policy.get("MaximumRetryCount") or 0
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ApiError(400, "RestartPolicy.MaximumRetryCount: a number >= 0 is expected")
+    if retries and restart != "on-failure":
+        raise ApiError(400, "RestartPolicy.MaximumRetryCount: only with the on-failure policy")
+    if retries:
+        restart = f"on-failure:{retries}"
     if pids < 0:
         raise ApiError(400, "PidsLimit: lifting a limit is not supported; give a number of processes")
     try:
