@@ -797,12 +797,15 @@ class Containers:
     def update(self, name: str, change: Update) -> ContainerSpec:
         return self._client.run(lambda bus: self.aupdate(bus, name, change))
 
-    async def aupdate(self, bus: Bus, name: str, change: Update) -> ContainerSpec:
-        """New limits on the running unit and in the definition (see run/update.py)."""
+    async def aupdate(
+        self, bus: Bus, name: str, change: Update, notify: Callable[[str], None] | None = None
+    ) -> ContainerSpec:
+        """New limits on the running unit and in the definition (see run/update.py); ``notify``
+        gets the notices (the client's own by default)."""
         from .run.update import update
 
         name = self.store.resolve(name)
-        return await update(self._runtime(bus), self.store, name, change, self._client.notify)
+        return await update(self._runtime(bus), self.store, name, change, notify or self._client.notify)
 
     def top(self, name: str, ps_args: builtins.list[str] | None = None) -> Top:
         return self._client.run(lambda bus: self.atop(bus, name, ps_args))

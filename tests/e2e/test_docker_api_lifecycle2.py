@@ -73,7 +73,8 @@ def test_update_with_docker_pys_restart_policy_form(low: Any, image: str, nsp: C
         host_config=low.create_host_config(restart_policy={"Name": "always", "MaximumRetryCount": 0}),
     )
     low.start(cid)
-    low.update_container(cid, restart_policy={"Name": "on-failure", "MaximumRetryCount": 42})
+    answer = low.update_container(cid, restart_policy={"Name": "on-failure", "MaximumRetryCount": 42})
+    assert any("next start" in w for w in answer["Warnings"])  # systemd keeps a running unit's Restart=
     policy = low.inspect_container(cid)["HostConfig"]["RestartPolicy"]
     assert policy == {"Name": "on-failure", "MaximumRetryCount": 42}
     name = low.inspect_container(cid)["Name"].lstrip("/")

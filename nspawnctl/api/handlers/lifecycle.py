@@ -160,8 +160,9 @@ def update_change(body: Any) -> Any:
 async def update(ex: Exchange, id: str) -> None:
     change = update_change(ex.request.json())
     name = await resolve(ex, id)
-    await ex.client.containers.aupdate(ex.bus, name, change)
-    await ex.json({"Warnings": []})
+    warnings: list[str] = []  # e.g. a new restart policy applies from the next start
+    await ex.client.containers.aupdate(ex.bus, name, change, warnings.append)
+    await ex.json({"Warnings": warnings})
 
 
 async def changes(ex: Exchange, id: str) -> None:
