@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import CLI
+from conftest import CLI, unit_show
 from test_docker_api import SOCKET, api, docker, pulled, wait_for  # noqa: F401 (fixtures)
 
 
@@ -123,6 +123,25 @@ def test_wait_on_an_auto_remove_container_reports_its_exit(low: Any, image: str,
     proc = docker(api, "wait", cid)
     assert proc.stdout.strip() == "4", proc.stderr
     assert wait_for(lambda: all(not n.startswith(cid[:12]) for n in names()))
+
+
+def test_a_wait_given_up_lets_go_of_the_unit(low: Any, image: str, api: dict[str, str], nsp: CLI) -> None:  # noqa: F811
+    """The service's wait holds the unit (RefUnit, for the exit code of an AutoRemove container);
+    a client hanging up must release it, or the next start finds the old transient unit."""
+    cid = create(low, image, ["sleep", "600"])
+    low.start(cid)
+    name = low.inspect_container(cid)["Name"].lstrip("/")
+    unit = json.loads(nsp("inspect", name).stdout)[0]["Unit"]
+    waiting = subprocess.Popen(["docker", "wait", cid], env=api, stdout=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: unit_show(unit, "Refs").get("Refs", "") != "")
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert wait_for(lambda: unit_show(unit, "Refs").get("Refs", "") == "")
+    low.stop(cid, timeout=1)
+    low.start(cid)  # a new transient unit of the same name
+    assert low.inspect_container(cid)["State"]["Running"] is True
 
 
 def test_top_shows_ps_ef_columns_with_the_whole_command(low: Any, image: str) -> None:
