@@ -133,7 +133,7 @@ class ContainerStatus:
                 "Memory": s.limits.memory.bytes if s.limits.memory else None,
                 "NanoCpus": s.limits.cpus.nano if s.limits.cpus else None,
                 "PidsLimit": s.limits.pids.count if s.limits.pids else None,
-                "RestartPolicy": docker_restart_policy(s.restart),
+                "RestartPolicy": docker_restart_policy(s.restart, brief=True),
                 "NetworkMode": s.network,
                 "PortBindings": _port_bindings(s),
                 "UsernsMode": "" if s.private_users else "host",

@@ -209,9 +209,12 @@ def restart_parts(policy: str) -> tuple[str, int]:
     return name, int(count) if count.isdigit() else 0
 
 
-def docker_restart_policy(policy: str) -> dict[str, str | int]:
-    """docker's HostConfig.RestartPolicy of a parsed policy."""
+def docker_restart_policy(policy: str, brief: bool = False) -> dict[str, str | int]:
+    """docker's HostConfig.RestartPolicy of a parsed policy (``brief``: the count only when set,
+    as ``nspawnctl inspect`` has always shown it)."""
     name, retries = restart_parts(policy)
+    if brief and not retries:
+        return {"Name": name}
     return {"Name": name, "MaximumRetryCount": retries}
 
 
