@@ -136,7 +136,8 @@ fuzz: venv
 	  $(VBIN)/python tests/fuzz/run.py $$t --minutes $(FUZZ_MINUTES) $(FUZZ_ARGS) || rc=1; done; exit $$rc
 
 # Extended: docker-py's own integration tests (containers, exec, images) against the Docker API
-# service in the trixie host (tests/dockerpy/run.py says how Docker Hub's names are served there).
+# service in the trixie host (tests/dockerpy/run.py says how Docker Hub's names are served there),
+# booted on the unified cgroup v2 hierarchy (mode unified), where pause/unpause can freeze a unit.
 # PyPI's sdists carry no tests: they come from docker-py's git repository at the tag of the
 # docker-py the venv installs (DOCKER_PY_SRC may be a local clone). DOCKER_PY_ARGS go to pytest.
 DOCKER_PY_SRC ?= https://github.com/docker/docker-py.git
@@ -145,7 +146,7 @@ DOCKER_PY_ARGS ?=
 .PHONY: test-docker-py
 test-docker-py: deps
 	$(PY) tests/host/testhost.py build
-	$(PY) tests/host/testhost.py up --install venv
+	$(PY) tests/host/testhost.py up --install venv --mode unified
 	$(PY) tests/dockerpy/prepare.py $(DOCKER_PY_SRC) $(DOCKER_PY_TAG) && \
 	  $(PY) tests/host/testhost.py exec -- /opt/nspawnctl/bin/python /src/tests/dockerpy/run.py /opt/docker-py \
 	    $(DOCKER_PY_ARGS); rc=$$?; $(PY) tests/host/testhost.py down; exit $$rc

@@ -45,6 +45,7 @@ from .spec import (
     PortMapping,
     RunDefaults,
     Volume,
+    docker_restart_policy,
     image_exposed,
     publish_all,
     spec_to_file,
@@ -131,7 +132,7 @@ class ContainerStatus:
                 "Memory": s.limits.memory.bytes if s.limits.memory else None,
                 "NanoCpus": s.limits.cpus.nano if s.limits.cpus else None,
                 "PidsLimit": s.limits.pids.count if s.limits.pids else None,
-                "RestartPolicy": {"Name": s.restart},
+                "RestartPolicy": docker_restart_policy(s.restart, brief=True),
                 "NetworkMode": s.network,
                 "PortBindings": _port_bindings(s),
                 "UsernsMode": "" if s.private_users else "host",
@@ -649,7 +650,15 @@ class Containers:
         """Remove every stopped container (created or exited; not one that is running or waiting
         to be restarted), as docker's ``container prune``, after finishing what killed commands
         left half done. Returns the names removed."""
-        from .errors import ContainerNotFound
+        return [spec.name for spec, _ in self._prune(measure=False)]
+
+    def prune_measured(self) -> builtins.list[tuple[ContainerSpec, int]]:
+        """:meth:`prune`, each container removed with its own bytes (store/ownbytes.py), which
+        its removal freed: the Docker API's ``SpaceReclaimed``. Walks each root once."""
+        return self._prune(measure=True)
+
+    def _prune(self, measure: bool) -> builtins.list[tuple[ContainerSpec, int]]:
+        from .errors import ContainerNotFound, NspawnctlError
 
         self._client.pool.check()
         self.store.prune_locked_leftovers()
@@ -658,11 +667,20 @@ class Containers:
             for status in self.list(all=True):
                 if status.state not in ("created", "exited"):
                     continue
+                spec, size = status.spec, 0
+                if measure:
+                    from .store.ownbytes import own_bytes
+
+                    try:
+                        base: Path | None = self._client.images.store.get(spec.image_id).path
+                    except NspawnctlError:  # its image is gone: every file is its own
+                        base = None
+                    size = own_bytes(self.store.root(spec.name), base)
                 try:
-                    self.remove(status.spec.name)
+                    self.remove(spec.name)
                 except (ContainerRunning, ContainerNotFound):  # started or removed meanwhile
                     continue
-                gone.append(status.spec.name)
+                gone.append((spec, size))
         return gone
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -782,12 +800,15 @@ class Containers:
     def update(self, name: str, change: Update) -> ContainerSpec:
         return self._client.run(lambda bus: self.aupdate(bus, name, change))
 
-    async def aupdate(self, bus: Bus, name: str, change: Update) -> ContainerSpec:
-        """New limits on the running unit and in the definition (see run/update.py)."""
+    async def aupdate(
+        self, bus: Bus, name: str, change: Update, notify: Callable[[str], None] | None = None
+    ) -> ContainerSpec:
+        """New limits on the running unit and in the definition (see run/update.py); ``notify``
+        gets the notices (the client's own by default)."""
         from .run.update import update
 
         name = self.store.resolve(name)
-        return await update(self._runtime(bus), self.store, name, change, self._client.notify)
+        return await update(self._runtime(bus), self.store, name, change, notify or self._client.notify)
 
     def top(self, name: str, ps_args: builtins.list[str] | None = None) -> Top:
         return self._client.run(lambda bus: self.atop(bus, name, ps_args))
@@ -1090,7 +1111,7 @@ class Containers:
         def emit(entry: Entry) -> None:
             if len(first) < 2:
                 first.append(entry.message)
-            (write_err if entry.stderr else write)(entry.message + b"\n")
+            (write_err if entry.stderr else write)(entry.text)
 
         after: builtins.list[asyncio.Future[None]] = []
         # how the payload ended, read while the journal is synced and its reader closed

@@ -189,11 +189,33 @@ def owns_netns(network: str) -> bool:
 
 
 def parse_restart(text: str) -> str:
-    if text not in RESTART_POLICIES:
+    """docker's restart policy; ``on-failure:N`` restarts at most N times (":0" is no limit)."""
+    name, sep, count = text.partition(":")
+    if name not in RESTART_POLICIES or (sep and not (count.isascii() and count.isdigit())):
         raise InvalidArgument(
-            f"invalid restart policy {text!r}", hint="use no, on-failure, always or unless-stopped"
+            f"invalid restart policy {text!r}", hint="use no, on-failure[:N], always or unless-stopped"
         )
-    return text
+    if sep and name != "on-failure":
+        raise InvalidArgument(
+            f"invalid restart policy {text!r}: a retry count only goes with on-failure",
+            hint="use on-failure:N, or the policy alone",
+        )
+    return f"{name}:{int(count)}" if sep and int(count) else name
+
+
+def restart_parts(policy: str) -> tuple[str, int]:
+    """A parsed policy's name and its maximum retry count (0: no limit), docker's RestartPolicy."""
+    name, _, count = policy.partition(":")
+    return name, int(count) if count.isdigit() else 0
+
+
+def docker_restart_policy(policy: str, brief: bool = False) -> dict[str, str | int]:
+    """docker's HostConfig.RestartPolicy of a parsed policy (``brief``: the count only when set,
+    as ``nspawnctl inspect`` has always shown it)."""
+    name, retries = restart_parts(policy)
+    if brief and not retries:
+        return {"Name": name}
+    return {"Name": name, "MaximumRetryCount": retries}
 
 
 @dataclass(frozen=True)

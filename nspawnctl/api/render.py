@@ -156,6 +156,8 @@ def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_vol
     """``GET /containers/{id}/json``, built on the library's own inspect (ContainerStatus.to_json).
     ``volume_name`` tells the store's volumes from other bind sources: anonymous volumes (docker's
     ``Config.Volumes``, ``-v /path``) are shown there and in ``Mounts``, not in ``Binds``."""
+    from ..spec import docker_restart_policy
+
     mine = status.to_json()
     s = status.spec
     state = mine["State"]
@@ -169,7 +171,7 @@ def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_vol
         "Binds": [str(v) for v in s.volumes if not anonymous(volume_name(v.host))],
         "AutoRemove": s.auto_remove,
         "LogConfig": {"Type": "journald", "Config": {}},
-        "RestartPolicy": {"Name": s.restart, "MaximumRetryCount": 0},
+        "RestartPolicy": docker_restart_policy(s.restart),
     }
     network = {**mine["NetworkSettings"]}
     network.setdefault("Networks", {})

@@ -199,8 +199,9 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         raise ApiError(
             400, f"HostConfig.RestartPolicy.Name: {restart}: use no, on-failure, always, unless-stopped"
         )
-    if _int("HostConfig.RestartPolicy.MaximumRetryCount", policy.get("MaximumRetryCount")):
-        raise ApiError(400, "HostConfig.RestartPolicy.MaximumRetryCount: not supported")
+    retries = _int("HostConfig.RestartPolicy.MaximumRetryCount", policy.get("MaximumRetryCount"))
+    if retries and (restart != "on-failure" or retries < 0):
+        raise ApiError(400, "HostConfig.RestartPolicy.MaximumRetryCount: a number > 0, only with on-failure")
     try:
         volumes = [Volume.parse(b) for b in strings("HostConfig.Binds", host.get("Binds"))]
         ports = []
@@ -242,7 +243,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         entrypoint=entrypoint,
         network=NETWORK_MODES[network_mode],
         ports=ports,
-        restart=RESTART[restart],
+        restart=f"on-failure:{retries}" if retries else RESTART[restart],
         labels=dict(labels),
         tty=_flag("Tty", body.get("Tty")),
         open_stdin=_flag("OpenStdin", body.get("OpenStdin")),

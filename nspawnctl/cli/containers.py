@@ -206,7 +206,7 @@ RESTART = typer.Option(
     "no",
     "--restart",
     metavar="POLICY",
-    help="Restart policy: no, on-failure, always or unless-stopped (systemd's Restart=).",
+    help="Restart policy: no, on-failure[:N] (N restarts at most), always or unless-stopped.",
 )
 # -- ports and pulls (PORTS) --
 PUBLISH_ALL = typer.Option(

@@ -91,7 +91,7 @@ def update(
         None,
         "--restart",
         metavar="POLICY",
-        help="no, on-failure, always or unless-stopped; a running container gets it at its next start.",
+        help="no, on-failure[:N], always or unless-stopped; a running container gets it at its next start.",
     ),
 ) -> None:
     """Change containers' limits: at once on the running unit (SetUnitProperties) and in their

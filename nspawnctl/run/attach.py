@@ -130,7 +130,7 @@ async def attach(
     refd = await ref_unit(rt, unit)
 
     def emit(entry: Entry) -> None:
-        (write_err if entry.stderr else write)(entry.message + b"\n")
+        (write_err if entry.stderr else write)(entry.text)
 
     feeding: asyncio.Future[None] | None = None
     if read is not None and spec.open_stdin:

@@ -25,6 +25,7 @@ from .units import (
     log_extra_field,
     persistent_unit_name,
     restart_settings,
+    retry_limit,
     stop_timeout_sec,
     systemd_restart,
 )
@@ -90,7 +91,10 @@ def render_dropin(
     restart = restart_of(spec, enabled)
     unit_keys: list[str] = []
     service_keys: list[str] = []
-    for key, value in restart_settings(restart, has_backoff(systemd_version)):
+    settings = restart_settings(restart, has_backoff(systemd_version))
+    if limit := retry_limit(spec.restart):
+        settings = [kv for kv in settings if not kv[0].startswith("StartLimit")] + limit
+    for key, value in settings:
         if key == "Restart":
             continue  # in the template
         (unit_keys if key.startswith("StartLimit") else service_keys).append(f"{key}={value}")

@@ -230,3 +230,14 @@ async def spawn(argv: list[str], env: dict[str, str], stdio: Stdio) -> asyncio.s
     )
     stdio.handed_over()
     return proc
+
+
+def relay_output(stdio: Stdio) -> None:
+    """Our terminal as nspawn's relay target: no output processing. nspawn copies what the
+    container's own console terminal already turned into CR LF; our terminal doing that again
+    gave CR CR LF (nspawn makes it raw itself only when it is also its input)."""
+    if not stdio.tty:
+        return
+    attrs = termios.tcgetattr(stdio.far[1])
+    attrs[1] &= ~termios.OPOST
+    termios.tcsetattr(stdio.far[1], termios.TCSANOW, attrs)

@@ -63,8 +63,20 @@ def systemd_restart(policy: str) -> str:
     """docker's restart policy as systemd's Restart=; systemd has no "unless-stopped": a stop through
     systemd never restarts anyway, so "always" is the same thing."""
     return {"no": "no", "on-failure": "on-failure", "always": "always", "unless-stopped": "always"}.get(
-        policy, "no"
+        policy.partition(":")[0], "no"
     )
+
+
+def retry_limit(policy: str) -> list[tuple[str, str]]:
+    """docker's ``on-failure:N`` as systemd's start limit: N + 1 starts (the first and N restarts)
+    with no interval to forget them in; the start resets the count (reset-failed). Replaces the
+    default limits of restart_settings."""
+    from ..spec import restart_parts
+
+    _, retries = restart_parts(policy)
+    if not retries:
+        return []
+    return [("StartLimitIntervalSec", "infinity"), ("StartLimitBurst", str(retries + 1))]
 
 
 def needs_pre(spec: ContainerSpec) -> bool:
@@ -242,6 +254,14 @@ def unit_properties(
         ("RequiresMountsFor", "as", [str(pool / spec.name)]),
     ]
     props += _restart_properties(restart, backoff)
+    if retry_limit(spec.restart):  # on-failure:N
+        from ..spec import restart_parts
+
+        props = [p for p in props if not p[0].startswith("StartLimit")]
+        props += [
+            ("StartLimitIntervalUSec", "t", 2**64 - 1),
+            ("StartLimitBurst", "u", restart_parts(spec.restart)[1] + 1),
+        ]
     props += accounting_properties()
     env = [*launch.environment, *(["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1"] if launch.unified_cgroup else [])]
     extra = settings_properties(spec)

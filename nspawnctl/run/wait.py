@@ -10,6 +10,7 @@ container that removes itself (``--rm``) takes that record along, so the unit is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
@@ -92,7 +93,15 @@ async def wait_exit(rt: Runtime, store: ContainerStore, name: str, condition: st
             unit = await _wait_started(rt, name)
         if unit is not None:
             refd = await ref_unit(rt, unit)
-            await rt.manager.wait_unit(unit, payload_exited)
+            try:
+                await rt.manager.wait_unit(unit, payload_exited)
+            except BaseException:
+                # given up (the API's client hung up): a long-lived bus must not keep the unit
+                # loaded, or the container's next start finds its transient unit still there
+                if refd:
+                    with contextlib.suppress(Exception):
+                        await rt.manager.unref(unit)
+                raise
             code = await exit_code_of(rt, store, name, unit, refd)
         else:
             record = store.exit_record(name)

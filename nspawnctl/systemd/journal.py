@@ -38,6 +38,12 @@ class Entry:
     realtime_us: int
     message: bytes
     priority: int = LOG_INFO
+    newline: bool = True  # the payload's line ended with a line feed (not so for ``printf x``)
+
+    @property
+    def text(self) -> bytes:
+        """The payload's bytes as it wrote them: the line and its line feed, if it had one."""
+        return self.message + b"\n" if self.newline else self.message
 
     @property
     def stderr(self) -> bool:
@@ -72,6 +78,7 @@ def parse_line(line: bytes) -> Entry | None:
         int(data.get("__REALTIME_TIMESTAMP", "0")),
         raw,
         int(prio) if prio.isdigit() else LOG_INFO,
+        "_LINE_BREAK" not in data,
     )
 
 
@@ -145,9 +152,8 @@ class _View:
         for rec in self.journal.entries():
             if self.since_us is not None and rec.realtime_us < self.since_us:
                 continue
-            yield Entry(
-                rec.cursor, rec.realtime_us, rec.message, LOG_INFO if rec.priority is None else rec.priority
-            )
+            prio = LOG_INFO if rec.priority is None else rec.priority
+            yield Entry(rec.cursor, rec.realtime_us, rec.message, prio, rec.newline)
 
 
 def _open(

@@ -48,6 +48,7 @@ class Record:
     realtime_us: int
     message: bytes
     priority: int | None
+    newline: bool = True  # the line ended with one (journald's _LINE_BREAK= says when it did not)
 
 
 def priority_matches(priority: str) -> list[str] | None:
@@ -91,12 +92,18 @@ def since_us(since: str, now_us: int) -> int | None:
 
 
 def record_from_fields(
-    cursor: str, realtime_us: int, message: bytes | None, priority: bytes | None
+    cursor: str,
+    realtime_us: int,
+    message: bytes | None,
+    priority: bytes | None,
+    line_break: bytes | None = None,
 ) -> Record:
-    """A :class:`Record` from the raw ``FIELD=value`` data sd-journal returns (None: absent)."""
+    """A :class:`Record` from the raw ``FIELD=value`` data sd-journal returns (None: absent).
+    ``_LINE_BREAK=`` is there only when the line did not end with a line feed (``printf x``)."""
     msg = message.partition(b"=")[2] if message is not None else b""
     prio_text = priority.partition(b"=")[2] if priority is not None else b""
-    return Record(cursor, realtime_us, msg, int(prio_text) if prio_text.isdigit() else None)
+    prio = int(prio_text) if prio_text.isdigit() else None
+    return Record(cursor, realtime_us, msg, prio, line_break is None)
 
 
 class _Lib:
@@ -251,7 +258,9 @@ class Journal:
         if lib.sd_journal_get_cursor(self._j, ctypes.byref(ptr)) >= 0 and ptr.value:
             cursor = (ctypes.string_at(ptr.value) or b"").decode(errors="replace")
             lib.free(ptr)
-        return record_from_fields(cursor, realtime, self._field(b"MESSAGE"), self._field(b"PRIORITY"))
+        return record_from_fields(
+            cursor, realtime, self._field(b"MESSAGE"), self._field(b"PRIORITY"), self._field(b"_LINE_BREAK")
+        )
 
     # -- following -------------------------------------------------------------------------
     def fileno(self) -> int:

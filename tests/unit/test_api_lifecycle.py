@@ -200,6 +200,9 @@ def test_update_body_becomes_the_library_update() -> None:
     assert update_change({"CpuQuota": 50_000, "CpuPeriod": 100_000}).cpus.usec == 500_000
     assert update_change({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}).restart == "always"
     assert update_change({"RestartPolicy": {"Name": ""}}).empty
+    # docker-py's form: the retry count goes with on-failure (docker's on-failure:N)
+    on_failure = {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 42}}
+    assert update_change(on_failure).restart == "on-failure:42"
 
 
 @pytest.mark.parametrize(
@@ -210,7 +213,8 @@ def test_update_body_becomes_the_library_update() -> None:
         ({"Memory": "64m"}, "Memory"),
         ({"PidsLimit": -1}, "PidsLimit"),
         ({"NanoCpus": 1, "CpuQuota": 1}, "NanoCpus"),
-        ({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}, "MaximumRetryCount"),
+        ({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 3}}, "MaximumRetryCount"),
+        ({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": -1}}, "MaximumRetryCount"),
         ([], "body"),
     ],
 )

@@ -257,3 +257,15 @@ def test_dropin_stop_timeout_follows_stop_timeout() -> None:
     spec = dataclasses.replace(SPEC, settings=RunSettings(stop_timeout=5))
     text = persist.render_dropin(spec, Paths(), enabled=False, python="/usr/bin/python3", unified=False)
     assert ("TimeoutStopSec", "90s") in keys(text)
+
+
+def test_on_failure_with_a_retry_count_is_a_start_limit_without_interval() -> None:
+    """docker's on-failure:N: the first start and N restarts, never forgotten until the next start."""
+    spec = dataclasses.replace(SPEC, restart="on-failure:3")
+    for version in (257, 252):
+        text = persist.render_dropin(
+            spec, Paths(), enabled=False, python="/py", unified=False, systemd_version=version
+        )
+        unit = text.partition("[Service]")[0]
+        assert "StartLimitIntervalSec=infinity\nStartLimitBurst=4" in unit
+        assert text.count("StartLimit") == 2 and "Restart=on-failure" in text.replace("#", "")

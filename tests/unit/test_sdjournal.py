@@ -53,6 +53,19 @@ def test_records_keep_binary_data_and_tell_absent_priority() -> None:
     assert sdjournal.record_from_fields("c", 7, None, b"PRIORITY=").message == b""
 
 
+def test_a_line_without_its_line_feed_is_given_back_without_one() -> None:
+    """``printf x``: journald stores x with _LINE_BREAK=eof; docker's clients count the bytes."""
+    from nspawnctl.systemd import journal
+
+    rec = sdjournal.record_from_fields("c", 7, b"MESSAGE=x", None, b"_LINE_BREAK=eof")
+    assert rec.newline is False
+    assert sdjournal.record_from_fields("c", 7, b"MESSAGE=x", None).newline is True
+    assert journal.Entry("c", 7, b"x", newline=False).text == b"x"
+    assert journal.Entry("c", 7, b"x").text == b"x\n"
+    parsed = journal.parse_line(b'{"__CURSOR":"c","MESSAGE":"x","_LINE_BREAK":"eof"}')
+    assert parsed is not None and parsed.text == b"x"
+
+
 def test_varlink_replies() -> None:
     sdjournal.check_varlink_reply(b'{"parameters":{}}')
     with pytest.raises(OSError, match="NotSupportedByNamespaces"):

@@ -171,3 +171,23 @@ def test_stop_timeout_reaches_the_units_timeout(restart: str, stop_timeout: int 
     spec = dataclasses.replace(SPEC, restart=restart, settings=RunSettings(stop_timeout=stop_timeout))
     props = {name: value for name, _, value in unit_properties(spec, Path("/p"), Launch())}
     assert props["TimeoutStopUSec"] == want * 1_000_000
+
+
+def test_restart_policy_with_a_retry_count() -> None:
+    """docker's --restart on-failure:N (and the API's MaximumRetryCount), on the transient unit."""
+    import dataclasses
+
+    from nspawnctl.spec import docker_restart_policy, parse_restart
+
+    assert parse_restart("on-failure:42") == "on-failure:42"
+    assert parse_restart("on-failure:0") == "on-failure"
+    for bad in ("always:3", "on-failure:", "on-failure:x", "on-failure:-1", "never"):
+        with pytest.raises(InvalidArgument):
+            parse_restart(bad)
+    assert docker_restart_policy("on-failure:42") == {"Name": "on-failure", "MaximumRetryCount": 42}
+    assert docker_restart_policy("always") == {"Name": "always", "MaximumRetryCount": 0}
+    spec = dataclasses.replace(SPEC, restart="on-failure:2")
+    props = {name: value for name, _, value in unit_properties(spec, Path("/p"), Launch())}
+    assert props["Restart"] == "on-failure"
+    assert props["StartLimitBurst"] == 3 and props["StartLimitIntervalUSec"] == 2**64 - 1
+    assert file_to_spec(spec.name, spec_to_file(spec)).restart == "on-failure:2"  # generate keeps it

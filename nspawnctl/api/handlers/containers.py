@@ -145,7 +145,7 @@ async def follow_run(
     while it runs): through a terminal or pipes of ours when it has Tty/OpenStdin (run/stdio.py),
     else from the journal. Returns once the unit has started; a failed start raises here. With
     ``spec`` given the run is registered before the first await (see start)."""
-    from ...run.stdio import open_stdio
+    from ...run.stdio import open_stdio, relay_output
 
     runs = ex.service.runs
     loop = asyncio.get_running_loop()
@@ -157,6 +157,8 @@ async def follow_run(
             spec = await asyncio.to_thread(ex.client.containers.store.get, name)
         size = runs.console_sizes.pop(name, None)
         stdio = open_stdio(spec.tty, spec.open_stdin, size) if (spec.tty or spec.open_stdin) else None
+        if stdio is not None:
+            relay_output(stdio)
     except BaseException as e:
         runs.running.pop(name, None)
         ended.set_exception(e)
@@ -310,6 +312,14 @@ async def wait_exit(ex: Exchange, name: str, condition: str) -> int:
             if status.exit is not None:
                 last_code = status.exit.exit_code
             break
+        if status.running and (condition != "removed" or status.spec.auto_remove):
+            # a run this service does not follow: the library's wait (systemd's signals) holds
+            # the unit, so an AutoRemove container's exit code is read before it is gone
+            try:
+                last_code = await ex.client.containers.await_exit(ex.bus, name, "not-running")
+            except ContainerNotFound:  # removed between the two looks
+                last_code = runs.exits.get(name, last_code)
+            break
         if status.running or status.state == "restarting":
             seen_running = True
         else:
@@ -389,7 +399,7 @@ async def logs(ex: Exchange, id: str) -> None:
             return
         if until is not None and entry.realtime_us > until * 1e6:
             return
-        text = entry.message + b"\n"
+        text = entry.text
         if stamps:
             text = rfc3339(entry.realtime_us).encode() + b" " + text
         queue.put_nowait(frame(STDERR if entry.stderr else STDOUT, text))
@@ -417,14 +427,32 @@ async def attach(ex: Exchange, id: str) -> None:
     service follows (it holds its terminal or pipes), else the library's attach follows it."""
     req = ex.request
     name = await resolve(ex, id)
-    if req.flag("logs"):
-        raise ApiError(400, "logs: replaying logs on attach is not supported; use the logs endpoint")
     status = await status_of(ex, name)
     if status is None:
         raise ApiError(404, f"No such container: {id}")
     spec = status.spec
     runs = ex.service.runs
     stdin = req.flag("stdin") and spec.open_stdin  # docker ignores stdin=1 without OpenStdin
+    want_out, want_err = req.flag("stdout"), req.flag("stderr")
+    replay: list[bytes] = []
+    if req.flag("logs"):
+        session = runs.sessions.get(name)
+        journal_run = status.running and (session is None or session.stdio is None)
+        if not req.flag("stream") or journal_run:
+            # the output so far, then (stream) the rest: one journal reader, so no seam
+            if journal_run and stdin:
+                raise ApiError(
+                    400, "logs: with stdin only for a container this service runs with a terminal or stdin"
+                )
+            await _attach_journal(ex, name, spec.tty, want_out, want_err, req.flag("stream"))
+            return
+        # a run to come, or one whose terminal or pipes this service holds (its output does not
+        # reach the journal): the journal's lines so far, then the live stream, which starts
+        # after them (nothing is awaited between that read and joining the run)
+        replay = await _journal_pieces(ex, name, spec.tty, want_out, want_err)
+        status = await status_of(ex, name)
+        if status is None:
+            raise ApiError(404, f"No such container: {id}")
     if status.running:
         session = runs.sessions.get(name)
         if session is None:  # started elsewhere (the CLI, an earlier service): the library's attach
@@ -438,10 +466,11 @@ async def attach(ex: Exchange, id: str) -> None:
         a = runs.attach(name, stdin)
     keys = detach_keys(ex)
     content_type = STREAM_RAW if spec.tty else STREAM_MUX
-    want_out, want_err = req.flag("stdout"), req.flag("stderr")
     feeding: asyncio.Task[None] | None = None
     try:
         stream = await ex.conn.hijack(content_type)
+        for piece in replay:
+            await stream.write(piece)
         if stdin:
             feeding = asyncio.ensure_future(_feed_stdin(ex, a, spec.stdin_once, keys))
         while (data := await _next_piece(a, ex)) is not None:
@@ -459,6 +488,62 @@ async def attach(ex: Exchange, id: str) -> None:
             if joined is not None and a in joined.attachments:
                 joined.attachments.remove(a)
         runs.detach(name, a)
+
+
+def _piece(entry: Entry, tty: bool, want_out: bool, want_err: bool) -> bytes | None:
+    """A journal line as attach sends it (a frame, raw with a TTY); None when not asked for."""
+    if not (want_err if entry.stderr else want_out):
+        return None
+    text = entry.text
+    return text if tty else frame(STDERR if entry.stderr else STDOUT, text)
+
+
+async def _journal_pieces(ex: Exchange, name: str, tty: bool, want_out: bool, want_err: bool) -> list[bytes]:
+    """The container's output in the journal now (attach's ``logs=1`` replay)."""
+    out: list[bytes] = []
+
+    def emit(entry: Entry) -> None:
+        if (piece := _piece(entry, tty, want_out, want_err)) is not None:
+            out.append(piece)
+
+    await asyncio.to_thread(ex.client.containers.logs, name, emit, False)
+    return out
+
+
+async def _attach_journal(
+    ex: Exchange, name: str, tty: bool, want_out: bool, want_err: bool, follow: bool
+) -> None:
+    """attach ``logs=1`` from the journal alone, as ``logs`` serves it: the output so far and, with
+    ``follow`` (attach's ``stream=1``), the rest until the run ends, from one reader (no gap or
+    repeat between the two)."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def emit(entry: Entry) -> None:
+        if (piece := _piece(entry, tty, want_out, want_err)) is not None:
+            queue.put_nowait(piece)
+
+    containers = ex.client.containers
+    if follow:
+        source = containers.alogs(ex.bus, name, emit)
+    else:
+        source = asyncio.to_thread(containers.logs, name, emit, False)
+
+    async def produce() -> None:
+        try:
+            await source
+        finally:
+            queue.put_nowait(None)
+
+    stream = await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
+    task = asyncio.ensure_future(produce())
+    try:
+        while (data := await _until_closed(queue.get(), ex)) is not None:
+            await stream.write(data)
+        await stream.end()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 async def _next_piece(a: Attachment, ex: Exchange) -> bytes | None:

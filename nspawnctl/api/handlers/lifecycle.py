@@ -134,8 +134,13 @@ def update_change(body: Any) -> Any:
     restart = policy.get("Name") or None
     if restart is not None and not isinstance(restart, str):
         raise ApiError(400, "RestartPolicy.Name: a string is expected")
-    if policy.get("MaximumRetryCount"):
-        raise ApiError(400, "RestartPolicy.MaximumRetryCount: not supported")
+    retries = policy.get("MaximumRetryCount") or 0
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ApiError(400, "RestartPolicy.MaximumRetryCount: a number >= 0 is expected")
+    if retries and restart != "on-failure":
+        raise ApiError(400, "RestartPolicy.MaximumRetryCount: only with the on-failure policy")
+    if retries:
+        restart = f"on-failure:{retries}"
     if pids < 0:
         raise ApiError(400, "PidsLimit: lifting a limit is not supported; give a number of processes")
     try:
@@ -155,8 +160,9 @@ def update_change(body: Any) -> Any:
 async def update(ex: Exchange, id: str) -> None:
     change = update_change(ex.request.json())
     name = await resolve(ex, id)
-    await ex.client.containers.aupdate(ex.bus, name, change)
-    await ex.json({"Warnings": []})
+    warnings: list[str] = []  # e.g. a new restart policy applies from the next start
+    await ex.client.containers.aupdate(ex.bus, name, change, warnings.append)
+    await ex.json({"Warnings": warnings})
 
 
 async def changes(ex: Exchange, id: str) -> None:
@@ -167,13 +173,14 @@ async def changes(ex: Exchange, id: str) -> None:
 
 
 async def prune(ex: Exchange) -> None:
-    """Every stopped container goes (the library's container prune); no filters yet."""
+    """Every stopped container goes (the library's container prune); no filters yet. Each
+    one's own bytes (what it wrote over its image) are what its removal reclaimed."""
     filters = parse_filters(ex.request.arg("filters"), ("until", "label"))
     if filters:
         raise ApiError(400, f"filters: {', '.join(filters)}: not supported by nspawnctl's prune yet")
-    ids = {s.name: s.id for s in await asyncio.to_thread(ex.client.containers.store.list)}
-    gone = await asyncio.to_thread(ex.client.containers.prune)
-    await ex.json({"ContainersDeleted": [ids.get(n, n) for n in gone] or None, "SpaceReclaimed": 0})
+    gone = await asyncio.to_thread(ex.client.containers.prune_measured)
+    ids = [spec.id for spec, _ in gone]
+    await ex.json({"ContainersDeleted": ids or None, "SpaceReclaimed": sum(n for _, n in gone)})
 
 
 def register(router: Router) -> None:
