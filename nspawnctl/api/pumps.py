@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from .http import ClientGone, Connection, Stream
+from .runs import Attachment
 
 T = TypeVar("T")
 
@@ -54,3 +55,47 @@ async def pump(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def next_piece(a: Attachment, conn: Connection) -> bytes | None:
+    """An attachment's next piece (None: its end), or ClientGone once the client has closed."""
+    if (data := a.next_nowait()) is not None:
+        return data
+    return await until_closed(a.next(), conn)
+
+
+async def until_closed(get: Awaitable[T], conn: Connection) -> T:
+    """``get``'s result, or ClientGone once the client has closed its connection. Not at its
+    half-close (EOF, ``hung_up``): docker's CLI half-closes an attach at once when it sends no
+    stdin and reads on. Only a full close gives the socket EPOLLHUP, which an epoll set
+    watching it for nothing else reports (readable for the loop)."""
+    import select
+
+    task = asyncio.ensure_future(get)
+    sock = conn.writer.get_extra_info("socket")
+    if task.done() or sock is None:
+        return await task
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+    with select.epoll() as ep:
+        try:
+            ep.register(sock.fileno(), 0)  # EPOLLHUP and EPOLLERR are always reported
+        except (OSError, ValueError):  # closed already
+            task.cancel()
+            raise ClientGone() from None
+
+        def wake() -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        loop.add_reader(ep.fileno(), wake)
+        try:
+            either: list[asyncio.Future[Any]] = [task, closed]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            loop.remove_reader(ep.fileno())
+            if not task.done():
+                task.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    raise ClientGone()

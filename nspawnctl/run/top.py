@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 
 from ..errors import CommandFailed, ContainerNotRunning, InvalidArgument
+from .payloadwait import payload_started
 from .runtime import Runtime
 
 
@@ -37,27 +38,6 @@ def _pid_ns(pid: int) -> str | None:
         return None
 
 
-EXEC_WAIT = 5.0
-"""Seconds ``top`` waits at most for a container that has just started to exec its payload."""
-
-
-def _same_program(pid: int, other: int) -> bool:
-    """``pid`` runs the same executable as ``other`` (an nspawn child that has not exec'd yet)."""
-    try:
-        a, b = os.stat(f"/proc/{pid}/exe"), os.stat(f"/proc/{other}/exe")
-    except OSError:
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
-
-
 async def container_pids(rt: Runtime, name: str) -> list[int]:
     """PIDs (as the host sees them) of the running container's processes."""
     state = (await rt.states([name])).get(name)
@@ -66,19 +46,14 @@ async def container_pids(rt: Runtime, name: str) -> list[int]:
             f"container {name} is not running", hint=f"start it first: nspawnctl start {name}"
         )
     leader = await rt.leader(name)
-    ns, nspawn = _pid_ns(leader), _parent(leader)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + EXEC_WAIT
-    while True:
-        (rows,) = await rt.manager.call("GetUnitProcesses", "s", [state.name])
-        pids = {int(pid) for _cgroup, pid, _cmd in rows}
-        pids.add(leader)
-        mine = sorted(p for p in pids if ns is not None and _pid_ns(p) == ns)
-        # the unit is up before nspawn's child has exec'd the payload: docker's top right after
-        # run -d shows the payload, not nspawn's command line (exec gives no event: 10 ms looks)
-        if nspawn is None or not all(_same_program(p, nspawn) for p in mine) or loop.time() > deadline:
-            return mine
-        await asyncio.sleep(0.01)
+    # the unit is up before nspawn's child has exec'd the payload: docker's top right after
+    # run -d shows the payload, not nspawn's command line
+    await payload_started(leader)
+    ns = _pid_ns(leader)
+    (rows,) = await rt.manager.call("GetUnitProcesses", "s", [state.name])
+    pids = {int(pid) for _cgroup, pid, _cmd in rows}
+    pids.add(leader)
+    return sorted(p for p in pids if ns is not None and _pid_ns(p) == ns)
 
 
 def filter_ps(output: str, pids: list[int]) -> Top:

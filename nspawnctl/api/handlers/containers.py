@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal as signals
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from ...errors import (
     ContainerNotFound,
@@ -18,7 +17,7 @@ from ...errors import (
 )
 from ..context import Exchange
 from ..http import ApiError, ClientGone
-from ..pumps import next_or_gone, pump
+from ..pumps import next_or_gone, next_piece, pump, until_closed
 from ..render import STDERR, STDOUT, container_inspect, container_summary, frame, rfc3339
 from ..routing import Router
 from ..runs import Attachment, Session
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from ...spec import ContainerSpec
     from ...systemd.journal import Entry
 
-T = TypeVar("T")
 WAIT_POLL = 0.5
 """Seconds between two looks at a container ``wait`` follows that the service did not start
 attached (issue 14's wait will give an event instead)."""
@@ -473,7 +471,7 @@ async def attach(ex: Exchange, id: str) -> None:
             await stream.write(piece)
         if stdin:
             feeding = asyncio.ensure_future(_feed_stdin(ex, a, spec.stdin_once, keys))
-        while (data := await _next_piece(a, ex)) is not None:
+        while (data := await next_piece(a, ex.conn)) is not None:
             if spec.tty or (data[0] == STDOUT and want_out) or (data[0] == STDERR and want_err):
                 await stream.write(data)
         await stream.end()
@@ -535,58 +533,7 @@ async def _attach_journal(
             queue.put_nowait(None)
 
     stream = await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
-    task = asyncio.ensure_future(produce())
-    try:
-        while (data := await _until_closed(queue.get(), ex)) is not None:
-            await stream.write(data)
-        await stream.end()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-
-async def _next_piece(a: Attachment, ex: Exchange) -> bytes | None:
-    if (data := a.next_nowait()) is not None:
-        return data
-    return await _until_closed(a.next(), ex)
-
-
-async def _until_closed(get: Awaitable[T], ex: Exchange) -> T:
-    """``get``'s result, or ClientGone once the client has closed its connection. Not at its
-    half-close (EOF, ``hung_up``): docker's CLI half-closes an attach at once when it sends no
-    stdin and reads on. Only a full close gives the socket EPOLLHUP, which an epoll set
-    watching it for nothing else reports (readable for the loop)."""
-    import select
-
-    task = asyncio.ensure_future(get)
-    sock = ex.conn.writer.get_extra_info("socket")
-    if task.done() or sock is None:
-        return await task
-    loop = asyncio.get_running_loop()
-    closed: asyncio.Future[None] = loop.create_future()
-    with select.epoll() as ep:
-        try:
-            ep.register(sock.fileno(), 0)  # EPOLLHUP and EPOLLERR are always reported
-        except (OSError, ValueError):  # closed already
-            task.cancel()
-            raise ClientGone() from None
-
-        def wake() -> None:
-            if not closed.done():
-                closed.set_result(None)
-
-        loop.add_reader(ep.fileno(), wake)
-        try:
-            either: list[asyncio.Future[Any]] = [task, closed]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            loop.remove_reader(ep.fileno())
-            if not task.done():
-                task.cancel()
-    if task.done() and not task.cancelled():
-        return task.result()
-    raise ClientGone()
+    await pump(stream, lambda: until_closed(queue.get(), ex.conn), produce())
 
 
 async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
@@ -619,7 +566,7 @@ async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
             a.end()
 
     try:
-        await pump(stream, lambda: _next_piece(a, ex), follow())
+        await pump(stream, lambda: next_piece(a, ex.conn), follow())
     finally:
         a.close()
 

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import Exchange
 from ..http import ApiError, Stream
+from ..pumps import next_piece
 from ..render import frame
 from ..routing import Router
 from ..runs import Attachment, ExecRecord
 from ..translate import string, strings
-from .containers import PUMP_GRACE, STREAM_MUX, STREAM_RAW, _next_piece, resolve, status_of, tty_size
+from .containers import PUMP_GRACE, STREAM_MUX, STREAM_RAW, resolve, status_of, tty_size
 
 if TYPE_CHECKING:
     from ...run.stdio import Stdio
@@ -164,7 +165,7 @@ async def _start(ex: Exchange, record: ExecRecord, raw: bool, detach: bool) -> N
         return
     feeding = asyncio.ensure_future(_feed(ex, record, out)) if record.stdin else None
     try:
-        while (data := await _next_piece(out, ex)) is not None:
+        while (data := await next_piece(out, ex.conn)) is not None:
             await stream.write(data)
         await stream.end()
     finally:
