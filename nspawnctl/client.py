@@ -189,7 +189,8 @@ def _iso_us(us: int | None) -> str | None:
 
 @dataclass(frozen=True)
 class ExecCommand:
-    """A command to run in a running container: its host argv (run/execenv.py ...) and environment."""
+    """A command to run in a running container: its host argv (run/execenv.py ...) and the
+    helper's environment, which carries the command's (``execenv.helper_env``)."""
 
     argv: builtins.list[str]
     env: dict[str, str]
@@ -1463,7 +1464,10 @@ class Containers:
         check_command(
             root, argv[0], path=environment["PATH"], workdir=workdir or spec.workdir, container=name
         )
-        return ExecCommand(exec_argv(leader, argv, workdir or spec.workdir, uid, gid), environment)
+        from .run.execenv import helper_env
+
+        helper = exec_argv(leader, argv, workdir or spec.workdir, uid, gid)
+        return ExecCommand(helper, helper_env(environment))
 
     # -- helpers ---------------------------------------------------------------------------
     def _check_command(self, spec: ContainerSpec) -> None:

@@ -42,6 +42,7 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 SETNS_TIMEOUT = 5.0  # seconds the leader may take to finish its own setup after machined knows it
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ENV_PREFIX = "NSPAWNCTL_EXEC_ENV_"  # the command's variables, as the helper's environment holds them
 LAST_CAP = "cap_last_cap"  # kept with the leader's status fields (no such field there)
 STRICT_HIERARCHIES = ("", "name=systemd")  # the ones systemd tracks a unit's processes by
 
@@ -63,6 +64,21 @@ def parse_status(text: str) -> dict[str, str]:
         if sep:
             out[key] = value.strip()
     return out
+
+
+def helper_env(command_env: dict[str, str]) -> dict[str, str]:
+    """The helper's own environment, carrying ``command_env`` (the container's variables: the
+    image's Env, ``-e``) under a prefix. The helper runs as root on the host until it has entered
+    the container: a variable under its own name there would reach the host's dynamic loader
+    (``LD_PRELOAD``, ``LD_LIBRARY_PATH`` naming a file in a container's root), libc (``LOCPATH``,
+    ``GCONV_PATH``) and Python (``-I`` ignores only ``PYTHON*``) before any namespace is entered."""
+    return {ENV_PREFIX + k: v for k, v in command_env.items()}
+
+
+def command_env(helper: dict[str, str]) -> dict[str, str]:
+    """The command's environment from the helper's (``helper_env``); nothing else of it."""
+    n = len(ENV_PREFIX)
+    return {k[n:]: v for k, v in helper.items() if k.startswith(ENV_PREFIX) and len(k) > n}
 
 
 def caps_to_drop(bounding: int, last_cap: int) -> list[int]:
@@ -358,14 +374,15 @@ def candidates(program: str, path: str) -> list[str]:
     return [f"{d or '.'}/{program}" for d in path.split(":")]
 
 
-def execute(command: list[str], path: str) -> tuple[int, str]:
-    """execvp(3) after the chroot: os.execvp would import modules, which are not in the
-    container. Returns (exit code, why) when nothing could be executed: 127 when not found,
-    126 when found but not executable (a shell's and docker's codes)."""
+def execute(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """execvpe(3) after the chroot, with the command's own environment: os.execvpe would import
+    modules, which are not in the container. Returns (exit code, why) when nothing could be
+    executed: 127 when not found, 126 when found but not executable (a shell's and docker's
+    codes)."""
     denied = None
-    for file in candidates(command[0], path):
+    for file in candidates(command[0], env.get("PATH", DEFAULT_PATH)):
         try:
-            os.execv(file, command)
+            os.execve(file, command, env)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as e:
@@ -382,6 +399,7 @@ def main(args: list[str]) -> int:
         signal.signal(sig, signal.SIG_DFL)
     try:
         leader, wd, uid, gid, command = parse_args(args)
+        env = command_env(dict(os.environ))
         status, limits, entered_user = _enter(leader, wd)
         child = os.fork()
         if child:
@@ -393,7 +411,7 @@ def main(args: list[str]) -> int:
     except OSError as e:  # the leader is gone, or a file of it
         sys.stderr.write(f"nspawnctl: error: cannot enter the container: {e}\n")
         return 125
-    code, why = execute(command, os.environ.get("PATH", DEFAULT_PATH))
+    code, why = execute(command, env)
     sys.stderr.write(f"nspawnctl: error: failed to execute {command[0]}: {why}\n")
     sys.stderr.flush()
     os._exit(code)

@@ -348,15 +348,18 @@ def read_in_root(root: Path, path: str, limit: int) -> bytes:
 
 
 def run_exec(argv: list[str], env: dict[str, str], tty: bool, interactive: bool = True) -> int:
-    """Run the nsenter command; with ``tty`` under a fresh pseudo-terminal, forwarding our terminal.
+    """Run the exec helper; with ``tty`` under a fresh pseudo-terminal, forwarding our terminal.
     Without ``interactive`` the command gets no stdin, as with docker exec without -i."""
     if not tty:
         stdin = None if interactive else subprocess.DEVNULL
         return signal_code(subprocess.run(argv, env=env, stdin=stdin, check=False).returncode)
     import pty
 
-    # pty.spawn execs with our own environment: hand the container's over through env(1).
-    argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
+    # pty.spawn execs with our own environment: make it the helper's (env(1) would put the
+    # container's variables, secrets often, on a command line every host user can read). This
+    # is the command's last step: nothing runs after it in this process but the wait.
+    os.environ.clear()
+    os.environ.update(env)
     status = pty.spawn(argv, lambda fd: os.read(fd, 65536))
     return signal_code(os.waitstatus_to_exitcode(status))
 

@@ -170,3 +170,27 @@ def test_docker_exec_through_the_api(cli: CLI, confined: str) -> None:
         assert got["CapBnd"][0] == got["CapBnd"][1] and got["NoNewPrivs"] == ["1", "1"], got
     finally:
         subprocess.run(["nspawnctl", "system", "service", "disable"], capture_output=True)
+
+
+def test_the_containers_variables_never_reach_the_hosts_loader(cli: CLI, busybox: str) -> None:
+    """The exec helper runs as root on the host until it has entered the container: the
+    container's variables (an image's Env, -e) must not reach the host's dynamic loader there.
+    ``LD_DEBUG_OUTPUT`` makes the loader of every dynamic program that gets it write a file: on
+    the host before the fix (an image's ``LD_PRELOAD`` of a file in its root was host root)."""
+    marker = f"/tmp/nspawnctl-e2e-lddbg-{random.randrange(1 << 32):08x}"
+    name = cli.name("ldenv")
+    env = ["-e", "LD_DEBUG=libs", "-e", f"LD_DEBUG_OUTPUT={marker}"]
+    cli("run", "-d", "--name", name, *env, busybox, "sleep", "600")
+    try:
+        # the command still gets them, in the container
+        seen = cli("exec", name, "sh", "-c", "echo $LD_DEBUG $LD_DEBUG_OUTPUT").stdout.split()
+        assert seen == ["libs", marker]
+        cli("exec", "-d", name, "sh", "-c", "echo $LD_DEBUG > /tmp/seen-d")
+        deadline = time.monotonic() + 30
+        while cli("exec", name, "cat", "/tmp/seen-d", check=False).stdout.strip() != "libs":
+            assert time.monotonic() < deadline, "exec -d did not run with the container's variables"
+            time.sleep(0.1)
+        leaked = list(Path("/tmp").glob(Path(marker).name + "*"))
+        assert not leaked, f"the host's loader saw LD_DEBUG_OUTPUT: {leaked}"
+    finally:
+        cli("rm", "-f", name, check=False)

@@ -89,3 +89,14 @@ def test_signal_code() -> None:
 def test_is_frozen() -> None:
     assert execenv.is_frozen("populated 1\nfrozen 1\n")
     assert not execenv.is_frozen("populated 1\nfrozen 0\n") and not execenv.is_frozen("")
+
+
+def test_the_commands_variables_travel_under_a_prefix_only() -> None:
+    from nspawnctl.run.execenv import command_env, helper_env
+
+    env = {"LD_PRELOAD": "/var/lib/machines/x/x.so", "PATH": "/bin", "A": "1=2"}
+    helper = helper_env(env)
+    # nothing the host's loader, libc or Python reads before the container is entered
+    assert not {"LD_PRELOAD", "PATH", "A"} & set(helper)
+    assert command_env({**helper, "LD_LIBRARY_PATH": "/x", "LC_CTYPE": "C.UTF-8"}) == env
+    assert command_env({"NSPAWNCTL_EXEC_ENV_": "x"}) == {}
