@@ -2,8 +2,9 @@
 
 ``save`` writes each image as one layer (a tar of its root, as ``export`` makes it) under a
 config carrying its run defaults, so any docker-compatible ``load`` takes it. ``load`` reads such
-an archive (also the ``manifest.json`` docker 25+ writes beside its OCI layout) from a seekable
-file and applies its layers by the pull's own code (``LayerStore.apply``: each layer checked
+an archive (also the ``manifest.json`` docker 25+ writes beside its OCI layout) from a file,
+through the bounded tar reader (an upload is a stranger's: counts and header sizes capped, at
+most oci.MAX_LAYERS layers an image), and applies its layers by the pull's own code (``LayerStore.apply``: each layer checked
 against the config's diff ID, unpacked by the safe extractor, nothing visible before it is whole),
 then records the image under its config's digest, as a pull does.
 """
@@ -11,13 +12,14 @@ then records the image under its config's digest, as a pull does.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import io
 import json
-import lzma
+import os
+import shutil
 import tarfile
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,14 @@ from .images import Image, ImageStore
 
 MAX_JSON = 8 << 20
 """Bytes a manifest.json or image config in an archive may have."""
+MAX_MEMBERS = 8192
+"""Members of an archive to load: docker's writes a few per layer (at most oci.MAX_LAYERS each
+image) and per image."""
+MAX_IMAGES = 64
+"""Images in one archive to load."""
+SPACE_RESERVE = 256 << 20
+"""Bytes of the pool's free space a decompressed archive leaves to the containers."""
+SPACE_CHECK_EVERY = 64 << 20
 CHUNK = 1 << 20
 
 
@@ -144,35 +154,71 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _member_bytes(tar: tarfile.TarFile, name: str, what: str) -> bytes:
-    f = _member(tar, name, what)
-    data = f.read(MAX_JSON + 1)
-    if len(data) > MAX_JSON:
-        raise ArchiveError(f"{what} {name!r} in the archive is larger than {MAX_JSON} bytes")
-    return data
+class _Archive:
+    """The outer archive of a load, an uncompressed tar file: its regular files by name, found
+    by one pass of the bounded reader (store/tarread.py: tarfile would hold every header, and
+    an extended header of any size, in memory), read by offset. Nothing of it is extracted."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        from .tarread import TarReader
+
+        self.f = f
+        self.files: dict[str, tuple[int, int]] = {}
+        reader = TarReader(f.read)
+        count = 0
+        while (m := reader.next()) is not None:
+            count += 1
+            if count > MAX_MEMBERS:
+                raise ArchiveError(
+                    f"the archive has more than {MAX_MEMBERS} members (docker's save: a few a layer)"
+                )
+            if m.type in (b"0", b"\0") and m.sparse is None:
+                self.files[m.name.removeprefix("./")] = (m.offset_data, m.stored)
+            else:  # a later member of that name wins
+                self.files.pop(m.name.removeprefix("./").rstrip("/"), None)
+
+    def member(self, name: str, what: str) -> IO[bytes]:
+        """A regular file of the archive by name (a link or anything else is refused)."""
+        if not isinstance(name, str) or not name:
+            raise ArchiveError(f"the archive's manifest names {what} {name!r}, which is not a file name")
+        where = self.files.get(name.removeprefix("./"))
+        if where is None:
+            raise ArchiveError(f"the archive has no regular file {name!r} as its manifest's {what}")
+        return io.BufferedReader(_Slice(self.f, *where), CHUNK)
+
+    def member_bytes(self, name: str, what: str) -> bytes:
+        data = self.member(name, what).read(MAX_JSON + 1)
+        if len(data) > MAX_JSON:
+            raise ArchiveError(f"{what} {name!r} in the archive is larger than {MAX_JSON} bytes")
+        return data
 
 
-def _member(tar: tarfile.TarFile, name: str, what: str) -> IO[bytes]:
-    """A regular file of the archive by name (never a link, never anything outside it: names
-    are only looked up, nothing of the outer archive is extracted)."""
-    if not isinstance(name, str) or not name:
-        raise ArchiveError(f"the archive's manifest names {what} {name!r}, which is not a file name")
+class _Slice(io.RawIOBase):
+    """``size`` bytes of ``f`` from ``offset``, read with pread (slices of one file stay apart)."""
+
+    def __init__(self, f: IO[bytes], offset: int, size: int) -> None:
+        super().__init__()
+        self.fd, self.pos, self.left = f.fileno(), offset, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self.left)
+        data = os.pread(self.fd, n, self.pos) if n else b""
+        if n and not data:
+            raise ArchiveError("the archive is cut short")
+        buf[: len(data)] = data
+        self.pos += len(data)
+        self.left -= len(data)
+        return len(data)
+
+
+def _entries(archive: _Archive) -> builtins.list[dict[str, Any]]:
     try:
-        info = tar.getmember(name)
-    except KeyError:
-        raise ArchiveError(f"the archive has no {what} {name!r} its manifest names") from None
-    if not info.isfile():
-        raise ArchiveError(f"{what} {name!r} in the archive is not a regular file")
-    f = tar.extractfile(info)
-    assert f is not None
-    return f
-
-
-def _entries(tar: tarfile.TarFile) -> builtins.list[dict[str, Any]]:
-    try:
-        manifest = json.loads(_member_bytes(tar, "manifest.json", "manifest"))
+        manifest = json.loads(archive.member_bytes("manifest.json", "manifest"))
     except ArchiveError as e:
-        if "no manifest" in str(e):
+        if "no regular file 'manifest.json'" in str(e):
             raise ArchiveError(
                 "not a docker save archive: it has no manifest.json",
                 hint="load takes what 'docker save' writes; a root filesystem tar is for import",
@@ -182,33 +228,49 @@ def _entries(tar: tarfile.TarFile) -> builtins.list[dict[str, Any]]:
         raise ArchiveError(f"the archive's manifest.json is not JSON: {e}") from None
     if not isinstance(manifest, list) or not manifest or not all(isinstance(m, dict) for m in manifest):
         raise ArchiveError("the archive's manifest.json is not a list of images")
+    if len(manifest) > MAX_IMAGES:
+        raise ArchiveError(f"the archive's manifest.json lists more than {MAX_IMAGES} images")
     return manifest
 
 
 def load(
     images: ImageStore, path: Path, notify: Callable[[str], None] = lambda _: None
 ) -> builtins.list[Loaded]:
-    """Load every image of the docker-archive tar (possibly compressed) at ``path``. Each image
-    appears whole or not at all; layers made for one that fails are removed again."""
-    try:
-        tar = tarfile.open(path, "r:*")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise ArchiveError(f"not a tar archive: {e}") from None
-    try:
-        with tar:
-            return _load_all(images, tar, notify)
-    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as e:
-        raise ArchiveError(f"the archive is damaged or cut short: {e}") from None
+    """Load every image of the docker-archive tar (possibly compressed: then decompressed to a
+    scratch file on the pool first, within its free space) at ``path``. Each image appears
+    whole or not at all; layers made for one that fails are removed again."""
+    with _plain(images, path) as plain, open(plain, "rb") as f:
+        archive = _Archive(f)
+        return [_load_one(images, archive, entry, notify) for entry in _entries(archive)]
 
 
-def _load_all(
-    images: ImageStore, tar: tarfile.TarFile, notify: Callable[[str], None]
-) -> builtins.list[Loaded]:
-    return [_load_one(images, tar, entry, notify) for entry in _entries(tar)]
+@contextlib.contextmanager
+def _plain(images: ImageStore, path: Path) -> Iterator[Path]:
+    from .unpack import open_decompressed
+
+    with open(path, "rb") as raw:
+        compressed = raw.read(6)[:2] in (b"\x1f\x8b", b"\xfd7", b"\x28\xb5", b"BZ")
+    if not compressed:
+        yield path
+        return
+    with images.spool() as out:
+        with open(path, "rb") as raw, open_decompressed(raw) as stream, open(out, "xb") as w:
+            written, allowed = 0, 0
+            while chunk := stream.read(CHUNK):
+                written += len(chunk)
+                if written > allowed:
+                    free = shutil.disk_usage(out.parent).free
+                    allowed = written + min(SPACE_CHECK_EVERY, free - SPACE_RESERVE)
+                    if written > allowed:
+                        raise ArchiveError(
+                            "the archive, decompressed, is larger than the image pool's free space"
+                        )
+                w.write(chunk)
+        yield out
 
 
 def _load_one(
-    images: ImageStore, tar: tarfile.TarFile, entry: dict[str, Any], notify: Callable[[str], None]
+    images: ImageStore, archive: _Archive, entry: dict[str, Any], notify: Callable[[str], None]
 ) -> Loaded:
     from ..client import tag_ref
     from ..formats import oci
@@ -223,9 +285,11 @@ def _load_one(
         refs = [tag_ref(t) for t in tags]
     except InvalidReference as e:
         raise ArchiveError(f"the archive's manifest names an image badly: {e}") from None
-    config_bytes = _member_bytes(tar, entry.get("Config", ""), "image config")
+    config_bytes = archive.member_bytes(entry.get("Config", ""), "image config")
     config = oci.parse_config(config_bytes)
     paths = entry.get("Layers")
+    if isinstance(paths, list) and len(paths) > oci.MAX_LAYERS:
+        raise ArchiveError(f"the archive's image has {len(paths)} layers, more than {oci.MAX_LAYERS}")
     if not isinstance(paths, list) or len(paths) != len(config.diff_ids) or not paths:
         raise ArchiveError(
             f"the archive's manifest lists {len(paths) if isinstance(paths, list) else 'no'} "
@@ -241,7 +305,7 @@ def _load_one(
             layer = layers.get(chain)
             if layer is None:
                 notify(f"Loading layer {i}/{len(paths)} {diff_id.split(':')[1][:12]}")
-                layer = layers.apply(parent, chain, diff_id, diff_id, _member(tar, name, "layer"), Limits())
+                layer = layers.apply(parent, chain, diff_id, diff_id, archive.member(name, "layer"), Limits())
                 if layers.made_by_this_process(chain):
                     created.append(chain)
             parent = layer

@@ -3,14 +3,11 @@ commit body's merge (api/handlers/imagetransfer.py) and docker-archive member lo
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 import pytest
 
 from nspawnctl.api.handlers.imagetransfer import _merge_config
 from nspawnctl.api.http import ApiError
-from nspawnctl.errors import ArchiveError, InvalidArgument
+from nspawnctl.errors import InvalidArgument
 from nspawnctl.imagechanges import parse
 from nspawnctl.spec import RunDefaults
 
@@ -90,36 +87,6 @@ def test_commit_body_refusals_name_the_field(body: object, named: str) -> None:
     with pytest.raises(ApiError, match=named) as e:
         _merge_config(body)
     assert e.value.status == 400
-
-
-def _tar(*entries: tuple[str, bytes | None, str | None]) -> tarfile.TarFile:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data, link in entries:
-            ti = tarfile.TarInfo(name)
-            if link is not None:
-                ti.type, ti.linkname = tarfile.SYMTYPE, link
-            else:
-                ti.size = len(data or b"")
-            tf.addfile(ti, io.BytesIO(data or b"") if link is None else None)
-    buf.seek(0)
-    return tarfile.open(fileobj=buf)
-
-
-def test_docker_archive_members_are_only_looked_up() -> None:
-    """Names from manifest.json never reach the file system: a missing name, a link and a
-    non-string are refused (the outer archive is never extracted)."""
-    from nspawnctl.store.dockerarchive import _entries, _member
-
-    tar = _tar(("manifest.json", b'[{"Config": "c.json"}]', None), ("link", None, "/etc/passwd"))
-    assert _entries(tar) == [{"Config": "c.json"}]
-    for name in ("../../etc/passwd", "link", 5, ""):
-        with pytest.raises(ArchiveError):
-            _member(tar, name, "layer")  # type: ignore[arg-type]
-    with pytest.raises(ArchiveError, match=r"no manifest\.json"):
-        _entries(_tar(("hello", b"hi", None)))
-    with pytest.raises(ArchiveError, match="not a list"):
-        _entries(_tar(("manifest.json", b'{"a": 1}', None)))
 
 
 def test_images_filters() -> None:
