@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -13,6 +14,44 @@ from .http import ClientGone, Connection, Stream
 from .runs import Attachment
 
 T = TypeVar("T")
+
+REPLAY_QUEUE = 256
+"""Pieces a read in a worker thread (a journal replay) may have waiting for a slow client: the
+thread waits for room, so the service holds no more of a long journal than this."""
+
+
+class Stopped(Exception):
+    """The consumer of a worker thread's pieces is gone: the thread's producer stops."""
+
+
+async def in_thread(produce: Callable[[Callable[[T], None]], None], queue: asyncio.Queue[T | None]) -> None:
+    """Run the blocking ``produce(put)`` in a worker thread, then put None (the end). Each
+    ``put(piece)`` waits for room in ``queue`` (give it a maxsize: a slow client then holds the
+    reader back, not the service's memory). Cancelled (the client gone), the thread's next put
+    raises Stopped, which ends ``produce`` there, so no thread is left waiting for room."""
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def put(piece: T) -> None:
+        done = asyncio.run_coroutine_threadsafe(queue.put(piece), loop)
+        while True:
+            try:
+                done.result(timeout=0.25)
+                return
+            except TimeoutError:
+                if stop.is_set():
+                    done.cancel()
+                    raise Stopped() from None
+
+    def run() -> None:
+        with contextlib.suppress(Stopped):
+            produce(put)
+
+    try:
+        await asyncio.to_thread(run)
+    finally:
+        stop.set()
+    await queue.put(None)
 
 
 async def next_or_gone(queue: asyncio.Queue[T | None], conn: Connection) -> T | None:

@@ -4,9 +4,10 @@
 config carrying its run defaults, so any docker-compatible ``load`` takes it. ``load`` reads such
 an archive (also the ``manifest.json`` docker 25+ writes beside its OCI layout) from a file,
 through the bounded tar reader (an upload is a stranger's: counts and header sizes capped, at
-most oci.MAX_LAYERS layers an image), and applies its layers by the pull's own code (``LayerStore.apply``: each layer checked
-against the config's diff ID, unpacked by the safe extractor, nothing visible before it is whole),
-then records the image under its config's digest, as a pull does.
+most oci.MAX_LAYERS layers an image), and applies its layers by the pull's own code
+(``LayerStore.apply``: each layer checked against the config's diff ID, unpacked by the safe
+extractor, nothing visible before it is whole), then records the image under its config's
+digest, as a pull does.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ never outlives its client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -102,3 +103,45 @@ def test_a_failed_producer_cuts_the_body_short_only_where_asked(producer_errors:
     got, _ = asyncio.run(reply(router))
     assert b"partial\n" in got
     assert got.endswith(b"\r\n0\r\n\r\n") is not producer_errors  # events: cut short; logs: ended
+
+
+def test_in_thread_hands_pieces_over_bounded_and_stops_when_cancelled() -> None:
+    import threading
+
+    from nspawnctl.api.pumps import in_thread
+
+    ended = threading.Event()
+    most = 0
+
+    def produce(put: Any) -> None:
+        try:
+            for i in range(10_000):
+                put(i)
+        finally:
+            ended.set()
+
+    async def go() -> list[int]:
+        nonlocal most
+        queue: asyncio.Queue[int | None] = asyncio.Queue(4)
+        task = asyncio.ensure_future(in_thread(produce, queue))
+        got = []
+        while (item := await queue.get()) is not None:
+            most = max(most, queue.qsize())
+            got.append(item)
+        await task
+        return got
+
+    assert asyncio.run(go()) == list(range(10_000)) and most <= 4
+    # a consumer gone: the thread waiting for room ends instead of waiting for ever
+    ended.clear()
+
+    async def cancelled() -> None:
+        queue: asyncio.Queue[int | None] = asyncio.Queue(2)
+        task = asyncio.ensure_future(in_thread(produce, queue))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled())
+    assert ended.wait(5)

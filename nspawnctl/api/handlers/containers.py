@@ -4,9 +4,11 @@ Each calls the library's Client; in-memory state is only the attached runs (api/
 from __future__ import annotations
 
 import asyncio
+import collections
 import signal as signals
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ...errors import (
     ContainerNotFound,
@@ -17,7 +19,7 @@ from ...errors import (
 )
 from ..context import Exchange
 from ..http import ApiError, ClientGone
-from ..pumps import next_or_gone, next_piece, pump, until_closed
+from ..pumps import REPLAY_QUEUE, in_thread, next_or_gone, next_piece, pump, until_closed
 from ..render import STDERR, STDOUT, container_inspect, container_summary, frame, rfc3339
 from ..routing import Router
 from ..runs import Attachment, Session
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from ...spec import ContainerSpec
     from ...systemd.journal import Entry
 
+REPLAY_MAX = 16 << 20
+"""Bytes of earlier output an attach with ``logs=1`` replays before joining a run this service
+follows (the newest)."""
 WAIT_POLL = 0.5
 """Seconds between two looks at a container ``wait`` follows that the service did not start
 attached (issue 14's wait will give an event instead)."""
@@ -390,32 +395,53 @@ async def logs(ex: Exchange, id: str) -> None:
     tail = _tail(req.arg("tail"))
     since = _since(req.arg("since"))
     stamps = req.flag("timestamps")
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    def emit(entry: Entry) -> None:
+    def piece(entry: Entry) -> bytes | None:
         if (want_err if entry.stderr else want_out) is False:
-            return
+            return None
         if until is not None and entry.realtime_us > until * 1e6:
-            return
+            return None
         text = entry.text
         if stamps:
             text = rfc3339(entry.realtime_us).encode() + b" " + text
-        queue.put_nowait(frame(STDERR if entry.stderr else STDOUT, text))
-
-    containers = ex.client.containers
-    if req.flag("follow"):
-        source = containers.alogs(ex.bus, name, emit, since=since, tail=tail)
-    else:
-        source = asyncio.to_thread(containers.logs, name, emit, False, since, tail)
-
-    async def produce() -> None:
-        try:
-            await source
-        finally:
-            queue.put_nowait(None)
+        return frame(STDERR if entry.stderr else STDOUT, text)
 
     stream = await ex.conn.stream(200, STREAM_MUX)
-    await pump(stream, lambda: next_or_gone(queue, ex.conn), produce())
+    queue, produce = _journal_source(ex, name, piece, req.flag("follow"), since=since, tail=tail)
+    await pump(stream, lambda: next_or_gone(queue, ex.conn), produce)
+
+
+def _journal_source(
+    ex: Exchange, name: str, piece: Callable[[Entry], bytes | None], follow: bool, **kw: Any
+) -> tuple[asyncio.Queue[bytes | None], Coroutine[Any, Any, None]]:
+    """The container's journal output as ``piece`` makes it, in a queue, and the coroutine that
+    fills it (then None): followed on the loop, or read whole in a worker thread that waits for
+    room in the queue (bounded)."""
+    containers = ex.client.containers
+    if follow:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        def emit(entry: Entry) -> None:
+            if (p := piece(entry)) is not None:
+                queue.put_nowait(p)
+
+        async def followed() -> None:
+            try:
+                await containers.alogs(ex.bus, name, emit, **kw)
+            finally:
+                queue.put_nowait(None)
+
+        return queue, followed()
+    bounded: asyncio.Queue[bytes | None] = asyncio.Queue(REPLAY_QUEUE)
+
+    def read(put: Callable[[bytes], None]) -> None:
+        def emit(entry: Entry) -> None:
+            if (p := piece(entry)) is not None:
+                put(p)
+
+        containers.logs(name, emit, False, **kw)
+
+    return bounded, in_thread(read, bounded)
 
 
 async def attach(ex: Exchange, id: str) -> None:
@@ -497,15 +523,22 @@ def _piece(entry: Entry, tty: bool, want_out: bool, want_err: bool) -> bytes | N
 
 
 async def _journal_pieces(ex: Exchange, name: str, tty: bool, want_out: bool, want_err: bool) -> list[bytes]:
-    """The container's output in the journal now (attach's ``logs=1`` replay)."""
-    out: list[bytes] = []
+    """The container's output in the journal now (attach's ``logs=1`` replay before a run this
+    service follows): its last REPLAY_MAX bytes at most, so a long journal cannot fill the
+    service's memory."""
+    out: collections.deque[bytes] = collections.deque()
+    size = 0
 
     def emit(entry: Entry) -> None:
+        nonlocal size
         if (piece := _piece(entry, tty, want_out, want_err)) is not None:
             out.append(piece)
+            size += len(piece)
+            while size > REPLAY_MAX:
+                size -= len(out.popleft())
 
     await asyncio.to_thread(ex.client.containers.logs, name, emit, False)
-    return out
+    return list(out)
 
 
 async def _attach_journal(
@@ -514,26 +547,9 @@ async def _attach_journal(
     """attach ``logs=1`` from the journal alone, as ``logs`` serves it: the output so far and, with
     ``follow`` (attach's ``stream=1``), the rest until the run ends, from one reader (no gap or
     repeat between the two)."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    def emit(entry: Entry) -> None:
-        if (piece := _piece(entry, tty, want_out, want_err)) is not None:
-            queue.put_nowait(piece)
-
-    containers = ex.client.containers
-    if follow:
-        source = containers.alogs(ex.bus, name, emit)
-    else:
-        source = asyncio.to_thread(containers.logs, name, emit, False)
-
-    async def produce() -> None:
-        try:
-            await source
-        finally:
-            queue.put_nowait(None)
-
     stream = await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
-    await pump(stream, lambda: until_closed(queue.get(), ex.conn), produce())
+    queue, produce = _journal_source(ex, name, lambda e: _piece(e, tty, want_out, want_err), follow)
+    await pump(stream, lambda: until_closed(queue.get(), ex.conn), produce)
 
 
 async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
