@@ -240,11 +240,13 @@ def _set_inheritable_caps(libc: "ctypes.CDLL", caps: int) -> None:
     _check(libc.capset(header, data), "set the inheritable capabilities")
 
 
-def _join_cgroups(leader: int) -> None:
+def _join_cgroups(leader_cgroups: str) -> None:
+    """Move this process into the cgroups of the leader (its /proc/PID/cgroup, read before the
+    pidfd check that the PID is still the leader's)."""
     unified = (
         "/sys/fs/cgroup" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "/sys/fs/cgroup/unified"
     )
-    cgroups = parse_cgroups(_read(f"/proc/{leader}/cgroup"))
+    cgroups = parse_cgroups(leader_cgroups)
     if "" in cgroups and is_frozen(_read_or_empty(f"{unified}{cgroups['']}/cgroup.events")):
         # joining a frozen cgroup would freeze this helper: docker's exec refuses a paused container
         raise Failure("the container is paused: unpause it before exec", 125)
@@ -289,9 +291,10 @@ def _enter(leader: int, wd: str | None) -> tuple[dict[str, str], list[tuple[int,
             continue
     root = os.open(f"/proc/{leader}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     cwd = None if wd else os.open(f"/proc/{leader}/cwd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    cgroups = _read(f"/proc/{leader}/cgroup")
     signal.pidfd_send_signal(pidfd, 0)  # still the same process: what was read and opened is its
     os.close(pidfd)
-    _join_cgroups(leader)
+    _join_cgroups(cgroups)
     libc = _libc()
     # as nsenter: the user namespace last (its owner's rights are needed for the others: the
     # network namespace nspawnctl makes belongs to the host's), then what failed before it again
