@@ -287,10 +287,18 @@ class Tracker:
             return []
         if iface != UNIT_IFACE:
             return []
+        fresh = name not in self.known
         who = self._who(name)
         if who is None:
             return []
         out: list[Event] = []
+        if fresh:  # its definition's inotify event has not come yet: its create (or rename) first
+            old = next((n for n, k in self.known.items() if k.id == who.id and n != name), None)
+            if old is not None:
+                del self.known[old]
+                out.append(Event("rename", who.id, name, who.image, now, {"oldName": old}))
+            else:
+                out.append(Event("create", who.id, name, who.image, now))
         active, sub = changed.get("ActiveState"), str(changed.get("SubState", ""))
         freezer = changed.get("FreezerState")
         if freezer in ("frozen", "running") and self.frozen.get(unit, False) != (freezer == "frozen"):

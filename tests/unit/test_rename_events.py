@@ -89,3 +89,20 @@ def test_definition_watch_sees_files_appear_and_go(tmp_path: Path) -> None:
         DefinitionChange("db", True),
         DefinitionChange("web", False),
     ]
+
+
+def test_a_start_seen_before_the_definitions_event_says_create_first(pool: Pool, image: Image) -> None:  # noqa: F811
+    """systemd's signal of a fresh container's start can come before inotify's of its definition
+    (a fast start): the create is said first, once, and the late inotify event adds nothing."""
+    store = ContainerStore(pool)
+    tracker = Tracker(store)
+    store.create(spec("fast"), image)
+    unit = "nspawnctl-fast.service"
+    create, start = tracker.unit_changed(unit, UNIT_IFACE, {"ActiveState": "active", "SubState": "running"})
+    assert (create.action, start.action) == ("create", "start") and create.id == start.id
+    assert tracker.definition_changed("fast", True) == []
+    # a renamed one whose unit changes before the watch tells: a rename, not a create
+    renamed = rename(store, "fast", "quick")
+    (moved,) = tracker.unit_changed("nspawnctl-quick.service", UNIT_IFACE, {"ActiveState": "activating"})
+    assert moved.action == "rename" and moved.extra == {"oldName": "fast"} and moved.id == renamed.id
+    assert tracker.definition_changed("fast", False) == [] and tracker.definition_changed("quick", True) == []
