@@ -293,10 +293,10 @@ class Tracker:
             return []
         out: list[Event] = []
         if fresh:  # its definition's inotify event has not come yet: its create (or rename) first
-            old = next((n for n, k in self.known.items() if k.id == who.id and n != name), None)
-            if old is not None:
-                del self.known[old]
-                out.append(Event("rename", who.id, name, who.image, now, {"oldName": old}))
+            was = next((n for n, k in self.known.items() if k.id == who.id and n != name), None)
+            if was is not None:
+                del self.known[was]
+                out.append(Event("rename", who.id, name, who.image, now, {"oldName": was}))
             else:
                 out.append(Event("create", who.id, name, who.image, now))
         active, sub = changed.get("ActiveState"), str(changed.get("SubState", ""))
