@@ -129,7 +129,8 @@ class Session:
 
 @dataclass
 class ExecRecord:
-    """An exec made by ``POST /containers/{id}/exec``, until the service exits."""
+    """An exec made by ``POST /containers/{id}/exec``, until the service exits or it is among the
+    oldest of MAX_EXECS (see Runs.add_exec)."""
 
     id: str
     container: str  # its name
@@ -147,6 +148,14 @@ class ExecRecord:
     stdio: Stdio | None = None  # while it runs with a terminal or stdin of ours
 
 
+MAX_EXECS = 4096
+"""Exec records the service keeps (dicts keep the order they were made in: oldest first)."""
+
+
+class ExecLimit(Exception):
+    """MAX_EXECS execs run at once: no record for another."""
+
+
 @dataclass
 class Runs:
     attachments: dict[str, list[Attachment]] = field(default_factory=dict)
@@ -157,6 +166,18 @@ class Runs:
     execs: dict[str, ExecRecord] = field(default_factory=dict)
     sessions: dict[str, Session] = field(default_factory=dict)  # name -> the run followed here
     console_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # create's, for the start
+
+    def add_exec(self, record: ExecRecord) -> None:
+        """Keep ``record`` for its start and inspect. At most MAX_EXECS are kept (a client making
+        execs in a loop keeps the service up): the oldest that do not run go first, as dockerd's
+        collector drops ended ones; ExecLimit when that many run now."""
+        if len(self.execs) >= MAX_EXECS:
+            idle = [k for k, e in self.execs.items() if not e.running]
+            for k in idle[: len(self.execs) - MAX_EXECS + 1 + MAX_EXECS // 10]:
+                del self.execs[k]
+        if len(self.execs) >= MAX_EXECS:
+            raise ExecLimit(f"{MAX_EXECS} execs are running; wait for some to end")
+        self.execs[record.id] = record
 
     def attach(self, name: str, stdin: bool = False) -> Attachment:
         a = Attachment(stdin)

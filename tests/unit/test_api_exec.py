@@ -158,3 +158,24 @@ def test_a_missing_command_is_the_execs_127_told_on_stdout() -> None:
     with pytest.raises(ApiError) as e:
         _start(record, missing, {"Detach": True})
     assert e.value.status == 400 and record.exit_code == 127 and not record.running
+
+
+def test_exec_records_are_bounded_oldest_idle_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nspawnctl.api import runs as runs_module
+    from nspawnctl.api.runs import ExecLimit
+
+    monkeypatch.setattr(runs_module, "MAX_EXECS", 10)
+    runs = Runs()
+
+    def record(i: int, running: bool = False) -> ExecRecord:
+        return ExecRecord(f"e{i}", "c", "cid", ["true"], [], None, None, running=running)
+
+    runs.add_exec(record(0, running=True))
+    for i in range(1, 30):
+        runs.add_exec(record(i))
+    assert len(runs.execs) <= 10 and "e0" in runs.execs and "e29" in runs.execs  # running kept
+    for i in range(30, 39):  # with e0, ten run: the idle ones make room for them
+        runs.add_exec(record(i, running=True))
+    assert all(e.running for e in runs.execs.values()) and len(runs.execs) == 10
+    with pytest.raises(ExecLimit):
+        runs.add_exec(record(99))

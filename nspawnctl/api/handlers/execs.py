@@ -19,7 +19,7 @@ from ..http import ApiError, Stream
 from ..pumps import next_piece
 from ..render import frame
 from ..routing import Router
-from ..runs import Attachment, ExecRecord
+from ..runs import Attachment, ExecLimit, ExecRecord
 from ..translate import string, strings
 from .containers import PUMP_GRACE, STREAM_MUX, STREAM_RAW, resolve, status_of, tty_size
 
@@ -83,7 +83,10 @@ async def create_exec(ex: Exchange, id: str) -> None:
         stdin=stdin,
         detach_keys=exec_detach_keys(body),
     )
-    ex.service.runs.execs[record.id] = record
+    try:
+        ex.service.runs.add_exec(record)
+    except ExecLimit as e:
+        raise ApiError(503, str(e)) from None
     await ex.json({"Id": record.id}, status=201)
 
 
