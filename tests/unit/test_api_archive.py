@@ -285,7 +285,7 @@ def test_an_error_reply_to_a_head_request_has_no_body_and_the_connection_goes_on
 def test_archive_pipes_move_on_the_loop_while_many_copies_block() -> None:
     """More blocked copies than the loop's executor has threads: each has a thread of its own and
     its pipe is drained on the loop, so all finish (with the shared executor they would hang)."""
-    from nspawnctl.api.handlers.archive import _own_thread, _read, _write
+    from nspawnctl.api.pipes import own_thread, read_pipe, write_pipe
 
     size = 1 << 20
 
@@ -297,10 +297,10 @@ def test_archive_pipes_move_on_the_loop_while_many_copies_block() -> None:
             with open(w, "wb") as out:
                 out.write(b"x" * size)
 
-        worker = _own_thread(produce)
+        worker = own_thread(produce)
         n = 0
         try:
-            while chunk := await _read(r):
+            while chunk := await read_pipe(r):
                 n += len(chunk)
             await worker
         finally:
@@ -313,8 +313,8 @@ def test_archive_pipes_move_on_the_loop_while_many_copies_block() -> None:
             with open(r2, "rb") as f:
                 got.append(len(f.read()))
 
-        reader = _own_thread(consume)
-        await _write(w2, b"y" * size)
+        reader = own_thread(consume)
+        await write_pipe(w2, b"y" * size)
         os.close(w2)
         await reader
         return n + got[0]

@@ -12,21 +12,19 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ... import files
 from ...errors import ArchiveError
 from ..context import Exchange
 from ..http import ApiError, ClientGone
+from ..pipes import own_thread, read_pipe, write_pipe
 from ..routing import Router
 from .containers import resolve
 
 if TYPE_CHECKING:
     from ...store.copy import ContainerRoot, PathStat
 
-CHUNK = 1 << 16
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 # Go's os.FileMode type bits (docker's stat header carries a Go FileMode)
@@ -110,10 +108,10 @@ async def get_archive(ex: Exchange, id: str) -> None:
         with open(w, "wb") as out:
             files.archive_path(root, path, out)
 
-    worker = _own_thread(produce)
+    worker = own_thread(produce)
     try:
         stream = await ex.conn.stream(200, "application/x-tar", [header])
-        while chunk := await _read(r):
+        while chunk := await read_pipe(r):
             await stream.write(chunk)
         await worker  # an error now (after the head) cuts the body short: the client sees it fail
         await stream.end()
@@ -121,52 +119,6 @@ async def get_archive(ex: Exchange, id: str) -> None:
         os.close(r)  # a client gone: the writer's next write fails, and it stops
         with contextlib.suppress(Exception):
             await worker
-
-
-def _own_thread(fn: Callable[[], None]) -> asyncio.Future[None]:
-    """Run ``fn`` in a thread of its own, not the loop's shared executor: a copy blocks on its
-    pipe for as long as the client takes, and a few slow clients must not take every thread the
-    other requests need (nor the one that would drain the pipe)."""
-    executor = ThreadPoolExecutor(1, thread_name_prefix="archive")
-    try:
-        return asyncio.get_running_loop().run_in_executor(executor, fn)
-    finally:
-        executor.shutdown(wait=False)
-
-
-async def _ready(fd: int, write: bool) -> None:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    (loop.add_writer if write else loop.add_reader)(fd, wake)
-    try:
-        await ready
-    finally:
-        (loop.remove_writer if write else loop.remove_reader)(fd)
-
-
-async def _read(fd: int) -> bytes:
-    """The next bytes of a non-blocking pipe, read on the event loop; b"" at its end."""
-    while True:
-        try:
-            return os.read(fd, CHUNK)
-        except BlockingIOError:
-            await _ready(fd, write=False)
-
-
-async def _write(fd: int, data: bytes) -> None:
-    """All of ``data`` into a non-blocking pipe, on the event loop (BrokenPipeError once the
-    reader is gone)."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            await _ready(fd, write=True)
 
 
 async def put_archive(ex: Exchange, id: str) -> None:
@@ -186,14 +138,14 @@ async def put_archive(ex: Exchange, id: str) -> None:
                 root, path, stream, keep_owners=keep_owners, no_overwrite_dir_non_dir=keep_kinds
             )
 
-    worker = _own_thread(consume)
+    worker = own_thread(consume)
     gone = False
     try:
         async for chunk in ex.conn.body():
             if worker.done():
                 break  # it failed early (no such directory): its error is the answer
             try:
-                await _write(w, chunk)
+                await write_pipe(w, chunk)
             except BrokenPipeError:
                 break
     except ClientGone:

@@ -20,9 +20,9 @@ from ...errors import ArchiveError, InvalidArgument, VerificationFailed
 from ...spec import RunDefaults
 from ..context import Exchange
 from ..http import ApiError
+from ..pipes import own_thread, read_pipe
 from ..routing import Router
 from ..translate import empty, registry_auth, string, strings
-from .archive import _own_thread, _read
 from .containers import resolve
 from .system import go_arch
 
@@ -236,10 +236,10 @@ async def _save(ex: Exchange, names: list[str]) -> None:
         with open(w, "wb") as out:
             dockerarchive.save(store, names, out, go_arch(), transfer.export_tar)
 
-    worker = _own_thread(produce)
+    worker = own_thread(produce)
     try:
         stream = await ex.conn.stream(200, "application/x-tar")
-        while chunk := await _read(r):
+        while chunk := await read_pipe(r):
             await stream.write(chunk)
         await worker  # an error now (after the head) cuts the body short: the client sees it fail
         await stream.end()
