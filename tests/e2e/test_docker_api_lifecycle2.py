@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import CLI, unit_show
-from test_docker_api import SOCKET, api, docker, pulled, wait_for  # noqa: F401 (fixtures)
+from dockerapi import SOCKET, docker, wait_for
 
 
 def nspawnctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -24,7 +24,7 @@ def names() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def image(api: dict[str, str], pulled: str) -> str:  # noqa: F811 (test_docker_api's fixtures)
+def image(api: dict[str, str], pulled: str) -> str:
     return pulled
 
 
@@ -84,7 +84,7 @@ def test_update_with_docker_pys_restart_policy_form(low: Any, image: str, nsp: C
     )
 
 
-def test_on_failure_restarts_at_most_the_retry_count(api: dict[str, str], image: str, nsp: CLI) -> None:  # noqa: F811
+def test_on_failure_restarts_at_most_the_retry_count(api: dict[str, str], image: str, nsp: CLI) -> None:
     """docker run --restart on-failure:1 of a failing command: it runs twice, then stays exited."""
     name = f"l2-{uuid.uuid4().hex[:6]}"
     proc = docker(
@@ -106,7 +106,7 @@ def test_on_failure_restarts_at_most_the_retry_count(api: dict[str, str], image:
         nspawnctl("rm", "-f", name)
 
 
-def test_wait_on_an_auto_remove_container_reports_its_exit(low: Any, image: str, api: dict[str, str]) -> None:  # noqa: F811
+def test_wait_on_an_auto_remove_container_reports_its_exit(low: Any, image: str, api: dict[str, str]) -> None:
     import docker as dockerpy
 
     client = dockerpy.DockerClient(base_url=f"unix://{SOCKET}")
@@ -125,7 +125,7 @@ def test_wait_on_an_auto_remove_container_reports_its_exit(low: Any, image: str,
     assert wait_for(lambda: all(not n.startswith(cid[:12]) for n in names()))
 
 
-def test_a_wait_given_up_lets_go_of_the_unit(low: Any, image: str, api: dict[str, str], nsp: CLI) -> None:  # noqa: F811
+def test_a_wait_given_up_lets_go_of_the_unit(low: Any, image: str, api: dict[str, str], nsp: CLI) -> None:
     """The service's wait holds the unit (RefUnit, for the exit code of an AutoRemove container);
     a client hanging up must release it, or the next start finds the old transient unit."""
     cid = create(low, image, ["sleep", "600"])
