@@ -1250,8 +1250,8 @@ class Containers:
 
         self._client.run(go)
 
-    def remove(self, name: str, force: bool = False) -> None:
-        self._client.run(lambda bus: self.aremove(bus, name, force))
+    def remove(self, name: str, force: bool = False, volumes: bool = False) -> None:
+        self._client.run(lambda bus: self.aremove(bus, name, force, volumes))
 
     async def aremove(self, bus: Bus, name: str, force: bool = False, volumes: bool = False) -> None:
         """Remove the container (``force``: a running one is killed first); ``volumes``: its

@@ -718,11 +718,14 @@ def rm(
     ctx: typer.Context,
     names: list[str] = NAMES,
     force: bool = typer.Option(False, "-f", "--force", help="Kill running containers first."),
+    volumes: bool = typer.Option(
+        False, "-v", "--volumes", help="Remove their anonymous volumes too (named ones stay)."
+    ),
 ) -> None:
     """Remove containers: their snapshot, .nspawn file and state."""
     client = state_of(ctx).client()
     with client.session():
-        for_each(names, lambda n: client.containers.remove(n, force))
+        for_each(names, lambda n: client.containers.remove(n, force, volumes))
 
 
 def ps(

@@ -354,6 +354,14 @@ def test_run_rm_removes_its_anonymous_volumes_and_keeps_named_ones(
     vols += anon
     nsp("rm", kept)
     assert len(anon) == 1 and anon[0] in nsp("volume", "ls", "-q").stdout.split()
+    # rm -v takes the anonymous one along, never a named one
+    gone = nsp.name("anon")
+    nsp("run", "--name", gone, "-v", "/anon", "-v", f"{named}:/n", busybox, "true")
+    anon2 = [v for v in nsp("volume", "ls", "-q").stdout.split() if v not in before | {named, *anon}]
+    assert len(anon2) == 1, anon2
+    nsp("rm", "-v", gone)
+    left = set(nsp("volume", "ls", "-q").stdout.split())
+    assert anon2[0] not in left and named in left and anon[0] in left
 
 
 def test_volume_prune_racing_creates_never_takes_a_volume_a_container_got(
