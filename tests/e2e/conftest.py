@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
     from registry import Registry
 
 BOOT_IMAGE_DIR = Path("/srv/bootimg")
+
+# A suite started from a background job (`make test &`, `setsid ... &`) inherits SIGINT ignored,
+# and so would every nspawnctl it starts (a disposition survives exec): the tests of Ctrl-C need
+# the CLI to see it, as it does from a terminal. A handler is reset to the default on exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config: pytest.Config) -> None:
