@@ -29,6 +29,7 @@ from typing import IO, Any
 from ..errors import ArchiveError, InvalidReference, NspawnctlError
 from ..ref import ImageRef, looks_like_id
 from .images import Image, ImageStore
+from .tarread import Member, TarReader
 
 MAX_JSON = 8 << 20
 """Bytes a manifest.json or image config in an archive may have."""
@@ -161,13 +162,11 @@ class _Archive:
     an extended header of any size, in memory), read by offset. Nothing of it is extracted."""
 
     def __init__(self, f: IO[bytes]) -> None:
-        from .tarread import TarReader
-
         self.f = f
         self.files: dict[str, tuple[int, int]] = {}
         reader = TarReader(f.read)
         count = 0
-        while (m := reader.next()) is not None:
+        while (m := _next(reader, count)) is not None:
             count += 1
             if count > MAX_MEMBERS:
                 raise ArchiveError(
@@ -192,6 +191,17 @@ class _Archive:
         if len(data) > MAX_JSON:
             raise ArchiveError(f"{what} {name!r} in the archive is larger than {MAX_JSON} bytes")
         return data
+
+
+def _next(reader: TarReader, count: int) -> Member | None:
+    try:
+        return reader.next()
+    except ArchiveError as e:
+        if count:
+            raise
+        raise ArchiveError(
+            f"not a tar archive: {e}", hint="load takes the tar 'docker save' writes (or it compressed)"
+        ) from None
 
 
 class _Slice(io.RawIOBase):

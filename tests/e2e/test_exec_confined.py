@@ -185,8 +185,8 @@ def test_the_containers_variables_never_reach_the_hosts_loader(cli: CLI, busybox
         # the command still gets them, in the container
         seen = cli("exec", name, "sh", "-c", "echo $LD_DEBUG $LD_DEBUG_OUTPUT").stdout.split()
         assert seen == ["libs", marker]
-        # exec -t: under a pty (script(1) gives the CLI a terminal), the variables as well
-        line = f"nspawnctl exec -t {name} sh -c 'echo $LD_DEBUG; tty'"
+        # exec -it: under a pty (script(1) gives the CLI a terminal), the variables as well
+        line = f"nspawnctl exec -it {name} sh -c 'echo $LD_DEBUG; tty'"
         script = ["script", "-qec", line, "/dev/null"]
         tty = subprocess.run(script, capture_output=True, text=True, timeout=60)
         assert tty.returncode == 0 and tty.stdout.split()[:1] == ["libs"], tty
