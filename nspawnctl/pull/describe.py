@@ -20,21 +20,13 @@ class Distribution:
 def describe(source: str, options: PullOptions | None = None) -> Distribution:
     """The manifest (or index) ``source`` (a registry reference) names, and its platforms: an
     index's entries (attestations left out), or a single manifest's config's os/architecture."""
-    from ..fetch.auth import find_credentials
-    from ..fetch.registry import RegistryClient, RegistryOptions
     from ..formats import oci
     from ..ref import RegistryRef
+    from .oci import registry_client
 
     options = options or PullOptions()
     ref = RegistryRef.parse(source)
-    credentials = options.credentials or (
-        find_credentials(ref.registry, options.auth_file, warn=options.notify) if options.auth_file else None
-    )
-    reg_options = RegistryOptions(
-        tls_verify=options.tls_verify, ca_cert=options.ca_cert, credentials=credentials
-    )
-    with RegistryClient(ref.registry, reg_options) as client:
-        client.probe()
+    with registry_client(ref, options) as client:
         data, media_type, digest = client.get_manifest(ref.repository, ref.reference)
         parsed = oci.parse_manifest(data, media_type)
         if isinstance(parsed, oci.Index):

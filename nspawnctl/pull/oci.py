@@ -28,10 +28,29 @@ if TYPE_CHECKING:
     from ..store.layers import Layer, LayerStore
 
 
-def pull_registry(images: ImageStore, ref: RegistryRef, name: str | None, options: PullOptions) -> PullResult:
-    """Pull ``ref`` from its registry and name it ``name`` (default: the reference itself)."""
+def registry_client(ref: RegistryRef, options: PullOptions) -> RegistryClient:
+    """A client of ``ref``'s registry, probed (its API answers, auth negotiated) with the
+    options' credentials (else the auth file's for that registry) and TLS settings."""
     from ..fetch.auth import find_credentials
     from ..fetch.registry import RegistryClient, RegistryOptions
+
+    credentials = options.credentials or (
+        find_credentials(ref.registry, options.auth_file, warn=options.notify) if options.auth_file else None
+    )
+    reg_options = RegistryOptions(
+        tls_verify=options.tls_verify, ca_cert=options.ca_cert, credentials=credentials
+    )
+    client = RegistryClient(ref.registry, reg_options)
+    try:
+        client.probe()
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def pull_registry(images: ImageStore, ref: RegistryRef, name: str | None, options: PullOptions) -> PullResult:
+    """Pull ``ref`` from its registry and name it ``name`` (default: the reference itself)."""
     from ..formats import oci
     from ..store.layers import LayerStore
     from ..verify.policy import Policy
@@ -42,14 +61,7 @@ def pull_registry(images: ImageStore, ref: RegistryRef, name: str | None, option
             ref.registry, ref.repository, ref.tag, ref.digest, options.tls_verify
         )
     want = oci.Platform.parse(options.platform) if options.platform else oci.Platform.host()
-    credentials = options.credentials or (
-        find_credentials(ref.registry, options.auth_file, warn=options.notify) if options.auth_file else None
-    )
-    reg_options = RegistryOptions(
-        tls_verify=options.tls_verify, ca_cert=options.ca_cert, credentials=credentials
-    )
-    with RegistryClient(ref.registry, reg_options) as client:
-        client.probe()
+    with registry_client(ref, options) as client:
         manifest, manifest_digest, index_digest = _resolve(client, ref, want)
         config_bytes = client.get_blob(ref.repository, manifest.config.digest, manifest.config.size)
         config = oci.parse_config(config_bytes)

@@ -24,6 +24,7 @@ from ..translate import RegistryAuth, registry_auth
 from .system import go_arch
 
 if TYPE_CHECKING:
+    from ...pull import PullOptions
     from ...store.images import Image
 
 log = logging.getLogger("nspawnctl.api")
@@ -116,6 +117,23 @@ def credentials_for(source: str, auth: RegistryAuth) -> tuple[str, str] | None:
     return auth.credentials if registry_key(auth.server) == registry_key(registry) else None
 
 
+def pull_options(ex: Exchange, source: str, **extra: Any) -> PullOptions:
+    """The library's pull options for a request about ``source``: the service's own paths, the
+    tests' or site CA (``REQUESTS_CA_BUNDLE``), and the request's X-Registry-Auth credentials
+    where they are for that registry."""
+    from ...pull import PullOptions
+
+    paths = ex.client.paths
+    credentials = credentials_for(source, registry_auth(ex.request.headers.get("x-registry-auth")))
+    return PullOptions(
+        ca_cert=os.environ.get("REQUESTS_CA_BUNDLE"),
+        auth_file=paths.auth,
+        credentials=credentials,
+        policy_file=paths.policy,
+        **extra,
+    )
+
+
 def _line(value: dict[str, Any]) -> bytes:
     return json.dumps(value).encode() + b"\n"
 
@@ -123,8 +141,6 @@ def _line(value: dict[str, Any]) -> bytes:
 async def create_image(ex: Exchange) -> None:
     """docker pull: progress as JSON lines; a failure after the head is an in-band error line
     (status 200), as dockerd's, which the CLI turns into exit 1."""
-    from ...pull import PullOptions
-
     req = ex.request
     from_image = req.arg("fromImage")
     if req.arg("fromSrc"):
@@ -139,7 +155,6 @@ async def create_image(ex: Exchange) -> None:
     if req.arg("platform"):
         raise ApiError(400, "platform: not supported through the API yet; use nspawnctl pull --platform")
     source = pull_source(from_image, req.arg("tag"))
-    credentials = credentials_for(source, registry_auth(req.headers.get("x-registry-auth")))
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
@@ -168,15 +183,7 @@ async def create_image(ex: Exchange) -> None:
         yield update
         put({"status": "Download complete", "progressDetail": {}, "id": short})
 
-    paths = ex.client.paths
-    options = PullOptions(
-        ca_cert=os.environ.get("REQUESTS_CA_BUNDLE"),
-        auth_file=paths.auth,
-        credentials=credentials,
-        policy_file=paths.policy,
-        progress=progress,
-        notify=lambda text: put({"status": text}),
-    )
+    options = pull_options(ex, source, progress=progress, notify=lambda text: put({"status": text}))
     put({"status": f"Pulling from {from_image}", "id": req.arg("tag") or "latest"})
 
     def pull() -> None:

@@ -22,7 +22,7 @@ from ..context import Exchange
 from ..http import ApiError
 from ..pipes import own_thread, read_pipe
 from ..routing import Router
-from ..translate import empty, registry_auth, string, strings
+from ..translate import empty, string, strings
 from .containers import resolve
 from .system import go_arch
 
@@ -278,18 +278,10 @@ async def load(ex: Exchange) -> None:
 
 
 async def distribution(ex: Exchange, name: str) -> None:
-    from ...pull import PullOptions
     from ...pull.describe import describe
-    from .images import credentials_for
+    from .images import pull_options
 
-    credentials = credentials_for(name, registry_auth(ex.request.headers.get("x-registry-auth")))
-    paths = ex.client.paths
-    options = PullOptions(
-        ca_cert=os.environ.get("REQUESTS_CA_BUNDLE"),
-        auth_file=paths.auth,
-        credentials=credentials,
-        policy_file=paths.policy,
-    )
+    options = pull_options(ex, name)
     try:
         found = await asyncio.to_thread(describe, name, options)
     except InvalidArgument as e:
