@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 from test_fetch import make_pki
+
+# A suite started from a background job inherits SIGINT ignored: the tests of Ctrl-C (a
+# KeyboardInterrupt in the middle of an unpack or a wait) need Python's own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")

@@ -336,6 +336,19 @@ def _rm_client(tmp_path: Any, sd: FakeSystemd, monkeypatch: pytest.MonkeyPatch) 
     return c, log
 
 
+async def _cancel_once_running(c: Any, log: list[str]) -> None:
+    """Cancel the run once its container is made and its (fake) foreground run has begun: not
+    after a fixed time, which a loaded machine's create thread may take (a cancel during the
+    create is another test's)."""
+    task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
+    while "created" not in log:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.02)  # the create's thread has handed its result over: the run waits
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 def test_a_cancelled_rm_run_stops_its_unit_before_removing(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -351,14 +364,7 @@ def test_a_cancelled_rm_run_stops_its_unit_before_removing(
 
     sd.call = call  # type: ignore[method-assign]
 
-    async def go() -> None:
-        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(go())
+    asyncio.run(_cancel_once_running(c, log))
     assert log == ["created", "stop web", "removed while inactive"]
 
 
@@ -368,14 +374,7 @@ def test_a_cancelled_rm_run_whose_unit_will_not_stop_is_left_to_repair(
     sd = FakeSystemd()
     c, log = _rm_client(tmp_path, sd, monkeypatch)
 
-    async def go() -> None:
-        task = asyncio.ensure_future(c.arun_attached(None, "img", [], None, print))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(go())
+    asyncio.run(_cancel_once_running(c, log))
     assert log == ["created", "stop web"]
 
 
