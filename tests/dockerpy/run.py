@@ -3,7 +3,8 @@
 Runs inside the booted trixie test host (`make test-docker-py` puts docker-py's checkout at the
 tag of the installed docker-py into the host and calls this with its path). Docker Hub is not
 reachable, so the images the tests name (alpine:3.10, alpine:latest, busybox:latest) are a busybox
-image served by a local registry as registry-1.docker.io: an /etc/hosts line and a certificate of
+image, and hello-world a one-file image of its own (the tests pull, save, load and prune it, never
+run it), served by a local registry as registry-1.docker.io: an /etc/hosts line and a certificate of
 the tests' CA, which the service trusts through a drop-in (REQUESTS_CA_BUNDLE). Everything is
 undone at the end. Prints pytest's counts per file and writes a JUnit XML beside the checkout.
 """
@@ -29,6 +30,7 @@ from standin import add_alpine_parts  # noqa: E402
 
 HUB = "registry-1.docker.io"
 IMAGES = ("library/alpine:3.10", "library/alpine:latest", "library/busybox:latest")
+HELLO = "library/hello-world:latest"  # an image apart: prune must not take busybox with it
 FILES = (
     "tests/integration/api_container_test.py",
     "tests/integration/api_exec_test.py",
@@ -43,7 +45,8 @@ HOSTS_LINE = f"127.0.0.1 {HUB}  # docker-py-tests\n"
 
 
 def serve_images(work: Path) -> tuple[object, Path]:
-    """A registry on 127.0.0.1:443 named registry-1.docker.io holding IMAGES (all one busybox image)."""
+    """A registry on 127.0.0.1:443 named registry-1.docker.io holding IMAGES (all one busybox image)
+    and HELLO."""
     layout = ob.Layout(work / "oci")
     root = add_alpine_parts(make_busybox_root(work / "bb-root"))
     env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
@@ -52,9 +55,12 @@ def serve_images(work: Path) -> tuple[object, Path]:
     )
     tls = make_tls(work / "tls", [HUB])
     reg = start_registry(work / "registry", port=443, host=HUB, tls=tls)
-    for ref in IMAGES:
+    text = "Hello from a stand-in of Docker's hello-world\n"
+    layer = ob.Layer(ob.LayerSpec().file("hello", text, 0o755), "gzip")
+    hello = layout.image(None, [layer], {"Cmd": ["/hello"]})
+    for ref, img in [*((r, image) for r in IMAGES), (HELLO, hello)]:
         repo, _, tag = ref.partition(":")
-        ob.push(layout, image, reg.url(""), repo, tag, ca=tls.ca)
+        ob.push(layout, img, reg.url(""), repo, tag, ca=tls.ca)
     return reg, tls.ca
 
 
@@ -148,7 +154,7 @@ def main(argv: list[str]) -> int:
         if left:
             print(f"removing {len(left)} containers the tests left: {' '.join(left)}")
             subprocess.run(["nspawnctl", "rm", "-f", *left], capture_output=True)
-        for ref in IMAGES:
+        for ref in (*IMAGES, HELLO):
             subprocess.run(["nspawnctl", "rmi", "-f", f"docker.io/{ref}"], capture_output=True)
         DROPIN.unlink(missing_ok=True)
         subprocess.run(["systemctl", "daemon-reload"], capture_output=True)
