@@ -124,6 +124,15 @@ class RegistryRef:
         return cls(registry, path, tag, digest)
 
 
+def familiar(ref: str) -> str:
+    """docker's short form of a Docker Hub name (``alpine:3.10`` for ``docker.io/library/alpine:3.10``),
+    as its clients show and compare RepoTags."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
+
+
 def canonical_registry(host: str) -> str:
     """A registry host[:port] as nspawnctl names it: lowercase, without the default port 443,
     and ``docker.io`` for every Docker Hub alias (``registry-1.docker.io:443`` is docker.io)."""

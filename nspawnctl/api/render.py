@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, ImageNotFound, InvalidArgument, NotFound, NspawnctlError
+from ..ref import familiar
 
 if TYPE_CHECKING:
     from ..client import ContainerStatus
@@ -141,15 +142,6 @@ def _mount(v: Any, volume_name: VolumeName = _no_volume) -> dict[str, Any]:
         "RW": not v.read_only,
         "Propagation": "rprivate",  # nspawn's binds do not propagate; docker's default
     }
-
-
-def familiar(ref: str) -> str:
-    """docker's short form of a Docker Hub name (``alpine:3.10`` for ``docker.io/library/alpine:3.10``),
-    as its clients show and compare RepoTags."""
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if ref.startswith(prefix):
-            return ref[len(prefix) :]
-    return ref
 
 
 def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_volume) -> dict[str, Any]:

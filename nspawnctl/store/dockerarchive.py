@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ArchiveError, InvalidReference, NspawnctlError
-from ..ref import ImageRef, looks_like_id
+from ..ref import ImageRef, familiar, looks_like_id
 from .images import Image, ImageStore
 from .tarread import Member, TarReader
 
@@ -50,14 +50,6 @@ class Loaded:
 
     image: Image
     tags: builtins.list[str]
-
-
-def familiar(ref: str) -> str:
-    """docker's short form of a Docker Hub name, as docker writes RepoTags."""
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if ref.startswith(prefix):
-            return ref[len(prefix) :]
-    return ref
 
 
 def image_config(image: Image, diff_id: str, architecture: str) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def test_a_stream_head_goes_out_before_its_body() -> None:
 
 
 def test_repo_tags_use_docker_hub_short_names() -> None:
-    from nspawnctl.api.render import familiar
+    from nspawnctl.ref import familiar
 
     assert familiar("docker.io/library/alpine:3.10") == "alpine:3.10"
     assert familiar("docker.io/acme/app:1") == "acme/app:1"

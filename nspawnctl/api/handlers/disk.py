@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ...ref import familiar
 from ..context import Exchange
 from ..render import container_summary, image_summary
 from ..resources import parse_filters, volume_json
@@ -51,7 +52,7 @@ async def prune_images(ex: Exchange) -> None:
     filters = parse_filters(ex.request.arg("filters"), ("dangling",))
     all_images = any(v.lower() in ("0", "false") for v in filters.get("dangling", []))
     result = await asyncio.to_thread(ex.client.images.prune, all_images)
-    deleted = [{"Untagged": r} for r in result.untagged] + [{"Deleted": i} for i in result.images]
+    deleted = [{"Untagged": familiar(r)} for r in result.untagged] + [{"Deleted": i} for i in result.images]
     await ex.json({"ImagesDeleted": deleted or None, "SpaceReclaimed": result.reclaimed})
 
 

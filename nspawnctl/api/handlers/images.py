@@ -82,7 +82,7 @@ async def inspect_image(ex: Exchange, name: str) -> None:
 async def remove_image(ex: Exchange, name: str) -> None:
     image = await asyncio.to_thread(ex.client.images.get, name)
     untagged, deleted = await asyncio.to_thread(ex.client.images.remove, name, ex.request.flag("force"))
-    out: list[dict[str, str]] = [{"Untagged": r} for r in untagged]
+    out: list[dict[str, str]] = [{"Untagged": familiar(r)} for r in untagged]
     if deleted:
         out.append({"Deleted": image.id})
     await ex.json(out)
