@@ -148,6 +148,7 @@ async def follow_run(
     while it runs): through a terminal or pipes of ours when it has Tty/OpenStdin (run/stdio.py),
     else from the journal. Returns once the unit has started; a failed start raises here. With
     ``spec`` given the run is registered before the first await (see start)."""
+    from ...run.journalcopy import open_copy
     from ...run.stdio import open_stdio, relay_output
 
     runs = ex.service.runs
@@ -185,8 +186,17 @@ async def follow_run(
     def send(kind: int, data: bytes) -> None:  # the journal's lines
         session.emit(data if tty else frame(kind, data))
 
+    # the journal's copy of our terminal's or pipes' output (run/journalcopy.py), made meanwhile
+    copying = (
+        asyncio.ensure_future(open_copy(ex.bus, spec, [kind for _, kind in stdio.outputs]))
+        if stdio is not None
+        else None
+    )
+
     async def put(kind: int, data: bytes) -> None:  # our terminal's or pipes' output
         await session.put(data if tty else frame(kind, data))
+        if copying is not None:
+            await (await copying).write(kind, data)
 
     interactive = spec.open_stdin
 
@@ -217,6 +227,11 @@ async def follow_run(
                 pump.cancel()
             if stdio is not None:
                 stdio.close()
+            if copying is not None:
+                if copying.done() and not copying.cancelled() and copying.exception() is None:
+                    copying.result().close()
+                else:
+                    copying.cancel()  # it closes what it opened
             if runs.running.get(name) is ended:
                 del runs.running[name]
             if runs.sessions.get(name) is session:
