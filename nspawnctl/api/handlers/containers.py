@@ -485,9 +485,10 @@ async def attach(ex: Exchange, id: str) -> None:
                 )
             await _attach_journal(ex, name, spec.tty, want_out, want_err, req.flag("stream"))
             return
-        # a run to come, or one whose terminal or pipes this service holds (its output does not
-        # reach the journal): the journal's lines so far, then the live stream, which starts
-        # after them (nothing is awaited between that read and joining the run)
+        # a run to come, or one whose terminal or pipes this service holds (its output reaches
+        # the journal through a copy that lags, run/journalcopy.py: a piece on its way there at
+        # this moment is in neither part): the journal's lines so far, then the live stream,
+        # which starts after them (nothing is awaited between that read and joining the run)
         replay = await _journal_pieces(ex, name, spec.tty, want_out, want_err)
         status = await status_of(ex, name)
         if status is None:
