@@ -161,6 +161,7 @@ class ContainerStatus:
             "IPPrefixLen": st.prefixlen if st else None,
             "Gateway": st.gateway if st else None,
             "Ports": docker_ports(self.spec),
+            "MacAddress": self.spec.settings.mac_address or "",  # docker's with --mac-address
         }
         if st:
             out["Networks"] = {
@@ -541,8 +542,21 @@ class Containers:
         for v in given:
             if not v.named and not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
+        if options.settings.volume_driver is not None:
+            from .runopts import check_volume_driver
+
+            check_volume_driver(options.settings, any(v.named for v in given))
         volumes = self._client.volumes.resolve(given)  # made last, see below
         notices = [notice] if notice else []
+        if options.settings.memory_swap is not None:
+            from .cpumem import check_swap
+
+            memory = options.limits.memory
+            check_swap(options.settings.memory_swap, None if memory is None else memory.bytes)
+        if options.settings.mac_address is not None:
+            from .runopts import check_mac_network
+
+            check_mac_network(options.settings, network)
         if options.settings.sysctls:
             from .runopts import check_sysctls
 

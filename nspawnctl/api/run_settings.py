@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 FIELDS = (
     "CapAdd", "CapDrop", "ReadonlyRootfs", "Tmpfs", "Privileged", "SecurityOpt", "Init", "Dns",
     "DnsSearch", "ExtraHosts", "Ulimits", "Devices", "ShmSize", "Sysctls", "CpusetCpus", "OomScoreAdj",
+    "CpuShares", "MemorySwap", "MemorySwappiness", "CgroupnsMode", "Isolation", "VolumeDriver",
 )  # fmt: skip
 MOUNT_FIELDS = ("Type", "Source", "Target", "ReadOnly", "TmpfsOptions", "Consistency")
 
@@ -35,6 +36,7 @@ class Extra:
     mounts: list[Mount] = field(default_factory=list)
     stop_signal: str | None = None
     health: HealthFlags | None = None
+    warnings: tuple[str, ...] = ()  # the create response's Warnings (what was discarded)
 
     def apply(self, options: RunOptions) -> RunOptions:
         """``options`` with these, as the CLI's run flags set them."""
@@ -209,8 +211,29 @@ SOURCES = {
     "add_host": "HostConfig.ExtraHosts", "dns": "HostConfig.Dns", "dns_search": "HostConfig.DnsSearch",
     "ulimit": "HostConfig.Ulimits", "device": "HostConfig.Devices", "shm_size": "HostConfig.ShmSize",
     "sysctl": "HostConfig.Sysctls", "cpuset_cpus": "HostConfig.CpusetCpus",
-    "oom_score_adj": "HostConfig.OomScoreAdj",
+    "oom_score_adj": "HostConfig.OomScoreAdj", "cpu_shares": "HostConfig.CpuShares",
+    "memory_swap": "HostConfig.MemorySwap", "cgroupns": "HostConfig.CgroupnsMode",
+    "isolation": "HostConfig.Isolation", "volume_driver": "HostConfig.VolumeDriver",
+    "mac_address": "MacAddress",
 }  # fmt: skip
+# dockerd's warning when it drops MemorySwappiness (moby's verifyPlatformContainerResources): here
+# always, as on a cgroup v2 host; systemd has no property for memory.swappiness
+SWAPPINESS_DISCARDED = (
+    "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. "
+    "Memory swappiness discarded."
+)
+
+
+def _swappiness(value: Any) -> tuple[str, ...]:
+    """HostConfig.MemorySwappiness: 0-100 (-1 or null: unset), accepted and discarded with
+    dockerd's warning, never silently."""
+    name = "HostConfig.MemorySwappiness"
+    if value is None or value == -1:
+        return ()
+    n = _type(name, value, int, "an integer")
+    if not 0 <= n <= 100:
+        raise ApiError(400, f"{name}: {n}: the range is 0-100")
+    return (SWAPPINESS_DISCARDED,)
 
 
 def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
@@ -223,6 +246,8 @@ def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
         mounts.append(_checked(f"{h}Mounts[{i}]", Mount.parse, _mount_text(i, m)))
     shm = _int(f"{h}ShmSize", host.get("ShmSize"))
     oom = _int(f"{h}OomScoreAdj", host.get("OomScoreAdj"))
+    shares = _int(f"{h}CpuShares", host.get("CpuShares"))
+    swap = _int(f"{h}MemorySwap", host.get("MemorySwap"))
     timeout = body.get("StopTimeout")  # null is unset, 0 a real value (stop kills at once)
     given: dict[str, Any] = {
         "read_only": _bool(f"{h}ReadonlyRootfs", host.get("ReadonlyRootfs")),
@@ -242,6 +267,12 @@ def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
         "sysctl": _sysctls(host.get("Sysctls")),
         "cpuset_cpus": _str(f"{h}CpusetCpus", host.get("CpusetCpus")),
         "oom_score_adj": None if oom is None else str(oom),
+        "cpu_shares": None if shares is None else str(shares),
+        "memory_swap": None if swap is None else str(swap),
+        "cgroupns": _str(f"{h}CgroupnsMode", host.get("CgroupnsMode")),
+        "isolation": _str(f"{h}Isolation", host.get("Isolation")),
+        "volume_driver": _str(f"{h}VolumeDriver", host.get("VolumeDriver")),
+        "mac_address": _str("MacAddress", body.get("MacAddress")),
     }
     for key, value in given.items():  # each field alone first, so a refusal names its field
         if value:
@@ -253,4 +284,5 @@ def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
         mounts=mounts,
         stop_signal=None if signal is None else _checked("StopSignal", parse_stop_signal, signal),
         health=_health(body.get("Healthcheck")),
+        warnings=_swappiness(host.get("MemorySwappiness")),
     )

@@ -301,12 +301,15 @@ def settings_properties(spec: ContainerSpec) -> list[Property]:
     from ..runopts import unit_settings
 
     props: list[Property] = []
-    for key, value in unit_settings(spec.settings, spec.private_users):
+    memory = None if spec.limits.memory is None else spec.limits.memory.bytes
+    for key, value in unit_settings(spec.settings, spec.private_users, memory):
         if key == "DeviceAllow":
             node, _, perms = value.rpartition(" ")
             props.append(("DeviceAllow", "a(ss)", [[node, perms]]))
         elif key == "OOMScoreAdjust":
             props.append(("OOMScoreAdjust", "i", int(value)))
+        elif key in ("CPUWeight", "MemorySwapMax"):
+            props.append((key, "t", 2**64 - 1 if value == "infinity" else int(value)))
         else:
             props.append((key, "as", value))
     return props
