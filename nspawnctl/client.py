@@ -38,7 +38,7 @@ from .health import HealthFlags  # issue 14; spec.py loads it anyway
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
-from .runopts import RunSettings
+from .runopts import RunSettings, VolumeOptions
 from .spec import (
     ContainerSpec,
     Limits,
@@ -249,6 +249,8 @@ class RunOptions:
     stop_signal: str | None = None  # --stop-signal, as KillSignal= takes it; None: the image's
     # --mount type=volume: (volume name or None for an anonymous one, target, read-only)
     named_volumes: builtins.list[tuple[str | None, str, bool]] = field(default_factory=list)
+    # their volume-nocopy, volume-label, volume-subpath (runopts.VolumeOptions), by target
+    volume_options: dict[str, VolumeOptions] = field(default_factory=dict)
     # -- ports, pulls (PORTS) --
     publish_all: bool = False  # -P: every port the image exposes, on free host ports
     pull: str = "missing"  # missing | always | never (docker's --pull)
@@ -439,7 +441,8 @@ class Volumes:
         out: dict[str, builtins.list[str]] = {}
         for spec in self._client.containers.store.list():
             for v in spec.volumes:
-                out.setdefault(v.host, []).append(spec.name)
+                owner = self.store.owner_of(v.host)  # a subpath bind uses its volume
+                out.setdefault(v.host if owner is None else str(self.store.path(owner)), []).append(spec.name)
         return out
 
     def create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
@@ -470,19 +473,37 @@ class Volumes:
 
         return [(tree_size(v.mountpoint), bool(v.users)) for v in self.list()]
 
-    def resolve(self, volumes: builtins.list[Volume]) -> builtins.list[Volume]:
-        """``-v NAME:/path`` as the bind of volume NAME's path; :meth:`make` makes it."""
-        return [dataclasses.replace(v, host=str(self.store.path(v.host))) if v.named else v for v in volumes]
+    def resolve(
+        self, volumes: builtins.list[Volume], options: dict[str, VolumeOptions] | None = None
+    ) -> builtins.list[Volume]:
+        """``-v NAME:/path`` as the bind of volume NAME's path (or of its ``volume-subpath``, which
+        must be there); :meth:`make` makes the volume."""
+        out = []
+        for v in volumes:
+            sub = (options or {}).get(v.container, VolumeOptions()).subpath
+            if v.named:
+                host = self.store.subpath(v.host, sub) if sub else self.store.path(v.host)
+                v = dataclasses.replace(v, host=str(host))
+            out.append(v)
+        return out
 
-    def make(self, volumes: builtins.list[Volume], made: builtins.list[str], anonymous: set[str]) -> None:
+    def make(
+        self,
+        volumes: builtins.list[Volume],
+        made: builtins.list[str],
+        anonymous: set[str],
+        labels: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         """Make the missing volumes these binds name, adding each name made to ``made`` (for
-        :meth:`discard`); those in ``anonymous`` get docker's anonymous label. The caller holds
+        :meth:`discard`); those in ``anonymous`` get docker's anonymous label, and ``labels`` by
+        name (a mount's volume-label: for a volume this makes, as docker's). The caller holds
         the pool lock (ContainerStore.create's ``prepare``)."""
         from .store.volumes import ANONYMOUS_LABEL
 
         for name in dict.fromkeys(n for v in volumes if (n := self.store.name_of(v.host)) is not None):
             if not self.store.exists(name):
-                self.store.create(name, {ANONYMOUS_LABEL: ""} if name in anonymous else None)
+                own = {ANONYMOUS_LABEL: ""} if name in anonymous else {}
+                self.store.create(name, {**(labels or {}).get(name, {}), **own} or None)
                 made.append(name)
 
     def discard(self, names: builtins.list[str]) -> None:
@@ -546,7 +567,14 @@ class Containers:
             from .runopts import check_volume_driver
 
             check_volume_driver(options.settings, any(v.named for v in given))
-        volumes = self._client.volumes.resolve(given)  # made last, see below
+        volumes = self._client.volumes.resolve(given, options.volume_options)  # made last, see below
+        by_target = {v.container: v.host for v in given}
+        volume_labels = {
+            by_target[t]: dict(o.labels)
+            for t, o in options.volume_options.items()
+            if o.labels and t in by_target
+        }
+        nocopy = {t for t, o in options.volume_options.items() if o.nocopy}
         notices = [notice] if notice else []
         if options.settings.memory_swap is not None:
             from .cpumem import check_swap
@@ -623,7 +651,9 @@ class Containers:
                 # is written under (volume prune cannot take one in between)
                 for attempt in range(_NAME_ATTEMPTS):
                     try:
-                        make = functools.partial(self._client.volumes.make, spec.volumes, made, anonymous)
+                        make = functools.partial(
+                            self._client.volumes.make, spec.volumes, made, anonymous, volume_labels
+                        )
                         created = self.store.create(spec, img, prepare=make)
                         break
                     except NameInUse:
@@ -633,7 +663,9 @@ class Containers:
                             raise
                         spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
             try:
-                self._client.volumes.copy_up(created.volumes, img.path)
+                # volume-nocopy: the new volume stays empty (docker's NoCopy)
+                copied = [v for v in created.volumes if v.container not in nocopy]
+                self._client.volumes.copy_up(copied, img.path)
             except BaseException:
                 self.store.remove(created.name)
                 raise

@@ -698,6 +698,26 @@ def _last_nnp(security_opts: list[str]) -> bool:
 
 # -- --mount --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class VolumeOptions:
+    """docker's volume mount options (``--mount type=volume,volume-nocopy,volume-label=K=V,
+    volume-subpath=DIR``; the API's ``Mounts[].VolumeOptions``): ``nocopy`` leaves a new volume
+    empty (no copy of the image's directory), ``labels`` go on a volume this create makes,
+    ``subpath`` binds that directory of an existing volume."""
+
+    nocopy: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    subpath: str | None = None
+
+
+def parse_subpath(text: str) -> str:
+    """A relative path inside a volume: no ``..`` or ``.``, no leading ``/``, at most 4095 bytes."""
+    parts = text.split("/")
+    if not text or text.startswith("/") or len(text) > 4095 or any(p in (".", "..") for p in parts):
+        raise _bad("volume-subpath", text, "a relative path inside the volume, without '.' or '..'")
+    return "/".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
 class Mount:
     """One ``--mount`` in docker's CSV syntax; ``type`` bind | tmpfs | volume."""
 
@@ -706,6 +726,7 @@ class Mount:
     source: str | None = None
     read_only: bool = False
     tmpfs: Tmpfs | None = None
+    options: VolumeOptions = VolumeOptions()  # type=volume's
 
     @classmethod
     def parse(cls, text: str) -> Mount:
@@ -719,6 +740,7 @@ class Mount:
         read_only = False
         size: str | None = None
         mode: str | None = None
+        nocopy, subpath, labels = False, None, []
         for f in fields:
             key, eq, value = f.strip().partition("=")
             key = key.lower()
@@ -737,14 +759,37 @@ class Mount:
                 size = value
             elif key == "tmpfs-mode" and value:
                 mode = value
+            elif key == "volume-nocopy":
+                try:
+                    nocopy = not eq or parse_boolean(value)
+                except InvalidArgument:
+                    raise _bad("--mount volume-nocopy", value, "true or false") from None
+            elif key == "volume-subpath" and value:
+                subpath = parse_subpath(value)
+            elif key == "volume-label" and "=" in value and value.partition("=")[0]:
+                labels.append(tuple(value.split("=", 1)))
+            elif key == "volume-driver" and value:
+                if value != "local":
+                    raise _bad("--mount volume-driver", value, "volumes have only the 'local' driver")
             else:
                 raise InvalidArgument(
                     f"invalid --mount field {f[:60]!r}",
-                    hint="fields: type=bind|tmpfs|volume, source, target, readonly, tmpfs-size, tmpfs-mode",
+                    hint="fields: type=bind|tmpfs|volume, source, target, readonly, tmpfs-size, tmpfs-mode, "
+                    "volume-nocopy, volume-label, volume-subpath, volume-driver=local",
                 )
         if target is None:
             raise _bad("--mount", text, "target=/path is required")
         target = check_path(target, "--mount target")
+        options = VolumeOptions(nocopy, tuple((k, v) for k, v in labels), subpath)
+        if options != VolumeOptions() and kind != "volume":
+            raise InvalidArgument(
+                f"--mount {text[:80]}: the volume-* fields need type=volume", hint="add type=volume"
+            )
+        if subpath and not source:
+            raise InvalidArgument(
+                f"--mount {text[:80]}: volume-subpath needs a volume's name in source=",
+                hint="an anonymous volume is new and empty: it has no subdirectory yet",
+            )
         if (size or mode) and kind != "tmpfs":
             raise InvalidArgument(
                 f"--mount {text[:80]}: tmpfs-size and tmpfs-mode need type=tmpfs", hint="add type=tmpfs"
@@ -768,7 +813,7 @@ class Mount:
             raise _bad(
                 "volume name", source, "letters, digits, '_', '.', '-', starting with a letter or digit"
             )
-        return cls(kind, target, source, read_only)
+        return cls(kind, target, source, read_only, None, options)
 
     def volume(self) -> Volume:
         """A bind mount as a -v volume."""

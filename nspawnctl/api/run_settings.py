@@ -25,7 +25,7 @@ FIELDS = (
     "DnsSearch", "ExtraHosts", "Ulimits", "Devices", "ShmSize", "Sysctls", "CpusetCpus", "OomScoreAdj",
     "CpuShares", "MemorySwap", "MemorySwappiness", "CgroupnsMode", "Isolation", "VolumeDriver",
 )  # fmt: skip
-MOUNT_FIELDS = ("Type", "Source", "Target", "ReadOnly", "TmpfsOptions", "Consistency")
+MOUNT_FIELDS = ("Type", "Source", "Target", "ReadOnly", "TmpfsOptions", "Consistency", "VolumeOptions")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Extra:
             options,
             volumes=[*options.volumes, *(m.volume() for m in self.mounts if m.type == "bind")],
             named_volumes=[(m.source, m.target, m.read_only) for m in self.mounts if m.type == "volume"],
+            volume_options={m.target: m.options for m in self.mounts if m.type == "volume"},
             settings=self.settings,
             stop_signal=self.stop_signal,
             health=self.health if self.health is not None else options.health,
@@ -164,9 +165,41 @@ def _mount_text(i: int, m: Any) -> str:
             fields.append(f"tmpfs-mode={mode:o}")
         elif key not in ("SizeBytes", "Mode") and not empty(v):
             raise ApiError(400, f"{name}.TmpfsOptions.{key}: not supported by nspawnctl's Docker API")
+    fields += _volume_options(name, m.get("VolumeOptions"))
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
     return out.getvalue()
+
+
+def _volume_options(name: str, value: Any) -> list[str]:
+    """``Mounts[].VolumeOptions`` as --mount's volume-* fields: NoCopy, Labels, Subpath, and
+    DriverConfig of the ``local`` driver without options (nspawnctl's volumes are directories)."""
+    name = f"{name}.VolumeOptions"
+    opts = _type(name, value or {}, dict, "an object")
+    out = []
+    for key, v in opts.items():
+        if key == "NoCopy" and _bool(f"{name}.NoCopy", v):
+            out.append("volume-nocopy")
+        elif key == "Labels" and v:
+            labels = _type(f"{name}.Labels", v, dict, "an object of strings")
+            if not all(isinstance(x, str) and k for k, x in labels.items()):
+                raise ApiError(400, f"{name}.Labels: an object of strings is expected")
+            out += [f"volume-label={k}={x}" for k, x in labels.items()]
+        elif key == "Subpath" and (sub := _str(f"{name}.Subpath", v)):
+            out.append(f"volume-subpath={sub}")
+        elif key == "DriverConfig" and v:
+            driver = _type(f"{name}.DriverConfig", v, dict, "an object")
+            kind = _str(f"{name}.DriverConfig.Name", driver.get("Name"))
+            if kind not in (None, "local") or set(driver) - {"Name", "Options"} or driver.get("Options"):
+                raise ApiError(
+                    400, f"{name}.DriverConfig: only the local driver, without options, is supported"
+                )
+        elif key not in ("NoCopy", "Labels", "Subpath", "DriverConfig"):
+            from .translate import empty
+
+            if not empty(v):
+                raise ApiError(400, f"{name}.{key}: not supported by nspawnctl's Docker API")
+    return out
 
 
 def _health(value: Any) -> HealthFlags | None:

@@ -451,6 +451,7 @@ def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **fl
         opts,
         volumes=[*opts.volumes, *(m.volume() for m in mounts if m.type == "bind")],
         named_volumes=[(m.source, m.target, m.read_only) for m in mounts if m.type == "volume"],
+        volume_options={m.target: m.options for m in mounts if m.type == "volume"},
         settings=settings,
         stop_signal=None if stop_signal is None else parse_stop_signal(stop_signal),
     )

@@ -88,7 +88,10 @@ def needs_pre(spec: ContainerSpec) -> bool:
     from . import ipcns
 
     ipc = ipcns.needed(spec.settings.sysctls)  # --sysctl kernel.shm*: ipcns.py
-    return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc
+    from ..store.volumes import may_be_subpath
+
+    subpath = any(may_be_subpath(v.host) for v in spec.volumes)  # checked again at each start
+    return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc or subpath
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,47 @@ def test_veth_peer_gets_the_address() -> None:
     assert mac not in new_veth("ve-x", "host0", 3)
 
 
+def test_mount_volume_options() -> None:
+    from nspawnctl.runopts import Mount, VolumeOptions
+
+    m = Mount.parse("type=volume,src=data,dst=/d,volume-nocopy,volume-label=a=b=c,volume-subpath=x//y/")
+    assert m.options == VolumeOptions(True, (("a", "b=c"),), "x/y")
+    assert Mount.parse("type=volume,dst=/d,volume-driver=local").options == VolumeOptions()
+    for bad in (
+        "type=volume,src=data,dst=/d,volume-subpath=../etc",
+        "type=volume,src=data,dst=/d,volume-subpath=/abs",
+        "type=volume,dst=/d,volume-subpath=x",  # an anonymous volume has no subdirectory
+        "type=bind,src=/srv,dst=/d,volume-nocopy",
+        "type=volume,dst=/d,volume-driver=nfs",
+    ):
+        with pytest.raises(InvalidArgument):
+            Mount.parse(bad)
+
+
+def test_subpath_stays_inside_the_volume(tmp_path: Any) -> None:
+    from nspawnctl.config import Paths
+    from nspawnctl.store.volumes import VolumeStore, may_be_subpath
+
+    store = VolumeStore(Paths(store=tmp_path), dict)
+    vol = store.root / "v"
+    (vol / "sub").mkdir(parents=True)
+    (vol / "sub" / "f").write_text("x")
+    (vol / "link").symlink_to("/etc")
+    store.exists = lambda name: name == "v"  # type: ignore[method-assign]  # no btrfs here
+    assert store.subpath("v", "sub") == vol / "sub" and store.subpath("v", "sub/f") == vol / "sub" / "f"
+    for bad in ("link", "link/passwd", "missing", "sub/../../x"):
+        with pytest.raises(InvalidArgument):
+            store.subpath("v", bad)
+    assert store.owner_of(str(vol / "sub")) == "v" and store.owner_of(str(vol)) == "v"
+    assert store.owner_of("/srv/x") is None
+    assert may_be_subpath(str(vol / "sub")) and not may_be_subpath(str(vol))
+    store.check_binds([str(vol / "sub"), "/srv"])
+    (vol / "sub" / "f").unlink()
+    (vol / "sub" / "f").symlink_to("/etc/shadow")  # swapped after create: refused at the start
+    with pytest.raises(InvalidArgument):
+        store.check_binds([str(vol / "sub" / "f")])
+
+
 # -- the Docker API's create and update ------------------------------------------------------------
 pytest.importorskip("h11")
 
@@ -156,6 +197,26 @@ def test_api_refusals_name_the_field(host: dict[str, Any], field: str) -> None:
     with pytest.raises(ApiError) as e:
         _create(host)
     assert e.value.status == 400 and field in e.value.message
+
+
+def test_api_volume_options() -> None:
+    from nspawnctl.runopts import VolumeOptions
+
+    mount = {
+        "Type": "volume", "Source": "data", "Target": "/d", "ReadOnly": True,
+        "VolumeOptions": {"NoCopy": True, "Labels": {"k": "v"}, "Subpath": "sub",
+                          "DriverConfig": {"Name": "local", "Options": {}}},
+    }  # fmt: skip
+    _, opts = _create({"Mounts": [mount]})
+    assert opts.named_volumes == [("data", "/d", True)]
+    assert opts.volume_options == {"/d": VolumeOptions(True, (("k", "v"),), "sub")}
+    from nspawnctl.api.http import ApiError
+
+    for bad in ({"DriverConfig": {"Name": "nfs"}}, {"DriverConfig": {"Name": "local", "Options": {"o": "x"}}},
+                {"Subpath": "../x"}, {"Labels": ["k"]}):  # fmt: skip
+        with pytest.raises(ApiError) as e:
+            _create({"Mounts": [{**mount, "VolumeOptions": bad}]})
+        assert e.value.status == 400 and "Mounts[0]" in e.value.message
 
 
 def test_api_update_cpu_shares() -> None:
