@@ -7,6 +7,7 @@ container, in inspect and in ``generate``."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -184,7 +185,7 @@ def test_volume_options(client: Any, cli: CLI, seeded: str, vols: list[str]) -> 
     mount_text = f"type=volume,src={empty},dst=/data,volume-nocopy,volume-label=team=cf"
     assert cli("run", "--rm", "--mount", mount_text, seeded, "ls", "/data").stdout == ""
     assert list((VOLUMES / empty).iterdir()) == []
-    assert cli.json("volume", "inspect", empty)[0]["Labels"] == {"team": "cf"}
+    assert json.loads(cli("volume", "inspect", empty).stdout)[0]["Labels"] == {"team": "cf"}
     # docker-py's NoCopy + Labels at the image's /data
     nocopy = f"v{uuid.uuid4().hex[:8]}"
     vols.append(nocopy)
@@ -203,7 +204,7 @@ def test_volume_options(client: Any, cli: CLI, seeded: str, vols: list[str]) -> 
     info = client.inspect_container(ctr)
     (m,) = [m for m in info["Mounts"] if m["Destination"] == "/data"]
     assert (m["Type"], m["Name"], m["RW"]) == ("volume", nocopy, True)
-    assert cli.json("volume", "inspect", nocopy)[0]["Labels"] == {"by": "api"}
+    assert json.loads(cli("volume", "inspect", nocopy).stdout)[0]["Labels"] == {"by": "api"}
     client.remove_container(ctr)
     # Subpath: a directory of an existing volume, read-only, as docker-py's test does it
     src = f"v{uuid.uuid4().hex[:8]}"
