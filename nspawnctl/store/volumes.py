@@ -134,9 +134,10 @@ class VolumeStore:
                     f"volume {name} has no {sub}", hint="create the directory in the volume first"
                 ) from None
             if stat.S_ISLNK(st.st_mode) or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory or file"
                 raise InvalidArgument(
-                    f"volume-subpath {sub!r} of volume {name}: {part!r} is not a directory or file",
-                    hint="a subpath may not pass a symbolic link",
+                    f"volume-subpath {sub!r} of volume {name}: {part!r} is {what}",
+                    hint="a subpath may not pass a symbolic link (it could point anywhere on the host)",
                 )
         return path
 
