@@ -473,18 +473,24 @@ class Volumes:
 
         return [(tree_size(v.mountpoint), bool(v.users)) for v in self.list()]
 
-    def resolve(
-        self, volumes: builtins.list[Volume], options: dict[str, VolumeOptions] | None = None
+    def resolve(self, volumes: builtins.list[Volume]) -> builtins.list[Volume]:
+        """``-v NAME:/path`` as the bind of volume NAME's path; :meth:`make` makes it."""
+        return [dataclasses.replace(v, host=str(self.store.path(v.host))) if v.named else v for v in volumes]
+
+    def subpaths(
+        self, volumes: builtins.list[Volume], options: dict[str, VolumeOptions]
     ) -> builtins.list[Volume]:
-        """``-v NAME:/path`` as the bind of volume NAME's path (or of its ``volume-subpath``, which
-        must be there); :meth:`make` makes the volume."""
+        """The resolved binds with a ``volume-subpath`` (by target) bound to that path of their
+        volume, which must be there (VolumeStore.subpath)."""
         out = []
         for v in volumes:
-            sub = (options or {}).get(v.container, VolumeOptions()).subpath
-            if v.named:
-                host = self.store.subpath(v.host, sub) if sub else self.store.path(v.host)
-                v = dataclasses.replace(v, host=str(host))
-            out.append(v)
+            sub = options[v.container].subpath if v.container in options else None
+            name = self.store.name_of(v.host) if sub else None
+            out.append(
+                v
+                if name is None or sub is None
+                else dataclasses.replace(v, host=str(self.store.subpath(name, sub)))
+            )
         return out
 
     def make(
@@ -567,7 +573,9 @@ class Containers:
             from .runopts import check_volume_driver
 
             check_volume_driver(options.settings, any(v.named for v in given))
-        volumes = self._client.volumes.resolve(given, options.volume_options)  # made last, see below
+        volumes = self._client.volumes.resolve(given)  # made last, see below
+        if any(o.subpath for o in options.volume_options.values()):
+            volumes = self._client.volumes.subpaths(volumes, options.volume_options)
         by_target = {v.container: v.host for v in given}
         volume_labels = {
             by_target[t]: dict(o.labels)
