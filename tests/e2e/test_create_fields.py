@@ -22,7 +22,10 @@ SOCKET = "/run/nspawnctl/docker.sock"
 VOLUMES = Path("/var/lib/nspawnctl/volumes")
 MAC = "02:42:ac:11:00:0a"
 MiB = 1 << 20
-UNIFIED = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+ROOT_CONTROLLERS = Path("/sys/fs/cgroup/cgroup.controllers")
+# a cgroup v2 host with the cpu controller (the test machine's own hybrid hierarchy binds cpu and
+# memory to v1, so its unified test host has neither: the unit's properties are checked there)
+CPU_V2 = ROOT_CONTROLLERS.exists() and "cpu" in ROOT_CONTROLLERS.read_text().split()
 
 
 def cgroup_file(name: str, file: str) -> str | None:
@@ -103,7 +106,7 @@ def test_api_create_fields_reach_the_unit_the_container_and_inspect(
     unit = f"nspawnctl-{name}.service"
     props = unit_show(unit, "CPUWeight", "MemorySwapMax")
     assert props == {"CPUWeight": "59", "MemorySwapMax": str((1 << 30) - 700 * MiB)}
-    if UNIFIED:
+    if CPU_V2:
         assert cgroup_file(name, "cpu.weight") == "59"
         swap = cgroup_file(name, "memory.swap.max")
         assert swap in (None, str((1 << 30) - 700 * MiB))  # None: the kernel accounts no swap
@@ -119,7 +122,7 @@ def test_api_update_cpu_shares(client: Any, api_box: dict[str, Any]) -> None:
     client.update_container(api_box["id"], cpu_shares=3)
     assert client.inspect_container(api_box["id"])["HostConfig"]["CpuShares"] == 3
     assert unit_show(f"nspawnctl-{api_box['name']}.service", "CPUWeight") == {"CPUWeight": "2"}
-    if UNIFIED:
+    if CPU_V2:
         assert cgroup_file(api_box["name"], "cpu.weight") == "2"
 
 
@@ -160,7 +163,7 @@ def test_cli_flags(cli: CLI, seeded: str) -> None:
     assert unit_show(f"nspawnctl-{name}.service", "CPUWeight") == {"CPUWeight": "100"}
     generated = cli("generate", name).stdout
     assert "CPUShares=1024" in generated and "MemorySwap=-1" in generated and f"MacAddress={MAC}" in generated
-    if UNIFIED:
+    if CPU_V2:
         assert cgroup_file(name, "cpu.weight") == "100"
     for args, flag in (
         (["--cpu-shares", "1"], "--cpu-shares"),
