@@ -257,6 +257,23 @@ SWAPPINESS_DISCARDED = (
 )
 
 
+def _mac(body: dict[str, Any]) -> str | None:
+    """The container's MAC address: ``Config.MacAddress`` (API < 1.44, docker-py) or the endpoint's
+    ``NetworkingConfig.EndpointsConfig.*.MacAddress`` (the docker CLI since API 1.44); one address,
+    the container has one link."""
+    macs = {m} if (m := _str("MacAddress", body.get("MacAddress"))) else set()
+    networking = body.get("NetworkingConfig")
+    endpoints = networking.get("EndpointsConfig") if isinstance(networking, dict) else None
+    for net, ep in (endpoints if isinstance(endpoints, dict) else {}).items():
+        if isinstance(ep, dict) and (
+            m := _str(f"NetworkingConfig.EndpointsConfig.{net}.MacAddress", ep.get("MacAddress"))
+        ):
+            macs.add(m)
+    if len({m.lower() for m in macs}) > 1:
+        raise ApiError(400, "MacAddress: one address is expected (the container has one link)")
+    return next(iter(macs), None)
+
+
 def _swappiness(value: Any) -> tuple[str, ...]:
     """HostConfig.MemorySwappiness: 0-100 (-1 or null: unset), accepted and discarded with
     dockerd's warning, never silently."""
@@ -305,7 +322,7 @@ def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
         "cgroupns": _str(f"{h}CgroupnsMode", host.get("CgroupnsMode")),
         "isolation": _str(f"{h}Isolation", host.get("Isolation")),
         "volume_driver": _str(f"{h}VolumeDriver", host.get("VolumeDriver")),
-        "mac_address": _str("MacAddress", body.get("MacAddress")),
+        "mac_address": _mac(body),
     }
     for key, value in given.items():  # each field alone first, so a refusal names its field
         if value:

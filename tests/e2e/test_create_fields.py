@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import CLI, unit_show
-from dockerapi import wait_for
+from dockerapi import docker, wait_for
 
 SOCKET = "/run/nspawnctl/docker.sock"
 VOLUMES = Path("/var/lib/nspawnctl/volumes")
@@ -124,6 +124,12 @@ def test_api_update_cpu_shares(client: Any, api_box: dict[str, Any]) -> None:
     assert unit_show(f"nspawnctl-{api_box['name']}.service", "CPUWeight") == {"CPUWeight": "2"}
     if CPU_V2:
         assert cgroup_file(api_box["name"], "cpu.weight") == "2"
+
+
+def test_docker_cli_mac_address(api: dict[str, str], seeded: str) -> None:
+    # the docker CLI (API 1.44+) sends it in NetworkingConfig.EndpointsConfig
+    proc = docker(api, "run", "--rm", "--mac-address", MAC, seeded, "cat", "/sys/class/net/host0/address")
+    assert proc.returncode == 0 and proc.stdout.strip() == MAC, proc.stderr
 
 
 def test_api_refusals_name_the_field(client: Any, seeded: str, cli: CLI) -> None:

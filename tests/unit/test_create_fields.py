@@ -199,6 +199,18 @@ def test_api_refusals_name_the_field(host: dict[str, Any], field: str) -> None:
     assert e.value.status == 400 and field in e.value.message
 
 
+def test_api_mac_from_the_endpoint() -> None:
+    from nspawnctl.api.http import ApiError
+
+    endpoint = {"NetworkingConfig": {"EndpointsConfig": {"default": {"MacAddress": "02:42:AC:11:00:0B"}}}}
+    assert _create({}, **endpoint)[1].settings.mac_address == "02:42:ac:11:00:0b"  # the docker CLI's
+    assert (
+        _create({}, MacAddress="02:42:ac:11:00:0b", **endpoint)[1].settings.mac_address == "02:42:ac:11:00:0b"
+    )
+    with pytest.raises(ApiError, match="MacAddress"):
+        _create({}, MacAddress="02:42:ac:11:00:0c", **endpoint)
+
+
 def test_api_volume_options() -> None:
     from nspawnctl.runopts import VolumeOptions
 
