@@ -88,10 +88,13 @@ def needs_pre(spec: ContainerSpec) -> bool:
     from . import ipcns
 
     ipc = ipcns.needed(spec.settings.sysctls)  # --sysctl kernel.shm*: ipcns.py
+    if owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc:
+        return True
+    if not spec.volumes:
+        return False
     from ..store.volumes import may_be_subpath
 
-    subpath = any(may_be_subpath(v.host) for v in spec.volumes)  # checked again at each start
-    return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc or subpath
+    return any(may_be_subpath(v.host) for v in spec.volumes)  # a volume-subpath: checked at each start
 
 
 @dataclass(frozen=True)
