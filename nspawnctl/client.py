@@ -38,7 +38,7 @@ from .health import HealthFlags  # issue 14; spec.py loads it anyway
 from .names import check_machine_name, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
-from .runopts import RunSettings
+from .runopts import RunSettings, VolumeOptions
 from .spec import (
     ContainerSpec,
     Limits,
@@ -161,6 +161,7 @@ class ContainerStatus:
             "IPPrefixLen": st.prefixlen if st else None,
             "Gateway": st.gateway if st else None,
             "Ports": docker_ports(self.spec),
+            "MacAddress": self.spec.settings.mac_address or "",  # docker's with --mac-address
         }
         if st:
             out["Networks"] = {
@@ -248,6 +249,8 @@ class RunOptions:
     stop_signal: str | None = None  # --stop-signal, as KillSignal= takes it; None: the image's
     # --mount type=volume: (volume name or None for an anonymous one, target, read-only)
     named_volumes: builtins.list[tuple[str | None, str, bool]] = field(default_factory=list)
+    # their volume-nocopy, volume-label, volume-subpath (runopts.VolumeOptions), by target
+    volume_options: dict[str, VolumeOptions] = field(default_factory=dict)
     # -- ports, pulls (PORTS) --
     publish_all: bool = False  # -P: every port the image exposes, on free host ports
     pull: str = "missing"  # missing | always | never (docker's --pull)
@@ -438,7 +441,8 @@ class Volumes:
         out: dict[str, builtins.list[str]] = {}
         for spec in self._client.containers.store.list():
             for v in spec.volumes:
-                out.setdefault(v.host, []).append(spec.name)
+                owner = self.store.owner_of(v.host)  # a subpath bind uses its volume
+                out.setdefault(v.host if owner is None else str(self.store.path(owner)), []).append(spec.name)
         return out
 
     def create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
@@ -473,15 +477,39 @@ class Volumes:
         """``-v NAME:/path`` as the bind of volume NAME's path; :meth:`make` makes it."""
         return [dataclasses.replace(v, host=str(self.store.path(v.host))) if v.named else v for v in volumes]
 
-    def make(self, volumes: builtins.list[Volume], made: builtins.list[str], anonymous: set[str]) -> None:
+    def subpaths(
+        self, volumes: builtins.list[Volume], options: dict[str, VolumeOptions]
+    ) -> builtins.list[Volume]:
+        """The resolved binds with a ``volume-subpath`` (by target) bound to that path of their
+        volume, which must be there (VolumeStore.subpath)."""
+        out = []
+        for v in volumes:
+            sub = options[v.container].subpath if v.container in options else None
+            name = self.store.name_of(v.host) if sub else None
+            out.append(
+                v
+                if name is None or sub is None
+                else dataclasses.replace(v, host=str(self.store.subpath(name, sub)))
+            )
+        return out
+
+    def make(
+        self,
+        volumes: builtins.list[Volume],
+        made: builtins.list[str],
+        anonymous: set[str],
+        labels: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         """Make the missing volumes these binds name, adding each name made to ``made`` (for
-        :meth:`discard`); those in ``anonymous`` get docker's anonymous label. The caller holds
+        :meth:`discard`); those in ``anonymous`` get docker's anonymous label, and ``labels`` by
+        name (a mount's volume-label: for a volume this makes, as docker's). The caller holds
         the pool lock (ContainerStore.create's ``prepare``)."""
         from .store.volumes import ANONYMOUS_LABEL
 
         for name in dict.fromkeys(n for v in volumes if (n := self.store.name_of(v.host)) is not None):
             if not self.store.exists(name):
-                self.store.create(name, {ANONYMOUS_LABEL: ""} if name in anonymous else None)
+                own = {ANONYMOUS_LABEL: ""} if name in anonymous else {}
+                self.store.create(name, {**(labels or {}).get(name, {}), **own} or None)
                 made.append(name)
 
     def discard(self, names: builtins.list[str]) -> None:
@@ -541,8 +569,30 @@ class Containers:
         for v in given:
             if not v.named and not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
+        if options.settings.volume_driver is not None:
+            from .runopts import check_volume_driver
+
+            check_volume_driver(options.settings, any(v.named for v in given))
         volumes = self._client.volumes.resolve(given)  # made last, see below
+        if any(o.subpath for o in options.volume_options.values()):
+            volumes = self._client.volumes.subpaths(volumes, options.volume_options)
+        by_target = {v.container: v.host for v in given}
+        volume_labels = {
+            by_target[t]: dict(o.labels)
+            for t, o in options.volume_options.items()
+            if o.labels and t in by_target
+        }
+        nocopy = {t for t, o in options.volume_options.items() if o.nocopy}
         notices = [notice] if notice else []
+        if options.settings.memory_swap is not None:
+            from .cpumem import check_swap
+
+            memory = options.limits.memory
+            check_swap(options.settings.memory_swap, None if memory is None else memory.bytes)
+        if options.settings.mac_address is not None:
+            from .runopts import check_mac_network
+
+            check_mac_network(options.settings, network)
         if options.settings.sysctls:
             from .runopts import check_sysctls
 
@@ -609,7 +659,9 @@ class Containers:
                 # is written under (volume prune cannot take one in between)
                 for attempt in range(_NAME_ATTEMPTS):
                     try:
-                        make = functools.partial(self._client.volumes.make, spec.volumes, made, anonymous)
+                        make = functools.partial(
+                            self._client.volumes.make, spec.volumes, made, anonymous, volume_labels
+                        )
                         created = self.store.create(spec, img, prepare=make)
                         break
                     except NameInUse:
@@ -619,7 +671,9 @@ class Containers:
                             raise
                         spec = dataclasses.replace(spec, name=generate_name(self.store.names_in_use()))
             try:
-                self._client.volumes.copy_up(created.volumes, img.path)
+                # volume-nocopy: the new volume stays empty (docker's NoCopy)
+                copied = [v for v in created.volumes if v.container not in nocopy]
+                self._client.volumes.copy_up(copied, img.path)
             except BaseException:
                 self.store.remove(created.name)
                 raise

@@ -22,6 +22,10 @@ one exists (so ``machinectl start`` honours it), else a key of ``[X-Nspawnctl]``
   starts, the IPC ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) in an IPC namespace
   the hook makes for nspawn to keep (run/ipcns.py).
 - --stop-timeout: ``StopTimeout=``, what ``stop`` waits without -t.
+- --cpu-shares: ``CPUShares=``, the unit's ``CPUWeight=``; --memory-swap: ``MemorySwap=``, the
+  unit's ``MemorySwapMax=`` (cpumem.py); --isolation (only ``default``): ``Isolation=``;
+  --volume-driver: ``VolumeDriver=`` (only ``local`` makes volumes);
+  --mac-address: ``MacAddress=``, the address of the container's host0 when net/setup.py makes it.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .cpumem import cpu_weight, parse_cpu_shares, parse_memory_swap, swap_max
 from .errors import InvalidArgument
 from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean
-from .values import MAX_TIMEOUT, BadValue, parse_bytes
+from .values import MAX_TIMEOUT, UINT64_MAX, BadValue, parse_bytes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -402,6 +407,72 @@ def parse_oom_score_adj(text: str) -> int:
     return int(t)
 
 
+def parse_isolation(text: str) -> str:
+    """docker's --isolation: Linux has only ``default`` (process, hyperv are Windows')."""
+    if text != "default":
+        raise BadValue(
+            text, "--isolation", "Linux containers have only 'default' isolation", hint="--isolation default"
+        )
+    return text
+
+
+def parse_volume_driver(text: str) -> str:
+    """docker's --volume-driver: a driver's name, kept; only ``local`` can make a volume (see
+    :func:`check_volume_driver`: nspawnctl's volumes are directories of its store)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}", text):
+        raise BadValue(
+            text, "--volume-driver", "a volume driver's name is expected", hint="--volume-driver local"
+        )
+    return text
+
+
+def check_volume_driver(s: RunSettings, makes_volumes: bool) -> None:
+    """As dockerd: the driver is used only for the volumes the container makes, so any name is
+    kept, but a container that makes a volume needs ``local``."""
+    if makes_volumes and s.volume_driver not in (None, "local"):
+        raise InvalidArgument(
+            f"volume driver {s.volume_driver!r} is not available: nspawnctl's volumes are local",
+            hint="--volume-driver local, or none",
+        )
+
+
+def parse_mac_address(text: str) -> str:
+    """docker's --mac-address: six hex octets, a unicast address (the first octet even), not zero."""
+    t = text.strip().lower().replace("-", ":")
+    octets = t.split(":")
+    if len(octets) != 6 or not all(re.fullmatch(r"[0-9a-f]{2}", o) for o in octets):
+        raise BadValue(text, "--mac-address", "six hex octets are expected", hint="e.g. 92:d0:c6:0a:29:33")
+    if int(octets[0], 16) & 1 or t == "00:00:00:00:00:00":
+        raise BadValue(
+            text,
+            "--mac-address",
+            "a unicast address is expected (the first octet even, not all zero)",
+            hint="e.g. 02:42:ac:11:00:0a (02: locally administered)",
+        )
+    return t
+
+
+def check_mac_network(s: RunSettings, network: str) -> None:
+    """A MAC address is for the container's own link: nspawnctl makes one for veth and zone networks."""
+    if s.mac_address is not None and not (network == "veth" or network.startswith("zone:")):
+        raise InvalidArgument(
+            f"--mac-address needs a network of the container's own (veth or a zone), not {network!r}",
+            hint="drop --mac-address, or run with the default network",
+        )
+
+
+def parse_cgroupns(text: str) -> str:
+    """docker's --cgroupns: nspawn always gives the container a cgroup namespace of its own."""
+    if text != "private":
+        raise BadValue(
+            text,
+            "--cgroupns",
+            "nspawn always gives a container its own cgroup namespace",
+            hint="--cgroupns private (the host's cgroup namespace cannot be shared)",
+        )
+    return text
+
+
 def parse_stop_timeout(text: str) -> int:
     """Seconds ``stop`` waits before killing; docker's whole seconds (-1: as long as systemd's
     own stop timeout allows, here a year)."""
@@ -472,6 +543,11 @@ class RunSettings:
     sysctls: tuple[tuple[str, str], ...] = ()
     cpuset: str | None = None
     oom_score_adj: int | None = None
+    cpu_shares: int | None = None  # docker's --cpu-shares (2-262144)
+    memory_swap: int | None = None  # docker's memory+swap in bytes; -1 unlimited swap
+    isolation: str | None = None  # "default", the only one Linux has, as given
+    volume_driver: str | None = None  # as given; only "local" makes volumes
+    mac_address: str | None = None  # the container's host0 (veth or zone), lower-case
 
     def __post_init__(self) -> None:
         for items, what in (
@@ -523,6 +599,12 @@ class RunSettings:
             "Sysctls": dict(self.sysctls) or None,
             "CpusetCpus": self.cpuset or "",
             "OomScoreAdj": self.oom_score_adj or 0,
+            "CpuShares": self.cpu_shares or 0,
+            "MemorySwap": self.memory_swap or 0,
+            "Isolation": self.isolation or "",
+            "VolumeDriver": self.volume_driver or "",
+            # nspawn gives every container its own cgroup namespace
+            "CgroupnsMode": "private",
         }
 
 
@@ -551,11 +633,19 @@ class SettingsInput:
     sysctl: list[str] = field(default_factory=list)
     cpuset_cpus: str | None = None
     oom_score_adj: str | None = None
+    cpu_shares: str | None = None
+    memory_swap: str | None = None
+    isolation: str | None = None
+    volume_driver: str | None = None
+    cgroupns: str | None = None
+    mac_address: str | None = None
 
 
 def build(i: SettingsInput, mount_tmpfs: list[Tmpfs] | None = None) -> RunSettings:
     """Every flag checked at its type; the first bad one raises InvalidArgument."""
     plus, minus = capabilities(i.cap_add, i.cap_drop)
+    if i.cgroupns is not None:
+        parse_cgroupns(i.cgroupns)  # nothing to keep: nspawn's is always private
     sec = [parse_security_opt(s) for s in i.security_opt]
     tmpfs = [Tmpfs.parse(t) for t in i.tmpfs] + list(mount_tmpfs or [])
     ulimits: dict[str, Ulimit] = {}
@@ -589,6 +679,11 @@ def build(i: SettingsInput, mount_tmpfs: list[Tmpfs] | None = None) -> RunSettin
         sysctls=tuple(sysctls.items()),
         cpuset=None if i.cpuset_cpus is None else parse_cpuset(i.cpuset_cpus),
         oom_score_adj=None if i.oom_score_adj is None else parse_oom_score_adj(i.oom_score_adj),
+        cpu_shares=None if i.cpu_shares is None else parse_cpu_shares(i.cpu_shares),
+        memory_swap=None if i.memory_swap is None else parse_memory_swap(i.memory_swap),
+        isolation=None if i.isolation is None else parse_isolation(i.isolation),
+        volume_driver=None if i.volume_driver is None else parse_volume_driver(i.volume_driver),
+        mac_address=None if i.mac_address is None else parse_mac_address(i.mac_address),
     )
 
 
@@ -603,6 +698,26 @@ def _last_nnp(security_opts: list[str]) -> bool:
 
 # -- --mount --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class VolumeOptions:
+    """docker's volume mount options (``--mount type=volume,volume-nocopy,volume-label=K=V,
+    volume-subpath=DIR``; the API's ``Mounts[].VolumeOptions``): ``nocopy`` leaves a new volume
+    empty (no copy of the image's directory), ``labels`` go on a volume this create makes,
+    ``subpath`` binds that directory of an existing volume."""
+
+    nocopy: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    subpath: str | None = None
+
+
+def parse_subpath(text: str) -> str:
+    """A relative path inside a volume: no ``..`` or ``.``, no leading ``/``, at most 4095 bytes."""
+    parts = text.split("/")
+    if not text or text.startswith("/") or len(text) > 4095 or any(p in (".", "..") for p in parts):
+        raise _bad("volume-subpath", text, "a relative path inside the volume, without '.' or '..'")
+    return "/".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
 class Mount:
     """One ``--mount`` in docker's CSV syntax; ``type`` bind | tmpfs | volume."""
 
@@ -611,6 +726,7 @@ class Mount:
     source: str | None = None
     read_only: bool = False
     tmpfs: Tmpfs | None = None
+    options: VolumeOptions = VolumeOptions()  # type=volume's
 
     @classmethod
     def parse(cls, text: str) -> Mount:
@@ -624,6 +740,7 @@ class Mount:
         read_only = False
         size: str | None = None
         mode: str | None = None
+        nocopy, subpath, labels = False, None, []
         for f in fields:
             key, eq, value = f.strip().partition("=")
             key = key.lower()
@@ -642,14 +759,37 @@ class Mount:
                 size = value
             elif key == "tmpfs-mode" and value:
                 mode = value
+            elif key == "volume-nocopy":
+                try:
+                    nocopy = not eq or parse_boolean(value)
+                except InvalidArgument:
+                    raise _bad("--mount volume-nocopy", value, "true or false") from None
+            elif key == "volume-subpath" and value:
+                subpath = parse_subpath(value)
+            elif key == "volume-label" and "=" in value and value.partition("=")[0]:
+                labels.append(tuple(value.split("=", 1)))
+            elif key == "volume-driver" and value:
+                if value != "local":
+                    raise _bad("--mount volume-driver", value, "volumes have only the 'local' driver")
             else:
                 raise InvalidArgument(
                     f"invalid --mount field {f[:60]!r}",
-                    hint="fields: type=bind|tmpfs|volume, source, target, readonly, tmpfs-size, tmpfs-mode",
+                    hint="fields: type=bind|tmpfs|volume, source, target, readonly, tmpfs-size, tmpfs-mode, "
+                    "volume-nocopy, volume-label, volume-subpath, volume-driver=local",
                 )
         if target is None:
             raise _bad("--mount", text, "target=/path is required")
         target = check_path(target, "--mount target")
+        options = VolumeOptions(nocopy, tuple((k, v) for k, v in labels), subpath)
+        if options != VolumeOptions() and kind != "volume":
+            raise InvalidArgument(
+                f"--mount {text[:80]}: the volume-* fields need type=volume", hint="add type=volume"
+            )
+        if subpath and not source:
+            raise InvalidArgument(
+                f"--mount {text[:80]}: volume-subpath needs a volume's name in source=",
+                hint="an anonymous volume is new and empty: it has no subdirectory yet",
+            )
         if (size or mode) and kind != "tmpfs":
             raise InvalidArgument(
                 f"--mount {text[:80]}: tmpfs-size and tmpfs-mode need type=tmpfs", hint="add type=tmpfs"
@@ -673,7 +813,7 @@ class Mount:
             raise _bad(
                 "volume name", source, "letters, digits, '_', '.', '-', starting with a letter or digit"
             )
-        return cls(kind, target, source, read_only)
+        return cls(kind, target, source, read_only, None, options)
 
     def volume(self) -> Volume:
         """A bind mount as a -v volume."""
@@ -696,6 +836,11 @@ OWN_KEYS = (
     "ShmSize",
     "Sysctl",
     "OOMScoreAdjust",
+    "CPUShares",
+    "MemorySwap",
+    "Isolation",
+    "VolumeDriver",
+    "MacAddress",
 )
 
 
@@ -727,6 +872,11 @@ def to_file(s: RunSettings, f: NspawnFile) -> None:
     f.set_all(own, "Device", [str(d) for d in s.devices])
     f.set(own, "ShmSize", None if s.shm_size is None else str(s.shm_size))
     f.set_all(own, "Sysctl", [f"{k}={v}" for k, v in s.sysctls])
+    f.set(own, "CPUShares", None if s.cpu_shares is None else str(s.cpu_shares))
+    f.set(own, "MemorySwap", None if s.memory_swap is None else str(s.memory_swap))
+    f.set(own, "Isolation", s.isolation)
+    f.set(own, "VolumeDriver", s.volume_driver)
+    f.set(own, "MacAddress", s.mac_address)
 
 
 def device_binds(s: RunSettings) -> list[str]:
@@ -770,6 +920,11 @@ def from_file(f: NspawnFile) -> RunSettings:
         sysctls=tuple(parse_sysctl(v) for v in f.get_all(own, "Sysctl")),
         cpuset=None if not cpus else parse_cpuset(cpus),
         oom_score_adj=None if not oom else parse_oom_score_adj(oom),
+        cpu_shares=None if not (v := f.get(own, "CPUShares")) else parse_cpu_shares(v, "CPUShares="),
+        memory_swap=None if not (v := f.get(own, "MemorySwap")) else parse_memory_swap(v, "MemorySwap="),
+        isolation=None if not (v := f.get(own, "Isolation")) else parse_isolation(v),
+        volume_driver=None if not (v := f.get(own, "VolumeDriver")) else parse_volume_driver(v),
+        mac_address=None if not (v := f.get(own, "MacAddress")) else parse_mac_address(v),
     )
 
 
@@ -788,6 +943,11 @@ def check_own(key: str, value: str) -> None:
         "ShmSize": lambda v: parse_bytes(v, None),
         "Sysctl": parse_sysctl,
         "OOMScoreAdjust": parse_oom_score_adj,
+        "CPUShares": lambda v: parse_cpu_shares(v, "CPUShares="),
+        "MemorySwap": lambda v: parse_memory_swap(v, "MemorySwap="),
+        "Isolation": parse_isolation,
+        "VolumeDriver": parse_volume_driver,
+        "MacAddress": parse_mac_address,
     }
     fn = parse.get(key)
     if callable(fn):
@@ -802,7 +962,9 @@ def _yes(value: str | None) -> bool:
 
 
 # -- the unit -------------------------------------------------------------------------------------
-def unit_settings(s: RunSettings, private_users: bool = False) -> list[tuple[str, str]]:
+def unit_settings(
+    s: RunSettings, private_users: bool = False, memory: int | None = None
+) -> list[tuple[str, str]]:
     """(unit file key, value) for what only the unit can do: the device policy of --device, no
     seccomp filter (systemd's $SYSTEMD_SECCOMP=0, which nspawn honours); --privileged opens the
     device policy to every device (docker's) and, without a user namespace (nspawn refuses
@@ -815,6 +977,11 @@ def unit_settings(s: RunSettings, private_users: bool = False) -> list[tuple[str
             out.append(("Environment", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1"))
     if s.oom_score_adj is not None:
         out.append(("OOMScoreAdjust", str(s.oom_score_adj)))
+    if s.cpu_shares is not None:
+        out.append(("CPUWeight", str(cpu_weight(s.cpu_shares))))
+    if s.memory_swap is not None and memory is not None:  # ``memory``: the container's --memory
+        limit = swap_max(s.memory_swap, memory)
+        out.append(("MemorySwapMax", "infinity" if limit == UINT64_MAX else str(limit)))
     if s.unconfined:
         out.append(("Environment", "SYSTEMD_SECCOMP=0"))
     from .run import ipcns

@@ -164,6 +164,7 @@ def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_vol
         "AutoRemove": s.auto_remove,
         "LogConfig": {"Type": "journald", "Config": {}},
         "RestartPolicy": docker_restart_policy(s.restart),
+        "MemorySwappiness": None,  # dockerd's on cgroup v2: discarded (create warns)
     }
     network = {**mine["NetworkSettings"]}
     network.setdefault("Networks", {})

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 FIELDS = (
     "CapAdd", "CapDrop", "ReadonlyRootfs", "Tmpfs", "Privileged", "SecurityOpt", "Init", "Dns",
     "DnsSearch", "ExtraHosts", "Ulimits", "Devices", "ShmSize", "Sysctls", "CpusetCpus", "OomScoreAdj",
+    "CpuShares", "MemorySwap", "MemorySwappiness", "CgroupnsMode", "Isolation", "VolumeDriver",
 )  # fmt: skip
-MOUNT_FIELDS = ("Type", "Source", "Target", "ReadOnly", "TmpfsOptions", "Consistency")
+MOUNT_FIELDS = ("Type", "Source", "Target", "ReadOnly", "TmpfsOptions", "Consistency", "VolumeOptions")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Extra:
     mounts: list[Mount] = field(default_factory=list)
     stop_signal: str | None = None
     health: HealthFlags | None = None
+    warnings: tuple[str, ...] = ()  # the create response's Warnings (what was discarded)
 
     def apply(self, options: RunOptions) -> RunOptions:
         """``options`` with these, as the CLI's run flags set them."""
@@ -42,6 +44,7 @@ class Extra:
             options,
             volumes=[*options.volumes, *(m.volume() for m in self.mounts if m.type == "bind")],
             named_volumes=[(m.source, m.target, m.read_only) for m in self.mounts if m.type == "volume"],
+            volume_options={m.target: m.options for m in self.mounts if m.type == "volume"},
             settings=self.settings,
             stop_signal=self.stop_signal,
             health=self.health if self.health is not None else options.health,
@@ -162,9 +165,41 @@ def _mount_text(i: int, m: Any) -> str:
             fields.append(f"tmpfs-mode={mode:o}")
         elif key not in ("SizeBytes", "Mode") and not empty(v):
             raise ApiError(400, f"{name}.TmpfsOptions.{key}: not supported by nspawnctl's Docker API")
+    fields += _volume_options(name, m.get("VolumeOptions"))
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
     return out.getvalue()
+
+
+def _volume_options(name: str, value: Any) -> list[str]:
+    """``Mounts[].VolumeOptions`` as --mount's volume-* fields: NoCopy, Labels, Subpath, and
+    DriverConfig of the ``local`` driver without options (nspawnctl's volumes are directories)."""
+    name = f"{name}.VolumeOptions"
+    opts = _type(name, value or {}, dict, "an object")
+    out = []
+    for key, v in opts.items():
+        if key == "NoCopy" and _bool(f"{name}.NoCopy", v):
+            out.append("volume-nocopy")
+        elif key == "Labels" and v:
+            labels = _type(f"{name}.Labels", v, dict, "an object of strings")
+            if not all(isinstance(x, str) and k for k, x in labels.items()):
+                raise ApiError(400, f"{name}.Labels: an object of strings is expected")
+            out += [f"volume-label={k}={x}" for k, x in labels.items()]
+        elif key == "Subpath" and (sub := _str(f"{name}.Subpath", v)):
+            out.append(f"volume-subpath={sub}")
+        elif key == "DriverConfig" and v:
+            driver = _type(f"{name}.DriverConfig", v, dict, "an object")
+            kind = _str(f"{name}.DriverConfig.Name", driver.get("Name"))
+            if kind not in (None, "local") or set(driver) - {"Name", "Options"} or driver.get("Options"):
+                raise ApiError(
+                    400, f"{name}.DriverConfig: only the local driver, without options, is supported"
+                )
+        elif key not in ("NoCopy", "Labels", "Subpath", "DriverConfig"):
+            from .translate import empty
+
+            if not empty(v):
+                raise ApiError(400, f"{name}.{key}: not supported by nspawnctl's Docker API")
+    return out
 
 
 def _health(value: Any) -> HealthFlags | None:
@@ -209,8 +244,46 @@ SOURCES = {
     "add_host": "HostConfig.ExtraHosts", "dns": "HostConfig.Dns", "dns_search": "HostConfig.DnsSearch",
     "ulimit": "HostConfig.Ulimits", "device": "HostConfig.Devices", "shm_size": "HostConfig.ShmSize",
     "sysctl": "HostConfig.Sysctls", "cpuset_cpus": "HostConfig.CpusetCpus",
-    "oom_score_adj": "HostConfig.OomScoreAdj",
+    "oom_score_adj": "HostConfig.OomScoreAdj", "cpu_shares": "HostConfig.CpuShares",
+    "memory_swap": "HostConfig.MemorySwap", "cgroupns": "HostConfig.CgroupnsMode",
+    "isolation": "HostConfig.Isolation", "volume_driver": "HostConfig.VolumeDriver",
+    "mac_address": "MacAddress",
 }  # fmt: skip
+# dockerd's warning when it drops MemorySwappiness (moby's verifyPlatformContainerResources): here
+# always, as on a cgroup v2 host; systemd has no property for memory.swappiness
+SWAPPINESS_DISCARDED = (
+    "Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. "
+    "Memory swappiness discarded."
+)
+
+
+def _mac(body: dict[str, Any]) -> str | None:
+    """The container's MAC address: ``Config.MacAddress`` (API < 1.44, docker-py) or the endpoint's
+    ``NetworkingConfig.EndpointsConfig.*.MacAddress`` (the docker CLI since API 1.44); one address,
+    the container has one link."""
+    macs = {m} if (m := _str("MacAddress", body.get("MacAddress"))) else set()
+    networking = body.get("NetworkingConfig")
+    endpoints = networking.get("EndpointsConfig") if isinstance(networking, dict) else None
+    for net, ep in (endpoints if isinstance(endpoints, dict) else {}).items():
+        if isinstance(ep, dict) and (
+            m := _str(f"NetworkingConfig.EndpointsConfig.{net}.MacAddress", ep.get("MacAddress"))
+        ):
+            macs.add(m)
+    if len({m.lower() for m in macs}) > 1:
+        raise ApiError(400, "MacAddress: one address is expected (the container has one link)")
+    return next(iter(macs), None)
+
+
+def _swappiness(value: Any) -> tuple[str, ...]:
+    """HostConfig.MemorySwappiness: 0-100 (-1 or null: unset), accepted and discarded with
+    dockerd's warning, never silently."""
+    name = "HostConfig.MemorySwappiness"
+    if value is None or value == -1:
+        return ()
+    n = _type(name, value, int, "an integer")
+    if not 0 <= n <= 100:
+        raise ApiError(400, f"{name}: {n}: the range is 0-100")
+    return (SWAPPINESS_DISCARDED,)
 
 
 def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
@@ -223,6 +296,8 @@ def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
         mounts.append(_checked(f"{h}Mounts[{i}]", Mount.parse, _mount_text(i, m)))
     shm = _int(f"{h}ShmSize", host.get("ShmSize"))
     oom = _int(f"{h}OomScoreAdj", host.get("OomScoreAdj"))
+    shares = _int(f"{h}CpuShares", host.get("CpuShares"))
+    swap = _int(f"{h}MemorySwap", host.get("MemorySwap"))
     timeout = body.get("StopTimeout")  # null is unset, 0 a real value (stop kills at once)
     given: dict[str, Any] = {
         "read_only": _bool(f"{h}ReadonlyRootfs", host.get("ReadonlyRootfs")),
@@ -242,6 +317,12 @@ def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
         "sysctl": _sysctls(host.get("Sysctls")),
         "cpuset_cpus": _str(f"{h}CpusetCpus", host.get("CpusetCpus")),
         "oom_score_adj": None if oom is None else str(oom),
+        "cpu_shares": None if shares is None else str(shares),
+        "memory_swap": None if swap is None else str(swap),
+        "cgroupns": _str(f"{h}CgroupnsMode", host.get("CgroupnsMode")),
+        "isolation": _str(f"{h}Isolation", host.get("Isolation")),
+        "volume_driver": _str(f"{h}VolumeDriver", host.get("VolumeDriver")),
+        "mac_address": _mac(body),
     }
     for key, value in given.items():  # each field alone first, so a refusal names its field
         if value:
@@ -253,4 +334,5 @@ def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
         mounts=mounts,
         stop_signal=None if signal is None else _checked("StopSignal", parse_stop_signal, signal),
         health=_health(body.get("Healthcheck")),
+        warnings=_swappiness(host.get("MemorySwappiness")),
     )

@@ -17,7 +17,7 @@ from .http import ApiError
 CONFIG_TAKEN = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "HostConfig", "ExposedPorts",
     "NetworkingConfig", "AttachStdout", "AttachStderr", "AttachStdin", "StdinOnce", "Labels",
-    "Tty", "OpenStdin", "StopSignal", "StopTimeout", "Healthcheck", "Volumes",
+    "Tty", "OpenStdin", "StopSignal", "StopTimeout", "Healthcheck", "Volumes", "MacAddress",
 }  # fmt: skip
 HOST_TAKEN = {
     "Binds", "AutoRemove", "RestartPolicy", "Memory", "NanoCpus", "PidsLimit", "NetworkMode",
@@ -63,6 +63,7 @@ class CreateRequest:
 
     image: str
     command: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()  # the response's Warnings: what was accepted and discarded
 
 
 def strings(name: str, value: Any) -> list[str]:
@@ -251,7 +252,14 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         publish_all=_flag("HostConfig.PublishAllPorts", host.get("PublishAllPorts")),
     )
     options = extra.apply(options)
-    return CreateRequest(image, cmd), options
+    if options.settings.memory_swap is not None:  # dockerd's check, a 400 naming the field
+        from ..cpumem import check_swap
+
+        try:
+            check_swap(options.settings.memory_swap, memory or None, "HostConfig.MemorySwap")
+        except InvalidArgument as e:
+            raise ApiError(400, str(e)) from None
+    return CreateRequest(image, cmd, extra.warnings), options
 
 
 MAX_AUTH_HEADER = 16 << 10

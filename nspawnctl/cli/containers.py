@@ -415,6 +415,26 @@ OOM_SCORE_ADJ = typer.Option(
     None, "--oom-score-adj", metavar="N", help="OOM score adjustment, -1000 to 1000 (OOMScoreAdjust=)."
 )
 
+CPU_SHARES = typer.Option(
+    None, "-c", "--cpu-shares", metavar="N", help="Relative CPU weight, 2-262144, default 1024 (CPUWeight=)."
+)
+MEMORY_SWAP = typer.Option(
+    None,
+    "--memory-swap",
+    metavar="SIZE",
+    help="Memory plus swap limit, -1 unlimited swap; needs --memory (MemorySwapMax=).",
+)
+CGROUPNS = typer.Option(
+    None, "--cgroupns", metavar="MODE", help="Cgroup namespace: only private (nspawn always makes one)."
+)
+ISOLATION = typer.Option(None, "--isolation", metavar="MODE", help="Isolation: only default (Linux's).")
+MAC_ADDRESS = typer.Option(
+    None, "--mac-address", metavar="MAC", help="The container's MAC address (veth or zone network)."
+)
+VOLUME_DRIVER = typer.Option(
+    None, "--volume-driver", metavar="NAME", help="Driver of the volumes it makes: only local."
+)
+
 
 def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **flags: object) -> object:
     """``opts`` (RunOptions) with the options above, each checked at its type; ``flags`` are
@@ -431,9 +451,11 @@ def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **fl
         opts,
         volumes=[*opts.volumes, *(m.volume() for m in mounts if m.type == "bind")],
         named_volumes=[(m.source, m.target, m.read_only) for m in mounts if m.type == "volume"],
+        volume_options={m.target: m.options for m in mounts if m.type == "volume"},
         settings=settings,
         stop_signal=None if stop_signal is None else parse_stop_signal(stop_signal),
     )
+
 
 # -- issue 14, labels
 LABEL = typer.Option(
@@ -486,6 +508,12 @@ CONTAINER_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("sysctl", list[str], SYSCTL),
     ("cpuset_cpus", str, CPUSET),
     ("oom_score_adj", str, OOM_SCORE_ADJ),
+    ("cpu_shares", str, CPU_SHARES),
+    ("memory_swap", str, MEMORY_SWAP),
+    ("cgroupns", str, CGROUPNS),
+    ("isolation", str, ISOLATION),
+    ("volume_driver", str, VOLUME_DRIVER),
+    ("mac_address", str, MAC_ADDRESS),
     # -- ports and pulls (PORTS) --
     ("publish_all", bool, PUBLISH_ALL),
     ("pull", str, PULL),
@@ -575,6 +603,12 @@ def _run_options(ctx: typer.Context, o: dict[str, Any]) -> object:
         sysctl=list(o["sysctl"]),
         cpuset_cpus=o["cpuset_cpus"],
         oom_score_adj=o["oom_score_adj"],
+        cpu_shares=o["cpu_shares"],
+        memory_swap=o["memory_swap"],
+        cgroupns=o["cgroupns"],
+        isolation=o["isolation"],
+        volume_driver=o["volume_driver"],
+        mac_address=o["mac_address"],
     )
     opts = _with_health(  # issue 14
         opts,

@@ -86,6 +86,9 @@ def update(
         None, "-m", "--memory", metavar="BYTES", help="Memory limit (MemoryMax=), e.g. 512M, 2G."
     ),
     cpus: str = typer.Option(None, "--cpus", metavar="N", help="CPUs (CPUQuota=), e.g. 0.5."),
+    cpu_shares: str = typer.Option(
+        None, "-c", "--cpu-shares", metavar="N", help="Relative CPU weight, 2-262144 (CPUWeight=)."
+    ),
     pids_limit: str = typer.Option(None, "--pids-limit", metavar="N", help="Process limit (TasksMax=)."),
     restart: str = typer.Option(
         None,
@@ -96,6 +99,7 @@ def update(
 ) -> None:
     """Change containers' limits: at once on the running unit (SetUnitProperties) and in their
     .nspawn definition for later starts."""
+    from ..cpumem import parse_cpu_shares
     from ..run.update import Update
     from ..spec import parse_restart
     from ..values import Cpus, MemoryBytes, PidsLimit
@@ -105,6 +109,7 @@ def update(
         cpus=None if cpus is None else Cpus.parse(cpus, "--cpus"),
         pids=None if pids_limit is None else PidsLimit.parse(pids_limit, "--pids-limit"),
         restart=None if restart is None else parse_restart(restart),
+        cpu_shares=None if cpu_shares is None else parse_cpu_shares(cpu_shares),
     )
     client = state_of(ctx).client()
     with client.session():

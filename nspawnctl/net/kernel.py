@@ -58,12 +58,14 @@ class Kernel:
     def add_bridge(self, name: str) -> None:
         self.host.new_link(new_bridge(name), f"cannot create bridge {name}")
 
-    def add_veth(self, name: str, netns_name: str) -> None:
-        """Veth ``name`` here, its peer host0 in ``netns_name``; both ends up (so it has carrier:
-        networkd addresses a ve- link only then), the container's first."""
+    def add_veth(self, name: str, netns_name: str, peer_mac: str | None = None) -> None:
+        """Veth ``name`` here, its peer host0 in ``netns_name`` (with address ``peer_mac``, as
+        ``aa:bb:..``, when given); both ends up (so it has carrier: networkd addresses a ve- link
+        only then), the container's first."""
+        mac = None if peer_mac is None else bytes.fromhex(peer_mac.replace(":", ""))
         fd = os.open(names.NETNS_DIR / netns_name, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self.host.new_link(new_veth(name, PEER, fd), f"cannot create veth {name}")
+            self.host.new_link(new_veth(name, PEER, fd, mac), f"cannot create veth {name}")
         finally:
             os.close(fd)
         self._ns().set_up(PEER)

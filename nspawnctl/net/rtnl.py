@@ -32,6 +32,7 @@ RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE = 24
 
 IFLA_IFNAME, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 3, 10, 18, 28
+IFLA_ADDRESS = 1
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
@@ -171,10 +172,13 @@ def global_ipv4(addr: Addr | None, index: int) -> ipaddress.IPv4Interface | None
     return None if addr.interface.ip.is_link_local else addr.interface
 
 
-def new_veth(name: str, peer: str, peer_netns_fd: int) -> bytes:
+def new_veth(name: str, peer: str, peer_netns_fd: int, peer_mac: bytes | None = None) -> bytes:
     """RTM_NEWLINK body: veth ``name`` with ``peer`` in the netns of ``peer_netns_fd``, both down
-    (a veth end cannot be made up: it has no peer yet, ENOTCONN)."""
+    (a veth end cannot be made up: it has no peer yet, ENOTCONN); ``peer_mac``: the peer's address
+    (else the kernel's random one)."""
     peer_info = ifinfo() + str_attr(IFLA_IFNAME, peer)
+    if peer_mac is not None:
+        peer_info += attr(IFLA_ADDRESS, peer_mac)
     peer_info += u32_attr(IFLA_NET_NS_FD, peer_netns_fd)
     data = attr(VETH_INFO_PEER, peer_info)
     linkinfo = str_attr(IFLA_INFO_KIND, "veth") + attr(IFLA_INFO_DATA, data)

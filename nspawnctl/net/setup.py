@@ -143,10 +143,11 @@ def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, ke
     kernel.netns_add(ns)  # lo up, ip_unprivileged_port_start=0 (netns.SYSCTLS)
     kernel.watch_addresses()  # before the link has carrier: networkd's address is an event then
     if st.zone:
-        zone.join(kernel, st.zone, st.host_link, ns)
+        zone.join(kernel, st.zone, st.host_link, ns, spec.settings.mac_address)
         side = bridge_name(st.zone)
     else:
-        kernel.add_veth(st.host_link, ns)  # both ends up: carrier, networkd addresses the host side now
+        # both ends up: carrier, networkd addresses the host side now
+        kernel.add_veth(st.host_link, ns, spec.settings.mac_address)
         side = st.host_link
     gateway = wait_address(kernel, side)
     # a veth's /28 holds only the host side and us: host address + 1

@@ -106,7 +106,7 @@ def zones_with(name: str) -> list[str]:
     return [p.stem for p in sorted(d.glob("*.json")) if name in _load(p.stem).leases] if d.is_dir() else []
 
 
-def join(kernel: Kernel, zone: str, port: str, netns: str) -> None:
+def join(kernel: Kernel, zone: str, port: str, netns: str, mac: str | None = None) -> None:
     """Create vz-ZONE if missing and plug a new veth ``port`` (peer host0 in ``netns``) into it.
 
     Under the zone lock, so that a member leaving at the same time never removes the bridge
@@ -122,7 +122,7 @@ def join(kernel: Kernel, zone: str, port: str, netns: str) -> None:
             zf.created_bridge = True
         else:
             kernel.set_up(bridge)
-        kernel.add_veth(port, netns)  # both ends up
+        kernel.add_veth(port, netns, mac)  # both ends up; ``mac``: host0's (--mac-address)
         kernel.set_master(port, bridge)
 
 

@@ -261,6 +261,10 @@ def pre(paths: Paths, name: str, unit: str) -> None:
     store.clear_exit(name)
     spec = store.get(name)
     if needs_pre(spec):
+        from ..store.volumes import VolumeStore, may_be_subpath
+
+        if any(may_be_subpath(v.host) for v in spec.volumes):  # no symlink crept into a subpath
+            VolumeStore(paths, dict).check_binds(v.host for v in spec.volumes)
         from .. import net
 
         net.up(paths, spec, unit)  # checks the published ports first

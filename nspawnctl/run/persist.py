@@ -109,7 +109,8 @@ def render_dropin(
         extra.append(f"TasksMax={limits.pids}")
     from ..runopts import unit_settings
 
-    for key, value in unit_settings(spec.settings, spec.private_users):  # --device, seccomp=unconfined
+    memory = None if limits.memory is None else limits.memory.bytes
+    for key, value in unit_settings(spec.settings, spec.private_users, memory):  # --device, --cpu-shares, ...
         if key == "DeviceAllow":
             node, _, perms = value.rpartition(" ")
             extra.append(f"DeviceAllow={unit_value(node)} {perms}")

@@ -88,7 +88,13 @@ def needs_pre(spec: ContainerSpec) -> bool:
     from . import ipcns
 
     ipc = ipcns.needed(spec.settings.sysctls)  # --sysctl kernel.shm*: ipcns.py
-    return owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc
+    if owns_netns(spec.network) or bool(spec.ports) or spec.health is not None or ipc:
+        return True
+    if not spec.volumes:
+        return False
+    from ..store.volumes import may_be_subpath
+
+    return any(may_be_subpath(v.host) for v in spec.volumes)  # a volume-subpath: checked at each start
 
 
 @dataclass(frozen=True)
@@ -301,12 +307,15 @@ def settings_properties(spec: ContainerSpec) -> list[Property]:
     from ..runopts import unit_settings
 
     props: list[Property] = []
-    for key, value in unit_settings(spec.settings, spec.private_users):
+    memory = None if spec.limits.memory is None else spec.limits.memory.bytes
+    for key, value in unit_settings(spec.settings, spec.private_users, memory):
         if key == "DeviceAllow":
             node, _, perms = value.rpartition(" ")
             props.append(("DeviceAllow", "a(ss)", [[node, perms]]))
         elif key == "OOMScoreAdjust":
             props.append(("OOMScoreAdjust", "i", int(value)))
+        elif key in ("CPUWeight", "MemorySwapMax"):
+            props.append((key, "t", 2**64 - 1 if value == "infinity" else int(value)))
         else:
             props.append((key, "as", value))
     return props

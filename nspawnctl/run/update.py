@@ -1,7 +1,7 @@
 """``update``: change a container's limits and restart policy, now and for good.
 
 The running unit gets the new cgroup limits through SetUnitProperties (MemoryMax=,
-CPUQuotaPerSecUSec=, TasksMax=, as ``systemctl set-property --runtime``); the container's
+CPUQuotaPerSecUSec=, TasksMax=, CPUWeight=, as ``systemctl set-property --runtime``); the container's
 .nspawn definition keeps them (so the next start and ``generate`` have them), and so does the
 drop-in of a persistent container. systemd cannot change Restart= of a running transient unit:
 a new restart policy applies from the container's next start (at once under
@@ -35,10 +35,17 @@ class Update:
     cpus: Cpus | None = None
     pids: PidsLimit | None = None
     restart: str | None = None
+    cpu_shares: int | None = None  # docker's --cpu-shares, checked by cpumem.parse_cpu_shares
 
     @property
     def empty(self) -> bool:
-        return self.memory is None and self.cpus is None and self.pids is None and self.restart is None
+        return (
+            self.memory is None
+            and self.cpus is None
+            and self.pids is None
+            and self.restart is None
+            and self.cpu_shares is None
+        )
 
 
 def unit_changes(update: Update) -> list[tuple[str, str, int]]:
@@ -50,6 +57,10 @@ def unit_changes(update: Update) -> list[tuple[str, str, int]]:
         out.append(("CPUQuotaPerSecUSec", "t", update.cpus.usec))
     if update.pids is not None:
         out.append(("TasksMax", "t", update.pids.count))
+    if update.cpu_shares is not None:
+        from ..cpumem import cpu_weight
+
+        out.append(("CPUWeight", "t", cpu_weight(update.cpu_shares)))
     return out
 
 
@@ -60,6 +71,13 @@ def apply_to_spec(spec: ContainerSpec, update: Update) -> ContainerSpec:
         cpus=update.cpus or spec.limits.cpus,
         pids=update.pids or spec.limits.pids,
     )
+    settings = spec.settings
+    if update.cpu_shares is not None:
+        settings = dataclasses.replace(settings, cpu_shares=update.cpu_shares)
+    if update.memory is not None and settings.memory_swap not in (None, -1):
+        from ..cpumem import check_swap
+
+        check_swap(settings.memory_swap, update.memory.bytes, "--memory")
     restart = spec.restart
     if update.restart is not None:
         restart = parse_restart(update.restart)
@@ -68,7 +86,7 @@ def apply_to_spec(spec: ContainerSpec, update: Update) -> ContainerSpec:
                 f"container {spec.name} removes itself when it exits (--rm); it cannot get a restart policy",
                 hint="recreate it without --rm",
             )
-    return dataclasses.replace(spec, limits=limits, restart=restart)
+    return dataclasses.replace(spec, limits=limits, restart=restart, settings=settings)
 
 
 async def update(
@@ -78,12 +96,18 @@ async def update(
     refuses changes nothing."""
     if change.empty:
         raise InvalidArgument(
-            "nothing to update", hint="give at least one of --memory, --cpus, --pids-limit, --restart"
+            "nothing to update",
+            hint="give at least one of --memory, --cpus, --cpu-shares, --pids-limit, --restart",
         )
     spec = store.get(name)
     new = apply_to_spec(spec, change)
     state = (await rt.states([name])).get(name)
     props = unit_changes(change)
+    swap = new.settings.memory_swap
+    if change.memory is not None and swap not in (None, -1):  # memory+swap stays, swap alone moves
+        from ..cpumem import swap_max
+
+        props.append(("MemorySwapMax", "t", swap_max(swap, change.memory.bytes)))
     if state is not None and state.running and props:
         body = [[k, rt.bus.variant(sig, v)] for k, sig, v in props]
         try:

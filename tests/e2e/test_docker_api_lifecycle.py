@@ -115,8 +115,8 @@ def test_update_memory_reaches_the_unit_and_the_definition(dk: Dk, box: dict[str
     assert unit_show(f"nspawnctl-{name}.service", "MemoryMax")["MemoryMax"] == str(96 << 20)
     generated = nsp("generate", name).stdout
     assert "TasksMax=77" in generated and ("MemoryMax=96M" in generated or "MemoryMax=100663296" in generated)
-    proc = docker(dk.env, "update", "--cpu-shares", "512", name)
-    assert proc.returncode != 0 and "CpuShares" in proc.stderr
+    proc = docker(dk.env, "update", "--blkio-weight", "300", name)
+    assert proc.returncode != 0 and "BlkioWeight" in proc.stderr
 
 
 def test_pause_as_the_host_allows(dk: Dk, box: dict[str, str], nsp: CLI) -> None:

@@ -91,7 +91,7 @@ def test_docker_zero_values_ask_for_nothing() -> None:
         ({"Mounts": [{"Type": "bind", "Source": "rel", "Target": "/x"}]}, {}, "HostConfig.Mounts[0]"),
         ({"Mounts": [{"Type": "npipe", "Target": "/x"}]}, {}, "HostConfig.Mounts[0]"),
         (
-            {"Mounts": [{"Type": "volume", "Target": "/x", "VolumeOptions": {"NoCopy": True}}]},
+            {"Mounts": [{"Type": "volume", "Target": "/x", "VolumeOptions": {"Labels": ["k"]}}]},
             {},
             "VolumeOptions",
         ),

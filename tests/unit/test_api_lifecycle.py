@@ -208,7 +208,7 @@ def test_update_body_becomes_the_library_update() -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"CpuShares": 512}, "CpuShares"),
+        ({"CpuShares": 1}, "CpuShares"),
         ({"BlkioWeight": 300}, "BlkioWeight"),
         ({"Memory": "64m"}, "Memory"),
         ({"PidsLimit": -1}, "PidsLimit"),

@@ -86,8 +86,9 @@ class FakeIp:
         self.links.add(name)
         self.up.add(name)
 
-    def add_veth(self, name: str, netns: str) -> None:
-        self._do("ip", "link", "add", name, "type", "veth", "peer", "name", "host0", "netns", netns)
+    def add_veth(self, name: str, netns: str, peer_mac: str | None = None) -> None:
+        mac = ["address", peer_mac] if peer_mac else []
+        self._do("ip", "link", "add", name, "type", "veth", "peer", "name", "host0", *mac, "netns", netns)
         if name in self.links:
             raise NetworkError(f"cannot create veth {name}: File exists")
         self.links.add(name)

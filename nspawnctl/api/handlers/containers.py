@@ -73,7 +73,7 @@ async def create(ex: Exchange) -> None:
     spec = await asyncio.to_thread(ex.client.containers.create, req.image, req.command, options)
     if size is not None and spec.tty:
         ex.service.runs.console_sizes[spec.name] = size
-    await ex.json({"Id": spec.id, "Warnings": []}, status=201)
+    await ex.json({"Id": spec.id, "Warnings": list(req.warnings)}, status=201)
 
 
 async def list_containers(ex: Exchange) -> None:

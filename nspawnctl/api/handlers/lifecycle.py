@@ -98,14 +98,15 @@ async def stats(ex: Exchange, id: str) -> None:
         before, now = now, await _reading(ex, spec)
 
 
-UPDATE_TAKEN = {"Memory", "NanoCpus", "CpuQuota", "CpuPeriod", "PidsLimit", "RestartPolicy"}
+UPDATE_TAKEN = {"Memory", "NanoCpus", "CpuQuota", "CpuPeriod", "PidsLimit", "RestartPolicy", "CpuShares"}
 NO_CHANGE = {"MemorySwappiness": -1}
-UPDATE_HELP = "Memory, NanoCpus, CpuQuota, PidsLimit, RestartPolicy"
+UPDATE_HELP = "Memory, NanoCpus, CpuQuota, CpuShares, PidsLimit, RestartPolicy"
 
 
 def update_change(body: Any) -> Any:
     """A ``POST /containers/{id}/update`` body as the library's Update; a field it cannot apply
     (set to anything but docker's zero value) is a 400 naming it."""
+    from ...cpumem import parse_cpu_shares
     from ...run.update import Update
     from ...values import Cpus, MemoryBytes, PidsLimit
 
@@ -126,6 +127,7 @@ def update_change(body: Any) -> Any:
     memory, nano = number("Memory"), number("NanoCpus")
     quota, period = number("CpuQuota"), number("CpuPeriod") or 100_000
     pids = number("PidsLimit")
+    shares = number("CpuShares")
     if nano and quota:
         raise ApiError(400, "NanoCpus and CpuQuota: give one of them")
     policy = body.get("RestartPolicy") or {}
@@ -152,6 +154,7 @@ def update_change(body: Any) -> Any:
             cpus=Cpus(usec) if usec else None,
             pids=PidsLimit(pids) if pids else None,
             restart=restart,
+            cpu_shares=parse_cpu_shares(str(shares), "CpuShares") if shares else None,
         )
     except InvalidArgument as e:
         raise ApiError(400, str(e)) from None
