@@ -703,7 +703,7 @@ def apply(
 def _apply_one(client: Client, item: PlanItem) -> Outcome:
     c = client.containers
     store = c.store
-    name = item.name
+    name, shown = item.name, item.definition.shown  # the machine name; the name as given (names.py)
     assert item.spec is not None and item.file is not None and item.image is not None
     if item.action == "create":
         store.create(item.spec, item.image, item.file)
@@ -713,9 +713,10 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         except NspawnctlError as e:  # all or nothing: a container that cannot start is not left
             left = _remove_created(client, name)
             gone = f"; removing it failed too ({'; '.join(left)}): nspawnctl rm -f {name}" if left else ""
-            return Outcome(name, "failed", f"{name} failed: {e.message}{gone or '; it was removed again'}", e)
+            text = f"{shown} failed: {e.message}{gone or '; it was removed again'}"
+            return Outcome(shown, "failed", text, e)
         _enablement(client, item)  # only what started is started at boot
-        return Outcome(name, "created", f"{name} created")
+        return Outcome(shown, "created", f"{shown} created")
     running = c.get(name).running
     if item.action == "unchanged":
         _, current = store.definition(name)
@@ -725,9 +726,9 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
             c.persist(name)
             _enablement(client, item)
         if running:
-            return Outcome(name, "unchanged", f"{name} unchanged")
+            return Outcome(shown, "unchanged", f"{shown} unchanged")
         c.start(name)
-        return Outcome(name, "unchanged", f"{name} unchanged (started)")
+        return Outcome(shown, "unchanged", f"{shown} unchanged (started)")
     restart = item.needs_restart
     previous = store.definition(name)  # put back, with the old root, if the new one cannot start
     if running and restart:
@@ -748,11 +749,11 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         store.finish_recreate(name)
     _enablement(client, item)
     if not restart:
-        return Outcome(name, "updated", f"{name} updated")
+        return Outcome(shown, "updated", f"{shown} updated")
     how = "restarted" if running else "started"
     if item.action == "recreate":
-        return Outcome(name, "recreated", f"{name} recreated (new image, {how})")
-    return Outcome(name, "updated", f"{name} updated ({how})")
+        return Outcome(shown, "recreated", f"{shown} recreated (new image, {how})")
+    return Outcome(shown, "updated", f"{shown} updated ({how})")
 
 
 def _attempt(left: list[str], what: str, step: Callable[[], object]) -> bool:

@@ -112,7 +112,7 @@ def test_generate_then_apply_round_trips_the_name(cli: CLI, ctr: dict[str, str],
     assert cli("ps", "-a", "-q", "--filter", f"name={ctr['tag']}").stdout == ""
     (tmp_path / f"{name}.nspawn").write_text(text)
     out = cli("apply", str(tmp_path / f"{name}.nspawn"))
-    assert "created" in out.stdout, out.stdout
+    assert f"{name} created" in out.stdout, out.stdout
     assert cli("inspect", "-f", "{{.Name}} {{.State.Status}}", name).stdout == f"{name} running\n"
     assert machine in machines()
     assert cli("generate", name).stdout == text  # the same container again
@@ -140,7 +140,10 @@ def test_docker_py_names_with_underscores(py: Any, api: dict[str, str], cli: CLI
     tag = uuid.uuid4().hex[:8]
     name, machine = f"dockerpytest_{tag}", f"dockerpytest-{tag}"
     cli.containers.add(name)
-    c = py.containers.run(busybox, ["sh", "-c", "echo up; exec sleep 600"], name=name, detach=True)
+    since = int(time.time())
+    c = py.containers.run(
+        busybox, ["sh", "-c", "echo up; exec sleep 600"], name=name, detach=True, labels={"names": tag}
+    )
     assert c.name == name
     assert wait_for(lambda: b"up" in c.logs())
     got = py.containers.get(name)
@@ -166,6 +169,11 @@ def test_docker_py_names_with_underscores(py: Any, api: dict[str, str], cli: CLI
         assert docker(api, "inspect", "-f", "{{.Name}}", name).stdout == f"/{name}\n"
     # rename (docker-py's test_rename_container: stopped first) and rm by the new name
     c.stop(timeout=1)
+    # events: the name as given, and a label filter finds the container by it (from the journal)
+    until = int(time.time()) + 1
+    seen = py.api.events(since=since, until=until, filters={"label": f"names={tag}"}, decode=True)
+    actions = [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in seen]
+    assert ("start", name) in actions and ("die", name) in actions, actions
     c.rename(f"hong_meiling_{tag}")
     cli.containers.add(f"hong_meiling_{tag}")
     assert py.containers.get(f"hong_meiling_{tag}").attrs["Name"] == f"/hong_meiling_{tag}"
