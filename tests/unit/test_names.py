@@ -170,3 +170,24 @@ def test_events_carry_the_name_as_given(store: ContainerStore) -> None:
     spec = rename(store, "my-app", "renamed_app")
     (event,) = tracker.definition_changed(spec.name, added=True)
     assert (event.action, event.name, event.extra) == ("rename", "renamed_app", {"oldName": "my_app"})
+
+
+def test_lookups_by_given_name_read_one_file_and_listing_each_once(
+    store: ContainerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No quadratic cost: the given name's machine name is a function of the name alone."""
+    for i in range(100):
+        spec_to_file(_spec(f"c-{i}", f"{i:064x}", f"c_{i}")).save(store.settings_file(f"c-{i}"))
+    loads: list[Path] = []
+    real = NspawnFile.load
+
+    def counting(path: Path) -> NspawnFile:
+        loads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(NspawnFile, "load", staticmethod(counting))
+    assert store.resolve("c_42") == "c-42" and loads == [store.settings_file("c-42")]
+    loads.clear()
+    shown = {s.display_name for s in store.list()}
+    assert len(shown) == 102 and {"c_0", "c_99", "my_app", "a-b"} <= shown
+    assert len(loads) == 102  # each definition once
