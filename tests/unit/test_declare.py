@@ -379,6 +379,24 @@ def test_plan_classifies(tmp_path: Path) -> None:
     assert item.spec is not None and item.spec.id != installed.id
 
 
+def test_a_file_named_with_underscores_is_that_container_under_its_machine_name(tmp_path: Path) -> None:
+    """my_app.nspawn: container my_app, machine my-app (names.py); my-app.nspawn is then taken."""
+    client = FakeClient()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    p = write(tmp_path / "a", "my_app", WEB)
+    assert [o.text for o in declare.apply(client, p)] == ["my_app created"]  # type: ignore[arg-type]
+    store = client.containers.store
+    assert store.calls[0] == "create my-app" and "Name=my_app" in store.files["my-app"]
+    assert store.get("my-app").display_name == "my_app"
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "unchanged" and item.changes == []
+    other = write(tmp_path / "b", "my-app", WEB)
+    with pytest.raises(DefinitionError, match="container 'my_app'"):
+        declare.plan(client, declare.load(other))  # type: ignore[arg-type]
+    assert [(o.name, o.action) for o in declare.down(client, other)] == [("my-app", "missing")]  # type: ignore[arg-type]
+    assert [(o.name, o.action) for o in declare.down(client, p)] == [("my_app", "removed")]  # type: ignore[arg-type]
+
+
 def test_apply_restarts_only_what_changed(tmp_path: Path) -> None:
     client = FakeClient()
     write(tmp_path, "web", WEB)
