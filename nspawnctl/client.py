@@ -35,7 +35,7 @@ from .errors import (
     NspawnctlError,
 )
 from .health import HealthFlags  # issue 14; spec.py loads it anyway
-from .names import check_machine_name, generate_name
+from .names import ContainerName, generate_name
 from .ref import ImageRef
 from .run.units import LOG_FIELD, unit_name
 from .runopts import RunSettings, VolumeOptions
@@ -93,7 +93,7 @@ class ContainerStatus:
     def to_json(self) -> dict[str, Any]:
         s = self.spec
         return {
-            "Name": s.name,
+            "Name": s.display_name,
             "Id": s.id,
             "Image": s.image,
             "ImageId": s.image_id,
@@ -541,7 +541,8 @@ class Containers:
     def create(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
         self._client.pool.check()
         img = self._client.images.ensure(image, options.pull, options.pull_options)
-        name = check_machine_name(options.name) if options.name else generate_name(self.store.names_in_use())
+        cname = ContainerName.parse(options.name) if options.name else None
+        name = cname.machine if cname else generate_name(self.store.names_in_use())
         defaults = img.defaults
         # a bare KEY (the API's Env: ["KEY"]) unsets KEY, as dockerd: the image's KEY=... is dropped
         own_env = check_env(options.env, "-e", bare=True)
@@ -633,6 +634,7 @@ class Containers:
             tty=options.tty,
             open_stdin=options.open_stdin,
             stdin_once=options.stdin_once,
+            given_name=cname.kept if cname else None,
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -806,10 +808,12 @@ class Containers:
         """Rename a stopped container; a running one is refused (machined and its unit know it
         by its name until it stops)."""
         from .run import persist
-        from .store.rename import rename
+        from .store.rename import rename, same_machine
 
         name = self.store.resolve(name)
         self.store.get(name)
+        if same_machine(name, new):  # only the name as given changes: nothing outside knows it
+            return await asyncio.to_thread(rename, self.store, name, new)
         rt = self._runtime(bus)
         state = (await rt.states([name])).get(name)
         if state is not None and state.running:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ContainerNotFound, DefinitionError, InvalidArgument, NspawnctlError
 from .health import KEYS as HEALTH_KEYS
-from .names import check_machine_name, check_zone_name
+from .names import ContainerName, check_zone_name
 from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean, split_words
 from .runopts import OWN_KEYS as RUNOPTS_KEYS
 from .spec import (
@@ -72,7 +72,8 @@ USER_KEYS = (
     *TTY_KEYS,  # issue 15: Tty, OpenStdin, StdinOnce
     "UnsetEnvironment",  # the Docker API's bare Env entries (dockerd: the variable is unset)
 )
-GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove", "Expose")  # Expose=: the image's ports
+# Expose=: the image's ports; Name=: the file's name (my_app.nspawn: container my_app, machine my-app)
+GENERATED_KEYS = ("Id", "ImageId", "Created", "AutoRemove", "Expose", "Name")
 # What differs between two equal containers (ImageId does count: a tag pulled again may be new).
 IGNORED = {(OWN_SECTION, "Id"), (OWN_SECTION, "Created")}
 # Keys a change of which needs no restart of the running container.
@@ -84,11 +85,16 @@ SYS_NET = Path("/sys/class/net")  # a bridge has SYS_NET/NAME/bridge/
 class Definition:
     """One NAME.nspawn file, parsed and checked."""
 
-    name: str
+    name: str  # the machine name (names.py)
     path: Path
     file: NspawnFile  # the user's file, without the keys nspawnctl generates
     image: str
     enable: bool = True
+    given: str | None = None  # the file's name when it is not the machine name (my_app.nspawn)
+
+    @property
+    def shown(self) -> str:
+        return self.given or self.name
 
     def where(self, section: str, key: str) -> str:
         return self.file.where(section, key)
@@ -154,10 +160,12 @@ def definition_files(path: str | Path) -> list[Path]:
     return [p]
 
 
-def name_of(path: Path) -> str:
+def name_of(path: Path) -> ContainerName:
+    """The container a file defines: its file name, a docker name (``my_app.nspawn`` is container
+    ``my_app``, machine ``my-app``)."""
     name = path.name[: -len(SUFFIX)]
     try:
-        return check_machine_name(name)
+        return ContainerName.parse(name)
     except InvalidArgument as e:
         raise DefinitionError(
             f"{path}: the file's name is the container's name: {e.message}", e.hint
@@ -198,7 +206,7 @@ def load_file(path: Path) -> Definition:
     f = f.copy()
     for key in GENERATED_KEYS:
         f.set(OWN_SECTION, key, None)
-    return Definition(name, path, f, image, enable)
+    return Definition(name.machine, path, f, image, enable, name.kept)
 
 
 def _check(f: NspawnFile) -> list[str]:
@@ -461,6 +469,7 @@ def desired(
         auto_remove=False,
         exposed=image_exposed(defaults.ports, d.image),
         labels={**defaults.labels, **spec.labels},  # the file's win over the image's
+        given_name=d.given,
     )
     try:
         check_exec(spec.command, spec.env, str(d.path))
@@ -531,6 +540,11 @@ def plan(
                 installed = store.get(d.name)
             except (ContainerNotFound, InvalidArgument) as e:
                 errors.append(f"{d.path}: the installed container {d.name} cannot be read: {e}")
+                continue
+            if installed.given_name != d.given:
+                errors.append(
+                    f"{d.path}: {store.taken_message(d.name, d.shown)}",
+                )
                 continue
             if installed.auto_remove:
                 errors.append(
@@ -689,7 +703,7 @@ def apply(
 def _apply_one(client: Client, item: PlanItem) -> Outcome:
     c = client.containers
     store = c.store
-    name = item.name
+    name, shown = item.name, item.definition.shown  # the machine name; the name as given (names.py)
     assert item.spec is not None and item.file is not None and item.image is not None
     if item.action == "create":
         store.create(item.spec, item.image, item.file)
@@ -699,9 +713,10 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         except NspawnctlError as e:  # all or nothing: a container that cannot start is not left
             left = _remove_created(client, name)
             gone = f"; removing it failed too ({'; '.join(left)}): nspawnctl rm -f {name}" if left else ""
-            return Outcome(name, "failed", f"{name} failed: {e.message}{gone or '; it was removed again'}", e)
+            text = f"{shown} failed: {e.message}{gone or '; it was removed again'}"
+            return Outcome(shown, "failed", text, e)
         _enablement(client, item)  # only what started is started at boot
-        return Outcome(name, "created", f"{name} created")
+        return Outcome(shown, "created", f"{shown} created")
     running = c.get(name).running
     if item.action == "unchanged":
         _, current = store.definition(name)
@@ -711,9 +726,9 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
             c.persist(name)
             _enablement(client, item)
         if running:
-            return Outcome(name, "unchanged", f"{name} unchanged")
+            return Outcome(shown, "unchanged", f"{shown} unchanged")
         c.start(name)
-        return Outcome(name, "unchanged", f"{name} unchanged (started)")
+        return Outcome(shown, "unchanged", f"{shown} unchanged (started)")
     restart = item.needs_restart
     previous = store.definition(name)  # put back, with the old root, if the new one cannot start
     if running and restart:
@@ -734,11 +749,11 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         store.finish_recreate(name)
     _enablement(client, item)
     if not restart:
-        return Outcome(name, "updated", f"{name} updated")
+        return Outcome(shown, "updated", f"{shown} updated")
     how = "restarted" if running else "started"
     if item.action == "recreate":
-        return Outcome(name, "recreated", f"{name} recreated (new image, {how})")
-    return Outcome(name, "updated", f"{name} updated ({how})")
+        return Outcome(shown, "recreated", f"{shown} recreated (new image, {how})")
+    return Outcome(shown, "updated", f"{shown} updated ({how})")
 
 
 def _attempt(left: list[str], what: str, step: Callable[[], object]) -> bool:
@@ -830,14 +845,15 @@ def down(client: Client, path: str | Path, report: Callable[[Outcome], None] | N
             errors.append(e.message)
     if errors:
         raise DefinitionError("\n".join(errors), hint="nothing was removed")
-    for name in names:
-        if name not in c.store.names():
+    for given in names:
+        name, machine = given.given, given.machine
+        if not c.store.has(machine) or c.store.given_name(machine) != given.kept:  # a_b is not a-b
             outcome = Outcome(name, "missing", f"{name}: no such container (skipped)")
         else:
             try:
-                c.disable(name)
-                c.stop(name)
-                c.remove(name, force=True)
+                c.disable(machine)
+                c.stop(machine)
+                c.remove(machine, force=True)
                 outcome = Outcome(name, "removed", f"{name} removed")
             except NspawnctlError as e:
                 outcome = Outcome(name, "failed", f"{name} failed: {e.message}", e)
@@ -863,7 +879,8 @@ def generate(client: Client, name: str) -> str:
     f.set(OWN_SECTION, "Image", spec.image)
     f.set(OWN_SECTION, "Enable", None if client.containers.is_enabled(name) else "no")
     text = f.render()
-    header = f"# {name}.nspawn: nspawnctl apply {name}.nspawn creates this container\n"
+    shown = spec.display_name  # the file's name is the container's: Name= is not written
+    header = f"# {shown}.nspawn: nspawnctl apply {shown}.nspawn creates this container\n"
     return text if text.startswith("#") else header + text
 
 

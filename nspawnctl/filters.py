@@ -65,7 +65,7 @@ def candidate(st: ContainerStatus) -> Candidate:
     """What the filters look at in a container's status (the exit code only once it exited)."""
     s = st.spec
     code = st.exit.exit_code if st.exit and st.state == "exited" else None
-    return Candidate(s.name, s.id, s.labels, st.state, s.image, s.image_id, code)
+    return Candidate(s.display_name, s.id, s.labels, st.state, s.image, s.image_id, code)
 
 
 def select(statuses: Sequence[ContainerStatus], filters: Filters, images: Images) -> list[ContainerStatus]:

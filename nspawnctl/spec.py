@@ -445,6 +445,13 @@ class ContainerSpec:
     tty: bool = False
     open_stdin: bool = False
     stdin_once: bool = False
+    # -- the name as given when it is no machine name (``my_app`` of machine ``my-app``): names.py
+    given_name: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        """The name ``ps``, ``inspect`` and the API show: as given, else the machine name."""
+        return self.given_name or self.name
 
     @property
     def cmd(self) -> list[str]:
@@ -478,6 +485,7 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     _network_to_file(spec, f)
     settings_to_file(spec.settings, f)
     own = {
+        "Name": spec.given_name,
         "Id": spec.id,
         "Image": spec.image,
         "ImageId": spec.image_id,
@@ -690,7 +698,23 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         tty=_yes(f.get(own, "Tty")),
         open_stdin=_yes(f.get(own, "OpenStdin")),
         stdin_once=_yes(f.get(own, "StdinOnce")),
+        given_name=_given_name(f, name),
     )
+
+
+def _given_name(f: NspawnFile, machine: str) -> str | None:
+    """``[X-Nspawnctl] Name=``: the name as given, which must stand for the file's machine name."""
+    from .names import machine_name_of
+
+    given = f.get(OWN_SECTION, "Name")
+    if not given or given == machine:
+        return None
+    if machine_name_of(given) != machine:
+        raise InvalidArgument(
+            f"{f.where(OWN_SECTION, 'Name')}: Name={given[:80]}: not a name of machine {machine}",
+            hint="a name's machine name is the name with '_' as '-': correct or delete that line",
+        )
+    return given
 
 
 def _labels_from_file(f: NspawnFile) -> dict[str, str]:

@@ -93,7 +93,7 @@ def container_summary(status: ContainerStatus, now: float) -> dict[str, Any]:
     network = s.network
     return {
         "Id": s.id,
-        "Names": [f"/{s.name}"],
+        "Names": [f"/{s.display_name}"],
         "Image": s.image,
         "ImageID": s.image_id,
         "Command": " ".join(s.command),
@@ -188,7 +188,7 @@ def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_vol
             "FinishedAt": state["FinishedAt"] or ZERO_TIME,
         },
         "Image": s.image_id,
-        "Name": f"/{s.name}",
+        "Name": f"/{s.display_name}",
         "RestartCount": 0,
         "Driver": "btrfs",
         "Platform": "linux",

@@ -233,7 +233,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     except InvalidArgument as e:
         raise ApiError(400, str(e)) from None
     options = RunOptions(
-        name=name or None,
+        name=(name or "").removeprefix("/") or None,  # docker's clients may send "/NAME"
         env=strings("Env", body.get("Env")),
         volumes=[*volumes, *anonymous_volumes(body.get("Volumes"), host, volumes)],
         workdir=string("WorkingDir", body.get("WorkingDir")) or None,

@@ -151,7 +151,13 @@ def _caller_env(env: list[str]) -> list[str]:
 
 
 # Shared option declarations of create/run.
-NAME = typer.Option(None, "--name", metavar="NAME", help="Container name (default: a generated one).")
+NAME = typer.Option(
+    None,
+    "--name",
+    metavar="NAME",
+    help="Container name (default: a generated one): letters, digits, _ . -; its machine name "
+    "(machinectl) has - for _.",
+)
 ENV = typer.Option(
     [], "-e", "--env", metavar="KEY=VALUE", help="Set KEY=VALUE in the container (repeatable)."
 )
@@ -635,7 +641,7 @@ def create(
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
     opts = _run_options(ctx, options)
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
-    typer.echo(spec.name)
+    typer.echo(spec.display_name)
 
 
 @_container_options
@@ -675,7 +681,7 @@ def run(
 
             opts = dataclasses.replace(opts, open_stdin=True)  # type: ignore[type-var]
         spec = client.containers.run_detached(image, argv, opts)  # type: ignore[arg-type]
-        typer.echo(spec.name)
+        typer.echo(spec.display_name)
         return
     if tty and interactive and not sys.stdin.isatty():
         raise InvalidArgument("the input device is not a TTY", hint="drop -t, or run from a terminal")
@@ -814,7 +820,7 @@ def ps(
         print_json([s.to_json() for s in statuses])
     elif quiet:
         for s in statuses:
-            typer.echo(s.spec.name)
+            typer.echo(s.spec.display_name)
     elif fmt is not None:
         _ps_format(fmt, statuses, no_trunc)
     else:
@@ -910,7 +916,7 @@ def _ps_row(s: ContainerStatus, now: float, no_trunc: bool) -> dict[str, object]
         "Status": _status_text(s, now),
         "State": s.state,
         "Ports": ports,
-        "Names": spec.name,
+        "Names": spec.display_name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "Mounts": ",".join(v.container for v in spec.volumes),
         "Networks": spec.network,

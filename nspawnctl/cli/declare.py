@@ -67,14 +67,14 @@ def diff(
         changed = True
         if item.action == "create":
             more = "" if item.image else ", to be pulled"
-            typer.echo(f"+ {item.name} (new, image {item.definition.image}{more})")
+            typer.echo(f"+ {item.definition.shown} (new, image {item.definition.image}{more})")
             continue
         if item.action == "recreate":
             old = item.installed.image_id if item.installed else "?"
             new = item.image.id if item.image else "to be pulled"
-            typer.echo(f"~ {item.name} (new image {item.definition.image}: {old} -> {new})")
+            typer.echo(f"~ {item.definition.shown} (new image {item.definition.image}: {old} -> {new})")
         else:
-            typer.echo(f"~ {item.name}")
+            typer.echo(f"~ {item.definition.shown}")
         for change in item.changes:
             typer.echo(f"    {change}")
     if changed and exit_code:

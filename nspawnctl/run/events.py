@@ -17,7 +17,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -220,7 +220,12 @@ def replay(store: ContainerStore, since: float, until: float) -> list[Event]:
                 proc.kill()  # done, or the cap reached: the rest is not wanted
     except OSError as e:
         raise NspawnctlError(f"cannot read past events from the journal: {e}") from None
-    return [e for e in replay_records(records, known) if e.time_ns >= born[e.name]]
+    shown = {spec.name: spec.display_name for spec in specs}  # the name as given (names.py)
+    return [
+        replace(e, name=shown[e.name])
+        for e in replay_records(records, known)
+        if e.time_ns >= born[e.name]
+    ]
 
 
 def _created(text: str) -> int:
@@ -249,6 +254,7 @@ def unit_of_path(path: str) -> str:
 class _Known:
     id: str
     image: str
+    shown: str  # the name events carry: as given (``my_app`` of machine ``my-app``, names.py)
 
 
 class Tracker:
@@ -261,7 +267,7 @@ class Tracker:
         self.frozen: dict[str, bool] = {}
         self.main: dict[str, tuple[int, int]] = {}  # per unit: ExecMainCode, ExecMainStatus
         for spec in store.list():
-            self.known[spec.name] = _Known(spec.id, spec.image)
+            self.known[spec.name] = _Known(spec.id, spec.image, spec.display_name)
 
     def _who(self, name: str) -> _Known | None:
         if name not in self.known:
@@ -269,7 +275,7 @@ class Tracker:
                 spec = self.store.get(name)
             except NspawnctlError:  # not one of ours (a machinectl image), or unreadable
                 return None
-            self.known[name] = _Known(spec.id, spec.image)
+            self.known[name] = _Known(spec.id, spec.image, spec.display_name)
         return self.known[name]
 
     def unit_changed(self, unit: str, iface: str, changed: dict[str, Any]) -> list[Event]:
@@ -292,26 +298,27 @@ class Tracker:
         if who is None:
             return []
         out: list[Event] = []
+        shown = who.shown
         if fresh:  # its definition's inotify event has not come yet: its create (or rename) first
             was = next((n for n, k in self.known.items() if k.id == who.id and n != name), None)
             if was is not None:
+                out.append(Event("rename", who.id, shown, who.image, now, {"oldName": self.known[was].shown}))
                 del self.known[was]
-                out.append(Event("rename", who.id, name, who.image, now, {"oldName": was}))
             else:
-                out.append(Event("create", who.id, name, who.image, now))
+                out.append(Event("create", who.id, shown, who.image, now))
         active, sub = changed.get("ActiveState"), str(changed.get("SubState", ""))
         freezer = changed.get("FreezerState")
         if freezer in ("frozen", "running") and self.frozen.get(unit, False) != (freezer == "frozen"):
             self.frozen[unit] = freezer == "frozen"
-            out.append(Event("pause" if freezer == "frozen" else "unpause", who.id, name, who.image, now))
+            out.append(Event("pause" if freezer == "frozen" else "unpause", who.id, shown, who.image, now))
         if active == "active" and not self.up.get(unit, False):
             self.up[unit] = True
             self.main.pop(unit, None)
-            out.append(Event("start", who.id, name, who.image, now))
+            out.append(Event("start", who.id, shown, who.image, now))
         elif (active in ("inactive", "failed") or sub.startswith(AUTO_RESTART)) and self.up.get(unit, False):
             self.up[unit] = False
             out.append(
-                Event("die", who.id, name, who.image, now, {"exitCode": str(self._exit_code(name, unit))})
+                Event("die", who.id, shown, who.image, now, {"exitCode": str(self._exit_code(name, unit))})
             )
         return out
 
@@ -331,7 +338,7 @@ class Tracker:
             del self.known[name]
             if any(k.id == who.id for k in self.known.values()):
                 return []  # renamed: said already
-            return [Event("destroy", who.id, name, who.image, now)]
+            return [Event("destroy", who.id, who.shown, who.image, now)]
         if name in self.known:
             return []
         from ..nspawnfile import NspawnFile
@@ -347,12 +354,13 @@ class Tracker:
         cid, image = f.get(OWN_SECTION, "Id"), f.get(OWN_SECTION, "Image") or ""
         if not cid:
             return []
+        shown = f.get(OWN_SECTION, "Name") or name
         old = next((n for n, k in self.known.items() if k.id == cid), None)
-        self.known[name] = _Known(cid, image)
+        self.known[name] = _Known(cid, image, shown)
         if old is not None:
-            del self.known[old]
-            return [Event("rename", cid, name, image, now, {"oldName": old})]
-        return [Event("create", cid, name, image, now)]
+            was = self.known.pop(old).shown
+            return [Event("rename", cid, shown, image, now, {"oldName": was})]
+        return [Event("create", cid, shown, image, now)]
 
 
 async def follow(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, PoolError
-from ..names import check_machine_name, is_machine_name
+from ..names import check_machine_name, is_machine_name, machine_name_of
 from ..nspawnfile import OWN_SECTION, NspawnFile
 from ..runopts import prepare_root
 from ..spec import ContainerSpec, file_to_spec, spec_to_file
@@ -130,13 +130,18 @@ class ContainerStore:
             return 0
 
     def resolve(self, text: str) -> str:
-        """The name of the container ``text`` means, with docker's precedence: an exact name
-        first, then a full ID, then a unique ID prefix. A name costs one lookup; only text that
-        is no name makes this read the definitions. Raises ContainerNotFound (no match) or
-        InvalidArgument naming the candidates (a prefix of several IDs)."""
+        """The (machine) name of the container ``text`` means, with docker's precedence: an exact
+        name first (the machine name, or the name as given: ``my_app`` of machine ``my-app``),
+        then a full ID, then a unique ID prefix. A name costs one lookup (a given name one file
+        read more); only text that is no name makes this read the definitions. Raises
+        ContainerNotFound (no match) or InvalidArgument naming the candidates (a prefix of
+        several IDs)."""
         if not is_machine_name(text):  # never a path: "../x" must not reach the file system
+            machine = machine_name_of(text)
+            if machine is not None and self.given_name(machine) == text:
+                return machine
             raise ContainerNotFound(
-                f"no such container: {text}", hint="see 'nspawnctl ps -a' for the containers there are"
+                f"no such container: {text[:80]}", hint="see 'nspawnctl ps -a' for the containers there are"
             )
         if self._find_file(text) is not None or os.path.lexists(self.root(text)):
             return text  # what the name holds (a bad or half-made definition) is the caller's to say
@@ -156,6 +161,28 @@ class ContainerStore:
                 )
         raise ContainerNotFound(
             f"no such container: {text}", hint="see 'nspawnctl ps -a' for the containers there are"
+        )
+
+    def given_name(self, name: str) -> str | None:
+        """The name container ``name`` (a machine name) was given (``Name=``), else None: also
+        when there is no such definition or it does not read."""
+        path = self._find_file(name)
+        if path is None:
+            return None
+        try:
+            return NspawnFile.load(path).get(OWN_SECTION, "Name") or None
+        except (InvalidArgument, OSError):
+            return None
+
+    def taken_message(self, machine: str, wanted: str) -> str:
+        """Why ``wanted`` (a name whose machine name is ``machine``) cannot be had: the container
+        holding that machine name is named, so ``a_b`` against ``a-b`` is plain to see."""
+        holder = self.given_name(machine) or machine
+        if holder == wanted:
+            return f"the name {wanted!r} is already in use"
+        return (
+            f"the name {wanted!r} is already in use: container {holder!r} has its machine name "
+            f"{machine!r} ('_' is '-' in a machine name)"
         )
 
     def has(self, name: str) -> bool:
@@ -267,9 +294,10 @@ class ContainerStore:
                     hint="choose another --name, or delete it by hand ('btrfs subvolume delete -R PATH')",
                 )
             if self._find_file(spec.name):  # nspawnctl's or not (a names() scan would grow with each)
+                holder = self.given_name(spec.name) or spec.name
                 raise NameInUse(
-                    f"the name {spec.name!r} is already in use",
-                    hint=f"remove it ('nspawnctl rm {spec.name}') or choose another --name",
+                    self.taken_message(spec.name, spec.display_name),
+                    hint=f"remove it ('nspawnctl rm {holder}') or choose another --name",
                 )
             if os.path.lexists(root):
                 raise NameInUse(

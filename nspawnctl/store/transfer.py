@@ -803,12 +803,9 @@ class Source:
 def export_source(images: ImageStore, containers: ContainerStore, what: str) -> Iterator[Source]:
     """An image's subvolume (an OCI image's top layer), or a temporary read-only snapshot of a
     container (a container of that name wins over an image), deleted afterwards."""
-    from ..names import check_machine_name
-
     spec = None
     with contextlib.suppress(InvalidArgument, ContainerNotFound):
-        check_machine_name(what)
-        what = containers.resolve(what)
+        what = containers.resolve(what)  # text that is no container name is left for the images
         spec = containers.get(what)
     if spec is None:
         try:

@@ -41,7 +41,7 @@ def assert_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
         (["logs", "no-such-ctr"], ["no such container"]),
         (["exec", "no-such-ctr", "true"], ["no such container"]),
         (["rm", "no-such-ctr"], ["no such container"]),
-        (["run", "--name", "bad_name", "IMAGE", "true"], ["invalid container name", "bad_name"]),
+        (["run", "--name", "bad_name_", "IMAGE", "true"], ["invalid container name", "host name"]),
         (["run", "--name", "-dash", "IMAGE", "true"], ["invalid container name"]),
         (["run", "--memory", "lots", "IMAGE", "true"], ["invalid size"]),
         (["import", "/nonexistent.tar", "x"], ["cannot read", "/nonexistent.tar"]),

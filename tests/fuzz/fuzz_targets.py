@@ -853,6 +853,9 @@ def check_ref(data: bytes) -> None:
         ref.valid_digest(text)
         ref.canonical_registry(text)
         expect_own_errors(lambda: names.check_machine_name(text))
+        given = expect_own_errors(lambda: names.ContainerName.parse(text))
+        if isinstance(given, names.ContainerName) and not names.is_machine_name(given.machine):
+            raise PropertyViolation(f"the machine name of {text!r} is no machine name")
         expect_own_errors(lambda: names.check_zone_name(text))
         expect_own_errors(lambda: split_name_version(text))
         valid_ac_name(text)

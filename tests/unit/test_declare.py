@@ -73,6 +73,15 @@ class FakeStore:
     def in_use(self, name: str) -> bool:
         return name in self.files or name == "foreign"
 
+    def has(self, name: str) -> bool:
+        return name in self.files
+
+    def given_name(self, name: str) -> str | None:
+        return NspawnFile.parse(self.files[name]).get("X-Nspawnctl", "Name") if name in self.files else None
+
+    def taken_message(self, machine: str, wanted: str) -> str:
+        return f"the name {wanted!r} is already in use: container {self.given_name(machine) or machine!r}"
+
     def root(self, name: str) -> Path:
         return Path("/pool") / name
 
@@ -281,10 +290,12 @@ def test_every_files_errors_are_reported_at_once(tmp_path: Path) -> None:
     assert f"{tmp_path}/a.nspawn:3:" in e.value.message and f"{tmp_path}/b.nspawn:2:" in e.value.message
 
 
-def test_the_file_name_must_be_a_machine_name(tmp_path: Path) -> None:
-    p = write(tmp_path, "bad_name", WEB)
-    with pytest.raises(DefinitionError, match=r"bad_name\.nspawn: the file's name is the container's name"):
+def test_the_file_name_must_be_a_container_name(tmp_path: Path) -> None:
+    p = write(tmp_path, "bad_name_", WEB)
+    with pytest.raises(DefinitionError, match=r"bad_name_\.nspawn: the file's name is the container's name"):
         declare.load(p)
+    (d,) = declare.load(write(tmp_path, "my_app", WEB))  # a docker name: machine my-app, kept as given
+    assert (d.name, d.given, d.shown) == ("my-app", "my_app", "my_app")
     other = tmp_path / "web.conf"
     other.write_text(WEB)
     with pytest.raises(DefinitionError, match=r"named NAME\.nspawn"):
@@ -366,6 +377,24 @@ def test_plan_classifies(tmp_path: Path) -> None:
     [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
     assert item.action == "recreate"
     assert item.spec is not None and item.spec.id != installed.id
+
+
+def test_a_file_named_with_underscores_is_that_container_under_its_machine_name(tmp_path: Path) -> None:
+    """my_app.nspawn: container my_app, machine my-app (names.py); my-app.nspawn is then taken."""
+    client = FakeClient()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    p = write(tmp_path / "a", "my_app", WEB)
+    assert [o.text for o in declare.apply(client, p)] == ["my_app created"]  # type: ignore[arg-type]
+    store = client.containers.store
+    assert store.calls[0] == "create my-app" and "Name=my_app" in store.files["my-app"]
+    assert store.get("my-app").display_name == "my_app"
+    [item] = declare.plan(client, declare.load(p))  # type: ignore[arg-type]
+    assert item.action == "unchanged" and item.changes == []
+    other = write(tmp_path / "b", "my-app", WEB)
+    with pytest.raises(DefinitionError, match="container 'my_app'"):
+        declare.plan(client, declare.load(other))  # type: ignore[arg-type]
+    assert [(o.name, o.action) for o in declare.down(client, other)] == [("my-app", "missing")]  # type: ignore[arg-type]
+    assert [(o.name, o.action) for o in declare.down(client, p)] == [("my_app", "removed")]  # type: ignore[arg-type]
 
 
 def test_apply_restarts_only_what_changed(tmp_path: Path) -> None:
@@ -749,9 +778,9 @@ def test_down_checks_every_name_before_removing_anything(tmp_path: Path) -> None
     client = FakeClient()
     write(tmp_path, "web", WEB)
     declare.apply(client, tmp_path)  # type: ignore[arg-type]
-    write(tmp_path, "bad_name", WEB)
+    write(tmp_path, "bad_name_", WEB)
     client.containers.store.calls.clear()
-    with pytest.raises(DefinitionError, match=r"bad_name\.nspawn: the file's name"):
+    with pytest.raises(DefinitionError, match=r"bad_name_\.nspawn: the file's name"):
         declare.down(client, tmp_path)  # type: ignore[arg-type]
     assert client.containers.store.calls == [] and "web" in client.containers.store.files
 

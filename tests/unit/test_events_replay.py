@@ -90,6 +90,7 @@ def test_replay_runs_journalctl_and_drops_events_before_the_containers_creation(
 
     class Spec:
         name, id, image = "web", "a" * 64, "img"
+        display_name = name
         created = datetime.fromtimestamp(born, UTC).isoformat(timespec="seconds")
 
     class Store:

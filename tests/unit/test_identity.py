@@ -218,7 +218,12 @@ def test_filters_select_is_the_one_container_selection_of_ps_and_the_api() -> No
 
     def status(name: str, state: str, code: int | None, labels: dict[str, str]) -> Any:
         spec = SimpleNamespace(
-            name=name, id=name * 8, labels=labels, image="img:1", image_id="sha256:" + "a" * 64
+            name=name,
+            display_name=name,
+            id=name * 8,
+            labels=labels,
+            image="img:1",
+            image_id="sha256:" + "a" * 64,
         )
         return SimpleNamespace(
             spec=spec, state=state, exit=SimpleNamespace(exit_code=code) if code is not None else None

@@ -47,7 +47,7 @@ async def events(ex: Exchange) -> None:
     def labels_of(event: Event) -> dict[str, str]:
         if event.id not in labels:
             try:
-                labels[event.id] = dict(store.get(event.name).labels)
+                labels[event.id] = dict(store.get(store.resolve(event.name)).labels)  # my_app: my-app
             except (NspawnctlError, OSError):  # gone, or being written: asked again next time
                 return {}
         return labels[event.id]
