@@ -66,9 +66,9 @@ def build(
     import sys
     from pathlib import Path
 
-    from ..build.parser import MAX_DOCKERFILE
-    from ..build.steps import BuildOptions
-    from ..build.steps import build as run_build
+    from ..builder.parser import MAX_DOCKERFILE
+    from ..builder.steps import BuildOptions
+    from ..builder.steps import build as run_build
     from .quickrun import pull_options
 
     del no_cache, rm

@@ -1,11 +1,11 @@
-"""The Dockerfile parser of nspawnctl build (nspawnctl.build.parser): directives, comments,
+"""The Dockerfile parser of nspawnctl build (nspawnctl.builder.parser): directives, comments,
 continuations, the exec form, flags, variable substitution, and errors naming their line."""
 
 from __future__ import annotations
 
 import pytest
 
-from nspawnctl.build.parser import MAX_STEPS, expand, parse
+from nspawnctl.builder.parser import MAX_STEPS, expand, parse
 from nspawnctl.errors import InvalidArgument
 
 

@@ -1,4 +1,4 @@
-"""``POST /build``: docker build (the classic builder) over nspawnctl.build. The body (the
+"""``POST /build``: docker build (the classic builder) over nspawnctl.builder. The body (the
 context as a tar, possibly compressed) is spooled whole to the pool's disk first, then unpacked
 by the library's own bounded extractor into a staging subvolume (swept should we die); progress
 goes out as docker's JSON lines (``stream``, ``aux``), a failure in-band after the 200 as
@@ -65,7 +65,7 @@ def _line(value: dict[str, Any]) -> bytes:
 
 
 async def build(ex: Exchange) -> None:
-    from ...build.steps import BuildOptions
+    from ...builder.steps import BuildOptions
     from ...client import tag_ref
     from ...errors import InvalidArgument
     from .images import pull_options
@@ -104,8 +104,8 @@ async def build(ex: Exchange) -> None:
 
 async def _stream(ex: Exchange, context: Path, dockerfile: str, options: Any, quiet: bool) -> None:
     """Run the build, its progress out as JSON lines as it comes; a hang-up cancels it."""
-    from ...build.parser import MAX_DOCKERFILE
-    from ...build.steps import build as run_build
+    from ...builder.parser import MAX_DOCKERFILE
+    from ...builder.steps import build as run_build
 
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
 
