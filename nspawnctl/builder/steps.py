@@ -505,7 +505,12 @@ def _sources(ctx_fd: int, text: str, line: int) -> list[tuple[rootpath.Comps, os
             rootpath.resolve(ctx_fd, (b"/".join((*comps, n))).decode(errors="surrogateescape")) for n in names
         ]
     else:
-        found = [rootpath.resolve(ctx_fd, text)]
+        try:
+            found = [rootpath.resolve(ctx_fd, text)]
+        except (FileNotFoundError, NotADirectoryError):  # a directory on the way is missing
+            raise BuildFailed(
+                f"Dockerfile line {line}: COPY failed: file not found in build context: {text}"
+            ) from None
     out = []
     for comps in found:
         st = rootpath.lstat(ctx_fd, comps)

@@ -18,11 +18,12 @@ from conftest import CLI, subvolumes
 BUILD_PREFIX = "build-"
 
 
-def _state(nsp: CLI) -> tuple[set[str], set[str], str]:
+def _state(nsp: CLI) -> tuple[set[str], set[str], list[str]]:
     """Image IDs, container names and the pool's subvolumes: what a build must not leave."""
     images = {i["id"] for i in nsp.json("images")}
     containers = set(nsp("ps", "-a", "--format", "{{.Names}}").stdout.split())
-    return images, containers, subvolumes()
+    paths = sorted(line.rpartition(" path ")[2] for line in subvolumes().splitlines())
+    return images, containers, paths
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_cli_build_then_run(context: Path, nsp: CLI) -> None:
         "build", "-t", tag, "--build-arg", "GREETING=hi", "--label", "extra=1", str(context), timeout=300
     )
     out = proc.stdout
-    assert "Step 1/10 : FROM" in out and "Step 8/10 : RUN" in out
+    assert "Step 1/10 : FROM" in out and "Step 7/10 : RUN" in out
     assert "run-output-line" in out  # the RUN's output streamed
     assert "Successfully built " in out and f"Successfully tagged {tag}" in out
     name = nsp.name("built")
@@ -124,12 +125,12 @@ def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, ns
     assert proc.stdout is not None
     seen = ""
     deadline = time.monotonic() + 120
-    while "started-run" not in seen and time.monotonic() < deadline:
+    while "\nstarted-run\n" not in seen and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
         seen += line
-    assert "started-run" in seen, seen
+    assert "\nstarted-run\n" in seen, seen  # the payload's line, not the step's
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
