@@ -162,3 +162,19 @@ def test_docker_py_images_build(api: dict[str, str], busybox: str, dpy: Any, nsp
     assert "The command '/bin/sh -c exit 1' returned a non-zero code: 1" in e.exconly()
     assert e.value.build_log
     assert _state(nsp) == before
+
+
+def test_docker_cli_build_and_refused_fields(api: dict[str, str], context: Path, nsp: CLI) -> None:
+    from dockerapi import curl, docker
+
+    tag = f"e2e/docker-built-{os.urandom(4).hex()}:latest"
+    nsp.images.add(tag)
+    env = {**api, "DOCKER_BUILDKIT": "0"}  # the classic builder's API (no buildx in the host)
+    proc = docker(env, "build", "-t", tag, "--build-arg", "GREETING=yo", str(context), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "run-output-line" in proc.stdout and f"Successfully tagged {tag}" in proc.stdout
+    run = docker(api, "run", "--rm", tag)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[:2] == ["hello from the context", "yo prod from run"]
+    code, body = curl("-X", "POST", "http://d/v1.47/build?remote=http://example.test/ctx.tar")
+    assert code == 400 and "remote" in str(body["message"])
