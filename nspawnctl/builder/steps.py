@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ArchiveError, InvalidArgument, NotFound, NspawnctlError
 from ..spec import RunDefaults
 from ..store import rootpath
+from ..store.copy import TreeWriter
+from .ignore import MAX_IGNORE, Ignore
 from .parser import EXPANDED, Dockerfile, Instruction, expand, parse
 
 if TYPE_CHECKING:
@@ -109,6 +111,7 @@ async def build(
 
     df = parse(dockerfile)
     refs = [tag_ref(t) for t in options.tags]
+    ignore = await asyncio.to_thread(_read_ignore, context)
     await repair(client, bus)
     build_id = secrets.token_hex(6)
     state = _State()
@@ -119,7 +122,19 @@ async def build(
         for n, ins in enumerate(df.instructions, 1):
             emit(f"Step {n}/{total} : {ins}\n")
             before = state.image
-            await _step(client, bus, context, df, ins, state, global_args, used_args, options, build_id, emit)
+            await _step(
+                client,
+                bus,
+                (context, ignore),
+                df,
+                ins,
+                state,
+                global_args,
+                used_args,
+                options,
+                build_id,
+                emit,
+            )
             if state.image is not None and state.image is not before:
                 emit(f" ---> {state.image.short_id}\n")
         unused = sorted(set(options.build_args) - used_args)
@@ -140,7 +155,7 @@ async def build(
 async def _step(
     client: Client,
     bus: Bus,
-    context: Path,
+    context: tuple[Path, Ignore],
     df: Dockerfile,
     ins: Instruction,
     state: _State,
@@ -195,7 +210,9 @@ async def _step(
             client,
             state,
             build_id,
-            lambda root: _copy(root, context, sources, dest, defaults.workdir, chown, kw == "ADD", ins.line),
+            lambda root: _copy(
+                root, context[0], context[1], sources, dest, defaults.workdir, chown, kw == "ADD", ins.line
+            ),
         )
         return
     if kw == "WORKDIR":
@@ -484,7 +501,9 @@ def _is_archive(parent_fd: int, name: bytes) -> bool:
     return head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar"
 
 
-def _sources(ctx_fd: int, text: str, line: int) -> list[tuple[rootpath.Comps, os.stat_result]]:
+def _sources(
+    ctx_fd: int, text: str, line: int, ignore: Ignore
+) -> list[tuple[rootpath.Comps, os.stat_result]]:
     """What a COPY source names in the context: resolved inside it (no '..' or symlink leads out),
     a wildcard in the last part matched against that directory's entries."""
     if text.startswith(("http://", "https://", "git@")):
@@ -513,6 +532,13 @@ def _sources(ctx_fd: int, text: str, line: int) -> list[tuple[rootpath.Comps, os
             ) from None
     out = []
     for comps in found:
+        if comps and ignore.excluded(os.fsdecode(b"/".join(comps))):
+            if len(found) > 1:
+                continue
+            raise BuildFailed(
+                f"Dockerfile line {line}: COPY failed: file not found in build context "
+                f"or excluded by .dockerignore: {text}"
+            )
         st = rootpath.lstat(ctx_fd, comps)
         if st is None:
             raise BuildFailed(f"Dockerfile line {line}: COPY failed: file not found in build context: {text}")
@@ -525,6 +551,7 @@ def _sources(ctx_fd: int, text: str, line: int) -> list[tuple[rootpath.Comps, os
 def _copy(
     root: Path,
     context: Path,
+    ignore: Ignore,
     sources: list[str],
     dest: str,
     workdir: str | None,
@@ -536,7 +563,7 @@ def _copy(
     directory's contents go into ``dest`` (created); a file goes into ``dest`` when it ends in
     '/' or is a directory, else becomes it. Files belong to root (or ``chown``); ADD unpacks a
     local tar archive (compressed or not) into ``dest`` with the archive's owners."""
-    from ..store.copy import TreeWriter, extract_into, open_tar_writer
+    from ..store.copy import extract_into, open_tar_writer
 
     if not dest.startswith("/"):
         dest = os.path.join(workdir or "/", dest)
@@ -545,7 +572,7 @@ def _copy(
     try:
         shift = os.fstat(root_fd).st_uid
         uid, gid = _ids(root_fd, chown, line) if chown else (0, 0)
-        found = [item for s in sources for item in _sources(ctx_fd, s, line)]
+        found = [item for s in sources for item in _sources(ctx_fd, s, line, ignore)]
         if len(found) > 1 and not dest.endswith("/"):
             raise BuildFailed(
                 f"Dockerfile line {line}: When using COPY with more than one source file, "
@@ -580,7 +607,7 @@ def _copy(
                     continue
                 with _spool(root) as spool, open(spool, "w+b") as out:
                     with open_tar_writer(out) as tf:
-                        writer = TreeWriter(tf)
+                        writer = _Filtered(tf, ignore=ignore, base=os.fsdecode(b"/".join(src_comps)))
                         if stat.S_ISDIR(st.st_mode):
                             dfd = os.open(name, rootpath.DIR_READ, dir_fd=parent)
                             try:
@@ -603,6 +630,43 @@ def _copy(
     finally:
         os.close(ctx_fd)
         os.close(root_fd)
+
+
+@dataclass
+class _Filtered(TreeWriter):
+    """cp's tree writer, leaving out what .dockerignore excludes (``base``: the copied
+    directory's path in the context)."""
+
+    ignore: Ignore = field(default_factory=Ignore)
+    base: str = ""
+
+    def add_contents(self, dir_fd: int, arcname: str) -> None:
+        with os.scandir(dir_fd) as it:
+            names = sorted(os.fsencode(e.name) for e in it)
+        prefix = f"{arcname}/" if arcname else ""
+        for child in names:
+            rel = prefix + os.fsdecode(child)
+            if not self.ignore.excluded(f"{self.base}/{rel}" if self.base else rel):
+                self.add(dir_fd, child, rel)
+
+
+def _read_ignore(context: Path) -> Ignore:
+    """The context's .dockerignore (none: nothing excluded), read inside the context."""
+    fd = os.open(context, rootpath.DIR_READ)
+    try:
+        try:
+            comps = rootpath.resolve(fd, ".dockerignore")
+            parent = rootpath.open_dir(fd, comps[:-1])
+            try:
+                file_fd = os.open(comps[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            finally:
+                os.close(parent)
+        except OSError:
+            return Ignore()
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as f:
+        return Ignore.parse(f.read(MAX_IGNORE).decode(errors="replace"))
 
 
 @contextlib.contextmanager

@@ -33,6 +33,8 @@ def context(tmp_path_factory: pytest.TempPathFactory, busybox: str) -> Path:
     (d / "sub").mkdir()
     (d / "sub" / "inner.txt").write_text("inner\n")
     os.symlink("/etc/hostname", d / "sub" / "host-link")  # copied as a link, never its target
+    (d / "sub" / "secret.txt").write_text("not to be copied\n")
+    (d / ".dockerignore").write_text("# docker's rules\n**/secret.txt\n")
     (d / "Dockerfile").write_text(
         f"# syntax=docker/dockerfile:1\n"
         f"FROM {busybox}\n"
@@ -46,7 +48,7 @@ def context(tmp_path_factory: pytest.TempPathFactory, busybox: str) -> Path:
         "LABEL org.example.built=yes\n"
         "EXPOSE 8080\n"
         'CMD ["sh", "-c", "cat hello.txt made.txt sub/inner.txt; echo mode=$APP_MODE; pwd; '
-        'stat -c %u sub/inner.txt; readlink sub/host-link"]\n'
+        'stat -c %u sub/inner.txt; readlink sub/host-link; test -e sub/secret.txt || echo ignored"]\n'
     )
     return d
 
@@ -72,6 +74,7 @@ def test_cli_build_then_run(context: Path, nsp: CLI) -> None:
         "/app",
         "1000",
         "/etc/hostname",
+        "ignored",
     ]
     info = nsp.json("image", "inspect", tag)
     info = info[0] if isinstance(info, list) else info

@@ -83,3 +83,34 @@ def test_expand() -> None:
         expand("${A", values)
     with pytest.raises(InvalidArgument, match="bad substitution"):
         expand("${A?x}", values)
+
+
+def test_dockerignore_rules() -> None:
+    from nspawnctl.builder.ignore import Ignore
+
+    ig = Ignore.parse("# comment\n.git\n*.log\n!keep.log\n**/cache\nbuild/*.o\n/abs\n")
+    assert ig.excluded(".git") and ig.excluded(".git/config")  # a directory hides what is below
+    assert ig.excluded("a.log") and not ig.excluded("keep.log")  # the last matching line wins
+    assert not ig.excluded("sub/a.log")  # '*' stays within one part
+    assert ig.excluded("cache/x") and ig.excluded("a/b/cache/y")
+    assert ig.excluded("build/m.o") and not ig.excluded("build/m.c")
+    assert ig.excluded("abs") and not ig.excluded("src/main.c")
+    assert not Ignore.parse("").excluded("anything")
+
+
+def test_healthcheck_instruction() -> None:
+    from nspawnctl.builder.parser import parse as parse_df
+    from nspawnctl.builder.steps import _healthcheck
+
+    df = parse_df(
+        "FROM x\nHEALTHCHECK --interval=5s --retries=2 CMD wget -q localhost\n"
+        'HEALTHCHECK CMD ["true"]\nHEALTHCHECK NONE\nHEALTHCHECK --interval=bad CMD x\n'
+    )
+    first, exec_form, none, bad = df.instructions[1:]
+    hc = _healthcheck(first)
+    assert hc["Test"] == ["CMD-SHELL", "wget -q localhost"]
+    assert hc["Interval"] == 5_000_000_000 and hc["Retries"] == 2
+    assert _healthcheck(exec_form)["Test"] == ["CMD", "true"]
+    assert _healthcheck(none) == {"Test": ["NONE"]}
+    with pytest.raises(InvalidArgument, match="Dockerfile line 5"):
+        _healthcheck(bad)
