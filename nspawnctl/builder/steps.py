@@ -306,7 +306,10 @@ async def _run(client: Client, bus: Bus, ins: Instruction, state: _State, build_
         if result.exit_code != 0:
             shown = " ".join(command)  # docker's: "/bin/sh -c exit 1"
             detail = f" ({'; '.join(result.errors)})" if result.errors else ""
-            raise BuildFailed(f"The command '{shown}' returned a non-zero code: {result.exit_code}{detail}")
+            raise BuildFailed(
+                f"The command '{shown}' returned a non-zero code: {result.exit_code}{detail}",
+                hint="the step's output is above; nothing of the build is left",
+            )
         defaults = state.defaults
         image = await asyncio.to_thread(
             commit,
@@ -541,7 +544,10 @@ def _sources(
             )
         st = rootpath.lstat(ctx_fd, comps)
         if st is None:
-            raise BuildFailed(f"Dockerfile line {line}: COPY failed: file not found in build context: {text}")
+            raise BuildFailed(
+                f"Dockerfile line {line}: COPY failed: file not found in build context: {text}",
+                hint="sources are paths inside the context directory; '..' and symlinks stay inside it",
+            )
         out.append((comps, st))
     if not out:
         raise BuildFailed(f"Dockerfile line {line}: COPY failed: no source files were specified by {text}")
@@ -625,7 +631,7 @@ def _copy(
                         os.close(dest_fd)
             finally:
                 os.close(parent)
-    except (FileNotFoundError, NotADirectoryError) as e:
+    except OSError as e:  # a path on the way missing, a symlink loop, a file replaced meanwhile
         raise BuildFailed(f"Dockerfile line {line}: COPY failed: {e.strerror}: {e.filename}") from None
     finally:
         os.close(ctx_fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from ...errors import NspawnctlError
 from ..context import Exchange
 from ..http import ApiError, ClientGone
 from ..routing import Router
+
+log = logging.getLogger("nspawnctl.api")
 
 # query parameters the classic builder takes that nspawnctl cannot honour: refused (400) unless
 # they carry docker's default
@@ -124,6 +127,10 @@ async def _stream(ex: Exchange, context: Path, dockerfile: str, options: Any, qu
             await run_build(ex.client, ex.bus, context, text, options, emit, built)
         except NspawnctlError as e:
             message = e.message
+            lines.put_nowait(_line({"errorDetail": {"message": message}, "error": message}))
+        except Exception as e:  # a bug: said in-band, as the head has gone out already
+            log.exception("build failed")
+            message = f"internal error: {e}"
             lines.put_nowait(_line({"errorDetail": {"message": message}, "error": message}))
         finally:
             lines.put_nowait(None)
