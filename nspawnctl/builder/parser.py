@@ -40,7 +40,7 @@ KNOWN_UNSUPPORTED = ("ONBUILD", "SHELL")
 EXPANDED = ("ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
 # the options each instruction takes (others are refused, naming them)
 FLAGS = {
-    "ADD": ("chown",),
+    "ADD": ("chown", "from"),
     "COPY": ("chown", "from"),
     "FROM": ("platform",),
     "HEALTHCHECK": ("interval", "timeout", "start-period", "start-interval", "retries"),

@@ -65,6 +65,8 @@ class _State:
     made: list[str] = field(default_factory=list)  # intermediate image IDs
     stage: bool = False  # a FROM was seen
     base: str | None = None  # the FROM image's ID
+    name: str = ""  # the stage's name (FROM ... AS NAME), lower case
+    stages: dict[str, Image | None] = field(default_factory=dict)  # earlier stages by name and index
 
 
 Emit = Callable[[str], None]
@@ -167,7 +169,7 @@ async def _step(
 ) -> None:
     kw = ins.keyword
     values = {**state.args, **dict(e.partition("=")[::2] for e in state.defaults.env)}
-    if not state.stage:
+    if not state.stage or kw == "FROM":  # FROM sees the ARGs before the first FROM only
         values = dict(global_args)
     text = expand(ins.args, values, df.escape, ins.line) if kw in EXPANDED else ins.args
     if kw == "ARG":
@@ -193,11 +195,11 @@ async def _step(
         await _run(client, bus, ins, state, build_id, emit)
         return
     if kw in ("COPY", "ADD"):
-        if "from" in ins.flags:
+        if "from" in ins.flags and kw == "ADD":
             raise InvalidArgument(
-                f"Dockerfile line {ins.line}: COPY --from (multi-stage builds) is not supported",
-                hint="build the other stage as an image of its own and copy from a container of it",
+                f"Dockerfile line {ins.line}: ADD --from is not supported", hint="use COPY --from"
             )
+        where = await _copy_source(client, ins, state, context, options)
         words = _words(ins, text)
         if len(words) < 2:
             raise InvalidArgument(f"Dockerfile line {ins.line}: {kw} needs a source and a destination")
@@ -211,7 +213,7 @@ async def _step(
             state,
             build_id,
             lambda root: _copy(
-                root, context[0], context[1], sources, dest, defaults.workdir, chown, kw == "ADD", ins.line
+                root, where[0], where[1], sources, dest, defaults.workdir, chown, kw == "ADD", ins.line
             ),
         )
         return
@@ -249,23 +251,60 @@ def _words(ins: Instruction, text: str) -> list[str]:
 
 
 async def _from(client: Client, ins: Instruction, text: str, state: _State, options: BuildOptions) -> None:
-    if state.stage:
-        raise InvalidArgument(
-            f"Dockerfile line {ins.line}: a second FROM (multi-stage builds) is not supported",
-            hint="build each stage as an image of its own",
-        )
+    """A stage starts: from an image, an earlier stage (by name) or scratch. The stage before
+    is kept (its last image) for COPY --from and for FROM by name."""
     words = text.split()
+    name = ""
     if len(words) == 3 and words[1].lower() == "as":
-        words = words[:1]  # a stage name: nothing refers to it in a one-stage build
+        name = words[2].lower()
+        words = words[:1]
     if len(words) != 1:
         raise InvalidArgument(f"Dockerfile line {ins.line}: FROM {text!r} is not IMAGE [AS NAME]")
+    if state.stage:
+        state.stages[str(sum(k.isdigit() for k in state.stages))] = state.image
+        if state.name:
+            state.stages[state.name] = state.image
     state.stage = True
+    state.name = name
+    state.args = {}
+    if words[0].lower() in _named(state):
+        state.image = state.stages[words[0].lower()]
+        state.defaults = state.image.defaults if state.image is not None else RunDefaults()
+        return
     if words[0] == "scratch":
+        state.image = None
+        state.defaults = RunDefaults()
         return
     image = await asyncio.to_thread(client.images.ensure, words[0], options.pull, options.pull_options)
     state.image = image
     state.base = image.id
     state.defaults = image.defaults
+
+
+def _named(state: _State) -> dict[str, Image | None]:
+    return {k: v for k, v in state.stages.items() if not k.isdigit()}
+
+
+async def _copy_source(
+    client: Client, ins: Instruction, state: _State, context: tuple[Path, Ignore], options: BuildOptions
+) -> tuple[Path, Ignore]:
+    """Where COPY reads: the context, or with ``--from`` an earlier stage (name or index) or an
+    image (pulled when missing), read-only, its paths resolved inside its root."""
+    source = ins.flags.get("from")
+    if source is None:
+        return context
+    key = source.lower()
+    if key in state.stages:
+        image = state.stages[key]
+        if image is None:
+            raise BuildFailed(f"Dockerfile line {ins.line}: COPY --from={source}: that stage has no files")
+        return image.path, Ignore()
+    if key.isdigit() or key == state.name:
+        raise InvalidArgument(
+            f"Dockerfile line {ins.line}: COPY --from={source}: no earlier stage has that index or name"
+        )
+    image = await asyncio.to_thread(client.images.ensure, source, options.pull, options.pull_options)
+    return image.path, Ignore()
 
 
 async def _run(client: Client, bus: Bus, ins: Instruction, state: _State, build_id: str, emit: Emit) -> None:

@@ -58,8 +58,9 @@ def build(
     form, in a container of the step before), COPY and ADD of context files (--chown; ADD
     unpacks a local tar archive; no URLs), ENV, ARG, LABEL, WORKDIR, USER, CMD, ENTRYPOINT,
     EXPOSE, VOLUME, STOPSIGNAL, HEALTHCHECK. Sources are resolved inside CONTEXT: no '..' or
-    symlink there reaches other host files. Not supported: multi-stage builds (a second FROM,
-    COPY --from), ONBUILD, SHELL, RUN --mount. Each step's result is an intermediate image,
+    symlink there reaches other host files; .dockerignore is honoured. Multi-stage builds
+    (FROM ... AS NAME, COPY --from=NAME|INDEX|IMAGE); the last stage is the image. Not
+    supported: ONBUILD, SHELL, RUN --mount. Each step's result is an intermediate image,
     removed at the end; a failed build leaves no image and no container. No layer cache.
     """
     import os

@@ -90,6 +90,24 @@ def test_cli_build_then_run(context: Path, nsp: CLI) -> None:
     assert not [c for c in containers - before[1] if c.startswith(BUILD_PREFIX)]
 
 
+def test_multi_stage_copy_from(tmp_path: Path, busybox: str, nsp: CLI) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        f"ARG BASE={busybox}\n"
+        "FROM $BASE AS builder\n"
+        "RUN echo built-in-stage > /artifact\n"
+        "FROM ${BASE}\n"
+        "COPY --from=builder /artifact /artifact\n"
+        "COPY --from=0 /artifact /again\n"
+        "CMD cat /artifact /again\n"
+    )
+    before = _state(nsp)
+    built = nsp("build", "-q", str(tmp_path), timeout=300).stdout.strip()
+    nsp.images.add(built)
+    name = nsp.name("stages")
+    assert nsp("run", "--rm", "--name", name, built).stdout == "built-in-stage\nbuilt-in-stage\n"
+    assert _state(nsp)[0] - before[0] == {built}  # the stage's images are gone with the build
+
+
 def test_failing_run_leaves_nothing(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     (tmp_path / "f").write_text("x")
     (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nCOPY f /f\nRUN echo before; exit 3\nCMD true\n")
