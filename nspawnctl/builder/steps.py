@@ -55,6 +55,7 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)
     pull: str = "missing"  # missing | always (docker's --pull for FROM)
     pull_options: Callable[[], PullOptions] | None = None
+    target: str | None = None  # docker's --target: the stage (by name) to end with
 
 
 @dataclass
@@ -114,6 +115,11 @@ async def build(
     df = parse(dockerfile)
     refs = [tag_ref(t) for t in options.tags]
     ignore = await asyncio.to_thread(_read_ignore, context)
+    if options.target and not any(
+        i.keyword == "FROM" and i.args.lower().split()[-2:] == ["as", options.target.lower()]
+        for i in df.instructions
+    ):
+        raise InvalidArgument(f"failed to reach build target {options.target} in Dockerfile")
     await repair(client, bus)
     build_id = secrets.token_hex(6)
     state = _State()
@@ -121,7 +127,10 @@ async def build(
     used_args: set[str] = set()
     total = len(df.instructions)
     try:
+        target = options.target.lower() if options.target else None
         for n, ins in enumerate(df.instructions, 1):
+            if target is not None and ins.keyword == "FROM" and state.stage and state.name == target:
+                break  # the target stage is complete
             emit(f"Step {n}/{total} : {ins}\n")
             before = state.image
             await _step(

@@ -45,6 +45,9 @@ def build(
         [], "--build-arg", metavar="KEY=VALUE", help="A value for an ARG (repeatable)."
     ),
     labels: list[str] = typer.Option([], "--label", metavar="KEY=VALUE", help="Add a label (repeatable)."),
+    target: str = typer.Option(
+        None, "--target", metavar="STAGE", help="Build up to this stage (FROM ... AS STAGE)."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Print only the image ID."),
     no_cache: bool = typer.Option(
         False, "--no-cache", help="Accepted for docker's sake: nspawnctl build has no layer cache."
@@ -95,6 +98,7 @@ def build(
         build_args=_pairs(build_args, "--build-arg"),
         labels=_pairs(labels, "--label"),
         pull="always" if pull else "missing",
+        target=target or None,
         pull_options=pull_options(state.paths()),  # type: ignore[arg-type]
     )
 

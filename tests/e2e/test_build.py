@@ -105,7 +105,15 @@ def test_multi_stage_copy_from(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     nsp.images.add(built)
     name = nsp.name("stages")
     assert nsp("run", "--rm", "--name", name, built).stdout == "built-in-stage\nbuilt-in-stage\n"
-    assert _state(nsp)[0] - before[0] == {built}  # the stage's images are gone with the build
+    first = nsp("build", "-q", "--target", "builder", str(tmp_path), timeout=300).stdout.strip()
+    nsp.images.add(first)
+    assert (
+        nsp("run", "--rm", "--name", nsp.name("target"), first, "cat", "/artifact").stdout
+        == "built-in-stage\n"
+    )
+    assert _state(nsp)[0] - before[0] == {built, first}  # the stages' images are gone with the build
+    proc = nsp("build", "--target", "nosuch", str(tmp_path), check=False)
+    assert proc.returncode == 2 and "failed to reach build target nosuch" in proc.stderr
 
 
 def test_failing_run_leaves_nothing(tmp_path: Path, busybox: str, nsp: CLI) -> None:

@@ -25,7 +25,6 @@ log = logging.getLogger("nspawnctl.api")
 # they carry docker's default
 UNSUPPORTED = (
     "remote",
-    "target",
     "platform",
     "extrahosts",
     "networkmode",
@@ -93,6 +92,7 @@ async def build(ex: Exchange) -> None:
         build_args=_object(ex, "buildargs"),
         labels=_object(ex, "labels"),
         pull="always" if req.flag("pull") else "missing",
+        target=req.arg("target") or None,
         pull_options=lambda: pull_options(ex, ""),
     )
     dockerfile = req.arg("dockerfile") or "Dockerfile"
