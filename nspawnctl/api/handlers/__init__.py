@@ -8,6 +8,7 @@ from ..routing import Router
 def routes() -> Router:
     from . import (
         archive,
+        changes,
         containers,
         disk,
         events,
@@ -24,4 +25,5 @@ def routes() -> Router:
     for module in (system, images, containers, execs, archive, lifecycle, events, networks, volumes, disk):
         module.register(router)
     imagetransfer.register(router)
+    changes.register(router)
     return router
