@@ -141,18 +141,24 @@ def test_diff_of_the_stopped_container_is_the_same(changed: tuple[CLI, str]) -> 
 def test_a_killed_diffs_snapshot_is_removed_by_the_next_and_a_live_ones_is_kept(
     changed: tuple[CLI, str],
 ) -> None:
-    """A diff killed between its snapshot and its cleanup leaves the snapshot and a free lock (the
-    kernel drops a dead process's flock): made here as the kill leaves them, with one whose lock is
-    still held (a diff under way) beside it."""
+    """A diff killed (SIGKILL, by strace at its first pipe2: the send's pipe, made once the
+    read-only snapshot exists) leaves its snapshot and a free lock; the next diff removes them
+    and keeps the snapshot of a diff under way (its lock held: here by the test)."""
     cli, name = changed
-    dead, live = PREFIX + "00dead00dead00de", PREFIX + "11live11live11li"
-    for leftover in (dead, live):
-        subprocess.run(
-            ["btrfs", "subvolume", "snapshot", "-r", str(POOL / name), str(POOL / leftover)],
-            check=True,
-            capture_output=True,
-        )
-    (STATE / ".diff-00dead00dead00de.lock").touch()
+    killed = subprocess.run(
+        ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=pipe2",
+         "-e", "inject=pipe2:signal=KILL:when=1", "nspawnctl", "container", "diff", name],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert killed.returncode == 128 + 9 or killed.returncode == -9, killed
+    dead = leftovers()
+    assert len(dead) == 2 and any(n.startswith(PREFIX) for n in dead), dead
+    live = PREFIX + "11live11live11li"
+    subprocess.run(
+        ["btrfs", "subvolume", "snapshot", "-r", str(POOL / name), str(POOL / live)],
+        check=True,
+        capture_output=True,
+    )
     held = os.open(STATE / ".diff-11live11live11li.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)
