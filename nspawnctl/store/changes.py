@@ -32,9 +32,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
-from ..errors import Conflict, InvalidArgument, NotFound, NspawnctlError, PoolError
+from ..errors import ArchiveError, Conflict, InvalidArgument, NotFound, NspawnctlError, PoolError
 from . import btrfs
 from . import sendstream as ss
 
@@ -309,15 +309,15 @@ class Tracker:
 
 
 def changes_from_stream(
-    read: Callable[[int], bytes],
+    stream: IO[bytes],
     parent_lstat: Callable[[bytes], os.stat_result | None],
     walk_added: Callable[[bytes], Iterable[bytes]],
     limit: int = LIMIT,
     ignore: frozenset[str] = SETUP_PATHS,
 ) -> list[Change]:
-    """The changes a send stream (read through ``read``) describes; raises ss.StreamError."""
+    """The changes a send stream describes; raises ArchiveError on a malformed one."""
     tracker = Tracker(parent_lstat, walk_added, limit)
-    for command in ss.commands(read):
+    for command in ss.commands(stream):
         tracker.apply(command)
     return tracker.result(ignore)
 
@@ -360,9 +360,7 @@ def _walker(root: Path, limit: int) -> Callable[[bytes], Iterator[bytes]]:
     return walk
 
 
-def _send(
-    snapshot: Path, parent_id: int, consume: Callable[[Callable[[int], bytes]], list[Change]]
-) -> list[Change]:
+def _send(snapshot: Path, parent_id: int, consume: Callable[[IO[bytes]], list[Change]]) -> list[Change]:
     """Run the send ioctl on ``snapshot`` in a thread writing into a pipe that ``consume`` reads."""
     fd = os.open(snapshot, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     r, w = os.pipe2(os.O_CLOEXEC)
@@ -381,8 +379,8 @@ def _send(
     reader = os.fdopen(r, "rb", buffering=1 << 16)
     try:
         try:
-            result = consume(reader.read)
-        except ss.StreamError:
+            result = consume(reader)
+        except ArchiveError:
             if failure:  # the stream broke because send failed: say why
                 raise PoolError(f"btrfs send failed: {failure[0].strerror or failure[0]}") from None
             raise
@@ -460,12 +458,12 @@ def subvolume_changes(root: Path, parent: Path, pool: Path, state: Path, limit: 
     parent_id = btrfs.subvolume_id(parent)
     with read_only_snapshot(root, pool, state) as snap:
 
-        def consume(read: Callable[[int], bytes]) -> list[Change]:
-            return changes_from_stream(read, _lstat_in(parent), _walker(snap, limit), limit)
+        def consume(stream: IO[bytes]) -> list[Change]:
+            return changes_from_stream(stream, _lstat_in(parent), _walker(snap, limit), limit)
 
         try:
             return _send(snap, parent_id, consume)
-        except ss.StreamError as e:
+        except ArchiveError as e:
             raise PoolError(f"cannot read the btrfs send stream: {e}") from e
 
 

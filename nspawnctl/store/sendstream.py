@@ -1,23 +1,21 @@
-"""A reader of btrfs send streams (btrfs-progs Documentation/dev/dev-send-stream.rst, send.h).
-
-A stream is the 13-byte magic ``btrfs-stream\\0``, a little-endian u32 version, then commands:
-``u32 len, u16 cmd, u32 crc32c`` and ``len`` bytes of attributes, each ``u16 type, u16 len, value``
-(from version 2 the DATA attribute has no length: it runs to the end of its command). Every
-length is checked against what is left before anything is read, so a hostile or cut stream ends
-in :class:`StreamError`, never in a huge allocation. The CRC is not checked: the stream comes
-straight from the local kernel through a pipe (and crc32c is not in the standard library).
+"""The operations of a btrfs send stream (btrfs-progs Documentation/dev/dev-send-stream.rst,
+send.h), for ``diff``: read with the reader the import of streams checks them with (transfer.py:
+header, first command and its checksum, every command's and attribute's length bounded before it
+is read, a repeated attribute refused), plus the path checks an operation's paths need here.
+Anything malformed is an :class:`~nspawnctl.errors.ArchiveError` (:class:`StreamError` for ours).
+The CRCs of later commands are not checked: the stream comes straight from the local kernel.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import IO
 
-MAGIC = b"btrfs-stream\0"
-VERSIONS = (1, 2, 3)
-MAX_COMMAND = 1 << 20
-"""Largest command accepted: v1 commands are at most 64 KiB; a --no-data stream has no big ones."""
+from ..errors import ArchiveError
+from .transfer import crc32c, parse_attrs, read_command, read_stream_header
+
 MAX_PATH = 4096
 
 # commands (send.h)
@@ -38,9 +36,10 @@ A_DATA = 19
 _CMD = struct.Struct("<IHI")
 _TLV = struct.Struct("<HH")
 _TIMESPEC = struct.Struct("<qI")
+MAGIC = b"btrfs-stream\0"
 
 
-class StreamError(ValueError):
+class StreamError(ArchiveError):
     """The stream is not a well-formed btrfs send stream."""
 
 
@@ -75,68 +74,26 @@ def check_path(raw: bytes) -> bytes:
     return raw
 
 
-def _exact(read: Callable[[int], bytes], n: int) -> bytes:
-    """``n`` bytes from ``read`` (a file's read: may return fewer), or StreamError at the end."""
-    parts = []
-    left = n
-    while left:
-        chunk = read(min(left, 1 << 16))
-        if not chunk:
-            raise StreamError(f"stream cut short ({n - left} of {n} bytes)")
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def read_header(read: Callable[[int], bytes]) -> int:
-    head = _exact(read, len(MAGIC) + 4)
-    if head[: len(MAGIC)] != MAGIC:
-        raise StreamError("not a btrfs send stream (bad magic)")
-    (version,) = struct.unpack("<I", head[len(MAGIC) :])
-    if version not in VERSIONS:
-        raise StreamError(f"unsupported send stream version {version}")
-    return version
-
-
-def parse_attrs(cmd: int, payload: bytes, version: int) -> dict[int, bytes]:
-    attrs: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(payload):
-        if (
-            version >= 2
-            and len(payload) - pos >= 2
-            and int.from_bytes(payload[pos : pos + 2], "little") == A_DATA
-        ):
-            attrs[A_DATA] = payload[pos + 2 :]  # v2: the data runs to the end of the command
-            break
-        if len(payload) - pos < _TLV.size:
-            raise StreamError(f"command {cmd}: truncated attribute header")
-        kind, length = _TLV.unpack_from(payload, pos)
-        pos += _TLV.size
-        if length > len(payload) - pos:
-            raise StreamError(f"command {cmd}: attribute {kind} of {length} bytes overruns its command")
-        attrs[kind] = payload[pos : pos + length]
-        pos += length
-    return attrs
-
-
-def commands(read: Callable[[int], bytes]) -> Iterator[Command]:
-    """The commands of one stream, up to and including END; StreamError on anything malformed."""
-    version = read_header(read)
+def commands(stream: IO[bytes]) -> Iterator[Command]:
+    """The commands of one stream, the first (SUBVOL or SNAPSHOT) included, up to and including
+    END; ArchiveError on anything malformed, a stream cut short included."""
+    head, header = read_stream_header(stream)
+    first = head[len(MAGIC) + 4 :]
+    yield Command(
+        struct.unpack_from("<H", first, 4)[0], _bytes(parse_attrs(first[_CMD.size :], header.version))
+    )
     while True:
-        head = read(_CMD.size)
-        if not head:
-            raise StreamError("stream ended without an END command")
-        if len(head) < _CMD.size:
-            head += _exact(read, _CMD.size - len(head))
-        length, cmd, _crc = _CMD.unpack(head)
-        if length > MAX_COMMAND:
-            raise StreamError(f"command {cmd} claims {length} bytes (at most {MAX_COMMAND})")
-        payload = _exact(read, length)
-        command = Command(cmd, parse_attrs(cmd, payload, version))
-        yield command
+        command = read_command(stream)
+        if command is None:
+            raise StreamError("the btrfs send stream is truncated (it has no end command)")
+        _raw, cmd, payload = command
+        yield Command(cmd, _bytes(parse_attrs(payload, header.version)))
         if cmd == END:
             return
+
+
+def _bytes(attrs: dict[int, memoryview]) -> dict[int, bytes]:
+    return {k: bytes(v) for k, v in attrs.items()}
 
 
 def encode(version: int, cmds: list[tuple[int, list[tuple[int, bytes]]]]) -> bytes:
@@ -144,7 +101,8 @@ def encode(version: int, cmds: list[tuple[int, list[tuple[int, bytes]]]]) -> byt
     out = [MAGIC, struct.pack("<I", version)]
     for cmd, attrs in cmds:
         payload = b"".join(_TLV.pack(kind, len(value)) + value for kind, value in attrs)
-        out.append(_CMD.pack(len(payload), cmd, 0) + payload)
+        crc = crc32c(_CMD.pack(len(payload), cmd, 0) + payload)
+        out.append(_CMD.pack(len(payload), cmd, crc) + payload)
     return b"".join(out)
 
 
