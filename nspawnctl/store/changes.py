@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import stat
 import struct
 import threading
@@ -56,6 +57,7 @@ SETUP_PATHS = frozenset(
 root: mount points, the journal's directory, the time zone link. Left out when added or changed
 (not when deleted), unless the payload wrote something below them."""
 PREFIX = ".#nspawnctl-diff-"
+_TEMP = re.compile(re.escape(PREFIX) + "[0-9a-f]{16}")
 
 _IOC_SEND = 0x40489426  # _IOW(0x94, 38, struct btrfs_ioctl_send_args) (72 bytes)
 _SEND_ARGS = struct.Struct("<qQQQQI28x")
@@ -396,7 +398,7 @@ def _send(snapshot: Path, parent_id: int, consume: Callable[[IO[bytes]], list[Ch
 def sweep(pool: Path, state: Path) -> None:
     """Delete the temporary snapshots of killed diffs (their lock is free)."""
     try:
-        names = [n for n in os.listdir(pool) if n.startswith(PREFIX)]
+        names = [n for n in os.listdir(pool) if _TEMP.fullmatch(n)]  # not a container "diff-…"'s staging
     except OSError:
         return
     for name in names:

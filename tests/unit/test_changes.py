@@ -7,6 +7,7 @@ import os
 import stat
 import struct
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
@@ -257,3 +258,24 @@ def test_the_root_itself_is_never_listed() -> None:
         (ss.UTIMES, [(P, b""), (ss.A_MTIME, ss.timespec(1))]),
     )
     assert diff(data) == []
+
+
+def test_sweep_removes_a_dead_diffs_snapshot_only(tmp_path: Path) -> None:
+    """Plain directories stand in for the snapshots (btrfs.delete removes those too)."""
+    import fcntl
+
+    pool, state = tmp_path / "pool", tmp_path / "state"
+    state.mkdir()
+    dead, live = ch.PREFIX + "0" * 16, ch.PREFIX + "1" * 16
+    staging = ch.PREFIX + "2" * 16 + ".create"  # a create of a container named "diff-222…"
+    for name in (dead, live, staging, "web"):
+        (pool / name / "etc").mkdir(parents=True)
+    (state / f".diff-{'0' * 16}.lock").touch()
+    held = os.open(state / f".diff-{'1' * 16}.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        ch.sweep(pool, state)
+    finally:
+        os.close(held)
+    assert sorted(os.listdir(pool)) == sorted([live, staging, "web"])
+    assert os.listdir(state) == [f".diff-{'1' * 16}.lock"]
