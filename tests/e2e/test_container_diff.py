@@ -23,7 +23,8 @@ PREFIX = ".#nspawnctl-diff-"
 
 # What the payload does to the image (a busybox root plus /srv/tree, /srv/mv and /opt/f), and
 # what docker's diff says of it: ancestors of a change as C, a renamed entry as D + A (with what
-# is below it), a deleted directory without its children, mtime-only changes as C, reads as nothing.
+# is below it), a deleted directory without its children, mtime-only changes as C, a new hard link
+# or symlink as A, reads (and the ctime a new link gives its file) as nothing.
 SCRIPT = r"""set -e
 echo hi > /etc/newf
 mkdir -p /data/sub
@@ -35,6 +36,8 @@ rm -rf /srv/tree
 mv /srv/mv /srv/moved
 touch -d '2001-01-01 00:00' /opt/f
 cat /etc/os-release /opt/g > /dev/null
+ln /opt/g /opt/hl
+ln -s /etc/passwd /lnk
 printf x > "$(printf '/odd name\tz')"
 printf x > "$(printf '/bad\377')"
 echo ready
@@ -51,9 +54,11 @@ EXPECTED = [
     "A /etc/group2",
     "A /etc/newf",
     "C /etc/passwd",
+    "A /lnk",
     "A /odd name\tz",
     "C /opt",
     "C /opt/f",
+    "A /opt/hl",
     "C /srv",
     "A /srv/moved",
     "A /srv/moved/x",
@@ -153,17 +158,17 @@ def test_a_killed_diffs_snapshot_is_removed_by_the_next_and_a_live_ones_is_kept(
     assert killed.returncode == 128 + 9 or killed.returncode == -9, killed
     dead = leftovers()
     assert len(dead) == 2 and any(n.startswith(PREFIX) for n in dead), dead
-    live = PREFIX + "11live11live11li"
+    live = PREFIX + "11aa11aa11aa11aa"
     subprocess.run(
         ["btrfs", "subvolume", "snapshot", "-r", str(POOL / name), str(POOL / live)],
         check=True,
         capture_output=True,
     )
-    held = os.open(STATE / ".diff-11live11live11li.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    held = os.open(STATE / ".diff-11aa11aa11aa11aa.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)
         assert cli("container", "diff", name).stdout.splitlines() == expected_text()
-        assert sorted(leftovers()) == [live, ".diff-11live11live11li.lock"]
+        assert sorted(leftovers()) == [live, ".diff-11aa11aa11aa11aa.lock"]
     finally:
         os.close(held)
     cli("container", "diff", name)
