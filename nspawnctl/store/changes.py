@@ -68,6 +68,13 @@ class TooManyChanges(NspawnctlError):
     """More changed paths than one answer holds."""
 
 
+def too_many(limit: int) -> TooManyChanges:
+    return TooManyChanges(
+        f"the container changed more than {limit} paths",
+        hint="list them with 'btrfs send --no-data -p IMAGE SNAPSHOT | btrfs receive --dump'",
+    )
+
+
 class ParentGone(Conflict):
     """The subvolume a container was snapshotted from is not in the store any more."""
 
@@ -121,10 +128,7 @@ class Tracker:
     def _count(self, n: int = 1) -> None:
         self.nodes += n
         if self.nodes + len(self.deleted) > self.limit:
-            raise TooManyChanges(
-                f"the container changed more than {self.limit} paths",
-                hint="list them with 'btrfs send --no-data -p IMAGE SNAPSHOT | btrfs receive --dump'",
-            )
+            raise too_many(self.limit)
 
     def _node(self, path: bytes) -> _Node:
         node = self.root
@@ -276,7 +280,7 @@ class Tracker:
                 for below in self.walk_added(path):
                     kinds[below] = ADDED
                     if len(kinds) > self.limit:
-                        self._count(self.limit)
+                        raise too_many(self.limit)
             elif entry.modified:
                 kinds.setdefault(path, MODIFIED)
         for path in deleted:
@@ -354,7 +358,7 @@ def _walker(root: Path, limit: int) -> Callable[[bytes], Iterator[bytes]]:
                     sub = cur + b"/" + e.name
                     seen += 1
                     if seen > limit:
-                        raise TooManyChanges(f"the container changed more than {limit} paths")
+                        raise too_many(limit)
                     yield sub
                     if e.is_dir(follow_symlinks=False):
                         todo.append(sub)
