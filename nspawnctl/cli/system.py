@@ -236,6 +236,36 @@ def container_prune(
     typer.echo(f"Total containers removed: {len(removed)}")
 
 
+@container_app.command("diff")
+def container_diff(
+    ctx: typer.Context,
+    container: str = typer.Argument(..., help="Container name or ID (or a unique ID prefix)."),
+    json_out: bool = typer.Option(
+        False, "--json", help='Print [{"Path": ..., "Kind": 0|1|2}] as the API answers.'
+    ),
+) -> None:
+    """Show the files the container changed against its image, running or not, as docker's
+    'container diff': 'A PATH' added, 'C PATH' changed (also each directory above a change),
+    'D PATH' deleted. (The top-level 'diff' is apply's: it takes a file or directory.)"""
+    import os
+    import sys
+
+    from ..store.changes import container_changes
+
+    state = state_of(ctx)
+    state.json = json_out
+    client = state.client()
+    client.pool.check()
+    result = container_changes(client.containers.store, client.images.store, container)
+    if json_out:
+        print_json([c.to_json() for c in result])
+        return
+    out = sys.stdout.buffer
+    for c in result:
+        out.write(f"{c.letter} ".encode() + os.fsencode(c.path) + b"\n")
+    out.flush()
+
+
 def _echo_client(client: ClientVersion) -> None:
     typer.echo("Client: nspawnctl")
     deps = ", ".join(f"{k} {v}" for k, v in client.dependencies.items())

@@ -69,3 +69,20 @@ def delete(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path)
+
+
+def subvolume_id(path: Path) -> int:
+    try:
+        return int(_btrfsutil().subvolume_id(str(path)))
+    except OSError as e:
+        raise _wrap("cannot read subvolume", path, e) from e
+
+
+def uuids(path: Path) -> tuple[bytes, bytes]:
+    """The subvolume's (UUID, parent UUID): a snapshot's parent UUID is its source's UUID (all
+    zero bytes when it was not made as a snapshot)."""
+    try:
+        info = _btrfsutil().subvolume_info(str(path))
+    except OSError as e:
+        raise _wrap("cannot read subvolume", path, e) from e
+    return bytes(info.uuid), bytes(info.parent_uuid)

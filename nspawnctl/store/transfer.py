@@ -123,7 +123,7 @@ def read_stream_header(stream: IO[bytes]) -> tuple[bytes, StreamHeader]:
     head = read_exactly(stream, _HEADER.size)
     if len(head) < _HEADER.size:
         raise ArchiveError("the btrfs send stream is truncated")
-    first = _read_command(stream)
+    first = read_command(stream)
     if first is None:
         raise ArchiveError("the btrfs send stream is truncated")
     head += first[0]
@@ -453,7 +453,7 @@ def checked_commands(
     digest.update(head)
     batch = bytearray(first)
     while not check.ended:
-        command = _read_command(stream)
+        command = read_command(stream)
         if command is None:
             raise ArchiveError("the btrfs send stream is truncated (it has no end command)")
         raw, cmd, payload = command
@@ -468,7 +468,7 @@ def checked_commands(
     yield bytes(batch)
 
 
-def _read_command(stream: IO[bytes]) -> tuple[bytes, int, memoryview] | None:
+def read_command(stream: IO[bytes]) -> tuple[bytes, int, memoryview] | None:
     """The next command: its bytes as sent, its number and its payload; None at the end."""
     head = read_exactly(stream, _CMD.size)
     if not head:

@@ -9,6 +9,7 @@ def routes() -> Router:
     from . import (
         archive,
         build,
+        changes,
         containers,
         disk,
         events,
@@ -22,8 +23,7 @@ def routes() -> Router:
     )
 
     router = Router()
-    for module in (system, images, containers, execs, archive, lifecycle, events, networks, volumes, disk):
+    areas = (system, images, imagetransfer, build, containers, changes, execs, archive, lifecycle, events)
+    for module in (*areas, networks, volumes, disk):
         module.register(router)
-    imagetransfer.register(router)
-    build.register(router)
     return router

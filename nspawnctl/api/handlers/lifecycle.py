@@ -1,4 +1,4 @@
-"""``/containers/{id}/``: pause, unpause, rename, top, stats, update, resize, changes, and
+"""``/containers/{id}/``: pause, unpause, rename, top, stats, update, resize, and
 ``/containers/prune``: the library's verbs (Client.apause, arename, atop, astats, aupdate, prune)
 in docker's shapes."""
 
@@ -168,13 +168,6 @@ async def update(ex: Exchange, id: str) -> None:
     await ex.json({"Warnings": warnings})
 
 
-async def changes(ex: Exchange, id: str) -> None:
-    await resolve(ex, id)
-    raise ApiError(
-        501, "changes: not supported by nspawnctl (a container's root is a btrfs snapshot; no diff is kept)"
-    )
-
-
 async def prune(ex: Exchange) -> None:
     """Every stopped container goes (the library's container prune); no filters yet. Each
     one's own bytes (what it wrote over its image) are what its removal reclaimed."""
@@ -194,4 +187,3 @@ def register(router: Router) -> None:
     router.add("GET", "/containers/{id}/top", top)
     router.add("GET", "/containers/{id}/stats", stats)
     router.add("POST", "/containers/{id}/update", update)
-    router.add("GET", "/containers/{id}/changes", changes)
