@@ -23,7 +23,7 @@ def routes() -> Router:
     )
 
     router = Router()
-    areas = (system, images, imagetransfer, build, containers, changes, execs, archive, lifecycle, events)
-    for module in (*areas, networks, volumes, disk):
+    areas = (system, images, containers, execs, archive, lifecycle, events, networks, volumes, disk)
+    for module in (*areas, imagetransfer, build, changes):  # the order routes are tried in
         module.register(router)
     return router
