@@ -196,10 +196,16 @@ def foreground(
                 forward_signals(bus, containers, spec.name, handlers)  # type: ignore[attr-defined]
 
         run = containers.arun_attached
-        return await run(bus, image, argv, opts, out, interactive, tty, error, stdio, started)
+        return await run(bus, image, argv, opts, out, interactive, tty, error, stdio, started, created)
 
     handlers: list[int] = []
-    result = client.run(lambda bus: _with_handlers_removed(attached(bus), handlers))
+    # the snapshot and definition are made while the bus is connected (dbus-fast's import and
+    # the handshake), not after
+    created = containers.create_early(image, argv, opts)
+    try:
+        result = client.run(lambda bus: _with_handlers_removed(attached(bus), handlers))
+    finally:
+        containers.abandon(created)  # a run that never took it over leaves no --rm container
     for message in result.errors:
         sys.stderr.write(f"nspawnctl: systemd-nspawn: {message}\n")
     sys.stderr.flush()
