@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -204,29 +203,6 @@ class RunResult:
 
     exit_code: int
     errors: builtins.list[str] = field(default_factory=list)
-
-
-class EarlyCreate:
-    """A container being created in a thread of its own while the caller connects its bus
-    (:meth:`Containers.create_early`); not a record, a handle with one owner at a time.
-
-    For a run whose network this command builds (_network_here) the thread also takes the
-    ``state/NAME.attached`` lock and builds the network: ``held`` is then that lock, and
-    ``network_error`` what building the network raised (half-made parts already undone)."""
-
-    __slots__ = ("future", "held", "network_error", "taken")
-
-    def __init__(self, future: concurrent.futures.Future[ContainerSpec]) -> None:
-        self.future = future
-        self.taken = False  # arun_attached owns it now (and undoes it if the run fails)
-        self.held: contextlib.ExitStack | None = None
-        self.network_error: BaseException | None = None
-
-    def release(self) -> None:
-        """Let go of the attached lock, if the thread took it."""
-        held, self.held = self.held, None
-        if held is not None:
-            held.close()
 
 
 def _no_notice(text: str) -> None:
@@ -996,7 +972,6 @@ class Containers:
         write_err: Callable[[bytes], None] | None = None,
         stdio: tuple[int, int, int] | None = None,
         started: Callable[[ContainerSpec], None] | None = None,
-        created: EarlyCreate | None = None,
     ) -> RunResult:
         """Run in the foreground and return the payload's exit code (docker's ``run`` without ``-d``).
 
@@ -1013,87 +988,21 @@ class Containers:
         An ``--rm`` container that needs no network teardown is removed here once its payload
         ended, not by the unit's ExecStopPost hook: its unit runs no Python when it stops. A kill
         of this process meanwhile leaves an exited ``--rm`` container that the next command's
-        repair removes (see ContainerStore.repair_locked). ``created``: the container
-        :meth:`create_early` began making from the same arguments, taken over from there.
+        repair removes (see ContainerStore.repair_locked).
         """
-        spec = await self._acreate(image, command, options, created)
+        spec = await self._acreate(image, command, options)
         try:
             return await self._attached(
-                bus, spec, write, write_err or write, interactive, tty, stdio, started, created
+                bus, spec, write, write_err or write, interactive, tty, stdio, started
             )
         except BaseException:
             await _uncancelled(self._undo_attached(bus, spec))
             raise
-        finally:
-            if created is not None:
-                created.release()
 
-    def create_early(self, image: str, command: builtins.list[str], options: RunOptions) -> EarlyCreate:
-        """Begin :meth:`create` in a thread now and return at once, for a foreground run whose
-        caller connects its bus meanwhile (issue 13: the snapshot and definition overlap
-        dbus-fast's import and the bus handshake instead of following them). Pass it to
-        :meth:`arun_attached` as ``created``, and :meth:`abandon` it afterwards in any case: a run
-        that never took it over (the bus could not be reached, Ctrl-C before) leaves no ``--rm``
-        container behind."""
-        import threading
-
-        future: concurrent.futures.Future[ContainerSpec] = concurrent.futures.Future()
-
-        early = EarlyCreate(future)
-
-        def make() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                spec = self.create(image, command, options)
-            except BaseException as e:  # handed over, raised where it is awaited
-                future.set_exception(e)
-                return
-            if spec.auto_remove and _network_here(spec):  # what _attached would do next
-                held = contextlib.ExitStack()
-                try:
-                    held.enter_context(self.store.attached(spec.name))
-                    early.held = held
-                    self._network_up(spec)
-                except BaseException as e:  # raised by the run, whose undo removes the container
-                    early.network_error = e
-            future.set_result(spec)
-
-        threading.Thread(target=make, name="nspawnctl-create", daemon=True).start()
-        return early
-
-    def abandon(self, created: EarlyCreate) -> None:
-        """Undo a :meth:`create_early` no run took over: wait for it and remove an ``--rm``
-        container it made (one without ``--rm`` stays created, as a docker run whose start
-        failed leaves it). Nothing to do once :meth:`arun_attached` took it."""
-        if created.taken:
-            return
-        created.taken = True
-        try:
-            spec = created.future.result()
-        except BaseException:  # nothing made
-            return
-        try:
-            self._cleanup_failed(spec)
-        finally:
-            created.release()
-
-    async def _acreate(
-        self,
-        image: str,
-        command: builtins.list[str],
-        options: RunOptions,
-        created: EarlyCreate | None = None,
-    ) -> ContainerSpec:
-        """:meth:`create` in a thread (or the one ``created`` runs in). Cancelled meanwhile
-        (Ctrl-C), the thread still finishes creating: wait for it and remove what it made if it
-        is ``--rm``, then go on cancelling."""
-        task: asyncio.Future[ContainerSpec]
-        if created is not None and not created.taken:
-            created.taken = True
-            task = asyncio.wrap_future(created.future)
-        else:
-            task = asyncio.ensure_future(asyncio.to_thread(self.create, image, command, options))
+    async def _acreate(self, image: str, command: builtins.list[str], options: RunOptions) -> ContainerSpec:
+        """:meth:`create` in a thread. Cancelled meanwhile (Ctrl-C), the thread still finishes
+        creating: wait for it and remove what it made if it is ``--rm``, then go on cancelling."""
+        task = asyncio.ensure_future(asyncio.to_thread(self.create, image, command, options))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -1101,11 +1010,7 @@ class Containers:
                 spec = await _uncancelled(task)
             except Exception:  # nothing made
                 raise asyncio.CancelledError() from None
-            try:
-                await _uncancelled(asyncio.to_thread(self._cleanup_failed, spec))
-            finally:
-                if created is not None:
-                    created.release()
+            await _uncancelled(asyncio.to_thread(self._cleanup_failed, spec))
             raise
 
     async def _undo_attached(self, bus: Bus, spec: ContainerSpec) -> None:
@@ -1142,13 +1047,9 @@ class Containers:
         tty: bool,
         stdio: tuple[int, int, int] | None,
         started: Callable[[ContainerSpec], None] | None,
-        created: EarlyCreate | None = None,
     ) -> RunResult:
         from .run.units import needs_pre
 
-        held = created.held if created is not None else None
-        if created is not None and created.network_error is not None:
-            raise created.network_error  # the undo of arun_attached removes the container
         self._check_command(spec)
         rt = self._runtime(bus)
         console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
@@ -1161,11 +1062,8 @@ class Containers:
         )
         if not remove_here:
             return await self._follow(rt, spec, launch, write, write_err, stdio, started)
-        # should we die, repair removes it (see there); taken already with an early network
-        with held if held is not None else self.store.attached(spec.name):
-            if net_here and held is not None:  # built while the bus was connected
-                await rt.manager.subscribe_jobs()
-            elif net_here:
+        with self.store.attached(spec.name):  # should we die, repair removes it (see there)
+            if net_here:
                 # systemd's signals are subscribed to (a round trip) while the network is made
                 made = await asyncio.gather(
                     asyncio.to_thread(self._network_up, spec),

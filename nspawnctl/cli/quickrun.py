@@ -196,16 +196,10 @@ def foreground(
                 forward_signals(bus, containers, spec.name, handlers)  # type: ignore[attr-defined]
 
         run = containers.arun_attached
-        return await run(bus, image, argv, opts, out, interactive, tty, error, stdio, started, created)
+        return await run(bus, image, argv, opts, out, interactive, tty, error, stdio, started)
 
     handlers: list[int] = []
-    # the snapshot and definition are made while the bus is connected (dbus-fast's import and
-    # the handshake), not after
-    created = containers.create_early(image, argv, opts)
-    try:
-        result = client.run(lambda bus: _with_handlers_removed(attached(bus), handlers))
-    finally:
-        containers.abandon(created)  # a run that never took it over leaves no --rm container
+    result = client.run(lambda bus: _with_handlers_removed(attached(bus), handlers))
     for message in result.errors:
         sys.stderr.write(f"nspawnctl: systemd-nspawn: {message}\n")
     sys.stderr.flush()
