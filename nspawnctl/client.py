@@ -1202,7 +1202,8 @@ class Containers:
                 matches = _output_matches(spec)
                 if inv:
                     matches.append(f"_SYSTEMD_INVOCATION_ID={inv}")
-                await journal.follow(matches, emit, exited)
+                # the journal's close (an fsnotify grace period) goes on while the unit is unref'd
+                await journal.follow(matches, emit, exited, closing=after)
             await exited
             outcome = await ended[0] if ended else await rt.outcome(name, unit)
         finally:

@@ -363,6 +363,8 @@ class ContainerStore:
                 if _orphaned(held, name):  # its foreground run died and its unit is gone
                     self._network_down(name)  # the veth netns such a run builds itself
                     self._best_effort(self.root(name), self._remove_locked, name)
+            for tmp in state.glob(".*.attached.*"):  # a run killed naming its lock (see attached)
+                tmp.unlink(missing_ok=True)
         for base in (self.paths.settings, self.paths.runtime_settings):
             if base.is_dir():
                 for tmp in base.glob(".*.nspawn.*"):
@@ -629,18 +631,20 @@ class ContainerStore:
         and its unit is gone; the file goes with the container.
 
         The file is locked under a temporary name and then renamed into place: a repair never
-        sees it unlocked while the run that made it is alive."""
+        sees it unlocked while the run that made it is alive. Both under the pool lock, so a
+        temporary name a repair finds is a dead run's."""
         import tempfile
 
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.attached.", dir=self.paths.state)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.rename(tmp, self._attached_lock(name))
-        except BaseException:
-            os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with self.pool.lock():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.attached.", dir=self.paths.state)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.rename(tmp, self._attached_lock(name))
+            except BaseException:
+                os.close(fd)
+                Path(tmp).unlink(missing_ok=True)
+                raise
         try:
             yield
         finally:

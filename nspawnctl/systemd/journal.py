@@ -241,6 +241,7 @@ async def follow(
     *,
     since: str | None = None,
     lines: int | None = None,
+    closing: list[asyncio.Future[None]] | None = None,
 ) -> None:
     """Emit entries as journald stores them until ``until`` completes (the source has ended), then
     the rest.
@@ -248,7 +249,9 @@ async def follow(
     The journal's fd (inotify on its files and directories: a rotation is seen too) wakes the
     event loop when journald has written, with no polling. Once ``until`` is done journald is
     synced (it has then handled every line the source wrote before it ended) and whatever
-    arrived after the last entry emitted is read.
+    arrived after the last entry emitted is read. With ``closing`` the journal's close (see
+    :func:`_close`) is not awaited but appended there, for the caller to await after its own
+    next steps (a foreground run's unref).
     """
     try:
         view = _open(matches, since=since, lines=lines)
@@ -268,7 +271,12 @@ async def follow(
     except BaseException:
         view.journal.close()
         raise
-    await _close(view.journal)
+    if closing is None:
+        await _close(view.journal)
+    else:
+        import asyncio
+
+        closing.append(asyncio.ensure_future(_close(view.journal)))
 
 
 async def _close(journal: sdjournal.Journal) -> None:

@@ -345,3 +345,36 @@ def test_the_attached_file_appears_already_locked(pool: Pool, monkeypatch: pytes
     with store.attached("c1"):
         assert seen == [False]
         assert [p.name for p in pool.paths.state.iterdir()] == ["c1.attached"]
+
+
+def test_a_run_killed_naming_its_attached_lock_leaves_a_temporary_the_repair_removes(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is made under a temporary name and renamed, both under the pool lock: a repair
+    (which holds that lock) finds a temporary only when its run died between the two."""
+    from nspawnctl.store import containers as mod
+
+    store = ContainerStore(pool)
+    held: list[bool] = []
+    real_rename = os.rename
+
+    def rename(src: Any, dst: Any) -> None:
+        import fcntl
+
+        fd = os.open(pool.paths.lock, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # the pool lock is held meanwhile
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(True)
+        finally:
+            os.close(fd)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(mod.os, "rename", rename)
+    with store.attached("c1"):
+        pass
+    assert held == [True]
+    leftover = pool.paths.state / ".c2.attached.k1ll3d"  # as the killed run left it
+    leftover.write_bytes(b"")
+    store.prune_locked_leftovers()
+    assert not leftover.exists()
