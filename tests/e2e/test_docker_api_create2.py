@@ -33,14 +33,6 @@ def client(api: dict[str, str]) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def cli() -> Iterator[CLI]:
-    """``nsp`` for the module's container."""
-    c = CLI()
-    yield c
-    c.cleanup()
-
-
-@pytest.fixture(scope="module")
 def box(client: Any, pulled: str, cli: CLI) -> Iterator[dict[str, Any]]:
     """docker-py's create_container with volumes=, environment= with a None, stop_timeout and tmpfs."""
     before = volumes(cli)
