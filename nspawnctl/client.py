@@ -54,7 +54,7 @@ from .store.containers import ContainerStore, ExitRecord, new_container_id
 from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, Session, run_sync
-from .values import check_env, check_exec
+from .values import check_env, check_exec, merge_env
 
 if TYPE_CHECKING:
     from .diskusage import Usage
@@ -517,9 +517,7 @@ class Containers:
         defaults = img.defaults
         # a bare KEY (the API's Env: ["KEY"]) unsets KEY, as dockerd: the image's KEY=... is dropped
         own_env = check_env(options.env, "-e", bare=True)
-        unset = {e for e in own_env if "=" not in e}
-        image_env = check_env(defaults.env, f"Env of image {image}")
-        env = [*(e for e in image_env if e.partition("=")[0] not in unset), *own_env]
+        env = merge_env(check_env(defaults.env, f"Env of image {image}"), own_env)
         # a booted image runs its init unless told what to run: a command, or --entrypoint
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
