@@ -293,11 +293,18 @@ class Images:
         self._client = client
         self.store = ImageStore(client.pool)
 
-    def import_file(self, source: str | Path, ref: str | None, max_ratio: float | None = None) -> Image:
+    def import_file(
+        self,
+        source: str | Path,
+        ref: str | None,
+        max_ratio: float | None = None,
+        defaults: RunDefaults | None = None,
+    ) -> Image:
         """Import a rootfs tarball or a btrfs send stream (``-`` is stdin), or a directory, as an image.
 
         ``max_ratio``: refuse an archive that unpacks to more than this many times its compressed
-        size (0: no ratio limit; None: the default)."""
+        size (0: no ratio limit; None: the default). ``defaults``: the image's run defaults
+        (docker import's ``--change``; an App Container Image brings its own)."""
         from .files import import_stream
         from .store.unpack import Limits
 
@@ -306,10 +313,10 @@ class Images:
         parsed = tag_ref(ref) if ref else None
         if str(source) == "-":
             self._client.pool.check()
-            return import_stream(self.store, sys.stdin.buffer, parsed, source="-", limits=limits)
+            return import_stream(self.store, sys.stdin.buffer, parsed, "-", limits, defaults)
         path = Path(source)
         if path.is_dir():
-            return self.store.import_directory(path, parsed)
+            return self.store.import_directory(path, parsed, defaults)
         try:
             f: IO[bytes] = open(path, "rb")
         except OSError as e:
@@ -318,9 +325,14 @@ class Images:
             if path.name.endswith(".aci"):
                 from .pull.aci import import_aci
 
+                if defaults is not None:
+                    raise InvalidArgument(
+                        "--change does not apply to an App Container Image",
+                        hint="its manifest says how it runs",
+                    )
                 self._client.pool.check()
                 return import_aci(self.store, f, ref, source=str(path.resolve()), limits=limits)
-            return import_stream(self.store, f, parsed, source=str(path.resolve()), limits=limits)
+            return import_stream(self.store, f, parsed, str(path.resolve()), limits, defaults)
 
     def pull(self, source: str, name: str | None = None, options: PullOptions | None = None) -> PullResult:
         """Download, verify and store an image (see :mod:`nspawnctl.pull` for what is accepted)."""

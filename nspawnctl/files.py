@@ -1,5 +1,5 @@
-"""The API of ``cp``, ``commit``, ``export`` and the import of btrfs send streams; functions that
-take a :class:`~nspawnctl.client.Client`::
+"""The API of ``cp``, ``commit``, ``export``, ``save``, ``load`` and the import of btrfs send
+streams; functions that take a :class:`~nspawnctl.client.Client`::
 
     from nspawnctl import Client, files
     client = Client()
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .spec import RunDefaults
     from .store.copy import ContainerRoot, PathStat
+    from .store.dockerarchive import Loaded
     from .store.images import Image, ImageStore
     from .store.unpack import Limits
 
@@ -242,6 +243,64 @@ def export(
             return
         with open_output(output) as f:
             write(f)
+
+
+def save(client: Client, names: list[str], output: str | os.PathLike[str] | IO[bytes]) -> None:
+    """docker save: the images ``names`` (references or IDs) as one docker-archive tar (what
+    ``load`` and docker's take back), to a path by :func:`nspawnctl.hostfile.open_output`'s rules or
+    to a stream. Every name is looked up before anything is written."""
+    from .formats.oci import Platform
+    from .hostfile import open_output
+    from .store import dockerarchive, transfer
+
+    if not names:
+        raise InvalidArgument("save needs at least one image", hint="e.g. nspawnctl save -o app.tar app:1")
+    client.pool.check()
+    store = client.images.store
+    for name in names:
+        store.get(name)  # ImageNotFound before the output is opened
+    arch = Platform.host().architecture
+
+    def write(out: IO[bytes]) -> None:
+        dockerarchive.save(store, names, out, arch, transfer.export_tar)
+
+    if not isinstance(output, (str, os.PathLike)):
+        write(output)
+        return
+    with open_output(output) as f:
+        write(f)
+
+
+def load(
+    client: Client, source: str | os.PathLike[str] | IO[bytes], notify: Callable[[str], None] = lambda _: None
+) -> list[Loaded]:
+    """docker load: every image of a docker-archive tar (possibly compressed) at the path
+    ``source`` or read from the stream ``source`` (a pipe is spooled on the pool first, within its
+    free space: the archive is read by offset). Each image appears whole, with all its tags, or
+    not at all."""
+    import stat
+    from pathlib import Path
+
+    from .store import dockerarchive
+
+    client.pool.check()
+    store = client.images.store
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise InvalidArgument(
+                f"cannot read {path}: {e.strerror}", hint="name the tar 'nspawnctl save' (or docker's) wrote"
+            ) from e
+        if not path.is_file():
+            raise InvalidArgument(f"{path} is not a file", hint="load takes the tar 'docker save' writes")
+        return dockerarchive.load(store, path, notify)
+    if stat.S_ISREG(os.fstat(source.fileno()).st_mode) and source.seekable() and source.tell() == 0:
+        return dockerarchive.load(store, Path(f"/proc/self/fd/{source.fileno()}"), notify)
+    with dockerarchive.spooled(store, source) as path:
+        return dockerarchive.load(store, path, notify)
 
 
 def import_stream(

@@ -136,6 +136,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "volumes": ("volume",),
     "ports": ("port",),
     "health": ("auto-update", "healthcheck"),
+    "transfer": ("save", "load"),
 }
 # The global options (main_options) that take a value; the others are flags.
 GLOBAL_VALUE_OPTIONS = ("--pool", "--store")

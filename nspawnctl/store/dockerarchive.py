@@ -44,6 +44,22 @@ SPACE_CHECK_EVERY = 64 << 20
 CHUNK = 1 << 20
 
 
+class Room:
+    """The pool's free space, asked as a scratch file grows (at most every SPACE_CHECK_EVERY
+    bytes): ``take`` says whether ``n`` more bytes still leave ``reserve`` bytes to the containers."""
+
+    def __init__(self, directory: Path, reserve: int = SPACE_RESERVE) -> None:
+        self.directory, self.reserve = directory, reserve
+        self.written = self.allowed = 0
+
+    def take(self, n: int) -> bool:
+        self.written += n
+        if self.written > self.allowed:
+            free = shutil.disk_usage(self.directory).free
+            self.allowed = self.written + min(SPACE_CHECK_EVERY, free - self.reserve)
+        return self.written <= self.allowed
+
+
 @dataclass(frozen=True)
 class Loaded:
     """What a load made: the image and the names it was given (none: say its ID)."""
@@ -265,18 +281,26 @@ def _plain(images: ImageStore, path: Path) -> Iterator[Path]:
         yield path
         return
     with images.spool() as out:
-        with open(path, "rb") as raw, open_decompressed(raw) as stream, open(out, "xb") as w:
-            written, allowed = 0, 0
-            while chunk := stream.read(CHUNK):
-                written += len(chunk)
-                if written > allowed:
-                    free = shutil.disk_usage(out.parent).free
-                    allowed = written + min(SPACE_CHECK_EVERY, free - SPACE_RESERVE)
-                    if written > allowed:
-                        raise ArchiveError(
-                            "the archive, decompressed, is larger than the image pool's free space"
-                        )
-                w.write(chunk)
+        with open(path, "rb") as raw, open_decompressed(raw) as stream:
+            _copy(stream, out, "the archive, decompressed, is larger than the image pool's free space")
+        yield out
+
+
+def _copy(stream: IO[bytes], out: Path, too_big: str) -> None:
+    room = Room(out.parent)
+    with open(out, "xb") as w:
+        while chunk := stream.read(CHUNK):
+            if not room.take(len(chunk)):
+                raise ArchiveError(too_big, hint="free space on the image pool")
+            w.write(chunk)
+
+
+@contextlib.contextmanager
+def spooled(images: ImageStore, stream: IO[bytes]) -> Iterator[Path]:
+    """``stream`` (a pipe: load reads its archive by offset) in a scratch file on the pool,
+    within its free space less SPACE_RESERVE; the file is gone afterwards."""
+    with images.spool() as out:
+        _copy(stream, out, "the archive is larger than the image pool's free space")
         yield out
 
 

@@ -429,7 +429,9 @@ class ImageStore:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def import_directory(self, directory: Path, ref: ImageRef | None) -> Image:
+    def import_directory(
+        self, directory: Path, ref: ImageRef | None, defaults: RunDefaults | None = None
+    ) -> Image:
         """Import a directory tree by streaming it through tar, so it gets the same checks and ID."""
         if not directory.is_dir():
             raise ArchiveError(f"{directory} is not a directory")
@@ -440,7 +442,7 @@ class ImageStore:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
             assert proc.stdout is not None
             try:
-                image = self.import_archive(proc.stdout, ref, source=str(directory))
+                image = self.import_archive(proc.stdout, ref, source=str(directory), defaults=defaults)
             finally:
                 proc.stdout.close()
                 rc = proc.wait()
