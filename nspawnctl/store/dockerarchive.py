@@ -124,10 +124,13 @@ def save(
     out: IO[bytes],
     architecture: str,
     write_root: Callable[[Path, IO[bytes]], None],
+    gone: Callable[[], bool] = lambda: False,
 ) -> None:
     """Write the images ``names`` (references or IDs) as one docker-archive tar to ``out``.
     ``write_root`` writes an image root's tar (``transfer.export_tar``). A name that is a
-    reference becomes the image's RepoTag there; an ID gives none, as docker's."""
+    reference becomes the image's RepoTag there; an ID gives none, as docker's. Each root is
+    spooled on the pool first (a tar member's size comes before its data) within the pool's free
+    space less SPACE_RESERVE; ``gone()`` true (the reader hung up) stops the spooling."""
     chosen: dict[str, tuple[Image, builtins.list[str]]] = {}
     for name in names:
         image = images.get(name)  # ImageNotFound before anything is written
@@ -141,9 +144,7 @@ def save(
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for image, tags in chosen.values():
             with images.spool() as layer:
-                with open(layer, "wb") as f:
-                    write_root(image.path, f)
-                diff_hex = _file_sha256(layer)
+                diff_hex = _spool_root(write_root, image.path, layer, gone)
                 config = json.dumps(image_config(image, f"sha256:{diff_hex}", architecture)).encode()
                 config_hex = hashlib.sha256(config).hexdigest()
                 _add(tar, f"{config_hex}.json", config)
@@ -164,11 +165,45 @@ def save(
             _add(tar, "repositories", json.dumps(repositories).encode())
 
 
-def _file_sha256(path: Path) -> str:
+def _spool_root(
+    write_root: Callable[[Path, IO[bytes]], None], root: Path, dest: Path, gone: Callable[[], bool]
+) -> str:
+    """The tar of ``root`` into the new file ``dest``, through a pipe so every chunk is counted
+    against the pool's free space before it lands (the tar's writer is a process writing to a
+    file descriptor); its SHA-256 in hex. Stopping early closes the pipe: the writer ends."""
+    import threading
+
+    r, w = os.pipe()
+    failed: builtins.list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(w, "wb") as out:
+                write_root(root, out)
+        except BaseException as e:
+            failed.append(e)
+
+    worker = threading.Thread(target=produce, name="save-root", daemon=True)
+    worker.start()
+    room = Room(dest.parent)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
+    try:
+        with open(r, "rb", buffering=0) as src, open(dest, "xb") as f:
+            while chunk := src.read(CHUNK):
+                if gone():
+                    raise ArchiveError("save stopped: the reader went away")
+                if not room.take(len(chunk)):
+                    raise ArchiveError(
+                        f"cannot save {root.name}: its tar would leave less than "
+                        f"{SPACE_RESERVE >> 20} MiB free on the image pool",
+                        hint="free space on the pool, or save fewer images at once",
+                    )
+                digest.update(chunk)
+                f.write(chunk)
+    finally:
+        worker.join()  # the read end is closed: a writer still at work gets EPIPE and ends
+    if failed:
+        raise failed[0]
     return digest.hexdigest()
 
 
