@@ -384,15 +384,13 @@ def _load_one(
         image = images.import_layers(
             parent,
             image_id=image_id,
-            ref=refs[0] if refs else None,
+            ref=refs,  # every tag in one write: all of them or none (with a new image removed)
             source="docker-archive",
             defaults=oci.run_defaults(config),
             origin={"loaded": datetime.now(UTC).isoformat(timespec="seconds")},
             layers=chains,
             size=size,
         )
-        for ref in refs[1:]:
-            image = images.tag(image.id, ref)
     except BaseException:
         try:
             layers.prune(images.used_layers, only=set(created))
