@@ -71,7 +71,7 @@ def copy(
     if src_ctr is not None:
         root, src_path = in_mount(root, src_path or "/")
     else:
-        root, dest_path = in_mount(root, dest_path or "/", write=True, at_mount=True)
+        root, dest_path = in_mount(root, dest_path or "/", write=True)
     if src_ctr is not None:
         if dest == "-":
             copy_out(root, src_path or "/", None, stdout or _stdout(), archive=True, follow_link=follow_link)
@@ -105,12 +105,14 @@ def container_root(
 
 
 def in_mount(
-    root: ContainerRoot, path: str, write: bool = False, at_mount: bool = False
+    root: ContainerRoot, path: str, write: bool = False, at_mount: bool = True
 ) -> tuple[ContainerRoot, str]:
-    """Where ``path`` of a stopped container is: below one of its binds or volumes, that
-    directory (as the running container sees it mounted there; docker's cp too), else its root.
-    The mount point itself counts only with ``at_mount`` (a copy into it). A write into a
-    read-only one is refused."""
+    """Where ``path`` of a stopped container is: at or below one of its binds or volumes, that
+    host directory (as the running container sees it mounted there; docker's cp too), else its
+    root. A file bind is its host file, found in the file's directory. A read of the mount point
+    itself names its entry by the mount point's base name (``/data``, not the host directory's);
+    ``NAME:/data/.`` reads the contents. ``at_mount=False`` leaves the mount point itself to the
+    root. A write into a read-only mount is refused."""
     import dataclasses
     import posixpath
 
@@ -127,9 +129,18 @@ def in_mount(
     if write and ro:
         raise InvalidArgument(f"{mount} is a read-only mount of container {root.name}", hint="copy elsewhere")
     rest = norm[len(mount) :] or "/"
+    at_point = rest == "/"
     if path.endswith("/") and not rest.endswith("/"):
         rest += "/"  # docker's "copy into the directory" mark
-    return dataclasses.replace(root, path=host, mounts=()), rest
+    contents = path.rstrip("/").endswith("/.")
+    top = posixpath.basename(mount) if at_point and not write and not contents else None
+    if at_point and contents:
+        rest = "/."
+    if not os.path.isdir(host):  # a file bind (or what is missing): the host file by its name
+        parent, base = os.path.split(host.rstrip("/"))
+        inner = "/" + base + ("" if rest in ("/", "/.") else rest) + ("/" if path.endswith("/") else "")
+        return dataclasses.replace(root, path=parent or "/", mounts=(), top=top), inner
+    return dataclasses.replace(root, path=host, mounts=(), top=top), rest
 
 
 def stat_path(root: ContainerRoot, path: str) -> PathStat:
@@ -158,7 +169,7 @@ def extract_archive(
     ``cp``'s safe extractor (nothing outside it, never through a symlink)."""
     from .store.copy import extract_archive as do_extract
 
-    root, path = in_mount(root, path, write=True, at_mount=True)
+    root, path = in_mount(root, path, write=True)
     do_extract(root, path, stream, keep_owners=keep_owners, keep_kinds=no_overwrite_dir_non_dir)
 
 
