@@ -781,6 +781,9 @@ class Containers:
         spec = await asyncio.to_thread(rename, self.store, name, new)
         if spec.name == name:
             return spec
+        from .eventlog import record
+
+        record("rename", spec.id, spec.name, spec.image, old_name=name)  # for 'events --since'
         await rt.reset(name)
         if had_dropin:
             await persist.forget(rt.manager, name)
@@ -798,6 +801,7 @@ class Containers:
 
         name = self.store.resolve(name)
         await pause(self._runtime(bus), name)
+        self._record("pause", name)
 
     def unpause(self, name: str) -> None:
         self._client.run(lambda bus: self.aunpause(bus, name))
@@ -807,6 +811,17 @@ class Containers:
 
         name = self.store.resolve(name)
         await unpause(self._runtime(bus), name)
+        self._record("unpause", name)
+
+    def _record(self, action: str, name: str) -> None:
+        """The journal record a later ``events --since`` replays (systemd logs no freeze)."""
+        from .eventlog import record
+
+        try:
+            spec = self.store.get(name)
+        except NspawnctlError:
+            return
+        record(action, spec.id, name, spec.image)
 
     def update(self, name: str, change: Update) -> ContainerSpec:
         return self._client.run(lambda bus: self.aupdate(bus, name, change))
