@@ -54,7 +54,7 @@ from .store.containers import ContainerStore, ExitRecord, new_container_id
 from .store.images import Image, ImageStore
 from .store.pool import Pool
 from .systemd.bus import Bus, Session, run_sync
-from .values import check_env, check_exec
+from .values import check_env, check_exec, merge_env
 
 if TYPE_CHECKING:
     from .diskusage import Usage
@@ -296,11 +296,18 @@ class Images:
         self._client = client
         self.store = ImageStore(client.pool)
 
-    def import_file(self, source: str | Path, ref: str | None, max_ratio: float | None = None) -> Image:
+    def import_file(
+        self,
+        source: str | Path,
+        ref: str | None,
+        max_ratio: float | None = None,
+        defaults: RunDefaults | None = None,
+    ) -> Image:
         """Import a rootfs tarball or a btrfs send stream (``-`` is stdin), or a directory, as an image.
 
         ``max_ratio``: refuse an archive that unpacks to more than this many times its compressed
-        size (0: no ratio limit; None: the default)."""
+        size (0: no ratio limit; None: the default). ``defaults``: the image's run defaults
+        (docker import's ``--change``; an App Container Image brings its own)."""
         from .files import import_stream
         from .store.unpack import Limits
 
@@ -309,10 +316,10 @@ class Images:
         parsed = tag_ref(ref) if ref else None
         if str(source) == "-":
             self._client.pool.check()
-            return import_stream(self.store, sys.stdin.buffer, parsed, source="-", limits=limits)
+            return import_stream(self.store, sys.stdin.buffer, parsed, "-", limits, defaults)
         path = Path(source)
         if path.is_dir():
-            return self.store.import_directory(path, parsed)
+            return self.store.import_directory(path, parsed, defaults)
         try:
             f: IO[bytes] = open(path, "rb")
         except OSError as e:
@@ -321,9 +328,14 @@ class Images:
             if path.name.endswith(".aci"):
                 from .pull.aci import import_aci
 
+                if defaults is not None:
+                    raise InvalidArgument(
+                        "--change does not apply to an App Container Image",
+                        hint="its manifest says how it runs",
+                    )
                 self._client.pool.check()
                 return import_aci(self.store, f, ref, source=str(path.resolve()), limits=limits)
-            return import_stream(self.store, f, parsed, source=str(path.resolve()), limits=limits)
+            return import_stream(self.store, f, parsed, str(path.resolve()), limits, defaults)
 
     def pull(self, source: str, name: str | None = None, options: PullOptions | None = None) -> PullResult:
         """Download, verify and store an image (see :mod:`nspawnctl.pull` for what is accepted)."""
@@ -546,9 +558,7 @@ class Containers:
         defaults = img.defaults
         # a bare KEY (the API's Env: ["KEY"]) unsets KEY, as dockerd: the image's KEY=... is dropped
         own_env = check_env(options.env, "-e", bare=True)
-        unset = {e for e in own_env if "=" not in e}
-        image_env = check_env(defaults.env, f"Env of image {image}")
-        env = [*(e for e in image_env if e.partition("=")[0] not in unset), *own_env]
+        env = merge_env(check_env(defaults.env, f"Env of image {image}"), own_env)
         # a booted image runs its init unless told what to run: a command, or --entrypoint
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
@@ -829,6 +839,9 @@ class Containers:
         spec = await asyncio.to_thread(rename, self.store, name, new)
         if spec.name == name:
             return spec
+        from .eventlog import record
+
+        record("rename", spec.id, spec.name, spec.image, old_name=name)  # for 'events --since'
         await rt.reset(name)
         if had_dropin:
             await persist.forget(rt.manager, name)
@@ -846,6 +859,7 @@ class Containers:
 
         name = self.store.resolve(name)
         await pause(self._runtime(bus), name)
+        self._record("pause", name)
 
     def unpause(self, name: str) -> None:
         self._client.run(lambda bus: self.aunpause(bus, name))
@@ -855,6 +869,17 @@ class Containers:
 
         name = self.store.resolve(name)
         await unpause(self._runtime(bus), name)
+        self._record("unpause", name)
+
+    def _record(self, action: str, name: str) -> None:
+        """The journal record a later ``events --since`` replays (systemd logs no freeze)."""
+        from .eventlog import record
+
+        try:
+            spec = self.store.get(name)
+        except NspawnctlError:
+            return
+        record(action, spec.id, name, spec.image)
 
     def update(self, name: str, change: Update) -> ContainerSpec:
         return self._client.run(lambda bus: self.aupdate(bus, name, change))

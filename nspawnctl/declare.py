@@ -46,7 +46,7 @@ from .spec import (
     parse_restart,
     spec_to_file,
 )
-from .values import Cpus, MemoryBytes, PidsLimit, check_env, check_exec
+from .values import Cpus, MemoryBytes, PidsLimit, check_env, check_exec, merge_env
 
 if TYPE_CHECKING:
     from .client import Client
@@ -476,23 +476,6 @@ def desired(
         return spec, spec_to_file(spec, f), notices
     except InvalidArgument as e:
         raise DefinitionError(f"{d.path}: {e.message}", e.hint) from None
-
-
-def merge_env(base: list[str], override: list[str]) -> list[str]:
-    """The image's variables, then the file's; a variable set twice keeps its first place and its
-    last value (so a generated file, which lists the image's too, gives back the same list). A bare
-    ``KEY`` (``UnsetEnvironment=``) drops the image's KEY and stays last, as the file keeps it."""
-    merged: dict[str, str] = {}
-    unset: dict[str, None] = {}
-    for e in [*base, *override]:
-        key, sep, value = e.partition("=")
-        if sep:
-            merged[key] = value
-            unset.pop(key, None)
-        else:
-            merged.pop(key, None)
-            unset[key] = None
-    return [*(f"{k}={v}" for k, v in merged.items()), *unset]
 
 
 def changes(old: NspawnFile, new: NspawnFile) -> list[Change]:

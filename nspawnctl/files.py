@@ -1,5 +1,5 @@
-"""The API of ``cp``, ``commit``, ``export`` and the import of btrfs send streams; functions that
-take a :class:`~nspawnctl.client.Client`::
+"""The API of ``cp``, ``commit``, ``export``, ``save``, ``load`` and the import of btrfs send
+streams; functions that take a :class:`~nspawnctl.client.Client`::
 
     from nspawnctl import Client, files
     client = Client()
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .client import Client
     from .spec import RunDefaults
     from .store.copy import ContainerRoot, PathStat
+    from .store.dockerarchive import Loaded
     from .store.images import Image, ImageStore
     from .store.unpack import Limits
 
@@ -70,7 +71,7 @@ def copy(
     if src_ctr is not None:
         root, src_path = in_mount(root, src_path or "/")
     else:
-        root, dest_path = in_mount(root, dest_path or "/", write=True, at_mount=True)
+        root, dest_path = in_mount(root, dest_path or "/", write=True)
     if src_ctr is not None:
         if dest == "-":
             copy_out(root, src_path or "/", None, stdout or _stdout(), archive=True, follow_link=follow_link)
@@ -104,12 +105,14 @@ def container_root(
 
 
 def in_mount(
-    root: ContainerRoot, path: str, write: bool = False, at_mount: bool = False
+    root: ContainerRoot, path: str, write: bool = False, at_mount: bool = True
 ) -> tuple[ContainerRoot, str]:
-    """Where ``path`` of a stopped container is: below one of its binds or volumes, that
-    directory (as the running container sees it mounted there; docker's cp too), else its root.
-    The mount point itself counts only with ``at_mount`` (a copy into it). A write into a
-    read-only one is refused."""
+    """Where ``path`` of a stopped container is: at or below one of its binds or volumes, that
+    host directory (as the running container sees it mounted there; docker's cp too), else its
+    root. A file bind is its host file, found in the file's directory. A read of the mount point
+    itself names its entry by the mount point's base name (``/data``, not the host directory's);
+    ``NAME:/data/.`` reads the contents. ``at_mount=False`` leaves the mount point itself to the
+    root. A write into a read-only mount is refused."""
     import dataclasses
     import posixpath
 
@@ -126,9 +129,18 @@ def in_mount(
     if write and ro:
         raise InvalidArgument(f"{mount} is a read-only mount of container {root.name}", hint="copy elsewhere")
     rest = norm[len(mount) :] or "/"
+    at_point = rest == "/"
     if path.endswith("/") and not rest.endswith("/"):
         rest += "/"  # docker's "copy into the directory" mark
-    return dataclasses.replace(root, path=host, mounts=()), rest
+    contents = path.rstrip("/").endswith("/.")
+    top = posixpath.basename(mount) if at_point and not write and not contents else None
+    if at_point and contents:
+        rest = "/."
+    if not os.path.isdir(host):  # a file bind (or what is missing): the host file by its name
+        parent, base = os.path.split(host.rstrip("/"))
+        inner = "/" + base + ("" if rest in ("/", "/.") else rest) + ("/" if path.endswith("/") else "")
+        return dataclasses.replace(root, path=parent or "/", mounts=(), top=top), inner
+    return dataclasses.replace(root, path=host, mounts=(), top=top), rest
 
 
 def stat_path(root: ContainerRoot, path: str) -> PathStat:
@@ -157,7 +169,7 @@ def extract_archive(
     ``cp``'s safe extractor (nothing outside it, never through a symlink)."""
     from .store.copy import extract_archive as do_extract
 
-    root, path = in_mount(root, path, write=True, at_mount=True)
+    root, path = in_mount(root, path, write=True)
     do_extract(root, path, stream, keep_owners=keep_owners, keep_kinds=no_overwrite_dir_non_dir)
 
 
@@ -242,6 +254,64 @@ def export(
             return
         with open_output(output) as f:
             write(f)
+
+
+def save(client: Client, names: list[str], output: str | os.PathLike[str] | IO[bytes]) -> None:
+    """docker save: the images ``names`` (references or IDs) as one docker-archive tar (what
+    ``load`` and docker's take back), to a path by :func:`nspawnctl.hostfile.open_output`'s rules or
+    to a stream. Every name is looked up before anything is written."""
+    from .formats.oci import Platform
+    from .hostfile import open_output
+    from .store import dockerarchive, transfer
+
+    if not names:
+        raise InvalidArgument("save needs at least one image", hint="e.g. nspawnctl save -o app.tar app:1")
+    client.pool.check()
+    store = client.images.store
+    for name in names:
+        store.get(name)  # ImageNotFound before the output is opened
+    arch = Platform.host().architecture
+
+    def write(out: IO[bytes]) -> None:
+        dockerarchive.save(store, names, out, arch, transfer.export_tar)
+
+    if not isinstance(output, (str, os.PathLike)):
+        write(output)
+        return
+    with open_output(output) as f:
+        write(f)
+
+
+def load(
+    client: Client, source: str | os.PathLike[str] | IO[bytes], notify: Callable[[str], None] = lambda _: None
+) -> list[Loaded]:
+    """docker load: every image of a docker-archive tar (possibly compressed) at the path
+    ``source`` or read from the stream ``source`` (a pipe is spooled on the pool first, within its
+    free space: the archive is read by offset). Each image appears whole, with all its tags, or
+    not at all."""
+    import stat
+    from pathlib import Path
+
+    from .store import dockerarchive
+
+    client.pool.check()
+    store = client.images.store
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as e:
+            raise InvalidArgument(
+                f"cannot read {path}: {e.strerror}", hint="name the tar 'nspawnctl save' (or docker's) wrote"
+            ) from e
+        if not path.is_file():
+            raise InvalidArgument(f"{path} is not a file", hint="load takes the tar 'docker save' writes")
+        return dockerarchive.load(store, path, notify)
+    if stat.S_ISREG(os.fstat(source.fileno()).st_mode) and source.seekable() and source.tell() == 0:
+        return dockerarchive.load(store, Path(f"/proc/self/fd/{source.fileno()}"), notify)
+    with dockerarchive.spooled(store, source) as path:
+        return dockerarchive.load(store, path, notify)
 
 
 def import_stream(

@@ -277,6 +277,25 @@ def check_env(env: Iterable[str], source: str = "-e", in_file: bool = True, bare
     return out
 
 
+def merge_env(image: list[str], own: list[str]) -> list[str]:
+    """A container's environment: the image's variables, then its own (``-e``, the API's Env,
+    the definition's); a variable set twice keeps its first place and its last value, as docker
+    merges them (so a generated file, which lists the image's too, gives back the same list). A
+    bare ``KEY`` (dockerd's unset, ``UnsetEnvironment=``) drops the image's KEY and stays last,
+    so the definition keeps it."""
+    merged: dict[str, str] = {}
+    unset: dict[str, None] = {}
+    for e in [*image, *own]:
+        key, sep, value = e.partition("=")
+        if sep:
+            merged[key] = value
+            unset.pop(key, None)
+        else:
+            merged.pop(key, None)
+            unset[key] = None
+    return [*(f"{k}={v}" for k, v in merged.items()), *unset]
+
+
 def check_exec(argv: Iterable[str], env: Iterable[str], source: str = "the command") -> None:
     """The command line and the environment together within what ``execve()`` takes."""
     argv = list(argv)

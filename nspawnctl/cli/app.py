@@ -137,6 +137,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "ports": ("port",),
     "health": ("auto-update", "healthcheck"),
     "build": ("build",),
+    "transfer": ("save", "load"),
 }
 # The global options (main_options) that take a value; the others are flags.
 GLOBAL_VALUE_OPTIONS = ("--pool", "--store")

@@ -7,6 +7,7 @@ import typer
 from ..errors import InvalidArgument
 from .app import state_of
 from .output import print_json
+from .transfer import change_option
 
 
 def register(app: typer.Typer) -> None:
@@ -54,15 +55,22 @@ def commit(
     ),
     message: str = typer.Option(None, "-m", "--message", help="A comment recorded in the image's origin."),
     json_out: bool = typer.Option(False, "--json", help="Print the new image as JSON."),
+    change: list[str] = change_option(),
 ) -> None:
     """Make a new read-only image of a container's files (an atomic btrfs snapshot, so a running
     container needs no pause). 'run IMAGE' then runs what the container ran: its entrypoint,
-    command, environment, working directory and user. Prints the new image ID."""
+    command, environment, working directory and user, with --change instructions applied over
+    them (ENV and LABEL add to what is there, EXPOSE and VOLUME add up). Prints the new image ID."""
     from .. import files
 
     state = state_of(ctx)
     state.json = json_out
-    image = files.commit(state.client(), container, ref, message)
+    configure = None
+    if change:
+        from ..imagechanges import parse
+
+        configure = parse(change).apply  # a bad one refuses before anything is made
+    image = files.commit(state.client(), container, ref, message, configure=configure)
     if json_out:
         print_json(image.to_json())
     else:

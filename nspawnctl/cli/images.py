@@ -1,4 +1,4 @@
-"""Image commands: pull, import, images, tag, rmi, image inspect|ls|rm|prune."""
+"""Image commands: pull, import, images, tag, rmi, image inspect|ls|rm|prune|save|load."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 from .app import for_each, state_of
 from .output import ago, confirm_or_refuse, human_size, image_view, print_formatted, print_json, table
 from .registry import authfile_option, parse_bool, tls_verify_option
+from .transfer import change_option, load, save
 from .usage import NspawnctlGroup
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ def register(app: typer.Typer) -> None:
     image_app.command("ls")(images)
     image_app.command("rm")(rmi)
     image_app.command("prune")(image_prune)
+    image_app.command("save")(save)
+    image_app.command("load")(load)
 
 
 def parse_ratio(value: str) -> float:
@@ -72,6 +75,7 @@ def import_(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the new image as JSON."),
     max_ratio: float = max_ratio_option(),
+    change: list[str] = change_option(),
 ) -> None:
     """Import a root filesystem as a read-only image.
 
@@ -87,7 +91,13 @@ def import_(
     """
     state = state_of(ctx)
     state.json = json_out
-    image = state.client().images.import_file(source, name, max_ratio=max_ratio)
+    defaults = None
+    if change:
+        from ..imagechanges import parse
+        from ..spec import RunDefaults
+
+        defaults = parse(change).apply(RunDefaults())  # a bad one refuses before anything is read
+    image = state.client().images.import_file(source, name, max_ratio=max_ratio, defaults=defaults)
     if json_out:
         print_json(image.to_json())
     else:

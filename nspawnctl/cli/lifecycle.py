@@ -239,8 +239,9 @@ def events(
 ) -> None:
     """Print container events as they happen (create, start, die, pause, unpause, rename,
     destroy), from systemd's signals and the definitions' changes; until --until or Ctrl-C.
-    A past --since first replays the start and die events of today's containers from systemd's
-    journal records of their units."""
+    A past --since first replays from the journal: the start and die events of today's
+    containers from systemd's records of their units, and create, rename, destroy, pause and
+    unpause (also of removed containers) from the records nspawnctl writes there itself."""
     import json
 
     from ..errors import InvalidArgument

@@ -5,10 +5,12 @@ subscribed client): ActiveState turning ``active`` is a start, the unit going in
 waiting to restart is a die, with the exit code nspawnctl recorded (or the unit's
 ExecMainStatus, for a ``--rm`` container whose record went with it). create, rename and destroy
 come from the container definitions appearing and disappearing (inotify, see store/watch.py).
-A ``--since`` in the past first replays the start and die events of the containers that exist
-now from systemd's own journal records of their units (:func:`replay`: "Started", "Deactivated
-successfully", "Failed with result", with the exit status of "Main process exited"); create,
-rename, destroy, pause and unpause are not in the journal and are only seen live.
+A ``--since`` in the past first replays from the journal (:func:`replay`): the start and die
+events of the containers that exist now from PID 1's records of their units ("Started",
+"Deactivated successfully", "Failed with result", with the exit status of "Main process
+exited"), and the create, rename, destroy, pause and unpause events nspawnctl recorded there
+itself (eventlog.py; systemd logs none of them), also of containers that are gone. A container
+made before those records existed gets its create from its definition's Created=.
 """
 
 from __future__ import annotations
@@ -129,13 +131,22 @@ def replay_records(records: list[dict[str, Any]], known: dict[str, tuple[str, st
     """Events from PID 1's journal records (``journalctl -o json`` objects, oldest first) about
     the units of ``known`` containers (name -> (id, image)): a start per "Started", a die per
     "Deactivated successfully" (exit code 0) or "Failed with result" (the status its "Main
-    process exited" record gave, 128+N for signal N; else 1)."""
+    process exited" record gave, 128+N for signal N; else 1); and nspawnctl's own records
+    (eventlog.py) of any container, which name it themselves."""
     import signal
+
+    from ..eventlog import ACTIONS as LOGGED
+    from ..eventlog import MESSAGE_ID as MSG_NSPAWNCTL
 
     exits: dict[str, int] = {}  # per invocation: the payload's exit code
     out: list[Event] = []
     for r in records:
         unit, mid = str(r.get("UNIT", "")), r.get("MESSAGE_ID")
+        if mid == MSG_NSPAWNCTL:
+            event = _logged(r, LOGGED)
+            if event is not None:
+                out.append(event)
+            continue
         name = container_of_unit(unit)
         if name is None or name not in known:
             continue
@@ -160,23 +171,41 @@ def replay_records(records: list[dict[str, Any]], known: dict[str, tuple[str, st
     return out
 
 
+def _logged(r: dict[str, Any], actions: tuple[str, ...]) -> Event | None:
+    """The event of one of nspawnctl's own records; None if it is not whole."""
+    fields = ("NSPAWNCTL_EVENT", "NSPAWNCTL_CONTAINER_ID", "NSPAWNCTL_CONTAINER_NAME", "__REALTIME_TIMESTAMP")
+    values = [r.get(f) for f in fields]
+    if not all(isinstance(v, str) and v for v in values):
+        return None
+    action, cid, name, when = (str(v) for v in values)
+    if action not in actions or not when.isdigit():
+        return None
+    old = r.get("NSPAWNCTL_OLD_NAME")
+    extra = {"oldName": old} if action == "rename" and isinstance(old, str) else {}
+    return Event(action, cid, name, str(r.get("NSPAWNCTL_IMAGE") or ""), int(when) * 1000, extra)
+
+
 REPLAY_CAP = 100_000  # journal records read per replay at most (each container start is 3-4)
 
 
 def replay_argv(since: float, until: float, names: list[str]) -> list[str]:
-    """journalctl for PID 1's start/stop records of the units of ``names`` only: journalctl ORs
-    matches of one field and ANDs the fields, so the journal's index does the filtering (every
-    unit's records of a long-lived host would be millions)."""
+    """journalctl for PID 1's start/stop records of the units of ``names`` only, or (``+``)
+    nspawnctl's own event records: journalctl ORs matches of one field, ANDs the fields and ORs
+    the groups ``+`` divides, so the journal's index does the filtering (every unit's records of
+    a long-lived host would be millions)."""
     import shutil
 
+    from ..eventlog import MESSAGE_ID as MSG_NSPAWNCTL
     from .units import persistent_unit_name, unit_name
 
     units = [u for name in names for u in (unit_name(name), persistent_unit_name(name))]
+    pid1 = [
+        *(f"MESSAGE_ID={m}" for m in (MSG_STARTED, MSG_SUCCESS, MSG_FAILURE, MSG_PROCESS_EXIT)), "_PID=1",
+        *(f"UNIT={u}" for u in units), "+",
+    ] if units else []  # fmt: skip
     return [
         shutil.which("journalctl") or "journalctl", "-o", "json", "--no-pager", "-q",
-        f"--since=@{since:.6f}", f"--until=@{until:.6f}",
-        *(f"MESSAGE_ID={m}" for m in (MSG_STARTED, MSG_SUCCESS, MSG_FAILURE, MSG_PROCESS_EXIT)), "_PID=1",
-        *(f"UNIT={u}" for u in units),
+        f"--since=@{since:.6f}", f"--until=@{until:.6f}", *pid1, f"MESSAGE_ID={MSG_NSPAWNCTL}",
     ]  # fmt: skip
 
 
@@ -198,15 +227,17 @@ def read_records(lines: Iterable[bytes], cap: int = REPLAY_CAP) -> list[dict[str
 
 
 def replay(store: ContainerStore, since: float, until: float) -> list[Event]:
-    """The start and die events of today's containers between ``since`` and ``until`` (Unix
-    times), from the journal (journalctl: a past query, not on any hot path). Read line by line
-    and capped; a container's events start at its creation (an earlier one of the same name
-    is another container)."""
+    """The events between ``since`` and ``until`` (Unix times) from the journal (journalctl: a
+    past query, not on any hot path): the start and die events of today's containers and what
+    nspawnctl recorded itself, oldest first. Read line by line and capped; a container's start
+    and die events start at its creation (an earlier one of the same name is another
+    container). A container of today without a create record in the window (made before
+    nspawnctl wrote them) gets one at its Created= time."""
     import subprocess
 
     specs = store.list()
     known = {spec.name: (spec.id, spec.image) for spec in specs}
-    if not known or until <= since:
+    if until <= since:
         return []
     born = {spec.name: _created(spec.created) for spec in specs}
     try:
@@ -220,12 +251,20 @@ def replay(store: ContainerStore, since: float, until: float) -> list[Event]:
                 proc.kill()  # done, or the cap reached: the rest is not wanted
     except OSError as e:
         raise NspawnctlError(f"cannot read past events from the journal: {e}") from None
-    shown = {spec.name: spec.display_name for spec in specs}  # the name as given (names.py)
-    return [
-        replace(e, name=shown[e.name])
+    # PID 1's records name a unit, so a start or die before the container's creation was a
+    # namesake's; nspawnctl's own records carry the container's ID
+    events = [
+        e
         for e in replay_records(records, known)
-        if e.time_ns >= born[e.name]
+        if e.action not in ("start", "die") or e.time_ns >= born[e.name]
     ]
+    created = {e.id for e in events if e.action == "create"}
+    for spec in specs:
+        t = born[spec.name]
+        if spec.id not in created and since * 1e9 <= t < until * 1e9 and t:
+            events.append(Event("create", spec.id, spec.name, spec.image, t))
+    shown = {spec.name: spec.display_name for spec in specs}  # the name as given (names.py)
+    return sorted((replace(e, name=shown.get(e.name, e.name)) for e in events), key=lambda e: e.time_ns)
 
 
 def _created(text: str) -> int:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, PoolError
+from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, NspawnctlError, PoolError
 from ..names import check_machine_name, is_machine_name, machine_name_of
 from ..nspawnfile import OWN_SECTION, NspawnFile
 from ..runopts import prepare_root
@@ -334,6 +334,9 @@ class ContainerStore:
                     marker.unlink(missing_ok=True)
                 btrfs.delete(staging)
                 raise
+        from ..eventlog import record
+
+        record("create", spec.id, spec.name, spec.image)  # for a later 'events --since'
         return spec
 
     def repair_locked(self) -> None:
@@ -566,8 +569,16 @@ class ContainerStore:
     def remove(self, name: str, volumes: bool = False) -> None:
         """Delete snapshot, definition and state; the caller has made sure it is not running.
         ``volumes`` (docker's ``rm -v``): also its anonymous volumes no other container binds."""
+        from ..eventlog import record
+
+        try:
+            spec: ContainerSpec | None = self.get(name)
+        except NspawnctlError:  # a definition that does not read: removable, its ID unknown
+            spec = None
         with self.pool.lock():
             self._remove_locked(name, volumes)
+        if spec is not None:
+            record("destroy", spec.id, name, spec.image)  # for a later 'events --since'
 
     def prune_locked_leftovers(self) -> None:
         """:meth:`repair_locked` under the lock (for ``system prune``)."""

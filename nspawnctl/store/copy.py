@@ -426,6 +426,9 @@ class ContainerRoot:
     # a stopped container's binds and volumes: (path in the container, host path, read-only);
     # docker's cp sees them there too (a running container's are in its namespaces already)
     mounts: tuple[tuple[str, str, bool], ...] = ()
+    # the name a read gives the entry of the path it reads: a mount point's base name, when this
+    # root is the bind's host directory (or a file bind's parent) rather than the container's
+    top: str | None = None
 
     def start(
         self, work: Callable[[int], None], child_closes: list[int], keep: list[int] | None = None
@@ -741,14 +744,16 @@ def _send_file_from_container(
             shutil.copyfileobj(f, out, _CHUNK)
 
 
-def _send_from_container(root_fd: int, name: str, src: str, out: IO[bytes], follow_link: bool) -> None:
+def _send_from_container(
+    root_fd: int, name: str, src: str, out: IO[bytes], follow_link: bool, top: str | None = None
+) -> None:
     """The container side of ``copy_out``: the tar of ``src`` to ``out`` (closed in any case:
-    the other side waits for its end)."""
+    the other side waits for its end), its own entry named ``top`` if given."""
     with out:
         comps, _ = _resolve_source(root_fd, name, src, follow_link)
         parent = rootpath.open_dir(root_fd, comps[:-1], DIR_READ)
         try:
-            arcname = os.fsdecode(comps[-1]) if comps else "."
+            arcname = top or (os.fsdecode(comps[-1]) if comps else ".")
             _write_source(out, parent, comps[-1] if comps else None, arcname, os.fstat(root_fd).st_uid)
         finally:
             os.close(parent)
@@ -769,13 +774,16 @@ def copy_out(
     if dest is None:
         assert out is not None
         out.flush()
-        _stream(root, lambda r, f: _send_from_container(r, root.name, src, f, follow_link), out, True)
+        top = root.top
+        _stream(root, lambda r, f: _send_from_container(r, root.name, src, f, follow_link, top), out, True)
         return
     if _writes_into(dest):
         _copy_file_into(root, src, dest, follow_link)
         return
     r, w = os.pipe()
-    job = root.start(lambda rfd: _send_from_container(rfd, root.name, src, open(w, "wb"), follow_link), [r])
+    job = root.start(
+        lambda rfd: _send_from_container(rfd, root.name, src, open(w, "wb"), follow_link, root.top), [r]
+    )
     if isinstance(job, _ForkJob):
         os.close(w)
     uid, gid = os.getuid(), os.getgid()
@@ -957,7 +965,7 @@ class PathStat:
     link_target: str
 
 
-def _stat_in_container(root_fd: int, name: str, path: str, out: IO[bytes]) -> None:
+def _stat_in_container(root_fd: int, name: str, path: str, out: IO[bytes], top: str | None = None) -> None:
     import json
 
     with out:
@@ -974,7 +982,7 @@ def _stat_in_container(root_fd: int, name: str, path: str, out: IO[bytes]) -> No
                     os.close(parent)
         base = rootpath.split(path.rstrip("/"))
         value = {
-            "name": os.fsdecode(base[-1]) if base else "/",
+            "name": top or (os.fsdecode(base[-1]) if base else "/"),
             "size": st.st_size,
             "mode": st.st_mode,
             "mtime_ns": st.st_mtime_ns,
@@ -990,7 +998,7 @@ def stat_path(root: ContainerRoot, path: str) -> PathStat:
     import json
 
     buf = io.BytesIO()
-    _stream(root, lambda r, f: _stat_in_container(r, root.name, path, f), buf, True)
+    _stream(root, lambda r, f: _stat_in_container(r, root.name, path, f, root.top), buf, True)
     value = json.loads(buf.getvalue())
     return PathStat(**value)
 

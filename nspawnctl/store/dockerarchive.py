@@ -44,6 +44,22 @@ SPACE_CHECK_EVERY = 64 << 20
 CHUNK = 1 << 20
 
 
+class Room:
+    """The pool's free space, asked as a scratch file grows (at most every SPACE_CHECK_EVERY
+    bytes): ``take`` says whether ``n`` more bytes still leave ``reserve`` bytes to the containers."""
+
+    def __init__(self, directory: Path, reserve: int = SPACE_RESERVE) -> None:
+        self.directory, self.reserve = directory, reserve
+        self.written = self.allowed = 0
+
+    def take(self, n: int) -> bool:
+        self.written += n
+        if self.written > self.allowed:
+            free = shutil.disk_usage(self.directory).free
+            self.allowed = self.written + min(SPACE_CHECK_EVERY, free - self.reserve)
+        return self.written <= self.allowed
+
+
 @dataclass(frozen=True)
 class Loaded:
     """What a load made: the image and the names it was given (none: say its ID)."""
@@ -100,10 +116,13 @@ def save(
     out: IO[bytes],
     architecture: str,
     write_root: Callable[[Path, IO[bytes]], None],
+    gone: Callable[[], bool] = lambda: False,
 ) -> None:
     """Write the images ``names`` (references or IDs) as one docker-archive tar to ``out``.
     ``write_root`` writes an image root's tar (``transfer.export_tar``). A name that is a
-    reference becomes the image's RepoTag there; an ID gives none, as docker's."""
+    reference becomes the image's RepoTag there; an ID gives none, as docker's. Each root is
+    spooled on the pool first (a tar member's size comes before its data) within the pool's free
+    space less SPACE_RESERVE; ``gone()`` true (the reader hung up) stops the spooling."""
     chosen: dict[str, tuple[Image, builtins.list[str]]] = {}
     for name in names:
         image = images.get(name)  # ImageNotFound before anything is written
@@ -117,9 +136,7 @@ def save(
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for image, tags in chosen.values():
             with images.spool() as layer:
-                with open(layer, "wb") as f:
-                    write_root(image.path, f)
-                diff_hex = _file_sha256(layer)
+                diff_hex = _spool_root(write_root, image.path, layer, gone)
                 config = json.dumps(image_config(image, f"sha256:{diff_hex}", architecture)).encode()
                 config_hex = hashlib.sha256(config).hexdigest()
                 _add(tar, f"{config_hex}.json", config)
@@ -140,11 +157,45 @@ def save(
             _add(tar, "repositories", json.dumps(repositories).encode())
 
 
-def _file_sha256(path: Path) -> str:
+def _spool_root(
+    write_root: Callable[[Path, IO[bytes]], None], root: Path, dest: Path, gone: Callable[[], bool]
+) -> str:
+    """The tar of ``root`` into the new file ``dest``, through a pipe so every chunk is counted
+    against the pool's free space before it lands (the tar's writer is a process writing to a
+    file descriptor); its SHA-256 in hex. Stopping early closes the pipe: the writer ends."""
+    import threading
+
+    r, w = os.pipe()
+    failed: builtins.list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with open(w, "wb") as out:
+                write_root(root, out)
+        except BaseException as e:
+            failed.append(e)
+
+    worker = threading.Thread(target=produce, name="save-root", daemon=True)
+    worker.start()
+    room = Room(dest.parent)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
+    try:
+        with open(r, "rb", buffering=0) as src, open(dest, "xb") as f:
+            while chunk := src.read(CHUNK):
+                if gone():
+                    raise ArchiveError("save stopped: the reader went away")
+                if not room.take(len(chunk)):
+                    raise ArchiveError(
+                        f"cannot save {root.name}: its tar would leave less than "
+                        f"{SPACE_RESERVE >> 20} MiB free on the image pool",
+                        hint="free space on the pool, or save fewer images at once",
+                    )
+                digest.update(chunk)
+                f.write(chunk)
+    finally:
+        worker.join()  # the read end is closed: a writer still at work gets EPIPE and ends
+    if failed:
+        raise failed[0]
     return digest.hexdigest()
 
 
@@ -257,18 +308,26 @@ def _plain(images: ImageStore, path: Path) -> Iterator[Path]:
         yield path
         return
     with images.spool() as out:
-        with open(path, "rb") as raw, open_decompressed(raw) as stream, open(out, "xb") as w:
-            written, allowed = 0, 0
-            while chunk := stream.read(CHUNK):
-                written += len(chunk)
-                if written > allowed:
-                    free = shutil.disk_usage(out.parent).free
-                    allowed = written + min(SPACE_CHECK_EVERY, free - SPACE_RESERVE)
-                    if written > allowed:
-                        raise ArchiveError(
-                            "the archive, decompressed, is larger than the image pool's free space"
-                        )
-                w.write(chunk)
+        with open(path, "rb") as raw, open_decompressed(raw) as stream:
+            _copy(stream, out, "the archive, decompressed, is larger than the image pool's free space")
+        yield out
+
+
+def _copy(stream: IO[bytes], out: Path, too_big: str) -> None:
+    room = Room(out.parent)
+    with open(out, "xb") as w:
+        while chunk := stream.read(CHUNK):
+            if not room.take(len(chunk)):
+                raise ArchiveError(too_big, hint="free space on the image pool")
+            w.write(chunk)
+
+
+@contextlib.contextmanager
+def spooled(images: ImageStore, stream: IO[bytes]) -> Iterator[Path]:
+    """``stream`` (a pipe: load reads its archive by offset) in a scratch file on the pool,
+    within its free space less SPACE_RESERVE; the file is gone afterwards."""
+    with images.spool() as out:
+        _copy(stream, out, "the archive is larger than the image pool's free space")
         yield out
 
 
@@ -317,15 +376,13 @@ def _load_one(
         image = images.import_layers(
             parent,
             image_id=image_id,
-            ref=refs[0] if refs else None,
+            ref=refs,  # every tag in one write: all of them or none (with a new image removed)
             source="docker-archive",
             defaults=oci.run_defaults(config),
             origin={"loaded": datetime.now(UTC).isoformat(timespec="seconds")},
             layers=chains,
             size=size,
         )
-        for ref in refs[1:]:
-            image = images.tag(image.id, ref)
     except BaseException:
         try:
             layers.prune(images.used_layers, only=set(created))

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -251,7 +251,7 @@ class ImageStore:
         self,
         top: Layer,
         image_id: str,
-        ref: ImageRef | None,
+        ref: ImageRef | Sequence[ImageRef] | None,
         source: str,
         defaults: RunDefaults,
         origin: dict[str, Any],
@@ -262,6 +262,8 @@ class ImageStore:
         subvolume containers then snapshot. ``image_id`` is the config's digest and ``layers``
         the chain IDs, base first. An image with this ID already here gets the new origin and
         defaults (unless that would let an unverified origin replace a verified one) and the ref.
+        Several refs (a load's RepoTags) are written at once: all of them or, with a new image
+        removed again, none.
         """
         if not _OCI_ID.fullmatch(image_id):
             raise InvalidArgument(f"invalid image ID {image_id!r}", hint="expected sha256:<64 hex digits>")
@@ -274,10 +276,12 @@ class ImageStore:
         self.pool.check()
         self._sweep()
         dirname = _dirname_of(image_id)
+        made = False
         with self.pool.lock():
             if self._load(dirname, {}) is not None:
                 self._update(dirname, origin, defaults)
             else:
+                made = True
                 if LayerStore(self.pool).get(top.chain_id) is None:
                     raise NotFound(
                         f"layer {top.chain_id} was removed while image {image_id} was being pulled",
@@ -300,10 +304,19 @@ class ImageStore:
                 os.symlink(f"../layers/{top.path.name}", staging)
                 os.rename(staging, link)
                 write_json(self.dir / f"{dirname}.json", record)
-            if ref is not None:
+            names = [] if ref is None else [ref] if isinstance(ref, ImageRef) else list(ref)
+            if names:
                 refs = self._refs()
-                refs[str(ref)] = image_id
-                self._write_refs(refs)
+                refs.update((str(r), image_id) for r in names)
+                try:
+                    self._write_refs(refs)
+                except BaseException:
+                    if made:  # record first, link second: never a record without its link
+                        with contextlib.suppress(FileNotFoundError):
+                            (self.dir / f"{dirname}.json").unlink()
+                        with contextlib.suppress(FileNotFoundError):
+                            (self.dir / dirname).unlink()
+                    raise
         return self.get(image_id)
 
     def staging_path(self, suffix: str = "") -> Path:
@@ -429,7 +442,9 @@ class ImageStore:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def import_directory(self, directory: Path, ref: ImageRef | None) -> Image:
+    def import_directory(
+        self, directory: Path, ref: ImageRef | None, defaults: RunDefaults | None = None
+    ) -> Image:
         """Import a directory tree by streaming it through tar, so it gets the same checks and ID."""
         if not directory.is_dir():
             raise ArchiveError(f"{directory} is not a directory")
@@ -440,7 +455,7 @@ class ImageStore:
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)
             assert proc.stdout is not None
             try:
-                image = self.import_archive(proc.stdout, ref, source=str(directory))
+                image = self.import_archive(proc.stdout, ref, source=str(directory), defaults=defaults)
             finally:
                 proc.stdout.close()
                 rc = proc.wait()

@@ -115,6 +115,14 @@ def nsp() -> Iterator[CLI]:
     cli.cleanup()
 
 
+@pytest.fixture(scope="module")
+def cli() -> Iterator[CLI]:
+    """``nsp`` for a module's shared containers (what they leave is removed after the module)."""
+    c = CLI()
+    yield c
+    c.cleanup()
+
+
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
     d = Path("/var/tmp") / f"nspawnctl-e2e-{uuid.uuid4().hex[:6]}"

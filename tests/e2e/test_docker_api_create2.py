@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,14 +31,6 @@ def client(api: dict[str, str]) -> Iterator[Any]:
     c = dockerpy.APIClient(base_url=f"unix://{SOCKET}")
     yield c
     c.close()  # an open (keep-alive) connection keeps the service from its idle exit
-
-
-@pytest.fixture(scope="module")
-def cli() -> Iterator[CLI]:
-    """``nsp`` for the module's container."""
-    c = CLI()
-    yield c
-    c.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -141,4 +134,28 @@ def test_archive_of_a_stopped_container_reaches_its_volume(client: Any, pulled: 
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         member = tar.extractfile("o.txt")
         assert member is not None and member.read() == b"out\n"
+    # the mount point itself reads the volume under the mount point's name (review16 #6)
+    stream, stat = client.get_archive(ctr, "/vol1")
+    assert stat["name"] == "vol1"
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        assert {"vol1", "vol1/in.txt", "vol1/o.txt"} <= set(tar.getnames())
     client.remove_container(ctr, v=True)
+
+
+def test_cp_from_a_stopped_containers_mount_points(nsp: CLI, busybox: str, tmp_path: Path) -> None:
+    """A directory bind's mount point and a file bind read as the running container sees them."""
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "in-bind.txt").write_text("bound\n")
+    (tmp_path / "host.conf").write_text("from-the-host\n")
+    name = nsp.name("cpmnt")
+    nsp("create", "--name", name, "-v", f"{tmp_path / 'dir'}:/data",
+        "-v", f"{tmp_path / 'host.conf'}:/etc/app.conf", busybox, "true")  # fmt: skip
+    nsp("cp", f"{name}:/data", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "in-bind.txt").read_text() == "bound\n"
+    tar = nsp("cp", f"{name}:/etc/app.conf", "-").stdout.encode()
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        member = tf.extractfile("app.conf")
+        assert member is not None and member.read() == b"from-the-host\n"
+    (tmp_path / "new.conf").write_text("replaced\n")
+    nsp("cp", str(tmp_path / "new.conf"), f"{name}:/etc/app.conf")
+    assert (tmp_path / "host.conf").read_text() == "replaced\n"  # the bind's file, as when running

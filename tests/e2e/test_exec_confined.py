@@ -10,7 +10,6 @@ import random
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,13 +28,6 @@ def fields(text: str) -> dict[str, list[str]]:
         key, _, value = line.partition(":")
         out.setdefault(key, []).append(value.strip())
     return out
-
-
-@pytest.fixture(scope="module")
-def cli() -> Iterator[CLI]:
-    c = CLI()
-    yield c
-    c.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -333,7 +333,7 @@ def test_events_since_replays_past_starts_and_dies_from_the_journal(nsp: CLI, bu
                    "--format", "{{json .}}", timeout=60)  # fmt: skip
         got = [json.loads(line) for line in proc.stdout.splitlines()]
         assert [(e["Action"], e["Actor"]["Attributes"].get("exitCode")) for e in got] == [
-            ("start", None), ("die", "4"), ("start", None), ("die", "4"),
+            ("create", None), ("start", None), ("die", "4"), ("start", None), ("die", "4"),
         ], got  # fmt: skip
         assert {e["id"] for e in got} == {nsp.json("inspect", name)[0]["Id"]}
         assert got[0]["timeNano"] >= float(before) * 1e9

@@ -4,6 +4,8 @@ given, Env entries without "=" (dockerd: unset)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -138,16 +140,27 @@ def test_inspect_shows_volumes_as_docker() -> None:
     assert _inspect()["Config"]["Volumes"] is None
 
 
-def test_a_stopped_containers_copy_goes_into_its_volumes() -> None:
+def test_a_stopped_containers_copy_goes_into_its_volumes(tmp_path: Path) -> None:
     from nspawnctl.files import in_mount
     from nspawnctl.store.copy import ContainerRoot
 
-    root = ContainerRoot("/pool/c", "c", None, (("/vol1", "/v/a", False), ("/vol1/ro", "/v/b", True)))
-    assert in_mount(root, "/vol1/data.txt") == (ContainerRoot("/v/a", "c", None), "/data.txt")
-    assert in_mount(root, "/vol1/ro/x")[0].path == "/v/b"  # the deepest mount
+    a, b, f = tmp_path / "a", tmp_path / "b", tmp_path / "conf"
+    a.mkdir(), b.mkdir(), f.write_text("x")
+    mounts = (("/vol1", str(a), False), ("/vol1/ro", str(b), True), ("/etc/app.conf", str(f), False))
+    root = ContainerRoot("/pool/c", "c", None, mounts)
+    assert in_mount(root, "/vol1/data.txt") == (ContainerRoot(str(a), "c", None), "/data.txt")
+    assert in_mount(root, "/vol1/ro/x")[0].path == str(b)  # the deepest mount
     assert in_mount(root, "/etc/x") == (root, "/etc/x")
-    assert in_mount(root, "/vol1") == (root, "/vol1")  # the mount point itself: the root's
-    assert in_mount(root, "/vol1/", write=True, at_mount=True) == (ContainerRoot("/v/a", "c", None), "/")
+    # the mount point itself: read as the mount's directory under the mount point's name
+    assert in_mount(root, "/vol1") == (ContainerRoot(str(a), "c", None, top="vol1"), "/")
+    assert in_mount(root, "/vol1/.") == (ContainerRoot(str(a), "c", None), "/.")  # its contents
+    assert in_mount(root, "/vol1/", write=True) == (ContainerRoot(str(a), "c", None), "/")
+    assert in_mount(root, "/vol1", at_mount=False) == (root, "/vol1")
     assert in_mount(root, "/vol1x/y")[0] is root
     with pytest.raises(InvalidArgument):
         in_mount(root, "/vol1/ro/x", write=True)
+    # a file bind: the host file, found in its directory, named as in the container when read
+    parent = ContainerRoot(str(tmp_path), "c", None)
+    assert in_mount(root, "/etc/app.conf") == (replace(parent, top="app.conf"), "/conf")
+    assert in_mount(root, "/etc/app.conf", write=True) == (parent, "/conf")
+    assert in_mount(root, "/etc/app.conf/x") == (parent, "/conf/x")

@@ -397,9 +397,14 @@ def test_command_of(args: list[str], command: str | None) -> None:
     assert app_module.command_of(args) == command
 
 
-# What each command may load of the other command modules (images.py uses registry.py's options,
-# system.py images.py's output): everything else stays unimported.
-COMMAND_DEPS = {"images": {"registry"}, "system": {"images", "registry"}}
+# What each command may load of the other command modules (images.py uses registry.py's options
+# and registers transfer.py's image save|load, files.py uses its --change, system.py images.py's
+# output): everything else stays unimported.
+COMMAND_DEPS = {
+    "images": {"registry", "transfer"},
+    "files": {"transfer"},
+    "system": {"images", "registry", "transfer"},
+}
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from nspawnctl.errors import ContainerNotFound, DefinitionError, FetchError, Ima
 from nspawnctl.nspawnfile import NspawnFile
 from nspawnctl.spec import ContainerSpec, PortMapping, RunDefaults, Volume, file_to_spec, spec_to_file
 from nspawnctl.store.images import Image
-from nspawnctl.values import MemoryBytes
+from nspawnctl.values import MemoryBytes, merge_env
 
 IMG = Image(
     id="sha256:" + "aa" * 32,
@@ -339,12 +339,12 @@ def test_privateusers_no_is_the_opt_out(tmp_path: Path) -> None:
 
 
 def test_merge_env_bare_keys_unset_the_images_and_stay_last() -> None:
-    assert declare.merge_env(["A=1", "B=2"], ["B", "C=3"]) == ["A=1", "C=3", "B"]
-    assert declare.merge_env(["A=1"], ["A", "A=4"]) == ["A=4"]
+    assert merge_env(["A=1", "B=2"], ["B", "C=3"]) == ["A=1", "C=3", "B"]
+    assert merge_env(["A=1"], ["A", "A=4"]) == ["A=4"]
 
 
 def test_merge_env_keeps_first_place_and_last_value() -> None:
-    assert declare.merge_env(["A=1", "B=2"], ["B=3", "C=4", "A=1"]) == ["A=1", "B=3", "C=4"]
+    assert merge_env(["A=1", "B=2"], ["B=3", "C=4", "A=1"]) == ["A=1", "B=3", "C=4"]
 
 
 # -- plan: create, unchanged, update, recreate ------------------------------------------------

@@ -91,3 +91,66 @@ def _spool(path: Path) -> Any:
             path.unlink(missing_ok=True)
 
     return cm()
+
+
+def _fake_tar(data: bytes) -> Any:
+    def write_root(root: Path, out: Any) -> None:
+        out.write(data)
+
+    return write_root
+
+
+def test_save_spools_a_root_within_the_pools_free_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root's tar is counted as it lands: past the free space less the reserve it stops, and
+    a reader that went away stops it too; the digest is the spooled file's."""
+    import hashlib
+
+    data = b"x" * (3 << 20)
+    dest = tmp_path / "layer"
+    digest = dockerarchive._spool_root(_fake_tar(data), tmp_path, dest, lambda: False)
+    assert digest == hashlib.sha256(data).hexdigest() and dest.read_bytes() == data
+
+    def usage(_: Any) -> Any:  # the pool fills as the spool grows
+        left = (1 << 20) - (tmp_path / "big").stat().st_size
+        return SimpleNamespace(free=dockerarchive.SPACE_RESERVE + left)
+
+    monkeypatch.setattr(dockerarchive.shutil, "disk_usage", usage)
+    with pytest.raises(ArchiveError, match="free on the image pool"):
+        dockerarchive._spool_root(_fake_tar(data), tmp_path, tmp_path / "big", lambda: False)
+    assert (tmp_path / "big").stat().st_size <= (1 << 20) + dockerarchive.CHUNK
+    monkeypatch.undo()
+    with pytest.raises(ArchiveError, match="went away"):
+        dockerarchive._spool_root(_fake_tar(data), tmp_path, tmp_path / "gone", lambda: True)
+
+
+def test_a_failing_root_writer_fails_the_save(tmp_path: Path) -> None:
+    def broken(root: Path, out: Any) -> None:
+        out.write(b"half")
+        raise ArchiveError("tar failed: boom")
+
+    with pytest.raises(ArchiveError, match="boom"):
+        dockerarchive._spool_root(broken, tmp_path, tmp_path / "layer", lambda: False)
+
+
+def test_room_asks_the_filesystem_only_now_and_then(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    asked = []
+    room = dockerarchive.Room(tmp_path)
+
+    def usage(path: Any) -> Any:  # 100 MiB above the reserve, less what was written
+        asked.append(path)
+        return SimpleNamespace(free=dockerarchive.SPACE_RESERVE + (100 << 20) - room.written)
+
+    monkeypatch.setattr(dockerarchive.shutil, "disk_usage", usage)
+    assert all(room.take(1 << 20) for _ in range(64)) and len(asked) == 1
+    assert all(room.take(1 << 20) for _ in range(36)) and not room.take(1 << 20)
+    assert len(asked) == 3
+
+
+def test_a_piped_archive_is_spooled_and_removed(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    images: Any = SimpleNamespace(spool=lambda: _spool(spool))
+    with dockerarchive.spooled(images, io.BytesIO(b"archive")) as path:
+        assert path.read_bytes() == b"archive"
+    assert not spool.exists()

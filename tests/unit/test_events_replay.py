@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nspawnctl import eventlog
 from nspawnctl.run import events as ev
 
 
@@ -98,4 +99,60 @@ def test_replay_runs_journalctl_and_drops_events_before_the_containers_creation(
             return [Spec()]
 
     out = ev.replay(Store(), 0, born + 100)  # type: ignore[arg-type]
-    assert [(e.action, e.time_ns) for e in out] == [("start", (born + 5) * 10**9)]
+    # no create record of it in the journal (made before they were written): its Created= time
+    assert [(e.action, e.time_ns) for e in out] == [("create", born * 10**9), ("start", (born + 5) * 10**9)]
+    assert ev.replay(Store(), born + 1, born + 100)[0].action == "start"  # Created= before the window
+
+
+def _own(action: str, t: int, name: str = "web", cid: str = "c" * 64, **extra: str) -> dict[str, str]:
+    """A record as eventlog.entry writes it, as journalctl -o json shows it."""
+    text = eventlog.entry(action, cid, name, "img:1", extra.get("old")).decode()
+    fields = dict(line.split("=", 1) for line in text.splitlines())
+    return {**fields, "__REALTIME_TIMESTAMP": str(t)}
+
+
+def test_nspawnctls_own_records_replay_create_rename_pause_and_destroy() -> None:
+    """Containers that are gone too: the records name them (issue 14's replay)."""
+    records = [
+        _own("create", 1_000_000),
+        _own("pause", 2_000_000),
+        _own("unpause", 3_000_000),
+        _own("rename", 4_000_000, "www", old="web"),
+        _own("destroy", 5_000_000, "www"),
+        {**_own("create", 6_000_000), "NSPAWNCTL_EVENT": "explode"},  # not ours to say
+        {"MESSAGE_ID": eventlog.MESSAGE_ID, "__REALTIME_TIMESTAMP": "7"},  # not whole
+    ]
+    out = ev.replay_records(records, {})
+    assert [(e.action, e.name, e.time_ns, e.extra) for e in out] == [
+        ("create", "web", 1_000_000_000, {}),
+        ("pause", "web", 2_000_000_000, {}),
+        ("unpause", "web", 3_000_000_000, {}),
+        ("rename", "www", 4_000_000_000, {"oldName": "web"}),
+        ("destroy", "www", 5_000_000_000, {}),
+    ]
+    assert {(e.id, e.image) for e in out} == {("c" * 64, "img:1")}
+    assert out[3].to_json()["Actor"]["Attributes"] == {"image": "img:1", "name": "www", "oldName": "web"}
+
+
+def test_the_replay_asks_for_nspawnctls_records_of_any_container() -> None:
+    argv = ev.replay_argv(0, 10, ["web"])
+    assert argv[-2:] == ["+", f"MESSAGE_ID={eventlog.MESSAGE_ID}"]  # OR: a group of its own
+    bare = ev.replay_argv(0, 10, [])  # no container now: never every unit's PID 1 records
+    assert "_PID=1" not in bare and bare[-1] == f"MESSAGE_ID={eventlog.MESSAGE_ID}"
+
+
+def test_a_record_is_sent_to_journald_and_a_missing_journal_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    path = tmp_path / "journal.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        monkeypatch.setattr(eventlog, "JOURNAL_SOCKET", str(path))
+        eventlog.record("rename", "c" * 64, "www", "img:1", "web")
+        got = server.recv(65536).decode()
+    assert "NSPAWNCTL_EVENT=rename\n" in got and "NSPAWNCTL_OLD_NAME=web\n" in got
+    assert f"MESSAGE_ID={eventlog.MESSAGE_ID}\n" in got
+    monkeypatch.setattr(eventlog, "JOURNAL_SOCKET", str(tmp_path / "none"))
+    eventlog.record("create", "c" * 64, "www", "img:1")  # lost, quietly

@@ -406,6 +406,26 @@ def test_import_layers_checks_its_input(images: ImageStore, layers: LayerStore) 
     assert images.list() == [] and not os.path.lexists(images.dir / ("a" * 64))
 
 
+def test_several_refs_are_written_at_once_or_the_new_image_goes(
+    images: ImageStore, layers: LayerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load's RepoTags: all of them with the image, or (the write failing) no image at all."""
+    base = apply(layers, None, BASE)
+    refs = [ImageRef.parse("x:a"), ImageRef.parse("x:b")]
+    chain = [base.chain_id]
+
+    def fail(_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(images, "_write_refs", fail)
+    with pytest.raises(OSError):
+        images.import_layers(base, CONFIG_A, refs, "s", RunDefaults(), {}, layers=chain, size=0)
+    assert images.list() == [] and not os.path.lexists(images.dir / ("a" * 64))
+    monkeypatch.undo()
+    img = images.import_layers(base, CONFIG_A, refs, "s", RunDefaults(), {}, layers=chain, size=0)
+    assert sorted(img.refs) == ["x:a", "x:b"]
+
+
 def test_image_symlink_elsewhere_is_not_an_image(images: ImageStore, layers: LayerStore) -> None:
     base = apply(layers, None, BASE)
     import_image(images, [base], CONFIG_A, "x:a")

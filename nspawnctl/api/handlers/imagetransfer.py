@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -231,10 +232,11 @@ async def _save(ex: Exchange, names: list[str]) -> None:
     await asyncio.gather(*(asyncio.to_thread(ex.client.images.get, n) for n in names))  # 404 first
     r, w = os.pipe()
     os.set_blocking(r, False)
+    gone = threading.Event()  # the client hung up: the worker stops spooling an image's root
 
     def produce() -> None:
         with open(w, "wb") as out:
-            dockerarchive.save(store, names, out, go_arch(), transfer.export_tar)
+            dockerarchive.save(store, names, out, go_arch(), transfer.export_tar, gone.is_set)
 
     worker = own_thread(produce)
     try:
@@ -244,6 +246,7 @@ async def _save(ex: Exchange, names: list[str]) -> None:
         await worker  # an error now (after the head) cuts the body short: the client sees it fail
         await stream.end()
     finally:
+        gone.set()
         os.close(r)
         with contextlib.suppress(Exception):
             await worker
