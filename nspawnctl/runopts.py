@@ -345,6 +345,13 @@ def parse_add_host(text: str) -> tuple[str, str]:
     return host, addr
 
 
+def parse_network_alias(text: str) -> str:
+    """``--network-alias NAME``: a host name the container's zone members reach it by."""
+    if not _HOSTNAME.match(text):
+        raise _bad("--network-alias", text, "a host name (letters, digits, '-', '.')")
+    return text
+
+
 def parse_dns(text: str) -> str:
     import ipaddress
 
@@ -472,6 +479,7 @@ class RunSettings:
     sysctls: tuple[tuple[str, str], ...] = ()
     cpuset: str | None = None
     oom_score_adj: int | None = None
+    network_aliases: tuple[str, ...] = ()  # NetworkAlias=: names in the zone members' /etc/hosts
 
     def __post_init__(self) -> None:
         for items, what in (
@@ -481,6 +489,7 @@ class RunSettings:
             (self.dns_search, "--dns-search"),
             (self.devices, "devices"),
             (self.sysctls, "sysctls"),
+            (self.network_aliases, "--network-alias"),
         ):
             _count(items, what)
 
@@ -551,6 +560,7 @@ class SettingsInput:
     sysctl: list[str] = field(default_factory=list)
     cpuset_cpus: str | None = None
     oom_score_adj: str | None = None
+    network_alias: list[str] = field(default_factory=list)
 
 
 def build(i: SettingsInput, mount_tmpfs: list[Tmpfs] | None = None) -> RunSettings:
@@ -589,6 +599,7 @@ def build(i: SettingsInput, mount_tmpfs: list[Tmpfs] | None = None) -> RunSettin
         sysctls=tuple(sysctls.items()),
         cpuset=None if i.cpuset_cpus is None else parse_cpuset(i.cpuset_cpus),
         oom_score_adj=None if i.oom_score_adj is None else parse_oom_score_adj(i.oom_score_adj),
+        network_aliases=tuple(dict.fromkeys(parse_network_alias(a) for a in i.network_alias)),
     )
 
 
@@ -696,6 +707,7 @@ OWN_KEYS = (
     "ShmSize",
     "Sysctl",
     "OOMScoreAdjust",
+    "NetworkAlias",
 )
 
 
@@ -727,6 +739,7 @@ def to_file(s: RunSettings, f: NspawnFile) -> None:
     f.set_all(own, "Device", [str(d) for d in s.devices])
     f.set(own, "ShmSize", None if s.shm_size is None else str(s.shm_size))
     f.set_all(own, "Sysctl", [f"{k}={v}" for k, v in s.sysctls])
+    f.set_all(own, "NetworkAlias", list(s.network_aliases))
 
 
 def device_binds(s: RunSettings) -> list[str]:
@@ -770,6 +783,7 @@ def from_file(f: NspawnFile) -> RunSettings:
         sysctls=tuple(parse_sysctl(v) for v in f.get_all(own, "Sysctl")),
         cpuset=None if not cpus else parse_cpuset(cpus),
         oom_score_adj=None if not oom else parse_oom_score_adj(oom),
+        network_aliases=tuple(parse_network_alias(v) for v in f.get_all(own, "NetworkAlias")),
     )
 
 
@@ -788,6 +802,7 @@ def check_own(key: str, value: str) -> None:
         "ShmSize": lambda v: parse_bytes(v, None),
         "Sysctl": parse_sysctl,
         "OOMScoreAdjust": parse_oom_score_adj,
+        "NetworkAlias": parse_network_alias,
     }
     fn = parse.get(key)
     if callable(fn):
