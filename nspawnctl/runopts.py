@@ -352,6 +352,14 @@ def parse_network_alias(text: str) -> str:
     return text
 
 
+def parse_driver_opt(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of an endpoint's driver options (one line of a definition: no line feed)."""
+    key, eq, value = text.partition("=")
+    if not eq or not key or "\n" in text:
+        raise _bad("NetworkDriverOpt", text, "KEY=VALUE")
+    return key, value
+
+
 def parse_dns(text: str) -> str:
     import ipaddress
 
@@ -480,6 +488,9 @@ class RunSettings:
     cpuset: str | None = None
     oom_score_adj: int | None = None
     network_aliases: tuple[str, ...] = ()  # NetworkAlias=: names in the zone members' /etc/hosts
+    # NetworkDriverOpt=KEY=VALUE: the API's EndpointsConfig DriverOpts, kept for inspect (the
+    # zone's bridge takes no per-endpoint options, as docker's bridge driver ignores unknown ones)
+    network_driver_opts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for items, what in (
@@ -708,6 +719,7 @@ OWN_KEYS = (
     "Sysctl",
     "OOMScoreAdjust",
     "NetworkAlias",
+    "NetworkDriverOpt",
 )
 
 
@@ -740,6 +752,7 @@ def to_file(s: RunSettings, f: NspawnFile) -> None:
     f.set(own, "ShmSize", None if s.shm_size is None else str(s.shm_size))
     f.set_all(own, "Sysctl", [f"{k}={v}" for k, v in s.sysctls])
     f.set_all(own, "NetworkAlias", list(s.network_aliases))
+    f.set_all(own, "NetworkDriverOpt", [f"{k}={v}" for k, v in s.network_driver_opts])
 
 
 def device_binds(s: RunSettings) -> list[str]:
@@ -784,6 +797,7 @@ def from_file(f: NspawnFile) -> RunSettings:
         cpuset=None if not cpus else parse_cpuset(cpus),
         oom_score_adj=None if not oom else parse_oom_score_adj(oom),
         network_aliases=tuple(parse_network_alias(v) for v in f.get_all(own, "NetworkAlias")),
+        network_driver_opts=tuple(parse_driver_opt(v) for v in f.get_all(own, "NetworkDriverOpt")),
     )
 
 
@@ -803,6 +817,7 @@ def check_own(key: str, value: str) -> None:
         "Sysctl": parse_sysctl,
         "OOMScoreAdjust": parse_oom_score_adj,
         "NetworkAlias": parse_network_alias,
+        "NetworkDriverOpt": parse_driver_opt,
     }
     fn = parse.get(key)
     if callable(fn):

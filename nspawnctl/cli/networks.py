@@ -197,7 +197,8 @@ def network_disconnect(
 def _change(client: Client, ref: str, change: Callable[[ContainerSpec], ContainerSpec]) -> None:
     from ..net import networks
 
-    networks.change_definition(client, ref, change)
+    name = client.containers.resolve(ref)
+    networks.change_definition(client.containers.store, name, client.containers.get(name).running, change)
 
 
 def _all(client: Client) -> list[dict[str, object]]:

@@ -37,6 +37,7 @@ from ..store.files import write_json
 if TYPE_CHECKING:
     from ..client import Client
     from ..spec import ContainerSpec
+    from ..store.containers import ContainerStore
 
 BUILTIN = ("bridge", "host", "none")
 NETWORKD_DIR = Path("/etc/systemd/network")
@@ -335,7 +336,7 @@ def describe(decl: NetworkDecl | None, name: str, members: dict[str, tuple[str, 
     config: dict[str, str] = {}
     if subnet:
         config["Subnet"] = subnet
-        config["Gateway"] = decl.gateway if decl is not None and decl.gateway else _first_host(subnet)
+        config["Gateway"] = decl.gateway if decl is not None and decl.gateway else first_host(subnet)
     return {
         "Name": name,
         "Id": decl.id if decl is not None else zone_id(name),
@@ -366,7 +367,7 @@ def zone_id(name: str) -> str:
     return hashlib.sha256(f"nspawnctl-network:{name}".encode()).hexdigest()
 
 
-def _first_host(subnet: str) -> str:
+def first_host(subnet: str) -> str:
     """networkd gives a zone's bridge its pool /24's first host."""
     return str(next(ipaddress.IPv4Network(subnet, strict=False).hosts()))
 
@@ -448,19 +449,59 @@ def listing(client: Client) -> builtins.list[dict[str, object]]:
 
 
 def change_definition(
-    client: Client, ref: str, change: Callable[[ContainerSpec], ContainerSpec]
+    store: ContainerStore, name: str, running: bool, change: Callable[[ContainerSpec], ContainerSpec]
 ) -> ContainerSpec:
-    """Apply ``change`` to a stopped container's definition (connect/disconnect)."""
+    """Apply ``change`` to a stopped container's definition (connect/disconnect). A running one is
+    refused: its namespace would have to move to another bridge under the payload."""
     from ..errors import ContainerRunning
 
-    containers = client.containers
-    name = containers.resolve(ref)
-    if containers.get(name).running:
+    if running:
         raise ContainerRunning(
             f"container {name} is running: nspawnctl connects and disconnects stopped containers only",
             hint=f"stop it first (nspawnctl stop {name}), then connect it and start it again",
         )
-    store = containers.store
     new = change(store.get(name))
     store.rewrite(new, store.definition(name)[1])  # onto the file as it is: others' keys stay
     return new
+
+
+def docker_name(mode: str) -> str:
+    """The docker network a container's network mode is part of: veth (nspawnctl's default, a
+    NATed link of its own) is docker's ``bridge``, a private namespace without links is ``none``,
+    zone:NAME is the network NAME, bridge:IF the host's bridge IF."""
+    if mode == "veth":
+        return "bridge"
+    if mode in ("none", "private"):
+        return "none"
+    if mode.startswith("zone:"):
+        return mode[5:]
+    if mode.startswith("bridge:"):
+        return mode[7:]
+    return "host"
+
+
+def endpoint_json(paths: Paths | None, spec: ContainerSpec, settings: dict[str, object]) -> dict[str, object]:
+    """docker's ``NetworkSettings.Networks`` of a container: its one network, with the network's
+    ID, the aliases and driver options it was given, and (running) the address from ``settings``
+    (the library's NetworkSettings: IPAddress, IPPrefixLen, Gateway)."""
+    name = docker_name(spec.network)
+    zone_name = spec.network[5:] if spec.network.startswith("zone:") else None
+    decl = find(paths, zone_name) if paths is not None and zone_name else None
+    return {
+        name: {
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": builtins.list(spec.settings.network_aliases) or None,
+            "MacAddress": "",
+            "DriverOpts": dict(spec.settings.network_driver_opts) or None,
+            "NetworkID": decl.id if decl is not None else zone_id(name),
+            "EndpointID": "",
+            "Gateway": settings.get("Gateway") or "",
+            "IPAddress": settings.get("IPAddress") or "",
+            "IPPrefixLen": settings.get("IPPrefixLen") or 0,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": [spec.name, *spec.settings.network_aliases] if zone_name else None,
+        }
+    }

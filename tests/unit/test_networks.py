@@ -157,3 +157,74 @@ def test_describe_is_dockers_shape(paths: Paths) -> None:
             "IPv6Address": "",
         }
     }
+
+
+def test_api_networking_config() -> None:
+    from nspawnctl.api.http import ApiError
+    from nspawnctl.api.translate import networking
+
+    ep = {"EndpointsConfig": {"appnet": {"Aliases": ["hello"], "DriverOpts": {"key1": "a"}, "NetworkID": ""}}}
+    network, endpoint = networking({"NetworkingConfig": ep}, "appnet")
+    assert network == "appnet" and endpoint is not None
+    assert endpoint.aliases == ("hello",) and endpoint.driver_opts == (("key1", "a"),)
+    assert networking({"NetworkingConfig": ep}, "")[0] == "appnet"  # the endpoint names the network
+    assert networking({"NetworkingConfig": {"appnet": None}}, "appnet") == ("appnet", None)  # docker-py's
+    assert networking({}, "bridge") == (None, None) and networking({}, "host") == ("host", None)
+    two = {"EndpointsConfig": {"appnet": {}, "bar": {"Aliases": ["x"]}}}
+    bad: list[tuple[dict[str, object], str, str]] = [
+        ({"NetworkingConfig": two}, "appnet", "one network"),
+        ({"NetworkingConfig": {"EndpointsConfig": {"bar": {}}}}, "appnet", "not the container's network"),
+        (
+            {
+                "NetworkingConfig": {
+                    "EndpointsConfig": {"appnet": {"IPAMConfig": {"IPv4Address": "10.1.1.9"}}}
+                }
+            },
+            "appnet",
+            "IPAMConfig",
+        ),
+        (
+            {"NetworkingConfig": {"EndpointsConfig": {"appnet": {"MacAddress": "02:42:ac:11:00:02"}}}},
+            "appnet",
+            "MacAddress",
+        ),
+        ({"NetworkingConfig": {"EndpointsConfig": {"appnet": {"Aliases": ["a b"]}}}}, "appnet", "alias"),
+        ({}, "container:web", "container:web"),
+    ]
+    for body, mode, words in bad:
+        with pytest.raises(ApiError, match=words) as e:
+            networking(body, mode)
+        assert e.value.status == 400
+
+
+def test_api_network_create_body() -> None:
+    from nspawnctl.api.handlers.networks import create_args
+    from nspawnctl.api.http import ApiError
+
+    body = {
+        "Name": "lan",
+        "Driver": "bridge",
+        "CheckDuplicate": True,
+        "Labels": {"a": "b"},
+        "IPAM": {
+            "Driver": "default",
+            "Config": [{"Subnet": "10.89.3.0/24", "Gateway": "10.89.3.1"}],
+            "Options": {},
+        },
+        "Internal": True,
+        "Options": {},
+        "EnableIPv6": False,
+    }
+    assert create_args(body) == ("lan", "10.89.3.0/24", True, {"a": "b"})
+    for change, words in (
+        ({"Driver": "overlay"}, "Driver"),
+        ({"Name": ""}, "Name"),
+        ({"EnableIPv6": True}, "EnableIPv6"),
+        ({"Options": {"com.docker.network.bridge.name": "x"}}, "Options"),
+        ({"IPAM": {"Config": [{"Subnet": "10.89.3.0/24", "Gateway": "10.89.3.9"}]}}, "Gateway"),
+        ({"IPAM": {"Config": [{"IPRange": "10.89.3.0/25"}]}}, "IPRange"),
+        ({"Labels": {"a": 1}}, "Labels"),
+    ):
+        with pytest.raises(ApiError, match=words) as e:
+            create_args({**body, **change})
+        assert e.value.status == 400
