@@ -332,7 +332,7 @@ def describe(decl: NetworkDecl | None, name: str, members: dict[str, tuple[str, 
     name -> (its ID, its address with the prefix length)."""
     from .zone import read
 
-    subnet = decl.subnet if decl is not None else read(name).subnet
+    subnet = (decl.subnet if decl is not None else None) or read(name).subnet  # networkd's pick
     config: dict[str, str] = {}
     if subnet:
         config["Subnet"] = subnet
