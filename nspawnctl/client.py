@@ -523,7 +523,7 @@ class Containers:
         # a booted image runs its init unless told what to run: a command, or --entrypoint
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
-        network, private_users, notice = _network_and_userns(options, self.paths)
+        network, private_users, notice = _network_and_userns(options, self.paths if options.network else None)
         from .labels import merge_labels
 
         labels = merge_labels(defaults.labels, options.labels)
@@ -1557,11 +1557,10 @@ def _auto_update_label(labels: dict[str, str]) -> str | None:
     return parse_auto_update(value, AUTO_UPDATE_LABEL) if value in (*AUTO_UPDATE_POLICIES, "image") else None
 
 
-def _network_and_userns(options: RunOptions, paths: Paths) -> tuple[str, bool, str | None]:
+def _network_and_userns(options: RunOptions, paths: Paths | None) -> tuple[str, bool, str | None]:
     """The network mode to record and whether the container gets a user namespace; refuses
     combinations that cannot work before anything is made."""
     from .net import default_network
-    from .net.networks import parse as parse_network
     from .spec import check_port_mappings, owns_netns, parse_restart
 
     parse_restart(options.restart)
@@ -1572,7 +1571,12 @@ def _network_and_userns(options: RunOptions, paths: Paths) -> tuple[str, bool, s
         )
     if options.userns not in USERNS_MODES:
         raise InvalidArgument(f"invalid --userns {options.userns!r}", hint="use auto or host")
-    explicit = parse_network(paths, options.network) if options.network else None
+    explicit = None
+    if options.network:
+        from .net.networks import parse as parse_network  # a declared network's name is one too
+
+        assert paths is not None
+        explicit = parse_network(paths, options.network)
     publishing: builtins.list[object] = [*options.ports, *(["-P"] if options.publish_all else [])]
     network, notice = default_network(explicit, publishing)
     if publishing and not owns_netns(network):

@@ -21,12 +21,8 @@ import builtins
 import ipaddress
 import json
 import os
-import secrets
-import shutil
-import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -195,6 +191,9 @@ def create(
                     f"subnet {net} overlaps network {other.name}'s {other.subnet}",
                     hint="choose a subnet no other network uses",
                 )
+    import secrets
+    from datetime import UTC, datetime
+
     decl = NetworkDecl(
         name=name,
         id=secrets.token_hex(32),
@@ -273,6 +272,9 @@ def _bridge_ports(name: str) -> bool:
 
 def reload_networkd() -> None:
     """Have networkd read its files again (best effort: without networkd the file waits for it)."""
+    import shutil
+    import subprocess
+
     exe = shutil.which("networkctl")
     if exe is None or not os.path.isdir("/run/systemd/netif"):
         return
