@@ -255,15 +255,17 @@ def networks(
     containers name and those with leases now) and host bridge containers join; each with its
     containers (running ones with their addresses, from the library's inspect)."""
     out = {name: Network(name, driver, "builtin") for name, driver in BUILTIN.items()}
+    named = {decl.zone: decl.name for decl in declared}  # a declared network's zone -> its name
     for decl in declared:
         out[decl.name] = Network(
-            decl.name, "bridge", "zone", decl.subnet or zone_subnets.get(decl.name), decl=decl
+            decl.name, "bridge", "zone", decl.subnet or zone_subnets.get(decl.zone), decl=decl
         )
     for zone, subnet in sorted(zone_subnets.items()):
-        out.setdefault(zone, Network(zone, "bridge", "zone", subnet))
+        if zone not in named:
+            out.setdefault(zone, Network(zone, "bridge", "zone", subnet))
     for status in statuses:
         mode = status.spec.network
-        name = network_name(mode)
+        name = named.get(mode[5:], network_name(mode)) if mode.startswith("zone:") else network_name(mode)
         if name not in out:
             out[name] = Network(name, "bridge", "zone" if mode.startswith("zone:") else "bridge")
         if status.running:

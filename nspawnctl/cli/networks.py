@@ -176,7 +176,7 @@ def network_connect(
 
     client = state_of(ctx).client()
     decl = networks.get(client.paths, network)
-    _change(client, container, lambda spec: networks.connect_spec(spec, decl.name, alias))
+    _change(client, container, lambda spec: networks.connect_spec(spec, decl.zone, alias))
 
 
 @network_app.command("disconnect")
@@ -190,7 +190,7 @@ def network_disconnect(
 
     client = state_of(ctx).client()
     decl = networks.find(client.paths, network)
-    name = decl.name if decl is not None else network
+    name = decl.zone if decl is not None else network
     _change(client, container, lambda spec: networks.disconnect_spec(spec, name))
 
 

@@ -21,6 +21,7 @@ import builtins
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,6 +59,9 @@ class NetworkDecl:
     name: str
     id: str
     created: str  # RFC 3339
+    zone: str = (
+        ""  # its zone (bridge vz-ZONE): the name itself when it is a zone name, else n + 11 hex of the ID
+    )
     subnet: str | None = None  # IPv4 CIDR, None: networkd's pool picks a /24 at first use
     internal: bool = False
     labels: dict[str, str] = field(default_factory=dict)
@@ -68,6 +72,16 @@ class NetworkDecl:
         if self.subnet is None:
             return None
         return str(next(ipaddress.IPv4Network(self.subnet).hosts()))
+
+    def __post_init__(self) -> None:
+        if not self.zone:
+            object.__setattr__(self, "zone", zone_for(self.name, self.id))
+
+
+def zone_for(name: str, network_id: str) -> str:
+    """A network's zone: docker's names are longer than a bridge's (vz- + 12 characters), so a
+    name that is no zone name gets ``n`` + the first 11 hex digits of the network's ID."""
+    return name if _zone_name(name) else f"n{network_id[:11]}"
 
 
 def networks_dir(paths: Paths) -> Path:
@@ -83,16 +97,23 @@ def networkd_file(name: str) -> Path:
     return networkd_dir() / f"70-nspawnctl-vz-{name}.network"
 
 
-def check_name(name: str) -> str:
-    """A network's name is its zone's (the bridge is vz-NAME), and not one of docker's built-ins."""
-    from ..names import check_zone_name
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
+
+def check_name(name: str) -> str:
+    """docker's network names (a letter or digit, then letters, digits, '_', '.', '-'; here at
+    most 128), not one of docker's built-ins."""
     if name in BUILTIN:
         raise NetworkExists(
             f"network with name {name} already exists",
             hint="bridge, host and none are built in; choose another name",
         )
-    return check_zone_name(name)
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid network name {name!r}",
+            hint="use letters, digits, '_', '.' and '-' (at most 128), starting with a letter or digit",
+        )
+    return name
 
 
 def parse_subnet(text: str) -> ipaddress.IPv4Network:
@@ -119,7 +140,7 @@ def networkd_text(decl: NetworkDecl) -> str:
         "# written by nspawnctl network create: the bridge of network " + decl.name,
         "[Match]",
         "Kind=bridge",
-        f"Name=vz-{decl.name}",
+        f"Name=vz-{decl.zone}",
         "",
         "[Network]",
         f"Address={decl.gateway}/{prefix}",
@@ -142,6 +163,7 @@ def _load(path: Path) -> NetworkDecl | None:
             subnet=data.get("subnet") or None,
             internal=bool(data.get("internal")),
             labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
+            zone=str(data.get("zone") or ""),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -156,9 +178,17 @@ def list(paths: Paths) -> builtins.list[NetworkDecl]:
 
 def find(paths: Paths, name: str) -> NetworkDecl | None:
     """The declared network ``name``; None if there is none (or the name could not be one)."""
-    if not _zone_name(name):
+    if not _NAME.fullmatch(name) or name in BUILTIN:
         return None
     return _load(networks_dir(paths) / f"{name}.json")
+
+
+def by_zone(paths: Paths, zone_name: str) -> NetworkDecl | None:
+    """The declared network whose zone is ``zone_name`` (a container's ``zone:ZONE``)."""
+    found = find(paths, zone_name)
+    if found is not None and found.zone == zone_name:
+        return found
+    return next((n for n in list(paths) if n.zone == zone_name), None)
 
 
 def get(paths: Paths, ref: str) -> NetworkDecl:
@@ -203,20 +233,20 @@ def create(
         labels=dict(labels or {}),
     )
     path = networks_dir(paths) / f"{name}.json"
-    with zone.locked(name):
-        if path.exists():
+    with zone.locked(decl.zone):
+        if path.exists() or by_zone(paths, decl.zone) is not None:
             raise NetworkExists(
                 f"network with name {name} already exists",
                 hint=f"remove it first: nspawnctl network rm {name}",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         if decl.subnet:
-            networkd_file(name).parent.mkdir(parents=True, exist_ok=True)
-            networkd_file(name).write_text(networkd_text(decl))
+            networkd_file(decl.zone).parent.mkdir(parents=True, exist_ok=True)
+            networkd_file(decl.zone).write_text(networkd_text(decl))
         try:
             write_json(path, asdict(decl))
         except BaseException:
-            networkd_file(name).unlink(missing_ok=True)
+            networkd_file(decl.zone).unlink(missing_ok=True)
             raise
     if decl.subnet:
         reload_networkd()
@@ -229,15 +259,15 @@ def remove(paths: Paths, ref: str) -> NetworkDecl:
     from . import zone
 
     decl = get(paths, ref)
-    with zone.locked(decl.name) as zf:
-        if attached(zf.leases) or _bridge_ports(decl.name):
+    with zone.locked(decl.zone) as zf:
+        if attached(zf.leases) or _bridge_ports(decl.zone):
             raise NetworkInUse(
                 f"error while removing network: network {decl.name} id {decl.id} has active endpoints",
                 hint="stop or disconnect its containers first",
             )
         (networks_dir(paths) / f"{decl.name}.json").unlink(missing_ok=True)
-        had_file = networkd_file(decl.name).exists()
-        networkd_file(decl.name).unlink(missing_ok=True)
+        had_file = networkd_file(decl.zone).exists()
+        networkd_file(decl.zone).unlink(missing_ok=True)
     if had_file:
         reload_networkd()
     return decl
@@ -310,8 +340,8 @@ def parse(paths: Paths, text: str) -> str:
     except InvalidArgument:
         decl = find(paths, text)
         if decl is not None:
-            return f"zone:{decl.name}"
-        if _zone_name(text):
+            return f"zone:{decl.zone}"
+        if _NAME.fullmatch(text):
             raise NetworkNotFound(
                 f"network {text} not found",
                 hint=f"create it first (nspawnctl network create {text}), or use --network zone:{text}",
@@ -329,12 +359,15 @@ def _zone_name(text: str) -> bool:
     return True
 
 
-def describe(decl: NetworkDecl | None, name: str, members: dict[str, tuple[str, str]]) -> dict[str, object]:
-    """docker's network inspect of zone ``name`` (declared: ``decl``); ``members``: container
+def describe(
+    decl: NetworkDecl | None, zone_name: str, members: dict[str, tuple[str, str]]
+) -> dict[str, object]:
+    """docker's network inspect of zone ``zone_name`` (declared: ``decl``); ``members``: container
     name -> (its ID, its address with the prefix length)."""
     from .zone import read
 
-    subnet = (decl.subnet if decl is not None else None) or read(name).subnet  # networkd's pick
+    name = decl.name if decl is not None else zone_name
+    subnet = (decl.subnet if decl is not None else None) or read(zone_name).subnet  # networkd's pick
     config: dict[str, str] = {}
     if subnet:
         config["Subnet"] = subnet
@@ -357,7 +390,7 @@ def describe(decl: NetworkDecl | None, name: str, members: dict[str, tuple[str, 
             cid: {"Name": n, "EndpointID": "", "MacAddress": "", "IPv4Address": addr, "IPv6Address": ""}
             for n, (cid, addr) in sorted(members.items())
         },
-        "Options": {"nspawnctl.network": "zone", "com.docker.network.bridge.name": f"vz-{name}"},
+        "Options": {"nspawnctl.network": "zone", "com.docker.network.bridge.name": f"vz-{zone_name}"},
         "Labels": dict(decl.labels) if decl is not None else {},
     }
 
@@ -440,7 +473,7 @@ def listing(client: Client) -> builtins.list[dict[str, object]]:
         }
         for b in BUILTIN
     ]
-    declared = {d.name: d for d in list(paths)}
+    declared = {d.zone: d for d in list(paths)}
     zones = (
         set(declared) | set(zone_subnets()) | {s.network[5:] for s in specs if s.network.startswith("zone:")}
     )
@@ -486,9 +519,9 @@ def endpoint_json(paths: Paths | None, spec: ContainerSpec, settings: dict[str, 
     """docker's ``NetworkSettings.Networks`` of a container: its one network, with the network's
     ID, the aliases and driver options it was given, and (running) the address from ``settings``
     (the library's NetworkSettings: IPAddress, IPPrefixLen, Gateway)."""
-    name = docker_name(spec.network)
     zone_name = spec.network[5:] if spec.network.startswith("zone:") else None
-    decl = find(paths, zone_name) if paths is not None and zone_name else None
+    decl = by_zone(paths, zone_name) if paths is not None and zone_name else None
+    name = decl.name if decl is not None else docker_name(spec.network)
     return {
         name: {
             "IPAMConfig": None,

@@ -175,14 +175,16 @@ async def _change(ex: Exchange, id: str, connect: bool) -> None:
                 raise ApiError(400, f"EndpointConfig.{key}: not supported by nspawnctl's networks")
         aliases = strings("EndpointConfig.Aliases", ep.get("Aliases"))
 
+    zone_name = n.decl.zone if n.decl is not None else n.name
+
     def change() -> None:
         lib.change_definition(
             ex.client.containers.store,
             name,
             status.running,
-            (lambda s: lib.connect_spec(s, n.name, aliases))
+            (lambda s: lib.connect_spec(s, zone_name, aliases))
             if connect
-            else (lambda s: lib.disconnect_spec(s, n.name)),
+            else (lambda s: lib.disconnect_spec(s, zone_name)),
         )
 
     await asyncio.to_thread(change)
