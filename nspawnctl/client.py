@@ -1557,7 +1557,7 @@ def _auto_update_label(labels: dict[str, str]) -> str | None:
     return parse_auto_update(value, AUTO_UPDATE_LABEL) if value in (*AUTO_UPDATE_POLICIES, "image") else None
 
 
-def _network_and_userns(options: RunOptions, paths: Paths | None) -> tuple[str, bool, str | None]:
+def _network_and_userns(options: RunOptions, paths: Paths | None = None) -> tuple[str, bool, str | None]:
     """The network mode to record and whether the container gets a user namespace; refuses
     combinations that cannot work before anything is made."""
     from .net import default_network
@@ -1575,8 +1575,7 @@ def _network_and_userns(options: RunOptions, paths: Paths | None) -> tuple[str, 
     if options.network:
         from .net.networks import parse as parse_network  # a declared network's name is one too
 
-        assert paths is not None
-        explicit = parse_network(paths, options.network)
+        explicit = parse_network(paths or Paths.from_env(), options.network)
     publishing: builtins.list[object] = [*options.ports, *(["-P"] if options.publish_all else [])]
     network, notice = default_network(explicit, publishing)
     if publishing and not owns_netns(network):

@@ -98,6 +98,7 @@ def _options(
     label_file: list[str] | None = None,
 ) -> object:
     from ..client import RunOptions
+    from ..net.networks import check_value as check_network
     from ..spec import Limits, PortMapping, Volume, parse_restart
     from ..values import Cpus, MemoryBytes, PidsLimit, check_env
 
@@ -121,7 +122,7 @@ def _options(
         limits=limits,
         auto_remove=rm,
         entrypoint=entrypoint,
-        network=network or None,  # checked by the library (a declared network's name is one)
+        network=check_network(network) if network else None,  # resolved by the library
         ports=[PortMapping.parse(p) for p in publish or []],
         restart=parse_restart(restart),
         userns=userns,
@@ -440,6 +441,7 @@ def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **fl
         settings=settings,
         stop_signal=None if stop_signal is None else parse_stop_signal(stop_signal),
     )
+
 
 # -- issue 14, labels
 LABEL = typer.Option(

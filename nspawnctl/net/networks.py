@@ -349,6 +349,15 @@ def parse(paths: Paths, text: str) -> str:
         raise
 
 
+def check_value(text: str) -> str:
+    """A ``--network`` value's syntax, without the declarations: a mode, or what could name a network."""
+    from ..spec import parse_network
+
+    if text == "bridge" or _NAME.fullmatch(text):
+        return text
+    return parse_network(text)
+
+
 def _zone_name(text: str) -> bool:
     from ..names import check_zone_name
 
