@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
 def network_create(
     ctx: typer.Context,
     name: str = typer.Argument(
-        ..., metavar="NAME", help="Network name (at most 12 letters, digits, - or _)."
+        ...,
+        metavar="NAME",
+        help="Network name (letters, digits, _ . -; a longer one than 12 gets a zone of its ID).",
     ),
     driver: str = typer.Option("bridge", "-d", "--driver", help="Only bridge (a zone's bridge vz-NAME)."),
     subnet: str = typer.Option(
