@@ -562,7 +562,7 @@ class Containers:
         # a booted image runs its init unless told what to run: a command, or --entrypoint
         boot = options.boot or (defaults.boot and not command and options.entrypoint is None)
         entrypoint, argv = _argv(image, command, options.entrypoint, defaults, boot)
-        network, private_users, notice = _network_and_userns(options)
+        network, private_users, notice = _network_and_userns(options, self.paths if options.network else None)
         from .labels import merge_labels
 
         labels = merge_labels(defaults.labels, options.labels)
@@ -1641,11 +1641,11 @@ def _auto_update_label(labels: dict[str, str]) -> str | None:
     return parse_auto_update(value, AUTO_UPDATE_LABEL) if value in (*AUTO_UPDATE_POLICIES, "image") else None
 
 
-def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
+def _network_and_userns(options: RunOptions, paths: Paths | None = None) -> tuple[str, bool, str | None]:
     """The network mode to record and whether the container gets a user namespace; refuses
     combinations that cannot work before anything is made."""
     from .net import default_network
-    from .spec import check_port_mappings, owns_netns, parse_network, parse_restart
+    from .spec import check_port_mappings, owns_netns, parse_restart
 
     parse_restart(options.restart)
     if options.restart != "no" and options.auto_remove:
@@ -1655,7 +1655,11 @@ def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
         )
     if options.userns not in USERNS_MODES:
         raise InvalidArgument(f"invalid --userns {options.userns!r}", hint="use auto or host")
-    explicit = parse_network(options.network) if options.network else None
+    explicit = None
+    if options.network:
+        from .net.networks import parse as parse_network  # a declared network's name is one too
+
+        explicit = parse_network(paths or Paths.from_env(), options.network)
     publishing: builtins.list[object] = [*options.ports, *(["-P"] if options.publish_all else [])]
     network, notice = default_network(explicit, publishing)
     if publishing and not owns_netns(network):
@@ -1665,6 +1669,11 @@ def _network_and_userns(options: RunOptions) -> tuple[str, bool, str | None]:
             hint=f"this container's network would be {network}; drop {flag} or choose veth or zone:NAME",
         )
     check_port_mappings(options.ports)  # what no host could publish: refused now, not at start
+    if options.settings.network_aliases and not network.startswith("zone:"):
+        raise InvalidArgument(  # docker's rule: aliases are names on a user-defined network
+            "--network-alias needs a user-defined network (a zone)",
+            hint="add --network NAME (nspawnctl network create NAME) or --network zone:NAME",
+        )
     return network, options.userns == "auto", notice
 
 

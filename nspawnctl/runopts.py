@@ -350,6 +350,21 @@ def parse_add_host(text: str) -> tuple[str, str]:
     return host, addr
 
 
+def parse_network_alias(text: str) -> str:
+    """``--network-alias NAME``: a host name the container's zone members reach it by."""
+    if not _HOSTNAME.match(text):
+        raise _bad("--network-alias", text, "a host name (letters, digits, '-', '.')")
+    return text
+
+
+def parse_driver_opt(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of an endpoint's driver options (one line of a definition: no line feed)."""
+    key, eq, value = text.partition("=")
+    if not eq or not key or "\n" in text:
+        raise _bad("NetworkDriverOpt", text, "KEY=VALUE")
+    return key, value
+
+
 def parse_dns(text: str) -> str:
     import ipaddress
 
@@ -548,6 +563,10 @@ class RunSettings:
     isolation: str | None = None  # "default", the only one Linux has, as given
     volume_driver: str | None = None  # as given; only "local" makes volumes
     mac_address: str | None = None  # the container's host0 (veth or zone), lower-case
+    network_aliases: tuple[str, ...] = ()  # NetworkAlias=: names in the zone members' /etc/hosts
+    # NetworkDriverOpt=KEY=VALUE: the API's EndpointsConfig DriverOpts, kept for inspect (the
+    # zone's bridge takes no per-endpoint options, as docker's bridge driver ignores unknown ones)
+    network_driver_opts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for items, what in (
@@ -557,6 +576,7 @@ class RunSettings:
             (self.dns_search, "--dns-search"),
             (self.devices, "devices"),
             (self.sysctls, "sysctls"),
+            (self.network_aliases, "--network-alias"),
         ):
             _count(items, what)
 
@@ -639,6 +659,7 @@ class SettingsInput:
     volume_driver: str | None = None
     cgroupns: str | None = None
     mac_address: str | None = None
+    network_alias: list[str] = field(default_factory=list)
 
 
 def build(i: SettingsInput, mount_tmpfs: list[Tmpfs] | None = None) -> RunSettings:
@@ -684,6 +705,7 @@ def build(i: SettingsInput, mount_tmpfs: list[Tmpfs] | None = None) -> RunSettin
         isolation=None if i.isolation is None else parse_isolation(i.isolation),
         volume_driver=None if i.volume_driver is None else parse_volume_driver(i.volume_driver),
         mac_address=None if i.mac_address is None else parse_mac_address(i.mac_address),
+        network_aliases=tuple(dict.fromkeys(parse_network_alias(a) for a in i.network_alias)),
     )
 
 
@@ -841,6 +863,8 @@ OWN_KEYS = (
     "Isolation",
     "VolumeDriver",
     "MacAddress",
+    "NetworkAlias",
+    "NetworkDriverOpt",
 )
 
 
@@ -877,6 +901,8 @@ def to_file(s: RunSettings, f: NspawnFile) -> None:
     f.set(own, "Isolation", s.isolation)
     f.set(own, "VolumeDriver", s.volume_driver)
     f.set(own, "MacAddress", s.mac_address)
+    f.set_all(own, "NetworkAlias", list(s.network_aliases))
+    f.set_all(own, "NetworkDriverOpt", [f"{k}={v}" for k, v in s.network_driver_opts])
 
 
 def device_binds(s: RunSettings) -> list[str]:
@@ -925,6 +951,8 @@ def from_file(f: NspawnFile) -> RunSettings:
         isolation=None if not (v := f.get(own, "Isolation")) else parse_isolation(v),
         volume_driver=None if not (v := f.get(own, "VolumeDriver")) else parse_volume_driver(v),
         mac_address=None if not (v := f.get(own, "MacAddress")) else parse_mac_address(v),
+        network_aliases=tuple(parse_network_alias(v) for v in f.get_all(own, "NetworkAlias")),
+        network_driver_opts=tuple(parse_driver_opt(v) for v in f.get_all(own, "NetworkDriverOpt")),
     )
 
 
@@ -948,6 +976,8 @@ def check_own(key: str, value: str) -> None:
         "Isolation": parse_isolation,
         "VolumeDriver": parse_volume_driver,
         "MacAddress": parse_mac_address,
+        "NetworkAlias": parse_network_alias,
+        "NetworkDriverOpt": parse_driver_opt,
     }
     fn = parse.get(key)
     if callable(fn):

@@ -14,6 +14,7 @@ from ..ref import familiar
 
 if TYPE_CHECKING:
     from ..client import ContainerStatus
+    from ..config import Paths
     from ..store.images import Image
 
 STDOUT, STDERR = 1, 2
@@ -89,6 +90,8 @@ def _ports_summary(status: ContainerStatus) -> list[dict[str, Any]]:
 
 def container_summary(status: ContainerStatus, now: float) -> dict[str, Any]:
     """One entry of ``GET /containers/json``."""
+    from ..net.networks import docker_name
+
     s = status.spec
     network = s.network
     return {
@@ -103,7 +106,7 @@ def container_summary(status: ContainerStatus, now: float) -> dict[str, Any]:
         "State": status.state,
         "Status": status_text(status, now),
         "HostConfig": {"NetworkMode": network},
-        "NetworkSettings": {"Networks": {network: {}}},
+        "NetworkSettings": {"Networks": {docker_name(network): {}}},
         "Mounts": [_mount(v) for v in s.volumes],
     }
 
@@ -144,10 +147,13 @@ def _mount(v: Any, volume_name: VolumeName = _no_volume) -> dict[str, Any]:
     }
 
 
-def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_volume) -> dict[str, Any]:
+def container_inspect(
+    status: ContainerStatus, volume_name: VolumeName = _no_volume, paths: Paths | None = None
+) -> dict[str, Any]:
     """``GET /containers/{id}/json``, built on the library's own inspect (ContainerStatus.to_json).
     ``volume_name`` tells the store's volumes from other bind sources: anonymous volumes (docker's
     ``Config.Volumes``, ``-v /path``) are shown there and in ``Mounts``, not in ``Binds``."""
+    from ..net.networks import endpoint_json
     from ..spec import docker_restart_policy
 
     mine = status.to_json()
@@ -167,7 +173,7 @@ def container_inspect(status: ContainerStatus, volume_name: VolumeName = _no_vol
         "MemorySwappiness": None,  # dockerd's on cgroup v2: discarded (create warns)
     }
     network = {**mine["NetworkSettings"]}
-    network.setdefault("Networks", {})
+    network["Networks"] = endpoint_json(paths, s, network)  # the network's name, ID, aliases
     network = {k: ("" if v is None and k in ("IPAddress", "Gateway") else v) for k, v in network.items()}
     return {
         "Id": s.id,

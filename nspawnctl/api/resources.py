@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING, Any
 from .http import ApiError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ..client import ContainerStatus
+    from ..net.networks import NetworkDecl
     from ..run.events import Event
     from ..run.stats import Sample
     from ..store.volumes import VolumeInfo
@@ -169,22 +172,15 @@ BUILTIN = {"bridge": "bridge", "host": "host", "none": "null"}
 
 
 def network_name(mode: str) -> str:
-    """The docker network a container's network mode is part of: veth (nspawnctl's default, a
-    NATed link of its own) is docker's ``bridge``, a private namespace without links is ``none``,
-    zone:NAME is the zone NAME, bridge:IF the host's bridge IF."""
-    if mode == "veth":
-        return "bridge"
-    if mode in ("none", "private"):
-        return "none"
-    if mode.startswith("zone:"):
-        return mode[5:]
-    if mode.startswith("bridge:"):
-        return mode[7:]
-    return "host"
+    """The docker network a container's network mode is part of (net.networks.docker_name)."""
+    from ..net.networks import docker_name
+
+    return docker_name(mode)
 
 
 def network_id(name: str) -> str:
-    """A stable ID per network (docker's are 64 hex digits)."""
+    """A stable ID per network nobody declared (docker's are 64 hex digits); a declared network
+    has its own (NetworkDecl.id)."""
     return hashlib.sha256(f"nspawnctl-network:{name}".encode()).hexdigest()
 
 
@@ -195,10 +191,15 @@ class Network:
     kind: str  # builtin | zone | bridge (nspawnctl's words, in Options)
     subnet: str | None = None
     members: list[tuple[ContainerStatus, dict[str, Any]]] = field(default_factory=list)
+    decl: NetworkDecl | None = None  # a declared network (nspawnctl network create, POST /networks/create)
 
     @property
     def id(self) -> str:
-        return network_id(self.name)
+        return self.decl.id if self.decl is not None else network_id(self.name)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.decl.labels) if self.decl is not None else {}
 
     def to_json(self, with_containers: bool = True) -> dict[str, Any]:
         containers: dict[str, Any] = {}
@@ -211,10 +212,14 @@ class Network:
                 "IPv4Address": f"{addr}/{prefix}" if addr and prefix else "",
                 "IPv6Address": "",
             }
+        config: dict[str, str] = {}
+        if self.subnet:
+            gateway = self.decl.gateway if self.decl is not None else None
+            config = {"Subnet": self.subnet, "Gateway": gateway or _first_host(self.subnet)}
         return {
             "Name": self.name,
             "Id": self.id,
-            "Created": ZERO_TIME,
+            "Created": self.decl.created if self.decl is not None else ZERO_TIME,
             "Scope": "local",
             "Driver": self.driver,
             "EnableIPv4": True,
@@ -222,29 +227,45 @@ class Network:
             "IPAM": {
                 "Driver": "default",
                 "Options": {},
-                "Config": [{"Subnet": self.subnet}] if self.subnet else [],
+                "Config": [config] if config else [],
             },
-            "Internal": self.name == "none",
+            "Internal": self.decl.internal if self.decl is not None else self.name == "none",
             "Attachable": False,
             "Ingress": False,
             "ConfigFrom": {"Network": ""},
             "ConfigOnly": False,
             "Containers": containers,
             "Options": {"nspawnctl.network": self.kind},
-            "Labels": {},
+            "Labels": self.labels,
         }
 
 
-def networks(statuses: list[ContainerStatus], zone_subnets: dict[str, str | None]) -> list[Network]:
-    """docker's network list: bridge, host, none, then each zone (those containers name and those
-    with leases now) and host bridge containers join; each with its containers (running ones with
-    their addresses, from the library's inspect)."""
+def _first_host(subnet: str) -> str:
+    import ipaddress
+
+    return str(next(ipaddress.IPv4Network(subnet, strict=False).hosts()))
+
+
+def networks(
+    statuses: list[ContainerStatus],
+    zone_subnets: dict[str, str | None],
+    declared: Sequence[NetworkDecl] = (),
+) -> list[Network]:
+    """docker's network list: bridge, host, none, then each declared network, each zone (those
+    containers name and those with leases now) and host bridge containers join; each with its
+    containers (running ones with their addresses, from the library's inspect)."""
     out = {name: Network(name, driver, "builtin") for name, driver in BUILTIN.items()}
+    named = {decl.zone: decl.name for decl in declared}  # a declared network's zone -> its name
+    for decl in declared:
+        out[decl.name] = Network(
+            decl.name, "bridge", "zone", decl.subnet or zone_subnets.get(decl.zone), decl=decl
+        )
     for zone, subnet in sorted(zone_subnets.items()):
-        out.setdefault(zone, Network(zone, "bridge", "zone", subnet))
+        if zone not in named:
+            out.setdefault(zone, Network(zone, "bridge", "zone", subnet))
     for status in statuses:
         mode = status.spec.network
-        name = network_name(mode)
+        name = named.get(mode[5:], network_name(mode)) if mode.startswith("zone:") else network_name(mode)
         if name not in out:
             out[name] = Network(name, "bridge", "zone" if mode.startswith("zone:") else "bridge")
         if status.running:

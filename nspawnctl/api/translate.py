@@ -8,11 +8,14 @@ empty value ("", 0, false, [], {}, null) is no request; but a map whose keys car
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
 from . import run_settings
 from .http import ApiError
+
+if TYPE_CHECKING:
+    from ..client import RunOptions
 
 CONFIG_TAKEN = {
     "Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "Hostname", "HostConfig", "ExposedPorts",
@@ -192,8 +195,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
     if log_type not in ("", "journald", "json-file"):
         raise ApiError(400, f"HostConfig.LogConfig.Type: {log_type}: containers log to the journal")
     network_mode = string("HostConfig.NetworkMode", host.get("NetworkMode"))
-    if network_mode not in NETWORK_MODES:
-        raise ApiError(400, f"HostConfig.NetworkMode: {network_mode}: use default, bridge, host or none")
+    network, endpoint = networking(body, network_mode)
     policy = _object("HostConfig.RestartPolicy", host.get("RestartPolicy"))
     restart = string("HostConfig.RestartPolicy.Name", policy.get("Name"))
     if restart not in RESTART:
@@ -242,7 +244,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         limits=limits,
         auto_remove=bool(host.get("AutoRemove")),
         entrypoint=entrypoint,
-        network=NETWORK_MODES[network_mode],
+        network=network,
         ports=ports,
         restart=f"on-failure:{retries}" if retries else RESTART[restart],
         labels=dict(labels),
@@ -259,7 +261,87 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
             check_swap(options.settings.memory_swap, memory or None, "HostConfig.MemorySwap")
         except InvalidArgument as e:
             raise ApiError(400, str(e)) from None
+    if endpoint is not None:
+        options = endpoint.apply(options)
     return CreateRequest(image, cmd, extra.warnings), options
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An EndpointsConfig entry nspawnctl honours: aliases (NetworkAlias=) and driver options
+    (NetworkDriverOpt=, kept for inspect)."""
+
+    aliases: tuple[str, ...] = ()
+    driver_opts: tuple[tuple[str, str], ...] = ()
+
+    def apply(self, options: RunOptions) -> RunOptions:
+        import dataclasses
+
+        settings = dataclasses.replace(
+            options.settings, network_aliases=self.aliases, network_driver_opts=self.driver_opts
+        )
+        return dataclasses.replace(options, settings=settings)
+
+
+ENDPOINT_IGNORED = ("NetworkID", "EndpointID")  # the daemon's own answers, echoed back by clients
+
+
+def networking(body: dict[str, Any], network_mode: str) -> tuple[str | None, Endpoint | None]:
+    """The network (HostConfig.NetworkMode: docker's modes or a network's name, which the library
+    resolves: an unknown one is a 404) and NetworkingConfig.EndpointsConfig's entry for it. A
+    container is on one network here, so a second entry is a 400; so is what a zone cannot do
+    (a fixed IPAMConfig address: the zone leases addresses; links). Its MacAddress is read by
+    run_settings (the container's host0)."""
+    from ..runopts import parse_driver_opt, parse_network_alias
+
+    if network_mode.startswith("container:"):
+        raise ApiError(
+            400, f"HostConfig.NetworkMode: {network_mode}: nspawnctl cannot share a network namespace"
+        )
+    named = None if network_mode in NETWORK_MODES else network_mode
+    config = _object("NetworkingConfig", body.get("NetworkingConfig"))
+    endpoints = {
+        k: v
+        for k, v in _object("NetworkingConfig.EndpointsConfig", config.get("EndpointsConfig")).items()
+        if v is not None
+    }
+    if len(endpoints) > 1:
+        raise ApiError(
+            400,
+            "NetworkingConfig.EndpointsConfig: a container is on one network in nspawnctl "
+            f"(asked for {', '.join(sorted(endpoints))})",
+        )
+    if not endpoints:
+        return (named if named is not None else NETWORK_MODES[network_mode]), None
+    ((net, raw),) = endpoints.items()
+    where = f"NetworkingConfig.EndpointsConfig.{net}"
+    if named is None and network_mode in ("", "default") and net not in NETWORK_MODES:
+        named = net  # docker: the endpoint's network when no mode names one
+    if net != (named if named is not None else network_mode or "default") and not (
+        net == "bridge" and network_mode in ("", "default")
+    ):
+        raise ApiError(400, f"{where}: not the container's network ({network_mode or 'default'})")
+    ep = _object(where, raw)
+    for key, value in ep.items():
+        if key in ("Aliases", "DriverOpts", "MacAddress", *ENDPOINT_IGNORED):  # MAC: run_settings
+            continue
+        if key == "IPAMConfig" and not empty(_object(f"{where}.IPAMConfig", value)):
+            raise ApiError(400, f"{where}.IPAMConfig: nspawnctl's zones lease addresses themselves")
+        if not empty(value, key):
+            raise ApiError(400, f"{where}.{key}: not supported by nspawnctl's networks")
+    opts = _object(f"{where}.DriverOpts", ep.get("DriverOpts"))
+    try:
+        endpoint = Endpoint(
+            aliases=tuple(
+                dict.fromkeys(parse_network_alias(a) for a in strings(f"{where}.Aliases", ep.get("Aliases")))
+            ),
+            driver_opts=tuple(
+                parse_driver_opt(f"{k}={string(f'{where}.DriverOpts', v)}") for k, v in opts.items()
+            ),
+        )
+    except InvalidArgument as e:
+        raise ApiError(400, f"{where}: {e}") from None
+    return (named if named is not None else NETWORK_MODES.get(network_mode)), endpoint
 
 
 MAX_AUTH_HEADER = 16 << 10

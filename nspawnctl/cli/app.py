@@ -134,6 +134,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "system": ("version", "info", "system", "container"),
     "lifecycle": ("wait", "rename", "pause", "unpause", "update", "top", "stats", "events", "attach"),
     "volumes": ("volume",),
+    "networks": ("network",),
     "ports": ("port",),
     "health": ("auto-update", "healthcheck"),
     "build": ("build",),

@@ -98,7 +98,8 @@ def _options(
     label_file: list[str] | None = None,
 ) -> object:
     from ..client import RunOptions
-    from ..spec import Limits, PortMapping, Volume, parse_network, parse_restart
+    from ..net.networks import check_value as check_network
+    from ..spec import Limits, PortMapping, Volume, parse_restart
     from ..values import Cpus, MemoryBytes, PidsLimit, check_env
 
     limits = Limits(
@@ -121,7 +122,7 @@ def _options(
         limits=limits,
         auto_remove=rm,
         entrypoint=entrypoint,
-        network=parse_network(network) if network else None,
+        network=check_network(network) if network else None,  # resolved by the library
         ports=[PortMapping.parse(p) for p in publish or []],
         restart=parse_restart(restart),
         userns=userns,
@@ -394,6 +395,12 @@ STOP_TIMEOUT = typer.Option(
     None, "--stop-timeout", metavar="SECONDS", help="Seconds 'stop' waits before killing (default 10)."
 )
 ADD_HOST = typer.Option([], "--add-host", metavar="HOST:IP", help="Add a line to /etc/hosts (repeatable).")
+NETWORK_ALIAS = typer.Option(
+    [],
+    "--network-alias",
+    metavar="NAME",
+    help="Another name the container's zone members reach it by (their /etc/hosts; repeatable).",
+)
 DNS = typer.Option([], "--dns", metavar="IP", help="DNS server for /etc/resolv.conf (repeatable).")
 DNS_SEARCH = typer.Option(
     [], "--dns-search", metavar="DOMAIN", help="DNS search domain for /etc/resolv.conf (repeatable)."
@@ -506,6 +513,7 @@ CONTAINER_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("stop_signal", str, STOP_SIGNAL),
     ("stop_timeout", str, STOP_TIMEOUT),
     ("add_host", list[str], ADD_HOST),
+    ("network_alias", list[str], NETWORK_ALIAS),
     ("dns", list[str], DNS),
     ("dns_search", list[str], DNS_SEARCH),
     ("ulimit", list[str], ULIMIT),
@@ -560,6 +568,15 @@ def _container_options(command: F) -> F:
     return command
 
 
+def _network(ctx: typer.Context, text: str | None) -> str | None:
+    """``--network``, checked now: a mode, zone:NAME or a declared network's name (its zone)."""
+    if not text:
+        return None
+    from ..net.networks import parse
+
+    return parse(state_of(ctx).paths(), text)
+
+
 def _run_options(ctx: typer.Context, o: dict[str, Any]) -> object:
     """RunOptions from CONTAINER_OPTIONS' values, each checked at its type."""
     opts = _options(
@@ -576,7 +593,7 @@ def _run_options(ctx: typer.Context, o: dict[str, Any]) -> object:
         o["pids_limit"],
         o["rm"],
         o["entrypoint"],
-        o["network"],
+        _network(ctx, o["network"]),
         o["publish"],
         o["restart"],
         o["userns"],
@@ -601,6 +618,7 @@ def _run_options(ctx: typer.Context, o: dict[str, Any]) -> object:
         init=o["init"],
         stop_timeout=o["stop_timeout"],
         add_host=list(o["add_host"]),
+        network_alias=list(o["network_alias"]),
         dns=list(o["dns"]),
         dns_search=list(o["dns_search"]),
         ulimit=list(o["ulimit"]),

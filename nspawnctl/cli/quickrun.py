@@ -153,14 +153,14 @@ def pull_options(
 def options(q: QuickRun, paths: Paths) -> RunOptions:
     """The RunOptions the typer ``run`` builds from the same command line."""
     from ..client import RunOptions
-    from ..spec import parse_network
+    from ..net.networks import parse as parse_network
     from ..values import check_env
 
     return RunOptions(
         name=q.name,
         env=check_env(caller_env(q.env), "-e"),
         auto_remove=q.rm,
-        network=parse_network(q.network) if q.network else None,
+        network=parse_network(paths, q.network) if q.network else None,
         userns=q.userns,
         pull_options=pull_options(paths),  # type: ignore[arg-type]
         notify=notice,

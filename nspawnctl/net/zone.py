@@ -75,6 +75,11 @@ def _lock(path: Path) -> int:
         os.close(fd)
 
 
+def read(zone: str) -> ZoneFile:
+    """The zone's file as it is now, without its lock (for listing; empty when there is none)."""
+    return _load(zone)
+
+
 def _load(zone: str) -> ZoneFile:
     try:
         data = json.loads((zones_dir() / f"{zone}.json").read_text())
@@ -204,24 +209,39 @@ def _usable(
 def write_hosts(paths: Paths, zf: ZoneFile) -> None:
     """Every member's /etc/hosts names every member, then its own --add-host lines (called with
     the zone locked)."""
+    own = {member: _own_hosts(paths, member) for member in zf.leases}
     content = files.hosts_file(zf.leases)
-    for member in zf.leases:
-        extra = "".join(f"{ip}\t{host}\n" for host, ip in added_hosts(paths, member))
-        files.write_in_root(paths.pool / member, "etc", "hosts", content + extra)
+    aliases = "".join(
+        f"{zf.leases[m]}\t{' '.join(names)}\n" for m, (names, _) in sorted(own.items()) if names
+    )
+    for member, (_, added) in own.items():
+        extra = "".join(f"{ip}\t{host}\n" for host, ip in added)
+        files.write_in_root(paths.pool / member, "etc", "hosts", content + aliases + extra)
 
 
 def added_hosts(paths: Paths, name: str) -> list[tuple[str, str]]:
     """The container's --add-host entries (``AddHost=`` of its .nspawn definition), which the
     zone's rewrite of /etc/hosts keeps; none when the definition is missing or unreadable."""
+    return _own_hosts(paths, name)[1]
+
+
+def _own_hosts(paths: Paths, name: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The container's ``--network-alias`` names (``NetworkAlias=``, which every member's hosts
+    file gives its address: docker's DNS aliases) and its ``--add-host`` entries (``AddHost=``,
+    its own file only), from its .nspawn definition; none when it is missing or unreadable."""
     from ..errors import NspawnctlError
     from ..nspawnfile import OWN_SECTION, NspawnFile
-    from ..runopts import parse_add_host
+    from ..runopts import parse_add_host, parse_network_alias
 
     for base in (paths.settings, paths.runtime_settings):
         path = base / f"{name}.nspawn"
         if path.is_file():
             try:
-                return [parse_add_host(v) for v in NspawnFile.load(path).get_all(OWN_SECTION, "AddHost")]
+                f = NspawnFile.load(path)
+                return (
+                    [parse_network_alias(v) for v in f.get_all(OWN_SECTION, "NetworkAlias")],
+                    [parse_add_host(v) for v in f.get_all(OWN_SECTION, "AddHost")],
+                )
             except (OSError, NspawnctlError):
-                return []
-    return []
+                return [], []
+    return [], []

@@ -169,7 +169,8 @@ def test_networks_builtin_zones_and_members() -> None:
     drivers = {n.name: n.driver for n in nets}
     assert drivers == {"bridge": "bridge", "host": "host", "none": "null", "web": "bridge", "db": "bridge"}
     web = resources.find_network(nets, "web").to_json()
-    assert web["IPAM"]["Config"] == [{"Subnet": "10.0.3.0/24"}] and web["Scope"] == "local"
+    assert web["IPAM"]["Config"] == [{"Subnet": "10.0.3.0/24", "Gateway": "10.0.3.1"}]
+    assert web["Scope"] == "local"
     assert list(web["Containers"]) == ["a" * 8]  # running members only
     assert web["Containers"]["a" * 8]["Name"] == "a"
     assert len(web["Id"]) == 64 and resources.find_network(nets, web["Id"][:12]).name == "web"

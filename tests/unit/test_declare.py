@@ -519,7 +519,7 @@ def test_cli_options_parse_into_run_options() -> None:
     assert opts.network == "zone:lab" and opts.restart == "on-failure" and opts.userns == "auto"
     assert opts.ports == [PortMapping(8080, 80, "tcp", "127.0.0.1"), PortMapping(53, 53, "udp")]
     with pytest.raises(InvalidArgument):
-        _options("w", [], [], [], None, None, None, False, None, None, None, False, None, "bridge")
+        _options("w", [], [], [], None, None, None, False, None, None, None, False, None, "bad/net")
 
 
 def test_apply_enables_again_what_was_disabled_by_hand(tmp_path: Path) -> None:

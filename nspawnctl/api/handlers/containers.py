@@ -117,7 +117,7 @@ async def inspect(ex: Exchange, id: str) -> None:
     status = await status_of(ex, name)
     if status is None:
         raise ApiError(404, f"No such container: {id}")
-    await ex.json(container_inspect(status, ex.client.volumes.store.name_of))
+    await ex.json(container_inspect(status, ex.client.volumes.store.name_of, ex.client.paths))
 
 
 async def start(ex: Exchange, id: str) -> None:

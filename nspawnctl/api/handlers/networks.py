@@ -1,17 +1,23 @@
 """``/networks``: docker's networks as nspawnctl has them: ``bridge`` (each container's own NATed
-veth link, nspawnctl's default), ``host``, ``none``, and each zone (a bridge its containers share).
-Zones come and go with their containers, so creating or removing one through the API is refused."""
+veth link, nspawnctl's default), ``host``, ``none``, the declared networks (net/networks.py: a zone
+that exists without members) and each zone containers use (a bridge its containers share).
+Create, remove, prune, connect and disconnect go through the library's net.networks, as
+``nspawnctl network`` does."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from ...net import networks as lib
 from ..context import Exchange
 from ..http import ApiError
 from ..resources import Network, find_network, networks, parse_filters
 from ..routing import Router
+from ..translate import string, strings
 
 FILTER_KEYS = ("driver", "id", "name", "type", "label", "scope", "dangling")
+CREATE_IGNORED = ("CheckDuplicate", "Scope", "ConfigOnly", "ConfigFrom", "Ingress", "EnableIPv4")
 
 
 async def _all(ex: Exchange) -> list[Network]:
@@ -19,16 +25,19 @@ async def _all(ex: Exchange) -> list[Network]:
 
     specs = await asyncio.to_thread(ex.client.containers.store.list)
     statuses = await ex.client.containers.astatuses(ex.bus, specs) if specs else []
-    return networks(statuses, await asyncio.to_thread(zone_subnets))
+    declared = await asyncio.to_thread(lib.list, ex.client.paths)
+    return networks(statuses, await asyncio.to_thread(zone_subnets), declared)
 
 
 def _matches(n: Network, filters: dict[str, list[str]]) -> bool:
+    from ...labels import labels_match
+
     checks = {
         "driver": lambda v: n.driver == v,
         "id": lambda v: n.id.startswith(v),
         "name": lambda v: v in n.name,
         "type": lambda v: v == ("builtin" if n.kind == "builtin" else "custom"),
-        "label": lambda v: False,
+        "label": lambda v: labels_match([v], n.labels),
         "scope": lambda v: v == "local",
         "dangling": lambda v: (v.lower() in ("1", "true")) == (not n.members and n.kind != "builtin"),
     }
@@ -44,37 +53,158 @@ async def inspect(ex: Exchange, id: str) -> None:
     await ex.json(find_network(await _all(ex), id).to_json())
 
 
-async def create(ex: Exchange) -> None:
+def _body(ex: Exchange) -> dict[str, Any]:
     body = ex.request.json()
-    name = body.get("Name") if isinstance(body, dict) else None
-    raise ApiError(
-        501,
-        f"creating network {name or ''!s}: not supported: nspawnctl's zones are made by the first "
-        "container that joins one (nspawnctl run --network zone:NAME) and go with the last",
-    )
+    if not isinstance(body, dict):
+        raise ApiError(400, "a JSON object is expected")
+    return body
+
+
+def _bool(name: str, value: Any) -> bool:
+    if value is not None and not isinstance(value, bool):
+        raise ApiError(400, f"{name}: a boolean is expected")
+    return bool(value)
+
+
+def create_args(body: dict[str, Any]) -> tuple[str, str | None, bool, dict[str, str]]:
+    """(name, subnet, internal, labels) of a create body; a field nspawnctl cannot honour is a 400."""
+    from ..translate import empty
+
+    name = string("Name", body.get("Name"))
+    if not name:
+        raise ApiError(400, "Name: a network name is required")
+    driver = string("Driver", body.get("Driver"))
+    if driver not in ("", "bridge"):
+        raise ApiError(400, f"Driver: {driver}: nspawnctl's networks are bridges (zones): use bridge")
+    labels = body.get("Labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ApiError(400, "Labels: an object of strings is expected")
+    subnet: str | None = None
+    ipam = body.get("IPAM") or {}
+    if not isinstance(ipam, dict):
+        raise ApiError(400, "IPAM: an object is expected")
+    if string("IPAM.Driver", ipam.get("Driver")) not in ("", "default"):
+        raise ApiError(400, f"IPAM.Driver: {ipam.get('Driver')}: only the default IPAM driver")
+    if not empty(ipam.get("Options"), "Options"):
+        raise ApiError(400, "IPAM.Options: not supported by nspawnctl's networks")
+    configs = ipam.get("Config") or []
+    if not isinstance(configs, list) or len(configs) > 1:
+        raise ApiError(400, "IPAM.Config: at most one IPv4 subnet")
+    for cfg in configs:
+        if not isinstance(cfg, dict):
+            raise ApiError(400, "IPAM.Config: a list of objects is expected")
+        subnet = string("IPAM.Config.Subnet", cfg.get("Subnet")) or None
+        for key, value in cfg.items():
+            if key != "Subnet" and not empty(value, key):
+                if key == "Gateway" and subnet and value == lib.first_host(subnet):
+                    continue
+                raise ApiError(
+                    400, f"IPAM.Config.{key}: not supported (the bridge's address is the subnet's first host)"
+                )
+    for key in ("EnableIPv6", "Attachable"):
+        if _bool(key, body.get(key)):
+            raise ApiError(400, f"{key}: not supported by nspawnctl's networks")
+    if not empty(body.get("Options"), "Options"):
+        raise ApiError(400, "Options: driver options are not supported by nspawnctl's networks")
+    internal = _bool("Internal", body.get("Internal"))
+    if internal and subnet is None:
+        raise ApiError(
+            400, "Internal: needs IPAM.Config Subnet (an internal network has its own networkd file)"
+        )
+    known = {
+        "Name",
+        "Driver",
+        "Labels",
+        "IPAM",
+        "Internal",
+        "EnableIPv6",
+        "Attachable",
+        "Options",
+        *CREATE_IGNORED,
+    }
+    for key, value in body.items():
+        if key not in known and not empty(value, key):
+            raise ApiError(400, f"{key}: not supported by nspawnctl's networks")
+    return name, subnet, internal, {str(k): v for k, v in labels.items()}
+
+
+async def create(ex: Exchange) -> None:
+    name, subnet, internal, labels = create_args(_body(ex))
+    if any(n.name == name for n in await _all(ex) if n.kind == "builtin"):
+        raise ApiError(409, f"network with name {name} already exists")
+    decl = await asyncio.to_thread(lib.create, ex.client.paths, name, subnet, internal, labels)
+    await ex.json({"Id": decl.id, "Warning": ""}, status=201)
 
 
 async def remove(ex: Exchange, id: str) -> None:
     n = find_network(await _all(ex), id)
-    raise ApiError(
-        501 if n.kind != "builtin" else 403,
-        f"network {n.name}: "
-        + (
-            "a built-in network cannot be removed"
-            if n.kind == "builtin"
-            else "a zone goes with its last container"
-        ),
-    )
+    if n.kind == "builtin":
+        raise ApiError(403, f"{n.name} is a pre-defined network and cannot be removed")
+    if n.decl is None:
+        raise ApiError(
+            403 if n.members else 404,
+            f"network {n.name}: a zone made by its containers (zone:{n.name}) goes with its last one",
+        )
+    try:
+        await asyncio.to_thread(lib.remove, ex.client.paths, n.decl.name)
+    except lib.NetworkInUse as e:
+        raise ApiError(403, e.message) from None
+    await ex.empty(204)
+
+
+async def _change(ex: Exchange, id: str, connect: bool) -> None:
+    body = _body(ex)
+    n = find_network(await _all(ex), id)
+    if n.kind != "zone":
+        raise ApiError(400, f"network {n.name}: nspawnctl connects containers to zones only")
+    ref = string("Container", body.get("Container"))
+    if not ref:
+        raise ApiError(400, "Container: a container name or ID is required")
+    name = await asyncio.to_thread(ex.client.containers.resolve, ref)
+    spec = await asyncio.to_thread(ex.client.containers.store.get, name)
+    (status,) = await ex.client.containers.astatuses(ex.bus, [spec])
+    aliases: list[str] = []
+    if connect:
+        ep = body.get("EndpointConfig") or {}
+        if not isinstance(ep, dict):
+            raise ApiError(400, "EndpointConfig: an object is expected")
+        from ..translate import ENDPOINT_IGNORED, empty
+
+        for key, value in ep.items():
+            if key not in ("Aliases", *ENDPOINT_IGNORED) and not empty(value, key):
+                raise ApiError(400, f"EndpointConfig.{key}: not supported by nspawnctl's networks")
+        aliases = strings("EndpointConfig.Aliases", ep.get("Aliases"))
+
+    zone_name = n.decl.zone if n.decl is not None else n.name
+
+    def change() -> None:
+        lib.change_definition(
+            ex.client.containers.store,
+            name,
+            status.running,
+            (lambda s: lib.connect_spec(s, zone_name, aliases))
+            if connect
+            else (lambda s: lib.disconnect_spec(s, zone_name)),
+        )
+
+    await asyncio.to_thread(change)
+    await ex.empty(200)
 
 
 async def connect(ex: Exchange, id: str) -> None:
-    find_network(await _all(ex), id)
-    raise ApiError(501, "connecting a container to another network is not supported by nspawnctl")
+    await _change(ex, id, True)
+
+
+async def disconnect(ex: Exchange, id: str) -> None:
+    await _change(ex, id, False)
 
 
 async def prune(ex: Exchange) -> None:
-    parse_filters(ex.request.arg("filters"), ("until", "label"))
-    await ex.json({"NetworksDeleted": None})
+    filters = parse_filters(ex.request.arg("filters"), ("until", "label"))
+    if filters.get("until"):
+        raise ApiError(400, "filters: until is not supported for networks")
+    removed = await asyncio.to_thread(lib.prune, ex.client.paths, filters.get("label", []))
+    await ex.json({"NetworksDeleted": removed or None})
 
 
 def register(router: Router) -> None:
@@ -84,4 +214,4 @@ def register(router: Router) -> None:
     router.add("GET", "/networks/{id}", inspect)
     router.add("DELETE", "/networks/{id}", remove)
     router.add("POST", "/networks/{id}/connect", connect)
-    router.add("POST", "/networks/{id}/disconnect", connect)
+    router.add("POST", "/networks/{id}/disconnect", disconnect)

@@ -1,0 +1,551 @@
+"""Declared networks (docker's ``network create``): a zone that exists without members.
+
+A zone (``--network zone:NAME``, :mod:`.zone`) comes with its first container and goes with the
+last. A declared network is a JSON file ``STORE/networks/NAME.json`` (under the store, so the next
+boot still has it and ``generate`` of a member, which prints ``Network=zone:NAME``, needs nothing
+else to recreate it). It records docker's fields: a 64-hex ID (random, as docker's: a network
+created again gets a new one), labels, ``--internal`` and a ``--subnet``.
+
+The bridge itself is still made at first use, by the first member's ``join`` (an empty bridge has
+no carrier, so networkd would not address it anyway). A network with a ``--subnet`` gets a networkd
+file, ``70-nspawnctl-vz-NAME.network`` in /etc/systemd/network (sorted before systemd's
+80-container-vz.network, so it wins for this bridge): the bridge's address is the subnet's first
+host, members get leases from the rest, and without ``--internal`` the bridge is masqueraded as
+systemd's zones are. Every change happens under the zone's flock (:func:`.zone.locked`), the one a
+member's start takes: a removal never races a start.
+"""
+
+from __future__ import annotations
+
+import builtins
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import Paths
+from ..errors import Conflict, InvalidArgument, NotFound
+from ..store.files import write_json
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from ..spec import ContainerSpec
+    from ..store.containers import ContainerStore
+
+BUILTIN = ("bridge", "host", "none")
+NETWORKD_DIR = Path("/etc/systemd/network")
+
+
+class NetworkNotFound(NotFound):
+    code = "network-not-found"
+
+
+class NetworkExists(Conflict):
+    code = "network-exists"
+
+
+class NetworkInUse(Conflict):
+    code = "network-in-use"
+
+
+@dataclass(frozen=True)
+class NetworkDecl:
+    """One declared network, as its file has it."""
+
+    name: str
+    id: str
+    created: str  # RFC 3339
+    zone: str = (
+        ""  # its zone (bridge vz-ZONE): the name itself when it is a zone name, else n + 11 hex of the ID
+    )
+    subnet: str | None = None  # IPv4 CIDR, None: networkd's pool picks a /24 at first use
+    internal: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> str | None:
+        """The bridge's address: the subnet's first host."""
+        if self.subnet is None:
+            return None
+        return str(next(ipaddress.IPv4Network(self.subnet).hosts()))
+
+    def __post_init__(self) -> None:
+        if not self.zone:
+            object.__setattr__(self, "zone", zone_for(self.name, self.id))
+
+
+def zone_for(name: str, network_id: str) -> str:
+    """A network's zone: docker's names are longer than a bridge's (vz- + 12 characters), so a
+    name that is no zone name gets ``n`` + the first 11 hex digits of the network's ID."""
+    return name if _zone_name(name) else f"n{network_id[:11]}"
+
+
+def networks_dir(paths: Paths) -> Path:
+    return paths.store / "networks"
+
+
+def networkd_dir() -> Path:
+    """Where the subnet's networkd file goes ($NSPAWNCTL_NETWORKD_DIR for tests)."""
+    return Path(os.environ.get("NSPAWNCTL_NETWORKD_DIR") or NETWORKD_DIR)
+
+
+def networkd_file(name: str) -> Path:
+    return networkd_dir() / f"70-nspawnctl-vz-{name}.network"
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def check_name(name: str) -> str:
+    """docker's network names (a letter or digit, then letters, digits, '_', '.', '-'; here at
+    most 128), not one of docker's built-ins."""
+    if name in BUILTIN:
+        raise NetworkExists(
+            f"network with name {name} already exists",
+            hint="bridge, host and none are built in; choose another name",
+        )
+    if not _NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"invalid network name {name!r}",
+            hint="use letters, digits, '_', '.' and '-' (at most 128), starting with a letter or digit",
+        )
+    return name
+
+
+def parse_subnet(text: str) -> ipaddress.IPv4Network:
+    """An IPv4 network of private addresses with room for the bridge and a member (/8 to /30)."""
+    try:
+        net = ipaddress.IPv4Network(text, strict=True)
+    except ValueError:
+        raise InvalidArgument(
+            f"invalid subnet {text!r}", hint="an IPv4 network in CIDR form, e.g. 10.89.1.0/24"
+        ) from None
+    if not net.is_private or not 8 <= net.prefixlen <= 30:
+        raise InvalidArgument(
+            f"invalid subnet {text!r}: a private IPv4 network of /8 to /30 is expected",
+            hint="e.g. 10.89.1.0/24 or 192.168.77.0/24",
+        )
+    return net
+
+
+def networkd_text(decl: NetworkDecl) -> str:
+    """The networkd file that gives the bridge the declared subnet's first address."""
+    assert decl.subnet is not None
+    prefix = ipaddress.IPv4Network(decl.subnet).prefixlen
+    lines = [
+        "# written by nspawnctl network create: the bridge of network " + decl.name,
+        "[Match]",
+        "Kind=bridge",
+        f"Name=vz-{decl.zone}",
+        "",
+        "[Network]",
+        f"Address={decl.gateway}/{prefix}",
+        "LinkLocalAddressing=no",
+        "IPv6AcceptRA=no",
+        "ConfigureWithoutCarrier=yes",
+    ]
+    if not decl.internal:
+        lines.append("IPMasquerade=ipv4")
+    return "\n".join(lines) + "\n"
+
+
+def _load(path: Path) -> NetworkDecl | None:
+    try:
+        data = json.loads(path.read_text())
+        return NetworkDecl(
+            name=str(data["name"]),
+            id=str(data["id"]),
+            created=str(data.get("created", "")),
+            subnet=data.get("subnet") or None,
+            internal=bool(data.get("internal")),
+            labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
+            zone=str(data.get("zone") or ""),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def list(paths: Paths) -> builtins.list[NetworkDecl]:
+    d = networks_dir(paths)
+    if not d.is_dir():
+        return []
+    return [n for p in sorted(d.glob("*.json")) if (n := _load(p)) is not None]
+
+
+def find(paths: Paths, name: str) -> NetworkDecl | None:
+    """The declared network ``name``; None if there is none (or the name could not be one)."""
+    if not _NAME.fullmatch(name) or name in BUILTIN:
+        return None
+    return _load(networks_dir(paths) / f"{name}.json")
+
+
+def by_zone(paths: Paths, zone_name: str) -> NetworkDecl | None:
+    """The declared network whose zone is ``zone_name`` (a container's ``zone:ZONE``)."""
+    found = find(paths, zone_name)
+    if found is not None and found.zone == zone_name:
+        return found
+    return next((n for n in list(paths) if n.zone == zone_name), None)
+
+
+def get(paths: Paths, ref: str) -> NetworkDecl:
+    """By name, full ID or unique ID prefix (docker's lookup)."""
+    found = find(paths, ref)
+    if found is not None:
+        return found
+    hits = [n for n in list(paths) if n.id.startswith(ref)] if len(ref) >= 1 else []
+    if len(hits) == 1:
+        return hits[0]
+    raise NetworkNotFound(f"network {ref} not found", hint="list networks with: nspawnctl network ls")
+
+
+def create(
+    paths: Paths,
+    name: str,
+    subnet: str | None = None,
+    internal: bool = False,
+    labels: dict[str, str] | None = None,
+) -> NetworkDecl:
+    """Declare network ``name``; a name already declared is a conflict (docker's 409)."""
+    from . import zone
+
+    check_name(name)
+    net = parse_subnet(subnet) if subnet else None
+    if net is not None:
+        for other in list(paths):
+            if other.subnet and ipaddress.IPv4Network(other.subnet).overlaps(net):
+                raise NetworkExists(
+                    f"subnet {net} overlaps network {other.name}'s {other.subnet}",
+                    hint="choose a subnet no other network uses",
+                )
+    import secrets
+    from datetime import UTC, datetime
+
+    decl = NetworkDecl(
+        name=name,
+        id=secrets.token_hex(32),
+        created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        subnet=str(net) if net else None,
+        internal=internal,
+        labels=dict(labels or {}),
+    )
+    path = networks_dir(paths) / f"{name}.json"
+    with zone.locked(decl.zone):
+        if path.exists() or by_zone(paths, decl.zone) is not None:
+            raise NetworkExists(
+                f"network with name {name} already exists",
+                hint=f"remove it first: nspawnctl network rm {name}",
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if decl.subnet:
+            networkd_file(decl.zone).parent.mkdir(parents=True, exist_ok=True)
+            networkd_file(decl.zone).write_text(networkd_text(decl))
+        try:
+            write_json(path, asdict(decl))
+        except BaseException:
+            networkd_file(decl.zone).unlink(missing_ok=True)
+            raise
+    if decl.subnet:
+        reload_networkd()
+    return decl
+
+
+def remove(paths: Paths, ref: str) -> NetworkDecl:
+    """Remove a declared network; refused while a container is attached (its zone has a live
+    member or the bridge has ports), as docker's ``has active endpoints``."""
+    from . import zone
+
+    decl = get(paths, ref)
+    with zone.locked(decl.zone) as zf:
+        if attached(zf.leases) or _bridge_ports(decl.zone):
+            raise NetworkInUse(
+                f"error while removing network: network {decl.name} id {decl.id} has active endpoints",
+                hint="stop or disconnect its containers first",
+            )
+        (networks_dir(paths) / f"{decl.name}.json").unlink(missing_ok=True)
+        had_file = networkd_file(decl.zone).exists()
+        networkd_file(decl.zone).unlink(missing_ok=True)
+    if had_file:
+        reload_networkd()
+    return decl
+
+
+def attached(leases: dict[str, str]) -> builtins.list[str]:
+    """The members whose network namespace still exists (a lease of a crashed run is stale)."""
+    from .names import netns_path
+
+    return [n for n in leases if os.path.exists(netns_path(n))]
+
+
+def members(name: str) -> dict[str, str]:
+    """Live members of zone ``name`` with their addresses."""
+    from . import zone
+
+    leases = zone.read(name).leases
+    return {n: leases[n] for n in attached(leases)}
+
+
+def _bridge_ports(name: str) -> bool:
+    from ..errors import NspawnctlError
+    from .kernel import Kernel
+    from .names import bridge_name
+
+    try:
+        with Kernel() as kernel:
+            return bool(kernel.links_of_master(bridge_name(name)))
+    except (OSError, NspawnctlError):
+        return False
+
+
+def reload_networkd() -> None:
+    """Have networkd read its files again (best effort: without networkd the file waits for it)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("networkctl")
+    if exe is None or not os.path.isdir("/run/systemd/netif"):
+        return
+    subprocess.run([exe, "reload"], check=False, capture_output=True, timeout=30)
+
+
+def prune(paths: Paths, labels: Iterable[str] = ()) -> builtins.list[str]:
+    """Remove every declared network without members (matching the label filters); their names."""
+    from ..labels import labels_match
+
+    wanted = builtins.list(labels)
+    out = []
+    for decl in list(paths):
+        if wanted and not labels_match(wanted, decl.labels):
+            continue
+        try:
+            remove(paths, decl.name)
+        except (NetworkInUse, NetworkNotFound):
+            continue
+        out.append(decl.name)
+    return out
+
+
+def parse(paths: Paths, text: str) -> str:
+    """A ``--network`` value: nspawnctl's modes (``zone:NAME`` too, made at first use), docker's
+    ``bridge`` (nspawnctl's veth) or a declared network's name (its zone)."""
+    from ..spec import parse_network
+
+    if text == "bridge":
+        return "veth"
+    try:
+        return parse_network(text)
+    except InvalidArgument:
+        decl = find(paths, text)
+        if decl is not None:
+            return f"zone:{decl.zone}"
+        if _NAME.fullmatch(text):
+            raise NetworkNotFound(
+                f"network {text} not found",
+                hint=f"create it first (nspawnctl network create {text}), or use --network zone:{text}",
+            ) from None
+        raise
+
+
+def check_value(text: str) -> str:
+    """A ``--network`` value's syntax, without the declarations: a mode, or what could name a network."""
+    from ..spec import parse_network
+
+    if text == "bridge" or _NAME.fullmatch(text):
+        return text
+    return parse_network(text)
+
+
+def _zone_name(text: str) -> bool:
+    from ..names import check_zone_name
+
+    try:
+        check_zone_name(text)
+    except InvalidArgument:
+        return False
+    return True
+
+
+def describe(
+    decl: NetworkDecl | None, zone_name: str, members: dict[str, tuple[str, str]]
+) -> dict[str, object]:
+    """docker's network inspect of zone ``zone_name`` (declared: ``decl``); ``members``: container
+    name -> (its ID, its address with the prefix length)."""
+    from .zone import read
+
+    name = decl.name if decl is not None else zone_name
+    subnet = (decl.subnet if decl is not None else None) or read(zone_name).subnet  # networkd's pick
+    config: dict[str, str] = {}
+    if subnet:
+        config["Subnet"] = subnet
+        config["Gateway"] = decl.gateway if decl is not None and decl.gateway else first_host(subnet)
+    return {
+        "Name": name,
+        "Id": decl.id if decl is not None else zone_id(name),
+        "Created": decl.created if decl is not None else "0001-01-01T00:00:00Z",
+        "Scope": "local",
+        "Driver": "bridge",
+        "EnableIPv4": True,
+        "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": [config] if config else []},
+        "Internal": decl.internal if decl is not None else False,
+        "Attachable": False,
+        "Ingress": False,
+        "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False,
+        "Containers": {
+            cid: {"Name": n, "EndpointID": "", "MacAddress": "", "IPv4Address": addr, "IPv6Address": ""}
+            for n, (cid, addr) in sorted(members.items())
+        },
+        "Options": {"nspawnctl.network": "zone", "com.docker.network.bridge.name": f"vz-{zone_name}"},
+        "Labels": dict(decl.labels) if decl is not None else {},
+    }
+
+
+def zone_id(name: str) -> str:
+    """The ID of a zone nobody declared (made by its first member): stable, from its name."""
+    import hashlib
+
+    return hashlib.sha256(f"nspawnctl-network:{name}".encode()).hexdigest()
+
+
+def first_host(subnet: str) -> str:
+    """networkd gives a zone's bridge its pool /24's first host."""
+    return str(next(ipaddress.IPv4Network(subnet, strict=False).hosts()))
+
+
+def member_addresses(name: str) -> dict[str, str]:
+    """Live members of zone ``name`` -> ``ADDR/PREFIX``."""
+    from .zone import read
+
+    zf = read(name)
+    prefix = ipaddress.IPv4Network(zf.subnet).prefixlen if zf.subnet else 24
+    return {n: f"{a}/{prefix}" for n, a in members(name).items()}
+
+
+def connected(spec_network: str, zone_name: str) -> bool:
+    return spec_network == f"zone:{zone_name}"
+
+
+def connect_spec(spec: ContainerSpec, network: str, aliases: Iterable[str] = ()) -> ContainerSpec:
+    """``spec`` on zone ``network`` (a container is on one network here: joining a zone leaves
+    docker's bridge/none; another zone must be left first), with ``aliases`` added."""
+    import dataclasses
+
+    from ..runopts import parse_network_alias
+
+    if spec.network.startswith("zone:") and spec.network != f"zone:{network}":
+        raise Conflict(
+            f"container {spec.name} is on network {spec.network[5:]}: a container is on one network",
+            hint=f"disconnect it first: nspawnctl network disconnect {spec.network[5:]} {spec.name}",
+        )
+    if spec.network == f"zone:{network}":
+        raise Conflict(
+            f"endpoint with name {spec.name} already exists in network {network}",
+            hint="it is connected already",
+        )
+    names = tuple(dict.fromkeys([*spec.settings.network_aliases, *(parse_network_alias(a) for a in aliases)]))
+    settings = dataclasses.replace(spec.settings, network_aliases=names)
+    return dataclasses.replace(spec, network=f"zone:{network}", settings=settings)
+
+
+def disconnect_spec(spec: ContainerSpec, network: str) -> ContainerSpec:
+    """``spec`` off zone ``network``: no network (docker's container without networks), aliases gone."""
+    import dataclasses
+
+    if spec.network != f"zone:{network}":
+        raise Conflict(
+            f"container {spec.name} is not connected to network {network}",
+            hint=f"its network is {spec.network}",
+        )
+    settings = dataclasses.replace(spec.settings, network_aliases=())
+    return dataclasses.replace(spec, network="none", ports=[], settings=settings)
+
+
+def listing(client: Client) -> builtins.list[dict[str, object]]:
+    """docker's network list: bridge, host and none, then every declared network and every zone
+    a container names or that has members now, each with its running members."""
+    from .zone import zone_subnets
+
+    paths = client.paths
+    specs = client.containers.store.list()
+    ids = {s.name: s.id for s in specs}
+    out: builtins.list[dict[str, object]] = [
+        {
+            **describe(None, b, {}),
+            "Driver": {"none": "null"}.get(b, b),
+            "Id": zone_id(b),
+            "IPAM": {"Driver": "default", "Options": {}, "Config": []},
+            "Options": {"nspawnctl.network": "builtin"},
+        }
+        for b in BUILTIN
+    ]
+    declared = {d.zone: d for d in list(paths)}
+    zones = (
+        set(declared) | set(zone_subnets()) | {s.network[5:] for s in specs if s.network.startswith("zone:")}
+    )
+    for z in sorted(zones):
+        addrs = member_addresses(z)
+        out.append(describe(declared.get(z), z, {n: (ids.get(n, ""), a) for n, a in addrs.items()}))
+    return out
+
+
+def change_definition(
+    store: ContainerStore, name: str, running: bool, change: Callable[[ContainerSpec], ContainerSpec]
+) -> ContainerSpec:
+    """Apply ``change`` to a stopped container's definition (connect/disconnect). A running one is
+    refused: its namespace would have to move to another bridge under the payload."""
+    from ..errors import ContainerRunning
+
+    if running:
+        raise ContainerRunning(
+            f"container {name} is running: nspawnctl connects and disconnects stopped containers only",
+            hint=f"stop it first (nspawnctl stop {name}), then connect it and start it again",
+        )
+    new = change(store.get(name))
+    store.rewrite(new, store.definition(name)[1])  # onto the file as it is: others' keys stay
+    return new
+
+
+def docker_name(mode: str) -> str:
+    """The docker network a container's network mode is part of: veth (nspawnctl's default, a
+    NATed link of its own) is docker's ``bridge``, a private namespace without links is ``none``,
+    zone:NAME is the network NAME, bridge:IF the host's bridge IF."""
+    if mode == "veth":
+        return "bridge"
+    if mode in ("none", "private"):
+        return "none"
+    if mode.startswith("zone:"):
+        return mode[5:]
+    if mode.startswith("bridge:"):
+        return mode[7:]
+    return "host"
+
+
+def endpoint_json(paths: Paths | None, spec: ContainerSpec, settings: dict[str, object]) -> dict[str, object]:
+    """docker's ``NetworkSettings.Networks`` of a container: its one network, with the network's
+    ID, the aliases and driver options it was given, and (running) the address from ``settings``
+    (the library's NetworkSettings: IPAddress, IPPrefixLen, Gateway)."""
+    zone_name = spec.network[5:] if spec.network.startswith("zone:") else None
+    decl = by_zone(paths, zone_name) if paths is not None and zone_name else None
+    name = decl.name if decl is not None else docker_name(spec.network)
+    return {
+        name: {
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": builtins.list(spec.settings.network_aliases) or None,
+            "MacAddress": "",
+            "DriverOpts": dict(spec.settings.network_driver_opts) or None,
+            "NetworkID": decl.id if decl is not None else zone_id(name),
+            "EndpointID": "",
+            "Gateway": settings.get("Gateway") or "",
+            "IPAddress": settings.get("IPAddress") or "",
+            "IPPrefixLen": settings.get("IPPrefixLen") or 0,
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "DNSNames": [spec.name, *spec.settings.network_aliases] if zone_name else None,
+        }
+    }

@@ -1,0 +1,243 @@
+"""Declared networks (net/networks.py): the declaration files, names, subnets, removal while
+attached, the --network value, connect/disconnect of a definition, and aliases in hosts files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nspawnctl.config import Paths
+from nspawnctl.errors import Conflict, InvalidArgument, NotFound
+from nspawnctl.net import names, networks, statefile, zone
+from nspawnctl.runopts import RunSettings, parse_network_alias
+from nspawnctl.spec import ContainerSpec
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
+    monkeypatch.setattr(statefile, "RUN_DIR", tmp_path / "run")
+    monkeypatch.setattr(names, "NETNS_DIR", tmp_path / "netns")
+    (tmp_path / "netns").mkdir()
+    monkeypatch.setenv("NSPAWNCTL_NETWORKD_DIR", str(tmp_path / "networkd"))
+    monkeypatch.setattr(networks, "reload_networkd", lambda: None)
+    monkeypatch.setattr(networks, "_bridge_ports", lambda name: False)
+    return Paths(
+        pool=tmp_path / "pool",
+        store=tmp_path / "store",
+        settings=tmp_path / "settings",
+        runtime_settings=tmp_path / "rsettings",
+    )
+
+
+def test_create_records_a_declaration_with_a_stable_id(paths: Paths) -> None:
+    decl = networks.create(paths, "appnet", labels={"tier": "web"})
+    assert len(decl.id) == 64 and int(decl.id, 16) >= 0
+    saved = json.loads((paths.store / "networks" / "appnet.json").read_text())
+    assert saved["id"] == decl.id and saved["labels"] == {"tier": "web"} and saved["subnet"] is None
+    assert networks.get(paths, "appnet") == decl
+    assert networks.get(paths, decl.id[:10]) == decl  # by ID prefix, as docker
+    assert [n.name for n in networks.list(paths)] == ["appnet"]
+    assert not (Path(str(networks.networkd_dir())) / "70-nspawnctl-vz-appnet.network").exists()
+
+
+def test_duplicate_builtin_and_bad_names_are_refused(paths: Paths) -> None:
+    networks.create(paths, "appnet")
+    with pytest.raises(Conflict, match="already exists"):
+        networks.create(paths, "appnet")
+    with pytest.raises(Conflict, match="already exists"):
+        networks.create(paths, "bridge")
+    for bad in ("a/b", "", "a b", "-x", "x" * 129):
+        with pytest.raises(InvalidArgument):
+            networks.create(paths, bad)
+    assert [n.name for n in networks.list(paths)] == ["appnet"]
+
+
+def test_subnet_writes_a_networkd_file_and_overlaps_are_refused(paths: Paths) -> None:
+    decl = networks.create(paths, "lan", subnet="10.89.7.0/24", internal=True)
+    assert decl.gateway == "10.89.7.1"
+    text = networks.networkd_file("lan").read_text()
+    assert "Name=vz-lan" in text and "Address=10.89.7.1/24" in text and "IPMasquerade" not in text
+    with pytest.raises(Conflict, match="overlaps"):
+        networks.create(paths, "lan2", subnet="10.89.0.0/16")
+    for bad in ("10.89.8.1/24", "8.8.8.0/24", "10.0.0.0/31", "nonsense"):
+        with pytest.raises(InvalidArgument):
+            networks.create(paths, "lan3", subnet=bad)
+    networks.remove(paths, "lan")
+    assert not networks.networkd_file("lan").exists()
+
+
+def test_remove_refused_while_a_member_runs(paths: Paths) -> None:
+    decl = networks.create(paths, "appnet")
+    with zone.locked("appnet") as zf:
+        zf.leases["web"] = "10.0.7.2"
+    (names.NETNS_DIR / names.netns_name("web")).touch()  # web's namespace: it runs
+    with pytest.raises(Conflict, match=f"network appnet id {decl.id} has active endpoints"):
+        networks.remove(paths, "appnet")
+    assert networks.prune(paths) == []
+    (names.NETNS_DIR / names.netns_name("web")).unlink()  # a stale lease does not hold it
+    assert networks.prune(paths) == ["appnet"]
+    with pytest.raises(NotFound):
+        networks.remove(paths, "appnet")
+
+
+def test_prune_by_label(paths: Paths) -> None:
+    networks.create(paths, "a", labels={"keep": "no"})
+    networks.create(paths, "b")
+    assert networks.prune(paths, ["keep=no"]) == ["a"]
+    assert [n.name for n in networks.list(paths)] == ["b"]
+
+
+def test_network_values(paths: Paths) -> None:
+    networks.create(paths, "appnet")
+    assert networks.parse(paths, "appnet") == "zone:appnet"
+    assert networks.parse(paths, "zone:other") == "zone:other"  # made at first use, as before
+    assert networks.parse(paths, "bridge") == "veth"
+    assert networks.parse(paths, "host") == "host"
+    with pytest.raises(NotFound, match="network nosuch not found"):
+        networks.parse(paths, "nosuch")
+    with pytest.raises(InvalidArgument):
+        networks.parse(paths, "bad/name")
+
+
+def test_connect_and_disconnect_change_the_definition() -> None:
+    spec = ContainerSpec(name="web", id="a" * 64, image="img", image_id="b" * 64, created="", network="veth")
+    joined = networks.connect_spec(spec, "appnet", ["www", "www"])
+    assert joined.network == "zone:appnet" and joined.settings.network_aliases == ("www",)
+    with pytest.raises(Conflict, match="already exists in network appnet"):
+        networks.connect_spec(joined, "appnet")
+    with pytest.raises(Conflict, match="one network"):
+        networks.connect_spec(joined, "other")
+    left = networks.disconnect_spec(joined, "appnet")
+    assert left.network == "none" and left.settings.network_aliases == ()
+    with pytest.raises(Conflict, match="not connected"):
+        networks.disconnect_spec(left, "appnet")
+
+
+def test_alias_names() -> None:
+    assert parse_network_alias("db-primary.local") == "db-primary.local"
+    for bad in ("", "a b", "x/y", "-x"):
+        with pytest.raises(InvalidArgument):
+            parse_network_alias(bad)
+
+
+def test_members_hosts_files_name_aliases(paths: Paths) -> None:
+    from nspawnctl.nspawnfile import NspawnFile
+    from nspawnctl.runopts import to_file
+
+    paths.settings.mkdir()
+    for name, aliases in (("web", ("www",)), ("db", ("database", "pg"))):
+        f = NspawnFile()
+        to_file(RunSettings(network_aliases=aliases), f)
+        f.save(paths.settings / f"{name}.nspawn")
+        (paths.pool / name / "etc").mkdir(parents=True)
+    zf = zone.ZoneFile("appnet", leases={"web": "10.0.7.2", "db": "10.0.7.3"})
+    zone.write_hosts(paths, zf)
+    hosts = (paths.pool / "web" / "etc" / "hosts").read_text()
+    assert "10.0.7.3\tdb\n" in hosts and "10.0.7.3\tdatabase pg\n" in hosts and "10.0.7.2\twww\n" in hosts
+    assert (paths.pool / "db" / "etc" / "hosts").read_text() == hosts
+
+
+def test_describe_is_dockers_shape(paths: Paths) -> None:
+    decl = networks.create(paths, "lan", subnet="10.89.9.0/24", labels={"a": "b"})
+    out = networks.describe(decl, "lan", {"web": ("c" * 64, "10.89.9.2/24")})
+    assert out["Id"] == decl.id and out["Driver"] == "bridge" and out["Labels"] == {"a": "b"}
+    assert out["IPAM"] == {
+        "Driver": "default",
+        "Options": {},
+        "Config": [{"Subnet": "10.89.9.0/24", "Gateway": "10.89.9.1"}],
+    }
+    assert out["Containers"] == {
+        "c" * 64: {
+            "Name": "web",
+            "EndpointID": "",
+            "MacAddress": "",
+            "IPv4Address": "10.89.9.2/24",
+            "IPv6Address": "",
+        }
+    }
+
+
+def test_api_networking_config() -> None:
+    from nspawnctl.api.http import ApiError
+    from nspawnctl.api.translate import networking
+
+    ep = {"EndpointsConfig": {"appnet": {"Aliases": ["hello"], "DriverOpts": {"key1": "a"}, "NetworkID": ""}}}
+    network, endpoint = networking({"NetworkingConfig": ep}, "appnet")
+    assert network == "appnet" and endpoint is not None
+    assert endpoint.aliases == ("hello",) and endpoint.driver_opts == (("key1", "a"),)
+    assert networking({"NetworkingConfig": ep}, "")[0] == "appnet"  # the endpoint names the network
+    assert networking({"NetworkingConfig": {"appnet": None}}, "appnet") == ("appnet", None)  # docker-py's
+    assert networking({}, "bridge") == (None, None) and networking({}, "host") == ("host", None)
+    two = {"EndpointsConfig": {"appnet": {}, "bar": {"Aliases": ["x"]}}}
+    bad: list[tuple[dict[str, object], str, str]] = [
+        ({"NetworkingConfig": two}, "appnet", "one network"),
+        ({"NetworkingConfig": {"EndpointsConfig": {"bar": {}}}}, "appnet", "not the container's network"),
+        (
+            {
+                "NetworkingConfig": {
+                    "EndpointsConfig": {"appnet": {"IPAMConfig": {"IPv4Address": "10.1.1.9"}}}
+                }
+            },
+            "appnet",
+            "IPAMConfig",
+        ),
+        (
+            {"NetworkingConfig": {"EndpointsConfig": {"appnet": {"MacAddress": "02:42:ac:11:00:02"}}}},
+            "appnet",
+            "MacAddress",
+        ),
+        ({"NetworkingConfig": {"EndpointsConfig": {"appnet": {"Aliases": ["a b"]}}}}, "appnet", "alias"),
+        ({}, "container:web", "container:web"),
+    ]
+    for body, mode, words in bad:
+        with pytest.raises(ApiError, match=words) as e:
+            networking(body, mode)
+        assert e.value.status == 400
+
+
+def test_api_network_create_body() -> None:
+    from nspawnctl.api.handlers.networks import create_args
+    from nspawnctl.api.http import ApiError
+
+    body = {
+        "Name": "lan",
+        "Driver": "bridge",
+        "CheckDuplicate": True,
+        "Labels": {"a": "b"},
+        "IPAM": {
+            "Driver": "default",
+            "Config": [{"Subnet": "10.89.3.0/24", "Gateway": "10.89.3.1"}],
+            "Options": {},
+        },
+        "Internal": True,
+        "Options": {},
+        "EnableIPv6": False,
+    }
+    assert create_args(body) == ("lan", "10.89.3.0/24", True, {"a": "b"})
+    for change, words in (
+        ({"Driver": "overlay"}, "Driver"),
+        ({"Name": ""}, "Name"),
+        ({"EnableIPv6": True}, "EnableIPv6"),
+        ({"Options": {"com.docker.network.bridge.name": "x"}}, "Options"),
+        ({"IPAM": {"Config": [{"Subnet": "10.89.3.0/24", "Gateway": "10.89.3.9"}]}}, "Gateway"),
+        ({"IPAM": {"Config": [{"IPRange": "10.89.3.0/25"}]}}, "IPRange"),
+        ({"Labels": {"a": 1}}, "Labels"),
+    ):
+        with pytest.raises(ApiError, match=words) as e:
+            create_args({**body, **change})
+        assert e.value.status == 400
+
+
+def test_a_long_name_gets_a_zone_of_its_id(paths: Paths) -> None:
+    decl = networks.create(paths, "dockerpytest_5f9eb50c7810c08f", subnet="10.89.5.0/24")
+    assert decl.zone == "n" + decl.id[:11] and len(f"vz-{decl.zone}") <= 15
+    assert networks.parse(paths, decl.name) == f"zone:{decl.zone}"
+    assert networks.by_zone(paths, decl.zone) == decl and networks.get(paths, decl.name) == decl
+    assert f"Name=vz-{decl.zone}" in networks.networkd_file(decl.zone).read_text()
+    assert networks.describe(decl, decl.zone, {})["Name"] == decl.name
+    short = networks.create(paths, "short")
+    assert short.zone == "short"
+    networks.remove(paths, decl.name)
+    assert not networks.networkd_file(decl.zone).exists()
