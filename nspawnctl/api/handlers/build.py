@@ -18,6 +18,7 @@ from ...errors import NspawnctlError
 from ..context import Exchange
 from ..http import ApiError, ClientGone
 from ..routing import Router
+from ..spool import spooled_body
 
 log = logging.getLogger("nspawnctl.api")
 
@@ -71,7 +72,6 @@ async def build(ex: Exchange) -> None:
     from ...client import tag_ref
     from ...errors import InvalidArgument
     from .images import pull_options
-    from .imagetransfer import _spooled
 
     req = ex.request
     if req.arg("version") == "2":
@@ -97,7 +97,7 @@ async def build(ex: Exchange) -> None:
     )
     dockerfile = req.arg("dockerfile") or "Dockerfile"
     store = ex.client.images.store
-    async with _spooled(ex) as spooled:
+    async with spooled_body(ex) as spooled:
         context = await asyncio.to_thread(_unpack, store, Path(spooled))
         try:
             await _stream(ex, context, dockerfile, options, quiet)

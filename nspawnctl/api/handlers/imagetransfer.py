@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,13 +22,10 @@ from ..context import Exchange
 from ..http import ApiError
 from ..pipes import own_thread, read_pipe
 from ..routing import Router
+from ..spool import spooled_body
 from ..translate import empty, string, strings
 from .containers import resolve
 from .system import go_arch
-
-SPOOL_RESERVE = 256 << 20
-"""Bytes of the pool an upload must leave free (the unpacked image needs room too)."""
-SPACE_CHECK_EVERY = 64 << 20
 
 COMMIT_CONFIG = {
     "Cmd",
@@ -158,29 +154,6 @@ async def tag(ex: Exchange, name: str) -> None:
     await ex.empty(201)
 
 
-@contextlib.asynccontextmanager
-async def _spooled(ex: Exchange) -> Any:
-    """The request body on the pool's disk, whole (a hang-up before its end raises ClientGone
-    and deletes it), at most the pool's free space less SPOOL_RESERVE."""
-    store = ex.client.images.store
-    with store.spool() as path:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            written = 0
-            allowed = 0
-            async for chunk in ex.conn.body():
-                written += len(chunk)
-                if written > allowed:
-                    free = (await asyncio.to_thread(shutil.disk_usage, path.parent)).free
-                    allowed = written + min(SPACE_CHECK_EVERY, free - SPOOL_RESERVE)
-                    if written > allowed:
-                        raise ApiError(413, "the upload is larger than the image pool's free space")
-                await asyncio.to_thread(os.write, fd, chunk)
-        finally:
-            os.close(fd)
-        yield path
-
-
 async def import_image(ex: Exchange) -> None:
     """docker import (``images/create?fromSrc=-``): the body is a root filesystem tar, possibly
     compressed (or a btrfs send stream), imported as ``nspawnctl import -`` does."""
@@ -204,7 +177,7 @@ async def import_image(ex: Exchange) -> None:
         raise ApiError(400, str(e)) from None
     defaults = changes.apply(RunDefaults()) if changes.steps else None
     store = ex.client.images.store
-    async with _spooled(ex) as path:
+    async with spooled_body(ex) as path:
 
         def run() -> list[dict[str, Any]]:
             with open(path, "rb") as f:
@@ -268,7 +241,7 @@ async def load(ex: Exchange) -> None:
     from ...store import dockerarchive
 
     store = ex.client.images.store
-    async with _spooled(ex) as path:
+    async with spooled_body(ex) as path:
 
         def run() -> list[dict[str, Any]]:
             lines = []
