@@ -172,7 +172,10 @@ def replay_records(records: list[dict[str, Any]], known: dict[str, tuple[str, st
 
 
 def _logged(r: dict[str, Any], actions: tuple[str, ...]) -> Event | None:
-    """The event of one of nspawnctl's own records; None if it is not whole."""
+    """The event of one of nspawnctl's own records; None if it is not whole or not root's (any
+    host user can send a journal entry with our MESSAGE_ID; _UID is journald's, not the sender's)."""
+    if r.get("_UID") != "0":
+        return None
     fields = ("NSPAWNCTL_EVENT", "NSPAWNCTL_CONTAINER_ID", "NSPAWNCTL_CONTAINER_NAME", "__REALTIME_TIMESTAMP")
     values = [r.get(f) for f in fields]
     if not all(isinstance(v, str) and v for v in values):
@@ -190,7 +193,7 @@ REPLAY_CAP = 100_000  # journal records read per replay at most (each container 
 
 def replay_argv(since: float, until: float, names: list[str]) -> list[str]:
     """journalctl for PID 1's start/stop records of the units of ``names`` only, or (``+``)
-    nspawnctl's own event records: journalctl ORs matches of one field, ANDs the fields and ORs
+    nspawnctl's own event records, root's only: journalctl ORs matches of one field, ANDs the fields and ORs
     the groups ``+`` divides, so the journal's index does the filtering (every unit's records of
     a long-lived host would be millions)."""
     import shutil
@@ -205,7 +208,7 @@ def replay_argv(since: float, until: float, names: list[str]) -> list[str]:
     ] if units else []  # fmt: skip
     return [
         shutil.which("journalctl") or "journalctl", "-o", "json", "--no-pager", "-q",
-        f"--since=@{since:.6f}", f"--until=@{until:.6f}", *pid1, f"MESSAGE_ID={MSG_NSPAWNCTL}",
+        f"--since=@{since:.6f}", f"--until=@{until:.6f}", *pid1, f"MESSAGE_ID={MSG_NSPAWNCTL}", "_UID=0",
     ]  # fmt: skip
 
 

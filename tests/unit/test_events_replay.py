@@ -105,10 +105,10 @@ def test_replay_runs_journalctl_and_drops_events_before_the_containers_creation(
 
 
 def _own(action: str, t: int, name: str = "web", cid: str = "c" * 64, **extra: str) -> dict[str, str]:
-    """A record as eventlog.entry writes it, as journalctl -o json shows it."""
+    """A record as eventlog.entry writes it, as journalctl -o json shows it (sent by root)."""
     text = eventlog.entry(action, cid, name, "img:1", extra.get("old")).decode()
     fields = dict(line.split("=", 1) for line in text.splitlines())
-    return {**fields, "__REALTIME_TIMESTAMP": str(t)}
+    return {**fields, "__REALTIME_TIMESTAMP": str(t), "_UID": extra.get("uid", "0")}
 
 
 def test_nspawnctls_own_records_replay_create_rename_pause_and_destroy() -> None:
@@ -120,7 +120,9 @@ def test_nspawnctls_own_records_replay_create_rename_pause_and_destroy() -> None
         _own("rename", 4_000_000, "www", old="web"),
         _own("destroy", 5_000_000, "www"),
         {**_own("create", 6_000_000), "NSPAWNCTL_EVENT": "explode"},  # not ours to say
-        {"MESSAGE_ID": eventlog.MESSAGE_ID, "__REALTIME_TIMESTAMP": "7"},  # not whole
+        {"MESSAGE_ID": eventlog.MESSAGE_ID, "__REALTIME_TIMESTAMP": "7", "_UID": "0"},  # not whole
+        _own("destroy", 8_000_000, uid="1000"),  # a host user's forgery (logger --journald)
+        {k: v for k, v in _own("destroy", 9_000_000).items() if k != "_UID"},  # no trusted sender
     ]
     out = ev.replay_records(records, {})
     assert [(e.action, e.name, e.time_ns, e.extra) for e in out] == [
@@ -136,9 +138,10 @@ def test_nspawnctls_own_records_replay_create_rename_pause_and_destroy() -> None
 
 def test_the_replay_asks_for_nspawnctls_records_of_any_container() -> None:
     argv = ev.replay_argv(0, 10, ["web"])
-    assert argv[-2:] == ["+", f"MESSAGE_ID={eventlog.MESSAGE_ID}"]  # OR: a group of its own
+    # OR: a group of its own, root's records only (any host user can send our MESSAGE_ID)
+    assert argv[-3:] == ["+", f"MESSAGE_ID={eventlog.MESSAGE_ID}", "_UID=0"]
     bare = ev.replay_argv(0, 10, [])  # no container now: never every unit's PID 1 records
-    assert "_PID=1" not in bare and bare[-1] == f"MESSAGE_ID={eventlog.MESSAGE_ID}"
+    assert "_PID=1" not in bare and bare[-2:] == [f"MESSAGE_ID={eventlog.MESSAGE_ID}", "_UID=0"]
 
 
 def test_a_record_is_sent_to_journald_and_a_missing_journal_is_no_error(
