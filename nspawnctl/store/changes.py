@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..errors import ArchiveError, Conflict, InvalidArgument, NotFound, NspawnctlError, PoolError
-from . import btrfs
+from . import btrfs, rootpath
 from . import sendstream as ss
 
 if TYPE_CHECKING:
@@ -329,39 +329,74 @@ def changes_from_stream(
 
 
 # -- on the pool -------------------------------------------------------------------------------
+def _comps(rel: bytes) -> rootpath.Comps | None:
+    comps = rootpath.split(rel)
+    return None if b".." in comps else tuple(comps)
+
+
 def _lstat_in(root: Path) -> Callable[[bytes], os.stat_result | None]:
-    base = os.fsencode(root)
+    """lstat below ``root`` through directory fds opened with O_NOFOLLOW: the trees are a
+    stranger's, and a symbolic link on the way (an image's ``/var/run -> /run``) must not lead to
+    the host's files."""
 
     def lstat(rel: bytes) -> os.stat_result | None:
+        if (comps := _comps(rel)) is None:
+            return None
         try:
-            return os.lstat(base + b"/" + rel)
+            root_fd = os.open(root, rootpath.DIR_READ)
         except OSError:
             return None
+        try:
+            return rootpath.lstat(root_fd, comps)
+        except OSError:  # a symbolic link or a non-directory on the way: not there as a path
+            return None
+        finally:
+            os.close(root_fd)
 
     return lstat
 
 
 def _walker(root: Path, limit: int) -> Callable[[bytes], Iterator[bytes]]:
-    base = os.fsencode(root)
+    """What is below ``rel`` (a directory added or renamed), walked through directory fds opened
+    with O_NOFOLLOW: a payload that renames a symbolic link to a host directory (``mv /var/run
+    /var/run2`` on Debian, whose /var/run is ``-> /run``) must not make the walk list the host's."""
 
     def walk(rel: bytes) -> Iterator[bytes]:
-        todo = [rel]
-        seen = 0
-        while todo:
-            cur = todo.pop()
+        if (comps := _comps(rel)) is None:
+            return
+        try:
+            root_fd = os.open(root, rootpath.DIR_READ)
+        except OSError:
+            return
+        try:
             try:
-                entries = os.scandir(base + b"/" + cur)
-            except OSError:  # not a directory
-                continue
-            with entries:
-                for e in entries:
-                    sub = cur + b"/" + e.name
-                    seen += 1
-                    if seen > limit:
-                        raise too_many(limit)
-                    yield sub
-                    if e.is_dir(follow_symlinks=False):
-                        todo.append(sub)
+                start = rootpath.open_dir(root_fd, comps, rootpath.DIR_READ)
+            except OSError:  # not a directory (a file, a symbolic link): nothing below it
+                return
+            todo = [(rel, start)]
+            seen = 0
+            try:
+                while todo:
+                    cur, fd = todo.pop()
+                    try:
+                        with os.scandir(fd) as entries:
+                            names = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in entries]
+                        for name, is_dir in names:
+                            sub = cur + b"/" + name
+                            seen += 1
+                            if seen > limit:
+                                raise too_many(limit)
+                            yield sub
+                            if is_dir:
+                                with contextlib.suppress(OSError):  # gone, or no longer a directory
+                                    todo.append((sub, os.open(name, rootpath.DIR_READ, dir_fd=fd)))
+                    finally:
+                        os.close(fd)
+            finally:
+                for _, fd in todo:
+                    os.close(fd)
+        finally:
+            os.close(root_fd)
 
     return walk
 

@@ -279,3 +279,26 @@ def test_sweep_removes_a_dead_diffs_snapshot_only(tmp_path: Path) -> None:
         os.close(held)
     assert sorted(os.listdir(pool)) == sorted([live, staging, "web"])
     assert os.listdir(state) == [f".diff-{'1' * 16}.lock"]
+
+
+def test_the_pool_walk_and_lstat_never_follow_a_symbolic_link(tmp_path: Path) -> None:
+    """review17 #5: a payload's ``mv /var/run /var/run2`` (Debian's /var/run -> /run) must not make
+    the diff list the host's directory, nor stat host files through a link on the way."""
+    from nspawnctl.store.changes import _lstat_in, _walker
+
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    (host / "secret").write_text("x")
+    snap = tmp_path / "snap"
+    (snap / "var").mkdir(parents=True)
+    (snap / "var" / "run2").symlink_to(host)
+    (snap / "new" / "deep").mkdir(parents=True)
+    (snap / "new" / "deep" / "f").write_text("y")
+    (snap / "new" / "link").symlink_to(host)
+    walk = _walker(snap, 100)
+    assert list(walk(b"var/run2")) == []
+    assert sorted(walk(b"new")) == [b"new/deep", b"new/deep/f", b"new/link"]
+    lstat = _lstat_in(snap)
+    assert lstat(b"var/run2/secret") is None and lstat(b"var/run2") is not None
+    assert lstat(b"new/../var") is None
+    assert lstat(b"new/deep/f") is not None
