@@ -302,3 +302,13 @@ def test_the_pool_walk_and_lstat_never_follow_a_symbolic_link(tmp_path: Path) ->
     assert lstat(b"var/run2/secret") is None and lstat(b"var/run2") is not None
     assert lstat(b"new/../var") is None
     assert lstat(b"new/deep/f") is not None
+
+
+def test_the_text_form_escapes_what_could_forge_a_line_or_reach_the_terminal() -> None:
+    """review17 #12: a payload's file name is one line of `container diff` output."""
+    from nspawnctl.cli.system import escape_path
+
+    assert escape_path(b"etc/app.conf") == b"etc/app.conf"
+    assert escape_path("caf\u00e9".encode()) == "caf\u00e9".encode()  # not UTF-8 bytes: as they are
+    assert escape_path(b"a\nC /etc/shadow") == b"a\\x0aC /etc/shadow"
+    assert escape_path(b"\x1b[2J\\x\x7f") == b"\\x1b[2J\\x5cx\\x7f"
