@@ -267,10 +267,11 @@ def container_diff(
 
 
 def escape_path(raw: bytes) -> bytes:
-    """A payload's file name as one line of text: control bytes and the backslash as ``\\xNN``,
+    """A payload's file name as one line of text: control bytes (but tab) and the backslash as ``\\xNN``,
     so a name with a line feed cannot forge another line, nor an escape sequence reach the
     terminal (docker prints them raw; ``--json`` has the name exact)."""
-    return b"".join(b"\\x%02x" % b if b < 0x20 or b in (0x5C, 0x7F) else bytes([b]) for b in raw)
+    unsafe = {*range(0x20), 0x5C, 0x7F} - {0x09}
+    return b"".join(b"\\x%02x" % b if b in unsafe else bytes([b]) for b in raw)
 
 
 def _echo_client(client: ClientVersion) -> None:

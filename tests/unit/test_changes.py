@@ -309,6 +309,7 @@ def test_the_text_form_escapes_what_could_forge_a_line_or_reach_the_terminal() -
     from nspawnctl.cli.system import escape_path
 
     assert escape_path(b"etc/app.conf") == b"etc/app.conf"
+    assert escape_path(b"odd name\tz") == b"odd name\tz"  # a tab forges nothing
     assert escape_path("caf\u00e9".encode()) == "caf\u00e9".encode()  # not UTF-8 bytes: as they are
     assert escape_path(b"a\nC /etc/shadow") == b"a\\x0aC /etc/shadow"
     assert escape_path(b"\x1b[2J\\x\x7f") == b"\\x1b[2J\\x5cx\\x7f"
