@@ -215,41 +215,18 @@ def test_volume_options(client: Any, cli: CLI, seeded: str, vols: list[str]) -> 
     assert (m["Type"], m["Name"], m["RW"]) == ("volume", nocopy, True)
     assert json.loads(cli("volume", "inspect", nocopy).stdout)[0]["Labels"] == {"by": "api"}
     client.remove_container(ctr)
-    # Subpath: a directory of an existing volume, read-only, as docker-py's test does it
+    # Subpath: refused (nspawn would bind a path another container writing the volume could swap
+    # for a symlink between any check and the mount): a 400 naming it, the CLI's usage error
     src = f"v{uuid.uuid4().hex[:8]}"
     vols.append(src)
     client.create_volume(name=src)
-    script = "mkdir -p /vol/subdir && echo 'test content' > /vol/subdir/f && ln -s /etc /vol/esc"
-    setup = client.create_container(
-        seeded, ["sh", "-c", script], host_config=client.create_host_config(binds=[f"{src}:/vol"])
-    )
-    client.start(setup)
-    assert client.wait(setup)["StatusCode"] == 0
-    client.remove_container(setup)
+    before = cli("ps", "-a", "--format", "{{.Names}}").stdout
     sub = dockerpy.types.Mount("/m", src, read_only=True, subpath="subdir")
-    ctr = client.create_container(
-        seeded, ["cat", "/m/f"], host_config=client.create_host_config(mounts=[sub])
+    with pytest.raises(dockerpy.errors.APIError) as e:
+        client.create_container(seeded, ["true"], host_config=client.create_host_config(mounts=[sub]))
+    assert e.value.status_code == 400 and "volume-subpath" in str(e.value), e.value
+    proc = cli(
+        "create", "--mount", f"type=volume,src={src},dst=/m,volume-subpath=subdir", seeded, check=False
     )
-    client.start(ctr)
-    client.wait(ctr)
-    assert client.logs(ctr).decode().strip() == "test content"
-    with pytest.raises(dockerpy.errors.APIError):  # the volume is in use through its subpath
-        client.remove_volume(src)
-    client.remove_container(ctr)
-    for bad in ("esc", "esc/passwd", "../x", "missing"):  # a symlink, out of the volume, absent
-        escape = dockerpy.types.Mount("/m", src, subpath=bad)
-        with pytest.raises(dockerpy.errors.APIError) as e:
-            client.create_container(seeded, ["true"], host_config=client.create_host_config(mounts=[escape]))
-        assert e.value.status_code in (400, 404), bad
-    # the CLI's volume-subpath, and a subpath swapped for a symlink later is refused at the start
-    name = cli.name("cfs")
-    mount_text = f"type=volume,src={src},dst=/m,volume-subpath=subdir"
-    cli("create", "--name", name, "--mount", mount_text, seeded, "cat", "/m/f")
-    cli("start", name)
-    assert cli("wait", name).stdout.strip() == "0"
-    assert cli("logs", name).stdout == "test content\n"
-    shutil.rmtree(VOLUMES / src / "subdir")
-    (VOLUMES / src / "subdir").symlink_to("/etc")
-    proc = cli("start", name, check=False)
-    assert proc.returncode != 0, proc.stdout
-    assert "passwd" not in cli("logs", name).stdout
+    assert proc.returncode == 2 and "not supported yet" in proc.stderr, proc
+    assert cli("ps", "-a", "--format", "{{.Names}}").stdout == before  # nothing made
