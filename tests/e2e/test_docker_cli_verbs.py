@@ -193,7 +193,9 @@ def test_run_publish_all_maps_the_exposed_port(api: dict[str, str], oci: Env, ns
     assert name in nsp_ps() and name in machines()
 
 
-def test_docker_py_stop_then_reload_is_exited(api: dict[str, str], pulled: str, dpy: Any, nsp: CLI) -> None:
+def test_docker_py_stop_then_reload_is_exited_and_kill_137(
+    api: dict[str, str], pulled: str, dpy: Any, nsp: CLI
+) -> None:
     name = nsp.name("pystop")
     container = dpy.containers.run(pulled, ["sleep", "300"], detach=True, name=name)
     container.reload()
@@ -205,6 +207,14 @@ def test_docker_py_stop_then_reload_is_exited(api: dict[str, str], pulled: str, 
     assert container.attrs["State"]["Running"] is False
     assert nsp_ps("-a")[name].startswith("exited Exited")
     assert name not in nsp_ps() and name not in machines()
+    container.start()  # and docker-py's kill of the started container: SIGKILL's 137
+    container.reload()
+    assert container.status == "running" and name in machines()
+    container.kill()
+    assert container.wait(timeout=30)["StatusCode"] == 137
+    container.reload()
+    assert (container.status, container.attrs["State"]["ExitCode"]) == ("exited", 137)
+    assert nsp_ps("-a")[name].startswith("exited Exited (137)"), nsp_ps("-a")
 
 
 def test_docker_py_images_pull_returns_the_tagged_image(
