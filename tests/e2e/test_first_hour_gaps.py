@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,8 +27,6 @@ SYSTEMD = Path("/etc/systemd/system")
 
 # -- --pull always / create pulls a missing image ----------------------------------------------------
 def test_create_pulls_a_missing_image_and_pull_always_pulls_again(nsp: CLI, oci: Env) -> None:
-    import uuid
-
     tag = f"pa{uuid.uuid4().hex[:6]}"
     v1 = _image(oci, tag, "1", ok=True)
     ref = oci.ref(tag)
@@ -168,7 +167,7 @@ def timer_installed() -> Iterator[str]:
     python = script.read_text(errors="replace").splitlines()[0].removeprefix("#!").split()[0]
     units = subprocess.run(  # the README's line, with the python nspawnctl runs on
         [python, "-c", "import nspawnctl.units, os; print(os.path.dirname(nspawnctl.units.__file__))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd="/",  # not /src: its nspawnctl/ has no units/
     ).stdout.strip()  # fmt: skip
     for ext in ("service", "timer"):
         shutil.copy(Path(units) / f"nspawnctl-auto-update.{ext}", SYSTEMD)
