@@ -1,0 +1,229 @@
+"""Issue 14's items the audit found without an end-to-end test (audit17, "Gaps — issue 14"):
+``--pull always`` pulling again and ``create`` pulling a missing image, ``system prune -a``,
+``--stop-timeout`` waiting before the kill, ``--health-timeout``/``--health-start-period``/
+``--health-on-failure kill|none``, the shipped auto-update timer, and ``run``/``create --help``
+listing every run flag the README's table says is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import CLI, Env, unit_show
+from test_health import _image, health_of, wait_for
+from test_images import _root_with, private  # noqa: F401  (private: a pool of the test's own)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SYSTEMD = Path("/etc/systemd/system")
+
+
+# -- --pull always / create pulls a missing image ----------------------------------------------------
+def test_create_pulls_a_missing_image_and_pull_always_pulls_again(nsp: CLI, oci: Env) -> None:
+    tag = f"pa{uuid.uuid4().hex[:6]}"
+    v1 = _image(oci, tag, "1", ok=True)
+    ref = oci.ref(tag)
+    nsp.images.add(ref)
+    assert nsp("image", "inspect", ref, check=False).returncode != 0  # not here yet
+    first = nsp.name("pl")
+    proc = nsp("create", "--ca-cert", oci.ca, "--no-healthcheck", "--name", first, ref)
+    assert f"Pulling {ref} (--pull missing)" in proc.stderr, proc.stderr
+    assert nsp.json("inspect", first)[0]["ImageId"] == v1.config_digest
+    assert json.loads(nsp("image", "inspect", ref).stdout)[0]["id"] == v1.config_digest
+
+    # present: `missing` asks the registry nothing; `always` asks it although the image is here
+    mark = oci.reg.mark()
+    nsp("create", "--ca-cert", oci.ca, "--no-healthcheck", "--name", nsp.name("pl"), ref)
+    assert not [r for r in oci.reg.requests(mark) if f"acc/{tag}/" in r.path]
+    out = nsp(
+        "run", "--rm", "--pull", "always", "--ca-cert", oci.ca, "--no-healthcheck", ref, "cat", "/version"
+    )
+    assert out.stdout == "1\n"
+    assert [r for r in oci.reg.requests(mark) if f"acc/{tag}/manifests/" in r.path], oci.reg.requests(mark)
+
+    # re-pushed under the same tag: `always` gets the new image, `missing` keeps the old one
+    v2 = _image(oci, tag, "2", ok=True)
+    assert v2.config_digest != v1.config_digest
+    out = nsp("run", "--rm", "--ca-cert", oci.ca, "--no-healthcheck", ref, "cat", "/version")
+    assert out.stdout == "1\n"
+    proc = nsp(
+        "run", "--rm", "--pull", "always", "--ca-cert", oci.ca, "--no-healthcheck", ref, "cat", "/version"
+    )
+    assert proc.stdout == "2\n" and f"Pulling {ref} (--pull always)" in proc.stderr, proc.stderr
+    assert json.loads(nsp("image", "inspect", ref).stdout)[0]["id"] == v2.config_digest
+    assert nsp.json("inspect", first)[0]["ImageId"] == v1.config_digest  # made from the old one
+
+
+# -- system prune -a ---------------------------------------------------------------------------------
+def test_system_prune_all_removes_unused_images_and_keeps_used_ones(
+    private: tuple[Callable[..., subprocess.CompletedProcess[str]], Path],  # noqa: F811
+    busybox_dir: Path,
+    tmp_path: Path,
+) -> None:
+    run, _store = private
+    unused = run("import", str(_root_with(busybox_dir, tmp_path / "u", "u\n")), "e2e/unused").stdout.strip()
+    used = run("import", str(_root_with(busybox_dir, tmp_path / "k", "k\n")), "e2e/used").stdout.strip()
+    stopped_img = run(
+        "import", str(_root_with(busybox_dir, tmp_path / "s", "s\n")), "e2e/stopped"
+    ).stdout.strip()
+    runner = f"prunea-{os.urandom(4).hex()}"
+    stopped = f"prunes-{os.urandom(4).hex()}"
+    run("run", "-d", "--network", "none", "--name", runner, used, "sleep", "600")
+    run("create", "--name", stopped, stopped_img, "true")
+
+    out = run("system", "prune", "-f", "-a").stdout
+    ids = {i["id"] for i in json.loads(run("images", "--json").stdout)}
+    assert ids == {used}, out  # the running container's image kept; the unused and the stopped one's gone
+    assert unused in out and stopped_img in out, out
+    names = run("ps", "-a", "-q").stdout.split()
+    assert runner in names and stopped not in names
+    assert run("exec", runner, "cat", "/etc/marker").stdout == "k\n"  # still runs on its image
+    run("rm", "-f", runner)
+
+
+# -- --stop-timeout ----------------------------------------------------------------------------------
+def test_stop_timeout_waits_that_long_then_kills(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("st")
+    nsp(
+        "run", "-d", "--name", name, "--network", "none", "--stop-timeout", "3", busybox, "sh", "-c",
+        "trap 'echo got-term' TERM; echo ready; while true; do sleep 0.2; done",
+    )  # fmt: skip
+    nsp.wait_logs(name, "ready")
+    started = time.monotonic()
+    nsp("stop", name)
+    took = time.monotonic() - started
+    assert took >= 3, took  # SIGTERM ignored: the kill comes after the 3 s, not before
+    state = nsp.json("inspect", name)[0]["State"]
+    assert not state["Running"] and state["ExitCode"] == 137, state
+    assert "got-term" in nsp.wait_logs(name, "got-term")
+    assert "StopTimeout=3" in nsp("generate", name).stdout.splitlines()
+
+
+# -- --health-timeout, --health-start-period, --health-on-failure kill|none --------------------------
+def test_a_hanging_check_fails_by_its_timeout(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("ht")
+    nsp(
+        "run", "-d", "--name", name, "--network", "none", "--health-cmd", "sleep 600",
+        "--health-timeout", "1s", "--health-interval", "1s", "--health-retries", "1",
+        busybox, "sleep", "600",
+    )  # fmt: skip
+    health = wait_for("unhealthy", lambda: (h := health_of(nsp, name)).get("Status") == "unhealthy" and h, 90)
+    assert health["FailingStreak"] >= 1 and health["Log"][-1]["ExitCode"] != 0, health
+    assert "HealthTimeout=1s" in nsp("generate", name).stdout.splitlines()
+
+
+def test_failures_in_the_start_period_are_not_counted(nsp: CLI, busybox: str) -> None:
+    name = nsp.name("hsp")
+    nsp(
+        "run", "-d", "--name", name, "--network", "none", "--health-cmd", "cat /tmp/ok",
+        "--health-interval", "1s", "--health-retries", "1", "--health-start-period", "1h",
+        busybox, "sleep", "600",
+    )  # fmt: skip
+    health = wait_for(
+        "two failed checks", lambda: len((h := health_of(nsp, name)).get("Log") or []) >= 2 and h, 90
+    )
+    assert all(entry["ExitCode"] != 0 for entry in health["Log"]), health
+    assert health["Status"] == "starting" and health["FailingStreak"] == 0, health
+    nsp("exec", name, "sh", "-c", "echo up > /tmp/ok")
+    wait_for("healthy", lambda: health_of(nsp, name).get("Status") == "healthy")
+    assert "HealthStartPeriod=1h" in nsp("generate", name).stdout.splitlines()
+
+
+def test_health_on_failure_kill_kills_and_none_leaves_it_running(nsp: CLI, busybox: str) -> None:
+    names = {policy: nsp.name(f"hof{policy}") for policy in ("kill", "none")}
+    for policy, name in names.items():
+        nsp(
+            "run", "-d", "--name", name, "--network", "none", "--health-cmd", "test -f /tmp/ok",
+            "--health-interval", "1s", "--health-retries", "1", "--health-on-failure", policy,
+            busybox, "sh", "-c", "touch /tmp/ok; exec sleep 600",
+        )  # fmt: skip
+    for name in names.values():
+        wait_for("healthy", lambda name=name: health_of(nsp, name).get("Status") == "healthy")
+        nsp("exec", name, "rm", "/tmp/ok")
+    killed = wait_for(
+        "the kill",
+        lambda: (s := nsp.json("inspect", names["kill"])[0]["State"])["Running"] is False and s,
+        90,
+    )
+    assert killed["ExitCode"] == 137, killed
+    assert "HealthOnFailure=kill" in nsp("generate", names["kill"]).stdout.splitlines()
+    wait_for("unhealthy", lambda: health_of(nsp, names["none"]).get("Status") == "unhealthy")
+    assert nsp.json("inspect", names["none"])[0]["State"]["Running"] is True
+    assert "HealthOnFailure" not in nsp("generate", names["none"]).stdout
+
+
+# -- the shipped auto-update timer ---------------------------------------------------------------------
+@pytest.fixture
+def timer_installed() -> Iterator[str]:
+    """The units copied and the timer enabled as the README says; undone afterwards."""
+    script = Path(shutil.which("nspawnctl") or "/usr/local/bin/nspawnctl")
+    python = script.read_text(errors="replace").splitlines()[0].removeprefix("#!").split()[0]
+    units = subprocess.run(  # the README's line, with the python nspawnctl runs on
+        [python, "-c", "import nspawnctl.units, os; print(os.path.dirname(nspawnctl.units.__file__))"],
+        capture_output=True, text=True, check=True, cwd="/",  # not /src: its nspawnctl/ has no units/
+    ).stdout.strip()  # fmt: skip
+    for ext in ("service", "timer"):
+        shutil.copy(Path(units) / f"nspawnctl-auto-update.{ext}", SYSTEMD)
+    subprocess.run(
+        ["systemctl", "enable", "--now", "nspawnctl-auto-update.timer"], check=True, capture_output=True
+    )
+    yield "nspawnctl-auto-update"
+    subprocess.run(["systemctl", "disable", "--now", "nspawnctl-auto-update.timer"], capture_output=True)
+    for ext in ("service", "timer"):
+        (SYSTEMD / f"nspawnctl-auto-update.{ext}").unlink(missing_ok=True)
+    subprocess.run(["systemctl", "daemon-reload"], capture_output=True)
+
+
+def test_the_shipped_auto_update_timer_is_listed_and_its_service_runs_auto_update(
+    timer_installed: str,
+) -> None:
+    unit = timer_installed
+    timers = subprocess.run(["systemctl", "list-timers", "--all"], capture_output=True, text=True).stdout
+    assert f"{unit}.timer" in timers and f"{unit}.service" in timers, timers
+    shown = unit_show(f"{unit}.timer", "ActiveState", "UnitFileState")
+    assert shown == {"ActiveState": "active", "UnitFileState": "enabled"}, shown
+    subprocess.run(["systemctl", "start", f"{unit}.service"], check=True, capture_output=True, timeout=300)
+    done = unit_show(f"{unit}.service", "Result", "ExecMainStatus", "InvocationID")
+    assert done["Result"] == "success" and done["ExecMainStatus"] == "0", done
+    journal = subprocess.run(
+        ["journalctl", "-o", "cat", f"_SYSTEMD_INVOCATION_ID={done['InvocationID']}"],
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert re.search(r"^UNIT\s+CONTAINER\s+IMAGE\s+POLICY\s+UPDATED", journal, re.M), journal
+
+
+# -- --help lists the done run flags ---------------------------------------------------------------
+def done_run_flags() -> list[str]:
+    """The flags of the README's "docker run flags" rows that say done."""
+    section = README.read_text().split("## Docker compatibility", 1)[1]
+    flags = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.split(" | ")]
+        if not line.startswith("| `-") or len(cells) < 2 or not cells[1].startswith("done"):
+            continue
+        for token in re.findall(r"`([^`]+)`", cells[0]):
+            flags += [part.split()[0] for part in token.split(", ") if part.startswith("-")]
+    return flags
+
+
+@pytest.mark.surface
+def test_run_and_create_help_list_every_done_run_flag(nsp: CLI) -> None:
+    flags = done_run_flags()
+    assert len(flags) > 40 and "--stop-timeout" in flags and "--pull" in flags, flags
+    # docker create has no -d; -i and -t are not offered by create yet (reported)
+    not_create = {"-d", "--detach", "-i", "--interactive", "-t", "--tty"}
+    for cmd in ("run", "create"):
+        text = nsp(cmd, "--help", env={**os.environ, "COLUMNS": "200"}).stdout
+        missing = [
+            f for f in flags
+            if not (cmd == "create" and f in not_create)
+            and not re.search(r"(?<![\w-])" + re.escape(f) + r"(?![\w-])", text)
+        ]  # fmt: skip
+        assert not missing, (cmd, missing)
