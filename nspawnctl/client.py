@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from .sysinfo import HostInfo
     from .systemd.journal import Entry
     from .verify.trust import TrustStore
+    from .volumesfrom import VolumesFrom
 
 T = TypeVar("T")
 
@@ -133,6 +134,7 @@ class ContainerStatus:
                 "NanoCpus": s.limits.cpus.nano if s.limits.cpus else None,
                 "PidsLimit": s.limits.pids.count if s.limits.pids else None,
                 "RestartPolicy": docker_restart_policy(s.restart, brief=True),
+                "VolumesFrom": s.volumes_from or None,
                 "NetworkMode": s.network,
                 "PortBindings": _port_bindings(s),
                 "UsernsMode": "" if s.private_users else "host",
@@ -251,6 +253,8 @@ class RunOptions:
     named_volumes: builtins.list[tuple[str | None, str, bool]] = field(default_factory=list)
     # their volume-nocopy, volume-label, volume-subpath (runopts.VolumeOptions), by target
     volume_options: dict[str, VolumeOptions] = field(default_factory=dict)
+    # --volumes-from: the mounts of these containers (volumesfrom.py), resolved at create
+    volumes_from: builtins.list[VolumesFrom] = field(default_factory=list)
     # -- ports, pulls (PORTS) --
     publish_all: bool = False  # -P: every port the image exposes, on free host ports
     pull: str = "missing"  # missing | always | never (docker's --pull)
@@ -577,6 +581,8 @@ class Containers:
                 v = dataclasses.replace(v, host=os.urandom(32).hex())
                 anonymous.add(v.host)
             given.append(v)
+        if options.volumes_from:
+            given += self._volumes_from(options.volumes_from, [v.container for v in given])
         for v in given:
             if not v.named and not os.path.exists(v.host):
                 raise InvalidArgument(f"volume source {v.host} does not exist", hint="create it first")
@@ -594,6 +600,7 @@ class Containers:
             if o.labels and t in by_target
         }
         nocopy = {t for t, o in options.volume_options.items() if o.nocopy}
+        nocopy |= {v.container for v in given[len(options.volumes) + len(mounts) :]}  # shared: as they are
         notices = [notice] if notice else []
         if options.settings.memory_swap is not None:
             from .cpumem import check_swap
@@ -645,6 +652,7 @@ class Containers:
             open_stdin=options.open_stdin,
             stdin_once=options.stdin_once,
             given_name=cname.kept if cname else None,
+            volumes_from=[str(vf) for vf in options.volumes_from],
         )
         if spec.user and spec.user.partition(":")[0] not in ("root", "0") and not _has_getent(img.path):
             raise InvalidArgument(
@@ -695,6 +703,25 @@ class Containers:
         for text in notices:  # only once the container exists: an error must be the first thing said
             options.notify(text)
         return created
+
+    def _volumes_from(
+        self, sources: builtins.list[VolumesFrom], explicit: builtins.list[str]
+    ) -> builtins.list[Volume]:
+        """docker's --volumes-from: the sources' mounts (volumesfrom.inherit), read now."""
+        from .errors import ContainerNotFound
+        from .volumesfrom import inherit
+
+        resolved = []
+        for vf in sources:
+            try:
+                name = self.store.resolve(vf.container)
+            except ContainerNotFound:
+                raise ContainerNotFound(
+                    f"--volumes-from: no such container: {vf.container[:80]}",
+                    hint="see 'nspawnctl ps -a' for the containers there are",
+                ) from None
+            resolved.append((vf, self.store.get(name).volumes))
+        return inherit(resolved, explicit)
 
     @contextmanager
     def _picking_ports(self, spec: ContainerSpec) -> Iterator[ContainerSpec]:

@@ -447,6 +447,8 @@ class ContainerSpec:
     stdin_once: bool = False
     # -- the name as given when it is no machine name (``my_app`` of machine ``my-app``): names.py
     given_name: str | None = None
+    # -- issue 14, --volumes-from as given ([X-Nspawnctl] VolumesFrom=); their mounts are in volumes
+    volumes_from: list[str] = field(default_factory=list)
 
     @property
     def display_name(self) -> str:
@@ -514,6 +516,7 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     f.set(OWN_SECTION, "Tty", "yes" if spec.tty else None)
     f.set(OWN_SECTION, "OpenStdin", "yes" if spec.open_stdin else None)
     f.set(OWN_SECTION, "StdinOnce", "yes" if spec.stdin_once else None)
+    f.set_all(OWN_SECTION, "VolumesFrom", spec.volumes_from)  # issue 14: a record (volumesfrom.py)
     return f
 
 
@@ -699,6 +702,7 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
         open_stdin=_yes(f.get(own, "OpenStdin")),
         stdin_once=_yes(f.get(own, "StdinOnce")),
         given_name=_given_name(f, name),
+        volumes_from=f.get_all(own, "VolumesFrom"),
     )
 
 

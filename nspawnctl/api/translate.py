@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
+from ..volumesfrom import VolumesFrom
 from . import run_settings
 from .http import ApiError
 
@@ -25,11 +26,10 @@ CONFIG_TAKEN = {
 HOST_TAKEN = {
     "Binds", "AutoRemove", "RestartPolicy", "Memory", "NanoCpus", "PidsLimit", "NetworkMode",
     "PortBindings", "LogConfig", "ConsoleSize", "PublishAllPorts", "Mounts",
+    "VolumesFrom",
 } | set(run_settings.FIELDS)  # fmt: skip
 # Fields a client may send that nspawnctl cannot honour, and why (the 400 says so)
-LATER = {
-    "VolumesFrom": "nspawnctl has no --volumes-from",
-}
+LATER: dict[str, str] = {}
 NETWORK_MODES = {"": None, "default": None, "bridge": None, "host": "host", "none": "none"}
 RESTART = {
     "": "no",
@@ -234,6 +234,12 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         extra = run_settings.translate(body, host)
     except InvalidArgument as e:
         raise ApiError(400, str(e)) from None
+    volumes_from = []  # docker's --volumes-from, resolved by the library's create
+    for text in strings("HostConfig.VolumesFrom", host.get("VolumesFrom")):
+        try:
+            volumes_from.append(VolumesFrom.parse(text))
+        except InvalidArgument as e:
+            raise ApiError(400, f"HostConfig.VolumesFrom: {e.message}") from None
     options = RunOptions(
         name=(name or "").removeprefix("/") or None,  # docker's clients may send "/NAME"
         env=strings("Env", body.get("Env")),
@@ -252,6 +258,7 @@ def create_options(body: Any, name: str | None) -> tuple[CreateRequest, Any]:
         open_stdin=_flag("OpenStdin", body.get("OpenStdin")),
         stdin_once=_flag("StdinOnce", body.get("StdinOnce")),
         publish_all=_flag("HostConfig.PublishAllPorts", host.get("PublishAllPorts")),
+        volumes_from=volumes_from,
     )
     options = extra.apply(options)
     if options.settings.memory_swap is not None:  # dockerd's check, a 400 naming the field

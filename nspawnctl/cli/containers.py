@@ -447,6 +447,13 @@ MAC_ADDRESS = typer.Option(
 VOLUME_DRIVER = typer.Option(
     None, "--volume-driver", metavar="NAME", help="Driver of the volumes it makes: only local."
 )
+VOLUMES_FROM = typer.Option(
+    [],
+    "--volumes-from",
+    metavar="CONTAINER[:ro|:rw]",
+    help="Mount the volumes and bind mounts of CONTAINER at the same paths (repeatable; "
+    ":ro makes them read-only). Copied at create into its own Bind= lines.",
+)
 
 
 def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **flags: object) -> object:
@@ -527,6 +534,7 @@ CONTAINER_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("cgroupns", str, CGROUPNS),
     ("isolation", str, ISOLATION),
     ("volume_driver", str, VOLUME_DRIVER),
+    ("volumes_from", list[str], VOLUMES_FROM),
     ("mac_address", str, MAC_ADDRESS),
     # -- ports and pulls (PORTS) --
     ("publish_all", bool, PUBLISH_ALL),
@@ -646,6 +654,12 @@ def _run_options(ctx: typer.Context, o: dict[str, Any]) -> object:
         o["auto_update"],
         start_interval=o["health_start_interval"],
     )
+    if o["volumes_from"]:  # issue 14
+        import dataclasses
+
+        from ..volumesfrom import VolumesFrom
+
+        opts = dataclasses.replace(opts, volumes_from=[VolumesFrom.parse(v) for v in o["volumes_from"]])  # type: ignore[type-var]
     return opts
 
 

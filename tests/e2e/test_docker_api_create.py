@@ -108,7 +108,7 @@ def test_inspect_and_generate_keep_the_options(api: dict[str, str], box: dict[st
 def test_refused_fields_leave_nothing(api: dict[str, str], pulled: str, nsp: CLI) -> None:
     for host, field in (
         ({"CapDrop": ["NOT_A_CAP"]}, "HostConfig.CapDrop"),
-        ({"VolumesFrom": ["x"]}, "HostConfig.VolumesFrom"),
+        ({"VolumesFrom": ["x:z"]}, "HostConfig.VolumesFrom"),
     ):
         body = json.dumps({"Image": pulled, "HostConfig": host})
         code, doc = curl(

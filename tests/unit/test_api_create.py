@@ -37,6 +37,12 @@ DOCKER_CLI_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
+def test_volumes_from_becomes_run_options() -> None:
+    _, options = create_options({"Image": "bb", "HostConfig": {"VolumesFrom": ["a", "b:ro", "c:rw"]}}, None)
+    assert [str(v) for v in options.volumes_from] == ["a", "b:ro", "c:rw"]
+    assert [v.read_only for v in options.volumes_from] == [False, True, False]
+
+
 def test_docker_cli_body_becomes_the_run_flags_options() -> None:
     _req, opts = create_options(DOCKER_CLI_BODY, "c")
     want = build(
@@ -112,7 +118,8 @@ def test_docker_zero_values_ask_for_nothing() -> None:
         ({"CpusetCpus": "a"}, {}, "HostConfig.CpusetCpus"),
         ({"Dns": ["not-an-ip"]}, {}, "HostConfig.Dns"),
         ({"ExtraHosts": ["nohost"]}, {}, "HostConfig.ExtraHosts"),
-        ({"VolumesFrom": ["other"]}, {}, "HostConfig.VolumesFrom"),
+        ({"VolumesFrom": ["other:z"]}, {}, "HostConfig.VolumesFrom"),
+        ({"VolumesFrom": [":ro"]}, {}, "HostConfig.VolumesFrom"),
         ({"PublishAllPorts": "1"}, {}, "HostConfig.PublishAllPorts"),
         ({}, {"StopSignal": "SIGNOPE"}, "StopSignal"),
         ({}, {"StopSignal": 2}, "StopSignal"),
