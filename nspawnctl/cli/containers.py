@@ -378,8 +378,8 @@ CAP_DROP = typer.Option(
 PRIVILEGED = typer.Option(
     False,
     "--privileged",
-    help="Every capability, no seccomp filter, every device allowed; with --userns host also "
-    "writable /proc/sys and /sys.",
+    help="Every capability, no seccomp filter, every device allowed and the host's device nodes "
+    "bound in at start; with --userns host also writable /proc/sys and /sys (and the nodes owned by root).",
 )
 SECURITY_OPT = typer.Option(
     [], "--security-opt", metavar="OPT", help="no-new-privileges (NoNewPrivileges=) or seccomp=unconfined."

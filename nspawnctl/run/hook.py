@@ -118,6 +118,10 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
         "netns": netns,
         "nsenter": nsenter_binary(),
     }
+    if spec.settings.privileged:  # docker's: the host's device nodes as they are at this start
+        from .hostdevices import host_devices
+
+        fields["devices"] = tuple(host_devices())
     fields.update(kw)
     return Launch(**fields)  # type: ignore[arg-type]
 

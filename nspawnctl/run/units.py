@@ -114,10 +114,18 @@ class Launch:
     nsenter: str = NSENTER
     environment: tuple[str, ...] = ()  # NAME=VALUE for the unit (non-default nspawnctl paths)
     streams_python: str | None = None  # run run/streams.py with it first: a stream each for stdout, stderr
+    devices: tuple[str, ...] = ()  # host device nodes bound in at this start (--privileged: hostdevices.py)
 
 
 def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
-    """The command line; everything else comes from the container's .nspawn file (override mode)."""
+    """The command line; everything else comes from the container's .nspawn file (override mode).
+    The host's device nodes of a --privileged container are read at each start, so they are not
+    in the file (it would freeze them); they come with the file's mounts (run/hostdevices.py)."""
+    mode, mounts = "override", []
+    if launch.devices:  # the file's mounts would replace these binds: see run/hostdevices.py
+        from .hostdevices import mount_args
+
+        mode, mounts = "trusted", mount_args(spec, launch.devices)
     return [
         "systemd-nspawn",
         "--quiet",
@@ -125,8 +133,9 @@ def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
         "--register=yes",
         f"--machine={spec.name}",
         f"--directory={pool / spec.name}",
-        "--settings=override",
+        f"--settings={mode}",
         f"--console={launch.console}",
+        *mounts,
     ]
 
 
