@@ -47,6 +47,11 @@ class Event:
     image: str
     time_ns: int
     extra: dict[str, str] = field(default_factory=dict)  # exitCode, oldName
+    # the container's labels as the event's maker read them from its definition (None: not
+    # known, a replayed event of a container that is gone): a label filter needs them with the
+    # event, since a create's container cannot be looked up until its root is in place
+    # (store.create writes the definition first) and a destroy's is gone
+    labels: dict[str, str] | None = field(default=None, compare=False)
 
     def attributes(self) -> dict[str, str]:
         return {**self.extra, "image": self.image, "name": self.name}
@@ -267,7 +272,11 @@ def replay(store: ContainerStore, since: float, until: float) -> list[Event]:
         if spec.id not in created and since * 1e9 <= t < until * 1e9 and t:
             events.append(Event("create", spec.id, spec.name, spec.image, t))
     shown = {spec.name: spec.display_name for spec in specs}  # the name as given (names.py)
-    return sorted((replace(e, name=shown.get(e.name, e.name)) for e in events), key=lambda e: e.time_ns)
+    labels = {spec.id: dict(spec.labels) for spec in specs}  # a gone container's: not known
+    return sorted(
+        (replace(e, name=shown.get(e.name, e.name), labels=labels.get(e.id)) for e in events),
+        key=lambda e: e.time_ns,
+    )
 
 
 def _created(text: str) -> int:
@@ -297,6 +306,10 @@ class _Known:
     id: str
     image: str
     shown: str  # the name events carry: as given (``my_app`` of machine ``my-app``, names.py)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def event(self, action: str, when: int, extra: dict[str, str] | None = None) -> Event:
+        return Event(action, self.id, self.shown, self.image, when, extra or {}, dict(self.labels))
 
 
 class Tracker:
@@ -309,7 +322,7 @@ class Tracker:
         self.frozen: dict[str, bool] = {}
         self.main: dict[str, tuple[int, int]] = {}  # per unit: ExecMainCode, ExecMainStatus
         for spec in store.list():
-            self.known[spec.name] = _Known(spec.id, spec.image, spec.display_name)
+            self.known[spec.name] = _Known(spec.id, spec.image, spec.display_name, dict(spec.labels))
 
     def _who(self, name: str) -> _Known | None:
         if name not in self.known:
@@ -317,7 +330,7 @@ class Tracker:
                 spec = self.store.get(name)
             except NspawnctlError:  # not one of ours (a machinectl image), or unreadable
                 return None
-            self.known[name] = _Known(spec.id, spec.image, spec.display_name)
+            self.known[name] = _Known(spec.id, spec.image, spec.display_name, dict(spec.labels))
         return self.known[name]
 
     def unit_changed(self, unit: str, iface: str, changed: dict[str, Any]) -> list[Event]:
@@ -340,28 +353,25 @@ class Tracker:
         if who is None:
             return []
         out: list[Event] = []
-        shown = who.shown
         if fresh:  # its definition's inotify event has not come yet: its create (or rename) first
             was = next((n for n, k in self.known.items() if k.id == who.id and n != name), None)
             if was is not None:
-                out.append(Event("rename", who.id, shown, who.image, now, {"oldName": self.known[was].shown}))
+                out.append(who.event("rename", now, {"oldName": self.known[was].shown}))
                 del self.known[was]
             else:
-                out.append(Event("create", who.id, shown, who.image, now))
+                out.append(who.event("create", now))
         active, sub = changed.get("ActiveState"), str(changed.get("SubState", ""))
         freezer = changed.get("FreezerState")
         if freezer in ("frozen", "running") and self.frozen.get(unit, False) != (freezer == "frozen"):
             self.frozen[unit] = freezer == "frozen"
-            out.append(Event("pause" if freezer == "frozen" else "unpause", who.id, shown, who.image, now))
+            out.append(who.event("pause" if freezer == "frozen" else "unpause", now))
         if active == "active" and not self.up.get(unit, False):
             self.up[unit] = True
             self.main.pop(unit, None)
-            out.append(Event("start", who.id, shown, who.image, now))
+            out.append(who.event("start", now))
         elif (active in ("inactive", "failed") or sub.startswith(AUTO_RESTART)) and self.up.get(unit, False):
             self.up[unit] = False
-            out.append(
-                Event("die", who.id, shown, who.image, now, {"exitCode": str(self._exit_code(name, unit))})
-            )
+            out.append(who.event("die", now, {"exitCode": str(self._exit_code(name, unit))}))
         return out
 
     def _exit_code(self, name: str, unit: str) -> int:
@@ -380,9 +390,10 @@ class Tracker:
             del self.known[name]
             if any(k.id == who.id for k in self.known.values()):
                 return []  # renamed: said already
-            return [Event("destroy", who.id, who.shown, who.image, now)]
+            return [who.event("destroy", now)]
         if name in self.known:
             return []
+        from ..labels import labels_from_words
         from ..nspawnfile import NspawnFile
         from ..spec import OWN_SECTION
 
@@ -398,11 +409,12 @@ class Tracker:
             return []
         shown = f.get(OWN_SECTION, "Name") or name
         old = next((n for n, k in self.known.items() if k.id == cid), None)
-        self.known[name] = _Known(cid, image, shown)
+        labels = labels_from_words(f.get_words(OWN_SECTION, "Label"))
+        who = self.known[name] = _Known(cid, image, shown, labels)
         if old is not None:
             was = self.known.pop(old).shown
-            return [Event("rename", cid, shown, image, now, {"oldName": was})]
-        return [Event("create", cid, shown, image, now)]
+            return [who.event("rename", now, {"oldName": was})]
+        return [who.event("create", now)]
 
 
 async def follow(

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -92,6 +93,7 @@ def test_replay_runs_journalctl_and_drops_events_before_the_containers_creation(
     class Spec:
         name, id, image = "web", "a" * 64, "img"
         display_name = name
+        labels: ClassVar[dict[str, str]] = {"k": "v"}
         created = datetime.fromtimestamp(born, UTC).isoformat(timespec="seconds")
 
     class Store:
@@ -101,6 +103,7 @@ def test_replay_runs_journalctl_and_drops_events_before_the_containers_creation(
     out = ev.replay(Store(), 0, born + 100)  # type: ignore[arg-type]
     # no create record of it in the journal (made before they were written): its Created= time
     assert [(e.action, e.time_ns) for e in out] == [("create", born * 10**9), ("start", (born + 5) * 10**9)]
+    assert all(e.labels == {"k": "v"} for e in out)  # the label filter of the API needs them
     assert ev.replay(Store(), born + 1, born + 100)[0].action == "start"  # Created= before the window
 
 

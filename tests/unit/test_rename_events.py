@@ -106,3 +106,32 @@ def test_a_start_seen_before_the_definitions_event_says_create_first(pool: Pool,
     (moved,) = tracker.unit_changed("nspawnctl-quick.service", UNIT_IFACE, {"ActiveState": "activating"})
     assert moved.action == "rename" and moved.extra == {"oldName": "fast"} and moved.id == renamed.id
     assert tracker.definition_changed("fast", False) == [] and tracker.definition_changed("quick", True) == []
+
+
+def test_events_carry_labels_read_before_the_container_can_be_looked_up(pool: Pool, image: Image) -> None:  # noqa: F811
+    """store.create writes the definition before it renames the root into place: inotify's
+    event comes while store.get still says "no such container". The create carries the labels
+    the definition has (the API's label filter dropped a create it could not look up), and so
+    does every later event, the destroy too."""
+    from dataclasses import replace
+
+    from nspawnctl.errors import ContainerNotFound
+    from nspawnctl.spec import spec_to_file
+
+    store = ContainerStore(pool)
+    tracker = Tracker(store)
+    labelled = replace(spec("mid"), labels={"lifeev": "1", "a b": "c=d"})
+    spec_to_file(labelled).save(store.settings_file("mid"))
+    (pool.paths.pool / ".#nspawnctl-mid.create").mkdir()  # the snapshot, not yet in place
+    with pytest.raises(ContainerNotFound):
+        store.get("mid")
+    (create,) = tracker.definition_changed("mid", True)
+    assert create.action == "create" and create.labels == {"lifeev": "1", "a b": "c=d"}
+    assert "lifeev" not in create.attributes()  # the CLI's line is as before
+    (pool.paths.pool / ".#nspawnctl-mid.create").rename(pool.paths.pool / "mid")
+    unit = "nspawnctl-mid.service"
+    (start,) = tracker.unit_changed(unit, UNIT_IFACE, {"ActiveState": "active", "SubState": "running"})
+    assert start.labels == create.labels
+    store.remove("mid")
+    (destroy,) = tracker.definition_changed("mid", False)
+    assert destroy.action == "destroy" and destroy.labels == create.labels

@@ -45,6 +45,11 @@ async def events(ex: Exchange) -> None:
             queue.put_nowait(None)
 
     def labels_of(event: Event) -> dict[str, str]:
+        """The labels the event came with (a create's container cannot be looked up yet: its
+        definition is written before its root is in place); else the ones known or read now."""
+        if event.labels is not None:
+            labels[event.id] = event.labels
+            return event.labels
         if event.id not in labels:
             try:
                 labels[event.id] = dict(store.get(store.resolve(event.name)).labels)  # my_app: my-app
