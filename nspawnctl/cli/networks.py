@@ -45,7 +45,7 @@ def network_create(
         help="IPv4 subnet (default: networkd picks a free /24 at first use).",
     ),
     internal: bool = typer.Option(
-        False, "--internal", help="No masquerading to the outside (with --subnet)."
+        False, "--internal", help="Refused: nspawnctl cannot confine a zone's traffic to its subnet."
     ),
     label: list[str] = typer.Option([], "--label", metavar="KEY=VALUE", help="Set metadata (repeatable)."),
 ) -> None:
@@ -58,11 +58,6 @@ def network_create(
     if driver != "bridge":
         raise InvalidArgument(
             f"driver {driver!r} is not supported", hint="nspawnctl networks use --driver bridge"
-        )
-    if internal and not subnet:
-        raise InvalidArgument(
-            "--internal needs --subnet",
-            hint="an internal network gets its own networkd file, which needs the subnet: add --subnet CIDR",
         )
     decl = networks.create(state_of(ctx).paths(), name, subnet, internal, parse_labels(label))
     typer.echo(decl.id)

@@ -4,25 +4,27 @@ A zone (``--network zone:NAME``, :mod:`.zone`) comes with its first container an
 last. A declared network is a JSON file ``STORE/networks/NAME.json`` (under the store, so the next
 boot still has it and ``generate`` of a member, which prints ``Network=zone:NAME``, needs nothing
 else to recreate it). It records docker's fields: a 64-hex ID (random, as docker's: a network
-created again gets a new one), labels, ``--internal`` and a ``--subnet``.
+created again gets a new one), labels and a ``--subnet`` (``--internal`` is refused:
+:func:`check_internal`).
 
 The bridge itself is still made at first use, by the first member's ``join`` (an empty bridge has
 no carrier, so networkd would not address it anyway). A network with a ``--subnet`` gets a networkd
 file, ``70-nspawnctl-vz-NAME.network`` in /etc/systemd/network (sorted before systemd's
 80-container-vz.network, so it wins for this bridge): the bridge's address is the subnet's first
-host, members get leases from the rest, and without ``--internal`` the bridge is masqueraded as
-systemd's zones are. Every change happens under the zone's flock (:func:`.zone.locked`), the one a
-member's start takes: a removal never races a start.
+host, members get leases from the rest, and the bridge is masqueraded as systemd's zones are.
+Every create/remove/prune holds the networks' flock (:func:`_locked`), then the zone's
+(:func:`.zone.locked`, the one a member's start takes): a removal never races a start.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -202,6 +204,72 @@ def get(paths: Paths, ref: str) -> NetworkDecl:
     raise NetworkNotFound(f"network {ref} not found", hint="list networks with: nspawnctl network ls")
 
 
+class InternalNotSupported(InvalidArgument):
+    code = "network-internal-unsupported"
+
+
+def check_internal(internal: bool) -> None:
+    """``--internal`` is refused: docker's internal network drops everything leaving its subnet,
+    and nothing here can promise that. networkd only omits masquerading (routed traffic still
+    reaches other zones, the host's LAN and VPNs), and a per-link forwarding switch is reset by
+    whatever next writes net.ipv4.ip_forward; the host has no firewall tool nspawnctl owns."""
+    if internal:
+        raise InternalNotSupported(
+            "internal networks are not supported: nspawnctl cannot stop a zone's traffic from being "
+            "routed beyond its subnet",
+            hint="create the network without --internal (it is masqueraded as systemd's zones), or "
+            "use --network none for a container that must not reach anything",
+        )
+
+
+@contextlib.contextmanager
+def _locked(paths: Paths) -> Iterator[None]:
+    """The one lock of every declaration change (create, remove, prune): the subnet-overlap check
+    and the name check see every other network's final state. Taken before a zone's lock."""
+    import fcntl
+
+    d = networks_dir(paths)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_networkd(decl: NetworkDecl) -> None:
+    """The subnet's networkd file, by temporary file and rename (networkd never reads half of it)."""
+    path = networkd_file(decl.zone)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        tmp.write_text(networkd_text(decl))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sweep_networkd(paths: Paths) -> builtins.list[str]:
+    """Delete ``70-nspawnctl-vz-*.network`` files no declaration owns (a create or remove killed
+    between its two files: the declaration is written first and removed first); their zones.
+    Call it under :func:`_locked`."""
+    owned = {d.zone for d in list(paths) if d.subnet}
+    gone = []
+    d = networkd_dir()
+    for f in sorted(d.glob("70-nspawnctl-vz-*.network")) if d.is_dir() else []:
+        zone_name = f.name[len("70-nspawnctl-vz-") : -len(".network")]
+        if zone_name not in owned:
+            f.unlink(missing_ok=True)
+            gone.append(zone_name)
+    for f in d.glob(".70-nspawnctl-vz-*.network.*") if d.is_dir() else []:
+        pid = f.name.rsplit(".", 1)[1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            f.unlink(missing_ok=True)
+    return gone
+
+
 def create(
     paths: Paths,
     name: str,
@@ -209,46 +277,47 @@ def create(
     internal: bool = False,
     labels: dict[str, str] | None = None,
 ) -> NetworkDecl:
-    """Declare network ``name``; a name already declared is a conflict (docker's 409)."""
-    from . import zone
-
-    check_name(name)
-    net = parse_subnet(subnet) if subnet else None
-    if net is not None:
-        for other in list(paths):
-            if other.subnet and ipaddress.IPv4Network(other.subnet).overlaps(net):
-                raise NetworkExists(
-                    f"subnet {net} overlaps network {other.name}'s {other.subnet}",
-                    hint="choose a subnet no other network uses",
-                )
+    """Declare network ``name``; a name already declared or an overlapping subnet is a conflict
+    (docker's 409). The declaration is written before the networkd file, so a kill in between
+    leaves a declaration (remove takes it) or an unowned file (the next change sweeps it)."""
     import secrets
     from datetime import UTC, datetime
 
+    from . import zone
+
+    check_name(name)
+    check_internal(internal)
+    net = parse_subnet(subnet) if subnet else None
     decl = NetworkDecl(
         name=name,
         id=secrets.token_hex(32),
         created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         subnet=str(net) if net else None,
-        internal=internal,
         labels=dict(labels or {}),
     )
     path = networks_dir(paths) / f"{name}.json"
-    with zone.locked(decl.zone):
+    with _locked(paths):
+        swept = sweep_networkd(paths)
         if path.exists() or by_zone(paths, decl.zone) is not None:
             raise NetworkExists(
                 f"network with name {name} already exists",
                 hint=f"remove it first: nspawnctl network rm {name}",
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if decl.subnet:
-            networkd_file(decl.zone).parent.mkdir(parents=True, exist_ok=True)
-            networkd_file(decl.zone).write_text(networkd_text(decl))
-        try:
+        for other in list(paths) if net is not None else []:
+            if other.subnet and net is not None and ipaddress.IPv4Network(other.subnet).overlaps(net):
+                raise NetworkExists(
+                    f"subnet {net} overlaps network {other.name}'s {other.subnet}",
+                    hint="choose a subnet no other network uses",
+                )
+        with zone.locked(decl.zone):
             write_json(path, asdict(decl))
-        except BaseException:
-            networkd_file(decl.zone).unlink(missing_ok=True)
-            raise
-    if decl.subnet:
+            if decl.subnet:
+                try:
+                    _write_networkd(decl)
+                except BaseException:
+                    path.unlink(missing_ok=True)
+                    raise
+    if decl.subnet or swept:
         reload_networkd()
     return decl
 
@@ -256,9 +325,20 @@ def create(
 def remove(paths: Paths, ref: str) -> NetworkDecl:
     """Remove a declared network; refused while a container is attached (its zone has a live
     member or the bridge has ports), as docker's ``has active endpoints``."""
+    with _locked(paths):
+        decl = get(paths, ref)
+        had_file = _remove_locked(paths, decl)
+        swept = sweep_networkd(paths)
+    if had_file or swept:
+        reload_networkd()
+    return decl
+
+
+def _remove_locked(paths: Paths, decl: NetworkDecl) -> bool:
+    """Remove ``decl`` (under :func:`_locked`): the declaration first, then its networkd file;
+    whether there was one."""
     from . import zone
 
-    decl = get(paths, ref)
     with zone.locked(decl.zone) as zf:
         if attached(zf.leases) or _bridge_ports(decl.zone):
             raise NetworkInUse(
@@ -268,9 +348,7 @@ def remove(paths: Paths, ref: str) -> NetworkDecl:
         (networks_dir(paths) / f"{decl.name}.json").unlink(missing_ok=True)
         had_file = networkd_file(decl.zone).exists()
         networkd_file(decl.zone).unlink(missing_ok=True)
-    if had_file:
-        reload_networkd()
-    return decl
+    return had_file
 
 
 def attached(leases: dict[str, str]) -> builtins.list[str]:
@@ -312,19 +390,25 @@ def reload_networkd() -> None:
 
 
 def prune(paths: Paths, labels: Iterable[str] = ()) -> builtins.list[str]:
-    """Remove every declared network without members (matching the label filters); their names."""
+    """Remove every declared network without members (matching the label filters), and networkd
+    files no declaration owns; the removed networks' names."""
     from ..labels import labels_match
 
     wanted = builtins.list(labels)
     out = []
-    for decl in list(paths):
-        if wanted and not labels_match(wanted, decl.labels):
-            continue
-        try:
-            remove(paths, decl.name)
-        except (NetworkInUse, NetworkNotFound):
-            continue
-        out.append(decl.name)
+    reload = False
+    with _locked(paths):
+        for decl in list(paths):
+            if wanted and not labels_match(wanted, decl.labels):
+                continue
+            try:
+                reload = _remove_locked(paths, decl) or reload
+            except NetworkInUse:
+                continue
+            out.append(decl.name)
+        reload = bool(sweep_networkd(paths)) or reload
+    if reload:
+        reload_networkd()
     return out
 
 

@@ -3,6 +3,7 @@ attached, the --network value, connect/disconnect of a definition, and aliases i
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -55,10 +56,10 @@ def test_duplicate_builtin_and_bad_names_are_refused(paths: Paths) -> None:
 
 
 def test_subnet_writes_a_networkd_file_and_overlaps_are_refused(paths: Paths) -> None:
-    decl = networks.create(paths, "lan", subnet="10.89.7.0/24", internal=True)
+    decl = networks.create(paths, "lan", subnet="10.89.7.0/24")
     assert decl.gateway == "10.89.7.1"
     text = networks.networkd_file("lan").read_text()
-    assert "Name=vz-lan" in text and "Address=10.89.7.1/24" in text and "IPMasquerade" not in text
+    assert "Name=vz-lan" in text and "Address=10.89.7.1/24" in text and "IPMasquerade=ipv4" in text
     with pytest.raises(Conflict, match="overlaps"):
         networks.create(paths, "lan2", subnet="10.89.0.0/16")
     for bad in ("10.89.8.1/24", "8.8.8.0/24", "10.0.0.0/31", "nonsense"):
@@ -66,6 +67,51 @@ def test_subnet_writes_a_networkd_file_and_overlaps_are_refused(paths: Paths) ->
             networks.create(paths, "lan3", subnet=bad)
     networks.remove(paths, "lan")
     assert not networks.networkd_file("lan").exists()
+
+
+def test_internal_is_refused_by_the_library_and_leaves_nothing(paths: Paths) -> None:
+    for subnet in (None, "10.89.9.0/24"):
+        with pytest.raises(networks.InternalNotSupported, match="internal networks are not supported"):
+            networks.create(paths, "iso", subnet=subnet, internal=True)
+    assert networks.list(paths) == [] and not networks.networkd_file("iso").exists()
+
+
+def test_unowned_networkd_files_are_swept(paths: Paths) -> None:
+    networks.create(paths, "lan", subnet="10.89.7.0/24")
+    orphan = networks.networkd_file("ghost")  # a file no declaration owns (a killed create/remove)
+    orphan.write_text("[Match]\nName=vz-ghost\n")
+    networks.create(paths, "other")  # any change under the networks lock sweeps
+    assert not orphan.exists() and networks.networkd_file("lan").exists()
+    orphan.write_text("[Match]\nName=vz-ghost\n")
+    assert networks.prune(paths, ["nomatch=1"]) == []
+    assert not orphan.exists() and networks.networkd_file("lan").exists()
+
+
+def test_a_failed_networkd_write_leaves_no_declaration(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(decl: networks.NetworkDecl) -> str:
+        assert (paths.store / "networks" / "lan.json").exists()  # the declaration comes first
+        raise OSError("disk full")
+
+    monkeypatch.setattr(networks, "networkd_text", boom)
+    with pytest.raises(OSError):
+        networks.create(paths, "lan", subnet="10.89.7.0/24")
+    assert networks.list(paths) == [] and list(networks.networkd_dir().iterdir()) == []
+
+
+def test_concurrent_overlapping_creates_one_wins(paths: Paths) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(i: int) -> str:
+        try:
+            return networks.create(paths, f"n{i}", subnet=f"10.90.{i}.0/24" if i % 2 else "10.90.0.0/16").name
+        except Conflict:
+            return ""
+
+    with ThreadPoolExecutor(8) as pool:
+        made = [n for n in pool.map(make, range(16)) if n]
+    nets = [ipaddress.IPv4Network(d.subnet) for d in networks.list(paths) if d.subnet]
+    assert len(made) == len(nets) >= 1
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
 
 
 def test_remove_refused_while_a_member_runs(paths: Paths) -> None:

@@ -107,10 +107,6 @@ def create_args(body: dict[str, Any]) -> tuple[str, str | None, bool, dict[str, 
     if not empty(body.get("Options"), "Options"):
         raise ApiError(400, "Options: driver options are not supported by nspawnctl's networks")
     internal = _bool("Internal", body.get("Internal"))
-    if internal and subnet is None:
-        raise ApiError(
-            400, "Internal: needs IPAM.Config Subnet (an internal network has its own networkd file)"
-        )
     known = {
         "Name",
         "Driver",
@@ -132,7 +128,10 @@ async def create(ex: Exchange) -> None:
     name, subnet, internal, labels = create_args(_body(ex))
     if any(n.name == name for n in await _all(ex) if n.kind == "builtin"):
         raise ApiError(409, f"network with name {name} already exists")
-    decl = await asyncio.to_thread(lib.create, ex.client.paths, name, subnet, internal, labels)
+    try:
+        decl = await asyncio.to_thread(lib.create, ex.client.paths, name, subnet, internal, labels)
+    except lib.InternalNotSupported as e:
+        raise ApiError(400, f"Internal: {e.message}") from None
     await ex.json({"Id": decl.id, "Warning": ""}, status=201)
 
 
