@@ -12,10 +12,7 @@ from .output import confirm_or_refuse, print_json, table
 from .usage import NspawnctlGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..client import Client
-    from ..spec import ContainerSpec
 
 network_app = typer.Typer(
     help="Manage networks (zones: a bridge its containers share, reaching each other by name).",
@@ -172,8 +169,8 @@ def network_connect(
     from ..net import networks
 
     client = state_of(ctx).client()
-    decl = networks.get(client.paths, network)
-    _change(client, container, lambda spec: networks.connect_spec(spec, decl.zone, alias))
+    zone_name = networks.get(client.paths, network).zone
+    client.run(lambda bus: networks.achange_membership(client, bus, container, zone_name, True, alias))
 
 
 @network_app.command("disconnect")
@@ -187,15 +184,8 @@ def network_disconnect(
 
     client = state_of(ctx).client()
     decl = networks.find(client.paths, network)
-    name = decl.zone if decl is not None else network
-    _change(client, container, lambda spec: networks.disconnect_spec(spec, name))
-
-
-def _change(client: Client, ref: str, change: Callable[[ContainerSpec], ContainerSpec]) -> None:
-    from ..net import networks
-
-    name = client.containers.resolve(ref)
-    networks.change_definition(client.containers.store, name, client.containers.get(name).running, change)
+    zone_name = decl.zone if decl is not None else network
+    client.run(lambda bus: networks.achange_membership(client, bus, container, zone_name, False))
 
 
 def _all(client: Client) -> list[dict[str, object]]:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from ..client import Client
     from ..spec import ContainerSpec
     from ..store.containers import ContainerStore
+    from ..systemd.bus import Bus
 
 BUILTIN = ("bridge", "host", "none")
 NETWORKD_DIR = Path("/etc/systemd/network")
@@ -574,6 +575,29 @@ def listing(client: Client) -> builtins.list[dict[str, object]]:
         addrs = member_addresses(z)
         out.append(describe(declared.get(z), z, {n: (ids.get(n, ""), a) for n, a in addrs.items()}))
     return out
+
+
+async def achange_membership(
+    client: Client, bus: Bus, ref: str, zone_name: str, connect: bool, aliases: Iterable[str] = ()
+) -> ContainerSpec:
+    """``network connect``/``disconnect`` of container ``ref`` and zone ``zone_name`` (both
+    front-ends call this): refused while the container runs (its unit's state, read right before
+    the rewrite); its new definition. A start racing it is not excluded: start holds no lock of
+    the definition (it reads it once)."""
+    import asyncio
+
+    containers = client.containers
+    name = await asyncio.to_thread(containers.resolve, ref)
+
+    async def running() -> bool:
+        spec = await asyncio.to_thread(containers.store.get, name)
+        (status,) = await containers.astatuses(bus, [spec])
+        return status.running
+
+    def change(spec: ContainerSpec) -> ContainerSpec:
+        return connect_spec(spec, zone_name, aliases) if connect else disconnect_spec(spec, zone_name)
+
+    return await asyncio.to_thread(change_definition, containers.store, name, await running(), change)
 
 
 def change_definition(

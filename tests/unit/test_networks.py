@@ -285,3 +285,49 @@ def test_a_long_name_gets_a_zone_of_its_id(paths: Paths) -> None:
     assert short.zone == "short"
     networks.remove(paths, decl.name)
     assert not networks.networkd_file(decl.zone).exists()
+
+
+class _Store:
+    def __init__(self, spec: ContainerSpec) -> None:
+        self.spec, self.written = spec, []  # type: ignore[var-annotated]
+
+    def get(self, name: str) -> ContainerSpec:
+        return self.spec
+
+    def definition(self, name: str) -> tuple[None, None]:
+        return None, None
+
+    def rewrite(self, spec: ContainerSpec, base: object = None) -> None:
+        self.spec = spec
+        self.written.append(spec)
+
+
+class _Containers:
+    def __init__(self, spec: ContainerSpec, running: bool) -> None:
+        self.store, self.running = _Store(spec), running
+
+    def resolve(self, ref: str) -> str:
+        return "web"
+
+    async def astatuses(self, bus: object, specs: list[ContainerSpec]) -> list[object]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(running=self.running)]
+
+
+def test_membership_change_is_one_library_call_that_refuses_a_running_container() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from nspawnctl.errors import ContainerRunning
+
+    spec = ContainerSpec(name="web", id="a" * 64, image="img", image_id="b" * 64, created="", network="veth")
+    up = SimpleNamespace(containers=_Containers(spec, running=True))
+    with pytest.raises(ContainerRunning, match="stopped containers only"):
+        asyncio.run(networks.achange_membership(up, None, "web", "appnet", True))  # type: ignore[arg-type]
+    assert up.containers.store.written == []
+    down = SimpleNamespace(containers=_Containers(spec, running=False))
+    new = asyncio.run(networks.achange_membership(down, None, "web", "appnet", True, ["www"]))  # type: ignore[arg-type]
+    assert new.network == "zone:appnet" and down.containers.store.written == [new]
+    left = asyncio.run(networks.achange_membership(down, None, "web", "appnet", False))  # type: ignore[arg-type]
+    assert left.network == "none"

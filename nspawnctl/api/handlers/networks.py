@@ -159,9 +159,6 @@ async def _change(ex: Exchange, id: str, connect: bool) -> None:
     ref = string("Container", body.get("Container"))
     if not ref:
         raise ApiError(400, "Container: a container name or ID is required")
-    name = await asyncio.to_thread(ex.client.containers.resolve, ref)
-    spec = await asyncio.to_thread(ex.client.containers.store.get, name)
-    (status,) = await ex.client.containers.astatuses(ex.bus, [spec])
     aliases: list[str] = []
     if connect:
         ep = body.get("EndpointConfig") or {}
@@ -175,18 +172,7 @@ async def _change(ex: Exchange, id: str, connect: bool) -> None:
         aliases = strings("EndpointConfig.Aliases", ep.get("Aliases"))
 
     zone_name = n.decl.zone if n.decl is not None else n.name
-
-    def change() -> None:
-        lib.change_definition(
-            ex.client.containers.store,
-            name,
-            status.running,
-            (lambda s: lib.connect_spec(s, zone_name, aliases))
-            if connect
-            else (lambda s: lib.disconnect_spec(s, zone_name)),
-        )
-
-    await asyncio.to_thread(change)
+    await lib.achange_membership(ex.client, ex.bus, ref, zone_name, connect, aliases)
     await ex.empty(200)
 
 
