@@ -191,7 +191,7 @@ def network_disconnect(
 def _all(client: Client) -> list[dict[str, object]]:
     from ..net import networks
 
-    return networks.listing(client)
+    return [n.to_json() for n in networks.listing(client)]
 
 
 def _find(nets: list[dict[str, object]], ref: str) -> dict[str, object]:

@@ -72,9 +72,7 @@ class NetworkDecl:
     @property
     def gateway(self) -> str | None:
         """The bridge's address: the subnet's first host."""
-        if self.subnet is None:
-            return None
-        return str(next(ipaddress.IPv4Network(self.subnet).hosts()))
+        return first_host(self.subnet) if self.subnet else None
 
     def __post_init__(self) -> None:
         if not self.zone:
@@ -453,51 +451,124 @@ def _zone_name(text: str) -> bool:
     return True
 
 
-def describe(
-    decl: NetworkDecl | None, zone_name: str, members: dict[str, tuple[str, str]]
-) -> dict[str, object]:
-    """docker's network inspect of zone ``zone_name`` (declared: ``decl``); ``members``: container
-    name -> (its ID, its address with the prefix length)."""
-    from .zone import read
+@dataclass
+class Endpoint:
+    """A running container on a network: its name, ID and ``ADDR/PREFIX`` ("" when unknown)."""
 
-    name = decl.name if decl is not None else zone_name
-    subnet = (decl.subnet if decl is not None else None) or read(zone_name).subnet  # networkd's pick
-    config: dict[str, str] = {}
-    if subnet:
-        config["Subnet"] = subnet
-        config["Gateway"] = decl.gateway if decl is not None and decl.gateway else first_host(subnet)
-    return {
-        "Name": name,
-        "Id": decl.id if decl is not None else zone_id(name),
-        "Created": decl.created if decl is not None else "0001-01-01T00:00:00Z",
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv4": True,
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": [config] if config else []},
-        "Internal": decl.internal if decl is not None else False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": {
-            cid: {"Name": n, "EndpointID": "", "MacAddress": "", "IPv4Address": addr, "IPv6Address": ""}
-            for n, (cid, addr) in sorted(members.items())
-        },
-        "Options": {"nspawnctl.network": "zone", "com.docker.network.bridge.name": f"vz-{zone_name}"},
-        "Labels": dict(decl.labels) if decl is not None else {},
-    }
+    name: str
+    id: str
+    address: str = ""
+
+
+@dataclass
+class NetworkRecord:
+    """One network as docker shows it (``network ls/inspect``, ``GET /networks``): both
+    front-ends render these, so the ID and gateway rules exist once."""
+
+    name: str
+    driver: str  # bridge | host | null
+    kind: str  # builtin | zone | bridge (a host bridge containers join): nspawnctl's word, in Options
+    subnet: str | None = None
+    decl: NetworkDecl | None = None
+    members: builtins.list[Endpoint] = field(default_factory=builtins.list)
+
+    @property
+    def id(self) -> str:
+        return self.decl.id if self.decl is not None else zone_id(self.name)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.decl.labels) if self.decl is not None else {}
+
+    @property
+    def zone(self) -> str:
+        return self.decl.zone if self.decl is not None else self.name
+
+    @property
+    def gateway(self) -> str | None:
+        """The bridge's address: the subnet's first host (networkd's rule for its pool's /24s,
+        and the declared networks' networkd file)."""
+        return first_host(self.subnet) if self.subnet else None
+
+    def to_json(self) -> dict[str, object]:
+        config = {"Subnet": self.subnet, "Gateway": self.gateway} if self.subnet else None
+        options = {"nspawnctl.network": self.kind}
+        if self.kind == "zone":
+            options["com.docker.network.bridge.name"] = f"vz-{self.zone}"
+        return {
+            "Name": self.name,
+            "Id": self.id,
+            "Created": self.decl.created if self.decl is not None else "0001-01-01T00:00:00Z",
+            "Scope": "local",
+            "Driver": self.driver,
+            "EnableIPv4": True,
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [config] if config else []},
+            "Internal": self.decl.internal if self.decl is not None else False,
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": {
+                m.id: {
+                    "Name": m.name,
+                    "EndpointID": "",
+                    "MacAddress": "",
+                    "IPv4Address": m.address,
+                    "IPv6Address": "",
+                }
+                for m in self.members
+            },
+            "Options": options,
+            "Labels": self.labels,
+        }
+
+
+def records(
+    declared: Iterable[NetworkDecl],
+    zone_subnets: dict[str, str | None],
+    modes: Iterable[tuple[str, str]],
+    endpoints: Iterable[tuple[str, Endpoint]],
+) -> builtins.list[NetworkRecord]:
+    """docker's network list: bridge, host and none, each declared network, each zone with
+    leases now (``zone_subnets``: zone -> its subnet), each network a container names (``modes``:
+    its name and network mode) and, for each ``endpoints`` pair (network mode, running member),
+    the member on its network."""
+    out = {b: NetworkRecord(b, {"none": "null"}.get(b, b), "builtin") for b in BUILTIN}
+    named = {}  # a declared network's zone -> its name
+    for decl in declared:
+        named[decl.zone] = decl.name
+        out[decl.name] = NetworkRecord(
+            decl.name, "bridge", "zone", decl.subnet or zone_subnets.get(decl.zone), decl
+        )
+    for z, subnet in sorted(zone_subnets.items()):
+        if z not in named:
+            out.setdefault(z, NetworkRecord(z, "bridge", "zone", subnet))
+
+    def record(mode: str) -> NetworkRecord:
+        zone_name = mode[5:] if mode.startswith("zone:") else None
+        name = named.get(zone_name, zone_name) if zone_name else docker_name(mode)
+        if name not in out:
+            out[name] = NetworkRecord(name, "bridge", "zone" if zone_name else "bridge")
+        return out[name]
+
+    for _, mode in modes:
+        record(mode)
+    for mode, endpoint in endpoints:
+        record(mode).members.append(endpoint)
+    return builtins.list(out.values())
 
 
 def zone_id(name: str) -> str:
-    """The ID of a zone nobody declared (made by its first member): stable, from its name."""
+    """The ID of a network nobody declared (a zone made by its first member, a built-in one):
+    stable, from its name (docker's are 64 hex digits)."""
     import hashlib
 
     return hashlib.sha256(f"nspawnctl-network:{name}".encode()).hexdigest()
 
 
 def first_host(subnet: str) -> str:
-    """networkd gives a zone's bridge its pool /24's first host."""
+    """A subnet's first host: a zone bridge's address."""
     return str(next(ipaddress.IPv4Network(subnet, strict=False).hosts()))
 
 
@@ -549,32 +620,26 @@ def disconnect_spec(spec: ContainerSpec, network: str) -> ContainerSpec:
     return dataclasses.replace(spec, network="none", ports=[], settings=settings)
 
 
-def listing(client: Client) -> builtins.list[dict[str, object]]:
-    """docker's network list: bridge, host and none, then every declared network and every zone
-    a container names or that has members now, each with its running members."""
+def listing(client: Client) -> builtins.list[NetworkRecord]:
+    """:func:`records` as the CLI sees them without the bus: a zone's members are its leases
+    whose network namespace exists (with their addresses)."""
     from .zone import zone_subnets
 
-    paths = client.paths
     specs = client.containers.store.list()
     ids = {s.name: s.id for s in specs}
-    out: builtins.list[dict[str, object]] = [
-        {
-            **describe(None, b, {}),
-            "Driver": {"none": "null"}.get(b, b),
-            "Id": zone_id(b),
-            "IPAM": {"Driver": "default", "Options": {}, "Config": []},
-            "Options": {"nspawnctl.network": "builtin"},
-        }
-        for b in BUILTIN
-    ]
-    declared = {d.zone: d for d in list(paths)}
+    subnets = zone_subnets()
+    declared = list(client.paths)
     zones = (
-        set(declared) | set(zone_subnets()) | {s.network[5:] for s in specs if s.network.startswith("zone:")}
+        set(subnets)
+        | {d.zone for d in declared}
+        | {s.network[5:] for s in specs if s.network.startswith("zone:")}
     )
-    for z in sorted(zones):
-        addrs = member_addresses(z)
-        out.append(describe(declared.get(z), z, {n: (ids.get(n, ""), a) for n, a in addrs.items()}))
-    return out
+    endpoints = [
+        (f"zone:{z}", Endpoint(n, ids.get(n, ""), a))
+        for z in sorted(zones)
+        for n, a in member_addresses(z).items()
+    ]
+    return records(declared, subnets, [(s.name, s.network) for s in specs], endpoints)
 
 
 async def achange_membership(

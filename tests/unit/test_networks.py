@@ -185,9 +185,22 @@ def test_members_hosts_files_name_aliases(paths: Paths) -> None:
     assert (paths.pool / "db" / "etc" / "hosts").read_text() == hosts
 
 
-def test_describe_is_dockers_shape(paths: Paths) -> None:
+def test_records_are_dockers_shape_once_for_both_front_ends(paths: Paths) -> None:
     decl = networks.create(paths, "lan", subnet="10.89.9.0/24", labels={"a": "b"})
-    out = networks.describe(decl, "lan", {"web": ("c" * 64, "10.89.9.2/24")})
+    recs = networks.records(
+        [decl],
+        {"lan": "10.89.9.0/24", "free": "10.0.4.0/24"},
+        [("web", "zone:lan"), ("db", "bridge:br0"), ("x", "veth")],
+        [("zone:lan", networks.Endpoint("web", "c" * 64, "10.89.9.2/24"))],
+    )
+    assert [r.name for r in recs] == ["bridge", "host", "none", "lan", "free", "br0"]
+    assert [r.driver for r in recs[:3]] == ["bridge", "host", "null"]
+    free = recs[4].to_json()
+    assert free["Id"] == networks.zone_id("free") and free["IPAM"]["Config"] == [  # type: ignore[index]
+        {"Subnet": "10.0.4.0/24", "Gateway": "10.0.4.1"}
+    ]
+    out = recs[3].to_json()
+    assert out["Options"] == {"nspawnctl.network": "zone", "com.docker.network.bridge.name": "vz-lan"}
     assert out["Id"] == decl.id and out["Driver"] == "bridge" and out["Labels"] == {"a": "b"}
     assert out["IPAM"] == {
         "Driver": "default",
@@ -280,7 +293,10 @@ def test_a_long_name_gets_a_zone_of_its_id(paths: Paths) -> None:
     assert networks.parse(paths, decl.name) == f"zone:{decl.zone}"
     assert networks.by_zone(paths, decl.zone) == decl and networks.get(paths, decl.name) == decl
     assert f"Name=vz-{decl.zone}" in networks.networkd_file(decl.zone).read_text()
-    assert networks.describe(decl, decl.zone, {})["Name"] == decl.name
+    (rec,) = [
+        r for r in networks.records([decl], {decl.zone: None}, [("w", f"zone:{decl.zone}")], []) if r.decl
+    ]
+    assert rec.name == decl.name and rec.zone == decl.zone and rec.to_json()["Name"] == decl.name
     short = networks.create(paths, "short")
     assert short.zone == "short"
     networks.remove(paths, decl.name)

@@ -12,7 +12,7 @@ from typing import Any
 from ...net import networks as lib
 from ..context import Exchange
 from ..http import ApiError
-from ..resources import Network, find_network, networks, parse_filters
+from ..resources import find_network, networks, parse_filters
 from ..routing import Router
 from ..translate import string, strings
 
@@ -20,7 +20,7 @@ FILTER_KEYS = ("driver", "id", "name", "type", "label", "scope", "dangling")
 CREATE_IGNORED = ("CheckDuplicate", "Scope", "ConfigOnly", "ConfigFrom", "Ingress", "EnableIPv4")
 
 
-async def _all(ex: Exchange) -> list[Network]:
+async def _all(ex: Exchange) -> list[lib.NetworkRecord]:
     from ...net.zone import zone_subnets
 
     specs = await asyncio.to_thread(ex.client.containers.store.list)
@@ -29,7 +29,7 @@ async def _all(ex: Exchange) -> list[Network]:
     return networks(statuses, await asyncio.to_thread(zone_subnets), declared)
 
 
-def _matches(n: Network, filters: dict[str, list[str]]) -> bool:
+def _matches(n: lib.NetworkRecord, filters: dict[str, list[str]]) -> bool:
     from ...labels import labels_match
 
     checks = {
@@ -171,8 +171,7 @@ async def _change(ex: Exchange, id: str, connect: bool) -> None:
                 raise ApiError(400, f"EndpointConfig.{key}: not supported by nspawnctl's networks")
         aliases = strings("EndpointConfig.Aliases", ep.get("Aliases"))
 
-    zone_name = n.decl.zone if n.decl is not None else n.name
-    await lib.achange_membership(ex.client, ex.bus, ref, zone_name, connect, aliases)
+    await lib.achange_membership(ex.client, ex.bus, ref, n.zone, connect, aliases)
     await ex.empty(200)
 
 
