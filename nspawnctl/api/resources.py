@@ -5,10 +5,9 @@ volume store, the container definitions)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from ..client import ContainerStatus
-    from ..net.networks import NetworkDecl
+    from ..net.networks import NetworkDecl, NetworkRecord
     from ..run.events import Event
     from ..run.stats import Sample
     from ..store.volumes import VolumeInfo
@@ -168,8 +167,6 @@ def label_matches(wanted: list[str], labels: dict[str, str]) -> bool:
 
 # -- networks ------------------------------------------------------------------------------
 
-BUILTIN = {"bridge": "bridge", "host": "host", "none": "null"}
-
 
 def network_name(mode: str) -> str:
     """The docker network a container's network mode is part of (net.networks.docker_name)."""
@@ -178,102 +175,29 @@ def network_name(mode: str) -> str:
     return docker_name(mode)
 
 
-def network_id(name: str) -> str:
-    """A stable ID per network nobody declared (docker's are 64 hex digits); a declared network
-    has its own (NetworkDecl.id)."""
-    return hashlib.sha256(f"nspawnctl-network:{name}".encode()).hexdigest()
-
-
-@dataclass
-class Network:
-    name: str
-    driver: str
-    kind: str  # builtin | zone | bridge (nspawnctl's words, in Options)
-    subnet: str | None = None
-    members: list[tuple[ContainerStatus, dict[str, Any]]] = field(default_factory=list)
-    decl: NetworkDecl | None = None  # a declared network (nspawnctl network create, POST /networks/create)
-
-    @property
-    def id(self) -> str:
-        return self.decl.id if self.decl is not None else network_id(self.name)
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.decl.labels) if self.decl is not None else {}
-
-    def to_json(self, with_containers: bool = True) -> dict[str, Any]:
-        containers: dict[str, Any] = {}
-        for status, settings in self.members if with_containers else []:
-            addr, prefix = settings.get("IPAddress"), settings.get("IPPrefixLen")
-            containers[status.spec.id] = {
-                "Name": status.spec.name,
-                "EndpointID": "",
-                "MacAddress": "",
-                "IPv4Address": f"{addr}/{prefix}" if addr and prefix else "",
-                "IPv6Address": "",
-            }
-        config: dict[str, str] = {}
-        if self.subnet:
-            gateway = self.decl.gateway if self.decl is not None else None
-            config = {"Subnet": self.subnet, "Gateway": gateway or _first_host(self.subnet)}
-        return {
-            "Name": self.name,
-            "Id": self.id,
-            "Created": self.decl.created if self.decl is not None else ZERO_TIME,
-            "Scope": "local",
-            "Driver": self.driver,
-            "EnableIPv4": True,
-            "EnableIPv6": False,
-            "IPAM": {
-                "Driver": "default",
-                "Options": {},
-                "Config": [config] if config else [],
-            },
-            "Internal": self.decl.internal if self.decl is not None else self.name == "none",
-            "Attachable": False,
-            "Ingress": False,
-            "ConfigFrom": {"Network": ""},
-            "ConfigOnly": False,
-            "Containers": containers,
-            "Options": {"nspawnctl.network": self.kind},
-            "Labels": self.labels,
-        }
-
-
-def _first_host(subnet: str) -> str:
-    import ipaddress
-
-    return str(next(ipaddress.IPv4Network(subnet, strict=False).hosts()))
-
-
 def networks(
     statuses: list[ContainerStatus],
     zone_subnets: dict[str, str | None],
     declared: Sequence[NetworkDecl] = (),
-) -> list[Network]:
-    """docker's network list: bridge, host, none, then each declared network, each zone (those
-    containers name and those with leases now) and host bridge containers join; each with its
-    containers (running ones with their addresses, from the library's inspect)."""
-    out = {name: Network(name, driver, "builtin") for name, driver in BUILTIN.items()}
-    named = {decl.zone: decl.name for decl in declared}  # a declared network's zone -> its name
-    for decl in declared:
-        out[decl.name] = Network(
-            decl.name, "bridge", "zone", decl.subnet or zone_subnets.get(decl.zone), decl=decl
-        )
-    for zone, subnet in sorted(zone_subnets.items()):
-        if zone not in named:
-            out.setdefault(zone, Network(zone, "bridge", "zone", subnet))
-    for status in statuses:
-        mode = status.spec.network
-        name = named.get(mode[5:], network_name(mode)) if mode.startswith("zone:") else network_name(mode)
-        if name not in out:
-            out[name] = Network(name, "bridge", "zone" if mode.startswith("zone:") else "bridge")
-        if status.running:
-            out[name].members.append((status, status.to_json()["NetworkSettings"]))
-    return list(out.values())
+) -> list[NetworkRecord]:
+    """The library's network records (net.networks.records) of these containers: running ones
+    are members, with the address their inspect shows."""
+    from ..net.networks import Endpoint, records
+
+    def endpoint(status: ContainerStatus) -> Endpoint:
+        settings = status.to_json()["NetworkSettings"]
+        addr, prefix = settings.get("IPAddress"), settings.get("IPPrefixLen")
+        return Endpoint(status.spec.name, status.spec.id, f"{addr}/{prefix}" if addr and prefix else "")
+
+    return records(
+        declared,
+        zone_subnets,
+        [(s.spec.name, s.spec.network) for s in statuses],
+        [(s.spec.network, endpoint(s)) for s in statuses if s.running],
+    )
 
 
-def find_network(nets: list[Network], ref: str) -> Network:
+def find_network(nets: list[NetworkRecord], ref: str) -> NetworkRecord:
     """By name, full ID or unique ID prefix (docker's lookup); 404 otherwise."""
     for n in nets:
         if ref in (n.name, n.id):

@@ -12,10 +12,7 @@ from .output import confirm_or_refuse, print_json, table
 from .usage import NspawnctlGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..client import Client
-    from ..spec import ContainerSpec
 
 network_app = typer.Typer(
     help="Manage networks (zones: a bridge its containers share, reaching each other by name).",
@@ -45,7 +42,7 @@ def network_create(
         help="IPv4 subnet (default: networkd picks a free /24 at first use).",
     ),
     internal: bool = typer.Option(
-        False, "--internal", help="No masquerading to the outside (with --subnet)."
+        False, "--internal", help="Refused: nspawnctl cannot confine a zone's traffic to its subnet."
     ),
     label: list[str] = typer.Option([], "--label", metavar="KEY=VALUE", help="Set metadata (repeatable)."),
 ) -> None:
@@ -58,11 +55,6 @@ def network_create(
     if driver != "bridge":
         raise InvalidArgument(
             f"driver {driver!r} is not supported", hint="nspawnctl networks use --driver bridge"
-        )
-    if internal and not subnet:
-        raise InvalidArgument(
-            "--internal needs --subnet",
-            hint="an internal network gets its own networkd file, which needs the subnet: add --subnet CIDR",
         )
     decl = networks.create(state_of(ctx).paths(), name, subnet, internal, parse_labels(label))
     typer.echo(decl.id)
@@ -177,8 +169,8 @@ def network_connect(
     from ..net import networks
 
     client = state_of(ctx).client()
-    decl = networks.get(client.paths, network)
-    _change(client, container, lambda spec: networks.connect_spec(spec, decl.zone, alias))
+    zone_name = networks.get(client.paths, network).zone
+    client.run(lambda bus: networks.achange_membership(client, bus, container, zone_name, True, alias))
 
 
 @network_app.command("disconnect")
@@ -192,21 +184,14 @@ def network_disconnect(
 
     client = state_of(ctx).client()
     decl = networks.find(client.paths, network)
-    name = decl.zone if decl is not None else network
-    _change(client, container, lambda spec: networks.disconnect_spec(spec, name))
-
-
-def _change(client: Client, ref: str, change: Callable[[ContainerSpec], ContainerSpec]) -> None:
-    from ..net import networks
-
-    name = client.containers.resolve(ref)
-    networks.change_definition(client.containers.store, name, client.containers.get(name).running, change)
+    zone_name = decl.zone if decl is not None else network
+    client.run(lambda bus: networks.achange_membership(client, bus, container, zone_name, False))
 
 
 def _all(client: Client) -> list[dict[str, object]]:
     from ..net import networks
 
-    return networks.listing(client)
+    return [n.to_json() for n in networks.listing(client)]
 
 
 def _find(nets: list[dict[str, object]], ref: str) -> dict[str, object]:

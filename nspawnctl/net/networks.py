@@ -4,25 +4,27 @@ A zone (``--network zone:NAME``, :mod:`.zone`) comes with its first container an
 last. A declared network is a JSON file ``STORE/networks/NAME.json`` (under the store, so the next
 boot still has it and ``generate`` of a member, which prints ``Network=zone:NAME``, needs nothing
 else to recreate it). It records docker's fields: a 64-hex ID (random, as docker's: a network
-created again gets a new one), labels, ``--internal`` and a ``--subnet``.
+created again gets a new one), labels and a ``--subnet`` (``--internal`` is refused:
+:func:`check_internal`).
 
 The bridge itself is still made at first use, by the first member's ``join`` (an empty bridge has
 no carrier, so networkd would not address it anyway). A network with a ``--subnet`` gets a networkd
 file, ``70-nspawnctl-vz-NAME.network`` in /etc/systemd/network (sorted before systemd's
 80-container-vz.network, so it wins for this bridge): the bridge's address is the subnet's first
-host, members get leases from the rest, and without ``--internal`` the bridge is masqueraded as
-systemd's zones are. Every change happens under the zone's flock (:func:`.zone.locked`), the one a
-member's start takes: a removal never races a start.
+host, members get leases from the rest, and the bridge is masqueraded as systemd's zones are.
+Every create/remove/prune holds the networks' flock (:func:`_locked`), then the zone's
+(:func:`.zone.locked`, the one a member's start takes): a removal never races a start.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from ..client import Client
     from ..spec import ContainerSpec
     from ..store.containers import ContainerStore
+    from ..systemd.bus import Bus
 
 BUILTIN = ("bridge", "host", "none")
 NETWORKD_DIR = Path("/etc/systemd/network")
@@ -69,9 +72,7 @@ class NetworkDecl:
     @property
     def gateway(self) -> str | None:
         """The bridge's address: the subnet's first host."""
-        if self.subnet is None:
-            return None
-        return str(next(ipaddress.IPv4Network(self.subnet).hosts()))
+        return first_host(self.subnet) if self.subnet else None
 
     def __post_init__(self) -> None:
         if not self.zone:
@@ -202,6 +203,72 @@ def get(paths: Paths, ref: str) -> NetworkDecl:
     raise NetworkNotFound(f"network {ref} not found", hint="list networks with: nspawnctl network ls")
 
 
+class InternalNotSupported(InvalidArgument):
+    code = "network-internal-unsupported"
+
+
+def check_internal(internal: bool) -> None:
+    """``--internal`` is refused: docker's internal network drops everything leaving its subnet,
+    and nothing here can promise that. networkd only omits masquerading (routed traffic still
+    reaches other zones, the host's LAN and VPNs), and a per-link forwarding switch is reset by
+    whatever next writes net.ipv4.ip_forward; the host has no firewall tool nspawnctl owns."""
+    if internal:
+        raise InternalNotSupported(
+            "internal networks are not supported: nspawnctl cannot stop a zone's traffic from being "
+            "routed beyond its subnet",
+            hint="create the network without --internal (it is masqueraded as systemd's zones), or "
+            "use --network none for a container that must not reach anything",
+        )
+
+
+@contextlib.contextmanager
+def _locked(paths: Paths) -> Iterator[None]:
+    """The one lock of every declaration change (create, remove, prune): the subnet-overlap check
+    and the name check see every other network's final state. Taken before a zone's lock."""
+    import fcntl
+
+    d = networks_dir(paths)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_networkd(decl: NetworkDecl) -> None:
+    """The subnet's networkd file, by temporary file and rename (networkd never reads half of it)."""
+    path = networkd_file(decl.zone)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        tmp.write_text(networkd_text(decl))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sweep_networkd(paths: Paths) -> builtins.list[str]:
+    """Delete ``70-nspawnctl-vz-*.network`` files no declaration owns (a create or remove killed
+    between its two files: the declaration is written first and removed first); their zones.
+    Call it under :func:`_locked`."""
+    owned = {d.zone for d in list(paths) if d.subnet}
+    gone = []
+    d = networkd_dir()
+    for f in sorted(d.glob("70-nspawnctl-vz-*.network")) if d.is_dir() else []:
+        zone_name = f.name[len("70-nspawnctl-vz-") : -len(".network")]
+        if zone_name not in owned:
+            f.unlink(missing_ok=True)
+            gone.append(zone_name)
+    for f in d.glob(".70-nspawnctl-vz-*.network.*") if d.is_dir() else []:
+        pid = f.name.rsplit(".", 1)[1]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            f.unlink(missing_ok=True)
+    return gone
+
+
 def create(
     paths: Paths,
     name: str,
@@ -209,46 +276,47 @@ def create(
     internal: bool = False,
     labels: dict[str, str] | None = None,
 ) -> NetworkDecl:
-    """Declare network ``name``; a name already declared is a conflict (docker's 409)."""
-    from . import zone
-
-    check_name(name)
-    net = parse_subnet(subnet) if subnet else None
-    if net is not None:
-        for other in list(paths):
-            if other.subnet and ipaddress.IPv4Network(other.subnet).overlaps(net):
-                raise NetworkExists(
-                    f"subnet {net} overlaps network {other.name}'s {other.subnet}",
-                    hint="choose a subnet no other network uses",
-                )
+    """Declare network ``name``; a name already declared or an overlapping subnet is a conflict
+    (docker's 409). The declaration is written before the networkd file, so a kill in between
+    leaves a declaration (remove takes it) or an unowned file (the next change sweeps it)."""
     import secrets
     from datetime import UTC, datetime
 
+    from . import zone
+
+    check_name(name)
+    check_internal(internal)
+    net = parse_subnet(subnet) if subnet else None
     decl = NetworkDecl(
         name=name,
         id=secrets.token_hex(32),
         created=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         subnet=str(net) if net else None,
-        internal=internal,
         labels=dict(labels or {}),
     )
     path = networks_dir(paths) / f"{name}.json"
-    with zone.locked(decl.zone):
+    with _locked(paths):
+        swept = sweep_networkd(paths)
         if path.exists() or by_zone(paths, decl.zone) is not None:
             raise NetworkExists(
                 f"network with name {name} already exists",
                 hint=f"remove it first: nspawnctl network rm {name}",
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if decl.subnet:
-            networkd_file(decl.zone).parent.mkdir(parents=True, exist_ok=True)
-            networkd_file(decl.zone).write_text(networkd_text(decl))
-        try:
+        for other in list(paths) if net is not None else []:
+            if other.subnet and net is not None and ipaddress.IPv4Network(other.subnet).overlaps(net):
+                raise NetworkExists(
+                    f"subnet {net} overlaps network {other.name}'s {other.subnet}",
+                    hint="choose a subnet no other network uses",
+                )
+        with zone.locked(decl.zone):
             write_json(path, asdict(decl))
-        except BaseException:
-            networkd_file(decl.zone).unlink(missing_ok=True)
-            raise
-    if decl.subnet:
+            if decl.subnet:
+                try:
+                    _write_networkd(decl)
+                except BaseException:
+                    path.unlink(missing_ok=True)
+                    raise
+    if decl.subnet or swept:
         reload_networkd()
     return decl
 
@@ -256,9 +324,20 @@ def create(
 def remove(paths: Paths, ref: str) -> NetworkDecl:
     """Remove a declared network; refused while a container is attached (its zone has a live
     member or the bridge has ports), as docker's ``has active endpoints``."""
+    with _locked(paths):
+        decl = get(paths, ref)
+        had_file = _remove_locked(paths, decl)
+        swept = sweep_networkd(paths)
+    if had_file or swept:
+        reload_networkd()
+    return decl
+
+
+def _remove_locked(paths: Paths, decl: NetworkDecl) -> bool:
+    """Remove ``decl`` (under :func:`_locked`): the declaration first, then its networkd file;
+    whether there was one."""
     from . import zone
 
-    decl = get(paths, ref)
     with zone.locked(decl.zone) as zf:
         if attached(zf.leases) or _bridge_ports(decl.zone):
             raise NetworkInUse(
@@ -268,9 +347,7 @@ def remove(paths: Paths, ref: str) -> NetworkDecl:
         (networks_dir(paths) / f"{decl.name}.json").unlink(missing_ok=True)
         had_file = networkd_file(decl.zone).exists()
         networkd_file(decl.zone).unlink(missing_ok=True)
-    if had_file:
-        reload_networkd()
-    return decl
+    return had_file
 
 
 def attached(leases: dict[str, str]) -> builtins.list[str]:
@@ -312,19 +389,25 @@ def reload_networkd() -> None:
 
 
 def prune(paths: Paths, labels: Iterable[str] = ()) -> builtins.list[str]:
-    """Remove every declared network without members (matching the label filters); their names."""
+    """Remove every declared network without members (matching the label filters), and networkd
+    files no declaration owns; the removed networks' names."""
     from ..labels import labels_match
 
     wanted = builtins.list(labels)
     out = []
-    for decl in list(paths):
-        if wanted and not labels_match(wanted, decl.labels):
-            continue
-        try:
-            remove(paths, decl.name)
-        except (NetworkInUse, NetworkNotFound):
-            continue
-        out.append(decl.name)
+    reload = False
+    with _locked(paths):
+        for decl in list(paths):
+            if wanted and not labels_match(wanted, decl.labels):
+                continue
+            try:
+                reload = _remove_locked(paths, decl) or reload
+            except NetworkInUse:
+                continue
+            out.append(decl.name)
+        reload = bool(sweep_networkd(paths)) or reload
+    if reload:
+        reload_networkd()
     return out
 
 
@@ -368,51 +451,124 @@ def _zone_name(text: str) -> bool:
     return True
 
 
-def describe(
-    decl: NetworkDecl | None, zone_name: str, members: dict[str, tuple[str, str]]
-) -> dict[str, object]:
-    """docker's network inspect of zone ``zone_name`` (declared: ``decl``); ``members``: container
-    name -> (its ID, its address with the prefix length)."""
-    from .zone import read
+@dataclass
+class Endpoint:
+    """A running container on a network: its name, ID and ``ADDR/PREFIX`` ("" when unknown)."""
 
-    name = decl.name if decl is not None else zone_name
-    subnet = (decl.subnet if decl is not None else None) or read(zone_name).subnet  # networkd's pick
-    config: dict[str, str] = {}
-    if subnet:
-        config["Subnet"] = subnet
-        config["Gateway"] = decl.gateway if decl is not None and decl.gateway else first_host(subnet)
-    return {
-        "Name": name,
-        "Id": decl.id if decl is not None else zone_id(name),
-        "Created": decl.created if decl is not None else "0001-01-01T00:00:00Z",
-        "Scope": "local",
-        "Driver": "bridge",
-        "EnableIPv4": True,
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": {}, "Config": [config] if config else []},
-        "Internal": decl.internal if decl is not None else False,
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigFrom": {"Network": ""},
-        "ConfigOnly": False,
-        "Containers": {
-            cid: {"Name": n, "EndpointID": "", "MacAddress": "", "IPv4Address": addr, "IPv6Address": ""}
-            for n, (cid, addr) in sorted(members.items())
-        },
-        "Options": {"nspawnctl.network": "zone", "com.docker.network.bridge.name": f"vz-{zone_name}"},
-        "Labels": dict(decl.labels) if decl is not None else {},
-    }
+    name: str
+    id: str
+    address: str = ""
+
+
+@dataclass
+class NetworkRecord:
+    """One network as docker shows it (``network ls/inspect``, ``GET /networks``): both
+    front-ends render these, so the ID and gateway rules exist once."""
+
+    name: str
+    driver: str  # bridge | host | null
+    kind: str  # builtin | zone | bridge (a host bridge containers join): nspawnctl's word, in Options
+    subnet: str | None = None
+    decl: NetworkDecl | None = None
+    members: builtins.list[Endpoint] = field(default_factory=builtins.list)
+
+    @property
+    def id(self) -> str:
+        return self.decl.id if self.decl is not None else zone_id(self.name)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.decl.labels) if self.decl is not None else {}
+
+    @property
+    def zone(self) -> str:
+        return self.decl.zone if self.decl is not None else self.name
+
+    @property
+    def gateway(self) -> str | None:
+        """The bridge's address: the subnet's first host (networkd's rule for its pool's /24s,
+        and the declared networks' networkd file)."""
+        return first_host(self.subnet) if self.subnet else None
+
+    def to_json(self) -> dict[str, object]:
+        config = {"Subnet": self.subnet, "Gateway": self.gateway} if self.subnet else None
+        options = {"nspawnctl.network": self.kind}
+        if self.kind == "zone":
+            options["com.docker.network.bridge.name"] = f"vz-{self.zone}"
+        return {
+            "Name": self.name,
+            "Id": self.id,
+            "Created": self.decl.created if self.decl is not None else "0001-01-01T00:00:00Z",
+            "Scope": "local",
+            "Driver": self.driver,
+            "EnableIPv4": True,
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": {}, "Config": [config] if config else []},
+            "Internal": self.decl.internal if self.decl is not None else False,
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": {
+                m.id: {
+                    "Name": m.name,
+                    "EndpointID": "",
+                    "MacAddress": "",
+                    "IPv4Address": m.address,
+                    "IPv6Address": "",
+                }
+                for m in self.members
+            },
+            "Options": options,
+            "Labels": self.labels,
+        }
+
+
+def records(
+    declared: Iterable[NetworkDecl],
+    zone_subnets: dict[str, str | None],
+    modes: Iterable[tuple[str, str]],
+    endpoints: Iterable[tuple[str, Endpoint]],
+) -> builtins.list[NetworkRecord]:
+    """docker's network list: bridge, host and none, each declared network, each zone with
+    leases now (``zone_subnets``: zone -> its subnet), each network a container names (``modes``:
+    its name and network mode) and, for each ``endpoints`` pair (network mode, running member),
+    the member on its network."""
+    out = {b: NetworkRecord(b, {"none": "null"}.get(b, b), "builtin") for b in BUILTIN}
+    named = {}  # a declared network's zone -> its name
+    for decl in declared:
+        named[decl.zone] = decl.name
+        out[decl.name] = NetworkRecord(
+            decl.name, "bridge", "zone", decl.subnet or zone_subnets.get(decl.zone), decl
+        )
+    for z, subnet in sorted(zone_subnets.items()):
+        if z not in named:
+            out.setdefault(z, NetworkRecord(z, "bridge", "zone", subnet))
+
+    def record(mode: str) -> NetworkRecord:
+        zone_name = mode[5:] if mode.startswith("zone:") else None
+        name = named.get(zone_name, zone_name) if zone_name else docker_name(mode)
+        if name not in out:
+            out[name] = NetworkRecord(name, "bridge", "zone" if zone_name else "bridge")
+        return out[name]
+
+    for _, mode in modes:
+        record(mode)
+    for mode, endpoint in endpoints:
+        record(mode).members.append(endpoint)
+    return builtins.list(out.values())
 
 
 def zone_id(name: str) -> str:
-    """The ID of a zone nobody declared (made by its first member): stable, from its name."""
+    """The ID of a network nobody declared (a zone made by its first member, a built-in one):
+    stable, from its name (docker's are 64 hex digits)."""
     import hashlib
 
     return hashlib.sha256(f"nspawnctl-network:{name}".encode()).hexdigest()
 
 
 def first_host(subnet: str) -> str:
-    """networkd gives a zone's bridge its pool /24's first host."""
+    """A subnet's first host: a zone bridge's address."""
     return str(next(ipaddress.IPv4Network(subnet, strict=False).hosts()))
 
 
@@ -464,32 +620,49 @@ def disconnect_spec(spec: ContainerSpec, network: str) -> ContainerSpec:
     return dataclasses.replace(spec, network="none", ports=[], settings=settings)
 
 
-def listing(client: Client) -> builtins.list[dict[str, object]]:
-    """docker's network list: bridge, host and none, then every declared network and every zone
-    a container names or that has members now, each with its running members."""
+def listing(client: Client) -> builtins.list[NetworkRecord]:
+    """:func:`records` as the CLI sees them without the bus: a zone's members are its leases
+    whose network namespace exists (with their addresses)."""
     from .zone import zone_subnets
 
-    paths = client.paths
     specs = client.containers.store.list()
     ids = {s.name: s.id for s in specs}
-    out: builtins.list[dict[str, object]] = [
-        {
-            **describe(None, b, {}),
-            "Driver": {"none": "null"}.get(b, b),
-            "Id": zone_id(b),
-            "IPAM": {"Driver": "default", "Options": {}, "Config": []},
-            "Options": {"nspawnctl.network": "builtin"},
-        }
-        for b in BUILTIN
-    ]
-    declared = {d.zone: d for d in list(paths)}
+    subnets = zone_subnets()
+    declared = list(client.paths)
     zones = (
-        set(declared) | set(zone_subnets()) | {s.network[5:] for s in specs if s.network.startswith("zone:")}
+        set(subnets)
+        | {d.zone for d in declared}
+        | {s.network[5:] for s in specs if s.network.startswith("zone:")}
     )
-    for z in sorted(zones):
-        addrs = member_addresses(z)
-        out.append(describe(declared.get(z), z, {n: (ids.get(n, ""), a) for n, a in addrs.items()}))
-    return out
+    endpoints = [
+        (f"zone:{z}", Endpoint(n, ids.get(n, ""), a))
+        for z in sorted(zones)
+        for n, a in member_addresses(z).items()
+    ]
+    return records(declared, subnets, [(s.name, s.network) for s in specs], endpoints)
+
+
+async def achange_membership(
+    client: Client, bus: Bus, ref: str, zone_name: str, connect: bool, aliases: Iterable[str] = ()
+) -> ContainerSpec:
+    """``network connect``/``disconnect`` of container ``ref`` and zone ``zone_name`` (both
+    front-ends call this): refused while the container runs (its unit's state, read right before
+    the rewrite); its new definition. A start racing it is not excluded: start holds no lock of
+    the definition (it reads it once)."""
+    import asyncio
+
+    containers = client.containers
+    name = await asyncio.to_thread(containers.resolve, ref)
+
+    async def running() -> bool:
+        spec = await asyncio.to_thread(containers.store.get, name)
+        (status,) = await containers.astatuses(bus, [spec])
+        return status.running
+
+    def change(spec: ContainerSpec) -> ContainerSpec:
+        return connect_spec(spec, zone_name, aliases) if connect else disconnect_spec(spec, zone_name)
+
+    return await asyncio.to_thread(change_definition, containers.store, name, await running(), change)
 
 
 def change_definition(

@@ -9,6 +9,7 @@ import json
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import CLI
@@ -107,11 +108,22 @@ def test_connect_disconnect_subnet_and_prune(nsp: CLI, busybox: str) -> None:
         assert "default via 10.231.7.1" in route
         nsp("rm", "-f", member)
 
+        # --internal is refused (nothing here could confine the zone's traffic), leaving nothing
+        iso = nsp("network", "create", "--internal", "--subnet", "10.231.8.0/24", f"i{net}", check=False)
+        assert iso.returncode == 2 and "internal networks are not supported" in iso.stderr
+        assert f"i{net}" not in nsp("network", "ls").stdout
+        assert not Path("/etc/systemd/network/70-nspawnctl-vz-i" + net + ".network").exists()
+
+        orphan = Path(f"/etc/systemd/network/70-nspawnctl-vz-o{net[1:]}.network")  # a killed create's
+        orphan.write_text(f"[Match]\nName=vz-o{net[1:]}\n")
         proc = subprocess.run(
             ["nspawnctl", "network", "prune", "-f"], capture_output=True, text=True, check=True, timeout=60
         )
         assert proc.stdout.startswith("Deleted Networks:") and {net, lan} <= set(proc.stdout.split())
         assert net not in nsp("network", "ls").stdout
+        assert (
+            not orphan.exists() and not Path(f"/etc/systemd/network/70-nspawnctl-vz-{lan}.network").exists()
+        )
     finally:
         nsp("network", "rm", "-f", net, lan, check=False)
 
@@ -194,6 +206,8 @@ def test_docker_cli_network_verbs(api: dict[str, str], nsp: CLI) -> None:
         assert name in nsp("network", "ls").stdout
         again = docker(api, "network", "create", name)
         assert again.returncode != 0 and "already exists" in again.stderr
+        internal = docker(api, "network", "create", "--internal", f"i{name}")
+        assert internal.returncode != 0 and "Internal: internal networks are not supported" in internal.stderr
         assert docker(api, "network", "rm", name).returncode == 0
         assert name not in nsp("network", "ls").stdout
     finally:

@@ -216,6 +216,16 @@ def test_veth_address_is_host_plus_one_and_a_full_zone_is_an_error() -> None:
         zone.pick_address(gw, {ipaddress.IPv4Address("10.0.0.2")})
 
 
+def test_pick_address_wraps_around_and_never_lists_a_big_subnet(monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = ipaddress.IPv4Interface("10.0.0.14/28")  # hosts .1-.14: after the gateway comes .1
+    assert str(zone.pick_address(gw, set())) == "10.0.0.1"
+    assert str(zone.pick_address(gw, {ipaddress.IPv4Address("10.0.0.1")})) == "10.0.0.2"
+    big = ipaddress.IPv4Interface("10.0.0.1/8")
+    taken = {ipaddress.IPv4Address(f"10.0.0.{i}") for i in range(2, 200)}
+    monkeypatch.setattr(ipaddress.IPv4Network, "hosts", None)  # no list of 16.7M hosts
+    assert str(zone.pick_address(big, taken)) == "10.0.0.200"
+
+
 def test_concurrent_leases_are_distinct(env: tuple[Paths, FakeIp]) -> None:
     paths, _ = env
     gw = ipaddress.IPv4Interface("10.0.7.1/24")

@@ -3,6 +3,7 @@ attached, the --network value, connect/disconnect of a definition, and aliases i
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
@@ -55,10 +56,10 @@ def test_duplicate_builtin_and_bad_names_are_refused(paths: Paths) -> None:
 
 
 def test_subnet_writes_a_networkd_file_and_overlaps_are_refused(paths: Paths) -> None:
-    decl = networks.create(paths, "lan", subnet="10.89.7.0/24", internal=True)
+    decl = networks.create(paths, "lan", subnet="10.89.7.0/24")
     assert decl.gateway == "10.89.7.1"
     text = networks.networkd_file("lan").read_text()
-    assert "Name=vz-lan" in text and "Address=10.89.7.1/24" in text and "IPMasquerade" not in text
+    assert "Name=vz-lan" in text and "Address=10.89.7.1/24" in text and "IPMasquerade=ipv4" in text
     with pytest.raises(Conflict, match="overlaps"):
         networks.create(paths, "lan2", subnet="10.89.0.0/16")
     for bad in ("10.89.8.1/24", "8.8.8.0/24", "10.0.0.0/31", "nonsense"):
@@ -66,6 +67,51 @@ def test_subnet_writes_a_networkd_file_and_overlaps_are_refused(paths: Paths) ->
             networks.create(paths, "lan3", subnet=bad)
     networks.remove(paths, "lan")
     assert not networks.networkd_file("lan").exists()
+
+
+def test_internal_is_refused_by_the_library_and_leaves_nothing(paths: Paths) -> None:
+    for subnet in (None, "10.89.9.0/24"):
+        with pytest.raises(networks.InternalNotSupported, match="internal networks are not supported"):
+            networks.create(paths, "iso", subnet=subnet, internal=True)
+    assert networks.list(paths) == [] and not networks.networkd_file("iso").exists()
+
+
+def test_unowned_networkd_files_are_swept(paths: Paths) -> None:
+    networks.create(paths, "lan", subnet="10.89.7.0/24")
+    orphan = networks.networkd_file("ghost")  # a file no declaration owns (a killed create/remove)
+    orphan.write_text("[Match]\nName=vz-ghost\n")
+    networks.create(paths, "other")  # any change under the networks lock sweeps
+    assert not orphan.exists() and networks.networkd_file("lan").exists()
+    orphan.write_text("[Match]\nName=vz-ghost\n")
+    assert networks.prune(paths, ["nomatch=1"]) == []
+    assert not orphan.exists() and networks.networkd_file("lan").exists()
+
+
+def test_a_failed_networkd_write_leaves_no_declaration(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(decl: networks.NetworkDecl) -> str:
+        assert (paths.store / "networks" / "lan.json").exists()  # the declaration comes first
+        raise OSError("disk full")
+
+    monkeypatch.setattr(networks, "networkd_text", boom)
+    with pytest.raises(OSError):
+        networks.create(paths, "lan", subnet="10.89.7.0/24")
+    assert networks.list(paths) == [] and list(networks.networkd_dir().iterdir()) == []
+
+
+def test_concurrent_overlapping_creates_one_wins(paths: Paths) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(i: int) -> str:
+        try:
+            return networks.create(paths, f"n{i}", subnet=f"10.90.{i}.0/24" if i % 2 else "10.90.0.0/16").name
+        except Conflict:
+            return ""
+
+    with ThreadPoolExecutor(8) as pool:
+        made = [n for n in pool.map(make, range(16)) if n]
+    nets = [ipaddress.IPv4Network(d.subnet) for d in networks.list(paths) if d.subnet]
+    assert len(made) == len(nets) >= 1
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
 
 
 def test_remove_refused_while_a_member_runs(paths: Paths) -> None:
@@ -139,9 +185,22 @@ def test_members_hosts_files_name_aliases(paths: Paths) -> None:
     assert (paths.pool / "db" / "etc" / "hosts").read_text() == hosts
 
 
-def test_describe_is_dockers_shape(paths: Paths) -> None:
+def test_records_are_dockers_shape_once_for_both_front_ends(paths: Paths) -> None:
     decl = networks.create(paths, "lan", subnet="10.89.9.0/24", labels={"a": "b"})
-    out = networks.describe(decl, "lan", {"web": ("c" * 64, "10.89.9.2/24")})
+    recs = networks.records(
+        [decl],
+        {"lan": "10.89.9.0/24", "free": "10.0.4.0/24"},
+        [("web", "zone:lan"), ("db", "bridge:br0"), ("x", "veth")],
+        [("zone:lan", networks.Endpoint("web", "c" * 64, "10.89.9.2/24"))],
+    )
+    assert [r.name for r in recs] == ["bridge", "host", "none", "lan", "free", "br0"]
+    assert [r.driver for r in recs[:3]] == ["bridge", "host", "null"]
+    free = recs[4].to_json()
+    assert free["Id"] == networks.zone_id("free") and free["IPAM"]["Config"] == [  # type: ignore[index]
+        {"Subnet": "10.0.4.0/24", "Gateway": "10.0.4.1"}
+    ]
+    out = recs[3].to_json()
+    assert out["Options"] == {"nspawnctl.network": "zone", "com.docker.network.bridge.name": "vz-lan"}
     assert out["Id"] == decl.id and out["Driver"] == "bridge" and out["Labels"] == {"a": "b"}
     assert out["IPAM"] == {
         "Driver": "default",
@@ -234,8 +293,57 @@ def test_a_long_name_gets_a_zone_of_its_id(paths: Paths) -> None:
     assert networks.parse(paths, decl.name) == f"zone:{decl.zone}"
     assert networks.by_zone(paths, decl.zone) == decl and networks.get(paths, decl.name) == decl
     assert f"Name=vz-{decl.zone}" in networks.networkd_file(decl.zone).read_text()
-    assert networks.describe(decl, decl.zone, {})["Name"] == decl.name
+    (rec,) = [
+        r for r in networks.records([decl], {decl.zone: None}, [("w", f"zone:{decl.zone}")], []) if r.decl
+    ]
+    assert rec.name == decl.name and rec.zone == decl.zone and rec.to_json()["Name"] == decl.name
     short = networks.create(paths, "short")
     assert short.zone == "short"
     networks.remove(paths, decl.name)
     assert not networks.networkd_file(decl.zone).exists()
+
+
+class _Store:
+    def __init__(self, spec: ContainerSpec) -> None:
+        self.spec, self.written = spec, []  # type: ignore[var-annotated]
+
+    def get(self, name: str) -> ContainerSpec:
+        return self.spec
+
+    def definition(self, name: str) -> tuple[None, None]:
+        return None, None
+
+    def rewrite(self, spec: ContainerSpec, base: object = None) -> None:
+        self.spec = spec
+        self.written.append(spec)
+
+
+class _Containers:
+    def __init__(self, spec: ContainerSpec, running: bool) -> None:
+        self.store, self.running = _Store(spec), running
+
+    def resolve(self, ref: str) -> str:
+        return "web"
+
+    async def astatuses(self, bus: object, specs: list[ContainerSpec]) -> list[object]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(running=self.running)]
+
+
+def test_membership_change_is_one_library_call_that_refuses_a_running_container() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from nspawnctl.errors import ContainerRunning
+
+    spec = ContainerSpec(name="web", id="a" * 64, image="img", image_id="b" * 64, created="", network="veth")
+    up = SimpleNamespace(containers=_Containers(spec, running=True))
+    with pytest.raises(ContainerRunning, match="stopped containers only"):
+        asyncio.run(networks.achange_membership(up, None, "web", "appnet", True))  # type: ignore[arg-type]
+    assert up.containers.store.written == []
+    down = SimpleNamespace(containers=_Containers(spec, running=False))
+    new = asyncio.run(networks.achange_membership(down, None, "web", "appnet", True, ["www"]))  # type: ignore[arg-type]
+    assert new.network == "zone:appnet" and down.containers.store.written == [new]
+    left = asyncio.run(networks.achange_membership(down, None, "web", "appnet", False))  # type: ignore[arg-type]
+    assert left.network == "none"

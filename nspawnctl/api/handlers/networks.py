@@ -12,7 +12,7 @@ from typing import Any
 from ...net import networks as lib
 from ..context import Exchange
 from ..http import ApiError
-from ..resources import Network, find_network, networks, parse_filters
+from ..resources import find_network, networks, parse_filters
 from ..routing import Router
 from ..translate import string, strings
 
@@ -20,7 +20,7 @@ FILTER_KEYS = ("driver", "id", "name", "type", "label", "scope", "dangling")
 CREATE_IGNORED = ("CheckDuplicate", "Scope", "ConfigOnly", "ConfigFrom", "Ingress", "EnableIPv4")
 
 
-async def _all(ex: Exchange) -> list[Network]:
+async def _all(ex: Exchange) -> list[lib.NetworkRecord]:
     from ...net.zone import zone_subnets
 
     specs = await asyncio.to_thread(ex.client.containers.store.list)
@@ -29,7 +29,7 @@ async def _all(ex: Exchange) -> list[Network]:
     return networks(statuses, await asyncio.to_thread(zone_subnets), declared)
 
 
-def _matches(n: Network, filters: dict[str, list[str]]) -> bool:
+def _matches(n: lib.NetworkRecord, filters: dict[str, list[str]]) -> bool:
     from ...labels import labels_match
 
     checks = {
@@ -107,10 +107,6 @@ def create_args(body: dict[str, Any]) -> tuple[str, str | None, bool, dict[str, 
     if not empty(body.get("Options"), "Options"):
         raise ApiError(400, "Options: driver options are not supported by nspawnctl's networks")
     internal = _bool("Internal", body.get("Internal"))
-    if internal and subnet is None:
-        raise ApiError(
-            400, "Internal: needs IPAM.Config Subnet (an internal network has its own networkd file)"
-        )
     known = {
         "Name",
         "Driver",
@@ -132,7 +128,10 @@ async def create(ex: Exchange) -> None:
     name, subnet, internal, labels = create_args(_body(ex))
     if any(n.name == name for n in await _all(ex) if n.kind == "builtin"):
         raise ApiError(409, f"network with name {name} already exists")
-    decl = await asyncio.to_thread(lib.create, ex.client.paths, name, subnet, internal, labels)
+    try:
+        decl = await asyncio.to_thread(lib.create, ex.client.paths, name, subnet, internal, labels)
+    except lib.InternalNotSupported as e:
+        raise ApiError(400, f"Internal: {e.message}") from None
     await ex.json({"Id": decl.id, "Warning": ""}, status=201)
 
 
@@ -160,9 +159,6 @@ async def _change(ex: Exchange, id: str, connect: bool) -> None:
     ref = string("Container", body.get("Container"))
     if not ref:
         raise ApiError(400, "Container: a container name or ID is required")
-    name = await asyncio.to_thread(ex.client.containers.resolve, ref)
-    spec = await asyncio.to_thread(ex.client.containers.store.get, name)
-    (status,) = await ex.client.containers.astatuses(ex.bus, [spec])
     aliases: list[str] = []
     if connect:
         ep = body.get("EndpointConfig") or {}
@@ -175,19 +171,7 @@ async def _change(ex: Exchange, id: str, connect: bool) -> None:
                 raise ApiError(400, f"EndpointConfig.{key}: not supported by nspawnctl's networks")
         aliases = strings("EndpointConfig.Aliases", ep.get("Aliases"))
 
-    zone_name = n.decl.zone if n.decl is not None else n.name
-
-    def change() -> None:
-        lib.change_definition(
-            ex.client.containers.store,
-            name,
-            status.running,
-            (lambda s: lib.connect_spec(s, zone_name, aliases))
-            if connect
-            else (lambda s: lib.disconnect_spec(s, zone_name)),
-        )
-
-    await asyncio.to_thread(change)
+    await lib.achange_membership(ex.client, ex.bus, ref, n.zone, connect, aliases)
     await ex.empty(200)
 
 
