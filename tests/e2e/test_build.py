@@ -157,8 +157,9 @@ def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, ns
     }
     for name, args in strangers.items():
         nsp("create", "--name", name, *args, "true")
-    (tmp_path / "Dockerfile").write_text(
-        f"FROM {busybox}\nWORKDIR /made\nRUN echo started-run && sleep 300\n"
+    (tmp_path / "Dockerfile").write_text(  # stage one's image: unused, untagged, needed later
+        f"FROM {busybox} AS one\nWORKDIR /made\n"
+        f"FROM {busybox}\nRUN echo started-run && sleep 300\nCOPY --from=one /made /made\n"
     )
     before = _state(nsp)
     proc = subprocess.Popen(
@@ -174,7 +175,7 @@ def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, ns
         seen += line
     assert "\nstarted-run\n" in seen, seen  # the payload's line, not the step's
     steps = _state(nsp)[0] - before[0]
-    assert steps, "WORKDIR made an intermediate image"
+    assert steps, "stage one's WORKDIR made an intermediate image"
     nsp("image", "prune", "-f")
     assert steps <= _state(nsp)[0], "prune took the running build's intermediate image"
     proc.send_signal(signal.SIGKILL)
