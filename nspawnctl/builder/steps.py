@@ -1,10 +1,12 @@
 """``docker build`` on nspawnctl's own parts: every step that changes files makes a read-only
 image (a btrfs snapshot of the step before, changed in a staging subvolume, or a RUN's container
 committed), metadata steps change the run defaults in memory, and the last step's snapshot with
-those defaults becomes the built image. Intermediate images and RUN containers carry the
-building process's PID (origin ``build_step``, label ``nspawnctl.build``): they are removed at
-the end, on failure and on cancellation, and a build that was killed leaves them to the next
-build's :func:`repair` (their PID is gone). No layer cache: every build runs every step."""
+those defaults becomes the built image. Intermediate images (origin ``build_step``) and
+RUN containers (named in the build's record under ``state/builds/``, which only the builder
+writes: never a label, which an image or a user can set) carry the building process's PID and
+start time: they are removed at the end, on failure and on cancellation, and a build that was
+killed leaves them to the next build's :func:`repair` (that process is gone). No layer cache:
+every build runs every step."""
 
 from __future__ import annotations
 
@@ -35,10 +37,10 @@ if TYPE_CHECKING:
     from ..store.images import Image
     from ..systemd.bus import Bus
 
-BUILD_LABEL = "nspawnctl.build"
-"""Label of a RUN step's container: ``PID:BUILD`` of the building process."""
 ORIGIN_KEY = "build_step"
-"""Origin key of an intermediate image: ``PID:BUILD``."""
+"""Origin key of an intermediate image: ``PID:START:BUILD`` (see store.files.owner)."""
+RECORDS = "builds"
+"""Under the state directory: ``BUILD.json`` per running build, its owner and RUN containers."""
 
 
 class BuildFailed(NspawnctlError):
@@ -77,24 +79,64 @@ def _new_id() -> str:
     return "sha256:" + hashlib.sha256(secrets.token_bytes(32)).hexdigest()
 
 
-def _alive(pid: object) -> bool:
-    return isinstance(pid, int) and pid > 0 and Path(f"/proc/{pid}").exists()
+@dataclass
+class _Record:
+    """A running build's record (``state/builds/BUILD.json``): its owner and the RUN containers
+    it makes, each named before it is created, so a killed build's are found by name."""
+
+    path: Path
+    owner: str
+    containers: list[str] = field(default_factory=list)
+
+    def add(self, name: str) -> None:
+        from ..store.files import write_json
+
+        self.containers.append(name)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_json(self.path, {"owner": self.owner, "containers": self.containers})
+
+    def drop(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _dead_records(directory: Path) -> list[tuple[Path, list[str]]]:
+    """The records of builds whose process is gone, with their containers. A record that cannot
+    be read or whose owner does not parse is not taken for dead (left alone)."""
+    import json
+
+    from ..store.files import owner_alive
+
+    out = []
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+            owner, names = data["owner"], data["containers"]
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if not isinstance(owner, str) or not isinstance(names, list):
+            continue
+        if owner_alive(owner) is False:
+            out.append((path, [n for n in names if isinstance(n, str) and n.startswith("build-")]))
+    return out
 
 
 async def repair(client: Client, bus: Bus) -> None:
-    """Remove what killed builds left: intermediate images and RUN containers whose building
-    process is gone."""
+    """Remove what killed builds left: intermediate images (origin ``build_step``) and RUN
+    containers (the build's record) whose building process is gone; a mark that does not parse
+    is not ours."""
+    from ..store.files import owner_alive
+
     store = client.images.store
     for img in await asyncio.to_thread(store.list):
-        pid = str(img.origin.get(ORIGIN_KEY) or "").partition(":")[0]
-        if pid and not _alive(int(pid) if pid.isdigit() else None):
+        mark = img.origin.get(ORIGIN_KEY)
+        if isinstance(mark, str) and owner_alive(mark) is False:
             with contextlib.suppress(NotFound):
                 await asyncio.to_thread(store.remove, img.id, True, lambda _id: [])
-    for spec in await asyncio.to_thread(client.containers.store.list):
-        pid = spec.labels.get(BUILD_LABEL, "").partition(":")[0]
-        if pid and not _alive(int(pid) if pid.isdigit() else None):
+    for path, names in await asyncio.to_thread(_dead_records, client.paths.state / RECORDS):
+        for name in names:
             with contextlib.suppress(NotFound):
-                await client.containers.aremove(bus, spec.name, force=True)
+                await client.containers.aremove(bus, name, force=True)
+        path.unlink(missing_ok=True)
 
 
 async def build(
@@ -120,8 +162,12 @@ async def build(
         for i in df.instructions
     ):
         raise InvalidArgument(f"failed to reach build target {options.target} in Dockerfile")
+    from ..store.files import owner
+
     await repair(client, bus)
     build_id = secrets.token_hex(6)
+    me = owner()
+    record = _Record(client.paths.state / RECORDS / f"{build_id}.json", me)
     state = _State()
     global_args: dict[str, str] = {}
     used_args: set[str] = set()
@@ -143,7 +189,7 @@ async def build(
                 global_args,
                 used_args,
                 options,
-                build_id,
+                (f"{me}:{build_id}", record),
                 emit,
             )
             if state.image is not None and state.image is not before:
@@ -154,7 +200,7 @@ async def build(
         defaults = dataclasses.replace(state.defaults, labels={**state.defaults.labels, **options.labels})
         image = await asyncio.to_thread(_finish, client, state, defaults, refs, build_id)
     finally:
-        await asyncio.shield(asyncio.to_thread(_drop, client, state.made))
+        await asyncio.shield(asyncio.to_thread(_drop, client, state.made, record))
     if built is not None:
         built(image)
     emit(f"Successfully built {image.short_id}\n")
@@ -173,9 +219,12 @@ async def _step(
     global_args: dict[str, str],
     used_args: set[str],
     options: BuildOptions,
-    build_id: str,
+    mark: tuple[str, _Record],
     emit: Emit,
 ) -> None:
+    """One instruction; ``mark``: what this build's leftovers carry (``PID:START:BUILD``) and
+    its record."""
+    stamp, record = mark
     kw = ins.keyword
     values = {**state.args, **dict(e.partition("=")[::2] for e in state.defaults.env)}
     if not state.stage or kw == "FROM":  # FROM sees the ARGs before the first FROM only
@@ -201,7 +250,7 @@ async def _step(
         await _from(client, ins, text, state, options)
         return
     if kw == "RUN":
-        await _run(client, bus, ins, state, build_id, emit)
+        await _run(client, bus, ins, state, stamp, record, emit)
         return
     if kw in ("COPY", "ADD"):
         if "from" in ins.flags and kw == "ADD":
@@ -220,7 +269,7 @@ async def _step(
         await _changed(
             client,
             state,
-            build_id,
+            stamp,
             lambda root: _copy(
                 root, where[0], where[1], sources, dest, defaults.workdir, chown, kw == "ADD", ins.line
             ),
@@ -231,7 +280,7 @@ async def _step(
         path = os.path.normpath(path)
         state.defaults = dataclasses.replace(state.defaults, workdir=path)
         if state.image is None or not _exists(state.image.path, path):
-            await _changed(client, state, build_id, lambda root: _mkdir(root, path, ins.line))
+            await _changed(client, state, stamp, lambda root: _mkdir(root, path, ins.line))
         return
     if kw == "HEALTHCHECK":
         state.defaults = dataclasses.replace(state.defaults, healthcheck=_healthcheck(ins))
@@ -316,7 +365,9 @@ async def _copy_source(
     return image.path, Ignore()
 
 
-async def _run(client: Client, bus: Bus, ins: Instruction, state: _State, build_id: str, emit: Emit) -> None:
+async def _run(
+    client: Client, bus: Bus, ins: Instruction, state: _State, stamp: str, record: _Record, emit: Emit
+) -> None:
     from ..client import RunOptions
     from ..files import commit
 
@@ -325,7 +376,7 @@ async def _run(client: Client, bus: Bus, ins: Instruction, state: _State, build_
             f"Dockerfile line {ins.line}: RUN needs an image with a shell: FROM scratch has none"
         )
     command = ins.exec_form if ins.exec_form is not None else ["/bin/sh", "-c", ins.args]
-    name = f"build-{build_id}-{ins.line}"
+    name = f"build-{stamp.rpartition(':')[2]}-{ins.line}"
     env = [*state.defaults.env, *(f"{k}={v}" for k, v in state.args.items())]
     options = RunOptions(
         name=name,
@@ -334,8 +385,8 @@ async def _run(client: Client, bus: Bus, ins: Instruction, state: _State, build_
         user=state.defaults.user,
         entrypoint="",
         pull="never",
-        labels={BUILD_LABEL: f"{os.getpid()}:{build_id}"},
     )
+    await asyncio.to_thread(record.add, name)
     emit(f" ---> Running in {name}\n")
     pending = bytearray()
 
@@ -366,7 +417,7 @@ async def _run(client: Client, bus: Bus, ins: Instruction, state: _State, build_
             None,
             f"RUN {ins.args}",
             configure=lambda _d: defaults,
-            origin={ORIGIN_KEY: f"{os.getpid()}:{build_id}"},
+            origin={ORIGIN_KEY: stamp},
         )
         state.made.append(image.id)
         state.image = image
@@ -375,9 +426,9 @@ async def _run(client: Client, bus: Bus, ins: Instruction, state: _State, build_
             await asyncio.shield(client.containers.aremove(bus, name, force=True))
 
 
-async def _changed(client: Client, state: _State, build_id: str, work: Callable[[Path], None]) -> None:
+async def _changed(client: Client, state: _State, stamp: str, work: Callable[[Path], None]) -> None:
     """A new intermediate image: the current one's files changed by ``work`` (given the root)."""
-    image = await asyncio.to_thread(_snapshot, client, state.image, state.defaults, build_id, work)
+    image = await asyncio.to_thread(_snapshot, client, state.image, state.defaults, stamp, work)
     state.made.append(image.id)
     state.image = image
 
@@ -386,7 +437,7 @@ def _snapshot(
     client: Client,
     base: Image | None,
     defaults: RunDefaults,
-    build_id: str,
+    stamp: str,
     work: Callable[[Path], None] | None,
 ) -> Image:
     from ..store import btrfs
@@ -404,7 +455,7 @@ def _snapshot(
         if work is not None:
             work(staging)
             btrfs.set_read_only(staging)
-        origin = {ORIGIN_KEY: f"{os.getpid()}:{build_id}"}
+        origin = {ORIGIN_KEY: stamp}
         return store.add_subvolume(
             staging, _new_id(), None, "build step", defaults, origin, tree_size(staging)
         )
@@ -441,11 +492,13 @@ def _finish(client: Client, state: _State, defaults: RunDefaults, refs: list[Any
     return store.get(image.id)
 
 
-def _drop(client: Client, made: list[str]) -> None:
+def _drop(client: Client, made: list[str], record: _Record) -> None:
+    """The build's intermediate images and its record (its RUN containers are gone by now)."""
     store = client.images.store
     for image_id in reversed(made):
         with contextlib.suppress(NotFound):
             store.remove(image_id, True, lambda _id: [])
+    record.drop()
 
 
 # -- files ---------------------------------------------------------------------------------------

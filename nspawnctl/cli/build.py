@@ -14,17 +14,17 @@ def register(app: typer.Typer) -> None:
     app.command("build")(build)
 
 
-def _pairs(values: list[str], option: str) -> dict[str, str]:
-    """KEY=VALUE words; a bare KEY is an empty label, or (--build-arg, as docker's) the value of
-    KEY in the environment, skipped when unset."""
+def _build_args(values: list[str]) -> dict[str, str]:
+    """--build-arg KEY=VALUE words; a bare KEY is (as docker's) the value of KEY in the
+    environment, skipped when unset. (Labels are labels.parse_labels'.)"""
     import os
 
     out = {}
     for value in values:
         key, sep, rest = value.partition("=")
         if not key:
-            raise InvalidArgument(f"{option} {value!r} is not KEY=VALUE")
-        if not sep and option == "--build-arg":
+            raise InvalidArgument(f"--build-arg {value!r} is not KEY=VALUE")
+        if not sep:
             if key not in os.environ:
                 continue
             rest = os.environ[key]
@@ -73,6 +73,7 @@ def build(
     from ..builder.parser import MAX_DOCKERFILE
     from ..builder.steps import BuildOptions
     from ..builder.steps import build as run_build
+    from ..labels import parse_labels
     from .quickrun import pull_options
 
     del no_cache, rm
@@ -95,8 +96,8 @@ def build(
         raise InvalidArgument(f"the Dockerfile is larger than {MAX_DOCKERFILE} bytes")
     options = BuildOptions(
         tags=list(tags),
-        build_args=_pairs(build_args, "--build-arg"),
-        labels=_pairs(labels, "--label"),
+        build_args=_build_args(build_args),
+        labels=parse_labels(labels, "--label"),
         pull="always" if pull else "missing",
         target=target or None,
         pull_options=pull_options(state.paths()),  # type: ignore[arg-type]

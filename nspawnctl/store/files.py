@@ -37,7 +37,7 @@ def sweep(directory: Path, *, staging: bool = True) -> None:
         return
     for entry in directory.glob(".tmp-*") if staging else ():
         pid = entry.name.split("-")[1]
-        if pid.isdigit() and not _alive(pid):
+        if pid.isdigit() and not alive(int(pid)):
             if entry.is_dir() and not entry.is_symlink():
                 btrfs.delete(entry)
             else:
@@ -49,12 +49,45 @@ def sweep(directory: Path, *, staging: bool = True) -> None:
             old = now - entry.lstat().st_mtime > STALE_TEMP_AGE
         except FileNotFoundError:
             continue
-        if old or (pid.isdigit() and not _alive(pid)):
+        if old or (pid.isdigit() and not alive(int(pid))):
             entry.unlink(missing_ok=True)
 
 
-def _alive(pid: str) -> bool:
-    return Path(f"/proc/{pid}").exists()
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks after boot): with the PID it names one process,
+    where a PID alone is reused. None: no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = text[text.rfind(b")") + 1 :].split()  # the name (field 2) may hold spaces and ')'
+    try:
+        return int(fields[19])  # fields[0] is field 3
+    except (IndexError, ValueError):
+        return None
+
+
+def alive(pid: int, start: int | None = None) -> bool:
+    """Whether process ``pid`` exists (and, given ``start``, is the one that started then)."""
+    if pid <= 0:
+        return False
+    now = start_time(pid)
+    return now is not None and (start is None or now == start)
+
+
+def owner() -> str:
+    """This process as ``PID:START`` (see :func:`start_time`), what its leftovers are marked with."""
+    pid = os.getpid()
+    return f"{pid}:{start_time(pid) or 0}"
+
+
+def owner_alive(text: str) -> bool | None:
+    """Whether the process a ``PID:START[:...]`` mark names still runs: True, False (gone, or
+    its PID now someone else's), or None when ``text`` is no such mark (not ours: leave it)."""
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit() or int(parts[0]) <= 0:
+        return None
+    return alive(int(parts[0]), int(parts[1]))
 
 
 def tree_size(path: Path) -> int:

@@ -513,13 +513,20 @@ class ImageStore:
         were (with the names they had).
 
         Decided under the pool lock, so an image named meanwhile is never taken for dangling.
+        A running build's intermediate images (origin ``build_step`` naming a live process) are
+        kept: they are untagged and unused between its steps, but its next step needs them.
         """
+        from .files import owner_alive
+
         gone = []
         with self.pool.lock():
             self.sweep_locked()
             refs = self._refs()
             for img in self.list():
                 if (img.refs and not all_images) or users(img.id):
+                    continue
+                mark = img.origin.get("build_step")
+                if isinstance(mark, str) and owner_alive(mark):
                     continue
                 for r in img.refs:
                     refs.pop(r, None)

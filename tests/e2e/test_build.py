@@ -146,7 +146,21 @@ def test_context_escapes_and_bad_dockerfile(tmp_path: Path, busybox: str, nsp: C
 
 
 def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, nsp: CLI) -> None:
-    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nRUN echo started-run && sleep 300\n")
+    """Also: a prune meanwhile keeps the running build's intermediate image, and the repair
+    leaves containers alone whatever labels they carry (the builder's marks are its own)."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nLABEL nspawnctl.build=x\n")
+    labelled = nsp("build", "-q", str(tmp_path), timeout=300).stdout.strip()
+    nsp.images.add(labelled)
+    strangers = {  # the label from the image; one set with --label, a dead PID in it
+        nsp.name("lbl"): [labelled],
+        nsp.name("lbl"): ["--label", "nspawnctl.build=999999:1:x", busybox],
+    }
+    for name, args in strangers.items():
+        nsp("create", "--name", name, *args, "true")
+    (tmp_path / "Dockerfile").write_text(  # stage one's image: unused, untagged, needed later
+        f"FROM {busybox} AS one\nWORKDIR /made\n"
+        f"FROM {busybox}\nRUN echo started-run && sleep 300\nCOPY --from=one /made /made\n"
+    )
     before = _state(nsp)
     proc = subprocess.Popen(
         ["nspawnctl", "build", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -160,6 +174,10 @@ def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, ns
             break
         seen += line
     assert "\nstarted-run\n" in seen, seen  # the payload's line, not the step's
+    steps = _state(nsp)[0] - before[0]
+    assert steps, "stage one's WORKDIR made an intermediate image"
+    nsp("image", "prune", "-f")
+    assert steps <= _state(nsp)[0], "prune took the running build's intermediate image"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
@@ -171,6 +189,11 @@ def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, ns
     images, containers, _ = _state(nsp)
     assert images - before[0] == {built}
     assert not [c for c in containers - before[1] if c.startswith(BUILD_PREFIX)]
+    assert set(strangers) <= containers, "the repair removed containers that were not the build's"
+    labelled_ps = nsp(
+        "ps", "-a", "--filter", "label=nspawnctl.build", "--format", "{{.Names}}"
+    ).stdout.split()
+    assert set(strangers) <= set(labelled_ps)
 
 
 @pytest.mark.surface
