@@ -582,12 +582,7 @@ def _ids(root_fd: int, spec: str, line: int) -> tuple[int, int]:
 
 def _table(root_fd: int, path: str) -> list[list[str]]:
     try:
-        comps = rootpath.resolve(root_fd, path)
-        parent = rootpath.open_dir(root_fd, comps[:-1])
-        try:
-            fd = os.open(comps[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        finally:
-            os.close(parent)
+        fd = rootpath.open_regular(root_fd, path)
     except OSError:
         return []
     with os.fdopen(fd, "rb") as f:
@@ -599,7 +594,7 @@ _ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
 
 def _is_archive(parent_fd: int, name: bytes) -> bool:
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent_fd)
     with os.fdopen(fd, "rb") as f:
         head = f.read(512)
     return head.startswith(_ARCHIVE_MAGIC) or head[257:262] == b"ustar"

@@ -29,7 +29,7 @@ an ``O_PATH`` fd, enough to walk on but not to read)."""
 Comps = tuple[bytes, ...]
 """A resolved path inside the root: its components, none of them ``""``, ``.`` or ``..``."""
 
-__all__ = ["DIR_READ", "MAX_LINKS", "Comps", "lstat", "open_dir", "resolve", "show", "split"]
+__all__ = ["DIR_READ", "MAX_LINKS", "Comps", "lstat", "open_dir", "open_regular", "resolve", "show", "split"]
 
 
 def split(path: str | bytes) -> list[bytes]:
@@ -125,3 +125,22 @@ def lstat(root_fd: int, comps: Comps) -> os.stat_result | None:
         return None
     finally:
         os.close(fd)
+
+
+def open_regular(root_fd: int, path: str | bytes) -> int:
+    """A regular file inside the root opened for reading: resolved there, never through a
+    symlink, and never a FIFO or device (opened non-blocking, then checked: a stranger's tree
+    may put one where a file is expected). OSError otherwise."""
+    comps = resolve(root_fd, path)
+    if not comps:
+        raise IsADirectoryError(errno.EISDIR, "the root itself", show(comps))
+    parent = open_dir(root_fd, comps[:-1])
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        fd = os.open(comps[-1], flags, dir_fd=parent)
+    finally:
+        os.close(parent)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", show(comps))
+    return fd

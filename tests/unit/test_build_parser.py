@@ -3,6 +3,8 @@ continuations, the exec form, flags, variable substitution, and errors naming th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nspawnctl.builder.parser import MAX_STEPS, expand, parse
@@ -114,3 +116,25 @@ def test_healthcheck_instruction() -> None:
     assert _healthcheck(none) == {"Test": ["NONE"]}
     with pytest.raises(InvalidArgument, match="Dockerfile line 5"):
         _healthcheck(bad)
+
+
+def test_open_regular_refuses_fifos_symlinks_and_the_root(tmp_path: Path) -> None:
+    """A stranger's Dockerfile or /etc/passwd may be a FIFO (a read would block the build) or a
+    symlink out of the tree: rootpath.open_regular opens regular files inside the root only."""
+    import os
+
+    from nspawnctl.store import rootpath
+
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "out").symlink_to("/etc/hostname")  # resolved inside the root: no etc/ there
+    root = os.open(tmp_path, rootpath.DIR_READ)
+    try:
+        fd = rootpath.open_regular(root, "Dockerfile")
+        assert os.read(fd, 100) == b"FROM scratch\n"
+        os.close(fd)
+        for bad in ("fifo", "/", "missing", "out"):
+            with pytest.raises(OSError):
+                rootpath.open_regular(root, bad)
+    finally:
+        os.close(root)

@@ -189,13 +189,8 @@ def _read_dockerfile(context: Path, name: str, limit: int) -> str:
 
     root = os.open(context, rootpath.DIR_READ)
     try:
-        comps = rootpath.resolve(root, name)
-        parent = rootpath.open_dir(root, comps[:-1])
-        try:
-            fd = os.open(comps[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-        finally:
-            os.close(parent)
-    except (OSError, IndexError):
+        fd = rootpath.open_regular(root, name)
+    except OSError:
         raise InvalidArgument(f"Cannot locate specified Dockerfile: {name}") from None
     finally:
         os.close(root)
