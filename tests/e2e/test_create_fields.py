@@ -35,13 +35,6 @@ def cgroup_file(name: str, file: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def cli() -> Iterator[CLI]:
-    c = CLI()
-    yield c
-    c.cleanup()
-
-
-@pytest.fixture(scope="module")
 def client(api: dict[str, str]) -> Iterator[Any]:
     import docker as dockerpy
 

@@ -24,13 +24,6 @@ def machines() -> str:
 
 
 @pytest.fixture(scope="module")
-def cli() -> Iterator[CLI]:
-    c = CLI()
-    yield c
-    c.cleanup()
-
-
-@pytest.fixture(scope="module")
 def ctr(cli: CLI, busybox: str) -> Iterator[dict[str, str]]:
     """One running container named ``my_app_<hex>`` by the CLI (machine ``my-app-<hex>``)."""
     tag = uuid.uuid4().hex[:8]
