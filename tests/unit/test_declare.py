@@ -493,6 +493,58 @@ def test_generate_then_apply_makes_an_equal_container(tmp_path: Path) -> None:
     assert declare.changes(NspawnFile.parse(installed), f2) == []
 
 
+def test_generate_then_apply_keeps_every_run_option(tmp_path: Path) -> None:
+    """Issue 14's run options, health check, labels and stop signal survive generate -> apply
+    (tests/e2e/test_generate_roundtrip.py checks the same in the booted host, by behaviour)."""
+    from nspawnctl.health import HealthConfig
+    from nspawnctl.runopts import Mount, SettingsInput, build
+
+    tmpfs = Mount.parse("type=tmpfs,target=/mt,tmpfs-size=4M,tmpfs-mode=1770").tmpfs
+    assert tmpfs is not None
+    settings = build(
+        SettingsInput(
+            read_only=True, tmpfs=["/tt:mode=1770,size=3M", "/x:ro,noexec"], cap_add=["SYS_TIME"],
+            cap_drop=["NET_RAW", "CHOWN"], security_opt=["no-new-privileges", "seccomp=unconfined"],
+            init=True, stop_timeout="7", add_host=["foo:10.1.2.3"], dns=["10.0.0.53"],
+            dns_search=["example.com"], ulimit=["nofile=1000:2000", "nproc=-1"],
+            device=["/dev/null:/dev/n:rw"], shm_size="32M",
+            sysctl=["net.ipv4.ip_forward=1", "kernel.msgmax=65536"], cpuset_cpus="0",
+            oom_score_adj="100", cpu_shares="512", memory_swap="1G",
+        ),
+        [tmpfs],
+    )  # fmt: skip
+    spec = ContainerSpec(
+        name="opts",
+        id="0123456789abcdef0123456789abcdef",
+        image="e2e/busybox:latest",
+        image_id=IMG.id,
+        created="2026-01-02T00:00:00+00:00",
+        command=["sh", "/ro/probe.sh"],
+        env=["PATH=/usr/bin:/bin", "X=1"],
+        volumes=[Volume("/tmp", "/ro", read_only=True, options=("idmap",))],
+        workdir="/work/dir",
+        network="veth",
+        ports=[PortMapping(32768, 8080)],
+        private_users=True,
+        stop_signal="SIGUSR1",
+        settings=settings,
+        health=HealthConfig(["CMD-SHELL", "exit 0"], interval=3600 * 10**9, retries=2),
+        labels={"a": "b"},
+    )
+    for privileged in (False, True):
+        if privileged:
+            spec = replace(spec, settings=replace(settings, privileged=True, cap_add=("all",), cap_drop=()))
+        client = FakeClient()
+        client.containers.store.files["opts"] = spec_to_file(spec).render()
+        client.containers.enabled.add("opts")  # (else Enable=no: the one key run's file lacks)
+        text = declare.generate(client, "opts")  # type: ignore[arg-type]
+        installed = client.containers.store.files.pop("opts")
+        d = declare.load(write(tmp_path, "opts", text))[0]
+        new, f, _ = declare.desired(d, IMG)
+        assert replace(new, id=spec.id, created=spec.created) == spec
+        assert declare.changes(NspawnFile.parse(installed), f) == []
+
+
 # -- run/create options ----------------------------------------------------------------------
 def test_run_options_network_ports_restart_userns(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _network_and_userns(RunOptions()) == ("veth", True, None)
