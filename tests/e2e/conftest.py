@@ -15,7 +15,7 @@ import tarfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -261,3 +261,85 @@ def dpy() -> Iterator[Any]:
     """A docker-py client on the API's socket for the module."""
     with dockerpy_client() as client:
         yield client
+
+
+# -- helpers several test files share (plain functions; fixtures above and below) ---------------
+IMAGES = Path("/var/lib/nspawnctl/images")
+S = 1_000_000_000  # a second in docker's nanoseconds
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+    """Poll until ``probe`` returns something truthy (no fixed sleeps: the machine is shared)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def health_of(nsp: CLI, name: str) -> dict[str, Any]:
+    """The container's ``State.Health`` from inspect ({} without a check)."""
+    state: dict[str, Any] = nsp.json("inspect", name)[0]["State"]
+    return state.get("Health") or {}
+
+
+def healthcheck_image(
+    oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | None = None,
+    check: str = "test -f /ok",
+) -> ob.BuiltImage:  # fmt: skip
+    """A busybox image pushed to ``oci``'s registry as acc/<tag>:v1, whose /version says
+    ``version``; its HEALTHCHECK (``check``) passes when /ok exists (``ok``)."""
+    import ocibuild as ob
+
+    root = make_busybox_root(oci.workdir / f"hc-root-{uuid.uuid4().hex[:6]}")
+    layer = ob.LayerSpec().tree(root).file("version", f"{version}\n")
+    if ok:
+        layer = layer.file("ok", "yes\n")
+    layout = ob.Layout(oci.workdir / f"hc-{uuid.uuid4().hex[:6]}")
+    img = layout.image(
+        tag,
+        [ob.Layer(layer, "gzip")],
+        {
+            "Cmd": ["/bin/sh", "-c", "exec sleep 600"],
+            "Healthcheck": {"Test": ["CMD-SHELL", check], "Interval": S, "Retries": 1},
+            "Labels": labels or {},
+        },
+    )
+    layout.save()
+    ob.push(layout, img, oci.reg.url(""), f"acc/{tag}", "v1", ca=oci.tls.ca)
+    return img
+
+
+def root_with(busybox_dir: Path, where: Path, marker: str) -> Path:
+    """A copy of the busybox root whose /etc/marker is new: a file never read yet (atime == mtime,
+    so the first read moves its atime under relatime) and an image ID of its own."""
+    shutil.copytree(busybox_dir, where, symlinks=True)
+    (where / "etc" / "marker").write_text(marker)
+    return where
+
+
+@pytest.fixture
+def private(nsp: CLI) -> Iterator[tuple[Callable[..., subprocess.CompletedProcess[str]], Path]]:
+    """nspawnctl on a pool and store of the test's own (on the host's btrfs), so that prune sees,
+    and removes, only what the test made."""
+    base = IMAGES.parent / f".e2e-prune-{uuid.uuid4().hex[:8]}"
+    (base / "machines").mkdir(parents=True)
+    (base / "store").mkdir()
+    env = {**os.environ, "NSPAWNCTL_POOL": str(base / "machines"), "NSPAWNCTL_STORE": str(base / "store")}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return nsp(*args, check=check, env=env)
+
+    try:
+        yield run, base / "store"
+    finally:
+        for ctr in run("ps", "-a", "-q", check=False).stdout.split():
+            run("rm", "-f", ctr, check=False)
+        run("image", "prune", "-a", "-f", check=False)
+        for sub in sorted(base.glob("*/*"), reverse=True) + sorted(base.glob("store/*/*"), reverse=True):
+            if sub.is_dir() and not sub.is_symlink() and sub.stat().st_ino == 256:  # a subvolume
+                subprocess.run(["btrfs", "subvolume", "delete", str(sub)], capture_output=True, check=False)
+        subprocess.run(["rm", "-rf", str(base)], check=False)

@@ -17,9 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CLI, Env, unit_show
-from test_health import _image, health_of, wait_for
-from test_images import _root_with, private  # noqa: F401  (private: a pool of the test's own)
+from conftest import CLI, Env, health_of, healthcheck_image, root_with, unit_show, wait_for
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SYSTEMD = Path("/etc/systemd/system")
@@ -28,7 +26,7 @@ SYSTEMD = Path("/etc/systemd/system")
 # -- --pull always / create pulls a missing image ----------------------------------------------------
 def test_create_pulls_a_missing_image_and_pull_always_pulls_again(nsp: CLI, oci: Env) -> None:
     tag = f"pa{uuid.uuid4().hex[:6]}"
-    v1 = _image(oci, tag, "1", ok=True)
+    v1 = healthcheck_image(oci, tag, "1", ok=True)
     ref = oci.ref(tag)
     nsp.images.add(ref)
     assert nsp("image", "inspect", ref, check=False).returncode != 0  # not here yet
@@ -49,7 +47,7 @@ def test_create_pulls_a_missing_image_and_pull_always_pulls_again(nsp: CLI, oci:
     assert [r for r in oci.reg.requests(mark) if f"acc/{tag}/manifests/" in r.path], oci.reg.requests(mark)
 
     # re-pushed under the same tag: `always` gets the new image, `missing` keeps the old one
-    v2 = _image(oci, tag, "2", ok=True)
+    v2 = healthcheck_image(oci, tag, "2", ok=True)
     assert v2.config_digest != v1.config_digest
     out = nsp("run", "--rm", "--ca-cert", oci.ca, "--no-healthcheck", ref, "cat", "/version")
     assert out.stdout == "1\n"
@@ -63,15 +61,15 @@ def test_create_pulls_a_missing_image_and_pull_always_pulls_again(nsp: CLI, oci:
 
 # -- system prune -a ---------------------------------------------------------------------------------
 def test_system_prune_all_removes_unused_images_and_keeps_used_ones(
-    private: tuple[Callable[..., subprocess.CompletedProcess[str]], Path],  # noqa: F811
+    private: tuple[Callable[..., subprocess.CompletedProcess[str]], Path],
     busybox_dir: Path,
     tmp_path: Path,
 ) -> None:
     run, _store = private
-    unused = run("import", str(_root_with(busybox_dir, tmp_path / "u", "u\n")), "e2e/unused").stdout.strip()
-    used = run("import", str(_root_with(busybox_dir, tmp_path / "k", "k\n")), "e2e/used").stdout.strip()
+    unused = run("import", str(root_with(busybox_dir, tmp_path / "u", "u\n")), "e2e/unused").stdout.strip()
+    used = run("import", str(root_with(busybox_dir, tmp_path / "k", "k\n")), "e2e/used").stdout.strip()
     stopped_img = run(
-        "import", str(_root_with(busybox_dir, tmp_path / "s", "s\n")), "e2e/stopped"
+        "import", str(root_with(busybox_dir, tmp_path / "s", "s\n")), "e2e/stopped"
     ).stdout.strip()
     runner = f"prunea-{os.urandom(4).hex()}"
     stopped = f"prunes-{os.urandom(4).hex()}"

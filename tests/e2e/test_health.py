@@ -6,37 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import CLI, Env, unit_show
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ocibuild as ob
-from demo import make_busybox_root
-
-S = 1_000_000_000
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
-    """Poll until ``probe`` returns something truthy (no fixed sleeps: the machine is shared)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
-def health_of(nsp: CLI, name: str) -> dict[str, Any]:
-    state: dict[str, Any] = nsp.json("inspect", name)[0]["State"]
-    return state.get("Health") or {}
+from conftest import CLI, Env, S, health_of, healthcheck_image, unit_show, wait_for
 
 
 def status_line(nsp: CLI, name: str) -> str:
@@ -216,34 +190,9 @@ def test_generate_apply_round_trip_and_machinectl_start_arm_the_check(
 
 
 # -- registry images: HEALTHCHECK and auto-update -------------------------------------------------
-def _image(
-    oci: Env, tag: str, version: str, ok: bool, labels: dict[str, str] | None = None,
-    check: str = "test -f /ok",
-) -> ob.BuiltImage:
-    """A busybox image whose /version says ``version``; its HEALTHCHECK (``check``) passes when
-    /ok exists."""
-    root = make_busybox_root(oci.workdir / f"hc-root-{uuid.uuid4().hex[:6]}")
-    layer = ob.LayerSpec().tree(root).file("version", f"{version}\n")
-    if ok:
-        layer = layer.file("ok", "yes\n")
-    layout = ob.Layout(oci.workdir / f"hc-{uuid.uuid4().hex[:6]}")
-    img = layout.image(
-        tag,
-        [ob.Layer(layer, "gzip")],
-        {
-            "Cmd": ["/bin/sh", "-c", "exec sleep 600"],
-            "Healthcheck": {"Test": ["CMD-SHELL", check], "Interval": S, "Retries": 1},
-            "Labels": labels or {},
-        },
-    )
-    layout.save()
-    ob.push(layout, img, oci.reg.url(""), f"acc/{tag}", "v1", ca=oci.tls.ca)
-    return img
-
-
 def test_image_healthcheck_from_a_registry_is_honoured(nsp: CLI, oci: Env) -> None:
     tag = f"hc{uuid.uuid4().hex[:6]}"
-    img = _image(oci, tag, "1", ok=True, labels={"io.containers.autoupdate": "registry"})
+    img = healthcheck_image(oci, tag, "1", ok=True, labels={"io.containers.autoupdate": "registry"})
     ref = oci.ref(tag)
     nsp("pull", "--ca-cert", oci.ca, ref)
     nsp.images.add(ref)
@@ -267,7 +216,7 @@ def test_image_healthcheck_with_a_line_break_runs_and_round_trips(nsp: CLI, oci:
     .nspawn definition: it runs as the image says, and generate -> rm -> apply keeps it."""
     tag = f"hn{uuid.uuid4().hex[:6]}"
     check = 'echo "one"\ntest -f /ok && echo \'two\\n\''
-    _image(oci, tag, "1", ok=True, check=check)
+    healthcheck_image(oci, tag, "1", ok=True, check=check)
     ref = oci.ref(tag)
     nsp("pull", "--ca-cert", oci.ca, ref)
     nsp.images.add(ref)
@@ -293,7 +242,7 @@ def _auto_update(nsp: CLI, oci: Env, *args: str) -> list[dict[str, Any]]:
 
 def test_auto_update_recreates_on_a_newer_image_and_rolls_back_a_broken_one(nsp: CLI, oci: Env) -> None:
     tag = f"au{uuid.uuid4().hex[:6]}"
-    v1 = _image(oci, tag, "1", ok=True)
+    v1 = healthcheck_image(oci, tag, "1", ok=True)
     ref = oci.ref(tag)
     nsp("pull", "--ca-cert", oci.ca, ref)
     nsp.images.add(ref)
@@ -312,7 +261,7 @@ def test_auto_update_recreates_on_a_newer_image_and_rolls_back_a_broken_one(nsp:
     ]  # fmt: skip
     assert not [r for r in rows if r["ContainerName"] == other]
 
-    v2 = _image(oci, tag, "2", ok=True)
+    v2 = healthcheck_image(oci, tag, "2", ok=True)
     assert [r["Updated"] for r in _auto_update(nsp, oci, "--dry-run") if r["ContainerName"] == name] == [
         "pending"
     ]
@@ -327,7 +276,7 @@ def test_auto_update_recreates_on_a_newer_image_and_rolls_back_a_broken_one(nsp:
     assert nsp("exec", other, "cat", "/version").stdout == "1\n"
 
     nsp("exec", name, "sh", "-c", "echo kept > /kept")  # the writable layer the rollback puts back
-    _image(oci, tag, "3", ok=False)  # its HEALTHCHECK fails: rolled back
+    healthcheck_image(oci, tag, "3", ok=False)  # its HEALTHCHECK fails: rolled back
     rows = [r for r in _auto_update(nsp, oci, "--timeout", "60") if r["ContainerName"] == name]
     assert rows[0]["Updated"] == "rolled back" and "unhealthy" in rows[0]["Error"], rows
     info = nsp.json("inspect", name)[0]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLI, subvolumes, tar_of
-
-IMAGES = Path("/var/lib/nspawnctl/images")
+from conftest import CLI, IMAGES, root_with, subvolumes, tar_of
 
 
 def image_subvolumes() -> list[str]:
@@ -121,20 +118,10 @@ def test_rmi_of_a_hex_looking_name_removes_only_that_name(nsp: CLI, busybox: str
     nsp("rmi", "cafe:v2")
 
 
-def _root_with(busybox_dir: Path, where: Path, marker: str) -> Path:
-    """A copy of the busybox root whose /etc/marker is new: a file never read yet (atime == mtime,
-    so the first read moves its atime under relatime) and an image ID of its own."""
-    import shutil
-
-    shutil.copytree(busybox_dir, where, symlinks=True)
-    (where / "etc" / "marker").write_text(marker)
-    return where
-
-
 def test_importing_the_same_fresh_directory_three_times_gives_one_image(
     nsp: CLI, busybox_dir: Path, tmp_path: Path
 ) -> None:
-    root = _root_with(busybox_dir, tmp_path / "fresh", f"fresh {uuid.uuid4()}\n")
+    root = root_with(busybox_dir, tmp_path / "fresh", f"fresh {uuid.uuid4()}\n")
     ref = f"e2e/fresh-{uuid.uuid4().hex[:8]}:latest"
     nsp.images.add(ref)
     dangling_before = {i["id"] for i in nsp.json("images") if not i["refs"]}
@@ -146,30 +133,6 @@ def test_importing_the_same_fresh_directory_three_times_gives_one_image(
     assert ids[0][7:19] not in [line for line in nsp("images").stdout.splitlines() if "<none>" in line]
 
 
-@pytest.fixture
-def private(nsp: CLI) -> Iterator[tuple[Callable[..., subprocess.CompletedProcess[str]], Path]]:
-    """nspawnctl on a pool and store of the test's own (on the host's btrfs), so that prune sees,
-    and removes, only what the test made."""
-    base = IMAGES.parent / f".e2e-prune-{uuid.uuid4().hex[:8]}"
-    (base / "machines").mkdir(parents=True)
-    (base / "store").mkdir()
-    env = {**os.environ, "NSPAWNCTL_POOL": str(base / "machines"), "NSPAWNCTL_STORE": str(base / "store")}
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return nsp(*args, check=check, env=env)
-
-    try:
-        yield run, base / "store"
-    finally:
-        for ctr in run("ps", "-a", "-q", check=False).stdout.split():
-            run("rm", "-f", ctr, check=False)
-        run("image", "prune", "-a", "-f", check=False)
-        for sub in sorted(base.glob("*/*"), reverse=True) + sorted(base.glob("store/*/*"), reverse=True):
-            if sub.is_dir() and not sub.is_symlink() and sub.stat().st_ino == 256:  # a subvolume
-                subprocess.run(["btrfs", "subvolume", "delete", str(sub)], capture_output=True, check=False)
-        subprocess.run(["rm", "-rf", str(base)], check=False)
-
-
 def test_image_prune_removes_dangling_images_and_with_all_unused_ones(
     private: tuple[Callable[..., subprocess.CompletedProcess[str]], Path], busybox_dir: Path, tmp_path: Path
 ) -> None:
@@ -178,9 +141,9 @@ def test_image_prune_removes_dangling_images_and_with_all_unused_ones(
     def listed() -> dict[str, list[str]]:
         return {i["id"]: i["refs"] for i in json.loads(run("images", "--json").stdout)}
 
-    v1 = run("import", str(_root_with(busybox_dir, tmp_path / "v1", "v1\n")), "e2e/app").stdout.strip()
-    v2 = run("import", str(_root_with(busybox_dir, tmp_path / "v2", "v2\n")), "e2e/app").stdout.strip()
-    used = run("import", str(_root_with(busybox_dir, tmp_path / "used", "used\n"))).stdout.strip()
+    v1 = run("import", str(root_with(busybox_dir, tmp_path / "v1", "v1\n")), "e2e/app").stdout.strip()
+    v2 = run("import", str(root_with(busybox_dir, tmp_path / "v2", "v2\n")), "e2e/app").stdout.strip()
+    used = run("import", str(root_with(busybox_dir, tmp_path / "used", "used\n"))).stdout.strip()
     ctr = f"prune-{uuid.uuid4().hex[:8]}"
     run("create", "--name", ctr, used, "true")
     # the name moved to v2: v1 is dangling, shown as <none> like docker does; `used` never had one
@@ -198,7 +161,7 @@ def test_image_prune_removes_dangling_images_and_with_all_unused_ones(
     assert "without confirmation" in run("image", "prune", check=False).stderr
 
     # a dangling image goes with `rmi ID` too
-    v3 = run("import", str(_root_with(busybox_dir, tmp_path / "v3", "v3\n")), "e2e/app").stdout.strip()
+    v3 = run("import", str(root_with(busybox_dir, tmp_path / "v3", "v3\n")), "e2e/app").stdout.strip()
     assert listed()[v2] == []
     assert run("rmi", v2[7:19]).stdout == f"Deleted: {v2[7:19]}\n"
 
