@@ -844,13 +844,17 @@ class Containers:
     async def arename(self, bus: Bus, name: str, new: str) -> ContainerSpec:
         """Rename a stopped container; a running one is refused (machined and its unit know it
         by its name until it stops)."""
+        from .eventlog import record
         from .run import persist
         from .store.rename import rename, same_machine
 
         name = self.store.resolve(name)
-        self.store.get(name)
+        was = self.store.get(name).display_name  # events name containers as given (names.py)
         if same_machine(name, new):  # only the name as given changes: nothing outside knows it
-            return await asyncio.to_thread(rename, self.store, name, new)
+            spec = await asyncio.to_thread(rename, self.store, name, new)
+            if spec.display_name != was:  # for 'events --since', as docker's rename event
+                record("rename", spec.id, spec.display_name, spec.image, old_name=was)
+            return spec
         rt = self._runtime(bus)
         state = (await rt.states([name])).get(name)
         if state is not None and state.running:
@@ -866,9 +870,7 @@ class Containers:
         spec = await asyncio.to_thread(rename, self.store, name, new)
         if spec.name == name:
             return spec
-        from .eventlog import record
-
-        record("rename", spec.id, spec.name, spec.image, old_name=name)  # for 'events --since'
+        record("rename", spec.id, spec.display_name, spec.image, old_name=was)  # for 'events --since'
         await rt.reset(name)
         if had_dropin:
             await persist.forget(rt.manager, name)
