@@ -124,6 +124,8 @@ class ContainerStatus:
                 "Volumes": [str(v) for v in s.volumes],
                 "AutoRemove": s.auto_remove,
                 "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
+                "Tty": s.tty,  # create -t / -i (docker's Config.Tty, Config.OpenStdin)
+                "OpenStdin": s.open_stdin,
                 # issue 14 (health, auto-update)
                 **({"Healthcheck": s.health.to_docker()} if s.health is not None else {}),
                 "AutoUpdate": s.auto_update,
@@ -803,6 +805,24 @@ class Containers:
             await _start(rt, spec, dataclasses.replace(self._launch(spec), stdin_fd=fd))
         finally:
             os.close(fd)
+
+    def start_background(self, name: str) -> None:
+        """:meth:`start` for a caller that leaves (the CLI's ``start`` without ``-a``): a stopped
+        container created with ``-t`` is refused, its terminal would be the caller's, gone once
+        it exits (the API's service holds one itself; ``start -a`` passes the caller's on)."""
+
+        async def go(bus: Bus) -> None:
+            resolved = self.store.resolve(name)
+            spec = self.store.get(resolved)
+            if spec.tty and not await self._runtime(bus).is_running(resolved):
+                raise InvalidArgument(
+                    f"container {spec.display_name} was created with -t: its terminal is the one of "
+                    "the command that starts it, and 'start' without -a does not stay to hold it",
+                    hint=f"nspawnctl start -ai {spec.display_name} (or create it without -t)",
+                )
+            await self.astart(bus, resolved)
+
+        self._client.run(go)
 
     async def _still_running(self, rt: Runtime, name: str) -> bool:
         """Whether the container runs, once a stop under way has ended: ``nspawnctl stop`` (which
