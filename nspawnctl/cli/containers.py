@@ -755,15 +755,15 @@ def start(
     A container created with -t needs -a: its terminal is the one nspawnctl passes on, which it
     cannot hold in the background (use 'start -ai', or create it without -t).
     """
+    if (attach or interactive) and len(names) > 1:
+        raise InvalidArgument(
+            "you cannot start and attach multiple containers at once",
+            hint="start one with -a/-i, or start them without -a",
+        )
     client = state_of(ctx).client()
     if attach or interactive:
         from .quickrun import start_attached
 
-        if len(names) > 1:
-            raise InvalidArgument(
-                "you cannot start and attach multiple containers at once",
-                hint="start one with -a/-i, or start them without -a",
-            )
         raise typer.Exit(start_attached(client, names[0], interactive))
     with client.session():  # one bus for all of them
         for_each(names, client.containers.start_background)
