@@ -124,6 +124,8 @@ class ContainerStatus:
                 "Volumes": [str(v) for v in s.volumes],
                 "AutoRemove": s.auto_remove,
                 "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
+                "Tty": s.tty,  # create -t / -i (docker's Config.Tty, Config.OpenStdin)
+                "OpenStdin": s.open_stdin,
                 # issue 14 (health, auto-update)
                 **({"Healthcheck": s.health.to_docker()} if s.health is not None else {}),
                 "AutoUpdate": s.auto_update,
@@ -804,6 +806,24 @@ class Containers:
         finally:
             os.close(fd)
 
+    def start_background(self, name: str) -> None:
+        """:meth:`start` for a caller that leaves (the CLI's ``start`` without ``-a``): a stopped
+        container created with ``-t`` is refused, its terminal would be the caller's, gone once
+        it exits (the API's service holds one itself; ``start -a`` passes the caller's on)."""
+
+        async def go(bus: Bus) -> None:
+            resolved = self.store.resolve(name)
+            spec = self.store.get(resolved)
+            if spec.tty and not await self._runtime(bus).is_running(resolved):
+                raise InvalidArgument(
+                    f"container {spec.display_name} was created with -t: its terminal is the one of "
+                    "the command that starts it, and 'start' without -a does not stay to hold it",
+                    hint=f"nspawnctl start -ai {spec.display_name} (or create it without -t)",
+                )
+            await self.astart(bus, resolved)
+
+        self._client.run(go)
+
     async def _still_running(self, rt: Runtime, name: str) -> bool:
         """Whether the container runs, once a stop under way has ended: ``nspawnctl stop`` (which
         holds the container's stop lock) or a stop job (``machinectl stop``, ``systemctl stop``:
@@ -844,13 +864,17 @@ class Containers:
     async def arename(self, bus: Bus, name: str, new: str) -> ContainerSpec:
         """Rename a stopped container; a running one is refused (machined and its unit know it
         by its name until it stops)."""
+        from .eventlog import record
         from .run import persist
         from .store.rename import rename, same_machine
 
         name = self.store.resolve(name)
-        self.store.get(name)
+        was = self.store.get(name).display_name  # events name containers as given (names.py)
         if same_machine(name, new):  # only the name as given changes: nothing outside knows it
-            return await asyncio.to_thread(rename, self.store, name, new)
+            spec = await asyncio.to_thread(rename, self.store, name, new)
+            if spec.display_name != was:  # for 'events --since', as docker's rename event
+                record("rename", spec.id, spec.display_name, spec.image, old_name=was)
+            return spec
         rt = self._runtime(bus)
         state = (await rt.states([name])).get(name)
         if state is not None and state.running:
@@ -866,9 +890,7 @@ class Containers:
         spec = await asyncio.to_thread(rename, self.store, name, new)
         if spec.name == name:
             return spec
-        from .eventlog import record
-
-        record("rename", spec.id, spec.name, spec.image, old_name=name)  # for 'events --since'
+        record("rename", spec.id, spec.display_name, spec.image, old_name=was)  # for 'events --since'
         await rt.reset(name)
         if had_dropin:
             await persist.forget(rt.manager, name)

@@ -668,10 +668,24 @@ def create(
     ctx: typer.Context,
     image: str = typer.Argument(..., metavar="IMAGE", help="Image (NAME[:TAG], NAME@DIGEST or ID)."),
     command: list[str] = typer.Argument(None, metavar="COMMAND", help=CMD_HELP),
+    interactive: bool = typer.Option(
+        False, "-i", "--interactive", help="Keep stdin open (for start -ai, or start's stdin FIFO)."
+    ),
+    tty: bool = typer.Option(
+        False, "-t", "--tty", help="Give the container a terminal when started with start -a."
+    ),
     **options: Any,
 ) -> None:
-    """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it."""
+    """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it.
+
+    With -i and -t (docker's OpenStdin and Tty, kept in its definition) 'nspawnctl start -ai NAME'
+    runs it with your terminal, as 'run -it' does.
+    """
     opts = _run_options(ctx, options)
+    if interactive or tty:
+        import dataclasses
+
+        opts = dataclasses.replace(opts, open_stdin=interactive, tty=tty)  # type: ignore[type-var]
     spec = state_of(ctx).client().containers.create(image, list(command or []), opts)  # type: ignore[arg-type]
     typer.echo(spec.display_name)
 
@@ -725,11 +739,34 @@ def run(
 NAMES = typer.Argument(..., metavar="CONTAINER", help="Container names.")
 
 
-def start(ctx: typer.Context, names: list[str] = NAMES) -> None:
-    """Start stopped containers in the background."""
+def start(
+    ctx: typer.Context,
+    names: list[str] = NAMES,
+    attach: bool = typer.Option(
+        False, "-a", "--attach", help="Show its output until it exits, then exit with its code."
+    ),
+    interactive: bool = typer.Option(
+        False, "-i", "--interactive", help="Attach, with stdin forwarded (a container created with -i)."
+    ),
+) -> None:
+    """Start stopped containers in the background, or one in the foreground with -a/-i (docker's
+    'start -ai' of a 'create -it' container: your terminal is its terminal).
+
+    A container created with -t needs -a: its terminal is the one nspawnctl passes on, which it
+    cannot hold in the background (use 'start -ai', or create it without -t).
+    """
+    if (attach or interactive) and len(names) > 1:
+        raise InvalidArgument(
+            "you cannot start and attach multiple containers at once",
+            hint="start one with -a/-i, or start them without -a",
+        )
     client = state_of(ctx).client()
+    if attach or interactive:
+        from .quickrun import start_attached
+
+        raise typer.Exit(start_attached(client, names[0], interactive))
     with client.session():  # one bus for all of them
-        for_each(names, client.containers.start)
+        for_each(names, client.containers.start_background)
 
 
 def stop(

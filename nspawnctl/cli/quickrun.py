@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from ..client import Client, Containers, RunOptions, RunResult
     from ..config import Paths
+    from ..spec import ContainerSpec
     from ..systemd.bus import Bus
+
+    Writer = Callable[[bytes], None]
+    Stdio = tuple[int, int, int] | None
+    Started = Callable[[ContainerSpec], None]
 
 _FLAGS = {"--rm": "rm"}
 _VALUES = {
@@ -177,9 +182,48 @@ def foreground(
 ) -> int:
     """Run in the foreground (``run`` without ``-d``) and return the exit code to leave with; the
     payload's stdout and stderr go to ours, systemd-nspawn's error lines after them."""
+
+    def attached(bus: Bus, out: Writer, err: Writer, stdio: Stdio, started: Started) -> Awaitable[RunResult]:
+        run = client.containers.arun_attached
+        return run(bus, image, argv, opts, out, interactive, tty, err, stdio, started)
+
+    return _attached(client, attached, interactive or tty)
+
+
+def start_attached(client: Client, name: str, interactive: bool) -> int:
+    """``start -a``/``-ai`` of a created container, run as :func:`foreground` runs a new one: its
+    output (and with ``-i``, when it was created with ``-i``, our stdin; with ``-t`` our terminal)
+    until it exits; its exit code to leave with."""
+    from ..errors import ContainerRunning, InvalidArgument
+
+    containers = client.containers
+    resolved = containers.store.resolve(name)
+    spec = containers.store.get(resolved)
+    stdin = interactive and spec.open_stdin  # docker: -i attaches stdin only with OpenStdin
+    if spec.tty and stdin and not sys.stdin.isatty():
+        raise InvalidArgument("the input device is not a TTY", hint="drop -i, or run from a terminal")
+
+    async def attached(bus: Bus, out: Writer, error: Writer, stdio: Stdio, started: Started) -> RunResult:
+        try:
+            run = containers.astart_attached
+            return await run(bus, resolved, out, error, started, stdio, stdin, spec.tty)
+        except ContainerRunning as e:
+            raise ContainerRunning(e.message, hint=f"follow it with: nspawnctl attach {name}") from None
+
+    return _attached(client, attached, stdin or spec.tty)
+
+
+def _attached(
+    client: Client,
+    body: Callable[[Bus, Writer, Writer, Stdio, Started], Awaitable[RunResult]],
+    wired: bool,
+) -> int:
+    """Run ``body`` (a library attached run) with our stdout and stderr, our stdin/stdout/stderr
+    handed to the unit when ``wired`` (``-i``/``-t``), else the output followed in the journal and
+    our SIGINT/SIGTERM forwarded; systemd-nspawn's error lines after the output; the exit code."""
     containers = client.containers
 
-    def writer(stream: object) -> Callable[[bytes], None]:
+    def writer(stream: object) -> Writer:
         def write(data: bytes) -> None:
             stream.write(data)  # type: ignore[attr-defined]
             stream.flush()  # type: ignore[attr-defined]
@@ -188,18 +232,17 @@ def foreground(
 
     out, error = writer(sys.stdout.buffer), writer(sys.stderr.buffer)
     # -i/-t: our own stdin/stdout/stderr go to the unit; else the output is followed in the journal
-    stdio = (0, 1, 2) if (interactive or tty) else None
+    stdio = (0, 1, 2) if wired else None
 
-    async def attached(bus: Bus) -> RunResult:
-        def started(spec: object) -> None:
+    async def run(bus: Bus) -> RunResult:
+        def started(spec: ContainerSpec) -> None:
             if stdio is None:
-                forward_signals(bus, containers, spec.name, handlers)  # type: ignore[attr-defined]
+                forward_signals(bus, containers, spec.name, handlers)
 
-        run = containers.arun_attached
-        return await run(bus, image, argv, opts, out, interactive, tty, error, stdio, started)
+        return await _with_handlers_removed(body(bus, out, error, stdio, started), handlers)
 
     handlers: list[int] = []
-    result = client.run(lambda bus: _with_handlers_removed(attached(bus), handlers))
+    result = client.run(run)
     for message in result.errors:
         sys.stderr.write(f"nspawnctl: systemd-nspawn: {message}\n")
     sys.stderr.flush()

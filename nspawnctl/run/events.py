@@ -391,8 +391,13 @@ class Tracker:
             if any(k.id == who.id for k in self.known.values()):
                 return []  # renamed: said already
             return [who.event("destroy", now)]
-        if name in self.known:
-            return []
+        known = self.known.get(name)
+        if known is not None:  # rewritten: renamed with the same machine name (my-app -> my_app)?
+            shown = self._shown_in(name)
+            if shown is None or shown == known.shown:
+                return []
+            was, known.shown = known.shown, shown
+            return [known.event("rename", now, {"oldName": was})]
         from ..labels import labels_from_words
         from ..nspawnfile import NspawnFile
         from ..spec import OWN_SECTION
@@ -415,6 +420,13 @@ class Tracker:
             was = self.known.pop(old).shown
             return [who.event("rename", now, {"oldName": was})]
         return [who.event("create", now)]
+
+    def _shown_in(self, name: str) -> str | None:
+        """The name as given in ``name``'s definition (its ``Name=``), None if it does not read."""
+        try:
+            return self.store.get(name).display_name
+        except NspawnctlError:
+            return None
 
 
 async def follow(

@@ -215,8 +215,7 @@ def done_run_flags() -> list[str]:
 def test_run_and_create_help_list_every_done_run_flag(nsp: CLI) -> None:
     flags = done_run_flags()
     assert len(flags) > 40 and "--stop-timeout" in flags and "--pull" in flags, flags
-    # docker create has no -d; -i and -t are not offered by create yet (reported)
-    not_create = {"-d", "--detach", "-i", "--interactive", "-t", "--tty"}
+    not_create = {"-d", "--detach"}  # docker create has no -d
     for cmd in ("run", "create"):
         text = nsp(cmd, "--help", env={**os.environ, "COLUMNS": "200"}).stdout
         missing = [

@@ -180,6 +180,11 @@ USAGE = [
         "did you mean \"ls\"? see 'nspawnctl image --help'",
     ),
     (["logs", "--tail"], "option '--tail' requires an argument", "see 'nspawnctl logs --help'"),
+    (
+        ["start", "-ai", "a", "b"],
+        "you cannot start and attach multiple containers at once",
+        "start one with -a/-i, or start them without -a",
+    ),
 ]
 
 

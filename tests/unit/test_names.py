@@ -191,3 +191,13 @@ def test_lookups_by_given_name_read_one_file_and_listing_each_once(
     shown = {s.display_name for s in store.list()}
     assert len(shown) == 102 and {"c_0", "c_99", "my_app", "a-b"} <= shown
     assert len(loads) == 102  # each definition once
+
+
+def test_a_rename_keeping_the_machine_name_is_a_rename_event(store: ContainerStore) -> None:
+    """``my_app`` -> ``my-app`` rewrites the same definition: the tracker sees its Name= change
+    (review #13: docker emits a rename event; an unchanged rewrite emits none)."""
+    tracker = Tracker(store)
+    rename(store, "my-app", "my-app")
+    (event,) = tracker.definition_changed("my-app", added=True)
+    assert (event.action, event.name, event.extra) == ("rename", "my-app", {"oldName": "my_app"})
+    assert tracker.definition_changed("my-app", added=True) == []  # rewritten, same name
