@@ -100,7 +100,7 @@ class Runtime:
     ) -> str:
         """Start the container's unit; raise with nspawn's own words if it fails to come up.
         Returns the unit's name (see :meth:`unit_to_start`). ``queued``: called once the start
-        job is queued (or the start failed before), before the wait for the unit."""
+        job is queued, before the wait for the unit (the caller's lock goes there)."""
         unit = self.unit_to_start(spec.name, launch)
         # the start waits on systemd's signals: subscribed in the reset's round trip
         await asyncio.gather(self.manager.reset_failed(unit), self.manager.subscribe_jobs())
