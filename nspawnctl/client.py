@@ -786,25 +786,31 @@ class Containers:
         self._client.run(lambda bus: self.astart(bus, name))
 
     async def astart(self, bus: Bus, name: str) -> None:
-        """:meth:`start` on the caller's bus."""
+        """:meth:`start` on the caller's bus. The definition is read under the container's lock,
+        held until the unit's start job is queued (see ContainerStore.locked), so a ``network
+        connect`` or ``update`` cannot rewrite it between the read and the start."""
         name = self.store.resolve(name)
-        spec = self.store.get(name)
+        self.store.get(name)
         rt = self._runtime(bus)
-        if await self._still_running(rt, name):
+        if await self._still_running(rt, name):  # may wait for a stop: before the lock
             return
-        self._check_command(spec)
-        _check_ports(self.paths, spec)
-        self.store.clear_exit(name)
-        if not spec.open_stdin:
-            await _start(rt, spec, self._launch(spec))
-            return
-        from .run import stdinpipe  # run -d -i: a stdin that attach can write to
+        async with self.store.alocked(name) as held:
+            if await rt.busy(name):  # another start came first
+                return
+            spec = self.store.get(name)
+            self._check_command(spec)
+            _check_ports(self.paths, spec)
+            self.store.clear_exit(name)
+            if not spec.open_stdin:
+                await _start(rt, spec, self._launch(spec), held.release)
+                return
+            from .run import stdinpipe  # run -d -i: a stdin that attach can write to
 
-        fd = await asyncio.to_thread(stdinpipe.open_for_unit, self.paths, name)
-        try:
-            await _start(rt, spec, dataclasses.replace(self._launch(spec), stdin_fd=fd))
-        finally:
-            os.close(fd)
+            fd = await asyncio.to_thread(stdinpipe.open_for_unit, self.paths, name)
+            try:
+                await _start(rt, spec, dataclasses.replace(self._launch(spec), stdin_fd=fd), held.release)
+            finally:
+                os.close(fd)
 
     def start_background(self, name: str) -> None:
         """:meth:`start` for a caller that leaves (the CLI's ``start`` without ``-a``): a stopped
@@ -876,18 +882,21 @@ class Containers:
                 record("rename", spec.id, spec.display_name, spec.image, old_name=was)
             return spec
         rt = self._runtime(bus)
-        state = (await rt.states([name])).get(name)
-        if state is not None and state.running:
-            raise ContainerRunning(
-                f"cannot rename container {name} while it runs: machined and its unit "
-                f"{state.name} are named after it",
-                hint=f"stop it first: nspawnctl stop {name} && nspawnctl rename {name} {new} "
-                f"&& nspawnctl start {new}",
-            )
-        had_dropin = persist.has_dropin(name)
-        enabled = await persist.is_enabled(rt.manager, name)
-        keep = persist.is_kept(persist.read_dropin(name))
-        spec = await asyncio.to_thread(rename, self.store, name, new)
+        async with self.store.alocked(name) as held:  # no start between the check and the move
+            state = await rt.busy(name)
+            if state is not None:
+                raise ContainerRunning(
+                    f"cannot rename container {name} while it runs: machined and its unit "
+                    f"{state.name} are named after it",
+                    hint=f"stop it first: nspawnctl stop {name} && nspawnctl rename {name} {new} "
+                    f"&& nspawnctl start {new}",
+                )
+            had_dropin = persist.has_dropin(name)
+            enabled = await persist.is_enabled(rt.manager, name)
+            keep = persist.is_kept(persist.read_dropin(name))
+            spec = await asyncio.to_thread(rename, self.store, name, new)
+            if spec.name != name:
+                held.path.unlink(missing_ok=True)  # the old name's lock (a waiter locks the path anew)
         if spec.name == name:
             return spec
         record("rename", spec.id, spec.display_name, spec.image, old_name=was)  # for 'events --since'
@@ -941,7 +950,8 @@ class Containers:
         from .run.update import update
 
         name = self.store.resolve(name)
-        return await update(self._runtime(bus), self.store, name, change, notify or self._client.notify)
+        async with self.store.alocked(name):  # no start between reading the unit's state and the rewrite
+            return await update(self._runtime(bus), self.store, name, change, notify or self._client.notify)
 
     def top(self, name: str, ps_args: builtins.list[str] | None = None) -> Top:
         return self._client.run(lambda bus: self.atop(bus, name, ps_args))
@@ -1179,6 +1189,7 @@ class Containers:
         tty: bool,
         stdio: tuple[int, int, int] | None,
         started: Callable[[ContainerSpec], None] | None,
+        queued: Callable[[], None] | None = None,
     ) -> RunResult:
         from .run.units import needs_pre
 
@@ -1193,8 +1204,8 @@ class Containers:
             spec, add_ref=True, fds=stdio, console=console, post=not remove_here, pre=not net_here
         )
         if not remove_here:
-            return await self._follow(rt, spec, launch, write, write_err, stdio, started)
-        with self.store.attached(spec.name):  # should we die, repair removes it (see there)
+            return await self._follow(rt, spec, launch, write, write_err, stdio, started, queued=queued)
+        async with self.store.aattached(spec.name):  # should we die, repair removes it (see there)
             if net_here:
                 # systemd's signals are subscribed to (a round trip) while the network is made
                 made = await asyncio.gather(
@@ -1208,7 +1219,7 @@ class Containers:
             # once the unit is inactive (nspawn has cleaned up after itself) the network goes and
             # the container is removed while the journal is synced and the exit read
             removal = functools.partial(self._cleanup_failed, spec)
-            return await self._follow(rt, spec, launch, write, write_err, stdio, started, removal)
+            return await self._follow(rt, spec, launch, write, write_err, stdio, started, removal, queued)
 
     def _network_up(self, spec: ContainerSpec) -> None:
         """The network a unit's pre hook would build (_network_here), built by this command;
@@ -1227,6 +1238,7 @@ class Containers:
         stdio: tuple[int, int, int] | None,
         started: Callable[[ContainerSpec], None] | None,
         after_exit: Callable[[], None] | None = None,
+        queued: Callable[[], None] | None = None,
     ) -> RunResult:
         """Start the unit, show its output until the payload's first exit, return how it ended.
         ``after_exit`` (a container without a restart policy) runs in a thread once the unit is
@@ -1237,7 +1249,7 @@ class Containers:
 
         name = spec.name
         _check_ports(self.paths, spec)
-        unit = await _start(rt, spec, launch)
+        unit = await _start(rt, spec, launch, queued)
 
         first: builtins.list[bytes] = []  # the start of the output: systemd-nspawn's exec error?
 
@@ -1316,20 +1328,41 @@ class Containers:
         does for one it makes: the Docker API's attach-then-start (``docker run`` creates first).
         ``stdio``: the payload's stdin, stdout, stderr (a terminal or pipes, run/stdio.py) instead
         of the journal; ``tty``/``interactive`` as for :meth:`arun_attached`."""
+        async with self.store.alocked(name) as held:  # until the start job is queued (see astart)
+            spec = self.store.get(name)
+            if await self._runtime(bus).busy(name):  # before anything of its run is touched
+                raise ContainerRunning(f"container {name} is already running")
+            self.store.clear_exit(name)
+            return await self._attached_undone(
+                bus, spec, write, write_err, interactive, tty, stdio, started, held.release
+            )
+
+    async def _attached_undone(
+        self,
+        bus: Bus,
+        spec: ContainerSpec,
+        write: Callable[[bytes], None],
+        write_err: Callable[[bytes], None],
+        interactive: bool,
+        tty: bool,
+        stdio: tuple[int, int, int] | None,
+        started: Callable[[ContainerSpec], None] | None,
+        queued: Callable[[], None],
+    ) -> RunResult:
+        """:meth:`_attached` of an existing container, whose run is undone if it fails."""
         from .systemd.bus import BusError
 
-        spec = self.store.get(name)
-        if await self._runtime(bus).is_running(name):  # before anything of its run is touched
-            raise ContainerRunning(f"container {name} is already running")
-        self.store.clear_exit(name)
+        name = spec.name
         try:
-            return await self._attached(bus, spec, write, write_err, interactive, tty, stdio, started)
+            return await self._attached(bus, spec, write, write_err, interactive, tty, stdio, started, queued)
         except BusError as e:
+            queued()  # the undo may wait for the unit: not under the container's lock
             if e.name.endswith("UnitExists"):  # a concurrent start won: its run is not ours to undo
                 raise ContainerRunning(f"container {name} is already running") from None
             await _uncancelled(self._undo_attached(bus, spec))
             raise
         except BaseException:
+            queued()
             await _uncancelled(self._undo_attached(bus, spec))
             raise
 
@@ -1769,15 +1802,18 @@ def _has_getent(root: Path) -> bool:
     return any(os.path.lexists(root / d / "getent") for d in ("usr/bin", "bin", "usr/sbin", "sbin"))
 
 
-async def _start(rt: Runtime, spec: ContainerSpec, launch: Launch) -> str:
-    """Start the unit; when it fails, say why in systemd-nspawn's own words. Returns the unit."""
+async def _start(
+    rt: Runtime, spec: ContainerSpec, launch: Launch, queued: Callable[[], None] | None = None
+) -> str:
+    """Start the unit; when it fails, say why in systemd-nspawn's own words. Returns the unit.
+    ``queued``: called once the start job is queued (the container's lock goes there)."""
     from .errors import SystemdError
     from .systemd import journal
 
     started = int(datetime.now(UTC).timestamp() * 1e6)
     unit: str = rt.unit_to_start(spec.name, launch)
     try:
-        return str(await rt.start(spec, launch))
+        return str(await rt.start(spec, launch, queued))
     except SystemdError as e:
         msgs = await asyncio.to_thread(journal.errors_of, unit, None, started)
         if not msgs:  # the hook's own errors, on its stderr (see run.hook.log_error)

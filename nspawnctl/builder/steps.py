@@ -28,6 +28,7 @@ from ..errors import ArchiveError, InvalidArgument, NotFound, NspawnctlError
 from ..spec import RunDefaults
 from ..store import rootpath
 from ..store.copy import TreeWriter
+from ..store.images import BUILD_RECORDS
 from .ignore import MAX_IGNORE, Ignore
 from .parser import EXPANDED, Dockerfile, Instruction, expand, parse
 
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 
 ORIGIN_KEY = "build_step"
 """Origin key of an intermediate image: ``PID:START:BUILD`` (see store.files.owner)."""
-RECORDS = "builds"
-"""Under the state directory: ``BUILD.json`` per running build, its owner and RUN containers."""
+RECORDS = BUILD_RECORDS
+"""Under the state directory: ``BUILD.json`` per running build, its owner, RUN containers and the
+images it pins (see store.images.build_pins)."""
 
 
 class BuildFailed(NspawnctlError):
@@ -87,13 +89,22 @@ class _Record:
     path: Path
     owner: str
     containers: list[str] = field(default_factory=list)
+    pins: list[str] = field(default_factory=list)  # image IDs rmi and prune leave while it runs
 
     def add(self, name: str) -> None:
+        self.containers.append(name)
+        self._save()
+
+    def pin(self, image_id: str) -> None:
+        if image_id not in self.pins:
+            self.pins.append(image_id)
+            self._save()
+
+    def _save(self) -> None:
         from ..store.files import write_json
 
-        self.containers.append(name)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_json(self.path, {"owner": self.owner, "containers": self.containers})
+        write_json(self.path, {"owner": self.owner, "containers": self.containers, "pins": self.pins})
 
     def drop(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -247,7 +258,7 @@ async def _step(
             state.args[name] = value
         return
     if kw == "FROM":
-        await _from(client, ins, text, state, options)
+        await _from(client, ins, text, state, options, record)
         return
     if kw == "RUN":
         await _run(client, bus, ins, state, stamp, record, emit)
@@ -257,7 +268,7 @@ async def _step(
             raise InvalidArgument(
                 f"Dockerfile line {ins.line}: ADD --from is not supported", hint="use COPY --from"
             )
-        where = await _copy_source(client, ins, state, context, options)
+        where = await _copy_source(client, ins, state, context, options, record)
         words = _words(ins, text)
         if len(words) < 2:
             raise InvalidArgument(f"Dockerfile line {ins.line}: {kw} needs a source and a destination")
@@ -308,7 +319,9 @@ def _words(ins: Instruction, text: str) -> list[str]:
         raise InvalidArgument(f"Dockerfile line {ins.line}: {e}") from None
 
 
-async def _from(client: Client, ins: Instruction, text: str, state: _State, options: BuildOptions) -> None:
+async def _from(
+    client: Client, ins: Instruction, text: str, state: _State, options: BuildOptions, record: _Record
+) -> None:
     """A stage starts: from an image, an earlier stage (by name) or scratch. The stage before
     is kept (its last image) for COPY --from and for FROM by name."""
     words = text.split()
@@ -333,7 +346,7 @@ async def _from(client: Client, ins: Instruction, text: str, state: _State, opti
         state.image = None
         state.defaults = RunDefaults()
         return
-    image = await asyncio.to_thread(client.images.ensure, words[0], options.pull, options.pull_options)
+    image = await _pinned(client, record, words[0], options, ins.line)
     state.image = image
     state.base = image.id
     state.defaults = image.defaults
@@ -344,7 +357,12 @@ def _named(state: _State) -> dict[str, Image | None]:
 
 
 async def _copy_source(
-    client: Client, ins: Instruction, state: _State, context: tuple[Path, Ignore], options: BuildOptions
+    client: Client,
+    ins: Instruction,
+    state: _State,
+    context: tuple[Path, Ignore],
+    options: BuildOptions,
+    record: _Record,
 ) -> tuple[Path, Ignore]:
     """Where COPY reads: the context, or with ``--from`` an earlier stage (name or index) or an
     image (pulled when missing), read-only, its paths resolved inside its root."""
@@ -361,8 +379,33 @@ async def _copy_source(
         raise InvalidArgument(
             f"Dockerfile line {ins.line}: COPY --from={source}: no earlier stage has that index or name"
         )
-    image = await asyncio.to_thread(client.images.ensure, source, options.pull, options.pull_options)
+    image = await _pinned(client, record, source, options, ins.line)
     return image.path, Ignore()
+
+
+async def _pinned(client: Client, record: _Record, ref: str, options: BuildOptions, line: int) -> Image:
+    """The image ``ref`` names (pulled as ``--pull`` says), pinned for the rest of the build: its
+    ID is in the build's record, which ``rmi`` and ``prune`` read under the pool lock. Pinned
+    under that lock once it is seen to exist there: an image removed between the look-up and
+    the pin is looked up (pulled) again."""
+    for _ in range(3):
+        image = await asyncio.to_thread(client.images.ensure, ref, options.pull, options.pull_options)
+        if await asyncio.to_thread(_pin, client, record, image):
+            return image
+    raise BuildFailed(f"Dockerfile line {line}: {ref}: the image was removed each time the build took it")
+
+
+def _pin(client: Client, record: _Record, image: Image) -> bool:
+    from ..errors import ImageNotFound
+
+    store = client.images.store
+    with store.pool.lock():
+        try:
+            store.get(image.id)
+        except ImageNotFound:
+            return False
+        record.pin(image.id)
+    return True
 
 
 async def _run(

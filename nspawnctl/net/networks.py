@@ -35,6 +35,7 @@ from ..store.files import write_json
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..run.runtime import Runtime
     from ..spec import ContainerSpec
     from ..store.containers import ContainerStore
     from ..systemd.bus import Bus
@@ -646,40 +647,45 @@ async def achange_membership(
     client: Client, bus: Bus, ref: str, zone_name: str, connect: bool, aliases: Iterable[str] = ()
 ) -> ContainerSpec:
     """``network connect``/``disconnect`` of container ``ref`` and zone ``zone_name`` (both
-    front-ends call this): refused while the container runs (its unit's state, read right before
-    the rewrite); its new definition. A start racing it is not excluded: start holds no lock of
-    the definition (it reads it once)."""
+    front-ends call this); its new definition. See :func:`achange_definition`."""
     import asyncio
+
+    from ..run.runtime import Runtime
 
     containers = client.containers
     name = await asyncio.to_thread(containers.resolve, ref)
 
-    async def running() -> bool:
-        spec = await asyncio.to_thread(containers.store.get, name)
-        (status,) = await containers.astatuses(bus, [spec])
-        return status.running
-
     def change(spec: ContainerSpec) -> ContainerSpec:
         return connect_spec(spec, zone_name, aliases) if connect else disconnect_spec(spec, zone_name)
 
-    return await asyncio.to_thread(change_definition, containers.store, name, await running(), change)
+    return await achange_definition(Runtime(bus, client.paths), containers.store, name, change)
 
 
-def change_definition(
-    store: ContainerStore, name: str, running: bool, change: Callable[[ContainerSpec], ContainerSpec]
+async def achange_definition(
+    rt: Runtime, store: ContainerStore, name: str, change: Callable[[ContainerSpec], ContainerSpec]
 ) -> ContainerSpec:
-    """Apply ``change`` to a stopped container's definition (connect/disconnect). A running one is
-    refused: its namespace would have to move to another bridge under the payload."""
+    """Apply ``change`` to a stopped container's definition (connect/disconnect). A running one,
+    or one whose start is queued, is refused: its namespace would have to move to another bridge
+    under the payload. The unit's state is read under the container's lock, which a start holds
+    from reading the definition until its start job is queued (ContainerStore.locked): a start
+    racing this one either runs the new definition or makes this one refuse."""
+    import asyncio
+
     from ..errors import ContainerRunning
 
-    if running:
-        raise ContainerRunning(
-            f"container {name} is running: nspawnctl connects and disconnects stopped containers only",
-            hint=f"stop it first (nspawnctl stop {name}), then connect it and start it again",
-        )
-    new = change(store.get(name))
-    store.rewrite(new, store.definition(name)[1])  # onto the file as it is: others' keys stay
-    return new
+    async with store.alocked(name):
+        if await rt.busy(name) is not None:
+            raise ContainerRunning(
+                f"container {name} is running: nspawnctl connects and disconnects stopped containers only",
+                hint=f"stop it first (nspawnctl stop {name}), then connect it and start it again",
+            )
+
+        def rewrite() -> ContainerSpec:
+            new = change(store.get(name))
+            store.rewrite(new, store.definition(name)[1])  # onto the file as it is: others' keys stay
+            return new
+
+        return await asyncio.to_thread(rewrite)
 
 
 def docker_name(mode: str) -> str:

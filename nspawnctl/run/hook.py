@@ -263,7 +263,8 @@ def pre(paths: Paths, name: str, unit: str) -> None:
     clear_stale_mounts(name)
     store = _store(paths)
     store.clear_exit(name)
-    spec = store.get(name)
+    with store.locked(name):  # a rewrite by a connect that saw no job yet (machinectl start) ends first
+        spec = store.get(name)
     if needs_pre(spec):
         from ..store.volumes import VolumeStore, may_be_subpath
 

@@ -87,10 +87,20 @@ class Runtime:
         state = (await self.states([name])).get(name)
         return bool(state and state.running)
 
+    async def busy(self, name: str) -> UnitState | None:
+        """Either unit of the container that runs or has a job queued (a start on its way, not
+        yet activating), else None: what a rewrite of the definition, under the container's
+        lock, must not go under."""
+        units = await self.manager.states([unit_name(name), persistent_unit_name(name)])
+        return next((s for s in units.values() if s.busy), None)
+
     # -- starting ----------------------------------------------------------------------------
-    async def start(self, spec: ContainerSpec, launch: Launch) -> str:
+    async def start(
+        self, spec: ContainerSpec, launch: Launch, queued: Callable[[], None] | None = None
+    ) -> str:
         """Start the container's unit; raise with nspawn's own words if it fails to come up.
-        Returns the unit's name (see :meth:`unit_to_start`)."""
+        Returns the unit's name (see :meth:`unit_to_start`). ``queued``: called once the start
+        job is queued, before the wait for the unit (the caller's lock goes there)."""
         unit = self.unit_to_start(spec.name, launch)
         # the start waits on systemd's signals: subscribed in the reset's round trip
         await asyncio.gather(self.manager.reset_failed(unit), self.manager.subscribe_jobs())
@@ -99,12 +109,12 @@ class Runtime:
             # only a unit that restarts has restart settings: no version look for the others
             backoff = spec.restart != "no" and has_backoff(await persist.systemd_version(self.manager))
             props = unit_properties(spec, self.paths.pool, launch, backoff=backoff)
-            result = await self.manager.start_transient(unit, props)
+            result = await self.manager.start_transient(unit, props, queued=queued)
         else:
             enabled = await persist.is_enabled(self.manager, spec.name)
             keep = persist.is_kept(persist.read_dropin(spec.name))
             await persist.sync(self.manager, spec, self.paths, enabled=enabled, keep=keep)
-            result = await self.manager.start(unit)
+            result = await self.manager.start(unit, queued=queued)
         if result != "done":
             # systemd >= 254 fails the start job at once but goes on restarting the unit (with
             # Restart=): a start reported failed must not come up later behind the caller's back.

@@ -101,14 +101,14 @@ async def update(
         )
     spec = store.get(name)
     new = apply_to_spec(spec, change)
-    state = (await rt.states([name])).get(name)
+    state = await rt.busy(name)  # running, or a start queued (its unit takes the change too)
     props = unit_changes(change)
     swap = new.settings.memory_swap
     if change.memory is not None and swap not in (None, -1):  # memory+swap stays, swap alone moves
         from ..cpumem import swap_max
 
         props.append(("MemorySwapMax", "t", swap_max(swap, change.memory.bytes)))
-    if state is not None and state.running and props:
+    if state is not None and props:
         body = [[k, rt.bus.variant(sig, v)] for k, sig, v in props]
         try:
             await rt.manager.call("SetUnitProperties", "sba(sv)", [state.name, True, body])

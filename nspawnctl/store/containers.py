@@ -24,7 +24,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from ..spec import ContainerSpec, file_to_spec, spec_to_file
 from . import btrfs, exits
 from .exits import ExitRecord
 from .images import Image
+from .locks import Held
 from .pool import Pool
 
 _SAVE_TEMP = re.compile(r"\..+\.nspawn\.[a-z0-9_]{8}")
@@ -623,6 +624,7 @@ class ContainerStore:
         self._autoremove_marker(name).unlink(missing_ok=True)
         self._stop_lock(name).unlink(missing_ok=True)
         self._attached_lock(name).unlink(missing_ok=True)
+        self._definition_lock(name).unlink(missing_ok=True)  # a waiter locks the path anew (locks.py)
 
     def _unlink_definitions(self, name: str) -> None:
         for base in (self.paths.settings, self.paths.runtime_settings):
@@ -634,6 +636,57 @@ class ContainerStore:
     def _attached_lock(self, name: str) -> Path:
         return self.paths.state / f"{name}.attached"
 
+    # -- the container's own lock --------------------------------------------------------------
+    def _definition_lock(self, name: str) -> Path:
+        return self.paths.state / f".{name}.lock"
+
+    def locked(self, name: str) -> contextlib.AbstractContextManager[Held]:
+        """The container's own lock (an flock on ``state/.NAME.lock``): a start holds it from
+        reading the definition until its unit's start job is queued; every rewrite of the
+        definition (network connect/disconnect, update, rename) holds it while it checks the
+        unit's state and writes. So a start never runs a definition older than the file, and a
+        rewrite never lands under a unit that is starting. Taken before the pool lock, never
+        inside it; never held across a wait for a unit. A killed holder's lock dies with it."""
+        from .locks import hold
+
+        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return hold(self._definition_lock(name))
+
+    def alocked(self, name: str) -> contextlib.AbstractAsyncContextManager[Held]:
+        """:meth:`locked` waited for off the event loop (cancel-safe: see store/locks.py)."""
+        from .locks import ahold
+
+        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return ahold(self._definition_lock(name))
+
+    def _lock_attached(self, name: str) -> int:
+        import tempfile
+
+        with self.pool.lock():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.attached.", dir=self.paths.state)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.rename(tmp, self._attached_lock(name))
+            except BaseException:
+                os.close(fd)
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return fd
+
+    @contextlib.asynccontextmanager
+    async def aattached(self, name: str) -> AsyncIterator[None]:
+        """:meth:`attached` for the event loop: the pool lock is waited for in a worker thread (a
+        long holder, an import or a prune, must not freeze the API server), cancel-safe (a
+        cancelled wait closes the fd its thread got late, see store/locks.py)."""
+        from .locks import in_thread
+
+        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = await in_thread(lambda: self._lock_attached(name), os.close)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def attached(self, name: str) -> Iterator[None]:
         """Held (an flock on ``state/NAME.attached``) by a foreground ``run --rm`` that removes its
@@ -644,18 +697,8 @@ class ContainerStore:
         The file is locked under a temporary name and then renamed into place: a repair never
         sees it unlocked while the run that made it is alive. Both under the pool lock, so a
         temporary name a repair finds is a dead run's."""
-        import tempfile
-
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self.pool.lock():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.attached.", dir=self.paths.state)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.rename(tmp, self._attached_lock(name))
-            except BaseException:
-                os.close(fd)
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        fd = self._lock_attached(name)
         try:
             yield
         finally:

@@ -68,6 +68,30 @@ class Image:
         return d
 
 
+BUILD_RECORDS = "builds"
+"""Under the state directory: ``BUILD.json`` per running build (builder/steps.py): its owner
+(``PID:START``), its RUN containers, and the images it pins (``pins``: its FROM and ``COPY
+--from`` images, which ``rmi`` and ``prune`` must not delete while it runs)."""
+
+
+def build_pins(state: Path) -> dict[str, str]:
+    """Image ID -> the build (its record's name) pinning it, of the builds whose process is alive;
+    a killed build's pins die with it (its PID and start time no longer match)."""
+    from .files import owner_alive
+
+    out: dict[str, str] = {}
+    directory = state / BUILD_RECORDS
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+            owner, pins = data["owner"], data.get("pins", [])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue
+        if isinstance(owner, str) and isinstance(pins, list) and owner_alive(owner):
+            out.update((p, path.stem) for p in pins if isinstance(p, str))
+    return out
+
+
 class ImageStore:
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -489,6 +513,13 @@ class ImageStore:
             untag = [matched] if matched is not None else list(img.refs)
             remaining = [r for r in img.refs if r not in untag]
             delete = not remaining
+            pinned = build_pins(self.pool.paths.state).get(img.id) if delete else None
+            if pinned is not None:  # as docker's for an image a running container uses: even -f
+                raise ImageInUse(
+                    f"conflict: unable to delete {img.short_id} (cannot be forced) - "
+                    f"image is being used by running build {pinned}",
+                    hint="wait for the build to end (or stop it), then remove the image",
+                )
             if delete and not force:
                 in_use = users(img.id)
                 if in_use:
@@ -514,7 +545,8 @@ class ImageStore:
 
         Decided under the pool lock, so an image named meanwhile is never taken for dangling.
         A running build's intermediate images (origin ``build_step`` naming a live process) are
-        kept: they are untagged and unused between its steps, but its next step needs them.
+        kept: they are untagged and unused between its steps, but its next step needs them; so
+        are the images a running build pins (its FROM and ``COPY --from`` images, :func:`build_pins`).
         """
         from .files import owner_alive
 
@@ -522,8 +554,9 @@ class ImageStore:
         with self.pool.lock():
             self.sweep_locked()
             refs = self._refs()
+            pinned = build_pins(self.pool.paths.state)
             for img in self.list():
-                if (img.refs and not all_images) or users(img.id):
+                if (img.refs and not all_images) or users(img.id) or img.id in pinned:
                     continue
                 mark = img.origin.get("build_step")
                 if isinstance(mark, str) and owner_alive(mark):

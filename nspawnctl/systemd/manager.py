@@ -30,10 +30,16 @@ class UnitState:
     load_state: str
     active_state: str
     sub_state: str
+    job_id: int = 0  # a job queued for the unit (0: none)
 
     @property
     def running(self) -> bool:
         return self.active_state in ("active", "activating", "deactivating", "reloading", "refreshing")
+
+    @property
+    def busy(self) -> bool:
+        """Running, or a job queued for it: a start whose unit has not begun to activate yet."""
+        return self.running or self.job_id != 0
 
 
 def unit_object_path(unit: str) -> str:
@@ -242,12 +248,17 @@ class Manager:
         await self._unwatch(path)
 
     async def start_transient(
-        self, unit: str, props: list[Property], aux: list[tuple[str, list[Property]]] | None = None
+        self,
+        unit: str,
+        props: list[Property],
+        aux: list[tuple[str, list[Property]]] | None = None,
+        queued: Callable[[], None] | None = None,
     ) -> str:
         """Start a transient unit and wait for its start job; returns the job result (``done`` = ok).
 
         ``aux``: auxiliary units created in the same call, as ``systemd-run --socket-property``
-        does for a socket and the service it activates."""
+        does for a socket and the service it activates. ``queued`` is called once the job is
+        queued, before the wait (a start lets its container's lock go there)."""
         restarting = self._watch_restart(unit)
         fds: list[int] = []
 
@@ -267,6 +278,8 @@ class Manager:
         except BaseException:
             await self._forget_restart(unit, restarting)
             raise
+        if queued is not None:
+            queued()
         path = unit_object_path(unit)
         held = ("AddRef", "b", True) in props  # the caller unrefs it once it has read its end
         if held:
@@ -297,8 +310,9 @@ class Manager:
     async def kill(self, unit: str, who: str, signal: int) -> None:
         await self.call("KillUnit", "ssi", [unit, who, signal])
 
-    async def start(self, unit: str, mode: str = "replace") -> str:
-        """StartUnit and wait for its job; returns the job result (``done`` = ok)."""
+    async def start(self, unit: str, mode: str = "replace", queued: Callable[[], None] | None = None) -> str:
+        """StartUnit and wait for its job; returns the job result (``done`` = ok). ``queued``: as
+        for :meth:`start_transient`."""
         restarting = self._watch_restart(unit)
         try:
             await self.watch_unit(unit)
@@ -306,6 +320,8 @@ class Manager:
         except BaseException:
             await self._forget_restart(unit, restarting)
             raise
+        if queued is not None:
+            queued()
         return await self.wait_start(job, unit, restarting)
 
     async def queue_stop(self, unit: str) -> str:
@@ -362,7 +378,7 @@ class Manager:
         if not units:
             return {}
         (rows,) = await self.call("ListUnitsByNames", "as", [units])
-        return {r[0]: UnitState(r[0], r[2], r[3], r[4]) for r in rows}
+        return {r[0]: UnitState(r[0], r[2], r[3], r[4], int(r[7])) for r in rows}
 
     async def unit_path(self, unit: str) -> str | None:
         if unit_object_path(unit) in self._held:  # loaded while we hold it: no GetUnit needed

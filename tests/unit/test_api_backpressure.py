@@ -292,8 +292,8 @@ def test_the_library_start_attached_leaves_a_run_it_did_not_start(
     log: list[str] = []
     spec = SimpleNamespace(name="web", auto_remove=True)
 
-    async def is_running(name: str) -> bool:
-        return running
+    async def busy(name: str) -> object:  # the unit runs (or its start is queued)
+        return object() if running else None
 
     async def attached(*a: Any) -> Any:
         log.append("start")
@@ -304,7 +304,7 @@ def test_the_library_start_attached_leaves_a_run_it_did_not_start(
 
     monkeypatch.setattr(c.store, "get", lambda name: spec)
     monkeypatch.setattr(c.store, "clear_exit", lambda name: log.append("clear_exit"))
-    monkeypatch.setattr(c, "_runtime", lambda bus: SimpleNamespace(is_running=is_running))
+    monkeypatch.setattr(c, "_runtime", lambda bus: SimpleNamespace(busy=busy))
     monkeypatch.setattr(c, "_attached", attached)
     monkeypatch.setattr(c, "_undo_attached", undo)
     with pytest.raises(ContainerRunning):

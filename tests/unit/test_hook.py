@@ -3,6 +3,7 @@ when needed, nspawn inside nsenter for a network namespace of our own."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -163,6 +164,9 @@ class FakeStore:
 
     def clear_exit(self, name: str) -> None:
         self.calls.append(f"clear {name}")
+
+    def locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def remove(self, name: str) -> None:
         self.calls.append(f"remove {name}")

@@ -3,8 +3,10 @@ attached, the --network value, connect/disconnect of a definition, and aliases i
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -305,7 +307,7 @@ def test_a_long_name_gets_a_zone_of_its_id(paths: Paths) -> None:
 
 class _Store:
     def __init__(self, spec: ContainerSpec) -> None:
-        self.spec, self.written = spec, []  # type: ignore[var-annotated]
+        self.spec, self.written, self.held = spec, [], False  # type: ignore[var-annotated]
 
     def get(self, name: str) -> ContainerSpec:
         return self.spec
@@ -314,36 +316,60 @@ class _Store:
         return None, None
 
     def rewrite(self, spec: ContainerSpec, base: object = None) -> None:
+        assert self.held  # every rewrite under the container's lock
         self.spec = spec
         self.written.append(spec)
 
-
-class _Containers:
-    def __init__(self, spec: ContainerSpec, running: bool) -> None:
-        self.store, self.running = _Store(spec), running
-
-    def resolve(self, ref: str) -> str:
-        return "web"
-
-    async def astatuses(self, bus: object, specs: list[ContainerSpec]) -> list[object]:
-        from types import SimpleNamespace
-
-        return [SimpleNamespace(running=self.running)]
+    @contextlib.asynccontextmanager
+    async def alocked(self, name: str) -> AsyncIterator[None]:
+        self.held = True
+        try:
+            yield
+        finally:
+            self.held = False
 
 
-def test_membership_change_is_one_library_call_that_refuses_a_running_container() -> None:
+class _Runtime:
+    """The unit's state as read under the lock: running, a start queued, or nothing."""
+
+    def __init__(self, store: _Store, state: str) -> None:
+        self.store, self.state = store, state
+
+    async def busy(self, name: str) -> object:
+        assert self.store.held  # read under the lock, right before the rewrite
+        from nspawnctl.systemd.manager import UnitState
+
+        if self.state == "running":
+            return UnitState("nspawnctl-web.service", "loaded", "active", "running")
+        if self.state == "queued":
+            return UnitState("nspawnctl-web.service", "loaded", "inactive", "dead", job_id=7)
+        return None
+
+
+def test_membership_change_refuses_a_running_or_starting_container_under_the_lock() -> None:
     import asyncio
-    from types import SimpleNamespace
 
     from nspawnctl.errors import ContainerRunning
+    from nspawnctl.systemd.manager import UnitState
 
+    assert UnitState("u", "loaded", "inactive", "dead", job_id=3).busy
+    assert not UnitState("u", "loaded", "inactive", "dead").busy
     spec = ContainerSpec(name="web", id="a" * 64, image="img", image_id="b" * 64, created="", network="veth")
-    up = SimpleNamespace(containers=_Containers(spec, running=True))
-    with pytest.raises(ContainerRunning, match="stopped containers only"):
-        asyncio.run(networks.achange_membership(up, None, "web", "appnet", True))  # type: ignore[arg-type]
-    assert up.containers.store.written == []
-    down = SimpleNamespace(containers=_Containers(spec, running=False))
-    new = asyncio.run(networks.achange_membership(down, None, "web", "appnet", True, ["www"]))  # type: ignore[arg-type]
-    assert new.network == "zone:appnet" and down.containers.store.written == [new]
-    left = asyncio.run(networks.achange_membership(down, None, "web", "appnet", False))  # type: ignore[arg-type]
+
+    def join(s: ContainerSpec) -> ContainerSpec:
+        return networks.connect_spec(s, "appnet", ["www"])
+
+    for state in ("running", "queued"):
+        store = _Store(spec)
+        with pytest.raises(ContainerRunning, match="stopped containers only"):
+            asyncio.run(networks.achange_definition(_Runtime(store, state), store, "web", join))  # type: ignore[arg-type]
+        assert store.written == [] and not store.held
+    store = _Store(spec)
+    new = asyncio.run(networks.achange_definition(_Runtime(store, ""), store, "web", join))  # type: ignore[arg-type]
+    assert new.network == "zone:appnet" and store.written == [new] and not store.held
+    left = asyncio.run(
+        networks.achange_definition(  # type: ignore[arg-type]
+            _Runtime(store, ""), store, "web", lambda s: networks.disconnect_spec(s, "appnet")
+        )
+    )
     assert left.network == "none"

@@ -1,0 +1,64 @@
+"""review #9: ``start X`` racing ``network connect N X`` (parallel processes, many rounds) never
+starts X on a network other than the one its definition names: the start holds the container's
+lock from reading the definition until its unit's start job is queued, the connect checks the
+unit's state and rewrites under that lock. Either the connect wins (X starts on N) or it is
+refused because X is running or starting (X runs without a network, as its file still says)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from conftest import CLI
+
+ROUNDS = 20
+
+
+def interfaces(nsp: CLI, name: str) -> set[str]:
+    """The links the running container sees (/proc/net/dev: ``NAME: counters``)."""
+    lines = nsp("exec", name, "cat", "/proc/net/dev").stdout.splitlines()[2:]
+    return {line.split(":", 1)[0].strip() for line in lines if ":" in line}
+
+
+@pytest.fixture(scope="module")
+def network(cli: CLI) -> Iterator[str]:
+    net = f"l{uuid.uuid4().hex[:8]}"
+    cli("network", "create", net)
+    yield net
+    cli("network", "rm", "-f", net, check=False)
+
+
+def test_start_racing_network_connect_runs_what_the_definition_says(
+    cli: CLI, busybox: str, network: str
+) -> None:
+    name = cli.name("race")
+    cli("create", "--name", name, "--network", "none", busybox, "sleep", "600")
+    outcomes = {"connected": 0, "refused": 0}
+    for i in range(ROUNDS):
+        start = ["nspawnctl", "start", name]
+        connect = ["nspawnctl", "network", "connect", network, name]
+        first, second = (start, connect) if i % 2 == 0 else (connect, start)
+        procs = [
+            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in (first, second)
+        ]
+        errs = [p.communicate(timeout=120)[1].decode() for p in procs]
+        done = {tuple(p.args): (p.returncode, err) for p, err in zip(procs, errs, strict=True)}  # type: ignore[arg-type]
+        started, joined = done[tuple(start)], done[tuple(connect)]
+        assert started[0] == 0, f"round {i}: start failed: {started[1]}"
+        generated = cli("generate", name).stdout.splitlines()
+        links = interfaces(cli, name)
+        if joined[0] == 0:
+            outcomes["connected"] += 1
+            assert f"Network=zone:{network}" in generated, f"round {i}"
+            assert "host0" in links, f"round {i}: connected in the file, running without it: {links}"
+        else:
+            outcomes["refused"] += 1
+            assert "is running" in joined[1], f"round {i}: {joined[1]}"
+            assert "Network=none" in generated, f"round {i}"
+            assert links == {"lo"}, f"round {i}: not connected in the file, running with {links}"
+        cli("stop", "-t", "0", name)
+        if joined[0] == 0:
+            cli("network", "disconnect", network, name)
+    print(f"outcomes over {ROUNDS} rounds: {outcomes}")
