@@ -7,6 +7,7 @@ the bind; docker-py's Subpath does the same."""
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,12 @@ def nspawn_binds(name: str) -> list[str]:
     raise AssertionError(f"{name} runs under no unit")
 
 
+def leave_stage(name: str, source: Path) -> None:
+    """A stage as a start killed after mounting it leaves it."""
+    (STAGES / name / "0").mkdir(parents=True)
+    subprocess.run(["mount", "--bind", str(source), str(STAGES / name / "0")], check=True)
+
+
 def mount(vol: str, sub: str, dst: str = "/d", ro: bool = False) -> list[str]:
     return ["--mount", f"type=volume,src={vol},dst={dst},volume-subpath={sub}" + (",readonly" if ro else "")]
 
@@ -89,6 +96,17 @@ def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     assert cli("generate", name).stdout == text
     cli("stop", name)
     assert not (STAGES / name).exists() and stage_mounts() == []
+    # what a killed start leaves (a stage still mounted): the next start mounts SUB afresh, a
+    # prune removes it (and one of a container that is gone)
+    leave_stage(name, VOLUMES / vol / "other")
+    cli("start", name)
+    assert cli("exec", name, "ls", "/d").stdout == "hello\nwritten\n"  # SUB, walked again
+    assert stage_mounts() == [f"{STAGES}/{name}/0"]
+    cli("stop", name)
+    leave_stage(name, VOLUMES / vol / "other")
+    leave_stage(f"gone-{name}", VOLUMES / vol / "other")
+    cli("container", "prune", "-f")
+    assert stage_mounts() == [] and list(STAGES.iterdir()) == []
     # read-only, in the foreground (run --rm: the unit's pre hook stages it), and a file subpath
     ro = cli(
         "run", "--rm", *mount(vol, "sub", ro=True), *mount(vol, "note.txt", "/n.txt"), busybox,
