@@ -221,15 +221,23 @@ def unstage(name: str, stage_root: Path = STAGE_ROOT) -> None:
     top.rmdir()
 
 
-def sweep(keep: Iterable[str], gone: Sequence[str] = (), stage_root: Path = STAGE_ROOT) -> None:
-    """Remove the stages of the containers in ``gone`` and of any name not in ``keep`` (the
-    containers that exist), as a prune does; each on its own, failures left for the next one."""
+MACHINES = Path("/run/systemd/machines")
+"""machined's record of each registered machine: a name there runs (maybe from another pool)."""
+
+
+def sweep(
+    keep: Iterable[str], gone: Sequence[str] = (), stage_root: Path = STAGE_ROOT, machines: Path = MACHINES
+) -> None:
+    """Remove the stages of the containers in ``gone`` and of any name neither in ``keep`` (the
+    containers that exist) nor a registered machine (a container of another store), as a prune
+    does; each on its own, failures left for the next one."""
     try:
         names = set(os.listdir(stage_root))
     except OSError:
         return
     kept = set(keep)
-    for name in sorted(n for n in names if n in gone or n not in kept):
+    stray = {n for n in names - kept if not os.path.lexists(machines / n)}
+    for name in sorted(n for n in names if n in gone or n in stray):
         try:
             unstage(name, stage_root)
         except OSError:

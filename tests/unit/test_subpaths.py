@@ -124,3 +124,9 @@ def test_unstage_never_removes_volume_files(tmp_path: Path) -> None:
     assert (stages / "d" / "0" / "keep").read_text() == "x"
     subpaths.sweep(keep=["d"], stage_root=stages)  # a kept name's stage is not touched
     assert (stages / "d" / "0" / "keep").exists()
+    for name in ("e", "f", "g"):
+        (stages / name / "0").mkdir(parents=True)
+    (tmp_path / "machines").mkdir()
+    (tmp_path / "machines" / "f").write_text("")  # runs, from another store
+    subpaths.sweep(keep=["d", "g"], gone=["g"], stage_root=stages, machines=tmp_path / "machines")
+    assert sorted(os.listdir(stages)) == ["d", "f"]
