@@ -760,7 +760,8 @@ class Containers:
         self.store.prune_locked_leftovers()
         gone = []
         with self._client.session():  # one bus for the listing and every removal
-            for status in self.list(all=True):
+            statuses = self.list(all=True)
+            for status in statuses:
                 if status.state not in ("created", "exited"):
                     continue
                 spec, size = status.spec, 0
@@ -777,6 +778,10 @@ class Containers:
                 except (ContainerRunning, ContainerNotFound):  # started or removed meanwhile
                     continue
                 gone.append((spec, size))
+        from .run.subpaths import sweep
+
+        # volume-subpath stages a killed start left (of a container removed now, or gone)
+        sweep([st.spec.name for st in statuses], [spec.name for spec, _ in gone])
         return gone
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -1666,12 +1671,13 @@ class Containers:
         post: bool = True,
         pre: bool = True,
     ) -> Launch:
-        from .run.hook import default_launch, hook_argv, paths_environment
+        from .run.hook import default_launch, hook_argv, paths_environment, staged_sources
         from .run.units import needs_pre
 
         unit = unit_name(spec.name)
         return default_launch(
             spec,
+            staged=staged_sources(self.paths, spec),  # volume-subpath binds: the pre hook's stages
             console="read-only" if spec.boot and fds is None else console,
             attach_fds=fds,
             add_ref=add_ref,
@@ -1703,8 +1709,13 @@ def _network_here(spec: ContainerSpec) -> bool:
     network namespace in-process before its unit starts and tears it down after the exit, so the
     unit runs no hook (a zone's or published ports' network is built by the pre hook as before).
     Decided from the spec alone, so the repair of a killed run knows there is a network to undo."""
-    # a health check's timer and --sysctl are set up by the pre hook: such a run keeps it
-    return spec.network == "veth" and not spec.ports and spec.health is None and not spec.settings.sysctls
+    # a health check's timer, --sysctl and volume-subpath binds are set up by the pre hook: such a
+    # run keeps it
+    if spec.network != "veth" or spec.ports or spec.health is not None or spec.settings.sysctls:
+        return False
+    from .store.volumes import may_be_subpath
+
+    return not any(may_be_subpath(v.host) for v in spec.volumes)
 
 
 def _resolve_health(image: dict[str, Any] | None, flags: HealthFlags) -> Any:

@@ -787,14 +787,8 @@ class Mount:
                 except InvalidArgument:
                     raise _bad("--mount volume-nocopy", value, "true or false") from None
             elif key == "volume-subpath" and value:
-                # nspawn binds a path string a moment after any check of it, so another container
-                # writing the volume could swap a component for a symlink to the host's / (runc's
-                # CVE-2021-30465): refused until the bind is made from a file descriptor
-                parse_subpath(value)
-                raise InvalidArgument(
-                    f"--mount volume-subpath={value[:80]}: not supported yet",
-                    hint="mount the whole volume (-v NAME:/path) and use the subdirectory inside it",
-                )
+                # bound from a file descriptor at each start, never by this path (run/subpaths.py)
+                subpath = parse_subpath(value)
             elif key == "volume-label" and "=" in value and value.partition("=")[0]:
                 labels.append(tuple(value.split("=", 1)))
             elif key == "volume-driver" and value:

@@ -93,6 +93,18 @@ def clear_stale_mounts(name: str) -> None:
             pass
 
 
+def staged_sources(paths: Paths, spec: ContainerSpec) -> tuple[tuple[str, str], ...]:
+    """Launch.staged: the stages of the container's volume-subpath binds (run/subpaths.py), which
+    every start passes to nspawn in place of their paths; () without such a bind (cheap)."""
+    from ..store.volumes import may_be_subpath
+
+    if not any(may_be_subpath(v.host) for v in spec.volumes):
+        return ()
+    from .subpaths import staged_sources as sources
+
+    return sources(paths.store / "volumes", spec)
+
+
 def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
     """How a container is started when nobody is attached: output to the journal, a booted init's
     console read-only; inside our own network namespace when the container has one."""
@@ -266,10 +278,12 @@ def pre(paths: Paths, name: str, unit: str) -> None:
     with store.locked(name):  # a rewrite by a connect that saw no job yet (machinectl start) ends first
         spec = store.get(name)
     if needs_pre(spec):
-        from ..store.volumes import VolumeStore, may_be_subpath
+        from ..store.volumes import may_be_subpath
 
-        if any(may_be_subpath(v.host) for v in spec.volumes):  # no symlink crept into a subpath
-            VolumeStore(paths, dict).check_binds(v.host for v in spec.volumes)
+        if any(may_be_subpath(v.host) for v in spec.volumes):  # bound from an fd (run/subpaths.py)
+            from . import subpaths
+
+            subpaths.stage(paths.store / "volumes", spec)
         from .. import net
 
         net.up(paths, spec, unit)  # checks the published ports first
@@ -305,7 +319,7 @@ def exec_(paths: Paths, name: str, unit: str) -> None:
     from .units import exec_argv
 
     spec = _store(paths).get(name)
-    launch = default_launch(spec)
+    launch = default_launch(spec, staged=staged_sources(paths, spec))
     argv = exec_argv(spec, paths.pool, launch)
     if launch.unified_cgroup:
         os.environ.setdefault("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
@@ -360,6 +374,14 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
             ipcns.delete(name)
         except OSError as e:
             log_error(f"container {name}: unpinning its IPC namespace failed: {e}")
+            status = 1
+    from . import subpaths
+
+    if os.path.lexists(subpaths.STAGE_ROOT / name):  # the volume-subpath stages (see pre)
+        try:
+            subpaths.unstage(name)
+        except OSError as e:
+            log_error(f"container {name}: unmounting its volume subpaths failed: {e}")
             status = 1
     if remove:
         _store(paths).remove(name)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..spec import ContainerSpec
 
 MAX_DEVICES = 1024
@@ -87,12 +89,20 @@ MOUNT_OPTIONS = (
 """The [Files] keys nspawn keeps in one custom-mount list, and their command-line options."""
 
 
-def mount_args(spec: ContainerSpec, devices: tuple[str, ...] | list[str]) -> list[str]:
-    """The command-line options for the container's own mounts (as its definition has them) and
-    then a ``--bind=`` for each of ``devices`` no mount of its own already puts there (a
-    ``--device`` of the same path, a volume on it)."""
+def mount_args(
+    spec: ContainerSpec, devices: tuple[str, ...] | list[str], staged: Mapping[str, str] | None = None
+) -> list[str]:
+    """The command-line options for the container's own mounts (as its definition has them, a
+    bind source in ``staged`` replaced by its stage: run/subpaths.py) and then a ``--bind=`` for
+    each of ``devices`` no mount of its own already puts there (a ``--device`` of the same path,
+    a volume on it)."""
+    from dataclasses import replace
+
     from ..spec import spec_to_file, unescape_colon
 
+    if staged:
+        volumes = [replace(v, host=staged.get(v.host, v.host)) for v in spec.volumes]
+        spec = replace(spec, volumes=volumes)
     f = spec_to_file(spec)
     out: list[str] = []
     taken: set[str] = set()

@@ -94,7 +94,7 @@ def needs_pre(spec: ContainerSpec) -> bool:
         return False
     from ..store.volumes import may_be_subpath
 
-    return any(may_be_subpath(v.host) for v in spec.volumes)  # a volume-subpath: checked at each start
+    return any(may_be_subpath(v.host) for v in spec.volumes)  # a volume-subpath: staged at each start
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,9 @@ class Launch:
     environment: tuple[str, ...] = ()  # NAME=VALUE for the unit (non-default nspawnctl paths)
     streams_python: str | None = None  # run run/streams.py with it first: a stream each for stdout, stderr
     devices: tuple[str, ...] = ()  # host device nodes bound in at this start (--privileged: hostdevices.py)
+    # (definition's bind source, stage) of the volume-subpath binds: nspawn binds the stage the
+    # pre hook mounted from a file descriptor, never the path (run/subpaths.py)
+    staged: tuple[tuple[str, str], ...] = ()
 
 
 def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
@@ -122,10 +125,10 @@ def nspawn_argv(spec: ContainerSpec, pool: Path, launch: Launch) -> list[str]:
     The host's device nodes of a --privileged container are read at each start, so they are not
     in the file (it would freeze them); they come with the file's mounts (run/hostdevices.py)."""
     mode, mounts = "override", []
-    if launch.devices:  # the file's mounts would replace these binds: see run/hostdevices.py
+    if launch.devices or launch.staged:  # the file's mounts would replace these: run/hostdevices.py
         from .hostdevices import mount_args
 
-        mode, mounts = "trusted", mount_args(spec, launch.devices)
+        mode, mounts = "trusted", mount_args(spec, launch.devices, dict(launch.staged))
     return [
         "systemd-nspawn",
         "--quiet",

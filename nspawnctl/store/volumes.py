@@ -113,41 +113,17 @@ class VolumeStore:
 
     def subpath(self, name: str, sub: str) -> Path:
         """The bind source of ``volume-subpath``: ``sub`` (runopts.parse_subpath's) inside volume
-        ``name``, every component there and none a symbolic link (the container that writes the
-        volume could point one anywhere on the host); checked again at each start (check_binds)."""
+        ``name``, a directory or regular file reached without a symbolic link (walked as each
+        start walks it, run/subpaths.py: a start binds what it opened then, never this path)."""
+        from ..run.subpaths import open_subpath
+
         if not self.exists(name):
             raise VolumeNotFound(
                 f"volume {name} does not exist: it has no subpath {sub}",
                 hint=f"nspawnctl volume create {name}",
             )
-        path = self.path(name)
-        for part in sub.split("/"):
-            if part in ("", ".", ".."):
-                raise InvalidArgument(
-                    f"volume-subpath {sub!r}: a relative path without '.' or '..' is expected"
-                )
-            path = path / part
-            try:
-                st = path.lstat()
-            except OSError:
-                raise InvalidArgument(
-                    f"volume {name} has no {sub}", hint="create the directory in the volume first"
-                ) from None
-            if stat.S_ISLNK(st.st_mode) or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
-                what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory or file"
-                raise InvalidArgument(
-                    f"volume-subpath {sub!r} of volume {name}: {part!r} is {what}",
-                    hint="a subpath may not pass a symbolic link (it could point anywhere on the host)",
-                )
-        return path
-
-    def check_binds(self, hosts: Iterable[str]) -> None:
-        """At a start: every subpath bind among ``hosts`` is still inside its volume (no component
-        became a symbolic link since create)."""
-        for host in hosts:
-            name = self.owner_of(host)
-            if name is not None and Path(host).parent != self.root:
-                self.subpath(name, str(Path(host).relative_to(self.path(name))))
+        os.close(open_subpath(self.root, check_volume_name(name), sub))
+        return self.path(name) / sub
 
     def exists(self, name: str) -> bool:
         return btrfs.is_subvolume(self.path(name))
@@ -314,7 +290,7 @@ def _inside(root: Path, target: str) -> Path | None:
 def may_be_subpath(host: str) -> bool:
     """Whether a bind source may be a ``volume-subpath`` one (a path two or more levels under a
     ``volumes`` directory): cheap, without the store's path; such a container's start runs the
-    pre hook, where :meth:`VolumeStore.check_binds` decides with the real one."""
+    pre hook, where run/subpaths.py decides with the real one and stages the bind."""
     parts = Path(host).parts
     return any(p == "volumes" and len(parts) > i + 2 for i, p in enumerate(parts))
 

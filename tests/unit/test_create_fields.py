@@ -117,8 +117,8 @@ def test_mount_volume_options() -> None:
 
     m = Mount.parse("type=volume,src=data,dst=/d,volume-nocopy,volume-label=a=b=c")
     assert m.options == VolumeOptions(True, (("a", "b=c"),))
-    with pytest.raises(InvalidArgument, match="not supported yet"):  # review17 #2: a TOCTOU escape
-        Mount.parse("type=volume,src=data,dst=/d,volume-subpath=x//y/")
+    sub = Mount.parse("type=volume,src=data,dst=/d,volume-subpath=x//y/")  # bound from an fd
+    assert sub.options == VolumeOptions(subpath="x/y")
     assert Mount.parse("type=volume,dst=/d,volume-driver=local").options == VolumeOptions()
     for bad in (
         "type=volume,src=data,dst=/d,volume-subpath=../etc",
@@ -148,11 +148,6 @@ def test_subpath_stays_inside_the_volume(tmp_path: Any) -> None:
     assert store.owner_of(str(vol / "sub")) == "v" and store.owner_of(str(vol)) == "v"
     assert store.owner_of("/srv/x") is None
     assert may_be_subpath(str(vol / "sub")) and not may_be_subpath(str(vol))
-    store.check_binds([str(vol / "sub"), "/srv"])
-    (vol / "sub" / "f").unlink()
-    (vol / "sub" / "f").symlink_to("/etc/shadow")  # swapped after create: refused at the start
-    with pytest.raises(InvalidArgument):
-        store.check_binds([str(vol / "sub" / "f")])
 
 
 # -- the Docker API's create and update ------------------------------------------------------------
@@ -227,10 +222,12 @@ def test_api_volume_options() -> None:
     from nspawnctl.api.http import ApiError
 
     for bad in ({"DriverConfig": {"Name": "nfs"}}, {"DriverConfig": {"Name": "local", "Options": {"o": "x"}}},
-                {"Subpath": "../x"}, {"Subpath": "sub"}, {"Labels": ["k"]}):  # fmt: skip
+                {"Subpath": "../x"}, {"Labels": ["k"]}):  # fmt: skip
         with pytest.raises(ApiError) as e:
             _create({"Mounts": [{**mount, "VolumeOptions": bad}]})
         assert e.value.status == 400 and "Mounts[0]" in e.value.message
+    _, opts = _create({"Mounts": [{**mount, "VolumeOptions": {"Subpath": "a/b"}}]})
+    assert opts.volume_options == {"/d": VolumeOptions(subpath="a/b")}
 
 
 def test_api_update_cpu_shares() -> None:
