@@ -155,9 +155,11 @@ def _timer(state: State, install: bool, args: list[str]) -> None:
             f"Removed {', '.join(str(p) for p in removed)}" if removed else "The timer was not installed"
         )
         return
+    from pathlib import Path
+
     places = [
-        *(["--pool", state.pool] if state.pool else []),
-        *(["--store", state.store] if state.store else []),
+        *(["--pool", str(Path(state.pool).absolute())] if state.pool else []),
+        *(["--store", str(Path(state.store).absolute())] if state.store else []),
     ]
     units = install_units(client, [*places, "auto-update", *args], unit_dir())
     typer.echo(f"Wrote {units.service} and {units.timer}; nspawnctl-auto-update.timer enabled and started")
