@@ -103,7 +103,8 @@ def _one(
         source = old.origin.get("reference") or old.origin.get("url") or old.source
         if dry_run:
             return _with(row, "pending" if _newer(old, source, options) else "false")
-        new = client.images.pull(_pull_source(old, source), options=options).image
+        name = _pull_name(old, spec.image)
+        new = client.images.pull(_pull_source(old, source), name, options=options).image
         if new.id == old.id:
             return row
     return _update(client, row, spec, old, new, rollback, timeout)
@@ -117,6 +118,15 @@ def _with(row: Update, updated: str, error: str | None = None) -> Update:
 
 def _pull_source(image: Image, source: str) -> str:
     return f"docker://{source}" if "reference" in image.origin else source
+
+
+def _pull_name(image: Image, name: str) -> str | None:
+    """The name a release URL's pull tags: the one the container was run by (else the pull would
+    tag the URL's file name and the container's name would keep pointing at the old image), unless
+    it was run by ID. A registry pull tags its reference, which is that name already."""
+    if "reference" in image.origin or name.startswith(("sha256:", "sha512-")):
+        return None
+    return None if image.id.split(":", 1)[-1].startswith(name) else name
 
 
 def _newer(image: Image, source: str, options: PullOptions) -> bool:

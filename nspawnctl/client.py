@@ -1958,7 +1958,8 @@ class Client:
             return await sysinfo.systemd_version(bus), await self.containers.astatuses(bus, specs)
 
         systemd, statuses = self.run(go)
-        counts = {"total": len(statuses), "running": 0, "restarting": 0, "created": 0, "exited": 0}
+        states = ("running", "restarting", "paused", "created", "exited")
+        counts = {"total": len(statuses), **dict.fromkeys(states, 0)}
         for status in statuses:
             counts[status.state] = counts.get(status.state, 0) + 1
         return sysinfo.HostInfo(

@@ -7,6 +7,7 @@ systemd is nspawnctl's daemon, so the "server" half of docker's ``version`` is s
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
@@ -49,6 +50,11 @@ class SystemdVersion:
     architecture: str
     virtualization: str  # "" on bare metal; "systemd-nspawn" inside a container
     kernel: str
+
+    def display(self) -> str:
+        """As the first line of ``systemctl --version``: ``systemd 257 (257.13-1~deb13u1)``."""
+        major = "".join(itertools.takewhile(str.isdigit, self.version))
+        return f"systemd {major or self.version} ({self.version})"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .app import state_of
+from .app import State, state_of
 from .output import err, print_json, table
 from .registry import authfile_option, parse_bool, tls_verify_option
 
@@ -75,11 +75,21 @@ def auto_update(
     tls_verify: str = tls_verify_option(),
     authfile: str = authfile_option(),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array."),
+    install_timer: bool = typer.Option(
+        False,
+        "--install-timer",
+        help="Instead of updating now: write nspawnctl-auto-update.service and .timer to "
+        "/etc/systemd/system (running this nspawnctl, by its absolute path, with the other options "
+        "given here), reload systemd, enable and start the daily timer.",
+    ),
+    uninstall_timer: bool = typer.Option(
+        False, "--uninstall-timer", help="Stop and disable the timer and remove both units."
+    ),
 ) -> None:
     """Update running containers marked for it (AutoUpdate=registry|local in their definition, set
     by --auto-update) to newer verified images: pull, recreate on the new image, start, and roll
     back to the old image when the container does not come up healthy. Run daily by
-    nspawnctl-auto-update.timer once enabled."""
+    nspawnctl-auto-update.timer once installed with --install-timer."""
     import math
     from pathlib import Path
 
@@ -91,6 +101,22 @@ def auto_update(
     state.json = json_out
     if not math.isfinite(timeout) or not 0 < timeout <= 24 * 3600:
         raise InvalidArgument(f"invalid --timeout {timeout}", hint="seconds, more than 0, at most a day")
+    if install_timer or uninstall_timer:
+        if (install_timer and uninstall_timer) or dry_run:
+            raise InvalidArgument(
+                "--install-timer, --uninstall-timer and --dry-run exclude each other",
+                hint="give one of them",
+            )
+        args = [
+            *(["--no-rollback"] if not rollback else []),
+            *(["--timeout", f"{timeout:g}"] if timeout != 120.0 else []),
+            *(["--verify", verify] if verify != "signature" else []),
+            *(["--ca-cert", str(Path(ca_cert).absolute())] if ca_cert else []),
+            *(["--tls-verify", tls_verify] if tls_verify != "true" else []),
+            *(["--authfile", str(Path(authfile).absolute())] if authfile else []),
+        ]
+        _timer(state, install_timer, args)
+        return
     client = state.client()
     paths = state.paths()
     options = PullOptions(
@@ -114,3 +140,26 @@ def auto_update(
                 err(f"nspawnctl: {r.container}: {r.error}")
     if any(r.updated == "failed" for r in rows):
         raise typer.Exit(125)
+
+
+def _timer(state: State, install: bool, args: list[str]) -> None:
+    """--install-timer / --uninstall-timer; the global --pool/--store go into the service too."""
+    from ..autoupdate_timer import install as install_units
+    from ..autoupdate_timer import uninstall
+    from ..run.persist import unit_dir
+
+    client = state.client()
+    if not install:
+        removed = uninstall(client, unit_dir())
+        typer.echo(
+            f"Removed {', '.join(str(p) for p in removed)}" if removed else "The timer was not installed"
+        )
+        return
+    from pathlib import Path
+
+    places = [
+        *(["--pool", str(Path(state.pool).absolute())] if state.pool else []),
+        *(["--store", str(Path(state.store).absolute())] if state.store else []),
+    ]
+    units = install_units(client, [*places, "auto-update", *args], unit_dir())
+    typer.echo(f"Wrote {units.service} and {units.timer}; nspawnctl-auto-update.timer enabled and started")

@@ -124,13 +124,20 @@ def system_df(
     )
 
 
+INFO_FORMAT_HELP = (
+    "Go template over the --json document instead of the text, e.g. '{{.systemd.version}}', "
+    "'{{.containers.running}}', '{{.images}}', '{{.pool.path}}', '{{json .}}'."
+)
+
+
 @system_app.command("info")
 def system_info(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Print the information as JSON."),
+    format_: str = typer.Option(None, "-f", "--format", metavar="TEMPLATE", help=INFO_FORMAT_HELP),
 ) -> None:
     """Show how nspawnctl and its host are set up (the same as 'info')."""
-    info(ctx, json_out)
+    info(ctx, json_out, format_)
 
 
 def version(
@@ -170,16 +177,27 @@ def version(
 def info(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Print the information as JSON."),
+    format_: str = typer.Option(None, "-f", "--format", metavar="TEMPLATE", help=INFO_FORMAT_HELP),
 ) -> None:
-    """Show how nspawnctl and its host are set up: containers and images, systemd, the kernel,
-    the pool and the store."""
+    """Show how nspawnctl and its host are set up: containers (running, paused, stopped) and
+    images, systemd's version (as 'systemctl --version' gives it), the kernel, the pool and the store."""
     from ..sysinfo import client_version
 
     state = state_of(ctx)
     state.json = json_out
+    if format_ is not None:
+        from ..gotemplate import expand_escapes, parse
+
+        parse(expand_escapes(format_))  # a bad template fails before the host is asked
     host = state.client().info()
-    if json_out:
-        print_json({"client": dataclasses.asdict(client_version()), **dataclasses.asdict(host)})
+    if json_out or format_ is not None:
+        doc = {"client": dataclasses.asdict(client_version()), **dataclasses.asdict(host)}
+        if format_ is not None:
+            from .output import print_formatted
+
+            print_formatted(format_, [doc])
+        else:
+            print_json(doc)
         return
     c = host.containers
     typer.echo("Client:")
@@ -190,9 +208,10 @@ def info(
         [
             ("Containers", str(c["total"])),
             (" Running", str(c["running"] + c["restarting"])),
+            (" Paused", str(c["paused"])),
             (" Stopped", str(c["created"] + c["exited"])),
             ("Images", str(host.images)),
-            ("Server Version", f"systemd {host.systemd.version}"),
+            ("Server Version", host.systemd.display()),
             ("Storage Driver", "btrfs (snapshots)"),
             ("Logging Driver", "journald"),
             ("Cgroup Driver", "systemd"),

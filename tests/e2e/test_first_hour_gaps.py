@@ -1,7 +1,8 @@
 """Issue 14's items the audit found without an end-to-end test (audit17, "Gaps — issue 14"):
 ``--pull always`` pulling again and ``create`` pulling a missing image, ``system prune -a``,
 ``--stop-timeout`` waiting before the kill, ``--health-timeout``/``--health-start-period``/
-``--health-on-failure kill|none``, the shipped auto-update timer, and ``run``/``create --help``
+``--health-on-failure kill|none`` (the auto-update timer: test_autoupdate_timer.py), and
+``run``/``create --help``
 listing every run flag the README's table says is done."""
 
 from __future__ import annotations
@@ -9,18 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CLI, Env, health_of, healthcheck_image, root_with, unit_show, wait_for
+from conftest import CLI, Env, health_of, healthcheck_image, root_with, wait_for
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SYSTEMD = Path("/etc/systemd/system")
 
 
 # -- --pull always / create pulls a missing image ----------------------------------------------------
@@ -155,46 +154,6 @@ def test_health_on_failure_kill_kills_and_none_leaves_it_running(nsp: CLI, busyb
     wait_for("unhealthy", lambda: health_of(nsp, names["none"]).get("Status") == "unhealthy")
     assert nsp.json("inspect", names["none"])[0]["State"]["Running"] is True
     assert "HealthOnFailure" not in nsp("generate", names["none"]).stdout
-
-
-# -- the shipped auto-update timer ---------------------------------------------------------------------
-@pytest.fixture
-def timer_installed() -> Iterator[str]:
-    """The units copied and the timer enabled as the README says; undone afterwards."""
-    script = Path(shutil.which("nspawnctl") or "/usr/local/bin/nspawnctl")
-    python = script.read_text(errors="replace").splitlines()[0].removeprefix("#!").split()[0]
-    units = subprocess.run(  # the README's line, with the python nspawnctl runs on
-        [python, "-c", "import nspawnctl.units, os; print(os.path.dirname(nspawnctl.units.__file__))"],
-        capture_output=True, text=True, check=True, cwd="/",  # not /src: its nspawnctl/ has no units/
-    ).stdout.strip()  # fmt: skip
-    for ext in ("service", "timer"):
-        shutil.copy(Path(units) / f"nspawnctl-auto-update.{ext}", SYSTEMD)
-    subprocess.run(
-        ["systemctl", "enable", "--now", "nspawnctl-auto-update.timer"], check=True, capture_output=True
-    )
-    yield "nspawnctl-auto-update"
-    subprocess.run(["systemctl", "disable", "--now", "nspawnctl-auto-update.timer"], capture_output=True)
-    for ext in ("service", "timer"):
-        (SYSTEMD / f"nspawnctl-auto-update.{ext}").unlink(missing_ok=True)
-    subprocess.run(["systemctl", "daemon-reload"], capture_output=True)
-
-
-def test_the_shipped_auto_update_timer_is_listed_and_its_service_runs_auto_update(
-    timer_installed: str,
-) -> None:
-    unit = timer_installed
-    timers = subprocess.run(["systemctl", "list-timers", "--all"], capture_output=True, text=True).stdout
-    assert f"{unit}.timer" in timers and f"{unit}.service" in timers, timers
-    shown = unit_show(f"{unit}.timer", "ActiveState", "UnitFileState")
-    assert shown == {"ActiveState": "active", "UnitFileState": "enabled"}, shown
-    subprocess.run(["systemctl", "start", f"{unit}.service"], check=True, capture_output=True, timeout=300)
-    done = unit_show(f"{unit}.service", "Result", "ExecMainStatus", "InvocationID")
-    assert done["Result"] == "success" and done["ExecMainStatus"] == "0", done
-    journal = subprocess.run(
-        ["journalctl", "-o", "cat", f"_SYSTEMD_INVOCATION_ID={done['InvocationID']}"],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    assert re.search(r"^UNIT\s+CONTAINER\s+IMAGE\s+POLICY\s+UPDATED", journal, re.M), journal
 
 
 # -- --help lists the done run flags ---------------------------------------------------------------

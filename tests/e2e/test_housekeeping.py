@@ -3,6 +3,7 @@ and shell completion, checked against what systemd, the kernel and the store say
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -59,6 +60,48 @@ def test_info_counts_what_runs_and_what_is_stopped(nsp: CLI, busybox: str) -> No
     assert (
         again["containers"] == data["containers"] and again["client"]["version"] == data["client"]["version"]
     )
+
+
+def test_info_shows_systemd_version_the_pool_the_store_and_counts(nsp: CLI, busybox: str) -> None:
+    """Issue 14's ``info``: the host's systemd version as ``systemctl --version`` says it, where the
+    pool and the store are, and the counts moving by one as a container runs, one is made and an
+    image is committed; the same in --json, -f and ``system info -f``."""
+    before = nsp.json("info")
+    running, stopped = nsp.name("info-up"), nsp.name("info-down")
+    nsp("run", "-d", "--network", "none", "--name", running, busybox, "sleep", "300")
+    nsp("create", "--network", "none", "--name", stopped, busybox, "true")
+    committed = f"e2e/info-{running}:1"
+    nsp.images.add(committed)
+    nsp("commit", stopped, committed)
+    text = nsp("info").stdout
+    fields = dict(re.findall(r"^ ?(\w[\w ]*\w):\s+(.*)$", text, re.M))
+    assert fields["Server Version"] == systemctl_version(), (fields, systemctl_version())
+    assert fields["Pool"].startswith("/var/lib/machines (") and fields["Store"].startswith(
+        "/var/lib/nspawnctl ("
+    ), text
+    after = nsp.json("info")
+    assert after["systemd"]["version"] in systemctl_version().split("(")[1]
+    c0, c1 = before["containers"], after["containers"]
+    assert (c1["total"], c1["running"], c1["created"]) == (
+        c0["total"] + 2,
+        c0["running"] + 1,
+        c0["created"] + 1,
+    )
+    assert after["images"] == before["images"] + 1 == len(nsp("images", "-q", "--no-trunc").stdout.split())
+    assert re.search(rf"^  Running:\s+{c1['running'] + c1['restarting']}$", text, re.M), text
+    assert re.search(rf"^  Stopped:\s+{c1['created'] + c1['exited']}$", text, re.M), text
+    assert re.search(r"^  Paused:\s+0$", text, re.M) and f" Images:           {after['images']}\n" in text, (
+        text
+    )
+    assert (after["pool"]["path"], after["store"]["path"]) == ("/var/lib/machines", "/var/lib/nspawnctl")
+    template = "{{.systemd.version}} {{.containers.running}} {{.images}} {{.pool.path}} {{.store.path}}"
+    paths = "/var/lib/machines /var/lib/nspawnctl"
+    want = f"{after['systemd']['version']} {c1['running']} {after['images']} {paths}\n"
+    assert nsp("info", "-f", template).stdout == want
+    assert nsp("system", "info", "--format", template).stdout == want
+    assert json.loads(nsp("info", "-f", "{{json .containers}}").stdout) == c1
+    bad = nsp("info", "-f", "{{.nope", check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("nspawnctl: error: "), bad.stderr
 
 
 def test_system_df_counts_images_in_use_and_what_prune_frees(nsp: CLI, busybox: str) -> None:

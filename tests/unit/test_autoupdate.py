@@ -172,3 +172,18 @@ def test_without_rollback_the_new_container_stays_and_the_old_root_goes(client: 
     row = update(client, rollback=False)
     assert row.updated == "failed" and row.error == "the container stopped (exit code ?)"
     assert store.roots == {"web": "fresh bb"} and store.aside == {}
+
+
+def test_a_release_url_pull_tags_the_name_the_container_runs_by() -> None:
+    url = Image(
+        "sha256:" + "ab" * 32,
+        "now",
+        1,
+        "https://x/rel/app.tar.xz",
+        origin={"url": "https://x/rel/app.tar.xz"},
+    )
+    assert autoupdate._pull_name(url, "web/app:1") == "web/app:1"
+    assert autoupdate._pull_name(url, "abab") is None  # run by an ID prefix: the URL's default name
+    assert autoupdate._pull_name(url, "sha256:" + "ab" * 32) is None
+    registry = Image("sha256:" + "cd" * 32, "now", 1, "r/app:1", origin={"reference": "r/app:1"})
+    assert autoupdate._pull_name(registry, "r/app:1") is None  # the pull tags its reference

@@ -65,3 +65,10 @@ def test_volumes_bound_by_a_container_are_not_reclaimable() -> None:
         130,
         30,
     )
+
+
+def test_systemd_version_reads_as_systemctl_prints_it() -> None:
+    from nspawnctl.sysinfo import SystemdVersion
+
+    assert SystemdVersion("257.13-1~deb13u1", "", "", "", "").display() == "systemd 257 (257.13-1~deb13u1)"
+    assert SystemdVersion("258", "", "", "", "").display() == "systemd 258 (258)"

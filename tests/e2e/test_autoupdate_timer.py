@@ -1,0 +1,77 @@
+"""``nspawnctl auto-update --install-timer|--uninstall-timer``: the daily timer installed from the
+CLI with the running nspawnctl's absolute path, listed and enabled by systemd; its service, started
+by hand, updates a container marked for it; uninstalled again; a mask is left alone."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from conftest import CLI, unit_show
+
+SYSTEMD = Path("/etc/systemd/system")
+UNIT = "nspawnctl-auto-update"
+LOOP = "trap 'exit 0' TERM; while :; do sleep 1; done"
+
+
+def _journal(invocation: str) -> str:
+    return subprocess.run(
+        ["journalctl", "-o", "cat", f"_SYSTEMD_INVOCATION_ID={invocation}"], capture_output=True, text=True
+    ).stdout
+
+
+def test_install_timer_runs_this_nspawnctl_updates_a_marked_container_and_uninstalls(
+    nsp: CLI, busybox: str
+) -> None:
+    ref = f"e2e/autt-{uuid.uuid4().hex[:6]}:1"
+    nsp("tag", busybox, ref)
+    nsp.images.add(ref)
+    name = nsp.name("autt")
+    nsp("run", "-d", "--name", name, "--network", "none", "--auto-update", "local", ref, "sh", "-c", LOOP)
+    # a newer image under the container's name: its /version, which the running root then loses
+    nsp("exec", name, "sh", "-c", "echo 2 > /version")
+    nsp("commit", name, ref)
+    nsp("exec", name, "rm", "/version")
+    try:
+        out = nsp("auto-update", "--install-timer", "--timeout", "60").stdout
+        assert f"{UNIT}.timer enabled and started" in out, out
+        service = (SYSTEMD / f"{UNIT}.service").read_text()
+        nspawnctl = Path(shutil.which("nspawnctl") or "nspawnctl").resolve()
+        assert f"ExecStart={nspawnctl} auto-update --timeout 60" in service.splitlines(), service
+        timers = subprocess.run(["systemctl", "list-timers", "--all"], capture_output=True, text=True).stdout
+        assert f"{UNIT}.timer" in timers and f"{UNIT}.service" in timers, timers
+        shown = unit_show(f"{UNIT}.timer", "ActiveState", "UnitFileState")
+        assert shown == {"ActiveState": "active", "UnitFileState": "enabled"}, shown
+        nsp("auto-update", "--install-timer", "--timeout", "60")  # again: the same, no error
+
+        start = ["systemctl", "start", f"{UNIT}.service"]
+        subprocess.run(start, check=True, capture_output=True, timeout=300)
+        done = unit_show(f"{UNIT}.service", "Result", "ExecMainStatus", "InvocationID")
+        assert done["Result"] == "success" and done["ExecMainStatus"] == "0", done
+        journal = _journal(done["InvocationID"])
+        assert re.search(r"^UNIT\s+CONTAINER\s+IMAGE\s+POLICY\s+UPDATED", journal, re.M), journal
+        assert re.search(rf"^\S+\s+{name}\s+{re.escape(ref)}\s+local\s+true$", journal, re.M), journal
+        assert nsp("exec", name, "cat", "/version").stdout == "2\n"
+
+        out = nsp("auto-update", "--uninstall-timer").stdout
+        assert out.startswith("Removed "), out
+        assert not (SYSTEMD / f"{UNIT}.service").exists() and not (SYSTEMD / f"{UNIT}.timer").exists()
+        assert unit_show(f"{UNIT}.timer", "LoadState")["LoadState"] == "not-found"
+        assert nsp("auto-update", "--uninstall-timer").stdout == "The timer was not installed\n"
+
+        # a masked timer (a symlink to /dev/null) is the admin's: refused, left as it is
+        (SYSTEMD / f"{UNIT}.timer").symlink_to("/dev/null")
+        bad = nsp("auto-update", "--install-timer", check=False)
+        assert bad.returncode == 125, bad
+        assert bad.stderr.startswith("nspawnctl: error: ") and "not a regular file" in bad.stderr, bad.stderr
+        assert "hint: " in bad.stderr
+        assert (SYSTEMD / f"{UNIT}.timer").readlink() == Path("/dev/null")
+        assert not (SYSTEMD / f"{UNIT}.service").exists()
+    finally:
+        subprocess.run(["systemctl", "disable", "--now", f"{UNIT}.timer"], capture_output=True)
+        for ext in ("service", "timer"):
+            (SYSTEMD / f"{UNIT}.{ext}").unlink(missing_ok=True)
+        subprocess.run(["systemctl", "daemon-reload"], capture_output=True)
