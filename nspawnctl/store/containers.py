@@ -644,11 +644,11 @@ class ContainerStore:
         The file is locked under a temporary name and then renamed into place: a repair never
         sees it unlocked while the run that made it is alive. Both under the pool lock, so a
         temporary name a repair finds is a dead run's."""
-        import tempfile
+        from ..tempfiles import mkstemp
 
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self.pool.lock():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.attached.", dir=self.paths.state)
+            fd, tmp = mkstemp(self.paths.state, f".{name}.attached.")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.rename(tmp, self._attached_lock(name))
