@@ -277,6 +277,8 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class PruneResult:
+    """What ``image prune`` removed and the bytes it freed."""
+
     images: builtins.list[str]  # image IDs removed
     untagged: builtins.list[str]  # the names those images had (only with all_images)
     layers: builtins.list[str]  # chain IDs of the layers removed
@@ -285,6 +287,8 @@ class PruneResult:
 
 @dataclass(frozen=True)
 class SystemPruneResult:
+    """What ``system prune`` removed: containers, images and layers, volumes."""
+
     containers: builtins.list[str]  # names of the containers removed
     images: PruneResult
     volumes: builtins.list[str] = field(default_factory=list)  # with --volumes: the volumes removed
@@ -522,6 +526,8 @@ class Volumes:
         :meth:`discard`); those in ``anonymous`` get docker's anonymous label, and ``labels`` by
         name (a mount's volume-label: for a volume this makes, as docker's). The caller holds
         the pool lock (ContainerStore.create's ``prepare``)."""
+        if not volumes:  # the volume store's module loads only for a container with volumes
+            return
         from .store.volumes import ANONYMOUS_LABEL
 
         for name in dict.fromkeys(n for v in volumes if (n := self.store.name_of(v.host)) is not None):

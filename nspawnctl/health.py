@@ -388,6 +388,8 @@ class Result:
 
 @dataclass(frozen=True)
 class HealthState:
+    """A container's health as docker reports it (State.Health): status, streak and the last checks."""
+
     status: str = "starting"  # starting | healthy | unhealthy
     failing_streak: int = 0
     log: list[Result] = field(default_factory=list)

@@ -53,6 +53,8 @@ def _lines(text: str, filename: str) -> list[str]:
 
 @dataclass
 class _Line:
+    """One physical line of a .nspawn file, kept as written so an edit changes only its own lines."""
+
     text: str
     section: str | None = None
     key: str | None = None
@@ -243,9 +245,9 @@ class NspawnFile:
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename), so a crash never leaves half a definition."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        import tempfile  # with shutil, bz2 and lzma: loaded where written, not by every reader
+        from .tempfiles import mkstemp  # not tempfile: it loads random too, on every create's path
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, tmp = mkstemp(path.parent, f".{path.name}.")
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(self.render())

@@ -65,6 +65,8 @@ BIND_OPTIONS = ("rbind", "norbind", "idmap", "noidmap", "rootidmap", "owneridmap
 
 @dataclass(frozen=True)
 class Volume:
+    """One bind of a host path or named volume into the container (``-v``, nspawn's ``Bind=``)."""
+
     host: str
     container: str
     read_only: bool = False
@@ -407,6 +409,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class ContainerSpec:
+    """Everything a container is made and started from, as its definition file records it."""
+
     name: str
     id: str
     image: str  # the reference as the user gave it

@@ -158,14 +158,20 @@ def pull_options(
 def options(q: QuickRun, paths: Paths) -> RunOptions:
     """The RunOptions the typer ``run`` builds from the same command line."""
     from ..client import RunOptions
-    from ..net.networks import parse as parse_network
+    from ..spec import NETWORK_MODES
     from ..values import check_env
 
+    network = q.network or None
+    if network is not None and network not in NETWORK_MODES:
+        # a network's name (or bridge, zone:): the declared networks' module only then
+        from ..net.networks import parse as parse_network
+
+        network = parse_network(paths, network)
     return RunOptions(
         name=q.name,
         env=check_env(caller_env(q.env), "-e"),
         auto_remove=q.rm,
-        network=parse_network(paths, q.network) if q.network else None,
+        network=network,
         userns=q.userns,
         pull_options=pull_options(paths),  # type: ignore[arg-type]
         notify=notice,

@@ -84,6 +84,8 @@ def ifinfo(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
 
 @dataclass
 class Msg:
+    """One netlink message: its header's type, flags and sequence number, and its body."""
+
     kind: int
     flags: int
     seq: int
@@ -128,6 +130,8 @@ def error_code(msg: Msg) -> int:
 
 @dataclass
 class Link:
+    """An RTM_NEWLINK's interface: index, name, flags and its bridge (master), if any."""
+
     index: int
     name: str
     flags: int = 0
@@ -145,6 +149,8 @@ def parse_link(body: bytes) -> Link:
 
 @dataclass
 class Addr:
+    """An RTM_NEWADDR's interface index and address."""
+
     index: int
     interface: ipaddress.IPv4Interface | ipaddress.IPv6Interface = field(
         default_factory=lambda: ipaddress.IPv4Interface("0.0.0.0/0")

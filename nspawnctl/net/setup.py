@@ -55,10 +55,11 @@ def up(
     changed meanwhile) is removed and built anew. On failure everything made so far is undone.
     """
     from ..spec import owns_netns
-    from . import ports
 
     if not owns_netns(spec.network):
         if spec.ports:
+            from . import ports
+
             ports.check_ports(paths, spec)  # raises: -p needs veth or a zone
         return None
     invocation = owner or os.environ.get("INVOCATION_ID") or None
@@ -69,7 +70,10 @@ def up(
         return existing
     with Kernel() as kernel:
         _down(paths, spec.name, kernel)
-        ports.check_ports(paths, spec)
+        if spec.ports:  # the ports module (nft, socket units) loads only for -p
+            from . import ports
+
+            ports.check_ports(paths, spec)
         return _up(paths, spec, unit, invocation, kernel)
 
 
@@ -137,7 +141,7 @@ def _refuse_if_in_use(st: NetState, unit: str | None) -> None:
 
 def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, kernel: Kernel) -> None:
     """All in this process, over netlink: no ``ip`` process runs (ports.publish may run ``nft``)."""
-    from . import files, ports, zone
+    from . import files, zone
 
     ns = st.netns
     kernel.netns_add(ns)  # lo up, ip_unprivileged_port_start=0 (netns.SYSCTLS)
@@ -161,7 +165,10 @@ def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, ke
         # a booted image's symlink (-> its own resolver's stub) is its choice; an app container has
         # no resolver running, so a symlink there is replaced (never followed) by the file
         files.write_in_root(paths.pool / spec.name, "etc", "resolv.conf", resolv, keep_symlink=spec.boot)
-    ports.publish(st, spec.ports, unit)
+    if spec.ports:
+        from . import ports
+
+        ports.publish(st, spec.ports, unit)
     statefile.save(st)
 
 

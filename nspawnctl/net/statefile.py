@@ -14,6 +14,8 @@ RUN_DIR = Path("/run/nspawnctl/net")  # tests point it elsewhere
 
 @dataclass
 class NetState:
+    """What a container's network is made of, saved so a later command can tear it down."""
+
     name: str
     network: str  # veth | zone:NAME
     netns: str  # the netns name, in /run/netns

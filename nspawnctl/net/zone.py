@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ZoneFile:
+    """A zone's state: its subnet, whether nspawnctl made its bridge, and the leases."""
+
     zone: str
     subnet: str | None = None  # the bridge's network when the leases were made
     created_bridge: bool = False  # nspawnctl made vz-ZONE, so it removes it after the last member

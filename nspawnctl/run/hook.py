@@ -445,6 +445,8 @@ def _journal_send(data: bytes) -> None:
 
 @dataclass(frozen=True)
 class Args:
+    """The hook's command line (see USAGE)."""
+
     step: str
     name: str
     pool: str | None = None

@@ -33,6 +33,8 @@ AUTO_RESTART = "auto-restart"  # sub-state between a payload's exit and its rest
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a unit's payload ended: its exit code and systemd's Result."""
+
     exit_code: int
     result: str
 

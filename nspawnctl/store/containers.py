@@ -660,10 +660,10 @@ class ContainerStore:
         return ahold(self._definition_lock(name))
 
     def _lock_attached(self, name: str) -> int:
-        import tempfile
+        from ..tempfiles import mkstemp
 
         with self.pool.lock():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.attached.", dir=self.paths.state)
+            fd, tmp = mkstemp(self.paths.state, f".{name}.attached.")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.rename(tmp, self._attached_lock(name))

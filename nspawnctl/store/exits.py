@@ -15,6 +15,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ExitRecord:
+    """How a container's last run ended, kept after its unit is gone (``ps -a``, ``inspect``)."""
+
     exit_code: int
     result: str
     finished: str

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Image:
+    """An image's record: its ID, names, run defaults and where its root subvolume is."""
+
     id: str  # "sha256:<hex>", or "sha512-<hex>" for an ACI
     created: str
     size: int

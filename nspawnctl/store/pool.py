@@ -76,6 +76,8 @@ class Layout(StrEnum):
 
 @dataclass(frozen=True)
 class MountInfo:
+    """One line of /proc/self/mountinfo: what the pool and store checks need of it."""
+
     mount_point: str
     fstype: str
     device: str  # major:minor of the superblock: equal for every mount of one filesystem
@@ -247,6 +249,8 @@ def undo_adoption_text(moves: Sequence[Move], top: Path, what: str) -> list[str]
 
 @dataclass(frozen=True)
 class Pool:
+    """The container pool and image store's file systems: checked and laid out before first use."""
+
     paths: Paths
 
     def found(self) -> Found:

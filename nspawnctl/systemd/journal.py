@@ -34,6 +34,8 @@ LOG_INFO = 6  # syslog's info: the payload's stdout; anything more urgent is its
 
 @dataclass(frozen=True)
 class Entry:
+    """One journal entry of a container's output: a line of its stdout or stderr."""
+
     cursor: str
     realtime_us: int
     message: bytes

@@ -15,6 +15,8 @@ MACHINE_IFACE = "org.freedesktop.machine1.Machine"
 
 @dataclass(frozen=True)
 class Machine:
+    """One row of machined's ListMachines."""
+
     name: str
     klass: str
     service: str

@@ -26,6 +26,8 @@ Property = tuple[str, str, Any]
 
 @dataclass(frozen=True)
 class UnitState:
+    """A unit's load, active and sub state, as systemd reports them."""
+
     name: str
     load_state: str
     active_state: str
