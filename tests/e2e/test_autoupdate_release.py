@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI
-from test_health import health_of, wait_for
+from conftest import CLI, health_of, wait_for
 from test_pull import MAKE_RELEASE, WEBSERVER, release
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
