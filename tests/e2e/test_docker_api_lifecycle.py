@@ -132,7 +132,11 @@ def test_pause_as_the_host_allows(dk: Dk, box: dict[str, str], nsp: CLI) -> None
     assert proc.returncode == 0, proc.stderr
     assert docker(dk.env, "inspect", "-f", "{{.State.Paused}}", name).stdout.strip() == "true"
     assert "(Paused)" in nsp("ps").stdout
+    counts = "{{.ContainersPaused}} {{.ContainersRunning}}"
+    paused, running = map(int, docker(dk.env, "info", "-f", counts).stdout.split())
     assert docker(dk.env, "unpause", name).returncode == 0
+    assert list(map(int, docker(dk.env, "info", "-f", counts).stdout.split())) == [paused - 1, running + 1]
+    assert paused >= 1
     assert nsp.json("inspect", name)[0]["State"]["Status"] == "running"
 
 

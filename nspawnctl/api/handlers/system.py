@@ -54,15 +54,16 @@ async def info(ex: Exchange) -> None:
     specs = await asyncio.to_thread(ex.client.containers.store.list)
     statuses = await ex.client.containers.astatuses(ex.bus, specs) if specs else []
     images = await asyncio.to_thread(ex.client.images.list)
-    running = sum(1 for s in statuses if s.running)
+    paused = sum(1 for s in statuses if s.state == "paused")
+    running = sum(1 for s in statuses if s.running) - paused  # docker counts a paused one apart
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     await ex.json(
         {
             "ID": "",
             "Containers": len(statuses),
             "ContainersRunning": running,
-            "ContainersPaused": 0,
-            "ContainersStopped": len(statuses) - running,
+            "ContainersPaused": paused,
+            "ContainersStopped": len(statuses) - running - paused,
             "Images": len(images),
             "Driver": "btrfs",
             "DriverStatus": [],
