@@ -1964,10 +1964,7 @@ class Client:
             return await sysinfo.systemd_version(bus), await self.containers.astatuses(bus, specs)
 
         systemd, statuses = self.run(go)
-        states = ("running", "restarting", "paused", "created", "exited")
-        counts = {"total": len(statuses), **dict.fromkeys(states, 0)}
-        for status in statuses:
-            counts[status.state] = counts.get(status.state, 0) + 1
+        counts = sysinfo.container_counts(s.state for s in statuses)
         return sysinfo.HostInfo(
             systemd=systemd,
             os_name=sysinfo.os_name(),

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .systemd.bus import Bus
 
 SYSTEMD = ("org.freedesktop.systemd1", "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
@@ -76,8 +78,26 @@ class HostInfo:
     pool: Filesystem
     store: Filesystem
     networkd: bool  # systemd-networkd runs: the default network is veth, else host
-    containers: dict[str, int]  # state -> count, plus "total"
+    containers: dict[str, int]  # state -> count, plus "total" (container_counts)
     images: int
+
+
+STATES = ("running", "restarting", "paused", "created", "exited")
+
+
+def container_counts(states: Iterable[str]) -> dict[str, int]:
+    """Containers by state, plus "total"."""
+    counts = {"total": 0, **dict.fromkeys(STATES, 0)}
+    for state in states:
+        counts["total"] += 1
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def docker_split(counts: dict[str, int]) -> tuple[int, int, int]:
+    """docker's Running (a restarting container too, as docker counts it), Paused and Stopped
+    (created or exited): one derivation for ``info`` and the API's ``/info``."""
+    return counts["running"] + counts["restarting"], counts["paused"], counts["created"] + counts["exited"]
 
 
 def client_version() -> ClientVersion:

@@ -181,7 +181,7 @@ def info(
 ) -> None:
     """Show how nspawnctl and its host are set up: containers (running, paused, stopped) and
     images, systemd's version (as 'systemctl --version' gives it), the kernel, the pool and the store."""
-    from ..sysinfo import client_version
+    from ..sysinfo import client_version, docker_split
 
     state = state_of(ctx)
     state.json = json_out
@@ -200,6 +200,7 @@ def info(
             print_json(doc)
         return
     c = host.containers
+    running, paused, stopped = docker_split(c)
     typer.echo("Client:")
     _fields([("Version", client_version().version)])
     typer.echo("")
@@ -207,9 +208,9 @@ def info(
     _fields(
         [
             ("Containers", str(c["total"])),
-            (" Running", str(c["running"] + c["restarting"])),
-            (" Paused", str(c["paused"])),
-            (" Stopped", str(c["created"] + c["exited"])),
+            (" Running", str(running)),
+            (" Paused", str(paused)),
+            (" Stopped", str(stopped)),
             ("Images", str(host.images)),
             ("Server Version", host.systemd.display()),
             ("Storage Driver", "btrfs (snapshots)"),

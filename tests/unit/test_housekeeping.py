@@ -72,3 +72,13 @@ def test_systemd_version_reads_as_systemctl_prints_it() -> None:
 
     assert SystemdVersion("257.13-1~deb13u1", "", "", "", "").display() == "systemd 257 (257.13-1~deb13u1)"
     assert SystemdVersion("258", "", "", "", "").display() == "systemd 258 (258)"
+
+
+def test_info_counts_split_as_docker_does() -> None:
+    from nspawnctl.sysinfo import container_counts, docker_split
+
+    counts = container_counts(["running", "restarting", "paused", "created", "exited", "exited"])
+    assert counts["total"] == 6 and counts["exited"] == 2
+    # a restarting container is Running (docker's), a paused one apart, created and exited Stopped
+    assert docker_split(counts) == (2, 1, 3)
+    assert docker_split(container_counts([])) == (0, 0, 0)

@@ -10,6 +10,7 @@ import socket
 from typing import Any
 
 from ... import __version__
+from ...sysinfo import container_counts, docker_split
 from ..context import Exchange
 from ..routing import Router
 from ..versions import MAX_VERSION, MIN_VERSION, fmt
@@ -54,8 +55,7 @@ async def info(ex: Exchange) -> None:
     specs = await asyncio.to_thread(ex.client.containers.store.list)
     statuses = await ex.client.containers.astatuses(ex.bus, specs) if specs else []
     images = await asyncio.to_thread(ex.client.images.list)
-    paused = sum(1 for s in statuses if s.state == "paused")
-    running = sum(1 for s in statuses if s.running) - paused  # docker counts a paused one apart
+    running, paused, stopped = docker_split(container_counts(s.state for s in statuses))
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     await ex.json(
         {
@@ -63,7 +63,7 @@ async def info(ex: Exchange) -> None:
             "Containers": len(statuses),
             "ContainersRunning": running,
             "ContainersPaused": paused,
-            "ContainersStopped": len(statuses) - running - paused,
+            "ContainersStopped": stopped,
             "Images": len(images),
             "Driver": "btrfs",
             "DriverStatus": [],
