@@ -121,12 +121,20 @@ def _pull_source(image: Image, source: str) -> str:
 
 
 def _pull_name(image: Image, name: str) -> str | None:
-    """The name a release URL's pull tags: the one the container was run by (else the pull would
-    tag the URL's file name and the container's name would keep pointing at the old image), unless
-    it was run by ID. A registry pull tags its reference, which is that name already."""
-    if "reference" in image.origin or name.startswith(("sha256:", "sha512-")):
+    """The name a release URL's pull tags: the one the container was run by, when it still names
+    the old image (else the pull would tag the URL's file name and the container's name would
+    keep pointing at the old image). Nothing when it was run by ID or the name has moved on. A
+    registry pull tags its reference, which is that name already."""
+    from .errors import InvalidReference
+    from .ref import ImageRef
+
+    if "reference" in image.origin:
         return None
-    return None if image.id.split(":", 1)[-1].startswith(name) else name
+    try:
+        ref = str(ImageRef.parse(name))
+    except InvalidReference:  # an ID form (sha256:..., sha512-...)
+        return None
+    return name if ref in image.refs else None
 
 
 def _newer(image: Image, source: str, options: PullOptions) -> bool:

@@ -181,9 +181,12 @@ def test_a_release_url_pull_tags_the_name_the_container_runs_by() -> None:
         1,
         "https://x/rel/app.tar.xz",
         origin={"url": "https://x/rel/app.tar.xz"},
+        refs=["web/app:1", "abab:latest"],
     )
     assert autoupdate._pull_name(url, "web/app:1") == "web/app:1"
-    assert autoupdate._pull_name(url, "abab") is None  # run by an ID prefix: the URL's default name
+    assert autoupdate._pull_name(url, "abab") == "abab"  # a name of hex letters is a name
+    assert autoupdate._pull_name(url, "ab" * 6) is None  # run by an ID prefix: the URL's default name
+    assert autoupdate._pull_name(url, "web/other:1") is None  # a name that has moved on: not taken
     assert autoupdate._pull_name(url, "sha256:" + "ab" * 32) is None
     registry = Image("sha256:" + "cd" * 32, "now", 1, "r/app:1", origin={"reference": "r/app:1"})
     assert autoupdate._pull_name(registry, "r/app:1") is None  # the pull tags its reference
