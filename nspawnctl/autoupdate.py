@@ -132,7 +132,7 @@ def _pull_name(image: Image, name: str) -> str | None:
         return None
     try:
         ref = str(ImageRef.parse(name))
-    except InvalidReference:  # an ID form (sha256:..., sha512-...)
+    except InvalidReference:  # not a name: run by ID
         return None
     return name if ref in image.refs else None
 
