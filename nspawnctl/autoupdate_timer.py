@@ -95,6 +95,22 @@ def _existing_regular(path: Path) -> bool:
     return True
 
 
+def _ours(path: Path) -> str | None:
+    """The text of ``path`` when it is a unit this command wrote (its first line is MARK), None
+    when there is none; an admin's own file of that name (or a non-regular one) is refused, so
+    install never replaces and uninstall never deletes it."""
+    if not _existing_regular(path):
+        return None
+    with open(path, "rb") as f:
+        text = f.read(1 << 20).decode(errors="replace")
+    if text.partition("\n")[0] != MARK:
+        raise Conflict(
+            f"{path} exists and was not written by nspawnctl: it is left alone",
+            hint=f"remove it (or rename it) if nspawnctl should manage {path.name}",
+        )
+    return text
+
+
 def write_unit(path: Path, text: str) -> None:
     """Write ``path`` atomically (temporary file + rename in the same directory), never over
     something that is not a regular file."""
@@ -130,20 +146,29 @@ def install(client: Client, args: list[str], unit_dir: Path) -> TimerUnits:
     argv, env = command()
     argv = [*argv, *args]
     service, timer = unit_dir / SERVICE, unit_dir / TIMER
-    for path in (service, timer):  # both checked before either is written
-        _existing_regular(path)
-    write_unit(service, render_service(_template(SERVICE), argv, env))
-    write_unit(timer, render_service(_template(TIMER), [], {}))
+    before = {path: _ours(path) for path in (service, timer)}  # both checked before either is written
+    try:
+        write_unit(service, render_service(_template(SERVICE), argv, env))
+        write_unit(timer, render_service(_template(TIMER), [], {}))
 
-    async def go(bus: Bus) -> None:
-        m = Manager(bus)
-        await m.enable_unit_files([TIMER])  # reads the files on disk; then reload, as systemctl enable
-        await m.reload()
-        result = await m.start(TIMER)
-        if result != "done":
-            raise SystemdError(f"starting {TIMER} failed ({result})", hint=f"see: systemctl status {TIMER}")
+        async def go(bus: Bus) -> None:
+            m = Manager(bus)
+            await m.enable_unit_files([TIMER])  # reads the files on disk; then reload, as systemctl enable
+            await m.reload()
+            result = await m.start(TIMER)
+            if result != "done":
+                raise SystemdError(
+                    f"starting {TIMER} failed ({result})", hint=f"see: systemctl status {TIMER}"
+                )
 
-    client.run(go)
+        client.run(go)
+    except BaseException:  # nothing half-made: the files as they were before this call
+        for path, text in before.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_unit(path, text)
+        raise
     return TimerUnits(service, timer, argv)
 
 
@@ -153,7 +178,7 @@ def uninstall(client: Client, unit_dir: Path) -> list[Path]:
 
     _check_booted()
     paths = [unit_dir / TIMER, unit_dir / SERVICE]
-    present = [p for p in paths if _existing_regular(p)]
+    present = [p for p in paths if _ours(p) is not None]
 
     async def off(bus: Bus) -> None:
         m = Manager(bus)

@@ -84,3 +84,39 @@ def test_without_systemd_as_init_nothing_is_written(tmp_path: Path, monkeypatch:
     with pytest.raises(SystemdError):
         at.uninstall(None, tmp_path)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+class _FailingClient:
+    """A client whose D-Bus step fails (EnableUnitFiles refused, say)."""
+
+    def run(self, fn: object) -> None:
+        raise SystemdError("EnableUnitFiles refused")
+
+
+def test_an_admins_own_unit_of_that_name_is_neither_replaced_nor_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(at, "booted", lambda: True)
+    own = tmp_path / at.SERVICE
+    own.write_text("[Service]\nExecStart=/usr/local/bin/my-updater\n")
+    with pytest.raises(Conflict, match="not written by nspawnctl"):
+        at.install(_FailingClient(), ["auto-update"], tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(Conflict, match="not written by nspawnctl"):
+        at.uninstall(_FailingClient(), tmp_path)  # type: ignore[arg-type]
+    assert own.read_text() == "[Service]\nExecStart=/usr/local/bin/my-updater\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [at.SERVICE]
+
+
+def test_a_failed_install_leaves_the_files_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(at, "booted", lambda: True)
+    with pytest.raises(SystemdError, match="EnableUnitFiles refused"):
+        at.install(_FailingClient(), ["auto-update"], tmp_path)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # nothing half-made
+    earlier = f"{at.MARK}\n# an earlier install\n"
+    (tmp_path / at.TIMER).write_text(earlier)
+    with pytest.raises(SystemdError):
+        at.install(_FailingClient(), ["auto-update"], tmp_path)  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [at.TIMER]
+    assert (tmp_path / at.TIMER).read_text() == earlier
