@@ -114,18 +114,10 @@ def _ours(path: Path) -> str | None:
 def write_unit(path: Path, text: str) -> None:
     """Write ``path`` atomically (temporary file + rename in the same directory), never over
     something that is not a regular file."""
+    from .tempfiles import write_atomic
+
     _existing_regular(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}")
-    try:
-        with open(tmp, "x") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, 0o644)
 
 
 def _template(name: str) -> str:

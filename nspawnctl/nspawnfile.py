@@ -13,8 +13,6 @@ removed, a backslash protects the next character and is itself kept. :func:`quot
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -245,18 +243,10 @@ class NspawnFile:
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename), so a crash never leaves half a definition."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        from .tempfiles import mkstemp  # not tempfile: it loads random too, on every create's path
+        from .tempfiles import write_atomic  # not tempfile: it loads random too, on every create's path
 
-        fd, tmp = mkstemp(path.parent, f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.render())
-            os.chmod(tmp, 0o600)  # its Environment= may hold secrets; only root (nspawn) reads it
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        # 0600: its Environment= may hold secrets; only root (nspawn) reads it
+        write_atomic(path, self.render(), 0o600, sync=False)
 
     # -- helpers ---------------------------------------------------------------------------
     def _assignments(self, section: str, key: str) -> Iterator[_Line]:

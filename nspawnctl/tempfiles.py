@@ -7,7 +7,9 @@ mkstemp's (PREFIX + 8 of ``[a-z0-9_]``): the sweeps of dead writers' leftovers m
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 _CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
@@ -24,3 +26,23 @@ def mkstemp(directory: str | os.PathLike[str], prefix: str) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name {prefix}XXXXXXXX in {directory}")
+
+
+def write_atomic(path: Path, text: str, mode: int, *, sync: bool = True) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it (``.NAME.`` + 8 characters),
+    synced (unless ``sync`` is false: a container's definition on the start path is not, as
+    before), given ``mode`` and renamed over it; removed should anything fail. Readers (nspawn,
+    systemd) never see half a file, and concurrent writers each rename a whole one."""
+    fd, tmp = mkstemp(path.parent, f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

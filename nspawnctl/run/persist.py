@@ -168,17 +168,10 @@ def write_dropin(name: str, text: str) -> bool:
     path = dropin_path(name)
     if read_dropin(name) == text:
         return False
+    from ..tempfiles import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{DROPIN}.{os.getpid()}-{os.urandom(4).hex()}")
-    try:
-        with open(tmp, "x") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, 0o644)
     return True
 
 

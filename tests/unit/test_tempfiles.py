@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from nspawnctl.store.containers import _SAVE_TEMP
 from nspawnctl.tempfiles import mkstemp
 
@@ -42,3 +44,21 @@ def test_a_symlink_in_the_way_is_not_followed(tmp_path: Path, monkeypatch) -> No
     os.close(fd)
     assert path.endswith("p.bbbbbbbb")
     assert not target.exists()
+
+
+def test_write_atomic_renames_a_whole_file_over_and_leaves_no_temporary(tmp_path: Path) -> None:
+    from nspawnctl.tempfiles import write_atomic
+
+    path = tmp_path / "unit.service"
+    path.write_text("old\n")
+    inode = path.stat().st_ino
+    write_atomic(path, "new\n", 0o644)
+    assert path.read_text() == "new\n" and path.stat().st_ino != inode
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    write_atomic(path, "quiet\n", 0o600, sync=False)
+    assert path.read_text() == "quiet\n" and oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == ["unit.service"]
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError):  # a failed rename removes its temporary file
+        write_atomic(tmp_path / "d", "x", 0o644)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "unit.service"]
