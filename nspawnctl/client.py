@@ -832,11 +832,7 @@ class Containers:
             resolved = self.store.resolve(name)
             spec = self.store.get(resolved)
             if spec.tty and not await self._runtime(bus).is_running(resolved):
-                raise InvalidArgument(
-                    f"container {spec.display_name} was created with -t: its terminal is the one of "
-                    "the command that starts it, and 'start' without -a does not stay to hold it",
-                    hint=f"nspawnctl start -ai {spec.display_name} (or create it without -t)",
-                )
+                raise _no_terminal(spec, "'start' without -a")
             await self.astart(bus, resolved)
 
         self._client.run(go)
@@ -1419,7 +1415,12 @@ class Containers:
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float | None = None) -> None:
+        """Stop, then start; a container created with ``-t`` is refused before it is stopped
+        (the start would be without its terminal, as ``start`` without -a)."""
         name = self.store.resolve(name)
+        spec = self.store.get(name)
+        if spec.tty:
+            raise _no_terminal(spec, "'restart'")
 
         async def go(bus: Bus) -> None:
             await self.astop(bus, name, timeout)
@@ -1813,6 +1814,15 @@ def _output_matches(spec: ContainerSpec) -> builtins.list[str]:
     """journalctl matches for a container's own output: its records, stdout/stderr only (no
     systemd or nspawn status lines)."""
     return [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
+
+
+def _no_terminal(spec: ContainerSpec, what: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"container {spec.display_name} was created with -t: its terminal is the one of the command "
+        f"that starts it, and {what} does not stay to hold it",
+        hint=(f"nspawnctl stop {spec.display_name}, then " if what == "'restart'" else "")
+        + f"nspawnctl start -ai {spec.display_name} (or create it without -t)",
+    )
 
 
 def _has_getent(root: Path) -> bool:

@@ -53,6 +53,9 @@ def test_create_t_then_start_ai_under_a_terminal(nsp: CLI, busybox: str) -> None
     assert bg.returncode == 2 and "created with -t" in bg.stderr, bg.stderr
     assert f"hint: nspawnctl start -ai {name}" in bg.stderr
     assert nsp.json("inspect", name)[0]["State"]["Status"] != "running"
+    again = nsp("restart", name, check=False)  # restart would start it without its terminal too
+    assert again.returncode == 2 and "created with -t" in again.stderr and "'restart'" in again.stderr
+    assert nsp.json("inspect", name)[0]["State"]["Status"] != "running"
     # -ai with a stdin that is no terminal: docker's error
     piped = nsp("start", "-ai", name, input=b"exit\n", check=False)
     assert piped.returncode == 2 and "the input device is not a TTY" in piped.stderr, piped.stderr
