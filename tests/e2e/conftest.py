@@ -343,3 +343,37 @@ def private(nsp: CLI) -> Iterator[tuple[Callable[..., subprocess.CompletedProces
             if sub.is_dir() and not sub.is_symlink() and sub.stat().st_ino == 256:  # a subvolume
                 subprocess.run(["btrfs", "subvolume", "delete", str(sub)], capture_output=True, check=False)
         subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def drive_pty(argv: list[str], typed: bytes, prompt: bytes = b"# ", timeout: float = 30) -> tuple[bytes, int]:
+    """Run ``argv`` on a new pseudo-terminal, type ``typed`` once ``prompt`` shows (as a user
+    does: systemd-nspawn 252 discards what was typed before the container's terminal was set up,
+    257 keeps it) and read until it closes; (what the terminal showed, the exit code). Killed
+    after ``timeout`` seconds, so a hang fails the test instead of the session."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp(argv[0], argv)
+    out = b""
+    deadline = time.time() + timeout
+    typed_yet = False
+    while time.time() < deadline:
+        if not typed_yet and prompt in out:
+            os.write(fd, typed)
+            typed_yet = True
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    if time.time() >= deadline:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return out, os.waitstatus_to_exitcode(status)

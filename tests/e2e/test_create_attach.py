@@ -7,16 +7,13 @@ review #13: a rename that keeps the machine name (``my-app`` -> ``my_app``) is a
 from __future__ import annotations
 
 import json
-import os
-import pty
 import select
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from conftest import CLI
+from conftest import CLI, drive_pty
 
 
 def test_create_i_then_start_ai_pipes_stdin_and_exits_with_the_code(
@@ -59,31 +56,10 @@ def test_create_t_then_start_ai_under_a_terminal(nsp: CLI, busybox: str) -> None
     # -ai with a stdin that is no terminal: docker's error
     piped = nsp("start", "-ai", name, input=b"exit\n", check=False)
     assert piped.returncode == 2 and "the input device is not a TTY" in piped.stderr, piped.stderr
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvp("nspawnctl", ["nspawnctl", "start", "-ai", name])
-    out = b""
-    deadline = time.time() + 30
-    typed = False
-    while time.time() < deadline:
-        if not typed and b"# " in out:  # the prompt: typed then, as a user does (see test_run)
-            os.write(fd, b"tty; echo marker-$((6*7)); exit 4\n")
-            typed = True
-        r, _, _ = select.select([fd], [], [], 0.5)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    if time.time() >= deadline:
-        os.kill(pid, signal.SIGKILL)  # fail below instead of hanging the session
-    _, status = os.waitpid(pid, 0)
+    out, code = drive_pty(["nspawnctl", "start", "-ai", name], b"tty; echo marker-$((6*7)); exit 4\n")
     assert b"marker-42" in out and b"/dev/pts/" in out, out
     assert b"echo marker" in out, out  # the terminal echoes what was typed
-    assert os.waitstatus_to_exitcode(status) == 4
+    assert code == 4
 
 
 def test_start_a_shows_output_and_exit_code_and_errors_like_docker(nsp: CLI, busybox: str) -> None:

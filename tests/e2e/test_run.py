@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import CLI, subvolumes, unit_show
+from conftest import CLI, drive_pty, subvolumes, unit_show
 
 
 @pytest.mark.surface
@@ -337,32 +335,11 @@ def test_create_then_start_and_restart(nsp: CLI, busybox: str) -> None:
 
 @pytest.mark.surface
 def test_interactive_tty(nsp: CLI, busybox: str) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvp("nspawnctl", ["nspawnctl", "run", "--rm", "-it", busybox, "sh"])
-    out = b""
-    deadline = time.time() + 30
-    typed = False
-    while time.time() < deadline:
-        # type once the shell's prompt is there, as a user does: systemd-nspawn 252 discards what
-        # was typed before the container's terminal was set up (257 keeps it)
-        if not typed and b"# " in out:
-            os.write(fd, b"tty; echo marker-$((6*7)); exit 4\n")
-            typed = True
-        r, _, _ = select.select([fd], [], [], 0.5)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    if time.time() >= deadline:
-        os.kill(pid, signal.SIGKILL)  # fail below instead of hanging the session
-    _, status = os.waitpid(pid, 0)
+    out, code = drive_pty(
+        ["nspawnctl", "run", "--rm", "-it", busybox, "sh"], b"tty; echo marker-$((6*7)); exit 4\n"
+    )
     assert b"marker-42" in out and b"/dev/pts/" in out
-    assert os.waitstatus_to_exitcode(status) == 4
+    assert code == 4
 
 
 def test_stdin_is_passed_with_i(nsp: CLI, busybox: str) -> None:
