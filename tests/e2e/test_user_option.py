@@ -91,3 +91,16 @@ def test_the_api_refuses_config_user_with_a_400(api: dict[str, str], app_image: 
     proc = docker(api, "run", "--rm", "-u", "1000:1000", app_image, "sh", "-c", "id -u; id -g")
     assert (proc.returncode, proc.stdout) == (0, "1000\n1000\n"), proc.stderr
     assert _made() == before
+
+
+def test_an_image_user_with_no_entry_is_refused_at_create(nsp: CLI, app_image: str, tmp_path: Path) -> None:
+    """The image's USER (here from a build) goes the same way: nspawn would fail the start."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {app_image}\nUSER 4242\n")
+    tag = f"e2e/user-ghost-{uuid.uuid4().hex[:8]}:latest"
+    nsp.images.add(tag)
+    nsp("build", "-q", "-t", tag, str(tmp_path), timeout=300)
+    before = _made()
+    proc = nsp("run", "--rm", tag, "id", check=False)
+    assert proc.returncode == 125 and "the image's USER 4242 has no entry" in proc.stderr, proc.stderr
+    assert _made() == before
+    assert nsp("run", "--rm", "-u", "app", tag, "id", "-u").stdout == "1000\n"  # -u overrides it
