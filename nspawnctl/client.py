@@ -668,6 +668,10 @@ class Containers:
                 f"to user {spec.user!r}",
                 hint="add getent to the image (Debian: libc-bin) or run as root",
             )
+        if spec.user:  # nspawn resolves it in the container at start: say now what it would fail on
+            from .imageuser import nspawn_user
+
+            spec = dataclasses.replace(spec, user=nspawn_user(img.path, spec.user, given=bool(options.user)))
         if not spec.command and not spec.boot and options.entrypoint is not None:
             raise InvalidArgument(
                 "an empty --entrypoint drops the image's command too, and no command was given",

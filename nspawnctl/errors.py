@@ -211,3 +211,12 @@ class CommandNotExecutable(NspawnctlError):
 
     code = "command-not-executable"
     exit_code = 126
+
+
+class UserNotUsable(InvalidArgument):
+    """``-u``/the image's USER names a user systemd-nspawn could not run as: no entry in the
+    image's /etc/passwd, or a group other than the user's primary one. Found at create; a failure
+    of the runtime's own (125), as docker's."""
+
+    code = "user-not-usable"
+    exit_code = 125

@@ -16,6 +16,7 @@ from ...errors import (
     ContainerRunning,
     InvalidArgument,
     NspawnctlError,
+    UserNotUsable,
 )
 from ..context import Exchange
 from ..http import ApiError, ClientGone
@@ -70,7 +71,10 @@ async def create(ex: Exchange) -> None:
     body = ex.request.json()
     req, options = create_options(body, ex.request.arg("name"))
     size = console_size(body)
-    spec = await asyncio.to_thread(ex.client.containers.create, req.image, req.command, options)
+    try:
+        spec = await asyncio.to_thread(ex.client.containers.create, req.image, req.command, options)
+    except UserNotUsable as e:  # the request's own field named (else the image's USER was)
+        raise ApiError(400, f"Config.User: {e.message}" if options.user else e.message) from None
     if size is not None and spec.tty:
         ex.service.runs.console_sizes[spec.name] = size
     await ex.json({"Id": spec.id, "Warnings": list(req.warnings)}, status=201)
