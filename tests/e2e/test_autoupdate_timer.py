@@ -4,10 +4,13 @@ by hand, updates a container marked for it; uninstalled again; a mask is left al
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from conftest import CLI, unit_show
@@ -21,6 +24,28 @@ def _journal(invocation: str) -> str:
     return subprocess.run(
         ["journalctl", "-o", "cat", f"_SYSTEMD_INVOCATION_ID={invocation}"], capture_output=True, text=True
     ).stdout
+
+
+def assert_runs_daily() -> None:
+    """The installed timer fires once a day: its file says so, systemd read it so, and its next
+    elapse is within a day plus the randomized delay."""
+    timer = (SYSTEMD / f"{UNIT}.timer").read_text().splitlines()
+    assert "OnCalendar=daily" in timer, timer
+    delay = int(next(line.split("=", 1)[1] for line in timer if line.startswith("RandomizedDelaySec=")))
+    now = time.time()
+    shown = subprocess.run(
+        ["systemctl", "show", "--timestamp=unix", f"{UNIT}.timer", "-p", "TimersCalendar", "-p",
+         "NextElapseUSecRealtime"],
+        capture_output=True, text=True, check=True, env={**os.environ, "TZ": "UTC"},
+    ).stdout  # fmt: skip
+    props = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    # the calendar's own next elapse (--timestamp=unix: "@SECONDS"), the coming midnight
+    match = re.fullmatch(r"\{ OnCalendar=\*-\*-\* 00:00:00 ; next_elapse=@(\d+) \}", props["TimersCalendar"])
+    assert match, props
+    assert now < int(match[1]) <= now + 24 * 3600, (now, props)
+    # when it fires: that plus the random delay (systemd prints this one as a date, in TZ)
+    fires = datetime.strptime(props["NextElapseUSecRealtime"], "%a %Y-%m-%d %H:%M:%S UTC")
+    assert int(match[1]) <= fires.replace(tzinfo=UTC).timestamp() <= int(match[1]) + delay, props
 
 
 def test_install_timer_runs_this_nspawnctl_updates_a_marked_container_and_uninstalls(
@@ -45,6 +70,7 @@ def test_install_timer_runs_this_nspawnctl_updates_a_marked_container_and_uninst
         assert f"{UNIT}.timer" in timers and f"{UNIT}.service" in timers, timers
         shown = unit_show(f"{UNIT}.timer", "ActiveState", "UnitFileState")
         assert shown == {"ActiveState": "active", "UnitFileState": "enabled"}, shown
+        assert_runs_daily()
         nsp("auto-update", "--install-timer", "--timeout", "60")  # again: the same, no error
 
         start = ["systemctl", "start", f"{UNIT}.service"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import uuid
@@ -57,6 +58,8 @@ echo probe-done
 exec sleep 600
 """
 
+# The last CPU this host gives us: pinned to it, the payload shows what the default (all CPUs) would not.
+LAST_CPU = max(os.sched_getaffinity(0))
 SYSCTLS_A = (("net.ipv4.ip_forward", "1"), ("kernel.msgmax", "65536"))
 CAP_CHOWN, CAP_NET_RAW, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_ADMIN, CAP_SYS_TIME = 0, 13, 16, 17, 21, 25
 
@@ -125,7 +128,7 @@ def trips(cli: CLI, busybox: str) -> Iterator[dict[str, RoundTrip]]:
         "--health-cmd", "exit 0", "--health-interval", "1h", "--health-retries", "2",
         "--stop-signal", "SIGUSR1", "--stop-timeout", "7",
         "--add-host", "foo:10.1.2.3", "--dns", "10.0.0.53",
-        "--cpuset-cpus", "0", "--oom-score-adj", "100", "--ulimit", "nofile=1000:2000",
+        "--cpuset-cpus", str(LAST_CPU), "--oom-score-adj", "100", "--ulimit", "nofile=1000:2000",
         busybox, "sh", "/ro/probe.sh",
     ]  # fmt: skip
     b_args = [
@@ -195,12 +198,20 @@ def test_mounts_sysctls_privileges_and_limits_act_after_the_round_trip(trips: di
     assert all(caps & (1 << c) for c in (CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_ADMIN)), seen
     assert seen["seccomp"] == host_seccomp_filters()
     assert seen["pid"] == "2"  # --init: nspawn's stub init is PID 1
-    assert seen["oom"] == "100" and seen["cpus"] == "0" and seen["nofile"] == "1000:2000"
+    assert seen["oom"] == "100" and seen["nofile"] == "1000:2000"
     assert seen["hosts"] == "1" and seen["resolv"] == "nameserver 10.0.0.53"
     assert seen["pwd"] == "/work/dir" and seen["env"] == "1"
     assert hc["Privileged"] is True and hc["Sysctls"] == dict(SYSCTLS_A)
     port = trips["a"].before["HostConfig"]["PortBindings"]["8080/tcp"][0]["HostPort"]
     assert hc["PortBindings"]["8080/tcp"] == [{"HostIp": "", "HostPort": port}]  # the port it was given
+
+
+def test_cpuset_cpus_acts_after_the_round_trip(trips: dict[str, RoundTrip]) -> None:
+    if LAST_CPU == 0:
+        pytest.skip("one CPU: pinning it is the default, --cpuset-cpus cannot be told apart")
+    t = trips["a"]
+    assert t.seen_before["cpus"] == t.seen_after["cpus"] == str(LAST_CPU), t.seen_after
+    assert trips["b"].seen_after["cpus"] != str(LAST_CPU)  # unpinned: more than the last CPU
 
 
 def test_caps_seccomp_read_only_and_devices_act_after_the_round_trip(trips: dict[str, RoundTrip]) -> None:

@@ -201,6 +201,35 @@ def test_corrupt_blob_is_refused_and_nothing_is_left(nsp: CLI, oci: Env, how: st
     pull(nsp, oci, oci.reg.ref(f"acc/corrupt-{how}", "v1"))
 
 
+def test_run_and_create_refuse_a_corrupt_blob_as_pull_does_and_leave_nothing(nsp: CLI, oci: Env) -> None:
+    """The pull that ``run``/``create`` start checks digests as ``pull`` does: a layer whose bytes do
+    not match its digest is refused with pull's error, exit 125, no container and no image."""
+    layout = ob.Layout(oci.workdir / "oci-corrupt-run")
+    base = ob.Layer(ob.LayerSpec().tree(oci.workdir / "oci-busybox"), "gzip")
+    top = ob.Layer(ob.LayerSpec().file("etc/run", f"run {time.time()}\n"), "gzip")
+    img = layout.image("c-run", [base, top], {"Cmd": ["true"]})
+    ob.push(layout, img, oci.reg.url(""), "acc/corrupt-run", "v1", ca=oci.tls.ca)
+    ref = oci.reg.ref("acc/corrupt-run", "v1")
+    original = oci.reg.corrupt_blob(img.layers[1].digest, "flip")
+    before = layers_snapshot()
+    try:
+        refused = pull(nsp, oci, ref, check=False)
+        assert refused.returncode == 125, refused
+        assert_error(refused, img.layers[1].digest)
+        error = refused.stderr.splitlines()[0]
+        for cmd in (["run", "--rm"], ["create"]):
+            name = nsp.name("corrupt")
+            proc = nsp(*cmd, "--ca-cert", oci.ca, "--name", name, ref, "true", check=False)
+            assert proc.returncode == 125, (cmd, proc)
+            assert f"Pulling {ref} (--pull missing)" in proc.stderr, proc.stderr
+            assert error in proc.stderr.splitlines(), (cmd, proc.stderr)
+            assert name not in nsp("ps", "-a", "-q").stdout.split()
+            assert layers_snapshot() == before, cmd
+        assert nsp("image", "inspect", ref, check=False).returncode != 0
+    finally:
+        oci.reg.restore_blob(img.layers[1].digest, original)
+
+
 @pytest.mark.parametrize("compression", ["gzip", "none"])
 def test_top_layer_without_tar_trailer_pulls_and_runs(
     nsp: CLI, oci: Env, compression: ob.Compression

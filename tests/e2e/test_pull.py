@@ -309,6 +309,33 @@ def test_bad_release_is_refused_and_leaves_nothing(web: Site, nsp: CLI, case: st
         assert int(line.split()[3]) == size // 2
 
 
+@pytest.mark.parametrize(
+    ("path", "words"), [("tampered/bb.tar.xz", "checksum"), ("unsigned/bb.tar.xz", "not signed")]
+)
+def test_run_and_create_refuse_what_pull_refuses_and_leave_nothing(
+    web: Site, nsp: CLI, path: str, words: str
+) -> None:
+    """A release URL that ``pull`` refuses (one byte changed; no signature, though the key is trusted
+    for the site) is refused by the pull that ``run``/``create`` start: exit 125, pull's own error,
+    no container and no image."""
+    web.trust(nsp, web.key_a_file, SITE)
+    url = web.url(path)
+    before, images = pool_snapshot(), nsp.json("images")
+    refused = web.pull(nsp, url, check=False)
+    assert refused.returncode == 125, refused
+    assert_error(refused, words)
+    error = refused.stderr.splitlines()[0]
+    for cmd in (["run", "--rm"], ["create"]):
+        name = nsp.name("refused")
+        proc = nsp(*cmd, "--ca-cert", str(web.ca), "--name", name, url, "true", check=False, timeout=300)
+        assert proc.returncode == 125, (cmd, proc)
+        assert f"Pulling {url} (--pull missing)" in proc.stderr, proc.stderr
+        assert error in proc.stderr.splitlines(), (cmd, proc.stderr)
+        assert name not in nsp("ps", "-a", "-q").stdout.split()
+        assert pool_snapshot() == before, cmd
+    assert nsp.json("images") == images
+
+
 def test_debian_release_made_with_the_producer_script(web: Site, nsp: CLI, boot_image: str) -> None:
     """A full Debian root (the one the --boot tests use), released, pulled and run: setuid bits,
     owners and modes come through the pull as the producer's tar wrote them."""
