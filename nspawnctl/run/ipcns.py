@@ -90,13 +90,13 @@ def delete(name: str) -> None:
     import ctypes
     import errno
 
-    from ..net import netns
+    from .. import mounts
 
     target = path(name)
     if not os.path.lexists(target):
         return
-    libc = netns._libc()
-    if libc.umount2(target.encode(), netns.MNT_DETACH) != 0 and ctypes.get_errno() not in (
+    libc = mounts.libc()
+    if libc.umount2(target.encode(), mounts.MNT_DETACH) != 0 and ctypes.get_errno() not in (
         errno.EINVAL,
         errno.ENOENT,
     ):

@@ -597,9 +597,10 @@ class ContainerStore:
         self._forget(name)
         btrfs.delete(staging)
         if anonymous:  # docker's --rm: the container's anonymous volumes go with it
-            from .volumes import remove_anonymous
+            from .volumes import VolumeStore, remove_anonymous
 
-            in_use = {v.host for spec in self.list() for v in spec.volumes}
+            # a bind inside an anonymous volume (volume-subpath) keeps it too, as for volume rm
+            in_use = set(VolumeStore(self.paths, dict).users_by_path(self.list()))
             remove_anonymous(self.paths, anonymous, in_use)
         for what in ("new", "old"):  # a recreate's, cut short
             btrfs.delete(self._staging(name, what))
