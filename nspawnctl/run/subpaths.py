@@ -1,10 +1,12 @@
 """``--mount type=volume,volume-subpath=SUB``: the bind is made from a file descriptor at each start.
 
-A container's definition binds ``STORE/volumes/V/SUB`` (so ``generate``, ``inspect`` and the
-volume's users read it as before), but nspawn never gets that path: another container that
-writes volume V could swap a component of it for a symlink to the host's ``/`` between any check
-and nspawn's mount (runc's CVE-2021-30465). Instead the pre hook opens V and walks SUB one
-component at a time with ``O_PATH|O_NOFOLLOW`` relative to the previous fd (a symlink, ``..``, a
+A container's spec binds ``STORE/volumes/V/SUB`` (so ``inspect`` and the volume's users read it
+as any bind), but nspawn never gets that path: another container that writes volume V could swap
+a component of it for a symlink to the host's ``/`` between any check and nspawn's mount (runc's
+CVE-2021-30465). Its definition's ``Bind=`` names the stage (spec.subpath_stages; the bind itself
+is kept in ``[X-Nspawnctl] VolumeSubpath=``), so systemd's stock unit, which runs no pre hook,
+fails to start it. The pre hook opens V and walks SUB one component at a time with
+``O_PATH|O_NOFOLLOW`` relative to the previous fd (store/subpath.py: a symlink, ``..``, a
 missing part or a device is refused), bind-mounts the opened fd (``/proc/self/fd/N``: the kernel
 mounts the inode the fd holds, whatever the path says by then) onto a stage under
 :data:`STAGE_ROOT` (root only, 0700), and nspawn binds the stage (run/units.py passes it on the
@@ -12,19 +14,18 @@ command line in place of the definition's source). A swap after that changes not
 
 A regular file as SUB is allowed, as docker allows it: the fd is the file's inode, as safe as a
 directory's. The stage goes when the container stops (the post hook), at the next start, and
-with the container (``container prune``/``system prune`` also clear stages of containers gone).
+with the container (``rm``; ``container prune``/``system prune`` also clear stages of containers gone).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..spec import SUBPATH_STAGES
-from ..store.subpath import open_subpath
+from ..store.subpath import open_subpath, volume_part
 
 TYPE_CHECKING = False  # typing's costs an import; mypy knows this name
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 STAGE_ROOT = SUBPATH_STAGES
 """One directory per running container (by name), one stage in it per subpath bind (0, 1, ...)."""
 
-_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-
 
 @dataclass(frozen=True)
 class SubpathBind:
@@ -46,17 +45,6 @@ class SubpathBind:
     volume: str
     sub: str  # relative, "/"-separated
     stage: str
-
-
-def volume_part(volumes_root: Path, host: str) -> tuple[str, str] | None:
-    """(volume, subpath) when ``host`` lies strictly inside a volume of ``volumes_root``."""
-    p = Path(host)
-    if volumes_root not in p.parents or p.parent == volumes_root:
-        return None
-    parts = p.relative_to(volumes_root).parts
-    if not _VOLUME_NAME.fullmatch(parts[0]):  # store/volumes.py's NAME (not .meta)
-        return None
-    return parts[0], "/".join(parts[1:])
 
 
 def binds(volumes_root: Path, spec: ContainerSpec, stage_root: Path = STAGE_ROOT) -> list[SubpathBind]:

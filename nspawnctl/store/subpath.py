@@ -6,12 +6,42 @@ subpath with it, and each start's pre hook (run/subpaths.py) binds the fd it ret
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
 from ..errors import InvalidArgument, VolumeNotFound
 
+TYPE_CHECKING = False  # typing's costs an import; mypy knows this name
+if TYPE_CHECKING:
+    from ..spec import ContainerSpec
+
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
+
+
+def volume_part(volumes_root: Path, host: str) -> tuple[str, str] | None:
+    """(volume, subpath) when ``host`` lies strictly inside a volume of ``volumes_root``."""
+    p = Path(host)
+    if volumes_root not in p.parents or p.parent == volumes_root:
+        return None
+    parts = p.relative_to(volumes_root).parts
+    if not _VOLUME_NAME.fullmatch(parts[0]):  # store/volumes.py's NAME (not .meta)
+        return None
+    return parts[0], "/".join(parts[1:])
+
+
+def marked(volumes_root: Path, spec: ContainerSpec) -> ContainerSpec:
+    """The spec with every bind that lies inside a volume marked a ``volume-subpath`` one (a
+    ``-v`` of such a path, an older definition's ``Bind=``): its definition then binds the
+    stage, never the path (spec.subpath_stages), as for ``--mount ...,volume-subpath=``."""
+    from dataclasses import replace
+
+    volumes = []
+    for v in spec.volumes:
+        part = None if v.subpath else volume_part(volumes_root, v.host)
+        volumes.append(replace(v, subpath=part[1]) if part else v)
+    return replace(spec, volumes=volumes)
 
 
 def open_subpath(volumes_root: Path, volume: str, sub: str) -> int:

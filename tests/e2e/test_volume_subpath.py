@@ -85,7 +85,7 @@ def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     # generate keeps the bind in [X-Nspawnctl] VolumeSubpath=; Bind= names the stage, never the
     # volume's SUB path (a stock start would bind it through symlinks); rm + apply recreates it
     text = cli("generate", name).stdout
-    assert f"VolumeSubpath={VOLUMES}/{vol}:sub:/d\n" in text and f"Bind={STAGES}/{name}/0:/d\n" in text, text
+    assert f"VolumeSubpath={VOLUMES}/{vol}:sub:/d\n" in text and f"Bind={STAGES}/{name}/0:/d" in text, text
     assert f"{VOLUMES}/{vol}/sub" not in text, text
     defs = tmp_path / "defs"
     defs.mkdir()
@@ -182,8 +182,7 @@ def test_docker_api_subpath(api: dict[str, str], cli: CLI, busybox: str, vol: st
         name = client.inspect_container(ctr)["Name"].lstrip("/")
         text = cli("generate", name).stdout
         assert (
-            f"BindReadOnly={STAGES}/{name}/0:/m\n" in text
-            and f"VolumeSubpath={VOLUMES}/{vol}:other:/m" in text
+            f"BindReadOnly={STAGES}/{name}/0:/m" in text and f"VolumeSubpath={VOLUMES}/{vol}:other:/m" in text
         )
         bad = dockerpy.types.Mount("/m", vol, subpath="link")
         with pytest.raises(dockerpy.errors.APIError) as e:
@@ -204,7 +203,7 @@ def test_a_stock_start_fails_closed_and_rename_keeps_the_stage_by_name(
     script = f"if test -e /d/{marker}; then echo ESCAPED; else ls /d; fi"
     cli("create", "--name", a, "--network", "none", *mount(vol, "sub"), busybox, "sh", "-c", script)
     text = Path(f"/etc/systemd/nspawn/{a}.nspawn").read_text()
-    assert f"{VOLUMES}/{vol}/sub" not in text and f"Bind={STAGES}/{a}/0:/d\n" in text, text
+    assert f"{VOLUMES}/{vol}/sub" not in text and f"Bind={STAGES}/{a}/0:/d" in text, text
     sub, real = VOLUMES / vol / "sub", VOLUMES / vol / "real"
     sub.rename(real)
     sub.symlink_to("/")
@@ -225,7 +224,7 @@ def test_a_stock_start_fails_closed_and_rename_keeps_the_stage_by_name(
     b = cli.name("vsr")
     cli("rename", a, b)
     text = Path(f"/etc/systemd/nspawn/{b}.nspawn").read_text()
-    assert f"Bind={STAGES}/{b}/0:/d\n" in text and f"VolumeSubpath={VOLUMES}/{vol}:sub:/d\n" in text, text
+    assert f"Bind={STAGES}/{b}/0:/d" in text and f"VolumeSubpath={VOLUMES}/{vol}:sub:/d\n" in text, text
     cli("start", b)
     assert cli("wait", b).stdout.strip() == "0"
     assert cli("logs", b).stdout.count("hello\n") == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -148,7 +149,7 @@ def _subpath_spec(vols: Path, name: str = "c") -> ContainerSpec:
     )
 
 
-def test_definition_binds_the_stage_never_the_subpath(vols: Path) -> None:
+def test_definition_binds_the_stage_never_the_subpath(vols: Path, tmp_path: Path) -> None:
     """Review 18 #1: a stock ``machinectl start`` reads Bind= without the pre hook; it must name
     the stage (missing then: the start fails), never STORE/volumes/V/SUB (a symlink swap escapes)."""
     spec = _subpath_spec(vols)
@@ -164,6 +165,13 @@ def test_definition_binds_the_stage_never_the_subpath(vols: Path) -> None:
         f"{vols}/v/a/b": f"{stages}/0",
         f"{vols}/v/a:x": f"{stages}/1",
     }
+    # nspawn's argv binds the stages this start made (here under tmp), in any number
+    many = dataclasses.replace(
+        spec, volumes=[Volume(f"{vols}/v/s{i:02}", f"/m{i}", subpath=f"s{i:02}") for i in range(12)]
+    )
+    made = {b.host: b.stage for b in subpaths.binds(vols, many, tmp_path)}
+    args = mount_args(many, (), made)
+    assert args == [f"--bind={tmp_path}/c/{i}:/m{i}" for i in range(12)]
     back = file_to_spec("c", NspawnFile.parse(f.render()))
     assert sorted(back.volumes, key=str) == sorted(spec.volumes, key=str)
     assert spec_to_file(back).render() == f.render()
@@ -195,3 +203,19 @@ def test_in_use_counts_a_bind_inside_a_volume(tmp_path: Path) -> None:
         f"{vols}/anon": ["b"],
         "/srv": ["b"],
     }
+
+
+def test_a_bind_inside_a_volume_is_written_as_a_subpath(vols: Path) -> None:
+    """A -v of STORE/volumes/V/SUB (or an older definition's Bind=) is stored as --mount's
+    volume-subpath: the definition names the stage, never the path."""
+    from nspawnctl.store.subpath import marked
+
+    volumes = [Volume(str(vols / "v" / "a"), "/a"), Volume(str(vols / "v"), "/v"), Volume("/srv/x", "/x")]
+    spec = ContainerSpec(name="c", id="0" * 32, image="i", image_id="1" * 64, created="", volumes=volumes)
+    got = marked(vols, spec)
+    assert [v.subpath for v in got.volumes] == ["a", "", ""]
+    assert spec_to_file(got).get_all("Files", "Bind") == [
+        f"{subpaths.STAGE_ROOT}/c/0:/a",
+        f"{vols}/v:/v",
+        "/srv/x:/x",
+    ]
