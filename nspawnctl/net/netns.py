@@ -23,7 +23,6 @@ from .rtnl import Rtnl
 
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
-MNT_DETACH = 0x2
 # root inside a user namespace is not root for the netns (owned by the host's userns): let it bind
 # port 80 anyway, as docker does
 SYSCTLS = {"/proc/sys/net/ipv4/ip_unprivileged_port_start": "0\n"}
