@@ -105,14 +105,13 @@ def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     assert cli("exec", name, "ls", "/d").stdout == "hello\nwritten\n"  # SUB, walked again
     assert stage_mounts() == [f"{STAGES}/{name}/0"]
     cli("stop", name)
-    leave_stage(name, VOLUMES / vol / "other")
-    leave_stage(f"gone-{name}", VOLUMES / vol / "other")
-    cli("container", "prune", "-f")
-    assert stage_mounts() == [] and list(STAGES.iterdir()) == []
-    # rm removes a stage a killed start left at once (not only the next start or prune)
+    # rm removes a stage a killed start left at once (not only the next start or a prune)
     leave_stage(name, VOLUMES / vol / "other")
     cli("rm", name)
     assert stage_mounts() == [] and not (STAGES / name).exists()
+    leave_stage(f"gone-{name}", VOLUMES / vol / "other")
+    cli("container", "prune", "-f")
+    assert stage_mounts() == [] and list(STAGES.iterdir()) == []
     # read-only, in the foreground (run --rm: the unit's pre hook stages it), and a file subpath
     ro = cli(
         "run", "--rm", *mount(vol, "sub", ro=True), *mount(vol, "note.txt", "/n.txt"), busybox,
