@@ -460,12 +460,7 @@ class Volumes:
         return VolumeStore(self._client.paths, self._users)
 
     def _users(self) -> dict[str, builtins.list[str]]:
-        out: dict[str, builtins.list[str]] = {}
-        for spec in self._client.containers.store.list():
-            for v in spec.volumes:
-                owner = self.store.owner_of(v.host)  # a subpath bind uses its volume
-                out.setdefault(v.host if owner is None else str(self.store.path(owner)), []).append(spec.name)
-        return out
+        return self.store.users_by_path(self._client.containers.store.list())
 
     def create(self, name: str | None = None, labels: dict[str, str] | None = None) -> VolumeInfo:
         self._client.pool.check()
@@ -511,7 +506,7 @@ class Volumes:
             out.append(
                 v
                 if name is None or sub is None
-                else dataclasses.replace(v, host=str(self.store.subpath(name, sub)))
+                else dataclasses.replace(v, host=str(self.store.subpath(name, sub)), subpath=sub)
             )
         return out
 
@@ -1488,6 +1483,10 @@ class Containers:
         from .run import stdinpipe  # issue 14: run -d -i
 
         stdinpipe.remove(self.paths, name)
+        from .run import subpaths  # volume-subpath stages a killed start left: not kept past rm
+
+        if os.path.lexists(subpaths.STAGE_ROOT / name):
+            subpaths.unstage(name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
             self.store.remove(name, volumes)

@@ -28,6 +28,7 @@ from .nspawnfile import OWN_SECTION, NspawnFile, parse_boolean, split_words
 from .runopts import OWN_KEYS as RUNOPTS_KEYS
 from .spec import (
     NSPAWN_NETWORK_KEYS,
+    SUBPATH_STAGES,
     ContainerSpec,
     PortMapping,
     Volume,
@@ -45,6 +46,7 @@ from .spec import (
     parse_publish,
     parse_restart,
     spec_to_file,
+    unescape_colon,
 )
 from .values import Cpus, MemoryBytes, PidsLimit, check_env, check_exec, merge_env
 
@@ -68,6 +70,7 @@ USER_KEYS = (
     *RUNOPTS_KEYS,  # docker's further run options
     *HEALTH_KEYS,  # health checks
     "AutoUpdate",
+    "VolumeSubpath",  # --mount ...,volume-subpath= (spec.subpath_stages)
     "Label",
     *TTY_KEYS,  # issue 15: Tty, OpenStdin, StdinOnce
     "UnsetEnvironment",  # the Docker API's bare Env entries (dockerd: the variable is unset)
@@ -280,6 +283,10 @@ def _check_own(key: str, value: str) -> None:
         check_port_mappings([parse_publish(value)])
     elif key == "Restart":
         parse_restart(value)
+    elif key == "VolumeSubpath":  # VOLUME_PATH:SUB:DEST, the bind a stage Bind= stands for
+        parts = unescape_colon(value)
+        if len(parts) != 3 or not (Path(parts[0]) / parts[1]).exists():
+            raise InvalidArgument("no such volume subpath", hint="the form is VOLUME_PATH:SUB:DEST")
     elif key == "Enable" or key in TTY_KEYS:
         parse_boolean(value)
     elif key == "Entrypoint":
@@ -342,7 +349,7 @@ def _check_bind(value: str) -> None:
     host = volume.host.lstrip("+-")
     if not host.startswith("/"):
         raise InvalidArgument("the host path must be absolute")
-    if not Path(host).exists():
+    if SUBPATH_STAGES not in Path(host).parents and not Path(host).exists():  # a stage: VolumeSubpath=
         raise InvalidArgument(f"{host} does not exist", hint="create it first")
     check_bind_options(volume)
 

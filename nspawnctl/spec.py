@@ -71,6 +71,9 @@ class Volume:
     container: str
     read_only: bool = False
     options: tuple[str, ...] = ()  # nspawn Bind= options, e.g. ("idmap",)
+    # ``volume-subpath=SUB``: host is STORE/volumes/V/SUB, but the file binds the stage
+    # (:func:`subpath_stages`) and keeps this bind in [X-Nspawnctl] VolumeSubpath=
+    subpath: str = ""
 
     @classmethod
     def parse(cls, text: str) -> Volume:
@@ -135,6 +138,20 @@ class Volume:
     def __str__(self) -> str:
         opts = (["ro"] if self.read_only else []) + list(self.options)
         return f"{self.host}:{self.container}" + (":" + ",".join(opts) if opts else "")
+
+
+SUBPATH_STAGES = Path("/run/nspawnctl/subpaths")
+"""Where the pre hook mounts each ``volume-subpath`` bind from a file descriptor (run/subpaths.py),
+one directory per container, one stage per bind (0, 1, ...)."""
+
+
+def subpath_stages(spec: ContainerSpec, stage_root: Path = SUBPATH_STAGES) -> dict[str, str]:
+    """The stage of each ``volume-subpath`` bind source, by host path. The definition's
+    ``Bind=`` names the stage, never the volume's path: a stock ``machinectl start`` (no pre
+    hook, so no stage) then fails instead of binding a path whose components another container
+    may have swapped for a symlink to the host's ``/``."""
+    hosts = sorted({v.host for v in spec.volumes if v.subpath})
+    return {host: str(stage_root / spec.name / str(i)) for i, host in enumerate(hosts)}
 
 
 def check_bind_options(volume: Volume) -> None:
@@ -485,9 +502,11 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     f.set("Exec", "PrivateUsers", "pick" if spec.private_users else "no")
     f.set("Files", "PrivateUsersOwnership", "auto" if spec.private_users else None)
     f.set("Files", "PrivateUsersChown", None)
-    binds = [v.bind_value() for v in spec.volumes if not v.read_only] + device_binds(spec.settings)
+    stages = subpath_stages(spec)
+    written = [replace(v, host=stages[v.host]) if v.subpath else v for v in spec.volumes]
+    binds = [v.bind_value() for v in written if not v.read_only] + device_binds(spec.settings)
     f.set_all("Files", "Bind", binds)
-    f.set_all("Files", "BindReadOnly", [v.bind_value() for v in spec.volumes if v.read_only])
+    f.set_all("Files", "BindReadOnly", [v.bind_value() for v in written if v.read_only])
     _network_to_file(spec, f)
     settings_to_file(spec.settings, f)
     own = {
@@ -521,7 +540,43 @@ def spec_to_file(spec: ContainerSpec, base: NspawnFile | None = None) -> NspawnF
     f.set(OWN_SECTION, "OpenStdin", "yes" if spec.open_stdin else None)
     f.set(OWN_SECTION, "StdinOnce", "yes" if spec.stdin_once else None)
     f.set_all(OWN_SECTION, "VolumesFrom", spec.volumes_from)  # issue 14: a record (volumesfrom.py)
+    subs = sorted((v for v in spec.volumes if v.subpath), key=lambda v: (v.host, v.container))  # stage order
+    f.set_all(OWN_SECTION, "VolumeSubpath", [_subpath_value(v) for v in subs])
     return f
+
+
+def _subpath_value(v: Volume) -> str:
+    """``VolumeSubpath=VOLUME_PATH:SUB:DEST`` (``\\:`` escapes as in Bind=): what the stage
+    bind of DEST stands for."""
+    volume = v.host.removesuffix("/" + v.subpath)
+    return ":".join(_escape_colon(x) for x in (volume, v.subpath, v.container))
+
+
+def _subpaths_from_file(
+    f: NspawnFile, volumes: list[Volume], stage_root: Path = SUBPATH_STAGES
+) -> list[Volume]:
+    """The stage binds of the file as the volume-subpath binds they stand for (VolumeSubpath=)."""
+    by_dest: dict[str, tuple[str, str]] = {}
+    for value in f.get_all(OWN_SECTION, "VolumeSubpath"):
+        parts = unescape_colon(value)
+        sub = parts[1] if len(parts) == 3 else ""
+        if len(parts) != 3 or not parts[0].startswith("/") or not sub or not parts[2].startswith("/"):
+            raise InvalidArgument(
+                f"invalid [{OWN_SECTION}] VolumeSubpath={value}", hint="the form is VOLUME_PATH:SUB:DEST"
+            )
+        by_dest[parts[2]] = (f"{parts[0].rstrip('/')}/{sub}", sub)
+    out = []
+    for v in volumes:
+        if stage_root in Path(v.host).parents and v.container in by_dest:
+            host, sub = by_dest.pop(v.container)
+            v = replace(v, host=host, subpath=sub)
+        out.append(v)
+    if by_dest:
+        raise InvalidArgument(
+            f"[{OWN_SECTION}] VolumeSubpath= of {', '.join(sorted(by_dest))} has no stage Bind= to that path",
+            hint=f"bind it as Bind={stage_root}/NAME/N:DEST, as nspawnctl writes it",
+        )
+    return out
 
 
 # [Network] keys that make nspawn build the network itself. In --settings=override mode any of
@@ -671,6 +726,7 @@ def _file_to_spec(name: str, f: NspawnFile, where: Path | None) -> ContainerSpec
     settings = settings_from_file(f)
     devices = set(device_binds(settings))
     volumes = [v for v in volumes if v.read_only or v.bind_value() not in devices]
+    volumes = _subpaths_from_file(f, volumes)
     boot = _yes(f.get("Exec", "Boot"))
     users = f.get("Exec", "PrivateUsers") or ""
     kill = f.get("Exec", "KillSignal")

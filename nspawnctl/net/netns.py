@@ -16,32 +16,18 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from ..errors import NetworkError
+from ..mounts import detach
+from ..mounts import libc as _libc
 from . import names
 from .rtnl import Rtnl
 
 CLONE_NEWNET = 0x40000000
 MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
-MNT_DETACH = 0x2
 # root inside a user namespace is not root for the netns (owned by the host's userns): let it bind
 # port 80 anyway, as docker does
 SYSCTLS = {"/proc/sys/net/ipv4/ip_unprivileged_port_start": "0\n"}
 
 T = TypeVar("T")
-
-
-def _libc() -> ctypes.CDLL:
-    """libc with the prototypes of what is called: mountflags is an unsigned long, not ctypes'
-    default int."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-    libc.mount.restype = ctypes.c_int
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    libc.umount2.restype = ctypes.c_int
-    libc.unshare.argtypes = [ctypes.c_int]
-    libc.unshare.restype = ctypes.c_int
-    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-    libc.setns.restype = ctypes.c_int
-    return libc
 
 
 def _check(ret: int, what: str) -> None:
@@ -150,11 +136,10 @@ def delete(name: str) -> None:
     path = str(names.NETNS_DIR / name)
     if not os.path.lexists(path):
         return
-    libc = _libc()
-    if libc.umount2(path.encode(), MNT_DETACH) != 0:
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOENT):  # not mounted (a half-made one): just the file
-            raise NetworkError(f"cannot delete network namespace {name}: {os.strerror(code)}")
+    try:
+        detach(path)  # not mounted (a half-made one): just the file
+    except OSError as e:
+        raise NetworkError(f"cannot delete network namespace {name}: {os.strerror(e.errno or 0)}") from None
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -101,7 +101,11 @@ def mount_args(
     from ..spec import spec_to_file, unescape_colon
 
     if staged:
-        volumes = [replace(v, host=staged.get(v.host, v.host)) for v in spec.volumes]
+        # a staged bind is a plain bind of its stage (one not staged keeps its subpath: the
+        # file's Bind= then names a stage that is missing, and nspawn fails)
+        volumes = [
+            replace(v, host=staged[v.host], subpath="") if v.host in staged else v for v in spec.volumes
+        ]
         spec = replace(spec, volumes=volumes)
     f = spec_to_file(spec)
     out: list[str] = []

@@ -87,20 +87,12 @@ def create(name: str, sysctls: tuple[tuple[str, str], ...]) -> None:
 
 def delete(name: str) -> None:
     """Unpin the container's IPC namespace; gone already is fine."""
-    import ctypes
-    import errno
-
-    from ..net import netns
+    from .. import mounts
 
     target = path(name)
     if not os.path.lexists(target):
         return
-    libc = netns._libc()
-    if libc.umount2(target.encode(), netns.MNT_DETACH) != 0 and ctypes.get_errno() not in (
-        errno.EINVAL,
-        errno.ENOENT,
-    ):
-        raise OSError(ctypes.get_errno(), f"umount {target}")
+    mounts.detach(target)  # not mounted (a half-made one): just the file
     try:
         os.unlink(target)
     except FileNotFoundError:

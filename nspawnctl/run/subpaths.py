@@ -1,10 +1,12 @@
 """``--mount type=volume,volume-subpath=SUB``: the bind is made from a file descriptor at each start.
 
-A container's definition binds ``STORE/volumes/V/SUB`` (so ``generate``, ``inspect`` and the
-volume's users read it as before), but nspawn never gets that path: another container that
-writes volume V could swap a component of it for a symlink to the host's ``/`` between any check
-and nspawn's mount (runc's CVE-2021-30465). Instead the pre hook opens V and walks SUB one
-component at a time with ``O_PATH|O_NOFOLLOW`` relative to the previous fd (a symlink, ``..``, a
+A container's spec binds ``STORE/volumes/V/SUB`` (so ``inspect`` and the volume's users read it
+as any bind), but nspawn never gets that path: another container that writes volume V could swap
+a component of it for a symlink to the host's ``/`` between any check and nspawn's mount (runc's
+CVE-2021-30465). Its definition's ``Bind=`` names the stage (spec.subpath_stages; the bind itself
+is kept in ``[X-Nspawnctl] VolumeSubpath=``), so systemd's stock unit, which runs no pre hook,
+fails to start it. The pre hook opens V and walks SUB one component at a time with
+``O_PATH|O_NOFOLLOW`` relative to the previous fd (store/subpath.py: a symlink, ``..``, a
 missing part or a device is refused), bind-mounts the opened fd (``/proc/self/fd/N``: the kernel
 mounts the inode the fd holds, whatever the path says by then) onto a stage under
 :data:`STAGE_ROOT` (root only, 0700), and nspawn binds the stage (run/units.py passes it on the
@@ -12,19 +14,18 @@ command line in place of the definition's source). A swap after that changes not
 
 A regular file as SUB is allowed, as docker allows it: the fd is the file's inode, as safe as a
 directory's. The stage goes when the container stops (the post hook), at the next start, and
-with the container (``container prune``/``system prune`` also clear stages of containers gone).
+with the container (``rm``; ``container prune``/``system prune`` also clear stages of containers gone).
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InvalidArgument, VolumeNotFound
+from ..spec import SUBPATH_STAGES
+from ..store.subpath import open_subpath, volume_part
 
 TYPE_CHECKING = False  # typing's costs an import; mypy knows this name
 if TYPE_CHECKING:
@@ -32,13 +33,8 @@ if TYPE_CHECKING:
 
     from ..spec import ContainerSpec
 
-STAGE_ROOT = Path("/run/nspawnctl/subpaths")
+STAGE_ROOT = SUBPATH_STAGES
 """One directory per running container (by name), one stage in it per subpath bind (0, 1, ...)."""
-
-_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-MS_BIND = 0x1000
-MNT_DETACH = 0x2
-_VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -51,106 +47,20 @@ class SubpathBind:
     stage: str
 
 
-def volume_part(volumes_root: Path, host: str) -> tuple[str, str] | None:
-    """(volume, subpath) when ``host`` lies strictly inside a volume of ``volumes_root``."""
-    p = Path(host)
-    if volumes_root not in p.parents or p.parent == volumes_root:
-        return None
-    parts = p.relative_to(volumes_root).parts
-    if not _VOLUME_NAME.fullmatch(parts[0]):  # store/volumes.py's NAME (not .meta)
-        return None
-    return parts[0], "/".join(parts[1:])
-
-
 def binds(volumes_root: Path, spec: ContainerSpec, stage_root: Path = STAGE_ROOT) -> list[SubpathBind]:
     """The container's subpath binds, each with its stage (the same for the pre hook that makes it
     and the start that passes it to nspawn: both call this)."""
-    hosts = sorted({v.host for v in spec.volumes if volume_part(volumes_root, v.host)})
+    # the definition's Bind= names the stages of its VolumeSubpath= binds (spec.subpath_stages):
+    # those first, in its order; then any other bind of a path inside a volume (a -v of such a
+    # path, an older definition), staged too
+    marked = sorted({v.host for v in spec.volumes if v.subpath})
+    other = {v.host for v in spec.volumes if not v.subpath and volume_part(volumes_root, v.host)}
+    hosts = [h for h in marked if volume_part(volumes_root, h)] + sorted(other - set(marked))
     out = []
     for i, host in enumerate(hosts):
         volume, sub = volume_part(volumes_root, host) or ("", "")
         out.append(SubpathBind(host, volume, sub, str(stage_root / spec.name / str(i))))
     return out
-
-
-def open_subpath(volumes_root: Path, volume: str, sub: str) -> int:
-    """An ``O_PATH`` fd of directory or regular file ``sub`` inside the volume, walked one
-    component at a time without following a symlink. InvalidArgument (VolumeNotFound) else."""
-    from ..store.rootpath import open_dir
-
-    parts = sub.split("/")
-    if not sub or sub.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise InvalidArgument(f"volume-subpath {sub!r}: a relative path without '.' or '..' is expected")
-    try:
-        root_fd = os.open(volumes_root, _PATH | os.O_DIRECTORY)
-    except OSError as e:
-        raise VolumeNotFound(f"volume {volume} does not exist: {e.strerror}") from None
-    try:
-        try:
-            vol_fd = os.open(volume, _PATH | os.O_DIRECTORY, dir_fd=root_fd)
-        except OSError:
-            raise VolumeNotFound(
-                f"volume {volume} does not exist: it has no subpath {sub}",
-                hint=f"nspawnctl volume create {volume}",
-            ) from None
-    finally:
-        os.close(root_fd)
-    try:
-        try:
-            parent = open_dir(vol_fd, tuple(os.fsencode(p) for p in parts[:-1]))
-            try:
-                fd = os.open(parts[-1], _PATH, dir_fd=parent)
-            finally:
-                os.close(parent)
-        except OSError as e:
-            raise _refusal(vol_fd, volume, sub, e) from None
-        kind = os.fstat(fd).st_mode
-        if not (stat.S_ISDIR(kind) or stat.S_ISREG(kind)):
-            os.close(fd)
-            what = "a symbolic link" if stat.S_ISLNK(kind) else "not a directory or regular file"
-            raise _refused(volume, sub, parts[-1], what)
-        return fd
-    finally:
-        os.close(vol_fd)
-
-
-def _refused(volume: str, sub: str, part: str, what: str) -> InvalidArgument:
-    return InvalidArgument(
-        f"volume-subpath {sub!r} of volume {volume}: {part!r} is {what}",
-        hint="a subpath is a directory or file reached through directories only, no symbolic links",
-    )
-
-
-def _refusal(vol_fd: int, volume: str, sub: str, error: OSError) -> InvalidArgument:
-    """Why the walk failed, by looking again (for the message only: the walk has refused)."""
-    fd = os.dup(vol_fd)
-    try:
-        for part in sub.split("/"):
-            try:
-                mode = os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode
-            except FileNotFoundError:
-                return InvalidArgument(
-                    f"volume {volume} has no {sub} ({part!r} is missing)",
-                    hint="create it in the volume first",
-                )
-            except OSError:
-                break
-            if stat.S_ISLNK(mode):
-                return _refused(volume, sub, part, "a symbolic link")
-            if not stat.S_ISDIR(mode):
-                return _refused(volume, sub, part, "not a directory")
-            try:
-                nfd = os.open(part, _PATH | os.O_DIRECTORY, dir_fd=fd)
-            except OSError:
-                break
-            os.close(fd)
-            fd = nfd
-    finally:
-        os.close(fd)
-    return InvalidArgument(
-        f"volume-subpath {sub!r} of volume {volume}: {error.strerror or error}",
-        hint="a subpath is a directory or file reached through directories only, no symbolic links",
-    )
 
 
 def stage(volumes_root: Path, spec: ContainerSpec, stage_root: Path = STAGE_ROOT) -> list[SubpathBind]:
@@ -163,6 +73,8 @@ def stage(volumes_root: Path, spec: ContainerSpec, stage_root: Path = STAGE_ROOT
     stage_root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(stage_root, 0o700)
     (stage_root / spec.name).mkdir(mode=0o700)
+    from .. import mounts
+
     try:
         for b in todo:
             fd = open_subpath(volumes_root, b.volume, b.sub)
@@ -171,26 +83,13 @@ def stage(volumes_root: Path, spec: ContainerSpec, stage_root: Path = STAGE_ROOT
                     os.mkdir(b.stage, 0o700)
                 else:
                     os.close(os.open(b.stage, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-                _bind_fd(fd, b.stage)
+                mounts.bind_fd(fd, b.stage)
             finally:
                 os.close(fd)
     except BaseException:
         unstage(spec.name, stage_root)
         raise
     return todo
-
-
-def _bind_fd(fd: int, target: str) -> None:
-    """Bind-mount what ``fd`` holds onto ``target`` (``/proc/self/fd/N`` is the fd's own inode:
-    the kernel does not look its former path up again)."""
-    import ctypes
-
-    from ..net.netns import _libc
-
-    libc = _libc()
-    if libc.mount(f"/proc/self/fd/{fd}".encode(), target.encode(), None, MS_BIND, None) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"bind-mounting a volume subpath on {target}: {os.strerror(code)}")
 
 
 def unstage(name: str, stage_root: Path = STAGE_ROOT) -> None:
@@ -201,19 +100,13 @@ def unstage(name: str, stage_root: Path = STAGE_ROOT) -> None:
         entries = os.listdir(top)
     except (FileNotFoundError, NotADirectoryError):
         return
-    import ctypes
+    from .. import mounts
 
-    from ..net.netns import _libc
-
-    libc = _libc()
     for entry in entries:
         path = top / entry
         for _ in range(16):  # stacked mounts (should never be more than one)
-            if libc.umount2(str(path).encode(), MNT_DETACH) != 0:
-                code = ctypes.get_errno()
-                if code in (errno.EINVAL, errno.ENOENT):
-                    break  # not (or no longer) a mount point
-                raise OSError(code, f"unmounting {path}: {os.strerror(code)}")
+            if not mounts.detach(str(path)):
+                break  # not (or no longer) a mount point
         if path.is_dir() and not path.is_symlink():
             path.rmdir()
         else:

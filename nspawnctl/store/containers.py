@@ -38,6 +38,7 @@ from .exits import ExitRecord
 from .images import Image
 from .locks import Held
 from .pool import Pool
+from .subpath import marked
 
 _SAVE_TEMP = re.compile(r"\..+\.nspawn\.[a-z0-9_]{8}")
 """The temporary name ``NspawnFile.save`` writes a definition under (tempfile.mkstemp's)."""
@@ -327,7 +328,7 @@ class ContainerStore:
                     usr.mkdir(mode=0o755)
                 # the working directory, --add-host, --dns (runopts.py)
                 prepare_root(staging, spec.workdir, spec.settings, spec.boot, spec.volumes)
-                spec_to_file(spec, base).save(definition)
+                spec_to_file(marked(self.paths.store / "volumes", spec), base).save(definition)
                 os.rename(staging, root)
             except BaseException:
                 if not os.path.lexists(root):
@@ -563,7 +564,7 @@ class ContainerStore:
 
     def _rewrite(self, spec: ContainerSpec, base: NspawnFile | None) -> None:
         target = self.settings_file(spec.name, spec.auto_remove)
-        spec_to_file(spec, base).save(target)
+        spec_to_file(marked(self.paths.store / "volumes", spec), base).save(target)
         other = self.settings_file(spec.name, not spec.auto_remove)
         other.unlink(missing_ok=True)
 
@@ -597,9 +598,10 @@ class ContainerStore:
         self._forget(name)
         btrfs.delete(staging)
         if anonymous:  # docker's --rm: the container's anonymous volumes go with it
-            from .volumes import remove_anonymous
+            from .volumes import VolumeStore, remove_anonymous
 
-            in_use = {v.host for spec in self.list() for v in spec.volumes}
+            # a bind inside an anonymous volume (volume-subpath) keeps it too, as for volume rm
+            in_use = set(VolumeStore(self.paths, dict).users_by_path(self.list()))
             remove_anonymous(self.paths, anonymous, in_use)
         for what in ("new", "old"):  # a recreate's, cut short
             btrfs.delete(self._staging(name, what))

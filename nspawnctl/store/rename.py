@@ -12,13 +12,14 @@ the definition's ``Name=`` changes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 from ..errors import NameInUse
 from ..names import ContainerName
 from ..nspawnfile import OWN_SECTION, NspawnFile
-from ..spec import ContainerSpec
+from ..spec import ContainerSpec, spec_to_file
 from .containers import ContainerStore
 
 STATE_SUFFIXES = (".json", ".autoremove")
@@ -48,6 +49,8 @@ def rename(store: ContainerStore, old: str, new_text: str) -> ContainerSpec:
         old_def, _ = store.definition(old)
         new_def = store.settings_file(new, spec.auto_remove)
         file = NspawnFile.load(old_def)
+        if any(v.subpath for v in spec.volumes):  # Bind= names the stages, which are by name
+            file = spec_to_file(dataclasses.replace(spec, name=new), file)
         file.set(OWN_SECTION, "Name", name.kept)
         file.save(new_def)
         done: list[tuple[Path, Path]] = []

@@ -30,12 +30,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Paths
 from ..errors import InvalidArgument, VolumeCopyFailed, VolumeInUse, VolumeNotFound
 from . import btrfs
 from .files import tree_size
+
+if TYPE_CHECKING:
+    from ..spec import ContainerSpec
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # docker's volume names
 # docker's mark of an anonymous volume (``-v /path``, ``--mount type=volume`` without a source):
@@ -111,11 +114,22 @@ class VolumeStore:
         name = p.relative_to(self.root).parts[0]
         return name if NAME.fullmatch(name) else None
 
+    def users_by_path(self, specs: Iterable[ContainerSpec]) -> dict[str, builtins.list[str]]:
+        """Bind source -> the containers (names) that bind it, a bind inside a volume (a
+        ``volume-subpath``) counted as one of the volume's path: what "in use" means for
+        ``volume rm`` and for the anonymous volumes a ``--rm`` container leaves."""
+        out: dict[str, builtins.list[str]] = {}
+        for spec in specs:
+            for v in spec.volumes:
+                owner = self.owner_of(v.host)
+                out.setdefault(v.host if owner is None else str(self.path(owner)), []).append(spec.name)
+        return out
+
     def subpath(self, name: str, sub: str) -> Path:
         """The bind source of ``volume-subpath``: ``sub`` (runopts.parse_subpath's) inside volume
         ``name``, a directory or regular file reached without a symbolic link (walked as each
         start walks it, run/subpaths.py: a start binds what it opened then, never this path)."""
-        from ..run.subpaths import open_subpath
+        from .subpath import open_subpath
 
         if not self.exists(name):
             raise VolumeNotFound(
@@ -305,7 +319,8 @@ def _iso(ts: float) -> str:
 
 def remove_anonymous(paths: Paths, hosts: Iterable[str], in_use: set[str]) -> builtins.list[str]:
     """Delete the anonymous volumes among ``hosts`` (bind sources of a ``--rm`` container that
-    is gone) that no other container binds (``in_use``: their paths); named ones are kept. The
+    is gone) that no other container binds (``in_use``: :meth:`VolumeStore.users_by_path`'s keys);
+    named ones are kept. The
     caller holds the pool lock. Returns the names deleted."""
     store = VolumeStore(paths, dict)
     gone = []

@@ -82,9 +82,11 @@ def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     assert stage_mounts() == [f"{STAGES}/{name}/0"]
     assert nspawn_binds(name) == [f"{STAGES}/{name}/0:/d"]  # nspawn got the stage, not the path
     assert os.stat(STAGES).st_mode & 0o777 == 0o700
-    # generate keeps the bind (the volume's path), never the stage; rm + apply recreates it
+    # generate keeps the bind in [X-Nspawnctl] VolumeSubpath=; Bind= names the stage, never the
+    # volume's SUB path (a stock start would bind it through symlinks); rm + apply recreates it
     text = cli("generate", name).stdout
-    assert f"Bind={VOLUMES}/{vol}/sub:/d" in text and str(STAGES) not in text, text
+    assert f"VolumeSubpath={VOLUMES}/{vol}:sub:/d\n" in text and f"Bind={STAGES}/{name}/0:/d" in text, text
+    assert f"{VOLUMES}/{vol}/sub" not in text, text
     defs = tmp_path / "defs"
     defs.mkdir()
     (defs / f"{name}.nspawn").write_text(text)
@@ -103,7 +105,10 @@ def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     assert cli("exec", name, "ls", "/d").stdout == "hello\nwritten\n"  # SUB, walked again
     assert stage_mounts() == [f"{STAGES}/{name}/0"]
     cli("stop", name)
+    # rm removes a stage a killed start left at once (not only the next start or a prune)
     leave_stage(name, VOLUMES / vol / "other")
+    cli("rm", name)
+    assert stage_mounts() == [] and not (STAGES / name).exists()
     leave_stage(f"gone-{name}", VOLUMES / vol / "other")
     cli("container", "prune", "-f")
     assert stage_mounts() == [] and list(STAGES.iterdir()) == []
@@ -174,7 +179,10 @@ def test_docker_api_subpath(api: dict[str, str], cli: CLI, busybox: str, vol: st
         assert client.wait(ctr)["StatusCode"] == 0
         assert client.logs(ctr) == b"not for you\nsecret\n"
         name = client.inspect_container(ctr)["Name"].lstrip("/")
-        assert f"BindReadOnly={VOLUMES}/{vol}/other:/m" in cli("generate", name).stdout
+        text = cli("generate", name).stdout
+        assert (
+            f"BindReadOnly={STAGES}/{name}/0:/m" in text and f"VolumeSubpath={VOLUMES}/{vol}:other:/m" in text
+        )
         bad = dockerpy.types.Mount("/m", vol, subpath="link")
         with pytest.raises(dockerpy.errors.APIError) as e:
             client.create_container(busybox, ["true"], host_config=client.create_host_config(mounts=[bad]))
@@ -182,3 +190,56 @@ def test_docker_api_subpath(api: dict[str, str], cli: CLI, busybox: str, vol: st
         client.remove_container(ctr)
     finally:
         client.close()
+
+
+def test_a_stock_start_fails_closed_and_rename_keeps_the_stage_by_name(
+    cli: CLI, busybox: str, vol: str, marker: str
+) -> None:
+    """systemd's own unit (``machinectl start``, ``systemd-nspawn@``) reads the definition with no
+    pre hook: its Bind= names a stage that does not exist then, so the start fails, even with SUB
+    swapped for a symlink to /; nspawnctl's start (and after a rename) binds SUB."""
+    a = cli.name("vss")
+    script = f"if test -e /d/{marker}; then echo ESCAPED; else ls /d; fi"
+    cli("create", "--name", a, "--network", "none", *mount(vol, "sub"), busybox, "sh", "-c", script)
+    text = Path(f"/etc/systemd/nspawn/{a}.nspawn").read_text()
+    assert f"{VOLUMES}/{vol}/sub" not in text and f"Bind={STAGES}/{a}/0:/d" in text, text
+    sub, real = VOLUMES / vol / "sub", VOLUMES / vol / "real"
+    sub.rename(real)
+    sub.symlink_to("/")
+    unit = f"systemd-nspawn@{a}.service"
+    try:
+        stock = subprocess.run(["systemctl", "start", unit], capture_output=True, text=True)
+        assert stock.returncode != 0, stock
+        assert stage_mounts() == []
+    finally:
+        sub.unlink()
+        real.rename(sub)
+        subprocess.run(["systemctl", "reset-failed", unit], check=False)
+    journal = subprocess.run(["journalctl", "-q", "-u", unit], capture_output=True, text=True).stdout
+    assert "ESCAPED" not in journal and marker not in journal, journal
+    cli("start", a)
+    assert cli("wait", a).stdout.strip() == "0" and "ESCAPED" not in cli("logs", a).stdout
+    # a rename moves the stage in Bind= to the new name, and it still starts
+    b = cli.name("vsr")
+    cli("rename", a, b)
+    text = Path(f"/etc/systemd/nspawn/{b}.nspawn").read_text()
+    assert f"Bind={STAGES}/{b}/0:/d" in text and f"VolumeSubpath={VOLUMES}/{vol}:sub:/d\n" in text, text
+    cli("start", b)
+    assert cli("wait", b).stdout.strip() == "0"
+    assert cli("logs", b).stdout.count("hello\n") == 2
+
+
+def test_rm_v_keeps_an_anonymous_volume_another_container_binds_by_subpath(cli: CLI, busybox: str) -> None:
+    """--rm / rm -v deletes a container's anonymous volumes unless another container binds one,
+    also by a subpath (the same "in use" as volume rm)."""
+    a, b = cli.name("vsanon"), cli.name("vsuser")
+    cli("create", "--name", a, "--network", "none", "-v", "/data", busybox, "true")
+    text = Path(f"/etc/systemd/nspawn/{a}.nspawn").read_text()
+    bind = next(line for line in text.splitlines() if line.startswith(f"Bind={VOLUMES}/"))
+    anon = bind.removeprefix(f"Bind={VOLUMES}/").split(":")[0]
+    (VOLUMES / anon / "x").mkdir()
+    cli("create", "--name", b, "--network", "none", *mount(anon, "x"), busybox, "true")
+    cli("rm", "-v", a)
+    assert (VOLUMES / anon / "x").is_dir()  # B's volume is still there
+    cli("rm", b)
+    assert cli("volume", "rm", anon).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -9,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from nspawnctl.errors import InvalidArgument, VolumeNotFound
+from nspawnctl.nspawnfile import OWN_SECTION, NspawnFile
 from nspawnctl.run import subpaths
 from nspawnctl.run.hostdevices import mount_args
 from nspawnctl.run.units import Launch, nspawn_argv
-from nspawnctl.spec import ContainerSpec, Volume
+from nspawnctl.spec import ContainerSpec, Volume, file_to_spec, spec_to_file
 
 
 @pytest.fixture
@@ -130,3 +132,90 @@ def test_unstage_never_removes_volume_files(tmp_path: Path) -> None:
     (tmp_path / "machines" / "f").write_text("")  # runs, from another store
     subpaths.sweep(keep=["d", "g"], gone=["g"], stage_root=stages, machines=tmp_path / "machines")
     assert sorted(os.listdir(stages)) == ["d", "f"]
+
+
+def _subpath_spec(vols: Path, name: str = "c") -> ContainerSpec:
+    return ContainerSpec(
+        name=name,
+        id="0" * 32,
+        image="i",
+        image_id="1" * 64,
+        created="2026-01-01T00:00:00+00:00",
+        volumes=[
+            Volume(str(vols / "v" / "a" / "b"), "/d", True, subpath="a/b"),
+            Volume(str(vols / "v"), "/whole"),
+            Volume(str(vols / "v" / "a:x"), "/c:olon", options=("idmap",), subpath="a:x"),
+        ],
+    )
+
+
+def test_definition_binds_the_stage_never_the_subpath(vols: Path, tmp_path: Path) -> None:
+    """Review 18 #1: a stock ``machinectl start`` reads Bind= without the pre hook; it must name
+    the stage (missing then: the start fails), never STORE/volumes/V/SUB (a symlink swap escapes)."""
+    spec = _subpath_spec(vols)
+    f = spec_to_file(spec)
+    binds = f.get_all("Files", "Bind") + f.get_all("Files", "BindReadOnly")
+    assert not any(b.startswith(f"{vols}/v/") for b in binds), binds
+    stages = subpaths.STAGE_ROOT / "c"
+    assert f.get_all("Files", "BindReadOnly") == [f"{stages}/0:/d"]
+    assert f.get_all("Files", "Bind") == [f"{vols}/v:/whole", f"{stages}/1:/c\\:olon:idmap"]
+    assert f.get_all(OWN_SECTION, "VolumeSubpath") == [f"{vols}/v:a/b:/d", f"{vols}/v:a\\:x:/c\\:olon"]
+    # the stages a start mounts are the ones the file names (same order)
+    assert {b.host: b.stage for b in subpaths.binds(vols, spec)} == {
+        f"{vols}/v/a/b": f"{stages}/0",
+        f"{vols}/v/a:x": f"{stages}/1",
+    }
+    # nspawn's argv binds the stages this start made (here under tmp), in any number
+    many = dataclasses.replace(
+        spec, volumes=[Volume(f"{vols}/v/s{i:02}", f"/m{i}", subpath=f"s{i:02}") for i in range(12)]
+    )
+    made = {b.host: b.stage for b in subpaths.binds(vols, many, tmp_path)}
+    args = mount_args(many, (), made)
+    assert args == [f"--bind={tmp_path}/c/{i}:/m{i}" for i in range(12)]
+    back = file_to_spec("c", NspawnFile.parse(f.render()))
+    assert sorted(back.volumes, key=str) == sorted(spec.volumes, key=str)
+    assert spec_to_file(back).render() == f.render()
+
+
+def test_a_subpath_key_without_its_stage_bind_is_refused(vols: Path) -> None:
+    f = spec_to_file(_subpath_spec(vols))
+    f.set_all("Files", "BindReadOnly", [])
+    with pytest.raises(InvalidArgument, match="VolumeSubpath= of /d has no stage Bind="):
+        file_to_spec("c", f)
+    f.set_all(OWN_SECTION, "VolumeSubpath", ["relative:a:/d"])
+    with pytest.raises(InvalidArgument, match="invalid"):
+        file_to_spec("c", f)
+
+
+def test_in_use_counts_a_bind_inside_a_volume(tmp_path: Path) -> None:
+    """Review 18 #14: one "in use" for volume rm and --rm's anonymous volumes."""
+    from nspawnctl.config import Paths
+    from nspawnctl.store.volumes import VolumeStore
+
+    paths = Paths(pool=tmp_path / "pool", store=tmp_path / "store")
+    store = VolumeStore(paths, dict)
+    vols = store.root
+    a = _subpath_spec(vols, "a")
+    b = ContainerSpec(name="b", id="2" * 32, image="i", image_id="1" * 64, created="", volumes=[
+        Volume(str(vols / "anon"), "/x"), Volume("/srv", "/srv")])  # fmt: skip
+    assert store.users_by_path([a, b]) == {
+        f"{vols}/v": ["a", "a", "a"],
+        f"{vols}/anon": ["b"],
+        "/srv": ["b"],
+    }
+
+
+def test_a_bind_inside_a_volume_is_written_as_a_subpath(vols: Path) -> None:
+    """A -v of STORE/volumes/V/SUB (or an older definition's Bind=) is stored as --mount's
+    volume-subpath: the definition names the stage, never the path."""
+    from nspawnctl.store.subpath import marked
+
+    volumes = [Volume(str(vols / "v" / "a"), "/a"), Volume(str(vols / "v"), "/v"), Volume("/srv/x", "/x")]
+    spec = ContainerSpec(name="c", id="0" * 32, image="i", image_id="1" * 64, created="", volumes=volumes)
+    got = marked(vols, spec)
+    assert [v.subpath for v in got.volumes] == ["a", "", ""]
+    assert spec_to_file(got).get_all("Files", "Bind") == [
+        f"{subpaths.STAGE_ROOT}/c/0:/a",
+        f"{vols}/v:/v",
+        "/srv/x:/x",
+    ]
