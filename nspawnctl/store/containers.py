@@ -640,10 +640,12 @@ class ContainerStore:
 
     # -- the container's own lock --------------------------------------------------------------
     def _definition_lock(self, name: str) -> Path:
-        return self.paths.state / f".{name}.lock"
+        """``state/locks/NAME``: a directory of their own, so no other state file (a diff's
+        ``.diff-TOKEN.lock``, a container named ``diff-TOKEN``) shares their names."""
+        return self.paths.state / "locks" / name
 
     def locked(self, name: str) -> contextlib.AbstractContextManager[Held]:
-        """The container's own lock (an flock on ``state/.NAME.lock``): a start holds it from
+        """The container's own lock (an flock on ``state/locks/NAME``): a start holds it from
         reading the definition until its unit's start job is queued; every rewrite of the
         definition (network connect/disconnect, update, rename) holds it while it checks the
         unit's state and writes. So a start never runs a definition older than the file, and a
@@ -651,14 +653,14 @@ class ContainerStore:
         inside it; never held across a wait for a unit. A killed holder's lock dies with it."""
         from .locks import hold
 
-        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._definition_lock(name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return hold(self._definition_lock(name))
 
     def alocked(self, name: str) -> contextlib.AbstractAsyncContextManager[Held]:
         """:meth:`locked` waited for off the event loop (cancel-safe: see store/locks.py)."""
         from .locks import ahold
 
-        self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._definition_lock(name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return ahold(self._definition_lock(name))
 
     def _lock_attached(self, name: str) -> int:

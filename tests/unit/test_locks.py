@@ -125,14 +125,14 @@ def test_the_container_lock_is_per_container(tmp_path: Path) -> None:
     paths = Paths(pool=tmp_path / "pool", store=tmp_path / "store")
     store = ContainerStore(Pool(paths))
     with store.locked("web"):
-        assert not _free(paths.state / ".web.lock")
+        assert not _free(paths.state / "locks" / "web")
         with store.locked("db"):  # another container's does not wait
             pass
 
     async def main() -> None:
         async with store.alocked("web") as held:
-            assert not _free(paths.state / ".web.lock")
+            assert not _free(paths.state / "locks" / "web")
             held.release()
-            assert _free(paths.state / ".web.lock")
+            assert _free(paths.state / "locks" / "web")
 
     asyncio.run(main())
