@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, NspawnctlError, PoolError
 from ..names import check_machine_name, is_machine_name, machine_name_of
@@ -36,8 +36,10 @@ from ..spec import ContainerSpec, file_to_spec, spec_to_file
 from . import btrfs, exits
 from .exits import ExitRecord
 from .images import Image
-from .locks import Held
 from .pool import Pool
+
+if TYPE_CHECKING:  # the hook steps load this module: locks.py's async half must cost them nothing
+    from .locks import Held
 
 _SAVE_TEMP = re.compile(r"\..+\.nspawn\.[a-z0-9_]{8}")
 """The temporary name ``NspawnFile.save`` writes a definition under (tempfile.mkstemp's)."""
@@ -660,28 +662,28 @@ class ContainerStore:
         return ahold(self._definition_lock(name))
 
     def _lock_attached(self, name: str) -> int:
+        """The locked ``state/NAME.attached`` fd (the caller holds the pool lock)."""
         from ..tempfiles import mkstemp
 
-        with self.pool.lock():
-            fd, tmp = mkstemp(self.paths.state, f".{name}.attached.")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.rename(tmp, self._attached_lock(name))
-            except BaseException:
-                os.close(fd)
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        fd, tmp = mkstemp(self.paths.state, f".{name}.attached.")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a file only this process knows yet: never waits
+            os.rename(tmp, self._attached_lock(name))
+        except BaseException:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return fd
 
     @contextlib.asynccontextmanager
     async def aattached(self, name: str) -> AsyncIterator[None]:
-        """:meth:`attached` for the event loop: the pool lock is waited for in a worker thread (a
-        long holder, an import or a prune, must not freeze the API server), cancel-safe (a
-        cancelled wait closes the fd its thread got late, see store/locks.py)."""
-        from .locks import in_thread
+        """:meth:`attached` for the event loop: the pool lock is polled for (a long holder, an
+        import or a prune, must not freeze the API server), cancel-safe (see store/locks.py)."""
+        from .locks import ahold
 
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = await in_thread(lambda: self._lock_attached(name), os.close)
+        async with ahold(self.paths.lock):
+            fd = self._lock_attached(name)
         try:
             yield
         finally:
@@ -698,7 +700,8 @@ class ContainerStore:
         sees it unlocked while the run that made it is alive. Both under the pool lock, so a
         temporary name a repair finds is a dead run's."""
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = self._lock_attached(name)
+        with self.pool.lock():
+            fd = self._lock_attached(name)
         try:
             yield
         finally:
