@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from .run.top import Top
     from .run.units import Launch
     from .run.update import Update
+    from .store.locks import Held
     from .store.volumes import VolumeInfo, VolumeStore
     from .sysinfo import HostInfo
     from .systemd.journal import Entry
@@ -218,6 +219,8 @@ USERNS_MODES = ("auto", "host")
 
 _NAME_ATTEMPTS = 5
 """Generated names tried before a create gives up (each draw collides rarely)."""
+_REMOVE_ATTEMPTS = 3
+"""Kills ``rm -f`` tries before giving up on a container started again after each."""
 
 STOPPING_WAIT = 120.0
 """Seconds ``start`` waits for a stop job under way (systemd's own stop timeout is 90 s at most)."""
@@ -1445,34 +1448,48 @@ class Containers:
             if not self.store.has(name):
                 raise  # a definition with a bad value is still a container, and removable
 
-        rt = self._runtime(bus)
-        if await rt.is_running(name):
-            if not force:
-                raise ContainerRunning(
-                    f"container {name} is running", hint=f"stop it first, or use: nspawnctl rm -f {name}"
-                )
-            await _quietly(rt.kill(name, signals.SIGKILL))
-            if not await rt.wait(name, timeout=30):
-                # PID 1 is gone but something of the unit lingers: kill all of it
-                unit = await rt.unit_for(name)
-                from .systemd.bus import BusError
-
-                try:
-                    await rt.manager.kill(unit, "all", signals.SIGKILL)
-                except BusError:  # ended meanwhile
-                    pass
-                if not await rt.wait(name, timeout=30, unit=unit):
-                    raise ContainerRunning(
-                        f"container {name} is still running after SIGKILL; not removing it",
-                        hint=f"see: systemctl status {unit}",
-                    )
-        await rt.reset(name)
         from .run import persist
 
-        await persist.forget(rt.manager, name)
-        await asyncio.to_thread(self._remove_files, name, volumes)
+        rt = self._runtime(bus)
+        for _ in range(_REMOVE_ATTEMPTS):
+            # under the container's lock: no start reads the definition, or queues its unit, while
+            # the container goes; the lock is not held across the wait for a killed unit
+            async with self.store.alocked(name) as held:
+                state = await rt.busy(name)  # running, or a start job queued (not yet activating)
+                if state is None:
+                    await rt.reset(name)
+                    await persist.forget(rt.manager, name)
+                    await asyncio.to_thread(self._remove_files, name, volumes, held)
+                    return
+            if not force:
+                raise ContainerRunning(
+                    f"container {name} is {'running' if state.running else 'starting'}",
+                    hint=f"stop it first, or use: nspawnctl rm -f {name}",
+                )
+            await self._kill_for_removal(rt, name)
+        raise ContainerRunning(
+            f"container {name} was started again while being removed; not removing it",
+            hint=f"try again: nspawnctl rm -f {name}",
+        )
 
-    def _remove_files(self, name: str, volumes: bool = False) -> None:
+    async def _kill_for_removal(self, rt: Runtime, name: str) -> None:
+        await _quietly(rt.kill(name, signals.SIGKILL))
+        if not await rt.wait(name, timeout=30):
+            # PID 1 is gone but something of the unit lingers: kill all of it
+            unit = await rt.unit_for(name)
+            from .systemd.bus import BusError
+
+            try:
+                await rt.manager.kill(unit, "all", signals.SIGKILL)
+            except BusError:  # ended meanwhile
+                pass
+            if not await rt.wait(name, timeout=30, unit=unit):
+                raise ContainerRunning(
+                    f"container {name} is still running after SIGKILL; not removing it",
+                    hint=f"see: systemctl status {unit}",
+                )
+
+    def _remove_files(self, name: str, volumes: bool = False, held: Held | None = None) -> None:
         # what the hook's post step would have removed, had it run (a killed unit, a crash)
         from . import net
 
@@ -1485,7 +1502,9 @@ class Containers:
         stdinpipe.remove(self.paths, name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
-            self.store.remove(name, volumes)
+            self.store.remove(name, volumes, held)
+        elif held is not None:  # a --rm container that removed itself: its lock file may remain
+            held.path.unlink(missing_ok=True)
 
     # -- observation -----------------------------------------------------------------------
     def get(self, name: str) -> ContainerStatus:

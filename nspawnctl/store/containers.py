@@ -569,9 +569,10 @@ class ContainerStore:
         other = self.settings_file(spec.name, not spec.auto_remove)
         other.unlink(missing_ok=True)
 
-    def remove(self, name: str, volumes: bool = False) -> None:
+    def remove(self, name: str, volumes: bool = False, held: Held | None = None) -> None:
         """Delete snapshot, definition and state; the caller has made sure it is not running.
-        ``volumes`` (docker's ``rm -v``): also its anonymous volumes no other container binds."""
+        ``volumes`` (docker's ``rm -v``): also its anonymous volumes no other container binds.
+        ``held``: the container's lock (:meth:`locked`), which the caller holds; its file goes too."""
         from ..eventlog import record
 
         try:
@@ -579,7 +580,7 @@ class ContainerStore:
         except NspawnctlError:  # a definition that does not read: removable, its ID unknown
             spec = None
         with self.pool.lock():
-            self._remove_locked(name, volumes)
+            self._remove_locked(name, volumes, held)
         if spec is not None:
             record("destroy", spec.id, name, spec.image)  # for a later 'events --since'
 
@@ -588,7 +589,7 @@ class ContainerStore:
         with self.pool.lock():
             self.repair_locked()
 
-    def _remove_locked(self, name: str, volumes: bool = False) -> None:
+    def _remove_locked(self, name: str, volumes: bool = False, held: Held | None = None) -> None:
         """The root goes first, by one rename to a staging name (the container is gone from that
         moment; :meth:`repair_locked` finishes a removal cut short), then what describes it."""
         root, staging = self.root(name), self._staging(name, "rm")
@@ -596,7 +597,7 @@ class ContainerStore:
         if os.path.lexists(root):
             btrfs.delete(staging)
             os.rename(root, staging)
-        self._forget(name)
+        self._forget(name, held)
         btrfs.delete(staging)
         if anonymous:  # docker's --rm: the container's anonymous volumes go with it
             from .volumes import remove_anonymous
@@ -620,13 +621,34 @@ class ContainerStore:
             return []
         return [v.host for v in spec.volumes if v.host.startswith(volumes)]
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, held: Held | None = None) -> None:
         self._unlink_definitions(name)
         (self.paths.state / f"{name}.json").unlink(missing_ok=True)
         self._autoremove_marker(name).unlink(missing_ok=True)
         self._stop_lock(name).unlink(missing_ok=True)
         self._attached_lock(name).unlink(missing_ok=True)
-        self._definition_lock(name).unlink(missing_ok=True)  # a waiter locks the path anew (locks.py)
+        self._drop_definition_lock(name, held)
+
+    def _drop_definition_lock(self, name: str, held: Held | None) -> None:
+        """Unlink ``state/.NAME.lock``, only ever by a holder of it (a waiter then locks the path
+        anew, see locks.py; unlinked under another's hold, two processes would hold "the" lock):
+        the caller's ``held``, else the lock taken here if nobody holds it (never waited for: the
+        pool lock may be held). A file someone holds stays, to be reused."""
+        path = self._definition_lock(name)
+        if held is not None and held.held:
+            if held.path == path:
+                path.unlink(missing_ok=True)
+            return
+        if not os.path.lexists(path):
+            return
+        from .locks import try_acquire
+
+        mine = try_acquire(path)
+        if mine is not None:
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                mine.release()
 
     def _unlink_definitions(self, name: str) -> None:
         for base in (self.paths.settings, self.paths.runtime_settings):

@@ -103,11 +103,11 @@ def test_pending_async_waits_leave_the_default_executor_usable(tmp_path: Path) -
     async def main() -> None:
         waiters = [asyncio.ensure_future(locks.aacquire(path)) for _ in range((os.cpu_count() or 1) + 5)]
         await asyncio.sleep(0.05)
-        assert await asyncio.wait_for(asyncio.to_thread(lambda: 1), 5) == 1
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: 1), 30) == 1
         assert not any(w.done() for w in waiters)
         holder.release()
         for waiter in waiters:  # each gets it in turn
-            (await asyncio.wait_for(waiter, 10)).release()
+            (await asyncio.wait_for(waiter, 30)).release()
 
     asyncio.run(main())
 
@@ -217,3 +217,20 @@ def test_the_container_lock_is_per_container(tmp_path: Path) -> None:
             assert _free(paths.state / ".web.lock")
 
     asyncio.run(main())
+
+
+def test_removal_unlinks_the_container_lock_only_while_holding_it(tmp_path: Path) -> None:
+    """review 18 #3: a waiter that gets an unlinked lock file locks the path anew, which is sound
+    only if the unlinker held the lock (else two processes would each hold "the" lock)."""
+    paths = Paths(pool=tmp_path / "pool", store=tmp_path / "store")
+    store = ContainerStore(Pool(paths))
+    lock = paths.state / ".web.lock"
+    with store.locked("web") as held:
+        store.remove("web", held=held)
+        assert not lock.exists()
+    holder = locks.acquire(lock)
+    store.remove("web")  # by one not holding it (a repair): the file someone holds stays
+    assert lock.exists() and os.fstat(holder.fd).st_ino == os.stat(lock).st_ino
+    holder.release()
+    store.remove("web")  # nobody holds it: taken, then unlinked
+    assert not lock.exists()
