@@ -891,7 +891,8 @@ class Containers:
         name = self.store.resolve(name)
         was = self.store.get(name).display_name  # events name containers as given (names.py)
         if same_machine(name, new):  # only the name as given changes: nothing outside knows it
-            spec = await asyncio.to_thread(rename, self.store, name, new)
+            async with self.store.alocked(name):  # a read-modify-write of the definition, as connect's
+                spec = await asyncio.to_thread(rename, self.store, name, new)
             if spec.display_name != was:  # for 'events --since', as docker's rename event
                 record("rename", spec.id, spec.display_name, spec.image, old_name=was)
             return spec
@@ -1047,6 +1048,22 @@ class Containers:
         self._client.run(lambda bus: persist.disable(self._runtime(bus).manager, spec, self.paths))
         if now:
             self.stop(name)
+
+    @contextlib.contextmanager
+    def rewriting(self, name: str) -> Iterator[Held]:
+        """The container's lock, with neither of its units running or starting: for a synchronous
+        rewrite of its definition (apply, auto-update) that must not land under a start that has
+        read the old one (the unit would run what the file no longer says). A busy container is
+        refused (:class:`ContainerRunning`). Not to be held across a start or a stop (both wait
+        for the unit, and a start takes this lock itself)."""
+        with self.store.locked(name) as held:
+            state = self._client.run(lambda bus: self._runtime(bus).busy(name))
+            if state is not None:
+                raise ContainerRunning(
+                    f"container {name} was started meanwhile ({state.name}); its definition is left as is",
+                    hint=f"stop it and try again: nspawnctl stop {name}",
+                )
+            yield held
 
     def is_enabled(self, name: str) -> bool:
         name = self.store.resolve(name)
