@@ -6,13 +6,17 @@ refused because X is running or starting (X runs without a network, as its file 
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import CLI
 
+STATE = Path("/var/lib/nspawnctl/state")
 ROUNDS = 10
 """Without the lock the race showed at round 2; both outcomes must occur (asserted)."""
 
@@ -65,3 +69,24 @@ def test_start_racing_network_connect_runs_what_the_definition_says(
     print(f"outcomes over {ROUNDS} rounds: {outcomes}")
     # a race that always went one way proves nothing about the lock (review 18 #13)
     assert outcomes["connected"] and outcomes["refused"], f"only one outcome over {ROUNDS} rounds: {outcomes}"
+
+
+def test_rm_waits_for_the_container_lock_and_unlinks_it_holding_it(cli: CLI, busybox: str) -> None:
+    """review 18 #3: ``rm`` under a start that holds the lock (it has read the definition) would
+    delete the root the start's unit is about to run on; it waits, then removes the lock file."""
+    name = cli.name("rmlock")
+    cli("create", "--name", name, busybox, "true")
+    lock = STATE / f".{name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)  # held as a start holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        rm = subprocess.Popen(["nspawnctl", "rm", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with pytest.raises(subprocess.TimeoutExpired):
+            rm.wait(timeout=2)  # it waits for the lock...
+        assert cli("inspect", name, check=False).returncode == 0  # ...and has removed nothing
+    finally:
+        os.close(fd)
+    err = rm.communicate(timeout=60)[1].decode()
+    assert rm.returncode == 0, err
+    assert cli("inspect", name, check=False).returncode != 0
+    assert not lock.exists()
