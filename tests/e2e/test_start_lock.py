@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,21 @@ def interfaces(nsp: CLI, name: str) -> set[str]:
     """The links the running container sees (/proc/net/dev: ``NAME: counters``)."""
     lines = nsp("exec", name, "cat", "/proc/net/dev").stdout.splitlines()[2:]
     return {line.split(":", 1)[0].strip() for line in lines if ":" in line}
+
+
+def _until_held_or_done(lock: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Wait (a condition, polled) until someone holds ``lock`` or ``proc`` has ended."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while proc.poll() is None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            time.sleep(0.001)
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +61,10 @@ def test_start_racing_network_connect_runs_what_the_definition_says(
         start = ["nspawnctl", "start", name]
         connect = ["nspawnctl", "network", "connect", network, name]
         first, second = (start, connect) if i % 2 == 0 else (connect, start)
-        procs = [
-            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in (first, second)
-        ]
+        procs = [subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
+        if first is start:  # the connect alone starts quicker: let the start take the lock first
+            _until_held_or_done(STATE / f".{name}.lock", procs[0])
+        procs.append(subprocess.Popen(second, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         errs = [p.communicate(timeout=120)[1].decode() for p in procs]
         done = {tuple(p.args): (p.returncode, err) for p, err in zip(procs, errs, strict=True)}  # type: ignore[arg-type]
         started, joined = done[tuple(start)], done[tuple(connect)]
