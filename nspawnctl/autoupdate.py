@@ -190,10 +190,11 @@ def _update(
     containers = client.containers
     store = containers.store
     name = spec.name
-    path, previous = store.definition(name)
     containers.stop(name)
     try:
-        store.recreate(spec.with_changes(image_id=new.id), new, previous.copy(), keep_old=True)
+        with containers.rewriting(name):  # no start between the stop and the swap (it takes the lock)
+            path, previous = store.definition(name)
+            store.recreate(spec.with_changes(image_id=new.id), new, previous.copy(), keep_old=True)
     except NspawnctlError as e:  # the container is as it was: it runs again
         why = f"cannot recreate the container on {new.short_id}: {e.message}"
         return _with(row, "failed", why + _start_again(client, name))
@@ -207,7 +208,8 @@ def _update(
         return _with(row, "true") if error is None else _with(row, "failed", error)
     try:
         containers.stop(name)
-        store.undo_recreate(name, path, previous)
+        with containers.rewriting(name):
+            store.undo_recreate(name, path, previous)
     except NspawnctlError as e:
         return _with(row, "failed", f"{error}; putting the previous container back failed too: {e.message}")
     client.images.tag(old.id, spec.image)  # the name points at what runs; the next run retries

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from .run.top import Top
     from .run.units import Launch
     from .run.update import Update
+    from .store.locks import Held
     from .store.volumes import VolumeInfo, VolumeStore
     from .sysinfo import HostInfo
     from .systemd.journal import Entry
@@ -218,6 +219,8 @@ USERNS_MODES = ("auto", "host")
 
 _NAME_ATTEMPTS = 5
 """Generated names tried before a create gives up (each draw collides rarely)."""
+_REMOVE_ATTEMPTS = 3
+"""Kills ``rm -f`` tries before giving up on a container started again after each."""
 
 STOPPING_WAIT = 120.0
 """Seconds ``start`` waits for a stop job under way (systemd's own stop timeout is 90 s at most)."""
@@ -883,7 +886,8 @@ class Containers:
         name = self.store.resolve(name)
         was = self.store.get(name).display_name  # events name containers as given (names.py)
         if same_machine(name, new):  # only the name as given changes: nothing outside knows it
-            spec = await asyncio.to_thread(rename, self.store, name, new)
+            async with self.store.alocked(name):  # a read-modify-write of the definition, as connect's
+                spec = await asyncio.to_thread(rename, self.store, name, new)
             if spec.display_name != was:  # for 'events --since', as docker's rename event
                 record("rename", spec.id, spec.display_name, spec.image, old_name=was)
             return spec
@@ -1039,6 +1043,22 @@ class Containers:
         self._client.run(lambda bus: persist.disable(self._runtime(bus).manager, spec, self.paths))
         if now:
             self.stop(name)
+
+    @contextlib.contextmanager
+    def rewriting(self, name: str) -> Iterator[Held]:
+        """The container's lock, with neither of its units running or starting: for a synchronous
+        rewrite of its definition (apply, auto-update) that must not land under a start that has
+        read the old one (the unit would run what the file no longer says). A busy container is
+        refused (:class:`ContainerRunning`). Not to be held across a start or a stop (both wait
+        for the unit, and a start takes this lock itself)."""
+        with self.store.locked(name) as held:
+            state = self._client.run(lambda bus: self._runtime(bus).busy(name))
+            if state is not None:
+                raise ContainerRunning(
+                    f"container {name} was started meanwhile ({state.name}); its definition is left as is",
+                    hint=f"stop it and try again: nspawnctl stop {name}",
+                )
+            yield held
 
     def is_enabled(self, name: str) -> bool:
         name = self.store.resolve(name)
@@ -1445,34 +1465,48 @@ class Containers:
             if not self.store.has(name):
                 raise  # a definition with a bad value is still a container, and removable
 
-        rt = self._runtime(bus)
-        if await rt.is_running(name):
-            if not force:
-                raise ContainerRunning(
-                    f"container {name} is running", hint=f"stop it first, or use: nspawnctl rm -f {name}"
-                )
-            await _quietly(rt.kill(name, signals.SIGKILL))
-            if not await rt.wait(name, timeout=30):
-                # PID 1 is gone but something of the unit lingers: kill all of it
-                unit = await rt.unit_for(name)
-                from .systemd.bus import BusError
-
-                try:
-                    await rt.manager.kill(unit, "all", signals.SIGKILL)
-                except BusError:  # ended meanwhile
-                    pass
-                if not await rt.wait(name, timeout=30, unit=unit):
-                    raise ContainerRunning(
-                        f"container {name} is still running after SIGKILL; not removing it",
-                        hint=f"see: systemctl status {unit}",
-                    )
-        await rt.reset(name)
         from .run import persist
 
-        await persist.forget(rt.manager, name)
-        await asyncio.to_thread(self._remove_files, name, volumes)
+        rt = self._runtime(bus)
+        for _ in range(_REMOVE_ATTEMPTS):
+            # under the container's lock: no start reads the definition, or queues its unit, while
+            # the container goes; the lock is not held across the wait for a killed unit
+            async with self.store.alocked(name) as held:
+                state = await rt.busy(name)  # running, or a start job queued (not yet activating)
+                if state is None:
+                    await rt.reset(name)
+                    await persist.forget(rt.manager, name)
+                    await asyncio.to_thread(self._remove_files, name, volumes, held)
+                    return
+            if not force:
+                raise ContainerRunning(
+                    f"container {name} is {'running' if state.running else 'starting'}",
+                    hint=f"stop it first, or use: nspawnctl rm -f {name}",
+                )
+            await self._kill_for_removal(rt, name)
+        raise ContainerRunning(
+            f"container {name} was started again while being removed; not removing it",
+            hint=f"try again: nspawnctl rm -f {name}",
+        )
 
-    def _remove_files(self, name: str, volumes: bool = False) -> None:
+    async def _kill_for_removal(self, rt: Runtime, name: str) -> None:
+        await _quietly(rt.kill(name, signals.SIGKILL))
+        if not await rt.wait(name, timeout=30):
+            # PID 1 is gone but something of the unit lingers: kill all of it
+            unit = await rt.unit_for(name)
+            from .systemd.bus import BusError
+
+            try:
+                await rt.manager.kill(unit, "all", signals.SIGKILL)
+            except BusError:  # ended meanwhile
+                pass
+            if not await rt.wait(name, timeout=30, unit=unit):
+                raise ContainerRunning(
+                    f"container {name} is still running after SIGKILL; not removing it",
+                    hint=f"see: systemctl status {unit}",
+                )
+
+    def _remove_files(self, name: str, volumes: bool = False, held: Held | None = None) -> None:
         # what the hook's post step would have removed, had it run (a killed unit, a crash)
         from . import net
 
@@ -1489,7 +1523,9 @@ class Containers:
             subpaths.unstage(name)
         # a --rm container may already have removed itself when it stopped
         if self.store.has(name) or self.store.root(name).exists():
-            self.store.remove(name, volumes)
+            self.store.remove(name, volumes, held)
+        elif held is not None:  # a --rm container that removed itself: its lock file may remain
+            held.path.unlink(missing_ok=True)
 
     # -- observation -----------------------------------------------------------------------
     def get(self, name: str) -> ContainerStatus:

@@ -711,7 +711,8 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
     if item.action == "unchanged":
         _, current = store.definition(name)
         if current.render() != item.file.render():  # comments or order: no restart for those
-            store.rewrite(item.spec, item.file)
+            with store.locked(name):  # a connect's read-modify-write of the file ends first
+                store.rewrite(item.spec, item.file)
         if item.definition.enable and not c.is_enabled(name):  # made by run, or disabled by hand
             c.persist(name)
             _enablement(client, item)
@@ -720,20 +721,27 @@ def _apply_one(client: Client, item: PlanItem) -> Outcome:
         c.start(name)
         return Outcome(shown, "unchanged", f"{shown} unchanged (started)")
     restart = item.needs_restart
-    previous = store.definition(name)  # put back, with the old root, if the new one cannot start
     if running and restart:
         c.stop(name)
+    previous: tuple[Path, NspawnFile] | None = None  # put back (with the old root) if the new one fails
     staged = False  # the old root kept aside until the new definition has started
     try:
-        if item.action == "recreate":
-            store.recreate(item.spec, item.image, item.file, keep_old=restart)
-            staged = restart
-        else:
-            store.rewrite(item.spec, item.file)
-        c.persist(name)
+        # under the container's lock (no start reads the definition meanwhile); one that needs a
+        # restart is refused if the container was started since the stop. Released for the start,
+        # which takes it itself.
+        with c.rewriting(name) if restart else store.locked(name):
+            previous = store.definition(name)
+            if item.action == "recreate":
+                store.recreate(item.spec, item.image, item.file, keep_old=restart)
+                staged = restart
+            else:
+                store.rewrite(item.spec, item.file)
+            c.persist(name)
         if restart:
             c.start(name)
     except NspawnctlError as e:
+        if previous is None:  # nothing was changed (started meanwhile): it is left as it is
+            return Outcome(shown, "failed", f"{shown} failed: {e.message}", e)
         return _roll_back(client, item, previous, staged, running, e)
     if staged:
         store.finish_recreate(name)
@@ -793,10 +801,15 @@ def _roll_back(
 
     _attempt(left, "stop", lambda: c.stop(name))  # whatever of the failed start is still there
     path, file = previous
-    if staged:
-        restored = _attempt(left, "previous root", lambda: c.store.undo_recreate(name, path, file))
-    else:
-        restored = _attempt(left, "previous definition", lambda: c.store.restore_definition(name, path, file))
+
+    def restore() -> None:
+        with c.rewriting(name):  # not under a start meanwhile (of the new definition)
+            if staged:
+                c.store.undo_recreate(name, path, file)
+            else:
+                c.store.restore_definition(name, path, file)
+
+    restored = _attempt(left, "previous root" if staged else "previous definition", restore)
     if restored:
         _attempt(left, "unit drop-in", lambda: c.persist(name))
     what = "recreate" if item.action == "recreate" else "update"

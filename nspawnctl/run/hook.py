@@ -384,7 +384,9 @@ def post(paths: Paths, name: str, remove: bool, unit: str) -> int:
             log_error(f"container {name}: unmounting its volume subpaths failed: {e}")
             status = 1
     if remove:
-        _store(paths).remove(name)
+        store = _store(paths)
+        with store.locked(name) as held:  # no start reads the definition while it goes (see Client.rm)
+            store.remove(name, held=held)
     return status
 
 

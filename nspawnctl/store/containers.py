@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ContainerNotFound, ImageNotFound, InvalidArgument, NameInUse, NspawnctlError, PoolError
 from ..names import check_machine_name, is_machine_name, machine_name_of
@@ -36,9 +36,11 @@ from ..spec import ContainerSpec, file_to_spec, spec_to_file
 from . import btrfs, exits
 from .exits import ExitRecord
 from .images import Image
-from .locks import Held
 from .pool import Pool
 from .subpath import marked
+
+if TYPE_CHECKING:  # the hook steps load this module: locks.py's async half must cost them nothing
+    from .locks import Held
 
 _SAVE_TEMP = re.compile(r"\..+\.nspawn\.[a-z0-9_]{8}")
 """The temporary name ``NspawnFile.save`` writes a definition under (tempfile.mkstemp's)."""
@@ -568,9 +570,10 @@ class ContainerStore:
         other = self.settings_file(spec.name, not spec.auto_remove)
         other.unlink(missing_ok=True)
 
-    def remove(self, name: str, volumes: bool = False) -> None:
+    def remove(self, name: str, volumes: bool = False, held: Held | None = None) -> None:
         """Delete snapshot, definition and state; the caller has made sure it is not running.
-        ``volumes`` (docker's ``rm -v``): also its anonymous volumes no other container binds."""
+        ``volumes`` (docker's ``rm -v``): also its anonymous volumes no other container binds.
+        ``held``: the container's lock (:meth:`locked`), which the caller holds; its file goes too."""
         from ..eventlog import record
 
         try:
@@ -578,7 +581,7 @@ class ContainerStore:
         except NspawnctlError:  # a definition that does not read: removable, its ID unknown
             spec = None
         with self.pool.lock():
-            self._remove_locked(name, volumes)
+            self._remove_locked(name, volumes, held)
         if spec is not None:
             record("destroy", spec.id, name, spec.image)  # for a later 'events --since'
 
@@ -587,7 +590,7 @@ class ContainerStore:
         with self.pool.lock():
             self.repair_locked()
 
-    def _remove_locked(self, name: str, volumes: bool = False) -> None:
+    def _remove_locked(self, name: str, volumes: bool = False, held: Held | None = None) -> None:
         """The root goes first, by one rename to a staging name (the container is gone from that
         moment; :meth:`repair_locked` finishes a removal cut short), then what describes it."""
         root, staging = self.root(name), self._staging(name, "rm")
@@ -595,7 +598,7 @@ class ContainerStore:
         if os.path.lexists(root):
             btrfs.delete(staging)
             os.rename(root, staging)
-        self._forget(name)
+        self._forget(name, held)
         btrfs.delete(staging)
         if anonymous:  # docker's --rm: the container's anonymous volumes go with it
             from .volumes import VolumeStore, remove_anonymous
@@ -620,13 +623,34 @@ class ContainerStore:
             return []
         return [v.host for v in spec.volumes if v.host.startswith(volumes)]
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, held: Held | None = None) -> None:
         self._unlink_definitions(name)
         (self.paths.state / f"{name}.json").unlink(missing_ok=True)
         self._autoremove_marker(name).unlink(missing_ok=True)
         self._stop_lock(name).unlink(missing_ok=True)
         self._attached_lock(name).unlink(missing_ok=True)
-        self._definition_lock(name).unlink(missing_ok=True)  # a waiter locks the path anew (locks.py)
+        self._drop_definition_lock(name, held)
+
+    def _drop_definition_lock(self, name: str, held: Held | None) -> None:
+        """Unlink ``state/.NAME.lock``, only ever by a holder of it (a waiter then locks the path
+        anew, see locks.py; unlinked under another's hold, two processes would hold "the" lock):
+        the caller's ``held``, else the lock taken here if nobody holds it (never waited for: the
+        pool lock may be held). A file someone holds stays, to be reused."""
+        path = self._definition_lock(name)
+        if held is not None and held.held:
+            if held.path == path:
+                path.unlink(missing_ok=True)
+            return
+        if not os.path.lexists(path):
+            return
+        from .locks import try_acquire
+
+        mine = try_acquire(path)
+        if mine is not None:
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                mine.release()
 
     def _unlink_definitions(self, name: str) -> None:
         for base in (self.paths.settings, self.paths.runtime_settings):
@@ -664,28 +688,28 @@ class ContainerStore:
         return ahold(self._definition_lock(name))
 
     def _lock_attached(self, name: str) -> int:
+        """The locked ``state/NAME.attached`` fd (the caller holds the pool lock)."""
         from ..tempfiles import mkstemp
 
-        with self.pool.lock():
-            fd, tmp = mkstemp(self.paths.state, f".{name}.attached.")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.rename(tmp, self._attached_lock(name))
-            except BaseException:
-                os.close(fd)
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        fd, tmp = mkstemp(self.paths.state, f".{name}.attached.")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a file only this process knows yet: never waits
+            os.rename(tmp, self._attached_lock(name))
+        except BaseException:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return fd
 
     @contextlib.asynccontextmanager
     async def aattached(self, name: str) -> AsyncIterator[None]:
-        """:meth:`attached` for the event loop: the pool lock is waited for in a worker thread (a
-        long holder, an import or a prune, must not freeze the API server), cancel-safe (a
-        cancelled wait closes the fd its thread got late, see store/locks.py)."""
-        from .locks import in_thread
+        """:meth:`attached` for the event loop: the pool lock is polled for (a long holder, an
+        import or a prune, must not freeze the API server), cancel-safe (see store/locks.py)."""
+        from .locks import ahold
 
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = await in_thread(lambda: self._lock_attached(name), os.close)
+        async with ahold(self.paths.lock):
+            fd = self._lock_attached(name)
         try:
             yield
         finally:
@@ -702,7 +726,8 @@ class ContainerStore:
         sees it unlocked while the run that made it is alive. Both under the pool lock, so a
         temporary name a repair finds is a dead run's."""
         self.paths.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = self._lock_attached(name)
+        with self.pool.lock():
+            fd = self._lock_attached(name)
         try:
             yield
         finally:

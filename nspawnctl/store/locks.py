@@ -5,22 +5,25 @@ with its last fd, so no lock outlives its process. A lock file may be unlinked b
 container removed): a waiter that then gets the lock of the unlinked file notices (its fd is no
 longer what the path names) and locks the path anew.
 
-The async form (:func:`ahold`) waits in a worker thread, so a long holder (an ``import`` holding
-the pool lock) never freezes the loop; a waiter cancelled meanwhile closes the fd its thread got
-late, so a cancellation leaks no lock.
+The async form (:func:`ahold`) polls a non-blocking flock from the event loop with a short
+backoff (5 ms doubling to 100 ms): a long holder (an ``import`` holding the pool lock) never
+freezes the loop nor parks a thread of its shared executor (a few such waits would starve every
+``to_thread`` of the API server), and a cancelled wait (Ctrl-C) simply stops polling: it has no
+thread to join and holds nothing. asyncio is imported only there: the unit's hook steps load this
+module and must not pay for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
+POLL_FIRST = 0.005
+POLL_MAX = 0.1
+"""The async wait's backoff between tries, in seconds."""
 
 
 class Held:
@@ -44,20 +47,41 @@ class Held:
 def acquire(path: Path) -> Held:
     """Block until this process holds the exclusive flock on ``path`` (created mode 0600)."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        held = _take(path, fcntl.LOCK_EX)
+        if held is not None:
+            return held
+
+
+def try_acquire(path: Path) -> Held | None:
+    """The exclusive flock on ``path`` if nobody holds it now, else None (never blocks)."""
+    while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            st = os.fstat(fd)
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                now = None
-            if now is not None and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
-                return Held(path, fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)  # its holder unlinked it meanwhile: lock the file the path names now
+            held = _take(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        if held is not None:
+            return held
+
+
+def _take(path: Path, how: int) -> Held | None:
+    """One try: the lock, or None when the file it got was unlinked by its holder meanwhile (the
+    caller then locks the file the path names now). ``flock`` errors (BlockingIOError for
+    ``LOCK_NB``) propagate, the fd closed."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, how)
+        st = os.fstat(fd)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+            return Held(path, fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
 
 
 @contextlib.contextmanager
@@ -70,26 +94,17 @@ def hold(path: Path) -> Iterator[Held]:
 
 
 async def aacquire(path: Path) -> Held:
-    """:func:`acquire` off the event loop. Cancel-safe: should the caller be cancelled while the
-    thread waits, the lock the thread gets later is released at once."""
-    return await in_thread(lambda: acquire(path), Held.release)
+    """:func:`acquire` for the event loop: polls :func:`try_acquire` with a backoff. Cancel-safe
+    with nothing to undo: between tries it holds no fd and no thread."""
+    import asyncio
 
-
-async def in_thread(take: Callable[[], T], give_back: Callable[[T], None]) -> T:
-    """``take()`` (which blocks for a lock) in a worker thread; if the caller is cancelled
-    meanwhile, ``give_back`` gets what ``take`` returns once it does (the thread cannot be
-    interrupted), so nothing taken is leaked."""
-    task = asyncio.ensure_future(asyncio.to_thread(take))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.add_done_callback(lambda t: _give_back_late(t, give_back))
-        raise
-
-
-def _give_back_late(task: asyncio.Future[T], give_back: Callable[[T], None]) -> None:
-    if not task.cancelled() and task.exception() is None:
-        give_back(task.result())
+    delay = POLL_FIRST
+    while True:
+        held = try_acquire(path)
+        if held is not None:
+            return held
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, POLL_MAX)
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,8 @@ puts back its own root (writable layer included), not a fresh snapshot of the ol
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from nspawnctl import autoupdate
 from nspawnctl.client import ContainerStatus
-from nspawnctl.errors import ContainerNotFound, PoolError
+from nspawnctl.errors import ContainerNotFound, ContainerRunning, PoolError
 from nspawnctl.nspawnfile import NspawnFile
 from nspawnctl.spec import ContainerSpec, RunDefaults, file_to_spec, spec_to_file
 from nspawnctl.store.images import Image
@@ -35,6 +37,7 @@ class FakeStore:
     roots: dict[str, str] = field(default_factory=dict)
     aside: dict[str, tuple[str, str]] = field(default_factory=dict)
     fail: bool = False
+    holding: str = ""  # the container whose lock is held (FakeContainers.rewriting)
 
     def _snapshot(self, image: Image) -> str:
         if self.fail:
@@ -62,6 +65,7 @@ class FakeStore:
     def recreate(
         self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None, keep_old: bool = False
     ) -> None:
+        assert self.holding == spec.name  # review 18 #4: only under the container's lock
         root = self._snapshot(image)
         if keep_old:
             self.aside[spec.name] = (self.roots[spec.name], self.files[spec.name])
@@ -72,6 +76,7 @@ class FakeStore:
         del self.aside[name]
 
     def undo_recreate(self, name: str, path: Path, previous: NspawnFile) -> None:
+        assert self.holding == name
         self.roots[name], _ = self.aside.pop(name)
         self.files[name] = previous.render()
 
@@ -81,6 +86,7 @@ class FakeContainers:
     store: FakeStore
     running: set[str] = field(default_factory=set)
     dies_on: str = ""  # a root made from this image stops right after its start
+    restarted_by_another: str = ""  # started again (by another command) right after each stop
 
     def list(self) -> list[ContainerStatus]:
         return [self.get(n) for n in sorted(self.store.files)]
@@ -90,7 +96,18 @@ class FakeContainers:
         return ContainerStatus(self.store.get(name), state, unit="u")
 
     def stop(self, name: str) -> None:
-        self.running.discard(name)
+        if name != self.restarted_by_another:
+            self.running.discard(name)
+
+    @contextlib.contextmanager
+    def rewriting(self, name: str) -> Iterator[None]:
+        if name in self.running:
+            raise ContainerRunning(f"container {name} was started meanwhile")
+        self.store.holding = name
+        try:
+            yield
+        finally:
+            self.store.holding = ""
 
     def start(self, name: str) -> None:
         self.store.get(name)
@@ -153,6 +170,17 @@ def test_a_failed_snapshot_leaves_the_old_container_running(client: FakeClient) 
     assert row.updated == "failed" and row.error is not None and "No space left on device" in row.error
     assert store.files == {"web": before} and store.roots == {"web": "old root, with writes"}
     assert client.containers.running == {"web"}
+
+
+def test_a_container_started_again_after_the_stop_is_left_alone(client: FakeClient) -> None:
+    """review 18 #4: the swap waits for the container's lock and is refused under a start."""
+    store = client.containers.store
+    before = store.files["web"]
+    client.containers.restarted_by_another = "web"
+    row = update(client)
+    assert row.updated == "failed" and row.error is not None and "started meanwhile" in row.error
+    assert store.files == {"web": before} and store.roots == {"web": "old root, with writes"}
+    assert store.aside == {} and client.containers.running == {"web"}
 
 
 def test_a_rollback_puts_back_the_old_root_not_a_fresh_one(client: FakeClient) -> None:

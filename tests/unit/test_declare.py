@@ -3,6 +3,8 @@ generate's round trip, down; and the run/create options that feed the same spec.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,14 @@ import pytest
 
 from nspawnctl import declare
 from nspawnctl.client import RunOptions, _network_and_userns
-from nspawnctl.errors import ContainerNotFound, DefinitionError, FetchError, ImageNotFound, InvalidArgument
+from nspawnctl.errors import (
+    ContainerNotFound,
+    ContainerRunning,
+    DefinitionError,
+    FetchError,
+    ImageNotFound,
+    InvalidArgument,
+)
 from nspawnctl.nspawnfile import NspawnFile
 from nspawnctl.spec import ContainerSpec, PortMapping, RunDefaults, Volume, file_to_spec, spec_to_file
 from nspawnctl.store.images import Image
@@ -58,6 +67,16 @@ def host(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 class FakeStore:
     files: dict[str, str] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    holding: str = ""  # the container whose lock is held: every rewrite asserts it (review 18 #4)
+
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        assert not self.holding  # never nested (a start would take it again)
+        self.holding = name
+        try:
+            yield
+        finally:
+            self.holding = ""
 
     def names(self) -> set[str]:
         return set(self.files)
@@ -94,12 +113,14 @@ class FakeStore:
         return spec
 
     def rewrite(self, spec: ContainerSpec, base: NspawnFile | None = None) -> None:
+        assert self.holding == spec.name
         self.calls.append(f"rewrite {spec.name}")
         self.files[spec.name] = spec_to_file(spec, base).render()
 
     def recreate(
         self, spec: ContainerSpec, image: Image, base: NspawnFile | None = None, keep_old: bool = False
     ) -> None:
+        assert self.holding == spec.name
         self.calls.append(f"recreate {spec.name}" + (" (old kept)" if keep_old else ""))
         self.files[spec.name] = spec_to_file(spec, base).render()
 
@@ -107,10 +128,12 @@ class FakeStore:
         self.calls.append(f"finish_recreate {name}")
 
     def undo_recreate(self, name: str, path: Path, previous: NspawnFile) -> None:
+        assert self.holding == name
         self.calls.append(f"undo_recreate {name}")
         self.files[name] = previous.render()
 
     def restore_definition(self, name: str, path: Path, previous: NspawnFile) -> None:
+        assert self.holding == name
         self.calls.append(f"restore_definition {name}")
         self.files[name] = previous.render()
 
@@ -151,12 +174,21 @@ class FakeContainers:
         return type("S", (), {"running": name in self.running})()
 
     def start(self, name: str) -> None:
+        assert not self.store.holding  # a start takes the container's lock itself
         self._call(f"start {name}")
         self.running.add(name)
 
     def stop(self, name: str, timeout: float = 10) -> None:
+        assert not self.store.holding  # never held across a wait for the unit
         self._call(f"stop {name}")
         self.running.discard(name)
+
+    @contextlib.contextmanager
+    def rewriting(self, name: str) -> Iterator[None]:
+        with self.store.locked(name):
+            if name in self.running:
+                raise ContainerRunning(f"container {name} was started meanwhile")
+            yield
 
     def persist(self, name: str) -> None:
         self._call(f"persist {name}")
@@ -413,6 +445,28 @@ def test_apply_restarts_only_what_changed(tmp_path: Path) -> None:
     client.containers.running.discard("db")
     texts = [o.text for o in declare.apply(client, tmp_path)]  # type: ignore[arg-type]
     assert texts == ["db unchanged (started)", "web unchanged"] and calls == ["start db"]
+
+
+class StartedByAnother(FakeContainers):
+    """Another command starts the container again right after apply's stop."""
+
+    def stop(self, name: str, timeout: float = 10) -> None:
+        self._call(f"stop {name}")
+
+
+def test_apply_leaves_a_container_started_meanwhile_as_it_is(tmp_path: Path) -> None:
+    """review 18 #4: the rewrite is refused under a start that read the old definition."""
+    client = FakeClient()
+    write(tmp_path, "web", WEB)
+    declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    store = client.containers.store
+    client.containers = StartedByAnother(store, running={"web"})
+    before = store.files["web"]
+    store.calls.clear()
+    write(tmp_path, "web", WEB.replace("GREETING=hello", "GREETING=bye"))
+    [outcome] = declare.apply(client, tmp_path)  # type: ignore[arg-type]
+    assert outcome.action == "failed" and outcome.text == "web failed: container web was started meanwhile"
+    assert store.calls == ["stop web"] and store.files["web"] == before  # not rolled back: untouched
 
 
 def test_a_missing_image_is_pulled_and_an_unpullable_one_changes_nothing(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,16 +160,26 @@ class FakeStore:
         self.spec = spec
         self.calls: list[str] = []
 
+        self.holding = False  # the container's lock (store.locked)
+        self.reads: list[bool] = []  # for each get: whether the lock was held
+
     def get(self, name: str) -> ContainerSpec:
+        self.reads.append(self.holding)
         return self.spec
 
     def clear_exit(self, name: str) -> None:
         self.calls.append(f"clear {name}")
 
-    def locked(self, name: str) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[str]:
+        self.holding = True
+        try:
+            yield f"held {name}"
+        finally:
+            self.holding = False
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, held: str | None = None) -> None:
+        assert held == f"held {name}" and self.holding  # review 18 #3: only under its lock
         self.calls.append(f"remove {name}")
 
 
@@ -195,6 +206,7 @@ def test_pre_builds_the_network_only_when_needed(
     monkeypatch.setattr(hook, "_store", lambda paths: store)
     assert hook.main(["pre", "web"]) == 0
     assert calls == [("mounts", "web")] and store.calls == ["clear web"]
+    assert store.reads == [True]  # the definition is read under the container's lock (review #9)
     store.spec = VETH
     calls.clear()
     assert hook.main(["pre", "--unit", "systemd-nspawn@web.service", "web"]) == 0
