@@ -43,7 +43,7 @@ unit: venv
 # Inside booted systemd hosts (real machined, journald, btrfs); each pass smoke-checks the installed
 # command first:
 #   e2e-trixie    Debian 13 (systemd 257, Python 3.13), nspawnctl in a fresh venv from PyPI (newest
-#                 allowed releases): the unit suite and the full end-to-end suite
+#                 allowed releases): the unit suite (in the background, beside) and the full end-to-end suite
 #   e2e-debian    Debian 13 with Debian's python3-* packages: the unit suite and the end-to-end tests
 #                 marked `surface` (what goes through typer/click/rich, dbus-fast, requests, gnupg,
 #                 zstandard, btrfsutil; see tests/e2e/conftest.py)
