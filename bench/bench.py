@@ -8,7 +8,7 @@ busy machine hits every command alike; a warm-up round is not counted. Prints me
 (absolute numbers from different runs are not comparable on a noisy machine: read the ratios),
 the same table as Markdown rows for the README, and writes everything as JSON.
 
-``--quick`` is the reduced run CI does so that the benchmark cannot rot (3 repetitions, 10
+``--quick`` is the reduced run CI does so that the benchmark cannot rot (2 repetitions, 10
 containers and images instead of 100, small pulls); it fails only when a command fails, never on a
 time.
 """
@@ -535,14 +535,14 @@ def host_facts() -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="the reduced run CI does (few repetitions, small)")
-    ap.add_argument("-n", type=int, help="repetitions per measurement (default 9, --quick 3)")
+    ap.add_argument("-n", type=int, help="repetitions per measurement (default 9, --quick 2)")
     ap.add_argument(
         "--count", type=int, help="containers and images for the scale rows (default 100, --quick 10)"
     )
     ap.add_argument("--json", type=Path, default=HERE / "results" / "latest.json", help="where the JSON goes")
     ap.add_argument("--only", default="cli,run,images,scale,pulls", help="groups to run, comma-separated")
     args = ap.parse_args(argv)
-    n = args.n or (3 if args.quick else 9)
+    n = args.n or (2 if args.quick else 9)
     count = args.count or (10 if args.quick else 100)
     if count < 10:
         ap.error("--count must be at least 10")
