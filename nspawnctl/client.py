@@ -59,6 +59,7 @@ from .values import check_env, check_exec, merge_env
 if TYPE_CHECKING:
     from .diskusage import Usage
     from .health import HealthState
+    from .imagefilters import ImageFilters
     from .pull import PullOptions, PullResult
     from .run.events import Event
     from .run.runtime import Outcome, Runtime
@@ -423,9 +424,12 @@ class Images:
         """:meth:`shared_size` of each image (by ID), the records read once for all of them."""
         return self.store.shared_sizes(images)
 
-    def prune(self, all_images: bool = False, repair: bool = True) -> PruneResult:
+    def prune(
+        self, all_images: bool = False, repair: bool = True, filters: ImageFilters | None = None
+    ) -> PruneResult:
         """Delete the dangling images (without a name) no container was made from, as docker's
-        ``image prune``; with ``all_images`` every image no container was made from. Then the
+        ``image prune``; with ``all_images`` every image no container was made from; of those,
+        only the ones that pass ``filters`` (its until, label and label!: PRUNE_KEYS). Then the
         layers no image uses (left by those, by rmi or by failed pulls). First (unless the caller
         just did: ``repair``) what killed container commands left, so that the definition of a
         dead create keeps no image."""
@@ -436,7 +440,12 @@ class Images:
             self._client.containers.store.prune_locked_leftovers()
         layer_store = LayerStore(self._client.pool)
         before = {la.chain_id: la.size for la in layer_store.list()}
-        removed = self.store.prune(self._client.containers.store.users_of, all_images=all_images)
+        only = None
+        if filters:
+            from .imagefilters import matches
+
+            only = functools.partial(matches, filters=filters)
+        removed = self.store.prune(self._client.containers.store.users_of, all_images=all_images, only=only)
         layer_store.prune(self.store.used_layers)
         left = {la.chain_id for la in layer_store.list()}
         gone = [c for c in before if c not in left]

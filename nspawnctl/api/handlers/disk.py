@@ -9,7 +9,7 @@ import time
 from ...ref import familiar
 from ..context import Exchange
 from ..render import container_summary, image_summary
-from ..resources import parse_filters, volume_json
+from ..resources import filter_words, parse_filters, volume_json
 from ..routing import Router
 
 
@@ -48,10 +48,14 @@ async def df(ex: Exchange) -> None:
 
 
 async def prune_images(ex: Exchange) -> None:
-    """``dangling=false``: every image no container was made from (``image prune -a``)."""
-    filters = parse_filters(ex.request.arg("filters"), ("dangling",))
-    all_images = any(v.lower() in ("0", "false") for v in filters.get("dangling", []))
-    result = await asyncio.to_thread(ex.client.images.prune, all_images)
+    """``dangling=false``: every image no container was made from (``image prune -a``);
+    ``until``, ``label`` and ``label!`` narrow what goes, as the CLI's ``--filter``."""
+    from ...imagefilters import PRUNE_KEYS, parse_image_filters
+
+    filters = parse_filters(ex.request.arg("filters"), ("dangling", *PRUNE_KEYS))
+    all_images = any(v.lower() in ("0", "false") for v in filters.pop("dangling", []))
+    only = parse_image_filters(filter_words(filters), PRUNE_KEYS)
+    result = await asyncio.to_thread(ex.client.images.prune, all_images, True, only)
     deleted = [{"Untagged": familiar(r)} for r in result.untagged] + [{"Deleted": i} for i in result.images]
     await ex.json({"ImagesDeleted": deleted or None, "SpaceReclaimed": result.reclaimed})
 
