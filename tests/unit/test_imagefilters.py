@@ -285,8 +285,8 @@ def test_api_refusals_are_dockers_400_and_404() -> None:
 def test_digest_column_is_the_pull_manifest_on_its_repository_rows() -> None:
     from nspawnctl.cli.images import _digest_of
 
-    pulled = Image("sha256:" + "c" * 64, "", 0, "", refs=["r:5000/acc/bb:v1", "mine:1"],
-                   origin={"registry": "r:5000", "repository": "acc/bb", "manifest": "sha256:" + "d" * 64})  # fmt: skip
+    origin = {"registry": "r:5000", "repository": "acc/bb", "manifest": "sha256:" + "d" * 64}
+    pulled = Image("sha256:" + "c" * 64, "", 0, "", refs=["r:5000/acc/bb:v1", "mine:1"], origin=origin)
     assert _digest_of(pulled, "r:5000/acc/bb:v1") == "sha256:" + "d" * 64
     assert _digest_of(pulled, "mine:1") == "<none>"  # a local tag: not in the registry
     assert _digest_of(pulled, "r:5000/acc/bb@sha256:" + "e" * 64) == "sha256:" + "e" * 64
