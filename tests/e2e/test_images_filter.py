@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from conftest import root_with, wait_for
+from conftest import CLI, root_with, wait_for
+from dockerapi import docker
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 OLD1, MID1, MID2, NEW1, NONE = (
@@ -22,22 +24,21 @@ OLD1, MID1, MID2, NEW1, NONE = (
 )
 
 
-def _created(run: Run, image_id: str) -> int:
-    """The image's creation time, whole seconds since the epoch (the store keeps seconds)."""
-    record = json.loads(run("image", "inspect", image_id).stdout)[0]
-    return int(datetime.fromisoformat(record["created"]).timestamp())
-
-
 def _import(
-    run: Run, root: Path, name: str | None = None, label: str | None = None, after: int | None = None
+    run: Run,
+    root: Path,
+    name: str | None = None,
+    label: str | None = None,
+    after: int | None = None,
 ) -> tuple[str, int]:
     """Import ``root`` (as NAME, with LABEL) once the clock is past second ``after``, so that
-    images made one after another have creation times of their own: (ID, creation second)."""
+    images made one after another have creation times of their own: (ID, creation second; the
+    store keeps seconds)."""
     if after is not None:
         wait_for(f"the clock past {after}", lambda: time.time() >= after + 1)
-    args = ["import", *(["-c", f"LABEL {label}"] if label else []), str(root), *([name] if name else [])]
-    image_id = run(*args).stdout.strip()
-    return image_id, _created(run, image_id)
+    label_args = ["-c", f"LABEL {label}"] if label else []
+    record = json.loads(run("import", "--json", *label_args, str(root), *([name] if name else [])).stdout)
+    return record["id"], int(datetime.fromisoformat(record["created"]).timestamp())
 
 
 def _names(run: Run, *args: str) -> list[str]:
@@ -141,3 +142,45 @@ def test_image_prune_filters(private: tuple[Run, Path], busybox_dir: Path, tmp_p
 
     proc = run("image", "prune", "-f", "--filter", "reference=e2e/*", check=False)
     assert proc.returncode == 2 and "invalid filter 'reference'" in proc.stderr and "until=" in proc.stderr
+
+
+def test_docker_images_and_image_prune_filters_through_the_api(
+    api: dict[str, str], nsp: CLI, busybox_dir: Path, tmp_path: Path
+) -> None:
+    """The docker CLI on the service: the same filters (the library's), in docker's words."""
+    tag = uuid.uuid4().hex[:8]
+    a_ref, b_ref = f"e2e/flt-api-{tag}-a:v1", f"e2e/flt-api-{tag}-b:v1"
+    nsp.images.update({a_ref, b_ref})
+    a, t_a = _import(nsp, root_with(busybox_dir, tmp_path / "a", f"a-{tag}\n"), a_ref, f"e2e.flt={tag}")
+    b, _ = _import(
+        nsp, root_with(busybox_dir, tmp_path / "b", f"b-{tag}\n"), b_ref, f"e2e.flt={tag}", after=t_a
+    )
+
+    def names(*filters: str) -> list[str]:
+        proc = docker(api, "images", "--format", "{{.Repository}}:{{.Tag}}",
+                      "--filter", f"reference=e2e/flt-api-{tag}-*", *filters)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return sorted(proc.stdout.split())
+
+    assert names() == [a_ref, b_ref]
+    assert names("--filter", f"before={b_ref}") == [a_ref]
+    assert names("--filter", f"since={a_ref}") == [b_ref]
+    assert names("--filter", f"until={t_a}.5") == [a_ref]
+    assert names("--filter", f"label=e2e.flt={tag}", "--filter", "label!=e2e.flt=other") == [a_ref, b_ref]
+    assert names("--filter", "label!=e2e.flt") == []
+    proc = docker(api, "images", "--filter", f"since=e2e/flt-api-{tag}-gone:v1")
+    assert proc.returncode != 0 and "No such image" in proc.stderr
+    proc = docker(api, "images", "--filter", "dangling=maybe")
+    assert proc.returncode != 0 and "invalid filter 'dangling=maybe'" in proc.stderr
+
+    def ids() -> set[str]:
+        return {i["id"] for i in nsp.json("images") if any(tag in r for r in i["refs"])}
+
+    proc = docker(
+        api, "image", "prune", "-a", "-f", "--filter", f"label=e2e.flt={tag}", "--filter", f"until={t_a}.5"
+    )
+    assert proc.returncode == 0 and a in proc.stdout and b not in proc.stdout, proc.stderr
+    assert ids() == {b}
+    proc = docker(api, "image", "prune", "-a", "-f", "--filter", f"label=e2e.flt={tag}")
+    assert proc.returncode == 0 and b in proc.stdout, proc.stderr
+    assert ids() == set()
