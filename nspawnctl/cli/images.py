@@ -232,8 +232,8 @@ def images(
         False,
         "-a",
         "--all",
-        help="Accepted for docker's sake: nspawnctl keeps no intermediate images, so every image "
-        "is always listed.",
+        help="Accepted for docker's sake: every image is always listed (nspawnctl keeps no "
+        "intermediate images; a running build's step images show as <none> until it ends).",
     ),
     filter_: list[str] = typer.Option([], "-f", "--filter", metavar="KEY=VALUE", help=IMAGE_FILTER_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
