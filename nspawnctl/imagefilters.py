@@ -98,7 +98,7 @@ def parse_image_filters(
         if key == "reference":
             reference.append(glob_pattern(value))
         elif key == "dangling":
-            dangling.add(_bool(key, value))
+            dangling.add(filter_bool(key, value))
         elif key in ("label", "label!"):
             name, has_value, wanted = value.partition("=")
             if not name:
@@ -125,7 +125,8 @@ def parse_image_filters(
     )
 
 
-def _bool(key: str, value: str) -> bool:
+def filter_bool(key: str, value: str) -> bool:
+    """A boolean filter's value: true|1 or false|0 (docker's words); else an InvalidArgument."""
     word = value.strip().lower()
     if word in ("true", "1"):
         return True
