@@ -56,6 +56,8 @@ def spec(name: str, network: str = "host", labels: dict[str, str] | None = None)
         ("DELETE", "/volumes/v1", "remove"),
         ("GET", "/system/df", "df"),
         ("POST", "/images/prune", "prune_images"),
+        ("POST", "/build/prune", "prune_build_cache"),
+        ("POST", "/networks/prune", "prune"),
     ],
 )
 def test_routes(method: str, path: str, handler: str) -> None:
