@@ -17,7 +17,7 @@ import functools
 import os
 import signal as signals
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +59,8 @@ from .values import check_env, check_exec, merge_env
 if TYPE_CHECKING:
     from .diskusage import Usage
     from .health import HealthState
+    from .imagefilters import ImageFilters
+    from .listfilters import ListFilters
     from .pull import PullOptions, PullResult
     from .run.events import Event
     from .run.runtime import Outcome, Runtime
@@ -423,9 +425,12 @@ class Images:
         """:meth:`shared_size` of each image (by ID), the records read once for all of them."""
         return self.store.shared_sizes(images)
 
-    def prune(self, all_images: bool = False, repair: bool = True) -> PruneResult:
+    def prune(
+        self, all_images: bool = False, repair: bool = True, filters: ImageFilters | None = None
+    ) -> PruneResult:
         """Delete the dangling images (without a name) no container was made from, as docker's
-        ``image prune``; with ``all_images`` every image no container was made from. Then the
+        ``image prune``; with ``all_images`` every image no container was made from; of those,
+        only the ones that pass ``filters`` (its until, label and label!: PRUNE_KEYS). Then the
         layers no image uses (left by those, by rmi or by failed pulls). First (unless the caller
         just did: ``repair``) what killed container commands left, so that the definition of a
         dead create keeps no image."""
@@ -436,7 +441,12 @@ class Images:
             self._client.containers.store.prune_locked_leftovers()
         layer_store = LayerStore(self._client.pool)
         before = {la.chain_id: la.size for la in layer_store.list()}
-        removed = self.store.prune(self._client.containers.store.users_of, all_images=all_images)
+        only = None
+        if filters:
+            from .imagefilters import matches
+
+            only = functools.partial(matches, filters=filters)
+        removed = self.store.prune(self._client.containers.store.users_of, all_images=all_images, only=only)
         layer_store.prune(self.store.used_layers)
         left = {la.chain_id for la in layer_store.list()}
         gone = [c for c in before if c not in left]
@@ -481,11 +491,11 @@ class Volumes:
             return self.store.remove(name, force)
 
     def prune(
-        self, anonymous_only: bool = False, labels: Sequence[str] = ()
+        self, anonymous_only: bool = False, filters: ListFilters | None = None
     ) -> tuple[builtins.list[str], int]:
         """docker's ``volume prune`` (see VolumeStore.prune): the CLI's and the API's."""
         with self._client.pool.lock():
-            return self.store.prune(anonymous_only, labels)
+            return self.store.prune(anonymous_only, filters)
 
     def sizes(self) -> builtins.list[tuple[int, bool]]:
         """(bytes of its files, bound by a container) per volume, for ``system df``."""
@@ -750,19 +760,23 @@ class Containers:
         """The container's published ports, as recorded (with the host ports create picked)."""
         return list(self.store.get(self.store.resolve(name)).ports)
 
-    def prune(self) -> builtins.list[str]:
+    def prune(self, filters: ListFilters | None = None) -> builtins.list[str]:
         """Remove every stopped container (created or exited; not one that is running or waiting
         to be restarted), as docker's ``container prune``, after finishing what killed commands
-        left half done. Returns the names removed."""
-        return [spec.name for spec, _ in self._prune(measure=False)]
+        left half done; with ``filters`` (listfilters.CONTAINER_PRUNE_KEYS: until, label,
+        label!) only those that pass them. Returns the names removed."""
+        return [spec.name for spec, _ in self._prune(False, filters)]
 
-    def prune_measured(self) -> builtins.list[tuple[ContainerSpec, int]]:
+    def prune_measured(self, filters: ListFilters | None = None) -> builtins.list[tuple[ContainerSpec, int]]:
         """:meth:`prune`, each container removed with its own bytes (store/ownbytes.py), which
         its removal freed: the Docker API's ``SpaceReclaimed``. Walks each root once."""
-        return self._prune(measure=True)
+        return self._prune(True, filters)
 
-    def _prune(self, measure: bool) -> builtins.list[tuple[ContainerSpec, int]]:
+    def _prune(
+        self, measure: bool, filters: ListFilters | None = None
+    ) -> builtins.list[tuple[ContainerSpec, int]]:
         from .errors import ContainerNotFound, NspawnctlError
+        from .listfilters import container_subject
 
         self._client.pool.check()
         self.store.prune_locked_leftovers()
@@ -771,6 +785,8 @@ class Containers:
             statuses = self.list(all=True)
             for status in statuses:
                 if status.state not in ("created", "exited"):
+                    continue
+                if filters and not filters.matches(container_subject(status.spec)):
                     continue
                 spec, size = status.spec, 0
                 if measure:
@@ -1978,14 +1994,29 @@ class Client:
             return self._session.run(fn)
         return run_sync(fn)
 
-    def prune(self, all_images: bool = False, volumes: bool = False) -> SystemPruneResult:
+    def prune(
+        self, all_images: bool = False, volumes: bool = False, filters: ListFilters | None = None
+    ) -> SystemPruneResult:
         """docker's ``system prune``: stopped containers, then dangling images (with
         ``all_images`` every image no container was made from) and the layers no image uses, and
         whatever killed commands left half done (staging, temporary records, orphan roots); with
-        ``volumes``, the volumes no container binds any more."""
-        containers = self.containers.prune()
-        images = self.images.prune(all_images=all_images, repair=False)
-        gone, size = self.volumes.prune() if volumes else ([], 0)
+        ``volumes``, the volumes no container binds any more. ``filters``
+        (listfilters.SYSTEM_PRUNE_KEYS) narrow each kind; ``until`` with ``volumes`` is refused
+        (volumes have no such filter), as docker's CLI does, before anything is removed."""
+        from .imagefilters import ImageFilters
+        from .listfilters import ListFilters
+
+        if filters is None:
+            filters = ListFilters()
+        if volumes and filters.until:
+            raise InvalidArgument(
+                'the "until" filter is not supported with --volumes',
+                hint="prune volumes apart: nspawnctl volume prune --filter label=...",
+            )
+        containers = self.containers.prune(filters)
+        only = ImageFilters(labels=filters.labels, until=filters.until)
+        images = self.images.prune(all_images=all_images, repair=False, filters=only)
+        gone, size = self.volumes.prune(filters=filters) if volumes else ([], 0)
         return SystemPruneResult(containers, images, gone, size)
 
     def disk_usage(self) -> builtins.list[Usage]:

@@ -1,6 +1,7 @@
 """docker's ``ps --filter KEY=VALUE``: which containers a listing shows.
 
-Semantics as docker's: the values of one key are ORed, different keys ANDed; ``name`` is a
+Semantics as docker's: the values of one key are ORed (but ``label``'s, which must all hold,
+as dockerd's MatchKVList), different keys ANDed; ``name`` is a
 regular expression searched in the name, ``id`` a prefix of the ID, ``label`` a key (any value)
 or ``KEY=VALUE``, ``status`` one of docker's states, ``ancestor`` the image as the container
 names it (NAME[:TAG]) or a prefix of its ID, ``exited`` the exit code of an exited container.
@@ -58,7 +59,10 @@ class Filters:
             "ancestor": lambda v: _ancestor(v, c, same_image),
             "exited": lambda v: c.status == "exited" and c.exit_code == int(v),
         }
-        return all(any(checks[key](v) for v in values) for key, values in self.by_key.items())
+        return all(
+            (all if key == "label" else any)(checks[key](v) for v in values)
+            for key, values in self.by_key.items()
+        )
 
 
 def candidate(st: ContainerStatus) -> Candidate:

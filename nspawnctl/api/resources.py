@@ -215,25 +215,3 @@ def volume_json(info: VolumeInfo) -> dict[str, Any]:
     out = info.to_json()
     out["UsageData"] = {"Size": -1, "RefCount": len(info.users)}
     return out
-
-
-def volume_matches(info: VolumeInfo, filters: dict[str, list[str]]) -> bool:
-    """``volume ls``'s filters: name (substring), label, dangling (bound by no container), driver."""
-    for key, values in filters.items():
-        if key == "name" and not any(v in info.name for v in values):
-            return False
-        if key == "label" and not label_matches(values, info.labels):
-            return False
-        if key == "driver" and "local" not in values:
-            return False
-        if key == "dangling" and not any(_truth(v) == (not info.users) for v in values):
-            return False
-    return True
-
-
-def _truth(text: str) -> bool:
-    if text.lower() in ("1", "true"):
-        return True
-    if text.lower() in ("0", "false"):
-        return False
-    raise ApiError(400, f"invalid filter 'dangling={text}': use true or false")

@@ -848,7 +848,8 @@ def ps(
         "-f",
         "--filter",
         metavar="KEY=VALUE",
-        help="Only containers that match (repeatable; one key's values ORed, different keys ANDed): "
+        help="Only containers that match (repeatable; one key's values ORed, but every label must "
+        "hold; different keys ANDed): "
         "name=REGEX, id=PREFIX, label=KEY or label=KEY=VALUE, status=created|running|restarting|exited, "
         "ancestor=IMAGE, exited=CODE.",
     ),

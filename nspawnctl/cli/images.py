@@ -17,6 +17,7 @@ from .usage import NspawnctlGroup
 
 if TYPE_CHECKING:
     from ..client import PruneResult
+    from ..store.images import Image
 
 image_app = typer.Typer(
     help="Manage images.", no_args_is_help=True, rich_markup_mode=None, cls=NspawnctlGroup
@@ -211,10 +212,38 @@ def pull(
     typer.echo(result.image.id)
 
 
+IMAGE_FILTER_HELP = (
+    "Only images that match (repeatable; references ORed, everything else ANDed): "
+    "reference=NAME[:TAG] (globs: * ? [..]; only the names that match are listed), "
+    "dangling=true|false, label=KEY or label=KEY=VALUE, label!=KEY[=VALUE], "
+    "before=IMAGE, since=IMAGE (created before/after it), until=TIME (10m, 2h ago, "
+    "2026-01-02T10:00:00Z, a Unix time)."
+)
+
+
 def images(
     ctx: typer.Context,
+    repository: str = typer.Argument(
+        None,
+        metavar="[REPOSITORY[:TAG]]",
+        help="Only this repository (all its tags), or this REPOSITORY:TAG; as --filter reference=.",
+    ),
+    all_: bool = typer.Option(
+        False,
+        "-a",
+        "--all",
+        help="Accepted for docker's sake: every image is always listed (nspawnctl keeps no "
+        "intermediate images; a running build's step images show as <none> until it ends).",
+    ),
+    filter_: list[str] = typer.Option([], "-f", "--filter", metavar="KEY=VALUE", help=IMAGE_FILTER_HELP),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show image IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Show full image IDs."),
+    digests: bool = typer.Option(
+        False,
+        "--digests",
+        help="Show a DIGEST column: the registry's manifest digest of a pulled image (<none> for "
+        "names it was not pulled under, and for images imported, loaded or built here).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array."),
     format_: str = typer.Option(
         None,
@@ -225,34 +254,55 @@ def images(
         "CreatedSince, CreatedAt, Size, SharedSize.",
     ),
 ) -> None:
-    """List images (an App Container Image's ID is its sha512-, as the appc spec defines it)."""
+    """List images (an App Container Image's ID is its sha512-, as the appc spec defines it).
+
+    With REPOSITORY[:TAG] or a reference filter, an image is listed under the names that
+    matched only (as docker does).
+    """
     state = state_of(ctx)
     state.json = json_out
+    filters = None
+    if filter_ or repository is not None:
+        from ..imagefilters import parse_image_filters
+
+        words = [*filter_, f"reference={repository}"] if repository is not None else filter_
+        filters = parse_image_filters(words)  # a bad filter fails before anything is read
     fmt = None
     if format_ is not None:
         from ..gotemplate import parse_format
 
         fmt = parse_format(format_)
-    imgs = state.client().images.list()
+    client = state.client()
+    imgs = client.images.list()
+    if filters:
+        from ..imagefilters import select
+
+        imgs = select(imgs, filters, client.images.get)
     if json_out:
         print_json([i.to_json() for i in imgs])
         return
     if fmt is not None:
-        _images_format(fmt, imgs, state.client().images.shared_sizes(imgs), no_trunc)
+        _images_format(fmt, imgs, client.images.shared_sizes(imgs), no_trunc)
         return
     if quiet:
         for i in imgs:
             typer.echo(i.id if no_trunc else i.short_id)
         return
-    shared_sizes = state.client().images.shared_sizes(imgs)
+    shared_sizes = client.images.shared_sizes(imgs)
     rows = []
     for i in imgs:
         shared = human_size(shared_sizes[i.id])
         for ref in i.refs or ["<none>:<none>"]:
             repo, tag = _split_ref(ref)
             image_id = i.id if no_trunc else i.short_id
-            rows.append([repo, tag, image_id, ago(i.created), human_size(i.size), shared])
-    table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"], rows)
+            row = [repo, tag, image_id, ago(i.created), human_size(i.size), shared]
+            if digests:
+                row[1:2] = ["<none>" if "@" in ref else tag, _digest_of(i, ref)]
+            rows.append(row)
+    headers = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE"]
+    if digests:
+        headers.insert(2, "DIGEST")
+    table(headers, rows)
 
 
 IMAGES_HEADERS = {
@@ -285,7 +335,7 @@ def _images_format(fmt: Any, imgs: list[Any], shared_sizes: dict[str, int], no_t
                     "ID": i.id if no_trunc else i.short_id,
                     "Repository": repo,
                     "Tag": tag if not tag.startswith("sha256:") else "<none>",
-                    "Digest": tag if tag.startswith("sha256:") else "<none>",
+                    "Digest": _digest_of(i, ref),
                     "CreatedSince": ago(i.created),
                     "CreatedAt": created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC") if created else "",
                     "Size": human_size(i.size),
@@ -293,6 +343,21 @@ def _images_format(fmt: Any, imgs: list[Any], shared_sizes: dict[str, int], no_t
                 }
             )
     sys.stdout.write(render(fmt, rows, IMAGES_HEADERS, IMAGES_DEFAULT))
+
+
+def _digest_of(image: Image, ref: str) -> str:
+    """The DIGEST of one name's row: a digest reference's own; else the manifest digest the
+    image was pulled by, on the rows of the repository it was pulled from (docker's
+    RepoDigests); else <none>."""
+    if "@" in ref:
+        return ref.partition("@")[2]
+    origin = image.origin
+    manifest, registry, repository = (origin.get(k) for k in ("manifest", "registry", "repository"))
+    if not all(isinstance(v, str) for v in (manifest, registry, repository)):
+        return "<none>"
+    if _split_ref(ref)[0] != f"{registry}/{repository}":
+        return "<none>"
+    return str(manifest)
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
@@ -367,6 +432,13 @@ def image_prune(
         False, "-a", "--all", help="Remove every image no container was made from, named or not."
     ),
     force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
+    filter_: list[str] = typer.Option(
+        [],
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only images that match (repeatable, ANDed): until=TIME (created before it: 24h "
+        "ago, 2026-01-02T10:00:00Z, a Unix time), label=KEY[=VALUE], label!=KEY[=VALUE].",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
     """Remove dangling images, and layers no image uses.
@@ -379,6 +451,11 @@ def image_prune(
     """
     state = state_of(ctx)
     state.json = json_out
+    filters = None
+    if filter_:
+        from ..imagefilters import PRUNE_KEYS, parse_image_filters
+
+        filters = parse_image_filters(filter_, PRUNE_KEYS)  # refused before the question
     if not force:
         what = "all images without at least one container" if all_ else "all dangling images"
         confirm_or_refuse(
@@ -387,7 +464,7 @@ def image_prune(
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
-    result = state.client().images.prune(all_images=all_)
+    result = state.client().images.prune(all_images=all_, filters=filters)
     if json_out:
         print_json(dataclasses.asdict(result))
         return

@@ -65,14 +65,27 @@ def network_ls(
     ctx: typer.Context,
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show network IDs."),
     no_trunc: bool = typer.Option(False, "--no-trunc", help="Do not truncate the IDs."),
+    filters: list[str] = typer.Option(
+        [],
+        "-f",
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only networks that match (repeatable; one key's values ORed, but every label must "
+        "hold; different keys ANDed): name=REGEX, id=REGEX (a plain word: part of it), "
+        "driver=bridge|host|null, type=builtin|custom, scope=local, dangling=true|false (without "
+        "running containers; never a built-in one), label=KEY or label=KEY=VALUE.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array (as network inspect)."),
 ) -> None:
     """List networks: bridge, host and none (built in), then the declared networks and the zones
     containers use."""
+    from ..listfilters import NETWORK_KEYS, network_subject, parse_list_filters
+    from ..net import networks
+
     state = state_of(ctx)
     state.json = json_out
-    client = state.client()
-    nets = _all(client)
+    only = parse_list_filters(filters, NETWORK_KEYS)
+    nets = [n.to_json() for n in networks.listing(state.client()) if only.matches(network_subject(n))]
     if json_out:
         print_json(nets)
         return
@@ -129,20 +142,20 @@ def network_rm(
 def network_prune(
     ctx: typer.Context,
     filters: list[str] = typer.Option(
-        [], "--filter", metavar="label=KEY[=VALUE]", help="Only networks with this label (repeatable)."
+        [],
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only networks that match (repeatable, all must hold): until=TIME (created before: "
+        "10m, 2h30m ago, 2026-01-02T10:00:00Z, a Unix time), label=KEY or label=KEY=VALUE, "
+        "label!=KEY or label!=KEY=VALUE (without it).",
     ),
     force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
 ) -> None:
     """Remove every declared network no running container is attached to."""
-    from ..errors import InvalidArgument
+    from ..listfilters import NETWORK_PRUNE_KEYS, parse_list_filters
     from ..net import networks
 
-    labels = []
-    for f in filters:
-        key, eq, value = f.partition("=")
-        if key != "label" or not eq or not value:
-            raise InvalidArgument(f"invalid filter {f!r} (--filter)", hint="use --filter label=KEY[=VALUE]")
-        labels.append(value)
+    only = parse_list_filters(filters, NETWORK_PRUNE_KEYS)
     if not force:
         confirm_or_refuse(
             "WARNING! This will remove all custom networks not used by at least one container. "
@@ -150,7 +163,7 @@ def network_prune(
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
-    removed = networks.prune(state_of(ctx).paths(), labels)
+    removed = networks.prune(state_of(ctx).paths(), only)
     if removed:
         typer.echo("Deleted Networks:")
         for name in removed:

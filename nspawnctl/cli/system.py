@@ -48,12 +48,29 @@ def system_prune(
         "--volumes",
         help="Also remove the named volumes no container binds (with their data).",
     ),
+    filters: list[str] = typer.Option(
+        [],
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only containers, images and volumes that match (repeatable, all must hold): "
+        "until=TIME (created before: 10m, 2h30m ago, 2026-01-02T10:00:00Z, a Unix time; not with "
+        "--volumes), label=KEY or label=KEY=VALUE, label!=KEY or label!=KEY=VALUE (without it).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
     """Remove stopped containers, dangling images (-a: all unused images), layers no image uses,
     and what interrupted commands left behind (staging snapshots, temporary files)."""
+    from ..errors import InvalidArgument
+    from ..listfilters import SYSTEM_PRUNE_KEYS, parse_list_filters
+
     state = state_of(ctx)
     state.json = json_out
+    only = parse_list_filters(filters, SYSTEM_PRUNE_KEYS)
+    if volumes and only.until:  # the library refuses it too; here before the question
+        raise InvalidArgument(
+            'the "until" filter is not supported with --volumes',
+            hint="prune volumes apart: nspawnctl volume prune --filter label=...",
+        )
     if not force:
         what = "all images without at least one container" if all_ else "all dangling images"
         if volumes:
@@ -64,7 +81,7 @@ def system_prune(
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
-    result = state.client().prune(all_images=all_, volumes=volumes)
+    result = state.client().prune(all_images=all_, volumes=volumes, filters=only)
     if json_out:
         print_json(
             {"containers": result.containers, **dataclasses.asdict(result.images), "volumes": result.volumes}
@@ -232,19 +249,30 @@ def info(
 @container_app.command("prune")
 def container_prune(
     ctx: typer.Context,
+    filters: list[str] = typer.Option(
+        [],
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only containers that match (repeatable, all must hold): until=TIME (created before: "
+        "10m, 2h30m ago, 2026-01-02T10:00:00Z, a Unix time), label=KEY or label=KEY=VALUE, "
+        "label!=KEY or label!=KEY=VALUE (without it).",
+    ),
     force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
     json_out: bool = typer.Option(False, "--json", help="Print the names removed as JSON."),
 ) -> None:
     """Remove every stopped container (created or exited), and what interrupted commands left."""
+    from ..listfilters import CONTAINER_PRUNE_KEYS, parse_list_filters
+
     state = state_of(ctx)
     state.json = json_out
+    only = parse_list_filters(filters, CONTAINER_PRUNE_KEYS)  # refused before the question
     if not force:
         confirm_or_refuse(
             "WARNING! This will remove all stopped containers. Are you sure you want to continue?",
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
-    removed = state.client().containers.prune()
+    removed = state.client().containers.prune(only)
     if json_out:
         print_json({"containers": removed})
         return

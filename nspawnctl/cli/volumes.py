@@ -38,12 +38,24 @@ def volume_create(
 def volume_ls(
     ctx: typer.Context,
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only show volume names."),
+    filters: list[str] = typer.Option(
+        [],
+        "-f",
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only volumes that match (repeatable; one key's values ORed, but every label must hold; "
+        "different keys ANDed): dangling=true|false (bound by no container, or by one), "
+        "name=REGEX (a plain word: part of the name), driver=local, label=KEY or label=KEY=VALUE.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array (as volume inspect)."),
 ) -> None:
     """List volumes."""
+    from ..listfilters import VOLUME_KEYS, parse_list_filters, volume_subject
+
     state = state_of(ctx)
     state.json = json_out
-    volumes = state.client().volumes.list()
+    only = parse_list_filters(filters, VOLUME_KEYS)  # a bad filter is refused before listing
+    volumes = [v for v in state.client().volumes.list() if only.matches(volume_subject(v))]
     if json_out:
         print_json([v.to_json() for v in volumes])
     elif quiet:
@@ -86,22 +98,22 @@ def volume_prune(
         False, "-a", "--all", help="Also named volumes (without it only anonymous ones, as docker's)."
     ),
     filters: list[str] = typer.Option(
-        [], "--filter", metavar="label=KEY[=VALUE]", help="Only volumes with this label (repeatable)."
+        [],
+        "--filter",
+        metavar="KEY=VALUE",
+        help="Only volumes that match (repeatable, all must hold): label=KEY or label=KEY=VALUE, "
+        "label!=KEY or label!=KEY=VALUE (without it), all=true (as -a).",
     ),
     force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
     json_out: bool = typer.Option(False, "--json", help="Print what was removed as JSON."),
 ) -> None:
     """Remove the anonymous volumes no container binds (with -a every unused one), with their data."""
-    from ..errors import InvalidArgument
+    from ..listfilters import VOLUME_PRUNE_KEYS, parse_list_filters
 
     state = state_of(ctx)
     state.json = json_out
-    labels = []
-    for f in filters:
-        key, eq, value = f.partition("=")
-        if key != "label" or not eq or not value:
-            raise InvalidArgument(f"invalid filter {f!r} (--filter)", hint="use --filter label=KEY[=VALUE]")
-        labels.append(value)
+    only = parse_list_filters(filters, VOLUME_PRUNE_KEYS)
+    all_ = all_ or bool(only.all)
     if not force:
         what = "all local volumes" if all_ else "all anonymous local volumes"
         confirm_or_refuse(
@@ -110,7 +122,7 @@ def volume_prune(
             "refusing to prune without confirmation",
             hint="rerun with --force",
         )
-    names, size = state.client().volumes.prune(anonymous_only=not all_, labels=labels)
+    names, size = state.client().volumes.prune(not all_, only)
     if json_out:
         print_json({"volumes": names, "reclaimed": size})
         return

@@ -35,6 +35,7 @@ from ..store.files import write_json
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..listfilters import ListFilters
     from ..run.runtime import Runtime
     from ..spec import ContainerSpec
     from ..store.containers import ContainerStore
@@ -389,17 +390,17 @@ def reload_networkd() -> None:
     subprocess.run([exe, "reload"], check=False, capture_output=True, timeout=30)
 
 
-def prune(paths: Paths, labels: Iterable[str] = ()) -> builtins.list[str]:
-    """Remove every declared network without members (matching the label filters), and networkd
-    files no declaration owns; the removed networks' names."""
-    from ..labels import labels_match
+def prune(paths: Paths, filters: ListFilters | None = None) -> builtins.list[str]:
+    """Remove every declared network without members (that passes ``filters``:
+    listfilters.NETWORK_PRUNE_KEYS, until, label, label!), and networkd files no declaration
+    owns; the removed networks' names."""
+    from ..listfilters import decl_subject
 
-    wanted = builtins.list(labels)
     out = []
     reload = False
     with _locked(paths):
         for decl in list(paths):
-            if wanted and not labels_match(wanted, decl.labels):
+            if filters and not filters.matches(decl_subject(decl)):
                 continue
             try:
                 reload = _remove_locked(paths, decl) or reload

@@ -538,12 +538,17 @@ class ImageStore:
         return untag, delete
 
     def prune(
-        self, users: Callable[[str], builtins.list[str]], *, all_images: bool = False
+        self,
+        users: Callable[[str], builtins.list[str]],
+        *,
+        all_images: bool = False,
+        only: Callable[[Image], bool] | None = None,
     ) -> builtins.list[Image]:
         """Delete the dangling images (no name: untagged, or their name went to another image
         by an import, pull or tag) that no container was made from, as docker's ``image prune``
-        does; with ``all_images`` every image no container was made from. Returns them as they
-        were (with the names they had).
+        does; with ``all_images`` every image no container was made from; of those, only the
+        ones ``only`` takes (``image prune --filter``). Returns them as they were (with the
+        names they had).
 
         Decided under the pool lock, so an image named meanwhile is never taken for dangling.
         A running build's intermediate images (origin ``build_step`` naming a live process) are
@@ -559,6 +564,8 @@ class ImageStore:
             pinned = build_pins(self.pool.paths.state)
             for img in self.list():
                 if (img.refs and not all_images) or users(img.id) or img.id in pinned:
+                    continue
+                if only is not None and not only(img):
                     continue
                 mark = img.origin.get("build_step")
                 if isinstance(mark, str) and owner_alive(mark):

@@ -26,7 +26,7 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from . import btrfs
 from .files import tree_size
 
 if TYPE_CHECKING:
+    from ..listfilters import ListFilters
     from ..spec import ContainerSpec
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # docker's volume names
@@ -224,18 +225,19 @@ class VolumeStore:
             old.unlink(missing_ok=True)
 
     def prune(
-        self, anonymous_only: bool = False, labels: Sequence[str] = ()
+        self, anonymous_only: bool = False, filters: ListFilters | None = None
     ) -> tuple[builtins.list[str], int]:
         """Delete the volumes no container binds; (names, bytes they held). ``anonymous_only``:
         only those made without a name (marked with ANONYMOUS_LABEL at creation, as docker's:
-        a name that looks random is still a name); ``labels``: docker's ``label`` filter."""
-        from ..labels import labels_match
+        a name that looks random is still a name); ``filters``: docker's ``label``/``label!``
+        (listfilters.VOLUME_PRUNE_KEYS), only the volumes that pass them."""
+        from ..listfilters import volume_subject
 
         gone, size = [], 0
         for info in self.list():
             if info.users or (anonymous_only and ANONYMOUS_LABEL not in info.labels):
                 continue
-            if not labels_match(list(labels), info.labels):
+            if filters and not filters.matches(volume_subject(info)):
                 continue
             size += tree_size(info.mountpoint)
             self._delete(info.name)

@@ -115,7 +115,9 @@ def test_ps_filters_last_and_format(nsp: CLI, busybox: str) -> None:
 
     assert names("label=tier") == {a, b, c}
     assert names("label=tier=web") == {a}
-    assert names("label=tier=web", "label=tier=db") == {a, b}  # one key: ORed
+    assert names("label=tier=web", "label=tier=db") == set()  # labels: every one must hold (docker's)
+    assert names("label=tier", "label=team=x") == {a}
+    assert names("status=running", "status=exited") == {a, b}  # another key: its values ORed
     assert names("label=tier", "status=exited") == {b}  # two keys: ANDed
     assert names("status=running") == {a}
     assert names("status=created", all_=False) == {c}  # a status filter shows stopped ones too

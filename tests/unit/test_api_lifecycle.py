@@ -56,6 +56,8 @@ def spec(name: str, network: str = "host", labels: dict[str, str] | None = None)
         ("DELETE", "/volumes/v1", "remove"),
         ("GET", "/system/df", "df"),
         ("POST", "/images/prune", "prune_images"),
+        ("POST", "/build/prune", "prune_build_cache"),
+        ("POST", "/networks/prune", "prune"),
     ],
 )
 def test_routes(method: str, path: str, handler: str) -> None:
@@ -185,11 +187,17 @@ def test_volumes_shape_and_filters(tmp_path: Path) -> None:
     msg = resources.volume_json(named)
     assert msg["Name"] == "data" and msg["Driver"] == "local" and msg["Labels"] == {"k": "v"}
     assert msg["Mountpoint"] == str(tmp_path) and msg["UsageData"]["RefCount"] == 1
-    assert resources.volume_matches(named, {"name": ["at"], "label": ["k=v"], "dangling": ["false"]})
-    assert not resources.volume_matches(named, {"dangling": ["true"]})
-    assert resources.volume_matches(anon, {"dangling": ["1"], "driver": ["local"]})
-    with pytest.raises(ApiError, match="dangling"):
-        resources.volume_matches(anon, {"dangling": ["maybe"]})
+    from nspawnctl.errors import InvalidArgument
+    from nspawnctl.listfilters import VOLUME_KEYS, parse_list_filters, volume_subject
+
+    def match(info: VolumeInfo, *words: str) -> bool:
+        return parse_list_filters(words, VOLUME_KEYS).matches(volume_subject(info))
+
+    assert match(named, "name=at", "label=k=v", "dangling=false")
+    assert not match(named, "dangling=true")
+    assert match(anon, "dangling=1", "driver=local")
+    with pytest.raises(InvalidArgument, match="dangling"):
+        match(anon, "dangling=maybe")
 
 
 def test_update_body_becomes_the_library_update() -> None:

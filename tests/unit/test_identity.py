@@ -136,7 +136,7 @@ def _c(
     )
 
 
-def test_filters_or_within_a_key_and_across_keys() -> None:
+def test_filters_or_within_a_key_but_label_and_across_keys() -> None:
     web = _c("web", labels={"tier": "web", "team": "x"})
     db = _c("db", status="exited", labels={"tier": "db"}, code=3)
     bare = _c("bare", status="created")
@@ -147,9 +147,10 @@ def test_filters_or_within_a_key_and_across_keys() -> None:
 
     assert match() == ["web", "db", "bare"]
     assert match("label=tier") == ["web", "db"]
-    assert match("label=tier=web", "label=tier=db") == ["web", "db"]
+    assert match("label=tier=web", "label=tier=db") == []  # label values are ANDed (docker's)
     assert match("label=tier", "status=exited") == ["db"]
-    assert match("label=team", "label=tier=db") == ["web", "db"]
+    assert match("label=team", "label=tier=web") == ["web"]
+    assert match("label=team", "label=tier=db") == []
     assert match("name=^b") == ["bare"]
     assert match("name=a") == ["bare"]  # a regular expression searched in the name
     assert match("id=" + b"web".hex()) == ["web"]

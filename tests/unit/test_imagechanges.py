@@ -87,17 +87,3 @@ def test_commit_body_refusals_name_the_field(body: object, named: str) -> None:
     with pytest.raises(ApiError, match=named) as e:
         _merge_config(body)
     assert e.value.status == 400
-
-
-def test_images_filters() -> None:
-    from nspawnctl.api.handlers.images import image_matches
-    from nspawnctl.store.images import Image
-
-    img = Image("sha256:" + "a" * 64, "", 0, "", refs=["docker.io/library/alpine:3.10", "me/app:v1"],
-                defaults=RunDefaults(labels={"k": "v"}))  # fmt: skip
-    dangling = Image("sha256:" + "b" * 64, "", 0, "")
-    assert image_matches(img, {"reference": ["alpine"]})
-    assert image_matches(img, {"reference": ["me/*:v1"]})
-    assert not image_matches(img, {"reference": ["alpine:latest"]})
-    assert image_matches(dangling, {"dangling": ["true"]}) and not image_matches(img, {"dangling": ["1"]})
-    assert image_matches(img, {"label": ["k", "k=v"]}) and not image_matches(img, {"label": ["k=w"]})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from nspawnctl.config import Paths
 from nspawnctl.errors import Conflict, InvalidArgument, NotFound
+from nspawnctl.listfilters import NETWORK_PRUNE_KEYS, parse_list_filters
 from nspawnctl.net import names, networks, statefile, zone
 from nspawnctl.runopts import RunSettings, parse_network_alias
 from nspawnctl.spec import ContainerSpec
@@ -85,7 +87,7 @@ def test_unowned_networkd_files_are_swept(paths: Paths) -> None:
     networks.create(paths, "other")  # any change under the networks lock sweeps
     assert not orphan.exists() and networks.networkd_file("lan").exists()
     orphan.write_text("[Match]\nName=vz-ghost\n")
-    assert networks.prune(paths, ["nomatch=1"]) == []
+    assert networks.prune(paths, parse_list_filters(["label=nomatch=1"], NETWORK_PRUNE_KEYS)) == []
     assert not orphan.exists() and networks.networkd_file("lan").exists()
 
 
@@ -133,8 +135,17 @@ def test_remove_refused_while_a_member_runs(paths: Paths) -> None:
 def test_prune_by_label(paths: Paths) -> None:
     networks.create(paths, "a", labels={"keep": "no"})
     networks.create(paths, "b")
-    assert networks.prune(paths, ["keep=no"]) == ["a"]
-    assert [n.name for n in networks.list(paths)] == ["b"]
+    networks.create(paths, "c", labels={"keep": "yes"})
+
+    def prune(*words: str, now: float | None = None) -> list[str]:
+        return networks.prune(paths, parse_list_filters(words, NETWORK_PRUNE_KEYS, now))
+
+    assert prune("label=keep=no") == ["a"]
+    assert [n.name for n in networks.list(paths)] == ["b", "c"]
+    assert prune("until=1h") == []  # made just now
+    assert prune("label!=keep") == ["b"]
+    assert prune("until=1h", now=time.time() + 7200) == ["c"]
+    assert networks.list(paths) == []
 
 
 def test_network_values(paths: Paths) -> None:

@@ -292,7 +292,11 @@ def test_prune_takes_anonymous_volumes_by_their_label_and_filters_by_labels(
 ) -> None:
     """Review 15 R3: the API pruned a named volume whose name was 64 hex digits by default, and
     the CLI pruned named ones always; one library prune for both, anonymity by the label."""
+    from nspawnctl.listfilters import VOLUME_PRUNE_KEYS, parse_list_filters
     from nspawnctl.store.volumes import ANONYMOUS_LABEL
+
+    def only(*words: str) -> Any:
+        return parse_list_filters(words, VOLUME_PRUNE_KEYS)
 
     store = _plain_volumes(tmp_path, monkeypatch)
     hexname = "a" * 64
@@ -300,7 +304,8 @@ def test_prune_takes_anonymous_volumes_by_their_label_and_filters_by_labels(
     store.create("anon", {ANONYMOUS_LABEL: "", "tier": "web"})
     store.create("anon2", {ANONYMOUS_LABEL: ""})
     store.create("named", {"tier": "db"})
-    assert store.prune(anonymous_only=True, labels=["tier=web"])[0] == ["anon"]
+    assert store.prune(anonymous_only=True, filters=only("label=tier=web"))[0] == ["anon"]
     assert store.prune(anonymous_only=True)[0] == ["anon2"]
-    assert store.prune(labels=["tier"])[0] == [hexname, "named"]
+    assert store.prune(filters=only("label!=tier=db"))[0] == [hexname]
+    assert store.prune(filters=only("label=tier"))[0] == ["named"]
     assert store.list() == []

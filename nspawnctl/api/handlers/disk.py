@@ -1,5 +1,5 @@
-"""``/system/df`` and ``/images/prune``: the library's disk usage and image prune in docker's
-shapes (``docker system df``, ``docker image prune``)."""
+"""``/system/df``, ``/images/prune`` and ``/build/prune``: the library's disk usage and image
+prune in docker's shapes (``docker system df``, ``docker image prune``, ``docker system prune``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from ...ref import familiar
 from ..context import Exchange
 from ..render import container_summary, image_summary
-from ..resources import parse_filters, volume_json
+from ..resources import filter_words, parse_filters, volume_json
 from ..routing import Router
 
 
@@ -48,14 +48,33 @@ async def df(ex: Exchange) -> None:
 
 
 async def prune_images(ex: Exchange) -> None:
-    """``dangling=false``: every image no container was made from (``image prune -a``)."""
-    filters = parse_filters(ex.request.arg("filters"), ("dangling",))
-    all_images = any(v.lower() in ("0", "false") for v in filters.get("dangling", []))
-    result = await asyncio.to_thread(ex.client.images.prune, all_images)
+    """``dangling=false``: every image no container was made from (``image prune -a``);
+    ``until``, ``label`` and ``label!`` narrow what goes, as the CLI's ``--filter``."""
+    from ...imagefilters import PRUNE_KEYS, parse_image_filters
+
+    filters = parse_filters(ex.request.arg("filters"), ("dangling", *PRUNE_KEYS))
+    all_images = any(v.lower() in ("0", "false") for v in filters.pop("dangling", []))
+    only = parse_image_filters(filter_words(filters), PRUNE_KEYS)
+    result = await asyncio.to_thread(ex.client.images.prune, all_images, True, only)
     deleted = [{"Untagged": familiar(r)} for r in result.untagged] + [{"Deleted": i} for i in result.images]
     await ex.json({"ImagesDeleted": deleted or None, "SpaceReclaimed": result.reclaimed})
 
 
+BUILD_PRUNE_FILTERS = (
+    "until", "id", "parent", "type", "description", "inuse", "shared", "private", "label", "label!",
+)  # fmt: skip
+"""dockerd's build cache filters, and the labels ``docker system prune --filter`` passes on."""
+
+
+async def prune_build_cache(ex: Exchange) -> None:
+    """nspawnctl's builder keeps no build cache (``system df`` shows none; a build's steps are
+    images, which ``image prune`` takes): nothing to remove. ``docker system prune`` asks for it
+    after the other prunes; an unknown filter is still a 400."""
+    parse_filters(ex.request.arg("filters"), BUILD_PRUNE_FILTERS)
+    await ex.json({"CachesDeleted": None, "SpaceReclaimed": 0})
+
+
 def register(router: Router) -> None:
     router.add("GET", "/system/df", df)
+    router.add("POST", "/build/prune", prune_build_cache)
     router.add("POST", "/images/prune", prune_images)

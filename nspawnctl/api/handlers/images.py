@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fnmatch
 import json
 import logging
 import os
@@ -15,10 +14,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...errors import NspawnctlError
+from ...imagefilters import KEYS, parse_image_filters, select
 from ..context import Exchange
-from ..http import ApiError, ClientGone, docker_bool
+from ..http import ApiError, ClientGone
 from ..render import familiar, image_inspect, image_summary
-from ..resources import parse_filters
+from ..resources import filter_words, parse_filters
 from ..routing import Router
 from ..translate import RegistryAuth, registry_auth
 from .system import go_arch
@@ -33,45 +33,18 @@ PROGRESS_EVERY = 0.2
 """Seconds between two progress lines of one download."""
 
 
-IMAGE_FILTERS = ("reference", "dangling", "label")
-
-
-def _named(name: str, pattern: str) -> bool:
-    """A ``reference`` filter's glob on NAME:TAG, or on NAME when the pattern has no tag."""
-    return fnmatch.fnmatchcase(
-        name if ":" in pattern.rpartition("/")[2] else name.rpartition(":")[0], pattern
-    )
-
-
-def image_matches(image: Image, filters: dict[str, list[str]]) -> bool:
-    """docker's ``images`` filters: ``reference``, ``dangling`` (no name), ``label`` (KEY or
-    KEY=VALUE of the image's labels)."""
-    names = [familiar(r) for r in image.refs]
-    patterns = filters.get("reference", [])
-    if patterns and not any(_named(n, p) for p in patterns for n in names):
-        return False
-    for value in filters.get("dangling", []):
-        if docker_bool(value) == bool(names):
-            return False
-    labels = image.defaults.labels
-    for want in filters.get("label", []):
-        key, sep, value = want.partition("=")
-        if key not in labels or (sep and labels[key] != value):
-            return False
-    return True
+IMAGE_FILTERS = KEYS
+"""docker's ``GET /images/json`` filters (the library's imagefilters.py: the CLI's too)."""
 
 
 async def list_images(ex: Exchange) -> None:
-    filters = parse_filters(ex.request.arg("filters"), IMAGE_FILTERS)
-    images = await asyncio.to_thread(ex.client.images.list)
-    out = []
-    for image in images:
-        if image_matches(image, filters):
-            summary = image_summary(image)
-            if patterns := filters.get("reference"):  # as dockerd: only the names that matched
-                summary["RepoTags"] = [t for t in summary["RepoTags"] if any(_named(t, p) for p in patterns)]
-            out.append(summary)
-    await ex.json(out)
+    words = filter_words(parse_filters(ex.request.arg("filters"), IMAGE_FILTERS))
+    filters = parse_image_filters(words)  # a bad value is a 400 before anything is read
+
+    def listed() -> list[Image]:
+        return select(ex.client.images.list(), filters, ex.client.images.get)
+
+    await ex.json([image_summary(image) for image in await asyncio.to_thread(listed)])
 
 
 async def inspect_image(ex: Exchange, name: str) -> None:

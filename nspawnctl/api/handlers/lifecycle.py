@@ -169,12 +169,15 @@ async def update(ex: Exchange, id: str) -> None:
 
 
 async def prune(ex: Exchange) -> None:
-    """Every stopped container goes (the library's container prune); no filters yet. Each
-    one's own bytes (what it wrote over its image) are what its removal reclaimed."""
-    filters = parse_filters(ex.request.arg("filters"), ("until", "label"))
-    if filters:
-        raise ApiError(400, f"filters: {', '.join(filters)}: not supported by nspawnctl's prune yet")
-    gone = await asyncio.to_thread(ex.client.containers.prune_measured)
+    """Every stopped container that passes the filters goes (the library's container prune and
+    its listfilters.py, as ``container prune --filter``). Each one's own bytes (what it wrote
+    over its image) are what its removal reclaimed."""
+    from ...listfilters import CONTAINER_PRUNE_KEYS, parse_list_filters
+    from ..resources import filter_words
+
+    words = filter_words(parse_filters(ex.request.arg("filters"), CONTAINER_PRUNE_KEYS))
+    only = parse_list_filters(words, CONTAINER_PRUNE_KEYS)
+    gone = await asyncio.to_thread(ex.client.containers.prune_measured, only)
     ids = [spec.id for spec, _ in gone]
     await ex.json({"ContainersDeleted": ids or None, "SpaceReclaimed": sum(n for _, n in gone)})
 

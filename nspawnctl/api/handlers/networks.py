@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ...listfilters import NETWORK_KEYS, NETWORK_PRUNE_KEYS, network_subject, parse_list_filters
 from ...net import networks as lib
 from ..context import Exchange
 from ..http import ApiError
-from ..resources import find_network, networks, parse_filters
+from ..resources import filter_words, find_network, networks, parse_filters
 from ..routing import Router
 from ..translate import string, strings
 
-FILTER_KEYS = ("driver", "id", "name", "type", "label", "scope", "dangling")
 CREATE_IGNORED = ("CheckDuplicate", "Scope", "ConfigOnly", "ConfigFrom", "Ingress", "EnableIPv4")
 
 
@@ -29,24 +29,11 @@ async def _all(ex: Exchange) -> list[lib.NetworkRecord]:
     return networks(statuses, await asyncio.to_thread(zone_subnets), declared)
 
 
-def _matches(n: lib.NetworkRecord, filters: dict[str, list[str]]) -> bool:
-    from ...labels import labels_match
-
-    checks = {
-        "driver": lambda v: n.driver == v,
-        "id": lambda v: n.id.startswith(v),
-        "name": lambda v: v in n.name,
-        "type": lambda v: v == ("builtin" if n.kind == "builtin" else "custom"),
-        "label": lambda v: labels_match([v], n.labels),
-        "scope": lambda v: v == "local",
-        "dangling": lambda v: (v.lower() in ("1", "true")) == (not n.members and n.kind != "builtin"),
-    }
-    return all(any(checks[k](v) for v in values) for k, values in filters.items())
-
-
 async def list_networks(ex: Exchange) -> None:
-    filters = parse_filters(ex.request.arg("filters"), FILTER_KEYS)
-    await ex.json([n.to_json() for n in await _all(ex) if _matches(n, filters)])
+    """docker's filters through the library's (listfilters.py, as ``network ls --filter``)."""
+    words = filter_words(parse_filters(ex.request.arg("filters"), NETWORK_KEYS))
+    only = parse_list_filters(words, NETWORK_KEYS)
+    await ex.json([n.to_json() for n in await _all(ex) if only.matches(network_subject(n))])
 
 
 async def inspect(ex: Exchange, id: str) -> None:
@@ -184,10 +171,10 @@ async def disconnect(ex: Exchange, id: str) -> None:
 
 
 async def prune(ex: Exchange) -> None:
-    filters = parse_filters(ex.request.arg("filters"), ("until", "label"))
-    if filters.get("until"):
-        raise ApiError(400, "filters: until is not supported for networks")
-    removed = await asyncio.to_thread(lib.prune, ex.client.paths, filters.get("label", []))
+    words = filter_words(parse_filters(ex.request.arg("filters"), NETWORK_PRUNE_KEYS))
+    removed = await asyncio.to_thread(
+        lib.prune, ex.client.paths, parse_list_filters(words, NETWORK_PRUNE_KEYS)
+    )
     await ex.json({"NetworksDeleted": removed or None})
 
 

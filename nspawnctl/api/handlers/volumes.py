@@ -7,20 +7,21 @@ import asyncio
 from typing import Any
 
 from ...errors import InvalidArgument, VolumeInUse, VolumeNotFound
+from ...listfilters import VOLUME_KEYS, VOLUME_PRUNE_KEYS, parse_list_filters, volume_subject
 from ..context import Exchange
 from ..http import ApiError
-from ..resources import parse_filters, volume_json, volume_matches
+from ..resources import filter_words, parse_filters, volume_json
 from ..routing import Router
 from ..translate import empty
 
-LIST_FILTERS = ("name", "label", "dangling", "driver")
-PRUNE_FILTERS = ("label", "all")
-
 
 async def list_volumes(ex: Exchange) -> None:
-    filters = parse_filters(ex.request.arg("filters"), LIST_FILTERS)
+    """docker's filters through the library's (listfilters.py, as ``volume ls --filter``)."""
+    words = filter_words(parse_filters(ex.request.arg("filters"), VOLUME_KEYS))
+    only = parse_list_filters(words, VOLUME_KEYS)
     infos = await asyncio.to_thread(ex.client.volumes.list)
-    await ex.json({"Volumes": [volume_json(v) for v in infos if volume_matches(v, filters)], "Warnings": []})
+    shown = [volume_json(v) for v in infos if only.matches(volume_subject(v))]
+    await ex.json({"Volumes": shown, "Warnings": []})
 
 
 def _labels(value: Any) -> dict[str, str]:
@@ -76,9 +77,10 @@ async def remove(ex: Exchange, name: str) -> None:
 async def prune(ex: Exchange) -> None:
     """Volumes no container binds; from API 1.42 on only anonymous ones unless ``all=true`` (as
     dockerd). The library's prune, as the CLI's ``volume prune``."""
-    filters = parse_filters(ex.request.arg("filters"), PRUNE_FILTERS)
-    every = any(v.lower() in ("1", "true") for v in filters.pop("all", [])) or ex.request.version < (1, 42)
-    gone, size = await asyncio.to_thread(ex.client.volumes.prune, not every, filters.get("label", []))
+    words = filter_words(parse_filters(ex.request.arg("filters"), VOLUME_PRUNE_KEYS))
+    only = parse_list_filters(words, VOLUME_PRUNE_KEYS)
+    every = bool(only.all) or ex.request.version < (1, 42)
+    gone, size = await asyncio.to_thread(ex.client.volumes.prune, not every, only)
     await ex.json({"VolumesDeleted": gone or None, "SpaceReclaimed": size})
 
 
