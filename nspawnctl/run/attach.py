@@ -7,6 +7,11 @@ not to a terminal or pipe anyone could take over: attaching follows the journal 
 attach). Its stdin is /dev/null, unless it was started with ``-i``: then it is a FIFO
 (run/stdinpipe.py) that attach writes the caller's input to, up to docker's detach keys
 (ctrl-p,ctrl-q by default), which end the attach and leave the container running.
+
+A container with a terminal (``-t``) takes no input from attach: started in the background its
+terminal is systemd-nspawn's (``--console=read-only``, no input forwarded: run/hook.py
+default_launch), else the one of whoever started it (``start -ai``, the API's service). Its
+output, one stream (a terminal has no stderr of its own), is followed all the same.
 """
 
 from __future__ import annotations
@@ -114,8 +119,8 @@ async def attach(
 ) -> int:
     """Write the container's output lines (stdout to ``write``, stderr to ``write_err``) until
     its payload exits; returns the exit code. ``read``: the caller's input, forwarded to a
-    container started with ``-i`` (ignored for others, as docker does); its ``detach_keys``
-    raise Detached."""
+    container started with ``-i`` (ignored for others, as docker does, and for one with a
+    terminal: see the module's doc); its ``detach_keys`` raise Detached."""
     from ..systemd import journal
     from ..systemd.journal import Entry
 
@@ -133,7 +138,7 @@ async def attach(
         (write_err if entry.stderr else write)(entry.text)
 
     feeding: asyncio.Future[None] | None = None
-    if read is not None and spec.open_stdin:
+    if read is not None and spec.open_stdin and not spec.tty:
         feeding = asyncio.ensure_future(forward_stdin(rt.paths, name, read, detach_keys))
     try:
         matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
