@@ -283,8 +283,9 @@ def attach(
     container started with -i, stdin is forwarded to it, up to the detach keys.
 
     A container with a terminal (-t) shows its output only: its terminal is systemd-nspawn's (or
-    the one of the command that started it) and takes no input from here; Ctrl-C detaches (as
-    docker's, its signals are not proxied). For a shell in it: nspawnctl exec -it CONTAINER sh.
+    the one of the command that started it) and takes no input from here but the detach keys;
+    Ctrl-C detaches (as docker's, its signals are not proxied). For a shell in it: nspawnctl exec
+    -it CONTAINER sh.
     """
     from ..run.attach import parse_detach_keys
 
@@ -304,13 +305,12 @@ async def _attach(client: Client, bus: Bus, name: str, sig_proxy: bool, stdin: b
     containers = client.containers
     loop = asyncio.get_running_loop()
     # a terminal's input is not ours to give (run/attach.py); docker proxies no signals to one
-    tty = containers.store.get(containers.store.resolve(name)).tty
-    if tty:
+    if containers.store.get(containers.store.resolve(name)).tty:
         err(
             f"nspawnctl: {name} has a terminal that takes no input from here: showing its output "
-            f"(Ctrl-C detaches; a shell in it: nspawnctl exec -it {name} sh)"
+            f"(Ctrl-C or the detach keys detach; a shell in it: nspawnctl exec -it {name} sh)"
         )
-        stdin, sig_proxy = False, False
+        sig_proxy = False
 
     async def read() -> bytes:
         return await read_some(sys.stdin.fileno())

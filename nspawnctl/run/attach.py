@@ -11,7 +11,9 @@ attach). Its stdin is /dev/null, unless it was started with ``-i``: then it is a
 A container with a terminal (``-t``) takes no input from attach: started in the background its
 terminal is systemd-nspawn's (``--console=read-only``, no input forwarded: run/hook.py
 default_launch), else the one of whoever started it (``start -ai``, the API's service). Its
-output, one stream (a terminal has no stderr of its own), is followed all the same.
+output, one stream (a terminal has no stderr of its own), is followed all the same, and the
+caller's input is read only for the detach keys (docker's attach to a ``-dit`` container
+detaches on them too); the rest of it is dropped.
 """
 
 from __future__ import annotations
@@ -108,6 +110,15 @@ async def forward_stdin(paths: Paths, name: str, read: Callable[[], Awaitable[by
         os.close(fd)
 
 
+async def watch_detach(read: Callable[[], Awaitable[bytes]], keys: bytes) -> None:
+    """The caller's input to a container that takes none (a terminal's, see the module's doc):
+    dropped, up to the detach keys (Detached); its end leaves the attach following the output."""
+    scanner = DetachScanner(keys)
+    while data := await read():
+        if scanner.feed(data)[1]:
+            raise Detached()
+
+
 async def attach(
     rt: Runtime,
     store: ContainerStore,
@@ -119,8 +130,8 @@ async def attach(
 ) -> int:
     """Write the container's output lines (stdout to ``write``, stderr to ``write_err``) until
     its payload exits; returns the exit code. ``read``: the caller's input, forwarded to a
-    container started with ``-i`` (ignored for others, as docker does, and for one with a
-    terminal: see the module's doc); its ``detach_keys`` raise Detached."""
+    container started with ``-i`` (ignored for others, as docker does; for one with a terminal
+    only its detach keys count: see the module's doc); its ``detach_keys`` raise Detached."""
     from ..systemd import journal
     from ..systemd.journal import Entry
 
@@ -138,8 +149,10 @@ async def attach(
         (write_err if entry.stderr else write)(entry.text)
 
     feeding: asyncio.Future[None] | None = None
-    if read is not None and spec.open_stdin and not spec.tty:
-        feeding = asyncio.ensure_future(forward_stdin(rt.paths, name, read, detach_keys))
+    if read is not None and spec.open_stdin:
+        feeding = asyncio.ensure_future(
+            watch_detach(read, detach_keys) if spec.tty else forward_stdin(rt.paths, name, read, detach_keys)
+        )
     try:
         matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
         # from now: a timestamp (seek_realtime), not --lines=0, whose tail seek read nothing new

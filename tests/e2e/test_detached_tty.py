@@ -3,7 +3,7 @@ and ``start``/``restart`` of a ``create -t`` container, ``apply`` and ``machinec
 definition. All of them run with systemd-nspawn's own terminal (``--console=read-only``): the
 payload's stdin, stdout and stderr are a pty, its output goes to the journal (``logs``: one stream,
 stdout, as docker's for a tty), and it gets no input, so ``run -dit IMG sh`` stays up for ``exec``.
-``attach`` to one shows its output only, says so, and Ctrl-C detaches."""
+``attach`` to one shows its output only, says so, and Ctrl-C or the detach keys detach."""
 
 from __future__ import annotations
 
@@ -76,6 +76,10 @@ def test_run_dit_shell_stays_up_for_exec_and_attach_shows_output_only(nsp: CLI, 
     assert b"typed-into-attach" not in out  # not forwarded: no echo of it, no output of it
     assert "typed-into-attach" not in nsp("logs", name).stdout
     assert status(nsp, name) == "running"  # the shell ignores SIGINT; the attach went
+    # the detach keys end it too (the rest of the input is dropped)
+    keys = nsp("attach", name, input=b"echo typed-again\n\x10\x11", timeout=60)
+    assert "detached" in keys.stderr and "typed-again" not in keys.stdout, keys
+    assert status(nsp, name) == "running"
 
     nsp("stop", "-t", "2", name)
     assert status(nsp, name) == "exited"
