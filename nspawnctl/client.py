@@ -1212,6 +1212,8 @@ class Containers:
 
         self._check_command(spec)
         rt = self._runtime(bus)
+        # for the caller's stdio (run/stdio.py console_mode's rule, not imported: termios on the
+        # foreground run's path); without stdio default_launch decides
         console = "interactive" if (io.tty and io.interactive) else ("read-only" if io.tty else "pipe")
         # no network to tear down, or one this command builds and tears down itself: the exit is
         # read and the container removed here; the unit runs no Python hook when it starts or stops
