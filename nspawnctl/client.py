@@ -213,6 +213,20 @@ class RunResult:
     errors: builtins.list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _AttachIO:
+    """How a foreground run (:meth:`Containers.arun_attached`, ``astart_attached``) is wired to
+    its caller: where the output goes, its ``-i``/``-t``, the caller's ``stdio`` for the unit
+    (else the output is followed in the journal), and who is told once the unit runs."""
+
+    write: Callable[[bytes], None]
+    write_err: Callable[[bytes], None]
+    interactive: bool
+    tty: bool
+    stdio: tuple[int, int, int] | None
+    started: Callable[[ContainerSpec], None] | None
+
+
 def _no_notice(text: str) -> None:
     pass
 
@@ -830,7 +844,8 @@ class Containers:
             self._check_command(spec)
             _check_ports(self.paths, spec)
             self.store.clear_exit(name)
-            if not spec.open_stdin:
+            # -t: its stdin is nspawn's terminal (run/hook.py default_launch), no FIFO's
+            if not spec.open_stdin or spec.tty:
                 await _start(rt, spec, self._launch(spec), held.release)
                 return
             from .run import stdinpipe  # run -d -i: a stdin that attach can write to
@@ -840,20 +855,6 @@ class Containers:
                 await _start(rt, spec, dataclasses.replace(self._launch(spec), stdin_fd=fd), held.release)
             finally:
                 os.close(fd)
-
-    def start_background(self, name: str) -> None:
-        """:meth:`start` for a caller that leaves (the CLI's ``start`` without ``-a``): a stopped
-        container created with ``-t`` is refused, its terminal would be the caller's, gone once
-        it exits (the API's service holds one itself; ``start -a`` passes the caller's on)."""
-
-        async def go(bus: Bus) -> None:
-            resolved = self.store.resolve(name)
-            spec = self.store.get(resolved)
-            if spec.tty and not await self._runtime(bus).is_running(resolved):
-                raise _no_terminal(spec, "'start' without -a")
-            await self.astart(bus, resolved)
-
-        self._client.run(go)
 
     async def _still_running(self, rt: Runtime, name: str) -> bool:
         """Whether the container runs, once a stop under way has ended: ``nspawnctl stop`` (which
@@ -1174,11 +1175,10 @@ class Containers:
         of this process meanwhile leaves an exited ``--rm`` container that the next command's
         repair removes (see ContainerStore.repair_locked).
         """
+        io = _AttachIO(write, write_err or write, interactive, tty, stdio, started)
         spec = await self._acreate(image, command, options)
         try:
-            return await self._attached(
-                bus, spec, write, write_err or write, interactive, tty, stdio, started
-            )
+            return await self._attached(bus, spec, io)
         except BaseException:
             await _uncancelled(self._undo_attached(bus, spec))
             raise
@@ -1222,31 +1222,27 @@ class Containers:
         await _quietly(self._runtime(bus).kill(name, signal))
 
     async def _attached(
-        self,
-        bus: Bus,
-        spec: ContainerSpec,
-        write: Callable[[bytes], None],
-        write_err: Callable[[bytes], None],
-        interactive: bool,
-        tty: bool,
-        stdio: tuple[int, int, int] | None,
-        started: Callable[[ContainerSpec], None] | None,
-        queued: Callable[[], None] | None = None,
+        self, bus: Bus, spec: ContainerSpec, io: _AttachIO, queued: Callable[[], None] | None = None
     ) -> RunResult:
         from .run.units import needs_pre
 
         self._check_command(spec)
         rt = self._runtime(bus)
-        console = "interactive" if (tty and interactive) else ("read-only" if tty else "pipe")
+        # for the caller's stdio (run/stdio.py console_mode's rule, not imported: termios on the
+        # foreground run's path); without stdio default_launch decides
+        console = "interactive" if (io.tty and io.interactive) else ("read-only" if io.tty else "pipe")
         # no network to tear down, or one this command builds and tears down itself: the exit is
         # read and the container removed here; the unit runs no Python hook when it starts or stops
         net_here = spec.auto_remove and _network_here(spec)
         remove_here = spec.auto_remove and (net_here or not needs_pre(spec))
         launch = self._launch(
-            spec, add_ref=True, fds=stdio, console=console, post=not remove_here, pre=not net_here
+            spec, add_ref=True, fds=io.stdio, console=console, post=not remove_here, pre=not net_here
+        )
+        follow = functools.partial(
+            self._follow, rt, spec, launch, io.write, io.write_err, io.stdio, io.started
         )
         if not remove_here:
-            return await self._follow(rt, spec, launch, write, write_err, stdio, started, queued=queued)
+            return await follow(queued=queued)
         async with self.store.aattached(spec.name):  # should we die, repair removes it (see there)
             if net_here:
                 # systemd's signals are subscribed to (a round trip) while the network is made
@@ -1261,7 +1257,7 @@ class Containers:
             # once the unit is inactive (nspawn has cleaned up after itself) the network goes and
             # the container is removed while the journal is synced and the exit read
             removal = functools.partial(self._cleanup_failed, spec)
-            return await self._follow(rt, spec, launch, write, write_err, stdio, started, removal, queued)
+            return await follow(removal, queued)
 
     def _network_up(self, spec: ContainerSpec) -> None:
         """The network a unit's pre hook would build (_network_here), built by this command;
@@ -1375,28 +1371,18 @@ class Containers:
             if await self._runtime(bus).busy(name):  # before anything of its run is touched
                 raise ContainerRunning(f"container {name} is already running")
             self.store.clear_exit(name)
-            return await self._attached_undone(
-                bus, spec, write, write_err, interactive, tty, stdio, started, held.release
-            )
+            io = _AttachIO(write, write_err, interactive, tty, stdio, started)
+            return await self._attached_undone(bus, spec, io, held.release)
 
     async def _attached_undone(
-        self,
-        bus: Bus,
-        spec: ContainerSpec,
-        write: Callable[[bytes], None],
-        write_err: Callable[[bytes], None],
-        interactive: bool,
-        tty: bool,
-        stdio: tuple[int, int, int] | None,
-        started: Callable[[ContainerSpec], None] | None,
-        queued: Callable[[], None],
+        self, bus: Bus, spec: ContainerSpec, io: _AttachIO, queued: Callable[[], None]
     ) -> RunResult:
         """:meth:`_attached` of an existing container, whose run is undone if it fails."""
         from .systemd.bus import BusError
 
         name = spec.name
         try:
-            return await self._attached(bus, spec, write, write_err, interactive, tty, stdio, started, queued)
+            return await self._attached(bus, spec, io, queued)
         except BusError as e:
             queued()  # the undo may wait for the unit: not under the container's lock
             if e.name.endswith("UnitExists"):  # a concurrent start won: its run is not ours to undo
@@ -1450,12 +1436,9 @@ class Containers:
             self.store.record_exit(name, ExitRecord(128 + signal, "signal", rec.finished))
 
     def restart(self, name: str, timeout: float | None = None) -> None:
-        """Stop, then start; a container created with ``-t`` is refused before it is stopped
-        (the start would be without its terminal, as ``start`` without -a)."""
+        """Stop, then start (a ``-t`` container with nspawn's terminal, as :meth:`start`)."""
         name = self.store.resolve(name)
-        spec = self.store.get(name)
-        if spec.tty:
-            raise _no_terminal(spec, "'restart'")
+        self.store.get(name)
 
         async def go(bus: Bus) -> None:
             await self.astop(bus, name, timeout)
@@ -1733,20 +1716,23 @@ class Containers:
         post: bool = True,
         pre: bool = True,
     ) -> Launch:
+        """``console``: nspawn's for the caller's ``fds``; without them nobody is attached and
+        default_launch decides (a booted init's or a ``-t`` payload's terminal is nspawn's)."""
         from .run.hook import default_launch, hook_argv, paths_environment, staged_sources
         from .run.units import needs_pre
 
         unit = unit_name(spec.name)
+        wired: dict[str, object] = {} if fds is None else {"console": console}
         return default_launch(
             spec,
             staged=staged_sources(self.paths, spec),  # volume-subpath binds: the pre hook's stages
-            console="read-only" if spec.boot and fds is None else console,
             attach_fds=fds,
             add_ref=add_ref,
             pre=hook_argv("pre", spec.name, unit) if pre and needs_pre(spec) else (),
             post=hook_argv("post", spec.name, unit, remove=spec.auto_remove) if post else (),
             environment=tuple(paths_environment(self.paths)),
             streams_python=sys.executable,
+            **wired,
         )
 
     def _cleanup_failed(self, spec: ContainerSpec) -> None:
@@ -1869,15 +1855,6 @@ def _output_matches(spec: ContainerSpec) -> builtins.list[str]:
     """journalctl matches for a container's own output: its records, stdout/stderr only (no
     systemd or nspawn status lines)."""
     return [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
-
-
-def _no_terminal(spec: ContainerSpec, what: str) -> InvalidArgument:
-    return InvalidArgument(
-        f"container {spec.display_name} was created with -t: its terminal is the one of the command "
-        f"that starts it, and {what} does not stay to hold it",
-        hint=(f"nspawnctl stop {spec.display_name}, then " if what == "'restart'" else "")
-        + f"nspawnctl start -ai {spec.display_name} (or create it without -t)",
-    )
 
 
 def _has_getent(root: Path) -> bool:

@@ -672,14 +672,18 @@ def create(
         False, "-i", "--interactive", help="Keep stdin open (for start -ai, or start's stdin FIFO)."
     ),
     tty: bool = typer.Option(
-        False, "-t", "--tty", help="Give the container a terminal when started with start -a."
+        False,
+        "-t",
+        "--tty",
+        help="Give the container a terminal: yours with start -a/-ai, else one whose output goes to logs.",
     ),
     **options: Any,
 ) -> None:
     """Create a container (a writable snapshot of IMAGE and its .nspawn file) without starting it.
 
     With -i and -t (docker's OpenStdin and Tty, kept in its definition) 'nspawnctl start -ai NAME'
-    runs it with your terminal, as 'run -it' does.
+    runs it with your terminal, as 'run -it' does; started without -a it gets a terminal of
+    systemd-nspawn's, as 'run -dit' does.
     """
     opts = _run_options(ctx, options)
     if interactive or tty:
@@ -700,7 +704,11 @@ def run(
         False, "-i", "--interactive", help="Keep stdin attached (with -d: for nspawnctl attach to forward)."
     ),
     tty: bool = typer.Option(
-        False, "-t", "--tty", help="Give the container a terminal (with -i: interactive)."
+        False,
+        "-t",
+        "--tty",
+        help="Give the container a terminal: yours with -i; with -d one whose output goes to the logs "
+        "and that takes no input (-dit: a shell waits on it, for nspawnctl exec).",
     ),
     **options: Any,
 ) -> None:
@@ -711,21 +719,18 @@ def run(
 
     In the foreground (the default) the command's output is shown and its exit code becomes
     nspawnctl's; 125 means nspawnctl itself failed. Ctrl-C is passed on to the command (three
-    times kills it). With -d it runs as a transient systemd unit in the background.
+    times kills it). With -d it runs as a transient systemd unit in the background; with -d -t
+    its terminal is systemd-nspawn's, output to the logs and no input ('run -dit IMG sh': a shell
+    that stays up for 'nspawnctl exec').
     """
     opts = _run_options(ctx, options)
     client = state_of(ctx).client()
     argv = list(command or [])
     if detach:
-        if tty:
-            raise InvalidArgument(
-                "-d cannot be combined with -t: a detached container gets no terminal",
-                hint="use -d -i for a stdin that nspawnctl attach forwards to",
-            )
-        if interactive:  # its stdin a FIFO that attach writes to (run/stdinpipe.py)
+        if interactive or tty:  # -i: a stdin FIFO attach writes to; -t: nspawn's terminal (the library's)
             import dataclasses
 
-            opts = dataclasses.replace(opts, open_stdin=True)  # type: ignore[type-var]
+            opts = dataclasses.replace(opts, open_stdin=interactive, tty=tty)  # type: ignore[type-var]
         spec = client.containers.run_detached(image, argv, opts)  # type: ignore[arg-type]
         typer.echo(spec.display_name)
         return
@@ -752,8 +757,8 @@ def start(
     """Start stopped containers in the background, or one in the foreground with -a/-i (docker's
     'start -ai' of a 'create -it' container: your terminal is its terminal).
 
-    A container created with -t needs -a: its terminal is the one nspawnctl passes on, which it
-    cannot hold in the background (use 'start -ai', or create it without -t).
+    A container created with -t started in the background gets a terminal of systemd-nspawn's:
+    its output goes to the logs, it takes no input (as 'run -dit'; 'nspawnctl exec' reaches it).
     """
     if (attach or interactive) and len(names) > 1:
         raise InvalidArgument(
@@ -766,7 +771,7 @@ def start(
 
         raise typer.Exit(start_attached(client, names[0], interactive))
     with client.session():  # one bus for all of them
-        for_each(names, client.containers.start_background)
+        for_each(names, client.containers.start)
 
 
 def stop(

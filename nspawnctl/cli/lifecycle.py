@@ -280,7 +280,13 @@ def attach(
     ),
 ) -> None:
     """Follow a running container's output until it exits, then exit with its code. For a
-    container started with -i, stdin is forwarded to it, up to the detach keys."""
+    container started with -i, stdin is forwarded to it, up to the detach keys.
+
+    A container with a terminal (-t) shows its output only: its terminal is systemd-nspawn's (or
+    the one of the command that started it) and takes no input from here but the detach keys;
+    Ctrl-C detaches (as docker's, its signals are not proxied). For a shell in it: nspawnctl exec
+    -it CONTAINER sh.
+    """
     from ..run.attach import parse_detach_keys
 
     keys = parse_detach_keys(detach_keys)
@@ -298,6 +304,13 @@ async def _attach(client: Client, bus: Bus, name: str, sig_proxy: bool, stdin: b
 
     containers = client.containers
     loop = asyncio.get_running_loop()
+    # a terminal's input is not ours to give (run/attach.py); docker proxies no signals to one
+    if containers.store.get(containers.store.resolve(name)).tty:
+        err(
+            f"nspawnctl: {name} has a terminal that takes no input from here: showing its output "
+            f"(Ctrl-C or the detach keys detach; a shell in it: nspawnctl exec -it {name} sh)"
+        )
+        sig_proxy = False
 
     async def read() -> bytes:
         return await read_some(sys.stdin.fileno())

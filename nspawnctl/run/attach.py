@@ -7,6 +7,13 @@ not to a terminal or pipe anyone could take over: attaching follows the journal 
 attach). Its stdin is /dev/null, unless it was started with ``-i``: then it is a FIFO
 (run/stdinpipe.py) that attach writes the caller's input to, up to docker's detach keys
 (ctrl-p,ctrl-q by default), which end the attach and leave the container running.
+
+A container with a terminal (``-t``) takes no input from attach: started in the background its
+terminal is systemd-nspawn's (``--console=read-only``, no input forwarded: run/hook.py
+default_launch), else the one of whoever started it (``start -ai``, the API's service). Its
+output, one stream (a terminal has no stderr of its own), is followed all the same, and the
+caller's input is read only for the detach keys (docker's attach to a ``-dit`` container
+detaches on them too); the rest of it is dropped.
 """
 
 from __future__ import annotations
@@ -103,6 +110,15 @@ async def forward_stdin(paths: Paths, name: str, read: Callable[[], Awaitable[by
         os.close(fd)
 
 
+async def watch_detach(read: Callable[[], Awaitable[bytes]], keys: bytes) -> None:
+    """The caller's input to a container that takes none (a terminal's, see the module's doc):
+    dropped, up to the detach keys (Detached); its end leaves the attach following the output."""
+    scanner = DetachScanner(keys)
+    while data := await read():
+        if scanner.feed(data)[1]:
+            raise Detached()
+
+
 async def attach(
     rt: Runtime,
     store: ContainerStore,
@@ -114,8 +130,8 @@ async def attach(
 ) -> int:
     """Write the container's output lines (stdout to ``write``, stderr to ``write_err``) until
     its payload exits; returns the exit code. ``read``: the caller's input, forwarded to a
-    container started with ``-i`` (ignored for others, as docker does); its ``detach_keys``
-    raise Detached."""
+    container started with ``-i`` (ignored for others, as docker does; for one with a terminal
+    only its detach keys count: see the module's doc); its ``detach_keys`` raise Detached."""
     from ..systemd import journal
     from ..systemd.journal import Entry
 
@@ -134,7 +150,9 @@ async def attach(
 
     feeding: asyncio.Future[None] | None = None
     if read is not None and spec.open_stdin:
-        feeding = asyncio.ensure_future(forward_stdin(rt.paths, name, read, detach_keys))
+        feeding = asyncio.ensure_future(
+            watch_detach(read, detach_keys) if spec.tty else forward_stdin(rt.paths, name, read, detach_keys)
+        )
     try:
         matches = [f"{LOG_FIELD}={spec.id}", "_TRANSPORT=stdout"]
         # from now: a timestamp (seek_realtime), not --lines=0, whose tail seek read nothing new

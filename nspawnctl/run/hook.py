@@ -106,8 +106,13 @@ def staged_sources(paths: Paths, spec: ContainerSpec) -> tuple[tuple[str, str], 
 
 
 def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
-    """How a container is started when nobody is attached: output to the journal, a booted init's
-    console read-only; inside our own network namespace when the container has one."""
+    """How a container is started when nobody is attached: output to the journal; inside our own
+    network namespace when the container has one. A booted init, and a payload created with
+    ``-t``, get a terminal of nspawn's (``--console=read-only``): a pty as /dev/console and as
+    stdin, stdout and stderr, whose output nspawn copies to its stdout (the journal) and which
+    gets no input, as docker's ``run -dt``/``-dit``: a shell on it waits, ``exec`` reaches it.
+    Every start without a caller's terminal comes here (``start``, ``restart``, ``apply``, the
+    hook's ExecStart of systemd-nspawn@NAME), so all of them give the same console."""
     from ..spec import owns_netns
     from .programs import nsenter_binary, nspawn_binary
     from .units import Launch
@@ -125,7 +130,7 @@ def default_launch(spec: ContainerSpec, **kw: object) -> Launch:
     fields: dict[str, object] = {
         "ipcns": ipcns,
         "nspawn": nspawn_binary(),
-        "console": "read-only" if spec.boot else "pipe",
+        "console": "read-only" if spec.boot or spec.tty else "pipe",
         "unified_cgroup": host_is_unified(),
         "netns": netns,
         "nsenter": nsenter_binary(),

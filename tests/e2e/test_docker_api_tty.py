@@ -212,3 +212,42 @@ def test_docker_attach_forwards_stdin_to_a_container_the_cli_ran_with_i(
     )
     assert proc.returncode == 4, proc.stderr
     assert proc.stdout == "got:hello\ngot:quit\n"
+
+
+def test_docker_py_attach_to_a_cli_run_dit_container_is_raw_output_and_detaches(
+    api: dict[str, str], nsp: CLI, busybox: str
+) -> None:
+    """A tty container the service does not hold (the CLI's ``run -dit``: nspawn's own terminal,
+    which takes no input): its output as a TTY's, raw (docker-py reads no frames of one); the
+    client's bytes are dropped but the detach keys end the attach; the container runs on."""
+    import docker as dockerpy
+
+    name = nsp.name("apidit")
+    nsp("run", "-dit", "--name", name, busybox, "sh")
+    client = dockerpy.DockerClient(base_url=api["DOCKER_HOST"])
+    try:
+        sock = client.api.attach_socket(name, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        raw = sock._sock
+        raw.sendall(b"echo typed-$((2*3))\n")
+        raw.settimeout(1)
+        got = b""
+        deadline = time.monotonic() + 60
+        while b"via-api" not in got and time.monotonic() < deadline:
+            # the attach follows the journal from when it began: written until it shows
+            nsp("exec", name, "sh", "-c", "echo via-api > /proc/1/fd/1")
+            try:
+                got += raw.recv(65536)
+            except TimeoutError:
+                pass
+        # raw: no frame headers (type, three zero bytes, size); the shell's prompt "/ # " may
+        # come first, joined to the next line (its line had no end)
+        assert b"via-api\n" in got and b"\x00\x00\x00" not in got, got
+        raw.sendall(b"\x10\x11")  # docker's ctrl-p,ctrl-q
+        raw.settimeout(30)
+        while chunk := raw.recv(65536):
+            got += chunk
+        sock.close()
+        assert b"typed-6" not in got, got
+        assert client.containers.get(name).status == "running"
+    finally:
+        client.close()

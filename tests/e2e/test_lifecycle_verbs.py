@@ -465,11 +465,6 @@ def test_attach_detach_keys_leave_the_container_running(nsp: CLI, busybox: str) 
     assert bad.returncode == 2 and "detach keys" in bad.stderr and "hint:" in bad.stderr
 
 
-def test_run_d_t_is_refused_with_a_hint(nsp: CLI, busybox: str) -> None:
-    proc = nsp("run", "-d", "-t", busybox, "true", check=False)
-    assert proc.returncode == 2 and "-d cannot be combined with -t" in proc.stderr and "hint:" in proc.stderr
-
-
 def test_run_d_i_definition_round_trips_through_generate_rm_apply(
     nsp: CLI, busybox: str, tmp_path: Path
 ) -> None:

@@ -537,3 +537,19 @@ def test_nspawn_keeps_an_ipc_namespace_only_when_it_runs_in_ours(
         assert needs_pre(spec)
         with pytest.raises(InvalidArgument):
             exec_argv(spec, Path("/p"), dataclasses.replace(launch, ipcns=None))
+
+
+def test_a_tty_container_nobody_is_attached_to_gets_nspawns_terminal(tmp_path: Path) -> None:
+    """-t without the caller's terminal (run -dt, start, restart, apply, the hook's ExecStart of
+    systemd-nspawn@NAME): --console=read-only, as a booted init's; the caller's fds keep the
+    console they were given (start -ai: interactive)."""
+    from nspawnctl.client import Client
+
+    tty = dataclasses.replace(SPEC, tty=True, open_stdin=True)
+    assert hook.default_launch(SPEC, nspawn="/n", nsenter="/e").console == "pipe"
+    assert hook.default_launch(tty, nspawn="/n", nsenter="/e").console == "read-only"
+    assert "--console=read-only" in exec_argv(tty, Path("/p"), hook.default_launch(tty, nspawn="/n"))
+    containers = Client(Paths(pool=tmp_path / "pool", store=tmp_path / "store")).containers
+    assert containers._launch(tty).console == "read-only"
+    assert containers._launch(SPEC, console="interactive").console == "pipe"  # no fds: nobody's
+    assert containers._launch(tty, fds=(0, 1, 2), console="interactive").console == "interactive"

@@ -500,7 +500,7 @@ async def attach(ex: Exchange, id: str) -> None:
     if status.running:
         session = runs.sessions.get(name)
         if session is None:  # started elsewhere (the CLI, an earlier service): the library's attach
-            await _attach_running(ex, name, stdin)
+            await _attach_running(ex, name, stdin, spec.tty)
             return
         a = Attachment(stdin)
         a.session.set_result(session)
@@ -572,25 +572,26 @@ async def _attach_journal(
     await pump(stream, lambda: until_closed(queue.get(), ex.conn), produce)
 
 
-async def _attach_running(ex: Exchange, name: str, stdin: bool) -> None:
+async def _attach_running(ex: Exchange, name: str, stdin: bool, tty: bool) -> None:
     """Attach to a container this service does not follow: its output from the journal as
-    frames, the client's bytes to its stdin FIFO when it was started with -i (run/attach.py),
-    up to the detach keys (``detachKeys``, docker's default ctrl-p,ctrl-q)."""
+    frames (raw with a TTY: the CLI's ``run -dit``), the client's bytes to its stdin FIFO when it
+    was started with -i (run/attach.py; a TTY's takes none), up to the detach keys
+    (``detachKeys``, docker's default ctrl-p,ctrl-q)."""
     from ...run.attach import Detached
 
     req = ex.request
     keys = detach_keys(ex)
     want_out, want_err = req.flag("stdout"), req.flag("stderr")
     a = Attachment()  # from the journal: a client far behind is cut off (Attachment.send)
-    stream = await ex.conn.hijack(STREAM_MUX)
+    stream = await ex.conn.hijack(STREAM_RAW if tty else STREAM_MUX)
 
     def out(data: bytes) -> None:
         if want_out:
-            a.send(frame(STDOUT, data))
+            a.send(data if tty else frame(STDOUT, data))
 
     def err(data: bytes) -> None:
         if want_err:
-            a.send(frame(STDERR, data))
+            a.send(data if tty else frame(STDERR, data))
 
     async def follow() -> None:
         read = ex.conn.read_raw if stdin else None
