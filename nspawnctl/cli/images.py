@@ -16,7 +16,7 @@ from .transfer import change_option, load, save
 from .usage import NspawnctlGroup
 
 if TYPE_CHECKING:
-    from ..client import PruneResult
+    from ..prunes import PruneResult
 
 image_app = typer.Typer(
     help="Manage images.", no_args_is_help=True, rich_markup_mode=None, cls=NspawnctlGroup
