@@ -156,7 +156,9 @@ def instr(args: argparse.Namespace) -> None:
     for label, tree in (("base", args.base), ("new", args.new)):
         mods = run_modules(tree, image)
         ours = [m for m in mods if m.startswith("nspawnctl")]
-        code = "import " + ", ".join(mods)
+        # each in turn (a module -X importtime names may have failed there: Debian's apport hook)
+        code = f"import importlib\nfor m in {mods!r}:\n    try:\n        importlib.import_module(m)\n"
+        code += "    except ImportError:\n        pass\n"
         n = instructions(args.valgrind, [sys.executable, "-c", code], tree_env(tree))
         got[label] = n
         print(

@@ -219,14 +219,12 @@ def _down(paths: Paths, name: str, kernel: Kernel, st: NetState | None = None) -
         from . import ports
 
         ports.unpublish(st)
-    if st is None or st.zone:
+    # a zone's member; or, without a record, any zone may hold a lease (none there: no zones' code)
+    if (st is not None and st.zone) or (st is None and statefile.zones_dir().is_dir()):
         from . import zone
 
-        zones = [st.zone] if st and st.zone else zone.zones_with(name)
-    else:
-        zones = []
-    for z in zones:
-        zone.leave(kernel, paths, z, name, zone_port_name(name))
+        for z in [st.zone] if st and st.zone else zone.zones_with(name):
+            zone.leave(kernel, paths, z, name, zone_port_name(name))
     # the host side explicitly: a netns dies asynchronously, and its veth with it, so a restart's
     # new ve-NAME could find the old one still there
     for link in [st.host_link] if st else [veth_name(name), zone_port_name(name)]:

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 from ..config import Paths
 from ..errors import NetworkError
 from ..store.files import write_json
-from . import files, statefile
+from . import files
 from .addresses import pick_address
 from .names import bridge_name, netns_path
+from .statefile import zones_dir
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -38,10 +39,6 @@ class ZoneFile:
     subnet: str | None = None  # the bridge's network when the leases were made
     created_bridge: bool = False  # nspawnctl made vz-ZONE, so it removes it after the last member
     leases: dict[str, str] = field(default_factory=dict)  # container name -> IPv4 address
-
-
-def zones_dir() -> Path:
-    return statefile.RUN_DIR / "zones"
 
 
 @contextlib.contextmanager
