@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from .errors import NspawnctlError
 
 if TYPE_CHECKING:
-    from .client import Client, ContainerStatus
+    from .client import Client
     from .pull import PullOptions
     from .spec import ContainerSpec
+    from .status import ContainerStatus
     from .store.images import Image
 
 DEFAULT_TIMEOUT = 120.0

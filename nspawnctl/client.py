@@ -45,7 +45,6 @@ from .spec import (
     PortMapping,
     RunDefaults,
     Volume,
-    docker_restart_policy,
     image_exposed,
     publish_all,
     spec_to_file,
@@ -58,9 +57,11 @@ from .values import check_env, check_exec, merge_env
 
 if TYPE_CHECKING:
     from .diskusage import Usage
-    from .health import HealthState
+    from .execcommand import ExecCommand
+    from .healthstate import HealthState
     from .imagefilters import ImageFilters
     from .listfilters import ListFilters
+    from .prunes import PruneResult, SystemPruneResult
     from .pull import PullOptions, PullResult
     from .run.events import Event
     from .run.runtime import Outcome, Runtime
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from .run.top import Top
     from .run.units import Launch
     from .run.update import Update
+    from .status import ContainerStatus
     from .store.locks import Held
     from .store.volumes import VolumeInfo, VolumeStore
     from .sysinfo import HostInfo
@@ -76,132 +78,6 @@ if TYPE_CHECKING:
     from .volumesfrom import VolumesFrom
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ContainerStatus:
-    """A container and what it is doing now."""
-
-    spec: ContainerSpec
-    state: str  # created | running | paused | restarting | exited
-    started_us: int | None = None
-    exit: ExitRecord | None = None
-    unit: str | None = None  # the unit running it (transient or systemd-nspawn@NAME.service)
-    enabled: bool | None = None  # started at boot; None: not asked (list/ps)
-    health: HealthState | None = None  # issue 14: the check's state while it runs (health.py)
-
-    @property
-    def running(self) -> bool:
-        return self.state in ("running", "paused")  # docker: a paused container is running
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.spec
-        return {
-            "Name": s.display_name,
-            "Id": s.id,
-            "Image": s.image,
-            "ImageId": s.image_id,
-            "Created": s.created,
-            "Path": s.command[0] if s.command else None,
-            "Args": s.command[1:],
-            "Command": s.command,
-            "State": {
-                "Status": self.state,
-                "Running": self.running,
-                "Paused": self.state == "paused",
-                "Restarting": self.state == "restarting",
-                "StartedAt": _iso_us(self.started_us),
-                "ExitCode": self.exit.exit_code if self.exit else None,
-                "FinishedAt": self.exit.finished if self.exit else None,
-                # issue 14 (health): docker's State.Health, only for a container with a check
-                **({"Health": self._health()} if s.health is not None else {}),
-            },
-            "Config": {
-                "Entrypoint": s.entrypoint or None,
-                "Cmd": s.cmd or None,
-                "Env": s.env,
-                "WorkingDir": s.workdir,
-                "User": s.user,
-                "Hostname": s.hostname,
-                "Boot": s.boot,
-                "Volumes": [str(v) for v in s.volumes],
-                "AutoRemove": s.auto_remove,
-                "StopSignal": s.stop_signal or (None if s.boot else "SIGTERM"),
-                "Tty": s.tty,  # create -t / -i (docker's Config.Tty, Config.OpenStdin)
-                "OpenStdin": s.open_stdin,
-                # issue 14 (health, auto-update)
-                **({"Healthcheck": s.health.to_docker()} if s.health is not None else {}),
-                "AutoUpdate": s.auto_update,
-                "Labels": dict(s.labels),
-            },
-            "HostConfig": {
-                "Memory": s.limits.memory.bytes if s.limits.memory else None,
-                "NanoCpus": s.limits.cpus.nano if s.limits.cpus else None,
-                "PidsLimit": s.limits.pids.count if s.limits.pids else None,
-                "RestartPolicy": docker_restart_policy(s.restart, brief=True),
-                "VolumesFrom": s.volumes_from or None,
-                "NetworkMode": s.network,
-                "PortBindings": _port_bindings(s),
-                "UsernsMode": "" if s.private_users else "host",
-                **s.settings.to_json(),
-            },
-            "NetworkSettings": self._network_settings(),
-            "Unit": self.unit or unit_name(s.name),
-            "Enabled": self.enabled,
-        }
-
-    def _health(self) -> dict[str, Any]:
-        """issue 14: a stopped container's check is "starting" again at its next start."""
-        from .health import HealthState
-
-        running = self.running or self.state == "restarting"
-        return (self.health if running and self.health else HealthState()).to_docker()
-
-    def _network_settings(self) -> dict[str, Any]:
-        """docker's NetworkSettings, from what the network hook recorded while the container runs."""
-        from .net import state as net_state
-        from .net.ports import docker_ports
-
-        st = net_state(self.spec.name) if self.running or self.state == "restarting" else None
-        out: dict[str, Any] = {
-            "IPAddress": st.address if st else None,
-            "IPPrefixLen": st.prefixlen if st else None,
-            "Gateway": st.gateway if st else None,
-            "Ports": docker_ports(self.spec),
-            "MacAddress": self.spec.settings.mac_address or "",  # docker's with --mac-address
-        }
-        if st:
-            out["Networks"] = {
-                st.zone or st.network: {
-                    "IPAddress": st.address,
-                    "Gateway": st.gateway,
-                    "HostLink": st.host_link,
-                    "NetNS": st.netns,
-                }
-            }
-        return out
-
-
-def _port_bindings(spec: ContainerSpec) -> dict[str, builtins.list[dict[str, str]]]:
-    out: dict[str, builtins.list[dict[str, str]]] = {}
-    for p in spec.ports:
-        out.setdefault(f"{p.container_port}/{p.protocol}", []).append(
-            {"HostIp": p.host_ip or "", "HostPort": str(p.host_port)}
-        )
-    return out
-
-
-def _iso_us(us: int | None) -> str | None:
-    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="seconds") if us else None
-
-
-@dataclass(frozen=True)
-class ExecCommand:
-    """A command to run in a running container: its host argv (run/execenv.py ...) and the
-    helper's environment, which carries the command's (``execenv.helper_env``)."""
-
-    argv: builtins.list[str]
-    env: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -292,32 +168,6 @@ class RunOptions:
     stdin_once: bool = False
     # Receives notices worth a line on stderr (the library never prints).
     notify: Callable[[str], None] = field(default=_no_notice, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    """What ``image prune`` removed and the bytes it freed."""
-
-    images: builtins.list[str]  # image IDs removed
-    untagged: builtins.list[str]  # the names those images had (only with all_images)
-    layers: builtins.list[str]  # chain IDs of the layers removed
-    reclaimed: int  # bytes removed (uncompressed): the images' own roots and the layers
-
-
-@dataclass(frozen=True)
-class SystemPruneResult:
-    """What ``system prune`` removed: containers, images and layers, volumes."""
-
-    containers: builtins.list[str]  # names of the containers removed
-    images: PruneResult
-    volumes: builtins.list[str] = field(default_factory=list)  # with --volumes: the volumes removed
-    volume_bytes: int = 0  # what those held
-
-    @property
-    def reclaimed(self) -> int:
-        """Bytes of the images, layers and volumes removed (containers' own changes are not
-        counted: btrfs cannot tell them apart from what they share with their image without quotas)."""
-        return self.images.reclaimed + self.volume_bytes
 
 
 class Images:
@@ -465,6 +315,8 @@ class Images:
         left = {la.chain_id for la in layer_store.list()}
         gone = [c for c in before if c not in left]
         own = sum(img.size for img in removed if not img.layers)  # an OCI image's are its layers
+        from .prunes import PruneResult
+
         return PruneResult(
             [img.id for img in removed],
             [r for img in removed for r in img.refs],
@@ -1510,7 +1362,7 @@ class Containers:
         from . import net
 
         net.down(self.paths, name)
-        from .health import forget_state  # issue 14
+        from .healthstate import forget_state  # issue 14
 
         forget_state(self.paths, name)
         from .run import stdinpipe  # issue 14: run -d -i
@@ -1557,6 +1409,8 @@ class Containers:
     async def astatuses(
         self, bus: Bus, specs: builtins.list[ContainerSpec]
     ) -> builtins.list[ContainerStatus]:
+        from .status import ContainerStatus
+
         rt = self._runtime(bus)
         states = await rt.states([s.name for s in specs])
 
@@ -1583,7 +1437,7 @@ class Containers:
         """issue 14: what the last health checks said (health.py), for a container with a check."""
         if spec.health is None:
             return None
-        from .health import HealthState, read_state
+        from .healthstate import HealthState, read_state
 
         return read_state(self.paths, spec.name) or HealthState()
 
@@ -1680,6 +1534,7 @@ class Containers:
         check_command(
             root, argv[0], path=environment["PATH"], workdir=workdir or spec.workdir, container=name
         )
+        from .execcommand import ExecCommand
         from .run.execenv import helper_env
 
         helper = exec_argv(leader, argv, workdir or spec.workdir, uid, gid)
@@ -1761,7 +1616,7 @@ def _network_here(spec: ContainerSpec) -> bool:
     # run keeps it
     if spec.network != "veth" or spec.ports or spec.health is not None or spec.settings.sysctls:
         return False
-    from .store.volumes import may_be_subpath
+    from .store.subpath import may_be_subpath
 
     return not any(may_be_subpath(v.host) for v in spec.volumes)
 
@@ -1994,6 +1849,8 @@ class Client:
         only = ImageFilters(labels=filters.labels, until=filters.until)
         images = self.images.prune(all_images=all_images, repair=False, filters=only)
         gone, size = self.volumes.prune(filters=filters) if volumes else ([], 0)
+        from .prunes import SystemPruneResult
+
         return SystemPruneResult(containers, images, gone, size)
 
     def disk_usage(self) -> builtins.list[Usage]:

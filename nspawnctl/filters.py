@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from .errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from .client import ContainerStatus, Images
+    from .client import Images
+    from .status import ContainerStatus
 
 KEYS = ("ancestor", "exited", "id", "label", "name", "status")
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")

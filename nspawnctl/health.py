@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 from .errors import InvalidArgument
 from .nspawnfile import OWN_SECTION, NspawnFile, quote_words, split_words
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
     from .client import Containers
     from .config import Paths
+    from .healthstate import HealthState, Result
 
 NS_PER_S = 1_000_000_000
 DEFAULT_INTERVAL = 30 * NS_PER_S  # docker's defaults
@@ -372,96 +372,6 @@ def auto_update_from_file(f: NspawnFile) -> str | None:
     )
 
 
-# -- the state machine --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Result:
-    """One run of the check, as docker's State.Health.Log holds it."""
-
-    start: str
-    end: str
-    exit_code: int
-    output: str
-
-    def to_docker(self) -> dict[str, Any]:
-        return {"Start": self.start, "End": self.end, "ExitCode": self.exit_code, "Output": self.output}
-
-
-@dataclass(frozen=True)
-class HealthState:
-    """A container's health as docker reports it (State.Health): status, streak and the last checks."""
-
-    status: str = "starting"  # starting | healthy | unhealthy
-    failing_streak: int = 0
-    log: list[Result] = field(default_factory=list)
-    started: float = 0.0  # when the container's unit started (epoch seconds): the start period's origin
-
-    def to_docker(self) -> dict[str, Any]:
-        return {
-            "Status": self.status,
-            "FailingStreak": self.failing_streak,
-            "Log": [r.to_docker() for r in self.log],
-        }
-
-
-def truncate_output(data: bytes) -> str:
-    """docker keeps the first 4096 bytes of a check's output."""
-    return data[:MAX_OUTPUT].decode(errors="replace")
-
-
-def advance(state: HealthState, result: Result, config: HealthConfig, now: float) -> HealthState:
-    """docker's handleProbeResult: a pass makes it healthy; a failure counts toward ``retries``
-    unless it happens in the start period before the first pass; the log keeps the last five."""
-    log = [*state.log, result][-MAX_LOG_ENTRIES:]
-    if result.exit_code == 0:
-        return replace(state, status="healthy", failing_streak=0, log=log)
-    in_start_period = state.status == "starting" and now - state.started < config.start_period / NS_PER_S
-    if in_start_period:
-        return replace(state, log=log)
-    streak = state.failing_streak + 1
-    status = "unhealthy" if streak >= config.retries else state.status
-    return replace(state, status=status, failing_streak=streak, log=log)
-
-
-def action(before: HealthState, after: HealthState, config: HealthConfig) -> str | None:
-    """What --health-on-failure does now: once, when the container turns unhealthy."""
-    if config.on_failure == "none" or after.status != "unhealthy" or before.status == "unhealthy":
-        return None
-    return config.on_failure
-
-
-def state_file(paths: Paths, name: str) -> Path:
-    return paths.state / "health" / f"{name}.json"
-
-
-def read_state(paths: Paths, name: str) -> HealthState | None:
-    try:
-        data = json.loads(state_file(paths, name).read_text())
-        return HealthState(
-            status=str(data["status"]),
-            failing_streak=int(data["failing_streak"]),
-            log=[Result(**r) for r in data.get("log", [])],
-            started=float(data.get("started", 0.0)),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def write_state(paths: Paths, name: str, state: HealthState) -> None:
-    """Atomically (a reader never sees half a file)."""
-    path = state_file(paths, name)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(state)))
-    os.replace(tmp, path)
-
-
-def forget_state(paths: Paths, name: str) -> None:
-    try:
-        state_file(paths, name).unlink()
-    except FileNotFoundError:
-        pass
-
-
 # -- the timer ----------------------------------------------------------------------------------
 Properties = list[tuple[str, str, "Any"]]  # (name, D-Bus signature, value) of a transient unit
 
@@ -520,6 +430,7 @@ def arm(paths: Paths, name: str, config: HealthConfig, container_unit: str, envi
     import sys
     import time
 
+    from .healthstate import HealthState, write_state
     from .systemd.bus import Bus, BusError, run_sync
     from .systemd.manager import Manager
 
@@ -601,6 +512,7 @@ def _run_check(paths: Paths, name: str) -> HealthState | None:
 
     from .client import Client
     from .errors import ContainerNotRunning, NspawnctlError
+    from .healthstate import Result, truncate_output
 
     client = Client(paths)
     containers = client.containers
@@ -682,6 +594,8 @@ def _record(
     paths: Paths, name: str, config: HealthConfig, result: Result, containers: Containers
 ) -> HealthState:
     import time
+
+    from .healthstate import HealthState, action, advance, read_state, write_state
 
     before = read_state(paths, name) or HealthState(started=time.time())
     after = advance(before, result, config, time.time())

@@ -13,8 +13,8 @@ from ..errors import Conflict, ImageNotFound, InvalidArgument, NotFound, Nspawnc
 from ..ref import familiar
 
 if TYPE_CHECKING:
-    from ..client import ContainerStatus
     from ..config import Paths
+    from ..status import ContainerStatus
     from ..store.images import Image
 
 STDOUT, STDERR = 1, 2

@@ -16,10 +16,10 @@ from .http import ApiError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..client import ContainerStatus
     from ..net.networks import NetworkDecl, NetworkRecord
     from ..run.events import Event
     from ..run.stats import Sample
+    from ..status import ContainerStatus
     from ..store.volumes import VolumeInfo
 
 ZERO_TIME = "0001-01-01T00:00:00Z"

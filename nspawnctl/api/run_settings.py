@@ -17,7 +17,8 @@ from .http import ApiError
 if TYPE_CHECKING:
     from ..client import RunOptions
     from ..health import HealthFlags
-    from ..runopts import Mount, RunSettings
+    from ..runflags import Mount
+    from ..runopts import RunSettings
 
 # HostConfig fields this module takes (translate.py refuses the others)
 FIELDS = (
@@ -288,7 +289,8 @@ def _swappiness(value: Any) -> tuple[str, ...]:
 
 def translate(body: dict[str, Any], host: dict[str, Any]) -> Extra:
     """The run settings of a create body (``host`` its HostConfig, an object)."""
-    from ..runopts import Mount, SettingsInput, build, parse_stop_signal
+    from ..runflags import Mount, SettingsInput, build
+    from ..runopts import parse_stop_signal
 
     h = "HostConfig."
     mounts: list[Mount] = []

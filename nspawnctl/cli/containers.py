@@ -16,7 +16,7 @@ from .app import State, for_each, state_of
 from .output import ago, err, human_duration, print_json, table
 
 if TYPE_CHECKING:
-    from ..client import ContainerStatus
+    from ..status import ContainerStatus
 
 # Everything after IMAGE / CONTAINER is the payload's argv, options included, with no "--" needed.
 PAYLOAD = {"allow_interspersed_args": False, "ignore_unknown_options": True}
@@ -458,11 +458,12 @@ VOLUMES_FROM = typer.Option(
 
 def _with_settings(opts: object, mount: list[str], stop_signal: str | None, **flags: object) -> object:
     """``opts`` (RunOptions) with the options above, each checked at its type; ``flags`` are
-    runopts.SettingsInput's fields."""
+    runflags.SettingsInput's fields."""
     import dataclasses
 
     from ..client import RunOptions
-    from ..runopts import Mount, SettingsInput, build, parse_stop_signal
+    from ..runflags import Mount, SettingsInput, build
+    from ..runopts import parse_stop_signal
 
     assert isinstance(opts, RunOptions)
     mounts = [Mount.parse(m) for m in mount]

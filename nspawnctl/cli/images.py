@@ -16,7 +16,7 @@ from .transfer import change_option, load, save
 from .usage import NspawnctlGroup
 
 if TYPE_CHECKING:
-    from ..client import PruneResult
+    from ..prunes import PruneResult
     from ..store.images import Image
 
 image_app = typer.Typer(

@@ -141,12 +141,14 @@ def _refuse_if_in_use(st: NetState, unit: str | None) -> None:
 
 def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, kernel: Kernel) -> None:
     """All in this process, over netlink: no ``ip`` process runs (ports.publish may run ``nft``)."""
-    from . import files, zone
+    from . import files
 
     ns = st.netns
     kernel.netns_add(ns)  # lo up, ip_unprivileged_port_start=0 (netns.SYSCTLS)
     kernel.watch_addresses()  # before the link has carrier: networkd's address is an event then
     if st.zone:
+        from . import zone
+
         zone.join(kernel, st.zone, st.host_link, ns, spec.settings.mac_address)
         side = bridge_name(st.zone)
     else:
@@ -154,8 +156,12 @@ def _build(paths: Paths, spec: ContainerSpec, st: NetState, unit: str | None, ke
         kernel.add_veth(st.host_link, ns, spec.settings.mac_address)
         side = st.host_link
     gateway = wait_address(kernel, side)
-    # a veth's /28 holds only the host side and us: host address + 1
-    addr = zone.lease(paths, st.zone, spec.name, gateway) if st.zone else zone.pick_address(gateway, set())
+    if st.zone:
+        addr = zone.lease(paths, st.zone, spec.name, gateway)
+    else:  # a veth's /28 holds only the host side and us: host address + 1
+        from .addresses import pick_address
+
+        addr = pick_address(gateway, set())
     st.address, st.gateway, st.prefixlen = str(addr), str(gateway.ip), gateway.network.prefixlen
     statefile.save(st)
     kernel.ns_address(ipaddress.IPv4Interface(f"{addr}/{gateway.network.prefixlen}"))
@@ -213,14 +219,12 @@ def _down(paths: Paths, name: str, kernel: Kernel, st: NetState | None = None) -
         from . import ports
 
         ports.unpublish(st)
-    if st is None or st.zone:
+    # a zone's member; or, without a record, any zone may hold a lease (none there: no zones' code)
+    if (st is not None and st.zone) or (st is None and statefile.zones_dir().is_dir()):
         from . import zone
 
-        zones = [st.zone] if st and st.zone else zone.zones_with(name)
-    else:
-        zones = []
-    for z in zones:
-        zone.leave(kernel, paths, z, name, zone_port_name(name))
+        for z in [st.zone] if st and st.zone else zone.zones_with(name):
+            zone.leave(kernel, paths, z, name, zone_port_name(name))
     # the host side explicitly: a netns dies asynchronously, and its veth with it, so a restart's
     # new ve-NAME could find the old one still there
     for link in [st.host_link] if st else [veth_name(name), zone_port_name(name)]:

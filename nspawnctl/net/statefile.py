@@ -31,6 +31,12 @@ class NetState:
     invocation: str | None = None  # its $INVOCATION_ID then: a later run of any unit has another
 
 
+def zones_dir() -> Path:
+    """Where the zones' own state files are (net/zone.py): here so that a teardown without a
+    record can see whether any zone exists before it loads the zones' code."""
+    return RUN_DIR / "zones"
+
+
 def state_path(name: str) -> Path:
     return RUN_DIR / f"{name}.json"
 

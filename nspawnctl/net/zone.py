@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 from ..config import Paths
 from ..errors import NetworkError
 from ..store.files import write_json
-from . import files, statefile
+from . import files
+from .addresses import pick_address
 from .names import bridge_name, netns_path
+from .statefile import zones_dir
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -37,10 +39,6 @@ class ZoneFile:
     subnet: str | None = None  # the bridge's network when the leases were made
     created_bridge: bool = False  # nspawnctl made vz-ZONE, so it removes it after the last member
     leases: dict[str, str] = field(default_factory=dict)  # container name -> IPv4 address
-
-
-def zones_dir() -> Path:
-    return statefile.RUN_DIR / "zones"
 
 
 @contextlib.contextmanager
@@ -183,29 +181,6 @@ def allocate(
     leases[name] = str(addr)
     zf.leases, zf.subnet = leases, str(net)
     return addr
-
-
-def pick_address(
-    gateway: ipaddress.IPv4Interface, taken: set[ipaddress.IPv4Address]
-) -> ipaddress.IPv4Address:
-    """The first free host after the gateway, wrapping around (for a veth: the host side's
-    address + 1). Arithmetic on the integers, never a list of the hosts: a /8 has 16.7M of them
-    and this runs in a member's start hook under the zone lock; at most len(taken) + 1 steps."""
-    net = gateway.network
-    first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
-    if net.prefixlen >= 31:  # no network/broadcast address in a /31 or /32
-        first, last = int(net.network_address), int(net.broadcast_address)
-    size = last - first + 1
-    start = int(gateway.ip) + 1 - first
-    used = {int(a) for a in taken} | {int(gateway.ip)}
-    for step in range(min(size, len(used) + 1)):
-        h = first + (start + step) % size
-        if h not in used:
-            return ipaddress.IPv4Address(h)
-    raise NetworkError(
-        f"no free address left in {gateway.network}",
-        hint="remove stopped containers from this zone, or use another zone",
-    )
 
 
 def _usable(

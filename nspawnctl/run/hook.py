@@ -96,7 +96,7 @@ def clear_stale_mounts(name: str) -> None:
 def staged_sources(paths: Paths, spec: ContainerSpec) -> tuple[tuple[str, str], ...]:
     """Launch.staged: the stages of the container's volume-subpath binds (run/subpaths.py), which
     every start passes to nspawn in place of their paths; () without such a bind (cheap)."""
-    from ..store.volumes import may_be_subpath
+    from ..store.subpath import may_be_subpath
 
     if not any(may_be_subpath(v.host) for v in spec.volumes):
         return ()
@@ -283,7 +283,7 @@ def pre(paths: Paths, name: str, unit: str) -> None:
     with store.locked(name):  # a rewrite by a connect that saw no job yet (machinectl start) ends first
         spec = store.get(name)
     if needs_pre(spec):
-        from ..store.volumes import may_be_subpath
+        from ..store.subpath import may_be_subpath
 
         if any(may_be_subpath(v.host) for v in spec.volumes):  # bound from an fd (run/subpaths.py)
             from . import subpaths

@@ -92,12 +92,12 @@ def needs_pre(spec: ContainerSpec) -> bool:
         return True
     if not spec.volumes:
         return False
-    from ..store.volumes import may_be_subpath
+    from ..store.subpath import may_be_subpath
 
     return any(may_be_subpath(v.host) for v in spec.volumes)  # a volume-subpath: staged at each start
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # never compared: no __eq__ to generate at import
 class Launch:
     """How one start of a container is wired to its caller."""
 

@@ -20,6 +20,14 @@ _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
+def may_be_subpath(host: str) -> bool:
+    """Whether a bind source may be a ``volume-subpath`` one (a path two or more levels under a
+    ``volumes`` directory): cheap, without the store's path; such a container's start runs the
+    pre hook, where run/subpaths.py decides with the real one and stages the bind."""
+    parts = Path(host).parts
+    return any(p == "volumes" and len(parts) > i + 2 for i, p in enumerate(parts))
+
+
 def volume_part(volumes_root: Path, host: str) -> tuple[str, str] | None:
     """(volume, subpath) when ``host`` lies strictly inside a volume of ``volumes_root``."""
     p = Path(host)

@@ -303,14 +303,6 @@ def _inside(root: Path, target: str) -> Path | None:
     return path if path != root else None
 
 
-def may_be_subpath(host: str) -> bool:
-    """Whether a bind source may be a ``volume-subpath`` one (a path two or more levels under a
-    ``volumes`` directory): cheap, without the store's path; such a container's start runs the
-    pre hook, where run/subpaths.py decides with the real one and stages the bind."""
-    parts = Path(host).parts
-    return any(p == "volumes" and len(parts) > i + 2 for i, p in enumerate(parts))
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -130,7 +130,7 @@ def read(
     return _read_journalctl(matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority)
 
 
-@dataclass
+@dataclass(eq=False)  # never compared: no __eq__ to generate at import
 class _View:
     """An open journal positioned where a read starts, and the ``since`` it still has to apply
     (seeking by time only gets near: files interleave)."""
@@ -253,7 +253,8 @@ async def follow(
     synced (it has then handled every line the source wrote before it ended) and whatever
     arrived after the last entry emitted is read. With ``closing`` the journal's close (see
     :func:`_close`) is not awaited but appended there, for the caller to await after its own
-    next steps (a foreground run's unref).
+    next steps (a foreground run's unref); it starts when ``until`` completes, beside the sync,
+    and that last read goes through a second reader (see ``last_read``).
     """
     try:
         view = _open(matches, since=since, lines=lines)
@@ -268,11 +269,40 @@ async def follow(
     if view is None:
         await _follow_journalctl(matches, emit, until, since=since, lines=lines)
         return
+    followed = view
+    handed = False
+
+    async def last_read(cursor: str | None) -> bool:
+        """With ``closing``: the followed reader's close (its inotify fd: an fsnotify grace period,
+        15-20 ms) starts as soon as the source has ended, beside journald's sync, and a second
+        reader, which watches nothing (closed at once), reads what came after ``cursor``, the
+        last entry emitted. False: no such read here (the followed reader does it)."""
+        nonlocal handed
+        if closing is None or (cursor is None and (since is not None or lines is not None)):
+            return False  # nothing emitted yet: --since/--tail would not find the same start
+        import asyncio
+
+        handed = True
+        closing.append(asyncio.ensure_future(_close(followed.journal)))
+        await _sync_async()
+        try:
+            tail = _open(matches, after_cursor=cursor) if cursor else _open(matches)
+        except sdjournal.JournalError as e:
+            raise SystemdError(f"cannot read the journal: {e.strerror or e}") from e
+        assert tail is not None  # neither since nor a priority: always in-process
+        with tail.journal:
+            for entry in tail.entries():
+                emit(entry)
+        return True
+
     try:
-        await _follow_view(view, emit, until)
+        await _follow_view(view, emit, until, last_read)
     except BaseException:
-        view.journal.close()
+        if not handed:
+            view.journal.close()
         raise
+    if handed:
+        return
     if closing is None:
         await _close(view.journal)
     else:
@@ -300,17 +330,27 @@ async def _sync_async() -> None:
         await asyncio.to_thread(sync)
 
 
-async def _follow_view(view: _View, emit: Callable[[Entry], None], until: Awaitable[object]) -> None:
+async def _follow_view(
+    view: _View,
+    emit: Callable[[Entry], None],
+    until: Awaitable[object],
+    last_read: Callable[[str | None], Awaitable[bool]] | None = None,
+) -> None:
+    """Follow ``view`` until ``until`` completes, then read the rest after journald's sync; through
+    ``last_read`` (given the last entry's cursor) when it takes that read over."""
     import asyncio
 
     loop = asyncio.get_running_loop()
     journal = view.journal
     fd = journal.fileno()  # before the first read: no change is missed
     failed: asyncio.Future[object] = loop.create_future()
+    cursor: str | None = None
 
     def drain() -> None:
+        nonlocal cursor
         for entry in view.entries():
             emit(entry)
+            cursor = entry.cursor or cursor
 
     def changed() -> None:
         try:
@@ -339,6 +379,8 @@ async def _follow_view(view: _View, emit: Callable[[Entry], None], until: Awaita
         ended.cancel()
         if not failed.done():
             failed.cancel()
+    if last_read is not None and await last_read(cursor):
+        return
     await _sync_async()
     journal.process()  # files journald opened meanwhile (rotation)
     drain()

@@ -11,7 +11,8 @@ pytest.importorskip("h11")
 
 from nspawnctl.api.http import ApiError
 from nspawnctl.api.translate import create_options
-from nspawnctl.runopts import Mount, SettingsInput, Tmpfs, build
+from nspawnctl.runflags import Mount, SettingsInput, build
+from nspawnctl.runopts import Tmpfs
 
 # What `docker run -d --cap-drop NET_RAW --read-only --tmpfs /t -p 80 -P --mount type=volume,src=v,dst=/v
 # --ulimit nofile=512:1024 --stop-signal SIGINT ...` sends (docker-cli 26), trimmed of empty fields.

@@ -15,10 +15,10 @@ pytest.importorskip("h11")
 from nspawnctl.api.http import ApiError
 from nspawnctl.api.render import container_inspect
 from nspawnctl.api.translate import create_options, empty
-from nspawnctl.client import ContainerStatus
 from nspawnctl.errors import InvalidArgument
 from nspawnctl.runopts import RunSettings, Tmpfs
 from nspawnctl.spec import ContainerSpec, Volume, file_to_spec, spec_to_file
+from nspawnctl.status import ContainerStatus
 from nspawnctl.values import check_env
 
 VOLS = "/var/lib/nspawnctl/volumes"

@@ -15,10 +15,10 @@ from nspawnctl.api.handlers import routes
 from nspawnctl.api.handlers.containers import _name_pattern
 from nspawnctl.api.handlers.lifecycle import update_change
 from nspawnctl.api.http import ApiError
-from nspawnctl.client import ContainerStatus
 from nspawnctl.run.events import Event
 from nspawnctl.run.stats import Sample
 from nspawnctl.spec import ContainerSpec
+from nspawnctl.status import ContainerStatus
 from nspawnctl.store.volumes import VolumeInfo
 
 

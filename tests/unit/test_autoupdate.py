@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from nspawnctl import autoupdate
-from nspawnctl.client import ContainerStatus
 from nspawnctl.errors import ContainerNotFound, ContainerRunning, PoolError
 from nspawnctl.nspawnfile import NspawnFile
 from nspawnctl.spec import ContainerSpec, RunDefaults, file_to_spec, spec_to_file
+from nspawnctl.status import ContainerStatus
 from nspawnctl.store.images import Image
 
 OLD = Image(

@@ -10,10 +10,9 @@ import pytest
 from nspawnctl.cpumem import check_swap, cpu_weight, parse_cpu_shares, parse_memory_swap, swap_max
 from nspawnctl.errors import InvalidArgument
 from nspawnctl.nspawnfile import NspawnFile
+from nspawnctl.runflags import SettingsInput, build
 from nspawnctl.runopts import (
     RunSettings,
-    SettingsInput,
-    build,
     check_mac_network,
     check_volume_driver,
     from_file,
@@ -113,7 +112,8 @@ def test_veth_peer_gets_the_address() -> None:
 
 
 def test_mount_volume_options() -> None:
-    from nspawnctl.runopts import Mount, VolumeOptions
+    from nspawnctl.runflags import Mount
+    from nspawnctl.runopts import VolumeOptions
 
     m = Mount.parse("type=volume,src=data,dst=/d,volume-nocopy,volume-label=a=b=c")
     assert m.options == VolumeOptions(True, (("a", "b=c"),))
@@ -133,7 +133,8 @@ def test_mount_volume_options() -> None:
 
 def test_subpath_stays_inside_the_volume(tmp_path: Any) -> None:
     from nspawnctl.config import Paths
-    from nspawnctl.store.volumes import VolumeStore, may_be_subpath
+    from nspawnctl.store.subpath import may_be_subpath
+    from nspawnctl.store.volumes import VolumeStore
 
     store = VolumeStore(Paths(store=tmp_path), dict)
     vol = store.root / "v"

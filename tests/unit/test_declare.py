@@ -551,7 +551,7 @@ def test_generate_then_apply_keeps_every_run_option(tmp_path: Path) -> None:
     """Issue 14's run options, health check, labels and stop signal survive generate -> apply
     (tests/e2e/test_generate_roundtrip.py checks the same in the booted host, by behaviour)."""
     from nspawnctl.health import HealthConfig
-    from nspawnctl.runopts import Mount, SettingsInput, build
+    from nspawnctl.runflags import Mount, SettingsInput, build
 
     tmpfs = Mount.parse("type=tmpfs,target=/mt,tmpfs-size=4M,tmpfs-mode=1770").tmpfs
     assert tmpfs is not None

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from nspawnctl import health
+from nspawnctl import health, healthstate
 from nspawnctl.errors import InvalidArgument
 from nspawnctl.health import (
     HealthConfig,
     HealthFlags,
-    HealthState,
-    Result,
-    action,
-    advance,
     format_duration,
     parse_duration,
     resolve,
 )
+from nspawnctl.healthstate import HealthState, Result, action, advance
 from nspawnctl.nspawnfile import NspawnFile
 from nspawnctl.spec import ContainerSpec, file_to_spec, spec_to_file
 
@@ -157,7 +154,7 @@ def test_log_keeps_five_and_output_is_truncated() -> None:
     for i in range(8):
         s = advance(s, Result(str(i), "e", 0, ""), c, 0)
     assert [r.start for r in s.log] == ["3", "4", "5", "6", "7"]
-    assert len(health.truncate_output(b"x" * 10000)) == 4096
+    assert len(healthstate.truncate_output(b"x" * 10000)) == 4096
 
 
 def test_on_failure_acts_once_when_turning_unhealthy() -> None:
@@ -187,17 +184,17 @@ def test_state_file_round_trips(tmp_path: object) -> None:
     from nspawnctl.config import Paths
 
     paths = Paths(store=Path(str(tmp_path)))
-    assert health.read_state(paths, "c") is None
+    assert healthstate.read_state(paths, "c") is None
     st = HealthState("healthy", 0, [_r(0)], 5.0)
-    health.write_state(paths, "c", st)
-    assert health.read_state(paths, "c") == st
+    healthstate.write_state(paths, "c", st)
+    assert healthstate.read_state(paths, "c") == st
     assert st.to_docker() == {
         "Status": "healthy",
         "FailingStreak": 0,
         "Log": [{"Start": "s", "End": "e", "ExitCode": 0, "Output": "out"}],
     }
-    health.forget_state(paths, "c")
-    assert health.read_state(paths, "c") is None
+    healthstate.forget_state(paths, "c")
+    assert healthstate.read_state(paths, "c") is None
 
 
 def test_check_output_is_read_only_as_far_as_it_is_kept() -> None:

@@ -314,6 +314,25 @@ def test_writes_never_follow_symlinks_out_of_the_root(tmp_path: Path) -> None:
 # -- up / down with a fake ip ------------------------------------------------------------------
 
 
+def test_a_veth_up_and_down_use_no_zone_code_while_there_is_no_zone(
+    env: tuple[Paths, FakeIp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain veth (a default run) gets its address without the zones' module, and a teardown
+    without a record asks the zones only when a zone exists (the run path does not load them)."""
+    paths, ip = env
+
+    def used(*args: object) -> None:
+        raise AssertionError("the zones' code was used")
+
+    monkeypatch.setattr(zone, "zones_with", used)
+    monkeypatch.setattr(zone, "leave", used)
+    st = net.up(paths, spec("c2"))
+    assert st is not None and st.address == "192.168.5.18"
+    net.down(paths, "c2")
+    net.down(paths, "c2")  # again, without a record
+    assert not ip.links and not (statefile.RUN_DIR / "zones").exists()
+
+
 def test_up_veth_builds_everything_and_down_removes_it(env: tuple[Paths, FakeIp]) -> None:
     paths, ip = env
     root = root_of(paths, "c1")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import typer
 
-from nspawnctl.client import Containers, ContainerStatus, RunOptions
+from nspawnctl.client import Containers, RunOptions
 from nspawnctl.errors import ArchiveError, InvalidArgument, NotFound, VerificationFailed
 from nspawnctl.formats import oci
 from nspawnctl.formats.oci import (
@@ -32,6 +32,7 @@ from nspawnctl.formats.oci import (
 )
 from nspawnctl.nspawnfile import NspawnFile
 from nspawnctl.spec import ContainerSpec, RunDefaults, file_to_spec, spec_to_file
+from nspawnctl.status import ContainerStatus
 from nspawnctl.store.images import Image
 
 

@@ -9,6 +9,7 @@ import asyncio
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,6 +200,56 @@ def test_follow_is_woken_by_the_journal_and_drains_after_sync(monkeypatch: pytes
     asyncio.run(asyncio.wait_for(main(), 10))
     assert synced == [True]
     assert got[-1] == (False, b"last")  # arrived after the source ended: read after the sync
+
+
+def test_follow_with_closing_closes_the_followed_reader_beside_the_sync(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A foreground run's follow: once the source has ended the followed reader (its inotify close
+    waits out an fsnotify grace period) is closed in a thread while journald syncs, and what came
+    after the last entry emitted is read by a second reader, opened after the sync."""
+    followed, second = FakeJournal(), FakeJournal()
+    events: list[str] = []
+    opened: list[dict[str, object]] = []
+
+    def fake_open(matches: list[str], **kw: object) -> journal._View:
+        opened.append(kw)
+        return journal._View(followed if len(opened) == 1 else second, None)  # type: ignore[arg-type]
+
+    close_followed = followed.close
+
+    def slow_close() -> None:
+        events.append("close starts")
+        time.sleep(0.1)  # the grace period
+        close_followed()
+        events.append("closed")
+
+    async def sync() -> None:
+        events.append("sync")
+        second.queue.append(sdjournal.Record("c9", 11, b"late", None))
+
+    monkeypatch.setattr(journal, "_open", fake_open)
+    monkeypatch.setattr(journal, "_sync_async", sync)
+    monkeypatch.setattr(followed, "close", slow_close)
+    got: list[bytes] = []
+    closing: list[asyncio.Future[None]] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+        loop.call_later(0.05, followed.add, b"o1")
+        loop.call_later(0.2, ended.set_result, None)
+        await journal.follow(["M=1"], lambda e: got.append(e.message), ended, closing=closing)
+        events.append("follow returned")
+        assert len(closing) == 1
+        await closing[0]
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+    assert got == [b"o1", b"late"]
+    assert opened == [{"since": None, "lines": None}, {"after_cursor": "c0"}]
+    assert events.index("sync") < events.index("closed") and events[-1] == "closed"
+    assert events.index("follow returned") < events.index("closed")  # not waited for by follow
+    assert followed.closed and second.closed
 
 
 def test_follow_ends_with_the_error_of_emit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,8 +27,8 @@ from ..runs import Attachment, Session
 from ..translate import console_size, create_options, unix_time
 
 if TYPE_CHECKING:
-    from ...client import ContainerStatus
     from ...spec import ContainerSpec
+    from ...status import ContainerStatus
     from ...systemd.journal import Entry
 
 REPLAY_MAX = 16 << 20
