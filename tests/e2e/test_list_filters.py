@@ -59,7 +59,7 @@ def test_ps_labels_volume_ls_and_the_prunes(private: tuple[Run, Path], busybox_d
     assert volumes("-f", "dangling=true") == ["lf-data", "lf-logs"]
     assert volumes("--filter", "dangling=false") == ["lf-used"]
     assert volumes("-f", "name=lf-l") == ["lf-logs"]
-    assert volumes("-f", "name=^lf-(data|used)$") == ["lf-data", "lf-used"]
+    assert volumes("-f", "name=^lf-data$", "-f", "name=^lf-used$") == ["lf-data", "lf-used"]
     assert volumes("-f", "label=tier=web", "-f", "label=k") == ["lf-logs"]
     assert volumes("-f", "label=tier", "-f", "name=lf-d") == ["lf-data"]
     assert volumes("-f", "driver=local") == ["lf-data", "lf-logs", "lf-used"]
