@@ -139,7 +139,7 @@ def glob_pattern(glob: str) -> re.Pattern[str]:
     """Go's ``path.Match`` pattern as a regular expression: ``*`` any run of non-``/``
     characters, ``?`` one, ``[a-z]``/``[^a-z]`` a class, ``\\`` escapes; a malformed one
     (an open ``[``, a trailing ``\\``) is an InvalidArgument."""
-    out = []
+    out: list[str | None] = []  # None: a star
     i, n = 0, len(glob)
     bad = InvalidArgument(
         f"invalid reference filter {glob[:80]!r}: a malformed pattern",
@@ -149,7 +149,8 @@ def glob_pattern(glob: str) -> re.Pattern[str]:
         c = glob[i]
         i += 1
         if c == "*":
-            out.append("[^/]*")
+            if not out or out[-1] is not None:  # consecutive stars are one
+                out.append(None)
         elif c == "?":
             out.append("[^/]")
         elif c == "\\":
@@ -173,9 +174,27 @@ def glob_pattern(glob: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
     try:
-        return re.compile("".join(out))
+        return re.compile(_first_fit(out))
     except re.error:  # a reversed range such as [z-a]
         raise bad from None
+
+
+def _first_fit(out: list[str | None]) -> str:
+    """Go's path.Match without backtracking: each ``*CHUNK`` but the last takes the first
+    fit of CHUNK (an atomic group, so the regex cannot retry it: linear, no ReDoS);
+    only the last chunk may land anywhere, as it must end the name."""
+    stars = [k for k, piece in enumerate(out) if piece is None]
+    regex = []
+    for k, piece in enumerate(out):
+        if piece is not None:
+            regex.append(piece)
+        elif k == stars[-1]:
+            regex.append("[^/]*")
+        else:
+            end = stars[stars.index(k) + 1]
+            regex.append("(?>[^/]*?" + "".join(p for p in out[k + 1 : end] if p is not None) + ")")
+            out[k + 1 : end] = [""] * (end - k - 1)
+    return "".join(regex)
 
 
 def _class_char(glob: str, i: int, bad: InvalidArgument) -> tuple[str, int]:
