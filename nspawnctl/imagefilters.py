@@ -125,6 +125,17 @@ def parse_image_filters(
     )
 
 
+def prune_dangling(values: Iterable[str]) -> bool:
+    """``/images/prune``'s ``dangling`` values: whether every unused image goes (``false``,
+    ``image prune -a``); a bad word or true and false together is an InvalidArgument."""
+    words = {filter_bool("dangling", v) for v in values}
+    if len(words) > 1:
+        raise InvalidArgument(
+            "invalid filter: dangling=true and dangling=false together", hint="give one of them"
+        )
+    return False in words
+
+
 def filter_bool(key: str, value: str) -> bool:
     """A boolean filter's value: true|1 or false|0 (docker's words); else an InvalidArgument."""
     word = value.strip().lower()

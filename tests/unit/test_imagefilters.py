@@ -305,3 +305,14 @@ def test_reference_glob_does_not_backtrack() -> None:
     assert glob_pattern(glob).fullmatch(ref) is None
     assert glob_pattern("*[0-9a-f]" * 12 + "*").fullmatch(ref)
     assert time.perf_counter() - start < 1.0
+
+
+def test_api_image_prune_dangling_values() -> None:
+    from nspawnctl.imagefilters import prune_dangling
+
+    assert prune_dangling([]) is False and prune_dangling(["true", "1"]) is False
+    assert prune_dangling(["FALSE"]) is True and prune_dangling(["0"]) is True
+    with pytest.raises(InvalidArgument, match="dangling=true and dangling=false together"):
+        prune_dangling(["true", "false"])
+    with pytest.raises(InvalidArgument, match="invalid filter 'dangling=maybe'"):
+        prune_dangling(["maybe"])
