@@ -200,7 +200,10 @@ def test_the_filters_through_the_docker_cli(api: dict[str, str], nsp: CLI, busyb
             "ps", "-a", "--format", "{{.Names}}", "--filter", f"label=e2e.lf={tag}", "--filter", "label=keep"
         ) == [keep]
 
-        proc = docker(api, "container", "prune", "-f", "--filter", "until=1h")
+        # this test's label: until=1h alone would remove other tests' stopped containers on the host
+        proc = docker(
+            api, "container", "prune", "-f", "--filter", "until=1h", "--filter", f"label=e2e.lf={tag}"
+        )
         assert proc.returncode == 0, proc.stderr
         proc = docker(
             api, "container", "prune", "-f", "--filter", f"label=e2e.lf={tag}", "--filter", "label!=keep"
