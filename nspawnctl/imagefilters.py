@@ -125,6 +125,17 @@ def parse_image_filters(
     )
 
 
+def prune_dangling(values: Iterable[str]) -> bool:
+    """``/images/prune``'s ``dangling`` values: whether every unused image goes (``false``,
+    ``image prune -a``); a bad word or true and false together is an InvalidArgument."""
+    words = {filter_bool("dangling", v) for v in values}
+    if len(words) > 1:
+        raise InvalidArgument(
+            "invalid filter: dangling=true and dangling=false together", hint="give one of them"
+        )
+    return False in words
+
+
 def filter_bool(key: str, value: str) -> bool:
     """A boolean filter's value: true|1 or false|0 (docker's words); else an InvalidArgument."""
     word = value.strip().lower()
@@ -139,7 +150,7 @@ def glob_pattern(glob: str) -> re.Pattern[str]:
     """Go's ``path.Match`` pattern as a regular expression: ``*`` any run of non-``/``
     characters, ``?`` one, ``[a-z]``/``[^a-z]`` a class, ``\\`` escapes; a malformed one
     (an open ``[``, a trailing ``\\``) is an InvalidArgument."""
-    out = []
+    out: list[str | None] = []  # None: a star
     i, n = 0, len(glob)
     bad = InvalidArgument(
         f"invalid reference filter {glob[:80]!r}: a malformed pattern",
@@ -149,7 +160,8 @@ def glob_pattern(glob: str) -> re.Pattern[str]:
         c = glob[i]
         i += 1
         if c == "*":
-            out.append("[^/]*")
+            if not out or out[-1] is not None:  # consecutive stars are one
+                out.append(None)
         elif c == "?":
             out.append("[^/]")
         elif c == "\\":
@@ -173,9 +185,27 @@ def glob_pattern(glob: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
     try:
-        return re.compile("".join(out))
+        return re.compile(_first_fit(out))
     except re.error:  # a reversed range such as [z-a]
         raise bad from None
+
+
+def _first_fit(out: list[str | None]) -> str:
+    """Go's path.Match without backtracking: each ``*CHUNK`` but the last takes the first
+    fit of CHUNK (an atomic group, so the regex cannot retry it: linear, no ReDoS);
+    only the last chunk may land anywhere, as it must end the name."""
+    stars = [k for k, piece in enumerate(out) if piece is None]
+    regex = []
+    for k, piece in enumerate(out):
+        if piece is not None:
+            regex.append(piece)
+        elif k == stars[-1]:
+            regex.append("[^/]*")
+        else:
+            end = stars[stars.index(k) + 1]
+            regex.append("(?>[^/]*?" + "".join(p for p in out[k + 1 : end] if p is not None) + ")")
+            out[k + 1 : end] = [""] * (end - k - 1)
+    return "".join(regex)
 
 
 def _class_char(glob: str, i: int, bad: InvalidArgument) -> tuple[str, int]:

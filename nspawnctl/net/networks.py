@@ -407,7 +407,8 @@ def prune(paths: Paths, filters: ListFilters | None = None) -> builtins.list[str
             except NetworkInUse:
                 continue
             out.append(decl.name)
-        reload = bool(sweep_networkd(paths)) or reload
+        if not filters:  # a filtered prune removes only what its filters select
+            reload = bool(sweep_networkd(paths)) or reload
     if reload:
         reload_networkd()
     return out

@@ -291,3 +291,28 @@ def test_digest_column_is_the_pull_manifest_on_its_repository_rows() -> None:
     assert _digest_of(pulled, "mine:1") == "<none>"  # a local tag: not in the registry
     assert _digest_of(pulled, "r:5000/acc/bb@sha256:" + "e" * 64) == "sha256:" + "e" * 64
     assert _digest_of(ALPINE, "me/app:v1") == "<none>"  # imported
+
+
+def test_reference_glob_does_not_backtrack() -> None:
+    """Many stars with a chunk that never ends the name took 44 s in one backtracking regex;
+    Go's first fit per chunk (atomic groups) is linear. The bound is generous: it guards
+    against exponential blowup only."""
+    import time
+
+    glob = "*[0-9a-f]" * 9 + "*Z"  # the backtracking regex: over 5 s (k=8: 2 s, k=10: 23 s)
+    ref = "name@sha256:" + "0123456789abcdef" * 4
+    start = time.perf_counter()
+    assert glob_pattern(glob).fullmatch(ref) is None
+    assert glob_pattern("*[0-9a-f]" * 12 + "*").fullmatch(ref)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_api_image_prune_dangling_values() -> None:
+    from nspawnctl.imagefilters import prune_dangling
+
+    assert prune_dangling([]) is False and prune_dangling(["true", "1"]) is False
+    assert prune_dangling(["FALSE"]) is True and prune_dangling(["0"]) is True
+    with pytest.raises(InvalidArgument, match="dangling=true and dangling=false together"):
+        prune_dangling(["true", "false"])
+    with pytest.raises(InvalidArgument, match="invalid filter 'dangling=maybe'"):
+        prune_dangling(["maybe"])

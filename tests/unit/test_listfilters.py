@@ -77,7 +77,7 @@ def test_volume_ls_filters() -> None:
         (["dangling=maybe"], "invalid filter 'dangling=maybe'"),
         (["dangling=true", "dangling=false"], "dangling=true and dangling=false together"),
         (["name="], "invalid filter 'name=': a value is needed"),
-        (["name=(x"], "invalid filter 'name=(x'"),
+        (["name=(x"], "invalid filter 'name=(x': name= takes a name or part of one"),
         (["label==v"], "no label key"),
         (["name=" + "x" * 5000], "over 4096 characters"),
     ],
@@ -154,3 +154,35 @@ def test_container_subject_from_a_definition() -> None:
     s = container_subject(spec)
     assert s.labels == {"a": "1"} and s.created_us == int((NOW - 3600) * 1e6)
     assert parse_list_filters(["until=30m", "label=a=1"], CONTAINER_PRUNE_KEYS, NOW).matches(s)
+
+
+NOT_A_NAME = (
+    "takes a name or part of one, optionally anchored with ^ and $"
+    " (nspawnctl runs no other regular expressions)"
+)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "^([0-9a-f]|[0-9a-f])*z",  # catastrophic backtracking in re: hung the API's event loop
+        "a{4294967296}",  # OverflowError in re.compile
+        "(" * 2000 + ")" * 2000,  # RecursionError in re.compile
+        "a*",
+        "web|db",
+        "x" * 257,
+    ],
+)
+@pytest.mark.parametrize("key", ["name", "id"])
+def test_name_and_id_run_no_user_regex(key: str, value: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(f"{key}= {NOT_A_NAME}")) as e:
+        parse_list_filters([f"{key}={value}"], NETWORK_KEYS)
+    assert e.value.exit_code == 2 and e.value.hint
+
+
+def test_name_filter_dot_anchors_and_dashes() -> None:
+    only = parse_list_filters(["name=^my-net.1$", "name=_x"], NETWORK_KEYS)
+    assert only.matches(_subject("my-netA1")) and only.matches(_subject("a_x_b"))
+    assert not only.matches(_subject("my-netA12")) and not only.matches(_subject("xmy-net.1"))
+    only = parse_list_filters(["name=" + "a" * 256], NETWORK_KEYS)
+    assert only.matches(_subject("a" * 300))

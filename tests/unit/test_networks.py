@@ -88,7 +88,9 @@ def test_unowned_networkd_files_are_swept(paths: Paths) -> None:
     assert not orphan.exists() and networks.networkd_file("lan").exists()
     orphan.write_text("[Match]\nName=vz-ghost\n")
     assert networks.prune(paths, parse_list_filters(["label=nomatch=1"], NETWORK_PRUNE_KEYS)) == []
-    assert not orphan.exists() and networks.networkd_file("lan").exists()
+    assert orphan.exists(), "a filtered prune removes only what its filters select: no sweep"
+    assert networks.prune(paths) == ["lan", "other"]
+    assert not orphan.exists()
 
 
 def test_a_failed_networkd_write_leaves_no_declaration(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:

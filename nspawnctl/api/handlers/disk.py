@@ -50,10 +50,10 @@ async def df(ex: Exchange) -> None:
 async def prune_images(ex: Exchange) -> None:
     """``dangling=false``: every image no container was made from (``image prune -a``);
     ``until``, ``label`` and ``label!`` narrow what goes, as the CLI's ``--filter``."""
-    from ...imagefilters import PRUNE_KEYS, parse_image_filters
+    from ...imagefilters import PRUNE_KEYS, parse_image_filters, prune_dangling
 
     filters = parse_filters(ex.request.arg("filters"), ("dangling", *PRUNE_KEYS))
-    all_images = any(v.lower() in ("0", "false") for v in filters.pop("dangling", []))
+    all_images = prune_dangling(filters.pop("dangling", []))
     only = parse_image_filters(filter_words(filters), PRUNE_KEYS)
     result = await asyncio.to_thread(ex.client.images.prune, all_images, True, only)
     deleted = [{"Untagged": familiar(r)} for r in result.untagged] + [{"Deleted": i} for i in result.images]
