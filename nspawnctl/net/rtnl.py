@@ -82,7 +82,7 @@ def ifinfo(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-@dataclass(eq=False)  # never compared: no __eq__ to generate at import
+@dataclass
 class Msg:
     """One netlink message: its header's type, flags and sequence number, and its body."""
 
@@ -128,7 +128,7 @@ def error_code(msg: Msg) -> int:
     return -code
 
 
-@dataclass(eq=False)  # never compared: no __eq__ to generate at import
+@dataclass
 class Link:
     """An RTM_NEWLINK's interface: index, name, flags and its bridge (master), if any."""
 
@@ -147,7 +147,7 @@ def parse_link(body: bytes) -> Link:
     return Link(index, name, flags, master)
 
 
-@dataclass(eq=False)  # never compared: no __eq__ to generate at import
+@dataclass
 class Addr:
     """An RTM_NEWADDR's interface index and address."""
 

@@ -34,7 +34,7 @@ _SHEBANG_MAX = 256  # the kernel reads this much of a script for its #! line (BI
 _EXEC_FAILED = re.compile(rb"execv\((.*)\) failed: (.*)")
 
 
-@dataclass(frozen=True, eq=False)  # never compared: no __eq__ to generate at import
+@dataclass(frozen=True)
 class Found:
     """How one candidate path fared: ``ok``, ``missing``, ``denied`` (not executable, not a regular
     file), ``directory``, or ``unknown`` (below a volume: only the running container can tell)."""

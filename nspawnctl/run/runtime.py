@@ -31,7 +31,7 @@ __all__ = ["AUTO_RESTART", "Outcome", "Runtime", "payload_exited"]
 AUTO_RESTART = "auto-restart"  # sub-state between a payload's exit and its restart (and -queued, >= 254)
 
 
-@dataclass(frozen=True, eq=False)  # never compared: no __eq__ to generate at import
+@dataclass(frozen=True)
 class Outcome:
     """How a unit's payload ended: its exit code and systemd's Result."""
 

@@ -97,7 +97,7 @@ def needs_pre(spec: ContainerSpec) -> bool:
     return any(may_be_subpath(v.host) for v in spec.volumes)  # a volume-subpath: staged at each start
 
 
-@dataclass(frozen=True, eq=False)  # never compared: no __eq__ to generate at import
+@dataclass(frozen=True)
 class Launch:
     """How one start of a container is wired to its caller."""
 

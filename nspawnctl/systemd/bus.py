@@ -40,7 +40,7 @@ class BusError(SystemdError):
         self.name = name
 
 
-@dataclass(eq=False)  # never compared: no __eq__ to generate at import
+@dataclass
 class Bus:
     """A connected system bus with a small call helper."""
 

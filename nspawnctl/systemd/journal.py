@@ -130,7 +130,7 @@ def read(
     return _read_journalctl(matches, since=since, lines=lines, after_cursor=after_cursor, priority=priority)
 
 
-@dataclass(eq=False)  # never compared: no __eq__ to generate at import
+@dataclass
 class _View:
     """An open journal positioned where a read starts, and the ``since`` it still has to apply
     (seeking by time only gets near: files interleave)."""

@@ -10,15 +10,13 @@ import pytest
 from nspawnctl.errors import InvalidArgument
 from nspawnctl.logtime import parse_until
 from nspawnctl.nspawnfile import NspawnFile
+from nspawnctl.runflags import Mount, SettingsInput, build
 from nspawnctl.runopts import (
     CAPABILITIES,
     Device,
-    Mount,
     RunSettings,
-    SettingsInput,
     Tmpfs,
     Ulimit,
-    build,
     capabilities,
     check_sysctls,
     from_file,
