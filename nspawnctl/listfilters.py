@@ -100,7 +100,8 @@ class ListFilters:
 
 
 MAX_NAME_PATTERN = 256
-_NAME_PATTERN = re.compile(r"\^?[A-Za-z0-9_.-]+\$?")
+# name characters, `.` and `[...]` classes (docker's `name=^f[bc]-`); no quantifier, so linear time
+_NAME_PATTERN = re.compile(r"\^?(?:[A-Za-z0-9_.-]|\[\^?[A-Za-z0-9_-]+\])+\$?")
 
 
 def name_pattern(key: str, value: str) -> re.Pattern[str]:
@@ -114,7 +115,12 @@ def name_pattern(key: str, value: str) -> re.Pattern[str]:
             " with ^ and $ (nspawnctl runs no other regular expressions)",
             hint=f"e.g. --filter {key}=^web or --filter {key}=db$ (at most {MAX_NAME_PATTERN} characters)",
         )
-    return re.compile(value)
+    try:
+        return re.compile(value)
+    except re.error as e:  # a reversed range: [z-a]
+        raise InvalidArgument(
+            f"invalid filter '{key}={value[:60]}': {e}", hint=f"e.g. --filter {key}=^web-[0-9]"
+        ) from None
 
 
 def parse_list_filters(items: Iterable[str], keys: Sequence[str], now: float | None = None) -> ListFilters:
