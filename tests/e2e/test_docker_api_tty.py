@@ -165,6 +165,31 @@ def test_docker_attach_to_a_running_tty_container(api: dict[str, str], pulled: s
         docker(api, "rm", "-f", name)
 
 
+def test_docker_attach_types_into_a_dit_container_after_docker_restart(
+    api: dict[str, str], pulled: str, nsp: CLI
+) -> None:
+    """docker's restart is its stop then its start: the restarted shell's terminal is the
+    service's again (not nspawn's read-only one), so what an attach types reaches it."""
+    name = nsp.name("tty-rs")
+    token = uuid.uuid4().hex[:10]
+    proc = docker(api, "run", "-dit", "--name", name, pulled, "sh")
+    assert proc.returncode == 0, proc.stderr
+    try:
+        restarted = docker(api, "restart", "-t", "1", name)
+        assert restarted.returncode == 0, restarted.stderr
+        term = Term(["docker", "attach", name], api, rows=25, cols=90)
+        term.send(f"echo hi-{token}-$((6*7))\r".encode())  # the shell has waited since the restart
+        term.expect(f"hi-{token}-42".encode())  # its output, not the typed echo: the shell ran it
+        term.send(b"\x10\x11")  # docker's detach keys: this client goes, the container runs on
+        term.wait()
+        assert b"read escape sequence" in term.out, term.out  # docker's word for a detach
+        running = docker(api, "inspect", "-f", "{{.State.Running}}", name)
+        assert running.stdout.strip() == "true", running.stderr
+        assert nsp.json("inspect", name)[0]["State"]["Running"] is True
+    finally:
+        docker(api, "rm", "-f", name)
+
+
 def test_docker_py_attach_socket_resize_and_exec_run_tty(
     api: dict[str, str],
     pulled: str,

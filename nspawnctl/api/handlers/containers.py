@@ -131,18 +131,24 @@ async def start(ex: Exchange, id: str) -> None:
     if (status is not None and status.running) or name in runs.running:
         await ex.empty(304)  # a start of it through this service may still be under way
         return
-    spec = status.spec if status is not None else None
+    await start_run(ex, name, status.spec if status is not None else None)
+    await ex.empty(204)
+
+
+async def start_run(ex: Exchange, name: str, spec: ContainerSpec | None) -> None:
+    """Start the container as ``start`` and ``restart`` both do: one with Tty/OpenStdin (or
+    clients attached before the start) on a terminal or pipes of this service's (follow_run),
+    so a later attach types into it; any other one as the library starts it."""
+    runs = ex.service.runs
     wired = spec is not None and (spec.tty or spec.open_stdin)
     if not runs.attachments.get(name) and not wired:
         await ex.client.containers.astart(ex.bus, name)
         runs.started(name)
-        await ex.empty(204)
         return
     # from here to follow_run's registration of the run no await: a concurrent start sees it
     attached = runs.take_attachments(name)
     runs.started(name)
     await follow_run(ex, name, attached, spec)
-    await ex.empty(204)
 
 
 async def follow_run(
@@ -278,8 +284,8 @@ def parse_timeout(text: str | None) -> float:
 async def restart(ex: Exchange, id: str) -> None:
     name = await resolve(ex, id)
     await ex.client.containers.astop(ex.bus, name, _timeout(ex))
-    await ex.client.containers.astart(ex.bus, name)
-    ex.service.runs.started(name)
+    # docker's restart is its stop then its start: a -dit container's terminal is wired again
+    await start_run(ex, name, await asyncio.to_thread(ex.client.containers.store.get, name))
     await ex.empty(204)
 
 
