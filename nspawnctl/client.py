@@ -878,13 +878,16 @@ class Containers:
         write_err: Callable[[bytes], None],
         read: Callable[[], Awaitable[bytes]] | None = None,
         detach_keys: bytes = b"\x10\x11",
+        begun: Callable[[ContainerSpec, bool], None] | None = None,
     ) -> int:
         """Follow a running container's output until it exits; its exit code. ``read``: input for
-        a container started with ``-i``, up to ``detach_keys`` (run/attach.py)."""
+        a container started with ``-i``, up to ``detach_keys``; ``begun`` told once it is
+        found running, with whether ``read`` is read (run/attach.py)."""
         from .run.attach import attach
 
         name = self.store.resolve(name)
-        return await attach(self._runtime(bus), self.store, name, write, write_err, read, detach_keys)
+        rt = self._runtime(bus)
+        return await attach(rt, self.store, name, write, write_err, read, detach_keys, begun)
 
     # -- persistence -----------------------------------------------------------------------
     def enable(self, name: str, now: bool = False) -> None:

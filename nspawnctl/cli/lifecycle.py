@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..client import Client
     from ..run.events import Event
     from ..run.stats import Sample
+    from ..spec import ContainerSpec
     from ..systemd.bus import Bus
 
 NAMES = typer.Argument(..., metavar="CONTAINER", help="Container names.")
@@ -283,9 +284,9 @@ def attach(
     container started with -i, stdin is forwarded to it, up to the detach keys.
 
     A container with a terminal (-t) shows its output only: its terminal is systemd-nspawn's (or
-    the one of the command that started it) and takes no input from here but the detach keys;
-    Ctrl-C detaches (as docker's, its signals are not proxied). For a shell in it: nspawnctl exec
-    -it CONTAINER sh.
+    the one of the command that started it) and takes no input from here but the detach keys
+    (when it was started with -i); Ctrl-C detaches (as docker's, its signals are not proxied).
+    For a shell in it: nspawnctl exec -it CONTAINER sh.
     """
     from ..run.attach import parse_detach_keys
 
@@ -304,19 +305,26 @@ async def _attach(client: Client, bus: Bus, name: str, sig_proxy: bool, stdin: b
 
     containers = client.containers
     loop = asyncio.get_running_loop()
-    # a terminal's input is not ours to give (run/attach.py); docker proxies no signals to one
-    if containers.store.get(containers.store.resolve(name)).tty:
-        err(
-            f"nspawnctl: {name} has a terminal that takes no input from here: showing its output "
-            f"(Ctrl-C or the detach keys detach; a shell in it: nspawnctl exec -it {name} sh)"
-        )
-        sig_proxy = False
+
+    def begun(spec: ContainerSpec, reads: bool) -> None:
+        """Once it is found running: a terminal's input is not ours to give (run/attach.py), said
+        as it is (the detach keys are read only from a -i container's attach); docker proxies
+        no signals to a terminal."""
+        nonlocal sig_proxy
+        if spec.tty:
+            sig_proxy = False
+            leave = "Ctrl-C or the detach keys detach" if reads else "Ctrl-C detaches"
+            err(
+                f"nspawnctl: {name} has a terminal that takes no input from here: showing its output "
+                f"({leave}; a shell in it: nspawnctl exec -it {name} sh)"
+            )
 
     async def read() -> bytes:
         return await read_some(sys.stdin.fileno())
 
+    out, error = _writer(sys.stdout), _writer(sys.stderr)
     task = asyncio.ensure_future(
-        containers.aattach(bus, name, _writer(sys.stdout), _writer(sys.stderr), read if stdin else None, keys)
+        containers.aattach(bus, name, out, error, read if stdin else None, keys, begun)
     )
     detached = False
     pending: set[asyncio.Task[None]] = set()

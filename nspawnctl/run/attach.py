@@ -34,6 +34,7 @@ from .wait import exit_code_of, ref_unit
 
 if TYPE_CHECKING:
     from ..config import Paths
+    from ..spec import ContainerSpec
     from ..store.containers import ContainerStore
 
 
@@ -127,11 +128,14 @@ async def attach(
     write_err: Callable[[bytes], None],
     read: Callable[[], Awaitable[bytes]] | None = None,
     detach_keys: bytes = b"\x10\x11",
+    begun: Callable[[ContainerSpec, bool], None] | None = None,
 ) -> int:
     """Write the container's output lines (stdout to ``write``, stderr to ``write_err``) until
     its payload exits; returns the exit code. ``read``: the caller's input, forwarded to a
     container started with ``-i`` (ignored for others, as docker does; for one with a terminal
-    only its detach keys count: see the module's doc); its ``detach_keys`` raise Detached."""
+    only its detach keys count: see the module's doc); its ``detach_keys`` raise Detached.
+    ``begun`` is told, once the container is found running, its definition and whether
+    ``read`` is read at all (so a notice of the caller's says only what holds)."""
     from ..systemd import journal
     from ..systemd.journal import Entry
 
@@ -148,8 +152,16 @@ async def attach(
     def emit(entry: Entry) -> None:
         (write_err if entry.stderr else write)(entry.text)
 
+    reads = read is not None and spec.open_stdin
+    if begun is not None:
+        try:
+            begun(spec, reads)
+        except BaseException:
+            if refd:
+                await rt.manager.unref(unit)
+            raise
     feeding: asyncio.Future[None] | None = None
-    if read is not None and spec.open_stdin:
+    if read is not None and reads:
         feeding = asyncio.ensure_future(
             watch_detach(read, detach_keys) if spec.tty else forward_stdin(rt.paths, name, read, detach_keys)
         )

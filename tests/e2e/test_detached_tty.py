@@ -72,6 +72,7 @@ def test_run_dit_shell_stays_up_for_exec_and_attach_shows_output_only(nsp: CLI, 
     text = err.decode()
     assert proc.returncode == 0, text
     assert "has a terminal that takes no input" in text and f"nspawnctl exec -it {name} sh" in text
+    assert "(Ctrl-C or the detach keys detach;" in text  # -i: the attach reads them
     assert "detached" in text
     assert b"typed-into-attach" not in out  # not forwarded: no echo of it, no output of it
     assert "typed-into-attach" not in nsp("logs", name).stdout
@@ -155,3 +156,41 @@ def test_foreground_run_it_records_its_terminal_for_inspect_and_a_later_start(ns
     nsp("run", "-i", "--name", plain, busybox, "true", input=b"")
     config = nsp.json("inspect", plain)[0]["Config"]
     assert (config["Tty"], config["OpenStdin"]) == (False, True), config
+
+
+def test_attach_to_a_dt_container_without_i_says_only_ctrl_c_detaches(nsp: CLI, busybox: str) -> None:
+    """``run -dt`` without ``-i``: nothing reads the attach's input, so its notice names Ctrl-C
+    only, not the detach keys; and it is said only once the container is found running."""
+    name = nsp.name("dt-noi")
+    nsp("run", "-dt", "--name", name, busybox, "sh", "-c", "exec sleep 1000")
+    proc = subprocess.Popen(
+        ["nspawnctl", "attach", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    said = b""
+    try:
+        assert proc.stderr is not None
+        os.set_blocking(proc.stderr.fileno(), False)
+
+        def noticed() -> bool:  # the attach follows it once the notice is out
+            nonlocal said
+            if select.select([proc.stderr], [], [], 0.2)[0]:
+                said += proc.stderr.read() or b""  # type: ignore[union-attr]
+            return b"\n" in said or proc.poll() is not None
+
+        wait_for("attach's notice", noticed)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = (said + rest).decode()
+    assert proc.returncode == 0, text
+    assert "has a terminal that takes no input" in text and "(Ctrl-C detaches;" in text, text
+    assert "detach keys" not in text and "detached" in text, text
+    assert status(nsp, name) == "running"
+    nsp("stop", "-t", "1", name)
+    # not running: the error only, no notice of a terminal it would follow
+    stopped = nsp("attach", name, check=False)
+    assert stopped.returncode != 0 and "not running" in stopped.stderr, stopped
+    assert "has a terminal" not in stopped.stderr, stopped.stderr
