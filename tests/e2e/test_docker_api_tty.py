@@ -186,8 +186,15 @@ def test_docker_attach_types_into_a_dit_container_after_docker_restart(
         running = docker(api, "inspect", "-f", "{{.State.Running}}", name)
         assert running.stdout.strip() == "true", running.stderr
         assert nsp.json("inspect", name)[0]["State"]["Running"] is True
+        # one without a terminal or stdin restarts as the library starts it: its output in the logs
+        plain = nsp.name("tty-rsp")
+        made = docker(api, "run", "-d", "--name", plain, pulled, "sh", "-c", "echo up; exec sleep 600")
+        assert made.returncode == 0, made.stderr
+        assert docker(api, "restart", "-t", "1", plain).returncode == 0
+        assert nsp.wait_logs(plain, "up", count=2) == "up\nup\n"
+        assert nsp.json("inspect", plain)[0]["State"]["Running"] is True
     finally:
-        docker(api, "rm", "-f", name)
+        docker(api, "rm", "-f", name)  # the plain one: nsp's cleanup
 
 
 def test_docker_py_attach_socket_resize_and_exec_run_tty(
