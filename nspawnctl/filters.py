@@ -2,8 +2,8 @@
 
 Semantics as docker's: the values of one key are ORed (but ``label``'s, which must all hold,
 as dockerd's MatchKVList), different keys ANDed; ``name`` is a
-name or part of one searched in the name (``.`` any character, ``^``/``$`` anchors: no other
-regular expression runs), ``id`` a prefix of the ID, ``label`` a key (any value)
+name or part of one searched in the name (``.`` any character, ``[...]`` classes, ``^``/``$``
+anchors: no other regular expression runs), ``id`` a prefix of the ID, ``label`` a key (any value)
 or ``KEY=VALUE``, ``status`` one of docker's states, ``ancestor`` the image as the container
 names it (NAME[:TAG]) or a prefix of its ID, ``exited`` the exit code of an exited container.
 An unknown key or a bad value is an InvalidArgument (exit 2) before anything is listed.

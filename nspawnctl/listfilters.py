@@ -6,8 +6,9 @@ command, bounded values, the same messages), shared by the CLI and the Docker AP
 (``GET /volumes``, ``GET /networks``, ``POST /containers/prune``, ``POST /volumes/prune``).
 Semantics as dockerd's:
 
-- ``name=REGEX`` / ``id=REGEX``: searched in the name / ID (its ``filters.Match``; a plain
-  word is a substring); several are ORed.
+- ``name=NAME`` / ``id=ID``: searched in the name / ID (its ``filters.Match``; a plain
+  word is a substring), of docker's regular expressions only ``.``, ``[...]`` classes and
+  ``^``/``$`` anchors (:func:`name_pattern`); several are ORed.
 - ``driver=NAME``, ``scope=local|swarm|global``, ``type=builtin|custom``: exact, ORed.
 - ``dangling=true|false`` (or 1|0): a volume no container binds, a network without
   containers (never a built-in one); or the others.
