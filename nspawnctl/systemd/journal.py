@@ -319,8 +319,8 @@ async def follow(
 def _open_after(matches: list[str], cursor: str | None, since_us: int | None) -> _View | None:
     """A reader (no inotify) positioned after the entry ``cursor`` names (from the start without
     one), keeping the followed reader's ``since_us``; None when that entry is not in the files
-    it finds (rotated away, flushed from /run): it would start near there, and could show again
-    what was shown."""
+    it finds (its file vacuumed, or flushed from /run to /var): it would start near there, and
+    could show again what was shown."""
     journal = sdjournal.Journal(matches)
     try:
         if cursor is None:

@@ -206,8 +206,8 @@ class Journal:
 
     def seek_after_cursor(self, cursor: str) -> bool:
         """Next reads start after the entry ``cursor`` names (journalctl's --after-cursor).
-        False when that entry is not in the files this view has (rotated away, flushed from
-        /run, never seen): the reads then start at the entry nearest to where it was, which may
+        False when that entry is not in the files this view has (its file vacuumed, flushed
+        from /run to /var, never seen): the reads then start at the entry nearest to where it was, which may
         be one read before."""
         raw = cursor.encode()
         _check(self._lib.sd_journal_seek_cursor(self._j, raw), "seek_cursor")

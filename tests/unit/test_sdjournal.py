@@ -290,8 +290,8 @@ def test_follow_with_closing_reads_the_rest_with_a_second_reader_while_the_first
 def test_follow_falls_back_to_the_followed_reader_when_the_cursor_is_unknown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The last entry emitted is not in the files a second reader finds (rotated away, flushed
-    from /run): it would start near there and show lines again, so the followed reader, still
+    """The last entry emitted is not in the files a second reader finds (its file vacuumed,
+    flushed from /run to /var): it would start near there and show lines again, so the followed reader, still
     open, reads the rest; its close is then handed to the caller."""
     second = FakeJournal()  # knows no cursor: it would start at the nearest entry, o1 again
     second.queue.append(sdjournal.Record("c0-copy", 10, b"o1", None))
