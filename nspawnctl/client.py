@@ -1842,15 +1842,11 @@ class Client:
         (listfilters.SYSTEM_PRUNE_KEYS) narrow each kind; ``until`` with ``volumes`` is refused
         (volumes have no such filter), as docker's CLI does, before anything is removed."""
         from .imagefilters import ImageFilters
-        from .listfilters import ListFilters
+        from .listfilters import ListFilters, refuse_until_with_volumes
 
         if filters is None:
             filters = ListFilters()
-        if volumes and filters.until:
-            raise InvalidArgument(
-                'the "until" filter is not supported with --volumes',
-                hint="prune volumes apart: nspawnctl volume prune --filter label=...",
-            )
+        refuse_until_with_volumes(filters, volumes)
         containers = self.containers.prune(filters)
         only = ImageFilters(labels=filters.labels, until=filters.until)
         images = self.images.prune(all_images=all_images, repair=False, filters=only)

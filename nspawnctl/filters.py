@@ -2,8 +2,8 @@
 
 Semantics as docker's: the values of one key are ORed (but ``label``'s, which must all hold,
 as dockerd's MatchKVList), different keys ANDed; ``name`` is a
-name or part of one searched in the name (``.`` any character, ``^``/``$`` anchors: no other
-regular expression runs), ``id`` a prefix of the ID, ``label`` a key (any value)
+name or part of one searched in the name (``.`` any character, ``[...]`` classes, ``^``/``$``
+anchors: no other regular expression runs), ``id`` a prefix of the ID, ``label`` a key (any value)
 or ``KEY=VALUE``, ``status`` one of docker's states, ``ancestor`` the image as the container
 names it (NAME[:TAG]) or a prefix of its ID, ``exited`` the exit code of an exited container.
 An unknown key or a bad value is an InvalidArgument (exit 2) before anything is listed.
@@ -96,12 +96,9 @@ def parse_filters(items: Iterable[str]) -> Filters:
     """``KEY=VALUE`` items into Filters; refuses unknown keys and values that cannot match."""
     by_key: dict[str, list[str]] = {}
     for item in items:
-        key, eq, value = item.partition("=")
-        key = key.strip().lower()
-        if not eq:
-            raise InvalidArgument(f"bad format of filter {item!r} (expected name=value)", hint=_HINT)
-        if key not in KEYS:
-            raise InvalidArgument(f"invalid filter {key!r}", hint=_HINT)
+        from .imagefilters import split_item  # the item checks every command's filters share
+
+        key, value = split_item(item, KEYS, _HINT)
         if key == "name":  # no user regex runs in backtracking re (ReDoS): a name, '.', ^ and $
             from .listfilters import name_pattern
 
@@ -112,8 +109,6 @@ def parse_filters(items: Iterable[str]) -> Filters:
             )
         elif key == "exited" and not re.fullmatch(r"-?[0-9]{1,9}", value):
             raise InvalidArgument(f"invalid filter 'exited={value}'", hint="an exit code, e.g. exited=0")
-        elif key in ("label", "ancestor", "id") and not value:
-            raise InvalidArgument(f"invalid filter '{key}=': a value is needed", hint=_HINT)
         by_key.setdefault(key, []).append(value)
     return Filters(by_key)
 

@@ -72,10 +72,7 @@ def parse_image_filters(
 ) -> ImageFilters:
     """``KEY=VALUE`` items into ImageFilters; refuses keys outside ``keys`` and bad values.
     ``now`` (seconds) is what a relative ``until`` counts back from."""
-    from .logtime import parse_until
-
-    example = "dangling=true" if "dangling" in keys else "until=24h"
-    hint = f"filters are {', '.join(k + '=...' for k in keys)}; e.g. --filter {example}"
+    hint = filter_hint(keys, "dangling=true" if "dangling" in keys else "until=24h")
     reference: list[re.Pattern[str]] = []
     dangling: set[bool] = set()
     labels: list[LabelTest] = []
@@ -83,36 +80,19 @@ def parse_image_filters(
     since: list[str] = []
     until: list[int] = []
     for item in items:
-        key, eq, value = item.partition("=")
-        key = key.strip().lower()
-        if not eq:
-            raise InvalidArgument(f"bad format of filter {item[:80]!r} (expected name=value)", hint=hint)
-        if key not in keys:
-            raise InvalidArgument(f"invalid filter {key[:40]!r}", hint=hint)
-        if not value:
-            raise InvalidArgument(f"invalid filter '{key}=': a value is needed", hint=hint)
-        if len(value) > MAX_VALUE:
-            raise InvalidArgument(
-                f"invalid filter '{key}=...': over {MAX_VALUE} characters", hint="give a shorter value"
-            )
+        key, value = split_item(item, keys, hint)
         if key == "reference":
             reference.append(glob_pattern(value))
         elif key == "dangling":
             dangling.add(filter_bool(key, value))
         elif key in ("label", "label!"):
-            name, has_value, wanted = value.partition("=")
-            if not name:
-                raise InvalidArgument(f"invalid filter '{key}={value[:60]}': no label key", hint=hint)
-            labels.append(LabelTest(name, wanted if has_value else None, key == "label!"))
+            labels.append(label_test(key, value, hint))
         elif key == "before":
             before.append(value)
         elif key == "since":
             since.append(value)
         else:
-            try:
-                until.append(parse_until(value, now))
-            except InvalidArgument as e:
-                raise InvalidArgument(f"invalid filter 'until={value[:60]}': {e}", hint=e.hint) from None
+            until.append(until_us(value, now))
     if len(dangling) > 1:
         raise InvalidArgument("invalid filter: dangling=true and dangling=false together", hint=hint)
     return ImageFilters(
@@ -123,6 +103,63 @@ def parse_image_filters(
         tuple(since),
         tuple(until),
     )
+
+
+# -- one filter item: what image, volume, network and container filters share (listfilters.py
+# builds on these; this module imports nothing of it) ------------------------------------------
+def filter_hint(keys: Sequence[str], example: str) -> str:
+    """The hint of a refused filter: the keys a command takes, and an example."""
+    return f"filters are {', '.join(k + '=...' for k in keys)}; e.g. --filter {example}"
+
+
+def split_item(item: str, keys: Sequence[str], hint: str) -> tuple[str, str]:
+    """One ``KEY=VALUE`` item as (key, value): the key lower-cased and one of ``keys``, the value
+    not empty and at most MAX_VALUE characters; else an InvalidArgument with ``hint``."""
+    key, eq, value = item.partition("=")
+    key = key.strip().lower()
+    if not eq:
+        raise InvalidArgument(f"bad format of filter {item[:80]!r} (expected name=value)", hint=hint)
+    if key not in keys:
+        raise InvalidArgument(f"invalid filter {key[:40]!r}", hint=hint)
+    if not value:
+        raise InvalidArgument(f"invalid filter '{key}=': a value is needed", hint=hint)
+    if len(value) > MAX_VALUE:
+        raise InvalidArgument(
+            f"invalid filter '{key}=...': over {MAX_VALUE} characters", hint="give a shorter value"
+        )
+    return key, value
+
+
+def label_test(key: str, value: str, hint: str) -> LabelTest:
+    """A ``label``/``label!`` item's value (KEY or KEY=VALUE) as a LabelTest; no KEY is an
+    InvalidArgument."""
+    name, has_value, wanted = value.partition("=")
+    if not name:
+        raise InvalidArgument(f"invalid filter '{key}={value[:60]}': no label key", hint=hint)
+    return LabelTest(name, wanted if has_value else None, key == "label!")
+
+
+def until_us(value: str, now: float | None = None) -> int:
+    """An ``until`` item's TIME in µs since the epoch (``now``, seconds: what a relative one
+    counts back from); an unreadable one is an InvalidArgument naming the filter."""
+    from .logtime import parse_until
+
+    try:
+        return parse_until(value, now)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"invalid filter 'until={value[:60]}': {e}", hint=e.hint) from None
+
+
+def iso_us(text: str) -> int | None:
+    """An RFC 3339 time (a record's ``created``) in µs since the epoch; None when empty or
+    unreadable."""
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000)
 
 
 def prune_dangling(values: Iterable[str]) -> bool:
@@ -237,19 +274,6 @@ def _name_of(ref: str) -> str:
     return head + slash + last.partition(":")[0]
 
 
-def created_us(image: Image) -> int | None:
-    """An image's creation time in µs since the epoch (None when its record has none)."""
-    if not image.created:
-        return None
-    try:
-        dt = datetime.fromisoformat(image.created.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1_000_000)
-
-
 @dataclass(frozen=True)
 class Bounds:
     """``before``/``since`` resolved: the creation times (µs) of the images they name."""
@@ -261,8 +285,8 @@ class Bounds:
 def resolve(filters: ImageFilters, get: Callable[[str], Image]) -> Bounds:
     """Look up the images ``before``/``since`` name (``get``: Client.images.get, which raises
     ImageNotFound); one without a creation time bounds nothing, as in dockerd."""
-    before = [created_us(get(text)) for text in filters.before]
-    since = [created_us(get(text)) for text in filters.since]
+    before = [iso_us(get(text).created) for text in filters.before]
+    since = [iso_us(get(text).created) for text in filters.since]
     return Bounds(tuple(t for t in before if t is not None), tuple(t for t in since if t is not None))
 
 
@@ -275,7 +299,7 @@ def matches(image: Image, filters: ImageFilters, bounds: Bounds = Bounds()) -> b
     if not all(t.holds(image.defaults.labels) for t in filters.labels):
         return False
     if bounds.before or bounds.since or filters.until:
-        created = created_us(image)
+        created = iso_us(image.created)
         if created is None:
             return False
         if any(created >= b for b in bounds.before) or any(created <= s for s in bounds.since):

@@ -6,8 +6,9 @@ command, bounded values, the same messages), shared by the CLI and the Docker AP
 (``GET /volumes``, ``GET /networks``, ``POST /containers/prune``, ``POST /volumes/prune``).
 Semantics as dockerd's:
 
-- ``name=REGEX`` / ``id=REGEX``: searched in the name / ID (its ``filters.Match``; a plain
-  word is a substring); several are ORed.
+- ``name=NAME`` / ``id=ID``: searched in the name / ID (its ``filters.Match``; a plain
+  word is a substring), of docker's regular expressions only ``.``, ``[...]`` classes and
+  ``^``/``$`` anchors (:func:`name_pattern`); several are ORed.
 - ``driver=NAME``, ``scope=local|swarm|global``, ``type=builtin|custom``: exact, ORed.
 - ``dangling=true|false`` (or 1|0): a volume no container binds, a network without
   containers (never a built-in one); or the others.
@@ -26,11 +27,10 @@ import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .errors import InvalidArgument
-from .imagefilters import MAX_VALUE, LabelTest, filter_bool
+from .imagefilters import LabelTest, filter_bool, filter_hint, iso_us, label_test, split_item, until_us
 
 if TYPE_CHECKING:
     from .net.networks import NetworkDecl, NetworkRecord
@@ -126,40 +126,21 @@ def name_pattern(key: str, value: str) -> re.Pattern[str]:
 def parse_list_filters(items: Iterable[str], keys: Sequence[str], now: float | None = None) -> ListFilters:
     """``KEY=VALUE`` items into ListFilters; refuses keys outside ``keys`` and bad values.
     ``now`` (seconds) is what a relative ``until`` counts back from."""
-    from .logtime import parse_until
-
     example = next(e for e in ("dangling=true", "label=KEY", "until=24h") if e.partition("=")[0] in keys)
-    hint = f"filters are {', '.join(k + '=...' for k in keys)}; e.g. --filter {example}"
+    hint = filter_hint(keys, example)
     by_key: dict[str, list[str]] = {}
     labels: list[LabelTest] = []
     patterns: dict[str, list[re.Pattern[str]]] = {"name": [], "id": []}
     until: list[int] = []
     for item in items:
-        key, eq, value = item.partition("=")
-        key = key.strip().lower()
-        if not eq:
-            raise InvalidArgument(f"bad format of filter {item[:80]!r} (expected name=value)", hint=hint)
-        if key not in keys:
-            raise InvalidArgument(f"invalid filter {key[:40]!r}", hint=hint)
-        if not value:
-            raise InvalidArgument(f"invalid filter '{key}=': a value is needed", hint=hint)
-        if len(value) > MAX_VALUE:
-            raise InvalidArgument(
-                f"invalid filter '{key}=...': over {MAX_VALUE} characters", hint="give a shorter value"
-            )
+        key, value = split_item(item, keys, hint)
         shown = f"'{key}={value[:60]}'"
         if key in ("name", "id"):
             patterns[key].append(name_pattern(key, value))
         elif key in ("label", "label!"):
-            name, has_value, wanted = value.partition("=")
-            if not name:
-                raise InvalidArgument(f"invalid filter {shown}: no label key", hint=hint)
-            labels.append(LabelTest(name, wanted if has_value else None, key == "label!"))
+            labels.append(label_test(key, value, hint))
         elif key == "until":
-            try:
-                until.append(parse_until(value, now))
-            except InvalidArgument as e:
-                raise InvalidArgument(f"invalid filter {shown}: {e}", hint=e.hint) from None
+            until.append(until_us(value, now))
         else:
             if key in ("dangling", "all"):
                 value = str(filter_bool(key, value)).lower()
@@ -187,15 +168,14 @@ def parse_list_filters(items: Iterable[str], keys: Sequence[str], now: float | N
     )
 
 
-def iso_us(text: str) -> int | None:
-    """An RFC 3339 time (a record's ``created``) in µs since the epoch; None when unreadable."""
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1_000_000)
+def refuse_until_with_volumes(filters: ListFilters, volumes: bool) -> None:
+    """``system prune --volumes``'s filters: ``until`` is refused (volume prune has no such
+    filter), as docker's CLI does, before anything is removed (or asked)."""
+    if volumes and filters.until:
+        raise InvalidArgument(
+            'the "until" filter is not supported with --volumes',
+            hint="prune volumes apart: nspawnctl volume prune --filter label=...",
+        )
 
 
 def volume_subject(info: VolumeInfo) -> Subject:

@@ -856,7 +856,9 @@ def ps(
         metavar="KEY=VALUE",
         help="Only containers that match (repeatable; one key's values ORed, but every label must "
         "hold; different keys ANDed): "
-        "name=REGEX, id=PREFIX, label=KEY or label=KEY=VALUE, status=created|running|restarting|exited, "
+        "name=NAME (part of it: . any character, [abc] classes, ^/$ anchors), id=PREFIX, "
+        "label=KEY or label=KEY=VALUE, "
+        "status=created|running|restarting|exited, "
         "ancestor=IMAGE, exited=CODE.",
     ),
     last: int = typer.Option(

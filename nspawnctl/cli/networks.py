@@ -71,7 +71,8 @@ def network_ls(
         "--filter",
         metavar="KEY=VALUE",
         help="Only networks that match (repeatable; one key's values ORed, but every label must "
-        "hold; different keys ANDed): name=REGEX, id=REGEX (a plain word: part of it), "
+        "hold; different keys ANDed): name=NAME, id=ID (part of it: . any character, [abc] classes, "
+        "^/$ anchors), "
         "driver=bridge|host|null, type=builtin|custom, scope=local, dangling=true|false (without "
         "running containers; never a built-in one), label=KEY or label=KEY=VALUE.",
     ),

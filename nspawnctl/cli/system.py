@@ -60,17 +60,12 @@ def system_prune(
 ) -> None:
     """Remove stopped containers, dangling images (-a: all unused images), layers no image uses,
     and what interrupted commands left behind (staging snapshots, temporary files)."""
-    from ..errors import InvalidArgument
-    from ..listfilters import SYSTEM_PRUNE_KEYS, parse_list_filters
+    from ..listfilters import SYSTEM_PRUNE_KEYS, parse_list_filters, refuse_until_with_volumes
 
     state = state_of(ctx)
     state.json = json_out
     only = parse_list_filters(filters, SYSTEM_PRUNE_KEYS)
-    if volumes and only.until:  # the library refuses it too; here before the question
-        raise InvalidArgument(
-            'the "until" filter is not supported with --volumes',
-            hint="prune volumes apart: nspawnctl volume prune --filter label=...",
-        )
+    refuse_until_with_volumes(only, volumes)  # the library's check (prune's own), before the question
     if not force:
         what = "all images without at least one container" if all_ else "all dangling images"
         if volumes:

@@ -45,7 +45,8 @@ def volume_ls(
         metavar="KEY=VALUE",
         help="Only volumes that match (repeatable; one key's values ORed, but every label must hold; "
         "different keys ANDed): dangling=true|false (bound by no container, or by one), "
-        "name=REGEX (a plain word: part of the name), driver=local, label=KEY or label=KEY=VALUE.",
+        "name=NAME (part of it: . any character, [abc] classes, ^/$ anchors), driver=local, "
+        "label=KEY or label=KEY=VALUE.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON array (as volume inspect)."),
 ) -> None:

@@ -253,8 +253,8 @@ async def follow(
     synced (it has then handled every line the source wrote before it ended) and whatever
     arrived after the last entry emitted is read. With ``closing`` the journal's close (see
     :func:`_close`) is not awaited but appended there, for the caller to await after its own
-    next steps (a foreground run's unref); it starts when ``until`` completes, beside the sync,
-    and that last read goes through a second reader (see ``last_read``).
+    next steps (a foreground run's unref); it starts once journald has synced and a second reader
+    has found the last entry emitted, and that reader does the last read (see ``last_read``).
     """
     try:
         view = _open(matches, since=since, lines=lines)
@@ -273,23 +273,28 @@ async def follow(
     handed = False
 
     async def last_read(cursor: str | None) -> bool:
-        """With ``closing``: the followed reader's close (its inotify fd: an fsnotify grace period,
-        15-20 ms) starts as soon as the source has ended, beside journald's sync, and a second
-        reader, which watches nothing (closed at once), reads what came after ``cursor``, the
-        last entry emitted. False: no such read here (the followed reader does it)."""
+        """With ``closing``, once journald has synced: a second reader, which watches nothing
+        (closed at once), reads what came after ``cursor``, the last entry emitted, while the
+        followed reader's close (its inotify fd: an fsnotify grace period, 15-20 ms) goes on in a
+        thread. False: no such read here (the followed reader does it)."""
         nonlocal handed
         if closing is None or (cursor is None and (since is not None or lines is not None)):
             return False  # nothing emitted yet: --since/--tail would not find the same start
         import asyncio
 
-        handed = True
-        closing.append(asyncio.ensure_future(_close(followed.journal)))
-        await _sync_async()
+        # file I/O (the journal's files opened and mapped): not on the event loop
+        opening = asyncio.ensure_future(asyncio.to_thread(_open_after, matches, cursor, followed.since_us))
         try:
-            tail = _open(matches, after_cursor=cursor) if cursor else _open(matches)
+            tail = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_unused)  # the thread still opens it
+            raise
         except sdjournal.JournalError as e:
             raise SystemdError(f"cannot read the journal: {e.strerror or e}") from e
-        assert tail is not None  # neither since nor a priority: always in-process
+        if tail is None:
+            return False  # the followed reader goes on from the cursor: nothing is shown twice
+        handed = True
+        closing.append(asyncio.ensure_future(_close(followed.journal)))
         with tail.journal:
             for entry in tail.entries():
                 emit(entry)
@@ -309,6 +314,30 @@ async def follow(
         import asyncio
 
         closing.append(asyncio.ensure_future(_close(view.journal)))
+
+
+def _open_after(matches: list[str], cursor: str | None, since_us: int | None) -> _View | None:
+    """A reader (no inotify) positioned after the entry ``cursor`` names (from the start without
+    one), keeping the followed reader's ``since_us``; None when that entry is not in the files
+    it finds (its file vacuumed, or flushed from /run to /var): it would start near there, and
+    could show again what was shown."""
+    journal = sdjournal.Journal(matches)
+    try:
+        if cursor is None:
+            journal.seek_head()
+        elif not journal.seek_after_cursor(cursor):
+            journal.close()
+            return None
+    except BaseException:
+        journal.close()
+        raise
+    return _View(journal, since_us)
+
+
+def _close_unused(opened: asyncio.Future[_View | None]) -> None:
+    """Close the reader a cancelled last read had a thread open."""
+    if not opened.cancelled() and opened.exception() is None and (view := opened.result()) is not None:
+        view.journal.close()
 
 
 async def _close(journal: sdjournal.Journal) -> None:
@@ -379,9 +408,9 @@ async def _follow_view(
         ended.cancel()
         if not failed.done():
             failed.cancel()
+    await _sync_async()
     if last_read is not None and await last_read(cursor):
         return
-    await _sync_async()
     journal.process()  # files journald opened meanwhile (rotation)
     drain()
 

@@ -204,13 +204,19 @@ class Journal:
         _check(self._lib.sd_journal_seek_realtime_usec(self._j, usec), "seek_realtime")
         self._pending = False
 
-    def seek_after_cursor(self, cursor: str) -> None:
-        """Next reads start after the entry ``cursor`` names (journalctl's --after-cursor)."""
+    def seek_after_cursor(self, cursor: str) -> bool:
+        """Next reads start after the entry ``cursor`` names (journalctl's --after-cursor).
+        False when that entry is not in the files this view has (its file vacuumed, flushed
+        from /run to /var, never seen): the reads then start at the entry nearest to where it was, which may
+        be one read before."""
         raw = cursor.encode()
         _check(self._lib.sd_journal_seek_cursor(self._j, raw), "seek_cursor")
         self._pending = False
-        if _check(self._lib.sd_journal_next(self._j), "next") > 0:
-            self._pending = self._lib.sd_journal_test_cursor(self._j, raw) <= 0
+        if _check(self._lib.sd_journal_next(self._j), "next") == 0:
+            return False
+        found = self._lib.sd_journal_test_cursor(self._j, raw) > 0
+        self._pending = not found
+        return found
 
     def seek_last(self, n: int) -> None:
         """Next reads start at the n-th last matching entry (journalctl's --lines=n)."""

@@ -33,6 +33,8 @@ def test_ps_labels_volume_ls_and_the_prunes(private: tuple[Run, Path], busybox_d
     def create(name: str, *args: str) -> None:
         run("create", "--name", name, *args, image, "true")
 
+    runner = f"lf-run-{uuid.uuid4().hex[:6]}"  # running: a machine name, so one of the host's own
+    run("run", "-d", "--network", "none", "--name", runner, image, "sleep", "600")
     create("lf-web", "-l", "tier=web", "-l", "team=x")
     create("lf-db", "-l", "tier=db", "-l", "team=x")
     t_db = _created(run, "lf-db")
@@ -88,15 +90,21 @@ def test_ps_labels_volume_ls_and_the_prunes(private: tuple[Run, Path], busybox_d
         and volumes() == ["lf-logs", "lf-used"]
     )
 
-    # container prune: until (created before) and labels; refusals before the question
+    # container prune: until=T takes the stopped containers created before T (lf-web; lf-db has
+    # the label! filter's label), not lf-bare (created after T) nor the running one (before T);
+    # refusals before the question
     proc = run("container", "prune", "-f", "--filter", "until=1h")  # nothing is an hour old
-    assert proc.stdout == "Total containers removed: 0\n" and ps() == ["lf-bare", "lf-db", "lf-web"]
+    assert proc.stdout == "Total containers removed: 0\n"
+    assert ps() == sorted(["lf-bare", "lf-db", "lf-web", runner])
+    assert _created(run, runner) <= t_db < _created(run, "lf-bare")
     removed = json.loads(
         run(
             "container", "prune", "-f", "--json", "--filter", f"until={t_db}.5", "--filter", "label!=tier=db"
         ).stdout
     )
-    assert removed["containers"] == ["lf-web"] and ps() == ["lf-bare", "lf-db"]
+    assert removed["containers"] == ["lf-web"] and ps() == sorted(["lf-bare", "lf-db", runner])
+    assert run("ps", "-q").stdout.split() == [runner]  # still running
+    run("rm", "-f", runner)
     proc = run("container", "prune", "--filter", "name=lf", check=False)
     assert proc.returncode == 2 and "invalid filter 'name'" in proc.stderr and "until=..." in proc.stderr
     proc = run("container", "prune", "-f", "--filter", "until=soon", check=False)

@@ -113,3 +113,13 @@ def test_run_and_create_help_list_every_flag_the_readme_says_they_take(
         f for f in run_table_flags() if not (cmd == "create" and f in not_create) and not documented(f, text)
     ]
     assert not missing, (cmd, missing)
+
+
+@pytest.mark.parametrize("words", ["ps", "volume ls", "network ls"])
+def test_name_filters_say_which_patterns_they_take(command: typer.Typer, words: str) -> None:
+    """name=/id= take a name or part of one with ``.``, ``[...]`` and ``^``/``$`` only (listfilters'
+    name_pattern: no user regex runs), not any REGEX; the help says so."""
+    text = " ".join(help_text(command, words).split())  # rich wraps the option's text: one line
+    assert "REGEX" not in text, text
+    keys = "name=NAME, id=ID" if words == "network ls" else "name=NAME"
+    assert f"{keys} (part of it: . any character, [abc] classes, ^/$ anchors)" in text, text

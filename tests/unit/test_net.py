@@ -6,17 +6,20 @@ import ipaddress
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakenet import FakeIp, fake_network
 
 from nspawnctl import net
 from nspawnctl.config import Paths
 from nspawnctl.errors import InvalidArgument, NetworkError, PortInUse
-from nspawnctl.net import detect, files, ipcmd, names, ports, setup, statefile, zone
+from nspawnctl.net import detect, files, names, ports, setup, statefile, zone
 from nspawnctl.spec import ContainerSpec, PortMapping
 
 
@@ -33,131 +36,10 @@ def spec(name: str, network: str = "veth", ports: tuple[str, ...] = (), boot: bo
     )
 
 
-class FakeIp:
-    """Just enough of the kernel (kernel.Kernel's methods) and of ``nft``: links, bridges and
-    networkd's addresses. Every change is recorded as the ``ip``/``nft`` command doing the same."""
-
-    def __init__(self, netns_dir: Path, addresses: dict[str, str] | None = None) -> None:
-        self.netns_dir = netns_dir
-        self.addresses = {"ve-": "192.168.5.17/28", "vz-": "10.0.7.1/24"} if addresses is None else addresses
-        self.calls: list[list[str]] = []
-        self.links: set[str] = set()
-        self.up: set[str] = set()
-        self.masters: dict[str, set[str]] = {}
-        self.elements: set[str] = set()  # keys in networkd's nft map
-        self.ns: str | None = None  # the netns being built
-        self.fail: Callable[[list[str]], bool] = lambda argv: False
-        self.opened = 0  # Kernel() calls, each closed again
-        self.closed = 0
-
-    # the Kernel class: setup.Kernel() returns this fake
-    def __call__(self) -> FakeIp:
-        self.opened += 1
-        return self
-
-    def __enter__(self) -> FakeIp:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.closed += 1
-
-    def _do(self, *argv: str) -> None:
-        self.calls.append(list(argv))
-        if self.fail(list(argv)):
-            raise NetworkError(f"{' '.join(argv)}: boom")
-
-    def netns_add(self, name: str) -> None:
-        self._do("ip", "netns", "add", name)
-        (self.netns_dir / name).touch(exist_ok=False)
-        self.ns = name
-
-    def netns_del(self, name: str) -> None:
-        self._do("ip", "netns", "del", name)
-        (self.netns_dir / name).unlink()
-
-    def link_exists(self, name: str) -> bool:
-        return name in self.links
-
-    def links_of_master(self, bridge: str) -> list[str]:
-        return sorted(self.masters.get(bridge, ()))
-
-    def add_bridge(self, name: str) -> None:
-        self._do("ip", "link", "add", name, "type", "bridge")
-        self.links.add(name)
-        self.up.add(name)
-
-    def add_veth(self, name: str, netns: str, peer_mac: str | None = None) -> None:
-        mac = ["address", peer_mac] if peer_mac else []
-        self._do("ip", "link", "add", name, "type", "veth", "peer", "name", "host0", *mac, "netns", netns)
-        if name in self.links:
-            raise NetworkError(f"cannot create veth {name}: File exists")
-        self.links.add(name)
-        self.up.add(name)
-
-    def set_up(self, name: str) -> None:
-        self._do("ip", "link", "set", name, "up")
-        self.up.add(name)
-
-    def set_master(self, name: str, bridge: str) -> None:
-        self._do("ip", "link", "set", name, "master", bridge)
-        self.masters.setdefault(bridge, set()).add(name)
-
-    def del_link(self, name: str) -> None:
-        self._do("ip", "link", "del", name)
-        if name not in self.links:
-            raise NetworkError(f"delete link {name}: No such device")
-        self.links.discard(name)
-        self.masters.pop(name, None)
-        for ports_ in self.masters.values():
-            ports_.discard(name)
-
-    def ns_address(self, iface: ipaddress.IPv4Interface) -> None:
-        self._do("ip", "-n", str(self.ns), "addr", "add", str(iface), "dev", "host0")
-
-    def ns_default_route(self, gateway: ipaddress.IPv4Address) -> None:
-        self._do("ip", "-n", str(self.ns), "route", "replace", "default", "via", str(gateway), "dev", "host0")
-
-    def watch_addresses(self) -> None:
-        pass
-
-    def wait_address(self, name: str, timeout: float) -> ipaddress.IPv4Interface | None:
-        addr = self.addresses.get(name[:3]) if name in self.links and name in self.up else None
-        return ipaddress.IPv4Interface(addr) if addr else None
-
-    # nft, through ipcmd.run
-    def nft(self, argv: list[str], input: str | None = None) -> str:
-        self.calls.append(argv)
-        if self.fail(argv):
-            raise NetworkError(f"{' '.join(argv)}: boom")
-        a = argv
-        if a[:3] == ["nft", "create", "element"]:
-            key = a[-1].split(":")[0].strip("{ ")
-            if key in self.elements:
-                raise NetworkError(f"{' '.join(argv)}: Error: Could not process rule: File exists")
-            self.elements.add(key)
-        elif a[:3] == ["nft", "delete", "element"]:
-            self.elements.discard(a[-1].strip("{ }"))
-        return ""
-
-    def ran(self, *words: str) -> bool:
-        return any(c[: len(words)] == list(words) for c in self.calls)
-
-
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Paths, FakeIp]:
-    run_dir, netns_dir, pool = tmp_path / "run", tmp_path / "netns", tmp_path / "pool"
-    netns_dir.mkdir()
-    monkeypatch.setattr(statefile, "RUN_DIR", run_dir)
-    monkeypatch.setattr(names, "NETNS_DIR", netns_dir)
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 192.0.2.53\nsearch example.org\n")
-    monkeypatch.setattr(files, "HOST_RESOLV", resolv)
-    monkeypatch.setattr(files, "UPLINK_RESOLV", tmp_path / "none")
-    fake = FakeIp(netns_dir)
-    monkeypatch.setattr(ipcmd, "run", fake.nft)
-    monkeypatch.setattr(setup, "Kernel", fake)
     monkeypatch.delenv("INVOCATION_ID", raising=False)
-    return Paths(pool=pool), fake
+    return fake_network(tmp_path, monkeypatch.setattr)
 
 
 def root_of(paths: Paths, name: str) -> Path:
@@ -314,23 +196,35 @@ def test_writes_never_follow_symlinks_out_of_the_root(tmp_path: Path) -> None:
 # -- up / down with a fake ip ------------------------------------------------------------------
 
 
-def test_a_veth_up_and_down_use_no_zone_code_while_there_is_no_zone(
-    env: tuple[Paths, FakeIp], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_veth_up_and_down_use_no_zone_code_while_there_is_no_zone(tmp_path: Path) -> None:
     """A plain veth (a default run) gets its address without the zones' module, and a teardown
-    without a record asks the zones only when a zone exists (the run path does not load them)."""
-    paths, ip = env
+    without a record loads it only when a zone exists (the run path does not): in a fresh
+    interpreter, as this module imports the zones' code itself."""
+    code = f"""
+import json, sys
+from pathlib import Path
+from fakenet import fake_network
+from nspawnctl.net import setup, statefile
+from nspawnctl.spec import ContainerSpec
 
-    def used(*args: object) -> None:
-        raise AssertionError("the zones' code was used")
-
-    monkeypatch.setattr(zone, "zones_with", used)
-    monkeypatch.setattr(zone, "leave", used)
-    st = net.up(paths, spec("c2"))
-    assert st is not None and st.address == "192.168.5.18"
-    net.down(paths, "c2")
-    net.down(paths, "c2")  # again, without a record
-    assert not ip.links and not (statefile.RUN_DIR / "zones").exists()
+paths, ip = fake_network(Path({str(tmp_path)!r}), setattr)
+spec = ContainerSpec(name="c2", id="0" * 32, image="busybox", image_id="sha256:" + "ab" * 32,
+                     created="2026-01-01T00:00:00+00:00", network="veth")
+st = setup.up(paths, spec)
+after_up = "nspawnctl.net.zone" in sys.modules
+setup.down(paths, "c2")
+setup.down(paths, "c2")  # again, without a record
+print(json.dumps([st.address, after_up, "nspawnctl.net.zone" in sys.modules, sorted(ip.links),
+                  (statefile.RUN_DIR / "zones").exists()]))
+"""
+    here = Path(__file__).resolve().parent
+    path = os.pathsep.join([str(here.parents[1]), str(here)])
+    env = {k: v for k, v in os.environ.items() if k != "INVOCATION_ID"} | {"PYTHONPATH": path}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    address, zone_after_up, zone_after_down, links, zones_dir = json.loads(proc.stdout)
+    assert address == "192.168.5.18" and links == [] and not zones_dir
+    assert not zone_after_up and not zone_after_down, "nspawnctl.net.zone was imported"
 
 
 def test_up_veth_builds_everything_and_down_removes_it(env: tuple[Paths, FakeIp]) -> None:

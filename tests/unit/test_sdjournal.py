@@ -9,7 +9,6 @@ import asyncio
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,6 +130,15 @@ class FakeJournal:
         self.queue: list[sdjournal.Record] = []
         self.synced_only: list[sdjournal.Record] = []  # seen only after a sync (no wake-up)
         self.closed = False
+        self.known: set[str] = set()  # the cursors seek_after_cursor finds (a second reader's)
+        self.sought: list[str] = []
+
+    def seek_after_cursor(self, cursor: str) -> bool:
+        self.sought.append(cursor)
+        return cursor in self.known
+
+    def seek_head(self) -> None:
+        pass
 
     def add(self, message: bytes, priority: int | None = 6) -> None:
         self.queue.append(sdjournal.Record(f"c{len(self.queue)}", 10, message, priority))
@@ -202,33 +210,37 @@ def test_follow_is_woken_by_the_journal_and_drains_after_sync(monkeypatch: pytes
     assert got[-1] == (False, b"last")  # arrived after the source ended: read after the sync
 
 
-def test_follow_with_closing_closes_the_followed_reader_beside_the_sync(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A foreground run's follow: once the source has ended the followed reader (its inotify close
-    waits out an fsnotify grace period) is closed in a thread while journald syncs, and what came
-    after the last entry emitted is read by a second reader, opened after the sync."""
-    followed, second = FakeJournal(), FakeJournal()
+def _follow_with_a_second_reader(
+    monkeypatch: pytest.MonkeyPatch, second: FakeJournal, since_us: int | None = None
+) -> tuple[FakeJournal, list[bytes], list[str]]:
+    """journal.follow with ``closing`` (a foreground run's) over a followed FakeJournal and
+    ``second`` as the reader journal opens after the sync; the followed one's close is slow (the
+    fsnotify grace period). What was emitted, and the events in order."""
+    followed = FakeJournal()
     events: list[str] = []
-    opened: list[dict[str, object]] = []
+    loop_thread = threading.get_ident()
+    monkeypatch.setattr(journal, "_open", lambda matches, **kw: journal._View(followed, since_us))  # type: ignore[arg-type]
 
-    def fake_open(matches: list[str], **kw: object) -> journal._View:
-        opened.append(kw)
-        return journal._View(followed if len(opened) == 1 else second, None)  # type: ignore[arg-type]
+    def second_reader(matches: list[str]) -> FakeJournal:
+        events.append("second opened" + (" on the loop" if threading.get_ident() == loop_thread else ""))
+        return second
 
     close_followed = followed.close
+    started, released = threading.Event(), threading.Event()
 
     def slow_close() -> None:
-        events.append("close starts")
-        time.sleep(0.1)  # the grace period
+        events.append("close starts" + (" on the loop" if threading.get_ident() == loop_thread else ""))
+        started.set()
+        released.wait(5)  # the grace period: until the caller's next step is done
         close_followed()
         events.append("closed")
 
     async def sync() -> None:
         events.append("sync")
         second.queue.append(sdjournal.Record("c9", 11, b"late", None))
+        followed.synced_only.append(sdjournal.Record("c9", 11, b"late", None))
 
-    monkeypatch.setattr(journal, "_open", fake_open)
+    monkeypatch.setattr(journal.sdjournal, "Journal", second_reader)
     monkeypatch.setattr(journal, "_sync_async", sync)
     monkeypatch.setattr(followed, "close", slow_close)
     got: list[bytes] = []
@@ -241,15 +253,62 @@ def test_follow_with_closing_closes_the_followed_reader_beside_the_sync(
         loop.call_later(0.2, ended.set_result, None)
         await journal.follow(["M=1"], lambda e: got.append(e.message), ended, closing=closing)
         events.append("follow returned")
+        # the caller's next step (a foreground run's unref), while the close goes on
+        assert await asyncio.to_thread(started.wait, 5)
+        events.append("next step done")
+        released.set()
         assert len(closing) == 1
         await closing[0]
 
     asyncio.run(asyncio.wait_for(main(), 10))
-    assert got == [b"o1", b"late"]
-    assert opened == [{"since": None, "lines": None}, {"after_cursor": "c0"}]
-    assert events.index("sync") < events.index("closed") and events[-1] == "closed"
-    assert events.index("follow returned") < events.index("closed")  # not waited for by follow
     assert followed.closed and second.closed
+    return followed, got, events
+
+
+def test_follow_with_closing_reads_the_rest_with_a_second_reader_while_the_first_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A foreground run's follow: once the source has ended and journald has synced, a second
+    reader (no inotify: closed at once), opened in a thread, reads what came after the last
+    entry emitted, while the followed reader's close (its inotify fd waits out an fsnotify grace
+    period) runs in a thread beside the caller's next step, which follow does not wait for."""
+    second = FakeJournal()
+    second.known = {"c0"}
+    _, got, events = _follow_with_a_second_reader(monkeypatch, second)
+    assert got == [b"o1", b"late"]  # once each
+    assert second.sought == ["c0"]
+    assert events == [
+        "sync",
+        "second opened",  # not " on the loop"
+        "follow returned",
+        "close starts",  # in a thread, beside the next step
+        "next step done",
+        "closed",
+    ], events
+
+
+def test_follow_falls_back_to_the_followed_reader_when_the_cursor_is_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last entry emitted is not in the files a second reader finds (its file vacuumed,
+    flushed from /run to /var): it would start near there and show lines again, so the followed reader, still
+    open, reads the rest; its close is then handed to the caller."""
+    second = FakeJournal()  # knows no cursor: it would start at the nearest entry, o1 again
+    second.queue.append(sdjournal.Record("c0-copy", 10, b"o1", None))
+    _, got, events = _follow_with_a_second_reader(monkeypatch, second)
+    assert got == [b"o1", b"late"]  # the followed reader's "late", nothing twice
+    assert second.sought == ["c0"] and events.count("sync") == 1
+    assert events.index("follow returned") < events.index("close starts") < events.index("closed")
+
+
+def test_the_second_reader_applies_since_as_the_followed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``logs -f --since``: an entry after the cursor but older than since (files interleave) is
+    skipped by the second reader too."""
+    second = FakeJournal()
+    second.known = {"c0"}
+    second.queue.append(sdjournal.Record("c8", 4, b"older than since", None))
+    _, got, _ = _follow_with_a_second_reader(monkeypatch, second, since_us=10)
+    assert got == [b"o1", b"late"]
 
 
 def test_follow_ends_with_the_error_of_emit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -316,7 +375,23 @@ def test_the_binding_calls_libsystemd_on_this_machine() -> None:
             assert list(j.entries()) == []
         with pytest.raises(sdjournal.JournalError):
             j.seek_after_cursor("not a cursor")
+        unknown = f"s={'0' * 32};i=1;b={'0' * 32};m=1;t=1;x=1"
+        assert j.seek_after_cursor(unknown) is False and list(j.entries()) == []
         assert isinstance(j.fileno(), int) and j.fileno() >= 0
         assert j.process() in (sdjournal.NOP, sdjournal.APPEND, sdjournal.INVALIDATE)
         assert j.timeout() is None or j.timeout() >= 0
     assert journal.read([f"NSPAWNCTL_UNIT_TEST={os.getpid()}-nothing"], lines=5, priority="err") == []
+
+
+def test_a_reader_opened_for_a_cancelled_last_read_is_closed() -> None:
+    """The thread opening the second reader cannot be stopped: what it opens is closed when done."""
+    fake = FakeJournal()
+
+    async def main() -> None:
+        opened: asyncio.Future[journal._View | None] = asyncio.get_running_loop().create_future()
+        opened.add_done_callback(journal._close_unused)
+        opened.set_result(journal._View(fake, None))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert fake.closed
