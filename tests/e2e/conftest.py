@@ -266,6 +266,10 @@ def dpy() -> Iterator[Any]:
 # -- helpers several test files share (plain functions; fixtures above and below) ---------------
 IMAGES = Path("/var/lib/nspawnctl/images")
 S = 1_000_000_000  # a second in docker's nanoseconds
+IDLE = "trap 'exit 0' TERM; sleep 600 & wait"
+"""``sh -c`` payload that idles and ends at once on stop's SIGTERM: as PID 1 a bare ``sleep`` has
+no default signal action, so a stop waits the whole 10 s timeout for its SIGKILL (use IDLE where
+the test stops or restarts the container and its exit code is not the point)."""
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
@@ -303,7 +307,7 @@ def healthcheck_image(
         tag,
         [ob.Layer(layer, "gzip")],
         {
-            "Cmd": ["/bin/sh", "-c", "exec sleep 600"],
+            "Cmd": ["/bin/sh", "-c", IDLE],  # auto-update stops it
             "Healthcheck": {"Test": ["CMD-SHELL", check], "Interval": S, "Retries": 1},
             "Labels": labels or {},
         },

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI, health_of, wait_for
+from conftest import CLI, IDLE, health_of, wait_for
 from test_pull import MAKE_RELEASE, WEBSERVER, release
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,7 +25,7 @@ import gpgkeys
 from demo import make_busybox_root
 from pki import make_tls
 
-LOOP = "trap 'exit 0' TERM; while :; do sleep 1; done"
+LOOP = IDLE  # stops at once (auto-update stops it): not after the loop's sleep 1
 
 
 @dataclass

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from conftest import CLI, Env, S, health_of, healthcheck_image, unit_show, wait_for
+from conftest import CLI, IDLE, Env, S, health_of, healthcheck_image, unit_show, wait_for
 
 
 def status_line(nsp: CLI, name: str) -> str:
@@ -86,7 +86,7 @@ def test_health_on_failure_restart_restarts_the_container(nsp: CLI, busybox: str
         "run", "-d", "--name", name, "--network", "none",
         "--health-cmd", "test -f /tmp/ok", "--health-interval", "1s", "--health-retries", "1",
         "--health-on-failure", "restart",
-        busybox, "sh", "-c", "touch /tmp/ok; echo started; exec sleep 600",
+        busybox, "sh", "-c", f"touch /tmp/ok; echo started; {IDLE}",  # the restart's stop: at once
     )  # fmt: skip
     wait_for("healthy", lambda: health_of(nsp, name).get("Status") == "healthy")
     started = nsp.json("inspect", name)[0]["State"]["StartedAt"]
@@ -129,7 +129,7 @@ def test_health_start_interval_checks_often_during_the_start_period_only(nsp: CL
     nsp(
         "run", "-d", "--name", name, "--network", "none", "--health-cmd", "cat /tmp/ok",
         "--health-interval", "1h", "--health-start-period", "1h", "--health-start-interval", "1s",
-        busybox, "sh", "-c", "sleep 2; echo up > /tmp/ok; exec sleep 600",
+        busybox, "sh", "-c", f"sleep 2; echo up > /tmp/ok; {IDLE}",
     )  # fmt: skip
     start_timer = f"nspawnctl-healthstart-{name}.timer"
     assert unit_show(start_timer, "ActiveState")["ActiveState"] == "active"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI
+from conftest import CLI, IDLE
 from dockerapi import docker, dockerpy_client, wait_for
 
 
@@ -30,7 +30,7 @@ def ctr(cli: CLI, busybox: str) -> Iterator[dict[str, str]]:
     name, machine = f"my_app_{tag}", f"my-app-{tag}"
     cli.containers.add(name)
     since = time.time()
-    out = cli("run", "-d", "--name", name, busybox, "sh", "-c", "echo hello-$HOSTNAME; exec sleep 600")
+    out = cli("run", "-d", "--name", name, busybox, "sh", "-c", f"echo hello-$HOSTNAME; {IDLE}")
     assert out.stdout == f"{name}\n"  # as given
     cli.wait_logs(name, "hello-")
     yield {"name": name, "machine": machine, "tag": tag, "since": f"{since:.3f}"}

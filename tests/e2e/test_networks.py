@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import CLI
+from conftest import CLI, IDLE
 from dockerapi import docker, dockerpy_client
 
 HTTPD = (
@@ -86,7 +86,7 @@ def test_connect_disconnect_subnet_and_prune(nsp: CLI, busybox: str) -> None:
     nsp("network", "create", "--subnet", "10.231.7.0/24", lan)
     try:
         name = nsp.name("conn")
-        nsp("create", "--name", name, busybox, "sleep", "600")
+        nsp("create", "--name", name, busybox, "sh", "-c", IDLE)  # stopped below: at once
         nsp("network", "connect", "--alias", "db", net, name)
         generated = nsp("generate", name).stdout.splitlines()
         assert f"Network=zone:{net}" in generated and "NetworkAlias=db" in generated

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CLI, unit_show
+from conftest import CLI, IDLE, unit_show
 
 VOLUMES = Path("/var/lib/nspawnctl/volumes")
 STAGES = Path("/run/nspawnctl/subpaths")
@@ -75,7 +75,7 @@ def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     cli: CLI, busybox: str, vol: str, tmp_path: Path
 ) -> None:
     name = cli.name("vs")
-    cli("run", "-d", "--name", name, "--network", "none", *mount(vol, "sub"), busybox, "sleep", "600")
+    cli("run", "-d", "--name", name, "--network", "none", *mount(vol, "sub"), busybox, "sh", "-c", IDLE)
     assert cli("exec", name, "ls", "/d").stdout == "hello\n"
     cli("exec", name, "sh", "-c", "echo from-ctr > /d/written")
     assert (VOLUMES / vol / "sub" / "written").read_text() == "from-ctr\n"  # lands in the volume's SUB
