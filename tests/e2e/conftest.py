@@ -48,11 +48,36 @@ def pytest_configure(config: pytest.Config) -> None:
     # parsing, help, errors and output (typer, click, rich), D-Bus (dbus-fast), the journal,
     # HTTP and signatures (requests, urllib3, python-gnupg), zstd, btrfsutil.
     config.addinivalue_line("markers", "surface: the library-facing subset run against Debian's packages")
+    config.addinivalue_line(
+        "markers", "serial: asserts on, or changes, what the whole host holds: run alone, after the workers"
+    )
     if not Path("/run/systemd/system").is_dir() or os.geteuid() != 0:
         raise pytest.UsageError(
             "the end-to-end tests need root on a host booted with systemd; run them with "
             "'python3 tests/host/testhost.py test' (or 'make test')"
         )
+
+
+# The fixtures that enable the Docker API service: one socket unit for the whole host.
+API_FIXTURES = frozenset({"api", "pulled", "dpy"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``-n N --dist loadgroup`` (`make test`; tests/host/testhost.py e2e_argvs) a module's
+    tests run on one worker, one after the other, as without workers: its module fixtures are made
+    once and its tests may share what they make. Every module that uses the Docker API service
+    (API_FIXTURES) runs on one worker too: its fixture enables and disables the host's one service.
+    The two workers otherwise share the host: a test that asserts on, or changes, what the whole
+    host holds (a pool with nothing new in it, a prune, a host-wide service) is marked ``serial``
+    and runs alone afterwards, in a run of its own."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    api_modules = {item.nodeid.split("::")[0] for item in items if API_FIXTURES & set(item.fixturenames)}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group("docker-api" if module in api_modules else module))
 
 
 class CLI:
