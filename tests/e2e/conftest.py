@@ -71,7 +71,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The two workers otherwise share the host: a test that asserts on, or changes, what the whole
     host holds (a pool with nothing new in it, a prune, a host-wide service) is marked ``serial``
     and runs alone afterwards, in a run of its own."""
-    if config.getoption("dist", "no") != "loadgroup":
+    # the controller has --dist loadgroup; its workers have dist "no" and loadgroup set
+    if config.getoption("dist", "no") != "loadgroup" and not config.getoption("loadgroup", False):
         return
     api_modules = {item.nodeid.split("::")[0] for item in items if API_FIXTURES & set(item.fixturenames)}
     for item in items:
