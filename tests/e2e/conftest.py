@@ -71,6 +71,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The two workers otherwise share the host: a test that asserts on, or changes, what the whole
     host holds (a pool with nothing new in it, a prune, a host-wide service) is marked ``serial``
     and runs alone afterwards, in a run of its own."""
+    for item in items:
+        if "private" in item.fixturenames:  # its pool is its own, not the containers' definitions
+            item.add_marker(pytest.mark.serial)
     # the controller has --dist loadgroup; its workers have dist "no" and loadgroup set
     if config.getoption("dist", "no") != "loadgroup" and not config.getoption("loadgroup", False):
         return
