@@ -1536,7 +1536,7 @@ def e2e_argvs(python: str, pytest_args: Sequence[str], workers: int) -> list[tup
     e2e = [python, "-m", "pytest", "-v", "--durations=25", f"{SRC_IN_HOST}/tests/e2e"]
     if workers <= 1 or any(a.startswith("-m") for a in pytest_args):
         return [("", [*e2e, *pytest_args])]
-    parallel = [*e2e, "-n", str(workers), "--dist", "loadgroup", "-m", "not serial", *pytest_args]
+    parallel = [*e2e, "-n", str(workers), "--dist", "loadfile", "-m", "not serial", *pytest_args]
     return [(f" in {workers} workers", parallel), (" serial", [*e2e, "-m", "serial", *pytest_args])]
 
 

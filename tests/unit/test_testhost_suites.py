@@ -103,7 +103,7 @@ def test_workers_split_the_suite_into_a_parallel_run_and_the_serial_tests() -> N
     assert testhost._parse(["test", "-k", "x"]).workers == 1
     runs = testhost.e2e_argvs("py", ns.pytest_args, ns.workers)
     (_, parallel), (_, serial) = runs
-    assert parallel[parallel.index("-n") + 1] == "2" and parallel[parallel.index("--dist") + 1] == "loadgroup"
+    assert parallel[parallel.index("-n") + 1] == "2" and parallel[parallel.index("--dist") + 1] == "loadfile"
     assert parallel[-5:] == ["-m", "not serial", "-x", "-k", "pull"]
     assert serial[-5:] == ["-m", "serial", "-x", "-k", "pull"] and "-n" not in serial
     assert serial[-3:] == ["-x", "-k", "pull"]
