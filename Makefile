@@ -56,6 +56,9 @@ unit: venv
 # Each host is built on first use (debootstrap, cached in .build/host and .build/host-bookworm).
 # The full end-to-end suite on systemd 252 does not fit in `make test`'s 30 minutes next to the 257
 # one on a 2-core machine: `make test-252` is that extended run.
+# The full suite runs in 2 pytest-xdist workers (the tests mostly wait on systemd), then the tests marked
+# `serial` alone (tests/e2e/conftest.py says which and why); E2E_WORKERS=1 runs it in one process.
+E2E_WORKERS ?= 2
 E2E_PASSES := e2e-trixie e2e-debian e2e-bookworm host-tests
 
 .PHONY: $(E2E_PASSES) test-252
@@ -68,7 +71,7 @@ e2e: $(E2E_PASSES)
 # debootstraps wait on the network and the disk while the trixie tests mostly wait on systemd.
 e2e: PREBUILD := --prebuild bookworm
 e2e-trixie: venv
-	$(PY) tests/host/testhost.py test --suite trixie --install venv --unit $(PREBUILD)
+	$(PY) tests/host/testhost.py test --suite trixie --install venv --unit --workers $(E2E_WORKERS) $(PREBUILD)
 
 e2e-debian: venv
 	$(PY) tests/host/testhost.py test --suite trixie --install debian --unit -- -m surface

@@ -5,6 +5,7 @@ Everything is real: the nspawnctl CLI as installed, systemd, machined, journald 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -48,11 +49,69 @@ def pytest_configure(config: pytest.Config) -> None:
     # parsing, help, errors and output (typer, click, rich), D-Bus (dbus-fast), the journal,
     # HTTP and signatures (requests, urllib3, python-gnupg), zstd, btrfsutil.
     config.addinivalue_line("markers", "surface: the library-facing subset run against Debian's packages")
+    config.addinivalue_line(
+        "markers", "serial: asserts on, or changes, what the whole host holds: run alone, after the workers"
+    )
     if not Path("/run/systemd/system").is_dir() or os.geteuid() != 0:
         raise pytest.UsageError(
             "the end-to-end tests need root on a host booted with systemd; run them with "
             "'python3 tests/host/testhost.py test' (or 'make test')"
         )
+
+
+# The fixtures that enable the Docker API service: one socket unit for the whole host.
+API_FIXTURES = frozenset({"api", "pulled", "dpy"})
+
+
+def api_modules(where: Path) -> frozenset[str]:
+    """The test modules (``tests/e2e/test_x.py``) that use the Docker API service: a function of
+    theirs (a test or a fixture) takes one of API_FIXTURES. Read from the source, because xdist's
+    controller, which schedules, collects nothing; each worker checks it against what it collected
+    (pytest_collection_modifyitems)."""
+    found = set()
+    for path in sorted(where.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and API_FIXTURES & {a.arg for a in node.args.args}:
+                found.add(f"tests/e2e/{path.name}")
+                break
+    return frozenset(found)
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: no error where xdist is not installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``-n N --dist loadfile`` (`make test`; tests/host/testhost.py e2e_argvs): a module's tests
+    run on one worker, one after the other, as without workers (its module fixtures are made once,
+    its tests may share what they make), and so do all the modules that use the Docker API service
+    (its fixture enables and disables the host's one service). The workers otherwise share the
+    host: a test that asserts on, or changes, what the whole host holds (a pool with nothing new in
+    it, a prune, a host-wide file or service) is marked ``serial`` and runs alone afterwards, in a
+    run of its own. (xdist's own loadgroup cannot group across modules on pytest 9.2: it renames
+    nodes through an attribute pytest no longer reads.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    api = api_modules(Path(__file__).resolve().parent)
+
+    class ModuleScheduling(LoadFileScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "docker-api" if module in api else module
+
+    return ModuleScheduling(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "private" in item.fixturenames:  # its pool is its own, not the containers' definitions
+            item.add_marker(pytest.mark.serial)
+    if hasattr(config, "workerinput"):  # an xdist worker: the scheduler's api_modules() holds
+        api = api_modules(Path(__file__).resolve().parent)
+        for item in items:
+            module = item.nodeid.split("::", 1)[0]
+            if API_FIXTURES & set(item.fixturenames) and module not in api:
+                raise pytest.UsageError(f"{item.nodeid} uses the Docker API service: api_modules() misses it")
 
 
 class CLI:

@@ -87,6 +87,7 @@ def test_a_killed_attached_rm_run_is_removed_by_the_next_command(nsp: CLI, busyb
     assert name not in nsp("ps", "-aq").stdout.split()
 
 
+@pytest.mark.serial
 def test_a_killed_attached_rm_run_is_removed_by_system_prune(nsp: CLI, busybox: str) -> None:
     name = nsp.name("pruned")
     kill_attached_run(name, busybox, "none", "2")
@@ -163,6 +164,7 @@ def test_attached_rm_on_veth_builds_its_network_itself_and_leaves_nothing(nsp: C
     assert not list(STATE.glob(f"{name}.*"))
 
 
+@pytest.mark.serial
 def test_a_killed_attached_rm_run_on_veth_is_repaired_with_its_network(nsp: CLI, busybox: str) -> None:
     """The CLI that built the network is killed: the payload runs on in it; once it ended, the
     next command removes the container and its netns, veth and network state."""

@@ -106,6 +106,7 @@ def _state(nsp: CLI, name: str, ref: str) -> tuple[str, str, str, bool]:
     return marker, info["ImageId"], named, info["State"]["Running"]
 
 
+@pytest.mark.serial
 def test_release_url_image_is_updated_refused_when_unverified_and_rolled_back(rel: Release, cli: CLI) -> None:
     nsp = cli
     ref = f"e2e-aurel/app-{uuid.uuid4().hex[:6]}:1"

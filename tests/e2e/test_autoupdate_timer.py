@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import CLI, unit_show
 
 SYSTEMD = Path("/etc/systemd/system")
@@ -48,6 +49,7 @@ def assert_runs_daily() -> None:
     assert int(match[1]) <= fires.replace(tzinfo=UTC).timestamp() <= int(match[1]) + delay, props
 
 
+@pytest.mark.serial
 def test_install_timer_runs_this_nspawnctl_updates_a_marked_container_and_uninstalls(
     nsp: CLI, busybox: str
 ) -> None:

@@ -27,6 +27,7 @@ def _codename() -> str:
     return ""
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(_codename() != "trixie", reason="make bench runs in the trixie host; so does its check")
 def test_quick_benchmark_runs_every_group_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"

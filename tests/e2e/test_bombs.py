@@ -131,6 +131,7 @@ _PEAK = (
 )
 
 
+@pytest.mark.serial
 def test_huge_pax_header_in_a_tiny_tar_zst_is_refused_fast(bombs: Path) -> None:
     bomb = bombs / "paxbomb.tar.zst"
     assert bomb.stat().st_size < 1 << 20
@@ -163,6 +164,7 @@ def test_invalid_max_ratio_values_are_usage_errors(nsp: CLI, bombs: Path) -> Non
             assert "max-ratio" in proc.stderr
 
 
+@pytest.mark.serial
 def test_import_of_a_decompression_bomb_stops_early_and_the_flag_lifts_it(nsp: CLI, bombs: Path) -> None:
     bomb = bombs / "zeros.tar.gz"
     before = pool_snapshot()
@@ -177,6 +179,7 @@ def test_import_of_a_decompression_bomb_stops_early_and_the_flag_lifts_it(nsp: C
     assert pool_snapshot() == before
 
 
+@pytest.mark.serial
 def test_registry_layer_bomb_stops_during_streaming_and_the_flag_lifts_it(
     nsp: CLI, reg: Registry, workdir: Path
 ) -> None:
@@ -198,6 +201,7 @@ def test_registry_layer_bomb_stops_during_streaming_and_the_flag_lifts_it(
     nsp("image", "prune", "-f", check=False)
 
 
+@pytest.mark.serial
 def test_tarball_pull_of_a_bomb_is_refused_and_the_flag_lifts_it(
     nsp: CLI, web_root: tuple[Path, str], bombs: Path
 ) -> None:

@@ -53,6 +53,7 @@ def context(tmp_path_factory: pytest.TempPathFactory, busybox: str) -> Path:
     return d
 
 
+@pytest.mark.serial
 def test_cli_build_then_run(context: Path, nsp: CLI) -> None:
     before = _state(nsp)
     tag = f"e2e/built-{os.urandom(4).hex()}:v1"
@@ -90,6 +91,7 @@ def test_cli_build_then_run(context: Path, nsp: CLI) -> None:
     assert not [c for c in containers - before[1] if c.startswith(BUILD_PREFIX)]
 
 
+@pytest.mark.serial
 def test_multi_stage_copy_from(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     (tmp_path / "Dockerfile").write_text(
         f"ARG BASE={busybox}\n"
@@ -116,6 +118,7 @@ def test_multi_stage_copy_from(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     assert proc.returncode == 2 and "failed to reach build target nosuch" in proc.stderr
 
 
+@pytest.mark.serial
 def test_failing_run_leaves_nothing(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     (tmp_path / "f").write_text("x")
     (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nCOPY f /f\nRUN echo before; exit 3\nCMD true\n")
@@ -128,6 +131,7 @@ def test_failing_run_leaves_nothing(tmp_path: Path, busybox: str, nsp: CLI) -> N
     assert nsp("image", "inspect", "e2e/never:latest", check=False).returncode != 0
 
 
+@pytest.mark.serial
 def test_context_escapes_and_bad_dockerfile(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     os.symlink("/etc/shadow", tmp_path / "shadow")
     (tmp_path / "Dockerfile").write_text(f"FROM {busybox}\nCOPY shadow /s\n")
@@ -145,6 +149,7 @@ def test_context_escapes_and_bad_dockerfile(tmp_path: Path, busybox: str, nsp: C
     assert _state(nsp) == before
 
 
+@pytest.mark.serial
 def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     """Also: a prune meanwhile keeps the running build's intermediate image, and the repair
     leaves containers alone whatever labels they carry (the builder's marks are its own)."""
@@ -196,6 +201,7 @@ def test_a_killed_build_is_repaired_by_the_next(tmp_path: Path, busybox: str, ns
     assert set(strangers) <= set(labelled_ps)
 
 
+@pytest.mark.serial
 @pytest.mark.surface
 def test_docker_py_images_build(api: dict[str, str], busybox: str, dpy: Any, nsp: CLI) -> None:
     import docker as dockerpy

@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from conftest import CLI
 
 
@@ -20,6 +21,7 @@ def _build(nsp: CLI, context: Path, dockerfile: str) -> str:
     return image
 
 
+@pytest.mark.serial
 def test_rmi_of_a_running_builds_from_image_is_refused(tmp_path: Path, busybox: str, nsp: CLI) -> None:
     tag = uuid.uuid4().hex[:8]
     base, other = f"e2e/pin-base-{tag}:latest", f"e2e/pin-other-{tag}:latest"

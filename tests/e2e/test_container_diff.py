@@ -106,6 +106,7 @@ def changed(image: str) -> Iterator[tuple[CLI, str]]:
     cli.cleanup()
 
 
+@pytest.mark.serial
 def test_diff_of_a_running_container(changed: tuple[CLI, str]) -> None:
     cli, name = changed
     assert cli("ps", "--filter", f"name={name}", "-q").stdout.strip()
@@ -115,6 +116,7 @@ def test_diff_of_a_running_container(changed: tuple[CLI, str]) -> None:
     assert leftovers() == []
 
 
+@pytest.mark.serial
 def test_json_and_the_docker_api_answer_the_same(changed: tuple[CLI, str], api: dict[str, str]) -> None:
     import docker as dockerpy
 
@@ -136,6 +138,7 @@ def test_json_and_the_docker_api_answer_the_same(changed: tuple[CLI, str], api: 
     assert leftovers() == []
 
 
+@pytest.mark.serial
 def test_diff_of_the_stopped_container_is_the_same(changed: tuple[CLI, str]) -> None:
     cli, name = changed
     cli("stop", "-t", "1", name)
@@ -143,6 +146,7 @@ def test_diff_of_the_stopped_container_is_the_same(changed: tuple[CLI, str]) -> 
     assert leftovers() == []
 
 
+@pytest.mark.serial
 def test_a_killed_diffs_snapshot_is_removed_by_the_next_and_a_live_ones_is_kept(
     changed: tuple[CLI, str],
 ) -> None:
@@ -188,6 +192,7 @@ def test_a_fresh_container_shows_nothing_and_bad_names_fail(image: str, nsp: CLI
     assert proc.stderr.startswith("nspawnctl: error: no such container: no-such-diff")
 
 
+@pytest.mark.serial
 def test_image_gone(workdir: Path, nsp: CLI, api: dict[str, str]) -> None:
     """After 'rmi --force' of an imported image there is nothing to compare with (a btrfs snapshot
     keeps no copy of its source): a clear error, 409 through the API, and nothing left behind."""

@@ -125,6 +125,7 @@ def test_docker_cli_mac_address(api: dict[str, str], seeded: str) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == MAC, proc.stderr
 
 
+@pytest.mark.serial
 def test_api_refusals_name_the_field(client: Any, seeded: str, cli: CLI) -> None:
     import docker as dockerpy
 

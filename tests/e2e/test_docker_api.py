@@ -42,6 +42,7 @@ def test_pull_of_a_missing_image_fails_in_band(api: dict[str, str], oci: Env) ->
     assert "no-such-image" in proc.stderr or "not found" in proc.stderr.lower()
 
 
+@pytest.mark.serial
 @pytest.mark.surface  # h11 and the docker clients of Debian's packages
 def test_docker_run_rm_prints_output_and_passes_the_exit_code(
     api: dict[str, str], pulled: str, nsp: CLI
@@ -94,6 +95,7 @@ def test_docker_run_detached_ps_logs_stop_rm(api: dict[str, str], pulled: str, n
     assert name not in nsp("ps", "-a").stdout
 
 
+@pytest.mark.serial
 def test_docker_py_run_with_remove_returns_the_output(
     api: dict[str, str], pulled: str, nsp: CLI, request: pytest.FixtureRequest
 ) -> None:
@@ -109,6 +111,7 @@ def test_docker_py_run_with_remove_returns_the_output(
     assert e.value.exit_status == 4
 
 
+@pytest.mark.serial
 def test_docker_rmi(api: dict[str, str], oci: Env, nsp: CLI) -> None:
     ref = oci.ref("docker")
     assert docker(api, "pull", ref).returncode == 0

@@ -48,6 +48,7 @@ def box(client: Any, pulled: str, cli: CLI) -> Iterator[dict[str, Any]]:
     yield {"name": name, "id": ctr["Id"], "new": volumes(cli) - before}
 
 
+@pytest.mark.serial
 def test_inspect_shows_what_was_asked(client: Any, box: dict[str, Any]) -> None:
     info = client.inspect_container(box["id"])
     config = info["Config"]
@@ -60,6 +61,7 @@ def test_inspect_shows_what_was_asked(client: Any, box: dict[str, Any]) -> None:
     assert not any(b.endswith(":/vol1") for b in info["HostConfig"]["Binds"] or [])
 
 
+@pytest.mark.serial
 def test_the_payload_sees_the_volume_tmpfs_and_environment(
     client: Any, box: dict[str, Any], nsp: CLI
 ) -> None:
@@ -85,12 +87,14 @@ def test_the_payload_sees_the_volume_tmpfs_and_environment(
     assert "\nEnvironment=Foo" not in text, text
 
 
+@pytest.mark.serial
 def test_remove_with_v_removes_the_anonymous_volume(client: Any, box: dict[str, Any], nsp: CLI) -> None:
     client.remove_container(box["id"], v=True, force=True)
     assert box["name"] not in nsp("ps", "-a").stdout
     assert not box["new"] & volumes(nsp)
 
 
+@pytest.mark.serial
 def test_docker_cli_volumes(api: dict[str, str], pulled: str, nsp: CLI) -> None:
     """`docker run --rm -v /path` removes its anonymous volume; `docker rm` without -v keeps it, and
     a -v path a bind covers makes none."""

@@ -105,6 +105,7 @@ def no_tracebacks(since: str) -> None:
     assert "Traceback" not in log and "request failed" not in log, log[-3000:]
 
 
+@pytest.mark.serial
 def test_bad_requests_get_docker_errors_and_nothing_is_made(
     api: dict[str, str],
     pulled: str,
@@ -200,6 +201,7 @@ def test_clients_hanging_up_mid_attach_logs_and_wait(
     no_tracebacks(since)
 
 
+@pytest.mark.serial
 def test_a_client_hanging_up_mid_pull_leaves_a_whole_image_or_nothing(
     api: dict[str, str],
     oci: Env,
@@ -241,6 +243,7 @@ def pull_lines(path: str, headers: dict[str, str] | None = None) -> list[dict[st
     return lines
 
 
+@pytest.mark.serial
 def test_pull_with_registry_auth_and_in_band_errors(
     api: dict[str, str],
     oci: Env,

@@ -105,6 +105,7 @@ def test_commit_makes_an_image_that_runs_with_the_changes(
     ]
 
 
+@pytest.mark.serial
 def test_commit_refuses_unknown_containers_and_unsupported_changes(
     api: dict[str, str], made: dict[str, str], nsp: CLI
 ) -> None:
@@ -156,6 +157,7 @@ def test_import_of_a_rootfs_tar_with_changes(
     assert docker(api, "run", "--rm", ref, "pwd").stdout == "/tmp\n"
 
 
+@pytest.mark.serial
 def test_import_refuses_bad_archives_leaving_nothing(api: dict[str, str], nsp: CLI) -> None:
     before_refs, before_subvols = refs(nsp), subvolumes()
     outside = Path("/escaped-by-import")
@@ -218,6 +220,7 @@ def test_save_then_load_round_trips_an_image(
     assert proc.returncode != 0 and "not a tar archive" in proc.stderr
 
 
+@pytest.mark.serial
 def test_load_refuses_bad_archives_leaving_nothing(made: dict[str, str], tmp_path: Path, nsp: CLI) -> None:
     before_refs, before_subvols = refs(nsp), subvolumes()
     layer = tar_bytes(("etc", None), ("../../../../escaped-by-load", b"evil"))

@@ -119,6 +119,7 @@ def test_update_memory_reaches_the_unit_and_the_definition(dk: Dk, box: dict[str
     assert proc.returncode != 0 and "BlkioWeight" in proc.stderr
 
 
+@pytest.mark.serial
 def test_pause_as_the_host_allows(dk: Dk, box: dict[str, str], nsp: CLI) -> None:
     name = box["name"]
     proc = docker(dk.env, "unpause", name)
@@ -302,6 +303,7 @@ def test_volumes_create_ls_inspect_rm_prune(dk: Dk, box: dict[str, str], py: Any
     assert f"{vol}a" not in listed and f"{vol}b" not in listed and box["volume"] in listed
 
 
+@pytest.mark.serial
 def test_system_df_and_prunes(dk: Dk, box: dict[str, str], nsp: CLI) -> None:
     proc = docker(dk.env, "system", "df", "--format", "{{.Type}} {{.TotalCount}}")
     assert proc.returncode == 0, proc.stderr

@@ -50,6 +50,7 @@ def create(low: Any, image: str, command: Any, **kw: Any) -> str:
     return cid
 
 
+@pytest.mark.serial
 def test_prune_lists_the_containers_removed_and_the_space(low: Any, image: str) -> None:
     done = create(low, image, ["sh", "-c", "head -c 100000 /dev/zero > /data.bin"])
     running = create(low, image, ["sleep", "600"])

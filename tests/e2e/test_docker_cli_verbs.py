@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import pytest
 from conftest import CLI, Env
 from dockerapi import docker
 
@@ -173,6 +174,7 @@ def test_run_publish_serves_on_the_host_port(api: dict[str, str], pulled: str, n
     assert ports == [f"Publish={port}:80/tcp"], ports
 
 
+@pytest.mark.serial
 def test_run_publish_all_maps_the_exposed_port(api: dict[str, str], oci: Env, nsp: CLI) -> None:
     """The `app` image EXPOSEs 8080/tcp and 53/udp: -P maps both, httpd answers on 8080's."""
     ref = oci.ref("app")
@@ -217,6 +219,7 @@ def test_docker_py_stop_then_reload_is_exited_and_kill_137(
     assert nsp_ps("-a")[name].startswith("exited Exited (137)"), nsp_ps("-a")
 
 
+@pytest.mark.serial
 def test_docker_py_images_pull_returns_the_tagged_image(
     api: dict[str, str], oci: Env, dpy: Any, nsp: CLI
 ) -> None:

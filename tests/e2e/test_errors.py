@@ -32,6 +32,7 @@ def assert_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
         assert w in first, first
 
 
+@pytest.mark.serial
 @pytest.mark.surface
 @pytest.mark.parametrize(
     ("args", "words"),
@@ -59,6 +60,7 @@ def test_bad_input_is_refused_cleanly(nsp: CLI, busybox: str, args: list[str], w
     assert pool_snapshot() == before
 
 
+@pytest.mark.serial
 def test_duplicate_name(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
     nsp("create", "--name", name, busybox, "true")
@@ -67,6 +69,7 @@ def test_duplicate_name(nsp: CLI, busybox: str) -> None:
     assert pool_snapshot() == before
 
 
+@pytest.mark.serial
 def test_rmi_of_image_in_use(nsp: CLI, workdir: Path) -> None:
     # content of its own: an image shared with the session's busybox would keep another name
     root = make_busybox_root(workdir / f"inuse-{os.getpid()}", marker=f"inuse-{os.getpid()}")
@@ -89,6 +92,7 @@ def test_exec_into_stopped_container(nsp: CLI, busybox: str) -> None:
     assert_error(nsp("exec", name, "true", check=False), "not running", name)
 
 
+@pytest.mark.serial
 def test_unreadable_and_hostile_tarballs(nsp: CLI, tmp_path: Path, busybox_dir: Path) -> None:
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"\x1f\x8b" + os.urandom(4096))
@@ -147,6 +151,7 @@ def test_two_runs_racing_for_one_name(nsp: CLI, busybox: str) -> None:
 # -- usage errors through the installed nspawnctl, as docker words them ----------------------
 
 
+@pytest.mark.serial
 @pytest.mark.surface
 @pytest.mark.parametrize(
     ("args", "lines"),

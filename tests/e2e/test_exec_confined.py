@@ -144,6 +144,7 @@ def test_exec_in_a_paused_container_is_refused(cli: CLI, confined: str) -> None:
     assert cli("exec", confined, "true").returncode == 0
 
 
+@pytest.mark.serial
 def test_docker_exec_through_the_api(cli: CLI, confined: str) -> None:
     if shutil.which("docker") is None:
         pytest.skip("no docker CLI in this test host (Debian 12)")

@@ -47,6 +47,9 @@ DIRS = (
 PREFIX = "fault"
 
 
+pytestmark = pytest.mark.serial  # tests/e2e/conftest.py: why serial
+
+
 @dataclass
 class Op:
     """An operation to break: ``setup`` makes what it needs (run before every attempt), ``argv``

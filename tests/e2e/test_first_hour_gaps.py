@@ -60,6 +60,7 @@ def test_create_pulls_a_missing_image_and_pull_always_pulls_again(nsp: CLI, oci:
 
 
 # -- system prune -a ---------------------------------------------------------------------------------
+@pytest.mark.serial
 def test_system_prune_all_removes_unused_images_and_keeps_used_ones(
     private: tuple[Callable[..., subprocess.CompletedProcess[str]], Path],
     busybox_dir: Path,

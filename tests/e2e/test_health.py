@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import CLI, IDLE, Env, S, health_of, healthcheck_image, unit_show, wait_for
 
 
@@ -240,6 +241,7 @@ def _auto_update(nsp: CLI, oci: Env, *args: str) -> list[dict[str, Any]]:
     return rows
 
 
+@pytest.mark.serial
 def test_auto_update_recreates_on_a_newer_image_and_rolls_back_a_broken_one(nsp: CLI, oci: Env) -> None:
     tag = f"au{uuid.uuid4().hex[:6]}"
     v1 = healthcheck_image(oci, tag, "1", ok=True)

@@ -130,6 +130,7 @@ def test_mount_options_keep_setuid_for_containers_only(nsp: CLI, hostile: str) -
     assert out.stdout.strip() == "0"
 
 
+@pytest.mark.serial
 def test_pool_check_restores_and_reports(nsp: CLI) -> None:
     os.chmod(POOL, 0o755)
     out = nsp("pool", "check").stdout

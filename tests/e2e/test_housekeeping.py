@@ -37,6 +37,7 @@ def test_version_names_systemd_as_the_server(nsp: CLI) -> None:
     assert "dbus-fast" in data["Client"]["dependencies"] or "dbus-next" in data["Client"]["dependencies"]
 
 
+@pytest.mark.serial
 def test_info_counts_what_runs_and_what_is_stopped(nsp: CLI, busybox: str) -> None:
     running, stopped = nsp.name("info-up"), nsp.name("info-down")
     nsp("run", "-d", "--network", "host", "--name", running, busybox, "sleep", "300")
@@ -62,6 +63,7 @@ def test_info_counts_what_runs_and_what_is_stopped(nsp: CLI, busybox: str) -> No
     )
 
 
+@pytest.mark.serial
 def test_info_shows_systemd_version_the_pool_the_store_and_counts(nsp: CLI, busybox: str) -> None:
     """Issue 14's ``info``: the host's systemd version as ``systemctl --version`` says it, where the
     pool and the store are, and the counts moving by one as a container runs, one is made and an
@@ -104,6 +106,7 @@ def test_info_shows_systemd_version_the_pool_the_store_and_counts(nsp: CLI, busy
     assert bad.returncode == 2 and bad.stderr.startswith("nspawnctl: error: "), bad.stderr
 
 
+@pytest.mark.serial
 def test_system_df_counts_images_in_use_and_what_prune_frees(nsp: CLI, busybox: str) -> None:
     before = {row["Type"]: row for row in nsp.json("system", "df")}
     name = nsp.name("df")
@@ -126,6 +129,7 @@ def test_system_df_counts_images_in_use_and_what_prune_frees(nsp: CLI, busybox: 
     assert table[3].startswith("Local Volumes ")
 
 
+@pytest.mark.serial
 def test_system_df_counts_volumes_and_what_volume_prune_frees(nsp: CLI, busybox: str) -> None:
     used, unused = nsp.name("dfv-used"), nsp.name("dfv-unused")
     try:
@@ -147,6 +151,7 @@ def test_system_df_counts_volumes_and_what_volume_prune_frees(nsp: CLI, busybox:
         nsp("volume", "rm", "-f", used, unused, check=False)
 
 
+@pytest.mark.serial
 def test_container_prune_removes_stopped_keeps_running(nsp: CLI, busybox: str) -> None:
     up, created, exited = nsp.name("pr-up"), nsp.name("pr-created"), nsp.name("pr-exited")
     nsp("run", "-d", "--network", "host", "--name", up, busybox, "sleep", "300")

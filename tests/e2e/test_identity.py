@@ -101,6 +101,7 @@ def test_a_container_with_an_old_32_hex_id_keeps_working(nsp: CLI, busybox: str)
     assert not path.exists()
 
 
+@pytest.mark.serial
 def test_ps_filters_last_and_format(nsp: CLI, busybox: str) -> None:
     a, b, c = nsp.name("fa"), nsp.name("fb"), nsp.name("fc")
     nsp("run", "-d", "--name", a, "-l", "tier=web", "-l", "team=x", busybox, "sleep", "600")
@@ -199,6 +200,7 @@ def test_inspect_format_on_containers_and_images(nsp: CLI, busybox: str) -> None
     assert_error(nsp("images", "--format", "{{.Bogus}}", check=False), "can't evaluate field Bogus")
 
 
+@pytest.mark.serial
 def test_labels_from_flags_file_and_image_survive_generate(nsp: CLI, oci: Env, workdir: Path) -> None:
     from test_oci import pull
 

@@ -47,6 +47,7 @@ def test_import_zstd_and_stdin_give_the_content_id(nsp: CLI, busybox_dir: Path, 
     assert id_zst == "sha256:" + hashlib.sha256(plain.read_bytes()).hexdigest()
 
 
+@pytest.mark.serial
 def test_import_directory_and_reimport_adds_only_a_name(nsp: CLI, busybox_dir: Path) -> None:
     before = image_subvolumes()
     nsp.images.update({"e2e/dir-a:latest", "e2e/dir-b:latest"})
@@ -89,6 +90,7 @@ def test_rmi_deletes_the_subvolume_with_the_last_name(nsp: CLI, busybox_dir: Pat
     assert hexid not in " ".join(image_subvolumes())
 
 
+@pytest.mark.serial
 def test_images_survive_machinectl_clean(nsp: CLI, busybox: str) -> None:
     name = nsp.name()
     nsp("create", "--name", name, busybox, "true")
@@ -118,6 +120,7 @@ def test_rmi_of_a_hex_looking_name_removes_only_that_name(nsp: CLI, busybox: str
     nsp("rmi", "cafe:v2")
 
 
+@pytest.mark.serial
 def test_importing_the_same_fresh_directory_three_times_gives_one_image(
     nsp: CLI, busybox_dir: Path, tmp_path: Path
 ) -> None:
@@ -133,6 +136,7 @@ def test_importing_the_same_fresh_directory_three_times_gives_one_image(
     assert ids[0][7:19] not in [line for line in nsp("images").stdout.splitlines() if "<none>" in line]
 
 
+@pytest.mark.serial
 def test_image_prune_removes_dangling_images_and_with_all_unused_ones(
     private: tuple[Callable[..., subprocess.CompletedProcess[str]], Path], busybox_dir: Path, tmp_path: Path
 ) -> None:

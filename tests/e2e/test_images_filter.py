@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from conftest import CLI, root_with, wait_for
 from dockerapi import docker
 
@@ -47,6 +48,7 @@ def _names(run: Run, *args: str) -> list[str]:
     return out.splitlines()
 
 
+@pytest.mark.serial
 def test_images_filters_and_the_repository_argument(
     private: tuple[Run, Path], busybox_dir: Path, tmp_path: Path
 ) -> None:
@@ -116,6 +118,7 @@ def test_images_filters_and_the_repository_argument(
     assert proc.returncode == 2 and "invalid filter 'until=yesterday'" in proc.stderr
 
 
+@pytest.mark.serial
 def test_image_prune_filters(private: tuple[Run, Path], busybox_dir: Path, tmp_path: Path) -> None:
     run, _ = private
 

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from conftest import CLI
 
 from nspawnctl.systemd import journal
@@ -60,6 +61,7 @@ def test_reader_reads_what_journald_wrote() -> None:
     assert journal.read([f"{TAG}=nothing-{tag}"]) == []
 
 
+@pytest.mark.serial
 def test_follow_goes_across_a_rotation_and_past_the_end() -> None:
     tag = uuid.uuid4().hex
     got: list[bytes] = []

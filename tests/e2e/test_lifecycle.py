@@ -18,6 +18,7 @@ from nspawnctl.cli.output import human_size
 POOL = Path("/var/lib/machines")
 
 
+@pytest.mark.serial
 def test_start_while_stop_is_under_way_waits_for_it_then_starts(nsp: CLI, busybox: str) -> None:
     name = nsp.name("stopping")
     nsp("run", "-d", "--name", name, busybox, "sleep", "600")  # PID 1 ignores SIGTERM: stop waits -t
@@ -37,6 +38,7 @@ def test_start_while_stop_is_under_way_waits_for_it_then_starts(nsp: CLI, busybo
     assert status["Status"] == "running", status  # was: Exited (137), killed by the stop
 
 
+@pytest.mark.serial
 def test_run_that_loses_the_race_with_rmi_says_the_image_was_removed(nsp: CLI, workdir: Path) -> None:
     root = make_busybox_root(workdir / "race-root", marker="race")
     ref = "e2e/race:1"
@@ -104,6 +106,7 @@ def test_a_name_taken_by_a_machine_image_of_someone_else_says_so(nsp: CLI, busyb
         (POOL / name).rmdir()
 
 
+@pytest.mark.serial
 def test_system_prune_removes_stopped_containers_and_reports_reclaimed_space(
     nsp: CLI, busybox: str, workdir: Path
 ) -> None:
@@ -122,6 +125,7 @@ def test_system_prune_removes_stopped_containers_and_reports_reclaimed_space(
     assert not (POOL / stopped).exists() and (POOL / running).is_dir()
 
 
+@pytest.mark.serial
 def test_image_prune_reports_the_size_images_showed(
     nsp: CLI, busybox: str, request: pytest.FixtureRequest
 ) -> None:

@@ -321,6 +321,7 @@ def test_events_prints_create_start_die_rename_destroy(nsp: CLI, busybox: str) -
     assert mine[0]["id"] == lines[0].split()[3]
 
 
+@pytest.mark.serial
 def test_events_since_replays_past_starts_and_dies_from_the_journal(nsp: CLI, busybox: str) -> None:
     name = nsp.name("evpast")
     before = f"{time.time() - 1:.3f}"

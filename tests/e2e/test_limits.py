@@ -28,6 +28,7 @@ def defs() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(
     ("flag", "value", "words"),
     [
@@ -76,6 +77,7 @@ def test_the_largest_limits_reach_the_kernel(nsp: CLI, busybox: str) -> None:
     assert host["Memory"] == 8388607 << 40
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(
     ("line", "words"),
     [
@@ -101,6 +103,7 @@ def test_apply_refuses_bad_limits_with_file_and_line(
     assert not (SETTINGS / f"{name}.nspawn").exists()
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(
     ("raw", "what"),
     [
@@ -124,6 +127,7 @@ def test_apply_refuses_cr_and_nul_with_file_and_line(
     assert not (SETTINGS / f"{name}.nspawn").exists()
 
 
+@pytest.mark.serial
 def test_a_corrupted_definition_hides_no_other_container(nsp: CLI, busybox: str) -> None:
     good, bad = nsp.name("good"), nsp.name("bad")
     nsp("create", "--name", good, busybox, "true")
@@ -171,6 +175,7 @@ def test_limits_an_older_version_wrote_read_as_the_nearest_allowed(nsp: CLI, bus
     nsp("rm", "-f", name)
 
 
+@pytest.mark.serial
 def test_env_values_over_the_limits_are_refused_at_create(nsp: CLI, busybox: str, defs: Path) -> None:
     name = nsp.name("env")
     big = defs / "big.env"
@@ -221,6 +226,7 @@ def test_other_numbers_are_checked_too(nsp: CLI, args: list[str], words: list[st
 INJECT = "x\n[Files]\nBind=/:/host"
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(
     "args",
     [
@@ -241,6 +247,7 @@ def test_no_flag_injects_a_line_into_the_definition(nsp: CLI, busybox: str, args
     assert pool_snapshot() == before and not (SETTINGS / f"{name}.nspawn").exists()
 
 
+@pytest.mark.serial
 def test_an_image_used_by_a_corrupted_container_stays_in_use(nsp: CLI, workdir: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     root = make_busybox_root(workdir / f"corrupt-{tag}", marker=f"corrupt-{tag}")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from conftest import CLI, wait_for
 from dockerapi import docker
 
@@ -25,6 +26,7 @@ def _created(run: Run, name: str) -> int:
     return int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
 
 
+@pytest.mark.serial
 def test_ps_labels_volume_ls_and_the_prunes(private: tuple[Run, Path], busybox_dir: Path) -> None:
     run, _ = private
     image = "e2e/lf:v1"

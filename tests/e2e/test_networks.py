@@ -80,6 +80,7 @@ def test_network_lifecycle_by_name_and_alias(nsp: CLI, busybox: str) -> None:
         nsp("network", "rm", "-f", net, check=False)
 
 
+@pytest.mark.serial
 def test_connect_disconnect_subnet_and_prune(nsp: CLI, busybox: str) -> None:
     net, lan = f"c{uuid.uuid4().hex[:8]}", f"s{uuid.uuid4().hex[:8]}"
     nsp("network", "create", net)

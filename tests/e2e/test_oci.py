@@ -39,7 +39,9 @@ def layers_snapshot() -> tuple[tuple[str, list[str], list[str]], list[str]]:
 def pull(nsp: CLI, env: Env, ref: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = nsp("pull", "--ca-cert", env.ca, *args, ref, check=check)
     if proc.returncode == 0:
-        nsp.images.add(proc.stdout.strip().splitlines()[-1])
+        # the name, not the ID it prints: the standard images are the same bytes, so the same ID,
+        # in every session's registry (an xdist worker's too), and `rmi -f ID` removes all names
+        nsp.images.add(ref.removeprefix("docker://"))
     return proc
 
 
@@ -49,6 +51,7 @@ def inspect(nsp: CLI, ref: str) -> dict[str, object]:
     return data[0]  # type: ignore[no-any-return]
 
 
+@pytest.mark.serial
 def test_multi_layer_image_is_exactly_what_its_layers_say(nsp: CLI, oci: Env) -> None:
     ref = oci.ref("app")
     proc = pull(nsp, oci, ref)
@@ -76,6 +79,7 @@ def test_multi_layer_image_is_exactly_what_its_layers_say(nsp: CLI, oci: Env) ->
     assert (owned.st_uid, owned.st_gid, stat.S_IMODE(owned.st_mode)) == (1000, 1000, 0o600)
 
 
+@pytest.mark.serial
 @pytest.mark.surface
 def test_run_uses_entrypoint_cmd_env_and_workdir(nsp: CLI, oci: Env) -> None:
     ref = oci.ref("app")
@@ -95,6 +99,7 @@ def test_run_uses_entrypoint_cmd_env_and_workdir(nsp: CLI, oci: Env) -> None:
     assert "8080/tcp" in config["ports"] and config["labels"] == {"org.example.role": "app"}  # type: ignore[index]
 
 
+@pytest.mark.serial
 def test_image_with_only_cmd_and_docker_schema2(nsp: CLI, oci: Env) -> None:
     pull(nsp, oci, oci.ref("bb"))
     assert nsp("run", "--rm", oci.ref("bb")).stdout.strip() == "hello-from-oci"
@@ -102,6 +107,7 @@ def test_image_with_only_cmd_and_docker_schema2(nsp: CLI, oci: Env) -> None:
     assert nsp("run", "--rm", oci.ref("docker")).stdout.strip() == "docker schema2"
 
 
+@pytest.mark.serial
 def test_multi_arch_index_resolves_to_the_host_platform(nsp: CLI, oci: Env) -> None:
     host = ob.host_platform()
     for tag in ("multi", "multi-docker"):
@@ -121,6 +127,7 @@ def test_multi_arch_index_resolves_to_the_host_platform(nsp: CLI, oci: Env) -> N
     assert "--platform" in proc.stderr
 
 
+@pytest.mark.serial
 def test_shared_base_layers_are_downloaded_and_stored_once(nsp: CLI, oci: Env) -> None:
     app, app2 = oci.std.app, oci.std.app2
     pull(nsp, oci, oci.ref("app"))
@@ -148,6 +155,7 @@ def test_shared_base_layers_are_downloaded_and_stored_once(nsp: CLI, oci: Env) -
     assert nsp("run", "--rm", oci.ref("app")).returncode == 0
 
 
+@pytest.mark.serial
 def test_pull_by_digest_and_short_local_names(nsp: CLI, oci: Env) -> None:
     digest = oci.std.bb.digest
     ref = oci.reg.ref("acc/bb", digest)
@@ -159,6 +167,7 @@ def test_pull_by_digest_and_short_local_names(nsp: CLI, oci: Env) -> None:
     assert_error(pull(nsp, oci, wrong, check=False), "no such image")
 
 
+@pytest.mark.serial
 def test_plain_http_registry_needs_tls_verify_false(nsp: CLI, oci: Env) -> None:
     with start_registry(oci.workdir / "reg-plain", storage=oci.reg.storage) as plain:
         ref = plain.ref("acc/bb", "v1")
@@ -173,6 +182,7 @@ def test_plain_http_registry_needs_tls_verify_false(nsp: CLI, oci: Env) -> None:
         assert data["verified"] == "digests (sha256); TLS not verified (--tls-verify=false)"
 
 
+@pytest.mark.serial
 def test_unknown_tag_and_repository(nsp: CLI, oci: Env) -> None:
     before = layers_snapshot()
     assert_error(pull(nsp, oci, oci.ref("bb", "no-such-tag"), check=False), "no such image", "no-such-tag")
@@ -180,6 +190,7 @@ def test_unknown_tag_and_repository(nsp: CLI, oci: Env) -> None:
     assert layers_snapshot() == before
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("how", ["flip", "truncate"])
 def test_corrupt_blob_is_refused_and_nothing_is_left(nsp: CLI, oci: Env, how: str) -> None:
     layout = ob.Layout(oci.workdir / f"oci-corrupt-{how}")
@@ -201,6 +212,7 @@ def test_corrupt_blob_is_refused_and_nothing_is_left(nsp: CLI, oci: Env, how: st
     pull(nsp, oci, oci.reg.ref(f"acc/corrupt-{how}", "v1"))
 
 
+@pytest.mark.serial
 def test_run_and_create_refuse_a_corrupt_blob_as_pull_does_and_leave_nothing(nsp: CLI, oci: Env) -> None:
     """The pull that ``run``/``create`` start checks digests as ``pull`` does: a layer whose bytes do
     not match its digest is refused with pull's error, exit 125, no container and no image."""
@@ -250,6 +262,7 @@ def test_top_layer_without_tar_trailer_pulls_and_runs(
     assert nsp("run", "--rm", ref).stdout == content
 
 
+@pytest.mark.serial
 def test_layer_cut_inside_a_member_is_refused_and_nothing_is_left(nsp: CLI, oci: Env) -> None:
     layout = ob.Layout(oci.workdir / "oci-cutdata")
     base = ob.Layer(ob.LayerSpec().tree(oci.workdir / "oci-busybox"), "gzip")
@@ -292,6 +305,7 @@ def clean_auth() -> Iterator[None]:
         AUTH.write_bytes(saved)
 
 
+@pytest.mark.serial
 @pytest.mark.surface
 def test_basic_auth_registry(nsp: CLI, oci: Env, clean_auth: None) -> None:
     with oci.basic_auth_registry("reg-basic", {"alice": "s3cret"}) as reg:
@@ -315,6 +329,7 @@ def test_basic_auth_registry(nsp: CLI, oci: Env, clean_auth: None) -> None:
         assert_error(nsp("logout", reg.address, check=False), "not logged in")
 
 
+@pytest.mark.serial
 def test_bearer_token_registry(nsp: CLI, oci: Env, clean_auth: None) -> None:
     with (
         TokenServer(oci.workdir / "tokens", {"bob": "t0ken-pw"}, tls=oci.tls, public={"acc/bb"}) as ts,
@@ -344,6 +359,7 @@ def test_bearer_token_registry(nsp: CLI, oci: Env, clean_auth: None) -> None:
         nsp("logout", "--all")
 
 
+@pytest.mark.serial
 def test_policy_can_reject_or_require_digests(nsp: CLI, oci: Env) -> None:
     policy = Path("/etc/nspawnctl/policy.json")
     registry = oci.reg.address
@@ -367,6 +383,7 @@ def test_policy_can_reject_or_require_digests(nsp: CLI, oci: Env) -> None:
         policy.unlink()
 
 
+@pytest.mark.serial
 def test_interrupted_pull_leaves_no_image_and_prune_frees_its_layers(nsp: CLI, oci: Env) -> None:
     """A pull killed outright (no chance to roll back) leaves finished layers but no image;
     'image prune' frees them (a later pull would have reused them)."""
@@ -395,6 +412,7 @@ def test_interrupted_pull_leaves_no_image_and_prune_frees_its_layers(nsp: CLI, o
     assert_error(nsp("image", "prune", check=False), "without confirmation")
 
 
+@pytest.mark.serial
 def test_two_pulls_racing_share_one_copy(nsp: CLI, oci: Env) -> None:
     layout = ob.Layout(oci.workdir / "oci-race")
     base = ob.Layer(ob.LayerSpec().tree(oci.workdir / "oci-busybox"), "gzip")
@@ -418,6 +436,7 @@ def test_two_pulls_racing_share_one_copy(nsp: CLI, oci: Env) -> None:
     assert nsp("run", "--rm", ref).stdout.startswith("2 ")
 
 
+@pytest.mark.serial
 def test_image_env_over_the_kernels_limit_is_refused_at_create(nsp: CLI, oci: Env) -> None:
     """An image's 3 MB variable would fail every start (execve() takes at most 128 KiB each):
     refused when a container is made of it, naming the variable; nothing is made. (A line break

@@ -17,6 +17,9 @@ from conftest import CLI
 TAG = f"nspawnctl-e2e-{uuid.uuid4().hex[:6]}"
 
 
+pytestmark = pytest.mark.serial  # tests/e2e/conftest.py: why serial
+
+
 def mknod(path: Path, mode: int, major: int, minor: int, made: list[Path]) -> None:
     """A char node at ``path`` unless one is there (then it is the host's and stays)."""
     if path.exists():

@@ -40,6 +40,9 @@ APPC_ARCH = {"x86_64": "amd64", "aarch64": "aarch64", "i686": "i386"}.get(
 WRONG_ARCH = "aarch64" if APPC_ARCH != "aarch64" else "amd64"
 
 
+pytestmark = pytest.mark.serial  # tests/e2e/conftest.py: why serial
+
+
 @dataclass
 class Site:
     root: Path

@@ -310,6 +310,7 @@ def test_generate_round_trips_the_options(nsp: CLI, busybox: str, tmp: Path) -> 
     assert nsp("exec", name, "cat", "/etc/hosts").stdout.splitlines()[-1] == "10.0.0.9\tdb"
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize(
     ("args", "words"),
     [

@@ -104,6 +104,7 @@ def test_save_refuses_a_terminal_and_unknown_images(cli: CLI, committed: str, tm
     assert not out.exists()  # nothing written for a name that is not there
 
 
+@pytest.mark.serial
 def test_bad_input_leaves_nothing(cli: CLI, committed: str, tmp_path: Path) -> None:
     ctr = next(c for c in cli.containers if c.startswith("commit-"))
     before_refs, before_subvols = refs(cli), subvolumes()

@@ -51,6 +51,7 @@ def network(cli: CLI) -> Iterator[str]:
     cli("network", "rm", "-f", net, check=False)
 
 
+@pytest.mark.serial
 def test_start_racing_network_connect_runs_what_the_definition_says(
     cli: CLI, busybox: str, network: str
 ) -> None:

@@ -67,6 +67,7 @@ def test_short_runs_side_by_side_keep_every_line(nsp: CLI, busybox: str) -> None
         assert (proc.returncode, out, err) == (0, f"out{i}\n".encode(), f"err{i}\n".encode())
 
 
+@pytest.mark.serial
 def test_foreground_run_prints_lines_as_they_come(nsp: CLI, busybox: str) -> None:
     """Lines reach the terminal while the payload runs, stderr ones on stderr."""
     script = "echo first; sleep 4; echo second >&2; sleep 4; echo third"

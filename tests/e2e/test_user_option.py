@@ -55,6 +55,7 @@ def _made() -> tuple[str, str]:
     return ps, images
 
 
+@pytest.mark.serial
 def test_run_as_a_user_of_the_image_and_refusals_at_create(nsp: CLI, app_image: str) -> None:
     out = nsp("run", "--rm", "-u", "app", app_image, "sh", "-c", "id -u; id -G").stdout
     assert out == "1000\n1000 2000\n"  # the user's groups from the image's /etc/group
@@ -76,6 +77,7 @@ def test_run_as_a_user_of_the_image_and_refusals_at_create(nsp: CLI, app_image: 
     assert nsp("run", "--rm", "-u", "0:0", app_image, "id", "-u").stdout == "0\n"
 
 
+@pytest.mark.serial
 def test_the_api_refuses_config_user_with_a_400(api: dict[str, str], app_image: str, nsp: CLI) -> None:
     before = _made()
     for user, said in (("1000:2000", OTHER_GROUP), ("4242", NO_ENTRY)):
@@ -93,6 +95,7 @@ def test_the_api_refuses_config_user_with_a_400(api: dict[str, str], app_image: 
     assert _made() == before
 
 
+@pytest.mark.serial
 def test_an_image_user_with_no_entry_is_refused_at_create(nsp: CLI, app_image: str, tmp_path: Path) -> None:
     """The image's USER (here from a build) goes the same way: nspawn would fail the start."""
     (tmp_path / "Dockerfile").write_text(f"FROM {app_image}\nUSER 4242\n")

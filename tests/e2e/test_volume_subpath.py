@@ -71,6 +71,7 @@ def mount(vol: str, sub: str, dst: str = "/d", ro: bool = False) -> list[str]:
     return ["--mount", f"type=volume,src={vol},dst={dst},volume-subpath={sub}" + (",readonly" if ro else "")]
 
 
+@pytest.mark.serial
 def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     cli: CLI, busybox: str, vol: str, tmp_path: Path
 ) -> None:
@@ -128,6 +129,7 @@ def test_sees_only_the_subpath_rw_ro_and_file_generate_and_stage(
     assert cli("ps", "-a", "-q").stdout == before
 
 
+@pytest.mark.serial
 def test_swapping_the_subpath_for_a_symlink_never_mounts_the_host(
     cli: CLI, busybox: str, vol: str, marker: str
 ) -> None:
@@ -192,6 +194,7 @@ def test_docker_api_subpath(api: dict[str, str], cli: CLI, busybox: str, vol: st
         client.close()
 
 
+@pytest.mark.serial
 def test_a_stock_start_fails_closed_and_rename_keeps_the_stage_by_name(
     cli: CLI, busybox: str, vol: str, marker: str
 ) -> None:

@@ -40,6 +40,7 @@ def source(cli: CLI, busybox: str, tmp_path_factory: pytest.TempPathFactory) -> 
         cli("volume", "rm", "-f", v, check=False)
 
 
+@pytest.mark.serial
 def test_volumes_from_sees_the_files_and_ro_refuses_writes(
     cli: CLI, busybox: str, source: dict[str, Any]
 ) -> None:
@@ -60,6 +61,7 @@ def test_volumes_from_sees_the_files_and_ro_refuses_writes(
     assert proc.returncode != 0 and not (source["host_dir"] / "c").exists()
 
 
+@pytest.mark.serial
 def test_mounts_are_the_containers_own_an_explicit_v_wins_and_sharing_holds(
     cli: CLI, busybox: str, source: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -104,6 +106,7 @@ def test_mounts_are_the_containers_own_an_explicit_v_wins_and_sharing_holds(
     assert source["anon"] not in volumes(cli)
 
 
+@pytest.mark.serial
 def test_errors(cli: CLI, busybox: str) -> None:
     before = set(cli("ps", "-a", "-q").stdout.split())
     proc = cli("run", "--rm", "--volumes-from", "no-such-ctr", busybox, "true", check=False)

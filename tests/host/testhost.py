@@ -13,7 +13,8 @@ Usage (as root, from the repository checkout)::
     tests/host/testhost.py exec -- CMD    # run CMD inside the booted host
     tests/host/testhost.py down           # power off, unmount, detach the loop device
     tests/host/testhost.py reboot         # down + up, keeping the pool
-    tests/host/testhost.py test [--keep] [--install venv|debian] [--unit] [--prebuild SUITE] [-- PYTEST_ARGS]
+    tests/host/testhost.py test [--keep] [--install venv|debian] [--unit] [--prebuild SUITE] [--workers N]
+                                [-- PYTEST_ARGS]
     tests/host/testhost.py demo
     tests/host/testhost.py shell          # up, a busybox image ready, bash inside, down on exit
     tests/host/testhost.py leftovers      # exit 1 if a host, loop device or mount of .build is left
@@ -1469,6 +1470,7 @@ def test(
     install: str | None = None,
     unit: bool = False,
     prebuild: Sequence[str] = (),
+    workers: int = 1,
 ) -> int:
     """build, up, run the e2e suite inside the host, down (unless keep); pytest's exit code.
 
@@ -1478,7 +1480,8 @@ def test(
     3.13), from tests/unit so that they import the installed package, not /src. ``prebuild`` names
     other suites whose roots are built meanwhile (`make test`: bookworm's debootstraps, network- and
     disk-bound, run while this suite's tests mostly wait on systemd); started once this suite's
-    own roots are built, and waited for before returning.
+    own roots are built, and waited for before returning. ``workers`` > 1 runs the suite in that
+    many pytest-xdist workers, then the tests marked ``serial`` alone (e2e_argvs).
     """
     try:
         check_install_supported(install or current_install())
@@ -1489,7 +1492,7 @@ def test(
     others = [(*start_prebuild(s), s) for s in dict.fromkeys(prebuild) if s != SUITE]
     interrupted = True
     try:
-        code = _test_in_host(pytest_args, keep, install, unit)
+        code = _test_in_host(pytest_args, keep, install, unit, workers)
         interrupted = False
         return code
     finally:
@@ -1497,7 +1500,9 @@ def test(
             finish_prebuild(proc, logfile, suite, interrupted)
 
 
-def _test_in_host(pytest_args: Sequence[str], keep: bool, install: str | None, unit: bool) -> int:
+def _test_in_host(
+    pytest_args: Sequence[str], keep: bool, install: str | None, unit: bool, workers: int
+) -> int:
     """test()'s part after the build: up, smoke check, unit and e2e suites, down (unless keep)."""
     try:
         up(install=install)
@@ -1509,9 +1514,10 @@ def _test_in_host(pytest_args: Sequence[str], keep: bool, install: str | None, u
             return code
         units = start_unit_in_host(python, mode) if unit else None
         try:
-            with step(f"pytest e2e ({mode} install)"):
-                e2e = [python, "-m", "pytest", "-v", "--durations=25", f"{SRC_IN_HOST}/tests/e2e"]
-                code = exec_in_host([*e2e, *pytest_args], cwd=SRC_IN_HOST)
+            code = 0
+            for what, argv in e2e_argvs(python, pytest_args, workers):
+                with step(f"pytest e2e{what} ({mode} install)"):
+                    code = combine_codes(code, exec_in_host(argv, cwd=SRC_IN_HOST))
         finally:
             unit_code = finish_unit_in_host(*units, mode) if units else 0
         return code or unit_code
@@ -1520,6 +1526,26 @@ def _test_in_host(pytest_args: Sequence[str], keep: bool, install: str | None, u
             log("--keep: host left up (`testhost.py down` stops it)")
         else:
             down()
+
+
+def e2e_argvs(python: str, pytest_args: Sequence[str], workers: int) -> list[tuple[str, list[str]]]:
+    """The pytest runs of the e2e suite: one, or with ``workers`` > 1 the suite in that many
+    pytest-xdist workers (a module's tests, or all the Docker API service's, on one worker: see
+    tests/e2e/conftest.py) and then the tests marked ``serial`` (they assert on, or change, what the
+    whole host holds) alone. The caller's own ``-m`` keeps the single run (one -m only counts)."""
+    e2e = [python, "-m", "pytest", "-v", "--durations=25", f"{SRC_IN_HOST}/tests/e2e"]
+    if workers <= 1 or any(a.startswith("-m") for a in pytest_args):
+        return [("", [*e2e, *pytest_args])]
+    parallel = [*e2e, "-n", str(workers), "--dist", "loadfile", "-m", "not serial", *pytest_args]
+    return [(f" in {workers} workers", parallel), (" serial", [*e2e, "-m", "serial", *pytest_args])]
+
+
+def combine_codes(first: int, second: int) -> int:
+    """pytest's exit codes of two runs of one suite: a failure in either; 5 (nothing collected) only
+    when neither ran a test (a -k that picks only serial tests leaves the parallel run empty)."""
+    if first in (0, 5) and second in (0, 5):
+        return 5 if first == second == 5 else 0
+    return first if first not in (0, 5) else second
 
 
 # The unit suite beside the e2e one: the unit tests are CPU-bound, the e2e tests mostly wait on systemd,
@@ -1634,11 +1660,14 @@ def parser() -> argparse.ArgumentParser:
         "test",
         help="build, up, pytest tests/e2e inside the host, down",
         usage="testhost.py test [--suite trixie|bookworm] [--keep] [--install venv|debian] [--unit] "
-        "[--prebuild SUITE] [--] [PYTEST_ARGS...]",
+        "[--prebuild SUITE] [--workers N] [--] [PYTEST_ARGS...]",
     )
     t.add_argument("--keep", action="store_true", help="leave the host up afterwards")
     t.add_argument("--install", choices=INSTALLS, help="how nspawnctl is installed in the host")
     t.add_argument("--unit", action="store_true", help="run the unit tests in the host first")
+    t.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="run the e2e suite in N pytest-xdist workers"
+    )
     t.add_argument(
         "--prebuild", action="append", choices=SUITES, default=[], help="build SUITE's roots meanwhile"
     )
@@ -1666,7 +1695,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         rest = argv[1:]
         suite = os.environ.get("TESTHOST_SUITE") or DEFAULT_SUITE
         ns = argparse.Namespace(
-            command="test", keep=False, install=None, unit=False, suite=suite, prebuild=[]
+            command="test", keep=False, install=None, unit=False, suite=suite, prebuild=[], workers=1
         )
         while rest:  # the harness's own options come first; the first other word is pytest's
             if rest[0] in ("--keep", "--unit"):
@@ -1690,6 +1719,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                 if value not in SUITES:
                     parser().error(f"--suite: one of {', '.join(SUITES)}, not {value!r}")
                 ns.suite = value
+            elif (rest[0] == "--workers" and len(rest) > 1) or rest[0].startswith("--workers="):
+                value = rest[0].partition("=")[2] or rest[1]
+                rest = rest[1:] if "=" in rest[0] else rest[2:]
+                if not value.isdigit() or not 1 <= int(value) <= 16:
+                    parser().error(f"--workers: a number of pytest-xdist workers from 1 to 16, not {value!r}")
+                ns.workers = int(value)
             else:
                 break
         ns.pytest_args = _strip_dashdash(rest)
@@ -1724,7 +1759,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             reboot()
         elif args.command == "test":
             return test(
-                args.pytest_args, keep=args.keep, install=args.install, unit=args.unit, prebuild=args.prebuild
+                args.pytest_args,
+                keep=args.keep,
+                install=args.install,
+                unit=args.unit,
+                prebuild=args.prebuild,
+                workers=args.workers,
             )
         elif args.command == "demo":
             return demo()

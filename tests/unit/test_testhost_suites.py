@@ -95,3 +95,30 @@ def test_prebuild_option_names_suites_and_stays_out_of_pytests_args() -> None:
     with pytest.raises(SystemExit) as exc:
         testhost._parse(["test", "--prebuild", "sid"])
     assert exc.value.code == 2
+
+
+def test_workers_split_the_suite_into_a_parallel_run_and_the_serial_tests() -> None:
+    ns = testhost._parse(["test", "--workers", "2", "--unit", "--", "-x", "-k", "pull"])
+    assert ns.workers == 2 and ns.pytest_args == ["-x", "-k", "pull"]
+    assert testhost._parse(["test", "-k", "x"]).workers == 1
+    runs = testhost.e2e_argvs("py", ns.pytest_args, ns.workers)
+    (_, parallel), (_, serial) = runs
+    assert parallel[parallel.index("-n") + 1] == "2" and parallel[parallel.index("--dist") + 1] == "loadfile"
+    assert parallel[-5:] == ["-m", "not serial", "-x", "-k", "pull"]
+    assert serial[-5:] == ["-m", "serial", "-x", "-k", "pull"] and "-n" not in serial
+    assert serial[-3:] == ["-x", "-k", "pull"]
+    # one process: without workers, and when the caller's own -m picks the tests (only one -m counts)
+    for args, workers in ((["-x"], 1), (["-m", "surface"], 2), (["-msurface"], 2)):
+        ((_, only),) = testhost.e2e_argvs("py", args, workers)
+        assert "-n" not in only and only[-len(args) :] == args and "serial" not in " ".join(only)
+    with pytest.raises(SystemExit) as exc:
+        testhost._parse(["test", "--workers", "0"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "combined"),
+    [(0, 0, 0), (0, 5, 0), (5, 0, 0), (5, 5, 5), (1, 0, 1), (0, 1, 1), (5, 2, 2), (1, 2, 1)],
+)
+def test_exit_codes_of_the_two_runs_combine(first: int, second: int, combined: int) -> None:
+    assert testhost.combine_codes(first, second) == combined
