@@ -1031,9 +1031,6 @@ class Containers:
         repair removes (see ContainerStore.repair_locked).
         """
         io = _AttachIO(write, write_err or write, interactive, tty, stdio, started)
-        if interactive or tty:  # recorded as docker's run -it does (Config.Tty, OpenStdin, StdinOnce):
-            # a later start has its terminal, inspect shows them
-            options = dataclasses.replace(options, tty=tty, open_stdin=interactive, stdin_once=interactive)
         spec = await self._acreate(image, command, options)
         try:
             return await self._attached(bus, spec, io)

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import CLI, drive_pty, wait_for
+from conftest import CLI, wait_for
 
 
 def pid1_stdin(nsp: CLI, name: str) -> str:
@@ -135,27 +135,6 @@ def test_apply_and_machinectl_start_give_it_its_terminal(nsp: CLI, busybox: str)
         for f in defs.iterdir():
             f.unlink()
         defs.rmdir()
-
-
-def test_foreground_run_it_records_its_terminal_for_inspect_and_a_later_start(nsp: CLI, busybox: str) -> None:
-    """docker records Tty/OpenStdin for ``run -it`` (``inspect -f {{.Config.Tty}}`` is true): a later
-    ``start`` without -a gives it a terminal again (nspawn's, its output in the logs)."""
-    name = nsp.name("fit")
-    out, code = drive_pty(
-        ["nspawnctl", "run", "-it", "--name", name, busybox, "sh", "-c", "echo on-$(tty)"], b"", b""
-    )
-    assert code == 0 and b"on-/dev/" in out, out
-    config = nsp.json("inspect", name)[0]["Config"]
-    assert (config["Tty"], config["OpenStdin"]) == (True, True), config
-    assert "Tty=yes" in nsp("generate", name).stdout  # in its definition
-    nsp("start", name)
-    wait_for("the payload to exit", lambda: status(nsp, name) == "exited")
-    assert "on-/dev/" in nsp.wait_logs(name, "on-/dev/")  # a terminal, not /dev/null's "not a tty"
-    # -i alone: stdin kept, no terminal (docker's Tty false, OpenStdin true)
-    plain = nsp.name("fi")
-    nsp("run", "-i", "--name", plain, busybox, "true", input=b"")
-    config = nsp.json("inspect", plain)[0]["Config"]
-    assert (config["Tty"], config["OpenStdin"]) == (False, True), config
 
 
 def test_attach_to_a_dt_container_without_i_says_only_ctrl_c_detaches(nsp: CLI, busybox: str) -> None:
