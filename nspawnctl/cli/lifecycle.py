@@ -300,11 +300,17 @@ async def _attach(client: Client, bus: Bus, name: str, sig_proxy: bool, stdin: b
     import asyncio
     import signal
 
+    from ..errors import NspawnctlError
     from ..run.attach import Detached
     from ..run.stdio import read_some
 
     containers = client.containers
     loop = asyncio.get_running_loop()
+    try:  # docker proxies no signals to a terminal: not even a Ctrl-C before the attach has begun
+        if containers.store.get(containers.store.resolve(name)).tty:
+            sig_proxy = False
+    except NspawnctlError:
+        pass  # the attach says what is wrong
 
     def begun(spec: ContainerSpec, reads: bool) -> None:
         """Once it is found running: a terminal's input is not ours to give (run/attach.py), said
