@@ -52,6 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "serial: asserts on, or changes, what the whole host holds: run alone, after the workers"
     )
+    if config.getoption("numprocesses", None) and config.getoption("dist", "no") != "loadfile":
+        raise pytest.UsageError(
+            "the end-to-end tests in xdist workers need --dist loadfile (see pytest_xdist_make_scheduler): "
+            "use 'testhost.py test --workers N'"
+        )
     if not Path("/run/systemd/system").is_dir() or os.geteuid() != 0:
         raise pytest.UsageError(
             "the end-to-end tests need root on a host booted with systemd; run them with "
@@ -325,7 +330,7 @@ def dpy() -> Iterator[Any]:
 # -- helpers several test files share (plain functions; fixtures above and below) ---------------
 IMAGES = Path("/var/lib/nspawnctl/images")
 S = 1_000_000_000  # a second in docker's nanoseconds
-IDLE = "trap 'exit 0' TERM; sleep 600 & wait"
+IDLE = "trap 'exit 0' TERM; while :; do sleep 600 & wait; done"
 """``sh -c`` payload that idles and ends at once on stop's SIGTERM: as PID 1 a bare ``sleep`` has
 no default signal action, so a stop waits the whole 10 s timeout for its SIGKILL (use IDLE where
 the test stops or restarts the container and its exit code is not the point)."""

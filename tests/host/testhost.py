@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -1514,10 +1515,14 @@ def _test_in_host(
             return code
         units = start_unit_in_host(python, mode) if unit else None
         try:
-            code = 0
+            codes: list[int] = []
             for what, argv in e2e_argvs(python, pytest_args, workers):
+                if codes and not worth_going_on(codes[-1], pytest_args):
+                    log(f"pytest e2e{what}: not run (the run before exited {codes[-1]})")
+                    break
                 with step(f"pytest e2e{what} ({mode} install)"):
-                    code = combine_codes(code, exec_in_host(argv, cwd=SRC_IN_HOST))
+                    codes.append(exec_in_host(argv, cwd=SRC_IN_HOST))
+            code = functools.reduce(combine_codes, codes)
         finally:
             unit_code = finish_unit_in_host(*units, mode) if units else 0
         return code or unit_code
@@ -1534,10 +1539,19 @@ def e2e_argvs(python: str, pytest_args: Sequence[str], workers: int) -> list[tup
     tests/e2e/conftest.py) and then the tests marked ``serial`` (they assert on, or change, what the
     whole host holds) alone. The caller's own ``-m`` keeps the single run (one -m only counts)."""
     e2e = [python, "-m", "pytest", "-v", "--durations=25", f"{SRC_IN_HOST}/tests/e2e"]
-    if workers <= 1 or any(a.startswith("-m") for a in pytest_args):
+    own = ("-m", "-n", "--numprocesses", "--dist")  # the caller's own choice of tests or workers
+    if workers <= 1 or any(a.startswith(own) for a in pytest_args):
         return [("", [*e2e, *pytest_args])]
     parallel = [*e2e, "-n", str(workers), "--dist", "loadfile", "-m", "not serial", *pytest_args]
     return [(f" in {workers} workers", parallel), (" serial", [*e2e, "-m", "serial", *pytest_args])]
+
+
+def worth_going_on(code: int, pytest_args: Sequence[str]) -> bool:
+    """Whether the serial run follows a parallel run that exited ``code``: not after an interrupt,
+    an internal or usage error (2, 3, 4), nor after a failure under -x/--maxfail."""
+    if code in (2, 3, 4):
+        return False
+    return code != 1 or not any(a in ("-x", "--exitfirst") or a.startswith("--maxfail") for a in pytest_args)
 
 
 def combine_codes(first: int, second: int) -> int:
@@ -1720,9 +1734,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                     parser().error(f"--suite: one of {', '.join(SUITES)}, not {value!r}")
                 ns.suite = value
             elif (rest[0] == "--workers" and len(rest) > 1) or rest[0].startswith("--workers="):
-                value = rest[0].partition("=")[2] or rest[1]
+                value = rest[0].partition("=")[2] if "=" in rest[0] else rest[1]
                 rest = rest[1:] if "=" in rest[0] else rest[2:]
-                if not value.isdigit() or not 1 <= int(value) <= 16:
+                if not re.fullmatch(r"[0-9]{1,2}", value) or not 1 <= int(value) <= 16:
                     parser().error(f"--workers: a number of pytest-xdist workers from 1 to 16, not {value!r}")
                 ns.workers = int(value)
             else:

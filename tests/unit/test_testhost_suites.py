@@ -3,6 +3,7 @@ directories, the install a suite cannot do. Pure logic; nothing is built or boot
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -122,3 +123,18 @@ def test_workers_split_the_suite_into_a_parallel_run_and_the_serial_tests() -> N
 )
 def test_exit_codes_of_the_two_runs_combine(first: int, second: int, combined: int) -> None:
     assert testhost.combine_codes(first, second) == combined
+
+
+def test_the_serial_run_follows_unless_the_first_was_cut_short() -> None:
+    assert all(testhost.worth_going_on(code, []) for code in (0, 1, 5))
+    assert not any(testhost.worth_going_on(code, []) for code in (2, 3, 4))  # interrupted, internal, usage
+    assert not testhost.worth_going_on(1, ["-x"]) and not testhost.worth_going_on(1, ["--maxfail=2"])
+    assert testhost.worth_going_on(0, ["-x"])
+    # the caller's own workers: one run as asked; a -k that matches nothing stays pytest's 5
+    ((_, only),) = testhost.e2e_argvs("py", ["-n", "3"], 2)
+    assert only[-2:] == ["-n", "3"] and "--dist" not in only
+    assert functools.reduce(testhost.combine_codes, [5]) == 5
+    assert functools.reduce(testhost.combine_codes, [5, 5]) == 5
+    for bad in (["--workers="], ["--workers", "\u00b2"], ["--workers", "17"]):
+        with pytest.raises(SystemExit):
+            testhost._parse(["test", *bad])
