@@ -417,7 +417,11 @@ def test_streams_that_reach_beyond_their_subvolume_are_refused(nsp: CLI, rich: s
         assert received_from(sent) == []  # nothing received is left, under any name
         # no staging left by the import (other sessions' imports may be under way: their pids live)
         left = {p.name for p in images_dir.iterdir()} - before
-        dead = [n for n in left if n.startswith(".tmp-") and not Path(f"/proc/{n.split('-')[1]}").exists()]
+        dead = [  # still there after its pid is gone (not one renamed away as its import ended)
+            n
+            for n in left
+            if n.startswith(".tmp-") and not Path(f"/proc/{n.split('-')[1]}").exists() and (images_dir / n).exists()
+        ]
         assert dead == [], dead
 
     # a clone from the container's subvolume
