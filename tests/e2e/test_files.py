@@ -420,7 +420,9 @@ def test_streams_that_reach_beyond_their_subvolume_are_refused(nsp: CLI, rich: s
         dead = [  # still there after its pid is gone (not one renamed away as its import ended)
             n
             for n in left
-            if n.startswith(".tmp-") and not Path(f"/proc/{n.split('-')[1]}").exists() and (images_dir / n).exists()
+            if n.startswith(".tmp-")
+            and not Path(f"/proc/{n.split('-')[1]}").exists()
+            and (images_dir / n).exists()
         ]
         assert dead == [], dead
 
