@@ -73,6 +73,7 @@ def kill_attached_run(name: str, image: str, network: str, seconds: str) -> None
         run.wait()
 
 
+@pytest.mark.serial
 def test_a_killed_attached_rm_run_is_removed_by_the_next_command(nsp: CLI, busybox: str) -> None:
     name = nsp.name("killed")
     kill_attached_run(name, busybox, "host", "3")

@@ -88,6 +88,7 @@ def test_system_prune_all_removes_unused_images_and_keeps_used_ones(
 
 
 # -- --stop-timeout ----------------------------------------------------------------------------------
+@pytest.mark.serial
 def test_stop_timeout_waits_that_long_then_kills(nsp: CLI, busybox: str) -> None:
     name = nsp.name("st")
     nsp(

@@ -154,6 +154,7 @@ def test_boot_reaches_running(nsp: CLI, boot_image: str) -> None:
     assert [c for c in nsp.json("ps", "-a") if c["Name"] == name][0]["State"]["ExitCode"] == 0
 
 
+@pytest.mark.serial
 def test_stop_within_timeout_and_kill(nsp: CLI, busybox: str) -> None:
     graceful = nsp.name()
     nsp(
