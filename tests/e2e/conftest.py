@@ -90,8 +90,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     (its fixture enables and disables the host's one service). The workers otherwise share the
     host: a test that asserts on, or changes, what the whole host holds (a pool with nothing new in
     it, a prune, a host-wide file or service), or has a time bound a second worker's load could
-    break, is marked ``serial`` and runs alone afterwards, in a run of its own. (xdist's own loadgroup cannot group across modules on pytest 9.2: it renames
-    nodes through an attribute pytest no longer reads.)"""
+    break, is marked ``serial`` and runs alone afterwards, in a run of its own. (xdist's own
+    loadgroup cannot group across modules on pytest 9.2: it renames nodes through an attribute
+    pytest no longer reads.)"""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
