@@ -150,6 +150,9 @@ def test_docker_attach_to_a_running_tty_container(api: dict[str, str], pulled: s
         term.expect(b"at-6")
         term.send(b"\x10\x11")  # docker's detach keys: this client goes, the container runs on
         term.wait()
+        # its logs: one raw stream, as docker's for a terminal (no multiplexing frame headers)
+        logs = subprocess.run(["docker", "logs", name], env=api, capture_output=True, timeout=60)
+        assert logs.returncode == 0 and b"at-6" in logs.stdout and b"\x00" not in logs.stdout, logs
         running = docker(api, "inspect", "-f", "{{.State.Running}}", name)
         assert running.stdout.strip() == "true", running.stderr
         term = Term(["docker", "attach", name], api, rows=25, cols=90)

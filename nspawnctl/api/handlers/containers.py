@@ -420,6 +420,8 @@ async def logs(ex: Exchange, id: str) -> None:
     tail = _tail(req.arg("tail"))
     since = _since(req.arg("since"))
     stamps = req.flag("timestamps")
+    # a container with a terminal has one stream, sent raw (docker's CLI reads it so: Config.Tty)
+    tty = (await asyncio.to_thread(ex.client.containers.store.get, name)).tty
 
     def piece(entry: Entry) -> bytes | None:
         if (want_err if entry.stderr else want_out) is False:
@@ -429,9 +431,9 @@ async def logs(ex: Exchange, id: str) -> None:
         text = entry.text
         if stamps:
             text = rfc3339(entry.realtime_us).encode() + b" " + text
-        return frame(STDERR if entry.stderr else STDOUT, text)
+        return text if tty else frame(STDERR if entry.stderr else STDOUT, text)
 
-    stream = await ex.conn.stream(200, STREAM_MUX)
+    stream = await ex.conn.stream(200, STREAM_RAW if tty else STREAM_MUX)
     queue, produce = _journal_source(ex, name, piece, req.flag("follow"), since=since, tail=tail)
     await pump(stream, lambda: next_or_gone(queue, ex.conn), produce)
 
