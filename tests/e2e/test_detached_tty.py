@@ -31,6 +31,17 @@ def status(nsp: CLI, name: str) -> str:
     return str(nsp.json("inspect", name)[0]["State"]["Status"])
 
 
+def interrupt(proc: subprocess.Popen[bytes]) -> bytes:
+    """Ctrl-C to an attach (it detaches), and what it wrote on stderr since; killed if it stays."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        return proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_run_dit_shell_stays_up_for_exec_and_attach_shows_output_only(nsp: CLI, busybox: str) -> None:
     name = nsp.name("dit")
     assert nsp("run", "-dit", "--name", name, busybox, "sh").stdout.strip() == name
@@ -63,12 +74,8 @@ def test_run_dit_shell_stays_up_for_exec_and_attach_shows_output_only(nsp: CLI, 
             return b"via-attach" in out
 
         wait_for("attach to show the terminal's output", seen)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = interrupt(proc)
     text = err.decode()
     assert proc.returncode == 0, text
     assert "has a terminal that takes no input" in text and f"nspawnctl exec -it {name} sh" in text
@@ -157,12 +164,8 @@ def test_attach_to_a_dt_container_without_i_says_only_ctrl_c_detaches(nsp: CLI, 
             return b"\n" in said or proc.poll() is not None
 
         wait_for("attach's notice", noticed)
-        proc.send_signal(signal.SIGINT)
-        _, rest = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        rest = interrupt(proc)
     text = (said + rest).decode()
     assert proc.returncode == 0, text
     assert "has a terminal that takes no input" in text and "(Ctrl-C detaches;" in text, text
